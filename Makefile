@@ -1,0 +1,45 @@
+# Obelisk in Go. `make run` and `make test` are all a fresh machine with Go needs.
+GO        ?= go
+BIN       := bin/obelisk
+WASM_DIR  := build/components
+COMPONENTS := fibo fibo-workflow sleep sleep-workflow http http-workflow flaky
+WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
+GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -path './bin/*') go.mod go.sum
+
+.PHONY: all build run test test-short bench proto clean components
+
+all: build
+
+build: $(BIN) components
+
+$(BIN): $(GO_SRC)
+	$(GO) build -o $@ ./cmd/obelisk
+
+components: $(WASMS)
+
+# A component is a Go reactor module (GOOS=wasip1) with its WIT folder embedded.
+$(WASM_DIR)/%.wasm: $(BIN) $(shell find test/components sdk/go -type f)
+	@mkdir -p $(WASM_DIR)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@.tmp ./test/components/$*
+	$(BIN) component embed-wit test/components/$*/wit $@.tmp -o $@
+	@rm -f $@.tmp
+
+# Runs the server on the example deployment, storing everything under ./obelisk-data.
+run: build
+	$(BIN) server run --config examples/obelisk.toml
+
+# Unit and integration tests, including end-to-end tests of the real server.
+test: build
+	OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR)) $(GO) test -count=1 -timeout 15m ./...
+
+# Benchmarks of the real server; figures go to docs/benchmarks.md.
+bench: build
+	OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR)) $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+
+# Regenerates the protobuf and connect code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
+proto:
+	protoc -I proto --go_out=. --go_opt=module=github.com/obelisk-go/obelisk \
+		--connect-go_out=. --connect-go_opt=module=github.com/obelisk-go/obelisk proto/obelisk/v1/*.proto
+
+clean:
+	rm -rf bin build

@@ -1,0 +1,148 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// runActivity runs one attempt of a locked activity in a fresh instance, killed when the
+// lock expires, and records the outcome.
+func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
+	id := st.ExecutionId
+	created, err := e.createdOf(ctx, id)
+	if err != nil {
+		e.log.Error("activity: read created", "execution", id, "err", err)
+		return
+	}
+	fn := e.reg.byFFQN[created.Ffqn]
+	deadline := time.Unix(0, st.LockExpiresAt)
+	runCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	out, runErr := e.instantiateAndRun(runCtx, c, wasmhost.InstanceConfig{
+		Kind: wasmhost.KindActivity,
+		HTTP: &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts},
+	}, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(st.IntermittentFailures) + 1})
+	if ctx.Err() != nil {
+		return // shutting down: the lock expires and the attempt is retried
+	}
+	if runErr != nil && runCtx.Err() != nil {
+		runErr = fmt.Errorf("%w: %w", errTimedOut, runErr)
+	}
+	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
+		}
+		return e.activityOutcomeTx(st, fn, out, runErr, time.Now()), nil
+	})
+	if err != nil {
+		e.log.Error("activity: record outcome", "execution", id, "err", err)
+	}
+}
+
+var errTimedOut = errors.New("timed out")
+
+func (e *Engine) instantiateAndRun(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, in wasmhost.RunInput) ([]byte, error) {
+	inst, err := c.module.Instantiate(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer inst.Close(context.WithoutCancel(ctx))
+	return inst.Run(ctx, in)
+}
+
+// activityOutcomeTx decides what an attempt's outcome means: finished, or retried later.
+func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byte, runErr error, now time.Time) *events.Tx {
+	if runErr == nil {
+		r, err := events.ParseResult(out)
+		switch {
+		case err != nil:
+			runErr = fmt.Errorf("activity returned an invalid result: %w", err)
+		case r.Kind == pb.ResultKind_RESULT_KIND_OK:
+			return e.finishTx(st, out, now)
+		case r.Kind == pb.ResultKind_RESULT_KIND_ERR:
+			if wit.IsPermanentError(fn.Fn.Result, r.Value) {
+				return e.finishTx(st, out, now)
+			}
+			if backoff, ok := retryBackoff(st); ok {
+				return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{
+					BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: "activity returned an error", Detail: r.Value,
+				}}})
+			}
+			return e.finishTx(st, out, now)
+		default:
+			runErr = fmt.Errorf("activity returned an execution failure")
+		}
+	}
+	if errors.Is(runErr, errTimedOut) {
+		if backoff, ok := retryBackoff(st); ok {
+			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
+				BackoffExpiresAt: now.Add(backoff).UnixNano(),
+			}}})
+		}
+		return e.finishTx(st, events.FailureResult(events.FailureTimedOut, "activity exceeded its lock expiry"), now)
+	}
+	if backoff, ok := retryBackoff(st); ok {
+		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{
+			BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: runErr.Error(),
+		}}})
+	}
+	return e.finishTx(st, events.FailureResult(events.FailureUncategorized, runErr.Error()), now)
+}
+
+// retryBackoff: whether another attempt is allowed and after what delay. With n the
+// number of the retry (1 for the second attempt), it is allowed iff n <= max_retries, after
+// retry_exp_backoff * 2^(n-1).
+func retryBackoff(st *pb.ExecutionState) (time.Duration, bool) {
+	r := st.Retry
+	if r == nil {
+		return 0, false
+	}
+	n := st.IntermittentFailures + 1
+	if !r.UnlimitedRetries && n > r.MaxRetries {
+		return 0, false
+	}
+	shift := min(n-1, 30)
+	return time.Duration(r.RetryExpBackoff) << shift, true
+}
+
+func appendTx(st *pb.ExecutionState, runID string, evs ...*pb.Event) *events.Tx {
+	return &events.Tx{Appends: []events.Append{{ExecutionID: st.ExecutionId, ExpectedVersion: st.NextVersion, RunID: runID, Events: evs}}}
+}
+
+// finishTx finishes an execution and, for a child, delivers its result to the parent in
+// the same transaction.
+func (e *Engine) finishTx(st *pb.ExecutionState, result []byte, now time.Time) *events.Tx {
+	tx := appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: result}}})
+	if st.ParentId != "" {
+		tx.Responses = append(tx.Responses, events.ResponseAppend{ExecutionID: st.ParentId, Response: &pb.Response{
+			CreatedAt: now.UnixNano(), JoinSetId: st.ParentJoinSetId,
+			Kind: &pb.Response_Child{Child: &pb.ChildFinished{ChildExecutionId: st.ExecutionId, Result: result}},
+		}})
+	}
+	return tx
+}
+
+func (e *Engine) createdOf(ctx context.Context, id string) (*pb.Created, error) {
+	evs, err := e.store.Events(ctx, id, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(evs) == 0 || evs[0].GetCreated() == nil {
+		return nil, fmt.Errorf("execution %s has no created event", id)
+	}
+	return evs[0].GetCreated(), nil
+}
+
+// jsonString encodes s as a JSON string.
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
+}

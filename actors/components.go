@@ -1,0 +1,169 @@
+package actors
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// ComponentType is the kind of a deployed component.
+type ComponentType string
+
+// The component types of this engine.
+const (
+	ActivityWasm ComponentType = "activity_wasm"
+	Workflow     ComponentType = "workflow"
+)
+
+// BlockingStrategy says what a workflow run does while it waits for a child.
+type BlockingStrategy string
+
+const (
+	// Await keeps the instance in memory, blocked in the host call, until the response
+	// arrives or its lease ends; the number of resident instances is bounded.
+	Await BlockingStrategy = "await"
+	// Interrupt drops the instance; the workflow is replayed when the response arrives.
+	Interrupt BlockingStrategy = "interrupt"
+)
+
+// ComponentConfig describes one deployed component.
+type ComponentConfig struct {
+	Name string
+	Type ComponentType
+	// Path of the .wasm file.
+	Path string
+	// MaxRetries is how many times an activity is retried after its first attempt.
+	MaxRetries uint32
+	// RetryExpBackoff is the first retry's delay; each further one doubles it.
+	RetryExpBackoff time.Duration
+	// LockExpiry bounds one run: an activity still running then is killed and the attempt
+	// counts as timed out; a workflow's lock is extended while it makes host calls.
+	LockExpiry time.Duration
+	// AllowedHosts are the hosts an activity may reach over HTTP (patterns, see wasmhost).
+	AllowedHosts []string
+	// MaxConcurrency bounds the runs of this component executing at once.
+	MaxConcurrency int
+	// BlockingStrategy applies to workflows.
+	BlockingStrategy BlockingStrategy
+}
+
+func (c *ComponentConfig) pbType() pb.ComponentType {
+	if c.Type == Workflow {
+		return pb.ComponentType_COMPONENT_TYPE_WORKFLOW
+	}
+	return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM
+}
+
+// Component is a loaded, compiled component.
+type Component struct {
+	Config ComponentConfig
+	// ID is <type>:<name>:sha256:<hex of the file>.
+	ID      string
+	WIT     *wit.Resolve
+	Exports []*wit.Function
+	Imports []*wit.Function
+	module  *wasmhost.Module
+}
+
+// Function describes one function the engine can run.
+type Function struct {
+	Component *Component
+	Fn        *wit.Function
+}
+
+// registry maps exported FFQNs to the components that run them.
+type registry struct {
+	components []*Component
+	byFFQN     map[string]Function
+}
+
+func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentConfig) (*registry, error) {
+	reg := &registry{byFFQN: map[string]Function{}}
+	type loaded struct {
+		c   *Component
+		err error
+	}
+	results := make([]loaded, len(cfgs))
+	done := make(chan int, len(cfgs))
+	for i := range cfgs {
+		go func() {
+			c, err := loadComponent(ctx, rt, cfgs[i])
+			results[i] = loaded{c, err}
+			done <- i
+		}()
+	}
+	for range cfgs {
+		<-done
+	}
+	names := map[string]bool{}
+	for i, r := range results {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if names[cfgs[i].Name] {
+			return nil, fmt.Errorf("component %q: the name is used twice", cfgs[i].Name)
+		}
+		names[cfgs[i].Name] = true
+		reg.components = append(reg.components, r.c)
+		for _, fn := range r.c.Exports {
+			ffqn := fn.FFQN()
+			if other, ok := reg.byFFQN[ffqn]; ok {
+				return nil, fmt.Errorf("component %q: function %s is already exported by component %q", r.c.Config.Name, ffqn, other.Component.Config.Name)
+			}
+			reg.byFFQN[ffqn] = Function{Component: r.c, Fn: fn}
+		}
+	}
+	// Every import of a workflow must be served by some component.
+	for _, c := range reg.components {
+		for _, fn := range c.Imports {
+			if _, ok := reg.byFFQN[fn.FFQN()]; !ok {
+				return nil, fmt.Errorf("component %q imports %s, which no component exports", c.Config.Name, fn.FFQN())
+			}
+		}
+	}
+	sort.Slice(reg.components, func(i, j int) bool { return reg.components[i].Config.Name < reg.components[j].Config.Name })
+	return reg, nil
+}
+
+func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfig) (*Component, error) {
+	wasm, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
+	}
+	sum := sha256.Sum256(wasm)
+	id := fmt.Sprintf("%s:%s:sha256:%s", cfg.Type, cfg.Name, hex.EncodeToString(sum[:]))
+	files, err := wit.ExtractFromWasm(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("component %q (%s): %w", cfg.Name, cfg.Path, err)
+	}
+	resolve, err := wit.Parse(files)
+	if err != nil {
+		return nil, fmt.Errorf("component %q: parse WIT: %w", cfg.Name, err)
+	}
+	exports := resolve.Exports()
+	if len(exports) == 0 {
+		return nil, fmt.Errorf("component %q: its WIT exports no function", cfg.Name)
+	}
+	for _, fn := range exports {
+		if fn.Result == nil || fn.Result.Underlying().Kind != wit.KindResult {
+			return nil, fmt.Errorf("component %q: exported function %s must return a result", cfg.Name, fn.FFQN())
+		}
+	}
+	imports := resolve.Imports()
+	if cfg.Type == ActivityWasm {
+		imports = nil // activities cannot call other components
+	}
+	mod, err := rt.Compile(ctx, cfg.Name, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
+	}
+	return &Component{Config: cfg, ID: id, WIT: resolve, Exports: exports, Imports: imports, module: mod}, nil
+}

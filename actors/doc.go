@@ -1,0 +1,22 @@
+// Package actors runs executions: it is the engine of one node.
+//
+// Every live execution is a protoactor-go actor (see execution.go), spawned on demand
+// when something has to change it and passivated when it has been idle for a while. The
+// actor's mailbox serialises everything that changes the execution — being locked by an
+// executor, a run recording history or finishing, a lock expiring — and every change is a
+// transaction on the event store (package events), which checks versions and folds the
+// state; the actor itself keeps nothing that the store does not have, so a crashed actor
+// is simply restarted and reads its state again.
+//
+// Around the actors:
+//   - an executor per component (executor.go) locks the component's pending executions,
+//     up to a concurrency limit, and runs them: activities in a fresh WASM instance per
+//     attempt (activity.go), workflows by replaying their history and continuing it
+//     (workflow.go);
+//   - a timer service (timers.go) expires the locks of runs that died;
+//   - resident workflow instances (resident.go) wait in memory for their children
+//     ("await" strategy) up to a bound, after which the least recently used are evicted
+//     and will be replayed.
+//
+// The store's commit hook wakes all of them: no component polls faster than a safety tick.
+package actors

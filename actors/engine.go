@@ -1,0 +1,333 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// DataDir holds the event store (DataDir/store) and the compilation cache
+	// (DataDir/wasm-cache) unless CacheDir is set.
+	DataDir    string
+	CacheDir   string
+	Components []ComponentConfig
+	// MaxResidentWorkflows bounds the workflow instances kept in memory while they wait
+	// for a child ("await" strategy); 0 means 64.
+	MaxResidentWorkflows int
+	Logger               *slog.Logger
+}
+
+// Engine runs the executions of one node.
+type Engine struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *events.Store
+	rt       *wasmhost.Runtime
+	reg      *registry
+	system   *actor.ActorSystem
+	executor string // this process's executor ID: runs of earlier processes are dead
+
+	executors map[string]*executor // by queue
+	timers    *timerService
+	resident  *resident
+	watchers  watchers
+	runs      liveRuns
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens the store, compiles the components and starts executors and timers.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
+	}
+	if cfg.MaxResidentWorkflows == 0 {
+		cfg.MaxResidentWorkflows = 64
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now())}
+	e.resident = newResident(cfg.MaxResidentWorkflows)
+	e.watchers.m = map[string]map[chan struct{}]struct{}{}
+	e.runs.m = map[string]struct{}{}
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{CacheDir: cfg.CacheDir, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("start wasm runtime: %w", err)
+	}
+	e.rt = rt
+	reg, err := loadComponents(ctx, rt, cfg.Components)
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	e.reg = reg
+	e.timers = newTimerService(e)
+	for _, c := range reg.components {
+		e.executors[c.Config.Name] = newExecutor(e, c)
+	}
+	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, Logger: cfg.Logger})
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	e.store = store
+	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return cfg.Logger.With("lib", "protoactor")
+	}))
+	runCtx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	if err := e.recover(ctx); err != nil {
+		e.Close(ctx)
+		return nil, err
+	}
+	e.goLoop(func() { e.timers.loop(runCtx) })
+	for _, x := range e.executors {
+		e.goLoop(func() { x.loop(runCtx) })
+	}
+	return e, nil
+}
+
+func (e *Engine) goLoop(f func()) {
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); f() }()
+}
+
+// Close stops the loops, waits for running executions to stop and closes the store.
+func (e *Engine) Close(ctx context.Context) error {
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.wg.Wait()
+	if e.system != nil {
+		e.system.Shutdown()
+	}
+	var errs []error
+	if e.store != nil {
+		errs = append(errs, e.store.Close())
+	}
+	errs = append(errs, e.rt.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// recover makes executions left behind by a dead process runnable again: their runs
+// died with it, so their locks and leases are released at once rather than at expiry.
+func (e *Engine) recover(ctx context.Context) error {
+	now := time.Now()
+	var stale []string
+	err := e.store.LiveStates(ctx, func(st *pb.ExecutionState) error {
+		if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
+			stale = append(stale, st.ExecutionId)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, id := range stale {
+		if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+			return e.expireTx(st, time.Now(), true)
+		}); err != nil {
+			return fmt.Errorf("recover %s: %w", id, err)
+		}
+	}
+	if len(stale) > 0 {
+		e.log.Info("released locks of a previous run", "executions", len(stale))
+	}
+	return nil
+}
+
+// onCommit is the store's commit hook: it wakes whoever waits for these states.
+func (e *Engine) onCommit(states []*pb.ExecutionState) {
+	for _, st := range states {
+		switch st.Status {
+		case pb.Status_STATUS_PENDING_AT:
+			if x, ok := e.executors[st.Queue]; ok && !st.Paused {
+				x.notify(st.PendingAt)
+			}
+		case pb.Status_STATUS_LOCKED:
+			e.timers.notify(st.LockExpiresAt)
+		}
+		e.resident.notify(st.ExecutionId)
+		e.watchers.notify(st.ExecutionId)
+	}
+}
+
+// FunctionNotFoundError: no deployed component exports the function.
+type FunctionNotFoundError struct{ FFQN string }
+
+func (e *FunctionNotFoundError) Error() string {
+	return fmt.Sprintf("function %s not found: no deployed component exports it", e.FFQN)
+}
+
+// InvalidArgumentError: the submission is malformed (parameters, ID).
+type InvalidArgumentError struct{ Err error }
+
+func (e *InvalidArgumentError) Error() string { return e.Err.Error() }
+func (e *InvalidArgumentError) Unwrap() error { return e.Err }
+
+// ExistsError: the execution ID is taken by a submission with other parameters.
+type ExistsError struct{ ExecutionID string }
+
+func (e *ExistsError) Error() string {
+	return fmt.Sprintf("execution %s already exists with other parameters", e.ExecutionID)
+}
+
+// Submit creates a top-level execution of ffqn. An empty id is generated. Submitting the
+// same id with the same function and parameters again is not an error (existed=true).
+func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMessage) (_ string, existed bool, _ error) {
+	fn, ok := e.reg.byFFQN[ffqn]
+	if !ok {
+		if _, _, err := events.SplitFFQN(ffqn); err != nil {
+			return "", false, &InvalidArgumentError{err}
+		}
+		return "", false, &FunctionNotFoundError{ffqn}
+	}
+	if err := wit.CheckParams(fn.Fn, params); err != nil {
+		return "", false, &InvalidArgumentError{fmt.Errorf("%s: %w", ffqn, err)}
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, params); err != nil {
+		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
+	}
+	now := time.Now()
+	if id == "" {
+		id = events.NewExecutionID(now)
+	} else if err := events.ValidateTopLevelID(id); err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
+	created := e.createdEvent(now, fn, compact.Bytes(), "", "")
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st != nil {
+			evs, err := e.store.Events(ctx, id, 0, 1)
+			if err != nil {
+				return nil, err
+			}
+			c := evs[0].GetCreated()
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) {
+				existed = true
+				return nil, nil
+			}
+			return nil, &ExistsError{id}
+		}
+		return &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}}, nil
+	})
+	if err != nil {
+		return "", false, err
+	}
+	return id, existed, nil
+}
+
+func (e *Engine) createdEvent(now time.Time, fn Function, params []byte, parent, joinSet string) *pb.Event {
+	c := fn.Component
+	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Created{Created: &pb.Created{
+		Ffqn: fn.Fn.FFQN(), Params: params, ParentId: parent, ParentJoinSetId: joinSet,
+		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.Name,
+	}}}
+}
+
+// State returns the current state of an execution.
+func (e *Engine) State(ctx context.Context, id string) (*pb.ExecutionState, error) {
+	return e.store.State(ctx, id)
+}
+
+// Store gives read access to the event store (API listings).
+func (e *Engine) Store() *events.Store { return e.store }
+
+// Components returns the deployed components, by name.
+func (e *Engine) Components() []*Component { return e.reg.components }
+
+// WaitFinished blocks until the execution has finished or ctx ends, returning the
+// latest state either way.
+func (e *Engine) WaitFinished(ctx context.Context, id string) (*pb.ExecutionState, error) {
+	return e.Follow(ctx, id, func(st *pb.ExecutionState) bool { return st.Status == pb.Status_STATUS_FINISHED })
+}
+
+// Follow calls until with the execution's state now and after every change, until it
+// returns true or ctx ends.
+func (e *Engine) Follow(ctx context.Context, id string, until func(*pb.ExecutionState) bool) (*pb.ExecutionState, error) {
+	ch := e.watchers.add(id)
+	defer e.watchers.remove(id, ch)
+	for {
+		st, err := e.store.State(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if until(st) {
+			return st, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
+// watchers are the API streams following executions.
+type watchers struct {
+	mu sync.Mutex
+	m  map[string]map[chan struct{}]struct{}
+}
+
+func (w *watchers) add(id string) chan struct{} {
+	ch := make(chan struct{}, 1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m[id] == nil {
+		w.m[id] = map[chan struct{}]struct{}{}
+	}
+	w.m[id][ch] = struct{}{}
+	return ch
+}
+
+func (w *watchers) remove(id string, ch chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m[id], ch)
+	if len(w.m[id]) == 0 {
+		delete(w.m, id)
+	}
+}
+
+func (w *watchers) notify(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.m[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// liveRuns are the runs executing in this process; a lock held by any other run is dead.
+type liveRuns struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+func (l *liveRuns) add(run string)    { l.mu.Lock(); l.m[run] = struct{}{}; l.mu.Unlock() }
+func (l *liveRuns) remove(run string) { l.mu.Lock(); delete(l.m, run); l.mu.Unlock() }
+func (l *liveRuns) has(run string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.m[run]
+	return ok
+}

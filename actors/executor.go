@@ -1,0 +1,161 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// safetyTick bounds how long a loop sleeps without a notification: notifications are
+// in-process and best-effort, the indexes are the truth.
+const safetyTick = time.Second
+
+// executor locks the pending executions of one component and runs them, at most
+// MaxConcurrency at a time.
+type executor struct {
+	e     *Engine
+	comp  *Component
+	slots chan struct{}
+	wake  chan struct{}
+	// nextDue is the earliest known due time (Unix ns) of a pending execution not yet
+	// due; 0 = none known.
+	nextDue  atomic.Int64
+	inflight sync.Map // execution ID -> struct{}: being locked or run by this executor
+}
+
+func newExecutor(e *Engine, c *Component) *executor {
+	n := c.Config.MaxConcurrency
+	if n <= 0 {
+		n = 100
+	}
+	return &executor{e: e, comp: c, slots: make(chan struct{}, n), wake: make(chan struct{}, 1)}
+}
+
+// notify tells the executor that an execution became pending at due.
+func (x *executor) notify(due int64) {
+	if due > time.Now().UnixNano() {
+		for {
+			cur := x.nextDue.Load()
+			if cur != 0 && cur <= due {
+				return // already waiting for an earlier time
+			}
+			if x.nextDue.CompareAndSwap(cur, due) {
+				break
+			}
+		}
+	}
+	select {
+	case x.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (x *executor) loop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		next := x.tick(ctx)
+		wait := safetyTick
+		if !next.IsZero() {
+			wait = min(wait, time.Until(next))
+		}
+		if nd := x.nextDue.Load(); nd != 0 {
+			wait = min(wait, time.Until(time.Unix(0, nd)))
+		}
+		timer.Reset(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			// Wait for the runs to stop: ctx is cancelled, so they stop promptly.
+			for range cap(x.slots) {
+				x.slots <- struct{}{}
+			}
+			return
+		case <-x.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// tick locks and starts as many due executions as there are free slots. It returns the
+// due time of the next pending execution that is not due yet.
+func (x *executor) tick(ctx context.Context) time.Time {
+	x.nextDue.Store(0)
+	free := cap(x.slots) - len(x.slots)
+	if free <= 0 {
+		return time.Time{}
+	}
+	now := time.Now()
+	ids, next, err := x.e.store.DuePending(ctx, x.comp.Config.Name, now, free+len(x.slots))
+	if err != nil {
+		x.e.log.Error("executor: scan pending", "component", x.comp.Config.Name, "err", err)
+		return now.Add(safetyTick)
+	}
+	for _, id := range ids {
+		if _, busy := x.inflight.LoadOrStore(id, struct{}{}); busy {
+			continue
+		}
+		select {
+		case x.slots <- struct{}{}:
+		default:
+			x.inflight.Delete(id)
+			return next
+		}
+		go func() {
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					<-x.slots
+				}
+			}
+			defer func() { release(); x.inflight.Delete(id) }()
+			x.lockAndRun(ctx, id, release)
+		}()
+	}
+	return next
+}
+
+// errNotRunnable: the execution is no longer pending and due (someone else got it).
+var errNotRunnable = errors.New("not runnable")
+
+func (x *executor) lockAndRun(ctx context.Context, id string, releaseSlot func()) {
+	runID := events.NewRunID(time.Now())
+	cfg := x.comp.Config
+	st, err := x.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		now := time.Now()
+		if st == nil || st.Status != pb.Status_STATUS_PENDING_AT || st.Paused || st.PendingAt > now.UnixNano() {
+			return nil, errNotRunnable
+		}
+		retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
+		if cfg.Type == Workflow {
+			retry = &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
+		}
+		x.e.runs.add(runID)
+		return &events.Tx{Appends: []events.Append{{ExecutionID: id, ExpectedVersion: st.NextVersion, Events: []*pb.Event{{
+			CreatedAt: now.UnixNano(),
+			Kind: &pb.Event_Locked{Locked: &pb.Locked{
+				ExecutorId: x.e.executor, RunId: runID, LockExpiresAt: now.Add(cfg.LockExpiry).UnixNano(),
+				Retry: retry, ComponentId: x.comp.ID,
+			}},
+		}}}}}, nil
+	})
+	if err != nil {
+		x.e.runs.remove(runID)
+		if !errors.Is(err, errNotRunnable) && ctx.Err() == nil {
+			x.e.log.Warn("executor: lock", "execution", id, "err", err)
+		}
+		return
+	}
+	defer x.e.runs.remove(runID)
+	switch cfg.Type {
+	case Workflow:
+		x.e.runWorkflow(ctx, x.comp, st, runID, releaseSlot)
+	default:
+		x.e.runActivity(ctx, x.comp, st, runID)
+	}
+}

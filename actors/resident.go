@@ -1,0 +1,76 @@
+package actors
+
+import (
+	"container/list"
+	"sync"
+)
+
+// resident bounds the workflow instances kept in memory while they wait for a response
+// ("await" strategy). When it is full the least recently parked waiter is evicted: its
+// instance is dropped and the workflow will be replayed when its response arrives.
+type resident struct {
+	mu   sync.Mutex
+	max  int
+	lru  *list.List // of *waiter, oldest first
+	byID map[string]*waiter
+}
+
+// waiter is one parked workflow instance.
+type waiter struct {
+	id      string
+	signal  chan struct{} // a commit touched the execution (maybe a response)
+	evicted chan struct{} // closed when the waiter must give up its place
+	elem    *list.Element
+}
+
+func newResident(max int) *resident {
+	return &resident{max: max, lru: list.New(), byID: map[string]*waiter{}}
+}
+
+// park registers a waiter for execution id, evicting the oldest one if full. It returns
+// nil if no instance may stay resident at all (max <= 0).
+func (r *resident) park(id string) *waiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.max <= 0 {
+		return nil
+	}
+	for r.lru.Len() >= r.max {
+		oldest := r.lru.Remove(r.lru.Front()).(*waiter)
+		delete(r.byID, oldest.id)
+		close(oldest.evicted)
+	}
+	w := &waiter{id: id, signal: make(chan struct{}, 1), evicted: make(chan struct{})}
+	w.elem = r.lru.PushBack(w)
+	r.byID[id] = w
+	return w
+}
+
+// leave unregisters a waiter that stopped waiting on its own.
+func (r *resident) leave(w *waiter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID[w.id] == w {
+		r.lru.Remove(w.elem)
+		delete(r.byID, w.id)
+	}
+}
+
+func (r *resident) notify(id string) {
+	r.mu.Lock()
+	w := r.byID[id]
+	r.mu.Unlock()
+	if w != nil {
+		select {
+		case w.signal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// count is the number of parked instances.
+func (r *resident) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lru.Len()
+}

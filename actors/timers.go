@@ -1,0 +1,128 @@
+package actors
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// lockGrace is how long a live run may overrun its lock before the timer service takes
+// over: a live run notices its own expiry (its context ends) and records the outcome.
+const lockGrace = time.Second
+
+// timerService expires the locks of runs that no longer exist (or overran the grace).
+type timerService struct {
+	e    *Engine
+	wake chan struct{}
+	next atomic.Int64
+}
+
+func newTimerService(e *Engine) *timerService {
+	return &timerService{e: e, wake: make(chan struct{}, 1)}
+}
+
+func (t *timerService) notify(expiresAt int64) {
+	for {
+		cur := t.next.Load()
+		if cur != 0 && cur <= expiresAt {
+			return
+		}
+		if t.next.CompareAndSwap(cur, expiresAt) {
+			break
+		}
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (t *timerService) loop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		t.next.Store(0)
+		next := t.tick(ctx)
+		wait := safetyTick
+		if !next.IsZero() {
+			wait = min(wait, time.Until(next))
+		}
+		if n := t.next.Load(); n != 0 {
+			wait = min(wait, time.Until(time.Unix(0, n)))
+		}
+		timer.Reset(max(wait, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (t *timerService) tick(ctx context.Context) time.Time {
+	now := time.Now()
+	ids, next, err := t.e.store.ExpiredLocks(ctx, now, 256)
+	if err != nil {
+		t.e.log.Error("timers: scan", "err", err)
+		return now.Add(safetyTick)
+	}
+	for _, id := range ids {
+		st, err := t.e.store.State(ctx, id)
+		if err != nil || st.Status != pb.Status_STATUS_LOCKED {
+			continue
+		}
+		if t.e.runs.has(st.RunId) {
+			due := time.Unix(0, st.LockExpiresAt).Add(lockGrace)
+			if due.After(now) {
+				if next.IsZero() || due.Before(next) {
+					next = due
+				}
+				continue
+			}
+		}
+		_, err = t.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+			return t.e.expireTx(st, time.Now(), false)
+		})
+		if err != nil && ctx.Err() == nil {
+			t.e.log.Warn("timers: expire lock", "execution", id, "err", err)
+		}
+	}
+	return next
+}
+
+// expireTx records that the lock (or, with force, the warm lease) of a run is gone:
+// a workflow that made progress is unlocked without penalty; otherwise the run timed out,
+// which an activity may retry (workflows always may).
+func (e *Engine) expireTx(st *pb.ExecutionState, now time.Time, force bool) (*events.Tx, error) {
+	if st == nil {
+		return nil, nil
+	}
+	switch st.Status {
+	case pb.Status_STATUS_LOCKED:
+		if !force && st.LockExpiresAt > now.UnixNano() {
+			return nil, nil
+		}
+	case pb.Status_STATUS_PENDING_AT, pb.Status_STATUS_BLOCKED_BY_JOIN_SET:
+		if force && st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
+			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
+				UnlockedAt: now.UnixNano(), Reason: "the run holding the lease is gone"}}}), nil
+		}
+		return nil, nil
+	default:
+		return nil, nil
+	}
+	isWorkflow := st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW
+	if isWorkflow && st.NextVersion > st.LockedAtVersion+1 {
+		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
+			UnlockedAt: now.UnixNano(), Reason: "lock expired after the run made progress"}}}), nil
+	}
+	if backoff, ok := retryBackoff(st); ok {
+		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
+			BackoffExpiresAt: now.Add(backoff).UnixNano()}}}), nil
+	}
+	return e.finishTx(st, events.FailureResult(events.FailureTimedOut, "lock expired"), now), nil
+}

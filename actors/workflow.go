@@ -1,0 +1,353 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// errInterrupted stops a workflow instance that must wait but may not stay in memory; the
+// workflow is replayed when the response arrives.
+var errInterrupted = errors.New("workflow interrupted: waiting for a response")
+
+// errLockLost: another run holds the execution now; this one must stop quietly.
+var errLockLost = errors.New("workflow run lost its lock")
+
+// NondeterminismError: the workflow made a host call that differs from its history.
+type NondeterminismError struct{ Detail string }
+
+func (e *NondeterminismError) Error() string { return "nondeterminism detected: " + e.Detail }
+
+// workflowRun is one run of a workflow: it replays the recorded history, then continues
+// it, answering the guest's host calls.
+type workflowRun struct {
+	e           *Engine
+	c           *Component
+	id, runID   string
+	created     *pb.Created
+	version     uint32 // the next version this run appends
+	lockExpires time.Time
+	history     []*pb.HistoryEvent // recorded, then appended by this run
+	pos         int                // replay cursor in history
+	responses   map[string]*pb.Response
+	respCursor  uint32
+	oneOff      int
+	releaseSlot func()
+	deadline    *deadline
+}
+
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, releaseSlot func()) {
+	id := st.ExecutionId
+	evs, err := e.store.Events(ctx, id, 0, 0)
+	if err != nil || len(evs) == 0 {
+		e.log.Error("workflow: read history", "execution", id, "err", err)
+		return
+	}
+	r := &workflowRun{
+		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
+		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, releaseSlot: releaseSlot,
+	}
+	for _, ev := range evs {
+		if h := ev.GetHistory(); h != nil {
+			r.history = append(r.history, h)
+		}
+	}
+	if err := r.refreshResponses(ctx); err != nil {
+		e.log.Error("workflow: read responses", "execution", id, "err", err)
+		return
+	}
+	r.deadline = newDeadline(ctx, r.lockExpires)
+	defer r.deadline.stop()
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	out, runErr := e.instantiateAndRun(r.deadline.ctx, c, wasmhost.InstanceConfig{
+		Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt),
+	}, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
+	if runErr == nil && r.pos < len(r.history) {
+		runErr = &NondeterminismError{fmt.Sprintf("the workflow returned, but its history has %d more recorded events", len(r.history)-r.pos)}
+	}
+	var result []byte
+	var nd *NondeterminismError
+	var trap *wasmhost.TrapError
+	switch {
+	case runErr == nil:
+		result = out
+		if _, err := events.ParseResult(out); err != nil {
+			result = events.FailureResult(events.FailureUncategorized, err.Error())
+		}
+	case errors.As(runErr, &nd):
+		result = events.FailureResult(events.FailureNondeterminismDetected, nd.Detail)
+	case errors.Is(runErr, errInterrupted), errors.Is(runErr, errLockLost), ctx.Err() != nil, r.deadline.ctx.Err() != nil:
+		return // nothing to record: a later run replays
+	case errors.As(runErr, &trap):
+		result = events.FailureResult(events.FailureUncategorized, trap.Error())
+	default:
+		var ce *events.ConflictError
+		if errors.As(runErr, &ce) {
+			return
+		}
+		result = events.FailureResult(events.FailureUncategorized, runErr.Error())
+	}
+	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED {
+			return nil, nil
+		}
+		tx := e.finishTx(st, result, time.Now())
+		tx.Appends[0].RunID = runID
+		return tx, nil
+	})
+	if err != nil {
+		e.log.Warn("workflow: record result", "execution", id, "err", err)
+	}
+}
+
+// HostCall answers the guest's host calls (wasmhost.HostHandler).
+func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]byte, error) {
+	switch op {
+	case "call":
+		return r.call(ctx, req)
+	}
+	return nil, &wasmhost.HostError{Kind: "unsupported_op", Message: fmt.Sprintf("operation %q is not available to workflows", op)}
+}
+
+func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		FFQN   string          `json:"ffqn"`
+		Params json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+	}
+	fn, ok := r.e.reg.byFFQN[q.FFQN]
+	if !ok || !slices.ContainsFunc(r.c.Imports, func(f *wit.Function) bool { return f.FFQN() == q.FFQN }) {
+		return nil, &wasmhost.HostError{Kind: "function_not_found", Message: fmt.Sprintf("function %s is not imported by component %q", q.FFQN, r.c.Config.Name)}
+	}
+	if len(q.Params) == 0 {
+		q.Params = json.RawMessage("[]")
+	}
+	if err := wit.CheckParams(fn.Fn, q.Params); err != nil {
+		return nil, &wasmhost.HostError{Kind: "type_check", Message: fmt.Sprintf("%s: %v", q.FFQN, err)}
+	}
+	var params bytes.Buffer
+	if err := json.Compact(&params, q.Params); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+	}
+	_, fnName, _ := events.SplitFFQN(q.FFQN)
+	r.oneOff++
+	js := events.OneOffJoinSetID(r.oneOff, fnName)
+	child := events.ChildExecutionID(r.id, js, 1)
+	want := []*pb.HistoryEvent{
+		{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}},
+		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: js,
+			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params.Bytes()}}}}},
+		{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js, RequestedFfqn: q.FFQN}}},
+	}
+	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params.Bytes(), r.id, js)}}}
+	}); err != nil {
+		return nil, err
+	}
+	resp, err := r.await(ctx, child)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetChild().Result, nil
+}
+
+// replayOrAppend matches want against the recorded history, or, past its end, appends
+// want (with the JoinNext lease set by the blocking strategy) and the extra appends of
+// other streams in one transaction.
+func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) []events.Append) error {
+	if r.pos < len(r.history) {
+		for _, w := range want {
+			if r.pos >= len(r.history) {
+				return &NondeterminismError{fmt.Sprintf("history ends in the middle of a call; expected %s", describe(w))}
+			}
+			if !sameHistory(r.history[r.pos], w) {
+				return &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did %s", r.pos, describe(r.history[r.pos]), describe(w))}
+			}
+			r.pos++
+		}
+		return nil
+	}
+	now := time.Now()
+	var evs []*pb.Event
+	lockExpiry := r.c.Config.LockExpiry
+	if r.lockExpires.Sub(now) < lockExpiry/2 {
+		// Extend the lock in the same write: a workflow making progress keeps it.
+		r.lockExpires = now.Add(lockExpiry)
+		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
+			ExecutorId: r.e.executor, RunId: r.runID, LockExpiresAt: r.lockExpires.UnixNano(), ComponentId: r.c.ID,
+			Retry: &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(r.c.Config.RetryExpBackoff)},
+		}}})
+	}
+	for _, w := range want {
+		if jn := w.GetJoinNext(); jn != nil {
+			jn.RunExpiresAt = r.lockExpires.UnixNano()
+			if r.c.Config.BlockingStrategy == Interrupt {
+				jn.RunExpiresAt = now.UnixNano()
+			}
+		}
+		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_History{History: w}})
+	}
+	tx := &events.Tx{Appends: append([]events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}, extra(now)...)}
+	if _, err := r.e.store.Commit(ctx, tx); err != nil {
+		var ce *events.ConflictError
+		var te *events.TransitionError
+		if errors.As(err, &ce) || errors.As(err, &te) {
+			return fmt.Errorf("%w: %w", errLockLost, err)
+		}
+		return fmt.Errorf("append history of %s: %w", r.id, err)
+	}
+	r.deadline.extend(r.lockExpires)
+	r.version += uint32(len(evs))
+	r.history = append(r.history, want...)
+	r.pos = len(r.history)
+	return nil
+}
+
+// await returns the response for a child or delay ID, waiting for it if the blocking
+// strategy and the resident bound allow, and interrupting the run otherwise.
+func (r *workflowRun) await(ctx context.Context, respID string) (*pb.Response, error) {
+	var w *waiter
+	defer func() {
+		if w != nil {
+			r.e.resident.leave(w)
+		}
+	}()
+	for {
+		if resp, ok := r.responses[respID]; ok {
+			return resp, nil
+		}
+		if err := r.refreshResponses(ctx); err != nil {
+			return nil, err
+		}
+		if resp, ok := r.responses[respID]; ok {
+			return resp, nil
+		}
+		if r.c.Config.BlockingStrategy == Interrupt || !time.Now().Before(r.lockExpires) {
+			return nil, errInterrupted
+		}
+		if w == nil {
+			// Waiting is not executing: give the executor slot to another execution.
+			r.releaseSlot()
+			if w = r.e.resident.park(r.id); w == nil {
+				return nil, errInterrupted
+			}
+			continue // a response may have arrived before the waiter was parked
+		}
+		lease := time.NewTimer(time.Until(r.lockExpires))
+		select {
+		case <-w.signal:
+			lease.Stop()
+		case <-w.evicted:
+			lease.Stop()
+			w = nil
+			r.releaseLease(ctx)
+			return nil, errInterrupted
+		case <-lease.C:
+			return nil, errInterrupted
+		case <-ctx.Done():
+			lease.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// releaseLease tells the store that this run's instance is gone, so a response makes the
+// workflow due at once instead of when the lease would have ended.
+func (r *workflowRun) releaseLease(ctx context.Context) {
+	_, err := r.e.change(ctx, r.id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.RunId != r.runID || st.Status == pb.Status_STATUS_LOCKED || st.Status == pb.Status_STATUS_FINISHED {
+			return nil, nil
+		}
+		now := time.Now()
+		return appendTx(st, r.runID, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
+			UnlockedAt: now.UnixNano(), Reason: "evicted from memory while waiting"}}}), nil
+	})
+	if err != nil {
+		r.e.log.Warn("workflow: release lease", "execution", r.id, "err", err)
+	}
+}
+
+func (r *workflowRun) refreshResponses(ctx context.Context) error {
+	rs, err := r.e.store.Responses(ctx, r.id, r.respCursor)
+	if err != nil {
+		return err
+	}
+	for _, resp := range rs {
+		switch k := resp.Kind.(type) {
+		case *pb.Response_Child:
+			r.responses[k.Child.ChildExecutionId] = resp
+		case *pb.Response_Delay:
+			r.responses[k.Delay.DelayId] = resp
+		}
+		r.respCursor = resp.Cursor + 1
+	}
+	return nil
+}
+
+// sameHistory compares a recorded history event with what the workflow does now. The
+// JoinNext lease depends on the run, not on the workflow's code, so it is ignored.
+func sameHistory(recorded, now *pb.HistoryEvent) bool {
+	if a, b := recorded.GetJoinNext(), now.GetJoinNext(); a != nil && b != nil {
+		return a.JoinSetId == b.JoinSetId && a.RequestedFfqn == b.RequestedFfqn && a.Closing == b.Closing
+	}
+	return proto.Equal(recorded, now)
+}
+
+func describe(h *pb.HistoryEvent) string {
+	switch k := h.Kind.(type) {
+	case *pb.HistoryEvent_JoinSetCreate:
+		return "join_set_create " + k.JoinSetCreate.JoinSetId
+	case *pb.HistoryEvent_JoinSetRequest:
+		if c := k.JoinSetRequest.GetChild(); c != nil {
+			return fmt.Sprintf("request %s(%s) as %s", c.Ffqn, c.Params, c.ChildExecutionId)
+		}
+		return "delay request in " + k.JoinSetRequest.JoinSetId
+	case *pb.HistoryEvent_JoinNext:
+		return "join_next " + k.JoinNext.JoinSetId
+	}
+	return events.EventKind(&pb.Event{Kind: &pb.Event_History{History: h}})
+}
+
+// deadline is a context cancelled at a time that can be moved later (lock extensions).
+type deadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	timer  *time.Timer
+}
+
+func newDeadline(parent context.Context, at time.Time) *deadline {
+	ctx, cancel := context.WithCancel(parent)
+	d := &deadline{ctx: ctx, cancel: cancel}
+	d.timer = time.AfterFunc(time.Until(at), cancel)
+	return d
+}
+
+func (d *deadline) extend(at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ctx.Err() == nil {
+		d.timer.Reset(time.Until(at))
+	}
+}
+
+func (d *deadline) stop() {
+	d.timer.Stop()
+	d.cancel()
+}

@@ -1,0 +1,295 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+)
+
+// DefaultAPIURL is where client commands find the API unless --api-url or
+// OBELISK_API_URL says otherwise.
+const DefaultAPIURL = "http://127.0.0.1:5005"
+
+type clientOpts struct {
+	apiURL string
+	json   bool
+}
+
+func (o *clientOpts) executions() obeliskv1connect.ExecutionServiceClient {
+	return obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, o.apiURL)
+}
+
+func (o *clientOpts) components() obeliskv1connect.ComponentServiceClient {
+	return obeliskv1connect.NewComponentServiceClient(http.DefaultClient, o.apiURL)
+}
+
+func clientCmd() *cobra.Command {
+	o := &clientOpts{}
+	cmd := &cobra.Command{Use: "client", Short: "Talk to a running engine through its API"}
+	def := DefaultAPIURL
+	if v := os.Getenv("OBELISK_API_URL"); v != "" {
+		def = v
+	}
+	cmd.PersistentFlags().StringVar(&o.apiURL, "api-url", def, "API address (env OBELISK_API_URL)")
+	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one machine-readable JSON document")
+	exec := &cobra.Command{Use: "execution", Short: "Submit and inspect executions"}
+	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o))
+	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
+	comp.AddCommand(componentListCmd(o))
+	cmd.AddCommand(exec, comp)
+	return cmd
+}
+
+// usage wraps an error as a usage/connection failure (exit status 2).
+func usage(err error) error { return &ExitError{Code: 2, Err: err} }
+
+func apiErr(err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		if ce.Code() == connect.CodeUnavailable || ce.Code() == connect.CodeUnknown && strings.Contains(ce.Message(), "connect") {
+			return usage(fmt.Errorf("cannot reach the API: %s", ce.Message()))
+		}
+		return usage(fmt.Errorf("%s: %s", ce.Code(), ce.Message()))
+	}
+	return usage(err)
+}
+
+func submitCmd(o *clientOpts) *cobra.Command {
+	var follow bool
+	var id string
+	cmd := &cobra.Command{
+		Use:   "submit FFQN [PARAMS_JSON]",
+		Short: "Submit a top-level execution; PARAMS_JSON is a JSON array (default [])",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			params := "[]"
+			if len(args) == 2 {
+				params = args[1]
+			}
+			var probe []json.RawMessage
+			if err := json.Unmarshal([]byte(params), &probe); err != nil {
+				return usage(fmt.Errorf("PARAMS_JSON must be a JSON array: %w", err))
+			}
+			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id}))
+			if err != nil {
+				return apiErr(err)
+			}
+			return printStatus(cmd, o, resp.Msg.ExecutionId, follow)
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for the result")
+	cmd.Flags().StringVarP(&id, "execution-id", "e", "", "use this execution ID (E_<ULID>)")
+	return cmd
+}
+
+func getCmd(o *clientOpts) *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "get EXECUTION_ID",
+		Short: "Show an execution's status and, once finished, its result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return printStatus(cmd, o, args[0], follow)
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for the result")
+	return cmd
+}
+
+// statusDoc is the --json document of submit and get (contract).
+type statusDoc struct {
+	ExecutionID string          `json:"execution_id"`
+	Status      string          `json:"status"`
+	Result      json.RawMessage `json:"result,omitempty"`
+}
+
+// printStatus prints the execution's status (following it to the end if asked) and
+// returns the exit status: 0 unless it finished with something other than ok.
+func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) error {
+	ctx := cmd.Context()
+	stream, err := o.executions().GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: id, Follow: follow}))
+	if err != nil {
+		return apiErr(err)
+	}
+	defer stream.Close()
+	var last *pb.ExecutionSummary
+	for stream.Receive() {
+		last = stream.Msg().Summary
+		if follow && !o.json && last.Status != "finished" {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", last.ExecutionId, last.Status)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return apiErr(err)
+	}
+	if last == nil {
+		return usage(fmt.Errorf("no status received for %s", id))
+	}
+	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status}
+	if last.ResultJson != "" {
+		doc.Result = json.RawMessage(last.ResultJson)
+	}
+	out := cmd.OutOrStdout()
+	if o.json {
+		if err := writeJSON(out, doc); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "%s %s\n", doc.ExecutionID, doc.Status)
+		if doc.Result != nil {
+			fmt.Fprintf(out, "result: %s\n", doc.Result)
+		}
+	}
+	if doc.Status == "finished" && !strings.HasPrefix(strings.TrimSpace(last.ResultJson), `{"ok"`) {
+		return &ExitError{Code: 1}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func eventsCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "events EXECUTION_ID",
+		Short: "List an execution's events",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := o.executions().ListEvents(cmd.Context(), connect.NewRequest(&pb.ListEventsRequest{ExecutionId: args[0]}))
+			if err != nil {
+				return apiErr(err)
+			}
+			type ev struct {
+				Version   uint32          `json:"version"`
+				CreatedAt string          `json:"created_at"`
+				Kind      string          `json:"kind"`
+				Details   json.RawMessage `json:"details"`
+			}
+			doc := struct {
+				ExecutionID string `json:"execution_id"`
+				Events      []ev   `json:"events"`
+			}{ExecutionID: args[0], Events: []ev{}}
+			for _, e := range resp.Msg.Events {
+				doc.Events = append(doc.Events, ev{e.Version, e.CreatedAt, e.Kind, json.RawMessage(e.DetailsJson)})
+			}
+			if o.json {
+				return writeJSON(cmd.OutOrStdout(), doc)
+			}
+			for _, e := range doc.Events {
+				fmt.Fprintf(cmd.OutOrStdout(), "%4d %s %-26s %s\n", e.Version, e.CreatedAt, e.Kind, e.Details)
+			}
+			return nil
+		},
+	}
+}
+
+func listCmd(o *clientOpts) *cobra.Command {
+	req := &pb.ListExecutionsRequest{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List executions, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := o.executions().ListExecutions(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return apiErr(err)
+			}
+			if o.json {
+				type item struct {
+					ExecutionID string          `json:"execution_id"`
+					FFQN        string          `json:"ffqn"`
+					Status      string          `json:"status"`
+					CreatedAt   string          `json:"created_at"`
+					Result      json.RawMessage `json:"result,omitempty"`
+				}
+				doc := struct {
+					Executions []item `json:"executions"`
+					NextCursor string `json:"next_cursor,omitempty"`
+				}{Executions: []item{}, NextCursor: resp.Msg.NextCursor}
+				for _, s := range resp.Msg.Executions {
+					it := item{ExecutionID: s.ExecutionId, FFQN: s.Ffqn, Status: s.Status, CreatedAt: s.CreatedAt}
+					if s.ResultJson != "" {
+						it.Result = json.RawMessage(s.ResultJson)
+					}
+					doc.Executions = append(doc.Executions, it)
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
+			}
+			for _, s := range resp.Msg.Executions {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s %s\n", s.ExecutionId, s.Ffqn, s.Status, s.ResultJson)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&req.FfqnPrefix, "ffqn", "", "only functions whose FFQN starts with this")
+	cmd.Flags().StringVar(&req.Status, "status", "", "only this status: pending_at|locked|blocked_by_join_set|finished")
+	cmd.Flags().BoolVar(&req.TopLevelOnly, "top-level", false, "hide child executions")
+	cmd.Flags().Uint32Var(&req.Limit, "limit", 20, "page size")
+	cmd.Flags().StringVar(&req.Cursor, "cursor", "", "continue after a previous page (its next_cursor)")
+	return cmd
+}
+
+func componentListCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List deployed components and their functions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := o.components().ListComponents(context.WithoutCancel(cmd.Context()), connect.NewRequest(&pb.ListComponentsRequest{}))
+			if err != nil {
+				return apiErr(err)
+			}
+			if o.json {
+				type fn struct {
+					FFQN      string `json:"ffqn"`
+					Signature string `json:"signature"`
+				}
+				type comp struct {
+					ComponentID string `json:"component_id"`
+					Name        string `json:"name"`
+					Type        string `json:"type"`
+					Exports     []fn   `json:"exports"`
+					Imports     []fn   `json:"imports"`
+				}
+				doc := struct {
+					Components []comp `json:"components"`
+				}{Components: []comp{}}
+				for _, c := range resp.Msg.Components {
+					x := comp{ComponentID: c.ComponentId, Name: c.Name, Type: c.Type, Exports: []fn{}, Imports: []fn{}}
+					for _, f := range c.Exports {
+						x.Exports = append(x.Exports, fn{f.Ffqn, f.Signature})
+					}
+					for _, f := range c.Imports {
+						x.Imports = append(x.Imports, fn{f.Ffqn, f.Signature})
+					}
+					doc.Components = append(doc.Components, x)
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
+			}
+			for _, c := range resp.Msg.Components {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", c.Type, c.ComponentId)
+				for _, f := range c.Exports {
+					fmt.Fprintf(cmd.OutOrStdout(), "  export %s: %s\n", f.Ffqn, f.Signature)
+				}
+				for _, f := range c.Imports {
+					fmt.Fprintf(cmd.OutOrStdout(), "  import %s: %s\n", f.Ffqn, f.Signature)
+				}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
+	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+)
+
+func serverCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "server", Short: "Run the engine"}
+	var configPath string
+	var verbose bool
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the engine and its API with the components of a config file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg, err := config.Load(configPath)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			cfg.Engine.Logger = log
+			ctx := cmd.Context()
+			ln, err := net.Listen("tcp", cfg.ListeningAddr)
+			if err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("api.listening_addr: %w", err)}
+			}
+			log.Info("starting engine", "data_dir", cfg.Engine.DataDir, "components", len(cfg.Engine.Components))
+			e, err := actors.New(ctx, cfg.Engine)
+			if err != nil {
+				ln.Close()
+				return &ExitError{Code: 1, Err: err}
+			}
+			defer e.Close(ctx)
+			log.Info("serving API", "addr", ln.Addr().String())
+			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
+			if err := server.Serve(ctx, ln, e); err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
+			log.Info("shutting down")
+			return nil
+		},
+	}
+	run.Flags().StringVarP(&configPath, "config", "c", "", "path of obelisk.toml (default: no components, embedded defaults)")
+	run.Flags().BoolVarP(&verbose, "verbose", "v", false, "log at debug level")
+	cmd.AddCommand(run)
+	return cmd
+}

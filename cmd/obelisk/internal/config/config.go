@@ -1,0 +1,196 @@
+// Package config reads obelisk.toml (through viper), applies defaults and OBELISK_*
+// environment overrides, and turns it into the engine's configuration.
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/obelisk-go/obelisk/actors"
+)
+
+// Defaults (contract: documented in examples/obelisk.toml and the README).
+const (
+	DefaultDataDir         = "obelisk-data"
+	DefaultListeningAddr   = "127.0.0.1:5005"
+	DefaultMaxRetries      = 5
+	DefaultRetryExpBackoff = 100 * time.Millisecond
+	DefaultLockExpiry      = time.Second
+	DefaultMaxConcurrency  = 100
+	DefaultMaxResident     = 64
+)
+
+// File is obelisk.toml.
+type File struct {
+	DataDir  string `mapstructure:"data_dir"`
+	CacheDir string `mapstructure:"cache_dir"`
+	API      struct {
+		ListeningAddr string `mapstructure:"listening_addr"`
+	} `mapstructure:"api"`
+	Workflows struct {
+		MaxResident int `mapstructure:"max_resident"`
+	} `mapstructure:"workflows"`
+	Activities []Activity `mapstructure:"activity_wasm"`
+	Workflow   []Workflow `mapstructure:"workflow"`
+}
+
+// Location says where a component's .wasm file is.
+type Location struct {
+	Path string `mapstructure:"path"`
+}
+
+// Exec configures a component's executor.
+type Exec struct {
+	LockExpiry     *time.Duration `mapstructure:"lock_expiry"`
+	MaxConcurrency int            `mapstructure:"max_concurrency"`
+}
+
+// Activity is one [[activity_wasm]].
+type Activity struct {
+	Name            string         `mapstructure:"name"`
+	Location        Location       `mapstructure:"location"`
+	MaxRetries      *uint32        `mapstructure:"max_retries"`
+	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
+	Exec            Exec           `mapstructure:"exec"`
+	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
+}
+
+// Workflow is one [[workflow]].
+type Workflow struct {
+	Name             string         `mapstructure:"name"`
+	Location         Location       `mapstructure:"location"`
+	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
+	Exec             Exec           `mapstructure:"exec"`
+	BlockingStrategy string         `mapstructure:"blocking_strategy"`
+}
+
+// Server is the resolved configuration of `obelisk server run`.
+type Server struct {
+	ListeningAddr string
+	Engine        actors.Config
+}
+
+// Load reads the TOML file at path ("" = no file: defaults only), applies environment
+// overrides (OBELISK_DATA_DIR, OBELISK_API_LISTENING_ADDR, ...: OBELISK_ + key with '.'
+// replaced by '_') and validates it. Relative paths are relative to the file's folder;
+// data_dir relative to the working directory.
+func Load(path string) (*Server, error) {
+	v := viper.New()
+	v.SetDefault("data_dir", DefaultDataDir)
+	v.SetDefault("cache_dir", "")
+	v.SetDefault("api.listening_addr", DefaultListeningAddr)
+	v.SetDefault("workflows.max_resident", DefaultMaxResident)
+	v.SetEnvPrefix("OBELISK")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	baseDir := "."
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("toml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config %s: %w", path, err)
+		}
+		baseDir = filepath.Dir(path)
+	}
+	var f File
+	decode := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(","),
+	))
+	if err := v.Unmarshal(&f, decode, func(c *mapstructure.DecoderConfig) { c.ErrorUnused = true }); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	return resolve(&f, baseDir, path)
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "(defaults)"
+	}
+	return p
+}
+
+func resolve(f *File, baseDir, path string) (*Server, error) {
+	s := &Server{ListeningAddr: f.API.ListeningAddr}
+	s.Engine.DataDir = f.DataDir
+	s.Engine.CacheDir = f.CacheDir
+	s.Engine.MaxResidentWorkflows = f.Workflows.MaxResident
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(baseDir, p)
+	}
+	fail := func(section string, i int, name, msg string, args ...any) error {
+		return fmt.Errorf("config %s: [[%s]] #%d (name %q): %s", displayPath(path), section, i+1, name, fmt.Sprintf(msg, args...))
+	}
+	for i, a := range f.Activities {
+		c := actors.ComponentConfig{
+			Name: a.Name, Type: actors.ActivityWasm, Path: rel(a.Location.Path), MaxRetries: DefaultMaxRetries,
+			RetryExpBackoff: DefaultRetryExpBackoff, LockExpiry: DefaultLockExpiry, AllowedHosts: a.AllowedHosts,
+			MaxConcurrency: DefaultMaxConcurrency,
+		}
+		if a.MaxRetries != nil {
+			c.MaxRetries = *a.MaxRetries
+		}
+		if a.RetryExpBackoff != nil {
+			c.RetryExpBackoff = *a.RetryExpBackoff
+		}
+		if err := common(&c, a.Exec); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
+		s.Engine.Components = append(s.Engine.Components, c)
+	}
+	for i, w := range f.Workflow {
+		c := actors.ComponentConfig{
+			Name: w.Name, Type: actors.Workflow, Path: rel(w.Location.Path), RetryExpBackoff: DefaultRetryExpBackoff,
+			LockExpiry: DefaultLockExpiry, MaxConcurrency: DefaultMaxConcurrency, BlockingStrategy: actors.Await,
+		}
+		if w.RetryExpBackoff != nil {
+			c.RetryExpBackoff = *w.RetryExpBackoff
+		}
+		switch w.BlockingStrategy {
+		case "", "await":
+		case "interrupt":
+			c.BlockingStrategy = actors.Interrupt
+		default:
+			return nil, fail("workflow", i, w.Name, "blocking_strategy %q: want \"await\" or \"interrupt\"", w.BlockingStrategy)
+		}
+		if err := common(&c, w.Exec); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
+		s.Engine.Components = append(s.Engine.Components, c)
+	}
+	return s, nil
+}
+
+func common(c *actors.ComponentConfig, e Exec) error {
+	if c.Name == "" {
+		return fmt.Errorf("name is required")
+	}
+	for _, r := range c.Name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return fmt.Errorf("name may contain only letters, digits, '_', '-' and '.'")
+		}
+	}
+	if c.Path == "" {
+		return fmt.Errorf("location.path is required")
+	}
+	if e.LockExpiry != nil {
+		c.LockExpiry = *e.LockExpiry
+	}
+	if c.LockExpiry <= 0 {
+		return fmt.Errorf("exec.lock_expiry must be positive")
+	}
+	if c.RetryExpBackoff <= 0 {
+		return fmt.Errorf("retry_exp_backoff must be positive")
+	}
+	if e.MaxConcurrency > 0 {
+		c.MaxConcurrency = e.MaxConcurrency
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+// Package server serves the engine's API: the connect-go services of proto/obelisk/v1 as
+// gRPC, gRPC-Web and JSON over HTTP, on one listener.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+)
+
+// Serve serves the API on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, e *actors.Engine) error {
+	mux := http.NewServeMux()
+	mux.Handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}))
+	mux.Handle(obeliskv1connect.NewComponentServiceHandler(&components{e: e}))
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
+	srv := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	}
+}
+
+type executions struct{ e *actors.Engine }
+
+func (h *executions) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
+	params := req.Msg.ParamsJson
+	if strings.TrimSpace(params) == "" {
+		params = "[]"
+	}
+	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params))
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return connect.NewResponse(&pb.SubmitResponse{ExecutionId: id, AlreadyExisted: existed}), nil
+}
+
+func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetStatusRequest], stream *connect.ServerStream[pb.GetStatusResponse]) error {
+	id := req.Msg.ExecutionId
+	if !req.Msg.Follow {
+		st, err := h.e.State(ctx, id)
+		if err != nil {
+			return apiError(err)
+		}
+		return stream.Send(&pb.GetStatusResponse{Summary: Summary(st)})
+	}
+	var sendErr error
+	var last string
+	_, err := h.e.Follow(ctx, id, func(st *pb.ExecutionState) bool {
+		s := Summary(st)
+		if key := s.Status + "/" + fmt.Sprint(s.Version); key != last {
+			last = key
+			if sendErr = stream.Send(&pb.GetStatusResponse{Summary: s}); sendErr != nil {
+				return true
+			}
+		}
+		return st.Status == pb.Status_STATUS_FINISHED
+	})
+	if sendErr != nil {
+		return sendErr
+	}
+	if err != nil {
+		return apiError(err)
+	}
+	return nil
+}
+
+func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[pb.ListExecutionsRequest]) (*connect.Response[pb.ListExecutionsResponse], error) {
+	f := events.ListFilter{FFQNPrefix: req.Msg.FfqnPrefix, TopLevelOnly: req.Msg.TopLevelOnly, Limit: int(min(req.Msg.Limit, 1000)), Before: req.Msg.Cursor}
+	if req.Msg.Status != "" {
+		st, ok := statusByName[req.Msg.Status]
+		if !ok {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("status %q: want one of pending_at, locked, blocked_by_join_set, finished", req.Msg.Status))
+		}
+		f.Status = st
+	}
+	page, err := h.e.Store().List(ctx, f)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	resp := &pb.ListExecutionsResponse{NextCursor: page.Next}
+	for _, st := range page.States {
+		resp.Executions = append(resp.Executions, Summary(st))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+var statusByName = map[string]pb.Status{
+	"pending_at": pb.Status_STATUS_PENDING_AT, "locked": pb.Status_STATUS_LOCKED,
+	"blocked_by_join_set": pb.Status_STATUS_BLOCKED_BY_JOIN_SET, "finished": pb.Status_STATUS_FINISHED,
+}
+
+func (h *executions) ListEvents(ctx context.Context, req *connect.Request[pb.ListEventsRequest]) (*connect.Response[pb.ListEventsResponse], error) {
+	st, err := h.e.State(ctx, req.Msg.ExecutionId)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	evs, err := h.e.Store().Events(ctx, req.Msg.ExecutionId, req.Msg.FromVersion, int(req.Msg.Limit))
+	if err != nil {
+		return nil, apiError(err)
+	}
+	resp := &pb.ListEventsResponse{NextVersion: st.NextVersion}
+	for i, ev := range evs {
+		resp.Events = append(resp.Events, EventView(req.Msg.FromVersion+uint32(i), ev))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.ListResponsesRequest]) (*connect.Response[pb.ListResponsesResponse], error) {
+	if _, err := h.e.State(ctx, req.Msg.ExecutionId); err != nil {
+		return nil, apiError(err)
+	}
+	rs, err := h.e.Store().Responses(ctx, req.Msg.ExecutionId, req.Msg.FromCursor)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	resp := &pb.ListResponsesResponse{}
+	for _, r := range rs {
+		v := &pb.ResponseView{Cursor: r.Cursor, CreatedAt: rfc3339(r.CreatedAt), JoinSetId: r.JoinSetId}
+		switch k := r.Kind.(type) {
+		case *pb.Response_Child:
+			v.ChildExecutionId, v.ResultJson = k.Child.ChildExecutionId, string(k.Child.Result)
+		case *pb.Response_Delay:
+			v.DelayId = k.Delay.DelayId
+		}
+		resp.Responses = append(resp.Responses, v)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+type components struct{ e *actors.Engine }
+
+func (h *components) ListComponents(ctx context.Context, req *connect.Request[pb.ListComponentsRequest]) (*connect.Response[pb.ListComponentsResponse], error) {
+	resp := &pb.ListComponentsResponse{}
+	for _, c := range h.e.Components() {
+		ci := &pb.ComponentInfo{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type)}
+		for _, fn := range c.Exports {
+			ci.Exports = append(ci.Exports, &pb.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature(), Submittable: true})
+		}
+		for _, fn := range c.Imports {
+			ci.Imports = append(ci.Imports, &pb.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature()})
+		}
+		resp.Components = append(resp.Components, ci)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// apiError maps engine errors to connect codes.
+func apiError(err error) error {
+	var nf *actors.FunctionNotFoundError
+	var ia *actors.InvalidArgumentError
+	var ex *actors.ExistsError
+	switch {
+	case errors.As(err, &nf), errors.Is(err, events.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.As(err, &ia):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.As(err, &ex):
+		return connect.NewError(connect.CodeAlreadyExists, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+func rfc3339(ns int64) string {
+	if ns == 0 {
+		return ""
+	}
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+// Summary renders a state for the API.
+func Summary(st *pb.ExecutionState) *pb.ExecutionSummary {
+	s := &pb.ExecutionSummary{
+		ExecutionId: st.ExecutionId, Ffqn: st.Ffqn, Status: events.StatusName(st.Status),
+		CreatedAt: rfc3339(st.CreatedAt), ComponentId: st.ComponentId, ParentId: st.ParentId,
+		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures,
+	}
+	switch st.Status {
+	case pb.Status_STATUS_PENDING_AT:
+		s.ScheduledAt = rfc3339(st.PendingAt)
+	case pb.Status_STATUS_LOCKED:
+		s.LockExpiresAt = rfc3339(st.LockExpiresAt)
+	case pb.Status_STATUS_BLOCKED_BY_JOIN_SET:
+		s.JoinSetId = st.BlockedJoinSetId
+	case pb.Status_STATUS_FINISHED:
+		s.FinishedAt = rfc3339(st.FinishedAt)
+		s.ResultJson = string(st.Result)
+	}
+	return s
+}

@@ -1,0 +1,316 @@
+package events
+
+import (
+	"fmt"
+	"strings"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// TransitionError is returned when an event is not allowed in the execution's state.
+type TransitionError struct {
+	ExecutionID string
+	Event       string
+	Status      pb.Status
+	Reason      string
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("execution %s: %s not allowed in status %s: %s", e.ExecutionID, e.Event, StatusName(e.Status), e.Reason)
+}
+
+// StatusName is the API name of a status: pending_at, locked, blocked_by_join_set, finished.
+func StatusName(s pb.Status) string {
+	switch s {
+	case pb.Status_STATUS_PENDING_AT:
+		return "pending_at"
+	case pb.Status_STATUS_LOCKED:
+		return "locked"
+	case pb.Status_STATUS_BLOCKED_BY_JOIN_SET:
+		return "blocked_by_join_set"
+	case pb.Status_STATUS_FINISHED:
+		return "finished"
+	}
+	return "unknown"
+}
+
+// EventKind names an event's kind as the API shows it.
+func EventKind(ev *pb.Event) string {
+	switch k := ev.Kind.(type) {
+	case *pb.Event_Created:
+		return "created"
+	case *pb.Event_Locked:
+		return "locked"
+	case *pb.Event_Unlocked:
+		return "unlocked"
+	case *pb.Event_TemporarilyFailed:
+		return "temporarily_failed"
+	case *pb.Event_TemporarilyTimedOut:
+		return "temporarily_timed_out"
+	case *pb.Event_History:
+		switch k.History.Kind.(type) {
+		case *pb.HistoryEvent_Persist:
+			return "history.persist"
+		case *pb.HistoryEvent_JoinSetCreate:
+			return "history.join_set_create"
+		case *pb.HistoryEvent_JoinSetRequest:
+			return "history.join_set_request"
+		case *pb.HistoryEvent_JoinNext:
+			return "history.join_next"
+		case *pb.HistoryEvent_Schedule:
+			return "history.schedule"
+		case *pb.HistoryEvent_Stub:
+			return "history.stub"
+		}
+		return "history"
+	case *pb.Event_CancelRequested:
+		return "cancel_requested"
+	case *pb.Event_Paused:
+		return "paused"
+	case *pb.Event_Unpaused:
+		return "unpaused"
+	case *pb.Event_Finished:
+		return "finished"
+	}
+	return "unknown"
+}
+
+// Fold applies the event with the given version to st and returns the new state. st is
+// nil before version 0 (Created). Fold never mutates st: the result is a new value
+// (sharing nothing mutable with st), so a caller can discard it if a later check fails.
+// Time comes only from the events, so folding is deterministic.
+func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.ExecutionState, error) {
+	kind := EventKind(ev)
+	bad := func(status pb.Status, reason string) error {
+		return &TransitionError{ExecutionID: id, Event: kind, Status: status, Reason: reason}
+	}
+	now := ev.CreatedAt
+	if st == nil {
+		c := ev.GetCreated()
+		if c == nil || version != 0 {
+			return nil, bad(pb.Status_STATUS_UNSPECIFIED, "the first event must be created, at version 0")
+		}
+		return &pb.ExecutionState{
+			ExecutionId:      id,
+			Ffqn:             c.Ffqn,
+			ComponentId:      c.ComponentId,
+			ComponentType:    c.ComponentType,
+			Queue:            c.Queue,
+			ParentId:         c.ParentId,
+			ParentJoinSetId:  c.ParentJoinSetId,
+			CreatedAt:        now,
+			FirstScheduledAt: c.ScheduledAt,
+			NextVersion:      1,
+			Status:           pb.Status_STATUS_PENDING_AT,
+			PendingAt:        c.ScheduledAt,
+			UpdatedAt:        now,
+		}, nil
+	}
+	if version != st.NextVersion {
+		return nil, bad(st.Status, fmt.Sprintf("version %d, expected %d", version, st.NextVersion))
+	}
+	if st.Status == pb.Status_STATUS_FINISHED {
+		return nil, bad(st.Status, "the execution has finished")
+	}
+	n := CloneState(st)
+	n.NextVersion++
+	n.UpdatedAt = now
+	switch k := ev.Kind.(type) {
+	case *pb.Event_Created:
+		return nil, bad(st.Status, "already created")
+	case *pb.Event_Locked:
+		l := k.Locked
+		if l.LockExpiresAt <= now {
+			return nil, bad(st.Status, "lock expires before it is taken")
+		}
+		sameRun := l.RunId != "" && l.RunId == st.RunId
+		switch {
+		case st.Paused:
+			return nil, bad(st.Status, "the execution is paused")
+		case st.Status == pb.Status_STATUS_LOCKED && sameRun:
+		case st.Status == pb.Status_STATUS_PENDING_AT && (st.PendingAt <= now || sameRun && st.LockExpiresAt > now):
+		case st.Status == pb.Status_STATUS_LOCKED:
+			return nil, bad(st.Status, "locked by another run")
+		default:
+			return nil, bad(st.Status, "not pending, or not due yet")
+		}
+		if !sameRun || st.Status != pb.Status_STATUS_LOCKED {
+			n.LockedAtVersion = version
+		}
+		n.Status = pb.Status_STATUS_LOCKED
+		n.ExecutorId, n.RunId, n.LockExpiresAt = l.ExecutorId, l.RunId, l.LockExpiresAt
+		n.Retry = l.Retry
+		n.PendingAt = 0
+		if l.ComponentId != "" {
+			n.ComponentId = l.ComponentId
+		}
+	case *pb.Event_Unlocked:
+		switch st.Status {
+		case pb.Status_STATUS_LOCKED:
+			n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.Unlocked.UnlockedAt, 0
+			// A run that replayed up to a wait whose response has not come leaves the
+			// execution blocked on it, not pending (it would only be locked again).
+			for id, js := range n.JoinSets {
+				if js.JoinNexts > js.Responses {
+					n.Status, n.PendingAt, n.BlockedJoinSetId = pb.Status_STATUS_BLOCKED_BY_JOIN_SET, 0, id
+				}
+			}
+		case pb.Status_STATUS_BLOCKED_BY_JOIN_SET, pb.Status_STATUS_PENDING_AT:
+			// Releases a warm run's lease: the next response makes it due at once.
+			n.LockExpiresAt = 0
+			if st.Status == pb.Status_STATUS_PENDING_AT {
+				n.PendingAt = k.Unlocked.UnlockedAt
+			}
+		}
+	case *pb.Event_TemporarilyFailed:
+		if !holdsLock(st, now) {
+			return nil, bad(st.Status, "not locked")
+		}
+		n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.TemporarilyFailed.BackoffExpiresAt, 0
+		n.IntermittentFailures++
+	case *pb.Event_TemporarilyTimedOut:
+		if st.Status != pb.Status_STATUS_LOCKED {
+			return nil, bad(st.Status, "not locked")
+		}
+		n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.TemporarilyTimedOut.BackoffExpiresAt, 0
+		n.IntermittentFailures++
+	case *pb.Event_History:
+		if !holdsLock(st, now) {
+			return nil, bad(st.Status, "history is written only by the run holding the lock")
+		}
+		if st.Status != pb.Status_STATUS_LOCKED {
+			// A warm run continuing within its lease re-takes its lock implicitly.
+			n.Status, n.PendingAt = pb.Status_STATUS_LOCKED, 0
+		}
+		if err := foldHistory(n, k.History, now); err != nil {
+			return nil, bad(st.Status, err.Error())
+		}
+	case *pb.Event_CancelRequested:
+		n.CancelRequested = true
+	case *pb.Event_Paused:
+		n.Paused = true
+	case *pb.Event_Unpaused:
+		n.Paused = false
+	case *pb.Event_Finished:
+		r, err := ParseResult(k.Finished.Result)
+		if err != nil {
+			return nil, bad(st.Status, err.Error())
+		}
+		n.Status = pb.Status_STATUS_FINISHED
+		n.FinishedAt, n.ResultKind, n.Result = now, r.Kind, k.Finished.Result
+		n.PendingAt, n.LockExpiresAt, n.BlockedJoinSetId = 0, 0, ""
+		n.JoinSets = nil
+	default:
+		return nil, bad(st.Status, "unknown event kind")
+	}
+	return n, nil
+}
+
+// holdsLock: the execution is locked, or a warm run's lease (a JoinNext's run_expires_at)
+// has not run out. Which run holds it is checked by the store against Append.RunID.
+func holdsLock(st *pb.ExecutionState, now int64) bool {
+	switch st.Status {
+	case pb.Status_STATUS_LOCKED:
+		return true
+	case pb.Status_STATUS_PENDING_AT, pb.Status_STATUS_BLOCKED_BY_JOIN_SET:
+		return st.RunId != "" && st.LockExpiresAt > now
+	}
+	return false
+}
+
+func foldHistory(n *pb.ExecutionState, h *pb.HistoryEvent, now int64) error {
+	switch k := h.Kind.(type) {
+	case *pb.HistoryEvent_JoinSetCreate:
+		id := k.JoinSetCreate.JoinSetId
+		if _, ok := n.JoinSets[id]; ok {
+			return fmt.Errorf("join set %s already exists", id)
+		}
+		if n.JoinSets == nil {
+			n.JoinSets = map[string]*pb.JoinSetCounters{}
+		}
+		n.JoinSets[id] = &pb.JoinSetCounters{}
+	case *pb.HistoryEvent_JoinSetRequest:
+		js, ok := n.JoinSets[k.JoinSetRequest.JoinSetId]
+		if !ok {
+			return fmt.Errorf("join set %s does not exist", k.JoinSetRequest.JoinSetId)
+		}
+		js.Requests++
+	case *pb.HistoryEvent_JoinNext:
+		id := k.JoinNext.JoinSetId
+		js, ok := n.JoinSets[id]
+		if !ok {
+			return fmt.Errorf("join set %s does not exist", id)
+		}
+		js.JoinNexts++
+		if js.Responses < js.JoinNexts {
+			n.Status = pb.Status_STATUS_BLOCKED_BY_JOIN_SET
+			n.BlockedJoinSetId = id
+			n.LockExpiresAt = k.JoinNext.RunExpiresAt
+		}
+		pruneOneOff(n, id)
+	case *pb.HistoryEvent_Persist, *pb.HistoryEvent_Schedule, *pb.HistoryEvent_Stub:
+	default:
+		return fmt.Errorf("unknown history event")
+	}
+	return nil
+}
+
+// pruneOneOff forgets a one-off join set once all of it has been joined: nothing can refer
+// to it again, and keeping it would make a long workflow's state grow without bound.
+func pruneOneOff(n *pb.ExecutionState, id string) {
+	js := n.JoinSets[id]
+	if strings.HasPrefix(id, "o:") && js.Requests == js.Responses && js.Responses == js.JoinNexts {
+		delete(n.JoinSets, id)
+	}
+}
+
+// FoldResponse applies a response (a child finished, a delay expired) to st. A workflow
+// blocked on the response's join set becomes pending: at once, or when the lease of the
+// warm run that waits for it ends, so that run can continue without a replay.
+func FoldResponse(st *pb.ExecutionState, r *pb.Response) (*pb.ExecutionState, error) {
+	if st.Status == pb.Status_STATUS_FINISHED {
+		return nil, &TransitionError{ExecutionID: st.ExecutionId, Event: "response", Status: st.Status, Reason: "the execution has finished"}
+	}
+	n := CloneState(st)
+	n.ResponseCount++
+	n.UpdatedAt = r.CreatedAt
+	js, ok := n.JoinSets[r.JoinSetId]
+	if !ok {
+		// The response can only follow its request; an unknown join set means the one-off
+		// set was pruned, which happens only after its response. Record it anyway.
+		if n.JoinSets == nil {
+			n.JoinSets = map[string]*pb.JoinSetCounters{}
+		}
+		js = &pb.JoinSetCounters{}
+		n.JoinSets[r.JoinSetId] = js
+	}
+	js.Responses++
+	if n.Status == pb.Status_STATUS_BLOCKED_BY_JOIN_SET && n.BlockedJoinSetId == r.JoinSetId && js.Responses >= js.JoinNexts {
+		n.Status = pb.Status_STATUS_PENDING_AT
+		n.PendingAt = max(r.CreatedAt, n.LockExpiresAt)
+		n.BlockedJoinSetId = ""
+		pruneOneOff(n, r.JoinSetId)
+	}
+	return n, nil
+}
+
+// CloneState deep-copies a state (faster than proto.Clone on this hot path).
+func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
+	n := &pb.ExecutionState{
+		ExecutionId: st.ExecutionId, Ffqn: st.Ffqn, ComponentId: st.ComponentId, ComponentType: st.ComponentType,
+		Queue: st.Queue, ParentId: st.ParentId, ParentJoinSetId: st.ParentJoinSetId, CreatedAt: st.CreatedAt,
+		FirstScheduledAt: st.FirstScheduledAt, NextVersion: st.NextVersion, ResponseCount: st.ResponseCount,
+		Status: st.Status, PendingAt: st.PendingAt, ExecutorId: st.ExecutorId, RunId: st.RunId,
+		LockExpiresAt: st.LockExpiresAt, LockedAtVersion: st.LockedAtVersion, Retry: st.Retry,
+		IntermittentFailures: st.IntermittentFailures, BlockedJoinSetId: st.BlockedJoinSetId,
+		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
+		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt,
+	}
+	if len(st.JoinSets) > 0 {
+		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))
+		for k, v := range st.JoinSets {
+			n.JoinSets[k] = &pb.JoinSetCounters{Requests: v.Requests, Responses: v.Responses, JoinNexts: v.JoinNexts}
+		}
+	}
+	return n
+}

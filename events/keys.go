@@ -1,0 +1,76 @@
+package events
+
+import (
+	"encoding/binary"
+	"strings"
+)
+
+// Key layout. Every key starts with a one-byte table tag and a 0 separator; IDs never
+// contain a 0 byte. Integers are big-endian so that byte order is numeric order; times
+// are Unix nanoseconds (positive, so they order as unsigned).
+//
+//	e\0<id>\0<version:4>         event
+//	r\0<id>\0<cursor:4>          response
+//	d\0<id>\0<child-or-delay-id> response dedupe -> cursor
+//	s\0<id>                      ExecutionState (read model)
+//	p\0<queue>\0<due:8>\0<id>    pending, due at (only status pending_at, not paused)
+//	t\0<expires:8>\0<id>         lock expiry timer (only status locked)
+//	c\0<created:8>\0<id>         every execution by creation time
+//	k\0<parent>\0<child>         children by parent
+const (
+	tagEvent    = 'e'
+	tagResponse = 'r'
+	tagDedupe   = 'd'
+	tagState    = 's'
+	tagPending  = 'p'
+	tagTimer    = 't'
+	tagCreated  = 'c'
+	tagChild    = 'k'
+)
+
+func key(tag byte, parts ...[]byte) []byte {
+	n := 1
+	for _, p := range parts {
+		n += 1 + len(p)
+	}
+	k := make([]byte, 0, n)
+	k = append(k, tag)
+	for _, p := range parts {
+		k = append(k, 0)
+		k = append(k, p...)
+	}
+	return k
+}
+
+func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+func u64(v int64) []byte  { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+func eventKey(id string, v uint32) []byte    { return key(tagEvent, []byte(id), u32(v)) }
+func responseKey(id string, c uint32) []byte { return key(tagResponse, []byte(id), u32(c)) }
+func dedupeKey(id, respID string) []byte     { return key(tagDedupe, []byte(id), []byte(respID)) }
+func stateKey(id string) []byte              { return key(tagState, []byte(id)) }
+func pendingKey(q string, at int64, id string) []byte {
+	return key(tagPending, []byte(q), u64(at), []byte(id))
+}
+func timerKey(at int64, id string) []byte   { return key(tagTimer, u64(at), []byte(id)) }
+func createdKey(at int64, id string) []byte { return key(tagCreated, u64(at), []byte(id)) }
+func childKey(parent, child string) []byte  { return key(tagChild, []byte(parent), []byte(child)) }
+
+// prefixEnd returns the smallest key greater than every key with the given prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// lastPart returns what follows the last 0 separator of a key: the ID in pending, timer,
+// created and child keys.
+func lastPart(k []byte) string {
+	s := string(k)
+	return s[strings.LastIndexByte(s, 0)+1:]
+}

@@ -1,0 +1,630 @@
+package events
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// ErrNotFound is returned for an execution that does not exist.
+var ErrNotFound = errors.New("execution not found")
+
+// ErrClosed is returned by a store that has been closed.
+var ErrClosed = errors.New("store closed")
+
+// ConflictError is returned when an append's expected version is not the stream's next
+// version (Actual), or when the run that appends no longer holds the lock.
+type ConflictError struct {
+	ExecutionID string
+	Expected    uint32
+	Actual      uint32
+	Reason      string
+}
+
+func (e *ConflictError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("append %s v%d: conflict: %s", e.ExecutionID, e.Expected, e.Reason)
+	}
+	return fmt.Sprintf("append %s v%d: conflict: stream is at v%d", e.ExecutionID, e.Expected, e.Actual)
+}
+
+// Append adds events to one execution's stream.
+type Append struct {
+	ExecutionID string
+	// ExpectedVersion is the version the first event gets: 0 creates the stream.
+	ExpectedVersion uint32
+	// RunID, when set, must be the run that holds (or last held) the execution's lock.
+	RunID  string
+	Events []*pb.Event
+}
+
+// ResponseAppend delivers a response to an execution. A second delivery with the same
+// child or delay ID is ignored.
+type ResponseAppend struct {
+	ExecutionID string
+	Response    *pb.Response
+}
+
+// Tx is applied atomically: all of it or nothing.
+type Tx struct {
+	Appends   []Append
+	Responses []ResponseAppend
+}
+
+// Options configure a Store.
+type Options struct {
+	// OnCommit, if set, is called after each durable group commit with the new states of
+	// every execution it changed. It runs on the writer goroutine: it must not block and
+	// must not call Commit.
+	OnCommit func(states []*pb.ExecutionState)
+	// NoSync turns off syncing commits (tests and benchmarks of other layers only).
+	NoSync bool
+	Logger *slog.Logger
+}
+
+// Store is the Pebble-backed event store of one node.
+//
+// All writes go through one writer goroutine which applies every waiting Tx against the
+// latest states, then commits them in one synced Pebble batch: concurrent committers share
+// the sync. Version checks and folds happen there, so they need no locks.
+type Store struct {
+	db   *pebble.DB
+	opts Options
+	reqs chan *commitReq
+	done chan struct{}
+
+	mu    sync.RWMutex
+	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
+
+	closeOnce sync.Once
+}
+
+type commitReq struct {
+	tx     *Tx
+	result chan commitResult
+}
+
+type commitResult struct {
+	states map[string]*pb.ExecutionState
+	err    error
+}
+
+// Open opens (or creates) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}})
+	if err != nil {
+		return nil, fmt.Errorf("open event store %s: %w", dir, err)
+	}
+	s := &Store{db: db, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	go s.writer()
+	return s, nil
+}
+
+// Close stops the writer and closes Pebble. Commits after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.reqs)
+		<-s.done
+		err = s.db.Close()
+	})
+	return err
+}
+
+// Commit applies tx durably and returns the new state of every execution it touched.
+func (s *Store) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
+	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
+	defer func() {
+		if r := recover(); r != nil { // send on closed channel
+			states, err = nil, ErrClosed
+		}
+	}()
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued the tx will be applied or rejected; wait for the verdict even if ctx
+	// ends, so the caller never mistakes a durable write for a failed one.
+	r := <-req.result
+	return r.states, r.err
+}
+
+const maxGroup = 512
+
+func (s *Store) writer() {
+	defer close(s.done)
+	group := make([]*commitReq, 0, maxGroup)
+	for first := range s.reqs {
+		group = append(group[:0], first)
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.applyGroup(group)
+	}
+}
+
+// groupState is the writer's view while applying one group.
+type groupState struct {
+	s       *Store
+	orig    map[string]*pb.ExecutionState // as persisted before the group; nil = did not exist
+	working map[string]*pb.ExecutionState
+	dedupe  map[string]bool
+}
+
+func (g *groupState) get(id string) (*pb.ExecutionState, error) {
+	if st, ok := g.working[id]; ok {
+		return st, nil
+	}
+	st, err := g.s.loadState(id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	g.orig[id] = st
+	g.working[id] = st
+	return st, nil
+}
+
+type kv struct{ k, v []byte }
+
+func (s *Store) applyGroup(group []*commitReq) {
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}}
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	type ok struct {
+		req *commitReq
+		ids []string
+	}
+	var oks []ok
+	for _, req := range group {
+		ops, overlay, err := g.apply(req.tx)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
+		ids := make([]string, 0, len(overlay))
+		for id, st := range overlay {
+			g.working[id] = st
+			ids = append(ids, id)
+		}
+		for _, o := range ops {
+			_ = batch.Set(o.k, o.v, nil)
+		}
+		oks = append(oks, ok{req, ids})
+	}
+	if len(oks) == 0 {
+		return
+	}
+	changed := make([]*pb.ExecutionState, 0, len(g.working))
+	for id, st := range g.working {
+		old := g.orig[id]
+		if st == old {
+			continue
+		}
+		writeIndexes(batch, old, st)
+		b, _ := proto.Marshal(st)
+		_ = batch.Set(stateKey(id), b, nil)
+		changed = append(changed, st)
+	}
+	wo := pebble.Sync
+	if s.opts.NoSync {
+		wo = pebble.NoSync
+	}
+	if err := batch.Commit(wo); err != nil {
+		err = fmt.Errorf("commit %d transactions: %w", len(oks), err)
+		for _, o := range oks {
+			o.req.result <- commitResult{err: err}
+		}
+		return
+	}
+	s.mu.Lock()
+	for _, st := range changed {
+		if st.Status == pb.Status_STATUS_FINISHED {
+			delete(s.cache, st.ExecutionId)
+		} else {
+			s.cache[st.ExecutionId] = st
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range oks {
+		states := make(map[string]*pb.ExecutionState, len(o.ids))
+		for _, id := range o.ids {
+			states[id] = g.working[id]
+		}
+		o.req.result <- commitResult{states: states}
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(changed)
+	}
+}
+
+// apply validates and folds one tx against the group's working states, returning the
+// writes and the new states without changing the group (a failed tx leaves no trace).
+func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) {
+	overlay := map[string]*pb.ExecutionState{}
+	get := func(id string) (*pb.ExecutionState, error) {
+		if st, ok := overlay[id]; ok {
+			return st, nil
+		}
+		return g.get(id)
+	}
+	var ops []kv
+	var newDedupe []string
+	for _, a := range tx.Appends {
+		st, err := get(a.ExecutionID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("append %s: %w", a.ExecutionID, err)
+		}
+		next := uint32(0)
+		if st != nil {
+			next = st.NextVersion
+		} else if a.ExpectedVersion != 0 {
+			return nil, nil, fmt.Errorf("append %s v%d: %w", a.ExecutionID, a.ExpectedVersion, ErrNotFound)
+		}
+		if a.ExpectedVersion != next {
+			return nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next}
+		}
+		if a.RunID != "" && (st == nil || st.RunId != a.RunID) {
+			holder := ""
+			if st != nil {
+				holder = st.RunId
+			}
+			return nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next,
+				Reason: fmt.Sprintf("run %s does not hold the lock (held by %q)", a.RunID, holder)}
+		}
+		for i, ev := range a.Events {
+			v := a.ExpectedVersion + uint32(i)
+			nst, err := Fold(a.ExecutionID, st, v, ev)
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := proto.Marshal(ev)
+			if err != nil {
+				return nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
+			}
+			ops = append(ops, kv{eventKey(a.ExecutionID, v), b})
+			st = nst
+		}
+		overlay[a.ExecutionID] = st
+	}
+	for _, r := range tx.Responses {
+		respID := responseID(r.Response)
+		dk := string(dedupeKey(r.ExecutionID, respID))
+		if g.dedupe[dk] || slicesContains(newDedupe, dk) {
+			continue
+		}
+		if _, closer, err := g.s.db.Get([]byte(dk)); err == nil {
+			closer.Close()
+			continue
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+		}
+		st, err := get(r.ExecutionID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+		}
+		if st == nil {
+			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, ErrNotFound)
+		}
+		resp := proto.CloneOf(r.Response)
+		resp.Cursor = st.ResponseCount
+		nst, err := FoldResponse(st, resp)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, _ := proto.Marshal(resp)
+		ops = append(ops, kv{responseKey(r.ExecutionID, resp.Cursor), b}, kv{[]byte(dk), u32(resp.Cursor)})
+		newDedupe = append(newDedupe, dk)
+		overlay[r.ExecutionID] = nst
+	}
+	for _, dk := range newDedupe {
+		g.dedupe[dk] = true
+	}
+	return ops, overlay, nil
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func responseID(r *pb.Response) string {
+	switch k := r.Kind.(type) {
+	case *pb.Response_Child:
+		return k.Child.ChildExecutionId
+	case *pb.Response_Delay:
+		return k.Delay.DelayId
+	}
+	return ""
+}
+
+// writeIndexes moves an execution's index entries from old to st (old nil: new execution).
+func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
+	pend := func(s *pb.ExecutionState) []byte {
+		if s == nil || s.Status != pb.Status_STATUS_PENDING_AT || s.Paused {
+			return nil
+		}
+		return pendingKey(s.Queue, s.PendingAt, s.ExecutionId)
+	}
+	timer := func(s *pb.ExecutionState) []byte {
+		if s == nil || s.Status != pb.Status_STATUS_LOCKED {
+			return nil
+		}
+		return timerKey(s.LockExpiresAt, s.ExecutionId)
+	}
+	for _, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
+		ok, nk := f(old), f(st)
+		if string(ok) == string(nk) {
+			continue
+		}
+		if ok != nil {
+			_ = b.Delete(ok, nil)
+		}
+		if nk != nil {
+			_ = b.Set(nk, nil, nil)
+		}
+	}
+	if old == nil {
+		_ = b.Set(createdKey(st.CreatedAt, st.ExecutionId), nil, nil)
+		if st.ParentId != "" {
+			_ = b.Set(childKey(st.ParentId, st.ExecutionId), nil, nil)
+		}
+	}
+}
+
+func (s *Store) loadState(id string) (*pb.ExecutionState, error) {
+	s.mu.RLock()
+	st, ok := s.cache[id]
+	s.mu.RUnlock()
+	if ok {
+		return st, nil
+	}
+	v, closer, err := s.db.Get(stateKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state of %s: %w", id, err)
+	}
+	defer closer.Close()
+	st = &pb.ExecutionState{}
+	if err := proto.Unmarshal(v, st); err != nil {
+		return nil, fmt.Errorf("decode state of %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// State returns the current state of an execution. The returned value must not be
+// modified.
+func (s *Store) State(ctx context.Context, id string) (*pb.ExecutionState, error) {
+	st, err := s.loadState(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("state of %s: %w", id, ErrNotFound)
+	}
+	return st, err
+}
+
+// Events returns the events of a stream from version from, at most limit (0 = all).
+func (s *Store) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(key(tagEvent, []byte(id)))})
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s: %w", id, err)
+	}
+	defer it.Close()
+	var out []*pb.Event
+	for it.First(); it.Valid() && (limit <= 0 || len(out) < limit); it.Next() {
+		ev := &pb.Event{}
+		if err := proto.Unmarshal(it.Value(), ev); err != nil {
+			return nil, fmt.Errorf("decode event %s v%d: %w", id, from+uint32(len(out)), err)
+		}
+		out = append(out, ev)
+	}
+	return out, it.Error()
+}
+
+// Responses returns the response log of an execution from cursor from.
+func (s *Store) Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(key(tagResponse, []byte(id)))})
+	if err != nil {
+		return nil, fmt.Errorf("read responses of %s: %w", id, err)
+	}
+	defer it.Close()
+	var out []*pb.Response
+	for it.First(); it.Valid(); it.Next() {
+		r := &pb.Response{}
+		if err := proto.Unmarshal(it.Value(), r); err != nil {
+			return nil, fmt.Errorf("decode response of %s: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	return out, it.Error()
+}
+
+// DuePending returns up to limit executions of a queue that are pending and due at now,
+// earliest first, and the due time of the first one not yet due (zero if none).
+func (s *Store) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	prefix := key(tagPending, []byte(queue))
+	prefix = append(prefix, 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("scan pending of %s: %w", queue, err)
+	}
+	defer it.Close()
+	nowNanos := now.UnixNano()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		at := int64(binary.BigEndian.Uint64(k[len(prefix) : len(prefix)+8]))
+		if at > nowNanos {
+			return ids, time.Unix(0, at), it.Error()
+		}
+		if len(ids) >= limit {
+			break
+		}
+		ids = append(ids, lastPart(k))
+	}
+	return ids, time.Time{}, it.Error()
+}
+
+// ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
+// and the expiry of the first lock that has not (zero if none).
+func (s *Store) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	prefix := []byte{tagTimer, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("scan lock timers: %w", err)
+	}
+	defer it.Close()
+	nowNanos := now.UnixNano()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		at := int64(binary.BigEndian.Uint64(k[2:10]))
+		if at > nowNanos {
+			return ids, time.Unix(0, at), it.Error()
+		}
+		if len(ids) >= limit {
+			break
+		}
+		ids = append(ids, lastPart(k))
+	}
+	return ids, time.Time{}, it.Error()
+}
+
+// Children returns the IDs of an execution's children, in ID order.
+func (s *Store) Children(ctx context.Context, parent string) ([]string, error) {
+	prefix := append(key(tagChild, []byte(parent)), 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("list children of %s: %w", parent, err)
+	}
+	defer it.Close()
+	var out []string
+	for it.First(); it.Valid(); it.Next() {
+		out = append(out, string(it.Key()[len(prefix):]))
+	}
+	return out, it.Error()
+}
+
+// ListFilter selects executions for List.
+type ListFilter struct {
+	FFQNPrefix   string
+	Status       pb.Status // STATUS_UNSPECIFIED = any
+	TopLevelOnly bool
+	Limit        int
+	// Before continues a listing: only executions created before this cursor (a value of
+	// ListPage.Next).
+	Before string
+}
+
+// ListPage is one page of List, newest first.
+type ListPage struct {
+	States []*pb.ExecutionState
+	Next   string // cursor of the next page; empty at the end
+}
+
+// List returns executions matching f, newest first.
+func (s *Store) List(ctx context.Context, f ListFilter) (ListPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = 20
+	}
+	lower := []byte{tagCreated, 0}
+	upper := prefixEnd(lower)
+	if f.Before != "" {
+		b, err := hex.DecodeString(f.Before)
+		if err != nil || len(b) < 2 || b[0] != tagCreated {
+			return ListPage{}, fmt.Errorf("list executions: invalid cursor %q", f.Before)
+		}
+		upper = b
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return ListPage{}, fmt.Errorf("list executions: %w", err)
+	}
+	defer it.Close()
+	var page ListPage
+	for it.Last(); it.Valid(); it.Prev() {
+		if err := ctx.Err(); err != nil {
+			return ListPage{}, err
+		}
+		id := lastPart(it.Key())
+		if f.TopLevelOnly && !IsTopLevel(id) {
+			continue
+		}
+		st, err := s.loadState(id)
+		if err != nil {
+			return ListPage{}, err
+		}
+		if f.Status != pb.Status_STATUS_UNSPECIFIED && st.Status != f.Status {
+			continue
+		}
+		if len(st.Ffqn) < len(f.FFQNPrefix) || st.Ffqn[:len(f.FFQNPrefix)] != f.FFQNPrefix {
+			continue
+		}
+		if len(page.States) == f.Limit {
+			// The next page starts strictly before the last returned key.
+			last := page.States[len(page.States)-1]
+			page.Next = hex.EncodeToString(createdKey(last.CreatedAt, last.ExecutionId))
+			break
+		}
+		page.States = append(page.States, st)
+	}
+	return page, it.Error()
+}
+
+// LiveStates calls fn for every execution that has not finished (used at start-up to
+// recover locks and deliveries). It reads the persisted states, not the cache.
+func (s *Store) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
+	prefix := []byte{tagState, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("scan states: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		st := &pb.ExecutionState{}
+		if err := proto.Unmarshal(it.Value(), st); err != nil {
+			return fmt.Errorf("decode state %q: %w", lastPart(it.Key()), err)
+		}
+		if st.Status == pb.Status_STATUS_FINISHED {
+			continue
+		}
+		if err := fn(st); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
