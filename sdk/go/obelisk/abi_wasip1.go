@@ -1,0 +1,96 @@
+//go:build wasip1
+
+package obelisk
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+// This file binds the package to the guest ABI v1 (docs/abi.md): the
+// obelisk_v1_alloc and obelisk_v1_run exports and the obelisk_v1 imports.
+
+//go:wasmimport obelisk_v1 host_call
+func wasmHostCall(reqPtr *byte, reqLen uint32, outPtr *byte, outCap uint32) int32
+
+//go:wasmimport obelisk_v1 host_take
+func wasmHostTake(outPtr *byte, outCap uint32) int32
+
+// initialResponseCap is the size of the reusable response buffer. Larger
+// responses are fetched with host_take into a buffer of their own size.
+const initialResponseCap = 64 << 10
+
+var (
+	// hostMu serialises host calls, which share respBuf.
+	hostMu sync.Mutex
+	// respBuf is the reusable buffer the host writes responses into.
+	respBuf []byte
+
+	// allocs keeps the buffers handed out by obelisk_v1_alloc alive until
+	// the run that reads them has returned.
+	allocs [][]byte
+	// output keeps the last obelisk_v1_run output alive after it returned,
+	// until the host has read it.
+	output []byte
+)
+
+// hostCall performs one operation through the host_call import, fetching a
+// response larger than respBuf with host_take. It returns a copy of the
+// response, so that the buffer can be reused by the next call.
+func hostCall(req []byte) ([]byte, error) {
+	if len(req) == 0 {
+		return nil, fmt.Errorf("obelisk: empty host request")
+	}
+	hostMu.Lock()
+	defer hostMu.Unlock()
+	if respBuf == nil {
+		respBuf = make([]byte, initialResponseCap)
+	}
+	n := wasmHostCall(&req[0], uint32(len(req)), &respBuf[0], uint32(len(respBuf)))
+	if n < 0 {
+		panic(fmt.Sprintf("obelisk: host_call returned %d", n))
+	}
+	if int(n) <= len(respBuf) {
+		return append([]byte(nil), respBuf[:n]...), nil
+	}
+	big := make([]byte, n)
+	if m := wasmHostTake(&big[0], uint32(n)); m != n {
+		panic(fmt.Sprintf("obelisk: host_take returned %d, want %d", m, n))
+	}
+	return big, nil
+}
+
+// obeliskAlloc implements the obelisk_v1_alloc export: size fresh bytes that
+// stay valid until the next obelisk_v1_run returns.
+//
+//go:wasmexport obelisk_v1_alloc
+func obeliskAlloc(size int32) unsafe.Pointer {
+	if size < 0 {
+		panic(fmt.Sprintf("obelisk: obelisk_v1_alloc(%d)", size))
+	}
+	b := make([]byte, max(size, 1))
+	allocs = append(allocs, b)
+	return unsafe.Pointer(&b[0])
+}
+
+// obeliskRun implements the obelisk_v1_run export: it runs the exported
+// function named by the JSON input and returns its JSON output packed as
+// (ptr << 32) | len. Errors in the input, and panics, trap.
+//
+//go:wasmexport obelisk_v1_run
+func obeliskRun(inPtr unsafe.Pointer, inLen int32) uint64 {
+	if inLen < 0 {
+		panic(fmt.Sprintf("obelisk: obelisk_v1_run with length %d", inLen))
+	}
+	// The input lives in a buffer from obeliskAlloc, kept alive by allocs
+	// until the run has returned.
+	input := unsafe.Slice((*byte)(inPtr), inLen)
+	out := run(input, hostCall)
+	allocs = nil
+	if len(out) == 0 {
+		panic("obelisk: empty output")
+	}
+	output = out
+	return uint64(uintptr(unsafe.Pointer(&out[0])))<<32 | uint64(len(out))
+}

@@ -1,0 +1,142 @@
+package obelisk
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// ErrResult is the err side of a WIT result: a JSON value carried as an
+// error.
+//
+// [Call] returns an *ErrResult when the child returned {"err": value}. [Err]
+// makes one for an exported function to return. Either way, when an exported
+// function returns an error that is, or wraps, an *ErrResult, its own result
+// is {"err": Value}: a child's err passes through unchanged. To replace it by
+// a message instead, return a new error, e.g. fmt.Errorf("...: %v", err).
+type ErrResult struct {
+	// FFQN is the function that returned the err, for an *ErrResult returned
+	// by Call; it is empty for one made by Err.
+	FFQN string
+	// Value is the JSON encoding of the err value, "null" for none.
+	Value json.RawMessage
+}
+
+// Err returns an error whose err value, when an exported function returns it,
+// is value encoded as JSON instead of the error's message. Use it for WIT
+// result types whose err side is not a string, such as a variant:
+//
+//	return obelisk.Err(map[string]string{"permanent_failure": "bad input"})
+//
+// Err panics if value cannot be encoded as JSON.
+func Err(value any) *ErrResult {
+	b, err := marshal(value)
+	if err != nil {
+		panic(fmt.Sprintf("obelisk.Err: cannot encode %T as JSON: %v", value, err))
+	}
+	return &ErrResult{Value: b}
+}
+
+// Error returns the err value's JSON, prefixed by the function's FFQN when
+// it is known, e.g. `testing:http/http-get.get returned err "status 404"`.
+func (e *ErrResult) Error() string {
+	v := string(e.Value)
+	if v == "" {
+		v = "null"
+	}
+	if e.FFQN == "" {
+		return "err " + v
+	}
+	return e.FFQN + " returned err " + v
+}
+
+// Decode decodes the err value into v, which must be a pointer, as
+// json.Unmarshal does. Numbers decoded into an interface value become
+// json.Number so that large integers stay exact.
+func (e *ErrResult) Decode(v any) error {
+	if len(e.Value) == 0 {
+		return decode([]byte("null"), v)
+	}
+	return decode(e.Value, v)
+}
+
+// ExecutionFailure is the error [Call] returns when the child execution did
+// not return a result: it trapped or panicked on its last attempt, timed out,
+// was cancelled, or was found to be nondeterministic.
+type ExecutionFailure struct {
+	// FFQN is the function that was called.
+	FFQN string
+	// Kind is one of "timed_out", "nondeterminism_detected", "cancelled" and
+	// "uncategorized".
+	Kind string
+	// Reason describes the failure.
+	Reason string
+}
+
+// Error returns the FFQN, the kind and the reason of the failure.
+func (e *ExecutionFailure) Error() string {
+	return fmt.Sprintf("%s failed: %s: %s", e.FFQN, e.Kind, e.Reason)
+}
+
+// Kinds of [HostError].
+const (
+	// KindFunctionNotFound: Call named a function that no component exports.
+	KindFunctionNotFound = "function_not_found"
+	// KindTypeCheck: Call's parameters do not match the callee's WIT.
+	KindTypeCheck = "type_check"
+	// KindNotAllowed: an HTTP request to a host that is not in the
+	// component's allowed hosts.
+	KindNotAllowed = "not_allowed"
+	// KindTransport: an HTTP request failed to connect, resolve, complete TLS
+	// or finish in time.
+	KindTransport = "transport"
+	// KindBadRequest: a malformed request to the host.
+	KindBadRequest = "bad_request"
+	// KindUnsupportedOp: an operation the host does not offer to this kind
+	// of component, e.g. an HTTP request from a workflow.
+	KindUnsupportedOp = "unsupported_op"
+)
+
+// HostError is an error the host answered an operation with, e.g. a [Call] to
+// a function that does not exist, or an HTTP request to a host that is not
+// allowed. The HTTP client of package obeliskhttp returns it wrapped in a
+// *url.Error; use errors.As to find it.
+type HostError struct {
+	// Op is the operation, e.g. "call", "http" or "log".
+	Op string `json:"-"`
+	// Kind categorizes the error, e.g. [KindFunctionNotFound].
+	Kind string `json:"kind"`
+	// Message describes the error.
+	Message string `json:"message"`
+}
+
+// Error returns "obelisk: <op>: <kind>: <message>".
+func (e *HostError) Error() string {
+	return fmt.Sprintf("obelisk: %s: %s: %s", e.Op, e.Kind, e.Message)
+}
+
+// marshal encodes v as JSON without escaping <, > and &.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// decode decodes data into v, keeping numbers decoded into interface values
+// exact (json.Number), and rejecting trailing data.
+func decode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("unexpected data after the JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package obelisk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// hostFunc performs one host operation: it takes a JSON request and returns
+// the host's JSON response, {"ok": value} or {"error": {...}}. The real one
+// (abi_wasip1.go) calls the host_call import; tests inject fakes.
+type hostFunc func(request []byte) ([]byte, error)
+
+// errNoHost is what host operations return outside an Obelisk host.
+var errNoHost = errors.New("obelisk: not running in an Obelisk host")
+
+// HostCall performs the host operation op and decodes its ok value into
+// response. It is the raw access to the ABI's host_call import (docs/abi.md),
+// on which [Call], [Context.Log] and the obeliskhttp package are built; use it
+// for operations this package does not wrap.
+//
+// The request sent is request encoded as a JSON object, with an "op": op
+// member added in front. request must encode as a JSON object (a struct, a
+// map with string keys) that has no "op" member of its own, or be nil for a
+// request without other members.
+//
+// The ok value of the response is decoded into response, a pointer, as
+// json.Unmarshal does, except that numbers decoded into an interface value
+// become json.Number; a *json.RawMessage receives it as is, and a nil
+// response discards it. An error response is returned as a [*HostError]
+// whose Op is op. A response that is not JSON of the shape the ABI
+// specifies means a broken host: HostCall panics.
+//
+// Outside an Obelisk host, and outside [TestHost], every operation fails.
+func (c Context) HostCall(op string, request, response any) error {
+	raw, err := invoke(c.host(), op, request)
+	if err != nil {
+		return err
+	}
+	if response == nil {
+		return nil
+	}
+	if err := decode(raw, response); err != nil {
+		return fmt.Errorf("obelisk: %s: decoding the response %s: %w", op, raw, err)
+	}
+	return nil
+}
+
+// encodeRequest encodes the request of operation op: request's JSON object
+// with "op" as its first member.
+func encodeRequest(op string, request any) ([]byte, error) {
+	opJSON, err := marshal(op)
+	if err != nil {
+		return nil, err
+	}
+	body := []byte("{}")
+	if request != nil {
+		if body, err = marshal(request); err != nil {
+			return nil, err
+		}
+		if string(body) == "null" {
+			body = []byte("{}")
+		}
+	}
+	if len(body) < 2 || body[0] != '{' {
+		return nil, fmt.Errorf("%T does not encode as a JSON object", request)
+	}
+	req := make([]byte, 0, len(`{"op":,`)+len(opJSON)+len(body))
+	req = append(req, `{"op":`...)
+	req = append(req, opJSON...)
+	if string(body) != "{}" {
+		req = append(req, ',')
+	}
+	return append(req, body[1:]...), nil
+}
+
+// invoke sends the operation request to host and returns the ok value of the
+// response. An error response is returned as a *HostError. A response that is
+// not valid JSON of the expected shape means a broken host: it panics.
+func invoke(host hostFunc, op string, request any) (json.RawMessage, error) {
+	req, err := encodeRequest(op, request)
+	if err != nil {
+		return nil, fmt.Errorf("obelisk: %s: encoding the request: %w", op, err)
+	}
+	if host == nil {
+		host = hostCall
+	}
+	resp, err := host(req)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(resp, &fields); err != nil {
+		panic(fmt.Sprintf("obelisk: %s: malformed host response %q: %v", op, resp, err))
+	}
+	if raw, ok := fields["error"]; ok {
+		herr := &HostError{Op: op}
+		if err := json.Unmarshal(raw, herr); err != nil {
+			panic(fmt.Sprintf("obelisk: %s: malformed host error %q: %v", op, raw, err))
+		}
+		return nil, herr
+	}
+	if raw, ok := fields["ok"]; ok {
+		return raw, nil
+	}
+	panic(fmt.Sprintf("obelisk: %s: host response %q has neither ok nor error", op, resp))
+}

@@ -1,0 +1,155 @@
+package obelisk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// TestHost runs exported functions in an ordinary Go program or test,
+// outside an Obelisk host, answering their host operations with Go values
+// and functions. A nil field makes the corresponding operation fail.
+//
+// Unlike a real host, TestHost does not type-check values against the WIT,
+// does not persist calls, calls Call synchronously, and offers every
+// operation to every function, whether an activity or a workflow.
+type TestHost struct {
+	// ExecutionID is the execution ID the function sees; "E_TEST" if empty.
+	ExecutionID string
+	// Attempt is the attempt number the function sees; 1 if zero.
+	Attempt int
+	// Call answers the child calls of a workflow. params is the JSON array of
+	// parameters; it returns the child's result: {"ok": v}, {"err": v} or
+	// {"execution_failure": {"kind": k, "reason": r}}. A *HostError is
+	// answered as that host error, any other error as a function_not_found
+	// host error.
+	Call func(ffqn string, params json.RawMessage) (result json.RawMessage, err error)
+	// Log receives log messages.
+	Log func(level Level, message string)
+	// Ops answers the operations other than log and call, by name; an
+	// operation without a handler is answered with an unsupported_op host
+	// error. For the http op, use obeliskhttp.TestHandler:
+	//
+	//	host := &obelisk.TestHost{Ops: map[string]obelisk.OpHandler{
+	//		"http": obeliskhttp.TestHandler(http.DefaultTransport),
+	//	}}
+	Ops map[string]OpHandler
+}
+
+// OpHandler answers one host operation for a [TestHost]. request is the
+// operation's JSON request, including its "op" member. The handler returns
+// the ok value, which is encoded as JSON, or an error: a [*HostError] (its Op
+// is ignored) is answered as that host error, any other error as a host
+// error of kind bad_request.
+type OpHandler func(request json.RawMessage) (ok any, err error)
+
+// Run runs the exported function ffqn with params, each encoded as JSON, as
+// the host would, and returns its output: {"ok": value} or {"err": value}.
+// It panics where the module would trap: if ffqn is not exported, if the
+// params do not decode, or if the function panics.
+func (h *TestHost) Run(ffqn string, params ...any) []byte {
+	if params == nil {
+		params = []any{}
+	}
+	in := struct {
+		FFQN        string `json:"ffqn"`
+		Params      []any  `json:"params"`
+		ExecutionID string `json:"execution_id"`
+		Attempt     int    `json:"attempt"`
+	}{ffqn, params, h.ExecutionID, h.Attempt}
+	if in.ExecutionID == "" {
+		in.ExecutionID = "E_TEST"
+	}
+	if in.Attempt == 0 {
+		in.Attempt = 1
+	}
+	input, err := marshal(in)
+	if err != nil {
+		panic(fmt.Sprintf("obelisk: TestHost.Run(%q): encoding params: %v", ffqn, err))
+	}
+	return run(input, h.hostCall)
+}
+
+// hostCall answers one host operation like the real host does.
+func (h *TestHost) hostCall(req []byte) ([]byte, error) {
+	var head struct {
+		Op string `json:"op"`
+	}
+	if err := json.Unmarshal(req, &head); err != nil {
+		return errorResponse(KindBadRequest, err.Error())
+	}
+	var ok any
+	var herr *HostError
+	switch head.Op {
+	case "log":
+		ok, herr = h.log(req)
+	case "call":
+		ok, herr = h.call(req)
+	default:
+		ok, herr = h.op(head.Op, req)
+	}
+	if herr != nil {
+		return errorResponse(herr.Kind, herr.Message)
+	}
+	return marshal(struct {
+		Ok any `json:"ok"`
+	}{ok})
+}
+
+func errorResponse(kind, message string) ([]byte, error) {
+	return marshal(map[string]any{"error": &HostError{Kind: kind, Message: message}})
+}
+
+func (h *TestHost) log(req []byte) (any, *HostError) {
+	var r struct {
+		Level   Level  `json:"level"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
+	}
+	if h.Log != nil {
+		h.Log(r.Level, r.Message)
+	}
+	return nil, nil
+}
+
+func (h *TestHost) call(req []byte) (any, *HostError) {
+	var r struct {
+		FFQN   string          `json:"ffqn"`
+		Params json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(req, &r); err != nil {
+		return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
+	}
+	if h.Call == nil {
+		return nil, &HostError{Kind: KindFunctionNotFound, Message: "TestHost.Call is nil: " + r.FFQN}
+	}
+	result, err := h.Call(r.FFQN, r.Params)
+	if err != nil {
+		if herr, ok := errors.AsType[*HostError](err); ok {
+			return nil, herr
+		}
+		return nil, &HostError{Kind: KindFunctionNotFound, Message: err.Error()}
+	}
+	if !json.Valid(result) {
+		panic(fmt.Sprintf("obelisk: TestHost.Call(%q) returned invalid JSON %q", r.FFQN, result))
+	}
+	return result, nil
+}
+
+// op answers an operation with its handler in Ops.
+func (h *TestHost) op(op string, req []byte) (any, *HostError) {
+	handler := h.Ops[op]
+	if handler == nil {
+		return nil, &HostError{Kind: KindUnsupportedOp, Message: fmt.Sprintf("op %q is not supported: TestHost.Ops has no handler for it", op)}
+	}
+	ok, err := handler(req)
+	if err != nil {
+		if herr, isHostErr := errors.AsType[*HostError](err); isHostErr {
+			return nil, herr
+		}
+		return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
+	}
+	return ok, nil
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+)
+
+func TestFibow(t *testing.T) {
+	if got := string(new(obelisk.TestHost).Run("testing:fibo-workflow/workflow.fibow", 10, 3)); got != `{"ok":55}` {
+		t.Errorf("fibow(10, 3) = %s", got)
+	}
+}
+
+func TestFiboa(t *testing.T) {
+	var calls int
+	host := &obelisk.TestHost{
+		// Answer the activity calls in place of the fibo component.
+		Call: func(ffqn string, params json.RawMessage) (json.RawMessage, error) {
+			calls++
+			if ffqn != "testing:fibo/fibo.fibo" || string(params) != "[10]" {
+				t.Errorf("call %s %s", ffqn, params)
+			}
+			return json.RawMessage(`{"ok":55}`), nil
+		},
+	}
+	if got := string(host.Run("testing:fibo-workflow/workflow.fiboa", 10, 3)); got != `{"ok":165}` || calls != 3 {
+		t.Errorf("fiboa(10, 3) = %s after %d calls", got, calls)
+	}
+}
