@@ -330,6 +330,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 		}
 		resp := proto.CloneOf(r.Response)
 		resp.Cursor = st.ResponseCount
+		resp.AtVersion = st.NextVersion
 		nst, err := FoldResponse(st, resp)
 		if err != nil {
 			return nil, nil, err

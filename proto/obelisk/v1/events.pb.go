@@ -1607,6 +1607,9 @@ type Response struct {
 	CreatedAt int64                  `protobuf:"varint,1,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	JoinSetId string                 `protobuf:"bytes,2,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`
 	Cursor    uint32                 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"` // 0-based position in the response log
+	// The stream's next_version when the response arrived: it came after the events below
+	// it, which makes the fold of events and responses together reproducible.
+	AtVersion uint32 `protobuf:"varint,4,opt,name=at_version,json=atVersion,proto3" json:"at_version,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Response_Child
@@ -1663,6 +1666,13 @@ func (x *Response) GetJoinSetId() string {
 func (x *Response) GetCursor() uint32 {
 	if x != nil {
 		return x.Cursor
+	}
+	return 0
+}
+
+func (x *Response) GetAtVersion() uint32 {
+	if x != nil {
+		return x.AtVersion
 	}
 	return 0
 }
@@ -2229,12 +2239,14 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\fscheduled_at\x18\x02 \x01(\x03R\vscheduledAt\"N\n" +
 	"\x04Stub\x12.\n" +
 	"\x13target_execution_id\x18\x01 \x01(\tR\x11targetExecutionId\x12\x16\n" +
-	"\x06result\x18\x02 \x01(\fR\x06result\"\xcf\x01\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\"\xee\x01\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x12\x1e\n" +
 	"\vjoin_set_id\x18\x02 \x01(\tR\tjoinSetId\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\rR\x06cursor\x121\n" +
+	"\x06cursor\x18\x03 \x01(\rR\x06cursor\x12\x1d\n" +
+	"\n" +
+	"at_version\x18\x04 \x01(\rR\tatVersion\x121\n" +
 	"\x05child\x18\n" +
 	" \x01(\v2\x19.obelisk.v1.ChildFinishedH\x00R\x05child\x121\n" +
 	"\x05delay\x18\v \x01(\v2\x19.obelisk.v1.DelayFinishedH\x00R\x05delayB\x06\n" +
