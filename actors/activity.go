@@ -13,9 +13,10 @@ import (
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
-// runActivity runs one attempt of a locked activity in a fresh instance, killed when the
-// lock expires, and records the outcome.
-func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
+// runActivity runs one attempt of a locked activity in inst (a fresh instance, which it
+// closes), killed when the lock expires, and records the outcome.
+func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance) {
+	defer inst.Close(context.WithoutCancel(ctx))
 	id := st.ExecutionId
 	created, err := e.createdOf(ctx, id)
 	if err != nil {
@@ -23,13 +24,9 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		return
 	}
 	fn := e.reg.byFFQN[created.Ffqn]
-	deadline := time.Unix(0, st.LockExpiresAt)
-	runCtx, cancel := context.WithDeadline(ctx, deadline)
+	runCtx, cancel := context.WithDeadline(ctx, time.Unix(0, st.LockExpiresAt))
 	defer cancel()
-	out, runErr := e.instantiateAndRun(runCtx, c, wasmhost.InstanceConfig{
-		Kind: wasmhost.KindActivity,
-		HTTP: &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts},
-	}, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(st.IntermittentFailures) + 1})
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(st.IntermittentFailures) + 1})
 	if ctx.Err() != nil {
 		return // shutting down: the lock expires and the attempt is retried
 	}
@@ -47,16 +44,23 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	}
 }
 
-var errTimedOut = errors.New("timed out")
-
-func (e *Engine) instantiateAndRun(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, in wasmhost.RunInput) ([]byte, error) {
-	inst, err := c.module.Instantiate(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer inst.Close(context.WithoutCancel(ctx))
-	return inst.Run(ctx, in)
+func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
+	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts}}
 }
+
+// instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,
+// and a crowd of them would only make each one slower.
+func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig) (*wasmhost.Instance, error) {
+	select {
+	case e.instantiating <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-e.instantiating }()
+	return c.module.Instantiate(ctx, cfg)
+}
+
+var errTimedOut = errors.New("timed out")
 
 // activityOutcomeTx decides what an attempt's outcome means: finished, or retried later.
 func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byte, runErr error, now time.Time) *events.Tx {

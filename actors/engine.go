@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -27,7 +28,7 @@ type Config struct {
 	CacheDir   string
 	Components []ComponentConfig
 	// MaxResidentWorkflows bounds the workflow instances kept in memory while they wait
-	// for a child ("await" strategy); 0 means 64.
+	// for a child ("await" strategy); 0 means 64, negative means none.
 	MaxResidentWorkflows int
 	Logger               *slog.Logger
 }
@@ -48,6 +49,9 @@ type Engine struct {
 	watchers  watchers
 	runs      liveRuns
 
+	// instantiating bounds concurrent instantiations (see instantiate).
+	instantiating chan struct{}
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -65,6 +69,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now())}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
+	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{CacheDir: cfg.CacheDir, Logger: cfg.Logger})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
 // safetyTick bounds how long a loop sleeps without a notification: notifications are
@@ -126,6 +127,23 @@ var errNotRunnable = errors.New("not runnable")
 func (x *executor) lockAndRun(ctx context.Context, id string, releaseSlot func()) {
 	runID := events.NewRunID(time.Now())
 	cfg := x.comp.Config
+	var inst *wasmhost.Instance
+	if cfg.Type == ActivityWasm {
+		// Make the instance before taking the lock: the lock's time is the activity's
+		// time, and instantiation under load must not eat into it.
+		var err error
+		if inst, err = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp)); err != nil {
+			if ctx.Err() == nil {
+				x.e.log.Error("executor: instantiate", "component", cfg.Name, "err", err)
+			}
+			return
+		}
+		defer func() {
+			if inst != nil {
+				inst.Close(context.WithoutCancel(ctx))
+			}
+		}()
+	}
 	st, err := x.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		now := time.Now()
 		if st == nil || st.Status != pb.Status_STATUS_PENDING_AT || st.Paused || st.PendingAt > now.UnixNano() {
@@ -156,6 +174,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string, releaseSlot func()
 	case Workflow:
 		x.e.runWorkflow(ctx, x.comp, st, runID, releaseSlot)
 	default:
-		x.e.runActivity(ctx, x.comp, st, runID)
+		x.e.runActivity(ctx, x.comp, st, runID, inst)
+		inst = nil
 	}
 }

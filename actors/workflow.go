@@ -69,13 +69,27 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		e.log.Error("workflow: read responses", "execution", id, "err", err)
 		return
 	}
-	r.deadline = newDeadline(ctx, r.lockExpires)
-	defer r.deadline.stop()
 	h := fnv.New64a()
 	h.Write([]byte(id))
-	out, runErr := e.instantiateAndRun(r.deadline.ctx, c, wasmhost.InstanceConfig{
+	inst, err := e.instantiate(ctx, c, wasmhost.InstanceConfig{
 		Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt),
-	}, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("workflow: instantiate", "execution", id, "err", err)
+		}
+		return
+	}
+	defer inst.Close(context.WithoutCancel(ctx))
+	if time.Until(r.lockExpires) < c.Config.LockExpiry/2 {
+		// Instantiating took most of the lock (a loaded machine): renew it before replaying.
+		if err := r.appendEvents(ctx, nil, nil); err != nil {
+			return
+		}
+	}
+	r.deadline = newDeadline(ctx, r.lockExpires)
+	defer r.deadline.stop()
+	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
 	if runErr == nil && r.pos < len(r.history) {
 		runErr = &NondeterminismError{fmt.Sprintf("the workflow returned, but its history has %d more recorded events", len(r.history)-r.pos)}
 	}
@@ -183,11 +197,17 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 		}
 		return nil
 	}
+	return r.appendEvents(ctx, want, extra)
+}
+
+// appendEvents appends history events (and extra appends of other streams) in one
+// transaction, extending the run's lock in the same write when it is half gone. With no
+// events it only extends the lock.
+func (r *workflowRun) appendEvents(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) []events.Append) error {
 	now := time.Now()
 	var evs []*pb.Event
 	lockExpiry := r.c.Config.LockExpiry
 	if r.lockExpires.Sub(now) < lockExpiry/2 {
-		// Extend the lock in the same write: a workflow making progress keeps it.
 		r.lockExpires = now.Add(lockExpiry)
 		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
 			ExecutorId: r.e.executor, RunId: r.runID, LockExpiresAt: r.lockExpires.UnixNano(), ComponentId: r.c.ID,
@@ -203,8 +223,14 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 		}
 		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_History{History: w}})
 	}
-	tx := &events.Tx{Appends: append([]events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}, extra(now)...)}
-	if _, err := r.e.store.Commit(ctx, tx); err != nil {
+	if len(evs) == 0 {
+		return nil
+	}
+	appends := []events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}
+	if extra != nil {
+		appends = append(appends, extra(now)...)
+	}
+	if _, err := r.e.store.Commit(ctx, &events.Tx{Appends: appends}); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError
 		if errors.As(err, &ce) || errors.As(err, &te) {
@@ -212,7 +238,9 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 		}
 		return fmt.Errorf("append history of %s: %w", r.id, err)
 	}
-	r.deadline.extend(r.lockExpires)
+	if r.deadline != nil {
+		r.deadline.extend(r.lockExpires)
+	}
 	r.version += uint32(len(evs))
 	r.history = append(r.history, want...)
 	r.pos = len(r.history)

@@ -160,6 +160,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

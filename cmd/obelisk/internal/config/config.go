@@ -118,7 +118,14 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	s := &Server{ListeningAddr: f.API.ListeningAddr}
 	s.Engine.DataDir = f.DataDir
 	s.Engine.CacheDir = f.CacheDir
-	s.Engine.MaxResidentWorkflows = f.Workflows.MaxResident
+	switch r := f.Workflows.MaxResident; {
+	case r < 0:
+		return nil, fmt.Errorf("config %s: workflows.max_resident must be >= 0", displayPath(path))
+	case r == 0:
+		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
+	default:
+		s.Engine.MaxResidentWorkflows = r
+	}
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p

@@ -1,0 +1,400 @@
+// Package harness starts the real obelisk binary (`obelisk server run`) as a process with
+// the example components, for end-to-end tests and benchmarks: it drives the server through
+// the API and the CLI, and can SIGKILL and restart it on the same data.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+)
+
+// Paths shared by every test of the package: the binary, the built components, and a
+// compilation cache so that only the first server compiles the modules.
+var (
+	obeliskBin    string
+	componentsDir string
+	wasmCacheDir  string
+)
+
+// Main is TestMain for packages that use the harness: it finds (OBELISK_BIN,
+// OBELISK_COMPONENTS, as `make test` sets them) or builds the binary and the components.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "obelisk-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	wasmCacheDir = filepath.Join(tmp, "wasm-cache")
+	obeliskBin, componentsDir = os.Getenv("OBELISK_BIN"), os.Getenv("OBELISK_COMPONENTS")
+	if obeliskBin == "" || componentsDir == "" {
+		// Run by plain `go test`: build what `make build` would.
+		if err := buildAll(tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "build:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+var componentNames = []string{"fibo", "fibo-workflow", "sleep", "sleep-workflow", "http", "http-workflow", "flaky"}
+
+func buildAll(tmp string) error {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	obeliskBin = filepath.Join(tmp, "obelisk")
+	componentsDir = filepath.Join(tmp, "components")
+	if out, err := goCmd(root, nil, "build", "-o", obeliskBin, "./cmd/obelisk"); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	for _, c := range componentNames {
+		raw := filepath.Join(tmp, c+".raw.wasm")
+		if out, err := goCmd(root, []string{"GOOS=wasip1", "GOARCH=wasm"}, "build", "-buildmode=c-shared", "-o", raw, "./test/components/"+c); err != nil {
+			return fmt.Errorf("%s: %w\n%s", c, err, out)
+		}
+		cmd := exec.Command(obeliskBin, "component", "embed-wit", filepath.Join(root, "test/components", c, "wit"), raw, "-o", filepath.Join(componentsDir, c+".wasm"))
+		os.MkdirAll(componentsDir, 0o755)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("embed %s: %w\n%s", c, err, out)
+		}
+	}
+	return nil
+}
+
+func goCmd(dir string, env []string, args ...string) ([]byte, error) {
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	return cmd.CombinedOutput()
+}
+
+// Options tweak the deployment of a test server.
+type Options struct {
+	// BlockingStrategy of the workflows: await (default) or interrupt.
+	BlockingStrategy string
+	// ExtraTOML adds keys to a component's section, by component name.
+	ExtraTOML map[string]string
+	// Workflows adds a [workflows] section body.
+	Workflows string
+}
+
+// Server is a running `obelisk server run` process.
+type Server struct {
+	t       testing.TB
+	dir     string
+	config  string
+	addr    string
+	URL     string
+	cmd     *exec.Cmd
+	logPath string
+	Exec    obeliskv1connect.ExecutionServiceClient
+	Comp    obeliskv1connect.ComponentServiceClient
+}
+
+// Start writes a deployment of every example component and starts the server.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s := &Server{t: t, dir: dir, addr: FreeAddr(t)}
+	s.URL = "http://" + s.addr
+	s.config = filepath.Join(dir, "obelisk.toml")
+	if err := os.WriteFile(s.config, []byte(s.deployment(o)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Exec = obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, s.URL)
+	s.Comp = obeliskv1connect.NewComponentServiceClient(http.DefaultClient, s.URL)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) deployment(o Options) string {
+	wasm := func(name string) string { return filepath.Join(componentsDir, name+".wasm") }
+	strategy := o.BlockingStrategy
+	if strategy == "" {
+		strategy = "await"
+	}
+	extra := func(name string) string { return o.ExtraTOML[name] }
+	return fmt.Sprintf(`
+data_dir = %q
+cache_dir = %q
+[api]
+listening_addr = %q
+[workflows]
+%s
+
+[[activity_wasm]]
+name = "fibo"
+location.path = %q
+%s
+[[activity_wasm]]
+name = "sleep"
+location.path = %q
+max_retries = 1
+retry_exp_backoff = "10ms"
+exec.lock_expiry = "1s"
+%s
+[[activity_wasm]]
+name = "http"
+location.path = %q
+allowed_hosts = ["127.0.0.1:*"]
+max_retries = 1
+retry_exp_backoff = "10ms"
+%s
+[[activity_wasm]]
+name = "flaky"
+location.path = %q
+max_retries = 5
+retry_exp_backoff = "10ms"
+%s
+[[workflow]]
+name = "fibo_workflow"
+location.path = %q
+blocking_strategy = %q
+
+[[workflow]]
+name = "sleep_workflow"
+location.path = %q
+blocking_strategy = %q
+
+[[workflow]]
+name = "http_workflow"
+location.path = %q
+blocking_strategy = %q
+`, filepath.Join(s.dir, "data"), wasmCacheDir, s.addr, o.Workflows,
+		wasm("fibo"), extra("fibo"), wasm("sleep"), extra("sleep"), wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
+		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy)
+}
+
+// FreeAddr returns a free loopback address.
+func FreeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Start starts the server process and waits until its API answers.
+func (s *Server) Start() {
+	s.t.Helper()
+	s.logPath = filepath.Join(s.dir, fmt.Sprintf("server-%d.log", time.Now().UnixNano()))
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd = exec.Command(obeliskBin, "server", "run", "--config", s.config)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); logf.Close() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := s.Comp.ListComponents(context.Background(), connect.NewRequest(&pb.ListComponentsRequest{}))
+		if err == nil {
+			return
+		}
+		if s.cmd.ProcessState != nil || time.Now().After(deadline) {
+			log, _ := os.ReadFile(s.logPath)
+			s.t.Fatalf("server did not start: %v\n%s", err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (s *Server) Kill() {
+	s.t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	for s.cmd.ProcessState == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop stops the server with SIGTERM (it is also registered with t.Cleanup).
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.cmd.ProcessState == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.cmd.ProcessState == nil {
+		_ = s.cmd.Process.Kill()
+	}
+	if s.t.Failed() {
+		log, _ := os.ReadFile(s.logPath)
+		s.t.Logf("server log (tail):\n%s", tail(string(log), 4000))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// Submit creates an execution through the API and returns its ID.
+func (s *Server) Submit(ffqn, params string) string {
+	s.t.Helper()
+	resp, err := s.Exec.Submit(context.Background(), connect.NewRequest(&pb.SubmitRequest{Ffqn: ffqn, ParamsJson: params}))
+	if err != nil {
+		s.t.Fatalf("submit %s %s: %v", ffqn, params, err)
+	}
+	return resp.Msg.ExecutionId
+}
+
+// Result waits for an execution to finish and returns its result JSON.
+func (s *Server) Result(id string, timeout time.Duration) string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		stream, err := s.Exec.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: id, Follow: true}))
+		if err == nil {
+			var last *pb.ExecutionSummary
+			for stream.Receive() {
+				last = stream.Msg().Summary
+			}
+			err = stream.Err()
+			stream.Close()
+			if last != nil && last.Status == "finished" {
+				return last.ResultJson
+			}
+		}
+		if ctx.Err() != nil {
+			s.t.Fatalf("execution %s did not finish in %v: %v", id, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond) // the server may be restarting
+	}
+}
+
+// Events returns the event kinds and details of an execution.
+func (s *Server) Events(id string) []*pb.EventView {
+	s.t.Helper()
+	resp, err := s.Exec.ListEvents(context.Background(), connect.NewRequest(&pb.ListEventsRequest{ExecutionId: id}))
+	if err != nil {
+		s.t.Fatalf("events of %s: %v", id, err)
+	}
+	return resp.Msg.Events
+}
+
+// CountKind counts the events of one kind.
+func CountKind(evs []*pb.EventView, kind string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// CLI runs the obelisk CLI against the server and returns stdout, stderr and the exit code.
+func (s *Server) CLI(args ...string) (stdout, stderr string, code int) {
+	s.t.Helper()
+	cmd := exec.Command(obeliskBin, append([]string{"client"}, args...)...)
+	cmd.Env = append(os.Environ(), "OBELISK_API_URL="+s.URL)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		s.t.Fatalf("run CLI: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// JSONEq compares two JSON documents semantically.
+func JSONEq(t testing.TB, got, want string) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		t.Fatalf("invalid JSON %q: %v", got, err)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("invalid JSON %q: %v", want, err)
+	}
+	gb, _ := json.Marshal(g)
+	wb, _ := json.Marshal(w)
+	if !bytes.Equal(gb, wb) {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// State returns the current summary of an execution.
+func (s *Server) State(id string) (*pb.ExecutionSummary, error) {
+	stream, err := s.Exec.GetStatus(context.Background(), connect.NewRequest(&pb.GetStatusRequest{ExecutionId: id}))
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	var last *pb.ExecutionSummary
+	for stream.Receive() {
+		last = stream.Msg().Summary
+	}
+	if last == nil {
+		return nil, fmt.Errorf("no status for %s: %v", id, stream.Err())
+	}
+	return last, nil
+}
+
+// PeakRSS returns the server process's peak resident set size in bytes (VmHWM).
+func (s *Server) PeakRSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", s.cmd.Process.Pid)
+}
+
+// Unreachable returns a Server value whose API address has nothing listening, to test
+// client errors.
+func Unreachable(t testing.TB) *Server {
+	return &Server{t: t, URL: "http://" + FreeAddr(t)}
+}
+
+// ComponentsDir is the folder of the built example components (<name>.wasm).
+func ComponentsDir() string { return componentsDir }
