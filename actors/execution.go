@@ -44,6 +44,14 @@ func (a *executionActor) Receive(c actor.Context) {
 	case *actor.ReceiveTimeout:
 		c.Stop(c.Self())
 	case *changeMsg:
+		defer func() {
+			if r := recover(); r != nil {
+				// Answer the caller now rather than at its timeout, then let the
+				// supervisor restart the actor: it holds nothing the store does not.
+				c.Respond(&changeReply{err: fmt.Errorf("execution actor %s crashed: %v", a.id, r)})
+				panic(r)
+			}
+		}()
 		c.Respond(a.change(m))
 	}
 }

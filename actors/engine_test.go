@@ -1,0 +1,159 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+func newTestEngine(t *testing.T) *Engine {
+	t.Helper()
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(ctx) })
+	return e
+}
+
+func createdTx(id string, now time.Time) *events.Tx {
+	return &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{{
+		CreatedAt: now.UnixNano(),
+		Kind:      &pb.Event_Created{Created: &pb.Created{Ffqn: "a:b/c.d", Params: []byte("[]"), ScheduledAt: now.UnixNano(), Queue: "none"}},
+	}}}}}
+}
+
+// A crashing actor answers its caller with an error and is restarted by its supervisor:
+// the next message finds the execution exactly as the store has it.
+func TestActorCrashIsSupervised(t *testing.T) {
+	e := newTestEngine(t)
+	ctx := context.Background()
+	id := events.NewExecutionID(time.Now())
+	if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) { return createdTx(id, time.Now()), nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) { panic("boom") })
+	if err == nil || !strings.Contains(err.Error(), "crashed") {
+		t.Fatalf("err = %v, want a crash error", err)
+	}
+	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) { return nil, nil })
+	if err != nil {
+		t.Fatalf("after the crash: %v", err)
+	}
+	if st.NextVersion != 1 || st.Status != pb.Status_STATUS_PENDING_AT {
+		t.Fatalf("state after restart: %v", st)
+	}
+}
+
+// Concurrent changes of one execution are serialised by its actor: every one sees the
+// state the previous one left, so no version conflict can happen.
+func TestActorSerialisesChanges(t *testing.T) {
+	e := newTestEngine(t)
+	ctx := context.Background()
+	id := events.NewExecutionID(time.Now())
+	if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) { return createdTx(id, time.Now()), nil }); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+				return appendTx(st, "", &pb.Event{CreatedAt: time.Now().UnixNano(), Kind: &pb.Event_Paused{Paused: &pb.Paused{}}}), nil
+			})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := e.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NextVersion != n+1 {
+		t.Fatalf("next version %d, want %d", st.NextVersion, n+1)
+	}
+}
+
+func TestRetryBackoff(t *testing.T) {
+	cases := []struct {
+		retry    *pb.RetryConfig
+		failures uint32
+		want     time.Duration
+		ok       bool
+	}{
+		{&pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(100 * time.Millisecond)}, 0, 100 * time.Millisecond, true},
+		{&pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(100 * time.Millisecond)}, 1, 200 * time.Millisecond, true},
+		{&pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(100 * time.Millisecond)}, 4, 1600 * time.Millisecond, true},
+		{&pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(100 * time.Millisecond)}, 5, 0, false},
+		{&pb.RetryConfig{MaxRetries: 0, RetryExpBackoff: int64(100 * time.Millisecond)}, 0, 0, false},
+		{&pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(time.Millisecond)}, 1000, time.Millisecond << 30, true},
+		{nil, 0, 0, false},
+	}
+	for _, c := range cases {
+		got, ok := retryBackoff(&pb.ExecutionState{Retry: c.retry, IntermittentFailures: c.failures})
+		if got != c.want || ok != c.ok {
+			t.Errorf("retry %v after %d failures: got %v %v, want %v %v", c.retry, c.failures, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestResidentEvictsOldest(t *testing.T) {
+	r := newResident(2)
+	a, b := r.park("a"), r.park("b")
+	c := r.park("c")
+	select {
+	case <-a.evicted:
+	default:
+		t.Fatal("the oldest waiter was not evicted")
+	}
+	for _, w := range []*waiter{b, c} {
+		select {
+		case <-w.evicted:
+			t.Fatalf("%s evicted", w.id)
+		default:
+		}
+	}
+	r.notify("b")
+	select {
+	case <-b.signal:
+	default:
+		t.Fatal("b not signalled")
+	}
+	r.leave(b)
+	if r.count() != 1 {
+		t.Fatalf("count %d, want 1", r.count())
+	}
+	if newResident(-1).park("x") != nil {
+		t.Fatal("a resident set of size -1 accepted a waiter")
+	}
+}
+
+func TestSubmitErrors(t *testing.T) {
+	e := newTestEngine(t)
+	_, _, err := e.Submit(context.Background(), "", "a:b/c.d", []byte("[]"))
+	var nf *FunctionNotFoundError
+	if !errors.As(err, &nf) {
+		t.Fatalf("unknown function: %v", err)
+	}
+	_, _, err = e.Submit(context.Background(), "", "nope", []byte("[]"))
+	var ia *InvalidArgumentError
+	if !errors.As(err, &ia) {
+		t.Fatalf("malformed FFQN: %v", err)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}

@@ -1,0 +1,115 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/actors"
+)
+
+func write(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "obelisk.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	p := write(t, `
+[[activity_wasm]]
+name = "fibo"
+location.path = "fibo.wasm"
+
+[[workflow]]
+name = "wf"
+location.path = "/abs/wf.wasm"
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ListeningAddr != "127.0.0.1:5005" || s.Engine.DataDir != "obelisk-data" {
+		t.Fatalf("defaults: %+v", s)
+	}
+	a, w := s.Engine.Components[0], s.Engine.Components[1]
+	want := actors.ComponentConfig{Name: "fibo", Type: actors.ActivityWasm, Path: filepath.Join(filepath.Dir(p), "fibo.wasm"),
+		MaxRetries: 5, RetryExpBackoff: 100 * time.Millisecond, LockExpiry: time.Second, MaxConcurrency: DefaultMaxConcurrency}
+	if a.Name != want.Name || a.Type != want.Type || a.Path != want.Path || a.MaxRetries != want.MaxRetries ||
+		a.RetryExpBackoff != want.RetryExpBackoff || a.LockExpiry != want.LockExpiry || a.MaxConcurrency != want.MaxConcurrency {
+		t.Fatalf("activity: got %+v, want %+v", a, want)
+	}
+	if w.Type != actors.Workflow || w.Path != "/abs/wf.wasm" || w.BlockingStrategy != actors.Await {
+		t.Fatalf("workflow: %+v", w)
+	}
+}
+
+func TestKeysAndEnvironment(t *testing.T) {
+	p := write(t, `
+data_dir = "d"
+[api]
+listening_addr = "127.0.0.1:1"
+[[activity_wasm]]
+name = "a"
+location.path = "a.wasm"
+max_retries = 0
+retry_exp_backoff = "1s"
+exec.lock_expiry = "250ms"
+allowed_hosts = ["example.com", "127.0.0.1:*"]
+[[workflow]]
+name = "w"
+location.path = "w.wasm"
+blocking_strategy = "interrupt"
+`)
+	t.Setenv("OBELISK_DATA_DIR", "/env/data")
+	t.Setenv("OBELISK_API_LISTENING_ADDR", "127.0.0.1:2")
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.DataDir != "/env/data" || s.ListeningAddr != "127.0.0.1:2" {
+		t.Fatalf("environment overrides ignored: %q %q", s.Engine.DataDir, s.ListeningAddr)
+	}
+	a := s.Engine.Components[0]
+	if a.MaxRetries != 0 || a.RetryExpBackoff != time.Second || a.LockExpiry != 250*time.Millisecond || len(a.AllowedHosts) != 2 {
+		t.Fatalf("activity keys: %+v", a)
+	}
+	if s.Engine.Components[1].BlockingStrategy != actors.Interrupt {
+		t.Fatalf("blocking strategy: %+v", s.Engine.Components[1])
+	}
+}
+
+func TestNoFile(t *testing.T) {
+	s, err := Load("")
+	if err != nil || len(s.Engine.Components) != 0 || s.ListeningAddr != DefaultListeningAddr {
+		t.Fatalf("embedded defaults: %+v %v", s, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct{ name, toml, want string }{
+		{"malformed", "data_dir = ", "read config"},
+		{"unknown key", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nmax_retriez = 1\n", "max_retriez"},
+		{"missing name", "[[activity_wasm]]\nlocation.path = \"a\"\n", "name is required"},
+		{"missing path", "[[activity_wasm]]\nname = \"a\"\n", "location.path is required"},
+		{"bad name", "[[activity_wasm]]\nname = \"a b\"\nlocation.path = \"a\"\n", "name may contain"},
+		{"bad duration", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nretry_exp_backoff = \"soon\"\n", "retry_exp_backoff"},
+		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
+		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(write(t, c.toml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+	if _, err := Load("/does/not/exist.toml"); err == nil {
+		t.Fatal("a missing file loaded")
+	}
+}
