@@ -149,9 +149,11 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		case pb.Status_STATUS_LOCKED:
 			n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.Unlocked.UnlockedAt, 0
 			// A run that replayed up to a wait whose response has not come leaves the
-			// execution blocked on it, not pending (it would only be locked again).
+			// execution blocked on it, not pending (it would only be locked again). If
+			// several waits are unanswered, the smallest join set ID is chosen, so that the
+			// fold does not depend on map iteration order.
 			for id, js := range n.JoinSets {
-				if js.JoinNexts > js.Responses {
+				if js.JoinNexts > js.Responses && (n.Status != pb.Status_STATUS_BLOCKED_BY_JOIN_SET || id < n.BlockedJoinSetId) {
 					n.Status, n.PendingAt, n.BlockedJoinSetId = pb.Status_STATUS_BLOCKED_BY_JOIN_SET, 0, id
 				}
 			}
@@ -289,8 +291,9 @@ func FoldResponse(st *pb.ExecutionState, r *pb.Response) (*pb.ExecutionState, er
 		n.Status = pb.Status_STATUS_PENDING_AT
 		n.PendingAt = max(r.CreatedAt, n.LockExpiresAt)
 		n.BlockedJoinSetId = ""
-		pruneOneOff(n, r.JoinSetId)
 	}
+	// Also when the wait was recorded by a run that stopped before the response came.
+	pruneOneOff(n, r.JoinSetId)
 	return n, nil
 }
 

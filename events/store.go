@@ -49,7 +49,7 @@ type Append struct {
 }
 
 // ResponseAppend delivers a response to an execution. A second delivery with the same
-// child or delay ID is ignored.
+// child or delay ID is ignored, and so is a delivery to an execution that has finished.
 type ResponseAppend struct {
 	ExecutionID string
 	Response    *pb.Response
@@ -328,6 +328,11 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 		if st == nil {
 			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, ErrNotFound)
 		}
+		if st.Status == pb.Status_STATUS_FINISHED {
+			// Nothing can consume it any more; refusing it would refuse the sender's own
+			// events in the same Tx (a child's Finished) forever.
+			continue
+		}
 		resp := proto.CloneOf(r.Response)
 		resp.Cursor = st.ResponseCount
 		resp.AtVersion = st.NextVersion
@@ -433,7 +438,9 @@ func (s *Store) State(ctx context.Context, id string) (*pb.ExecutionState, error
 
 // Events returns the events of a stream from version from, at most limit (0 = all).
 func (s *Store) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(key(tagEvent, []byte(id)))})
+	// The bound ends with the separator: a child's ID extends its parent's, and its
+	// stream must not be read as the rest of the parent's.
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(append(key(tagEvent, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read events of %s: %w", id, err)
 	}
@@ -451,7 +458,7 @@ func (s *Store) Events(ctx context.Context, id string, from uint32, limit int) (
 
 // Responses returns the response log of an execution from cursor from.
 func (s *Store) Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(key(tagResponse, []byte(id)))})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(append(key(tagResponse, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read responses of %s: %w", id, err)
 	}
@@ -613,6 +620,27 @@ func (s *Store) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) erro
 		}
 		if st.Status == pb.Status_STATUS_FINISHED {
 			continue
+		}
+		if err := fn(st); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// AllStates calls fn for every execution, finished or not, in execution ID order. Like
+// LiveStates it reads the persisted states, not the cache.
+func (s *Store) AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
+	prefix := []byte{tagState, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("scan states: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		st := &pb.ExecutionState{}
+		if err := proto.Unmarshal(it.Value(), st); err != nil {
+			return fmt.Errorf("decode state %q: %w", lastPart(it.Key()), err)
 		}
 		if err := fn(st); err != nil {
 			return err
