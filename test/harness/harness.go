@@ -21,8 +21,10 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+	"github.com/obelisk-go/obelisk/snapshot"
 )
 
 // Paths shared by every test of the package: the binary, the built components, and a
@@ -251,7 +253,11 @@ func (s *Server) Stop() {
 	}
 	if s.cmd.ProcessState == nil {
 		_ = s.cmd.Process.Kill()
+		for s.cmd.ProcessState == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	s.verifyStore()
 	if s.t.Failed() {
 		log, _ := os.ReadFile(s.logPath)
 		s.t.Logf("server log (tail):\n%s", tail(string(log), 4000))
@@ -398,3 +404,18 @@ func Unreachable(t testing.TB) *Server {
 
 // ComponentsDir is the folder of the built example components (<name>.wasm).
 func ComponentsDir() string { return componentsDir }
+
+// verifyStore checks an invariant of the stopped server's store: every execution's stored
+// state equals the refold of its events and responses.
+func (s *Server) verifyStore() {
+	ctx := context.Background()
+	store, err := events.Open(filepath.Join(s.dir, "data", "store"), events.Options{})
+	if err != nil {
+		s.t.Errorf("open the store to verify it: %v", err)
+		return
+	}
+	defer store.Close()
+	if err := snapshot.VerifyAll(ctx, store); err != nil {
+		s.t.Errorf("store invariant: %v", err)
+	}
+}
