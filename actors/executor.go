@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +116,13 @@ func (x *executor) tick(ctx context.Context) time.Time {
 				}
 			}
 			defer func() { release(); x.inflight.Delete(id) }()
+			defer func() {
+				// A bug in one run must not take the node down: its lock expires and
+				// the timer service hands the execution to a new run.
+				if r := recover(); r != nil {
+					x.e.log.Error("executor: run crashed", "execution", id, "panic", r, "stack", string(debug.Stack()))
+				}
+			}()
 			x.lockAndRun(ctx, id, release)
 		}()
 	}
