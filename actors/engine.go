@@ -72,7 +72,13 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{CacheDir: cfg.CacheDir, Logger: cfg.Logger})
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{
+		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
+		// A few ready instances per module and kind take instantiation off the path of
+		// a run; every Go guest instance costs 4-6 MiB, so the pool stays small.
+		PoolSize:         2,
+		MemoryLimitPages: 16384, // 1 GiB per instance
+	})
 	if err != nil {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)
 	}

@@ -1,0 +1,195 @@
+package wasmhost
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestCompilationCache(t *testing.T) {
+	ctx := context.Background()
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("compilation cache %s is empty: %v", cacheDir, err)
+	}
+	// A restarted server: a new runtime on the same cache directory.
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	start := time.Now()
+	m, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := time.Since(start)
+	t.Logf("compile: cold %v, from the on-disk cache %v", coldCompile.Round(time.Millisecond), cached.Round(time.Millisecond))
+	inst, err := m.Instantiate(ctx, InstanceConfig{Kind: KindActivity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := inst.Run(ctx, RunInput{FFQN: "x.echo", Params: []byte(`[1]`)}); err != nil || string(out) != `{"ok":1}` {
+		t.Fatalf("Run from cached code: %s %v", out, err)
+	}
+	if coldCompile > 200*time.Millisecond && cached > coldCompile/2 {
+		t.Errorf("cached compile %v is not much faster than cold %v", cached, coldCompile)
+	}
+}
+
+// BenchmarkCompile measures compiling the Go test guest (3.8 MB) cold and
+// from the on-disk compilation cache, each time in a new runtime (a
+// restarted server).
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	for _, cached := range []bool{false, true} {
+		b.Run(fmt.Sprintf("cached=%v", cached), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				dir := cacheDir
+				if !cached {
+					dir = filepath.Join(b.TempDir(), "cache")
+				}
+				rt, err := NewRuntime(ctx, Config{CacheDir: dir, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if _, err := rt.Compile(ctx, "guest", guestWasm); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				rt.Close(ctx)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkInstantiate measures Instantiate (including the Go runtime's
+// _initialize) plus Close of the Go test guest. cpu-ns/op is the process's
+// CPU time per instance (GC and kernel included).
+func BenchmarkInstantiate(b *testing.B) {
+	ctx := context.Background()
+	for _, cfg := range []InstanceConfig{{Kind: KindActivity}, wfConfig(1)} {
+		b.Run(cfg.Kind.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for b.Loop() {
+				inst, err := testGuest.Instantiate(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst.Close(ctx)
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+	// The latency of Instantiate + Close when the pool has an instance ready
+	// (the timer stops while the pool refills).
+	b.Run("pooled", func(b *testing.B) {
+		rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), PoolSize: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rt.Close(ctx)
+		m, err := rt.Compile(ctx, "guest", guestWasm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := wfConfig(1)
+		inst, err := m.Instantiate(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst.Close(ctx)
+		p := m.poolFor(KindWorkflow)
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			waitFull(b, p)
+			b.StartTimer()
+			inst, err := m.Instantiate(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			inst.Close(ctx)
+		}
+	})
+	b.Run("hand-made", func(b *testing.B) {
+		m, err := testRT.Compile(ctx, "hand", handModule(`{"ok":1}`).encode())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			inst, err := m.Instantiate(ctx, InstanceConfig{Kind: KindActivity})
+			if err != nil {
+				b.Fatal(err)
+			}
+			inst.Close(ctx)
+		}
+	})
+}
+
+// BenchmarkRunEcho measures one Run of echo on a fresh instance
+// (instantiation excluded, Run's own close included). The guest decodes its
+// input with encoding/json, whose first use in a fresh Go runtime builds its
+// type caches: most of the time is that.
+func BenchmarkRunEcho(b *testing.B) { benchmarkRun(b, "echo") }
+
+// BenchmarkRunNoop is BenchmarkRunEcho for a function that returns a
+// constant without decoding its input: the host's share of a run.
+func BenchmarkRunNoop(b *testing.B) { benchmarkRun(b, "noop") }
+
+func benchmarkRun(b *testing.B, fn string) {
+	ctx := context.Background()
+	in := RunInput{FFQN: "test:guest/api." + fn, Params: []byte(`[{"n":42,"s":"hello"}]`), ExecutionID: "E_BENCH", Attempt: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		inst, err := testGuest.Instantiate(ctx, wfConfig(1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := inst.Run(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHostCall measures one host_call round trip from the guest: request
+// copied out, op found, handler called, response written into the guest's
+// buffer. The guest loops over b.N calls inside one Run.
+func BenchmarkHostCall(b *testing.B) {
+	ctx := context.Background()
+	cases := []struct {
+		name, req string
+	}{
+		{"handler", `{"op":"echo","value":{"id":"E_01J","n":42}}`},
+		{"handler-null", `{"op":"nothing"}`},
+		{"log-disabled", `{"op":"log","level":"debug","message":"hello"}`},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := wfConfig(1)
+			cfg.Handler = opHandler(b)
+			cfg.Logger = slog.New(slog.DiscardHandler)
+			inst, err := testGuest.Instantiate(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			out, err := inst.Run(ctx, RunInput{FFQN: "x.hostcall_loop", Params: []byte(fmt.Sprintf(`[%s,%d]`, c.req, b.N))})
+			if err != nil || string(out) != fmt.Sprintf(`{"ok":%d}`, b.N) {
+				b.Fatalf("%s %v", out, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,193 @@
+package wasmhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// hostCall implements obelisk_v1.host_call(req_ptr, req_len, out_ptr, out_cap) -> len.
+func (r *Runtime) hostCall(ctx context.Context, mod api.Module, stack []uint64) {
+	inst := instanceFrom(ctx)
+	if inst == nil {
+		panic(&guestFault{msg: "host_call: called outside a wasmhost instance"})
+	}
+	reqPtr, reqLen := uint32(stack[0]), uint32(stack[1])
+	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
+	mem := mod.Memory()
+	view, ok := mem.Read(reqPtr, reqLen)
+	if !ok {
+		panic(&guestFault{msg: fmt.Sprintf("host_call: request [%#x, +%d) is outside memory", reqPtr, reqLen)})
+	}
+	// Copy: handlers may keep the request, and it must not alias guest memory.
+	req := append([]byte(nil), view...)
+	inst.kept = nil
+
+	resp, err := inst.dispatch(ctx, req)
+	var body []byte // the error response, or the ok value between okPrefix and okSuffix
+	var n int
+	isOK := err == nil
+	if err != nil {
+		var he *HostError
+		if errors.Is(err, ErrAbort) || !errors.As(err, &he) {
+			inst.abortErr = err
+			panic(err) // unwinds the guest; Run reports inst.abortErr
+		}
+		b, merr := json.Marshal(hostErrorResponse{Error: hostErrorBody{Kind: he.Kind, Message: he.Message}})
+		if merr != nil {
+			panic(fmt.Errorf("wasmhost: encoding host error: %w", merr))
+		}
+		body, n = b, len(b)
+	} else {
+		body, n = resp, len(okPrefix)+len(resp)+len(okSuffix)
+		if len(resp) == 0 {
+			body, n = nil, len(okPrefix)+len(okNull)+len(okSuffix) // written as null
+		}
+	}
+	if n > math.MaxInt32 {
+		inst.abortErr = fmt.Errorf("wasmhost: host_call response of %d bytes does not fit the ABI", n)
+		panic(inst.abortErr)
+	}
+	if uint64(n) <= uint64(outCap) {
+		var fits bool
+		switch {
+		case isOK && body == nil:
+			fits = mem.WriteString(outPtr, okPrefix+okNull+okSuffix)
+		case isOK:
+			fits = mem.WriteString(outPtr, okPrefix) &&
+				mem.Write(outPtr+uint32(len(okPrefix)), body) &&
+				mem.WriteString(outPtr+uint32(len(okPrefix)+len(body)), okSuffix)
+		default:
+			fits = mem.Write(outPtr, body)
+		}
+		if !fits {
+			panic(&guestFault{msg: fmt.Sprintf("host_call: output buffer [%#x, +%d) is outside memory", outPtr, outCap)})
+		}
+	} else if isOK {
+		kept := make([]byte, 0, n)
+		kept = append(kept, okPrefix...)
+		if body == nil {
+			kept = append(kept, okNull...)
+		}
+		kept = append(kept, body...)
+		inst.kept = append(kept, okSuffix...)
+	} else {
+		inst.kept = body
+	}
+	stack[0] = api.EncodeI32(int32(n))
+}
+
+// hostTake implements obelisk_v1.host_take(out_ptr, out_cap) -> len: it copies
+// the response kept by the last host_call and returns its length, or -1 when
+// there is none. When out_cap is too small nothing is written, the response
+// stays kept, and its length is returned.
+func (r *Runtime) hostTake(ctx context.Context, mod api.Module, stack []uint64) {
+	inst := instanceFrom(ctx)
+	if inst == nil {
+		panic(&guestFault{msg: "host_take: called outside a wasmhost instance"})
+	}
+	outPtr, outCap := uint32(stack[0]), uint32(stack[1])
+	if inst.kept == nil {
+		stack[0] = api.EncodeI32(-1)
+		return
+	}
+	n := len(inst.kept)
+	if uint64(n) <= uint64(outCap) {
+		if !mod.Memory().Write(outPtr, inst.kept) {
+			panic(&guestFault{msg: fmt.Sprintf("host_take: output buffer [%#x, +%d) is outside memory", outPtr, outCap)})
+		}
+		inst.kept = nil
+	}
+	stack[0] = api.EncodeI32(int32(n))
+}
+
+const (
+	okPrefix = `{"ok":`
+	okNull   = `null`
+	okSuffix = `}`
+)
+
+type hostErrorResponse struct {
+	Error hostErrorBody `json:"error"`
+}
+
+type hostErrorBody struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// dispatch answers one request: log (and http for activities) here, the rest
+// through the handler. During _initialize only log is available.
+func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
+	op, err := opOf(req)
+	if err != nil {
+		return nil, &HostError{Kind: HostErrorBadRequest, Message: err.Error()}
+	}
+	if op == "log" {
+		return i.opLog(ctx, req)
+	}
+	if i.initializing {
+		return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: fmt.Sprintf("op %q is not available during _initialize", op)}
+	}
+	if op == "http" {
+		if i.kind != KindActivity {
+			return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: "op http is only available to activities"}
+		}
+		return i.opHTTP(ctx, req)
+	}
+	if i.handler == nil {
+		return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: fmt.Sprintf("op %q is not supported", op)}
+	}
+	return i.handler.HostCall(ctx, op, req)
+}
+
+// TraceLevel is the slog level of the guest log level "trace".
+const TraceLevel = slog.LevelDebug - 4
+
+func logLevel(name string) (slog.Level, bool) {
+	switch name {
+	case "trace":
+		return TraceLevel, true
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return 0, false
+}
+
+type logRequest struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+}
+
+func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
+	// Most debug and trace records are disabled: find the level first and
+	// decode the message only when the record is wanted.
+	if name, found, err := stringMember(req, "level"); err == nil && found {
+		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, level) {
+			return nil, nil
+		}
+	}
+	var lr logRequest
+	if err := json.Unmarshal(req, &lr); err != nil {
+		return nil, &HostError{Kind: HostErrorBadRequest, Message: "log: " + err.Error()}
+	}
+	level, ok := logLevel(lr.Level)
+	if !ok {
+		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn or error)", lr.Level)}
+	}
+	if i.logger.Enabled(ctx, level) {
+		i.logger.Log(ctx, level, lr.Message, slog.String("execution_id", i.executionID))
+	}
+	return nil, nil
+}

@@ -1,0 +1,232 @@
+package wasmhost
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHostPatterns(t *testing.T) {
+	tests := []struct {
+		pattern string
+		allowed []string
+		denied  []string
+	}{
+		{"example.com",
+			[]string{"http://example.com/", "https://example.com/x", "http://EXAMPLE.com:80/", "https://example.com.:443/"},
+			[]string{"http://example.com:8080/", "https://example.com:80/", "http://a.example.com/", "http://example.org/", "http://badexample.com/"}},
+		{"*.example.com",
+			[]string{"https://a.example.com/", "http://a.b.example.com/"},
+			[]string{"https://example.com/", "https://badexample.com/", "https://a.example.com:444/"}},
+		{"127.0.0.1:*",
+			[]string{"http://127.0.0.1:1234/", "https://127.0.0.1/", "http://127.0.0.1/"},
+			[]string{"http://127.0.0.2:1234/", "http://localhost:1234/"}},
+		{"localhost:8080",
+			[]string{"http://localhost:8080/", "https://localhost:8080/"},
+			[]string{"http://localhost/", "http://localhost:8081/"}},
+		{"https://api.github.com",
+			[]string{"https://api.github.com/repos"},
+			[]string{"http://api.github.com/", "https://api.github.com:8443/"}},
+		{"http://*:*",
+			[]string{"http://anything:1/", "http://1.2.3.4/"},
+			[]string{"https://anything/"}},
+		{"*",
+			[]string{"http://a/", "https://b.c/"},
+			[]string{"http://a:8080/"}},
+		{"*:*",
+			[]string{"http://a:8080/", "https://b.c:1/"},
+			nil},
+		{"[::1]:*",
+			[]string{"http://[::1]:8080/"},
+			[]string{"http://[::2]:8080/", "http://127.0.0.1:8080/"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern, func(t *testing.T) {
+			cp, err := (&HTTPPolicy{AllowedHosts: []string{tt.pattern}}).compile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.allowed {
+				if err := cp.check(mustURL(t, s)); err != nil {
+					t.Errorf("%s denied: %v", s, err)
+				}
+			}
+			for _, s := range tt.denied {
+				if err := cp.check(mustURL(t, s)); err == nil {
+					t.Errorf("%s allowed", s)
+				}
+			}
+		})
+	}
+	for _, bad := range []string{"", "ftp://x", "a/b", "x:", "x:0", "x:99999", "x:y", "a.*.com", "*.", "[::1", "[::1]x", "user@host"} {
+		if err := (&HTTPPolicy{AllowedHosts: []string{bad}}).Validate(); err == nil {
+			t.Errorf("pattern %q accepted", bad)
+		}
+	}
+	var nilPolicy *compiledPolicy
+	if err := nilPolicy.check(mustURL(t, "http://a/")); err == nil || err.Error() != "host a:80 is not in allowed_hosts" {
+		t.Errorf("nil policy: %v", err)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+type httpResult struct {
+	Ok struct {
+		Ok *struct {
+			Status  int                 `json:"status"`
+			Headers map[string][]string `json:"headers"`
+			Body    string              `json:"body"`
+		} `json:"ok"`
+		Error *hostErrorBody `json:"error"`
+	}
+}
+
+func TestHTTPOp(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/echo":
+			body, _ := io.ReadAll(r.Body)
+			w.Header().Set("X-Method", r.Method)
+			w.Header().Add("X-Got", r.Header.Get("X-Test"))
+			w.WriteHeader(http.StatusTeapot)
+			w.Write(body)
+		case "/slow":
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+		case "/big":
+			w.Write([]byte(strings.Repeat("z", 2000)))
+		default:
+			http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+		}
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	closedLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closedLn.Addr().String()
+	closedLn.Close()
+
+	allowed := &HTTPPolicy{AllowedHosts: []string{"127.0.0.1:*"}}
+	b64 := base64.StdEncoding.EncodeToString
+	tests := []struct {
+		name     string
+		policy   *HTTPPolicy
+		req      string
+		status   int
+		body     string
+		errKind  string
+		errMatch string
+	}{
+		{name: "POST allowed", policy: allowed,
+			req:    fmt.Sprintf(`{"op":"http","method":"POST","url":"%s/echo","headers":{"X-Test":["yes"]},"body":"%s"}`, srv.URL, b64([]byte("hello\x00body"))),
+			status: http.StatusTeapot, body: "hello\x00body"},
+		{name: "GET default method", policy: allowed,
+			req:    fmt.Sprintf(`{"op":"http","url":"%s/echo"}`, srv.URL),
+			status: http.StatusTeapot},
+		{name: "denied host", policy: allowed,
+			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"http://localhost:%d/echo"}`, port),
+			errKind: HostErrorNotAllowed, errMatch: fmt.Sprintf("host localhost:%d is not in allowed_hosts", port)},
+		{name: "nil policy denies all", policy: nil,
+			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"%s/echo"}`, srv.URL),
+			errKind: HostErrorNotAllowed, errMatch: "127.0.0.1"},
+		// The host does not follow redirects: the guest's client does, each hop a new
+		// request checked against the allow-list.
+		{name: "redirect is returned, not followed", policy: allowed,
+			req:    fmt.Sprintf(`{"op":"http","method":"GET","url":"%s/r?to=http://localhost:%d/echo"}`, srv.URL, port),
+			status: http.StatusFound, body: fmt.Sprintf("<a href=\"http://localhost:%d/echo\">Found</a>.\n\n", port)},
+		{name: "connection refused", policy: allowed,
+			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"http://%s/"}`, closedAddr),
+			errKind: HostErrorTransport, errMatch: "refused"},
+		{name: "timeout_ms", policy: allowed,
+			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"%s/slow","timeout_ms":100}`, srv.URL),
+			errKind: HostErrorTransport, errMatch: "deadline exceeded"},
+		{name: "body limit", policy: &HTTPPolicy{AllowedHosts: []string{"127.0.0.1:*"}, MaxResponseBytes: 1000},
+			req:     fmt.Sprintf(`{"op":"http","url":"%s/big"}`, srv.URL),
+			errKind: HostErrorTransport, errMatch: "larger than 1000 bytes"},
+		{name: "bad base64", policy: allowed,
+			req:     fmt.Sprintf(`{"op":"http","method":"POST","url":"%s/echo","body":"***"}`, srv.URL),
+			errKind: HostErrorBadRequest, errMatch: "base64"},
+		{name: "relative url", policy: allowed,
+			req:     `{"op":"http","url":"/echo"}`,
+			errKind: HostErrorBadRequest, errMatch: "absolute"},
+		{name: "bad scheme", policy: allowed,
+			req:     `{"op":"http","url":"file:///etc/passwd"}`,
+			errKind: HostErrorBadRequest, errMatch: "absolute http or https"},
+		{name: "malformed", policy: allowed,
+			req:     `{"op":"http","url":7}`,
+			errKind: HostErrorBadRequest, errMatch: "http:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := mustRun(t, InstanceConfig{Kind: KindActivity, HTTP: tt.policy}, "hostcall", "["+tt.req+"]")
+			var r httpResult
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("%s: %v", out, err)
+			}
+			if tt.errKind != "" {
+				if r.Ok.Error == nil || r.Ok.Error.Kind != tt.errKind || !strings.Contains(r.Ok.Error.Message, tt.errMatch) {
+					t.Fatalf("got %s, want error %s containing %q", out, tt.errKind, tt.errMatch)
+				}
+				return
+			}
+			if r.Ok.Ok == nil {
+				t.Fatalf("got %s", out)
+			}
+			body, err := base64.StdEncoding.DecodeString(r.Ok.Ok.Body)
+			if err != nil || r.Ok.Ok.Status != tt.status || string(body) != tt.body {
+				t.Errorf("status %d body %q (%v), want %d %q", r.Ok.Ok.Status, body, err, tt.status, tt.body)
+			}
+			if tt.status == http.StatusTeapot && r.Ok.Ok.Headers["X-Method"] == nil {
+				t.Errorf("response headers missing: %v", r.Ok.Ok.Headers)
+			}
+			if strings.Contains(tt.req, "X-Test") && fmt.Sprint(r.Ok.Ok.Headers["X-Got"]) != "[yes]" {
+				t.Errorf("request header not sent: %v", r.Ok.Ok.Headers)
+			}
+		})
+	}
+
+	t.Run("run ctx ends during request", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := runGuest(ctx, t, InstanceConfig{Kind: KindActivity, HTTP: allowed}, "hostcall",
+			fmt.Sprintf(`[{"op":"http","method":"GET","url":"%s/slow"}]`, srv.URL))
+		if !isDeadline(err) {
+			t.Fatalf("Run = %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("took %v", d)
+		}
+	})
+	t.Run("caller's client is not modified", func(t *testing.T) {
+		c := &http.Client{}
+		mustRun(t, InstanceConfig{Kind: KindActivity, HTTP: &HTTPPolicy{AllowedHosts: []string{"127.0.0.1:*"}, Client: c}}, "hostcall",
+			fmt.Sprintf(`[{"op":"http","url":"%s/echo"}]`, srv.URL))
+		if c.CheckRedirect != nil {
+			t.Error("CheckRedirect set on the caller's client")
+		}
+	})
+}
+
+func isDeadline(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,324 @@
+package wasmhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// HostHandler answers the host_call ops that wasmhost does not answer itself.
+//
+// HostCall gets the op name and the whole request JSON (req is a copy the
+// handler may keep). It returns the JSON of the ok value (nil means null),
+// which must be valid JSON; the guest receives {"ok": resp}. To fail the call
+// it returns a [*HostError] (possibly wrapped), which the guest receives as
+// {"error": {...}}. Any other error (typically one wrapping [ErrAbort], or a
+// context error) stops the guest at once: the instance is aborted and
+// [Instance.Run] returns that error in its chain.
+//
+// HostCall is only called during [Instance.Run], on the goroutine that called
+// Run, with Run's ctx (also cancelled by Close); it may block, and the whole
+// guest is frozen meanwhile. It is never called during _initialize.
+type HostHandler interface {
+	HostCall(ctx context.Context, op string, req []byte) (resp []byte, err error)
+}
+
+// HostHandlerFunc adapts a function to [HostHandler].
+type HostHandlerFunc func(ctx context.Context, op string, req []byte) ([]byte, error)
+
+// HostCall implements HostHandler.
+func (f HostHandlerFunc) HostCall(ctx context.Context, op string, req []byte) ([]byte, error) {
+	return f(ctx, op, req)
+}
+
+// RunInput is what one run of an instance executes; see docs/abi.md.
+type RunInput struct {
+	// FFQN of the exported function, e.g. "testing:fibo/fibo.fibo".
+	FFQN string `json:"ffqn"`
+	// Params is the positional JSON array of parameters, already type-checked.
+	// Empty means [].
+	Params json.RawMessage `json:"params"`
+	// ExecutionID of the execution being run; also added to log records.
+	ExecutionID string `json:"execution_id"`
+	// Attempt is 1 for the first attempt (always 1 for workflows).
+	Attempt int `json:"attempt"`
+}
+
+// Instance is one instantiated guest module. It is used from one goroutine at
+// a time and runs at most once; Close may be called from any goroutine, also
+// during Run (which then stops with [ErrInstanceClosed]).
+type Instance struct {
+	module  *Module
+	mod     api.Module
+	alloc   api.Function
+	run     api.Function
+	kind    Kind
+	handler HostHandler
+	http    *compiledPolicy
+	logger  *slog.Logger
+	stdout  *switchWriter
+	stderr  *tailWriter
+	clock   *detClock // workflows
+	rand    *detRand  // workflows
+	// runDone is the Done channel of the current run's context (activities): a guest
+	// sleeping in poll_oneoff wakes when it closes, so that a lock expiry kills a
+	// sleeping activity on time instead of when its sleep ends.
+	runDone atomic.Pointer[<-chan struct{}]
+
+	// Touched only by the goroutine running the guest.
+	initializing bool // in _initialize: only the log op
+	executionID  string
+	// kept is a host_call response too large for the guest's buffer, waiting for host_take.
+	kept []byte
+	// abortErr is the handler error that aborted the instance.
+	abortErr error
+
+	mu        sync.Mutex
+	state     instanceState
+	cancelRun context.CancelCauseFunc // while running
+}
+
+type instanceState int
+
+const (
+	stateIdle instanceState = iota
+	stateRunning
+	stateDone // ran or closed
+)
+
+type instanceKey struct{}
+
+// withInstance makes the instance findable by the obelisk_v1 host functions,
+// which wazero calls with the ctx given to Call / InstantiateModule.
+func withInstance(ctx context.Context, inst *Instance) context.Context {
+	return context.WithValue(ctx, instanceKey{}, inst)
+}
+
+func instanceFrom(ctx context.Context) *Instance {
+	inst, _ := ctx.Value(instanceKey{}).(*Instance)
+	return inst
+}
+
+// Kind returns the kind the instance was made for.
+func (i *Instance) Kind() Kind { return i.kind }
+
+// Run runs one exported function and returns the guest's result, a JSON
+// object with exactly one of "ok" and "err". The instance is closed when Run
+// returns; a second Run fails.
+//
+// Errors, to be told apart with errors.As / errors.Is:
+//   - the error a [HostHandler] returned to abort the instance (e.g. one
+//     wrapping [ErrAbort]), unchanged in the chain;
+//   - context.DeadlineExceeded or context.Canceled (and the context's cause)
+//     when ctx ended during the run: the guest was killed;
+//   - [ErrInstanceClosed] when Close was called, [ErrRuntimeClosed] when the
+//     Runtime was closed;
+//   - [*TrapError] when the guest failed on its own (trap, exit, bad result).
+func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err error) {
+	i.mu.Lock()
+	if i.state != stateIdle {
+		i.mu.Unlock()
+		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, ErrInstanceClosed)
+	}
+	// Close (or Runtime.Close) during the run cancels runCtx: wazero then
+	// stops the guest on this goroutine, and the resources are released
+	// below, never under the feet of running guest code.
+	runCtx, cancel, done, err := i.module.rt.enter(ctx)
+	if err != nil {
+		i.state = stateDone
+		i.mu.Unlock()
+		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, err)
+	}
+	i.state, i.cancelRun = stateRunning, cancel
+	i.mu.Unlock()
+	runDone := runCtx.Done()
+	i.runDone.Store(&runDone)
+	defer func() {
+		defer done()
+		i.mu.Lock()
+		i.state = stateDone
+		i.mu.Unlock()
+		if cerr := i.mod.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = fmt.Errorf("wasmhost: run %s: closing instance: %w", in.FFQN, cerr)
+		}
+	}()
+
+	if len(in.Params) == 0 {
+		in.Params = json.RawMessage("[]")
+	}
+	input, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: run %s: encoding input: %w", in.FFQN, err)
+	}
+	i.executionID = in.ExecutionID
+	runCtx = withInstance(runCtx, i)
+
+	res, err := i.alloc.Call(runCtx, uint64(len(input)))
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: run %s: %s: %w", in.FFQN, exportAlloc, i.classify(ctx, runCtx, err))
+	}
+	inPtr := uint32(res[0])
+	if !i.mod.Memory().Write(inPtr, input) {
+		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, &TrapError{
+			Message: fmt.Sprintf("%s(%d) returned %#x, outside memory", exportAlloc, len(input), inPtr)})
+	}
+	res, err = i.run.Call(runCtx, uint64(inPtr), uint64(len(input)))
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, i.classify(ctx, runCtx, err))
+	}
+	outPtr, outLen := uint32(res[0]>>32), uint32(res[0])
+	out, ok := i.mod.Memory().Read(outPtr, outLen)
+	if !ok {
+		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, &TrapError{
+			Message: fmt.Sprintf("%s returned output [%#x, +%d) outside memory", exportRun, outPtr, outLen)})
+	}
+	out = append([]byte(nil), out...)
+	if err := checkOutput(out); err != nil {
+		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, &TrapError{Message: err.Error()})
+	}
+	return out, nil
+}
+
+// checkOutput accepts a JSON object with exactly one member, "ok" or "err".
+func checkOutput(out []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(out, &m); err != nil {
+		return fmt.Errorf("result is not a JSON object: %w (%s)", err, abbreviate(out))
+	}
+	_, okOK := m["ok"]
+	_, errOK := m["err"]
+	if len(m) != 1 || (!okOK && !errOK) {
+		return fmt.Errorf(`result must have exactly one of "ok" and "err": %s`, abbreviate(out))
+	}
+	return nil
+}
+
+func abbreviate(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return string(b[:max]) + "..."
+	}
+	return string(b)
+}
+
+// classify turns an error of a wazero call into what Run promises. parent is
+// the caller's context, runCtx the one given to wazero (parent, or a child
+// that Close cancels with ErrInstanceClosed).
+func (i *Instance) classify(parent, runCtx context.Context, err error) error {
+	// closedBy is ErrInstanceClosed or ErrRuntimeClosed when a Close stopped the call.
+	var closedBy error
+	if parent.Err() == nil && runCtx.Err() != nil {
+		closedBy = context.Cause(runCtx)
+	}
+	if i.abortErr != nil {
+		if closedBy != nil && errors.Is(i.abortErr, context.Canceled) {
+			return closedBy // the handler gave up because Close cancelled its ctx
+		}
+		return fmt.Errorf("aborted by host: %w", i.abortErr)
+	}
+	if cerr := parent.Err(); cerr != nil {
+		if cause := context.Cause(parent); cause != nil && cause != cerr {
+			return fmt.Errorf("killed: %w (cause: %w)", cerr, cause)
+		}
+		return fmt.Errorf("killed: %w", cerr)
+	}
+	if closedBy != nil {
+		return closedBy
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return newExitTrap(exit.ExitCode(), i.stderr.String(), err)
+	}
+	msg := err.Error()
+	var fault *guestFault
+	if errors.As(err, &fault) {
+		msg = fault.msg
+	}
+	return newTrap(msg, i.stderr.String(), err)
+}
+
+// Close releases the instance. It is idempotent and may be called from any
+// goroutine. Closing during Run stops the guest (a blocked handler sees its
+// ctx cancelled) and Run, which releases the resources itself, returns
+// [ErrInstanceClosed].
+func (i *Instance) Close(ctx context.Context) error {
+	i.mu.Lock()
+	switch i.state {
+	case stateDone:
+		i.mu.Unlock()
+		return nil
+	case stateRunning:
+		i.cancelRun(ErrInstanceClosed)
+		i.mu.Unlock()
+		return nil
+	}
+	i.state = stateDone
+	i.mu.Unlock()
+	if err := i.mod.Close(ctx); err != nil {
+		return fmt.Errorf("wasmhost: closing instance of %q: %w", i.module.name, err)
+	}
+	return nil
+}
+
+// tailWriter forwards to w (if any, set after _initialize) and keeps the last
+// tailSize bytes written.
+type tailWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tailWriter) set(w io.Writer) {
+	t.mu.Lock()
+	t.w = w
+	t.mu.Unlock()
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	if len(p) >= tailSize {
+		t.buf = append(t.buf[:0], p[len(p)-tailSize:]...)
+	} else {
+		if drop := len(t.buf) + len(p) - tailSize; drop > 0 {
+			t.buf = append(t.buf[:0], t.buf[drop:]...)
+		}
+		t.buf = append(t.buf, p...)
+	}
+	w := t.w
+	t.mu.Unlock()
+	if w == nil {
+		return len(p), nil
+	}
+	return w.Write(p)
+}
+
+func (t *tailWriter) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// sleep is an activity's nanosleep: real time, cut short when the run's context ends.
+func (i *Instance) sleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	var done <-chan struct{}
+	if p := i.runDone.Load(); p != nil {
+		done = *p
+	}
+	select {
+	case <-t.C:
+	case <-done:
+	}
+}

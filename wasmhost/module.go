@@ -1,0 +1,287 @@
+package wasmhost
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// Module is a compiled guest module that passed the ABI checks. It is safe
+// for concurrent use: any number of goroutines may Instantiate it at once.
+type Module struct {
+	rt       *Runtime
+	name     string
+	compiled wazero.CompiledModule
+	wit      []wit.File
+	witErr   error
+
+	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
+	cancel context.CancelFunc
+	pools  pools
+}
+
+// Name returns the name given to [Runtime.Compile].
+func (m *Module) Name() string { return m.name }
+
+// WIT returns the WIT files embedded in the module's obelisk-wit custom
+// section, as [wit.ExtractFromWasm] reads them (the error wraps
+// [wit.ErrNoSection] when there is none). The caller must not modify them.
+func (m *Module) WIT() ([]wit.File, error) {
+	if m.witErr != nil {
+		return nil, fmt.Errorf("wasmhost: module %q: %w", m.name, m.witErr)
+	}
+	return m.wit, nil
+}
+
+// Close releases the compiled code and the instances prepared in advance.
+// Instances already handed out keep working.
+func (m *Module) Close(ctx context.Context) error {
+	m.cancel()
+	if err := m.compiled.Close(ctx); err != nil {
+		return fmt.Errorf("wasmhost: closing module %q: %w", m.name, err)
+	}
+	return nil
+}
+
+// Kind is the kind of component an instance runs; it decides the WASI
+// environment and which host operations wasmhost answers itself.
+type Kind int
+
+const (
+	// KindActivity: real clock, real randomness, real sleep; the http op is
+	// answered by wasmhost under [InstanceConfig.HTTP].
+	KindActivity Kind = iota + 1
+	// KindWorkflow: deterministic clock, random source and sleep (see
+	// docs/abi.md "The workflow sandbox"); no http.
+	KindWorkflow
+)
+
+// String returns "activity" or "workflow".
+func (k Kind) String() string {
+	switch k {
+	case KindActivity:
+		return "activity"
+	case KindWorkflow:
+		return "workflow"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// InstanceConfig configures one instance.
+type InstanceConfig struct {
+	// Kind must be set.
+	Kind Kind
+	// Handler answers every host_call op wasmhost does not answer itself
+	// (all but log, and http for activities) once _initialize has finished.
+	// nil answers them with a HostError of kind unsupported_op.
+	Handler HostHandler
+	// HTTP is the outgoing HTTP policy of an activity; nil denies every
+	// request. Ignored for workflows.
+	HTTP *HTTPPolicy
+	// Seed seeds a workflow's deterministic random source (random_get)
+	// after _initialize.
+	Seed uint64
+	// ClockStart is where a workflow's deterministic clock stands after
+	// _initialize: the creation time of the execution. It must be after the
+	// Unix epoch.
+	ClockStart time.Time
+	// Stdout and Stderr receive what the guest writes to fds 1 and 2 after
+	// _initialize; nil discards it. The last few KiB of stderr are kept
+	// anyway for [TrapError.Stderr].
+	Stdout, Stderr io.Writer
+	// Logger receives the guest's log op records, with attribute
+	// execution_id added. nil means the Runtime's logger.
+	Logger *slog.Logger
+}
+
+// Instantiate makes a fresh instance of the module, runs its _initialize and
+// applies cfg. The instance shares nothing with other instances. The caller
+// must Close it (or Run it, which closes it when it returns).
+//
+// _initialize does not depend on cfg: host calls it makes get only the log op
+// (on the runtime's logger), and a workflow initialises with a fixed clock and
+// random seed, switching to cfg.ClockStart and cfg.Seed before Instantiate
+// returns. So every workflow instance of a module starts from the same state,
+// and instances can be prepared ahead of time without changing what a replay
+// sees. ctx bounds _initialize.
+//
+// With [Config.PoolSize] > 0 the instance usually comes ready-made from a
+// pool refilled in the background. How instances are made stays private to
+// this method, so that a faster strategy (restoring a memory snapshot of an
+// initialised instance) can replace it without touching callers.
+func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
+	if err := checkInstanceConfig(cfg); err != nil {
+		return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
+	}
+	var pol *compiledPolicy
+	if cfg.Kind == KindActivity && cfg.HTTP != nil {
+		var err error
+		if pol, err = cfg.HTTP.compile(); err != nil {
+			return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
+		}
+	}
+	var inst *Instance
+	if p := m.poolFor(cfg.Kind); p != nil {
+		inst = p.take()
+	}
+	if inst == nil {
+		var err error
+		if inst, err = m.newInstance(ctx, cfg.Kind); err != nil {
+			return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
+		}
+	}
+	inst.configure(cfg, pol)
+	return inst, nil
+}
+
+func checkInstanceConfig(cfg InstanceConfig) error {
+	switch cfg.Kind {
+	case KindActivity:
+	case KindWorkflow:
+		if cfg.ClockStart.IsZero() || cfg.ClockStart.UnixNano() <= 0 {
+			return fmt.Errorf("workflow ClockStart %v must be after the Unix epoch", cfg.ClockStart)
+		}
+	default:
+		return fmt.Errorf("invalid instance kind %v", cfg.Kind)
+	}
+	return nil
+}
+
+// newInstance instantiates the module and runs _initialize, independently of
+// any execution.
+func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) {
+	inst := &Instance{
+		module: m,
+		kind:   kind,
+		logger: m.rt.logger,
+		stdout: &switchWriter{},
+		stderr: &tailWriter{},
+	}
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(exportInit).
+		WithStdout(inst.stdout).
+		WithStderr(inst.stderr)
+	switch kind {
+	case KindActivity:
+		mc = mc.WithSysWalltime().
+			WithSysNanotime().
+			WithNanosleep(inst.sleep).
+			WithRandSource(crand.Reader)
+	case KindWorkflow:
+		inst.clock = &detClock{next: initClockStart}
+		inst.rand = &detRand{src: newChaCha8(initSeed, initSeedDomain)}
+		mc = mc.WithWalltime(inst.clock.walltime, clockResolution).
+			WithNanotime(inst.clock.nanotime, clockResolution).
+			WithNanosleep(inst.clock.sleep).
+			WithOsyield(func() {}).
+			WithRandSource(inst.rand)
+	}
+
+	ictx, _, done, err := m.rt.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if m.rt.alloc != nil {
+		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
+	}
+	inst.initializing = true
+	mod, err := m.rt.rt.InstantiateModule(withInstance(ictx, inst), m.compiled, mc)
+	inst.initializing = false
+	if err != nil {
+		return nil, inst.classify(ctx, ictx, err)
+	}
+	inst.mod = mod
+	inst.alloc = mod.ExportedFunction(exportAlloc)
+	inst.run = mod.ExportedFunction(exportRun)
+	return inst, nil
+}
+
+// configure applies what is specific to one execution to an initialised
+// instance.
+func (i *Instance) configure(cfg InstanceConfig, pol *compiledPolicy) {
+	i.handler = cfg.Handler
+	i.http = pol
+	if cfg.Logger != nil {
+		i.logger = cfg.Logger
+	}
+	i.stdout.set(cfg.Stdout)
+	i.stderr.set(cfg.Stderr)
+	if cfg.Kind == KindWorkflow {
+		i.clock.next = max(cfg.ClockStart.UnixNano(), i.clock.next)
+		i.rand.src = newChaCha8(cfg.Seed, runSeedDomain)
+	}
+}
+
+// The fixed clock and seed a workflow's _initialize sees.
+const (
+	initClockStart = int64(1_000_000_000) // 1970-01-01T00:00:01Z; any real ClockStart is later
+	initSeed       = 0
+	initSeedDomain = "obelisk workflow init"
+	runSeedDomain  = "obelisk workflow random"
+)
+
+// clockResolution is what clock_res_get reports: the deterministic clock's step.
+const clockResolution = 1000 // ns
+
+// detClock is a workflow's deterministic clock: every read (wall or monotonic)
+// returns the current value and advances it by 1 µs, so it never stands
+// still and never returns 0; a sleep advances it by the slept duration. It is
+// only used from the goroutine running the instance.
+type detClock struct{ next int64 }
+
+func (c *detClock) read() int64 {
+	v := c.next
+	c.next += clockResolution
+	return v
+}
+
+func (c *detClock) walltime() (sec int64, nsec int32) {
+	v := c.read()
+	return v / 1e9, int32(v % 1e9)
+}
+
+func (c *detClock) nanotime() int64 { return c.read() }
+
+func (c *detClock) sleep(ns int64) {
+	if ns > 0 {
+		c.next += ns
+	}
+}
+
+// detRand is a workflow's deterministic random source: ChaCha8, whose output
+// is fixed by its specification (stable across Go releases), keyed by the
+// seed. The key is replaced after _initialize.
+type detRand struct{ src *rand.ChaCha8 }
+
+func (d *detRand) Read(p []byte) (int, error) { return d.src.Read(p) }
+
+func newChaCha8(seed uint64, domain string) *rand.ChaCha8 {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:8], seed)
+	copy(key[8:], domain)
+	return rand.NewChaCha8(key)
+}
+
+// switchWriter forwards to w, which is set after _initialize; nil discards.
+type switchWriter struct{ w io.Writer }
+
+func (s *switchWriter) set(w io.Writer) { s.w = w }
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	if s.w == nil {
+		return len(p), nil
+	}
+	return s.w.Write(p)
+}
