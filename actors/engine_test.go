@@ -111,8 +111,8 @@ func TestRetryBackoff(t *testing.T) {
 
 func TestResidentEvictsOldest(t *testing.T) {
 	r := newResident(2)
-	a, b := r.park("a"), r.park("b")
-	c := r.park("c")
+	a, b := r.park("a", "q"), r.park("b", "q")
+	c := r.park("c", "q")
 	select {
 	case <-a.evicted:
 	default:
@@ -135,7 +135,7 @@ func TestResidentEvictsOldest(t *testing.T) {
 	if r.count() != 1 {
 		t.Fatalf("count %d, want 1", r.count())
 	}
-	if newResident(-1).park("x") != nil {
+	if newResident(-1).park("x", "q") != nil {
 		t.Fatal("a resident set of size -1 accepted a waiter")
 	}
 }

@@ -88,10 +88,13 @@ func (x *executor) loop(ctx context.Context) {
 func (x *executor) tick(ctx context.Context) time.Time {
 	x.nextDue.Store(0)
 	free := cap(x.slots) - len(x.slots)
+	now := time.Now()
 	if free <= 0 {
+		if x.comp.Config.Type == Workflow {
+			x.makeRoom(ctx, now)
+		}
 		return time.Time{}
 	}
-	now := time.Now()
 	ids, next, err := x.e.store.DuePending(ctx, x.comp.Config.Name, now, free+len(x.slots))
 	if err != nil {
 		x.e.log.Error("executor: scan pending", "component", x.comp.Config.Name, "err", err)
@@ -108,14 +111,11 @@ func (x *executor) tick(ctx context.Context) time.Time {
 			return next
 		}
 		go func() {
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					<-x.slots
-				}
-			}
-			defer func() { release(); x.inflight.Delete(id) }()
+			defer func() {
+				<-x.slots
+				x.inflight.Delete(id)
+				x.notify(0) // a slot is free: due executions may be waiting for one
+			}()
 			defer func() {
 				// A bug in one run must not take the node down: its lock expires and
 				// the timer service hands the execution to a new run.
@@ -123,16 +123,41 @@ func (x *executor) tick(ctx context.Context) time.Time {
 					x.e.log.Error("executor: run crashed", "execution", id, "panic", r, "stack", string(debug.Stack()))
 				}
 			}()
-			x.lockAndRun(ctx, id, release)
+			x.lockAndRun(ctx, id)
 		}()
 	}
 	return next
 }
 
+// minParkedBeforeEviction: a workflow waiting in memory for less than this is not evicted
+// to make room; most children answer well within it, and an eviction costs a replay.
+const minParkedBeforeEviction = 100 * time.Millisecond
+
+// makeRoom: every slot of this workflow executor is held. Slots of parked instances are
+// held too (an instance in memory is what the bound is about), so parents waiting for
+// child workflows of their own component could hold every slot while the children wait
+// for one. When a child is due, the longest-parked instance gives its slot up, to be
+// replayed later. New top-level executions just wait: evicting for them would only trade
+// one instance in memory for another, at the price of a replay.
+func (x *executor) makeRoom(ctx context.Context, now time.Time) {
+	ids, _, err := x.e.store.DuePending(ctx, x.comp.Config.Name, now, 4*cap(x.slots))
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if _, busy := x.inflight.Load(id); !busy && !events.IsTopLevel(id) {
+			if !x.e.resident.evictIdle(x.comp.Config.Name, minParkedBeforeEviction) {
+				x.notify(now.Add(minParkedBeforeEviction).UnixNano()) // look again later
+			}
+			return
+		}
+	}
+}
+
 // errNotRunnable: the execution is no longer pending and due (someone else got it).
 var errNotRunnable = errors.New("not runnable")
 
-func (x *executor) lockAndRun(ctx context.Context, id string, releaseSlot func()) {
+func (x *executor) lockAndRun(ctx context.Context, id string) {
 	runID := events.NewRunID(time.Now())
 	cfg := x.comp.Config
 	var inst *wasmhost.Instance
@@ -180,7 +205,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string, releaseSlot func()
 	defer x.e.runs.remove(runID)
 	switch cfg.Type {
 	case Workflow:
-		x.e.runWorkflow(ctx, x.comp, st, runID, releaseSlot)
+		x.e.runWorkflow(ctx, x.comp, st, runID)
 	default:
 		x.e.runActivity(ctx, x.comp, st, runID, inst)
 		inst = nil

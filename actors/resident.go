@@ -3,11 +3,14 @@ package actors
 import (
 	"container/list"
 	"sync"
+	"time"
 )
 
 // resident bounds the workflow instances kept in memory while they wait for a response
 // ("await" strategy). When it is full the least recently parked waiter is evicted: its
 // instance is dropped and the workflow will be replayed when its response arrives.
+// Executors also evict a long-parked waiter of their own component when every one of
+// their slots is held and other executions are due (see executor.tick).
 type resident struct {
 	mu   sync.Mutex
 	max  int
@@ -17,7 +20,9 @@ type resident struct {
 
 // waiter is one parked workflow instance.
 type waiter struct {
-	id      string
+	id       string
+	queue    string
+	parkedAt time.Time
 	signal  chan struct{} // a commit touched the execution (maybe a response)
 	evicted chan struct{} // closed when the waiter must give up its place
 	elem    *list.Element
@@ -29,7 +34,7 @@ func newResident(max int) *resident {
 
 // park registers a waiter for execution id, evicting the oldest one if full. It returns
 // nil if no instance may stay resident at all (max <= 0).
-func (r *resident) park(id string) *waiter {
+func (r *resident) park(id, queue string) *waiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.max <= 0 {
@@ -40,7 +45,7 @@ func (r *resident) park(id string) *waiter {
 		delete(r.byID, oldest.id)
 		close(oldest.evicted)
 	}
-	w := &waiter{id: id, signal: make(chan struct{}, 1), evicted: make(chan struct{})}
+	w := &waiter{id: id, queue: queue, parkedAt: time.Now(), signal: make(chan struct{}, 1), evicted: make(chan struct{})}
 	w.elem = r.lru.PushBack(w)
 	r.byID[id] = w
 	return w
@@ -66,6 +71,27 @@ func (r *resident) notify(id string) {
 		default:
 		}
 	}
+}
+
+// evictIdle evicts the least recently parked waiter of a queue that has waited at least
+// minParked, and reports whether there was one.
+func (r *resident) evictIdle(queue string, minParked time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cutoff := time.Now().Add(-minParked)
+	for e := r.lru.Front(); e != nil; e = e.Next() {
+		w := e.Value.(*waiter)
+		if w.parkedAt.After(cutoff) {
+			return false
+		}
+		if w.queue == queue {
+			r.lru.Remove(e)
+			delete(r.byID, w.id)
+			close(w.evicted)
+			return true
+		}
+	}
+	return false
 }
 
 // count is the number of parked instances.

@@ -45,11 +45,10 @@ type workflowRun struct {
 	responses   map[string]*pb.Response
 	respCursor  uint32
 	oneOff      int
-	releaseSlot func()
 	deadline    *deadline
 }
 
-func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, releaseSlot func()) {
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
 	id := st.ExecutionId
 	evs, err := e.store.Events(ctx, id, 0, 0)
 	if err != nil || len(evs) == 0 {
@@ -58,7 +57,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r := &workflowRun{
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
-		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, releaseSlot: releaseSlot,
+		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
 	}
 	for _, ev := range evs {
 		if h := ev.GetHistory(); h != nil {
@@ -270,9 +269,9 @@ func (r *workflowRun) await(ctx context.Context, respID string) (*pb.Response, e
 			return nil, errInterrupted
 		}
 		if w == nil {
-			// Waiting is not executing: give the executor slot to another execution.
-			r.releaseSlot()
-			if w = r.e.resident.park(r.id); w == nil {
+			// The run keeps its executor slot while parked: the slots bound the
+			// instances in memory (the executor evicts when it needs one back).
+			if w = r.e.resident.park(r.id, r.c.Config.Name); w == nil {
 				return nil, errInterrupted
 			}
 			continue // a response may have arrived before the waiter was parked

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -17,6 +19,7 @@ func serverCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "Run the engine"}
 	var configPath string
 	var verbose bool
+	var pprofAddr string
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Run the engine and its API with the components of a config file",
@@ -37,6 +40,9 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("api.listening_addr: %w", err)}
 			}
+			if pprofAddr != "" {
+				go servePprof(log, pprofAddr)
+			}
 			log.Info("starting engine", "data_dir", cfg.Engine.DataDir, "components", len(cfg.Engine.Components))
 			e, err := actors.New(ctx, cfg.Engine)
 			if err != nil {
@@ -55,6 +61,18 @@ func serverCmd() *cobra.Command {
 	}
 	run.Flags().StringVarP(&configPath, "config", "c", "", "path of obelisk.toml (default: no components, embedded defaults)")
 	run.Flags().BoolVarP(&verbose, "verbose", "v", false, "log at debug level")
+	run.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address")
 	cmd.AddCommand(run)
 	return cmd
+}
+
+func servePprof(log *slog.Logger, addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("serving pprof", "addr", addr)
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		log.Error("pprof", "err", err)
+	}
 }

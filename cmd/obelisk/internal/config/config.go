@@ -21,8 +21,8 @@ const (
 	DefaultMaxRetries      = 5
 	DefaultRetryExpBackoff = 100 * time.Millisecond
 	DefaultLockExpiry      = time.Second
-	DefaultMaxConcurrency  = 100
-	DefaultMaxResident     = 64
+	DefaultMaxConcurrency  = 100 // activities
+	DefaultMaxResident     = 64  // also the default max_concurrency of a workflow
 )
 
 // File is obelisk.toml.
@@ -155,7 +155,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	for i, w := range f.Workflow {
 		c := actors.ComponentConfig{
 			Name: w.Name, Type: actors.Workflow, Path: rel(w.Location.Path), RetryExpBackoff: DefaultRetryExpBackoff,
-			LockExpiry: DefaultLockExpiry, MaxConcurrency: DefaultMaxConcurrency, BlockingStrategy: actors.Await,
+			LockExpiry: DefaultLockExpiry, MaxConcurrency: DefaultMaxResident, BlockingStrategy: actors.Await,
 		}
 		if w.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *w.RetryExpBackoff
