@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -86,6 +87,8 @@ type Store struct {
 	mu    sync.RWMutex
 	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
 
+	floors scanFloors
+
 	closeOnce sync.Once
 }
 
@@ -109,6 +112,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open event store %s: %w", dir, err)
 	}
 	s := &Store{db: db, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	s.floors.m = map[string]*floor{}
 	go s.writer()
 	return s, nil
 }
@@ -238,6 +242,14 @@ func (s *Store) applyGroup(group []*commitReq) {
 			o.req.result <- commitResult{err: err}
 		}
 		return
+	}
+	for _, st := range changed {
+		if st.Status == pb.Status_STATUS_PENDING_AT && !st.Paused {
+			s.floors.added(pendingIndex(st.Queue), st.PendingAt)
+		}
+		if st.Status == pb.Status_STATUS_LOCKED {
+			s.floors.added(timerIndex, st.LockExpiresAt)
+		}
 	}
 	s.mu.Lock()
 	for _, st := range changed {
@@ -474,44 +486,43 @@ func (s *Store) Responses(ctx context.Context, id string, from uint32) ([]*pb.Re
 	return out, it.Error()
 }
 
+// Index names for scanFloors.
+const timerIndex = "t"
+
+func pendingIndex(queue string) string { return "p/" + queue }
+
 // DuePending returns up to limit executions of a queue that are pending and due at now,
 // earliest first, and the due time of the first one not yet due (zero if none).
 func (s *Store) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
-	prefix := key(tagPending, []byte(queue))
-	prefix = append(prefix, 0)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	prefix := append(key(tagPending, []byte(queue)), 0)
+	return s.scanTimeIndex(pendingIndex(queue), prefix, now, limit)
+}
+
+// ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
+// and the expiry of the first lock that has not (zero if none).
+func (s *Store) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit)
+}
+
+// scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor.
+func (s *Store) scanTimeIndex(index string, prefix []byte, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	from := s.floors.startScan(index)
+	first := int64(math.MaxInt64)
+	defer func() {
+		if err == nil {
+			s.floors.endScan(index, first)
+		}
+	}()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: append(append([]byte(nil), prefix...), u64(max(from, 0))...), UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("scan pending of %s: %w", queue, err)
+		return nil, time.Time{}, fmt.Errorf("scan index %s: %w", index, err)
 	}
 	defer it.Close()
 	nowNanos := now.UnixNano()
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		at := int64(binary.BigEndian.Uint64(k[len(prefix) : len(prefix)+8]))
-		if at > nowNanos {
-			return ids, time.Unix(0, at), it.Error()
-		}
-		if len(ids) >= limit {
-			break
-		}
-		ids = append(ids, lastPart(k))
-	}
-	return ids, time.Time{}, it.Error()
-}
-
-// ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
-// and the expiry of the first lock that has not (zero if none).
-func (s *Store) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
-	prefix := []byte{tagTimer, 0}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("scan lock timers: %w", err)
-	}
-	defer it.Close()
-	nowNanos := now.UnixNano()
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		at := int64(binary.BigEndian.Uint64(k[2:10]))
+		first = min(first, at)
 		if at > nowNanos {
 			return ids, time.Unix(0, at), it.Error()
 		}
