@@ -70,6 +70,7 @@ type Component struct {
 	WIT     *wit.Resolve
 	Exports []*wit.Function
 	Imports []*wit.Function
+	imports map[string]bool // FFQNs of Imports
 	module  *wasmhost.Module
 }
 
@@ -166,5 +167,9 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	if err != nil {
 		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 	}
-	return &Component{Config: cfg, ID: id, WIT: resolve, Exports: exports, Imports: imports, module: mod}, nil
+	c := &Component{Config: cfg, ID: id, WIT: resolve, Exports: exports, Imports: imports, imports: map[string]bool{}, module: mod}
+	for _, fn := range imports {
+		c.imports[fn.FFQN()] = true
+	}
+	return c, nil
 }

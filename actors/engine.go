@@ -49,6 +49,7 @@ type Engine struct {
 	resident  *resident
 	watchers  watchers
 	runs      liveRuns
+	histories *historyCache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
@@ -70,6 +71,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now())}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
+	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}

@@ -23,9 +23,9 @@ type waiter struct {
 	id       string
 	queue    string
 	parkedAt time.Time
-	signal  chan struct{} // a commit touched the execution (maybe a response)
-	evicted chan struct{} // closed when the waiter must give up its place
-	elem    *list.Element
+	signal   chan struct{} // a commit touched the execution (maybe a response)
+	evicted  chan struct{} // closed when the waiter must give up its place
+	elem     *list.Element
 }
 
 func newResident(max int) *resident {
