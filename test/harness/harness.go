@@ -101,6 +101,9 @@ type Options struct {
 	ExtraTOML map[string]string
 	// Workflows adds a [workflows] section body.
 	Workflows string
+	// Prepare, if set, runs before the first start with the path of the (empty) event
+	// store, e.g. to write histories for the server to recover.
+	Prepare func(storeDir string)
 }
 
 // Server is a running `obelisk server run` process.
@@ -128,6 +131,9 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	s.Exec = obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, s.URL)
 	s.Comp = obeliskv1connect.NewComponentServiceClient(http.DefaultClient, s.URL)
+	if o.Prepare != nil {
+		o.Prepare(filepath.Join(s.dir, "data", "store"))
+	}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
