@@ -70,23 +70,48 @@ func BenchmarkCompile(b *testing.B) {
 	}
 }
 
-// BenchmarkInstantiate measures Instantiate (including the Go runtime's
-// _initialize) plus Close of the Go test guest. cpu-ns/op is the process's
-// CPU time per instance (GC and kernel included).
+// BenchmarkInstantiate measures Instantiate plus Close of the Go test guest:
+// activity and workflow-fresh include _initialize, workflow-snapshot restores
+// the module's workflow snapshot instead (memory mapped copy-on-write), and
+// workflow-snapshot-copy restores it copying its memory (as on platforms
+// without memory images). cpu-ns/op is the process's CPU time per instance
+// (GC and kernel included).
 func BenchmarkInstantiate(b *testing.B) {
 	ctx := context.Background()
-	for _, cfg := range []InstanceConfig{{Kind: KindActivity}, wfConfig(1)} {
-		b.Run(cfg.Kind.String(), func(b *testing.B) {
+	fresh := freshWorkflowModule(b)
+	mustSnapshot(b, testGuest)
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	rt.noImages = true
+	copying, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mustSnapshot(b, copying)
+	for _, c := range []struct {
+		name string
+		m    *Module
+		cfg  InstanceConfig
+	}{
+		{"activity", testGuest, InstanceConfig{Kind: KindActivity}},
+		{"workflow-fresh", fresh, wfConfig(1)},
+		{"workflow-snapshot", testGuest, wfConfig(1)},
+		{"workflow-snapshot-copy", copying, wfConfig(1)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := cpuTime()
+			before := getUsage()
 			for b.Loop() {
-				inst, err := testGuest.Instantiate(ctx, cfg)
+				inst, err := c.m.Instantiate(ctx, c.cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
 				inst.Close(ctx)
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			reportUsage(b, before)
 		})
 	}
 	// The latency of Instantiate + Close when the pool has an instance ready
@@ -190,6 +215,51 @@ func BenchmarkHostCall(b *testing.B) {
 			if err != nil || string(out) != fmt.Sprintf(`{"ok":%d}`, b.N) {
 				b.Fatalf("%s %v", out, err)
 			}
+		})
+	}
+}
+
+// BenchmarkWorkflowRun measures a whole run of the SDK guest
+// test/components/fibo-workflow, fiboa(10, 3): Instantiate, three call host
+// calls answered at once, the result, Close; with every instance running
+// _initialize (fresh) and restored from the snapshot (copying its memory, or
+// mapping it copy-on-write: faults/op are then mostly the pages the run
+// writes).
+func BenchmarkWorkflowRun(b *testing.B) {
+	ctx := context.Background()
+	wasm := buildComponent(b, "fibo-workflow")
+	handler := HostHandlerFunc(func(ctx context.Context, op string, req []byte) ([]byte, error) {
+		return []byte(`{"ok":55}`), nil
+	})
+	for _, mode := range []string{"fresh", "snapshot-copy", "snapshot"} {
+		b.Run(mode, func(b *testing.B) {
+			rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableWorkflowSnapshots: mode == "fresh"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close(ctx)
+			rt.noImages = mode == "snapshot-copy"
+			m, err := rt.Compile(ctx, "fibo-workflow", wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if mode != "fresh" {
+				mustSnapshot(b, m)
+			}
+			cfg := InstanceConfig{Kind: KindWorkflow, Seed: 1, ClockStart: time.Unix(1_700_000_000, 0), Handler: handler}
+			in := RunInput{FFQN: "testing:fibo-workflow/workflow.fiboa", Params: []byte(`[10,3]`), ExecutionID: "E_BENCH", Attempt: 1}
+			b.ReportAllocs()
+			before := getUsage()
+			for b.Loop() {
+				inst, err := m.Instantiate(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if out, err := inst.Run(ctx, in); err != nil || string(out) != `{"ok":165}` {
+					b.Fatalf("%s %v", out, err)
+				}
+			}
+			reportUsage(b, before)
 		})
 	}
 }

@@ -32,5 +32,9 @@
 // transparent huge pages where available (internal/linmem); and with
 // [Config.PoolSize] initialised instances are prepared in the background.
 // Since a workflow's _initialize never depends on the execution, a pooled
-// instance behaves exactly like a fresh one.
+// instance behaves exactly like a fresh one. For the same reason, workflow
+// instances are restored from a snapshot of the memory and globals of one
+// initialised workflow instance instead of running _initialize (snapshot.go;
+// ~0.2 ms instead of ~2.2 ms for a Go guest); activities always initialise
+// afresh, with real randomness.
 package wasmhost

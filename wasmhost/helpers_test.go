@@ -264,3 +264,30 @@ func handModule(output string) wmod {
 		},
 	}
 }
+
+// freshWorkflowModule compiles the test guest in a runtime of its own that
+// makes no workflow snapshots: every workflow instance runs _initialize.
+func freshWorkflowModule(t testing.TB) *Module {
+	t.Helper()
+	ctx := context.Background()
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableWorkflowSnapshots: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(ctx) })
+	m, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// reportUsage reports the CPU time (user + system, GC and kernel included),
+// the system time and the minor page faults per op since before.
+func reportUsage(b *testing.B, before usage) {
+	after := getUsage()
+	n := float64(b.N)
+	b.ReportMetric(float64(after.user+after.sys-before.user-before.sys)/n, "cpu-ns/op")
+	b.ReportMetric(float64(after.sys-before.sys)/n, "sys-ns/op")
+	b.ReportMetric(float64(after.faults-before.faults)/n, "faults/op")
+}

@@ -57,18 +57,20 @@ type RunInput struct {
 // a time and runs at most once; Close may be called from any goroutine, also
 // during Run (which then stops with [ErrInstanceClosed]).
 type Instance struct {
-	module  *Module
-	mod     api.Module
-	alloc   api.Function
-	run     api.Function
-	kind    Kind
-	handler HostHandler
-	http    *compiledPolicy
-	logger  *slog.Logger
-	stdout  *switchWriter
-	stderr  *tailWriter
-	clock   *detClock // workflows
-	rand    *detRand  // workflows
+	module *Module
+	mod    api.Module
+	alloc  api.Function
+	run    api.Function
+	kind   Kind
+	// restored: made from the module's workflow snapshot (see snapshot.go).
+	restored bool
+	handler  HostHandler
+	http     *compiledPolicy
+	logger   *slog.Logger
+	stdout   *switchWriter
+	stderr   *tailWriter
+	clock    *detClock // workflows
+	rand     *detRand  // workflows
 	// runDone is the Done channel of the current run's context (activities): a guest
 	// sleeping in poll_oneoff wakes when it closes, so that a lock expiry kills a
 	// sleeping activity on time instead of when its sleep ends.
@@ -76,7 +78,11 @@ type Instance struct {
 
 	// Touched only by the goroutine running the guest.
 	initializing bool // in _initialize: only the log op
-	executionID  string
+	// watchWASI: being initialised for a snapshot; wasiChanges are the
+	// watched WASI functions that succeeded meanwhile (see wasiWatch).
+	watchWASI   bool
+	wasiChanges []string
+	executionID string
 	// kept is a host_call response too large for the guest's buffer, waiting for host_take.
 	kept []byte
 	// abortErr is the handler error that aborted the instance.

@@ -4,10 +4,13 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -28,6 +31,18 @@ type Module struct {
 	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
 	cancel context.CancelFunc
 	pools  pools
+
+	// wasm is the binary compiled (data segments merged), kept to make the
+	// workflow snapshot from and dropped once that is done (nil with
+	// Config.DisableWorkflowSnapshots). A module never used by workflows
+	// keeps it.
+	wasm []byte
+	snap struct {
+		mu    sync.Mutex
+		state atomic.Int32  // a snapshotState; changed under mu
+		done  chan struct{} // closed when state leaves snapshotPreparing
+		ready atomic.Pointer[snapshot]
+	}
 }
 
 // Name returns the name given to [Runtime.Compile].
@@ -43,11 +58,19 @@ func (m *Module) WIT() ([]wit.File, error) {
 	return m.wit, nil
 }
 
-// Close releases the compiled code and the instances prepared in advance.
-// Instances already handed out keep working.
+// Close releases the compiled code (the module's and its workflow
+// snapshot's) and the instances prepared in advance. Instances already handed
+// out keep working.
 func (m *Module) Close(ctx context.Context) error {
 	m.cancel()
-	if err := m.compiled.Close(ctx); err != nil {
+	err := m.compiled.Close(ctx)
+	m.snap.mu.Lock()
+	s := m.snap.ready.Swap(nil)
+	m.snap.mu.Unlock()
+	if s != nil {
+		err = errors.Join(err, s.compiled.Close(ctx))
+	}
+	if err != nil {
 		return fmt.Errorf("wasmhost: closing module %q: %w", m.name, err)
 	}
 	return nil
@@ -116,9 +139,11 @@ type InstanceConfig struct {
 // sees. ctx bounds _initialize.
 //
 // With [Config.PoolSize] > 0 the instance usually comes ready-made from a
-// pool refilled in the background. How instances are made stays private to
-// this method, so that a faster strategy (restoring a memory snapshot of an
-// initialised instance) can replace it without touching callers.
+// pool refilled in the background. A workflow instance is usually restored
+// from a snapshot of an initialised instance (made in the background after
+// the first workflow Instantiate of the module) instead of running
+// _initialize; it is indistinguishable from one that ran it. See
+// [Config.DisableWorkflowSnapshots].
 func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if err := checkInstanceConfig(cfg); err != nil {
 		return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
@@ -157,9 +182,29 @@ func checkInstanceConfig(cfg InstanceConfig) error {
 	return nil
 }
 
-// newInstance instantiates the module and runs _initialize, independently of
-// any execution.
+// newInstance makes an initialised instance, independently of any execution:
+// a workflow instance from the module's snapshot when there is one, any other
+// by instantiating the module and running _initialize.
 func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) {
+	if kind == KindWorkflow {
+		if s := m.workflowSnapshot(); s != nil {
+			inst, err := m.restore(ctx, s)
+			if err == nil {
+				return inst, nil
+			}
+			if ctx.Err() != nil || m.ctx.Err() != nil || errors.Is(err, ErrRuntimeClosed) {
+				return nil, err // not the snapshot's fault: initialising would fail too
+			}
+			m.rt.logger.Warn("wasmhost: restoring a workflow instance from its snapshot failed; initialising it afresh",
+				"module", m.name, "err", err)
+		}
+	}
+	return m.initInstance(ctx, kind)
+}
+
+// newShell returns an instance of the given kind with its host-side state as
+// it is before _initialize, and no module yet.
+func (m *Module) newShell(kind Kind) *Instance {
 	inst := &Instance{
 		module: m,
 		kind:   kind,
@@ -167,27 +212,40 @@ func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) 
 		stdout: &switchWriter{},
 		stderr: &tailWriter{},
 	}
+	if kind == KindWorkflow {
+		inst.clock = &detClock{next: initClockStart}
+		inst.rand = &detRand{src: newChaCha8(initSeed, initSeedDomain)}
+	}
+	return inst
+}
+
+// moduleConfig is the wazero configuration of the instance's module: its
+// kind's WASI environment, and _initialize as start function.
+func (i *Instance) moduleConfig() wazero.ModuleConfig {
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(exportInit).
-		WithStdout(inst.stdout).
-		WithStderr(inst.stderr)
-	switch kind {
+		WithStdout(i.stdout).
+		WithStderr(i.stderr)
+	switch i.kind {
 	case KindActivity:
 		mc = mc.WithSysWalltime().
 			WithSysNanotime().
-			WithNanosleep(inst.sleep).
+			WithNanosleep(i.sleep).
 			WithRandSource(crand.Reader)
 	case KindWorkflow:
-		inst.clock = &detClock{next: initClockStart}
-		inst.rand = &detRand{src: newChaCha8(initSeed, initSeedDomain)}
-		mc = mc.WithWalltime(inst.clock.walltime, clockResolution).
-			WithNanotime(inst.clock.nanotime, clockResolution).
-			WithNanosleep(inst.clock.sleep).
+		mc = mc.WithWalltime(i.clock.walltime, clockResolution).
+			WithNanotime(i.clock.nanotime, clockResolution).
+			WithNanosleep(i.clock.sleep).
 			WithOsyield(func() {}).
-			WithRandSource(inst.rand)
+			WithRandSource(i.rand)
 	}
+	return mc
+}
 
+// initInstance instantiates the module and runs _initialize.
+func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error) {
+	inst := m.newShell(kind)
 	ictx, _, done, err := m.rt.enter(ctx)
 	if err != nil {
 		return nil, err
@@ -197,7 +255,7 @@ func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) 
 		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
 	}
 	inst.initializing = true
-	mod, err := m.rt.rt.InstantiateModule(withInstance(ictx, inst), m.compiled, mc)
+	mod, err := m.rt.rt.InstantiateModule(withInstance(ictx, inst), m.compiled, inst.moduleConfig())
 	inst.initializing = false
 	if err != nil {
 		return nil, inst.classify(ctx, ictx, err)

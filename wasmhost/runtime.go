@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -56,9 +57,22 @@ type Config struct {
 	// PoolSize is how many initialised instances to keep ready per module
 	// and kind, made in the background from the first Instantiate of that
 	// kind on, so that Instantiate usually returns in microseconds instead of
-	// milliseconds. Each costs the memory of an idle instance (~4-6 MiB for a
-	// Go guest). 0 disables pooling.
+	// milliseconds. Each costs the memory of an idle instance (~4 MiB for a
+	// Go guest; far less for a workflow instance restored from a snapshot,
+	// whose memory is shared until written). 0 disables pooling.
 	PoolSize int
+	// DisableWorkflowSnapshots makes every workflow instance run _initialize,
+	// as activity instances do. By default, the first workflow Instantiate
+	// of a module starts making (in the background) a snapshot of an
+	// initialised workflow instance, from which later workflow instances are
+	// restored in a tenth of the time, sharing the snapshot's memory until
+	// they write to it. That costs, per module used by workflows, a second
+	// compilation (in the background; ~15 MB of machine code for a Go guest,
+	// cached on disk like the first) and the snapshot (~2 MiB); and every
+	// module keeps its binary until its first workflow Instantiate. The
+	// behaviour of instances is the same either way: this is an escape hatch
+	// and a baseline for measurements.
+	DisableWorkflowSnapshots bool
 }
 
 // Runtime owns one wazero runtime (the optimising compiler where supported)
@@ -73,6 +87,11 @@ type Runtime struct {
 	logger   *slog.Logger
 	workers  int
 	poolSize int
+	// noSnapshots: Config.DisableWorkflowSnapshots.
+	noSnapshots bool
+	// noImages makes snapshots copy their memory into restored instances
+	// instead of mapping it copy-on-write (for tests and measurements).
+	noImages bool
 	// wasiFuncs are the functions wasi_snapshot_preview1 exports, to check imports against.
 	wasiFuncs map[string]api.FunctionDefinition
 
@@ -115,6 +134,8 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		workers:  cfg.CompilationWorkers,
 		poolSize: cfg.PoolSize,
 		alloc:    linmem.Allocator(),
+
+		noSnapshots: cfg.DisableWorkflowSnapshots,
 	}
 	r.closing, r.cancel = context.WithCancelCause(context.Background())
 	if r.workers <= 0 {
@@ -127,7 +148,9 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 }
 
 func (r *Runtime) init(ctx context.Context) error {
-	wasi, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt)
+	// The listeners watch, while workflow snapshots are made, the WASI
+	// functions that could change an instance's WASI state (see wasiWatch).
+	wasi, err := wasi_snapshot_preview1.Instantiate(experimental.WithFunctionListenerFactory(ctx, wasiWatch{}), r.rt)
 	if err != nil {
 		return fmt.Errorf("wasmhost: instantiating %s: %w", wasiModuleName, err)
 	}
@@ -212,6 +235,13 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
 	m := &Module{rt: r, name: name, compiled: compiled}
+	switch {
+	case r.noSnapshots:
+	case ok:
+		m.wasm = wasm // merged: our own copy
+	default:
+		m.wasm = slices.Clone(wasm) // the caller's, who may change it
+	}
 	m.ctx, m.cancel = context.WithCancel(r.closing)
 	m.wit, m.witErr = wit.ExtractFromWasm(original)
 	return m, nil

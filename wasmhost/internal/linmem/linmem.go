@@ -13,6 +13,11 @@
 // the buffer never moves, growing copies nothing, and the kernel hands out
 // zeroed pages on first touch. Free returns everything to the kernel at once.
 //
+// An Image gives memories initial contents without copying them: it maps a
+// sealed memory file holding them privately (copy-on-write) at the start of
+// each memory's reservation. wasmhost restores workflow instances from a
+// snapshot of an initialised one this way.
+//
 // The caller must guarantee that no guest code or host function uses the
 // memory after Free (wasmhost only closes an instance when nothing runs in it):
 // unlike a Go slice, an unmapped buffer faults.

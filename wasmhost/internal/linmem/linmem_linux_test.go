@@ -1,0 +1,138 @@
+//go:build linux
+
+package linmem
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestLinearMemory(t *testing.T) {
+	alloc := Allocator()
+	if alloc == nil {
+		if Supported {
+			t.Fatal("Supported but no allocator")
+		}
+		t.Skip("no mmap allocator on this platform")
+	}
+	const page = 64 << 10
+	if _, ok := alloc.Allocate(page, 1024*page).(*heapMemory); !ok {
+		t.Error("a small memory is not on the heap")
+	}
+	mem := alloc.Allocate(40*page, 1024*page)
+	if _, ok := mem.(*mmapMemory); !ok {
+		t.Fatalf("a large memory is a %T", mem)
+	}
+	buf := mem.Reallocate(page)
+	if len(buf) != page || cap(buf) != page {
+		t.Fatalf("len %d cap %d", len(buf), cap(buf))
+	}
+	if !bytes.Equal(buf, make([]byte, page)) {
+		t.Fatal("fresh memory not zeroed")
+	}
+	copy(buf[page-3:], "abc")
+	grown := mem.Reallocate(300 * page)
+	if len(grown) != 300*page || &grown[0] != &buf[0] {
+		t.Fatal("grow moved or mis-sized the buffer")
+	}
+	if string(grown[page-3:page]) != "abc" {
+		t.Fatal("grow lost the contents")
+	}
+	grown[len(grown)-1] = 1 // accessible to the end
+	if mem.Reallocate(1025*page) != nil {
+		t.Fatal("grew past max")
+	}
+	mem.Free()
+	mem.Free() // idempotent
+}
+
+func TestImage(t *testing.T) {
+	const page = 64 << 10
+	size := uint64(40 * page)
+	chunks := []Chunk{{Offset: 0, Data: []byte("start")}, {Offset: 3*page + 17, Data: bytes.Repeat([]byte{7}, 2*page)}, {Offset: size - 3, Data: []byte("end")}}
+	img, err := NewImage(size, chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Size() != size {
+		t.Errorf("Size = %d", img.Size())
+	}
+	want := make([]byte, size)
+	for _, c := range chunks {
+		copy(want[c.Offset:], c.Data)
+	}
+	alloc := img.Allocator()
+	a := alloc.Allocate(page, 1024*page)
+	b := alloc.Allocate(page, 1024*page)
+	if _, ok := a.(*mmapMemory); !ok {
+		t.Fatalf("memory from an image is a %T", a)
+	}
+	bufA := a.Reallocate(page) // what wazero does first: the module's minimum
+	if len(bufA) != page || string(bufA[:5]) != "start" {
+		t.Fatalf("first page %q...", bufA[:5])
+	}
+	bufA = a.Reallocate(size)
+	bufB := b.Reallocate(size)
+	if !bytes.Equal(bufA, want) || !bytes.Equal(bufB, want) {
+		t.Fatal("memories do not start with the image")
+	}
+	// Copy-on-write: a write is the memory's own.
+	copy(bufA[3*page+17:], "mine")
+	if !bytes.Equal(bufB, want) {
+		t.Error("a write to one memory shows in another")
+	}
+	if c := alloc.Allocate(page, 1024*page).Reallocate(size); !bytes.Equal(c, want) {
+		t.Error("a write to a memory changed the image")
+	}
+	// Beyond the image: zeros, and the buffer does not move.
+	grown := a.Reallocate(size + 100*page)
+	if &grown[0] != &bufA[0] || string(grown[3*page+17:][:4]) != "mine" || !bytes.Equal(grown[size:], make([]byte, 100*page)) {
+		t.Error("growing past the image")
+	}
+	grown[len(grown)-1] = 1
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Memories outlive the image's file.
+	if bufB[size-1] != 'd' {
+		t.Error("memory lost its contents when the image closed")
+	}
+	bufB[0] = 'S'
+	a.Free()
+	b.Free()
+}
+
+func TestImageFallbacks(t *testing.T) {
+	const page = 64 << 10
+	img, err := NewImage(4*page, []Chunk{{Offset: page, Data: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	// No address space for the reservation: a heap memory, same contents.
+	h := img.allocate(page, 1<<41)
+	if _, ok := h.(*heapMemory); !ok {
+		t.Fatalf("got a %T", h)
+	}
+	if buf := h.Reallocate(4 * page); buf[page] != 'x' || len(buf) != 4*page {
+		t.Error("heap fallback lacks the image")
+	}
+	// A maximum smaller than the image: only what fits is mapped.
+	m := img.allocate(page, 2*page)
+	if buf := m.Reallocate(2 * page); len(buf) != 2*page || buf[page] != 'x' {
+		t.Error("small memory")
+	}
+	if m.Reallocate(3*page) != nil {
+		t.Error("grew past the maximum")
+	}
+	m.Free()
+
+	for _, size := range []uint64{0, 1000} {
+		if _, err := NewImage(size, nil); err == nil {
+			t.Errorf("NewImage(%d) succeeded", size)
+		}
+	}
+	if _, err := NewImage(page, []Chunk{{Offset: page - 1, Data: []byte("xy")}}); err == nil {
+		t.Error("chunk beyond the image accepted")
+	}
+}
