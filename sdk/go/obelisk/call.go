@@ -57,9 +57,38 @@ func call(ctx Context, ffqn string, params []any) (json.RawMessage, error) {
 	if params == nil {
 		params = []any{}
 	}
-	raw, err := invoke(ctx.host(), "call", callRequest{FFQN: ffqn, Params: params})
+	var raw json.RawMessage
+	var err error
+	if req, ok := callRequestJSON(ffqn, params); ok {
+		raw, err = send(ctx.host(), "call", req)
+	} else {
+		raw, err = invoke(ctx.host(), "call", callRequest{FFQN: ffqn, Params: params})
+	}
 	if err != nil {
 		return nil, err
+	}
+	if key, v, ok := singleMember(raw); ok {
+		switch string(key) {
+		case "ok":
+			return v, nil
+		case "err":
+			return nil, &ErrResult{FFQN: ffqn, Value: v}
+		case "execution_failure":
+			f := &ExecutionFailure{FFQN: ffqn}
+			if stringMembers(v, func(key []byte, value string) bool {
+				switch string(key) {
+				case "kind":
+					f.Kind = value
+				case "reason":
+					f.Reason = value
+				default:
+					return false
+				}
+				return true
+			}) {
+				return nil, f
+			}
+		}
 	}
 	var result map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &result); err != nil {
@@ -82,4 +111,24 @@ func call(ctx Context, ffqn string, params []any) (json.RawMessage, error) {
 		return nil, &ExecutionFailure{FFQN: ffqn, Kind: f.Kind, Reason: f.Reason}
 	}
 	panic(fmt.Sprintf("obelisk: call %s: result %q has neither ok, err nor execution_failure", ffqn, raw))
+}
+
+// callRequestJSON is the fast path of encoding the request of the call op,
+// for params that are all nil or scalars: it returns what
+// encodeRequest("call", callRequest{ffqn, params}) would.
+func callRequestJSON(ffqn string, params []any) ([]byte, bool) {
+	req := make([]byte, 0, 64+len(ffqn)+8*len(params))
+	req = append(req, `{"op":"call","ffqn":`...)
+	req = appendString(req, ffqn)
+	req = append(req, `,"params":[`...)
+	for i, p := range params {
+		if i > 0 {
+			req = append(req, ',')
+		}
+		var ok bool
+		if req, ok = appendValue(req, p); !ok {
+			return nil, false
+		}
+	}
+	return append(req, "]}"...), true
 }

@@ -68,11 +68,14 @@ const (
 // log, without the level and the execution. For a structured logger, see
 // package obeliskslog.
 func (c Context) Log(level Level, msg string) {
-	req := struct {
-		Level   Level  `json:"level"`
-		Message string `json:"message"`
-	}{level, msg}
-	if _, err := invoke(c.host(), "log", req); err != nil {
+	// What encodeRequest would make of a struct with the level and message.
+	req := make([]byte, 0, 40+len(level)+len(msg))
+	req = append(req, `{"op":"log","level":`...)
+	req = appendString(req, string(level))
+	req = append(req, `,"message":`...)
+	req = appendString(req, msg)
+	req = append(req, '}')
+	if _, err := send(c.host(), "log", req); err != nil {
 		fmt.Fprintf(os.Stderr, "%s %s\n", level, msg)
 	}
 }

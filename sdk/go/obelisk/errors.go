@@ -76,7 +76,7 @@ type ExecutionFailure struct {
 
 // Error returns the FFQN, the kind and the reason of the failure.
 func (e *ExecutionFailure) Error() string {
-	return fmt.Sprintf("%s failed: %s: %s", e.FFQN, e.Kind, e.Reason)
+	return e.FFQN + " failed: " + e.Kind + ": " + e.Reason
 }
 
 // Kinds of [HostError].
@@ -113,7 +113,7 @@ type HostError struct {
 
 // Error returns "obelisk: <op>: <kind>: <message>".
 func (e *HostError) Error() string {
-	return fmt.Sprintf("obelisk: %s: %s: %s", e.Op, e.Kind, e.Message)
+	return "obelisk: " + e.Op + ": " + e.Kind + ": " + e.Message
 }
 
 // marshal encodes v as JSON without escaping <, > and &.
@@ -130,6 +130,14 @@ func marshal(v any) ([]byte, error) {
 // decode decodes data into v, keeping numbers decoded into interface values
 // exact (json.Number), and rejecting trailing data.
 func decode(data []byte, v any) error {
+	if fastDecode(data, v) {
+		return nil
+	}
+	return decodeJSON(data, v)
+}
+
+// decodeJSON is decode with encoding/json only.
+func decodeJSON(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {

@@ -6,15 +6,22 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
 // exported is an exported function: its Go implementation and how to call it.
 type exported struct {
-	ffqn   string
-	fn     reflect.Value
-	params []reflect.Type // after the Context
-	hasOk  bool           // fn returns (T, error), not just error
+	ffqn    string
+	fn      reflect.Value
+	fnType  reflect.Type
+	nparams int  // after the Context
+	hasOk   bool // fn returns (T, error), not just error
+}
+
+// param returns the type of the i-th WIT parameter, after the Context.
+func (e *exported) param(i int) reflect.Type {
+	return e.fnType.In(1 + i)
 }
 
 // exports is the registration table, filled by Export from init functions.
@@ -96,10 +103,7 @@ func newExported(ffqn string, fn any) (*exported, error) {
 	if t.NumIn() == 0 || t.In(0) != contextType {
 		return nil, fmt.Errorf("%v: the first parameter must be an obelisk.Context", t)
 	}
-	e := &exported{ffqn: ffqn, fn: v}
-	for i := 1; i < t.NumIn(); i++ {
-		e.params = append(e.params, t.In(i))
-	}
+	e := &exported{ffqn: ffqn, fn: v, fnType: t, nparams: t.NumIn() - 1}
 	switch {
 	case t.NumOut() == 1 && t.Out(0) == errorType:
 	case t.NumOut() == 2 && t.Out(1) == errorType:
@@ -119,12 +123,16 @@ type runInput struct {
 }
 
 // run runs the exported function the JSON input names, performing host
-// operations with host, and returns its JSON output. It panics, so that the
-// module traps, when the input is bad or the function panics.
-func run(input []byte, host hostFunc) []byte {
+// operations with host, and returns its JSON output, appended to dst. It
+// panics, so that the module traps, when the input is bad or the function
+// panics.
+func run(input []byte, host hostFunc, dst []byte) []byte {
 	var in runInput
-	if err := json.Unmarshal(input, &in); err != nil {
-		panic(fmt.Sprintf("obelisk: malformed run input: %v", err))
+	if !in.parse(input) {
+		in = runInput{}
+		if err := json.Unmarshal(input, &in); err != nil {
+			panic("obelisk: malformed run input: " + err.Error())
+		}
 	}
 	e := exports[in.FFQN]
 	if e == nil {
@@ -147,27 +155,98 @@ func run(input []byte, host hostFunc) []byte {
 		host:        host,
 	}}
 	args[0] = reflect.ValueOf(ctx)
-	out, err := e.encodeResult(e.fn.Call(args))
+	out, err := e.encodeResult(e.fn.Call(args), dst)
 	if err != nil {
 		panic(fmt.Sprintf("obelisk: %s: %v", in.FFQN, err))
 	}
 	return out
 }
 
+// parse is the fast path of decoding the run input: it handles an object
+// with no other members than those of runInput, ffqn and execution_id
+// strings and an integer attempt, and declines anything else.
+func (in *runInput) parse(input []byte) bool {
+	s, ok := newObjectScanner(input)
+	if !ok {
+		return false
+	}
+	i := 0
+	for {
+		key, v, done, ok := s.next(i)
+		if !ok {
+			return false
+		}
+		if done {
+			return true
+		}
+		switch string(key) {
+		case "ffqn":
+			end, plain, ok := scanString(input, v)
+			if !ok {
+				return false
+			}
+			// Use the registered string rather than a copy of the input.
+			if e := exports[string(input[v+1:end-1])]; plain && e != nil {
+				in.FFQN = e.ffqn
+			} else {
+				in.FFQN = unquote(input[v:end], plain)
+			}
+			i = end
+		case "execution_id":
+			end, plain, ok := scanString(input, v)
+			if !ok {
+				return false
+			}
+			in.ExecutionID = unquote(input[v:end], plain)
+			i = end
+		case "params":
+			end, ok := scanValue(input, v, 0)
+			if !ok {
+				return false
+			}
+			in.Params = input[v:end]
+			i = end
+		case "attempt":
+			end, integer, ok := scanNumber(input, v)
+			if !ok || !integer {
+				return false
+			}
+			n, err := strconv.ParseInt(string(input[v:end]), 10, strconv.IntSize)
+			if err != nil {
+				return false
+			}
+			in.Attempt = int(n)
+			i = end
+		default:
+			return false
+		}
+	}
+}
+
 // decodeParams decodes the JSON array of parameters into arguments for fn,
 // leaving args[0] for the Context.
 func (e *exported) decodeParams(params json.RawMessage) ([]reflect.Value, error) {
+	if args, ok := e.decodeScalarParams(params); ok {
+		return args, nil
+	}
+	return e.decodeParamsJSON(params)
+}
+
+// decodeParamsJSON is the general path of decodeParams: encoding/json splits
+// the array, and decode decodes each parameter.
+func (e *exported) decodeParamsJSON(params json.RawMessage) ([]reflect.Value, error) {
 	var raws []json.RawMessage
 	if len(params) > 0 {
 		if err := json.Unmarshal(params, &raws); err != nil {
 			return nil, fmt.Errorf("params are not a JSON array: %v", err)
 		}
 	}
-	if len(raws) != len(e.params) {
-		return nil, fmt.Errorf("got %d params, want %d", len(raws), len(e.params))
+	if len(raws) != e.nparams {
+		return nil, fmt.Errorf("got %d params, want %d", len(raws), e.nparams)
 	}
-	args := make([]reflect.Value, 1+len(e.params))
-	for i, t := range e.params {
+	args := make([]reflect.Value, 1+e.nparams)
+	for i := range e.nparams {
+		t := e.param(i)
 		p := reflect.New(t)
 		if err := decode(raws[i], p.Interface()); err != nil {
 			return nil, fmt.Errorf("param %d (%s) does not decode into %v: %v", i, raws[i], t, err)
@@ -177,14 +256,72 @@ func (e *exported) decodeParams(params json.RawMessage) ([]reflect.Value, error)
 	return args, nil
 }
 
-// encodeResult encodes the return values of fn as a WIT result.
-func (e *exported) encodeResult(out []reflect.Value) ([]byte, error) {
+// decodeScalarParams is the fast path of decodeParams, for functions whose
+// parameters are all scalars (bool, integers, floats, strings) of types
+// without methods. It declines anything it does not decode exactly as
+// encoding/json would, errors included.
+func (e *exported) decodeScalarParams(params []byte) ([]reflect.Value, bool) {
+	args := make([]reflect.Value, 1+e.nparams)
+	if len(params) == 0 {
+		return args, e.nparams == 0
+	}
+	i := skipSpace(params, 0)
+	if i >= len(params) || params[i] != '[' {
+		return nil, false
+	}
+	n := 0
+	if i = skipSpace(params, i+1); i < len(params) && params[i] == ']' {
+		i++
+	} else {
+		for {
+			if n == e.nparams {
+				return nil, false
+			}
+			t := e.param(n)
+			if !isScalarKind(t.Kind()) {
+				return nil, false
+			}
+			p := reflect.New(t)
+			if p.Type().NumMethod() != 0 {
+				return nil, false
+			}
+			end, ok := scanScalar(params, i)
+			if !ok || !decodeScalar(params[i:end], p.Elem()) {
+				return nil, false
+			}
+			n++
+			args[n] = p.Elem()
+			if i = skipSpace(params, end); i >= len(params) {
+				return nil, false
+			}
+			if params[i] == ']' {
+				i++
+				break
+			}
+			if params[i] != ',' {
+				return nil, false
+			}
+			i = skipSpace(params, i+1)
+		}
+	}
+	if n != e.nparams || skipSpace(params, i) != len(params) {
+		return nil, false
+	}
+	return args, true
+}
+
+// encodeResult encodes the return values of fn as a WIT result, appended to
+// dst.
+func (e *exported) encodeResult(out []reflect.Value, dst []byte) ([]byte, error) {
 	if errV := out[len(out)-1]; !errV.IsNil() {
-		return encodeErr(errV.Interface().(error))
+		return encodeErr(errV.Interface().(error), dst)
 	}
 	var ok any
 	if e.hasOk {
 		ok = out[0].Interface()
+	}
+	if b, fast := appendValue(append(dst, `{"ok":`...), ok); fast {
+		return append(b, '}'), nil
 	}
 	b, err := marshal(struct {
 		Ok any `json:"ok"`
@@ -192,17 +329,20 @@ func (e *exported) encodeResult(out []reflect.Value) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the ok value %T: %v", ok, err)
 	}
-	return b, nil
+	return append(dst, b...), nil
 }
 
-// encodeErr encodes err as {"err": value}: the value of an *ErrResult in its
-// chain, or else its message.
-func encodeErr(err error) ([]byte, error) {
+// encodeErr encodes err as {"err": value}, appended to dst: the value of an
+// *ErrResult in its chain, or else its message.
+func encodeErr(err error, dst []byte) ([]byte, error) {
 	var value any
 	if er, ok := errors.AsType[*ErrResult](err); !ok {
 		value = err.Error()
 	} else if len(er.Value) > 0 {
 		value = er.Value
+	}
+	if b, fast := appendValue(append(dst, `{"err":`...), value); fast {
+		return append(b, '}'), nil
 	}
 	b, merr := marshal(struct {
 		Err any `json:"err"`
@@ -210,5 +350,5 @@ func encodeErr(err error) ([]byte, error) {
 	if merr != nil {
 		return nil, fmt.Errorf("encoding the err value: %v", merr)
 	}
-	return b, nil
+	return append(dst, b...), nil
 }

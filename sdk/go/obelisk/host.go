@@ -49,25 +49,22 @@ func (c Context) HostCall(op string, request, response any) error {
 // encodeRequest encodes the request of operation op: request's JSON object
 // with "op" as its first member.
 func encodeRequest(op string, request any) ([]byte, error) {
-	opJSON, err := marshal(op)
+	if request == nil {
+		return append(appendString(append(make([]byte, 0, len(op)+10), `{"op":`...), op), '}'), nil
+	}
+	body, err := marshal(request)
 	if err != nil {
 		return nil, err
 	}
-	body := []byte("{}")
-	if request != nil {
-		if body, err = marshal(request); err != nil {
-			return nil, err
-		}
-		if string(body) == "null" {
-			body = []byte("{}")
-		}
+	if string(body) == "null" {
+		body = []byte("{}")
 	}
 	if len(body) < 2 || body[0] != '{' {
 		return nil, fmt.Errorf("%T does not encode as a JSON object", request)
 	}
-	req := make([]byte, 0, len(`{"op":,`)+len(opJSON)+len(body))
+	req := make([]byte, 0, len(`{"op":"",`)+2*len(op)+len(body))
 	req = append(req, `{"op":`...)
-	req = append(req, opJSON...)
+	req = appendString(req, op)
 	if string(body) != "{}" {
 		req = append(req, ',')
 	}
@@ -82,12 +79,39 @@ func invoke(host hostFunc, op string, request any) (json.RawMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("obelisk: %s: encoding the request: %w", op, err)
 	}
+	return send(host, op, req)
+}
+
+// send sends req, the JSON request of operation op, to host and returns the
+// ok value of the response, as invoke does.
+func send(host hostFunc, op string, req []byte) (json.RawMessage, error) {
 	if host == nil {
 		host = hostCall
 	}
 	resp, err := host(req)
 	if err != nil {
 		return nil, err
+	}
+	if key, v, ok := singleMember(resp); ok {
+		switch string(key) {
+		case "ok":
+			return v, nil
+		case "error":
+			herr := &HostError{Op: op}
+			if stringMembers(v, func(key []byte, value string) bool {
+				switch string(key) {
+				case "kind":
+					herr.Kind = value
+				case "message":
+					herr.Message = value
+				default:
+					return false
+				}
+				return true
+			}) {
+				return nil, herr
+			}
+		}
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(resp, &fields); err != nil {

@@ -67,7 +67,7 @@ func (h *TestHost) Run(ffqn string, params ...any) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("obelisk: TestHost.Run(%q): encoding params: %v", ffqn, err))
 	}
-	return run(input, h.hostCall)
+	return run(input, h.hostCall, nil)
 }
 
 // hostCall answers one host operation like the real host does.
