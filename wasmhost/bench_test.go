@@ -71,7 +71,9 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 // BenchmarkInstantiate measures Instantiate plus Close of the Go test guest:
-// activity and workflow-fresh include _initialize, workflow-snapshot restores
+// activity (memory mapped from the activity image), activity-noimage (data
+// segments copied, as on platforms without memory images) and
+// workflow-fresh include _initialize, workflow-snapshot restores
 // the module's workflow snapshot instead (memory mapped copy-on-write), and
 // workflow-snapshot-copy restores it copying its memory (as on platforms
 // without memory images). cpu-ns/op is the process's CPU time per instance
@@ -91,12 +93,14 @@ func BenchmarkInstantiate(b *testing.B) {
 		b.Fatal(err)
 	}
 	mustSnapshot(b, copying)
+	mustActivityImage(b, testGuest)
 	for _, c := range []struct {
 		name string
 		m    *Module
 		cfg  InstanceConfig
 	}{
 		{"activity", testGuest, InstanceConfig{Kind: KindActivity}},
+		{"activity-noimage", copying, InstanceConfig{Kind: KindActivity}},
 		{"workflow-fresh", fresh, wfConfig(1)},
 		{"workflow-snapshot", testGuest, wfConfig(1)},
 		{"workflow-snapshot-copy", copying, wfConfig(1)},

@@ -36,5 +36,7 @@
 // instances are restored from a snapshot of the memory and globals of one
 // initialised workflow instance instead of running _initialize (snapshot.go;
 // ~0.2 ms instead of ~2.2 ms for a Go guest); activities always initialise
-// afresh, with real randomness.
+// afresh, with real randomness, but on Linux start from a memory mapped
+// copy-on-write from an image of the data segments instead of copying them
+// (activity.go; ~1.6 ms instead of ~2.2 ms).
 package wasmhost

@@ -64,13 +64,16 @@ type Instance struct {
 	kind   Kind
 	// restored: made from the module's workflow snapshot (see snapshot.go).
 	restored bool
-	handler  HostHandler
-	http     *compiledPolicy
-	logger   *slog.Logger
-	stdout   *switchWriter
-	stderr   *tailWriter
-	clock    *detClock // workflows
-	rand     *detRand  // workflows
+	// fromImage: an activity made from the module's activity image (see
+	// activity.go).
+	fromImage bool
+	handler   HostHandler
+	http      *compiledPolicy
+	logger    *slog.Logger
+	stdout    *switchWriter
+	stderr    *tailWriter
+	clock     *detClock // workflows
+	rand      *detRand  // workflows
 	// runDone is the Done channel of the current run's context (activities): a guest
 	// sleeping in poll_oneoff wakes when it closes, so that a lock expiry kills a
 	// sleeping activity on time instead of when its sleep ends.

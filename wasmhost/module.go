@@ -33,15 +33,23 @@ type Module struct {
 	pools  pools
 
 	// wasm is the binary compiled (data segments merged), kept to make the
-	// workflow snapshot from and dropped once that is done (nil with
-	// Config.DisableWorkflowSnapshots). A module never used by workflows
-	// keeps it.
-	wasm []byte
-	snap struct {
+	// workflow snapshot and the activity image from (see binary) and
+	// dropped once wasmUsers, the preparations that still need it, are done.
+	// A module never used keeps it.
+	wasmMu    sync.Mutex
+	wasm      []byte
+	wasmUsers int
+	snap      struct {
 		mu    sync.Mutex
 		state atomic.Int32  // a snapshotState; changed under mu
 		done  chan struct{} // closed when state leaves snapshotPreparing
 		ready atomic.Pointer[snapshot]
+	}
+	act struct { // the activity image, made like snap (see activity.go)
+		mu    sync.Mutex
+		state atomic.Int32
+		done  chan struct{}
+		ready atomic.Pointer[activityImage]
 	}
 }
 
@@ -69,6 +77,12 @@ func (m *Module) Close(ctx context.Context) error {
 	m.snap.mu.Unlock()
 	if s != nil {
 		err = errors.Join(err, s.compiled.Close(ctx))
+	}
+	m.act.mu.Lock()
+	a := m.act.ready.Swap(nil)
+	m.act.mu.Unlock()
+	if a != nil {
+		err = errors.Join(err, a.compiled.Close(ctx))
 	}
 	if err != nil {
 		return fmt.Errorf("wasmhost: closing module %q: %w", m.name, err)
@@ -183,9 +197,21 @@ func checkInstanceConfig(cfg InstanceConfig) error {
 }
 
 // newInstance makes an initialised instance, independently of any execution:
-// a workflow instance from the module's snapshot when there is one, any other
-// by instantiating the module and running _initialize.
+// a workflow instance from the module's snapshot when there is one, an
+// activity instance from the module's activity image when there is one
+// (running _initialize), any other by instantiating the module and running
+// _initialize.
 func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) {
+	if kind == KindActivity {
+		if a := m.activityImageFor(); a != nil {
+			inst, fallback, err := m.initFromImage(ctx, a)
+			if !fallback {
+				return inst, err
+			}
+			m.rt.logger.Warn("wasmhost: instantiating an activity from its memory image failed; instantiating the module",
+				"module", m.name, "err", err)
+		}
+	}
 	if kind == KindWorkflow {
 		if s := m.workflowSnapshot(); s != nil {
 			inst, err := m.restore(ctx, s)

@@ -69,7 +69,9 @@ type Config struct {
 	// they write to it. That costs, per module used by workflows, a second
 	// compilation (in the background; ~15 MB of machine code for a Go guest,
 	// cached on disk like the first) and the snapshot (~2 MiB); and every
-	// module keeps its binary until its first workflow Instantiate. The
+	// module keeps its binary until its first workflow Instantiate (and, on
+	// Linux, its first activity Instantiate, which makes the activity
+	// memory image from the same variant whatever this says). The
 	// behaviour of instances is the same either way: this is an escape hatch
 	// and a baseline for measurements.
 	DisableWorkflowSnapshots bool
@@ -92,6 +94,10 @@ type Runtime struct {
 	// noImages makes snapshots copy their memory into restored instances
 	// instead of mapping it copy-on-write (for tests and measurements).
 	noImages bool
+	// noActivityImages makes activity instances instantiate the original
+	// module instead of starting from a memory image (for tests and
+	// measurements).
+	noActivityImages bool
 	// wasiFuncs are the functions wasi_snapshot_preview1 exports, to check imports against.
 	wasiFuncs map[string]api.FunctionDefinition
 
@@ -235,8 +241,14 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
 	m := &Module{rt: r, name: name, compiled: compiled}
+	if !r.noSnapshots {
+		m.wasmUsers++ // the workflow snapshot
+	}
+	if r.alloc != nil {
+		m.wasmUsers++ // the activity image (only where there are images)
+	}
 	switch {
-	case r.noSnapshots:
+	case m.wasmUsers == 0:
 	case ok:
 		m.wasm = wasm // merged: our own copy
 	default:

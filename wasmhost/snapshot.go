@@ -166,7 +166,7 @@ func (m *Module) prepareSnapshot() {
 	m.snap.mu.Lock()
 	defer m.snap.mu.Unlock()
 	defer close(m.snap.done)
-	m.wasm = nil // not needed any more, whatever happened
+	m.releaseWasm() // not needed any more, whatever happened
 	if err != nil {
 		m.snap.state.Store(snapshotFailed)
 		if m.ctx.Err() != nil {
@@ -203,7 +203,11 @@ var errNotSnapshottable = errors.New("module cannot be snapshotted")
 // of it and checks that they ended in the same state.
 func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 	start := time.Now()
-	v, err := wasmbin.SnapshotVariant(m.wasm, snapshotExportPrefix)
+	wasm := m.binary()
+	if wasm == nil {
+		return nil, errors.New("no binary")
+	}
+	v, err := wasmbin.SnapshotVariant(wasm, snapshotExportPrefix)
 	if err != nil {
 		return nil, err
 	}

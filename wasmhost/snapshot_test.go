@@ -62,8 +62,9 @@ func recordRun(t *testing.T, m *Module, cfg InstanceConfig, in RunInput, handler
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inst.restored != wantRestored {
-		t.Fatalf("instance restored from a snapshot: %v, want %v", inst.restored, wantRestored)
+	// For an activity, "restored" means started from the activity image.
+	if got := inst.restored || inst.fromImage; got != wantRestored {
+		t.Fatalf("%v instance restored from a snapshot or image: %v, want %v", cfg.Kind, got, wantRestored)
 	}
 	out, err := inst.Run(ctx, in)
 	rec.out = string(out)
@@ -169,16 +170,125 @@ func TestSnapshotPooled(t *testing.T) {
 }
 
 // TestSnapshotActivitiesInitialise checks that activities keep initialising
-// with real randomness even once the module has a workflow snapshot.
+// with real randomness even once the module has a workflow snapshot and an
+// activity image.
 func TestSnapshotActivitiesInitialise(t *testing.T) {
 	mustSnapshot(t, testGuest)
+	wantImage := mustActivityImage(t, testGuest) != nil
 	seen := map[string]bool{}
 	for range 3 {
-		out := mustRun(t, InstanceConfig{Kind: KindActivity}, "init", "")
+		inst, err := testGuest.Instantiate(context.Background(), InstanceConfig{Kind: KindActivity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst.restored || inst.fromImage != wantImage {
+			t.Errorf("activity instance restored %v, from the image %v", inst.restored, inst.fromImage)
+		}
+		out, err := inst.Run(context.Background(), RunInput{FFQN: "x.init"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if seen[string(out)] {
 			t.Errorf("two activity instances initialised the same: %s", out)
 		}
 		seen[string(out)] = true
+	}
+}
+
+// mustActivityImage waits for the module's activity image: nil where there
+// are no images.
+func mustActivityImage(t testing.TB, m *Module) *activityImage {
+	t.Helper()
+	a, err := m.waitActivityImage(context.Background())
+	if a == nil && m.rt.alloc != nil {
+		t.Fatalf("module %q has no activity image: %v (state %v)", m.name, err, m.act.state.Load())
+	}
+	return a
+}
+
+// TestActivityImageSameAsFresh runs the deterministic functions of the test
+// guest on activity instances made from the original module and from the
+// activity image, and compares everything a run shows.
+func TestActivityImageSameAsFresh(t *testing.T) {
+	ctx := context.Background()
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	rt.noActivityImages = true
+	fresh, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := fresh.waitActivityImage(ctx); a != nil {
+		t.Fatal("activity image despite noActivityImages")
+	}
+	if mustActivityImage(t, testGuest) == nil {
+		t.Skip("no activity images on this platform")
+	}
+	handler := opHandler(t)
+	cases := []struct{ fn, params string }{
+		{"input", `[1,"x"]`},
+		{"env", ""},
+		{"stdout", ""},
+		{"panic", ""},
+		{"exit", "[4]"},
+		{"echo", "[7]"},
+		{"hostcall", `[{"op":"echo","value":{"n":1}}]`},
+		{"hostcall", `[{"op":"big","size":5000}]`},
+		{"hostcall", `[{"op":"log","level":"info","message":"from the guest"}]`},
+		{"hostcall", `[{"op":"fail"}]`},
+		{"take_protocol", `[{"op":"echo","value":[1,2,3]}]`},
+		{"take_empty", ""},
+		{"hostcall_loop", `[{"op":"nothing"},20]`},
+	}
+	for _, c := range cases {
+		in := RunInput{FFQN: "test:guest/api." + c.fn, ExecutionID: "E_ACT", Attempt: 2}
+		if c.params != "" {
+			in.Params = json.RawMessage(c.params)
+		}
+		compareRuns(t, fresh, testGuest, InstanceConfig{Kind: KindActivity}, in, handler)
+	}
+}
+
+// TestActivityImageFallback checks that activities of modules without an
+// image, or whose image cannot be instantiated, are made from the module.
+func TestActivityImageFallback(t *testing.T) {
+	ctx := context.Background()
+	_, m := newTestRuntime(t, Config{})
+	small, err := m.rt.Compile(ctx, "small", handModule(`{"ok":1}`).encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := small.waitActivityImage(ctx); a != nil || err != nil {
+		t.Errorf("small module: image %v, %v", a, err)
+	}
+	if out := string(mustRunModule(t, small, InstanceConfig{Kind: KindActivity}, "d", "")); out != `{"ok":1}` {
+		t.Errorf("Run = %s", out)
+	}
+	if mustActivityImage(t, m) == nil {
+		return
+	}
+	broken := handModule(`{"ok":1}`)
+	broken.imports = []wimport{{"nowhere", "f", nil, nil}}
+	compiled, err := m.rt.rt.CompileModule(ctx, broken.encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer compiled.Close(ctx)
+	a := *m.act.ready.Load()
+	a.compiled = compiled
+	m.act.ready.Store(&a)
+	inst, err := m.Instantiate(ctx, InstanceConfig{Kind: KindActivity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.fromImage {
+		t.Error("instance made from a broken image")
+	}
+	if out, err := inst.Run(ctx, RunInput{FFQN: "x.echo", Params: []byte(`[3]`)}); err != nil || string(out) != `{"ok":3}` {
+		t.Errorf("Run = %s, %v", out, err)
 	}
 }
 

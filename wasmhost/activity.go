@@ -1,0 +1,226 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/obelisk-go/obelisk/wasmhost/internal/linmem"
+	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
+)
+
+// Activity images.
+//
+// An activity must run _initialize in every instance, with the real clock and
+// randomness (a snapshot would freeze the Go runtime's random seeds), but
+// what instantiating does before it, copying the data segments (~1.8 MB for
+// a Go guest) into fresh memory, is the same for every instance. So activity
+// instances are made from the module's snapshot variant (wasmbin.
+// SnapshotVariant: no data section, same code) with a memory mapped
+// copy-on-write from an image holding the initial memory (the data segments
+// applied, nothing else: linmem.Image), and then _initialize runs as it
+// would in an instance of the original module, in the same environment.
+//
+// The image and the variant are made in the background on the first
+// activity Instantiate of a module; until then, and whenever they cannot be
+// made (no images on this platform, a memory under minImageSize, a start
+// section, anything SnapshotVariant rejects) or instantiating the variant
+// fails, activity instances are made from the original module as before: the
+// image is an optimisation, never a reason for Instantiate to fail.
+
+// activityImage is what activity instances of a module are made from.
+type activityImage struct {
+	compiled wazero.CompiledModule // the variant, closed with the module
+	alloc    experimental.MemoryAllocator
+	pages    uint32
+	took     time.Duration
+}
+
+// activityImageFor returns the module's activity image, or nil when there is
+// none (yet): the first call starts making it in the background.
+func (m *Module) activityImageFor() *activityImage {
+	if a := m.act.ready.Load(); a != nil {
+		return a
+	}
+	if m.rt.alloc == nil || m.act.state.Load() != snapshotNone {
+		return nil // no images on this platform; being made, or failed
+	}
+	m.act.mu.Lock()
+	defer m.act.mu.Unlock()
+	if m.act.state.Load() == snapshotNone && m.ctx.Err() == nil {
+		m.act.state.Store(snapshotPreparing)
+		m.act.done = make(chan struct{})
+		go m.prepareActivityImage()
+	}
+	return nil
+}
+
+// waitActivityImage starts making the activity image if needed and waits
+// until it is made or has failed; nil means activities use the original
+// module.
+func (m *Module) waitActivityImage(ctx context.Context) (*activityImage, error) {
+	if a := m.activityImageFor(); a != nil {
+		return a, nil
+	}
+	m.act.mu.Lock()
+	done := m.act.done
+	m.act.mu.Unlock()
+	if done == nil {
+		return nil, nil
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return m.act.ready.Load(), nil
+}
+
+func (m *Module) prepareActivityImage() {
+	a, err := m.makeActivityImage(m.ctx)
+	m.releaseWasm()
+	m.act.mu.Lock()
+	defer m.act.mu.Unlock()
+	defer close(m.act.done)
+	if err != nil {
+		m.act.state.Store(snapshotFailed)
+		if m.ctx.Err() == nil {
+			m.rt.logger.Debug("wasmhost: no memory image for activity instances; they copy the data segments",
+				"module", m.name, "reason", err)
+		}
+		return
+	}
+	if m.ctx.Err() != nil { // closed meanwhile: Close did not see it
+		m.act.state.Store(snapshotFailed)
+		_ = a.compiled.Close(context.Background())
+		return
+	}
+	m.act.ready.Store(a)
+	m.act.state.Store(snapshotReady)
+	m.rt.logger.Debug("wasmhost: activity instances now start from a memory image", "module", m.name,
+		"pages", a.pages, "took", a.took)
+}
+
+// makeActivityImage rewrites the module into its variant, makes the image of
+// its initial memory and compiles the variant (the same as the workflow
+// snapshot's: wazero shares the code).
+func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) {
+	start := time.Now()
+	if m.rt.alloc == nil || m.rt.noImages || m.rt.noActivityImages {
+		return nil, linmem.ErrNoImages
+	}
+	wasm := m.binary()
+	if wasm == nil {
+		return nil, errors.New("no binary")
+	}
+	v, err := wasmbin.SnapshotVariant(wasm, snapshotExportPrefix)
+	if err != nil {
+		return nil, err
+	}
+	if v.Start != "" {
+		// The start function would run before _initialize with the
+		// original's error reporting: not worth reproducing.
+		return nil, errors.New("the module has a start function")
+	}
+	size := uint64(v.MemoryMin) * wasmPage
+	if size < minImageSize {
+		return nil, fmt.Errorf("initial memory of %d bytes: copying is cheaper", size)
+	}
+	chunks := make([]linmem.Chunk, len(v.Data))
+	for i, d := range v.Data {
+		chunks[i] = linmem.Chunk{Offset: uint64(d.Offset), Data: d.Data}
+	}
+	// Segments out of bounds fail here; the original module then fails to
+	// instantiate with its own error.
+	img, err := linmem.NewImage(size, chunks)
+	if err != nil {
+		return nil, err
+	}
+	cctx, _, done, err := m.rt.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(cctx, m.rt.workers), v.Wasm)
+	done()
+	if err != nil {
+		return nil, fmt.Errorf("compiling the variant: %w", err)
+	}
+	// The image is never closed explicitly (see makeSnapshot).
+	return &activityImage{compiled: compiled, alloc: img.Allocator(), pages: v.MemoryMin, took: time.Since(start)}, nil
+}
+
+// initFromImage makes an activity instance from the image: instantiating
+// the variant (memory mapped from the image) replaces instantiating the
+// original; _initialize then runs exactly as wazero runs it as the
+// original's start function. fallback reports a failure before any guest
+// code ran, which instantiating the original might not have.
+func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Instance, fallback bool, err error) {
+	inst = m.newShell(KindActivity)
+	ictx, _, done, err := m.rt.enter(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer done()
+	ictx = withInstance(experimental.WithMemoryAllocator(ictx, a.alloc), inst)
+	mod, err := m.rt.rt.InstantiateModule(ictx, a.compiled, inst.moduleConfig().WithStartFunctions())
+	if err != nil {
+		if ctx.Err() != nil || ictx.Err() != nil {
+			return nil, false, inst.classify(ctx, ictx, err)
+		}
+		return nil, true, err
+	}
+	initFn := mod.ExportedFunction(exportInit)
+	if initFn == nil {
+		_ = mod.Close(context.Background())
+		return nil, true, fmt.Errorf("the variant does not export %s", exportInit)
+	}
+	inst.initializing = true
+	_, err = initFn.Call(ictx)
+	inst.initializing = false
+	if err != nil {
+		// As wazero's InstantiateModule does for a start function.
+		_ = mod.Close(ictx)
+		var exit *sys.ExitError
+		if errors.As(err, &exit) {
+			if exit.ExitCode() == 0 {
+				err = nil
+			}
+		} else {
+			err = fmt.Errorf("module[%s] function[%s] failed: %w", "", exportInit, err)
+		}
+		if err != nil {
+			return nil, false, inst.classify(ctx, ictx, err)
+		}
+	}
+	inst.mod = mod
+	inst.alloc = mod.ExportedFunction(exportAlloc)
+	inst.run = mod.ExportedFunction(exportRun)
+	inst.fromImage = true
+	return inst, false, nil
+}
+
+// binary returns the module's binary while a preparation still needs it.
+func (m *Module) binary() []byte {
+	m.wasmMu.Lock()
+	defer m.wasmMu.Unlock()
+	return m.wasm
+}
+
+// releaseWasm is called by each preparation (workflow snapshot, activity
+// image) that needed the binary once it is done with it: the last one drops
+// it.
+func (m *Module) releaseWasm() {
+	m.wasmMu.Lock()
+	defer m.wasmMu.Unlock()
+	if m.wasmUsers > 0 {
+		m.wasmUsers--
+	}
+	if m.wasmUsers == 0 {
+		m.wasm = nil
+	}
+}
