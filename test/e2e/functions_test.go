@@ -245,3 +245,22 @@ func TestCLIJSON(t *testing.T) {
 		t.Fatalf("component list lacks fibo's signature: %s", out)
 	}
 }
+
+// TestChildWorkflows: a workflow whose children are workflows with children of their own
+// (test/e2e/testdata/parent-workflow calls fiboa twice), under both blocking strategies.
+func TestChildWorkflows(t *testing.T) {
+	for _, strategy := range []string{"await", "interrupt"} {
+		t.Run(strategy, func(t *testing.T) {
+			s := harness.Start(t, harness.Options{BlockingStrategy: strategy,
+				ExtraWorkflows: map[string]string{"parent_workflow": "test/e2e/testdata/parent-workflow"}})
+			id := s.Submit("testing:parent-workflow/workflow.fiboa-twice", "[10, 3]")
+			harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":330}`)
+			for i := 1; i <= 2; i++ {
+				child := fmt.Sprintf("%s.o:%d-fiboa_1", id, i)
+				harness.JSONEq(t, s.Result(child, time.Minute), `{"ok":165}`)
+				grandchild := child + ".o:3-fibo_1"
+				harness.JSONEq(t, s.Result(grandchild, time.Minute), `{"ok":55}`)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,6 +103,10 @@ type Options struct {
 	ExtraTOML map[string]string
 	// Workflows adds a [workflows] section body.
 	Workflows string
+	// ExtraWorkflows deploys more workflow components: name -> the folder of a Go
+	// package (relative to the repository) with its WIT in <folder>/wit. They are built
+	// on first use.
+	ExtraWorkflows map[string]string
 	// Prepare, if set, runs before the first start with the path of the (empty) event
 	// store, e.g. to write histories for the server to recover.
 	Prepare func(storeDir string)
@@ -126,7 +132,15 @@ func Start(t testing.TB, o Options) *Server {
 	s := &Server{t: t, dir: dir, addr: FreeAddr(t)}
 	s.URL = "http://" + s.addr
 	s.config = filepath.Join(dir, "obelisk.toml")
-	if err := os.WriteFile(s.config, []byte(s.deployment(o)), 0o644); err != nil {
+	deployment := s.deployment(o)
+	for name, dir := range o.ExtraWorkflows {
+		wasm, err := buildExtra(dir)
+		if err != nil {
+			t.Fatalf("build %s: %v", dir, err)
+		}
+		deployment += fmt.Sprintf("\n[[workflow]]\nname = %q\nlocation.path = %q\nblocking_strategy = %q\n", name, wasm, cmp.Or(o.BlockingStrategy, "await"))
+	}
+	if err := os.WriteFile(s.config, []byte(deployment), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s.Exec = obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, s.URL)
@@ -424,4 +438,48 @@ func (s *Server) verifyStore() {
 	if err := snapshot.VerifyAll(ctx, store); err != nil {
 		s.t.Errorf("store invariant: %v", err)
 	}
+}
+
+// buildExtra builds a component from a package folder of the repository, once per test
+// process.
+func buildExtra(dir string) (string, error) {
+	extraMu.Lock()
+	defer extraMu.Unlock()
+	if p, ok := extraBuilt[dir]; ok {
+		return p, nil
+	}
+	root, err := filepath.Abs(filepath.Join(repoRoot()))
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "obelisk-extra-")
+	if err != nil {
+		return "", err
+	}
+	raw := filepath.Join(tmp, "raw.wasm")
+	if out, err := goCmd(root, []string{"GOOS=wasip1", "GOARCH=wasm"}, "build", "-buildmode=c-shared", "-o", raw, "./"+dir); err != nil {
+		return "", fmt.Errorf("%w\n%s", err, out)
+	}
+	wasm := filepath.Join(tmp, filepath.Base(dir)+".wasm")
+	if out, err := exec.Command(obeliskBin, "component", "embed-wit", filepath.Join(root, dir, "wit"), raw, "-o", wasm).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("embed: %w\n%s", err, out)
+	}
+	extraBuilt[dir] = wasm
+	return wasm, nil
+}
+
+var (
+	extraMu    sync.Mutex
+	extraBuilt = map[string]string{}
+)
+
+// repoRoot finds the repository from the working directory of a test (a package folder).
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
 }
