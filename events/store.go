@@ -618,25 +618,12 @@ func (s *Store) List(ctx context.Context, f ListFilter) (ListPage, error) {
 // LiveStates calls fn for every execution that has not finished (used at start-up to
 // recover locks and deliveries). It reads the persisted states, not the cache.
 func (s *Store) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
-	prefix := []byte{tagState, 0}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return fmt.Errorf("scan states: %w", err)
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		st := &pb.ExecutionState{}
-		if err := proto.Unmarshal(it.Value(), st); err != nil {
-			return fmt.Errorf("decode state %q: %w", lastPart(it.Key()), err)
-		}
+	return s.AllStates(ctx, func(st *pb.ExecutionState) error {
 		if st.Status == pb.Status_STATUS_FINISHED {
-			continue
+			return nil
 		}
-		if err := fn(st); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(st)
+	})
 }
 
 // AllStates calls fn for every execution, finished or not, in execution ID order. Like

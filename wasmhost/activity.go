@@ -44,66 +44,33 @@ type activityImage struct {
 // activityImageFor returns the module's activity image, or nil when there is
 // none (yet): the first call starts making it in the background.
 func (m *Module) activityImageFor() *activityImage {
-	if a := m.act.ready.Load(); a != nil {
-		return a
-	}
-	if m.rt.alloc == nil || m.act.state.Load() != snapshotNone {
-		return nil // no images on this platform; being made, or failed
-	}
-	m.act.mu.Lock()
-	defer m.act.mu.Unlock()
-	if m.act.state.Load() == snapshotNone && m.ctx.Err() == nil {
-		m.act.state.Store(snapshotPreparing)
-		m.act.done = make(chan struct{})
-		go m.prepareActivityImage()
-	}
-	return nil
+	return m.act.get(m.ctx, m.rt.alloc != nil, m.prepareActivityImage)
 }
 
 // waitActivityImage starts making the activity image if needed and waits
 // until it is made or has failed; nil means activities use the original
 // module.
 func (m *Module) waitActivityImage(ctx context.Context) (*activityImage, error) {
-	if a := m.activityImageFor(); a != nil {
-		return a, nil
-	}
-	m.act.mu.Lock()
-	done := m.act.done
-	m.act.mu.Unlock()
-	if done == nil {
-		return nil, nil
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return m.act.ready.Load(), nil
+	return m.act.wait(ctx, m.activityImageFor)
 }
 
 func (m *Module) prepareActivityImage() {
 	a, err := m.makeActivityImage(m.ctx)
 	m.releaseWasm()
-	m.act.mu.Lock()
-	defer m.act.mu.Unlock()
-	defer close(m.act.done)
 	if err != nil {
-		m.act.state.Store(snapshotFailed)
+		m.act.finish(nil, nil, nil)
 		if m.ctx.Err() == nil {
 			m.rt.logger.Debug("wasmhost: no memory image for activity instances; they copy the data segments",
 				"module", m.name, "reason", err)
 		}
 		return
 	}
-	if m.ctx.Err() != nil { // closed meanwhile: Close did not see it
-		m.act.state.Store(snapshotFailed)
-		_ = a.compiled.Close(context.Background())
-		return
+	closed := func() bool { return m.ctx.Err() != nil }
+	discard := func(a *activityImage) { _ = a.compiled.Close(context.Background()) }
+	if m.act.finish(a, closed, discard) {
+		m.rt.logger.Debug("wasmhost: activity instances now start from a memory image", "module", m.name,
+			"pages", a.pages, "took", a.took)
 	}
-	m.act.ready.Store(a)
-	m.act.state.Store(snapshotReady)
-	m.rt.logger.Debug("wasmhost: activity instances now start from a memory image", "module", m.name,
-		"pages", a.pages, "took", a.took)
 }
 
 // makeActivityImage rewrites the module into its variant, makes the image of

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -39,18 +38,8 @@ type Module struct {
 	wasmMu    sync.Mutex
 	wasm      []byte
 	wasmUsers int
-	snap      struct {
-		mu    sync.Mutex
-		state atomic.Int32  // a snapshotState; changed under mu
-		done  chan struct{} // closed when state leaves snapshotPreparing
-		ready atomic.Pointer[snapshot]
-	}
-	act struct { // the activity image, made like snap (see activity.go)
-		mu    sync.Mutex
-		state atomic.Int32
-		done  chan struct{}
-		ready atomic.Pointer[activityImage]
-	}
+	snap      preparation[snapshot]      // the workflow snapshot (snapshot.go)
+	act       preparation[activityImage] // the activity image (activity.go)
 }
 
 // Name returns the name given to [Runtime.Compile].
@@ -72,16 +61,10 @@ func (m *Module) WIT() ([]wit.File, error) {
 func (m *Module) Close(ctx context.Context) error {
 	m.cancel()
 	err := m.compiled.Close(ctx)
-	m.snap.mu.Lock()
-	s := m.snap.ready.Swap(nil)
-	m.snap.mu.Unlock()
-	if s != nil {
+	if s := m.snap.take(); s != nil {
 		err = errors.Join(err, s.compiled.Close(ctx))
 	}
-	m.act.mu.Lock()
-	a := m.act.ready.Swap(nil)
-	m.act.mu.Unlock()
-	if a != nil {
+	if a := m.act.take(); a != nil {
 		err = errors.Join(err, a.compiled.Close(ctx))
 	}
 	if err != nil {

@@ -124,75 +124,38 @@ const (
 // workflowSnapshot returns the module's snapshot, or nil when there is none
 // (yet): the first call starts making it in the background.
 func (m *Module) workflowSnapshot() *snapshot {
-	if s := m.snap.ready.Load(); s != nil {
-		return s
-	}
-	if m.rt.noSnapshots || m.snap.state.Load() != snapshotNone {
-		return nil // being made, or failed
-	}
-	m.snap.mu.Lock()
-	defer m.snap.mu.Unlock()
-	if m.snap.state.Load() == snapshotNone && m.ctx.Err() == nil {
-		m.snap.state.Store(snapshotPreparing)
-		m.snap.done = make(chan struct{})
-		go m.prepareSnapshot()
-	}
-	return nil
+	return m.snap.get(m.ctx, !m.rt.noSnapshots, m.prepareSnapshot)
 }
 
 // waitSnapshot starts making the snapshot if needed and waits until it is
 // made or has failed; nil means workflow instances initialise afresh.
 func (m *Module) waitSnapshot(ctx context.Context) (*snapshot, error) {
-	if s := m.workflowSnapshot(); s != nil {
-		return s, nil
-	}
-	m.snap.mu.Lock()
-	done := m.snap.done
-	m.snap.mu.Unlock()
-	if done == nil {
-		return nil, nil
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return m.snap.ready.Load(), nil
+	return m.snap.wait(ctx, m.workflowSnapshot)
 }
 
 // prepareSnapshot makes the snapshot, publishes it, and logs the outcome.
 func (m *Module) prepareSnapshot() {
 	s, err := m.makeSnapshot(m.ctx)
-	m.snap.mu.Lock()
-	defer m.snap.mu.Unlock()
-	defer close(m.snap.done)
 	m.releaseWasm() // not needed any more, whatever happened
 	if err != nil {
-		m.snap.state.Store(snapshotFailed)
+		m.snap.finish(nil, nil, nil)
 		if m.ctx.Err() != nil {
 			return // the module or runtime closed meanwhile
 		}
-		level := "warn"
-		if errors.Is(err, wasmbin.ErrUnsupported) || errors.Is(err, errNotSnapshottable) {
-			level = "info"
-		}
 		msg := "wasmhost: no snapshot for workflow instances; they initialise afresh"
-		if level == "info" {
+		if errors.Is(err, wasmbin.ErrUnsupported) || errors.Is(err, errNotSnapshottable) {
 			m.rt.logger.Info(msg, "module", m.name, "reason", err)
 		} else {
 			m.rt.logger.Warn(msg, "module", m.name, "err", err)
 		}
 		return
 	}
-	if m.ctx.Err() != nil { // closed meanwhile: Close did not see the snapshot
-		m.snap.state.Store(snapshotFailed)
-		_ = s.compiled.Close(context.Background())
-		return
+	closed := func() bool { return m.ctx.Err() != nil }
+	discard := func(s *snapshot) { _ = s.compiled.Close(context.Background()) }
+	if m.snap.finish(s, closed, discard) {
+		m.rt.logger.Info("wasmhost: workflow instances are now restored from a snapshot", "module", m.name,
+			"pages", s.pages, "bytes", s.size, "globals", len(s.globals), "mapped", s.image != nil, "took", s.took)
 	}
-	m.snap.ready.Store(s)
-	m.snap.state.Store(snapshotReady)
-	m.rt.logger.Info("wasmhost: workflow instances are now restored from a snapshot", "module", m.name,
-		"pages", s.pages, "bytes", s.size, "globals", len(s.globals), "mapped", s.image != nil, "took", s.took)
 }
 
 // errNotSnapshottable marks reasons inherent to the module (as opposed to
