@@ -1,0 +1,64 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// TestActivityOutcome: what an attempt's outcome becomes, with retries left and without.
+func TestActivityOutcome(t *testing.T) {
+	files := []wit.File{{Path: "flaky.wit", Text: `package testing:flaky;
+interface flaky {
+  variant error { permanent-failure(string), transient(string) }
+  fail-permanently: func() -> result<_, error>;
+}`}}
+	resolve, err := wit.Parse(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := Function{Fn: resolve.Exports()[0]}
+	e := &Engine{}
+	trap := &wasmhost.TrapError{Message: "wasm error: unreachable: panic: boom"}
+	cases := []struct {
+		name     string
+		out      string
+		runErr   error
+		failures uint32 // so far; max_retries is 2
+		want     string // event kind, and for finished the result
+	}{
+		{"ok", `{"ok":null}`, nil, 0, `finished {"ok":null}`},
+		{"transient err, retries left", `{"err":{"transient":"x"}}`, nil, 0, "temporarily_failed"},
+		{"transient err, no retries left", `{"err":{"transient":"x"}}`, nil, 2, `finished {"err":{"transient":"x"}}`},
+		{"permanent err is final at once", `{"err":{"permanent_failure":"x"}}`, nil, 0, `finished {"err":{"permanent_failure":"x"}}`},
+		{"trap, retries left", "", trap, 1, "temporarily_failed"},
+		{"trap, no retries left", "", trap, 2, `finished {"execution_failure":{"kind":"uncategorized","reason":"guest trapped: wasm error: unreachable: panic: boom"}}`},
+		{"timeout, retries left", "", fmt.Errorf("%w: %w", errTimedOut, errors.New("deadline")), 0, "temporarily_timed_out"},
+		{"timeout, no retries left", "", fmt.Errorf("%w: %w", errTimedOut, errors.New("deadline")), 2, `finished {"execution_failure":{"kind":"timed_out","reason":"activity exceeded its lock expiry"}}`},
+		{"invalid output", `{"maybe":1}`, nil, 2, "finished"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := &pb.ExecutionState{ExecutionId: "E_x", NextVersion: 2, Status: pb.Status_STATUS_LOCKED, IntermittentFailures: c.failures,
+				Retry: &pb.RetryConfig{MaxRetries: 2, RetryExpBackoff: int64(time.Millisecond)}}
+			tx := e.activityOutcomeTx(st, fn, []byte(c.out), c.runErr, time.Unix(100, 0))
+			ev := tx.Appends[0].Events[0]
+			got := events.EventKind(ev)
+			if f := ev.GetFinished(); f != nil && c.want != "finished" {
+				got += " " + string(f.Result)
+			}
+			if got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+			if tf := ev.GetTemporarilyFailed(); tf != nil && tf.BackoffExpiresAt != time.Unix(100, 0).Add(time.Millisecond<<c.failures).UnixNano() {
+				t.Fatalf("backoff ends at %d", tf.BackoffExpiresAt)
+			}
+		})
+	}
+}
