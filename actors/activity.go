@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -143,10 +142,4 @@ func (e *Engine) createdOf(ctx context.Context, id string) (*pb.Created, error) 
 		return nil, fmt.Errorf("execution %s has no created event", id)
 	}
 	return evs[0].GetCreated(), nil
-}
-
-// jsonString encodes s as a JSON string.
-func jsonString(s string) []byte {
-	b, _ := json.Marshal(s)
-	return b
 }
