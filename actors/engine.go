@@ -38,7 +38,7 @@ type Config struct {
 type Engine struct {
 	cfg      Config
 	log      *slog.Logger
-	store    *events.Store
+	store    events.Store
 	rt       *wasmhost.Runtime
 	reg      *registry
 	system   *actor.ActorSystem
@@ -265,7 +265,7 @@ func (e *Engine) State(ctx context.Context, id string) (*pb.ExecutionState, erro
 }
 
 // Store gives read access to the event store (API listings).
-func (e *Engine) Store() *events.Store { return e.store }
+func (e *Engine) Store() events.Store { return e.store }
 
 // Components returns the deployed components, by name.
 func (e *Engine) Components() []*Component { return e.reg.components }

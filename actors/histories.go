@@ -30,7 +30,7 @@ func newHistoryCache(max int) *historyCache {
 }
 
 // read returns the whole event stream and response log of an execution.
-func (h *historyCache) read(ctx context.Context, store *events.Store, id string) ([]*pb.Event, []*pb.Response, error) {
+func (h *historyCache) read(ctx context.Context, store events.Store, id string) ([]*pb.Event, []*pb.Response, error) {
 	h.mu.Lock()
 	var c cachedHistory
 	if e, ok := h.byID[id]; ok {

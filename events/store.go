@@ -62,7 +62,7 @@ type Tx struct {
 	Responses []ResponseAppend
 }
 
-// Options configure a Store.
+// Options configure a PebbleStore.
 type Options struct {
 	// OnCommit, if set, is called after each durable group commit with the new states of
 	// every execution it changed. It runs on the writer goroutine: it must not block and
@@ -73,12 +73,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Store is the Pebble-backed event store of one node.
+// PebbleStore is the event store of one node, on an embedded Pebble database.
 //
 // All writes go through one writer goroutine which applies every waiting Tx against the
 // latest states, then commits them in one synced Pebble batch: concurrent committers share
 // the sync. Version checks and folds happen there, so they need no locks.
-type Store struct {
+type PebbleStore struct {
 	db   *pebble.DB
 	opts Options
 	reqs chan *commitReq
@@ -103,7 +103,7 @@ type commitResult struct {
 }
 
 // Open opens (or creates) the store in dir.
-func Open(dir string, opts Options) (*Store, error) {
+func Open(dir string, opts Options) (*PebbleStore, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -111,14 +111,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", dir, err)
 	}
-	s := &Store{db: db, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	s := &PebbleStore{db: db, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
 	s.floors.m = map[string]*floor{}
 	go s.writer()
 	return s, nil
 }
 
 // Close stops the writer and closes Pebble. Commits after Close fail with ErrClosed.
-func (s *Store) Close() error {
+func (s *PebbleStore) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.reqs)
@@ -129,7 +129,7 @@ func (s *Store) Close() error {
 }
 
 // Commit applies tx durably and returns the new state of every execution it touched.
-func (s *Store) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
+func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
 	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
 	defer func() {
 		if r := recover(); r != nil { // send on closed channel
@@ -149,7 +149,7 @@ func (s *Store) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.Execu
 
 const maxGroup = 512
 
-func (s *Store) writer() {
+func (s *PebbleStore) writer() {
 	defer close(s.done)
 	group := make([]*commitReq, 0, maxGroup)
 	for first := range s.reqs {
@@ -172,7 +172,7 @@ func (s *Store) writer() {
 
 // groupState is the writer's view while applying one group.
 type groupState struct {
-	s       *Store
+	s       *PebbleStore
 	orig    map[string]*pb.ExecutionState // as persisted before the group; nil = did not exist
 	working map[string]*pb.ExecutionState
 	dedupe  map[string]bool
@@ -193,7 +193,7 @@ func (g *groupState) get(id string) (*pb.ExecutionState, error) {
 
 type kv struct{ k, v []byte }
 
-func (s *Store) applyGroup(group []*commitReq) {
+func (s *PebbleStore) applyGroup(group []*commitReq) {
 	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
@@ -416,7 +416,7 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 	}
 }
 
-func (s *Store) loadState(id string) (*pb.ExecutionState, error) {
+func (s *PebbleStore) loadState(id string) (*pb.ExecutionState, error) {
 	s.mu.RLock()
 	st, ok := s.cache[id]
 	s.mu.RUnlock()
@@ -440,7 +440,7 @@ func (s *Store) loadState(id string) (*pb.ExecutionState, error) {
 
 // State returns the current state of an execution. The returned value must not be
 // modified.
-func (s *Store) State(ctx context.Context, id string) (*pb.ExecutionState, error) {
+func (s *PebbleStore) State(ctx context.Context, id string) (*pb.ExecutionState, error) {
 	st, err := s.loadState(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("state of %s: %w", id, ErrNotFound)
@@ -449,7 +449,7 @@ func (s *Store) State(ctx context.Context, id string) (*pb.ExecutionState, error
 }
 
 // Events returns the events of a stream from version from, at most limit (0 = all).
-func (s *Store) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
+func (s *PebbleStore) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
 	// The bound ends with the separator: a child's ID extends its parent's, and its
 	// stream must not be read as the rest of the parent's.
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(append(key(tagEvent, []byte(id)), 0))})
@@ -469,7 +469,7 @@ func (s *Store) Events(ctx context.Context, id string, from uint32, limit int) (
 }
 
 // Responses returns the response log of an execution from cursor from.
-func (s *Store) Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error) {
+func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(append(key(tagResponse, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read responses of %s: %w", id, err)
@@ -493,19 +493,19 @@ func pendingIndex(queue string) string { return "p/" + queue }
 
 // DuePending returns up to limit executions of a queue that are pending and due at now,
 // earliest first, and the due time of the first one not yet due (zero if none).
-func (s *Store) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
+func (s *PebbleStore) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
 	prefix := append(key(tagPending, []byte(queue)), 0)
 	return s.scanTimeIndex(pendingIndex(queue), prefix, now, limit)
 }
 
 // ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
 // and the expiry of the first lock that has not (zero if none).
-func (s *Store) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
+func (s *PebbleStore) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
 	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit)
 }
 
 // scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor.
-func (s *Store) scanTimeIndex(index string, prefix []byte, now time.Time, limit int) (ids []string, next time.Time, err error) {
+func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, limit int) (ids []string, next time.Time, err error) {
 	from := s.floors.startScan(index)
 	first := int64(math.MaxInt64)
 	defer func() {
@@ -535,7 +535,7 @@ func (s *Store) scanTimeIndex(index string, prefix []byte, now time.Time, limit 
 }
 
 // Children returns the IDs of an execution's children, in ID order.
-func (s *Store) Children(ctx context.Context, parent string) ([]string, error) {
+func (s *PebbleStore) Children(ctx context.Context, parent string) ([]string, error) {
 	prefix := append(key(tagChild, []byte(parent)), 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -567,7 +567,7 @@ type ListPage struct {
 }
 
 // List returns executions matching f, newest first.
-func (s *Store) List(ctx context.Context, f ListFilter) (ListPage, error) {
+func (s *PebbleStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Limit <= 0 {
 		f.Limit = 20
 	}
@@ -617,7 +617,7 @@ func (s *Store) List(ctx context.Context, f ListFilter) (ListPage, error) {
 
 // LiveStates calls fn for every execution that has not finished (used at start-up to
 // recover locks and deliveries). It reads the persisted states, not the cache.
-func (s *Store) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
+func (s *PebbleStore) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
 	return s.AllStates(ctx, func(st *pb.ExecutionState) error {
 		if st.Status == pb.Status_STATUS_FINISHED {
 			return nil
@@ -628,7 +628,7 @@ func (s *Store) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) erro
 
 // AllStates calls fn for every execution, finished or not, in execution ID order. Like
 // LiveStates it reads the persisted states, not the cache.
-func (s *Store) AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
+func (s *PebbleStore) AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
 	prefix := []byte{tagState, 0}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {

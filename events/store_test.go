@@ -20,7 +20,7 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openStore(t testing.TB, dir string, opts events.Options) *events.Store {
+func openStore(t testing.TB, dir string, opts events.Options) *events.PebbleStore {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quiet()
@@ -33,7 +33,7 @@ func openStore(t testing.TB, dir string, opts events.Options) *events.Store {
 	return s
 }
 
-func newStore(t testing.TB) *events.Store {
+func newStore(t testing.TB) *events.PebbleStore {
 	return openStore(t, t.TempDir(), events.Options{NoSync: true})
 }
 
@@ -94,7 +94,7 @@ func respondTx(id string, r *pb.Response) *events.Tx {
 	return &events.Tx{Responses: []events.ResponseAppend{{ExecutionID: id, Response: r}}}
 }
 
-func mustCommit(t testing.TB, s *events.Store, tx *events.Tx) map[string]*pb.ExecutionState {
+func mustCommit(t testing.TB, s *events.PebbleStore, tx *events.Tx) map[string]*pb.ExecutionState {
 	t.Helper()
 	states, err := s.Commit(context.Background(), tx)
 	if err != nil {
@@ -103,7 +103,7 @@ func mustCommit(t testing.TB, s *events.Store, tx *events.Tx) map[string]*pb.Exe
 	return states
 }
 
-func mustState(t testing.TB, s *events.Store, id string) *pb.ExecutionState {
+func mustState(t testing.TB, s *events.PebbleStore, id string) *pb.ExecutionState {
 	t.Helper()
 	st, err := s.State(context.Background(), id)
 	if err != nil {
@@ -113,7 +113,7 @@ func mustState(t testing.TB, s *events.Store, id string) *pb.ExecutionState {
 }
 
 // createWorkflow creates id, locks it with run R1 and opens the generated join set g:1.
-func createWorkflow(t testing.TB, s *events.Store, id string) {
+func createWorkflow(t testing.TB, s *events.PebbleStore, id string) {
 	t.Helper()
 	mustCommit(t, s, appendTx(id, 0, "", createdEv("testing:wf/ifc.fn", "q", 1, 1), lockedEv("R1", 2, 1_000_000), joinSetCreateEv(3, "g:1")))
 }
@@ -802,7 +802,7 @@ func TestStoreReopen(t *testing.T) {
 		evs []*pb.Event
 		rs  []*pb.Response
 	}
-	read := func(s *events.Store) map[string]snap {
+	read := func(s *events.PebbleStore) map[string]snap {
 		out := map[string]snap{}
 		for _, id := range ids {
 			evs, err := s.Events(ctx, id, 0, 0)

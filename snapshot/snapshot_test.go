@@ -382,7 +382,7 @@ func batches(t *rapid.T, h eventstest.History) []*events.Tx {
 }
 
 // checkStored compares what the store holds for h with the model.
-func checkStored(t *rapid.T, s *events.Store, h eventstest.History) {
+func checkStored(t *rapid.T, s *events.PebbleStore, h eventstest.History) {
 	ctx := context.Background()
 	st, err := s.State(ctx, h.ID)
 	if err != nil {

@@ -34,7 +34,7 @@ func (e *MismatchError) Error() string {
 // differing field if they differ, and the refold's error if the logs do not fold. It is
 // read-only and may run while the store is written to: the logs are read up to the
 // version and cursor of the state read first.
-func Verify(ctx context.Context, store *events.Store, id string) error {
+func Verify(ctx context.Context, store events.Store, id string) error {
 	st, err := store.State(ctx, id)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", id, err)
@@ -44,7 +44,7 @@ func Verify(ctx context.Context, store *events.Store, id string) error {
 
 // VerifyAll runs the check of [Verify] on every execution in the store, finished or not,
 // against the states as persisted. It returns every failure found (joined), or nil.
-func VerifyAll(ctx context.Context, store *events.Store) error {
+func VerifyAll(ctx context.Context, store events.Store) error {
 	var errs []error
 	err := store.AllStates(ctx, func(st *pb.ExecutionState) error {
 		if err := verifyState(ctx, store, st); err != nil {
@@ -58,7 +58,7 @@ func VerifyAll(ctx context.Context, store *events.Store) error {
 	return errors.Join(errs...)
 }
 
-func verifyState(ctx context.Context, store *events.Store, st *pb.ExecutionState) error {
+func verifyState(ctx context.Context, store events.Store, st *pb.ExecutionState) error {
 	id := st.ExecutionId
 	evs, err := store.Events(ctx, id, 0, int(st.NextVersion))
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package eventstest generates random valid histories of one execution, for property
-// tests of the fold ([events.Fold], [events.FoldResponse]), of [events.Store] and of
+// tests of the fold ([events.Fold], [events.FoldResponse]), of [events.PebbleStore] and of
 // snapshots.
 //
 // The generator is a small model of an execution, written from the rules of the event

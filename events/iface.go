@@ -1,0 +1,41 @@
+package events
+
+import (
+	"context"
+	"time"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// Store is what the engine needs of an event store. Everything above package events
+// depends on this interface only, so that the one-node PebbleStore and a cluster's shared
+// store (KurrentDB) are interchangeable. Implementations must give Commit the semantics
+// documented on PebbleStore.Commit: all of a Tx or nothing, durable when it returns,
+// expected versions and run IDs checked, duplicate or late responses dropped, and read
+// models that never disagree with the streams.
+type Store interface {
+	// Commit applies tx durably and returns the new state of every execution it touched.
+	Commit(ctx context.Context, tx *Tx) (map[string]*pb.ExecutionState, error)
+	// State returns the current state of an execution (ErrNotFound wrapped if none).
+	State(ctx context.Context, id string) (*pb.ExecutionState, error)
+	// Events returns a stream's events from version from, at most limit (0 = all).
+	Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error)
+	// Responses returns an execution's response log from cursor from.
+	Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error)
+	// DuePending returns executions of a queue due at now, and the next due time.
+	DuePending(ctx context.Context, queue string, now time.Time, limit int) ([]string, time.Time, error)
+	// ExpiredLocks returns locked executions whose lock expired at now, and the next expiry.
+	ExpiredLocks(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
+	// Children returns the IDs of an execution's children.
+	Children(ctx context.Context, parent string) ([]string, error)
+	// List returns executions matching f, newest first.
+	List(ctx context.Context, f ListFilter) (ListPage, error)
+	// LiveStates calls fn for every execution that has not finished.
+	LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
+	// AllStates calls fn for every execution.
+	AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
+	// Close releases the store.
+	Close() error
+}
+
+var _ Store = (*PebbleStore)(nil)
