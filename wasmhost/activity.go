@@ -108,14 +108,9 @@ func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) 
 	if err != nil {
 		return nil, err
 	}
-	cctx, _, done, err := m.rt.enter(ctx)
+	compiled, err := m.compileVariant(ctx, v.Wasm)
 	if err != nil {
 		return nil, err
-	}
-	compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(cctx, m.rt.workers), v.Wasm)
-	done()
-	if err != nil {
-		return nil, fmt.Errorf("compiling the variant: %w", err)
 	}
 	// The image is never closed explicitly (see makeSnapshot).
 	return &activityImage{compiled: compiled, alloc: img.Allocator(), pages: v.MemoryMin, took: time.Since(start)}, nil

@@ -162,6 +162,21 @@ func (m *Module) prepareSnapshot() {
 // failures) for which it gets no snapshot.
 var errNotSnapshottable = errors.New("module cannot be snapshotted")
 
+// compileVariant compiles the module's variant (wasmbin.SnapshotVariant). The snapshot and
+// the activity image compile the same bytes; wazero shares the compiled code.
+func (m *Module) compileVariant(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
+	cctx, _, done, err := m.rt.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(cctx, m.rt.workers), wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compiling the variant: %w", err)
+	}
+	return compiled, nil
+}
+
 // makeSnapshot rewrites and compiles the variant, initialises two instances
 // of it and checks that they ended in the same state.
 func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
@@ -174,14 +189,9 @@ func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	cctx, _, done, err := m.rt.enter(ctx)
+	compiled, err := m.compileVariant(ctx, v.Wasm)
 	if err != nil {
 		return nil, err
-	}
-	compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(cctx, m.rt.workers), v.Wasm)
-	done()
-	if err != nil {
-		return nil, fmt.Errorf("compiling the snapshot variant: %w", err)
 	}
 	s, err := m.captureTwice(ctx, compiled, v)
 	if err != nil {
