@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -129,6 +130,8 @@ func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]by
 	switch op {
 	case "call":
 		return r.call(ctx, req)
+	case "random_u64", "random_string", "execution_id_generate":
+		return r.persist(ctx, op, req)
 	}
 	return nil, &wasmhost.HostError{Kind: "unsupported_op", Message: fmt.Sprintf("operation %q is not available to workflows", op)}
 }
@@ -179,6 +182,61 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	return resp.GetChild().Result, nil
+}
+
+// persist answers the deterministic helpers: a value made once, at random, and recorded
+// in the history (a persist event whose kind names the operation and its bounds), so
+// that every replay returns the same value.
+func (r *workflowRun) persist(ctx context.Context, op string, req []byte) ([]byte, error) {
+	var q struct {
+		Min          uint64 `json:"min"`
+		MaxExclusive uint64 `json:"max_exclusive"`
+		MinLength    uint32 `json:"min_length"`
+		MaxLengthEx  uint32 `json:"max_length_exclusive"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+	}
+	var kind string
+	var gen func() any
+	switch op {
+	case "random_u64":
+		if q.Min >= q.MaxExclusive {
+			return nil, &wasmhost.HostError{Kind: "bad_request", Message: fmt.Sprintf("random_u64: min %d must be below max_exclusive %d", q.Min, q.MaxExclusive)}
+		}
+		kind = fmt.Sprintf("random_u64(%d,%d)", q.Min, q.MaxExclusive)
+		gen = func() any { return q.Min + rand.Uint64N(q.MaxExclusive-q.Min) }
+	case "random_string":
+		if q.MinLength >= q.MaxLengthEx || q.MaxLengthEx > 1<<20 {
+			return nil, &wasmhost.HostError{Kind: "bad_request", Message: fmt.Sprintf("random_string: want min_length < max_length_exclusive <= 1048576, got %d, %d", q.MinLength, q.MaxLengthEx)}
+		}
+		kind = fmt.Sprintf("random_string(%d,%d)", q.MinLength, q.MaxLengthEx)
+		gen = func() any {
+			const alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			b := make([]byte, q.MinLength+rand.Uint32N(q.MaxLengthEx-q.MinLength))
+			for i := range b {
+				b[i] = alphabet[rand.IntN(len(alphabet))]
+			}
+			return string(b)
+		}
+	default:
+		kind = "execution_id"
+		gen = func() any { return events.NewExecutionID(time.Now()) }
+	}
+	if r.pos < len(r.history) {
+		p := r.history[r.pos].GetPersist()
+		if p == nil || p.Kind != kind {
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did persist %s", r.pos, describe(r.history[r.pos]), kind)}
+		}
+		r.pos++
+		return p.Value, nil
+	}
+	value, _ := json.Marshal(gen())
+	ev := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Persist{Persist: &pb.Persist{Kind: kind, Value: value}}}
+	if err := r.appendEvents(ctx, []*pb.HistoryEvent{ev}, nil); err != nil {
+		return nil, err
+	}
+	return value, nil
 }
 
 // replayOrAppend matches want against the recorded history, or, past its end, appends
@@ -352,6 +410,8 @@ func describe(h *pb.HistoryEvent) string {
 		return "delay request in " + k.JoinSetRequest.JoinSetId
 	case *pb.HistoryEvent_JoinNext:
 		return "join_next " + k.JoinNext.JoinSetId
+	case *pb.HistoryEvent_Persist:
+		return "persist " + k.Persist.Kind
 	}
 	return events.EventKind(&pb.Event{Kind: &pb.Event_History{History: h}})
 }

@@ -1,0 +1,53 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/test/harness"
+)
+
+// TestDeterministicHelpers: random numbers, random strings and new execution IDs are
+// recorded in the history, and every replay (interrupt strategy: one after each child
+// call) returns the recorded values, so the result is made of exactly those.
+func TestDeterministicHelpers(t *testing.T) {
+	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt",
+		ExtraWorkflows: map[string]string{"random_workflow": "test/e2e/testdata/random-workflow"}})
+	id := s.Submit("testing:random-workflow/workflow.values", "[]")
+	var res struct {
+		Ok string `json:"ok"`
+	}
+	raw := s.Result(id, time.Minute)
+	if err := json.Unmarshal([]byte(raw), &res); err != nil || res.Ok == "" {
+		t.Fatalf("result %s", raw)
+	}
+	var recorded []string
+	for _, e := range s.Events(id) {
+		if e.Kind == "history.persist" {
+			var d struct {
+				Value json.RawMessage `json:"value"`
+			}
+			json.Unmarshal([]byte(e.DetailsJson), &d)
+			var v any
+			json.Unmarshal(d.Value, &v)
+			switch v := v.(type) {
+			case string:
+				recorded = append(recorded, v)
+			case float64:
+				recorded = append(recorded, strings.TrimSuffix(string(d.Value), ".0"))
+			}
+		}
+	}
+	if got := strings.Join(recorded, "|"); got != res.Ok {
+		t.Fatalf("result %q, recorded values %q", res.Ok, got)
+	}
+	parts := strings.Split(res.Ok, "|")
+	if len(parts) != 3 || len(parts[1]) < 5 || len(parts[1]) >= 20 || !strings.HasPrefix(parts[2], "E_") {
+		t.Fatalf("values %q", res.Ok)
+	}
+	if n := harness.CountKind(s.Events(id), "locked"); n < 3 {
+		t.Fatalf("locked %d times: the interrupt strategy should have replayed after each call", n)
+	}
+}
