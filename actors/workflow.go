@@ -132,6 +132,8 @@ func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]by
 		return r.call(ctx, req)
 	case "random_u64", "random_string", "execution_id_generate":
 		return r.persist(ctx, op, req)
+	case "schedule":
+		return r.schedule(ctx, req)
 	}
 	return nil, &wasmhost.HostError{Kind: "unsupported_op", Message: fmt.Sprintf("operation %q is not available to workflows", op)}
 }
@@ -239,6 +241,102 @@ func (r *workflowRun) persist(ctx context.Context, op string, req []byte) ([]byt
 	return value, nil
 }
 
+// schedule creates a new top-level execution, due now, at a time, or after a duration,
+// in the same transaction as the Schedule event that records it; a replay returns the
+// recorded execution ID.
+func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		FFQN       string          `json:"ffqn"`
+		Params     json.RawMessage `json:"params"`
+		ScheduleAt json.RawMessage `json:"schedule_at"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+	}
+	fn, ok := r.e.reg.byFFQN[q.FFQN]
+	if !ok {
+		return nil, &wasmhost.HostError{Kind: "function_not_found", Message: fmt.Sprintf("function %s: no deployed component exports it", q.FFQN)}
+	}
+	if len(q.Params) == 0 {
+		q.Params = json.RawMessage("[]")
+	}
+	if len(q.ScheduleAt) == 0 {
+		q.ScheduleAt = json.RawMessage(`"now"`)
+	}
+	var params, spec bytes.Buffer
+	if err := json.Compact(&params, q.Params); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: "params: " + err.Error()}
+	}
+	if err := json.Compact(&spec, q.ScheduleAt); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: "schedule_at: " + err.Error()}
+	}
+	if r.pos < len(r.history) {
+		sc := r.history[r.pos].GetSchedule()
+		if sc == nil || sc.Ffqn != q.FFQN || !bytes.Equal(sc.Params, params.Bytes()) || !bytes.Equal(sc.ScheduleAt, spec.Bytes()) {
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, params.Bytes(), spec.Bytes())}
+		}
+		r.pos++
+		return json.Marshal(sc.ExecutionId)
+	}
+	if err := wit.CheckParams(fn.Fn, params.Bytes()); err != nil {
+		return nil, &wasmhost.HostError{Kind: "type_check", Message: fmt.Sprintf("%s: %v", q.FFQN, err)}
+	}
+	if _, err := scheduleTime(time.Now(), q.ScheduleAt); err != nil {
+		return nil, &wasmhost.HostError{Kind: "bad_request", Message: "schedule_at: " + err.Error()}
+	}
+	id := events.NewExecutionID(time.Now())
+	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params.Bytes(), ScheduleAt: spec.Bytes()}
+	ev := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Schedule{Schedule: sc}}
+	if err := r.appendEvents(ctx, []*pb.HistoryEvent{ev}, func(now time.Time) []events.Append {
+		// Relative to the time the events are written with, which their readers see.
+		at, _ := scheduleTime(now, q.ScheduleAt)
+		sc.ScheduledAt = at.UnixNano()
+		created := r.e.createdEvent(now, fn, params.Bytes(), "", "")
+		created.GetCreated().ScheduledAt = at.UnixNano()
+		created.GetCreated().ScheduledBy = r.id
+		return []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}
+	}); err != nil {
+		return nil, err
+	}
+	return json.Marshal(id)
+}
+
+// scheduleTime resolves a schedule-at value: "now", {"at": {"seconds", "nanoseconds"}} or
+// {"in": {"milliseconds"|"seconds"|"minutes"|"hours"|"days": n}}.
+func scheduleTime(now time.Time, raw json.RawMessage) (time.Time, error) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if s == "now" {
+			return now, nil
+		}
+		return time.Time{}, fmt.Errorf("want \"now\", {\"at\": ...} or {\"in\": ...}, got %q", s)
+	}
+	var v struct {
+		At *struct {
+			Seconds     int64 `json:"seconds"`
+			Nanoseconds int64 `json:"nanoseconds"`
+		} `json:"at"`
+		In map[string]uint64 `json:"in"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return time.Time{}, err
+	}
+	switch {
+	case v.At != nil && v.In == nil:
+		return time.Unix(v.At.Seconds, v.At.Nanoseconds), nil
+	case v.In != nil && v.At == nil && len(v.In) == 1:
+		units := map[string]time.Duration{"milliseconds": time.Millisecond, "seconds": time.Second, "minutes": time.Minute, "hours": time.Hour, "days": 24 * time.Hour}
+		for unit, n := range v.In {
+			d, ok := units[unit]
+			if !ok {
+				return time.Time{}, fmt.Errorf("unknown duration unit %q", unit)
+			}
+			return now.Add(time.Duration(n) * d), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("want \"now\", {\"at\": ...} or {\"in\": ...}, got %s", raw)
+}
+
 // replayOrAppend matches want against the recorded history, or, past its end, appends
 // want (with the JoinNext lease set by the blocking strategy) and the extra appends of
 // other streams in one transaction.
@@ -260,7 +358,8 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 
 // appendEvents appends history events (and extra appends of other streams) in one
 // transaction, extending the run's lock in the same write when it is half gone. With no
-// events it only extends the lock.
+// events it only extends the lock. extra gets the time the events are written with and
+// runs before they are committed, so it may still complete them (a schedule's due time).
 func (r *workflowRun) appendEvents(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) []events.Append) error {
 	now := time.Now()
 	var evs []*pb.Event
@@ -412,6 +511,8 @@ func describe(h *pb.HistoryEvent) string {
 		return "join_next " + k.JoinNext.JoinSetId
 	case *pb.HistoryEvent_Persist:
 		return "persist " + k.Persist.Kind
+	case *pb.HistoryEvent_Schedule:
+		return fmt.Sprintf("schedule %s(%s) at %s", k.Schedule.Ffqn, k.Schedule.Params, k.Schedule.ScheduleAt)
 	}
 	return events.EventKind(&pb.Event{Kind: &pb.Event_History{History: h}})
 }

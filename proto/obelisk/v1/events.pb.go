@@ -1497,10 +1497,16 @@ func (x *JoinNext) GetClosing() bool {
 	return false
 }
 
+// Schedule records that the workflow created a new top-level execution, due at
+// scheduled_at. ffqn, params and schedule_at (the request as the workflow made it, JSON)
+// are compared on replay; the recorded execution ID is returned.
 type Schedule struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
 	ScheduledAt   int64                  `protobuf:"varint,2,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"`
+	Ffqn          string                 `protobuf:"bytes,3,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	Params        []byte                 `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
+	ScheduleAt    []byte                 `protobuf:"bytes,5,opt,name=schedule_at,json=scheduleAt,proto3" json:"schedule_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1547,6 +1553,27 @@ func (x *Schedule) GetScheduledAt() int64 {
 		return x.ScheduledAt
 	}
 	return 0
+}
+
+func (x *Schedule) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *Schedule) GetParams() []byte {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *Schedule) GetScheduleAt() []byte {
+	if x != nil {
+		return x.ScheduleAt
+	}
+	return nil
 }
 
 type Stub struct {
@@ -2233,10 +2260,14 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\vjoin_set_id\x18\x01 \x01(\tR\tjoinSetId\x12$\n" +
 	"\x0erun_expires_at\x18\x02 \x01(\x03R\frunExpiresAt\x12%\n" +
 	"\x0erequested_ffqn\x18\x03 \x01(\tR\rrequestedFfqn\x12\x18\n" +
-	"\aclosing\x18\x04 \x01(\bR\aclosing\"P\n" +
+	"\aclosing\x18\x04 \x01(\bR\aclosing\"\x9d\x01\n" +
 	"\bSchedule\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12!\n" +
-	"\fscheduled_at\x18\x02 \x01(\x03R\vscheduledAt\"N\n" +
+	"\fscheduled_at\x18\x02 \x01(\x03R\vscheduledAt\x12\x12\n" +
+	"\x04ffqn\x18\x03 \x01(\tR\x04ffqn\x12\x16\n" +
+	"\x06params\x18\x04 \x01(\fR\x06params\x12\x1f\n" +
+	"\vschedule_at\x18\x05 \x01(\fR\n" +
+	"scheduleAt\"N\n" +
 	"\x04Stub\x12.\n" +
 	"\x13target_execution_id\x18\x01 \x01(\tR\x11targetExecutionId\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\"\xee\x01\n" +

@@ -63,7 +63,8 @@ func EventView(version uint32, ev *pb.Event) *pb.EventView {
 		case *pb.HistoryEvent_Persist:
 			d["kind"], d["value"] = h.Persist.Kind, raw(h.Persist.Value)
 		case *pb.HistoryEvent_Schedule:
-			d["execution_id"], d["scheduled_at"] = h.Schedule.ExecutionId, rfc3339(h.Schedule.ScheduledAt)
+			sc := h.Schedule
+			d["execution_id"], d["scheduled_at"], d["ffqn"], d["params"], d["schedule_at"] = sc.ExecutionId, rfc3339(sc.ScheduledAt), sc.Ffqn, raw(sc.Params), raw(sc.ScheduleAt)
 		case *pb.HistoryEvent_Stub:
 			d["target_execution_id"], d["result"] = h.Stub.TargetExecutionId, raw(h.Stub.Result)
 		}
