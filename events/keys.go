@@ -17,6 +17,7 @@ import (
 //	t\0<expires:8>\0<id>         lock expiry timer (only status locked)
 //	c\0<created:8>\0<id>         every execution by creation time
 //	k\0<parent>\0<child>         children by parent
+//	l\0<id>                      live (not finished) executions
 const (
 	tagEvent    = 'e'
 	tagResponse = 'r'
@@ -26,6 +27,7 @@ const (
 	tagTimer    = 't'
 	tagCreated  = 'c'
 	tagChild    = 'k'
+	tagLive     = 'l'
 )
 
 func key(tag byte, parts ...[]byte) []byte {
@@ -54,6 +56,7 @@ func pendingKey(q string, at int64, id string) []byte {
 }
 func timerKey(at int64, id string) []byte   { return key(tagTimer, u64(at), []byte(id)) }
 func createdKey(at int64, id string) []byte { return key(tagCreated, u64(at), []byte(id)) }
+func liveKey(id string) []byte              { return key(tagLive, []byte(id)) }
 func childKey(parent, child string) []byte  { return key(tagChild, []byte(parent), []byte(child)) }
 
 // prefixEnd returns the smallest key greater than every key with the given prefix.

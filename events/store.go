@@ -408,7 +408,13 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 			_ = b.Set(nk, nil, nil)
 		}
 	}
+	if (old == nil || old.Status != pb.Status_STATUS_FINISHED) && st.Status == pb.Status_STATUS_FINISHED {
+		_ = b.Delete(liveKey(st.ExecutionId), nil)
+	}
 	if old == nil {
+		if st.Status != pb.Status_STATUS_FINISHED {
+			_ = b.Set(liveKey(st.ExecutionId), nil, nil)
+		}
 		_ = b.Set(createdKey(st.CreatedAt, st.ExecutionId), nil, nil)
 		if st.ParentId != "" {
 			_ = b.Set(childKey(st.ParentId, st.ExecutionId), nil, nil)
@@ -616,14 +622,29 @@ func (s *PebbleStore) List(ctx context.Context, f ListFilter) (ListPage, error) 
 }
 
 // LiveStates calls fn for every execution that has not finished (used at start-up to
-// recover locks and deliveries). It reads the persisted states, not the cache.
+// recover locks and deliveries), in execution ID order, reading only those (the live
+// index), not every execution ever run.
 func (s *PebbleStore) LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
-	return s.AllStates(ctx, func(st *pb.ExecutionState) error {
-		if st.Status == pb.Status_STATUS_FINISHED {
-			return nil
+	prefix := []byte{tagLive, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("scan live executions: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		return fn(st)
-	})
+		id := string(it.Key()[len(prefix):])
+		st, err := s.loadState(id)
+		if err != nil {
+			return fmt.Errorf("live execution %s: %w", id, err)
+		}
+		if err := fn(st); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }
 
 // AllStates calls fn for every execution, finished or not, in execution ID order. Like
