@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/obelisk
 WASM_DIR  := build/components
-COMPONENTS := fibo fibo-workflow sleep sleep-workflow http http-workflow flaky
+COMPONENTS := fibo fibo-workflow sleep sleep-workflow http http-workflow flaky tree
 WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
 # Tests and benchmarks use the binary and components built here.
 BENCH_ENV := OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR))
@@ -37,7 +37,7 @@ test: build
 # Benchmarks of the real server; figures go to docs/benchmarks.md.
 bench: build
 	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'InstanceStart|ActivityRun' -benchtime 200x ./test/bench/
-	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput' -benchtime 1x -timeout 30m ./test/bench/
+	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable' -benchtime 1x -timeout 30m ./test/bench/
 
 # Regenerates the protobuf and connect code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
 proto:

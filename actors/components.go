@@ -21,6 +21,9 @@ type ComponentType string
 const (
 	ActivityWasm ComponentType = "activity_wasm"
 	Workflow     ComponentType = "workflow"
+	// ActivityStub executions are never run: their results are written by a workflow's
+	// stub call, the CLI or the API.
+	ActivityStub ComponentType = "activity_stub"
 )
 
 // BlockingStrategy says what a workflow run does while it waits for a child.
@@ -38,8 +41,11 @@ const (
 type ComponentConfig struct {
 	Name string
 	Type ComponentType
-	// Path of the .wasm file.
+	// Path of the .wasm file. An activity stub needs only its WIT: a .wasm file carrying
+	// it, or the WIT text itself in WIT.
 	Path string
+	// WIT is an activity stub's WIT, given inline instead of a file.
+	WIT string
 	// MaxRetries is how many times an activity is retried after its first attempt.
 	MaxRetries uint32
 	// RetryExpBackoff is the first retry's delay; each further one doubles it.
@@ -56,8 +62,11 @@ type ComponentConfig struct {
 }
 
 func (c *ComponentConfig) pbType() pb.ComponentType {
-	if c.Type == Workflow {
+	switch c.Type {
+	case Workflow:
 		return pb.ComponentType_COMPONENT_TYPE_WORKFLOW
+	case ActivityStub:
+		return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_STUB
 	}
 	return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM
 }
@@ -70,8 +79,16 @@ type Component struct {
 	WIT     *wit.Resolve
 	Exports []*wit.Function
 	Imports []*wit.Function
-	imports map[string]bool // FFQNs of Imports
-	module  *wasmhost.Module
+	imports map[string]bool // FFQNs a workflow may call or submit (see mayCall)
+	exports map[string]bool
+	module  *wasmhost.Module // nil for an activity stub
+}
+
+// mayCall reports whether a workflow of this component may call or submit ffqn: its
+// world imports it, directly or through the -obelisk-ext extension package, or the
+// component exports it itself (a workflow may recurse, as testing:tree does).
+func (c *Component) mayCall(ffqn string) bool {
+	return c.imports[ffqn] || c.exports[ffqn]
 }
 
 // Function describes one function the engine can run.
@@ -123,12 +140,26 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 			reg.byFFQN[ffqn] = Function{Component: r.c, Fn: fn}
 		}
 	}
-	// Every import of a workflow must be served by some component.
+	// Every import of a workflow must be served by some component, the extension
+	// functions by one of the right kind.
 	for _, c := range reg.components {
 		for _, fn := range c.Imports {
-			if _, ok := reg.byFFQN[fn.FFQN()]; !ok {
+			ffqn, kind, ext := wit.SplitExtension(fn.FFQN())
+			if !ext {
+				ffqn = fn.FFQN()
+			}
+			target, ok := reg.byFFQN[ffqn]
+			if !ok {
 				return nil, fmt.Errorf("component %q imports %s, which no component exports", c.Config.Name, fn.FFQN())
 			}
+			isStub := target.Component.Config.Type == ActivityStub
+			switch {
+			case kind == wit.ExtStub && !isStub:
+				return nil, fmt.Errorf("component %q imports %s, but %s is not an activity stub's function", c.Config.Name, fn.FFQN(), ffqn)
+			case kind == wit.ExtSchedule && isStub:
+				return nil, fmt.Errorf("component %q imports %s: activity stubs cannot be scheduled", c.Config.Name, fn.FFQN())
+			}
+			c.imports[ffqn] = true
 		}
 	}
 	sort.Slice(reg.components, func(i, j int) bool { return reg.components[i].Config.Name < reg.components[j].Config.Name })
@@ -136,16 +167,26 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 }
 
 func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfig) (*Component, error) {
-	wasm, err := os.ReadFile(cfg.Path)
-	if err != nil {
-		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
+	var wasm []byte
+	var files []wit.File
+	switch {
+	case cfg.Type == ActivityStub && cfg.WIT != "":
+		if cfg.Path != "" {
+			return nil, fmt.Errorf("component %q: give an activity stub's WIT inline or as a file, not both", cfg.Name)
+		}
+		files = []wit.File{{Path: cfg.Name + ".wit", Text: cfg.WIT}}
+		wasm = []byte("activity_stub_inline:" + cfg.WIT) // identifies the component
+	default:
+		var err error
+		if wasm, err = os.ReadFile(cfg.Path); err != nil {
+			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
+		}
+		if files, err = wit.ExtractFromWasm(wasm); err != nil {
+			return nil, fmt.Errorf("component %q (%s): %w", cfg.Name, cfg.Path, err)
+		}
 	}
 	sum := sha256.Sum256(wasm)
 	id := fmt.Sprintf("%s:%s:sha256:%s", cfg.Type, cfg.Name, hex.EncodeToString(sum[:]))
-	files, err := wit.ExtractFromWasm(wasm)
-	if err != nil {
-		return nil, fmt.Errorf("component %q (%s): %w", cfg.Name, cfg.Path, err)
-	}
 	resolve, err := wit.Parse(files)
 	if err != nil {
 		return nil, fmt.Errorf("component %q: parse WIT: %w", cfg.Name, err)
@@ -160,16 +201,20 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 		}
 	}
 	imports := resolve.Imports()
-	if cfg.Type == ActivityWasm {
+	if cfg.Type != Workflow {
 		imports = nil // activities cannot call other components
+	}
+	c := &Component{Config: cfg, ID: id, WIT: resolve, Exports: exports, Imports: imports, imports: map[string]bool{}, exports: map[string]bool{}}
+	for _, fn := range exports {
+		c.exports[fn.FFQN()] = true
+	}
+	if cfg.Type == ActivityStub {
+		return c, nil
 	}
 	mod, err := rt.Compile(ctx, cfg.Name, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 	}
-	c := &Component{Config: cfg, ID: id, WIT: resolve, Exports: exports, Imports: imports, imports: map[string]bool{}, module: mod}
-	for _, fn := range imports {
-		c.imports[fn.FFQN()] = true
-	}
+	c.module = mod
 	return c, nil
 }

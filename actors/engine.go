@@ -49,6 +49,8 @@ type Engine struct {
 	resident  *resident
 	watchers  watchers
 	runs      liveRuns
+	active    activeRuns
+	cancels   *canceller
 	histories *historyCache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
@@ -75,6 +77,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
+	e.active.m = map[string]context.CancelFunc{}
+	e.cancels = newCanceller(e)
 	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{
 		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
 		// A few ready instances per module and kind take instantiation off the path of
@@ -97,7 +101,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	debug.FreeOSMemory()
 	e.timers = newTimerService(e)
 	for _, c := range reg.components {
-		e.executors[c.Config.Name] = newExecutor(e, c)
+		if c.Config.Type != ActivityStub { // never run
+			e.executors[c.Config.Name] = newExecutor(e, c)
+		}
 	}
 	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, Logger: cfg.Logger})
 	if err != nil {
@@ -115,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.goLoop(func() { e.timers.loop(runCtx) })
+	e.goLoop(func() { e.cancels.loop(runCtx) })
 	for _, x := range e.executors {
 		e.goLoop(func() { x.loop(runCtx) })
 	}
@@ -152,6 +159,9 @@ func (e *Engine) recover(ctx context.Context) error {
 		if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
 			stale = append(stale, st.ExecutionId)
 		}
+		if st.CancelRequested {
+			e.cancels.enqueue(st.ExecutionId)
+		}
 		return nil
 	})
 	if err != nil {
@@ -175,11 +185,19 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 	for _, st := range states {
 		switch st.Status {
 		case pb.Status_STATUS_PENDING_AT:
-			if x, ok := e.executors[st.Queue]; ok && !st.Paused {
+			if x, ok := e.executors[st.Queue]; ok && events.Runnable(st) {
 				x.notify(st.PendingAt)
 			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)
+		}
+		if st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested || st.Paused {
+			// The execution is no longer its run's: stop the run (a cancelled activity is
+			// killed, a paused or cancelled workflow stops where it is).
+			e.active.stop(st.ExecutionId)
+		}
+		if st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED {
+			e.cancels.enqueue(st.ExecutionId)
 		}
 		e.resident.notify(st.ExecutionId)
 		e.watchers.notify(st.ExecutionId)
@@ -215,6 +233,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			return "", false, &InvalidArgumentError{err}
 		}
 		return "", false, &FunctionNotFoundError{ffqn}
+	}
+	if fn.Component.Config.Type == ActivityStub {
+		return "", false, &InvalidArgumentError{fmt.Errorf("%s is a function of activity stub %q: a workflow submits it, then its result is written with `execution stub`", ffqn, fn.Component.Config.Name)}
 	}
 	if err := wit.CheckParams(fn.Fn, params); err != nil {
 		return "", false, &InvalidArgumentError{fmt.Errorf("%s: %w", ffqn, err)}

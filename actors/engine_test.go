@@ -67,7 +67,12 @@ func TestActorSerialisesChanges(t *testing.T) {
 	for range n {
 		go func() {
 			_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-				return appendTx(st, "", &pb.Event{CreatedAt: time.Now().UnixNano(), Kind: &pb.Event_Paused{Paused: &pb.Paused{}}}), nil
+				// Pausing twice is refused: each change must see the one before it.
+				ev := &pb.Event{CreatedAt: time.Now().UnixNano(), Kind: &pb.Event_Paused{Paused: &pb.Paused{}}}
+				if st.Paused {
+					ev.Kind = &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}
+				}
+				return appendTx(st, "", ev), nil
 			})
 			errs <- err
 		}()

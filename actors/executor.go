@@ -177,9 +177,15 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 			}
 		}()
 	}
+	// Registered before the lock is taken, so that no commit taking the execution away
+	// from this run (a cancellation, a pause) can come between and be missed.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	x.e.active.add(id, stop)
+	defer x.e.active.remove(id)
 	st, err := x.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		now := time.Now()
-		if st == nil || st.Status != pb.Status_STATUS_PENDING_AT || st.Paused || st.PendingAt > now.UnixNano() {
+		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
 			return nil, errNotRunnable
 		}
 		retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}

@@ -64,6 +64,45 @@ func (t *timerService) loop(ctx context.Context) {
 }
 
 func (t *timerService) tick(ctx context.Context) time.Time {
+	nextDelay := t.tickDelays(ctx)
+	next := t.tickLocks(ctx)
+	if next.IsZero() || !nextDelay.IsZero() && nextDelay.Before(next) {
+		next = nextDelay
+	}
+	return next
+}
+
+// tickDelays answers the delays that are due, each in its own transaction (an answer
+// to a workflow that has finished is dropped), and returns the next expiry.
+func (t *timerService) tickDelays(ctx context.Context) time.Time {
+	for {
+		now := time.Now()
+		ids, next, err := t.e.store.ExpiredDelays(ctx, now, 256)
+		if err != nil {
+			t.e.log.Error("timers: scan delays", "err", err)
+			return now.Add(safetyTick)
+		}
+		for _, id := range ids {
+			parent, js, err := events.SplitDelayID(id)
+			if err != nil {
+				t.e.log.Error("timers: delay", "delay", id, "err", err)
+				continue
+			}
+			_, err = t.e.store.Commit(ctx, &events.Tx{Responses: []events.ResponseAppend{{ExecutionID: parent, Response: &pb.Response{
+				CreatedAt: time.Now().UnixNano(), JoinSetId: js, Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: id}},
+			}}}})
+			if err != nil && ctx.Err() == nil {
+				t.e.log.Warn("timers: answer delay", "delay", id, "err", err)
+				return now.Add(safetyTick)
+			}
+		}
+		if len(ids) < 256 {
+			return next
+		}
+	}
+}
+
+func (t *timerService) tickLocks(ctx context.Context) time.Time {
 	now := time.Now()
 	ids, next, err := t.e.store.ExpiredLocks(ctx, now, 256)
 	if err != nil {

@@ -46,6 +46,30 @@ type workflowRun struct {
 	respCursor  uint32
 	oneOff      int
 	deadline    *deadline
+
+	// Join sets as the workflow sees them at the replay cursor: what it requested, what
+	// it took. arrived holds every response known, per join set, in arrival (cursor)
+	// order: the n-th join_next of a set takes arrived[set][n], on every replay.
+	sets      map[string]*runJoinSet
+	setOrder  []string // creation order
+	generated int      // g:<n> join sets created
+	arrived   map[string][]*pb.Response
+	processed map[string]*pb.Response // responses taken, by child ID (for get)
+}
+
+// runJoinSet is one join set of a run.
+type runJoinSet struct {
+	requests []runRequest
+	taken    int
+	closed   bool
+}
+
+// runRequest is a child execution (ffqn set) or a delay submitted into a join set.
+type runRequest struct {
+	id, ffqn string
+	fn       Function
+	delay    bool
+	expires  int64 // a delay's expiry
 }
 
 func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
@@ -58,6 +82,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	r := &workflowRun{
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
 		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
+		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
 	}
 	for _, ev := range evs {
 		if h := ev.GetHistory(); h != nil {
@@ -86,12 +111,18 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
 	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
+	var trap *wasmhost.TrapError
+	if runErr == nil || errors.As(runErr, &trap) {
+		// No child outlives its parent: close what the workflow left open.
+		if err := r.closeAll(r.deadline.ctx); err != nil {
+			runErr = err
+		}
+	}
 	if runErr == nil && r.pos < len(r.history) {
 		runErr = &NondeterminismError{fmt.Sprintf("the workflow returned, but its history has %d more recorded events", len(r.history)-r.pos)}
 	}
 	var result []byte
 	var nd *NondeterminismError
-	var trap *wasmhost.TrapError
 	switch {
 	case runErr == nil:
 		result = out
@@ -113,8 +144,8 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	e.histories.forget(id)
 	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED {
-			return nil, nil
+		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested {
+			return nil, nil // the cancellation records the result
 		}
 		tx := e.finishTx(st, result, time.Now())
 		tx.Appends[0].RunID = runID
@@ -134,6 +165,24 @@ func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]by
 		return r.persist(ctx, op, req)
 	case "schedule":
 		return r.schedule(ctx, req)
+	case "join_set_create":
+		return r.joinSetCreate(ctx, req)
+	case "submit":
+		return r.submit(ctx, req)
+	case "submit_delay":
+		return r.submitDelay(ctx, req)
+	case "join_next":
+		return r.joinNext(ctx, req)
+	case "join_next_try":
+		return r.joinNextTry(ctx, req)
+	case "get":
+		return r.get(req)
+	case "join_set_close":
+		return r.joinSetClose(ctx, req)
+	case "sleep":
+		return r.sleep(ctx, req)
+	case "stub":
+		return r.stub(ctx, req)
 	}
 	return nil, &wasmhost.HostError{Kind: "unsupported_op", Message: fmt.Sprintf("operation %q is not available to workflows", op)}
 }
@@ -146,23 +195,9 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
 	}
-	fn, ok := r.e.reg.byFFQN[q.FFQN]
-	if !ok || !r.c.imports[q.FFQN] {
-		return nil, &wasmhost.HostError{Kind: "function_not_found", Message: fmt.Sprintf("function %s is not imported by component %q", q.FFQN, r.c.Config.Name)}
-	}
-	if len(q.Params) == 0 {
-		q.Params = json.RawMessage("[]")
-	}
-	if r.pos >= len(r.history) {
-		// Replayed calls were checked when they were recorded; a difference from the
-		// recording is nondeterminism, found below.
-		if err := wit.CheckParams(fn.Fn, q.Params); err != nil {
-			return nil, &wasmhost.HostError{Kind: "type_check", Message: fmt.Sprintf("%s: %v", q.FFQN, err)}
-		}
-	}
-	var params bytes.Buffer
-	if err := json.Compact(&params, q.Params); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+	fn, params, err := r.callable(q.FFQN, q.Params)
+	if err != nil {
+		return nil, err
 	}
 	_, fnName, _ := events.SplitFFQN(q.FFQN)
 	r.oneOff++
@@ -171,19 +206,45 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	want := []*pb.HistoryEvent{
 		{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}},
 		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: js,
-			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params.Bytes()}}}}},
+			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}},
 		{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js, RequestedFfqn: q.FFQN}}},
 	}
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params.Bytes(), r.id, js)}}}
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, js)}}}
 	}); err != nil {
 		return nil, err
 	}
-	resp, err := r.await(ctx, child)
+	r.addSet(js)
+	r.sets[js].requests = append(r.sets[js].requests, runRequest{id: child, ffqn: q.FFQN, fn: fn})
+	resp, err := r.take(ctx, js)
 	if err != nil {
 		return nil, err
 	}
+	r.sets[js].closed = true
 	return resp.GetChild().Result, nil
+}
+
+// callable checks that the workflow may call or submit ffqn with params, and returns the
+// function and the compacted params. Replayed calls were checked when they were
+// recorded; a difference from the recording is nondeterminism, found when it is matched.
+func (r *workflowRun) callable(ffqn string, raw json.RawMessage) (Function, []byte, error) {
+	fn, ok := r.e.reg.byFFQN[ffqn]
+	if !ok || !r.c.mayCall(ffqn) {
+		return Function{}, nil, &wasmhost.HostError{Kind: "function_not_found", Message: fmt.Sprintf("function %s is not imported by component %q", ffqn, r.c.Config.Name)}
+	}
+	if len(raw) == 0 {
+		raw = json.RawMessage("[]")
+	}
+	if r.pos >= len(r.history) {
+		if err := wit.CheckParams(fn.Fn, raw); err != nil {
+			return Function{}, nil, &wasmhost.HostError{Kind: "type_check", Message: fmt.Sprintf("%s: %v", ffqn, err)}
+		}
+	}
+	var params bytes.Buffer
+	if err := json.Compact(&params, raw); err != nil {
+		return Function{}, nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+	}
+	return fn, params.Bytes(), nil
 }
 
 // persist answers the deterministic helpers: a value made once, at random, and recorded
@@ -361,6 +422,21 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 // events it only extends the lock. extra gets the time the events are written with and
 // runs before they are committed, so it may still complete them (a schedule's due time).
 func (r *workflowRun) appendEvents(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) []events.Append) error {
+	return r.appendWith(ctx, want, func(now time.Time) ([]events.Append, []events.ResponseAppend) {
+		if extra == nil {
+			return nil, nil
+		}
+		return extra(now), nil
+	})
+}
+
+// appendTx is appendEvents with fixed extra appends and responses; a conflict on another
+// execution is returned as is (the caller may retry), not as a lost lock.
+func (r *workflowRun) appendTx(ctx context.Context, want []*pb.HistoryEvent, appends []events.Append, responses []events.ResponseAppend) error {
+	return r.appendWith(ctx, want, func(time.Time) ([]events.Append, []events.ResponseAppend) { return appends, responses })
+}
+
+func (r *workflowRun) appendWith(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) ([]events.Append, []events.ResponseAppend)) error {
 	now := time.Now()
 	var evs []*pb.Event
 	lockExpiry := r.c.Config.LockExpiry
@@ -383,14 +459,19 @@ func (r *workflowRun) appendEvents(ctx context.Context, want []*pb.HistoryEvent,
 	if len(evs) == 0 {
 		return nil
 	}
-	appends := []events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}
+	tx := &events.Tx{Appends: []events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}}
 	if extra != nil {
-		appends = append(appends, extra(now)...)
+		appends, responses := extra(now)
+		tx.Appends = append(tx.Appends, appends...)
+		tx.Responses = responses
 	}
-	if _, err := r.e.store.Commit(ctx, &events.Tx{Appends: appends}); err != nil {
+	if _, err := r.e.store.Commit(ctx, tx); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError
-		if errors.As(err, &ce) || errors.As(err, &te) {
+		if errors.As(err, &ce) && ce.ExecutionID != r.id {
+			return err
+		}
+		if errors.As(err, &ce) || errors.As(err, &te) && te.ExecutionID == r.id {
 			return fmt.Errorf("%w: %w", errLockLost, err)
 		}
 		return fmt.Errorf("append history of %s: %w", r.id, err)
@@ -404,9 +485,10 @@ func (r *workflowRun) appendEvents(ctx context.Context, want []*pb.HistoryEvent,
 	return nil
 }
 
-// await returns the response for a child or delay ID, waiting for it if the blocking
-// strategy and the resident bound allow, and interrupting the run otherwise.
-func (r *workflowRun) await(ctx context.Context, respID string) (*pb.Response, error) {
+// awaitArrived returns the n-th (0-based) response to arrive in join set js, waiting
+// for it if the blocking strategy and the resident bound allow, and interrupting the run
+// otherwise.
+func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.Response, error) {
 	var w *waiter
 	defer func() {
 		if w != nil {
@@ -414,16 +496,16 @@ func (r *workflowRun) await(ctx context.Context, respID string) (*pb.Response, e
 		}
 	}()
 	for {
-		if resp, ok := r.responses[respID]; ok {
-			return resp, nil
+		if rs := r.arrived[js]; n < len(rs) {
+			return rs[n], nil
 		}
 		if err := r.refreshResponses(ctx); err != nil {
 			return nil, err
 		}
-		if resp, ok := r.responses[respID]; ok {
-			return resp, nil
+		if rs := r.arrived[js]; n < len(rs) {
+			return rs[n], nil
 		}
-		if r.c.Config.BlockingStrategy == Interrupt || !time.Now().Before(r.lockExpires) {
+		if r.c.Config.BlockingStrategy == Interrupt || !time.Now().Before(r.lockExpires) || r.waitsOnlyForLateDelays(js, n) {
 			return nil, errInterrupted
 		}
 		if w == nil {
@@ -450,6 +532,26 @@ func (r *workflowRun) await(ctx context.Context, respID string) (*pb.Response, e
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// waitsOnlyForLateDelays: every request of js without a response is a delay that expires
+// after this run's lease, so staying in memory (and in an executor slot) cannot end in
+// anything but an interruption: interrupt now.
+func (r *workflowRun) waitsOnlyForLateDelays(js string, n int) bool {
+	set := r.sets[js]
+	if set == nil || len(r.arrived[js]) > n {
+		return false
+	}
+	arrived := map[string]bool{}
+	for _, resp := range r.arrived[js] {
+		arrived[responseID(resp)] = true
+	}
+	for _, req := range set.requests {
+		if !arrived[req.id] && (!req.delay || req.expires <= r.lockExpires.UnixNano()) {
+			return false
+		}
+	}
+	return true
 }
 
 // releaseLease tells the store that this run's instance is gone, so a response makes the
@@ -479,6 +581,7 @@ func (r *workflowRun) refreshResponses(ctx context.Context) error {
 
 func (r *workflowRun) addResponses(rs []*pb.Response) {
 	for _, resp := range rs {
+		r.arrived[resp.JoinSetId] = append(r.arrived[resp.JoinSetId], resp)
 		switch k := resp.Kind.(type) {
 		case *pb.Response_Child:
 			r.responses[k.Child.ChildExecutionId] = resp
@@ -495,6 +598,11 @@ func sameHistory(recorded, now *pb.HistoryEvent) bool {
 	if a, b := recorded.GetJoinNext(), now.GetJoinNext(); a != nil && b != nil {
 		return a.JoinSetId == b.JoinSetId && a.RequestedFfqn == b.RequestedFfqn && a.Closing == b.Closing
 	}
+	// A delay's expiry depends on when it was requested; the request is what it asked for.
+	if a, b := recorded.GetJoinSetRequest().GetDelay(), now.GetJoinSetRequest().GetDelay(); a != nil && b != nil {
+		return recorded.GetJoinSetRequest().JoinSetId == now.GetJoinSetRequest().JoinSetId &&
+			a.DelayId == b.DelayId && bytes.Equal(a.ScheduleAt, b.ScheduleAt)
+	}
 	return proto.Equal(recorded, now)
 }
 
@@ -506,9 +614,19 @@ func describe(h *pb.HistoryEvent) string {
 		if c := k.JoinSetRequest.GetChild(); c != nil {
 			return fmt.Sprintf("request %s(%s) as %s", c.Ffqn, c.Params, c.ChildExecutionId)
 		}
-		return "delay request in " + k.JoinSetRequest.JoinSetId
+		if d := k.JoinSetRequest.GetDelay(); d != nil {
+			return fmt.Sprintf("delay %s at %s", d.DelayId, d.ScheduleAt)
+		}
+		return "request in " + k.JoinSetRequest.JoinSetId
 	case *pb.HistoryEvent_JoinNext:
+		if k.JoinNext.Closing {
+			return "join_next " + k.JoinNext.JoinSetId + " (closing)"
+		}
 		return "join_next " + k.JoinNext.JoinSetId
+	case *pb.HistoryEvent_JoinNextTry:
+		return "join_next_try " + k.JoinNextTry.JoinSetId
+	case *pb.HistoryEvent_Stub:
+		return fmt.Sprintf("stub %s with %s", k.Stub.TargetExecutionId, k.Stub.Result)
 	case *pb.HistoryEvent_Persist:
 		return "persist " + k.Persist.Kind
 	case *pb.HistoryEvent_Schedule:

@@ -61,6 +61,8 @@ func EventKind(ev *pb.Event) string {
 			return "history.schedule"
 		case *pb.HistoryEvent_Stub:
 			return "history.stub"
+		case *pb.HistoryEvent_JoinNextTry:
+			return "history.join_next_try"
 		}
 		return "history"
 	case *pb.Event_CancelRequested:
@@ -127,6 +129,8 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		switch {
 		case st.Paused:
 			return nil, bad(st.Status, "the execution is paused")
+		case st.CancelRequested:
+			return nil, bad(st.Status, "the execution is being cancelled")
 		case st.Status == pb.Status_STATUS_LOCKED && sameRun:
 		case st.Status == pb.Status_STATUS_PENDING_AT && (st.PendingAt <= now || sameRun && st.LockExpiresAt > now):
 		case st.Status == pb.Status_STATUS_LOCKED:
@@ -177,8 +181,14 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.TemporarilyTimedOut.BackoffExpiresAt, 0
 		n.IntermittentFailures++
 	case *pb.Event_History:
-		if !holdsLock(st, now) {
+		switch {
+		case !holdsLock(st, now):
 			return nil, bad(st.Status, "history is written only by the run holding the lock")
+		case st.CancelRequested:
+			// Freezes the requests: the cancellation sees every child it must cancel.
+			return nil, bad(st.Status, "the execution is being cancelled")
+		case st.Paused:
+			return nil, bad(st.Status, "the execution is paused")
 		}
 		if st.Status != pb.Status_STATUS_LOCKED {
 			// A warm run continuing within its lease re-takes its lock implicitly.
@@ -188,10 +198,23 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			return nil, bad(st.Status, err.Error())
 		}
 	case *pb.Event_CancelRequested:
+		if st.CancelRequested {
+			return nil, bad(st.Status, "cancellation was already requested")
+		}
 		n.CancelRequested = true
 	case *pb.Event_Paused:
+		switch {
+		case st.Paused:
+			return nil, bad(st.Status, "already paused")
+		case st.Status == pb.Status_STATUS_LOCKED:
+			// A run holds it: unlock first (a workflow), or wait (an activity).
+			return nil, bad(st.Status, "a locked execution cannot be paused")
+		}
 		n.Paused = true
 	case *pb.Event_Unpaused:
+		if !st.Paused {
+			return nil, bad(st.Status, "not paused")
+		}
 		n.Paused = false
 	case *pb.Event_Finished:
 		r, err := ParseResult(k.Finished.Result)
@@ -250,6 +273,19 @@ func foldHistory(n *pb.ExecutionState, h *pb.HistoryEvent, now int64) error {
 			n.LockExpiresAt = k.JoinNext.RunExpiresAt
 		}
 		pruneOneOff(n, id)
+	case *pb.HistoryEvent_JoinNextTry:
+		id := k.JoinNextTry.JoinSetId
+		js, ok := n.JoinSets[id]
+		if !ok {
+			return fmt.Errorf("join set %s does not exist", id)
+		}
+		if k.JoinNextTry.Outcome == "found" {
+			if js.Responses <= js.JoinNexts {
+				return fmt.Errorf("join_next_try found a response in join set %s, which has none to take", id)
+			}
+			js.JoinNexts++
+			pruneOneOff(n, id)
+		}
 	case *pb.HistoryEvent_Persist, *pb.HistoryEvent_Schedule, *pb.HistoryEvent_Stub:
 	default:
 		return fmt.Errorf("unknown history event")
@@ -316,4 +352,10 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		}
 	}
 	return n
+}
+
+// Runnable reports whether an executor may lock the execution once it is due: it is
+// pending, not paused and not being cancelled (a cancellation runs no code).
+func Runnable(st *pb.ExecutionState) bool {
+	return st != nil && st.Status == pb.Status_STATUS_PENDING_AT && !st.Paused && !st.CancelRequested
 }

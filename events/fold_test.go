@@ -230,6 +230,8 @@ func parseStep(line string) (step, error) {
 			jn.RunExpiresAt = num("lease")
 		}
 		ev.Kind = history(&pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNext{JoinNext: jn}})
+	case "history join_next_try":
+		ev.Kind = history(&pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNextTry{JoinNextTry: &pb.JoinNextTry{JoinSetId: a.str("js"), Outcome: a.str("outcome")}}})
 	case "history schedule":
 		ev.Kind = history(&pb.HistoryEvent{Kind: &pb.HistoryEvent_Schedule{Schedule: &pb.Schedule{ExecutionId: a.str("exec"), ScheduledAt: num("scheduled")}}})
 	case "history stub":

@@ -68,3 +68,31 @@ func SplitFFQN(ffqn string) (ifc, fn string, err error) {
 	}
 	return ifc, fn, nil
 }
+
+// DelayPrefix starts every delay ID.
+const DelayPrefix = "Delay_"
+
+// DelayID derives the ID of a delay requested as the index-th (1-based) request of a
+// join set: Delay_ followed by the child ID that request would have, without its E_.
+// The parent and the join set can be read back from it (SplitDelayID).
+func DelayID(parent, joinSetID string, index int) string {
+	return DelayPrefix + strings.TrimPrefix(ChildExecutionID(parent, joinSetID, index), TopLevelPrefix)
+}
+
+// SplitDelayID returns the workflow execution and the join set a delay belongs to.
+func SplitDelayID(id string) (parent, joinSetID string, err error) {
+	rest, ok := strings.CutPrefix(id, DelayPrefix)
+	dot := strings.LastIndexByte(rest, '.')
+	if !ok || dot <= 0 {
+		return "", "", fmt.Errorf("delay ID %q: want Delay_<ULID>[.<join-set>_<n>...].<join-set>_<n>", id)
+	}
+	last := rest[dot+1:]
+	us := strings.LastIndexByte(last, '_')
+	if us <= 0 {
+		return "", "", fmt.Errorf("delay ID %q: its last part %q is not <join-set>_<n>", id, last)
+	}
+	return TopLevelPrefix + rest[:dot], last[:us], nil
+}
+
+// IsDelayID reports whether id names a delay rather than an execution.
+func IsDelayID(id string) bool { return strings.HasPrefix(id, DelayPrefix) }

@@ -26,6 +26,11 @@ type Store interface {
 	DuePending(ctx context.Context, queue string, now time.Time, limit int) ([]string, time.Time, error)
 	// ExpiredLocks returns locked executions whose lock expired at now, and the next expiry.
 	ExpiredLocks(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
+	// ExpiredDelays returns delays that expired at now and were not answered, and the
+	// next expiry.
+	ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
+	// DelayExpiry returns a delay's expiry and whether it still waits for its answer.
+	DelayExpiry(ctx context.Context, id string) (time.Time, bool, error)
 	// Children returns the IDs of an execution's children.
 	Children(ctx context.Context, parent string) ([]string, error)
 	// List returns executions matching f, newest first.

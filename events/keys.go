@@ -18,6 +18,8 @@ import (
 //	c\0<created:8>\0<id>         every execution by creation time
 //	k\0<parent>\0<child>         children by parent
 //	l\0<id>                      live (not finished) executions
+//	w\0<expires:8>\0<delay-id>   delay timer (delays requested, not answered yet)
+//	y\0<delay-id>                 the delay's expiry (to find its w key)
 const (
 	tagEvent    = 'e'
 	tagResponse = 'r'
@@ -28,6 +30,8 @@ const (
 	tagCreated  = 'c'
 	tagChild    = 'k'
 	tagLive     = 'l'
+	tagDelay    = 'w'
+	tagDelayAt  = 'y'
 )
 
 func key(tag byte, parts ...[]byte) []byte {
@@ -58,6 +62,8 @@ func timerKey(at int64, id string) []byte   { return key(tagTimer, u64(at), []by
 func createdKey(at int64, id string) []byte { return key(tagCreated, u64(at), []byte(id)) }
 func liveKey(id string) []byte              { return key(tagLive, []byte(id)) }
 func childKey(parent, child string) []byte  { return key(tagChild, []byte(parent), []byte(child)) }
+func delayKey(at int64, id string) []byte   { return key(tagDelay, u64(at), []byte(id)) }
+func delayAtKey(id string) []byte           { return key(tagDelayAt, []byte(id)) }
 
 // prefixEnd returns the smallest key greater than every key with the given prefix.
 func prefixEnd(prefix []byte) []byte {

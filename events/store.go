@@ -176,6 +176,11 @@ type groupState struct {
 	orig    map[string]*pb.ExecutionState // as persisted before the group; nil = did not exist
 	working map[string]*pb.ExecutionState
 	dedupe  map[string]bool
+	// delays requested in this group (delay ID -> expiry; -1 once answered), which the
+	// database does not show yet.
+	delays map[string]int64
+	// delayTimes are the expiries of the delay keys this group adds (for the floors).
+	delayTimes []int64
 }
 
 func (g *groupState) get(id string) (*pb.ExecutionState, error) {
@@ -191,10 +196,14 @@ func (g *groupState) get(id string) (*pb.ExecutionState, error) {
 	return st, nil
 }
 
-type kv struct{ k, v []byte }
+// kv is one write of a batch: a set, or a delete.
+type kv struct {
+	k, v []byte
+	del  bool
+}
 
 func (s *PebbleStore) applyGroup(group []*commitReq) {
-	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	type ok struct {
@@ -214,7 +223,11 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 			ids = append(ids, id)
 		}
 		for _, o := range ops {
-			_ = batch.Set(o.k, o.v, nil)
+			if o.del {
+				_ = batch.Delete(o.k, nil)
+			} else {
+				_ = batch.Set(o.k, o.v, nil)
+			}
 		}
 		oks = append(oks, ok{req, ids})
 	}
@@ -244,12 +257,15 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		return
 	}
 	for _, st := range changed {
-		if st.Status == pb.Status_STATUS_PENDING_AT && !st.Paused {
+		if Runnable(st) {
 			s.floors.added(pendingIndex(st.Queue), st.PendingAt)
 		}
 		if st.Status == pb.Status_STATUS_LOCKED {
 			s.floors.added(timerIndex, st.LockExpiresAt)
 		}
+	}
+	for _, t := range g.delayTimes {
+		s.floors.added(delayIndex, t)
 	}
 	s.mu.Lock()
 	for _, st := range changed {
@@ -284,6 +300,8 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 	}
 	var ops []kv
 	var newDedupe []string
+	var newDelays []*pb.DelayRequest
+	answered := map[string]bool{}
 	for _, a := range tx.Appends {
 		st, err := get(a.ExecutionID)
 		if err != nil {
@@ -316,13 +334,26 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 			if err != nil {
 				return nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
 			}
-			ops = append(ops, kv{eventKey(a.ExecutionID, v), b})
+			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
+			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {
+				ops = append(ops, kv{k: delayKey(d.ExpiresAt, d.DelayId)}, kv{k: delayAtKey(d.DelayId), v: u64(d.ExpiresAt)})
+				newDelays = append(newDelays, d)
+			}
 			st = nst
 		}
 		overlay[a.ExecutionID] = st
 	}
 	for _, r := range tx.Responses {
 		respID := responseID(r.Response)
+		if d := r.Response.GetDelay(); d != nil && !answered[d.DelayId] {
+			// The delay's timer goes with its first answer, even one that is dropped.
+			delOps, err := g.forgetDelay(d.DelayId, newDelays)
+			if err != nil {
+				return nil, nil, err
+			}
+			ops = append(ops, delOps...)
+			answered[d.DelayId] = true
+		}
 		dk := string(dedupeKey(r.ExecutionID, respID))
 		if g.dedupe[dk] || slicesContains(newDedupe, dk) {
 			continue
@@ -353,14 +384,47 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 			return nil, nil, err
 		}
 		b, _ := proto.Marshal(resp)
-		ops = append(ops, kv{responseKey(r.ExecutionID, resp.Cursor), b}, kv{[]byte(dk), u32(resp.Cursor)})
+		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
 		newDedupe = append(newDedupe, dk)
 		overlay[r.ExecutionID] = nst
 	}
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}
+	for _, d := range newDelays {
+		g.delays[d.DelayId] = d.ExpiresAt
+		g.delayTimes = append(g.delayTimes, d.ExpiresAt)
+	}
+	for id := range answered {
+		g.delays[id] = -1
+	}
 	return ops, overlay, nil
+}
+
+// forgetDelay returns the deletes of a delay's timer keys, wherever the delay was
+// requested: in this tx (requested), earlier in the group, or in the database.
+func (g *groupState) forgetDelay(id string, requested []*pb.DelayRequest) ([]kv, error) {
+	for _, d := range requested {
+		if d.DelayId == id {
+			return []kv{{delayKey(d.ExpiresAt, id), nil, true}, {delayAtKey(id), nil, true}}, nil
+		}
+	}
+	if at, ok := g.delays[id]; ok {
+		if at < 0 {
+			return nil, nil
+		}
+		return []kv{{delayKey(at, id), nil, true}, {delayAtKey(id), nil, true}}, nil
+	}
+	v, closer, err := g.s.db.Get(delayAtKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read delay %s: %w", id, err)
+	}
+	at := int64(binary.BigEndian.Uint64(v))
+	closer.Close()
+	return []kv{{delayKey(at, id), nil, true}, {delayAtKey(id), nil, true}}, nil
 }
 
 func slicesContains(s []string, v string) bool {
@@ -385,7 +449,7 @@ func responseID(r *pb.Response) string {
 // writeIndexes moves an execution's index entries from old to st (old nil: new execution).
 func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 	pend := func(s *pb.ExecutionState) []byte {
-		if s == nil || s.Status != pb.Status_STATUS_PENDING_AT || s.Paused {
+		if !Runnable(s) {
 			return nil
 		}
 		return pendingKey(s.Queue, s.PendingAt, s.ExecutionId)
@@ -495,6 +559,8 @@ func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]
 // Index names for scanFloors.
 const timerIndex = "t"
 
+const delayIndex = "w"
+
 func pendingIndex(queue string) string { return "p/" + queue }
 
 // DuePending returns up to limit executions of a queue that are pending and due at now,
@@ -508,6 +574,26 @@ func (s *PebbleStore) DuePending(ctx context.Context, queue string, now time.Tim
 // and the expiry of the first lock that has not (zero if none).
 func (s *PebbleStore) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
 	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit)
+}
+
+// ExpiredDelays returns up to limit delays (IDs) that expired at or before now and have
+// not been answered, and the expiry of the first one that has not (zero if none).
+func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	return s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, limit)
+}
+
+// DelayExpiry returns when a delay expires, and whether it is still waiting (requested,
+// not answered).
+func (s *PebbleStore) DelayExpiry(ctx context.Context, id string) (time.Time, bool, error) {
+	v, closer, err := s.db.Get(delayAtKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read delay %s: %w", id, err)
+	}
+	defer closer.Close()
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true, nil
 }
 
 // scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor.

@@ -616,6 +616,77 @@ func TestStoreExpiredLocks(t *testing.T) {
 	}
 }
 
+// TestStoreDelays: a delay request adds a timer, its first answer (the timer's, or a
+// cancellation's) removes it, also when the answer is dropped because the workflow has
+// finished, and also when request and answer are in the same group commit.
+func TestStoreDelays(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	delayEv := func(at int64, js, id string, expires int64) *pb.Event {
+		return historyEv(at, &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{
+			JoinSetId: js, Request: &pb.JoinSetRequest_Delay{Delay: &pb.DelayRequest{DelayId: id, ExpiresAt: expires}}}}})
+	}
+	answer := func(parent, js, id string, cancelled bool) *events.Tx {
+		return &events.Tx{Responses: []events.ResponseAppend{{ExecutionID: parent, Response: &pb.Response{
+			CreatedAt: 10, JoinSetId: js, Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: id, Cancelled: cancelled}}}}}}
+	}
+	for _, p := range []string{"E_A", "E_B"} {
+		mustCommit(t, s, appendTx(p, 0, "", createdEv("testing:a/b.c", "q", 1, 1), lockedEv("R", 2, 1000), joinSetCreateEv(3, "g:1")))
+	}
+	mustCommit(t, s, appendTx("E_A", 3, "R", delayEv(4, "g:1", "Delay_A.g:1_1", 300), delayEv(4, "g:1", "Delay_A.g:1_2", 100)))
+	mustCommit(t, s, appendTx("E_B", 3, "R", delayEv(4, "g:1", "Delay_B.g:1_1", 200)))
+	due := func(now int64) ([]string, int64) {
+		t.Helper()
+		ids, next, err := s.ExpiredDelays(ctx, time.Unix(0, now), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.IsZero() {
+			return ids, 0
+		}
+		return ids, next.UnixNano()
+	}
+	if ids, next := due(150); !slices.Equal(ids, []string{"Delay_A.g:1_2"}) || next != 200 {
+		t.Fatalf("at 150: %v next %d", ids, next)
+	}
+	if at, waiting, _ := s.DelayExpiry(ctx, "Delay_A.g:1_1"); !waiting || at.UnixNano() != 300 {
+		t.Fatalf("DelayExpiry: %v %v", at, waiting)
+	}
+	mustCommit(t, s, answer("E_A", "g:1", "Delay_A.g:1_2", false))
+	mustCommit(t, s, answer("E_A", "g:1", "Delay_A.g:1_2", true)) // a late cancel: dropped
+	mustCommit(t, s, answer("E_A", "g:1", "Delay_A.g:1_1", true))
+	mustCommit(t, s, appendTx("E_B", 4, "R", finishedEv(5, `{"ok":null}`)))
+	mustCommit(t, s, answer("E_B", "g:1", "Delay_B.g:1_1", false)) // dropped: E_B finished
+	if ids, next := due(1000); len(ids) != 0 || next != 0 {
+		t.Fatalf("after the answers: %v next %d", ids, next)
+	}
+	if _, waiting, _ := s.DelayExpiry(ctx, "Delay_A.g:1_1"); waiting {
+		t.Fatal("an answered delay still waits")
+	}
+	resps, err := s.Responses(ctx, "E_A", 0)
+	if err != nil || len(resps) != 2 || resps[0].GetDelay().Cancelled || !resps[1].GetDelay().Cancelled {
+		t.Fatalf("responses of E_A: %v %v", resps, err)
+	}
+	// Requested and answered in one group commit.
+	var wg sync.WaitGroup
+	mustCommit(t, s, appendTx("E_C", 0, "", createdEv("testing:a/b.c", "q", 1, 1), lockedEv("R", 2, 1000), joinSetCreateEv(3, "g:1")))
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, _ = s.Commit(ctx, appendTx("E_C", 3, "R", delayEv(4, "g:1", "Delay_C.g:1_1", 50)))
+	}()
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Millisecond)
+		_, _ = s.Commit(ctx, answer("E_C", "g:1", "Delay_C.g:1_1", false))
+	}()
+	wg.Wait()
+	resps, _ = s.Responses(ctx, "E_C", 0)
+	if ids, _ := due(1000); len(resps) == 1 && len(ids) != 0 {
+		t.Fatalf("a delay answered in the group of its request still has a timer: %v", ids)
+	}
+}
+
 // TestStoreChildIDsExtendParentIDs: a child's ID starts with its parent's, so reading the
 // parent's stream must not run into the child's.
 func TestStoreChildIDsExtendParentIDs(t *testing.T) {

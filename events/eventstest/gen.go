@@ -192,18 +192,19 @@ type action struct {
 
 func (m *model) actions() []action {
 	alive := func() bool { return m.status != pb.Status_STATUS_FINISHED }
-	pending := func() bool { return m.status == pb.Status_STATUS_PENDING_AT && !m.paused }
+	pending := func() bool { return m.status == pb.Status_STATUS_PENDING_AT && !m.paused && !m.cancelled }
 	locked := func() bool { return m.status == pb.Status_STATUS_LOCKED }
 	warm := func() bool {
 		return (m.status == pb.Status_STATUS_PENDING_AT || m.status == pb.Status_STATUS_BLOCKED_BY_JOIN_SET) && m.run != "" && m.lease > m.now
 	}
-	history := func() bool { return m.h.Workflow && (locked() || warm()) }
+	history := func() bool { return m.h.Workflow && (locked() || warm()) && !m.paused && !m.cancelled }
 	// Rapid favours small draws: the actions that need a setup come first.
 	return []action{
 		{"relock_warm", 4, func() bool { return pending() && m.run != "" && m.lease > m.now }, m.relockWarm},
 		{"respond", 6, func() bool { return alive() && len(m.outstanding) > 0 }, m.respond},
 		{"join_next", 8, func() bool { return history() && len(m.joinableSets()) > 0 }, m.joinNext},
 		{"call", 4, history, m.call},
+		{"join_next_try", 2, func() bool { return history() && len(m.joinableSets()) > 0 }, m.joinNextTry},
 		{"request", 4, func() bool { return history() && len(m.openSets()) > 0 }, m.request},
 		{"fail", 2, func() bool { return locked() || warm() }, m.fail},
 		{"unlock", 2, locked, m.unlock},
@@ -213,12 +214,12 @@ func (m *model) actions() []action {
 		{"time_out", 1, locked, m.timeOut},
 		{"create_join_set", 2, history, m.createJoinSet},
 		{"persist", 2, history, func() { m.history("persist", persist()) }},
-		{"extend", 2, func() bool { return locked() && !m.paused }, m.extend},
+		{"extend", 2, func() bool { return locked() && !m.paused && !m.cancelled }, m.extend},
 		{"unpause", 4, func() bool { return alive() && m.paused }, m.unpause},
 
 		{"lock", 8, pending, m.lock},
-		{"cancel_requested", 1, alive, m.cancel},
-		{"pause", 1, func() bool { return alive() && !m.paused }, m.pause},
+		{"cancel_requested", 1, func() bool { return alive() && !m.cancelled }, m.cancel},
+		{"pause", 1, func() bool { return alive() && !m.paused && !locked() }, m.pause},
 	}
 }
 
@@ -415,6 +416,25 @@ func (m *model) joinNext() {
 	m.prune(js)
 	m.emit("join_next", m.run, at, &pb.Event{Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{
 		JoinSetId: js, RunExpiresAt: lease, Closing: rapid.Bool().Draw(m.t, "closing"),
+	}}}}})
+}
+
+// joinNextTry takes the next response of a set if there is one, without blocking.
+func (m *model) joinNextTry() {
+	js := rapid.SampledFrom(m.joinableSets()).Draw(m.t, "join_set")
+	at := m.atUnderLock()
+	s := m.sets[js]
+	outcome := "pending"
+	if s.Responses > s.JoinNexts {
+		outcome = "found"
+		s.JoinNexts++
+	}
+	if m.status != pb.Status_STATUS_LOCKED {
+		m.status, m.pendingAt = pb.Status_STATUS_LOCKED, 0
+	}
+	m.prune(js)
+	m.emit("join_next_try", m.run, at, &pb.Event{Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNextTry{JoinNextTry: &pb.JoinNextTry{
+		JoinSetId: js, Outcome: outcome,
 	}}}}})
 }
 

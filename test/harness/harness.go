@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-var componentNames = []string{"fibo", "fibo-workflow", "sleep", "sleep-workflow", "http", "http-workflow", "flaky"}
+var componentNames = []string{"fibo", "fibo-workflow", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree"}
 
 func buildAll(tmp string) error {
 	root, err := filepath.Abs("../..")
@@ -107,6 +107,8 @@ type Options struct {
 	// package (relative to the repository) with its WIT in <folder>/wit. They are built
 	// on first use.
 	ExtraWorkflows map[string]string
+	// Deployment is appended to obelisk.toml as it is (more components, e.g. stubs).
+	Deployment string
 	// Prepare, if set, runs before the first start with the path of the (empty) event
 	// store, e.g. to write histories for the server to recover.
 	Prepare func(storeDir string)
@@ -132,7 +134,7 @@ func Start(t testing.TB, o Options) *Server {
 	s := &Server{t: t, dir: dir, addr: FreeAddr(t)}
 	s.URL = "http://" + s.addr
 	s.config = filepath.Join(dir, "obelisk.toml")
-	deployment := s.deployment(o)
+	deployment := s.deployment(o) + "\n" + o.Deployment + "\n"
 	for name, dir := range o.ExtraWorkflows {
 		wasm, err := buildExtra(dir)
 		if err != nil {
@@ -160,6 +162,10 @@ func (s *Server) deployment(o Options) string {
 		strategy = "await"
 	}
 	extra := func(name string) string { return o.ExtraTOML[name] }
+	sleepExtra := extra("sleep")
+	if !strings.Contains(sleepExtra, "lock_expiry") {
+		sleepExtra = "exec.lock_expiry = \"1s\"\n" + sleepExtra
+	}
 	return fmt.Sprintf(`
 data_dir = %q
 cache_dir = %q
@@ -177,7 +183,6 @@ name = "sleep"
 location.path = %q
 max_retries = 1
 retry_exp_backoff = "10ms"
-exec.lock_expiry = "1s"
 %s
 [[activity_wasm]]
 name = "http"
@@ -206,9 +211,14 @@ blocking_strategy = %q
 name = "http_workflow"
 location.path = %q
 blocking_strategy = %q
+
+[[workflow]]
+name = "tree"
+location.path = %q
+blocking_strategy = %q
 `, filepath.Join(s.dir, "data"), wasmCacheDir, s.addr, o.Workflows,
-		wasm("fibo"), extra("fibo"), wasm("sleep"), extra("sleep"), wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
-		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy)
+		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
+		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
 }
 
 // FreeAddr returns a free loopback address.

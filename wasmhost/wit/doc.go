@@ -8,7 +8,11 @@
 //     as permanent ([IsPermanentError]);
 //   - the `obelisk-wit` custom section that carries the WIT folder inside a core
 //     WebAssembly module ([LoadDir], [EncodeSection], [DecodeSection],
-//     [EmbedInWasm], [ExtractFromWasm]).
+//     [EmbedInWasm], [ExtractFromWasm]);
+//   - the extension packages a workflow imports to submit, await, schedule and
+//     stub executions of another component's functions ([GenerateExtensions],
+//     the host's own obelisk:types package [TypesPackage]), and the mapping of
+//     their functions back to the functions they stand for ([SplitExtension]).
 //
 // The guest ABI (docs/abi.md) defines the section and the value mapping. Values
 // cross every boundary as JSON: records are objects with snake_case keys, variant

@@ -26,12 +26,23 @@ func escapeName(name string) string {
 	return name
 }
 
-func writeTypeRef(b *strings.Builder, t *Type) {
+func writeTypeRef(b *strings.Builder, t *Type) { writeTypeRefAs(b, t, nil) }
+
+// writeTypeRefAs writes a type reference like writeTypeRef, except that named
+// types found in local are written by the name given there: the generated
+// extension interfaces rename a type that would clash with an obelisk:types name.
+func writeTypeRefAs(b *strings.Builder, t *Type, local map[*Type]string) {
+	// shadows writeTypeRef so that the recursive calls below keep the renaming
+	writeTypeRef := func(b *strings.Builder, t *Type) { writeTypeRefAs(b, t, local) }
 	if t == nil {
 		b.WriteString("_")
 		return
 	}
 	if t.Name != "" {
+		if name, ok := local[t]; ok {
+			b.WriteString(escapeName(name))
+			return
+		}
 		b.WriteString(escapeName(t.Name))
 		return
 	}

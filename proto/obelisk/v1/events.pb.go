@@ -992,6 +992,7 @@ type HistoryEvent struct {
 	//	*HistoryEvent_JoinNext
 	//	*HistoryEvent_Schedule
 	//	*HistoryEvent_Stub
+	//	*HistoryEvent_JoinNextTry
 	Kind          isHistoryEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1088,6 +1089,15 @@ func (x *HistoryEvent) GetStub() *Stub {
 	return nil
 }
 
+func (x *HistoryEvent) GetJoinNextTry() *JoinNextTry {
+	if x != nil {
+		if x, ok := x.Kind.(*HistoryEvent_JoinNextTry); ok {
+			return x.JoinNextTry
+		}
+	}
+	return nil
+}
+
 type isHistoryEvent_Kind interface {
 	isHistoryEvent_Kind()
 }
@@ -1116,6 +1126,10 @@ type HistoryEvent_Stub struct {
 	Stub *Stub `protobuf:"bytes,6,opt,name=stub,proto3,oneof"`
 }
 
+type HistoryEvent_JoinNextTry struct {
+	JoinNextTry *JoinNextTry `protobuf:"bytes,7,opt,name=join_next_try,json=joinNextTry,proto3,oneof"`
+}
+
 func (*HistoryEvent_Persist) isHistoryEvent_Kind() {}
 
 func (*HistoryEvent_JoinSetCreate) isHistoryEvent_Kind() {}
@@ -1127,6 +1141,8 @@ func (*HistoryEvent_JoinNext) isHistoryEvent_Kind() {}
 func (*HistoryEvent_Schedule) isHistoryEvent_Kind() {}
 
 func (*HistoryEvent_Stub) isHistoryEvent_Kind() {}
+
+func (*HistoryEvent_JoinNextTry) isHistoryEvent_Kind() {}
 
 type Persist struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1378,6 +1394,7 @@ type DelayRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DelayId       string                 `protobuf:"bytes,1,opt,name=delay_id,json=delayId,proto3" json:"delay_id,omitempty"`
 	ExpiresAt     int64                  `protobuf:"varint,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ScheduleAt    []byte                 `protobuf:"bytes,3,opt,name=schedule_at,json=scheduleAt,proto3" json:"schedule_at,omitempty"` // the request as the workflow made it (JSON), compared on replay
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1424,6 +1441,13 @@ func (x *DelayRequest) GetExpiresAt() int64 {
 		return x.ExpiresAt
 	}
 	return 0
+}
+
+func (x *DelayRequest) GetScheduleAt() []byte {
+	if x != nil {
+		return x.ScheduleAt
+	}
+	return nil
 }
 
 // JoinNext records that the workflow waits for the next response of a join set.
@@ -1576,10 +1600,13 @@ func (x *Schedule) GetScheduleAt() []byte {
 	return nil
 }
 
+// Stub records that the workflow wrote the result of a stub activity's execution, and
+// the outcome the workflow was told, which a replay returns.
 type Stub struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	TargetExecutionId string                 `protobuf:"bytes,1,opt,name=target_execution_id,json=targetExecutionId,proto3" json:"target_execution_id,omitempty"`
 	Result            []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Outcome           string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"` // ok | conflict | execution_not_found | type_check
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1628,6 +1655,67 @@ func (x *Stub) GetResult() []byte {
 	return nil
 }
 
+func (x *Stub) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+// JoinNextTry records a non-blocking join_next: outcome "found" took a response (it counts
+// as a JoinNext), "pending" found none.
+type JoinNextTry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JoinSetId     string                 `protobuf:"bytes,1,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`
+	Outcome       string                 `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinNextTry) Reset() {
+	*x = JoinNextTry{}
+	mi := &file_obelisk_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinNextTry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinNextTry) ProtoMessage() {}
+
+func (x *JoinNextTry) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinNextTry.ProtoReflect.Descriptor instead.
+func (*JoinNextTry) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JoinNextTry) GetJoinSetId() string {
+	if x != nil {
+		return x.JoinSetId
+	}
+	return ""
+}
+
+func (x *JoinNextTry) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
 // Response is one entry of an execution's response log.
 type Response struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1648,7 +1736,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_obelisk_v1_events_proto_msgTypes[20]
+	mi := &file_obelisk_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1748,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_events_proto_msgTypes[20]
+	mi := &file_obelisk_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1761,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Response) GetCreatedAt() int64 {
@@ -1755,7 +1843,7 @@ type ChildFinished struct {
 
 func (x *ChildFinished) Reset() {
 	*x = ChildFinished{}
-	mi := &file_obelisk_v1_events_proto_msgTypes[21]
+	mi := &file_obelisk_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1855,7 @@ func (x *ChildFinished) String() string {
 func (*ChildFinished) ProtoMessage() {}
 
 func (x *ChildFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_events_proto_msgTypes[21]
+	mi := &file_obelisk_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1868,7 @@ func (x *ChildFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildFinished.ProtoReflect.Descriptor instead.
 func (*ChildFinished) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ChildFinished) GetChildExecutionId() string {
@@ -1807,7 +1895,7 @@ type DelayFinished struct {
 
 func (x *DelayFinished) Reset() {
 	*x = DelayFinished{}
-	mi := &file_obelisk_v1_events_proto_msgTypes[22]
+	mi := &file_obelisk_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1907,7 @@ func (x *DelayFinished) String() string {
 func (*DelayFinished) ProtoMessage() {}
 
 func (x *DelayFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_events_proto_msgTypes[22]
+	mi := &file_obelisk_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1920,7 @@ func (x *DelayFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayFinished.ProtoReflect.Descriptor instead.
 func (*DelayFinished) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DelayFinished) GetDelayId() string {
@@ -1862,7 +1950,7 @@ type JoinSetCounters struct {
 
 func (x *JoinSetCounters) Reset() {
 	*x = JoinSetCounters{}
-	mi := &file_obelisk_v1_events_proto_msgTypes[23]
+	mi := &file_obelisk_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1962,7 @@ func (x *JoinSetCounters) String() string {
 func (*JoinSetCounters) ProtoMessage() {}
 
 func (x *JoinSetCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_events_proto_msgTypes[23]
+	mi := &file_obelisk_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +1975,7 @@ func (x *JoinSetCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetCounters.ProtoReflect.Descriptor instead.
 func (*JoinSetCounters) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JoinSetCounters) GetRequests() uint32 {
@@ -1949,7 +2037,7 @@ type ExecutionState struct {
 
 func (x *ExecutionState) Reset() {
 	*x = ExecutionState{}
-	mi := &file_obelisk_v1_events_proto_msgTypes[24]
+	mi := &file_obelisk_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2049,7 @@ func (x *ExecutionState) String() string {
 func (*ExecutionState) ProtoMessage() {}
 
 func (x *ExecutionState) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_events_proto_msgTypes[24]
+	mi := &file_obelisk_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2062,7 @@ func (x *ExecutionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionState.ProtoReflect.Descriptor instead.
 func (*ExecutionState) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExecutionState) GetExecutionId() string {
@@ -2229,14 +2317,15 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\bUnpaused\"\"\n" +
 	"\bFinished\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\xe5\x02\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"\xa4\x03\n" +
 	"\fHistoryEvent\x12/\n" +
 	"\apersist\x18\x01 \x01(\v2\x13.obelisk.v1.PersistH\x00R\apersist\x12C\n" +
 	"\x0fjoin_set_create\x18\x02 \x01(\v2\x19.obelisk.v1.JoinSetCreateH\x00R\rjoinSetCreate\x12F\n" +
 	"\x10join_set_request\x18\x03 \x01(\v2\x1a.obelisk.v1.JoinSetRequestH\x00R\x0ejoinSetRequest\x123\n" +
 	"\tjoin_next\x18\x04 \x01(\v2\x14.obelisk.v1.JoinNextH\x00R\bjoinNext\x122\n" +
 	"\bschedule\x18\x05 \x01(\v2\x14.obelisk.v1.ScheduleH\x00R\bschedule\x12&\n" +
-	"\x04stub\x18\x06 \x01(\v2\x10.obelisk.v1.StubH\x00R\x04stubB\x06\n" +
+	"\x04stub\x18\x06 \x01(\v2\x10.obelisk.v1.StubH\x00R\x04stub\x12=\n" +
+	"\rjoin_next_try\x18\a \x01(\v2\x17.obelisk.v1.JoinNextTryH\x00R\vjoinNextTryB\x06\n" +
 	"\x04kind\"3\n" +
 	"\aPersist\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x12\n" +
@@ -2251,11 +2340,13 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\x15ChildExecutionRequest\x12,\n" +
 	"\x12child_execution_id\x18\x01 \x01(\tR\x10childExecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
-	"\x06params\x18\x03 \x01(\fR\x06params\"H\n" +
+	"\x06params\x18\x03 \x01(\fR\x06params\"i\n" +
 	"\fDelayRequest\x12\x19\n" +
 	"\bdelay_id\x18\x01 \x01(\tR\adelayId\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\x91\x01\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\x12\x1f\n" +
+	"\vschedule_at\x18\x03 \x01(\fR\n" +
+	"scheduleAt\"\x91\x01\n" +
 	"\bJoinNext\x12\x1e\n" +
 	"\vjoin_set_id\x18\x01 \x01(\tR\tjoinSetId\x12$\n" +
 	"\x0erun_expires_at\x18\x02 \x01(\x03R\frunExpiresAt\x12%\n" +
@@ -2267,10 +2358,14 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\x04ffqn\x18\x03 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x04 \x01(\fR\x06params\x12\x1f\n" +
 	"\vschedule_at\x18\x05 \x01(\fR\n" +
-	"scheduleAt\"N\n" +
+	"scheduleAt\"h\n" +
 	"\x04Stub\x12.\n" +
 	"\x13target_execution_id\x18\x01 \x01(\tR\x11targetExecutionId\x12\x16\n" +
-	"\x06result\x18\x02 \x01(\fR\x06result\"\xee\x01\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\"G\n" +
+	"\vJoinNextTry\x12\x1e\n" +
+	"\vjoin_set_id\x18\x01 \x01(\tR\tjoinSetId\x12\x18\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"\xee\x01\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x12\x1e\n" +
@@ -2363,7 +2458,7 @@ func file_obelisk_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_obelisk_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_obelisk_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_obelisk_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_obelisk_v1_events_proto_goTypes = []any{
 	(ComponentType)(0),            // 0: obelisk.v1.ComponentType
 	(Status)(0),                   // 1: obelisk.v1.Status
@@ -2388,13 +2483,14 @@ var file_obelisk_v1_events_proto_goTypes = []any{
 	(*JoinNext)(nil),              // 20: obelisk.v1.JoinNext
 	(*Schedule)(nil),              // 21: obelisk.v1.Schedule
 	(*Stub)(nil),                  // 22: obelisk.v1.Stub
-	(*Response)(nil),              // 23: obelisk.v1.Response
-	(*ChildFinished)(nil),         // 24: obelisk.v1.ChildFinished
-	(*DelayFinished)(nil),         // 25: obelisk.v1.DelayFinished
-	(*JoinSetCounters)(nil),       // 26: obelisk.v1.JoinSetCounters
-	(*ExecutionState)(nil),        // 27: obelisk.v1.ExecutionState
-	nil,                           // 28: obelisk.v1.Created.MetadataEntry
-	nil,                           // 29: obelisk.v1.ExecutionState.JoinSetsEntry
+	(*JoinNextTry)(nil),           // 23: obelisk.v1.JoinNextTry
+	(*Response)(nil),              // 24: obelisk.v1.Response
+	(*ChildFinished)(nil),         // 25: obelisk.v1.ChildFinished
+	(*DelayFinished)(nil),         // 26: obelisk.v1.DelayFinished
+	(*JoinSetCounters)(nil),       // 27: obelisk.v1.JoinSetCounters
+	(*ExecutionState)(nil),        // 28: obelisk.v1.ExecutionState
+	nil,                           // 29: obelisk.v1.Created.MetadataEntry
+	nil,                           // 30: obelisk.v1.ExecutionState.JoinSetsEntry
 }
 var file_obelisk_v1_events_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.Event.created:type_name -> obelisk.v1.Created
@@ -2408,7 +2504,7 @@ var file_obelisk_v1_events_proto_depIdxs = []int32{
 	12, // 8: obelisk.v1.Event.unpaused:type_name -> obelisk.v1.Unpaused
 	13, // 9: obelisk.v1.Event.finished:type_name -> obelisk.v1.Finished
 	0,  // 10: obelisk.v1.Created.component_type:type_name -> obelisk.v1.ComponentType
-	28, // 11: obelisk.v1.Created.metadata:type_name -> obelisk.v1.Created.MetadataEntry
+	29, // 11: obelisk.v1.Created.metadata:type_name -> obelisk.v1.Created.MetadataEntry
 	5,  // 12: obelisk.v1.Locked.retry:type_name -> obelisk.v1.RetryConfig
 	15, // 13: obelisk.v1.HistoryEvent.persist:type_name -> obelisk.v1.Persist
 	16, // 14: obelisk.v1.HistoryEvent.join_set_create:type_name -> obelisk.v1.JoinSetCreate
@@ -2416,21 +2512,22 @@ var file_obelisk_v1_events_proto_depIdxs = []int32{
 	20, // 16: obelisk.v1.HistoryEvent.join_next:type_name -> obelisk.v1.JoinNext
 	21, // 17: obelisk.v1.HistoryEvent.schedule:type_name -> obelisk.v1.Schedule
 	22, // 18: obelisk.v1.HistoryEvent.stub:type_name -> obelisk.v1.Stub
-	18, // 19: obelisk.v1.JoinSetRequest.child:type_name -> obelisk.v1.ChildExecutionRequest
-	19, // 20: obelisk.v1.JoinSetRequest.delay:type_name -> obelisk.v1.DelayRequest
-	24, // 21: obelisk.v1.Response.child:type_name -> obelisk.v1.ChildFinished
-	25, // 22: obelisk.v1.Response.delay:type_name -> obelisk.v1.DelayFinished
-	0,  // 23: obelisk.v1.ExecutionState.component_type:type_name -> obelisk.v1.ComponentType
-	1,  // 24: obelisk.v1.ExecutionState.status:type_name -> obelisk.v1.Status
-	5,  // 25: obelisk.v1.ExecutionState.retry:type_name -> obelisk.v1.RetryConfig
-	29, // 26: obelisk.v1.ExecutionState.join_sets:type_name -> obelisk.v1.ExecutionState.JoinSetsEntry
-	2,  // 27: obelisk.v1.ExecutionState.result_kind:type_name -> obelisk.v1.ResultKind
-	26, // 28: obelisk.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.v1.JoinSetCounters
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	23, // 19: obelisk.v1.HistoryEvent.join_next_try:type_name -> obelisk.v1.JoinNextTry
+	18, // 20: obelisk.v1.JoinSetRequest.child:type_name -> obelisk.v1.ChildExecutionRequest
+	19, // 21: obelisk.v1.JoinSetRequest.delay:type_name -> obelisk.v1.DelayRequest
+	25, // 22: obelisk.v1.Response.child:type_name -> obelisk.v1.ChildFinished
+	26, // 23: obelisk.v1.Response.delay:type_name -> obelisk.v1.DelayFinished
+	0,  // 24: obelisk.v1.ExecutionState.component_type:type_name -> obelisk.v1.ComponentType
+	1,  // 25: obelisk.v1.ExecutionState.status:type_name -> obelisk.v1.Status
+	5,  // 26: obelisk.v1.ExecutionState.retry:type_name -> obelisk.v1.RetryConfig
+	30, // 27: obelisk.v1.ExecutionState.join_sets:type_name -> obelisk.v1.ExecutionState.JoinSetsEntry
+	2,  // 28: obelisk.v1.ExecutionState.result_kind:type_name -> obelisk.v1.ResultKind
+	27, // 29: obelisk.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.v1.JoinSetCounters
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_events_proto_init() }
@@ -2457,12 +2554,13 @@ func file_obelisk_v1_events_proto_init() {
 		(*HistoryEvent_JoinNext)(nil),
 		(*HistoryEvent_Schedule)(nil),
 		(*HistoryEvent_Stub)(nil),
+		(*HistoryEvent_JoinNextTry)(nil),
 	}
 	file_obelisk_v1_events_proto_msgTypes[14].OneofWrappers = []any{
 		(*JoinSetRequest_Child)(nil),
 		(*JoinSetRequest_Delay)(nil),
 	}
-	file_obelisk_v1_events_proto_msgTypes[20].OneofWrappers = []any{
+	file_obelisk_v1_events_proto_msgTypes[21].OneofWrappers = []any{
 		(*Response_Child)(nil),
 		(*Response_Delay)(nil),
 	}
@@ -2472,7 +2570,7 @@ func file_obelisk_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_events_proto_rawDesc), len(file_obelisk_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -6,10 +6,11 @@ import (
 	"reflect"
 )
 
-// callRequest is the request of the call op, without the op.
+// callRequest is the request of the call and submit ops, without the op.
 type callRequest struct {
-	FFQN   string `json:"ffqn"`
-	Params []any  `json:"params"`
+	JoinSet string `json:"join_set,omitempty"`
+	FFQN    string `json:"ffqn"`
+	Params  []any  `json:"params"`
 }
 
 // Call runs the function ffqn, an activity or a workflow, as a child
@@ -54,27 +55,39 @@ func CallVoid(ctx Context, ffqn string, params ...any) error {
 // call performs the call op and returns the ok value of the child's result,
 // or the error Call documents.
 func call(ctx Context, ffqn string, params []any) (json.RawMessage, error) {
-	if params == nil {
-		params = []any{}
-	}
-	var raw json.RawMessage
-	var err error
-	if req, ok := callRequestJSON(ffqn, params); ok {
-		raw, err = send(ctx.host(), "call", req)
-	} else {
-		raw, err = invoke(ctx.host(), "call", callRequest{FFQN: ffqn, Params: params})
-	}
+	raw, err := sendCall(ctx, "call", "", ffqn, params)
 	if err != nil {
 		return nil, err
 	}
-	if key, v, ok := singleMember(raw); ok {
+	return decodeResult("call", raw, ffqn, "")
+}
+
+// sendCall performs op, call or submit (into joinSet), with ffqn and params,
+// and returns its ok value.
+func sendCall(ctx Context, op, joinSet, ffqn string, params []any) (json.RawMessage, error) {
+	if params == nil {
+		params = []any{}
+	}
+	if req, ok := callRequestJSON(op, joinSet, ffqn, params); ok {
+		return send(ctx.host(), op, req)
+	}
+	return invoke(ctx.host(), op, callRequest{JoinSet: joinSet, FFQN: ffqn, Params: params})
+}
+
+// decodeResult returns the ok value of result, a child's result as the host
+// answers it ({"ok": v}, {"err": v} or {"execution_failure": {...}}): the
+// err side becomes an *ErrResult, an execution failure an
+// *ExecutionFailure, both naming ffqn and executionID (either may be empty).
+// A result of another shape means a broken host: it panics, naming op.
+func decodeResult(op string, result json.RawMessage, ffqn, executionID string) (json.RawMessage, error) {
+	if key, v, ok := singleMember(result); ok {
 		switch string(key) {
 		case "ok":
 			return v, nil
 		case "err":
-			return nil, &ErrResult{FFQN: ffqn, Value: v}
+			return nil, &ErrResult{FFQN: ffqn, ExecutionID: executionID, Value: v}
 		case "execution_failure":
-			f := &ExecutionFailure{FFQN: ffqn}
+			f := &ExecutionFailure{FFQN: ffqn, ExecutionID: executionID}
 			if stringMembers(v, func(key []byte, value string) bool {
 				switch string(key) {
 				case "kind":
@@ -90,36 +103,44 @@ func call(ctx Context, ffqn string, params []any) (json.RawMessage, error) {
 			}
 		}
 	}
-	var result map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &result); err != nil {
-		panic(fmt.Sprintf("obelisk: call %s: malformed result %q: %v", ffqn, raw, err))
+	what := op
+	if ffqn != "" {
+		what += " " + ffqn
+	} else if executionID != "" {
+		what += " " + executionID
 	}
-	if v, ok := result["ok"]; ok {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(result, &fields); err != nil {
+		panic(fmt.Sprintf("obelisk: %s: malformed result %q: %v", what, result, err))
+	}
+	if v, ok := fields["ok"]; ok {
 		return v, nil
 	}
-	if v, ok := result["err"]; ok {
-		return nil, &ErrResult{FFQN: ffqn, Value: v}
+	if v, ok := fields["err"]; ok {
+		return nil, &ErrResult{FFQN: ffqn, ExecutionID: executionID, Value: v}
 	}
-	if v, ok := result["execution_failure"]; ok {
+	if v, ok := fields["execution_failure"]; ok {
 		var f struct {
 			Kind   string `json:"kind"`
 			Reason string `json:"reason"`
 		}
 		if err := json.Unmarshal(v, &f); err != nil {
-			panic(fmt.Sprintf("obelisk: call %s: malformed execution failure %q: %v", ffqn, v, err))
+			panic(fmt.Sprintf("obelisk: %s: malformed execution failure %q: %v", what, v, err))
 		}
-		return nil, &ExecutionFailure{FFQN: ffqn, Kind: f.Kind, Reason: f.Reason}
+		return nil, &ExecutionFailure{FFQN: ffqn, ExecutionID: executionID, Kind: f.Kind, Reason: f.Reason}
 	}
-	panic(fmt.Sprintf("obelisk: call %s: result %q has neither ok, err nor execution_failure", ffqn, raw))
+	panic(fmt.Sprintf("obelisk: %s: result %q has neither ok, err nor execution_failure", what, result))
 }
 
-// callRequestJSON is the fast path of encoding the request of the call op,
-// for params that are all nil or scalars: it returns what
-// encodeRequest("call", callRequest{ffqn, params}) would.
-func callRequestJSON(ffqn string, params []any) ([]byte, bool) {
-	req := make([]byte, 0, 64+len(ffqn)+8*len(params))
-	req = append(req, `{"op":"call","ffqn":`...)
-	req = appendString(req, ffqn)
+// callRequestJSON is the fast path of encoding the request of the call and
+// submit ops, for params that are all nil or scalars: it returns what
+// encodeRequest(op, callRequest{joinSet, ffqn, params}) would.
+func callRequestJSON(op, joinSet, ffqn string, params []any) ([]byte, bool) {
+	req := newRequest(op, 32+len(joinSet)+len(ffqn)+8*len(params))
+	if joinSet != "" {
+		req = appendStringMember(req, "join_set", joinSet)
+	}
+	req = appendStringMember(req, "ffqn", ffqn)
 	req = append(req, `,"params":[`...)
 	for i, p := range params {
 		if i > 0 {

@@ -47,6 +47,13 @@
 //		return sum, nil
 //	}
 //
+// To run children concurrently, a workflow submits them into a [JoinSet]
+// with [Submit] and takes their responses, in the order they finish, with
+// [AwaitNext] (or [JoinNext], [JoinNextTry], and [Get] afterwards). A delay
+// submitted into the same join set with [SubmitDelay] makes a timeout, and
+// [Sleep] is a durable sleep. [StubOk] and [StubErr] write the result of an
+// activity stub's execution.
+//
 // Workflows must be deterministic: the same history must drive the same
 // sequence of calls. Inside a workflow the clock, the random source and
 // time.Sleep are deterministic, and there is no file system or network.
@@ -75,8 +82,9 @@
 // for a small function). So the common shapes take a hand-written path that
 // gives the same results: the run input, parameters that are all booleans,
 // numbers or strings, ok and err values that are booleans, numbers, strings,
-// nil or an error's message, and the requests and responses of [Call] and
-// [Context.Log] for such values. Everything else goes through encoding/json.
+// nil or an error's message, the requests and responses of [Call], [Submit]
+// and [Context.Log] for such values, and those of the other join set
+// operations. Everything else goes through encoding/json.
 //
 // # Errors
 //
@@ -96,7 +104,8 @@
 //
 // [TestHost] runs exported functions in an ordinary go test, answering child
 // calls, logs and other host operations, such as HTTP requests
-// (obeliskhttp.TestHandler), with Go functions.
+// (obeliskhttp.TestHandler), with Go functions. It simulates join sets,
+// delays and sleeps.
 //
 // # The ABI
 //

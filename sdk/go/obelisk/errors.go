@@ -2,6 +2,7 @@ package obelisk
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,13 @@ import (
 // a message instead, return a new error, e.g. fmt.Errorf("...: %v", err).
 type ErrResult struct {
 	// FFQN is the function that returned the err, for an *ErrResult returned
-	// by Call; it is empty for one made by Err.
+	// by Call, AwaitNext or Response.Decode; it is empty for one made by Err,
+	// and for one returned by Get.
 	FFQN string
+	// ExecutionID is the child execution that returned the err, when it is
+	// known: for an *ErrResult returned by AwaitNext, Response.Decode or
+	// Get, not by Call.
+	ExecutionID string
 	// Value is the JSON encoding of the err value, "null" for none.
 	Value json.RawMessage
 }
@@ -38,17 +44,28 @@ func Err(value any) *ErrResult {
 	return &ErrResult{Value: b}
 }
 
-// Error returns the err value's JSON, prefixed by the function's FFQN when
-// it is known, e.g. `testing:http/http-get.get returned err "status 404"`.
+// Error returns the err value's JSON, prefixed by the function's FFQN and
+// the execution ID when they are known, e.g.
+// `testing:http/http-get.get returned err "status 404"`, or
+// `testing:fibo/fibo.fibo (E_01J...g:1_1) returned err "boom"`.
 func (e *ErrResult) Error() string {
 	v := string(e.Value)
 	if v == "" {
 		v = "null"
 	}
-	if e.FFQN == "" {
-		return "err " + v
+	if who := child(e.FFQN, e.ExecutionID); who != "" {
+		return who + " returned err " + v
 	}
-	return e.FFQN + " returned err " + v
+	return "err " + v
+}
+
+// child names a child execution by its function and its ID, either of which
+// may be empty.
+func child(ffqn, executionID string) string {
+	if ffqn != "" && executionID != "" {
+		return ffqn + " (" + executionID + ")"
+	}
+	return ffqn + executionID
 }
 
 // Decode decodes the err value into v, which must be a pointer, as
@@ -61,12 +78,16 @@ func (e *ErrResult) Decode(v any) error {
 	return decode(e.Value, v)
 }
 
-// ExecutionFailure is the error [Call] returns when the child execution did
-// not return a result: it trapped or panicked on its last attempt, timed out,
-// was cancelled, or was found to be nondeterministic.
+// ExecutionFailure is the error [Call] (and [AwaitNext], [Get],
+// [Response.Decode]) returns when the child execution did not return a
+// result: it trapped or panicked on its last attempt, timed out, was
+// cancelled, or was found to be nondeterministic.
 type ExecutionFailure struct {
-	// FFQN is the function that was called.
+	// FFQN is the function that was called; empty when it is not known
+	// (Get).
 	FFQN string
+	// ExecutionID is the child execution, when it is known: not for Call.
+	ExecutionID string
 	// Kind is one of "timed_out", "nondeterminism_detected", "cancelled" and
 	// "uncategorized".
 	Kind string
@@ -74,9 +95,10 @@ type ExecutionFailure struct {
 	Reason string
 }
 
-// Error returns the FFQN, the kind and the reason of the failure.
+// Error returns the FFQN and the execution ID (those known), the kind and
+// the reason of the failure.
 func (e *ExecutionFailure) Error() string {
-	return e.FFQN + " failed: " + e.Kind + ": " + e.Reason
+	return cmp.Or(child(e.FFQN, e.ExecutionID), "child execution") + " failed: " + e.Kind + ": " + e.Reason
 }
 
 // Kinds of [HostError].
@@ -96,6 +118,37 @@ const (
 	// KindUnsupportedOp: an operation the host does not offer to this kind
 	// of component, e.g. an HTTP request from a workflow.
 	KindUnsupportedOp = "unsupported_op"
+
+	// Kinds of the join set, delay and stub operations.
+
+	// KindAllProcessed: JoinNext or JoinNextTry on a join set whose every
+	// request has been taken.
+	KindAllProcessed = "all_processed"
+	// KindPending: JoinNextTry found no response yet. JoinNextTry itself
+	// reports it as (Response{}, false, nil); only HostCall returns it.
+	KindPending = "pending"
+	// KindFunctionMismatch: the response AwaitNext took is not of the
+	// function it expected (or is a delay). The response is taken all the
+	// same.
+	KindFunctionMismatch = "function_mismatch"
+	// KindNotFound: Get of an execution whose response the workflow has not
+	// taken (or that is not its child).
+	KindNotFound = "not_found"
+	// KindConflict: NewJoinSetNamed with a name the workflow already used,
+	// or a Stub with another value than the one the execution already has.
+	KindConflict = "conflict"
+	// KindInvalidName: NewJoinSetNamed with a name that is not 1 to 64 ASCII
+	// letters, digits, '-' and '/'.
+	KindInvalidName = "invalid_name"
+	// KindUnknownJoinSet: a join set this workflow did not create.
+	KindUnknownJoinSet = "unknown_join_set"
+	// KindJoinSetClosed: Submit or SubmitDelay into a closed join set.
+	KindJoinSetClosed = "join_set_closed"
+	// KindCancelled: a Sleep whose delay was cancelled.
+	KindCancelled = "cancelled"
+	// KindExecutionNotFound: a Stub of an execution that does not exist or
+	// is not of an activity stub.
+	KindExecutionNotFound = "execution_not_found"
 )
 
 // HostError is an error the host answered an operation with, e.g. a [Call] to

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
 )
@@ -130,4 +131,109 @@ func ExampleContext_HostCall() {
 	// request {"op":"example-now","zone":"UTC"}
 	// {"ok":1700000000000}
 	// {"err":"obelisk: example-now: unsupported_op: op \"example-now\" is not supported: TestHost.Ops has no handler for it"}
+}
+
+// A workflow fans out: it submits `iterations` children into a join set,
+// which run concurrently, then awaits them all in the order they finish.
+// The TestHost runs the submitted children with its Call function.
+func ExampleAwaitNext() {
+	obelisk.Export("example:workflow/workflow.fiboa-concurrent", func(ctx obelisk.Context, n uint8, iterations uint32) (uint64, error) {
+		js, err := obelisk.NewJoinSet(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for range iterations {
+			if _, err := obelisk.Submit(ctx, js, "example:fibo/fibo.fibo", n); err != nil {
+				return 0, err
+			}
+		}
+		var sum uint64
+		for range iterations {
+			_, v, err := obelisk.AwaitNext[uint64](ctx, js, "example:fibo/fibo.fibo")
+			if err != nil {
+				return 0, err
+			}
+			sum += v
+		}
+		return sum, nil
+	})
+
+	host := &obelisk.TestHost{
+		ExecutionID: "E_01",
+		Call: func(ffqn string, params json.RawMessage) (json.RawMessage, error) {
+			fmt.Println("submitted", ffqn, string(params))
+			return json.RawMessage(`{"ok":55}`), nil
+		},
+	}
+	fmt.Printf("%s\n", host.Run("example:workflow/workflow.fiboa-concurrent", 10, 3))
+	// Output:
+	// submitted example:fibo/fibo.fibo [10]
+	// submitted example:fibo/fibo.fibo [10]
+	// submitted example:fibo/fibo.fibo [10]
+	// {"ok":165}
+}
+
+// A timeout: a child races a delay in one join set; the first response
+// decides, and closing the join set cancels the other one. Here the TestHost
+// leaves the child without a result (Call returns nil, nil), so the delay
+// wins.
+func ExampleSubmitDelay() {
+	obelisk.Export("example:workflow/workflow.race", func(ctx obelisk.Context, millis uint64) (string, error) {
+		js, err := obelisk.NewJoinSet(ctx)
+		if err != nil {
+			return "", err
+		}
+		if _, err := obelisk.Submit(ctx, js, "example:sleep/sleep.sleep", millis); err != nil {
+			return "", err
+		}
+		if _, err := obelisk.SubmitDelay(ctx, js, obelisk.In(time.Second)); err != nil {
+			return "", err
+		}
+		first, err := obelisk.JoinNext(ctx, js)
+		if err != nil {
+			return "", err
+		}
+		if err := js.Close(ctx); err != nil {
+			return "", err
+		}
+		return first.Kind + " " + first.ID, nil
+	})
+
+	host := &obelisk.TestHost{
+		ExecutionID: "E_01",
+		Call: func(ffqn string, params json.RawMessage) (json.RawMessage, error) {
+			return nil, nil // still running
+		},
+	}
+	fmt.Printf("%s\n", host.Run("example:workflow/workflow.race", 60000))
+	// Output: {"ok":"delay Delay_01.g:1_2"}
+}
+
+// A workflow answers an activity stub it submitted itself: the child waits
+// until its result is written. The TestHost leaves stubs without a result
+// until then.
+func ExampleStubOk() {
+	obelisk.Export("example:workflow/workflow.ask", func(ctx obelisk.Context) (uint64, error) {
+		js, err := obelisk.NewJoinSet(ctx)
+		if err != nil {
+			return 0, err
+		}
+		id, err := obelisk.Submit(ctx, js, "example:stub/stub.answer", "question")
+		if err != nil {
+			return 0, err
+		}
+		if err := obelisk.StubOk(ctx, id, 42); err != nil {
+			return 0, err
+		}
+		_, v, err := obelisk.AwaitNext[uint64](ctx, js, "example:stub/stub.answer")
+		return v, err
+	})
+
+	host := &obelisk.TestHost{
+		Call: func(ffqn string, params json.RawMessage) (json.RawMessage, error) {
+			return nil, nil // a stub has no result until it is written
+		},
+	}
+	fmt.Printf("%s\n", host.Run("example:workflow/workflow.ask"))
+	// Output: {"ok":42}
 }

@@ -707,3 +707,26 @@ func scanScalar(b []byte, i int) (end int, ok bool) {
 	}
 	return scanValue(b, i, 0)
 }
+
+// newRequest starts the JSON request of operation op, `{"op":"<op>"`, with
+// room for extra more bytes: append its members with appendStringMember and
+// appendRawMember, then close it with '}'. The result is what encodeRequest
+// gives for a struct with those members, in that order.
+func newRequest(op string, extra int) []byte {
+	req := make([]byte, 0, len(`{"op":""}`)+len(op)+extra)
+	return appendString(append(req, `{"op":`...), op)
+}
+
+// appendStringMember appends `,"<key>":<value as a JSON string>`; key must
+// need no escaping.
+func appendStringMember(req []byte, key, value string) []byte {
+	req = append(append(append(req, `,"`...), key...), `":`...)
+	return appendString(req, value)
+}
+
+// appendRawMember appends `,"<key>":<raw>`; key must need no escaping and raw
+// must be compact JSON.
+func appendRawMember(req []byte, key string, raw []byte) []byte {
+	req = append(append(append(req, `,"`...), key...), `":`...)
+	return append(req, raw...)
+}

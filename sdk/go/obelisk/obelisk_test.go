@@ -224,7 +224,7 @@ func TestCall(t *testing.T) {
 	c, _ = ctx(`{"ok":{"execution_failure":{"kind":"timed_out","reason":"lock expired"}}}`)
 	err = CallVoid(c, "t:f/f.f")
 	ef, ok := errors.AsType[*ExecutionFailure](err)
-	if !ok || *ef != (ExecutionFailure{"t:f/f.f", "timed_out", "lock expired"}) {
+	if !ok || *ef != (ExecutionFailure{FFQN: "t:f/f.f", Kind: "timed_out", Reason: "lock expired"}) {
 		t.Errorf("execution failure: %T %v", err, err)
 	}
 	if got, want := err.Error(), "t:f/f.f failed: timed_out: lock expired"; got != want {

@@ -1,26 +1,42 @@
 package obelisk
 
-import "time"
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
 
-// ScheduleAt says when a scheduled execution is due: [Now], [At] or [In].
-type ScheduleAt struct{ v any }
-
-// Now makes the scheduled execution due at once.
-func Now() ScheduleAt { return ScheduleAt{"now"} }
-
-// At makes the scheduled execution due at t.
-func At(t time.Time) ScheduleAt {
-	type datetime struct {
-		Seconds     int64 `json:"seconds"`
-		Nanoseconds int64 `json:"nanoseconds"`
-	}
-	return ScheduleAt{map[string]datetime{"at": {t.Unix(), int64(t.Nanosecond())}}}
+// ScheduleAt says when a scheduled execution or a delay is due: [Now], [At]
+// or [In]. The zero ScheduleAt is Now.
+type ScheduleAt struct {
+	// raw is the JSON of the schedule_at member; empty for Now.
+	raw string
 }
 
-// In makes the scheduled execution due d after the workflow scheduled it (the time is
-// fixed when the schedule is first recorded, not on replay).
+// Now makes the scheduled execution or the delay due at once.
+func Now() ScheduleAt { return ScheduleAt{} }
+
+// At makes the scheduled execution or the delay due at t.
+func At(t time.Time) ScheduleAt {
+	b := append([]byte(`{"at":{"seconds":`), strconv.FormatInt(t.Unix(), 10)...)
+	b = append(b, `,"nanoseconds":`...)
+	b = strconv.AppendInt(b, int64(t.Nanosecond()), 10)
+	return ScheduleAt{string(append(b, "}}"...))}
+}
+
+// In makes the scheduled execution or the delay due d after the workflow
+// scheduled it (the time is fixed when the schedule is first recorded, not on
+// replay). d is counted in whole milliseconds, rounded down.
 func In(d time.Duration) ScheduleAt {
-	return ScheduleAt{map[string]map[string]int64{"in": {"milliseconds": d.Milliseconds()}}}
+	return ScheduleAt{`{"in":{"milliseconds":` + strconv.FormatInt(d.Milliseconds(), 10) + "}}"}
+}
+
+// json returns the JSON of the schedule_at member of a request.
+func (a ScheduleAt) json() []byte {
+	if a.raw == "" {
+		return []byte(`"now"`)
+	}
+	return []byte(a.raw)
 }
 
 // Schedule creates a new top-level execution of ffqn with params, due at the given time,
@@ -32,9 +48,9 @@ func Schedule(ctx Context, at ScheduleAt, ffqn string, params ...any) (string, e
 	}
 	var id string
 	err := ctx.HostCall("schedule", struct {
-		FFQN       string `json:"ffqn"`
-		Params     []any  `json:"params"`
-		ScheduleAt any    `json:"schedule_at"`
-	}{ffqn, params, at.v}, &id)
+		FFQN       string          `json:"ffqn"`
+		Params     []any           `json:"params"`
+		ScheduleAt json.RawMessage `json:"schedule_at"`
+	}{ffqn, params, at.json()}, &id)
 	return id, err
 }

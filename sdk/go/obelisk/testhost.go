@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // TestHost runs exported functions in an ordinary Go program or test,
@@ -13,6 +14,24 @@ import (
 // Unlike a real host, TestHost does not type-check values against the WIT,
 // does not persist calls, calls Call synchronously, and offers every
 // operation to every function, whether an activity or a workflow.
+//
+// Join sets, delays, [Sleep] and [StubOk] are simulated, on each Run anew,
+// unless Ops has a handler for their operation:
+//   - A child submitted into a join set is run at once with Call, and its
+//     response arrives then: responses of children arrive in the order they
+//     were submitted. When Call returns a nil result and a nil error, the
+//     child has no result yet (an activity stub, or a child still running):
+//     its response arrives when the workflow writes its result with StubOk
+//     or StubErr.
+//   - Time only passes when the workflow waits: a Sleep returns at once and
+//     moves the clock (which starts at the real time when Run starts) to its
+//     due time, and a JoinNext with no response to take expires the join
+//     set's next delay. A delay whose time has come arrives before what the
+//     workflow submits next.
+//   - JoinNext with no response to take, no delay and children without a
+//     result would wait forever: it panics.
+//   - Closing a join set cancels every child without a result (child
+//     workflows too, unlike a real host) and every delay not taken.
 type TestHost struct {
 	// ExecutionID is the execution ID the function sees; "E_TEST" if empty.
 	ExecutionID string
@@ -22,13 +41,15 @@ type TestHost struct {
 	// parameters; it returns the child's result: {"ok": v}, {"err": v} or
 	// {"execution_failure": {"kind": k, "reason": r}}. A *HostError is
 	// answered as that host error, any other error as a function_not_found
-	// host error.
+	// host error. It also runs the children submitted into join sets, which
+	// it may leave without a result by returning nil, nil (see above).
 	Call func(ffqn string, params json.RawMessage) (result json.RawMessage, err error)
 	// Log receives log messages.
 	Log func(level Level, message string)
 	// Ops answers the operations other than log and call, by name; an
 	// operation without a handler is answered with an unsupported_op host
-	// error. For the http op, use obeliskhttp.TestHandler:
+	// error, except those TestHost simulates (join sets, sleep and stub).
+	// For the http op, use obeliskhttp.TestHandler:
 	//
 	//	host := &obelisk.TestHost{Ops: map[string]obelisk.OpHandler{
 	//		"http": obeliskhttp.TestHandler(http.DefaultTransport),
@@ -67,11 +88,13 @@ func (h *TestHost) Run(ffqn string, params ...any) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("obelisk: TestHost.Run(%q): encoding params: %v", ffqn, err))
 	}
-	return run(input, h.hostCall, nil)
+	r := &testRun{h: h, executionID: in.ExecutionID, clock: time.Now()}
+	return run(input, r.hostCall, nil)
 }
 
-// hostCall answers one host operation like the real host does.
-func (h *TestHost) hostCall(req []byte) ([]byte, error) {
+// hostCall answers one host operation of the run like the real host does.
+func (r *testRun) hostCall(req []byte) ([]byte, error) {
+	h := r.h
 	var head struct {
 		Op string `json:"op"`
 	}
@@ -80,11 +103,13 @@ func (h *TestHost) hostCall(req []byte) ([]byte, error) {
 	}
 	var ok any
 	var herr *HostError
-	switch head.Op {
-	case "log":
+	switch {
+	case head.Op == "log":
 		ok, herr = h.log(req)
-	case "call":
+	case head.Op == "call":
 		ok, herr = h.call(req)
+	case h.Ops[head.Op] == nil && testRunOps[head.Op] != nil:
+		ok, herr = r.op(head.Op, req)
 	default:
 		ok, herr = h.op(head.Op, req)
 	}
@@ -122,18 +147,31 @@ func (h *TestHost) call(req []byte) (any, *HostError) {
 	if err := json.Unmarshal(req, &r); err != nil {
 		return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
 	}
-	if h.Call == nil {
-		return nil, &HostError{Kind: KindFunctionNotFound, Message: "TestHost.Call is nil: " + r.FFQN}
+	result, herr := h.runChild(r.FFQN, r.Params)
+	if herr == nil && result == nil {
+		panic(fmt.Sprintf("obelisk: TestHost.Call(%q) returned no result: the call would wait forever", r.FFQN))
 	}
-	result, err := h.Call(r.FFQN, r.Params)
+	return result, herr
+}
+
+// runChild runs a child with Call: it returns its result, nil if it has none
+// yet, or the host error.
+func (h *TestHost) runChild(ffqn string, params json.RawMessage) (json.RawMessage, *HostError) {
+	if h.Call == nil {
+		return nil, &HostError{Kind: KindFunctionNotFound, Message: "TestHost.Call is nil: " + ffqn}
+	}
+	result, err := h.Call(ffqn, params)
 	if err != nil {
 		if herr, ok := errors.AsType[*HostError](err); ok {
 			return nil, herr
 		}
 		return nil, &HostError{Kind: KindFunctionNotFound, Message: err.Error()}
 	}
+	if result == nil {
+		return nil, nil
+	}
 	if !json.Valid(result) {
-		panic(fmt.Sprintf("obelisk: TestHost.Call(%q) returned invalid JSON %q", r.FFQN, result))
+		panic(fmt.Sprintf("obelisk: TestHost.Call(%q) returned invalid JSON %q", ffqn, result))
 	}
 	return result, nil
 }

@@ -11,6 +11,7 @@ import "github.com/obelisk-go/obelisk/sdk/go/obelisk"
 func init() {
 	obelisk.Export("testing:fibo-workflow/workflow.fibow", fibow)
 	obelisk.Export("testing:fibo-workflow/workflow.fiboa", fiboa)
+	obelisk.Export("testing:fibo-workflow/workflow.fiboa-concurrent", fiboaConcurrent)
 }
 
 // fibow implements `fibow: func(n: u8, iterations: u32) -> result<u64>`:
@@ -31,6 +32,31 @@ func fiboa(ctx obelisk.Context, n uint8, iterations uint32) (uint64, error) {
 	var sum uint64
 	for range iterations {
 		v, err := obelisk.Call[uint64](ctx, "testing:fibo/fibo.fibo", n)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// fiboaConcurrent implements `fiboa-concurrent: func(n: u8, iterations: u32)
+// -> result<u64>`: it submits `iterations` calls of the fibo activity into one
+// join set, so that they run concurrently, then awaits them all, in the
+// order they finish, and returns the sum.
+func fiboaConcurrent(ctx obelisk.Context, n uint8, iterations uint32) (uint64, error) {
+	js, err := obelisk.NewJoinSet(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for range iterations {
+		if _, err := obelisk.Submit(ctx, js, "testing:fibo/fibo.fibo", n); err != nil {
+			return 0, err
+		}
+	}
+	var sum uint64
+	for range iterations {
+		_, v, err := obelisk.AwaitNext[uint64](ctx, js, "testing:fibo/fibo.fibo")
 		if err != nil {
 			return 0, err
 		}

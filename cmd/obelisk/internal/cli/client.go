@@ -43,8 +43,9 @@ func clientCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&o.apiURL, "api-url", def, "API address (env OBELISK_API_URL)")
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one machine-readable JSON document")
-	exec := &cobra.Command{Use: "execution", Short: "Submit and inspect executions"}
-	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o))
+	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
+	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
+		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o))
 	cmd.AddCommand(exec, comp)
@@ -242,6 +243,119 @@ func listCmd(o *clientOpts) *cobra.Command {
 	cmd.Flags().Uint32Var(&req.Limit, "limit", 20, "page size")
 	cmd.Flags().StringVar(&req.Cursor, "cursor", "", "continue after a previous page (its next_cursor)")
 	return cmd
+}
+
+// outcomeDoc is the --json document of cancel, pause, unpause and stub (contract).
+type outcomeDoc struct {
+	ExecutionID string `json:"execution_id"`
+	Outcome     string `json:"outcome"`
+}
+
+// noChange words, in the human output, the outcomes that changed nothing.
+var noChange = map[string]string{
+	"already_finished":   "already finished: nothing changed",
+	"already_cancelling": "already cancelling: nothing changed",
+	"already_stubbed":    "already has this result: nothing changed",
+}
+
+func printOutcome(cmd *cobra.Command, o *clientOpts, id, outcome string) error {
+	doc := outcomeDoc{ExecutionID: id, Outcome: outcome}
+	if o.json {
+		return writeJSON(cmd.OutOrStdout(), doc)
+	}
+	if text, ok := noChange[outcome]; ok {
+		_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", id, text)
+		return err
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", id, outcome)
+	return err
+}
+
+// executionIDArg checks a command's one ID argument (exit status 2 if blank).
+func executionIDArg(cmd *cobra.Command, args []string) error {
+	if err := cobra.ExactArgs(1)(cmd, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(args[0]) == "" {
+		return errors.New("the execution ID is empty")
+	}
+	return nil
+}
+
+func cancelCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel EXECUTION_ID|DELAY_ID",
+		Short: "Cancel an execution (a workflow with its whole subtree) or a delay",
+		Long: `Cancel an execution or, given a delay ID (Delay_...), a delay.
+
+An activity, a stub or a delay is cancelled at once (outcome cancelled); a workflow's
+cancellation is requested (cancel_requested) and completes once its subtree has been
+cancelled. A finished execution is left as it is (already_finished, exit status 0).`,
+		Args: executionIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := o.executions().Cancel(cmd.Context(), connect.NewRequest(&pb.CancelRequest{ExecutionId: args[0]}))
+			if err != nil {
+				return apiErr(err)
+			}
+			return printOutcome(cmd, o, args[0], resp.Msg.Outcome)
+		},
+	}
+}
+
+func pauseCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pause EXECUTION_ID",
+		Short: "Stop an execution from being run until unpause (responses still arrive)",
+		Args:  executionIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := o.executions().Pause(cmd.Context(), connect.NewRequest(&pb.PauseRequest{ExecutionId: args[0]})); err != nil {
+				return apiErr(err)
+			}
+			return printOutcome(cmd, o, args[0], "paused")
+		},
+	}
+}
+
+func unpauseCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unpause EXECUTION_ID",
+		Short: "Let a paused execution run again",
+		Args:  executionIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := o.executions().Unpause(cmd.Context(), connect.NewRequest(&pb.UnpauseRequest{ExecutionId: args[0]})); err != nil {
+				return apiErr(err)
+			}
+			return printOutcome(cmd, o, args[0], "unpaused")
+		},
+	}
+}
+
+func stubCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stub EXECUTION_ID RESULT_JSON",
+		Short: `Write the result of an activity stub's execution: RESULT_JSON is {"ok": v} or {"err": v}`,
+		Long: `Write the result of an execution of an activity_stub component. RESULT_JSON is
+{"ok": v} or {"err": v} (use {"ok": null} for result<_, E>), type-checked against the
+function's WIT. Writing the result the execution already has is fine (already_stubbed);
+another one is a conflict.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(2)(cmd, args); err != nil {
+				return err
+			}
+			return executionIDArg(cmd, args[:1])
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var probe map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(args[1]), &probe); err != nil {
+				return usage(fmt.Errorf(`RESULT_JSON must be a JSON object, {"ok": v} or {"err": v}: %w`, err))
+			}
+			resp, err := o.executions().Stub(cmd.Context(), connect.NewRequest(&pb.StubRequest{ExecutionId: args[0], ResultJson: args[1]}))
+			if err != nil {
+				return apiErr(err)
+			}
+			return printOutcome(cmd, o, args[0], resp.Msg.Outcome)
+		},
+	}
 }
 
 func componentListCmd(o *clientOpts) *cobra.Command {

@@ -1,5 +1,5 @@
 // Package cli defines the obelisk command line (cobra): `server run`, the `client`
-// commands that talk to the API, and `component embed-wit`.
+// commands that talk to the API, `component embed-wit` and `generate wit-extensions`.
 package cli
 
 import (
@@ -32,6 +32,6 @@ func Root() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: 2, Err: err}
 	})
-	root.AddCommand(serverCmd(), clientCmd(), componentCmd())
+	root.AddCommand(serverCmd(), clientCmd(), componentCmd(), generateCmd())
 	return root
 }

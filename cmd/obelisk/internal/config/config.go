@@ -37,6 +37,7 @@ type File struct {
 	} `mapstructure:"workflows"`
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
+	Stubs      []Stub     `mapstructure:"activity_stub"`
 }
 
 // Location says where a component's .wasm file is.
@@ -67,6 +68,15 @@ type Workflow struct {
 	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
+}
+
+// Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
+// run (their results are written by `obelisk client execution stub` or the API). Its WIT
+// is either a .wasm file carrying it (location.path) or given inline (wit).
+type Stub struct {
+	Name     string   `mapstructure:"name"`
+	Location Location `mapstructure:"location"`
+	WIT      string   `mapstructure:"wit"`
 }
 
 // Server is the resolved configuration of `obelisk server run`.
@@ -172,17 +182,39 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
+	for i, st := range f.Stubs {
+		c := actors.ComponentConfig{Name: st.Name, Type: actors.ActivityStub, Path: rel(st.Location.Path), WIT: st.WIT}
+		if err := checkName(c.Name); err != nil {
+			return nil, fail("activity_stub", i, st.Name, "%v", err)
+		}
+		switch {
+		case st.WIT != "" && strings.TrimSpace(st.WIT) == "":
+			return nil, fail("activity_stub", i, st.Name, "wit is empty")
+		case st.Location.Path != "" && st.WIT != "":
+			return nil, fail("activity_stub", i, st.Name, "give either location.path or wit, not both")
+		case st.Location.Path == "" && st.WIT == "":
+			return nil, fail("activity_stub", i, st.Name, "location.path (a .wasm carrying the WIT) or wit (inline WIT) is required")
+		}
+		s.Engine.Components = append(s.Engine.Components, c)
+	}
 	return s, nil
 }
 
-func common(c *actors.ComponentConfig, e Exec) error {
-	if c.Name == "" {
+func checkName(name string) error {
+	if name == "" {
 		return fmt.Errorf("name is required")
 	}
-	for _, r := range c.Name {
+	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
 			return fmt.Errorf("name may contain only letters, digits, '_', '-' and '.'")
 		}
+	}
+	return nil
+}
+
+func common(c *actors.ComponentConfig, e Exec) error {
+	if err := checkName(c.Name); err != nil {
+		return err
 	}
 	if c.Path == "" {
 		return fmt.Errorf("location.path is required")

@@ -100,6 +100,12 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nretry_exp_backoff = \"soon\"\n", "retry_exp_backoff"},
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
+		{"stub without WIT", "[[activity_stub]]\nname = \"s\"\n", `[[activity_stub]] #1 (name "s"): location.path (a .wasm carrying the WIT) or wit (inline WIT) is required`},
+		{"stub with both", "[[activity_stub]]\nname = \"s\"\nlocation.path = \"s.wasm\"\nwit = \"package a:b;\"\n", `[[activity_stub]] #1 (name "s"): give either location.path or wit, not both`},
+		{"stub with blank WIT", "[[activity_stub]]\nname = \"s\"\nwit = \"\"\"\n  \n\"\"\"\n", `(name "s"): wit is empty`},
+		{"stub without name", "[[activity_stub]]\nwit = \"package a:b;\"\n", "[[activity_stub]] #1 (name \"\"): name is required"},
+		{"stub bad name", "[[activity_stub]]\nname = \"a/b\"\nwit = \"package a:b;\"\n", "name may contain"},
+		{"stub unknown key", "[[activity_stub]]\nname = \"s\"\nwit = \"package a:b;\"\nmax_retries = 1\n", "max_retries"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -111,5 +117,43 @@ func TestErrors(t *testing.T) {
 	}
 	if _, err := Load("/does/not/exist.toml"); err == nil {
 		t.Fatal("a missing file loaded")
+	}
+}
+
+func TestActivityStub(t *testing.T) {
+	p := write(t, `
+[[activity_stub]]
+name = "approval"
+wit = """
+package testing:approval;
+
+interface approval {
+    approve: func(id: string) -> result<bool, string>;
+}
+
+world any {
+    export approval;
+}
+"""
+
+[[activity_stub]]
+name = "from-file"
+location.path = "stub.wasm"
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Engine.Components) != 2 {
+		t.Fatalf("components: %+v", s.Engine.Components)
+	}
+	inline, file := s.Engine.Components[0], s.Engine.Components[1]
+	if inline.Name != "approval" || inline.Type != actors.ActivityStub || inline.Path != "" ||
+		!strings.Contains(inline.WIT, "approve: func(id: string) -> result<bool, string>;") {
+		t.Fatalf("inline stub: %+v", inline)
+	}
+	if file.Name != "from-file" || file.Type != actors.ActivityStub || file.WIT != "" ||
+		file.Path != filepath.Join(filepath.Dir(p), "stub.wasm") {
+		t.Fatalf("stub from a file: %+v", file)
 	}
 }

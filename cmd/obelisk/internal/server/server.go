@@ -141,11 +141,63 @@ func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.
 		case *pb.Response_Child:
 			v.ChildExecutionId, v.ResultJson = k.Child.ChildExecutionId, string(k.Child.Result)
 		case *pb.Response_Delay:
-			v.DelayId = k.Delay.DelayId
+			v.DelayId, v.DelayCancelled = k.Delay.DelayId, k.Delay.Cancelled
 		}
 		resp.Responses = append(resp.Responses, v)
 	}
 	return connect.NewResponse(resp), nil
+}
+
+func (h *executions) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
+	if err := requireID(req.Msg.ExecutionId); err != nil {
+		return nil, err
+	}
+	outcome, err := h.e.Cancel(ctx, req.Msg.ExecutionId)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return connect.NewResponse(&pb.CancelResponse{Outcome: string(outcome)}), nil
+}
+
+func (h *executions) Pause(ctx context.Context, req *connect.Request[pb.PauseRequest]) (*connect.Response[pb.PauseResponse], error) {
+	if err := requireID(req.Msg.ExecutionId); err != nil {
+		return nil, err
+	}
+	if err := h.e.Pause(ctx, req.Msg.ExecutionId); err != nil {
+		return nil, apiError(err)
+	}
+	return connect.NewResponse(&pb.PauseResponse{}), nil
+}
+
+func (h *executions) Unpause(ctx context.Context, req *connect.Request[pb.UnpauseRequest]) (*connect.Response[pb.UnpauseResponse], error) {
+	if err := requireID(req.Msg.ExecutionId); err != nil {
+		return nil, err
+	}
+	if err := h.e.Unpause(ctx, req.Msg.ExecutionId); err != nil {
+		return nil, apiError(err)
+	}
+	return connect.NewResponse(&pb.UnpauseResponse{}), nil
+}
+
+func (h *executions) Stub(ctx context.Context, req *connect.Request[pb.StubRequest]) (*connect.Response[pb.StubResponse], error) {
+	if err := requireID(req.Msg.ExecutionId); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.Msg.ResultJson) == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New(`result_json is required: {"ok": v} or {"err": v}`))
+	}
+	outcome, err := h.e.Stub(ctx, req.Msg.ExecutionId, json.RawMessage(req.Msg.ResultJson))
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return connect.NewResponse(&pb.StubResponse{Outcome: string(outcome)}), nil
+}
+
+func requireID(id string) error {
+	if strings.TrimSpace(id) == "" {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("execution_id is required"))
+	}
+	return nil
 }
 
 type components struct{ e *actors.Engine }
@@ -168,15 +220,19 @@ func (h *components) ListComponents(ctx context.Context, req *connect.Request[pb
 // apiError maps engine errors to connect codes.
 func apiError(err error) error {
 	var nf *actors.FunctionNotFoundError
+	var enf *actors.NotFoundError
 	var ia *actors.InvalidArgumentError
+	var fp *actors.FailedPreconditionError
 	var ex *actors.ExistsError
 	switch {
-	case errors.As(err, &nf), errors.Is(err, events.ErrNotFound):
+	case errors.As(err, &nf), errors.As(err, &enf), errors.Is(err, events.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.As(err, &ia):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.As(err, &ex):
 		return connect.NewError(connect.CodeAlreadyExists, err)
+	case errors.As(err, &fp):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return connect.NewError(connect.CodeCanceled, err)
 	}

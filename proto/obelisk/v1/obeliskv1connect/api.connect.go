@@ -54,6 +54,15 @@ const (
 	// ExecutionServiceListResponsesProcedure is the fully-qualified name of the ExecutionService's
 	// ListResponses RPC.
 	ExecutionServiceListResponsesProcedure = "/obelisk.v1.ExecutionService/ListResponses"
+	// ExecutionServiceCancelProcedure is the fully-qualified name of the ExecutionService's Cancel RPC.
+	ExecutionServiceCancelProcedure = "/obelisk.v1.ExecutionService/Cancel"
+	// ExecutionServicePauseProcedure is the fully-qualified name of the ExecutionService's Pause RPC.
+	ExecutionServicePauseProcedure = "/obelisk.v1.ExecutionService/Pause"
+	// ExecutionServiceUnpauseProcedure is the fully-qualified name of the ExecutionService's Unpause
+	// RPC.
+	ExecutionServiceUnpauseProcedure = "/obelisk.v1.ExecutionService/Unpause"
+	// ExecutionServiceStubProcedure is the fully-qualified name of the ExecutionService's Stub RPC.
+	ExecutionServiceStubProcedure = "/obelisk.v1.ExecutionService/Stub"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -71,6 +80,16 @@ type ExecutionServiceClient interface {
 	ListExecutions(context.Context, *connect.Request[v1.ListExecutionsRequest]) (*connect.Response[v1.ListExecutionsResponse], error)
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	ListResponses(context.Context, *connect.Request[v1.ListResponsesRequest]) (*connect.Response[v1.ListResponsesResponse], error)
+	// Cancel cancels an execution and, through its join sets, its whole subtree; or, given
+	// a delay ID, that delay. A finished execution is left as it is (outcome
+	// already_finished).
+	Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error)
+	// Pause stops an execution from being run (responses still arrive); Unpause undoes it.
+	Pause(context.Context, *connect.Request[v1.PauseRequest]) (*connect.Response[v1.PauseResponse], error)
+	Unpause(context.Context, *connect.Request[v1.UnpauseRequest]) (*connect.Response[v1.UnpauseResponse], error)
+	// Stub writes the result of an execution of an activity_stub component. Writing the
+	// result it already has is fine; another one is FAILED_PRECONDITION (conflict).
+	Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -114,6 +133,30 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("ListResponses")),
 			connect.WithClientOptions(opts...),
 		),
+		cancel: connect.NewClient[v1.CancelRequest, v1.CancelResponse](
+			httpClient,
+			baseURL+ExecutionServiceCancelProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Cancel")),
+			connect.WithClientOptions(opts...),
+		),
+		pause: connect.NewClient[v1.PauseRequest, v1.PauseResponse](
+			httpClient,
+			baseURL+ExecutionServicePauseProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Pause")),
+			connect.WithClientOptions(opts...),
+		),
+		unpause: connect.NewClient[v1.UnpauseRequest, v1.UnpauseResponse](
+			httpClient,
+			baseURL+ExecutionServiceUnpauseProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Unpause")),
+			connect.WithClientOptions(opts...),
+		),
+		stub: connect.NewClient[v1.StubRequest, v1.StubResponse](
+			httpClient,
+			baseURL+ExecutionServiceStubProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Stub")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -124,6 +167,10 @@ type executionServiceClient struct {
 	listExecutions *connect.Client[v1.ListExecutionsRequest, v1.ListExecutionsResponse]
 	listEvents     *connect.Client[v1.ListEventsRequest, v1.ListEventsResponse]
 	listResponses  *connect.Client[v1.ListResponsesRequest, v1.ListResponsesResponse]
+	cancel         *connect.Client[v1.CancelRequest, v1.CancelResponse]
+	pause          *connect.Client[v1.PauseRequest, v1.PauseResponse]
+	unpause        *connect.Client[v1.UnpauseRequest, v1.UnpauseResponse]
+	stub           *connect.Client[v1.StubRequest, v1.StubResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -151,6 +198,26 @@ func (c *executionServiceClient) ListResponses(ctx context.Context, req *connect
 	return c.listResponses.CallUnary(ctx, req)
 }
 
+// Cancel calls obelisk.v1.ExecutionService.Cancel.
+func (c *executionServiceClient) Cancel(ctx context.Context, req *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error) {
+	return c.cancel.CallUnary(ctx, req)
+}
+
+// Pause calls obelisk.v1.ExecutionService.Pause.
+func (c *executionServiceClient) Pause(ctx context.Context, req *connect.Request[v1.PauseRequest]) (*connect.Response[v1.PauseResponse], error) {
+	return c.pause.CallUnary(ctx, req)
+}
+
+// Unpause calls obelisk.v1.ExecutionService.Unpause.
+func (c *executionServiceClient) Unpause(ctx context.Context, req *connect.Request[v1.UnpauseRequest]) (*connect.Response[v1.UnpauseResponse], error) {
+	return c.unpause.CallUnary(ctx, req)
+}
+
+// Stub calls obelisk.v1.ExecutionService.Stub.
+func (c *executionServiceClient) Stub(ctx context.Context, req *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error) {
+	return c.stub.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -163,6 +230,16 @@ type ExecutionServiceHandler interface {
 	ListExecutions(context.Context, *connect.Request[v1.ListExecutionsRequest]) (*connect.Response[v1.ListExecutionsResponse], error)
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	ListResponses(context.Context, *connect.Request[v1.ListResponsesRequest]) (*connect.Response[v1.ListResponsesResponse], error)
+	// Cancel cancels an execution and, through its join sets, its whole subtree; or, given
+	// a delay ID, that delay. A finished execution is left as it is (outcome
+	// already_finished).
+	Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error)
+	// Pause stops an execution from being run (responses still arrive); Unpause undoes it.
+	Pause(context.Context, *connect.Request[v1.PauseRequest]) (*connect.Response[v1.PauseResponse], error)
+	Unpause(context.Context, *connect.Request[v1.UnpauseRequest]) (*connect.Response[v1.UnpauseResponse], error)
+	// Stub writes the result of an execution of an activity_stub component. Writing the
+	// result it already has is fine; another one is FAILED_PRECONDITION (conflict).
+	Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -202,6 +279,30 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("ListResponses")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceCancelHandler := connect.NewUnaryHandler(
+		ExecutionServiceCancelProcedure,
+		svc.Cancel,
+		connect.WithSchema(executionServiceMethods.ByName("Cancel")),
+		connect.WithHandlerOptions(opts...),
+	)
+	executionServicePauseHandler := connect.NewUnaryHandler(
+		ExecutionServicePauseProcedure,
+		svc.Pause,
+		connect.WithSchema(executionServiceMethods.ByName("Pause")),
+		connect.WithHandlerOptions(opts...),
+	)
+	executionServiceUnpauseHandler := connect.NewUnaryHandler(
+		ExecutionServiceUnpauseProcedure,
+		svc.Unpause,
+		connect.WithSchema(executionServiceMethods.ByName("Unpause")),
+		connect.WithHandlerOptions(opts...),
+	)
+	executionServiceStubHandler := connect.NewUnaryHandler(
+		ExecutionServiceStubProcedure,
+		svc.Stub,
+		connect.WithSchema(executionServiceMethods.ByName("Stub")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -214,6 +315,14 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceListEventsHandler.ServeHTTP(w, r)
 		case ExecutionServiceListResponsesProcedure:
 			executionServiceListResponsesHandler.ServeHTTP(w, r)
+		case ExecutionServiceCancelProcedure:
+			executionServiceCancelHandler.ServeHTTP(w, r)
+		case ExecutionServicePauseProcedure:
+			executionServicePauseHandler.ServeHTTP(w, r)
+		case ExecutionServiceUnpauseProcedure:
+			executionServiceUnpauseHandler.ServeHTTP(w, r)
+		case ExecutionServiceStubProcedure:
+			executionServiceStubHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -241,6 +350,22 @@ func (UnimplementedExecutionServiceHandler) ListEvents(context.Context, *connect
 
 func (UnimplementedExecutionServiceHandler) ListResponses(context.Context, *connect.Request[v1.ListResponsesRequest]) (*connect.Response[v1.ListResponsesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListResponses is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Cancel is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Pause(context.Context, *connect.Request[v1.PauseRequest]) (*connect.Response[v1.PauseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Pause is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Unpause(context.Context, *connect.Request[v1.UnpauseRequest]) (*connect.Response[v1.UnpauseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Unpause is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Stub is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.

@@ -1,0 +1,491 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
+)
+
+// The join set operations of a workflow run (docs/abi.md, "Join sets, delays and stubs").
+// Every decision a replay must repeat is either derived from the history up to the
+// replay cursor (which sets exist, what was requested and taken) or recorded in it (a
+// join_next_try's outcome, a stub's outcome); responses are taken in the order they
+// arrived, which the response log fixes forever.
+
+// joinSetName is what a named join set's name may be: join set IDs are parts of child
+// IDs (<parent>.<join-set>_<n>), so '.' and '_' are out.
+var joinSetName = regexp.MustCompile(`^[A-Za-z0-9/-]{1,64}$`)
+
+func hostErr(kind, format string, args ...any) error {
+	return &wasmhost.HostError{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+func (r *workflowRun) addSet(js string) {
+	if _, ok := r.sets[js]; !ok {
+		r.sets[js] = &runJoinSet{}
+		r.setOrder = append(r.setOrder, js)
+	}
+}
+
+// openSet returns a join set the workflow may submit into or join.
+func (r *workflowRun) openSet(js string) (*runJoinSet, error) {
+	set, ok := r.sets[js]
+	if !ok {
+		return nil, hostErr("unknown_join_set", "join set %q was not created by this workflow", js)
+	}
+	return set, nil
+}
+
+// take waits for the next response of a join set the workflow has not taken yet, and
+// takes it.
+func (r *workflowRun) take(ctx context.Context, js string) (*pb.Response, error) {
+	set := r.sets[js]
+	resp, err := r.awaitArrived(ctx, js, set.taken)
+	if err != nil {
+		return nil, err
+	}
+	set.taken++
+	if c := resp.GetChild(); c != nil {
+		r.processed[c.ChildExecutionId] = resp
+	}
+	return resp, nil
+}
+
+func (r *workflowRun) joinSetCreate(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		Name *string `json:"name"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	var js string
+	if q.Name != nil {
+		if !joinSetName.MatchString(*q.Name) {
+			return nil, hostErr("invalid_name", "join set name %q: want 1 to 64 ASCII letters, digits, '-' or '/'", *q.Name)
+		}
+		js = "n:" + *q.Name
+		if _, ok := r.sets[js]; ok {
+			return nil, hostErr("conflict", "join set %q already exists", js)
+		}
+	} else {
+		js = fmt.Sprintf("g:%d", r.generated+1)
+	}
+	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}}}
+	if err := r.replayOrAppend(ctx, want, nil); err != nil {
+		return nil, err
+	}
+	if q.Name == nil {
+		r.generated++
+	}
+	r.addSet(js)
+	return json.Marshal(js)
+}
+
+func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		JoinSet string          `json:"join_set"`
+		FFQN    string          `json:"ffqn"`
+		Params  json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	set, err := r.openSet(q.JoinSet)
+	if err != nil {
+		return nil, err
+	}
+	if set.closed {
+		return nil, hostErr("join_set_closed", "join set %q is closed", q.JoinSet)
+	}
+	fn, params, err := r.callable(q.FFQN, q.Params)
+	if err != nil {
+		return nil, err
+	}
+	child := events.ChildExecutionID(r.id, q.JoinSet, len(set.requests)+1)
+	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: q.JoinSet,
+		Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}}}
+	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, q.JoinSet)}}}
+	}); err != nil {
+		return nil, err
+	}
+	set.requests = append(set.requests, runRequest{id: child, ffqn: q.FFQN, fn: fn})
+	return json.Marshal(child)
+}
+
+// delayRequest records a delay into join set js (in the same transaction as the events
+// before it in want) and returns its recorded request, whose expiry is fixed when it is
+// first written.
+func (r *workflowRun) delayRequest(ctx context.Context, before []*pb.HistoryEvent, js string, index int, spec json.RawMessage, after ...*pb.HistoryEvent) (*pb.DelayRequest, error) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, spec); err != nil {
+		return nil, hostErr("bad_request", "schedule_at: %v", err)
+	}
+	replaying := r.pos < len(r.history)
+	if !replaying {
+		if _, err := scheduleTime(time.Now(), compact.Bytes()); err != nil {
+			return nil, hostErr("bad_request", "schedule_at: %v", err)
+		}
+	}
+	d := &pb.DelayRequest{DelayId: events.DelayID(r.id, js, index), ScheduleAt: compact.Bytes()}
+	want := append(append(before, &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{
+		JoinSetId: js, Request: &pb.JoinSetRequest_Delay{Delay: d}}}}), after...)
+	at := len(r.history) + len(before) // where the request lands if appended
+	if replaying {
+		at = r.pos + len(before)
+	}
+	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
+		t, _ := scheduleTime(now, d.ScheduleAt)
+		d.ExpiresAt = t.UnixNano()
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rec := r.history[at].GetJoinSetRequest().GetDelay()
+	if !replaying {
+		r.e.timers.notify(rec.ExpiresAt)
+	}
+	return rec, nil
+}
+
+func (r *workflowRun) submitDelay(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		JoinSet    string          `json:"join_set"`
+		ScheduleAt json.RawMessage `json:"schedule_at"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	set, err := r.openSet(q.JoinSet)
+	if err != nil {
+		return nil, err
+	}
+	if set.closed {
+		return nil, hostErr("join_set_closed", "join set %q is closed", q.JoinSet)
+	}
+	if len(q.ScheduleAt) == 0 {
+		return nil, hostErr("bad_request", "schedule_at is missing")
+	}
+	d, err := r.delayRequest(ctx, nil, q.JoinSet, len(set.requests)+1, q.ScheduleAt)
+	if err != nil {
+		return nil, err
+	}
+	set.requests = append(set.requests, runRequest{id: d.DelayId, delay: true, expires: d.ExpiresAt})
+	return json.Marshal(d.DelayId)
+}
+
+// responseJSON is how a taken response is shown to the guest.
+func responseJSON(resp *pb.Response, ffqnOf func(id string) string) ([]byte, error) {
+	if d := resp.GetDelay(); d != nil {
+		return json.Marshal(map[string]any{"kind": "delay", "id": d.DelayId, "cancelled": d.Cancelled})
+	}
+	c := resp.GetChild()
+	return json.Marshal(map[string]any{"kind": "execution", "id": c.ChildExecutionId, "ffqn": ffqnOf(c.ChildExecutionId), "result": json.RawMessage(c.Result)})
+}
+
+func (r *workflowRun) ffqnOf(js string) func(string) string {
+	return func(id string) string {
+		for _, req := range r.sets[js].requests {
+			if req.id == id {
+				return req.ffqn
+			}
+		}
+		return ""
+	}
+}
+
+func (r *workflowRun) joinNext(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		JoinSet string `json:"join_set"`
+		FFQN    string `json:"ffqn"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	set, err := r.openSet(q.JoinSet)
+	if err != nil {
+		return nil, err
+	}
+	if set.taken >= len(set.requests) {
+		return nil, hostErr("all_processed", "every request of join set %q has been taken", q.JoinSet)
+	}
+	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: q.JoinSet, RequestedFfqn: q.FFQN}}}}
+	if err := r.replayOrAppend(ctx, want, nil); err != nil {
+		return nil, err
+	}
+	resp, err := r.take(ctx, q.JoinSet)
+	if err != nil {
+		return nil, err
+	}
+	if q.FFQN != "" {
+		got := r.ffqnOf(q.JoinSet)(responseID(resp))
+		if got != q.FFQN {
+			if got == "" {
+				got = "a delay"
+			}
+			return nil, hostErr("function_mismatch", "expected a response of %s, the next one (%s) is of %s", q.FFQN, responseID(resp), got)
+		}
+	}
+	return responseJSON(resp, r.ffqnOf(q.JoinSet))
+}
+
+func responseID(resp *pb.Response) string {
+	if d := resp.GetDelay(); d != nil {
+		return d.DelayId
+	}
+	return resp.GetChild().GetChildExecutionId()
+}
+
+func (r *workflowRun) joinNextTry(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		JoinSet string `json:"join_set"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	set, err := r.openSet(q.JoinSet)
+	if err != nil {
+		return nil, err
+	}
+	if set.taken >= len(set.requests) {
+		return nil, hostErr("all_processed", "every request of join set %q has been taken", q.JoinSet)
+	}
+	var outcome string
+	if r.pos < len(r.history) {
+		t := r.history[r.pos].GetJoinNextTry()
+		if t == nil || t.JoinSetId != q.JoinSet {
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did join_next_try %s", r.pos, describe(r.history[r.pos]), q.JoinSet)}
+		}
+		r.pos++
+		outcome = t.Outcome
+	} else {
+		if err := r.refreshResponses(ctx); err != nil {
+			return nil, err
+		}
+		outcome = "pending"
+		if len(r.arrived[q.JoinSet]) > set.taken {
+			outcome = "found"
+		}
+		ev := &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNextTry{JoinNextTry: &pb.JoinNextTry{JoinSetId: q.JoinSet, Outcome: outcome}}}
+		if err := r.appendEvents(ctx, []*pb.HistoryEvent{ev}, nil); err != nil {
+			return nil, err
+		}
+	}
+	if outcome != "found" {
+		return nil, hostErr("pending", "no response in join set %q yet", q.JoinSet)
+	}
+	resp, err := r.take(ctx, q.JoinSet)
+	if err != nil {
+		return nil, err
+	}
+	return responseJSON(resp, r.ffqnOf(q.JoinSet))
+}
+
+func (r *workflowRun) get(req []byte) ([]byte, error) {
+	var q struct {
+		ExecutionID string `json:"execution_id"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	resp, ok := r.processed[q.ExecutionID]
+	if !ok {
+		return nil, hostErr("not_found", "execution %s is not among the responses this workflow has taken", q.ExecutionID)
+	}
+	return resp.GetChild().Result, nil
+}
+
+func (r *workflowRun) joinSetClose(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		JoinSet string `json:"join_set"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	if _, err := r.openSet(q.JoinSet); err != nil {
+		return nil, err
+	}
+	if err := r.closeSet(ctx, q.JoinSet); err != nil {
+		return nil, err
+	}
+	return []byte("null"), nil
+}
+
+// closeSet closes a join set: what has not been taken and can be cancelled (activities,
+// stubs, delays) is cancelled, then every remaining response is awaited and taken, each
+// recorded as a closing join_next. Cancelling comes first and again on every replay of
+// the close (it is idempotent), so a crash between the two cannot leave a child running
+// that the workflow meant to cancel.
+func (r *workflowRun) closeSet(ctx context.Context, js string) error {
+	set := r.sets[js]
+	if set.closed {
+		return nil
+	}
+	set.closed = true
+	if set.taken == len(set.requests) {
+		return nil
+	}
+	// Responses are taken in arrival order, not request order: what is open is what
+	// the taken responses do not answer.
+	taken := map[string]bool{}
+	for _, resp := range r.arrived[js][:set.taken] {
+		taken[responseID(resp)] = true
+	}
+	var open []runRequest
+	for _, req := range set.requests {
+		if !taken[req.id] {
+			open = append(open, req)
+		}
+	}
+	if err := r.refreshResponses(ctx); err != nil {
+		return err
+	}
+	arrived := map[string]bool{}
+	for _, resp := range r.arrived[js] {
+		arrived[responseID(resp)] = true
+	}
+	for _, req := range open {
+		if arrived[req.id] || !req.delay && req.fn.Component.Config.Type == Workflow {
+			continue
+		}
+		if _, err := r.e.Cancel(ctx, req.id); err != nil {
+			return fmt.Errorf("close join set %s: cancel %s: %w", js, req.id, err)
+		}
+	}
+	want := make([]*pb.HistoryEvent, len(open))
+	for i := range open {
+		want[i] = &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js, Closing: true}}}
+	}
+	if err := r.replayOrAppend(ctx, want, nil); err != nil {
+		return err
+	}
+	for range open {
+		if _, err := r.take(ctx, js); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closeAll closes the join sets a returning workflow left open, the newest first.
+func (r *workflowRun) closeAll(ctx context.Context) error {
+	for i := len(r.setOrder) - 1; i >= 0; i-- {
+		if err := r.closeSet(ctx, r.setOrder[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *workflowRun) sleep(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		ScheduleAt json.RawMessage `json:"schedule_at"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	if len(q.ScheduleAt) == 0 {
+		return nil, hostErr("bad_request", "schedule_at is missing")
+	}
+	r.oneOff++
+	js := events.OneOffJoinSetID(r.oneOff, "sleep")
+	create := &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}}
+	next := &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js}}}
+	d, err := r.delayRequest(ctx, []*pb.HistoryEvent{create}, js, 1, q.ScheduleAt, next)
+	if err != nil {
+		return nil, err
+	}
+	r.addSet(js)
+	r.sets[js].requests = append(r.sets[js].requests, runRequest{id: d.DelayId, delay: true, expires: d.ExpiresAt})
+	resp, err := r.take(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	r.sets[js].closed = true
+	if resp.GetDelay().GetCancelled() {
+		return nil, hostErr("cancelled", "delay %s was cancelled", d.DelayId)
+	}
+	t := time.Unix(0, d.ExpiresAt)
+	return json.Marshal(map[string]int64{"seconds": t.Unix(), "nanoseconds": int64(t.Nanosecond())})
+}
+
+// stub writes the result of a stub activity's execution, recorded with the outcome the
+// workflow was told (a replay tells it again and writes nothing).
+func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
+	var q struct {
+		ExecutionID string          `json:"execution_id"`
+		Result      json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	var result bytes.Buffer
+	if err := json.Compact(&result, q.Result); err != nil {
+		return nil, hostErr("bad_request", "result: %v", err)
+	}
+	answer := func(outcome string) ([]byte, error) {
+		switch outcome {
+		case "ok":
+			return []byte("null"), nil
+		case "conflict":
+			return nil, hostErr("conflict", "execution %s already has another result", q.ExecutionID)
+		case "execution_not_found":
+			return nil, hostErr("execution_not_found", "no execution %s of a stub activity", q.ExecutionID)
+		}
+		return nil, hostErr(outcome, "stub %s: %s", q.ExecutionID, outcome)
+	}
+	if r.pos < len(r.history) {
+		s := r.history[r.pos].GetStub()
+		if s == nil || s.TargetExecutionId != q.ExecutionID || !bytes.Equal(s.Result, result.Bytes()) {
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did stub %s with %s", r.pos, describe(r.history[r.pos]), q.ExecutionID, result.Bytes())}
+		}
+		r.pos++
+		return answer(s.Outcome)
+	}
+	// The target may change under us (another stub, a cancellation): retry on conflict.
+	for attempt := 0; ; attempt++ {
+		ev := &pb.Stub{TargetExecutionId: q.ExecutionID, Result: result.Bytes()}
+		var extra []events.Append
+		var responses []events.ResponseAppend
+		st, fn, err := r.e.stubTarget(ctx, q.ExecutionID)
+		switch {
+		case err != nil:
+			return nil, err
+		case st == nil:
+			ev.Outcome = "execution_not_found"
+		default:
+			if msg := checkStubResult(fn, result.Bytes()); msg != "" {
+				// Not recorded: the same call fails the same way on every replay.
+				return nil, hostErr("type_check", "stub %s: %s", q.ExecutionID, msg)
+			}
+			switch {
+			case st.Status == pb.Status_STATUS_FINISHED && bytes.Equal(st.Result, result.Bytes()):
+				ev.Outcome = "ok"
+			case st.Status == pb.Status_STATUS_FINISHED:
+				ev.Outcome = "conflict"
+			default:
+				ev.Outcome = "ok"
+				tx := r.e.finishTx(st, result.Bytes(), time.Now())
+				extra, responses = tx.Appends, tx.Responses
+			}
+		}
+		h := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Stub{Stub: ev}}
+		err = r.appendTx(ctx, []*pb.HistoryEvent{h}, extra, responses)
+		var ce *events.ConflictError
+		if err != nil && errors.As(err, &ce) && ce.ExecutionID == q.ExecutionID && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return answer(ev.Outcome)
+	}
+}
