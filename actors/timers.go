@@ -72,31 +72,43 @@ func (t *timerService) tick(ctx context.Context) time.Time {
 	return next
 }
 
-// tickDelays answers the delays that are due, each in its own transaction (an answer
-// to a workflow that has finished is dropped), and returns the next expiry.
+// tickDelays answers the delays that are due and returns the next expiry. The answers
+// of one scan go in one transaction (one synced write for a crowd of delays expiring
+// together); should it fail, each is tried on its own, so one bad delay cannot hold the
+// others back. An answer to a workflow that has finished is dropped by the store.
 func (t *timerService) tickDelays(ctx context.Context) time.Time {
+	const batch = 256
 	for {
 		now := time.Now()
-		ids, next, err := t.e.store.ExpiredDelays(ctx, now, 256)
+		ids, next, err := t.e.store.ExpiredDelays(ctx, now, batch)
 		if err != nil {
 			t.e.log.Error("timers: scan delays", "err", err)
 			return now.Add(safetyTick)
 		}
+		var answers []events.ResponseAppend
 		for _, id := range ids {
 			parent, js, err := events.SplitDelayID(id)
 			if err != nil {
 				t.e.log.Error("timers: delay", "delay", id, "err", err)
 				continue
 			}
-			_, err = t.e.store.Commit(ctx, &events.Tx{Responses: []events.ResponseAppend{{ExecutionID: parent, Response: &pb.Response{
-				CreatedAt: time.Now().UnixNano(), JoinSetId: js, Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: id}},
-			}}}})
-			if err != nil && ctx.Err() == nil {
-				t.e.log.Warn("timers: answer delay", "delay", id, "err", err)
-				return now.Add(safetyTick)
+			answers = append(answers, events.ResponseAppend{ExecutionID: parent, Response: &pb.Response{
+				CreatedAt: now.UnixNano(), JoinSetId: js, Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: id}},
+			}})
+		}
+		if len(answers) > 0 {
+			if _, err := t.e.store.Commit(ctx, &events.Tx{Responses: answers}); err != nil {
+				if ctx.Err() != nil {
+					return now
+				}
+				for _, a := range answers {
+					if _, err := t.e.store.Commit(ctx, &events.Tx{Responses: []events.ResponseAppend{a}}); err != nil && ctx.Err() == nil {
+						t.e.log.Warn("timers: answer delay", "delay", a.Response.GetDelay().DelayId, "err", err)
+					}
+				}
 			}
 		}
-		if len(ids) < 256 {
+		if len(ids) < batch {
 			return next
 		}
 	}

@@ -454,7 +454,7 @@ func (m *model) respond() {
 	at := m.at(100)
 	r := &pb.Response{CreatedAt: at, JoinSetId: req.js, Cursor: m.responses, AtVersion: m.events}
 	if req.delay {
-		r.Kind = &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: req.id}}
+		r.Kind = &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: req.id, Cancelled: rapid.Bool().Draw(m.t, "cancelled")}}
 	} else {
 		r.Kind = &pb.Response_Child{Child: &pb.ChildFinished{ChildExecutionId: req.id, Result: []byte(`{"ok":1}`)}}
 	}

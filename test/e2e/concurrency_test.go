@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,40 @@ func TestFanOut(t *testing.T) {
 				t.Fatalf("%d join_next events, want 30", n)
 			}
 		})
+	}
+}
+
+// TestFanOutSurvivesKill: the server is killed (SIGKILL) while a workflow's children
+// are running; after the restart every child keeps the ID the replay derives again, is
+// requested once and finishes once, and the sum is right.
+func TestFanOutSurvivesKill(t *testing.T) {
+	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt"})
+	const n = 200
+	id := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", fmt.Sprintf("[10, %d]", n))
+	waitUntil(t, time.Minute, func() bool { return len(responses(t, s, id)) >= n/4 })
+	s.Kill()
+	s.Start()
+	harness.JSONEq(t, s.Result(id, 2*time.Minute), fmt.Sprintf(`{"ok":%d}`, 55*n))
+	requested := map[string]int{}
+	for _, e := range s.Events(id) {
+		if e.Kind == "history.join_set_request" {
+			requested[detail(t, e)["child_execution_id"].(string)]++
+		}
+	}
+	if len(requested) != n {
+		t.Fatalf("%d children requested, want %d", len(requested), n)
+	}
+	for i := 1; i <= n; i++ {
+		child := fmt.Sprintf("%s.g:1_%d", id, i)
+		if requested[child] != 1 {
+			t.Fatalf("child %s requested %d times", child, requested[child])
+		}
+	}
+	if rs := responses(t, s, id); len(rs) != n {
+		t.Fatalf("%d responses, want one per child", len(rs))
+	}
+	if kids := descendants(t, s, id); len(kids) != n {
+		t.Fatalf("%d child executions, want %d", len(kids), n)
 	}
 }
 
@@ -318,27 +354,39 @@ func TestPause(t *testing.T) {
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":55}`)
 }
 
-// stubDeployment deploys testing:stub as an activity stub with inline WIT, and the
-// joinset-workflow test component.
-func stubOptions(t *testing.T) harness.Options {
+// stubOptions deploys the joinset-workflow test component and testing:stub as an
+// activity stub: with its WIT inline, or (file) as a .wasm file carrying only the WIT.
+func stubOptions(t *testing.T, file bool) harness.Options {
 	wit, err := os.ReadFile("testdata/stub/stub.wit")
 	if err != nil {
 		t.Fatal(err)
 	}
+	stub := fmt.Sprintf("[[activity_stub]]\nname = \"stub\"\nwit = '''\n%s'''\n", wit)
+	if file {
+		empty := filepath.Join(t.TempDir(), "empty.wasm")
+		wasm := filepath.Join(t.TempDir(), "stub.wasm")
+		if err := os.WriteFile(empty, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(harness.Binary(), "component", "embed-wit", "testdata/stub", empty, "-o", wasm).CombinedOutput(); err != nil {
+			t.Fatalf("embed the stub's WIT: %v\n%s", err, out)
+		}
+		stub = fmt.Sprintf("[[activity_stub]]\nname = \"stub\"\nlocation.path = %q\n", wasm)
+	}
 	return harness.Options{
 		ExtraWorkflows: map[string]string{"joinset_workflow": "test/e2e/testdata/joinset-workflow"},
-		Deployment:     fmt.Sprintf("[[activity_stub]]\nname = \"stub\"\nwit = '''\n%s'''\n", wit),
+		Deployment:     stub,
 	}
 }
 
 // TestJoinSetOperations: named join sets, join_next_try, get, delays and children in
 // one join set, close, function mismatch.
 func TestJoinSetOperations(t *testing.T) {
-	s := harness.Start(t, stubOptions(t))
+	s := harness.Start(t, stubOptions(t, false))
 	const w = "testing:joinset-workflow/workflow."
 	for _, tc := range []struct{ fn, params, want string }{
 		{"named-conflict", `["jobs"]`, "conflict"},
-		{"delay-and-child", `[3000, 10]`, "execution,delay"},
+		{"delay-and-child", `[1500, 10]`, "execution,delay"},
 		{"close-cancels", `[600000]`, "cancelled"},
 		{"mismatch", `[]`, "function_mismatch"},
 	} {
@@ -358,11 +406,11 @@ func TestJoinSetOperations(t *testing.T) {
 	}
 }
 
-// TestStubs: executions of an activity stub are never run; their result is written by
-// the CLI (or by the workflow itself); writing the same value again is fine, another
-// value is a conflict.
+// TestStubs: executions of an activity stub (deployed as a .wasm file carrying only its
+// WIT) are never run; their result is written by the CLI (or by the workflow itself);
+// writing the same value again is fine, another value is a conflict.
 func TestStubs(t *testing.T) {
-	s := harness.Start(t, stubOptions(t))
+	s := harness.Start(t, stubOptions(t, true))
 	const w = "testing:joinset-workflow/workflow."
 	id := s.Submit(w+"await-stub", `["six times seven"]`)
 	child := id + ".g:1_1"

@@ -19,6 +19,8 @@ func TestBlockingStrategiesAgree(t *testing.T) {
 		{"testing:fibo-workflow/workflow.fiboa", "[8, 6]"},
 		{"testing:fibo-workflow/workflow.fibow", "[20, 4]"},
 		{"testing:sleep-workflow/workflow.sleep-activity", "[20]"},
+		{"testing:fibo-workflow/workflow.fiboa-concurrent", "[5, 4]"},
+		{"testing:sleep-workflow/workflow.sleep-then-call", "[50, 10]"},
 	}
 	settings := []struct {
 		name string
@@ -63,8 +65,12 @@ func normalizedHistory(t *testing.T, s *harness.Server, id string) []string {
 			t.Fatal(err)
 		}
 		delete(d, "run_expires_at")
+		delete(d, "expires_at") // a delay's expiry: when it was requested + its duration
 		if c, ok := d["child_execution_id"].(string); ok {
 			d["child_execution_id"] = strings.TrimPrefix(c, id)
+		}
+		if c, ok := d["delay_id"].(string); ok {
+			d["delay_id"] = strings.TrimPrefix(c, "Delay_"+strings.TrimPrefix(id, "E_"))
 		}
 		b, _ := json.Marshal(d)
 		out = append(out, fmt.Sprintf("%s %s", e.Kind, b))

@@ -82,3 +82,53 @@ func TestNondeterminismDetected(t *testing.T) {
 		t.Errorf("the recorded child was locked %d times; replay must not run it again", n)
 	}
 }
+
+// TestNondeterminismChangedOrder: race submits the sleep activity, then a delay, into
+// one join set. A recorded history with the two requests the other way round (the delay
+// first) is not what the code does, and replaying it finishes the execution with
+// nondeterminism_detected, naming both.
+func TestNondeterminismChangedOrder(t *testing.T) {
+	now := time.Now()
+	id := events.NewExecutionID(now)
+	s := harness.Start(t, harness.Options{Prepare: func(dir string) {
+		store, err := events.Open(dir, events.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		at := now.UnixNano()
+		ev := func(e *pb.Event) *pb.Event { at++; e.CreatedAt = at; return e }
+		hist := func(h *pb.HistoryEvent) *pb.Event { return ev(&pb.Event{Kind: &pb.Event_History{History: h}}) }
+		delay := events.DelayID(id, "g:1", 1)
+		child := events.ChildExecutionID(id, "g:1", 2)
+		evs := []*pb.Event{
+			ev(&pb.Event{Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: "testing:sleep-workflow/workflow.race", Params: []byte("[10,600000]"),
+				ScheduledAt: at, ComponentType: pb.ComponentType_COMPONENT_TYPE_WORKFLOW, Queue: "sleep_workflow", ComponentId: "workflow:sleep_workflow:sha256:0"}}}),
+			ev(&pb.Event{Kind: &pb.Event_Locked{Locked: &pb.Locked{ExecutorId: "Exr_gone", RunId: "Run_gone", LockExpiresAt: at + int64(time.Hour),
+				Retry: &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(time.Millisecond)}}}}),
+			hist(&pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: "g:1"}}}),
+			hist(&pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: "g:1",
+				Request: &pb.JoinSetRequest_Delay{Delay: &pb.DelayRequest{DelayId: delay, ExpiresAt: at + int64(10*time.Minute), ScheduleAt: []byte(`{"in":{"milliseconds":600000}}`)}}}}}),
+			hist(&pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: "g:1",
+				Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: "testing:sleep/sleep.sleep", Params: []byte("[10]")}}}}}),
+		}
+		childEvs := []*pb.Event{ev(&pb.Event{Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: "testing:sleep/sleep.sleep", Params: []byte("[10]"),
+			ParentId: id, ParentJoinSetId: "g:1", ScheduledAt: at, ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM, Queue: "sleep"}}})}
+		if _, err := store.Commit(context.Background(), &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: evs}, {ExecutionID: child, Events: childEvs}}}); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	res := s.Result(id, time.Minute)
+	var r struct {
+		Failure struct{ Kind, Reason string } `json:"execution_failure"`
+	}
+	if err := json.Unmarshal([]byte(res), &r); err != nil || r.Failure.Kind != "nondeterminism_detected" {
+		t.Fatalf("result %s, want execution_failure nondeterminism_detected", res)
+	}
+	if !strings.Contains(r.Failure.Reason, "delay") || !strings.Contains(r.Failure.Reason, "testing:sleep/sleep.sleep") {
+		t.Errorf("the reason should show the recorded delay and the submitted activity: %q", r.Failure.Reason)
+	}
+	// The workflow finished: nothing waits for its children any more, but they still
+	// finish (the activity runs; the delay's answer is dropped).
+	harness.JSONEq(t, s.Result(events.ChildExecutionID(id, "g:1", 2), time.Minute), `{"ok":null}`)
+}

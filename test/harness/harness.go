@@ -432,6 +432,9 @@ func Unreachable(t testing.TB) *Server {
 	return &Server{t: t, URL: "http://" + FreeAddr(t)}
 }
 
+// Binary is the path of the obelisk binary the tests run.
+func Binary() string { return obeliskBin }
+
 // ComponentsDir is the folder of the built example components (<name>.wasm).
 func ComponentsDir() string { return componentsDir }
 
