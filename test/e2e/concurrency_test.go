@@ -345,8 +345,11 @@ func TestPause(t *testing.T) {
 			t.Fatalf("the paused workflow ran: %s after paused", e.Kind)
 		}
 	}
-	if st, _ := s.State(id); st.Status == "finished" {
-		t.Fatal("the paused workflow finished")
+	if st, _ := s.State(id); st.Status == "finished" || !st.Paused {
+		t.Fatalf("the paused workflow: %v", st)
+	}
+	if out, _, _ := s.CLI("execution", "get", id); !strings.Contains(out, "(paused)") {
+		t.Fatalf("execution get does not say it is paused: %q", out)
 	}
 	if out, errOut, code := s.CLI("execution", "unpause", id); code != 0 {
 		t.Fatalf("unpause: exit %d, %q %q", code, out, errOut)

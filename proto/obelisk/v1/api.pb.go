@@ -580,22 +580,24 @@ func (x *GetStatusResponse) GetSummary() *ExecutionSummary {
 
 // ExecutionSummary is what the API tells about one execution.
 type ExecutionSummary struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	ExecutionId    string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
-	Ffqn           string                 `protobuf:"bytes,2,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
-	Status         string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`                              // pending_at | locked | blocked_by_join_set | finished
-	CreatedAt      string                 `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`       // RFC 3339
-	ScheduledAt    string                 `protobuf:"bytes,5,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"` // RFC 3339, for pending_at
-	FinishedAt     string                 `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`    // RFC 3339, once finished
-	ResultJson     string                 `protobuf:"bytes,7,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`    // once finished: {"ok":..} | {"err":..} | {"execution_failure":{..}}
-	ComponentId    string                 `protobuf:"bytes,8,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"`
-	ParentId       string                 `protobuf:"bytes,9,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Version        uint32                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`                                     // number of events in the stream
-	AttemptsFailed uint32                 `protobuf:"varint,11,opt,name=attempts_failed,json=attemptsFailed,proto3" json:"attempts_failed,omitempty"` // temporary failures and timeouts so far
-	LockExpiresAt  string                 `protobuf:"bytes,12,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"`   // RFC 3339, for locked
-	JoinSetId      string                 `protobuf:"bytes,13,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`               // for blocked_by_join_set
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId     string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Ffqn            string                 `protobuf:"bytes,2,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	Status          string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`                              // pending_at | locked | blocked_by_join_set | finished
+	CreatedAt       string                 `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`       // RFC 3339
+	ScheduledAt     string                 `protobuf:"bytes,5,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"` // RFC 3339, for pending_at
+	FinishedAt      string                 `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`    // RFC 3339, once finished
+	ResultJson      string                 `protobuf:"bytes,7,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`    // once finished: {"ok":..} | {"err":..} | {"execution_failure":{..}}
+	ComponentId     string                 `protobuf:"bytes,8,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"`
+	ParentId        string                 `protobuf:"bytes,9,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	Version         uint32                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`                                        // number of events in the stream
+	AttemptsFailed  uint32                 `protobuf:"varint,11,opt,name=attempts_failed,json=attemptsFailed,proto3" json:"attempts_failed,omitempty"`    // temporary failures and timeouts so far
+	LockExpiresAt   string                 `protobuf:"bytes,12,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"`      // RFC 3339, for locked
+	JoinSetId       string                 `protobuf:"bytes,13,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`                  // for blocked_by_join_set
+	Paused          bool                   `protobuf:"varint,14,opt,name=paused,proto3" json:"paused,omitempty"`                                          // not run until unpaused (status shows where it stands)
+	CancelRequested bool                   `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"` // being cancelled: finishes as cancelled with its subtree
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecutionSummary) Reset() {
@@ -717,6 +719,20 @@ func (x *ExecutionSummary) GetJoinSetId() string {
 		return x.JoinSetId
 	}
 	return ""
+}
+
+func (x *ExecutionSummary) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ExecutionSummary) GetCancelRequested() bool {
+	if x != nil {
+		return x.CancelRequested
+	}
+	return false
 }
 
 type ListExecutionsRequest struct {
@@ -1466,7 +1482,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"K\n" +
 	"\x11GetStatusResponse\x126\n" +
-	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xb0\x03\n" +
+	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xf3\x03\n" +
 	"\x10ExecutionSummary\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -1484,7 +1500,9 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	" \x01(\rR\aversion\x12'\n" +
 	"\x0fattempts_failed\x18\v \x01(\rR\x0eattemptsFailed\x12&\n" +
 	"\x0flock_expires_at\x18\f \x01(\tR\rlockExpiresAt\x12\x1e\n" +
-	"\vjoin_set_id\x18\r \x01(\tR\tjoinSetId\"\xa4\x01\n" +
+	"\vjoin_set_id\x18\r \x01(\tR\tjoinSetId\x12\x16\n" +
+	"\x06paused\x18\x0e \x01(\bR\x06paused\x12)\n" +
+	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\"\xa4\x01\n" +
 	"\x15ListExecutionsRequest\x12\x1f\n" +
 	"\vffqn_prefix\x18\x01 \x01(\tR\n" +
 	"ffqnPrefix\x12\x16\n" +

@@ -110,9 +110,22 @@ func getCmd(o *clientOpts) *cobra.Command {
 
 // statusDoc is the --json document of submit and get (contract).
 type statusDoc struct {
-	ExecutionID string          `json:"execution_id"`
-	Status      string          `json:"status"`
-	Result      json.RawMessage `json:"result,omitempty"`
+	ExecutionID     string          `json:"execution_id"`
+	Status          string          `json:"status"`
+	Paused          bool            `json:"paused,omitempty"`
+	CancelRequested bool            `json:"cancel_requested,omitempty"`
+	Result          json.RawMessage `json:"result,omitempty"`
+}
+
+// statusText is a status as people read it: "pending_at (paused)".
+func statusText(s *pb.ExecutionSummary) string {
+	switch {
+	case s.CancelRequested:
+		return s.Status + " (cancelling)"
+	case s.Paused:
+		return s.Status + " (paused)"
+	}
+	return s.Status
 }
 
 // printStatus prints the execution's status (following it to the end if asked) and
@@ -128,7 +141,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 	for stream.Receive() {
 		last = stream.Msg().Summary
 		if follow && !o.json && last.Status != "finished" {
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", last.ExecutionId, last.Status)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", last.ExecutionId, statusText(last))
 		}
 	}
 	if err := stream.Err(); err != nil {
@@ -137,7 +150,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 	if last == nil {
 		return usage(fmt.Errorf("no status received for %s", id))
 	}
-	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status}
+	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested}
 	if last.ResultJson != "" {
 		doc.Result = json.RawMessage(last.ResultJson)
 	}
@@ -147,7 +160,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 			return err
 		}
 	} else {
-		fmt.Fprintf(out, "%s %s\n", doc.ExecutionID, doc.Status)
+		fmt.Fprintf(out, "%s %s\n", doc.ExecutionID, statusText(last))
 		if doc.Result != nil {
 			fmt.Fprintf(out, "result: %s\n", doc.Result)
 		}

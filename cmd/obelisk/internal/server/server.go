@@ -252,6 +252,7 @@ func Summary(st *pb.ExecutionState) *pb.ExecutionSummary {
 		ExecutionId: st.ExecutionId, Ffqn: st.Ffqn, Status: events.StatusName(st.Status),
 		CreatedAt: rfc3339(st.CreatedAt), ComponentId: st.ComponentId, ParentId: st.ParentId,
 		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures,
+		Paused: st.Paused, CancelRequested: st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED,
 	}
 	switch st.Status {
 	case pb.Status_STATUS_PENDING_AT:
