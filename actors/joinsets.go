@@ -149,11 +149,7 @@ func (r *workflowRun) delayRequest(ctx context.Context, before []*pb.HistoryEven
 	}); err != nil {
 		return nil, err
 	}
-	rec := r.history[at].GetJoinSetRequest().GetDelay()
-	if !replaying {
-		r.e.timers.notify(rec.ExpiresAt)
-	}
-	return rec, nil
+	return r.history[at].GetJoinSetRequest().GetDelay(), nil
 }
 
 func (r *workflowRun) submitDelay(ctx context.Context, req []byte) ([]byte, error) {
@@ -267,6 +263,10 @@ func (r *workflowRun) joinNextTry(ctx context.Context, req []byte) ([]byte, erro
 		r.pos++
 		outcome = t.Outcome
 	} else {
+		// A poll looks at the world as it is: what the workflow submitted must exist.
+		if err := r.flush(ctx, nil, nil, nil); err != nil {
+			return nil, err
+		}
 		if err := r.refreshResponses(ctx); err != nil {
 			return nil, err
 		}
@@ -344,6 +344,10 @@ func (r *workflowRun) closeSet(ctx context.Context, js string) error {
 		if !taken[req.id] {
 			open = append(open, req)
 		}
+	}
+	// What is to be cancelled must exist first.
+	if err := r.flush(ctx, nil, nil, nil); err != nil {
+		return err
 	}
 	if err := r.refreshResponses(ctx); err != nil {
 		return err
@@ -449,6 +453,10 @@ func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
 		}
 		r.pos++
 		return answer(s.Outcome)
+	}
+	// The target may have been submitted by this run and not be written yet.
+	if err := r.flush(ctx, nil, nil, nil); err != nil {
+		return nil, err
 	}
 	// The target may change under us (another stub, a cancellation): retry on conflict.
 	for attempt := 0; ; attempt++ {

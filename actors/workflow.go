@@ -55,6 +55,11 @@ type workflowRun struct {
 	generated int      // g:<n> join sets created
 	arrived   map[string][]*pb.Response
 	processed map[string]*pb.Response // responses taken, by child ID (for get)
+
+	// History recorded by this run but not written yet (see appendEvents), and the
+	// appends of other streams that go with it.
+	pending        []*pb.HistoryEvent
+	pendingAppends []events.Append
 }
 
 // runJoinSet is one join set of a run.
@@ -104,7 +109,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	defer inst.Close(context.WithoutCancel(ctx))
 	if time.Until(r.lockExpires) < c.Config.LockExpiry/2 {
 		// Instantiating took most of the lock (a loaded machine): renew it before replaying.
-		if err := r.appendEvents(ctx, nil, nil); err != nil {
+		if err := r.flush(ctx, nil, nil, nil); err != nil {
 			return
 		}
 	}
@@ -115,6 +120,12 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.
 		if err := r.closeAll(r.deadline.ctx); err != nil {
+			runErr = err
+		}
+	}
+	if runErr == nil || errors.As(runErr, &trap) {
+		// What the workflow did before returning is written before its result.
+		if err := r.flush(r.deadline.ctx, nil, nil, nil); err != nil {
 			runErr = err
 		}
 	}
@@ -417,26 +428,41 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 	return r.appendEvents(ctx, want, extra)
 }
 
-// appendEvents appends history events (and extra appends of other streams) in one
-// transaction, extending the run's lock in the same write when it is half gone. With no
-// events it only extends the lock. extra gets the time the events are written with and
-// runs before they are committed, so it may still complete them (a schedule's due time).
+// appendEvents records history events (and extra appends of other streams: a child's
+// Created, a scheduled execution). They are buffered, not written: nothing outside the
+// workflow can observe them until the next blocking wait, stub or return, which flushes
+// the buffer in one transaction with its own events. A crash before that loses only what
+// the replay will do again, and a fan-out of N submits costs one synced write, not N.
+// extra gets the time the events are made with and may still complete them (a
+// schedule's due time, a delay's expiry).
 func (r *workflowRun) appendEvents(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) []events.Append) error {
-	return r.appendWith(ctx, want, func(now time.Time) ([]events.Append, []events.ResponseAppend) {
-		if extra == nil {
-			return nil, nil
-		}
-		return extra(now), nil
-	})
+	now := time.Now()
+	if extra != nil {
+		r.pendingAppends = append(r.pendingAppends, extra(now)...)
+	}
+	r.pending = append(r.pending, want...)
+	r.history = append(r.history, want...)
+	r.pos = len(r.history)
+	if r.lockExpires.Sub(now) < r.c.Config.LockExpiry/2 || len(r.pending) >= maxPendingHistory {
+		return r.flush(ctx, nil, nil, nil)
+	}
+	return nil
 }
 
-// appendTx is appendEvents with fixed extra appends and responses; a conflict on another
-// execution is returned as is (the caller may retry), not as a lost lock.
+// maxPendingHistory bounds the buffered history of a run (and so one transaction).
+const maxPendingHistory = 4096
+
+// appendTx records history events with fixed extra appends and responses, written at
+// once with whatever is buffered; a conflict on another execution is returned as is (the
+// caller may retry), not as a lost lock, and leaves the buffer as it was.
 func (r *workflowRun) appendTx(ctx context.Context, want []*pb.HistoryEvent, appends []events.Append, responses []events.ResponseAppend) error {
-	return r.appendWith(ctx, want, func(time.Time) ([]events.Append, []events.ResponseAppend) { return appends, responses })
+	return r.flush(ctx, want, appends, responses)
 }
 
-func (r *workflowRun) appendWith(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) ([]events.Append, []events.ResponseAppend)) error {
+// flush writes the buffered history (and want, appends, responses) in one transaction,
+// extending the run's lock in the same write when it is half gone. With nothing buffered
+// and the lock not half gone, it writes nothing.
+func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, appends []events.Append, responses []events.ResponseAppend) error {
 	now := time.Now()
 	var evs []*pb.Event
 	lockExpiry := r.c.Config.LockExpiry
@@ -447,24 +473,24 @@ func (r *workflowRun) appendWith(ctx context.Context, want []*pb.HistoryEvent, e
 			Retry: &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(r.c.Config.RetryExpBackoff)},
 		}}})
 	}
-	for _, w := range want {
-		if jn := w.GetJoinNext(); jn != nil {
+	hist := append(append([]*pb.HistoryEvent(nil), r.pending...), want...)
+	for _, h := range hist {
+		if jn := h.GetJoinNext(); jn != nil {
 			jn.RunExpiresAt = r.lockExpires.UnixNano()
 			if r.c.Config.BlockingStrategy == Interrupt {
 				jn.RunExpiresAt = now.UnixNano()
 			}
 		}
-		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_History{History: w}})
+		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_History{History: h}})
 	}
 	if len(evs) == 0 {
 		return nil
 	}
-	tx := &events.Tx{Appends: []events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}}
-	if extra != nil {
-		appends, responses := extra(now)
-		tx.Appends = append(tx.Appends, appends...)
-		tx.Responses = responses
+	tx := &events.Tx{
+		Appends:   append([]events.Append{{ExecutionID: r.id, ExpectedVersion: r.version, RunID: r.runID, Events: evs}}, r.pendingAppends...),
+		Responses: responses,
 	}
+	tx.Appends = append(tx.Appends, appends...)
 	if _, err := r.e.store.Commit(ctx, tx); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError
@@ -480,8 +506,15 @@ func (r *workflowRun) appendWith(ctx context.Context, want []*pb.HistoryEvent, e
 		r.deadline.extend(r.lockExpires)
 	}
 	r.version += uint32(len(evs))
+	r.pending, r.pendingAppends = nil, nil
 	r.history = append(r.history, want...)
 	r.pos = len(r.history)
+	for _, h := range hist {
+		// After the commit: a timer woken before it would not see the delay.
+		if d := h.GetJoinSetRequest().GetDelay(); d != nil {
+			r.e.timers.notify(d.ExpiresAt)
+		}
+	}
 	return nil
 }
 
@@ -498,6 +531,13 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.R
 	for {
 		if rs := r.arrived[js]; n < len(rs) {
 			return rs[n], nil
+		}
+		if len(r.pending) > 0 {
+			// About to wait: what the workflow did is written (with the wait itself),
+			// so that the children it submitted can run and the state shows the wait.
+			if err := r.flush(ctx, nil, nil, nil); err != nil {
+				return nil, err
+			}
 		}
 		if err := r.refreshResponses(ctx); err != nil {
 			return nil, err
