@@ -2,13 +2,13 @@
 GO        ?= go
 BIN       := bin/obelisk
 WASM_DIR  := build/components
-COMPONENTS := fibo fibo-workflow sleep sleep-workflow http http-workflow flaky tree
+COMPONENTS := fibo fibo-workflow sleep sleep-workflow http http-workflow flaky tree fibo-webhook
 WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
 # Tests and benchmarks use the binary and components built here.
 BENCH_ENV := OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR))
-GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -path './bin/*') go.mod go.sum
+GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -path './bin/*') $(wildcard webui/static/*) go.mod go.sum
 
-.PHONY: all build run test test-short bench proto clean components
+.PHONY: all build run test test-short bench proto schemas clean components
 
 all: build
 
@@ -37,12 +37,17 @@ test: build
 # Benchmarks of the real server; figures go to docs/benchmarks.md.
 bench: build
 	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'InstanceStart|ActivityRun' -benchtime 200x ./test/bench/
-	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable' -benchtime 1x -timeout 30m ./test/bench/
+	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable|WatchEvents|WebhookThroughput' -benchtime 1x -timeout 30m ./test/bench/
 
 # Regenerates the protobuf and connect code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
 proto:
 	protoc -I proto --go_out=. --go_opt=module=github.com/obelisk-go/obelisk \
 		--connect-go_out=. --connect-go_opt=module=github.com/obelisk-go/obelisk proto/obelisk/v1/*.proto
+
+# Regenerates the JSON Schemas of the API, the event views and the state (docs/schemas)
+# from the code; a unit test fails while the committed ones are stale.
+schemas:
+	$(GO) run ./cmd/obelisk generate schemas --out docs/schemas
 
 clean:
 	rm -rf bin build

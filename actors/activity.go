@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
@@ -36,7 +37,9 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
-		return e.activityOutcomeTx(st, fn, out, runErr, time.Now()), nil
+		tx := e.activityOutcomeTx(st, fn, out, runErr, time.Now())
+		e.cfg.Metrics.ActivityAttempt(attemptOutcome(tx))
+		return tx, nil
 	})
 	if err != nil {
 		e.log.Error("activity: record outcome", "execution", id, "err", err)
@@ -56,10 +59,45 @@ func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.Ins
 		return nil, ctx.Err()
 	}
 	defer func() { <-e.instantiating }()
-	return c.module.Instantiate(ctx, cfg)
+	started := time.Now()
+	inst, err := c.module.Instantiate(ctx, cfg)
+	if err == nil {
+		kind := "activity"
+		if cfg.Kind == wasmhost.KindWorkflow {
+			kind = "workflow"
+		}
+		e.cfg.Metrics.InstanceStart(kind, time.Since(started))
+	}
+	return inst, err
 }
 
 var errTimedOut = errors.New("timed out")
+
+// attemptOutcome names what an activity attempt's outcome transaction records (metrics).
+func attemptOutcome(tx *events.Tx) string {
+	ev := tx.Appends[0].Events[0]
+	switch k := ev.Kind.(type) {
+	case *pb.Event_TemporarilyFailed:
+		if k.TemporarilyFailed.Detail != nil {
+			return "retried_err"
+		}
+		return "retried_failure"
+	case *pb.Event_TemporarilyTimedOut:
+		return "retried_timeout"
+	case *pb.Event_Finished:
+		r, _ := events.ParseResult(k.Finished.Result)
+		switch {
+		case r.Kind == pb.ResultKind_RESULT_KIND_OK:
+			return "ok"
+		case r.Kind == pb.ResultKind_RESULT_KIND_ERR:
+			return "err"
+		case strings.Contains(string(k.Finished.Result), `"timed_out"`):
+			return "timed_out"
+		}
+		return "failed"
+	}
+	return "unknown"
+}
 
 // activityOutcomeTx decides what an attempt's outcome means: finished, or retried later.
 func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byte, runErr error, now time.Time) *events.Tx {

@@ -24,6 +24,9 @@ const (
 	// ActivityStub executions are never run: their results are written by a workflow's
 	// stub call, the CLI or the API.
 	ActivityStub ComponentType = "activity_stub"
+	// WebhookEndpoint components export nothing: each HTTP request runs in a fresh
+	// instance (see RunWebhook); they may call and schedule what their world imports.
+	WebhookEndpoint ComponentType = "webhook_endpoint"
 )
 
 // BlockingStrategy says what a workflow run does while it waits for a child.
@@ -67,6 +70,8 @@ func (c *ComponentConfig) pbType() pb.ComponentType {
 		return pb.ComponentType_COMPONENT_TYPE_WORKFLOW
 	case ActivityStub:
 		return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_STUB
+	case WebhookEndpoint:
+		return pb.ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT
 	}
 	return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM
 }
@@ -82,6 +87,9 @@ type Component struct {
 	imports map[string]bool // FFQNs a workflow may call or submit (see mayCall)
 	exports map[string]bool
 	module  *wasmhost.Module // nil for an activity stub
+
+	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).
+	WITFiles []wit.File
 }
 
 // mayCall reports whether a workflow of this component may call or submit ffqn: its
@@ -158,6 +166,8 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 				return nil, fmt.Errorf("component %q imports %s, but %s is not an activity stub's function", c.Config.Name, fn.FFQN(), ffqn)
 			case kind == wit.ExtSchedule && isStub:
 				return nil, fmt.Errorf("component %q imports %s: activity stubs cannot be scheduled", c.Config.Name, fn.FFQN())
+			case c.Config.Type == WebhookEndpoint && ext && kind != wit.ExtSchedule:
+				return nil, fmt.Errorf("webhook endpoint %q imports %s: a webhook endpoint may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
 			}
 			c.imports[ffqn] = true
 		}
@@ -192,7 +202,10 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 		return nil, fmt.Errorf("component %q: parse WIT: %w", cfg.Name, err)
 	}
 	exports := resolve.Exports()
-	if len(exports) == 0 {
+	if cfg.Type == WebhookEndpoint && len(exports) > 0 {
+		return nil, fmt.Errorf("component %q: a webhook endpoint exports no functions, but its WIT exports %s", cfg.Name, exports[0].FFQN())
+	}
+	if len(exports) == 0 && cfg.Type != WebhookEndpoint {
 		return nil, fmt.Errorf("component %q: its WIT exports no function", cfg.Name)
 	}
 	for _, fn := range exports {
@@ -201,10 +214,10 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 		}
 	}
 	imports := resolve.Imports()
-	if cfg.Type != Workflow {
+	if cfg.Type != Workflow && cfg.Type != WebhookEndpoint {
 		imports = nil // activities cannot call other components
 	}
-	c := &Component{Config: cfg, ID: id, WIT: resolve, Exports: exports, Imports: imports, imports: map[string]bool{}, exports: map[string]bool{}}
+	c := &Component{Config: cfg, ID: id, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, imports: map[string]bool{}, exports: map[string]bool{}}
 	for _, fn := range exports {
 		c.exports[fn.FFQN()] = true
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/metrics"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
@@ -32,6 +33,8 @@ type Config struct {
 	// for a child ("await" strategy); 0 means 64, negative means none.
 	MaxResidentWorkflows int
 	Logger               *slog.Logger
+	// Metrics, if set, is where the engine reports (see package metrics).
+	Metrics *metrics.Metrics
 }
 
 // Engine runs the executions of one node.
@@ -101,11 +104,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	debug.FreeOSMemory()
 	e.timers = newTimerService(e)
 	for _, c := range reg.components {
-		if c.Config.Type != ActivityStub { // never run
+		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
 			e.executors[c.Config.Name] = newExecutor(e, c)
 		}
 	}
-	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, Logger: cfg.Logger})
+	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger})
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -120,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.Close(ctx)
 		return nil, err
 	}
+	e.registerGauges()
 	e.goLoop(func() { e.timers.loop(runCtx) })
 	e.goLoop(func() { e.cancels.loop(runCtx) })
 	for _, x := range e.executors {
@@ -154,8 +158,12 @@ func (e *Engine) Close(ctx context.Context) error {
 // died with it, so their locks and leases are released at once rather than at expiry.
 func (e *Engine) recover(ctx context.Context) error {
 	now := time.Now()
-	var stale []string
+	var stale, webhooks []string
 	err := e.store.LiveStates(ctx, func(st *pb.ExecutionState) error {
+		if st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT {
+			webhooks = append(webhooks, st.ExecutionId) // see abandonWebhooks
+			return nil
+		}
 		if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
 			stale = append(stale, st.ExecutionId)
 		}
@@ -177,7 +185,7 @@ func (e *Engine) recover(ctx context.Context) error {
 	if len(stale) > 0 {
 		e.log.Info("released locks of a previous run", "executions", len(stale))
 	}
-	return nil
+	return e.abandonWebhooks(ctx, webhooks)
 }
 
 // onCommit is the store's commit hook: it wakes whoever waits for these states.
@@ -198,6 +206,10 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 		}
 		if st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED {
 			e.cancels.enqueue(st.ExecutionId)
+		}
+		if st.Status == pb.Status_STATUS_FINISHED {
+			// A finished state changes no more: each is reported once.
+			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), resultKindName(st.ResultKind))
 		}
 		e.resident.notify(st.ExecutionId)
 		e.watchers.notify(st.ExecutionId)
@@ -278,6 +290,53 @@ func (e *Engine) createdEvent(now time.Time, fn Function, params []byte, parent,
 		Ffqn: fn.Fn.FFQN(), Params: params, ParentId: parent, ParentJoinSetId: joinSet,
 		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.Name,
 	}}}
+}
+
+// Metrics returns where the engine reports, nil if nowhere.
+func (e *Engine) Metrics() *metrics.Metrics { return e.cfg.Metrics }
+
+// registerGauges registers the gauges computed at scrape time.
+func (e *Engine) registerGauges() {
+	m := e.cfg.Metrics
+	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",
+		func() float64 { return float64(e.resident.count()) })
+	m.GaugeVec("obelisk_executions", "Unfinished executions by status (pending_at, locked, blocked_by_join_set; paused and cancelling also counted apart).", "status",
+		func() map[string]float64 {
+			counts := map[string]float64{"pending_at": 0, "locked": 0, "blocked_by_join_set": 0, "paused": 0, "cancelling": 0}
+			_ = e.store.LiveStates(context.Background(), func(st *pb.ExecutionState) error {
+				counts[events.StatusName(st.Status)]++
+				if st.Paused {
+					counts["paused"]++
+				}
+				if st.CancelRequested {
+					counts["cancelling"]++
+				}
+				return nil
+			})
+			return counts
+		})
+}
+
+func componentTypeName(t pb.ComponentType) string {
+	switch t {
+	case pb.ComponentType_COMPONENT_TYPE_WORKFLOW:
+		return string(Workflow)
+	case pb.ComponentType_COMPONENT_TYPE_ACTIVITY_STUB:
+		return string(ActivityStub)
+	case pb.ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT:
+		return string(WebhookEndpoint)
+	}
+	return string(ActivityWasm)
+}
+
+func resultKindName(k pb.ResultKind) string {
+	switch k {
+	case pb.ResultKind_RESULT_KIND_OK:
+		return "ok"
+	case pb.ResultKind_RESULT_KIND_ERR:
+		return "err"
+	}
+	return "execution_failure"
 }
 
 // State returns the current state of an execution.

@@ -87,6 +87,11 @@ func (t *timerService) tickDelays(ctx context.Context) time.Time {
 		}
 		var answers []events.ResponseAppend
 		for _, id := range ids {
+			if t.e.cfg.Metrics != nil {
+				if at, ok, _ := t.e.store.DelayExpiry(ctx, id); ok {
+					t.e.cfg.Metrics.TimerLag("delay", now.Sub(at))
+				}
+			}
 			parent, js, err := events.SplitDelayID(id)
 			if err != nil {
 				t.e.log.Error("timers: delay", "delay", id, "err", err)
@@ -135,6 +140,7 @@ func (t *timerService) tickLocks(ctx context.Context) time.Time {
 				continue
 			}
 		}
+		t.e.cfg.Metrics.TimerLag("lock", now.Sub(time.Unix(0, st.LockExpiresAt)))
 		_, err = t.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 			return t.e.expireTx(st, time.Now(), false)
 		})

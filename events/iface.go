@@ -39,6 +39,15 @@ type Store interface {
 	LiveStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
 	// AllStates calls fn for every execution.
 	AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
+	// EventsFrom returns the events of every stream in commit order from global position
+	// from (the first event is 1), at most limit (0 = all committed). Positions have no
+	// gaps and never change.
+	EventsFrom(ctx context.Context, from uint64, limit int) ([]PositionedEvent, error)
+	// LastPosition returns the global position of the last committed event (0 if none).
+	LastPosition() uint64
+	// WaitPosition blocks until an event after position after is committed and returns
+	// the last position, or until ctx ends or the store closes.
+	WaitPosition(ctx context.Context, after uint64) (uint64, error)
 	// Close releases the store.
 	Close() error
 }

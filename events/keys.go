@@ -20,6 +20,7 @@ import (
 //	l\0<id>                      live (not finished) executions
 //	w\0<expires:8>\0<delay-id>   delay timer (delays requested, not answered yet)
 //	y\0<delay-id>                 the delay's expiry (to find its w key)
+//	g\0<position:8>              global event log -> <version:4><id> (see global.go)
 const (
 	tagEvent    = 'e'
 	tagResponse = 'r'
@@ -32,6 +33,7 @@ const (
 	tagLive     = 'l'
 	tagDelay    = 'w'
 	tagDelayAt  = 'y'
+	tagGlobal   = 'g'
 )
 
 func key(tag byte, parts ...[]byte) []byte {
@@ -64,6 +66,7 @@ func liveKey(id string) []byte              { return key(tagLive, []byte(id)) }
 func childKey(parent, child string) []byte  { return key(tagChild, []byte(parent), []byte(child)) }
 func delayKey(at int64, id string) []byte   { return key(tagDelay, u64(at), []byte(id)) }
 func delayAtKey(id string) []byte           { return key(tagDelayAt, []byte(id)) }
+func globalKey(pos uint64) []byte           { return key(tagGlobal, binary.BigEndian.AppendUint64(nil, pos)) }
 
 // prefixEnd returns the smallest key greater than every key with the given prefix.
 func prefixEnd(prefix []byte) []byte {

@@ -68,6 +68,10 @@ type Options struct {
 	// every execution it changed. It runs on the writer goroutine: it must not block and
 	// must not call Commit.
 	OnCommit func(states []*pb.ExecutionState)
+	// OnGroupCommit, if set, is told of every durable group commit: how many
+	// transactions and key writes it held and how long the write (and sync) took
+	// (metrics). Same rules as OnCommit.
+	OnGroupCommit func(txs, writes int, took time.Duration)
 	// NoSync turns off syncing commits (tests and benchmarks of other layers only).
 	NoSync bool
 	Logger *slog.Logger
@@ -88,6 +92,7 @@ type PebbleStore struct {
 	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
 
 	floors scanFloors
+	global globalLog // positions of the global event log (global.go)
 
 	closeOnce sync.Once
 }
@@ -113,6 +118,10 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 	}
 	s := &PebbleStore{db: db, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
 	s.floors.m = map[string]*floor{}
+	if err := s.initGlobal(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go s.writer()
 	return s, nil
 }
@@ -211,6 +220,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		ids []string
 	}
 	var oks []ok
+	pos := s.global.last.Load() // the last global position; the group's events follow
 	for _, req := range group {
 		ops, overlay, err := g.apply(req.tx)
 		if err != nil {
@@ -229,6 +239,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 				_ = batch.Set(o.k, o.v, nil)
 			}
 		}
+		pos = indexEvents(batch, req.tx, pos)
 		oks = append(oks, ok{req, ids})
 	}
 	if len(oks) == 0 {
@@ -249,6 +260,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	if s.opts.NoSync {
 		wo = pebble.NoSync
 	}
+	started := time.Now()
 	if err := batch.Commit(wo); err != nil {
 		err = fmt.Errorf("commit %d transactions: %w", len(oks), err)
 		for _, o := range oks {
@@ -256,6 +268,10 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
+	if s.opts.OnGroupCommit != nil {
+		s.opts.OnGroupCommit(len(oks), int(batch.Count()), time.Since(started))
+	}
+	s.publishPositions(pos)
 	for _, st := range changed {
 		if Runnable(st) {
 			s.floors.added(pendingIndex(st.Queue), st.PendingAt)

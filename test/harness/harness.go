@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-var componentNames = []string{"fibo", "fibo-workflow", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree"}
+var componentNames = []string{"fibo", "fibo-workflow", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree", "fibo-webhook"}
 
 func buildAll(tmp string) error {
 	root, err := filepath.Abs("../..")
@@ -109,6 +109,9 @@ type Options struct {
 	ExtraWorkflows map[string]string
 	// Deployment is appended to obelisk.toml as it is (more components, e.g. stubs).
 	Deployment string
+	// WebUI serves the web UI on a free address (Server.WebURL); without it the web UI
+	// is off.
+	WebUI bool
 	// Prepare, if set, runs before the first start with the path of the (empty) event
 	// store, e.g. to write histories for the server to recover.
 	Prepare func(storeDir string)
@@ -116,15 +119,21 @@ type Options struct {
 
 // Server is a running `obelisk server run` process.
 type Server struct {
-	t       testing.TB
-	dir     string
-	config  string
-	addr    string
-	URL     string
-	cmd     *exec.Cmd
-	logPath string
-	Exec    obeliskv1connect.ExecutionServiceClient
-	Comp    obeliskv1connect.ComponentServiceClient
+	t      testing.TB
+	dir    string
+	config string
+	addr   string
+	URL    string
+	WebURL string // the web UI, with Options.WebUI
+	// WebhookURL is the http_server "external" of the webhook endpoints (fibo_webhook,
+	// and those of Options.Deployment).
+	WebhookURL  string
+	webhookAddr string
+	webAddr     string
+	cmd         *exec.Cmd
+	logPath     string
+	Exec        obeliskv1connect.ExecutionServiceClient
+	Comp        obeliskv1connect.ComponentServiceClient
 }
 
 // Start writes a deployment of every example component and starts the server.
@@ -133,8 +142,15 @@ func Start(t testing.TB, o Options) *Server {
 	dir := t.TempDir()
 	s := &Server{t: t, dir: dir, addr: FreeAddr(t)}
 	s.URL = "http://" + s.addr
+	s.webAddr = "off"
+	if o.WebUI {
+		s.webAddr = FreeAddr(t)
+		s.WebURL = "http://" + s.webAddr
+	}
 	s.config = filepath.Join(dir, "obelisk.toml")
-	deployment := s.deployment(o) + "\n" + o.Deployment + "\n"
+	s.webhookAddr = FreeAddr(t)
+	s.WebhookURL = "http://" + s.webhookAddr
+	deployment := s.deployment(o) + "\n" + o.Deployment + "\n" + s.webhookDeployment(o)
 	for name, dir := range o.ExtraWorkflows {
 		wasm, err := buildExtra(dir)
 		if err != nil {
@@ -170,6 +186,8 @@ func (s *Server) deployment(o Options) string {
 data_dir = %q
 cache_dir = %q
 [api]
+listening_addr = %q
+[webui]
 listening_addr = %q
 [workflows]
 %s
@@ -216,7 +234,7 @@ blocking_strategy = %q
 name = "tree"
 location.path = %q
 blocking_strategy = %q
-`, filepath.Join(s.dir, "data"), wasmCacheDir, s.addr, o.Workflows,
+`, filepath.Join(s.dir, "data"), wasmCacheDir, s.addr, s.webAddr, o.Workflows,
 		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
 		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
 }
@@ -495,4 +513,20 @@ func repoRoot() string {
 		}
 	}
 	return dir
+}
+
+// webhookDeployment serves the fibo_webhook endpoint (ExtraTOML["fibo_webhook"] adds keys
+// to it) on the http_server "external", at a free address (Server.WebhookURL).
+func (s *Server) webhookDeployment(o Options) string {
+	return fmt.Sprintf(`
+[[http_server]]
+name = "external"
+listening_addr = %q
+
+[[webhook_endpoint]]
+name = "fibo_webhook"
+location.path = %q
+routes = ["GET /fibo/:n/:iterations"]
+%s
+`, s.webhookAddr, filepath.Join(componentsDir, "fibo-webhook.wasm"), o.ExtraTOML["fibo_webhook"])
 }

@@ -1448,6 +1448,461 @@ func (x *ListComponentsResponse) GetComponents() []*ComponentInfo {
 	return nil
 }
 
+type GetComponentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Component     string                 `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"` // the component's name or its ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetComponentRequest) Reset() {
+	*x = GetComponentRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetComponentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetComponentRequest) ProtoMessage() {}
+
+func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
+func (*GetComponentRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetComponentRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+// WitFile is one file of a component's WIT folder.
+type WitFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // relative, '/'-separated: top level = own package, deps/...
+	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WitFile) Reset() {
+	*x = WitFile{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WitFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WitFile) ProtoMessage() {}
+
+func (x *WitFile) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WitFile.ProtoReflect.Descriptor instead.
+func (*WitFile) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WitFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WitFile) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+type FunctionParam struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // WIT name (kebab-case)
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // WIT type, e.g. list<u8>
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunctionParam) Reset() {
+	*x = FunctionParam{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunctionParam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunctionParam) ProtoMessage() {}
+
+func (x *FunctionParam) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunctionParam.ProtoReflect.Descriptor instead.
+func (*FunctionParam) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FunctionParam) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FunctionParam) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// FunctionDetail is a function with the types and JSON Schemas of its values.
+type FunctionDetail struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Ffqn             string                 `protobuf:"bytes,1,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	Signature        string                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // WIT: func(n: u8) -> result<u64>
+	Submittable      bool                   `protobuf:"varint,3,opt,name=submittable,proto3" json:"submittable,omitempty"`
+	Params           []*FunctionParam       `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
+	Result           string                 `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`                                               // WIT result type; empty when the function has none
+	ParamsSchemaJson string                 `protobuf:"bytes,6,opt,name=params_schema_json,json=paramsSchemaJson,proto3" json:"params_schema_json,omitempty"` // JSON Schema (draft 2020-12) of params_json: a tuple
+	ResultSchemaJson string                 `protobuf:"bytes,7,opt,name=result_schema_json,json=resultSchemaJson,proto3" json:"result_schema_json,omitempty"` // JSON Schema of the returned value ({"ok": ..} | {"err": ..})
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FunctionDetail) Reset() {
+	*x = FunctionDetail{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunctionDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunctionDetail) ProtoMessage() {}
+
+func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunctionDetail.ProtoReflect.Descriptor instead.
+func (*FunctionDetail) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FunctionDetail) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *FunctionDetail) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *FunctionDetail) GetSubmittable() bool {
+	if x != nil {
+		return x.Submittable
+	}
+	return false
+}
+
+func (x *FunctionDetail) GetParams() []*FunctionParam {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *FunctionDetail) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *FunctionDetail) GetParamsSchemaJson() string {
+	if x != nil {
+		return x.ParamsSchemaJson
+	}
+	return ""
+}
+
+func (x *FunctionDetail) GetResultSchemaJson() string {
+	if x != nil {
+		return x.ResultSchemaJson
+	}
+	return ""
+}
+
+type GetComponentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ComponentId   string                 `protobuf:"bytes,1,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"` // <type>:<name>:sha256:<hex>
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // activity_wasm | workflow | webhook_endpoint | activity_stub
+	WitFiles      []*WitFile             `protobuf:"bytes,4,rep,name=wit_files,json=witFiles,proto3" json:"wit_files,omitempty"`
+	Exports       []*FunctionDetail      `protobuf:"bytes,5,rep,name=exports,proto3" json:"exports,omitempty"`
+	Imports       []*FunctionDetail      `protobuf:"bytes,6,rep,name=imports,proto3" json:"imports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetComponentResponse) Reset() {
+	*x = GetComponentResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetComponentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetComponentResponse) ProtoMessage() {}
+
+func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetComponentResponse.ProtoReflect.Descriptor instead.
+func (*GetComponentResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetComponentResponse) GetComponentId() string {
+	if x != nil {
+		return x.ComponentId
+	}
+	return ""
+}
+
+func (x *GetComponentResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetComponentResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *GetComponentResponse) GetWitFiles() []*WitFile {
+	if x != nil {
+		return x.WitFiles
+	}
+	return nil
+}
+
+func (x *GetComponentResponse) GetExports() []*FunctionDetail {
+	if x != nil {
+		return x.Exports
+	}
+	return nil
+}
+
+func (x *GetComponentResponse) GetImports() []*FunctionDetail {
+	if x != nil {
+		return x.Imports
+	}
+	return nil
+}
+
+type WatchEventsRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	FromPosition      uint64                 `protobuf:"varint,1,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`                 // send the events after this position (0 = from the first)
+	ExecutionIdPrefix string                 `protobuf:"bytes,2,opt,name=execution_id_prefix,json=executionIdPrefix,proto3" json:"execution_id_prefix,omitempty"` // only executions whose ID starts with this
+	FfqnPrefix        string                 `protobuf:"bytes,3,opt,name=ffqn_prefix,json=ffqnPrefix,proto3" json:"ffqn_prefix,omitempty"`                        // only executions whose function starts with this
+	Kinds             []string               `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`                                                    // only these event kinds (created, finished, history.join_next,
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *WatchEventsRequest) Reset() {
+	*x = WatchEventsRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsRequest) ProtoMessage() {}
+
+func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WatchEventsRequest) GetFromPosition() uint64 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *WatchEventsRequest) GetExecutionIdPrefix() string {
+	if x != nil {
+		return x.ExecutionIdPrefix
+	}
+	return ""
+}
+
+func (x *WatchEventsRequest) GetFfqnPrefix() string {
+	if x != nil {
+		return x.FfqnPrefix
+	}
+	return ""
+}
+
+func (x *WatchEventsRequest) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+// WatchEventsResponse is one event of the global log.
+type WatchEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	ExecutionId   string                 `protobuf:"bytes,2,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Event         *EventView             `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"` // version, created_at, kind, details_json
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsResponse) Reset() {
+	*x = WatchEventsResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsResponse) ProtoMessage() {}
+
+func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WatchEventsResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *WatchEventsResponse) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *WatchEventsResponse) GetEvent() *EventView {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -1559,7 +2014,40 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x16ListComponentsResponse\x129\n" +
 	"\n" +
 	"components\x18\x01 \x03(\v2\x19.obelisk.v1.ComponentInfoR\n" +
-	"components2\x99\x05\n" +
+	"components\"3\n" +
+	"\x13GetComponentRequest\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\"1\n" +
+	"\aWitFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"7\n" +
+	"\rFunctionParam\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\x8b\x02\n" +
+	"\x0eFunctionDetail\x12\x12\n" +
+	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\tR\tsignature\x12 \n" +
+	"\vsubmittable\x18\x03 \x01(\bR\vsubmittable\x121\n" +
+	"\x06params\x18\x04 \x03(\v2\x19.obelisk.v1.FunctionParamR\x06params\x12\x16\n" +
+	"\x06result\x18\x05 \x01(\tR\x06result\x12,\n" +
+	"\x12params_schema_json\x18\x06 \x01(\tR\x10paramsSchemaJson\x12,\n" +
+	"\x12result_schema_json\x18\a \x01(\tR\x10resultSchemaJson\"\xff\x01\n" +
+	"\x14GetComponentResponse\x12!\n" +
+	"\fcomponent_id\x18\x01 \x01(\tR\vcomponentId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x120\n" +
+	"\twit_files\x18\x04 \x03(\v2\x13.obelisk.v1.WitFileR\bwitFiles\x124\n" +
+	"\aexports\x18\x05 \x03(\v2\x1a.obelisk.v1.FunctionDetailR\aexports\x124\n" +
+	"\aimports\x18\x06 \x03(\v2\x1a.obelisk.v1.FunctionDetailR\aimports\"\xa0\x01\n" +
+	"\x12WatchEventsRequest\x12#\n" +
+	"\rfrom_position\x18\x01 \x01(\x04R\ffromPosition\x12.\n" +
+	"\x13execution_id_prefix\x18\x02 \x01(\tR\x11executionIdPrefix\x12\x1f\n" +
+	"\vffqn_prefix\x18\x03 \x01(\tR\n" +
+	"ffqnPrefix\x12\x14\n" +
+	"\x05kinds\x18\x04 \x03(\tR\x05kinds\"\x81\x01\n" +
+	"\x13WatchEventsResponse\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12!\n" +
+	"\fexecution_id\x18\x02 \x01(\tR\vexecutionId\x12+\n" +
+	"\x05event\x18\x03 \x01(\v2\x15.obelisk.v1.EventViewR\x05event2\xeb\x05\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -1570,9 +2058,11 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x06Cancel\x12\x19.obelisk.v1.CancelRequest\x1a\x1a.obelisk.v1.CancelResponse\x12<\n" +
 	"\x05Pause\x12\x18.obelisk.v1.PauseRequest\x1a\x19.obelisk.v1.PauseResponse\x12B\n" +
 	"\aUnpause\x12\x1a.obelisk.v1.UnpauseRequest\x1a\x1b.obelisk.v1.UnpauseResponse\x129\n" +
-	"\x04Stub\x12\x17.obelisk.v1.StubRequest\x1a\x18.obelisk.v1.StubResponse2k\n" +
+	"\x04Stub\x12\x17.obelisk.v1.StubRequest\x1a\x18.obelisk.v1.StubResponse\x12P\n" +
+	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x012\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
-	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
+	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
+	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
 
 var (
 	file_obelisk_v1_api_proto_rawDescOnce sync.Once
@@ -1586,7 +2076,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*CancelRequest)(nil),          // 0: obelisk.v1.CancelRequest
 	(*CancelResponse)(nil),         // 1: obelisk.v1.CancelResponse
@@ -1613,6 +2103,13 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*FunctionInfo)(nil),           // 22: obelisk.v1.FunctionInfo
 	(*ComponentInfo)(nil),          // 23: obelisk.v1.ComponentInfo
 	(*ListComponentsResponse)(nil), // 24: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),    // 25: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                // 26: obelisk.v1.WitFile
+	(*FunctionParam)(nil),          // 27: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),         // 28: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),   // 29: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),     // 30: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),    // 31: obelisk.v1.WatchEventsResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	12, // 0: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
@@ -1622,31 +2119,40 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	22, // 4: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
 	22, // 5: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
 	23, // 6: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
-	8,  // 7: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	10, // 8: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	13, // 9: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	15, // 10: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	18, // 11: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	0,  // 12: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	2,  // 13: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	4,  // 14: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	6,  // 15: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	21, // 16: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	9,  // 17: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	11, // 18: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	14, // 19: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	17, // 20: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	20, // 21: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	1,  // 22: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	3,  // 23: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	5,  // 24: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	7,  // 25: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	24, // 26: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	27, // 7: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
+	26, // 8: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
+	28, // 9: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
+	28, // 10: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
+	16, // 11: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
+	8,  // 12: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	10, // 13: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	13, // 14: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	15, // 15: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	18, // 16: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	0,  // 17: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	2,  // 18: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	4,  // 19: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	6,  // 20: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	30, // 21: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	21, // 22: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	25, // 23: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	9,  // 24: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	11, // 25: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	14, // 26: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	17, // 27: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	20, // 28: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	1,  // 29: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	3,  // 30: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	5,  // 31: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	7,  // 32: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	31, // 33: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	24, // 34: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	29, // 35: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	24, // [24:36] is the sub-list for method output_type
+	12, // [12:24] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -1660,7 +2166,7 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -30,8 +30,9 @@ type callRequest struct {
 //
 // Calls are recorded in the workflow's history: on replay Call returns the
 // recorded answer without running the child again, so the sequence of calls
-// must be deterministic: make them from one goroutine. Only workflows can
-// call.
+// must be deterministic: make them from one goroutine. Workflows and webhook
+// endpoints (package obeliskwebhook, whose calls are recorded but never
+// replayed) can call; activities cannot.
 func Call[T any](ctx Context, ffqn string, params ...any) (T, error) {
 	var v T
 	raw, err := call(ctx, ffqn, params)

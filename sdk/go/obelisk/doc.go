@@ -66,6 +66,10 @@
 // For the same reason, a log/slog logger is in package obeliskslog; this
 // package itself offers [Context.Log].
 //
+// A webhook endpoint, a component that handles HTTP requests and may call and
+// schedule executions, is an ordinary http.Handler registered with package
+// obeliskwebhook (github.com/obelisk-go/obelisk/sdk/go/obelisk/obeliskwebhook).
+//
 // # Values
 //
 // Parameters and results cross the ABI as JSON typed by the WIT, and are

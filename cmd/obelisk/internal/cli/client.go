@@ -47,8 +47,8 @@ func clientCmd() *cobra.Command {
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
 		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
-	comp.AddCommand(componentListCmd(o))
-	cmd.AddCommand(exec, comp)
+	comp.AddCommand(componentListCmd(o), componentInspectCmd(o), componentWitCmd(o))
+	cmd.AddCommand(exec, comp, eventStreamCmd(o))
 	return cmd
 }
 

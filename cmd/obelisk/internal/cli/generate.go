@@ -13,7 +13,7 @@ import (
 
 func generateCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "generate", Short: "Generate files for building components"}
-	cmd.AddCommand(witExtensionsCmd())
+	cmd.AddCommand(witExtensionsCmd(), schemasCmd())
 	return cmd
 }
 

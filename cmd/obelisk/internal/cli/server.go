@@ -13,6 +13,8 @@ import (
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/metrics"
+	"github.com/obelisk-go/obelisk/webhook"
 )
 
 func serverCmd() *cobra.Command {
@@ -40,16 +42,31 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("api.listening_addr: %w", err)}
 			}
+			if err := startWebUI(ctx, log, cmd.OutOrStdout(), cfg.WebUIAddr, ln.Addr()); err != nil {
+				ln.Close()
+				return err
+			}
 			if pprofAddr != "" {
 				go servePprof(log, pprofAddr)
 			}
 			log.Info("starting engine", "data_dir", cfg.Engine.DataDir, "components", len(cfg.Engine.Components))
+			cfg.Engine.Metrics = metrics.New() // served at /metrics on the API port
 			e, err := actors.New(ctx, cfg.Engine)
 			if err != nil {
 				ln.Close()
 				return &ExitError{Code: 1, Err: err}
 			}
 			defer e.Close(ctx)
+			webhooks, err := webhook.Listen(cfg.Webhooks)
+			if err != nil {
+				ln.Close()
+				return &ExitError{Code: 2, Err: err}
+			}
+			defer webhooks.Close() // before e.Close: stops and waits for the requests in flight
+			webhooks.Serve(e, log)
+			for name, addr := range webhooks.Addrs() {
+				fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on http://%s\n", name, addr)
+			}
 			log.Info("serving API", "addr", ln.Addr().String())
 			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
 			if err := server.Serve(ctx, ln, e); err != nil {

@@ -12,12 +12,14 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/webhook"
 )
 
 // Defaults (contract: documented in examples/obelisk.toml and the README).
 const (
 	DefaultDataDir         = "obelisk-data"
 	DefaultListeningAddr   = "127.0.0.1:5005"
+	DefaultWebUIAddr       = "127.0.0.1:8080" // "" or "off" disables the web UI
 	DefaultMaxRetries      = 5
 	DefaultRetryExpBackoff = 100 * time.Millisecond
 	DefaultLockExpiry      = time.Second
@@ -32,12 +34,18 @@ type File struct {
 	API      struct {
 		ListeningAddr string `mapstructure:"listening_addr"`
 	} `mapstructure:"api"`
+	WebUI struct {
+		ListeningAddr string `mapstructure:"listening_addr"`
+	} `mapstructure:"webui"`
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
 	} `mapstructure:"workflows"`
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
+	// Webhook endpoints and their HTTP servers (webhook.go).
+	HTTPServers      []HTTPServer      `mapstructure:"http_server"`
+	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
 }
 
 // Location says where a component's .wasm file is.
@@ -82,7 +90,9 @@ type Stub struct {
 // Server is the resolved configuration of `obelisk server run`.
 type Server struct {
 	ListeningAddr string
+	WebUIAddr     string // "" = no web UI
 	Engine        actors.Config
+	Webhooks      webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
 }
 
 // Load reads the TOML file at path ("" = no file: defaults only), applies environment
@@ -94,6 +104,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("data_dir", DefaultDataDir)
 	v.SetDefault("cache_dir", "")
 	v.SetDefault("api.listening_addr", DefaultListeningAddr)
+	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -126,6 +137,9 @@ func displayPath(p string) string {
 
 func resolve(f *File, baseDir, path string) (*Server, error) {
 	s := &Server{ListeningAddr: f.API.ListeningAddr}
+	if a := strings.TrimSpace(f.WebUI.ListeningAddr); a != "off" {
+		s.WebUIAddr = a
+	}
 	s.Engine.DataDir = f.DataDir
 	s.Engine.CacheDir = f.CacheDir
 	switch r := f.Workflows.MaxResident; {
@@ -196,6 +210,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return nil, fail("activity_stub", i, st.Name, "location.path (a .wasm carrying the WIT) or wit (inline WIT) is required")
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
+	}
+	if err := resolveWebhooks(f, s, rel, path); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

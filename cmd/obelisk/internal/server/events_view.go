@@ -8,67 +8,201 @@ import (
 )
 
 // EventView renders a stored event as readable JSON: JSON payloads (params, results,
-// error details) are embedded as JSON, not as base64 bytes.
+// error details) are embedded as JSON, not as base64 bytes. The details of each kind are
+// one of the types listed in [EventDetails].
 func EventView(version uint32, ev *pb.Event) *pb.EventView {
-	d := map[string]any{}
-	raw := func(b []byte) json.RawMessage {
-		if len(b) == 0 || !json.Valid(b) {
-			return nil
-		}
-		return b
+	b, _ := json.Marshal(EventDetailsOf(ev))
+	return &pb.EventView{Version: version, CreatedAt: rfc3339(ev.CreatedAt), Kind: events.EventKind(ev), DetailsJson: string(b)}
+}
+
+// EventKindDetails says which Go types render the details_json of one event kind.
+type EventKindDetails struct {
+	Kind        string // as events.EventKind names it
+	Description string
+	Types       []any // zero values of the detail types; several = one of them
+}
+
+// EventDetails lists every event kind with the types that render its details. It is the
+// one description of the JSON view of events: [EventDetailsOf] renders them, and the
+// JSON Schemas of docs/schemas/events are generated from it (obelisk generate schemas).
+var EventDetails = []EventKindDetails{
+	{"created", "The execution was created (always version 0).", []any{CreatedDetails{}}},
+	{"locked", "A run of an executor holds the execution until lock_expires_at.", []any{LockedDetails{}}},
+	{"unlocked", "The execution is pending again without counting a failure.", []any{UnlockedDetails{}}},
+	{"temporarily_failed", "A run failed; it is retried after backoff_expires_at.", []any{TemporarilyFailedDetails{}}},
+	{"temporarily_timed_out", "A run timed out; it is retried after backoff_expires_at.", []any{TemporarilyTimedOutDetails{}}},
+	{"history.persist", "The workflow drew a value (random or a generated ID), returned again on replay.", []any{PersistDetails{}}},
+	{"history.join_set_create", "The workflow created a join set.", []any{JoinSetCreateDetails{}}},
+	{"history.join_set_request", "The workflow submitted a child execution or a delay into a join set.", []any{ChildRequestDetails{}, DelayRequestDetails{}}},
+	{"history.join_next", "The workflow waits for the next response of a join set.", []any{JoinNextDetails{}}},
+	{"history.schedule", "The workflow scheduled a new top-level execution.", []any{ScheduleDetails{}}},
+	{"history.stub", "The workflow wrote the result of an activity stub's execution.", []any{StubDetails{}}},
+	{"history.join_next_try", "The workflow looked for a response without waiting.", []any{JoinNextTryDetails{}}},
+	{"cancel_requested", "Cancellation of the execution (and its subtree) was requested.", []any{EmptyDetails{}}},
+	{"paused", "The execution is not run until it is unpaused.", []any{EmptyDetails{}}},
+	{"unpaused", "The execution may run again.", []any{EmptyDetails{}}},
+	{"finished", "The execution finished with its result.", []any{FinishedDetails{}}},
+}
+
+// ValueJSON is a WIT-typed value as JSON, embedded as it is (null when absent).
+type ValueJSON json.RawMessage
+
+// ParamsJSON is the positional JSON array of a function's parameters.
+type ParamsJSON json.RawMessage
+
+// ResultJSON is a result: {"ok": v} | {"err": v} | {"execution_failure": {...}}.
+type ResultJSON json.RawMessage
+
+func rawOrNull(b []byte) ([]byte, error) {
+	if len(b) == 0 || !json.Valid(b) {
+		return []byte("null"), nil
 	}
+	return b, nil
+}
+
+// MarshalJSON embeds the value.
+func (v ValueJSON) MarshalJSON() ([]byte, error) { return rawOrNull(v) }
+
+// MarshalJSON embeds the parameters.
+func (v ParamsJSON) MarshalJSON() ([]byte, error) { return rawOrNull(v) }
+
+// MarshalJSON embeds the result.
+func (v ResultJSON) MarshalJSON() ([]byte, error) { return rawOrNull(v) }
+
+// The details of each event kind. Times are RFC 3339 (UTC, nanoseconds).
+type (
+	CreatedDetails struct {
+		FFQN            string     `json:"ffqn" jsonschema_description:"the function executed"`
+		Params          ParamsJSON `json:"params" jsonschema_description:"the parameters: a JSON array"`
+		ScheduledAt     string     `json:"scheduled_at" jsonschema:"format=date-time"`
+		ComponentID     string     `json:"component_id" jsonschema_description:"<type>:<name>:sha256:<hex>"`
+		ParentID        string     `json:"parent_id,omitempty" jsonschema_description:"set for a child execution"`
+		ParentJoinSetID string     `json:"parent_join_set_id,omitempty" jsonschema_description:"the parent's join set, for a child execution"`
+	}
+	RetryDetails struct {
+		MaxRetries        uint32 `json:"max_retries"`
+		Unlimited         bool   `json:"unlimited"`
+		RetryExpBackoffMS int64  `json:"retry_exp_backoff_ms"`
+	}
+	LockedDetails struct {
+		ExecutorID    string        `json:"executor_id"`
+		RunID         string        `json:"run_id"`
+		LockExpiresAt string        `json:"lock_expires_at" jsonschema:"format=date-time"`
+		Retry         *RetryDetails `json:"retry,omitempty" jsonschema_description:"the retry configuration of the run"`
+	}
+	UnlockedDetails struct {
+		UnlockedAt string `json:"unlocked_at" jsonschema:"format=date-time"`
+		Reason     string `json:"reason"`
+	}
+	TemporarilyFailedDetails struct {
+		BackoffExpiresAt string    `json:"backoff_expires_at" jsonschema:"format=date-time"`
+		Reason           string    `json:"reason"`
+		Detail           ValueJSON `json:"detail,omitempty" jsonschema_description:"the err value, when there is one"`
+	}
+	TemporarilyTimedOutDetails struct {
+		BackoffExpiresAt string `json:"backoff_expires_at" jsonschema:"format=date-time"`
+	}
+	FinishedDetails struct {
+		Result ResultJSON `json:"result" jsonschema_description:"the result"`
+	}
+	PersistDetails struct {
+		Kind  string    `json:"kind" jsonschema:"pattern=^(random_u64|random_string)(\\([0-9]+\\,[0-9]+\\))?$|^execution_id$" jsonschema_description:"random_u64(min,max_exclusive) | random_string(min_length,max_length_exclusive) | execution_id"`
+		Value ValueJSON `json:"value" jsonschema_description:"the value drawn: a u64 or a string"`
+	}
+	JoinSetCreateDetails struct {
+		JoinSetID string `json:"join_set_id" jsonschema_description:"g:<n> | n:<name> | o:<n>-<fn|sleep>"`
+	}
+	ChildRequestDetails struct {
+		JoinSetID        string     `json:"join_set_id"`
+		ChildExecutionID string     `json:"child_execution_id"`
+		FFQN             string     `json:"ffqn"`
+		Params           ParamsJSON `json:"params" jsonschema_description:"the child's parameters: a JSON array"`
+	}
+	DelayRequestDetails struct {
+		JoinSetID string `json:"join_set_id"`
+		DelayID   string `json:"delay_id"`
+		ExpiresAt string `json:"expires_at" jsonschema:"format=date-time"`
+	}
+	JoinNextDetails struct {
+		JoinSetID     string `json:"join_set_id"`
+		RunExpiresAt  string `json:"run_expires_at" jsonschema:"format=date-time"`
+		Closing       bool   `json:"closing"`
+		RequestedFFQN string `json:"requested_ffqn,omitempty"`
+	}
+	ScheduleDetails struct {
+		ExecutionID string     `json:"execution_id"`
+		ScheduledAt string     `json:"scheduled_at" jsonschema:"format=date-time"`
+		FFQN        string     `json:"ffqn"`
+		Params      ParamsJSON `json:"params" jsonschema_description:"the parameters: a JSON array"`
+		ScheduleAt  ValueJSON  `json:"schedule_at" jsonschema_description:"the request as the workflow made it"`
+	}
+	StubDetails struct {
+		TargetExecutionID string     `json:"target_execution_id"`
+		Result            ResultJSON `json:"result" jsonschema_description:"the result written"`
+		Outcome           string     `json:"outcome,omitempty" jsonschema:"enum=ok,enum=conflict,enum=execution_not_found,enum=type_check"`
+	}
+	JoinNextTryDetails struct {
+		JoinSetID string `json:"join_set_id"`
+		Outcome   string `json:"outcome" jsonschema:"enum=found,enum=pending"`
+	}
+	EmptyDetails struct{}
+)
+
+// EventDetailsOf returns the details of an event: a value of one of the types
+// [EventDetails] lists for its kind.
+func EventDetailsOf(ev *pb.Event) any {
 	switch k := ev.Kind.(type) {
 	case *pb.Event_Created:
 		c := k.Created
-		d["ffqn"], d["params"], d["scheduled_at"], d["component_id"] = c.Ffqn, raw(c.Params), rfc3339(c.ScheduledAt), c.ComponentId
+		d := CreatedDetails{FFQN: c.Ffqn, Params: c.Params, ScheduledAt: rfc3339(c.ScheduledAt), ComponentID: c.ComponentId}
 		if c.ParentId != "" {
-			d["parent_id"], d["parent_join_set_id"] = c.ParentId, c.ParentJoinSetId
+			d.ParentID, d.ParentJoinSetID = c.ParentId, c.ParentJoinSetId
 		}
+		return d
 	case *pb.Event_Locked:
 		l := k.Locked
-		d["executor_id"], d["run_id"], d["lock_expires_at"] = l.ExecutorId, l.RunId, rfc3339(l.LockExpiresAt)
+		d := LockedDetails{ExecutorID: l.ExecutorId, RunID: l.RunId, LockExpiresAt: rfc3339(l.LockExpiresAt)}
 		if l.Retry != nil {
-			d["retry"] = map[string]any{"max_retries": l.Retry.MaxRetries, "unlimited": l.Retry.UnlimitedRetries, "retry_exp_backoff_ms": l.Retry.RetryExpBackoff / 1e6}
+			d.Retry = &RetryDetails{MaxRetries: l.Retry.MaxRetries, Unlimited: l.Retry.UnlimitedRetries, RetryExpBackoffMS: l.Retry.RetryExpBackoff / 1e6}
 		}
+		return d
 	case *pb.Event_Unlocked:
-		d["unlocked_at"], d["reason"] = rfc3339(k.Unlocked.UnlockedAt), k.Unlocked.Reason
+		return UnlockedDetails{UnlockedAt: rfc3339(k.Unlocked.UnlockedAt), Reason: k.Unlocked.Reason}
 	case *pb.Event_TemporarilyFailed:
 		t := k.TemporarilyFailed
-		d["backoff_expires_at"], d["reason"] = rfc3339(t.BackoffExpiresAt), t.Reason
-		if r := raw(t.Detail); r != nil {
-			d["detail"] = r
+		d := TemporarilyFailedDetails{BackoffExpiresAt: rfc3339(t.BackoffExpiresAt), Reason: t.Reason}
+		if json.Valid(t.Detail) {
+			d.Detail = t.Detail
 		}
+		return d
 	case *pb.Event_TemporarilyTimedOut:
-		d["backoff_expires_at"] = rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt)
+		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt)}
 	case *pb.Event_Finished:
-		d["result"] = raw(k.Finished.Result)
+		return FinishedDetails{Result: k.Finished.Result}
 	case *pb.Event_History:
 		switch h := k.History.Kind.(type) {
 		case *pb.HistoryEvent_JoinSetCreate:
-			d["join_set_id"] = h.JoinSetCreate.JoinSetId
+			return JoinSetCreateDetails{JoinSetID: h.JoinSetCreate.JoinSetId}
 		case *pb.HistoryEvent_JoinSetRequest:
-			d["join_set_id"] = h.JoinSetRequest.JoinSetId
-			if c := h.JoinSetRequest.GetChild(); c != nil {
-				d["child_execution_id"], d["ffqn"], d["params"] = c.ChildExecutionId, c.Ffqn, raw(c.Params)
+			r := h.JoinSetRequest
+			if dl := r.GetDelay(); dl != nil {
+				return DelayRequestDetails{JoinSetID: r.JoinSetId, DelayID: dl.DelayId, ExpiresAt: rfc3339(dl.ExpiresAt)}
 			}
-			if dl := h.JoinSetRequest.GetDelay(); dl != nil {
-				d["delay_id"], d["expires_at"] = dl.DelayId, rfc3339(dl.ExpiresAt)
-			}
+			c := r.GetChild()
+			return ChildRequestDetails{JoinSetID: r.JoinSetId, ChildExecutionID: c.GetChildExecutionId(), FFQN: c.GetFfqn(), Params: c.GetParams()}
 		case *pb.HistoryEvent_JoinNext:
 			j := h.JoinNext
-			d["join_set_id"], d["run_expires_at"], d["closing"] = j.JoinSetId, rfc3339(j.RunExpiresAt), j.Closing
-			if j.RequestedFfqn != "" {
-				d["requested_ffqn"] = j.RequestedFfqn
-			}
+			return JoinNextDetails{JoinSetID: j.JoinSetId, RunExpiresAt: rfc3339(j.RunExpiresAt), Closing: j.Closing, RequestedFFQN: j.RequestedFfqn}
 		case *pb.HistoryEvent_Persist:
-			d["kind"], d["value"] = h.Persist.Kind, raw(h.Persist.Value)
+			return PersistDetails{Kind: h.Persist.Kind, Value: h.Persist.Value}
 		case *pb.HistoryEvent_Schedule:
 			sc := h.Schedule
-			d["execution_id"], d["scheduled_at"], d["ffqn"], d["params"], d["schedule_at"] = sc.ExecutionId, rfc3339(sc.ScheduledAt), sc.Ffqn, raw(sc.Params), raw(sc.ScheduleAt)
+			return ScheduleDetails{ExecutionID: sc.ExecutionId, ScheduledAt: rfc3339(sc.ScheduledAt), FFQN: sc.Ffqn, Params: sc.Params, ScheduleAt: sc.ScheduleAt}
 		case *pb.HistoryEvent_Stub:
-			d["target_execution_id"], d["result"] = h.Stub.TargetExecutionId, raw(h.Stub.Result)
+			return StubDetails{TargetExecutionID: h.Stub.TargetExecutionId, Result: h.Stub.Result, Outcome: h.Stub.Outcome}
+		case *pb.HistoryEvent_JoinNextTry:
+			return JoinNextTryDetails{JoinSetID: h.JoinNextTry.JoinSetId, Outcome: h.JoinNextTry.Outcome}
 		}
 	}
-	b, _ := json.Marshal(d)
-	return &pb.EventView{Version: version, CreatedAt: rfc3339(ev.CreatedAt), Kind: events.EventKind(ev), DetailsJson: string(b)}
+	return EmptyDetails{}
 }

@@ -63,9 +63,15 @@ const (
 	ExecutionServiceUnpauseProcedure = "/obelisk.v1.ExecutionService/Unpause"
 	// ExecutionServiceStubProcedure is the fully-qualified name of the ExecutionService's Stub RPC.
 	ExecutionServiceStubProcedure = "/obelisk.v1.ExecutionService/Stub"
+	// ExecutionServiceWatchEventsProcedure is the fully-qualified name of the ExecutionService's
+	// WatchEvents RPC.
+	ExecutionServiceWatchEventsProcedure = "/obelisk.v1.ExecutionService/WatchEvents"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
+	// ComponentServiceGetComponentProcedure is the fully-qualified name of the ComponentService's
+	// GetComponent RPC.
+	ComponentServiceGetComponentProcedure = "/obelisk.v1.ComponentService/GetComponent"
 )
 
 // ExecutionServiceClient is a client for the obelisk.v1.ExecutionService service.
@@ -90,6 +96,12 @@ type ExecutionServiceClient interface {
 	// Stub writes the result of an execution of an activity_stub component. Writing the
 	// result it already has is fine; another one is FAILED_PRECONDITION (conflict).
 	Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error)
+	// WatchEvents streams the events appended to every execution, in commit order, each
+	// with its global position (1, 2, 3, ... without gaps, stable across restarts): first
+	// the stored events after from_position, then new ones as they are committed, until the
+	// client disconnects. Resuming with the last position received misses and repeats
+	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
+	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -157,6 +169,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("Stub")),
 			connect.WithClientOptions(opts...),
 		),
+		watchEvents: connect.NewClient[v1.WatchEventsRequest, v1.WatchEventsResponse](
+			httpClient,
+			baseURL+ExecutionServiceWatchEventsProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -171,6 +189,7 @@ type executionServiceClient struct {
 	pause          *connect.Client[v1.PauseRequest, v1.PauseResponse]
 	unpause        *connect.Client[v1.UnpauseRequest, v1.UnpauseResponse]
 	stub           *connect.Client[v1.StubRequest, v1.StubResponse]
+	watchEvents    *connect.Client[v1.WatchEventsRequest, v1.WatchEventsResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -218,6 +237,11 @@ func (c *executionServiceClient) Stub(ctx context.Context, req *connect.Request[
 	return c.stub.CallUnary(ctx, req)
 }
 
+// WatchEvents calls obelisk.v1.ExecutionService.WatchEvents.
+func (c *executionServiceClient) WatchEvents(ctx context.Context, req *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error) {
+	return c.watchEvents.CallServerStream(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -240,6 +264,12 @@ type ExecutionServiceHandler interface {
 	// Stub writes the result of an execution of an activity_stub component. Writing the
 	// result it already has is fine; another one is FAILED_PRECONDITION (conflict).
 	Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error)
+	// WatchEvents streams the events appended to every execution, in commit order, each
+	// with its global position (1, 2, 3, ... without gaps, stable across restarts): first
+	// the stored events after from_position, then new ones as they are committed, until the
+	// client disconnects. Resuming with the last position received misses and repeats
+	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
+	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -303,6 +333,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("Stub")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceWatchEventsHandler := connect.NewServerStreamHandler(
+		ExecutionServiceWatchEventsProcedure,
+		svc.WatchEvents,
+		connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -323,6 +359,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceUnpauseHandler.ServeHTTP(w, r)
 		case ExecutionServiceStubProcedure:
 			executionServiceStubHandler.ServeHTTP(w, r)
+		case ExecutionServiceWatchEventsProcedure:
+			executionServiceWatchEventsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -368,9 +406,17 @@ func (UnimplementedExecutionServiceHandler) Stub(context.Context, *connect.Reque
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Stub is not implemented"))
 }
 
+func (UnimplementedExecutionServiceHandler) WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.WatchEvents is not implemented"))
+}
+
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.
 type ComponentServiceClient interface {
 	ListComponents(context.Context, *connect.Request[v1.ListComponentsRequest]) (*connect.Response[v1.ListComponentsResponse], error)
+	// GetComponent describes one component: its WIT files, and its functions with their
+	// parameter and result types and the JSON Schema of their JSON values. An unknown
+	// component is NOT_FOUND.
+	GetComponent(context.Context, *connect.Request[v1.GetComponentRequest]) (*connect.Response[v1.GetComponentResponse], error)
 }
 
 // NewComponentServiceClient constructs a client for the obelisk.v1.ComponentService service. By
@@ -390,12 +436,19 @@ func NewComponentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(componentServiceMethods.ByName("ListComponents")),
 			connect.WithClientOptions(opts...),
 		),
+		getComponent: connect.NewClient[v1.GetComponentRequest, v1.GetComponentResponse](
+			httpClient,
+			baseURL+ComponentServiceGetComponentProcedure,
+			connect.WithSchema(componentServiceMethods.ByName("GetComponent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // componentServiceClient implements ComponentServiceClient.
 type componentServiceClient struct {
 	listComponents *connect.Client[v1.ListComponentsRequest, v1.ListComponentsResponse]
+	getComponent   *connect.Client[v1.GetComponentRequest, v1.GetComponentResponse]
 }
 
 // ListComponents calls obelisk.v1.ComponentService.ListComponents.
@@ -403,9 +456,18 @@ func (c *componentServiceClient) ListComponents(ctx context.Context, req *connec
 	return c.listComponents.CallUnary(ctx, req)
 }
 
+// GetComponent calls obelisk.v1.ComponentService.GetComponent.
+func (c *componentServiceClient) GetComponent(ctx context.Context, req *connect.Request[v1.GetComponentRequest]) (*connect.Response[v1.GetComponentResponse], error) {
+	return c.getComponent.CallUnary(ctx, req)
+}
+
 // ComponentServiceHandler is an implementation of the obelisk.v1.ComponentService service.
 type ComponentServiceHandler interface {
 	ListComponents(context.Context, *connect.Request[v1.ListComponentsRequest]) (*connect.Response[v1.ListComponentsResponse], error)
+	// GetComponent describes one component: its WIT files, and its functions with their
+	// parameter and result types and the JSON Schema of their JSON values. An unknown
+	// component is NOT_FOUND.
+	GetComponent(context.Context, *connect.Request[v1.GetComponentRequest]) (*connect.Response[v1.GetComponentResponse], error)
 }
 
 // NewComponentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -421,10 +483,18 @@ func NewComponentServiceHandler(svc ComponentServiceHandler, opts ...connect.Han
 		connect.WithSchema(componentServiceMethods.ByName("ListComponents")),
 		connect.WithHandlerOptions(opts...),
 	)
+	componentServiceGetComponentHandler := connect.NewUnaryHandler(
+		ComponentServiceGetComponentProcedure,
+		svc.GetComponent,
+		connect.WithSchema(componentServiceMethods.ByName("GetComponent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ComponentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ComponentServiceListComponentsProcedure:
 			componentServiceListComponentsHandler.ServeHTTP(w, r)
+		case ComponentServiceGetComponentProcedure:
+			componentServiceGetComponentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -436,4 +506,8 @@ type UnimplementedComponentServiceHandler struct{}
 
 func (UnimplementedComponentServiceHandler) ListComponents(context.Context, *connect.Request[v1.ListComponentsRequest]) (*connect.Response[v1.ListComponentsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ComponentService.ListComponents is not implemented"))
+}
+
+func (UnimplementedComponentServiceHandler) GetComponent(context.Context, *connect.Request[v1.GetComponentRequest]) (*connect.Response[v1.GetComponentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ComponentService.GetComponent is not implemented"))
 }

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// getComponent asks the API for one component (by name or ID).
+func getComponent(cmd *cobra.Command, o *clientOpts, name string) (*pb.GetComponentResponse, error) {
+	if strings.TrimSpace(name) == "" {
+		return nil, usage(fmt.Errorf("the component name is empty"))
+	}
+	resp, err := o.components().GetComponent(cmd.Context(), connect.NewRequest(&pb.GetComponentRequest{Component: name}))
+	if err != nil {
+		return nil, apiErr(err)
+	}
+	return resp.Msg, nil
+}
+
+func componentWitCmd(o *clientOpts) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "wit COMPONENT",
+		Short: "Print a deployed component's WIT (COMPONENT: its name or ID)",
+		Long: `Print the WIT files of a deployed component: its own package (the files at the top
+level of its WIT folder) and its dependencies (deps/...). With several files, each is
+preceded by a "// ==> PATH <==" line. With --out DIR, the files are written under DIR
+instead and their paths printed. With --json: {"component_id", "name", "files":
+[{"path", "text"}]}.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := getComponent(cmd, o, args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if out != "" {
+				for _, f := range c.WitFiles {
+					p := filepath.Join(out, filepath.FromSlash(f.Path))
+					if !filepath.IsLocal(filepath.FromSlash(f.Path)) {
+						return usage(fmt.Errorf("refusing to write %q outside %s", f.Path, out))
+					}
+					if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+						return usage(err)
+					}
+					if err := os.WriteFile(p, []byte(f.Text), 0o644); err != nil {
+						return usage(err)
+					}
+					if !o.json {
+						fmt.Fprintln(w, p)
+					}
+				}
+			}
+			if o.json {
+				type file struct {
+					Path string `json:"path"`
+					Text string `json:"text"`
+				}
+				doc := struct {
+					ComponentID string `json:"component_id"`
+					Name        string `json:"name"`
+					Files       []file `json:"files"`
+				}{ComponentID: c.ComponentId, Name: c.Name, Files: []file{}}
+				for _, f := range c.WitFiles {
+					doc.Files = append(doc.Files, file{f.Path, f.Text})
+				}
+				return writeJSON(w, doc)
+			}
+			if out != "" {
+				return nil
+			}
+			for i, f := range c.WitFiles {
+				if len(c.WitFiles) > 1 {
+					if i > 0 {
+						fmt.Fprintln(w)
+					}
+					fmt.Fprintf(w, "// ==> %s <==\n", f.Path)
+				}
+				fmt.Fprint(w, f.Text)
+				if !strings.HasSuffix(f.Text, "\n") {
+					fmt.Fprintln(w)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "out", "o", "", "write the files under this folder")
+	return cmd
+}
+
+// functionDoc is a function in the --json document of component inspect.
+type functionDoc struct {
+	FFQN         string          `json:"ffqn"`
+	Signature    string          `json:"signature"`
+	Submittable  bool            `json:"submittable"`
+	Params       []paramDoc      `json:"params"`
+	Result       string          `json:"result,omitempty"`
+	ParamsSchema json.RawMessage `json:"params_schema"`
+	ResultSchema json.RawMessage `json:"result_schema"`
+}
+
+type paramDoc struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+func functionDocs(fns []*pb.FunctionDetail) []functionDoc {
+	out := []functionDoc{}
+	for _, f := range fns {
+		d := functionDoc{FFQN: f.Ffqn, Signature: f.Signature, Submittable: f.Submittable, Params: []paramDoc{}, Result: f.Result,
+			ParamsSchema: jsonOrNull(f.ParamsSchemaJson), ResultSchema: jsonOrNull(f.ResultSchemaJson)}
+		for _, p := range f.Params {
+			d.Params = append(d.Params, paramDoc{p.Name, p.Type})
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func jsonOrNull(s string) json.RawMessage {
+	if !json.Valid([]byte(s)) {
+		return json.RawMessage("null")
+	}
+	return json.RawMessage(s)
+}
+
+func componentInspectCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect COMPONENT",
+		Short: "List a deployed component's exports and imports with their parameter types and JSON Schemas",
+		Long: `List the functions a deployed component exports and imports (COMPONENT: its name or
+ID), each with its parameters and their WIT types, its result type, and the JSON
+Schema (draft 2020-12) of its parameters: the JSON array submit takes. With --json:
+{"component_id", "name", "type", "exports": [F], "imports": [F]}, F being {"ffqn",
+"signature", "submittable", "params": [{"name", "type"}], "result", "params_schema",
+"result_schema"}.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := getComponent(cmd, o, args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			exports, imports := functionDocs(c.Exports), functionDocs(c.Imports)
+			if o.json {
+				return writeJSON(w, struct {
+					ComponentID string        `json:"component_id"`
+					Name        string        `json:"name"`
+					Type        string        `json:"type"`
+					Exports     []functionDoc `json:"exports"`
+					Imports     []functionDoc `json:"imports"`
+				}{c.ComponentId, c.Name, c.Type, exports, imports})
+			}
+			fmt.Fprintf(w, "%s %s\n", c.Type, c.ComponentId)
+			for _, group := range []struct {
+				name string
+				fns  []functionDoc
+			}{{"exports", exports}, {"imports", imports}} {
+				if len(group.fns) == 0 {
+					continue
+				}
+				fmt.Fprintf(w, "%s:\n", group.name)
+				for _, f := range group.fns {
+					fmt.Fprintf(w, "  %s: %s\n", f.FFQN, f.Signature)
+					for i, p := range f.Params {
+						fmt.Fprintf(w, "    param %d %s: %s\n", i, p.Name, p.Type)
+					}
+					if f.Result != "" {
+						fmt.Fprintf(w, "    result: %s\n", f.Result)
+					}
+					fmt.Fprintf(w, "    params schema: %s\n", f.ParamsSchema)
+				}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/webhook"
+)
+
+// HTTPServer is one [[http_server]]: an address webhook endpoints are served on.
+type HTTPServer struct {
+	Name          string `mapstructure:"name"`
+	ListeningAddr string `mapstructure:"listening_addr"`
+}
+
+// WebhookEndpoint is one [[webhook_endpoint]].
+type WebhookEndpoint struct {
+	Name                string         `mapstructure:"name"`
+	Location            Location       `mapstructure:"location"`
+	HTTPServer          string         `mapstructure:"http_server"`
+	Routes              []string       `mapstructure:"routes"`
+	AllowedHosts        []string       `mapstructure:"allowed_hosts"`
+	MaxInflightRequests *int           `mapstructure:"max_inflight_requests"`
+	RequestTimeout      *time.Duration `mapstructure:"request_timeout"`
+}
+
+// resolveWebhooks adds the webhook endpoints to the engine's components and fills
+// s.Webhooks. When an endpoint is served by "external" and no [[http_server]] of that
+// name is configured, it listens on webhook.DefaultListeningAddr.
+func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) error {
+	fail := func(section string, i int, name, msg string, args ...any) error {
+		return fmt.Errorf("config %s: [[%s]] #%d (name %q): %s", displayPath(path), section, i+1, name, fmt.Sprintf(msg, args...))
+	}
+	servers := map[string]bool{}
+	addrs := map[string]string{}
+	for i, h := range f.HTTPServers {
+		if err := checkName(h.Name); err != nil {
+			return fail("http_server", i, h.Name, "%v", err)
+		}
+		if _, dup := servers[h.Name]; dup {
+			return fail("http_server", i, h.Name, "the name is used twice")
+		}
+		addr := strings.TrimSpace(h.ListeningAddr)
+		if addr == "" {
+			return fail("http_server", i, h.Name, "listening_addr is required (e.g. \"127.0.0.1:9090\")")
+		}
+		if other, dup := addrs[addr]; dup {
+			return fail("http_server", i, h.Name, "listening_addr %s is also the address of http_server %q", addr, other)
+		}
+		servers[h.Name], addrs[addr] = true, h.Name
+		s.Webhooks.Servers = append(s.Webhooks.Servers, webhook.ServerConfig{Name: h.Name, ListeningAddr: addr})
+	}
+	routers := map[string]*webhook.Router[string]{}
+	for i, w := range f.WebhookEndpoints {
+		if err := checkName(w.Name); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
+		}
+		if w.Location.Path == "" {
+			return fail("webhook_endpoint", i, w.Name, "location.path is required")
+		}
+		server := w.HTTPServer
+		if server == "" {
+			server = webhook.DefaultServerName
+		}
+		if _, ok := servers[server]; !ok {
+			if server != webhook.DefaultServerName {
+				return fail("webhook_endpoint", i, w.Name, "http_server %q is not defined: add an [[http_server]] with this name", server)
+			}
+			if other, dup := addrs[webhook.DefaultListeningAddr]; dup {
+				return fail("webhook_endpoint", i, w.Name, "the default http_server %q would listen on %s, the address of http_server %q: define [[http_server]] name = %q",
+					server, webhook.DefaultListeningAddr, other, server)
+			}
+			servers[server], addrs[webhook.DefaultListeningAddr] = true, server
+			s.Webhooks.Servers = append(s.Webhooks.Servers, webhook.ServerConfig{Name: server, ListeningAddr: webhook.DefaultListeningAddr})
+		}
+		if len(w.Routes) == 0 {
+			return fail("webhook_endpoint", i, w.Name, "routes is required, e.g. [\"GET /fibo/:n/:iterations\"] ([\"\"] matches every path)")
+		}
+		ec := webhook.EndpointConfig{Name: w.Name, Server: server, MaxInflightRequests: webhook.DefaultMaxInflightRequests, RequestTimeout: webhook.DefaultRequestTimeout}
+		if routers[server] == nil {
+			routers[server] = &webhook.Router[string]{}
+		}
+		for _, text := range w.Routes {
+			r, err := webhook.ParseRoute(text)
+			if err != nil {
+				return fail("webhook_endpoint", i, w.Name, "routes: %v", err)
+			}
+			if err := routers[server].Add(r, w.Name); err != nil {
+				return fail("webhook_endpoint", i, w.Name, "routes on http_server %q: %v", server, err)
+			}
+			ec.Routes = append(ec.Routes, r)
+		}
+		if w.MaxInflightRequests != nil {
+			if *w.MaxInflightRequests <= 0 {
+				return fail("webhook_endpoint", i, w.Name, "max_inflight_requests must be positive")
+			}
+			ec.MaxInflightRequests = *w.MaxInflightRequests
+		}
+		if w.RequestTimeout != nil {
+			if *w.RequestTimeout <= 0 {
+				return fail("webhook_endpoint", i, w.Name, "request_timeout must be positive")
+			}
+			ec.RequestTimeout = *w.RequestTimeout
+		}
+		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts}).Validate(); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "allowed_hosts: %v", err)
+		}
+		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
+		s.Engine.Components = append(s.Engine.Components, actors.ComponentConfig{
+			Name: w.Name, Type: actors.WebhookEndpoint, Path: rel(w.Location.Path), AllowedHosts: w.AllowedHosts,
+			LockExpiry: ec.RequestTimeout, MaxConcurrency: ec.MaxInflightRequests,
+		})
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/webhook"
+)
+
+func TestWebhookConfig(t *testing.T) {
+	p := write(t, `
+[[webhook_endpoint]]
+name = "hook"
+location.path = "hook.wasm"
+routes = ["GET /fibo/:n/:iterations", "/status/*"]
+allowed_hosts = ["example.com"]
+
+[[http_server]]
+name = "second"
+listening_addr = "127.0.0.1:9191"
+
+[[webhook_endpoint]]
+name = "other"
+location.path = "other.wasm"
+http_server = "second"
+routes = [""]
+max_inflight_requests = 3
+request_timeout = "2s"
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := s.Webhooks
+	if len(w.Servers) != 2 || w.Servers[0] != (webhook.ServerConfig{Name: "second", ListeningAddr: "127.0.0.1:9191"}) ||
+		w.Servers[1] != (webhook.ServerConfig{Name: "external", ListeningAddr: "127.0.0.1:9090"}) {
+		t.Fatalf("servers: %+v", w.Servers)
+	}
+	if len(w.Endpoints) != 2 {
+		t.Fatalf("endpoints: %+v", w.Endpoints)
+	}
+	a, b := w.Endpoints[0], w.Endpoints[1]
+	if a.Name != "hook" || a.Server != "external" || len(a.Routes) != 2 || a.MaxInflightRequests != 100 || a.RequestTimeout != 30*time.Second {
+		t.Fatalf("hook: %+v", a)
+	}
+	if b.Server != "second" || b.MaxInflightRequests != 3 || b.RequestTimeout != 2*time.Second {
+		t.Fatalf("other: %+v", b)
+	}
+	c := s.Engine.Components[0]
+	if c.Type != actors.WebhookEndpoint || c.Name != "hook" || !strings.HasSuffix(c.Path, "/hook.wasm") || c.AllowedHosts[0] != "example.com" || c.LockExpiry != 30*time.Second {
+		t.Fatalf("component: %+v", c)
+	}
+
+	// No webhook endpoint: no server.
+	s, err = Load(write(t, ``))
+	if err != nil || len(s.Webhooks.Servers) != 0 {
+		t.Fatalf("no endpoints: %+v, %v", s.Webhooks, err)
+	}
+}
+
+func TestWebhookConfigErrors(t *testing.T) {
+	endpoint := "[[webhook_endpoint]]\nname = \"hook\"\nlocation.path = \"h.wasm\"\n"
+	cases := map[string]string{
+		endpoint:                                                  `[[webhook_endpoint]] #1 (name "hook"): routes is required`,
+		endpoint + `routes = ["fibo"]`:                            `[[webhook_endpoint]] #1 (name "hook"): routes: route "fibo": a path starts with '/'`,
+		endpoint + `routes = ["/a/:x", "/a/:y"]`:                  `route "/a/:y" conflicts with route "/a/:x"`,
+		endpoint + "routes = [\"/\"]\nhttp_server = \"nope\"":     `http_server "nope" is not defined`,
+		endpoint + "routes = [\"/\"]\nmax_inflight_requests = 0":  "max_inflight_requests must be positive",
+		endpoint + "routes = [\"/\"]\nrequest_timeout = \"-1s\"":  "request_timeout must be positive",
+		endpoint + "routes = [\"/\"]\nallowed_hosts = [\"a/b\"]":  "allowed_hosts",
+		endpoint + "routes = [\"/\"]\nbogus = 1":                  "bogus",
+		"[[webhook_endpoint]]\nname = \"hook\"\nroutes = [\"/\"]": "location.path is required",
+		"[[http_server]]\nname = \"s\"":                           `[[http_server]] #1 (name "s"): listening_addr is required`,
+		"[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:1\"\n[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:2\"": "the name is used twice",
+		"[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:1\"\n[[http_server]]\nname = \"t\"\nlistening_addr = \"127.0.0.1:1\"": `also the address of http_server "s"`,
+		endpoint + "routes = [\"/\"]\n[[webhook_endpoint]]\nname = \"h2\"\nlocation.path = \"h.wasm\"\nroutes = [\"/\"]":                   `[[webhook_endpoint]] #2 (name "h2"): routes on http_server "external": route "/" conflicts`,
+	}
+	for text, want := range cases {
+		_, err := Load(write(t, text))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config\n%s\nerror %v, want one containing %q", text, err, want)
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/obelisk-go/obelisk/actors"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
+)
+
+// GetComponent describes one component, found by name or ID: its WIT files and its
+// functions with their types and the JSON Schemas of their parameters and results.
+func (h *components) GetComponent(ctx context.Context, req *connect.Request[pb.GetComponentRequest]) (*connect.Response[pb.GetComponentResponse], error) {
+	want := strings.TrimSpace(req.Msg.Component)
+	if want == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("component is required: a component's name or ID"))
+	}
+	var c *actors.Component
+	var names []string
+	for _, x := range h.e.Components() {
+		names = append(names, x.Config.Name)
+		if x.Config.Name == want || x.ID == want {
+			c = x
+		}
+	}
+	if c == nil {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q not found (deployed: %s)", want, strings.Join(names, ", ")))
+	}
+	return connect.NewResponse(ComponentDetail(c)), nil
+}
+
+// ComponentDetail renders a component for GetComponent.
+func ComponentDetail(c *actors.Component) *pb.GetComponentResponse {
+	resp := &pb.GetComponentResponse{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type)}
+	for _, f := range c.WITFiles {
+		resp.WitFiles = append(resp.WitFiles, &pb.WitFile{Path: f.Path, Text: f.Text})
+	}
+	for _, fn := range c.Exports {
+		// An activity stub's executions are created by workflows only.
+		resp.Exports = append(resp.Exports, functionDetail(fn, c.Config.Type != actors.ActivityStub))
+	}
+	for _, fn := range c.Imports {
+		resp.Imports = append(resp.Imports, functionDetail(fn, false))
+	}
+	return resp
+}
+
+func functionDetail(fn *wit.Function, submittable bool) *pb.FunctionDetail {
+	d := &pb.FunctionDetail{Ffqn: fn.FFQN(), Signature: fn.Signature(), Submittable: submittable}
+	for _, p := range fn.Params {
+		d.Params = append(d.Params, &pb.FunctionParam{Name: p.Name, Type: p.Type.String()})
+	}
+	if fn.Result != nil {
+		d.Result = fn.Result.String()
+	}
+	params, _ := json.Marshal(wit.ParamsJSONSchema(fn))
+	result, _ := json.Marshal(wit.ResultJSONSchema(fn))
+	d.ParamsSchemaJson, d.ResultSchemaJson = string(params), string(result)
+	return d
+}

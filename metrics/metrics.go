@@ -1,0 +1,138 @@
+// Package metrics owns the engine's Prometheus metrics: what they are called, what they
+// count, and the registry they live in. The engine and the store report through a
+// *Metrics (nil reports nothing); the server exposes Registry at /metrics.
+//
+// Gauges that describe the engine's state right now (executions by status, resident
+// instances) are computed when they are scraped, from functions the engine registers:
+// keeping them up to date on every commit would cost the hot path for a number read
+// every few seconds.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the engine's collectors. Its methods are safe on a nil *Metrics.
+type Metrics struct {
+	// Registry holds every collector below plus the Go runtime and process collectors.
+	Registry *prometheus.Registry
+
+	commits        prometheus.Counter
+	commitTxs      prometheus.Histogram
+	commitWrites   prometheus.Counter
+	commitDuration prometheus.Histogram
+	instanceStarts *prometheus.HistogramVec
+	attempts       *prometheus.CounterVec
+	finished       *prometheus.CounterVec
+	timerLag       *prometheus.HistogramVec
+}
+
+// New makes the collectors and registers them in a new registry.
+func New() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	m.commits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "obelisk_store_group_commits_total", Help: "Durable group commits of the event store.",
+	})
+	m.commitTxs = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "obelisk_store_group_commit_transactions", Help: "Transactions per group commit.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+	m.commitWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "obelisk_store_writes_total", Help: "Key writes (events, responses, indexes, states) committed.",
+	})
+	m.commitDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "obelisk_store_commit_seconds", Help: "Duration of a group commit's write and sync.", Buckets: latency,
+	})
+	m.instanceStarts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "obelisk_instance_start_seconds", Help: "WASM instance starts and their duration, by kind (activity, workflow).", Buckets: latency,
+	}, []string{"kind"})
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, failed).",
+	}, []string{"outcome"})
+	m.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_executions_finished_total", Help: "Executions finished, by component type and result kind.",
+	}, []string{"type", "result"})
+	m.timerLag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock).", Buckets: latency,
+	}, []string{"timer"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// GroupCommit records one durable group commit.
+func (m *Metrics) GroupCommit(txs, writes int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.commits.Inc()
+	m.commitTxs.Observe(float64(txs))
+	m.commitWrites.Add(float64(writes))
+	m.commitDuration.Observe(took.Seconds())
+}
+
+// InstanceStart records an instance start of the given kind.
+func (m *Metrics) InstanceStart(kind string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.instanceStarts.WithLabelValues(kind).Observe(took.Seconds())
+}
+
+// ActivityAttempt records the outcome of one activity attempt.
+func (m *Metrics) ActivityAttempt(outcome string) {
+	if m == nil {
+		return
+	}
+	m.attempts.WithLabelValues(outcome).Inc()
+}
+
+// Finished records a finished execution.
+func (m *Metrics) Finished(componentType, resultKind string) {
+	if m == nil {
+		return
+	}
+	m.finished.WithLabelValues(componentType, resultKind).Inc()
+}
+
+// TimerLag records how late a timer fired.
+func (m *Metrics) TimerLag(timer string, lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.timerLag.WithLabelValues(timer).Observe(max(lag, 0).Seconds())
+}
+
+// Gauge registers a gauge computed when it is scraped.
+func (m *Metrics) Gauge(name, help string, value func() float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value))
+}
+
+// GaugeVec registers a family of gauges with one label, computed when scraped: collect
+// returns the value of every label value.
+func (m *Metrics) GaugeVec(name, help, label string, collect func() map[string]float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(&gaugeVec{desc: prometheus.NewDesc(name, help, []string{label}, nil), collect: collect})
+}
+
+type gaugeVec struct {
+	desc    *prometheus.Desc
+	collect func() map[string]float64
+}
+
+func (g *gaugeVec) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *gaugeVec) Collect(ch chan<- prometheus.Metric) {
+	for label, v := range g.collect() {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, label)
+	}
+}

@@ -1,0 +1,226 @@
+// Package obeliskwebhook lets an Obelisk webhook endpoint be written as an
+// ordinary net/http [http.Handler].
+//
+// A webhook endpoint is a component that exports no functions: the host runs
+// it once per HTTP request that matches one of its routes (obelisk.toml,
+// [[webhook_endpoint]] routes), each time in a fresh instance. Register the
+// handler from an init function:
+//
+//	func init() {
+//		obeliskwebhook.HandleFunc(func(w http.ResponseWriter, r *http.Request) {
+//			n, _ := strconv.ParseUint(r.PathValue("n"), 10, 8) // route "GET /fibo/:n"
+//			v, err := obelisk.Call[uint64](obeliskwebhook.Context(r), "testing:fibo/fibo.fibo", n)
+//			if err != nil {
+//				http.Error(w, err.Error(), http.StatusBadGateway)
+//				return
+//			}
+//			fmt.Fprint(w, v)
+//		})
+//	}
+//
+//	func main() {}
+//
+// The route's parameters (":n", and a wildcard's rest of the path, "*" unless
+// named) are the request's path values: r.PathValue("n"), or [Param]. The
+// handler may also route further itself, e.g. with an http.ServeMux.
+//
+// [Context] returns the request's [obelisk.Context], with which the handler
+// calls ([obelisk.Call], waiting for the result), schedules
+// ([obelisk.Schedule]), makes outgoing HTTP requests (obeliskhttp.Client,
+// to the endpoint's allowed_hosts), logs, and asks for the status of an
+// execution ([GetStatus]). A request that calls or schedules is recorded as
+// an execution (its ID is obelisk.Context.ExecutionID, known from the start),
+// and the executions it calls are its children; a request that does neither
+// leaves nothing in the store. Webhook requests are not replayed: a handler
+// needs no determinism, and may use the real clock and randomness.
+//
+// A panic in the handler traps: the client gets a 500. The response is
+// buffered and sent when the handler returns.
+package obeliskwebhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+)
+
+// HandlerFFQN is the function the host runs for every request (docs/abi.md,
+// "Webhook endpoints").
+const HandlerFFQN = "obelisk:webhook/handler.handle"
+
+// Request is a request as the host passes it to the handler function.
+type Request struct {
+	Method string `json:"method"`
+	// Path is the decoded path, Query the raw query (without '?').
+	Path    string              `json:"path"`
+	Query   string              `json:"query"`
+	Host    string              `json:"host"`
+	Headers map[string][]string `json:"headers"`
+	Body    []byte              `json:"body"` // base64 in JSON
+	// Params are the route parameters.
+	Params map[string]string `json:"params"`
+}
+
+// Response is what the handler function returns to the host.
+type Response struct {
+	Status  int                 `json:"status"`
+	Headers map[string][]string `json:"headers"`
+	Body    []byte              `json:"body"` // base64 in JSON
+}
+
+// Handle registers h as the component's webhook handler. Call it once, from
+// an init function.
+func Handle(h http.Handler) {
+	obelisk.Export(HandlerFFQN, func(ctx obelisk.Context, req Request) (Response, error) {
+		return serve(ctx, h, &req), nil
+	})
+}
+
+// HandleFunc registers f as the component's webhook handler.
+func HandleFunc(f func(http.ResponseWriter, *http.Request)) { Handle(http.HandlerFunc(f)) }
+
+type ctxKey struct{}
+
+// Context returns the obelisk.Context of the request being handled. It is
+// only valid while the handler runs; outside a handler registered with
+// Handle, every host operation of the returned Context fails.
+func Context(r *http.Request) obelisk.Context {
+	ctx, _ := r.Context().Value(ctxKey{}).(obelisk.Context)
+	return ctx
+}
+
+// Param returns the value of the route parameter name, "" if there is none;
+// the same as r.PathValue(name).
+func Param(r *http.Request, name string) string { return r.PathValue(name) }
+
+func serve(ctx obelisk.Context, h http.Handler, req *Request) Response {
+	r := newRequest(ctx, req)
+	w := &recorder{header: http.Header{}}
+	h.ServeHTTP(w, r)
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return Response{Status: w.status, Headers: w.header, Body: w.body.Bytes()}
+}
+
+func newRequest(ctx obelisk.Context, req *Request) *http.Request {
+	u := &url.URL{Path: req.Path, RawQuery: req.Query}
+	header := make(http.Header, len(req.Headers))
+	for k, vs := range req.Headers {
+		ck := http.CanonicalHeaderKey(k)
+		header[ck] = append(header[ck], vs...)
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	r := &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          io.NopCloser(bytes.NewReader(req.Body)),
+		ContentLength: int64(len(req.Body)),
+		Host:          req.Host,
+		RequestURI:    u.RequestURI(),
+	}
+	if len(req.Body) == 0 {
+		r.Body = http.NoBody
+	}
+	r = r.WithContext(context.WithValue(context.Background(), ctxKey{}, ctx))
+	for _, name := range slices.Sorted(maps.Keys(req.Params)) {
+		r.SetPathValue(name, req.Params[name])
+	}
+	return r
+}
+
+// recorder is the http.ResponseWriter of a handler: the response is buffered
+// and returned to the host when the handler returns.
+type recorder struct {
+	header      http.Header
+	status      int
+	wroteHeader bool
+	body        bytes.Buffer
+}
+
+func (w *recorder) Header() http.Header { return w.header }
+
+func (w *recorder) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	if status < 100 || status > 999 {
+		panic(fmt.Sprintf("obeliskwebhook: invalid WriteHeader code %d", status))
+	}
+	w.status, w.wroteHeader = status, true
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.body.Write(b)
+}
+
+// Flush does nothing: the response is sent when the handler returns.
+func (w *recorder) Flush() {}
+
+// Status is the status of an execution, as GetStatus reports it.
+type Status struct {
+	// Status is pending_at, locked, blocked_by_join_set or finished.
+	Status string `json:"status"`
+	// Result is the result of a finished execution: {"ok": v}, {"err": v} or
+	// {"execution_failure": {"kind": k, "reason": r}}.
+	Result          json.RawMessage `json:"result,omitempty"`
+	Paused          bool            `json:"paused,omitempty"`
+	CancelRequested bool            `json:"cancel_requested,omitempty"`
+}
+
+// GetStatus returns the status of any execution, e.g. one the handler
+// scheduled. An unknown ID is an *obelisk.HostError of kind not_found.
+func GetStatus(ctx obelisk.Context, executionID string) (Status, error) {
+	var st Status
+	err := ctx.HostCall("get_status", struct {
+		ExecutionID string `json:"execution_id"`
+	}{executionID}, &st)
+	return st, err
+}
+
+// Serve runs the handler registered with Handle for r, with the route
+// parameters params, on host as the Obelisk host would, and returns its
+// response. It is meant for tests of a webhook endpoint outside the host; a
+// panic of the handler is not recovered.
+func Serve(host *obelisk.TestHost, r *http.Request, params map[string]string) *http.Response {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+	}
+	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, Body: body, Params: params}
+	out := host.Run(HandlerFFQN, req)
+	var res struct {
+		Ok *Response `json:"ok"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || res.Ok == nil {
+		panic(fmt.Sprintf("obeliskwebhook: the handler returned %s", out))
+	}
+	status := strconv.Itoa(res.Ok.Status)
+	if text := http.StatusText(res.Ok.Status); text != "" {
+		status += " " + text
+	}
+	return &http.Response{
+		Status: status, StatusCode: res.Ok.Status, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header(res.Ok.Headers), Body: io.NopCloser(bytes.NewReader(res.Ok.Body)),
+		ContentLength: int64(len(res.Ok.Body)), Request: r,
+	}
+}

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/obelisk-go/obelisk/test/harness"
+)
+
+// The web UI tests drive the UI of a real server (webui.listening_addr) in headless
+// Chromium. They are skipped when no Chromium is installed (.ci/run installs it). With
+// OBELISK_SCREENSHOTS=1 they write the screenshots of docs/webui-*.png.
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("web UI tests need a Chromium browser: none of chromium, chromium-browser, google-chrome is on PATH (Debian: apt-get install chromium)")
+	return ""
+}
+
+// browser starts headless Chromium for the test and returns its tab's context; a
+// JavaScript exception on the page fails the test.
+func browser(t *testing.T, path string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	var mu sync.Mutex
+	var exceptions []string
+	err := chromedp.Listen(ctx, func(ev any) { // also starts the browser
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok && e.ExceptionDetails != nil {
+			d := e.ExceptionDetails
+			msg := fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber, d.Text)
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			mu.Lock()
+			exceptions = append(exceptions, msg)
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+	t.Cleanup(func() { // runs before the browser stops
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range exceptions {
+			t.Errorf("JavaScript exception: %s", e)
+		}
+	})
+	return ctx
+}
+
+// do runs browser actions with a deadline, failing the test with the step's name.
+func do(t *testing.T, ctx context.Context, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	get(t, ctx, step, chromedp.Steps(actions...))
+}
+
+// get runs a browser action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, step string, action chromedp.Action[T]) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, action)
+	if err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("%s: %v (page %s)", step, err, loc)
+	}
+	return v
+}
+
+// waitJS waits until a JavaScript expression is true.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))
+}
+
+func evalInt(expr string) chromedp.Action[int] { return chromedp.Evaluate[int](expr) }
+
+// screenshot writes docs/webui-<name>.png when OBELISK_SCREENSHOTS is set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if os.Getenv("OBELISK_SCREENSHOTS") == "" {
+		return
+	}
+	do(t, ctx, "settle", chromedp.Sleep(300*time.Millisecond))
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	p := filepath.Join("..", "..", "docs", "webui-"+name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d bytes)", p, len(png))
+}
+
+func TestWebUI(t *testing.T) {
+	chrome := chromiumPath(t)
+	s := harness.Start(t, harness.Options{WebUI: true})
+	ctx := browser(t, chrome)
+	const fiboa = "testing:fibo-workflow/workflow.fiboa"
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	statusIs := func(status string) string {
+		return `document.querySelector('#status')?.textContent === '` + status + `'`
+	}
+
+	// The components page lists exports with their signatures, and imports; the submit
+	// link of fiboa opens a form generated from func(n: u8, iterations: u32).
+	do(t, ctx, "components page",
+		chromedp.Navigate(s.WebURL+"/#/components"),
+		chromedp.WaitVisible(css(`section.component[data-name="fibo_workflow"] tr.fn[data-ffqn="`+fiboa+`"]`)),
+	)
+	fiboWorkflow := get(t, ctx, "components text", chromedp.TextContent(css(`section.component[data-name="fibo_workflow"]`)))
+	for _, want := range []string{"func(n: u8, iterations: u32) -> result<u64>", "Imports", "testing:fibo/fibo.fibo", "workflow"} {
+		if !strings.Contains(fiboWorkflow, want) {
+			t.Errorf("components page: the fibo_workflow section lacks %q:\n%s", want, fiboWorkflow)
+		}
+	}
+	screenshot(t, ctx, "components")
+
+	do(t, ctx, "submit form",
+		chromedp.Click(css(`a.submit-link[data-ffqn="`+fiboa+`"]`)),
+		chromedp.WaitVisible(css(`#submit-form input[name="n"]`)),
+		chromedp.SendKeys(css(`#submit-form input[name="n"]`), "10"),
+		chromedp.SendKeys(css(`#submit-form input[name="iterations"]`), "3"),
+	)
+	preview := get(t, ctx, "params preview", chromedp.Text(css(`#params-preview`)))
+	hint := get(t, ctx, "hint", chromedp.Text(css(`#submit-form .field .hint`)))
+	if preview != "[10, 3]" || !strings.Contains(hint, "0…255") {
+		t.Errorf("submit form: params preview %q, hint of n %q", preview, hint)
+	}
+	screenshot(t, ctx, "submit")
+
+	// Submitting navigates to the execution page, which follows the execution to its end.
+	do(t, ctx, "execution page",
+		chromedp.Click(css(`#submit`)),
+		chromedp.WaitVisible(css(`.exec-page`)),
+		waitJS(statusIs("finished")+` && document.querySelectorAll('.timeline .bar.child.outcome-ok').length === 3`),
+	)
+	id := get(t, ctx, "execution ID", chromedp.AttributeValue(css(`.exec-page`), "data-id")).Value
+	result := get(t, ctx, "result", chromedp.Text(css(`#result`)))
+	var got map[string]any
+	if err := json.Unmarshal([]byte(result), &got); err != nil || fmt.Sprint(got["ok"]) != "165" {
+		t.Fatalf("execution page: result %q, want {\"ok\": 165}", result)
+	}
+	if st, err := s.State(id); err != nil || st.ResultJson != `{"ok":165}` {
+		t.Fatalf("API state of %s: %v %v", id, st, err)
+	}
+	// The timeline has a bar for the execution and one per child; the children are
+	// listed with links; the event log shows the join set requests.
+	bars := get(t, ctx, "bars", evalInt(`document.querySelectorAll('.timeline .bar').length`))
+	childLinks := get(t, ctx, "child links", evalInt(`document.querySelectorAll('#children a.exec-link').length`))
+	requests := get(t, ctx, "events", evalInt(`[...document.querySelectorAll('#events .badge')].filter(b => b.textContent === 'join_set_request').length`))
+	if bars != 4 || childLinks != 3 || requests != 3 {
+		t.Errorf("execution page: %d timeline bars (want 4), %d child links (want 3), %d join_set_request events (want 3)", bars, childLinks, requests)
+	}
+	screenshot(t, ctx, "execution")
+
+	// A child's page links back to its parent.
+	do(t, ctx, "child page",
+		chromedp.Click(css(`#children a.exec-link`)),
+		waitJS(`document.querySelector('.exec-page')?.dataset.id.startsWith('`+id+`.') && `+statusIs("finished")),
+	)
+	if parent := get(t, ctx, "parent link", chromedp.AttributeValue(css(`#crumbs a`), "href")).Value; parent != "#/execution/"+id {
+		t.Errorf("child page: parent link %q, want #/execution/%s", parent, id)
+	}
+
+	// The executions list shows it (top-level only by default) and filters by function.
+	do(t, ctx, "executions list",
+		chromedp.Navigate(s.WebURL+"/#/executions"),
+		chromedp.WaitVisible(css(`tr[data-id="`+id+`"]`)),
+	)
+	rows := get(t, ctx, "rows", evalInt(`document.querySelectorAll('table.executions tbody tr').length`))
+	do(t, ctx, "filtered list",
+		chromedp.Navigate(s.WebURL+"/#/executions?ffqn=testing:sleep"),
+		waitJS(`document.querySelector('.empty') !== null`),
+	)
+	if rows != 1 {
+		t.Errorf("executions list: %d top-level rows, want 1", rows)
+	}
+
+	// A tree of workflows: grandchildren are drawn too.
+	tree := s.Submit("testing:tree/tree.spawn", "[2, 2, 50]")
+	do(t, ctx, "tree timeline",
+		chromedp.Navigate(s.WebURL+"/#/execution/"+tree),
+		waitJS(statusIs("finished")+` && document.querySelectorAll('.timeline .bar.child.outcome-ok').length === 10`),
+	)
+	screenshot(t, ctx, "timeline")
+	do(t, ctx, "executions list with the tree",
+		chromedp.Navigate(s.WebURL+"/#/executions"),
+		chromedp.WaitVisible(css(`tr[data-id="`+tree+`"]`)),
+	)
+	screenshot(t, ctx, "executions")
+
+	// Pause, unpause and cancel a long durable sleep with the buttons.
+	sleep := s.Submit("testing:sleep-workflow/workflow.sleep-durable", "[600000]")
+	do(t, ctx, "pause and unpause",
+		chromedp.Navigate(s.WebURL+"/#/execution/"+sleep),
+		waitJS(statusIs("blocked_by_join_set")),
+		chromedp.Click(css(`#pause`)),
+		chromedp.WaitVisible(css(`#summary .flag-paused`)),
+		chromedp.Click(css(`#unpause`)),
+		waitJS(`document.querySelector('#summary .flag-paused') === null && !document.querySelector('#pause').hidden`),
+	)
+	do(t, ctx, "cancel",
+		chromedp.Click(css(`#cancel`)), // asks for a confirmation
+		chromedp.WaitVisible(css(`#cancel.confirm`)),
+		chromedp.Click(css(`#cancel`)),
+		waitJS(statusIs("finished")+` && document.querySelector('#cancel').disabled`),
+	)
+	if cancelled := get(t, ctx, "cancelled result", chromedp.Text(css(`#result`))); !strings.Contains(cancelled, `"cancelled"`) {
+		t.Errorf("cancelled execution's result: %s", cancelled)
+	}
+	if st, err := s.State(sleep); err != nil || !strings.Contains(st.ResultJson, "cancelled") {
+		t.Errorf("API state of the cancelled execution: %v %v", st, err)
+	}
+}
