@@ -35,6 +35,9 @@ type Config struct {
 	Logger               *slog.Logger
 	// Metrics, if set, is where the engine reports (see package metrics).
 	Metrics *metrics.Metrics
+	// DisableWorkflowSnapshots, DisableActivitySnapshots: every instance runs
+	// _initialize instead of being restored from a snapshot (wasmhost.Config).
+	DisableWorkflowSnapshots, DisableActivitySnapshots bool
 }
 
 // Engine runs the executions of one node.
@@ -86,8 +89,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
 		// A few ready instances per module and kind take instantiation off the path of
 		// a run; every Go guest instance costs 4-6 MiB, so the pool stays small.
-		PoolSize:         2,
-		MemoryLimitPages: 16384, // 1 GiB per instance
+		PoolSize:                 2,
+		MemoryLimitPages:         16384, // 1 GiB per instance
+		DisableWorkflowSnapshots: cfg.DisableWorkflowSnapshots,
+		DisableActivitySnapshots: cfg.DisableActivitySnapshots,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)

@@ -64,6 +64,11 @@ type Instance struct {
 	kind   Kind
 	// restored: made from the module's workflow snapshot (see snapshot.go).
 	restored bool
+	// monoBase, monoStart: a restored activity's monotonic clock continues from the
+	// snapshot's last reading (monoBase) in real time since monoStart, so that it
+	// never runs backwards from what the guest runtime saw while initialising.
+	monoBase  int64
+	monoStart time.Time
 	// fromImage: an activity made from the module's activity image (see
 	// activity.go).
 	fromImage bool

@@ -185,6 +185,26 @@ func checkInstanceConfig(cfg InstanceConfig) error {
 // (running _initialize), any other by instantiating the module and running
 // _initialize.
 func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) {
+	if kind == KindActivity && !m.rt.noActivitySnapshots {
+		s := m.workflowSnapshot()
+		switch {
+		case s != nil && s.activityOK:
+			inst, err := m.restore(ctx, s, KindActivity)
+			if err == nil {
+				return inst, nil
+			}
+			if ctx.Err() != nil || m.ctx.Err() != nil || errors.Is(err, ErrRuntimeClosed) {
+				return nil, err
+			}
+			m.rt.logger.Warn("wasmhost: restoring an activity instance from the snapshot failed; initialising it afresh",
+				"module", m.name, "err", err)
+			return m.initInstance(ctx, kind)
+		case s == nil && m.snap.state.Load() != snapshotFailed:
+			// Being made: the plain path meanwhile (not the activity image, which the
+			// snapshot will most likely make unnecessary).
+			return m.initInstance(ctx, kind)
+		}
+	}
 	if kind == KindActivity {
 		if a := m.activityImageFor(); a != nil {
 			inst, fallback, err := m.initFromImage(ctx, a)
@@ -195,9 +215,9 @@ func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) 
 				"module", m.name, "err", err)
 		}
 	}
-	if kind == KindWorkflow {
+	if kind == KindWorkflow && !m.rt.noSnapshots {
 		if s := m.workflowSnapshot(); s != nil {
-			inst, err := m.restore(ctx, s)
+			inst, err := m.restore(ctx, s, KindWorkflow)
 			if err == nil {
 				return inst, nil
 			}
@@ -242,6 +262,9 @@ func (i *Instance) moduleConfig() wazero.ModuleConfig {
 			WithSysNanotime().
 			WithNanosleep(i.sleep).
 			WithRandSource(crand.Reader)
+		if i.monoBase != 0 {
+			mc = mc.WithNanotime(func() int64 { return i.monoBase + int64(time.Since(i.monoStart)) }, 1)
+		}
 	case KindWorkflow:
 		mc = mc.WithWalltime(i.clock.walltime, clockResolution).
 			WithNanotime(i.clock.nanotime, clockResolution).

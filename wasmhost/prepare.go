@@ -76,6 +76,20 @@ func (p *preparation[T]) finish(v *T, closed func() bool, discard func(*T)) bool
 	return true
 }
 
+// skip marks a preparation that was not started as never to be made (failed), so that
+// get never starts it. It reports whether it did.
+func (p *preparation[T]) skip() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state.Load() != snapshotNone {
+		return false
+	}
+	p.done = make(chan struct{})
+	close(p.done)
+	p.state.Store(snapshotFailed)
+	return true
+}
+
 // take removes the prepared value, for Close.
 func (p *preparation[T]) take() *T {
 	p.mu.Lock()

@@ -75,6 +75,13 @@ type Config struct {
 	// behaviour of instances is the same either way: this is an escape hatch
 	// and a baseline for measurements.
 	DisableWorkflowSnapshots bool
+	// DisableActivitySnapshots makes every activity instance run _initialize (from
+	// the activity memory image where there is one). By default activity instances
+	// are restored from the same snapshot as workflow instances, with the guest
+	// runtime's random generators reseeded (see reseed.go), when the module's
+	// initialisation allows it. An escape hatch and a baseline, like
+	// DisableWorkflowSnapshots.
+	DisableActivitySnapshots bool
 }
 
 // Runtime owns one wazero runtime (the optimising compiler where supported)
@@ -91,6 +98,8 @@ type Runtime struct {
 	poolSize int
 	// noSnapshots: Config.DisableWorkflowSnapshots.
 	noSnapshots bool
+	// noActivitySnapshots: Config.DisableActivitySnapshots.
+	noActivitySnapshots bool
 	// noImages makes snapshots copy their memory into restored instances
 	// instead of mapping it copy-on-write (for tests and measurements).
 	noImages bool
@@ -141,7 +150,8 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		poolSize: cfg.PoolSize,
 		alloc:    linmem.Allocator(),
 
-		noSnapshots: cfg.DisableWorkflowSnapshots,
+		noSnapshots:         cfg.DisableWorkflowSnapshots,
+		noActivitySnapshots: cfg.DisableActivitySnapshots,
 	}
 	r.closing, r.cancel = context.WithCancelCause(context.Background())
 	if r.workers <= 0 {
@@ -241,8 +251,8 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
 	m := &Module{rt: r, name: name, compiled: compiled}
-	if !r.noSnapshots {
-		m.wasmUsers++ // the workflow snapshot
+	if !r.noSnapshots || !r.noActivitySnapshots {
+		m.wasmUsers++ // the snapshot
 	}
 	if r.alloc != nil {
 		m.wasmUsers++ // the activity image (only where there are images)

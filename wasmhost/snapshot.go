@@ -98,6 +98,13 @@ type snapshot struct {
 	kept    []byte        // a response waiting for host_take after _initialize
 	took    time.Duration // making it (both initialisations)
 	size    int           // bytes in chunks
+	// generators are the offsets of the guest runtime's random generators, which an
+	// activity instance restored from the snapshot reseeds (see reseed.go); nil
+	// when activities cannot be restored from it (activityOK false).
+	generators []uint32
+	activityOK bool
+	// mem is the whole memory, kept only while the snapshot is made.
+	mem []byte
 }
 
 // memoryChunk is a run of memory pages, at least one byte of each non-zero.
@@ -124,7 +131,7 @@ const (
 // workflowSnapshot returns the module's snapshot, or nil when there is none
 // (yet): the first call starts making it in the background.
 func (m *Module) workflowSnapshot() *snapshot {
-	return m.snap.get(m.ctx, !m.rt.noSnapshots, m.prepareSnapshot)
+	return m.snap.get(m.ctx, !m.rt.noSnapshots || !m.rt.noActivitySnapshots, m.prepareSnapshot)
 }
 
 // waitSnapshot starts making the snapshot if needed and waits until it is
@@ -153,8 +160,12 @@ func (m *Module) prepareSnapshot() {
 	closed := func() bool { return m.ctx.Err() != nil }
 	discard := func(s *snapshot) { _ = s.compiled.Close(context.Background()) }
 	if m.snap.finish(s, closed, discard) {
-		m.rt.logger.Info("wasmhost: workflow instances are now restored from a snapshot", "module", m.name,
+		m.rt.logger.Info("wasmhost: instances are now restored from a snapshot", "module", m.name,
+			"workflows", !m.rt.noSnapshots, "activities", s.activityOK && !m.rt.noActivitySnapshots, "generators", len(s.generators),
 			"pages", s.pages, "bytes", s.size, "globals", len(s.globals), "mapped", s.image != nil, "took", s.took)
+		if s.activityOK && !m.rt.noActivitySnapshots && m.act.skip() {
+			m.releaseWasm() // the activity image will not be made
+		}
 	}
 }
 
@@ -223,25 +234,59 @@ func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 const minImageSize = 2 << 20
 
 func (m *Module) captureTwice(ctx context.Context, compiled wazero.CompiledModule, v *wasmbin.Variant) (*snapshot, error) {
-	a, err := m.capture(ctx, compiled, v)
+	a, err := m.capture(ctx, compiled, v, initSeed)
 	if err != nil {
 		return nil, err
 	}
-	b, err := m.capture(ctx, compiled, v)
+	b, err := m.capture(ctx, compiled, v, initSeed)
 	if err != nil {
 		return nil, err
 	}
 	if diff := a.diff(b); diff != "" {
 		return nil, fmt.Errorf("%w: _initialize is not deterministic: two runs differ in %s", errNotSnapshottable, diff)
 	}
+	if !m.rt.noActivitySnapshots {
+		// A third run with other random bytes finds the random generators that an
+		// activity instance must reseed (reseed.go).
+		if c, err := m.capture(ctx, compiled, v, initSeed+1); err != nil {
+			m.rt.logger.Debug("wasmhost: no activity instances from the snapshot", "module", m.name, "err", err)
+		} else if reason := a.activityCompatible(c); reason != "" {
+			m.rt.logger.Info("wasmhost: no activity instances from the snapshot", "module", m.name, "reason", reason)
+		} else if a.generators, err = findGenerators(a.mem, c.mem); err != nil {
+			m.rt.logger.Info("wasmhost: no activity instances from the snapshot", "module", m.name, "reason", err)
+		} else {
+			a.activityOK = true
+		}
+	}
+	a.mem = nil
 	return a, nil
+}
+
+// activityCompatible says why a snapshot initialised with other random bytes (o)
+// differs from s in more than memory contents and the number of clock reads, or "": a
+// module whose initialisation depends on randomness in other ways does not restore
+// activities from its snapshot. (How often the Go runtime reads the clock while it
+// initialises depends on its random state; an activity's clock is the real one anyway.)
+func (s *snapshot) activityCompatible(o *snapshot) string {
+	switch {
+	case s.pages != o.pages:
+		return "the memory size depends on random_get"
+	case !slices.Equal(s.globals, o.globals):
+		return "the globals depend on random_get"
+	case !bytes.Equal(s.stderr, o.stderr):
+		return "stderr depends on random_get"
+	case !bytes.Equal(s.kept, o.kept):
+		return "a host_call depends on random_get"
+	}
+	return ""
 }
 
 // capture initialises an instance of the variant as instantiating the
 // original would (data segments, start function, _initialize), in the
 // workflow environment, and returns its state.
-func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v *wasmbin.Variant) (*snapshot, error) {
+func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v *wasmbin.Variant, seed uint64) (*snapshot, error) {
 	inst := m.newShell(KindWorkflow)
+	inst.rand = &detRand{src: newChaCha8(seed, initSeedDomain)}
 	ictx, _, done, err := m.rt.enter(ctx)
 	if err != nil {
 		return nil, err
@@ -298,6 +343,7 @@ func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v 
 	s.pages = size / wasmPage
 	buf, _ := mem.Read(0, size)
 	s.chunks, s.size = nonZeroChunks(buf)
+	s.mem = slices.Clone(buf)
 	if m.rt.alloc != nil {
 		s.alloc = sizedAllocator{base: m.rt.alloc, min: uint64(size)}
 	}
@@ -359,16 +405,23 @@ func (s *snapshot) diff(o *snapshot) string {
 	return ""
 }
 
-// restore makes a workflow instance from the snapshot: what newInstance
-// makes, without running anything in the guest.
-func (m *Module) restore(ctx context.Context, s *snapshot) (*Instance, error) {
-	inst := m.newShell(KindWorkflow)
-	inst.clock.next = s.clock
-	src := new(rand.ChaCha8)
-	if err := src.UnmarshalBinary(s.rand); err != nil {
-		return nil, err
+// restore makes an instance from the snapshot: what newInstance makes, without running
+// anything in the guest. A workflow instance continues the snapshot's deterministic
+// clock and random source; an activity instance gets the real ones and its guest's
+// random generators reseeded.
+func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance, error) {
+	inst := m.newShell(kind)
+	if kind == KindActivity {
+		inst.monoBase, inst.monoStart = s.clock, time.Now()
 	}
-	inst.rand.src = src
+	if kind == KindWorkflow {
+		inst.clock.next = s.clock
+		src := new(rand.ChaCha8)
+		if err := src.UnmarshalBinary(s.rand); err != nil {
+			return nil, err
+		}
+		inst.rand.src = src
+	}
 	if len(s.stderr) > 0 {
 		inst.stderr.buf = slices.Clone(s.stderr)
 	}
@@ -389,6 +442,12 @@ func (m *Module) restore(ctx context.Context, s *snapshot) (*Instance, error) {
 	if err := s.apply(mod); err != nil {
 		_ = mod.Close(context.Background())
 		return nil, err
+	}
+	if kind == KindActivity {
+		if err := reseedGenerators(mod.Memory(), s.generators); err != nil {
+			_ = mod.Close(context.Background())
+			return nil, err
+		}
 	}
 	inst.mod = mod
 	inst.alloc = mod.ExportedFunction(exportAlloc)

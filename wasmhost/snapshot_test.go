@@ -158,8 +158,8 @@ func TestSnapshotPooled(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if inst.restored != (kind == KindWorkflow) {
-				t.Errorf("%v instance restored: %v", kind, inst.restored)
+			if !inst.restored {
+				t.Errorf("%v instance not restored from the snapshot", kind)
 			}
 			out, err := inst.Run(ctx, RunInput{FFQN: "x.echo", Params: []byte(`[7]`)})
 			if err != nil || string(out) != `{"ok":7}` {
@@ -169,22 +169,94 @@ func TestSnapshotPooled(t *testing.T) {
 	}
 }
 
-// TestSnapshotActivitiesInitialise checks that activities keep initialising
-// with real randomness even once the module has a workflow snapshot and an
-// activity image.
-func TestSnapshotActivitiesInitialise(t *testing.T) {
-	mustSnapshot(t, testGuest)
-	wantImage := mustActivityImage(t, testGuest) != nil
-	seen := map[string]bool{}
+// TestActivitiesRestoredReseeded: activity instances are restored from the snapshot
+// with the guest runtime's random generators reseeded (reseed.go): what they draw from
+// math/rand at run time differs between instances, their clock is the real one, and
+// what _initialize computed is the snapshot's (computed once per module, like a
+// Wizer-initialised module).
+func TestActivitiesRestoredReseeded(t *testing.T) {
+	s := mustSnapshot(t, testGuest)
+	if !s.activityOK || len(s.generators) == 0 {
+		t.Fatalf("the test guest's snapshot does not restore activities (generators %v)", s.generators)
+	}
+	if len(s.generators) != 2 {
+		t.Errorf("found %d generators, want the Go runtime's two (globalRand and m0's)", len(s.generators))
+	}
+	draws := map[uint64]bool{}
+	var inits []string
 	for range 3 {
 		inst, err := testGuest.Instantiate(context.Background(), InstanceConfig{Kind: KindActivity})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if inst.restored || inst.fromImage != wantImage {
-			t.Errorf("activity instance restored %v, from the image %v", inst.restored, inst.fromImage)
+		if !inst.restored {
+			t.Fatal("activity instance not restored from the snapshot")
 		}
-		out, err := inst.Run(context.Background(), RunInput{FFQN: "x.init"})
+		out, err := inst.Run(context.Background(), RunInput{FFQN: "x.time", Params: json.RawMessage("[4]")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Ok []struct {
+				Wall int64  `json:"wall"`
+				Mono int64  `json:"mono"`
+				Math uint64 `json:"math"`
+			} `json:"ok"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || len(res.Ok) != 4 {
+			t.Fatalf("time: %s %v", out, err)
+		}
+		for _, d := range res.Ok {
+			if draws[d.Math] {
+				t.Fatalf("two activity instances drew the same math/rand value %d", d.Math)
+			}
+			draws[d.Math] = true
+			if since := time.Since(time.Unix(0, d.Wall)); since < 0 || since > time.Minute {
+				t.Errorf("activity wall clock %v is not now", time.Unix(0, d.Wall))
+			}
+			if d.Mono < 0 {
+				t.Errorf("monotonic time ran backwards: %d", d.Mono)
+			}
+		}
+		inst, err = testGuest.Instantiate(context.Background(), InstanceConfig{Kind: KindActivity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err = inst.Run(context.Background(), RunInput{FFQN: "x.init"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inits = append(inits, string(out))
+	}
+	if inits[0] != inits[1] || inits[1] != inits[2] {
+		t.Errorf("what _initialize computed differs between restored instances: %q", inits)
+	}
+}
+
+// TestActivitySnapshotsDisabled: with DisableActivitySnapshots, every activity
+// instance initialises afresh, with its own random state.
+func TestActivitySnapshotsDisabled(t *testing.T) {
+	ctx := context.Background()
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableActivitySnapshots: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSnapshot(t, m) // workflows still have it
+	seen := map[string]bool{}
+	for range 3 {
+		inst, err := m.Instantiate(ctx, InstanceConfig{Kind: KindActivity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst.restored {
+			t.Fatal("activity instance restored despite DisableActivitySnapshots")
+		}
+		out, err := inst.Run(ctx, RunInput{FFQN: "x.init"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +283,7 @@ func mustActivityImage(t testing.TB, m *Module) *activityImage {
 // activity image, and compares everything a run shows.
 func TestActivityImageSameAsFresh(t *testing.T) {
 	ctx := context.Background()
-	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler)})
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableActivitySnapshots: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +296,18 @@ func TestActivityImageSameAsFresh(t *testing.T) {
 	if a, _ := fresh.waitActivityImage(ctx); a != nil {
 		t.Fatal("activity image despite noActivityImages")
 	}
-	if mustActivityImage(t, testGuest) == nil {
+	// The image is what activities start from when they are not restored from the
+	// snapshot.
+	imgRT, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableActivitySnapshots: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer imgRT.Close(ctx)
+	imaged, err := imgRT.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mustActivityImage(t, imaged) == nil {
 		t.Skip("no activity images on this platform")
 	}
 	handler := opHandler(t)
@@ -248,6 +331,9 @@ func TestActivityImageSameAsFresh(t *testing.T) {
 		if c.params != "" {
 			in.Params = json.RawMessage(c.params)
 		}
+		compareRuns(t, fresh, imaged, InstanceConfig{Kind: KindActivity}, in, handler)
+		// And restored from the snapshot (reseeded): the same, too.
+		mustSnapshot(t, testGuest)
 		compareRuns(t, fresh, testGuest, InstanceConfig{Kind: KindActivity}, in, handler)
 	}
 }

@@ -13,7 +13,8 @@ import (
 
 // TestBlockingStrategiesAgree runs the same workflows under the await and the interrupt
 // blocking strategies (and, for await, with no room to stay resident, which evicts to
-// replay): the histories they record must be identical, up to times and run IDs.
+// replay, and with plainly initialised instances instead of restored ones): the
+// histories they record must be identical, up to times and run IDs.
 func TestBlockingStrategiesAgree(t *testing.T) {
 	workload := []struct{ ffqn, params string }{
 		{"testing:fibo-workflow/workflow.fiboa", "[8, 6]"},
@@ -29,6 +30,8 @@ func TestBlockingStrategiesAgree(t *testing.T) {
 		{"await", harness.Options{BlockingStrategy: "await"}},
 		{"interrupt", harness.Options{BlockingStrategy: "interrupt"}},
 		{"await, nothing resident", harness.Options{BlockingStrategy: "await", Workflows: "max_resident = 0"}},
+		{"await, no snapshots (every instance runs _initialize)", harness.Options{BlockingStrategy: "await",
+			Deployment: "[wasm]\nworkflow_snapshots = false\nactivity_snapshots = false\n"}},
 	}
 	var reference [][]string
 	for _, setting := range settings {

@@ -37,6 +37,12 @@ type File struct {
 	WebUI struct {
 		ListeningAddr string `mapstructure:"listening_addr"`
 	} `mapstructure:"webui"`
+	Wasm struct {
+		// Snapshots: instances restored from a snapshot of an initialised instance
+		// (default). false: every instance runs _initialize (a baseline to compare).
+		WorkflowSnapshots bool `mapstructure:"workflow_snapshots"`
+		ActivitySnapshots bool `mapstructure:"activity_snapshots"`
+	} `mapstructure:"wasm"`
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
 	} `mapstructure:"workflows"`
@@ -106,6 +112,8 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("api.listening_addr", DefaultListeningAddr)
 	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
+	v.SetDefault("wasm.workflow_snapshots", true)
+	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -142,6 +150,8 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	}
 	s.Engine.DataDir = f.DataDir
 	s.Engine.CacheDir = f.CacheDir
+	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
+	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
 	switch r := f.Workflows.MaxResident; {
 	case r < 0:
 		return nil, fmt.Errorf("config %s: workflows.max_resident must be >= 0", displayPath(path))
