@@ -1,0 +1,76 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/test/harness"
+)
+
+// BenchmarkReplay: a workflow records 10,000 random values (10,000 history events), then
+// sleeps durably; the wake-up replays the whole history from the store (the run that
+// recorded it is gone: a sleep beyond the lease interrupts). The metric is the time from
+// the delay's answer to the workflow's finished event, and the history events replayed
+// per second. Then the same after a restart: the server is killed during the sleep and
+// started again after the delay expired; the metric is the time from the restart to the
+// workflow's finished event (recovery of one execution).
+func BenchmarkReplay(b *testing.B) {
+	const n = 10000
+	s := harness.Start(b, harness.Options{ExtraWorkflows: map[string]string{"replay_workflow": "test/bench/testdata/replay-workflow"}})
+	const fn = "testing:replay-workflow/workflow.persist-then-sleep"
+	for range b.N {
+		id := s.Submit(fn, fmt.Sprintf("[%d, 1500]", n))
+		s.Result(id, 5*time.Minute)
+		replay, history := wakeToFinish(b, s, id)
+		b.ReportMetric(float64(replay.Microseconds())/1000, "replay-ms")
+		b.ReportMetric(float64(history)/replay.Seconds(), "events/s")
+
+		id = s.Submit(fn, fmt.Sprintf("[%d, 2000]", n))
+		waitEvent(b, s, id, "history.join_next")
+		s.Kill()
+		time.Sleep(2500 * time.Millisecond) // the delay expires while the server is down
+		restart := time.Now()
+		s.Start()
+		s.Result(id, 5*time.Minute)
+		evs := s.Events(id)
+		finished, _ := time.Parse(time.RFC3339Nano, evs[len(evs)-1].CreatedAt)
+		b.ReportMetric(float64(finished.Sub(restart).Milliseconds()), "restart-to-finished-ms")
+	}
+}
+
+// wakeToFinish returns the time from the delay's answer to the finished event, and the
+// number of history events.
+func wakeToFinish(b *testing.B, s *harness.Server, id string) (time.Duration, int) {
+	b.Helper()
+	resp, err := s.Exec.ListResponses(context.Background(), connect.NewRequest(&pb.ListResponsesRequest{ExecutionId: id}))
+	if err != nil || len(resp.Msg.Responses) != 1 {
+		b.Fatalf("responses of %s: %v %v", id, resp, err)
+	}
+	fired, _ := time.Parse(time.RFC3339Nano, resp.Msg.Responses[0].CreatedAt)
+	evs := s.Events(id)
+	finished, _ := time.Parse(time.RFC3339Nano, evs[len(evs)-1].CreatedAt)
+	history := 0
+	for _, e := range evs {
+		if len(e.Kind) > 8 && e.Kind[:8] == "history." {
+			history++
+		}
+	}
+	return finished.Sub(fired), history
+}
+
+func waitEvent(b *testing.B, s *harness.Server, id, kind string) {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		if harness.CountKind(s.Events(id), kind) > 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("%s has no %s event", id, kind)
+}
