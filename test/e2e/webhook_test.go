@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -274,4 +276,38 @@ func TestWebhook(t *testing.T) {
 			t.Fatalf("GET /fibo/1/1 after restart: %d %q", status, body)
 		}
 	})
+}
+
+// TestWebhookOutgoingHTTP: a webhook endpoint makes outgoing HTTP requests through the
+// host, to the hosts its allowed_hosts allow and to no other.
+func TestWebhookOutgoingHTTP(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "upstream says hi")
+	}))
+	defer upstream.Close()
+	wasm := harness.BuildComponent(t, "test/e2e/testdata/proxy-webhook")
+	s := harness.Start(t, harness.Options{Deployment: fmt.Sprintf(`
+[[webhook_endpoint]]
+name = "proxy"
+location.path = %q
+routes = ["GET /proxy"]
+allowed_hosts = ["127.0.0.1:*"]
+`, wasm)})
+	get := func(target string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(s.WebhookURL + "/proxy?url=" + url.QueryEscape(target))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get(upstream.URL); code != 200 || body != "200 upstream says hi" {
+		t.Fatalf("allowed host: %d %q", code, body)
+	}
+	notAllowed := strings.Replace(upstream.URL, "127.0.0.1", "localhost", 1)
+	if code, body := get(notAllowed); code != http.StatusBadGateway || !strings.Contains(body, "not_allowed") {
+		t.Fatalf("host not in allowed_hosts: %d %q", code, body)
+	}
 }

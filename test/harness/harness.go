@@ -450,6 +450,17 @@ func Unreachable(t testing.TB) *Server {
 	return &Server{t: t, URL: "http://" + FreeAddr(t)}
 }
 
+// BuildComponent builds a test-only component (the folder of a Go package, relative to
+// the repository, with its WIT in <folder>/wit) and returns the path of its .wasm.
+func BuildComponent(t testing.TB, dir string) string {
+	t.Helper()
+	wasm, err := buildExtra(dir)
+	if err != nil {
+		t.Fatalf("build %s: %v", dir, err)
+	}
+	return wasm
+}
+
 // Binary is the path of the obelisk binary the tests run.
 func Binary() string { return obeliskBin }
 
