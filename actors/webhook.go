@@ -14,7 +14,6 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
-	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
 // Webhook endpoints (docs/abi.md, "Webhook endpoints"). Each HTTP request runs in a fresh
@@ -197,25 +196,7 @@ func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.Histo
 // callable checks that the endpoint may call ffqn with params (it imports it) and
 // returns the function and the compacted params.
 func (r *webhookRun) callable(ffqn string, raw json.RawMessage) (Function, []byte, error) {
-	fn, ok := r.e.reg.byFFQN[ffqn]
-	if !ok || !r.c.mayCall(ffqn) {
-		return Function{}, nil, hostErr("function_not_found", "function %s is not imported by webhook endpoint %q", ffqn, r.c.Config.Name)
-	}
-	return checkedParams(fn, ffqn, raw)
-}
-
-func checkedParams(fn Function, ffqn string, raw json.RawMessage) (Function, []byte, error) {
-	if len(raw) == 0 {
-		raw = json.RawMessage("[]")
-	}
-	if err := wit.CheckParams(fn.Fn, raw); err != nil {
-		return Function{}, nil, hostErr("type_check", "%s: %v", ffqn, err)
-	}
-	var params bytes.Buffer
-	if err := json.Compact(&params, raw); err != nil {
-		return Function{}, nil, hostErr("bad_request", "params: %v", err)
-	}
-	return fn, params.Bytes(), nil
+	return r.e.callable(r.c, ffqn, raw, true)
 }
 
 // call runs a child execution in a one-off join set and waits for its result.
@@ -231,18 +212,11 @@ func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, fnName, _ := events.SplitFFQN(q.FFQN)
 	r.oneOff++
-	js := events.OneOffJoinSetID(r.oneOff, fnName)
-	child := events.ChildExecutionID(r.id, js, 1)
+	js, child, hist := directCall(r.id, r.oneOff, q.FFQN, params)
+	// The run waits in memory until its lock expires (the request's deadline).
+	hist[2].GetJoinNext().RunExpiresAt = r.lockExpires.UnixNano()
 	now := time.Now()
-	hist := []*pb.HistoryEvent{
-		{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}},
-		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: js,
-			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}},
-		// The run waits in memory until its lock expires (the request's deadline).
-		{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js, RequestedFfqn: q.FFQN, RunExpiresAt: r.lockExpires.UnixNano()}}},
-	}
 	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, js)}}); err != nil {
 		return nil, err
 	}
@@ -273,7 +247,7 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	if fn.Component.Config.Type == ActivityStub {
 		return nil, hostErr("function_not_found", "%s is a function of activity stub %q, which cannot be scheduled", q.FFQN, fn.Component.Config.Name)
 	}
-	_, params, err := checkedParams(fn, q.FFQN, q.Params)
+	params, err := checkedParams(fn, q.Params, true)
 	if err != nil {
 		return nil, err
 	}

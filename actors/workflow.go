@@ -210,16 +210,8 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, fnName, _ := events.SplitFFQN(q.FFQN)
 	r.oneOff++
-	js := events.OneOffJoinSetID(r.oneOff, fnName)
-	child := events.ChildExecutionID(r.id, js, 1)
-	want := []*pb.HistoryEvent{
-		{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}},
-		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: js,
-			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}},
-		{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js, RequestedFfqn: q.FFQN}}},
-	}
+	js, child, want := directCall(r.id, r.oneOff, q.FFQN, params)
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
 		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, js)}}}
 	}); err != nil {
@@ -239,23 +231,51 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 // function and the compacted params. Replayed calls were checked when they were
 // recorded; a difference from the recording is nondeterminism, found when it is matched.
 func (r *workflowRun) callable(ffqn string, raw json.RawMessage) (Function, []byte, error) {
-	fn, ok := r.e.reg.byFFQN[ffqn]
-	if !ok || !r.c.mayCall(ffqn) {
-		return Function{}, nil, &wasmhost.HostError{Kind: "function_not_found", Message: fmt.Sprintf("function %s is not imported by component %q", ffqn, r.c.Config.Name)}
+	return r.e.callable(r.c, ffqn, raw, r.pos >= len(r.history))
+}
+
+// callable checks that component c may call or submit ffqn with params (type-checked
+// if check) and returns the function and the compacted params.
+func (e *Engine) callable(c *Component, ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
+	fn, ok := e.reg.byFFQN[ffqn]
+	if !ok || !c.mayCall(ffqn) {
+		return Function{}, nil, hostErr("function_not_found", "function %s is not imported by component %q", ffqn, c.Config.Name)
 	}
+	params, err := checkedParams(fn, raw, check)
+	return fn, params, err
+}
+
+// checkedParams type-checks params (JSON, "" for none) against fn if check, and returns
+// them compacted.
+func checkedParams(fn Function, raw json.RawMessage, check bool) ([]byte, error) {
 	if len(raw) == 0 {
 		raw = json.RawMessage("[]")
 	}
-	if r.pos >= len(r.history) {
+	if check {
 		if err := wit.CheckParams(fn.Fn, raw); err != nil {
-			return Function{}, nil, &wasmhost.HostError{Kind: "type_check", Message: fmt.Sprintf("%s: %v", ffqn, err)}
+			return nil, hostErr("type_check", "%s: %v", fn.Fn.FFQN(), err)
 		}
 	}
 	var params bytes.Buffer
 	if err := json.Compact(&params, raw); err != nil {
-		return Function{}, nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+		return nil, hostErr("bad_request", "params: %v", err)
 	}
-	return fn, params.Bytes(), nil
+	return params.Bytes(), nil
+}
+
+// directCall is the history of a direct call of ffqn by parent: its n-th one-off join
+// set, the child's request in it, and the wait for it. It returns the join set, the
+// child's ID and the events.
+func directCall(parent string, n int, ffqn string, params []byte) (js, child string, hist []*pb.HistoryEvent) {
+	_, fnName, _ := events.SplitFFQN(ffqn)
+	js = events.OneOffJoinSetID(n, fnName)
+	child = events.ChildExecutionID(parent, js, 1)
+	return js, child, []*pb.HistoryEvent{
+		{Kind: &pb.HistoryEvent_JoinSetCreate{JoinSetCreate: &pb.JoinSetCreate{JoinSetId: js}}},
+		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: js,
+			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: ffqn, Params: params}}}}},
+		{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: js, RequestedFfqn: ffqn}}},
+	}
 }
 
 // persist answers the deterministic helpers: a value made once, at random, and recorded

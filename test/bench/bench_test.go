@@ -22,6 +22,25 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
+// submitAll submits n executions of ffqn with params, 64 at a time, as clients of a
+// busy server would, and returns their IDs.
+func submitAll(s *harness.Server, n int, ffqn, params string) []string {
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ids[i] = s.Submit(ffqn, params)
+		}()
+	}
+	wg.Wait()
+	return ids
+}
+
 // BenchmarkFiboaSequential: one workflow calls the fibo activity 1,000 times in sequence;
 // the metric is the latency of one workflow→activity→workflow round trip, from the times
 // the workflow recorded its consecutive calls.
@@ -63,19 +82,7 @@ func BenchmarkThroughput(b *testing.B) {
 	s := harness.Start(b, harness.Options{})
 	for range b.N {
 		start := time.Now()
-		ids := make([]string, n)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
-		for i := range ids {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				ids[i] = s.Submit("testing:fibo-workflow/workflow.fiboa", "[1, 3]")
-			}()
-		}
-		wg.Wait()
+		ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
 		for _, id := range ids {
 			if r := s.Result(id, 10*time.Minute); r != `{"ok":3}` {
 				b.Fatalf("%s: %s", id, r)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,19 +46,7 @@ func BenchmarkSleepDurable(b *testing.B) {
 	s := harness.Start(b, harness.Options{})
 	b.ResetTimer()
 	for range b.N {
-		ids := make([]string, n)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
-		for i := range ids {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				ids[i] = s.Submit("testing:sleep-workflow/workflow.sleep-durable", "[1000]")
-			}()
-		}
-		wg.Wait()
+		ids := submitAll(s, n, "testing:sleep-workflow/workflow.sleep-durable", "[1000]")
 		for _, id := range ids {
 			if r := s.Result(id, 10*time.Minute); r != `{"ok":null}` {
 				b.Fatalf("%s: %s", id, r)

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,19 +17,7 @@ import (
 func BenchmarkWatchEvents(b *testing.B) {
 	const n = 200
 	s := harness.Start(b, harness.Options{})
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ids[i] = s.Submit("testing:fibo-workflow/workflow.fiboa", "[1, 3]")
-		}()
-	}
-	wg.Wait()
+	ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
 	for _, id := range ids {
 		if r := s.Result(id, 10*time.Minute); r != `{"ok":3}` {
 			b.Fatalf("%s: %s", id, r)
