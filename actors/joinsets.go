@@ -44,6 +44,15 @@ func (r *workflowRun) openSet(js string) (*runJoinSet, error) {
 	return set, nil
 }
 
+// submittable returns a join set the workflow may submit into: created, not closed.
+func (r *workflowRun) submittable(js string) (*runJoinSet, error) {
+	set, err := r.openSet(js)
+	if err == nil && set.closed {
+		err = hostErr("join_set_closed", "join set %q is closed", js)
+	}
+	return set, err
+}
+
 // take waits for the next response of a join set the workflow has not taken yet, and
 // takes it.
 func (r *workflowRun) take(ctx context.Context, js string) (*pb.Response, error) {
@@ -98,12 +107,9 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr("bad_request", "%v", err)
 	}
-	set, err := r.openSet(q.JoinSet)
+	set, err := r.submittable(q.JoinSet)
 	if err != nil {
 		return nil, err
-	}
-	if set.closed {
-		return nil, hostErr("join_set_closed", "join set %q is closed", q.JoinSet)
 	}
 	fn, params, err := r.callable(q.FFQN, q.Params)
 	if err != nil {
@@ -160,12 +166,9 @@ func (r *workflowRun) submitDelay(ctx context.Context, req []byte) ([]byte, erro
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr("bad_request", "%v", err)
 	}
-	set, err := r.openSet(q.JoinSet)
+	set, err := r.submittable(q.JoinSet)
 	if err != nil {
 		return nil, err
-	}
-	if set.closed {
-		return nil, hostErr("join_set_closed", "join set %q is closed", q.JoinSet)
 	}
 	if len(q.ScheduleAt) == 0 {
 		return nil, hostErr("bad_request", "schedule_at is missing")
