@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -266,4 +268,92 @@ func BenchmarkWorkflowRun(b *testing.B) {
 			reportUsage(b, before)
 		})
 	}
+}
+
+// BenchmarkIdleInstanceMemory: the resident memory one idle instance of the Go test
+// guest costs, and one parked in a host call (as a workflow waiting in memory for a
+// child is): 100 instances are made (and, for "parked", each is run until it blocks in
+// a host call) and held; the metric is the growth of the process's RSS divided by 100.
+// activity and workflow are restored from the snapshot (memory mapped copy-on-write),
+// activity-plain runs _initialize in every instance.
+func BenchmarkIdleInstanceMemory(b *testing.B) {
+	ctx := context.Background()
+	for _, mode := range []string{"activity", "activity-plain", "workflow"} {
+		for _, called := range []bool{false, true} {
+			name := mode
+			if called {
+				name += "/parked"
+			}
+			b.Run(name, func(b *testing.B) {
+				rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableActivitySnapshots: mode == "activity-plain"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer rt.Close(ctx)
+				m, err := rt.Compile(ctx, "guest", guestWasm)
+				if err != nil {
+					b.Fatal(err)
+				}
+				mustSnapshot(b, m)
+				cfg := InstanceConfig{Kind: KindActivity}
+				if mode == "workflow" {
+					cfg = wfConfig(1)
+				}
+				for b.Loop() {
+					const n = 100
+					runtime.GC()
+					before := rss(b)
+					insts := make([]*Instance, 0, n)
+					release := make(chan struct{})
+					parked := make(chan struct{}, n)
+					done := make(chan struct{}, n)
+					cfg.Handler = HostHandlerFunc(func(ctx context.Context, op string, req []byte) ([]byte, error) {
+						parked <- struct{}{}
+						<-release
+						return []byte(`null`), nil
+					})
+					for range n {
+						inst, err := m.Instantiate(ctx, cfg)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if called {
+							go func() {
+								inst.Run(ctx, RunInput{FFQN: "x.hostcall", Params: []byte(`[{"op":"wait"}]`)})
+								done <- struct{}{}
+							}()
+							<-parked
+						}
+						insts = append(insts, inst)
+					}
+					runtime.GC()
+					b.ReportMetric(float64(rss(b)-before)/n/(1<<20), "MiB/instance")
+					close(release)
+					for _, inst := range insts {
+						if called {
+							<-done
+						} else {
+							inst.Close(ctx)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func rss(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	b.Skip("no VmRSS")
+	return 0
 }
