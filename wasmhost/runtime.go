@@ -29,6 +29,10 @@ const (
 	wasiModuleName = wasi_snapshot_preview1.ModuleName
 	exportMemory   = "memory"
 	exportInit     = "_initialize"
+	// exportWarmup, optional: called once after _initialize when a snapshot is made,
+	// so that what a guest builds on first use (caches of its language runtime) is
+	// in the snapshot rather than built again by every restored instance.
+	exportWarmup   = "obelisk_v1_warmup"
 	exportAlloc    = "obelisk_v1_alloc"
 	exportRun      = "obelisk_v1_run"
 	importHostCall = "host_call"

@@ -311,11 +311,14 @@ func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v 
 		}
 	}
 	inst.initializing, inst.watchWASI = true, true
-	for _, name := range []string{v.Start, exportInit} {
+	for _, name := range []string{v.Start, exportInit, exportWarmup} {
 		if name == "" {
 			continue
 		}
 		fn := mod.ExportedFunction(name)
+		if fn == nil && name == exportWarmup {
+			continue // optional
+		}
 		if fn == nil {
 			return nil, fmt.Errorf("the snapshot variant does not export %s", name)
 		}

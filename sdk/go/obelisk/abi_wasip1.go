@@ -4,6 +4,7 @@ package obelisk
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -109,6 +110,18 @@ func obeliskRun(inPtr unsafe.Pointer, inLen int32) uint64 {
 	}
 	output = out
 	return uint64(uintptr(unsafe.Pointer(&out[0])))<<32 | uint64(len(out))
+}
+
+// obeliskWarmup implements the optional obelisk_v1_warmup export, which the host calls
+// once after _initialize when it snapshots the module (docs/abi.md): see warmup.
+//
+//go:wasmexport obelisk_v1_warmup
+func obeliskWarmup() {
+	growStack(0)
+	warmup()
+	allocs, inputBufUsed = nil, false
+	// Start restored instances with the garbage of all that collected.
+	runtime.GC()
 }
 
 // growStack makes sure the goroutine has a stack of 8 KiB or more, enough

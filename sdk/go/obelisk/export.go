@@ -122,6 +122,44 @@ type runInput struct {
 	Attempt     int             `json:"attempt"`
 }
 
+// warmup does, for every exported function, what a run of it does besides calling it:
+// it decodes zero parameters, calls a stand-in of the function's type reflectively and
+// encodes a zero result. The caches that builds on first use (reflect's call layouts,
+// encoding/json's encoders) then exist before the host snapshots the module, instead of
+// being built again in every instance restored from the snapshot. It calls no host
+// operation and no exported function, and is deterministic (exports in name order).
+func warmup() {
+	names := make([]string, 0, len(exports))
+	for name := range exports {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		e := exports[name]
+		zeros := make([]any, e.nparams)
+		for i := range zeros {
+			zeros[i] = reflect.Zero(e.param(i)).Interface()
+		}
+		params, err := marshal(zeros)
+		if err != nil {
+			continue
+		}
+		args, err := e.decodeParams(params)
+		if err != nil {
+			continue
+		}
+		args[0] = reflect.ValueOf(Context{&runState{ffqn: name}})
+		standIn := reflect.MakeFunc(e.fnType, func([]reflect.Value) []reflect.Value {
+			out := make([]reflect.Value, e.fnType.NumOut())
+			for i := range out {
+				out[i] = reflect.Zero(e.fnType.Out(i))
+			}
+			return out
+		})
+		_, _ = e.encodeResult(standIn.Call(args), nil)
+	}
+}
+
 // run runs the exported function the JSON input names, performing host
 // operations with host, and returns its JSON output, appended to dst. It
 // panics, so that the module traps, when the input is bad or the function

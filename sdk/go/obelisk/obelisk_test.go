@@ -452,3 +452,19 @@ func TestTestHostOps(t *testing.T) {
 		t.Errorf("requests %q", got)
 	}
 }
+
+// TestWarmup: the warm-up the host runs before it snapshots a module goes through every
+// export's decoding, reflective call and encoding without calling the function itself
+// or the host.
+func TestWarmup(t *testing.T) {
+	called := false
+	Export("testing:warmup/ifc.f", func(ctx Context, n uint8, s string, xs []int) (map[string]int, error) {
+		called = true
+		return nil, nil
+	})
+	defer delete(exports, "testing:warmup/ifc.f")
+	warmup()
+	if called {
+		t.Fatal("warmup called an exported function")
+	}
+}
