@@ -631,6 +631,11 @@ func (r *workflowRun) releaseLease(ctx context.Context) {
 }
 
 func (r *workflowRun) refreshResponses(ctx context.Context) error {
+	// The state (in memory for a live execution) counts the responses: most waits find
+	// nothing new, and a scan of the response log would still seek into the tables.
+	if st, err := r.e.store.State(ctx, r.id); err == nil && st.ResponseCount <= r.respCursor {
+		return nil
+	}
 	rs, err := r.e.store.Responses(ctx, r.id, r.respCursor)
 	if err != nil {
 		return err
