@@ -38,6 +38,8 @@ type Config struct {
 	// DisableWorkflowSnapshots, DisableActivitySnapshots: every instance runs
 	// _initialize instead of being restored from a snapshot (wasmhost.Config).
 	DisableWorkflowSnapshots, DisableActivitySnapshots bool
+	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
+	DisableInstanceReuse bool
 }
 
 // Engine runs the executions of one node.
@@ -93,6 +95,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		MemoryLimitPages:         16384, // 1 GiB per instance
 		DisableWorkflowSnapshots: cfg.DisableWorkflowSnapshots,
 		DisableActivitySnapshots: cfg.DisableActivitySnapshots,
+		DisableInstanceReuse:     cfg.DisableInstanceReuse,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)

@@ -8,10 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -64,11 +64,15 @@ type Instance struct {
 	kind   Kind
 	// restored: made from the module's workflow snapshot (see snapshot.go).
 	restored bool
-	// monoBase, monoStart: a restored activity's monotonic clock continues from the
-	// snapshot's last reading (monoBase) in real time since monoStart, so that it
-	// never runs backwards from what the guest runtime saw while initialising.
-	monoBase  int64
-	monoStart time.Time
+	// reused: a restored instance reset after an earlier run (reuse.go).
+	reused bool
+	// env is what the instance's WASI functions (bound when it was instantiated)
+	// read; it moves with the wazero module when the instance is reused (reuse.go).
+	env *instEnv
+	// snap and linMem: the snapshot a restored instance came from and its memory,
+	// so that it can be reset to it and reused.
+	snap   *snapshot
+	linMem experimental.LinearMemory
 	// fromImage: an activity made from the module's activity image (see
 	// activity.go).
 	fromImage bool
@@ -79,10 +83,6 @@ type Instance struct {
 	stderr    *tailWriter
 	clock     *detClock // workflows
 	rand      *detRand  // workflows
-	// runDone is the Done channel of the current run's context (activities): a guest
-	// sleeping in poll_oneoff wakes when it closes, so that a lock expiry kills a
-	// sleeping activity on time instead of when its sleep ends.
-	runDone atomic.Pointer[<-chan struct{}]
 
 	// Touched only by the goroutine running the guest.
 	initializing bool // in _initialize: only the log op
@@ -155,12 +155,15 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	i.state, i.cancelRun = stateRunning, cancel
 	i.mu.Unlock()
 	runDone := runCtx.Done()
-	i.runDone.Store(&runDone)
+	i.env.runDone.Store(&runDone)
 	defer func() {
 		defer done()
 		i.mu.Lock()
 		i.state = stateDone
 		i.mu.Unlock()
+		if err == nil && i.reuse() {
+			return // the wazero module lives on in a fresh Instance
+		}
 		if cerr := i.mod.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = fmt.Errorf("wasmhost: run %s: closing instance: %w", in.FFQN, cerr)
 		}
@@ -324,11 +327,11 @@ func (t *tailWriter) String() string {
 }
 
 // sleep is an activity's nanosleep: real time, cut short when the run's context ends.
-func (i *Instance) sleep(ns int64) {
+func (env *instEnv) sleep(ns int64) {
 	t := time.NewTimer(time.Duration(ns))
 	defer t.Stop()
 	var done <-chan struct{}
-	if p := i.runDone.Load(); p != nil {
+	if p := env.runDone.Load(); p != nil {
 		done = *p
 	}
 	select {

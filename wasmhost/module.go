@@ -40,6 +40,9 @@ type Module struct {
 	wasmUsers int
 	snap      preparation[snapshot]      // the workflow snapshot (snapshot.go)
 	act       preparation[activityImage] // the activity image (activity.go)
+
+	// Instances reset for reuse (reuse.go), by kind.
+	freeWorkflows, freeActivities chan *Instance
 }
 
 // Name returns the name given to [Runtime.Compile].
@@ -60,6 +63,7 @@ func (m *Module) WIT() ([]wit.File, error) {
 // out keep working.
 func (m *Module) Close(ctx context.Context) error {
 	m.cancel()
+	m.drainFree()
 	err := m.compiled.Close(ctx)
 	if s := m.snap.take(); s != nil {
 		err = errors.Join(err, s.compiled.Close(ctx))
@@ -185,6 +189,9 @@ func checkInstanceConfig(cfg InstanceConfig) error {
 // (running _initialize), any other by instantiating the module and running
 // _initialize.
 func (m *Module) newInstance(ctx context.Context, kind Kind) (*Instance, error) {
+	if inst := m.takeFree(kind); inst != nil {
+		return inst, nil
+	}
 	if kind == KindActivity && !m.rt.noActivitySnapshots {
 		s := m.workflowSnapshot()
 		switch {
@@ -238,6 +245,7 @@ func (m *Module) newShell(kind Kind) *Instance {
 		module: m,
 		kind:   kind,
 		logger: m.rt.logger,
+		env:    &instEnv{},
 		stdout: &switchWriter{},
 		stderr: &tailWriter{},
 	}
@@ -260,10 +268,11 @@ func (i *Instance) moduleConfig() wazero.ModuleConfig {
 	case KindActivity:
 		mc = mc.WithSysWalltime().
 			WithSysNanotime().
-			WithNanosleep(i.sleep).
+			WithNanosleep(i.env.sleep).
 			WithRandSource(crand.Reader)
-		if i.monoBase != 0 {
-			mc = mc.WithNanotime(func() int64 { return i.monoBase + int64(time.Since(i.monoStart)) }, 1)
+		if i.env.monoBase != 0 {
+			env := i.env
+			mc = mc.WithNanotime(func() int64 { return env.monoBase + int64(time.Since(env.monoStart)) }, 1)
 		}
 	case KindWorkflow:
 		mc = mc.WithWalltime(i.clock.walltime, clockResolution).

@@ -86,6 +86,10 @@ type Config struct {
 	// initialisation allows it. An escape hatch and a baseline, like
 	// DisableWorkflowSnapshots.
 	DisableActivitySnapshots bool
+	// DisableInstanceReuse closes every instance after its run. By default an
+	// instance restored from a snapshot whose run ended normally is reset to the
+	// snapshot and reused (see reuse.go), which skips wazero's instantiation.
+	DisableInstanceReuse bool
 }
 
 // Runtime owns one wazero runtime (the optimising compiler where supported)
@@ -104,6 +108,8 @@ type Runtime struct {
 	noSnapshots bool
 	// noActivitySnapshots: Config.DisableActivitySnapshots.
 	noActivitySnapshots bool
+	// noReuse: Config.DisableInstanceReuse.
+	noReuse bool
 	// noImages makes snapshots copy their memory into restored instances
 	// instead of mapping it copy-on-write (for tests and measurements).
 	noImages bool
@@ -156,6 +162,7 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 
 		noSnapshots:         cfg.DisableWorkflowSnapshots,
 		noActivitySnapshots: cfg.DisableActivitySnapshots,
+		noReuse:             cfg.DisableInstanceReuse,
 	}
 	r.closing, r.cancel = context.WithCancelCause(context.Background())
 	if r.workers <= 0 {
@@ -254,7 +261,8 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 	if err := r.checkABI(compiled); err != nil {
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
-	m := &Module{rt: r, name: name, compiled: compiled}
+	m := &Module{rt: r, name: name, compiled: compiled,
+		freeWorkflows: make(chan *Instance, maxFree), freeActivities: make(chan *Instance, maxFree)}
 	if !r.noSnapshots || !r.noActivitySnapshots {
 		m.wasmUsers++ // the snapshot
 	}

@@ -415,7 +415,7 @@ func (s *snapshot) diff(o *snapshot) string {
 func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance, error) {
 	inst := m.newShell(kind)
 	if kind == KindActivity {
-		inst.monoBase, inst.monoStart = s.clock, time.Now()
+		inst.env.monoBase, inst.env.monoStart = s.clock, time.Now()
 	}
 	if kind == KindWorkflow {
 		inst.clock.next = s.clock
@@ -436,7 +436,7 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 	}
 	defer done()
 	if s.alloc != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, s.alloc)
+		ictx = experimental.WithMemoryAllocator(ictx, recordingAllocator{s.alloc, &inst.linMem})
 	}
 	mod, err := m.rt.rt.InstantiateModule(ictx, s.compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
@@ -456,6 +456,7 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 	inst.alloc = mod.ExportedFunction(exportAlloc)
 	inst.run = mod.ExportedFunction(exportRun)
 	inst.restored = true
+	inst.snap = s
 	return inst, nil
 }
 
@@ -480,12 +481,8 @@ func (s *snapshot) apply(mod api.Module) error {
 			copy(buf[c.offset:], c.data)
 		}
 	} // else the memory is mapped from the image: growing it revealed the contents
-	for _, g := range s.globals {
-		mg, ok := mod.ExportedGlobal(g.export).(api.MutableGlobal)
-		if !ok {
-			return fmt.Errorf("global %s is not exported as mutable", g.export)
-		}
-		mg.Set(g.value)
+	if !setGlobals(mod, s.globals) {
+		return errors.New("a global of the snapshot is not exported as mutable")
 	}
 	return nil
 }

@@ -711,3 +711,95 @@ func TestSnapshotHostState(t *testing.T) {
 		})
 	}
 }
+
+// TestReuseSameAsRestored: an instance reset after a run and reused (reuse.go) behaves
+// exactly like one freshly restored from the snapshot, run after run, for workflows;
+// reused activity instances still draw their own random values.
+func TestReuseSameAsRestored(t *testing.T) {
+	ctx := context.Background()
+	newModule := func(noReuse bool) *Module {
+		rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableInstanceReuse: noReuse})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Close(ctx) })
+		m, err := rt.Compile(ctx, "guest", guestWasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := mustSnapshot(t, m); s.image == nil {
+			t.Skip("no memory images on this platform: nothing is reused")
+		}
+		return m
+	}
+	restored, reusing := newModule(true), newModule(false)
+	handler := opHandler(t)
+	cases := []struct{ fn, params string }{
+		{"time", "[30]"},
+		{"init", ""},
+		{"input", `[1,"x"]`},
+		{"env", ""},
+		{"stdout", ""},
+		{"hostcall", `[{"op":"echo","value":{"n":1}}]`},
+		{"hostcall", `[{"op":"big","size":5000}]`},
+		{"take_protocol", `[{"op":"echo","value":[1,2,3]}]`},
+		{"hostcall_loop", `[{"op":"nothing"},20]`},
+		{"sleep", "[1500]"},
+	}
+	reused := 0
+	for round := range 3 {
+		for _, c := range cases {
+			cfg := InstanceConfig{Kind: KindWorkflow, Seed: uint64(round), ClockStart: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+			in := RunInput{FFQN: "test:guest/api." + c.fn, ExecutionID: "E_REUSE", Attempt: 1}
+			if c.params != "" {
+				in.Params = json.RawMessage(c.params)
+			}
+			if inst := reusing.takeFree(KindWorkflow); inst != nil {
+				reused++
+				reusing.freeFor(KindWorkflow) <- inst // back, for recordRun to take
+			}
+			a := recordRun(t, restored, cfg, in, handler, true)
+			b := recordRun(t, reusing, cfg, in, handler, true)
+			if fmt.Sprintf("%#v", a) != fmt.Sprintf("%#v", b) {
+				t.Errorf("round %d, %s%s: restored and reused instances differ:\nrestored %#v\nreused   %#v", round, c.fn, c.params, a, b)
+			}
+		}
+	}
+	if reused == 0 {
+		t.Fatal("no instance was reused")
+	}
+	// A run that fails is not reused.
+	before := len(reusing.freeFor(KindWorkflow))
+	recordRun(t, reusing, wfConfig(1), RunInput{FFQN: "test:guest/api.panic"}, handler, true)
+	if after := len(reusing.freeFor(KindWorkflow)); after > before {
+		t.Errorf("an instance whose run trapped was reused (%d -> %d free)", before, after)
+	}
+	// Reused activity instances draw their own random values.
+	draws := map[string]bool{}
+	for range 6 {
+		inst, err := reusing.Instantiate(ctx, InstanceConfig{Kind: KindActivity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := inst.Run(ctx, RunInput{FFQN: "x.time", Params: json.RawMessage("[1]")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Ok []struct {
+				Math uint64 `json:"math"`
+			} `json:"ok"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || len(res.Ok) != 1 {
+			t.Fatalf("time: %s %v", out, err)
+		}
+		key := fmt.Sprint(res.Ok[0].Math)
+		if draws[key] {
+			t.Fatalf("two activity runs drew the same math/rand value %s", key)
+		}
+		draws[key] = true
+	}
+	if len(reusing.freeFor(KindActivity)) == 0 {
+		t.Error("no activity instance was reused")
+	}
+}

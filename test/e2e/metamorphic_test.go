@@ -31,7 +31,7 @@ func TestBlockingStrategiesAgree(t *testing.T) {
 		{"interrupt", harness.Options{BlockingStrategy: "interrupt"}},
 		{"await, nothing resident", harness.Options{BlockingStrategy: "await", Workflows: "max_resident = 0"}},
 		{"await, no snapshots (every instance runs _initialize)", harness.Options{BlockingStrategy: "await",
-			Deployment: "[wasm]\nworkflow_snapshots = false\nactivity_snapshots = false\n"}},
+			Deployment: "[wasm]\nworkflow_snapshots = false\nactivity_snapshots = false\ninstance_reuse = false\n"}},
 	}
 	var reference [][]string
 	for _, setting := range settings {

@@ -154,3 +154,23 @@ const (
 	fSealGrow       = 0x4
 	fSealWrite      = 0x8
 )
+
+// Reset makes mem, a memory this image's allocator made, hold the image's contents
+// again: the image is mapped anew over its first Size bytes, which drops every page the
+// memory wrote there (copy-on-write copies) at once. mem must not have been grown
+// beyond the image's size. It reports false when mem is not such a memory (then
+// nothing changed).
+func (img *Image) Reset(mem experimental.LinearMemory) bool {
+	m, ok := mem.(*mmapMemory)
+	if !ok || m.buf == nil || m.accessible < img.size {
+		return false
+	}
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	if img.closed {
+		return false
+	}
+	addr, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(unsafe.Pointer(&m.buf[0])), uintptr(img.size),
+		syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, img.fd, 0)
+	return errno == 0 && addr == uintptr(unsafe.Pointer(&m.buf[0]))
+}

@@ -18,3 +18,6 @@ func (img *Image) Close() error { return nil }
 
 // Allocator returns nil.
 func (img *Image) Allocator() experimental.MemoryAllocator { return nil }
+
+// Reset reports false: there are no images on this platform.
+func (img *Image) Reset(mem experimental.LinearMemory) bool { return false }

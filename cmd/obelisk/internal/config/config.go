@@ -42,6 +42,9 @@ type File struct {
 		// (default). false: every instance runs _initialize (a baseline to compare).
 		WorkflowSnapshots bool `mapstructure:"workflow_snapshots"`
 		ActivitySnapshots bool `mapstructure:"activity_snapshots"`
+		// InstanceReuse: an instance whose run ended normally is reset to its
+		// snapshot and reused (default). false: every instance is closed after its run.
+		InstanceReuse bool `mapstructure:"instance_reuse"`
 	} `mapstructure:"wasm"`
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
@@ -114,6 +117,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
+	v.SetDefault("wasm.instance_reuse", true)
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -152,6 +156,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	s.Engine.CacheDir = f.CacheDir
 	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
 	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
+	s.Engine.DisableInstanceReuse = !f.Wasm.InstanceReuse
 	switch r := f.Workflows.MaxResident; {
 	case r < 0:
 		return nil, fmt.Errorf("config %s: workflows.max_resident must be >= 0", displayPath(path))
