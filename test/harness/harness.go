@@ -140,15 +140,16 @@ type Server struct {
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	s := &Server{t: t, dir: dir, addr: FreeAddr(t)}
+	addrs := FreeAddrs(t, 3) // the API, the webhook server, the web UI
+	s := &Server{t: t, dir: dir, addr: addrs[0]}
 	s.URL = "http://" + s.addr
 	s.webAddr = "off"
 	if o.WebUI {
-		s.webAddr = FreeAddr(t)
+		s.webAddr = addrs[2]
 		s.WebURL = "http://" + s.webAddr
 	}
 	s.config = filepath.Join(dir, "obelisk.toml")
-	s.webhookAddr = FreeAddr(t)
+	s.webhookAddr = addrs[1]
 	s.WebhookURL = "http://" + s.webhookAddr
 	deployment := s.deployment(o) + "\n" + o.Deployment + "\n" + s.webhookDeployment(o)
 	for name, dir := range o.ExtraWorkflows {
@@ -241,13 +242,30 @@ blocking_strategy = %q
 
 // FreeAddr returns a free loopback address.
 func FreeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return FreeAddrs(t, 1)[0]
 }
+
+// FreeAddrs returns n distinct free loopback addresses, none handed out before by this
+// test process: the kernel may hand out a port it has just handed out again, and a
+// test may not be using it yet (the server it is for has not started).
+func FreeAddrs(t testing.TB, n int) []string {
+	addrs := make([]string, 0, n)
+	for tries := 0; len(addrs) < n; tries++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if _, dup := handedOut.LoadOrStore(ln.Addr().String(), true); dup && tries < 100 {
+			continue
+		}
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs
+}
+
+// handedOut are the addresses FreeAddrs has returned (address -> true).
+var handedOut sync.Map
 
 // Start starts the server process and waits until its API answers.
 func (s *Server) Start() {
