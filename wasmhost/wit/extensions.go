@@ -196,7 +196,7 @@ var extPackages = [...]extPackage{
 // The files parse together with the original package and [TypesPackage] under
 // deps/. Every exported function must return a result, as the engine requires.
 func GenerateExtensions(r *Resolve, interfaces []string) ([]File, error) {
-	ifcs, err := selectInterfaces(r, interfaces)
+	ifcs, err := SelectExported(r, interfaces)
 	if err != nil {
 		return nil, err
 	}
@@ -232,8 +232,11 @@ func returnDesc(t *Type) string {
 	return t.String()
 }
 
-// selectInterfaces returns the exported interfaces, or those named.
-func selectInterfaces(r *Resolve, names []string) ([]*Interface, error) {
+// SelectExported returns the interfaces r's main package exports, or, if names are
+// given, those named (`ns:pkg/ifc@ver`, or without the version when that is
+// unambiguous): what the generators (extension packages, Go bindings) work on. An
+// unknown or ambiguous name is an error naming it.
+func SelectExported(r *Resolve, names []string) ([]*Interface, error) {
 	exported := r.ExportedInterfaces()
 	if len(exported) == 0 {
 		return nil, fmt.Errorf("wit: package %s exports no interfaces", r.Main().Name)
