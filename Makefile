@@ -8,7 +8,7 @@ WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
 BENCH_ENV := OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR))
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -path './bin/*') $(wildcard webui/static/*) go.mod go.sum
 
-.PHONY: all build run test test-short bench proto schemas clean components
+.PHONY: all build run test test-short bench proto schemas clean components bindings
 
 all: build
 
@@ -38,6 +38,10 @@ test: build
 bench: build
 	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'InstanceStart|ActivityRun' -benchtime 200x ./test/bench/
 	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable|Replay|WatchEvents|WebhookThroughput' -benchtime 1x -timeout 30m ./test/bench/
+
+# Regenerates the Go bindings the example components use (obelisk generate go-bindings).
+bindings: $(BIN)
+	$(BIN) generate go-bindings test/components/fibo/wit --package fibo --out test/components/fibo-workflow/internal/fibo/fibo_gen.go
 
 # Regenerates the protobuf and connect code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
 proto:

@@ -6,7 +6,10 @@
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o fibo-workflow.wasm ./test/components/fibo-workflow
 package main
 
-import "github.com/obelisk-go/obelisk/sdk/go/obelisk"
+import (
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/test/components/fibo-workflow/internal/fibo"
+)
 
 func init() {
 	obelisk.Export("testing:fibo-workflow/workflow.fibow", fibow)
@@ -43,20 +46,21 @@ func fiboa(ctx obelisk.Context, n uint8, iterations uint32) (uint64, error) {
 // fiboaConcurrent implements `fiboa-concurrent: func(n: u8, iterations: u32)
 // -> result<u64>`: it submits `iterations` calls of the fibo activity into one
 // join set, so that they run concurrently, then awaits them all, in the
-// order they finish, and returns the sum.
+// order they finish, and returns the sum. It uses the bindings generated from
+// the fibo activity's WIT (internal/fibo, `make bindings`).
 func fiboaConcurrent(ctx obelisk.Context, n uint8, iterations uint32) (uint64, error) {
 	js, err := obelisk.NewJoinSet(ctx)
 	if err != nil {
 		return 0, err
 	}
 	for range iterations {
-		if _, err := obelisk.Submit(ctx, js, "testing:fibo/fibo.fibo", n); err != nil {
+		if _, err := fibo.FiboSubmit(ctx, js, n); err != nil {
 			return 0, err
 		}
 	}
 	var sum uint64
 	for range iterations {
-		_, v, err := obelisk.AwaitNext[uint64](ctx, js, "testing:fibo/fibo.fibo")
+		_, v, err := fibo.FiboAwaitNext(ctx, js)
 		if err != nil {
 			return 0, err
 		}

@@ -214,3 +214,27 @@ world any { export shapes; }
 		t.Fatalf("go vet: %v\n%s", err, out)
 	}
 }
+
+// TestCommittedBindingsFresh: the bindings test/components/fibo-workflow uses are what
+// the generator makes of test/components/fibo/wit now (`make bindings` regenerates them).
+func TestCommittedBindingsFresh(t *testing.T) {
+	files, err := wit.LoadDir("../../../test/components/fibo/wit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := wit.Parse(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Generate(r, Options{Package: "fibo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../../test/components/fibo-workflow/internal/fibo/fibo_gen.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatal("test/components/fibo-workflow/internal/fibo/fibo_gen.go is stale: run make bindings")
+	}
+}
