@@ -131,17 +131,12 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 // before it in want) and returns its recorded request, whose expiry is fixed when it is
 // first written.
 func (r *workflowRun) delayRequest(ctx context.Context, before []*pb.HistoryEvent, js string, index int, spec json.RawMessage, after ...*pb.HistoryEvent) (*pb.DelayRequest, error) {
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, spec); err != nil {
-		return nil, hostErr("bad_request", "schedule_at: %v", err)
-	}
 	replaying := r.pos < len(r.history)
-	if !replaying {
-		if _, err := scheduleTime(time.Now(), compact.Bytes()); err != nil {
-			return nil, hostErr("bad_request", "schedule_at: %v", err)
-		}
+	compact, err := scheduleSpec(spec, !replaying)
+	if err != nil {
+		return nil, err
 	}
-	d := &pb.DelayRequest{DelayId: events.DelayID(r.id, js, index), ScheduleAt: compact.Bytes()}
+	d := &pb.DelayRequest{DelayId: events.DelayID(r.id, js, index), ScheduleAt: compact}
 	want := append(append(before, &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{
 		JoinSetId: js, Request: &pb.JoinSetRequest_Delay{Delay: d}}}}), after...)
 	at := len(r.history) + len(before) // where the request lands if appended

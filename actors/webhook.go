@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -240,26 +239,16 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr("bad_request", "%v", err)
 	}
-	fn, ok := r.e.reg.byFFQN[q.FFQN]
-	if !ok {
-		return nil, hostErr("function_not_found", "function %s: no deployed component exports it", q.FFQN)
-	}
-	if fn.Component.Config.Type == ActivityStub {
-		return nil, hostErr("function_not_found", "%s is a function of activity stub %q, which cannot be scheduled", q.FFQN, fn.Component.Config.Name)
-	}
-	params, err := checkedParams(fn, q.Params, true)
+	fn, params, err := r.e.scheduleTarget(q.FFQN, q.Params, true)
 	if err != nil {
 		return nil, err
 	}
-	if len(q.ScheduleAt) == 0 {
-		q.ScheduleAt = json.RawMessage(`"now"`)
-	}
-	var spec bytes.Buffer
-	if err := json.Compact(&spec, q.ScheduleAt); err != nil {
-		return nil, hostErr("bad_request", "schedule_at: %v", err)
+	spec, err := scheduleSpec(q.ScheduleAt, false)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now()
-	at, err := scheduleTime(now, spec.Bytes())
+	at, err := scheduleTime(now, spec)
 	if err != nil {
 		return nil, hostErr("bad_request", "schedule_at: %v", err)
 	}
@@ -269,11 +258,9 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	} else if err := events.ValidateTopLevelID(id); err != nil {
 		return nil, hostErr("bad_request", "%v", err)
 	}
-	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params, ScheduleAt: spec.Bytes(), ScheduledAt: at.UnixNano()}
-	created := r.e.createdEvent(now, fn, params, "", "")
-	created.GetCreated().ScheduledAt = at.UnixNano()
-	created.GetCreated().ScheduledBy = r.id
+	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params, ScheduleAt: spec, ScheduledAt: at.UnixNano()}
 	hist := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_Schedule{Schedule: sc}}}
+	created := r.e.scheduledCreated(now, fn, params, at, r.id)
 	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: id, Events: []*pb.Event{created}}); err != nil {
 		return nil, err
 	}

@@ -345,52 +345,78 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
 	}
-	fn, ok := r.e.reg.byFFQN[q.FFQN]
-	if !ok {
-		return nil, &wasmhost.HostError{Kind: "function_not_found", Message: fmt.Sprintf("function %s: no deployed component exports it", q.FFQN)}
+	replaying := r.pos < len(r.history)
+	fn, params, err := r.e.scheduleTarget(q.FFQN, q.Params, !replaying)
+	if err != nil {
+		return nil, err
 	}
-	if len(q.Params) == 0 {
-		q.Params = json.RawMessage("[]")
+	spec, err := scheduleSpec(q.ScheduleAt, !replaying)
+	if err != nil {
+		return nil, err
 	}
-	if len(q.ScheduleAt) == 0 {
-		q.ScheduleAt = json.RawMessage(`"now"`)
-	}
-	var params, spec bytes.Buffer
-	if err := json.Compact(&params, q.Params); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: "params: " + err.Error()}
-	}
-	if err := json.Compact(&spec, q.ScheduleAt); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: "schedule_at: " + err.Error()}
-	}
-	if r.pos < len(r.history) {
+	if replaying {
 		sc := r.history[r.pos].GetSchedule()
-		if sc == nil || sc.Ffqn != q.FFQN || !bytes.Equal(sc.Params, params.Bytes()) || !bytes.Equal(sc.ScheduleAt, spec.Bytes()) {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, params.Bytes(), spec.Bytes())}
+		if sc == nil || sc.Ffqn != q.FFQN || !bytes.Equal(sc.Params, params) || !bytes.Equal(sc.ScheduleAt, spec) {
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, params, spec)}
 		}
 		r.pos++
 		return json.Marshal(sc.ExecutionId)
 	}
-	if err := wit.CheckParams(fn.Fn, params.Bytes()); err != nil {
-		return nil, &wasmhost.HostError{Kind: "type_check", Message: fmt.Sprintf("%s: %v", q.FFQN, err)}
-	}
-	if _, err := scheduleTime(time.Now(), q.ScheduleAt); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: "schedule_at: " + err.Error()}
-	}
 	id := events.NewExecutionID(time.Now())
-	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params.Bytes(), ScheduleAt: spec.Bytes()}
+	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params, ScheduleAt: spec}
 	ev := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Schedule{Schedule: sc}}
 	if err := r.appendEvents(ctx, []*pb.HistoryEvent{ev}, func(now time.Time) []events.Append {
 		// Relative to the time the events are written with, which their readers see.
-		at, _ := scheduleTime(now, q.ScheduleAt)
+		at, _ := scheduleTime(now, spec)
 		sc.ScheduledAt = at.UnixNano()
-		created := r.e.createdEvent(now, fn, params.Bytes(), "", "")
-		created.GetCreated().ScheduledAt = at.UnixNano()
-		created.GetCreated().ScheduledBy = r.id
-		return []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}
+		return []events.Append{{ExecutionID: id, Events: []*pb.Event{r.e.scheduledCreated(now, fn, params, at, r.id)}}}
 	}); err != nil {
 		return nil, err
 	}
 	return json.Marshal(id)
+}
+
+// scheduleTarget checks the function and parameters of a schedule request: any function
+// a deployed component exports but an activity stub's (its executions are only ever a
+// workflow's children, as for Submit). params are type-checked if check and returned
+// compacted.
+func (e *Engine) scheduleTarget(ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
+	fn, ok := e.reg.byFFQN[ffqn]
+	if !ok {
+		return Function{}, nil, hostErr("function_not_found", "function %s: no deployed component exports it", ffqn)
+	}
+	if fn.Component.Config.Type == ActivityStub {
+		return Function{}, nil, hostErr("function_not_found", "%s is a function of activity stub %q, which cannot be scheduled", ffqn, fn.Component.Config.Name)
+	}
+	params, err := checkedParams(fn, raw, check)
+	return fn, params, err
+}
+
+// scheduleSpec returns a schedule-at value compacted ("now" when absent), checked if
+// check.
+func scheduleSpec(raw json.RawMessage, check bool) ([]byte, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage(`"now"`)
+	}
+	var spec bytes.Buffer
+	if err := json.Compact(&spec, raw); err != nil {
+		return nil, hostErr("bad_request", "schedule_at: %v", err)
+	}
+	if check {
+		if _, err := scheduleTime(time.Now(), spec.Bytes()); err != nil {
+			return nil, hostErr("bad_request", "schedule_at: %v", err)
+		}
+	}
+	return spec.Bytes(), nil
+}
+
+// scheduledCreated is the Created event of a top-level execution of fn that execution
+// by scheduled, due at at.
+func (e *Engine) scheduledCreated(now time.Time, fn Function, params []byte, at time.Time, by string) *pb.Event {
+	created := e.createdEvent(now, fn, params, "", "")
+	created.GetCreated().ScheduledAt = at.UnixNano()
+	created.GetCreated().ScheduledBy = by
+	return created
 }
 
 // scheduleTime resolves a schedule-at value: "now", {"at": {"seconds", "nanoseconds"}} or

@@ -392,6 +392,7 @@ func TestJoinSetOperations(t *testing.T) {
 		{"delay-and-child", `[1500, 10]`, "execution,delay"},
 		{"close-cancels", `[600000]`, "cancelled"},
 		{"mismatch", `[]`, "function_mismatch"},
+		{"schedule-stub", `[]`, "function_not_found"},
 	} {
 		id := s.Submit(w+tc.fn, tc.params)
 		if got := okString(t, s.Result(id, time.Minute)); got != tc.want {

@@ -26,6 +26,7 @@ func init() {
 	obelisk.Export("testing:joinset-workflow/workflow.await-stub", awaitStub)
 	obelisk.Export("testing:joinset-workflow/workflow.stub-self", stubSelf)
 	obelisk.Export("testing:joinset-workflow/workflow.mismatch", mismatch)
+	obelisk.Export("testing:joinset-workflow/workflow.schedule-stub", scheduleStub)
 }
 
 // hostErrorKind returns the kind of err, which must be a *HostError.
@@ -188,6 +189,13 @@ func mismatch(ctx obelisk.Context) (string, error) {
 	}
 	_, _, err = obelisk.AwaitNext[uint64](ctx, js, fibo)
 	return hostErrorKind("join_next of fibo", err)
+}
+
+// scheduleStub schedules the stub's function as a top-level execution: the host refuses
+// (an activity stub's executions are only a workflow's children).
+func scheduleStub(ctx obelisk.Context) (string, error) {
+	_, err := obelisk.Schedule(ctx, obelisk.Now(), answer, "q")
+	return hostErrorKind("schedule of a stub", err)
 }
 
 func main() {}
