@@ -80,18 +80,15 @@ func (t *timerService) tickDelays(ctx context.Context) time.Time {
 	const batch = 256
 	for {
 		now := time.Now()
-		ids, next, err := t.e.store.ExpiredDelays(ctx, now, batch)
+		due, next, err := t.e.store.ExpiredDelays(ctx, now, batch)
 		if err != nil {
 			t.e.log.Error("timers: scan delays", "err", err)
 			return now.Add(safetyTick)
 		}
 		var answers []events.ResponseAppend
-		for _, id := range ids {
-			if t.e.cfg.Metrics != nil {
-				if at, ok, _ := t.e.store.DelayExpiry(ctx, id); ok {
-					t.e.cfg.Metrics.TimerLag("delay", now.Sub(at))
-				}
-			}
+		for _, d := range due {
+			id := d.ID
+			t.e.cfg.Metrics.TimerLag("delay", now.Sub(d.At))
 			parent, js, err := events.SplitDelayID(id)
 			if err != nil {
 				t.e.log.Error("timers: delay", "delay", id, "err", err)
@@ -113,7 +110,7 @@ func (t *timerService) tickDelays(ctx context.Context) time.Time {
 				}
 			}
 		}
-		if len(ids) < batch {
+		if len(due) < batch {
 			return next
 		}
 	}

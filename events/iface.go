@@ -28,7 +28,7 @@ type Store interface {
 	ExpiredLocks(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
 	// ExpiredDelays returns delays that expired at now and were not answered, and the
 	// next expiry.
-	ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
+	ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error)
 	// DelayExpiry returns a delay's expiry and whether it still waits for its answer.
 	DelayExpiry(ctx context.Context, id string) (time.Time, bool, error)
 	// Children returns the IDs of an execution's children.

@@ -583,19 +583,31 @@ func pendingIndex(queue string) string { return "p/" + queue }
 // earliest first, and the due time of the first one not yet due (zero if none).
 func (s *PebbleStore) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
 	prefix := append(key(tagPending, []byte(queue)), 0)
-	return s.scanTimeIndex(pendingIndex(queue), prefix, now, limit)
+	return s.scanTimeIndex(pendingIndex(queue), prefix, now, limit, nil)
 }
 
 // ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
 // and the expiry of the first lock that has not (zero if none).
 func (s *PebbleStore) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
-	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit)
+	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit, nil)
 }
 
-// ExpiredDelays returns up to limit delays (IDs) that expired at or before now and have
-// not been answered, and the expiry of the first one that has not (zero if none).
-func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
-	return s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, limit)
+// Due is a timer that is due: a delay's ID and when it expired.
+type Due struct {
+	ID string
+	At time.Time
+}
+
+// ExpiredDelays returns up to limit delays that expired at or before now and have not
+// been answered, and the expiry of the first one that has not (zero if none).
+func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
+	var at []time.Time
+	ids, next, err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, limit, &at)
+	due := make([]Due, len(ids))
+	for i, id := range ids {
+		due[i] = Due{ID: id, At: at[i]}
+	}
+	return due, next, err
 }
 
 // DelayExpiry returns when a delay expires, and whether it is still waiting (requested,
@@ -612,8 +624,9 @@ func (s *PebbleStore) DelayExpiry(ctx context.Context, id string) (time.Time, bo
 	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true, nil
 }
 
-// scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor.
-func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, limit int) (ids []string, next time.Time, err error) {
+// scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor; the
+// times of the IDs go to times if it is not nil.
+func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, limit int, times *[]time.Time) (ids []string, next time.Time, err error) {
 	from := s.floors.startScan(index)
 	first := int64(math.MaxInt64)
 	defer func() {
@@ -638,6 +651,9 @@ func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, 
 			break
 		}
 		ids = append(ids, lastPart(k))
+		if times != nil {
+			*times = append(*times, time.Unix(0, at))
+		}
 	}
 	return ids, time.Time{}, it.Error()
 }

@@ -637,9 +637,13 @@ func TestStoreDelays(t *testing.T) {
 	mustCommit(t, s, appendTx("E_B", 3, "R", delayEv(4, "g:1", "Delay_B.g:1_1", 200)))
 	due := func(now int64) ([]string, int64) {
 		t.Helper()
-		ids, next, err := s.ExpiredDelays(ctx, time.Unix(0, now), 10)
+		due, next, err := s.ExpiredDelays(ctx, time.Unix(0, now), 10)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var ids []string
+		for _, d := range due {
+			ids = append(ids, d.ID)
 		}
 		if next.IsZero() {
 			return ids, 0
@@ -648,6 +652,9 @@ func TestStoreDelays(t *testing.T) {
 	}
 	if ids, next := due(150); !slices.Equal(ids, []string{"Delay_A.g:1_2"}) || next != 200 {
 		t.Fatalf("at 150: %v next %d", ids, next)
+	}
+	if d, _, _ := s.ExpiredDelays(ctx, time.Unix(0, 150), 10); len(d) != 1 || d[0].At.UnixNano() != 100 {
+		t.Fatalf("at 150: %v, want Delay_A.g:1_2 due at 100", d)
 	}
 	if at, waiting, _ := s.DelayExpiry(ctx, "Delay_A.g:1_1"); !waiting || at.UnixNano() != 300 {
 		t.Fatalf("DelayExpiry: %v %v", at, waiting)
