@@ -19,8 +19,9 @@ import (
 // snapshot only in what a run changed: its memory, its mutable globals and the host
 // state its WASI functions read. Its tables, its code and its imports are the same in
 // every instance. So when a run of a restored instance ends normally, the instance is
-// reset instead of closed: its memory is mapped from the snapshot's image again (which
-// drops every page the run wrote), its globals are set from the snapshot, its host
+// reset instead of closed: its memory gets the snapshot's image back (linmem.Image.Reset
+// copies it over the pages the run wrote, and keeps them for the next run to write
+// without faults), its globals are set from the snapshot, its host
 // state goes back to the snapshot's (an activity's generators get fresh random state
 // again), and the wazero module is handed, in a new Instance, to the module's free list,
 // from which newInstance takes before it restores.

@@ -275,7 +275,12 @@ func (s *Server) Start() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.cmd = exec.Command(obeliskBin, "server", "run", "--config", s.config)
+	args := []string{"server", "run", "--config", s.config}
+	if addr := os.Getenv("OBELISK_PPROF_ADDR"); addr != "" {
+		// For profiling a benchmark: go tool pprof http://ADDR/debug/pprof/profile.
+		args = append(args, "--pprof-addr", addr)
+	}
+	s.cmd = exec.Command(obeliskBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)

@@ -51,6 +51,7 @@ type mmapMemory struct {
 	buf        []byte
 	accessible uint64
 	grain      uint64 // accessible grows in multiples of this: the page size, or the huge page size
+	pagemapBuf []byte // Image.Reset's, kept for the next reset
 }
 
 func (m *mmapMemory) Reallocate(size uint64) []byte {

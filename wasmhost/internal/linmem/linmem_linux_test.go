@@ -4,7 +4,11 @@ package linmem
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"syscall"
 	"testing"
+	"unsafe"
 )
 
 func TestLinearMemory(t *testing.T) {
@@ -135,4 +139,84 @@ func TestImageFallbacks(t *testing.T) {
 	if _, err := NewImage(page, []Chunk{{Offset: page - 1, Data: []byte("xy")}}); err == nil {
 		t.Error("chunk beyond the image accepted")
 	}
+}
+
+func TestImageReset(t *testing.T) {
+	page := syscall.Getpagesize()
+	size := uint64(2 * maxKeptPages * page)
+	chunks := []Chunk{{Offset: 0, Data: bytes.Repeat([]byte{1}, 3*page)}, {Offset: size - 5, Data: []byte("image")}}
+	want := make([]byte, size)
+	for _, c := range chunks {
+		copy(want[c.Offset:], c.Data)
+	}
+	for _, copying := range []bool{true, false} {
+		t.Run(fmt.Sprintf("copying=%v", copying), func(t *testing.T) {
+			img, err := NewImage(size, chunks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			if copying && img.view == nil {
+				t.Skip("the kernel gives no pagemap here")
+			}
+			if !copying && img.view != nil {
+				_ = syscall.Munmap(img.view)
+				img.view = nil
+			}
+			mem := img.Allocator().Allocate(size, 2*size)
+			defer mem.Free()
+			buf := mem.Reallocate(size)
+			// A run: reads some pages (they stay the image's), writes others, some of
+			// which were holes in the image.
+			var sum byte
+			for p := 10; p < 20; p++ {
+				sum += buf[p*page]
+			}
+			_ = sum
+			for _, p := range []int{0, 2, 3, 50, 51, 52} {
+				buf[p*page+7] = 9
+			}
+			if !img.Reset(mem) {
+				t.Fatal("Reset failed")
+			}
+			if !bytes.Equal(buf, want) {
+				t.Fatal("after Reset the memory is not the image")
+			}
+			if got := ownedPages(t, buf); copying && got != 6 || !copying && got != 0 {
+				t.Errorf("after Reset the memory owns %d pages", got)
+			}
+			// A run that writes more than a reset keeps: the image is mapped anew.
+			for p := range maxKeptPages + 1 {
+				buf[p*page+1] = 8
+			}
+			if !img.Reset(mem) || !bytes.Equal(buf, want) {
+				t.Fatal("Reset after a big run")
+			}
+			if got := ownedPages(t, buf); got != 0 {
+				t.Errorf("after a big run's Reset the memory owns %d pages", got)
+			}
+		})
+	}
+}
+
+// ownedPages counts the pages of buf that its mapping owns (copy-on-write copies).
+func ownedPages(t *testing.T, buf []byte) int {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	page := syscall.Getpagesize()
+	pages := len(buf) / page
+	entries := make([]byte, pages*8)
+	if _, err := f.ReadAt(entries, int64(uintptr(unsafe.Pointer(&buf[0]))/uintptr(page)*8)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for p := range pages {
+		if ownedPage(entries, uint64(p)) {
+			n++
+		}
+	}
+	return n
 }
