@@ -451,6 +451,15 @@ func (s *Server) State(id string) (*pb.ExecutionSummary, error) {
 	return last, nil
 }
 
+// Log returns what the server process has logged so far.
+func (s *Server) Log() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(b)
+}
+
 // PeakRSS returns the server process's peak resident set size in bytes (VmHWM).
 func (s *Server) PeakRSS() (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
