@@ -460,6 +460,47 @@ func (s *Server) Log() string {
 	return string(b)
 }
 
+// SamplePSS samples the server's proportional set size (Pss of /proc/PID/smaps_rollup)
+// every 100 ms until stop is called, which returns the largest sample in bytes. Unlike
+// RSS, PSS counts a page shared by several mappings once: WASM instances map the same
+// snapshot image many times over, and VmHWM counts it in every one.
+func (s *Server) SamplePSS() (stop func() int64) {
+	path := fmt.Sprintf("/proc/%d/smaps_rollup", s.cmd.Process.Pid)
+	var peak int64
+	sample := func() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+				peak = max(peak, kb*1024)
+			}
+		}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-finished
+		return peak
+	}
+}
+
 // PeakRSS returns the server process's peak resident set size in bytes (VmHWM).
 func (s *Server) PeakRSS() (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
