@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -30,8 +31,9 @@ type Image struct {
 	// back. pagemap is this process's /proc/self/pagemap, from which Reset learns
 	// which pages of a memory are its own copies. Either is nil when the kernel
 	// refused it; Reset then maps the image anew instead.
-	view    []byte
-	pagemap *os.File
+	view        []byte
+	pagemap     *os.File
+	viewCleanup runtime.Cleanup
 
 	// mu guards fd against Close while a memory is being mapped: a closed
 	// descriptor's number may be reused by another file at once.
@@ -62,6 +64,10 @@ func NewImage(size uint64, chunks []Chunk) (*Image, error) {
 	if view, err := syscall.Mmap(int(fd), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED); err == nil {
 		if pm, err := os.Open("/proc/self/pagemap"); err == nil {
 			img.view, img.pagemap = view, pm
+			// Images are usually dropped, not closed (their memories may outlive
+			// them): the files close themselves when collected, the view is
+			// unmapped here. Close unmaps it first when it is called.
+			img.viewCleanup = runtime.AddCleanup(img, func(view []byte) { _ = syscall.Munmap(view) }, view)
 		} else {
 			_ = syscall.Munmap(view)
 		}
@@ -103,6 +109,7 @@ func (img *Image) Close() error {
 	}
 	img.closed = true
 	if img.view != nil {
+		img.viewCleanup.Stop()
 		_ = syscall.Munmap(img.view)
 		_ = img.pagemap.Close()
 		img.view, img.pagemap = nil, nil

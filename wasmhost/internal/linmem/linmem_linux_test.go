@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -160,6 +162,7 @@ func TestImageReset(t *testing.T) {
 				t.Skip("the kernel gives no pagemap here")
 			}
 			if !copying && img.view != nil {
+				img.viewCleanup.Stop()
 				_ = syscall.Munmap(img.view)
 				img.view = nil
 			}
@@ -219,4 +222,35 @@ func ownedPages(t *testing.T, buf []byte) int {
 		}
 	}
 	return n
+}
+
+// TestImageDroppedUnmapsView: an image dropped without Close releases its view of the
+// file once collected.
+func TestImageDroppedUnmapsView(t *testing.T) {
+	img, err := NewImage(uint64(64*syscall.Getpagesize()), []Chunk{{Offset: 0, Data: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.view == nil {
+		t.Skip("the kernel gives no pagemap here")
+	}
+	start := uintptr(unsafe.Pointer(&img.view[0]))
+	img = nil
+	for range 50 {
+		runtime.GC()
+		if !mapped(t, start) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("the view of a dropped image is still mapped")
+}
+
+// mapped reports whether addr starts a mapping in /proc/self/maps.
+func mapped(t *testing.T, addr uintptr) bool {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip(err)
+	}
+	return bytes.Contains(maps, fmt.Appendf(nil, "\n%x-", addr)) || bytes.HasPrefix(maps, fmt.Appendf(nil, "%x-", addr))
 }
