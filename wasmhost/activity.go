@@ -26,12 +26,13 @@ import (
 // applied, nothing else: linmem.Image), and then _initialize runs as it
 // would in an instance of the original module, in the same environment.
 //
-// The image and the variant are made in the background on the first
-// activity Instantiate of a module; until then, and whenever they cannot be
-// made (no images on this platform, a memory under minImageSize, a start
-// section, anything SnapshotVariant rejects) or instantiating the variant
-// fails, activity instances are made from the original module as before: the
-// image is an optimisation, never a reason for Instantiate to fail.
+// The image (and the variant, unless the module is compiled as it) are made
+// in the background on the first activity Instantiate of a module; until
+// then, and whenever they cannot be made (no images on this platform, a
+// memory under minImageSize, a start section, anything SnapshotVariant
+// rejects) or instantiating the variant fails, activity instances are made
+// the plain way (initInstance): the image is an optimisation, never a reason
+// for Instantiate to fail.
 
 // activityImage is what activity instances of a module are made from.
 type activityImage struct {
@@ -66,7 +67,7 @@ func (m *Module) prepareActivityImage() {
 		return
 	}
 	closed := func() bool { return m.ctx.Err() != nil }
-	discard := func(a *activityImage) { _ = a.compiled.Close(context.Background()) }
+	discard := func(a *activityImage) { m.closeCompiled(a.compiled) }
 	if m.act.finish(a, closed, discard) {
 		m.rt.logger.Debug("wasmhost: activity instances now start from a memory image", "module", m.name,
 			"pages", a.pages, "took", a.took)
@@ -81,11 +82,7 @@ func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) 
 	if m.rt.alloc == nil || m.rt.noImages || m.rt.noActivityImages {
 		return nil, linmem.ErrNoImages
 	}
-	wasm := m.binary()
-	if wasm == nil {
-		return nil, errors.New("no binary")
-	}
-	v, err := wasmbin.SnapshotVariant(wasm, snapshotExportPrefix)
+	v, err := m.rewrite()
 	if err != nil {
 		return nil, err
 	}
@@ -102,15 +99,17 @@ func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) 
 	for i, d := range v.Data {
 		chunks[i] = linmem.Chunk{Offset: uint64(d.Offset), Data: d.Data}
 	}
-	// Segments out of bounds fail here; the original module then fails to
-	// instantiate with its own error.
+	// Segments out of bounds fail here; the plain path then fails with its
+	// own error.
 	img, err := linmem.NewImage(size, chunks)
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := m.compileVariant(ctx, v.Wasm)
-	if err != nil {
-		return nil, err
+	compiled := m.compiled
+	if m.variant == nil {
+		if compiled, err = m.compileVariant(ctx, v.Wasm); err != nil {
+			return nil, err
+		}
 	}
 	// The image is never closed explicitly (see makeSnapshot).
 	return &activityImage{compiled: compiled, alloc: img.Allocator(), pages: v.MemoryMin, took: time.Since(start)}, nil
@@ -129,41 +128,68 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 	}
 	defer done()
 	ictx = withInstance(experimental.WithMemoryAllocator(ictx, a.alloc), inst)
-	mod, err := m.rt.rt.InstantiateModule(ictx, a.compiled, inst.moduleConfig().WithStartFunctions())
+	if fallback, err := m.initVariant(ctx, ictx, inst, a.compiled, nil, ""); err != nil {
+		return nil, fallback, err
+	}
+	inst.fromImage = true
+	return inst, false, nil
+}
+
+// initVariant instantiates compiled, a snapshot variant of the module, for inst and
+// initialises it as instantiating the module itself would: it writes the data segments
+// data (none when the memory comes from an image that holds them), then calls the start
+// function start (if any) and _initialize. ictx is the call's context, carrying inst and
+// the memory allocator. fallback reports a failure before any guest code ran.
+func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, compiled wazero.CompiledModule, data []wasmbin.Segment, start string) (fallback bool, err error) {
+	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		if ctx.Err() != nil || ictx.Err() != nil {
-			return nil, false, inst.classify(ctx, ictx, err)
+			return false, inst.classify(ctx, ictx, err)
 		}
-		return nil, true, err
+		return true, err
 	}
-	initFn := mod.ExportedFunction(exportInit)
-	if initFn == nil {
-		_ = mod.Close(context.Background())
-		return nil, true, fmt.Errorf("the variant does not export %s", exportInit)
+	mem := mod.Memory()
+	for i, d := range data {
+		if mem == nil || !mem.Write(d.Offset, d.Data) {
+			_ = mod.Close(context.Background())
+			// What instantiating the module would have refused.
+			return false, fmt.Errorf("data segment %d [%#x, +%d) is outside the memory", i, d.Offset, len(d.Data))
+		}
 	}
 	inst.initializing = true
-	_, err = initFn.Call(ictx)
-	inst.initializing = false
-	if err != nil {
-		// As wazero's InstantiateModule does for a start function.
-		_ = mod.Close(ictx)
-		var exit *sys.ExitError
-		if errors.As(err, &exit) {
-			if exit.ExitCode() == 0 {
-				err = nil
-			}
-		} else {
-			err = fmt.Errorf("module[%s] function[%s] failed: %w", "", exportInit, err)
+	for _, name := range []string{start, exportInit} {
+		if name == "" {
+			continue
 		}
-		if err != nil {
-			return nil, false, inst.classify(ctx, ictx, err)
+		fn := mod.ExportedFunction(name)
+		if fn == nil {
+			inst.initializing = false
+			_ = mod.Close(context.Background())
+			return true, fmt.Errorf("the variant does not export %s", name)
+		}
+		if _, err = fn.Call(ictx); err != nil {
+			// As wazero's InstantiateModule does for a start function.
+			_ = mod.Close(ictx)
+			var exit *sys.ExitError
+			if errors.As(err, &exit) {
+				if exit.ExitCode() == 0 {
+					err = nil
+				}
+			} else {
+				err = fmt.Errorf("module[%s] function[%s] failed: %w", "", name, err)
+			}
+			if err != nil {
+				inst.initializing = false
+				return false, inst.classify(ctx, ictx, err)
+			}
+			break
 		}
 	}
+	inst.initializing = false
 	inst.mod = mod
 	inst.alloc = mod.ExportedFunction(exportAlloc)
 	inst.run = mod.ExportedFunction(exportRun)
-	inst.fromImage = true
-	return inst, false, nil
+	return false, nil
 }
 
 // binary returns the module's binary while a preparation still needs it.

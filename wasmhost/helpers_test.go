@@ -269,15 +269,28 @@ func handModule(output string) wmod {
 // makes no workflow snapshots: every workflow instance runs _initialize.
 func freshWorkflowModule(t testing.TB) *Module {
 	t.Helper()
+	return originalModule(t)
+}
+
+// originalModule compiles the test guest as it is, not as its snapshot variant: with
+// snapshots and images off, every instance instantiates it and runs _initialize, as
+// wazero does. It is the reference the other ways of making instances are compared with.
+func originalModule(t testing.TB) *Module {
+	t.Helper()
 	ctx := context.Background()
-	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableWorkflowSnapshots: true})
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler),
+		DisableWorkflowSnapshots: true, DisableActivitySnapshots: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(ctx) })
+	rt.noActivityImages = true
 	m, err := rt.Compile(ctx, "guest", guestWasm)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.variant != nil {
+		t.Fatal("compiled as the snapshot variant with snapshots and images off")
 	}
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 
+	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
@@ -24,8 +25,17 @@ type Module struct {
 	rt       *Runtime
 	name     string
 	compiled wazero.CompiledModule
-	wit      []wit.File
-	witErr   error
+	// variant, when set, says that compiled is the module's snapshot variant
+	// (wasmbin.SnapshotVariant: no data section, no start section, mutable globals
+	// exported) rather than the module itself, and holds what the variant lacks. Every
+	// kind of instance is made from it: a plain one by writing the data segments and
+	// calling the start function and _initialize itself, as instantiating the module
+	// would (initVariant); restored ones and ones from an activity image as always.
+	// Its Wasm is nil. nil when the module could not be rewritten, or when nothing
+	// restores or maps images ([wasm] settings): compiled is then the module itself.
+	variant *wasmbin.Variant
+	wit     []wit.File
+	witErr  error
 
 	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
 	cancel context.CancelFunc
@@ -58,17 +68,17 @@ func (m *Module) WIT() ([]wit.File, error) {
 	return m.wit, nil
 }
 
-// Close releases the compiled code (the module's and its workflow
-// snapshot's) and the instances prepared in advance. Instances already handed
+// Close releases the compiled code (the module's, and its workflow
+// snapshot's and activity image's when they have their own) and the instances prepared in advance. Instances already handed
 // out keep working.
 func (m *Module) Close(ctx context.Context) error {
 	m.cancel()
 	m.drainFree()
 	err := m.compiled.Close(ctx)
-	if s := m.snap.take(); s != nil {
+	if s := m.snap.take(); s != nil && s.compiled != m.compiled {
 		err = errors.Join(err, s.compiled.Close(ctx))
 	}
-	if a := m.act.take(); a != nil {
+	if a := m.act.take(); a != nil && a.compiled != m.compiled {
 		err = errors.Join(err, a.compiled.Close(ctx))
 	}
 	if err != nil {
@@ -294,6 +304,15 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 	defer done()
 	if m.rt.alloc != nil {
 		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
+	}
+	if m.variant != nil {
+		if fallback, err := m.initVariant(ctx, withInstance(ictx, inst), inst, m.compiled, m.variant.Data, m.variant.Start); err != nil {
+			if fallback { // not classified yet: nothing to fall back to here
+				err = inst.classify(ctx, ictx, err)
+			}
+			return nil, err
+		}
+		return inst, nil
 	}
 	inst.initializing = true
 	mod, err := m.rt.rt.InstantiateModule(withInstance(ictx, inst), m.compiled, inst.moduleConfig())

@@ -254,20 +254,47 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 	}
 	defer done()
 	ctx = experimental.WithCompilationWorkers(ctx, r.workers)
-	compiled, err := r.rt.CompileModule(ctx, wasm)
-	if err != nil {
-		return nil, fmt.Errorf("wasmhost: compiling module %q: %w", name, err)
+	// Compile the snapshot variant in place of the module when anything will restore
+	// from a snapshot or map an image: every path can instantiate it (see
+	// Module.variant), and one compilation instead of two halves what a module's
+	// first use costs and the compiled code it keeps.
+	var variant *wasmbin.Variant
+	if !r.noSnapshots || !r.noActivitySnapshots || (r.alloc != nil && !r.noImages && !r.noActivityImages) {
+		if v, err := wasmbin.SnapshotVariant(wasm, snapshotExportPrefix); err == nil {
+			variant = v
+		} else {
+			r.logger.Debug("wasmhost: no snapshot variant; compiling the module as it is", "module", name, "reason", err)
+		}
+	}
+	var compiled wazero.CompiledModule
+	if variant != nil {
+		compiled, err = r.rt.CompileModule(ctx, variant.Wasm)
+		if err != nil {
+			r.logger.Warn("wasmhost: compiling the snapshot variant failed; compiling the module as it is", "module", name, "err", err)
+			variant = nil
+		}
+		if variant != nil {
+			variant.Wasm = nil
+			variant.Data = ownSegments(variant.Data) // they point into wasm
+		}
+	}
+	if variant == nil {
+		if compiled, err = r.rt.CompileModule(ctx, wasm); err != nil {
+			return nil, fmt.Errorf("wasmhost: compiling module %q: %w", name, err)
+		}
 	}
 	if err := r.checkABI(compiled); err != nil {
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
-	m := &Module{rt: r, name: name, compiled: compiled,
+	m := &Module{rt: r, name: name, compiled: compiled, variant: variant,
 		freeWorkflows: make(chan *Instance, maxFree), freeActivities: make(chan *Instance, maxFree)}
-	if !r.noSnapshots || !r.noActivitySnapshots {
-		m.wasmUsers++ // the snapshot
-	}
-	if r.alloc != nil {
-		m.wasmUsers++ // the activity image (only where there are images)
+	if variant == nil {
+		if !r.noSnapshots || !r.noActivitySnapshots {
+			m.wasmUsers++ // the snapshot
+		}
+		if r.alloc != nil {
+			m.wasmUsers++ // the activity image (only where there are images)
+		}
 	}
 	switch {
 	case m.wasmUsers == 0:
@@ -279,6 +306,22 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 	m.ctx, m.cancel = context.WithCancel(r.closing)
 	m.wit, m.witErr = wit.ExtractFromWasm(original)
 	return m, nil
+}
+
+// ownSegments copies data segments into one allocation of their own.
+func ownSegments(segs []wasmbin.Segment) []wasmbin.Segment {
+	total := 0
+	for _, d := range segs {
+		total += len(d.Data)
+	}
+	backing := make([]byte, 0, total)
+	out := make([]wasmbin.Segment, len(segs))
+	for i, d := range segs {
+		at := len(backing)
+		backing = append(backing, d.Data...)
+		out[i] = wasmbin.Segment{Offset: d.Offset, Data: backing[at:len(backing):len(backing)]}
+	}
+	return out
 }
 
 // enter registers a Compile, Instantiate or Run in progress and returns its context:

@@ -34,10 +34,11 @@ import (
 //   - the module is rewritten (wasmbin.SnapshotVariant) into a variant that
 //     exports its mutable globals, so that they can be read and set, and has
 //     no data segments and no start function, which a restored instance must
-//     not apply or run again. The variant is compiled once, in addition to
-//     the original module, which activities keep using: an activity must
-//     initialise afresh, with real randomness (the Go runtime seeds
-//     math/rand in _initialize);
+//     not apply or run again. Runtime.Compile compiles the variant instead of
+//     the module whenever it can (Module.variant): plain instances are made
+//     from it too, by writing the data segments and calling the start
+//     function and _initialize themselves, so one compilation serves every
+//     path. Otherwise the variant is compiled here, in addition;
 //   - the snapshot is made from an instance of the variant to which the host
 //     applies the data segments and calls the start function and
 //     _initialize itself, exactly as instantiating the original would, in
@@ -158,7 +159,7 @@ func (m *Module) prepareSnapshot() {
 		return
 	}
 	closed := func() bool { return m.ctx.Err() != nil }
-	discard := func(s *snapshot) { _ = s.compiled.Close(context.Background()) }
+	discard := func(s *snapshot) { m.closeCompiled(s.compiled) }
 	if m.snap.finish(s, closed, discard) {
 		m.rt.logger.Info("wasmhost: instances are now restored from a snapshot", "module", m.name,
 			"workflows", !m.rt.noSnapshots, "activities", s.activityOK && !m.rt.noActivitySnapshots, "generators", len(s.generators),
@@ -188,25 +189,45 @@ func (m *Module) compileVariant(ctx context.Context, wasm []byte) (wazero.Compil
 	return compiled, nil
 }
 
-// makeSnapshot rewrites and compiles the variant, initialises two instances
-// of it and checks that they ended in the same state.
-func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
-	start := time.Now()
+// rewrite returns the module's snapshot variant: a copy of Module.variant, or the
+// binary rewritten now (the caller compiles its Wasm).
+func (m *Module) rewrite() (*wasmbin.Variant, error) {
+	if m.variant != nil {
+		v := *m.variant
+		return &v, nil
+	}
 	wasm := m.binary()
 	if wasm == nil {
 		return nil, errors.New("no binary")
 	}
-	v, err := wasmbin.SnapshotVariant(wasm, snapshotExportPrefix)
+	return wasmbin.SnapshotVariant(wasm, snapshotExportPrefix)
+}
+
+// closeCompiled closes compiled code a preparation made, unless it is the module's own.
+func (m *Module) closeCompiled(c wazero.CompiledModule) {
+	if c != m.compiled {
+		_ = c.Close(context.Background())
+	}
+}
+
+// makeSnapshot rewrites and compiles the variant (unless the module is compiled as it), initialises two instances
+// of it and checks that they ended in the same state.
+func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
+	start := time.Now()
+	v, err := m.rewrite()
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := m.compileVariant(ctx, v.Wasm)
-	if err != nil {
-		return nil, err
+	compiled := m.compiled
+	if m.variant == nil {
+		if compiled, err = m.compileVariant(ctx, v.Wasm); err != nil {
+			return nil, err
+		}
 	}
 	s, err := m.captureTwice(ctx, compiled, v)
 	if err != nil {
-		return nil, errors.Join(err, compiled.Close(context.Background()))
+		m.closeCompiled(compiled)
+		return nil, err
 	}
 	v.Wasm, v.Data = nil, nil
 	if m.rt.alloc != nil && !m.rt.noImages && uint64(s.pages)*wasmPage >= minImageSize {

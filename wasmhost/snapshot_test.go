@@ -283,16 +283,7 @@ func mustActivityImage(t testing.TB, m *Module) *activityImage {
 // activity image, and compares everything a run shows.
 func TestActivityImageSameAsFresh(t *testing.T) {
 	ctx := context.Background()
-	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler), DisableActivitySnapshots: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(ctx)
-	rt.noActivityImages = true
-	fresh, err := rt.Compile(ctx, "guest", guestWasm)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fresh := originalModule(t)
 	if a, _ := fresh.waitActivityImage(ctx); a != nil {
 		t.Fatal("activity image despite noActivityImages")
 	}
@@ -801,5 +792,58 @@ func TestReuseSameAsRestored(t *testing.T) {
 	}
 	if len(reusing.freeFor(KindActivity)) == 0 {
 		t.Error("no activity instance was reused")
+	}
+}
+
+// TestVariantPlainSameAsOriginal: a module compiled as its snapshot variant makes its
+// plain instances (before its snapshot is ready, or with snapshots off) by writing the
+// data segments and calling _initialize itself; they must behave exactly like instances
+// of the module as it is.
+func TestVariantPlainSameAsOriginal(t *testing.T) {
+	ctx := context.Background()
+	original := originalModule(t)
+	rt, err := NewRuntime(ctx, Config{CacheDir: cacheDir, Logger: slog.New(slog.DiscardHandler),
+		DisableWorkflowSnapshots: true, DisableActivitySnapshots: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	variant, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if variant.variant == nil {
+		t.Skip("no memory images on this platform: the module is compiled as it is")
+	}
+	rt.noActivityImages = true // activities too take the plain path
+	handler := opHandler(t)
+	cases := []struct{ fn, params string }{
+		{"time", "[30]"},
+		{"init", ""},
+		{"input", `[1,"x"]`},
+		{"env", ""},
+		{"stdout", ""},
+		{"panic", ""},
+		{"exit", "[4]"},
+		{"echo", "[7]"},
+		{"hostcall", `[{"op":"echo","value":{"n":1}}]`},
+		{"hostcall", `[{"op":"log","level":"info","message":"from the guest"}]`},
+		{"take_protocol", `[{"op":"echo","value":[1,2,3]}]`},
+	}
+	for _, cfg := range []InstanceConfig{wfConfig(7), {Kind: KindActivity}} {
+		for _, c := range cases {
+			if cfg.Kind == KindActivity && (c.fn == "time" || c.fn == "init") {
+				continue // real clock and randomness
+			}
+			in := RunInput{FFQN: "test:guest/api." + c.fn, ExecutionID: "E_VAR", Attempt: 1}
+			if c.params != "" {
+				in.Params = json.RawMessage(c.params)
+			}
+			a := recordRun(t, original, cfg, in, handler, false)
+			b := recordRun(t, variant, cfg, in, handler, false)
+			if fmt.Sprintf("%#v", a) != fmt.Sprintf("%#v", b) {
+				t.Errorf("%v %s%s: the module and its variant differ:\nmodule  %#v\nvariant %#v", cfg.Kind, in.FFQN, in.Params, a, b)
+			}
+		}
 	}
 }
