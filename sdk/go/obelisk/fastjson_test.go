@@ -549,6 +549,11 @@ func TestHostResponses(t *testing.T) {
 		{`{"error":{"message":"m","kind":"k","extra":1}}`, "", "obelisk: x: k: m"},
 		{`{"error":{"kind":"k"},"ok":1}`, "", "obelisk: x: k: "},
 		{`{"ok":1,"ok":2}`, "2", ""},
+		{`{"ok":7}`, "7", ""},
+		{`{"ok":-1.5e3}`, "-1.5e3", ""},
+		{`{"ok":true}`, "true", ""},
+		{`{"ok":"a,b"}`, `"a,b"`, ""},
+		{`{"ok":1,"error":{"kind":"k"}}`, "", "obelisk: x: k: "},
 	} {
 		raw, err := send((&fakeHost{resp: c.resp}).call, "x", []byte(`{"op":"x"}`))
 		if string(raw) != c.ok || (err == nil) != (c.err == "") || err != nil && err.Error() != c.err {

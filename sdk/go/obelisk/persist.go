@@ -24,6 +24,10 @@ func RandomU64(ctx Context, min, maxExclusive uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The host answers a bare integer: parse it without decode's reflection.
+	if v, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+		return v, nil
+	}
 	var v uint64
 	if err := decode(raw, &v); err != nil {
 		return 0, fmt.Errorf("obelisk: random_u64: decoding the response %s: %w", raw, err)
