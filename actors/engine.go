@@ -135,6 +135,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.goLoop(func() { e.timers.loop(runCtx) })
 	e.goLoop(func() { e.cancels.loop(runCtx) })
 	for _, x := range e.executors {
+		x.ctx = runCtx
 		e.goLoop(func() { x.loop(runCtx) })
 	}
 	return e, nil

@@ -22,6 +22,7 @@ const safetyTick = time.Second
 type executor struct {
 	e     *Engine
 	comp  *Component
+	ctx   context.Context // the runs' (set before the loop starts; cancelled at Close)
 	slots chan struct{}
 	wake  chan struct{}
 	// nextDue is the earliest known due time (Unix ns) of a pending execution not yet
@@ -110,23 +111,29 @@ func (x *executor) tick(ctx context.Context) time.Time {
 			x.inflight.Delete(id)
 			return next
 		}
-		go func() {
-			defer func() {
-				<-x.slots
-				x.inflight.Delete(id)
-				x.notify(0) // a slot is free: due executions may be waiting for one
-			}()
-			defer func() {
-				// A bug in one run must not take the node down: its lock expires and
-				// the timer service hands the execution to a new run.
-				if r := recover(); r != nil {
-					x.e.log.Error("executor: run crashed", "execution", id, "panic", r, "stack", string(debug.Stack()))
-				}
-			}()
-			x.lockAndRun(ctx, id)
-		}()
+		x.start(id, func() { x.lockAndRun(ctx, id) })
 	}
 	return next
+}
+
+// start runs run, which holds a slot and id's inflight mark, on a goroutine of its own
+// and gives both back when it returns.
+func (x *executor) start(id string, run func()) {
+	go func() {
+		defer func() {
+			<-x.slots
+			x.inflight.Delete(id)
+			x.notify(0) // a slot is free: due executions may be waiting for one
+		}()
+		defer func() {
+			// A bug in one run must not take the node down: its lock expires and
+			// the timer service hands the execution to a new run.
+			if r := recover(); r != nil {
+				x.e.log.Error("executor: run crashed", "execution", id, "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
+		run()
+	}()
 }
 
 // minParkedBeforeEviction: a workflow waiting in memory for less than this is not evicted
@@ -193,13 +200,8 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 			retry = &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
 		}
 		x.e.runs.add(runID)
-		return &events.Tx{Appends: []events.Append{{ExecutionID: id, ExpectedVersion: st.NextVersion, Events: []*pb.Event{{
-			CreatedAt: now.UnixNano(),
-			Kind: &pb.Event_Locked{Locked: &pb.Locked{
-				ExecutorId: x.e.executor, RunId: runID, LockExpiresAt: now.Add(cfg.LockExpiry).UnixNano(),
-				Retry: retry, ComponentId: x.comp.ID,
-			}},
-		}}}}}, nil
+		return &events.Tx{Appends: []events.Append{{ExecutionID: id, ExpectedVersion: st.NextVersion,
+			Events: []*pb.Event{x.lockedEvent(runID, now, retry)}}}}, nil
 	})
 	if err != nil {
 		x.e.runs.remove(runID)
@@ -216,4 +218,101 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 		x.e.runActivity(ctx, x.comp, st, runID, inst)
 		inst = nil
 	}
+}
+
+// lockedEvent is the event that gives the execution to run runID of this executor.
+func (x *executor) lockedEvent(runID string, now time.Time, retry *pb.RetryConfig) *pb.Event {
+	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
+		ExecutorId: x.e.executor, RunId: runID, LockExpiresAt: now.Add(x.comp.Config.LockExpiry).UnixNano(),
+		Retry: retry, ComponentId: x.comp.ID,
+	}}}
+}
+
+// Eager dispatch.
+//
+// A child activity submitted by a workflow would be created pending, then locked by its
+// executor in a second synced commit, then run. When the activity's executor in this
+// process has a free slot, the workflow's commit that creates the child locks it too, and
+// the run starts as soon as that commit is durable: one synced commit less per child
+// (a sequential workflow→activity round trip had three). A crash after the commit leaves
+// the child locked by a dead run, as a crash during any run does: the lock expires and
+// the attempt is retried.
+
+// eagerRun is a child activity locked in the commit that creates it (see above).
+type eagerRun struct {
+	x      *executor
+	id     string
+	runID  string
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// eagerLock appends, to a Tx being built, a Locked event to every append that creates an
+// activity of this process due now whose executor has a free slot, and returns the runs
+// to start (start) once the Tx is committed, or to give up (release) if it is not.
+func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
+	var runs []*eagerRun
+	for i := range tx.Appends {
+		a := &tx.Appends[i]
+		if a.ExpectedVersion != 0 || len(a.Events) != 1 {
+			continue
+		}
+		c := a.Events[0].GetCreated()
+		if c == nil || c.ScheduledAt > now.UnixNano() {
+			continue
+		}
+		x := e.executors[c.Queue]
+		if x == nil || x.ctx == nil || x.comp.Config.Type != ActivityWasm || x.comp.ID != c.ComponentId {
+			continue
+		}
+		if _, busy := x.inflight.LoadOrStore(a.ExecutionID, struct{}{}); busy {
+			continue
+		}
+		select {
+		case x.slots <- struct{}{}:
+		default:
+			x.inflight.Delete(a.ExecutionID)
+			continue
+		}
+		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now)}
+		// Registered before the commit, as lockAndRun does before its lock.
+		run.ctx, run.cancel = context.WithCancel(x.ctx)
+		e.active.add(run.id, run.cancel)
+		e.runs.add(run.runID)
+		cfg := x.comp.Config
+		retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
+		a.Events = append(a.Events[:1:1], x.lockedEvent(run.runID, now, retry))
+		runs = append(runs, run)
+	}
+	return runs
+}
+
+// release gives up a run whose commit failed.
+func (r *eagerRun) release() {
+	r.cancel()
+	r.x.e.active.remove(r.id)
+	r.x.e.runs.remove(r.runID)
+	<-r.x.slots
+	r.x.inflight.Delete(r.id)
+}
+
+// start runs the activity, locked by st (the state the commit returned).
+func (r *eagerRun) start(st *pb.ExecutionState) {
+	x := r.x
+	x.start(r.id, func() {
+		defer r.cancel()
+		defer x.e.active.remove(r.id)
+		defer x.e.runs.remove(r.runID)
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != r.runID {
+			return // cannot happen: the commit that locked it returned this state
+		}
+		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp))
+		if err != nil {
+			if r.ctx.Err() == nil {
+				x.e.log.Error("executor: instantiate", "component", x.comp.Config.Name, "err", err)
+			}
+			return // the lock expires and the attempt is retried
+		}
+		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst)
+	})
 }

@@ -124,6 +124,39 @@ func TestFanOut(t *testing.T) {
 	}
 }
 
+// TestEagerDispatch: a workflow's commit that creates child activities also locks as
+// many of them as their executor has free slots (fibo: 100), and those start without a
+// commit of their own; the others are locked by the executor as usual. Every child
+// finishes once either way.
+func TestEagerDispatch(t *testing.T) {
+	s := harness.Start(t, harness.Options{})
+	const children = 150
+	id := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", fmt.Sprintf("[1, %d]", children))
+	harness.JSONEq(t, s.Result(id, time.Minute), fmt.Sprintf(`{"ok":%d}`, children))
+	requested := map[string]string{} // child -> when the request was committed
+	for _, e := range s.Events(id) {
+		if e.Kind == "history.join_set_request" {
+			requested[detail(t, e)["child_execution_id"].(string)] = e.CreatedAt
+		}
+	}
+	if len(requested) != children {
+		t.Fatalf("%d children requested, want %d", len(requested), children)
+	}
+	eager := 0
+	for child, at := range requested {
+		evs := s.Events(child)
+		if len(evs) < 3 || evs[0].Kind != "created" || evs[1].Kind != "locked" || harness.CountKind(evs, "finished") != 1 {
+			t.Fatalf("child %s: events %v", child, evs)
+		}
+		if evs[1].CreatedAt == at {
+			eager++ // locked in the commit that created it
+		}
+	}
+	if eager != 100 {
+		t.Errorf("%d of %d children were locked in the commit that created them, want 100 (fibo's free slots)", eager, children)
+	}
+}
+
 // TestFanOutSurvivesKill: the server is killed (SIGKILL) while a workflow's children
 // are running; after the restart every child keeps the ID the replay derives again, is
 // requested once and finishes once, and the sum is right.
