@@ -29,6 +29,10 @@ type executor struct {
 	// due; 0 = none known.
 	nextDue  atomic.Int64
 	inflight sync.Map // execution ID -> struct{}: being locked or run by this executor
+	// backlog: the last tick left due executions waiting for a slot (or found none
+	// free). Eager dispatch then stays off, so that new children queue behind them
+	// instead of taking the slots they wait for.
+	backlog atomic.Bool
 }
 
 func newExecutor(e *Engine, c *Component) *executor {
@@ -91,6 +95,7 @@ func (x *executor) tick(ctx context.Context) time.Time {
 	free := cap(x.slots) - len(x.slots)
 	now := time.Now()
 	if free <= 0 {
+		x.backlog.Store(true)
 		if x.comp.Config.Type == Workflow {
 			x.makeRoom(ctx, now)
 		}
@@ -109,10 +114,12 @@ func (x *executor) tick(ctx context.Context) time.Time {
 		case x.slots <- struct{}{}:
 		default:
 			x.inflight.Delete(id)
+			x.backlog.Store(true)
 			return next
 		}
 		x.start(id, func() { x.lockAndRun(ctx, id) })
 	}
+	x.backlog.Store(false)
 	return next
 }
 
@@ -236,7 +243,8 @@ func (x *executor) lockedEvent(runID string, now time.Time, retry *pb.RetryConfi
 // the run starts as soon as that commit is durable: one synced commit less per child
 // (a sequential workflow→activity round trip had three). A crash after the commit leaves
 // the child locked by a dead run, as a crash during any run does: the lock expires and
-// the attempt is retried.
+// the attempt is retried. While due executions wait for a slot (backlog), children go
+// through the pending queue like them: first due, first locked.
 
 // eagerRun is a child activity locked in the commit that creates it (see above).
 type eagerRun struct {
@@ -262,7 +270,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			continue
 		}
 		x := e.executors[c.Queue]
-		if x == nil || x.ctx == nil || x.comp.Config.Type != ActivityWasm || x.comp.ID != c.ComponentId {
+		if x == nil || x.ctx == nil || x.comp.Config.Type != ActivityWasm || x.comp.ID != c.ComponentId || x.backlog.Load() {
 			continue
 		}
 		if _, busy := x.inflight.LoadOrStore(a.ExecutionID, struct{}{}); busy {
