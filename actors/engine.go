@@ -272,7 +272,8 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, &InvalidArgumentError{err}
 	}
 	created := e.createdEvent(now, fn, compact.Bytes(), "", "")
-	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	var eager []*eagerRun
+	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st != nil {
 			evs, err := e.store.Events(ctx, id, 0, 1)
 			if err != nil {
@@ -285,8 +286,17 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			}
 			return nil, &ExistsError{id}
 		}
-		return &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}}, nil
+		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}}
+		eager = e.eagerLock(tx, now)
+		return tx, nil
 	})
+	for _, run := range eager {
+		if err != nil {
+			run.release()
+		} else {
+			run.start(st)
+		}
+	}
 	if err != nil {
 		return "", false, err
 	}

@@ -202,13 +202,9 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
 			return nil, errNotRunnable
 		}
-		retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
-		if cfg.Type == Workflow {
-			retry = &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
-		}
 		x.e.runs.add(runID)
 		return &events.Tx{Appends: []events.Append{{ExecutionID: id, ExpectedVersion: st.NextVersion,
-			Events: []*pb.Event{x.lockedEvent(runID, now, retry)}}}}, nil
+			Events: []*pb.Event{x.lockedEvent(runID, now)}}}}, nil
 	})
 	if err != nil {
 		x.e.runs.remove(runID)
@@ -228,7 +224,12 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 }
 
 // lockedEvent is the event that gives the execution to run runID of this executor.
-func (x *executor) lockedEvent(runID string, now time.Time, retry *pb.RetryConfig) *pb.Event {
+func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
+	cfg := x.comp.Config
+	retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
+	if cfg.Type == Workflow {
+		retry = &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
+	}
 	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
 		ExecutorId: x.e.executor, RunId: runID, LockExpiresAt: now.Add(x.comp.Config.LockExpiry).UnixNano(),
 		Retry: retry, ComponentId: x.comp.ID,
@@ -237,16 +238,16 @@ func (x *executor) lockedEvent(runID string, now time.Time, retry *pb.RetryConfi
 
 // Eager dispatch.
 //
-// A child activity submitted by a workflow would be created pending, then locked by its
-// executor in a second synced commit, then run. When the activity's executor in this
-// process has a free slot, the workflow's commit that creates the child locks it too, and
-// the run starts as soon as that commit is durable: one synced commit less per child
-// (a sequential workflow→activity round trip had three). A crash after the commit leaves
+// An execution submitted (through the API, or by a workflow as its child) would be
+// created pending, then locked by its executor in a second synced commit, then run. When
+// the executor of its component in this process has a free slot, the commit that creates
+// it locks it too, and the run starts as soon as that commit is durable: one synced
+// commit less per execution (a sequential workflow→activity round trip had three). A crash after the commit leaves
 // the child locked by a dead run, as a crash during any run does: the lock expires and
 // the attempt is retried. While due executions wait for a slot (backlog), children go
 // through the pending queue like them: first due, first locked.
 
-// eagerRun is a child activity locked in the commit that creates it (see above).
+// eagerRun is an execution locked in the commit that creates it (see above).
 type eagerRun struct {
 	x      *executor
 	id     string
@@ -256,8 +257,9 @@ type eagerRun struct {
 }
 
 // eagerLock appends, to a Tx being built, a Locked event to every append that creates an
-// activity of this process due now whose executor has a free slot, and returns the runs
-// to start (start) once the Tx is committed, or to give up (release) if it is not.
+// activity or workflow due now whose executor in this process has a free slot, and
+// returns the runs to start (start) once the Tx is committed, or to give up (release) if
+// it is not.
 func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 	var runs []*eagerRun
 	for i := range tx.Appends {
@@ -270,7 +272,10 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			continue
 		}
 		x := e.executors[c.Queue]
-		if x == nil || x.ctx == nil || x.comp.Config.Type != ActivityWasm || x.comp.ID != c.ComponentId || x.backlog.Load() {
+		if x == nil || x.ctx == nil || x.comp.ID != c.ComponentId || x.backlog.Load() {
+			continue
+		}
+		if t := x.comp.Config.Type; t != ActivityWasm && t != Workflow {
 			continue
 		}
 		if _, busy := x.inflight.LoadOrStore(a.ExecutionID, struct{}{}); busy {
@@ -287,9 +292,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 		run.ctx, run.cancel = context.WithCancel(x.ctx)
 		e.active.add(run.id, run.cancel)
 		e.runs.add(run.runID)
-		cfg := x.comp.Config
-		retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
-		a.Events = append(a.Events[:1:1], x.lockedEvent(run.runID, now, retry))
+		a.Events = append(a.Events[:1:1], x.lockedEvent(run.runID, now))
 		runs = append(runs, run)
 	}
 	return runs
@@ -304,7 +307,7 @@ func (r *eagerRun) release() {
 	r.x.inflight.Delete(r.id)
 }
 
-// start runs the activity, locked by st (the state the commit returned).
+// start runs the execution, locked by st (the state the commit returned).
 func (r *eagerRun) start(st *pb.ExecutionState) {
 	x := r.x
 	x.start(r.id, func() {
@@ -313,6 +316,10 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 		defer x.e.runs.remove(r.runID)
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != r.runID {
 			return // cannot happen: the commit that locked it returned this state
+		}
+		if x.comp.Config.Type == Workflow {
+			x.e.runWorkflow(r.ctx, x.comp, st, r.runID)
+			return
 		}
 		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp))
 		if err != nil {

@@ -8,9 +8,9 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 )
 
-// TestEagerLockRules: the commit creating a child activity locks it only when its
+// TestEagerLockRules: the commit creating an activity or workflow locks it only when its
 // executor in this process has a free slot and no due executions wait for one, and only
-// children due now; a lock given up releases the slot.
+// executions due now; a lock given up releases the slot.
 func TestEagerLockRules(t *testing.T) {
 	e := newTestEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,5 +64,26 @@ func TestEagerLockRules(t *testing.T) {
 
 	if tx := createdTx("E_6", now); len(e.eagerLock(tx, now)) != 0 || len(tx.Appends[0].Events) != 1 {
 		t.Error("a child of a queue with no executor here was locked")
+	}
+
+	// A workflow is locked like an activity, with a workflow's retry policy; a stub never.
+	wf := &Component{Config: ComponentConfig{Name: "w", Type: Workflow, LockExpiry: time.Second}, ID: "workflow:w:sha256:00"}
+	xw := newExecutor(e, wf)
+	xw.ctx = ctx
+	e.executors["w"] = xw
+	tx = child("E_7", now)
+	c := tx.Appends[0].Events[0].GetCreated()
+	c.Queue, c.ComponentId = "w", wf.ID
+	if runs := e.eagerLock(tx, now); len(runs) != 1 || !locked(tx) || !tx.Appends[0].Events[1].GetLocked().GetRetry().GetUnlimitedRetries() {
+		t.Errorf("workflow: %d runs, events %v", len(runs), tx.Appends[0].Events)
+	} else {
+		runs[0].release()
+	}
+	e.executors["w"].comp.Config.Type = ActivityStub
+	tx = child("E_8", now)
+	c = tx.Appends[0].Events[0].GetCreated()
+	c.Queue, c.ComponentId = "w", wf.ID
+	if len(e.eagerLock(tx, now)) != 0 || locked(tx) {
+		t.Error("a stub's execution was locked")
 	}
 }

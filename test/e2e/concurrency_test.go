@@ -124,17 +124,22 @@ func TestFanOut(t *testing.T) {
 	}
 }
 
-// TestEagerDispatch: a workflow's commit that creates child activities also locks as
-// many of them as their executor has free slots (fibo: 100), and those start without a
-// commit of their own; the others are locked by the executor as usual. Every child
-// finishes once either way.
+// TestEagerDispatch: the commit that creates an execution also locks it when its
+// executor has a free slot: a workflow submitted to an idle server, and as many of the
+// child activities it submits as fibo has free slots (100). Those start without a commit
+// of their own; the others are locked by the executor as usual. Every child finishes
+// once either way.
 func TestEagerDispatch(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
 	const children = 150
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", fmt.Sprintf("[1, %d]", children))
 	harness.JSONEq(t, s.Result(id, time.Minute), fmt.Sprintf(`{"ok":%d}`, children))
+	evs := s.Events(id)
+	if evs[0].Kind != "created" || evs[1].Kind != "locked" || evs[1].CreatedAt != evs[0].CreatedAt {
+		t.Errorf("the workflow submitted to an idle server was not locked in the commit that created it: %v", evs[:2])
+	}
 	requested := map[string]string{} // child -> when the request was committed
-	for _, e := range s.Events(id) {
+	for _, e := range evs {
 		if e.Kind == "history.join_set_request" {
 			requested[detail(t, e)["child_execution_id"].(string)] = e.CreatedAt
 		}
