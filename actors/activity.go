@@ -14,14 +14,17 @@ import (
 )
 
 // runActivity runs one attempt of a locked activity in inst (a fresh instance, which it
-// closes), killed when the lock expires, and records the outcome.
-func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance) {
+// closes), killed when the lock expires, and records the outcome. created is the
+// activity's Created event when the caller has it, else nil: it is read.
+func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance, created *pb.Created) {
 	defer inst.Close(context.WithoutCancel(ctx))
 	id := st.ExecutionId
-	created, err := e.createdOf(ctx, id)
-	if err != nil {
-		e.log.Error("activity: read created", "execution", id, "err", err)
-		return
+	if created == nil {
+		var err error
+		if created, err = e.createdOf(ctx, id); err != nil {
+			e.log.Error("activity: read created", "execution", id, "err", err)
+			return
+		}
 	}
 	fn := e.reg.byFFQN[created.Ffqn]
 	runCtx, cancel := context.WithDeadline(ctx, time.Unix(0, st.LockExpiresAt))
@@ -33,7 +36,7 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	if runErr != nil && runCtx.Err() != nil {
 		runErr = fmt.Errorf("%w: %w", errTimedOut, runErr)
 	}
-	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}

@@ -218,7 +218,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	case Workflow:
 		x.e.runWorkflow(ctx, x.comp, st, runID)
 	default:
-		x.e.runActivity(ctx, x.comp, st, runID, inst)
+		x.e.runActivity(ctx, x.comp, st, runID, inst, nil)
 		inst = nil
 	}
 }
@@ -249,11 +249,12 @@ func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
 
 // eagerRun is an execution locked in the commit that creates it (see above).
 type eagerRun struct {
-	x      *executor
-	id     string
-	runID  string
-	ctx    context.Context
-	cancel context.CancelFunc
+	x       *executor
+	id      string
+	runID   string
+	created *pb.Created // from the Tx: the run need not read it back
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // eagerLock appends, to a Tx being built, a Locked event to every append that creates an
@@ -287,7 +288,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			x.inflight.Delete(a.ExecutionID)
 			continue
 		}
-		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now)}
+		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now), created: c}
 		// Registered before the commit, as lockAndRun does before its lock.
 		run.ctx, run.cancel = context.WithCancel(x.ctx)
 		e.active.add(run.id, run.cancel)
@@ -328,6 +329,6 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 			}
 			return // the lock expires and the attempt is retried
 		}
-		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst)
+		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst, r.created)
 	})
 }
