@@ -92,17 +92,11 @@ func compareRuns(t *testing.T, fresh, snap *Module, cfg InstanceConfig, in RunIn
 	return a
 }
 
-// TestSnapshotSameAsFresh runs the same functions on instances that ran
-// _initialize and on instances restored from the snapshot, and compares
-// everything a run shows: output, error, stdout, stderr (also the tail kept
-// from _initialize), host calls and log records.
-func TestSnapshotSameAsFresh(t *testing.T) {
-	fresh := freshWorkflowModule(t)
-	s := mustSnapshot(t, testGuest)
-	t.Logf("snapshot: %d pages, %d bytes in %d chunks, %d globals, made in %v", s.pages, s.size, len(s.chunks), len(s.globals), s.took)
-
-	handler := opHandler(t)
-	cases := []struct{ fn, params string }{
+// workflowCases are functions of the test guest, with parameters, whose runs the
+// equivalence tests compare: time, randomness, sleeps, traps, exits, output and every
+// kind of host call.
+func workflowCases() []struct{ fn, params string } {
+	return []struct{ fn, params string }{
 		{"time", "[30]"},
 		{"init", ""},
 		{"sleep", "[1500]"},
@@ -119,6 +113,19 @@ func TestSnapshotSameAsFresh(t *testing.T) {
 		{"take_empty", ""},
 		{"hostcall_loop", `[{"op":"nothing"},20]`},
 	}
+}
+
+// TestSnapshotSameAsFresh runs the same functions on instances that ran
+// _initialize and on instances restored from the snapshot, and compares
+// everything a run shows: output, error, stdout, stderr (also the tail kept
+// from _initialize), host calls and log records.
+func TestSnapshotSameAsFresh(t *testing.T) {
+	fresh := freshWorkflowModule(t)
+	s := mustSnapshot(t, testGuest)
+	t.Logf("snapshot: %d pages, %d bytes in %d chunks, %d globals, made in %v", s.pages, s.size, len(s.chunks), len(s.globals), s.took)
+
+	handler := opHandler(t)
+	cases := workflowCases()
 	clocks := []time.Time{
 		time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 		time.Unix(1, 0), // the init clock's start: the clock goes on from where _initialize left it
@@ -817,23 +824,10 @@ func TestVariantPlainSameAsOriginal(t *testing.T) {
 	}
 	rt.noActivityImages = true // activities too take the plain path
 	handler := opHandler(t)
-	cases := []struct{ fn, params string }{
-		{"time", "[30]"},
-		{"init", ""},
-		{"input", `[1,"x"]`},
-		{"env", ""},
-		{"stdout", ""},
-		{"panic", ""},
-		{"exit", "[4]"},
-		{"echo", "[7]"},
-		{"hostcall", `[{"op":"echo","value":{"n":1}}]`},
-		{"hostcall", `[{"op":"log","level":"info","message":"from the guest"}]`},
-		{"take_protocol", `[{"op":"echo","value":[1,2,3]}]`},
-	}
 	for _, cfg := range []InstanceConfig{wfConfig(7), {Kind: KindActivity}} {
-		for _, c := range cases {
-			if cfg.Kind == KindActivity && (c.fn == "time" || c.fn == "init") {
-				continue // real clock and randomness
+		for _, c := range workflowCases() {
+			if cfg.Kind == KindActivity && (c.fn == "time" || c.fn == "init" || c.fn == "sleep") {
+				continue // real clock, randomness and sleep
 			}
 			in := RunInput{FFQN: "test:guest/api." + c.fn, ExecutionID: "E_VAR", Attempt: 1}
 			if c.params != "" {
