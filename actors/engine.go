@@ -127,6 +127,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}))
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
+	for _, x := range e.executors {
+		x.ctx = runCtx // before anything can dispatch eagerly to it
+	}
 	if err := e.recover(ctx); err != nil {
 		e.Close(ctx)
 		return nil, err
@@ -135,7 +138,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.goLoop(func() { e.timers.loop(runCtx) })
 	e.goLoop(func() { e.cancels.loop(runCtx) })
 	for _, x := range e.executors {
-		x.ctx = runCtx
 		e.goLoop(func() { x.loop(runCtx) })
 	}
 	return e, nil

@@ -242,10 +242,11 @@ func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
 // created pending, then locked by its executor in a second synced commit, then run. When
 // the executor of its component in this process has a free slot, the commit that creates
 // it locks it too, and the run starts as soon as that commit is durable: one synced
-// commit less per execution (a sequential workflow→activity round trip had three). A crash after the commit leaves
-// the child locked by a dead run, as a crash during any run does: the lock expires and
-// the attempt is retried. While due executions wait for a slot (backlog), children go
-// through the pending queue like them: first due, first locked.
+// commit less per execution (a sequential workflow→activity round trip had three). A
+// crash after the commit leaves the execution locked by a dead run, as a crash during
+// any run does: the lock expires and the attempt is retried. While due executions wait
+// for a slot (backlog), new ones go through the pending queue like them: first due,
+// first locked.
 
 // eagerRun is an execution locked in the commit that creates it (see above).
 type eagerRun struct {
