@@ -12,7 +12,8 @@
 //   - an executor per component (executor.go) locks the component's pending executions,
 //     up to a concurrency limit, and runs them: activities in a fresh WASM instance per
 //     attempt (activity.go), workflows by replaying their history and continuing it
-//     (workflow.go);
+//     (workflow.go). When it has a free slot, the commit that creates an execution locks
+//     it already (eager dispatch), saving the executor's own commit;
 //   - a timer service (timers.go) expires the locks of runs that died;
 //   - resident workflow instances (resident.go) wait in memory for their children
 //     ("await" strategy) up to a bound, after which the least recently used are evicted
