@@ -292,13 +292,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		eager = e.eagerLock(tx, now)
 		return tx, nil
 	})
-	for _, run := range eager {
-		if err != nil {
-			run.release()
-		} else {
-			run.start(st)
-		}
-	}
+	settle(eager, map[string]*pb.ExecutionState{id: st}, err)
 	if err != nil {
 		return "", false, err
 	}

@@ -300,6 +300,27 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 	return runs
 }
 
+// commitDispatching commits tx with eager dispatch: the executions it creates are locked
+// in it where they can be (eagerLock) and start once it is durable.
+func (e *Engine) commitDispatching(ctx context.Context, tx *events.Tx, now time.Time) (map[string]*pb.ExecutionState, error) {
+	runs := e.eagerLock(tx, now)
+	states, err := e.store.Commit(ctx, tx)
+	settle(runs, states, err)
+	return states, err
+}
+
+// settle starts the eager runs of a Tx that was committed (err nil: states are the new
+// states it returned) and gives them up if it was not.
+func settle(runs []*eagerRun, states map[string]*pb.ExecutionState, err error) {
+	for _, run := range runs {
+		if err != nil {
+			run.release()
+		} else {
+			run.start(states[run.id])
+		}
+	}
+}
+
 // release gives up a run whose commit failed.
 func (r *eagerRun) release() {
 	r.cancel()

@@ -175,7 +175,7 @@ func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.Histo
 	if r.created {
 		app.RunID = r.runID
 	}
-	if _, err := r.e.store.Commit(ctx, &events.Tx{Appends: append([]events.Append{app}, extra...)}); err != nil {
+	if _, err := r.e.commitDispatching(ctx, &events.Tx{Appends: append([]events.Append{app}, extra...)}, now); err != nil {
 		if !r.created {
 			r.e.runs.remove(r.runID)
 			r.e.active.remove(r.id)

@@ -537,16 +537,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 		Responses: responses,
 	}
 	tx.Appends = append(tx.Appends, appends...)
-	eager := r.e.eagerLock(tx, now)
-	states, err := r.e.store.Commit(ctx, tx)
-	for _, run := range eager {
-		if err != nil {
-			run.release()
-		} else {
-			run.start(states[run.id])
-		}
-	}
-	if err != nil {
+	if _, err := r.e.commitDispatching(ctx, tx, now); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError
 		if errors.As(err, &ce) && ce.ExecutionID != r.id {
