@@ -68,9 +68,9 @@ func (m *Module) WIT() ([]wit.File, error) {
 	return m.wit, nil
 }
 
-// Close releases the compiled code (the module's, and its workflow
-// snapshot's and activity image's when they have their own) and the instances prepared in advance. Instances already handed
-// out keep working.
+// Close releases the compiled code (the module's, and its workflow snapshot's and
+// activity image's when they have their own) and the instances prepared in advance.
+// Instances already handed out keep working.
 func (m *Module) Close(ctx context.Context) error {
 	m.cancel()
 	m.drainFree()

@@ -267,13 +267,11 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		}
 	}
 	var compiled wazero.CompiledModule
+	var variantErr error
 	if variant != nil {
-		compiled, err = r.rt.CompileModule(ctx, variant.Wasm)
-		if err != nil {
-			r.logger.Warn("wasmhost: compiling the snapshot variant failed; compiling the module as it is", "module", name, "err", err)
+		if compiled, variantErr = r.rt.CompileModule(ctx, variant.Wasm); variantErr != nil {
 			variant = nil
-		}
-		if variant != nil {
+		} else {
 			variant.Wasm = nil
 			variant.Data = ownSegments(variant.Data) // they point into wasm
 		}
@@ -281,6 +279,9 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 	if variant == nil {
 		if compiled, err = r.rt.CompileModule(ctx, wasm); err != nil {
 			return nil, fmt.Errorf("wasmhost: compiling module %q: %w", name, err)
+		}
+		if variantErr != nil { // the module compiles, its variant did not: a bug of the rewrite
+			r.logger.Warn("wasmhost: compiling the snapshot variant failed; compiled the module as it is", "module", name, "err", variantErr)
 		}
 	}
 	if err := r.checkABI(compiled); err != nil {
