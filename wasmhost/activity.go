@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -26,20 +25,18 @@ import (
 // applied, nothing else: linmem.Image), and then _initialize runs as it
 // would in an instance of the original module, in the same environment.
 //
-// The image (and the variant, unless the module is compiled as it) are made
-// in the background on the first activity Instantiate of a module; until
-// then, and whenever they cannot be made (no images on this platform, a
-// memory under minImageSize, a start section, anything SnapshotVariant
-// rejects) or instantiating the variant fails, activity instances are made
-// the plain way (initInstance): the image is an optimisation, never a reason
-// for Instantiate to fail.
+// The image is made in the background on the first activity Instantiate of
+// a module; until then, and whenever it cannot be made (no images on this
+// platform, a memory under minImageSize, a start section, no snapshot
+// variant) or instantiating from it fails, activity instances are made the
+// plain way (initInstance): the image is an optimisation, never a reason for
+// Instantiate to fail.
 
 // activityImage is what activity instances of a module are made from.
 type activityImage struct {
-	compiled wazero.CompiledModule // the variant, closed with the module
-	alloc    experimental.MemoryAllocator
-	pages    uint32
-	took     time.Duration
+	alloc experimental.MemoryAllocator
+	pages uint32
+	took  time.Duration
 }
 
 // activityImageFor returns the module's activity image, or nil when there is
@@ -57,7 +54,6 @@ func (m *Module) waitActivityImage(ctx context.Context) (*activityImage, error) 
 
 func (m *Module) prepareActivityImage() {
 	a, err := m.makeActivityImage(m.ctx)
-	m.releaseWasm()
 	if err != nil {
 		m.act.finish(nil, nil, nil)
 		if m.ctx.Err() == nil {
@@ -67,7 +63,7 @@ func (m *Module) prepareActivityImage() {
 		return
 	}
 	closed := func() bool { return m.ctx.Err() != nil }
-	discard := func(a *activityImage) { m.closeCompiled(a.compiled) }
+	discard := func(*activityImage) {} // its image closes when collected
 	if m.act.finish(a, closed, discard) {
 		m.rt.logger.Debug("wasmhost: activity instances now start from a memory image", "module", m.name,
 			"pages", a.pages, "took", a.took)
@@ -82,7 +78,7 @@ func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) 
 	if m.rt.alloc == nil || m.rt.noImages || m.rt.noActivityImages {
 		return nil, linmem.ErrNoImages
 	}
-	v, err := m.rewrite()
+	v, err := m.variantOf()
 	if err != nil {
 		return nil, err
 	}
@@ -105,14 +101,8 @@ func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) 
 	if err != nil {
 		return nil, err
 	}
-	compiled := m.compiled
-	if m.variant == nil {
-		if compiled, err = m.compileVariant(ctx, v.Wasm); err != nil {
-			return nil, err
-		}
-	}
 	// The image is never closed explicitly (see makeSnapshot).
-	return &activityImage{compiled: compiled, alloc: img.Allocator(), pages: v.MemoryMin, took: time.Since(start)}, nil
+	return &activityImage{alloc: img.Allocator(), pages: v.MemoryMin, took: time.Since(start)}, nil
 }
 
 // initFromImage makes an activity instance from the image: instantiating
@@ -128,7 +118,7 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 	}
 	defer done()
 	ictx = withInstance(experimental.WithMemoryAllocator(ictx, a.alloc), inst)
-	if fallback, err := m.initVariant(ctx, ictx, inst, a.compiled, nil, ""); err != nil {
+	if fallback, err := m.initVariant(ctx, ictx, inst, nil, ""); err != nil {
 		return nil, fallback, err
 	}
 	inst.fromImage = true
@@ -140,8 +130,8 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 // data (none when the memory comes from an image that holds them), then calls the start
 // function start (if any) and _initialize. ictx is the call's context, carrying inst and
 // the memory allocator. fallback reports a failure before any guest code ran.
-func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, compiled wazero.CompiledModule, data []wasmbin.Segment, start string) (fallback bool, err error) {
-	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
+func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, data []wasmbin.Segment, start string) (fallback bool, err error) {
+	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		if ctx.Err() != nil || ictx.Err() != nil {
 			return false, inst.classify(ctx, ictx, err)
@@ -190,25 +180,4 @@ func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, compiled
 	inst.alloc = mod.ExportedFunction(exportAlloc)
 	inst.run = mod.ExportedFunction(exportRun)
 	return false, nil
-}
-
-// binary returns the module's binary while a preparation still needs it.
-func (m *Module) binary() []byte {
-	m.wasmMu.Lock()
-	defer m.wasmMu.Unlock()
-	return m.wasm
-}
-
-// releaseWasm is called by each preparation (workflow snapshot, activity
-// image) that needed the binary once it is done with it: the last one drops
-// it.
-func (m *Module) releaseWasm() {
-	m.wasmMu.Lock()
-	defer m.wasmMu.Unlock()
-	if m.wasmUsers > 0 {
-		m.wasmUsers--
-	}
-	if m.wasmUsers == 0 {
-		m.wasm = nil
-	}
 }

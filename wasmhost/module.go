@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -32,24 +31,19 @@ type Module struct {
 	// calling the start function and _initialize itself, as instantiating the module
 	// would (initVariant); restored ones and ones from an activity image as always.
 	// Its Wasm is nil. nil when the module could not be rewritten, or when nothing
-	// restores or maps images ([wasm] settings): compiled is then the module itself.
-	variant *wasmbin.Variant
-	wit     []wit.File
-	witErr  error
+	// restores or maps images ([wasm] settings): compiled is then the module itself,
+	// and it gets neither a snapshot nor an activity image. noVariant says why.
+	variant   *wasmbin.Variant
+	noVariant error
+	wit       []wit.File
+	witErr    error
 
 	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
 	cancel context.CancelFunc
 	pools  pools
 
-	// wasm is the binary compiled (data segments merged), kept to make the
-	// workflow snapshot and the activity image from (see binary) and
-	// dropped once wasmUsers, the preparations that still need it, are done.
-	// A module never used keeps it.
-	wasmMu    sync.Mutex
-	wasm      []byte
-	wasmUsers int
-	snap      preparation[snapshot]      // the workflow snapshot (snapshot.go)
-	act       preparation[activityImage] // the activity image (activity.go)
+	snap preparation[snapshot]      // the workflow snapshot (snapshot.go)
+	act  preparation[activityImage] // the activity image (activity.go)
 
 	// Instances reset for reuse (reuse.go), by kind.
 	freeWorkflows, freeActivities chan *Instance
@@ -68,20 +62,14 @@ func (m *Module) WIT() ([]wit.File, error) {
 	return m.wit, nil
 }
 
-// Close releases the compiled code (the module's, and its workflow snapshot's and
-// activity image's when they have their own) and the instances prepared in advance.
-// Instances already handed out keep working.
+// Close releases the compiled code and the instances prepared in advance. Instances
+// already handed out keep working.
 func (m *Module) Close(ctx context.Context) error {
 	m.cancel()
 	m.drainFree()
-	err := m.compiled.Close(ctx)
-	if s := m.snap.take(); s != nil && s.compiled != m.compiled {
-		err = errors.Join(err, s.compiled.Close(ctx))
-	}
-	if a := m.act.take(); a != nil && a.compiled != m.compiled {
-		err = errors.Join(err, a.compiled.Close(ctx))
-	}
-	if err != nil {
+	m.snap.take() // and what they made goes with the module (memory images close when collected)
+	m.act.take()
+	if err := m.compiled.Close(ctx); err != nil {
 		return fmt.Errorf("wasmhost: closing module %q: %w", m.name, err)
 	}
 	return nil
@@ -306,7 +294,7 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
 	}
 	if m.variant != nil {
-		if fallback, err := m.initVariant(ctx, withInstance(ictx, inst), inst, m.compiled, m.variant.Data, m.variant.Start); err != nil {
+		if fallback, err := m.initVariant(ctx, withInstance(ictx, inst), inst, m.variant.Data, m.variant.Start); err != nil {
 			if fallback { // not classified yet: nothing to fall back to here
 				err = inst.classify(ctx, ictx, err)
 			}

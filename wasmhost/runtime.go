@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -259,18 +258,17 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 	// Module.variant), and one compilation instead of two halves what a module's
 	// first use costs and the compiled code it keeps.
 	var variant *wasmbin.Variant
+	noVariant := errors.New("snapshots and memory images are off")
 	if !r.noSnapshots || !r.noActivitySnapshots || (r.alloc != nil && !r.noImages && !r.noActivityImages) {
-		if v, err := wasmbin.SnapshotVariant(wasm, snapshotExportPrefix); err == nil {
-			variant = v
-		} else {
-			r.logger.Debug("wasmhost: no snapshot variant; compiling the module as it is", "module", name, "reason", err)
+		if variant, noVariant = wasmbin.SnapshotVariant(wasm, snapshotExportPrefix); noVariant != nil {
+			r.logger.Debug("wasmhost: no snapshot variant; compiling the module as it is", "module", name, "reason", noVariant)
 		}
 	}
 	var compiled wazero.CompiledModule
 	var variantErr error
 	if variant != nil {
 		if compiled, variantErr = r.rt.CompileModule(ctx, variant.Wasm); variantErr != nil {
-			variant = nil
+			variant, noVariant = nil, fmt.Errorf("compiling the snapshot variant: %w", variantErr)
 		} else {
 			variant.Wasm = nil
 			variant.Data = ownSegments(variant.Data) // they point into wasm
@@ -287,23 +285,8 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 	if err := r.checkABI(compiled); err != nil {
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
-	m := &Module{rt: r, name: name, compiled: compiled, variant: variant,
+	m := &Module{rt: r, name: name, compiled: compiled, variant: variant, noVariant: noVariant,
 		freeWorkflows: make(chan *Instance, maxFree), freeActivities: make(chan *Instance, maxFree)}
-	if variant == nil {
-		if !r.noSnapshots || !r.noActivitySnapshots {
-			m.wasmUsers++ // the snapshot
-		}
-		if r.alloc != nil {
-			m.wasmUsers++ // the activity image (only where there are images)
-		}
-	}
-	switch {
-	case m.wasmUsers == 0:
-	case ok:
-		m.wasm = wasm // merged: our own copy
-	default:
-		m.wasm = slices.Clone(wasm) // the caller's, who may change it
-	}
 	m.ctx, m.cancel = context.WithCancel(r.closing)
 	m.wit, m.witErr = wit.ExtractFromWasm(original)
 	return m, nil

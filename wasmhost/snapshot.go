@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 
@@ -38,7 +37,7 @@ import (
 //     the module whenever it can (Module.variant): plain instances are made
 //     from it too, by writing the data segments and calling the start
 //     function and _initialize themselves, so one compilation serves every
-//     path. Otherwise the variant is compiled here, in addition;
+//     path. A module compiled as it is gets no snapshot;
 //   - the snapshot is made from an instance of the variant to which the host
 //     applies the data segments and calls the start function and
 //     _initialize itself, exactly as instantiating the original would, in
@@ -79,8 +78,6 @@ const snapshotPage = 4 << 10
 // snapshot is the state of an initialised workflow instance of a module.
 // It is immutable once made, and shared by every instance restored from it.
 type snapshot struct {
-	// compiled is the variant, closed with the module.
-	compiled wazero.CompiledModule
 	// image holds the snapshot's memory for restored memories to map
 	// copy-on-write (linmem.Image); nil where that is not supported: the
 	// chunks are then copied into every restored memory.
@@ -144,7 +141,6 @@ func (m *Module) waitSnapshot(ctx context.Context) (*snapshot, error) {
 // prepareSnapshot makes the snapshot, publishes it, and logs the outcome.
 func (m *Module) prepareSnapshot() {
 	s, err := m.makeSnapshot(m.ctx)
-	m.releaseWasm() // not needed any more, whatever happened
 	if err != nil {
 		m.snap.finish(nil, nil, nil)
 		if m.ctx.Err() != nil {
@@ -159,13 +155,13 @@ func (m *Module) prepareSnapshot() {
 		return
 	}
 	closed := func() bool { return m.ctx.Err() != nil }
-	discard := func(s *snapshot) { m.closeCompiled(s.compiled) }
+	discard := func(*snapshot) {} // nothing of its own to release: images close when collected
 	if m.snap.finish(s, closed, discard) {
 		m.rt.logger.Info("wasmhost: instances are now restored from a snapshot", "module", m.name,
 			"workflows", !m.rt.noSnapshots, "activities", s.activityOK && !m.rt.noActivitySnapshots, "generators", len(s.generators),
 			"pages", s.pages, "bytes", s.size, "globals", len(s.globals), "mapped", s.image != nil, "took", s.took)
-		if s.activityOK && !m.rt.noActivitySnapshots && m.act.skip() {
-			m.releaseWasm() // the activity image will not be made
+		if s.activityOK && !m.rt.noActivitySnapshots {
+			m.act.skip() // activities restore from the snapshot: no image needed
 		}
 	}
 }
@@ -174,62 +170,29 @@ func (m *Module) prepareSnapshot() {
 // failures) for which it gets no snapshot.
 var errNotSnapshottable = errors.New("module cannot be snapshotted")
 
-// compileVariant compiles the module's variant (wasmbin.SnapshotVariant). The snapshot and
-// the activity image compile the same bytes; wazero shares the compiled code.
-func (m *Module) compileVariant(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
-	cctx, _, done, err := m.rt.enter(ctx)
-	if err != nil {
-		return nil, err
+// variantOf returns a copy of the module's snapshot variant, which the snapshot and the
+// activity image are made from: Runtime.Compile made and compiled it, or found it could
+// not (then there is neither).
+func (m *Module) variantOf() (*wasmbin.Variant, error) {
+	if m.variant == nil {
+		return nil, m.noVariant
 	}
-	defer done()
-	compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(cctx, m.rt.workers), wasm)
-	if err != nil {
-		return nil, fmt.Errorf("compiling the variant: %w", err)
-	}
-	return compiled, nil
+	v := *m.variant
+	return &v, nil
 }
 
-// rewrite returns the module's snapshot variant: a copy of Module.variant, or the
-// binary rewritten now (the caller compiles its Wasm).
-func (m *Module) rewrite() (*wasmbin.Variant, error) {
-	if m.variant != nil {
-		v := *m.variant
-		return &v, nil
-	}
-	wasm := m.binary()
-	if wasm == nil {
-		return nil, errors.New("no binary")
-	}
-	return wasmbin.SnapshotVariant(wasm, snapshotExportPrefix)
-}
-
-// closeCompiled closes compiled code a preparation made, unless it is the module's own.
-func (m *Module) closeCompiled(c wazero.CompiledModule) {
-	if c != m.compiled {
-		_ = c.Close(context.Background())
-	}
-}
-
-// makeSnapshot rewrites and compiles the variant (unless the module is compiled as it), initialises two instances
-// of it and checks that they ended in the same state.
+// makeSnapshot initialises two instances of the variant and checks that they ended in
+// the same state.
 func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 	start := time.Now()
-	v, err := m.rewrite()
+	v, err := m.variantOf()
 	if err != nil {
 		return nil, err
 	}
-	compiled := m.compiled
-	if m.variant == nil {
-		if compiled, err = m.compileVariant(ctx, v.Wasm); err != nil {
-			return nil, err
-		}
-	}
-	s, err := m.captureTwice(ctx, compiled, v)
+	s, err := m.captureTwice(ctx, v)
 	if err != nil {
-		m.closeCompiled(compiled)
 		return nil, err
 	}
-	v.Wasm, v.Data = nil, nil
 	if m.rt.alloc != nil && !m.rt.noImages && uint64(s.pages)*wasmPage >= minImageSize {
 		chunks := make([]linmem.Chunk, len(s.chunks))
 		for i, c := range s.chunks {
@@ -254,12 +217,12 @@ func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 // copied: below it, the mapping costs more than the copy.
 const minImageSize = 2 << 20
 
-func (m *Module) captureTwice(ctx context.Context, compiled wazero.CompiledModule, v *wasmbin.Variant) (*snapshot, error) {
-	a, err := m.capture(ctx, compiled, v, initSeed)
+func (m *Module) captureTwice(ctx context.Context, v *wasmbin.Variant) (*snapshot, error) {
+	a, err := m.capture(ctx, v, initSeed)
 	if err != nil {
 		return nil, err
 	}
-	b, err := m.capture(ctx, compiled, v, initSeed)
+	b, err := m.capture(ctx, v, initSeed)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +232,7 @@ func (m *Module) captureTwice(ctx context.Context, compiled wazero.CompiledModul
 	if !m.rt.noActivitySnapshots {
 		// A third run with other random bytes finds the random generators that an
 		// activity instance must reseed (reseed.go).
-		if c, err := m.capture(ctx, compiled, v, initSeed+1); err != nil {
+		if c, err := m.capture(ctx, v, initSeed+1); err != nil {
 			m.rt.logger.Debug("wasmhost: no activity instances from the snapshot", "module", m.name, "err", err)
 		} else if reason := a.activityCompatible(c); reason != "" {
 			m.rt.logger.Info("wasmhost: no activity instances from the snapshot", "module", m.name, "reason", reason)
@@ -305,7 +268,7 @@ func (s *snapshot) activityCompatible(o *snapshot) string {
 // capture initialises an instance of the variant as instantiating the
 // original would (data segments, start function, _initialize), in the
 // workflow environment, and returns its state.
-func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v *wasmbin.Variant, seed uint64) (*snapshot, error) {
+func (m *Module) capture(ctx context.Context, v *wasmbin.Variant, seed uint64) (*snapshot, error) {
 	inst := m.newShell(KindWorkflow)
 	inst.rand = &detRand{src: newChaCha8(seed, initSeedDomain)}
 	ictx, _, done, err := m.rt.enter(ctx)
@@ -317,7 +280,7 @@ func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v 
 		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
 	}
 	ictx = withInstance(ictx, inst)
-	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
+	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		return nil, fmt.Errorf("instantiating the snapshot variant: %w", err)
 	}
@@ -352,7 +315,7 @@ func (m *Module) capture(ctx context.Context, compiled wazero.CompiledModule, v 
 		return nil, fmt.Errorf("%w: _initialize changed the WASI state with %v", errNotSnapshottable, inst.wasiChanges)
 	}
 
-	s := &snapshot{compiled: compiled, clock: inst.clock.next, stderr: []byte(inst.stderr.String()), kept: slices.Clone(inst.kept)}
+	s := &snapshot{clock: inst.clock.next, stderr: []byte(inst.stderr.String()), kept: slices.Clone(inst.kept)}
 	if s.rand, err = inst.rand.src.MarshalBinary(); err != nil {
 		return nil, err
 	}
@@ -459,7 +422,7 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 	if s.alloc != nil {
 		ictx = experimental.WithMemoryAllocator(ictx, recordingAllocator{s.alloc, &inst.linMem})
 	}
-	mod, err := m.rt.rt.InstantiateModule(ictx, s.compiled, inst.moduleConfig().WithStartFunctions())
+	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		return nil, inst.classify(ctx, ictx, err)
 	}
