@@ -468,16 +468,8 @@ func (s *Server) SamplePSS() (stop func() int64) {
 	path := fmt.Sprintf("/proc/%d/smaps_rollup", s.cmd.Process.Pid)
 	var peak int64
 	sample := func() {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
-				var kb int64
-				fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-				peak = max(peak, kb*1024)
-			}
+		if pss, err := procBytes(path, "Pss:"); err == nil {
+			peak = max(peak, pss)
 		}
 	}
 	done, finished := make(chan struct{}), make(chan struct{})
@@ -503,18 +495,23 @@ func (s *Server) SamplePSS() (stop func() int64) {
 
 // PeakRSS returns the server process's peak resident set size in bytes (VmHWM).
 func (s *Server) PeakRSS() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	return procBytes(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid), "VmHWM:")
+}
+
+// procBytes reads the "key N kB" line of a /proc file, in bytes.
+func procBytes(path, key string) (int64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, key); ok {
 			var kb int64
 			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", s.cmd.Process.Pid)
+	return 0, fmt.Errorf("no %s in %s", key, path)
 }
 
 // Unreachable returns a Server value whose API address has nothing listening, to test
