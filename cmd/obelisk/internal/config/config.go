@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
 )
 
@@ -25,6 +26,14 @@ const (
 	DefaultLockExpiry      = time.Second
 	DefaultMaxConcurrency  = 100 // activities
 	DefaultMaxResident     = 64  // also the default max_concurrency of a workflow
+)
+
+// Lower bounds of durations: below them a value is a mistake (a unit forgotten or
+// mistyped) rather than a setting, and would fail every run or retry in a busy loop.
+const (
+	MinLockExpiry      = 100 * time.Millisecond // exec.lock_expiry
+	MinRetryExpBackoff = time.Millisecond       // retry_exp_backoff
+	MinRequestTimeout  = 100 * time.Millisecond // a webhook endpoint's request_timeout
 )
 
 // File is obelisk.toml.
@@ -65,7 +74,7 @@ type Location struct {
 // Exec configures a component's executor.
 type Exec struct {
 	LockExpiry     *time.Duration `mapstructure:"lock_expiry"`
-	MaxConcurrency int            `mapstructure:"max_concurrency"`
+	MaxConcurrency *int           `mapstructure:"max_concurrency"`
 }
 
 // Activity is one [[activity_wasm]].
@@ -131,10 +140,10 @@ func Load(path string) (*Server, error) {
 		baseDir = filepath.Dir(path)
 	}
 	var f File
-	decode := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(","),
-	))
-	if err := v.Unmarshal(&f, decode, func(c *mapstructure.DecoderConfig) { c.ErrorUnused = true }); err != nil {
+	if err := v.Unmarshal(&f, decodeHooks(), func(c *mapstructure.DecoderConfig) { c.ErrorUnused = true }); err != nil {
+		if msg, ok := keyErrors(v, err); ok {
+			return nil, fmt.Errorf("config %s: %s", displayPath(path), msg)
+		}
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
 	return resolve(&f, baseDir, path)
@@ -157,9 +166,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
 	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
 	s.Engine.DisableInstanceReuse = !f.Wasm.InstanceReuse
-	switch r := f.Workflows.MaxResident; {
-	case r < 0:
-		return nil, fmt.Errorf("config %s: workflows.max_resident must be >= 0", displayPath(path))
+	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
 	default:
@@ -188,6 +195,11 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		}
 		if err := common(&c, a.Exec); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
+		// The parser the activity's instances use: a bad pattern found only then would
+		// fail every execution of the activity.
+		if err := (&wasmhost.HTTPPolicy{AllowedHosts: a.AllowedHosts}).Validate(); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "allowed_hosts: %v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
@@ -254,14 +266,27 @@ func common(c *actors.ComponentConfig, e Exec) error {
 	if e.LockExpiry != nil {
 		c.LockExpiry = *e.LockExpiry
 	}
-	if c.LockExpiry <= 0 {
-		return fmt.Errorf("exec.lock_expiry must be positive")
+	if err := atLeast("exec.lock_expiry", c.LockExpiry, MinLockExpiry); err != nil {
+		return err
 	}
-	if c.RetryExpBackoff <= 0 {
-		return fmt.Errorf("retry_exp_backoff must be positive")
+	if err := atLeast("retry_exp_backoff", c.RetryExpBackoff, MinRetryExpBackoff); err != nil {
+		return err
 	}
-	if e.MaxConcurrency > 0 {
-		c.MaxConcurrency = e.MaxConcurrency
+	if e.MaxConcurrency != nil {
+		// 0 is refused rather than read as "the default": a component that may run
+		// nothing at once is never what was meant.
+		if *e.MaxConcurrency == 0 {
+			return fmt.Errorf("exec.max_concurrency = 0: must be at least 1 (leave it out for the default, %d)", c.MaxConcurrency)
+		}
+		c.MaxConcurrency = *e.MaxConcurrency
+	}
+	return nil
+}
+
+// atLeast checks a duration key against its lower bound.
+func atLeast(key string, d, lowest time.Duration) error {
+	if d < lowest {
+		return fmt.Errorf("%s = %q: must be at least %v", key, d.String(), lowest)
 	}
 	return nil
 }

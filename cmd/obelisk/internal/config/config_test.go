@@ -157,3 +157,81 @@ location.path = "stub.wasm"
 		t.Fatalf("stub from a file: %+v", file)
 	}
 }
+
+// Values a key's type would take but that are not what was meant: each is refused with a
+// message naming the section, the key and the value as written.
+func TestValueErrors(t *testing.T) {
+	activity := "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a.wasm\"\n"
+	workflow := "[[workflow]]\nname = \"w\"\nlocation.path = \"w.wasm\"\n"
+	endpoint := "[[webhook_endpoint]]\nname = \"h\"\nlocation.path = \"h.wasm\"\nroutes = [\"/\"]\n"
+	a := `[[activity_wasm]] #1 (name "a"): `
+	cases := []struct{ name, toml, want string }{
+		// Durations: a bare number would be nanoseconds.
+		{"bare lock_expiry", activity + "exec.lock_expiry = 5\n", a + `exec.lock_expiry = 5: a duration needs a unit, e.g. "5s"`},
+		{"bare float backoff", activity + "retry_exp_backoff = 0.5\n", a + `retry_exp_backoff = 0.5: a duration needs a unit, e.g. "0.5s"`},
+		{"bare number in a string", activity + "retry_exp_backoff = \"5\"\n", a + `retry_exp_backoff = "5": a duration needs a unit, e.g. "5s"`},
+		{"not a duration", activity + "retry_exp_backoff = \"soon\"\n", a + `retry_exp_backoff = "soon": not a duration: write a number with a unit ("ms", "s", "m", "h"), e.g. "250ms"`},
+		{"bare workflow lock_expiry", workflow + "exec.lock_expiry = 30\n", `[[workflow]] #1 (name "w"): exec.lock_expiry = 30: a duration needs a unit, e.g. "30s"`},
+		{"bare request_timeout", endpoint + "request_timeout = 30\n", `[[webhook_endpoint]] #1 (name "h"): request_timeout = 30: a duration needs a unit, e.g. "30s"`},
+		// Lower bounds of durations.
+		{"lock_expiry too short", activity + "exec.lock_expiry = \"10ms\"\n", a + `exec.lock_expiry = "10ms": must be at least 100ms`},
+		{"zero lock_expiry", workflow + "exec.lock_expiry = \"0s\"\n", `[[workflow]] #1 (name "w"): exec.lock_expiry = "0s": must be at least 100ms`},
+		{"backoff too short", activity + "retry_exp_backoff = \"100us\"\n", a + `retry_exp_backoff = "100µs": must be at least 1ms`},
+		{"negative backoff", workflow + "retry_exp_backoff = \"-1s\"\n", `[[workflow]] #1 (name "w"): retry_exp_backoff = "-1s": must be at least 1ms`},
+		{"request_timeout too short", endpoint + "request_timeout = \"1ms\"\n", `[[webhook_endpoint]] #1 (name "h"): request_timeout = "1ms": must be at least 100ms`},
+		// Counts.
+		{"negative max_retries", activity + "max_retries = -1\n", a + "max_retries = -1: must not be negative"},
+		{"fractional max_retries", activity + "max_retries = 2.5\n", a + "max_retries = 2.5: must be a whole number"},
+		{"huge max_retries", activity + "max_retries = 5000000000\n", a + "max_retries = 5000000000: must be at most 4294967295"},
+		{"negative max_concurrency", activity + "exec.max_concurrency = -5\n", a + "exec.max_concurrency = -5: must not be negative"},
+		{"zero max_concurrency", activity + "exec.max_concurrency = 0\n", a + "exec.max_concurrency = 0: must be at least 1 (leave it out for the default, 100)"},
+		{"zero workflow max_concurrency", workflow + "exec.max_concurrency = 0\n", `[[workflow]] #1 (name "w"): exec.max_concurrency = 0: must be at least 1 (leave it out for the default, 64)`},
+		{"negative max_inflight_requests", endpoint + "max_inflight_requests = -1\n", `[[webhook_endpoint]] #1 (name "h"): max_inflight_requests = -1: must not be negative`},
+		{"negative max_resident", "[workflows]\nmax_resident = -2\n", "workflows.max_resident = -2: must not be negative"},
+		// Every objection is reported, not only the first.
+		{"several", workflow + "exec.lock_expiry = 5\n" + activity + "max_retries = -1\n",
+			a + `max_retries = -1: must not be negative; [[workflow]] #1 (name "w"): exec.lock_expiry = 5: a duration needs a unit, e.g. "5s"`},
+		// allowed_hosts, parsed by the parser the activity's instances use.
+		{"unclosed bracket", activity + "allowed_hosts = [\"http://[::1\", \"\"]\n", a + `allowed_hosts: allowed host "http://[::1": unclosed '['`},
+		{"empty host", activity + "allowed_hosts = [\"example.com\", \"\"]\n", a + `allowed_hosts: allowed host "": empty host`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := write(t, c.toml)
+			_, err := Load(p)
+			if want := "config " + p + ": " + c.want; err == nil || err.Error() != want {
+				t.Fatalf("err = %v\nwant    %s", err, want)
+			}
+		})
+	}
+}
+
+// Counts and durations from the environment go through the same checks as the file's.
+func TestValueErrorsFromEnvironment(t *testing.T) {
+	t.Setenv("OBELISK_WORKFLOWS_MAX_RESIDENT", "-3")
+	_, err := Load("")
+	if want := "config (defaults): workflows.max_resident = \"-3\": must not be negative"; err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+}
+
+func TestValidValues(t *testing.T) {
+	p := write(t, `
+[[activity_wasm]]
+name = "a"
+location.path = "a.wasm"
+max_retries = 4294967295
+retry_exp_backoff = "1ms"
+exec.lock_expiry = "100ms"
+exec.max_concurrency = 1
+allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*"]
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.Engine.Components[0]
+	if a.MaxRetries != 4294967295 || a.RetryExpBackoff != time.Millisecond || a.LockExpiry != 100*time.Millisecond || a.MaxConcurrency != 1 {
+		t.Fatalf("activity: %+v", a)
+	}
+}

@@ -94,14 +94,14 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 			ec.Routes = append(ec.Routes, r)
 		}
 		if w.MaxInflightRequests != nil {
-			if *w.MaxInflightRequests <= 0 {
-				return fail("webhook_endpoint", i, w.Name, "max_inflight_requests must be positive")
+			if *w.MaxInflightRequests == 0 { // not negative: countHook
+				return fail("webhook_endpoint", i, w.Name, "max_inflight_requests = 0: must be at least 1 (leave it out for the default, %d)", webhook.DefaultMaxInflightRequests)
 			}
 			ec.MaxInflightRequests = *w.MaxInflightRequests
 		}
 		if w.RequestTimeout != nil {
-			if *w.RequestTimeout <= 0 {
-				return fail("webhook_endpoint", i, w.Name, "request_timeout must be positive")
+			if err := atLeast("request_timeout", *w.RequestTimeout, MinRequestTimeout); err != nil {
+				return fail("webhook_endpoint", i, w.Name, "%v", err)
 			}
 			ec.RequestTimeout = *w.RequestTimeout
 		}
