@@ -36,6 +36,12 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	if runErr != nil && runCtx.Err() != nil {
 		runErr = fmt.Errorf("%w: %w", errTimedOut, runErr)
 	}
+	e.recordAttempt(ctx, id, runID, fn, out, runErr)
+}
+
+// recordAttempt records the outcome of run runID of activity id, out and runErr as
+// Instance.Run returned them, unless the run no longer holds the lock.
+func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error) {
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
@@ -47,6 +53,14 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	if err != nil {
 		e.log.Error("activity: record outcome", "execution", id, "err", err)
 	}
+}
+
+// failInstantiate records, as a failed attempt of the locked run runID, that its instance
+// could not be made. Left to the lock's expiry, the attempt would end "timed out" and
+// the reason would be in the log only.
+func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID string, err error) {
+	e.log.Error("executor: instantiate", "component", c.Config.Name, "execution", id, "err", err)
+	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err))
 }
 
 func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {

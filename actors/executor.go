@@ -175,14 +175,11 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	runID := events.NewRunID(time.Now())
 	cfg := x.comp.Config
 	var inst *wasmhost.Instance
+	var instErr error // recorded as the attempt's failure once locked
 	if cfg.Type == ActivityWasm {
 		// Make the instance before taking the lock: the lock's time is the activity's
 		// time, and instantiation under load must not eat into it.
-		var err error
-		if inst, err = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp)); err != nil {
-			if ctx.Err() == nil {
-				x.e.log.Error("executor: instantiate", "component", cfg.Name, "err", err)
-			}
+		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp)); instErr != nil && ctx.Err() != nil {
 			return
 		}
 		defer func() {
@@ -214,9 +211,11 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 		return
 	}
 	defer x.e.runs.remove(runID)
-	switch cfg.Type {
-	case Workflow:
+	switch {
+	case cfg.Type == Workflow:
 		x.e.runWorkflow(ctx, x.comp, st, runID)
+	case instErr != nil:
+		x.e.failInstantiate(ctx, x.comp, id, runID, instErr)
 	default:
 		x.e.runActivity(ctx, x.comp, st, runID, inst, nil)
 		inst = nil
@@ -347,9 +346,9 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp))
 		if err != nil {
 			if r.ctx.Err() == nil {
-				x.e.log.Error("executor: instantiate", "component", x.comp.Config.Name, "err", err)
+				x.e.failInstantiate(r.ctx, x.comp, r.id, r.runID, err)
 			}
-			return // the lock expires and the attempt is retried
+			return // shutting down or cancelled: the lock expires and the attempt is retried
 		}
 		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst, r.created)
 	})

@@ -1,0 +1,73 @@
+package actors
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// builtComponent is the path of a test component built by `make build` (or in
+// OBELISK_COMPONENTS, as `make test` sets it); the test is skipped without it.
+func builtComponent(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(cmp.Or(os.Getenv("OBELISK_COMPONENTS"), filepath.Join("..", "build", "components")), name+".wasm")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s is not built (make build): %v", p, err)
+	}
+	return p
+}
+
+// An activity whose instance cannot be made (here: a bad allowed_hosts pattern, which the
+// config loader refuses but the engine's API does not) fails each attempt with the real
+// reason, recorded in the execution, instead of holding the lock until it expires and
+// ending "timed out".
+func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Components: []ComponentConfig{{
+			Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), AllowedHosts: []string{"http://[::1"},
+			MaxRetries: 1, RetryExpBackoff: time.Millisecond, LockExpiry: time.Hour, MaxConcurrency: 1,
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	id, _, err := e.Submit(ctx, "", "testing:fibo/fibo.fibo", []byte("[3]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute) // far less than the lock expiry
+	defer cancel()
+	st, err := e.WaitFinished(waitCtx, id)
+	if err != nil {
+		t.Fatalf("not finished: %v (state %v)", err, st)
+	}
+	const reason = `instantiating the activity: wasmhost: instantiating module "fibo": allowed host "http://[::1": unclosed '['`
+	var res struct {
+		Failure struct{ Kind, Reason string } `json:"execution_failure"`
+	}
+	if err := json.Unmarshal(st.GetResult(), &res); err != nil || res.Failure.Kind != "uncategorized" || res.Failure.Reason != reason {
+		t.Fatalf("result %s (%v), want an uncategorized failure with %q", st.GetResult(), err, reason)
+	}
+	evs, err := e.store.Events(ctx, id, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, ev := range evs {
+		if f := ev.GetTemporarilyFailed(); f != nil {
+			failed = append(failed, f.Reason)
+		}
+	}
+	if len(failed) != 1 || failed[0] != reason {
+		t.Fatalf("failed attempts before the last: %q, want one with %q", failed, reason)
+	}
+}
