@@ -214,8 +214,16 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 		}
 	}
 	imports := resolve.Imports()
-	if cfg.Type != Workflow && cfg.Type != WebhookEndpoint {
-		imports = nil // activities cannot call other components
+	switch cfg.Type {
+	case Workflow, WebhookEndpoint:
+	case ActivityWasm:
+		// An activity's host calls cannot reach other components: a module that imports
+		// functions (a workflow deployed as an activity) would fail every call at run time.
+		if len(imports) > 0 {
+			return nil, fmt.Errorf("component %q: an activity cannot call other components, but its WIT imports %s (is it a workflow? deploy it as a [[workflow]])", cfg.Name, imports[0].FFQN())
+		}
+	default:
+		imports = nil // an activity stub is never run: nothing it imports is called
 	}
 	c := &Component{Config: cfg, ID: id, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, imports: map[string]bool{}, exports: map[string]bool{}}
 	for _, fn := range exports {
