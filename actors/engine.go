@@ -101,11 +101,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)
 	}
 	e.rt = rt
+	loading := time.Now()
+	e.log.Info("loading components", "count", len(cfg.Components), "at_once", runtime.GOMAXPROCS(0), "cache_dir", cfg.CacheDir)
 	reg, err := loadComponents(ctx, rt, cfg.Components)
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
+	e.log.Info("components loaded", "count", len(reg.components), "took", time.Since(loading).Round(time.Millisecond))
 	e.reg = reg
 	// Compiling leaves hundreds of MiB of garbage; give it back before serving rather
 	// than carrying it as resident memory.

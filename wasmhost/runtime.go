@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -100,6 +103,7 @@ type Runtime struct {
 	rt       wazero.Runtime
 	alloc    experimental.MemoryAllocator // nil: wazero's Go-heap memories
 	cache    wazero.CompilationCache
+	cacheDir string // Config.CacheDir
 	logger   *slog.Logger
 	workers  int
 	poolSize int
@@ -154,6 +158,7 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		rt:       wazero.NewRuntimeWithConfig(ctx, rcfg),
 		cache:    cache,
+		cacheDir: cfg.CacheDir,
 		logger:   logger,
 		workers:  cfg.CompilationWorkers,
 		poolSize: cfg.PoolSize,
@@ -234,7 +239,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 // _initialize, obelisk_v1_alloc and obelisk_v1_run with the right signatures,
 // and no imports other than wasi_snapshot_preview1 functions and the
 // obelisk_v1 host functions. name is used in logs and errors only.
+//
+// Each module compiled is logged (at Info: a cold start compiling Go guests takes
+// seconds per module, and must not look like a hang), with whether its code came from
+// the on-disk compilation cache.
 func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Module, error) {
+	started := time.Now()
+	cachedBefore := r.cachedFiles()
 	// Go modules carry tens of thousands of data segments, each with a fixed
 	// cost at every instantiation; merge them first (same memory contents).
 	original := wasm
@@ -289,7 +300,48 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		freeWorkflows: make(chan *Instance, maxFree), freeActivities: make(chan *Instance, maxFree)}
 	m.ctx, m.cancel = context.WithCancel(r.closing)
 	m.wit, m.witErr = wit.ExtractFromWasm(original)
+	attrs := []any{"module", name, "bytes", len(original), "took", time.Since(started).Round(time.Millisecond)}
+	if cachedBefore != nil {
+		attrs = append(attrs, "from_cache", !r.cacheGrewSince(cachedBefore))
+	}
+	r.logger.Info("wasmhost: compiled module", attrs...)
 	return m, nil
+}
+
+// cachedFiles lists the files of the on-disk compilation cache (nil without one).
+// wazero keeps one file per compiled module, named by a hash of the module and the
+// CPU's features, in a folder per wazero version and platform; it writes one when it
+// compiles and only reads it on a hit. So a compilation that adds no file came from the
+// cache. (With modules compiled at once, a file added by another compilation meanwhile
+// makes a hit look like a miss; not the other way round.)
+func (r *Runtime) cachedFiles() map[string]bool {
+	if r.cacheDir == "" {
+		return nil
+	}
+	files := map[string]bool{}
+	dirs, _ := os.ReadDir(r.cacheDir) // none yet: an empty cache
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		entries, _ := os.ReadDir(filepath.Join(r.cacheDir, d.Name()))
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".tmp") { // being written
+				files[filepath.Join(d.Name(), e.Name())] = true
+			}
+		}
+	}
+	return files
+}
+
+// cacheGrewSince reports whether the compilation cache has a file not in before.
+func (r *Runtime) cacheGrewSince(before map[string]bool) bool {
+	for f := range r.cachedFiles() {
+		if !before[f] {
+			return true
+		}
+	}
+	return false
 }
 
 // ownSegments copies data segments into one allocation of their own.

@@ -68,3 +68,57 @@ location.path = %q
 		t.Fatalf("exit %d, stderr:\n%s\nwant it to contain %q", code, stderr, want)
 	}
 }
+
+// compiledModules parses the server's "compiled module" log lines: module name ->
+// from_cache. It fails the test on a module logged twice or a line without its fields.
+func compiledModules(t *testing.T, log string) map[string]string {
+	t.Helper()
+	modules := map[string]string{}
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `msg="wasmhost: compiled module"`) {
+			continue
+		}
+		fields := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				fields[k] = v
+			}
+		}
+		name := fields["module"]
+		if name == "" || fields["bytes"] == "" || fields["bytes"] == "0" || fields["took"] == "" {
+			t.Fatalf("compiled module line without module, bytes or took: %s", line)
+		}
+		if _, err := time.ParseDuration(fields["took"]); err != nil {
+			t.Fatalf("took in %s: %v", line, err)
+		}
+		if _, dup := modules[name]; dup {
+			t.Fatalf("module %s logged twice:\n%s", name, log)
+		}
+		modules[name] = fields["from_cache"]
+	}
+	return modules
+}
+
+// A start logs one line per module compiled, saying whether its code came from the
+// compilation cache: compiled on the first start with an empty cache, from the cache on
+// the next.
+func TestStartLogsEveryModule(t *testing.T) {
+	s := harness.Start(t, harness.Options{CacheDir: t.TempDir()})
+	deployed := []string{"fibo", "sleep", "http", "flaky", "fibo_workflow", "sleep_workflow", "http_workflow", "tree", "fibo_webhook"}
+	check := func(fromCache string) {
+		t.Helper()
+		got := compiledModules(t, s.Log())
+		if len(got) != len(deployed) {
+			t.Fatalf("compiled modules logged: %v, want %v", got, deployed)
+		}
+		for _, name := range deployed {
+			if got[name] != fromCache {
+				t.Errorf("module %s: from_cache=%q, want %s", name, got[name], fromCache)
+			}
+		}
+	}
+	check("false")
+	s.Stop()
+	s.Start()
+	check("true")
+}

@@ -115,6 +115,9 @@ type Options struct {
 	// Prepare, if set, runs before the first start with the path of the (empty) event
 	// store, e.g. to write histories for the server to recover.
 	Prepare func(storeDir string)
+	// CacheDir is the compilation cache; by default one shared by the test process's
+	// servers, so that each compiles the modules once.
+	CacheDir string
 }
 
 // Server is a running `obelisk server run` process.
@@ -235,7 +238,7 @@ blocking_strategy = %q
 name = "tree"
 location.path = %q
 blocking_strategy = %q
-`, filepath.Join(s.dir, "data"), wasmCacheDir, s.addr, s.webAddr, o.Workflows,
+`, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
 		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
 		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
 }
