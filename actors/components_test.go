@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
 // builtComponent is the path of a test component built by `make build` (or in
@@ -69,5 +72,37 @@ func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
 	}
 	if len(failed) != 1 || failed[0] != reason {
 		t.Fatalf("failed attempts before the last: %q, want one with %q", failed, reason)
+	}
+}
+
+// Components compile several at once, but the error reported is that of the first
+// component in the config's order that fails, whichever fails first in time.
+func TestLoadComponentsReportsTheFirstFailureInOrder(t *testing.T) {
+	ctx := context.Background()
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{CacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	fibo, workflow := builtComponent(t, "fibo"), builtComponent(t, "fibo-workflow")
+	missing := filepath.Join(t.TempDir(), "missing.wasm")
+	ok := func(name string) ComponentConfig { return ComponentConfig{Name: name, Type: ActivityWasm, Path: fibo} }
+	// Fails after reading and parsing a module: later than a missing file.
+	slowBad := ComponentConfig{Name: "slow_bad", Type: ActivityWasm, Path: workflow}
+	fastBad := ComponentConfig{Name: "fast_bad", Type: ActivityWasm, Path: missing}
+	cases := []struct {
+		cfgs []ComponentConfig
+		want string
+	}{
+		{[]ComponentConfig{slowBad, fastBad}, `component "slow_bad": an activity cannot call other components`},
+		{[]ComponentConfig{ok("a"), slowBad, fastBad, ok("b")}, `component "slow_bad": an activity cannot call other components`},
+		{[]ComponentConfig{fastBad, slowBad}, `component "fast_bad": open ` + missing},
+		{[]ComponentConfig{ok("a"), ok("a")}, `component "a": the name is used twice`},
+	}
+	for _, c := range cases {
+		_, err := loadComponents(ctx, rt, c.cfgs)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("err = %v, want one starting with %q", err, c.want)
+		}
 	}
 }
