@@ -235,3 +235,14 @@ allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*"]
 		t.Fatalf("activity: %+v", a)
 	}
 }
+
+// The example deployment, which documents the keys, passes the checks it documents.
+func TestExampleConfigLoads(t *testing.T) {
+	s, err := Load(filepath.Join("..", "..", "..", "..", "examples", "obelisk.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Engine.Components) != 9 {
+		t.Fatalf("components: %d, want the 9 examples", len(s.Engine.Components))
+	}
+}
