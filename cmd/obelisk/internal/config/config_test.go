@@ -191,6 +191,7 @@ func TestValueErrors(t *testing.T) {
 		// Every objection is reported, not only the first.
 		{"several", workflow + "exec.lock_expiry = 5\n" + activity + "max_retries = -1\n",
 			a + `max_retries = -1: must not be negative; [[workflow]] #1 (name "w"): exec.lock_expiry = 5: a duration needs a unit, e.g. "5s"`},
+		{"with an unknown key", activity + "max_retries = -1\nbogus = 3\n", a + "max_retries = -1: must not be negative; 'activity_wasm[0]' has invalid keys: bogus"},
 		// allowed_hosts, parsed by the parser the activity's instances use.
 		{"unclosed bracket", activity + "allowed_hosts = [\"http://[::1\", \"\"]\n", a + `allowed_hosts: allowed host "http://[::1": unclosed '['`},
 		{"empty host", activity + "allowed_hosts = [\"example.com\", \"\"]\n", a + `allowed_hosts: allowed host "": empty host`},

@@ -120,35 +120,42 @@ func decodeHooks() viper.DecoderConfigOption {
 }
 
 // keyErrors rewrites the objections of the decode hooks in err as
-// "[[section]] #n (name "x"): key = value: why", in the order of File's fields;
-// ok is false when err has none (it is then reported as it is).
+// "[[section]] #n (name "x"): key = value: why", in the order of File's fields, with
+// mapstructure's other errors (unknown keys, wrong types) as they are; ok is false when
+// err has no objection of the hooks (it is then reported as it is).
 func keyErrors(v *viper.Viper, err error) (msg string, ok bool) {
 	var lines []string
-	for _, de := range decodeErrors(err) {
+	for _, e := range joined(err) {
+		var de *mapstructure.DecodeError
 		var ve *valueError
-		if !errors.As(de, &ve) {
-			continue
+		if errors.As(e, &de) && errors.As(e, &ve) {
+			lines = append(lines, keyName(v, de.Name())+" = "+ve.Error())
+			ok = true
+		} else {
+			lines = append(lines, e.Error())
 		}
-		lines = append(lines, keyName(v, de.Name())+" = "+ve.Error())
 	}
-	return strings.Join(lines, "; "), len(lines) > 0
+	return strings.Join(lines, "; "), ok
 }
 
-// decodeErrors lists the DecodeErrors in err's tree (mapstructure joins one per key).
-func decodeErrors(err error) []*mapstructure.DecodeError {
+// joined lists the errors mapstructure joined in err (one per key at fault), looking
+// through the wrappers around the join.
+func joined(err error) []error {
 	switch u := err.(type) {
-	case *mapstructure.DecodeError:
-		return []*mapstructure.DecodeError{u}
 	case interface{ Unwrap() []error }:
-		var out []*mapstructure.DecodeError
+		var out []error
 		for _, e := range u.Unwrap() {
-			out = append(out, decodeErrors(e)...)
+			out = append(out, joined(e)...)
 		}
 		return out
+	case *mapstructure.DecodeError:
+		return []error{err}
 	case interface{ Unwrap() error }:
-		return decodeErrors(u.Unwrap())
+		if inner := joined(u.Unwrap()); len(inner) > 1 || len(inner) == 1 && inner[0] != u.Unwrap() {
+			return inner
+		}
 	}
-	return nil
+	return []error{err}
 }
 
 // keyName turns mapstructure's "activity_wasm[0].exec.lock_expiry" into
