@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/obelisk-go/obelisk/hostguard"
 )
 
 //go:embed static
@@ -67,9 +69,13 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
-// Serve serves the UI on ln until ctx ends, proxying API calls to api.
-func Serve(ctx context.Context, ln net.Listener, api *url.URL) error {
-	srv := &http.Server{Handler: Handler(api), ReadHeaderTimeout: 10 * time.Second}
+// Serve serves the UI on ln until ctx ends, proxying API calls to api. It answers only to
+// the Host names that allowed and ln's address admit, and refuses state-changing requests
+// from pages of other hosts (hostguard): otherwise any page the user opens could drive
+// the API through it by DNS rebinding.
+func Serve(ctx context.Context, ln net.Listener, api *url.URL, allowed hostguard.Allowed) error {
+	handler := hostguard.New(ln.Addr(), allowed).HostAndOrigin(Handler(api))
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

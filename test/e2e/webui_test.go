@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -33,8 +35,8 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// browser starts headless Chromium for the test and returns its tab's context; a
-// JavaScript exception on the page fails the test.
+// browser starts headless Chromium for the test and returns its context. Pages are
+// opened in it with open.
 func browser(t *testing.T, path string) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -44,32 +46,70 @@ func browser(t *testing.T, path string) context.Context {
 		chromedp.WindowSize(1280, 900),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start %s: %v", path, err)
+	}
+	return ctx
+}
+
+// open loads url in a new tab of the browser, as a person opening a link does: the
+// document and its modules load fresh, never by a hash change in a page that already
+// ran them. An uncaught exception, an unhandled rejection or a console error on the
+// page fails the test; the tab is checked and closed when the test ends.
+func open(t *testing.T, browser context.Context, url string) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
 	var mu sync.Mutex
-	var exceptions []string
-	err := chromedp.Listen(ctx, func(ev any) { // also starts the browser
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok && e.ExceptionDetails != nil {
-			d := e.ExceptionDetails
-			msg := fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber, d.Text)
-			if d.Exception != nil {
-				msg += " " + d.Exception.Description
+	var problems []string
+	err := chromedp.Listen(ctx, func(ev any) { // also opens the tab
+		var p string
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			if d := e.ExceptionDetails; d != nil {
+				p = fmt.Sprintf("uncaught exception at %s:%d: %s", d.URL, d.LineNumber, d.Text)
+				if d.Exception != nil {
+					p += " " + d.Exception.Description
+				}
 			}
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError || e.Type == runtime.ConsoleAPICalledTypeAssert {
+				var args []string
+				for _, a := range e.Args {
+					args = append(args, cmp.Or(a.Description, string(a.Value)))
+				}
+				p = "console." + string(e.Type) + ": " + strings.Join(args, " ")
+			}
+		case *cdplog.EventEntryAdded:
+			// An HTTP error status that the page handles (a call the server does not
+			// implement, a child not created yet) is logged as a network error; the
+			// page shows it itself, so only the other sources count.
+			if e.Entry != nil && e.Entry.Level == cdplog.EntryLevelError && e.Entry.Source != cdplog.EntrySourceNetwork {
+				p = fmt.Sprintf("browser log (%s): %s %s", e.Entry.Source, e.Entry.Text, e.Entry.URL)
+			}
+		}
+		if p != "" {
 			mu.Lock()
-			exceptions = append(exceptions, msg)
+			problems = append(problems, p)
 			mu.Unlock()
 		}
 	})
 	if err != nil {
-		t.Fatalf("start %s: %v", path, err)
+		cancel()
+		t.Fatalf("open a tab for %s: %v", url, err)
 	}
-	t.Cleanup(func() { // runs before the browser stops
+	t.Cleanup(func() {
+		// A round trip first: the events the page sent before it have been listened to.
+		_, _ = chromedp.Run(ctx, chromedp.Evaluate[int]("1"))
+		cancel()
 		mu.Lock()
 		defer mu.Unlock()
-		for _, e := range exceptions {
-			t.Errorf("JavaScript exception: %s", e)
+		for _, p := range problems {
+			t.Errorf("page %s: %s", url, p)
 		}
 	})
+	do(t, ctx, "open "+url, chromedp.Navigate(url))
 	return ctx
 }
 
@@ -117,7 +157,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 func TestWebUI(t *testing.T) {
 	chrome := chromiumPath(t)
 	s := harness.Start(t, harness.Options{WebUI: true})
-	ctx := browser(t, chrome)
+	b := browser(t, chrome)
 	const fiboa = "testing:fibo-workflow/workflow.fiboa"
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	statusIs := func(status string) string {
@@ -126,8 +166,8 @@ func TestWebUI(t *testing.T) {
 
 	// The components page lists exports with their signatures, and imports; the submit
 	// link of fiboa opens a form generated from func(n: u8, iterations: u32).
+	ctx := open(t, b, s.WebURL+"/#/components")
 	do(t, ctx, "components page",
-		chromedp.Navigate(s.WebURL+"/#/components"),
 		chromedp.WaitVisible(css(`section.component[data-name="fibo_workflow"] tr.fn[data-ffqn="`+fiboa+`"]`)),
 	)
 	fiboWorkflow := get(t, ctx, "components text", chromedp.TextContent(css(`section.component[data-name="fibo_workflow"]`)))
@@ -186,36 +226,30 @@ func TestWebUI(t *testing.T) {
 	}
 
 	// The executions list shows it (top-level only by default) and filters by function.
-	do(t, ctx, "executions list",
-		chromedp.Navigate(s.WebURL+"/#/executions"),
-		chromedp.WaitVisible(css(`tr[data-id="`+id+`"]`)),
-	)
+	ctx = open(t, b, s.WebURL+"/#/executions")
+	do(t, ctx, "executions list", chromedp.WaitVisible(css(`tr[data-id="`+id+`"]`)))
 	rows := get(t, ctx, "rows", evalInt(`document.querySelectorAll('table.executions tbody tr').length`))
-	do(t, ctx, "filtered list",
-		chromedp.Navigate(s.WebURL+"/#/executions?ffqn=testing:sleep"),
-		waitJS(`document.querySelector('.empty') !== null`),
-	)
+	ctx = open(t, b, s.WebURL+"/#/executions?ffqn=testing:sleep")
+	do(t, ctx, "filtered list", waitJS(`document.querySelector('.empty') !== null`))
 	if rows != 1 {
 		t.Errorf("executions list: %d top-level rows, want 1", rows)
 	}
 
 	// A tree of workflows: grandchildren are drawn too.
 	tree := s.Submit("testing:tree/tree.spawn", "[2, 2, 50]")
+	ctx = open(t, b, s.WebURL+"/#/execution/"+tree)
 	do(t, ctx, "tree timeline",
-		chromedp.Navigate(s.WebURL+"/#/execution/"+tree),
 		waitJS(statusIs("finished")+` && document.querySelectorAll('.timeline .bar.child.outcome-ok').length === 10`),
 	)
 	screenshot(t, ctx, "timeline")
-	do(t, ctx, "executions list with the tree",
-		chromedp.Navigate(s.WebURL+"/#/executions"),
-		chromedp.WaitVisible(css(`tr[data-id="`+tree+`"]`)),
-	)
+	ctx = open(t, b, s.WebURL+"/#/executions")
+	do(t, ctx, "executions list with the tree", chromedp.WaitVisible(css(`tr[data-id="`+tree+`"]`)))
 	screenshot(t, ctx, "executions")
 
 	// Pause, unpause and cancel a long durable sleep with the buttons.
 	sleep := s.Submit("testing:sleep-workflow/workflow.sleep-durable", "[600000]")
+	ctx = open(t, b, s.WebURL+"/#/execution/"+sleep)
 	do(t, ctx, "pause and unpause",
-		chromedp.Navigate(s.WebURL+"/#/execution/"+sleep),
 		waitJS(statusIs("blocked_by_join_set")),
 		chromedp.Click(css(`#pause`)),
 		chromedp.WaitVisible(css(`#summary .flag-paused`)),
@@ -233,5 +267,44 @@ func TestWebUI(t *testing.T) {
 	}
 	if st, err := s.State(sleep); err != nil || !strings.Contains(st.ResultJson, "cancelled") {
 		t.Errorf("API state of the cancelled execution: %v %v", st, err)
+	}
+}
+
+// TestWebUIFreshLoad opens each page in a new tab, as a person typing its address or
+// following a bookmark does, the landing page (http://host:port/) first: each must
+// render, with no error on the page. (The landing page once showed only "Cannot access
+// 'cursorTrail' before initialization": the first route ran before the module had
+// initialised its constants, which a hash change in a loaded page never shows.)
+func TestWebUIFreshLoad(t *testing.T) {
+	chrome := chromiumPath(t)
+	s := harness.Start(t, harness.Options{WebUI: true})
+	const fiboa = "testing:fibo-workflow/workflow.fiboa"
+	id := s.Submit(fiboa, "[10, 1]")
+	if r := s.Result(id, time.Minute); r != `{"ok":55}` {
+		t.Fatalf("fiboa(10, 1) = %s", r)
+	}
+	b := browser(t, chrome)
+	for _, page := range []struct{ path, ready string }{
+		{"/", `table.executions tr[data-id="` + id + `"]`},
+		{"/#/executions?ffqn=testing:fibo-workflow/&limit=50", `table.executions tr[data-id="` + id + `"]`},
+		{"/#/execution/" + id, `#status`},
+		{"/#/components", `section.component[data-name="fibo_workflow"]`},
+		{"/#/submit", `#fn-select`},
+		{"/#/submit/" + fiboa, `#submit-form input[name="n"]`},
+	} {
+		t.Run(page.path, func(t *testing.T) {
+			ctx := open(t, b, s.WebURL+page.path)
+			// A page that fails to load shows the error in its place: wait for either,
+			// and fail with what it shows.
+			do(t, ctx, "render", waitJS(`document.querySelector('`+page.ready+`') || document.querySelector('#app .error')`))
+			if shown := get(t, ctx, "error shown", chromedp.Evaluate[string](`document.querySelector('#app .error')?.textContent ?? ''`)); shown != "" {
+				t.Fatalf("shows the error %q instead of the page", shown)
+			}
+			if page.path == "/" {
+				if active := get(t, ctx, "active tab", chromedp.TextContent(chromedp.CSS(`header nav a.active`))); active != "Executions" {
+					t.Errorf("the active tab is %q, want Executions", active)
+				}
+			}
+		})
 	}
 }

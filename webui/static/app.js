@@ -136,9 +136,6 @@ function route() {
   });
 }
 
-window.addEventListener('hashchange', route);
-route();
-
 // ---- executions ----
 
 const STATUSES = ['pending_at', 'locked', 'blocked_by_join_set', 'finished'];
@@ -682,3 +679,12 @@ async function submitPage(gen, ffqn) {
   update();
   document.getElementById('param-0')?.focus();
 }
+
+// ---- start ----
+
+// Last in the module on purpose: the first page runs synchronously up to its first
+// await, so every module-level const it touches (STATUSES, cursorTrail, ...) must be
+// initialised before route() is first called, or a fresh load dies in their temporal
+// dead zone.
+window.addEventListener('hashchange', route);
+route();

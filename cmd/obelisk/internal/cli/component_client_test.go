@@ -13,6 +13,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/hostguard"
 )
 
 const inspectWIT = `package testing:approval;
@@ -45,7 +46,7 @@ func realAPI(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- server.Serve(ctx, ln, e) }()
+	go func() { done <- server.Serve(ctx, ln, e, hostguard.Allowed{}) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done

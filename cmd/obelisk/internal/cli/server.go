@@ -42,7 +42,7 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("api.listening_addr: %w", err)}
 			}
-			if err := startWebUI(ctx, log, cmd.OutOrStdout(), cfg.WebUIAddr, ln.Addr()); err != nil {
+			if err := startWebUI(ctx, log, cmd.OutOrStdout(), cfg.WebUIAddr, cfg.WebUIAllowedHosts, ln.Addr()); err != nil {
 				ln.Close()
 				return err
 			}
@@ -69,7 +69,7 @@ func serverCmd() *cobra.Command {
 			}
 			log.Info("serving API", "addr", ln.Addr().String())
 			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
-			if err := server.Serve(ctx, ln, e); err != nil {
+			if err := server.Serve(ctx, ln, e, cfg.APIAllowedHosts); err != nil {
 				return &ExitError{Code: 1, Err: err}
 			}
 			log.Info("shutting down")

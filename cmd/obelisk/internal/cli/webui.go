@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/webui"
 )
 
-// startWebUI listens on addr (webui.listening_addr; "" = off) and serves the web UI until
-// ctx ends, proxying its API calls to the API listening on api.
-func startWebUI(ctx context.Context, log *slog.Logger, out io.Writer, addr string, api net.Addr) error {
+// startWebUI listens on addr (webui.listening_addr; "" = off) and serves the web UI to
+// the Host names allowed admits until ctx ends, proxying its API calls to the API
+// listening on api.
+func startWebUI(ctx context.Context, log *slog.Logger, out io.Writer, addr string, allowed hostguard.Allowed, api net.Addr) error {
 	if addr == "" {
 		return nil
 	}
@@ -21,7 +23,7 @@ func startWebUI(ctx context.Context, log *slog.Logger, out io.Writer, addr strin
 		return &ExitError{Code: 2, Err: fmt.Errorf("webui.listening_addr: %w (set it to \"off\" to disable the web UI)", err)}
 	}
 	go func() {
-		if err := webui.Serve(ctx, ln, webui.APIURL(api)); err != nil {
+		if err := webui.Serve(ctx, ln, webui.APIURL(api), allowed); err != nil {
 			log.Error("web UI", "err", err)
 		}
 	}()

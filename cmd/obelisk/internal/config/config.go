@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
 )
@@ -42,9 +43,13 @@ type File struct {
 	CacheDir string `mapstructure:"cache_dir"`
 	API      struct {
 		ListeningAddr string `mapstructure:"listening_addr"`
+		// AllowedHosts: the Host names a loopback listener answers to besides the
+		// loopback ones (hostguard); ["*"] = any.
+		AllowedHosts []string `mapstructure:"allowed_hosts"`
 	} `mapstructure:"api"`
 	WebUI struct {
-		ListeningAddr string `mapstructure:"listening_addr"`
+		ListeningAddr string   `mapstructure:"listening_addr"`
+		AllowedHosts  []string `mapstructure:"allowed_hosts"` // as API.AllowedHosts
 	} `mapstructure:"webui"`
 	Wasm struct {
 		// Snapshots: instances restored from a snapshot of an initialised instance
@@ -111,6 +116,11 @@ type Server struct {
 	WebUIAddr     string // "" = no web UI
 	Engine        actors.Config
 	Webhooks      webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
+
+	// The Host names the API and the web UI answer to (api.allowed_hosts,
+	// webui.allowed_hosts).
+	APIAllowedHosts   hostguard.Allowed
+	WebUIAllowedHosts hostguard.Allowed
 }
 
 // Load reads the TOML file at path ("" = no file: defaults only), applies environment
@@ -123,6 +133,8 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("cache_dir", "")
 	v.SetDefault("api.listening_addr", DefaultListeningAddr)
 	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
+	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it
+	v.SetDefault("webui.allowed_hosts", []string{})
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
@@ -160,6 +172,13 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	s := &Server{ListeningAddr: f.API.ListeningAddr}
 	if a := strings.TrimSpace(f.WebUI.ListeningAddr); a != "off" {
 		s.WebUIAddr = a
+	}
+	var err error
+	if s.APIAllowedHosts, err = hostguard.Parse("api.allowed_hosts", f.API.AllowedHosts); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if s.WebUIAllowedHosts, err = hostguard.Parse("webui.allowed_hosts", f.WebUI.AllowedHosts); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
 	s.Engine.DataDir = f.DataDir
 	s.Engine.CacheDir = f.CacheDir

@@ -17,12 +17,14 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/hostguard"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
 
-// Serve serves the API on ln until ctx ends.
-func Serve(ctx context.Context, ln net.Listener, e *actors.Engine) error {
+// Serve serves the API on ln until ctx ends, to the Host names that allowed and ln's
+// address admit (hostguard).
+func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, allowed hostguard.Allowed) error {
 	mux := http.NewServeMux()
 	// Small messages (most of them, and every streamed event) are not worth gzipping:
 	// compressing each one separately dominated WatchEvents' CPU.
@@ -35,7 +37,9 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
-	srv := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
+	// The guard sees gRPC's :authority as r.Host, so HTTP/2 clients are checked alike.
+	handler := hostguard.New(ln.Addr(), allowed).Host(mux)
+	srv := &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/hostguard"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
@@ -52,7 +53,7 @@ func serve(t *testing.T) (*actors.Engine, obeliskv1connect.ExecutionServiceClien
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, e) }()
+	go func() { done <- Serve(ctx, ln, e, hostguard.Allowed{}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
