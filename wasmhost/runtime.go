@@ -234,7 +234,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 // _initialize, obelisk_v1_alloc and obelisk_v1_run with the right signatures,
 // and no imports other than wasi_snapshot_preview1 functions and the
 // obelisk_v1 host functions. name is used in logs and errors only.
-func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Module, error) {
+func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
+	var o compileOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	// Go modules carry tens of thousands of data segments, each with a fixed
 	// cost at every instantiation; merge them first (same memory contents).
 	original := wasm
@@ -286,7 +290,11 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
 	m := &Module{rt: r, name: name, compiled: compiled, variant: variant, noVariant: noVariant,
+		limitPages:    o.memoryLimitPages,
 		freeWorkflows: make(chan *Instance, maxFree), freeActivities: make(chan *Instance, maxFree)}
+	if err := m.checkMemoryLimit(); err != nil {
+		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
+	}
 	m.ctx, m.cancel = context.WithCancel(r.closing)
 	m.wit, m.witErr = wit.ExtractFromWasm(original)
 	return m, nil
