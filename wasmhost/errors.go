@@ -60,7 +60,8 @@ type TrapError struct {
 	// Exited is true when the guest called proc_exit; ExitCode is then its code.
 	Exited   bool
 	ExitCode uint32
-	// Stderr is the tail (at most a few KiB) of what the guest wrote to stderr.
+	// Stderr is the tail (at most a few KiB) of what the guest wrote to stderr,
+	// preceded by the first Go "panic:" or "fatal error:" line when the tail has lost it.
 	Stderr string
 	// Err is the underlying error, if any.
 	Err error

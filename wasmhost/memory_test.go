@@ -122,3 +122,27 @@ func TestMemoryLimitBelowMinimum(t *testing.T) {
 		t.Fatalf("Compile = %v, want a refusal naming the minimum and the limit", err)
 	}
 }
+
+// TestMemoryLimitOnReusedInstances: instances of a module with a memory limit are reset
+// and reused like any other (the limit wraps the memory, reuse resets what it wraps), and
+// a reused one is still held to the limit.
+func TestMemoryLimitOnReusedInstances(t *testing.T) {
+	m := compileLimited(t, 1024) // 64 MiB
+	if s := mustSnapshot(t, m); s.image == nil {
+		t.Skip("no memory images on this platform: nothing is reused")
+	}
+	for range 2 {
+		if out, err := runOn(t, m, wfConfig(1), "echo", "[1]"); err != nil || string(out) != `{"ok":1}` {
+			t.Fatalf("echo = %s, %v", out, err)
+		}
+	}
+	inst := m.takeFree(KindWorkflow)
+	if inst == nil {
+		t.Fatal("no instance was reused")
+	}
+	m.freeFor(KindWorkflow) <- inst // for the next Instantiate
+	_, err := runOn(t, m, wfConfig(1), "alloc", "[-1]")
+	if !errors.Is(err, ErrMemoryLimit) || !strings.Contains(err.Error(), "memory limit of 64 MiB reached") {
+		t.Fatalf("alloc until failure on a reused instance = %v, want the memory limit", err)
+	}
+}
