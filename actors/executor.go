@@ -179,8 +179,11 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 		// Reserve the guest memory before taking the lock: waiting for it leaves the
 		// execution pending, not an attempt (memory.go).
 		limit := cfg.memoryLimit()
-		if err := x.e.memory.acquire(ctx, limit); err != nil {
-			return
+		if !x.e.memory.tryAcquire(limit) {
+			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "limit", limit)
+			if err := x.e.memory.acquire(ctx, limit); err != nil {
+				return
+			}
 		}
 		defer x.e.memory.release(limit) // after runActivity: the instance is closed or reset
 		// Make the instance before taking the lock: the lock's time is the activity's
