@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -67,4 +71,30 @@ memory_budget = "%dMiB"
 		t.Errorf("allocating past the limit: %s, want the memory limit named", over)
 	}
 	t.Logf("past the limit: %s", over)
+}
+
+// TestMemorySettingsRefusedAtStart: the server refuses to start, naming the component,
+// when a module's declared minimum memory is over its memory_limit, and when an
+// activity's memory_limit is over the memory budget (its attempts could never run).
+func TestMemorySettingsRefusedAtStart(t *testing.T) {
+	fibo := filepath.Join(harness.ComponentsDir(), "fibo.wasm")
+	for _, tc := range []struct{ extra, want string }{
+		{`memory_limit = "64KiB"`, `component "fibo": wasmhost: module "fibo": declares a minimum memory of`},
+		{"memory_limit = \"512MiB\"\n[wasm]\nmemory_budget = \"256MiB\"", `component "fibo": memory limit of 512 MiB is over the guest memory budget of 256 MiB`},
+	} {
+		dir := t.TempDir()
+		config := filepath.Join(dir, "obelisk.toml")
+		text := fmt.Sprintf("data_dir = %q\n[api]\nlistening_addr = %q\n[webui]\nlistening_addr = \"off\"\n[[activity_wasm]]\nname = \"fibo\"\nlocation.path = %q\n%s\n",
+			filepath.Join(dir, "data"), harness.FreeAddr(t), fibo, tc.extra)
+		if err := os.WriteFile(config, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		out, err := exec.CommandContext(ctx, harness.Binary(), "server", "run", "--config", config).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s: server run = %v, output:\n%s\nwant it refused with %q", tc.extra, err, out, tc.want)
+		}
+	}
 }
