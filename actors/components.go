@@ -65,6 +65,10 @@ type ComponentConfig struct {
 	MaxConcurrency int
 	// BlockingStrategy applies to workflows.
 	BlockingStrategy BlockingStrategy
+	// MemoryLimit caps the linear memory of each instance, in bytes (a multiple of 64
+	// KiB); 0 means DefaultMemoryLimit. An activity attempt reserves it from the
+	// engine's MemoryBudget while it runs (see memory.go).
+	MemoryLimit uint64
 }
 
 func (c *ComponentConfig) pbType() pb.ComponentType {
@@ -250,7 +254,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	if cfg.Type == ActivityStub {
 		return c, nil
 	}
-	mod, err := rt.Compile(ctx, cfg.Name, wasm)
+	mod, err := rt.Compile(ctx, cfg.Name, wasm, wasmhost.MemoryLimitPages(uint32(cfg.memoryLimit()/wasmPage)))
 	if err != nil {
 		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	DisableWorkflowSnapshots, DisableActivitySnapshots bool
 	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
 	DisableInstanceReuse bool
+	// MemoryBudget is the guest memory, in bytes, that the activity attempts running at
+	// once may reserve (see memory.go); 0 means half the machine's memory, at least 2 GiB.
+	MemoryBudget uint64
 }
 
 // Engine runs the executions of one node.
@@ -63,6 +66,8 @@ type Engine struct {
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
+	// memory is the guest memory budget of activity attempts (memory.go).
+	memory *memoryBudget
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -79,10 +84,17 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxResidentWorkflows == 0 {
 		cfg.MaxResidentWorkflows = 64
 	}
+	if cfg.MemoryBudget == 0 {
+		cfg.MemoryBudget = defaultMemoryBudget()
+	}
+	if err := checkMemory(cfg.MemoryBudget, cfg.Components); err != nil {
+		return nil, err
+	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now())}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
+	e.memory = newMemoryBudget(cfg.MemoryBudget)
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}
@@ -91,8 +103,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
 		// A few ready instances per module and kind take instantiation off the path of
 		// a run; every Go guest instance costs 4-6 MiB, so the pool stays small.
+		// Memory is capped per component (ComponentConfig.MemoryLimit), not here.
 		PoolSize:                 2,
-		MemoryLimitPages:         16384, // 1 GiB per instance
 		DisableWorkflowSnapshots: cfg.DisableWorkflowSnapshots,
 		DisableActivitySnapshots: cfg.DisableActivitySnapshots,
 		DisableInstanceReuse:     cfg.DisableInstanceReuse,

@@ -177,6 +177,16 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	var inst *wasmhost.Instance
 	var instErr error // recorded as the attempt's failure once locked
 	if cfg.Type == ActivityWasm {
+		// Reserve the guest memory before taking the lock: waiting for it leaves the
+		// execution pending, not an attempt (memory.go).
+		limit := cfg.memoryLimit()
+		if !x.e.memory.tryAcquire(limit) {
+			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "limit", limit)
+			if err := x.e.memory.acquire(ctx, limit); err != nil {
+				return
+			}
+		}
+		defer x.e.memory.release(limit) // after runActivity: the instance is closed or reset
 		// Make the instance before taking the lock: the lock's time is the activity's
 		// time, and instantiation under load must not eat into it.
 		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp)); instErr != nil && ctx.Err() != nil {
@@ -253,6 +263,7 @@ type eagerRun struct {
 	id      string
 	runID   string
 	created *pb.Created // from the Tx: the run need not read it back
+	memory  uint64      // guest memory reserved for an activity (memory.go)
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -288,7 +299,16 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			x.inflight.Delete(a.ExecutionID)
 			continue
 		}
-		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now), created: c}
+		var memory uint64
+		if x.comp.Config.Type == ActivityWasm {
+			// No memory now: it waits in the pending queue for its turn (memory.go).
+			if memory = x.comp.Config.memoryLimit(); !e.memory.tryAcquire(memory) {
+				<-x.slots
+				x.inflight.Delete(a.ExecutionID)
+				continue
+			}
+		}
+		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now), created: c, memory: memory}
 		// Registered before the commit, as lockAndRun does before its lock.
 		run.ctx, run.cancel = context.WithCancel(x.ctx)
 		e.active.add(run.id, run.cancel)
@@ -323,6 +343,7 @@ func settle(runs []*eagerRun, states map[string]*pb.ExecutionState, err error) {
 // release gives up a run whose commit failed.
 func (r *eagerRun) release() {
 	r.cancel()
+	r.x.e.memory.release(r.memory)
 	r.x.e.active.remove(r.id)
 	r.x.e.runs.remove(r.runID)
 	<-r.x.slots
@@ -333,6 +354,7 @@ func (r *eagerRun) release() {
 func (r *eagerRun) start(st *pb.ExecutionState) {
 	x := r.x
 	x.start(r.id, func() {
+		defer x.e.memory.release(r.memory) // after runActivity: the instance is closed or reset
 		defer r.cancel()
 		defer x.e.active.remove(r.id)
 		defer x.e.runs.remove(r.runID)

@@ -117,7 +117,7 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 		return nil, false, err
 	}
 	defer done()
-	ictx = withInstance(experimental.WithMemoryAllocator(ictx, a.alloc), inst)
+	ictx = withInstance(m.withAllocator(ictx, a.alloc, inst, nil), inst)
 	if fallback, err := m.initVariant(ctx, ictx, inst, nil, ""); err != nil {
 		return nil, fallback, err
 	}

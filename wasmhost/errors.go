@@ -60,7 +60,8 @@ type TrapError struct {
 	// Exited is true when the guest called proc_exit; ExitCode is then its code.
 	Exited   bool
 	ExitCode uint32
-	// Stderr is the tail (at most a few KiB) of what the guest wrote to stderr.
+	// Stderr is the tail (at most a few KiB) of what the guest wrote to stderr,
+	// preceded by the first Go "panic:" or "fatal error:" line when the tail has lost it.
 	Stderr string
 	// Err is the underlying error, if any.
 	Err error
@@ -94,23 +95,28 @@ func newExitTrap(code uint32, stderr string, err error) *TrapError {
 }
 
 // tellingLine picks the line of a stderr tail that best explains an exit: the
-// last Go "panic:" or "fatal error:" line, otherwise the last non-empty line.
+// first Go "panic:" or "fatal error:" line (what went wrong first; later ones
+// are its consequences), otherwise the last non-empty line.
 func tellingLine(stderr string) string {
 	lines := strings.Split(stderr, "\n")
-	last := ""
-	for i := len(lines) - 1; i >= 0; i-- {
-		l := strings.TrimSpace(lines[i])
-		if l == "" {
-			continue
-		}
-		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); isFatalLine(l) {
 			return l
 		}
-		if last == "" && !strings.HasPrefix(l, "goroutine ") && !strings.HasPrefix(l, "[") {
-			last = l
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l != "" && !strings.HasPrefix(l, "goroutine ") && !strings.HasPrefix(l, "[") {
+			return l
 		}
 	}
-	return last
+	return ""
+}
+
+// isFatalLine reports whether a (trimmed) line of stderr starts a Go panic or
+// fatal error.
+func isFatalLine(l string) bool {
+	return strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ")
 }
 
 // guestFault is the panic value of a host function when the guest broke the

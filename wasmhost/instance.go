@@ -1,12 +1,15 @@
 package wasmhost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -251,16 +254,25 @@ func (i *Instance) classify(parent, runCtx context.Context, err error) error {
 	if closedBy != nil {
 		return closedBy
 	}
+	var trap *TrapError
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
-		return newExitTrap(exit.ExitCode(), i.stderr.String(), err)
+		trap = newExitTrap(exit.ExitCode(), i.stderr.String(), err)
+	} else {
+		msg := err.Error()
+		var fault *guestFault
+		if errors.As(err, &fault) {
+			msg = fault.msg
+		}
+		trap = newTrap(msg, i.stderr.String(), err)
 	}
-	msg := err.Error()
-	var fault *guestFault
-	if errors.As(err, &fault) {
-		msg = fault.msg
+	if i.env.memoryLimitHit.Load() {
+		// What the guest did about a failed memory.grow (a Go guest: "fatal error:
+		// out of memory") is the consequence; the limit is the cause.
+		trap.Message = fmt.Sprintf("memory limit of %s reached: %s", pagesSize(i.module.limitPages), trap.Message)
+		trap.Err = fmt.Errorf("%w: %w", ErrMemoryLimit, trap.Err)
 	}
-	return newTrap(msg, i.stderr.String(), err)
+	return trap
 }
 
 // Close releases the instance. It is idempotent and may be called from any
@@ -287,18 +299,35 @@ func (i *Instance) Close(ctx context.Context) error {
 }
 
 // tailWriter forwards to w (if any, set after _initialize) and keeps the last
-// tailSize bytes written.
+// tailSize bytes written, and the first line that starts a Go panic or fatal
+// error: a Go runtime out of memory prints "fatal error: out of memory" and
+// then kilobytes of goroutine traces, which push that line out of the tail.
 type tailWriter struct {
 	w   io.Writer
 	mu  sync.Mutex
 	buf []byte
+	// line is the line being written, cut at maxLineSize bytes; fatal is the
+	// first complete line that starts a panic or fatal error ("" = none yet).
+	line  []byte
+	fatal string
 }
 
-const tailSize = 4 << 10
+const (
+	tailSize    = 4 << 10
+	maxLineSize = 512
+)
 
 func (t *tailWriter) set(w io.Writer) {
 	t.mu.Lock()
 	t.w = w
+	t.mu.Unlock()
+}
+
+// reset makes the writer hold tail, as after writing it from the start.
+func (t *tailWriter) reset(tail []byte) {
+	t.mu.Lock()
+	t.buf = slices.Clone(tail)
+	t.line, t.fatal = t.line[:0], ""
 	t.mu.Unlock()
 }
 
@@ -312,6 +341,7 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 		}
 		t.buf = append(t.buf, p...)
 	}
+	t.scan(p)
 	w := t.w
 	t.mu.Unlock()
 	if w == nil {
@@ -320,9 +350,32 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 	return w.Write(p)
 }
 
+// scan looks for the first fatal line in p, which may hold any part of a line:
+// the Go runtime writes a message in several pieces.
+func (t *tailWriter) scan(p []byte) {
+	for len(p) > 0 && t.fatal == "" {
+		part, rest, complete := bytes.Cut(p, []byte("\n"))
+		if room := maxLineSize - len(t.line); room > 0 {
+			t.line = append(t.line, part[:min(len(part), room)]...)
+		}
+		if !complete {
+			return
+		}
+		if l := strings.TrimSpace(string(t.line)); isFatalLine(l) {
+			t.fatal = l
+		}
+		t.line, p = t.line[:0], rest
+	}
+}
+
+// String returns the tail, preceded by the first fatal line when the tail no
+// longer holds it.
 func (t *tailWriter) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.fatal != "" && !bytes.Contains(t.buf, []byte(t.fatal)) {
+		return t.fatal + "\n[...]\n" + string(t.buf)
+	}
 	return string(t.buf)
 }
 

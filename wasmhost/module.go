@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
@@ -37,6 +36,8 @@ type Module struct {
 	noVariant error
 	wit       []wit.File
 	witErr    error
+	// limitPages caps the memory of its instances (MemoryLimitPages); 0 = no cap but the runtime's.
+	limitPages uint32
 
 	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
 	cancel context.CancelFunc
@@ -290,9 +291,7 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 		return nil, err
 	}
 	defer done()
-	if m.rt.alloc != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
-	}
+	ictx = m.withAllocator(ictx, m.rt.alloc, inst, nil)
 	if m.variant != nil {
 		if fallback, err := m.initVariant(ctx, withInstance(ictx, inst), inst, m.variant.Data, m.variant.Start); err != nil {
 			if fallback { // not classified yet: nothing to fall back to here

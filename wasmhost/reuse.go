@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
 )
 
 // Reusing instances.
@@ -42,18 +41,9 @@ type instEnv struct {
 	// never runs backwards from what the guest runtime saw while initialising.
 	monoBase  int64
 	monoStart time.Time
-}
-
-// recordingAllocator is an allocator that remembers the memory it made (for reuse).
-type recordingAllocator struct {
-	base experimental.MemoryAllocator
-	got  *experimental.LinearMemory
-}
-
-func (a recordingAllocator) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
-	mem := a.base.Allocate(capBytes, maxBytes)
-	*a.got = mem
-	return mem
+	// memoryLimitHit: the guest tried to grow its memory past the module's limit
+	// (memory.go).
+	memoryLimitHit atomic.Bool
 }
 
 // maxFree bounds the reset instances a module keeps per kind: each holds its wazero
@@ -87,9 +77,7 @@ func (i *Instance) reuse() bool {
 	n.env.runDone.Store(nil)
 	n.stdout.set(nil)
 	n.stderr.set(nil)
-	n.stderr.mu.Lock()
-	n.stderr.buf = slices.Clone(s.stderr)
-	n.stderr.mu.Unlock()
+	n.stderr.reset(s.stderr)
 	switch i.kind {
 	case KindActivity:
 		n.env.monoStart = time.Now()

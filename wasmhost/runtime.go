@@ -243,9 +243,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 // Each module compiled is logged (at Info: a cold start compiling Go guests takes
 // seconds per module, and must not look like a hang), with whether its code came from
 // the on-disk compilation cache.
-func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Module, error) {
+func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
 	started := time.Now()
 	cachedBefore := r.cachedFiles()
+	var o compileOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	// Go modules carry tens of thousands of data segments, each with a fixed
 	// cost at every instantiation; merge them first (same memory contents).
 	original := wasm
@@ -297,7 +301,11 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte) (*Modul
 		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
 	}
 	m := &Module{rt: r, name: name, compiled: compiled, variant: variant, noVariant: noVariant,
+		limitPages:    o.memoryLimitPages,
 		freeWorkflows: make(chan *Instance, maxFree), freeActivities: make(chan *Instance, maxFree)}
+	if err := m.checkMemoryLimit(); err != nil {
+		return nil, errors.Join(fmt.Errorf("wasmhost: module %q: %w", name, err), compiled.Close(ctx))
+	}
 	m.ctx, m.cancel = context.WithCancel(r.closing)
 	m.wit, m.witErr = wit.ExtractFromWasm(original)
 	attrs := []any{"module", name, "bytes", len(original), "took", time.Since(started).Round(time.Millisecond)}

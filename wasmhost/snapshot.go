@@ -276,10 +276,7 @@ func (m *Module) capture(ctx context.Context, v *wasmbin.Variant, seed uint64) (
 		return nil, err
 	}
 	defer done()
-	if m.rt.alloc != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, m.rt.alloc)
-	}
-	ictx = withInstance(ictx, inst)
+	ictx = withInstance(m.withAllocator(ictx, m.rt.alloc, inst, nil), inst)
 	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		return nil, fmt.Errorf("instantiating the snapshot variant: %w", err)
@@ -410,7 +407,7 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 		inst.rand.src = src
 	}
 	if len(s.stderr) > 0 {
-		inst.stderr.buf = slices.Clone(s.stderr)
+		inst.stderr.reset(s.stderr)
 	}
 	inst.kept = slices.Clone(s.kept)
 
@@ -420,7 +417,9 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 	}
 	defer done()
 	if s.alloc != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, recordingAllocator{s.alloc, &inst.linMem})
+		ictx = m.withAllocator(ictx, s.alloc, inst, &inst.linMem)
+	} else {
+		ictx = m.withAllocator(ictx, nil, inst, nil)
 	}
 	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {

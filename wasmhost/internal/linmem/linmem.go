@@ -42,3 +42,12 @@ func (h *heapMemory) Reallocate(size uint64) []byte {
 func (h *heapMemory) Free() { h.buf = nil }
 
 var _ experimental.LinearMemory = (*heapMemory)(nil)
+
+// HeapAllocator returns an allocator of memories on the Go heap, as wazero
+// makes them without an allocator: for a caller that wraps an allocator where
+// the platform has no other.
+func HeapAllocator() experimental.MemoryAllocator {
+	return experimental.MemoryAllocatorFunc(func(capBytes, _ uint64) experimental.LinearMemory {
+		return &heapMemory{buf: make([]byte, 0, capBytes)}
+	})
+}

@@ -37,6 +37,7 @@ var (
 	output []byte
 	outBuf [256]byte // deliberately small: larger responses go through host_take
 	sink   uint64
+	held   [][]byte // what alloc allocated, until it returns
 )
 
 //go:wasmexport obelisk_v1_alloc
@@ -202,6 +203,17 @@ func dispatch(raw []byte) []byte {
 		time.Sleep(d)
 		after := time.Now()
 		return ok(map[string]int64{"elapsed_ns": int64(after.Sub(before)), "wall_before": before.UnixNano(), "wall_after": after.UnixNano()})
+	case "alloc": // allocates and writes params[0] MiB in 1 MiB blocks (-1: until it fails); {"ok": MiB}
+		n := intParam(&in, 0)
+		for i := 0; n < 0 || i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			held = append(held, b)
+		}
+		defer func() { held = nil }()
+		return ok(len(held))
 	case "init": // what the package init saw
 		return ok(initSeen)
 	case "env": // what the WASI environment exposes

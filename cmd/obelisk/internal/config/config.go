@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,9 @@ type File struct {
 		// InstanceReuse: an instance whose run ended normally is reset to its
 		// snapshot and reused (default). false: every instance is closed after its run.
 		InstanceReuse bool `mapstructure:"instance_reuse"`
+		// MemoryBudget is the guest memory the activity attempts running at once may
+		// reserve, e.g. "4GiB" ("" = half the machine's memory, at least 2 GiB).
+		MemoryBudget string `mapstructure:"memory_budget"`
 	} `mapstructure:"wasm"`
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
@@ -90,6 +94,7 @@ type Activity struct {
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec            Exec           `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
+	MemoryLimit     string         `mapstructure:"memory_limit"`
 }
 
 // Workflow is one [[workflow]].
@@ -99,6 +104,7 @@ type Workflow struct {
 	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
+	MemoryLimit      string         `mapstructure:"memory_limit"`
 }
 
 // Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
@@ -139,6 +145,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetDefault("wasm.instance_reuse", true)
+	v.SetDefault("wasm.memory_budget", "")
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -185,6 +192,11 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
 	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
 	s.Engine.DisableInstanceReuse = !f.Wasm.InstanceReuse
+	budget, err := parseSize(f.Wasm.MemoryBudget)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: wasm.memory_budget: %w", displayPath(path), err)
+	}
+	s.Engine.MemoryBudget = budget
 	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
@@ -220,6 +232,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if err := (&wasmhost.HTTPPolicy{AllowedHosts: a.AllowedHosts}).Validate(); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "allowed_hosts: %v", err)
 		}
+		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	for i, w := range f.Workflow {
@@ -238,6 +253,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return nil, fail("workflow", i, w.Name, "blocking_strategy %q: want \"await\" or \"interrupt\"", w.BlockingStrategy)
 		}
 		if err := common(&c, w.Exec); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
+		if c.MemoryLimit, err = parseMemoryLimit(w.MemoryLimit); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
@@ -308,4 +326,44 @@ func atLeast(key string, d, lowest time.Duration) error {
 		return fmt.Errorf("%s = %q: must be at least %v", key, d.String(), lowest)
 	}
 	return nil
+}
+
+// parseSize reads a size such as "256MiB", "2GiB", "512KiB" or "1048576B"; "" is 0 (the
+// default). A bare number is refused: bytes or wasm pages would both be plausible.
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"B", 0}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(t, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+		if err != nil || n == 0 || n > (1<<63)>>u.shift {
+			return 0, fmt.Errorf("%q: want a positive whole number of KiB, MiB, GiB or B, e.g. \"256MiB\"", s)
+		}
+		return n << u.shift, nil
+	}
+	return 0, fmt.Errorf("%q: give a unit (KiB, MiB, GiB or B), e.g. \"256MiB\"", s)
+}
+
+// parseMemoryLimit reads a component's memory_limit: a size that is a whole number of
+// wasm pages (64 KiB), at most 4 GiB.
+func parseMemoryLimit(s string) (uint64, error) {
+	n, err := parseSize(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("memory_limit %w", err)
+	case n%(64<<10) != 0:
+		return 0, fmt.Errorf("memory_limit %q is not a multiple of 64KiB (a wasm page)", s)
+	case n > 4<<30:
+		return 0, fmt.Errorf("memory_limit %q is over 4GiB, what a wasm32 memory can address", s)
+	}
+	return n, nil
 }

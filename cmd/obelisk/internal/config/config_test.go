@@ -247,3 +247,53 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("components: %d, want the 9 examples", len(s.Engine.Components))
 	}
 }
+
+func TestMemoryKeys(t *testing.T) {
+	p := write(t, `
+[wasm]
+memory_budget = "3GiB"
+[[activity_wasm]]
+name = "a"
+location.path = "a.wasm"
+memory_limit = "128MiB"
+[[workflow]]
+name = "w"
+location.path = "w.wasm"
+memory_limit = "64 MiB"
+[[activity_wasm]]
+name = "d"
+location.path = "d.wasm"
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Engine.MemoryBudget; got != 3<<30 {
+		t.Errorf("memory_budget = %d", got)
+	}
+	want := map[string]uint64{"a": 128 << 20, "w": 64 << 20, "d": 0} // 0: the engine's default
+	for _, c := range s.Engine.Components {
+		if c.MemoryLimit != want[c.Name] {
+			t.Errorf("%s: memory_limit = %d, want %d", c.Name, c.MemoryLimit, want[c.Name])
+		}
+	}
+	t.Setenv("OBELISK_WASM_MEMORY_BUDGET", "300MiB")
+	if s, err = Load(p); err != nil || s.Engine.MemoryBudget != 300<<20 {
+		t.Errorf("OBELISK_WASM_MEMORY_BUDGET: %v, %v", s, err)
+	}
+}
+
+func TestMemoryKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[wasm]\nmemory_budget = \"2048\"\n", `wasm.memory_budget: "2048": give a unit`},
+		{"[wasm]\nmemory_budget = \"-1GiB\"\n", `wasm.memory_budget: "-1GiB": want a positive whole number`},
+		{"[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a.wasm\"\nmemory_limit = \"100KiB\"\n", `[[activity_wasm]] #1 (name "a"): memory_limit "100KiB" is not a multiple of 64KiB`},
+		{"[[workflow]]\nname = \"w\"\nlocation.path = \"w.wasm\"\nmemory_limit = \"8GiB\"\n", `[[workflow]] #1 (name "w"): memory_limit "8GiB" is over 4GiB`},
+		{"[[workflow]]\nname = \"w\"\nlocation.path = \"w.wasm\"\nmemory_limit = \"1.5GiB\"\n", `memory_limit "1.5GiB": want a positive whole number`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}

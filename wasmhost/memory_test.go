@@ -1,0 +1,148 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTailWriterKeepsFirstFatalLine: the line saying why a Go guest died is kept however
+// much is written after it, and whichever pieces it was written in.
+func TestTailWriterKeepsFirstFatalLine(t *testing.T) {
+	w := &tailWriter{}
+	for _, piece := range []string{"runtime: out of memory: cannot allocate 1048576-byte block\n", "fatal error: ", "out of memory", "\n"} {
+		w.Write([]byte(piece))
+	}
+	for i := range 300 {
+		fmt.Fprintf(w, "goroutine %d gp=0x1 m=nil [running]:\nruntime.throw({0x1, 0x2})\n\t/usr/local/go/src/runtime/mgc.go:1695 +0x28\n", i)
+	}
+	w.Write([]byte("fatal error: a later one\n"))
+	tail := w.String()
+	if got := tellingLine(tail); got != "fatal error: out of memory" {
+		t.Errorf("tellingLine = %q, want the first fatal line", got)
+	}
+	if !strings.HasSuffix(tail, "fatal error: a later one\n") {
+		t.Errorf("the tail is not kept: ends %q", tail[max(0, len(tail)-40):])
+	}
+	w.reset([]byte("init\n"))
+	if got := w.String(); got != "init\n" {
+		t.Errorf("after reset: %q", got)
+	}
+}
+
+// compileLimited compiles the test guest on the shared runtime with a memory limit.
+func compileLimited(t *testing.T, pages uint32) *Module {
+	t.Helper()
+	ctx := context.Background()
+	m, err := testRT.Compile(ctx, fmt.Sprintf("guest-%dp", pages), guestWasm, MemoryLimitPages(pages))
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	t.Cleanup(func() { m.Close(ctx) })
+	return m
+}
+
+func runOn(t *testing.T, m *Module, cfg InstanceConfig, fn, params string) ([]byte, error) {
+	t.Helper()
+	ctx := context.Background()
+	inst, err := m.Instantiate(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Instantiate: %v", err)
+	}
+	defer inst.Close(ctx)
+	return inst.Run(ctx, RunInput{FFQN: "test:guest/api." + fn, Params: []byte(params), ExecutionID: "E_TEST", Attempt: 1})
+}
+
+// TestGuestOutOfMemory: a guest allocating until its memory cannot grow fails with a
+// trap naming the limit and the Go runtime's "fatal error: out of memory"; one
+// allocating less than the limit runs, in the same module, before and after.
+func TestGuestOutOfMemory(t *testing.T) {
+	m := compileLimited(t, 1024) // 64 MiB
+	for _, cfg := range []InstanceConfig{{Kind: KindActivity}, wfConfig(1)} {
+		t.Run(cfg.Kind.String(), func(t *testing.T) {
+			if out, err := runOn(t, m, cfg, "alloc", "[16]"); err != nil || string(out) != `{"ok":16}` {
+				t.Fatalf("alloc 16 MiB = %s, %v", out, err)
+			}
+			out, err := runOn(t, m, cfg, "alloc", "[-1]")
+			var trap *TrapError
+			if !errors.As(err, &trap) {
+				t.Fatalf("alloc until failure = %s, %v; want a *TrapError", out, err)
+			}
+			for _, want := range []string{"memory limit of 64 MiB reached", "fatal error: out of memory"} {
+				if !strings.Contains(trap.Message, want) {
+					t.Errorf("trap message %q lacks %q", trap.Message, want)
+				}
+			}
+			t.Logf("trap: %s (stderr %d bytes)", trap.Message, len(trap.Stderr))
+			if !errors.Is(err, ErrMemoryLimit) {
+				t.Errorf("%v does not wrap ErrMemoryLimit", err)
+			}
+			if out, err := runOn(t, m, cfg, "alloc", "[16]"); err != nil || string(out) != `{"ok":16}` {
+				t.Fatalf("alloc 16 MiB after the failure = %s, %v", out, err)
+			}
+		})
+	}
+}
+
+// TestGuestOutOfMemoryRuntimeCap: under the runtime's cap alone (no module limit), the
+// trap names the Go runtime's fatal error rather than the last line of its traceback.
+func TestGuestOutOfMemoryRuntimeCap(t *testing.T) {
+	ctx := context.Background()
+	rt, err := NewRuntime(ctx, Config{CacheDir: filepath.Join(testTmpDir, "cache-capped"), Logger: slog.New(slog.DiscardHandler), MemoryLimitPages: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runOn(t, m, InstanceConfig{Kind: KindActivity}, "alloc", "[-1]")
+	var trap *TrapError
+	if !errors.As(err, &trap) {
+		t.Fatalf("alloc until failure = %s, %v; want a *TrapError", out, err)
+	}
+	if !strings.Contains(trap.Message, "fatal error: out of memory") {
+		t.Errorf("trap message %q lacks the fatal error", trap.Message)
+	}
+	if errors.Is(err, ErrMemoryLimit) {
+		t.Errorf("%v wraps ErrMemoryLimit without a module limit", err)
+	}
+}
+
+// TestMemoryLimitBelowMinimum: a module whose declared minimum memory is over its limit
+// is refused when compiled, naming both.
+func TestMemoryLimitBelowMinimum(t *testing.T) {
+	_, err := testRT.Compile(context.Background(), "tiny", guestWasm, MemoryLimitPages(1))
+	if err == nil || !strings.Contains(err.Error(), "over its memory limit of 64 KiB") || !strings.Contains(err.Error(), `"tiny"`) {
+		t.Fatalf("Compile = %v, want a refusal naming the minimum and the limit", err)
+	}
+}
+
+// TestMemoryLimitOnReusedInstances: instances of a module with a memory limit are reset
+// and reused like any other (the limit wraps the memory, reuse resets what it wraps), and
+// a reused one is still held to the limit.
+func TestMemoryLimitOnReusedInstances(t *testing.T) {
+	m := compileLimited(t, 1024) // 64 MiB
+	if s := mustSnapshot(t, m); s.image == nil {
+		t.Skip("no memory images on this platform: nothing is reused")
+	}
+	for range 2 {
+		if out, err := runOn(t, m, wfConfig(1), "echo", "[1]"); err != nil || string(out) != `{"ok":1}` {
+			t.Fatalf("echo = %s, %v", out, err)
+		}
+	}
+	inst := m.takeFree(KindWorkflow)
+	if inst == nil {
+		t.Fatal("no instance was reused")
+	}
+	m.freeFor(KindWorkflow) <- inst // for the next Instantiate
+	_, err := runOn(t, m, wfConfig(1), "alloc", "[-1]")
+	if !errors.Is(err, ErrMemoryLimit) || !strings.Contains(err.Error(), "memory limit of 64 MiB reached") {
+		t.Fatalf("alloc until failure on a reused instance = %v, want the memory limit", err)
+	}
+}
