@@ -241,17 +241,21 @@ func (e *Engine) callable(c *Component, ffqn string, raw json.RawMessage, check 
 	if !ok || !c.mayCall(ffqn) {
 		return Function{}, nil, hostErr("function_not_found", "function %s is not imported by component %q", ffqn, c.Config.Name)
 	}
-	params, err := checkedParams(fn, raw, check)
+	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
 }
 
-// checkedParams type-checks params (JSON, "" for none) against fn if check, and returns
-// them compacted.
-func checkedParams(fn Function, raw json.RawMessage, check bool) ([]byte, error) {
+// checkedParams type-checks params (JSON, "" for none) against fn, and checks their
+// size, if check, and returns them compacted. A replay does not check: what history
+// recorded was accepted then, and must replay even if the limit has been lowered since.
+func (e *Engine) checkedParams(fn Function, raw json.RawMessage, check bool) ([]byte, error) {
 	if len(raw) == 0 {
 		raw = json.RawMessage("[]")
 	}
 	if check {
+		if err := e.checkParamsSize(raw); err != nil {
+			return nil, hostErr("bad_request", "%s: %v", fn.Fn.FFQN(), err)
+		}
 		if err := wit.CheckParams(fn.Fn, raw); err != nil {
 			return nil, hostErr("type_check", "%s: %v", fn.Fn.FFQN(), err)
 		}
@@ -388,7 +392,7 @@ func (e *Engine) scheduleTarget(ffqn string, raw json.RawMessage, check bool) (F
 	if fn.Component.Config.Type == ActivityStub {
 		return Function{}, nil, hostErr("function_not_found", "%s is a function of activity stub %q, which cannot be scheduled", ffqn, fn.Component.Config.Name)
 	}
-	params, err := checkedParams(fn, raw, check)
+	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
 }
 
