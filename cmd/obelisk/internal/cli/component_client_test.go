@@ -45,7 +45,7 @@ func realAPI(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- server.Serve(ctx, ln, e) }()
+	go func() { done <- server.Serve(ctx, ln, e, server.Options{}) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done

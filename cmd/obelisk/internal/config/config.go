@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
 	"github.com/obelisk-go/obelisk/webhook"
 )
 
@@ -32,7 +33,9 @@ type File struct {
 	DataDir  string `mapstructure:"data_dir"`
 	CacheDir string `mapstructure:"cache_dir"`
 	API      struct {
-		ListeningAddr string `mapstructure:"listening_addr"`
+		ListeningAddr   string `mapstructure:"listening_addr"`
+		MaxRequestBytes int    `mapstructure:"max_request_bytes"`
+		MaxParamsBytes  int    `mapstructure:"max_params_bytes"`
 	} `mapstructure:"api"`
 	WebUI struct {
 		ListeningAddr string `mapstructure:"listening_addr"`
@@ -99,9 +102,11 @@ type Stub struct {
 // Server is the resolved configuration of `obelisk server run`.
 type Server struct {
 	ListeningAddr string
-	WebUIAddr     string // "" = no web UI
-	Engine        actors.Config
-	Webhooks      webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
+	// MaxRequestBytes bounds an API request's body (api.max_request_bytes).
+	MaxRequestBytes int
+	WebUIAddr       string // "" = no web UI
+	Engine          actors.Config
+	Webhooks        webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
 }
 
 // Load reads the TOML file at path ("" = no file: defaults only), applies environment
@@ -113,6 +118,8 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("data_dir", DefaultDataDir)
 	v.SetDefault("cache_dir", "")
 	v.SetDefault("api.listening_addr", DefaultListeningAddr)
+	v.SetDefault("api.max_request_bytes", server.DefaultMaxRequestBytes)
+	v.SetDefault("api.max_params_bytes", actors.DefaultMaxParamsBytes)
 	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
 	v.SetDefault("wasm.workflow_snapshots", true)
@@ -148,7 +155,14 @@ func displayPath(p string) string {
 }
 
 func resolve(f *File, baseDir, path string) (*Server, error) {
-	s := &Server{ListeningAddr: f.API.ListeningAddr}
+	s := &Server{ListeningAddr: f.API.ListeningAddr, MaxRequestBytes: f.API.MaxRequestBytes}
+	if f.API.MaxRequestBytes <= 0 {
+		return nil, fmt.Errorf("config %s: api.max_request_bytes must be a positive number of bytes, got %d", displayPath(path), f.API.MaxRequestBytes)
+	}
+	if f.API.MaxParamsBytes <= 0 {
+		return nil, fmt.Errorf("config %s: api.max_params_bytes must be a positive number of bytes, got %d", displayPath(path), f.API.MaxParamsBytes)
+	}
+	s.Engine.MaxParamsBytes = f.API.MaxParamsBytes
 	if a := strings.TrimSpace(f.WebUI.ListeningAddr); a != "off" {
 		s.WebUIAddr = a
 	}
