@@ -202,3 +202,19 @@ world any { export approval; }
 		t.Fatalf("submit over the limit: %v", err)
 	}
 }
+
+// TestDescribeClipsValues: a nondeterminism error, which becomes the workflow's stored
+// result, quotes a request's parameters clipped, not a second copy of them.
+func TestDescribeClipsValues(t *testing.T) {
+	params := []byte(`["` + strings.Repeat("x", 1<<20) + `"]`)
+	for _, h := range []*pb.HistoryEvent{
+		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: "g:1",
+			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: "E_1.g:1_1", Ffqn: "a:b/c.d", Params: params}}}}},
+		{Kind: &pb.HistoryEvent_Schedule{Schedule: &pb.Schedule{ExecutionId: "E_2", Ffqn: "a:b/c.d", Params: params}}},
+		{Kind: &pb.HistoryEvent_Stub{Stub: &pb.Stub{TargetExecutionId: "E_1.g:1_1", Result: params}}},
+	} {
+		if d := describe(h); len(d) > 300 || !strings.Contains(d, "bytes)") {
+			t.Errorf("describe: %d bytes: %.300s", len(d), d)
+		}
+	}
+}

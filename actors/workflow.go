@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
@@ -361,7 +362,7 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 	if replaying {
 		sc := r.history[r.pos].GetSchedule()
 		if sc == nil || sc.Ffqn != q.FFQN || !bytes.Equal(sc.Params, params) || !bytes.Equal(sc.ScheduleAt, spec) {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, params, spec)}
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, clip.String(string(params)), spec)}
 		}
 		r.pos++
 		return json.Marshal(sc.ExecutionId)
@@ -707,7 +708,7 @@ func describe(h *pb.HistoryEvent) string {
 		return "join_set_create " + k.JoinSetCreate.JoinSetId
 	case *pb.HistoryEvent_JoinSetRequest:
 		if c := k.JoinSetRequest.GetChild(); c != nil {
-			return fmt.Sprintf("request %s(%s) as %s", c.Ffqn, c.Params, c.ChildExecutionId)
+			return fmt.Sprintf("request %s(%s) as %s", c.Ffqn, clip.String(string(c.Params)), c.ChildExecutionId)
 		}
 		if d := k.JoinSetRequest.GetDelay(); d != nil {
 			return fmt.Sprintf("delay %s at %s", d.DelayId, d.ScheduleAt)
@@ -721,11 +722,11 @@ func describe(h *pb.HistoryEvent) string {
 	case *pb.HistoryEvent_JoinNextTry:
 		return "join_next_try " + k.JoinNextTry.JoinSetId
 	case *pb.HistoryEvent_Stub:
-		return fmt.Sprintf("stub %s with %s", k.Stub.TargetExecutionId, k.Stub.Result)
+		return fmt.Sprintf("stub %s with %s", k.Stub.TargetExecutionId, clip.String(string(k.Stub.Result)))
 	case *pb.HistoryEvent_Persist:
 		return "persist " + k.Persist.Kind
 	case *pb.HistoryEvent_Schedule:
-		return fmt.Sprintf("schedule %s(%s) at %s", k.Schedule.Ffqn, k.Schedule.Params, k.Schedule.ScheduleAt)
+		return fmt.Sprintf("schedule %s(%s) at %s", k.Schedule.Ffqn, clip.String(string(k.Schedule.Params)), k.Schedule.ScheduleAt)
 	}
 	return events.EventKind(&pb.Event{Kind: &pb.Event_History{History: h}})
 }
