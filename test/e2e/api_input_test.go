@@ -58,12 +58,12 @@ func TestAPIInputLimits(t *testing.T) {
 	before := dirSize(t, store)
 	url := func(n int) string { return `["http://127.0.0.1:1/` + strings.Repeat("a", n) + `"]` }
 
-	// 10 MB through the Go client (a body of unknown length, cut off at the limit) ...
+	// 10 MB through the Go client ...
 	_, err := s.Exec.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: "testing:http/http-get.get", ParamsJson: url(10 << 20)}))
 	if connectCode(err) != connect.CodeResourceExhausted || len(err.Error()) > 300 {
 		t.Fatalf("10 MB submit: %.300v", err)
 	}
-	// ... and as JSON with its length, refused before it is read, naming the setting.
+	// ... and as JSON (curl), refused before it is read, naming the setting.
 	body, _ := json.Marshal(map[string]string{"ffqn": "testing:http/http-get.get", "params_json": url(10 << 20)})
 	resp, err := http.Post(s.URL+"/obelisk.v1.ExecutionService/Submit", "application/json", bytes.NewReader(body))
 	if err != nil {

@@ -193,23 +193,27 @@ func TestRequestSizeLimit(t *testing.T) {
 	e, api, url := serveWith(t, Options{MaxRequestBytes: limit})
 	ctx := context.Background()
 	params := `["` + strings.Repeat("x", 2*limit) + `"]`
-	// The Go client streams the body: the server cuts it off at the limit.
+	// The Go client sends the body's length: refused before it is read, naming the setting.
 	_, err := api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ParamsJson: params}))
 	wantCode(t, "submit over the limit", err, connect.CodeResourceExhausted)
+	if !strings.Contains(err.Error(), "api.max_request_bytes") {
+		t.Errorf("submit over the limit: %v", err)
+	}
 	_, err = api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: events.NewExecutionID(time.Now()), ResultJson: `{"err": "` + strings.Repeat("x", 2*limit) + `"}`}))
 	wantCode(t, "stub over the limit", err, connect.CodeResourceExhausted)
 
-	// A client that says how long its body is is refused before it is read, and told
-	// which setting refused it.
+	// A body of unknown length (chunked) is cut off at the limit.
 	body, _ := json.Marshal(map[string]string{"ffqn": approveFFQN, "params_json": params})
-	resp, err := http.Post(url+"/obelisk.v1.ExecutionService/Submit", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(msg), "resource_exhausted") || !strings.Contains(string(msg), "api.max_request_bytes") {
-		t.Fatalf("JSON submit over the limit: %s %s", resp.Status, msg)
+	for name, r := range map[string]io.Reader{"with a length": bytes.NewReader(body), "chunked": io.MultiReader(bytes.NewReader(body))} {
+		resp, err := http.Post(url+"/obelisk.v1.ExecutionService/Submit", "application/json", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(msg), "resource_exhausted") {
+			t.Fatalf("JSON submit over the limit, %s: %s %s", name, resp.Status, msg)
+		}
 	}
 
 	page, err := e.Store().List(ctx, events.ListFilter{})
