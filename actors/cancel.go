@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -33,7 +34,9 @@ const (
 // NotFoundError: no execution (or delay) has this ID.
 type NotFoundError struct{ ID string }
 
-func (e *NotFoundError) Error() string { return fmt.Sprintf("execution %s not found", e.ID) }
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("execution %s not found", clip.String(e.ID))
+}
 
 // FailedPreconditionError: the request is valid but the execution's state forbids it
 // (pausing a finished execution, a stub whose result differs from the stored one).

@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/metrics"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -43,7 +44,16 @@ type Config struct {
 	// MemoryBudget is the guest memory, in bytes, that the activity attempts running at
 	// once may reserve (see memory.go); 0 means half the machine's memory, at least 2 GiB.
 	MemoryBudget uint64
+	// MaxParamsBytes bounds the parameters (JSON) of an execution, submitted through the
+	// API or by a workflow or a webhook for a child or a schedule; 0 means
+	// DefaultMaxParamsBytes.
+	MaxParamsBytes int
 }
+
+// DefaultMaxParamsBytes is the default of Config.MaxParamsBytes. Parameters are stored
+// with the execution and read by every run and replay of it (and of its parent, which
+// records them too): they are meant for arguments, not for bulk data.
+const DefaultMaxParamsBytes = 1 << 20
 
 // Engine runs the executions of one node.
 type Engine struct {
@@ -89,6 +99,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if err := checkMemory(cfg.MemoryBudget, cfg.Components); err != nil {
 		return nil, err
+	}
+	if cfg.MaxParamsBytes <= 0 {
+		cfg.MaxParamsBytes = DefaultMaxParamsBytes
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now())}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
@@ -246,7 +259,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 type FunctionNotFoundError struct{ FFQN string }
 
 func (e *FunctionNotFoundError) Error() string {
-	return fmt.Sprintf("function %s not found: no deployed component exports it", e.FFQN)
+	return fmt.Sprintf("function %s not found: no deployed component exports it", clip.Quote(e.FFQN))
 }
 
 // InvalidArgumentError: the submission is malformed (parameters, ID).
@@ -264,7 +277,22 @@ func (e *ExistsError) Error() string {
 
 // Submit creates a top-level execution of ffqn. An empty id is generated. Submitting the
 // same id with the same function and parameters again is not an error (existed=true).
+//
+// The ID is returned in its canonical form (events.CanonicalTopLevelID): the ULID in upper
+// case, however it was given.
 func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMessage) (_ string, existed bool, _ error) {
+	if err := e.checkParamsSize(params); err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
+	now := time.Now()
+	if id == "" {
+		id = events.NewExecutionID(now)
+	} else {
+		var err error
+		if id, err = events.CanonicalTopLevelID(id); err != nil {
+			return "", false, &InvalidArgumentError{err}
+		}
+	}
 	fn, ok := e.reg.byFFQN[ffqn]
 	if !ok {
 		if _, _, err := events.SplitFFQN(ffqn); err != nil {
@@ -281,12 +309,6 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, params); err != nil {
 		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
-	}
-	now := time.Now()
-	if id == "" {
-		id = events.NewExecutionID(now)
-	} else if err := events.ValidateTopLevelID(id); err != nil {
-		return "", false, &InvalidArgumentError{err}
 	}
 	created := e.createdEvent(now, fn, compact.Bytes(), "", "")
 	var eager []*eagerRun
@@ -312,6 +334,15 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, err
 	}
 	return id, existed, nil
+}
+
+// checkParamsSize refuses parameters over Config.MaxParamsBytes, before anything parses
+// them.
+func (e *Engine) checkParamsSize(params []byte) error {
+	if len(params) > e.cfg.MaxParamsBytes {
+		return fmt.Errorf("parameters are %d bytes, more than the limit of %d bytes (api.max_params_bytes)", len(params), e.cfg.MaxParamsBytes)
+	}
+	return nil
 }
 
 func (e *Engine) createdEvent(now time.Time, fn Function, params []byte, parent, joinSet string) *pb.Event {

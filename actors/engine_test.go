@@ -11,6 +11,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
 func newTestEngine(t *testing.T) *Engine {
@@ -161,4 +162,59 @@ func TestSubmitErrors(t *testing.T) {
 
 func contains(s, sub string) bool {
 	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}
+
+// TestParamsLimit: parameters over Config.MaxParamsBytes are refused wherever an
+// execution is created with them: a submission, and a workflow's or a webhook's child or
+// schedule (checkedParams), but a replay of history recorded before is not.
+func TestParamsLimit(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxParamsBytes: 100,
+		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, WIT: `
+package testing:approval;
+interface approval { approve: func(id: string) -> result<bool, string>; }
+world any { export approval; }
+`}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(ctx) })
+	fn := e.reg.byFFQN["testing:approval/approval.approve"]
+	big := []byte(`["` + strings.Repeat("x", 200) + `"]`)
+
+	_, err = e.checkedParams(fn, big, true)
+	var he *wasmhost.HostError
+	if !errors.As(err, &he) || he.Kind != "bad_request" || !strings.Contains(he.Message, "api.max_params_bytes") {
+		t.Fatalf("child params over the limit: %v", err)
+	}
+	if _, err := e.checkedParams(fn, []byte(`["x"]`), true); err != nil {
+		t.Fatalf("child params under the limit: %v", err)
+	}
+	if p, err := e.checkedParams(fn, big, false); err != nil || len(p) != len(big) {
+		t.Fatalf("replayed params over the limit: %v", err)
+	}
+
+	_, _, err = e.Submit(ctx, "", "testing:approval/approval.approve", big)
+	var ia *InvalidArgumentError
+	if !errors.As(err, &ia) || !strings.Contains(err.Error(), "api.max_params_bytes") {
+		t.Fatalf("submit over the limit: %v", err)
+	}
+}
+
+// TestDescribeClipsValues: a nondeterminism error, which becomes the workflow's stored
+// result, quotes a request's parameters clipped, not a second copy of them.
+func TestDescribeClipsValues(t *testing.T) {
+	params := []byte(`["` + strings.Repeat("x", 1<<20) + `"]`)
+	for _, h := range []*pb.HistoryEvent{
+		{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: "g:1",
+			Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: "E_1.g:1_1", Ffqn: "a:b/c.d", Params: params}}}}},
+		{Kind: &pb.HistoryEvent_Schedule{Schedule: &pb.Schedule{ExecutionId: "E_2", Ffqn: "a:b/c.d", Params: params}}},
+		{Kind: &pb.HistoryEvent_Stub{Stub: &pb.Stub{TargetExecutionId: "E_1.g:1_1", Result: params}}},
+	} {
+		if d := describe(h); len(d) > 300 || !strings.Contains(d, "bytes)") {
+			t.Errorf("describe: %d bytes: %.300s", len(d), d)
+		}
+	}
 }

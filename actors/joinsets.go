@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
@@ -447,7 +448,7 @@ func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
 	if r.pos < len(r.history) {
 		s := r.history[r.pos].GetStub()
 		if s == nil || s.TargetExecutionId != q.ExecutionID || !bytes.Equal(s.Result, result.Bytes()) {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did stub %s with %s", r.pos, describe(r.history[r.pos]), q.ExecutionID, result.Bytes())}
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did stub %s with %s", r.pos, describe(r.history[r.pos]), q.ExecutionID, clip.String(result.String()))}
 		}
 		r.pos++
 		return answer(s.Outcome)

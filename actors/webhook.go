@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
@@ -255,7 +256,7 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	id := q.ExecutionID
 	if id == "" {
 		id = events.NewExecutionID(now)
-	} else if err := events.ValidateTopLevelID(id); err != nil {
+	} else if id, err = events.CanonicalTopLevelID(id); err != nil {
 		return nil, hostErr("bad_request", "%v", err)
 	}
 	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params, ScheduleAt: spec, ScheduledAt: at.UnixNano()}
@@ -279,9 +280,13 @@ func (r *webhookRun) getStatus(ctx context.Context, req []byte) ([]byte, error) 
 	if q.ExecutionID == "" {
 		return nil, hostErr("bad_request", "execution_id is missing")
 	}
-	st, err := r.e.store.State(ctx, q.ExecutionID)
+	id, err := events.CanonicalID(q.ExecutionID) // often straight from a request's URL
+	if err != nil {
+		return nil, hostErr("bad_request", "%v", err)
+	}
+	st, err := r.e.store.State(ctx, id)
 	if errors.Is(err, events.ErrNotFound) {
-		return nil, hostErr("not_found", "execution %s not found", q.ExecutionID)
+		return nil, hostErr("not_found", "execution %s not found", clip.String(id))
 	}
 	if err != nil {
 		return nil, err

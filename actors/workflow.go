@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
@@ -241,17 +242,21 @@ func (e *Engine) callable(c *Component, ffqn string, raw json.RawMessage, check 
 	if !ok || !c.mayCall(ffqn) {
 		return Function{}, nil, hostErr("function_not_found", "function %s is not imported by component %q", ffqn, c.Config.Name)
 	}
-	params, err := checkedParams(fn, raw, check)
+	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
 }
 
-// checkedParams type-checks params (JSON, "" for none) against fn if check, and returns
-// them compacted.
-func checkedParams(fn Function, raw json.RawMessage, check bool) ([]byte, error) {
+// checkedParams type-checks params (JSON, "" for none) against fn, and checks their
+// size, if check, and returns them compacted. A replay does not check: what history
+// recorded was accepted then, and must replay even if the limit has been lowered since.
+func (e *Engine) checkedParams(fn Function, raw json.RawMessage, check bool) ([]byte, error) {
 	if len(raw) == 0 {
 		raw = json.RawMessage("[]")
 	}
 	if check {
+		if err := e.checkParamsSize(raw); err != nil {
+			return nil, hostErr("bad_request", "%s: %v", fn.Fn.FFQN(), err)
+		}
 		if err := wit.CheckParams(fn.Fn, raw); err != nil {
 			return nil, hostErr("type_check", "%s: %v", fn.Fn.FFQN(), err)
 		}
@@ -357,7 +362,7 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 	if replaying {
 		sc := r.history[r.pos].GetSchedule()
 		if sc == nil || sc.Ffqn != q.FFQN || !bytes.Equal(sc.Params, params) || !bytes.Equal(sc.ScheduleAt, spec) {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, params, spec)}
+			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, clip.String(string(params)), spec)}
 		}
 		r.pos++
 		return json.Marshal(sc.ExecutionId)
@@ -388,7 +393,7 @@ func (e *Engine) scheduleTarget(ffqn string, raw json.RawMessage, check bool) (F
 	if fn.Component.Config.Type == ActivityStub {
 		return Function{}, nil, hostErr("function_not_found", "%s is a function of activity stub %q, which cannot be scheduled", ffqn, fn.Component.Config.Name)
 	}
-	params, err := checkedParams(fn, raw, check)
+	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
 }
 
@@ -703,7 +708,7 @@ func describe(h *pb.HistoryEvent) string {
 		return "join_set_create " + k.JoinSetCreate.JoinSetId
 	case *pb.HistoryEvent_JoinSetRequest:
 		if c := k.JoinSetRequest.GetChild(); c != nil {
-			return fmt.Sprintf("request %s(%s) as %s", c.Ffqn, c.Params, c.ChildExecutionId)
+			return fmt.Sprintf("request %s(%s) as %s", c.Ffqn, clip.String(string(c.Params)), c.ChildExecutionId)
 		}
 		if d := k.JoinSetRequest.GetDelay(); d != nil {
 			return fmt.Sprintf("delay %s at %s", d.DelayId, d.ScheduleAt)
@@ -717,11 +722,11 @@ func describe(h *pb.HistoryEvent) string {
 	case *pb.HistoryEvent_JoinNextTry:
 		return "join_next_try " + k.JoinNextTry.JoinSetId
 	case *pb.HistoryEvent_Stub:
-		return fmt.Sprintf("stub %s with %s", k.Stub.TargetExecutionId, k.Stub.Result)
+		return fmt.Sprintf("stub %s with %s", k.Stub.TargetExecutionId, clip.String(string(k.Stub.Result)))
 	case *pb.HistoryEvent_Persist:
 		return "persist " + k.Persist.Kind
 	case *pb.HistoryEvent_Schedule:
-		return fmt.Sprintf("schedule %s(%s) at %s", k.Schedule.Ffqn, k.Schedule.Params, k.Schedule.ScheduleAt)
+		return fmt.Sprintf("schedule %s(%s) at %s", k.Schedule.Ffqn, clip.String(string(k.Schedule.Params)), k.Schedule.ScheduleAt)
 	}
 	return events.EventKind(&pb.Event{Kind: &pb.Event_History{History: h}})
 }

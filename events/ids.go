@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/obelisk-go/obelisk/internal/clip"
 )
 
 // TopLevelPrefix starts every top-level execution ID.
@@ -27,16 +29,63 @@ func NewExecutorID(now time.Time) string {
 	return "Exr_" + ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
 }
 
-// ValidateTopLevelID checks that id is E_ followed by a valid ULID.
-func ValidateTopLevelID(id string) error {
+// ULIDs are Crockford base32, in which case does not matter: E_01m95gyswgb1ngvqypff0a1aaa
+// and E_01M95GYSWGB1NGVQYPFF0A1AAA are one execution. Every ID that comes from outside
+// (the API, a webhook's schedule) is brought to the canonical form, upper case, before it
+// is looked up or stored, so that a second spelling can neither create a second
+// execution nor miss the first.
+
+// CanonicalTopLevelID checks that id is E_ followed by a valid ULID and returns it with
+// the ULID in upper case.
+func CanonicalTopLevelID(id string) (string, error) {
 	rest, ok := strings.CutPrefix(id, TopLevelPrefix)
 	if !ok {
-		return fmt.Errorf("execution ID %q: must start with %q", id, TopLevelPrefix)
+		return "", fmt.Errorf("execution ID %s: must start with %q", clip.Quote(id), TopLevelPrefix)
 	}
-	if _, err := ulid.ParseStrict(rest); err != nil {
-		return fmt.Errorf("execution ID %q: %w", id, err)
+	u, err := ulid.ParseStrict(rest)
+	if err != nil {
+		return "", fmt.Errorf("execution ID %s: want E_<ULID>: %w", clip.Quote(id), err)
 	}
-	return nil
+	return TopLevelPrefix + u.String(), nil
+}
+
+// CanonicalID checks the root of an execution ID (E_<ULID>, a child's
+// E_<ULID>.<join-set>_<n>...) or of a delay ID (Delay_<ULID>...) and returns the ID with
+// that ULID in upper case; the rest (join set names) is kept as it is.
+func CanonicalID(id string) (string, error) {
+	prefix := TopLevelPrefix
+	if IsDelayID(id) {
+		prefix = DelayPrefix
+	}
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok {
+		return "", fmt.Errorf("execution ID %s: must start with %q (or %q for a delay)", clip.Quote(id), TopLevelPrefix, DelayPrefix)
+	}
+	root, children, child := strings.Cut(rest, ".")
+	u, err := ulid.ParseStrict(root)
+	if err != nil {
+		return "", fmt.Errorf("execution ID %s: want %s<ULID>[.<join-set>_<n>...]: %w", clip.Quote(id), prefix, err)
+	}
+	if child {
+		return prefix + u.String() + "." + children, nil
+	}
+	return prefix + u.String(), nil
+}
+
+// CanonicalIDPrefix is CanonicalID for the start of an ID (a filter): the part of the
+// root ULID it holds goes to upper case. A prefix that cannot start an ID is returned as
+// it is (it matches nothing).
+func CanonicalIDPrefix(prefix string) string {
+	for _, p := range []string{TopLevelPrefix, DelayPrefix} {
+		if rest, ok := strings.CutPrefix(prefix, p); ok {
+			root, children, dot := strings.Cut(rest, ".")
+			if dot {
+				children = "." + children
+			}
+			return p + strings.ToUpper(root) + children
+		}
+	}
+	return prefix
 }
 
 // ChildExecutionID derives the ID of the index-th (1-based) child submitted into a join
@@ -59,12 +108,12 @@ func IsTopLevel(id string) bool { return !strings.Contains(id, ".") }
 func SplitFFQN(ffqn string) (ifc, fn string, err error) {
 	i := strings.LastIndexByte(ffqn, '.')
 	if i <= 0 || i == len(ffqn)-1 {
-		return "", "", fmt.Errorf("function name %q: want namespace:package/interface.function", ffqn)
+		return "", "", fmt.Errorf("function name %s: want namespace:package/interface.function", clip.Quote(ffqn))
 	}
 	ifc, fn = ffqn[:i], ffqn[i+1:]
 	colon, slash := strings.IndexByte(ifc, ':'), strings.IndexByte(ifc, '/')
 	if colon <= 0 || slash <= colon+1 || slash == len(ifc)-1 {
-		return "", "", fmt.Errorf("function name %q: interface %q is not namespace:package/interface", ffqn, ifc)
+		return "", "", fmt.Errorf("function name %s: interface %s is not namespace:package/interface", clip.Quote(ffqn), clip.Quote(ifc))
 	}
 	return ifc, fn, nil
 }
@@ -84,12 +133,12 @@ func SplitDelayID(id string) (parent, joinSetID string, err error) {
 	rest, ok := strings.CutPrefix(id, DelayPrefix)
 	dot := strings.LastIndexByte(rest, '.')
 	if !ok || dot <= 0 {
-		return "", "", fmt.Errorf("delay ID %q: want Delay_<ULID>[.<join-set>_<n>...].<join-set>_<n>", id)
+		return "", "", fmt.Errorf("delay ID %s: want Delay_<ULID>[.<join-set>_<n>...].<join-set>_<n>", clip.Quote(id))
 	}
 	last := rest[dot+1:]
 	us := strings.LastIndexByte(last, '_')
 	if us <= 0 {
-		return "", "", fmt.Errorf("delay ID %q: its last part %q is not <join-set>_<n>", id, last)
+		return "", "", fmt.Errorf("delay ID %s: its last part %s is not <join-set>_<n>", clip.Quote(id), clip.Quote(last))
 	}
 	return TopLevelPrefix + rest[:dot], last[:us], nil
 }

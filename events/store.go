@@ -14,11 +14,17 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
 // ErrNotFound is returned for an execution that does not exist.
 var ErrNotFound = errors.New("execution not found")
+
+// ErrInvalidArgument is wrapped by errors caused by what the caller asked for (a
+// malformed cursor), not by the store: the API answers them invalid_argument, not
+// internal.
+var ErrInvalidArgument = errors.New("invalid argument")
 
 // ErrClosed is returned by a store that has been closed.
 var ErrClosed = errors.New("store closed")
@@ -550,7 +556,7 @@ func (s *PebbleStore) loadState(id string) (*pb.ExecutionState, error) {
 func (s *PebbleStore) State(ctx context.Context, id string) (*pb.ExecutionState, error) {
 	st, err := s.loadState(id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("state of %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("state of %s: %w", clip.String(id), ErrNotFound)
 	}
 	return st, err
 }
@@ -721,7 +727,7 @@ func (s *PebbleStore) List(ctx context.Context, f ListFilter) (ListPage, error) 
 	if f.Before != "" {
 		b, err := hex.DecodeString(f.Before)
 		if err != nil || len(b) < 2 || b[0] != tagCreated {
-			return ListPage{}, fmt.Errorf("list executions: invalid cursor %q", f.Before)
+			return ListPage{}, fmt.Errorf("list executions: cursor %s is not a next_cursor of a listing: %w", clip.Quote(f.Before), ErrInvalidArgument)
 		}
 		upper = b
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obelisk-go/obelisk/events"
@@ -820,8 +821,9 @@ func TestStoreList(t *testing.T) {
 		t.Errorf("default limit: %d states, next %q, %v", len(p.States), p.Next, err)
 	}
 	for _, bad := range []string{"zz", "00", "7300"} {
-		if _, err := s.List(ctx, events.ListFilter{Before: bad}); err == nil {
-			t.Errorf("cursor %q accepted", bad)
+		// The caller's mistake, not the store's: the API answers invalid_argument.
+		if _, err := s.List(ctx, events.ListFilter{Before: bad}); !errors.Is(err, events.ErrInvalidArgument) {
+			t.Errorf("cursor %q: err %v, want ErrInvalidArgument", bad, err)
 		}
 	}
 }
@@ -1012,5 +1014,45 @@ func TestStoreCommitContext(t *testing.T) {
 	_, serr := s.State(context.Background(), "E_1")
 	if (err == nil) != (serr == nil) {
 		t.Fatalf("commit %v, state %v", err, serr)
+	}
+}
+
+// TestParamsStoredOnce: an execution's parameters are stored once, in its Created event;
+// the state written beside it and the indexes do not carry them, and neither do the
+// events that follow. Counted over every key and value in Pebble.
+func TestParamsStoredOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, events.Options{NoSync: true})
+	params := make([]byte, 1<<20)
+	for i := range params {
+		params[i] = 'a' + byte(i*7919%26)
+	}
+	params = append(append([]byte(`["`), params...), `"]`...)
+	created := createdEv("testing:a/b.c", "q", 1, 1)
+	created.GetCreated().Params = params
+	mustCommit(t, s, appendTx("E_1", 0, "", created))
+	mustCommit(t, s, appendTx("E_1", 1, "", lockedEv("Run_1", 2, 1000)))
+	mustCommit(t, s, appendTx("E_1", 2, "Run_1", finishedEv(3, `{"ok":null}`)))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	it, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for it.First(); it.Valid(); it.Next() {
+		stored += len(it.Key()) + len(it.Value())
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if stored < len(params) || stored > len(params)+4096 {
+		t.Errorf("%d bytes stored for an execution with %d bytes of parameters, want them stored once", stored, len(params))
 	}
 }

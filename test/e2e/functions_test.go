@@ -132,6 +132,10 @@ func TestSubmitValidation(t *testing.T) {
 		{"too few params", []string{"testing:fibo-workflow/workflow.fiboa", "[1]"}, "parameter"},
 		{"params not an array", []string{"testing:fibo/fibo.fibo", `{"n": 1}`}, "array"},
 		{"bad JSON", []string{"testing:fibo/fibo.fibo", `[1`}, "JSON"},
+		// What the guest's decoder would refuse after the execution had been created.
+		{"u8 with an exponent", []string{"testing:fibo/fibo.fibo", "[1e1]"}, "expected u8, got 1e1"},
+		{"u8 with a fraction", []string{"testing:fibo/fibo.fibo", "[10.0]"}, "expected u8, got 10.0"},
+		{"u64 minus zero", []string{"testing:sleep/sleep.sleep", "[-0]"}, "expected u64, got -0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

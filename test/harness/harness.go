@@ -614,3 +614,6 @@ routes = ["GET /fibo/:n/:iterations"]
 %s
 `, s.webhookAddr, filepath.Join(componentsDir, "fibo-webhook.wasm"), o.ExtraTOML["fibo_webhook"])
 }
+
+// DataDir is the server's data_dir (the event store is in DataDir()/store).
+func (s *Server) DataDir() string { return filepath.Join(s.dir, "data") }

@@ -13,7 +13,8 @@ const SchemaDialect = "https://json-schema.org/draft/2020-12/schema"
 // JSONSchema returns the JSON Schema (draft 2020-12) of the JSON encoding of values of
 // type t, the encoding [CheckValue] checks (docs/abi.md, "Values"): a value is valid for
 // the schema exactly when CheckValue accepts it, except that a schema cannot see
-// duplicate object keys, which CheckValue rejects.
+// duplicate object keys or how a number is written, and CheckValue rejects duplicate keys
+// and integers written with a fraction or an exponent (10.0, 1e1) or, unsigned, as -0.
 //
 //   - bool: boolean; integers: integer with the type's bounds (u64 up to 2^64-1);
 //     f32/f64: a number that does not round to infinity;

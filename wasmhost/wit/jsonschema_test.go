@@ -107,7 +107,7 @@ func TestJSONSchemaAgreesWithCheckValue(t *testing.T) {
 		for _, v := range tt.values {
 			want := CheckValue(typ, json.RawMessage(v))
 			got := schemaAccepts(t, sch, v)
-			if got != (want == nil) {
+			if got != (want == nil) && !(got && spellingOnly(want)) {
 				s, _ := json.Marshal(JSONSchema(typ))
 				t.Errorf("%s: %s: schema accepts=%v, CheckValue: %v\nschema: %s", tt.typ, v, got, want, s)
 			}
@@ -288,11 +288,19 @@ func TestJSONSchemaAgreesRandomly(t *testing.T) {
 		if want == nil {
 			valid++
 		}
-		if got := schemaAccepts(t, schemas[name], v); got != (want == nil) {
+		if got := schemaAccepts(t, schemas[name], v); got != (want == nil) && !(got && spellingOnly(want)) {
 			rt.Fatalf("%s: %s: schema accepts=%v, CheckValue: %v", name, v, got, want)
 		}
 	})
 	if valid == 0 {
 		t.Error("no random value was valid: the generator is broken")
 	}
+}
+
+// spellingOnly reports whether CheckValue rejected a value for how an integer in it is
+// written (10.0, 1e1, -0 for an unsigned type), which a schema, comparing numbers by
+// value, cannot see.
+func spellingOnly(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "(an integer is written without a fraction or an exponent)") ||
+		strings.HasSuffix(err.Error(), ", got -0"))
 }

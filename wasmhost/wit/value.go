@@ -81,9 +81,9 @@ func indexPath(base string, i int) string { return base + "[" + strconv.Itoa(i) 
 // CheckValue checks that the JSON value v is a valid value of WIT type t under
 // the JSON mapping of the guest ABI. A mismatch is a [*ValueError].
 //
-// The mapping: bool is true/false; integers are JSON numbers within range,
-// checked exactly (a number with a fraction or exponent such as 3.0 or 1e2 is
-// accepted when it is integral); f32/f64 are finite numbers within range; char
+// The mapping: bool is true/false; integers are JSON numbers within range
+// written as integers (digits, a minus sign only if signed: 3.0, 1e2 and, for
+// unsigned types, -0 are rejected, as the guest's decoder rejects them); f32/f64 are finite numbers within range; char
 // is a string of one character; list and tuple are arrays (a tuple or a
 // list<T, N> of exact length); a record is an object with snake_case keys
 // where a missing field of option type means none and unknown keys are
@@ -380,7 +380,13 @@ func checkValue(t *Type, v any, path string) *ValueError {
 		}
 	case KindS8, KindS16, KindS32, KindS64, KindU8, KindU16, KindU32, KindU64:
 		n, ok := v.(json.Number)
-		if !ok || !intInRange(string(n), u.Kind) {
+		if !ok {
+			return mismatch()
+		}
+		if !intInRange(string(n), u.Kind) {
+			if strings.ContainsAny(string(n), ".eE") {
+				return &ValueError{Path: path, Msg: fmt.Sprintf("expected %s, got %s (an integer is written without a fraction or an exponent)", typeDesc(t), describe(v))}
+			}
 			return mismatch()
 		}
 	case KindF32, KindF64:
@@ -596,85 +602,35 @@ func checkVariant(t, u *Type, v any, path string) *ValueError {
 	return &ValueError{Path: path, Msg: fmt.Sprintf(`expected %s ("case" or {"case": value} with a case of %s), got %s`, typeDesc(t), quoteList(names), describe(v))}
 }
 
-// intInRange reports whether the JSON number s is an integer (possibly written
-// with a fraction or exponent, like 3.0 or 1e2) within the range of kind. It is
-// exact: no floating-point rounding is involved.
+// intInRange reports whether the JSON number s is an integer within the range of kind,
+// written as a guest decodes integers (the Go SDK, like encoding/json, parses them with
+// strconv.ParseInt/ParseUint): digits only, without a fraction or an exponent, and an
+// unsigned one without a minus sign. 1e1 or 10.0 for a u8, or -0 for a u64, would pass a
+// check of the value but fail in the guest, after the execution had been created.
 func intInRange(s string, kind Kind) bool {
-	neg, abs, ok := exactInteger(s)
-	if !ok {
+	if strings.ContainsAny(s, ".eE") {
 		return false
 	}
-	var bits uint
-	signed := false
 	switch kind {
-	case KindS8:
-		bits, signed = 8, true
-	case KindS16:
-		bits, signed = 16, true
-	case KindS32:
-		bits, signed = 32, true
-	case KindS64:
-		bits, signed = 64, true
-	case KindU8:
-		bits = 8
-	case KindU16:
-		bits = 16
-	case KindU32:
-		bits = 32
-	case KindU64:
-		bits = 64
+	case KindS8, KindS16, KindS32, KindS64:
+		_, err := strconv.ParseInt(s, 10, intBits(kind))
+		return err == nil
 	}
-	if !signed {
-		if neg && abs != 0 {
-			return false
-		}
-		return bits == 64 || abs < 1<<bits
+	if strings.HasPrefix(s, "-") {
+		return false
 	}
-	limit := uint64(1) << (bits - 1) // |min|; max is limit-1
-	if neg {
-		return abs <= limit
-	}
-	return abs < limit
+	_, err := strconv.ParseUint(s, 10, intBits(kind))
+	return err == nil
 }
 
-// exactInteger decodes a JSON number that denotes an integer of magnitude at
-// most 2^64-1. ok is false when the number has a non-zero fractional part or is
-// larger.
-func exactInteger(s string) (neg bool, abs uint64, ok bool) {
-	if strings.HasPrefix(s, "-") {
-		neg, s = true, s[1:]
+func intBits(kind Kind) int {
+	switch kind {
+	case KindS8, KindU8:
+		return 8
+	case KindS16, KindU16:
+		return 16
+	case KindS32, KindU32:
+		return 32
 	}
-	mant, expStr, hasExp := strings.Cut(strings.ToLower(s), "e")
-	intPart, frac, _ := strings.Cut(mant, ".")
-	digits := intPart + frac
-	exp := int64(-len(frac))
-	if hasExp {
-		e, err := strconv.ParseInt(strings.TrimPrefix(expStr, "+"), 10, 64)
-		if err != nil || e > 1<<20 || e < -(1<<20) {
-			// an absurd exponent: only zero is an integer in range
-			return neg, 0, strings.Trim(digits, "0") == ""
-		}
-		exp += e
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return false, 0, false
-		}
-	}
-	digits = strings.TrimLeft(digits, "0")
-	if digits == "" {
-		return neg, 0, true
-	}
-	for strings.HasSuffix(digits, "0") {
-		digits = digits[:len(digits)-1]
-		exp++
-	}
-	if exp < 0 || int64(len(digits))+exp > 20 {
-		return false, 0, false
-	}
-	abs, err := strconv.ParseUint(digits+strings.Repeat("0", int(exp)), 10, 64)
-	if err != nil {
-		return false, 0, false
-	}
-	return neg, abs, true
+	return 64
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
-	"github.com/obelisk-go/obelisk/hostguard"
 )
 
 const inspectWIT = `package testing:approval;
@@ -46,7 +45,7 @@ func realAPI(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- server.Serve(ctx, ln, e, hostguard.Allowed{}) }()
+	go func() { done <- server.Serve(ctx, ln, e, server.Options{}) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done

@@ -69,7 +69,7 @@ func serverCmd() *cobra.Command {
 			}
 			log.Info("serving API", "addr", ln.Addr().String())
 			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
-			if err := server.Serve(ctx, ln, e, cfg.APIAllowedHosts); err != nil {
+			if err := server.Serve(ctx, ln, e, server.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts}); err != nil {
 				return &ExitError{Code: 1, Err: err}
 			}
 			log.Info("shutting down")

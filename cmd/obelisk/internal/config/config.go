@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
@@ -43,7 +44,9 @@ type File struct {
 	DataDir  string `mapstructure:"data_dir"`
 	CacheDir string `mapstructure:"cache_dir"`
 	API      struct {
-		ListeningAddr string `mapstructure:"listening_addr"`
+		ListeningAddr   string `mapstructure:"listening_addr"`
+		MaxRequestBytes int    `mapstructure:"max_request_bytes"`
+		MaxParamsBytes  int    `mapstructure:"max_params_bytes"`
 		// AllowedHosts: the Host names a loopback listener answers to besides the
 		// loopback ones (hostguard); ["*"] = any.
 		AllowedHosts []string `mapstructure:"allowed_hosts"`
@@ -119,9 +122,11 @@ type Stub struct {
 // Server is the resolved configuration of `obelisk server run`.
 type Server struct {
 	ListeningAddr string
-	WebUIAddr     string // "" = no web UI
-	Engine        actors.Config
-	Webhooks      webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
+	// MaxRequestBytes bounds an API request's body (api.max_request_bytes).
+	MaxRequestBytes int
+	WebUIAddr       string // "" = no web UI
+	Engine          actors.Config
+	Webhooks        webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
 
 	// The Host names the API and the web UI answer to (api.allowed_hosts,
 	// webui.allowed_hosts).
@@ -138,6 +143,8 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("data_dir", DefaultDataDir)
 	v.SetDefault("cache_dir", "")
 	v.SetDefault("api.listening_addr", DefaultListeningAddr)
+	v.SetDefault("api.max_request_bytes", server.DefaultMaxRequestBytes)
+	v.SetDefault("api.max_params_bytes", actors.DefaultMaxParamsBytes)
 	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
 	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it
 	v.SetDefault("webui.allowed_hosts", []string{})
@@ -176,7 +183,14 @@ func displayPath(p string) string {
 }
 
 func resolve(f *File, baseDir, path string) (*Server, error) {
-	s := &Server{ListeningAddr: f.API.ListeningAddr}
+	s := &Server{ListeningAddr: f.API.ListeningAddr, MaxRequestBytes: f.API.MaxRequestBytes}
+	if f.API.MaxRequestBytes <= 0 {
+		return nil, fmt.Errorf("config %s: api.max_request_bytes must be a positive number of bytes, got %d", displayPath(path), f.API.MaxRequestBytes)
+	}
+	if f.API.MaxParamsBytes <= 0 {
+		return nil, fmt.Errorf("config %s: api.max_params_bytes must be a positive number of bytes, got %d", displayPath(path), f.API.MaxParamsBytes)
+	}
+	s.Engine.MaxParamsBytes = f.API.MaxParamsBytes
 	if a := strings.TrimSpace(f.WebUI.ListeningAddr); a != "off" {
 		s.WebUIAddr = a
 	}

@@ -36,6 +36,9 @@ location.path = "/abs/wf.wasm"
 	if s.ListeningAddr != "127.0.0.1:5005" || s.Engine.DataDir != "obelisk-data" {
 		t.Fatalf("defaults: %+v", s)
 	}
+	if s.MaxRequestBytes != 4<<20 || s.Engine.MaxParamsBytes != 1<<20 {
+		t.Fatalf("API limits: max_request_bytes %d, max_params_bytes %d", s.MaxRequestBytes, s.Engine.MaxParamsBytes)
+	}
 	a, w := s.Engine.Components[0], s.Engine.Components[1]
 	want := actors.ComponentConfig{Name: "fibo", Type: actors.ActivityWasm, Path: filepath.Join(filepath.Dir(p), "fibo.wasm"),
 		MaxRetries: 5, RetryExpBackoff: 100 * time.Millisecond, LockExpiry: time.Second, MaxConcurrency: DefaultMaxConcurrency}
@@ -53,6 +56,7 @@ func TestKeysAndEnvironment(t *testing.T) {
 data_dir = "d"
 [api]
 listening_addr = "127.0.0.1:1"
+max_request_bytes = 65536
 [[activity_wasm]]
 name = "a"
 location.path = "a.wasm"
@@ -67,9 +71,13 @@ blocking_strategy = "interrupt"
 `)
 	t.Setenv("OBELISK_DATA_DIR", "/env/data")
 	t.Setenv("OBELISK_API_LISTENING_ADDR", "127.0.0.1:2")
+	t.Setenv("OBELISK_API_MAX_PARAMS_BYTES", "1000")
 	s, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.MaxRequestBytes != 65536 || s.Engine.MaxParamsBytes != 1000 {
+		t.Fatalf("API limits: max_request_bytes %d, max_params_bytes %d", s.MaxRequestBytes, s.Engine.MaxParamsBytes)
 	}
 	if s.Engine.DataDir != "/env/data" || s.ListeningAddr != "127.0.0.1:2" {
 		t.Fatalf("environment overrides ignored: %q %q", s.Engine.DataDir, s.ListeningAddr)
@@ -100,6 +108,9 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nretry_exp_backoff = \"soon\"\n", "retry_exp_backoff"},
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
+		{"zero request limit", "[api]\nmax_request_bytes = 0\n", "api.max_request_bytes must be a positive number of bytes, got 0"},
+		{"negative params limit", "[api]\nmax_params_bytes = -1\n", "api.max_params_bytes = -1: must not be negative"},
+		{"request limit with a unit", "[api]\nmax_request_bytes = \"4MiB\"\n", "max_request_bytes"},
 		{"stub without WIT", "[[activity_stub]]\nname = \"s\"\n", `[[activity_stub]] #1 (name "s"): location.path (a .wasm carrying the WIT) or wit (inline WIT) is required`},
 		{"stub with both", "[[activity_stub]]\nname = \"s\"\nlocation.path = \"s.wasm\"\nwit = \"package a:b;\"\n", `[[activity_stub]] #1 (name "s"): give either location.path or wit, not both`},
 		{"stub with blank WIT", "[[activity_stub]]\nname = \"s\"\nwit = \"\"\"\n  \n\"\"\"\n", `(name "s"): wit is empty`},

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -29,7 +30,7 @@ func (h *components) GetComponent(ctx context.Context, req *connect.Request[pb.G
 		}
 	}
 	if c == nil {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("component %q not found (deployed: %s)", want, strings.Join(names, ", ")))
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("component %s not found (deployed: %s)", clip.Quote(want), strings.Join(names, ", ")))
 	}
 	return connect.NewResponse(ComponentDetail(c)), nil
 }

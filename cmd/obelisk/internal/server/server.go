@@ -18,19 +18,42 @@ import (
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
 
-// Serve serves the API on ln until ctx ends, to the Host names that allowed and ln's
-// address admit (hostguard).
-func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, allowed hostguard.Allowed) error {
+// Options configure Serve.
+type Options struct {
+	// MaxRequestBytes bounds the body of an API request, and each message in it once
+	// decompressed (api.max_request_bytes); 0 means DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// AllowedHosts are the Host names the API answers to besides those that ln's
+	// address admits (hostguard; api.allowed_hosts).
+	AllowedHosts hostguard.Allowed
+}
+
+// DefaultMaxRequestBytes is the default of Options.MaxRequestBytes: room for the largest
+// parameters an execution may have by default (actors.DefaultMaxParamsBytes) several
+// times over, while a request stays far from what the server can hold in memory.
+const DefaultMaxRequestBytes = 4 << 20
+
+// Serve serves the API on ln until ctx ends, to the Host names that opts.AllowedHosts
+// and ln's address admit (hostguard).
+func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options) error {
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
 	mux := http.NewServeMux()
 	// Small messages (most of them, and every streamed event) are not worth gzipping:
 	// compressing each one separately dominated WatchEvents' CPU.
 	compress := connect.WithCompressMinBytes(1024)
-	mux.Handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, compress))
-	mux.Handle(obeliskv1connect.NewComponentServiceHandler(&components{e: e}, compress))
+	handlerOpts := []connect.HandlerOption{compress, connect.WithReadMaxBytes(opts.MaxRequestBytes)}
+	errs := connect.NewErrorWriter(handlerOpts...)
+	path, h := obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, handlerOpts...)
+	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
+	path, h = obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...)
+	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
 	if m := e.Metrics(); m != nil {
 		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	}
@@ -38,7 +61,7 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, allowed hostg
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
 	// The guard sees gRPC's :authority as r.Host, so HTTP/2 clients are checked alike.
-	handler := hostguard.New(ln.Addr(), allowed).Host(mux)
+	handler := hostguard.New(ln.Addr(), opts.AllowedHosts).Host(mux)
 	srv := &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -50,6 +73,27 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, allowed hostg
 		defer cancel()
 		return srv.Shutdown(shutdown)
 	}
+}
+
+// limitRequest refuses a request whose body is larger than max bytes, in the protocol
+// the client speaks and before reading any of it when the client declared its length;
+// a body of unknown length is cut off at max (connect answers resource_exhausted).
+// Without it a 100 MB Submit was read whole into memory.
+func limitRequest(h http.Handler, max int, ew *connect.ErrorWriter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > int64(max) {
+			err := connect.NewError(connect.CodeResourceExhausted,
+				fmt.Errorf("request of %d bytes is larger than the limit of %d bytes (api.max_request_bytes)", r.ContentLength, max))
+			if ew.IsSupported(r) {
+				_ = ew.Write(w, r, err)
+			} else {
+				http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+			}
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, int64(max))
+		h.ServeHTTP(w, r)
+	})
 }
 
 type executions struct{ e *actors.Engine }
@@ -67,7 +111,10 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[pb.SubmitR
 }
 
 func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetStatusRequest], stream *connect.ServerStream[pb.GetStatusResponse]) error {
-	id := req.Msg.ExecutionId
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
+		return err
+	}
 	if !req.Msg.Follow {
 		st, err := h.e.State(ctx, id)
 		if err != nil {
@@ -77,7 +124,7 @@ func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetS
 	}
 	var sendErr error
 	var last string
-	_, err := h.e.Follow(ctx, id, func(st *pb.ExecutionState) bool {
+	_, err = h.e.Follow(ctx, id, func(st *pb.ExecutionState) bool {
 		s := Summary(st)
 		if key := s.Status + "/" + fmt.Sprint(s.Version); key != last {
 			last = key
@@ -101,7 +148,7 @@ func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[pb
 	if req.Msg.Status != "" {
 		st, ok := statusByName[req.Msg.Status]
 		if !ok {
-			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("status %q: want one of pending_at, locked, blocked_by_join_set, finished", req.Msg.Status))
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("status %s: want one of pending_at, locked, blocked_by_join_set, finished", clip.Quote(req.Msg.Status)))
 		}
 		f.Status = st
 	}
@@ -122,11 +169,15 @@ var statusByName = map[string]pb.Status{
 }
 
 func (h *executions) ListEvents(ctx context.Context, req *connect.Request[pb.ListEventsRequest]) (*connect.Response[pb.ListEventsResponse], error) {
-	st, err := h.e.State(ctx, req.Msg.ExecutionId)
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
+		return nil, err
+	}
+	st, err := h.e.State(ctx, id)
 	if err != nil {
 		return nil, apiError(err)
 	}
-	evs, err := h.e.Store().Events(ctx, req.Msg.ExecutionId, req.Msg.FromVersion, int(req.Msg.Limit))
+	evs, err := h.e.Store().Events(ctx, id, req.Msg.FromVersion, int(req.Msg.Limit))
 	if err != nil {
 		return nil, apiError(err)
 	}
@@ -138,10 +189,14 @@ func (h *executions) ListEvents(ctx context.Context, req *connect.Request[pb.Lis
 }
 
 func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.ListResponsesRequest]) (*connect.Response[pb.ListResponsesResponse], error) {
-	if _, err := h.e.State(ctx, req.Msg.ExecutionId); err != nil {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := h.e.State(ctx, id); err != nil {
 		return nil, apiError(err)
 	}
-	rs, err := h.e.Store().Responses(ctx, req.Msg.ExecutionId, req.Msg.FromCursor)
+	rs, err := h.e.Store().Responses(ctx, id, req.Msg.FromCursor)
 	if err != nil {
 		return nil, apiError(err)
 	}
@@ -160,10 +215,11 @@ func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.
 }
 
 func (h *executions) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
-	if err := requireID(req.Msg.ExecutionId); err != nil {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
 		return nil, err
 	}
-	outcome, err := h.e.Cancel(ctx, req.Msg.ExecutionId)
+	outcome, err := h.e.Cancel(ctx, id)
 	if err != nil {
 		return nil, apiError(err)
 	}
@@ -171,44 +227,54 @@ func (h *executions) Cancel(ctx context.Context, req *connect.Request[pb.CancelR
 }
 
 func (h *executions) Pause(ctx context.Context, req *connect.Request[pb.PauseRequest]) (*connect.Response[pb.PauseResponse], error) {
-	if err := requireID(req.Msg.ExecutionId); err != nil {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
 		return nil, err
 	}
-	if err := h.e.Pause(ctx, req.Msg.ExecutionId); err != nil {
+	if err := h.e.Pause(ctx, id); err != nil {
 		return nil, apiError(err)
 	}
 	return connect.NewResponse(&pb.PauseResponse{}), nil
 }
 
 func (h *executions) Unpause(ctx context.Context, req *connect.Request[pb.UnpauseRequest]) (*connect.Response[pb.UnpauseResponse], error) {
-	if err := requireID(req.Msg.ExecutionId); err != nil {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
 		return nil, err
 	}
-	if err := h.e.Unpause(ctx, req.Msg.ExecutionId); err != nil {
+	if err := h.e.Unpause(ctx, id); err != nil {
 		return nil, apiError(err)
 	}
 	return connect.NewResponse(&pb.UnpauseResponse{}), nil
 }
 
 func (h *executions) Stub(ctx context.Context, req *connect.Request[pb.StubRequest]) (*connect.Response[pb.StubResponse], error) {
-	if err := requireID(req.Msg.ExecutionId); err != nil {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(req.Msg.ResultJson) == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New(`result_json is required: {"ok": v} or {"err": v}`))
 	}
-	outcome, err := h.e.Stub(ctx, req.Msg.ExecutionId, json.RawMessage(req.Msg.ResultJson))
+	outcome, err := h.e.Stub(ctx, id, json.RawMessage(req.Msg.ResultJson))
 	if err != nil {
 		return nil, apiError(err)
 	}
 	return connect.NewResponse(&pb.StubResponse{Outcome: string(outcome)}), nil
 }
 
-func requireID(id string) error {
+// canonicalID checks an execution (or delay) ID given to the API and returns it in its
+// canonical form (events.CanonicalID): IDs differing only in the case of their ULID name
+// one execution.
+func canonicalID(id string) (string, error) {
 	if strings.TrimSpace(id) == "" {
-		return connect.NewError(connect.CodeInvalidArgument, errors.New("execution_id is required"))
+		return "", connect.NewError(connect.CodeInvalidArgument, errors.New("execution_id is required"))
 	}
-	return nil
+	id, err := events.CanonicalID(id)
+	if err != nil {
+		return "", connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return id, nil
 }
 
 type components struct{ e *actors.Engine }
@@ -238,7 +304,7 @@ func apiError(err error) error {
 	switch {
 	case errors.As(err, &nf), errors.As(err, &enf), errors.Is(err, events.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
-	case errors.As(err, &ia):
+	case errors.As(err, &ia), errors.Is(err, events.ErrInvalidArgument):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.As(err, &ex):
 		return connect.NewError(connect.CodeAlreadyExists, err)

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,7 +17,6 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
-	"github.com/obelisk-go/obelisk/hostguard"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
@@ -38,6 +39,13 @@ const approveFFQN = "testing:approval/approval.approve"
 // engine and a client of the API.
 func serve(t *testing.T) (*actors.Engine, obeliskv1connect.ExecutionServiceClient) {
 	t.Helper()
+	e, api, _ := serveWith(t, Options{})
+	return e, api
+}
+
+// serveWith is serve with options; it also returns the API's URL.
+func serveWith(t *testing.T, opts Options) (*actors.Engine, obeliskv1connect.ExecutionServiceClient, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e, err := actors.New(ctx, actors.Config{
 		DataDir:    t.TempDir(),
@@ -53,7 +61,7 @@ func serve(t *testing.T) (*actors.Engine, obeliskv1connect.ExecutionServiceClien
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, e, hostguard.Allowed{}) }()
+	go func() { done <- Serve(ctx, ln, e, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -61,7 +69,8 @@ func serve(t *testing.T) (*actors.Engine, obeliskv1connect.ExecutionServiceClien
 		}
 		e.Close(context.Background())
 	})
-	return e, obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, "http://"+ln.Addr().String())
+	url := "http://" + ln.Addr().String()
+	return e, obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, url), url
 }
 
 // stubExecution creates a pending execution of the stub (a workflow would, through its
@@ -177,4 +186,136 @@ func TestCancel(t *testing.T) {
 	wantCode(t, "cancel a malformed delay ID", err, connect.CodeInvalidArgument)
 	_, err = cancel("Delay_" + strings.TrimPrefix(events.NewExecutionID(time.Now()), "E_") + ".g_1")
 	wantCode(t, "cancel a delay of an unknown execution", err, connect.CodeNotFound)
+}
+
+func TestRequestSizeLimit(t *testing.T) {
+	const limit = 64 << 10
+	e, api, url := serveWith(t, Options{MaxRequestBytes: limit})
+	ctx := context.Background()
+	params := `["` + strings.Repeat("x", 2*limit) + `"]`
+	// The Go client sends the body's length: refused before it is read, naming the setting.
+	_, err := api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ParamsJson: params}))
+	wantCode(t, "submit over the limit", err, connect.CodeResourceExhausted)
+	if !strings.Contains(err.Error(), "api.max_request_bytes") {
+		t.Errorf("submit over the limit: %v", err)
+	}
+	_, err = api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: events.NewExecutionID(time.Now()), ResultJson: `{"err": "` + strings.Repeat("x", 2*limit) + `"}`}))
+	wantCode(t, "stub over the limit", err, connect.CodeResourceExhausted)
+
+	// A body of unknown length (chunked) is cut off at the limit.
+	body, _ := json.Marshal(map[string]string{"ffqn": approveFFQN, "params_json": params})
+	for name, r := range map[string]io.Reader{"with a length": bytes.NewReader(body), "chunked": io.MultiReader(bytes.NewReader(body))} {
+		resp, err := http.Post(url+"/obelisk.v1.ExecutionService/Submit", "application/json", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(msg), "resource_exhausted") {
+			t.Fatalf("JSON submit over the limit, %s: %s %s", name, resp.Status, msg)
+		}
+	}
+
+	page, err := e.Store().List(ctx, events.ListFilter{})
+	if err != nil || len(page.States) != 0 {
+		t.Fatalf("executions after refused submits: %v %v", page.States, err)
+	}
+	// Under the limit the same request is served (and refused for what it asks).
+	_, err = api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ParamsJson: `["x"]`}))
+	wantCode(t, "submit of a stub's function", err, connect.CodeInvalidArgument)
+}
+
+// TestLongIDs: an error about a huge ID quotes a short part of it, not all of it.
+func TestLongIDs(t *testing.T) {
+	_, api := serve(t)
+	ctx := context.Background()
+	long := "E_" + strings.Repeat("x", 3<<20)
+	child := events.NewExecutionID(time.Now()) + "." + strings.Repeat("g", 3<<20) + "_1"
+	for _, id := range []string{long, child, strings.Repeat("E", 3<<20)} {
+		var errs []error
+		_, err := api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ExecutionId: id}))
+		errs = append(errs, err)
+		st, err := api.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: id}))
+		if err == nil {
+			st.Receive()
+			err = st.Err()
+			st.Close()
+		}
+		errs = append(errs, err)
+		_, err = api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: id}))
+		errs = append(errs, err)
+		_, err = api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: id}))
+		errs = append(errs, err)
+		_, err = api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: id, ResultJson: `{"ok": true}`}))
+		errs = append(errs, err)
+		_, err = api.ListEvents(ctx, connect.NewRequest(&pb.ListEventsRequest{ExecutionId: id}))
+		errs = append(errs, err)
+		for i, err := range errs {
+			var ce *connect.Error
+			if !errors.As(err, &ce) || ce.Code() == connect.CodeInternal || ce.Code() == connect.CodeUnknown {
+				t.Fatalf("call %d with a %d-byte ID: err %.300v", i, len(id), err)
+			}
+			if len(err.Error()) > 400 || !strings.Contains(err.Error(), "bytes)") {
+				t.Errorf("call %d with a %d-byte ID: a %d-byte error: %.300s", i, len(id), len(err.Error()), err)
+			}
+		}
+	}
+}
+
+// TestIDCase: an execution ID's ULID is case-insensitive; the API answers with the
+// canonical (upper case) ID whichever case it was given.
+func TestIDCase(t *testing.T) {
+	e, api := serve(t)
+	ctx := context.Background()
+	id := stubExecution(t, e)
+	lower := "E_" + strings.ToLower(strings.TrimPrefix(id, "E_"))
+	if _, err := api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: lower})); err != nil {
+		t.Fatalf("pause by the lower-case ID: %v", err)
+	}
+	if st, err := e.State(ctx, id); err != nil || !st.Paused {
+		t.Fatalf("after pause by the lower-case ID: %v %v", st, err)
+	}
+	st, err := api.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: lower}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Receive() || st.Msg().Summary.ExecutionId != id {
+		t.Fatalf("status by the lower-case ID: %v %v", st.Msg(), st.Err())
+	}
+	st.Close()
+	if resp, err := api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: lower, ResultJson: `{"ok": true}`})); err != nil || resp.Msg.Outcome != "stubbed" {
+		t.Fatalf("stub by the lower-case ID: %v %v", resp, err)
+	}
+	evs, err := api.ListEvents(ctx, connect.NewRequest(&pb.ListEventsRequest{ExecutionId: lower}))
+	if err != nil || len(evs.Msg.Events) == 0 {
+		t.Fatalf("events by the lower-case ID: %v %v", evs, err)
+	}
+	// An ID that is not E_<ULID> is refused as such, not looked up.
+	_, err = api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: "e_" + strings.TrimPrefix(id, "E_")}))
+	wantCode(t, "cancel with prefix e_", err, connect.CodeInvalidArgument)
+	_, err = api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: "E_NOTAULID"}))
+	wantCode(t, "cancel a malformed ID", err, connect.CodeInvalidArgument)
+}
+
+func TestListCursor(t *testing.T) {
+	e, api := serve(t)
+	ctx := context.Background()
+	for range 3 {
+		stubExecution(t, e)
+	}
+	page, err := api.ListExecutions(ctx, connect.NewRequest(&pb.ListExecutionsRequest{Limit: 2}))
+	if err != nil || len(page.Msg.Executions) != 2 || page.Msg.NextCursor == "" {
+		t.Fatalf("first page: %v %v", page, err)
+	}
+	next, err := api.ListExecutions(ctx, connect.NewRequest(&pb.ListExecutionsRequest{Limit: 2, Cursor: page.Msg.NextCursor}))
+	if err != nil || len(next.Msg.Executions) != 1 {
+		t.Fatalf("second page: %v %v", next, err)
+	}
+	for _, cursor := range []string{"zz", "63", "7300", "not a cursor " + strings.Repeat("x", 1000)} {
+		_, err := api.ListExecutions(ctx, connect.NewRequest(&pb.ListExecutionsRequest{Cursor: cursor}))
+		wantCode(t, "cursor "+cursor[:min(len(cursor), 20)], err, connect.CodeInvalidArgument)
+		if len(err.Error()) > 400 {
+			t.Errorf("a %d-byte error", len(err.Error()))
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
@@ -127,10 +128,10 @@ type eventFilter struct {
 }
 
 func newEventFilter(r *pb.WatchEventsRequest) (*eventFilter, error) {
-	f := &eventFilter{idPrefix: r.ExecutionIdPrefix, ffqnPrefix: r.FfqnPrefix}
+	f := &eventFilter{idPrefix: events.CanonicalIDPrefix(r.ExecutionIdPrefix), ffqnPrefix: r.FfqnPrefix}
 	for _, k := range r.Kinds {
 		if !slices.Contains(eventKinds, k) {
-			return nil, fmt.Errorf("unknown event kind %q: want one of %s", k, strings.Join(eventKinds, ", "))
+			return nil, fmt.Errorf("unknown event kind %s: want one of %s", clip.Quote(k), strings.Join(eventKinds, ", "))
 		}
 		if f.kinds == nil {
 			f.kinds = map[string]bool{}
