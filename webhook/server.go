@@ -203,8 +203,10 @@ type guestRequest struct {
 	Query   string              `json:"query"`
 	Host    string              `json:"host"`
 	Headers map[string][]string `json:"headers"`
-	Body    []byte              `json:"body"` // base64
-	Params  map[string]string   `json:"params"`
+	// BodyLength is the length of the body, which the guest copies with the
+	// request_body_read import (the body goes in actors.WebhookRequest.Body).
+	BodyLength int               `json:"body_length"`
+	Params     map[string]string `json:"params"`
 }
 
 // guestResponse is the ok value of the guest's result.
@@ -247,7 +249,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	gr := guestRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, Body: body, Params: map[string]string{}}
+	gr := guestRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, BodyLength: len(body), Params: map[string]string{}}
 	for _, p := range m.Params {
 		gr.Params[p.Name] = p.Value
 	}
@@ -256,7 +258,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "encoding the request: "+err.Error())
 		return
 	}
-	res, err := h.e.RunWebhook(ctx, ep.cfg.Name, &actors.WebhookRequest{Input: input, Method: r.Method, Path: r.URL.Path})
+	res, err := h.e.RunWebhook(ctx, ep.cfg.Name, &actors.WebhookRequest{Input: input, Body: body, Method: r.Method, Path: r.URL.Path})
 	if err != nil {
 		h.fail(w, r, ep, ctx, err)
 		return

@@ -19,15 +19,19 @@ import (
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
-// fakeEngine answers requests with a function instead of a guest.
-type fakeEngine func(ctx context.Context, endpoint string, in guestRequest) (json.RawMessage, error)
+// fakeEngine answers requests with a function instead of a guest; body is the
+// request's body.
+type fakeEngine func(ctx context.Context, endpoint string, in guestRequest, body []byte) (json.RawMessage, error)
 
 func (f fakeEngine) RunWebhook(ctx context.Context, endpoint string, req *actors.WebhookRequest) (*actors.WebhookResult, error) {
 	var in guestRequest
 	if err := json.Unmarshal(req.Input, &in); err != nil {
 		return nil, err
 	}
-	out, err := f(ctx, endpoint, in)
+	if in.BodyLength != len(req.Body) {
+		return nil, fmt.Errorf("body_length %d, body of %d bytes", in.BodyLength, len(req.Body))
+	}
+	out, err := f(ctx, endpoint, in, req.Body)
 	return &actors.WebhookResult{Output: out}, err
 }
 
@@ -46,12 +50,12 @@ func routes(t *testing.T, ss ...string) []Route {
 func TestWebhookServer(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	e := fakeEngine(func(ctx context.Context, endpoint string, in guestRequest) (json.RawMessage, error) {
+	e := fakeEngine(func(ctx context.Context, endpoint string, in guestRequest, body []byte) (json.RawMessage, error) {
 		switch {
 		case strings.HasPrefix(in.Path, "/echo"):
 			b, _ := json.Marshal(map[string]any{"ok": map[string]any{
 				"status": 201, "headers": map[string][]string{"X-Endpoint": {endpoint}},
-				"body": []byte(in.Method + " " + in.Params["n"] + " " + in.Query + " " + string(in.Body) + " " + in.Headers["X-Test"][0]),
+				"body": []byte(in.Method + " " + in.Params["n"] + " " + in.Query + " " + string(body) + " " + in.Headers["X-Test"][0]),
 			}})
 			return b, nil
 		case in.Path == "/block":
@@ -164,7 +168,7 @@ func TestWebhookListenErrors(t *testing.T) {
 func TestWebhookSlowUploads(t *testing.T) {
 	const slow, inflight = 6, 2
 	var guestSaw sync.Map // paths the engine ran
-	e := fakeEngine(func(ctx context.Context, endpoint string, in guestRequest) (json.RawMessage, error) {
+	e := fakeEngine(func(ctx context.Context, endpoint string, in guestRequest, body []byte) (json.RawMessage, error) {
 		guestSaw.Store(in.Path, true)
 		return json.RawMessage(`{"ok":{"body":"b2s="}}`), nil
 	})
