@@ -36,9 +36,10 @@
 //
 // The request's body stays in the host until the handler reads r.Body, which
 // copies it into the module's memory as it is read (the request_body_read
-// import): a handler that ignores the body does not pay for it. A panic in the handler traps: the
-// client gets a 500. The response is buffered and sent when the handler
-// returns.
+// import): a handler that ignores the body does not pay for it.
+//
+// A panic in the handler traps: the client gets a 500. The response is
+// buffered and sent when the handler returns.
 package obeliskwebhook
 
 import (
