@@ -38,8 +38,13 @@ func WebhookRequestFFQN(endpoint string) string {
 
 // WebhookRequest is one HTTP request for a webhook endpoint.
 type WebhookRequest struct {
-	// Input is the request as the guest receives it: a JSON object (docs/abi.md).
+	// Input is the request as the guest receives it: a JSON object (docs/abi.md)
+	// without the body.
 	Input json.RawMessage
+	// Body is the request's body, which the guest copies into its memory with the
+	// request_body_read import, if at all: a body in Input would cost the guest a
+	// JSON decoding of all of it before the handler starts.
+	Body []byte
 	// Method and Path are recorded as the parameters of the request's execution, if
 	// it gets one.
 	Method, Path string
@@ -90,7 +95,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	}
 	r.lockExpires = deadline.Add(lockGrace)
 	r.params, _ = json.Marshal([]map[string]string{{"method": req.Method, "path": req.Path}})
-	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r}
+	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body}
 	if len(c.Config.AllowedHosts) > 0 {
 		cfg.HTTP = &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts, Client: &http.Client{Transport: webhookTransport()}}
 	}

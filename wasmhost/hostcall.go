@@ -106,6 +106,28 @@ func (r *Runtime) hostTake(ctx context.Context, mod api.Module, stack []uint64) 
 	stack[0] = api.EncodeI32(int32(n))
 }
 
+// requestBodyRead implements obelisk_v1.request_body_read(offset, out_ptr, out_cap) -> len:
+// it copies the bytes of the instance's request body from offset, at most out_cap of
+// them, to out_ptr and returns how many; 0 at the end of the body, -1 when offset is
+// outside it. An instance without a request body has an empty one.
+func (r *Runtime) requestBodyRead(ctx context.Context, mod api.Module, stack []uint64) {
+	inst := instanceFrom(ctx)
+	if inst == nil {
+		panic(&guestFault{msg: "request_body_read: called outside a wasmhost instance"})
+	}
+	offset, outPtr, outCap := int64(stack[0]), uint32(stack[1]), uint32(stack[2])
+	if offset < 0 || offset > int64(len(inst.requestBody)) {
+		stack[0] = api.EncodeI32(-1)
+		return
+	}
+	chunk := inst.requestBody[offset:]
+	chunk = chunk[:min(uint64(len(chunk)), uint64(outCap), math.MaxInt32)]
+	if !mod.Memory().Write(outPtr, chunk) {
+		panic(&guestFault{msg: fmt.Sprintf("request_body_read: output buffer [%#x, +%d) is outside memory", outPtr, len(chunk))})
+	}
+	stack[0] = api.EncodeI32(int32(len(chunk)))
+}
+
 const (
 	okPrefix = `{"ok":`
 	okNull   = `null`

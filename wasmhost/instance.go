@@ -87,6 +87,9 @@ type Instance struct {
 	clock     *detClock // workflows
 	rand      *detRand  // workflows
 
+	// requestBody is what request_body_read reads (InstanceConfig.RequestBody).
+	requestBody []byte
+
 	// Touched only by the goroutine running the guest.
 	initializing bool // in _initialize: only the log op
 	// watchWASI: being initialised for a snapshot; wasiChanges are the

@@ -125,6 +125,9 @@ type InstanceConfig struct {
 	// Logger receives the guest's log op records, with attribute
 	// execution_id added. nil means the Runtime's logger.
 	Logger *slog.Logger
+	// RequestBody is what the request_body_read import reads: the body of the
+	// webhook request the instance handles. The instance does not modify it.
+	RequestBody []byte
 }
 
 // Instantiate makes a fresh instance of the module, runs its _initialize and
@@ -318,6 +321,7 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 func (i *Instance) configure(cfg InstanceConfig, pol *compiledPolicy) {
 	i.handler = cfg.Handler
 	i.http = pol
+	i.requestBody = cfg.RequestBody
 	if cfg.Logger != nil {
 		i.logger = cfg.Logger
 	}

@@ -39,6 +39,10 @@ const (
 	exportRun      = "obelisk_v1_run"
 	importHostCall = "host_call"
 	importHostTake = "host_take"
+	// importRequestBodyRead copies bytes of the request body of a webhook instance
+	// into guest memory as they are: bulk bytes would cost a guest far more to decode
+	// from a JSON response (base64) than to copy.
+	importRequestBodyRead = "request_body_read"
 )
 
 // mergeDataMaxGap is the largest run of zeros MergeData fills in to join two
@@ -203,6 +207,11 @@ func (r *Runtime) init(ctx context.Context) error {
 		WithParameterNames("out_ptr", "out_cap").
 		WithResultNames("len").
 		Export(importHostTake).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(r.requestBodyRead), []api.ValueType{api.ValueTypeI64, i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("offset", "out_ptr", "out_cap").
+		WithResultNames("len").
+		Export(importRequestBodyRead).
 		Instantiate(ctx)
 	if err != nil {
 		return fmt.Errorf("wasmhost: instantiating host module %s: %w", HostModuleName, err)
@@ -432,6 +441,8 @@ func (r *Runtime) checkABI(c wazero.CompiledModule) error {
 	hostImports := map[string]sig{
 		importHostCall: {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
 		importHostTake: {[]api.ValueType{i32, i32}, []api.ValueType{i32}},
+		// Optional: webhook endpoints read their request's body with it.
+		importRequestBodyRead: {[]api.ValueType{i64, i32, i32}, []api.ValueType{i32}},
 	}
 
 	var problems []string
@@ -456,8 +467,8 @@ func (r *Runtime) checkABI(c wazero.CompiledModule) error {
 		case HostModuleName:
 			want, ok := hostImports[fn]
 			if !ok {
-				problems = append(problems, fmt.Sprintf("unknown import %s.%s (%s offers %s and %s)",
-					mod, fn, HostModuleName, importHostCall, importHostTake))
+				problems = append(problems, fmt.Sprintf("unknown import %s.%s (%s offers %s, %s and %s)",
+					mod, fn, HostModuleName, importHostCall, importHostTake, importRequestBodyRead))
 			} else if !equalTypes(got.params, want.params) || !equalTypes(got.results, want.results) {
 				problems = append(problems, fmt.Sprintf("import %s.%s has signature %s, want %s", mod, fn, got, want))
 			}

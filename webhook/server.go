@@ -9,6 +9,7 @@
 //	404 route not found            no route of the server matches the path
 //	405 method not allowed         routes match the path, not the method (Allow lists theirs)
 //	413 request body too large     over MaxBodyBytes
+//	408 request timeout            the request was not received within read_timeout
 //	429 too many requests          the endpoint has max_inflight_requests in flight
 //	408 request timeout            the handler ran past request_timeout
 //	500 webhook trapped: <reason>  the handler trapped (a Go panic, for instance)
@@ -39,8 +40,14 @@ const (
 	DefaultListeningAddr       = "127.0.0.1:9090"
 	DefaultMaxInflightRequests = 100
 	DefaultRequestTimeout      = 30 * time.Second
+	// DefaultReadTimeout bounds the time a client has to send a whole request,
+	// headers and body.
+	DefaultReadTimeout = 30 * time.Second
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes = 16 << 20
+	// maxHeaderTimeout bounds the time to send the headers alone, when read_timeout is
+	// longer: a client that has not started its body by then is not going to be fast.
+	maxHeaderTimeout = 10 * time.Second
 )
 
 // Config is the webhook part of the configuration.
@@ -53,6 +60,10 @@ type Config struct {
 type ServerConfig struct {
 	Name          string
 	ListeningAddr string
+	// ReadTimeout bounds the time to receive a request, headers and body; a request
+	// still arriving then is answered 408 and its connection closed. It runs before
+	// the request counts against max_inflight_requests. 0 means DefaultReadTimeout.
+	ReadTimeout time.Duration
 }
 
 // EndpointConfig is the HTTP side of one [[webhook_endpoint]]; the component itself (its
@@ -139,10 +150,17 @@ func (s *Servers) Addrs() map[string]net.Addr {
 // Serve serves every server until Close; it returns at once.
 func (s *Servers) Serve(e Engine, log *slog.Logger) {
 	for _, srv := range s.servers {
+		read := srv.cfg.ReadTimeout
+		if read <= 0 {
+			read = DefaultReadTimeout
+		}
 		srv.http = &http.Server{
-			Handler:           &handler{s: s, srv: srv, e: e, log: log},
-			BaseContext:       func(net.Listener) context.Context { return s.ctx },
-			ReadHeaderTimeout: 10 * time.Second,
+			Handler:     &handler{s: s, srv: srv, e: e, log: log},
+			BaseContext: func(net.Listener) context.Context { return s.ctx },
+			// The whole request, body included: net/http lifts the deadline once the
+			// body has been read, so it does not cut the handler short.
+			ReadTimeout:       read,
+			ReadHeaderTimeout: min(read, maxHeaderTimeout),
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 		log.Info("serving webhooks", "http_server", srv.cfg.Name, "addr", srv.ln.Addr().String())
@@ -185,8 +203,10 @@ type guestRequest struct {
 	Query   string              `json:"query"`
 	Host    string              `json:"host"`
 	Headers map[string][]string `json:"headers"`
-	Body    []byte              `json:"body"` // base64
-	Params  map[string]string   `json:"params"`
+	// BodyLength is the length of the body, which the guest copies with the
+	// request_body_read import (the body goes in actors.WebhookRequest.Body).
+	BodyLength int               `json:"body_length"`
+	Params     map[string]string `json:"params"`
 }
 
 // guestResponse is the ok value of the guest's result.
@@ -208,6 +228,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ep := m.Target
+	h.s.running.Add(1)
+	defer h.s.running.Done()
+	// The body is read before the request takes an inflight slot: a client that sends
+	// it slowly holds its connection (until read_timeout), not the endpoint.
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
 	select {
 	case ep.inflight <- struct{}{}:
 		defer func() { <-ep.inflight }()
@@ -215,28 +243,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusTooManyRequests, "too many requests: webhook endpoint "+ep.cfg.Name+" has max_inflight_requests in flight")
 		return
 	}
-	h.s.running.Add(1)
-	defer h.s.running.Done()
 	timeout := ep.cfg.RequestTimeout
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			plain(w, http.StatusRequestEntityTooLarge, "request body too large")
-		case ctx.Err() == context.DeadlineExceeded:
-			plain(w, http.StatusRequestTimeout, "request timeout")
-		default:
-			plain(w, http.StatusBadRequest, "reading the request body: "+err.Error())
-		}
-		return
-	}
-	gr := guestRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, Body: body, Params: map[string]string{}}
+	gr := guestRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, BodyLength: len(body), Params: map[string]string{}}
 	for _, p := range m.Params {
 		gr.Params[p.Name] = p.Value
 	}
@@ -245,7 +258,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "encoding the request: "+err.Error())
 		return
 	}
-	res, err := h.e.RunWebhook(ctx, ep.cfg.Name, &actors.WebhookRequest{Input: input, Method: r.Method, Path: r.URL.Path})
+	res, err := h.e.RunWebhook(ctx, ep.cfg.Name, &actors.WebhookRequest{Input: input, Body: body, Method: r.Method, Path: r.URL.Path})
 	if err != nil {
 		h.fail(w, r, ep, ctx, err)
 		return
@@ -283,6 +296,32 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(out.Ok.Body)
+}
+
+// readBody reads the request's body, at most MaxBodyBytes within the server's
+// read_timeout; otherwise it answers the request and returns ok=false.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
+	if r.ContentLength > MaxBodyBytes {
+		plain(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body too large: %d bytes, the limit is %d", r.ContentLength, MaxBodyBytes))
+		return nil, false
+	}
+	// Read as it arrives rather than into a buffer of the announced length: a
+	// Content-Length costs the client nothing to claim.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err == nil {
+		return body, true
+	}
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		plain(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body too large: the limit is %d bytes", MaxBodyBytes))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		plain(w, http.StatusRequestTimeout, fmt.Sprintf("request timeout: the request was not received within the read_timeout of http_server %q (%v)", h.srv.cfg.Name, h.srv.http.ReadTimeout))
+	default:
+		plain(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+	}
+	return nil, false
 }
 
 // fail answers a request whose handler did not produce a response.

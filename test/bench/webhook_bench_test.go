@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -85,6 +87,58 @@ routes = ["GET /const"]
 				b.ReportMetric(float64(n)/elapsed.Seconds(), "requests/s")
 				b.ReportMetric(float64(latencies[n/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(latencies[n*99/100].Microseconds())/1000, "p99-ms")
+			}
+		})
+	}
+}
+
+// BenchmarkWebhookBody: 20 POSTs of a 1 MB body, one at a time, each in a fresh
+// instance of the fibo-webhook endpoint:
+//   - ignore: POST /const, whose handler never reads the body (what a body costs the
+//     server before and after the handler, e.g. receiving it and handing it over);
+//   - read: POST /size, whose handler reads the whole body (and hashes it with SHA-256,
+//     which in the guest costs more than the reading).
+//
+// The metrics are the mean latency and the body megabytes per second.
+func BenchmarkWebhookBody(b *testing.B) {
+	const n, size = 20, 1 << 20
+	s := harness.Start(b, harness.Options{Deployment: fmt.Sprintf(`
+[[webhook_endpoint]]
+name = "webhook_body"
+location.path = %q
+routes = ["POST /const", "POST /size"]
+`, filepath.Join(harness.ComponentsDir(), "fibo-webhook.wasm"))})
+	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	for _, c := range []struct{ name, path, want string }{
+		{"ignore", "/const", "constant"},
+		{"read", "/size", fmt.Sprintf("%d %d %x", size, size, sha256.Sum256(body))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			post := func() error {
+				resp, err := http.Post(s.WebhookURL+c.path, "application/octet-stream", bytes.NewReader(body))
+				if err != nil {
+					return err
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(got) != c.want {
+					return fmt.Errorf("POST %s: %d %q %v", c.path, resp.StatusCode, got, err)
+				}
+				return nil
+			}
+			if err := post(); err != nil { // warm up: connections, instance pools
+				b.Fatal(err)
+			}
+			for range b.N {
+				start := time.Now()
+				for range n {
+					if err := post(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				elapsed := time.Since(start)
+				b.ReportMetric(float64(elapsed.Microseconds())/1000/n, "ms/request")
+				b.ReportMetric(float64(n*size)/(1<<20)/elapsed.Seconds(), "MB/s")
 			}
 		})
 	}

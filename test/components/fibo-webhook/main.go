@@ -1,8 +1,8 @@
 // Command fibo-webhook is a webhook endpoint: an HTTP handler that calls the
 // fibo workflow. It also serves a few routes the end-to-end tests use (a
-// constant, a call of the sleep activity, a panic, a slow handler, a
-// wildcard, a schedule); which of them a deployment exposes is up to the
-// routes of its [[webhook_endpoint]].
+// constant, the size of the body, a call of the sleep activity, a panic, a
+// slow handler, a wildcard, a schedule); which of them a deployment exposes is
+// up to the routes of its [[webhook_endpoint]].
 //
 // Build it as a WASI reactor:
 //
@@ -10,7 +10,9 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,8 +32,11 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	case "fibo":
 		fibo(w, r)
 	case "const":
-		// Nothing durable: the request leaves no execution behind.
+		// Nothing durable: the request leaves no execution behind. The body, if any,
+		// is never read.
 		fmt.Fprint(w, "constant")
+	case "size":
+		size(w, r)
 	case "sleep":
 		sleep(w, r)
 	case "panic":
@@ -65,6 +70,18 @@ func fibo(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprint(w, v)
+}
+
+// size serves "/size": it reads the whole body and answers its length as the
+// request announced it, the length read, and its SHA-256.
+func size(w http.ResponseWriter, r *http.Request) {
+	h := sha256.New()
+	n, err := io.Copy(h, r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintf(w, "%d %d %x", r.ContentLength, n, h.Sum(nil))
 }
 
 // sleep serves "/sleep/:millis": it calls the sleep activity.

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
@@ -42,5 +45,14 @@ func TestWildcardAndConst(t *testing.T) {
 	body, _ = io.ReadAll(resp.Body)
 	if string(body) != "constant" {
 		t.Fatalf("got %q", body)
+	}
+}
+
+func TestSize(t *testing.T) {
+	body := strings.Repeat("0123456789", 20_000)
+	resp := obeliskwebhook.Serve(&obelisk.TestHost{}, httptest.NewRequest("POST", "/size", strings.NewReader(body)), nil)
+	got, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("%d %d %x", len(body), len(body), sha256.Sum256([]byte(body))); resp.StatusCode != 200 || string(got) != want {
+		t.Fatalf("POST /size: %d %q, want %q", resp.StatusCode, got, want)
 	}
 }

@@ -12,8 +12,9 @@ import (
 
 // HTTPServer is one [[http_server]]: an address webhook endpoints are served on.
 type HTTPServer struct {
-	Name          string `mapstructure:"name"`
-	ListeningAddr string `mapstructure:"listening_addr"`
+	Name          string         `mapstructure:"name"`
+	ListeningAddr string         `mapstructure:"listening_addr"`
+	ReadTimeout   *time.Duration `mapstructure:"read_timeout"`
 }
 
 // WebhookEndpoint is one [[webhook_endpoint]].
@@ -50,8 +51,15 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 		if other, dup := addrs[addr]; dup {
 			return fail("http_server", i, h.Name, "listening_addr %s is also the address of http_server %q", addr, other)
 		}
+		sc := webhook.ServerConfig{Name: h.Name, ListeningAddr: addr, ReadTimeout: webhook.DefaultReadTimeout}
+		if h.ReadTimeout != nil {
+			if err := atLeast("read_timeout", *h.ReadTimeout, MinRequestTimeout); err != nil {
+				return fail("http_server", i, h.Name, "%v", err)
+			}
+			sc.ReadTimeout = *h.ReadTimeout
+		}
 		servers[h.Name], addrs[addr] = true, h.Name
-		s.Webhooks.Servers = append(s.Webhooks.Servers, webhook.ServerConfig{Name: h.Name, ListeningAddr: addr})
+		s.Webhooks.Servers = append(s.Webhooks.Servers, sc)
 	}
 	routers := map[string]*webhook.Router[string]{}
 	for i, w := range f.WebhookEndpoints {
@@ -74,7 +82,7 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 					server, webhook.DefaultListeningAddr, other, server)
 			}
 			servers[server], addrs[webhook.DefaultListeningAddr] = true, server
-			s.Webhooks.Servers = append(s.Webhooks.Servers, webhook.ServerConfig{Name: server, ListeningAddr: webhook.DefaultListeningAddr})
+			s.Webhooks.Servers = append(s.Webhooks.Servers, webhook.ServerConfig{Name: server, ListeningAddr: webhook.DefaultListeningAddr, ReadTimeout: webhook.DefaultReadTimeout})
 		}
 		if len(w.Routes) == 0 {
 			return fail("webhook_endpoint", i, w.Name, "routes is required, e.g. [\"GET /fibo/:n/:iterations\"] ([\"\"] matches every path)")

@@ -20,6 +20,7 @@ allowed_hosts = ["example.com"]
 [[http_server]]
 name = "second"
 listening_addr = "127.0.0.1:9191"
+read_timeout = "5s"
 
 [[webhook_endpoint]]
 name = "other"
@@ -34,8 +35,8 @@ request_timeout = "2s"
 		t.Fatal(err)
 	}
 	w := s.Webhooks
-	if len(w.Servers) != 2 || w.Servers[0] != (webhook.ServerConfig{Name: "second", ListeningAddr: "127.0.0.1:9191"}) ||
-		w.Servers[1] != (webhook.ServerConfig{Name: "external", ListeningAddr: "127.0.0.1:9090"}) {
+	if len(w.Servers) != 2 || w.Servers[0] != (webhook.ServerConfig{Name: "second", ListeningAddr: "127.0.0.1:9191", ReadTimeout: 5 * time.Second}) ||
+		w.Servers[1] != (webhook.ServerConfig{Name: "external", ListeningAddr: "127.0.0.1:9090", ReadTimeout: 30 * time.Second}) {
 		t.Fatalf("servers: %+v", w.Servers)
 	}
 	if len(w.Endpoints) != 2 {
@@ -63,16 +64,17 @@ request_timeout = "2s"
 func TestWebhookConfigErrors(t *testing.T) {
 	endpoint := "[[webhook_endpoint]]\nname = \"hook\"\nlocation.path = \"h.wasm\"\n"
 	cases := map[string]string{
-		endpoint:                                                  `[[webhook_endpoint]] #1 (name "hook"): routes is required`,
-		endpoint + `routes = ["fibo"]`:                            `[[webhook_endpoint]] #1 (name "hook"): routes: route "fibo": a path starts with '/'`,
-		endpoint + `routes = ["/a/:x", "/a/:y"]`:                  `route "/a/:y" conflicts with route "/a/:x"`,
-		endpoint + "routes = [\"/\"]\nhttp_server = \"nope\"":     `http_server "nope" is not defined`,
-		endpoint + "routes = [\"/\"]\nmax_inflight_requests = 0":  "max_inflight_requests = 0: must be at least 1 (leave it out for the default, 100)",
-		endpoint + "routes = [\"/\"]\nrequest_timeout = \"-1s\"":  `request_timeout = "-1s": must be at least 100ms`,
-		endpoint + "routes = [\"/\"]\nallowed_hosts = [\"a/b\"]":  "allowed_hosts",
-		endpoint + "routes = [\"/\"]\nbogus = 1":                  "bogus",
-		"[[webhook_endpoint]]\nname = \"hook\"\nroutes = [\"/\"]": "location.path is required",
-		"[[http_server]]\nname = \"s\"":                           `[[http_server]] #1 (name "s"): listening_addr is required`,
+		endpoint:                                                                                 `[[webhook_endpoint]] #1 (name "hook"): routes is required`,
+		endpoint + `routes = ["fibo"]`:                                                           `[[webhook_endpoint]] #1 (name "hook"): routes: route "fibo": a path starts with '/'`,
+		endpoint + `routes = ["/a/:x", "/a/:y"]`:                                                 `route "/a/:y" conflicts with route "/a/:x"`,
+		endpoint + "routes = [\"/\"]\nhttp_server = \"nope\"":                                    `http_server "nope" is not defined`,
+		endpoint + "routes = [\"/\"]\nmax_inflight_requests = 0":                                 "max_inflight_requests = 0: must be at least 1 (leave it out for the default, 100)",
+		endpoint + "routes = [\"/\"]\nrequest_timeout = \"-1s\"":                                 `request_timeout = "-1s": must be at least 100ms`,
+		endpoint + "routes = [\"/\"]\nallowed_hosts = [\"a/b\"]":                                 "allowed_hosts",
+		endpoint + "routes = [\"/\"]\nbogus = 1":                                                 "bogus",
+		"[[webhook_endpoint]]\nname = \"hook\"\nroutes = [\"/\"]":                                "location.path is required",
+		"[[http_server]]\nname = \"s\"":                                                          `[[http_server]] #1 (name "s"): listening_addr is required`,
+		"[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:1\"\nread_timeout = \"0s\"": `[[http_server]] #1 (name "s"): read_timeout = "0s": must be at least 100ms`,
 		"[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:1\"\n[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:2\"": "the name is used twice",
 		"[[http_server]]\nname = \"s\"\nlistening_addr = \"127.0.0.1:1\"\n[[http_server]]\nname = \"t\"\nlistening_addr = \"127.0.0.1:1\"": `also the address of http_server "s"`,
 		endpoint + "routes = [\"/\"]\n[[webhook_endpoint]]\nname = \"h2\"\nlocation.path = \"h.wasm\"\nroutes = [\"/\"]":                   `[[webhook_endpoint]] #2 (name "h2"): routes on http_server "external": route "/" conflicts`,

@@ -34,6 +34,10 @@
 // leaves nothing in the store. Webhook requests are not replayed: a handler
 // needs no determinism, and may use the real clock and randomness.
 //
+// The request's body stays in the host until the handler reads r.Body, which
+// copies it into the module's memory as it is read (the request_body_read
+// import): a handler that ignores the body does not pay for it.
+//
 // A panic in the handler traps: the client gets a 500. The response is
 // buffered and sent when the handler returns.
 package obeliskwebhook
@@ -41,6 +45,7 @@ package obeliskwebhook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,7 +70,9 @@ type Request struct {
 	Query   string              `json:"query"`
 	Host    string              `json:"host"`
 	Headers map[string][]string `json:"headers"`
-	Body    []byte              `json:"body"` // base64 in JSON
+	// BodyLength is the length of the body, which the host hands out with the
+	// request_body_read import (BodyReadOp outside the host).
+	BodyLength int64 `json:"body_length"`
 	// Params are the route parameters.
 	Params map[string]string `json:"params"`
 }
@@ -130,13 +137,13 @@ func newRequest(ctx obelisk.Context, req *Request) *http.Request {
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        header,
-		Body:          io.NopCloser(bytes.NewReader(req.Body)),
-		ContentLength: int64(len(req.Body)),
+		Body:          &requestBody{ctx: ctx, size: req.BodyLength},
+		ContentLength: req.BodyLength,
 		Host:          req.Host,
 		RequestURI:    u.RequestURI(),
 	}
-	if len(req.Body) == 0 {
-		r.Body = http.NoBody
+	if req.BodyLength <= 0 {
+		r.Body, r.ContentLength = http.NoBody, 0
 	}
 	r = r.WithContext(context.WithValue(context.Background(), ctxKey{}, ctx))
 	for _, name := range slices.Sorted(maps.Keys(req.Params)) {
@@ -144,6 +151,33 @@ func newRequest(ctx obelisk.Context, req *Request) *http.Request {
 	}
 	return r
 }
+
+// requestBody is the body of a request, copied from the host as the handler
+// reads it (readBody).
+type requestBody struct {
+	ctx          obelisk.Context
+	offset, size int64
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if b.offset >= b.size {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := readBody(b.ctx, b.offset, p[:min(int64(len(p)), b.size-b.offset)])
+	if err != nil {
+		return 0, fmt.Errorf("obeliskwebhook: reading the request body at byte %d: %w", b.offset, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("obeliskwebhook: reading the request body at byte %d of %d: %w", b.offset, b.size, io.ErrUnexpectedEOF)
+	}
+	b.offset += int64(n)
+	return n, nil
+}
+
+func (b *requestBody) Close() error { return nil }
 
 // recorder is the http.ResponseWriter of a handler: the response is buffered
 // and returned to the host when the handler returns.
@@ -199,14 +233,26 @@ func GetStatus(ctx obelisk.Context, executionID string) (Status, error) {
 
 // Serve runs the handler registered with Handle for r, with the route
 // parameters params, on host as the Obelisk host would, and returns its
-// response. It is meant for tests of a webhook endpoint outside the host; a
-// panic of the handler is not recovered.
+// response. The handler's reads of the body, which the Obelisk host answers
+// with its request_body_read import, reach host as the operation BodyReadOp;
+// Serve answers it from r.Body unless host.Ops has a handler for it. It is
+// meant for tests of a webhook endpoint outside the host; a panic of the
+// handler is not recovered.
 func Serve(host *obelisk.TestHost, r *http.Request, params map[string]string) *http.Response {
 	var body []byte
 	if r.Body != nil {
 		body, _ = io.ReadAll(r.Body)
 	}
-	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, Body: body, Params: params}
+	if host.Ops[BodyReadOp] == nil {
+		withBody := *host
+		withBody.Ops = maps.Clone(host.Ops)
+		if withBody.Ops == nil {
+			withBody.Ops = map[string]obelisk.OpHandler{}
+		}
+		withBody.Ops[BodyReadOp] = bodyReader(body)
+		host = &withBody
+	}
+	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, BodyLength: int64(len(body)), Params: params}
 	out := host.Run(HandlerFFQN, req)
 	var res struct {
 		Ok *Response `json:"ok"`
@@ -222,5 +268,38 @@ func Serve(host *obelisk.TestHost, r *http.Request, params map[string]string) *h
 		Status: status, StatusCode: res.Ok.Status, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header(res.Ok.Headers), Body: io.NopCloser(bytes.NewReader(res.Ok.Body)),
 		ContentLength: int64(len(res.Ok.Body)), Request: r,
+	}
+}
+
+// BodyReadOp is the operation by which, outside an Obelisk host, the
+// handler's reads of the request body reach a [obelisk.TestHost]: request
+// {"offset": n, "length": n}, ok value the bytes from offset (at most length
+// and at most 64 KiB of them) in base64, "" at the end of the body. Inside
+// the host they are copied by the request_body_read import (docs/abi.md).
+const BodyReadOp = "request_body_read"
+
+// maxBodyChunk is the most one BodyReadOp answers.
+const maxBodyChunk = 64 << 10
+
+// bodyReader answers BodyReadOp from body.
+func bodyReader(body []byte) obelisk.OpHandler {
+	return func(request json.RawMessage) (any, error) {
+		var q struct {
+			Offset *int64 `json:"offset"`
+			Length *int64 `json:"length"`
+		}
+		if err := json.Unmarshal(request, &q); err != nil {
+			return nil, err
+		}
+		switch size := int64(len(body)); {
+		case q.Offset == nil || q.Length == nil:
+			return nil, fmt.Errorf("%s: offset and length are required", BodyReadOp)
+		case *q.Offset < 0 || *q.Offset > size:
+			return nil, fmt.Errorf("%s: offset %d is outside the body of %d bytes", BodyReadOp, *q.Offset, size)
+		case *q.Length < 0:
+			return nil, fmt.Errorf("%s: length %d is negative", BodyReadOp, *q.Length)
+		}
+		chunk := body[*q.Offset:]
+		return base64.StdEncoding.EncodeToString(chunk[:min(int64(len(chunk)), *q.Length, maxBodyChunk)]), nil
 	}
 }

@@ -1,6 +1,8 @@
 package obeliskwebhook_test
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +21,15 @@ func init() {
 		switch {
 		case r.URL.Path == "/empty":
 			return // 200 without a body
+		case r.URL.Path == "/size":
+			h := sha256.New()
+			n, err := io.Copy(h, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintf(w, "%d %d %x", r.ContentLength, n, h.Sum(nil))
+			return
 		case strings.HasPrefix(r.URL.Path, "/status/"):
 			st, err := obeliskwebhook.GetStatus(ctx, obeliskwebhook.Param(r, "id"))
 			if err != nil {
@@ -82,5 +93,34 @@ func TestServe(t *testing.T) {
 	resp = obeliskwebhook.Serve(host, httptest.NewRequest("GET", "/status/E_Y", nil), map[string]string{"id": "E_Y"})
 	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 404 || !strings.Contains(string(body), "not_found") {
 		t.Fatalf("/status/E_Y: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestServeBody: the handler reads a body of several chunks through the
+// BodyReadOp operation, which Serve answers; a host with its own
+// handler for the operation is asked instead.
+func TestServeBody(t *testing.T) {
+	body := make([]byte, 300_001) // several chunks, the last one short
+	rand.Read(body)
+	resp := obeliskwebhook.Serve(&obelisk.TestHost{}, httptest.NewRequest("POST", "/size", strings.NewReader(string(body))), nil)
+	got, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("%d %d %x", len(body), len(body), sha256.Sum256(body)); resp.StatusCode != 200 || string(got) != want {
+		t.Fatalf("POST /size: %d %q, want 200 %q", resp.StatusCode, got, want)
+	}
+
+	resp = obeliskwebhook.Serve(&obelisk.TestHost{}, httptest.NewRequest("POST", "/size", nil), nil)
+	if got, _ := io.ReadAll(resp.Body); string(got) != fmt.Sprintf("0 0 %x", sha256.Sum256(nil)) {
+		t.Fatalf("POST /size without a body: %q", got)
+	}
+
+	// A host that fails the reads: the handler sees the error.
+	host := &obelisk.TestHost{Ops: map[string]obelisk.OpHandler{
+		obeliskwebhook.BodyReadOp: func(json.RawMessage) (any, error) {
+			return nil, &obelisk.HostError{Kind: "bad_request", Message: "no body today"}
+		},
+	}}
+	resp = obeliskwebhook.Serve(host, httptest.NewRequest("POST", "/size", strings.NewReader("x")), nil)
+	if got, _ := io.ReadAll(resp.Body); resp.StatusCode != 400 || !strings.Contains(string(got), "no body today") {
+		t.Fatalf("POST /size, reads failing: %d %q", resp.StatusCode, got)
 	}
 }
