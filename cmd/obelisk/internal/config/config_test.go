@@ -43,7 +43,7 @@ location.path = "/abs/wf.wasm"
 		a.RetryExpBackoff != want.RetryExpBackoff || a.LockExpiry != want.LockExpiry || a.MaxConcurrency != want.MaxConcurrency {
 		t.Fatalf("activity: got %+v, want %+v", a, want)
 	}
-	if w.Type != actors.Workflow || w.Path != "/abs/wf.wasm" || w.BlockingStrategy != actors.Await {
+	if w.Type != actors.Workflow || w.Path != "/abs/wf.wasm" || w.BlockingStrategy != actors.Await || w.MaxRetries != DefaultMaxRetries {
 		t.Fatalf("workflow: %+v", w)
 	}
 }
@@ -64,6 +64,7 @@ allowed_hosts = ["example.com", "127.0.0.1:*"]
 name = "w"
 location.path = "w.wasm"
 blocking_strategy = "interrupt"
+max_retries = 2
 `)
 	t.Setenv("OBELISK_DATA_DIR", "/env/data")
 	t.Setenv("OBELISK_API_LISTENING_ADDR", "127.0.0.1:2")
@@ -78,7 +79,7 @@ blocking_strategy = "interrupt"
 	if a.MaxRetries != 0 || a.RetryExpBackoff != time.Second || a.LockExpiry != 250*time.Millisecond || len(a.AllowedHosts) != 2 {
 		t.Fatalf("activity keys: %+v", a)
 	}
-	if s.Engine.Components[1].BlockingStrategy != actors.Interrupt {
+	if w := s.Engine.Components[1]; w.BlockingStrategy != actors.Interrupt || w.MaxRetries != 2 {
 		t.Fatalf("blocking strategy: %+v", s.Engine.Components[1])
 	}
 }
@@ -99,6 +100,7 @@ func TestErrors(t *testing.T) {
 		{"bad name", "[[activity_wasm]]\nname = \"a b\"\nlocation.path = \"a\"\n", "name may contain"},
 		{"bad duration", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nretry_exp_backoff = \"soon\"\n", "retry_exp_backoff"},
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
+		{"negative workflow retries", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nmax_retries = -1\n", `[[workflow]] #1 (name "w"): max_retries -1: want 0 to 4294967295`},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
 		{"stub without WIT", "[[activity_stub]]\nname = \"s\"\n", `[[activity_stub]] #1 (name "s"): location.path (a .wasm carrying the WIT) or wit (inline WIT) is required`},
 		{"stub with both", "[[activity_stub]]\nname = \"s\"\nlocation.path = \"s.wasm\"\nwit = \"package a:b;\"\n", `[[activity_stub]] #1 (name "s"): give either location.path or wit, not both`},
