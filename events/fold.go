@@ -139,7 +139,11 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		default:
 			return nil, bad(st.Status, "not pending, or not due yet")
 		}
-		if !sameRun || st.Status != pb.Status_STATUS_LOCKED {
+		// locked_at_version tells whether a run made progress (wrote history) before its
+		// lock expired, which decides whether the expiry counts as a timeout. An extension
+		// right after the lock (a run renewing it before its replay) is no progress, so it
+		// moves the mark.
+		if !sameRun || st.Status != pb.Status_STATUS_LOCKED || st.NextVersion == st.LockedAtVersion+1 {
 			n.LockedAtVersion = version
 		}
 		n.Status = pb.Status_STATUS_LOCKED
