@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/obelisk-go/obelisk/test/harness"
 )
 
@@ -23,7 +25,7 @@ location.path = %q
 exec.lock_expiry = "300ms"
 max_retries = 2
 retry_exp_backoff = "2s"
-`, wasm)})
+`, wasm), WebUI: true})
 	id := s.Submit("testing:loop-workflow/workflow.spin", "[]")
 	const why = "timed out: lock expired after 300ms"
 
@@ -83,4 +85,15 @@ retry_exp_backoff = "2s"
 	if code != 1 || !strings.Contains(out, `"kind":"timed_out"`) {
 		t.Fatalf("execution get of the timed-out execution: exit %d, %s", code, out)
 	}
+
+	t.Run("web UI", func(t *testing.T) {
+		ctx := browser(t, chromiumPath(t))
+		do(t, ctx, "execution page",
+			chromedp.Navigate(s.WebURL+"/#/execution/"+id),
+			chromedp.WaitVisible(chromedp.CSS(`#last-failure`)),
+		)
+		if got := get(t, ctx, "last failure", chromedp.Text(chromedp.CSS(`#last-failure`))); got != "attempt 2 "+why {
+			t.Fatalf("execution page: last failure %q, want %q", got, "attempt 2 "+why)
+		}
+	})
 }
