@@ -535,7 +535,7 @@ func (x *Created) GetScheduledBy() string {
 type RetryConfig struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	MaxRetries       uint32                 `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
-	UnlimitedRetries bool                   `protobuf:"varint,2,opt,name=unlimited_retries,json=unlimitedRetries,proto3" json:"unlimited_retries,omitempty"` // workflows: retried (on timeouts only) forever
+	UnlimitedRetries bool                   `protobuf:"varint,2,opt,name=unlimited_retries,json=unlimitedRetries,proto3" json:"unlimited_retries,omitempty"` // retried forever (workflows, before they had max_retries)
 	RetryExpBackoff  int64                  `protobuf:"varint,3,opt,name=retry_exp_backoff,json=retryExpBackoff,proto3" json:"retry_exp_backoff,omitempty"`  // nanoseconds
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
