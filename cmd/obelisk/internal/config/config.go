@@ -4,7 +4,6 @@ package config
 
 import (
 	"fmt"
-	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -103,9 +102,8 @@ type Workflow struct {
 	Name     string   `mapstructure:"name"`
 	Location Location `mapstructure:"location"`
 	// MaxRetries bounds the retries after a timeout (workflows are retried on timeouts
-	// only); past it the execution finishes as timed_out. Signed, so that a negative
-	// value is an error rather than wrapped around by the weakly typed decoding.
-	MaxRetries       *int64         `mapstructure:"max_retries"`
+	// only); past it the execution finishes as timed_out.
+	MaxRetries       *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
@@ -248,11 +246,8 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			LockExpiry: DefaultLockExpiry, MaxConcurrency: DefaultMaxResident, BlockingStrategy: actors.Await,
 			MaxRetries: DefaultMaxRetries,
 		}
-		if r := w.MaxRetries; r != nil {
-			if *r < 0 || *r > math.MaxUint32 {
-				return nil, fail("workflow", i, w.Name, "max_retries %d: want 0 to %d", *r, uint32(math.MaxUint32))
-			}
-			c.MaxRetries = uint32(*r)
+		if w.MaxRetries != nil {
+			c.MaxRetries = *w.MaxRetries
 		}
 		if w.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *w.RetryExpBackoff

@@ -100,7 +100,7 @@ func TestErrors(t *testing.T) {
 		{"bad name", "[[activity_wasm]]\nname = \"a b\"\nlocation.path = \"a\"\n", "name may contain"},
 		{"bad duration", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nretry_exp_backoff = \"soon\"\n", "retry_exp_backoff"},
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
-		{"negative workflow retries", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nmax_retries = -1\n", `[[workflow]] #1 (name "w"): max_retries -1: want 0 to 4294967295`},
+		{"negative workflow retries", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nmax_retries = -1\n", `[[workflow]] #1 (name "w"): max_retries = -1: must not be negative`},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
 		{"stub without WIT", "[[activity_stub]]\nname = \"s\"\n", `[[activity_stub]] #1 (name "s"): location.path (a .wasm carrying the WIT) or wit (inline WIT) is required`},
 		{"stub with both", "[[activity_stub]]\nname = \"s\"\nlocation.path = \"s.wasm\"\nwit = \"package a:b;\"\n", `[[activity_stub]] #1 (name "s"): give either location.path or wit, not both`},
