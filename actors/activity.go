@@ -142,7 +142,7 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 	if errors.Is(runErr, errTimedOut) {
 		if backoff, ok := retryBackoff(st); ok {
 			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
-				BackoffExpiresAt: now.Add(backoff).UnixNano(),
+				BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: "activity exceeded its lock expiry",
 			}}})
 		}
 		return e.finishTx(st, events.FailureResult(events.FailureTimedOut, "activity exceeded its lock expiry"), now)
@@ -169,6 +169,13 @@ func retryBackoff(st *pb.ExecutionState) (time.Duration, bool) {
 	}
 	shift := min(n-1, 30)
 	return time.Duration(r.RetryExpBackoff) << shift, true
+}
+
+// noRetriesLeft is the reason of the failure that ends an execution whose last attempt
+// failed (what) for why with no retries left: "attempt 3 timed out: lock expired after
+// 1s; no retries left (max_retries 2)".
+func noRetriesLeft(st *pb.ExecutionState, what, why string) string {
+	return fmt.Sprintf("attempt %d %s: %s; no retries left (max_retries %d)", st.IntermittentFailures+1, what, why, st.Retry.GetMaxRetries())
 }
 
 func appendTx(st *pb.ExecutionState, runID string, evs ...*pb.Event) *events.Tx {

@@ -56,6 +56,9 @@ interface flaky {
 			if got != c.want {
 				t.Fatalf("got %s, want %s", got, c.want)
 			}
+			if tt := ev.GetTemporarilyTimedOut(); tt != nil && tt.Reason == "" {
+				t.Fatal("a timeout without a reason: the status could not say why it is retried")
+			}
 			if tf := ev.GetTemporarilyFailed(); tf != nil && tf.BackoffExpiresAt != time.Unix(100, 0).Add(time.Millisecond<<c.failures).UnixNano() {
 				t.Fatalf("backoff ends at %d", tf.BackoffExpiresAt)
 			}

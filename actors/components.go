@@ -52,7 +52,9 @@ type ComponentConfig struct {
 	Path string
 	// WIT is an activity stub's WIT, given inline instead of a file.
 	WIT string
-	// MaxRetries is how many times an activity is retried after its first attempt.
+	// MaxRetries is how many times an execution is retried after its first attempt: an
+	// activity after a failure or a timeout, a workflow after a timeout only (a trap or
+	// a nondeterminism finishes it). Past it, it finishes as failed or timed out.
 	MaxRetries uint32
 	// RetryExpBackoff is the first retry's delay; each further one doubles it.
 	RetryExpBackoff time.Duration
@@ -69,6 +71,12 @@ type ComponentConfig struct {
 	// KiB); 0 means DefaultMemoryLimit. An activity attempt reserves it from the
 	// engine's MemoryBudget while it runs (see memory.go).
 	MemoryLimit uint64
+}
+
+// retryConfig is the retry policy captured in the component's Locked events, so that a
+// config change never rewrites what a stream recorded.
+func (c *ComponentConfig) retryConfig() *pb.RetryConfig {
+	return &pb.RetryConfig{MaxRetries: c.MaxRetries, RetryExpBackoff: int64(c.RetryExpBackoff)}
 }
 
 func (c *ComponentConfig) pbType() pb.ComponentType {

@@ -234,14 +234,9 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 
 // lockedEvent is the event that gives the execution to run runID of this executor.
 func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
-	cfg := x.comp.Config
-	retry := &pb.RetryConfig{MaxRetries: cfg.MaxRetries, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
-	if cfg.Type == Workflow {
-		retry = &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(cfg.RetryExpBackoff)}
-	}
 	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
 		ExecutorId: x.e.executor, RunId: runID, LockExpiresAt: now.Add(x.comp.Config.LockExpiry).UnixNano(),
-		Retry: retry, ComponentId: x.comp.ID,
+		Retry: x.comp.Config.retryConfig(), ComponentId: x.comp.ID,
 	}}}
 }
 

@@ -66,15 +66,17 @@ func TestEagerLockRules(t *testing.T) {
 		t.Error("a child of a queue with no executor here was locked")
 	}
 
-	// A workflow is locked like an activity, with a workflow's retry policy; a stub never.
-	wf := &Component{Config: ComponentConfig{Name: "w", Type: Workflow, LockExpiry: time.Second}, ID: "workflow:w:sha256:00"}
+	// A workflow is locked like an activity, with its component's (bounded) retry policy;
+	// a stub never.
+	wf := &Component{Config: ComponentConfig{Name: "w", Type: Workflow, LockExpiry: time.Second, MaxRetries: 3}, ID: "workflow:w:sha256:00"}
 	xw := newExecutor(e, wf)
 	xw.ctx = ctx
 	e.executors["w"] = xw
 	tx = child("E_7", now)
 	c := tx.Appends[0].Events[0].GetCreated()
 	c.Queue, c.ComponentId = "w", wf.ID
-	if runs := e.eagerLock(tx, now); len(runs) != 1 || !locked(tx) || !tx.Appends[0].Events[1].GetLocked().GetRetry().GetUnlimitedRetries() {
+	if runs := e.eagerLock(tx, now); len(runs) != 1 || !locked(tx) || tx.Appends[0].Events[1].GetLocked().GetRetry().GetMaxRetries() != 3 ||
+		tx.Appends[0].Events[1].GetLocked().GetRetry().GetUnlimitedRetries() {
 		t.Errorf("workflow: %d runs, events %v", len(runs), tx.Appends[0].Events)
 	} else {
 		runs[0].release()

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -174,9 +175,13 @@ func (e *Engine) expireTx(st *pb.ExecutionState, now time.Time, force bool) (*ev
 		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
 			UnlockedAt: now.UnixNano(), Reason: "lock expired after the run made progress"}}}), nil
 	}
+	why := "lock expired"
+	if x := e.executors[st.Queue]; x != nil {
+		why = fmt.Sprintf("lock expired after %s", x.comp.Config.LockExpiry)
+	}
 	if backoff, ok := retryBackoff(st); ok {
 		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
-			BackoffExpiresAt: now.Add(backoff).UnixNano()}}}), nil
+			BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: why}}}), nil
 	}
-	return e.finishTx(st, events.FailureResult(events.FailureTimedOut, "lock expired"), now), nil
+	return e.finishTx(st, events.FailureResult(events.FailureTimedOut, noRetriesLeft(st, "timed out", why)), now), nil
 }

@@ -143,8 +143,14 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		}
 	case errors.As(runErr, &nd):
 		result = events.FailureResult(events.FailureNondeterminismDetected, nd.Detail)
-	case errors.Is(runErr, errInterrupted), errors.Is(runErr, errLockLost), ctx.Err() != nil, r.deadline.ctx.Err() != nil:
+	case errors.Is(runErr, errInterrupted), errors.Is(runErr, errLockLost), ctx.Err() != nil:
 		return // nothing to record: a later run replays
+	case r.deadline.ctx.Err() != nil:
+		// The run outlived its lock (a loop, a long computation) and has stopped: record
+		// that now, as a timeout or (if it made progress) an unlock, instead of leaving it
+		// to the timer service, which waits a grace for live runs. A later run replays.
+		e.expireOwnLock(ctx, id, runID)
+		return
 	case errors.As(runErr, &trap):
 		result = events.FailureResult(events.FailureUncategorized, trap.Error())
 	default:
@@ -165,6 +171,19 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	})
 	if err != nil {
 		e.log.Warn("workflow: record result", "execution", id, "err", err)
+	}
+}
+
+// expireOwnLock records that the lock of run runID, which has stopped, expired.
+func (e *Engine) expireOwnLock(ctx context.Context, id, runID string) {
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.RunId != runID {
+			return nil, nil
+		}
+		return e.expireTx(st, time.Now(), false)
+	})
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("workflow: expire lock", "execution", id, "err", err)
 	}
 }
 
@@ -521,7 +540,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 		r.lockExpires = now.Add(lockExpiry)
 		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
 			ExecutorId: r.e.executor, RunId: r.runID, LockExpiresAt: r.lockExpires.UnixNano(), ComponentId: r.c.ID,
-			Retry: &pb.RetryConfig{UnlimitedRetries: true, RetryExpBackoff: int64(r.c.Config.RetryExpBackoff)},
+			Retry: r.c.Config.retryConfig(),
 		}}})
 	}
 	hist := append(append([]*pb.HistoryEvent(nil), r.pending...), want...)

@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
@@ -138,7 +139,11 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		default:
 			return nil, bad(st.Status, "not pending, or not due yet")
 		}
-		if !sameRun || st.Status != pb.Status_STATUS_LOCKED {
+		// locked_at_version tells whether a run made progress (wrote history) before its
+		// lock expired, which decides whether the expiry counts as a timeout. An extension
+		// right after the lock (a run renewing it before its replay) is no progress, so it
+		// moves the mark.
+		if !sameRun || st.Status != pb.Status_STATUS_LOCKED || st.NextVersion == st.LockedAtVersion+1 {
 			n.LockedAtVersion = version
 		}
 		n.Status = pb.Status_STATUS_LOCKED
@@ -174,12 +179,14 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		}
 		n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.TemporarilyFailed.BackoffExpiresAt, 0
 		n.IntermittentFailures++
+		n.LastFailure = failureText(n.IntermittentFailures, "failed", k.TemporarilyFailed.Reason, k.TemporarilyFailed.Detail)
 	case *pb.Event_TemporarilyTimedOut:
 		if st.Status != pb.Status_STATUS_LOCKED {
 			return nil, bad(st.Status, "not locked")
 		}
 		n.Status, n.PendingAt, n.LockExpiresAt = pb.Status_STATUS_PENDING_AT, k.TemporarilyTimedOut.BackoffExpiresAt, 0
 		n.IntermittentFailures++
+		n.LastFailure = failureText(n.IntermittentFailures, "timed out", k.TemporarilyTimedOut.Reason, nil)
 	case *pb.Event_History:
 		switch {
 		case !holdsLock(st, now):
@@ -229,6 +236,31 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 		return nil, bad(st.Status, "unknown event kind")
 	}
 	return n, nil
+}
+
+// maxFailureText bounds a state's last_failure: the state is stored with every event, and
+// the whole reason (a trap's stack trace, say) is in the event anyway.
+const maxFailureText = 512
+
+// failureText is the state's last_failure for the n-th temporary failure or timeout:
+// "attempt 3 timed out: lock expired after 1s", with the error value (detail) appended
+// when there is one.
+func failureText(n uint32, what, reason string, detail []byte) string {
+	s := fmt.Sprintf("attempt %d %s", n, what)
+	if reason != "" {
+		s += ": " + reason
+	}
+	if len(detail) > 0 {
+		s += ": " + string(detail)
+	}
+	if len(s) > maxFailureText {
+		cut := maxFailureText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
 }
 
 // holdsLock: the execution is locked, or a warm run's lease (a JoinNext's run_expires_at)
@@ -343,7 +375,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		LockExpiresAt: st.LockExpiresAt, LockedAtVersion: st.LockedAtVersion, Retry: st.Retry,
 		IntermittentFailures: st.IntermittentFailures, BlockedJoinSetId: st.BlockedJoinSetId,
 		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
-		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt,
+		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

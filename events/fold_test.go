@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/datadriven"
 	"google.golang.org/protobuf/proto"
@@ -201,9 +202,13 @@ func parseStep(line string) (step, error) {
 		}
 		ev.Kind = &pb.Event_Unlocked{Unlocked: u}
 	case "temporarily_failed":
-		ev.Kind = &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{BackoffExpiresAt: num("until"), Reason: a.str("reason")}}
+		f := &pb.TemporarilyFailed{BackoffExpiresAt: num("until"), Reason: a.str("reason")}
+		if a.has("detail") {
+			f.Detail = []byte(a.str("detail"))
+		}
+		ev.Kind = &pb.Event_TemporarilyFailed{TemporarilyFailed: f}
 	case "temporarily_timed_out":
-		ev.Kind = &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{BackoffExpiresAt: num("until")}}
+		ev.Kind = &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{BackoffExpiresAt: num("until"), Reason: a.str("reason")}}
 	case "cancel_requested":
 		ev.Kind = &pb.Event_CancelRequested{CancelRequested: &pb.CancelRequested{}}
 	case "paused":
@@ -278,6 +283,9 @@ func compactState(st *pb.ExecutionState) string {
 	opt("lock_expires_at", st.LockExpiresAt)
 	opt("locked_at_version", int64(st.LockedAtVersion))
 	opt("intermittent_failures", int64(st.IntermittentFailures))
+	if st.LastFailure != "" {
+		fmt.Fprintf(&b, " last_failure=%q", st.LastFailure)
+	}
 	if st.BlockedJoinSetId != "" {
 		fmt.Fprintf(&b, " blocked_on=%s", st.BlockedJoinSetId)
 	}
@@ -341,6 +349,7 @@ func fullState(st *pb.ExecutionState) string {
 	line("result_kind", st.ResultKind)
 	line("result", string(st.Result))
 	line("updated_at", st.UpdatedAt)
+	line("last_failure", st.LastFailure)
 	return b.String()
 }
 
@@ -419,5 +428,26 @@ unlocked at=210`
 		if st := foldScript(t, "E_1", script); !proto.Equal(st, first) {
 			t.Fatalf("fold %d: blocked on %q, an earlier fold of the same events: %q", i, st.BlockedJoinSetId, first.BlockedJoinSetId)
 		}
+	}
+}
+
+// TestLastFailureBounded: a huge failure reason (a trap's stack trace, say) is cut in the
+// state's last_failure, on a character boundary; the event keeps all of it.
+func TestLastFailureBounded(t *testing.T) {
+	st, err := events.Fold("E_1", nil, 0, &pb.Event{Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: "a:b/c.d"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err = events.Fold("E_1", st, 1, &pb.Event{CreatedAt: 1, Kind: &pb.Event_Locked{Locked: &pb.Locked{RunId: "R", LockExpiresAt: 10}}}); err != nil {
+		t.Fatal(err)
+	}
+	reason := strings.Repeat("é", 1000)
+	st, err = events.Fold("E_1", st, 2, &pb.Event{CreatedAt: 2, Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{Reason: reason}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := st.LastFailure
+	if !strings.HasPrefix(got, "attempt 1 failed: éé") || !strings.HasSuffix(got, "...") || len(got) > 520 || !utf8.ValidString(got) {
+		t.Fatalf("last_failure of %d bytes: %.80q...", len(got), got)
 	}
 }

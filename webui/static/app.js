@@ -313,6 +313,7 @@ async function executionPage(gen, id) {
     rows.push(['Component', `<span class="mono small">${esc(s.componentId)}</span>`]);
     rows.push(['Events', esc(s.version ?? 0)]);
     if (s.attemptsFailed) rows.push(['Failed attempts', esc(s.attemptsFailed)]);
+    if (s.lastFailure) rows.push(['Last failure', `<span class="mono small" id="last-failure">${esc(s.lastFailure)}</span>`]);
     setHTML($('summary'), rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join(''));
 
     const createdEv = st.events.find((e) => e.kind === 'created');

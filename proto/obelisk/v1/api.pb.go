@@ -596,6 +596,7 @@ type ExecutionSummary struct {
 	JoinSetId       string                 `protobuf:"bytes,13,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`                  // for blocked_by_join_set
 	Paused          bool                   `protobuf:"varint,14,opt,name=paused,proto3" json:"paused,omitempty"`                                          // not run until unpaused (status shows where it stands)
 	CancelRequested bool                   `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"` // being cancelled: finishes as cancelled with its subtree
+	LastFailure     string                 `protobuf:"bytes,16,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`              // the last temporary failure or timeout, e.g. "attempt 3 timed out: lock expired after 1s"
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -733,6 +734,13 @@ func (x *ExecutionSummary) GetCancelRequested() bool {
 		return x.CancelRequested
 	}
 	return false
+}
+
+func (x *ExecutionSummary) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
 }
 
 type ListExecutionsRequest struct {
@@ -1937,7 +1945,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"K\n" +
 	"\x11GetStatusResponse\x126\n" +
-	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xf3\x03\n" +
+	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\x96\x04\n" +
 	"\x10ExecutionSummary\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -1957,7 +1965,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x0flock_expires_at\x18\f \x01(\tR\rlockExpiresAt\x12\x1e\n" +
 	"\vjoin_set_id\x18\r \x01(\tR\tjoinSetId\x12\x16\n" +
 	"\x06paused\x18\x0e \x01(\bR\x06paused\x12)\n" +
-	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\"\xa4\x01\n" +
+	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\x12!\n" +
+	"\flast_failure\x18\x10 \x01(\tR\vlastFailure\"\xa4\x01\n" +
 	"\x15ListExecutionsRequest\x12\x1f\n" +
 	"\vffqn_prefix\x18\x01 \x01(\tR\n" +
 	"ffqnPrefix\x12\x16\n" +

@@ -535,7 +535,7 @@ func (x *Created) GetScheduledBy() string {
 type RetryConfig struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	MaxRetries       uint32                 `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
-	UnlimitedRetries bool                   `protobuf:"varint,2,opt,name=unlimited_retries,json=unlimitedRetries,proto3" json:"unlimited_retries,omitempty"` // workflows: retried (on timeouts only) forever
+	UnlimitedRetries bool                   `protobuf:"varint,2,opt,name=unlimited_retries,json=unlimitedRetries,proto3" json:"unlimited_retries,omitempty"` // retried forever (workflows, before they had max_retries)
 	RetryExpBackoff  int64                  `protobuf:"varint,3,opt,name=retry_exp_backoff,json=retryExpBackoff,proto3" json:"retry_exp_backoff,omitempty"`  // nanoseconds
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -786,6 +786,7 @@ func (x *TemporarilyFailed) GetDetail() []byte {
 type TemporarilyTimedOut struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	BackoffExpiresAt int64                  `protobuf:"varint,1,opt,name=backoff_expires_at,json=backoffExpiresAt,proto3" json:"backoff_expires_at,omitempty"`
+	Reason           string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // what ran out, e.g. "lock expired after 1s"
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -825,6 +826,13 @@ func (x *TemporarilyTimedOut) GetBackoffExpiresAt() int64 {
 		return x.BackoffExpiresAt
 	}
 	return 0
+}
+
+func (x *TemporarilyTimedOut) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type CancelRequested struct {
@@ -2031,8 +2039,11 @@ type ExecutionState struct {
 	ResultKind           ResultKind                  `protobuf:"varint,25,opt,name=result_kind,json=resultKind,proto3,enum=obelisk.v1.ResultKind" json:"result_kind,omitempty"`
 	Result               []byte                      `protobuf:"bytes,26,opt,name=result,proto3" json:"result,omitempty"`
 	UpdatedAt            int64                       `protobuf:"varint,27,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The last temporary failure or timeout, as people read it ("attempt 3 timed out: lock
+	// expired after 1s"): why an execution that keeps being retried is not finishing.
+	LastFailure   string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecutionState) Reset() {
@@ -2254,6 +2265,13 @@ func (x *ExecutionState) GetUpdatedAt() int64 {
 	return 0
 }
 
+func (x *ExecutionState) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
+}
+
 var File_obelisk_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_events_proto_rawDesc = "" +
@@ -2309,9 +2327,10 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\x11TemporarilyFailed\x12,\n" +
 	"\x12backoff_expires_at\x18\x01 \x01(\x03R\x10backoffExpiresAt\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\fR\x06detail\"C\n" +
+	"\x06detail\x18\x03 \x01(\fR\x06detail\"[\n" +
 	"\x13TemporarilyTimedOut\x12,\n" +
-	"\x12backoff_expires_at\x18\x01 \x01(\x03R\x10backoffExpiresAt\"\x11\n" +
+	"\x12backoff_expires_at\x18\x01 \x01(\x03R\x10backoffExpiresAt\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x11\n" +
 	"\x0fCancelRequested\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
@@ -2387,7 +2406,7 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\x82\t\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xa5\t\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2422,7 +2441,8 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"resultKind\x12\x16\n" +
 	"\x06result\x18\x1a \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x1aX\n" +
+	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
+	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x1aX\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.obelisk.v1.JoinSetCountersR\x05value:\x028\x01*\xb5\x01\n" +

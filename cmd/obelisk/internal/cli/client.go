@@ -114,6 +114,7 @@ type statusDoc struct {
 	Status          string          `json:"status"`
 	Paused          bool            `json:"paused,omitempty"`
 	CancelRequested bool            `json:"cancel_requested,omitempty"`
+	LastFailure     string          `json:"last_failure,omitempty"` // why the last attempt failed or timed out
 	Result          json.RawMessage `json:"result,omitempty"`
 }
 
@@ -150,7 +151,8 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 	if last == nil {
 		return usage(fmt.Errorf("no status received for %s", id))
 	}
-	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested}
+	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested,
+		LastFailure: last.LastFailure}
 	if last.ResultJson != "" {
 		doc.Result = json.RawMessage(last.ResultJson)
 	}
@@ -161,6 +163,9 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		}
 	} else {
 		fmt.Fprintf(out, "%s %s\n", doc.ExecutionID, statusText(last))
+		if doc.LastFailure != "" {
+			fmt.Fprintf(out, "last failure: %s\n", doc.LastFailure)
+		}
 		if doc.Result != nil {
 			fmt.Fprintf(out, "result: %s\n", doc.Result)
 		}

@@ -102,8 +102,11 @@ type Activity struct {
 
 // Workflow is one [[workflow]].
 type Workflow struct {
-	Name             string         `mapstructure:"name"`
-	Location         Location       `mapstructure:"location"`
+	Name     string   `mapstructure:"name"`
+	Location Location `mapstructure:"location"`
+	// MaxRetries bounds the retries after a timeout (workflows are retried on timeouts
+	// only); past it the execution finishes as timed_out.
+	MaxRetries       *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
@@ -255,6 +258,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		c := actors.ComponentConfig{
 			Name: w.Name, Type: actors.Workflow, Path: rel(w.Location.Path), RetryExpBackoff: DefaultRetryExpBackoff,
 			LockExpiry: DefaultLockExpiry, MaxConcurrency: DefaultMaxResident, BlockingStrategy: actors.Await,
+			MaxRetries: DefaultMaxRetries,
+		}
+		if w.MaxRetries != nil {
+			c.MaxRetries = *w.MaxRetries
 		}
 		if w.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *w.RetryExpBackoff

@@ -46,7 +46,7 @@ location.path = "/abs/wf.wasm"
 		a.RetryExpBackoff != want.RetryExpBackoff || a.LockExpiry != want.LockExpiry || a.MaxConcurrency != want.MaxConcurrency {
 		t.Fatalf("activity: got %+v, want %+v", a, want)
 	}
-	if w.Type != actors.Workflow || w.Path != "/abs/wf.wasm" || w.BlockingStrategy != actors.Await {
+	if w.Type != actors.Workflow || w.Path != "/abs/wf.wasm" || w.BlockingStrategy != actors.Await || w.MaxRetries != DefaultMaxRetries {
 		t.Fatalf("workflow: %+v", w)
 	}
 }
@@ -68,6 +68,7 @@ allowed_hosts = ["example.com", "127.0.0.1:*"]
 name = "w"
 location.path = "w.wasm"
 blocking_strategy = "interrupt"
+max_retries = 2
 `)
 	t.Setenv("OBELISK_DATA_DIR", "/env/data")
 	t.Setenv("OBELISK_API_LISTENING_ADDR", "127.0.0.1:2")
@@ -86,7 +87,7 @@ blocking_strategy = "interrupt"
 	if a.MaxRetries != 0 || a.RetryExpBackoff != time.Second || a.LockExpiry != 250*time.Millisecond || len(a.AllowedHosts) != 2 {
 		t.Fatalf("activity keys: %+v", a)
 	}
-	if s.Engine.Components[1].BlockingStrategy != actors.Interrupt {
+	if w := s.Engine.Components[1]; w.BlockingStrategy != actors.Interrupt || w.MaxRetries != 2 {
 		t.Fatalf("blocking strategy: %+v", s.Engine.Components[1])
 	}
 }
@@ -107,6 +108,7 @@ func TestErrors(t *testing.T) {
 		{"bad name", "[[activity_wasm]]\nname = \"a b\"\nlocation.path = \"a\"\n", "name may contain"},
 		{"bad duration", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nretry_exp_backoff = \"soon\"\n", "retry_exp_backoff"},
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
+		{"negative workflow retries", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nmax_retries = -1\n", `[[workflow]] #1 (name "w"): max_retries = -1: must not be negative`},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
 		{"zero request limit", "[api]\nmax_request_bytes = 0\n", "api.max_request_bytes must be a positive number of bytes, got 0"},
 		{"negative params limit", "[api]\nmax_params_bytes = -1\n", "api.max_params_bytes = -1: must not be negative"},

@@ -132,6 +132,7 @@ var sampleEvents = []*pb.Event{
 	{CreatedAt: ts, Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{BackoffExpiresAt: ts, Reason: "err", Detail: []byte(`"attempt 1"`)}}},
 	{CreatedAt: ts, Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{BackoffExpiresAt: ts, Reason: "trap"}}},
 	{CreatedAt: ts, Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{BackoffExpiresAt: ts}}},
+	{CreatedAt: ts, Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{BackoffExpiresAt: ts, Reason: "lock expired after 1s"}}},
 	{CreatedAt: ts, Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_Persist{Persist: &pb.Persist{Kind: "random_u64", Value: []byte("18446744073709551615")}}}}},
 	{CreatedAt: ts, Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_Persist{Persist: &pb.Persist{Kind: "random_string(5,20)", Value: []byte(`"uqazP"`)}}}}},
 	{CreatedAt: ts, Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_Persist{Persist: &pb.Persist{Kind: "execution_id", Value: []byte(`"E_01"`)}}}}},

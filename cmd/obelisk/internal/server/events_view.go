@@ -101,6 +101,7 @@ type (
 	}
 	TemporarilyTimedOutDetails struct {
 		BackoffExpiresAt string `json:"backoff_expires_at" jsonschema:"format=date-time"`
+		Reason           string `json:"reason,omitempty" jsonschema_description:"what ran out, e.g. lock expired after 1s (absent in events written before it was recorded)"`
 	}
 	FinishedDetails struct {
 		Result ResultJSON `json:"result" jsonschema_description:"the result"`
@@ -176,7 +177,7 @@ func EventDetailsOf(ev *pb.Event) any {
 		}
 		return d
 	case *pb.Event_TemporarilyTimedOut:
-		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt)}
+		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt), Reason: k.TemporarilyTimedOut.Reason}
 	case *pb.Event_Finished:
 		return FinishedDetails{Result: k.Finished.Result}
 	case *pb.Event_History:

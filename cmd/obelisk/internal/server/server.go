@@ -328,7 +328,7 @@ func Summary(st *pb.ExecutionState) *pb.ExecutionSummary {
 	s := &pb.ExecutionSummary{
 		ExecutionId: st.ExecutionId, Ffqn: st.Ffqn, Status: events.StatusName(st.Status),
 		CreatedAt: rfc3339(st.CreatedAt), ComponentId: st.ComponentId, ParentId: st.ParentId,
-		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures,
+		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures, LastFailure: st.LastFailure,
 		Paused: st.Paused, CancelRequested: st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED,
 	}
 	switch st.Status {
