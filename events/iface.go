@@ -48,6 +48,11 @@ type Store interface {
 	// WaitPosition blocks until an event after position after is committed and returns
 	// the last position, or until ctx ends or the store closes.
 	WaitPosition(ctx context.Context, after uint64) (uint64, error)
+	// Failed is closed when the store can no longer be trusted to persist (a failed
+	// write or sync); Err then returns why, an error matching ErrFailed.
+	Failed() <-chan struct{}
+	// Err returns the store's failure, nil while it has not failed.
+	Err() error
 	// Close releases the store.
 	Close() error
 }

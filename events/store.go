@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obelisk-go/obelisk/internal/clip"
@@ -28,6 +29,27 @@ var ErrInvalidArgument = errors.New("invalid argument")
 
 // ErrClosed is returned by a store that has been closed.
 var ErrClosed = errors.New("store closed")
+
+// ErrFailed is matched (errors.Is) by every error of a store that has failed to write:
+// see FailedError.
+var ErrFailed = errors.New("event store failed")
+
+// FailedError is the error of a store whose write or sync failed. Pebble's state after
+// a failed write or fsync is unknown (what the disk kept cannot be told), so the store
+// stops there: the commits of the failed group, and every commit and read after, fail
+// with this error, and nothing is retried. Reopening the directory (on a healthy disk)
+// recovers exactly what was acknowledged.
+type FailedError struct {
+	Dir string
+	Err error
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("event store %s failed, it accepts no more commits or reads: %v", e.Dir, e.Err)
+}
+
+// Unwrap makes the error match ErrFailed and the cause.
+func (e *FailedError) Unwrap() []error { return []error{ErrFailed, e.Err} }
 
 // ConflictError is returned when an append's expected version is not the stream's next
 // version (Actual), or when the run that appends no longer holds the lock.
@@ -84,6 +106,9 @@ type Options struct {
 	// that of a memtable (0: DefaultMemTableSize).
 	CacheSize, MemTableSize int64
 	Logger                  *slog.Logger
+	// FS is the file system the store lives on (nil: the operating system's); tests
+	// give an in-memory or fault-injecting one.
+	FS vfs.FS
 }
 
 // Pebble's defaults (8 MiB of cache, 4 MiB memtables) are sized for a library, not a
@@ -103,9 +128,13 @@ const (
 // the sync. Version checks and folds happen there, so they need no locks.
 type PebbleStore struct {
 	db   *pebble.DB
+	dir  string
 	opts Options
 	reqs chan *commitReq
 	done chan struct{}
+
+	failed  chan struct{} // closed when the store fails; failErr is set before
+	failErr error
 
 	mu    sync.RWMutex
 	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
@@ -137,13 +166,30 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 	if opts.MemTableSize == 0 {
 		opts.MemTableSize = DefaultMemTableSize
 	}
-	cache := pebble.NewCache(opts.CacheSize)
-	defer cache.Unref() // the DB holds its own reference
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}, Cache: cache, MemTableSize: uint64(opts.MemTableSize)})
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open event store %s: %w", dir, err)
+	}
+	rec, fresh, err := checkWALs(opts.FS, dir, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", dir, err)
 	}
-	s := &PebbleStore{db: db, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	if fresh {
+		if err := rec.write(); err != nil {
+			return nil, fmt.Errorf("open event store %s: %w", dir, err)
+		}
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS: &walFS{FS: opts.FS, rec: rec}, Logger: pebbleLogger{opts.Logger}, Cache: cache, MemTableSize: uint64(opts.MemTableSize),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open event store %s: %w", dir, nameWAL(dir, err))
+	}
+	s := &PebbleStore{db: db, dir: dir, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
 	s.floors.m = map[string]*floor{}
 	if err := s.initGlobal(); err != nil {
 		db.Close()
@@ -181,6 +227,29 @@ func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb
 	// ends, so the caller never mistakes a durable write for a failed one.
 	r := <-req.result
 	return r.states, r.err
+}
+
+// Failed is closed when the store has failed (see FailedError); Err then returns why.
+func (s *PebbleStore) Failed() <-chan struct{} { return s.failed }
+
+// Err returns the store's *FailedError once it has failed, nil before.
+func (s *PebbleStore) Err() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
+// fail puts the store in its failed state; only the writer calls it.
+func (s *PebbleStore) fail(err error) error {
+	if s.Err() == nil {
+		s.failErr = &FailedError{Dir: s.dir, Err: err}
+		s.opts.Logger.Error("event store failed: refusing every further commit", "dir", s.dir, "err", err)
+		close(s.failed)
+	}
+	return s.failErr
 }
 
 const maxGroup = 512
@@ -239,6 +308,12 @@ type kv struct {
 }
 
 func (s *PebbleStore) applyGroup(group []*commitReq) {
+	if err := s.Err(); err != nil {
+		for _, req := range group {
+			req.result <- commitResult{err: err}
+		}
+		return
+	}
 	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
@@ -289,7 +364,9 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	}
 	started := time.Now()
 	if err := batch.Commit(wo); err != nil {
-		err = fmt.Errorf("commit %d transactions: %w", len(oks), err)
+		// What reached the disk is unknown, and Pebble's state after a failed write or
+		// sync is undefined: no retry, no further commit (see FailedError).
+		err = s.fail(fmt.Errorf("commit %d transactions: %w", len(oks), err))
 		for _, o := range oks {
 			o.req.result <- commitResult{err: err}
 		}
@@ -530,6 +607,10 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 }
 
 func (s *PebbleStore) loadState(id string) (*pb.ExecutionState, error) {
+	// Pebble may show a write whose sync failed: a failed store shows nothing.
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	st, ok := s.cache[id]
 	s.mu.RUnlock()
@@ -563,6 +644,9 @@ func (s *PebbleStore) State(ctx context.Context, id string) (*pb.ExecutionState,
 
 // Events returns the events of a stream from version from, at most limit (0 = all).
 func (s *PebbleStore) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
 	// The bound ends with the separator: a child's ID extends its parent's, and its
 	// stream must not be read as the rest of the parent's.
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(append(key(tagEvent, []byte(id)), 0))})
@@ -583,6 +667,9 @@ func (s *PebbleStore) Events(ctx context.Context, id string, from uint32, limit 
 
 // Responses returns the response log of an execution from cursor from.
 func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error) {
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(append(key(tagResponse, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read responses of %s: %w", id, err)
@@ -654,6 +741,9 @@ func (s *PebbleStore) DelayExpiry(ctx context.Context, id string) (time.Time, bo
 // scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor; the
 // times of the IDs go to times if it is not nil.
 func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, limit int, times *[]time.Time) (ids []string, next time.Time, err error) {
+	if err := s.Err(); err != nil {
+		return nil, time.Time{}, err
+	}
 	from := s.floors.startScan(index)
 	first := int64(math.MaxInt64)
 	defer func() {
