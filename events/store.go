@@ -133,8 +133,9 @@ type PebbleStore struct {
 	reqs chan *commitReq
 	done chan struct{}
 
-	failed  chan struct{} // closed when the store fails; failErr is set before
-	failErr error
+	failed   chan struct{} // closed when the store fails; failErr is set before
+	failErr  error
+	failOnce sync.Once
 
 	mu    sync.RWMutex
 	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
@@ -181,16 +182,20 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 			return nil, fmt.Errorf("open event store %s: %w", dir, err)
 		}
 	}
+	s := &PebbleStore{dir: dir, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	s.floors.m = map[string]*floor{}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS: &walFS{FS: opts.FS, rec: rec}, Logger: pebbleLogger{opts.Logger}, Cache: cache, MemTableSize: uint64(opts.MemTableSize),
+		FS: &storeFS{FS: opts.FS, rec: rec, fail: s.fail}, Logger: pebbleLogger{l: opts.Logger, fatal: s.fail}, Cache: cache, MemTableSize: uint64(opts.MemTableSize),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", dir, nameWAL(dir, err))
 	}
-	s := &PebbleStore{db: db, dir: dir, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
-	s.floors.m = map[string]*floor{}
+	s.db = db
+	if err := s.Err(); err != nil { // the disk failed while Pebble opened
+		return nil, err
+	}
 	if err := s.initGlobal(); err != nil {
 		db.Close()
 		return nil, err
@@ -200,12 +205,17 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 }
 
 // Close stops the writer and closes Pebble. Commits after Close fail with ErrClosed.
+// A failed store leaves Pebble as the failure left it (its files stay open until the
+// process exits): closing it could hang or panic on that state, and would write to a
+// disk that has failed.
 func (s *PebbleStore) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.reqs)
 		<-s.done
-		err = s.db.Close()
+		if s.Err() == nil {
+			err = s.db.Close()
+		}
 	})
 	return err
 }
@@ -218,6 +228,9 @@ func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb
 			states, err = nil, ErrClosed
 		}
 	}()
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
@@ -242,14 +255,27 @@ func (s *PebbleStore) Err() error {
 	}
 }
 
-// fail puts the store in its failed state; only the writer calls it.
+// fail puts the store in its failed state (once: the first cause is kept) and returns
+// its FailedError.
 func (s *PebbleStore) fail(err error) error {
-	if s.Err() == nil {
+	s.failOnce.Do(func() {
 		s.failErr = &FailedError{Dir: s.dir, Err: err}
 		s.opts.Logger.Error("event store failed: refusing every further commit", "dir", s.dir, "err", err)
 		close(s.failed)
-	}
+	})
 	return s.failErr
+}
+
+// commitBatch commits a group's batch. Pebble panics, directly or through
+// Logger.Fatalf, when its commit pipeline breaks (a WAL it cannot write, close or
+// create); the writer turns that into the store's failure instead of dying with it.
+func (s *PebbleStore) commitBatch(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble: %v", r)
+		}
+	}()
+	return b.Commit(wo)
 }
 
 const maxGroup = 512
@@ -363,7 +389,13 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		wo = pebble.NoSync
 	}
 	started := time.Now()
-	if err := batch.Commit(wo); err != nil {
+	err := s.commitBatch(batch, wo)
+	if err == nil {
+		// The disk failed during the commit (the record of WALs, a sync Pebble
+		// retried): what it wrote cannot be vouched for.
+		err = s.Err()
+	}
+	if err != nil {
 		// What reached the disk is unknown, and Pebble's state after a failed write or
 		// sync is undefined: no retry, no further commit (see FailedError).
 		err = s.fail(fmt.Errorf("commit %d transactions: %w", len(oks), err))
@@ -903,11 +935,17 @@ func (s *PebbleStore) AllStates(ctx context.Context, fn func(*pb.ExecutionState)
 	return it.Error()
 }
 
-type pebbleLogger struct{ l *slog.Logger }
+// pebbleLogger logs Pebble's messages; a fatal one fails the store (Pebble gives up on
+// its state) before Pebble's goroutine panics.
+type pebbleLogger struct {
+	l     *slog.Logger
+	fatal func(error) error
+}
 
 func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug(fmt.Sprintf(format, args...)) }
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	p.fatal(errors.New(msg))
+	panic(msg)
 }

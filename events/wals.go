@@ -168,57 +168,110 @@ func (r *walRecord) missing() ([]string, error) {
 	return out, nil
 }
 
-// walFS is the store's file system: the one it was given, with the WAL files Pebble
-// creates, recycles and deletes kept in the record.
-type walFS struct {
+// storeFS is the store's file system: the one it was given, with the WAL files Pebble
+// creates, recycles and deletes kept in the record, and every failed write or sync
+// reported to fail. Pebble retries some failed writes and panics on others, and its
+// state after a failed sync is unknown; the store stops at the first one (see
+// FailedError), and learns of it here before Pebble does anything about it.
+type storeFS struct {
 	vfs.FS
-	rec *walRecord
+	rec  *walRecord
+	fail func(error) error
 }
 
 // Create records a new WAL once its file exists: Pebble writes to it only after Create
 // returns, so no commit goes to a WAL the record does not name.
-func (fs *walFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs *storeFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
-	if err != nil || !fs.rec.isWAL(name) {
-		return f, err
+	if err != nil {
+		return nil, fs.failed("create", name, err)
 	}
-	if err := fs.rec.change(fs.PathBase(name), true); err != nil {
-		f.Close()
-		return nil, err
+	if fs.rec.isWAL(name) {
+		fs.record(name, true)
 	}
-	return f, nil
+	return &storeFile{File: f, fs: fs, name: name}, nil
 }
 
 // ReuseForWrite renames an obsolete WAL to a new one: the old name leaves the record
 // before its file does, and the new one joins it after its file exists.
-func (fs *walFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	if !fs.rec.isWAL(newname) {
-		return fs.FS.ReuseForWrite(oldname, newname, category)
-	}
+func (fs *storeFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	if fs.rec.isWAL(oldname) {
-		if err := fs.rec.change(fs.PathBase(oldname), false); err != nil {
-			return nil, err
-		}
+		fs.record(oldname, false)
 	}
 	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
 	if err != nil {
+		return nil, fs.failed("reuse "+oldname+" as", newname, err)
+	}
+	if fs.rec.isWAL(newname) {
+		fs.record(newname, true)
+	}
+	return &storeFile{File: f, fs: fs, name: newname}, nil
+}
+
+// OpenReadWrite wraps the file like Create.
+func (fs *storeFS) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, category, opts...)
+	if err != nil {
 		return nil, err
 	}
-	if err := fs.rec.change(fs.PathBase(newname), true); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return &storeFile{File: f, fs: fs, name: name}, nil
 }
 
 // Remove drops a WAL from the record before deleting its file.
-func (fs *walFS) Remove(name string) error {
+func (fs *storeFS) Remove(name string) error {
 	if fs.rec.isWAL(name) {
-		if err := fs.rec.change(fs.PathBase(name), false); err != nil {
-			return err
-		}
+		fs.record(name, false)
 	}
 	return fs.FS.Remove(name)
+}
+
+// record changes the record. A failure to write it fails the store but not the
+// operation: Pebble panics when it cannot create a WAL, and the failed store commits
+// nothing more anyway.
+func (fs *storeFS) record(path string, add bool) {
+	if err := fs.rec.change(fs.PathBase(path), add); err != nil {
+		fs.fail(err)
+	}
+}
+
+// failed reports a failed write operation on path, unless it is only that the file did
+// not exist.
+func (fs *storeFS) failed(op, path string, err error) error {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fs.fail(fmt.Errorf("%s %s: %w", op, path, err))
+	}
+	return err
+}
+
+// storeFile is a file of the store opened for writing: its failed writes and syncs fail
+// the store.
+type storeFile struct {
+	vfs.File
+	fs   *storeFS
+	name string
+}
+
+func (f *storeFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	return n, f.fs.failed("write", f.name, err)
+}
+
+func (f *storeFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	return n, f.fs.failed("write", f.name, err)
+}
+
+func (f *storeFile) Preallocate(off, n int64) error {
+	return f.fs.failed("preallocate", f.name, f.File.Preallocate(off, n))
+}
+
+func (f *storeFile) Sync() error { return f.fs.failed("sync", f.name, f.File.Sync()) }
+
+func (f *storeFile) SyncData() error { return f.fs.failed("sync", f.name, f.File.SyncData()) }
+
+func (f *storeFile) SyncTo(length int64) (bool, error) {
+	full, err := f.File.SyncTo(length)
+	return full, f.fs.failed("sync", f.name, err)
 }
 
 // checkWALs compares the WAL files of dir with its record before Pebble opens it, and
