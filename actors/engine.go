@@ -163,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.registerGauges()
+	e.goLoop(func() { e.stopOnStoreFailure(runCtx) })
 	e.goLoop(func() { e.timers.loop(runCtx) })
 	e.goLoop(func() { e.cancels.loop(runCtx) })
 	for _, x := range e.executors {
@@ -170,6 +171,26 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// stopOnStoreFailure stops the executors, timers and cancellations when the store
+// fails: nothing can be committed any more, and work that cannot be recorded must not
+// run (an activity's side effects would be repeated after the restart anyway).
+func (e *Engine) stopOnStoreFailure(ctx context.Context) {
+	select {
+	case <-e.store.Failed():
+		e.log.Error("engine stopped: the event store failed", "err", e.store.Err())
+		e.cancel()
+	case <-ctx.Done():
+	}
+}
+
+// Failed is closed when the engine has stopped because its store failed; Err then
+// returns why. The process should exit: nothing can be committed any more, and a
+// restart on a healthy disk recovers every acknowledged execution.
+func (e *Engine) Failed() <-chan struct{} { return e.store.Failed() }
+
+// Err returns the store's failure (matching events.ErrFailed), nil while it works.
+func (e *Engine) Err() error { return e.store.Err() }
 
 func (e *Engine) goLoop(f func()) {
 	e.wg.Add(1)
@@ -434,6 +455,8 @@ func (e *Engine) Follow(ctx context.Context, id string, until func(*pb.Execution
 		case <-ch:
 		case <-ctx.Done():
 			return st, ctx.Err()
+		case <-e.store.Failed():
+			return st, e.store.Err()
 		}
 	}
 }

@@ -237,14 +237,20 @@ func (fs *storeFS) record(path string, add bool) {
 // failed reports a failed write operation on path, unless it is only that the file did
 // not exist.
 func (fs *storeFS) failed(op, path string, err error) error {
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		fs.fail(err) // it names the operation and the file already
+	} else {
 		fs.fail(fmt.Errorf("%s %s: %w", op, path, err))
 	}
 	return err
 }
 
 // storeFile is a file of the store opened for writing: its failed writes and syncs fail
-// the store.
+// the store. (Not Preallocate: it is advisory, and Pebble ignores its errors.)
 type storeFile struct {
 	vfs.File
 	fs   *storeFS
@@ -259,10 +265,6 @@ func (f *storeFile) Write(p []byte) (int, error) {
 func (f *storeFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := f.File.WriteAt(p, off)
 	return n, f.fs.failed("write", f.name, err)
-}
-
-func (f *storeFile) Preallocate(off, n int64) error {
-	return f.fs.failed("preallocate", f.name, f.File.Preallocate(off, n))
 }
 
 func (f *storeFile) Sync() error { return f.fs.failed("sync", f.name, f.File.Sync()) }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -69,8 +70,23 @@ func serverCmd() *cobra.Command {
 			}
 			log.Info("serving API", "addr", ln.Addr().String())
 			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
-			if err := server.Serve(ctx, ln, e, server.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts}); err != nil {
-				return &ExitError{Code: 1, Err: err}
+			// A failed store stops the server: the API answers unavailable until it has
+			// shut down, then the process exits non-zero naming the store and the error.
+			serveCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			go func() {
+				select {
+				case <-e.Failed():
+					stop()
+				case <-serveCtx.Done():
+				}
+			}()
+			serveErr := server.Serve(serveCtx, ln, e, server.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts})
+			if err := e.Err(); err != nil {
+				return &ExitError{Code: 1, Err: fmt.Errorf("stopped: %w; restart on a healthy disk (or after freeing space) to recover every acknowledged execution", err)}
+			}
+			if serveErr != nil {
+				return &ExitError{Code: 1, Err: serveErr}
 			}
 			log.Info("shutting down")
 			return nil

@@ -302,6 +302,8 @@ func apiError(err error) error {
 	var fp *actors.FailedPreconditionError
 	var ex *actors.ExistsError
 	switch {
+	case errors.Is(err, events.ErrFailed):
+		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.As(err, &nf), errors.As(err, &enf), errors.Is(err, events.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.As(err, &ia), errors.Is(err, events.ErrInvalidArgument):
