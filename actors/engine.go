@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
@@ -48,6 +49,9 @@ type Config struct {
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
 	// DefaultMaxParamsBytes.
 	MaxParamsBytes int
+	// StoreFS is the file system of the event store (nil: the operating system's);
+	// tests give one that injects faults.
+	StoreFS vfs.FS
 }
 
 // DefaultMaxParamsBytes is the default of Config.MaxParamsBytes. Parameters are stored
@@ -144,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.executors[c.Config.Name] = newExecutor(e, c)
 		}
 	}
-	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger})
+	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS})
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
