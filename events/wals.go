@@ -59,7 +59,8 @@ func (r *walRecord) isWAL(path string) bool {
 
 // readWALRecord reads the record of dir; ok is false if there is none.
 func readWALRecord(fs vfs.FS, dir string) (r *walRecord, ok bool, err error) {
-	r = &walRecord{fs: fs, dir: dir}
+	// Pebble names its files fs.PathJoin(dir, name), which cleans dir: so must isWAL.
+	r = &walRecord{fs: fs, dir: fs.PathJoin(dir)}
 	f, err := fs.Open(fs.PathJoin(dir, walRecordName))
 	if errors.Is(err, os.ErrNotExist) {
 		return r, false, nil
