@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -85,6 +87,8 @@ func diskFault(t *testing.T, seed uint64) {
 	}
 	defer s.Close()
 	armed.Store(true)
+	waited := make(chan error, 1)
+	go func() { _, err := s.WaitPosition(context.Background(), math.MaxUint64-1); waited <- err }()
 
 	const workers, perWorker = 8, 40
 	var (
@@ -136,6 +140,14 @@ func diskFault(t *testing.T, seed uint64) {
 	}
 	if _, err := s.State(ctx, "E_0_000"); !errors.Is(err, events.ErrFailed) {
 		t.Errorf("read after the failure: %v, want ErrFailed", err)
+	}
+	select {
+	case err := <-waited:
+		if !errors.Is(err, events.ErrFailed) {
+			t.Errorf("WaitPosition ended with %v, want ErrFailed", err)
+		}
+	case <-time.After(time.Minute):
+		t.Error("WaitPosition still waits on a failed store")
 	}
 	t.Logf("fault at write %d of %d (persistent %v): %d executions acknowledged; %v", failAt, ops.Load(), persistent, len(acked), s.Err())
 

@@ -103,7 +103,8 @@ func (s *PebbleStore) publishPositions(last uint64) {
 func (s *PebbleStore) LastPosition() uint64 { return s.global.last.Load() }
 
 // WaitPosition blocks until an event after position after has been committed, and
-// returns the last position; or until ctx ends or the store closes (ErrClosed).
+// returns the last position; or until ctx ends, the store closes (ErrClosed) or it
+// fails (its FailedError).
 func (s *PebbleStore) WaitPosition(ctx context.Context, after uint64) (uint64, error) {
 	for {
 		s.global.mu.Lock()
@@ -119,6 +120,8 @@ func (s *PebbleStore) WaitPosition(ctx context.Context, after uint64) (uint64, e
 			return 0, ctx.Err()
 		case <-s.done:
 			return 0, ErrClosed
+		case <-s.failed:
+			return 0, s.Err()
 		}
 	}
 }
