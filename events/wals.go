@@ -329,9 +329,11 @@ func (e *MissingWALError) Error() string {
 		strings.Join(e.Missing, ", "), e.Dir, walRecordName, walRecordName)
 }
 
-// warnTornTail logs when the newest WAL ends in a torn write (a crash in the middle of
-// a write): Pebble drops such a tail silently, which is right (it was never
-// acknowledged), but worth knowing about.
+// warnTornTail logs when the newest WAL does not end in a whole record: after a crash
+// in the middle of a write (a torn write), or after any crash once WALs are recycled
+// (the file goes on with the records of its previous life). Pebble drops such a tail
+// silently, which is right (a torn record was never acknowledged), but a torn write is
+// worth knowing about. A clean shutdown ends the WAL with an EOF trailer: no warning.
 func warnTornTail(l wal.LogicalLog, log *slog.Logger) {
 	_, path := l.SegmentLocation(0)
 	rr := l.OpenForRead()
@@ -347,7 +349,7 @@ func warnTornTail(l wal.LogicalLog, log *slog.Logger) {
 			continue
 		}
 		if errors.Is(err, record.ErrUnexpectedEOF) {
-			log.Warn("event store: the newest WAL ends in an incomplete or unreadable record (a write torn by a crash); recovering up to the last complete record",
+			log.Warn("event store: the newest WAL does not end cleanly (a crash or kill, and a write it tore or the old contents of a recycled WAL after the last record); recovering up to its last complete record, which is all that was acknowledged",
 				"wal", path, "last_complete_record_offset", last.Physical)
 		}
 		return
