@@ -247,20 +247,33 @@ func (m *Module) captureTwice(ctx context.Context, v *wasmbin.Variant) (*snapsho
 }
 
 // activityCompatible says why a snapshot initialised with other random bytes (o)
-// differs from s in more than memory contents and the number of clock reads, or "": a
-// module whose initialisation depends on randomness in other ways does not restore
-// activities from its snapshot. (How often the Go runtime reads the clock while it
-// initialises depends on its random state; an activity's clock is the real one anyway.)
+// differs from s in more than memory contents, addresses held in globals and the number
+// of clock reads, or "": a module whose initialisation depends on randomness in other
+// ways does not restore activities from its snapshot. (How often the Go runtime reads the
+// clock while it initialises depends on its random state; an activity's clock is the
+// real one anyway.)
+//
+// A global that holds an address in both runs is part of the memory's layout, which the
+// random seed of the maps made during _initialize moves about (see reseed.go): Go's
+// return registers (RET0-RET3) are left holding the last pointers returned, and the
+// snapshot's globals are consistent with its own memory. A global that differs by any
+// other value could be random state of the guest's own, shared by every instance.
 func (s *snapshot) activityCompatible(o *snapshot) string {
 	switch {
 	case s.pages != o.pages:
 		return "the memory size depends on random_get"
-	case !slices.Equal(s.globals, o.globals):
+	case len(s.globals) != len(o.globals):
 		return "the globals depend on random_get"
 	case !bytes.Equal(s.stderr, o.stderr):
 		return "stderr depends on random_get"
 	case !bytes.Equal(s.kept, o.kept):
 		return "a host_call depends on random_get"
+	}
+	size := uint64(s.pages) * wasmPage
+	for i, g := range s.globals {
+		if h := o.globals[i]; g != h && (g.export != h.export || g.value >= size || h.value >= size) {
+			return fmt.Sprintf("global %s depends on random_get (%#x or %#x, not an address in the memory)", g.export, g.value, h.value)
+		}
 	}
 	return ""
 }
