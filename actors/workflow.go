@@ -47,6 +47,7 @@ type workflowRun struct {
 	respCursor  uint32
 	oneOff      int
 	deadline    *deadline
+	memory      *reservation // the instance's guest memory (memory.go), given up by the caller
 
 	// Join sets as the workflow sees them at the replay cursor: what it requested, what
 	// it took. arrived holds every response known, per join set, in arrival (cursor)
@@ -78,7 +79,9 @@ type runRequest struct {
 	expires  int64 // a delay's expiry
 }
 
-func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
+// runWorkflow runs the workflow locked by st with run runID, in an instance whose guest
+// memory is reserved by memory.
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *reservation) {
 	id := st.ExecutionId
 	evs, resps, err := e.histories.read(ctx, e.store, id)
 	if err != nil || len(evs) == 0 {
@@ -87,7 +90,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r := &workflowRun{
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
-		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
+		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, memory: memory,
 		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
 	}
 	for _, ev := range evs {
@@ -591,11 +594,14 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 // awaitArrived returns the n-th (0-based) response to arrive in join set js, waiting
 // for it if the blocking strategy and the resident bound allow, and interrupting the run
 // otherwise.
-func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.Response, error) {
+func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp *pb.Response, err error) {
 	var w *waiter
 	defer func() {
-		if w != nil {
-			r.e.resident.leave(w)
+		if w != nil && !r.e.resident.leave(w) && err == nil {
+			// Evicted just as its response came: the budget may be counting on its
+			// memory (memory.go), so the instance goes all the same, to be replayed.
+			r.releaseLease(ctx)
+			resp, err = nil, errInterrupted
 		}
 	}()
 	for {
@@ -621,10 +627,11 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.R
 		if w == nil {
 			// The run keeps its executor slot while parked: the slots bound the
 			// instances in memory (the executor evicts when it needs one back).
-			if w = r.e.resident.park(r.id, r.c.Config.Name); w == nil {
+			if w = r.e.resident.park(r.id, r.c.Config.Name, r.memory); w == nil {
 				return nil, errInterrupted
 			}
-			continue // a response may have arrived before the waiter was parked
+			r.e.memory.parked() // reservations may wait for memory: this instance can go
+			continue            // a response may have arrived before the waiter was parked
 		}
 		lease := time.NewTimer(time.Until(r.lockExpires))
 		select {
