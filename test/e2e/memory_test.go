@@ -75,16 +75,12 @@ memory_budget = "%dMiB"
 
 // TestMemorySettingsRefusedAtStart: the server refuses to start, naming the component,
 // when a module's declared minimum memory is over its memory_limit, and when an
-// activity's or a workflow's memory_limit is over the memory budget (its executions could
-// never run).
+// activity's memory_limit is over the memory budget (its attempts could never run).
 func TestMemorySettingsRefusedAtStart(t *testing.T) {
 	fibo := filepath.Join(harness.ComponentsDir(), "fibo.wasm")
-	tree := filepath.Join(harness.ComponentsDir(), "tree.wasm")
 	for _, tc := range []struct{ extra, want string }{
 		{`memory_limit = "64KiB"`, `component "fibo": wasmhost: module "fibo": declares a minimum memory of`},
 		{"memory_limit = \"512MiB\"\n[wasm]\nmemory_budget = \"256MiB\"", `component "fibo": memory limit of 512 MiB is over the guest memory budget of 256 MiB`},
-		{fmt.Sprintf("[[workflow]]\nname = \"tree\"\nlocation.path = %q\nmemory_limit = \"512MiB\"\n[wasm]\nmemory_budget = \"256MiB\"", tree),
-			`component "tree": memory limit of 512 MiB is over the guest memory budget of 256 MiB`},
 	} {
 		dir := t.TempDir()
 		config := filepath.Join(dir, "obelisk.toml")
