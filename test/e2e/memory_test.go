@@ -100,8 +100,8 @@ func TestMemorySettingsRefusedAtStart(t *testing.T) {
 }
 
 // TestWorkflowMemoryBudget: workflow instances reserve their memory limit (256 MiB by
-// default) from the budget too. Under a budget of three instances, a tree of 40
-// workflows (depth 3, fanout 3) whose 27 leaves call an activity, and a workflow fanning
+// default) from the budget too. Under a budget of three instances, a tree of 13 child
+// workflows (depth 2, fanout 3) whose 9 leaves call an activity, and a workflow fanning
 // out 30 activities beside it, need many more instances than the budget admits at once;
 // parents parked in memory waiting for their children are evicted for them (and
 // replayed), so both finish with the right result instead of deadlocking.
@@ -109,9 +109,9 @@ func TestWorkflowMemoryBudget(t *testing.T) {
 	for _, strategy := range []string{"await", "interrupt"} {
 		t.Run(strategy, func(t *testing.T) {
 			s := harness.Start(t, harness.Options{BlockingStrategy: strategy, Deployment: "[wasm]\nmemory_budget = \"768MiB\"\n"})
-			tree := s.Submit("testing:tree/tree.spawn", "[3, 3, 20]")
+			tree := s.Submit("testing:tree/tree.spawn", "[2, 3, 50]")
 			fan := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", "[10, 30]")
-			harness.JSONEq(t, s.Result(tree, 3*time.Minute), `{"ok":27}`)
+			harness.JSONEq(t, s.Result(tree, 3*time.Minute), `{"ok":9}`)
 			harness.JSONEq(t, s.Result(fan, 3*time.Minute), `{"ok":1650}`)
 			if strategy != "await" {
 				return
