@@ -42,9 +42,8 @@ type Config struct {
 	DisableWorkflowSnapshots, DisableActivitySnapshots bool
 	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
 	DisableInstanceReuse bool
-	// MemoryBudget is the guest memory, in bytes, that the activity attempts and workflow
-	// instances in memory at once may reserve (see memory.go); 0 means half the machine's
-	// memory, at least 2 GiB.
+	// MemoryBudget is the guest memory, in bytes, that the activity attempts running at
+	// once may reserve (see memory.go); 0 means half the machine's memory, at least 2 GiB.
 	MemoryBudget uint64
 	// MaxParamsBytes bounds the parameters (JSON) of an execution, submitted through the
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
@@ -81,8 +80,7 @@ type Engine struct {
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
-	// memory is the guest memory budget of activity attempts and workflow instances
-	// (memory.go).
+	// memory is the guest memory budget of activity attempts (memory.go).
 	memory *memoryBudget
 
 	cancel context.CancelFunc
@@ -114,7 +112,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.memory = newMemoryBudget(cfg.MemoryBudget)
-	e.memory.reclaim = e.resident.reclaim
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}

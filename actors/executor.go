@@ -176,22 +176,17 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	cfg := x.comp.Config
 	var inst *wasmhost.Instance
 	var instErr error // recorded as the attempt's failure once locked
-	var memory *reservation
-	if cfg.Type == ActivityWasm || cfg.Type == Workflow {
+	if cfg.Type == ActivityWasm {
 		// Reserve the guest memory before taking the lock: waiting for it leaves the
 		// execution pending, not an attempt (memory.go).
 		limit := cfg.memoryLimit()
-		if memory = x.e.memory.tryAcquire(limit); memory == nil {
+		if !x.e.memory.tryAcquire(limit) {
 			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "limit", limit)
-			var err error
-			if memory, err = x.e.memory.acquire(ctx, limit); err != nil {
+			if err := x.e.memory.acquire(ctx, limit); err != nil {
 				return
 			}
 		}
-		// After the run: its instance is closed or reset.
-		defer x.e.memory.release(memory)
-	}
-	if cfg.Type == ActivityWasm {
+		defer x.e.memory.release(limit) // after runActivity: the instance is closed or reset
 		// Make the instance before taking the lock: the lock's time is the activity's
 		// time, and instantiation under load must not eat into it.
 		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp)); instErr != nil && ctx.Err() != nil {
@@ -228,7 +223,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	defer x.e.runs.remove(runID)
 	switch {
 	case cfg.Type == Workflow:
-		x.e.runWorkflow(ctx, x.comp, st, runID, memory)
+		x.e.runWorkflow(ctx, x.comp, st, runID)
 	case instErr != nil:
 		x.e.failInstantiate(ctx, x.comp, id, runID, instErr)
 	default:
@@ -262,8 +257,8 @@ type eagerRun struct {
 	x       *executor
 	id      string
 	runID   string
-	created *pb.Created  // from the Tx: the run need not read it back
-	memory  *reservation // guest memory reserved for it (memory.go)
+	created *pb.Created // from the Tx: the run need not read it back
+	memory  uint64      // guest memory reserved for an activity (memory.go)
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -299,12 +294,14 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			x.inflight.Delete(a.ExecutionID)
 			continue
 		}
-		// No memory now: it waits in the pending queue for its turn (memory.go).
-		memory := e.memory.tryAcquire(x.comp.Config.memoryLimit())
-		if memory == nil {
-			<-x.slots
-			x.inflight.Delete(a.ExecutionID)
-			continue
+		var memory uint64
+		if x.comp.Config.Type == ActivityWasm {
+			// No memory now: it waits in the pending queue for its turn (memory.go).
+			if memory = x.comp.Config.memoryLimit(); !e.memory.tryAcquire(memory) {
+				<-x.slots
+				x.inflight.Delete(a.ExecutionID)
+				continue
+			}
 		}
 		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now), created: c, memory: memory}
 		// Registered before the commit, as lockAndRun does before its lock.
@@ -352,7 +349,7 @@ func (r *eagerRun) release() {
 func (r *eagerRun) start(st *pb.ExecutionState) {
 	x := r.x
 	x.start(r.id, func() {
-		defer x.e.memory.release(r.memory) // after the run: its instance is closed or reset
+		defer x.e.memory.release(r.memory) // after runActivity: the instance is closed or reset
 		defer r.cancel()
 		defer x.e.active.remove(r.id)
 		defer x.e.runs.remove(r.runID)
@@ -360,7 +357,7 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 			return // cannot happen: the commit that locked it returned this state
 		}
 		if x.comp.Config.Type == Workflow {
-			x.e.runWorkflow(r.ctx, x.comp, st, r.runID, r.memory)
+			x.e.runWorkflow(r.ctx, x.comp, st, r.runID)
 			return
 		}
 		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp))

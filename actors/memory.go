@@ -14,25 +14,20 @@ import (
 // Guest memory.
 //
 // Every component's instances have a memory limit (ComponentConfig.MemoryLimit, enforced
-// by wasmhost), and the activity attempts and workflow instances of the node share a
-// budget (Config.MemoryBudget): before an execution is locked, its executor reserves the
+// by wasmhost), and the activity attempts of the node share a budget
+// (Config.MemoryBudget): before an attempt is locked, its executor reserves the
 // component's whole limit from the budget, waiting (the execution stays pending) until
-// there is room, and gives it back when the run's instance is closed (or, for an
-// activity, reset for reuse). So budget / limit instances run at once, whatever they
-// actually use: a reservation guarantees that a guest can grow to its limit without
-// taking the node past its budget. An eagerly dispatched execution takes its
-// reservation when it is created, or is not dispatched eagerly.
+// there is room, and gives it back when the attempt's instance is closed or reset for
+// reuse. So budget / limit attempts run at once, whatever they actually use: a
+// reservation guarantees that a guest can grow to its limit without taking the node
+// past its budget. An eagerly dispatched activity takes its reservation when it is
+// created, or is not dispatched eagerly.
 //
-// A workflow instance parked in memory (resident.go) keeps its reservation while it
-// waits, maybe for a child that waits for memory. So whenever reservations wait, the
-// budget evicts parked instances (oldest first) until what they hold covers the waiters;
-// an evicted workflow is replayed when its response arrives, as under the interrupt
-// strategy. Every reservation is then held by a run that makes progress or can be
-// evicted, and the waiters are served in order.
-//
-// Not counted: webhook instances, and idle instances kept ready in pools or reset for
-// reuse (each holds its initial memory only, a few MiB for a Go guest: a grown instance
-// is never reused).
+// Not counted: workflow instances (a parent parked with a reservation while its children
+// wait for one would deadlock; their memory is bounded by the limit × max_concurrency
+// and the resident bound), webhook instances, and idle instances kept ready in pools or
+// reset for reuse (each holds its initial memory only, a few MiB for a Go guest: a
+// grown instance is never reused).
 
 // Defaults of the guest memory settings.
 const (
@@ -56,8 +51,8 @@ func (c *ComponentConfig) memoryLimit() uint64 {
 }
 
 // checkMemory refuses memory settings that cannot work: a limit that is not a whole
-// number of wasm pages, and an activity or workflow whose limit is over the budget (it
-// would wait for ever).
+// number of wasm pages, and an activity whose limit is over the budget (it would wait
+// for ever).
 func checkMemory(budget uint64, cfgs []ComponentConfig) error {
 	for _, c := range cfgs {
 		limit := c.memoryLimit()
@@ -67,7 +62,7 @@ func checkMemory(budget uint64, cfgs []ComponentConfig) error {
 		if limit > maxMemoryLimit {
 			return fmt.Errorf("component %q: memory limit of %s is over the 4 GiB a wasm32 memory can address", c.Name, sizeString(limit))
 		}
-		if (c.Type == ActivityWasm || c.Type == Workflow) && limit > budget {
+		if c.Type == ActivityWasm && limit > budget {
 			return fmt.Errorf("component %q: memory limit of %s is over the guest memory budget of %s", c.Name, sizeString(limit), sizeString(budget))
 		}
 	}
@@ -113,28 +108,14 @@ func sizeString(n uint64) string {
 // errOverBudget: a reservation larger than the whole budget, which could never be granted.
 var errOverBudget = errors.New("more than the whole guest memory budget")
 
-// reservation is guest memory reserved from a memoryBudget by one run.
-type reservation struct {
-	n uint64
-	// reclaimed: the budget evicted the parked workflow instance holding it and counts
-	// it as coming back (memoryBudget.reclaiming). Guarded by memoryBudget.mu.
-	reclaimed bool
-}
-
 // memoryBudget is a weighted semaphore of bytes of guest memory. Reservations are granted
 // first come, first served, so that a large one is not starved by a stream of small
 // ones.
 type memoryBudget struct {
-	mu   sync.Mutex
-	size uint64
-	used uint64
-	// reclaiming: the part of used held by evicted instances that have not closed yet.
-	reclaiming uint64
-	waiters    list.List // of *memoryWaiter, oldest first
-	// reclaim evicts parked workflow instances, oldest first, until their reservations
-	// add up to need bytes or there are none left, marks those reservations reclaimed and
-	// returns their sum. It is called with mu held; nil: nothing can be reclaimed.
-	reclaim func(need uint64) uint64
+	mu      sync.Mutex
+	size    uint64
+	used    uint64
+	waiters list.List // of *memoryWaiter, oldest first
 }
 
 type memoryWaiter struct {
@@ -147,23 +128,22 @@ func newMemoryBudget(size uint64) *memoryBudget {
 }
 
 // acquire reserves n bytes, waiting until they are free or ctx ends.
-func (b *memoryBudget) acquire(ctx context.Context, n uint64) (*reservation, error) {
+func (b *memoryBudget) acquire(ctx context.Context, n uint64) error {
 	if n > b.size {
-		return nil, fmt.Errorf("reserve %s of guest memory: %w (%s)", sizeString(n), errOverBudget, sizeString(b.size))
+		return fmt.Errorf("reserve %s of guest memory: %w (%s)", sizeString(n), errOverBudget, sizeString(b.size))
 	}
 	b.mu.Lock()
 	if b.waiters.Len() == 0 && b.used+n <= b.size {
 		b.used += n
 		b.mu.Unlock()
-		return &reservation{n: n}, nil
+		return nil
 	}
 	w := &memoryWaiter{n: n, ready: make(chan struct{})}
 	elem := b.waiters.PushBack(w)
-	b.reclaimForWaiters()
 	b.mu.Unlock()
 	select {
 	case <-w.ready:
-		return &reservation{n: n}, nil
+		return nil
 	case <-ctx.Done():
 	}
 	b.mu.Lock()
@@ -175,72 +155,37 @@ func (b *memoryBudget) acquire(ctx context.Context, n uint64) (*reservation, err
 		b.waiters.Remove(elem)
 	}
 	b.grant() // whoever waited behind it may fit now
-	return nil, ctx.Err()
+	return ctx.Err()
 }
 
-// tryAcquire reserves n bytes if they are free now and nobody waits, and returns nil
-// otherwise.
-func (b *memoryBudget) tryAcquire(n uint64) *reservation {
+// tryAcquire reserves n bytes if they are free now and nobody waits.
+func (b *memoryBudget) tryAcquire(n uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.waiters.Len() > 0 || b.used+n > b.size {
-		return nil
+		return false
 	}
 	b.used += n
-	return &reservation{n: n}
+	return true
 }
 
-// release gives back a reservation of acquire or tryAcquire (nil: none).
-func (b *memoryBudget) release(r *reservation) {
-	if r == nil {
-		return
-	}
+// release gives back n bytes reserved by acquire or tryAcquire.
+func (b *memoryBudget) release(n uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.used -= r.n
-	if r.reclaimed {
-		b.reclaiming -= r.n
-	}
+	b.used -= n
 	b.grant()
 }
 
-// parked tells the budget that a workflow instance holding a reservation was parked:
-// if reservations wait, it is reclaimed at once.
-func (b *memoryBudget) parked() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reclaimForWaiters()
-}
-
-// grant hands the free memory to the waiters, in order, as far as it goes, and reclaims
-// what the others need.
+// grant hands the free memory to the waiters, in order, as far as it goes.
 func (b *memoryBudget) grant() {
 	for e := b.waiters.Front(); e != nil; e = b.waiters.Front() {
 		w := e.Value.(*memoryWaiter)
 		if b.used+w.n > b.size {
-			b.reclaimForWaiters()
 			return
 		}
 		b.used += w.n
 		b.waiters.Remove(e)
 		close(w.ready)
-	}
-}
-
-// reclaimForWaiters evicts parked workflow instances whose reservations, with those
-// already coming back, cover what the waiters need. A parked instance only waits (for a
-// child, a delay), and may be waiting for one of these very waiters: keeping it in
-// memory could deadlock, and an evicted workflow is replayed when its response comes.
-// Called with mu held.
-func (b *memoryBudget) reclaimForWaiters() {
-	if b.reclaim == nil || b.waiters.Len() == 0 {
-		return
-	}
-	var need uint64
-	for e := b.waiters.Front(); e != nil; e = e.Next() {
-		need += e.Value.(*memoryWaiter).n
-	}
-	if coming := b.size - b.used + b.reclaiming; need > coming {
-		b.reclaiming += b.reclaim(need - coming)
 	}
 }

@@ -47,7 +47,6 @@ type workflowRun struct {
 	respCursor  uint32
 	oneOff      int
 	deadline    *deadline
-	memory      *reservation // the instance's guest memory (memory.go), given up by the caller
 
 	// Join sets as the workflow sees them at the replay cursor: what it requested, what
 	// it took. arrived holds every response known, per join set, in arrival (cursor)
@@ -79,9 +78,7 @@ type runRequest struct {
 	expires  int64 // a delay's expiry
 }
 
-// runWorkflow runs the workflow locked by st with run runID, in an instance whose guest
-// memory is reserved by memory.
-func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *reservation) {
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
 	id := st.ExecutionId
 	evs, resps, err := e.histories.read(ctx, e.store, id)
 	if err != nil || len(evs) == 0 {
@@ -90,7 +87,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r := &workflowRun{
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
-		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, memory: memory,
+		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
 		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
 	}
 	for _, ev := range evs {
@@ -594,14 +591,11 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 // awaitArrived returns the n-th (0-based) response to arrive in join set js, waiting
 // for it if the blocking strategy and the resident bound allow, and interrupting the run
 // otherwise.
-func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp *pb.Response, err error) {
+func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.Response, error) {
 	var w *waiter
 	defer func() {
-		if w != nil && !r.e.resident.leave(w) && err == nil {
-			// Evicted just as its response came: the budget may be counting on its
-			// memory (memory.go), so the instance goes all the same, to be replayed.
-			r.releaseLease(ctx)
-			resp, err = nil, errInterrupted
+		if w != nil {
+			r.e.resident.leave(w)
 		}
 	}()
 	for {
@@ -627,11 +621,10 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp 
 		if w == nil {
 			// The run keeps its executor slot while parked: the slots bound the
 			// instances in memory (the executor evicts when it needs one back).
-			if w = r.e.resident.park(r.id, r.c.Config.Name, r.memory); w == nil {
+			if w = r.e.resident.park(r.id, r.c.Config.Name); w == nil {
 				return nil, errInterrupted
 			}
-			r.e.memory.parked() // reservations may wait for memory: this instance can go
-			continue            // a response may have arrived before the waiter was parked
+			continue // a response may have arrived before the waiter was parked
 		}
 		lease := time.NewTimer(time.Until(r.lockExpires))
 		select {

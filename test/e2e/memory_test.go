@@ -98,35 +98,3 @@ func TestMemorySettingsRefusedAtStart(t *testing.T) {
 		}
 	}
 }
-
-// TestWorkflowMemoryBudget: workflow instances reserve their memory limit (256 MiB by
-// default) from the budget too. Under a budget of three instances, a tree of 13 child
-// workflows (depth 2, fanout 3) whose 9 leaves call an activity, and a workflow fanning
-// out 30 activities beside it, need many more instances than the budget admits at once;
-// parents parked in memory waiting for their children are evicted for them (and
-// replayed), so both finish with the right result instead of deadlocking.
-func TestWorkflowMemoryBudget(t *testing.T) {
-	for _, strategy := range []string{"await", "interrupt"} {
-		t.Run(strategy, func(t *testing.T) {
-			s := harness.Start(t, harness.Options{BlockingStrategy: strategy, Deployment: "[wasm]\nmemory_budget = \"768MiB\"\n"})
-			tree := s.Submit("testing:tree/tree.spawn", "[2, 3, 50]")
-			fan := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", "[10, 30]")
-			harness.JSONEq(t, s.Result(tree, 3*time.Minute), `{"ok":9}`)
-			harness.JSONEq(t, s.Result(fan, 3*time.Minute), `{"ok":1650}`)
-			if strategy != "await" {
-				return
-			}
-			// The root parks waiting for its three children, of which at most two fit
-			// beside it: it must have been evicted for the third.
-			evicted := 0
-			for _, e := range s.Events(tree) {
-				if e.Kind == "unlocked" && strings.Contains(e.DetailsJson, "evicted from memory") {
-					evicted++
-				}
-			}
-			if evicted == 0 {
-				t.Errorf("the root of the tree was never evicted to make room for its children; events %v", s.Events(tree))
-			}
-		})
-	}
-}
