@@ -5,15 +5,15 @@
 // loopback listener that accepts only loopback host names cannot be driven that way.
 //
 // The package owns the allowed_hosts setting of a listener: parsing it (Parse), deciding
-// which Host and Origin headers a listener accepts (Guard), and the refusal sent to the
-// others.
+// which Host headers a listener accepts (Guard), and the refusal sent to the others.
+// Requests from pages of other origins are a separate matter, which the web UI's proxy
+// settles with a same-origin check of its own.
 package hostguard
 
 import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 )
@@ -93,23 +93,6 @@ func (g *Guard) AllowHost(host string) bool {
 	return isLoopbackName(h) || slices.Contains(g.names, h)
 }
 
-// AllowOrigin reports whether a state-changing request with this Origin header, sent to
-// host, is accepted: when there is no Origin (tools such as curl send none), when the
-// Origin is the listener's own origin, or when its host is an allowed host.
-func (g *Guard) AllowOrigin(origin, host string) bool {
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" { // "null" (a sandboxed or file: page) is never allowed
-		return false
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	return g.AllowHost(u.Host)
-}
-
 // Host wraps next so that a request whose Host the listener does not answer to is
 // refused with 421 Misdirected Request.
 func (g *Guard) Host(next http.Handler) http.Handler {
@@ -125,38 +108,12 @@ func (g *Guard) Host(next http.Handler) http.Handler {
 	})
 }
 
-// HostAndOrigin wraps next like Host, and also refuses with 403 Forbidden a
-// state-changing request (any method but GET, HEAD and OPTIONS) from a page of another
-// origin whose host is not an allowed host. It is for listeners that browsers talk to.
-func (g *Guard) HostAndOrigin(next http.Handler) http.Handler {
-	if !g.check {
-		return next
-	}
-	return g.Host(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
-		default:
-			if origin := r.Header.Get("Origin"); !g.AllowOrigin(origin, r.Host) {
-				g.refuseOrigin(w, origin)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	}))
-}
-
 func (g *Guard) refuseHost(w http.ResponseWriter, host string) {
 	name := normalise(stripPort(host))
 	msg := fmt.Sprintf("refused Host %q: this server (listening on %s) answers only to %s, a defence against DNS rebinding; "+
 		"if %q is a name of this server, add it to %s in the config (or set %s = [\"*\"] to accept any host)\n",
 		host, g.listen, g.accepted(), name, g.key, g.key)
 	http.Error(w, msg, http.StatusMisdirectedRequest)
-}
-
-func (g *Guard) refuseOrigin(w http.ResponseWriter, origin string) {
-	msg := fmt.Sprintf("refused a request from the page of Origin %q: a page of another origin may not change state here; "+
-		"if that page's host is trusted, add it to %s in the config\n", origin, g.key)
-	http.Error(w, msg, http.StatusForbidden)
 }
 
 // accepted describes the accepted host names for a refusal.

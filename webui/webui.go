@@ -70,11 +70,11 @@ func sameOrigin(r *http.Request) bool {
 }
 
 // Serve serves the UI on ln until ctx ends, proxying API calls to api. It answers only to
-// the Host names that allowed and ln's address admit, and refuses state-changing requests
-// from pages of other hosts (hostguard): otherwise any page the user opens could drive
-// the API through it by DNS rebinding.
+// the Host names that allowed and ln's address admit (hostguard): otherwise any page the
+// user opens could drive the API through it by DNS rebinding. (Pages of other origins
+// are refused by the proxy's sameOrigin check.)
 func Serve(ctx context.Context, ln net.Listener, api *url.URL, allowed hostguard.Allowed) error {
-	handler := hostguard.New(ln.Addr(), allowed).HostAndOrigin(Handler(api))
+	handler := hostguard.New(ln.Addr(), allowed).Host(Handler(api))
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
