@@ -35,18 +35,20 @@ func NewExecutorID(now time.Time) string {
 // is looked up or stored, so that a second spelling can neither create a second
 // execution nor miss the first.
 
-// CanonicalTopLevelID checks that id is E_ followed by a valid ULID and returns it with
-// the ULID in upper case.
+// CanonicalTopLevelID is CanonicalID for the ID of a top-level execution: E_ followed by
+// a ULID, nothing after it.
 func CanonicalTopLevelID(id string) (string, error) {
-	rest, ok := strings.CutPrefix(id, TopLevelPrefix)
-	if !ok {
+	if !strings.HasPrefix(id, TopLevelPrefix) {
 		return "", fmt.Errorf("execution ID %s: must start with %q", clip.Quote(id), TopLevelPrefix)
 	}
-	u, err := ulid.ParseStrict(rest)
+	c, err := CanonicalID(id)
 	if err != nil {
-		return "", fmt.Errorf("execution ID %s: want E_<ULID>: %w", clip.Quote(id), err)
+		return "", err
 	}
-	return TopLevelPrefix + u.String(), nil
+	if !IsTopLevel(c) {
+		return "", fmt.Errorf("execution ID %s: want E_<ULID>, the ID of a top-level execution, not of a child", clip.Quote(id))
+	}
+	return c, nil
 }
 
 // CanonicalID checks the root of an execution ID (E_<ULID>, a child's
