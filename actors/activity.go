@@ -64,7 +64,7 @@ func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID st
 }
 
 func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
-	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts}}
+	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: c.http}
 }
 
 // instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,

@@ -210,6 +210,13 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.system != nil {
 		e.system.Shutdown()
 	}
+	if e.reg != nil {
+		for _, c := range e.reg.components {
+			if c.http != nil {
+				c.http.CloseIdleConnections()
+			}
+		}
+	}
 	var errs []error
 	if e.store != nil {
 		errs = append(errs, e.store.Close())

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
@@ -95,10 +93,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	}
 	r.lockExpires = deadline.Add(lockGrace)
 	r.params, _ = json.Marshal([]map[string]string{{"method": req.Method, "path": req.Path}})
-	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body}
-	if len(c.Config.AllowedHosts) > 0 {
-		cfg.HTTP = &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts, Client: &http.Client{Transport: webhookTransport()}}
-	}
+	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body, HTTP: c.http}
 	inst, err := e.instantiate(ctx, c, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)
@@ -115,15 +110,6 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	r.finish(ctx, out, runErr)
 	return &WebhookResult{Output: out, ExecutionID: r.id}, runErr
 }
-
-// webhookTransport sends the outgoing HTTP requests of every webhook request: one
-// transport, so that connections are reused across requests (bodies are passed as
-// received, as for activities).
-var webhookTransport = sync.OnceValue(func() http.RoundTripper {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DisableCompression = true
-	return t
-})
 
 // webhookRun is one request of a webhook endpoint: it answers the guest's host calls
 // and records the request's execution once the guest does something durable.

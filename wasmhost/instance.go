@@ -80,7 +80,7 @@ type Instance struct {
 	// activity.go).
 	fromImage bool
 	handler   HostHandler
-	http      *compiledPolicy
+	http      *Outbound
 	logger    *slog.Logger
 	stdout    *switchWriter
 	stderr    *tailWriter

@@ -236,7 +236,6 @@ func TestInstantiateConfigErrors(t *testing.T) {
 		{"no kind", InstanceConfig{}, "invalid instance kind"},
 		{"workflow without clock", InstanceConfig{Kind: KindWorkflow}, "ClockStart"},
 		{"workflow clock before epoch", InstanceConfig{Kind: KindWorkflow, ClockStart: time.Unix(-5, 0)}, "ClockStart"},
-		{"bad allowed host", InstanceConfig{Kind: KindActivity, HTTP: &HTTPPolicy{AllowedHosts: []string{"ftp://x"}}}, `allowed host "ftp://x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

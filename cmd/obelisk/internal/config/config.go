@@ -97,6 +97,7 @@ type Activity struct {
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec            Exec           `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
+	DeniedHosts     []string       `mapstructure:"denied_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
 }
 
@@ -233,7 +234,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		c := actors.ComponentConfig{
 			Name: a.Name, Type: actors.ActivityWasm, Path: rel(a.Location.Path), MaxRetries: DefaultMaxRetries,
 			RetryExpBackoff: DefaultRetryExpBackoff, LockExpiry: DefaultLockExpiry, AllowedHosts: a.AllowedHosts,
-			MaxConcurrency: DefaultMaxConcurrency,
+			DeniedHosts: a.DeniedHosts, MaxConcurrency: DefaultMaxConcurrency,
 		}
 		if a.MaxRetries != nil {
 			c.MaxRetries = *a.MaxRetries
@@ -244,10 +245,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if err := common(&c, a.Exec); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
-		// The parser the activity's instances use: a bad pattern found only then would
-		// fail every execution of the activity.
-		if err := (&wasmhost.HTTPPolicy{AllowedHosts: a.AllowedHosts}).Validate(); err != nil {
-			return nil, fail("activity_wasm", i, a.Name, "allowed_hosts: %v", err)
+		// The parser the engine uses: a bad entry is found here, naming its key and
+		// the entry, rather than when the engine starts.
+		if err := (&wasmhost.HTTPPolicy{AllowedHosts: a.AllowedHosts, DeniedHosts: a.DeniedHosts}).Validate(); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
 		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,9 +206,13 @@ func TestValueErrors(t *testing.T) {
 		{"several", workflow + "exec.lock_expiry = 5\n" + activity + "max_retries = -1\n",
 			a + `max_retries = -1: must not be negative; [[workflow]] #1 (name "w"): exec.lock_expiry = 5: a duration needs a unit, e.g. "5s"`},
 		{"with an unknown key", activity + "max_retries = -1\nbogus = 3\n", a + "max_retries = -1: must not be negative; 'activity_wasm[0]' has invalid keys: bogus"},
-		// allowed_hosts, parsed by the parser the activity's instances use.
-		{"unclosed bracket", activity + "allowed_hosts = [\"http://[::1\", \"\"]\n", a + `allowed_hosts: allowed host "http://[::1": unclosed '['`},
-		{"empty host", activity + "allowed_hosts = [\"example.com\", \"\"]\n", a + `allowed_hosts: allowed host "": empty host`},
+		// allowed_hosts and denied_hosts, parsed by the parser the engine uses.
+		{"unclosed bracket", activity + "allowed_hosts = [\"http://[::1\", \"\"]\n", a + `allowed_hosts entry "http://[::1": unclosed '['`},
+		{"empty host", activity + "allowed_hosts = [\"example.com\", \"\"]\n", a + `allowed_hosts entry "": empty host`},
+		{"bad CIDR", activity + "denied_hosts = [\"169.254.169.254\", \"10.0.0.0/33\"]\n", a + `denied_hosts entry "10.0.0.0/33": bad CIDR "10.0.0.0/33": netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`},
+		{"CIDR with host bits", activity + "denied_hosts = [\"10.1.0.0/8\"]\n", a + `denied_hosts entry "10.1.0.0/8": bad CIDR "10.1.0.0/8": bits are set after the first 8: write "10.0.0.0/8"`},
+		{"bad method", activity + "allowed_hosts = [\"get example.com\"]\n", a + `allowed_hosts entry "get example.com": method "get": want upper-case names separated by ',' and a space before the host (e.g. "GET,POST api.example.com")`},
+		{"webhook bad method", endpoint + "denied_hosts = [\"POST;PUT 10.0.0.0/8\"]\n", `[[webhook_endpoint]] #1 (name "h"): denied_hosts entry "POST;PUT 10.0.0.0/8": method "POST;PUT": want upper-case names separated by ',' and a space before the host (e.g. "GET,POST api.example.com")`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -238,14 +243,16 @@ max_retries = 4294967295
 retry_exp_backoff = "1ms"
 exec.lock_expiry = "100ms"
 exec.max_concurrency = 1
-allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*"]
+allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*", "GET,HEAD 10.0.0.0/8:*"]
+denied_hosts = ["10.9.0.0/16", "169.254.169.254", "fd00::/8", "POST *.example.com"]
 `)
 	s, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := s.Engine.Components[0]
-	if a.MaxRetries != 4294967295 || a.RetryExpBackoff != time.Millisecond || a.LockExpiry != 100*time.Millisecond || a.MaxConcurrency != 1 {
+	if a.MaxRetries != 4294967295 || a.RetryExpBackoff != time.Millisecond || a.LockExpiry != 100*time.Millisecond || a.MaxConcurrency != 1 ||
+		len(a.AllowedHosts) != 4 || fmt.Sprint(a.DeniedHosts) != "[10.9.0.0/16 169.254.169.254 fd00::/8 POST *.example.com]" {
 		t.Fatalf("activity: %+v", a)
 	}
 }
