@@ -99,7 +99,9 @@ func goCmd(dir string, env []string, args ...string) ([]byte, error) {
 type Options struct {
 	// BlockingStrategy of the workflows: await (default) or interrupt.
 	BlockingStrategy string
-	// ExtraTOML adds keys to a component's section, by component name.
+	// ExtraTOML adds keys to a component's section, by component name. exec.lock_expiry
+	// for "sleep" and allowed_hosts for "http" replace the defaults ("1s",
+	// ["127.0.0.1:*"]).
 	ExtraTOML map[string]string
 	// Workflows adds a [workflows] section body.
 	Workflows string
@@ -186,6 +188,10 @@ func (s *Server) deployment(o Options) string {
 	if !strings.Contains(sleepExtra, "lock_expiry") {
 		sleepExtra = "exec.lock_expiry = \"1s\"\n" + sleepExtra
 	}
+	httpExtra := extra("http")
+	if !strings.Contains(httpExtra, "allowed_hosts") {
+		httpExtra = "allowed_hosts = [\"127.0.0.1:*\"]\n" + httpExtra
+	}
 	return fmt.Sprintf(`
 data_dir = %q
 cache_dir = %q
@@ -209,7 +215,6 @@ retry_exp_backoff = "10ms"
 [[activity_wasm]]
 name = "http"
 location.path = %q
-allowed_hosts = ["127.0.0.1:*"]
 max_retries = 1
 retry_exp_backoff = "10ms"
 %s
@@ -239,7 +244,7 @@ name = "tree"
 location.path = %q
 blocking_strategy = %q
 `, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
-		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
+		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
 		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
 }
 
