@@ -28,7 +28,8 @@ const (
 	HostErrorBadRequest = "bad_request"
 	// HostErrorUnsupportedOp: no one handles this op for this kind of component.
 	HostErrorUnsupportedOp = "unsupported_op"
-	// HostErrorNotAllowed: an http request to a host outside the allow-list.
+	// HostErrorNotAllowed: an http request the component's HTTPPolicy refuses (not in
+	// allowed_hosts, or in denied_hosts).
 	HostErrorNotAllowed = "not_allowed"
 	// HostErrorTransport: an http request failed (connection, DNS, TLS, timeout, body too large).
 	HostErrorTransport = "transport"
