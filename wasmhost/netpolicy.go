@@ -99,10 +99,11 @@ type Outbound struct {
 	maxBody     int64
 	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
 	dialer      *net.Dialer
-	// clients by the upper-case method when an entry names it, else by "". Connections
-	// are pooled per client, so a connection dialled (and checked) for one method is
-	// never reused for another that the entries treat differently.
-	clients map[string]*http.Client
+	// clients by what a dial's checks depend on besides the pool's own key (scheme,
+	// host as dialled, port): the method, and whether a name entry allowed the host.
+	// A pooled connection is thus reused only by requests whose dial would have been
+	// checked alike.
+	clients map[clientKey]*http.Client
 	// allowByMethod: some allowed_hosts entry names methods, so a refusal says which.
 	allowByMethod bool
 }
@@ -113,7 +114,7 @@ func NewOutbound(p HTTPPolicy) (*Outbound, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &Outbound{allow: allow, deny: deny, maxBody: p.MaxResponseBytes, lookup: p.lookup, clients: map[string]*http.Client{},
+	o := &Outbound{allow: allow, deny: deny, maxBody: p.MaxResponseBytes, lookup: p.lookup, clients: map[clientKey]*http.Client{},
 		dialer: &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}} // as http.DefaultTransport's
 	if o.maxBody <= 0 {
 		o.maxBody = DefaultMaxResponseBytes
@@ -130,22 +131,32 @@ func NewOutbound(p HTTPPolicy) (*Outbound, error) {
 	for _, r := range allow {
 		o.allowByMethod = o.allowByMethod || r.methods != nil
 	}
-	for _, k := range keys {
-		if o.clients[k] != nil {
-			continue
-		}
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DisableCompression = true // bodies reach the guest as the server sent them
-		t.Proxy = nil               // the dialled address is the one checked
-		t.DialContext = o.dial
-		o.clients[k] = &http.Client{
-			Transport: t,
-			// Redirects are the guest's business (docs/abi.md): its own client follows
-			// them, each hop a new request checked like the first.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	for _, m := range keys {
+		for _, byName := range []bool{false, true} {
+			k := clientKey{m, byName}
+			if o.clients[k] != nil {
+				continue
+			}
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.DisableCompression = true // bodies reach the guest as the server sent them
+			t.Proxy = nil               // the dialled address is the one checked
+			t.DialContext = o.dial
+			o.clients[k] = &http.Client{
+				Transport: t,
+				// Redirects are the guest's business (docs/abi.md): its own client follows
+				// them, each hop a new request checked like the first.
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			}
 		}
 	}
 	return o, nil
+}
+
+// clientKey selects a client: method is the upper-case method when an entry names it,
+// else "" (the entries treat every other method alike); byName is target.byName.
+type clientKey struct {
+	method string
+	byName bool
 }
 
 // CloseIdleConnections closes the connections kept for reuse.
@@ -407,12 +418,12 @@ func (o *Outbound) check(method string, u *url.URL) (*target, error) {
 	return t, nil
 }
 
-// client returns the client of t's method.
+// client returns the client for t.
 func (o *Outbound) client(t *target) *http.Client {
-	if c := o.clients[t.method]; c != nil {
+	if c := o.clients[clientKey{t.method, t.byName}]; c != nil {
 		return c
 	}
-	return o.clients[""]
+	return o.clients[clientKey{"", t.byName}]
 }
 
 // dial is the transports' DialContext: it dials the addresses of addr that the IP

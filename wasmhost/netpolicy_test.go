@@ -27,13 +27,15 @@ func mustOutbound(t testing.TB, p HTTPPolicy) *Outbound {
 // fakeDNS resolves the names of the tests (no outside DNS is reachable here); any
 // other name but nowhere.test is a public address.
 var fakeDNS = map[string][]string{
-	"localhost":     {"127.0.0.1", "::1"},
-	"local.test":    {"127.0.0.1"},
-	"internal.test": {"10.1.2.3"},
-	"mixed.test":    {"127.0.0.1", "10.0.0.1"},
-	"mapped.test":   {"::ffff:10.9.9.9"},
-	"zero.test":     {"0.0.0.0"},
-	"public.test":   {"93.184.216.34"},
+	"localhost":  {"127.0.0.1", "::1"},
+	"local.test": {"127.0.0.1"},
+	// bücher.test, as net/http dials it.
+	"xn--bcher-kva.test": {"127.0.0.1"},
+	"internal.test":      {"10.1.2.3"},
+	"mixed.test":         {"127.0.0.1", "10.0.0.1"},
+	"mapped.test":        {"::ffff:10.9.9.9"},
+	"zero.test":          {"0.0.0.0"},
+	"public.test":        {"93.184.216.34"},
 }
 
 func fakeLookup(_ context.Context, host string) ([]netip.Addr, error) {
@@ -361,6 +363,20 @@ func TestPolicyOverHTTP(t *testing.T) {
 		_, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"method":"POST","url":%q}`, at("local.test"))))
 		if he, ok := err.(*HostError); !ok || he.Kind != HostErrorNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts for method POST") {
 			t.Errorf("POST after GET: %v, want not_allowed", err)
+		}
+	})
+	t.Run("a connection is reused only by requests the name entries treat alike", func(t *testing.T) {
+		// net/http pools the connection of http://bücher.test under its ASCII name, the
+		// key of http://xn--bcher-kva.test too; the name entry allows the first only.
+		o := mustOutbound(t, HTTPPolicy{AllowedHosts: []string{"bücher.test:*", "10.0.0.0/8:*"}, lookup: fakeLookup})
+		defer o.CloseIdleConnections()
+		inst := &Instance{http: o}
+		if _, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"url":%q}`, at("bücher.test")))); err != nil {
+			t.Fatal(err)
+		}
+		_, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"url":%q}`, at("xn--bcher-kva.test"))))
+		if he, ok := err.(*HostError); !ok || he.Kind != HostErrorNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts") {
+			t.Errorf("the ASCII name after the Unicode one: %v, want not_allowed", err)
 		}
 	})
 }
