@@ -41,7 +41,7 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, &HostError{Kind: HostErrorBadRequest, Message: "http: " + err.Error()}
 	}
-	if s := strings.ToLower(u.Scheme); (s != "http" && s != "https") || u.Host == "" {
+	if s := strings.ToLower(u.Scheme); (s != "http" && s != "https") || u.Hostname() == "" {
 		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("http: url %q must be absolute http or https", hr.URL)}
 	}
 	t, err := i.http.check(hr.Method, u)
