@@ -59,7 +59,12 @@ type HTTPPolicy struct {
 
 	// lookup resolves a host name; nil means net.DefaultResolver. Tests set it.
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// dialContext connects to an address; nil means a net.Dialer. Tests set it.
+	dialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
+
+// dialTimeout bounds the connection to a name's addresses, as in http.DefaultTransport.
+const dialTimeout = 30 * time.Second
 
 // DefaultMaxResponseBytes is the response body limit when
 // HTTPPolicy.MaxResponseBytes is 0.
@@ -98,7 +103,8 @@ type Outbound struct {
 	allow, deny []rule
 	maxBody     int64
 	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
-	dialer      *net.Dialer
+	// dialContext connects to one address; a net.Dialer's but in tests.
+	dialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// clients by what a dial's checks depend on besides the pool's own key (scheme,
 	// host as dialled, port): the method, and whether a name entry allowed the host.
 	// A pooled connection is thus reused only by requests whose dial would have been
@@ -115,7 +121,10 @@ func NewOutbound(p HTTPPolicy) (*Outbound, error) {
 		return nil, err
 	}
 	o := &Outbound{allow: allow, deny: deny, maxBody: p.MaxResponseBytes, lookup: p.lookup, clients: map[clientKey]*http.Client{},
-		dialer: &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}} // as http.DefaultTransport's
+		dialContext: p.dialContext}
+	if o.dialContext == nil {
+		o.dialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext // as http.DefaultTransport's
+	}
 	if o.maxBody <= 0 {
 		o.maxBody = DefaultMaxResponseBytes
 	}
@@ -427,7 +436,8 @@ func (o *Outbound) client(t *target) *http.Client {
 }
 
 // dial is the transports' DialContext: it dials the addresses of addr that the IP
-// entries let t reach (permitted), in the resolver's order.
+// entries let t reach (permitted). What it checks is what it dials: the addresses,
+// not the name.
 func (o *Outbound) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	t, _ := ctx.Value(targetKey{}).(*target)
 	if t == nil {
@@ -441,14 +451,91 @@ func (o *Outbound) dial(ctx context.Context, network, addr string) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	var first error
+	return o.dialAddrs(ctx, network, port, addrs)
+}
+
+// fallbackDelay is how long the addresses of the resolver's first family have alone
+// before those of the other family are tried too (net.Dialer's default).
+const fallbackDelay = 300 * time.Millisecond
+
+// dialAddrs connects to one of addrs as net.Dialer does to a name's addresses: those
+// of the first one's family in turn, racing those of the other family once
+// fallbackDelay has passed or the first family has failed ("Happy Eyeballs"), so that
+// a family that does not route costs a moment, not the dial timeout.
+func (o *Outbound) dialAddrs(ctx context.Context, network, port string, addrs []netip.Addr) (net.Conn, error) {
+	var primaries, fallbacks []netip.Addr
 	for _, a := range addrs {
-		c, err := o.dialer.DialContext(ctx, network, net.JoinHostPort(a.String(), port))
+		if a.Is4() == addrs[0].Is4() {
+			primaries = append(primaries, a)
+		} else {
+			fallbacks = append(fallbacks, a)
+		}
+	}
+	if len(fallbacks) == 0 {
+		return o.dialSerial(ctx, network, port, primaries)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the loser
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	results := make(chan result, 2)
+	race := func(addrs []netip.Addr) {
+		c, err := o.dialSerial(ctx, network, port, addrs)
+		results <- result{c, err}
+	}
+	go race(primaries)
+	timer := time.NewTimer(fallbackDelay)
+	defer timer.Stop()
+	started, failed := 1, 0
+	var first error
+	for {
+		select {
+		case <-timer.C:
+		case r := <-results:
+			if r.err == nil {
+				if started-failed == 2 { // the other may still connect: close it then
+					go func() {
+						if r := <-results; r.c != nil {
+							r.c.Close()
+						}
+					}()
+				}
+				return r.c, nil
+			}
+			if first == nil {
+				first = r.err
+			}
+			if failed++; failed == 2 {
+				return nil, first
+			}
+		}
+		if started == 1 {
+			started = 2
+			go race(fallbacks)
+		}
+	}
+}
+
+// dialSerial tries addrs in turn, each with a share of the dial timeout as net.Dialer
+// gives them.
+func (o *Outbound) dialSerial(ctx context.Context, network, port string, addrs []netip.Addr) (net.Conn, error) {
+	var first error
+	start := time.Now()
+	for i, a := range addrs {
+		share := max((dialTimeout-time.Since(start))/time.Duration(len(addrs)-i), 2*time.Second)
+		actx, cancel := context.WithTimeout(ctx, share)
+		c, err := o.dialContext(actx, network, net.JoinHostPort(a.String(), port))
+		cancel() // a connection made outlives its dial's context
 		if err == nil {
 			return c, nil
 		}
 		if first == nil {
 			first = err
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
 	return nil, first

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func mustOutbound(t testing.TB, p HTTPPolicy) *Outbound {
@@ -35,6 +37,7 @@ var fakeDNS = map[string][]string{
 	"mixed.test":         {"127.0.0.1", "10.0.0.1"},
 	"mapped.test":        {"::ffff:10.9.9.9"},
 	"zero.test":          {"0.0.0.0"},
+	"dual.test":          {"2001:db8::1", "127.0.0.1"},
 	"public.test":        {"93.184.216.34"},
 }
 
@@ -377,6 +380,29 @@ func TestPolicyOverHTTP(t *testing.T) {
 		_, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"url":%q}`, at("xn--bcher-kva.test"))))
 		if he, ok := err.(*HostError); !ok || he.Kind != HostErrorNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts") {
 			t.Errorf("the ASCII name after the Unicode one: %v, want not_allowed", err)
+		}
+	})
+	t.Run("a family that does not route does not hold the dial", func(t *testing.T) {
+		// dual.test's first address never answers (until the test ends): the dial
+		// tries its IPv4 address too, as net.Dialer would, and that one connects.
+		release := make(chan struct{})
+		var triedV6 atomic.Bool
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if strings.HasPrefix(addr, "[2001:db8::1]") {
+				triedV6.Store(true)
+				<-release
+				return nil, errors.New("no route")
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		o := mustOutbound(t, HTTPPolicy{AllowedHosts: []string{"*.test:*"}, lookup: fakeLookup, dialContext: dial})
+		defer o.CloseIdleConnections()
+		defer close(release)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := (&Instance{http: o}).opHTTP(ctx, []byte(fmt.Sprintf(`{"url":%q}`, at("dual.test"))))
+		if err != nil || !triedV6.Load() {
+			t.Fatalf("got %s %v (IPv6 tried: %v), want the answer over IPv4 after trying IPv6", out, err, triedV6.Load())
 		}
 	})
 }
