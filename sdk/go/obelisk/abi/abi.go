@@ -17,7 +17,11 @@
 // stays the same byte for byte.
 package abi
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Version is the ABI version: the "v1" of the obelisk_v1 import module and of
 // the obelisk_v1_alloc and obelisk_v1_run exports.
@@ -184,10 +188,54 @@ type ScheduleAt struct {
 // ScheduleNow is the schedule_at value of "due at once", a JSON string.
 const ScheduleNow = "now"
 
-// DurationUnits returns the units of an {"in": {unit: n}} schedule_at value,
-// the shortest first.
-func DurationUnits() []string {
-	return []string{"milliseconds", "seconds", "minutes", "hours", "days"}
+// DurationUnit returns the length of a unit of an {"in": {unit: n}}
+// schedule_at value: milliseconds, seconds, minutes, hours or days.
+func DurationUnit(unit string) (time.Duration, bool) {
+	switch unit {
+	case "milliseconds":
+		return time.Millisecond, true
+	case "seconds":
+		return time.Second, true
+	case "minutes":
+		return time.Minute, true
+	case "hours":
+		return time.Hour, true
+	case "days":
+		return 24 * time.Hour, true
+	}
+	return 0, false
+}
+
+// ResolveScheduleAt returns the time a schedule_at value raw means when it is
+// recorded at now; an empty raw means "now".
+func ResolveScheduleAt(raw json.RawMessage, now time.Time) (time.Time, error) {
+	if len(raw) == 0 {
+		return now, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if s == ScheduleNow {
+			return now, nil
+		}
+		return time.Time{}, fmt.Errorf("want \"now\", {\"at\": ...} or {\"in\": ...}, got %q", s)
+	}
+	var v ScheduleAt
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return time.Time{}, err
+	}
+	switch {
+	case v.At != nil && v.In == nil:
+		return time.Unix(v.At.Seconds, v.At.Nanoseconds), nil
+	case v.In != nil && v.At == nil && len(v.In) == 1:
+		for unit, n := range v.In {
+			d, ok := DurationUnit(unit)
+			if !ok {
+				return time.Time{}, fmt.Errorf("unknown duration unit %q", unit)
+			}
+			return now.Add(time.Duration(n) * d), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("want \"now\", {\"at\": ...} or {\"in\": ...}, got %s", raw)
 }
 
 // Time is a point in time in a schedule_at value: seconds and nanoseconds

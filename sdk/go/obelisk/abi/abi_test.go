@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestTablesHaveNoDuplicates: an op or a kind is listed once.
@@ -130,6 +131,28 @@ func TestValidJoinSetName(t *testing.T) {
 	} {
 		if got := ValidJoinSetName(name); got != want {
 			t.Errorf("ValidJoinSetName(%q) = %v", name, got)
+		}
+	}
+}
+
+func TestResolveScheduleAt(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for raw, want := range map[string]time.Time{
+		``:                                     now,
+		`"now"`:                                now,
+		`{"at":{"seconds":5,"nanoseconds":7}}`: time.Unix(5, 7),
+		`{"in":{"milliseconds":1500}}`:         now.Add(1500 * time.Millisecond),
+		`{"in":{"days":2}}`:                    now.Add(48 * time.Hour),
+		`{"in": {"minutes": 3}}`:               now.Add(3 * time.Minute),
+	} {
+		got, err := ResolveScheduleAt(json.RawMessage(raw), now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("ResolveScheduleAt(%s) = %v, %v; want %v", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{`"later"`, `{"in":{"weeks":1}}`, `{"in":{"seconds":1,"minutes":1}}`, `{"in":{"seconds":-1}}`, `{}`, `{"at":{"seconds":1},"in":{"seconds":1}}`, `[`} {
+		if got, err := ResolveScheduleAt(json.RawMessage(raw), now); err == nil {
+			t.Errorf("ResolveScheduleAt(%s) = %v, want an error", raw, got)
 		}
 	}
 }
