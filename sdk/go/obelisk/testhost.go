@@ -25,7 +25,8 @@ import (
 //     were submitted. When Call returns a nil result and a nil error, the
 //     child has no result yet (an activity stub, or a child still running):
 //     its response arrives when the workflow writes its result with StubOk
-//     or StubErr.
+//     or StubErr. Only such a child can be stubbed, as only executions of
+//     an activity stub can in a real host.
 //   - Time only passes when the workflow waits: a Sleep returns at once and
 //     moves the clock (which starts at the real time when Run starts) to its
 //     due time, and a JoinNext with no response to take expires the join
@@ -35,6 +36,9 @@ import (
 //     result would wait forever: it panics.
 //   - Closing a join set cancels every child without a result (child
 //     workflows too, unlike a real host) and every delay not taken.
+//
+// test/conformance runs the same join set scripts in a TestHost and in the
+// real engine, so that this simulation and the host agree.
 type TestHost struct {
 	// ExecutionID is the execution ID the function sees; "E_TEST" if empty.
 	ExecutionID string

@@ -43,6 +43,9 @@ type testRequest struct {
 	due     time.Time       // a delay's
 	expired bool            // a delay that arrived
 	taken   bool
+	// stub: a child that had no result when it was submitted, and so stands
+	// for an execution of an activity stub, which only such can be stubbed.
+	stub bool
 }
 
 func (q *testRequest) isDelay() bool { return q.ffqn == "" }
@@ -173,6 +176,7 @@ func (r *testRun) submit(req []byte) (any, *HostError) {
 	}
 	r.children[child.id] = child
 	if result == nil {
+		child.stub = true
 		js.waiting = append(js.waiting, child)
 	} else {
 		child.result = result
@@ -181,8 +185,12 @@ func (r *testRun) submit(req []byte) (any, *HostError) {
 	return child.id, nil
 }
 
-// due returns the time schedule_at says, from the current clock.
+// due returns the time schedule_at says, from the current clock. Delays and
+// sleeps need one.
 func (r *testRun) due(scheduleAt json.RawMessage) (time.Time, *HostError) {
+	if len(scheduleAt) == 0 {
+		return time.Time{}, &HostError{Kind: KindBadRequest, Message: "schedule_at is missing"}
+	}
 	t, err := abi.ResolveScheduleAt(scheduleAt, r.clock)
 	if err != nil {
 		return time.Time{}, &HostError{Kind: KindBadRequest, Message: fmt.Sprintf("schedule_at: %v", err)}
@@ -338,8 +346,8 @@ func (r *testRun) stub(req []byte) (any, *HostError) {
 		return nil, &HostError{Kind: KindBadRequest, Message: fmt.Sprintf("result %s: want {\"ok\": v} or {\"err\": v}", q.Result)}
 	}
 	child := r.children[q.ExecutionID]
-	if child == nil {
-		return nil, &HostError{Kind: KindExecutionNotFound, Message: fmt.Sprintf("no child execution %q", q.ExecutionID)}
+	if child == nil || !child.stub {
+		return nil, &HostError{Kind: KindExecutionNotFound, Message: fmt.Sprintf("no child execution %q of an activity stub", q.ExecutionID)}
 	}
 	var result bytes.Buffer
 	if err := json.Compact(&result, q.Result); err != nil {
