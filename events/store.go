@@ -161,6 +161,27 @@ func (s *PebbleStore) fail(err error) error {
 	return s.failErr
 }
 
+// Memory is what the store holds in memory outside Go's heap (Pebble allocates its block
+// cache and memtables with malloc when built with cgo), in bytes.
+type Memory struct {
+	// CacheCapacity is the block cache's size (Options.CacheSize), CacheUsed what it
+	// holds now.
+	CacheCapacity, CacheUsed int64
+	// MemTableSize is a memtable's size (Options.MemTableSize); MemTables the bytes
+	// allocated by the memtables now, the mutable one and those waiting to be flushed.
+	MemTableSize, MemTables int64
+}
+
+// Memory returns the store's memory use now. It asks Pebble for its metrics, which takes
+// its locks: for monitoring, not for a hot path.
+func (s *PebbleStore) Memory() Memory {
+	m := s.db.Metrics()
+	return Memory{
+		CacheCapacity: s.opts.CacheSize, CacheUsed: m.BlockCache.Size,
+		MemTableSize: s.opts.MemTableSize, MemTables: int64(m.MemTable.Size),
+	}
+}
+
 // pebbleLogger logs Pebble's messages; a fatal one fails the store (Pebble gives up on
 // its state) before Pebble's goroutine panics.
 type pebbleLogger struct {
