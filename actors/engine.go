@@ -49,6 +49,9 @@ type Config struct {
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
 	// DefaultMaxParamsBytes.
 	MaxParamsBytes int
+	// StoreCacheSize and StoreMemTableSize size the event store's block cache and its
+	// memtables, in bytes (events.Options); 0 means the events package's defaults.
+	StoreCacheSize, StoreMemTableSize int64
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
@@ -148,12 +151,21 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.executors[c.Config.Name] = newExecutor(e, c)
 		}
 	}
-	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS})
+	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{
+		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
+		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize,
+	})
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
 	e.store = store
+	cfg.Metrics.GaugeVec("obelisk_store_memory_bytes", "The event store's memory outside Go's heap, by kind (cache_capacity, cache_used, memtable_size, memtables).", "kind",
+		func() map[string]float64 {
+			m := store.Memory()
+			return map[string]float64{"cache_capacity": float64(m.CacheCapacity), "cache_used": float64(m.CacheUsed),
+				"memtable_size": float64(m.MemTableSize), "memtables": float64(m.MemTables)}
+		})
 	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return cfg.Logger.With("lib", "protoactor")
 	}))

@@ -12,51 +12,39 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
-
-type httpRequest struct {
-	Method    string              `json:"method"`
-	URL       string              `json:"url"`
-	Headers   map[string][]string `json:"headers"`
-	Body      *string             `json:"body"`
-	TimeoutMS int64               `json:"timeout_ms"`
-}
-
-type httpResponse struct {
-	Status  int                 `json:"status"`
-	Headers map[string][]string `json:"headers"`
-	Body    string              `json:"body"`
-}
 
 // opHTTP performs an activity's http op.
 func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
-	var hr httpRequest
+	var hr abi.HTTPRequest
 	if err := json.Unmarshal(raw, &hr); err != nil {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: "http: " + err.Error()}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "http: " + err.Error()}
 	}
 	if hr.Method == "" {
 		hr.Method = http.MethodGet
 	}
 	u, err := url.Parse(hr.URL)
 	if err != nil {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: "http: " + err.Error()}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "http: " + err.Error()}
 	}
 	if s := strings.ToLower(u.Scheme); (s != "http" && s != "https") || u.Hostname() == "" {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("http: url %q must be absolute http or https", hr.URL)}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: fmt.Sprintf("http: url %q must be absolute http or https", hr.URL)}
 	}
 	t, err := i.http.check(hr.Method, u)
 	var denied *deniedError
 	switch {
 	case errors.As(err, &denied):
-		return nil, &HostError{Kind: HostErrorNotAllowed, Message: "http: " + err.Error()}
+		return nil, &HostError{Kind: abi.KindNotAllowed, Message: "http: " + err.Error()}
 	case err != nil:
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: "http: url: " + err.Error()}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "http: url: " + err.Error()}
 	}
 	var body io.Reader
-	if hr.Body != nil {
-		b, err := base64.StdEncoding.DecodeString(*hr.Body)
+	if hr.Body != "" {
+		b, err := base64.StdEncoding.DecodeString(hr.Body)
 		if err != nil {
-			return nil, &HostError{Kind: HostErrorBadRequest, Message: "http: body is not base64: " + err.Error()}
+			return nil, &HostError{Kind: abi.KindBadRequest, Message: "http: body is not base64: " + err.Error()}
 		}
 		body = bytes.NewReader(b)
 	}
@@ -69,7 +57,7 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 	// The dial of a new connection checks its addresses against t (Outbound.dial).
 	req, err := http.NewRequestWithContext(context.WithValue(reqCtx, targetKey{}, t), hr.Method, u.String(), body)
 	if err != nil {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: "http: " + err.Error()}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "http: " + err.Error()}
 	}
 	for name, values := range hr.Headers {
 		if http.CanonicalHeaderKey(name) == "Host" && len(values) > 0 {
@@ -90,9 +78,9 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 		return nil, i.httpFailure(ctx, err)
 	}
 	if int64(len(b)) > i.http.maxBody {
-		return nil, &HostError{Kind: HostErrorTransport, Message: fmt.Sprintf("http: response body larger than %d bytes", i.http.maxBody)}
+		return nil, &HostError{Kind: abi.KindTransport, Message: fmt.Sprintf("http: response body larger than %d bytes", i.http.maxBody)}
 	}
-	out, err := json.Marshal(httpResponse{Status: resp.StatusCode, Headers: resp.Header, Body: base64.StdEncoding.EncodeToString(b)})
+	out, err := json.Marshal(abi.HTTPResponse{Status: resp.StatusCode, Headers: resp.Header, Body: base64.StdEncoding.EncodeToString(b)})
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: encoding http response: %w", err)
 	}
@@ -108,7 +96,7 @@ func (i *Instance) httpFailure(ctx context.Context, err error) error {
 	}
 	var denied *deniedError
 	if errors.As(err, &denied) {
-		return &HostError{Kind: HostErrorNotAllowed, Message: "http: " + denied.Error()}
+		return &HostError{Kind: abi.KindNotAllowed, Message: "http: " + denied.Error()}
 	}
-	return &HostError{Kind: HostErrorTransport, Message: "http: " + err.Error()}
+	return &HostError{Kind: abi.KindTransport, Message: "http: " + err.Error()}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 func mustURL(t *testing.T, s string) *url.URL {
@@ -32,7 +34,7 @@ type httpResult struct {
 			Headers map[string][]string `json:"headers"`
 			Body    string              `json:"body"`
 		} `json:"ok"`
-		Error *hostErrorBody `json:"error"`
+		Error *abi.Error `json:"error"`
 	}
 }
 
@@ -81,10 +83,10 @@ func TestHTTPOp(t *testing.T) {
 			status: http.StatusTeapot},
 		{name: "host not allowed", policy: allowed,
 			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"http://127.0.0.2:%d/echo"}`, port),
-			errKind: HostErrorNotAllowed, errMatch: fmt.Sprintf("host 127.0.0.2:%d is not in allowed_hosts", port)},
+			errKind: abi.KindNotAllowed, errMatch: fmt.Sprintf("host 127.0.0.2:%d is not in allowed_hosts", port)},
 		{name: "nil policy denies all", policy: nil,
 			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"%s/echo"}`, srv.URL),
-			errKind: HostErrorNotAllowed, errMatch: "127.0.0.1"},
+			errKind: abi.KindNotAllowed, errMatch: "127.0.0.1"},
 		// The host does not follow redirects: the guest's client does, each hop a new
 		// request checked against the allow-list.
 		{name: "redirect is returned, not followed", policy: allowed,
@@ -92,28 +94,28 @@ func TestHTTPOp(t *testing.T) {
 			status: http.StatusFound, body: fmt.Sprintf("<a href=\"http://localhost:%d/echo\">Found</a>.\n\n", port)},
 		{name: "connection refused", policy: allowed,
 			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"http://%s/"}`, closedAddr),
-			errKind: HostErrorTransport, errMatch: "refused"},
+			errKind: abi.KindTransport, errMatch: "refused"},
 		{name: "timeout_ms", policy: allowed,
 			req:     fmt.Sprintf(`{"op":"http","method":"GET","url":"%s/slow","timeout_ms":100}`, srv.URL),
-			errKind: HostErrorTransport, errMatch: "deadline exceeded"},
+			errKind: abi.KindTransport, errMatch: "deadline exceeded"},
 		{name: "body limit", policy: mustOutbound(t, HTTPPolicy{AllowedHosts: []string{"127.0.0.1:*"}, MaxResponseBytes: 1000}),
 			req:     fmt.Sprintf(`{"op":"http","url":"%s/big"}`, srv.URL),
-			errKind: HostErrorTransport, errMatch: "larger than 1000 bytes"},
+			errKind: abi.KindTransport, errMatch: "larger than 1000 bytes"},
 		{name: "bad base64", policy: allowed,
 			req:     fmt.Sprintf(`{"op":"http","method":"POST","url":"%s/echo","body":"***"}`, srv.URL),
-			errKind: HostErrorBadRequest, errMatch: "base64"},
+			errKind: abi.KindBadRequest, errMatch: "base64"},
 		{name: "relative url", policy: allowed,
 			req:     `{"op":"http","url":"/echo"}`,
-			errKind: HostErrorBadRequest, errMatch: "absolute"},
+			errKind: abi.KindBadRequest, errMatch: "absolute"},
 		{name: "no host", policy: mustOutbound(t, HTTPPolicy{AllowedHosts: []string{"*:*"}}),
 			req:     `{"op":"http","url":"http://:8080/"}`,
-			errKind: HostErrorBadRequest, errMatch: "absolute http or https"},
+			errKind: abi.KindBadRequest, errMatch: "absolute http or https"},
 		{name: "bad scheme", policy: allowed,
 			req:     `{"op":"http","url":"file:///etc/passwd"}`,
-			errKind: HostErrorBadRequest, errMatch: "absolute http or https"},
+			errKind: abi.KindBadRequest, errMatch: "absolute http or https"},
 		{name: "malformed", policy: allowed,
 			req:     `{"op":"http","url":7}`,
-			errKind: HostErrorBadRequest, errMatch: "http:"},
+			errKind: abi.KindBadRequest, errMatch: "http:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // HostHandler answers the host_call ops that wasmhost does not answer itself.
@@ -43,18 +45,9 @@ func (f HostHandlerFunc) HostCall(ctx context.Context, op string, req []byte) ([
 	return f(ctx, op, req)
 }
 
-// RunInput is what one run of an instance executes; see docs/abi.md.
-type RunInput struct {
-	// FFQN of the exported function, e.g. "testing:fibo/fibo.fibo".
-	FFQN string `json:"ffqn"`
-	// Params is the positional JSON array of parameters, already type-checked.
-	// Empty means [].
-	Params json.RawMessage `json:"params"`
-	// ExecutionID of the execution being run; also added to log records.
-	ExecutionID string `json:"execution_id"`
-	// Attempt is 1 for the first attempt (always 1 for workflows).
-	Attempt int `json:"attempt"`
-}
+// RunInput is what one run of an instance executes: the input of
+// obelisk_v1_run (abi.RunInput; see docs/abi.md).
+type RunInput = abi.RunInput
 
 // Instance is one instantiated guest module. It is used from one goroutine at
 // a time and runs at most once; Close may be called from any goroutine, also

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 func mustOutbound(t testing.TB, p HTTPPolicy) *Outbound {
@@ -332,14 +334,14 @@ func TestPolicyOverHTTP(t *testing.T) {
 			inst := &Instance{http: o}
 			out, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"method":%q,"url":%q}`, tt.method, tt.url)))
 			if tt.want == "" {
-				var resp httpResponse
+				var resp abi.HTTPResponse
 				if err != nil || json.Unmarshal(out, &resp) != nil || resp.Status != 200 || resp.Body != base64.StdEncoding.EncodeToString([]byte(tt.method+" ok")) {
 					t.Fatalf("got %s %v, want the server's answer", out, err)
 				}
 				return
 			}
 			he, ok := err.(*HostError)
-			if !ok || he.Kind != HostErrorNotAllowed || !strings.Contains(he.Message, tt.want) {
+			if !ok || he.Kind != abi.KindNotAllowed || !strings.Contains(he.Message, tt.want) {
 				t.Fatalf("got %s %v, want not_allowed containing %q", out, err, tt.want)
 			}
 			if n := conns.Load() - before; n != 0 {
@@ -350,7 +352,7 @@ func TestPolicyOverHTTP(t *testing.T) {
 	t.Run("bad IPv4 host", func(t *testing.T) {
 		o := mustOutbound(t, HTTPPolicy{AllowedHosts: []string{"*:*"}})
 		_, err := (&Instance{http: o}).opHTTP(context.Background(), []byte(`{"url":"http://1.2.3.256/"}`))
-		if he, ok := err.(*HostError); !ok || he.Kind != HostErrorBadRequest || !strings.Contains(he.Message, "not an IPv4 address") {
+		if he, ok := err.(*HostError); !ok || he.Kind != abi.KindBadRequest || !strings.Contains(he.Message, "not an IPv4 address") {
 			t.Errorf("got %v, want bad_request", err)
 		}
 	})
@@ -364,7 +366,7 @@ func TestPolicyOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"method":"POST","url":%q}`, at("local.test"))))
-		if he, ok := err.(*HostError); !ok || he.Kind != HostErrorNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts for method POST") {
+		if he, ok := err.(*HostError); !ok || he.Kind != abi.KindNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts for method POST") {
 			t.Errorf("POST after GET: %v, want not_allowed", err)
 		}
 	})
@@ -378,7 +380,7 @@ func TestPolicyOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := inst.opHTTP(context.Background(), []byte(fmt.Sprintf(`{"url":%q}`, at("xn--bcher-kva.test"))))
-		if he, ok := err.(*HostError); !ok || he.Kind != HostErrorNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts") {
+		if he, ok := err.(*HostError); !ok || he.Kind != abi.KindNotAllowed || !strings.Contains(he.Message, "(address 127.0.0.1) is not in allowed_hosts") {
 			t.Errorf("the ASCII name after the Unicode one: %v, want not_allowed", err)
 		}
 	})

@@ -19,6 +19,8 @@ import (
 
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 func TestCompileChecksABI(t *testing.T) {
@@ -331,7 +333,7 @@ func opHandler(t testing.TB) HostHandlerFunc {
 				Value json.RawMessage `json:"value"`
 			}
 			if err := json.Unmarshal(req, &r); err != nil {
-				return nil, &HostError{Kind: HostErrorBadRequest, Message: err.Error()}
+				return nil, &HostError{Kind: abi.KindBadRequest, Message: err.Error()}
 			}
 			return r.Value, nil
 		case "nothing":
@@ -347,7 +349,7 @@ func opHandler(t testing.TB) HostHandlerFunc {
 		case "req":
 			return req, nil
 		}
-		return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: op}
+		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: op}
 	}
 }
 

@@ -3,6 +3,8 @@ package obelisk
 import (
 	"fmt"
 	"os"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // Context is the first parameter of every exported function. It describes
@@ -55,11 +57,11 @@ type Level string
 
 // Log levels.
 const (
-	LevelTrace Level = "trace"
-	LevelDebug Level = "debug"
-	LevelInfo  Level = "info"
-	LevelWarn  Level = "warn"
-	LevelError Level = "error"
+	LevelTrace Level = abi.LevelTrace
+	LevelDebug Level = abi.LevelDebug
+	LevelInfo  Level = abi.LevelInfo
+	LevelWarn  Level = abi.LevelWarn
+	LevelError Level = abi.LevelError
 )
 
 // Log sends a message to the server's log, where it is attributed to the
@@ -70,12 +72,12 @@ const (
 func (c Context) Log(level Level, msg string) {
 	// What encodeRequest would make of a struct with the level and message.
 	req := make([]byte, 0, 40+len(level)+len(msg))
-	req = append(req, `{"op":"log","level":`...)
+	req = append(req, `{"op":"`+abi.OpLog+`","level":`...)
 	req = appendString(req, string(level))
 	req = append(req, `,"message":`...)
 	req = appendString(req, msg)
 	req = append(req, '}')
-	if _, err := send(c.host(), "log", req); err != nil {
+	if _, err := send(c.host(), abi.OpLog, req); err != nil {
 		fmt.Fprintf(os.Stderr, "%s %s\n", level, msg)
 	}
 }

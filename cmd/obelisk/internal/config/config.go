@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,6 +40,15 @@ const (
 	MinRequestTimeout  = 100 * time.Millisecond // a webhook endpoint's request_timeout
 )
 
+// Bounds of the event store's sizes ([store]). Below the minimums Pebble would flush or
+// evict on nearly every commit; a memtable cannot reach 4 GiB (Pebble's offsets are
+// 32-bit).
+const (
+	MinStoreCacheSize    = 1 << 20 // store.cache_size
+	MinStoreMemTableSize = 1 << 20 // store.memtable_size
+	maxStoreMemTableSize = 4<<30 - 1
+)
+
 // File is obelisk.toml.
 type File struct {
 	DataDir  string `mapstructure:"data_dir"`
@@ -70,6 +80,12 @@ type File struct {
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
 	} `mapstructure:"workflows"`
+	// Store sizes the event store's memory, e.g. "32MiB" ("" = the events package's
+	// default).
+	Store struct {
+		CacheSize    string `mapstructure:"cache_size"`
+		MemTableSize string `mapstructure:"memtable_size"`
+	} `mapstructure:"store"`
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
@@ -157,6 +173,8 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetDefault("wasm.instance_reuse", true)
 	v.SetDefault("wasm.memory_budget", "")
+	v.SetDefault("store.cache_size", "")
+	v.SetDefault("store.memtable_size", "")
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -215,6 +233,12 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: wasm.memory_budget: %w", displayPath(path), err)
 	}
 	s.Engine.MemoryBudget = budget
+	if s.Engine.StoreCacheSize, err = parseStoreSize("store.cache_size", f.Store.CacheSize, MinStoreCacheSize, 0); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if s.Engine.StoreMemTableSize, err = parseStoreSize("store.memtable_size", f.Store.MemTableSize, MinStoreMemTableSize, maxStoreMemTableSize); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
 	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
@@ -373,6 +397,25 @@ func parseSize(s string) (uint64, error) {
 		return n << u.shift, nil
 	}
 	return 0, fmt.Errorf("%q: give a unit (KiB, MiB, GiB or B), e.g. \"256MiB\"", s)
+}
+
+// parseStoreSize reads a size of [store] ("" is 0: the store's default) and checks it
+// against its bounds (highest 0: none).
+func parseStoreSize(key, s string, lowest, highest uint64) (int64, error) {
+	n, err := parseSize(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s: %w", key, err)
+	case n == 0:
+		return 0, nil
+	case n < lowest:
+		return 0, fmt.Errorf("%s = %q: must be at least %dMiB", key, s, lowest>>20)
+	case highest > 0 && n > highest:
+		return 0, fmt.Errorf("%s = %q: must be less than 4GiB", key, s)
+	case n > math.MaxInt64:
+		return 0, fmt.Errorf("%s = %q: too large", key, s)
+	}
+	return int64(n), nil
 }
 
 // parseMemoryLimit reads a component's memory_limit: a size that is a whole number of

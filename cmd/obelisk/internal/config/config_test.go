@@ -317,3 +317,40 @@ func TestMemoryKeyErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreKeys(t *testing.T) {
+	s, err := Load(write(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.StoreCacheSize != 0 || s.Engine.StoreMemTableSize != 0 { // 0: the store's defaults
+		t.Errorf("defaults: cache_size %d, memtable_size %d", s.Engine.StoreCacheSize, s.Engine.StoreMemTableSize)
+	}
+	p := write(t, "[store]\ncache_size = \"48MiB\"\nmemtable_size = \"8MiB\"\n")
+	if s, err = Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.StoreCacheSize != 48<<20 || s.Engine.StoreMemTableSize != 8<<20 {
+		t.Errorf("cache_size %d, memtable_size %d", s.Engine.StoreCacheSize, s.Engine.StoreMemTableSize)
+	}
+	t.Setenv("OBELISK_STORE_CACHE_SIZE", "1GiB")
+	if s, err = Load(p); err != nil || s.Engine.StoreCacheSize != 1<<30 {
+		t.Errorf("OBELISK_STORE_CACHE_SIZE: %v, %v", s, err)
+	}
+}
+
+func TestStoreKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[store]\ncache_size = \"64\"\n", `store.cache_size: "64": give a unit`},
+		{"[store]\ncache_size = 64\n", `store.cache_size`},
+		{"[store]\ncache_size = \"512KiB\"\n", `store.cache_size = "512KiB": must be at least 1MiB`},
+		{"[store]\nmemtable_size = \"0MiB\"\n", `store.memtable_size: "0MiB": want a positive whole number`},
+		{"[store]\nmemtable_size = \"4GiB\"\n", `store.memtable_size = "4GiB": must be less than 4GiB`},
+		{"[store]\nmemtable = \"8MiB\"\n", `memtable`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}
