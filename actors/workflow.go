@@ -539,7 +539,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	for _, h := range hist {
 		// After the commit: a timer woken before it would not see the delay.
 		if d := h.GetJoinSetRequest().GetDelay(); d != nil {
-			r.e.timers.notify(d.ExpiresAt)
+			r.e.delays.notify(d.ExpiresAt)
 		}
 	}
 	return nil
