@@ -200,9 +200,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.registerGauges()
 	e.startServices()
 	e.goLoop(func() { e.stopOnStoreFailure(runCtx) })
-	for _, x := range e.executors {
-		e.goLoop(func() { x.loop(runCtx) })
-	}
 	return e, nil
 }
 

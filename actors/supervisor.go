@@ -28,11 +28,15 @@ import (
 // supervised lists the services and how each is supervised: a new service (keepalives,
 // retention) is one more line here.
 func (e *Engine) supervised() []*service {
-	return []*service{
+	services := []*service{
 		{name: "timers", wake: &e.timers.wake, pass: e.timers.pass, policy: defaultRestarts()},
 		{name: "delays", wake: &e.delays.wake, pass: e.delays.pass, policy: defaultRestarts()},
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 	}
+	for _, x := range e.executors {
+		services = append(services, &service{name: "executor:" + x.comp.Config.Name, wake: &x.wake, pass: x.pass, stopped: x.drain, policy: defaultRestarts()})
+	}
+	return services
 }
 
 // restartPolicy is a supervisor strategy: restart after a backoff that grows with the
@@ -55,12 +59,14 @@ func defaultRestarts() restartPolicy {
 
 // A service is one supervised actor: pass does one round of its work and returns when
 // the next is due (zero: nothing known, the safety tick bounds the wait); it runs when
-// the service starts, when it is woken and when the next round is due.
+// the service starts, when it is woken and when the next round is due. stopped, if set,
+// runs when the service stops for good (not when it restarts), after runCtx ended.
 type service struct {
-	name   string
-	wake   *wakeup
-	pass   func(ctx context.Context) time.Time
-	policy restartPolicy
+	name    string
+	wake    *wakeup
+	pass    func(ctx context.Context) time.Time
+	stopped func()
+	policy  restartPolicy
 }
 
 // wakeup asks a service for a pass. It never blocks, so that the store's commit hook may
@@ -108,8 +114,13 @@ func (a *serviceActor) Receive(c actor.Context) {
 		}
 		a.stopTimer()
 		a.timer = time.AfterFunc(max(wait, time.Millisecond), a.s.wake.poke)
-	case *actor.Restarting, *actor.Stopping:
+	case *actor.Restarting:
 		a.stopTimer()
+	case *actor.Stopping:
+		a.stopTimer()
+		if a.s.stopped != nil {
+			a.s.stopped()
+		}
 	}
 }
 
