@@ -223,6 +223,7 @@ func (e *Engine) startServices() {
 	services := e.supervised()
 	for _, s := range services {
 		s.wake.system = e.system
+		e.cfg.Metrics.SupervisedServices(s.name)
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &supervisor{e: e, services: services, stopped: stopped} })
 	pid, err := e.system.Root.SpawnNamed(props, "supervisor")

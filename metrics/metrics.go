@@ -61,7 +61,7 @@ func New() *Metrics {
 		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock).", Buckets: latency,
 	}, []string{"timer"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller) after a panic, by service.",
+		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, executor:<component>) after a panic, by service.",
 	}, []string{"service"})
 	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -109,6 +109,17 @@ func (m *Metrics) TimerLag(timer string, lag time.Duration) {
 		return
 	}
 	m.timerLag.WithLabelValues(timer).Observe(max(lag, 0).Seconds())
+}
+
+// SupervisedServices makes the restart counters of services exist at 0, so that a
+// scrape shows them (and a rate over them works) before the first restart.
+func (m *Metrics) SupervisedServices(services ...string) {
+	if m == nil {
+		return
+	}
+	for _, s := range services {
+		m.restarts.WithLabelValues(s)
+	}
 }
 
 // SupervisorRestart records that a supervised service is restarted after a failure.
