@@ -62,6 +62,9 @@ func (x *executor) notify(due int64) {
 	x.wake.poke()
 }
 
+// service is the name of the executor's supervised service.
+func (x *executor) service() string { return "executor:" + x.comp.Config.Name }
+
 // pass starts what is due and returns when the next pass is due.
 func (x *executor) pass(ctx context.Context) time.Time {
 	next := x.tick(ctx)
@@ -109,6 +112,7 @@ func (x *executor) tick(ctx context.Context) time.Time {
 			return next
 		}
 		x.start(id, func() { x.lockAndRun(ctx, id) })
+		x.e.hook(x.service(), "started")
 	}
 	x.backlog.Store(false)
 	return next

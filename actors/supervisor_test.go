@@ -305,6 +305,65 @@ func TestCancellerRestartsMidPass(t *testing.T) {
 	}
 }
 
+// A panic in an executor's pass, after it started the first of several due executions,
+// restarts the executor: every execution runs exactly once (one lock, one result).
+func TestExecutorRestartsMidPass(t *testing.T) {
+	m := metrics.New()
+	crash, _ := panicOnce("executor:fibo", "started")
+	gate := make(chan struct{})
+	var opened atomic.Bool
+	open := func() {
+		if opened.CompareAndSwap(false, true) {
+			close(gate)
+		}
+	}
+	ctx := context.Background()
+	e, err := New(ctx, Config{
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), LockExpiry: time.Minute, MaxConcurrency: 10}},
+		testHook: func(service, step string) {
+			if service == "executor:fibo" && step == "pass" {
+				<-gate // one pass for every execution
+			}
+			crash(service, step)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(ctx) })
+	t.Cleanup(open) // before Close, which waits for the pass
+	fn := e.reg.byFFQN["testing:fibo/fibo.fibo"]
+	var ids []string
+	for range 5 {
+		id := events.NewExecutionID(time.Now())
+		// Created pending, not locked at creation (as Submit's eager dispatch would):
+		// the executor's pass has to lock them.
+		mustChange(t, e, id, func(*pb.ExecutionState) (*events.Tx, error) {
+			return &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{e.createdEvent(time.Now(), fn, []byte("[10]"), "", "")}}}}, nil
+		})
+		ids = append(ids, id)
+	}
+	open()
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, id := range ids {
+		st, err := e.WaitFinished(wctx, id)
+		if err != nil {
+			t.Fatalf("%s did not finish: %v", id, err)
+		}
+		if string(st.Result) != `{"ok":55}` {
+			t.Errorf("%s: result %s", id, st.Result)
+		}
+		if n := countEvents(t, e, id, func(ev *pb.Event) bool { return ev.GetLocked() != nil }); n != 1 {
+			t.Errorf("%s locked %d times, want 1", id, n)
+		}
+	}
+	if got := restarts(t, m, "executor:fibo"); got != 1 {
+		t.Errorf("restarts of executor:fibo = %v, want 1", got)
+	}
+}
+
 // A service that keeps failing is not restarted for ever: at the policy's limit the
 // engine fail-stops with an error naming it, as on a store failure.
 func TestServiceFailingTooOftenStopsTheEngine(t *testing.T) {
