@@ -25,6 +25,7 @@ const safetyTick = time.Second
 type executor struct {
 	e     *Engine
 	comp  *Component
+	name  string          // of its service
 	ctx   context.Context // the runs' (set before the service starts; cancelled at Close)
 	slots chan struct{}
 	wake  wakeup
@@ -43,7 +44,7 @@ func newExecutor(e *Engine, c *Component) *executor {
 	if n <= 0 {
 		n = 100
 	}
-	return &executor{e: e, comp: c, slots: make(chan struct{}, n)}
+	return &executor{e: e, comp: c, name: "executor:" + c.Config.Name, slots: make(chan struct{}, n)}
 }
 
 // notify tells the executor that an execution became pending at due.
@@ -61,9 +62,6 @@ func (x *executor) notify(due int64) {
 	}
 	x.wake.poke()
 }
-
-// service is the name of the executor's supervised service.
-func (x *executor) service() string { return "executor:" + x.comp.Config.Name }
 
 // pass starts what is due and returns when the next pass is due.
 func (x *executor) pass(ctx context.Context) time.Time {
@@ -112,7 +110,7 @@ func (x *executor) tick(ctx context.Context) time.Time {
 			return next
 		}
 		x.start(id, func() { x.lockAndRun(ctx, id) })
-		x.e.hook(x.service(), "started")
+		x.e.hook(x.name, "started")
 	}
 	x.backlog.Store(false)
 	return next

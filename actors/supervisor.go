@@ -34,7 +34,7 @@ func (e *Engine) supervised() []*service {
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 	}
 	for _, x := range e.executors {
-		services = append(services, &service{name: x.service(), wake: &x.wake, pass: x.pass, stopped: x.drain, policy: defaultRestarts()})
+		services = append(services, &service{name: x.name, wake: &x.wake, pass: x.pass, stopped: x.drain, policy: defaultRestarts()})
 	}
 	return services
 }
