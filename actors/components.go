@@ -72,6 +72,9 @@ type ComponentConfig struct {
 	// KiB); 0 means DefaultMemoryLimit. An activity attempt reserves it from the
 	// engine's MemoryBudget while it runs (see memory.go).
 	MemoryLimit uint64
+	// RetentionFinishedAfter overrides Config.RetentionFinishedAfter for the trees whose
+	// top-level execution runs this component (0: the engine's).
+	RetentionFinishedAfter time.Duration
 }
 
 // retryConfig is the retry policy captured in the component's Locked events, so that a

@@ -52,6 +52,10 @@ type Config struct {
 	// StoreCacheSize and StoreMemTableSize size the event store's block cache and its
 	// memtables, in bytes (events.Options); 0 means the events package's defaults.
 	StoreCacheSize, StoreMemTableSize int64
+	// RetentionFinishedAfter: a top-level execution whose whole tree finished longer
+	// ago than this is deleted with its tree (retention.go); 0 keeps everything, unless
+	// a component sets its own.
+	RetentionFinishedAfter time.Duration
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
@@ -84,6 +88,7 @@ type Engine struct {
 	runs      liveRuns
 	active    activeRuns
 	cancels   *canceller
+	retention *retention
 	histories *historyCache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
@@ -137,6 +142,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}
 	e.cancels = newCanceller(e)
+	e.retention = newRetention(e, cfg)
 	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{
 		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
 		// A few ready instances per module and kind take instantiation off the path of

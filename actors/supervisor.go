@@ -33,6 +33,9 @@ func (e *Engine) supervised() []*service {
 		{name: "delays", wake: &e.delays.wake, pass: e.delays.pass, policy: defaultRestarts()},
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 	}
+	if e.retention.enabled() {
+		services = append(services, &service{name: "retention", wake: &e.retention.wake, pass: e.retention.pass, policy: defaultRestarts()})
+	}
 	for _, x := range e.executors {
 		services = append(services, &service{name: x.name, wake: &x.wake, pass: x.pass, stopped: x.drain, policy: defaultRestarts()})
 	}

@@ -16,7 +16,10 @@ import (
 
 // The global event log numbers every appended event, of every stream, in commit order:
 // positions 1, 2, 3, ... without gaps, for subscribers that follow everything (WatchEvents)
-// and resume from the last position they saw.
+// and resume from the last position they saw. Retention (retention.go) deletes the
+// positions of the trees it deletes: readers skip them and say how many they skipped;
+// a position is never given twice (the last one given is kept in m\0global-last when
+// its g key goes).
 //
 // The writer gives each event of a group the next position, in batch order, while it
 // builds the group's batch, and writes g\0<position> -> <version><id> in that same batch:
@@ -39,6 +42,9 @@ type PositionedEvent struct {
 	ExecutionID string
 	Version     uint32
 	Event       *pb.Event
+	// Skipped is how many positions just before this one were deleted by retention
+	// (since the previous event returned, or since the position asked for).
+	Skipped uint64
 }
 
 // globalLog is the store's view of the global log.
@@ -66,7 +72,23 @@ func (s *PebbleStore) initGlobal() error {
 		}
 		s.global.last.Store(binary.BigEndian.Uint64(k[len(prefix):]))
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("read the global log: %w", err)
+	}
+	// Retention may have deleted the last g keys: the position they had stays taken.
+	v, closer, err := s.db.Get(globalLastKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the global log's last position: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return fmt.Errorf("read the global log's last position: malformed value %x", v)
+	}
+	s.global.last.Store(max(s.global.last.Load(), binary.BigEndian.Uint64(v)))
+	return nil
 }
 
 // indexEvents gives the events of tx the positions after last, in batch order, writing
@@ -79,6 +101,8 @@ func indexEvents(b *pebble.Batch, tx *Tx, last uint64) uint64 {
 			v := make([]byte, 4, 4+len(a.ExecutionID))
 			binary.BigEndian.PutUint32(v, a.ExpectedVersion+uint32(i))
 			_ = b.Set(globalKey(last), append(v, a.ExecutionID...), nil)
+			// The way back from the event to its position, for retention to delete it.
+			_ = b.Set(positionKey(a.ExecutionID, a.ExpectedVersion+uint32(i)), binary.BigEndian.AppendUint64(nil, last), nil)
 		}
 	}
 	return last
@@ -127,46 +151,58 @@ func (s *PebbleStore) WaitPosition(ctx context.Context, after uint64) (uint64, e
 }
 
 // EventsFrom returns the events of every stream from global position from (the first
-// event is 1) in position order, at most limit of them (0 = all committed).
-func (s *PebbleStore) EventsFrom(ctx context.Context, from uint64, limit int) ([]PositionedEvent, error) {
+// event is 1) in position order, at most limit of them (0 = all committed), and the last
+// position it looked at (through): a caller continues from through+1 even when every
+// position it looked at had been deleted by retention. A deleted position is skipped and
+// counted in the Skipped of the next event returned.
+func (s *PebbleStore) EventsFrom(ctx context.Context, from uint64, limit int) (_ []PositionedEvent, through uint64, _ error) {
 	from = max(from, 1)
 	last := s.global.last.Load()
 	if from > last {
-		return nil, nil
+		return nil, from - 1, nil
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: globalKey(from), UpperBound: globalKey(last + 1)})
 	if err != nil {
-		return nil, fmt.Errorf("read the global log from %d: %w", from, err)
+		return nil, 0, fmt.Errorf("read the global log from %d: %w", from, err)
 	}
 	defer it.Close()
 	prefix := len(globalKey(0)) - 8
 	var out []PositionedEvent
+	next := from // the first position not accounted for
 	for it.First(); it.Valid() && (limit <= 0 || len(out) < limit); it.Next() {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		k, v := it.Key(), it.Value()
 		if len(k) != prefix+8 || len(v) < 4 {
-			return nil, fmt.Errorf("read the global log: malformed entry %q", k)
+			return nil, 0, fmt.Errorf("read the global log: malformed entry %q", k)
 		}
 		pe := PositionedEvent{Position: binary.BigEndian.Uint64(k[prefix:]), Version: binary.BigEndian.Uint32(v), ExecutionID: string(v[4:])}
-		if want := from + uint64(len(out)); pe.Position != want {
-			return nil, fmt.Errorf("read the global log: position %d missing (found %d)", want, pe.Position)
+		if s.hidden(pe.ExecutionID) {
+			continue // its tree is being deleted: counted as skipped with the rest
 		}
 		b, closer, err := s.db.Get(eventKey(pe.ExecutionID, pe.Version))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue // retention deleted the tree since the iterator opened
+		}
 		if err != nil {
-			if errors.Is(err, pebble.ErrNotFound) {
-				err = fmt.Errorf("event %s v%d of position %d: %w", pe.ExecutionID, pe.Version, pe.Position, ErrNotFound)
-			}
-			return nil, err
+			return nil, 0, fmt.Errorf("event %s v%d of position %d: %w", pe.ExecutionID, pe.Version, pe.Position, err)
 		}
 		pe.Event = &pb.Event{}
 		err = proto.Unmarshal(b, pe.Event)
 		closer.Close()
 		if err != nil {
-			return nil, fmt.Errorf("decode event %s v%d: %w", pe.ExecutionID, pe.Version, err)
+			return nil, 0, fmt.Errorf("decode event %s v%d: %w", pe.ExecutionID, pe.Version, err)
 		}
+		pe.Skipped = pe.Position - next
+		next = pe.Position + 1
 		out = append(out, pe)
 	}
-	return out, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, 0, fmt.Errorf("read the global log from %d: %w", from, err)
+	}
+	if limit > 0 && len(out) == limit {
+		return out, next - 1, nil
+	}
+	return out, last, nil
 }

@@ -64,7 +64,7 @@ func checkLog(t *testing.T, s *PebbleStore, want []idv) {
 	if last := s.LastPosition(); last != uint64(len(want)) {
 		t.Fatalf("last position %d, want %d", last, len(want))
 	}
-	got, err := s.EventsFrom(ctx, 1, 0)
+	got, _, err := s.EventsFrom(ctx, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestGlobalEventsFromPaging(t *testing.T) {
 	}
 	var all []PositionedEvent
 	for from := uint64(1); ; {
-		page, err := s.EventsFrom(ctx, from, 7)
+		page, _, err := s.EventsFrom(ctx, from, 7)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,13 +194,13 @@ func TestGlobalEventsFromPaging(t *testing.T) {
 			t.Fatalf("event %d at position %d", i, pe.Position)
 		}
 	}
-	if got, _ := s.EventsFrom(ctx, 0, 3); len(got) != 3 || got[0].Position != 1 {
+	if got, _, _ := s.EventsFrom(ctx, 0, 3); len(got) != 3 || got[0].Position != 1 {
 		t.Fatalf("from 0: %v", got)
 	}
-	if got, _ := s.EventsFrom(ctx, n, 0); len(got) != 1 || got[0].Position != n {
+	if got, _, _ := s.EventsFrom(ctx, n, 0); len(got) != 1 || got[0].Position != n {
 		t.Fatalf("from the last: %v", got)
 	}
-	if got, err := s.EventsFrom(ctx, n+1, 0); err != nil || len(got) != 0 {
+	if got, _, err := s.EventsFrom(ctx, n+1, 0); err != nil || len(got) != 0 {
 		t.Fatalf("after the last: %v %v", got, err)
 	}
 }
@@ -219,7 +219,7 @@ func TestGlobalFollow(t *testing.T) {
 		var out []PositionedEvent
 		var last uint64
 		for len(out) < total {
-			page, err := s.EventsFrom(ctx, last+1, 50)
+			page, _, err := s.EventsFrom(ctx, last+1, 50)
 			if err != nil {
 				t.Error(err)
 				break

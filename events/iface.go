@@ -40,14 +40,22 @@ type Store interface {
 	// AllStates calls fn for every execution.
 	AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
 	// EventsFrom returns the events of every stream in commit order from global position
-	// from (the first event is 1), at most limit (0 = all committed). Positions have no
-	// gaps and never change.
-	EventsFrom(ctx context.Context, from uint64, limit int) ([]PositionedEvent, error)
+	// from (the first event is 1), at most limit (0 = all committed), and the last
+	// position it looked at. Positions never change and are never reused; those of
+	// deleted trees are skipped (PositionedEvent.Skipped counts them).
+	EventsFrom(ctx context.Context, from uint64, limit int) (_ []PositionedEvent, through uint64, _ error)
 	// LastPosition returns the global position of the last committed event (0 if none).
 	LastPosition() uint64
 	// WaitPosition blocks until an event after position after is committed and returns
 	// the last position, or until ctx ends or the store closes.
 	WaitPosition(ctx context.Context, after uint64) (uint64, error)
+	// FinishedTrees calls fn for the top-level executions whose whole tree finished, by
+	// component, those finished before cutoff(component) oldest first (retention.go).
+	FinishedTrees(ctx context.Context, cutoff func(componentID string) time.Time, fn func(FinishedTree) (bool, error)) error
+	// DeleteTrees deletes finished top-level execution trees (retention.go).
+	DeleteTrees(ctx context.Context, roots []string) (Deleted, error)
+	// CompactDeleted compacts what deletions emptied, so that its space comes back.
+	CompactDeleted(ctx context.Context) error
 	// Failed is closed when the store can no longer be trusted to persist (a failed
 	// write or sync); Err then returns why, an error matching ErrFailed.
 	Failed() <-chan struct{}

@@ -19,7 +19,8 @@ import (
 // written in the same batch as the events that changed it, so after a crash they never
 // disagree with the streams. Each index holds exactly the executions in one condition:
 // p (pending and due, per queue) while Runnable, t (lock expiry) while locked, l (live)
-// until finished; c (created) and k (children) are written once and never move. The
+// until finished; c (created) and k (children) are written once and never move; f
+// (finished, top-level only) is written when it finishes, for retention. The
 // time-ordered ones (p, t, w) are scanned from their floors (floor.go).
 
 // writeIndexes moves an execution's index entries from old to st (old nil: new execution).
@@ -50,6 +51,9 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 	}
 	if (old == nil || old.Status != pb.Status_STATUS_FINISHED) && st.Status == pb.Status_STATUS_FINISHED {
 		_ = b.Delete(liveKey(st.ExecutionId), nil)
+		if IsTopLevel(st.ExecutionId) {
+			_ = b.Set(finishedKey(st.ComponentId, st.FinishedAt, st.ExecutionId), nil, nil)
+		}
 	}
 	if old == nil {
 		if st.Status != pb.Status_STATUS_FINISHED {

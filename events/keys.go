@@ -21,6 +21,16 @@ import (
 //	w\0<expires:8>\0<delay-id>   delay timer (delays requested, not answered yet)
 //	y\0<delay-id>                 the delay's expiry (to find its w key)
 //	g\0<position:8>              global event log -> <version:4><id> (see global.go)
+//	q\0<id>\0<version:4>         the event's global position -> <position:8> (to delete it)
+//	f\0<component>\0<finished:8>\0<id>  finished top-level executions (retention.go)
+//	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
+//	m\0global-last               the last position ever given (kept when its g key is deleted)
+//
+// The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
+// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q are <tag>\0<root>,
+// <tag>\0<root>\0... and <tag>\0<root>.... : deleting a tree is two ranges per table
+// (treeTags and treeSpans in retention.go). Its delays' y keys start with
+// y\0Delay_<ULID>. (the delay ID is the root's ULID and the rest of a child ID).
 const (
 	tagEvent    = 'e'
 	tagResponse = 'r'
@@ -34,6 +44,10 @@ const (
 	tagDelay    = 'w'
 	tagDelayAt  = 'y'
 	tagGlobal   = 'g'
+	tagPosition = 'q'
+	tagFinished = 'f'
+	tagDeleting = 'x'
+	tagMeta     = 'm'
 )
 
 func key(tag byte, parts ...[]byte) []byte {
@@ -60,13 +74,22 @@ func stateKey(id string) []byte              { return key(tagState, []byte(id)) 
 func pendingKey(q string, at int64, id string) []byte {
 	return key(tagPending, []byte(q), u64(at), []byte(id))
 }
-func timerKey(at int64, id string) []byte   { return key(tagTimer, u64(at), []byte(id)) }
-func createdKey(at int64, id string) []byte { return key(tagCreated, u64(at), []byte(id)) }
-func liveKey(id string) []byte              { return key(tagLive, []byte(id)) }
-func childKey(parent, child string) []byte  { return key(tagChild, []byte(parent), []byte(child)) }
-func delayKey(at int64, id string) []byte   { return key(tagDelay, u64(at), []byte(id)) }
-func delayAtKey(id string) []byte           { return key(tagDelayAt, []byte(id)) }
-func globalKey(pos uint64) []byte           { return key(tagGlobal, binary.BigEndian.AppendUint64(nil, pos)) }
+func timerKey(at int64, id string) []byte    { return key(tagTimer, u64(at), []byte(id)) }
+func createdKey(at int64, id string) []byte  { return key(tagCreated, u64(at), []byte(id)) }
+func liveKey(id string) []byte               { return key(tagLive, []byte(id)) }
+func childKey(parent, child string) []byte   { return key(tagChild, []byte(parent), []byte(child)) }
+func delayKey(at int64, id string) []byte    { return key(tagDelay, u64(at), []byte(id)) }
+func delayAtKey(id string) []byte            { return key(tagDelayAt, []byte(id)) }
+func globalKey(pos uint64) []byte            { return key(tagGlobal, binary.BigEndian.AppendUint64(nil, pos)) }
+func positionKey(id string, v uint32) []byte { return key(tagPosition, []byte(id), u32(v)) }
+func finishedKey(component string, at int64, id string) []byte {
+	return key(tagFinished, []byte(component), u64(at), []byte(id))
+}
+func deletingKey(root string) []byte { return key(tagDeleting, []byte(root)) }
+
+// globalLastKey holds the last position given, once retention deleted the last g key:
+// positions are never reused.
+var globalLastKey = key(tagMeta, []byte("global-last"))
 
 // prefixEnd returns the smallest key greater than every key with the given prefix.
 func prefixEnd(prefix []byte) []byte {

@@ -17,7 +17,7 @@ import (
 // live and all states). Reads see only committed batches (the writer publishes to the
 // live-state cache after its commit). Pebble may show a write whose sync failed, so the
 // reads of one execution (loadState, Events, Responses) answer nothing once the store
-// has failed.
+// has failed. A tree being deleted (retention.go) is hidden from every read.
 
 // loadState returns an execution's state: from the cache while it is live, else decoded
 // from its s key.
@@ -28,7 +28,11 @@ func (s *PebbleStore) loadState(id string) (*pb.ExecutionState, error) {
 	}
 	s.mu.RLock()
 	st, ok := s.cache[id]
+	gone := len(s.deleting) > 0 && s.deleting[treeRoot(id)]
 	s.mu.RUnlock()
+	if gone {
+		return nil, ErrNotFound // its tree is being deleted (retention.go)
+	}
 	if ok {
 		return st, nil
 	}
@@ -62,6 +66,9 @@ func (s *PebbleStore) Events(ctx context.Context, id string, from uint32, limit 
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
+	if s.hidden(id) {
+		return nil, nil
+	}
 	// The bound ends with the separator: a child's ID extends its parent's, and its
 	// stream must not be read as the rest of the parent's.
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(append(key(tagEvent, []byte(id)), 0))})
@@ -85,6 +92,9 @@ func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
+	if s.hidden(id) {
+		return nil, nil
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(append(key(tagResponse, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read responses of %s: %w", id, err)
@@ -103,6 +113,9 @@ func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]
 
 // Children returns the IDs of an execution's children, in ID order.
 func (s *PebbleStore) Children(ctx context.Context, parent string) ([]string, error) {
+	if s.hidden(parent) {
+		return nil, nil
+	}
 	prefix := append(key(tagChild, []byte(parent)), 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -162,6 +175,9 @@ func (s *PebbleStore) List(ctx context.Context, f ListFilter) (ListPage, error) 
 			continue
 		}
 		st, err := s.loadState(id)
+		if errors.Is(err, ErrNotFound) {
+			continue // its tree is being deleted, or was since the iterator opened
+		}
 		if err != nil {
 			return ListPage{}, err
 		}
@@ -197,6 +213,9 @@ func (s *PebbleStore) LiveStates(ctx context.Context, fn func(*pb.ExecutionState
 			return err
 		}
 		id := string(it.Key()[len(prefix):])
+		if s.hidden(id) {
+			continue
+		}
 		st, err := s.loadState(id)
 		if err != nil {
 			return fmt.Errorf("live execution %s: %w", id, err)
@@ -218,6 +237,9 @@ func (s *PebbleStore) AllStates(ctx context.Context, fn func(*pb.ExecutionState)
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
+		if s.hidden(string(it.Key()[len(prefix):])) {
+			continue
+		}
 		st := &pb.ExecutionState{}
 		if err := proto.Unmarshal(it.Value(), st); err != nil {
 			return fmt.Errorf("decode state %q: %w", lastPart(it.Key()), err)

@@ -52,7 +52,8 @@ const (
 //
 // This file opens and closes it and holds its failure; writer.go is the group-commit
 // writer, tx.go folds one Tx, indexes.go maintains and scans the indexes, reads.go
-// answers reads, global.go numbers events, wals.go guards the WALs.
+// answers reads, global.go numbers events, retention.go deletes finished trees, wals.go guards
+// the WALs.
 type PebbleStore struct {
 	db   *pebble.DB
 	dir  string
@@ -66,6 +67,10 @@ type PebbleStore struct {
 
 	mu    sync.RWMutex
 	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
+	// deleting holds the roots of the trees being deleted (retention.go): hidden from
+	// reads. The writer owns writes.
+	deleting map[string]bool
+	compact  compactSpans // what deletions emptied, for CompactDeleted
 
 	floors scanFloors
 	global globalLog // positions of the global event log (global.go)
@@ -114,6 +119,10 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 		return nil, err
 	}
 	if err := s.initGlobal(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.initDeleting(); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -58,6 +58,11 @@ func (g *groupState) get(id string) (*pb.ExecutionState, error) {
 	if st, ok := g.working[id]; ok {
 		return st, nil
 	}
+	if g.s.hidden(id) {
+		// Neither a write to it nor a new execution under its ID may land in the
+		// middle of a deletion.
+		return nil, fmt.Errorf("%s: its tree is being deleted: %w", id, ErrNotFound)
+	}
 	st, err := g.s.loadState(id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err

@@ -27,8 +27,13 @@ import (
 //   - After a failed commit the store is failed (see FailedError): nothing is retried.
 
 type commitReq struct {
-	tx     *Tx
+	tx *Tx
+	// step, instead of a tx, is a step of a deletion (retention.go), committed in a
+	// batch of its own, synced if sync.
+	step   func(b *pebble.Batch) (publish func(), err error)
+	sync   bool
 	result chan commitResult
+	states map[string]*pb.ExecutionState // the verdict's states, set by send
 }
 
 type commitResult struct {
@@ -39,23 +44,32 @@ type commitResult struct {
 // Commit applies tx durably and returns the new state of every execution it touched.
 func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
 	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
+	if err := s.send(ctx, req); err != nil {
+		return nil, err
+	}
+	return req.states, nil
+}
+
+// send queues req for the writer and waits for its verdict, which it leaves in req.
+func (s *PebbleStore) send(ctx context.Context, req *commitReq) (err error) {
 	defer func() {
 		if r := recover(); r != nil { // send on closed channel
-			states, err = nil, ErrClosed
+			err = ErrClosed
 		}
 	}()
 	if err := s.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	// Once queued the tx will be applied or rejected; wait for the verdict even if ctx
-	// ends, so the caller never mistakes a durable write for a failed one.
+	// Once queued the request will be applied or rejected; wait for the verdict even if
+	// ctx ends, so the caller never mistakes a durable write for a failed one.
 	r := <-req.result
-	return r.states, r.err
+	req.states = r.states
+	return r.err
 }
 
 // commitBatch commits a group's batch. Pebble panics, directly or through
@@ -74,9 +88,9 @@ const maxGroup = 512
 
 func (s *PebbleStore) writer() {
 	defer close(s.done)
-	group := make([]*commitReq, 0, maxGroup)
+	buf := make([]*commitReq, 0, maxGroup)
 	for first := range s.reqs {
-		group = append(group[:0], first)
+		group := append(buf[:0], first)
 	drain:
 		for len(group) < maxGroup {
 			select {
@@ -89,7 +103,22 @@ func (s *PebbleStore) writer() {
 				break drain
 			}
 		}
-		s.applyGroup(group)
+		// A deletion step is committed alone, between the transactions queued before
+		// and after it.
+		for len(group) > 0 {
+			i := 0
+			for i < len(group) && group[i].step == nil {
+				i++
+			}
+			if i > 0 {
+				s.applyGroup(group[:i])
+			}
+			if i < len(group) {
+				s.applyStep(group[i])
+				i++
+			}
+			group = group[i:]
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ type Metrics struct {
 	finished       *prometheus.CounterVec
 	timerLag       *prometheus.HistogramVec
 	restarts       *prometheus.CounterVec
+	deleted        *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -63,7 +64,13 @@ func New() *Metrics {
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, executor:<component>) after a panic, by service.",
 	}, []string{"service"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts,
+	m.deleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_retention_deleted_total", Help: "What retention and execution delete removed, by what (trees, executions, events).",
+	}, []string{"what"})
+	for _, w := range []string{"trees", "executions", "events"} {
+		m.deleted.WithLabelValues(w) // exist at 0 from the start
+	}
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -128,6 +135,16 @@ func (m *Metrics) SupervisorRestart(service string) {
 		return
 	}
 	m.restarts.WithLabelValues(service).Inc()
+}
+
+// Deleted records execution trees deleted (by retention or on request).
+func (m *Metrics) Deleted(trees, executions, events int) {
+	if m == nil {
+		return
+	}
+	m.deleted.WithLabelValues("trees").Add(float64(trees))
+	m.deleted.WithLabelValues("executions").Add(float64(executions))
+	m.deleted.WithLabelValues("events").Add(float64(events))
 }
 
 // Gauge registers a gauge computed when it is scraped.

@@ -45,7 +45,7 @@ func clientCmd() *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one machine-readable JSON document")
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
-		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o))
+		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), deleteCmd(o), retentionCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o), componentInspectCmd(o), componentWitCmd(o))
 	cmd.AddCommand(exec, comp, eventStreamCmd(o))
@@ -374,6 +374,86 @@ another one is a conflict.`,
 			return printOutcome(cmd, o, args[0], resp.Msg.Outcome)
 		},
 	}
+}
+
+func deleteCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete EXECUTION_ID",
+		Short: "Delete a finished top-level execution with its whole tree, now",
+		Long: `Delete a finished top-level execution with its whole tree: its descendants, their
+events, responses and delays, and their entries in the global event log (a watcher
+resuming from one of those positions is told how many it skipped).
+
+Refused (exit status 2, FAILED_PRECONDITION) for a child execution, and for a tree in
+which anything has not finished. Retention ([retention] finished_after) does the same
+by itself for trees finished long enough ago.`,
+		Args: executionIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := o.executions().Delete(cmd.Context(), connect.NewRequest(&pb.DeleteRequest{ExecutionId: args[0]}))
+			if err != nil {
+				return apiErr(err)
+			}
+			if o.json {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					ExecutionID string `json:"execution_id"`
+					Outcome     string `json:"outcome"`
+					Executions  uint32 `json:"executions"`
+					Events      uint32 `json:"events"`
+				}{args[0], "deleted", resp.Msg.Executions, resp.Msg.Events})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted (%d executions, %d events)\n", args[0], resp.Msg.Executions, resp.Msg.Events)
+			return err
+		},
+	}
+}
+
+func retentionCmd(o *clientOpts) *cobra.Command {
+	var dryRun bool
+	var limit uint32
+	cmd := &cobra.Command{
+		Use:   "retention --dry-run",
+		Short: "List the finished trees the next retention pass would delete",
+		Long: `List the top-level executions whose whole tree finished longer ago than
+[retention] finished_after (or their component's retention.finished_after), oldest
+first: what the next retention pass deletes. Passes run by themselves about every
+second; --dry-run is required (use delete to delete one tree now).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !dryRun {
+				return usage(errors.New("retention runs by itself: give --dry-run to list what its next pass deletes, or use delete EXECUTION_ID"))
+			}
+			resp, err := o.executions().ListRetention(cmd.Context(), connect.NewRequest(&pb.ListRetentionRequest{Limit: limit}))
+			if err != nil {
+				return apiErr(err)
+			}
+			if o.json {
+				type tree struct {
+					ExecutionID string `json:"execution_id"`
+					ComponentID string `json:"component_id"`
+					FinishedAt  string `json:"finished_at,omitempty"`
+					Executions  uint32 `json:"executions"`
+				}
+				doc := struct {
+					Trees []tree `json:"trees"`
+				}{Trees: []tree{}}
+				for _, t := range resp.Msg.Trees {
+					doc.Trees = append(doc.Trees, tree{t.ExecutionId, t.ComponentId, t.FinishedAt, t.Executions})
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
+			}
+			for _, t := range resp.Msg.Trees {
+				finished := t.FinishedAt
+				if finished == "" {
+					finished = "(deletion interrupted, resumed)"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s executions=%d finished_at=%s\n", t.ExecutionId, t.ComponentId, t.Executions, finished)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list, delete nothing (required)")
+	cmd.Flags().Uint32Var(&limit, "limit", 1000, "list at most this many trees")
+	return cmd
 }
 
 func componentListCmd(o *clientOpts) *cobra.Command {

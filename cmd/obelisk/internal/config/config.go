@@ -86,6 +86,8 @@ type File struct {
 		CacheSize    string `mapstructure:"cache_size"`
 		MemTableSize string `mapstructure:"memtable_size"`
 	} `mapstructure:"store"`
+	// Retention deletes the trees of top-level executions that finished long ago.
+	Retention  Retention  `mapstructure:"retention"`
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
@@ -105,6 +107,24 @@ type Exec struct {
 	MaxConcurrency *int           `mapstructure:"max_concurrency"`
 }
 
+// Retention is [retention], and a component's retention.* override.
+type Retention struct {
+	// FinishedAfter: a top-level execution whose whole tree finished longer ago than
+	// this is deleted with its tree (nil: kept, or for a component the [retention] one).
+	FinishedAfter *time.Duration `mapstructure:"finished_after"`
+}
+
+// resolve checks the key and returns the duration (0 if unset).
+func (r Retention) resolve(key string) (time.Duration, error) {
+	if r.FinishedAfter == nil {
+		return 0, nil
+	}
+	if *r.FinishedAfter <= 0 {
+		return 0, fmt.Errorf("%s = %q: must be positive (leave it out to keep finished executions)", key, r.FinishedAfter.String())
+	}
+	return *r.FinishedAfter, nil
+}
+
 // Activity is one [[activity_wasm]].
 type Activity struct {
 	Name            string         `mapstructure:"name"`
@@ -115,6 +135,7 @@ type Activity struct {
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
+	Retention       Retention      `mapstructure:"retention"`
 }
 
 // Workflow is one [[workflow]].
@@ -128,6 +149,7 @@ type Workflow struct {
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
 	MemoryLimit      string         `mapstructure:"memory_limit"`
+	Retention        Retention      `mapstructure:"retention"`
 }
 
 // Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
@@ -239,6 +261,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	if s.Engine.StoreMemTableSize, err = parseStoreSize("store.memtable_size", f.Store.MemTableSize, MinStoreMemTableSize, maxStoreMemTableSize); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
+	if s.Engine.RetentionFinishedAfter, err = f.Retention.resolve("retention.finished_after"); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
 	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
@@ -277,6 +302,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
+		if c.RetentionFinishedAfter, err = a.Retention.resolve("retention.finished_after"); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	for i, w := range f.Workflow {
@@ -302,6 +330,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		if c.MemoryLimit, err = parseMemoryLimit(w.MemoryLimit); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
+		if c.RetentionFinishedAfter, err = w.Retention.resolve("retention.finished_after"); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)

@@ -354,3 +354,47 @@ func TestStoreKeyErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRetentionKeys(t *testing.T) {
+	s, err := Load(write(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.RetentionFinishedAfter != 0 {
+		t.Errorf("default retention.finished_after = %v, want 0 (off)", s.Engine.RetentionFinishedAfter)
+	}
+	s, err = Load(write(t, `
+[retention]
+finished_after = "3s"
+[[workflow]]
+name = "w"
+location.path = "w.wasm"
+retention.finished_after = "720h"
+[[activity_wasm]]
+name = "a"
+location.path = "a.wasm"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.RetentionFinishedAfter != 3*time.Second {
+		t.Errorf("retention.finished_after = %v, want 3s", s.Engine.RetentionFinishedAfter)
+	}
+	want := map[string]time.Duration{"w": 720 * time.Hour, "a": 0} // 0: the [retention] one
+	for _, c := range s.Engine.Components {
+		if c.RetentionFinishedAfter != want[c.Name] {
+			t.Errorf("%s: retention.finished_after = %v, want %v", c.Name, c.RetentionFinishedAfter, want[c.Name])
+		}
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"[retention]\nfinished_after = 3\n", `retention.finished_after = 3: a duration needs a unit, e.g. "3s"`},
+		{"[retention]\nfinished_after = \"0s\"\n", `retention.finished_after = "0s": must be positive`},
+		{"[retention]\nfinishd_after = \"3s\"\n", `invalid keys: finishd_after`},
+		{"[[workflow]]\nname = \"w\"\nlocation.path = \"w.wasm\"\nretention.finished_after = \"-1h\"\n", `[[workflow]] #1 (name "w"): retention.finished_after = "-1h0m0s": must be positive`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}

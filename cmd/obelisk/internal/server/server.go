@@ -226,6 +226,40 @@ func (h *executions) Cancel(ctx context.Context, req *connect.Request[pb.CancelR
 	return connect.NewResponse(&pb.CancelResponse{Outcome: string(outcome)}), nil
 }
 
+// Delete deletes a finished top-level execution's tree now (events.PebbleStore.DeleteTrees).
+func (h *executions) Delete(ctx context.Context, req *connect.Request[pb.DeleteRequest]) (*connect.Response[pb.DeleteResponse], error) {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
+		return nil, err
+	}
+	d, err := h.e.Delete(ctx, id)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return connect.NewResponse(&pb.DeleteResponse{Executions: uint32(d.Executions), Events: uint32(d.Events)}), nil
+}
+
+// ListRetention lists what the next retention pass would delete.
+func (h *executions) ListRetention(ctx context.Context, req *connect.Request[pb.ListRetentionRequest]) (*connect.Response[pb.ListRetentionResponse], error) {
+	limit := int(req.Msg.Limit)
+	if limit <= 0 {
+		limit = 1000
+	}
+	trees, err := h.e.RetentionDue(ctx, limit)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	out := &pb.ListRetentionResponse{Trees: make([]*pb.RetainedTree, 0, len(trees))}
+	for _, t := range trees {
+		rt := &pb.RetainedTree{ExecutionId: t.Root, ComponentId: t.ComponentID, Executions: uint32(t.Executions)}
+		if !t.Deleting { // an interrupted deletion, resumed by the next pass, has no summary
+			rt.FinishedAt = rfc3339(t.FinishedAt.UnixNano())
+		}
+		out.Trees = append(out.Trees, rt)
+	}
+	return connect.NewResponse(out), nil
+}
+
 func (h *executions) Pause(ctx context.Context, req *connect.Request[pb.PauseRequest]) (*connect.Response[pb.PauseResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {

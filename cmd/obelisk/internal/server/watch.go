@@ -60,25 +60,37 @@ func (h *executions) WatchEvents(ctx context.Context, req *connect.Request[pb.Wa
 		return err
 	}
 	next := req.Msg.FromPosition + 1
+	var skipped uint64 // positions deleted by retention since the last event sent
 	for {
-		page, err := store.EventsFrom(ctx, next, watchPage)
+		page, through, err := store.EventsFrom(ctx, next, watchPage)
 		if err != nil {
 			return watchError(ctx, err)
 		}
 		for _, pe := range page {
+			skipped += pe.Skipped
 			ok, err := f.match(ctx, store, pe)
+			if errors.Is(err, events.ErrNotFound) {
+				ok, err = false, nil // deleted by retention while we read it
+			}
 			if err != nil {
 				return watchError(ctx, err)
 			}
 			if !ok {
 				continue
 			}
-			if err := stream.Send(&pb.WatchEventsResponse{Position: pe.Position, ExecutionId: pe.ExecutionID, Event: EventView(pe.Version, pe.Event)}); err != nil {
+			if err := stream.Send(&pb.WatchEventsResponse{Position: pe.Position, ExecutionId: pe.ExecutionID, Event: EventView(pe.Version, pe.Event), SkippedBefore: skipped}); err != nil {
 				return err
 			}
+			skipped = 0
 		}
-		if len(page) > 0 {
-			next = page[len(page)-1].Position + 1
+		if through >= next {
+			// Positions after the last event returned and up to through were deleted.
+			if len(page) > 0 {
+				skipped += through - page[len(page)-1].Position
+			} else {
+				skipped += through - next + 1
+			}
+			next = through + 1
 		}
 		if len(page) == watchPage {
 			continue

@@ -66,6 +66,11 @@ const (
 	// ExecutionServiceWatchEventsProcedure is the fully-qualified name of the ExecutionService's
 	// WatchEvents RPC.
 	ExecutionServiceWatchEventsProcedure = "/obelisk.v1.ExecutionService/WatchEvents"
+	// ExecutionServiceDeleteProcedure is the fully-qualified name of the ExecutionService's Delete RPC.
+	ExecutionServiceDeleteProcedure = "/obelisk.v1.ExecutionService/Delete"
+	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
+	// ListRetention RPC.
+	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -97,11 +102,19 @@ type ExecutionServiceClient interface {
 	// result it already has is fine; another one is FAILED_PRECONDITION (conflict).
 	Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error)
 	// WatchEvents streams the events appended to every execution, in commit order, each
-	// with its global position (1, 2, 3, ... without gaps, stable across restarts): first
+	// with its global position (1, 2, 3, ..., stable across restarts, never reused; the
+	// positions of trees deleted by retention are skipped, see skipped_before): first
 	// the stored events after from_position, then new ones as they are committed, until the
 	// client disconnects. Resuming with the last position received misses and repeats
 	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
+	// Delete deletes a finished top-level execution with its whole tree (descendants,
+	// responses, delays, events and their global log entries) now. An execution that is
+	// not top-level, or whose tree has anything unfinished, is FAILED_PRECONDITION.
+	Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error)
+	// ListRetention lists the trees the next retention pass would delete ([retention]
+	// finished_after and the components' overrides), oldest first.
+	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -175,6 +188,18 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
 			connect.WithClientOptions(opts...),
 		),
+		delete: connect.NewClient[v1.DeleteRequest, v1.DeleteResponse](
+			httpClient,
+			baseURL+ExecutionServiceDeleteProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Delete")),
+			connect.WithClientOptions(opts...),
+		),
+		listRetention: connect.NewClient[v1.ListRetentionRequest, v1.ListRetentionResponse](
+			httpClient,
+			baseURL+ExecutionServiceListRetentionProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -190,6 +215,8 @@ type executionServiceClient struct {
 	unpause        *connect.Client[v1.UnpauseRequest, v1.UnpauseResponse]
 	stub           *connect.Client[v1.StubRequest, v1.StubResponse]
 	watchEvents    *connect.Client[v1.WatchEventsRequest, v1.WatchEventsResponse]
+	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
+	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -242,6 +269,16 @@ func (c *executionServiceClient) WatchEvents(ctx context.Context, req *connect.R
 	return c.watchEvents.CallServerStream(ctx, req)
 }
 
+// Delete calls obelisk.v1.ExecutionService.Delete.
+func (c *executionServiceClient) Delete(ctx context.Context, req *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error) {
+	return c.delete.CallUnary(ctx, req)
+}
+
+// ListRetention calls obelisk.v1.ExecutionService.ListRetention.
+func (c *executionServiceClient) ListRetention(ctx context.Context, req *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
+	return c.listRetention.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -265,11 +302,19 @@ type ExecutionServiceHandler interface {
 	// result it already has is fine; another one is FAILED_PRECONDITION (conflict).
 	Stub(context.Context, *connect.Request[v1.StubRequest]) (*connect.Response[v1.StubResponse], error)
 	// WatchEvents streams the events appended to every execution, in commit order, each
-	// with its global position (1, 2, 3, ... without gaps, stable across restarts): first
+	// with its global position (1, 2, 3, ..., stable across restarts, never reused; the
+	// positions of trees deleted by retention are skipped, see skipped_before): first
 	// the stored events after from_position, then new ones as they are committed, until the
 	// client disconnects. Resuming with the last position received misses and repeats
 	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
+	// Delete deletes a finished top-level execution with its whole tree (descendants,
+	// responses, delays, events and their global log entries) now. An execution that is
+	// not top-level, or whose tree has anything unfinished, is FAILED_PRECONDITION.
+	Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error)
+	// ListRetention lists the trees the next retention pass would delete ([retention]
+	// finished_after and the components' overrides), oldest first.
+	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -339,6 +384,18 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceDeleteHandler := connect.NewUnaryHandler(
+		ExecutionServiceDeleteProcedure,
+		svc.Delete,
+		connect.WithSchema(executionServiceMethods.ByName("Delete")),
+		connect.WithHandlerOptions(opts...),
+	)
+	executionServiceListRetentionHandler := connect.NewUnaryHandler(
+		ExecutionServiceListRetentionProcedure,
+		svc.ListRetention,
+		connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -361,6 +418,10 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceStubHandler.ServeHTTP(w, r)
 		case ExecutionServiceWatchEventsProcedure:
 			executionServiceWatchEventsHandler.ServeHTTP(w, r)
+		case ExecutionServiceDeleteProcedure:
+			executionServiceDeleteHandler.ServeHTTP(w, r)
+		case ExecutionServiceListRetentionProcedure:
+			executionServiceListRetentionHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -408,6 +469,14 @@ func (UnimplementedExecutionServiceHandler) Stub(context.Context, *connect.Reque
 
 func (UnimplementedExecutionServiceHandler) WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.WatchEvents is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Delete is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListRetention is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.

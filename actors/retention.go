@@ -1,0 +1,146 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+)
+
+// Retention deletes the trees of top-level executions that finished long enough ago
+// (Config.RetentionFinishedAfter, ComponentConfig.RetentionFinishedAfter by the root's
+// component), as a supervised service: each pass asks the store for the finished trees
+// past their cutoff and deletes them a batch at a time (events.PebbleStore.DeleteTrees,
+// whose deletions are all-or-nothing as reads see them and resumable after a crash),
+// then compacts what it deleted so that the space comes back. A restarted pass simply
+// lists again: deleted trees are no longer listed, interrupted ones are listed first.
+
+// retentionBatch is how many trees one DeleteTrees takes: a few hundred keep each of its
+// writer steps short (foreground commits wait for one step at most) while sharing
+// the final sync.
+const retentionBatch = 256
+
+type retention struct {
+	e    *Engine
+	wake wakeup
+	// def applies to components without an override; 0 keeps their trees.
+	def    time.Duration
+	byName map[string]time.Duration // component name -> its finished_after
+}
+
+func newRetention(e *Engine, cfg Config) *retention {
+	r := &retention{e: e, def: cfg.RetentionFinishedAfter, byName: map[string]time.Duration{}}
+	for _, c := range cfg.Components {
+		if c.RetentionFinishedAfter > 0 {
+			r.byName[c.Name] = c.RetentionFinishedAfter
+		}
+	}
+	return r
+}
+
+// enabled reports whether any tree may ever be deleted by a pass.
+func (r *retention) enabled() bool { return r.def > 0 || len(r.byName) > 0 }
+
+// after returns the finished_after of a component (by its ID,
+// <type>:<name>:sha256:<hex>), 0 if its trees are kept.
+func (r *retention) after(componentID string) time.Duration {
+	parts := strings.SplitN(componentID, ":", 3)
+	if len(parts) >= 2 {
+		if d, ok := r.byName[parts[1]]; ok {
+			return d
+		}
+	}
+	return r.def
+}
+
+// cutoffs returns, for a pass at now, the time before which a component's trees must
+// have finished.
+func (r *retention) cutoffs(now time.Time) func(string) time.Time {
+	return func(componentID string) time.Time {
+		d := r.after(componentID)
+		if d <= 0 {
+			return time.Unix(0, 0) // kept: nothing finished before 1970
+		}
+		return now.Add(-d)
+	}
+}
+
+// due lists up to limit trees that a pass at now would delete, oldest first.
+func (r *retention) due(ctx context.Context, now time.Time, limit int) ([]events.FinishedTree, error) {
+	var out []events.FinishedTree
+	err := r.e.store.FinishedTrees(ctx, r.cutoffs(now), func(t events.FinishedTree) (bool, error) {
+		out = append(out, t)
+		return len(out) < limit, nil
+	})
+	return out, err
+}
+
+// pass deletes every tree due now, a batch at a time.
+func (r *retention) pass(ctx context.Context) time.Time {
+	deleted := 0
+	for ctx.Err() == nil {
+		trees, err := r.due(ctx, time.Now(), retentionBatch)
+		if err != nil {
+			r.e.log.Error("retention: list finished trees", "err", err)
+			break
+		}
+		if len(trees) == 0 {
+			break
+		}
+		r.e.hook("retention", "delete")
+		roots := make([]string, len(trees))
+		for i, t := range trees {
+			roots[i] = t.Root
+		}
+		d, err := r.e.store.DeleteTrees(ctx, roots)
+		r.e.cfg.Metrics.Deleted(d.Trees, d.Executions, d.Events)
+		deleted += d.Trees
+		if err != nil {
+			if ctx.Err() == nil {
+				r.e.log.Error("retention: delete finished trees", "err", err)
+			}
+			break
+		}
+		for root, why := range d.Refused {
+			// Listed as finished, refused as not: something in it started meanwhile.
+			r.e.log.Debug("retention: tree not deleted", "root", root, "reason", why)
+		}
+		if len(trees) < retentionBatch || len(d.Refused) == len(trees) {
+			break
+		}
+	}
+	if deleted > 0 {
+		r.e.log.Info("retention: deleted finished execution trees", "trees", deleted)
+		if err := r.e.store.CompactDeleted(ctx); err != nil && ctx.Err() == nil {
+			r.e.log.Error("retention: compact what was deleted", "err", err)
+		}
+	}
+	return time.Time{} // the next pass at the safety tick
+}
+
+// Delete deletes a finished top-level execution with its whole tree now.
+func (e *Engine) Delete(ctx context.Context, id string) (events.Deleted, error) {
+	d, err := e.store.DeleteTrees(ctx, []string{id})
+	if err != nil {
+		return d, err
+	}
+	e.cfg.Metrics.Deleted(d.Trees, d.Executions, d.Events)
+	if why := d.Refused[id]; why != nil {
+		if errors.Is(why, events.ErrNotFound) {
+			return d, &NotFoundError{id}
+		}
+		return d, &FailedPreconditionError{why.Error()}
+	}
+	return d, nil
+}
+
+// RetentionDue lists up to limit trees the next retention pass would delete, oldest
+// first (none while retention is off).
+func (e *Engine) RetentionDue(ctx context.Context, limit int) ([]events.FinishedTree, error) {
+	if !e.retention.enabled() {
+		return nil, &FailedPreconditionError{"retention is off: set [retention] finished_after (or retention.finished_after on a component)"}
+	}
+	return e.retention.due(ctx, time.Now(), limit)
+}

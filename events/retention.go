@@ -1,0 +1,499 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/obelisk-go/obelisk/internal/clip"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// Retention: deleting finished execution trees (a top-level execution with every
+// descendant, response, delay and global log entry of it).
+//
+// Invariant: a read sees a tree whole or not at all, and a crash changes that only
+// forward. A deletion is a sequence of writer requests (so none of it races a commit of
+// the tree), and the WAL keeps them in order, so a crash leaves a prefix of it:
+//
+//  1. mark: checks each root (top level, finished, no live descendant, no waiting
+//     delay) and writes x\0<root>. From this commit on the tree is hidden: every read
+//     answers as if it did not exist, and the writer refuses any Tx touching it
+//     (hidden; the marks live in memory too, loaded at Open).
+//  2. points, in chunks of at most deleteChunk keys (unsynced, short, so foreground
+//     commits wait little): the keys that are not under the tree's prefixes, found
+//     from the ones that are: the c keys of its executions (from its s keys), the g keys
+//     of its events (from its q keys) and the root's f key.
+//  3. ranges, synced: one range deletion per table of treeTags and tree, the mark
+//     removed, and m\0global-last raised so that no position is ever given twice.
+//
+// Until step 3 the tree's s and q keys are there, so step 2 can be redone from them:
+// after a restart the mark is still present, FinishedTrees lists the marked tree
+// first, and DeleteTrees finishes it. Nothing else ever removes a mark.
+
+// treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
+// keys.go): a tree's deletion is one range per table. A new per-execution table is one
+// more tag here.
+var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt}
+
+// deleteChunk bounds the point deletions of one writer request.
+const deleteChunk = 2048
+
+// ErrNotDeletable is wrapped by DeleteTrees' refusals: the execution is not top-level,
+// or its tree has not finished.
+var ErrNotDeletable = errors.New("cannot delete")
+
+// FinishedTree is a top-level execution whose whole tree has finished.
+type FinishedTree struct {
+	Root        string
+	ComponentID string
+	// FinishedAt is when the last execution of the tree finished.
+	FinishedAt time.Time
+	// Executions is the number of executions of the tree, the root included.
+	Executions int
+	// Deleting: its deletion was interrupted (a crash); it is hidden already.
+	Deleting bool
+}
+
+// Deleted tells what DeleteTrees did.
+type Deleted struct {
+	Trees, Executions, Events int
+	// Refused holds the roots that were not deleted, and why (ErrNotFound or
+	// ErrNotDeletable wrapped).
+	Refused map[string]error
+}
+
+// treeRoot returns the top-level execution of an execution ID (its part before the
+// first '.').
+func treeRoot(id string) string {
+	if i := strings.IndexByte(id, '.'); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
+// hidden reports whether id's tree is being deleted.
+func (s *PebbleStore) hidden(id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.deleting) > 0 && s.deleting[treeRoot(id)]
+}
+
+// initDeleting loads the marks of interrupted deletions at Open.
+func (s *PebbleStore) initDeleting() error {
+	s.deleting = map[string]bool{}
+	prefix := []byte{tagDeleting, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("read deletion marks: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		s.deleting[string(it.Key()[len(prefix):])] = true
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("read deletion marks: %w", err)
+	}
+	return nil
+}
+
+// span is a key range [start, end).
+type span struct{ start, end []byte }
+
+// treeSpans returns the ranges of a table that hold a tree's keys: the root's own
+// (<tag>\0<root> itself and what follows it after a 0 separator, 0 being the smallest
+// byte) and its descendants' (<tag>\0<root>. and on). The y table is keyed by delay ID:
+// a tree's delays are Delay_<root's ULID>.<join-set>_<n>...
+func treeSpans(tag byte, root string) []span {
+	if tag == tagDelayAt {
+		p := key(tagDelayAt, []byte(DelayPrefix+strings.TrimPrefix(root, TopLevelPrefix)+"."))
+		return []span{{p, prefixEnd(p)}}
+	}
+	own := key(tag, []byte(root))
+	desc := key(tag, []byte(root+"."))
+	return []span{{own, prefixEnd(append(bytes.Clone(own), 0))}, {desc, prefixEnd(desc)}}
+}
+
+// firstKey returns the first key of a tree in a table (nil if none).
+func (s *PebbleStore) firstKey(tag byte, root string) ([]byte, error) {
+	for _, sp := range treeSpans(tag, root) {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sp.start, UpperBound: sp.end})
+		if err != nil {
+			return nil, err
+		}
+		ok := it.First()
+		var k []byte
+		if ok {
+			k = bytes.Clone(it.Key())
+		}
+		err = it.Error()
+		it.Close()
+		if k != nil || err != nil {
+			return k, err
+		}
+	}
+	return nil, nil
+}
+
+// scanTree calls fn with every key and value of a tree in a table.
+func (s *PebbleStore) scanTree(tag byte, root string, fn func(k, v []byte) error) error {
+	for _, sp := range treeSpans(tag, root) {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sp.start, UpperBound: sp.end})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			if err := fn(it.Key(), it.Value()); err != nil {
+				it.Close()
+				return err
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkFinished returns why root's tree cannot be deleted (an error wrapping
+// ErrNotFound or ErrNotDeletable), or nil.
+func (s *PebbleStore) checkFinished(root string) error {
+	if !IsTopLevel(root) || !strings.HasPrefix(root, TopLevelPrefix) {
+		return fmt.Errorf("%w %s: not a top-level execution (delete its root %s)", ErrNotDeletable, clip.Quote(root), treeRoot(root))
+	}
+	st, err := s.loadState(root)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", clip.Quote(root), err)
+	}
+	if st.Status != pb.Status_STATUS_FINISHED {
+		return fmt.Errorf("%w %s: it has not finished (status %s)", ErrNotDeletable, root, StatusName(st.Status))
+	}
+	k, err := s.firstKey(tagLive, root)
+	if err != nil {
+		return fmt.Errorf("delete %s: scan live executions: %w", root, err)
+	}
+	if k != nil {
+		return fmt.Errorf("%w %s: its descendant %s has not finished", ErrNotDeletable, root, k[2:])
+	}
+	k, err = s.firstKey(tagDelayAt, root)
+	if err != nil {
+		return fmt.Errorf("delete %s: scan delays: %w", root, err)
+	}
+	if k != nil {
+		return fmt.Errorf("%w %s: its delay %s has not expired", ErrNotDeletable, root, k[2:])
+	}
+	return nil
+}
+
+// runStep has the writer apply one step of a deletion in a batch of its own: apply
+// writes to the batch and returns what to publish once it committed.
+func (s *PebbleStore) runStep(ctx context.Context, sync bool, apply func(b *pebble.Batch) (func(), error)) error {
+	req := &commitReq{step: apply, sync: sync, result: make(chan commitResult, 1)}
+	return s.send(ctx, req)
+}
+
+// applyStep is the writer's side of runStep.
+func (s *PebbleStore) applyStep(req *commitReq) {
+	if err := s.Err(); err != nil {
+		req.result <- commitResult{err: err}
+		return
+	}
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	publish, err := req.step(batch)
+	if err != nil || batch.Empty() {
+		req.result <- commitResult{err: err}
+		return
+	}
+	wo := pebble.NoSync
+	if req.sync && !s.opts.NoSync {
+		wo = pebble.Sync
+	}
+	started := time.Now()
+	err = s.commitBatch(batch, wo)
+	if err == nil {
+		err = s.Err()
+	}
+	if err != nil {
+		err = s.fail(fmt.Errorf("commit a deletion: %w", err))
+		req.result <- commitResult{err: err}
+		return
+	}
+	if s.opts.OnGroupCommit != nil {
+		s.opts.OnGroupCommit(1, int(batch.Count()), time.Since(started))
+	}
+	if publish != nil {
+		publish()
+	}
+	req.result <- commitResult{}
+}
+
+// DeleteTrees deletes the trees of the given top-level executions, each one whole, and
+// those whose deletion a crash interrupted. A root that does not exist, is not
+// top-level or whose tree has anything unfinished is refused (Deleted.Refused) and left
+// as it is. The deletion is bounded: a few hundred roots at a time is the intended use.
+func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted, error) {
+	d := Deleted{Refused: map[string]error{}}
+	var marked []string
+	err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+		var fresh []string
+		for _, root := range roots {
+			if s.hidden(root) && IsTopLevel(root) {
+				marked = append(marked, root)
+				continue
+			}
+			if err := s.checkFinished(root); err != nil {
+				d.Refused[root] = err
+				continue
+			}
+			_ = b.Set(deletingKey(root), nil, nil)
+			marked = append(marked, root)
+			fresh = append(fresh, root)
+		}
+		return func() {
+			s.mu.Lock()
+			for _, r := range fresh {
+				s.deleting[r] = true
+			}
+			s.mu.Unlock()
+		}, nil
+	})
+	if err != nil || len(marked) == 0 {
+		return d, err
+	}
+	// The trees are hidden and frozen: what to delete can be read outside the writer.
+	var points [][]byte
+	for _, root := range marked {
+		n, evs, keys, err := s.treePoints(root)
+		if err != nil {
+			return d, err
+		}
+		d.Trees++
+		d.Executions += n
+		d.Events += evs
+		points = append(points, keys...)
+	}
+	for len(points) > 0 {
+		chunk := points[:min(len(points), deleteChunk)]
+		points = points[len(chunk):]
+		if err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+			for _, k := range chunk {
+				_ = b.Delete(k, nil)
+			}
+			return func() {
+				for _, k := range chunk {
+					s.compact.add(k, append(bytes.Clone(k), 0))
+				}
+			}, nil
+		}); err != nil {
+			return d, err
+		}
+	}
+	err = s.runStep(ctx, true, func(b *pebble.Batch) (func(), error) {
+		var spans []span
+		for _, root := range marked {
+			for _, tag := range treeTags {
+				for _, sp := range treeSpans(tag, root) {
+					_ = b.DeleteRange(sp.start, sp.end, nil)
+					spans = append(spans, sp)
+				}
+			}
+			_ = b.Delete(deletingKey(root), nil)
+		}
+		_ = b.Set(globalLastKey, binary.BigEndian.AppendUint64(nil, s.global.last.Load()), nil)
+		return func() {
+			s.mu.Lock()
+			for _, r := range marked {
+				delete(s.deleting, r)
+			}
+			s.mu.Unlock()
+			for _, sp := range spans {
+				s.compact.add(sp.start, sp.end)
+			}
+		}, nil
+	})
+	return d, err
+}
+
+// treePoints reads a hidden tree's keys that are not under its prefixes, and counts its
+// executions and events.
+func (s *PebbleStore) treePoints(root string) (executions, evs int, keys [][]byte, err error) {
+	err = s.scanTree(tagState, root, func(k, v []byte) error {
+		st := &pb.ExecutionState{}
+		if err := proto.Unmarshal(v, st); err != nil {
+			return fmt.Errorf("decode state %q: %w", lastPart(k), err)
+		}
+		executions++
+		keys = append(keys, createdKey(st.CreatedAt, st.ExecutionId))
+		if st.ExecutionId == root && st.Status == pb.Status_STATUS_FINISHED {
+			keys = append(keys, finishedKey(st.ComponentId, st.FinishedAt, root))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("delete %s: read states: %w", root, err)
+	}
+	err = s.scanTree(tagPosition, root, func(k, v []byte) error {
+		if len(v) == 8 {
+			keys = append(keys, globalKey(binary.BigEndian.Uint64(v)))
+		}
+		evs++
+		return nil
+	})
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("delete %s: read positions: %w", root, err)
+	}
+	return executions, evs, keys, nil
+}
+
+// FinishedTrees calls fn for every top-level execution whose whole tree has finished,
+// component by component, oldest root first: those whose root finished before
+// cutoff(its component ID), and whose newest finish is before it too. Trees whose
+// deletion was interrupted come first, whatever their time. fn returns false to stop.
+func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID string) time.Time, fn func(FinishedTree) (bool, error)) error {
+	s.mu.RLock()
+	var marked []string
+	for r := range s.deleting {
+		marked = append(marked, r)
+	}
+	s.mu.RUnlock()
+	for _, r := range marked {
+		if more, err := fn(FinishedTree{Root: r, Deleting: true}); err != nil || !more {
+			return err
+		}
+	}
+	prefix := []byte{tagFinished, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("scan finished executions: %w", err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; {
+		k := it.Key()
+		rest := k[len(prefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || len(rest) < i+1+8+1 {
+			return fmt.Errorf("scan finished executions: malformed key %q", k)
+		}
+		comp := string(rest[:i])
+		compPrefix := append(append([]byte(nil), prefix...), rest[:i+1]...)
+		before := cutoff(comp).UnixNano()
+		for ; valid && bytes.HasPrefix(it.Key(), compPrefix); valid = it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Key()
+			at := int64(binary.BigEndian.Uint64(k[len(compPrefix):]))
+			if at >= before {
+				break
+			}
+			root := lastPart(k)
+			t, ok, err := s.treeSummary(root, comp)
+			if err != nil {
+				return err
+			}
+			if !ok || t.FinishedAt.UnixNano() >= before {
+				continue
+			}
+			if more, err := fn(t); err != nil || !more {
+				return err
+			}
+		}
+		valid = it.SeekGE(prefixEnd(compPrefix))
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("scan finished executions: %w", err)
+	}
+	return nil
+}
+
+// treeSummary returns a tree's summary, ok false if anything in it is unfinished (or it
+// is being deleted).
+func (s *PebbleStore) treeSummary(root, comp string) (FinishedTree, bool, error) {
+	t := FinishedTree{Root: root, ComponentID: comp}
+	if s.hidden(root) {
+		return t, false, nil
+	}
+	for _, tag := range []byte{tagLive, tagDelayAt} {
+		k, err := s.firstKey(tag, root)
+		if err != nil {
+			return t, false, fmt.Errorf("check the tree of %s: %w", root, err)
+		}
+		if k != nil {
+			return t, false, nil
+		}
+	}
+	var newest int64
+	unfinished := errors.New("unfinished")
+	err := s.scanTree(tagState, root, func(k, v []byte) error {
+		st := &pb.ExecutionState{}
+		if err := proto.Unmarshal(v, st); err != nil {
+			return fmt.Errorf("decode state %q: %w", lastPart(k), err)
+		}
+		if st.Status != pb.Status_STATUS_FINISHED {
+			return unfinished
+		}
+		newest = max(newest, st.FinishedAt)
+		t.Executions++
+		return nil
+	})
+	if errors.Is(err, unfinished) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, fmt.Errorf("check the tree of %s: %w", root, err)
+	}
+	t.FinishedAt = time.Unix(0, newest)
+	return t, t.Executions > 0, nil
+}
+
+// compactSpans collects, per table, the smallest and the largest key deleted since the
+// last CompactDeleted: the range to compact. Trees deleted together are near each other
+// in every table (ULIDs and creation times sort by time, positions by commit), so the
+// range is mostly what was deleted.
+type compactSpans struct {
+	mu sync.Mutex
+	m  map[byte][2][]byte
+}
+
+// add records that keys in [start, end) were deleted.
+func (c *compactSpans) add(start, end []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[byte][2][]byte{}
+	}
+	sp, ok := c.m[start[0]]
+	if !ok || bytes.Compare(start, sp[0]) < 0 {
+		sp[0] = bytes.Clone(start)
+	}
+	if !ok || bytes.Compare(end, sp[1]) > 0 {
+		sp[1] = bytes.Clone(end)
+	}
+	c.m[start[0]] = sp
+}
+
+// CompactDeleted compacts the key ranges that deletions emptied since it last ran, so
+// that the space they held comes back to the file system.
+func (s *PebbleStore) CompactDeleted(ctx context.Context) error {
+	s.compact.mu.Lock()
+	spans := s.compact.m
+	s.compact.m = nil
+	s.compact.mu.Unlock()
+	for _, sp := range spans {
+		if err := s.db.Compact(ctx, sp[0], sp[1], true); err != nil {
+			return fmt.Errorf("compact deleted range %q: %w", sp[0], err)
+		}
+	}
+	return nil
+}
