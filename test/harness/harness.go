@@ -99,7 +99,8 @@ func goCmd(dir string, env []string, args ...string) ([]byte, error) {
 type Options struct {
 	// BlockingStrategy of the workflows: await (default) or interrupt.
 	BlockingStrategy string
-	// ExtraTOML adds keys to a component's section, by component name. exec.lock_expiry
+	// ExtraTOML adds keys to a component's section, by component name (activities and
+	// workflows). exec.lock_expiry
 	// for "sleep" and allowed_hosts for "http" replace the defaults ("1s",
 	// ["127.0.0.1:*"]).
 	ExtraTOML map[string]string
@@ -228,24 +229,26 @@ retry_exp_backoff = "10ms"
 name = "fibo_workflow"
 location.path = %q
 blocking_strategy = %q
-
+%s
 [[workflow]]
 name = "sleep_workflow"
 location.path = %q
 blocking_strategy = %q
-
+%s
 [[workflow]]
 name = "http_workflow"
 location.path = %q
 blocking_strategy = %q
-
+%s
 [[workflow]]
 name = "tree"
 location.path = %q
 blocking_strategy = %q
+%s
 `, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
 		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
-		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
+		wasm("fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
+		wasm("http-workflow"), strategy, extra("http_workflow"), wasm("tree"), strategy, extra("tree"))
 }
 
 // FreeAddr returns a free loopback address.
