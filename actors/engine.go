@@ -63,6 +63,8 @@ type Config struct {
 	// testHook, set only by this package's tests, is called at steps of the supervised
 	// services' passes (see Engine.hook), where a test may panic to crash one.
 	testHook func(service, step string)
+	// retentionNow, set only by tests, lets retention pass at once (retentionStartDelay).
+	retentionNow bool
 }
 
 // DefaultMaxParamsBytes is the default of Config.MaxParamsBytes. Parameters are stored

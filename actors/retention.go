@@ -17,21 +17,30 @@ import (
 // then compacts what it deleted so that the space comes back. A restarted pass simply
 // lists again: deleted trees are no longer listed, interrupted ones are listed first.
 
+// retentionStartDelay holds the first pass back after the engine starts: after a
+// restart, recovering and running what was pending comes first; deleting old trees is
+// never urgent.
+const retentionStartDelay = 5 * time.Second
+
 // retentionBatch is how many trees one DeleteTrees takes: a few hundred keep each of its
 // writer steps short (foreground commits wait for one step at most) while sharing
 // the final sync.
 const retentionBatch = 256
 
 type retention struct {
-	e    *Engine
-	wake wakeup
+	e     *Engine
+	wake  wakeup
+	start time.Time // no pass before (retentionStartDelay)
 	// def applies to components without an override; 0 keeps their trees.
 	def    time.Duration
 	byName map[string]time.Duration // component name -> its finished_after
 }
 
 func newRetention(e *Engine, cfg Config) *retention {
-	r := &retention{e: e, def: cfg.RetentionFinishedAfter, byName: map[string]time.Duration{}}
+	r := &retention{e: e, start: time.Now().Add(retentionStartDelay), def: cfg.RetentionFinishedAfter, byName: map[string]time.Duration{}}
+	if cfg.retentionNow {
+		r.start = time.Time{}
+	}
 	for _, c := range cfg.Components {
 		if c.RetentionFinishedAfter > 0 {
 			r.byName[c.Name] = c.RetentionFinishedAfter
@@ -79,7 +88,11 @@ func (r *retention) due(ctx context.Context, now time.Time, limit int) ([]events
 
 // pass deletes every tree due now, a batch at a time.
 func (r *retention) pass(ctx context.Context) time.Time {
-	deleted := 0
+	if time.Now().Before(r.start) {
+		return r.start
+	}
+	started := time.Now()
+	var deleted events.Deleted
 	for ctx.Err() == nil {
 		trees, err := r.due(ctx, time.Now(), retentionBatch)
 		if err != nil {
@@ -96,7 +109,9 @@ func (r *retention) pass(ctx context.Context) time.Time {
 		}
 		d, err := r.e.store.DeleteTrees(ctx, roots)
 		r.e.cfg.Metrics.Deleted(d.Trees, d.Executions, d.Events)
-		deleted += d.Trees
+		deleted.Trees += d.Trees
+		deleted.Executions += d.Executions
+		deleted.Events += d.Events
 		if err != nil {
 			if ctx.Err() == nil {
 				r.e.log.Error("retention: delete finished trees", "err", err)
@@ -111,10 +126,15 @@ func (r *retention) pass(ctx context.Context) time.Time {
 			break
 		}
 	}
-	if deleted > 0 {
-		r.e.log.Info("retention: deleted finished execution trees", "trees", deleted)
+	if deleted.Trees > 0 {
+		took := time.Since(started)
+		r.e.log.Info("retention: deleted finished execution trees", "trees", deleted.Trees,
+			"executions", deleted.Executions, "events", deleted.Events, "took", took)
+		compacting := time.Now()
 		if err := r.e.store.CompactDeleted(ctx); err != nil && ctx.Err() == nil {
 			r.e.log.Error("retention: compact what was deleted", "err", err)
+		} else {
+			r.e.log.Info("retention: compacted what was deleted", "took", time.Since(compacting))
 		}
 	}
 	return time.Time{} // the next pass at the safety tick

@@ -22,7 +22,7 @@ func TestRetentionWaitsForTheLastDescendant(t *testing.T) {
 	m := metrics.New()
 	hook, passesAfter := panicOnce("retention", "delete")
 	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m, testHook: hook,
-		RetentionFinishedAfter: 100 * time.Millisecond})
+		RetentionFinishedAfter: 100 * time.Millisecond, retentionNow: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -650,3 +650,17 @@ routes = ["GET /fibo/:n/:iterations"]
 
 // DataDir is the server's data_dir (the event store is in DataDir()/store).
 func (s *Server) DataDir() string { return filepath.Join(s.dir, "data") }
+
+// AppendConfig appends TOML to the server's obelisk.toml (new sections), for the next
+// Start.
+func (s *Server) AppendConfig(toml string) {
+	s.t.Helper()
+	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString("\n" + toml + "\n")
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		s.t.Fatalf("append to %s: %v", s.config, err)
+	}
+}

@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/test/harness"
+)
+
+// BenchmarkRetention: N finished fiboa(1, 3) trees (4 executions each; N from
+// OBELISK_BENCH_RETENTION_TREES, default 2,000; the issue's figure is 100,000) are created
+// on a server without retention, which is then restarted with [retention] finished_after
+// = "30s" once they are all older. Metrics: the executions the first retention pass
+// deleted per second (from its log line), the round trips of sequential workflows
+// (fiboa(1, N), workflow→activity→workflow) at p99 without deletion (before the restart)
+// and while the pass ran (seq-calls-during of them), and the
+// store's size on disk before creating the trees, after, and after deletion and
+// compaction (each with the server stopped).
+func BenchmarkRetention(b *testing.B) {
+	n := 2000
+	if v := os.Getenv("OBELISK_BENCH_RETENTION_TREES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("OBELISK_BENCH_RETENTION_TREES=%q: want a positive number", v)
+		}
+	}
+	for range b.N {
+		s := harness.Start(b, harness.Options{})
+		warm := s.Submit("testing:fibo-workflow/workflow.fiboa", "[1, 10]")
+		harness.JSONEq(b, s.Result(warm, time.Minute), `{"ok":10}`)
+		waitPrepared(b, s, "fibo", "fibo_workflow")
+		s.Stop()
+		sizeBefore := dirSize(b, s.DataDir())
+		s.Start()
+		_, baseline := sequentialGaps(b, s, 1000)
+		ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
+		for _, id := range ids {
+			if r := s.Result(id, 30*time.Minute); r != `{"ok":3}` {
+				b.Fatalf("%s: %s", id, r)
+			}
+		}
+		s.Stop()
+		sizeCreated := dirSize(b, s.DataDir())
+		// 30 s: every tree created is due at the restart, and the sequential workflows
+		// run during the pass are not deleted before their events are read.
+		time.Sleep(30 * time.Second)
+		s.AppendConfig("[retention]\nfinished_after = \"30s\"\n")
+		s.Start()
+		// The pass starts 5 s after the engine (retentionStartDelay): sequential
+		// workflows run from before it starts until it has ended.
+		var runs [][]time.Time
+		var deleted, took float64
+		var passEnd time.Time
+		deadline := time.Now().Add(30 * time.Minute)
+		for deleted < float64(4*n) {
+			if time.Now().After(deadline) {
+				b.Fatalf("retention did not delete the %d trees in 30 minutes", n)
+			}
+			calls, _ := sequentialGaps(b, s, 300)
+			runs = append(runs, calls)
+			deleted, took, passEnd = retentionLog(b, s.Log())
+		}
+		passStart := passEnd.Add(-time.Duration(took * float64(time.Second)))
+		var during []time.Duration
+		for _, calls := range runs {
+			for i := 1; i < len(calls); i++ {
+				if calls[i-1].After(passStart) && calls[i].Before(passEnd) {
+					during = append(during, calls[i].Sub(calls[i-1]))
+				}
+			}
+		}
+		waitFor(b, 30*time.Minute, func() bool { return strings.Contains(s.Log(), "retention: compacted what was deleted") })
+		s.Stop()
+		sizeDeleted := dirSize(b, s.DataDir())
+		b.ReportMetric(deleted/took, "deleted-executions/s")
+		b.ReportMetric(deleted, "deleted-executions")
+		reportP99(b, "seq-p99-ms-without", baseline)
+		reportP99(b, "seq-p99-ms-during", during)
+		b.ReportMetric(float64(len(during)), "seq-calls-during")
+		b.ReportMetric(float64(sizeBefore)/(1<<20), "store-MiB-before")
+		b.ReportMetric(float64(sizeCreated)/(1<<20), "store-MiB-created")
+		b.ReportMetric(float64(sizeDeleted)/(1<<20), "store-MiB-deleted")
+	}
+}
+
+// sequentialGaps runs fiboa(1, iterations) and returns the times its calls were recorded
+// and the gaps between them (workflow→activity→workflow round trips).
+func sequentialGaps(b *testing.B, s *harness.Server, iterations int) ([]time.Time, []time.Duration) {
+	id := s.Submit("testing:fibo-workflow/workflow.fiboa", fmt.Sprintf("[1, %d]", iterations))
+	harness.JSONEq(b, s.Result(id, 10*time.Minute), fmt.Sprintf(`{"ok":%d}`, iterations))
+	var calls []time.Time
+	for _, e := range s.Events(id) {
+		if e.Kind == "history.join_set_create" {
+			t, _ := time.Parse(time.RFC3339Nano, e.CreatedAt)
+			calls = append(calls, t)
+		}
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(calls); i++ {
+		gaps = append(gaps, calls[i].Sub(calls[i-1]))
+	}
+	return calls, gaps
+}
+
+func reportP99(b *testing.B, name string, ds []time.Duration) {
+	if len(ds) == 0 {
+		b.ReportMetric(0, name)
+		return
+	}
+	slices.Sort(ds)
+	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds())/1000, name)
+}
+
+var retentionLine = regexp.MustCompile(`time=(\S+) level=INFO msg="retention: deleted finished execution trees" trees=\d+ executions=(\d+) events=\d+ took=(\S+)`)
+
+// retentionLog returns what the first retention pass logged: the executions it deleted,
+// how long it took (seconds) and when it ended.
+func retentionLog(b *testing.B, log string) (executions, took float64, end time.Time) {
+	m := retentionLine.FindStringSubmatch(log)
+	if m == nil {
+		return 0, 0, time.Time{}
+	}
+	executions, _ = strconv.ParseFloat(m[2], 64)
+	d, err := time.ParseDuration(m[3])
+	if err != nil {
+		b.Fatalf("retention log line %q: %v", m[0], err)
+	}
+	end, _ = time.Parse(time.RFC3339Nano, m[1])
+	return executions, d.Seconds(), end
+}
+
+func waitFor(b *testing.B, timeout time.Duration, cond func() bool) {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("condition not met in %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// dirSize is the size of the files under dir.
+func dirSize(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += info.Size()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
