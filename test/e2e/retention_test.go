@@ -168,7 +168,11 @@ func TestRetention(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	m := regexp.MustCompile(`obelisk_retention_deleted_total\{what="trees"\} (\S+)`).FindSubmatch(body)
-	if n, _ := strconv.ParseFloat(string(m[1]), 64); m == nil || n < 3 {
-		t.Fatalf("obelisk_retention_deleted_total{what=\"trees\"}: %q, want at least 3", m)
+	// The fiboa tree and the one deleted on request (the last fibo may not be yet).
+	if m == nil {
+		t.Fatal("no obelisk_retention_deleted_total{what=\"trees\"} in /metrics")
+	}
+	if n, _ := strconv.ParseFloat(string(m[1]), 64); n < 2 {
+		t.Fatalf("obelisk_retention_deleted_total{what=\"trees\"} = %v, want at least 2", n)
 	}
 }
