@@ -25,6 +25,7 @@ import (
 //	f\0<component>\0<finished:8>\0<id>  finished top-level executions (retention.go)
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
+//	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
 // extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q are <tag>\0<root>,

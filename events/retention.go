@@ -105,6 +105,56 @@ func (s *PebbleStore) initDeleting() error {
 	return nil
 }
 
+// finishedIndexedKey marks a store whose f index holds every finished top-level
+// execution: one written before the index existed gets it built once, at Open.
+var finishedIndexedKey = key(tagMeta, []byte("finished-indexed"))
+
+// initFinished builds the f index of a store written before it existed. An empty store
+// is left as it is (the next Open looks again, at no cost).
+func (s *PebbleStore) initFinished() error {
+	_, closer, err := s.db.Get(finishedIndexedKey)
+	if err == nil {
+		return closer.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("index finished executions: %w", err)
+	}
+	prefix := []byte{tagState, 0}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("index finished executions: %w", err)
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer b.Close()
+	found := false
+	for it.First(); it.Valid(); it.Next() {
+		found = true
+		id := string(it.Key()[len(prefix):])
+		if !IsTopLevel(id) {
+			continue
+		}
+		st := &pb.ExecutionState{}
+		if err := proto.Unmarshal(it.Value(), st); err != nil {
+			return fmt.Errorf("index finished executions: decode state %q: %w", id, err)
+		}
+		if st.Status == pb.Status_STATUS_FINISHED {
+			_ = b.Set(finishedKey(st.ComponentId, st.FinishedAt, id), nil, nil)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("index finished executions: %w", err)
+	}
+	if !found {
+		return nil
+	}
+	_ = b.Set(finishedIndexedKey, nil, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return s.fail(fmt.Errorf("index finished executions: %w", err))
+	}
+	return nil
+}
+
 // span is a key range [start, end).
 type span struct{ start, end []byte }
 

@@ -313,3 +313,41 @@ func TestEventsFromSkipsDeleted(t *testing.T) {
 		t.Fatalf("after deletions: %+v", got[n-1])
 	}
 }
+
+// A store written before the f index existed gets it built at Open, so that its old
+// finished trees are deleted too.
+func TestFinishedIndexBuiltAtOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := gOpen(t, dir)
+	root, _ := rTree(t, s, 100, true)
+	st, err := s.State(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an older version left it: no f key, no marker.
+	if err := s.db.Delete(finishedKey(st.ComponentId, st.FinishedAt, root), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Delete(finishedIndexedKey, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	list := func(s *PebbleStore) []string {
+		var out []string
+		if err := s.FinishedTrees(ctx, func(string) time.Time { return time.Unix(0, 1000) }, func(ft FinishedTree) (bool, error) {
+			out = append(out, ft.Root)
+			return true, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := list(s); len(got) != 0 {
+		t.Fatalf("listed without its f key: %v", got)
+	}
+	s.Close()
+	s = gOpen(t, dir)
+	if got := list(s); len(got) != 1 || got[0] != root {
+		t.Fatalf("after reopening: %v, want %s", got, root)
+	}
+}

@@ -126,6 +126,10 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.initFinished(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go s.writer()
 	return s, nil
 }
