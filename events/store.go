@@ -39,9 +39,16 @@ type Options struct {
 // read back right after writing them had been flushed from the memtable and evicted from
 // the cache, and reading them again (block reads, decompression) was ~13% of the
 // engine's CPU. With a bigger memtable most such reads are served from memory.
+//
+// Both are resident memory, outside Go's heap (with cgo Pebble mallocs them): a memtable
+// fills as commits arrive and is freed after its flush, but a second one fills meanwhile,
+// and the cache, once full, stays full. 128 MiB and 64 MiB made them a third of the
+// server's peak on a small machine; at 32 MiB and 16 MiB the reads they serve still
+// come from memory (the runs read what was written moments before) and no loss of
+// throughput was measured (docs/benchmarks.md). [store] in obelisk.toml sets them.
 const (
-	DefaultCacheSize    = 128 << 20
-	DefaultMemTableSize = 64 << 20
+	DefaultCacheSize    = 32 << 20
+	DefaultMemTableSize = 16 << 20
 )
 
 // PebbleStore is the event store of one node, on an embedded Pebble database.
