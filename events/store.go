@@ -42,13 +42,14 @@ type Options struct {
 //
 // Both are resident memory, outside Go's heap (with cgo Pebble mallocs them): a memtable
 // fills as commits arrive and is freed after its flush, but a second one fills meanwhile,
-// and the cache, once full, stays full. 128 MiB and 64 MiB made them a third of the
-// server's peak on a small machine; at 32 MiB and 16 MiB the reads they serve still
-// come from memory (the runs read what was written moments before) and no loss of
-// throughput was measured (docs/benchmarks.md). [store] in obelisk.toml sets them.
+// and the cache, once full, stays full. 128 MiB and 64 MiB were a third of the
+// server's peak on a small machine. The runs read back what was written moments
+// before, which a memtable serves: at 32 MiB no loss of throughput was measured, while
+// 16 MiB memtables (flushed twice as often) looked slower (docs/benchmarks.md,
+// "Memory"). [store] in obelisk.toml sets them.
 const (
 	DefaultCacheSize    = 32 << 20
-	DefaultMemTableSize = 16 << 20
+	DefaultMemTableSize = 32 << 20
 )
 
 // PebbleStore is the event store of one node, on an embedded Pebble database.
