@@ -136,6 +136,8 @@ exec.queue = %q
 	if out, _, _ := s.CLI("execution", "get", later); !strings.Contains(out, later+" pending_at\nqueue: later\n") {
 		t.Errorf("get: %q", out)
 	}
+	out, _, _ = s.CLI("execution", "get", "--json", later)
+	harness.JSONEq(t, out, fmt.Sprintf(`{"execution_id":%q,"status":"pending_at","queue":"later"}`, later))
 
 	// Restarted with fibo served from "narrow" and alloc from "later": both run.
 	s.Stop()

@@ -117,7 +117,8 @@ type statusDoc struct {
 	CancelRequested bool            `json:"cancel_requested,omitempty"`
 	LastFailure     string          `json:"last_failure,omitempty"` // why the last attempt failed or timed out
 	Result          json.RawMessage `json:"result,omitempty"`
-	Queue           string          `json:"queue,omitempty"`
+	// Queue is the queue a pending execution waits in (one no executor serves, maybe).
+	Queue string `json:"queue,omitempty"`
 }
 
 // statusText is a status as people read it: "pending_at (paused)".
@@ -154,7 +155,10 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		return usage(fmt.Errorf("no status received for %s", id))
 	}
 	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested,
-		LastFailure: last.LastFailure, Queue: last.Queue}
+		LastFailure: last.LastFailure}
+	if doc.Status == "pending_at" {
+		doc.Queue = last.Queue
+	}
 	if last.ResultJson != "" {
 		doc.Result = json.RawMessage(last.ResultJson)
 	}
@@ -165,8 +169,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		}
 	} else {
 		fmt.Fprintf(out, "%s %s\n", doc.ExecutionID, statusText(last))
-		if doc.Status == "pending_at" {
-			// Where it waits: an execution of a queue no executor serves waits there.
+		if doc.Queue != "" {
 			fmt.Fprintf(out, "queue: %s\n", doc.Queue)
 		}
 		if doc.LastFailure != "" {
