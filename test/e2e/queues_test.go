@@ -20,11 +20,12 @@ import (
 // from timing. An execution submitted to a queue nothing serves, and one of a function
 // its queue does not serve, stay pending (`execution list` shows them with their
 // queues) without holding up the queue; after a restart with a configuration that
-// serves them, they finish.
+// serves them, they finish; so does a workflow's child submitted into a queue.
 func TestQueues(t *testing.T) {
 	alloc := harness.BuildComponent(t, "test/e2e/testdata/alloc-activity")
 	options := func(fiboQueue, allocQueue string) harness.Options {
 		return harness.Options{
+			ExtraWorkflows: map[string]string{"queue_workflow": "test/e2e/testdata/queue-workflow"},
 			ExtraTOML: map[string]string{
 				"sleep": "exec.lock_expiry = \"60s\"\nexec.queue = \"wide\"\n",
 				"fibo":  fmt.Sprintf("exec.queue = %q\n", fiboQueue),
@@ -63,6 +64,9 @@ exec.queue = %q
 	// First in "narrow", which serves only alloc: it must not hold up the allocs.
 	stray := submitCLI("--queue", "narrow", "testing:fibo/fibo.fibo", "[10]")
 	later := submitCLI("--queue", "later", allocFn, "[0, 10]")
+	// A workflow's child submitted into "narrow" (obelisk.JoinSet.InQueue) waits there too.
+	parent := s.Submit("testing:queue-workflow/workflow.fibo-in", `["narrow", 10]`)
+	child := parent + ".g:1_1"
 
 	var wide, narrow []string
 	for range 8 {
@@ -95,6 +99,15 @@ exec.queue = %q
 	}
 	if n := maxLocked(t, s, narrow); n != 1 {
 		t.Errorf("queue narrow (max_concurrency 1): at most %d executions locked at once, want 1", n)
+	}
+
+	// The workflow submitted its child early on, but a loaded machine may be slow.
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := s.State(child); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the workflow's child %s was not created: %v", child, err)
+		}
 	}
 
 	// The strays are still pending, each in its queue, as `list` shows.
@@ -130,7 +143,7 @@ exec.queue = %q
 	for _, e := range doc.Executions {
 		queues[e.ExecutionID] = e.Queue
 	}
-	if queues[stray] != "narrow" || queues[later] != "later" || len(queues) != 2 {
+	if queues[stray] != "narrow" || queues[later] != "later" || queues[child] != "narrow" || len(queues) != 3 {
 		t.Errorf("list --json --status pending_at: %v", queues)
 	}
 	if out, _, _ := s.CLI("execution", "get", later); !strings.Contains(out, later+" pending_at\nqueue: later\n") {
@@ -139,12 +152,17 @@ exec.queue = %q
 	out, _, _ = s.CLI("execution", "get", "--json", later)
 	harness.JSONEq(t, out, fmt.Sprintf(`{"execution_id":%q,"status":"pending_at","queue":"later"}`, later))
 
-	// Restarted with fibo served from "narrow" and alloc from "later": both run.
+	if st, err := s.State(child); err != nil || st.Status != "pending_at" || st.Queue != "narrow" {
+		t.Errorf("the workflow's child: %v (%v), want pending in queue narrow", st, err)
+	}
+
+	// Restarted with fibo served from "narrow" and alloc from "later": all three run.
 	s.Stop()
 	s.Reconfigure(options("narrow", "later"))
 	s.Start()
 	harness.JSONEq(t, s.Result(stray, 3*time.Minute), `{"ok":55}`)
 	harness.JSONEq(t, s.Result(later, 3*time.Minute), `{"ok":0}`)
+	harness.JSONEq(t, s.Result(parent, 3*time.Minute), `{"ok":55}`)
 }
 
 // maxLocked returns how many of the executions ids held a lock at once at most, from
