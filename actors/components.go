@@ -64,7 +64,12 @@ type ComponentConfig struct {
 	// AllowedHosts and DeniedHosts are the destinations an activity or a webhook
 	// endpoint may and may not reach over HTTP (entries, see wasmhost.HTTPPolicy).
 	AllowedHosts, DeniedHosts []string
-	// MaxConcurrency bounds the runs of this component executing at once.
+	// Queue is the queue the component's executor serves, and where its executions are
+	// submitted unless the submitter names another; "" means the component's name.
+	// Components may share a queue: its executor then runs them all, within one bound.
+	Queue string
+	// MaxConcurrency bounds the runs executing at once in the component's queue; the
+	// components sharing a queue must give the same value (see checkQueues).
 	MaxConcurrency int
 	// BlockingStrategy applies to workflows.
 	BlockingStrategy BlockingStrategy
@@ -72,6 +77,14 @@ type ComponentConfig struct {
 	// KiB); 0 means DefaultMemoryLimit. An activity attempt reserves it from the
 	// engine's MemoryBudget while it runs (see memory.go).
 	MemoryLimit uint64
+}
+
+// QueueName returns the component's queue: Queue, or its name.
+func (c *ComponentConfig) QueueName() string {
+	if c.Queue != "" {
+		return c.Queue
+	}
+	return c.Name
 }
 
 // retryConfig is the retry policy captured in the component's Locked events, so that a

@@ -20,6 +20,7 @@ import (
 	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/metrics"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -76,7 +77,8 @@ type Engine struct {
 	system   *actor.ActorSystem
 	executor string // this process's executor ID: runs of earlier processes are dead
 
-	executors map[string]*executor // by queue
+	executors map[string]*executor // by component name
+	queues    map[string]*queue    // by queue name: the queues served here
 	timers    *timerService
 	delays    *delayTimer
 	resident  *resident
@@ -125,10 +127,13 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := checkMemory(cfg.MemoryBudget, cfg.Components); err != nil {
 		return nil, err
 	}
+	if err := checkQueues(cfg.Components); err != nil {
+		return nil, err
+	}
 	if cfg.MaxParamsBytes <= 0 {
 		cfg.MaxParamsBytes = DefaultMaxParamsBytes
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{})}
+	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{})}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -167,7 +172,13 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.delays = newDelayTimer(e)
 	for _, c := range reg.components {
 		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
-			e.executors[c.Config.Name] = newExecutor(e, c)
+			name := c.Config.QueueName()
+			q := e.queues[name]
+			if q == nil {
+				q = newQueue(e, name, c.Config.MaxConcurrency) // the same for all its components: checkQueues
+				e.queues[name] = q
+			}
+			e.executors[c.Config.Name] = q.serve(c)
 		}
 	}
 	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{
@@ -190,8 +201,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}))
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.runCtx, e.cancel = runCtx, cancel
-	for _, x := range e.executors {
-		x.ctx = runCtx // before anything can dispatch eagerly to it
+	for _, q := range e.queues {
+		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}
 	if err := e.recover(ctx); err != nil {
 		e.Close(ctx)
@@ -314,8 +325,8 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 	for _, st := range states {
 		switch st.Status {
 		case pb.Status_STATUS_PENDING_AT:
-			if x, ok := e.executors[st.Queue]; ok && events.Runnable(st) {
-				x.notify(st.PendingAt)
+			if q, ok := e.queues[st.Queue]; ok && events.Runnable(st) {
+				q.notify(st.PendingAt)
 			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)
@@ -350,20 +361,43 @@ type InvalidArgumentError struct{ Err error }
 func (e *InvalidArgumentError) Error() string { return e.Err.Error() }
 func (e *InvalidArgumentError) Unwrap() error { return e.Err }
 
-// ExistsError: the execution ID is taken by a submission with other parameters.
+// ExistsError: the execution ID is taken by a submission with another function, other
+// parameters or another queue.
 type ExistsError struct{ ExecutionID string }
 
 func (e *ExistsError) Error() string {
-	return fmt.Sprintf("execution %s already exists with other parameters", e.ExecutionID)
+	return fmt.Sprintf("execution %s already exists with another function, other parameters or another queue", e.ExecutionID)
+}
+
+// SubmitOption changes how Engine.Submit creates an execution.
+type SubmitOption func(*submitOptions)
+
+type submitOptions struct {
+	queue string
+}
+
+// InQueue submits the execution to the named queue rather than its component's
+// (ComponentConfig.Queue); "" keeps the component's. It runs once an executor that serves
+// its component serves that queue: until then it stays pending there.
+func InQueue(queue string) SubmitOption {
+	return func(o *submitOptions) { o.queue = queue }
 }
 
 // Submit creates a top-level execution of ffqn. An empty id is generated. Submitting the
-// same id with the same function and parameters again is not an error (existed=true).
+// same id with the same function, parameters and queue again is not an error
+// (existed=true).
 //
 // The ID is returned in its canonical form (events.CanonicalTopLevelID): the ULID in upper
 // case, however it was given.
-func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMessage) (_ string, existed bool, _ error) {
+func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMessage, opts ...SubmitOption) (_ string, existed bool, _ error) {
+	var o submitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := e.checkParamsSize(params); err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
+	if err := checkQueueName(o.queue); err != nil {
 		return "", false, &InvalidArgumentError{err}
 	}
 	now := time.Now()
@@ -393,6 +427,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
 	}
 	created := e.createdEvent(now, fn, compact.Bytes(), "", "")
+	if o.queue != "" {
+		created.GetCreated().Queue = o.queue
+	}
 	var eager []*eagerRun
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st != nil {
@@ -401,7 +438,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 				return nil, err
 			}
 			c := evs[0].GetCreated()
-			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) {
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) && c.Queue == created.GetCreated().Queue {
 				existed = true
 				return nil, nil
 			}
@@ -431,8 +468,43 @@ func (e *Engine) createdEvent(now time.Time, fn Function, params []byte, parent,
 	c := fn.Component
 	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Created{Created: &pb.Created{
 		Ffqn: fn.Fn.FFQN(), Params: params, ParentId: parent, ParentJoinSetId: joinSet,
-		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.Name,
+		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.QueueName(),
 	}}}
+}
+
+// checkQueueName refuses a queue name given by a submitter ("" is the default queue).
+func checkQueueName(queue string) error {
+	if queue != "" && !abi.ValidQueueName(queue) {
+		return fmt.Errorf("queue %s: want %s", clip.Quote(queue), abi.QueueNameRule)
+	}
+	return nil
+}
+
+// checkQueues refuses queues that cannot work: a name that is not valid, and components
+// sharing a queue with different MaxConcurrency (one executor serves a queue, within
+// one bound).
+func checkQueues(cfgs []ComponentConfig) error {
+	first := map[string]*ComponentConfig{}
+	for i := range cfgs {
+		c := &cfgs[i]
+		if c.Type != ActivityWasm && c.Type != Workflow {
+			continue // never run by an executor
+		}
+		name := c.QueueName()
+		if !abi.ValidQueueName(name) {
+			return fmt.Errorf("component %q: queue %s: want %s", c.Name, clip.Quote(name), abi.QueueNameRule)
+		}
+		f := first[name]
+		if f == nil {
+			first[name] = c
+			continue
+		}
+		if n, m := max(f.MaxConcurrency, 0), max(c.MaxConcurrency, 0); n != m {
+			return fmt.Errorf("components %q and %q share queue %q with different max concurrency (%d and %d): a queue runs its components within one bound",
+				f.Name, c.Name, name, n, m)
+		}
+	}
+	return nil
 }
 
 // Metrics returns where the engine reports, nil if nowhere.

@@ -17,14 +17,14 @@ import (
 // in-process and best-effort, the indexes are the truth.
 const safetyTick = time.Second
 
-// executor locks the pending executions of one component and runs them, at most
-// MaxConcurrency at a time. Its passes run as the supervised service
-// "executor:<component>" (supervisor.go); its runs are goroutines of their own, which a
-// restart of the service leaves running: the slots and in-flight marks they hold live
-// here, not in the actor.
-type executor struct {
+// queue is the executor of one queue: it locks the due executions of the queue and
+// runs each with the executor of its component, at most MaxConcurrency at a time
+// whatever their components. Its passes run as the supervised service "executor:<queue>"
+// (supervisor.go); its runs are goroutines of their own, which a restart of the service
+// leaves running: the slots and in-flight marks they hold live here, not in the actor.
+type queue struct {
 	e     *Engine
-	comp  *Component
+	id    string          // the queue's name
 	name  string          // of its service
 	ctx   context.Context // the runs' (set before the service starts; cancelled at Close)
 	slots chan struct{}
@@ -32,104 +32,147 @@ type executor struct {
 	// nextDue is the earliest known due time (Unix ns) of a pending execution not yet
 	// due; 0 = none known.
 	nextDue  atomic.Int64
-	inflight sync.Map // execution ID -> struct{}: being locked or run by this executor
+	inflight sync.Map // execution ID -> struct{}: being locked or run by this queue
 	// backlog: the last tick left due executions waiting for a slot (or found none
 	// free). Eager dispatch then stays off, so that new children queue behind them
 	// instead of taking the slots they wait for.
 	backlog atomic.Bool
+	// byFFQN: the executors of the components it serves, by their functions (fixed
+	// before the service starts).
+	byFFQN    map[string]*executor
+	workflows bool // it serves a workflow component (see makeRoom)
+	// unserved: functions found pending here that no component of the queue exports,
+	// each logged once.
+	unserved sync.Map
 }
 
-func newExecutor(e *Engine, c *Component) *executor {
-	n := c.Config.MaxConcurrency
-	if n <= 0 {
-		n = 100
+// executor runs the executions of one component, in the slots of its queue.
+type executor struct {
+	*queue
+	comp *Component
+}
+
+func newQueue(e *Engine, id string, maxConcurrency int) *queue {
+	if maxConcurrency <= 0 {
+		maxConcurrency = 100
 	}
-	return &executor{e: e, comp: c, name: "executor:" + c.Config.Name, slots: make(chan struct{}, n)}
+	return &queue{e: e, id: id, name: "executor:" + id, slots: make(chan struct{}, maxConcurrency), byFFQN: map[string]*executor{}}
 }
 
-// notify tells the executor that an execution became pending at due.
-func (x *executor) notify(due int64) {
+// serve makes the queue run the executions of c's functions, and returns c's executor.
+func (q *queue) serve(c *Component) *executor {
+	x := &executor{queue: q, comp: c}
+	for ffqn := range c.exports {
+		q.byFFQN[ffqn] = x
+	}
+	q.workflows = q.workflows || c.Config.Type == Workflow
+	return x
+}
+
+// newExecutor returns the executor of c on a queue of its own (c's configured queue,
+// not shared).
+func newExecutor(e *Engine, c *Component) *executor {
+	return newQueue(e, c.Config.QueueName(), c.Config.MaxConcurrency).serve(c)
+}
+
+// serves reports whether the queue runs ffqn; an execution of a function it does not
+// serve waits, pending, for an executor that does (after a restart with another
+// configuration, or on another node), and does not hold up the rest of the queue.
+func (q *queue) serves(ffqn string) bool {
+	if _, ok := q.byFFQN[ffqn]; ok {
+		return true
+	}
+	if _, logged := q.unserved.LoadOrStore(ffqn, struct{}{}); !logged {
+		q.e.log.Warn("executor: executions of a function this queue does not serve are pending in it; they wait for an executor that serves it",
+			"queue", q.id, "ffqn", ffqn)
+	}
+	return false
+}
+
+// notify tells the queue that an execution became pending at due.
+func (q *queue) notify(due int64) {
 	if due > time.Now().UnixNano() {
 		for {
-			cur := x.nextDue.Load()
+			cur := q.nextDue.Load()
 			if cur != 0 && cur <= due {
 				return // already waiting for an earlier time
 			}
-			if x.nextDue.CompareAndSwap(cur, due) {
+			if q.nextDue.CompareAndSwap(cur, due) {
 				break
 			}
 		}
 	}
-	x.wake.poke()
+	q.wake.poke()
 }
 
 // pass starts what is due and returns when the next pass is due.
-func (x *executor) pass(ctx context.Context) time.Time {
-	next := x.tick(ctx)
-	if nd := x.nextDue.Load(); nd != 0 && (next.IsZero() || nd < next.UnixNano()) {
+func (q *queue) pass(ctx context.Context) time.Time {
+	next := q.tick(ctx)
+	if nd := q.nextDue.Load(); nd != 0 && (next.IsZero() || nd < next.UnixNano()) {
 		next = time.Unix(0, nd)
 	}
 	return next
 }
 
-// drain waits for the runs to stop; their context (x.ctx) is cancelled by then, so they
+// drain waits for the runs to stop; their context (q.ctx) is cancelled by then, so they
 // stop promptly.
-func (x *executor) drain() {
-	for range cap(x.slots) {
-		x.slots <- struct{}{}
+func (q *queue) drain() {
+	for range cap(q.slots) {
+		q.slots <- struct{}{}
 	}
 }
 
 // tick locks and starts as many due executions as there are free slots. It returns the
 // due time of the next pending execution that is not due yet.
-func (x *executor) tick(ctx context.Context) time.Time {
-	x.nextDue.Store(0)
-	free := cap(x.slots) - len(x.slots)
+func (q *queue) tick(ctx context.Context) time.Time {
+	q.nextDue.Store(0)
+	free := cap(q.slots) - len(q.slots)
 	now := time.Now()
 	if free <= 0 {
-		x.backlog.Store(true)
-		if x.comp.Config.Type == Workflow {
-			x.makeRoom(ctx, now)
+		q.backlog.Store(true)
+		if q.workflows {
+			q.makeRoom(ctx, now)
 		}
 		return time.Time{}
 	}
-	ids, next, err := x.e.store.DuePending(ctx, x.comp.Config.Name, now, free+len(x.slots))
+	due, next, err := q.e.store.DuePending(ctx, q.id, now, free+len(q.slots), q.serves)
 	if err != nil {
-		x.e.log.Error("executor: scan pending", "component", x.comp.Config.Name, "err", err)
+		q.e.log.Error("executor: scan pending", "queue", q.id, "err", err)
 		return now.Add(safetyTick)
 	}
-	for _, id := range ids {
-		if _, busy := x.inflight.LoadOrStore(id, struct{}{}); busy {
+	for _, p := range due {
+		if _, busy := q.inflight.LoadOrStore(p.ID, struct{}{}); busy {
 			continue
 		}
 		select {
-		case x.slots <- struct{}{}:
+		case q.slots <- struct{}{}:
 		default:
-			x.inflight.Delete(id)
-			x.backlog.Store(true)
+			q.inflight.Delete(p.ID)
+			q.backlog.Store(true)
 			return next
 		}
-		x.start(id, func() { x.lockAndRun(ctx, id) })
-		x.e.hook(x.name, "started")
+		x, id := q.byFFQN[p.FFQN], p.ID
+		q.start(id, func() { x.lockAndRun(ctx, id) })
+		q.e.hook(q.name, "started")
 	}
-	x.backlog.Store(false)
+	q.backlog.Store(false)
 	return next
 }
 
 // start runs run, which holds a slot and id's inflight mark, on a goroutine of its own
 // and gives both back when it returns.
-func (x *executor) start(id string, run func()) {
+func (q *queue) start(id string, run func()) {
 	go func() {
 		defer func() {
-			<-x.slots
-			x.inflight.Delete(id)
-			x.notify(0) // a slot is free: due executions may be waiting for one
+			<-q.slots
+			q.inflight.Delete(id)
+			q.notify(0) // a slot is free: due executions may be waiting for one
 		}()
 		defer func() {
 			// A bug in one run must not take the node down: its lock expires and
 			// the timer service hands the execution to a new run.
 			if r := recover(); r != nil {
-				x.e.log.Error("executor: run crashed", "execution", id, "panic", r, "stack", string(debug.Stack()))
+				q.e.log.Error("executor: run crashed", "execution", id, "panic", r, "stack", string(debug.Stack()))
 			}
 		}()
 		run()
@@ -140,21 +183,21 @@ func (x *executor) start(id string, run func()) {
 // to make room; most children answer well within it, and an eviction costs a replay.
 const minParkedBeforeEviction = 100 * time.Millisecond
 
-// makeRoom: every slot of this workflow executor is held. Slots of parked instances are
-// held too (an instance in memory is what the bound is about), so parents waiting for
-// child workflows of their own component could hold every slot while the children wait
-// for one. When a child is due, the longest-parked instance gives its slot up, to be
-// replayed later. New top-level executions just wait: evicting for them would only trade
-// one instance in memory for another, at the price of a replay.
-func (x *executor) makeRoom(ctx context.Context, now time.Time) {
-	ids, _, err := x.e.store.DuePending(ctx, x.comp.Config.Name, now, 4*cap(x.slots))
+// makeRoom: every slot of this queue, which serves workflows, is held. Slots of parked
+// instances are held too (an instance in memory is what the bound is about), so parents
+// waiting for children in their own queue could hold every slot while the children wait
+// for one. When a child is due, the longest-parked instance of the queue gives its slot
+// up, to be replayed later. New top-level executions just wait: evicting for them would
+// only trade one instance in memory for another, at the price of a replay.
+func (q *queue) makeRoom(ctx context.Context, now time.Time) {
+	due, _, err := q.e.store.DuePending(ctx, q.id, now, 4*cap(q.slots), q.serves)
 	if err != nil {
 		return
 	}
-	for _, id := range ids {
-		if _, busy := x.inflight.Load(id); !busy && !events.IsTopLevel(id) {
-			if !x.e.resident.evictIdle(x.comp.Config.Name, minParkedBeforeEviction) {
-				x.notify(now.Add(minParkedBeforeEviction).UnixNano()) // look again later
+	for _, p := range due {
+		if _, busy := q.inflight.Load(p.ID); !busy && !events.IsTopLevel(p.ID) {
+			if !q.e.resident.evictIdle(q.id, minParkedBeforeEviction) {
+				q.notify(now.Add(minParkedBeforeEviction).UnixNano()) // look again later
 			}
 			return
 		}
@@ -237,7 +280,7 @@ func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
 //
 // An execution submitted (through the API, or by a workflow as its child) would be
 // created pending, then locked by its executor in a second synced commit, then run. When
-// the executor of its component in this process has a free slot, the commit that creates
+// the executor of its queue in this process serves its component and has a free slot, the commit that creates
 // it locks it too, and the run starts as soon as that commit is durable: one synced
 // commit less per execution (a sequential workflow→activity round trip had three). A
 // crash after the commit leaves the execution locked by a dead run, as a crash during
@@ -257,7 +300,8 @@ type eagerRun struct {
 }
 
 // eagerLock appends, to a Tx being built, a Locked event to every append that creates an
-// activity or workflow due now whose executor in this process has a free slot, and
+// activity or workflow due now whose queue's executor in this process serves its
+// component and has a free slot, and
 // returns the runs to start (start) once the Tx is committed, or to give up (release) if
 // it is not.
 func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
@@ -271,8 +315,12 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 		if c == nil || c.ScheduledAt > now.UnixNano() {
 			continue
 		}
-		x := e.executors[c.Queue]
-		if x == nil || x.ctx == nil || x.comp.ID != c.ComponentId || x.backlog.Load() {
+		q := e.queues[c.Queue]
+		if q == nil || q.ctx == nil || q.backlog.Load() {
+			continue
+		}
+		x := q.byFFQN[c.Ffqn]
+		if x == nil || x.comp.ID != c.ComponentId {
 			continue
 		}
 		if t := x.comp.Config.Type; t != ActivityWasm && t != Workflow {

@@ -9,8 +9,8 @@ import (
 // resident bounds the workflow instances kept in memory while they wait for a response
 // ("await" strategy). When it is full the least recently parked waiter is evicted: its
 // instance is dropped and the workflow will be replayed when its response arrives.
-// Executors also evict a long-parked waiter of their own component when every one of
-// their slots is held and other executions are due (see executor.tick).
+// Executors also evict a long-parked waiter of their own queue when every one of its
+// slots is held and children are due in it (see queue.makeRoom).
 type resident struct {
 	mu   sync.Mutex
 	max  int

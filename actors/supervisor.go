@@ -33,8 +33,8 @@ func (e *Engine) supervised() []*service {
 		{name: "delays", wake: &e.delays.wake, pass: e.delays.pass, policy: defaultRestarts()},
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 	}
-	for _, x := range e.executors {
-		services = append(services, &service{name: x.name, wake: &x.wake, pass: x.pass, stopped: x.drain, policy: defaultRestarts()})
+	for _, q := range e.queues {
+		services = append(services, &service{name: q.name, wake: &q.wake, pass: q.pass, stopped: q.drain, policy: defaultRestarts()})
 	}
 	return services
 }

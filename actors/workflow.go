@@ -578,7 +578,7 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.R
 		if w == nil {
 			// The run keeps its executor slot while parked: the slots bound the
 			// instances in memory (the executor evicts when it needs one back).
-			if w = r.e.resident.park(r.id, r.c.Config.Name); w == nil {
+			if w = r.e.resident.park(r.id, r.c.Config.QueueName()); w == nil {
 				return nil, errInterrupted
 			}
 			continue // a response may have arrived before the waiter was parked

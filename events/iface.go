@@ -22,8 +22,9 @@ type Store interface {
 	Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error)
 	// Responses returns an execution's response log from cursor from.
 	Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error)
-	// DuePending returns executions of a queue due at now, and the next due time.
-	DuePending(ctx context.Context, queue string, now time.Time, limit int) ([]string, time.Time, error)
+	// DuePending returns executions of a queue due at now, of the functions serves
+	// accepts (nil: all), and the next due time.
+	DuePending(ctx context.Context, queue string, now time.Time, limit int, serves func(ffqn string) bool) ([]Pending, time.Time, error)
 	// ExpiredLocks returns locked executions whose lock expired at now, and the next expiry.
 	ExpiredLocks(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
 	// ExpiredDelays returns delays that expired at now and were not answered, and the

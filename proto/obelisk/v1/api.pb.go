@@ -371,10 +371,14 @@ func (x *StubResponse) GetOutcome() string {
 }
 
 type SubmitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ffqn          string                 `protobuf:"bytes,1,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
-	ParamsJson    string                 `protobuf:"bytes,2,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`    // positional JSON array
-	ExecutionId   string                 `protobuf:"bytes,3,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // optional; generated when empty (must be E_<ULID>)
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Ffqn        string                 `protobuf:"bytes,1,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	ParamsJson  string                 `protobuf:"bytes,2,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`    // positional JSON array
+	ExecutionId string                 `protobuf:"bytes,3,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // optional; generated when empty (must be E_<ULID>)
+	// optional: the execution queue (1 to 255 ASCII letters, digits, '_', '-', '.', ':' or
+	// '/'); empty means the queue of the function's component (its exec.queue, by default
+	// its name). It runs once an executor serving that queue and its component runs.
+	Queue         string `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +430,13 @@ func (x *SubmitRequest) GetParamsJson() string {
 func (x *SubmitRequest) GetExecutionId() string {
 	if x != nil {
 		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *SubmitRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
 	}
 	return ""
 }
@@ -597,6 +608,7 @@ type ExecutionSummary struct {
 	Paused          bool                   `protobuf:"varint,14,opt,name=paused,proto3" json:"paused,omitempty"`                                          // not run until unpaused (status shows where it stands)
 	CancelRequested bool                   `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"` // being cancelled: finishes as cancelled with its subtree
 	LastFailure     string                 `protobuf:"bytes,16,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`              // the last temporary failure or timeout, e.g. "attempt 3 timed out: lock expired after 1s"
+	Queue           string                 `protobuf:"bytes,17,opt,name=queue,proto3" json:"queue,omitempty"`                                             // the execution queue it was submitted to
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -739,6 +751,13 @@ func (x *ExecutionSummary) GetCancelRequested() bool {
 func (x *ExecutionSummary) GetLastFailure() string {
 	if x != nil {
 		return x.LastFailure
+	}
+	return ""
+}
+
+func (x *ExecutionSummary) GetQueue() string {
+	if x != nil {
+		return x.Queue
 	}
 	return ""
 }
@@ -1932,12 +1951,13 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vresult_json\x18\x02 \x01(\tR\n" +
 	"resultJson\"(\n" +
 	"\fStubResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"g\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"}\n" +
 	"\rSubmitRequest\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\tR\n" +
 	"paramsJson\x12!\n" +
-	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\"\\\n" +
+	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\x12\x14\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\"\\\n" +
 	"\x0eSubmitResponse\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12'\n" +
 	"\x0falready_existed\x18\x02 \x01(\bR\x0ealreadyExisted\"M\n" +
@@ -1945,7 +1965,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"K\n" +
 	"\x11GetStatusResponse\x126\n" +
-	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\x96\x04\n" +
+	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xac\x04\n" +
 	"\x10ExecutionSummary\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -1966,7 +1986,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vjoin_set_id\x18\r \x01(\tR\tjoinSetId\x12\x16\n" +
 	"\x06paused\x18\x0e \x01(\bR\x06paused\x12)\n" +
 	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\x12!\n" +
-	"\flast_failure\x18\x10 \x01(\tR\vlastFailure\"\xa4\x01\n" +
+	"\flast_failure\x18\x10 \x01(\tR\vlastFailure\x12\x14\n" +
+	"\x05queue\x18\x11 \x01(\tR\x05queue\"\xa4\x01\n" +
 	"\x15ListExecutionsRequest\x12\x1f\n" +
 	"\vffqn_prefix\x18\x01 \x01(\tR\n" +
 	"ffqnPrefix\x12\x16\n" +

@@ -89,6 +89,8 @@ type File struct {
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
+	// Queues set the limits of execution queues shared by components (queues.go).
+	Queues []Queue `mapstructure:"queue"`
 	// Webhook endpoints and their HTTP servers (webhook.go).
 	HTTPServers      []HTTPServer      `mapstructure:"http_server"`
 	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
@@ -103,6 +105,8 @@ type Location struct {
 type Exec struct {
 	LockExpiry     *time.Duration `mapstructure:"lock_expiry"`
 	MaxConcurrency *int           `mapstructure:"max_concurrency"`
+	// Queue is the execution queue the component is served from ("" = its name).
+	Queue string `mapstructure:"queue"`
 }
 
 // Activity is one [[activity_wasm]].
@@ -306,6 +310,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
+	// Before the stubs: the first components are the activities, then the workflows.
+	if err := resolveQueues(f, s.Engine.Components, path); err != nil {
+		return nil, err
+	}
 	for i, st := range f.Stubs {
 		c := actors.ComponentConfig{Name: st.Name, Type: actors.ActivityStub, Path: rel(st.Location.Path), WIT: st.WIT}
 		if err := checkName(c.Name); err != nil {
@@ -355,6 +363,7 @@ func common(c *actors.ComponentConfig, e Exec) error {
 	if err := atLeast("retry_exp_backoff", c.RetryExpBackoff, MinRetryExpBackoff); err != nil {
 		return err
 	}
+	c.Queue = e.Queue
 	if e.MaxConcurrency != nil {
 		// 0 is refused rather than read as "the default": a component that may run
 		// nothing at once is never what was meant.

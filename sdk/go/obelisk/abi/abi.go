@@ -163,6 +163,9 @@ type SubmitRequest struct {
 	FFQN    string `json:"ffqn"`
 	// Params is the positional JSON array of parameters; absent means [].
 	Params json.RawMessage `json:"params"`
+	// Queue is the execution queue of the child (see [ValidQueueName]); absent
+	// means the queue its component is configured with.
+	Queue string `json:"queue,omitempty"`
 }
 
 // ScheduleRequest is the request of [OpSchedule] without the op.
@@ -295,6 +298,27 @@ func ValidJoinSetName(name string) bool {
 	}
 	return true
 }
+
+// MaxQueueNameLength bounds the name of an execution queue.
+const MaxQueueNameLength = 255
+
+// ValidQueueName reports whether name may name an execution queue: 1 to
+// MaxQueueNameLength ASCII letters, digits, '_', '-', '.', ':' and '/'. A
+// component's default queue is its name, which is always one.
+func ValidQueueName(name string) bool {
+	if name == "" || len(name) > MaxQueueNameLength {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// QueueNameRule says, for error messages, what [ValidQueueName] accepts.
+const QueueNameRule = "1 to 255 ASCII letters, digits, '_', '-', '.', ':' or '/'"
 
 // SubmitDelayRequest is the request of [OpSubmitDelay] without the op.
 type SubmitDelayRequest struct {
