@@ -88,6 +88,8 @@ type ResponseAppend struct {
 type Tx struct {
 	Appends   []Append
 	Responses []ResponseAppend
+	// Logs are guest log lines (logs.go), stored only if the rest of the Tx is.
+	Logs []LogAppend
 }
 
 // Options configure a PebbleStore.
@@ -109,6 +111,9 @@ type Options struct {
 	// FS is the file system the store lives on (nil: the operating system's); tests
 	// give an in-memory or fault-injecting one.
 	FS vfs.FS
+	// MaxLogsPerExecution bounds the log lines kept per execution (0:
+	// DefaultMaxLogsPerExecution); see LogAppend.
+	MaxLogsPerExecution int
 }
 
 // Pebble's defaults (8 MiB of cache, 4 MiB memtables) are sized for a library, not a
@@ -312,6 +317,8 @@ type groupState struct {
 	delays map[string]int64
 	// delayTimes are the expiries of the delay keys this group adds (for the floors).
 	delayTimes []int64
+	// logs are the log counts this group changed (logs.go).
+	logs map[string]LogStats
 }
 
 func (g *groupState) get(id string) (*pb.ExecutionState, error) {
@@ -340,7 +347,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	type ok struct {
@@ -354,6 +361,15 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if err != nil {
 			req.result <- commitResult{err: err}
 			continue
+		}
+		logOps, logStats, err := g.logOps(req.tx.Logs, overlay)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
+		ops = append(ops, logOps...)
+		for id, st := range logStats {
+			g.logs[id] = st
 		}
 		ids := make([]string, 0, len(overlay))
 		for id, st := range overlay {
