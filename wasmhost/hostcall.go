@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 
 	"github.com/tetratelabs/wazero/api"
@@ -168,21 +167,21 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 	return i.handler.HostCall(ctx, op, req)
 }
 
-// TraceLevel is the slog level of the guest log level "trace".
-const TraceLevel = slog.LevelDebug - 4
-
-func logLevel(name string) (slog.Level, bool) {
+// logLevel returns the level the log op names.
+func logLevel(name string) (LogLevel, bool) {
 	switch name {
 	case "trace":
-		return TraceLevel, true
+		return LogTrace, true
 	case "debug":
-		return slog.LevelDebug, true
+		return LogDebug, true
 	case "info":
-		return slog.LevelInfo, true
+		return LogInfo, true
 	case "warn":
-		return slog.LevelWarn, true
+		return LogWarn, true
 	case "error":
-		return slog.LevelError, true
+		return LogError, true
+	case "critical":
+		return LogCritical, true
 	}
 	return 0, false
 }
@@ -195,8 +194,8 @@ type logRequest struct {
 func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	// Most debug and trace records are disabled: find the level first and
 	// decode the message only when the record is wanted.
-	if name, found, err := stringMember(req, "level"); err == nil && found {
-		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, level) {
+	if name, found, err := stringMember(req, "level"); err == nil && found && i.logs == nil {
+		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, slogLevels[level]) {
 			return nil, nil
 		}
 	}
@@ -206,10 +205,8 @@ func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	level, ok := logLevel(lr.Level)
 	if !ok {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn or error)", lr.Level)}
+		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn, error or critical)", lr.Level)}
 	}
-	if i.logger.Enabled(ctx, level) {
-		i.logger.Log(ctx, level, lr.Message, slog.String("execution_id", i.executionID))
-	}
+	i.emitLog(ctx, level, "", lr.Message)
 	return nil, nil
 }

@@ -82,6 +82,7 @@ type Instance struct {
 	handler   HostHandler
 	http      *compiledPolicy
 	logger    *slog.Logger
+	logs      LogSink
 	stdout    *switchWriter
 	stderr    *tailWriter
 	clock     *detClock // workflows

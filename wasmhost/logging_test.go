@@ -1,0 +1,74 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// sinkRecords is a LogSink keeping what it gets.
+type sinkRecords []LogRecord
+
+func (s *sinkRecords) GuestLog(_ context.Context, rec LogRecord) { *s = append(*s, rec) }
+
+func TestWASILogging(t *testing.T) {
+	levels := []slog.Level{TraceLevel, slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, CriticalLevel}
+	for level, want := range levels {
+		for _, kind := range []Kind{KindActivity, KindWorkflow} {
+			h := &captureHandler{}
+			var sink sinkRecords
+			cfg := InstanceConfig{Kind: kind, Logger: slog.New(h), Logs: &sink}
+			if kind == KindWorkflow {
+				cfg = wfConfig(1)
+				cfg.Logger, cfg.Logs = slog.New(h), &sink
+			}
+			params := `[` + string(rune('0'+level)) + `,"ctx","héllo \"guest\""]`
+			if out := mustRun(t, cfg, "wasilog", params); string(out) != `{"ok":null}` {
+				t.Fatalf("got %s", out)
+			}
+			if len(sink) != 1 {
+				t.Fatalf("level %d: sink got %d records, want 1", level, len(sink))
+			}
+			r := sink[0]
+			if r.Level != LogLevel(level) || r.Context != "ctx" || r.Message != `héllo "guest"` || r.Time.IsZero() {
+				t.Errorf("level %d: sink got %+v", level, r)
+			}
+			if len(h.records) != 1 || h.records[0].Level != want || h.records[0].Message != r.Message {
+				t.Fatalf("level %d: server log got %v", level, h.records)
+			}
+		}
+	}
+	t.Run("empty strings", func(t *testing.T) {
+		var sink sinkRecords
+		mustRun(t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "wasilog", `[2,"",""]`)
+		if len(sink) != 1 || sink[0].Message != "" || sink[0].Context != "" {
+			t.Errorf("sink got %+v", sink)
+		}
+	})
+	t.Run("level out of range traps", func(t *testing.T) {
+		var sink sinkRecords
+		_, err := runGuest(context.Background(), t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "wasilog", `[6,"","x"]`)
+		var te *TrapError
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "level 6 is not one of trace (0) to critical (5)") {
+			t.Fatalf("Run = %v, want a trap naming the level", err)
+		}
+		if len(sink) != 0 {
+			t.Errorf("sink got %+v", sink)
+		}
+	})
+}
+
+// The log op of guests built before wasi:logging reaches the same sink; what a guest logs
+// during _initialize (the test guest's init logs "guest init") belongs to no execution.
+func TestLogOpReachesTheSink(t *testing.T) {
+	var sink sinkRecords
+	out := mustRun(t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "hostcall", `[{"op":"log","level":"trace","message":"old"}]`)
+	if string(out) != `{"ok":{"ok":null}}` {
+		t.Fatalf("got %s", out)
+	}
+	if len(sink) != 1 || sink[0].Level != LogTrace || sink[0].Message != "old" || sink[0].Context != "" {
+		t.Errorf("sink got %+v, want the one trace record of the run", sink)
+	}
+}
