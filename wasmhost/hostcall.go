@@ -189,6 +189,7 @@ func logLevel(name string) (LogLevel, bool) {
 type logRequest struct {
 	Level   string `json:"level"`
 	Message string `json:"message"`
+	Context string `json:"context"`
 }
 
 func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
@@ -207,6 +208,6 @@ func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	if !ok {
 		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn, error or critical)", lr.Level)}
 	}
-	i.emitLog(ctx, level, "", lr.Message)
+	i.emitLog(ctx, level, lr.Context, lr.Message)
 	return nil, nil
 }

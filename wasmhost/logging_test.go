@@ -71,4 +71,9 @@ func TestLogOpReachesTheSink(t *testing.T) {
 	if len(sink) != 1 || sink[0].Level != LogTrace || sink[0].Message != "old" || sink[0].Context != "" {
 		t.Errorf("sink got %+v, want the one trace record of the run", sink)
 	}
+	sink = nil
+	mustRun(t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "hostcall", `[{"op":"log","level":"critical","message":"m","context":"c"}]`)
+	if len(sink) != 1 || sink[0].Level != LogCritical || sink[0].Context != "c" {
+		t.Errorf("sink got %+v, want a critical record with context c", sink)
+	}
 }
