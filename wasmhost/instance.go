@@ -54,6 +54,10 @@ type RunInput struct {
 	ExecutionID string `json:"execution_id"`
 	// Attempt is 1 for the first attempt (always 1 for workflows).
 	Attempt int `json:"attempt"`
+	// Logs receives the guest's log records during the run (wasi:logging and the
+	// log op), besides the instance's Logger; nil: the Logger only. It is per run
+	// because an instance is usually made before it is known which execution it runs.
+	Logs LogSink `json:"-"`
 }
 
 // Instance is one instantiated guest module. It is used from one goroutine at
@@ -183,7 +187,7 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: run %s: encoding input: %w", in.FFQN, err)
 	}
-	i.executionID = in.ExecutionID
+	i.executionID, i.logs = in.ExecutionID, in.Logs
 	runCtx = withInstance(runCtx, i)
 
 	res, err := i.alloc.Call(runCtx, uint64(len(input)))

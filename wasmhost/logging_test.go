@@ -13,19 +13,39 @@ type sinkRecords []LogRecord
 
 func (s *sinkRecords) GuestLog(_ context.Context, rec LogRecord) { *s = append(*s, rec) }
 
+// runLogging runs fn with params, its log records going to sink.
+func runLogging(t *testing.T, cfg InstanceConfig, sink LogSink, fn, params string) ([]byte, error) {
+	t.Helper()
+	inst, err := testGuest.Instantiate(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Instantiate: %v", err)
+	}
+	defer inst.Close(context.Background())
+	return inst.Run(context.Background(), RunInput{FFQN: "test:guest/api." + fn, Params: []byte(params), ExecutionID: "E_TEST", Attempt: 1, Logs: sink})
+}
+
+func mustRunLogging(t *testing.T, cfg InstanceConfig, sink LogSink, fn, params string) []byte {
+	t.Helper()
+	out, err := runLogging(t, cfg, sink, fn, params)
+	if err != nil {
+		t.Fatalf("Run %s: %v", fn, err)
+	}
+	return out
+}
+
 func TestWASILogging(t *testing.T) {
 	levels := []slog.Level{TraceLevel, slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, CriticalLevel}
 	for level, want := range levels {
 		for _, kind := range []Kind{KindActivity, KindWorkflow} {
 			h := &captureHandler{}
 			var sink sinkRecords
-			cfg := InstanceConfig{Kind: kind, Logger: slog.New(h), Logs: &sink}
+			cfg := InstanceConfig{Kind: kind, Logger: slog.New(h)}
 			if kind == KindWorkflow {
 				cfg = wfConfig(1)
-				cfg.Logger, cfg.Logs = slog.New(h), &sink
+				cfg.Logger = slog.New(h)
 			}
 			params := `[` + string(rune('0'+level)) + `,"ctx","héllo \"guest\""]`
-			if out := mustRun(t, cfg, "wasilog", params); string(out) != `{"ok":null}` {
+			if out := mustRunLogging(t, cfg, &sink, "wasilog", params); string(out) != `{"ok":null}` {
 				t.Fatalf("got %s", out)
 			}
 			if len(sink) != 1 {
@@ -42,14 +62,14 @@ func TestWASILogging(t *testing.T) {
 	}
 	t.Run("empty strings", func(t *testing.T) {
 		var sink sinkRecords
-		mustRun(t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "wasilog", `[2,"",""]`)
+		mustRunLogging(t, InstanceConfig{Kind: KindActivity}, &sink, "wasilog", `[2,"",""]`)
 		if len(sink) != 1 || sink[0].Message != "" || sink[0].Context != "" {
 			t.Errorf("sink got %+v", sink)
 		}
 	})
 	t.Run("level out of range traps", func(t *testing.T) {
 		var sink sinkRecords
-		_, err := runGuest(context.Background(), t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "wasilog", `[6,"","x"]`)
+		_, err := runLogging(t, InstanceConfig{Kind: KindActivity}, &sink, "wasilog", `[6,"","x"]`)
 		var te *TrapError
 		if !errors.As(err, &te) || !strings.Contains(err.Error(), "level 6 is not one of trace (0) to critical (5)") {
 			t.Fatalf("Run = %v, want a trap naming the level", err)
@@ -64,7 +84,7 @@ func TestWASILogging(t *testing.T) {
 // during _initialize (the test guest's init logs "guest init") belongs to no execution.
 func TestLogOpReachesTheSink(t *testing.T) {
 	var sink sinkRecords
-	out := mustRun(t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "hostcall", `[{"op":"log","level":"trace","message":"old"}]`)
+	out := mustRunLogging(t, InstanceConfig{Kind: KindActivity}, &sink, "hostcall", `[{"op":"log","level":"trace","message":"old"}]`)
 	if string(out) != `{"ok":{"ok":null}}` {
 		t.Fatalf("got %s", out)
 	}
@@ -72,7 +92,7 @@ func TestLogOpReachesTheSink(t *testing.T) {
 		t.Errorf("sink got %+v, want the one trace record of the run", sink)
 	}
 	sink = nil
-	mustRun(t, InstanceConfig{Kind: KindActivity, Logs: &sink}, "hostcall", `[{"op":"log","level":"critical","message":"m","context":"c"}]`)
+	mustRunLogging(t, InstanceConfig{Kind: KindActivity}, &sink, "hostcall", `[{"op":"log","level":"critical","message":"m","context":"c"}]`)
 	if len(sink) != 1 || sink[0].Level != LogCritical || sink[0].Context != "c" {
 		t.Errorf("sink got %+v, want a critical record with context c", sink)
 	}

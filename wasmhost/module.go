@@ -128,9 +128,6 @@ type InstanceConfig struct {
 	// RequestBody is what the request_body_read import reads: the body of the
 	// webhook request the instance handles. The instance does not modify it.
 	RequestBody []byte
-	// Logs receives the guest's log records during Run (wasi:logging and the
-	// log op), besides Logger; nil: Logger only.
-	Logs LogSink
 }
 
 // Instantiate makes a fresh instance of the module, runs its _initialize and
@@ -325,7 +322,6 @@ func (i *Instance) configure(cfg InstanceConfig, pol *compiledPolicy) {
 	i.handler = cfg.Handler
 	i.http = pol
 	i.requestBody = cfg.RequestBody
-	i.logs = cfg.Logs
 	if cfg.Logger != nil {
 		i.logger = cfg.Logger
 	}
