@@ -49,6 +49,9 @@ type Config struct {
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
 	// DefaultMaxParamsBytes.
 	MaxParamsBytes int
+	// MaxLogsPerExecution bounds the guest log lines kept per execution (oldest kept,
+	// the rest counted); 0 means events.DefaultMaxLogsPerExecution, negative none.
+	MaxLogsPerExecution int
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
@@ -148,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.executors[c.Config.Name] = newExecutor(e, c)
 		}
 	}
-	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS})
+	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS, MaxLogsPerExecution: cfg.MaxLogsPerExecution})
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err

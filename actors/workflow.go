@@ -61,6 +61,8 @@ type workflowRun struct {
 	// appends of other streams that go with it.
 	pending        []*pb.HistoryEvent
 	pendingAppends []events.Append
+	// logs are the lines the guest logged, to be written with its progress (logs.go).
+	logs *runLogs
 }
 
 // runJoinSet is one join set of a run.
@@ -89,6 +91,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
 		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
 		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
+		logs: newRunLogs(e, id, runID, 1, true),
 	}
 	for _, ev := range evs {
 		if h := ev.GetHistory(); h != nil {
@@ -116,7 +119,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
-	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
+	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1, Logs: r.logs})
 	var trap *wasmhost.TrapError
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.
@@ -167,6 +170,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		}
 		tx := e.finishTx(st, result, time.Now())
 		tx.Appends[0].RunID = runID
+		tx.Logs = r.logs.take()
 		return tx, nil
 	})
 	if err != nil {
@@ -561,6 +565,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 		Responses: responses,
 	}
 	tx.Appends = append(tx.Appends, appends...)
+	tx.Logs = r.logs.take()
 	if _, err := r.e.commitDispatching(ctx, tx, now); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError

@@ -214,9 +214,12 @@ func (g *groupState) logOps(appends []LogAppend, overlay map[string]*pb.Executio
 	if len(appends) == 0 {
 		return nil, nil, nil
 	}
-	max := uint64(g.s.opts.MaxLogsPerExecution)
-	if max == 0 {
+	var max uint64
+	switch n := g.s.opts.MaxLogsPerExecution; {
+	case n == 0:
 		max = DefaultMaxLogsPerExecution
+	case n > 0:
+		max = uint64(n)
 	}
 	var ops []kv
 	stats := map[string]LogStats{}

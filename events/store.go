@@ -112,7 +112,7 @@ type Options struct {
 	// give an in-memory or fault-injecting one.
 	FS vfs.FS
 	// MaxLogsPerExecution bounds the log lines kept per execution (0:
-	// DefaultMaxLogsPerExecution); see LogAppend.
+	// DefaultMaxLogsPerExecution, negative: none is kept, all are counted); see LogAppend.
 	MaxLogsPerExecution int
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
@@ -70,6 +71,12 @@ type File struct {
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
 	} `mapstructure:"workflows"`
+	// Logs: the guest log lines stored with each execution.
+	Logs struct {
+		// MaxPerExecution lines are kept per execution, the first ones; later ones are
+		// counted only. 0 keeps none.
+		MaxPerExecution int `mapstructure:"max_per_execution"`
+	} `mapstructure:"logs"`
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
@@ -152,6 +159,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it
 	v.SetDefault("webui.allowed_hosts", []string{})
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
+	v.SetDefault("logs.max_per_execution", events.DefaultMaxLogsPerExecution)
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetDefault("wasm.instance_reuse", true)
@@ -214,6 +222,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: wasm.memory_budget: %w", displayPath(path), err)
 	}
 	s.Engine.MemoryBudget = budget
+	s.Engine.MaxLogsPerExecution = f.Logs.MaxPerExecution // not negative: countHook
+	if s.Engine.MaxLogsPerExecution == 0 {
+		s.Engine.MaxLogsPerExecution = -1 // none
+	}
 	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays

@@ -39,6 +39,9 @@ location.path = "/abs/wf.wasm"
 	if s.MaxRequestBytes != 4<<20 || s.Engine.MaxParamsBytes != 1<<20 {
 		t.Fatalf("API limits: max_request_bytes %d, max_params_bytes %d", s.MaxRequestBytes, s.Engine.MaxParamsBytes)
 	}
+	if s.Engine.MaxLogsPerExecution != 1000 {
+		t.Fatalf("logs.max_per_execution defaults to %d, want 1000", s.Engine.MaxLogsPerExecution)
+	}
 	a, w := s.Engine.Components[0], s.Engine.Components[1]
 	want := actors.ComponentConfig{Name: "fibo", Type: actors.ActivityWasm, Path: filepath.Join(filepath.Dir(p), "fibo.wasm"),
 		MaxRetries: 5, RetryExpBackoff: 100 * time.Millisecond, LockExpiry: time.Second, MaxConcurrency: DefaultMaxConcurrency}
@@ -92,6 +95,18 @@ max_retries = 2
 	}
 }
 
+func TestLogsMaxPerExecution(t *testing.T) {
+	for toml, want := range map[string]int{"[logs]\nmax_per_execution = 20\n": 20, "[logs]\nmax_per_execution = 0\n": -1} {
+		s, err := Load(write(t, toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Engine.MaxLogsPerExecution != want {
+			t.Errorf("%q: MaxLogsPerExecution = %d, want %d", toml, s.Engine.MaxLogsPerExecution, want)
+		}
+	}
+}
+
 func TestNoFile(t *testing.T) {
 	s, err := Load("")
 	if err != nil || len(s.Engine.Components) != 0 || s.ListeningAddr != DefaultListeningAddr {
@@ -110,6 +125,7 @@ func TestErrors(t *testing.T) {
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
 		{"negative workflow retries", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nmax_retries = -1\n", `[[workflow]] #1 (name "w"): max_retries = -1: must not be negative`},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
+		{"negative log bound", "[logs]\nmax_per_execution = -1\n", "logs.max_per_execution = -1: must not be negative"},
 		{"zero request limit", "[api]\nmax_request_bytes = 0\n", "api.max_request_bytes must be a positive number of bytes, got 0"},
 		{"negative params limit", "[api]\nmax_params_bytes = -1\n", "api.max_params_bytes = -1: must not be negative"},
 		{"request limit with a unit", "[api]\nmax_request_bytes = \"4MiB\"\n", "max_request_bytes"},
