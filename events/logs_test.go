@@ -143,3 +143,18 @@ func TestLogsConcurrentCommitsKeepEveryLine(t *testing.T) {
 		t.Errorf("%d distinct lines, want %d", len(seen), writers*each)
 	}
 }
+
+func TestLogsNoneKept(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), events.Options{NoSync: true, MaxLogsPerExecution: -1})
+	tx := appendTx("E_1", 0, "", createdEv("testing:a/b.c", "q", 1, 1))
+	tx.Logs = []events.LogAppend{{ExecutionID: "E_1", Lines: logLines("a", "b")}}
+	mustCommit(t, s, tx)
+	page, err := s.Logs(ctx, "E_1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Lines) != 0 || page.Stored != 0 || page.Dropped != 2 {
+		t.Errorf("got %v %+v, want no line and 2 dropped", messages(page.Lines), page.LogStats)
+	}
+}

@@ -178,3 +178,42 @@ func TestLogsBound(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// An activity's lines are stored while a long attempt runs, and every attempt's lines
+// are kept with its attempt number.
+func TestLogsOfActivityAttempts(t *testing.T) {
+	t.Run("while it runs", func(t *testing.T) {
+		s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"sleep": `exec.lock_expiry = "20s"`}})
+		id := s.Submit("testing:sleep/sleep.sleep", "[6000]")
+		waitUntil(t, time.Minute, func() bool {
+			resp, err := s.Exec.GetLogs(context.Background(), connect.NewRequest(&pb.GetLogsRequest{ExecutionId: id}))
+			return err == nil && len(resp.Msg.Lines) == 1
+		})
+		if st, err := s.State(id); err != nil || st.Status == "finished" {
+			t.Fatalf("the line is stored only once the attempt has finished: %v %v", st, err)
+		}
+		harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":null}`)
+		if got := logMessages(cliLogs(t, s, id)); len(got) != 1 || got[0] != "info attempt 1: sleeping 6000 ms" {
+			t.Errorf("lines %q", got)
+		}
+	})
+	t.Run("retried", func(t *testing.T) {
+		// The harness's sleep: exec.lock_expiry 1s, max_retries 1; both attempts time out.
+		s := harness.Start(t, harness.Options{})
+		id := s.Submit("testing:sleep/sleep.sleep", "[5000]")
+		if r := s.Result(id, time.Minute); !strings.Contains(r, "timed_out") {
+			t.Fatalf("result %s, want timed_out", r)
+		}
+		doc := cliLogs(t, s, id)
+		if got := logMessages(doc); strings.Join(got, "\n") != "info attempt 1: sleeping 5000 ms\ninfo attempt 2: sleeping 5000 ms" {
+			t.Fatalf("lines %q", got)
+		}
+		if doc.Lines[0].Attempt != 1 || doc.Lines[1].Attempt != 2 || doc.Lines[0].RunID == doc.Lines[1].RunID {
+			t.Errorf("lines %+v: want attempts 1 and 2 in two runs", doc.Lines)
+		}
+		out, _, _ := s.CLI("execution", "logs", id)
+		if !strings.Contains(out, "info  (attempt 2) attempt 2: sleeping 5000 ms") {
+			t.Errorf("text output does not show the attempt:\n%s", out)
+		}
+	})
+}
