@@ -6,7 +6,20 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
+
+// instantiateNoopLogging gives a bare wazero runtime the wasi:logging module the test
+// guest imports, doing nothing.
+func instantiateNoopLogging(ctx context.Context, r wazero.Runtime) error {
+	i32 := api.ValueTypeI32
+	_, err := r.NewHostModuleBuilder(LoggingModuleName).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {}), []api.ValueType{i32, i32, i32, i32, i32}, nil).Export(importLog).
+		Instantiate(ctx)
+	return err
+}
 
 // sinkRecords is a LogSink keeping what it gets.
 type sinkRecords []LogRecord

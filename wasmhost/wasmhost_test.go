@@ -143,6 +143,9 @@ func TestMergedDataSameMemory(t *testing.T) {
 			Instantiate(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if err := instantiateNoopLogging(ctx, r); err != nil {
+			t.Fatal(err)
+		}
 		m, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions())
 		if err != nil {
 			t.Fatal(err)
