@@ -31,7 +31,8 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	defer cancel()
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
-	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt), Logs: logs})
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt), Logs: logs,
+		CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
 	if ctx.Err() != nil {
 		logs.take() // not stored: the store is closing
 		return      // shutting down: the lock expires and the attempt is retried

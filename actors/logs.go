@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
@@ -28,6 +29,10 @@ import (
 const (
 	activityLogFlush   = time.Second
 	maxPendingLogLines = 256
+	// maxLogMessage and maxLogContext bound what one line stores: a log line is for
+	// people to read, not a channel for bulk data.
+	maxLogMessage = 16 << 10
+	maxLogContext = 256
 )
 
 // runLogs is the wasmhost.LogSink of one run: it keeps the lines to store until they
@@ -77,7 +82,7 @@ func (l *runLogs) GuestLog(ctx context.Context, rec wasmhost.LogRecord) {
 			return // a replay of a line already stored
 		}
 	}
-	line := events.LogLine{Time: rec.Time.UnixNano(), Level: levelOf[rec.Level], Attempt: l.attempt, RunID: l.runID, Context: rec.Context, Message: rec.Message}
+	line := events.LogLine{Time: rec.Time.UnixNano(), Level: levelOf[rec.Level], Attempt: l.attempt, RunID: l.runID, Context: clip.To(rec.Context, maxLogContext), Message: clip.To(rec.Message, maxLogMessage)}
 	l.mu.Lock()
 	l.lines = append(l.lines, line)
 	// A workflow's lines cannot be written without its progress: they wait for it.

@@ -106,7 +106,8 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	defer inst.Close(context.WithoutCancel(ctx))
 	params := make([]byte, 0, len(req.Input)+2)
 	params = append(append(append(params, '['), req.Input...), ']')
-	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
+	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1,
+		CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
 	if !r.created {
 		return &WebhookResult{Output: out}, runErr
 	}

@@ -119,7 +119,8 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
-	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1, Logs: r.logs})
+	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1, Logs: r.logs,
+		CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
 	var trap *wasmhost.TrapError
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.

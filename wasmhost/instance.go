@@ -58,6 +58,10 @@ type RunInput struct {
 	// log op), besides the instance's Logger; nil: the Logger only. It is per run
 	// because an instance is usually made before it is known which execution it runs.
 	Logs LogSink `json:"-"`
+	// CaptureStdout and CaptureStderr make every line the guest writes to standard
+	// output (level info) or standard error (level warn) during the run a log record
+	// too, with context "stdout" or "stderr".
+	CaptureStdout, CaptureStderr bool `json:"-"`
 }
 
 // Instance is one instantiated guest module. It is used from one goroutine at
@@ -189,6 +193,9 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	}
 	i.executionID, i.logs = in.ExecutionID, in.Logs
 	runCtx = withInstance(runCtx, i)
+	if in.CaptureStdout || in.CaptureStderr {
+		defer i.captureOutput(runCtx, in)()
+	}
 
 	res, err := i.alloc.Call(runCtx, uint64(len(input)))
 	if err != nil {

@@ -110,3 +110,65 @@ func TestLogOpReachesTheSink(t *testing.T) {
 		t.Errorf("sink got %+v, want a critical record with context c", sink)
 	}
 }
+
+func TestCaptureOutput(t *testing.T) {
+	run := func(t *testing.T, fn string, in RunInput) (sinkRecords, error) {
+		t.Helper()
+		var sink sinkRecords
+		inst, err := testGuest.Instantiate(context.Background(), InstanceConfig{Kind: KindActivity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close(context.Background())
+		in.FFQN, in.ExecutionID, in.Attempt, in.Logs = "test:guest/api."+fn, "E_TEST", 1, &sink
+		_, err = inst.Run(context.Background(), in)
+		return sink, err
+	}
+	t.Run("both", func(t *testing.T) {
+		sink, err := run(t, "stdout", RunInput{CaptureStdout: true, CaptureStderr: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sink) != 2 || sink[0] != (LogRecord{Time: sink[0].Time, Level: LogInfo, Context: "stdout", Message: "hello stdout"}) ||
+			sink[1] != (LogRecord{Time: sink[1].Time, Level: LogWarn, Context: "stderr", Message: "hello stderr"}) {
+			t.Errorf("sink got %+v", sink)
+		}
+	})
+	t.Run("none", func(t *testing.T) {
+		if sink, err := run(t, "stdout", RunInput{}); err != nil || len(sink) != 0 {
+			t.Errorf("sink got %+v, %v; want nothing", sink, err)
+		}
+	})
+	t.Run("a panic's message", func(t *testing.T) {
+		sink, err := run(t, "panic", RunInput{CaptureStderr: true})
+		var te *TrapError
+		if !errors.As(err, &te) {
+			t.Fatalf("Run = %v, want a trap", err)
+		}
+		var lines []string
+		for _, r := range sink {
+			lines = append(lines, r.Message)
+		}
+		if len(lines) == 0 || lines[0] != "panic: boom" {
+			t.Errorf("captured %q, want the panic first", lines)
+		}
+	})
+}
+
+func TestLineCaptureSplitsLongLines(t *testing.T) {
+	var sink sinkRecords
+	c := &lineCapture{inst: &Instance{logger: slog.New(slog.DiscardHandler), logs: &sink}, ctx: context.Background(), name: "stdout"}
+	long := strings.Repeat("x", maxCaptureLine+10)
+	c.Write([]byte("a\r\nb"))
+	c.Write([]byte("c\n" + long + "\n"))
+	c.Write([]byte("tail"))
+	c.flush()
+	var got []string
+	for _, r := range sink {
+		got = append(got, r.Message)
+	}
+	want := []string{"a", "bc", long[:maxCaptureLine], long[maxCaptureLine:], "tail"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("lines %q", got)
+	}
+}

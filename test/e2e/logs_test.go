@@ -217,3 +217,20 @@ func TestLogsOfActivityAttempts(t *testing.T) {
 		}
 	})
 }
+
+// With stdout = "log" and stderr = "log", what an activity writes there is in its log,
+// line by line, with the stream as context.
+func TestLogsOfStdoutAndStderr(t *testing.T) {
+	s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"flaky": "stdout = \"log\"\nstderr = \"log\"\n"}})
+	id := s.Submit("testing:flaky/flaky.fail-until", "[2]")
+	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":2}`)
+	doc := cliLogs(t, s, id)
+	var got []string
+	for _, l := range doc.Lines {
+		got = append(got, fmt.Sprintf("%d %s %s: %s", l.Attempt, l.Level, l.Context, l.Message))
+	}
+	want := []string{"1 info stdout: attempt 1 of 2", "1 warn stderr: attempt 1 fails", "2 info stdout: attempt 2 of 2"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lines\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

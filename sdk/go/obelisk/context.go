@@ -92,9 +92,10 @@ func wasiLevel(level Level) (uint8, bool) {
 // Log sends a message to the execution's log, which the server stores with the
 // execution (obelisk client execution logs ID) and also writes to its own log.
 // A workflow's messages are stored once, not again on every replay. Outside an
-// Obelisk host it is written to standard error. Standard output and standard
-// error of a component reach the server's log only, without the level and the
-// execution. For a structured logger, see package obeliskslog.
+// Obelisk host it is written to standard error. What a component writes to
+// standard output and standard error is discarded unless its configuration
+// says stdout = "log" / stderr = "log". For a structured logger, see package
+// obeliskslog.
 func (c Context) Log(level Level, msg string) {
 	c.LogWithContext(level, "", msg)
 }

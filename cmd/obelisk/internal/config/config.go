@@ -105,6 +105,7 @@ type Activity struct {
 	Exec            Exec           `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
+	Output          `mapstructure:",squash"`
 }
 
 // Workflow is one [[workflow]].
@@ -118,6 +119,7 @@ type Workflow struct {
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
 	MemoryLimit      string         `mapstructure:"memory_limit"`
+	Output           `mapstructure:",squash"`
 }
 
 // Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
@@ -264,6 +266,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
+		if err := a.Output.apply(&c); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	for i, w := range f.Workflow {
@@ -289,6 +294,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		if c.MemoryLimit, err = parseMemoryLimit(w.MemoryLimit); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
+		if err := w.Output.apply(&c); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)

@@ -26,6 +26,7 @@ type WebhookEndpoint struct {
 	AllowedHosts        []string       `mapstructure:"allowed_hosts"`
 	MaxInflightRequests *int           `mapstructure:"max_inflight_requests"`
 	RequestTimeout      *time.Duration `mapstructure:"request_timeout"`
+	Output              `mapstructure:",squash"`
 }
 
 // resolveWebhooks adds the webhook endpoints to the engine's components and fills
@@ -116,11 +117,15 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts}).Validate(); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "allowed_hosts: %v", err)
 		}
-		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
-		s.Engine.Components = append(s.Engine.Components, actors.ComponentConfig{
+		c := actors.ComponentConfig{
 			Name: w.Name, Type: actors.WebhookEndpoint, Path: rel(w.Location.Path), AllowedHosts: w.AllowedHosts,
 			LockExpiry: ec.RequestTimeout, MaxConcurrency: ec.MaxInflightRequests,
-		})
+		}
+		if err := w.Output.apply(&c); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
+		}
+		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
+		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	return nil
 }
