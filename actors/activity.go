@@ -31,8 +31,8 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	defer cancel()
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
-	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt), Logs: logs,
-		CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
+	inst.SetLogging(c.runLogging(logs))
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
 	if ctx.Err() != nil {
 		logs.take() // not stored: the store is closing
 		return      // shutting down: the lock expires and the attempt is retried
@@ -71,7 +71,7 @@ func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID st
 }
 
 func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
-	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts}}
+	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: c.http}
 }
 
 // instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -122,55 +123,51 @@ func (e *Engine) cancelDelay(ctx context.Context, id string) (CancelOutcome, err
 // canceller finishes the cancellations of workflows: it cancels what their join sets
 // still wait for and, once every request has its response, finishes them as cancelled.
 // It is driven by commits (a cancellation requested, a response arrived) and, at start,
-// by every unfinished cancellation; each pass is idempotent.
+// by every unfinished cancellation; each pass is idempotent. It runs as the supervised
+// service "canceller" (supervisor.go).
 type canceller struct {
-	e      *Engine
-	mu     sync.Mutex
-	queued map[string]bool
-	wake   chan struct{}
+	e    *Engine
+	wake wakeup
+	mu   sync.Mutex
+	// queued maps the workflows to pass over to when they were last enqueued (seq): a
+	// workflow leaves it only once a pass over it is done and it was not enqueued again
+	// meanwhile, so a pass that crashes leaves the rest to the restarted service.
+	queued map[string]uint64
+	seq    uint64
 }
 
 func newCanceller(e *Engine) *canceller {
-	return &canceller{e: e, queued: map[string]bool{}, wake: make(chan struct{}, 1)}
+	return &canceller{e: e, queued: map[string]uint64{}}
 }
 
 // enqueue asks for a pass over a workflow being cancelled; it never blocks (it is called
 // from the store's commit hook).
 func (c *canceller) enqueue(id string) {
 	c.mu.Lock()
-	c.queued[id] = true
+	c.seq++
+	c.queued[id] = c.seq
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.wake.poke()
 }
 
-func (c *canceller) loop(ctx context.Context) {
-	timer := time.NewTimer(safetyTick)
-	defer timer.Stop()
-	for {
+// pass goes over the queued workflows; it has no due time of its own.
+func (c *canceller) pass(ctx context.Context) time.Time {
+	c.mu.Lock()
+	todo := maps.Clone(c.queued)
+	c.mu.Unlock()
+	for id, seq := range todo {
+		err := c.cancelOne(ctx, id)
 		c.mu.Lock()
-		ids := make([]string, 0, len(c.queued))
-		for id := range c.queued {
-			ids = append(ids, id)
+		if c.queued[id] == seq {
+			delete(c.queued, id)
 		}
-		c.queued = map[string]bool{}
 		c.mu.Unlock()
-		for _, id := range ids {
-			if err := c.pass(ctx, id); err != nil && ctx.Err() == nil {
-				c.e.log.Warn("cancel: pass", "execution", id, "err", err)
-				c.enqueueLater(ctx, id)
-			}
-		}
-		timer.Reset(safetyTick)
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.wake:
-		case <-timer.C:
+		if err != nil && ctx.Err() == nil {
+			c.e.log.Warn("cancel: pass", "execution", id, "err", err)
+			c.enqueueLater(ctx, id)
 		}
 	}
+	return time.Time{}
 }
 
 func (c *canceller) enqueueLater(ctx context.Context, id string) {
@@ -181,8 +178,9 @@ func (c *canceller) enqueueLater(ctx context.Context, id string) {
 	})
 }
 
-// pass cancels the outstanding requests of a workflow being cancelled, or finishes it.
-func (c *canceller) pass(ctx context.Context, id string) error {
+// cancelOne cancels the outstanding requests of a workflow being cancelled, or finishes
+// it.
+func (c *canceller) cancelOne(ctx context.Context, id string) error {
 	e := c.e
 	st, err := e.store.State(ctx, id)
 	if err != nil {
@@ -199,6 +197,7 @@ func (c *canceller) pass(ctx context.Context, id string) error {
 		if _, err := e.Cancel(ctx, req); err != nil && !errors.As(err, new(*NotFoundError)) {
 			return fmt.Errorf("cancel %s: %w", req, err)
 		}
+		e.hook("canceller", "request cancelled")
 	}
 	if len(open) > 0 {
 		return nil // their responses bring the next pass

@@ -61,8 +61,9 @@ type ComponentConfig struct {
 	// LockExpiry bounds one run: an activity still running then is killed and the attempt
 	// counts as timed out; a workflow's lock is extended while it makes host calls.
 	LockExpiry time.Duration
-	// AllowedHosts are the hosts an activity may reach over HTTP (patterns, see wasmhost).
-	AllowedHosts []string
+	// AllowedHosts and DeniedHosts are the destinations an activity or a webhook
+	// endpoint may and may not reach over HTTP (entries, see wasmhost.HTTPPolicy).
+	AllowedHosts, DeniedHosts []string
 	// MaxConcurrency bounds the runs of this component executing at once.
 	MaxConcurrency int
 	// BlockingStrategy applies to workflows.
@@ -105,6 +106,9 @@ type Component struct {
 	imports map[string]bool // FFQNs a workflow may call or submit (see mayCall)
 	exports map[string]bool
 	module  *wasmhost.Module // nil for an activity stub
+	// http sends the outgoing HTTP of an activity's or a webhook endpoint's instances,
+	// one for all of them so that connections are reused.
+	http *wasmhost.Outbound
 
 	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).
 	WITFiles []wit.File
@@ -264,6 +268,11 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	}
 	if cfg.Type == ActivityStub {
 		return c, nil
+	}
+	if cfg.Type == ActivityWasm || cfg.Type == WebhookEndpoint {
+		if c.http, err = wasmhost.NewOutbound(wasmhost.HTTPPolicy{AllowedHosts: cfg.AllowedHosts, DeniedHosts: cfg.DeniedHosts}); err != nil {
+			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
+		}
 	}
 	mod, err := rt.Compile(ctx, cfg.Name, wasm, wasmhost.MemoryLimitPages(uint32(cfg.memoryLimit()/wasmPage)))
 	if err != nil {

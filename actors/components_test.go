@@ -26,16 +26,17 @@ func builtComponent(t *testing.T, name string) string {
 	return p
 }
 
-// An activity whose instance cannot be made (here: a bad allowed_hosts pattern, which the
-// config loader refuses but the engine's API does not) fails each attempt with the real
-// reason, recorded in the execution, instead of holding the lock until it expires and
-// ending "timed out".
+// An activity whose instance cannot be made (here: its memory limit is the module's
+// declared minimum, 46 pages, so the Go runtime's _initialize runs out of memory; a
+// smaller limit would be refused at New) fails each attempt with the real reason,
+// recorded in the execution, instead of holding the lock until it expires and ending
+// "timed out".
 func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
 	ctx := context.Background()
 	e, err := New(ctx, Config{
 		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Components: []ComponentConfig{{
-			Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), AllowedHosts: []string{"http://[::1"},
+			Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), MemoryLimit: 46 * 65536,
 			MaxRetries: 1, RetryExpBackoff: time.Millisecond, LockExpiry: time.Hour, MaxConcurrency: 1,
 		}},
 	})
@@ -53,11 +54,11 @@ func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not finished: %v (state %v)", err, st)
 	}
-	const reason = `instantiating the activity: wasmhost: instantiating module "fibo": allowed host "http://[::1": unclosed '['`
+	const reason = `instantiating the activity: wasmhost: instantiating module "fibo": guest trapped: memory limit of 2944 KiB reached`
 	var res struct {
 		Failure struct{ Kind, Reason string } `json:"execution_failure"`
 	}
-	if err := json.Unmarshal(st.GetResult(), &res); err != nil || res.Failure.Kind != "uncategorized" || res.Failure.Reason != reason {
+	if err := json.Unmarshal(st.GetResult(), &res); err != nil || res.Failure.Kind != "uncategorized" || !strings.HasPrefix(res.Failure.Reason, reason) {
 		t.Fatalf("result %s (%v), want an uncategorized failure with %q", st.GetResult(), err, reason)
 	}
 	evs, err := e.store.Events(ctx, id, 0, 100)
@@ -70,8 +71,24 @@ func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
 			failed = append(failed, f.Reason)
 		}
 	}
-	if len(failed) != 1 || failed[0] != reason {
+	if len(failed) != 1 || !strings.HasPrefix(failed[0], reason) {
 		t.Fatalf("failed attempts before the last: %q, want one with %q", failed, reason)
+	}
+}
+
+// A bad allowed_hosts or denied_hosts entry given to the engine's API (the config
+// loader refuses it earlier) stops New, naming the component and the entry.
+func TestBadHTTPPolicyStopsNew(t *testing.T) {
+	ctx := context.Background()
+	_, err := New(ctx, Config{
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Components: []ComponentConfig{{
+			Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), AllowedHosts: []string{"*:*"}, DeniedHosts: []string{"10.0.0.0/40"},
+			MaxRetries: 1, RetryExpBackoff: time.Millisecond, LockExpiry: time.Hour, MaxConcurrency: 1,
+		}},
+	})
+	if want := `component "fibo": denied_hosts entry "10.0.0.0/40": bad CIDR`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("New: %v, want an error containing %q", err, want)
 	}
 }
 

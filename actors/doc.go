@@ -14,10 +14,17 @@
 //     attempt (activity.go), workflows by replaying their history and continuing it
 //     (workflow.go). When it has a free slot, the commit that creates an execution locks
 //     it already (eager dispatch), saving the executor's own commit;
-//   - a timer service (timers.go) expires the locks of runs that died;
+//   - a timer service (timers.go) expires the locks of runs that died, a delay timer
+//     answers workflows' delays when they expire, and a canceller (cancel.go) finishes
+//     the cancellations of workflows;
 //   - resident workflow instances (resident.go) wait in memory for their children
 //     ("await" strategy) up to a bound, after which the least recently used are evicted
 //     and will be replayed.
+//
+// The executors, timers and the canceller are services (supervisor.go): actors, children
+// of one supervisor that restarts a service that panicked after a backoff and, at its 5th
+// failure in a minute, stops the engine (Engine.Failed) rather than run without it. Each
+// pass re-reads the store's indexes, so a restart loses nothing and repeats nothing.
 //
 // The store's commit hook wakes all of them: no component polls faster than a safety tick.
 package actors

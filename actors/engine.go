@@ -52,9 +52,16 @@ type Config struct {
 	// MaxLogsPerExecution bounds the guest log lines kept per execution (oldest kept,
 	// the rest counted); 0 means events.DefaultMaxLogsPerExecution, negative none.
 	MaxLogsPerExecution int
+	// StoreCacheSize and StoreMemTableSize size the event store's block cache and its
+	// memtables, in bytes (events.Options); 0 means the events package's defaults.
+	StoreCacheSize, StoreMemTableSize int64
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
+
+	// testHook, set only by this package's tests, is called at steps of the supervised
+	// services' passes (see Engine.hook), where a test may panic to crash one.
+	testHook func(service, step string)
 }
 
 // DefaultMaxParamsBytes is the default of Config.MaxParamsBytes. Parameters are stored
@@ -74,6 +81,7 @@ type Engine struct {
 
 	executors map[string]*executor // by queue
 	timers    *timerService
+	delays    *delayTimer
 	resident  *resident
 	watchers  watchers
 	runs      liveRuns
@@ -86,8 +94,21 @@ type Engine struct {
 	// memory is the guest memory budget of activity attempts (memory.go).
 	memory *memoryBudget
 
+	// runCtx is the context of the services and the runs; cancel ends it at Close or
+	// when the engine fails.
+	runCtx context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// supervisor is the parent of the supervised services (supervisor.go);
+	// servicesStopped is closed once it and they have stopped.
+	supervisor      *actor.PID
+	servicesStopped chan struct{}
+
+	// failed is closed, and failErr set, when the engine stops because of its store or
+	// a service that failed too often.
+	failed   chan struct{}
+	failOnce sync.Once
+	failErr  error
 }
 
 // New opens the store, compiles the components and starts executors and timers.
@@ -110,7 +131,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxParamsBytes <= 0 {
 		cfg.MaxParamsBytes = DefaultMaxParamsBytes
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now())}
+	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{})}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -146,22 +167,32 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	// than carrying it as resident memory.
 	debug.FreeOSMemory()
 	e.timers = newTimerService(e)
+	e.delays = newDelayTimer(e)
 	for _, c := range reg.components {
 		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
 			e.executors[c.Config.Name] = newExecutor(e, c)
 		}
 	}
-	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS, MaxLogsPerExecution: cfg.MaxLogsPerExecution})
+	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{
+		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
+		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
+	})
 	if err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
 	e.store = store
+	cfg.Metrics.GaugeVec("obelisk_store_memory_bytes", "The event store's memory outside Go's heap, by kind (cache_capacity, cache_used, memtable_size, memtables).", "kind",
+		func() map[string]float64 {
+			m := store.Memory()
+			return map[string]float64{"cache_capacity": float64(m.CacheCapacity), "cache_used": float64(m.CacheUsed),
+				"memtable_size": float64(m.MemTableSize), "memtables": float64(m.MemTables)}
+		})
 	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return cfg.Logger.With("lib", "protoactor")
 	}))
 	runCtx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
+	e.runCtx, e.cancel = runCtx, cancel
 	for _, x := range e.executors {
 		x.ctx = runCtx // before anything can dispatch eagerly to it
 	}
@@ -170,34 +201,52 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.registerGauges()
+	e.startServices()
 	e.goLoop(func() { e.stopOnStoreFailure(runCtx) })
-	e.goLoop(func() { e.timers.loop(runCtx) })
-	e.goLoop(func() { e.cancels.loop(runCtx) })
-	for _, x := range e.executors {
-		e.goLoop(func() { x.loop(runCtx) })
-	}
 	return e, nil
 }
 
-// stopOnStoreFailure stops the executors, timers and cancellations when the store
-// fails: nothing can be committed any more, and work that cannot be recorded must not
-// run (an activity's side effects would be repeated after the restart anyway).
+// stopOnStoreFailure stops the engine when the store fails: nothing can be committed
+// any more, and work that cannot be recorded must not run (an activity's side effects
+// would be repeated after the restart anyway).
 func (e *Engine) stopOnStoreFailure(ctx context.Context) {
 	select {
 	case <-e.store.Failed():
-		e.log.Error("engine stopped: the event store failed", "err", e.store.Err())
-		e.cancel()
+		e.fail(e.store.Err())
 	case <-ctx.Done():
 	}
 }
 
-// Failed is closed when the engine has stopped because its store failed; Err then
-// returns why. The process should exit: nothing can be committed any more, and a
-// restart on a healthy disk recovers every acknowledged execution.
-func (e *Engine) Failed() <-chan struct{} { return e.store.Failed() }
+// fail stops the executors and the services for good; Failed is closed and Err returns
+// err. Only the first failure counts.
+func (e *Engine) fail(err error) {
+	e.failOnce.Do(func() {
+		e.log.Error("engine stopped", "err", err)
+		e.failErr = err
+		e.cancel()
+		if e.supervisor != nil {
+			e.system.Root.Stop(e.supervisor) // asynchronous: fail may run in the supervisor
+		}
+		close(e.failed)
+	})
+}
 
-// Err returns the store's failure (matching events.ErrFailed), nil while it works.
-func (e *Engine) Err() error { return e.store.Err() }
+// Failed is closed when the engine has stopped because its store failed or a supervised
+// service failed more often than its restart policy allows; Err then returns why. The
+// process should exit: a restart (on a healthy disk) recovers every acknowledged
+// execution.
+func (e *Engine) Failed() <-chan struct{} { return e.failed }
+
+// Err returns why the engine stopped: the store's failure (matching events.ErrFailed) or
+// a *ServiceFailedError; nil while it works.
+func (e *Engine) Err() error {
+	select {
+	case <-e.failed:
+		return e.failErr
+	default:
+		return e.store.Err() // failed, but stopOnStoreFailure has not seen it yet
+	}
+}
 
 func (e *Engine) goLoop(f func()) {
 	e.wg.Add(1)
@@ -209,9 +258,17 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.cancel != nil {
 		e.cancel()
 	}
+	e.stopServices()
 	e.wg.Wait()
 	if e.system != nil {
 		e.system.Shutdown()
+	}
+	if e.reg != nil {
+		for _, c := range e.reg.components {
+			if c.http != nil {
+				c.http.CloseIdleConnections()
+			}
+		}
 	}
 	var errs []error
 	if e.store != nil {
@@ -462,8 +519,8 @@ func (e *Engine) Follow(ctx context.Context, id string, until func(*pb.Execution
 		case <-ch:
 		case <-ctx.Done():
 			return st, ctx.Err()
-		case <-e.store.Failed():
-			return st, e.store.Err()
+		case <-e.failed:
+			return st, e.failErr
 		}
 	}
 }

@@ -18,13 +18,17 @@ import (
 const safetyTick = time.Second
 
 // executor locks the pending executions of one component and runs them, at most
-// MaxConcurrency at a time.
+// MaxConcurrency at a time. Its passes run as the supervised service
+// "executor:<component>" (supervisor.go); its runs are goroutines of their own, which a
+// restart of the service leaves running: the slots and in-flight marks they hold live
+// here, not in the actor.
 type executor struct {
 	e     *Engine
 	comp  *Component
-	ctx   context.Context // the runs' (set before the loop starts; cancelled at Close)
+	name  string          // of its service
+	ctx   context.Context // the runs' (set before the service starts; cancelled at Close)
 	slots chan struct{}
-	wake  chan struct{}
+	wake  wakeup
 	// nextDue is the earliest known due time (Unix ns) of a pending execution not yet
 	// due; 0 = none known.
 	nextDue  atomic.Int64
@@ -40,7 +44,7 @@ func newExecutor(e *Engine, c *Component) *executor {
 	if n <= 0 {
 		n = 100
 	}
-	return &executor{e: e, comp: c, slots: make(chan struct{}, n), wake: make(chan struct{}, 1)}
+	return &executor{e: e, comp: c, name: "executor:" + c.Config.Name, slots: make(chan struct{}, n)}
 }
 
 // notify tells the executor that an execution became pending at due.
@@ -56,35 +60,23 @@ func (x *executor) notify(due int64) {
 			}
 		}
 	}
-	select {
-	case x.wake <- struct{}{}:
-	default:
-	}
+	x.wake.poke()
 }
 
-func (x *executor) loop(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		next := x.tick(ctx)
-		wait := safetyTick
-		if !next.IsZero() {
-			wait = min(wait, time.Until(next))
-		}
-		if nd := x.nextDue.Load(); nd != 0 {
-			wait = min(wait, time.Until(time.Unix(0, nd)))
-		}
-		timer.Reset(max(wait, 0))
-		select {
-		case <-ctx.Done():
-			// Wait for the runs to stop: ctx is cancelled, so they stop promptly.
-			for range cap(x.slots) {
-				x.slots <- struct{}{}
-			}
-			return
-		case <-x.wake:
-		case <-timer.C:
-		}
+// pass starts what is due and returns when the next pass is due.
+func (x *executor) pass(ctx context.Context) time.Time {
+	next := x.tick(ctx)
+	if nd := x.nextDue.Load(); nd != 0 && (next.IsZero() || nd < next.UnixNano()) {
+		next = time.Unix(0, nd)
+	}
+	return next
+}
+
+// drain waits for the runs to stop; their context (x.ctx) is cancelled by then, so they
+// stop promptly.
+func (x *executor) drain() {
+	for range cap(x.slots) {
+		x.slots <- struct{}{}
 	}
 }
 
@@ -118,6 +110,7 @@ func (x *executor) tick(ctx context.Context) time.Time {
 			return next
 		}
 		x.start(id, func() { x.lockAndRun(ctx, id) })
+		x.e.hook(x.name, "started")
 	}
 	x.backlog.Store(false)
 	return next

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
@@ -20,10 +20,6 @@ import (
 // replay cursor (which sets exist, what was requested and taken) or recorded in it (a
 // join_next_try's outcome, a stub's outcome); responses are taken in the order they
 // arrived, which the response log fixes forever.
-
-// joinSetName is what a named join set's name may be: join set IDs are parts of child
-// IDs (<parent>.<join-set>_<n>), so '.' and '_' are out.
-var joinSetName = regexp.MustCompile(`^[A-Za-z0-9/-]{1,64}$`)
 
 func hostErr(kind, format string, args ...any) error {
 	return &wasmhost.HostError{Kind: kind, Message: fmt.Sprintf(format, args...)}
@@ -40,7 +36,7 @@ func (r *workflowRun) addSet(js string) {
 func (r *workflowRun) openSet(js string) (*runJoinSet, error) {
 	set, ok := r.sets[js]
 	if !ok {
-		return nil, hostErr("unknown_join_set", "join set %q was not created by this workflow", js)
+		return nil, hostErr(abi.KindUnknownJoinSet, "join set %q was not created by this workflow", js)
 	}
 	return set, nil
 }
@@ -49,7 +45,7 @@ func (r *workflowRun) openSet(js string) (*runJoinSet, error) {
 func (r *workflowRun) submittable(js string) (*runJoinSet, error) {
 	set, err := r.openSet(js)
 	if err == nil && set.closed {
-		err = hostErr("join_set_closed", "join set %q is closed", js)
+		err = hostErr(abi.KindJoinSetClosed, "join set %q is closed", js)
 	}
 	return set, err
 }
@@ -70,20 +66,18 @@ func (r *workflowRun) take(ctx context.Context, js string) (*pb.Response, error)
 }
 
 func (r *workflowRun) joinSetCreate(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		Name *string `json:"name"`
-	}
+	var q abi.JoinSetCreateRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	var js string
 	if q.Name != nil {
-		if !joinSetName.MatchString(*q.Name) {
-			return nil, hostErr("invalid_name", "join set name %q: want 1 to 64 ASCII letters, digits, '-' or '/'", *q.Name)
+		if !abi.ValidJoinSetName(*q.Name) {
+			return nil, hostErr(abi.KindInvalidName, "join set name %q: want 1 to 64 ASCII letters, digits, '-' or '/'", *q.Name)
 		}
 		js = "n:" + *q.Name
 		if _, ok := r.sets[js]; ok {
-			return nil, hostErr("conflict", "join set %q already exists", js)
+			return nil, hostErr(abi.KindConflict, "join set %q already exists", js)
 		}
 	} else {
 		js = fmt.Sprintf("g:%d", r.generated+1)
@@ -100,13 +94,9 @@ func (r *workflowRun) joinSetCreate(ctx context.Context, req []byte) ([]byte, er
 }
 
 func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		JoinSet string          `json:"join_set"`
-		FFQN    string          `json:"ffqn"`
-		Params  json.RawMessage `json:"params"`
-	}
+	var q abi.SubmitRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	set, err := r.submittable(q.JoinSet)
 	if err != nil {
@@ -145,7 +135,7 @@ func (r *workflowRun) delayRequest(ctx context.Context, before []*pb.HistoryEven
 		at = r.pos + len(before)
 	}
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		t, _ := scheduleTime(now, d.ScheduleAt)
+		t, _ := abi.ResolveScheduleAt(d.ScheduleAt, now)
 		d.ExpiresAt = t.UnixNano()
 		return nil
 	}); err != nil {
@@ -155,19 +145,16 @@ func (r *workflowRun) delayRequest(ctx context.Context, before []*pb.HistoryEven
 }
 
 func (r *workflowRun) submitDelay(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		JoinSet    string          `json:"join_set"`
-		ScheduleAt json.RawMessage `json:"schedule_at"`
-	}
+	var q abi.SubmitDelayRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	set, err := r.submittable(q.JoinSet)
 	if err != nil {
 		return nil, err
 	}
 	if len(q.ScheduleAt) == 0 {
-		return nil, hostErr("bad_request", "schedule_at is missing")
+		return nil, hostErr(abi.KindBadRequest, "schedule_at is missing")
 	}
 	d, err := r.delayRequest(ctx, nil, q.JoinSet, len(set.requests)+1, q.ScheduleAt)
 	if err != nil {
@@ -180,10 +167,10 @@ func (r *workflowRun) submitDelay(ctx context.Context, req []byte) ([]byte, erro
 // responseJSON is how a taken response is shown to the guest.
 func responseJSON(resp *pb.Response, ffqnOf func(id string) string) ([]byte, error) {
 	if d := resp.GetDelay(); d != nil {
-		return json.Marshal(map[string]any{"kind": "delay", "id": d.DelayId, "cancelled": d.Cancelled})
+		return json.Marshal(abi.DelayResponse(d.DelayId, d.Cancelled))
 	}
 	c := resp.GetChild()
-	return json.Marshal(map[string]any{"kind": "execution", "id": c.ChildExecutionId, "ffqn": ffqnOf(c.ChildExecutionId), "result": json.RawMessage(c.Result)})
+	return json.Marshal(abi.ExecutionResponse(c.ChildExecutionId, ffqnOf(c.ChildExecutionId), c.Result))
 }
 
 func (r *workflowRun) ffqnOf(js string) func(string) string {
@@ -198,19 +185,16 @@ func (r *workflowRun) ffqnOf(js string) func(string) string {
 }
 
 func (r *workflowRun) joinNext(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		JoinSet string `json:"join_set"`
-		FFQN    string `json:"ffqn"`
-	}
+	var q abi.JoinNextRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	set, err := r.openSet(q.JoinSet)
 	if err != nil {
 		return nil, err
 	}
 	if set.taken >= len(set.requests) {
-		return nil, hostErr("all_processed", "every request of join set %q has been taken", q.JoinSet)
+		return nil, hostErr(abi.KindAllProcessed, "every request of join set %q has been taken", q.JoinSet)
 	}
 	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinNext{JoinNext: &pb.JoinNext{JoinSetId: q.JoinSet, RequestedFfqn: q.FFQN}}}}
 	if err := r.replayOrAppend(ctx, want, nil); err != nil {
@@ -226,7 +210,7 @@ func (r *workflowRun) joinNext(ctx context.Context, req []byte) ([]byte, error) 
 			if got == "" {
 				got = "a delay"
 			}
-			return nil, hostErr("function_mismatch", "expected a response of %s, the next one (%s) is of %s", q.FFQN, responseID(resp), got)
+			return nil, hostErr(abi.KindFunctionMismatch, "expected a response of %s, the next one (%s) is of %s", q.FFQN, responseID(resp), got)
 		}
 	}
 	return responseJSON(resp, r.ffqnOf(q.JoinSet))
@@ -240,18 +224,16 @@ func responseID(resp *pb.Response) string {
 }
 
 func (r *workflowRun) joinNextTry(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		JoinSet string `json:"join_set"`
-	}
+	var q abi.JoinNextTryRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	set, err := r.openSet(q.JoinSet)
 	if err != nil {
 		return nil, err
 	}
 	if set.taken >= len(set.requests) {
-		return nil, hostErr("all_processed", "every request of join set %q has been taken", q.JoinSet)
+		return nil, hostErr(abi.KindAllProcessed, "every request of join set %q has been taken", q.JoinSet)
 	}
 	var outcome string
 	if r.pos < len(r.history) {
@@ -279,7 +261,7 @@ func (r *workflowRun) joinNextTry(ctx context.Context, req []byte) ([]byte, erro
 		}
 	}
 	if outcome != "found" {
-		return nil, hostErr("pending", "no response in join set %q yet", q.JoinSet)
+		return nil, hostErr(abi.KindPending, "no response in join set %q yet", q.JoinSet)
 	}
 	resp, err := r.take(ctx, q.JoinSet)
 	if err != nil {
@@ -289,25 +271,21 @@ func (r *workflowRun) joinNextTry(ctx context.Context, req []byte) ([]byte, erro
 }
 
 func (r *workflowRun) get(req []byte) ([]byte, error) {
-	var q struct {
-		ExecutionID string `json:"execution_id"`
-	}
+	var q abi.GetRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	resp, ok := r.processed[q.ExecutionID]
 	if !ok {
-		return nil, hostErr("not_found", "execution %s is not among the responses this workflow has taken", q.ExecutionID)
+		return nil, hostErr(abi.KindNotFound, "execution %s is not among the responses this workflow has taken", q.ExecutionID)
 	}
 	return resp.GetChild().Result, nil
 }
 
 func (r *workflowRun) joinSetClose(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		JoinSet string `json:"join_set"`
-	}
+	var q abi.JoinSetCloseRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	if _, err := r.openSet(q.JoinSet); err != nil {
 		return nil, err
@@ -389,14 +367,12 @@ func (r *workflowRun) closeAll(ctx context.Context) error {
 }
 
 func (r *workflowRun) sleep(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		ScheduleAt json.RawMessage `json:"schedule_at"`
-	}
+	var q abi.SleepRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	if len(q.ScheduleAt) == 0 {
-		return nil, hostErr("bad_request", "schedule_at is missing")
+		return nil, hostErr(abi.KindBadRequest, "schedule_at is missing")
 	}
 	r.oneOff++
 	js := events.OneOffJoinSetID(r.oneOff, "sleep")
@@ -414,34 +390,31 @@ func (r *workflowRun) sleep(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	r.sets[js].closed = true
 	if resp.GetDelay().GetCancelled() {
-		return nil, hostErr("cancelled", "delay %s was cancelled", d.DelayId)
+		return nil, hostErr(abi.KindCancelled, "delay %s was cancelled", d.DelayId)
 	}
 	t := time.Unix(0, d.ExpiresAt)
-	return json.Marshal(map[string]int64{"seconds": t.Unix(), "nanoseconds": int64(t.Nanosecond())})
+	return json.Marshal(abi.Woke{Seconds: t.Unix(), Nanoseconds: int64(t.Nanosecond())})
 }
 
 // stub writes the result of a stub activity's execution, recorded with the outcome the
 // workflow was told (a replay tells it again and writes nothing).
 func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		ExecutionID string          `json:"execution_id"`
-		Result      json.RawMessage `json:"result"`
-	}
+	var q abi.StubRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	var result bytes.Buffer
 	if err := json.Compact(&result, q.Result); err != nil {
-		return nil, hostErr("bad_request", "result: %v", err)
+		return nil, hostErr(abi.KindBadRequest, "result: %v", err)
 	}
 	answer := func(outcome string) ([]byte, error) {
 		switch outcome {
 		case "ok":
 			return []byte("null"), nil
-		case "conflict":
-			return nil, hostErr("conflict", "execution %s already has another result", q.ExecutionID)
-		case "execution_not_found":
-			return nil, hostErr("execution_not_found", "no execution %s of a stub activity", q.ExecutionID)
+		case abi.KindConflict:
+			return nil, hostErr(abi.KindConflict, "execution %s already has another result", q.ExecutionID)
+		case abi.KindExecutionNotFound:
+			return nil, hostErr(abi.KindExecutionNotFound, "no execution %s of a stub activity", q.ExecutionID)
 		}
 		return nil, hostErr(outcome, "stub %s: %s", q.ExecutionID, outcome)
 	}
@@ -467,17 +440,17 @@ func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
 		case err != nil:
 			return nil, err
 		case st == nil:
-			ev.Outcome = "execution_not_found"
+			ev.Outcome = abi.KindExecutionNotFound
 		default:
 			if msg := checkStubResult(fn, result.Bytes()); msg != "" {
 				// Not recorded: the same call fails the same way on every replay.
-				return nil, hostErr("type_check", "stub %s: %s", q.ExecutionID, msg)
+				return nil, hostErr(abi.KindTypeCheck, "stub %s: %s", q.ExecutionID, msg)
 			}
 			switch {
 			case st.Status == pb.Status_STATUS_FINISHED && bytes.Equal(st.Result, result.Bytes()):
 				ev.Outcome = "ok"
 			case st.Status == pb.Status_STATUS_FINISHED:
-				ev.Outcome = "conflict"
+				ev.Outcome = abi.KindConflict
 			default:
 				ev.Outcome = "ok"
 				tx := r.e.finishTx(st, result.Bytes(), time.Now())

@@ -142,3 +142,13 @@ func (l *runLogs) storeRest(ctx context.Context) {
 		l.flush(ctx)
 	}
 }
+
+// runLogging is where the records of one run of the component go: sink (which may be
+// nil), and its standard output and error as configured.
+func (c *Component) runLogging(sink *runLogs) wasmhost.RunLogging {
+	l := wasmhost.RunLogging{CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr}
+	if sink != nil {
+		l.Sink = sink // not a typed nil in the interface
+	}
+	return l
+}

@@ -75,9 +75,9 @@ func TestEngineStopsOnStoreFailure(t *testing.T) {
 	if _, err := e.change(ctx, later, func(*pb.ExecutionState) (*events.Tx, error) { return createdTx(later, time.Now()), nil }); !errors.Is(err, events.ErrFailed) {
 		t.Fatalf("commit after the failure: %v, want ErrFailed", err)
 	}
-	// The loops (timers, cancellations, executors) stop by themselves.
+	// The services (timers, delays, cancellations) and the executors stop by themselves.
 	stopped := make(chan struct{})
-	go func() { e.wg.Wait(); close(stopped) }()
+	go func() { e.wg.Wait(); <-e.servicesStopped; close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(time.Minute):

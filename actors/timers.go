@@ -14,76 +14,79 @@ import (
 // over: a live run notices its own expiry (its context ends) and records the outcome.
 const lockGrace = time.Second
 
-// timerService expires the locks of runs that no longer exist (or overran the grace).
-type timerService struct {
-	e    *Engine
-	wake chan struct{}
-	next atomic.Int64
+// alarm wakes a service for a time: a pass is asked for when a time earlier than every
+// one known since the last pass is notified, and the earliest bounds the wait after it.
+type alarm struct {
+	wake wakeup
+	next atomic.Int64 // Unix ns; 0: none known
 }
 
-func newTimerService(e *Engine) *timerService {
-	return &timerService{e: e, wake: make(chan struct{}, 1)}
-}
-
-func (t *timerService) notify(expiresAt int64) {
+func (a *alarm) notify(at int64) {
 	for {
-		cur := t.next.Load()
-		if cur != 0 && cur <= expiresAt {
+		cur := a.next.Load()
+		if cur != 0 && cur <= at {
 			return
 		}
-		if t.next.CompareAndSwap(cur, expiresAt) {
+		if a.next.CompareAndSwap(cur, at) {
 			break
 		}
 	}
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	a.wake.poke()
 }
 
-func (t *timerService) loop(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		t.next.Store(0)
-		next := t.tick(ctx)
-		wait := safetyTick
-		if !next.IsZero() {
-			wait = min(wait, time.Until(next))
-		}
-		if n := t.next.Load(); n != 0 {
-			wait = min(wait, time.Until(time.Unix(0, n)))
-		}
-		timer.Reset(max(wait, time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.wake:
-		case <-timer.C:
-		}
-	}
-}
-
-func (t *timerService) tick(ctx context.Context) time.Time {
-	nextDelay := t.tickDelays(ctx)
-	next := t.tickLocks(ctx)
-	if next.IsZero() || !nextDelay.IsZero() && nextDelay.Before(next) {
-		next = nextDelay
+// earliest returns the earlier of next and the times notified since the last forget.
+func (a *alarm) earliest(next time.Time) time.Time {
+	if n := a.next.Load(); n != 0 && (next.IsZero() || n < next.UnixNano()) {
+		return time.Unix(0, n)
 	}
 	return next
+}
+
+// forget starts a pass: what it reads from the indexes covers every time notified so far.
+func (a *alarm) forget() { a.next.Store(0) }
+
+// timerService expires the locks of runs that no longer exist (or overran the grace):
+// retries of timed-out attempts follow from what it records. It runs as the supervised
+// service "timers" (supervisor.go).
+type timerService struct {
+	e *Engine
+	alarm
+}
+
+func newTimerService(e *Engine) *timerService { return &timerService{e: e} }
+
+// pass expires the locks that are due and returns the next expiry.
+func (t *timerService) pass(ctx context.Context) time.Time {
+	t.forget()
+	return t.earliest(t.tickLocks(ctx))
+}
+
+// delayTimer answers the delays of workflows when they expire. It runs as the
+// supervised service "delays" (supervisor.go).
+type delayTimer struct {
+	e *Engine
+	alarm
+}
+
+func newDelayTimer(e *Engine) *delayTimer { return &delayTimer{e: e} }
+
+// pass answers the delays that are due and returns the next expiry.
+func (t *delayTimer) pass(ctx context.Context) time.Time {
+	t.forget()
+	return t.earliest(t.tickDelays(ctx))
 }
 
 // tickDelays answers the delays that are due and returns the next expiry. The answers
 // of one scan go in one transaction (one synced write for a crowd of delays expiring
 // together); should it fail, each is tried on its own, so one bad delay cannot hold the
 // others back. An answer to a workflow that has finished is dropped by the store.
-func (t *timerService) tickDelays(ctx context.Context) time.Time {
+func (t *delayTimer) tickDelays(ctx context.Context) time.Time {
 	const batch = 256
 	for {
 		now := time.Now()
 		due, next, err := t.e.store.ExpiredDelays(ctx, now, batch)
 		if err != nil {
-			t.e.log.Error("timers: scan delays", "err", err)
+			t.e.log.Error("delays: scan", "err", err)
 			return now.Add(safetyTick)
 		}
 		var answers []events.ResponseAppend
@@ -92,7 +95,7 @@ func (t *timerService) tickDelays(ctx context.Context) time.Time {
 			t.e.cfg.Metrics.TimerLag("delay", now.Sub(d.At))
 			parent, js, err := events.SplitDelayID(id)
 			if err != nil {
-				t.e.log.Error("timers: delay", "delay", id, "err", err)
+				t.e.log.Error("delays: delay", "delay", id, "err", err)
 				continue
 			}
 			answers = append(answers, events.ResponseAppend{ExecutionID: parent, Response: &pb.Response{
@@ -106,10 +109,11 @@ func (t *timerService) tickDelays(ctx context.Context) time.Time {
 				}
 				for _, a := range answers {
 					if _, err := t.e.store.Commit(ctx, &events.Tx{Responses: []events.ResponseAppend{a}}); err != nil && ctx.Err() == nil {
-						t.e.log.Warn("timers: answer delay", "delay", a.Response.GetDelay().DelayId, "err", err)
+						t.e.log.Warn("delays: answer", "delay", a.Response.GetDelay().DelayId, "err", err)
 					}
 				}
 			}
+			t.e.hook("delays", "answered")
 		}
 		if len(due) < batch {
 			return next
@@ -145,6 +149,7 @@ func (t *timerService) tickLocks(ctx context.Context) time.Time {
 		if err != nil && ctx.Err() == nil {
 			t.e.log.Warn("timers: expire lock", "execution", id, "err", err)
 		}
+		t.e.hook("timers", "expired")
 	}
 	return next
 }

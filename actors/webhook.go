@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
@@ -95,10 +94,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	}
 	r.lockExpires = deadline.Add(lockGrace)
 	r.params, _ = json.Marshal([]map[string]string{{"method": req.Method, "path": req.Path}})
-	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body}
-	if len(c.Config.AllowedHosts) > 0 {
-		cfg.HTTP = &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts, Client: &http.Client{Transport: webhookTransport()}}
-	}
+	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body, HTTP: c.http}
 	inst, err := e.instantiate(ctx, c, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)
@@ -106,8 +102,8 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	defer inst.Close(context.WithoutCancel(ctx))
 	params := make([]byte, 0, len(req.Input)+2)
 	params = append(append(append(params, '['), req.Input...), ']')
-	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1,
-		CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
+	inst.SetLogging(c.runLogging(nil)) // a request is not an execution yet: the server's log only
+	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
 	if !r.created {
 		return &WebhookResult{Output: out}, runErr
 	}
@@ -116,15 +112,6 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	r.finish(ctx, out, runErr)
 	return &WebhookResult{Output: out, ExecutionID: r.id}, runErr
 }
-
-// webhookTransport sends the outgoing HTTP requests of every webhook request: one
-// transport, so that connections are reused across requests (bodies are passed as
-// received, as for activities).
-var webhookTransport = sync.OnceValue(func() http.RoundTripper {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DisableCompression = true
-	return t
-})
 
 // webhookRun is one request of a webhook endpoint: it answers the guest's host calls
 // and records the request's execution once the guest does something durable.
@@ -145,16 +132,16 @@ type webhookRun struct {
 // answered by wasmhost.
 func (r *webhookRun) HostCall(ctx context.Context, op string, req []byte) ([]byte, error) {
 	switch op {
-	case "call":
+	case abi.OpCall:
 		return r.call(ctx, req)
-	case "schedule":
+	case abi.OpSchedule:
 		return r.schedule(ctx, req)
-	case "get_status":
+	case abi.OpGetStatus:
 		return r.getStatus(ctx, req)
-	case "execution_id_generate":
+	case abi.OpExecutionIDGenerate:
 		return json.Marshal(events.NewExecutionID(time.Now()))
 	}
-	return nil, hostErr("unsupported_op", "operation %q is not available to webhook endpoints", op)
+	return nil, hostErr(abi.KindUnsupportedOp, "operation %q is not available to webhook endpoints", op)
 }
 
 // commit writes history events of the request's execution, with extra appends of other
@@ -189,7 +176,7 @@ func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.Histo
 		}
 		var ce *events.ConflictError
 		if errors.As(err, &ce) && ce.ExecutionID != r.id {
-			return hostErr("conflict", "execution %s already exists", ce.ExecutionID)
+			return hostErr(abi.KindConflict, "execution %s already exists", ce.ExecutionID)
 		}
 		// The request's execution was taken away (cancelled), or the store failed: stop.
 		return fmt.Errorf("%w: record webhook request %s: %w", wasmhost.ErrAbort, r.id, err)
@@ -207,12 +194,9 @@ func (r *webhookRun) callable(ffqn string, raw json.RawMessage) (Function, []byt
 
 // call runs a child execution in a one-off join set and waits for its result.
 func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		FFQN   string          `json:"ffqn"`
-		Params json.RawMessage `json:"params"`
-	}
+	var q abi.CallRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	fn, params, err := r.callable(q.FFQN, q.Params)
 	if err != nil {
@@ -237,14 +221,9 @@ func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
 // the ID given, e.g. one from execution_id_generate), recorded in the request's
 // execution, and does not wait for it.
 func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		FFQN        string          `json:"ffqn"`
-		Params      json.RawMessage `json:"params"`
-		ScheduleAt  json.RawMessage `json:"schedule_at"`
-		ExecutionID string          `json:"execution_id"`
-	}
+	var q abi.ScheduleRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	fn, params, err := r.e.scheduleTarget(q.FFQN, q.Params, true)
 	if err != nil {
@@ -255,15 +234,15 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	now := time.Now()
-	at, err := scheduleTime(now, spec)
+	at, err := abi.ResolveScheduleAt(spec, now)
 	if err != nil {
-		return nil, hostErr("bad_request", "schedule_at: %v", err)
+		return nil, hostErr(abi.KindBadRequest, "schedule_at: %v", err)
 	}
 	id := q.ExecutionID
 	if id == "" {
 		id = events.NewExecutionID(now)
 	} else if id, err = events.CanonicalTopLevelID(id); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params, ScheduleAt: spec, ScheduledAt: at.UnixNano()}
 	hist := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_Schedule{Schedule: sc}}}
@@ -277,32 +256,25 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 // getStatus reads the status of any execution: {"status": s} and, once finished,
 // "result".
 func (r *webhookRun) getStatus(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		ExecutionID string `json:"execution_id"`
-	}
+	var q abi.GetStatusRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	if q.ExecutionID == "" {
-		return nil, hostErr("bad_request", "execution_id is missing")
+		return nil, hostErr(abi.KindBadRequest, "execution_id is missing")
 	}
 	id, err := events.CanonicalID(q.ExecutionID) // often straight from a request's URL
 	if err != nil {
-		return nil, hostErr("bad_request", "%v", err)
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	st, err := r.e.store.State(ctx, id)
 	if errors.Is(err, events.ErrNotFound) {
-		return nil, hostErr("not_found", "execution %s not found", clip.String(id))
+		return nil, hostErr(abi.KindNotFound, "execution %s not found", clip.String(id))
 	}
 	if err != nil {
 		return nil, err
 	}
-	resp := struct {
-		Status          string          `json:"status"`
-		Result          json.RawMessage `json:"result,omitempty"`
-		Paused          bool            `json:"paused,omitempty"`
-		CancelRequested bool            `json:"cancel_requested,omitempty"`
-	}{Status: events.StatusName(st.Status), Paused: st.Paused, CancelRequested: st.CancelRequested}
+	resp := abi.Status{Status: events.StatusName(st.Status), Paused: st.Paused, CancelRequested: st.CancelRequested}
 	if st.Status == pb.Status_STATUS_FINISHED {
 		resp.Result = st.Result
 	}

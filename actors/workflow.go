@@ -16,6 +16,7 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -119,8 +120,8 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
-	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1, Logs: r.logs,
-		CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
+	inst.SetLogging(c.runLogging(r.logs))
+	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
 	var trap *wasmhost.TrapError
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.
@@ -195,41 +196,38 @@ func (e *Engine) expireOwnLock(ctx context.Context, id, runID string) {
 // HostCall answers the guest's host calls (wasmhost.HostHandler).
 func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]byte, error) {
 	switch op {
-	case "call":
+	case abi.OpCall:
 		return r.call(ctx, req)
-	case "random_u64", "random_string", "execution_id_generate":
+	case abi.OpRandomU64, abi.OpRandomString, abi.OpExecutionIDGenerate:
 		return r.persist(ctx, op, req)
-	case "schedule":
+	case abi.OpSchedule:
 		return r.schedule(ctx, req)
-	case "join_set_create":
+	case abi.OpJoinSetCreate:
 		return r.joinSetCreate(ctx, req)
-	case "submit":
+	case abi.OpSubmit:
 		return r.submit(ctx, req)
-	case "submit_delay":
+	case abi.OpSubmitDelay:
 		return r.submitDelay(ctx, req)
-	case "join_next":
+	case abi.OpJoinNext:
 		return r.joinNext(ctx, req)
-	case "join_next_try":
+	case abi.OpJoinNextTry:
 		return r.joinNextTry(ctx, req)
-	case "get":
+	case abi.OpGet:
 		return r.get(req)
-	case "join_set_close":
+	case abi.OpJoinSetClose:
 		return r.joinSetClose(ctx, req)
-	case "sleep":
+	case abi.OpSleep:
 		return r.sleep(ctx, req)
-	case "stub":
+	case abi.OpStub:
 		return r.stub(ctx, req)
 	}
-	return nil, &wasmhost.HostError{Kind: "unsupported_op", Message: fmt.Sprintf("operation %q is not available to workflows", op)}
+	return nil, hostErr(abi.KindUnsupportedOp, "operation %q is not available to workflows", op)
 }
 
 func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		FFQN   string          `json:"ffqn"`
-		Params json.RawMessage `json:"params"`
-	}
+	var q abi.CallRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	fn, params, err := r.callable(q.FFQN, q.Params)
 	if err != nil {
@@ -264,7 +262,7 @@ func (r *workflowRun) callable(ffqn string, raw json.RawMessage) (Function, []by
 func (e *Engine) callable(c *Component, ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
 	fn, ok := e.reg.byFFQN[ffqn]
 	if !ok || !c.mayCall(ffqn) {
-		return Function{}, nil, hostErr("function_not_found", "function %s is not imported by component %q", ffqn, c.Config.Name)
+		return Function{}, nil, hostErr(abi.KindFunctionNotFound, "function %s is not imported by component %q", ffqn, c.Config.Name)
 	}
 	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
@@ -279,15 +277,15 @@ func (e *Engine) checkedParams(fn Function, raw json.RawMessage, check bool) ([]
 	}
 	if check {
 		if err := e.checkParamsSize(raw); err != nil {
-			return nil, hostErr("bad_request", "%s: %v", fn.Fn.FFQN(), err)
+			return nil, hostErr(abi.KindBadRequest, "%s: %v", fn.Fn.FFQN(), err)
 		}
 		if err := wit.CheckParams(fn.Fn, raw); err != nil {
-			return nil, hostErr("type_check", "%s: %v", fn.Fn.FFQN(), err)
+			return nil, hostErr(abi.KindTypeCheck, "%s: %v", fn.Fn.FFQN(), err)
 		}
 	}
 	var params bytes.Buffer
 	if err := json.Compact(&params, raw); err != nil {
-		return nil, hostErr("bad_request", "params: %v", err)
+		return nil, hostErr(abi.KindBadRequest, "params: %v", err)
 	}
 	return params.Bytes(), nil
 }
@@ -311,32 +309,31 @@ func directCall(parent string, n int, ffqn string, params []byte) (js, child str
 // in the history (a persist event whose kind names the operation and its bounds), so
 // that every replay returns the same value.
 func (r *workflowRun) persist(ctx context.Context, op string, req []byte) ([]byte, error) {
-	var q struct {
-		Min          uint64 `json:"min"`
-		MaxExclusive uint64 `json:"max_exclusive"`
-		MinLength    uint32 `json:"min_length"`
-		MaxLengthEx  uint32 `json:"max_length_exclusive"`
-	}
-	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
-	}
 	var kind string
 	var gen func() any
 	switch op {
-	case "random_u64":
+	case abi.OpRandomU64:
+		var q abi.RandomU64Request
+		if err := json.Unmarshal(req, &q); err != nil {
+			return nil, hostErr(abi.KindBadRequest, "%v", err)
+		}
 		if q.Min >= q.MaxExclusive {
-			return nil, &wasmhost.HostError{Kind: "bad_request", Message: fmt.Sprintf("random_u64: min %d must be below max_exclusive %d", q.Min, q.MaxExclusive)}
+			return nil, hostErr(abi.KindBadRequest, "random_u64: min %d must be below max_exclusive %d", q.Min, q.MaxExclusive)
 		}
 		kind = fmt.Sprintf("random_u64(%d,%d)", q.Min, q.MaxExclusive)
 		gen = func() any { return q.Min + rand.Uint64N(q.MaxExclusive-q.Min) }
-	case "random_string":
-		if q.MinLength >= q.MaxLengthEx || q.MaxLengthEx > 1<<20 {
-			return nil, &wasmhost.HostError{Kind: "bad_request", Message: fmt.Sprintf("random_string: want min_length < max_length_exclusive <= 1048576, got %d, %d", q.MinLength, q.MaxLengthEx)}
+	case abi.OpRandomString:
+		var q abi.RandomStringRequest
+		if err := json.Unmarshal(req, &q); err != nil {
+			return nil, hostErr(abi.KindBadRequest, "%v", err)
 		}
-		kind = fmt.Sprintf("random_string(%d,%d)", q.MinLength, q.MaxLengthEx)
+		if q.MinLength >= q.MaxLengthExclusive || q.MaxLengthExclusive > abi.MaxRandomStringLength {
+			return nil, hostErr(abi.KindBadRequest, "random_string: want min_length < max_length_exclusive <= %d, got %d, %d", abi.MaxRandomStringLength, q.MinLength, q.MaxLengthExclusive)
+		}
+		kind = fmt.Sprintf("random_string(%d,%d)", q.MinLength, q.MaxLengthExclusive)
 		gen = func() any {
 			const alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			b := make([]byte, q.MinLength+rand.Uint32N(q.MaxLengthEx-q.MinLength))
+			b := make([]byte, q.MinLength+rand.Uint32N(q.MaxLengthExclusive-q.MinLength))
 			for i := range b {
 				b[i] = alphabet[rand.IntN(len(alphabet))]
 			}
@@ -366,13 +363,9 @@ func (r *workflowRun) persist(ctx context.Context, op string, req []byte) ([]byt
 // in the same transaction as the Schedule event that records it; a replay returns the
 // recorded execution ID.
 func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
-	var q struct {
-		FFQN       string          `json:"ffqn"`
-		Params     json.RawMessage `json:"params"`
-		ScheduleAt json.RawMessage `json:"schedule_at"`
-	}
+	var q abi.ScheduleRequest
 	if err := json.Unmarshal(req, &q); err != nil {
-		return nil, &wasmhost.HostError{Kind: "bad_request", Message: err.Error()}
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	replaying := r.pos < len(r.history)
 	fn, params, err := r.e.scheduleTarget(q.FFQN, q.Params, !replaying)
@@ -396,7 +389,7 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 	ev := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Schedule{Schedule: sc}}
 	if err := r.appendEvents(ctx, []*pb.HistoryEvent{ev}, func(now time.Time) []events.Append {
 		// Relative to the time the events are written with, which their readers see.
-		at, _ := scheduleTime(now, spec)
+		at, _ := abi.ResolveScheduleAt(spec, now)
 		sc.ScheduledAt = at.UnixNano()
 		return []events.Append{{ExecutionID: id, Events: []*pb.Event{r.e.scheduledCreated(now, fn, params, at, r.id)}}}
 	}); err != nil {
@@ -412,10 +405,10 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 func (e *Engine) scheduleTarget(ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
 	fn, ok := e.reg.byFFQN[ffqn]
 	if !ok {
-		return Function{}, nil, hostErr("function_not_found", "function %s: no deployed component exports it", ffqn)
+		return Function{}, nil, hostErr(abi.KindFunctionNotFound, "function %s: no deployed component exports it", ffqn)
 	}
 	if fn.Component.Config.Type == ActivityStub {
-		return Function{}, nil, hostErr("function_not_found", "%s is a function of activity stub %q, which cannot be scheduled", ffqn, fn.Component.Config.Name)
+		return Function{}, nil, hostErr(abi.KindFunctionNotFound, "%s is a function of activity stub %q, which cannot be scheduled", ffqn, fn.Component.Config.Name)
 	}
 	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
@@ -425,15 +418,15 @@ func (e *Engine) scheduleTarget(ffqn string, raw json.RawMessage, check bool) (F
 // check.
 func scheduleSpec(raw json.RawMessage, check bool) ([]byte, error) {
 	if len(raw) == 0 {
-		raw = json.RawMessage(`"now"`)
+		raw = json.RawMessage(`"` + abi.ScheduleNow + `"`)
 	}
 	var spec bytes.Buffer
 	if err := json.Compact(&spec, raw); err != nil {
-		return nil, hostErr("bad_request", "schedule_at: %v", err)
+		return nil, hostErr(abi.KindBadRequest, "schedule_at: %v", err)
 	}
 	if check {
-		if _, err := scheduleTime(time.Now(), spec.Bytes()); err != nil {
-			return nil, hostErr("bad_request", "schedule_at: %v", err)
+		if _, err := abi.ResolveScheduleAt(spec.Bytes(), time.Now()); err != nil {
+			return nil, hostErr(abi.KindBadRequest, "schedule_at: %v", err)
 		}
 	}
 	return spec.Bytes(), nil
@@ -446,42 +439,6 @@ func (e *Engine) scheduledCreated(now time.Time, fn Function, params []byte, at 
 	created.GetCreated().ScheduledAt = at.UnixNano()
 	created.GetCreated().ScheduledBy = by
 	return created
-}
-
-// scheduleTime resolves a schedule-at value: "now", {"at": {"seconds", "nanoseconds"}} or
-// {"in": {"milliseconds"|"seconds"|"minutes"|"hours"|"days": n}}.
-func scheduleTime(now time.Time, raw json.RawMessage) (time.Time, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		if s == "now" {
-			return now, nil
-		}
-		return time.Time{}, fmt.Errorf("want \"now\", {\"at\": ...} or {\"in\": ...}, got %q", s)
-	}
-	var v struct {
-		At *struct {
-			Seconds     int64 `json:"seconds"`
-			Nanoseconds int64 `json:"nanoseconds"`
-		} `json:"at"`
-		In map[string]uint64 `json:"in"`
-	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return time.Time{}, err
-	}
-	switch {
-	case v.At != nil && v.In == nil:
-		return time.Unix(v.At.Seconds, v.At.Nanoseconds), nil
-	case v.In != nil && v.At == nil && len(v.In) == 1:
-		units := map[string]time.Duration{"milliseconds": time.Millisecond, "seconds": time.Second, "minutes": time.Minute, "hours": time.Hour, "days": 24 * time.Hour}
-		for unit, n := range v.In {
-			d, ok := units[unit]
-			if !ok {
-				return time.Time{}, fmt.Errorf("unknown duration unit %q", unit)
-			}
-			return now.Add(time.Duration(n) * d), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("want \"now\", {\"at\": ...} or {\"in\": ...}, got %s", raw)
 }
 
 // replayOrAppend matches want against the recorded history, or, past its end, appends
@@ -588,7 +545,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	for _, h := range hist {
 		// After the commit: a timer woken before it would not see the delay.
 		if d := h.GetJoinSetRequest().GetDelay(); d != nil {
-			r.e.timers.notify(d.ExpiresAt)
+			r.e.delays.notify(d.ExpiresAt)
 		}
 	}
 	return nil

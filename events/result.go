@@ -5,17 +5,19 @@ import (
 	"fmt"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // FailureKind names why an execution finished without a return value.
 type FailureKind string
 
-// The execution failure kinds (contract: they appear in results).
+// The execution failure kinds (contract: they appear in results, and guests read them:
+// package abi is their home).
 const (
-	FailureTimedOut               FailureKind = "timed_out"
-	FailureNondeterminismDetected FailureKind = "nondeterminism_detected"
-	FailureCancelled              FailureKind = "cancelled"
-	FailureUncategorized          FailureKind = "uncategorized"
+	FailureTimedOut               FailureKind = abi.FailureTimedOut
+	FailureNondeterminismDetected FailureKind = abi.FailureNondeterminismDetected
+	FailureCancelled              FailureKind = abi.FailureCancelled
+	FailureUncategorized          FailureKind = abi.FailureUncategorized
 )
 
 // ExecutionFailure is the payload of an {"execution_failure": ...} result.

@@ -28,6 +28,7 @@ type Metrics struct {
 	attempts       *prometheus.CounterVec
 	finished       *prometheus.CounterVec
 	timerLag       *prometheus.HistogramVec
+	restarts       *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -59,7 +60,10 @@ func New() *Metrics {
 	m.timerLag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock).", Buckets: latency,
 	}, []string{"timer"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag,
+	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, executor:<component>) after a panic, by service.",
+	}, []string{"service"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -105,6 +109,25 @@ func (m *Metrics) TimerLag(timer string, lag time.Duration) {
 		return
 	}
 	m.timerLag.WithLabelValues(timer).Observe(max(lag, 0).Seconds())
+}
+
+// SupervisedServices makes the restart counters of services exist at 0, so that a
+// scrape shows them (and a rate over them works) before the first restart.
+func (m *Metrics) SupervisedServices(services ...string) {
+	if m == nil {
+		return
+	}
+	for _, s := range services {
+		m.restarts.WithLabelValues(s)
+	}
+}
+
+// SupervisorRestart records that a supervised service is restarted after a failure.
+func (m *Metrics) SupervisorRestart(service string) {
+	if m == nil {
+		return
+	}
+	m.restarts.WithLabelValues(service).Inc()
 }
 
 // Gauge registers a gauge computed when it is scraped.

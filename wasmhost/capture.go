@@ -11,7 +11,7 @@ import (
 const maxCaptureLine = 4 << 10
 
 // lineCapture turns what a guest writes to standard output or error during a run into
-// log records (RunInput.CaptureStdout, CaptureStderr), one per line, with the stream's
+// log records (RunLogging.CaptureStdout, CaptureStderr), one per line, with the stream's
 // name as their context.
 type lineCapture struct {
 	inst  *Instance
@@ -54,17 +54,17 @@ func (c *lineCapture) emit() {
 	c.inst.emitLog(c.ctx, c.level, c.name, line)
 }
 
-// captureOutput sends the run's standard output and error, as in asks, to the
+// captureOutput sends the run's standard output and error, as l asks, to the
 // instance's log records as well as to where they went; the returned function logs
 // what is left of a last unterminated line.
-func (i *Instance) captureOutput(ctx context.Context, in RunInput) (flush func()) {
+func (i *Instance) captureOutput(ctx context.Context, l RunLogging) (flush func()) {
 	var caps []*lineCapture
-	if in.CaptureStdout {
+	if l.CaptureStdout {
 		c := &lineCapture{inst: i, ctx: ctx, name: "stdout", level: LogInfo}
 		i.stdout.set(tee(i.stdout.w, c))
 		caps = append(caps, c)
 	}
-	if in.CaptureStderr {
+	if l.CaptureStderr {
 		c := &lineCapture{inst: i, ctx: ctx, name: "stderr", level: LogWarn}
 		i.stderr.mu.Lock()
 		i.stderr.w = tee(i.stderr.w, c)

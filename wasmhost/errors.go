@@ -22,20 +22,9 @@ var ErrInstanceClosed = errors.New("wasmhost: instance closed")
 // Instantiate and Run when the runtime was closed while they ran.
 var ErrRuntimeClosed = errors.New("wasmhost: runtime closed")
 
-// Kinds of host-call errors that wasmhost itself returns to the guest.
-const (
-	// HostErrorBadRequest: the request is malformed (not JSON, missing op or fields).
-	HostErrorBadRequest = "bad_request"
-	// HostErrorUnsupportedOp: no one handles this op for this kind of component.
-	HostErrorUnsupportedOp = "unsupported_op"
-	// HostErrorNotAllowed: an http request to a host outside the allow-list.
-	HostErrorNotAllowed = "not_allowed"
-	// HostErrorTransport: an http request failed (connection, DNS, TLS, timeout, body too large).
-	HostErrorTransport = "transport"
-)
-
 // HostError is an error answer to one host call. It is returned to the guest
 // as {"error": {"kind": Kind, "message": Message}} and the guest continues.
+// Kind is one of the kinds of abi.Kinds (package sdk/go/obelisk/abi).
 // A [HostHandler] returns one (possibly wrapped) to fail a call without
 // stopping the guest.
 type HostError struct {

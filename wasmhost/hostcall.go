@@ -8,6 +8,8 @@ import (
 	"math"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // hostCall implements obelisk_v1.host_call(req_ptr, req_len, out_ptr, out_cap) -> len.
@@ -37,7 +39,7 @@ func (r *Runtime) hostCall(ctx context.Context, mod api.Module, stack []uint64) 
 			inst.abortErr = err
 			panic(err) // unwinds the guest; Run reports inst.abortErr
 		}
-		b, merr := json.Marshal(hostErrorResponse{Error: hostErrorBody{Kind: he.Kind, Message: he.Message}})
+		b, merr := json.Marshal(abi.ErrorAnswer{Error: abi.Error{Kind: he.Kind, Message: he.Message}})
 		if merr != nil {
 			panic(fmt.Errorf("wasmhost: encoding host error: %w", merr))
 		}
@@ -133,63 +135,39 @@ const (
 	okSuffix = `}`
 )
 
-type hostErrorResponse struct {
-	Error hostErrorBody `json:"error"`
-}
-
-type hostErrorBody struct {
-	Kind    string `json:"kind"`
-	Message string `json:"message"`
-}
-
 // dispatch answers one request: log (and http for activities) here, the rest
 // through the handler. During _initialize only log is available.
 func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 	op, err := opOf(req)
 	if err != nil {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: err.Error()}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: err.Error()}
 	}
-	if op == "log" {
+	if op == abi.OpLog {
 		return i.opLog(ctx, req)
 	}
 	if i.initializing {
-		return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: fmt.Sprintf("op %q is not available during _initialize", op)}
+		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %q is not available during _initialize", op)}
 	}
-	if op == "http" {
+	if op == abi.OpHTTP {
 		if i.kind != KindActivity {
-			return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: "op http is only available to activities"}
+			return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: "op http is only available to activities"}
 		}
 		return i.opHTTP(ctx, req)
 	}
 	if i.handler == nil {
-		return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: fmt.Sprintf("op %q is not supported", op)}
+		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %q is not supported", op)}
 	}
 	return i.handler.HostCall(ctx, op, req)
 }
 
 // logLevel returns the level the log op names.
 func logLevel(name string) (LogLevel, bool) {
-	switch name {
-	case "trace":
-		return LogTrace, true
-	case "debug":
-		return LogDebug, true
-	case "info":
-		return LogInfo, true
-	case "warn":
-		return LogWarn, true
-	case "error":
-		return LogError, true
-	case "critical":
-		return LogCritical, true
+	for i, n := range abi.LoggingLevels {
+		if n == name {
+			return LogLevel(i), true
+		}
 	}
 	return 0, false
-}
-
-type logRequest struct {
-	Level   string `json:"level"`
-	Message string `json:"message"`
-	Context string `json:"context"`
 }
 
 func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
@@ -200,13 +178,13 @@ func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 			return nil, nil
 		}
 	}
-	var lr logRequest
+	var lr abi.LogRequest
 	if err := json.Unmarshal(req, &lr); err != nil {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: "log: " + err.Error()}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "log: " + err.Error()}
 	}
 	level, ok := logLevel(lr.Level)
 	if !ok {
-		return nil, &HostError{Kind: HostErrorBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn, error or critical)", lr.Level)}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn, error or critical)", lr.Level)}
 	}
 	i.emitLog(ctx, level, lr.Context, lr.Message)
 	return nil, nil

@@ -16,6 +16,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // HostHandler answers the host_call ops that wasmhost does not answer itself.
@@ -43,26 +45,9 @@ func (f HostHandlerFunc) HostCall(ctx context.Context, op string, req []byte) ([
 	return f(ctx, op, req)
 }
 
-// RunInput is what one run of an instance executes; see docs/abi.md.
-type RunInput struct {
-	// FFQN of the exported function, e.g. "testing:fibo/fibo.fibo".
-	FFQN string `json:"ffqn"`
-	// Params is the positional JSON array of parameters, already type-checked.
-	// Empty means [].
-	Params json.RawMessage `json:"params"`
-	// ExecutionID of the execution being run; also added to log records.
-	ExecutionID string `json:"execution_id"`
-	// Attempt is 1 for the first attempt (always 1 for workflows).
-	Attempt int `json:"attempt"`
-	// Logs receives the guest's log records during the run (wasi:logging and the
-	// log op), besides the instance's Logger; nil: the Logger only. It is per run
-	// because an instance is usually made before it is known which execution it runs.
-	Logs LogSink `json:"-"`
-	// CaptureStdout and CaptureStderr make every line the guest writes to standard
-	// output (level info) or standard error (level warn) during the run a log record
-	// too, with context "stdout" or "stderr".
-	CaptureStdout, CaptureStderr bool `json:"-"`
-}
+// RunInput is what one run of an instance executes: the input of
+// obelisk_v1_run (abi.RunInput; see docs/abi.md).
+type RunInput = abi.RunInput
 
 // Instance is one instantiated guest module. It is used from one goroutine at
 // a time and runs at most once; Close may be called from any goroutine, also
@@ -88,9 +73,10 @@ type Instance struct {
 	// activity.go).
 	fromImage bool
 	handler   HostHandler
-	http      *compiledPolicy
+	http      *Outbound
 	logger    *slog.Logger
-	logs      LogSink
+	logging   RunLogging // for the run (SetLogging)
+	logs      LogSink    // logging.Sink while running
 	stdout    *switchWriter
 	stderr    *tailWriter
 	clock     *detClock // workflows
@@ -191,10 +177,10 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: run %s: encoding input: %w", in.FFQN, err)
 	}
-	i.executionID, i.logs = in.ExecutionID, in.Logs
+	i.executionID, i.logs = in.ExecutionID, i.logging.Sink
 	runCtx = withInstance(runCtx, i)
-	if in.CaptureStdout || in.CaptureStderr {
-		defer i.captureOutput(runCtx, in)()
+	if i.logging.CaptureStdout || i.logging.CaptureStderr {
+		defer i.captureOutput(runCtx, i.logging)()
 	}
 
 	res, err := i.alloc.Call(runCtx, uint64(len(input)))

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // The wasi:logging interface (WIT package wasi:logging@0.1.0-draft), lowered to one core
@@ -16,8 +18,8 @@ import (
 // enum's index.
 const (
 	// LoggingModuleName is the import module of wasi:logging's log function.
-	LoggingModuleName = "wasi:logging/logging@0.1.0-draft"
-	importLog         = "log"
+	LoggingModuleName = abi.LoggingModule
+	importLog         = abi.LoggingLog
 )
 
 // LogLevel is the level of a guest log record, numbered as wasi:logging's enum level.
@@ -49,6 +51,22 @@ type LogRecord struct {
 	Context string
 	Message string
 }
+
+// RunLogging says where the log records of an instance's run go besides the server's
+// log. It is given to [Instance.SetLogging] rather than in [RunInput], which is the
+// guest's input, and after Instantiate, since an instance is usually made before it is
+// known which execution it will run.
+type RunLogging struct {
+	// Sink receives the guest's records (wasi:logging and the log op); nil: none.
+	Sink LogSink
+	// CaptureStdout and CaptureStderr make every line the guest writes to standard
+	// output (level info) or standard error (level warn) a record too, with context
+	// "stdout" or "stderr".
+	CaptureStdout, CaptureStderr bool
+}
+
+// SetLogging sets where the records of the instance's run go; call it before Run.
+func (i *Instance) SetLogging(l RunLogging) { i.logging = l }
 
 // LogSink receives the records a guest logs during [Instance.Run], through wasi:logging
 // or the log op alike, on the goroutine running the guest. Records logged during

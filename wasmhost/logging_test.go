@@ -34,7 +34,8 @@ func runLogging(t *testing.T, cfg InstanceConfig, sink LogSink, fn, params strin
 		t.Fatalf("Instantiate: %v", err)
 	}
 	defer inst.Close(context.Background())
-	return inst.Run(context.Background(), RunInput{FFQN: "test:guest/api." + fn, Params: []byte(params), ExecutionID: "E_TEST", Attempt: 1, Logs: sink})
+	inst.SetLogging(RunLogging{Sink: sink})
+	return inst.Run(context.Background(), RunInput{FFQN: "test:guest/api." + fn, Params: []byte(params), ExecutionID: "E_TEST", Attempt: 1})
 }
 
 func mustRunLogging(t *testing.T, cfg InstanceConfig, sink LogSink, fn, params string) []byte {
@@ -112,7 +113,7 @@ func TestLogOpReachesTheSink(t *testing.T) {
 }
 
 func TestCaptureOutput(t *testing.T) {
-	run := func(t *testing.T, fn string, in RunInput) (sinkRecords, error) {
+	run := func(t *testing.T, fn string, l RunLogging) (sinkRecords, error) {
 		t.Helper()
 		var sink sinkRecords
 		inst, err := testGuest.Instantiate(context.Background(), InstanceConfig{Kind: KindActivity})
@@ -120,12 +121,13 @@ func TestCaptureOutput(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer inst.Close(context.Background())
-		in.FFQN, in.ExecutionID, in.Attempt, in.Logs = "test:guest/api."+fn, "E_TEST", 1, &sink
-		_, err = inst.Run(context.Background(), in)
+		l.Sink = &sink
+		inst.SetLogging(l)
+		_, err = inst.Run(context.Background(), RunInput{FFQN: "test:guest/api." + fn, ExecutionID: "E_TEST", Attempt: 1})
 		return sink, err
 	}
 	t.Run("both", func(t *testing.T) {
-		sink, err := run(t, "stdout", RunInput{CaptureStdout: true, CaptureStderr: true})
+		sink, err := run(t, "stdout", RunLogging{CaptureStdout: true, CaptureStderr: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,12 +137,12 @@ func TestCaptureOutput(t *testing.T) {
 		}
 	})
 	t.Run("none", func(t *testing.T) {
-		if sink, err := run(t, "stdout", RunInput{}); err != nil || len(sink) != 0 {
+		if sink, err := run(t, "stdout", RunLogging{}); err != nil || len(sink) != 0 {
 			t.Errorf("sink got %+v, %v; want nothing", sink, err)
 		}
 	})
 	t.Run("a panic's message", func(t *testing.T) {
-		sink, err := run(t, "panic", RunInput{CaptureStderr: true})
+		sink, err := run(t, "panic", RunLogging{CaptureStderr: true})
 		var te *TrapError
 		if !errors.As(err, &te) {
 			t.Fatalf("Run = %v, want a trap", err)

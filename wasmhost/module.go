@@ -108,9 +108,10 @@ type InstanceConfig struct {
 	// (all but log, and http for activities) once _initialize has finished.
 	// nil answers them with a HostError of kind unsupported_op.
 	Handler HostHandler
-	// HTTP is the outgoing HTTP policy of an activity; nil denies every
-	// request. Ignored for workflows.
-	HTTP *HTTPPolicy
+	// HTTP sends an activity's outgoing HTTP requests under its policy (one
+	// Outbound per component, shared by its instances); nil denies every request.
+	// Ignored for workflows.
+	HTTP *Outbound
 	// Seed seeds a workflow's deterministic random source (random_get)
 	// after _initialize.
 	Seed uint64
@@ -151,13 +152,6 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 	if err := checkInstanceConfig(cfg); err != nil {
 		return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
 	}
-	var pol *compiledPolicy
-	if cfg.Kind == KindActivity && cfg.HTTP != nil {
-		var err error
-		if pol, err = cfg.HTTP.compile(); err != nil {
-			return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
-		}
-	}
 	var inst *Instance
 	if p := m.poolFor(cfg.Kind); p != nil {
 		inst = p.take()
@@ -168,7 +162,7 @@ func (m *Module) Instantiate(ctx context.Context, cfg InstanceConfig) (*Instance
 			return nil, fmt.Errorf("wasmhost: instantiating module %q: %w", m.name, err)
 		}
 	}
-	inst.configure(cfg, pol)
+	inst.configure(cfg)
 	return inst, nil
 }
 
@@ -318,9 +312,12 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 
 // configure applies what is specific to one execution to an initialised
 // instance.
-func (i *Instance) configure(cfg InstanceConfig, pol *compiledPolicy) {
+func (i *Instance) configure(cfg InstanceConfig) {
 	i.handler = cfg.Handler
-	i.http = pol
+	i.http = nil
+	if cfg.Kind == KindActivity {
+		i.http = cfg.HTTP
+	}
 	i.requestBody = cfg.RequestBody
 	if cfg.Logger != nil {
 		i.logger = cfg.Logger

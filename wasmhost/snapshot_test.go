@@ -22,6 +22,8 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // mustSnapshot waits for the module's workflow snapshot.
@@ -401,7 +403,7 @@ func TestSnapshotFiboWorkflow(t *testing.T) {
 	child := 0
 	handler := HostHandlerFunc(func(ctx context.Context, op string, req []byte) ([]byte, error) {
 		if op != "call" {
-			return nil, &HostError{Kind: HostErrorUnsupportedOp, Message: op}
+			return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: op}
 		}
 		child++
 		if child%3 == 0 {

@@ -81,8 +81,9 @@ func BenchmarkFiboaSequential(b *testing.B) {
 }
 
 // BenchmarkThroughput: 2,000 fiboa(1, 3) workflows submitted at once (each calls the
-// activity three times); the metrics are completed workflows per second and the server's
-// peak RSS (VmHWM, since it started) and peak PSS (during the run). cold is the first 2,000 on a server just started: the modules prepare their
+// activity three times); the metrics are completed workflows per second, the server's
+// peak RSS and PSS during the run (sampled from smaps_rollup) and its VmHWM (the peak RSS
+// since it started). cold is the first 2,000 on a server just started: the modules prepare their
 // snapshots (~3 s of compiling) on first use, while the load runs on the plain path.
 // warm is the next 2,000, once the snapshots are ready: the steady state of a server.
 func BenchmarkThroughput(b *testing.B) {
@@ -90,7 +91,7 @@ func BenchmarkThroughput(b *testing.B) {
 	s := harness.Start(b, harness.Options{})
 	run := func(b *testing.B) {
 		for range b.N {
-			pss := s.SamplePSS()
+			mem := s.SampleMemory()
 			start := time.Now()
 			ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
 			for _, id := range ids {
@@ -100,12 +101,8 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(n)/elapsed.Seconds(), "workflows/s")
-			rss, err := s.PeakRSS()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
-			reportPeakPSS(b, pss)
+			reportPeakRSS(b, s)
+			reportPeakMemory(b, mem)
 		}
 	}
 	b.Run("cold", run)

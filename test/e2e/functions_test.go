@@ -23,8 +23,8 @@ func TestFunctions(t *testing.T) {
 		}
 	}))
 	defer web.Close()
-	// localhost resolves to the same server, but only 127.0.0.1 is allowed.
-	denied := strings.Replace(web.URL, "127.0.0.1", "localhost", 1)
+	// 127.0.0.2 is not allowed (only 127.0.0.1 is): refused before anything is dialled.
+	denied := strings.Replace(web.URL, "127.0.0.1", "127.0.0.2", 1)
 
 	cases := []struct {
 		name, ffqn, params, want string

@@ -72,6 +72,12 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v, want at least %v", c.name, c.labels, v, c.min)
 		}
 	}
+	// Every supervised service has its restart counter from the start; none restarted.
+	for _, service := range []string{"timers", "delays", "canceller", "executor:fibo_workflow"} {
+		if v := value("obelisk_supervisor_restarts_total", map[string]string{"service": service}); v != 0 {
+			t.Errorf("%s restarted %v times", service, v)
+		}
+	}
 	if v := value("obelisk_executions", map[string]string{"status": "locked"}); v != 0 {
 		t.Errorf("%v executions locked after everything finished", v)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -282,12 +283,17 @@ func TestWebhook(t *testing.T) {
 }
 
 // TestWebhookOutgoingHTTP: a webhook endpoint makes outgoing HTTP requests through the
-// host, to the hosts its allowed_hosts allow and to no other.
+// host, to the hosts its allowed_hosts allow and its denied_hosts do not deny, and to no
+// other.
 func TestWebhookOutgoingHTTP(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "upstream says hi")
 	}))
 	defer upstream.Close()
+	deniedUpstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "denied upstream says hi")
+	}))
+	defer deniedUpstream.Close()
 	wasm := harness.BuildComponent(t, "test/e2e/testdata/proxy-webhook")
 	s := harness.Start(t, harness.Options{Deployment: fmt.Sprintf(`
 [[webhook_endpoint]]
@@ -295,7 +301,8 @@ name = "proxy"
 location.path = %q
 routes = ["GET /proxy"]
 allowed_hosts = ["127.0.0.1:*"]
-`, wasm)})
+denied_hosts = ["GET 127.0.0.0/8:%d"]
+`, wasm, deniedUpstream.Listener.Addr().(*net.TCPAddr).Port)})
 	get := func(target string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(s.WebhookURL + "/proxy?url=" + url.QueryEscape(target))
@@ -309,9 +316,12 @@ allowed_hosts = ["127.0.0.1:*"]
 	if code, body := get(upstream.URL); code != 200 || body != "200 upstream says hi" {
 		t.Fatalf("allowed host: %d %q", code, body)
 	}
-	notAllowed := strings.Replace(upstream.URL, "127.0.0.1", "localhost", 1)
+	notAllowed := strings.Replace(upstream.URL, "127.0.0.1", "127.0.0.2", 1)
 	if code, body := get(notAllowed); code != http.StatusBadGateway || !strings.Contains(body, "not_allowed") {
 		t.Fatalf("host not in allowed_hosts: %d %q", code, body)
+	}
+	if code, body := get(deniedUpstream.URL); code != http.StatusBadGateway || !strings.Contains(body, "not_allowed") || !strings.Contains(body, "denied_hosts entry") {
+		t.Fatalf("host in denied_hosts: %d %q", code, body)
 	}
 }
 

@@ -99,7 +99,9 @@ func goCmd(dir string, env []string, args ...string) ([]byte, error) {
 type Options struct {
 	// BlockingStrategy of the workflows: await (default) or interrupt.
 	BlockingStrategy string
-	// ExtraTOML adds keys to a component's section, by component name.
+	// ExtraTOML adds keys to a component's section, by component name. exec.lock_expiry
+	// for "sleep" and allowed_hosts for "http" replace the defaults ("1s",
+	// ["127.0.0.1:*"]).
 	ExtraTOML map[string]string
 	// Workflows adds a [workflows] section body.
 	Workflows string
@@ -186,6 +188,10 @@ func (s *Server) deployment(o Options) string {
 	if !strings.Contains(sleepExtra, "lock_expiry") {
 		sleepExtra = "exec.lock_expiry = \"1s\"\n" + sleepExtra
 	}
+	httpExtra := extra("http")
+	if !strings.Contains(httpExtra, "allowed_hosts") {
+		httpExtra = "allowed_hosts = [\"127.0.0.1:*\"]\n" + httpExtra
+	}
 	return fmt.Sprintf(`
 data_dir = %q
 cache_dir = %q
@@ -209,7 +215,6 @@ retry_exp_backoff = "10ms"
 [[activity_wasm]]
 name = "http"
 location.path = %q
-allowed_hosts = ["127.0.0.1:*"]
 max_retries = 1
 retry_exp_backoff = "10ms"
 %s
@@ -239,7 +244,7 @@ name = "tree"
 location.path = %q
 blocking_strategy = %q
 `, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
-		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), extra("http"), wasm("flaky"), extra("flaky"),
+		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
 		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
 }
 
@@ -463,16 +468,32 @@ func (s *Server) Log() string {
 	return string(b)
 }
 
-// SamplePSS samples the server's proportional set size (Pss of /proc/PID/smaps_rollup)
-// every 100 ms until stop is called, which returns the largest sample in bytes. Unlike
-// RSS, PSS counts a page shared by several mappings once: WASM instances map the same
-// snapshot image many times over, and VmHWM counts it in every one.
-func (s *Server) SamplePSS() (stop func() int64) {
+// Memory is the peak of a server's memory during a sampled interval, in bytes.
+type Memory struct {
+	// RSS is the resident set size (Rss of smaps_rollup): a page shared by several
+	// mappings counts once per mapping.
+	RSS int64
+	// PSS is the proportional set size: a page shared by several mappings counts once.
+	// WASM instances map the same snapshot image many times over.
+	PSS int64
+}
+
+// SampleMemory samples the server's RSS and PSS (/proc/PID/smaps_rollup) every 100 ms
+// until stop is called, which returns the largest samples. Unlike VmHWM (PeakRSS), the
+// peak covers only the interval sampled, not the server's start.
+func (s *Server) SampleMemory() (stop func() Memory) {
 	path := fmt.Sprintf("/proc/%d/smaps_rollup", s.cmd.Process.Pid)
-	var peak int64
+	var peak Memory
 	sample := func() {
-		if pss, err := procBytes(path, "Pss:"); err == nil {
-			peak = max(peak, pss)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return
+		}
+		if rss, err := procField(b, "Rss:"); err == nil {
+			peak.RSS = max(peak.RSS, rss)
+		}
+		if pss, err := procField(b, "Pss:"); err == nil {
+			peak.PSS = max(peak.PSS, pss)
 		}
 	}
 	done, finished := make(chan struct{}), make(chan struct{})
@@ -489,7 +510,7 @@ func (s *Server) SamplePSS() (stop func() int64) {
 			}
 		}
 	}()
-	return func() int64 {
+	return func() Memory {
 		close(done)
 		<-finished
 		return peak
@@ -507,6 +528,15 @@ func procBytes(path, key string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	n, err := procField(b, key)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}
+
+// procField reads the "key N kB" line of the contents of a /proc file, in bytes.
+func procField(b []byte, key string) (int64, error) {
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, key); ok {
 			var kb int64
@@ -514,7 +544,7 @@ func procBytes(path, key string) (int64, error) {
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("no %s in %s", key, path)
+	return 0, fmt.Errorf("no %s", key)
 }
 
 // Unreachable returns a Server value whose API address has nothing listening, to test

@@ -4,14 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-)
 
-// callRequest is the request of the call and submit ops, without the op.
-type callRequest struct {
-	JoinSet string `json:"join_set,omitempty"`
-	FFQN    string `json:"ffqn"`
-	Params  []any  `json:"params"`
-}
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+)
 
 // Call runs the function ffqn, an activity or a workflow, as a child
 // execution of the calling workflow, waits until it has finished, and returns
@@ -56,11 +51,11 @@ func CallVoid(ctx Context, ffqn string, params ...any) error {
 // call performs the call op and returns the ok value of the child's result,
 // or the error Call documents.
 func call(ctx Context, ffqn string, params []any) (json.RawMessage, error) {
-	raw, err := sendCall(ctx, "call", "", ffqn, params)
+	raw, err := sendCall(ctx, abi.OpCall, "", ffqn, params)
 	if err != nil {
 		return nil, err
 	}
-	return decodeResult("call", raw, ffqn, "")
+	return decodeResult(abi.OpCall, raw, ffqn, "")
 }
 
 // sendCall performs op, call or submit (into joinSet), with ffqn and params,
@@ -72,8 +67,28 @@ func sendCall(ctx Context, op, joinSet, ffqn string, params []any) (json.RawMess
 	if req, ok := callRequestJSON(op, joinSet, ffqn, params); ok {
 		return send(ctx.host(), op, req)
 	}
-	return invoke(ctx.host(), op, callRequest{JoinSet: joinSet, FFQN: ffqn, Params: params})
+	return invoke(ctx.host(), op, callRequestOf(joinSet, ffqn, params))
 }
+
+// callRequestOf returns the request of the call op (joinSet empty) or of the submit
+// op, without the op, for encodeRequest: an abi.CallRequest or an abi.SubmitRequest.
+// A parameter that cannot be encoded is reported by encodeRequest.
+func callRequestOf(joinSet, ffqn string, params []any) any {
+	raw, err := marshal(params)
+	if err != nil {
+		return unencodable{err}
+	}
+	if joinSet == "" {
+		return abi.CallRequest{FFQN: ffqn, Params: raw}
+	}
+	return abi.SubmitRequest{JoinSet: joinSet, FFQN: ffqn, Params: raw}
+}
+
+// unencodable is a request whose encoding fails with err.
+type unencodable struct{ err error }
+
+// MarshalJSON returns err.
+func (u unencodable) MarshalJSON() ([]byte, error) { return nil, u.err }
 
 // decodeResult returns the ok value of result, a child's result as the host
 // answers it ({"ok": v}, {"err": v} or {"execution_failure": {...}}): the
@@ -135,7 +150,7 @@ func decodeResult(op string, result json.RawMessage, ffqn, executionID string) (
 
 // callRequestJSON is the fast path of encoding the request of the call and
 // submit ops, for params that are all nil or scalars: it returns what
-// encodeRequest(op, callRequest{joinSet, ffqn, params}) would.
+// encodeRequest(op, callRequestOf(joinSet, ffqn, params)) would.
 func callRequestJSON(op, joinSet, ffqn string, params []any) ([]byte, bool) {
 	req := newRequest(op, 32+len(joinSet)+len(ffqn)+8*len(params))
 	if joinSet != "" {

@@ -3,6 +3,8 @@ package obelisk
 import (
 	"fmt"
 	"os"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // Context is the first parameter of every exported function. It describes
@@ -61,30 +63,21 @@ type Level string
 
 // Log levels.
 const (
-	LevelTrace Level = "trace"
-	LevelDebug Level = "debug"
-	LevelInfo  Level = "info"
-	LevelWarn  Level = "warn"
-	LevelError Level = "error"
+	LevelTrace Level = abi.LevelTrace
+	LevelDebug Level = abi.LevelDebug
+	LevelInfo  Level = abi.LevelInfo
+	LevelWarn  Level = abi.LevelWarn
+	LevelError Level = abi.LevelError
 	// LevelCritical is wasi:logging's most severe level.
-	LevelCritical Level = "critical"
+	LevelCritical Level = abi.LevelCritical
 )
 
 // wasiLevel returns the index of level in wasi:logging's enum level.
 func wasiLevel(level Level) (uint8, bool) {
-	switch level {
-	case LevelTrace:
-		return 0, true
-	case LevelDebug:
-		return 1, true
-	case LevelInfo:
-		return 2, true
-	case LevelWarn:
-		return 3, true
-	case LevelError:
-		return 4, true
-	case LevelCritical:
-		return 5, true
+	for i, l := range abi.LoggingLevels {
+		if l == string(level) {
+			return uint8(i), true
+		}
 	}
 	return 0, false
 }
@@ -111,7 +104,7 @@ func (c Context) LogWithContext(level Level, context, msg string) {
 	}
 	// What encodeRequest would make of a struct with the level, message and context.
 	req := make([]byte, 0, 52+len(level)+len(context)+len(msg))
-	req = append(req, `{"op":"log","level":`...)
+	req = append(req, `{"op":"`+abi.OpLog+`","level":`...)
 	req = appendString(req, string(level))
 	req = append(req, `,"message":`...)
 	req = appendString(req, msg)
@@ -120,7 +113,7 @@ func (c Context) LogWithContext(level Level, context, msg string) {
 		req = appendString(req, context)
 	}
 	req = append(req, '}')
-	if _, err := send(c.host(), "log", req); err != nil {
+	if _, err := send(c.host(), abi.OpLog, req); err != nil {
 		fmt.Fprintf(os.Stderr, "%s %s\n", level, msg)
 	}
 }

@@ -113,6 +113,8 @@
 //
 // # The ABI
 //
-// The ABI this package implements is described in docs/abi.md.
+// The ABI this package implements is defined by package abi (its op names,
+// the JSON shapes of requests and answers, the error kinds) and described in
+// docs/abi.md.
 // [Context.HostCall] gives raw access to its host operations.
 package obelisk

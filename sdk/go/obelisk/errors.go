@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // ErrResult is the err side of a WIT result: a JSON value carried as an
@@ -101,54 +103,55 @@ func (e *ExecutionFailure) Error() string {
 	return cmp.Or(child(e.FFQN, e.ExecutionID), "child execution") + " failed: " + e.Kind + ": " + e.Reason
 }
 
-// Kinds of [HostError].
+// Kinds of [HostError]: those of package abi, where the table of every kind
+// is ([abi.Kinds]).
 const (
 	// KindFunctionNotFound: Call named a function that no component exports.
-	KindFunctionNotFound = "function_not_found"
+	KindFunctionNotFound = abi.KindFunctionNotFound
 	// KindTypeCheck: Call's parameters do not match the callee's WIT.
-	KindTypeCheck = "type_check"
+	KindTypeCheck = abi.KindTypeCheck
 	// KindNotAllowed: an HTTP request to a host that is not in the
 	// component's allowed hosts.
-	KindNotAllowed = "not_allowed"
+	KindNotAllowed = abi.KindNotAllowed
 	// KindTransport: an HTTP request failed to connect, resolve, complete TLS
 	// or finish in time.
-	KindTransport = "transport"
+	KindTransport = abi.KindTransport
 	// KindBadRequest: a malformed request to the host.
-	KindBadRequest = "bad_request"
+	KindBadRequest = abi.KindBadRequest
 	// KindUnsupportedOp: an operation the host does not offer to this kind
 	// of component, e.g. an HTTP request from a workflow.
-	KindUnsupportedOp = "unsupported_op"
+	KindUnsupportedOp = abi.KindUnsupportedOp
 
 	// Kinds of the join set, delay and stub operations.
 
 	// KindAllProcessed: JoinNext or JoinNextTry on a join set whose every
 	// request has been taken.
-	KindAllProcessed = "all_processed"
+	KindAllProcessed = abi.KindAllProcessed
 	// KindPending: JoinNextTry found no response yet. JoinNextTry itself
 	// reports it as (Response{}, false, nil); only HostCall returns it.
-	KindPending = "pending"
+	KindPending = abi.KindPending
 	// KindFunctionMismatch: the response AwaitNext took is not of the
 	// function it expected (or is a delay). The response is taken all the
 	// same.
-	KindFunctionMismatch = "function_mismatch"
+	KindFunctionMismatch = abi.KindFunctionMismatch
 	// KindNotFound: Get of an execution whose response the workflow has not
 	// taken (or that is not its child).
-	KindNotFound = "not_found"
+	KindNotFound = abi.KindNotFound
 	// KindConflict: NewJoinSetNamed with a name the workflow already used,
 	// or a Stub with another value than the one the execution already has.
-	KindConflict = "conflict"
+	KindConflict = abi.KindConflict
 	// KindInvalidName: NewJoinSetNamed with a name that is not 1 to 64 ASCII
 	// letters, digits, '-' and '/'.
-	KindInvalidName = "invalid_name"
+	KindInvalidName = abi.KindInvalidName
 	// KindUnknownJoinSet: a join set this workflow did not create.
-	KindUnknownJoinSet = "unknown_join_set"
+	KindUnknownJoinSet = abi.KindUnknownJoinSet
 	// KindJoinSetClosed: Submit or SubmitDelay into a closed join set.
-	KindJoinSetClosed = "join_set_closed"
+	KindJoinSetClosed = abi.KindJoinSetClosed
 	// KindCancelled: a Sleep whose delay was cancelled.
-	KindCancelled = "cancelled"
+	KindCancelled = abi.KindCancelled
 	// KindExecutionNotFound: a Stub of an execution that does not exist or
 	// is not of an activity stub.
-	KindExecutionNotFound = "execution_not_found"
+	KindExecutionNotFound = abi.KindExecutionNotFound
 )
 
 // HostError is an error the host answered an operation with, e.g. a [Call] to

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // exported is an exported function: its Go implementation and how to call it.
@@ -114,13 +116,8 @@ func newExported(ffqn string, fn any) (*exported, error) {
 	return e, nil
 }
 
-// runInput is the input of obelisk_v1_run.
-type runInput struct {
-	FFQN        string          `json:"ffqn"`
-	Params      json.RawMessage `json:"params"`
-	ExecutionID string          `json:"execution_id"`
-	Attempt     int             `json:"attempt"`
-}
+// runInput is the input of obelisk_v1_run, with its fast decoder.
+type runInput abi.RunInput
 
 // warmup does, for every exported function, what a run of it does besides calling it:
 // it decodes zero parameters, calls a stand-in of the function's type reflectively and

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // The fast paths of fastjson.go must give the same results as encoding/json
@@ -462,18 +464,18 @@ func FuzzCallRequest(f *testing.F) {
 		scalars := []any{i, u, fl, float32(fl), s, b, nil, int8(i), int16(i), int32(i), int(i), uint8(u), uint16(u), uint32(u), uint(u), myString(s)}
 		finite := !math.IsInf(fl, 0) && !math.IsNaN(fl) && !math.IsInf(float64(float32(fl)), 0)
 		for k, params := range [][]any{{}, scalars, scalars[int(n)%len(scalars):], {json.Number("1")}, {1, []int{1}}} {
-			for _, r := range []callRequest{{FFQN: ffqn, Params: params}, {JoinSet: s, FFQN: ffqn, Params: params}} {
-				op := "call"
-				if r.JoinSet != "" {
-					op = "submit"
+			for _, joinSet := range []string{"", s} {
+				op := abi.OpCall
+				if joinSet != "" {
+					op = abi.OpSubmit
 				}
-				want, err := encodeRequest(op, r)
-				got, ok := callRequestJSON(op, r.JoinSet, ffqn, params)
+				want, err := encodeRequest(op, callRequestOf(joinSet, ffqn, params))
+				got, ok := callRequestJSON(op, joinSet, ffqn, params)
 				if ok && (err != nil || string(got) != string(want)) {
-					t.Errorf("callRequestJSON(%q, %q, %q, %v) = %s, encoding/json gives %s, %v", op, r.JoinSet, ffqn, params, got, want, err)
+					t.Errorf("callRequestJSON(%q, %q, %q, %v) = %s, encoding/json gives %s, %v", op, joinSet, ffqn, params, got, want, err)
 				}
 				if !ok && k < 3 && finite {
-					t.Errorf("callRequestJSON(%q, %q, %q, %v) declined", op, r.JoinSet, ffqn, params)
+					t.Errorf("callRequestJSON(%q, %q, %q, %v) declined", op, joinSet, ffqn, params)
 				}
 			}
 		}

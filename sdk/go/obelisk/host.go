@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // hostFunc performs one host operation: it takes a JSON request and returns
@@ -102,9 +104,9 @@ func send(host hostFunc, op string, req []byte) (json.RawMessage, error) {
 	}
 	if key, v, ok := singleMember(resp); ok {
 		switch string(key) {
-		case "ok":
+		case abi.MemberOk:
 			return v, nil
-		case "error":
+		case abi.MemberError:
 			herr := &HostError{Op: op}
 			if stringMembers(v, func(key []byte, value string) bool {
 				switch string(key) {
@@ -125,14 +127,14 @@ func send(host hostFunc, op string, req []byte) (json.RawMessage, error) {
 	if err := json.Unmarshal(resp, &fields); err != nil {
 		panic(fmt.Sprintf("obelisk: %s: malformed host response %q: %v", op, resp, err))
 	}
-	if raw, ok := fields["error"]; ok {
+	if raw, ok := fields[abi.MemberError]; ok {
 		herr := &HostError{Op: op}
 		if err := json.Unmarshal(raw, herr); err != nil {
 			panic(fmt.Sprintf("obelisk: %s: malformed host error %q: %v", op, raw, err))
 		}
 		return nil, herr
 	}
-	if raw, ok := fields["ok"]; ok {
+	if raw, ok := fields[abi.MemberOk]; ok {
 		return raw, nil
 	}
 	panic(fmt.Sprintf("obelisk: %s: host response %q has neither ok nor error", op, resp))

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // JoinSet groups child executions and delays of a workflow, so that the
@@ -47,7 +49,7 @@ func (js JoinSet) String() string { return js.id }
 // NewJoinSet creates a join set with a generated ID: g:1, g:2... in the order
 // the workflow creates them.
 func NewJoinSet(ctx Context) (JoinSet, error) {
-	return newJoinSet(ctx, newRequest("join_set_create", 0))
+	return newJoinSet(ctx, newRequest(abi.OpJoinSetCreate, 0))
 }
 
 // NewJoinSetNamed creates a join set named name, with the ID "n:<name>".
@@ -55,13 +57,13 @@ func NewJoinSet(ctx Context) (JoinSet, error) {
 // a [*HostError] of kind [KindInvalidName]. A workflow can use a name once:
 // creating a second join set of that name fails with kind [KindConflict].
 func NewJoinSetNamed(ctx Context, name string) (JoinSet, error) {
-	req := appendStringMember(newRequest("join_set_create", 10+len(name)), "name", name)
+	req := appendStringMember(newRequest(abi.OpJoinSetCreate, 10+len(name)), "name", name)
 	return newJoinSet(ctx, req)
 }
 
 func newJoinSet(ctx Context, req []byte) (JoinSet, error) {
 	var id string
-	if err := sendDecode(ctx, "join_set_create", append(req, '}'), &id); err != nil {
+	if err := sendDecode(ctx, abi.OpJoinSetCreate, append(req, '}'), &id); err != nil {
 		return JoinSet{}, err
 	}
 	return JoinSet{id}, nil
@@ -74,7 +76,7 @@ func newJoinSet(ctx Context, req []byte) (JoinSet, error) {
 // closed join set: [Submit] and [SubmitDelay] fail with kind
 // [KindJoinSetClosed].
 func (js JoinSet) Close(ctx Context) error {
-	return sendDecode(ctx, "join_set_close", js.request("join_set_close", 0), nil)
+	return sendDecode(ctx, abi.OpJoinSetClose, js.request(abi.OpJoinSetClose, 0), nil)
 }
 
 // request returns the request of op on the join set, closed, with room for
@@ -94,11 +96,11 @@ func (js JoinSet) request(op string, extra int) []byte {
 // [KindTypeCheck], [KindUnknownJoinSet] or [KindJoinSetClosed], or another
 // error when a parameter cannot be encoded.
 func Submit(ctx Context, js JoinSet, ffqn string, params ...any) (string, error) {
-	raw, err := sendCall(ctx, "submit", js.id, ffqn, params)
+	raw, err := sendCall(ctx, abi.OpSubmit, js.id, ffqn, params)
 	if err != nil {
 		return "", err
 	}
-	return decodeID("submit", raw)
+	return decodeID(abi.OpSubmit, raw)
 }
 
 // SubmitDelay adds to the join set a delay that expires at the given time,
@@ -116,14 +118,14 @@ func Submit(ctx Context, js JoinSet, ffqn string, params ...any) (string, error)
 //	err = js.Close(ctx) // cancels the other one
 func SubmitDelay(ctx Context, js JoinSet, at ScheduleAt) (string, error) {
 	sa := at.json()
-	req := newRequest("submit_delay", 32+len(js.id)+len(sa))
+	req := newRequest(abi.OpSubmitDelay, 32+len(js.id)+len(sa))
 	req = appendStringMember(req, "join_set", js.id)
 	req = append(appendRawMember(req, "schedule_at", sa), '}')
-	raw, err := send(ctx.host(), "submit_delay", req)
+	raw, err := send(ctx.host(), abi.OpSubmitDelay, req)
 	if err != nil {
 		return "", err
 	}
-	return decodeID("submit_delay", raw)
+	return decodeID(abi.OpSubmitDelay, raw)
 }
 
 // decodeID decodes the ok value of op, a string.
@@ -151,9 +153,9 @@ func sendDecode(ctx Context, op string, req []byte, response any) error {
 // Kinds of [Response].
 const (
 	// ResponseExecution: a child execution finished.
-	ResponseExecution = "execution"
+	ResponseExecution = abi.ResponseExecution
 	// ResponseDelay: a delay expired or was cancelled.
-	ResponseDelay = "delay"
+	ResponseDelay = abi.ResponseDelay
 )
 
 // Response is what a join set answers [JoinNext] and [JoinNextTry] with: a
@@ -183,7 +185,7 @@ func (r Response) Decode(v any) error {
 	if r.Kind != ResponseExecution {
 		return fmt.Errorf("obelisk: %s is a %s, not an execution", r.ID, r.Kind)
 	}
-	raw, err := decodeResult("join_next", r.Result, r.FFQN, r.ID)
+	raw, err := decodeResult(abi.OpJoinNext, r.Result, r.FFQN, r.ID)
 	if err != nil || v == nil {
 		return err
 	}
@@ -201,14 +203,14 @@ func (r Response) Decode(v any) error {
 // The error is a [*HostError] of kind [KindAllProcessed] when every
 // request of the join set has been taken, or [KindUnknownJoinSet].
 func JoinNext(ctx Context, js JoinSet) (Response, error) {
-	return joinNext(ctx, "join_next", js.request("join_next", 0))
+	return joinNext(ctx, abi.OpJoinNext, js.request(abi.OpJoinNext, 0))
 }
 
 // JoinNextTry is [JoinNext] without waiting: ok is false, with a nil error,
 // when no response has arrived yet. Its outcome is recorded in the history,
 // so a replay answers the same.
 func JoinNextTry(ctx Context, js JoinSet) (r Response, ok bool, err error) {
-	r, err = joinNext(ctx, "join_next_try", js.request("join_next_try", 0))
+	r, err = joinNext(ctx, abi.OpJoinNextTry, js.request(abi.OpJoinNextTry, 0))
 	if herr, isHostErr := errors.AsType[*HostError](err); isHostErr && herr.Kind == KindPending {
 		return Response{}, false, nil
 	}
@@ -225,18 +227,18 @@ func JoinNextTry(ctx Context, js JoinSet) (r Response, ok bool, err error) {
 // the same. An empty ffqn accepts any child (and a delay is then an error
 // too). The other errors are those of JoinNext.
 func AwaitNext[T any](ctx Context, js JoinSet, ffqn string) (id string, v T, err error) {
-	req := appendStringMember(newRequest("join_next", 32+len(js.id)+len(ffqn)), "join_set", js.id)
+	req := appendStringMember(newRequest(abi.OpJoinNext, 32+len(js.id)+len(ffqn)), "join_set", js.id)
 	if ffqn != "" {
 		req = appendStringMember(req, "ffqn", ffqn)
 	}
-	r, err := joinNext(ctx, "join_next", append(req, '}'))
+	r, err := joinNext(ctx, abi.OpJoinNext, append(req, '}'))
 	if err != nil {
 		return "", v, err
 	}
 	if r.Kind != ResponseExecution {
 		return r.ID, v, fmt.Errorf("obelisk: join_next: %s is a %s, not an execution", r.ID, r.Kind)
 	}
-	raw, err := decodeResult("join_next", r.Result, r.FFQN, r.ID)
+	raw, err := decodeResult(abi.OpJoinNext, r.Result, r.FFQN, r.ID)
 	if err != nil {
 		return r.ID, v, err
 	}
@@ -352,12 +354,12 @@ func parseResponse(raw []byte) (Response, bool) {
 // not been taken (or the execution is not a child of the workflow).
 func Get[T any](ctx Context, executionID string) (T, error) {
 	var v T
-	req := appendStringMember(newRequest("get", 24+len(executionID)), "execution_id", executionID)
-	raw, err := send(ctx.host(), "get", append(req, '}'))
+	req := appendStringMember(newRequest(abi.OpGet, 24+len(executionID)), "execution_id", executionID)
+	raw, err := send(ctx.host(), abi.OpGet, append(req, '}'))
 	if err != nil {
 		return v, err
 	}
-	if raw, err = decodeResult("get", raw, "", executionID); err != nil {
+	if raw, err = decodeResult(abi.OpGet, raw, "", executionID); err != nil {
 		return v, err
 	}
 	if err := decode(raw, &v); err != nil {

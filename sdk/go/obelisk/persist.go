@@ -3,6 +3,8 @@ package obelisk
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // Deterministic helpers for workflows. A workflow must not read a real clock or a real
@@ -15,12 +17,12 @@ func RandomU64(ctx Context, min, maxExclusive uint64) (uint64, error) {
 	// Built by hand: a replay makes this call once per recorded value, and
 	// encoding/json's reflection is most of its cost in a wasm guest.
 	req := make([]byte, 0, 72)
-	req = append(req, `{"op":"random_u64","min":`...)
+	req = append(req, `{"op":"`+abi.OpRandomU64+`","min":`...)
 	req = strconv.AppendUint(req, min, 10)
 	req = append(req, `,"max_exclusive":`...)
 	req = strconv.AppendUint(req, maxExclusive, 10)
 	req = append(req, '}')
-	raw, err := send(ctx.host(), "random_u64", req)
+	raw, err := send(ctx.host(), abi.OpRandomU64, req)
 	if err != nil {
 		return 0, err
 	}
@@ -39,10 +41,7 @@ func RandomU64(ctx Context, min, maxExclusive uint64) (uint64, error) {
 // [minLength, maxLengthExclusive), the same on every replay.
 func RandomString(ctx Context, minLength, maxLengthExclusive uint32) (string, error) {
 	var v string
-	err := ctx.HostCall("random_string", struct {
-		MinLength          uint32 `json:"min_length"`
-		MaxLengthExclusive uint32 `json:"max_length_exclusive"`
-	}{minLength, maxLengthExclusive}, &v)
+	err := ctx.HostCall(abi.OpRandomString, abi.RandomStringRequest{MinLength: minLength, MaxLengthExclusive: maxLengthExclusive}, &v)
 	return v, err
 }
 
@@ -50,6 +49,6 @@ func RandomString(ctx Context, minLength, maxLengthExclusive uint32) (string, er
 // replay.
 func NewExecutionID(ctx Context) (string, error) {
 	var v string
-	err := ctx.HostCall("execution_id_generate", nil, &v)
+	err := ctx.HostCall(abi.OpExecutionIDGenerate, nil, &v)
 	return v, err
 }

@@ -1,9 +1,11 @@
 package obelisk
 
 import (
-	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // ScheduleAt says when a scheduled execution or a delay is due: [Now], [At]
@@ -46,11 +48,11 @@ func Schedule(ctx Context, at ScheduleAt, ffqn string, params ...any) (string, e
 	if params == nil {
 		params = []any{}
 	}
+	raw, err := marshal(params)
+	if err != nil {
+		return "", fmt.Errorf("obelisk: %s: encoding the request: %w", abi.OpSchedule, err)
+	}
 	var id string
-	err := ctx.HostCall("schedule", struct {
-		FFQN       string          `json:"ffqn"`
-		Params     []any           `json:"params"`
-		ScheduleAt json.RawMessage `json:"schedule_at"`
-	}{ffqn, params, at.json()}, &id)
+	err = ctx.HostCall(abi.OpSchedule, abi.ScheduleRequest{FFQN: ffqn, Params: raw, ScheduleAt: at.json()}, &id)
 	return id, err
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // Sleep is a durable sleep: the workflow waits until the given time and
@@ -18,17 +20,14 @@ import (
 // [KindCancelled]. Only workflows can sleep.
 func Sleep(ctx Context, at ScheduleAt) (time.Time, error) {
 	sa := at.json()
-	req := append(appendRawMember(newRequest("sleep", 16+len(sa)), "schedule_at", sa), '}')
-	raw, err := send(ctx.host(), "sleep", req)
+	req := append(appendRawMember(newRequest(abi.OpSleep, 16+len(sa)), "schedule_at", sa), '}')
+	raw, err := send(ctx.host(), abi.OpSleep, req)
 	if err != nil {
 		return time.Time{}, err
 	}
 	t, ok := parseTime(raw)
 	if !ok {
-		var v struct {
-			Seconds     int64 `json:"seconds"`
-			Nanoseconds int64 `json:"nanoseconds"`
-		}
+		var v abi.Woke
 		if err := json.Unmarshal(raw, &v); err != nil {
 			panic(fmt.Sprintf("obelisk: sleep: malformed response %q: %v", raw, err))
 		}

@@ -1,6 +1,10 @@
 package obelisk
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+)
 
 // StubOk writes {"ok": value} as the result of executionID, an execution of
 // an activity stub (a component deployed as `activity_stub`, whose
@@ -25,7 +29,7 @@ func StubErr(ctx Context, executionID string, value any) error {
 }
 
 func stub(ctx Context, executionID, side string, value any) error {
-	req := appendStringMember(newRequest("stub", 48+len(executionID)), "execution_id", executionID)
+	req := appendStringMember(newRequest(abi.OpStub, 48+len(executionID)), "execution_id", executionID)
 	req = append(append(req, `,"result":`...), side...)
 	if r, ok := appendValue(req, value); ok {
 		req = r
@@ -36,5 +40,5 @@ func stub(ctx Context, executionID, side string, value any) error {
 		}
 		req = append(req, b...)
 	}
-	return sendDecode(ctx, "stub", append(req, "}}"...), nil)
+	return sendDecode(ctx, abi.OpStub, append(req, "}}"...), nil)
 }

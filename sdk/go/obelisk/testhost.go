@@ -1,10 +1,13 @@
 package obelisk
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // TestHost runs exported functions in an ordinary Go program or test,
@@ -22,7 +25,8 @@ import (
 //     were submitted. When Call returns a nil result and a nil error, the
 //     child has no result yet (an activity stub, or a child still running):
 //     its response arrives when the workflow writes its result with StubOk
-//     or StubErr.
+//     or StubErr. Only such a child can be stubbed, as only executions of
+//     an activity stub can in a real host.
 //   - Time only passes when the workflow waits: a Sleep returns at once and
 //     moves the clock (which starts at the real time when Run starts) to its
 //     due time, and a JoinNext with no response to take expires the join
@@ -32,6 +36,9 @@ import (
 //     result would wait forever: it panics.
 //   - Closing a join set cancels every child without a result (child
 //     workflows too, unlike a real host) and every delay not taken.
+//
+// test/conformance runs the same join set scripts in a TestHost and in the
+// real engine, so that this simulation and the host agree.
 type TestHost struct {
 	// ExecutionID is the execution ID the function sees; "E_TEST" if empty.
 	ExecutionID string
@@ -72,21 +79,14 @@ func (h *TestHost) Run(ffqn string, params ...any) []byte {
 	if params == nil {
 		params = []any{}
 	}
-	in := struct {
-		FFQN        string `json:"ffqn"`
-		Params      []any  `json:"params"`
-		ExecutionID string `json:"execution_id"`
-		Attempt     int    `json:"attempt"`
-	}{ffqn, params, h.ExecutionID, h.Attempt}
-	if in.ExecutionID == "" {
-		in.ExecutionID = "E_TEST"
-	}
-	if in.Attempt == 0 {
-		in.Attempt = 1
-	}
-	input, err := marshal(in)
+	raw, err := marshal(params)
 	if err != nil {
 		panic(fmt.Sprintf("obelisk: TestHost.Run(%q): encoding params: %v", ffqn, err))
+	}
+	in := abi.RunInput{FFQN: ffqn, Params: raw, ExecutionID: cmp.Or(h.ExecutionID, "E_TEST"), Attempt: cmp.Or(h.Attempt, 1)}
+	input, err := marshal(in)
+	if err != nil {
+		panic(fmt.Sprintf("obelisk: TestHost.Run(%q): encoding the input: %v", ffqn, err))
 	}
 	r := &testRun{h: h, executionID: in.ExecutionID, clock: time.Now()}
 	return run(input, r.hostCall, nil, nil)
@@ -95,18 +95,16 @@ func (h *TestHost) Run(ffqn string, params ...any) []byte {
 // hostCall answers one host operation of the run like the real host does.
 func (r *testRun) hostCall(req []byte) ([]byte, error) {
 	h := r.h
-	var head struct {
-		Op string `json:"op"`
-	}
+	var head abi.Head
 	if err := json.Unmarshal(req, &head); err != nil {
 		return errorResponse(KindBadRequest, err.Error())
 	}
 	var ok any
 	var herr *HostError
 	switch {
-	case head.Op == "log":
+	case head.Op == abi.OpLog:
 		ok, herr = h.log(req)
-	case head.Op == "call":
+	case head.Op == abi.OpCall:
 		ok, herr = h.call(req)
 	case h.Ops[head.Op] == nil && testRunOps[head.Op] != nil:
 		ok, herr = r.op(head.Op, req)
@@ -116,34 +114,26 @@ func (r *testRun) hostCall(req []byte) ([]byte, error) {
 	if herr != nil {
 		return errorResponse(herr.Kind, herr.Message)
 	}
-	return marshal(struct {
-		Ok any `json:"ok"`
-	}{ok})
+	return marshal(map[string]any{abi.MemberOk: ok})
 }
 
 func errorResponse(kind, message string) ([]byte, error) {
-	return marshal(map[string]any{"error": &HostError{Kind: kind, Message: message}})
+	return marshal(abi.ErrorAnswer{Error: abi.Error{Kind: kind, Message: message}})
 }
 
 func (h *TestHost) log(req []byte) (any, *HostError) {
-	var r struct {
-		Level   Level  `json:"level"`
-		Message string `json:"message"`
-	}
+	var r abi.LogRequest
 	if err := json.Unmarshal(req, &r); err != nil {
 		return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
 	}
 	if h.Log != nil {
-		h.Log(r.Level, r.Message)
+		h.Log(Level(r.Level), r.Message)
 	}
 	return nil, nil
 }
 
 func (h *TestHost) call(req []byte) (any, *HostError) {
-	var r struct {
-		FFQN   string          `json:"ffqn"`
-		Params json.RawMessage `json:"params"`
-	}
+	var r abi.CallRequest
 	if err := json.Unmarshal(req, &r); err != nil {
 		return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
 	}

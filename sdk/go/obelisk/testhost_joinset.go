@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // This file simulates join sets, delays, sleep and stub for TestHost, as
@@ -41,21 +43,24 @@ type testRequest struct {
 	due     time.Time       // a delay's
 	expired bool            // a delay that arrived
 	taken   bool
+	// stub: a child that had no result when it was submitted, and so stands
+	// for an execution of an activity stub, which only such can be stubbed.
+	stub bool
 }
 
 func (q *testRequest) isDelay() bool { return q.ffqn == "" }
 
 // testRunOps are the operations testRun simulates.
 var testRunOps = map[string]func(*testRun, []byte) (any, *HostError){
-	"join_set_create": (*testRun).joinSetCreate,
-	"submit":          (*testRun).submit,
-	"submit_delay":    (*testRun).submitDelay,
-	"join_next":       (*testRun).joinNext,
-	"join_next_try":   (*testRun).joinNextTry,
-	"get":             (*testRun).get,
-	"join_set_close":  (*testRun).joinSetClose,
-	"sleep":           (*testRun).sleep,
-	"stub":            (*testRun).stub,
+	abi.OpJoinSetCreate: (*testRun).joinSetCreate,
+	abi.OpSubmit:        (*testRun).submit,
+	abi.OpSubmitDelay:   (*testRun).submitDelay,
+	abi.OpJoinNext:      (*testRun).joinNext,
+	abi.OpJoinNextTry:   (*testRun).joinNextTry,
+	abi.OpGet:           (*testRun).get,
+	abi.OpJoinSetClose:  (*testRun).joinSetClose,
+	abi.OpSleep:         (*testRun).sleep,
+	abi.OpStub:          (*testRun).stub,
 }
 
 // op answers a simulated operation.
@@ -115,9 +120,7 @@ func (r *testRun) joinSet(id string) (*testJoinSet, *HostError) {
 }
 
 func (r *testRun) joinSetCreate(req []byte) (any, *HostError) {
-	var q struct {
-		Name *string `json:"name"`
-	}
+	var q abi.JoinSetCreateRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -126,7 +129,7 @@ func (r *testRun) joinSetCreate(req []byte) (any, *HostError) {
 		r.generated++
 		id = "g:" + strconv.Itoa(r.generated)
 	} else {
-		if !validJoinSetName(*q.Name) {
+		if !abi.ValidJoinSetName(*q.Name) {
 			return nil, &HostError{Kind: KindInvalidName, Message: fmt.Sprintf("join set name %q: want 1 to 64 ASCII letters, digits, '-' and '/'", *q.Name)}
 		}
 		id = "n:" + *q.Name
@@ -139,18 +142,6 @@ func (r *testRun) joinSetCreate(req []byte) (any, *HostError) {
 	}
 	r.joinSets[id] = &testJoinSet{id: id}
 	return id, nil
-}
-
-func validJoinSetName(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
-	for _, c := range []byte(name) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '/') {
-			return false
-		}
-	}
-	return true
 }
 
 // openJoinSet returns the join set with the given ID if it is open.
@@ -166,11 +157,7 @@ func (r *testRun) openJoinSet(id string) (*testJoinSet, *HostError) {
 }
 
 func (r *testRun) submit(req []byte) (any, *HostError) {
-	var q struct {
-		JoinSet string          `json:"join_set"`
-		FFQN    string          `json:"ffqn"`
-		Params  json.RawMessage `json:"params"`
-	}
+	var q abi.SubmitRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -189,6 +176,7 @@ func (r *testRun) submit(req []byte) (any, *HostError) {
 	}
 	r.children[child.id] = child
 	if result == nil {
+		child.stub = true
 		js.waiting = append(js.waiting, child)
 	} else {
 		child.result = result
@@ -197,51 +185,21 @@ func (r *testRun) submit(req []byte) (any, *HostError) {
 	return child.id, nil
 }
 
-// due returns the time schedule_at says, from the current clock.
+// due returns the time schedule_at says, from the current clock. Delays and
+// sleeps need one.
 func (r *testRun) due(scheduleAt json.RawMessage) (time.Time, *HostError) {
-	bad := &HostError{Kind: KindBadRequest, Message: fmt.Sprintf("bad schedule_at %s", scheduleAt)}
 	if len(scheduleAt) == 0 {
-		return r.clock, nil
+		return time.Time{}, &HostError{Kind: KindBadRequest, Message: "schedule_at is missing"}
 	}
-	var now string
-	if json.Unmarshal(scheduleAt, &now) == nil {
-		if now != "now" {
-			return time.Time{}, bad
-		}
-		return r.clock, nil
+	t, err := abi.ResolveScheduleAt(scheduleAt, r.clock)
+	if err != nil {
+		return time.Time{}, &HostError{Kind: KindBadRequest, Message: fmt.Sprintf("schedule_at: %v", err)}
 	}
-	var at struct {
-		At *struct {
-			Seconds     int64 `json:"seconds"`
-			Nanoseconds int64 `json:"nanoseconds"`
-		} `json:"at"`
-		In map[string]int64 `json:"in"`
-	}
-	if json.Unmarshal(scheduleAt, &at) != nil {
-		return time.Time{}, bad
-	}
-	switch {
-	case at.At != nil && at.In == nil:
-		return time.Unix(at.At.Seconds, at.At.Nanoseconds), nil
-	case at.At == nil && len(at.In) == 1:
-		units := map[string]time.Duration{
-			"milliseconds": time.Millisecond, "seconds": time.Second, "minutes": time.Minute,
-			"hours": time.Hour, "days": 24 * time.Hour,
-		}
-		for unit, n := range at.In {
-			if d, ok := units[unit]; ok && n >= 0 {
-				return r.clock.Add(time.Duration(n) * d), nil
-			}
-		}
-	}
-	return time.Time{}, bad
+	return t, nil
 }
 
 func (r *testRun) submitDelay(req []byte) (any, *HostError) {
-	var q struct {
-		JoinSet    string          `json:"join_set"`
-		ScheduleAt json.RawMessage `json:"schedule_at"`
-	}
+	var q abi.SubmitDelayRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -259,23 +217,16 @@ func (r *testRun) submitDelay(req []byte) (any, *HostError) {
 	return id, nil
 }
 
-// response is the JSON of a response.
-func (q *testRequest) response() any {
+// response is the answer of join_next and join_next_try that takes q.
+func (q *testRequest) response() abi.Response {
 	if q.isDelay() {
-		return struct {
-			Kind      string `json:"kind"`
-			ID        string `json:"id"`
-			Cancelled bool   `json:"cancelled"`
-		}{ResponseDelay, q.id, !q.expired}
+		return abi.DelayResponse(q.id, !q.expired)
 	}
-	return Response{Kind: ResponseExecution, ID: q.id, FFQN: q.ffqn, Result: q.result}
+	return abi.ExecutionResponse(q.id, q.ffqn, q.result)
 }
 
 func (r *testRun) joinNext(req []byte) (any, *HostError) {
-	var q struct {
-		JoinSet string `json:"join_set"`
-		FFQN    string `json:"ffqn"`
-	}
+	var q abi.JoinNextRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -321,9 +272,7 @@ func (js *testJoinSet) take() (*testRequest, *HostError) {
 }
 
 func (r *testRun) joinNextTry(req []byte) (any, *HostError) {
-	var q struct {
-		JoinSet string `json:"join_set"`
-	}
+	var q abi.JoinNextTryRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -339,9 +288,7 @@ func (r *testRun) joinNextTry(req []byte) (any, *HostError) {
 }
 
 func (r *testRun) get(req []byte) (any, *HostError) {
-	var q struct {
-		ExecutionID string `json:"execution_id"`
-	}
+	var q abi.GetRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -352,9 +299,7 @@ func (r *testRun) get(req []byte) (any, *HostError) {
 }
 
 func (r *testRun) joinSetClose(req []byte) (any, *HostError) {
-	var q struct {
-		JoinSet string `json:"join_set"`
-	}
+	var q abi.JoinSetCloseRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -365,7 +310,7 @@ func (r *testRun) joinSetClose(req []byte) (any, *HostError) {
 	js.closed = true
 	for _, q := range js.waiting {
 		if !q.isDelay() {
-			q.result = json.RawMessage(`{"execution_failure":{"kind":"cancelled","reason":"join set closed"}}`)
+			q.result = json.RawMessage(`{"execution_failure":{"kind":"` + abi.FailureCancelled + `","reason":"join set closed"}}`)
 		}
 		q.taken = true
 	}
@@ -377,9 +322,7 @@ func (r *testRun) joinSetClose(req []byte) (any, *HostError) {
 }
 
 func (r *testRun) sleep(req []byte) (any, *HostError) {
-	var q struct {
-		ScheduleAt json.RawMessage `json:"schedule_at"`
-	}
+	var q abi.SleepRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -391,14 +334,11 @@ func (r *testRun) sleep(req []byte) (any, *HostError) {
 		r.clock = due
 		r.expire()
 	}
-	return map[string]int64{"seconds": r.clock.Unix(), "nanoseconds": int64(r.clock.Nanosecond())}, nil
+	return abi.Woke{Seconds: r.clock.Unix(), Nanoseconds: int64(r.clock.Nanosecond())}, nil
 }
 
 func (r *testRun) stub(req []byte) (any, *HostError) {
-	var q struct {
-		ExecutionID string          `json:"execution_id"`
-		Result      json.RawMessage `json:"result"`
-	}
+	var q abi.StubRequest
 	if herr := parse(req, &q); herr != nil {
 		return nil, herr
 	}
@@ -406,8 +346,8 @@ func (r *testRun) stub(req []byte) (any, *HostError) {
 		return nil, &HostError{Kind: KindBadRequest, Message: fmt.Sprintf("result %s: want {\"ok\": v} or {\"err\": v}", q.Result)}
 	}
 	child := r.children[q.ExecutionID]
-	if child == nil {
-		return nil, &HostError{Kind: KindExecutionNotFound, Message: fmt.Sprintf("no child execution %q", q.ExecutionID)}
+	if child == nil || !child.stub {
+		return nil, &HostError{Kind: KindExecutionNotFound, Message: fmt.Sprintf("no child execution %q of an activity stub", q.ExecutionID)}
 	}
 	var result bytes.Buffer
 	if err := json.Compact(&result, q.Result); err != nil {

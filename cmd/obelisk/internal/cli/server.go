@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/metrics"
 	"github.com/obelisk-go/obelisk/webhook"
 )
@@ -70,8 +72,9 @@ func serverCmd() *cobra.Command {
 			}
 			log.Info("serving API", "addr", ln.Addr().String())
 			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
-			// A failed store stops the server: the API answers unavailable until it has
-			// shut down, then the process exits non-zero naming the store and the error.
+			// A failed engine (its store, or a supervised service that kept crashing)
+			// stops the server: the API answers unavailable until it has shut down, then
+			// the process exits non-zero saying why.
 			serveCtx, stop := context.WithCancel(ctx)
 			defer stop()
 			go func() {
@@ -82,8 +85,10 @@ func serverCmd() *cobra.Command {
 				}
 			}()
 			serveErr := server.Serve(serveCtx, ln, e, server.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts})
-			if err := e.Err(); err != nil {
+			if err := e.Err(); errors.Is(err, events.ErrFailed) {
 				return &ExitError{Code: 1, Err: fmt.Errorf("stopped: %w; restart on a healthy disk (or after freeing space) to recover every acknowledged execution", err)}
+			} else if err != nil {
+				return &ExitError{Code: 1, Err: fmt.Errorf("stopped: %w; a restart recovers every acknowledged execution (please report the crash logged above)", err)}
 			}
 			if serveErr != nil {
 				return &ExitError{Code: 1, Err: serveErr}

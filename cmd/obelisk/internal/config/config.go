@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,6 +39,15 @@ const (
 	MinLockExpiry      = 100 * time.Millisecond // exec.lock_expiry
 	MinRetryExpBackoff = time.Millisecond       // retry_exp_backoff
 	MinRequestTimeout  = 100 * time.Millisecond // a webhook endpoint's request_timeout
+)
+
+// Bounds of the event store's sizes ([store]). Below the minimums Pebble would flush or
+// evict on nearly every commit; a memtable cannot reach 4 GiB (Pebble's offsets are
+// 32-bit).
+const (
+	MinStoreCacheSize    = 1 << 20 // store.cache_size
+	MinStoreMemTableSize = 1 << 20 // store.memtable_size
+	maxStoreMemTableSize = 4<<30 - 1
 )
 
 // File is obelisk.toml.
@@ -77,6 +87,12 @@ type File struct {
 		// counted only. 0 keeps none.
 		MaxPerExecution int `mapstructure:"max_per_execution"`
 	} `mapstructure:"logs"`
+	// Store sizes the event store's memory, e.g. "32MiB" ("" = the events package's
+	// default).
+	Store struct {
+		CacheSize    string `mapstructure:"cache_size"`
+		MemTableSize string `mapstructure:"memtable_size"`
+	} `mapstructure:"store"`
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
@@ -104,6 +120,7 @@ type Activity struct {
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
 	Exec            Exec           `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
+	DeniedHosts     []string       `mapstructure:"denied_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
 	Output          `mapstructure:",squash"`
 }
@@ -166,6 +183,8 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetDefault("wasm.instance_reuse", true)
 	v.SetDefault("wasm.memory_budget", "")
+	v.SetDefault("store.cache_size", "")
+	v.SetDefault("store.memtable_size", "")
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -224,6 +243,12 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: wasm.memory_budget: %w", displayPath(path), err)
 	}
 	s.Engine.MemoryBudget = budget
+	if s.Engine.StoreCacheSize, err = parseStoreSize("store.cache_size", f.Store.CacheSize, MinStoreCacheSize, 0); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if s.Engine.StoreMemTableSize, err = parseStoreSize("store.memtable_size", f.Store.MemTableSize, MinStoreMemTableSize, maxStoreMemTableSize); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
 	s.Engine.MaxLogsPerExecution = f.Logs.MaxPerExecution // not negative: countHook
 	if s.Engine.MaxLogsPerExecution == 0 {
 		s.Engine.MaxLogsPerExecution = -1 // none
@@ -247,7 +272,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		c := actors.ComponentConfig{
 			Name: a.Name, Type: actors.ActivityWasm, Path: rel(a.Location.Path), MaxRetries: DefaultMaxRetries,
 			RetryExpBackoff: DefaultRetryExpBackoff, LockExpiry: DefaultLockExpiry, AllowedHosts: a.AllowedHosts,
-			MaxConcurrency: DefaultMaxConcurrency,
+			DeniedHosts: a.DeniedHosts, MaxConcurrency: DefaultMaxConcurrency,
 		}
 		if a.MaxRetries != nil {
 			c.MaxRetries = *a.MaxRetries
@@ -258,10 +283,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if err := common(&c, a.Exec); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
-		// The parser the activity's instances use: a bad pattern found only then would
-		// fail every execution of the activity.
-		if err := (&wasmhost.HTTPPolicy{AllowedHosts: a.AllowedHosts}).Validate(); err != nil {
-			return nil, fail("activity_wasm", i, a.Name, "allowed_hosts: %v", err)
+		// The parser the engine uses: a bad entry is found here, naming its key and
+		// the entry, rather than when the engine starts.
+		if err := (&wasmhost.HTTPPolicy{AllowedHosts: a.AllowedHosts, DeniedHosts: a.DeniedHosts}).Validate(); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
 		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
@@ -392,6 +417,25 @@ func parseSize(s string) (uint64, error) {
 		return n << u.shift, nil
 	}
 	return 0, fmt.Errorf("%q: give a unit (KiB, MiB, GiB or B), e.g. \"256MiB\"", s)
+}
+
+// parseStoreSize reads a size of [store] ("" is 0: the store's default) and checks it
+// against its bounds (highest 0: none).
+func parseStoreSize(key, s string, lowest, highest uint64) (int64, error) {
+	n, err := parseSize(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s: %w", key, err)
+	case n == 0:
+		return 0, nil
+	case n < lowest:
+		return 0, fmt.Errorf("%s = %q: must be at least %dMiB", key, s, lowest>>20)
+	case highest > 0 && n > highest:
+		return 0, fmt.Errorf("%s = %q: must be less than 4GiB", key, s)
+	case n > math.MaxInt64:
+		return 0, fmt.Errorf("%s = %q: too large", key, s)
+	}
+	return int64(n), nil
 }
 
 // parseMemoryLimit reads a component's memory_limit: a size that is a whole number of

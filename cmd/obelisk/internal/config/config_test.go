@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -260,9 +261,13 @@ func TestValueErrors(t *testing.T) {
 		{"several", workflow + "exec.lock_expiry = 5\n" + activity + "max_retries = -1\n",
 			a + `max_retries = -1: must not be negative; [[workflow]] #1 (name "w"): exec.lock_expiry = 5: a duration needs a unit, e.g. "5s"`},
 		{"with an unknown key", activity + "max_retries = -1\nbogus = 3\n", a + "max_retries = -1: must not be negative; 'activity_wasm[0]' has invalid keys: bogus"},
-		// allowed_hosts, parsed by the parser the activity's instances use.
-		{"unclosed bracket", activity + "allowed_hosts = [\"http://[::1\", \"\"]\n", a + `allowed_hosts: allowed host "http://[::1": unclosed '['`},
-		{"empty host", activity + "allowed_hosts = [\"example.com\", \"\"]\n", a + `allowed_hosts: allowed host "": empty host`},
+		// allowed_hosts and denied_hosts, parsed by the parser the engine uses.
+		{"unclosed bracket", activity + "allowed_hosts = [\"http://[::1\", \"\"]\n", a + `allowed_hosts entry "http://[::1": unclosed '['`},
+		{"empty host", activity + "allowed_hosts = [\"example.com\", \"\"]\n", a + `allowed_hosts entry "": empty host`},
+		{"bad CIDR", activity + "denied_hosts = [\"169.254.169.254\", \"10.0.0.0/33\"]\n", a + `denied_hosts entry "10.0.0.0/33": bad CIDR "10.0.0.0/33": netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`},
+		{"CIDR with host bits", activity + "denied_hosts = [\"10.1.0.0/8\"]\n", a + `denied_hosts entry "10.1.0.0/8": bad CIDR "10.1.0.0/8": bits are set after the first 8: write "10.0.0.0/8"`},
+		{"bad method", activity + "allowed_hosts = [\"get example.com\"]\n", a + `allowed_hosts entry "get example.com": method "get": want upper-case names separated by ',' and a space before the host (e.g. "GET,POST api.example.com")`},
+		{"webhook bad method", endpoint + "denied_hosts = [\"POST;PUT 10.0.0.0/8\"]\n", `[[webhook_endpoint]] #1 (name "h"): denied_hosts entry "POST;PUT 10.0.0.0/8": method "POST;PUT": want upper-case names separated by ',' and a space before the host (e.g. "GET,POST api.example.com")`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -293,14 +298,16 @@ max_retries = 4294967295
 retry_exp_backoff = "1ms"
 exec.lock_expiry = "100ms"
 exec.max_concurrency = 1
-allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*"]
+allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*", "GET,HEAD 10.0.0.0/8:*"]
+denied_hosts = ["10.9.0.0/16", "169.254.169.254", "fd00::/8", "POST *.example.com"]
 `)
 	s, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := s.Engine.Components[0]
-	if a.MaxRetries != 4294967295 || a.RetryExpBackoff != time.Millisecond || a.LockExpiry != 100*time.Millisecond || a.MaxConcurrency != 1 {
+	if a.MaxRetries != 4294967295 || a.RetryExpBackoff != time.Millisecond || a.LockExpiry != 100*time.Millisecond || a.MaxConcurrency != 1 ||
+		len(a.AllowedHosts) != 4 || fmt.Sprint(a.DeniedHosts) != "[10.9.0.0/16 169.254.169.254 fd00::/8 POST *.example.com]" {
 		t.Fatalf("activity: %+v", a)
 	}
 }
@@ -358,6 +365,43 @@ func TestMemoryKeyErrors(t *testing.T) {
 		{"[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a.wasm\"\nmemory_limit = \"100KiB\"\n", `[[activity_wasm]] #1 (name "a"): memory_limit "100KiB" is not a multiple of 64KiB`},
 		{"[[workflow]]\nname = \"w\"\nlocation.path = \"w.wasm\"\nmemory_limit = \"8GiB\"\n", `[[workflow]] #1 (name "w"): memory_limit "8GiB" is over 4GiB`},
 		{"[[workflow]]\nname = \"w\"\nlocation.path = \"w.wasm\"\nmemory_limit = \"1.5GiB\"\n", `memory_limit "1.5GiB": want a positive whole number`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestStoreKeys(t *testing.T) {
+	s, err := Load(write(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.StoreCacheSize != 0 || s.Engine.StoreMemTableSize != 0 { // 0: the store's defaults
+		t.Errorf("defaults: cache_size %d, memtable_size %d", s.Engine.StoreCacheSize, s.Engine.StoreMemTableSize)
+	}
+	p := write(t, "[store]\ncache_size = \"48MiB\"\nmemtable_size = \"8MiB\"\n")
+	if s, err = Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if s.Engine.StoreCacheSize != 48<<20 || s.Engine.StoreMemTableSize != 8<<20 {
+		t.Errorf("cache_size %d, memtable_size %d", s.Engine.StoreCacheSize, s.Engine.StoreMemTableSize)
+	}
+	t.Setenv("OBELISK_STORE_CACHE_SIZE", "1GiB")
+	if s, err = Load(p); err != nil || s.Engine.StoreCacheSize != 1<<30 {
+		t.Errorf("OBELISK_STORE_CACHE_SIZE: %v, %v", s, err)
+	}
+}
+
+func TestStoreKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[store]\ncache_size = \"64\"\n", `store.cache_size: "64": give a unit`},
+		{"[store]\ncache_size = 64\n", `store.cache_size`},
+		{"[store]\ncache_size = \"512KiB\"\n", `store.cache_size = "512KiB": must be at least 1MiB`},
+		{"[store]\nmemtable_size = \"0MiB\"\n", `store.memtable_size: "0MiB": want a positive whole number`},
+		{"[store]\nmemtable_size = \"4GiB\"\n", `store.memtable_size = "4GiB": must be less than 4GiB`},
+		{"[store]\nmemtable = \"8MiB\"\n", `memtable`},
 	} {
 		_, err := Load(write(t, tc.text))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

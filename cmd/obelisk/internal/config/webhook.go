@@ -24,6 +24,7 @@ type WebhookEndpoint struct {
 	HTTPServer          string         `mapstructure:"http_server"`
 	Routes              []string       `mapstructure:"routes"`
 	AllowedHosts        []string       `mapstructure:"allowed_hosts"`
+	DeniedHosts         []string       `mapstructure:"denied_hosts"`
 	MaxInflightRequests *int           `mapstructure:"max_inflight_requests"`
 	RequestTimeout      *time.Duration `mapstructure:"request_timeout"`
 	Output              `mapstructure:",squash"`
@@ -114,12 +115,12 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 			}
 			ec.RequestTimeout = *w.RequestTimeout
 		}
-		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts}).Validate(); err != nil {
-			return fail("webhook_endpoint", i, w.Name, "allowed_hosts: %v", err)
+		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts, DeniedHosts: w.DeniedHosts}).Validate(); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err) // names the key and the entry
 		}
 		c := actors.ComponentConfig{
 			Name: w.Name, Type: actors.WebhookEndpoint, Path: rel(w.Location.Path), AllowedHosts: w.AllowedHosts,
-			LockExpiry: ec.RequestTimeout, MaxConcurrency: ec.MaxInflightRequests,
+			DeniedHosts: w.DeniedHosts, LockExpiry: ec.RequestTimeout, MaxConcurrency: ec.MaxInflightRequests,
 		}
 		if err := w.Output.apply(&c); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "%v", err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ name = "hook"
 location.path = "hook.wasm"
 routes = ["GET /fibo/:n/:iterations", "/status/*"]
 allowed_hosts = ["example.com"]
+denied_hosts = ["10.0.0.0/8"]
 
 [[http_server]]
 name = "second"
@@ -50,7 +52,7 @@ request_timeout = "2s"
 		t.Fatalf("other: %+v", b)
 	}
 	c := s.Engine.Components[0]
-	if c.Type != actors.WebhookEndpoint || c.Name != "hook" || !strings.HasSuffix(c.Path, "/hook.wasm") || c.AllowedHosts[0] != "example.com" || c.LockExpiry != 30*time.Second {
+	if c.Type != actors.WebhookEndpoint || c.Name != "hook" || !strings.HasSuffix(c.Path, "/hook.wasm") || c.AllowedHosts[0] != "example.com" || fmt.Sprint(c.DeniedHosts) != "[10.0.0.0/8]" || c.LockExpiry != 30*time.Second {
 		t.Fatalf("component: %+v", c)
 	}
 
@@ -70,7 +72,8 @@ func TestWebhookConfigErrors(t *testing.T) {
 		endpoint + "routes = [\"/\"]\nhttp_server = \"nope\"":                                    `http_server "nope" is not defined`,
 		endpoint + "routes = [\"/\"]\nmax_inflight_requests = 0":                                 "max_inflight_requests = 0: must be at least 1 (leave it out for the default, 100)",
 		endpoint + "routes = [\"/\"]\nrequest_timeout = \"-1s\"":                                 `request_timeout = "-1s": must be at least 100ms`,
-		endpoint + "routes = [\"/\"]\nallowed_hosts = [\"a/b\"]":                                 "allowed_hosts",
+		endpoint + "routes = [\"/\"]\nallowed_hosts = [\"a/b\"]":                                 `allowed_hosts entry "a/b"`,
+		endpoint + "routes = [\"/\"]\ndenied_hosts = [\"10.0.0.0/8\", \"fd00::/129\"]":           `[[webhook_endpoint]] #1 (name "hook"): denied_hosts entry "fd00::/129": bad CIDR "fd00::/129"`,
 		endpoint + "routes = [\"/\"]\nbogus = 1":                                                 "bogus",
 		"[[webhook_endpoint]]\nname = \"hook\"\nroutes = [\"/\"]":                                "location.path is required",
 		"[[http_server]]\nname = \"s\"":                                                          `[[http_server]] #1 (name "s"): listening_addr is required`,

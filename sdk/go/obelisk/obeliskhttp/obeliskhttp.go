@@ -29,26 +29,8 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
-
-// op is the name of the host operation.
-const op = "http"
-
-// request is the request of the http op, without the op.
-type request struct {
-	Method    string              `json:"method"`
-	URL       string              `json:"url"`
-	Headers   map[string][]string `json:"headers"`
-	Body      string              `json:"body,omitempty"`
-	TimeoutMS int64               `json:"timeout_ms,omitempty"`
-}
-
-// response is the ok value of the http op.
-type response struct {
-	Status  int                 `json:"status"`
-	Headers map[string][]string `json:"headers"`
-	Body    string              `json:"body"`
-}
 
 // Client returns an HTTP client for an activity, whose requests are made by
 // the host through a [Transport]. The client follows redirects itself (the
@@ -93,7 +75,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := req.Context().Err(); err != nil {
 		return nil, err
 	}
-	hr := request{
+	hr := abi.HTTPRequest{
 		Method:  req.Method,
 		URL:     req.URL.String(),
 		Headers: make(map[string][]string, len(req.Header)+1),
@@ -118,8 +100,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		hr.TimeoutMS = ms
 	}
 
-	var hresp response
-	if err := t.ctx.HostCall(op, hr, &hresp); err != nil {
+	var hresp abi.HTTPResponse
+	if err := t.ctx.HostCall(abi.OpHTTP, hr, &hresp); err != nil {
 		return nil, err
 	}
 	respBody, err := base64.StdEncoding.DecodeString(hresp.Body)

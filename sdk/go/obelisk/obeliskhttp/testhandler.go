@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // TestHandler returns a handler of the http op for an [obelisk.TestHost],
@@ -31,7 +32,7 @@ func TestHandler(rt http.RoundTripper) obelisk.OpHandler {
 		rt = t
 	}
 	return func(raw json.RawMessage) (any, error) {
-		var r request
+		var r abi.HTTPRequest
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, &obelisk.HostError{Kind: obelisk.KindBadRequest, Message: err.Error()}
 		}
@@ -68,7 +69,7 @@ func TestHandler(rt http.RoundTripper) obelisk.OpHandler {
 		if err != nil {
 			return nil, &obelisk.HostError{Kind: obelisk.KindTransport, Message: err.Error()}
 		}
-		return response{
+		return abi.HTTPResponse{
 			Status:  resp.StatusCode,
 			Headers: resp.Header,
 			Body:    base64.StdEncoding.EncodeToString(respBody),

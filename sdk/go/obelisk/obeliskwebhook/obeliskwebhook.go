@@ -56,6 +56,7 @@ import (
 	"strconv"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // HandlerFFQN is the function the host runs for every request (docs/abi.md,
@@ -210,24 +211,17 @@ func (w *recorder) Write(b []byte) (int, error) {
 // Flush does nothing: the response is sent when the handler returns.
 func (w *recorder) Flush() {}
 
-// Status is the status of an execution, as GetStatus reports it.
-type Status struct {
-	// Status is pending_at, locked, blocked_by_join_set or finished.
-	Status string `json:"status"`
-	// Result is the result of a finished execution: {"ok": v}, {"err": v} or
-	// {"execution_failure": {"kind": k, "reason": r}}.
-	Result          json.RawMessage `json:"result,omitempty"`
-	Paused          bool            `json:"paused,omitempty"`
-	CancelRequested bool            `json:"cancel_requested,omitempty"`
-}
+// Status is the status of an execution, as GetStatus reports it: Status is
+// pending_at, locked, blocked_by_join_set or finished, and Result the result of
+// a finished execution, {"ok": v}, {"err": v} or {"execution_failure": {"kind":
+// k, "reason": r}}.
+type Status = abi.Status
 
 // GetStatus returns the status of any execution, e.g. one the handler
 // scheduled. An unknown ID is an *obelisk.HostError of kind not_found.
 func GetStatus(ctx obelisk.Context, executionID string) (Status, error) {
 	var st Status
-	err := ctx.HostCall("get_status", struct {
-		ExecutionID string `json:"execution_id"`
-	}{executionID}, &st)
+	err := ctx.HostCall(abi.OpGetStatus, abi.GetStatusRequest{ExecutionID: executionID}, &st)
 	return st, err
 }
 

@@ -1,0 +1,54 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNotFound is returned for an execution that does not exist.
+var ErrNotFound = errors.New("execution not found")
+
+// ErrInvalidArgument is wrapped by errors caused by what the caller asked for (a
+// malformed cursor), not by the store: the API answers them invalid_argument, not
+// internal.
+var ErrInvalidArgument = errors.New("invalid argument")
+
+// ErrClosed is returned by a store that has been closed.
+var ErrClosed = errors.New("store closed")
+
+// ErrFailed is matched (errors.Is) by every error of a store that has failed to write:
+// see FailedError.
+var ErrFailed = errors.New("event store failed")
+
+// FailedError is the error of a store whose write or sync failed. Pebble's state after
+// a failed write or fsync is unknown (what the disk kept cannot be told), so the store
+// stops there: the commits of the failed group, and every commit and read after, fail
+// with this error, and nothing is retried. Reopening the directory (on a healthy disk)
+// recovers exactly what was acknowledged.
+type FailedError struct {
+	Dir string
+	Err error
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("event store %s failed, it accepts no more commits or reads: %v", e.Dir, e.Err)
+}
+
+// Unwrap makes the error match ErrFailed and the cause.
+func (e *FailedError) Unwrap() []error { return []error{ErrFailed, e.Err} }
+
+// ConflictError is returned when an append's expected version is not the stream's next
+// version (Actual), or when the run that appends no longer holds the lock.
+type ConflictError struct {
+	ExecutionID string
+	Expected    uint32
+	Actual      uint32
+	Reason      string
+}
+
+func (e *ConflictError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("append %s v%d: conflict: %s", e.ExecutionID, e.Expected, e.Reason)
+	}
+	return fmt.Sprintf("append %s v%d: conflict: stream is at v%d", e.ExecutionID, e.Expected, e.Actual)
+}

@@ -1,0 +1,152 @@
+package events
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// The read-model indexes (key layout in keys.go) and the scans that drive scheduling.
+//
+// The state key of an execution (its folded ExecutionState) and its index entries are
+// written in the same batch as the events that changed it, so after a crash they never
+// disagree with the streams. Each index holds exactly the executions in one condition:
+// p (pending and due, per queue) while Runnable, t (lock expiry) while locked, l (live)
+// until finished; c (created) and k (children) are written once and never move. The
+// time-ordered ones (p, t, w) are scanned from their floors (floor.go).
+
+// writeIndexes moves an execution's index entries from old to st (old nil: new execution).
+func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
+	pend := func(s *pb.ExecutionState) []byte {
+		if !Runnable(s) {
+			return nil
+		}
+		return pendingKey(s.Queue, s.PendingAt, s.ExecutionId)
+	}
+	timer := func(s *pb.ExecutionState) []byte {
+		if s == nil || s.Status != pb.Status_STATUS_LOCKED {
+			return nil
+		}
+		return timerKey(s.LockExpiresAt, s.ExecutionId)
+	}
+	for _, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
+		ok, nk := f(old), f(st)
+		if string(ok) == string(nk) {
+			continue
+		}
+		if ok != nil {
+			_ = b.Delete(ok, nil)
+		}
+		if nk != nil {
+			_ = b.Set(nk, nil, nil)
+		}
+	}
+	if (old == nil || old.Status != pb.Status_STATUS_FINISHED) && st.Status == pb.Status_STATUS_FINISHED {
+		_ = b.Delete(liveKey(st.ExecutionId), nil)
+	}
+	if old == nil {
+		if st.Status != pb.Status_STATUS_FINISHED {
+			_ = b.Set(liveKey(st.ExecutionId), nil, nil)
+		}
+		_ = b.Set(createdKey(st.CreatedAt, st.ExecutionId), nil, nil)
+		if st.ParentId != "" {
+			_ = b.Set(childKey(st.ParentId, st.ExecutionId), nil, nil)
+		}
+	}
+}
+
+// Index names for scanFloors.
+const timerIndex = "t"
+
+const delayIndex = "w"
+
+func pendingIndex(queue string) string { return "p/" + queue }
+
+// DuePending returns up to limit executions of a queue that are pending and due at now,
+// earliest first, and the due time of the first one not yet due (zero if none).
+func (s *PebbleStore) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	prefix := append(key(tagPending, []byte(queue)), 0)
+	return s.scanTimeIndex(pendingIndex(queue), prefix, now, limit, nil)
+}
+
+// ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
+// and the expiry of the first lock that has not (zero if none).
+func (s *PebbleStore) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
+	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit, nil)
+}
+
+// Due is a timer that is due: a delay's ID and when it expired.
+type Due struct {
+	ID string
+	At time.Time
+}
+
+// ExpiredDelays returns up to limit delays that expired at or before now and have not
+// been answered, and the expiry of the first one that has not (zero if none).
+func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
+	var at []time.Time
+	ids, next, err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, limit, &at)
+	due := make([]Due, len(ids))
+	for i, id := range ids {
+		due[i] = Due{ID: id, At: at[i]}
+	}
+	return due, next, err
+}
+
+// DelayExpiry returns when a delay expires, and whether it is still waiting (requested,
+// not answered).
+func (s *PebbleStore) DelayExpiry(ctx context.Context, id string) (time.Time, bool, error) {
+	v, closer, err := s.db.Get(delayAtKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read delay %s: %w", id, err)
+	}
+	defer closer.Close()
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true, nil
+}
+
+// scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor; the
+// times of the IDs go to times if it is not nil.
+func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, limit int, times *[]time.Time) (ids []string, next time.Time, err error) {
+	if err := s.Err(); err != nil {
+		return nil, time.Time{}, err
+	}
+	from := s.floors.startScan(index)
+	first := int64(math.MaxInt64)
+	defer func() {
+		if err == nil {
+			s.floors.endScan(index, first)
+		}
+	}()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: append(append([]byte(nil), prefix...), u64(max(from, 0))...), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("scan index %s: %w", index, err)
+	}
+	defer it.Close()
+	nowNanos := now.UnixNano()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		at := int64(binary.BigEndian.Uint64(k[len(prefix) : len(prefix)+8]))
+		first = min(first, at)
+		if at > nowNanos {
+			return ids, time.Unix(0, at), it.Error()
+		}
+		if len(ids) >= limit {
+			break
+		}
+		ids = append(ids, lastPart(k))
+		if times != nil {
+			*times = append(*times, time.Unix(0, at))
+		}
+	}
+	return ids, time.Time{}, it.Error()
+}

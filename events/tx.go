@@ -1,0 +1,236 @@
+package events
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// What a commit asks for (Tx), and how the writer folds one Tx against the group's
+// working states: expected versions and run IDs checked, events and responses folded
+// into new states, a response delivered at most once (its dedupe key), a delay's timer
+// keys removed with its first answer. Folding is pure with respect to the group: apply
+// returns the writes and the new states, and the writer adopts them only if the whole
+// Tx succeeded.
+
+// Append adds events to one execution's stream.
+type Append struct {
+	ExecutionID string
+	// ExpectedVersion is the version the first event gets: 0 creates the stream.
+	ExpectedVersion uint32
+	// RunID, when set, must be the run that holds (or last held) the execution's lock.
+	RunID  string
+	Events []*pb.Event
+}
+
+// ResponseAppend delivers a response to an execution. A second delivery with the same
+// child or delay ID is ignored, and so is a delivery to an execution that has finished.
+type ResponseAppend struct {
+	ExecutionID string
+	Response    *pb.Response
+}
+
+// Tx is applied atomically: all of it or nothing.
+type Tx struct {
+	Appends   []Append
+	Responses []ResponseAppend
+	// Logs are guest log lines (logs.go), stored only if the rest of the Tx is.
+	Logs []LogAppend
+}
+
+// groupState is the writer's view while applying one group.
+type groupState struct {
+	s       *PebbleStore
+	orig    map[string]*pb.ExecutionState // as persisted before the group; nil = did not exist
+	working map[string]*pb.ExecutionState
+	dedupe  map[string]bool
+	// delays requested in this group (delay ID -> expiry; -1 once answered), which the
+	// database does not show yet.
+	delays map[string]int64
+	// delayTimes are the expiries of the delay keys this group adds (for the floors).
+	delayTimes []int64
+	// logs are the log counts this group changed (logs.go).
+	logs map[string]LogStats
+}
+
+func (g *groupState) get(id string) (*pb.ExecutionState, error) {
+	if st, ok := g.working[id]; ok {
+		return st, nil
+	}
+	st, err := g.s.loadState(id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	g.orig[id] = st
+	g.working[id] = st
+	return st, nil
+}
+
+// kv is one write of a batch: a set, or a delete.
+type kv struct {
+	k, v []byte
+	del  bool
+}
+
+// apply validates and folds one tx against the group's working states, returning the
+// writes and the new states without changing the group (a failed tx leaves no trace).
+func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) {
+	overlay := map[string]*pb.ExecutionState{}
+	get := func(id string) (*pb.ExecutionState, error) {
+		if st, ok := overlay[id]; ok {
+			return st, nil
+		}
+		return g.get(id)
+	}
+	var ops []kv
+	var newDedupe []string
+	var newDelays []*pb.DelayRequest
+	answered := map[string]bool{}
+	for _, a := range tx.Appends {
+		st, err := get(a.ExecutionID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("append %s: %w", a.ExecutionID, err)
+		}
+		next := uint32(0)
+		if st != nil {
+			next = st.NextVersion
+		} else if a.ExpectedVersion != 0 {
+			return nil, nil, fmt.Errorf("append %s v%d: %w", a.ExecutionID, a.ExpectedVersion, ErrNotFound)
+		}
+		if a.ExpectedVersion != next {
+			return nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next}
+		}
+		if a.RunID != "" && (st == nil || st.RunId != a.RunID) {
+			holder := ""
+			if st != nil {
+				holder = st.RunId
+			}
+			return nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next,
+				Reason: fmt.Sprintf("run %s does not hold the lock (held by %q)", a.RunID, holder)}
+		}
+		for i, ev := range a.Events {
+			v := a.ExpectedVersion + uint32(i)
+			nst, err := Fold(a.ExecutionID, st, v, ev)
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := proto.Marshal(ev)
+			if err != nil {
+				return nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
+			}
+			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
+			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {
+				ops = append(ops, kv{k: delayKey(d.ExpiresAt, d.DelayId)}, kv{k: delayAtKey(d.DelayId), v: u64(d.ExpiresAt)})
+				newDelays = append(newDelays, d)
+			}
+			st = nst
+		}
+		overlay[a.ExecutionID] = st
+	}
+	for _, r := range tx.Responses {
+		respID := responseID(r.Response)
+		if d := r.Response.GetDelay(); d != nil && !answered[d.DelayId] {
+			// The delay's timer goes with its first answer, even one that is dropped.
+			delOps, err := g.forgetDelay(d.DelayId, newDelays)
+			if err != nil {
+				return nil, nil, err
+			}
+			ops = append(ops, delOps...)
+			answered[d.DelayId] = true
+		}
+		dk := string(dedupeKey(r.ExecutionID, respID))
+		if g.dedupe[dk] || slicesContains(newDedupe, dk) {
+			continue
+		}
+		if _, closer, err := g.s.db.Get([]byte(dk)); err == nil {
+			closer.Close()
+			continue
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+		}
+		st, err := get(r.ExecutionID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+		}
+		if st == nil {
+			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, ErrNotFound)
+		}
+		if st.Status == pb.Status_STATUS_FINISHED {
+			// Nothing can consume it any more; refusing it would refuse the sender's own
+			// events in the same Tx (a child's Finished) forever.
+			continue
+		}
+		resp := proto.CloneOf(r.Response)
+		resp.Cursor = st.ResponseCount
+		resp.AtVersion = st.NextVersion
+		nst, err := FoldResponse(st, resp)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, _ := proto.Marshal(resp)
+		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
+		newDedupe = append(newDedupe, dk)
+		overlay[r.ExecutionID] = nst
+	}
+	for _, dk := range newDedupe {
+		g.dedupe[dk] = true
+	}
+	for _, d := range newDelays {
+		g.delays[d.DelayId] = d.ExpiresAt
+		g.delayTimes = append(g.delayTimes, d.ExpiresAt)
+	}
+	for id := range answered {
+		g.delays[id] = -1
+	}
+	return ops, overlay, nil
+}
+
+// forgetDelay returns the deletes of a delay's timer keys, wherever the delay was
+// requested: in this tx (requested), earlier in the group, or in the database.
+func (g *groupState) forgetDelay(id string, requested []*pb.DelayRequest) ([]kv, error) {
+	for _, d := range requested {
+		if d.DelayId == id {
+			return []kv{{delayKey(d.ExpiresAt, id), nil, true}, {delayAtKey(id), nil, true}}, nil
+		}
+	}
+	if at, ok := g.delays[id]; ok {
+		if at < 0 {
+			return nil, nil
+		}
+		return []kv{{delayKey(at, id), nil, true}, {delayAtKey(id), nil, true}}, nil
+	}
+	v, closer, err := g.s.db.Get(delayAtKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read delay %s: %w", id, err)
+	}
+	at := int64(binary.BigEndian.Uint64(v))
+	closer.Close()
+	return []kv{{delayKey(at, id), nil, true}, {delayAtKey(id), nil, true}}, nil
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func responseID(r *pb.Response) string {
+	switch k := r.Kind.(type) {
+	case *pb.Response_Child:
+		return k.Child.ChildExecutionId
+	case *pb.Response_Delay:
+		return k.Delay.DelayId
+	}
+	return ""
+}

@@ -1,0 +1,210 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+)
+
+// The group-commit writer. Every write of the store goes through Commit, which queues
+// its Tx for the one writer goroutine; the writer takes every Tx waiting (up to maxGroup),
+// folds each against the latest states (tx.go), and commits the whole group in one Pebble
+// batch with one sync, so concurrent committers share the sync's cost.
+//
+// Invariants the rest of the package relies on:
+//   - Only the writer changes the database and the live-state cache; readers never lock
+//     out the writer for longer than a map access.
+//   - A Tx that fails validation leaves no trace in the batch: its writes, positions and
+//     states are added only after it folded cleanly.
+//   - A committer is answered only after its group's batch is durable (synced, unless
+//     NoSync), and every effect visible to readers (cache, floors, global positions)
+//     is published after the commit, never before.
+//   - After a failed commit the store is failed (see FailedError): nothing is retried.
+
+type commitReq struct {
+	tx     *Tx
+	result chan commitResult
+}
+
+type commitResult struct {
+	states map[string]*pb.ExecutionState
+	err    error
+}
+
+// Commit applies tx durably and returns the new state of every execution it touched.
+func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
+	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
+	defer func() {
+		if r := recover(); r != nil { // send on closed channel
+			states, err = nil, ErrClosed
+		}
+	}()
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued the tx will be applied or rejected; wait for the verdict even if ctx
+	// ends, so the caller never mistakes a durable write for a failed one.
+	r := <-req.result
+	return r.states, r.err
+}
+
+// commitBatch commits a group's batch. Pebble panics, directly or through
+// Logger.Fatalf, when its commit pipeline breaks (a WAL it cannot write, close or
+// create); the writer turns that into the store's failure instead of dying with it.
+func (s *PebbleStore) commitBatch(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble: %v", r)
+		}
+	}()
+	return b.Commit(wo)
+}
+
+const maxGroup = 512
+
+func (s *PebbleStore) writer() {
+	defer close(s.done)
+	group := make([]*commitReq, 0, maxGroup)
+	for first := range s.reqs {
+		group = append(group[:0], first)
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.applyGroup(group)
+	}
+}
+
+func (s *PebbleStore) applyGroup(group []*commitReq) {
+	if err := s.Err(); err != nil {
+		for _, req := range group {
+			req.result <- commitResult{err: err}
+		}
+		return
+	}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}}
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	type ok struct {
+		req *commitReq
+		ids []string
+	}
+	var oks []ok
+	pos := s.global.last.Load() // the last global position; the group's events follow
+	for _, req := range group {
+		ops, overlay, err := g.apply(req.tx)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
+		logOps, logStats, err := g.logOps(req.tx.Logs, overlay)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
+		ops = append(ops, logOps...)
+		for id, st := range logStats {
+			g.logs[id] = st
+		}
+		ids := make([]string, 0, len(overlay))
+		for id, st := range overlay {
+			g.working[id] = st
+			ids = append(ids, id)
+		}
+		for _, o := range ops {
+			if o.del {
+				_ = batch.Delete(o.k, nil)
+			} else {
+				_ = batch.Set(o.k, o.v, nil)
+			}
+		}
+		pos = indexEvents(batch, req.tx, pos)
+		oks = append(oks, ok{req, ids})
+	}
+	if len(oks) == 0 {
+		return
+	}
+	changed := make([]*pb.ExecutionState, 0, len(g.working))
+	for id, st := range g.working {
+		old := g.orig[id]
+		if st == old {
+			continue
+		}
+		writeIndexes(batch, old, st)
+		b, _ := proto.Marshal(st)
+		_ = batch.Set(stateKey(id), b, nil)
+		changed = append(changed, st)
+	}
+	wo := pebble.Sync
+	if s.opts.NoSync {
+		wo = pebble.NoSync
+	}
+	started := time.Now()
+	err := s.commitBatch(batch, wo)
+	if err == nil {
+		// The disk failed during the commit (the record of WALs, a sync Pebble
+		// retried): what it wrote cannot be vouched for.
+		err = s.Err()
+	}
+	if err != nil {
+		// What reached the disk is unknown, and Pebble's state after a failed write or
+		// sync is undefined: no retry, no further commit (see FailedError).
+		err = s.fail(fmt.Errorf("commit %d transactions: %w", len(oks), err))
+		for _, o := range oks {
+			o.req.result <- commitResult{err: err}
+		}
+		return
+	}
+	if s.opts.OnGroupCommit != nil {
+		s.opts.OnGroupCommit(len(oks), int(batch.Count()), time.Since(started))
+	}
+	s.publishPositions(pos)
+	for _, st := range changed {
+		if Runnable(st) {
+			s.floors.added(pendingIndex(st.Queue), st.PendingAt)
+		}
+		if st.Status == pb.Status_STATUS_LOCKED {
+			s.floors.added(timerIndex, st.LockExpiresAt)
+		}
+	}
+	for _, t := range g.delayTimes {
+		s.floors.added(delayIndex, t)
+	}
+	s.mu.Lock()
+	for _, st := range changed {
+		if st.Status == pb.Status_STATUS_FINISHED {
+			delete(s.cache, st.ExecutionId)
+		} else {
+			s.cache[st.ExecutionId] = st
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range oks {
+		states := make(map[string]*pb.ExecutionState, len(o.ids))
+		for _, id := range o.ids {
+			states[id] = g.working[id]
+		}
+		o.req.result <- commitResult{states: states}
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(changed)
+	}
+}
