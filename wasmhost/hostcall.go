@@ -173,7 +173,7 @@ func logLevel(name string) (LogLevel, bool) {
 func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	// Most debug and trace records are disabled: find the level first and
 	// decode the message only when the record is wanted.
-	if name, found, err := stringMember(req, "level"); err == nil && found && i.logs == nil {
+	if name, found, err := stringMember(req, "level"); err == nil && found && (i.logs == nil || i.initializing) {
 		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, slogLevels[level]) {
 			return nil, nil
 		}

@@ -99,17 +99,24 @@ func (r *Runtime) wasiLog(ctx context.Context, mod api.Module, stack []uint64) {
 	inst.emitLog(ctx, LogLevel(level), lc, msg)
 }
 
-// emitLog sends a guest record to the server's log and, during a run, to the
-// instance's sink.
+// emitLog sends a guest record to the instance's sink during a run, and to the
+// server's log: at its own level when there is no sink, at debug level when the sink
+// has it (it is stored with its execution; writing every line of every execution to
+// the server's log too would cost a busy server more than storing them).
 func (i *Instance) emitLog(ctx context.Context, level LogLevel, logContext, msg string) {
-	if sl := slogLevels[level]; i.logger.Enabled(ctx, sl) {
+	sink := i.logs != nil && !i.initializing
+	sl := slogLevels[level]
+	if sink {
+		sl = min(sl, slog.LevelDebug)
+	}
+	if i.logger.Enabled(ctx, sl) {
 		attrs := []slog.Attr{slog.String("execution_id", i.executionID)}
 		if logContext != "" {
 			attrs = append(attrs, slog.String("context", logContext))
 		}
 		i.logger.LogAttrs(ctx, sl, msg, attrs...)
 	}
-	if i.logs != nil && !i.initializing {
+	if sink {
 		i.logs.GuestLog(ctx, LogRecord{Time: time.Now(), Level: level, Context: logContext, Message: msg})
 	}
 }

@@ -69,8 +69,15 @@ func TestWASILogging(t *testing.T) {
 			if r.Level != LogLevel(level) || r.Context != "ctx" || r.Message != `héllo "guest"` || r.Time.IsZero() {
 				t.Errorf("level %d: sink got %+v", level, r)
 			}
-			if len(h.records) != 1 || h.records[0].Level != want || h.records[0].Message != r.Message {
+			// Stored with the execution, the record reaches the server's log at debug level.
+			if len(h.records) != 1 || h.records[0].Level != min(want, slog.LevelDebug) || h.records[0].Message != r.Message {
 				t.Fatalf("level %d: server log got %v", level, h.records)
+			}
+			// Without a sink, at its own level.
+			h.records = nil
+			mustRunLogging(t, cfg, nil, "wasilog", params)
+			if len(h.records) != 1 || h.records[0].Level != want || h.records[0].Message != r.Message {
+				t.Fatalf("level %d without a sink: server log got %v", level, h.records)
 			}
 		}
 	}

@@ -83,7 +83,8 @@ func wasiLevel(level Level) (uint8, bool) {
 }
 
 // Log sends a message to the execution's log, which the server stores with the
-// execution (obelisk client execution logs ID) and also writes to its own log.
+// execution (obelisk client execution logs ID) and also writes to its own log
+// at debug level.
 // A workflow's messages are stored once, not again on every replay. Outside an
 // Obelisk host it is written to standard error. What a component writes to
 // standard output and standard error is discarded unless its configuration
