@@ -260,7 +260,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 //
 // Each module compiled is logged (at Info: a cold start compiling Go guests takes
 // seconds per module, and must not look like a hang), with whether its code came from
-// the on-disk compilation cache.
+// the on-disk compilation cache. With a cache, the code is then unloaded until the
+// module's first instance (load.go), and wasm is kept to load it: the caller must not
+// modify it.
 func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
 	started := time.Now()
 	cachedBefore := r.cachedFiles()
@@ -331,6 +333,9 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ..
 		attrs = append(attrs, "from_cache", !r.cacheGrewSince(cachedBefore))
 	}
 	r.logger.Info("wasmhost: compiled module", attrs...)
+	if err := m.unloadCode(ctx, original); err != nil {
+		return nil, fmt.Errorf("wasmhost: module %q: unloading its code until first use: %w", name, err)
+	}
 	return m, nil
 }
 
