@@ -29,30 +29,37 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	fn := e.reg.byFFQN[created.Ffqn]
 	runCtx, cancel := context.WithDeadline(ctx, time.Unix(0, st.LockExpiresAt))
 	defer cancel()
-	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(st.IntermittentFailures) + 1})
+	attempt := st.IntermittentFailures + 1
+	logs := newRunLogs(e, id, runID, attempt, false)
+	inst.SetLogging(c.runLogging(logs))
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
 	if ctx.Err() != nil {
-		return // shutting down: the lock expires and the attempt is retried
+		logs.take() // not stored: the store is closing
+		return      // shutting down: the lock expires and the attempt is retried
 	}
 	if runErr != nil && runCtx.Err() != nil {
 		runErr = fmt.Errorf("%w: %w", errTimedOut, runErr)
 	}
-	e.recordAttempt(ctx, id, runID, fn, out, runErr)
+	e.recordAttempt(ctx, id, runID, fn, out, runErr, logs)
 }
 
 // recordAttempt records the outcome of run runID of activity id, out and runErr as
-// Instance.Run returned them, unless the run no longer holds the lock.
-func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error) {
+// Instance.Run returned them, unless the run no longer holds the lock, with the lines
+// the attempt logged (logs, which may be nil).
+func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error, logs *runLogs) {
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
 		tx := e.activityOutcomeTx(st, fn, out, runErr, time.Now())
+		tx.Logs = logs.take()
 		e.cfg.Metrics.ActivityAttempt(attemptOutcome(tx))
 		return tx, nil
 	})
 	if err != nil {
 		e.log.Error("activity: record outcome", "execution", id, "err", err)
 	}
+	logs.storeRest(ctx)
 }
 
 // failInstantiate records, as a failed attempt of the locked run runID, that its instance
@@ -60,7 +67,7 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 // the reason would be in the log only.
 func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID string, err error) {
 	e.log.Error("executor: instantiate", "component", c.Config.Name, "execution", id, "err", err)
-	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err))
+	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
 }
 
 func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {

@@ -77,6 +77,9 @@ type ComponentConfig struct {
 	// KiB); 0 means DefaultMemoryLimit. An activity attempt reserves it from the
 	// engine's MemoryBudget while it runs (see memory.go).
 	MemoryLimit uint64
+	// CaptureStdout and CaptureStderr make the lines the guest writes to standard output
+	// and error log lines of the execution (wasmhost.RunInput).
+	CaptureStdout, CaptureStderr bool
 }
 
 // QueueName returns the component's queue: Queue, or its name.

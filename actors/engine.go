@@ -50,6 +50,9 @@ type Config struct {
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
 	// DefaultMaxParamsBytes.
 	MaxParamsBytes int
+	// MaxLogsPerExecution bounds the guest log lines kept per execution (oldest kept,
+	// the rest counted); 0 means events.DefaultMaxLogsPerExecution, negative none.
+	MaxLogsPerExecution int
 	// StoreCacheSize and StoreMemTableSize size the event store's block cache and its
 	// memtables, in bytes (events.Options); 0 means the events package's defaults.
 	StoreCacheSize, StoreMemTableSize int64
@@ -183,7 +186,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{
 		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
-		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize,
+		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})
 	if err != nil {
 		rt.Close(ctx)

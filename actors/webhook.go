@@ -102,6 +102,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	defer inst.Close(context.WithoutCancel(ctx))
 	params := make([]byte, 0, len(req.Input)+2)
 	params = append(append(append(params, '['), req.Input...), ']')
+	inst.SetLogging(c.runLogging(nil)) // a request is not an execution yet: the server's log only
 	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
 	if !r.created {
 		return &WebhookResult{Output: out}, runErr

@@ -62,6 +62,8 @@ type workflowRun struct {
 	// appends of other streams that go with it.
 	pending        []*pb.HistoryEvent
 	pendingAppends []events.Append
+	// logs are the lines the guest logged, to be written with its progress (logs.go).
+	logs *runLogs
 }
 
 // runJoinSet is one join set of a run.
@@ -90,6 +92,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
 		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
 		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
+		logs: newRunLogs(e, id, runID, 1, true),
 	}
 	for _, ev := range evs {
 		if h := ev.GetHistory(); h != nil {
@@ -117,6 +120,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
+	inst.SetLogging(c.runLogging(r.logs))
 	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
 	var trap *wasmhost.TrapError
 	if runErr == nil || errors.As(runErr, &trap) {
@@ -168,6 +172,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		}
 		tx := e.finishTx(st, result, time.Now())
 		tx.Appends[0].RunID = runID
+		tx.Logs = r.logs.take()
 		return tx, nil
 	})
 	if err != nil {
@@ -518,6 +523,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 		Responses: responses,
 	}
 	tx.Appends = append(tx.Appends, appends...)
+	tx.Logs = r.logs.take()
 	if _, err := r.e.commitDispatching(ctx, tx, now); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError

@@ -49,6 +49,11 @@ type Store interface {
 	// WaitPosition blocks until an event after position after is committed and returns
 	// the last position, or until ctx ends or the store closes.
 	WaitPosition(ctx context.Context, after uint64) (uint64, error)
+	// Logs returns an execution's log lines from sequence number from, at most limit
+	// (0 = all), and its counts (logs.go).
+	Logs(ctx context.Context, id string, from uint64, limit int) (LogPage, error)
+	// LogStats returns the counts of an execution's log.
+	LogStats(ctx context.Context, id string) (LogStats, error)
 	// Failed is closed when the store can no longer be trusted to persist (a failed
 	// write or sync); Err then returns why, an error matching ErrFailed.
 	Failed() <-chan struct{}

@@ -21,6 +21,7 @@ import (
 //	w\0<expires:8>\0<delay-id>   delay timer (delays requested, not answered yet)
 //	y\0<delay-id>                 the delay's expiry (to find its w key)
 //	g\0<position:8>              global event log -> <version:4><id> (see global.go)
+//	o\0<id>[\0<seq:8>]           guest log lines and their counts (see logs.go)
 const (
 	tagEvent    = 'e'
 	tagResponse = 'r'

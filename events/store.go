@@ -32,6 +32,9 @@ type Options struct {
 	// FS is the file system the store lives on (nil: the operating system's); tests
 	// give an in-memory or fault-injecting one.
 	FS vfs.FS
+	// MaxLogsPerExecution bounds the log lines kept per execution (0:
+	// DefaultMaxLogsPerExecution, negative: none is kept, all are counted); see LogAppend.
+	MaxLogsPerExecution int
 }
 
 // Pebble's defaults (8 MiB of cache, 4 MiB memtables) are sized for a library, not a

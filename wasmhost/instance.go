@@ -75,6 +75,8 @@ type Instance struct {
 	handler   HostHandler
 	http      *Outbound
 	logger    *slog.Logger
+	logging   RunLogging // for the run (SetLogging)
+	logs      LogSink    // logging.Sink while running
 	stdout    *switchWriter
 	stderr    *tailWriter
 	clock     *detClock // workflows
@@ -175,8 +177,11 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: run %s: encoding input: %w", in.FFQN, err)
 	}
-	i.executionID = in.ExecutionID
+	i.executionID, i.logs = in.ExecutionID, i.logging.Sink
 	runCtx = withInstance(runCtx, i)
+	if i.logging.CaptureStdout || i.logging.CaptureStderr {
+		defer i.captureOutput(runCtx, i.logging)()
+	}
 
 	res, err := i.alloc.Call(runCtx, uint64(len(input)))
 	if err != nil {

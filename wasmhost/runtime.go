@@ -216,6 +216,15 @@ func (r *Runtime) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("wasmhost: instantiating host module %s: %w", HostModuleName, err)
 	}
+	_, err = r.rt.NewHostModuleBuilder(LoggingModuleName).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(r.wasiLog), []api.ValueType{i32, i32, i32, i32, i32}, nil).
+		WithParameterNames("level", "context_ptr", "context_len", "message_ptr", "message_len").
+		Export(importLog).
+		Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("wasmhost: instantiating host module %s: %w", LoggingModuleName, err)
+	}
 	return nil
 }
 
@@ -477,6 +486,13 @@ func (r *Runtime) checkABI(c wazero.CompiledModule) error {
 			} else if !equalTypes(got.params, want.params) || !equalTypes(got.results, want.results) {
 				problems = append(problems, fmt.Sprintf("import %s.%s has signature %s, want %s", mod, fn, got, want))
 			}
+		case LoggingModuleName:
+			want := sig{[]api.ValueType{i32, i32, i32, i32, i32}, nil}
+			if fn != importLog {
+				problems = append(problems, fmt.Sprintf("unknown import %s.%s (%s offers %s)", mod, fn, LoggingModuleName, importLog))
+			} else if !equalTypes(got.params, want.params) || !equalTypes(got.results, want.results) {
+				problems = append(problems, fmt.Sprintf("import %s.%s has signature %s, want %s", mod, fn, got, want))
+			}
 		case wasiModuleName:
 			want, ok := r.wasiFuncs[fn]
 			if !ok {
@@ -486,8 +502,8 @@ func (r *Runtime) checkABI(c wazero.CompiledModule) error {
 					mod, fn, got, sig{want.ParamTypes(), want.ResultTypes()}))
 			}
 		default:
-			problems = append(problems, fmt.Sprintf("import %s.%s from unknown module %q (only %s and %s are provided)",
-				mod, fn, mod, wasiModuleName, HostModuleName))
+			problems = append(problems, fmt.Sprintf("import %s.%s from unknown module %q (only %s, %s and %s are provided)",
+				mod, fn, mod, wasiModuleName, HostModuleName, LoggingModuleName))
 		}
 	}
 	for _, def := range c.ImportedMemories() {

@@ -1930,6 +1930,235 @@ func (x *WatchEventsResponse) GetEvent() *EventView {
 	return nil
 }
 
+type GetLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	FromSeq       uint64                 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"` // the first line to send (0 = from the first)
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`                    // default and at most 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogsRequest) Reset() {
+	*x = GetLogsRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogsRequest) ProtoMessage() {}
+
+func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
+func (*GetLogsRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetLogsRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *GetLogsRequest) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *GetLogsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// LogLine is one line a guest logged.
+type LogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`         // 0, 1, 2, ... in the execution's log
+	Time          string                 `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`        // RFC 3339, when the guest logged it
+	Level         string                 `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`      // trace | debug | info | warn | error | critical
+	Attempt       uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"` // an activity's attempt (1 for the first); 1 for a workflow
+	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Context       string                 `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"` // wasi:logging's context, often empty
+	Message       string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LogLine) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LogLine) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *LogLine) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LogLine) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogLine) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *LogLine) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *LogLine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type GetLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*LogLine             `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	NextSeq       uint64                 `protobuf:"varint,2,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"` // from_seq of the next request
+	Stored        uint64                 `protobuf:"varint,3,opt,name=stored,proto3" json:"stored,omitempty"`                  // lines stored (at most logs.max_per_execution)
+	Dropped       uint64                 `protobuf:"varint,4,opt,name=dropped,proto3" json:"dropped,omitempty"`                // lines logged past that bound, counted only
+	Finished      bool                   `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`              // the execution had finished: no line will be added
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogsResponse) Reset() {
+	*x = GetLogsResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogsResponse) ProtoMessage() {}
+
+func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
+func (*GetLogsResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetLogsResponse) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetLogsResponse) GetNextSeq() uint64 {
+	if x != nil {
+		return x.NextSeq
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetStored() uint64 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -2077,7 +2306,25 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x13WatchEventsResponse\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12!\n" +
 	"\fexecution_id\x18\x02 \x01(\tR\vexecutionId\x12+\n" +
-	"\x05event\x18\x03 \x01(\v2\x15.obelisk.v1.EventViewR\x05event2\xeb\x05\n" +
+	"\x05event\x18\x03 \x01(\v2\x15.obelisk.v1.EventViewR\x05event\"d\n" +
+	"\x0eGetLogsRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x19\n" +
+	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xaa\x01\n" +
+	"\aLogLine\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04time\x18\x02 \x01(\tR\x04time\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x12\x18\n" +
+	"\acontext\x18\x06 \x01(\tR\acontext\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\xa5\x01\n" +
+	"\x0fGetLogsResponse\x12)\n" +
+	"\x05lines\x18\x01 \x03(\v2\x13.obelisk.v1.LogLineR\x05lines\x12\x19\n" +
+	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\x12\x16\n" +
+	"\x06stored\x18\x03 \x01(\x04R\x06stored\x12\x18\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x1a\n" +
+	"\bfinished\x18\x05 \x01(\bR\bfinished2\xaf\x06\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -2089,7 +2336,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x05Pause\x12\x18.obelisk.v1.PauseRequest\x1a\x19.obelisk.v1.PauseResponse\x12B\n" +
 	"\aUnpause\x12\x1a.obelisk.v1.UnpauseRequest\x1a\x1b.obelisk.v1.UnpauseResponse\x129\n" +
 	"\x04Stub\x12\x17.obelisk.v1.StubRequest\x1a\x18.obelisk.v1.StubResponse\x12P\n" +
-	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x012\xbe\x01\n" +
+	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x01\x12B\n" +
+	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
 	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
 	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
@@ -2106,7 +2354,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*CancelRequest)(nil),          // 0: obelisk.v1.CancelRequest
 	(*CancelResponse)(nil),         // 1: obelisk.v1.CancelResponse
@@ -2140,6 +2388,9 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*GetComponentResponse)(nil),   // 29: obelisk.v1.GetComponentResponse
 	(*WatchEventsRequest)(nil),     // 30: obelisk.v1.WatchEventsRequest
 	(*WatchEventsResponse)(nil),    // 31: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 32: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 33: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 34: obelisk.v1.GetLogsResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	12, // 0: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
@@ -2154,35 +2405,38 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	28, // 9: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
 	28, // 10: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
 	16, // 11: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	8,  // 12: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	10, // 13: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	13, // 14: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	15, // 15: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	18, // 16: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	0,  // 17: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	2,  // 18: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	4,  // 19: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	6,  // 20: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	30, // 21: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	21, // 22: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	25, // 23: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	9,  // 24: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	11, // 25: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	14, // 26: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	17, // 27: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	20, // 28: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	1,  // 29: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	3,  // 30: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	5,  // 31: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	7,  // 32: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	31, // 33: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	24, // 34: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	29, // 35: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	24, // [24:36] is the sub-list for method output_type
-	12, // [12:24] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	33, // 12: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	8,  // 13: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	10, // 14: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	13, // 15: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	15, // 16: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	18, // 17: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	0,  // 18: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	2,  // 19: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	4,  // 20: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	6,  // 21: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	30, // 22: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	32, // 23: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	21, // 24: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	25, // 25: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	9,  // 26: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	11, // 27: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	14, // 28: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	17, // 29: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	20, // 30: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	1,  // 31: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	3,  // 32: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	5,  // 33: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	7,  // 34: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	31, // 35: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	34, // 36: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	24, // 37: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	29, // 38: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	26, // [26:39] is the sub-list for method output_type
+	13, // [13:26] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -2196,7 +2450,7 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

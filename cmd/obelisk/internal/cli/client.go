@@ -45,7 +45,7 @@ func clientCmd() *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one machine-readable JSON document")
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
-		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o))
+		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o), componentInspectCmd(o), componentWitCmd(o))
 	cmd.AddCommand(exec, comp, eventStreamCmd(o))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
@@ -80,6 +81,12 @@ type File struct {
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
 	} `mapstructure:"workflows"`
+	// Logs: the guest log lines stored with each execution.
+	Logs struct {
+		// MaxPerExecution lines are kept per execution, the first ones; later ones are
+		// counted only. 0 keeps none.
+		MaxPerExecution int `mapstructure:"max_per_execution"`
+	} `mapstructure:"logs"`
 	// Store sizes the event store's memory, e.g. "32MiB" ("" = the events package's
 	// default).
 	Store struct {
@@ -119,6 +126,7 @@ type Activity struct {
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
+	Output          `mapstructure:",squash"`
 }
 
 // Workflow is one [[workflow]].
@@ -132,6 +140,7 @@ type Workflow struct {
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
 	MemoryLimit      string         `mapstructure:"memory_limit"`
+	Output           `mapstructure:",squash"`
 }
 
 // Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
@@ -173,6 +182,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it
 	v.SetDefault("webui.allowed_hosts", []string{})
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
+	v.SetDefault("logs.max_per_execution", events.DefaultMaxLogsPerExecution)
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetDefault("wasm.instance_reuse", true)
@@ -243,6 +253,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	if s.Engine.StoreMemTableSize, err = parseStoreSize("store.memtable_size", f.Store.MemTableSize, MinStoreMemTableSize, maxStoreMemTableSize); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
+	s.Engine.MaxLogsPerExecution = f.Logs.MaxPerExecution // not negative: countHook
+	if s.Engine.MaxLogsPerExecution == 0 {
+		s.Engine.MaxLogsPerExecution = -1 // none
+	}
 	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
@@ -281,6 +295,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
+		if err := a.Output.apply(&c); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	for i, w := range f.Workflow {
@@ -306,6 +323,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		if c.MemoryLimit, err = parseMemoryLimit(w.MemoryLimit); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
+		if err := w.Output.apply(&c); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)

@@ -66,6 +66,9 @@ const (
 	// ExecutionServiceWatchEventsProcedure is the fully-qualified name of the ExecutionService's
 	// WatchEvents RPC.
 	ExecutionServiceWatchEventsProcedure = "/obelisk.v1.ExecutionService/WatchEvents"
+	// ExecutionServiceGetLogsProcedure is the fully-qualified name of the ExecutionService's GetLogs
+	// RPC.
+	ExecutionServiceGetLogsProcedure = "/obelisk.v1.ExecutionService/GetLogs"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -102,6 +105,11 @@ type ExecutionServiceClient interface {
 	// client disconnects. Resuming with the last position received misses and repeats
 	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
+	// GetLogs returns the lines an execution's guest logged (wasi:logging), in the order it
+	// logged them, from from_seq. Lines are stored with the progress they belong to and
+	// never change: to follow a log, ask again from next_seq until finished is set and
+	// no line came. An unknown execution is NOT_FOUND.
+	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -175,6 +183,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
 			connect.WithClientOptions(opts...),
 		),
+		getLogs: connect.NewClient[v1.GetLogsRequest, v1.GetLogsResponse](
+			httpClient,
+			baseURL+ExecutionServiceGetLogsProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("GetLogs")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -190,6 +204,7 @@ type executionServiceClient struct {
 	unpause        *connect.Client[v1.UnpauseRequest, v1.UnpauseResponse]
 	stub           *connect.Client[v1.StubRequest, v1.StubResponse]
 	watchEvents    *connect.Client[v1.WatchEventsRequest, v1.WatchEventsResponse]
+	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -242,6 +257,11 @@ func (c *executionServiceClient) WatchEvents(ctx context.Context, req *connect.R
 	return c.watchEvents.CallServerStream(ctx, req)
 }
 
+// GetLogs calls obelisk.v1.ExecutionService.GetLogs.
+func (c *executionServiceClient) GetLogs(ctx context.Context, req *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error) {
+	return c.getLogs.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -270,6 +290,11 @@ type ExecutionServiceHandler interface {
 	// client disconnects. Resuming with the last position received misses and repeats
 	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
+	// GetLogs returns the lines an execution's guest logged (wasi:logging), in the order it
+	// logged them, from from_seq. Lines are stored with the progress they belong to and
+	// never change: to follow a log, ask again from next_seq until finished is set and
+	// no line came. An unknown execution is NOT_FOUND.
+	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -339,6 +364,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceGetLogsHandler := connect.NewUnaryHandler(
+		ExecutionServiceGetLogsProcedure,
+		svc.GetLogs,
+		connect.WithSchema(executionServiceMethods.ByName("GetLogs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -361,6 +392,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceStubHandler.ServeHTTP(w, r)
 		case ExecutionServiceWatchEventsProcedure:
 			executionServiceWatchEventsHandler.ServeHTTP(w, r)
+		case ExecutionServiceGetLogsProcedure:
+			executionServiceGetLogsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -408,6 +441,10 @@ func (UnimplementedExecutionServiceHandler) Stub(context.Context, *connect.Reque
 
 func (UnimplementedExecutionServiceHandler) WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.WatchEvents is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.GetLogs is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.

@@ -29,7 +29,8 @@ const Version = 1
 
 // The names of the host operations: the "op" member of a host_call request.
 const (
-	// OpLog writes a message to the server's log ([LogRequest]); every kind of
+	// OpLog writes a message to the execution's log ([LogRequest]), as
+	// LoggingModule's log does; kept for guests built before it. Every kind of
 	// component, also during _initialize. Its ok value is null.
 	OpLog = "log"
 	// OpHTTP makes one HTTP request ([HTTPRequest], answered by an
@@ -113,20 +114,35 @@ type RunInput struct {
 	Attempt int `json:"attempt"`
 }
 
-// Log levels of [LogRequest], from the least to the most severe.
+// Log levels of [LogRequest], from the least to the most severe: the cases of
+// wasi:logging's enum level, in its order (LoggingLevels).
 const (
-	LevelTrace = "trace"
-	LevelDebug = "debug"
-	LevelInfo  = "info"
-	LevelWarn  = "warn"
-	LevelError = "error"
+	LevelTrace    = "trace"
+	LevelDebug    = "debug"
+	LevelInfo     = "info"
+	LevelWarn     = "warn"
+	LevelError    = "error"
+	LevelCritical = "critical"
+)
+
+// LoggingLevels are the levels in the order of wasi:logging's enum level: the
+// level argument of LoggingModule's log is an index in it.
+var LoggingLevels = [...]string{LevelTrace, LevelDebug, LevelInfo, LevelWarn, LevelError, LevelCritical}
+
+// The wasi:logging import: LoggingModule's function LoggingLog, lowered to core wasm as
+// (level: i32, context_ptr: i32, context_len: i32, message_ptr: i32, message_len: i32) -> ().
+const (
+	LoggingModule = "wasi:logging/logging@0.1.0-draft"
+	LoggingLog    = "log"
 )
 
 // LogRequest is the request of [OpLog] without the op.
 type LogRequest struct {
-	// Level is one of LevelTrace ... LevelError.
+	// Level is one of LevelTrace ... LevelCritical.
 	Level   string `json:"level"`
 	Message string `json:"message"`
+	// Context is wasi:logging's context (a logger's name; often empty).
+	Context string `json:"context,omitempty"`
 }
 
 // HTTPRequest is the request of [OpHTTP] without the op.

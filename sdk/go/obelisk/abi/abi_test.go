@@ -84,7 +84,8 @@ func TestWireFormat(t *testing.T) {
 	}{
 		{Head{OpLog}, `{"op":"log"}`},
 		{RunInput{FFQN: "a:b/c.d", Params: json.RawMessage(`[1]`), ExecutionID: "E_1", Attempt: 2}, `{"ffqn":"a:b/c.d","params":[1],"execution_id":"E_1","attempt":2}`},
-		{LogRequest{LevelInfo, "hi"}, `{"level":"info","message":"hi"}`},
+		{LogRequest{Level: LevelInfo, Message: "hi"}, `{"level":"info","message":"hi"}`},
+		{LogRequest{Level: LevelCritical, Message: "hi", Context: "c"}, `{"level":"critical","message":"hi","context":"c"}`},
 		{HTTPRequest{Method: "GET", URL: "http://x/", Headers: map[string][]string{"A": {"b"}}, Body: "eA==", TimeoutMS: 5}, `{"method":"GET","url":"http://x/","headers":{"A":["b"]},"body":"eA==","timeout_ms":5}`},
 		{HTTPRequest{URL: "http://x/"}, `{"method":"","url":"http://x/","headers":null}`},
 		{HTTPResponse{Status: 200, Headers: map[string][]string{}, Body: ""}, `{"status":200,"headers":{},"body":""}`},
