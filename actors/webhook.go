@@ -99,7 +99,14 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	if len(c.Config.AllowedHosts) > 0 {
 		cfg.HTTP = &wasmhost.HTTPPolicy{AllowedHosts: c.Config.AllowedHosts, Client: &http.Client{Transport: webhookTransport()}}
 	}
-	inst, err := e.instantiate(ctx, c, cfg)
+	// The request's instance counts in the guest memory budget like a run's; waiting for
+	// room is bounded by the request's time (memory.go).
+	memory, err := e.memory.admit(ctx, c.memoryEstimate())
+	if err != nil {
+		return nil, fmt.Errorf("webhook endpoint %q: waiting for guest memory: %w", endpoint, err)
+	}
+	defer memory.close() // after the instance is closed (deferred below)
+	inst, err := e.instantiate(ctx, c, cfg, memory)
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)
 	}
