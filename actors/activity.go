@@ -69,18 +69,16 @@ func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
 
 // instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,
 // and a crowd of them would only make each one slower. Its memory is then counted in
-// memory (nil: in no budget), which gives back what the instance does not hold of what
-// was reserved for it, and waits for what it holds beyond that (not in the crowd: the
-// instances being made must not wait for memory that those waiting for their turn hold).
+// memory (nil: in no budget), from what was reserved for it first, waiting for what it
+// holds beyond that (not in the crowd: the instances being made must not wait for
+// memory that those waiting for their turn hold).
 func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount) (*wasmhost.Instance, error) {
 	inst, err := e.instantiateBounded(ctx, c, cfg)
 	if err != nil || memory == nil {
 		return inst, err
 	}
-	c.lastMemory.Store(inst.MemorySize())
-	err = inst.CountMemoryIn(ctx, memory)
-	memory.settle()
-	if err != nil {
+	c.lastSize.Store(inst.MemorySize())
+	if err := inst.CountMemoryIn(ctx, memory); err != nil {
 		inst.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}

@@ -102,19 +102,20 @@ type Component struct {
 	imports map[string]bool // FFQNs a workflow may call or submit (see mayCall)
 	exports map[string]bool
 	module  *wasmhost.Module // nil for an activity stub
-	// lastMemory is the memory (bytes) its last instance held when it was made: what
-	// the next run reserves before it is locked (memory.go).
-	lastMemory atomic.Uint64
+	// lastSize is the memory (bytes) its last instance held when it was made, lastPeak
+	// the most the last run that ended held (or half the one before, if more): what the
+	// next run reserves before it is locked (memory.go).
+	lastSize, lastPeak atomic.Uint64
 
 	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).
 	WITFiles []wit.File
 }
 
 // memoryEstimate is the guest memory a run of the component reserves before its
-// instance is made: what the last instance held, or the module's declared minimum
-// before there was one.
+// instance is made: the most the last runs held (lastPeak), at least what the last
+// instance held when it was made, or the module's declared minimum before there was one.
 func (c *Component) memoryEstimate() uint64 {
-	if n := c.lastMemory.Load(); n > 0 {
+	if n := max(c.lastPeak.Load(), c.lastSize.Load()); n > 0 {
 		return n
 	}
 	return c.module.MemoryMin()

@@ -180,11 +180,10 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	if cfg.Type == ActivityWasm || cfg.Type == Workflow {
 		// Reserve the guest memory of the instance before taking the lock: waiting for it
 		// leaves the execution pending, not an attempt (memory.go).
-		need := x.comp.memoryEstimate()
-		if memory = x.e.memory.tryAdmit(need); memory == nil {
-			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "bytes", need)
+		if memory = x.e.tryAdmitRun(x.comp); memory == nil {
+			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "bytes", x.comp.memoryEstimate())
 			var err error
-			if memory, err = x.e.memory.admit(ctx, need); err != nil {
+			if memory, err = x.e.admitRun(ctx, x.comp); err != nil {
 				return
 			}
 		}
@@ -299,7 +298,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			continue
 		}
 		// No memory now: it waits in the pending queue for its turn (memory.go).
-		memory := e.memory.tryAdmit(x.comp.memoryEstimate())
+		memory := e.tryAdmitRun(x.comp)
 		if memory == nil {
 			<-x.slots
 			x.inflight.Delete(a.ExecutionID)

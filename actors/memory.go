@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Guest memory.
@@ -163,14 +164,40 @@ func newMemoryBudget(size uint64) *memoryBudget {
 
 // memoryAccount is the memory one run holds in the budget: an admission reserved
 // before its instance is made (credit), then what the instance charges through it as
-// wasmhost.MemoryBudget (its size, then each growth).
+// wasmhost.MemoryBudget (its size, then each growth), from the credit first. What is
+// left of the credit stays reserved until the run ends.
 type memoryAccount struct {
 	b   *memoryBudget
 	seq uint64 // order of admission: the lower, the older the run
 	// Guarded by b.mu: held is everything reserved and not released, credit included;
 	// credit is the part reserved ahead and not charged yet; reclaimed is the part of
-	// held counted in b.reclaiming since the instance was evicted.
-	held, credit, reclaimed uint64
+	// held counted in b.reclaiming since the instance was evicted; peak is the most the
+	// instance has held (charged).
+	held, credit, reclaimed, peak uint64
+	// peakTo, if set, receives peak when the account is closed (Component.lastPeak).
+	peakTo *atomic.Uint64
+}
+
+// admitRun reserves the guest memory of a run of c before its instance is made: the
+// most the last run held (memoryEstimate), so that a component whose runs grow large
+// waits for room before it starts, rather than starting and then waiting (or giving way)
+// in the middle of its run.
+func (e *Engine) admitRun(ctx context.Context, c *Component) (*memoryAccount, error) {
+	a, err := e.memory.admit(ctx, c.memoryEstimate())
+	if err != nil {
+		return nil, err
+	}
+	a.peakTo = &c.lastPeak
+	return a, nil
+}
+
+// tryAdmitRun is admitRun if the memory is free now and nobody waits; else it returns nil.
+func (e *Engine) tryAdmitRun(c *Component) *memoryAccount {
+	a := e.memory.tryAdmit(c.memoryEstimate())
+	if a != nil {
+		a.peakTo = &c.lastPeak
+	}
+	return a
 }
 
 // admit reserves n bytes for a new run, waiting behind the growths and the earlier
@@ -262,15 +289,15 @@ func (a *memoryAccount) Grow(ctx context.Context, n uint64) bool {
 	fromCredit := min(a.credit, n)
 	a.credit -= fromCredit
 	b.mu.Unlock()
-	if n -= fromCredit; n == 0 {
-		return true
-	}
-	if n > b.size || b.wait(ctx, &b.grows, a, n) != nil {
+	if n -= fromCredit; n > 0 && (n > b.size || b.wait(ctx, &b.grows, a, n) != nil) {
 		b.mu.Lock()
 		a.credit += fromCredit
 		b.mu.Unlock()
 		return false
 	}
+	b.mu.Lock()
+	a.peak = max(a.peak, a.held-a.credit)
+	b.mu.Unlock()
 	return true
 }
 
@@ -280,20 +307,6 @@ func (a *memoryAccount) Release(n uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.give(a, min(n, a.held-a.credit))
-	b.grant()
-}
-
-// settle gives back the credit the instance did not charge (nil: no account).
-func (a *memoryAccount) settle() {
-	if a == nil {
-		return
-	}
-	b := a.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := a.credit
-	a.credit = 0
-	b.give(a, c)
 	b.grant()
 }
 
@@ -309,6 +322,12 @@ func (a *memoryAccount) close() {
 	a.credit = 0
 	b.give(a, a.held)
 	b.grant()
+	if a.peakTo != nil && a.peak > 0 {
+		// The last run's peak, but a larger one before it fades over a few runs only:
+		// a run cut short (cancelled, refused memory) says little about the next.
+		// Concurrent closes may lose one another's update: it is an estimate.
+		a.peakTo.Store(max(a.peak, a.peakTo.Load()/2))
+	}
 }
 
 // take adds n bytes to what a holds. Called with mu held.

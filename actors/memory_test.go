@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,9 +55,10 @@ func TestMemoryBudget(t *testing.T) {
 
 // TestMemoryBudgetGrowth: an instance charges its size and growths to its account (as
 // wasmhost does through Instance.CountMemoryIn): from the credit admitted for it first,
-// the rest from the budget; settle gives back the credit it did not use. A growth that
-// does not fit waits, is served before admissions that came first, and proceeds when
-// another instance releases; one whose context ends fails and holds nothing more.
+// the rest from the budget. A growth that does not fit waits, is served before
+// admissions that came first, and proceeds when another instance releases; one whose
+// context ends fails and holds nothing more. The account's peak is handed on when it
+// closes.
 func TestMemoryBudgetGrowth(t *testing.T) {
 	ctx := context.Background()
 	b := newMemoryBudget(100)
@@ -64,15 +66,16 @@ func TestMemoryBudgetGrowth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !a.Grow(ctx, 6) { // the instance was smaller than its admission
-		t.Fatal("Grow within the credit failed")
+	var peak atomic.Uint64
+	a.peakTo = &peak
+	if !a.Grow(ctx, 6) || b.inUse() != 10 || a.credit != 4 { // the instance's size
+		t.Fatalf("Grow within the credit: used %d, credit %d; want 10, 4", b.inUse(), a.credit)
 	}
-	a.settle()
-	if b.inUse() != 6 || a.held != 6 || a.credit != 0 {
-		t.Fatalf("after settle: used %d, held %d, credit %d; want 6, 6, 0", b.inUse(), a.held, a.credit)
+	if !a.Grow(ctx, 6) || b.inUse() != 12 || a.credit != 0 || a.held != 12 {
+		t.Fatalf("Grow past the credit: used %d, held %d, credit %d; want 12, 12, 0", b.inUse(), a.held, a.credit)
 	}
 	other := instance(t, b, 80)
-	if !a.Grow(ctx, 14) { // 100 in use: full
+	if !a.Grow(ctx, 8) { // 100 in use: full
 		t.Fatal("Grow that fits failed")
 	}
 
@@ -117,6 +120,9 @@ func TestMemoryBudgetGrowth(t *testing.T) {
 	hog.close()
 	if b.inUse() != 0 {
 		t.Fatalf("after closing everything: used %d", b.inUse())
+	}
+	if peak.Load() != 30 {
+		t.Errorf("peak handed on %d, want 30", peak.Load())
 	}
 }
 
@@ -257,7 +263,6 @@ func instance(t *testing.T, b *memoryBudget, n uint64) *memoryAccount {
 	if err != nil || !a.Grow(context.Background(), n) {
 		t.Fatalf("admit and charge %d: %v", n, err)
 	}
-	a.settle()
 	return a
 }
 

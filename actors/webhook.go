@@ -101,7 +101,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	}
 	// The request's instance counts in the guest memory budget like a run's; waiting for
 	// room is bounded by the request's time (memory.go).
-	memory, err := e.memory.admit(ctx, c.memoryEstimate())
+	memory, err := e.admitRun(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: waiting for guest memory: %w", endpoint, err)
 	}
