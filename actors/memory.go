@@ -20,23 +20,29 @@ import (
 // memory holds, not its limit: a Go guest holds 4-6 MiB, its limit is 256 MiB by default.
 //
 //   - Admission. Before an activity or a workflow is locked (or dispatched eagerly), its
-//     executor reserves what an instance of its component held when last made
-//     (Component.memoryEstimate), waiting in the pending queue until there is room:
-//     waiting for memory is not an attempt. Webhook requests reserve the same way,
-//     bounded by their timeout. The instance then counts its actual size against that
-//     reservation (wasmhost Instance.CountMemoryIn), and the rest is given back.
-//   - Growth. Each memory.grow of a run reserves what it adds before the memory grows.
-//     Growths are served before admissions: a run that holds a lock is not made to wait
-//     for executions that have not started.
+//     executor reserves the most the component's last run held (Component.
+//     memoryEstimate; its starting size before any run ended), waiting in the pending
+//     queue until there is room: waiting for memory is not an attempt. Webhook requests
+//     reserve the same way, bounded by their timeout. The instance then charges its
+//     actual size and growths to that reservation first (wasmhost
+//     Instance.CountMemoryIn). Reserving the last peak rather than the starting size
+//     makes a component whose runs grow large wait before it starts, instead of
+//     starting many runs that then wait for (or give way to) one another mid-run.
+//   - Growth. Each memory.grow of a run beyond its reservation reserves what it adds
+//     before the memory grows. Growths are served before admissions, the oldest run's
+//     first: a run that holds a lock is not made to wait for executions that have not
+//     started.
 //   - Eviction. Whenever reservations wait, the budget evicts workflow instances parked in
 //     memory (resident.go), least recently parked first, until what they hold covers the
 //     waiters. A parked instance only waits, maybe for the very child that waits for
 //     memory, and an evicted workflow is replayed when its response arrives.
 //   - Failure. A growth that still finds no room waits until its run's context ends (the
-//     lock expires, the execution is cancelled); memory.grow then fails and the trap
-//     wraps wasmhost.ErrMemoryBudget. That is the node's shortage, not the guest's fault:
-//     the execution is unlocked and retried after its retry_exp_backoff, and the attempt
-//     does not count against max_retries (retryForMemory).
+//     lock expires, the execution is cancelled), or until every instance holding memory
+//     waits for more: then the youngest run gives way at once (breakDeadlock). Its
+//     memory.grow fails and the trap wraps wasmhost.ErrMemoryBudget. That is the node's
+//     shortage, not the guest's fault: the execution is unlocked and retried after its
+//     retry_exp_backoff, and the attempt does not count against max_retries
+//     (memoryRetryTx).
 //   - Release. An instance's memory leaves the budget when its run ends or it is closed.
 //
 // Not counted: instances kept ready in pools or reset for reuse (they belong to no run;
