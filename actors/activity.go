@@ -71,14 +71,21 @@ func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
 // and a crowd of them would only make each one slower. Its memory is then counted in
 // memory (nil: in no budget), from what was reserved for it first, waiting for what it
 // holds beyond that (not in the crowd: the instances being made must not wait for
-// memory that those waiting for their turn hold).
-func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount) (*wasmhost.Instance, error) {
+// memory that those waiting for their turn hold) until ctx ends or, for a run locked
+// already, its lock expires (lockExpires; zero: none).
+func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount, lockExpires time.Time) (*wasmhost.Instance, error) {
 	inst, err := e.instantiateBounded(ctx, c, cfg)
 	if err != nil || memory == nil {
 		return inst, err
 	}
 	c.lastSize.Store(inst.MemorySize())
-	if err := inst.CountMemoryIn(ctx, memory); err != nil {
+	mctx := ctx
+	if !lockExpires.IsZero() {
+		var cancel context.CancelFunc
+		mctx, cancel = context.WithDeadline(ctx, lockExpires)
+		defer cancel()
+	}
+	if err := inst.CountMemoryIn(mctx, memory); err != nil {
 		inst.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}

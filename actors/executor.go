@@ -192,7 +192,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	if cfg.Type == ActivityWasm {
 		// Make the instance before taking the lock: the lock's time is the activity's
 		// time, and instantiation under load must not eat into it.
-		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp), memory); instErr != nil && ctx.Err() != nil {
+		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp), memory, time.Time{}); instErr != nil && ctx.Err() != nil {
 			return
 		}
 		defer func() {
@@ -363,9 +363,7 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 		}
 		// Locked already: a wait for memory (the instance holds more than was reserved)
 		// ends with the lock, and is then retried without counting (failInstantiate).
-		ictx, cancel := context.WithDeadline(r.ctx, time.Unix(0, st.LockExpiresAt))
-		inst, err := x.e.instantiate(ictx, x.comp, activityInstanceConfig(x.comp), r.memory)
-		cancel()
+		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp), r.memory, time.Unix(0, st.LockExpiresAt))
 		if err != nil {
 			if r.ctx.Err() == nil {
 				x.e.failInstantiate(r.ctx, x.comp, r.id, r.runID, err)

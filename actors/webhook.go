@@ -106,7 +106,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 		return nil, fmt.Errorf("webhook endpoint %q: waiting for guest memory: %w", endpoint, err)
 	}
 	defer memory.close() // after the instance is closed (deferred below)
-	inst, err := e.instantiate(ctx, c, cfg, memory)
+	inst, err := e.instantiate(ctx, c, cfg, memory, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)
 	}

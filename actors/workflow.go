@@ -105,11 +105,9 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	h.Write([]byte(id))
 	// Locked already: a wait for memory (the instance holds more than was reserved)
 	// ends with the lock.
-	ictx, cancel := context.WithDeadline(ctx, r.lockExpires)
-	inst, err := e.instantiate(ictx, c, wasmhost.InstanceConfig{
+	inst, err := e.instantiate(ctx, c, wasmhost.InstanceConfig{
 		Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt),
-	}, memory)
-	cancel()
+	}, memory, r.lockExpires)
 	if err != nil {
 		if errors.Is(err, wasmhost.ErrMemoryBudget) && ctx.Err() == nil {
 			e.retryForMemory(ctx, id, runID, err)
