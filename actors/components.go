@@ -113,9 +113,10 @@ type Component struct {
 
 // memoryEstimate is the guest memory a run of the component reserves before its
 // instance is made: the most the last runs held (lastPeak), at least what the last
-// instance held when it was made, or the module's declared minimum before there was one.
+// instance held when it was made, or the module's declared minimum before there was one
+// (0 for a component without a module: a stub, or one made by a test).
 func (c *Component) memoryEstimate() uint64 {
-	if n := max(c.lastPeak.Load(), c.lastSize.Load()); n > 0 {
+	if n := max(c.lastPeak.Load(), c.lastSize.Load()); n > 0 || c.module == nil {
 		return n
 	}
 	return c.module.MemoryMin()
