@@ -29,20 +29,22 @@ import (
 //     makes a component whose runs grow large wait before it starts, instead of
 //     starting many runs that then wait for (or give way to) one another mid-run.
 //   - Growth. Each memory.grow of a run beyond its reservation reserves what it adds
-//     before the memory grows. Growths are served before admissions, the oldest run's
-//     first: a run that holds a lock is not made to wait for executions that have not
-//     started.
+//     before the memory grows. Growths are served before admissions: a run that holds a
+//     lock is not made to wait for executions that have not started.
 //   - Eviction. Whenever reservations wait, the budget evicts workflow instances parked in
 //     memory (resident.go), least recently parked first, until what they hold covers the
 //     waiters. A parked instance only waits, maybe for the very child that waits for
 //     memory, and an evicted workflow is replayed when its response arrives.
-//   - Failure. A growth that still finds no room waits until its run's context ends (the
-//     lock expires, the execution is cancelled), or until every instance holding memory
-//     waits for more: then the youngest run gives way at once (breakDeadlock). Its
-//     memory.grow fails and the trap wraps wasmhost.ErrMemoryBudget. That is the node's
-//     shortage, not the guest's fault: the execution is unlocked and retried after its
-//     retry_exp_backoff, and the attempt does not count against max_retries
-//     (memoryRetryTx).
+//   - Failure. Only the oldest run's growth waits for room (until its run's context
+//     ends: the lock expires, the execution is cancelled); a younger run's growth that
+//     finds no room gives way at once, and so does a younger one waiting when an older
+//     one must wait (memoryBudget.wait). Waiting runs would otherwise hold memory while
+//     they wait for one another, each until its lock expired; this way memory flows to
+//     the oldest run, which finishes. A run whose growth fails stops (memory.grow fails,
+//     the trap wraps wasmhost.ErrMemoryBudget). That is the node's shortage, not the
+//     guest's fault: the execution is unlocked and retried after its retry_exp_backoff,
+//     and the attempt does not count against max_retries (memoryRetryTx); meanwhile its
+//     component's reservation has grown to what the run reached (admitRun).
 //   - Release. An instance's memory leaves the budget when its run ends or it is closed.
 //
 // Not counted: instances kept ready in pools or reset for reuse (they belong to no run;
@@ -131,14 +133,14 @@ func sizeString(n uint64) string {
 // errOverBudget: a reservation larger than the whole budget, which could never be granted.
 var errOverBudget = errors.New("more than the whole guest memory budget")
 
-// errGiveWay: a growth refused so that an older run can have the memory (see
+// errGiveWay: a growth refused so that an older run can have the memory (see wait and
 // breakDeadlock).
-var errGiveWay = errors.New("refused: every instance holding guest memory waited for more")
+var errGiveWay = errors.New("refused: an older run needs the guest memory")
 
 // memoryBudget is a weighted semaphore of bytes of guest memory, held through
-// memoryAccounts. Waiting growths are served first, oldest run first, then waiting
-// admissions in order of arrival, so that a large request is not starved by a stream
-// of small ones.
+// memoryAccounts. A waiting growth (at most one: the oldest run's) is served first, then
+// waiting admissions in order of arrival, so that a large request is not starved by a
+// stream of small ones.
 type memoryBudget struct {
 	mu   sync.Mutex
 	size uint64
@@ -148,7 +150,7 @@ type memoryBudget struct {
 	// holding: the accounts that hold memory (held > 0).
 	holding    int
 	seq        uint64    // of the last account admitted
-	grows      list.List // of *memoryWaiter, by account seq (oldest run first)
+	grows      list.List // of *memoryWaiter: at most one, the oldest run's growth
 	admissions list.List // of *memoryWaiter, oldest first
 	// reclaim evicts parked workflow instances, least recently parked first, until what
 	// their accounts hold adds up to need bytes or there are none left, marks those
@@ -246,13 +248,21 @@ func (b *memoryBudget) wait(ctx context.Context, q *list.List, a *memoryAccount,
 		b.mu.Unlock()
 		return nil
 	}
-	w := &memoryWaiter{a: a, n: n, ready: make(chan struct{})}
-	var elem *list.Element
 	if q == &b.grows {
-		elem = insertBySeq(q, w)
-	} else {
-		elem = q.PushBack(w)
+		// Growths wait one at a time, the oldest run's: a younger run gives way at once
+		// rather than hold memory while it waits, and an older one makes the younger
+		// waiting one give way. Memory then flows to the oldest run, which finishes
+		// within its lock instead of every run waiting its lock away.
+		if front := q.Front(); front != nil {
+			if front.Value.(*memoryWaiter).a.seq < a.seq {
+				b.mu.Unlock()
+				return errGiveWay
+			}
+			b.refuse(q.Remove(front).(*memoryWaiter))
+		}
 	}
+	w := &memoryWaiter{a: a, n: n, ready: make(chan struct{})}
+	elem := q.PushBack(w)
 	b.shortage()
 	b.mu.Unlock()
 	select {
@@ -275,16 +285,6 @@ func (b *memoryBudget) wait(ctx context.Context, q *list.List, a *memoryAccount,
 	}
 	b.grant() // whoever waited behind it may fit now
 	return ctx.Err()
-}
-
-// insertBySeq puts w in q, a list of waiters by account seq, after those of older runs.
-func insertBySeq(q *list.List, w *memoryWaiter) *list.Element {
-	for e := q.Back(); e != nil; e = e.Prev() {
-		if e.Value.(*memoryWaiter).a.seq <= w.a.seq {
-			return q.InsertAfter(w, e)
-		}
-	}
-	return q.PushFront(w)
 }
 
 // Grow reserves n more bytes for the account's instance (wasmhost.MemoryBudget): from
@@ -394,8 +394,8 @@ func (b *memoryBudget) grant() {
 }
 
 // shortage: reservations wait. Parked workflow instances are evicted for them
-// (reclaimForWaiters), and if that brings nothing while every instance holding memory
-// waits for more, the youngest gives way (breakDeadlock). Called with mu held.
+// (reclaimForWaiters), and a growth nobody can make room for is refused
+// (breakDeadlock). Called with mu held.
 func (b *memoryBudget) shortage() {
 	b.reclaimForWaiters()
 	b.breakDeadlock()
@@ -420,27 +420,22 @@ func (b *memoryBudget) reclaimForWaiters() {
 	}
 }
 
-// breakDeadlock refuses the growth of the youngest run when the oldest waiting one does
-// not fit, no evicted memory is coming back, and every instance that holds memory waits
-// for more: none of them would ever give any back. The refused run fails for want of
-// memory (retried without counting as an attempt, memory.go) and its memory goes to the
-// older ones, so the oldest run always gets through. Growths that wait while some
-// holder still runs just wait: it will finish, or wait too. Called with mu held.
+// breakDeadlock refuses the waiting growth when it does not fit, no evicted memory is
+// coming back, and no other instance holds memory: it can only be over the budget by
+// itself (a webhook endpoint's limit is not checked against the budget), and nobody
+// would ever give memory back. Called with mu held.
 func (b *memoryBudget) breakDeadlock() {
 	front := b.grows.Front()
 	if front == nil || b.reclaiming > 0 || b.used+front.Value.(*memoryWaiter).n <= b.size {
 		return
 	}
-	waitingHolders := 0
-	for e := front; e != nil; e = e.Next() {
-		if e.Value.(*memoryWaiter).a.held > 0 {
-			waitingHolders++
-		}
+	if w := front.Value.(*memoryWaiter); b.holding <= 1 && w.a.held > 0 || b.holding == 0 {
+		b.refuse(b.grows.Remove(front).(*memoryWaiter))
 	}
-	if waitingHolders < b.holding {
-		return
-	}
-	w := b.grows.Remove(b.grows.Back()).(*memoryWaiter)
+}
+
+// refuse ends a wait without granting it. Called with mu held.
+func (b *memoryBudget) refuse(w *memoryWaiter) {
 	w.refused = true
 	close(w.ready)
 }

@@ -126,53 +126,52 @@ func TestMemoryBudgetGrowth(t *testing.T) {
 	}
 }
 
-// TestMemoryBudgetBreaksDeadlock: growths wait while an instance holding memory still
-// runs; once every instance holding memory waits for more, the youngest is refused at
-// once (not when its context ends), and what it gives back goes to the oldest.
-func TestMemoryBudgetBreaksDeadlock(t *testing.T) {
+// TestMemoryBudgetYoungerGivesWay: only the oldest run's growth waits for room. A younger
+// run's growth that finds none fails at once, and a younger one waiting fails when an
+// older one must wait; what they give back goes to the oldest. A growth that no other
+// holder could ever make room for fails at once too.
+func TestMemoryBudgetYoungerGivesWay(t *testing.T) {
 	ctx := context.Background()
 	b := newMemoryBudget(95)
 	a1, a2, a3 := instance(t, b, 30), instance(t, b, 30), instance(t, b, 30)
-	grown := [3]chan bool{make(chan bool, 1), make(chan bool, 1), make(chan bool, 1)}
-	for i, a := range []*memoryAccount{a1, a2} {
-		go func() { grown[i] <- a.Grow(ctx, 20) }()
-		waitFor(t, func() bool { return waiting(b) == i+1 })
-	}
+	grown2 := make(chan bool, 1)
+	go func() { grown2 <- a2.Grow(ctx, 20) }()
+	waitFor(t, func() bool { return waiting(b) == 1 })
 	select {
-	case g := <-grown[0]:
-		t.Fatalf("a growth ended (%v) while an instance holding memory still ran", g)
-	case g := <-grown[1]:
-		t.Fatalf("a growth ended (%v) while an instance holding memory still ran", g)
+	case g := <-grown2:
+		t.Fatalf("the only growth ended (%v) while other runs held memory", g)
 	case <-time.After(20 * time.Millisecond):
 	}
-	// The last one grows too: nobody would ever give memory back. The youngest gives way.
-	go func() { grown[2] <- a3.Grow(ctx, 20) }()
+	grown1 := make(chan bool, 1)
+	go func() { grown1 <- a1.Grow(ctx, 20) }() // older: a2 gives way
 	select {
-	case g := <-grown[2]:
+	case g := <-grown2:
 		if g {
-			t.Fatal("the youngest run's growth was granted")
+			t.Fatal("the younger waiting growth was granted")
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("deadlock: every instance waits for memory, and none gave way")
+		t.Fatal("the younger waiting growth did not give way to the older one")
 	}
-	a3.Release(30) // its guest failed, its instance closed
-	a3.close()
-	if !<-grown[0] {
+	if a3.Grow(ctx, 20) { // younger than the waiting one: fails at once
+		t.Fatal("a younger run's growth was granted while an older one waited")
+	}
+	a2.Release(30) // its guest failed, its instance closed
+	a2.close()
+	if !<-grown1 {
 		t.Fatal("the oldest run's growth was refused")
 	}
-	select {
-	case g := <-grown[1]:
-		t.Fatalf("the second growth ended (%v) while the oldest run still ran", g)
-	case <-time.After(20 * time.Millisecond):
-	}
 	a1.close()
-	if !<-grown[1] {
-		t.Fatal("the second growth was refused once the oldest run closed")
-	}
-	a2.close()
+	a3.close()
 	if n := b.inUse(); n != 0 {
 		t.Fatalf("used %d after closing everything", n)
 	}
+
+	// The only holder grows past what the budget could ever give it.
+	alone := instance(t, b, 80)
+	if alone.Grow(ctx, 20) {
+		t.Fatal("a growth past the budget was granted")
+	}
+	alone.close()
 }
 
 // TestMemoryBudgetReclaimsParked: with the budget held by parked workflow instances (a
