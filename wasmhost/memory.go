@@ -23,11 +23,13 @@ import (
 //
 // An instance may also be counted in a budget shared with other instances
 // (Instance.CountMemoryIn, a node-wide one in the engine): the bytes its memory holds,
-// not its limit. CountMemoryIn reserves what the instance holds, each memory.grow of a run reserves what it adds before the memory grows, waiting
-// for room until the run's context ends (memory.grow then returns -1, and the trap
-// wraps ErrMemoryBudget: the budget, not the module, was short), and the run's end or
-// Close releases it all. Instances kept ready in pools or reset for reuse are in no
-// budget: they belong to no run.
+// not its limit. CountMemoryIn reserves what the instance holds, and each memory.grow of
+// a run reserves what it adds before the memory grows, as long as the budget makes it
+// wait (at most until the run's context ends). If the budget refuses, memory.grow returns
+// -1 and the trap wraps ErrMemoryBudget: the budget, not the module, was short. The
+// run's end, or Close, releases it all. Instances kept ready in pools or reset for reuse
+// are in no budget: they belong to no run. So every memory is made through
+// limitAllocator, with a limit or not.
 
 // ErrMemoryLimit is in the chain of the [*TrapError] of a guest that failed after its
 // memory reached the module's limit ([MemoryLimitPages]).
