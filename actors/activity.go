@@ -75,8 +75,32 @@ func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
 }
 
 // instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,
-// and a crowd of them would only make each one slower.
-func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig) (*wasmhost.Instance, error) {
+// and a crowd of them would only make each one slower. Its memory is then counted in
+// memory (nil: in no budget), from what was reserved for it first, waiting for what it
+// holds beyond that (not in the crowd: the instances being made must not wait for
+// memory that those waiting for their turn hold) until ctx ends or, for a run locked
+// already, its lock expires (lockExpires; zero: none).
+func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount, lockExpires time.Time) (*wasmhost.Instance, error) {
+	inst, err := e.instantiateBounded(ctx, c, cfg)
+	if err != nil || memory == nil {
+		return inst, err
+	}
+	c.lastSize.Store(inst.MemorySize())
+	mctx := ctx
+	if !lockExpires.IsZero() {
+		var cancel context.CancelFunc
+		mctx, cancel = context.WithDeadline(ctx, lockExpires)
+		defer cancel()
+	}
+	if err := inst.CountMemoryIn(mctx, memory); err != nil {
+		inst.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return inst, nil
+}
+
+// instantiateBounded makes an instance, waiting for a turn among the GOMAXPROCS at a time.
+func (e *Engine) instantiateBounded(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig) (*wasmhost.Instance, error) {
 	select {
 	case e.instantiating <- struct{}{}:
 	case <-ctx.Done():
@@ -108,6 +132,8 @@ func attemptOutcome(tx *events.Tx) string {
 		return "retried_failure"
 	case *pb.Event_TemporarilyTimedOut:
 		return "retried_timeout"
+	case *pb.Event_Unlocked:
+		return "retried_memory"
 	case *pb.Event_Finished:
 		r, _ := events.ParseResult(k.Finished.Result)
 		switch {
@@ -146,6 +172,9 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 			runErr = fmt.Errorf("activity returned an execution failure")
 		}
 	}
+	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
+		return memoryRetryTx(st, now, runErr)
+	}
 	if errors.Is(runErr, errTimedOut) {
 		if backoff, ok := retryBackoff(st); ok {
 			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
@@ -160,6 +189,17 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 		}}})
 	}
 	return e.finishTx(st, events.FailureResult(events.FailureUncategorized, runErr.Error()), now)
+}
+
+// memoryRetryTx unlocks an execution whose run stopped because the node's guest memory
+// budget had no room for it (err wraps wasmhost.ErrMemoryBudget; memory.go). The shortage
+// is the node's, not the guest's: the execution is pending again after its first retry
+// delay (retry_exp_backoff), and the attempt counts neither against max_retries nor
+// towards the next one's backoff.
+func memoryRetryTx(st *pb.ExecutionState, now time.Time, err error) *events.Tx {
+	return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
+		UnlockedAt: now.Add(time.Duration(st.Retry.GetRetryExpBackoff())).UnixNano(), Reason: err.Error(),
+	}}})
 }
 
 // retryBackoff: whether another attempt is allowed and after what delay. With n the

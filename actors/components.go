@@ -122,9 +122,24 @@ type Component struct {
 	// http sends the outgoing HTTP of an activity's or a webhook endpoint's instances,
 	// one for all of them so that connections are reused.
 	http *wasmhost.Outbound
+	// lastSize is the memory (bytes) its last instance held when it was made, lastPeak
+	// the most the last run that ended held (or half the one before, if more): what the
+	// next run reserves before it is locked (memory.go).
+	lastSize, lastPeak atomic.Uint64
 
 	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).
 	WITFiles []wit.File
+}
+
+// memoryEstimate is the guest memory a run of the component reserves before its
+// instance is made: the most the last runs held (lastPeak), at least what the last
+// instance held when it was made, or the module's declared minimum before there was one
+// (0 for a component without a module: a stub, or one made by a test).
+func (c *Component) memoryEstimate() uint64 {
+	if n := max(c.lastPeak.Load(), c.lastSize.Load()); n > 0 || c.module == nil {
+		return n
+	}
+	return c.module.MemoryMin()
 }
 
 // mayCall reports whether a workflow of this component may call or submit ffqn: its

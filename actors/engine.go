@@ -43,8 +43,8 @@ type Config struct {
 	DisableWorkflowSnapshots, DisableActivitySnapshots bool
 	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
 	DisableInstanceReuse bool
-	// MemoryBudget is the guest memory, in bytes, that the activity attempts running at
-	// once may reserve (see memory.go); 0 means half the machine's memory, at least 2 GiB.
+	// MemoryBudget is the guest memory, in bytes, that the instances of the runs in memory
+	// at once may hold (see memory.go); 0 means half the machine's memory, at least 2 GiB.
 	MemoryBudget uint64
 	// MaxParamsBytes bounds the parameters (JSON) of an execution, submitted through the
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
@@ -93,7 +93,7 @@ type Engine struct {
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
-	// memory is the guest memory budget of activity attempts (memory.go).
+	// memory is the guest memory budget of the runs' instances (memory.go).
 	memory *memoryBudget
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
@@ -141,6 +141,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.memory = newMemoryBudget(cfg.MemoryBudget)
+	e.memory.reclaim = e.resident.reclaim
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}
@@ -516,6 +517,10 @@ func (e *Engine) Metrics() *metrics.Metrics { return e.cfg.Metrics }
 // registerGauges registers the gauges computed at scrape time.
 func (e *Engine) registerGauges() {
 	m := e.cfg.Metrics
+	m.Gauge("obelisk_guest_memory_bytes", "Guest memory held by the instances of the runs in memory (the part of wasm.memory_budget in use).",
+		func() float64 { return float64(e.memory.inUse()) })
+	m.Gauge("obelisk_guest_memory_budget_bytes", "The guest memory budget (wasm.memory_budget).",
+		func() float64 { return float64(e.cfg.MemoryBudget) })
 	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",
 		func() float64 { return float64(e.resident.count()) })
 	m.GaugeVec("obelisk_executions", "Unfinished executions by status (pending_at, locked, blocked_by_join_set; paused and cancelling also counted apart).", "status",

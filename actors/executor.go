@@ -212,20 +212,23 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	cfg := x.comp.Config
 	var inst *wasmhost.Instance
 	var instErr error // recorded as the attempt's failure once locked
-	if cfg.Type == ActivityWasm {
-		// Reserve the guest memory before taking the lock: waiting for it leaves the
-		// execution pending, not an attempt (memory.go).
-		limit := cfg.memoryLimit()
-		if !x.e.memory.tryAcquire(limit) {
-			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "limit", limit)
-			if err := x.e.memory.acquire(ctx, limit); err != nil {
+	var memory *memoryAccount
+	if cfg.Type == ActivityWasm || cfg.Type == Workflow {
+		// Reserve the guest memory of the instance before taking the lock: waiting for it
+		// leaves the execution pending, not an attempt (memory.go).
+		if memory = x.e.tryAdmitRun(x.comp); memory == nil {
+			x.e.log.Debug("executor: waiting for guest memory", "execution", id, "component", cfg.Name, "bytes", x.comp.memoryEstimate())
+			var err error
+			if memory, err = x.e.admitRun(ctx, x.comp); err != nil {
 				return
 			}
 		}
-		defer x.e.memory.release(limit) // after runActivity: the instance is closed or reset
+		defer memory.close() // after the run: its instance is closed
+	}
+	if cfg.Type == ActivityWasm {
 		// Make the instance before taking the lock: the lock's time is the activity's
 		// time, and instantiation under load must not eat into it.
-		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp)); instErr != nil && ctx.Err() != nil {
+		if inst, instErr = x.e.instantiate(ctx, x.comp, activityInstanceConfig(x.comp), memory, time.Time{}); instErr != nil && ctx.Err() != nil {
 			return
 		}
 		defer func() {
@@ -259,7 +262,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	defer x.e.runs.remove(runID)
 	switch {
 	case cfg.Type == Workflow:
-		x.e.runWorkflow(ctx, x.comp, st, runID)
+		x.e.runWorkflow(ctx, x.comp, st, runID, memory)
 	case instErr != nil:
 		x.e.failInstantiate(ctx, x.comp, id, runID, instErr)
 	default:
@@ -293,8 +296,8 @@ type eagerRun struct {
 	x       *executor
 	id      string
 	runID   string
-	created *pb.Created // from the Tx: the run need not read it back
-	memory  uint64      // guest memory reserved for an activity (memory.go)
+	created *pb.Created    // from the Tx: the run need not read it back
+	memory  *memoryAccount // guest memory reserved for its instance (memory.go)
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -335,14 +338,12 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			x.inflight.Delete(a.ExecutionID)
 			continue
 		}
-		var memory uint64
-		if x.comp.Config.Type == ActivityWasm {
-			// No memory now: it waits in the pending queue for its turn (memory.go).
-			if memory = x.comp.Config.memoryLimit(); !e.memory.tryAcquire(memory) {
-				<-x.slots
-				x.inflight.Delete(a.ExecutionID)
-				continue
-			}
+		// No memory now: it waits in the pending queue for its turn (memory.go).
+		memory := e.tryAdmitRun(x.comp)
+		if memory == nil {
+			<-x.slots
+			x.inflight.Delete(a.ExecutionID)
+			continue
 		}
 		run := &eagerRun{x: x, id: a.ExecutionID, runID: events.NewRunID(now), created: c, memory: memory}
 		// Registered before the commit, as lockAndRun does before its lock.
@@ -379,7 +380,7 @@ func settle(runs []*eagerRun, states map[string]*pb.ExecutionState, err error) {
 // release gives up a run whose commit failed.
 func (r *eagerRun) release() {
 	r.cancel()
-	r.x.e.memory.release(r.memory)
+	r.memory.close()
 	r.x.e.active.remove(r.id)
 	r.x.e.runs.remove(r.runID)
 	<-r.x.slots
@@ -390,7 +391,7 @@ func (r *eagerRun) release() {
 func (r *eagerRun) start(st *pb.ExecutionState) {
 	x := r.x
 	x.start(r.id, func() {
-		defer x.e.memory.release(r.memory) // after runActivity: the instance is closed or reset
+		defer r.memory.close() // after the run: its instance is closed
 		defer r.cancel()
 		defer x.e.active.remove(r.id)
 		defer x.e.runs.remove(r.runID)
@@ -398,10 +399,12 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 			return // cannot happen: the commit that locked it returned this state
 		}
 		if x.comp.Config.Type == Workflow {
-			x.e.runWorkflow(r.ctx, x.comp, st, r.runID)
+			x.e.runWorkflow(r.ctx, x.comp, st, r.runID, r.memory)
 			return
 		}
-		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp))
+		// Locked already: a wait for memory (the instance holds more than was reserved)
+		// ends with the lock, and is then retried without counting (failInstantiate).
+		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp), r.memory, time.Unix(0, st.LockExpiresAt))
 		if err != nil {
 			if r.ctx.Err() == nil {
 				x.e.failInstantiate(r.ctx, x.comp, r.id, r.runID, err)

@@ -242,24 +242,26 @@ retry_exp_backoff = "10ms"
 name = "fibo_workflow"
 location.path = %q
 blocking_strategy = %q
-
+%s
 [[workflow]]
 name = "sleep_workflow"
 location.path = %q
 blocking_strategy = %q
-
+%s
 [[workflow]]
 name = "http_workflow"
 location.path = %q
 blocking_strategy = %q
-
+%s
 [[workflow]]
 name = "tree"
 location.path = %q
 blocking_strategy = %q
+%s
 `, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
 		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
-		wasm("fibo-workflow"), strategy, wasm("sleep-workflow"), strategy, wasm("http-workflow"), strategy, wasm("tree"), strategy)
+		wasm("fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
+		wasm("http-workflow"), strategy, extra("http_workflow"), wasm("tree"), strategy, extra("tree"))
 }
 
 // FreeAddr returns a free loopback address.

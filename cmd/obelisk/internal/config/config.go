@@ -74,8 +74,8 @@ type File struct {
 		// InstanceReuse: an instance whose run ended normally is reset to its
 		// snapshot and reused (default). false: every instance is closed after its run.
 		InstanceReuse bool `mapstructure:"instance_reuse"`
-		// MemoryBudget is the guest memory the activity attempts running at once may
-		// reserve, e.g. "4GiB" ("" = half the machine's memory, at least 2 GiB).
+		// MemoryBudget is the guest memory the instances of the runs in memory may hold
+		// at once, e.g. "4GiB" ("" = half the machine's memory, at least 2 GiB).
 		MemoryBudget string `mapstructure:"memory_budget"`
 	} `mapstructure:"wasm"`
 	Workflows struct {
