@@ -29,30 +29,37 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	fn := e.reg.byFFQN[created.Ffqn]
 	runCtx, cancel := context.WithDeadline(ctx, time.Unix(0, st.LockExpiresAt))
 	defer cancel()
-	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(st.IntermittentFailures) + 1})
+	attempt := st.IntermittentFailures + 1
+	logs := newRunLogs(e, id, runID, attempt, false)
+	inst.SetLogging(c.runLogging(logs))
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
 	if ctx.Err() != nil {
-		return // shutting down: the lock expires and the attempt is retried
+		logs.take() // not stored: the store is closing
+		return      // shutting down: the lock expires and the attempt is retried
 	}
 	if runErr != nil && runCtx.Err() != nil {
 		runErr = fmt.Errorf("%w: %w", errTimedOut, runErr)
 	}
-	e.recordAttempt(ctx, id, runID, fn, out, runErr)
+	e.recordAttempt(ctx, id, runID, fn, out, runErr, logs)
 }
 
 // recordAttempt records the outcome of run runID of activity id, out and runErr as
-// Instance.Run returned them, unless the run no longer holds the lock.
-func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error) {
+// Instance.Run returned them, unless the run no longer holds the lock, with the lines
+// the attempt logged (logs, which may be nil).
+func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error, logs *runLogs) {
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
 		tx := e.activityOutcomeTx(st, fn, out, runErr, time.Now())
+		tx.Logs = logs.take()
 		e.cfg.Metrics.ActivityAttempt(attemptOutcome(tx))
 		return tx, nil
 	})
 	if err != nil {
 		e.log.Error("activity: record outcome", "execution", id, "err", err)
 	}
+	logs.storeRest(ctx)
 }
 
 // failInstantiate records, as a failed attempt of the locked run runID, that its instance
@@ -60,7 +67,7 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 // the reason would be in the log only.
 func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID string, err error) {
 	e.log.Error("executor: instantiate", "component", c.Config.Name, "execution", id, "err", err)
-	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err))
+	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
 }
 
 func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
@@ -68,8 +75,32 @@ func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
 }
 
 // instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,
-// and a crowd of them would only make each one slower.
-func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig) (*wasmhost.Instance, error) {
+// and a crowd of them would only make each one slower. Its memory is then counted in
+// memory (nil: in no budget), from what was reserved for it first, waiting for what it
+// holds beyond that (not in the crowd: the instances being made must not wait for
+// memory that those waiting for their turn hold) until ctx ends or, for a run locked
+// already, its lock expires (lockExpires; zero: none).
+func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount, lockExpires time.Time) (*wasmhost.Instance, error) {
+	inst, err := e.instantiateBounded(ctx, c, cfg)
+	if err != nil || memory == nil {
+		return inst, err
+	}
+	c.lastSize.Store(inst.MemorySize())
+	mctx := ctx
+	if !lockExpires.IsZero() {
+		var cancel context.CancelFunc
+		mctx, cancel = context.WithDeadline(ctx, lockExpires)
+		defer cancel()
+	}
+	if err := inst.CountMemoryIn(mctx, memory); err != nil {
+		inst.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return inst, nil
+}
+
+// instantiateBounded makes an instance, waiting for a turn among the GOMAXPROCS at a time.
+func (e *Engine) instantiateBounded(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig) (*wasmhost.Instance, error) {
 	select {
 	case e.instantiating <- struct{}{}:
 	case <-ctx.Done():
@@ -101,6 +132,8 @@ func attemptOutcome(tx *events.Tx) string {
 		return "retried_failure"
 	case *pb.Event_TemporarilyTimedOut:
 		return "retried_timeout"
+	case *pb.Event_Unlocked:
+		return "retried_memory"
 	case *pb.Event_Finished:
 		r, _ := events.ParseResult(k.Finished.Result)
 		switch {
@@ -139,6 +172,9 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 			runErr = fmt.Errorf("activity returned an execution failure")
 		}
 	}
+	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
+		return memoryRetryTx(st, now, runErr)
+	}
 	if errors.Is(runErr, errTimedOut) {
 		if backoff, ok := retryBackoff(st); ok {
 			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
@@ -153,6 +189,17 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 		}}})
 	}
 	return e.finishTx(st, events.FailureResult(events.FailureUncategorized, runErr.Error()), now)
+}
+
+// memoryRetryTx unlocks an execution whose run stopped because the node's guest memory
+// budget had no room for it (err wraps wasmhost.ErrMemoryBudget; memory.go). The shortage
+// is the node's, not the guest's: the execution is pending again after its first retry
+// delay (retry_exp_backoff), and the attempt counts neither against max_retries nor
+// towards the next one's backoff.
+func memoryRetryTx(st *pb.ExecutionState, now time.Time, err error) *events.Tx {
+	return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
+		UnlockedAt: now.Add(time.Duration(st.Retry.GetRetryExpBackoff())).UnixNano(), Reason: err.Error(),
+	}}})
 }
 
 // retryBackoff: whether another attempt is allowed and after what delay. With n the

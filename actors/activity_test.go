@@ -42,6 +42,8 @@ interface flaky {
 		{"timeout, retries left", "", fmt.Errorf("%w: %w", errTimedOut, errors.New("deadline")), 0, "temporarily_timed_out"},
 		{"timeout, no retries left", "", fmt.Errorf("%w: %w", errTimedOut, errors.New("deadline")), 2, `finished {"execution_failure":{"kind":"timed_out","reason":"activity exceeded its lock expiry"}}`},
 		{"invalid output", `{"maybe":1}`, nil, 2, "finished"},
+		// The node's memory budget was short, not the guest at fault: retried, not counted.
+		{"memory budget, no retries left", "", fmt.Errorf("%w: %w", errTimedOut, &wasmhost.TrapError{Err: wasmhost.ErrMemoryBudget}), 2, "unlocked"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -61,6 +63,15 @@ interface flaky {
 			}
 			if tf := ev.GetTemporarilyFailed(); tf != nil && tf.BackoffExpiresAt != time.Unix(100, 0).Add(time.Millisecond<<c.failures).UnixNano() {
 				t.Fatalf("backoff ends at %d", tf.BackoffExpiresAt)
+			}
+			if u := ev.GetUnlocked(); u != nil {
+				if u.UnlockedAt != time.Unix(100, 0).Add(time.Millisecond).UnixNano() || u.Reason == "" {
+					t.Fatalf("unlocked until %d (want the first retry's delay), reason %q", u.UnlockedAt, u.Reason)
+				}
+				next, err := events.Fold(st.ExecutionId, st, st.NextVersion, ev)
+				if err != nil || next.IntermittentFailures != c.failures || next.Status != pb.Status_STATUS_PENDING_AT {
+					t.Fatalf("folded: %v, %v; want pending, the failures not counted", next, err)
+				}
 			}
 		})
 	}

@@ -64,7 +64,12 @@ type ComponentConfig struct {
 	// AllowedHosts and DeniedHosts are the destinations an activity or a webhook
 	// endpoint may and may not reach over HTTP (entries, see wasmhost.HTTPPolicy).
 	AllowedHosts, DeniedHosts []string
-	// MaxConcurrency bounds the runs of this component executing at once.
+	// Queue is the queue the component's executor serves, and where its executions are
+	// submitted unless the submitter names another; "" means the component's name.
+	// Components may share a queue: its executor then runs them all, within one bound.
+	Queue string
+	// MaxConcurrency bounds the runs executing at once in the component's queue; the
+	// components sharing a queue must give the same value (see checkQueues).
 	MaxConcurrency int
 	// BlockingStrategy applies to workflows.
 	BlockingStrategy BlockingStrategy
@@ -75,6 +80,17 @@ type ComponentConfig struct {
 	// RetentionFinishedAfter overrides Config.RetentionFinishedAfter for the trees whose
 	// top-level execution runs this component (0: the engine's).
 	RetentionFinishedAfter time.Duration
+	// CaptureStdout and CaptureStderr make the lines the guest writes to standard output
+	// and error log lines of the execution (wasmhost.RunInput).
+	CaptureStdout, CaptureStderr bool
+}
+
+// QueueName returns the component's queue: Queue, or its name.
+func (c *ComponentConfig) QueueName() string {
+	if c.Queue != "" {
+		return c.Queue
+	}
+	return c.Name
 }
 
 // retryConfig is the retry policy captured in the component's Locked events, so that a
@@ -109,9 +125,24 @@ type Component struct {
 	// http sends the outgoing HTTP of an activity's or a webhook endpoint's instances,
 	// one for all of them so that connections are reused.
 	http *wasmhost.Outbound
+	// lastSize is the memory (bytes) its last instance held when it was made, lastPeak
+	// the most the last run that ended held (or half the one before, if more): what the
+	// next run reserves before it is locked (memory.go).
+	lastSize, lastPeak atomic.Uint64
 
 	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).
 	WITFiles []wit.File
+}
+
+// memoryEstimate is the guest memory a run of the component reserves before its
+// instance is made: the most the last runs held (lastPeak), at least what the last
+// instance held when it was made, or the module's declared minimum before there was one
+// (0 for a component without a module: a stub, or one made by a test).
+func (c *Component) memoryEstimate() uint64 {
+	if n := max(c.lastPeak.Load(), c.lastSize.Load()); n > 0 || c.module == nil {
+		return n
+	}
+	return c.module.MemoryMin()
 }
 
 // mayCall reports whether a workflow of this component may call or submit ffqn: its

@@ -27,7 +27,7 @@ func builtComponent(t *testing.T, name string) string {
 }
 
 // An activity whose instance cannot be made (here: its memory limit is the module's
-// declared minimum, 46 pages, so the Go runtime's _initialize runs out of memory; a
+// declared minimum, 48 pages, so the Go runtime's _initialize runs out of memory; a
 // smaller limit would be refused at New) fails each attempt with the real reason,
 // recorded in the execution, instead of holding the lock until it expires and ending
 // "timed out".
@@ -36,7 +36,7 @@ func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
 	e, err := New(ctx, Config{
 		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Components: []ComponentConfig{{
-			Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), MemoryLimit: 46 * 65536,
+			Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), MemoryLimit: 48 * 65536,
 			MaxRetries: 1, RetryExpBackoff: time.Millisecond, LockExpiry: time.Hour, MaxConcurrency: 1,
 		}},
 	})
@@ -54,7 +54,7 @@ func TestInstantiateFailureFailsTheAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not finished: %v (state %v)", err, st)
 	}
-	const reason = `instantiating the activity: wasmhost: instantiating module "fibo": guest trapped: memory limit of 2944 KiB reached`
+	const reason = `instantiating the activity: wasmhost: instantiating module "fibo": guest trapped: memory limit of 3 MiB reached`
 	var res struct {
 		Failure struct{ Kind, Reason string } `json:"execution_failure"`
 	}

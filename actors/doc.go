@@ -9,8 +9,9 @@
 // is simply restarted and reads its state again.
 //
 // Around the actors:
-//   - an executor per component (executor.go) locks the component's pending executions,
-//     up to a concurrency limit, and runs them: activities in a fresh WASM instance per
+//   - an executor per queue (executor.go) locks the queue's pending executions, up to the
+//     queue's concurrency limit, and runs each with the executor of its component (one
+//     or more components share a queue): activities in a fresh WASM instance per
 //     attempt (activity.go), workflows by replaying their history and continuing it
 //     (workflow.go). When it has a free slot, the commit that creates an execution locks
 //     it already (eager dispatch), saving the executor's own commit;

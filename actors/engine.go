@@ -20,6 +20,7 @@ import (
 	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/metrics"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -42,13 +43,16 @@ type Config struct {
 	DisableWorkflowSnapshots, DisableActivitySnapshots bool
 	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
 	DisableInstanceReuse bool
-	// MemoryBudget is the guest memory, in bytes, that the activity attempts running at
-	// once may reserve (see memory.go); 0 means half the machine's memory, at least 2 GiB.
+	// MemoryBudget is the guest memory, in bytes, that the instances of the runs in memory
+	// at once may hold (see memory.go); 0 means half the machine's memory, at least 2 GiB.
 	MemoryBudget uint64
 	// MaxParamsBytes bounds the parameters (JSON) of an execution, submitted through the
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
 	// DefaultMaxParamsBytes.
 	MaxParamsBytes int
+	// MaxLogsPerExecution bounds the guest log lines kept per execution (oldest kept,
+	// the rest counted); 0 means events.DefaultMaxLogsPerExecution, negative none.
+	MaxLogsPerExecution int
 	// StoreCacheSize and StoreMemTableSize size the event store's block cache and its
 	// memtables, in bytes (events.Options); 0 means the events package's defaults.
 	StoreCacheSize, StoreMemTableSize int64
@@ -82,7 +86,8 @@ type Engine struct {
 	system   *actor.ActorSystem
 	executor string // this process's executor ID: runs of earlier processes are dead
 
-	executors map[string]*executor // by queue
+	executors map[string]*executor // by component name
+	queues    map[string]*queue    // by queue name: the queues served here
 	timers    *timerService
 	delays    *delayTimer
 	resident  *resident
@@ -95,7 +100,7 @@ type Engine struct {
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
-	// memory is the guest memory budget of activity attempts (memory.go).
+	// memory is the guest memory budget of the runs' instances (memory.go).
 	memory *memoryBudget
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
@@ -132,14 +137,18 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := checkMemory(cfg.MemoryBudget, cfg.Components); err != nil {
 		return nil, err
 	}
+	if err := checkQueues(cfg.Components); err != nil {
+		return nil, err
+	}
 	if cfg.MaxParamsBytes <= 0 {
 		cfg.MaxParamsBytes = DefaultMaxParamsBytes
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{})}
+	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{})}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.memory = newMemoryBudget(cfg.MemoryBudget)
+	e.memory.reclaim = e.resident.reclaim
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}
@@ -175,12 +184,18 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.delays = newDelayTimer(e)
 	for _, c := range reg.components {
 		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
-			e.executors[c.Config.Name] = newExecutor(e, c)
+			name := c.Config.QueueName()
+			q := e.queues[name]
+			if q == nil {
+				q = newQueue(e, name, c.Config.MaxConcurrency) // the same for all its components: checkQueues
+				e.queues[name] = q
+			}
+			e.executors[c.Config.Name] = q.serve(c)
 		}
 	}
 	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{
 		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
-		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize,
+		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})
 	if err != nil {
 		rt.Close(ctx)
@@ -198,8 +213,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}))
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.runCtx, e.cancel = runCtx, cancel
-	for _, x := range e.executors {
-		x.ctx = runCtx // before anything can dispatch eagerly to it
+	for _, q := range e.queues {
+		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}
 	if err := e.recover(ctx); err != nil {
 		e.Close(ctx)
@@ -322,8 +337,8 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 	for _, st := range states {
 		switch st.Status {
 		case pb.Status_STATUS_PENDING_AT:
-			if x, ok := e.executors[st.Queue]; ok && events.Runnable(st) {
-				x.notify(st.PendingAt)
+			if q, ok := e.queues[st.Queue]; ok && events.Runnable(st) {
+				q.notify(st.PendingAt)
 			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)
@@ -358,20 +373,43 @@ type InvalidArgumentError struct{ Err error }
 func (e *InvalidArgumentError) Error() string { return e.Err.Error() }
 func (e *InvalidArgumentError) Unwrap() error { return e.Err }
 
-// ExistsError: the execution ID is taken by a submission with other parameters.
+// ExistsError: the execution ID is taken by a submission with another function, other
+// parameters or another queue.
 type ExistsError struct{ ExecutionID string }
 
 func (e *ExistsError) Error() string {
-	return fmt.Sprintf("execution %s already exists with other parameters", e.ExecutionID)
+	return fmt.Sprintf("execution %s already exists with another function, other parameters or another queue", e.ExecutionID)
+}
+
+// SubmitOption changes how Engine.Submit creates an execution.
+type SubmitOption func(*submitOptions)
+
+type submitOptions struct {
+	queue string
+}
+
+// InQueue submits the execution to the named queue rather than its component's
+// (ComponentConfig.Queue); "" keeps the component's. It runs once an executor that serves
+// its component serves that queue: until then it stays pending there.
+func InQueue(queue string) SubmitOption {
+	return func(o *submitOptions) { o.queue = queue }
 }
 
 // Submit creates a top-level execution of ffqn. An empty id is generated. Submitting the
-// same id with the same function and parameters again is not an error (existed=true).
+// same id with the same function, parameters and queue again is not an error
+// (existed=true).
 //
 // The ID is returned in its canonical form (events.CanonicalTopLevelID): the ULID in upper
 // case, however it was given.
-func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMessage) (_ string, existed bool, _ error) {
+func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMessage, opts ...SubmitOption) (_ string, existed bool, _ error) {
+	var o submitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := e.checkParamsSize(params); err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
+	if err := checkQueueName(o.queue); err != nil {
 		return "", false, &InvalidArgumentError{err}
 	}
 	now := time.Now()
@@ -401,6 +439,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
 	}
 	created := e.createdEvent(now, fn, compact.Bytes(), "", "")
+	if o.queue != "" {
+		created.GetCreated().Queue = o.queue
+	}
 	var eager []*eagerRun
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st != nil {
@@ -409,7 +450,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 				return nil, err
 			}
 			c := evs[0].GetCreated()
-			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) {
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) && c.Queue == created.GetCreated().Queue {
 				existed = true
 				return nil, nil
 			}
@@ -439,8 +480,43 @@ func (e *Engine) createdEvent(now time.Time, fn Function, params []byte, parent,
 	c := fn.Component
 	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Created{Created: &pb.Created{
 		Ffqn: fn.Fn.FFQN(), Params: params, ParentId: parent, ParentJoinSetId: joinSet,
-		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.Name,
+		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.QueueName(),
 	}}}
+}
+
+// checkQueueName refuses a queue name given by a submitter ("" is the default queue).
+func checkQueueName(queue string) error {
+	if queue != "" && !abi.ValidQueueName(queue) {
+		return fmt.Errorf("queue %s: want %s", clip.Quote(queue), abi.QueueNameRule)
+	}
+	return nil
+}
+
+// checkQueues refuses queues that cannot work: a name that is not valid, and components
+// sharing a queue with different MaxConcurrency (one executor serves a queue, within
+// one bound).
+func checkQueues(cfgs []ComponentConfig) error {
+	first := map[string]*ComponentConfig{}
+	for i := range cfgs {
+		c := &cfgs[i]
+		if c.Type != ActivityWasm && c.Type != Workflow {
+			continue // never run by an executor
+		}
+		name := c.QueueName()
+		if !abi.ValidQueueName(name) {
+			return fmt.Errorf("component %q: queue %s: want %s", c.Name, clip.Quote(name), abi.QueueNameRule)
+		}
+		f := first[name]
+		if f == nil {
+			first[name] = c
+			continue
+		}
+		if n, m := max(f.MaxConcurrency, 0), max(c.MaxConcurrency, 0); n != m {
+			return fmt.Errorf("components %q and %q share queue %q with different max concurrency (%d and %d): a queue runs its components within one bound",
+				f.Name, c.Name, name, n, m)
+		}
+	}
+	return nil
 }
 
 // Metrics returns where the engine reports, nil if nowhere.
@@ -449,6 +525,10 @@ func (e *Engine) Metrics() *metrics.Metrics { return e.cfg.Metrics }
 // registerGauges registers the gauges computed at scrape time.
 func (e *Engine) registerGauges() {
 	m := e.cfg.Metrics
+	m.Gauge("obelisk_guest_memory_bytes", "Guest memory held by the instances of the runs in memory (the part of wasm.memory_budget in use).",
+		func() float64 { return float64(e.memory.inUse()) })
+	m.Gauge("obelisk_guest_memory_budget_bytes", "The guest memory budget (wasm.memory_budget).",
+		func() float64 { return float64(e.cfg.MemoryBudget) })
 	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",
 		func() float64 { return float64(e.resident.count()) })
 	m.GaugeVec("obelisk_executions", "Unfinished executions by status (pending_at, locked, blocked_by_join_set; paused and cancelling also counted apart).", "status",

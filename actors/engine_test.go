@@ -117,8 +117,8 @@ func TestRetryBackoff(t *testing.T) {
 
 func TestResidentEvictsOldest(t *testing.T) {
 	r := newResident(2)
-	a, b := r.park("a", "q"), r.park("b", "q")
-	c := r.park("c", "q")
+	a, b := r.park("a", "q", nil), r.park("b", "q", nil)
+	c := r.park("c", "q", nil)
 	select {
 	case <-a.evicted:
 	default:
@@ -137,11 +137,16 @@ func TestResidentEvictsOldest(t *testing.T) {
 	default:
 		t.Fatal("b not signalled")
 	}
-	r.leave(b)
+	if !r.leave(b) {
+		t.Fatal("b, not evicted, left as evicted")
+	}
+	if r.leave(a) {
+		t.Fatal("a, evicted, left as if it were not")
+	}
 	if r.count() != 1 {
 		t.Fatalf("count %d, want 1", r.count())
 	}
-	if newResident(-1).park("x", "q") != nil {
+	if newResident(-1).park("x", "q", nil) != nil {
 		t.Fatal("a resident set of size -1 accepted a waiter")
 	}
 }

@@ -106,11 +106,19 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkQueueName(q.Queue); err != nil {
+		return nil, hostErr(abi.KindInvalidName, "%v", err)
+	}
 	child := events.ChildExecutionID(r.id, q.JoinSet, len(set.requests)+1)
 	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: q.JoinSet,
 		Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}}}
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, q.JoinSet)}}}
+		created := r.e.createdEvent(now, fn, params, r.id, q.JoinSet)
+		if q.Queue != "" {
+			// Not part of the history: a replay finds the child created already.
+			created.GetCreated().Queue = q.Queue
+		}
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{created}}}
 	}); err != nil {
 		return nil, err
 	}

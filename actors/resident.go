@@ -9,8 +9,9 @@ import (
 // resident bounds the workflow instances kept in memory while they wait for a response
 // ("await" strategy). When it is full the least recently parked waiter is evicted: its
 // instance is dropped and the workflow will be replayed when its response arrives.
-// Executors also evict a long-parked waiter of their own component when every one of
-// their slots is held and other executions are due (see executor.tick).
+// Executors also evict a long-parked waiter of their own queue when every one of its
+// slots is held and children are due in it (see queue.makeRoom), and the guest memory
+// budget evicts the least recently parked waiters when reservations wait (memory.go).
 type resident struct {
 	mu   sync.Mutex
 	max  int
@@ -23,8 +24,9 @@ type waiter struct {
 	id       string
 	queue    string
 	parkedAt time.Time
-	signal   chan struct{} // a commit touched the execution (maybe a response)
-	evicted  chan struct{} // closed when the waiter must give up its place
+	signal   chan struct{}  // a commit touched the execution (maybe a response)
+	evicted  chan struct{}  // closed when the waiter must give up its place
+	memory   *memoryAccount // the instance's guest memory (memory.go); nil: none
 	elem     *list.Element
 }
 
@@ -32,9 +34,9 @@ func newResident(max int) *resident {
 	return &resident{max: max, lru: list.New(), byID: map[string]*waiter{}}
 }
 
-// park registers a waiter for execution id, evicting the oldest one if full. It returns
-// nil if no instance may stay resident at all (max <= 0).
-func (r *resident) park(id, queue string) *waiter {
+// park registers a waiter for execution id, whose instance holds memory, evicting the
+// oldest one if full. It returns nil if no instance may stay resident at all (max <= 0).
+func (r *resident) park(id, queue string, memory *memoryAccount) *waiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.max <= 0 {
@@ -45,20 +47,23 @@ func (r *resident) park(id, queue string) *waiter {
 		delete(r.byID, oldest.id)
 		close(oldest.evicted)
 	}
-	w := &waiter{id: id, queue: queue, parkedAt: time.Now(), signal: make(chan struct{}, 1), evicted: make(chan struct{})}
+	w := &waiter{id: id, queue: queue, parkedAt: time.Now(), signal: make(chan struct{}, 1), evicted: make(chan struct{}), memory: memory}
 	w.elem = r.lru.PushBack(w)
 	r.byID[id] = w
 	return w
 }
 
-// leave unregisters a waiter that stopped waiting on its own.
-func (r *resident) leave(w *waiter) {
+// leave unregisters a waiter that stopped waiting on its own, and reports false if it
+// had been evicted meanwhile (its instance must then be closed all the same).
+func (r *resident) leave(w *waiter) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byID[w.id] == w {
-		r.lru.Remove(w.elem)
-		delete(r.byID, w.id)
+	if r.byID[w.id] != w {
+		return false
 	}
+	r.lru.Remove(w.elem)
+	delete(r.byID, w.id)
+	return true
 }
 
 func (r *resident) notify(id string) {
@@ -92,6 +97,29 @@ func (r *resident) evictIdle(queue string, minParked time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// reclaim evicts the least recently parked waiters holding memory until what they hold
+// adds up to need bytes or there are none left, marks it reclaimed, and returns its sum.
+// It is memoryBudget.reclaim, called with the budget's lock held (which guards the
+// accounts): the resident's lock is taken after it.
+func (r *resident) reclaim(need uint64) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var got uint64
+	for e := r.lru.Front(); e != nil && got < need; {
+		next := e.Next()
+		if w := e.Value.(*waiter); w.memory != nil && w.memory.held > w.memory.reclaimed {
+			r.lru.Remove(e)
+			delete(r.byID, w.id)
+			close(w.evicted)
+			n := w.memory.held - w.memory.reclaimed
+			w.memory.reclaimed += n
+			got += n
+		}
+		e = next
+	}
+	return got
 }
 
 // count is the number of parked instances.

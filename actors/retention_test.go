@@ -93,3 +93,20 @@ func TestEngineDelete(t *testing.T) {
 		t.Fatalf("the child after its tree's deletion: %v", err)
 	}
 }
+
+// A component's override applies by its name, also when it is served from a shared
+// queue: the trees are indexed by the root's component ID, which never names the queue.
+func TestRetentionOverrideByComponentNotQueue(t *testing.T) {
+	r := newRetention(nil, Config{RetentionFinishedAfter: time.Hour, Components: []ComponentConfig{
+		{Name: "wf", Type: Workflow, Queue: "batch", RetentionFinishedAfter: time.Minute},
+		{Name: "batch", Type: ActivityWasm},
+	}})
+	for id, want := range map[string]time.Duration{
+		"workflow:wf:sha256:00":         time.Minute,
+		"activity_wasm:batch:sha256:00": time.Hour, // the queue's name is not an override
+	} {
+		if got := r.after(id); got != want {
+			t.Errorf("after(%s) = %v, want %v", id, got, want)
+		}
+	}
+}

@@ -36,8 +36,8 @@ func (e *Engine) supervised() []*service {
 	if e.retention.enabled() {
 		services = append(services, &service{name: "retention", wake: &e.retention.wake, pass: e.retention.pass, policy: defaultRestarts()})
 	}
-	for _, x := range e.executors {
-		services = append(services, &service{name: x.name, wake: &x.wake, pass: x.pass, stopped: x.drain, policy: defaultRestarts()})
+	for _, q := range e.queues {
+		services = append(services, &service{name: q.name, wake: &q.wake, pass: q.pass, stopped: q.drain, policy: defaultRestarts()})
 	}
 	return services
 }

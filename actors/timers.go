@@ -181,8 +181,8 @@ func (e *Engine) expireTx(st *pb.ExecutionState, now time.Time, force bool) (*ev
 			UnlockedAt: now.UnixNano(), Reason: "lock expired after the run made progress"}}}), nil
 	}
 	why := "lock expired"
-	if x := e.executors[st.Queue]; x != nil {
-		why = fmt.Sprintf("lock expired after %s", x.comp.Config.LockExpiry)
+	if fn, ok := e.reg.byFFQN[st.Ffqn]; ok {
+		why = fmt.Sprintf("lock expired after %s", fn.Component.Config.LockExpiry)
 	}
 	if backoff, ok := retryBackoff(st); ok {
 		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{

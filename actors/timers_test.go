@@ -13,10 +13,10 @@ import (
 // unlocked without counting.
 func TestExpireWorkflowLock(t *testing.T) {
 	wf := &Component{Config: ComponentConfig{Name: "w", Type: Workflow, LockExpiry: 300 * time.Millisecond, MaxRetries: 2}}
-	e := &Engine{executors: map[string]*executor{"w": {comp: wf}}}
+	e := &Engine{reg: &registry{byFFQN: map[string]Function{"t:w/w.f": {Component: wf}}}}
 	now := time.Unix(100, 0)
 	locked := func(failures, lockedAt, next uint32) *pb.ExecutionState {
-		return &pb.ExecutionState{ExecutionId: "E_x", Queue: "w", ComponentType: pb.ComponentType_COMPONENT_TYPE_WORKFLOW,
+		return &pb.ExecutionState{ExecutionId: "E_x", Ffqn: "t:w/w.f", Queue: "w", ComponentType: pb.ComponentType_COMPONENT_TYPE_WORKFLOW,
 			Status: pb.Status_STATUS_LOCKED, LockExpiresAt: now.Add(-time.Millisecond).UnixNano(), LockedAtVersion: lockedAt,
 			NextVersion: next, IntermittentFailures: failures, Retry: wf.Config.retryConfig()}
 	}

@@ -95,13 +95,21 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	r.lockExpires = deadline.Add(lockGrace)
 	r.params, _ = json.Marshal([]map[string]string{{"method": req.Method, "path": req.Path}})
 	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body, HTTP: c.http}
-	inst, err := e.instantiate(ctx, c, cfg)
+	// The request's instance counts in the guest memory budget like a run's; waiting for
+	// room is bounded by the request's time (memory.go).
+	memory, err := e.admitRun(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("webhook endpoint %q: waiting for guest memory: %w", endpoint, err)
+	}
+	defer memory.close() // after the instance is closed (deferred below)
+	inst, err := e.instantiate(ctx, c, cfg, memory, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)
 	}
 	defer inst.Close(context.WithoutCancel(ctx))
 	params := make([]byte, 0, len(req.Input)+2)
 	params = append(append(append(params, '['), req.Input...), ']')
+	inst.SetLogging(c.runLogging(nil)) // a request is not an execution yet: the server's log only
 	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
 	if !r.created {
 		return &WebhookResult{Output: out}, runErr

@@ -62,6 +62,11 @@ type workflowRun struct {
 	// appends of other streams that go with it.
 	pending        []*pb.HistoryEvent
 	pendingAppends []events.Append
+	// logs are the lines the guest logged, to be written with its progress (logs.go).
+	logs *runLogs
+
+	// memory is what the run's instance holds of the guest memory budget (memory.go).
+	memory *memoryAccount
 }
 
 // runJoinSet is one join set of a run.
@@ -79,7 +84,9 @@ type runRequest struct {
 	expires  int64 // a delay's expiry
 }
 
-func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) {
+// runWorkflow runs the workflow locked by st with run runID, in an instance whose guest
+// memory is counted in memory.
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *memoryAccount) {
 	id := st.ExecutionId
 	evs, resps, err := e.histories.read(ctx, e.store, id)
 	if err != nil || len(evs) == 0 {
@@ -88,8 +95,9 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r := &workflowRun{
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
-		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{},
+		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, memory: memory,
 		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
+		logs: newRunLogs(e, id, runID, 1, true),
 	}
 	for _, ev := range evs {
 		if h := ev.GetHistory(); h != nil {
@@ -99,11 +107,15 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	r.addResponses(resps)
 	h := fnv.New64a()
 	h.Write([]byte(id))
+	// Locked already: a wait for memory (the instance holds more than was reserved)
+	// ends with the lock.
 	inst, err := e.instantiate(ctx, c, wasmhost.InstanceConfig{
 		Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt),
-	})
+	}, memory, r.lockExpires)
 	if err != nil {
-		if ctx.Err() == nil {
+		if errors.Is(err, wasmhost.ErrMemoryBudget) && ctx.Err() == nil {
+			e.retryForMemory(ctx, id, runID, err)
+		} else if ctx.Err() == nil {
 			e.log.Error("workflow: instantiate", "execution", id, "err", err)
 		}
 		return
@@ -117,7 +129,16 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
+	inst.SetLogging(c.runLogging(r.logs))
 	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
+	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
+		// The node's shortage, not the workflow's failure: nothing it left open is
+		// closed, and a later run replays it.
+		if ctx.Err() == nil {
+			e.retryForMemory(ctx, id, runID, runErr)
+		}
+		return
+	}
 	var trap *wasmhost.TrapError
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.
@@ -168,10 +189,27 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		}
 		tx := e.finishTx(st, result, time.Now())
 		tx.Appends[0].RunID = runID
+		tx.Logs = r.logs.take()
 		return tx, nil
 	})
 	if err != nil {
 		e.log.Warn("workflow: record result", "execution", id, "err", err)
+	}
+}
+
+// retryForMemory unlocks the workflow locked by run runID, which stopped because the
+// guest memory budget had no room for it (memoryRetryTx): it is not a failure of the
+// workflow, and a later run replays it.
+func (e *Engine) retryForMemory(ctx context.Context, id, runID string, cause error) {
+	e.log.Warn("workflow: out of guest memory budget; retrying", "execution", id, "err", cause)
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
+		}
+		return memoryRetryTx(st, time.Now(), cause), nil
+	})
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("workflow: unlock for memory", "execution", id, "err", err)
 	}
 }
 
@@ -518,6 +556,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 		Responses: responses,
 	}
 	tx.Appends = append(tx.Appends, appends...)
+	tx.Logs = r.logs.take()
 	if _, err := r.e.commitDispatching(ctx, tx, now); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError
@@ -548,11 +587,14 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 // awaitArrived returns the n-th (0-based) response to arrive in join set js, waiting
 // for it if the blocking strategy and the resident bound allow, and interrupting the run
 // otherwise.
-func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.Response, error) {
+func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp *pb.Response, err error) {
 	var w *waiter
 	defer func() {
-		if w != nil {
-			r.e.resident.leave(w)
+		if w != nil && !r.e.resident.leave(w) && err == nil {
+			// Evicted just as its response came: the budget may be counting on its
+			// memory (memory.go), so the instance goes all the same, to be replayed.
+			r.releaseLease(ctx)
+			resp, err = nil, errInterrupted
 		}
 	}()
 	for {
@@ -578,10 +620,11 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.R
 		if w == nil {
 			// The run keeps its executor slot while parked: the slots bound the
 			// instances in memory (the executor evicts when it needs one back).
-			if w = r.e.resident.park(r.id, r.c.Config.Name); w == nil {
+			if w = r.e.resident.park(r.id, r.c.Config.QueueName(), r.memory); w == nil {
 				return nil, errInterrupted
 			}
-			continue // a response may have arrived before the waiter was parked
+			r.e.memory.parked() // reservations may wait for memory: this instance can go
+			continue            // a response may have arrived before the waiter was parked
 		}
 		lease := time.NewTimer(time.Until(r.lockExpires))
 		select {

@@ -22,8 +22,9 @@ type Store interface {
 	Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error)
 	// Responses returns an execution's response log from cursor from.
 	Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error)
-	// DuePending returns executions of a queue due at now, and the next due time.
-	DuePending(ctx context.Context, queue string, now time.Time, limit int) ([]string, time.Time, error)
+	// DuePending returns executions of a queue due at now, of the functions serves
+	// accepts (nil: all), and the next due time.
+	DuePending(ctx context.Context, queue string, now time.Time, limit int, serves func(ffqn string) bool) ([]Pending, time.Time, error)
 	// ExpiredLocks returns locked executions whose lock expired at now, and the next expiry.
 	ExpiredLocks(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
 	// ExpiredDelays returns delays that expired at now and were not answered, and the
@@ -56,6 +57,11 @@ type Store interface {
 	DeleteTrees(ctx context.Context, roots []string) (Deleted, error)
 	// CompactDeleted compacts what deletions emptied, so that its space comes back.
 	CompactDeleted(ctx context.Context) error
+	// Logs returns an execution's log lines from sequence number from, at most limit
+	// (0 = all), and its counts (logs.go).
+	Logs(ctx context.Context, id string, from uint64, limit int) (LogPage, error)
+	// LogStats returns the counts of an execution's log.
+	LogStats(ctx context.Context, id string) (LogStats, error)
 	// Failed is closed when the store can no longer be trusted to persist (a failed
 	// write or sync); Err then returns why, an error matching ErrFailed.
 	Failed() <-chan struct{}

@@ -24,6 +24,8 @@ import (
 // time-ordered ones (p, t, w) are scanned from their floors (floor.go).
 
 // writeIndexes moves an execution's index entries from old to st (old nil: new execution).
+// A pending entry's value is the execution's function, so that an executor can pass over
+// the functions it does not serve without reading their states (DuePending).
 func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 	pend := func(s *pb.ExecutionState) []byte {
 		if !Runnable(s) {
@@ -37,7 +39,7 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 		}
 		return timerKey(s.LockExpiresAt, s.ExecutionId)
 	}
-	for _, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
+	for i, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
 		ok, nk := f(old), f(st)
 		if string(ok) == string(nk) {
 			continue
@@ -46,7 +48,11 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 			_ = b.Delete(ok, nil)
 		}
 		if nk != nil {
-			_ = b.Set(nk, nil, nil)
+			var v []byte
+			if i == 0 {
+				v = []byte(st.Ffqn)
+			}
+			_ = b.Set(nk, v, nil)
 		}
 	}
 	if (old == nil || old.Status != pb.Status_STATUS_FINISHED) && st.Status == pb.Status_STATUS_FINISHED {
@@ -73,17 +79,49 @@ const delayIndex = "w"
 
 func pendingIndex(queue string) string { return "p/" + queue }
 
+// Pending is an execution that is pending and due in a queue, with its function.
+type Pending struct {
+	ID, FFQN string
+}
+
 // DuePending returns up to limit executions of a queue that are pending and due at now,
-// earliest first, and the due time of the first one not yet due (zero if none).
-func (s *PebbleStore) DuePending(ctx context.Context, queue string, now time.Time, limit int) (ids []string, next time.Time, err error) {
+// earliest first, and the due time of the first one not yet due (zero if none). serves,
+// if not nil, says which functions the caller runs: executions of the others are passed
+// over (they stay pending and do not count towards limit), so that they cannot hold up
+// the rest of the queue.
+func (s *PebbleStore) DuePending(ctx context.Context, queue string, now time.Time, limit int, serves func(ffqn string) bool) (due []Pending, next time.Time, err error) {
 	prefix := append(key(tagPending, []byte(queue)), 0)
-	return s.scanTimeIndex(pendingIndex(queue), prefix, now, limit, nil)
+	err = s.scanTimeIndex(pendingIndex(queue), prefix, now, func(id string, at time.Time, value []byte) (bool, error) {
+		if len(due) >= limit {
+			return false, nil
+		}
+		p := Pending{ID: id, FFQN: string(value)}
+		if p.FFQN == "" { // written before entries carried their function
+			st, err := s.State(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			p.FFQN = st.Ffqn
+		}
+		if serves == nil || serves(p.FFQN) {
+			due = append(due, p)
+		}
+		return true, nil
+	}, &next)
+	return due, next, err
 }
 
 // ExpiredLocks returns up to limit locked executions whose lock expired at or before now,
 // and the expiry of the first lock that has not (zero if none).
 func (s *PebbleStore) ExpiredLocks(ctx context.Context, now time.Time, limit int) (ids []string, next time.Time, err error) {
-	return s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, limit, nil)
+	err = s.scanTimeIndex(timerIndex, []byte{tagTimer, 0}, now, func(id string, _ time.Time, _ []byte) (bool, error) {
+		if len(ids) >= limit {
+			return false, nil
+		}
+		ids = append(ids, id)
+		return true, nil
+	}, &next)
+	return ids, next, err
 }
 
 // Due is a timer that is due: a delay's ID and when it expired.
@@ -95,12 +133,15 @@ type Due struct {
 // ExpiredDelays returns up to limit delays that expired at or before now and have not
 // been answered, and the expiry of the first one that has not (zero if none).
 func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
-	var at []time.Time
-	ids, next, err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, limit, &at)
-	due := make([]Due, len(ids))
-	for i, id := range ids {
-		due[i] = Due{ID: id, At: at[i]}
-	}
+	var due []Due
+	var next time.Time
+	err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
+		if len(due) >= limit {
+			return false, nil
+		}
+		due = append(due, Due{ID: id, At: at})
+		return true, nil
+	}, &next)
 	return due, next, err
 }
 
@@ -118,11 +159,12 @@ func (s *PebbleStore) DelayExpiry(ctx context.Context, id string) (time.Time, bo
 	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true, nil
 }
 
-// scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor; the
-// times of the IDs go to times if it is not nil.
-func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, limit int, times *[]time.Time) (ids []string, next time.Time, err error) {
+// scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor,
+// calling visit with each entry due at now, in time order, until visit returns false;
+// next is set to the time of the first entry not due (left zero if none was reached).
+func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, visit func(id string, at time.Time, value []byte) (bool, error), next *time.Time) (err error) {
 	if err := s.Err(); err != nil {
-		return nil, time.Time{}, err
+		return err
 	}
 	from := s.floors.startScan(index)
 	first := int64(math.MaxInt64)
@@ -133,7 +175,7 @@ func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, 
 	}()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: append(append([]byte(nil), prefix...), u64(max(from, 0))...), UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("scan index %s: %w", index, err)
+		return fmt.Errorf("scan index %s: %w", index, err)
 	}
 	defer it.Close()
 	nowNanos := now.UnixNano()
@@ -142,15 +184,16 @@ func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, 
 		at := int64(binary.BigEndian.Uint64(k[len(prefix) : len(prefix)+8]))
 		first = min(first, at)
 		if at > nowNanos {
-			return ids, time.Unix(0, at), it.Error()
+			*next = time.Unix(0, at)
+			return it.Error()
 		}
-		if len(ids) >= limit {
+		more, err := visit(lastPart(k), time.Unix(0, at), it.Value())
+		if err != nil {
+			return fmt.Errorf("scan index %s: %w", index, err)
+		}
+		if !more {
 			break
 		}
-		ids = append(ids, lastPart(k))
-		if times != nil {
-			*times = append(*times, time.Unix(0, at))
-		}
 	}
-	return ids, time.Time{}, it.Error()
+	return it.Error()
 }

@@ -21,6 +21,7 @@ import (
 //	w\0<expires:8>\0<delay-id>   delay timer (delays requested, not answered yet)
 //	y\0<delay-id>                 the delay's expiry (to find its w key)
 //	g\0<position:8>              global event log -> <version:4><id> (see global.go)
+//	o\0<id>[\0<seq:8>]           guest log lines and their counts (see logs.go)
 //	q\0<id>\0<version:4>         the event's global position -> <position:8> (to delete it)
 //	f\0<component>\0<finished:8>\0<id>  finished top-level executions (retention.go)
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
@@ -28,7 +29,7 @@ import (
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
-// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q are <tag>\0<root>,
+// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o are <tag>\0<root>,
 // <tag>\0<root>\0... and <tag>\0<root>.... : deleting a tree is two ranges per table
 // (treeTags and treeSpans in retention.go). Its delays' y keys start with
 // y\0Delay_<ULID>. (the delay ID is the root's ULID and the rest of a child ID).

@@ -18,7 +18,7 @@ import (
 )
 
 // Retention: deleting finished execution trees (a top-level execution with every
-// descendant, response, delay and global log entry of it).
+// descendant, response, delay, guest log line and global log entry of it).
 //
 // Invariant: a read sees a tree whole or not at all, and a crash changes that only
 // forward. A deletion is a sequence of writer requests (so none of it races a commit of
@@ -42,7 +42,7 @@ import (
 // treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
 // keys.go): a tree's deletion is one range per table. A new per-execution table is one
 // more tag here.
-var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt}
+var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt, tagLog}
 
 // deleteChunk bounds the point deletions of one writer request.
 const deleteChunk = 2048

@@ -30,8 +30,9 @@ func rChildCreated(parent string, at int64) *pb.Event {
 	return ev
 }
 
-// rTree creates a workflow root with one child and one answered delay, and returns the
-// root's and the child's IDs. finish: the child and the root finish (at `at`, the child
+// rTree creates a workflow root with one child (pending in queue q until it finishes)
+// and one answered delay, the root with one log line and the child with two, and returns
+// the root's and the child's IDs. finish: the child and the root finish (at `at`, the child
 // at at+1).
 func rTree(t *testing.T, s *PebbleStore, at int64, finish bool) (root, child string) {
 	t.Helper()
@@ -45,6 +46,9 @@ func rTree(t *testing.T, s *PebbleStore, at int64, finish bool) (root, child str
 			rHistory(at, &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: "g:1", Request: &pb.JoinSetRequest_Delay{Delay: &pb.DelayRequest{DelayId: delay, ExpiresAt: at + 5}}}}}),
 		}},
 		{ExecutionID: child, Events: []*pb.Event{rChildCreated(root, at)}},
+	}, Logs: []LogAppend{
+		{ExecutionID: root, Lines: []LogLine{{Time: at, Level: LogInfo, Attempt: 1, RunID: "R", Message: "root"}}},
+		{ExecutionID: child, Lines: []LogLine{{Time: at, Level: LogWarn, Attempt: 1, Message: "child"}, {Time: at, Level: LogInfo, Attempt: 1, Message: "child 2"}}},
 	}})
 	gCommit(t, s, &Tx{Responses: []ResponseAppend{{ExecutionID: root, Response: &pb.Response{CreatedAt: at, JoinSetId: "g:1", Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: delay}}}}}})
 	if !finish {
@@ -81,11 +85,16 @@ func TestDeleteTrees(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := gOpen(t, dir)
-	kept, _ := rTree(t, s, 100, true)
+	kept, keptChild := rTree(t, s, 100, true)
 	root, child := rTree(t, s, 200, true)
 	before := s.LastPosition()
 	if n := len(treeKeys(t, s, root)); n == 0 {
 		t.Fatal("the tree has no keys before its deletion")
+	}
+	for id, want := range map[string]uint64{kept: 1, keptChild: 2, root: 1, child: 2} {
+		if page, err := s.Logs(ctx, id, 0, 0); err != nil || len(page.Lines) != int(want) || page.Stored != want {
+			t.Fatalf("logs of %s before the deletion: %+v %v, want %d lines", id, page, err, want)
+		}
 	}
 	d, err := s.DeleteTrees(ctx, []string{root})
 	if err != nil {
@@ -101,9 +110,24 @@ func TestDeleteTrees(t *testing.T) {
 		if evs, _ := s.Events(ctx, id, 0, 0); len(evs) != 0 {
 			t.Fatalf("%d events of deleted %s", len(evs), id)
 		}
+		for _, k := range [][]byte{logMetaKey(id), logLineKey(id, 0)} {
+			if _, closer, err := s.db.Get(k); !errors.Is(err, pebble.ErrNotFound) {
+				if err == nil {
+					closer.Close()
+				}
+				t.Fatalf("log key %q of deleted %s: %v, want not found", k, id, err)
+			}
+		}
 	}
+	// treeKeys also catches the tree's pending (p: queue, due, ID -> function) and log
+	// (o) entries.
 	if left := treeKeys(t, s, root); len(left) != 0 {
 		t.Fatalf("keys of the deleted tree left: %q", left)
+	}
+	for id, want := range map[string]uint64{kept: 1, keptChild: 2} {
+		if page, err := s.Logs(ctx, id, 0, 0); err != nil || len(page.Lines) != int(want) || page.Stored != want {
+			t.Fatalf("logs of kept %s after the deletion: %+v %v, want %d lines", id, page, err, want)
+		}
 	}
 	if page, err := s.List(ctx, ListFilter{Limit: 10}); err != nil || len(page.States) != 2 {
 		t.Fatalf("list after deletion: %v %v (want the kept tree's 2 executions)", page.States, err)
@@ -202,6 +226,9 @@ func TestDeleteTreesCrash(t *testing.T) {
 		}
 		if rs, _ := s.Responses(ctx, id, 0); len(rs) != 0 {
 			t.Fatalf("%d responses of half-deleted %s", len(rs), id)
+		}
+		if page, err := s.Logs(ctx, id, 0, 0); err != nil || len(page.Lines) != 0 || page.Total() != 0 {
+			t.Fatalf("logs of half-deleted %s: %+v %v, want none", id, page, err)
 		}
 	}
 	if ch, _ := s.Children(ctx, root); len(ch) != 0 {

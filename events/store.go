@@ -32,6 +32,9 @@ type Options struct {
 	// FS is the file system the store lives on (nil: the operating system's); tests
 	// give an in-memory or fault-injecting one.
 	FS vfs.FS
+	// MaxLogsPerExecution bounds the log lines kept per execution (0:
+	// DefaultMaxLogsPerExecution, negative: none is kept, all are counted); see LogAppend.
+	MaxLogsPerExecution int
 }
 
 // Pebble's defaults (8 MiB of cache, 4 MiB memtables) are sized for a library, not a
@@ -39,9 +42,17 @@ type Options struct {
 // read back right after writing them had been flushed from the memtable and evicted from
 // the cache, and reading them again (block reads, decompression) was ~13% of the
 // engine's CPU. With a bigger memtable most such reads are served from memory.
+//
+// Both are resident memory, outside Go's heap (with cgo Pebble mallocs them): a memtable
+// fills as commits arrive and is freed after its flush, but a second one fills meanwhile,
+// and the cache, once full, stays full. 128 MiB and 64 MiB were a third of the
+// server's peak on a small machine. The runs read back what was written moments
+// before, which a memtable serves: at 32 MiB no loss of throughput was measured, while
+// 16 MiB memtables (flushed twice as often) looked slower (docs/benchmarks.md,
+// "Memory"). [store] in obelisk.toml sets them.
 const (
-	DefaultCacheSize    = 128 << 20
-	DefaultMemTableSize = 64 << 20
+	DefaultCacheSize    = 32 << 20
+	DefaultMemTableSize = 32 << 20
 )
 
 // PebbleStore is the event store of one node, on an embedded Pebble database.

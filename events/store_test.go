@@ -542,7 +542,8 @@ func TestStoreDuePending(t *testing.T) {
 		{"nobody", 1000, 10, nil, 0},
 	} {
 		t.Run(fmt.Sprintf("%s@%d/%d", tc.queue, tc.now, tc.limit), func(t *testing.T) {
-			ids, next, err := s.DuePending(ctx, tc.queue, time.Unix(0, tc.now), tc.limit)
+			due, next, err := s.DuePending(ctx, tc.queue, time.Unix(0, tc.now), tc.limit, nil)
+			ids := pendingIDs(due)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -561,20 +562,63 @@ func TestStoreDuePending(t *testing.T) {
 	// Locking takes it out of the index; failing puts it back at the backoff's end.
 	mustCommit(t, s, appendTx("E_a", 1, "", lockedEv("R1", 40, 500)))
 	mustCommit(t, s, appendTx("E_a", 2, "R1", &pb.Event{CreatedAt: 41, Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{BackoffExpiresAt: 60}}}))
-	ids, _, _ := s.DuePending(ctx, "q", time.Unix(0, 50), 10)
+	ids := duePendingIDs(t, s, "q", 50, nil)
 	if !slices.Equal(ids, []string{"E_b", "E_c"}) {
 		t.Errorf("after a lock and a failure: %v", ids)
 	}
-	ids, _, _ = s.DuePending(ctx, "q", time.Unix(0, 60), 10)
+	ids = duePendingIDs(t, s, "q", 60, nil)
 	if !slices.Equal(ids, []string{"E_b", "E_c", "E_a"}) {
 		t.Errorf("after the backoff: %v", ids)
 	}
 	// Unpausing puts it back.
 	mustCommit(t, s, appendTx("E_p", 2, "", &pb.Event{CreatedAt: 3, Kind: &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}}))
-	ids, _, _ = s.DuePending(ctx, "q", time.Unix(0, 1), 10)
+	ids = duePendingIDs(t, s, "q", 1, nil)
 	if !slices.Equal(ids, []string{"E_p"}) {
 		t.Errorf("after unpausing: %v", ids)
 	}
+}
+
+// TestStoreDuePendingServes: a pending entry carries its execution's function, and the
+// functions the caller does not serve are passed over without counting towards the
+// limit, so that they hold up nothing behind them.
+func TestStoreDuePendingServes(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	for i, f := range []string{"t:a/x.other", "t:a/x.other", "t:a/x.mine", "t:a/x.other", "t:a/x.mine"} {
+		mustCommit(t, s, appendTx(fmt.Sprintf("E_%d", i), 0, "", createdEv(f, "q", 1, int64(10+i))))
+	}
+	mine := func(ffqn string) bool { return ffqn == "t:a/x.mine" }
+	due, _, err := s.DuePending(ctx, "q", time.Unix(0, 100), 1, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 1 || due[0] != (events.Pending{ID: "E_2", FFQN: "t:a/x.mine"}) {
+		t.Errorf("limit 1 past two others: %v", due)
+	}
+	if ids := duePendingIDs(t, s, "q", 100, mine); !slices.Equal(ids, []string{"E_2", "E_4"}) {
+		t.Errorf("served: %v", ids)
+	}
+	all, _, _ := s.DuePending(ctx, "q", time.Unix(0, 100), 10, nil)
+	if len(all) != 5 || all[0].FFQN != "t:a/x.other" || all[2].FFQN != "t:a/x.mine" {
+		t.Errorf("all: %v", all)
+	}
+}
+
+func pendingIDs(due []events.Pending) []string {
+	var ids []string
+	for _, p := range due {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+func duePendingIDs(t *testing.T, s events.Store, queue string, now int64, serves func(string) bool) []string {
+	t.Helper()
+	due, _, err := s.DuePending(context.Background(), queue, time.Unix(0, now), 10, serves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pendingIDs(due)
 }
 
 func TestStoreExpiredLocks(t *testing.T) {
@@ -933,7 +977,7 @@ func TestStoreReopen(t *testing.T) {
 	if kids, _ := s2.Children(ctx, "E_P"); !slices.Equal(kids, []string{"E_P.g:1_1"}) {
 		t.Errorf("children after reopen: %v", kids)
 	}
-	if due, _, _ := s2.DuePending(ctx, "q", time.Unix(0, 100), 10); !slices.Equal(due, []string{"E_P"}) {
+	if due := duePendingIDs(t, s2, "q", 100, nil); !slices.Equal(due, []string{"E_P"}) {
 		t.Errorf("due after reopen: %v", due)
 	}
 	if exp, _, _ := s2.ExpiredLocks(ctx, time.Unix(0, 1000), 10); !slices.Equal(exp, []string{"E_L"}) {

@@ -39,6 +39,8 @@ type ResponseAppend struct {
 type Tx struct {
 	Appends   []Append
 	Responses []ResponseAppend
+	// Logs are guest log lines (logs.go), stored only if the rest of the Tx is.
+	Logs []LogAppend
 }
 
 // groupState is the writer's view while applying one group.
@@ -52,6 +54,8 @@ type groupState struct {
 	delays map[string]int64
 	// delayTimes are the expiries of the delay keys this group adds (for the floors).
 	delayTimes []int64
+	// logs are the log counts this group changed (logs.go).
+	logs map[string]LogStats
 }
 
 func (g *groupState) get(id string) (*pb.ExecutionState, error) {

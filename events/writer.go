@@ -129,7 +129,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	type ok struct {
@@ -143,6 +143,15 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if err != nil {
 			req.result <- commitResult{err: err}
 			continue
+		}
+		logOps, logStats, err := g.logOps(req.tx.Logs, overlay)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
+		ops = append(ops, logOps...)
+		for id, st := range logStats {
+			g.logs[id] = st
 		}
 		ids := make([]string, 0, len(overlay))
 		for id, st := range overlay {

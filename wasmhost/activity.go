@@ -131,7 +131,11 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 // function start (if any) and _initialize. ictx is the call's context, carrying inst and
 // the memory allocator. fallback reports a failure before any guest code ran.
 func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, data []wasmbin.Segment, start string) (fallback bool, err error) {
-	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
+	compiled, err := m.code(ictx)
+	if err != nil {
+		return false, err
+	}
+	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		if ctx.Err() != nil || ictx.Err() != nil {
 			return false, inst.classify(ctx, ictx, err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 
 	"github.com/tetratelabs/wazero/api"
@@ -161,21 +160,12 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 	return i.handler.HostCall(ctx, op, req)
 }
 
-// TraceLevel is the slog level of the guest log level "trace".
-const TraceLevel = slog.LevelDebug - 4
-
-func logLevel(name string) (slog.Level, bool) {
-	switch name {
-	case abi.LevelTrace:
-		return TraceLevel, true
-	case abi.LevelDebug:
-		return slog.LevelDebug, true
-	case abi.LevelInfo:
-		return slog.LevelInfo, true
-	case abi.LevelWarn:
-		return slog.LevelWarn, true
-	case abi.LevelError:
-		return slog.LevelError, true
+// logLevel returns the level the log op names.
+func logLevel(name string) (LogLevel, bool) {
+	for i, n := range abi.LoggingLevels {
+		if n == name {
+			return LogLevel(i), true
+		}
 	}
 	return 0, false
 }
@@ -183,8 +173,8 @@ func logLevel(name string) (slog.Level, bool) {
 func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	// Most debug and trace records are disabled: find the level first and
 	// decode the message only when the record is wanted.
-	if name, found, err := stringMember(req, "level"); err == nil && found {
-		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, level) {
+	if name, found, err := stringMember(req, "level"); err == nil && found && (i.logs == nil || i.initializing) {
+		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, slogLevels[level]) {
 			return nil, nil
 		}
 	}
@@ -194,10 +184,8 @@ func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	level, ok := logLevel(lr.Level)
 	if !ok {
-		return nil, &HostError{Kind: abi.KindBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn or error)", lr.Level)}
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn, error or critical)", lr.Level)}
 	}
-	if i.logger.Enabled(ctx, level) {
-		i.logger.Log(ctx, level, lr.Message, slog.String("execution_id", i.executionID))
-	}
+	i.emitLog(ctx, level, lr.Context, lr.Message)
 	return nil, nil
 }

@@ -75,6 +75,8 @@ type Instance struct {
 	handler   HostHandler
 	http      *Outbound
 	logger    *slog.Logger
+	logging   RunLogging // for the run (SetLogging)
+	logs      LogSink    // logging.Sink while running
 	stdout    *switchWriter
 	stderr    *tailWriter
 	clock     *detClock // workflows
@@ -155,11 +157,15 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	i.mu.Unlock()
 	runDone := runCtx.Done()
 	i.env.runDone.Store(&runDone)
+	i.env.budget.during(runCtx)
 	defer func() {
 		defer done()
 		i.mu.Lock()
 		i.state = stateDone
 		i.mu.Unlock()
+		// The guest has stopped: its memory leaves the budget before the wazero module
+		// can be handed to another instance (reuse).
+		i.env.budget.unbind()
 		if err == nil && i.reuse() {
 			return // the wazero module lives on in a fresh Instance
 		}
@@ -175,8 +181,11 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: run %s: encoding input: %w", in.FFQN, err)
 	}
-	i.executionID = in.ExecutionID
+	i.executionID, i.logs = in.ExecutionID, i.logging.Sink
 	runCtx = withInstance(runCtx, i)
+	if i.logging.CaptureStdout || i.logging.CaptureStderr {
+		defer i.captureOutput(runCtx, i.logging)()
+	}
 
 	res, err := i.alloc.Call(runCtx, uint64(len(input)))
 	if err != nil {
@@ -241,6 +250,16 @@ func (i *Instance) classify(parent, runCtx context.Context, err error) error {
 		}
 		return fmt.Errorf("aborted by host: %w", i.abortErr)
 	}
+	if size := i.env.budgetRefused.Load(); size > 0 && closedBy == nil {
+		// The budget refused a growth, maybe after waiting until the run's context ended
+		// (which is then also why the guest stopped, if it did not fail on its own
+		// first): the budget is the cause, whatever the guest did about it.
+		return &TrapError{
+			Message: fmt.Sprintf("memory.grow to %s refused: the node's guest memory budget had no room for it", bytesSize(size)),
+			Stderr:  i.stderr.String(),
+			Err:     fmt.Errorf("%w: %w", ErrMemoryBudget, err),
+		}
+	}
 	if cerr := parent.Err(); cerr != nil {
 		if cause := context.Cause(parent); cause != nil && cause != cerr {
 			return fmt.Errorf("killed: %w (cause: %w)", cerr, cause)
@@ -288,10 +307,34 @@ func (i *Instance) Close(ctx context.Context) error {
 	}
 	i.state = stateDone
 	i.mu.Unlock()
+	defer i.env.budget.unbind()
 	if err := i.mod.Close(ctx); err != nil {
 		return fmt.Errorf("wasmhost: closing instance of %q: %w", i.module.name, err)
 	}
 	return nil
+}
+
+// CountMemoryIn counts the instance's memory in budget from now on (see [MemoryBudget]):
+// it reserves what the memory holds, waiting until ctx ends (then it fails with an error
+// wrapping [ErrMemoryBudget], and the instance, which the caller still closes, is in no
+// budget); a run reserves what each
+// memory.grow adds, waiting until the run's ctx ends (then memory.grow fails, and the
+// run's [*TrapError] wraps ErrMemoryBudget); the end of the run, or Close, releases it
+// all. It is called at most once, before Run.
+func (i *Instance) CountMemoryIn(ctx context.Context, budget MemoryBudget) error {
+	if err := i.env.budget.bind(ctx, budget, i.MemorySize()); err != nil {
+		return fmt.Errorf("wasmhost: instance of %q: %w", i.module.name, err)
+	}
+	return nil
+}
+
+// MemorySize returns the bytes the instance's linear memory holds now (its size, not
+// the pages the machine has touched).
+func (i *Instance) MemorySize() uint64 {
+	if mem := i.mod.Memory(); mem != nil {
+		return uint64(mem.Size())
+	}
+	return 0
 }
 
 // tailWriter forwards to w (if any, set after _initialize) and keeps the last

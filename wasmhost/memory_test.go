@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestTailWriterKeepsFirstFatalLine: the line saying why a Go guest died is kept however
@@ -144,5 +146,198 @@ func TestMemoryLimitOnReusedInstances(t *testing.T) {
 	_, err := runOn(t, m, wfConfig(1), "alloc", "[-1]")
 	if !errors.Is(err, ErrMemoryLimit) || !strings.Contains(err.Error(), "memory limit of 64 MiB reached") {
 		t.Fatalf("alloc until failure on a reused instance = %v, want the memory limit", err)
+	}
+}
+
+// testBudget is a MemoryBudget of size bytes that counts waiting growths.
+type testBudget struct {
+	mu      sync.Mutex
+	size    uint64
+	used    uint64
+	waiting int
+	changed chan struct{} // closed (and replaced) when size or used changes
+}
+
+func newTestBudget(size uint64) *testBudget {
+	return &testBudget{size: size, changed: make(chan struct{})}
+}
+
+func (b *testBudget) Grow(ctx context.Context, n uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.used+n > b.size {
+		ch := b.changed
+		b.waiting++
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiting--
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	b.used += n
+	b.signal()
+	return true
+}
+
+func (b *testBudget) Release(n uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+	b.signal()
+}
+
+// resize sets the budget's size.
+func (b *testBudget) resize(size uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.size = size
+	b.signal()
+}
+
+func (b *testBudget) signal() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func (b *testBudget) state() (used uint64, waiting int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.waiting
+}
+
+// TestMemoryBudgetGrowWaits: an instance counted in a budget reserves its memory's size
+// when it is handed out; a growth of its memory past the budget waits, and the run
+// proceeds when there is room; the end of the run releases everything, whether the
+// instance is closed or reset for reuse.
+func TestMemoryBudgetGrowWaits(t *testing.T) {
+	m := compileLimited(t, 1024) // 64 MiB
+	ctx := context.Background()
+	for _, cfg := range []InstanceConfig{{Kind: KindActivity}, wfConfig(1)} {
+		t.Run(cfg.Kind.String(), func(t *testing.T) {
+			for round := range 2 { // the second one may be a reused instance
+				b := newTestBudget(1 << 40)
+				inst, err := m.Instantiate(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := inst.CountMemoryIn(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				initial, _ := b.state()
+				if initial == 0 || initial != inst.MemorySize() {
+					t.Fatalf("round %d: instantiating reserved %d bytes, the memory holds %d", round, initial, inst.MemorySize())
+				}
+				b.resize(initial) // no room to grow
+				type result struct {
+					out []byte
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					out, err := inst.Run(ctx, RunInput{FFQN: "test:guest/api.alloc", Params: []byte("[16]"), ExecutionID: "E_TEST", Attempt: 1})
+					done <- result{out, err}
+				}()
+				waitUntil(t, func() bool { _, w := b.state(); return w == 1 })
+				select {
+				case r := <-done:
+					t.Fatalf("round %d: the run ended while its growth waited: %s, %v", round, r.out, r.err)
+				case <-time.After(50 * time.Millisecond):
+				}
+				b.resize(initial + 32<<20)
+				if r := <-done; r.err != nil || string(r.out) != `{"ok":16}` {
+					t.Fatalf("round %d: alloc 16 MiB = %s, %v", round, r.out, r.err)
+				}
+				if used, _ := b.state(); used != 0 {
+					t.Fatalf("round %d: %d bytes still reserved after the run", round, used)
+				}
+			}
+		})
+	}
+}
+
+// TestMemoryBudgetGrowFails: a growth that finds no room before the run's context ends
+// fails the run with a trap that blames the budget (ErrMemoryBudget), not the module's
+// limit, and releases what the instance held; an instance that cannot reserve its own
+// size before CountMemoryIn's context ends is in no budget.
+func TestMemoryBudgetGrowFails(t *testing.T) {
+	m := compileLimited(t, 1024) // 64 MiB
+	ctx := context.Background()
+	for _, cfg := range []InstanceConfig{{Kind: KindActivity}, wfConfig(1)} {
+		t.Run(cfg.Kind.String(), func(t *testing.T) {
+			b := newTestBudget(1 << 40)
+			inst, err := m.Instantiate(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := inst.CountMemoryIn(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			initial, _ := b.state()
+			b.resize(initial)
+			runCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			out, err := inst.Run(runCtx, RunInput{FFQN: "test:guest/api.alloc", Params: []byte("[16]"), ExecutionID: "E_TEST", Attempt: 1})
+			var trap *TrapError
+			if !errors.As(err, &trap) || !errors.Is(err, ErrMemoryBudget) || errors.Is(err, ErrMemoryLimit) {
+				t.Fatalf("alloc with no room = %s, %v; want a *TrapError wrapping ErrMemoryBudget only", out, err)
+			}
+			if !strings.Contains(trap.Message, "guest memory budget") || strings.Contains(trap.Message, "memory limit") {
+				t.Errorf("trap message %q does not blame the budget alone", trap.Message)
+			}
+			t.Logf("trap: %s", trap.Message)
+			if used, _ := b.state(); used != 0 {
+				t.Fatalf("%d bytes still reserved after the run", used)
+			}
+
+			// No room for the instance itself.
+			b.resize(initial - 1)
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			inst, err = m.Instantiate(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer inst.Close(ctx)
+			if err := inst.CountMemoryIn(short, b); !errors.Is(err, ErrMemoryBudget) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("CountMemoryIn with no room = %v, want ErrMemoryBudget and the deadline", err)
+			}
+			if used, _ := b.state(); used != 0 {
+				t.Fatalf("%d bytes reserved by a failed CountMemoryIn", used)
+			}
+		})
+	}
+}
+
+// TestMemoryBudgetClose: closing an instance that never ran releases its memory.
+func TestMemoryBudgetClose(t *testing.T) {
+	m := compileLimited(t, 1024)
+	b := newTestBudget(1 << 40)
+	inst, err := m.Instantiate(context.Background(), InstanceConfig{Kind: KindActivity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.CountMemoryIn(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := b.state(); used == 0 {
+		t.Fatal("the instance reserved nothing")
+	}
+	inst.Close(context.Background())
+	if used, _ := b.state(); used != 0 {
+		t.Fatalf("%d bytes still reserved after Close", used)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30s")
+		}
 	}
 }

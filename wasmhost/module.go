@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -20,9 +21,13 @@ import (
 // Module is a compiled guest module that passed the ABI checks. It is safe
 // for concurrent use: any number of goroutines may Instantiate it at once.
 type Module struct {
-	rt       *Runtime
-	name     string
+	rt   *Runtime
+	name string
+	// compiled is the compiled code, nil while it is not loaded: instantiate through
+	// code, which loads it (see load.go). Only Compile may read the field directly.
 	compiled wazero.CompiledModule
+	codeMu   sync.Mutex                                           // guards compiled after Compile
+	reload   func(context.Context) (wazero.CompiledModule, error) // loads compiled while it is nil
 	// variant, when set, says that compiled is the module's snapshot variant
 	// (wasmbin.SnapshotVariant: no data section, no start section, mutable globals
 	// exported) rather than the module itself, and holds what the variant lacks. Every
@@ -70,9 +75,15 @@ func (m *Module) Close(ctx context.Context) error {
 	m.drainFree()
 	m.snap.take() // and what they made goes with the module (memory images close when collected)
 	m.act.take()
+	m.codeMu.Lock()
+	defer m.codeMu.Unlock()
+	if m.compiled == nil {
+		return nil
+	}
 	if err := m.compiled.Close(ctx); err != nil {
 		return fmt.Errorf("wasmhost: closing module %q: %w", m.name, err)
 	}
+	m.compiled = nil
 	return nil
 }
 
@@ -298,8 +309,12 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 		}
 		return inst, nil
 	}
+	compiled, err := m.code(ictx)
+	if err != nil {
+		return nil, err
+	}
 	inst.initializing = true
-	mod, err := m.rt.rt.InstantiateModule(withInstance(ictx, inst), m.compiled, inst.moduleConfig())
+	mod, err := m.rt.rt.InstantiateModule(withInstance(ictx, inst), compiled, inst.moduleConfig())
 	inst.initializing = false
 	if err != nil {
 		return nil, inst.classify(ctx, ictx, err)

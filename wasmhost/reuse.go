@@ -44,6 +44,10 @@ type instEnv struct {
 	// memoryLimitHit: the guest tried to grow its memory past the module's limit
 	// (memory.go).
 	memoryLimitHit atomic.Bool
+	// budget: what the instance holds of its memory budget (memory.go); budgetRefused:
+	// the memory size (bytes) a growth to which the budget refused, 0 if none.
+	budget        memoryCharge
+	budgetRefused atomic.Uint64
 }
 
 // maxFree bounds the reset instances a module keeps per kind: each holds its wazero
@@ -75,6 +79,9 @@ func (i *Instance) reuse() bool {
 		snap: s, linMem: i.linMem, kept: slices.Clone(s.kept),
 	}
 	n.env.runDone.Store(nil)
+	// A guest may carry on after a memory.grow failed: the next run starts afresh.
+	n.env.memoryLimitHit.Store(false)
+	n.env.budgetRefused.Store(0)
 	n.stdout.set(nil)
 	n.stderr.set(nil)
 	n.stderr.reset(s.stderr)

@@ -216,6 +216,15 @@ func (r *Runtime) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("wasmhost: instantiating host module %s: %w", HostModuleName, err)
 	}
+	_, err = r.rt.NewHostModuleBuilder(LoggingModuleName).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(r.wasiLog), []api.ValueType{i32, i32, i32, i32, i32}, nil).
+		WithParameterNames("level", "context_ptr", "context_len", "message_ptr", "message_len").
+		Export(importLog).
+		Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("wasmhost: instantiating host module %s: %w", LoggingModuleName, err)
+	}
 	return nil
 }
 
@@ -251,7 +260,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 //
 // Each module compiled is logged (at Info: a cold start compiling Go guests takes
 // seconds per module, and must not look like a hang), with whether its code came from
-// the on-disk compilation cache.
+// the on-disk compilation cache. With a cache, the code is then unloaded until the
+// module's first instance (load.go), and wasm is kept to load it: the caller must not
+// modify it.
 func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
 	started := time.Now()
 	cachedBefore := r.cachedFiles()
@@ -322,6 +333,9 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ..
 		attrs = append(attrs, "from_cache", !r.cacheGrewSince(cachedBefore))
 	}
 	r.logger.Info("wasmhost: compiled module", attrs...)
+	if err := m.unloadCode(ctx, original); err != nil {
+		return nil, fmt.Errorf("wasmhost: module %q: unloading its code until first use: %w", name, err)
+	}
 	return m, nil
 }
 
@@ -472,6 +486,13 @@ func (r *Runtime) checkABI(c wazero.CompiledModule) error {
 			} else if !equalTypes(got.params, want.params) || !equalTypes(got.results, want.results) {
 				problems = append(problems, fmt.Sprintf("import %s.%s has signature %s, want %s", mod, fn, got, want))
 			}
+		case LoggingModuleName:
+			want := sig{[]api.ValueType{i32, i32, i32, i32, i32}, nil}
+			if fn != importLog {
+				problems = append(problems, fmt.Sprintf("unknown import %s.%s (%s offers %s)", mod, fn, LoggingModuleName, importLog))
+			} else if !equalTypes(got.params, want.params) || !equalTypes(got.results, want.results) {
+				problems = append(problems, fmt.Sprintf("import %s.%s has signature %s, want %s", mod, fn, got, want))
+			}
 		case wasiModuleName:
 			want, ok := r.wasiFuncs[fn]
 			if !ok {
@@ -481,8 +502,8 @@ func (r *Runtime) checkABI(c wazero.CompiledModule) error {
 					mod, fn, got, sig{want.ParamTypes(), want.ResultTypes()}))
 			}
 		default:
-			problems = append(problems, fmt.Sprintf("import %s.%s from unknown module %q (only %s and %s are provided)",
-				mod, fn, mod, wasiModuleName, HostModuleName))
+			problems = append(problems, fmt.Sprintf("import %s.%s from unknown module %q (only %s, %s and %s are provided)",
+				mod, fn, mod, wasiModuleName, HostModuleName, LoggingModuleName))
 		}
 	}
 	for _, def := range c.ImportedMemories() {

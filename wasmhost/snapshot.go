@@ -290,7 +290,11 @@ func (m *Module) capture(ctx context.Context, v *wasmbin.Variant, seed uint64) (
 	}
 	defer done()
 	ictx = withInstance(m.withAllocator(ictx, m.rt.alloc, inst, nil), inst)
-	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
+	compiled, err := m.code(ictx)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		return nil, fmt.Errorf("instantiating the snapshot variant: %w", err)
 	}
@@ -434,7 +438,11 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 	} else {
 		ictx = m.withAllocator(ictx, nil, inst, nil)
 	}
-	mod, err := m.rt.rt.InstantiateModule(ictx, m.compiled, inst.moduleConfig().WithStartFunctions())
+	compiled, err := m.code(ictx)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {
 		return nil, inst.classify(ctx, ictx, err)
 	}

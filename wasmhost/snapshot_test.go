@@ -601,6 +601,9 @@ func TestGoInitWASICalls(t *testing.T) {
 		Instantiate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := instantiateNoopLogging(ctx, r); err != nil {
+		t.Fatal(err)
+	}
 	c := &detClock{next: initClockStart}
 	if _, err := r.InstantiateWithConfig(ctx, merged, wazero.NewModuleConfig().WithStartFunctions(exportInit).
 		WithWalltime(c.walltime, clockResolution).WithNanotime(c.nanotime, clockResolution).

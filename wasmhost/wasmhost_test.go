@@ -47,7 +47,12 @@ func TestCompileChecksABI(t *testing.T) {
 			wimport{"obelisk_v1", "host_call", []byte{i32, i32, i32, i32}, []byte{i32}},
 			wimport{"obelisk_v1", "host_take", []byte{i32, i32}, []byte{i32}},
 			wimport{"wasi_snapshot_preview1", "fd_write", []byte{i32, i32, i32, i32}, []byte{i32}},
+			wimport{"wasi:logging/logging@0.1.0-draft", "log", []byte{i32, i32, i32, i32, i32}, nil},
 		), nil},
+		{"wrong wasi:logging signature", withImport(wimport{"wasi:logging/logging@0.1.0-draft", "log", []byte{i32, i32, i32}, nil}),
+			[]string{"import wasi:logging/logging@0.1.0-draft.log has signature (i32, i32, i32) -> (), want (i32, i32, i32, i32, i32) -> ()"}},
+		{"unknown wasi:logging import", withImport(wimport{"wasi:logging/logging@0.1.0-draft", "flush", nil, nil}),
+			[]string{"unknown import wasi:logging/logging@0.1.0-draft.flush"}},
 		{"unknown host import", withImport(wimport{"obelisk_v1", "sleep", nil, nil}), []string{"unknown import obelisk_v1.sleep"}},
 		{"wrong host_call signature", withImport(wimport{"obelisk_v1", "host_call", []byte{i32, i32}, []byte{i32}}),
 			[]string{"import obelisk_v1.host_call has signature (i32, i32) -> (i32), want (i32, i32, i32, i32) -> (i32)"}},
@@ -138,6 +143,9 @@ func TestMergedDataSameMemory(t *testing.T) {
 			NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(noop), []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).Export(importHostCall).
 			NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(noop), []api.ValueType{i32, i32}, []api.ValueType{i32}).Export(importHostTake).
 			Instantiate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := instantiateNoopLogging(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		m, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions())
@@ -514,6 +522,7 @@ func TestLogOp(t *testing.T) {
 		want  slog.Level
 	}{
 		{"trace", TraceLevel},
+		{"critical", CriticalLevel},
 		{"debug", slog.LevelDebug},
 		{"info", slog.LevelInfo},
 		{"warn", slog.LevelWarn},

@@ -14,11 +14,14 @@ const Max = 100
 // String returns s unchanged when it is at most Max bytes long, otherwise its first
 // Max bytes (cut at a character boundary) followed by "…(N bytes)", N being the length
 // of all of s.
-func String(s string) string {
-	if len(s) <= Max {
+func String(s string) string { return To(s, Max) }
+
+// To is String with a bound of max bytes instead of Max.
+func To(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	return fmt.Sprintf("%s…(%d bytes)", s[:cut(s)], len(s))
+	return fmt.Sprintf("%s…(%d bytes)", s[:cutAt(s, max)], len(s))
 }
 
 // Quote is String for values an error quotes: s quoted as with %q, or, when s is longer
@@ -27,13 +30,13 @@ func Quote(s string) string {
 	if len(s) <= Max {
 		return strconv.Quote(s)
 	}
-	return fmt.Sprintf("%s…(%d bytes)", strconv.Quote(s[:cut(s)]), len(s))
+	return fmt.Sprintf("%s…(%d bytes)", strconv.Quote(s[:cutAt(s, Max)]), len(s))
 }
 
-// cut returns where to cut s (longer than Max): at most Max bytes, not inside a
+// cutAt returns where to cut s (longer than max): at most max bytes, not inside a
 // UTF-8 sequence.
-func cut(s string) int {
-	n := Max
+func cutAt(s string, max int) int {
+	n := max
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}

@@ -27,3 +27,12 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestTo(t *testing.T) {
+	if got := To("héllo", 2); got != "h…(6 bytes)" {
+		t.Errorf("To = %q", got)
+	}
+	if got := To("hello", 5); got != "hello" {
+		t.Errorf("To = %q", got)
+	}
+}

@@ -128,10 +128,11 @@ func TestFanOut(t *testing.T) {
 // executor has a free slot: a workflow submitted to an idle server, and as many of the
 // child activities it submits as fibo has free slots (100). Those start without a commit
 // of their own; the others are locked by the executor as usual. Every child finishes
-// once either way. The guest memory budget is set to hold 100 fibo attempts (256 MiB
-// each) so that the slots, not the budget, bound the eager ones.
+// once either way. The default guest memory budget (at least 2 GiB) holds 100 fibo
+// attempts (a few MiB each, counted at what they hold): the slots, not the budget, bound
+// the eager ones.
 func TestEagerDispatch(t *testing.T) {
-	s := harness.Start(t, harness.Options{Deployment: "[wasm]\nmemory_budget = \"25600MiB\"\n"})
+	s := harness.Start(t, harness.Options{})
 	const children = 150
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", fmt.Sprintf("[1, %d]", children))
 	harness.JSONEq(t, s.Result(id, time.Minute), fmt.Sprintf(`{"ok":%d}`, children))

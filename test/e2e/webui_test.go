@@ -308,3 +308,36 @@ func TestWebUIFreshLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestWebUILogs opens an activity's and a workflow's execution pages fresh: each shows the
+// lines the execution logged.
+func TestWebUILogs(t *testing.T) {
+	chrome := chromiumPath(t)
+	s := harness.Start(t, harness.Options{WebUI: true})
+	fibo := s.Submit("testing:fibo/fibo.fibo", "[10]")
+	wf := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[10, 10]")
+	for _, id := range []string{fibo, wf} {
+		if r := s.Result(id, time.Minute); r != `{"ok":55}` {
+			t.Fatalf("%s = %s", id, r)
+		}
+	}
+	b := browser(t, chrome)
+	for _, page := range []struct {
+		id   string
+		want []string // level, then message, per line
+	}{
+		{fibo, []string{"info fibo(10) = 55"}},
+		{wf, []string{"info sleeping 10 ms", "info slept; calling fibo(10)", "warn result: fibo(10) returned 55"}},
+	} {
+		ctx := open(t, b, s.WebURL+"/#/execution/"+page.id)
+		do(t, ctx, "logs of "+page.id, waitJS(`document.querySelector('#status')?.textContent === 'finished' && document.querySelectorAll('#logs tr.log').length > 0`))
+		got := get(t, ctx, "log lines", chromedp.Evaluate[[]string](
+			`[...document.querySelectorAll('#logs tr.log')].map(r => r.querySelector('.badge').textContent + ' ' + r.querySelector('.message').textContent)`))
+		if strings.Join(got, "\n") != strings.Join(page.want, "\n") {
+			t.Errorf("execution page of %s shows the lines %q, want %q", page.id, got, page.want)
+		}
+		if none := get(t, ctx, "no-logs note", chromedp.Evaluate[bool](`document.querySelector('#logs-none').hidden`)); !none {
+			t.Errorf("execution page of %s still says there are no logs", page.id)
+		}
+	}
+}

@@ -157,17 +157,7 @@ func Start(t testing.TB, o Options) *Server {
 	s.config = filepath.Join(dir, "obelisk.toml")
 	s.webhookAddr = addrs[1]
 	s.WebhookURL = "http://" + s.webhookAddr
-	deployment := s.deployment(o) + "\n" + o.Deployment + "\n" + s.webhookDeployment(o)
-	for name, dir := range o.ExtraWorkflows {
-		wasm, err := buildExtra(dir)
-		if err != nil {
-			t.Fatalf("build %s: %v", dir, err)
-		}
-		deployment += fmt.Sprintf("\n[[workflow]]\nname = %q\nlocation.path = %q\nblocking_strategy = %q\n", name, wasm, cmp.Or(o.BlockingStrategy, "await"))
-	}
-	if err := os.WriteFile(s.config, []byte(deployment), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	s.writeConfig(o)
 	s.Exec = obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, s.URL)
 	s.Comp = obeliskv1connect.NewComponentServiceClient(http.DefaultClient, s.URL)
 	if o.Prepare != nil {
@@ -176,6 +166,30 @@ func Start(t testing.TB, o Options) *Server {
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// writeConfig writes the server's obelisk.toml for o.
+func (s *Server) writeConfig(o Options) {
+	s.t.Helper()
+	deployment := s.deployment(o) + "\n" + o.Deployment + "\n" + s.webhookDeployment(o)
+	for name, dir := range o.ExtraWorkflows {
+		wasm, err := buildExtra(dir)
+		if err != nil {
+			s.t.Fatalf("build %s: %v", dir, err)
+		}
+		deployment += fmt.Sprintf("\n[[workflow]]\nname = %q\nlocation.path = %q\nblocking_strategy = %q\n", name, wasm, cmp.Or(o.BlockingStrategy, "await"))
+	}
+	if err := os.WriteFile(s.config, []byte(deployment), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Reconfigure rewrites the server's obelisk.toml for o (its addresses and data stay),
+// which its next Start reads: a restart with another configuration. o.WebUI and
+// o.Prepare are ignored.
+func (s *Server) Reconfigure(o Options) {
+	s.t.Helper()
+	s.writeConfig(o)
 }
 
 func (s *Server) deployment(o Options) string {

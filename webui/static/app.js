@@ -252,6 +252,11 @@ async function executionPage(gen, id) {
       </div>
       <section><h2>Timeline</h2><div id="timeline" class="timeline"></div></section>
       <section><h2>Children</h2><div id="children"><p class="muted">None.</p></div></section>
+      <section><h2>Logs</h2>
+        <p id="logs-none" class="muted">None.</p>
+        <table class="grid logs" id="logs" hidden><thead><tr><th>#</th><th>Time</th><th>Level</th><th>Attempt</th><th>Message</th></tr></thead><tbody></tbody></table>
+        <p id="logs-dropped" class="muted" hidden></p>
+      </section>
       <section><h2>Event log</h2>
         <table class="grid events" id="events"><thead><tr><th>#</th><th>Time</th><th>+</th><th>Kind</th><th>Details</th></tr></thead><tbody></tbody></table>
       </section>
@@ -266,6 +271,7 @@ async function executionPage(gen, id) {
     responseCursor: 0,
     desc: new Map(), // execution ID -> summary, for every known descendant
     descVersion: '',
+    logSeq: 0, // the next log line to read
   };
   setupActions(gen, id, st, () => refresh());
 
@@ -287,13 +293,17 @@ async function executionPage(gen, id) {
       if (e.details.delay_id) st.delays.set(e.details.delay_id, { id: e.details.delay_id, createdAt: e.createdAt, expiresAt: e.details.expires_at });
     }
     if (st.delays.size) await loadResponses(id, st);
+    // After the status: lines go with the progress they belong to, so a finished
+    // execution's log is complete.
+    const logs = await exec('GetLogs', { executionId: id, fromSeq: st.logSeq });
+    st.logSeq = Number(logs.nextSeq ?? st.logSeq);
     await loadDescendants(id, st);
     if (gen !== generation) return false;
-    render(fresh);
+    render(fresh, logs);
     return !(s.status === 'finished' && [...st.desc.values()].every((d) => d.status === 'finished'));
   }
 
-  function render(freshEvents) {
+  function render(freshEvents, logs) {
     const s = st.summary;
     document.title = `${fnName(s.ffqn)} ${id} · Obelisk`;
     const created = ms(s.createdAt);
@@ -334,6 +344,16 @@ async function executionPage(gen, id) {
 
     const tbody = $('events').tBodies[0];
     for (const e of freshEvents) tbody.insertAdjacentHTML('beforeend', eventRowHTML(e, created));
+
+    const lines = logs.lines || [];
+    if (lines.length) {
+      $('logs').hidden = false;
+      $('logs-none').hidden = true;
+      for (const l of lines) $('logs').tBodies[0].insertAdjacentHTML('beforeend', logRowHTML(l));
+    }
+    const dropped = Number(logs.dropped ?? 0);
+    $('logs-dropped').hidden = !dropped;
+    setText($('logs-dropped'), dropped ? `${dropped} more lines were logged but not stored (past logs.max_per_execution).` : '');
   }
 
   await poll(gen, POLL_MS, refresh);
@@ -458,6 +478,17 @@ function timelineHTML(id, s, st) {
 }
 
 const ID_KEYS = new Set(['child_execution_id', 'parent_id', 'execution_id', 'target_execution_id']);
+
+function logRowHTML(l) {
+  const level = l.level || 'info';
+  return `<tr class="log level-${esc(level)}" data-seq="${esc(l.seq ?? 0)}">
+    <td class="num">${esc(l.seq ?? 0)}</td>
+    <td class="nowrap">${esc(fmtTime(l.time))}</td>
+    <td class="nowrap"><span class="badge log-${esc(level)}">${esc(level)}</span></td>
+    <td class="num">${esc(l.attempt ?? 1)}</td>
+    <td class="mono message">${l.context ? `<span class="muted">${esc(l.context)}:</span> ` : ''}${esc(l.message ?? '')}</td>
+  </tr>`;
+}
 
 function eventRowHTML(e, created) {
   const d = e.details || {};

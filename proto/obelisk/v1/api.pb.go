@@ -624,10 +624,14 @@ func (x *StubResponse) GetOutcome() string {
 }
 
 type SubmitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ffqn          string                 `protobuf:"bytes,1,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
-	ParamsJson    string                 `protobuf:"bytes,2,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`    // positional JSON array
-	ExecutionId   string                 `protobuf:"bytes,3,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // optional; generated when empty (must be E_<ULID>)
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Ffqn        string                 `protobuf:"bytes,1,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	ParamsJson  string                 `protobuf:"bytes,2,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`    // positional JSON array
+	ExecutionId string                 `protobuf:"bytes,3,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // optional; generated when empty (must be E_<ULID>)
+	// optional: the execution queue (1 to 255 ASCII letters, digits, '_', '-', '.', ':' or
+	// '/'); empty means the queue of the function's component (its exec.queue, by default
+	// its name). It runs once an executor serving that queue and its component runs.
+	Queue         string `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -679,6 +683,13 @@ func (x *SubmitRequest) GetParamsJson() string {
 func (x *SubmitRequest) GetExecutionId() string {
 	if x != nil {
 		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *SubmitRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
 	}
 	return ""
 }
@@ -850,6 +861,7 @@ type ExecutionSummary struct {
 	Paused          bool                   `protobuf:"varint,14,opt,name=paused,proto3" json:"paused,omitempty"`                                          // not run until unpaused (status shows where it stands)
 	CancelRequested bool                   `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"` // being cancelled: finishes as cancelled with its subtree
 	LastFailure     string                 `protobuf:"bytes,16,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`              // the last temporary failure or timeout, e.g. "attempt 3 timed out: lock expired after 1s"
+	Queue           string                 `protobuf:"bytes,17,opt,name=queue,proto3" json:"queue,omitempty"`                                             // the execution queue it was submitted to
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -992,6 +1004,13 @@ func (x *ExecutionSummary) GetCancelRequested() bool {
 func (x *ExecutionSummary) GetLastFailure() string {
 	if x != nil {
 		return x.LastFailure
+	}
+	return ""
+}
+
+func (x *ExecutionSummary) GetQueue() string {
+	if x != nil {
+		return x.Queue
 	}
 	return ""
 }
@@ -2175,6 +2194,235 @@ func (x *WatchEventsResponse) GetSkippedBefore() uint64 {
 	return 0
 }
 
+type GetLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	FromSeq       uint64                 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"` // the first line to send (0 = from the first)
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`                    // default and at most 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogsRequest) Reset() {
+	*x = GetLogsRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogsRequest) ProtoMessage() {}
+
+func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
+func (*GetLogsRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetLogsRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *GetLogsRequest) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *GetLogsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// LogLine is one line a guest logged.
+type LogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`         // 0, 1, 2, ... in the execution's log
+	Time          string                 `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`        // RFC 3339, when the guest logged it
+	Level         string                 `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`      // trace | debug | info | warn | error | critical
+	Attempt       uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"` // an activity's attempt (1 for the first); 1 for a workflow
+	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Context       string                 `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"` // wasi:logging's context, often empty
+	Message       string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *LogLine) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LogLine) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *LogLine) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LogLine) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogLine) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *LogLine) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *LogLine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type GetLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*LogLine             `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	NextSeq       uint64                 `protobuf:"varint,2,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"` // from_seq of the next request
+	Stored        uint64                 `protobuf:"varint,3,opt,name=stored,proto3" json:"stored,omitempty"`                  // lines stored (at most logs.max_per_execution)
+	Dropped       uint64                 `protobuf:"varint,4,opt,name=dropped,proto3" json:"dropped,omitempty"`                // lines logged past that bound, counted only
+	Finished      bool                   `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`              // the execution had finished: no line will be added
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogsResponse) Reset() {
+	*x = GetLogsResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogsResponse) ProtoMessage() {}
+
+func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
+func (*GetLogsResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetLogsResponse) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetLogsResponse) GetNextSeq() uint64 {
+	if x != nil {
+		return x.NextSeq
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetStored() uint64 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -2215,12 +2463,13 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vresult_json\x18\x02 \x01(\tR\n" +
 	"resultJson\"(\n" +
 	"\fStubResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"g\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"}\n" +
 	"\rSubmitRequest\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\tR\n" +
 	"paramsJson\x12!\n" +
-	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\"\\\n" +
+	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\x12\x14\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\"\\\n" +
 	"\x0eSubmitResponse\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12'\n" +
 	"\x0falready_existed\x18\x02 \x01(\bR\x0ealreadyExisted\"M\n" +
@@ -2228,7 +2477,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"K\n" +
 	"\x11GetStatusResponse\x126\n" +
-	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\x96\x04\n" +
+	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xac\x04\n" +
 	"\x10ExecutionSummary\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -2249,7 +2498,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vjoin_set_id\x18\r \x01(\tR\tjoinSetId\x12\x16\n" +
 	"\x06paused\x18\x0e \x01(\bR\x06paused\x12)\n" +
 	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\x12!\n" +
-	"\flast_failure\x18\x10 \x01(\tR\vlastFailure\"\xa4\x01\n" +
+	"\flast_failure\x18\x10 \x01(\tR\vlastFailure\x12\x14\n" +
+	"\x05queue\x18\x11 \x01(\tR\x05queue\"\xa4\x01\n" +
 	"\x15ListExecutionsRequest\x12\x1f\n" +
 	"\vffqn_prefix\x18\x01 \x01(\tR\n" +
 	"ffqnPrefix\x12\x16\n" +
@@ -2340,7 +2590,25 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12!\n" +
 	"\fexecution_id\x18\x02 \x01(\tR\vexecutionId\x12+\n" +
 	"\x05event\x18\x03 \x01(\v2\x15.obelisk.v1.EventViewR\x05event\x12%\n" +
-	"\x0eskipped_before\x18\x04 \x01(\x04R\rskippedBefore2\x82\a\n" +
+	"\x0eskipped_before\x18\x04 \x01(\x04R\rskippedBefore\"d\n" +
+	"\x0eGetLogsRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x19\n" +
+	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xaa\x01\n" +
+	"\aLogLine\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04time\x18\x02 \x01(\tR\x04time\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x12\x18\n" +
+	"\acontext\x18\x06 \x01(\tR\acontext\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\xa5\x01\n" +
+	"\x0fGetLogsResponse\x12)\n" +
+	"\x05lines\x18\x01 \x03(\v2\x13.obelisk.v1.LogLineR\x05lines\x12\x19\n" +
+	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\x12\x16\n" +
+	"\x06stored\x18\x03 \x01(\x04R\x06stored\x12\x18\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x1a\n" +
+	"\bfinished\x18\x05 \x01(\bR\bfinished2\xc6\a\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -2352,7 +2620,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x05Pause\x12\x18.obelisk.v1.PauseRequest\x1a\x19.obelisk.v1.PauseResponse\x12B\n" +
 	"\aUnpause\x12\x1a.obelisk.v1.UnpauseRequest\x1a\x1b.obelisk.v1.UnpauseResponse\x129\n" +
 	"\x04Stub\x12\x17.obelisk.v1.StubRequest\x1a\x18.obelisk.v1.StubResponse\x12P\n" +
-	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x01\x12?\n" +
+	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x01\x12B\n" +
+	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse\x12?\n" +
 	"\x06Delete\x12\x19.obelisk.v1.DeleteRequest\x1a\x1a.obelisk.v1.DeleteResponse\x12T\n" +
 	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
@@ -2371,7 +2640,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
 	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
@@ -2410,6 +2679,9 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*GetComponentResponse)(nil),   // 34: obelisk.v1.GetComponentResponse
 	(*WatchEventsRequest)(nil),     // 35: obelisk.v1.WatchEventsRequest
 	(*WatchEventsResponse)(nil),    // 36: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 37: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 38: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 39: obelisk.v1.GetLogsResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
@@ -2425,39 +2697,42 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	33, // 10: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
 	33, // 11: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
 	21, // 12: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	13, // 13: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	15, // 14: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	18, // 15: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	20, // 16: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	23, // 17: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	5,  // 18: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	7,  // 19: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	9,  // 20: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	11, // 21: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	35, // 22: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	0,  // 23: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	2,  // 24: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	26, // 25: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	30, // 26: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	14, // 27: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	16, // 28: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	19, // 29: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	22, // 30: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	25, // 31: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	6,  // 32: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	8,  // 33: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	10, // 34: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	12, // 35: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	36, // 36: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	1,  // 37: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 38: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	29, // 39: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	34, // 40: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	27, // [27:41] is the sub-list for method output_type
-	13, // [13:27] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	38, // 13: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	13, // 14: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	15, // 15: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	18, // 16: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	20, // 17: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	23, // 18: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	5,  // 19: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	7,  // 20: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	9,  // 21: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	11, // 22: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	35, // 23: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	37, // 24: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	0,  // 25: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	2,  // 26: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	26, // 27: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	30, // 28: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	14, // 29: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	16, // 30: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	19, // 31: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	22, // 32: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	25, // 33: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	6,  // 34: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	8,  // 35: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	10, // 36: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	12, // 37: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	36, // 38: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	39, // 39: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	1,  // 40: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	3,  // 41: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	29, // 42: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	34, // 43: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	29, // [29:44] is the sub-list for method output_type
+	14, // [14:29] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -2471,7 +2746,7 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -18,6 +18,14 @@ func wasmHostCall(reqPtr *byte, reqLen uint32, outPtr *byte, outCap uint32) int3
 //go:wasmimport obelisk_v1 host_take
 func wasmHostTake(outPtr *byte, outCap uint32) int32
 
+//go:wasmimport wasi:logging/logging@0.1.0-draft log
+func wasmLog(level uint32, contextPtr *byte, contextLen uint32, messagePtr *byte, messageLen uint32)
+
+// wasiLog logs one record through the wasi:logging import.
+func wasiLog(level uint8, context, message string) {
+	wasmLog(uint32(level), unsafe.StringData(context), uint32(len(context)), unsafe.StringData(message), uint32(len(message)))
+}
+
 // The buffers below are arrays in the module's zero-initialised memory rather
 // than heap allocations: every instance is fresh, and it pays for its first
 // allocations (spans to carve, memory to clear) but not for zeroed memory it
@@ -103,7 +111,7 @@ func obeliskRun(inPtr unsafe.Pointer, inLen int32) uint64 {
 	growStack(0)
 	// The host has read the output of a run before it calls anything else,
 	// so every run may reuse outputBuf.
-	out := run(input, hostCall, outputBuf[:0])
+	out := run(input, hostCall, wasiLog, outputBuf[:0])
 	allocs, inputBufUsed = nil, false
 	if len(out) == 0 {
 		panic("obelisk: empty output")

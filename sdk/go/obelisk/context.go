@@ -24,7 +24,13 @@ type runState struct {
 	executionID string
 	attempt     int
 	host        hostFunc
+	// log sends a record through wasi:logging; nil (TestHost, a build that is not
+	// a wasip1 module) sends the log op through host instead.
+	log logFunc
 }
+
+// logFunc logs one record at a wasi:logging level index (0 trace ... 5 critical).
+type logFunc func(level uint8, context, message string)
 
 // host returns the function performing host operations for this run.
 func (c Context) host() hostFunc {
@@ -62,20 +68,51 @@ const (
 	LevelInfo  Level = abi.LevelInfo
 	LevelWarn  Level = abi.LevelWarn
 	LevelError Level = abi.LevelError
+	// LevelCritical is wasi:logging's most severe level.
+	LevelCritical Level = abi.LevelCritical
 )
 
-// Log sends a message to the server's log, where it is attributed to the
-// execution. Outside an Obelisk host it is written to standard error.
-// Standard output and standard error of a component also reach the server's
-// log, without the level and the execution. For a structured logger, see
-// package obeliskslog.
+// wasiLevel returns the index of level in wasi:logging's enum level.
+func wasiLevel(level Level) (uint8, bool) {
+	for i, l := range abi.LoggingLevels {
+		if l == string(level) {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+// Log sends a message to the execution's log, which the server stores with the
+// execution (obelisk client execution logs ID) and also writes to its own log
+// at debug level.
+// A workflow's messages are stored once, not again on every replay. Outside an
+// Obelisk host it is written to standard error. What a component writes to
+// standard output and standard error is discarded unless its configuration
+// says stdout = "log" / stderr = "log". For a structured logger, see package
+// obeliskslog.
 func (c Context) Log(level Level, msg string) {
-	// What encodeRequest would make of a struct with the level and message.
-	req := make([]byte, 0, 40+len(level)+len(msg))
+	c.LogWithContext(level, "", msg)
+}
+
+// LogWithContext is Log with wasi:logging's context: a string that groups
+// messages, such as the name of a logger or a subsystem.
+func (c Context) LogWithContext(level Level, context, msg string) {
+	if c.r != nil && c.r.log != nil {
+		if l, ok := wasiLevel(level); ok {
+			c.r.log(l, context, msg)
+			return
+		}
+	}
+	// What encodeRequest would make of a struct with the level, message and context.
+	req := make([]byte, 0, 52+len(level)+len(context)+len(msg))
 	req = append(req, `{"op":"`+abi.OpLog+`","level":`...)
 	req = appendString(req, string(level))
 	req = append(req, `,"message":`...)
 	req = appendString(req, msg)
+	if context != "" {
+		req = append(req, `,"context":`...)
+		req = appendString(req, context)
+	}
 	req = append(req, '}')
 	if _, err := send(c.host(), abi.OpLog, req); err != nil {
 		fmt.Fprintf(os.Stderr, "%s %s\n", level, msg)

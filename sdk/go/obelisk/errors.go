@@ -141,7 +141,8 @@ const (
 	// or a Stub with another value than the one the execution already has.
 	KindConflict = abi.KindConflict
 	// KindInvalidName: NewJoinSetNamed with a name that is not 1 to 64 ASCII
-	// letters, digits, '-' and '/'.
+	// letters, digits, '-' and '/', or a Submit into a queue whose name is not
+	// valid (see [JoinSet.InQueue]).
 	KindInvalidName = abi.KindInvalidName
 	// KindUnknownJoinSet: a join set this workflow did not create.
 	KindUnknownJoinSet = abi.KindUnknownJoinSet

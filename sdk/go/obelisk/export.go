@@ -158,10 +158,11 @@ func warmup() {
 }
 
 // run runs the exported function the JSON input names, performing host
-// operations with host, and returns its JSON output, appended to dst. It
+// operations with host and logging with log (nil: the log op through host), and
+// returns its JSON output, appended to dst. It
 // panics, so that the module traps, when the input is bad or the function
 // panics.
-func run(input []byte, host hostFunc, dst []byte) []byte {
+func run(input []byte, host hostFunc, log logFunc, dst []byte) []byte {
 	var in runInput
 	if !in.parse(input) {
 		in = runInput{}
@@ -188,6 +189,7 @@ func run(input []byte, host hostFunc, dst []byte) []byte {
 		executionID: in.ExecutionID,
 		attempt:     in.Attempt,
 		host:        host,
+		log:         log,
 	}}
 	args[0] = reflect.ValueOf(ctx)
 	out, err := e.encodeResult(e.fn.Call(args), dst)

@@ -605,7 +605,7 @@ func TestFastRun(t *testing.T) {
 	if !in.parse([]byte(input)) {
 		t.Fatal("run input declined")
 	}
-	if got, want := string(run([]byte(input), nil, make([]byte, 0, 64))), `{"ok":"E_1 7 a\"é -0.5 2"}`; got != want {
+	if got, want := string(run([]byte(input), nil, nil, make([]byte, 0, 64))), `{"ok":"E_1 7 a\"é -0.5 2"}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }

@@ -36,7 +36,8 @@ import (
 // A JoinSet is a handle, the join set's ID: copy it freely. Only workflows
 // have join sets.
 type JoinSet struct {
-	id string
+	id    string
+	queue string // of its submits; "" = each child's component's queue
 }
 
 // ID returns the join set's ID: "g:<n>" for a generated one, "n:<name>" for
@@ -45,6 +46,22 @@ func (js JoinSet) ID() string { return js.id }
 
 // String returns the join set's ID.
 func (js JoinSet) String() string { return js.id }
+
+// InQueue returns a handle of the same join set whose [Submit]s create their
+// children in the named execution queue rather than in the queue of each
+// child's component (its exec.queue, by default its name):
+//
+//	obelisk.Submit(ctx, js.InQueue("gpu"), "my:render/render.frame", n)
+//
+// Such a child runs when an executor serving that queue and the child's
+// component runs: until then it stays pending in the queue. A name that is not
+// 1 to 255 ASCII letters, digits, '_', '-', '.', ':' or '/' makes Submit fail
+// with kind [KindInvalidName]. An empty name is the default queue again. The
+// queue is not recorded in the history: a replay finds the child created.
+func (js JoinSet) InQueue(queue string) JoinSet {
+	js.queue = queue
+	return js
+}
 
 // NewJoinSet creates a join set with a generated ID: g:1, g:2... in the order
 // the workflow creates them.
@@ -66,7 +83,7 @@ func newJoinSet(ctx Context, req []byte) (JoinSet, error) {
 	if err := sendDecode(ctx, abi.OpJoinSetCreate, append(req, '}'), &id); err != nil {
 		return JoinSet{}, err
 	}
-	return JoinSet{id}, nil
+	return JoinSet{id: id}, nil
 }
 
 // Close closes the join set: it cancels what in it has not been taken yet
@@ -96,7 +113,19 @@ func (js JoinSet) request(op string, extra int) []byte {
 // [KindTypeCheck], [KindUnknownJoinSet] or [KindJoinSetClosed], or another
 // error when a parameter cannot be encoded.
 func Submit(ctx Context, js JoinSet, ffqn string, params ...any) (string, error) {
-	raw, err := sendCall(ctx, abi.OpSubmit, js.id, ffqn, params)
+	var raw json.RawMessage
+	var err error
+	if js.queue == "" {
+		raw, err = sendCall(ctx, abi.OpSubmit, js.id, ffqn, params)
+	} else {
+		// Rare enough for encoding/json: the fast path writes the common request.
+		req := callRequestOf(js.id, ffqn, params)
+		if r, ok := req.(abi.SubmitRequest); ok {
+			r.Queue = js.queue
+			req = r
+		}
+		raw, err = invoke(ctx.host(), abi.OpSubmit, req)
+	}
 	if err != nil {
 		return "", err
 	}

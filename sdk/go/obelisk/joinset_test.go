@@ -173,7 +173,7 @@ func TestJoinSetErrors(t *testing.T) {
 			t.Errorf("got %T %v, want a %s host error of %s", err, err, kind, op)
 		}
 	}
-	js := JoinSet{"g:1"}
+	js := JoinSet{id: "g:1"}
 
 	ctx, _ := script(t, exchange{`{"op":"join_set_create","name":"a a"}`, hostErr(KindInvalidName)})
 	_, err := NewJoinSetNamed(ctx, "a a")
@@ -227,7 +227,7 @@ func TestJoinSetErrors(t *testing.T) {
 
 // The child's outcome comes back as Call returns it, with the execution ID.
 func TestJoinSetResults(t *testing.T) {
-	js := JoinSet{"g:1"}
+	js := JoinSet{id: "g:1"}
 	next := func(result string) exchange {
 		return exchange{`{"op":"join_next","join_set":"g:1","ffqn":"t:f/f.f"}`,
 			`{"ok":{"kind":"execution","id":"E_1.g:1_1","ffqn":"t:f/f.f","result":` + result + `}}`}
@@ -310,14 +310,14 @@ func TestParseResponse(t *testing.T) {
 			t.Errorf("parseResponse(%s) = %+v, %v", c.raw, r, ok)
 		}
 		host := &fakeHost{resp: `{"ok":` + c.raw + `}`}
-		r, err := JoinNext(Context{&runState{host: host.call}}, JoinSet{"g:1"})
+		r, err := JoinNext(Context{&runState{host: host.call}}, JoinSet{id: "g:1"})
 		if err != nil || !reflect.DeepEqual(r, c.want) {
 			t.Errorf("JoinNext of %s = %+v, %v", c.raw, r, err)
 		}
 	}
 	for _, bad := range []string{`1`, `{}`, `{"kind":"other","id":"x"}`, `{"kind":"execution","id":"E"}`, `{"kind":"delay"}`, `{"kind":"execution","id":"E","result":null}`} {
 		host := &fakeHost{resp: `{"ok":` + bad + `}`}
-		if msg := mustPanic(t, func() { _, _ = JoinNext(Context{&runState{host: host.call}}, JoinSet{"g:1"}) }); !strings.Contains(msg, "obelisk: join_next: malformed response") {
+		if msg := mustPanic(t, func() { _, _ = JoinNext(Context{&runState{host: host.call}}, JoinSet{id: "g:1"}) }); !strings.Contains(msg, "obelisk: join_next: malformed response") {
 			t.Errorf("%s: panic %q", bad, msg)
 		}
 	}

@@ -85,7 +85,7 @@ func TestParams(t *testing.T) {
 		got = []any{a, s, p, o, l, v}
 		return nil
 	})
-	out := run([]byte(`{"ffqn":"`+ffqn+`","params":[18446744073709551615,"x",{"x":1,"y":-2},null,[1,2],12345678901234567890],"execution_id":"E_1","attempt":3}`), nil, nil)
+	out := run([]byte(`{"ffqn":"`+ffqn+`","params":[18446744073709551615,"x",{"x":1,"y":-2},null,[1,2],12345678901234567890],"execution_id":"E_1","attempt":3}`), nil, nil, nil)
 	if string(out) != `{"ok":null}` {
 		t.Fatalf("output %s", out)
 	}
@@ -132,7 +132,7 @@ func TestTraps(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			msg := mustPanic(t, func() { run([]byte(c.input), nil, nil) })
+			msg := mustPanic(t, func() { run([]byte(c.input), nil, nil, nil) })
 			if !strings.Contains(msg, c.want) {
 				t.Errorf("panic %q does not contain %q", msg, c.want)
 			}

@@ -89,7 +89,7 @@ func (h *TestHost) Run(ffqn string, params ...any) []byte {
 		panic(fmt.Sprintf("obelisk: TestHost.Run(%q): encoding the input: %v", ffqn, err))
 	}
 	r := &testRun{h: h, executionID: in.ExecutionID, clock: time.Now()}
-	return run(input, r.hostCall, nil)
+	return run(input, r.hostCall, nil, nil)
 }
 
 // hostCall answers one host operation of the run like the real host does.

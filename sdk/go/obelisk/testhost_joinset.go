@@ -165,6 +165,9 @@ func (r *testRun) submit(req []byte) (any, *HostError) {
 	if herr != nil {
 		return nil, herr
 	}
+	if q.Queue != "" && !abi.ValidQueueName(q.Queue) { // the queue itself means nothing here
+		return nil, &HostError{Kind: KindInvalidName, Message: fmt.Sprintf("queue %q: want %s", q.Queue, abi.QueueNameRule)}
+	}
 	result, herr := r.h.runChild(q.FFQN, q.Params)
 	if herr != nil {
 		return nil, herr

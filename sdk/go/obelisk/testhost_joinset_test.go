@@ -90,7 +90,7 @@ func TestTestHostJoinSets(t *testing.T) {
 		add("submit closed=%s", kindOf(err))
 		_, err = JoinNext(ctx, named)
 		add("next closed=%s", kindOf(err))
-		add("unknown=%s", kindOf(JoinSet{"g:9"}.Close(ctx)))
+		add("unknown=%s", kindOf(JoinSet{id: "g:9"}.Close(ctx)))
 		return strings.Join(log, "\n"), nil
 	})
 	var got string

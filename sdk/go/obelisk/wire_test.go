@@ -20,7 +20,7 @@ func TestRequestsAreABIShapes(t *testing.T) {
 		}
 		return []byte(`{"error":{"kind":"bad_request","message":"recorded"}}`), nil
 	}}}
-	js := JoinSet{"n:a/b-1"}
+	js := JoinSet{id: "n:a/b-1"}
 	at := time.Unix(1700000000, 5)
 	name := "jobs"
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
@@ -36,6 +36,8 @@ func TestRequestsAreABIShapes(t *testing.T) {
 		{"Call with a struct", func() { _ = CallVoid(ctx, "t:p/i.f", struct{ A int }{1}) }, abi.OpCall, abi.CallRequest{FFQN: "t:p/i.f", Params: raw(`[{"A":1}]`)}},
 		{"Submit", func() { _, _ = Submit(ctx, js, "t:p/i.f", uint64(7)) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`)}},
 		{"Submit with a list", func() { _, _ = Submit(ctx, js, "t:p/i.f", []int{1}) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[[1]]`)}},
+		{"Submit in a queue", func() { _, _ = Submit(ctx, js.InQueue("gpu/eu-1"), "t:p/i.f", uint64(7)) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`), Queue: "gpu/eu-1"}},
+		{"Submit in the default queue again", func() { _, _ = Submit(ctx, js.InQueue("gpu").InQueue(""), "t:p/i.f", uint64(7)) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`)}},
 		{"NewJoinSet", func() { _, _ = NewJoinSet(ctx) }, abi.OpJoinSetCreate, abi.JoinSetCreateRequest{}},
 		{"NewJoinSetNamed", func() { _, _ = NewJoinSetNamed(ctx, name) }, abi.OpJoinSetCreate, abi.JoinSetCreateRequest{Name: &name}},
 		{"SubmitDelay In", func() { _, _ = SubmitDelay(ctx, js, In(1500*time.Millisecond)) }, abi.OpSubmitDelay, abi.SubmitDelayRequest{JoinSet: js.id, ScheduleAt: marshalled(t, abi.ScheduleAt{In: map[string]uint64{"milliseconds": 1500}})}},

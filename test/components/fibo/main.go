@@ -6,7 +6,12 @@
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o fibo.wasm ./test/components/fibo
 package main
 
-import "github.com/obelisk-go/obelisk/sdk/go/obelisk"
+import (
+	"fmt"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/obeliskslog"
+)
 
 // A reactor module never runs main: exported functions are registered in init.
 func init() {
@@ -14,9 +19,12 @@ func init() {
 }
 
 // fibo implements `fibo: func(n: u8) -> result<u64>`: it computes the n-th
-// Fibonacci number iteratively, with fibo(0) = 0 and fibo(1) = 1.
+// Fibonacci number iteratively, with fibo(0) = 0 and fibo(1) = 1. It logs
+// "fibo(N) = R" at info level, to the execution's log.
 func fibo(ctx obelisk.Context, n uint8) (uint64, error) {
-	return fib(n), nil
+	r := fib(n)
+	obeliskslog.Logger(ctx).Info(fmt.Sprintf("fibo(%d) = %d", n, r))
+	return r, nil
 }
 
 func fib(n uint8) uint64 {

@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
 )
@@ -26,10 +27,14 @@ type flakyError struct {
 
 // failUntil implements `fail-until: func(attempts: u32) -> result<u32,
 // string>`: it returns err("attempt N") while the attempt number N is below
-// attempts, then ok(N). An err is retried with a fresh instance and N+1.
+// attempts, then ok(N). An err is retried with a fresh instance and N+1. It
+// writes each attempt to standard output and each failure to standard error
+// (stored as log lines with stdout = "log", stderr = "log").
 func failUntil(ctx obelisk.Context, attempts uint32) (uint32, error) {
 	n := uint32(ctx.Attempt())
+	fmt.Printf("attempt %d of %d\n", n, attempts)
 	if n < attempts {
+		fmt.Fprintf(os.Stderr, "attempt %d fails\n", n)
 		return 0, fmt.Errorf("attempt %d", n)
 	}
 	return n, nil

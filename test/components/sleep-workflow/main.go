@@ -33,12 +33,20 @@ func sleepDurable(ctx obelisk.Context, millis uint64) error {
 }
 
 // sleepThenCall implements `sleep-then-call: func(millis: u64, n: u8) ->
-// result<u64>`: a durable sleep, then a call of the fibo activity.
+// result<u64>`: a durable sleep, then a call of the fibo activity. It logs
+// what it does (stored once, however often the workflow is replayed).
 func sleepThenCall(ctx obelisk.Context, millis uint64, n uint8) (uint64, error) {
+	ctx.Log(obelisk.LevelInfo, fmt.Sprintf("sleeping %d ms", millis))
 	if err := obelisk.SleepFor(ctx, time.Duration(millis)*time.Millisecond); err != nil {
 		return 0, err
 	}
-	return obelisk.Call[uint64](ctx, "testing:fibo/fibo.fibo", n)
+	ctx.Log(obelisk.LevelInfo, fmt.Sprintf("slept; calling fibo(%d)", n))
+	r, err := obelisk.Call[uint64](ctx, "testing:fibo/fibo.fibo", n)
+	if err != nil {
+		return 0, err
+	}
+	ctx.LogWithContext(obelisk.LevelWarn, "result", fmt.Sprintf("fibo(%d) returned %d", n, r))
+	return r, nil
 }
 
 // race implements `race: func(activity-millis: u64, timeout-millis: u64) ->

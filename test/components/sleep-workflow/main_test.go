@@ -59,10 +59,11 @@ func TestSleepThenCall(t *testing.T) {
 			},
 		},
 	}
+	host.Log = func(level obelisk.Level, msg string) { ops = append(ops, string(level)+" "+msg) }
 	if got := string(host.Run("testing:sleep-workflow/workflow.sleep-then-call", 100, 10)); got != `{"ok":55}` {
 		t.Errorf("sleep-then-call(100, 10) = %s", got)
 	}
-	if got, want := strings.Join(ops, ", "), "sleep, call testing:fibo/fibo.fibo[10]"; got != want {
+	if got, want := strings.Join(ops, ", "), "info sleeping 100 ms, sleep, info slept; calling fibo(10), call testing:fibo/fibo.fibo[10], warn fibo(10) returned 55"; got != want {
 		t.Errorf("ops %s, want %s", got, want)
 	}
 }

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
@@ -18,8 +19,9 @@ func init() {
 
 // sleep implements `sleep: func(millis: u64) -> result`. Activities get the
 // real clock, so this really sleeps. (In a workflow, time.Sleep returns at
-// once: the workflow clock is deterministic.)
+// once: the workflow clock is deterministic.) It logs that it starts to sleep.
 func sleep(ctx obelisk.Context, millis uint64) error {
+	ctx.Log(obelisk.LevelInfo, fmt.Sprintf("attempt %d: sleeping %d ms", ctx.Attempt(), millis))
 	time.Sleep(time.Duration(millis) * time.Millisecond)
 	return nil
 }

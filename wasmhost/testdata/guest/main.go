@@ -29,6 +29,9 @@ func hostCall(reqPtr unsafe.Pointer, reqLen int32, outPtr unsafe.Pointer, outCap
 //go:wasmimport obelisk_v1 host_take
 func hostTake(outPtr unsafe.Pointer, outCap int32) int32
 
+//go:wasmimport wasi:logging/logging@0.1.0-draft log
+func wasiLog(level int32, ctxPtr *byte, ctxLen int32, msgPtr *byte, msgLen int32)
+
 // input holds the buffers handed to the host by obelisk_v1_alloc until the
 // next obelisk_v1_run returns; output keeps the result alive until the host
 // has read it.
@@ -156,6 +159,12 @@ func dispatch(raw []byte) []byte {
 		fmt.Println("hello stdout")
 		fmt.Fprintln(os.Stderr, "hello stderr")
 		return ok(nil)
+	case "wasilog": // params: level (a number), context, message; logs through wasi:logging
+		var lc, msg string
+		json.Unmarshal(param(&in, 1), &lc)
+		json.Unmarshal(param(&in, 2), &msg)
+		wasiLog(int32(intParam(&in, 0)), unsafe.StringData(lc), int32(len(lc)), unsafe.StringData(msg), int32(len(msg)))
+		return []byte(`{"ok":null}`)
 	case "hostcall": // params[0] is a request; {"ok": <the whole response>}
 		return []byte(`{"ok":` + string(call(param(&in, 0))) + `}`)
 	case "hostcall_loop": // params[0] request, params[1] count; {"ok": count}

@@ -45,7 +45,7 @@ func clientCmd() *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one machine-readable JSON document")
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
-		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), deleteCmd(o), retentionCmd(o))
+		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o), deleteCmd(o), retentionCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o), componentInspectCmd(o), componentWitCmd(o))
 	cmd.AddCommand(exec, comp, eventStreamCmd(o))
@@ -68,7 +68,7 @@ func apiErr(err error) error {
 
 func submitCmd(o *clientOpts) *cobra.Command {
 	var follow bool
-	var id string
+	var id, queue string
 	cmd := &cobra.Command{
 		Use:   "submit FFQN [PARAMS_JSON]",
 		Short: "Submit a top-level execution; PARAMS_JSON is a JSON array (default [])",
@@ -82,7 +82,7 @@ func submitCmd(o *clientOpts) *cobra.Command {
 			if err := json.Unmarshal([]byte(params), &probe); err != nil {
 				return usage(fmt.Errorf("PARAMS_JSON must be a JSON array: %w", err))
 			}
-			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id}))
+			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue}))
 			if err != nil {
 				return apiErr(err)
 			}
@@ -91,6 +91,7 @@ func submitCmd(o *clientOpts) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for the result")
 	cmd.Flags().StringVarP(&id, "execution-id", "e", "", "use this execution ID (E_<ULID>)")
+	cmd.Flags().StringVar(&queue, "queue", "", "submit to this execution queue (default: the queue of the function's component)")
 	return cmd
 }
 
@@ -116,6 +117,8 @@ type statusDoc struct {
 	CancelRequested bool            `json:"cancel_requested,omitempty"`
 	LastFailure     string          `json:"last_failure,omitempty"` // why the last attempt failed or timed out
 	Result          json.RawMessage `json:"result,omitempty"`
+	// Queue is the queue a pending execution waits in (one no executor serves, maybe).
+	Queue string `json:"queue,omitempty"`
 }
 
 // statusText is a status as people read it: "pending_at (paused)".
@@ -153,6 +156,9 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 	}
 	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested,
 		LastFailure: last.LastFailure}
+	if doc.Status == "pending_at" {
+		doc.Queue = last.Queue
+	}
 	if last.ResultJson != "" {
 		doc.Result = json.RawMessage(last.ResultJson)
 	}
@@ -163,6 +169,9 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		}
 	} else {
 		fmt.Fprintf(out, "%s %s\n", doc.ExecutionID, statusText(last))
+		if doc.Queue != "" {
+			fmt.Fprintf(out, "queue: %s\n", doc.Queue)
+		}
 		if doc.LastFailure != "" {
 			fmt.Fprintf(out, "last failure: %s\n", doc.LastFailure)
 		}
@@ -234,6 +243,7 @@ func listCmd(o *clientOpts) *cobra.Command {
 					FFQN        string          `json:"ffqn"`
 					Status      string          `json:"status"`
 					CreatedAt   string          `json:"created_at"`
+					Queue       string          `json:"queue"`
 					Result      json.RawMessage `json:"result,omitempty"`
 				}
 				doc := struct {
@@ -241,7 +251,7 @@ func listCmd(o *clientOpts) *cobra.Command {
 					NextCursor string `json:"next_cursor,omitempty"`
 				}{Executions: []item{}, NextCursor: resp.Msg.NextCursor}
 				for _, s := range resp.Msg.Executions {
-					it := item{ExecutionID: s.ExecutionId, FFQN: s.Ffqn, Status: s.Status, CreatedAt: s.CreatedAt}
+					it := item{ExecutionID: s.ExecutionId, FFQN: s.Ffqn, Status: s.Status, CreatedAt: s.CreatedAt, Queue: s.Queue}
 					if s.ResultJson != "" {
 						it.Result = json.RawMessage(s.ResultJson)
 					}
@@ -250,7 +260,7 @@ func listCmd(o *clientOpts) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), doc)
 			}
 			for _, s := range resp.Msg.Executions {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s %s\n", s.ExecutionId, s.Ffqn, s.Status, s.ResultJson)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s queue=%s %s\n", s.ExecutionId, s.Ffqn, s.Status, s.Queue, s.ResultJson)
 			}
 			return nil
 		},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
@@ -73,13 +74,19 @@ type File struct {
 		// InstanceReuse: an instance whose run ended normally is reset to its
 		// snapshot and reused (default). false: every instance is closed after its run.
 		InstanceReuse bool `mapstructure:"instance_reuse"`
-		// MemoryBudget is the guest memory the activity attempts running at once may
-		// reserve, e.g. "4GiB" ("" = half the machine's memory, at least 2 GiB).
+		// MemoryBudget is the guest memory the instances of the runs in memory may hold
+		// at once, e.g. "4GiB" ("" = half the machine's memory, at least 2 GiB).
 		MemoryBudget string `mapstructure:"memory_budget"`
 	} `mapstructure:"wasm"`
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
 	} `mapstructure:"workflows"`
+	// Logs: the guest log lines stored with each execution.
+	Logs struct {
+		// MaxPerExecution lines are kept per execution, the first ones; later ones are
+		// counted only. 0 keeps none.
+		MaxPerExecution int `mapstructure:"max_per_execution"`
+	} `mapstructure:"logs"`
 	// Store sizes the event store's memory, e.g. "32MiB" ("" = the events package's
 	// default).
 	Store struct {
@@ -91,6 +98,8 @@ type File struct {
 	Activities []Activity `mapstructure:"activity_wasm"`
 	Workflow   []Workflow `mapstructure:"workflow"`
 	Stubs      []Stub     `mapstructure:"activity_stub"`
+	// Queues set the limits of execution queues shared by components (queues.go).
+	Queues []Queue `mapstructure:"queue"`
 	// Webhook endpoints and their HTTP servers (webhook.go).
 	HTTPServers      []HTTPServer      `mapstructure:"http_server"`
 	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
@@ -105,6 +114,8 @@ type Location struct {
 type Exec struct {
 	LockExpiry     *time.Duration `mapstructure:"lock_expiry"`
 	MaxConcurrency *int           `mapstructure:"max_concurrency"`
+	// Queue is the execution queue the component is served from ("" = its name).
+	Queue string `mapstructure:"queue"`
 }
 
 // Retention is [retention], and a component's retention.* override.
@@ -136,6 +147,7 @@ type Activity struct {
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
 	Retention       Retention      `mapstructure:"retention"`
+	Output          `mapstructure:",squash"`
 }
 
 // Workflow is one [[workflow]].
@@ -150,6 +162,7 @@ type Workflow struct {
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
 	MemoryLimit      string         `mapstructure:"memory_limit"`
 	Retention        Retention      `mapstructure:"retention"`
+	Output           `mapstructure:",squash"`
 }
 
 // Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
@@ -191,6 +204,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it
 	v.SetDefault("webui.allowed_hosts", []string{})
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
+	v.SetDefault("logs.max_per_execution", events.DefaultMaxLogsPerExecution)
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
 	v.SetDefault("wasm.instance_reuse", true)
@@ -264,6 +278,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	if s.Engine.RetentionFinishedAfter, err = f.Retention.resolve("retention.finished_after"); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
+	s.Engine.MaxLogsPerExecution = f.Logs.MaxPerExecution // not negative: countHook
+	if s.Engine.MaxLogsPerExecution == 0 {
+		s.Engine.MaxLogsPerExecution = -1 // none
+	}
 	switch r := f.Workflows.MaxResident; { // not negative: countHook
 	case r == 0:
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
@@ -302,6 +320,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if c.MemoryLimit, err = parseMemoryLimit(a.MemoryLimit); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
+		if err := a.Output.apply(&c); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		if c.RetentionFinishedAfter, err = a.Retention.resolve("retention.finished_after"); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
@@ -332,10 +353,17 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if c.MemoryLimit, err = parseMemoryLimit(w.MemoryLimit); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
+		if err := w.Output.apply(&c); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
 		if c.RetentionFinishedAfter, err = w.Retention.resolve("retention.finished_after"); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
+	}
+	// Before the stubs: the first components are the activities, then the workflows.
+	if err := resolveQueues(f, s.Engine.Components, path); err != nil {
+		return nil, err
 	}
 	for i, st := range f.Stubs {
 		c := actors.ComponentConfig{Name: st.Name, Type: actors.ActivityStub, Path: rel(st.Location.Path), WIT: st.WIT}
@@ -386,6 +414,7 @@ func common(c *actors.ComponentConfig, e Exec) error {
 	if err := atLeast("retry_exp_backoff", c.RetryExpBackoff, MinRetryExpBackoff); err != nil {
 		return err
 	}
+	c.Queue = e.Queue
 	if e.MaxConcurrency != nil {
 		// 0 is refused rather than read as "the default": a component that may run
 		// nothing at once is never what was meant.

@@ -40,6 +40,9 @@ location.path = "/abs/wf.wasm"
 	if s.MaxRequestBytes != 4<<20 || s.Engine.MaxParamsBytes != 1<<20 {
 		t.Fatalf("API limits: max_request_bytes %d, max_params_bytes %d", s.MaxRequestBytes, s.Engine.MaxParamsBytes)
 	}
+	if s.Engine.MaxLogsPerExecution != 1000 {
+		t.Fatalf("logs.max_per_execution defaults to %d, want 1000", s.Engine.MaxLogsPerExecution)
+	}
 	a, w := s.Engine.Components[0], s.Engine.Components[1]
 	want := actors.ComponentConfig{Name: "fibo", Type: actors.ActivityWasm, Path: filepath.Join(filepath.Dir(p), "fibo.wasm"),
 		MaxRetries: 5, RetryExpBackoff: 100 * time.Millisecond, LockExpiry: time.Second, MaxConcurrency: DefaultMaxConcurrency}
@@ -93,6 +96,54 @@ max_retries = 2
 	}
 }
 
+func TestLogsMaxPerExecution(t *testing.T) {
+	for toml, want := range map[string]int{"[logs]\nmax_per_execution = 20\n": 20, "[logs]\nmax_per_execution = 0\n": -1} {
+		s, err := Load(write(t, toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Engine.MaxLogsPerExecution != want {
+			t.Errorf("%q: MaxLogsPerExecution = %d, want %d", toml, s.Engine.MaxLogsPerExecution, want)
+		}
+	}
+}
+
+func TestOutputCapture(t *testing.T) {
+	s, err := Load(write(t, `
+[[activity_wasm]]
+name = "a"
+location.path = "a.wasm"
+stdout = "log"
+[[workflow]]
+name = "w"
+location.path = "w.wasm"
+stdout = "none"
+stderr = "log"
+[[webhook_endpoint]]
+name = "h"
+location.path = "h.wasm"
+routes = [""]
+stdout = "log"
+stderr = "log"
+[[activity_wasm]]
+name = "d"
+location.path = "d.wasm"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]bool{}
+	for _, c := range s.Engine.Components {
+		got[c.Name] = [2]bool{c.CaptureStdout, c.CaptureStderr}
+	}
+	want := map[string][2]bool{"a": {true, false}, "w": {false, true}, "h": {true, true}, "d": {false, false}}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: capture stdout, stderr = %v, want %v", name, got[name], w)
+		}
+	}
+}
+
 func TestNoFile(t *testing.T) {
 	s, err := Load("")
 	if err != nil || len(s.Engine.Components) != 0 || s.ListeningAddr != DefaultListeningAddr {
@@ -111,6 +162,10 @@ func TestErrors(t *testing.T) {
 		{"bad strategy", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nblocking_strategy = \"spin\"\n", "blocking_strategy"},
 		{"negative workflow retries", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nmax_retries = -1\n", `[[workflow]] #1 (name "w"): max_retries = -1: must not be negative`},
 		{"negative resident", "[workflows]\nmax_resident = -2\n", "max_resident"},
+		{"bad stdout", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nstdout = \"file\"\n", `[[activity_wasm]] #1 (name "a"): stdout = "file": want "none" or "log"`},
+		{"bad workflow stderr", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nstderr = \"LOG\"\n", `[[workflow]] #1 (name "w"): stderr = "LOG": want "none" or "log"`},
+		{"bad webhook stderr", "[[webhook_endpoint]]\nname = \"h\"\nlocation.path = \"h\"\nroutes = [\"\"]\nstderr = \"x\"\n", `[[webhook_endpoint]] #1 (name "h"): stderr = "x": want "none" or "log"`},
+		{"negative log bound", "[logs]\nmax_per_execution = -1\n", "logs.max_per_execution = -1: must not be negative"},
 		{"zero request limit", "[api]\nmax_request_bytes = 0\n", "api.max_request_bytes must be a positive number of bytes, got 0"},
 		{"negative params limit", "[api]\nmax_params_bytes = -1\n", "api.max_params_bytes = -1: must not be negative"},
 		{"request limit with a unit", "[api]\nmax_request_bytes = \"4MiB\"\n", "max_request_bytes"},

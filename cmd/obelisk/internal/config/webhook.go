@@ -27,6 +27,7 @@ type WebhookEndpoint struct {
 	DeniedHosts         []string       `mapstructure:"denied_hosts"`
 	MaxInflightRequests *int           `mapstructure:"max_inflight_requests"`
 	RequestTimeout      *time.Duration `mapstructure:"request_timeout"`
+	Output              `mapstructure:",squash"`
 }
 
 // resolveWebhooks adds the webhook endpoints to the engine's components and fills
@@ -117,11 +118,15 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts, DeniedHosts: w.DeniedHosts}).Validate(); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "%v", err) // names the key and the entry
 		}
-		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
-		s.Engine.Components = append(s.Engine.Components, actors.ComponentConfig{
+		c := actors.ComponentConfig{
 			Name: w.Name, Type: actors.WebhookEndpoint, Path: rel(w.Location.Path), AllowedHosts: w.AllowedHosts,
 			DeniedHosts: w.DeniedHosts, LockExpiry: ec.RequestTimeout, MaxConcurrency: ec.MaxInflightRequests,
-		})
+		}
+		if err := w.Output.apply(&c); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
+		}
+		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
+		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	return nil
 }

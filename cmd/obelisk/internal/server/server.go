@@ -103,7 +103,7 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[pb.SubmitR
 	if strings.TrimSpace(params) == "" {
 		params = "[]"
 	}
-	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params))
+	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), actors.InQueue(req.Msg.Queue))
 	if err != nil {
 		return nil, apiError(err)
 	}
@@ -366,6 +366,7 @@ func Summary(st *pb.ExecutionState) *pb.ExecutionSummary {
 		CreatedAt: rfc3339(st.CreatedAt), ComponentId: st.ComponentId, ParentId: st.ParentId,
 		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures, LastFailure: st.LastFailure,
 		Paused: st.Paused, CancelRequested: st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED,
+		Queue: st.Queue,
 	}
 	switch st.Status {
 	case pb.Status_STATUS_PENDING_AT:

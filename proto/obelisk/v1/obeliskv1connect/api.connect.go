@@ -66,6 +66,9 @@ const (
 	// ExecutionServiceWatchEventsProcedure is the fully-qualified name of the ExecutionService's
 	// WatchEvents RPC.
 	ExecutionServiceWatchEventsProcedure = "/obelisk.v1.ExecutionService/WatchEvents"
+	// ExecutionServiceGetLogsProcedure is the fully-qualified name of the ExecutionService's GetLogs
+	// RPC.
+	ExecutionServiceGetLogsProcedure = "/obelisk.v1.ExecutionService/GetLogs"
 	// ExecutionServiceDeleteProcedure is the fully-qualified name of the ExecutionService's Delete RPC.
 	ExecutionServiceDeleteProcedure = "/obelisk.v1.ExecutionService/Delete"
 	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
@@ -108,6 +111,11 @@ type ExecutionServiceClient interface {
 	// client disconnects. Resuming with the last position received misses and repeats
 	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
+	// GetLogs returns the lines an execution's guest logged (wasi:logging), in the order it
+	// logged them, from from_seq. Lines are stored with the progress they belong to and
+	// never change: to follow a log, ask again from next_seq until finished is set and
+	// no line came. An unknown execution is NOT_FOUND.
+	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error)
 	// Delete deletes a finished top-level execution with its whole tree (descendants,
 	// responses, delays, events and their global log entries) now. An execution that is
 	// not top-level, or whose tree has anything unfinished, is FAILED_PRECONDITION.
@@ -188,6 +196,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
 			connect.WithClientOptions(opts...),
 		),
+		getLogs: connect.NewClient[v1.GetLogsRequest, v1.GetLogsResponse](
+			httpClient,
+			baseURL+ExecutionServiceGetLogsProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("GetLogs")),
+			connect.WithClientOptions(opts...),
+		),
 		delete: connect.NewClient[v1.DeleteRequest, v1.DeleteResponse](
 			httpClient,
 			baseURL+ExecutionServiceDeleteProcedure,
@@ -215,6 +229,7 @@ type executionServiceClient struct {
 	unpause        *connect.Client[v1.UnpauseRequest, v1.UnpauseResponse]
 	stub           *connect.Client[v1.StubRequest, v1.StubResponse]
 	watchEvents    *connect.Client[v1.WatchEventsRequest, v1.WatchEventsResponse]
+	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
 }
@@ -269,6 +284,11 @@ func (c *executionServiceClient) WatchEvents(ctx context.Context, req *connect.R
 	return c.watchEvents.CallServerStream(ctx, req)
 }
 
+// GetLogs calls obelisk.v1.ExecutionService.GetLogs.
+func (c *executionServiceClient) GetLogs(ctx context.Context, req *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error) {
+	return c.getLogs.CallUnary(ctx, req)
+}
+
 // Delete calls obelisk.v1.ExecutionService.Delete.
 func (c *executionServiceClient) Delete(ctx context.Context, req *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error) {
 	return c.delete.CallUnary(ctx, req)
@@ -308,6 +328,11 @@ type ExecutionServiceHandler interface {
 	// client disconnects. Resuming with the last position received misses and repeats
 	// nothing. Filters apply on the server; an unknown kind is INVALID_ARGUMENT.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
+	// GetLogs returns the lines an execution's guest logged (wasi:logging), in the order it
+	// logged them, from from_seq. Lines are stored with the progress they belong to and
+	// never change: to follow a log, ask again from next_seq until finished is set and
+	// no line came. An unknown execution is NOT_FOUND.
+	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error)
 	// Delete deletes a finished top-level execution with its whole tree (descendants,
 	// responses, delays, events and their global log entries) now. An execution that is
 	// not top-level, or whose tree has anything unfinished, is FAILED_PRECONDITION.
@@ -384,6 +409,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("WatchEvents")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceGetLogsHandler := connect.NewUnaryHandler(
+		ExecutionServiceGetLogsProcedure,
+		svc.GetLogs,
+		connect.WithSchema(executionServiceMethods.ByName("GetLogs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	executionServiceDeleteHandler := connect.NewUnaryHandler(
 		ExecutionServiceDeleteProcedure,
 		svc.Delete,
@@ -418,6 +449,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceStubHandler.ServeHTTP(w, r)
 		case ExecutionServiceWatchEventsProcedure:
 			executionServiceWatchEventsHandler.ServeHTTP(w, r)
+		case ExecutionServiceGetLogsProcedure:
+			executionServiceGetLogsHandler.ServeHTTP(w, r)
 		case ExecutionServiceDeleteProcedure:
 			executionServiceDeleteHandler.ServeHTTP(w, r)
 		case ExecutionServiceListRetentionProcedure:
@@ -469,6 +502,10 @@ func (UnimplementedExecutionServiceHandler) Stub(context.Context, *connect.Reque
 
 func (UnimplementedExecutionServiceHandler) WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.WatchEvents is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.Response[v1.GetLogsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.GetLogs is not implemented"))
 }
 
 func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error) {

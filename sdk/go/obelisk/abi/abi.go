@@ -29,7 +29,8 @@ const Version = 1
 
 // The names of the host operations: the "op" member of a host_call request.
 const (
-	// OpLog writes a message to the server's log ([LogRequest]); every kind of
+	// OpLog writes a message to the execution's log ([LogRequest]), as
+	// LoggingModule's log does; kept for guests built before it. Every kind of
 	// component, also during _initialize. Its ok value is null.
 	OpLog = "log"
 	// OpHTTP makes one HTTP request ([HTTPRequest], answered by an
@@ -113,20 +114,35 @@ type RunInput struct {
 	Attempt int `json:"attempt"`
 }
 
-// Log levels of [LogRequest], from the least to the most severe.
+// Log levels of [LogRequest], from the least to the most severe: the cases of
+// wasi:logging's enum level, in its order (LoggingLevels).
 const (
-	LevelTrace = "trace"
-	LevelDebug = "debug"
-	LevelInfo  = "info"
-	LevelWarn  = "warn"
-	LevelError = "error"
+	LevelTrace    = "trace"
+	LevelDebug    = "debug"
+	LevelInfo     = "info"
+	LevelWarn     = "warn"
+	LevelError    = "error"
+	LevelCritical = "critical"
+)
+
+// LoggingLevels are the levels in the order of wasi:logging's enum level: the
+// level argument of LoggingModule's log is an index in it.
+var LoggingLevels = [...]string{LevelTrace, LevelDebug, LevelInfo, LevelWarn, LevelError, LevelCritical}
+
+// The wasi:logging import: LoggingModule's function LoggingLog, lowered to core wasm as
+// (level: i32, context_ptr: i32, context_len: i32, message_ptr: i32, message_len: i32) -> ().
+const (
+	LoggingModule = "wasi:logging/logging@0.1.0-draft"
+	LoggingLog    = "log"
 )
 
 // LogRequest is the request of [OpLog] without the op.
 type LogRequest struct {
-	// Level is one of LevelTrace ... LevelError.
+	// Level is one of LevelTrace ... LevelCritical.
 	Level   string `json:"level"`
 	Message string `json:"message"`
+	// Context is wasi:logging's context (a logger's name; often empty).
+	Context string `json:"context,omitempty"`
 }
 
 // HTTPRequest is the request of [OpHTTP] without the op.
@@ -163,6 +179,9 @@ type SubmitRequest struct {
 	FFQN    string `json:"ffqn"`
 	// Params is the positional JSON array of parameters; absent means [].
 	Params json.RawMessage `json:"params"`
+	// Queue is the execution queue of the child (see [ValidQueueName]); absent
+	// means the queue its component is configured with.
+	Queue string `json:"queue,omitempty"`
 }
 
 // ScheduleRequest is the request of [OpSchedule] without the op.
@@ -295,6 +314,27 @@ func ValidJoinSetName(name string) bool {
 	}
 	return true
 }
+
+// MaxQueueNameLength bounds the name of an execution queue.
+const MaxQueueNameLength = 255
+
+// ValidQueueName reports whether name may name an execution queue: 1 to
+// MaxQueueNameLength ASCII letters, digits, '_', '-', '.', ':' and '/'. A
+// component's default queue is its name, which is always one.
+func ValidQueueName(name string) bool {
+	if name == "" || len(name) > MaxQueueNameLength {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// QueueNameRule says, for error messages, what [ValidQueueName] accepts.
+const QueueNameRule = "1 to 255 ASCII letters, digits, '_', '-', '.', ':' or '/'"
 
 // SubmitDelayRequest is the request of [OpSubmitDelay] without the op.
 type SubmitDelayRequest struct {

@@ -84,12 +84,14 @@ func TestWireFormat(t *testing.T) {
 	}{
 		{Head{OpLog}, `{"op":"log"}`},
 		{RunInput{FFQN: "a:b/c.d", Params: json.RawMessage(`[1]`), ExecutionID: "E_1", Attempt: 2}, `{"ffqn":"a:b/c.d","params":[1],"execution_id":"E_1","attempt":2}`},
-		{LogRequest{LevelInfo, "hi"}, `{"level":"info","message":"hi"}`},
+		{LogRequest{Level: LevelInfo, Message: "hi"}, `{"level":"info","message":"hi"}`},
+		{LogRequest{Level: LevelCritical, Message: "hi", Context: "c"}, `{"level":"critical","message":"hi","context":"c"}`},
 		{HTTPRequest{Method: "GET", URL: "http://x/", Headers: map[string][]string{"A": {"b"}}, Body: "eA==", TimeoutMS: 5}, `{"method":"GET","url":"http://x/","headers":{"A":["b"]},"body":"eA==","timeout_ms":5}`},
 		{HTTPRequest{URL: "http://x/"}, `{"method":"","url":"http://x/","headers":null}`},
 		{HTTPResponse{Status: 200, Headers: map[string][]string{}, Body: ""}, `{"status":200,"headers":{},"body":""}`},
 		{CallRequest{FFQN: "a:b/c.d", Params: json.RawMessage(`[]`)}, `{"ffqn":"a:b/c.d","params":[]}`},
 		{SubmitRequest{JoinSet: "g:1", FFQN: "a:b/c.d", Params: json.RawMessage(`[1]`)}, `{"join_set":"g:1","ffqn":"a:b/c.d","params":[1]}`},
+		{SubmitRequest{JoinSet: "g:1", FFQN: "a:b/c.d", Params: json.RawMessage(`[1]`), Queue: "q"}, `{"join_set":"g:1","ffqn":"a:b/c.d","params":[1],"queue":"q"}`},
 		{ScheduleRequest{FFQN: "a:b/c.d", Params: json.RawMessage(`[]`), ScheduleAt: json.RawMessage(`"now"`)}, `{"ffqn":"a:b/c.d","params":[],"schedule_at":"now"}`},
 		{ScheduleRequest{FFQN: "a:b/c.d", Params: json.RawMessage(`[]`), ExecutionID: "E_1"}, `{"ffqn":"a:b/c.d","params":[],"execution_id":"E_1"}`},
 		{ScheduleAt{At: &Time{Seconds: 1, Nanoseconds: 2}}, `{"at":{"seconds":1,"nanoseconds":2}}`},
@@ -131,6 +133,17 @@ func TestValidJoinSetName(t *testing.T) {
 	} {
 		if got := ValidJoinSetName(name); got != want {
 			t.Errorf("ValidJoinSetName(%q) = %v", name, got)
+		}
+	}
+}
+
+func TestValidQueueName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"fibo": true, "fibo-workflow": true, "gpu/eu-1": true, "a_b.c:d": true, strings.Repeat("q", 255): true,
+		"": false, strings.Repeat("q", 256): false, "a b": false, "a\x00b": false, "é": false, "a,b": false,
+	} {
+		if got := ValidQueueName(name); got != want {
+			t.Errorf("ValidQueueName(%q) = %v", name, got)
 		}
 	}
 }

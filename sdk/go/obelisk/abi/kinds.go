@@ -28,7 +28,8 @@ const (
 	// schedule with an execution ID that is taken.
 	KindConflict = "conflict"
 	// KindInvalidName: a join set name that is not 1 to 64 ASCII letters,
-	// digits, '-' and '/'.
+	// digits, '-' and '/', or a submit's queue name that is not valid
+	// ([ValidQueueName]).
 	KindInvalidName = "invalid_name"
 	// KindUnknownJoinSet: a join set the workflow did not create.
 	KindUnknownJoinSet = "unknown_join_set"
@@ -78,7 +79,7 @@ func Kinds() []KindInfo {
 		{Kind: KindFunctionNotFound, Meaning: "no deployed component exports the function, the caller's world does not import it, or it cannot be scheduled", Ops: []string{OpCall, OpSubmit, OpSchedule}},
 		{Kind: KindTypeCheck, Meaning: "the parameters, or a stub's result, do not match the function's WIT", Ops: []string{OpCall, OpSubmit, OpSchedule, OpStub}},
 		{Kind: KindConflict, Meaning: "a join set name already used, a stub with another value, or an execution ID already taken", Ops: []string{OpJoinSetCreate, OpStub, OpSchedule}},
-		{Kind: KindInvalidName, Meaning: "a join set name that is not 1 to 64 ASCII letters, digits, '-' and '/'", Ops: []string{OpJoinSetCreate}},
+		{Kind: KindInvalidName, Meaning: "a join set name that is not 1 to 64 ASCII letters, digits, '-' and '/', or a queue name that is not " + QueueNameRule, Ops: []string{OpJoinSetCreate, OpSubmit}},
 		{Kind: KindUnknownJoinSet, Meaning: "the workflow did not create this join set", Ops: []string{OpSubmit, OpSubmitDelay, OpJoinNext, OpJoinNextTry, OpJoinSetClose}},
 		{Kind: KindJoinSetClosed, Meaning: "nothing can be submitted into a closed join set", Ops: []string{OpSubmit, OpSubmitDelay}},
 		{Kind: KindAllProcessed, Meaning: "every request of the join set has been taken", Ops: []string{OpJoinNext, OpJoinNextTry}},

@@ -1,5 +1,6 @@
 // Package obeliskslog gives Obelisk components a log/slog logger that sends
-// its records to the server's log through [obelisk.Context.Log].
+// its records to the execution's log through [obelisk.Context.Log], that is
+// through the wasi:logging import.
 //
 // It is a package of its own so that components that do not use log/slog do
 // not link it.
@@ -17,7 +18,8 @@ import (
 
 // Logger returns a structured logger that sends its records through
 // [obelisk.Context.Log]: the message followed by the attributes as key=value
-// pairs. slog levels below Debug are logged as trace.
+// pairs. slog levels below Debug are logged as trace, levels from Error+4 on as
+// critical.
 func Logger(ctx obelisk.Context) *slog.Logger {
 	return slog.New(&logHandler{ctx: ctx})
 }
@@ -69,8 +71,10 @@ func levelOf(l slog.Level) obelisk.Level {
 		return obelisk.LevelInfo
 	case l < slog.LevelError:
 		return obelisk.LevelWarn
-	default:
+	case l < slog.LevelError+4:
 		return obelisk.LevelError
+	default:
+		return obelisk.LevelCritical
 	}
 }
 

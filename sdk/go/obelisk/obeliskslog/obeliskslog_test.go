@@ -18,6 +18,7 @@ func init() {
 		l.WithGroup("").Warn("warned", slog.Group("", "inline", 1))
 		l.Log(context.Background(), slog.LevelDebug-1, "fine")
 		l.Debug("dbg", slog.Attr{})
+		l.Log(context.Background(), slog.LevelError+4, "fatal")
 		return nil
 	})
 }
@@ -32,6 +33,7 @@ func TestLogger(t *testing.T) {
 		`warn warned inline=1`,
 		"trace fine",
 		"debug dbg",
+		"critical fatal",
 	}
 	if strings.Join(logs, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(logs, "\n"), strings.Join(want, "\n"))
