@@ -329,6 +329,11 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 		if t := x.comp.Config.Type; t != ActivityWasm && t != Workflow {
 			continue
 		}
+		if x.comp.module != nil && !x.comp.module.CodeLoaded() {
+			// Its first instance loads the module's code (wasmhost/load.go), which must
+			// not eat into a lock: the executor instantiates before it locks.
+			continue
+		}
 		if _, busy := x.inflight.LoadOrStore(a.ExecutionID, struct{}{}); busy {
 			continue
 		}
