@@ -19,41 +19,7 @@ func TestMetrics(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 3]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":165}`)
-	resp, err := http.Get(s.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	value := func(name string, labels map[string]string) float64 {
-		t.Helper()
-		f, ok := families[name]
-		if !ok {
-			t.Fatalf("no metric %s", name)
-		}
-	next:
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue next
-				}
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				return m.Counter.GetValue()
-			case dto.MetricType_GAUGE:
-				return m.Gauge.GetValue()
-			case dto.MetricType_HISTOGRAM:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-		t.Fatalf("no %s with labels %v", name, labels)
-		return 0
-	}
+	value := scrapeMetrics(t, s)
 	checks := []struct {
 		name   string
 		labels map[string]string
@@ -82,4 +48,46 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("%v executions locked after everything finished", v)
 	}
 	value("obelisk_workflow_instances_resident", nil)
+}
+
+// scrapeMetrics reads the server's /metrics once and returns a lookup of one value: a
+// counter's or a gauge's value, a histogram's sample count; the first series whose labels
+// include labels. It fails the test if there is none.
+func scrapeMetrics(t *testing.T, s *harness.Server) func(name string, labels map[string]string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return func(name string, labels map[string]string) float64 {
+		t.Helper()
+		f, ok := families[name]
+		if !ok {
+			t.Fatalf("no metric %s", name)
+		}
+	next:
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue next
+				}
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				return m.Counter.GetValue()
+			case dto.MetricType_GAUGE:
+				return m.Gauge.GetValue()
+			case dto.MetricType_HISTOGRAM:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+		t.Fatalf("no %s with labels %v", name, labels)
+		return 0
+	}
 }
