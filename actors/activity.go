@@ -16,8 +16,13 @@ import (
 // runActivity runs one attempt of a locked activity in inst (a fresh instance, which it
 // closes), killed when its lock expires or max_duration ends, and records the outcome.
 // created is the activity's Created event when the caller has it, else nil: it is read.
-func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance, created *pb.Created) {
+// a is the attempt begun when the lock was taken, or nil to begin it now (keepalive.go).
+func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance, created *pb.Created, a *attempt) {
 	defer inst.Close(context.WithoutCancel(ctx))
+	if a == nil {
+		a = e.beginAttempt(ctx, c, st, runID)
+	}
+	defer e.endAttempt(a) // on every path; ended before the outcome is recorded below
 	id := st.ExecutionId
 	if created == nil {
 		var err error
@@ -30,7 +35,6 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))
-	a := e.beginAttempt(ctx, c, st, runID) // killed when the lock expires or max_duration ends (keepalive.go)
 	out, runErr := inst.Run(a.ctx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
 	runErr = e.explain(a, runErr) // before endAttempt, which ends a.ctx
 	e.endAttempt(a)

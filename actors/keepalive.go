@@ -39,6 +39,7 @@ type attempt struct {
 	// Guarded by keepalives.mu.
 	next     time.Time // when the lock is renewed next
 	renewing bool      // a renewal is being committed
+	ended    bool      // the attempt returned: a renewal still in flight may find it finished
 	lost     bool      // a renewal found the lock held by no run of ours: killed
 	failed   error     // the last renewal failed (the store, not the lock), nil once one succeeds
 }
@@ -59,7 +60,7 @@ func (e *Engine) beginAttempt(ctx context.Context, c *Component, st *pb.Executio
 	return a
 }
 
-// end stops the attempt's clock and its renewals.
+// endAttempt stops the attempt's clock and its renewals; it may be called again.
 func (e *Engine) endAttempt(a *attempt) {
 	if a.c.Config.KeepAlive {
 		e.keepalives.remove(a)
@@ -131,6 +132,7 @@ func (k *keepalives) add(a *attempt, now time.Time) {
 func (k *keepalives) remove(a *attempt) {
 	k.mu.Lock()
 	delete(k.runs, a)
+	a.ended = true
 	k.mu.Unlock()
 }
 
@@ -205,6 +207,7 @@ func (k *keepalives) renew(ctx context.Context, a *attempt) {
 	now := time.Now()
 	k.mu.Lock()
 	a.renewing = false
+	ended := a.ended
 	switch {
 	case err == nil:
 		a.failed = nil
@@ -217,6 +220,8 @@ func (k *keepalives) renew(ctx context.Context, a *attempt) {
 	}
 	k.mu.Unlock()
 	switch {
+	case ended && err != nil:
+		return // the attempt returned and recorded its outcome meanwhile: not a lost lock
 	case err == nil:
 		a.d.extend(a.bound(expires))
 		e.cfg.Metrics.LockRenewal("ok")
