@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"net/http"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/obelisk-go/obelisk/test/harness"
 )
@@ -50,44 +45,17 @@ func TestMetrics(t *testing.T) {
 	value("obelisk_workflow_instances_resident", nil)
 }
 
-// scrapeMetrics reads the server's /metrics once and returns a lookup of one value: a
-// counter's or a gauge's value, a histogram's sample count; the first series whose labels
-// include labels. It fails the test if there is none.
+// scrapeMetrics reads the server's /metrics once and returns a lookup of one value
+// (harness.Server.Metrics) that fails the test if there is none.
 func scrapeMetrics(t *testing.T, s *harness.Server) func(name string, labels map[string]string) float64 {
 	t.Helper()
-	resp, err := http.Get(s.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
+	lookup := s.Metrics()
 	return func(name string, labels map[string]string) float64 {
 		t.Helper()
-		f, ok := families[name]
+		v, ok := lookup(name, labels)
 		if !ok {
-			t.Fatalf("no metric %s", name)
+			t.Fatalf("no %s with labels %v", name, labels)
 		}
-	next:
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue next
-				}
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				return m.Counter.GetValue()
-			case dto.MetricType_GAUGE:
-				return m.Gauge.GetValue()
-			case dto.MetricType_HISTOGRAM:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-		t.Fatalf("no %s with labels %v", name, labels)
-		return 0
+		return v
 	}
 }
