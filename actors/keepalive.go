@@ -18,7 +18,7 @@ import (
 // the lock while the attempt runs, every lock_expiry/3 (a renewal held up by a slow
 // commit still lands before the lock runs out), and the attempt's deadline moves with
 // it: lock_expiry becomes the time in which an attempt whose node died is noticed, not
-// its budget. max_duration, when set, bounds the attempt in both cases.
+// its budget. max_duration, when set, bounds the attempt from its lock in both cases.
 //
 // A renewal is a Locked event of the same run, committed through the execution's actor
 // (as a workflow extends its lock): the actor serialises it with the attempt's own
@@ -45,7 +45,7 @@ type attempt struct {
 }
 
 // beginAttempt starts the clock of an attempt of component c that st (run runID) locked.
-// The caller runs the attempt in its ctx and calls end when the attempt has returned.
+// The caller runs the attempt in its ctx and calls endAttempt when the attempt has returned.
 func (e *Engine) beginAttempt(ctx context.Context, c *Component, st *pb.ExecutionState, runID string) *attempt {
 	now := time.Now()
 	a := &attempt{id: st.ExecutionId, runID: runID, c: c, maxDuration: c.Config.MaxDuration}
@@ -111,7 +111,10 @@ type keepalives struct {
 	e    *Engine
 	mu   sync.Mutex
 	runs map[*attempt]struct{}
-	wake chan struct{}
+	// wakeAt is when the loop looks next unless woken: a renewal scheduling the next one
+	// earlier wakes it.
+	wakeAt time.Time
+	wake   chan struct{}
 }
 
 func newKeepalives(e *Engine) *keepalives {
@@ -151,6 +154,9 @@ func (k *keepalives) loop(ctx context.Context) {
 		if next := k.tick(ctx); !next.IsZero() {
 			wait = min(wait, time.Until(next))
 		}
+		k.mu.Lock()
+		k.wakeAt = time.Now().Add(wait)
+		k.mu.Unlock()
 		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -169,6 +175,7 @@ func (k *keepalives) tick(ctx context.Context) time.Time {
 	var next time.Time
 	var due []*attempt
 	k.mu.Lock()
+	k.wakeAt = time.Time{} // looking now: wake again for anything scheduled meanwhile
 	for a := range k.runs {
 		switch {
 		case a.renewing || a.lost:
@@ -218,10 +225,16 @@ func (k *keepalives) renew(ctx context.Context, a *attempt) {
 		a.failed = err
 		a.next = now.Add(renewEvery(a.c.Config.LockExpiry) / 4)
 	}
+	// The loop looks at this attempt again by itself only if it is awake before the
+	// attempt's next renewal.
+	wake := k.wakeAt.IsZero() || !a.next.After(k.wakeAt)
 	k.mu.Unlock()
+	if wake {
+		k.poke()
+	}
 	switch {
 	case ended && err != nil:
-		return // the attempt returned and recorded its outcome meanwhile: not a lost lock
+		// The attempt returned and recorded its outcome meanwhile: not a lost lock.
 	case err == nil:
 		a.d.extend(a.bound(expires))
 		e.cfg.Metrics.LockRenewal("ok")
@@ -231,10 +244,9 @@ func (k *keepalives) renew(ctx context.Context, a *attempt) {
 		a.d.cancel()
 		e.cfg.Metrics.LockRenewal("lost")
 	case ctx.Err() != nil:
-		return // shutting down
+		// Shutting down.
 	default:
 		e.log.Warn("keepalive: renew lock", "execution", a.id, "err", err)
 		e.cfg.Metrics.LockRenewal("failed")
 	}
-	k.poke()
 }
