@@ -218,7 +218,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.registerGauges()
 	e.startServices()
 	e.goLoop(func() { e.stopOnStoreFailure(runCtx) })
-	e.goLoop(func() { e.keepalives.loop(runCtx) })
 	return e, nil
 }
 

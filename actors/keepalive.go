@@ -106,19 +106,21 @@ func (e *Engine) explain(a *attempt, runErr error) error {
 	return &timeoutError{"activity exceeded its lock expiry", runErr}
 }
 
-// keepalives renews the locks of the running attempts of kept-alive activities.
+// keepalives renews the locks of the running attempts of kept-alive activities. It runs
+// as the supervised service "keepalives" (supervisor.go); the attempts it renews live
+// here, outside the service's actor, so a restart of the service loses none of them.
 type keepalives struct {
-	e    *Engine
-	mu   sync.Mutex
+	e  *Engine
+	mu sync.Mutex
+	// runs are the attempts being kept alive.
 	runs map[*attempt]struct{}
-	// wakeAt is when the loop looks next unless woken: a renewal scheduling the next one
-	// earlier wakes it.
-	wakeAt time.Time
-	wake   chan struct{}
+	// alarm: a renewal that ends schedules the next one, and wakes the service if that is
+	// earlier than anything it knew.
+	alarm
 }
 
 func newKeepalives(e *Engine) *keepalives {
-	return &keepalives{e: e, runs: map[*attempt]struct{}{}, wake: make(chan struct{}, 1)}
+	return &keepalives{e: e, runs: map[*attempt]struct{}{}}
 }
 
 // renewEvery is how often a kept-alive lock of lockExpiry is renewed.
@@ -129,7 +131,7 @@ func (k *keepalives) add(a *attempt, now time.Time) {
 	a.next = now.Add(renewEvery(a.c.Config.LockExpiry))
 	k.runs[a] = struct{}{}
 	k.mu.Unlock()
-	k.poke()
+	k.notify(a.next.UnixNano())
 }
 
 func (k *keepalives) remove(a *attempt) {
@@ -139,43 +141,21 @@ func (k *keepalives) remove(a *attempt) {
 	k.mu.Unlock()
 }
 
-func (k *keepalives) poke() {
-	select {
-	case k.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (k *keepalives) loop(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		wait := safetyTick
-		if next := k.tick(ctx); !next.IsZero() {
-			wait = min(wait, time.Until(next))
-		}
-		k.mu.Lock()
-		k.wakeAt = time.Now().Add(wait)
-		k.mu.Unlock()
-		timer.Reset(max(wait, time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return
-		case <-k.wake:
-		case <-timer.C:
-		}
-	}
+// pass starts the renewals that are due and returns when the next one is.
+func (k *keepalives) pass(ctx context.Context) time.Time {
+	k.forget()
+	return k.earliest(k.tick(ctx))
 }
 
 // tick starts the renewals that are due, each on its own goroutine (a renewal waits for
 // a synced commit: one slow commit must not hold back the others), and returns when the
-// next one is due. A renewal that ends wakes the loop to schedule the one after it.
+// next one is due among the attempts not being renewed; a renewal that ends notifies
+// the alarm of the one after it.
 func (k *keepalives) tick(ctx context.Context) time.Time {
 	now := time.Now()
 	var next time.Time
 	var due []*attempt
 	k.mu.Lock()
-	k.wakeAt = time.Time{} // looking now: wake again for anything scheduled meanwhile
 	for a := range k.runs {
 		switch {
 		case a.renewing || a.lost:
@@ -225,12 +205,10 @@ func (k *keepalives) renew(ctx context.Context, a *attempt) {
 		a.failed = err
 		a.next = now.Add(renewEvery(a.c.Config.LockExpiry) / 4)
 	}
-	// The loop looks at this attempt again by itself only if it is awake before the
-	// attempt's next renewal.
-	wake := k.wakeAt.IsZero() || !a.next.After(k.wakeAt)
+	lost, next := a.lost, a.next
 	k.mu.Unlock()
-	if wake {
-		k.poke()
+	if !lost && !ended {
+		k.notify(next.UnixNano())
 	}
 	switch {
 	case ended && err != nil:

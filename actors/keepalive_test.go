@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/metrics"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
@@ -159,5 +161,33 @@ func TestKeepaliveLostLockKills(t *testing.T) {
 	}
 	if n := countLocked(t, e, id); n != 1 {
 		t.Fatalf("%d locked events: the lost lock was renewed", n)
+	}
+}
+
+// A panic in the keepalive service restarts it; the attempts it was keeping alive are
+// still renewed afterwards (they live outside the service's actor).
+func TestKeepalivesRestartMidPass(t *testing.T) {
+	m := metrics.New()
+	var armed, panicked atomic.Bool
+	e := newHookedEngine(t, m, func(service, step string) {
+		if service == "keepalives" && step == "pass" && armed.Load() && panicked.CompareAndSwap(false, true) {
+			panic("injected by the test")
+		}
+	})
+	const expiry = 1500 * time.Millisecond
+	a, id := lockedAttempt(t, e, ComponentConfig{LockExpiry: expiry, KeepAlive: true})
+	armed.Store(true)
+	time.Sleep(3 * expiry)
+	if !panicked.Load() {
+		t.Fatal("the keepalive service made no pass while an attempt was kept alive")
+	}
+	if err := a.ctx.Err(); err != nil {
+		t.Fatalf("the attempt was ended after the restart: %v", err)
+	}
+	if n := restarts(t, m, "keepalives"); n != 1 {
+		t.Fatalf("%v restarts of keepalives, want 1", n)
+	}
+	if n := countLocked(t, e, id); n < 4 {
+		t.Fatalf("%d locked events: want the lock and at least 3 renewals", n)
 	}
 }

@@ -62,7 +62,7 @@ func New() *Metrics {
 		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock).", Buckets: latency,
 	}, []string{"timer"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, executor:<component>) after a panic, by service.",
+		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, keepalives, executor:<component>) after a panic, by service.",
 	}, []string{"service"})
 	m.lockRenewals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_activity_lock_renewals_total", Help: "Lock renewals of kept-alive activity attempts by outcome (ok, lost: the run no longer held the lock and was killed, failed: the commit failed).",

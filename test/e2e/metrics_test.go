@@ -34,7 +34,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// Every supervised service has its restart counter from the start; none restarted.
-	for _, service := range []string{"timers", "delays", "canceller", "executor:fibo_workflow"} {
+	for _, service := range []string{"timers", "delays", "canceller", "keepalives", "executor:fibo_workflow"} {
 		if v := value("obelisk_supervisor_restarts_total", map[string]string{"service": service}); v != 0 {
 			t.Errorf("%s restarted %v times", service, v)
 		}
