@@ -68,8 +68,15 @@ func (e *Engine) endAttempt(a *attempt) {
 	a.d.stop()
 }
 
-// bound is when the attempt must end if its lock ends at lockEnd.
+// bound is when the attempt must end if its lock ends at lockEnd. A kept-alive attempt
+// gets lockGrace more, as the timer service gives a live run: a renewal held up by a
+// busy node still lands in it (the store takes a Locked event of the run that holds the
+// lock until the timer service expires it), and the node is alive, which is all a
+// kept-alive lock is about.
 func (a *attempt) bound(lockEnd time.Time) time.Time {
+	if a.c.Config.KeepAlive {
+		lockEnd = lockEnd.Add(lockGrace)
+	}
 	if !a.maxAt.IsZero() && a.maxAt.Before(lockEnd) {
 		return a.maxAt
 	}
