@@ -266,7 +266,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	case instErr != nil:
 		x.e.failInstantiate(ctx, x.comp, id, runID, instErr)
 	default:
-		x.e.runActivity(ctx, x.comp, st, runID, inst, nil)
+		x.e.runActivity(ctx, x.comp, st, runID, inst, nil, nil)
 		inst = nil
 	}
 }
@@ -407,15 +407,19 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 			x.e.runWorkflow(r.ctx, x.comp, st, r.runID, r.memory)
 			return
 		}
+		// The lock is held since the commit: the attempt's clock starts now, and with
+		// keepalive its lock is renewed while it waits for its instance (keepalive.go).
+		a := x.e.beginAttempt(r.ctx, x.comp, st, r.runID)
 		// Locked already: a wait for memory (the instance holds more than was reserved)
 		// ends with the lock, and is then retried without counting (failInstantiate).
 		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp), r.memory, time.Unix(0, st.LockExpiresAt))
 		if err != nil {
+			x.e.endAttempt(a)
 			if r.ctx.Err() == nil {
 				x.e.failInstantiate(r.ctx, x.comp, r.id, r.runID, err)
 			}
 			return // shutting down or cancelled: the lock expires and the attempt is retried
 		}
-		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst, r.created)
+		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst, r.created, a)
 	})
 }
