@@ -14,10 +14,15 @@ import (
 )
 
 // runActivity runs one attempt of a locked activity in inst (a fresh instance, which it
-// closes), killed when the lock expires, and records the outcome. created is the
-// activity's Created event when the caller has it, else nil: it is read.
-func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance, created *pb.Created) {
+// closes), killed when its lock expires or max_duration ends, and records the outcome.
+// created is the activity's Created event when the caller has it, else nil: it is read.
+// a is the attempt begun when the lock was taken, or nil to begin it now (keepalive.go).
+func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance, created *pb.Created, a *attempt) {
 	defer inst.Close(context.WithoutCancel(ctx))
+	if a == nil {
+		a = e.beginAttempt(ctx, c, st, runID)
+	}
+	defer e.endAttempt(a) // on every path; ended before the outcome is recorded below
 	id := st.ExecutionId
 	if created == nil {
 		var err error
@@ -27,18 +32,15 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		}
 	}
 	fn := e.reg.byFFQN[created.Ffqn]
-	runCtx, cancel := context.WithDeadline(ctx, time.Unix(0, st.LockExpiresAt))
-	defer cancel()
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))
-	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
+	out, runErr := inst.Run(a.ctx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
+	runErr = e.explain(a, runErr) // before endAttempt, which ends a.ctx
+	e.endAttempt(a)
 	if ctx.Err() != nil {
 		logs.take() // not stored: the store is closing
 		return      // shutting down: the lock expires and the attempt is retried
-	}
-	if runErr != nil && runCtx.Err() != nil {
-		runErr = fmt.Errorf("%w: %w", errTimedOut, runErr)
 	}
 	e.recordAttempt(ctx, id, runID, fn, out, runErr, logs)
 }
@@ -176,12 +178,17 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 		return memoryRetryTx(st, now, runErr)
 	}
 	if errors.Is(runErr, errTimedOut) {
+		why := "activity exceeded its lock expiry"
+		var te *timeoutError
+		if errors.As(runErr, &te) {
+			why = te.reason
+		}
 		if backoff, ok := retryBackoff(st); ok {
 			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
-				BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: "activity exceeded its lock expiry",
+				BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: why,
 			}}})
 		}
-		return e.finishTx(st, events.FailureResult(events.FailureTimedOut, "activity exceeded its lock expiry"), now)
+		return e.finishTx(st, events.FailureResult(events.FailureTimedOut, why), now)
 	}
 	if backoff, ok := retryBackoff(st); ok {
 		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{

@@ -59,8 +59,16 @@ type ComponentConfig struct {
 	// RetryExpBackoff is the first retry's delay; each further one doubles it.
 	RetryExpBackoff time.Duration
 	// LockExpiry bounds one run: an activity still running then is killed and the attempt
-	// counts as timed out; a workflow's lock is extended while it makes host calls.
+	// counts as timed out; a workflow's lock is extended while it makes host calls, and
+	// so is an activity's while it runs when KeepAlive is set.
 	LockExpiry time.Duration
+	// KeepAlive (activities): the lock of a running attempt is renewed every
+	// LockExpiry/3, so LockExpiry is how long a dead node's attempt goes unnoticed, not
+	// the attempt's budget (see keepalive.go).
+	KeepAlive bool
+	// MaxDuration (activities), if positive, bounds an attempt whether it is kept alive
+	// or not: past it the attempt is killed and counts as timed out.
+	MaxDuration time.Duration
 	// AllowedHosts and DeniedHosts are the destinations an activity or a webhook
 	// endpoint may and may not reach over HTTP (entries, see wasmhost.HTTPPolicy).
 	AllowedHosts, DeniedHosts []string

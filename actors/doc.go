@@ -18,6 +18,9 @@
 //   - a timer service (timers.go) expires the locks of runs that died, a delay timer
 //     answers workflows' delays when they expire, and a canceller (cancel.go) finishes
 //     the cancellations of workflows;
+//   - a keepalive service (keepalive.go) renews the locks of running attempts of
+//     activities with keepalive on, so that their lock expiry bounds how long a dead
+//     node goes unnoticed rather than how long they may run;
 //   - resident workflow instances (resident.go) wait in memory for their children
 //     ("await" strategy) up to a bound, after which the least recently used are evicted
 //     and will be replayed.

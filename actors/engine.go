@@ -102,6 +102,8 @@ type Engine struct {
 	instantiating chan struct{}
 	// memory is the guest memory budget of the runs' instances (memory.go).
 	memory *memoryBudget
+	// keepalives renews the locks of kept-alive activity attempts (keepalive.go).
+	keepalives *keepalives
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -182,6 +184,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	debug.FreeOSMemory()
 	e.timers = newTimerService(e)
 	e.delays = newDelayTimer(e)
+	e.keepalives = newKeepalives(e)
 	for _, c := range reg.components {
 		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
 			name := c.Config.QueueName()

@@ -266,7 +266,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 	case instErr != nil:
 		x.e.failInstantiate(ctx, x.comp, id, runID, instErr)
 	default:
-		x.e.runActivity(ctx, x.comp, st, runID, inst, nil)
+		x.e.runActivity(ctx, x.comp, st, runID, inst, nil, nil)
 		inst = nil
 	}
 }
@@ -327,6 +327,11 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*eagerRun {
 			continue
 		}
 		if t := x.comp.Config.Type; t != ActivityWasm && t != Workflow {
+			continue
+		}
+		if x.comp.module != nil && !x.comp.module.CodeLoaded() {
+			// Its first instance loads the module's code (wasmhost/load.go), which must
+			// not eat into a lock: the executor instantiates before it locks.
 			continue
 		}
 		if _, busy := x.inflight.LoadOrStore(a.ExecutionID, struct{}{}); busy {
@@ -402,15 +407,19 @@ func (r *eagerRun) start(st *pb.ExecutionState) {
 			x.e.runWorkflow(r.ctx, x.comp, st, r.runID, r.memory)
 			return
 		}
+		// The lock is held since the commit: the attempt's clock starts now, and with
+		// keepalive its lock is renewed while it waits for its instance (keepalive.go).
+		a := x.e.beginAttempt(r.ctx, x.comp, st, r.runID)
 		// Locked already: a wait for memory (the instance holds more than was reserved)
 		// ends with the lock, and is then retried without counting (failInstantiate).
 		inst, err := x.e.instantiate(r.ctx, x.comp, activityInstanceConfig(x.comp), r.memory, time.Unix(0, st.LockExpiresAt))
 		if err != nil {
+			x.e.endAttempt(a)
 			if r.ctx.Err() == nil {
 				x.e.failInstantiate(r.ctx, x.comp, r.id, r.runID, err)
 			}
 			return // shutting down or cancelled: the lock expires and the attempt is retried
 		}
-		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst, r.created)
+		x.e.runActivity(r.ctx, x.comp, st, r.runID, inst, r.created, a)
 	})
 }

@@ -25,13 +25,14 @@ import (
 // engine fail-stops, like on a store failure: Failed is closed and the server exits
 // non-zero. A restart recovers every acknowledged execution.
 
-// supervised lists the services and how each is supervised: a new service (keepalives,
-// retention) is one more line here.
+// supervised lists the services and how each is supervised: a new service (retention)
+// is one more line here.
 func (e *Engine) supervised() []*service {
 	services := []*service{
 		{name: "timers", wake: &e.timers.wake, pass: e.timers.pass, policy: defaultRestarts()},
 		{name: "delays", wake: &e.delays.wake, pass: e.delays.pass, policy: defaultRestarts()},
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
+		{name: "keepalives", wake: &e.keepalives.wake, pass: e.keepalives.pass, policy: defaultRestarts()},
 	}
 	if e.retention.enabled() {
 		services = append(services, &service{name: "retention", wake: &e.retention.wake, pass: e.retention.pass, policy: defaultRestarts()})

@@ -30,6 +30,7 @@ type Metrics struct {
 	timerLag       *prometheus.HistogramVec
 	restarts       *prometheus.CounterVec
 	deleted        *prometheus.CounterVec
+	lockRenewals   *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -62,7 +63,7 @@ func New() *Metrics {
 		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock).", Buckets: latency,
 	}, []string{"timer"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, executor:<component>) after a panic, by service.",
+		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, keepalives, retention, executor:<component>) after a panic, by service.",
 	}, []string{"service"})
 	m.deleted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_retention_deleted_total", Help: "What retention and execution delete removed, by what (trees, executions, events).",
@@ -70,7 +71,10 @@ func New() *Metrics {
 	for _, w := range []string{"trees", "executions", "events"} {
 		m.deleted.WithLabelValues(w) // exist at 0 from the start
 	}
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted,
+	m.lockRenewals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_activity_lock_renewals_total", Help: "Lock renewals of kept-alive activity attempts by outcome (ok, lost: the run no longer held the lock and was killed, failed: the commit failed).",
+	}, []string{"outcome"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +120,14 @@ func (m *Metrics) TimerLag(timer string, lag time.Duration) {
 		return
 	}
 	m.timerLag.WithLabelValues(timer).Observe(max(lag, 0).Seconds())
+}
+
+// LockRenewal records one lock renewal of a kept-alive activity attempt.
+func (m *Metrics) LockRenewal(outcome string) {
+	if m == nil {
+		return
+	}
+	m.lockRenewals.WithLabelValues(outcome).Inc()
 }
 
 // SupervisedServices makes the restart counters of services exist at 0, so that a

@@ -62,6 +62,15 @@ func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 	return err
 }
 
+// CodeLoaded reports whether the module's code is in memory, so that its next instance
+// is made without loading it first (a caller that has already taken a lock may want to
+// leave the first instance to a path that instantiates before locking).
+func (m *Module) CodeLoaded() bool {
+	m.codeMu.Lock()
+	defer m.codeMu.Unlock()
+	return m.compiled != nil
+}
+
 // code returns the module's compiled code, loading it on first use.
 func (m *Module) code(ctx context.Context) (wazero.CompiledModule, error) {
 	m.codeMu.Lock()

@@ -67,31 +67,25 @@ func MemoryLimitPages(pages uint32) CompileOption {
 	return func(o *compileOptions) { o.memoryLimitPages = pages }
 }
 
-// checkMemoryLimit refuses a module whose declared minimum memory is over its limit:
-// no instance of it could start.
+// checkMemoryLimit records the module's declared minimum memory (MemoryMin must answer
+// after the code is unloaded, see load.go) and refuses a module whose minimum is over
+// its limit: no instance of it could start.
 func (m *Module) checkMemoryLimit() error {
-	if m.limitPages == 0 {
-		return nil
-	}
 	mem, ok := m.compiled.ExportedMemories()[exportMemory]
 	if !ok {
 		return nil // checkABI says so
 	}
-	if min := mem.Min(); min > m.limitPages {
+	m.minPages = mem.Min()
+	if m.limitPages != 0 && m.minPages > m.limitPages {
 		return fmt.Errorf("declares a minimum memory of %s, over its memory limit of %s",
-			pagesSize(min), pagesSize(m.limitPages))
+			pagesSize(m.minPages), pagesSize(m.limitPages))
 	}
 	return nil
 }
 
 // MemoryMin returns the declared minimum of the module's memory, in bytes: what every
 // instance of it holds at least.
-func (m *Module) MemoryMin() uint64 {
-	if mem, ok := m.compiled.ExportedMemories()[exportMemory]; ok {
-		return uint64(mem.Min()) * wasmPage
-	}
-	return 0
-}
+func (m *Module) MemoryMin() uint64 { return uint64(m.minPages) * wasmPage }
 
 // pagesSize writes a number of wasm pages as a size: "256 MiB", or "1088 KiB" when
 // not a whole number of MiB.

@@ -43,6 +43,8 @@ type Module struct {
 	witErr    error
 	// limitPages caps the memory of its instances (MemoryLimitPages); 0 = no cap but the runtime's.
 	limitPages uint32
+	// minPages is the declared minimum of its memory, recorded at Compile.
+	minPages uint32
 
 	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
 	cancel context.CancelFunc

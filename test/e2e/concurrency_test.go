@@ -130,9 +130,12 @@ func TestFanOut(t *testing.T) {
 // of their own; the others are locked by the executor as usual. Every child finishes
 // once either way. The default guest memory budget (at least 2 GiB) holds 100 fibo
 // attempts (a few MiB each, counted at what they hold): the slots, not the budget, bound
-// the eager ones.
+// the eager ones. A component's first execution after start-up is not dispatched
+// eagerly (its instance loads the module's code, which must not eat into a lock), so a
+// small run warms both components first.
 func TestEagerDispatch(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
+	harness.JSONEq(t, s.Result(s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", "[1, 1]"), time.Minute), `{"ok":1}`)
 	const children = 150
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", fmt.Sprintf("[1, %d]", children))
 	harness.JSONEq(t, s.Result(id, time.Minute), fmt.Sprintf(`{"ok":%d}`, children))

@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"net/http"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/obelisk-go/obelisk/test/harness"
 )
@@ -19,41 +14,7 @@ func TestMetrics(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 3]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":165}`)
-	resp, err := http.Get(s.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	value := func(name string, labels map[string]string) float64 {
-		t.Helper()
-		f, ok := families[name]
-		if !ok {
-			t.Fatalf("no metric %s", name)
-		}
-	next:
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue next
-				}
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				return m.Counter.GetValue()
-			case dto.MetricType_GAUGE:
-				return m.Gauge.GetValue()
-			case dto.MetricType_HISTOGRAM:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-		t.Fatalf("no %s with labels %v", name, labels)
-		return 0
-	}
+	value := scrapeMetrics(t, s)
 	checks := []struct {
 		name   string
 		labels map[string]string
@@ -73,7 +34,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// Every supervised service has its restart counter from the start; none restarted.
-	for _, service := range []string{"timers", "delays", "canceller", "executor:fibo_workflow"} {
+	for _, service := range []string{"timers", "delays", "canceller", "keepalives", "executor:fibo_workflow"} {
 		if v := value("obelisk_supervisor_restarts_total", map[string]string{"service": service}); v != 0 {
 			t.Errorf("%s restarted %v times", service, v)
 		}
@@ -82,4 +43,19 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("%v executions locked after everything finished", v)
 	}
 	value("obelisk_workflow_instances_resident", nil)
+}
+
+// scrapeMetrics reads the server's /metrics once and returns a lookup of one value
+// (harness.Server.Metrics) that fails the test if there is none.
+func scrapeMetrics(t *testing.T, s *harness.Server) func(name string, labels map[string]string) float64 {
+	t.Helper()
+	lookup := s.Metrics()
+	return func(name string, labels map[string]string) float64 {
+		t.Helper()
+		v, ok := lookup(name, labels)
+		if !ok {
+			t.Fatalf("no %s with labels %v", name, labels)
+		}
+		return v
+	}
 }

@@ -37,6 +37,7 @@ const (
 // mistyped) rather than a setting, and would fail every run or retry in a busy loop.
 const (
 	MinLockExpiry      = 100 * time.Millisecond // exec.lock_expiry
+	MinMaxDuration     = 100 * time.Millisecond // exec.max_duration
 	MinRetryExpBackoff = time.Millisecond       // retry_exp_backoff
 	MinRequestTimeout  = 100 * time.Millisecond // a webhook endpoint's request_timeout
 )
@@ -136,13 +137,22 @@ func (r Retention) resolve(key string) (time.Duration, error) {
 	return *r.FinishedAfter, nil
 }
 
+// ActivityExec configures an activity's executor: Exec and what only activities have.
+type ActivityExec struct {
+	Exec `mapstructure:",squash"`
+	// KeepAlive renews the lock of a running attempt (exec.keepalive).
+	KeepAlive bool `mapstructure:"keepalive"`
+	// MaxDuration bounds an attempt, kept alive or not (exec.max_duration).
+	MaxDuration *time.Duration `mapstructure:"max_duration"`
+}
+
 // Activity is one [[activity_wasm]].
 type Activity struct {
 	Name            string         `mapstructure:"name"`
 	Location        Location       `mapstructure:"location"`
 	MaxRetries      *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
-	Exec            Exec           `mapstructure:"exec"`
+	Exec            ActivityExec   `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
 	MemoryLimit     string         `mapstructure:"memory_limit"`
@@ -309,7 +319,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if a.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *a.RetryExpBackoff
 		}
-		if err := common(&c, a.Exec); err != nil {
+		if err := common(&c, a.Exec.Exec); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
+		if err := activityExec(&c, a.Exec); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
 		// The parser the engine uses: a bad entry is found here, naming its key and
@@ -422,6 +435,24 @@ func common(c *actors.ComponentConfig, e Exec) error {
 			return fmt.Errorf("exec.max_concurrency = 0: must be at least 1 (leave it out for the default, %d)", c.MaxConcurrency)
 		}
 		c.MaxConcurrency = *e.MaxConcurrency
+	}
+	return nil
+}
+
+// activityExec applies exec.keepalive and exec.max_duration. Without keepalive the lock
+// expiry already ends an attempt, so a max_duration that is not shorter would never act:
+// it is refused as the mistake it must be.
+func activityExec(c *actors.ComponentConfig, e ActivityExec) error {
+	c.KeepAlive = e.KeepAlive
+	if e.MaxDuration == nil {
+		return nil
+	}
+	c.MaxDuration = *e.MaxDuration
+	if err := atLeast("exec.max_duration", c.MaxDuration, MinMaxDuration); err != nil {
+		return err
+	}
+	if !c.KeepAlive && c.MaxDuration >= c.LockExpiry {
+		return fmt.Errorf("exec.max_duration = %q is not shorter than exec.lock_expiry = %q: without exec.keepalive = true the lock expiry ends an attempt first", c.MaxDuration.String(), c.LockExpiry.String())
 	}
 	return nil
 }

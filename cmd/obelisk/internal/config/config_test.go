@@ -173,6 +173,8 @@ func TestErrors(t *testing.T) {
 		{"stub with both", "[[activity_stub]]\nname = \"s\"\nlocation.path = \"s.wasm\"\nwit = \"package a:b;\"\n", `[[activity_stub]] #1 (name "s"): give either location.path or wit, not both`},
 		{"stub with blank WIT", "[[activity_stub]]\nname = \"s\"\nwit = \"\"\"\n  \n\"\"\"\n", `(name "s"): wit is empty`},
 		{"stub without name", "[[activity_stub]]\nwit = \"package a:b;\"\n", "[[activity_stub]] #1 (name \"\"): name is required"},
+		{"keepalive on a workflow", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nexec.keepalive = true\n", "invalid keys: keepalive"},
+		{"keepalive not a boolean", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nexec.keepalive = \"maybe\"\n", "keepalive"},
 		{"stub bad name", "[[activity_stub]]\nname = \"a/b\"\nwit = \"package a:b;\"\n", "name may contain"},
 		{"stub unknown key", "[[activity_stub]]\nname = \"s\"\nwit = \"package a:b;\"\nmax_retries = 1\n", "max_retries"},
 	}
@@ -248,6 +250,11 @@ func TestValueErrors(t *testing.T) {
 		{"backoff too short", activity + "retry_exp_backoff = \"100us\"\n", a + `retry_exp_backoff = "100µs": must be at least 1ms`},
 		{"negative backoff", workflow + "retry_exp_backoff = \"-1s\"\n", `[[workflow]] #1 (name "w"): retry_exp_backoff = "-1s": must be at least 1ms`},
 		{"request_timeout too short", endpoint + "request_timeout = \"1ms\"\n", `[[webhook_endpoint]] #1 (name "h"): request_timeout = "1ms": must be at least 100ms`},
+		{"max_duration too short", activity + "exec.keepalive = true\nexec.max_duration = \"1ms\"\n", a + `exec.max_duration = "1ms": must be at least 100ms`},
+		{"bare max_duration", activity + "exec.max_duration = 10\n", a + `exec.max_duration = 10: a duration needs a unit, e.g. "10s"`},
+		// Keys that could never act.
+		{"max_duration without keepalive", activity + "exec.lock_expiry = \"2s\"\nexec.max_duration = \"5s\"\n",
+			a + `exec.max_duration = "5s" is not shorter than exec.lock_expiry = "2s": without exec.keepalive = true the lock expiry ends an attempt first`},
 		// Counts.
 		{"negative max_retries", activity + "max_retries = -1\n", a + "max_retries = -1: must not be negative"},
 		{"fractional max_retries", activity + "max_retries = 2.5\n", a + "max_retries = 2.5: must be a whole number"},
@@ -300,6 +307,16 @@ exec.lock_expiry = "100ms"
 exec.max_concurrency = 1
 allowed_hosts = ["http://[::1]:8080", "*.example.com", "https://*:*", "GET,HEAD 10.0.0.0/8:*"]
 denied_hosts = ["10.9.0.0/16", "169.254.169.254", "fd00::/8", "POST *.example.com"]
+[[activity_wasm]]
+name = "kept"
+location.path = "a.wasm"
+exec.keepalive = true
+exec.max_duration = "1h"
+[[activity_wasm]]
+name = "bounded"
+location.path = "a.wasm"
+exec.lock_expiry = "10s"
+exec.max_duration = "100ms"
 `)
 	s, err := Load(p)
 	if err != nil {
@@ -309,6 +326,15 @@ denied_hosts = ["10.9.0.0/16", "169.254.169.254", "fd00::/8", "POST *.example.co
 	if a.MaxRetries != 4294967295 || a.RetryExpBackoff != time.Millisecond || a.LockExpiry != 100*time.Millisecond || a.MaxConcurrency != 1 ||
 		len(a.AllowedHosts) != 4 || fmt.Sprint(a.DeniedHosts) != "[10.9.0.0/16 169.254.169.254 fd00::/8 POST *.example.com]" {
 		t.Fatalf("activity: %+v", a)
+	}
+	if a.KeepAlive || a.MaxDuration != 0 {
+		t.Fatalf("keepalive and max_duration are off by default: %+v", a)
+	}
+	if k := s.Engine.Components[1]; !k.KeepAlive || k.MaxDuration != time.Hour || k.LockExpiry != DefaultLockExpiry {
+		t.Fatalf("kept-alive activity: %+v", k)
+	}
+	if b := s.Engine.Components[2]; b.KeepAlive || b.MaxDuration != 100*time.Millisecond {
+		t.Fatalf("activity bounded without keepalive: %+v", b)
 	}
 }
 

@@ -46,7 +46,7 @@ func resolveQueues(f *File, comps []actors.ComponentConfig, path string) error {
 		return nil
 	}
 	for i, a := range f.Activities {
-		if err := add("activity_wasm", i, a.Exec, &comps[i]); err != nil {
+		if err := add("activity_wasm", i, a.Exec.Exec, &comps[i]); err != nil {
 			return err
 		}
 	}
