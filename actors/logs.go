@@ -60,11 +60,6 @@ func newRunLogs(e *Engine, id, runID string, attempt uint32, replays bool) *runL
 	return &runLogs{e: e, id: id, runID: runID, attempt: attempt, replays: replays}
 }
 
-var levelOf = [...]events.LogLevel{
-	wasmhost.LogTrace: events.LogTrace, wasmhost.LogDebug: events.LogDebug, wasmhost.LogInfo: events.LogInfo,
-	wasmhost.LogWarn: events.LogWarn, wasmhost.LogError: events.LogError, wasmhost.LogCritical: events.LogCritical,
-}
-
 // GuestLog implements wasmhost.LogSink.
 func (l *runLogs) GuestLog(ctx context.Context, rec wasmhost.LogRecord) {
 	if l.replays {
@@ -82,7 +77,7 @@ func (l *runLogs) GuestLog(ctx context.Context, rec wasmhost.LogRecord) {
 			return // a replay of a line already stored
 		}
 	}
-	line := events.LogLine{Time: rec.Time.UnixNano(), Level: levelOf[rec.Level], Attempt: l.attempt, RunID: l.runID, Context: clip.To(rec.Context, maxLogContext), Message: clip.To(rec.Message, maxLogMessage)}
+	line := events.LogLine{Time: rec.Time.UnixNano(), Level: rec.Level, Attempt: l.attempt, RunID: l.runID, Context: clip.To(rec.Context, maxLogContext), Message: clip.To(rec.Message, maxLogMessage)}
 	l.mu.Lock()
 	l.lines = append(l.lines, line)
 	// A workflow's lines cannot be written without its progress: they wait for it.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // Guest log lines. Each execution has its own key space under tag o:
@@ -29,46 +30,13 @@ const tagLog = 'o'
 // Options.MaxLogsPerExecution is 0.
 const DefaultMaxLogsPerExecution = 1000
 
-// LogLevel is the severity of a guest log line, in the order of the wasi:logging enum.
-type LogLevel uint8
-
-// Log levels, numbered as wasi:logging/logging@0.1.0-draft numbers them.
-const (
-	LogTrace LogLevel = iota
-	LogDebug
-	LogInfo
-	LogWarn
-	LogError
-	LogCritical
-)
-
-var logLevelNames = [...]string{"trace", "debug", "info", "warn", "error", "critical"}
-
-// String returns the level's wasi:logging name, e.g. "info".
-func (l LogLevel) String() string {
-	if int(l) < len(logLevelNames) {
-		return logLevelNames[l]
-	}
-	return fmt.Sprintf("level(%d)", uint8(l))
-}
-
-// ParseLogLevel returns the level named name ("trace" ... "critical").
-func ParseLogLevel(name string) (LogLevel, bool) {
-	for i, n := range logLevelNames {
-		if n == name {
-			return LogLevel(i), true
-		}
-	}
-	return 0, false
-}
-
 // LogLine is one line a guest logged.
 type LogLine struct {
 	// Seq is the line's position in its execution's log, from 0; set by the store.
 	Seq uint64
 	// Time the guest logged it, Unix nanoseconds.
 	Time  int64
-	Level LogLevel
+	Level abi.LogLevel
 	// Attempt is the activity attempt (1 for the first) or 1 for a workflow.
 	Attempt uint32
 	// RunID is the run that logged the line.
@@ -148,7 +116,7 @@ func decodeLogLine(seq uint64, b []byte) (LogLine, error) {
 		return LogLine{}, errors.New("unknown log line format")
 	}
 	r := logReader{b: b[2:]}
-	l := LogLine{Seq: seq, Level: LogLevel(b[1])}
+	l := LogLine{Seq: seq, Level: abi.LogLevel(b[1])}
 	l.Time = int64(r.uvarint())
 	l.Attempt = uint32(r.uvarint())
 	l.RunID, l.Context, l.Message = r.str(), r.str(), r.str()

@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 func logLines(msgs ...string) []events.LogLine {
 	out := make([]events.LogLine, len(msgs))
 	for i, m := range msgs {
-		out[i] = events.LogLine{Time: int64(100 + i), Level: events.LogInfo, Attempt: 1, RunID: "R1", Context: "ctx", Message: m}
+		out[i] = events.LogLine{Time: int64(100 + i), Level: abi.LogInfo, Attempt: 1, RunID: "R1", Context: "ctx", Message: m}
 	}
 	return out
 }
@@ -49,7 +50,7 @@ func TestLogsOrderBoundAndOverflow(t *testing.T) {
 		t.Errorf("stats %+v, want 4 stored, 2 dropped", page.LogStats)
 	}
 	l := page.Lines[0]
-	if l.Time != 100 || l.Level != events.LogInfo || l.Attempt != 1 || l.RunID != "R1" || l.Context != "ctx" {
+	if l.Time != 100 || l.Level != abi.LogInfo || l.Attempt != 1 || l.RunID != "R1" || l.Context != "ctx" {
 		t.Errorf("line decoded as %+v", l)
 	}
 	// Resuming after a cursor, and a limit.

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // White-box tests of retention (retention.go): a crash is simulated by running the
@@ -47,8 +48,8 @@ func rTree(t *testing.T, s *PebbleStore, at int64, finish bool) (root, child str
 		}},
 		{ExecutionID: child, Events: []*pb.Event{rChildCreated(root, at)}},
 	}, Logs: []LogAppend{
-		{ExecutionID: root, Lines: []LogLine{{Time: at, Level: LogInfo, Attempt: 1, RunID: "R", Message: "root"}}},
-		{ExecutionID: child, Lines: []LogLine{{Time: at, Level: LogWarn, Attempt: 1, Message: "child"}, {Time: at, Level: LogInfo, Attempt: 1, Message: "child 2"}}},
+		{ExecutionID: root, Lines: []LogLine{{Time: at, Level: abi.LogInfo, Attempt: 1, RunID: "R", Message: "root"}}},
+		{ExecutionID: child, Lines: []LogLine{{Time: at, Level: abi.LogWarn, Attempt: 1, Message: "child"}, {Time: at, Level: abi.LogInfo, Attempt: 1, Message: "child 2"}}},
 	}})
 	gCommit(t, s, &Tx{Responses: []ResponseAppend{{ExecutionID: root, Response: &pb.Response{CreatedAt: at, JoinSetId: "g:1", Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: delay}}}}}})
 	if !finish {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // maxCaptureLine is the longest line of captured standard output or error: a longer
@@ -17,7 +19,7 @@ type lineCapture struct {
 	inst  *Instance
 	ctx   context.Context
 	name  string
-	level LogLevel
+	level abi.LogLevel
 	line  []byte
 }
 
@@ -60,12 +62,12 @@ func (c *lineCapture) emit() {
 func (i *Instance) captureOutput(ctx context.Context, l RunLogging) (flush func()) {
 	var caps []*lineCapture
 	if l.CaptureStdout {
-		c := &lineCapture{inst: i, ctx: ctx, name: "stdout", level: LogInfo}
+		c := &lineCapture{inst: i, ctx: ctx, name: "stdout", level: abi.LogInfo}
 		i.stdout.set(tee(i.stdout.w, c))
 		caps = append(caps, c)
 	}
 	if l.CaptureStderr {
-		c := &lineCapture{inst: i, ctx: ctx, name: "stderr", level: LogWarn}
+		c := &lineCapture{inst: i, ctx: ctx, name: "stderr", level: abi.LogWarn}
 		i.stderr.mu.Lock()
 		i.stderr.w = tee(i.stderr.w, c)
 		i.stderr.mu.Unlock()

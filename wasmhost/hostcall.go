@@ -160,21 +160,11 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 	return i.handler.HostCall(ctx, op, req)
 }
 
-// logLevel returns the level the log op names.
-func logLevel(name string) (LogLevel, bool) {
-	for i, n := range abi.LoggingLevels {
-		if n == name {
-			return LogLevel(i), true
-		}
-	}
-	return 0, false
-}
-
 func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	// Most debug and trace records are disabled: find the level first and
 	// decode the message only when the record is wanted.
 	if name, found, err := stringMember(req, "level"); err == nil && found && (i.logs == nil || i.initializing) {
-		if level, ok := logLevel(name); ok && !i.logger.Enabled(ctx, slogLevels[level]) {
+		if level, ok := abi.ParseLogLevel(name); ok && !i.logger.Enabled(ctx, slogLevels[level]) {
 			return nil, nil
 		}
 	}
@@ -182,7 +172,7 @@ func (i *Instance) opLog(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &lr); err != nil {
 		return nil, &HostError{Kind: abi.KindBadRequest, Message: "log: " + err.Error()}
 	}
-	level, ok := logLevel(lr.Level)
+	level, ok := abi.ParseLogLevel(lr.Level)
 	if !ok {
 		return nil, &HostError{Kind: abi.KindBadRequest, Message: fmt.Sprintf("log: unknown level %q (want trace, debug, info, warn, error or critical)", lr.Level)}
 	}

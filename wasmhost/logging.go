@@ -22,32 +22,19 @@ const (
 	importLog         = abi.LoggingLog
 )
 
-// LogLevel is the level of a guest log record, numbered as wasi:logging's enum level.
-type LogLevel uint8
-
-// The levels of wasi:logging, in its order.
-const (
-	LogTrace LogLevel = iota
-	LogDebug
-	LogInfo
-	LogWarn
-	LogError
-	LogCritical
-)
-
 // TraceLevel is the slog level of the guest log level "trace".
 const TraceLevel = slog.LevelDebug - 4
 
 // CriticalLevel is the slog level of the guest log level "critical".
 const CriticalLevel = slog.LevelError + 4
 
-// slogLevels maps a LogLevel to the server log's level.
+// slogLevels maps a abi.LogLevel to the server log's level.
 var slogLevels = [...]slog.Level{TraceLevel, slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, CriticalLevel}
 
 // LogRecord is one record a guest logged during a run.
 type LogRecord struct {
 	Time    time.Time
-	Level   LogLevel
+	Level   abi.LogLevel
 	Context string
 	Message string
 }
@@ -82,7 +69,7 @@ func (r *Runtime) wasiLog(ctx context.Context, mod api.Module, stack []uint64) {
 		panic(&guestFault{msg: "wasi:logging log: called outside a wasmhost instance"})
 	}
 	level := uint32(stack[0])
-	if level > uint32(LogCritical) {
+	if level > uint32(abi.LogCritical) {
 		panic(&guestFault{msg: fmt.Sprintf("wasi:logging log: level %d is not one of trace (0) to critical (5)", level)})
 	}
 	str := func(what string, ptr, n uint32) string {
@@ -96,14 +83,14 @@ func (r *Runtime) wasiLog(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	lc := str("context", uint32(stack[1]), uint32(stack[2]))
 	msg := str("message", uint32(stack[3]), uint32(stack[4]))
-	inst.emitLog(ctx, LogLevel(level), lc, msg)
+	inst.emitLog(ctx, abi.LogLevel(level), lc, msg)
 }
 
 // emitLog sends a guest record to the instance's sink during a run, and to the
 // server's log: at its own level when there is no sink, at debug level when the sink
 // has it (it is stored with its execution; writing every line of every execution to
 // the server's log too would cost a busy server more than storing them).
-func (i *Instance) emitLog(ctx context.Context, level LogLevel, logContext, msg string) {
+func (i *Instance) emitLog(ctx context.Context, level abi.LogLevel, logContext, msg string) {
 	sink := i.logs != nil && !i.initializing
 	sl := slogLevels[level]
 	if sink {

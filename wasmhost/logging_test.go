@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -66,7 +67,7 @@ func TestWASILogging(t *testing.T) {
 				t.Fatalf("level %d: sink got %d records, want 1", level, len(sink))
 			}
 			r := sink[0]
-			if r.Level != LogLevel(level) || r.Context != "ctx" || r.Message != `héllo "guest"` || r.Time.IsZero() {
+			if r.Level != abi.LogLevel(level) || r.Context != "ctx" || r.Message != `héllo "guest"` || r.Time.IsZero() {
 				t.Errorf("level %d: sink got %+v", level, r)
 			}
 			// Stored with the execution, the record reaches the server's log at debug level.
@@ -109,12 +110,12 @@ func TestLogOpReachesTheSink(t *testing.T) {
 	if string(out) != `{"ok":{"ok":null}}` {
 		t.Fatalf("got %s", out)
 	}
-	if len(sink) != 1 || sink[0].Level != LogTrace || sink[0].Message != "old" || sink[0].Context != "" {
+	if len(sink) != 1 || sink[0].Level != abi.LogTrace || sink[0].Message != "old" || sink[0].Context != "" {
 		t.Errorf("sink got %+v, want the one trace record of the run", sink)
 	}
 	sink = nil
 	mustRunLogging(t, InstanceConfig{Kind: KindActivity}, &sink, "hostcall", `[{"op":"log","level":"critical","message":"m","context":"c"}]`)
-	if len(sink) != 1 || sink[0].Level != LogCritical || sink[0].Context != "c" {
+	if len(sink) != 1 || sink[0].Level != abi.LogCritical || sink[0].Context != "c" {
 		t.Errorf("sink got %+v, want a critical record with context c", sink)
 	}
 }
@@ -138,8 +139,8 @@ func TestCaptureOutput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(sink) != 2 || sink[0] != (LogRecord{Time: sink[0].Time, Level: LogInfo, Context: "stdout", Message: "hello stdout"}) ||
-			sink[1] != (LogRecord{Time: sink[1].Time, Level: LogWarn, Context: "stderr", Message: "hello stderr"}) {
+		if len(sink) != 2 || sink[0] != (LogRecord{Time: sink[0].Time, Level: abi.LogInfo, Context: "stdout", Message: "hello stdout"}) ||
+			sink[1] != (LogRecord{Time: sink[1].Time, Level: abi.LogWarn, Context: "stderr", Message: "hello stderr"}) {
 			t.Errorf("sink got %+v", sink)
 		}
 	})

@@ -2,9 +2,7 @@ package bench
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -38,7 +36,7 @@ func BenchmarkRetention(b *testing.B) {
 		harness.JSONEq(b, s.Result(warm, time.Minute), `{"ok":10}`)
 		waitPrepared(b, s, "fibo", "fibo_workflow")
 		s.Stop()
-		sizeBefore := dirSize(b, s.DataDir())
+		sizeBefore := harness.DirSize(b, s.DataDir())
 		s.Start()
 		_, baseline := sequentialGaps(b, s, 1000)
 		ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
@@ -48,7 +46,7 @@ func BenchmarkRetention(b *testing.B) {
 			}
 		}
 		s.Stop()
-		sizeCreated := dirSize(b, s.DataDir())
+		sizeCreated := harness.DirSize(b, s.DataDir())
 		// 30 s: every tree created is due at the restart, and the sequential workflows
 		// run during the pass are not deleted before their events are read.
 		time.Sleep(30 * time.Second)
@@ -79,7 +77,7 @@ func BenchmarkRetention(b *testing.B) {
 		}
 		waitFor(b, 30*time.Minute, func() bool { return strings.Contains(s.Log(), "retention: compacted what was deleted") })
 		s.Stop()
-		sizeDeleted := dirSize(b, s.DataDir())
+		sizeDeleted := harness.DirSize(b, s.DataDir())
 		b.ReportMetric(deleted/took, "deleted-executions/s")
 		b.ReportMetric(deleted, "deleted-executions")
 		reportP99(b, "seq-p99-ms-without", baseline)
@@ -145,24 +143,4 @@ func waitFor(b *testing.B, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// dirSize is the size of the files under dir.
-func dirSize(b *testing.B, dir string) int64 {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		n += info.Size()
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,27 +17,6 @@ import (
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/test/harness"
 )
-
-// dirSize sums the sizes of the files under dir.
-func dirSize(t *testing.T, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		n += info.Size()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 func connectCode(err error) connect.Code {
 	var ce *connect.Error
@@ -55,7 +33,7 @@ func TestAPIInputLimits(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
 	ctx := context.Background()
 	store := filepath.Join(s.DataDir(), "store")
-	before := dirSize(t, store)
+	before := harness.DirSize(t, store)
 	url := func(n int) string { return `["http://127.0.0.1:1/` + strings.Repeat("a", n) + `"]` }
 
 	// 10 MB through the Go client ...
@@ -103,7 +81,7 @@ func TestAPIInputLimits(t *testing.T) {
 	if err != nil || len(list.Msg.Executions) != 0 {
 		t.Fatalf("executions after refused requests: %v %v", list, err)
 	}
-	if after := dirSize(t, store); after-before > 1<<20 {
+	if after := harness.DirSize(t, store); after-before > 1<<20 {
 		t.Errorf("the store grew from %d to %d bytes with every request refused", before, after)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 func TestGetLogs(t *testing.T) {
@@ -17,7 +18,7 @@ func TestGetLogs(t *testing.T) {
 	id := stubExecution(t, e)
 	var lines []events.LogLine
 	for i := range 3 {
-		lines = append(lines, events.LogLine{Time: int64(1e9 + i), Level: events.LogLevel(i + 2), Attempt: 1, RunID: "Run_1", Context: "c", Message: fmt.Sprintf("line %d", i)})
+		lines = append(lines, events.LogLine{Time: int64(1e9 + i), Level: abi.LogLevel(i + 2), Attempt: 1, RunID: "Run_1", Context: "c", Message: fmt.Sprintf("line %d", i)})
 	}
 	if _, err := e.Store().Commit(ctx, &events.Tx{Logs: []events.LogAppend{{ExecutionID: id, Lines: lines}}}); err != nil {
 		t.Fatal(err)

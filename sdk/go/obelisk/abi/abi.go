@@ -20,6 +20,7 @@ package abi
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -128,6 +129,38 @@ const (
 // LoggingLevels are the levels in the order of wasi:logging's enum level: the
 // level argument of LoggingModule's log is an index in it.
 var LoggingLevels = [...]string{LevelTrace, LevelDebug, LevelInfo, LevelWarn, LevelError, LevelCritical}
+
+// LogLevel is a level as a number: its index in LoggingLevels, as wasi:logging passes
+// it and the store keeps it.
+type LogLevel uint8
+
+// The levels as numbers, in wasi:logging's order.
+const (
+	LogTrace LogLevel = iota
+	LogDebug
+	LogInfo
+	LogWarn
+	LogError
+	LogCritical
+)
+
+// String returns the level's name, e.g. "info".
+func (l LogLevel) String() string {
+	if int(l) < len(LoggingLevels) {
+		return LoggingLevels[l]
+	}
+	return "level(" + strconv.Itoa(int(l)) + ")"
+}
+
+// ParseLogLevel returns the level named name ("trace" ... "critical").
+func ParseLogLevel(name string) (LogLevel, bool) {
+	for i, n := range LoggingLevels {
+		if n == name {
+			return LogLevel(i), true
+		}
+	}
+	return 0, false
+}
 
 // The wasi:logging import: LoggingModule's function LoggingLog, lowered to core wasm as
 // (level: i32, context_ptr: i32, context_len: i32, message_ptr: i32, message_len: i32) -> ().
