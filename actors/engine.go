@@ -441,7 +441,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	if err := json.Compact(&compact, params); err != nil {
 		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
 	}
-	created := e.createdEvent(now, fn, compact.Bytes(), "", "")
+	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact.Bytes(), "", "")
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
 	}
@@ -477,14 +477,6 @@ func (e *Engine) checkParamsSize(params []byte) error {
 		return fmt.Errorf("parameters are %d bytes, more than the limit of %d bytes (api.max_params_bytes)", len(params), e.cfg.MaxParamsBytes)
 	}
 	return nil
-}
-
-func (e *Engine) createdEvent(now time.Time, fn Function, params []byte, parent, joinSet string) *pb.Event {
-	c := fn.Component
-	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Created{Created: &pb.Created{
-		Ffqn: fn.Fn.FFQN(), Params: params, ParentId: parent, ParentJoinSetId: joinSet,
-		ScheduledAt: now.UnixNano(), ComponentId: c.ID, ComponentType: c.Config.pbType(), Queue: c.Config.QueueName(),
-	}}}
 }
 
 // checkQueueName refuses a queue name given by a submitter ("" is the default queue).

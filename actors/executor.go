@@ -273,10 +273,7 @@ func (x *executor) lockAndRun(ctx context.Context, id string) {
 
 // lockedEvent is the event that gives the execution to run runID of this executor.
 func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
-	return &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
-		ExecutorId: x.e.executor, RunId: runID, LockExpiresAt: now.Add(x.comp.Config.LockExpiry).UnixNano(),
-		Retry: x.comp.Config.retryConfig(), ComponentId: x.comp.ID,
-	}}}
+	return lockedEvent(x.e.executor, x.comp, runID, now, now.Add(x.comp.Config.LockExpiry), x.comp.Config.retryConfig())
 }
 
 // Eager dispatch.

@@ -340,7 +340,7 @@ func TestExecutorRestartsMidPass(t *testing.T) {
 		// Created pending, not locked at creation (as Submit's eager dispatch would):
 		// the executor's pass has to lock them.
 		mustChange(t, e, id, func(*pb.ExecutionState) (*events.Tx, error) {
-			return &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{e.createdEvent(time.Now(), fn, []byte("[10]"), "", "")}}}}, nil
+			return &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{createdEvent(time.Now(), fn.Component, fn.Fn.FFQN(), []byte("[10]"), "", "")}}}}, nil
 		})
 		ids = append(ids, id)
 	}

@@ -160,14 +160,8 @@ func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.Histo
 		r.e.runs.add(r.runID)
 		r.e.active.add(r.id, r.stop)
 		evs = append(evs,
-			&pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Created{Created: &pb.Created{
-				Ffqn: WebhookRequestFFQN(r.c.Config.Name), Params: r.params, ScheduledAt: now.UnixNano(),
-				ComponentId: r.c.ID, ComponentType: r.c.Config.pbType(), Queue: r.c.Config.Name,
-			}}},
-			&pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
-				ExecutorId: r.e.executor, RunId: r.runID, LockExpiresAt: r.lockExpires.UnixNano(), ComponentId: r.c.ID,
-				Retry: &pb.RetryConfig{}, // never retried
-			}}})
+			createdEvent(now, r.c, WebhookRequestFFQN(r.c.Config.Name), r.params, "", ""),
+			lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, &pb.RetryConfig{})) // never retried
 	}
 	for _, h := range hist {
 		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_History{History: h}})
@@ -214,7 +208,7 @@ func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	// The run waits in memory until its lock expires (the request's deadline).
 	hist[2].GetJoinNext().RunExpiresAt = r.lockExpires.UnixNano()
 	now := time.Now()
-	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, js)}}); err != nil {
+	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: child, Events: []*pb.Event{createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)}}); err != nil {
 		return nil, err
 	}
 	st, err := r.e.WaitFinished(ctx, child)

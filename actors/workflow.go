@@ -269,7 +269,7 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	r.oneOff++
 	js, child, want := directCall(r.id, r.oneOff, q.FFQN, params)
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.e.createdEvent(now, fn, params, r.id, js)}}}
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)}}}
 	}); err != nil {
 		return nil, err
 	}
@@ -468,7 +468,7 @@ func scheduleSpec(raw json.RawMessage, check bool) ([]byte, error) {
 // scheduledCreated is the Created event of a top-level execution of fn that execution
 // by scheduled, due at at.
 func (e *Engine) scheduledCreated(now time.Time, fn Function, params []byte, at time.Time, by string) *pb.Event {
-	created := e.createdEvent(now, fn, params, "", "")
+	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), params, "", "")
 	created.GetCreated().ScheduledAt = at.UnixNano()
 	created.GetCreated().ScheduledBy = by
 	return created
@@ -533,10 +533,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	lockExpiry := r.c.Config.LockExpiry
 	if r.lockExpires.Sub(now) < lockExpiry/2 {
 		r.lockExpires = now.Add(lockExpiry)
-		evs = append(evs, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Locked{Locked: &pb.Locked{
-			ExecutorId: r.e.executor, RunId: r.runID, LockExpiresAt: r.lockExpires.UnixNano(), ComponentId: r.c.ID,
-			Retry: r.c.Config.retryConfig(),
-		}}})
+		evs = append(evs, lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, r.c.Config.retryConfig()))
 	}
 	hist := append(append([]*pb.HistoryEvent(nil), r.pending...), want...)
 	for _, h := range hist {
