@@ -13,6 +13,29 @@ import (
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
+// activityRunner runs the executions of WASM activities (run.go): one attempt per run,
+// in an instance made before the lock.
+type activityRunner struct{ e *Engine }
+
+// prepare makes the attempt's instance. For a run locked already (eager dispatch) the
+// attempt's clock starts first, so that with keepalive its lock is renewed while it
+// waits for its instance, and a wait for memory ends with the lock.
+func (ar activityRunner) prepare(ctx context.Context, r *run) error {
+	c := r.x.comp
+	if r.st != nil {
+		r.attempt = ar.e.beginAttempt(ctx, c, r.st, r.runID)
+	}
+	var err error
+	r.inst, err = ar.e.instantiate(ctx, c, activityInstanceConfig(c), r.memory, r.lockUntil())
+	return err
+}
+
+func (ar activityRunner) run(ctx context.Context, r *run) {
+	inst := r.inst
+	r.inst = nil
+	ar.e.runActivity(ctx, r.x.comp, r.st, r.runID, inst, r.created, r.attempt)
+}
+
 // runActivity runs one attempt of a locked activity in inst (a fresh instance, which it
 // closes), killed when its lock expires or max_duration ends, and records the outcome.
 // created is the activity's Created event when the caller has it, else nil: it is read.
@@ -49,18 +72,25 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 // Instance.Run returned them, unless the run no longer holds the lock, with the lines
 // the attempt logged (logs, which may be nil).
 func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error, logs *runLogs) {
+	lines := logs.take()
+	outcome := ""
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		outcome = ""
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
 		tx := e.activityOutcomeTx(st, fn, out, runErr, time.Now())
-		tx.Logs = logs.take()
-		e.cfg.Metrics.ActivityAttempt(attemptOutcome(tx))
+		tx.Logs = lines
+		outcome = attemptOutcome(tx)
 		return tx, nil
 	})
 	if err != nil {
 		e.log.Error("activity: record outcome", "execution", id, "err", err)
+	} else if outcome != "" {
+		e.cfg.Metrics.ActivityAttempt(outcome)
+		lines = nil // stored with the outcome
 	}
+	e.storeLogs(ctx, lines)
 	logs.storeRest(ctx)
 }
 

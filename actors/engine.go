@@ -445,7 +445,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
 	}
-	var eager []*eagerRun
+	var eager []*run
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st != nil {
 			evs, err := e.store.Events(ctx, id, 0, 1)

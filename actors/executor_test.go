@@ -78,10 +78,12 @@ func TestEagerLockRules(t *testing.T) {
 	} else {
 		runs[0].release()
 	}
-	e.executors["w"].comp.Config.Type = ActivityStub
+	stub := &Component{Config: ComponentConfig{Name: "s", Type: ActivityStub, LockExpiry: time.Second}, ID: "activity_stub:s:sha256:00",
+		exports: map[string]bool{"a:b/s.d": true}}
+	addExecutor(e, ctx, stub)
 	tx = child("E_8", now)
 	c = tx.Appends[0].Events[0].GetCreated()
-	c.Queue, c.ComponentId = "w", wf.ID
+	c.Ffqn, c.Queue, c.ComponentId = "a:b/s.d", "s", stub.ID
 	if len(e.eagerLock(tx, now)) != 0 || locked(tx) {
 		t.Error("a stub's execution was locked")
 	}
@@ -126,7 +128,7 @@ func TestEagerLockSharedQueue(t *testing.T) {
 		cr.Ffqn, cr.Queue, cr.ComponentId = ffqn, queue, comp.ID
 		return tx
 	}
-	lockedFor := func(tx *events.Tx, runs []*eagerRun) *Component {
+	lockedFor := func(tx *events.Tx, runs []*run) *Component {
 		if len(runs) != 1 || len(tx.Appends[0].Events) != 2 {
 			return nil
 		}

@@ -147,3 +147,14 @@ func (c *Component) runLogging(sink *runLogs) wasmhost.RunLogging {
 	}
 	return l
 }
+
+// storeLogs stores log lines that were taken for a commit that did not happen (the
+// change found nothing to record), in a Tx of their own.
+func (e *Engine) storeLogs(ctx context.Context, lines []events.LogAppend) {
+	if len(lines) == 0 || ctx.Err() != nil {
+		return
+	}
+	if _, err := e.store.Commit(ctx, &events.Tx{Logs: lines}); err != nil {
+		e.log.Warn("store log lines", "execution", lines[0].ExecutionID, "err", err)
+	}
+}

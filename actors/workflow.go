@@ -84,6 +84,17 @@ type runRequest struct {
 	expires  int64 // a delay's expiry
 }
 
+// workflowRunner runs the executions of workflows (run.go). It prepares nothing before
+// the lock: a workflow's instance is made for the history the lock lets it read, and a
+// run that spent much of its lock on instantiating renews the lock before replaying.
+type workflowRunner struct{ e *Engine }
+
+func (workflowRunner) prepare(context.Context, *run) error { return nil }
+
+func (wr workflowRunner) run(ctx context.Context, r *run) {
+	wr.e.runWorkflow(ctx, r.x.comp, r.st, r.runID, r.memory)
+}
+
 // runWorkflow runs the workflow locked by st with run runID, in an instance whose guest
 // memory is counted in memory.
 func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *memoryAccount) {
@@ -183,17 +194,23 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		result = events.FailureResult(events.FailureUncategorized, runErr.Error())
 	}
 	e.histories.forget(id)
+	lines, finished := r.logs.take(), false
 	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		finished = false
 		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested {
 			return nil, nil // the cancellation records the result
 		}
 		tx := e.finishTx(st, result, time.Now())
 		tx.Appends[0].RunID = runID
-		tx.Logs = r.logs.take()
+		tx.Logs, finished = lines, true
 		return tx, nil
 	})
 	if err != nil {
+		finished = false
 		e.log.Warn("workflow: record result", "execution", id, "err", err)
+	}
+	if !finished {
+		e.storeLogs(ctx, lines)
 	}
 }
 
