@@ -56,23 +56,38 @@ func (a *executionActor) Receive(c actor.Context) {
 	}
 }
 
+// maxDecideRetries bounds how often a change is decided again after a conflict.
+const maxDecideRetries = 5
+
+// change reads the execution's state, decides and commits. The store's expected
+// versions are what keep an execution's history right (docs/RATIONALE.md, "One writer
+// check: the store's versions"): a conflict on this execution means a write that does
+// not go through the actor (the running workflow's flush, a webhook's commit, another
+// node) landed between the read and the commit, so the change is decided again on the
+// new state. decide must therefore have no effect but its Tx.
 func (a *executionActor) change(m *changeMsg) *changeReply {
-	st, err := a.e.store.State(m.ctx, a.id)
-	if err != nil && !errors.Is(err, events.ErrNotFound) {
-		return &changeReply{err: err}
+	for attempt := 0; ; attempt++ {
+		st, err := a.e.store.State(m.ctx, a.id)
+		if err != nil && !errors.Is(err, events.ErrNotFound) {
+			return &changeReply{err: err}
+		}
+		tx, err := m.decide(st)
+		if err != nil || tx == nil {
+			return &changeReply{state: st, err: err}
+		}
+		states, err := a.e.store.Commit(m.ctx, tx)
+		var ce *events.ConflictError
+		if errors.As(err, &ce) && ce.ExecutionID == a.id && attempt < maxDecideRetries {
+			continue
+		}
+		if err != nil {
+			return &changeReply{state: st, err: err}
+		}
+		if n, ok := states[a.id]; ok {
+			st = n
+		}
+		return &changeReply{state: st, states: states}
 	}
-	tx, err := m.decide(st)
-	if err != nil || tx == nil {
-		return &changeReply{state: st, err: err}
-	}
-	states, err := a.e.store.Commit(m.ctx, tx)
-	if err != nil {
-		return &changeReply{state: st, err: err}
-	}
-	if n, ok := states[a.id]; ok {
-		st = n
-	}
-	return &changeReply{state: st, states: states}
 }
 
 // askTimeout bounds waiting for an execution actor; a commit normally takes a few ms.
