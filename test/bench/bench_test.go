@@ -83,15 +83,18 @@ func BenchmarkFiboaSequential(b *testing.B) {
 // BenchmarkThroughput: 2,000 fiboa(1, 3) workflows submitted at once (each calls the
 // activity three times); the metrics are completed workflows per second, the server's
 // peak RSS and PSS during the run (sampled from smaps_rollup) and its VmHWM (the peak RSS
-// since it started). cold is the first 2,000 on a server just started: the modules prepare their
+// since it started), and the server's CPU time per workflow (steadier than wall time on
+// a shared machine). cold is the first 2,000 on a server just started: the modules prepare their
 // snapshots (~3 s of compiling) on first use, while the load runs on the plain path.
 // warm is the next 2,000, once the snapshots are ready: the steady state of a server.
 func BenchmarkThroughput(b *testing.B) {
 	const n = 2000
-	s := harness.Start(b, harness.Options{})
+	// OBELISK_BENCH_TOML appends settings (e.g. a [store] section) to compare them.
+	s := harness.Start(b, harness.Options{Deployment: os.Getenv("OBELISK_BENCH_TOML")})
 	run := func(b *testing.B) {
 		for range b.N {
 			mem := s.SampleMemory()
+			cpu0, _ := s.CPUTime()
 			start := time.Now()
 			ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
 			for _, id := range ids {
@@ -101,6 +104,9 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(n)/elapsed.Seconds(), "workflows/s")
+			if cpu1, err := s.CPUTime(); err == nil {
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/n, "server-cpu-ms/workflow")
+			}
 			reportPeakRSS(b, s)
 			reportPeakMemory(b, mem)
 		}
