@@ -3,6 +3,8 @@ package events
 import (
 	"errors"
 	"fmt"
+
+	"github.com/obelisk-go/obelisk/internal/clip"
 )
 
 // ErrNotFound is returned for an execution that does not exist.
@@ -37,6 +39,11 @@ func (e *FailedError) Error() string {
 // Unwrap makes the error match ErrFailed and the cause.
 func (e *FailedError) Unwrap() []error { return []error{ErrFailed, e.Err} }
 
+// ErrConflict is matched (errors.Is) by ConflictError and KVConflictError: a Tx refused
+// because something it expected (a stream's version, a run's lock, a key's value) is no
+// longer so. Nothing of the Tx was written; the caller may read again and retry.
+var ErrConflict = errors.New("conflict")
+
 // ConflictError is returned when an append's expected version is not the stream's next
 // version (Actual), or when the run that appends no longer holds the lock.
 type ConflictError struct {
@@ -51,4 +58,32 @@ func (e *ConflictError) Error() string {
 		return fmt.Sprintf("append %s v%d: conflict: %s", e.ExecutionID, e.Expected, e.Reason)
 	}
 	return fmt.Sprintf("append %s v%d: conflict: stream is at v%d", e.ExecutionID, e.Expected, e.Actual)
+}
+
+// Is makes the error match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// KVConflictError is returned when a KVWrite or KVCheck of a Tx finds its key's value not
+// as expected: the whole Tx is refused.
+type KVConflictError struct {
+	Bucket, Key string
+	// ExpectedPresent and Expected are what the Tx expected (absent when
+	// ExpectedPresent is false), Present and Actual what the key held.
+	ExpectedPresent, Present bool
+	Expected, Actual         string
+}
+
+func (e *KVConflictError) Error() string {
+	return fmt.Sprintf("kv %s/%s: conflict: expected %s, found %s", clip.Quote(e.Bucket), clip.Quote(e.Key),
+		kvDescribe(e.ExpectedPresent, e.Expected), kvDescribe(e.Present, e.Actual))
+}
+
+// Is makes the error match ErrConflict.
+func (e *KVConflictError) Is(target error) bool { return target == ErrConflict }
+
+func kvDescribe(present bool, v string) string {
+	if !present {
+		return "no value"
+	}
+	return "value " + clip.Quote(v)
 }

@@ -62,6 +62,12 @@ type Store interface {
 	Logs(ctx context.Context, id string, from uint64, limit int) (LogPage, error)
 	// LogStats returns the counts of an execution's log.
 	LogStats(ctx context.Context, id string) (LogStats, error)
+	// KVGet returns the value of bucket/key and whether it exists (kv.go).
+	KVGet(ctx context.Context, bucket, key string) (string, bool, error)
+	// KVList returns up to limit entries of bucket whose keys start with prefix and sort
+	// after cursor ("" = from the start), in key order, and the cursor of the next page
+	// ("" = end). limit <= 0 means DefaultKVListLimit; it is capped at MaxKVListLimit.
+	KVList(ctx context.Context, bucket, prefix, cursor string, limit int) ([]KVEntry, string, error)
 	// Failed is closed when the store can no longer be trusted to persist (a failed
 	// write or sync); Err then returns why, an error matching ErrFailed.
 	Failed() <-chan struct{}

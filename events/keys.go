@@ -25,6 +25,7 @@ import (
 //	q\0<id>\0<version:4>         the event's global position -> <position:8> (to delete it)
 //	f\0<component>\0<finished:8>\0<id>  finished top-level executions (retention.go)
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
+//	v\0<bucket>\0<key>           a KV entry -> its value (kv.go); of no execution
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //
@@ -50,6 +51,7 @@ const (
 	tagFinished = 'f'
 	tagDeleting = 'x'
 	tagMeta     = 'm'
+	tagKV       = 'v'
 )
 
 func key(tag byte, parts ...[]byte) []byte {

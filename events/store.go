@@ -64,7 +64,7 @@ const (
 // This file opens and closes it and holds its failure; writer.go is the group-commit
 // writer, tx.go folds one Tx, indexes.go maintains and scans the indexes, reads.go
 // answers reads, global.go numbers events, retention.go deletes finished trees, wals.go guards
-// the WALs.
+// the WALs, kv.go holds the entries of the KV store.
 type PebbleStore struct {
 	db   *pebble.DB
 	dir  string

@@ -41,6 +41,11 @@ type Tx struct {
 	Responses []ResponseAppend
 	// Logs are guest log lines (logs.go), stored only if the rest of the Tx is.
 	Logs []LogAppend
+	// KVChecks are checked first, then KV applied in order (kv.go); each sees the KV
+	// writes of the Txs before it in its group and the earlier ones of its own. A Tx may
+	// hold KV writes alone.
+	KVChecks []KVCheck
+	KV       []KVWrite
 }
 
 // groupState is the writer's view while applying one group.
@@ -56,6 +61,8 @@ type groupState struct {
 	delayTimes []int64
 	// logs are the log counts this group changed (logs.go).
 	logs map[string]LogStats
+	// kv holds the KV values this group wrote (kv.go), by key.
+	kv map[string]kvValue
 }
 
 func (g *groupState) get(id string) (*pb.ExecutionState, error) {

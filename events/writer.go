@@ -129,7 +129,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}, kv: map[string]kvValue{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	type ok struct {
@@ -139,6 +139,13 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	var oks []ok
 	pos := s.global.last.Load() // the last global position; the group's events follow
 	for _, req := range group {
+		// KV first: a KV conflict, the likely refusal of a KV Tx, must leave no trace
+		// in the group, and apply records the responses it delivers.
+		kvOps, kvValues, err := g.kvOps(req.tx)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
 		ops, overlay, err := g.apply(req.tx)
 		if err != nil {
 			req.result <- commitResult{err: err}
@@ -149,9 +156,12 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 			req.result <- commitResult{err: err}
 			continue
 		}
-		ops = append(ops, logOps...)
+		ops = append(append(ops, logOps...), kvOps...)
 		for id, st := range logStats {
 			g.logs[id] = st
+		}
+		for k, v := range kvValues {
+			g.kv[k] = v
 		}
 		ids := make([]string, 0, len(overlay))
 		for id, st := range overlay {
