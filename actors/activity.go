@@ -9,6 +9,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -26,7 +27,7 @@ func (ar activityRunner) prepare(ctx context.Context, r *run) error {
 		r.attempt = ar.e.beginAttempt(ctx, c, r.st, r.runID)
 	}
 	var err error
-	r.inst, err = ar.e.instantiate(ctx, c, activityInstanceConfig(c), r.memory, r.lockUntil())
+	r.inst, err = ar.e.instantiate(ctx, c, ar.e.activityInstanceConfig(c), r.memory, r.lockUntil())
 	return err
 }
 
@@ -102,8 +103,20 @@ func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID st
 	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
 }
 
-func activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
-	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: c.http}
+func (e *Engine) activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
+	return wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, HTTP: c.http, Handler: activityHost{e}}
+}
+
+// activityHost answers the host calls of activities beyond log and http, which wasmhost
+// answers itself: the built-in KV store's.
+type activityHost struct{ e *Engine }
+
+// HostCall implements wasmhost.HostHandler.
+func (h activityHost) HostCall(ctx context.Context, op string, req []byte) ([]byte, error) {
+	if op == abi.OpKV {
+		return h.e.kvDirect(ctx, req)
+	}
+	return nil, hostErr(abi.KindUnsupportedOp, "operation %q is not available to activities", op)
 }
 
 // instantiate makes an instance, at most GOMAXPROCS at a time: instantiation is pure CPU,

@@ -30,6 +30,9 @@ const (
 	// WebhookEndpoint components export nothing: each HTTP request runs in a fresh
 	// instance (see RunWebhook); they may call and schedule what their world imports.
 	WebhookEndpoint ComponentType = "webhook_endpoint"
+	// ActivityNative components are built into the engine (no WASM) and run like
+	// activities: the KV component (kv.go).
+	ActivityNative ComponentType = "activity_native"
 )
 
 // BlockingStrategy says what a workflow run does while it waits for a child.
@@ -50,7 +53,8 @@ type ComponentConfig struct {
 	// Path of the .wasm file. An activity stub needs only its WIT: a .wasm file carrying
 	// it, or the WIT text itself in WIT.
 	Path string
-	// WIT is an activity stub's WIT, given inline instead of a file.
+	// WIT is an activity stub's WIT, given inline instead of a file, or a native
+	// component's.
 	WIT string
 	// MaxRetries is how many times an execution is retried after its first attempt: an
 	// activity after a failure or a timeout, a workflow after a timeout only (a trap or
@@ -115,6 +119,8 @@ func (c *ComponentConfig) pbType() pb.ComponentType {
 		return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_STUB
 	case WebhookEndpoint:
 		return pb.ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT
+	case ActivityNative:
+		return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_NATIVE
 	}
 	return pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM
 }
@@ -157,7 +163,7 @@ func (c *Component) memoryEstimate() uint64 {
 // world imports it, directly or through the -obelisk-ext extension package, or the
 // component exports it itself (a workflow may recurse, as testing:tree does).
 func (c *Component) mayCall(ffqn string) bool {
-	return c.imports[ffqn] || c.exports[ffqn]
+	return c.imports[ffqn] || c.exports[ffqn] || isKVFunction(ffqn)
 }
 
 // Function describes one function the engine can run.
@@ -262,6 +268,9 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 		}
 		files = []wit.File{{Path: cfg.Name + ".wit", Text: cfg.WIT}}
 		wasm = []byte("activity_stub_inline:" + cfg.WIT) // identifies the component
+	case cfg.Type == ActivityNative:
+		files = []wit.File{{Path: cfg.Name + ".wit", Text: cfg.WIT}}
+		wasm = []byte("activity_native:" + cfg.WIT) // identifies the component: its interface
 	default:
 		var err error
 		if wasm, err = os.ReadFile(cfg.Path); err != nil {
@@ -305,7 +314,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	for _, fn := range exports {
 		c.exports[fn.FFQN()] = true
 	}
-	if cfg.Type == ActivityStub {
+	if cfg.Type == ActivityStub || cfg.Type == ActivityNative {
 		return c, nil
 	}
 	if cfg.Type == ActivityWasm || cfg.Type == WebhookEndpoint {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,9 @@ type Config struct {
 	// ago than this is deleted with its tree (retention.go); 0 keeps everything, unless
 	// a component sets its own.
 	RetentionFinishedAfter time.Duration
+	// KVConfig are the read-only buckets of the built-in KV component read from TOML
+	// files (kvconfig.go).
+	KVConfig []KVConfigBucket
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
@@ -96,6 +100,8 @@ type Engine struct {
 	active    activeRuns
 	cancels   *canceller
 	retention *retention
+	// kvConfig: the read-only buckets of the KV component, by name (kvconfig.go).
+	kvConfig  map[string]*kvConfigBucket
 	histories *historyCache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
@@ -139,13 +145,33 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := checkMemory(cfg.MemoryBudget, cfg.Components); err != nil {
 		return nil, err
 	}
+	for _, c := range cfg.Components {
+		if c.Name == KVComponentName {
+			return nil, fmt.Errorf("component %q: the name is reserved for the built-in KV component", c.Name)
+		}
+	}
+	cfg.Components = append(slices.Clone(cfg.Components), kvComponentConfig())
 	if err := checkQueues(cfg.Components); err != nil {
 		return nil, err
+	}
+	kvConfig := map[string]*kvConfigBucket{}
+	for _, b := range cfg.KVConfig {
+		if err := events.CheckKVWrite("config", events.KVWrite{Bucket: b.Bucket, Key: "-"}); err != nil {
+			return nil, fmt.Errorf("kv_config bucket %q: %w", b.Bucket, err)
+		}
+		if kvConfig[b.Bucket] != nil {
+			return nil, fmt.Errorf("kv_config bucket %q is declared twice", b.Bucket)
+		}
+		bucket, err := newKVConfigBucket(b)
+		if err != nil {
+			return nil, err
+		}
+		kvConfig[b.Bucket] = bucket
 	}
 	if cfg.MaxParamsBytes <= 0 {
 		cfg.MaxParamsBytes = DefaultMaxParamsBytes
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{})}
+	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{}), kvConfig: kvConfig}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -551,6 +577,8 @@ func componentTypeName(t pb.ComponentType) string {
 		return string(ActivityStub)
 	case pb.ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT:
 		return string(WebhookEndpoint)
+	case pb.ComponentType_COMPONENT_TYPE_ACTIVITY_NATIVE:
+		return string(ActivityNative)
 	}
 	return string(ActivityWasm)
 }

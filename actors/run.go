@@ -50,6 +50,8 @@ func (e *Engine) runnerFor(t ComponentType) runner {
 		return activityRunner{e}
 	case Workflow:
 		return workflowRunner{e}
+	case ActivityNative:
+		return kvRunner{e} // the only native component so far
 	}
 	return nil
 }

@@ -147,6 +147,8 @@ func (r *webhookRun) HostCall(ctx context.Context, op string, req []byte) ([]byt
 		return r.getStatus(ctx, req)
 	case abi.OpExecutionIDGenerate:
 		return json.Marshal(events.NewExecutionID(time.Now()))
+	case abi.OpKV:
+		return r.e.kvDirect(ctx, req)
 	}
 	return nil, hostErr(abi.KindUnsupportedOp, "operation %q is not available to webhook endpoints", op)
 }

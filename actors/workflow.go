@@ -270,8 +270,20 @@ func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]by
 		return r.sleep(ctx, req)
 	case abi.OpStub:
 		return r.stub(ctx, req)
+	case abi.OpKV:
+		return r.kv(ctx, req)
 	}
 	return nil, hostErr(abi.KindUnsupportedOp, "operation %q is not available to workflows", op)
+}
+
+// kv runs a function of the built-in KV component as a call: a child execution, so that
+// its answer is recorded and replay reuses it.
+func (r *workflowRun) kv(ctx context.Context, req []byte) ([]byte, error) {
+	var q abi.KVRequest
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr(abi.KindBadRequest, "kv: %v", err)
+	}
+	return r.callFunction(ctx, abi.CallRequest{FFQN: abi.KVInterface + "." + q.Fn, Params: q.Params})
 }
 
 func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
@@ -279,6 +291,11 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
+	return r.callFunction(ctx, q)
+}
+
+// callFunction calls q.FFQN as a child execution and waits for its result.
+func (r *workflowRun) callFunction(ctx context.Context, q abi.CallRequest) ([]byte, error) {
 	fn, params, err := r.callable(q.FFQN, q.Params)
 	if err != nil {
 		return nil, err

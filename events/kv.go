@@ -119,6 +119,18 @@ func checkKVKey(bucket, k string) error {
 	return checkKVKeyBytes("key", k)
 }
 
+// CheckKVWrite returns the error Commit would refuse w with for its bounds (nil if
+// none), so that a caller can answer bad input before it commits anything.
+func CheckKVWrite(op string, w KVWrite) error {
+	if err := checkKVKey(w.Bucket, w.Key); err != nil {
+		return kvInvalid(op, w.Bucket, w.Key, err)
+	}
+	if !w.Delete && len(w.Value) > MaxKVValueBytes {
+		return kvInvalid(op, w.Bucket, w.Key, fmt.Errorf("value is %d bytes, more than the limit of %d", len(w.Value), MaxKVValueBytes))
+	}
+	return nil
+}
+
 func kvInvalid(op, bucket, k string, err error) error {
 	return fmt.Errorf("kv %s %s/%s: %v: %w", op, clip.Quote(bucket), clip.Quote(k), err, ErrInvalidArgument)
 }

@@ -39,6 +39,8 @@ const (
 	ComponentType_COMPONENT_TYPE_WORKFLOW         ComponentType = 2
 	ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT ComponentType = 3
 	ComponentType_COMPONENT_TYPE_ACTIVITY_STUB    ComponentType = 4
+	// Built into the engine, run like an activity (the KV store).
+	ComponentType_COMPONENT_TYPE_ACTIVITY_NATIVE ComponentType = 5
 )
 
 // Enum value maps for ComponentType.
@@ -49,6 +51,7 @@ var (
 		2: "COMPONENT_TYPE_WORKFLOW",
 		3: "COMPONENT_TYPE_WEBHOOK_ENDPOINT",
 		4: "COMPONENT_TYPE_ACTIVITY_STUB",
+		5: "COMPONENT_TYPE_ACTIVITY_NATIVE",
 	}
 	ComponentType_value = map[string]int32{
 		"COMPONENT_TYPE_UNSPECIFIED":      0,
@@ -56,6 +59,7 @@ var (
 		"COMPONENT_TYPE_WORKFLOW":         2,
 		"COMPONENT_TYPE_WEBHOOK_ENDPOINT": 3,
 		"COMPONENT_TYPE_ACTIVITY_STUB":    4,
+		"COMPONENT_TYPE_ACTIVITY_NATIVE":  5,
 	}
 )
 
@@ -2445,13 +2449,14 @@ const file_obelisk_v1_events_proto_rawDesc = "" +
 	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x1aX\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.obelisk.v1.JoinSetCountersR\x05value:\x028\x01*\xb5\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.obelisk.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
 	"\rComponentType\x12\x1e\n" +
 	"\x1aCOMPONENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCOMPONENT_TYPE_ACTIVITY_WASM\x10\x01\x12\x1b\n" +
 	"\x17COMPONENT_TYPE_WORKFLOW\x10\x02\x12#\n" +
 	"\x1fCOMPONENT_TYPE_WEBHOOK_ENDPOINT\x10\x03\x12 \n" +
-	"\x1cCOMPONENT_TYPE_ACTIVITY_STUB\x10\x04*\x7f\n" +
+	"\x1cCOMPONENT_TYPE_ACTIVITY_STUB\x10\x04\x12\"\n" +
+	"\x1eCOMPONENT_TYPE_ACTIVITY_NATIVE\x10\x05*\x7f\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11STATUS_PENDING_AT\x10\x01\x12\x11\n" +

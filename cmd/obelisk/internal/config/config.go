@@ -101,9 +101,17 @@ type File struct {
 	Stubs      []Stub     `mapstructure:"activity_stub"`
 	// Queues set the limits of execution queues shared by components (queues.go).
 	Queues []Queue `mapstructure:"queue"`
+	// KVConfig are read-only buckets of the built-in KV store, read from TOML files.
+	KVConfig []KVConfig `mapstructure:"kv_config"`
 	// Webhook endpoints and their HTTP servers (webhook.go).
 	HTTPServers      []HTTPServer      `mapstructure:"http_server"`
 	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
+}
+
+// KVConfig is a [[kv_config]]: the bucket, and the TOML file its entries are read from.
+type KVConfig struct {
+	Bucket   string   `mapstructure:"bucket"`
+	Location Location `mapstructure:"location"`
 }
 
 // Location says where a component's .wasm file is.
@@ -395,6 +403,15 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	}
 	if err := resolveWebhooks(f, s, rel, path); err != nil {
 		return nil, err
+	}
+	for i, kv := range f.KVConfig {
+		switch {
+		case kv.Bucket == "":
+			return nil, fmt.Errorf("config %s: kv_config[%d]: bucket is required", displayPath(path), i)
+		case kv.Location.Path == "":
+			return nil, fmt.Errorf("config %s: kv_config[%d] (bucket %q): location.path (a TOML file) is required", displayPath(path), i, kv.Bucket)
+		}
+		s.Engine.KVConfig = append(s.Engine.KVConfig, actors.KVConfigBucket{Bucket: kv.Bucket, Path: rel(kv.Location.Path)})
 	}
 	return s, nil
 }

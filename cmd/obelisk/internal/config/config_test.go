@@ -479,3 +479,29 @@ location.path = "a.wasm"
 		}
 	}
 }
+
+func TestKVConfigKeys(t *testing.T) {
+	path := write(t, `
+[[kv_config]]
+bucket = "settings"
+location.path = "settings.toml"
+`)
+	s, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(filepath.Dir(path), "settings.toml")
+	if len(s.Engine.KVConfig) != 1 || s.Engine.KVConfig[0].Bucket != "settings" || s.Engine.KVConfig[0].Path != want {
+		t.Errorf("kv_config = %+v, want bucket settings at %s", s.Engine.KVConfig, want)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"[[kv_config]]\nlocation.path = \"s.toml\"\n", `kv_config[0]: bucket is required`},
+		{"[[kv_config]]\nbucket = \"s\"\n", `kv_config[0] (bucket "s"): location.path (a TOML file) is required`},
+		{"[[kv_config]]\nbucket = \"s\"\npath = \"s.toml\"\n", `invalid keys: path`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}

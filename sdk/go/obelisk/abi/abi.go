@@ -83,6 +83,11 @@ const (
 	// OpGetStatus reads the status of any execution ([GetStatusRequest],
 	// answered by a [Status]). Webhook endpoints.
 	OpGetStatus = "get_status"
+	// OpKV runs a function of the built-in obelisk:kv/store ([KVRequest]); the ok
+	// value is the function's result ({"ok": v} or {"err": e}), as a call's is.
+	// Activities and webhook endpoints run it directly; workflows call it as a
+	// child execution (OpCall), so that it is recorded and replayed.
+	OpKV = "kv"
 )
 
 // Ops returns the name of every host operation, in the order of docs/abi.md.
@@ -90,7 +95,7 @@ func Ops() []string {
 	return []string{
 		OpLog, OpHTTP, OpCall, OpRandomU64, OpRandomString, OpExecutionIDGenerate, OpSchedule,
 		OpJoinSetCreate, OpSubmit, OpSubmitDelay, OpJoinNext, OpJoinNextTry, OpGet, OpJoinSetClose,
-		OpSleep, OpStub, OpGetStatus,
+		OpSleep, OpStub, OpGetStatus, OpKV,
 	}
 }
 
@@ -176,6 +181,39 @@ type LogRequest struct {
 	Message string `json:"message"`
 	// Context is wasi:logging's context (a logger's name; often empty).
 	Context string `json:"context,omitempty"`
+}
+
+// The built-in key-value store: the interface its functions are exported in, and
+// their names (KVRequest.Fn).
+const (
+	KVInterface = "obelisk:kv/store"
+	KVGet       = "get"
+	KVSet       = "set"
+	KVDelete    = "delete"
+	KVList      = "list"
+	KVCAS       = "cas"
+)
+
+// KVRequest is the request of [OpKV] without the op.
+type KVRequest struct {
+	// Fn is the function of KVInterface: KVGet, KVSet, KVDelete, KVList or KVCAS.
+	Fn string `json:"fn"`
+	// Params is the positional JSON array of the function's parameters, as a
+	// call of KVInterface+"."+Fn takes them.
+	Params json.RawMessage `json:"params"`
+}
+
+// KVEntry is an entry of a [KVPage].
+type KVEntry struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// KVPage is the ok value of KVList: entries in key order, and the cursor of the
+// next page (nil: no more).
+type KVPage struct {
+	Entries []KVEntry `json:"entries"`
+	Cursor  *string   `json:"cursor"`
 }
 
 // HTTPRequest is the request of [OpHTTP] without the op.

@@ -1,0 +1,301 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+)
+
+// The built-in key-value component, obelisk:kv/store: the first native component (no
+// WASM), run by its runner like any activity.
+//
+// Its data lives in the event store (events/kv.go), and every write commits with the
+// outcome of the execution that made it, in one Tx: a run that dies before that commit
+// wrote nothing, and the retry decides again. A run reads, decides, and commits with a
+// check that what it read is still there (events.KVCheck); when another write came
+// between, the commit fails as a whole and the run decides again on the new value. So
+// cas is exact, however many runs race, and a workflow that calls it records one answer
+// that replay reuses, never a second write.
+//
+// Workflows call it as child executions (recorded and replayed); activities and
+// webhook endpoints call it directly through the kv host op (abi.OpKV), which commits
+// the write alone. A bucket of config (ComponentConfig.KVConfig) answers get and list
+// from its TOML file and refuses writes.
+
+// KVComponentName is the name of the built-in KV component; no configured component
+// may take it.
+const KVComponentName = "obelisk_kv"
+
+// kvWIT is the WIT of the built-in KV component.
+const kvWIT = `package obelisk:kv;
+
+/// A durable key-value store kept in the engine's store. Buckets and keys are UTF-8
+/// strings (a bucket 1-128 bytes without NUL, a key 1-1024 bytes), values strings up
+/// to 1 MiB. Buckets declared as config ([[kv_config]]) are read-only.
+interface store {
+    variant kv-error {
+        /// A write to a bucket that is read-only (a config bucket).
+        read-only(string),
+        /// A bucket, key or value out of bounds, or a config file that cannot be read.
+        invalid(string),
+    }
+
+    record entry {
+        key: string,
+        value: string,
+    }
+
+    /// A page of list: entries in key order, and the cursor of the next page.
+    record page {
+        entries: list<entry>,
+        cursor: option<string>,
+    }
+
+    /// The value of key, none if it is not set.
+    get: func(bucket: string, key: string) -> result<option<string>, kv-error>;
+    /// Sets key to value.
+    set: func(bucket: string, key: string, value: string) -> result<_, kv-error>;
+    /// Deletes key (nothing if it is not set).
+    delete: func(bucket: string, key: string) -> result<_, kv-error>;
+    /// Up to limit entries (0: 100; at most 1000) whose keys start with prefix, after
+    /// cursor (the cursor of the previous page; none: from the first).
+    list: func(bucket: string, prefix: string, cursor: option<string>, limit: u32) -> result<page, kv-error>;
+    /// Sets key to value if its value is expected (none: if it is not set), and says
+    /// whether it did.
+    cas: func(bucket: string, key: string, expected: option<string>, value: string) -> result<bool, kv-error>;
+}
+
+world kv {
+    export store;
+}
+`
+
+// kvComponentConfig is the configuration of the built-in KV component.
+func kvComponentConfig() ComponentConfig {
+	return ComponentConfig{
+		Name: KVComponentName, Type: ActivityNative, WIT: kvWIT,
+		LockExpiry: 10 * time.Second, MaxRetries: 5, RetryExpBackoff: 100 * time.Millisecond,
+		MaxConcurrency: 100,
+	}
+}
+
+// isKVFunction reports whether ffqn is a function of the built-in KV component, which
+// every workflow and webhook endpoint may call without importing it.
+func isKVFunction(ffqn string) bool {
+	fn, ok := strings.CutPrefix(ffqn, abi.KVInterface+".")
+	return ok && kvFunctions[fn]
+}
+
+var kvFunctions = map[string]bool{abi.KVGet: true, abi.KVSet: true, abi.KVDelete: true, abi.KVList: true, abi.KVCAS: true}
+
+// kvRunner runs the executions of the built-in KV component.
+type kvRunner struct{ e *Engine }
+
+func (kvRunner) prepare(context.Context, *run) error { return nil }
+
+func (kr kvRunner) run(ctx context.Context, r *run) {
+	e := kr.e
+	created := r.created
+	if created == nil {
+		var err error
+		if created, err = e.createdOf(ctx, r.id); err != nil {
+			e.log.Error("kv: read created", "execution", r.id, "err", err)
+			return
+		}
+	}
+	fn := strings.TrimPrefix(created.Ffqn, abi.KVInterface+".")
+	for ctx.Err() == nil {
+		d, err := e.kvDecide(ctx, fn, created.Params)
+		if err != nil {
+			e.log.Warn("kv: read", "execution", r.id, "err", err)
+			return // the lock expires and the attempt is retried
+		}
+		_, err = e.change(ctx, r.id, func(st *pb.ExecutionState) (*events.Tx, error) {
+			if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != r.runID {
+				return nil, nil // the lock expired meanwhile; the timer service has dealt with it
+			}
+			tx := e.finishTx(st, d.result, time.Now())
+			tx.Appends[0].RunID = r.runID
+			tx.KVChecks, tx.KV = d.checks, d.writes
+			return tx, nil
+		})
+		var kc *events.KVConflictError
+		if errors.As(err, &kc) {
+			continue // another write came between the read and the commit: decide again
+		}
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("kv: record", "execution", r.id, "err", err)
+		}
+		return
+	}
+}
+
+// kvDirect answers the kv host op of an activity or a webhook endpoint: the function
+// runs at once, its writes committed alone.
+func (e *Engine) kvDirect(ctx context.Context, req []byte) ([]byte, error) {
+	var q abi.KVRequest
+	if err := json.Unmarshal(req, &q); err != nil {
+		return nil, hostErr(abi.KindBadRequest, "kv: %v", err)
+	}
+	if !kvFunctions[q.Fn] {
+		return nil, hostErr(abi.KindBadRequest, "kv: unknown function %q (want get, set, delete, list or cas)", q.Fn)
+	}
+	fn := e.reg.byFFQN[abi.KVInterface+"."+q.Fn]
+	params, err := e.checkedParams(fn, q.Params, true)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		d, err := e.kvDecide(ctx, q.Fn, params)
+		if err != nil {
+			return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
+		}
+		if len(d.writes) == 0 {
+			return d.result, nil // a read, or a cas that found another value: nothing to write
+		}
+		_, err = e.store.Commit(ctx, &events.Tx{KVChecks: d.checks, KV: d.writes})
+		var kc *events.KVConflictError
+		if errors.As(err, &kc) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
+		}
+		return d.result, nil
+	}
+}
+
+// kvDecision is what a KV function decided: its result, the writes to commit with it
+// and the checks that the values it read are still current.
+type kvDecision struct {
+	result []byte
+	writes []events.KVWrite
+	checks []events.KVCheck
+}
+
+// kvDecide reads what function fn of obelisk:kv/store needs with params (type-checked
+// already) and decides its result. An error is the store's: a kv-error is a result.
+func (e *Engine) kvDecide(ctx context.Context, fn string, params []byte) (kvDecision, error) {
+	var args []json.RawMessage
+	if err := json.Unmarshal(params, &args); err != nil {
+		return kvDecision{result: kvErr("invalid", "params: "+err.Error())}, nil
+	}
+	str := func(i int) string {
+		var s string
+		if i < len(args) {
+			json.Unmarshal(args[i], &s)
+		}
+		return s
+	}
+	optStr := func(i int) *string {
+		var s *string
+		if i < len(args) {
+			json.Unmarshal(args[i], &s)
+		}
+		return s
+	}
+	bucket, key := str(0), str(1)
+	cfg, isConfig := e.kvConfig[bucket]
+	switch fn {
+	case abi.KVGet:
+		var v string
+		var ok bool
+		var err error
+		if isConfig {
+			v, ok, err = cfg.get(key)
+			if err != nil {
+				return kvDecision{result: kvErr("invalid", err.Error())}, nil
+			}
+		} else if v, ok, err = e.store.KVGet(ctx, bucket, key); err != nil {
+			return kvInvalid(err)
+		}
+		if !ok {
+			return kvDecision{result: []byte(`{"ok":null}`)}, nil
+		}
+		return kvDecision{result: kvOK(v)}, nil
+	case abi.KVList:
+		var limit int
+		if len(args) > 3 {
+			json.Unmarshal(args[3], &limit)
+		}
+		cursor := ""
+		if c := optStr(2); c != nil {
+			cursor = *c
+		}
+		var entries []events.KVEntry
+		var next string
+		var err error
+		if isConfig {
+			if entries, next, err = cfg.list(str(1), cursor, limit); err != nil {
+				return kvDecision{result: kvErr("invalid", err.Error())}, nil
+			}
+		} else if entries, next, err = e.store.KVList(ctx, bucket, str(1), cursor, limit); err != nil {
+			return kvInvalid(err)
+		}
+		page := abi.KVPage{Entries: make([]abi.KVEntry, len(entries))}
+		for i, en := range entries {
+			page.Entries[i] = abi.KVEntry{Key: en.Key, Value: en.Value}
+		}
+		if next != "" {
+			page.Cursor = &next
+		}
+		return kvDecision{result: kvOK(page)}, nil
+	}
+	// A write.
+	if isConfig {
+		return kvDecision{result: kvErr("read_only", fmt.Sprintf("bucket %q is read-only: it is read from %s", bucket, cfg.path))}, nil
+	}
+	w := events.KVWrite{Bucket: bucket, Key: key, Delete: fn == abi.KVDelete}
+	switch fn {
+	case abi.KVSet:
+		w.Value = str(2)
+	case abi.KVCAS:
+		w.Value = str(3)
+	}
+	if err := events.CheckKVWrite(fn, w); err != nil {
+		return kvDecision{result: kvErr("invalid", err.Error())}, nil
+	}
+	switch fn {
+	case abi.KVSet, abi.KVDelete:
+		return kvDecision{result: []byte(`{"ok":null}`), writes: []events.KVWrite{w}}, nil
+	case abi.KVCAS:
+		expected := optStr(2)
+		v, ok, err := e.store.KVGet(ctx, bucket, key)
+		if err != nil {
+			return kvInvalid(err)
+		}
+		check := events.KVCheck{Bucket: bucket, Key: key, ExpectedPresent: ok, Expected: v}
+		if (expected == nil) != !ok || (expected != nil && *expected != v) {
+			// Not as expected: false, if the value read is still the value then.
+			return kvDecision{result: []byte(`{"ok":false}`), checks: []events.KVCheck{check}}, nil
+		}
+		return kvDecision{result: []byte(`{"ok":true}`), checks: []events.KVCheck{check}, writes: []events.KVWrite{w}}, nil
+	}
+	return kvDecision{result: kvErr("invalid", fmt.Sprintf("unknown function %q", fn))}, nil
+}
+
+// kvInvalid turns a refusal of the store's bounds into the invalid kv-error, and
+// returns any other error as the store's.
+func kvInvalid(err error) (kvDecision, error) {
+	if errors.Is(err, events.ErrInvalidArgument) {
+		return kvDecision{result: kvErr("invalid", err.Error())}, nil
+	}
+	return kvDecision{}, err
+}
+
+func kvOK(v any) []byte {
+	b, _ := json.Marshal(map[string]any{"ok": v})
+	return b
+}
+
+func kvErr(kind, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"err": map[string]string{kind: msg}})
+	return b
+}
