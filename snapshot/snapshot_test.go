@@ -266,7 +266,10 @@ func TestVerifyEach(t *testing.T) {
 	each := func() (int, []error) {
 		t.Helper()
 		var failures []error
-		n, err := snapshot.VerifyEach(ctx, s, func(f error) error { failures = append(failures, f); return nil })
+		n, err := snapshot.VerifyEach(ctx, s, func(id string, f error) error {
+			failures = append(failures, fmt.Errorf("%s: %w", id, f))
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,17 +301,21 @@ func TestVerifyEach(t *testing.T) {
 	if !errors.As(failures[0], &me) || me.ExecutionID != "E_1" || me.Field != "status" || me.Stored != "STATUS_FINISHED" || me.Refolded != "STATUS_BLOCKED_BY_JOIN_SET" {
 		t.Errorf("first failure %v, want a mismatch of E_1's status", failures[0])
 	}
-	if msg := failures[1].Error(); !strings.Contains(msg, "E_3") || !strings.Contains(msg, "the state is at v6/r0 but the store has 5 events") {
+	if msg := failures[1].Error(); !strings.HasPrefix(msg, "E_3: the state is at v6/r0 but the store has 5 events") {
 		t.Errorf("second failure %q", msg)
 	}
-	if err := snapshot.VerifyAll(ctx, s); err == nil || !strings.Contains(err.Error(), "E_1") || !strings.Contains(err.Error(), "E_3") {
+	if err := snapshot.VerifyAll(ctx, s); err == nil || !strings.Contains(err.Error(), "execution E_1: stored state differs") ||
+		!strings.Contains(err.Error(), "verify E_3: the state is at v6/r0") {
 		t.Errorf("VerifyAll: %v", err)
+	}
+	if err := snapshot.Verify(ctx, s, "E_3"); err == nil || !strings.Contains(err.Error(), "verify E_3: the state is at v6/r0") {
+		t.Errorf("Verify: %v", err)
 	}
 
 	// An error from the callback ends the check, and is returned.
 	stop := errors.New("stop")
 	calls := 0
-	if _, err := snapshot.VerifyEach(ctx, s, func(error) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+	if _, err := snapshot.VerifyEach(ctx, s, func(string, error) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("VerifyEach with a failing callback: %v after %d calls", err, calls)
 	}
 }
@@ -331,7 +338,7 @@ func (u unreadable) Events(context.Context, string, uint32, int) ([]*pb.Event, e
 // which is not reported as a failure of the execution.
 func TestVerifyEachUnreadable(t *testing.T) {
 	broken := errors.New("disk on fire")
-	n, err := snapshot.VerifyEach(context.Background(), unreadable{err: broken}, func(f error) error {
+	n, err := snapshot.VerifyEach(context.Background(), unreadable{err: broken}, func(_ string, f error) error {
 		t.Errorf("failure reported: %v", f)
 		return nil
 	})
