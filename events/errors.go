@@ -18,6 +18,14 @@ var ErrInvalidArgument = errors.New("invalid argument")
 // ErrClosed is returned by a store that has been closed.
 var ErrClosed = errors.New("store closed")
 
+// ErrLocked is matched by the error of Open for a store that another process (a running
+// server) or another PebbleStore of this process has open.
+var ErrLocked = errors.New("the event store is locked by another process (a server running on it?)")
+
+// ErrReadOnly is matched by the error of every write to a store opened with
+// Options.ReadOnly.
+var ErrReadOnly = errors.New("the event store is open read-only")
+
 // ErrFailed is matched (errors.Is) by every error of a store that has failed to write:
 // see FailedError.
 var ErrFailed = errors.New("event store failed")

@@ -35,6 +35,12 @@ type Options struct {
 	// MaxLogsPerExecution bounds the log lines kept per execution (0:
 	// DefaultMaxLogsPerExecution, negative: none is kept, all are counted); see LogAppend.
 	MaxLogsPerExecution int
+	// ReadOnly opens an existing store for reading only (`obelisk server verify`):
+	// nothing is created or written in dir, not even what Open does for an older store
+	// (the record of its WALs, the index of finished executions), and every write
+	// (Commit, DeleteTrees) fails with ErrReadOnly. Pebble replays the WAL into memory
+	// instead of flushing it, so the reads see every acknowledged commit.
+	ReadOnly bool
 }
 
 // Pebble's defaults (8 MiB of cache, 4 MiB memtables) are sized for a library, not a
@@ -67,6 +73,7 @@ const (
 // the WALs, kv.go holds the entries of the KV store.
 type PebbleStore struct {
 	db   *pebble.DB
+	lock *pebble.Lock // the directory's lock, released after db is closed
 	dir  string
 	opts Options
 	reqs chan *commitReq
@@ -89,7 +96,8 @@ type PebbleStore struct {
 	closeOnce sync.Once
 }
 
-// Open opens (or creates) the store in dir.
+// Open opens (or creates) the store in dir. A directory that another process (or
+// another PebbleStore) has open is refused with an error matching ErrLocked.
 func Open(dir string, opts Options) (*PebbleStore, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -103,24 +111,47 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
-	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
+	if opts.ReadOnly {
+		if err := checkExists(opts.FS, dir); err != nil {
+			return nil, fmt.Errorf("open event store %s: %w", dir, err)
+		}
+	} else if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", dir, err)
 	}
+	lock, err := lockDir(opts.FS, dir)
+	if err != nil {
+		return nil, fmt.Errorf("open event store %s: %w", dir, err)
+	}
+	s, err := open(dir, opts, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open opens the store in dir, whose lock the caller holds.
+func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 	rec, fresh, err := checkWALs(opts.FS, dir, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", dir, err)
 	}
-	if fresh {
+	if fresh && !opts.ReadOnly {
 		if err := rec.write(); err != nil {
 			return nil, fmt.Errorf("open event store %s: %w", dir, err)
 		}
 	}
-	s := &PebbleStore{dir: dir, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	s := &PebbleStore{dir: dir, lock: lock, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
 	s.floors.m = map[string]*floor{}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
+	var fs vfs.FS = &storeFS{FS: opts.FS, rec: rec, fail: s.fail}
+	if opts.ReadOnly {
+		fs = readOnlyFS{opts.FS}
+	}
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS: &storeFS{FS: opts.FS, rec: rec, fail: s.fail}, Logger: pebbleLogger{l: opts.Logger, fatal: s.fail}, Cache: cache, MemTableSize: uint64(opts.MemTableSize),
+		FS: fs, Logger: pebbleLogger{l: opts.Logger, fatal: s.fail}, Cache: cache, MemTableSize: uint64(opts.MemTableSize),
+		Lock: lock, ReadOnly: opts.ReadOnly,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", dir, nameWAL(dir, err))
@@ -137,9 +168,11 @@ func Open(dir string, opts Options) (*PebbleStore, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := s.initFinished(); err != nil {
-		db.Close()
-		return nil, err
+	if !opts.ReadOnly {
+		if err := s.initFinished(); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	go s.writer()
 	return s, nil
@@ -156,6 +189,7 @@ func (s *PebbleStore) Close() error {
 		<-s.done
 		if s.Err() == nil {
 			err = s.db.Close()
+			err = errors.Join(err, s.lock.Close())
 		}
 	})
 	return err

@@ -60,6 +60,9 @@ func (s *PebbleStore) send(ctx context.Context, req *commitReq) (err error) {
 	if err := s.Err(); err != nil {
 		return err
 	}
+	if s.opts.ReadOnly {
+		return fmt.Errorf("commit: %w", ErrReadOnly)
+	}
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():

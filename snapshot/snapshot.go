@@ -1,4 +1,11 @@
-// Package snapshot rebuilds and checkpoints the fold of an execution's stream.
+// Package snapshot is the home of the snapshots of an execution's state: it rebuilds,
+// checks and checkpoints the fold of an execution's stream.
+//
+// It is used at run time by `obelisk server verify`, which runs [VerifyEach] on the
+// store of a stopped server, as well as by the tests (every end-to-end test server's
+// store is verified when it stops). The snapshots of a workflow's memory, which let a
+// replay start from a checkpoint instead of from its first event, and the verification
+// of a component hotfix against the recorded histories will live here too.
 //
 // An execution is two append-only logs: its events (versions 0, 1, 2, ...) and its
 // responses (cursors 0, 1, 2, ...). Its [pb.ExecutionState] is the fold of both with
@@ -12,7 +19,7 @@
 // folded in cursor order. Because the store folds every event and response exactly once,
 // in that order, and writes the resulting state in the same atomic batch as the items
 // themselves, the state it stores always equals [Refold] of the logs it stores. That is
-// the invariant [Verify] and [VerifyAll] check.
+// the invariant [Verify], [VerifyAll] and [VerifyEach] check.
 //
 // A [Snapshot] is that fold at some point of the interleaved order: the state after the
 // first Version events and the first ResponseCursor responses. [FoldFrom] continues from
@@ -20,6 +27,9 @@
 // version 0. A snapshot is an optimisation only, never the source of truth: it can always
 // be thrown away and rebuilt with Refold, and FoldFrom(snapshot at any point, rest) equals
 // Refold(everything).
+//
+// This file holds the fold and its snapshots; verify.go compares stored states with
+// their refold.
 package snapshot
 
 import (

@@ -247,6 +247,106 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// TestVerifyEach: every execution is checked; one whose stored state was damaged is
+// reported (the first differing field, or the logs it claims and the store lacks) and
+// the check goes on with the others.
+func TestVerifyEach(t *testing.T) {
+	ctx := context.Background()
+	s, err := events.Open(t.TempDir(), events.Options{NoSync: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs, _ := workflowStream()
+	for _, id := range []string{"E_1", "E_2", "E_3"} {
+		if _, err := s.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: evs[:5]}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	each := func() (int, []error) {
+		t.Helper()
+		var failures []error
+		n, err := snapshot.VerifyEach(ctx, s, func(id string, f error) error {
+			failures = append(failures, fmt.Errorf("%s: %w", id, f))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, failures
+	}
+	if n, failures := each(); n != 3 || len(failures) != 0 {
+		t.Fatalf("clean store: %d checked, failures %v", n, failures)
+	}
+
+	st, err := s.State(ctx, "E_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongStatus := proto.CloneOf(st)
+	wrongStatus.Status = pb.Status_STATUS_FINISHED
+	if err := s.ForgeStateForTest(ctx, wrongStatus); err != nil {
+		t.Fatal(err)
+	}
+	beyond := proto.CloneOf(st)
+	beyond.ExecutionId, beyond.NextVersion = "E_3", 6
+	if err := s.ForgeStateForTest(ctx, beyond); err != nil {
+		t.Fatal(err)
+	}
+	n, failures := each()
+	if n != 3 || len(failures) != 2 {
+		t.Fatalf("damaged store: %d checked, failures %v", n, failures)
+	}
+	var me *snapshot.MismatchError
+	if !errors.As(failures[0], &me) || me.ExecutionID != "E_1" || me.Field != "status" || me.Stored != "STATUS_FINISHED" || me.Refolded != "STATUS_BLOCKED_BY_JOIN_SET" {
+		t.Errorf("first failure %v, want a mismatch of E_1's status", failures[0])
+	}
+	if msg := failures[1].Error(); !strings.HasPrefix(msg, "E_3: the state is at v6/r0 but the store has 5 events") {
+		t.Errorf("second failure %q", msg)
+	}
+	if err := snapshot.VerifyAll(ctx, s); err == nil || !strings.Contains(err.Error(), "execution E_1: stored state differs") ||
+		!strings.Contains(err.Error(), "verify E_3: the state is at v6/r0") {
+		t.Errorf("VerifyAll: %v", err)
+	}
+	if err := snapshot.Verify(ctx, s, "E_3"); err == nil || !strings.Contains(err.Error(), "verify E_3: the state is at v6/r0") {
+		t.Errorf("Verify: %v", err)
+	}
+
+	// An error from the callback ends the check, and is returned.
+	stop := errors.New("stop")
+	calls := 0
+	if _, err := snapshot.VerifyEach(ctx, s, func(string, error) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("VerifyEach with a failing callback: %v after %d calls", err, calls)
+	}
+}
+
+// unreadable is a store whose execution logs cannot be read.
+type unreadable struct {
+	events.Store
+	err error
+}
+
+func (u unreadable) AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
+	return fn(&pb.ExecutionState{ExecutionId: "E_1", NextVersion: 1})
+}
+
+func (u unreadable) Events(context.Context, string, uint32, int) ([]*pb.Event, error) {
+	return nil, u.err
+}
+
+// TestVerifyEachUnreadable: a store that cannot be read ends the check with its error,
+// which is not reported as a failure of the execution.
+func TestVerifyEachUnreadable(t *testing.T) {
+	broken := errors.New("disk on fire")
+	n, err := snapshot.VerifyEach(context.Background(), unreadable{err: broken}, func(_ string, f error) error {
+		t.Errorf("failure reported: %v", f)
+		return nil
+	})
+	if !errors.Is(err, broken) || !strings.Contains(err.Error(), "E_1") || n != 1 {
+		t.Errorf("VerifyEach: %d checked, %v", n, err)
+	}
+}
+
 // TestSnapshotProperty: for random valid histories of several executions (whose IDs
 // extend each other, as children's do),
 //   - folding everything == a snapshot taken at a random point + FoldFrom the rest ==

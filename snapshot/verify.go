@@ -39,18 +39,29 @@ func Verify(ctx context.Context, store events.Store, id string) error {
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", id, err)
 	}
-	return verifyState(ctx, store, st)
+	failure, err := check(ctx, store, st)
+	if err != nil {
+		return err
+	}
+	return named(id, failure)
+}
+
+// named makes a failure of check name its execution, as the *MismatchError does.
+func named(id string, failure error) error {
+	var me *MismatchError
+	if failure == nil || errors.As(failure, &me) {
+		return failure
+	}
+	return fmt.Errorf("verify %s: %w", id, failure)
 }
 
 // VerifyAll runs the check of [Verify] on every execution in the store, finished or not,
 // against the states as persisted. It returns every failure found (joined), or nil.
 func VerifyAll(ctx context.Context, store events.Store) error {
 	var errs []error
-	err := store.AllStates(ctx, func(st *pb.ExecutionState) error {
-		if err := verifyState(ctx, store, st); err != nil {
-			errs = append(errs, err)
-		}
-		return ctx.Err()
+	_, err := VerifyEach(ctx, store, func(id string, failure error) error {
+		errs = append(errs, named(id, failure))
+		return nil
 	})
 	if err != nil {
 		errs = append(errs, err)
@@ -58,25 +69,55 @@ func VerifyAll(ctx context.Context, store events.Store) error {
 	return errors.Join(errs...)
 }
 
-func verifyState(ctx context.Context, store events.Store, st *pb.ExecutionState) error {
+// VerifyEach runs the check of [Verify] on every execution in the store, finished or
+// not, in execution ID order, against the states as persisted, and calls failed with
+// each execution that does not pass it and why: a *MismatchError, or why its logs do
+// not fold. It returns the number of executions checked. A failure to read the store,
+// or an error from failed, ends it and is returned: a damaged execution is reported and
+// the check goes on, a store that cannot be read is not.
+func VerifyEach(ctx context.Context, store events.Store, failed func(id string, failure error) error) (checked int, err error) {
+	err = store.AllStates(ctx, func(st *pb.ExecutionState) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		checked++
+		failure, err := check(ctx, store, st)
+		if err != nil {
+			return err
+		}
+		if failure != nil {
+			return failed(st.ExecutionId, failure)
+		}
+		return nil
+	})
+	if err != nil {
+		return checked, fmt.Errorf("verify the store: %w", err)
+	}
+	return checked, nil
+}
+
+// check compares a stored state with the refold of its execution's logs. failure says
+// why they do not match (a *MismatchError names the execution, the others need not);
+// err is a failure to read the logs.
+func check(ctx context.Context, store events.Store, st *pb.ExecutionState) (failure, err error) {
 	id := st.ExecutionId
 	evs, err := store.Events(ctx, id, 0, int(st.NextVersion))
 	if err != nil {
-		return fmt.Errorf("verify %s: %w", id, err)
+		return nil, fmt.Errorf("verify %s: %w", id, err)
 	}
 	responses, err := store.Responses(ctx, id, 0)
 	if err != nil {
-		return fmt.Errorf("verify %s: %w", id, err)
+		return nil, fmt.Errorf("verify %s: %w", id, err)
 	}
 	if len(evs) < int(st.NextVersion) || len(responses) < int(st.ResponseCount) {
-		return fmt.Errorf("verify %s: the state is at v%d/r%d but the store has %d events and %d responses",
-			id, st.NextVersion, st.ResponseCount, len(evs), len(responses))
+		return fmt.Errorf("the state is at v%d/r%d but the store has %d events and %d responses",
+			st.NextVersion, st.ResponseCount, len(evs), len(responses)), nil
 	}
 	refolded, err := Refold(id, evs, responses[:st.ResponseCount])
 	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return err, nil
 	}
-	return Compare(id, st, refolded)
+	return Compare(id, st, refolded), nil
 }
 
 // Compare returns nil if the stored and the refolded state are equal (proto.Equal), and

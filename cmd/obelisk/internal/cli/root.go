@@ -1,5 +1,6 @@
-// Package cli defines the obelisk command line (cobra): `server run`, the `client`
-// commands that talk to the API, `component embed-wit` and `generate wit-extensions`.
+// Package cli defines the obelisk command line (cobra): `server run` and `server verify`,
+// the `client` commands that talk to the API, `component embed-wit` and `generate
+// wit-extensions`.
 package cli
 
 import (

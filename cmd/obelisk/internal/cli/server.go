@@ -21,7 +21,7 @@ import (
 )
 
 func serverCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "server", Short: "Run the engine"}
+	cmd := &cobra.Command{Use: "server", Short: "Run the engine, or check a stopped server's store"}
 	var configPath string
 	var verbose bool
 	var pprofAddr string
@@ -100,7 +100,7 @@ func serverCmd() *cobra.Command {
 	run.Flags().StringVarP(&configPath, "config", "c", "", "path of obelisk.toml (default: no components, embedded defaults)")
 	run.Flags().BoolVarP(&verbose, "verbose", "v", false, "log at debug level")
 	run.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address")
-	cmd.AddCommand(run)
+	cmd.AddCommand(run, serverVerifyCmd())
 	return cmd
 }
 

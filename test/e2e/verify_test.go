@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/test/harness"
+)
+
+// runVerify runs `obelisk server verify` with args and returns its output and exit code.
+func runVerify(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(harness.Binary(), append([]string{"server", "verify"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("run server verify: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+var verifiedLine = regexp.MustCompile(`(?m)^verified (\d+) executions: (\d+) mismatches$`)
+
+// verified parses the summary line of server verify's output.
+func verified(t *testing.T, out string) (executions, mismatches int) {
+	t.Helper()
+	m := verifiedLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary line in the output of server verify:\n%s", out)
+	}
+	executions, _ = strconv.Atoi(m[1])
+	mismatches, _ = strconv.Atoi(m[2])
+	return executions, mismatches
+}
+
+// storeFiles maps every file of the store to its contents.
+func storeFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		files[path] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestServerVerify: `obelisk server verify` refuses the store of a running server; on
+// the stopped server's store it checks every execution, writes nothing, and passes;
+// after one execution's stored state is damaged, it fails naming that execution.
+func TestServerVerify(t *testing.T) {
+	var storeDir string
+	s := harness.Start(t, harness.Options{Prepare: func(dir string) { storeDir = dir }})
+	config := configOf(storeDir)
+	var ids []string
+	for range 3 {
+		ids = append(ids, s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 2]"))
+	}
+	for _, id := range ids {
+		harness.JSONEq(t, s.Result(id, 2*time.Minute), `{"ok":110}`)
+	}
+	list, err := s.Exec.ListExecutions(context.Background(), connect.NewRequest(&pb.ListExecutionsRequest{Limit: 1000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := len(list.Msg.Executions) // the workflows and their children
+
+	_, errOut, code := runVerify(t, "--config", config)
+	if code != 1 || !strings.Contains(errOut, "stop the server") {
+		t.Fatalf("verify of a running server's store: exit %d, %q", code, errOut)
+	}
+
+	s.Stop()
+	before := storeFiles(t, storeDir)
+	out, errOut, code := runVerify(t, "--config", config)
+	if code != 0 {
+		t.Fatalf("verify of a sound store: exit %d\n%s%s", code, out, errOut)
+	}
+	if n, m := verified(t, out); n != stored || n <= len(ids) || m != 0 {
+		t.Fatalf("verify of a sound store: %d executions (the API listed %d), %d mismatches", n, stored, m)
+	}
+	after := storeFiles(t, storeDir)
+	for name, b := range before {
+		if after[name] != b {
+			t.Errorf("verify changed or removed %s", name)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			t.Errorf("verify created %s", name)
+		}
+	}
+
+	// Damage the stored state of one workflow: its result no longer is the one its
+	// Finished event holds.
+	damaged := ids[1]
+	store, err := events.Open(storeDir, events.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.State(context.Background(), damaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = proto.CloneOf(st)
+	st.Result = []byte(`{"ok":111}`)
+	if err := store.ForgeStateForTest(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, errOut, code = runVerify(t, "--data-dir", s.DataDir())
+	t.Logf("server verify of the damaged store:\n%s", out)
+	if code != 1 {
+		t.Fatalf("verify of a damaged store: exit %d\n%s%s", code, out, errOut)
+	}
+	if n, m := verified(t, out); n != stored || m != 1 {
+		t.Errorf("verify of a damaged store: %d executions, %d mismatches", n, m)
+	}
+	line := damaged + `: result: stored "{\"ok\":111}", refolded "{\"ok\":110}"`
+	if !strings.Contains(out, line+"\n") {
+		t.Errorf("verify of a damaged store does not say %q:\n%s", line, out)
+	}
+
+	out, _, code = runVerify(t, "--data-dir", s.DataDir(), "--json")
+	var doc struct {
+		Verified   int `json:"verified"`
+		Mismatches int `json:"mismatches"`
+		Failures   []struct {
+			ExecutionID string `json:"execution_id"`
+			Field       string `json:"field"`
+		} `json:"failures"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("--json output %q: %v", out, err)
+	}
+	if code != 1 || doc.Verified != stored || doc.Mismatches != 1 || len(doc.Failures) != 1 ||
+		doc.Failures[0].ExecutionID != damaged || doc.Failures[0].Field != "result" {
+		t.Errorf("verify --json of a damaged store: exit %d, %s", code, out)
+	}
+}
