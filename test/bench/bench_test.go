@@ -26,6 +26,11 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // submitAll submits n executions of ffqn with params, 64 at a time, as clients of a
 // busy server would, and returns their IDs.
 func submitAll(s *harness.Server, n int, ffqn, params string) []string {
+	return submitAllParams(s, n, ffqn, func(int) string { return params })
+}
+
+// submitAllParams is submitAll with the params of the i-th execution params(i).
+func submitAllParams(s *harness.Server, n int, ffqn string, params func(i int) string) []string {
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -35,7 +40,7 @@ func submitAll(s *harness.Server, n int, ffqn, params string) []string {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ids[i] = s.Submit(ffqn, params)
+			ids[i] = s.Submit(ffqn, params(i))
 		}()
 	}
 	wg.Wait()

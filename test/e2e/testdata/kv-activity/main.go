@@ -3,7 +3,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
+	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/obeliskkv"
@@ -33,6 +37,42 @@ func init() {
 			return "", err
 		}
 		return "ok", nil
+	})
+	obelisk.Export("testing:kv-activity/activity.bench", func(ctx obelisk.Context, bucket string, n uint32) (string, error) {
+		sets := make([]time.Duration, 0, n)
+		gets := make([]time.Duration, 0, n)
+		start := time.Now()
+		for i := range n {
+			k := strconv.FormatUint(uint64(i), 10)
+			t := time.Now()
+			if err := obeliskkv.Set(ctx, bucket, k, "v"+k); err != nil {
+				return "", err
+			}
+			sets = append(sets, time.Since(t))
+		}
+		for i := range n {
+			k := strconv.FormatUint(uint64(i), 10)
+			t := time.Now()
+			v, found, err := obeliskkv.Get(ctx, bucket, k)
+			if err != nil {
+				return "", err
+			}
+			if !found || v != "v"+k {
+				return "", obelisk.Err("key " + k + " read back wrong")
+			}
+			gets = append(gets, time.Since(t))
+		}
+		elapsed := time.Since(start)
+		pct := func(d []time.Duration, p int) int64 {
+			slices.Sort(d)
+			return d[len(d)*p/100].Microseconds()
+		}
+		b, _ := json.Marshal(map[string]any{
+			"set_p50_us": pct(sets, 50), "set_p99_us": pct(sets, 99),
+			"get_p50_us": pct(gets, 50), "get_p99_us": pct(gets, 99),
+			"ops_per_s": float64(2*n) / elapsed.Seconds(),
+		})
+		return string(b), nil
 	})
 }
 

@@ -38,6 +38,26 @@ func init() {
 		}
 		return last, nil
 	})
+	obelisk.Export("testing:kv-workflow/workflow.set-get", func(ctx obelisk.Context, bucket string, n uint32) (uint32, error) {
+		for i := range n {
+			k := strconv.FormatUint(uint64(i), 10)
+			if err := obeliskkv.Set(ctx, bucket, k, "v"+k); err != nil {
+				return 0, err
+			}
+		}
+		var same uint32
+		for i := range n {
+			k := strconv.FormatUint(uint64(i), 10)
+			v, found, err := obeliskkv.Get(ctx, bucket, k)
+			if err != nil {
+				return 0, err
+			}
+			if found && v == "v"+k {
+				same++
+			}
+		}
+		return same, nil
+	})
 }
 
 func main() {}
