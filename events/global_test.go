@@ -273,3 +273,26 @@ func TestGlobalFollow(t *testing.T) {
 		t.Fatalf("wait for a committed position: %d %v", last, err)
 	}
 }
+
+// TestGroupRefusedForLogsLeavesNoResponse: a Tx refused for its log lines (of an
+// execution that does not exist) delivers nothing, and a later Tx of the same group
+// delivering the same response is not taken for a duplicate.
+func TestGroupRefusedForLogsLeavesNoResponse(t *testing.T) {
+	s := gOpen(t, t.TempDir())
+	gCommit(t, s, gAppend("E_A", 0, gCreated(1)))
+	resp := func() ResponseAppend {
+		return ResponseAppend{ExecutionID: "E_A", Response: &pb.Response{CreatedAt: 2, JoinSetId: "g:1",
+			Kind: &pb.Response_Child{Child: &pb.ChildFinished{ChildExecutionId: "E_A.g:1_1", Result: []byte(`{"ok":1}`)}}}}
+	}
+	errs := group(s,
+		&Tx{Responses: []ResponseAppend{resp()}, Logs: []LogAppend{{ExecutionID: "E_nobody", Lines: []LogLine{{Message: "x"}}}}},
+		&Tx{Responses: []ResponseAppend{resp()}},
+	)
+	if errs[0] == nil || errs[1] != nil {
+		t.Fatalf("errors %v: want the first Tx refused, the second committed", errs)
+	}
+	rs, err := s.Responses(context.Background(), "E_A", 0)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("responses %v, %v: want the one the second Tx delivered", rs, err)
+	}
+}

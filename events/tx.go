@@ -89,9 +89,10 @@ type kv struct {
 	del  bool
 }
 
-// apply validates and folds one tx against the group's working states, returning the
-// writes and the new states without changing the group (a failed tx leaves no trace).
-func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) {
+// apply validates and folds one tx against the group's working states, its log lines
+// included, and returns the writes, the new states and the log counts. It records
+// nothing in the group before the whole tx passed: a failed tx leaves no trace.
+func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[string]LogStats, error) {
 	overlay := map[string]*pb.ExecutionState{}
 	get := func(id string) (*pb.ExecutionState, error) {
 		if st, ok := overlay[id]; ok {
@@ -106,34 +107,34 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 	for _, a := range tx.Appends {
 		st, err := get(a.ExecutionID)
 		if err != nil {
-			return nil, nil, fmt.Errorf("append %s: %w", a.ExecutionID, err)
+			return nil, nil, nil, fmt.Errorf("append %s: %w", a.ExecutionID, err)
 		}
 		next := uint32(0)
 		if st != nil {
 			next = st.NextVersion
 		} else if a.ExpectedVersion != 0 {
-			return nil, nil, fmt.Errorf("append %s v%d: %w", a.ExecutionID, a.ExpectedVersion, ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("append %s v%d: %w", a.ExecutionID, a.ExpectedVersion, ErrNotFound)
 		}
 		if a.ExpectedVersion != next {
-			return nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next}
+			return nil, nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next}
 		}
 		if a.RunID != "" && (st == nil || st.RunId != a.RunID) {
 			holder := ""
 			if st != nil {
 				holder = st.RunId
 			}
-			return nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next,
+			return nil, nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next,
 				Reason: fmt.Sprintf("run %s does not hold the lock (held by %q)", a.RunID, holder)}
 		}
 		for i, ev := range a.Events {
 			v := a.ExpectedVersion + uint32(i)
 			nst, err := Fold(a.ExecutionID, st, v, ev)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			b, err := proto.Marshal(ev)
 			if err != nil {
-				return nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
+				return nil, nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
 			}
 			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
 			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {
@@ -150,7 +151,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 			// The delay's timer goes with its first answer, even one that is dropped.
 			delOps, err := g.forgetDelay(d.DelayId, newDelays)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			ops = append(ops, delOps...)
 			answered[d.DelayId] = true
@@ -163,14 +164,14 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 			closer.Close()
 			continue
 		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+			return nil, nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
 		}
 		st, err := get(r.ExecutionID)
 		if err != nil {
-			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+			return nil, nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
 		}
 		if st == nil {
-			return nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, ErrNotFound)
 		}
 		if st.Status == pb.Status_STATUS_FINISHED {
 			// Nothing can consume it any more; refusing it would refuse the sender's own
@@ -182,13 +183,20 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 		resp.AtVersion = st.NextVersion
 		nst, err := FoldResponse(st, resp)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		b, _ := proto.Marshal(resp)
 		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
 		newDedupe = append(newDedupe, dk)
 		overlay[r.ExecutionID] = nst
 	}
+	// The log lines last, and before anything is recorded in the group: a Tx refused for
+	// its logs must leave no delivered response or delay behind.
+	logOps, logStats, err := g.logOps(tx.Logs, overlay)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ops = append(ops, logOps...)
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}
@@ -199,7 +207,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, error) 
 	for id := range answered {
 		g.delays[id] = -1
 	}
-	return ops, overlay, nil
+	return ops, overlay, logStats, nil
 }
 
 // forgetDelay returns the deletes of a delay's timer keys, wherever the delay was

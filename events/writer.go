@@ -149,17 +149,12 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 			req.result <- commitResult{err: err}
 			continue
 		}
-		ops, overlay, err := g.apply(req.tx)
+		ops, overlay, logStats, err := g.apply(req.tx)
 		if err != nil {
 			req.result <- commitResult{err: err}
 			continue
 		}
-		logOps, logStats, err := g.logOps(req.tx.Logs, overlay)
-		if err != nil {
-			req.result <- commitResult{err: err}
-			continue
-		}
-		ops = append(append(ops, logOps...), kvOps...)
+		ops = append(ops, kvOps...)
 		for id, st := range logStats {
 			g.logs[id] = st
 		}
