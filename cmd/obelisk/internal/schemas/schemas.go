@@ -36,7 +36,8 @@ import (
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
 // Dialect is the JSON Schema dialect of every generated schema.
@@ -51,8 +52,8 @@ type File struct {
 
 // Services are the API services whose RPCs get schemas.
 var Services = []protoreflect.ServiceDescriptor{
-	pb.File_obelisk_v1_api_proto.Services().ByName("ExecutionService"),
-	pb.File_obelisk_v1_api_proto.Services().ByName("ComponentService"),
+	apiv1.File_obelisk_v1_api_proto.Services().ByName("ExecutionService"),
+	apiv1.File_obelisk_v1_api_proto.Services().ByName("ComponentService"),
 }
 
 // RPCPath is the path of an RPC's files under api/, without the suffix:
@@ -63,7 +64,7 @@ func RPCPath(md protoreflect.MethodDescriptor) string {
 
 // Generate returns every file of docs/schemas, sorted by path.
 func Generate() ([]File, error) {
-	comments, err := protoComments(pb.Source)
+	comments, err := protoComments(apiv1.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func Generate() ([]File, error) {
 	if err := add("api/connect-end-stream.schema.json", connectEndStreamSchema()); err != nil {
 		return nil, err
 	}
-	summary := (&pb.ExecutionSummary{}).ProtoReflect().Descriptor()
+	summary := (&apiv1.ExecutionSummary{}).ProtoReflect().Descriptor()
 	if err := add("state/execution-summary.schema.json", g.protoDoc(summary, response, "Execution state",
 		"An execution's state as the API shows it (ExecutionSummary in GetStatus and ListExecutions responses).")); err != nil {
 		return nil, err

@@ -16,7 +16,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
 // docsDir is the committed output, docs/schemas of the repository.
@@ -178,7 +179,7 @@ func TestEventViewsMatchSchemas(t *testing.T) {
 			}
 		}
 		// The API response carrying it.
-		resp, _ := protojson.Marshal(&pb.ListEventsResponse{Events: []*pb.EventView{v}, NextVersion: 8})
+		resp, _ := protojson.Marshal(&apiv1.ListEventsResponse{Events: []*apiv1.EventView{v}, NextVersion: 8})
 		if err := validate(t, compile(t, c, "api/obelisk.v1.ExecutionService/ListEvents.response.schema.json"), "ListEvents", resp); err != nil {
 			t.Errorf("ListEvents response %s: %v", resp, err)
 		}
@@ -393,7 +394,7 @@ func TestProtoSchemaOfEveryKindOfField(t *testing.T) {
 					t.Errorf("%s (%v): %s: %v", md.Name(), dir, b, err)
 				}
 			}
-			if md.FullName() == "obelisk.v1.Event" {
+			if md == (&pb.Event{}).ProtoReflect().Descriptor() {
 				both := []byte(`{"created": {}, "finished": {}}`)
 				if validate(t, s, "", both) == nil {
 					t.Error("two members of a oneof pass")
