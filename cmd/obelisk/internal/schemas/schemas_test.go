@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/api"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
@@ -162,7 +162,7 @@ func TestEventViewsMatchSchemas(t *testing.T) {
 	eventSchema := compile(t, c, "events/event.schema.json")
 	seen := map[string]bool{}
 	for _, ev := range sampleEvents {
-		v := server.EventView(7, ev)
+		v := api.EventView(7, ev)
 		seen[v.Kind] = true
 		s := compile(t, c, EventPath(v.Kind))
 		if err := validate(t, s, v.Kind, []byte(v.DetailsJson)); err != nil {
@@ -184,7 +184,7 @@ func TestEventViewsMatchSchemas(t *testing.T) {
 			t.Errorf("ListEvents response %s: %v", resp, err)
 		}
 	}
-	for _, k := range server.EventDetails {
+	for _, k := range api.EventDetails {
 		if !seen[k.Kind] {
 			t.Errorf("no sample event of kind %s", k.Kind)
 		}

@@ -1,6 +1,9 @@
-// Package server serves the engine's API: the connect-go services of proto/obelisk/v1 as
-// gRPC, gRPC-Web and JSON over HTTP, on one listener.
-package server
+// Package api serves the public API over connect-go: the services of proto/obelisk/v1 as
+// gRPC, gRPC-Web and JSON over HTTP, on one listener. It is one of the engine's surfaces,
+// beside webhook (the webhook endpoints) and webui (the web UI); besides the services it
+// owns the JSON views of stored events (EventView, EventDetails) that the published JSON
+// Schemas describe.
+package api
 
 import (
 	"context"
