@@ -13,9 +13,9 @@
 //   - enumerations (statuses, event kinds, outcomes, component types, failure kinds)
 //     come from the engine's constants.
 //
-// The event views it reflects belong to the API server (package api). It is used by
-// `obelisk generate schemas` (make schemas), and its test fails when the committed
-// docs/schemas differ from what the code generates.
+// It lives under api because everything it describes is the API's JSON, the event views
+// of package api among it. It is used by `obelisk generate schemas` (make schemas), and
+// its test fails when the committed docs/schemas differ from what the code generates.
 package schemas
 
 import (

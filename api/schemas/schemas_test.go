@@ -21,7 +21,7 @@ import (
 )
 
 // docsDir is the committed output, docs/schemas of the repository.
-const docsDir = "../../../../docs/schemas"
+const docsDir = "../../docs/schemas"
 
 // TestCommittedSchemasAreCurrent fails when docs/schemas differs from what the code
 // generates: run `make schemas` and commit the result.
