@@ -43,10 +43,13 @@ bench: build
 bindings: $(BIN)
 	$(BIN) generate go-bindings test/components/fibo/wit --package fibo --out test/components/fibo-workflow/internal/fibo/fibo_gen.go
 
-# Regenerates the protobuf and connect code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
+# Regenerates the protobuf and connect code (needs protoc, protoc-gen-go, protoc-gen-connect-go):
+# the public API (proto/obelisk/v1) and the storage schema (proto/obelisk/storage/v1), which
+# is versioned apart from the API (docs/RATIONALE.md).
 proto:
 	protoc -I proto --go_out=. --go_opt=module=github.com/obelisk-go/obelisk \
-		--connect-go_out=. --connect-go_opt=module=github.com/obelisk-go/obelisk proto/obelisk/v1/*.proto
+		--connect-go_out=. --connect-go_opt=module=github.com/obelisk-go/obelisk \
+		proto/obelisk/v1/*.proto proto/obelisk/storage/v1/*.proto
 
 # Regenerates the JSON Schemas of the API, the event views and the state (docs/schemas)
 # from the code; a unit test fails while the committed ones are stale.

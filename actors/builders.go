@@ -3,7 +3,7 @@ package actors
 import (
 	"time"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // Event builders. Every Created and Locked event the engine writes is made here, so that

@@ -6,7 +6,7 @@ import (
 	"sync"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // historyCache keeps the recently read histories of unfinished workflows, so that a

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // TestQueues: an execution runs from the queue it was submitted to, by the executor

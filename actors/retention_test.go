@@ -10,7 +10,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/metrics"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // A tree is deleted by retention only once its last descendant finished (and

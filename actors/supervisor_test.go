@@ -12,7 +12,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/metrics"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // newHookedEngine starts an engine (no components) whose services call hook at the steps

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // lockGrace is how long a live run may overrun its lock before the timer service takes

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // TestExpireWorkflowLock: a workflow run whose lock expired without progress timed out;

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // BenchmarkCommit measures synced commits with 1 to 256 concurrent committers, each

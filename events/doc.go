@@ -1,7 +1,7 @@
 // Package events owns what an execution is on disk: its append-only event stream, its
 // response log, and the read models folded from both.
 //
-// Every execution has a stream of [obeliskv1.Event]s, versions 0, 1, 2, ...; an append
+// Every execution has a stream of [storagev1.Event]s, versions 0, 1, 2, ...; an append
 // names the version it expects and a mismatch is a [ConflictError], never an overwrite.
 // Responses (a child finished, a delay expired) go to a second per-execution log, keyed by
 // the child or delay ID so that delivering one twice is a no-op. [Fold] and [FoldResponse]

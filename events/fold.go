@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // TransitionError is returned when an event is not allowed in the execution's state.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // Store is what the engine needs of an event store. Everything above package events

@@ -10,7 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // The read-model indexes (key layout in keys.go) and the scans that drive scheduling.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 func kvSet(bucket, key, value string) KVWrite { return KVWrite{Bucket: bucket, Key: key, Value: value} }

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obelisk-go/obelisk/internal/clip"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // Reads of single executions (state, events, responses) and listings (children, List,

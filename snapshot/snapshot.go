@@ -36,7 +36,7 @@ import (
 	"fmt"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // Snapshot is the fold of an execution's first Version events and first ResponseCursor

@@ -17,7 +17,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/events/eventstest"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/snapshot"
 )
 

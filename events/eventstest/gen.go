@@ -19,7 +19,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // Step is one item of a history: an event or a response.

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/obelisk-go/obelisk/actors"
-	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/api"
 )
 
 const inspectWIT = `package testing:approval;
@@ -45,7 +45,7 @@ func realAPI(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- server.Serve(ctx, ln, e, server.Options{}) }()
+	go func() { done <- api.Serve(ctx, ln, e, api.Options{}) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/schemas"
+	"github.com/obelisk-go/obelisk/api/schemas"
 )
 
 func schemasCmd() *cobra.Command {

@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/api"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
-	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/metrics"
 	"github.com/obelisk-go/obelisk/webhook"
@@ -84,7 +84,7 @@ func serverCmd() *cobra.Command {
 				case <-serveCtx.Done():
 				}
 			}()
-			serveErr := server.Serve(serveCtx, ln, e, server.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts})
+			serveErr := api.Serve(serveCtx, ln, e, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts})
 			if err := e.Err(); errors.Is(err, events.ErrFailed) {
 				return &ExitError{Code: 1, Err: fmt.Errorf("stopped: %w; restart on a healthy disk (or after freeing space) to recover every acknowledged execution", err)}
 			} else if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/obelisk-go/obelisk/actors"
-	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/api"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -216,7 +216,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("data_dir", DefaultDataDir)
 	v.SetDefault("cache_dir", "")
 	v.SetDefault("api.listening_addr", DefaultListeningAddr)
-	v.SetDefault("api.max_request_bytes", server.DefaultMaxRequestBytes)
+	v.SetDefault("api.max_request_bytes", api.DefaultMaxRequestBytes)
 	v.SetDefault("api.max_params_bytes", actors.DefaultMaxParamsBytes)
 	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
 	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it

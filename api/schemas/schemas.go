@@ -9,15 +9,13 @@
 //     values left out, 64-bit integers as strings); descriptions are the comments of
 //     the .proto files, embedded in the obeliskv1 package;
 //   - the event schemas reflect (github.com/invopop/jsonschema) the Go types that
-//     render each kind's details_json, listed in server.EventDetails;
+//     render each kind's details_json, listed in api.EventDetails;
 //   - enumerations (statuses, event kinds, outcomes, component types, failure kinds)
 //     come from the engine's constants.
 //
-// The package lives under cmd/obelisk/internal, rather than at the repository root,
-// because the event views it reflects belong to the API server
-// (cmd/obelisk/internal/server) and internal packages can only be imported from
-// within cmd/obelisk; it is used by `obelisk generate schemas` (make schemas), and its
-// test fails when the committed docs/schemas differ from what the code generates.
+// It lives under api because everything it describes is the API's JSON, the event views
+// of package api among it. It is used by `obelisk generate schemas` (make schemas), and
+// its test fails when the committed docs/schemas differ from what the code generates.
 package schemas
 
 import (
@@ -34,9 +32,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/obelisk-go/obelisk/actors"
-	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/server"
+	"github.com/obelisk-go/obelisk/api"
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
 // Dialect is the JSON Schema dialect of every generated schema.
@@ -51,8 +50,8 @@ type File struct {
 
 // Services are the API services whose RPCs get schemas.
 var Services = []protoreflect.ServiceDescriptor{
-	pb.File_obelisk_v1_api_proto.Services().ByName("ExecutionService"),
-	pb.File_obelisk_v1_api_proto.Services().ByName("ComponentService"),
+	apiv1.File_obelisk_v1_api_proto.Services().ByName("ExecutionService"),
+	apiv1.File_obelisk_v1_api_proto.Services().ByName("ComponentService"),
 }
 
 // RPCPath is the path of an RPC's files under api/, without the suffix:
@@ -63,7 +62,7 @@ func RPCPath(md protoreflect.MethodDescriptor) string {
 
 // Generate returns every file of docs/schemas, sorted by path.
 func Generate() ([]File, error) {
-	comments, err := protoComments(pb.Source)
+	comments, err := protoComments(apiv1.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +102,7 @@ func Generate() ([]File, error) {
 	if err := add("api/connect-end-stream.schema.json", connectEndStreamSchema()); err != nil {
 		return nil, err
 	}
-	summary := (&pb.ExecutionSummary{}).ProtoReflect().Descriptor()
+	summary := (&apiv1.ExecutionSummary{}).ProtoReflect().Descriptor()
 	if err := add("state/execution-summary.schema.json", g.protoDoc(summary, response, "Execution state",
 		"An execution's state as the API shows it (ExecutionSummary in GetStatus and ListExecutions responses).")); err != nil {
 		return nil, err
@@ -112,7 +111,7 @@ func Generate() ([]File, error) {
 		"The result of a finished execution (result_json, the result of finished events): the function's return value {\"ok\": v} or {\"err\": v}, or an execution failure.")); err != nil {
 		return nil, err
 	}
-	for _, k := range server.EventDetails {
+	for _, k := range api.EventDetails {
 		doc, err := eventDetailsSchema(k)
 		if err != nil {
 			return nil, err
@@ -218,7 +217,7 @@ func statusNames() []any {
 
 func eventKinds() []any {
 	var out []any
-	for _, k := range server.EventDetails {
+	for _, k := range api.EventDetails {
 		out = append(out, k.Kind)
 	}
 	return out

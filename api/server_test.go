@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"bytes"
@@ -17,7 +17,8 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
 
@@ -102,26 +103,26 @@ func TestPauseUnpause(t *testing.T) {
 	e, api := serve(t)
 	ctx := context.Background()
 	id := stubExecution(t, e)
-	if _, err := api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: id})); err != nil {
+	if _, err := api.Pause(ctx, connect.NewRequest(&apiv1.PauseRequest{ExecutionId: id})); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := e.State(ctx, id); err != nil || !st.Paused {
 		t.Fatalf("paused: %v %v", st, err)
 	}
-	_, err := api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: id}))
+	_, err := api.Pause(ctx, connect.NewRequest(&apiv1.PauseRequest{ExecutionId: id}))
 	wantCode(t, "pause twice", err, connect.CodeFailedPrecondition)
-	if _, err := api.Unpause(ctx, connect.NewRequest(&pb.UnpauseRequest{ExecutionId: id})); err != nil {
+	if _, err := api.Unpause(ctx, connect.NewRequest(&apiv1.UnpauseRequest{ExecutionId: id})); err != nil {
 		t.Fatal(err)
 	}
-	_, err = api.Unpause(ctx, connect.NewRequest(&pb.UnpauseRequest{ExecutionId: id}))
+	_, err = api.Unpause(ctx, connect.NewRequest(&apiv1.UnpauseRequest{ExecutionId: id}))
 	wantCode(t, "unpause twice", err, connect.CodeFailedPrecondition)
 
 	missing := events.NewExecutionID(time.Now())
-	_, err = api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: missing}))
+	_, err = api.Pause(ctx, connect.NewRequest(&apiv1.PauseRequest{ExecutionId: missing}))
 	wantCode(t, "pause unknown", err, connect.CodeNotFound)
-	_, err = api.Unpause(ctx, connect.NewRequest(&pb.UnpauseRequest{ExecutionId: missing}))
+	_, err = api.Unpause(ctx, connect.NewRequest(&apiv1.UnpauseRequest{ExecutionId: missing}))
 	wantCode(t, "unpause unknown", err, connect.CodeNotFound)
-	_, err = api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{}))
+	_, err = api.Pause(ctx, connect.NewRequest(&apiv1.PauseRequest{}))
 	wantCode(t, "pause without ID", err, connect.CodeInvalidArgument)
 }
 
@@ -129,8 +130,8 @@ func TestStub(t *testing.T) {
 	e, api := serve(t)
 	ctx := context.Background()
 	id := stubExecution(t, e)
-	stub := func(result string) (*connect.Response[pb.StubResponse], error) {
-		return api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: id, ResultJson: result}))
+	stub := func(result string) (*connect.Response[apiv1.StubResponse], error) {
+		return api.Stub(ctx, connect.NewRequest(&apiv1.StubRequest{ExecutionId: id, ResultJson: result}))
 	}
 	_, err := stub(`{"ok": "yes"}`)
 	wantCode(t, "ill-typed result", err, connect.CodeInvalidArgument)
@@ -148,7 +149,7 @@ func TestStub(t *testing.T) {
 	_, err = stub(`{"err": "no"}`)
 	wantCode(t, "conflicting result", err, connect.CodeFailedPrecondition)
 
-	st, err := api.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: id}))
+	st, err := api.GetStatus(ctx, connect.NewRequest(&apiv1.GetStatusRequest{ExecutionId: id}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestStub(t *testing.T) {
 		t.Fatalf("status after stub: %v %v", st.Msg(), st.Err())
 	}
 
-	_, err = api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: events.NewExecutionID(time.Now()), ResultJson: `{"ok": true}`}))
+	_, err = api.Stub(ctx, connect.NewRequest(&apiv1.StubRequest{ExecutionId: events.NewExecutionID(time.Now()), ResultJson: `{"ok": true}`}))
 	wantCode(t, "stub unknown", err, connect.CodeNotFound)
 }
 
@@ -166,7 +167,7 @@ func TestCancel(t *testing.T) {
 	ctx := context.Background()
 	id := stubExecution(t, e)
 	cancel := func(id string) (string, error) {
-		resp, err := api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: id}))
+		resp, err := api.Cancel(ctx, connect.NewRequest(&apiv1.CancelRequest{ExecutionId: id}))
 		if err != nil {
 			return "", err
 		}
@@ -194,12 +195,12 @@ func TestRequestSizeLimit(t *testing.T) {
 	ctx := context.Background()
 	params := `["` + strings.Repeat("x", 2*limit) + `"]`
 	// The Go client sends the body's length: refused before it is read, naming the setting.
-	_, err := api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ParamsJson: params}))
+	_, err := api.Submit(ctx, connect.NewRequest(&apiv1.SubmitRequest{Ffqn: approveFFQN, ParamsJson: params}))
 	wantCode(t, "submit over the limit", err, connect.CodeResourceExhausted)
 	if !strings.Contains(err.Error(), "api.max_request_bytes") {
 		t.Errorf("submit over the limit: %v", err)
 	}
-	_, err = api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: events.NewExecutionID(time.Now()), ResultJson: `{"err": "` + strings.Repeat("x", 2*limit) + `"}`}))
+	_, err = api.Stub(ctx, connect.NewRequest(&apiv1.StubRequest{ExecutionId: events.NewExecutionID(time.Now()), ResultJson: `{"err": "` + strings.Repeat("x", 2*limit) + `"}`}))
 	wantCode(t, "stub over the limit", err, connect.CodeResourceExhausted)
 
 	// A body of unknown length (chunked) is cut off at the limit.
@@ -221,7 +222,7 @@ func TestRequestSizeLimit(t *testing.T) {
 		t.Fatalf("executions after refused submits: %v %v", page.States, err)
 	}
 	// Under the limit the same request is served (and refused for what it asks).
-	_, err = api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ParamsJson: `["x"]`}))
+	_, err = api.Submit(ctx, connect.NewRequest(&apiv1.SubmitRequest{Ffqn: approveFFQN, ParamsJson: `["x"]`}))
 	wantCode(t, "submit of a stub's function", err, connect.CodeInvalidArgument)
 }
 
@@ -233,22 +234,22 @@ func TestLongIDs(t *testing.T) {
 	child := events.NewExecutionID(time.Now()) + "." + strings.Repeat("g", 3<<20) + "_1"
 	for _, id := range []string{long, child, strings.Repeat("E", 3<<20)} {
 		var errs []error
-		_, err := api.Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Ffqn: approveFFQN, ExecutionId: id}))
+		_, err := api.Submit(ctx, connect.NewRequest(&apiv1.SubmitRequest{Ffqn: approveFFQN, ExecutionId: id}))
 		errs = append(errs, err)
-		st, err := api.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: id}))
+		st, err := api.GetStatus(ctx, connect.NewRequest(&apiv1.GetStatusRequest{ExecutionId: id}))
 		if err == nil {
 			st.Receive()
 			err = st.Err()
 			st.Close()
 		}
 		errs = append(errs, err)
-		_, err = api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: id}))
+		_, err = api.Cancel(ctx, connect.NewRequest(&apiv1.CancelRequest{ExecutionId: id}))
 		errs = append(errs, err)
-		_, err = api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: id}))
+		_, err = api.Pause(ctx, connect.NewRequest(&apiv1.PauseRequest{ExecutionId: id}))
 		errs = append(errs, err)
-		_, err = api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: id, ResultJson: `{"ok": true}`}))
+		_, err = api.Stub(ctx, connect.NewRequest(&apiv1.StubRequest{ExecutionId: id, ResultJson: `{"ok": true}`}))
 		errs = append(errs, err)
-		_, err = api.ListEvents(ctx, connect.NewRequest(&pb.ListEventsRequest{ExecutionId: id}))
+		_, err = api.ListEvents(ctx, connect.NewRequest(&apiv1.ListEventsRequest{ExecutionId: id}))
 		errs = append(errs, err)
 		for i, err := range errs {
 			var ce *connect.Error
@@ -269,13 +270,13 @@ func TestIDCase(t *testing.T) {
 	ctx := context.Background()
 	id := stubExecution(t, e)
 	lower := "E_" + strings.ToLower(strings.TrimPrefix(id, "E_"))
-	if _, err := api.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: lower})); err != nil {
+	if _, err := api.Pause(ctx, connect.NewRequest(&apiv1.PauseRequest{ExecutionId: lower})); err != nil {
 		t.Fatalf("pause by the lower-case ID: %v", err)
 	}
 	if st, err := e.State(ctx, id); err != nil || !st.Paused {
 		t.Fatalf("after pause by the lower-case ID: %v %v", st, err)
 	}
-	st, err := api.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{ExecutionId: lower}))
+	st, err := api.GetStatus(ctx, connect.NewRequest(&apiv1.GetStatusRequest{ExecutionId: lower}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,17 +284,17 @@ func TestIDCase(t *testing.T) {
 		t.Fatalf("status by the lower-case ID: %v %v", st.Msg(), st.Err())
 	}
 	st.Close()
-	if resp, err := api.Stub(ctx, connect.NewRequest(&pb.StubRequest{ExecutionId: lower, ResultJson: `{"ok": true}`})); err != nil || resp.Msg.Outcome != "stubbed" {
+	if resp, err := api.Stub(ctx, connect.NewRequest(&apiv1.StubRequest{ExecutionId: lower, ResultJson: `{"ok": true}`})); err != nil || resp.Msg.Outcome != "stubbed" {
 		t.Fatalf("stub by the lower-case ID: %v %v", resp, err)
 	}
-	evs, err := api.ListEvents(ctx, connect.NewRequest(&pb.ListEventsRequest{ExecutionId: lower}))
+	evs, err := api.ListEvents(ctx, connect.NewRequest(&apiv1.ListEventsRequest{ExecutionId: lower}))
 	if err != nil || len(evs.Msg.Events) == 0 {
 		t.Fatalf("events by the lower-case ID: %v %v", evs, err)
 	}
 	// An ID that is not E_<ULID> is refused as such, not looked up.
-	_, err = api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: "e_" + strings.TrimPrefix(id, "E_")}))
+	_, err = api.Cancel(ctx, connect.NewRequest(&apiv1.CancelRequest{ExecutionId: "e_" + strings.TrimPrefix(id, "E_")}))
 	wantCode(t, "cancel with prefix e_", err, connect.CodeInvalidArgument)
-	_, err = api.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{ExecutionId: "E_NOTAULID"}))
+	_, err = api.Cancel(ctx, connect.NewRequest(&apiv1.CancelRequest{ExecutionId: "E_NOTAULID"}))
 	wantCode(t, "cancel a malformed ID", err, connect.CodeInvalidArgument)
 }
 
@@ -303,16 +304,16 @@ func TestListCursor(t *testing.T) {
 	for range 3 {
 		stubExecution(t, e)
 	}
-	page, err := api.ListExecutions(ctx, connect.NewRequest(&pb.ListExecutionsRequest{Limit: 2}))
+	page, err := api.ListExecutions(ctx, connect.NewRequest(&apiv1.ListExecutionsRequest{Limit: 2}))
 	if err != nil || len(page.Msg.Executions) != 2 || page.Msg.NextCursor == "" {
 		t.Fatalf("first page: %v %v", page, err)
 	}
-	next, err := api.ListExecutions(ctx, connect.NewRequest(&pb.ListExecutionsRequest{Limit: 2, Cursor: page.Msg.NextCursor}))
+	next, err := api.ListExecutions(ctx, connect.NewRequest(&apiv1.ListExecutionsRequest{Limit: 2, Cursor: page.Msg.NextCursor}))
 	if err != nil || len(next.Msg.Executions) != 1 {
 		t.Fatalf("second page: %v %v", next, err)
 	}
 	for _, cursor := range []string{"zz", "63", "7300", "not a cursor " + strings.Repeat("x", 1000)} {
-		_, err := api.ListExecutions(ctx, connect.NewRequest(&pb.ListExecutionsRequest{Cursor: cursor}))
+		_, err := api.ListExecutions(ctx, connect.NewRequest(&apiv1.ListExecutionsRequest{Cursor: cursor}))
 		wantCode(t, "cursor "+cursor[:min(len(cursor), 20)], err, connect.CodeInvalidArgument)
 		if len(err.Error()) > 400 {
 			t.Errorf("a %d-byte error", len(err.Error()))

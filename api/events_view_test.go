@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // SampleEvents returns one event of every kind the protobuf schema allows (every case
@@ -22,7 +22,7 @@ func sampleEvents(t *testing.T) []*pb.Event {
 		f := kind.Fields().Get(i)
 		ev := &pb.Event{CreatedAt: 1_700_000_000_000_000_000}
 		m := ev.ProtoReflect()
-		if f.Message().FullName() != "obelisk.v1.HistoryEvent" {
+		if f.Message() != (&pb.HistoryEvent{}).ProtoReflect().Descriptor() {
 			m.Set(f, protoreflect.ValueOfMessage(m.NewField(f).Message()))
 			out = append(out, ev)
 			continue
@@ -30,7 +30,7 @@ func sampleEvents(t *testing.T) []*pb.Event {
 		hkind := f.Message().Oneofs().ByName("kind")
 		for j := 0; j < hkind.Fields().Len(); j++ {
 			hf := hkind.Fields().Get(j)
-			if hf.Message().FullName() == "obelisk.v1.JoinSetRequest" {
+			if hf.Message() == (&pb.JoinSetRequest{}).ProtoReflect().Descriptor() {
 				out = append(out,
 					&pb.Event{Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{
 						JoinSetId: "g:1", Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: "E_1.g:1_1", Ffqn: "a:b/c.d", Params: []byte("[1]")}}}}}}},

@@ -1,18 +1,19 @@
-package server
+package api
 
 import (
 	"encoding/json"
 
 	"github.com/obelisk-go/obelisk/events"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
 // EventView renders a stored event as readable JSON: JSON payloads (params, results,
 // error details) are embedded as JSON, not as base64 bytes. The details of each kind are
 // one of the types listed in [EventDetails].
-func EventView(version uint32, ev *pb.Event) *pb.EventView {
+func EventView(version uint32, ev *pb.Event) *apiv1.EventView {
 	b, _ := json.Marshal(EventDetailsOf(ev))
-	return &pb.EventView{Version: version, CreatedAt: rfc3339(ev.CreatedAt), Kind: events.EventKind(ev), DetailsJson: string(b)}
+	return &apiv1.EventView{Version: version, CreatedAt: rfc3339(ev.CreatedAt), Kind: events.EventKind(ev), DetailsJson: string(b)}
 }
 
 // EventKindDetails says which Go types render the details_json of one event kind.

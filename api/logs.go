@@ -1,17 +1,18 @@
-package server
+package api
 
 import (
 	"context"
 
 	"connectrpc.com/connect"
 
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
 // maxLogLines is the default and the largest GetLogs page.
 const maxLogLines = 1000
 
-func (h *executions) GetLogs(ctx context.Context, req *connect.Request[pb.GetLogsRequest]) (*connect.Response[pb.GetLogsResponse], error) {
+func (h *executions) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLogsRequest]) (*connect.Response[apiv1.GetLogsResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -30,7 +31,7 @@ func (h *executions) GetLogs(ctx context.Context, req *connect.Request[pb.GetLog
 	if err != nil {
 		return nil, apiError(err)
 	}
-	resp := &pb.GetLogsResponse{
+	resp := &apiv1.GetLogsResponse{
 		NextSeq: max(req.Msg.FromSeq, page.Stored), Stored: page.Stored, Dropped: page.Dropped,
 		Finished: st.Status == pb.Status_STATUS_FINISHED,
 	}
@@ -38,7 +39,7 @@ func (h *executions) GetLogs(ctx context.Context, req *connect.Request[pb.GetLog
 		resp.NextSeq = page.Lines[n-1].Seq + 1
 	}
 	for _, l := range page.Lines {
-		resp.Lines = append(resp.Lines, &pb.LogLine{
+		resp.Lines = append(resp.Lines, &apiv1.LogLine{
 			Seq: l.Seq, Time: rfc3339(l.Time), Level: l.Level.String(), Attempt: l.Attempt,
 			RunId: l.RunID, Context: l.Context, Message: l.Message,
 		})

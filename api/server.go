@@ -1,6 +1,9 @@
-// Package server serves the engine's API: the connect-go services of proto/obelisk/v1 as
-// gRPC, gRPC-Web and JSON over HTTP, on one listener.
-package server
+// Package api serves the public API over connect-go: the services of proto/obelisk/v1 as
+// gRPC, gRPC-Web and JSON over HTTP, on one listener. It is one of the engine's surfaces,
+// beside webhook (the webhook endpoints) and webui (the web UI); besides the services it
+// owns the JSON views of stored events (EventView, EventDetails) that the published JSON
+// Schemas describe.
+package api
 
 import (
 	"context"
@@ -19,7 +22,8 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/internal/clip"
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
 
@@ -98,7 +102,7 @@ func limitRequest(h http.Handler, max int, ew *connect.ErrorWriter) http.Handler
 
 type executions struct{ e *actors.Engine }
 
-func (h *executions) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
+func (h *executions) Submit(ctx context.Context, req *connect.Request[apiv1.SubmitRequest]) (*connect.Response[apiv1.SubmitResponse], error) {
 	params := req.Msg.ParamsJson
 	if strings.TrimSpace(params) == "" {
 		params = "[]"
@@ -107,10 +111,10 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[pb.SubmitR
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&pb.SubmitResponse{ExecutionId: id, AlreadyExisted: existed}), nil
+	return connect.NewResponse(&apiv1.SubmitResponse{ExecutionId: id, AlreadyExisted: existed}), nil
 }
 
-func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetStatusRequest], stream *connect.ServerStream[pb.GetStatusResponse]) error {
+func (h *executions) GetStatus(ctx context.Context, req *connect.Request[apiv1.GetStatusRequest], stream *connect.ServerStream[apiv1.GetStatusResponse]) error {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return err
@@ -120,7 +124,7 @@ func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetS
 		if err != nil {
 			return apiError(err)
 		}
-		return stream.Send(&pb.GetStatusResponse{Summary: Summary(st)})
+		return stream.Send(&apiv1.GetStatusResponse{Summary: Summary(st)})
 	}
 	var sendErr error
 	var last string
@@ -128,7 +132,7 @@ func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetS
 		s := Summary(st)
 		if key := s.Status + "/" + fmt.Sprint(s.Version); key != last {
 			last = key
-			if sendErr = stream.Send(&pb.GetStatusResponse{Summary: s}); sendErr != nil {
+			if sendErr = stream.Send(&apiv1.GetStatusResponse{Summary: s}); sendErr != nil {
 				return true
 			}
 		}
@@ -143,7 +147,7 @@ func (h *executions) GetStatus(ctx context.Context, req *connect.Request[pb.GetS
 	return nil
 }
 
-func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[pb.ListExecutionsRequest]) (*connect.Response[pb.ListExecutionsResponse], error) {
+func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[apiv1.ListExecutionsRequest]) (*connect.Response[apiv1.ListExecutionsResponse], error) {
 	f := events.ListFilter{FFQNPrefix: req.Msg.FfqnPrefix, TopLevelOnly: req.Msg.TopLevelOnly, Limit: int(min(req.Msg.Limit, 1000)), Before: req.Msg.Cursor}
 	if req.Msg.Status != "" {
 		st, ok := statusByName[req.Msg.Status]
@@ -156,7 +160,7 @@ func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[pb
 	if err != nil {
 		return nil, apiError(err)
 	}
-	resp := &pb.ListExecutionsResponse{NextCursor: page.Next}
+	resp := &apiv1.ListExecutionsResponse{NextCursor: page.Next}
 	for _, st := range page.States {
 		resp.Executions = append(resp.Executions, Summary(st))
 	}
@@ -168,7 +172,7 @@ var statusByName = map[string]pb.Status{
 	"blocked_by_join_set": pb.Status_STATUS_BLOCKED_BY_JOIN_SET, "finished": pb.Status_STATUS_FINISHED,
 }
 
-func (h *executions) ListEvents(ctx context.Context, req *connect.Request[pb.ListEventsRequest]) (*connect.Response[pb.ListEventsResponse], error) {
+func (h *executions) ListEvents(ctx context.Context, req *connect.Request[apiv1.ListEventsRequest]) (*connect.Response[apiv1.ListEventsResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -181,14 +185,14 @@ func (h *executions) ListEvents(ctx context.Context, req *connect.Request[pb.Lis
 	if err != nil {
 		return nil, apiError(err)
 	}
-	resp := &pb.ListEventsResponse{NextVersion: st.NextVersion}
+	resp := &apiv1.ListEventsResponse{NextVersion: st.NextVersion}
 	for i, ev := range evs {
 		resp.Events = append(resp.Events, EventView(req.Msg.FromVersion+uint32(i), ev))
 	}
 	return connect.NewResponse(resp), nil
 }
 
-func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.ListResponsesRequest]) (*connect.Response[pb.ListResponsesResponse], error) {
+func (h *executions) ListResponses(ctx context.Context, req *connect.Request[apiv1.ListResponsesRequest]) (*connect.Response[apiv1.ListResponsesResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -200,9 +204,9 @@ func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.
 	if err != nil {
 		return nil, apiError(err)
 	}
-	resp := &pb.ListResponsesResponse{}
+	resp := &apiv1.ListResponsesResponse{}
 	for _, r := range rs {
-		v := &pb.ResponseView{Cursor: r.Cursor, CreatedAt: rfc3339(r.CreatedAt), JoinSetId: r.JoinSetId}
+		v := &apiv1.ResponseView{Cursor: r.Cursor, CreatedAt: rfc3339(r.CreatedAt), JoinSetId: r.JoinSetId}
 		switch k := r.Kind.(type) {
 		case *pb.Response_Child:
 			v.ChildExecutionId, v.ResultJson = k.Child.ChildExecutionId, string(k.Child.Result)
@@ -214,7 +218,7 @@ func (h *executions) ListResponses(ctx context.Context, req *connect.Request[pb.
 	return connect.NewResponse(resp), nil
 }
 
-func (h *executions) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
+func (h *executions) Cancel(ctx context.Context, req *connect.Request[apiv1.CancelRequest]) (*connect.Response[apiv1.CancelResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -223,11 +227,11 @@ func (h *executions) Cancel(ctx context.Context, req *connect.Request[pb.CancelR
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&pb.CancelResponse{Outcome: string(outcome)}), nil
+	return connect.NewResponse(&apiv1.CancelResponse{Outcome: string(outcome)}), nil
 }
 
 // Delete deletes a finished top-level execution's tree now (events.PebbleStore.DeleteTrees).
-func (h *executions) Delete(ctx context.Context, req *connect.Request[pb.DeleteRequest]) (*connect.Response[pb.DeleteResponse], error) {
+func (h *executions) Delete(ctx context.Context, req *connect.Request[apiv1.DeleteRequest]) (*connect.Response[apiv1.DeleteResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -236,11 +240,11 @@ func (h *executions) Delete(ctx context.Context, req *connect.Request[pb.DeleteR
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&pb.DeleteResponse{Executions: uint32(d.Executions), Events: uint32(d.Events)}), nil
+	return connect.NewResponse(&apiv1.DeleteResponse{Executions: uint32(d.Executions), Events: uint32(d.Events)}), nil
 }
 
 // ListRetention lists what the next retention pass would delete.
-func (h *executions) ListRetention(ctx context.Context, req *connect.Request[pb.ListRetentionRequest]) (*connect.Response[pb.ListRetentionResponse], error) {
+func (h *executions) ListRetention(ctx context.Context, req *connect.Request[apiv1.ListRetentionRequest]) (*connect.Response[apiv1.ListRetentionResponse], error) {
 	limit := int(req.Msg.Limit)
 	if limit <= 0 {
 		limit = 1000
@@ -249,9 +253,9 @@ func (h *executions) ListRetention(ctx context.Context, req *connect.Request[pb.
 	if err != nil {
 		return nil, apiError(err)
 	}
-	out := &pb.ListRetentionResponse{Trees: make([]*pb.RetainedTree, 0, len(trees))}
+	out := &apiv1.ListRetentionResponse{Trees: make([]*apiv1.RetainedTree, 0, len(trees))}
 	for _, t := range trees {
-		rt := &pb.RetainedTree{ExecutionId: t.Root, ComponentId: t.ComponentID, Executions: uint32(t.Executions)}
+		rt := &apiv1.RetainedTree{ExecutionId: t.Root, ComponentId: t.ComponentID, Executions: uint32(t.Executions)}
 		if !t.Deleting { // an interrupted deletion, resumed by the next pass, has no summary
 			rt.FinishedAt = rfc3339(t.FinishedAt.UnixNano())
 		}
@@ -260,7 +264,7 @@ func (h *executions) ListRetention(ctx context.Context, req *connect.Request[pb.
 	return connect.NewResponse(out), nil
 }
 
-func (h *executions) Pause(ctx context.Context, req *connect.Request[pb.PauseRequest]) (*connect.Response[pb.PauseResponse], error) {
+func (h *executions) Pause(ctx context.Context, req *connect.Request[apiv1.PauseRequest]) (*connect.Response[apiv1.PauseResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -268,10 +272,10 @@ func (h *executions) Pause(ctx context.Context, req *connect.Request[pb.PauseReq
 	if err := h.e.Pause(ctx, id); err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&pb.PauseResponse{}), nil
+	return connect.NewResponse(&apiv1.PauseResponse{}), nil
 }
 
-func (h *executions) Unpause(ctx context.Context, req *connect.Request[pb.UnpauseRequest]) (*connect.Response[pb.UnpauseResponse], error) {
+func (h *executions) Unpause(ctx context.Context, req *connect.Request[apiv1.UnpauseRequest]) (*connect.Response[apiv1.UnpauseResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -279,10 +283,10 @@ func (h *executions) Unpause(ctx context.Context, req *connect.Request[pb.Unpaus
 	if err := h.e.Unpause(ctx, id); err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&pb.UnpauseResponse{}), nil
+	return connect.NewResponse(&apiv1.UnpauseResponse{}), nil
 }
 
-func (h *executions) Stub(ctx context.Context, req *connect.Request[pb.StubRequest]) (*connect.Response[pb.StubResponse], error) {
+func (h *executions) Stub(ctx context.Context, req *connect.Request[apiv1.StubRequest]) (*connect.Response[apiv1.StubResponse], error) {
 	id, err := canonicalID(req.Msg.ExecutionId)
 	if err != nil {
 		return nil, err
@@ -294,7 +298,7 @@ func (h *executions) Stub(ctx context.Context, req *connect.Request[pb.StubReque
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&pb.StubResponse{Outcome: string(outcome)}), nil
+	return connect.NewResponse(&apiv1.StubResponse{Outcome: string(outcome)}), nil
 }
 
 // canonicalID checks an execution (or delay) ID given to the API and returns it in its
@@ -313,15 +317,15 @@ func canonicalID(id string) (string, error) {
 
 type components struct{ e *actors.Engine }
 
-func (h *components) ListComponents(ctx context.Context, req *connect.Request[pb.ListComponentsRequest]) (*connect.Response[pb.ListComponentsResponse], error) {
-	resp := &pb.ListComponentsResponse{}
+func (h *components) ListComponents(ctx context.Context, req *connect.Request[apiv1.ListComponentsRequest]) (*connect.Response[apiv1.ListComponentsResponse], error) {
+	resp := &apiv1.ListComponentsResponse{}
 	for _, c := range h.e.Components() {
-		ci := &pb.ComponentInfo{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type)}
+		ci := &apiv1.ComponentInfo{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type)}
 		for _, fn := range c.Exports {
-			ci.Exports = append(ci.Exports, &pb.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature(), Submittable: true})
+			ci.Exports = append(ci.Exports, &apiv1.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature(), Submittable: true})
 		}
 		for _, fn := range c.Imports {
-			ci.Imports = append(ci.Imports, &pb.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature()})
+			ci.Imports = append(ci.Imports, &apiv1.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature()})
 		}
 		resp.Components = append(resp.Components, ci)
 	}
@@ -360,8 +364,8 @@ func rfc3339(ns int64) string {
 }
 
 // Summary renders a state for the API.
-func Summary(st *pb.ExecutionState) *pb.ExecutionSummary {
-	s := &pb.ExecutionSummary{
+func Summary(st *pb.ExecutionState) *apiv1.ExecutionSummary {
+	s := &apiv1.ExecutionSummary{
 		ExecutionId: st.ExecutionId, Ffqn: st.Ffqn, Status: events.StatusName(st.Status),
 		CreatedAt: rfc3339(st.CreatedAt), ComponentId: st.ComponentId, ParentId: st.ParentId,
 		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures, LastFailure: st.LastFailure,
