@@ -118,7 +118,7 @@ func TestEagerLockSharedQueue(t *testing.T) {
 	c := &Component{Config: ComponentConfig{Name: "c", Type: ActivityWasm, LockExpiry: time.Second, MaxConcurrency: 5},
 		ID: "activity_wasm:c:sha256:00", exports: map[string]bool{"t:c/c.f": true}}
 	xa, xb, xc := addExecutor(e, ctx, a), addExecutor(e, ctx, b), addExecutor(e, ctx, c)
-	if xa.queue != xb.queue || xa.queue == xc.queue || len(e.queues) != 2 {
+	if xa.queue != xb.queue || xa.queue == xc.queue || len(e.queues) != 3 { // and the KV component's
 		t.Fatalf("a and b must share one queue, c have its own: %d queues", len(e.queues))
 	}
 	now := time.Now()

@@ -84,7 +84,7 @@ func TestQueues(t *testing.T) {
 	// Restarted with fibo served from "nowhere" and sleep sharing fibo's old queue.
 	e = start("nowhere", "fibo")
 	defer e.Close(ctx)
-	if len(e.queues) != 2 || e.queues["fibo"] == nil || e.queues["fibo"].byFFQN["testing:sleep/sleep.sleep"] == nil {
+	if len(e.queues) != 3 || e.queues["fibo"] == nil || e.queues["fibo"].byFFQN["testing:sleep/sleep.sleep"] == nil || e.queues[KVComponentName] == nil { // and the KV component's
 		t.Fatalf("queues after the restart: %v", e.queues)
 	}
 	if st := wait(e, stray); string(st.Result) != `{"ok":null}` {
