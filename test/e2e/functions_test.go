@@ -242,7 +242,7 @@ func TestCLIJSON(t *testing.T) {
 			Exports     []struct{ FFQN, Signature string }
 		} `json:"components"`
 	}
-	if err := json.Unmarshal([]byte(out), &comps); err != nil || len(comps.Components) != 9 { // the 8 of test/components and fibo_webhook
+	if err := json.Unmarshal([]byte(out), &comps); err != nil || len(comps.Components) != 10 { // the 8 of test/components, fibo_webhook and the built-in obelisk_kv
 		t.Fatalf("component list %q: %v", out, err)
 	}
 	if !strings.Contains(out, `"testing:fibo/fibo.fibo"`) || !strings.Contains(out, "func(n: u8) -> result<u64>") {
