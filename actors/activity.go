@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
@@ -125,7 +126,7 @@ func (h activityHost) HostCall(ctx context.Context, op string, req []byte) ([]by
 // holds beyond that (not in the crowd: the instances being made must not wait for
 // memory that those waiting for their turn hold) until ctx ends or, for a run locked
 // already, its lock expires (lockExpires; zero: none).
-func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount, lockExpires time.Time) (*wasmhost.Instance, error) {
+func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *membudget.Account, lockExpires time.Time) (*wasmhost.Instance, error) {
 	inst, err := e.instantiateBounded(ctx, c, cfg)
 	if err != nil || memory == nil {
 		return inst, err

@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/metrics"
@@ -107,7 +108,7 @@ type Engine struct {
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
 	// memory is the guest memory budget of the runs' instances (memory.go).
-	memory *memoryBudget
+	memory *membudget.Budget
 	// keepalives renews the locks of kept-alive activity attempts (keepalive.go).
 	keepalives *keepalives
 
@@ -175,8 +176,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	e.histories = newHistoryCache(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
-	e.memory = newMemoryBudget(cfg.MemoryBudget)
-	e.memory.reclaim = e.resident.reclaim
+	e.memory = membudget.New(cfg.MemoryBudget, e.resident.reclaim)
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}
@@ -547,7 +547,7 @@ func (e *Engine) Metrics() *metrics.Metrics { return e.cfg.Metrics }
 func (e *Engine) registerGauges() {
 	m := e.cfg.Metrics
 	m.Gauge("obelisk_guest_memory_bytes", "Guest memory held by the instances of the runs in memory (the part of wasm.memory_budget in use).",
-		func() float64 { return float64(e.memory.inUse()) })
+		func() float64 { return float64(e.memory.Stats().Used) })
 	m.Gauge("obelisk_guest_memory_budget_bytes", "The guest memory budget (wasm.memory_budget).",
 		func() float64 { return float64(e.cfg.MemoryBudget) })
 	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",

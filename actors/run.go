@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -64,7 +65,7 @@ type run struct {
 	runID  string
 	ctx    context.Context    // the run's: cancelled by a cancellation or pause of the execution
 	cancel context.CancelFunc // registered in e.active from before the lock to the end
-	memory *memoryAccount     // guest memory reserved for its instance (nil: none needed)
+	memory *membudget.Account // guest memory reserved for its instance (nil: none needed)
 	// st is the state in which this run holds the lock; nil until it is locked.
 	st *pb.ExecutionState
 	// created is the execution's Created event when the run has it without a read
@@ -103,7 +104,7 @@ func (r *run) end() {
 	if r.inst != nil {
 		r.inst.Close(context.WithoutCancel(r.ctx))
 	}
-	r.memory.close() // after the instance is closed
+	r.memory.Close() // after the instance is closed
 	r.cancel()
 	r.x.e.active.remove(r.id)
 	r.x.e.runs.remove(r.runID)
@@ -227,7 +228,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*run {
 			x.inflight.Delete(a.ExecutionID)
 			continue
 		}
-		var memory *memoryAccount
+		var memory *membudget.Account
 		if x.comp.needsMemory() {
 			// No memory now: it waits in the pending queue for its turn (memory.go).
 			if memory = e.tryAdmitRun(x.comp); memory == nil {

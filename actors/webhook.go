@@ -101,7 +101,7 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: waiting for guest memory: %w", endpoint, err)
 	}
-	defer memory.close() // after the instance is closed (deferred below)
+	defer memory.Close() // after the instance is closed (deferred below)
 	inst, err := e.instantiate(ctx, c, cfg, memory, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
@@ -66,7 +67,7 @@ type workflowRun struct {
 	logs *runLogs
 
 	// memory is what the run's instance holds of the guest memory budget (memory.go).
-	memory *memoryAccount
+	memory *membudget.Account
 }
 
 // runJoinSet is one join set of a run.
@@ -97,7 +98,7 @@ func (wr workflowRunner) run(ctx context.Context, r *run) {
 
 // runWorkflow runs the workflow locked by st with run runID, in an instance whose guest
 // memory is counted in memory.
-func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *memoryAccount) {
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account) {
 	id := st.ExecutionId
 	evs, resps, err := e.histories.read(ctx, e.store, id)
 	if err != nil || len(evs) == 0 {
@@ -654,7 +655,7 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp 
 			if w = r.e.resident.park(r.id, r.c.Config.QueueName(), r.memory); w == nil {
 				return nil, errInterrupted
 			}
-			r.e.memory.parked() // reservations may wait for memory: this instance can go
+			r.e.memory.Parked() // reservations may wait for memory: this instance can go
 			continue            // a response may have arrived before the waiter was parked
 		}
 		lease := time.NewTimer(time.Until(r.lockExpires))
