@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/obelisk-go/obelisk/actors/internal/kvconfig"
 	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
@@ -63,7 +64,7 @@ type Config struct {
 	// a component sets its own.
 	RetentionFinishedAfter time.Duration
 	// KVConfig are the read-only buckets of the built-in KV component read from TOML
-	// files (kvconfig.go).
+	// files (package actors/internal/kvconfig).
 	KVConfig []KVConfigBucket
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
@@ -101,8 +102,8 @@ type Engine struct {
 	active    activeRuns
 	cancels   *canceller
 	retention *retention
-	// kvConfig: the read-only buckets of the KV component, by name (kvconfig.go).
-	kvConfig  map[string]*kvConfigBucket
+	// kvConfig: the read-only buckets of the KV component, by name.
+	kvConfig  map[string]*kvconfig.Bucket
 	histories *historyCache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
@@ -155,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := checkQueues(cfg.Components); err != nil {
 		return nil, err
 	}
-	kvConfig := map[string]*kvConfigBucket{}
+	kvConfig := map[string]*kvconfig.Bucket{}
 	for _, b := range cfg.KVConfig {
 		if err := events.CheckKVWrite("config", events.KVWrite{Bucket: b.Bucket, Key: "-"}); err != nil {
 			return nil, fmt.Errorf("kv_config bucket %q: %w", b.Bucket, err)
@@ -163,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		if kvConfig[b.Bucket] != nil {
 			return nil, fmt.Errorf("kv_config bucket %q is declared twice", b.Bucket)
 		}
-		bucket, err := newKVConfigBucket(b)
+		bucket, err := kvconfig.Open(b.Bucket, b.Path)
 		if err != nil {
 			return nil, err
 		}
