@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/obelisk-go/obelisk/actors/internal/histories"
 	"github.com/obelisk-go/obelisk/actors/internal/kvconfig"
 	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
@@ -104,7 +105,7 @@ type Engine struct {
 	retention *retention
 	// kvConfig: the read-only buckets of the KV component, by name.
 	kvConfig  map[string]*kvconfig.Bucket
-	histories *historyCache
+	histories *histories.Cache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
@@ -175,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{}), kvConfig: kvConfig}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
-	e.histories = newHistoryCache(256)
+	e.histories = histories.New(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.memory = membudget.New(cfg.MemoryBudget, e.resident.reclaim)
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}

@@ -100,7 +100,7 @@ func (wr workflowRunner) run(ctx context.Context, r *run) {
 // memory is counted in memory.
 func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account) {
 	id := st.ExecutionId
-	evs, resps, err := e.histories.read(ctx, e.store, id)
+	evs, resps, err := e.histories.Read(ctx, e.store, id)
 	if err != nil || len(evs) == 0 {
 		e.log.Error("workflow: read history", "execution", id, "err", err)
 		return
@@ -194,7 +194,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		}
 		result = events.FailureResult(events.FailureUncategorized, runErr.Error())
 	}
-	e.histories.forget(id)
+	e.histories.Forget(id)
 	lines, finished := r.logs.take(), false
 	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		finished = false
