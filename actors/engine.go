@@ -48,7 +48,7 @@ type Config struct {
 	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
 	DisableInstanceReuse bool
 	// MemoryBudget is the guest memory, in bytes, that the instances of the runs in memory
-	// at once may hold (see memory.go); 0 means half the machine's memory, at least 2 GiB.
+	// at once may hold (see run_memory.go); 0 means half the machine's memory, at least 2 GiB.
 	MemoryBudget uint64
 	// MaxParamsBytes bounds the parameters (JSON) of an execution, submitted through the
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
@@ -61,7 +61,7 @@ type Config struct {
 	// memtables, in bytes (events.Options); 0 means the events package's defaults.
 	StoreCacheSize, StoreMemTableSize int64
 	// RetentionFinishedAfter: a top-level execution whose whole tree finished longer
-	// ago than this is deleted with its tree (retention.go); 0 keeps everything, unless
+	// ago than this is deleted with its tree (service_retention.go); 0 keeps everything, unless
 	// a component sets its own.
 	RetentionFinishedAfter time.Duration
 	// KVConfig are the read-only buckets of the built-in KV component read from TOML
@@ -109,9 +109,9 @@ type Engine struct {
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
-	// memory is the guest memory budget of the runs' instances (memory.go).
+	// memory is the guest memory budget of the runs' instances (run_memory.go).
 	memory *membudget.Budget
-	// keepalives renews the locks of kept-alive activity attempts (keepalive.go).
+	// keepalives renews the locks of kept-alive activity attempts (service_keepalives.go).
 	keepalives *keepalives
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or

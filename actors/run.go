@@ -16,7 +16,7 @@ import (
 // Every execution an executor runs, whatever its component's type, takes one path
 // (executor.run), on a goroutine holding a slot of its queue:
 //
-//  1. The guest memory its instance will hold is reserved (memory.go); while there is no
+//  1. The guest memory its instance will hold is reserved (run_memory.go); while there is no
 //     room the execution stays pending, which is not an attempt.
 //  2. Its runner prepares what takes time and needs no lock: an activity's instance,
 //     so that the lock's time, which is the activity's budget, is not spent on it.
@@ -73,7 +73,7 @@ type run struct {
 	created *pb.Created
 	// inst is the instance prepared for it; closed at the end unless the runner took it.
 	inst *wasmhost.Instance
-	// attempt is the activity attempt begun when it was locked (keepalive.go), if any.
+	// attempt is the activity attempt begun when it was locked (service_keepalives.go), if any.
 	attempt *attempt
 }
 
@@ -230,7 +230,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*run {
 		}
 		var memory *membudget.Account
 		if x.comp.needsMemory() {
-			// No memory now: it waits in the pending queue for its turn (memory.go).
+			// No memory now: it waits in the pending queue for its turn (run_memory.go).
 			if memory = e.tryAdmitRun(x.comp); memory == nil {
 				<-x.slots
 				x.inflight.Delete(a.ExecutionID)

@@ -1,7 +1,7 @@
 // Package membudget owns the guest memory budget of a node: a weighted semaphore of
 // bytes that the live instances of activities, workflows and webhook endpoints hold
 // through accounts, one per run. It decides who gets memory and in what order; the engine
-// (package actors, guest_memory.go) decides what a run reserves and evicts parked
+// (package actors, run_memory.go) decides what a run reserves and evicts parked
 // workflow instances when asked to reclaim.
 //
 // An account is admitted with a credit reserved before its instance is made; the

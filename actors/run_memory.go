@@ -30,7 +30,7 @@ import (
 //     before the memory grows. Growths are served before admissions: a run that holds a
 //     lock is not made to wait for executions that have not started.
 //   - Eviction. Whenever reservations wait, the budget evicts workflow instances parked in
-//     memory (resident.go), least recently parked first, until what they hold covers the
+//     memory (workflow_resident.go), least recently parked first, until what they hold covers the
 //     waiters. A parked instance only waits, maybe for the very child that waits for
 //     memory, and an evicted workflow is replayed when its response arrives.
 //   - Failure. Only the oldest run's growth waits for room (until its run's context

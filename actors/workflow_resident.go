@@ -13,7 +13,7 @@ import (
 // instance is dropped and the workflow will be replayed when its response arrives.
 // Executors also evict a long-parked waiter of their own queue when every one of its
 // slots is held and children are due in it (see queue.makeRoom), and the guest memory
-// budget evicts the least recently parked waiters when reservations wait (memory.go).
+// budget evicts the least recently parked waiters when reservations wait (run_memory.go).
 type resident struct {
 	mu   sync.Mutex
 	max  int
@@ -28,7 +28,7 @@ type waiter struct {
 	parkedAt time.Time
 	signal   chan struct{}      // a commit touched the execution (maybe a response)
 	evicted  chan struct{}      // closed when the waiter must give up its place
-	memory   *membudget.Account // the instance's guest memory (memory.go); nil: none
+	memory   *membudget.Account // the instance's guest memory (run_memory.go); nil: none
 	elem     *list.Element
 }
 

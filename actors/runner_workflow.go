@@ -63,10 +63,10 @@ type workflowRun struct {
 	// appends of other streams that go with it.
 	pending        []*pb.HistoryEvent
 	pendingAppends []events.Append
-	// logs are the lines the guest logged, to be written with its progress (logs.go).
+	// logs are the lines the guest logged, to be written with its progress (run_logs.go).
 	logs *runLogs
 
-	// memory is what the run's instance holds of the guest memory budget (memory.go).
+	// memory is what the run's instance holds of the guest memory budget (run_memory.go).
 	memory *membudget.Account
 }
 
@@ -624,7 +624,7 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp 
 	defer func() {
 		if w != nil && !r.e.resident.leave(w) && err == nil {
 			// Evicted just as its response came: the budget may be counting on its
-			// memory (memory.go), so the instance goes all the same, to be replayed.
+			// memory (run_memory.go), so the instance goes all the same, to be replayed.
 			r.releaseLease(ctx)
 			resp, err = nil, errInterrupted
 		}
