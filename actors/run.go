@@ -16,8 +16,8 @@ import (
 // Every execution an executor runs, whatever its component's type, takes one path
 // (executor.run), on a goroutine holding a slot of its queue:
 //
-//  1. The guest memory its instance will hold is reserved (run_memory.go); while there is no
-//     room the execution stays pending, which is not an attempt.
+//  1. The guest memory its instance will hold is reserved (run_memory.go); while there
+//     is no room the execution stays pending, which is not an attempt.
 //  2. Its runner prepares what takes time and needs no lock: an activity's instance,
 //     so that the lock's time, which is the activity's budget, is not spent on it.
 //  3. It is locked: by the executor's own commit, or already by the commit that created
