@@ -31,7 +31,7 @@ const (
 	// instance (see RunWebhook); they may call and schedule what their world imports.
 	WebhookEndpoint ComponentType = "webhook_endpoint"
 	// ActivityNative components are built into the engine (no WASM) and run like
-	// activities: the KV component (kv.go).
+	// activities: the KV component (runner_kv.go).
 	ActivityNative ComponentType = "activity_native"
 )
 
@@ -68,7 +68,7 @@ type ComponentConfig struct {
 	LockExpiry time.Duration
 	// KeepAlive (activities): the lock of a running attempt is renewed every
 	// LockExpiry/3, so LockExpiry is how long a dead node's attempt goes unnoticed, not
-	// the attempt's budget (see keepalive.go).
+	// the attempt's budget (see service_keepalives.go).
 	KeepAlive bool
 	// MaxDuration (activities), if positive, bounds an attempt whether it is kept alive
 	// or not: past it the attempt is killed and counts as timed out.
@@ -87,7 +87,7 @@ type ComponentConfig struct {
 	BlockingStrategy BlockingStrategy
 	// MemoryLimit caps the linear memory of each instance, in bytes (a multiple of 64
 	// KiB); 0 means DefaultMemoryLimit. An activity attempt reserves it from the
-	// engine's MemoryBudget while it runs (see memory.go).
+	// engine's MemoryBudget while it runs (see run_memory.go).
 	MemoryLimit uint64
 	// RetentionFinishedAfter overrides Config.RetentionFinishedAfter for the trees whose
 	// top-level execution runs this component (0: the engine's).
@@ -141,7 +141,7 @@ type Component struct {
 	http *wasmhost.Outbound
 	// lastSize is the memory (bytes) its last instance held when it was made, lastPeak
 	// the most the last run that ended held (or half the one before, if more): what the
-	// next run reserves before it is locked (memory.go).
+	// next run reserves before it is locked (run_memory.go).
 	lastSize, lastPeak atomic.Uint64
 
 	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).

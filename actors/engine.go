@@ -17,6 +17,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/obelisk-go/obelisk/actors/internal/histories"
+	"github.com/obelisk-go/obelisk/actors/internal/kvconfig"
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/metrics"
@@ -45,7 +48,7 @@ type Config struct {
 	// DisableInstanceReuse: every instance is closed after its run (wasmhost.Config).
 	DisableInstanceReuse bool
 	// MemoryBudget is the guest memory, in bytes, that the instances of the runs in memory
-	// at once may hold (see memory.go); 0 means half the machine's memory, at least 2 GiB.
+	// at once may hold (see run_memory.go); 0 means half the machine's memory, at least 2 GiB.
 	MemoryBudget uint64
 	// MaxParamsBytes bounds the parameters (JSON) of an execution, submitted through the
 	// API or by a workflow or a webhook for a child or a schedule; 0 means
@@ -58,11 +61,11 @@ type Config struct {
 	// memtables, in bytes (events.Options); 0 means the events package's defaults.
 	StoreCacheSize, StoreMemTableSize int64
 	// RetentionFinishedAfter: a top-level execution whose whole tree finished longer
-	// ago than this is deleted with its tree (retention.go); 0 keeps everything, unless
+	// ago than this is deleted with its tree (service_retention.go); 0 keeps everything, unless
 	// a component sets its own.
 	RetentionFinishedAfter time.Duration
 	// KVConfig are the read-only buckets of the built-in KV component read from TOML
-	// files (kvconfig.go).
+	// files (package actors/internal/kvconfig).
 	KVConfig []KVConfigBucket
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
@@ -100,15 +103,15 @@ type Engine struct {
 	active    activeRuns
 	cancels   *canceller
 	retention *retention
-	// kvConfig: the read-only buckets of the KV component, by name (kvconfig.go).
-	kvConfig  map[string]*kvConfigBucket
-	histories *historyCache
+	// kvConfig: the read-only buckets of the KV component, by name.
+	kvConfig  map[string]*kvconfig.Bucket
+	histories *histories.Cache
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
-	// memory is the guest memory budget of the runs' instances (memory.go).
-	memory *memoryBudget
-	// keepalives renews the locks of kept-alive activity attempts (keepalive.go).
+	// memory is the guest memory budget of the runs' instances (run_memory.go).
+	memory *membudget.Budget
+	// keepalives renews the locks of kept-alive activity attempts (service_keepalives.go).
 	keepalives *keepalives
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
@@ -154,7 +157,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := checkQueues(cfg.Components); err != nil {
 		return nil, err
 	}
-	kvConfig := map[string]*kvConfigBucket{}
+	kvConfig := map[string]*kvconfig.Bucket{}
 	for _, b := range cfg.KVConfig {
 		if err := events.CheckKVWrite("config", events.KVWrite{Bucket: b.Bucket, Key: "-"}); err != nil {
 			return nil, fmt.Errorf("kv_config bucket %q: %w", b.Bucket, err)
@@ -162,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		if kvConfig[b.Bucket] != nil {
 			return nil, fmt.Errorf("kv_config bucket %q is declared twice", b.Bucket)
 		}
-		bucket, err := newKVConfigBucket(b)
+		bucket, err := kvconfig.Open(b.Bucket, b.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -173,10 +176,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{}), kvConfig: kvConfig}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
-	e.histories = newHistoryCache(256)
+	e.histories = histories.New(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
-	e.memory = newMemoryBudget(cfg.MemoryBudget)
-	e.memory.reclaim = e.resident.reclaim
+	e.memory = membudget.New(cfg.MemoryBudget, e.resident.reclaim)
 	e.watchers.m = map[string]map[chan struct{}]struct{}{}
 	e.runs.m = map[string]struct{}{}
 	e.active.m = map[string]context.CancelFunc{}
@@ -547,7 +549,7 @@ func (e *Engine) Metrics() *metrics.Metrics { return e.cfg.Metrics }
 func (e *Engine) registerGauges() {
 	m := e.cfg.Metrics
 	m.Gauge("obelisk_guest_memory_bytes", "Guest memory held by the instances of the runs in memory (the part of wasm.memory_budget in use).",
-		func() float64 { return float64(e.memory.inUse()) })
+		func() float64 { return float64(e.memory.Stats().Used) })
 	m.Gauge("obelisk_guest_memory_budget_bytes", "The guest memory budget (wasm.memory_budget).",
 		func() float64 { return float64(e.cfg.MemoryBudget) })
 	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -15,8 +16,8 @@ import (
 // Every execution an executor runs, whatever its component's type, takes one path
 // (executor.run), on a goroutine holding a slot of its queue:
 //
-//  1. The guest memory its instance will hold is reserved (memory.go); while there is no
-//     room the execution stays pending, which is not an attempt.
+//  1. The guest memory its instance will hold is reserved (run_memory.go); while there
+//     is no room the execution stays pending, which is not an attempt.
 //  2. Its runner prepares what takes time and needs no lock: an activity's instance,
 //     so that the lock's time, which is the activity's budget, is not spent on it.
 //  3. It is locked: by the executor's own commit, or already by the commit that created
@@ -64,7 +65,7 @@ type run struct {
 	runID  string
 	ctx    context.Context    // the run's: cancelled by a cancellation or pause of the execution
 	cancel context.CancelFunc // registered in e.active from before the lock to the end
-	memory *memoryAccount     // guest memory reserved for its instance (nil: none needed)
+	memory *membudget.Account // guest memory reserved for its instance (nil: none needed)
 	// st is the state in which this run holds the lock; nil until it is locked.
 	st *pb.ExecutionState
 	// created is the execution's Created event when the run has it without a read
@@ -72,7 +73,7 @@ type run struct {
 	created *pb.Created
 	// inst is the instance prepared for it; closed at the end unless the runner took it.
 	inst *wasmhost.Instance
-	// attempt is the activity attempt begun when it was locked (keepalive.go), if any.
+	// attempt is the activity attempt begun when it was locked (service_keepalives.go), if any.
 	attempt *attempt
 }
 
@@ -103,7 +104,7 @@ func (r *run) end() {
 	if r.inst != nil {
 		r.inst.Close(context.WithoutCancel(r.ctx))
 	}
-	r.memory.close() // after the instance is closed
+	r.memory.Close() // after the instance is closed
 	r.cancel()
 	r.x.e.active.remove(r.id)
 	r.x.e.runs.remove(r.runID)
@@ -227,9 +228,9 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*run {
 			x.inflight.Delete(a.ExecutionID)
 			continue
 		}
-		var memory *memoryAccount
+		var memory *membudget.Account
 		if x.comp.needsMemory() {
-			// No memory now: it waits in the pending queue for its turn (memory.go).
+			// No memory now: it waits in the pending queue for its turn (run_memory.go).
 			if memory = e.tryAdmitRun(x.comp); memory == nil {
 				<-x.slots
 				x.inflight.Delete(a.ExecutionID)

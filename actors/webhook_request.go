@@ -96,12 +96,12 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	r.params, _ = json.Marshal([]map[string]string{{"method": req.Method, "path": req.Path}})
 	cfg := wasmhost.InstanceConfig{Kind: wasmhost.KindActivity, Handler: r, RequestBody: req.Body, HTTP: c.http}
 	// The request's instance counts in the guest memory budget like a run's; waiting for
-	// room is bounded by the request's time (memory.go).
+	// room is bounded by the request's time (run_memory.go).
 	memory, err := e.admitRun(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: waiting for guest memory: %w", endpoint, err)
 	}
-	defer memory.close() // after the instance is closed (deferred below)
+	defer memory.Close() // after the instance is closed (deferred below)
 	inst, err := e.instantiate(ctx, c, cfg, memory, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoint %q: instantiate: %w", endpoint, err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/kv"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
@@ -90,10 +91,18 @@ func kvComponentConfig() ComponentConfig {
 // every workflow and webhook endpoint may call without importing it.
 func isKVFunction(ffqn string) bool {
 	fn, ok := strings.CutPrefix(ffqn, abi.KVInterface+".")
-	return ok && kvFunctions[fn]
+	return ok && kv.IsFunction(fn)
 }
 
-var kvFunctions = map[string]bool{abi.KVGet: true, abi.KVSet: true, abi.KVDelete: true, abi.KVList: true, abi.KVCAS: true}
+// KVConfigBucket is a read-only bucket of the built-in KV component whose entries are
+// the keys of a TOML file (Config.KVConfig).
+type KVConfigBucket struct {
+	Bucket string
+	// Path of the TOML file. Its keys are the bucket's keys: a nested table's keys are
+	// joined with dots ("db.host"), strings are their own value, anything else its
+	// JSON ("5432", "true", "[1,2]"). The file is read again when it changes.
+	Path string
+}
 
 // kvRunner runs the executions of the built-in KV component.
 type kvRunner struct{ e *Engine }
@@ -112,7 +121,7 @@ func (kr kvRunner) run(ctx context.Context, r *run) {
 	}
 	fn := strings.TrimPrefix(created.Ffqn, abi.KVInterface+".")
 	for ctx.Err() == nil {
-		d, err := e.kvDecide(ctx, fn, created.Params)
+		d, err := kv.Decide(ctx, e.store, e.kvConfig, fn, created.Params)
 		if err != nil {
 			e.log.Warn("kv: read", "execution", r.id, "err", err)
 			return // the lock expires and the attempt is retried
@@ -121,9 +130,9 @@ func (kr kvRunner) run(ctx context.Context, r *run) {
 			if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != r.runID {
 				return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 			}
-			tx := e.finishTx(st, d.result, time.Now())
+			tx := e.finishTx(st, d.Result, time.Now())
 			tx.Appends[0].RunID = r.runID
-			tx.KVChecks, tx.KV = d.checks, d.writes
+			tx.KVChecks, tx.KV = d.Checks, d.Writes
 			return tx, nil
 		})
 		var kc *events.KVConflictError
@@ -144,7 +153,7 @@ func (e *Engine) kvDirect(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "kv: %v", err)
 	}
-	if !kvFunctions[q.Fn] {
+	if !kv.IsFunction(q.Fn) {
 		return nil, hostErr(abi.KindBadRequest, "kv: unknown function %q (want get, set, delete, list or cas)", q.Fn)
 	}
 	fn := e.reg.byFFQN[abi.KVInterface+"."+q.Fn]
@@ -153,14 +162,14 @@ func (e *Engine) kvDirect(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	for {
-		d, err := e.kvDecide(ctx, q.Fn, params)
+		d, err := kv.Decide(ctx, e.store, e.kvConfig, q.Fn, params)
 		if err != nil {
 			return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
 		}
-		if len(d.writes) == 0 {
-			return d.result, nil // a read, or a cas that found another value: nothing to write
+		if len(d.Writes) == 0 {
+			return d.Result, nil // a read, or a cas that found another value: nothing to write
 		}
-		_, err = e.store.Commit(ctx, &events.Tx{KVChecks: d.checks, KV: d.writes})
+		_, err = e.store.Commit(ctx, &events.Tx{KVChecks: d.Checks, KV: d.Writes})
 		var kc *events.KVConflictError
 		if errors.As(err, &kc) && ctx.Err() == nil {
 			continue
@@ -168,134 +177,6 @@ func (e *Engine) kvDirect(ctx context.Context, req []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
 		}
-		return d.result, nil
+		return d.Result, nil
 	}
-}
-
-// kvDecision is what a KV function decided: its result, the writes to commit with it
-// and the checks that the values it read are still current.
-type kvDecision struct {
-	result []byte
-	writes []events.KVWrite
-	checks []events.KVCheck
-}
-
-// kvDecide reads what function fn of obelisk:kv/store needs with params (type-checked
-// already) and decides its result. An error is the store's: a kv-error is a result.
-func (e *Engine) kvDecide(ctx context.Context, fn string, params []byte) (kvDecision, error) {
-	var args []json.RawMessage
-	if err := json.Unmarshal(params, &args); err != nil {
-		return kvDecision{result: kvErr("invalid", "params: "+err.Error())}, nil
-	}
-	str := func(i int) string {
-		var s string
-		if i < len(args) {
-			json.Unmarshal(args[i], &s)
-		}
-		return s
-	}
-	optStr := func(i int) *string {
-		var s *string
-		if i < len(args) {
-			json.Unmarshal(args[i], &s)
-		}
-		return s
-	}
-	bucket, key := str(0), str(1)
-	cfg, isConfig := e.kvConfig[bucket]
-	switch fn {
-	case abi.KVGet:
-		var v string
-		var ok bool
-		var err error
-		if isConfig {
-			v, ok, err = cfg.get(key)
-			if err != nil {
-				return kvDecision{result: kvErr("invalid", err.Error())}, nil
-			}
-		} else if v, ok, err = e.store.KVGet(ctx, bucket, key); err != nil {
-			return kvInvalid(err)
-		}
-		if !ok {
-			return kvDecision{result: []byte(`{"ok":null}`)}, nil
-		}
-		return kvDecision{result: kvOK(v)}, nil
-	case abi.KVList:
-		var limit int
-		if len(args) > 3 {
-			json.Unmarshal(args[3], &limit)
-		}
-		cursor := ""
-		if c := optStr(2); c != nil {
-			cursor = *c
-		}
-		var entries []events.KVEntry
-		var next string
-		var err error
-		if isConfig {
-			if entries, next, err = cfg.list(str(1), cursor, limit); err != nil {
-				return kvDecision{result: kvErr("invalid", err.Error())}, nil
-			}
-		} else if entries, next, err = e.store.KVList(ctx, bucket, str(1), cursor, limit); err != nil {
-			return kvInvalid(err)
-		}
-		page := abi.KVPage{Entries: make([]abi.KVEntry, len(entries))}
-		for i, en := range entries {
-			page.Entries[i] = abi.KVEntry{Key: en.Key, Value: en.Value}
-		}
-		if next != "" {
-			page.Cursor = &next
-		}
-		return kvDecision{result: kvOK(page)}, nil
-	}
-	// A write.
-	if isConfig {
-		return kvDecision{result: kvErr("read_only", fmt.Sprintf("bucket %q is read-only: it is read from %s", bucket, cfg.path))}, nil
-	}
-	w := events.KVWrite{Bucket: bucket, Key: key, Delete: fn == abi.KVDelete}
-	switch fn {
-	case abi.KVSet:
-		w.Value = str(2)
-	case abi.KVCAS:
-		w.Value = str(3)
-	}
-	if err := events.CheckKVWrite(fn, w); err != nil {
-		return kvDecision{result: kvErr("invalid", err.Error())}, nil
-	}
-	switch fn {
-	case abi.KVSet, abi.KVDelete:
-		return kvDecision{result: []byte(`{"ok":null}`), writes: []events.KVWrite{w}}, nil
-	case abi.KVCAS:
-		expected := optStr(2)
-		v, ok, err := e.store.KVGet(ctx, bucket, key)
-		if err != nil {
-			return kvInvalid(err)
-		}
-		check := events.KVCheck{Bucket: bucket, Key: key, ExpectedPresent: ok, Expected: v}
-		if (expected == nil) != !ok || (expected != nil && *expected != v) {
-			// Not as expected: false, if the value read is still the value then.
-			return kvDecision{result: []byte(`{"ok":false}`), checks: []events.KVCheck{check}}, nil
-		}
-		return kvDecision{result: []byte(`{"ok":true}`), checks: []events.KVCheck{check}, writes: []events.KVWrite{w}}, nil
-	}
-	return kvDecision{result: kvErr("invalid", fmt.Sprintf("unknown function %q", fn))}, nil
-}
-
-// kvInvalid turns a refusal of the store's bounds into the invalid kv-error, and
-// returns any other error as the store's.
-func kvInvalid(err error) (kvDecision, error) {
-	if errors.Is(err, events.ErrInvalidArgument) {
-		return kvDecision{result: kvErr("invalid", err.Error())}, nil
-	}
-	return kvDecision{}, err
-}
-
-func kvOK(v any) []byte {
-	b, _ := json.Marshal(map[string]any{"ok": v})
-	return b
-}
-
-func kvErr(kind, msg string) []byte {
-	b, _ := json.Marshal(map[string]any{"err": map[string]string{kind: msg}})
-	return b
 }

@@ -1,4 +1,7 @@
-package actors
+// Package kvconfig serves the read-only buckets of the built-in KV component that are
+// read from TOML files ([[kv_config]]): a file's keys are the bucket's keys, and the file
+// is read again when it changes. What the KV functions do with them is package kv's.
+package kvconfig
 
 import (
 	"encoding/json"
@@ -14,18 +17,10 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 )
 
-// KVConfigBucket is a read-only bucket of the built-in KV component whose entries are
-// the keys of a TOML file (Config.KVConfig).
-type KVConfigBucket struct {
-	Bucket string
-	// Path of the TOML file. Its keys are the bucket's keys: a nested table's keys are
-	// joined with dots ("db.host"), strings are their own value, anything else its
-	// JSON ("5432", "true", "[1,2]"). The file is read again when it changes.
-	Path string
-}
-
-// kvConfigBucket serves one KVConfigBucket.
-type kvConfigBucket struct {
+// Bucket is one config bucket. Its keys are its file's keys: a nested table's keys are
+// joined with dots ("db.host"), strings are their own value, anything else its JSON
+// ("5432", "true", "[1,2]").
+type Bucket struct {
 	path string
 
 	mu      sync.Mutex
@@ -35,17 +30,22 @@ type kvConfigBucket struct {
 	values  map[string]string
 }
 
-func newKVConfigBucket(cfg KVConfigBucket) (*kvConfigBucket, error) {
-	b := &kvConfigBucket{path: cfg.Path}
+// Open returns bucket name, read from the TOML file at path; it fails if the file
+// cannot be read or parsed.
+func Open(name, path string) (*Bucket, error) {
+	b := &Bucket{path: path}
 	if _, _, err := b.load(); err != nil {
-		return nil, fmt.Errorf("kv_config bucket %q: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("kv_config bucket %q: %w", name, err)
 	}
 	return b, nil
 }
 
+// Path returns the path of the bucket's file.
+func (b *Bucket) Path() string { return b.path }
+
 // load returns the sorted keys and the values, reading the file again if it changed
 // since it was read. What it returns is never modified.
-func (b *kvConfigBucket) load() ([]string, map[string]string, error) {
+func (b *Bucket) load() ([]string, map[string]string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	fi, err := os.Stat(b.path)
@@ -76,6 +76,7 @@ func (b *kvConfigBucket) load() ([]string, map[string]string, error) {
 	return keys, values, nil
 }
 
+// flattenConfig adds the keys of doc, under prefix, to out.
 func flattenConfig(prefix string, doc map[string]any, out map[string]string) error {
 	for k, v := range doc {
 		if prefix != "" {
@@ -99,7 +100,9 @@ func flattenConfig(prefix string, doc map[string]any, out map[string]string) err
 	return nil
 }
 
-func (b *kvConfigBucket) get(key string) (string, bool, error) {
+// Get returns the value of key and whether it is set; an error says the file cannot be
+// read or parsed.
+func (b *Bucket) Get(key string) (string, bool, error) {
 	_, values, err := b.load()
 	if err != nil {
 		return "", false, err
@@ -108,8 +111,8 @@ func (b *kvConfigBucket) get(key string) (string, bool, error) {
 	return v, ok, nil
 }
 
-// list pages through the keys as events.Store.KVList does.
-func (b *kvConfigBucket) list(prefix, cursor string, limit int) ([]events.KVEntry, string, error) {
+// List pages through the keys as events.Store.KVList does.
+func (b *Bucket) List(prefix, cursor string, limit int) ([]events.KVEntry, string, error) {
 	keys, values, err := b.load()
 	if err != nil {
 		return nil, "", err

@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"sync"
 	"time"
+
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 )
 
 // resident bounds the workflow instances kept in memory while they wait for a response
@@ -11,7 +13,7 @@ import (
 // instance is dropped and the workflow will be replayed when its response arrives.
 // Executors also evict a long-parked waiter of their own queue when every one of its
 // slots is held and children are due in it (see queue.makeRoom), and the guest memory
-// budget evicts the least recently parked waiters when reservations wait (memory.go).
+// budget evicts the least recently parked waiters when reservations wait (run_memory.go).
 type resident struct {
 	mu   sync.Mutex
 	max  int
@@ -24,9 +26,9 @@ type waiter struct {
 	id       string
 	queue    string
 	parkedAt time.Time
-	signal   chan struct{}  // a commit touched the execution (maybe a response)
-	evicted  chan struct{}  // closed when the waiter must give up its place
-	memory   *memoryAccount // the instance's guest memory (memory.go); nil: none
+	signal   chan struct{}      // a commit touched the execution (maybe a response)
+	evicted  chan struct{}      // closed when the waiter must give up its place
+	memory   *membudget.Account // the instance's guest memory (run_memory.go); nil: none
 	elem     *list.Element
 }
 
@@ -36,7 +38,7 @@ func newResident(max int) *resident {
 
 // park registers a waiter for execution id, whose instance holds memory, evicting the
 // oldest one if full. It returns nil if no instance may stay resident at all (max <= 0).
-func (r *resident) park(id, queue string, memory *memoryAccount) *waiter {
+func (r *resident) park(id, queue string, memory *membudget.Account) *waiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.max <= 0 {
@@ -101,7 +103,7 @@ func (r *resident) evictIdle(queue string, minParked time.Duration) bool {
 
 // reclaim evicts the least recently parked waiters holding memory until what they hold
 // adds up to need bytes or there are none left, marks it reclaimed, and returns its sum.
-// It is memoryBudget.reclaim, called with the budget's lock held (which guards the
+// It is the budget's reclaim function (membudget.New), called with the budget's lock held (which guards the
 // accounts): the resident's lock is taken after it.
 func (r *resident) reclaim(need uint64) uint64 {
 	r.mu.Lock()
@@ -109,13 +111,13 @@ func (r *resident) reclaim(need uint64) uint64 {
 	var got uint64
 	for e := r.lru.Front(); e != nil && got < need; {
 		next := e.Next()
-		if w := e.Value.(*waiter); w.memory != nil && w.memory.held > w.memory.reclaimed {
-			r.lru.Remove(e)
-			delete(r.byID, w.id)
-			close(w.evicted)
-			n := w.memory.held - w.memory.reclaimed
-			w.memory.reclaimed += n
-			got += n
+		if w := e.Value.(*waiter); w.memory != nil {
+			if n := w.memory.Reclaim(); n > 0 {
+				r.lru.Remove(e)
+				delete(r.byID, w.id)
+				close(w.evicted)
+				got += n
+			}
 		}
 		e = next
 	}

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
@@ -62,11 +63,11 @@ type workflowRun struct {
 	// appends of other streams that go with it.
 	pending        []*pb.HistoryEvent
 	pendingAppends []events.Append
-	// logs are the lines the guest logged, to be written with its progress (logs.go).
+	// logs are the lines the guest logged, to be written with its progress (run_logs.go).
 	logs *runLogs
 
-	// memory is what the run's instance holds of the guest memory budget (memory.go).
-	memory *memoryAccount
+	// memory is what the run's instance holds of the guest memory budget (run_memory.go).
+	memory *membudget.Account
 }
 
 // runJoinSet is one join set of a run.
@@ -97,9 +98,9 @@ func (wr workflowRunner) run(ctx context.Context, r *run) {
 
 // runWorkflow runs the workflow locked by st with run runID, in an instance whose guest
 // memory is counted in memory.
-func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *memoryAccount) {
+func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account) {
 	id := st.ExecutionId
-	evs, resps, err := e.histories.read(ctx, e.store, id)
+	evs, resps, err := e.histories.Read(ctx, e.store, id)
 	if err != nil || len(evs) == 0 {
 		e.log.Error("workflow: read history", "execution", id, "err", err)
 		return
@@ -193,7 +194,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		}
 		result = events.FailureResult(events.FailureUncategorized, runErr.Error())
 	}
-	e.histories.forget(id)
+	e.histories.Forget(id)
 	lines, finished := r.logs.take(), false
 	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		finished = false
@@ -623,7 +624,7 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp 
 	defer func() {
 		if w != nil && !r.e.resident.leave(w) && err == nil {
 			// Evicted just as its response came: the budget may be counting on its
-			// memory (memory.go), so the instance goes all the same, to be replayed.
+			// memory (run_memory.go), so the instance goes all the same, to be replayed.
 			r.releaseLease(ctx)
 			resp, err = nil, errInterrupted
 		}
@@ -654,7 +655,7 @@ func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp 
 			if w = r.e.resident.park(r.id, r.c.Config.QueueName(), r.memory); w == nil {
 				return nil, errInterrupted
 			}
-			r.e.memory.parked() // reservations may wait for memory: this instance can go
+			r.e.memory.Parked() // reservations may wait for memory: this instance can go
 			continue            // a response may have arrived before the waiter was parked
 		}
 		lease := time.NewTimer(time.Until(r.lockExpires))

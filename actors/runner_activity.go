@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
@@ -40,7 +41,7 @@ func (ar activityRunner) run(ctx context.Context, r *run) {
 // runActivity runs one attempt of a locked activity in inst (a fresh instance, which it
 // closes), killed when its lock expires or max_duration ends, and records the outcome.
 // created is the activity's Created event when the caller has it, else nil: it is read.
-// a is the attempt begun when the lock was taken, or nil to begin it now (keepalive.go).
+// a is the attempt begun when the lock was taken, or nil to begin it now (service_keepalives.go).
 func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, inst *wasmhost.Instance, created *pb.Created, a *attempt) {
 	defer inst.Close(context.WithoutCancel(ctx))
 	if a == nil {
@@ -125,7 +126,7 @@ func (h activityHost) HostCall(ctx context.Context, op string, req []byte) ([]by
 // holds beyond that (not in the crowd: the instances being made must not wait for
 // memory that those waiting for their turn hold) until ctx ends or, for a run locked
 // already, its lock expires (lockExpires; zero: none).
-func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *memoryAccount, lockExpires time.Time) (*wasmhost.Instance, error) {
+func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *membudget.Account, lockExpires time.Time) (*wasmhost.Instance, error) {
 	inst, err := e.instantiateBounded(ctx, c, cfg)
 	if err != nil || memory == nil {
 		return inst, err
@@ -242,7 +243,7 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 }
 
 // memoryRetryTx unlocks an execution whose run stopped because the node's guest memory
-// budget had no room for it (err wraps wasmhost.ErrMemoryBudget; memory.go). The shortage
+// budget had no room for it (err wraps wasmhost.ErrMemoryBudget; run_memory.go). The shortage
 // is the node's, not the guest's: the execution is pending again after its first retry
 // delay (retry_exp_backoff), and the attempt counts neither against max_retries nor
 // towards the next one's backoff.
