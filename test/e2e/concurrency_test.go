@@ -246,6 +246,11 @@ func TestSleepSurvivesKill(t *testing.T) {
 				t.Fatalf("responses %v, want the one delay", rs)
 			}
 			if fired := eventTime(t, rs[0].CreatedAt); fired.Before(expires) {
+				// Seen once under heavy load, not reproduced since: the history says whether
+				// the replay requested the delay a second time (same delay ID).
+				for _, e := range evs {
+					t.Logf("event %s %s %s", e.CreatedAt, e.Kind, e.DetailsJson)
+				}
 				t.Fatalf("the delay fired at %v, before it expired at %v", fired, expires)
 			}
 			if n := harness.CountKind(evs, "history.join_next"); n != 1 {
