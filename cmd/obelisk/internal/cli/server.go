@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -40,6 +41,7 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 2, Err: err}
 			}
 			cfg.Engine.Logger = log
+			setGoMemoryLimit(log, cfg.GoMemoryLimit)
 			ctx := cmd.Context()
 			ln, err := net.Listen("tcp", cfg.ListeningAddr)
 			if err != nil {
@@ -102,6 +104,20 @@ func serverCmd() *cobra.Command {
 	run.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address")
 	cmd.AddCommand(run, serverVerifyCmd())
 	return cmd
+}
+
+// setGoMemoryLimit sets the Go runtime's soft memory limit (server.go_memory_limit; 0:
+// none), unless the environment set one with GOMEMLIMIT: the runtime has read that
+// already, and an operator who set it meant it.
+func setGoMemoryLimit(log *slog.Logger, limit int64) {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("Go memory limit from GOMEMLIMIT; server.go_memory_limit ignored", "GOMEMLIMIT", env)
+		return
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit", "bytes", limit)
+	}
 }
 
 func servePprof(log *slog.Logger, addr string) {
