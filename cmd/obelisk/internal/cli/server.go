@@ -41,7 +41,6 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 2, Err: err}
 			}
 			cfg.Engine.Logger = log
-			setGoMemoryLimit(log, cfg.GoMemoryLimit)
 			ctx := cmd.Context()
 			ln, err := net.Listen("tcp", cfg.ListeningAddr)
 			if err != nil {
@@ -62,6 +61,10 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 1, Err: err}
 			}
 			defer e.Close(ctx)
+			// Only now: compiling modules on a cold compilation cache holds far more live
+			// heap than serving does, for a few seconds; a limit below it would have the
+			// collector run without pause through it.
+			setGoMemoryLimit(log, cfg.GoMemoryLimit)
 			webhooks, err := webhook.Listen(cfg.Webhooks)
 			if err != nil {
 				ln.Close()
