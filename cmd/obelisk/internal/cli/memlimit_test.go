@@ -6,26 +6,33 @@ import (
 	"testing"
 )
 
-// The server sets server.go_memory_limit as the Go runtime's limit, none for 0, and
-// leaves a GOMEMLIMIT from the environment alone.
+// The server sets server.go_memory_limit as the Go runtime's limit, with GOGC 200 under
+// it; none for 0; and leaves GOMEMLIMIT and GOGC from the environment alone.
 func TestSetGoMemoryLimit(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	limit, percent := debug.SetMemoryLimit(-1), debug.SetGCPercent(100)
+	restore := func() { debug.SetMemoryLimit(limit); debug.SetGCPercent(percent) }
+	t.Cleanup(restore)
 	log := slog.New(slog.DiscardHandler)
+	check := func(what string, wantLimit int64, wantPercent int) {
+		t.Helper()
+		gotLimit, gotPercent := debug.SetMemoryLimit(-1), debug.SetGCPercent(100)
+		if gotLimit != wantLimit || gotPercent != wantPercent {
+			t.Errorf("%s: limit %d, GC percent %d; want %d, %d", what, gotLimit, gotPercent, wantLimit, wantPercent)
+		}
+		restore()
+		debug.SetGCPercent(100)
+	}
 
 	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv("GOGC", "")
 	setGoMemoryLimit(log, 200<<20)
-	if got := debug.SetMemoryLimit(-1); got != 200<<20 {
-		t.Errorf("limit %d after setting 200MiB", got)
-	}
-	debug.SetMemoryLimit(before)
+	check("200MiB", 200<<20, gcPercentUnderLimit)
 	setGoMemoryLimit(log, 0)
-	if got := debug.SetMemoryLimit(-1); got != before {
-		t.Errorf("limit %d after setting none, want it unchanged (%d)", got, before)
-	}
+	check("none", limit, 100)
+	t.Setenv("GOGC", "150")
+	setGoMemoryLimit(log, 200<<20)
+	check("200MiB with GOGC set", 200<<20, 100)
 	t.Setenv("GOMEMLIMIT", "300MiB")
 	setGoMemoryLimit(log, 200<<20)
-	if got := debug.SetMemoryLimit(-1); got != before {
-		t.Errorf("limit %d with GOMEMLIMIT set, want the runtime's own (%d)", got, before)
-	}
+	check("GOMEMLIMIT set", limit, 100)
 }

@@ -55,7 +55,8 @@ const (
 // runtime's memory (heap, stacks, its own structures; not guest memories, compiled code
 // or the store's cache and memtables, which are outside it). The garbage collector then
 // works harder only when the heap nears it, instead of letting the heap grow to twice
-// what is live (GOGC 100) whatever that costs. It is soft: a server whose live heap
+// what is live (GOGC 100) whatever that costs; under it the server lets the heap grow to
+// three times what is live (cli's setGoMemoryLimit). It is soft: a server whose live heap
 // needs more keeps running, slowed by a collector that takes up to the runtime's cap
 // of about half the CPU. A busy 9-module deployment holds ~65 MiB live; see
 // docs/benchmarks.md "Peak memory (issue 11 §9)" for the choice.
