@@ -78,7 +78,7 @@ func (m *Module) makeActivityImage(ctx context.Context) (*activityImage, error) 
 	if m.rt.alloc == nil || m.rt.noImages || m.rt.noActivityImages {
 		return nil, linmem.ErrNoImages
 	}
-	v, err := m.variantOf()
+	v, err := m.loadedVariant(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 	}
 	defer done()
 	ictx = withInstance(m.withAllocator(ictx, a.alloc, inst, nil), inst)
-	if fallback, err := m.initVariant(ctx, ictx, inst, nil, ""); err != nil {
+	if fallback, err := m.initVariant(ctx, ictx, inst, false); err != nil {
 		return nil, fallback, err
 	}
 	inst.fromImage = true
@@ -126,14 +126,24 @@ func (m *Module) initFromImage(ctx context.Context, a *activityImage) (inst *Ins
 }
 
 // initVariant instantiates compiled, a snapshot variant of the module, for inst and
-// initialises it as instantiating the module itself would: it writes the data segments
-// data (none when the memory comes from an image that holds them), then calls the start
-// function start (if any) and _initialize. ictx is the call's context, carrying inst and
-// the memory allocator. fallback reports a failure before any guest code ran.
-func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, data []wasmbin.Segment, start string) (fallback bool, err error) {
+// initialises it as instantiating the module itself would: with plain, it writes the
+// variant's data segments and calls its start function (if any); without, the memory
+// comes from an image that holds them (and the module has no start function). Then it
+// calls _initialize. ictx is the call's context, carrying inst and the memory allocator.
+// fallback reports a failure before any guest code ran.
+func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, plain bool) (fallback bool, err error) {
 	compiled, err := m.code(ictx)
 	if err != nil {
 		return false, err
+	}
+	var data []wasmbin.Segment
+	var start string
+	if plain {
+		v, err := m.loadedVariant(ictx)
+		if err != nil {
+			return false, err
+		}
+		data, start = v.Data, v.Start
 	}
 	mod, err := m.rt.rt.InstantiateModule(ictx, compiled, inst.moduleConfig().WithStartFunctions())
 	if err != nil {

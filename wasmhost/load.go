@@ -2,8 +2,12 @@ package wasmhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -21,9 +25,15 @@ import (
 // it, and unloads the code again; the first instance made of the module loads it back
 // from the cache (a read, no compiling: ~0.1 s for a Go guest) and it stays loaded until
 // the module closes. Without a cache dir reloading would mean compiling again, so the
-// code stays loaded from the start. An unused module still holds its bytes (a few MB),
-// not its code: reading them again from its file could load a different module than
-// the one checked, if the file was replaced meanwhile.
+// code stays loaded from the start.
+//
+// Nor does an unused module keep its bytes (3-11 MB a Go guest, 36 MB for the 7 idle
+// modules of the benchmarks' deployment, doubled by the GC's headroom): Compile writes a
+// copy of them into the cache dir, named by their SHA-256, and the first instance reads
+// that copy back and checks the digest. Not the component's own file, which may have been
+// replaced meanwhile: what runs must be what Compile checked. If the copy cannot be
+// written, the bytes stay in memory as before; if it is gone or changed when it is read,
+// the module's instances fail with an error naming the file.
 //
 // The code is reloaded from the same bytes Compile compiled (the module merged and
 // rewritten into its variant exactly as then: both are deterministic), so the cache
@@ -32,34 +42,119 @@ import (
 // errModuleClosed is the error of an instance asked of a closed module.
 var errModuleClosed = errors.New("module closed")
 
-// unloadCode releases m's code after Compile, keeping wasm (the module as given to
-// Compile) to load it again.
+// modulesDir is the folder of the cache dir holding the modules' bytes (moduleCopy).
+const modulesDir = "modules"
+
+// unloadCode releases m's code after Compile, keeping what it takes to load it again:
+// a copy of wasm (the module as given to Compile) on disk, or wasm itself if the copy
+// cannot be written.
 func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 	if m.rt.cacheDir == "" {
 		return nil
 	}
+	read := func() ([]byte, error) { return wasm, nil }
+	if c, err := writeModuleCopy(filepath.Join(m.rt.cacheDir, modulesDir), wasm); err != nil {
+		m.rt.logger.Warn("wasmhost: keeping the module's bytes in memory until its first use", "module", m.name, "err", err)
+	} else {
+		read = c.read
+	}
 	variant := m.variant != nil
-	m.reload = func(ctx context.Context) (wazero.CompiledModule, error) {
-		code := wasm
-		merged, _, ok, err := wasmbin.MergeData(wasm, mergeDataMaxGap)
+	m.reload = func(ctx context.Context) (wazero.CompiledModule, []wasmbin.Segment, error) {
+		code, err := read()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		merged, _, ok, err := wasmbin.MergeData(code, mergeDataMaxGap)
+		if err != nil {
+			return nil, nil, err
 		}
 		if ok {
 			code = merged
 		}
+		var data []wasmbin.Segment
 		if variant {
 			v, err := wasmbin.SnapshotVariant(code, snapshotExportPrefix)
 			if err != nil {
-				return nil, fmt.Errorf("rewriting the snapshot variant: %w", err)
+				return nil, nil, fmt.Errorf("rewriting the snapshot variant: %w", err)
 			}
-			code = v.Wasm
+			code, data = v.Wasm, ownSegments(v.Data)
 		}
-		return m.rt.rt.CompileModule(experimental.WithCompilationWorkers(ctx, m.rt.workers), code)
+		compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(ctx, m.rt.workers), code)
+		return compiled, data, err
+	}
+	// The variant's data segments (what its plain instances and its snapshot start
+	// from: a few MB a Go guest) go with the code and come back with it.
+	if variant {
+		m.variant.Data = nil
 	}
 	err := m.compiled.Close(ctx)
 	m.compiled = nil
 	return err
+}
+
+// moduleCopy is a module's bytes written to a file, to be read back instead of being
+// kept in memory.
+type moduleCopy struct {
+	path   string
+	digest [sha256.Size]byte
+}
+
+// writeModuleCopy writes wasm into dir as SHA256.wasm, unless a file of that name and
+// size is there already (from an earlier start: its contents are checked when read).
+// It writes a temporary file and renames it, so that a reader (another server on the
+// same cache dir) never sees a partial copy.
+func writeModuleCopy(dir string, wasm []byte) (moduleCopy, error) {
+	c := moduleCopy{digest: sha256.Sum256(wasm)}
+	c.path = filepath.Join(dir, hex.EncodeToString(c.digest[:])+".wasm")
+	if fi, err := os.Stat(c.path); err == nil && fi.Size() == int64(len(wasm)) {
+		return c, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return c, fmt.Errorf("writing a copy of the module: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "*.tmp")
+	if err != nil {
+		return c, fmt.Errorf("writing a copy of the module: %w", err)
+	}
+	_, werr := tmp.Write(wasm)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), c.path)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return c, fmt.Errorf("writing a copy of the module to %s: %w", c.path, werr)
+	}
+	return c, nil
+}
+
+// read returns the copy's bytes, refusing them if they are not what was written.
+func (c moduleCopy) read() ([]byte, error) {
+	wasm, err := os.ReadFile(c.path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the module's copy: %w", err)
+	}
+	if sha256.Sum256(wasm) != c.digest {
+		return nil, fmt.Errorf("the module's copy %s changed since it was compiled (its SHA-256 is no longer its name)", c.path)
+	}
+	return wasm, nil
+}
+
+// loadedVariant returns a copy of the module's snapshot variant with its data segments,
+// loading the module's code (and with it the segments) first if need be.
+func (m *Module) loadedVariant(ctx context.Context) (*wasmbin.Variant, error) {
+	if m.variant == nil {
+		return nil, m.noVariant
+	}
+	if _, err := m.code(ctx); err != nil {
+		return nil, err
+	}
+	m.codeMu.Lock()
+	defer m.codeMu.Unlock()
+	v := *m.variant
+	return &v, nil
 }
 
 // CodeLoaded reports whether the module's code is in memory, so that its next instance
@@ -82,9 +177,12 @@ func (m *Module) code(ctx context.Context) (wazero.CompiledModule, error) {
 		return nil, fmt.Errorf("wasmhost: module %q: %w", m.name, errModuleClosed)
 	}
 	started := time.Now()
-	compiled, err := m.reload(ctx)
+	compiled, data, err := m.reload(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: loading the code of module %q: %w", m.name, err)
+	}
+	if m.variant != nil {
+		m.variant.Data = data
 	}
 	m.compiled, m.reload = compiled, nil // the module's bytes go with it: the code stays now
 	m.rt.logger.Info("wasmhost: loaded module on first use", "module", m.name, "took", time.Since(started).Round(time.Millisecond))

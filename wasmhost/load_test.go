@@ -1,10 +1,15 @@
 package wasmhost
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -75,5 +80,65 @@ func TestCodeLoadedOnFirstUse(t *testing.T) {
 	}
 	if _, err := idle.Instantiate(ctx, wfConfig(1)); !errors.Is(err, errModuleClosed) {
 		t.Fatalf("Instantiate of a closed module: %v", err)
+	}
+}
+
+// An unused module does not keep its bytes, nor its variant's data segments, in memory:
+// its first instance reads the bytes back from the copy Compile wrote into the cache dir, and refuses a copy that changed
+// (naming it) rather than run something other than what Compile checked. Once the copy
+// is right again, the module loads.
+func TestCodeLoadedFromTheModulesCopy(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "cache")
+	rt, err := NewRuntime(ctx, Config{CacheDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, "guest", guestWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.variant == nil || m.variant.Data != nil {
+		t.Fatalf("after Compile: variant %v, want one whose data segments are unloaded with the code", m.variant)
+	}
+	sum := sha256.Sum256(guestWasm)
+	path := filepath.Join(dir, modulesDir, hex.EncodeToString(sum[:])+".wasm")
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, guestWasm) {
+		t.Fatalf("the module's copy %s: %d bytes, %v; want the module's %d", path, len(b), err, len(guestWasm))
+	}
+
+	changed := bytes.Clone(guestWasm)
+	changed[len(changed)-1] ^= 0xff
+	if err := os.WriteFile(path, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if inst, err := m.Instantiate(ctx, wfConfig(1)); err == nil || !strings.Contains(err.Error(), path) {
+		if inst != nil {
+			inst.Close(ctx)
+		}
+		t.Fatalf("Instantiate from a changed copy: %v; want an error naming %s", err, path)
+	}
+
+	if err := os.WriteFile(path, guestWasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := func() string {
+		inst, err := m.Instantiate(ctx, wfConfig(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close(ctx)
+		out, err := inst.Run(ctx, RunInput{FFQN: "test:guest/api.echo", Params: []byte(`[1]`), ExecutionID: "E_TEST", Attempt: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}()
+	if out != `{"ok":1}` {
+		t.Fatalf("echo answered %s", out)
+	}
+	if v, err := m.loadedVariant(ctx); err != nil || len(v.Data) == 0 {
+		t.Fatalf("the variant once loaded: %v, %d data segments; want them back with the code", err, len(v.Data))
 	}
 }

@@ -26,15 +26,17 @@ type Module struct {
 	// compiled is the compiled code, nil while it is not loaded: instantiate through
 	// code, which loads it (see load.go). Only Compile may read the field directly.
 	compiled wazero.CompiledModule
-	codeMu   sync.Mutex                                           // guards compiled after Compile
-	reload   func(context.Context) (wazero.CompiledModule, error) // loads compiled while it is nil
+	codeMu   sync.Mutex // guards compiled after Compile
+	// reload loads compiled while it is nil, and the variant's data segments with it.
+	reload func(context.Context) (wazero.CompiledModule, []wasmbin.Segment, error)
 	// variant, when set, says that compiled is the module's snapshot variant
 	// (wasmbin.SnapshotVariant: no data section, no start section, mutable globals
 	// exported) rather than the module itself, and holds what the variant lacks. Every
 	// kind of instance is made from it: a plain one by writing the data segments and
 	// calling the start function and _initialize itself, as instantiating the module
 	// would (initVariant); restored ones and ones from an activity image as always.
-	// Its Wasm is nil. nil when the module could not be rewritten, or when nothing
+	// Its Wasm is nil; its Data is nil while compiled is (read it through loadedVariant,
+	// guarded by codeMu). nil when the module could not be rewritten, or when nothing
 	// restores or maps images ([wasm] settings): compiled is then the module itself,
 	// and it gets neither a snapshot nor an activity image. noVariant says why.
 	variant   *wasmbin.Variant
@@ -303,7 +305,7 @@ func (m *Module) initInstance(ctx context.Context, kind Kind) (*Instance, error)
 	defer done()
 	ictx = m.withAllocator(ictx, m.rt.alloc, inst, nil)
 	if m.variant != nil {
-		if fallback, err := m.initVariant(ctx, withInstance(ictx, inst), inst, m.variant.Data, m.variant.Start); err != nil {
+		if fallback, err := m.initVariant(ctx, withInstance(ictx, inst), inst, true); err != nil {
 			if fallback { // not classified yet: nothing to fall back to here
 				err = inst.classify(ctx, ictx, err)
 			}

@@ -261,8 +261,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 // Each module compiled is logged (at Info: a cold start compiling Go guests takes
 // seconds per module, and must not look like a hang), with whether its code came from
 // the on-disk compilation cache. With a cache, the code is then unloaded until the
-// module's first instance (load.go), and wasm is kept to load it: the caller must not
-// modify it.
+// module's first instance (load.go), from a copy of wasm written into the cache dir (or
+// from wasm itself, kept, if the copy could not be written: the caller must not modify
+// it).
 func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
 	started := time.Now()
 	cachedBefore := r.cachedFiles()
@@ -352,7 +353,7 @@ func (r *Runtime) cachedFiles() map[string]bool {
 	files := map[string]bool{}
 	dirs, _ := os.ReadDir(r.cacheDir) // none yet: an empty cache
 	for _, d := range dirs {
-		if !d.IsDir() {
+		if !d.IsDir() || d.Name() == modulesDir { // the modules' bytes (load.go), not code
 			continue
 		}
 		entries, _ := os.ReadDir(filepath.Join(r.cacheDir, d.Name()))

@@ -170,22 +170,11 @@ func (m *Module) prepareSnapshot() {
 // failures) for which it gets no snapshot.
 var errNotSnapshottable = errors.New("module cannot be snapshotted")
 
-// variantOf returns a copy of the module's snapshot variant, which the snapshot and the
-// activity image are made from: Runtime.Compile made and compiled it, or found it could
-// not (then there is neither).
-func (m *Module) variantOf() (*wasmbin.Variant, error) {
-	if m.variant == nil {
-		return nil, m.noVariant
-	}
-	v := *m.variant
-	return &v, nil
-}
-
 // makeSnapshot initialises two instances of the variant and checks that they ended in
 // the same state.
 func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 	start := time.Now()
-	v, err := m.variantOf()
+	v, err := m.loadedVariant(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -60,6 +62,10 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 1, Err: err}
 			}
 			defer e.Close(ctx)
+			// Only now: compiling modules on a cold compilation cache holds far more live
+			// heap than serving does, for a few seconds; a limit below it would have the
+			// collector run without pause through it.
+			setGoMemoryLimit(log, cfg.GoMemoryLimit)
 			webhooks, err := webhook.Listen(cfg.Webhooks)
 			if err != nil {
 				ln.Close()
@@ -103,6 +109,35 @@ func serverCmd() *cobra.Command {
 	cmd.AddCommand(run, serverVerifyCmd())
 	return cmd
 }
+
+// setGoMemoryLimit sets the Go runtime's soft memory limit (server.go_memory_limit; 0:
+// none), unless the environment set one with GOMEMLIMIT: the runtime has read that
+// already, and an operator who set it meant it.
+//
+// Under a limit it also lets the heap grow to three times what is live (GOGC 200, unless
+// GOGC is set) instead of twice: the limit, not the percentage, then bounds the heap, and
+// the room under it is used to collect half as often. In the 2,000 × fiboa(1,3)
+// benchmark the heap's peak is the same as with GOGC 100 (the limit stops it first) and
+// the server runs as many GC cycles as it did with no limit and twice the live heap.
+func setGoMemoryLimit(log *slog.Logger, limit int64) {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("Go memory limit from GOMEMLIMIT; server.go_memory_limit ignored", "GOMEMLIMIT", env)
+		return
+	}
+	if limit <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(limit)
+	gcPercent := "GOGC"
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercentUnderLimit)
+		gcPercent = strconv.Itoa(gcPercentUnderLimit)
+	}
+	log.Info("Go memory limit", "bytes", limit, "gc_percent", gcPercent)
+}
+
+// gcPercentUnderLimit is the GC percentage (GOGC) under a memory limit.
+const gcPercentUnderLimit = 200
 
 func servePprof(log *slog.Logger, addr string) {
 	mux := http.NewServeMux()

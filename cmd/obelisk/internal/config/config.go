@@ -51,6 +51,21 @@ const (
 	maxStoreMemTableSize = 4<<30 - 1
 )
 
+// DefaultGoMemoryLimit is the default of server.go_memory_limit: the soft limit of the Go
+// runtime's memory (heap, stacks, its own structures; not guest memories, compiled code
+// or the store's cache and memtables, which are outside it). The garbage collector then
+// works harder only when the heap nears it, instead of letting the heap grow to twice
+// what is live (GOGC 100) whatever that costs; under it the server lets the heap grow to
+// three times what is live (cli's setGoMemoryLimit). It is soft: a server whose live heap
+// needs more keeps running, slowed by a collector that takes up to the runtime's cap
+// of about half the CPU. A busy 9-module deployment holds ~65 MiB live; see
+// docs/benchmarks.md "Peak memory (issue 11 §9)" for the choice.
+const DefaultGoMemoryLimit = 128 << 20
+
+// MinGoMemoryLimit is the least server.go_memory_limit: the server's heap while idle with
+// a few components is tens of MiB.
+const MinGoMemoryLimit = 32 << 20
+
 // File is obelisk.toml.
 type File struct {
 	DataDir  string `mapstructure:"data_dir"`
@@ -94,6 +109,12 @@ type File struct {
 		CacheSize    string `mapstructure:"cache_size"`
 		MemTableSize string `mapstructure:"memtable_size"`
 	} `mapstructure:"store"`
+	// Server: the server process itself.
+	Server struct {
+		// GoMemoryLimit is the soft limit of the Go runtime's memory, e.g. "128MiB"
+		// ("" = DefaultGoMemoryLimit, "off" = none).
+		GoMemoryLimit string `mapstructure:"go_memory_limit"`
+	} `mapstructure:"server"`
 	// Retention deletes the trees of top-level executions that finished long ago.
 	Retention  Retention  `mapstructure:"retention"`
 	Activities []Activity `mapstructure:"activity_wasm"`
@@ -201,6 +222,10 @@ type Server struct {
 	Engine          actors.Config
 	Webhooks        webhook.Config // the HTTP side of webhook endpoints (their components are in Engine)
 
+	// GoMemoryLimit is the soft limit of the Go runtime's memory the server sets
+	// (debug.SetMemoryLimit) unless GOMEMLIMIT is set; 0 = none (server.go_memory_limit).
+	GoMemoryLimit int64
+
 	// The Host names the API and the web UI answer to (api.allowed_hosts,
 	// webui.allowed_hosts).
 	APIAllowedHosts   hostguard.Allowed
@@ -229,6 +254,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("wasm.memory_budget", "")
 	v.SetDefault("store.cache_size", "")
 	v.SetDefault("store.memtable_size", "")
+	v.SetDefault("server.go_memory_limit", "")
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -291,6 +317,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
 	if s.Engine.StoreMemTableSize, err = parseStoreSize("store.memtable_size", f.Store.MemTableSize, MinStoreMemTableSize, maxStoreMemTableSize); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if s.GoMemoryLimit, err = parseGoMemoryLimit(f.Server.GoMemoryLimit); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
 	if s.Engine.RetentionFinishedAfter, err = f.Retention.resolve("retention.finished_after"); err != nil {
@@ -520,6 +549,28 @@ func parseStoreSize(key, s string, lowest, highest uint64) (int64, error) {
 		return 0, fmt.Errorf("%s = %q: must be at least %dMiB", key, s, lowest>>20)
 	case highest > 0 && n > highest:
 		return 0, fmt.Errorf("%s = %q: must be less than 4GiB", key, s)
+	case n > math.MaxInt64:
+		return 0, fmt.Errorf("%s = %q: too large", key, s)
+	}
+	return int64(n), nil
+}
+
+// parseGoMemoryLimit reads server.go_memory_limit: "" is DefaultGoMemoryLimit, "off" is
+// 0 (none).
+func parseGoMemoryLimit(s string) (int64, error) {
+	const key = "server.go_memory_limit"
+	switch strings.TrimSpace(s) {
+	case "":
+		return DefaultGoMemoryLimit, nil
+	case "off":
+		return 0, nil
+	}
+	n, err := parseSize(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s: %w, or \"off\"", key, err)
+	case n < MinGoMemoryLimit:
+		return 0, fmt.Errorf("%s = %q: must be at least %dMiB (below, the server would spend its time collecting garbage), or \"off\"", key, s, MinGoMemoryLimit>>20)
 	case n > math.MaxInt64:
 		return 0, fmt.Errorf("%s = %q: too large", key, s)
 	}

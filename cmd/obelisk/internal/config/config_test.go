@@ -505,3 +505,41 @@ location.path = "settings.toml"
 		}
 	}
 }
+
+func TestGoMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want int64
+	}{
+		{"", DefaultGoMemoryLimit},
+		{"[server]\ngo_memory_limit = \"512MiB\"\n", 512 << 20},
+		{"[server]\ngo_memory_limit = \"off\"\n", 0},
+	} {
+		s, err := Load(write(t, tc.text))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.text, err)
+		}
+		if s.GoMemoryLimit != tc.want {
+			t.Errorf("%q: GoMemoryLimit %d, want %d", tc.text, s.GoMemoryLimit, tc.want)
+		}
+	}
+	t.Setenv("OBELISK_SERVER_GO_MEMORY_LIMIT", "1GiB")
+	if s, err := Load(write(t, "")); err != nil || s.GoMemoryLimit != 1<<30 {
+		t.Errorf("OBELISK_SERVER_GO_MEMORY_LIMIT: %v, %v", s, err)
+	}
+}
+
+func TestGoMemoryLimitErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[server]\ngo_memory_limit = \"256\"\n", `server.go_memory_limit: "256": give a unit`},
+		{"[server]\ngo_memory_limit = 256\n", `server.go_memory_limit`},
+		{"[server]\ngo_memory_limit = \"16MiB\"\n", `server.go_memory_limit = "16MiB": must be at least 32MiB`},
+		{"[server]\ngo_memory_limit = \"none\"\n", `or "off"`},
+		{"[server]\nmemory_limit = \"128MiB\"\n", `memory_limit`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}
