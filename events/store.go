@@ -51,14 +51,15 @@ type Options struct {
 //
 // Both are resident memory, outside Go's heap (with cgo Pebble mallocs them): a memtable
 // fills as commits arrive and is freed after its flush, but a second one fills meanwhile,
-// and the cache, once full, stays full. 128 MiB and 64 MiB were a third of the
-// server's peak on a small machine. The runs read back what was written moments
-// before, which a memtable serves: at 32 MiB no loss of throughput was measured, while
-// 16 MiB memtables (flushed twice as often) looked slower (docs/benchmarks.md,
-// "Memory"). [store] in obelisk.toml sets them.
+// and the cache, once full, stays full. A 128 MiB cache was a fifth of the server's
+// peak on a small machine and served nothing in the benchmarks: the runs read back what
+// was written moments before, which a memtable serves. Memtables are flushed more often
+// the smaller they are, and that costs CPU: at 32 MiB the server spent ~8% more CPU per
+// workflow than at 64 MiB, for ~16 MiB less peak memory (docs/benchmarks.md, "End of
+// session 6"). [store] in obelisk.toml sets them.
 const (
 	DefaultCacheSize    = 32 << 20
-	DefaultMemTableSize = 32 << 20
+	DefaultMemTableSize = 64 << 20
 )
 
 // PebbleStore is the event store of one node, on an embedded Pebble database.
