@@ -249,20 +249,7 @@ func (s *PebbleStore) checkFinished(root string) error {
 // writes to the batch and returns what to publish once it committed.
 func (s *PebbleStore) runStep(ctx context.Context, sync bool, apply func(b *pebble.Batch) (func(), error)) error {
 	req := &commitReq{step: apply, sync: sync, result: make(chan commitResult, 1)}
-	if err := s.Err(); err != nil {
-		return err
-	}
-	if s.opts.ReadOnly {
-		return fmt.Errorf("delete: %w", ErrReadOnly)
-	}
-	select {
-	case s.steps <- req:
-	case <-s.done:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return (<-req.result).err
+	return s.send(ctx, req)
 }
 
 // applyStep is the writer's side of runStep.
@@ -307,20 +294,6 @@ func (s *PebbleStore) applyStep(req *commitReq) {
 // as it is. The deletion is bounded: a few hundred roots at a time is the intended use.
 func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted, error) {
 	d := Deleted{Refused: map[string]error{}}
-	// Checked before the writer's step, which then holds the writer only to mark: a
-	// tree that has finished stays finished (nothing appends to a finished execution or
-	// creates a child of one, and delays only expire), so what passed here still passes.
-	finished := map[string]bool{}
-	for _, root := range roots {
-		if s.hidden(root) && IsTopLevel(root) {
-			continue
-		}
-		if err := s.checkFinished(root); err != nil {
-			d.Refused[root] = err
-			continue
-		}
-		finished[root] = true
-	}
 	var marked []string
 	err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
 		var fresh []string
@@ -329,7 +302,8 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 				marked = append(marked, root)
 				continue
 			}
-			if !finished[root] {
+			if err := s.checkFinished(root); err != nil {
+				d.Refused[root] = err
 				continue
 			}
 			_ = b.Set(deletingKey(root), nil, nil)

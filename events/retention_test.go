@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -378,42 +377,5 @@ func TestFinishedIndexBuiltAtOpen(t *testing.T) {
 	s = gOpen(t, dir)
 	if got := list(s); len(got) != 1 || got[0] != root {
 		t.Fatalf("after reopening: %v, want %s", got, root)
-	}
-}
-
-// TestDeleteTreesNotStarved: deletion steps give way to commits, but a store kept busy
-// by commits without pause still finishes a deletion.
-func TestDeleteTreesNotStarved(t *testing.T) {
-	ctx := context.Background()
-	s := gOpen(t, t.TempDir())
-	root, _ := rTree(t, s, 100, true)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := NewExecutionID(time.Unix(0, int64(1000+w*1_000_000+i)))
-				if _, err := s.Commit(ctx, gAppend(id, 0, gCreated(1))); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	d, err := s.DeleteTrees(ctx, []string{root})
-	close(stop)
-	wg.Wait()
-	if err != nil || d.Trees != 1 {
-		t.Fatalf("DeleteTrees under load: %+v, %v", d, err)
-	}
-	if keys := treeKeys(t, s, root); len(keys) != 0 {
-		t.Errorf("keys left: %v", keys)
 	}
 }

@@ -78,10 +78,7 @@ type PebbleStore struct {
 	dir  string
 	opts Options
 	reqs chan *commitReq
-	// steps are the steps of deletions (retention.go), which the writer takes only
-	// when no commit waits, or when one has waited stepMaxWait.
-	steps chan *commitReq
-	done  chan struct{}
+	done chan struct{}
 
 	failed   chan struct{} // closed when the store fails; failErr is set before
 	failErr  error
@@ -145,7 +142,7 @@ func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 			return nil, fmt.Errorf("open event store %s: %w", dir, err)
 		}
 	}
-	s := &PebbleStore{dir: dir, lock: lock, opts: opts, reqs: make(chan *commitReq, 1024), steps: make(chan *commitReq), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
+	s := &PebbleStore{dir: dir, lock: lock, opts: opts, reqs: make(chan *commitReq, 1024), done: make(chan struct{}), failed: make(chan struct{}), cache: map[string]*pb.ExecutionState{}}
 	s.floors.m = map[string]*floor{}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref() // the DB holds its own reference

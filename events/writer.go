@@ -89,20 +89,10 @@ func (s *PebbleStore) commitBatch(b *pebble.Batch, wo *pebble.WriteOptions) (err
 
 const maxGroup = 512
 
-// stepMaxWait bounds how long a deletion step waits for the writer while commits keep
-// arriving: deletions give way to foreground commits, but are not starved by them.
-const stepMaxWait = 50 * time.Millisecond
-
-// writer applies the commits in groups (applyGroup) and the steps of deletions alone
-// (applyStep). A commit waiting goes before a step, unless the step has waited
-// stepMaxWait: a deletion step holds the writer for a while, and foreground latency
-// matters more than how soon a finished tree disappears.
 func (s *PebbleStore) writer() {
 	defer close(s.done)
 	buf := make([]*commitReq, 0, maxGroup)
-	var step *commitReq // received, waiting for its turn
-	var stepSince time.Time
-	commit := func(first *commitReq) {
+	for first := range s.reqs {
 		group := append(buf[:0], first)
 	drain:
 		for len(group) < maxGroup {
@@ -116,46 +106,21 @@ func (s *PebbleStore) writer() {
 				break drain
 			}
 		}
-		s.applyGroup(group)
-	}
-	for {
-		if step == nil {
-			select {
-			case step = <-s.steps:
-				stepSince = time.Now()
-			default:
+		// A deletion step is committed alone, between the transactions queued before
+		// and after it.
+		for len(group) > 0 {
+			i := 0
+			for i < len(group) && group[i].step == nil {
+				i++
 			}
-		}
-		if step != nil && time.Since(stepSince) >= stepMaxWait {
-			s.applyStep(step)
-			step = nil
-			continue
-		}
-		select {
-		case r, ok := <-s.reqs:
-			if !ok {
-				if step != nil {
-					step.result <- commitResult{err: ErrClosed}
-				}
-				return
+			if i > 0 {
+				s.applyGroup(group[:i])
 			}
-			commit(r)
-			continue
-		default:
-		}
-		if step != nil {
-			s.applyStep(step) // nothing else waits
-			step = nil
-			continue
-		}
-		select {
-		case r, ok := <-s.reqs:
-			if !ok {
-				return
+			if i < len(group) {
+				s.applyStep(group[i])
+				i++
 			}
-			commit(r)
-		case step = <-s.steps:
-			stepSince = time.Now()
+			group = group[i:]
 		}
 	}
 }
