@@ -219,13 +219,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*run {
 			// not eat into a lock: the executor prepares before it locks.
 			continue
 		}
-		if _, busy := x.inflight.LoadOrStore(a.ExecutionID, struct{}{}); busy {
-			continue
-		}
-		select {
-		case x.slots <- struct{}{}:
-		default:
-			x.inflight.Delete(a.ExecutionID)
+		if ok, _ := x.reserve(a.ExecutionID); !ok {
 			continue
 		}
 		var memory *membudget.Account

@@ -140,15 +140,11 @@ func (q *queue) tick(ctx context.Context) time.Time {
 		return now.Add(safetyTick)
 	}
 	for _, p := range due {
-		if _, busy := q.inflight.LoadOrStore(p.ID, struct{}{}); busy {
-			continue
-		}
-		select {
-		case q.slots <- struct{}{}:
-		default:
-			q.inflight.Delete(p.ID)
+		if ok, full := q.reserve(p.ID); full {
 			q.backlog.Store(true)
 			return next
+		} else if !ok {
+			continue
 		}
 		r := q.byFFQN[p.FFQN].newRun(ctx, p.ID, time.Now())
 		q.start(r.id, func() { r.x.run(r) })
@@ -156,6 +152,21 @@ func (q *queue) tick(ctx context.Context) time.Time {
 	}
 	q.backlog.Store(false)
 	return next
+}
+
+// reserve takes id's inflight mark and a slot for its run. ok is false if id is being
+// locked or run already, or if every slot is taken (full); nothing is held then.
+func (q *queue) reserve(id string) (ok, full bool) {
+	if _, busy := q.inflight.LoadOrStore(id, struct{}{}); busy {
+		return false, false
+	}
+	select {
+	case q.slots <- struct{}{}:
+		return true, false
+	default:
+		q.inflight.Delete(id)
+		return false, true
+	}
 }
 
 // start runs run, which holds a slot and id's inflight mark, on a goroutine of its own

@@ -94,18 +94,7 @@ func BenchmarkRetention(b *testing.B) {
 func sequentialGaps(b *testing.B, s *harness.Server, iterations int) ([]time.Time, []time.Duration) {
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa", fmt.Sprintf("[1, %d]", iterations))
 	harness.JSONEq(b, s.Result(id, 10*time.Minute), fmt.Sprintf(`{"ok":%d}`, iterations))
-	var calls []time.Time
-	for _, e := range s.Events(id) {
-		if e.Kind == "history.join_set_create" {
-			t, _ := time.Parse(time.RFC3339Nano, e.CreatedAt)
-			calls = append(calls, t)
-		}
-	}
-	var gaps []time.Duration
-	for i := 1; i < len(calls); i++ {
-		gaps = append(gaps, calls[i].Sub(calls[i-1]))
-	}
-	return calls, gaps
+	return callGaps(s, id)
 }
 
 func reportP99(b *testing.B, name string, ds []time.Duration) {
