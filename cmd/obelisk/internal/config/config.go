@@ -51,16 +51,16 @@ const (
 	maxStoreMemTableSize = 4<<30 - 1
 )
 
-// DefaultGoMemoryLimit is the default of server.go_memory_limit: the soft limit of the Go
+// DefaultGoMemoryLimit is the default of server.go_memory_limit, the soft limit of the Go
 // runtime's memory (heap, stacks, its own structures; not guest memories, compiled code
-// or the store's cache and memtables, which are outside it). The garbage collector then
-// works harder only when the heap nears it, instead of letting the heap grow to twice
-// what is live (GOGC 100) whatever that costs; under it the server lets the heap grow to
-// three times what is live (cli's setGoMemoryLimit). It is soft: a server whose live heap
-// needs more keeps running, slowed by a collector that takes up to the runtime's cap
-// of about half the CPU. A busy 9-module deployment holds ~65 MiB live; see
-// docs/benchmarks.md "Peak memory (issue 11 §9)" for the choice.
-const DefaultGoMemoryLimit = 128 << 20
+// or the store's cache and memtables, which are outside it): none. Under a limit the
+// garbage collector works harder only when the heap nears it (and the server lets the
+// heap grow to three times what is live: cli's setGoMemoryLimit), but a server whose live
+// heap needs more than the limit keeps collecting, up to the runtime's cap of about half
+// the CPU. A fixed default cannot know the deployment: 128 MiB saved nothing measurable
+// at the peak of 2,000 × fiboa(1,3), and with 1,000 kept-alive activities in memory the
+// server spent 165% of a core instead of 15% (docs/benchmarks.md, "End of session 6").
+const DefaultGoMemoryLimit = 0
 
 // MinGoMemoryLimit is the least server.go_memory_limit: the server's heap while idle with
 // a few components is tens of MiB.
