@@ -83,6 +83,9 @@ type Config struct {
 // records them too): they are meant for arguments, not for bulk data.
 const DefaultMaxParamsBytes = 1 << 20
 
+// StoreDir is the event store's folder in a data directory (Config.DataDir).
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
+
 // Engine runs the executions of one node.
 type Engine struct {
 	cfg      Config
@@ -224,7 +227,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.executors[c.Config.Name] = q.serve(c)
 		}
 	}
-	store, err := events.Open(filepath.Join(cfg.DataDir, "store"), events.Options{
+	store, err := events.Open(StoreDir(cfg.DataDir), events.Options{
 		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})

@@ -6,18 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	"github.com/obelisk-go/obelisk/snapshot"
 )
-
-// storeDir is the event store's folder in a data_dir, where actors.New opens it.
-func storeDir(dataDir string) string { return filepath.Join(dataDir, "store") }
 
 // verifyDoc is the --json document of `server verify` (contract).
 type verifyDoc struct {
@@ -87,7 +84,7 @@ read.`,
 			if dataDir == "" {
 				dataDir = cfg.Engine.DataDir
 			}
-			dir := storeDir(dataDir)
+			dir := actors.StoreDir(dataDir)
 			store, err := events.Open(dir, events.Options{
 				ReadOnly: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 				CacheSize: cfg.Engine.StoreCacheSize, MemTableSize: cfg.Engine.StoreMemTableSize,

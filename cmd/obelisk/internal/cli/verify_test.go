@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
@@ -22,7 +23,7 @@ import (
 func writeStore(t *testing.T, n int) string {
 	t.Helper()
 	dataDir := t.TempDir()
-	s, err := events.Open(storeDir(dataDir), events.Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := events.Open(actors.StoreDir(dataDir), events.Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func writeStore(t *testing.T, n int) string {
 // forge replaces the stored result of execution id.
 func forge(t *testing.T, dataDir, id, result string) {
 	t.Helper()
-	s, err := events.Open(storeDir(dataDir), events.Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := events.Open(actors.StoreDir(dataDir), events.Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestServerVerify(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("--json output %q: %v", out, err)
 	}
-	if doc.Verified != 3 || doc.Mismatches != 1 || len(doc.Failures) != 1 || doc.Store != storeDir(dataDir) {
+	if doc.Verified != 3 || doc.Mismatches != 1 || len(doc.Failures) != 1 || doc.Store != actors.StoreDir(dataDir) {
 		t.Fatalf("--json document %+v", doc)
 	}
 	if f := doc.Failures[0]; f.ExecutionID != "E_1" || f.Field != "result" || f.Stored != `"{\"ok\":2}"` || !strings.Contains(f.Error, "stored state differs") {
@@ -99,7 +100,7 @@ func TestServerVerify(t *testing.T) {
 // a data_dir without a store, or a bad config, exit 2 and create nothing.
 func TestServerVerifyRefused(t *testing.T) {
 	dataDir := writeStore(t, 1)
-	s, err := events.Open(storeDir(dataDir), events.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := events.Open(actors.StoreDir(dataDir), events.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
