@@ -120,13 +120,8 @@ func (kr kvRunner) run(ctx context.Context, r *run) {
 		}
 	}
 	fn := strings.TrimPrefix(created.Ffqn, abi.KVInterface+".")
-	for ctx.Err() == nil {
-		d, err := kv.Decide(ctx, e.store, e.kvConfig, fn, created.Params)
-		if err != nil {
-			e.log.Warn("kv: read", "execution", r.id, "err", err)
-			return // the lock expires and the attempt is retried
-		}
-		_, err = e.change(ctx, r.id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err := e.kvApply(ctx, fn, created.Params, func(d kv.Decision) error {
+		_, err := e.change(ctx, r.id, func(st *pb.ExecutionState) (*events.Tx, error) {
 			if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != r.runID {
 				return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 			}
@@ -135,14 +130,11 @@ func (kr kvRunner) run(ctx context.Context, r *run) {
 			tx.KVChecks, tx.KV = d.Checks, d.Writes
 			return tx, nil
 		})
-		var kc *events.KVConflictError
-		if errors.As(err, &kc) {
-			continue // another write came between the read and the commit: decide again
-		}
-		if err != nil && ctx.Err() == nil {
-			e.log.Warn("kv: record", "execution", r.id, "err", err)
-		}
-		return
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		// The store's failure: the lock expires and the attempt is retried.
+		e.log.Warn("kv: run", "execution", r.id, "err", err)
 	}
 }
 
@@ -161,22 +153,34 @@ func (e *Engine) kvDirect(ctx context.Context, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		d, err := kv.Decide(ctx, e.store, e.kvConfig, q.Fn, params)
-		if err != nil {
-			return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
-		}
+	d, err := e.kvApply(ctx, q.Fn, params, func(d kv.Decision) error {
 		if len(d.Writes) == 0 {
-			return d.Result, nil // a read, or a cas that found another value: nothing to write
+			return nil // a read, or a cas that found another value: nothing to write
 		}
-		_, err = e.store.Commit(ctx, &events.Tx{KVChecks: d.Checks, KV: d.Writes})
+		_, err := e.store.Commit(ctx, &events.Tx{KVChecks: d.Checks, KV: d.Writes})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
+	}
+	return d.Result, nil
+}
+
+// kvApply runs function fn of the KV component with params: it decides on the values
+// the store has now, and commit writes the decision (with the checks that what it read
+// is still there); while a check fails, another write came between, and it decides
+// again.
+func (e *Engine) kvApply(ctx context.Context, fn string, params []byte, commit func(kv.Decision) error) (kv.Decision, error) {
+	for {
+		d, err := kv.Decide(ctx, e.store, e.kvConfig, fn, params)
+		if err != nil {
+			return d, err
+		}
+		err = commit(d)
 		var kc *events.KVConflictError
 		if errors.As(err, &kc) && ctx.Err() == nil {
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("kv %s: %w", q.Fn, err)
-		}
-		return d.Result, nil
+		return d, err
 	}
 }
