@@ -160,10 +160,11 @@ func (c *Component) memoryEstimate() uint64 {
 }
 
 // mayCall reports whether a workflow of this component may call or submit ffqn: its
-// world imports it, directly or through the -obelisk-ext extension package, or the
-// component exports it itself (a workflow may recurse, as testing:tree does).
+// world imports it, directly or through the -obelisk-ext extension package, it is a
+// built-in component's (the KV store's), or the component exports it itself (a
+// workflow may recurse, as testing:tree does).
 func (c *Component) mayCall(ffqn string) bool {
-	return c.imports[ffqn] || c.exports[ffqn] || isKVFunction(ffqn)
+	return c.imports[ffqn] || c.exports[ffqn]
 }
 
 // Function describes one function the engine can run.
@@ -252,6 +253,14 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 				return nil, fmt.Errorf("webhook endpoint %q imports %s: a webhook endpoint may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
 			}
 			c.imports[ffqn] = true
+		}
+		if c.Config.Type == Workflow || c.Config.Type == WebhookEndpoint {
+			// The built-in components' functions are everyone's, imported or not.
+			for ffqn, fn := range reg.byFFQN {
+				if fn.Component.Config.Type == ActivityNative {
+					c.imports[ffqn] = true
+				}
+			}
 		}
 	}
 	sort.Slice(reg.components, func(i, j int) bool { return reg.components[i].Config.Name < reg.components[j].Config.Name })

@@ -87,13 +87,6 @@ func kvComponentConfig() ComponentConfig {
 	}
 }
 
-// isKVFunction reports whether ffqn is a function of the built-in KV component, which
-// every workflow and webhook endpoint may call without importing it.
-func isKVFunction(ffqn string) bool {
-	fn, ok := strings.CutPrefix(ffqn, abi.KVInterface+".")
-	return ok && kv.IsFunction(fn)
-}
-
 // KVConfigBucket is a read-only bucket of the built-in KV component whose entries are
 // the keys of a TOML file (Config.KVConfig).
 type KVConfigBucket struct {
