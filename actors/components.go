@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
@@ -95,6 +100,11 @@ type ComponentConfig struct {
 	// CaptureStdout and CaptureStderr make the lines the guest writes to standard output
 	// and error log lines of the execution (wasmhost.RunInput).
 	CaptureStdout, CaptureStderr bool
+	// Requires routes the imports of a workflow or a webhook endpoint: nil ("auto")
+	// sends each imported function to the one deployed component that exports it (two
+	// or more is an error naming them); a list of component names sends each to the
+	// one of them that exports it, and to nothing else (see registry.routeImports).
+	Requires []string
 }
 
 // QueueName returns the component's queue: Queue, or its name.
@@ -129,12 +139,17 @@ func (c *ComponentConfig) pbType() pb.ComponentType {
 type Component struct {
 	Config ComponentConfig
 	// ID is <type>:<name>:sha256:<hex of the file>.
-	ID      string
+	ID string
+	// Retired: the configuration no longer deploys this version, but unfinished
+	// executions are pinned to it (versions.go). It runs them and nothing new.
+	Retired bool
 	WIT     *wit.Resolve
 	Exports []*wit.Function
 	Imports []*wit.Function
-	imports map[string]bool // FFQNs a workflow may call or submit (see mayCall)
-	exports map[string]bool
+	// routes are the functions a workflow or webhook endpoint may call or submit, and
+	// the component each goes to (see mayCall and registry.routeImports).
+	routes  map[string]Function
+	exports map[string]*wit.Function
 	module  *wasmhost.Module // nil for an activity stub
 	// http sends the outgoing HTTP of an activity's or a webhook endpoint's instances,
 	// one for all of them so that connections are reused.
@@ -164,7 +179,14 @@ func (c *Component) memoryEstimate() uint64 {
 // built-in component's (the KV store's), or the component exports it itself (a
 // workflow may recurse, as testing:tree does).
 func (c *Component) mayCall(ffqn string) bool {
-	return c.imports[ffqn] || c.exports[ffqn]
+	_, routed := c.routes[ffqn]
+	return routed || c.exports[ffqn] != nil
+}
+
+// function returns the exported function ffqn of c.
+func (c *Component) function(ffqn string) (Function, bool) {
+	fn := c.exports[ffqn]
+	return Function{Component: c, Fn: fn}, fn != nil
 }
 
 // Function describes one function the engine can run.
@@ -173,14 +195,24 @@ type Function struct {
 	Fn        *wit.Function
 }
 
-// registry maps exported FFQNs to the components that run them.
+// registry holds the loaded components: the deployed ones, the retired versions that
+// unfinished executions are pinned to (versions.go), and, through route, which
+// component a new execution of a function goes to.
 type registry struct {
-	components []*Component
-	byFFQN     map[string]Function
+	components []*Component          // deployed, by name
+	retired    []*Component          // retired versions, by ID
+	byID       map[string]*Component // deployed and retired
+	// byFFQN is, for each function, where a submission that names no component goes:
+	// the deployed exporter declared last in the configuration (the newest).
+	byFFQN map[string]Function
+	// exporters are every deployed exporter of each function, in declaration order.
+	exporters map[string][]Function
 }
 
-func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentConfig) (*registry, error) {
-	reg := &registry{byFFQN: map[string]Function{}}
+// loadComponents loads and compiles the deployed components and the retired versions,
+// and routes the imports of each (routeImports).
+func loadComponents(ctx context.Context, rt *wasmhost.Runtime, deployed []ComponentConfig, retired ...ComponentConfig) (*registry, error) {
+	cfgs := append(slices.Clip(deployed), retired...)
 	type loaded struct {
 		c   *Component
 		err error
@@ -206,6 +238,9 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 		go func() {
 			defer func() { <-workers; wg.Done() }()
 			c, err := loadComponent(ctx, rt, cfgs[i])
+			if err != nil && i >= len(deployed) {
+				err = fmt.Errorf("retired version %s, which unfinished executions need: %w", cfgs[i].Path, err)
+			}
 			results[i] = loaded{c, err}
 			if err != nil {
 				failed.Store(true)
@@ -213,58 +248,227 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 		}()
 	}
 	wg.Wait()
+	reg := &registry{byFFQN: map[string]Function{}, exporters: map[string][]Function{}, byID: map[string]*Component{}}
 	names := map[string]bool{}
 	for i, r := range results {
 		if r.err != nil { // the first in the config's order, whichever failed first
 			return nil, r.err
 		}
-		if names[cfgs[i].Name] {
-			return nil, fmt.Errorf("component %q: the name is used twice", cfgs[i].Name)
+		c := r.c
+		if i >= len(deployed) {
+			c.Retired = true
+			reg.retired = append(reg.retired, c)
+			reg.byID[c.ID] = c
+			continue
 		}
-		names[cfgs[i].Name] = true
-		reg.components = append(reg.components, r.c)
-		for _, fn := range r.c.Exports {
+		if names[c.Config.Name] {
+			return nil, fmt.Errorf("component %q: the name is used twice", c.Config.Name)
+		}
+		names[c.Config.Name] = true
+		reg.byID[c.ID] = c
+		reg.components = append(reg.components, c)
+		for _, fn := range c.Exports {
 			ffqn := fn.FFQN()
-			if other, ok := reg.byFFQN[ffqn]; ok {
-				return nil, fmt.Errorf("component %q: function %s is already exported by component %q", r.c.Config.Name, ffqn, other.Component.Config.Name)
+			if prev := reg.exporters[ffqn]; len(prev) > 0 && prev[0].Component.Config.Type != c.Config.Type {
+				// A caller's extension imports (stubs, schedules) and the runner depend on
+				// the type: one function, one type.
+				return nil, fmt.Errorf("component %q: function %s is also exported by %s %q: the components exporting a function must be of one type",
+					c.Config.Name, ffqn, prev[0].Component.Config.Type, prev[0].Component.Config.Name)
 			}
-			reg.byFFQN[ffqn] = Function{Component: r.c, Fn: fn}
+			f := Function{Component: c, Fn: fn}
+			reg.exporters[ffqn] = append(reg.exporters[ffqn], f)
+			reg.byFFQN[ffqn] = f // declared later: newer
 		}
 	}
-	// Every import of a workflow must be served by some component, the extension
-	// functions by one of the right kind.
 	for _, c := range reg.components {
-		for _, fn := range c.Imports {
-			ffqn, kind, ext := wit.SplitExtension(fn.FFQN())
-			if !ext {
-				ffqn = fn.FFQN()
+		if err := reg.routeImports(c, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range reg.retired {
+		_ = reg.routeImports(c, false)
+	}
+	sort.Slice(reg.components, func(i, j int) bool { return reg.components[i].Config.Name < reg.components[j].Config.Name })
+	sort.Slice(reg.retired, func(i, j int) bool { return reg.retired[i].ID < reg.retired[j].ID })
+	return reg, nil
+}
+
+// routeImports decides where each function a workflow or webhook endpoint imports goes
+// (c.routes), once, at start: a child's Created event records the component it went
+// to, and a replay finds the child created, so that later routing never changes what a
+// history did. Config.Requires nil ("auto") sends a function to the one deployed
+// component exporting it; a list, to the one listed component exporting it. The
+// built-in components' functions are everyone's, and a component's own exports go to
+// itself (a workflow may recurse). strict is false for a retired version: its imports go
+// to what is deployed now, and one that no longer resolves fails when it is called,
+// not at start (its replays need no routing).
+func (reg *registry) routeImports(c *Component, strict bool) error {
+	if c.Config.Type != Workflow && c.Config.Type != WebhookEndpoint {
+		return nil
+	}
+	var allowed map[string]bool
+	if c.Config.Requires != nil {
+		allowed = map[string]bool{}
+		for _, name := range c.Config.Requires {
+			if reg.deployed(name) == nil && strict {
+				return fmt.Errorf("component %q: requires %q, which is not a deployed component", c.Config.Name, name)
 			}
-			target, ok := reg.byFFQN[ffqn]
-			if !ok {
-				return nil, fmt.Errorf("component %q imports %s, which no component exports", c.Config.Name, fn.FFQN())
-			}
+			allowed[name] = true
+		}
+	}
+	for _, fn := range c.Imports {
+		ffqn, kind, ext := wit.SplitExtension(fn.FFQN())
+		if !ext {
+			ffqn = fn.FFQN()
+		}
+		target, err := reg.routeImport(c, fn.FFQN(), ffqn, allowed)
+		if err == nil {
 			isStub := target.Component.Config.Type == ActivityStub
 			switch {
 			case kind == wit.ExtStub && !isStub:
-				return nil, fmt.Errorf("component %q imports %s, but %s is not an activity stub's function", c.Config.Name, fn.FFQN(), ffqn)
+				err = fmt.Errorf("component %q imports %s, but %s is not an activity stub's function", c.Config.Name, fn.FFQN(), ffqn)
 			case kind == wit.ExtSchedule && isStub:
-				return nil, fmt.Errorf("component %q imports %s: activity stubs cannot be scheduled", c.Config.Name, fn.FFQN())
+				err = fmt.Errorf("component %q imports %s: activity stubs cannot be scheduled", c.Config.Name, fn.FFQN())
 			case c.Config.Type == WebhookEndpoint && ext && kind != wit.ExtSchedule:
-				return nil, fmt.Errorf("webhook endpoint %q imports %s: a webhook endpoint may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
+				err = fmt.Errorf("webhook endpoint %q imports %s: a webhook endpoint may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
 			}
-			c.imports[ffqn] = true
 		}
-		if c.Config.Type == Workflow || c.Config.Type == WebhookEndpoint {
-			// The built-in components' functions are everyone's, imported or not.
-			for ffqn, fn := range reg.byFFQN {
-				if fn.Component.Config.Type == ActivityNative {
-					c.imports[ffqn] = true
-				}
+		if err != nil {
+			if strict {
+				return err
 			}
+			continue
+		}
+		c.routes[ffqn] = target
+	}
+	for ffqn, fns := range reg.exporters {
+		if fns[0].Component.Config.Type == ActivityNative {
+			c.routes[ffqn] = fns[0]
 		}
 	}
-	sort.Slice(reg.components, func(i, j int) bool { return reg.components[i].Config.Name < reg.components[j].Config.Name })
-	return reg, nil
+	for ffqn, fn := range c.exports {
+		switch {
+		case !c.Retired:
+			c.routes[ffqn] = Function{Component: c, Fn: fn}
+		case reg.byFFQN[ffqn].Component != nil:
+			c.routes[ffqn] = reg.byFFQN[ffqn] // a retired version's new children are the newest's
+		}
+	}
+	return nil
+}
+
+// routeImport returns the component an import of c goes to (see routeImports); imported
+// is the function as imported, ffqn the function it calls.
+func (reg *registry) routeImport(c *Component, imported, ffqn string, allowed map[string]bool) (Function, error) {
+	var cands []Function
+	var names []string
+	for _, f := range reg.exporters[ffqn] {
+		if allowed == nil || allowed[f.Component.Config.Name] || f.Component.Config.Type == ActivityNative {
+			cands = append(cands, f)
+			names = append(names, strconv.Quote(f.Component.Config.Name))
+		}
+	}
+	switch {
+	case len(cands) == 1:
+		return cands[0], nil
+	case len(cands) > 1:
+		return Function{}, fmt.Errorf("component %q imports %s, which components %s all export: say which one it calls with requires = [%s] (or another of them)",
+			c.Config.Name, imported, strings.Join(names, " and "), names[len(names)-1])
+	case allowed != nil && len(reg.exporters[ffqn]) > 0:
+		var others []string
+		for _, f := range reg.exporters[ffqn] {
+			others = append(others, strconv.Quote(f.Component.Config.Name))
+		}
+		return Function{}, fmt.Errorf("component %q imports %s, which none of the components it requires (%s) exports (%s do)",
+			c.Config.Name, imported, strings.Join(c.Config.Requires, ", "), strings.Join(others, ", "))
+	}
+	return Function{}, fmt.Errorf("component %q imports %s, which no component exports", c.Config.Name, imported)
+}
+
+// deployed returns the deployed component named name, nil if there is none.
+func (reg *registry) deployed(name string) *Component {
+	cs := reg.components // sorted by name, once loaded
+	if !sort.SliceIsSorted(cs, func(i, j int) bool { return cs[i].Config.Name < cs[j].Config.Name }) {
+		for _, c := range cs {
+			if c.Config.Name == name {
+				return c
+			}
+		}
+		return nil
+	}
+	i := sort.Search(len(cs), func(i int) bool { return cs[i].Config.Name >= name })
+	if i < len(cs) && cs[i].Config.Name == name {
+		return cs[i]
+	}
+	return nil
+}
+
+// ComponentNotFoundError: a submission names a component that is not deployed.
+type ComponentNotFoundError struct {
+	Component string
+	Deployed  []string
+}
+
+func (e *ComponentNotFoundError) Error() string {
+	return fmt.Sprintf("component %s not found: it is neither the name nor the ID of a deployed component (deployed: %s)", clip.Quote(e.Component), strings.Join(e.Deployed, ", "))
+}
+
+// route picks the component that runs a new execution of ffqn. It is the one place that
+// does: API submissions, workflows' children and schedules, webhook endpoints' calls.
+// component, if not empty, is the submitter's choice (a deployed component's name or
+// ID); otherwise a caller (a workflow or webhook endpoint; nil for the API) sends its
+// imports where routeImports decided, and anything else goes to the newest deployed
+// exporter (byFFQN). Retired versions are never chosen: they only run the executions
+// pinned to them.
+func (reg *registry) route(caller *Component, ffqn, component string) (Function, error) {
+	if component != "" {
+		c := reg.deployed(component)
+		if c == nil {
+			if x := reg.byID[component]; x != nil && !x.Retired {
+				c = x
+			}
+		}
+		if c == nil {
+			if x := reg.byID[component]; x != nil {
+				return Function{}, &InvalidArgumentError{fmt.Errorf("component %s is a retired version: it only finishes the executions pinned to it, and takes no new ones", component)}
+			}
+			nf := &ComponentNotFoundError{Component: component}
+			for _, d := range reg.components {
+				nf.Deployed = append(nf.Deployed, d.Config.Name)
+			}
+			return Function{}, nf
+		}
+		fn, ok := c.function(ffqn)
+		if !ok {
+			if _, _, err := events.SplitFFQN(ffqn); err != nil {
+				return Function{}, &InvalidArgumentError{err}
+			}
+			return Function{}, &InvalidArgumentError{fmt.Errorf("component %q does not export %s", c.Config.Name, clip.Quote(ffqn))}
+		}
+		return fn, nil
+	}
+	if caller != nil {
+		if fn, ok := caller.routes[ffqn]; ok {
+			return fn, nil
+		}
+	}
+	if fn, ok := reg.byFFQN[ffqn]; ok {
+		return fn, nil
+	}
+	return Function{}, &FunctionNotFoundError{ffqn}
+}
+
+// functionOf returns function ffqn of the component an execution is pinned to
+// (componentID), or, for a component this process does not have (an execution of an
+// older store, which recorded no version), of its newest deployed exporter.
+func (reg *registry) functionOf(componentID, ffqn string) (Function, bool) {
+	if c := reg.byID[componentID]; c != nil {
+		if fn, ok := c.function(ffqn); ok {
+			return fn, true
+		}
+	}
+	fn, ok := reg.byFFQN[ffqn]
+	return fn, ok
 }
 
 func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfig) (*Component, error) {
@@ -319,9 +523,9 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	default:
 		imports = nil // an activity stub is never run: nothing it imports is called
 	}
-	c := &Component{Config: cfg, ID: id, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, imports: map[string]bool{}, exports: map[string]bool{}}
+	c := &Component{Config: cfg, ID: id, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, routes: map[string]Function{}, exports: map[string]*wit.Function{}}
 	for _, fn := range exports {
-		c.exports[fn.FFQN()] = true
+		c.exports[fn.FFQN()] = fn
 	}
 	if cfg.Type == ActivityStub || cfg.Type == ActivityNative {
 		return c, nil

@@ -96,7 +96,7 @@ type Engine struct {
 	system   *actor.ActorSystem
 	executor string // this process's executor ID: runs of earlier processes are dead
 
-	executors map[string]*executor // by component name
+	executors map[string]*executor // by component ID
 	queues    map[string]*queue    // by queue name: the queues served here
 	timers    *timerService
 	delays    *delayTimer
@@ -201,32 +201,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)
 	}
 	e.rt = rt
-	loading := time.Now()
-	e.log.Info("loading components", "count", len(cfg.Components), "at_once", runtime.GOMAXPROCS(0), "cache_dir", cfg.CacheDir)
-	reg, err := loadComponents(ctx, rt, cfg.Components)
-	if err != nil {
-		rt.Close(ctx)
-		return nil, err
-	}
-	e.log.Info("components loaded", "count", len(reg.components), "took", time.Since(loading).Round(time.Millisecond))
-	e.reg = reg
-	// Compiling leaves hundreds of MiB of garbage; give it back before serving rather
-	// than carrying it as resident memory.
-	debug.FreeOSMemory()
-	e.timers = newTimerService(e)
-	e.delays = newDelayTimer(e)
-	e.keepalives = newKeepalives(e)
-	for _, c := range reg.components {
-		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
-			name := c.Config.QueueName()
-			q := e.queues[name]
-			if q == nil {
-				q = newQueue(e, name, c.Config.MaxConcurrency) // the same for all its components: checkQueues
-				e.queues[name] = q
-			}
-			e.executors[c.Config.Name] = q.serve(c)
-		}
-	}
+	// The store is opened first: its unfinished executions say which component versions
+	// must be loaded beside the deployed ones (versions.go). Nothing commits before
+	// recover, below, when everything onCommit wakes exists.
 	store, err := events.Open(StoreDir(cfg.DataDir), events.Options{
 		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
@@ -236,6 +213,45 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.store = store
+	fail := func(err error) (*Engine, error) {
+		store.Close()
+		rt.Close(ctx)
+		return nil, err
+	}
+	retired, saveVersions, err := e.prepareVersions(ctx, cfg.Components)
+	if err != nil {
+		return fail(err)
+	}
+	loading := time.Now()
+	e.log.Info("loading components", "count", len(cfg.Components), "retired_versions", len(retired), "at_once", runtime.GOMAXPROCS(0), "cache_dir", cfg.CacheDir)
+	reg, err := loadComponents(ctx, rt, cfg.Components, retired...)
+	if err != nil {
+		return fail(err)
+	}
+	e.log.Info("components loaded", "count", len(reg.components), "took", time.Since(loading).Round(time.Millisecond))
+	e.reg = reg
+	if err := saveVersions(); err != nil {
+		return fail(err)
+	}
+	// Compiling leaves hundreds of MiB of garbage; give it back before serving rather
+	// than carrying it as resident memory.
+	debug.FreeOSMemory()
+	e.timers = newTimerService(e)
+	e.delays = newDelayTimer(e)
+	e.keepalives = newKeepalives(e)
+	// The deployed components first: a retired version is never the default executor
+	// of a function (queue.serve), and shares its queue's limit.
+	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
+		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
+			name := c.Config.QueueName()
+			q := e.queues[name]
+			if q == nil {
+				q = newQueue(e, name, c.Config.MaxConcurrency) // the same for all its components: checkQueues
+				e.queues[name] = q
+			}
+			e.executors[c.ID] = q.serve(c)
+		}
+	}
 	cfg.Metrics.GaugeVec("obelisk_store_memory_bytes", "The event store's memory outside Go's heap, by kind (cache_capacity, cache_used, memtable_size, memtables).", "kind",
 		func() map[string]float64 {
 			m := store.Memory()
@@ -419,7 +435,14 @@ func (e *ExistsError) Error() string {
 type SubmitOption func(*submitOptions)
 
 type submitOptions struct {
-	queue string
+	queue, component string
+}
+
+// OfComponent submits the execution to the deployed component named (or identified)
+// component, which must export the function; "" lets the engine choose: the newest
+// component exporting it (registry.route).
+func OfComponent(component string) SubmitOption {
+	return func(o *submitOptions) { o.component = component }
 }
 
 // InQueue submits the execution to the named queue rather than its component's
@@ -455,12 +478,15 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			return "", false, &InvalidArgumentError{err}
 		}
 	}
-	fn, ok := e.reg.byFFQN[ffqn]
-	if !ok {
-		if _, _, err := events.SplitFFQN(ffqn); err != nil {
-			return "", false, &InvalidArgumentError{err}
+	fn, err := e.reg.route(nil, ffqn, o.component)
+	if err != nil {
+		var nf *FunctionNotFoundError
+		if errors.As(err, &nf) {
+			if _, _, err := events.SplitFFQN(ffqn); err != nil {
+				return "", false, &InvalidArgumentError{err}
+			}
 		}
-		return "", false, &FunctionNotFoundError{ffqn}
+		return "", false, err
 	}
 	if fn.Component.Config.Type == ActivityStub {
 		return "", false, &InvalidArgumentError{fmt.Errorf("%s is a function of activity stub %q: a workflow submits it, then its result is written with `execution stub`", ffqn, fn.Component.Config.Name)}
@@ -608,6 +634,10 @@ func (e *Engine) Store() events.Store { return e.store }
 
 // Components returns the deployed components, by name.
 func (e *Engine) Components() []*Component { return e.reg.components }
+
+// RetiredComponents returns the retired versions that this process runs because
+// unfinished executions are pinned to them (versions.go), by ID.
+func (e *Engine) RetiredComponents() []*Component { return e.reg.retired }
 
 // WaitFinished blocks until the execution has finished or ctx ends, returning the
 // latest state either way.

@@ -210,7 +210,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*run {
 		if q == nil || q.ctx == nil || q.backlog.Load() {
 			continue
 		}
-		x := q.byFFQN[c.Ffqn]
+		x := q.executorFor(c.Ffqn, c.ComponentId)
 		if x == nil || x.comp.ID != c.ComponentId || x.runner == nil {
 			continue
 		}

@@ -56,7 +56,7 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 			return
 		}
 	}
-	fn := e.reg.byFFQN[created.Ffqn]
+	fn, _ := c.function(created.Ffqn)
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))

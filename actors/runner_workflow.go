@@ -322,15 +322,40 @@ func (r *workflowRun) callFunction(ctx context.Context, q abi.CallRequest) ([]by
 // function and the compacted params. Replayed calls were checked when they were
 // recorded; a difference from the recording is nondeterminism, found when it is matched.
 func (r *workflowRun) callable(ffqn string, raw json.RawMessage) (Function, []byte, error) {
-	return r.e.callable(r.c, ffqn, raw, r.pos >= len(r.history))
+	replaying := r.pos < len(r.history)
+	fn, params, err := r.e.callable(r.c, ffqn, raw, !replaying)
+	if err != nil && replaying {
+		// The call was routed when it was recorded, and its child exists: a route that
+		// no longer resolves (a retired version's import, undeployed since) does not
+		// change what the history did. The function is then unknown (Function{}).
+		if params, cerr := compactParams(raw); cerr == nil {
+			return Function{}, params, nil
+		}
+	}
+	return fn, params, err
+}
+
+// compactParams returns params (JSON, "" for none) compacted.
+func compactParams(raw json.RawMessage) ([]byte, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage("[]")
+	}
+	var params bytes.Buffer
+	if err := json.Compact(&params, raw); err != nil {
+		return nil, hostErr(abi.KindBadRequest, "params: %v", err)
+	}
+	return params.Bytes(), nil
 }
 
 // callable checks that component c may call or submit ffqn with params (type-checked
 // if check) and returns the function and the compacted params.
 func (e *Engine) callable(c *Component, ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
-	fn, ok := e.reg.byFFQN[ffqn]
-	if !ok || !c.mayCall(ffqn) {
+	if !c.mayCall(ffqn) {
 		return Function{}, nil, hostErr(abi.KindFunctionNotFound, "function %s is not imported by component %q", ffqn, c.Config.Name)
+	}
+	fn, err := e.reg.route(c, ffqn, "")
+	if err != nil {
+		return Function{}, nil, hostErr(abi.KindFunctionNotFound, "function %s: %v", ffqn, err)
 	}
 	params, err := e.checkedParams(fn, raw, check)
 	return fn, params, err
@@ -351,11 +376,7 @@ func (e *Engine) checkedParams(fn Function, raw json.RawMessage, check bool) ([]
 			return nil, hostErr(abi.KindTypeCheck, "%s: %v", fn.Fn.FFQN(), err)
 		}
 	}
-	var params bytes.Buffer
-	if err := json.Compact(&params, raw); err != nil {
-		return nil, hostErr(abi.KindBadRequest, "params: %v", err)
-	}
-	return params.Bytes(), nil
+	return compactParams(raw)
 }
 
 // directCall is the history of a direct call of ffqn by parent: its n-th one-off join
@@ -436,7 +457,10 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
 	replaying := r.pos < len(r.history)
-	fn, params, err := r.e.scheduleTarget(q.FFQN, q.Params, !replaying)
+	fn, params, err := r.e.scheduleTarget(r.c, q.FFQN, q.Params, !replaying)
+	if err != nil && replaying {
+		params, err = compactParams(q.Params) // recorded: see callable
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -466,13 +490,13 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 	return json.Marshal(id)
 }
 
-// scheduleTarget checks the function and parameters of a schedule request: any function
-// a deployed component exports but an activity stub's (its executions are only ever a
+// scheduleTarget checks the function and parameters of a schedule request of caller
+// (routed by registry.route): any function a deployed component exports but an activity stub's (its executions are only ever a
 // workflow's children, as for Submit). params are type-checked if check and returned
 // compacted.
-func (e *Engine) scheduleTarget(ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
-	fn, ok := e.reg.byFFQN[ffqn]
-	if !ok {
+func (e *Engine) scheduleTarget(caller *Component, ffqn string, raw json.RawMessage, check bool) (Function, []byte, error) {
+	fn, err := e.reg.route(caller, ffqn, "")
+	if err != nil {
 		return Function{}, nil, hostErr(abi.KindFunctionNotFound, "function %s: no deployed component exports it", ffqn)
 	}
 	if fn.Component.Config.Type == ActivityStub {

@@ -339,7 +339,7 @@ func (e *Engine) stubTarget(ctx context.Context, id string) (*pb.ExecutionState,
 	if err != nil {
 		return nil, Function{}, err
 	}
-	fn, ok := e.reg.byFFQN[st.Ffqn]
+	fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn)
 	if !ok || fn.Component.Config.Type != ActivityStub {
 		return nil, Function{}, nil
 	}

@@ -35,9 +35,13 @@ type queue struct {
 	// instead of taking the slots they wait for.
 	backlog atomic.Bool
 	// byFFQN: the executors of the components it serves, by their functions (fixed
-	// before the service starts).
-	byFFQN    map[string]*executor
-	workflows bool // it serves a workflow component (see makeRoom)
+	// before the service starts): for a function several of them export, the newest
+	// deployed one's. multi marks those functions, whose executions run with the
+	// executor of the component they are pinned to (byComponent, by component ID).
+	byFFQN      map[string]*executor
+	multi       map[string]bool
+	byComponent map[string]*executor
+	workflows   bool // it serves a workflow component (see makeRoom)
 	// unserved: functions found pending here that no component of the queue exports,
 	// each logged once.
 	unserved sync.Map
@@ -55,15 +59,23 @@ func newQueue(e *Engine, id string, maxConcurrency int) *queue {
 	if maxConcurrency <= 0 {
 		maxConcurrency = 100
 	}
-	return &queue{e: e, id: id, name: "executor:" + id, slots: make(chan struct{}, maxConcurrency), byFFQN: map[string]*executor{}}
+	return &queue{e: e, id: id, name: "executor:" + id, slots: make(chan struct{}, maxConcurrency),
+		byFFQN: map[string]*executor{}, multi: map[string]bool{}, byComponent: map[string]*executor{}}
 }
 
 // serve makes the queue run the executions of c's functions, and returns c's executor.
 func (q *queue) serve(c *Component) *executor {
 	x := &executor{queue: q, comp: c, runner: q.e.runnerFor(c.Config.Type)}
 	for ffqn := range c.exports {
+		if q.byFFQN[ffqn] != nil {
+			q.multi[ffqn] = true
+			if c.Retired {
+				continue // served after the deployed ones: never the default
+			}
+		}
 		q.byFFQN[ffqn] = x
 	}
+	q.byComponent[c.ID] = x
 	q.workflows = q.workflows || c.Config.Type == Workflow
 	return x
 }
@@ -86,6 +98,19 @@ func (q *queue) serves(ffqn string) bool {
 			"queue", q.id, "ffqn", ffqn)
 	}
 	return false
+}
+
+// executorFor returns the executor that runs an execution of ffqn pinned to
+// componentID: that component's, or for a component the queue does not serve (an
+// execution of an older store, which recorded no version), the default one of ffqn.
+// nil if the queue does not serve ffqn.
+func (q *queue) executorFor(ffqn, componentID string) *executor {
+	if q.multi[ffqn] {
+		if x := q.byComponent[componentID]; x != nil {
+			return x
+		}
+	}
+	return q.byFFQN[ffqn]
 }
 
 // notify tells the queue that an execution became pending at due.
@@ -146,7 +171,20 @@ func (q *queue) tick(ctx context.Context) time.Time {
 		} else if !ok {
 			continue
 		}
-		r := q.byFFQN[p.FFQN].newRun(ctx, p.ID, time.Now())
+		x := q.byFFQN[p.FFQN]
+		if q.multi[p.FFQN] {
+			// Several versions here: the pending entry names the function only, so the
+			// state says which one the execution is pinned to. A function with one
+			// executor (the common case) costs no read.
+			st, err := q.e.store.State(ctx, p.ID)
+			if err != nil {
+				<-q.slots
+				q.inflight.Delete(p.ID)
+				continue
+			}
+			x = q.executorFor(p.FFQN, st.ComponentId)
+		}
+		r := x.newRun(ctx, p.ID, time.Now())
 		q.start(r.id, func() { r.x.run(r) })
 		q.e.hook(q.name, "started")
 	}

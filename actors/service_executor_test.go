@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
 // TestEagerLockRules: the commit creating an activity or workflow locks it only when its
@@ -16,7 +17,7 @@ func TestEagerLockRules(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	comp := &Component{Config: ComponentConfig{Name: "q", Type: ActivityWasm, LockExpiry: time.Second, MaxConcurrency: 2}, ID: "activity_wasm:q:sha256:00",
-		exports: map[string]bool{"a:b/c.d": true}}
+		exports: map[string]*wit.Function{"a:b/c.d": {}}}
 	x := addExecutor(e, ctx, comp)
 	now := time.Now()
 	child := func(id string, due time.Time) *events.Tx {
@@ -67,7 +68,7 @@ func TestEagerLockRules(t *testing.T) {
 	// A workflow is locked like an activity, with its component's (bounded) retry policy;
 	// a stub never.
 	wf := &Component{Config: ComponentConfig{Name: "w", Type: Workflow, LockExpiry: time.Second, MaxRetries: 3}, ID: "workflow:w:sha256:00",
-		exports: map[string]bool{"a:b/c.d": true}}
+		exports: map[string]*wit.Function{"a:b/c.d": {}}}
 	addExecutor(e, ctx, wf)
 	tx = child("E_7", now)
 	c := tx.Appends[0].Events[0].GetCreated()
@@ -79,7 +80,7 @@ func TestEagerLockRules(t *testing.T) {
 		runs[0].release()
 	}
 	stub := &Component{Config: ComponentConfig{Name: "s", Type: ActivityStub, LockExpiry: time.Second}, ID: "activity_stub:s:sha256:00",
-		exports: map[string]bool{"a:b/s.d": true}}
+		exports: map[string]*wit.Function{"a:b/s.d": {}}}
 	addExecutor(e, ctx, stub)
 	tx = child("E_8", now)
 	c = tx.Appends[0].Events[0].GetCreated()
@@ -112,11 +113,11 @@ func TestEagerLockSharedQueue(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a := &Component{Config: ComponentConfig{Name: "a", Queue: "shared", Type: ActivityWasm, LockExpiry: time.Second, MaxConcurrency: 2},
-		ID: "activity_wasm:a:sha256:00", exports: map[string]bool{"t:a/a.f": true}}
+		ID: "activity_wasm:a:sha256:00", exports: map[string]*wit.Function{"t:a/a.f": {}}}
 	b := &Component{Config: ComponentConfig{Name: "b", Queue: "shared", Type: Workflow, LockExpiry: 2 * time.Second, MaxConcurrency: 2},
-		ID: "workflow:b:sha256:00", exports: map[string]bool{"t:b/b.f": true}}
+		ID: "workflow:b:sha256:00", exports: map[string]*wit.Function{"t:b/b.f": {}}}
 	c := &Component{Config: ComponentConfig{Name: "c", Type: ActivityWasm, LockExpiry: time.Second, MaxConcurrency: 5},
-		ID: "activity_wasm:c:sha256:00", exports: map[string]bool{"t:c/c.f": true}}
+		ID: "activity_wasm:c:sha256:00", exports: map[string]*wit.Function{"t:c/c.f": {}}}
 	xa, xb, xc := addExecutor(e, ctx, a), addExecutor(e, ctx, b), addExecutor(e, ctx, c)
 	if xa.queue != xb.queue || xa.queue == xc.queue || len(e.queues) != 3 { // and the KV component's
 		t.Fatalf("a and b must share one queue, c have its own: %d queues", len(e.queues))

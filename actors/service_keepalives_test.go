@@ -21,7 +21,7 @@ func lockedAttempt(t *testing.T, e *Engine, cfg ComponentConfig) (*attempt, stri
 	cfg.Name, cfg.Type = "q", ActivityWasm
 	comp := &Component{Config: cfg, ID: "activity_wasm:q:sha256:00"}
 	x := newExecutor(e, comp)
-	e.executors["q"] = x // not started: nothing but this test locks its executions
+	e.executors[comp.ID] = x // not started: nothing but this test locks its executions
 	id := events.NewExecutionID(time.Now())
 	tx := createdTx(id, time.Now())
 	tx.Appends[0].Events[0].GetCreated().Queue = "q"

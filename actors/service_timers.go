@@ -181,7 +181,7 @@ func (e *Engine) expireTx(st *pb.ExecutionState, now time.Time, force bool) (*ev
 			UnlockedAt: now.UnixNano(), Reason: "lock expired after the run made progress"}}}), nil
 	}
 	why := "lock expired"
-	if fn, ok := e.reg.byFFQN[st.Ffqn]; ok {
+	if fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn); ok {
 		why = fmt.Sprintf("lock expired after %s", fn.Component.Config.LockExpiry)
 	}
 	if backoff, ok := retryBackoff(st); ok {

@@ -228,7 +228,7 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
-	fn, params, err := r.e.scheduleTarget(q.FFQN, q.Params, true)
+	fn, params, err := r.e.scheduleTarget(r.c, q.FFQN, q.Params, true)
 	if err != nil {
 		return nil, err
 	}

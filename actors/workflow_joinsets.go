@@ -342,7 +342,7 @@ func (r *workflowRun) closeSet(ctx context.Context, js string) error {
 		arrived[responseID(resp)] = true
 	}
 	for _, req := range open {
-		if arrived[req.id] || !req.delay && req.fn.Component.Config.Type == Workflow {
+		if arrived[req.id] || !req.delay && r.childIsWorkflow(ctx, req) {
 			continue
 		}
 		if _, err := r.e.Cancel(ctx, req.id); err != nil {
@@ -476,4 +476,15 @@ func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
 		}
 		return answer(ev.Outcome)
 	}
+}
+
+// childIsWorkflow reports whether the child request req is a workflow's execution: by
+// the function it was routed to, or, when a replay could not route it any more
+// (callable), by the child's state.
+func (r *workflowRun) childIsWorkflow(ctx context.Context, req runRequest) bool {
+	if req.fn.Component != nil {
+		return req.fn.Component.Config.Type == Workflow
+	}
+	st, err := r.e.store.State(ctx, req.id)
+	return err == nil && st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW
 }

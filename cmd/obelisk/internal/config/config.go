@@ -202,6 +202,36 @@ type Workflow struct {
 	MemoryLimit      string         `mapstructure:"memory_limit"`
 	Retention        Retention      `mapstructure:"retention"`
 	Output           `mapstructure:",squash"`
+	// Requires routes the workflow's imports: "auto" (nil) or a list of component names
+	// (see parseRequires).
+	Requires any `mapstructure:"requires"`
+}
+
+// parseRequires reads a workflow's or webhook endpoint's requires: "auto" (or absent),
+// nil: each import goes to the one deployed component exporting it; a list of
+// component names: each import goes to the one of them exporting it.
+func parseRequires(v any) ([]string, error) {
+	switch r := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		if r == "auto" {
+			return nil, nil
+		}
+	case []any:
+		names := []string{}
+		for _, x := range r {
+			name, ok := x.(string)
+			if !ok || checkName(name) != nil {
+				return nil, fmt.Errorf("requires: %v is not a component name", tomlValue(x))
+			}
+			names = append(names, name)
+		}
+		return names, nil
+	case []string:
+		return r, nil
+	}
+	return nil, fmt.Errorf("requires = %s: want \"auto\" or a list of component names, e.g. [\"fibo\"]", tomlValue(v))
 }
 
 // Stub is one [[activity_stub]]: a component with WIT only, whose executions are never
@@ -407,6 +437,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		if c.RetentionFinishedAfter, err = w.Retention.resolve("retention.finished_after"); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
+		if c.Requires, err = parseRequires(w.Requires); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
 		s.Engine.Components = append(s.Engine.Components, c)

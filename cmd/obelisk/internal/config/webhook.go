@@ -28,6 +28,7 @@ type WebhookEndpoint struct {
 	MaxInflightRequests *int           `mapstructure:"max_inflight_requests"`
 	RequestTimeout      *time.Duration `mapstructure:"request_timeout"`
 	Output              `mapstructure:",squash"`
+	Requires            any `mapstructure:"requires"` // as a workflow's (parseRequires)
 }
 
 // resolveWebhooks adds the webhook endpoints to the engine's components and fills
@@ -123,6 +124,10 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 			DeniedHosts: w.DeniedHosts, LockExpiry: ec.RequestTimeout, MaxConcurrency: ec.MaxInflightRequests,
 		}
 		if err := w.Output.apply(&c); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
+		}
+		var err error
+		if c.Requires, err = parseRequires(w.Requires); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "%v", err)
 		}
 		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)

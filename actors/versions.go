@@ -1,0 +1,239 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/wasmstore"
+)
+
+// Versions: executions are pinned to the component they were created with.
+//
+// A component's ID names its file's digest, and every Created and Locked event records
+// it. At start the engine puts the file of every deployed component in the data
+// directory's component store (package wasmstore) and records, in VersionsFile, what
+// each version needs to run again: its type, name, digest and configuration. The
+// executions that have not finished yet say which versions they need: a needed version
+// that the configuration no longer deploys is loaded from the store as a retired
+// version, which runs the executions pinned to it, and nothing new (registry.route
+// never picks it). A recorded version that is neither deployed nor needed is dropped,
+// record and file, at start; a version retired now is dropped by the first start after
+// its last execution has finished.
+//
+// Executions recorded before versions were (or with a component ID that was never
+// recorded) run on the deployed component exporting their function, as they always did.
+
+// VersionsFile is the record of component versions in a data directory.
+const VersionsFile = "component-versions.json"
+
+// versionRecord is what a component version needs to run again after a restart.
+type versionRecord struct {
+	Type   ComponentType   `json:"type"`
+	Name   string          `json:"name"`
+	Digest string          `json:"digest"`
+	Config ComponentConfig `json:"config"` // Path not kept: the file is Digest in the store
+}
+
+type versionsDoc struct {
+	// Versions by component ID.
+	Versions map[string]versionRecord `json:"versions"`
+}
+
+// versions are the component versions of a data directory: the store of their files and
+// the record of them.
+type versions struct {
+	files *wasmstore.Store
+	path  string // of the record
+	doc   versionsDoc
+}
+
+func openVersions(dataDir string) (*versions, error) {
+	files, err := wasmstore.Open(filepath.Join(dataDir, wasmstore.DirName))
+	if err != nil {
+		return nil, err
+	}
+	v := &versions{files: files, path: filepath.Join(dataDir, VersionsFile), doc: versionsDoc{Versions: map[string]versionRecord{}}}
+	b, err := os.ReadFile(v.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return v, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read component versions: %w", err)
+	}
+	if err := json.Unmarshal(b, &v.doc); err != nil {
+		return nil, fmt.Errorf("read component versions %s: %w (it records the versions unfinished executions run on: restore it from a backup, or delete it to run them on the deployed components)", v.path, err)
+	}
+	if v.doc.Versions == nil {
+		v.doc.Versions = map[string]versionRecord{}
+	}
+	return v, nil
+}
+
+// componentID is the ID of a component of type t named name, whose file (or, without
+// one, identifying bytes) has digest.
+func componentID(t ComponentType, name, digest string) string {
+	return fmt.Sprintf("%s:%s:%s", t, name, digest)
+}
+
+// deploy stores the file of every deployed component that has one and records its
+// version; it returns their IDs.
+func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
+	ids := map[string]bool{}
+	for _, cfg := range cfgs {
+		if cfg.Path == "" || cfg.Type == ActivityNative || cfg.Type == ActivityStub && cfg.WIT != "" {
+			continue // no file: loadComponent reports a missing one
+		}
+		wasm, err := os.ReadFile(cfg.Path)
+		if err != nil {
+			continue // loadComponent reports it, in the config's order
+		}
+		digest, err := v.files.Put(wasm)
+		if err != nil {
+			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
+		}
+		id := componentID(cfg.Type, cfg.Name, digest)
+		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg}
+		rec.Config.Path = ""
+		v.doc.Versions[id] = rec
+		ids[id] = true
+	}
+	return ids, nil
+}
+
+// retire returns the configurations of the recorded versions that live executions
+// (their component IDs) need and deployed does not hold, to be loaded from the store, and
+// forgets the records of versions that nothing needs. unknown counts the live
+// executions whose component has no record.
+func (v *versions) retire(deployed map[string]bool, live map[string]int) (retired []ComponentConfig, unknown int) {
+	for id, rec := range v.doc.Versions {
+		if deployed[id] {
+			continue
+		}
+		if live[id] == 0 || rec.Type != ActivityWasm && rec.Type != Workflow {
+			// Nothing left to run on it (webhook requests and stubs are not run again).
+			delete(v.doc.Versions, id)
+			continue
+		}
+		p, err := v.files.Path(rec.Digest)
+		if err != nil || !v.files.Has(rec.Digest) {
+			delete(v.doc.Versions, id) // its executions run as if unrecorded
+			continue
+		}
+		cfg := rec.Config
+		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
+		retired = append(retired, cfg)
+	}
+	sort.Slice(retired, func(i, j int) bool { return retired[i].Path+retired[i].Name < retired[j].Path+retired[j].Name })
+	for id, n := range live {
+		if _, ok := v.doc.Versions[id]; !ok && !deployed[id] {
+			unknown += n
+		}
+	}
+	return retired, unknown
+}
+
+// save writes the record (a temporary file, synced, renamed), then removes from the
+// store the files of versions that no record holds any more. Only files that were
+// recorded versions are removed: whatever else the store holds (an OCI pull not
+// deployed yet) is not a version's to drop.
+func (v *versions) save(dropped map[string]bool) error {
+	b, err := json.MarshalIndent(v.doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := v.path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("write component versions: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, v.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write component versions: %w", err)
+	}
+	kept := map[string]bool{}
+	for _, rec := range v.doc.Versions {
+		kept[rec.Digest] = true
+	}
+	for digest := range dropped {
+		if !kept[digest] {
+			if err := v.files.Remove(digest); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// digests returns the digests the record holds.
+func (v *versions) digests() map[string]bool {
+	out := map[string]bool{}
+	for _, rec := range v.doc.Versions {
+		out[rec.Digest] = true
+	}
+	return out
+}
+
+// prepareVersions stores and records the deployed components' versions and returns
+// the configurations of the retired versions that the store's unfinished executions
+// need (see above), and a function that saves the record and drops what nothing needs
+// (called once the components loaded).
+func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig) (retired []ComponentConfig, commit func() error, err error) {
+	v, err := openVersions(e.cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	before := v.digests()
+	ids, err := v.deploy(deployed)
+	if err != nil {
+		return nil, nil, err
+	}
+	live := map[string]int{}
+	if err := e.store.LiveStates(ctx, func(st *pb.ExecutionState) error {
+		if st.ComponentType == pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM || st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
+			live[st.ComponentId]++
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("find the component versions of unfinished executions: %w", err)
+	}
+	retired, unknown := v.retire(ids, live)
+	for _, r := range retired {
+		e.log.Info("serving a retired component version for its unfinished executions", "component", r.Name, "type", r.Type, "file", r.Path)
+	}
+	if unknown > 0 {
+		e.log.Warn("unfinished executions of component versions that were never recorded run on the deployed components exporting their functions", "executions", unknown)
+	}
+	dropped := map[string]bool{}
+	after := v.digests()
+	for d := range before {
+		if !after[d] {
+			dropped[d] = true
+		}
+	}
+	return retired, func() error {
+		if err := v.save(dropped); err != nil {
+			return err
+		}
+		for d := range dropped {
+			e.log.Info("dropped a component version nothing needs any more", "digest", d)
+		}
+		return nil
+	}, nil
+}
