@@ -29,6 +29,11 @@ func (h *components) GetComponent(ctx context.Context, req *connect.Request[pb.G
 			c = x
 		}
 	}
+	for _, x := range h.e.RetiredComponents() {
+		if c == nil && x.ID == want {
+			c = x
+		}
+	}
 	if c == nil {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("component %s not found (deployed: %s)", clip.Quote(want), strings.Join(names, ", ")))
 	}
@@ -43,7 +48,7 @@ func ComponentDetail(c *actors.Component) *pb.GetComponentResponse {
 	}
 	for _, fn := range c.Exports {
 		// An activity stub's executions are created by workflows only.
-		resp.Exports = append(resp.Exports, functionDetail(fn, c.Config.Type != actors.ActivityStub))
+		resp.Exports = append(resp.Exports, functionDetail(fn, c.Config.Type != actors.ActivityStub && !c.Retired))
 	}
 	for _, fn := range c.Imports {
 		resp.Imports = append(resp.Imports, functionDetail(fn, false))

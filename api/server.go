@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[apiv1.Subm
 	if strings.TrimSpace(params) == "" {
 		params = "[]"
 	}
-	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), actors.InQueue(req.Msg.Queue))
+	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), actors.InQueue(req.Msg.Queue), actors.OfComponent(strings.TrimSpace(req.Msg.Component)))
 	if err != nil {
 		return nil, apiError(err)
 	}
@@ -319,10 +320,10 @@ type components struct{ e *actors.Engine }
 
 func (h *components) ListComponents(ctx context.Context, req *connect.Request[apiv1.ListComponentsRequest]) (*connect.Response[apiv1.ListComponentsResponse], error) {
 	resp := &apiv1.ListComponentsResponse{}
-	for _, c := range h.e.Components() {
-		ci := &apiv1.ComponentInfo{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type)}
+	for _, c := range append(slices.Clip(h.e.Components()), h.e.RetiredComponents()...) {
+		ci := &apiv1.ComponentInfo{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type), Retired: c.Retired}
 		for _, fn := range c.Exports {
-			ci.Exports = append(ci.Exports, &apiv1.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature(), Submittable: true})
+			ci.Exports = append(ci.Exports, &apiv1.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature(), Submittable: !c.Retired})
 		}
 		for _, fn := range c.Imports {
 			ci.Imports = append(ci.Imports, &apiv1.FunctionInfo{Ffqn: fn.FFQN(), Signature: fn.Signature()})
@@ -335,6 +336,7 @@ func (h *components) ListComponents(ctx context.Context, req *connect.Request[ap
 // apiError maps engine errors to connect codes.
 func apiError(err error) error {
 	var nf *actors.FunctionNotFoundError
+	var cnf *actors.ComponentNotFoundError
 	var enf *actors.NotFoundError
 	var ia *actors.InvalidArgumentError
 	var fp *actors.FailedPreconditionError
@@ -342,7 +344,7 @@ func apiError(err error) error {
 	switch {
 	case errors.Is(err, events.ErrFailed):
 		return connect.NewError(connect.CodeUnavailable, err)
-	case errors.As(err, &nf), errors.As(err, &enf), errors.Is(err, events.ErrNotFound):
+	case errors.As(err, &nf), errors.As(err, &cnf), errors.As(err, &enf), errors.Is(err, events.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.As(err, &ia), errors.Is(err, events.ErrInvalidArgument):
 		return connect.NewError(connect.CodeInvalidArgument, err)

@@ -564,12 +564,12 @@ async function componentsPage(gen, _arg, params) {
   app.innerHTML = `
     <h1>Components</h1>
     <div class="filters"><label>Filter <input id="comp-filter" placeholder="name or function" value="${esc(q)}" size="32"></label>
-      <span class="muted">${comps.length} deployed</span></div>
+      <span class="muted">${comps.filter((c) => !c.retired).length} deployed</span></div>
     <div class="components">${comps.map((c) => `
       <section class="component" data-name="${esc(c.name)}">
-        <h2>${esc(c.name)} <span class="badge type-${esc(c.type)}">${esc(c.type)}</span></h2>
+        <h2>${esc(c.name)} <span class="badge type-${esc(c.type)}">${esc(c.type)}</span>${c.retired ? ' <span class="badge retired" title="no longer deployed: it only finishes the executions pinned to it">retired</span>' : ''}</h2>
         <div class="mono small muted">${esc(c.componentId)}</div>
-        <h3>Exports</h3>${fnTable(c.exports, true)}
+        <h3>Exports</h3>${fnTable(c.exports, !c.retired)}
         <h3>Imports</h3>${fnTable(c.imports, false)}
       </section>`).join('') || '<p class="muted">No components are deployed.</p>'}</div>`;
   const input = document.getElementById('comp-filter');

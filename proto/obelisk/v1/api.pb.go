@@ -631,7 +631,12 @@ type SubmitRequest struct {
 	// optional: the execution queue (1 to 255 ASCII letters, digits, '_', '-', '.', ':' or
 	// '/'); empty means the queue of the function's component (its exec.queue, by default
 	// its name). It runs once an executor serving that queue and its component runs.
-	Queue         string `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
+	Queue string `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
+	// optional: the component that runs it, by name or ID (a deployed component exporting
+	// ffqn); empty means the newest deployed component exporting ffqn (the one declared
+	// last in obelisk.toml). An unknown component is NOT_FOUND; one that does not export
+	// ffqn, or a retired version, INVALID_ARGUMENT.
+	Component     string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -690,6 +695,13 @@ func (x *SubmitRequest) GetExecutionId() string {
 func (x *SubmitRequest) GetQueue() string {
 	if x != nil {
 		return x.Queue
+	}
+	return ""
+}
+
+func (x *SubmitRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
 	}
 	return ""
 }
@@ -1609,12 +1621,15 @@ func (x *FunctionInfo) GetSubmittable() bool {
 }
 
 type ComponentInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ComponentId   string                 `protobuf:"bytes,1,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"` // <type>:<name>:sha256:<hex>
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // activity_wasm | workflow
-	Exports       []*FunctionInfo        `protobuf:"bytes,4,rep,name=exports,proto3" json:"exports,omitempty"`
-	Imports       []*FunctionInfo        `protobuf:"bytes,5,rep,name=imports,proto3" json:"imports,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ComponentId string                 `protobuf:"bytes,1,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"` // <type>:<name>:sha256:<hex>
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type        string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // activity_wasm | workflow
+	Exports     []*FunctionInfo        `protobuf:"bytes,4,rep,name=exports,proto3" json:"exports,omitempty"`
+	Imports     []*FunctionInfo        `protobuf:"bytes,5,rep,name=imports,proto3" json:"imports,omitempty"`
+	// A version the configuration no longer deploys, kept to finish the unfinished
+	// executions pinned to it; it takes no new ones.
+	Retired       bool `protobuf:"varint,6,opt,name=retired,proto3" json:"retired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1682,6 +1697,13 @@ func (x *ComponentInfo) GetImports() []*FunctionInfo {
 		return x.Imports
 	}
 	return nil
+}
+
+func (x *ComponentInfo) GetRetired() bool {
+	if x != nil {
+		return x.Retired
+	}
+	return false
 }
 
 type ListComponentsResponse struct {
@@ -2463,13 +2485,14 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vresult_json\x18\x02 \x01(\tR\n" +
 	"resultJson\"(\n" +
 	"\fStubResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"}\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\x9b\x01\n" +
 	"\rSubmitRequest\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\tR\n" +
 	"paramsJson\x12!\n" +
 	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\x12\x14\n" +
-	"\x05queue\x18\x04 \x01(\tR\x05queue\"\\\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\x12\x1c\n" +
+	"\tcomponent\x18\x05 \x01(\tR\tcomponent\"\\\n" +
 	"\x0eSubmitResponse\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12'\n" +
 	"\x0falready_existed\x18\x02 \x01(\bR\x0ealreadyExisted\"M\n" +
@@ -2546,13 +2569,14 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fFunctionInfo\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\tR\tsignature\x12 \n" +
-	"\vsubmittable\x18\x03 \x01(\bR\vsubmittable\"\xc2\x01\n" +
+	"\vsubmittable\x18\x03 \x01(\bR\vsubmittable\"\xdc\x01\n" +
 	"\rComponentInfo\x12!\n" +
 	"\fcomponent_id\x18\x01 \x01(\tR\vcomponentId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x122\n" +
 	"\aexports\x18\x04 \x03(\v2\x18.obelisk.v1.FunctionInfoR\aexports\x122\n" +
-	"\aimports\x18\x05 \x03(\v2\x18.obelisk.v1.FunctionInfoR\aimports\"S\n" +
+	"\aimports\x18\x05 \x03(\v2\x18.obelisk.v1.FunctionInfoR\aimports\x12\x18\n" +
+	"\aretired\x18\x06 \x01(\bR\aretired\"S\n" +
 	"\x16ListComponentsResponse\x129\n" +
 	"\n" +
 	"components\x18\x01 \x03(\v2\x19.obelisk.v1.ComponentInfoR\n" +

@@ -68,7 +68,7 @@ func apiErr(err error) error {
 
 func submitCmd(o *clientOpts) *cobra.Command {
 	var follow bool
-	var id, queue string
+	var id, queue, component string
 	cmd := &cobra.Command{
 		Use:   "submit FFQN [PARAMS_JSON]",
 		Short: "Submit a top-level execution; PARAMS_JSON is a JSON array (default [])",
@@ -82,7 +82,7 @@ func submitCmd(o *clientOpts) *cobra.Command {
 			if err := json.Unmarshal([]byte(params), &probe); err != nil {
 				return usage(fmt.Errorf("PARAMS_JSON must be a JSON array: %w", err))
 			}
-			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue}))
+			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue, Component: component}))
 			if err != nil {
 				return apiErr(err)
 			}
@@ -92,6 +92,7 @@ func submitCmd(o *clientOpts) *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for the result")
 	cmd.Flags().StringVarP(&id, "execution-id", "e", "", "use this execution ID (E_<ULID>)")
 	cmd.Flags().StringVar(&queue, "queue", "", "submit to this execution queue (default: the queue of the function's component)")
+	cmd.Flags().StringVar(&component, "component", "", "run it on this deployed component, by name or ID (default: the newest deployed component exporting FFQN)")
 	return cmd
 }
 
@@ -469,7 +470,7 @@ second; --dry-run is required (use delete to delete one tree now).`,
 func componentListCmd(o *clientOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List deployed components and their functions",
+		Short: "List deployed components and their functions, and the retired versions still finishing executions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := o.components().ListComponents(context.WithoutCancel(cmd.Context()), connect.NewRequest(&pb.ListComponentsRequest{}))
@@ -487,12 +488,13 @@ func componentListCmd(o *clientOpts) *cobra.Command {
 					Type        string `json:"type"`
 					Exports     []fn   `json:"exports"`
 					Imports     []fn   `json:"imports"`
+					Retired     bool   `json:"retired,omitempty"`
 				}
 				doc := struct {
 					Components []comp `json:"components"`
 				}{Components: []comp{}}
 				for _, c := range resp.Msg.Components {
-					x := comp{ComponentID: c.ComponentId, Name: c.Name, Type: c.Type, Exports: []fn{}, Imports: []fn{}}
+					x := comp{ComponentID: c.ComponentId, Name: c.Name, Type: c.Type, Exports: []fn{}, Imports: []fn{}, Retired: c.Retired}
 					for _, f := range c.Exports {
 						x.Exports = append(x.Exports, fn{f.Ffqn, f.Signature})
 					}
@@ -504,6 +506,11 @@ func componentListCmd(o *clientOpts) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), doc)
 			}
 			for _, c := range resp.Msg.Components {
+				if c.Retired {
+					// Not deployed any more: it only finishes the executions pinned to it.
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (retired: serving pinned executions only)\n", c.Type, c.ComponentId)
+					continue
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", c.Type, c.ComponentId)
 				for _, f := range c.Exports {
 					fmt.Fprintf(cmd.OutOrStdout(), "  export %s: %s\n", f.Ffqn, f.Signature)
