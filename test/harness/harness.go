@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-var componentNames = []string{"fibo", "fibo-workflow", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree", "fibo-webhook"}
+var componentNames = []string{"fibo", "fibo-workflow", "fibo-workflow-v2", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree", "fibo-webhook"}
 
 func buildAll(tmp string) error {
 	root, err := filepath.Abs("../..")
@@ -121,6 +121,9 @@ type Options struct {
 	// CacheDir is the compilation cache; by default one shared by the test process's
 	// servers, so that each compiles the modules once.
 	CacheDir string
+	// Locations replace the .wasm file of example components, by component name (e.g.
+	// "fibo_workflow": another build of it).
+	Locations map[string]string
 }
 
 // Server is a running `obelisk server run` process.
@@ -194,6 +197,7 @@ func (s *Server) Reconfigure(o Options) {
 
 func (s *Server) deployment(o Options) string {
 	wasm := func(name string) string { return filepath.Join(componentsDir, name+".wasm") }
+	located := func(component, file string) string { return cmp.Or(o.Locations[component], wasm(file)) }
 	strategy := o.BlockingStrategy
 	if strategy == "" {
 		strategy = "await"
@@ -260,8 +264,8 @@ location.path = %q
 blocking_strategy = %q
 %s
 `, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
-		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
-		wasm("fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
+		located("fibo", "fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
+		located("fibo_workflow", "fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
 		wasm("http-workflow"), strategy, extra("http_workflow"), wasm("tree"), strategy, extra("tree"))
 }
 
