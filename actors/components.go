@@ -248,19 +248,27 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, deployed []Compon
 		}()
 	}
 	wg.Wait()
-	reg := &registry{byFFQN: map[string]Function{}, exporters: map[string][]Function{}, byID: map[string]*Component{}}
-	names := map[string]bool{}
-	for i, r := range results {
+	var cs []*Component
+	for _, r := range results {
 		if r.err != nil { // the first in the config's order, whichever failed first
 			return nil, r.err
 		}
-		c := r.c
-		if i >= len(deployed) {
-			c.Retired = true
-			reg.retired = append(reg.retired, c)
-			reg.byID[c.ID] = c
-			continue
-		}
+		cs = append(cs, r.c)
+	}
+	return newRegistry(cs[:len(deployed)], cs[len(deployed):])
+}
+
+// newRegistry makes the registry of loaded components: deployed, in the configuration's
+// order, and retired versions.
+func newRegistry(deployed, retired []*Component) (*registry, error) {
+	reg := &registry{byFFQN: map[string]Function{}, exporters: map[string][]Function{}, byID: map[string]*Component{}}
+	for _, c := range retired {
+		c.Retired = true
+		reg.retired = append(reg.retired, c)
+		reg.byID[c.ID] = c
+	}
+	names := map[string]bool{}
+	for _, c := range deployed {
 		if names[c.Config.Name] {
 			return nil, fmt.Errorf("component %q: the name is used twice", c.Config.Name)
 		}
