@@ -37,7 +37,9 @@
 //   - The Engine (engine.go): configuration, start and recovery, and the API's
 //     operations (Submit, State, WaitFinished, Follow; Cancel, Pause, Unpause and Stub
 //     beside the canceller, Delete beside retention), over the component registry
-//     (components.go) and the builders of the events every path writes (builders.go).
+//     (components.go, whose route picks the component of every new execution), the
+//     component versions that unfinished executions are pinned to (versions.go) and the
+//     builders of the events every path writes (builders.go).
 //
 // What is not the actor system and needs no Engine lives in sub-packages it uses:
 //
