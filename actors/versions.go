@@ -110,8 +110,9 @@ func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
 // retire returns the configurations of the recorded versions that live executions
 // (their component IDs) need and deployed does not hold, to be loaded from the store, and
 // forgets the records of versions that nothing needs. unknown counts the live
-// executions whose component has no record.
-func (v *versions) retire(deployed map[string]bool, live map[string]int) (retired []ComponentConfig, unknown int) {
+// executions whose component has no record. A needed file that is corrupt is an error:
+// its executions would run on other code.
+func (v *versions) retire(deployed map[string]bool, live map[string]int) (retired []ComponentConfig, unknown int, err error) {
 	for id, rec := range v.doc.Versions {
 		if deployed[id] {
 			continue
@@ -122,9 +123,15 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 			continue
 		}
 		p, err := v.files.Path(rec.Digest)
-		if err != nil || !v.files.Has(rec.Digest) {
+		if err == nil {
+			_, err = v.files.Get(rec.Digest) // checks the bytes against the digest
+		}
+		if errors.Is(err, wasmstore.ErrNotFound) {
 			delete(v.doc.Versions, id) // its executions run as if unrecorded
 			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("component %q, version %s, which %d unfinished executions need: %w", rec.Name, rec.Digest, live[id], err)
 		}
 		cfg := rec.Config
 		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
@@ -136,7 +143,7 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 			unknown += n
 		}
 	}
-	return retired, unknown
+	return retired, unknown, nil
 }
 
 // save writes the record (a temporary file, synced, renamed), then removes from the
@@ -213,7 +220,10 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 	}); err != nil {
 		return nil, nil, fmt.Errorf("find the component versions of unfinished executions: %w", err)
 	}
-	retired, unknown := v.retire(ids, live)
+	retired, unknown, err := v.retire(ids, live)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, r := range retired {
 		e.log.Info("serving a retired component version for its unfinished executions", "component", r.Name, "type", r.Type, "file", r.Path)
 	}

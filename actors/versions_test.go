@@ -3,6 +3,7 @@ package actors
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/obelisk-go/obelisk/wasmstore"
@@ -37,7 +38,10 @@ func TestVersionsRecordRetireDrop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		retired, _ := v.retire(ids, live)
+		retired, _, err := v.retire(ids, live)
+		if err != nil {
+			t.Fatal(err)
+		}
 		dropped := map[string]bool{}
 		for d := range before {
 			if !v.digests()[d] {
@@ -67,5 +71,20 @@ func TestVersionsRecordRetireDrop(t *testing.T) {
 	}
 	if !foreign.Has(dx) {
 		t.Fatal("a file that was never a version was dropped")
+	}
+
+	// A needed version whose file is corrupt stops the start, naming it.
+	start([]ComponentConfig{v1}, nil)
+	p, _ := foreign.Path(d1)
+	if err := os.WriteFile(p, []byte("version 0ne"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := openVersions(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := v.deploy([]ComponentConfig{v2})
+	if _, _, err := v.retire(ids, map[string]int{id1: 1}); err == nil || !strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), `component "wf"`) {
+		t.Fatalf("corrupt retired version: %v", err)
 	}
 }
