@@ -143,6 +143,8 @@ type Component struct {
 	// Retired: the configuration no longer deploys this version, but unfinished
 	// executions are pinned to it (versions.go). It runs them and nothing new.
 	Retired bool
+	// dropped: a retired version whose last execution has finished (versionFinished).
+	dropped atomic.Bool
 	WIT     *wit.Resolve
 	Exports []*wit.Function
 	Imports []*wit.Function

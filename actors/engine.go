@@ -93,6 +93,7 @@ type Engine struct {
 	store    events.Store
 	rt       *wasmhost.Runtime
 	reg      *registry
+	versions *versions // the component versions of the data directory (versions.go)
 	system   *actor.ActorSystem
 	executor string // this process's executor ID: runs of earlier processes are dead
 
@@ -404,6 +405,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 		if st.Status == pb.Status_STATUS_FINISHED {
 			// A finished state changes no more: each is reported once.
 			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), resultKindName(st.ResultKind))
+			e.versionFinished(st.ComponentId)
 		}
 		e.resident.notify(st.ExecutionId)
 		e.watchers.notify(st.ExecutionId)
@@ -637,7 +639,15 @@ func (e *Engine) Components() []*Component { return e.reg.components }
 
 // RetiredComponents returns the retired versions that this process runs because
 // unfinished executions are pinned to them (versions.go), by ID.
-func (e *Engine) RetiredComponents() []*Component { return e.reg.retired }
+func (e *Engine) RetiredComponents() []*Component {
+	var out []*Component
+	for _, c := range e.reg.retired {
+		if !c.dropped.Load() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
 
 // WaitFinished blocks until the execution has finished or ctx ends, returning the
 // latest state either way.

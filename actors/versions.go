@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmstore"
@@ -24,8 +25,10 @@ import (
 // that the configuration no longer deploys is loaded from the store as a retired
 // version, which runs the executions pinned to it, and nothing new (registry.route
 // never picks it). A recorded version that is neither deployed nor needed is dropped,
-// record and file, at start; a version retired now is dropped by the first start after
-// its last execution has finished.
+// record and file, at start; a retired version is dropped, record and file, as soon as
+// the last execution pinned to it finishes (Engine.versionFinished): it takes no new
+// ones, so none can come back. Its compiled module stays in memory, unused, until the
+// next start.
 //
 // Executions recorded before versions were (or with a component ID that was never
 // recorded) run on the deployed component exporting their function, as they always did.
@@ -51,7 +54,14 @@ type versionsDoc struct {
 type versions struct {
 	files *wasmstore.Store
 	path  string // of the record
-	doc   versionsDoc
+
+	// saveMu guards doc and the files once the engine runs (versionFinished).
+	saveMu sync.Mutex
+	doc    versionsDoc
+
+	// liveMu guards live: the unfinished executions of each retired version, by ID.
+	liveMu sync.Mutex
+	live   map[string]int
 }
 
 func openVersions(dataDir string) (*versions, error) {
@@ -59,7 +69,7 @@ func openVersions(dataDir string) (*versions, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &versions{files: files, path: filepath.Join(dataDir, VersionsFile), doc: versionsDoc{Versions: map[string]versionRecord{}}}
+	v := &versions{files: files, path: filepath.Join(dataDir, VersionsFile), doc: versionsDoc{Versions: map[string]versionRecord{}}, live: map[string]int{}}
 	b, err := os.ReadFile(v.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return v, nil
@@ -136,6 +146,7 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 		cfg := rec.Config
 		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		retired = append(retired, cfg)
+		v.live[id] = live[id]
 	}
 	sort.Slice(retired, func(i, j int) bool { return retired[i].Path+retired[i].Name < retired[j].Path+retired[j].Name })
 	for id, n := range live {
@@ -146,11 +157,21 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 	return retired, unknown, nil
 }
 
-// save writes the record (a temporary file, synced, renamed), then removes from the
-// store the files of versions that no record holds any more. Only files that were
-// recorded versions are removed: whatever else the store holds (an OCI pull not
-// deployed yet) is not a version's to drop.
+// save removes from the store the files of the dropped versions that no record holds
+// any more, then writes the record (a temporary file, synced, renamed). In this order a
+// crash between the two leaves a record of a version nothing needs, which the next
+// start drops, rather than a file no record names. Only files that were recorded
+// versions are removed: whatever else the store holds (an OCI pull not deployed yet)
+// is not a version's to drop.
 func (v *versions) save(dropped map[string]bool) error {
+	kept := v.digests()
+	for digest := range dropped {
+		if !kept[digest] {
+			if err := v.files.Remove(digest); err != nil {
+				return err
+			}
+		}
+	}
 	b, err := json.MarshalIndent(v.doc, "", "  ")
 	if err != nil {
 		return err
@@ -173,17 +194,6 @@ func (v *versions) save(dropped map[string]bool) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write component versions: %w", err)
-	}
-	kept := map[string]bool{}
-	for _, rec := range v.doc.Versions {
-		kept[rec.Digest] = true
-	}
-	for digest := range dropped {
-		if !kept[digest] {
-			if err := v.files.Remove(digest); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -244,6 +254,47 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 		for d := range dropped {
 			e.log.Info("dropped a component version nothing needs any more", "digest", d)
 		}
+		e.versions = v
 		return nil
 	}, nil
+}
+
+// versionFinished counts an execution of component id that has finished (onCommit sees
+// each finished state once); when it was the last one pinned to a retired version, the
+// version is dropped, record and file, off the committing goroutine.
+func (e *Engine) versionFinished(id string) {
+	v := e.versions
+	if v == nil {
+		return
+	}
+	v.liveMu.Lock()
+	n, ok := v.live[id]
+	if ok && n > 1 {
+		v.live[id] = n - 1
+	} else if ok {
+		delete(v.live, id)
+	}
+	v.liveMu.Unlock()
+	if !ok || n > 1 {
+		return
+	}
+	if c := e.reg.byID[id]; c != nil {
+		c.dropped.Store(true) // no longer listed
+	}
+	// Not e.goLoop: it may start while Close waits for the loops. It only touches files,
+	// and a save cut short by the process's end is finished by the next start.
+	go func() {
+		v.saveMu.Lock()
+		defer v.saveMu.Unlock()
+		rec, ok := v.doc.Versions[id]
+		if !ok {
+			return
+		}
+		delete(v.doc.Versions, id)
+		if err := v.save(map[string]bool{rec.Digest: true}); err != nil {
+			e.log.Warn("drop a retired component version (the next start does)", "component", id, "err", err)
+			return
+		}
+		e.log.Info("dropped a retired component version: its last execution finished", "component", id)
+	}()
 }

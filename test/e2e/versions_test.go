@@ -77,7 +77,8 @@ func lockedComponents(t *testing.T, dataDir string, ids []string) map[string][]s
 // name, whose fiboa makes one more call first (fibo(1)). Every old execution finishes
 // on v1's code, with v1's result and v1's calls only (on v2 its history would be
 // nondeterministic), run by v1's component ID; new executions run v2. Once no
-// unfinished execution needs v1, a restart drops its file from <data_dir>/components.
+// unfinished execution needs v1, its file is dropped from <data_dir>/components, and
+// a restart does not bring it back.
 func TestVersionsPinnedExecutions(t *testing.T) {
 	v1File := filepath.Join(harness.ComponentsDir(), "fibo-workflow.wasm")
 	v2File := filepath.Join(harness.ComponentsDir(), "fibo-workflow-v2.wasm")
@@ -141,6 +142,16 @@ func TestVersionsPinnedExecutions(t *testing.T) {
 			}
 		}
 	}
+	// Its last execution finished: v1 is dropped now, record and file.
+	v1Path := filepath.Join(s.DataDir(), "components", "sha256-"+digestOf(t, v1File)+".wasm")
+	for deadline := time.Now().Add(time.Minute); fileExists(t, v1Path); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("v1's file is still in <data_dir>/components a minute after its last execution finished")
+		}
+	}
+	if out, _, _ := s.CLI("component", "list"); strings.Contains(out, "retired") {
+		t.Fatalf("component list still shows the dropped v1:\n%s", out)
+	}
 	s.Stop()
 	locks := lockedComponents(t, s.DataDir(), append(append([]string(nil), old...), fresh...))
 	for _, id := range old {
@@ -156,10 +167,10 @@ func TestVersionsPinnedExecutions(t *testing.T) {
 		}
 	}
 
-	// Nothing unfinished needs v1 now: the next start drops it.
+	// Nothing unfinished needs v1: a restart does not bring it back.
 	s.Start()
-	if fileExists(t, filepath.Join(s.DataDir(), "components", "sha256-"+digestOf(t, v1File)+".wasm")) {
-		t.Fatal("v1's file is still in <data_dir>/components after a restart with no execution left on it")
+	if fileExists(t, v1Path) {
+		t.Fatal("v1's file is in <data_dir>/components again after a restart with no execution left on it")
 	}
 	if !fileExists(t, filepath.Join(s.DataDir(), "components", "sha256-"+digestOf(t, v2File)+".wasm")) {
 		t.Fatal("v2's file, deployed, is not in <data_dir>/components")
