@@ -310,6 +310,7 @@ func (s *PebbleStore) applyStep(req *commitReq) {
 func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted, error) {
 	d := Deleted{Refused: map[string]error{}}
 	var marked []string
+	p := pacer{since: time.Now()}
 	for len(roots) > 0 {
 		chunk := roots[:min(len(roots), markChunk)]
 		roots = roots[len(chunk):]
@@ -339,6 +340,9 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		if err != nil {
 			return d, err
 		}
+		if err := p.rest(ctx); err != nil {
+			return d, err
+		}
 	}
 	if len(marked) == 0 {
 		return d, nil
@@ -362,6 +366,9 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 				return d, fmt.Errorf("delete %s: read its keys: %w", root, err)
 			}
 		}
+		if err := p.rest(ctx); err != nil {
+			return d, err
+		}
 	}
 	for _, keys := range [][][]byte{derived, own} { // derived first: see the invariant
 		for len(keys) > 0 {
@@ -377,6 +384,9 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 					}
 				}, nil
 			}); err != nil {
+				return d, err
+			}
+			if err := p.rest(ctx); err != nil {
 				return d, err
 			}
 		}
@@ -395,6 +405,29 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		}, nil
 	})
 	return d, err
+}
+
+// pacer makes a deletion rest after each piece of its work (a writer step, the reads
+// of a tree) as long as the piece took: a deletion takes at most about half of the
+// writer's time and of a core, so that on a small machine the foreground's commits and
+// runs are slowed by a pass, not stalled behind it. A pass then takes twice as long,
+// which nobody waits for.
+type pacer struct{ since time.Time }
+
+func (p *pacer) rest(ctx context.Context) error {
+	busy := time.Since(p.since)
+	if busy < time.Millisecond {
+		return nil // pieces add up until a rest is worth a timer (whose resolution is coarse)
+	}
+	t := time.NewTimer(busy)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	p.since = time.Now()
+	return nil
 }
 
 // treePoints reads a hidden tree's keys that are not under its prefixes, and counts its
