@@ -40,13 +40,16 @@ func cActivityWasm(t *testing.T) string {
 // guest's buffer, fetched with host_take), wasi:logging, and permanent failures.
 func TestCGuest(t *testing.T) {
 	wasm := cActivityWasm(t)
-	s := harness.Start(t, harness.Options{Deployment: fmt.Sprintf(`
+	s := harness.Start(t, harness.Options{
+		Deployment: fmt.Sprintf(`
 [[activity_wasm]]
 name = "c_activity"
 location.path = %q
 max_retries = 3
 retry_exp_backoff = "10ms"
-`, wasm)})
+`, wasm),
+		ExtraWorkflows: map[string]string{"c_caller": "test/e2e/testdata/c-caller-workflow"},
+	})
 
 	const fibo = "examples:c-activity/text.fibo"
 	for n, want := range map[int]string{0: "0", 1: "1", 10: "55", 50: "12586269025", 93: "12200160415121876738"} {
@@ -147,6 +150,22 @@ retry_exp_backoff = "10ms"
 		if err := json.Unmarshal([]byte(res), &doc); err != nil || code != 1 ||
 			!strings.HasPrefix(doc.Err.PermanentFailure, "kv get: ") || !strings.Contains(doc.Err.PermanentFailure, "invalid") {
 			t.Errorf("swap with an empty key: exit %d, result %s, want a permanent failure with the store's invalid error", code, res)
+		}
+	})
+	t.Run("called from a Go workflow", func(t *testing.T) {
+		const fiboReversed = "testing:c-caller-workflow/workflow.fibo-reversed"
+		res, code := submitCLI(t, s, fiboReversed, "[93]")
+		if code != 0 {
+			t.Errorf("fibo-reversed(93): exit %d", code)
+		}
+		harness.JSONEq(t, res, mustJSON(t, map[string]string{"ok": reverseRunes("12200160415121876738")}))
+		res, code = submitCLI(t, s, fiboReversed, "[94]")
+		var doc struct {
+			Err string `json:"err"`
+		}
+		if err := json.Unmarshal([]byte(res), &doc); err != nil || code != 1 ||
+			!strings.Contains(doc.Err, "examples:c-activity/text.fibo") || !strings.Contains(doc.Err, `{"permanent_failure":"fibo(94) does not fit in a u64"}`) {
+			t.Errorf("fibo-reversed(94): exit %d, result %s, want the C activity's err in the message", code, res)
 		}
 	})
 }
