@@ -195,7 +195,7 @@ func TestWebhookFunctionEndpoint(t *testing.T) {
 	ss, err := Listen(Config{
 		Servers: []ServerConfig{{Name: "external", ListeningAddr: "127.0.0.1:0"}},
 		Endpoints: []EndpointConfig{{Name: "fibo", Server: "external", Routes: routes(t, "GET /fibo/:n", "POST /fibo"),
-			MaxInflightRequests: 10, RequestTimeout: 300 * time.Millisecond, Function: "testing:params/fns.fibo"}},
+			MaxInflightRequests: 10, RequestTimeout: time.Second, Function: "testing:params/fns.fibo"}},
 	})
 	if err != nil {
 		t.Fatal(err)
