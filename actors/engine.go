@@ -609,6 +609,13 @@ func (e *Engine) Store() events.Store { return e.store }
 // Components returns the deployed components, by name.
 func (e *Engine) Components() []*Component { return e.reg.components }
 
+// Function returns the deployed function ffqn and the component that exports it;
+// ok=false when no deployed component exports it.
+func (e *Engine) Function(ffqn string) (fn Function, ok bool) {
+	fn, ok = e.reg.byFFQN[ffqn]
+	return fn, ok
+}
+
 // WaitFinished blocks until the execution has finished or ctx ends, returning the
 // latest state either way.
 func (e *Engine) WaitFinished(ctx context.Context, id string) (*pb.ExecutionState, error) {

@@ -72,7 +72,10 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 2, Err: err}
 			}
 			defer webhooks.Close() // before e.Close: stops and waits for the requests in flight
-			webhooks.Serve(e, log)
+			if err := webhooks.Serve(e, log); err != nil {
+				ln.Close()
+				return &ExitError{Code: 2, Err: err} // the config names what the engine lacks
+			}
 			for name, addr := range webhooks.Addrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on http://%s\n", name, addr)
 			}
