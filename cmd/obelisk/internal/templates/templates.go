@@ -57,9 +57,9 @@ type Template struct {
 type part struct {
 	src, dir string
 	kind     actors.ComponentType // its obelisk.toml table
-	about    string // one line for the project's README
-	imports  bool   // it calls the activity: wit/deps/ gets the activity's package
-	ext      bool   // ...and submits into join sets: the -obelisk-ext extensions and Go wrappers too
+	about    string               // one line for the project's README
+	imports  bool                 // it calls the activity: wit/deps/ gets the activity's package
+	ext      bool                 // ...and submits into join sets: the -obelisk-ext extensions and Go wrappers too
 }
 
 var activityPart = part{src: "activity", dir: "activity", kind: actors.ActivityWasm,
