@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -226,7 +227,7 @@ func renderDir(src, dir string, d data) ([]File, error) {
 		if rel == "gitignore" {
 			rel = ".gitignore" // embed leaves out dot files
 		}
-		tmpl, err := template.New(p).Option("missingkey=error").Parse(string(text))
+		tmpl, err := template.New(p).Option("missingkey=error").Funcs(template.FuncMap{"gomodpath": goModPath}).Parse(string(text))
 		if err != nil {
 			return fmt.Errorf("template %s: %w", p, err)
 		}
@@ -294,6 +295,17 @@ func (t Template) deps(rendered []File) ([]File, error) {
 		out = append(out, File{Path: path.Join(p.dir, "internal/greeter/greeter_gen.go"), Data: src})
 	}
 	return out, nil
+}
+
+// goModPath returns a folder as go.mod writes it: quoted (a Go string) when it
+// holds anything besides what a path without spaces needs.
+func goModPath(p string) string {
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._~+-:@", c)) {
+			return strconv.Quote(p)
+		}
+	}
+	return p
 }
 
 // CheckName checks a project name: lowercase words of ASCII letters and

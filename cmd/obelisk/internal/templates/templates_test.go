@@ -143,6 +143,11 @@ func TestRenderReplace(t *testing.T) {
 	if gomod := files["go.mod"]; !strings.Contains(gomod, "replace "+SDKModule+" => /src/obelisk\n") {
 		t.Errorf("go.mod:\n%s", gomod)
 	}
+	// go.mod quotes a folder with a space.
+	_, files = render(t, tmpl, Options{Name: "x", Module: "x", SDKVersion: PlaceholderVersion, SDKReplace: "/home/me/my src/obelisk"})
+	if gomod := files["go.mod"]; !strings.Contains(gomod, "replace "+SDKModule+` => "/home/me/my src/obelisk"`+"\n") {
+		t.Errorf("go.mod:\n%s", gomod)
+	}
 	// The workflow submits into join sets: it gets the activity's package, its
 	// extensions, obelisk:types and Go wrappers.
 	for _, p := range []string{
