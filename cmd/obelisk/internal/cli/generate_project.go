@@ -59,6 +59,9 @@ the files of the project that are there.`,
 				return &ExitError{Code: 2, Err: err}
 			}
 			dir := args[0]
+			if err := checkTarget(dir, force); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
 			if name == "" {
 				abs, err := filepath.Abs(dir)
 				if err != nil {
@@ -71,6 +74,9 @@ the files of the project that are there.`,
 			}
 			if module == "" {
 				module = name
+			}
+			if sdkVersion != "" && (!strings.HasPrefix(sdkVersion, "v") || strings.ContainsAny(sdkVersion, " \t\n")) {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--sdk-version %q: want a module version such as v1.2.3", sdkVersion)}
 			}
 			o := templates.Options{Name: name, Module: module, SDKVersion: sdkVersion}
 			if sdkReplace != "" {
@@ -90,9 +96,6 @@ the files of the project that are there.`,
 			}
 			files, err := t.Render(o)
 			if err != nil {
-				return &ExitError{Code: 2, Err: err}
-			}
-			if err := checkTarget(dir, force); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
 			for _, f := range files {
@@ -199,8 +202,11 @@ func checkTarget(dir string, force bool) error {
 		return err
 	}
 	if len(entries) > 0 && !force {
-		return fmt.Errorf("%s is not empty (it holds %s%s): give an empty or new folder, or --force to write the project's files over what is there",
-			dir, entries[0].Name(), map[bool]string{true: ", ...", false: ""}[len(entries) > 1])
+		holds := entries[0].Name()
+		if len(entries) > 1 {
+			holds += ", ..."
+		}
+		return fmt.Errorf("%s is not empty (it holds %s): give an empty or new folder, or --force to write the project's files over what is there", dir, holds)
 	}
 	return nil
 }

@@ -132,6 +132,7 @@ func TestGenerateProjectRefuses(t *testing.T) {
 	}{
 		{[]string{"--template", "activity", "--sdk-replace", repoRoot, filepath.Join(tmp, "My_App")}, `project name "My_App"`},
 		{[]string{"--template", "activity", "--sdk-replace", repoRoot, "--name", "ok", "--module", "a b", filepath.Join(tmp, "a")}, `Go module path "a b"`},
+		{[]string{"--template", "activity", "--sdk-version", "1.2.3", filepath.Join(tmp, "f")}, `--sdk-version "1.2.3": want a module version such as v1.2.3`},
 		{[]string{"--template", "activity", "--sdk-replace", tmp, filepath.Join(tmp, "b")}, "not a checkout of " + templates.SDKModule},
 		{[]string{"--template", "activity", "--sdk-replace", "testdata-other-module", filepath.Join(tmp, "c")}, "not a checkout"},
 	} {
