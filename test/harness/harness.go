@@ -137,6 +137,7 @@ type Server struct {
 	webhookAddr string
 	webAddr     string
 	cmd         *exec.Cmd
+	env         []string // added to the server process's environment
 	logPath     string
 	Exec        obeliskv1connect.ExecutionServiceClient
 	Comp        obeliskv1connect.ComponentServiceClient
@@ -306,6 +307,7 @@ func (s *Server) Start() {
 		args = append(args, "--pprof-addr", addr)
 	}
 	s.cmd = exec.Command(obeliskBin, args...)
+	s.cmd.Env = append(os.Environ(), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
