@@ -173,3 +173,24 @@ func TestPushInspectOCI(t *testing.T) {
 		t.Fatalf("inspect with the registry down: %v", err)
 	}
 }
+
+// TestComponentUpdateErrors: update names what is wrong and writes no lock.
+func TestComponentUpdateErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "obelisk.toml")
+	data := "data_dir = \"" + filepath.Join(dir, "data") + "\"\n"
+	writeFile(t, cfg, data+"[[activity_wasm]]\nname = \"local\"\nlocation.path = \"local.wasm\"\n")
+	if _, err := runCLI(t, "component", "update", "--config", cfg); exitCode(err) != 2 || !strings.Contains(err.Error(), "has no component with a location.oci") {
+		t.Fatalf("update without OCI locations: %v", err)
+	}
+	writeFile(t, cfg, data+"[[activity_wasm]]\nname = \"fibo\"\nlocation.oci = \"127.0.0.1:1/fibo:v1\"\n")
+	if _, err := runCLI(t, "component", "update", "--config", cfg, "local"); exitCode(err) != 2 || !strings.Contains(err.Error(), `no component "local" with a location.oci (those it has: [fibo])`) {
+		t.Fatalf("update of a component without OCI: %v", err)
+	}
+	if _, err := runCLI(t, "component", "update", "--config", cfg); exitCode(err) != 1 || !strings.Contains(err.Error(), `component "fibo": resolve 127.0.0.1:1/fibo:v1`) {
+		t.Fatalf("update with no registry: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "obelisk.lock")); err == nil {
+		t.Fatal("a failed update wrote the lock")
+	}
+}

@@ -136,6 +136,9 @@ obelisk.lock); the store is <data_dir>/components.`,
 			if err != nil {
 				return usage(err)
 			}
+			if len(cfg.OCI) == 0 {
+				return usage(fmt.Errorf("%s has no component with a location.oci: nothing to update", configPath))
+			}
 			if len(args) == 1 && !slices.ContainsFunc(cfg.OCI, func(l oci.Location) bool { return l.Component == args[0] }) {
 				var names []string
 				for _, l := range cfg.OCI {
