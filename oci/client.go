@@ -52,6 +52,10 @@ const MaxWasmSize = 1 << 30
 // does not answer by then counts as unreachable.
 const ResolveTimeout = 15 * time.Second
 
+// PullTimeout bounds a pull (the manifest and the layer): a registry that stalls fails
+// the start rather than holding it forever.
+const PullTimeout = 10 * time.Minute
+
 // maxManifestSize bounds a manifest (a component's is a few hundred bytes).
 const maxManifestSize = 4 << 20
 
@@ -133,6 +137,8 @@ func (c *Client) Resolve(ctx context.Context, ref Reference) (string, error) {
 // Pull makes sure store holds the wasm of the manifest manifestDigest of ref's
 // repository, downloading it unless the store already does, and returns the artifact.
 func (c *Client) Pull(ctx context.Context, ref Reference, manifestDigest string, store *wasmstore.Store) (Artifact, error) {
+	ctx, cancel := context.WithTimeout(ctx, PullTimeout)
+	defer cancel()
 	repo := c.repository(ref)
 	a, layer, err := c.manifest(ctx, repo, ref, manifestDigest)
 	if err != nil {
@@ -154,6 +160,8 @@ func (c *Client) Pull(ctx context.Context, ref Reference, manifestDigest string,
 // Fetch returns the wasm of the manifest manifestDigest of ref's repository: from store
 // if it holds it (store may be nil), else downloaded (and not stored).
 func (c *Client) Fetch(ctx context.Context, ref Reference, manifestDigest string, store *wasmstore.Store) ([]byte, Artifact, error) {
+	ctx, cancel := context.WithTimeout(ctx, PullTimeout)
+	defer cancel()
 	repo := c.repository(ref)
 	a, layer, err := c.manifest(ctx, repo, ref, manifestDigest)
 	if err != nil {

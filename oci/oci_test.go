@@ -13,6 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+
 	"github.com/obelisk-go/obelisk/test/harness"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 	"github.com/obelisk-go/obelisk/wasmstore"
@@ -203,6 +207,26 @@ func TestPushPull(t *testing.T) {
 	dref, _ := ParseReference(reg.Addr + "/stub@" + pushed.ManifestDigest)
 	if _, err := c.Push(ctx, dref, wasm); err == nil || !strings.Contains(err.Error(), "give a tag") {
 		t.Fatalf("push to a digest: %v", err)
+	}
+	// An artifact of another kind: refused, saying what it has.
+	other := content.NewDescriptorFromBytes("application/octet-stream", []byte("not wasm"))
+	if err := pushBlob(ctx, c.repository(ref), other, []byte("not wasm")); err != nil {
+		t.Fatal(err)
+	}
+	cfgDesc := content.NewDescriptorFromBytes(ConfigMediaType, []byte("{}"))
+	if err := pushBlob(ctx, c.repository(ref), cfgDesc, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: []ocispec.Descriptor{other}})
+	mdesc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
+	if err := c.repository(ref).PushReference(ctx, mdesc, bytes.NewReader(manifest), "other"); err != nil {
+		t.Fatal(err)
+	}
+	oref, _ := ParseReference(reg.Addr + "/stub:other")
+	if d, err := c.Resolve(ctx, oref); err != nil || d != mdesc.Digest.String() {
+		t.Fatalf("resolve the other artifact: %s %v", d, err)
+	} else if _, err := c.Pull(ctx, oref, d, store); err == nil || !strings.Contains(err.Error(), "a component has one layer of media type application/wasm, this manifest has 1: [application/octet-stream]") {
+		t.Fatalf("pull of another kind of artifact: %v", err)
 	}
 	// A digest the repository does not have.
 	if _, err := c.Pull(ctx, ref, "sha256:"+strings.Repeat("0", 64), store); err == nil {
