@@ -234,7 +234,7 @@ func TestPushPull(t *testing.T) {
 	}
 }
 
-func logger(t *testing.T) (*slog.Logger, *bytes.Buffer) {
+func logger() (*slog.Logger, *bytes.Buffer) {
 	var buf bytes.Buffer
 	return slog.New(slog.NewTextHandler(&buf, nil)), &buf
 }
@@ -253,7 +253,7 @@ func TestResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := wasmstore.Open(t.TempDir())
-	log, logs := logger(t)
+	log, logs := logger()
 	r := &Resolver{Client: c, Store: store, Logger: log}
 	locs := []Location{{Component: "a", Reference: refText}, {Component: "b", Reference: refText}}
 	lock := &Lock{}
