@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,6 +122,11 @@ type Options struct {
 	// CacheDir is the compilation cache; by default one shared by the test process's
 	// servers, so that each compiles the modules once.
 	CacheDir string
+	// Locations replace the location.path of example components, by name: the TOML
+	// line(s) to write instead, e.g. `location.oci = "127.0.0.1:5000/fibo:v1"`.
+	Locations map[string]string
+	// ServerArgs are more arguments of `obelisk server run`, e.g. --locked.
+	ServerArgs []string
 }
 
 // Server is a running `obelisk server run` process.
@@ -139,6 +145,7 @@ type Server struct {
 	cmd         *exec.Cmd
 	env         []string // added to the server process's environment
 	logPath     string
+	args        []string // Options.ServerArgs
 	Exec        obeliskv1connect.ExecutionServiceClient
 	Comp        obeliskv1connect.ComponentServiceClient
 }
@@ -173,6 +180,14 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) writeConfig(o Options) {
 	s.t.Helper()
 	deployment := s.deployment(o) + "\n" + o.Deployment + "\n" + s.webhookDeployment(o)
+	for name, loc := range o.Locations {
+		re := regexp.MustCompile(`(?m)^name = "` + regexp.QuoteMeta(name) + `"\nlocation\.path = .*$`)
+		if !re.MatchString(deployment) {
+			s.t.Fatalf("Options.Locations: no component %q with a location.path", name)
+		}
+		deployment = re.ReplaceAllLiteralString(deployment, fmt.Sprintf("name = %q\n%s", name, loc))
+	}
+	s.args = o.ServerArgs
 	for name, dir := range o.ExtraWorkflows {
 		wasm, err := buildExtra(dir)
 		if err != nil {
@@ -301,7 +316,7 @@ func (s *Server) Start() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	args := []string{"server", "run", "--config", s.config}
+	args := append([]string{"server", "run", "--config", s.config}, s.args...)
 	if addr := os.Getenv("OBELISK_PPROF_ADDR"); addr != "" {
 		// For profiling a benchmark: go tool pprof http://ADDR/debug/pprof/profile.
 		args = append(args, "--pprof-addr", addr)
@@ -691,6 +706,9 @@ routes = ["GET /fibo/:n/:iterations"]
 %s
 `, s.webhookAddr, filepath.Join(componentsDir, "fibo-webhook.wasm"), o.ExtraTOML["fibo_webhook"])
 }
+
+// ConfigPath is the server's obelisk.toml (its obelisk.lock is beside it).
+func (s *Server) ConfigPath() string { return s.config }
 
 // DataDir is the server's data_dir (the event store is in DataDir()/store).
 func (s *Server) DataDir() string { return filepath.Join(s.dir, "data") }

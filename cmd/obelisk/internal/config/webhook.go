@@ -134,6 +134,9 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 			s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
 			continue
 		}
+		if err := s.location(w.Name, w.Location); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
+		}
 		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts, DeniedHosts: w.DeniedHosts}).Validate(); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "%v", err) // names the key and the entry
 		}
@@ -157,7 +160,7 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 func checkFunctionEndpoint(w WebhookEndpoint) error {
 	if w.Function == "" {
 		if w.Location == (Location{}) {
-			return errors.New("location.path (a module) or function (an FFQN every request submits) is required")
+			return errors.New("location.path or location.oci (a module) or function (an FFQN every request submits) is required")
 		}
 		return nil
 	}
