@@ -8,9 +8,9 @@ WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
 BENCH_ENV := OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR))
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -path './bin/*') $(wildcard webui/static/*) go.mod go.sum
 
-.PHONY: all build run test test-short bench proto schemas clean components bindings
+.PHONY: all build run test test-short bench proto schemas clean components bindings c-components
 
-all: build
+all: build c-components
 
 build: $(BIN) components
 
@@ -26,18 +26,27 @@ $(WASM_DIR)/%.wasm: $(BIN) $(shell find test/components sdk/go -type f)
 	$(BIN) component embed-wit test/components/$*/wit $@.tmp -o $@
 	@rm -f $@.tmp
 
+# Components in other languages (examples/c-activity, docs/abi.md without an SDK), built
+# when their toolchain is installed (.ci/run installs it); their e2e test skips otherwise.
+c-components: $(BIN)
+	@if $(MAKE) -s -C examples/c-activity check >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory -C examples/c-activity OBELISK=$(abspath $(BIN)) OUT=$(abspath $(WASM_DIR))/c-activity.wasm; \
+	else \
+		echo "c-components: no clang/wasi-libc for wasm32-wasi, skipping examples/c-activity (apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)"; \
+	fi
+
 # Runs the server on the example deployment, storing everything under ./obelisk-data.
 run: build
 	$(BIN) server run --config examples/obelisk.toml
 
 # Unit and integration tests, including end-to-end tests of the real server.
-test: build
+test: build c-components
 	$(BENCH_ENV) $(GO) test -count=1 -timeout 15m ./...
 
 # Benchmarks of the real server; figures go to docs/benchmarks.md.
 bench: build
 	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'InstanceStart|ActivityRun' -benchtime 200x ./test/bench/
-	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable|Keepalive|Replay|WatchEvents|WebhookThroughput|WebhookBody|ServerStart|Retention|KV' -benchtime 1x -timeout 30m ./test/bench/
+	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable|Keepalive|Replay|WatchEvents|WebhookThroughput|WebhookBody|ServerStart|Retention|KV|OCI' -benchtime 1x -timeout 30m ./test/bench/
 
 # Regenerates the Go bindings the example components use (obelisk generate go-bindings).
 bindings: $(BIN)

@@ -649,6 +649,14 @@ func (e *Engine) RetiredComponents() []*Component {
 	return out
 }
 
+// Function returns the deployed function ffqn and the component a submission of it
+// that names none goes to (registry.route: the newest exporter); ok=false when no
+// deployed component exports it.
+func (e *Engine) Function(ffqn string) (fn Function, ok bool) {
+	fn, err := e.reg.route(nil, ffqn, "")
+	return fn, err == nil
+}
+
 // WaitFinished blocks until the execution has finished or ctx ends, returning the
 // latest state either way.
 func (e *Engine) WaitFinished(ctx context.Context, id string) (*pb.ExecutionState, error) {

@@ -69,3 +69,26 @@ func functionDetail(fn *wit.Function, submittable bool) *pb.FunctionDetail {
 	d.ParamsSchemaJson, d.ResultSchemaJson = string(params), string(result)
 	return d
 }
+
+// WasmDetail describes a component file that is not (or not known to be) deployed, as
+// GetComponent describes a deployed one: `obelisk component inspect` of a file, of a
+// version in the component store or of an OCI artifact. id is its component ID (or its
+// content digest), name and typ what is known of a deployment ("" if nothing); its
+// exports are not submittable, as nothing serves them.
+func WasmDetail(id, name, typ string, files []wit.File) (*pb.GetComponentResponse, error) {
+	resolve, err := wit.Parse(files)
+	if err != nil {
+		return nil, fmt.Errorf("parse WIT: %w", err)
+	}
+	resp := &pb.GetComponentResponse{ComponentId: id, Name: name, Type: typ}
+	for _, f := range files {
+		resp.WitFiles = append(resp.WitFiles, &pb.WitFile{Path: f.Path, Text: f.Text})
+	}
+	for _, fn := range resolve.Exports() {
+		resp.Exports = append(resp.Exports, functionDetail(fn, false))
+	}
+	for _, fn := range resolve.Imports() {
+		resp.Imports = append(resp.Imports, functionDetail(fn, false))
+	}
+	return resp, nil
+}

@@ -24,28 +24,43 @@ import (
 // forward. A deletion is a sequence of writer requests (so none of it races a commit of
 // the tree), and the WAL keeps them in order, so a crash leaves a prefix of it:
 //
-//  1. mark: checks each root (top level, finished, no live descendant, no waiting
-//     delay) and writes x\0<root>. From this commit on the tree is hidden: every read
-//     answers as if it did not exist, and the writer refuses any Tx touching it
-//     (hidden; the marks live in memory too, loaded at Open).
-//  2. points, in chunks of at most deleteChunk keys (unsynced, short, so foreground
-//     commits wait little): the keys that are not under the tree's prefixes, found
-//     from the ones that are: the c keys of its executions (from its s keys), the g keys
-//     of its events (from its q keys) and the root's f key.
-//  3. ranges, synced: one range deletion per table of treeTags and tree, the mark
-//     removed, and m\0global-last raised so that no position is ever given twice.
+//  1. mark, markChunk roots per request: checks each root (top level, finished, no live
+//     descendant, no waiting delay) and writes x\0<root>. From this commit on the tree
+//     is hidden: every read answers as if it did not exist, and the writer refuses any
+//     Tx touching it (hidden; the marks live in memory too, loaded at Open).
+//  2. derived points, in chunks of at most deleteChunk keys (unsynced, short, so
+//     foreground commits wait little): the keys that are not under the tree's prefixes,
+//     found from the ones that are: the c keys of its executions (from its s keys), the g
+//     keys of its events (from its q keys) and the root's f key.
+//  3. the tree's own keys (every key under its prefixes in the treeTags tables), in
+//     chunks likewise.
+//  4. synced: the marks removed, and m\0global-last raised so that no position is ever
+//     given twice.
 //
-// Until step 3 the tree's s and q keys are there, so step 2 can be redone from them:
-// after a restart the mark is still present, FinishedTrees lists the marked tree
-// first, and DeleteTrees finishes it. Nothing else ever removes a mark.
+// Step 2 ends before step 3 begins, so until step 3 the s and q keys are all there and
+// while it runs every derived key of a deleted s or q key is gone already: after a
+// restart the mark is still present, FinishedTrees lists the marked tree first, and
+// DeleteTrees finishes it from what is left. Nothing else ever removes a mark.
+//
+// Point deletions, not range deletions: a range tombstone in the memtable costs every
+// read until the memtable is flushed (the memtable's tombstones are fragmented again
+// after each one added), and a pass adds one per table and tree, thousands in all; the
+// foreground calls of the retention benchmark stalled for 15-25 ms behind them. Point
+// tombstones cost only the reads that land on them, and the compaction after the pass
+// (CompactDeleted) drops them.
 
 // treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
 // keys.go): a tree's deletion is one range per table. A new per-execution table is one
 // more tag here.
 var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt, tagLog}
 
-// deleteChunk bounds the point deletions of one writer request.
-const deleteChunk = 2048
+// deleteChunk bounds the point deletions of one writer request, markChunk the roots one
+// mark request checks (each a few reads inside the writer): both keep a foreground
+// commit's wait behind a deletion's request well under a millisecond or so.
+const (
+	deleteChunk = 1024
+	markChunk   = 32
+)
 
 // ErrNotDeletable is wrapped by DeleteTrees' refusals: the execution is not top-level,
 // or its tree has not finished.
@@ -295,34 +310,45 @@ func (s *PebbleStore) applyStep(req *commitReq) {
 func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted, error) {
 	d := Deleted{Refused: map[string]error{}}
 	var marked []string
-	err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
-		var fresh []string
-		for _, root := range roots {
-			if s.hidden(root) && IsTopLevel(root) {
+	p := pacer{since: time.Now()}
+	for len(roots) > 0 {
+		chunk := roots[:min(len(roots), markChunk)]
+		roots = roots[len(chunk):]
+		err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+			var fresh []string
+			for _, root := range chunk {
+				if s.hidden(root) && IsTopLevel(root) {
+					marked = append(marked, root)
+					continue
+				}
+				if err := s.checkFinished(root); err != nil {
+					d.Refused[root] = err
+					continue
+				}
+				_ = b.Set(deletingKey(root), nil, nil)
 				marked = append(marked, root)
-				continue
+				fresh = append(fresh, root)
 			}
-			if err := s.checkFinished(root); err != nil {
-				d.Refused[root] = err
-				continue
-			}
-			_ = b.Set(deletingKey(root), nil, nil)
-			marked = append(marked, root)
-			fresh = append(fresh, root)
+			return func() {
+				s.mu.Lock()
+				for _, r := range fresh {
+					s.deleting[r] = true
+				}
+				s.mu.Unlock()
+			}, nil
+		})
+		if err != nil {
+			return d, err
 		}
-		return func() {
-			s.mu.Lock()
-			for _, r := range fresh {
-				s.deleting[r] = true
-			}
-			s.mu.Unlock()
-		}, nil
-	})
-	if err != nil || len(marked) == 0 {
-		return d, err
+		if err := p.rest(ctx); err != nil {
+			return d, err
+		}
+	}
+	if len(marked) == 0 {
+		return d, nil
 	}
 	// The trees are hidden and frozen: what to delete can be read outside the writer.
-	var points [][]byte
+	var derived, own [][]byte
 	for _, root := range marked {
 		n, evs, keys, err := s.treePoints(root)
 		if err != nil {
@@ -331,33 +357,42 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		d.Trees++
 		d.Executions += n
 		d.Events += evs
-		points = append(points, keys...)
-	}
-	for len(points) > 0 {
-		chunk := points[:min(len(points), deleteChunk)]
-		points = points[len(chunk):]
-		if err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
-			for _, k := range chunk {
-				_ = b.Delete(k, nil)
+		derived = append(derived, keys...)
+		for _, tag := range treeTags {
+			if err := s.scanTree(tag, root, func(k, _ []byte) error {
+				own = append(own, bytes.Clone(k))
+				return nil
+			}); err != nil {
+				return d, fmt.Errorf("delete %s: read its keys: %w", root, err)
 			}
-			return func() {
-				for _, k := range chunk {
-					s.compact.add(k, append(bytes.Clone(k), 0))
-				}
-			}, nil
-		}); err != nil {
+		}
+		if err := p.rest(ctx); err != nil {
 			return d, err
 		}
 	}
-	err = s.runStep(ctx, true, func(b *pebble.Batch) (func(), error) {
-		var spans []span
-		for _, root := range marked {
-			for _, tag := range treeTags {
-				for _, sp := range treeSpans(tag, root) {
-					_ = b.DeleteRange(sp.start, sp.end, nil)
-					spans = append(spans, sp)
+	for _, keys := range [][][]byte{derived, own} { // derived first: see the invariant
+		for len(keys) > 0 {
+			chunk := keys[:min(len(keys), deleteChunk)]
+			keys = keys[len(chunk):]
+			if err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+				for _, k := range chunk {
+					_ = b.Delete(k, nil)
 				}
+				return func() {
+					for _, k := range chunk {
+						s.compact.add(k, append(bytes.Clone(k), 0))
+					}
+				}, nil
+			}); err != nil {
+				return d, err
 			}
+			if err := p.rest(ctx); err != nil {
+				return d, err
+			}
+		}
+	}
+	err := s.runStep(ctx, true, func(b *pebble.Batch) (func(), error) {
+		for _, root := range marked {
 			_ = b.Delete(deletingKey(root), nil)
 		}
 		_ = b.Set(globalLastKey, binary.BigEndian.AppendUint64(nil, s.global.last.Load()), nil)
@@ -367,12 +402,32 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 				delete(s.deleting, r)
 			}
 			s.mu.Unlock()
-			for _, sp := range spans {
-				s.compact.add(sp.start, sp.end)
-			}
 		}, nil
 	})
 	return d, err
+}
+
+// pacer makes a deletion rest after each piece of its work (a writer step, the reads
+// of a tree) as long as the piece took: a deletion takes at most about half of the
+// writer's time and of a core, so that on a small machine the foreground's commits and
+// runs are slowed by a pass, not stalled behind it. A pass then takes twice as long,
+// which nobody waits for.
+type pacer struct{ since time.Time }
+
+func (p *pacer) rest(ctx context.Context) error {
+	busy := time.Since(p.since)
+	if busy < time.Millisecond {
+		return nil // pieces add up until a rest is worth a timer (whose resolution is coarse)
+	}
+	t := time.NewTimer(busy)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	p.since = time.Now()
+	return nil
 }
 
 // treePoints reads a hidden tree's keys that are not under its prefixes, and counts its
@@ -541,7 +596,9 @@ func (s *PebbleStore) CompactDeleted(ctx context.Context) error {
 	s.compact.m = nil
 	s.compact.mu.Unlock()
 	for _, sp := range spans {
-		if err := s.db.Compact(ctx, sp[0], sp[1], true); err != nil {
+		// Not parallelized: on a small machine its subcompactions would take every core
+		// from the foreground.
+		if err := s.db.Compact(ctx, sp[0], sp[1], false); err != nil {
 			return fmt.Errorf("compact deleted range %q: %w", sp[0], err)
 		}
 	}

@@ -379,3 +379,59 @@ func TestFinishedIndexBuiltAtOpen(t *testing.T) {
 		t.Fatalf("after reopening: %v, want %s", got, root)
 	}
 }
+
+// TestDeleteTreesCrashInOwnKeys: a crash after the derived keys and some of the tree's
+// own keys (its states among them) were deleted leaves the tree hidden, and the next
+// deletion finishes it without leaving any key of it, derived or own.
+func TestDeleteTreesCrashInOwnKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := gOpen(t, dir)
+	root, child := rTree(t, s, 100, true)
+	kept, _ := rTree(t, s, 200, true)
+	if err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+		return nil, b.Set(deletingKey(root), nil, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, derived, err := s.treePoints(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states [][]byte
+	if err := s.scanTree(tagState, root, func(k, _ []byte) error {
+		states = append(states, bytes.Clone(k))
+		return nil
+	}); err != nil || len(states) != 2 {
+		t.Fatalf("states of the tree: %d, %v", len(states), err)
+	}
+	// Steps 2 and the start of 3: every derived key, then the root's state only.
+	if err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+		for _, k := range derived {
+			_ = b.Delete(k, nil)
+		}
+		return nil, b.Delete(states[0], nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = gOpen(t, dir)
+	for _, id := range []string{root, child} {
+		if _, err := s.State(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("state of half-deleted %s: %v", id, err)
+		}
+	}
+	d, err := s.DeleteTrees(ctx, []string{root})
+	if err != nil || d.Trees != 1 {
+		t.Fatalf("finishing the deletion: %+v %v", d, err)
+	}
+	if left := treeKeys(t, s, root); len(left) != 0 {
+		t.Fatalf("keys of the deleted tree left: %q", left)
+	}
+	if _, err := s.State(ctx, kept); err != nil {
+		t.Fatalf("the other tree after the deletion: %v", err)
+	}
+	if s.hidden(root) {
+		t.Fatal("the deleted tree is still marked")
+	}
+}

@@ -2,7 +2,9 @@
 // obelisk.toml, the route table of every server, and per endpoint a bound on the
 // requests in flight and a request timeout. Each request that matches a route runs in a
 // fresh instance of its endpoint's module, through the engine (actors.Engine.RunWebhook),
-// which records it as an execution if it does something durable.
+// which records it as an execution if it does something durable; or, for an endpoint
+// mapped to a function, submits one execution of it and answers with its result
+// (function.go).
 //
 // Answers the server gives itself, as text/plain:
 //
@@ -15,6 +17,8 @@
 //	500 webhook trapped: <reason>  the handler trapped (a Go panic, for instance)
 //	500 webhook failed: <reason>   the handler returned an err, or an invalid response
 //	503 ...                        the server is stopping, or the instance could not be made
+//
+// A function endpoint answers with its function's result instead (function.go).
 package webhook
 
 import (
@@ -31,7 +35,9 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/actors"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
 // Defaults (contract: documented in examples/obelisk.toml).
@@ -74,19 +80,28 @@ type EndpointConfig struct {
 	Routes              []Route
 	MaxInflightRequests int
 	RequestTimeout      time.Duration
+	// Function, if set, is the FFQN the endpoint submits for every request, instead of
+	// running a module of its own (function.go); the engine then has no component of
+	// the endpoint's name.
+	Function string
 }
 
 // Engine is what the servers need of the engine (an *actors.Engine).
 type Engine interface {
 	RunWebhook(ctx context.Context, endpoint string, req *actors.WebhookRequest) (*actors.WebhookResult, error)
+	// Function, Submit and WaitFinished serve function endpoints.
+	Function(ffqn string) (actors.Function, bool)
+	Submit(ctx context.Context, id, ffqn string, params json.RawMessage, opts ...actors.SubmitOption) (string, bool, error)
+	WaitFinished(ctx context.Context, id string) (*pb.ExecutionState, error)
 }
 
 // Servers are the listening HTTP servers of webhook endpoints.
 type Servers struct {
-	servers []*server
-	ctx     context.Context // the requests' base context, cancelled by Close
-	cancel  context.CancelFunc
-	running sync.WaitGroup // handlers
+	servers   []*server
+	endpoints []*endpoint
+	ctx       context.Context // the requests' base context, cancelled by Close
+	cancel    context.CancelFunc
+	running   sync.WaitGroup // handlers
 }
 
 type server struct {
@@ -99,6 +114,7 @@ type server struct {
 type endpoint struct {
 	cfg      EndpointConfig
 	inflight chan struct{}
+	fn       *wit.Function // of a function endpoint, once bound (Serve)
 }
 
 // Listen checks the configuration, builds the route tables and listens on every server
@@ -119,6 +135,7 @@ func Listen(cfg Config) (*Servers, error) {
 			return nil, fmt.Errorf("webhook_endpoint %q: http_server %q is not defined", ec.Name, ec.Server)
 		}
 		ep := &endpoint{cfg: ec, inflight: make(chan struct{}, max(ec.MaxInflightRequests, 1))}
+		s.endpoints = append(s.endpoints, ep)
 		for _, r := range ec.Routes {
 			if err := srv.router.Add(r, ep); err != nil {
 				return nil, fmt.Errorf("webhook_endpoint %q on http_server %q: %w", ec.Name, ec.Server, err)
@@ -147,8 +164,17 @@ func (s *Servers) Addrs() map[string]net.Addr {
 	return m
 }
 
-// Serve serves every server until Close; it returns at once.
-func (s *Servers) Serve(e Engine, log *slog.Logger) {
+// Serve serves every server until Close; it returns at once. It serves nothing and
+// returns an error when the function of a function endpoint is not one the engine can
+// submit (naming the endpoint and the function).
+func (s *Servers) Serve(e Engine, log *slog.Logger) error {
+	for _, ep := range s.endpoints {
+		if ep.cfg.Function != "" {
+			if err := ep.bindFunction(e); err != nil {
+				return err
+			}
+		}
+	}
 	for _, srv := range s.servers {
 		read := srv.cfg.ReadTimeout
 		if read <= 0 {
@@ -170,6 +196,7 @@ func (s *Servers) Serve(e Engine, log *slog.Logger) {
 			}
 		}()
 	}
+	return nil
 }
 
 // Close stops listening, stops the requests in flight (their handlers are killed and
@@ -249,6 +276,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if ep.fn != nil {
+		h.serveFunction(ctx, w, r, ep, m.Params, body)
+		return
+	}
 	gr := guestRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header, BodyLength: len(body), Params: map[string]string{}}
 	for _, p := range m.Params {
 		gr.Params[p.Name] = p.Value

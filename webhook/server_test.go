@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/actors"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
@@ -33,6 +34,17 @@ func (f fakeEngine) RunWebhook(ctx context.Context, endpoint string, req *actors
 	}
 	out, err := f(ctx, endpoint, in, req.Body)
 	return &actors.WebhookResult{Output: out}, err
+}
+
+// fakeEngine serves no function endpoints.
+func (f fakeEngine) Function(string) (actors.Function, bool) { return actors.Function{}, false }
+
+func (f fakeEngine) Submit(context.Context, string, string, json.RawMessage, ...actors.SubmitOption) (string, bool, error) {
+	return "", false, errors.New("fakeEngine: no functions")
+}
+
+func (f fakeEngine) WaitFinished(context.Context, string) (*pb.ExecutionState, error) {
+	return nil, errors.New("fakeEngine: no executions")
 }
 
 func routes(t *testing.T, ss ...string) []Route {
@@ -83,7 +95,9 @@ func TestWebhookServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ss.Serve(e, slog.New(slog.DiscardHandler))
+	if err := ss.Serve(e, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
 	defer ss.Close()
 	base := "http://" + ss.Addrs()["external"].String()
 	do := func(method, path, body string) (int, http.Header, string) {
@@ -181,7 +195,9 @@ func TestWebhookSlowUploads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ss.Serve(e, slog.New(slog.DiscardHandler))
+	if err := ss.Serve(e, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
 	defer ss.Close()
 	addr := ss.Addrs()["external"].String()
 

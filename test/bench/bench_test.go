@@ -79,7 +79,8 @@ func BenchmarkFiboaSequential(b *testing.B) {
 // activity three times); the metrics are completed workflows per second, the server's
 // peak RSS and PSS during the run (sampled from smaps_rollup) and its VmHWM (the peak RSS
 // since it started), and the server's CPU time per workflow (steadier than wall time on
-// a shared machine). cold is the first 2,000 on a server just started: the modules prepare their
+// a shared machine), the bytes its Go runtime allocated per workflow and its GC cycles
+// (neither depends on the load). cold is the first 2,000 on a server just started: the modules prepare their
 // snapshots (~3 s of compiling) on first use, while the load runs on the plain path.
 // warm is the next 2,000, once the snapshots are ready: the steady state of a server.
 func BenchmarkThroughput(b *testing.B) {
@@ -90,6 +91,7 @@ func BenchmarkThroughput(b *testing.B) {
 		for range b.N {
 			mem := s.SampleMemory()
 			cpu0, _ := s.CPUTime()
+			alloc0, gc0 := goRuntime(s)
 			start := time.Now()
 			ids := submitAll(s, n, "testing:fibo-workflow/workflow.fiboa", "[1, 3]")
 			for _, id := range ids {
@@ -102,6 +104,9 @@ func BenchmarkThroughput(b *testing.B) {
 			if cpu1, err := s.CPUTime(); err == nil {
 				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/n, "server-cpu-ms/workflow")
 			}
+			alloc1, gc1 := goRuntime(s)
+			b.ReportMetric((alloc1-alloc0)/1024/n, "server-alloc-KiB/workflow")
+			b.ReportMetric(gc1-gc0, "server-gc-cycles")
 			reportPeakRSS(b, s)
 			reportPeakMemory(b, mem)
 		}
@@ -109,6 +114,16 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("cold", run)
 	waitPrepared(b, s, "fibo", "fibo_workflow")
 	b.Run("warm", run)
+}
+
+// goRuntime returns the bytes the server's Go runtime allocated and its GC cycles so
+// far: the allocation per workflow does not depend on the machine's load, and it is
+// what sets how often the collector runs.
+func goRuntime(s *harness.Server) (allocated, cycles float64) {
+	m := s.Metrics()
+	allocated, _ = m("go_memstats_alloc_bytes_total", nil)
+	cycles, _ = m("go_gc_duration_seconds", nil)
+	return allocated, cycles
 }
 
 // callGaps returns the times a workflow's calls were recorded (each call creates a

@@ -406,7 +406,8 @@ func TestPause(t *testing.T) {
 }
 
 // stubOptions deploys the joinset-workflow test component and testing:stub as an
-// activity stub: with its WIT inline, or (file) as a .wasm file carrying only the WIT.
+// activity stub: with its WIT inline, or (file) as a WIT-only .wasm file (embed-wit
+// without IN.wasm).
 func stubOptions(t *testing.T, file bool) harness.Options {
 	wit, err := os.ReadFile("testdata/stub/stub.wit")
 	if err != nil {
@@ -414,12 +415,8 @@ func stubOptions(t *testing.T, file bool) harness.Options {
 	}
 	stub := fmt.Sprintf("[[activity_stub]]\nname = \"stub\"\nwit = '''\n%s'''\n", wit)
 	if file {
-		empty := filepath.Join(t.TempDir(), "empty.wasm")
 		wasm := filepath.Join(t.TempDir(), "stub.wasm")
-		if err := os.WriteFile(empty, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command(harness.Binary(), "component", "embed-wit", "testdata/stub", empty, "-o", wasm).CombinedOutput(); err != nil {
+		if out, err := exec.Command(harness.Binary(), "component", "embed-wit", "testdata/stub", "-o", wasm).CombinedOutput(); err != nil {
 			t.Fatalf("embed the stub's WIT: %v\n%s", err, out)
 		}
 		stub = fmt.Sprintf("[[activity_stub]]\nname = \"stub\"\nlocation.path = %q\n", wasm)

@@ -22,7 +22,14 @@ func runServerExpectingFailure(t *testing.T, toml string) (int, string) {
 	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(harness.Binary(), "server", "run", "--config", cfg)
+	return runConfigExpectingFailure(t, cfg)
+}
+
+// runConfigExpectingFailure starts `obelisk server run --config cfg ARGS...` and returns
+// its exit code and stderr; it fails the test if the server is still up after a minute.
+func runConfigExpectingFailure(t *testing.T, cfg string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(harness.Binary(), append([]string{"server", "run", "--config", cfg}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -109,7 +109,7 @@ func TestVersionsPinnedExecutions(t *testing.T) {
 		t.Fatal("v1's file is not in <data_dir>/components after it was deployed")
 	}
 
-	s.Reconfigure(harness.Options{Locations: map[string]string{"fibo_workflow": v2File}})
+	s.Reconfigure(harness.Options{Locations: map[string]string{"fibo_workflow": fmt.Sprintf("location.path = %q", v2File)}})
 	s.Start()
 	out, _, code := s.CLI("component", "list")
 	if code != 0 || !strings.Contains(out, v1ID+" (retired") || !strings.Contains(out, v2ID+"\n") {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,9 +122,11 @@ type Options struct {
 	// CacheDir is the compilation cache; by default one shared by the test process's
 	// servers, so that each compiles the modules once.
 	CacheDir string
-	// Locations replace the .wasm file of example components, by component name (e.g.
-	// "fibo_workflow": another build of it).
+	// Locations replace the location.path of example components, by name: the TOML
+	// line(s) to write instead, e.g. `location.oci = "127.0.0.1:5000/fibo:v1"`.
 	Locations map[string]string
+	// ServerArgs are more arguments of `obelisk server run`, e.g. --locked.
+	ServerArgs []string
 }
 
 // Server is a running `obelisk server run` process.
@@ -140,7 +143,9 @@ type Server struct {
 	webhookAddr string
 	webAddr     string
 	cmd         *exec.Cmd
+	env         []string // added to the server process's environment
 	logPath     string
+	args        []string // Options.ServerArgs
 	Exec        obeliskv1connect.ExecutionServiceClient
 	Comp        obeliskv1connect.ComponentServiceClient
 }
@@ -175,6 +180,14 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) writeConfig(o Options) {
 	s.t.Helper()
 	deployment := s.deployment(o) + "\n" + o.Deployment + "\n" + s.webhookDeployment(o)
+	for name, loc := range o.Locations {
+		re := regexp.MustCompile(`(?m)^name = "` + regexp.QuoteMeta(name) + `"\nlocation\.path = .*$`)
+		if !re.MatchString(deployment) {
+			s.t.Fatalf("Options.Locations: no component %q with a location.path", name)
+		}
+		deployment = re.ReplaceAllLiteralString(deployment, fmt.Sprintf("name = %q\n%s", name, loc))
+	}
+	s.args = o.ServerArgs
 	for name, dir := range o.ExtraWorkflows {
 		wasm, err := buildExtra(dir)
 		if err != nil {
@@ -197,7 +210,6 @@ func (s *Server) Reconfigure(o Options) {
 
 func (s *Server) deployment(o Options) string {
 	wasm := func(name string) string { return filepath.Join(componentsDir, name+".wasm") }
-	located := func(component, file string) string { return cmp.Or(o.Locations[component], wasm(file)) }
 	strategy := o.BlockingStrategy
 	if strategy == "" {
 		strategy = "await"
@@ -264,8 +276,8 @@ location.path = %q
 blocking_strategy = %q
 %s
 `, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
-		located("fibo", "fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
-		located("fibo_workflow", "fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
+		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
+		wasm("fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
 		wasm("http-workflow"), strategy, extra("http_workflow"), wasm("tree"), strategy, extra("tree"))
 }
 
@@ -304,12 +316,13 @@ func (s *Server) Start() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	args := []string{"server", "run", "--config", s.config}
+	args := append([]string{"server", "run", "--config", s.config}, s.args...)
 	if addr := os.Getenv("OBELISK_PPROF_ADDR"); addr != "" {
 		// For profiling a benchmark: go tool pprof http://ADDR/debug/pprof/profile.
 		args = append(args, "--pprof-addr", addr)
 	}
 	s.cmd = exec.Command(obeliskBin, args...)
+	s.cmd.Env = append(os.Environ(), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -693,6 +706,9 @@ routes = ["GET /fibo/:n/:iterations"]
 %s
 `, s.webhookAddr, filepath.Join(componentsDir, "fibo-webhook.wasm"), o.ExtraTOML["fibo_webhook"])
 }
+
+// ConfigPath is the server's obelisk.toml (its obelisk.lock is beside it).
+func (s *Server) ConfigPath() string { return s.config }
 
 // DataDir is the server's data_dir (the event store is in DataDir()/store).
 func (s *Server) DataDir() string { return filepath.Join(s.dir, "data") }

@@ -9,7 +9,7 @@ import (
 )
 
 // Metrics scrapes the server's /metrics once and returns a lookup of one value in that
-// scrape: a counter's or a gauge's value, or a histogram's sample count, of the first
+// scrape: a counter's or a gauge's value, or a histogram's or a summary's sample count, of the first
 // series of name whose labels include labels. ok is false when there is none (a counter
 // with labels appears only once something was counted).
 func (s *Server) Metrics() func(name string, labels map[string]string) (v float64, ok bool) {
@@ -43,6 +43,8 @@ func (s *Server) Metrics() func(name string, labels map[string]string) (v float6
 				return m.Gauge.GetValue(), true
 			case dto.MetricType_HISTOGRAM:
 				return float64(m.Histogram.GetSampleCount()), true
+			case dto.MetricType_SUMMARY:
+				return float64(m.Summary.GetSampleCount()), true
 			}
 		}
 		return 0, false

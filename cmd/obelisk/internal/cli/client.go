@@ -47,7 +47,11 @@ func clientCmd() *cobra.Command {
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
 		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o), deleteCmd(o), retentionCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
-	comp.AddCommand(componentListCmd(o), componentInspectCmd(o), componentWitCmd(o))
+	comp.AddCommand(componentListCmd(o),
+		componentInspectCmd(o, serverLookup(o), "inspect COMPONENT", "List a deployed component's exports and imports with their parameter types and JSON Schemas",
+			"List the functions a deployed component exports and imports (COMPONENT: its name or ID).\n`obelisk component inspect` also takes a file, a stored version or an OCI reference."),
+		componentWitCmd(o, serverLookup(o), "wit COMPONENT", "Print a deployed component's WIT (COMPONENT: its name or ID)",
+			"Print the WIT files of a deployed component: its own package (the files at the top\nlevel of its WIT folder) and its dependencies (deps/...). `obelisk component wit` also\ntakes a file, a stored version or an OCI reference."))
 	cmd.AddCommand(exec, comp, eventStreamCmd(o))
 	return cmd
 }

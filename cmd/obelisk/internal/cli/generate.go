@@ -13,7 +13,7 @@ import (
 
 func generateCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "generate", Short: "Generate files for building components"}
-	cmd.AddCommand(witExtensionsCmd(), schemasCmd(), goBindingsCmd())
+	cmd.AddCommand(witExtensionsCmd(), schemasCmd(), goBindingsCmd(), projectCmd())
 	return cmd
 }
 

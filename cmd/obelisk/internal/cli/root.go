@@ -1,6 +1,7 @@
 // Package cli defines the obelisk command line (cobra): `server run` and `server verify`,
-// the `client` commands that talk to the API, `component embed-wit` and `generate
-// wit-extensions`.
+// the `client` commands that talk to the API, the `component` commands (embed-wit, push
+// and update for OCI registries, inspect and wit of files, stored versions and OCI
+// references) and `generate wit-extensions`.
 package cli
 
 import (

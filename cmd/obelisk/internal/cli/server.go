@@ -27,6 +27,7 @@ func serverCmd() *cobra.Command {
 	var configPath string
 	var verbose bool
 	var pprofAddr string
+	var locked bool
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Run the engine and its API with the components of a config file",
@@ -43,6 +44,10 @@ func serverCmd() *cobra.Command {
 			}
 			cfg.Engine.Logger = log
 			ctx := cmd.Context()
+			writeLock, err := pullOCIComponents(ctx, log, cfg, configPath, locked)
+			if err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
 			ln, err := net.Listen("tcp", cfg.ListeningAddr)
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("api.listening_addr: %w", err)}
@@ -62,6 +67,10 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 1, Err: err}
 			}
 			defer e.Close(ctx)
+			if err := writeLock(); err != nil {
+				ln.Close()
+				return &ExitError{Code: 1, Err: err}
+			}
 			// Only now: compiling modules on a cold compilation cache holds far more live
 			// heap than serving does, for a few seconds; a limit below it would have the
 			// collector run without pause through it.
@@ -72,7 +81,10 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 2, Err: err}
 			}
 			defer webhooks.Close() // before e.Close: stops and waits for the requests in flight
-			webhooks.Serve(e, log)
+			if err := webhooks.Serve(e, log); err != nil {
+				ln.Close()
+				return &ExitError{Code: 2, Err: err} // the config names what the engine lacks
+			}
 			for name, addr := range webhooks.Addrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on http://%s\n", name, addr)
 			}
@@ -106,6 +118,7 @@ func serverCmd() *cobra.Command {
 	run.Flags().StringVarP(&configPath, "config", "c", "", "path of obelisk.toml (default: no components, embedded defaults)")
 	run.Flags().BoolVarP(&verbose, "verbose", "v", false, "log at debug level")
 	run.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address")
+	run.Flags().BoolVar(&locked, "locked", false, "refuse a location.oci that obelisk.lock does not pin (and never write the lock)")
 	cmd.AddCommand(run, serverVerifyCmd())
 	return cmd
 }

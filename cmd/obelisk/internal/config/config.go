@@ -17,6 +17,7 @@ import (
 	"github.com/obelisk-go/obelisk/api"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
+	"github.com/obelisk-go/obelisk/oci"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
 )
@@ -115,6 +116,12 @@ type File struct {
 		// ("" = DefaultGoMemoryLimit, "off" = none).
 		GoMemoryLimit string `mapstructure:"go_memory_limit"`
 	} `mapstructure:"server"`
+	// OCI: how registries of location.oci are reached.
+	OCI struct {
+		// PlainHTTP lists registries (host or host:port) reached over plain HTTP
+		// instead of HTTPS; loopback registries always are.
+		PlainHTTP []string `mapstructure:"plain_http"`
+	} `mapstructure:"oci"`
 	// Retention deletes the trees of top-level executions that finished long ago.
 	Retention  Retention  `mapstructure:"retention"`
 	Activities []Activity `mapstructure:"activity_wasm"`
@@ -135,9 +142,12 @@ type KVConfig struct {
 	Location Location `mapstructure:"location"`
 }
 
-// Location says where a component's .wasm file is.
+// Location says where a component's .wasm file is: a file (path), or an OCI reference
+// (oci, REGISTRY/REPOSITORY:TAG or @sha256:DIGEST) pulled into the component store at
+// start.
 type Location struct {
 	Path string `mapstructure:"path"`
+	OCI  string `mapstructure:"oci"`
 }
 
 // Exec configures a component's executor.
@@ -260,6 +270,13 @@ type Server struct {
 	// webui.allowed_hosts).
 	APIAllowedHosts   hostguard.Allowed
 	WebUIAllowedHosts hostguard.Allowed
+
+	// OCI are the components whose location is an OCI reference: their Engine.Components
+	// entry has no Path until the reference is resolved and pulled into the component
+	// store (oci.Resolver), which the server does before the engine starts.
+	OCI []oci.Location
+	// OCIPlainHTTP lists the registries reached over plain HTTP (oci.plain_http).
+	OCIPlainHTTP []string
 }
 
 // Load reads the TOML file at path ("" = no file: defaults only), applies environment
@@ -285,6 +302,7 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("store.cache_size", "")
 	v.SetDefault("store.memtable_size", "")
 	v.SetDefault("server.go_memory_limit", "")
+	v.SetDefault("oci.plain_http", []string{})
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -334,6 +352,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
 	s.Engine.DataDir = f.DataDir
+	s.OCIPlainHTTP = f.OCI.PlainHTTP
 	s.Engine.CacheDir = f.CacheDir
 	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
 	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
@@ -386,6 +405,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if a.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *a.RetryExpBackoff
 		}
+		if err := s.location(c.Name, a.Location); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		if err := common(&c, a.Exec.Exec); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
@@ -427,6 +449,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		default:
 			return nil, fail("workflow", i, w.Name, "blocking_strategy %q: want \"await\" or \"interrupt\"", w.BlockingStrategy)
 		}
+		if err := s.location(c.Name, w.Location); err != nil {
+			return nil, fail("workflow", i, w.Name, "%v", err)
+		}
 		if err := common(&c, w.Exec); err != nil {
 			return nil, fail("workflow", i, w.Name, "%v", err)
 		}
@@ -453,13 +478,17 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if err := checkName(c.Name); err != nil {
 			return nil, fail("activity_stub", i, st.Name, "%v", err)
 		}
-		switch {
+		switch hasLocation := st.Location.Path != "" || st.Location.OCI != ""; {
 		case st.WIT != "" && strings.TrimSpace(st.WIT) == "":
 			return nil, fail("activity_stub", i, st.Name, "wit is empty")
-		case st.Location.Path != "" && st.WIT != "":
-			return nil, fail("activity_stub", i, st.Name, "give either location.path or wit, not both")
-		case st.Location.Path == "" && st.WIT == "":
-			return nil, fail("activity_stub", i, st.Name, "location.path (a .wasm carrying the WIT) or wit (inline WIT) is required")
+		case hasLocation && st.WIT != "":
+			return nil, fail("activity_stub", i, st.Name, "give either a location (location.path or location.oci) or wit, not both")
+		case !hasLocation && st.WIT == "":
+			return nil, fail("activity_stub", i, st.Name, "location.path (a .wasm carrying the WIT), location.oci (an OCI reference to one) or wit (inline WIT) is required")
+		case hasLocation:
+			if err := s.location(c.Name, st.Location); err != nil {
+				return nil, fail("activity_stub", i, st.Name, "%v", err)
+			}
 		}
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
@@ -470,12 +499,31 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		switch {
 		case kv.Bucket == "":
 			return nil, fmt.Errorf("config %s: kv_config[%d]: bucket is required", displayPath(path), i)
+		case kv.Location.OCI != "":
+			return nil, fmt.Errorf("config %s: kv_config[%d] (bucket %q): location.oci is for components: a bucket is read from a TOML file (location.path)", displayPath(path), i, kv.Bucket)
 		case kv.Location.Path == "":
 			return nil, fmt.Errorf("config %s: kv_config[%d] (bucket %q): location.path (a TOML file) is required", displayPath(path), i, kv.Bucket)
 		}
 		s.Engine.KVConfig = append(s.Engine.KVConfig, actors.KVConfigBucket{Bucket: kv.Bucket, Path: rel(kv.Location.Path)})
 	}
 	return s, nil
+}
+
+// location checks a component's location, exactly one of location.path (taken as it is
+// by the caller) and location.oci, and records an OCI one in s.OCI.
+func (s *Server) location(name string, l Location) error {
+	switch {
+	case l.Path != "" && l.OCI != "":
+		return fmt.Errorf("give location.path or location.oci, not both")
+	case l.Path == "" && l.OCI == "":
+		return fmt.Errorf("location.path (a .wasm file) or location.oci (an OCI reference, REGISTRY/REPOSITORY:TAG) is required")
+	case l.OCI != "":
+		if _, err := oci.ParseReference(l.OCI); err != nil {
+			return fmt.Errorf("location.oci: %w", err)
+		}
+		s.OCI = append(s.OCI, oci.Location{Component: name, Reference: l.OCI})
+	}
+	return nil
 }
 
 func checkName(name string) error {
@@ -493,9 +541,6 @@ func checkName(name string) error {
 func common(c *actors.ComponentConfig, e Exec) error {
 	if err := checkName(c.Name); err != nil {
 		return err
-	}
-	if c.Path == "" {
-		return fmt.Errorf("location.path is required")
 	}
 	if e.LockExpiry != nil {
 		c.LockExpiry = *e.LockExpiry

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
 )
@@ -17,10 +19,12 @@ type HTTPServer struct {
 	ReadTimeout   *time.Duration `mapstructure:"read_timeout"`
 }
 
-// WebhookEndpoint is one [[webhook_endpoint]].
+// WebhookEndpoint is one [[webhook_endpoint]]: a module of its own (Location), or a
+// function every request submits (Function).
 type WebhookEndpoint struct {
 	Name                string         `mapstructure:"name"`
 	Location            Location       `mapstructure:"location"`
+	Function            string         `mapstructure:"function"`
 	HTTPServer          string         `mapstructure:"http_server"`
 	Routes              []string       `mapstructure:"routes"`
 	AllowedHosts        []string       `mapstructure:"allowed_hosts"`
@@ -65,13 +69,23 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 		s.Webhooks.Servers = append(s.Webhooks.Servers, sc)
 	}
 	routers := map[string]*webhook.Router[string]{}
+	// Names of the components so far and of function endpoints, which are no
+	// components: one name space for both, as errors and logs name them alike.
+	names := map[string]bool{}
+	for _, c := range s.Engine.Components {
+		names[c.Name] = true
+	}
 	for i, w := range f.WebhookEndpoints {
 		if err := checkName(w.Name); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "%v", err)
 		}
-		if w.Location.Path == "" {
-			return fail("webhook_endpoint", i, w.Name, "location.path is required")
+		if err := checkFunctionEndpoint(w); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
 		}
+		if w.Function != "" && names[w.Name] {
+			return fail("webhook_endpoint", i, w.Name, "the name is also that of another component or webhook endpoint")
+		}
+		names[w.Name] = true
 		server := w.HTTPServer
 		if server == "" {
 			server = webhook.DefaultServerName
@@ -90,7 +104,7 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 		if len(w.Routes) == 0 {
 			return fail("webhook_endpoint", i, w.Name, "routes is required, e.g. [\"GET /fibo/:n/:iterations\"] ([\"\"] matches every path)")
 		}
-		ec := webhook.EndpointConfig{Name: w.Name, Server: server, MaxInflightRequests: webhook.DefaultMaxInflightRequests, RequestTimeout: webhook.DefaultRequestTimeout}
+		ec := webhook.EndpointConfig{Name: w.Name, Server: server, MaxInflightRequests: webhook.DefaultMaxInflightRequests, RequestTimeout: webhook.DefaultRequestTimeout, Function: w.Function}
 		if routers[server] == nil {
 			routers[server] = &webhook.Router[string]{}
 		}
@@ -116,6 +130,14 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 			}
 			ec.RequestTimeout = *w.RequestTimeout
 		}
+		if w.Function != "" {
+			// The function runs in its own component; the endpoint has none.
+			s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
+			continue
+		}
+		if err := s.location(w.Name, w.Location); err != nil {
+			return fail("webhook_endpoint", i, w.Name, "%v", err)
+		}
 		if err := (&wasmhost.HTTPPolicy{AllowedHosts: w.AllowedHosts, DeniedHosts: w.DeniedHosts}).Validate(); err != nil {
 			return fail("webhook_endpoint", i, w.Name, "%v", err) // names the key and the entry
 		}
@@ -132,6 +154,34 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 		}
 		s.Webhooks.Endpoints = append(s.Webhooks.Endpoints, ec)
 		s.Engine.Components = append(s.Engine.Components, c)
+	}
+	return nil
+}
+
+// checkFunctionEndpoint checks that an endpoint has either a module (location.path) or a
+// function, and, mapped to a function, none of the keys that configure a module. Whether
+// a deployed component exports the function is checked once the engine has loaded them
+// (webhook.Servers.Serve).
+func checkFunctionEndpoint(w WebhookEndpoint) error {
+	if w.Function == "" {
+		if w.Location == (Location{}) {
+			return errors.New("location.path or location.oci (a module) or function (an FFQN every request submits) is required")
+		}
+		return nil
+	}
+	if w.Location != (Location{}) {
+		return fmt.Errorf("function = %q and location: give one, either a module of its own or a function every request submits", w.Function)
+	}
+	if _, _, err := events.SplitFFQN(w.Function); err != nil {
+		return fmt.Errorf("function: %w", err)
+	}
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"allowed_hosts", w.AllowedHosts != nil}, {"denied_hosts", w.DeniedHosts != nil}, {"stdout", w.Stdout != ""}, {"stderr", w.Stderr != ""}} {
+		if k.set {
+			return fmt.Errorf("%s configures an endpoint's own module (location.path); an endpoint mapped to function %q has none", k.key, w.Function)
+		}
 	}
 	return nil
 }
