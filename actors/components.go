@@ -33,6 +33,10 @@ const (
 	// ActivityNative components are built into the engine (no WASM) and run like
 	// activities: the KV component (runner_kv.go).
 	ActivityNative ComponentType = "activity_native"
+	// Trigger components export nothing: one instance runs for as long as it wants,
+	// started with the engine and restarted after a backoff when it ends (trigger.go);
+	// they may call and schedule what their world imports, as webhook endpoints do.
+	Trigger ComponentType = "trigger"
 )
 
 // BlockingStrategy says what a workflow run does while it waits for a child.
@@ -95,6 +99,11 @@ type ComponentConfig struct {
 	// CaptureStdout and CaptureStderr make the lines the guest writes to standard output
 	// and error log lines of the execution (wasmhost.RunInput).
 	CaptureStdout, CaptureStderr bool
+	// RestartBackoff and RestartBackoffMax (triggers): the delay before the first
+	// restart of a trigger whose run ended, doubled at each further one up to the
+	// max; a run that lasted RestartBackoffMax or longer starts the doubling afresh.
+	// 0 means DefaultTriggerBackoff, DefaultTriggerBackoffMax.
+	RestartBackoff, RestartBackoffMax time.Duration
 }
 
 // QueueName returns the component's queue: Queue, or its name.
@@ -251,10 +260,12 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, cfgs []ComponentC
 				return nil, fmt.Errorf("component %q imports %s: activity stubs cannot be scheduled", c.Config.Name, fn.FFQN())
 			case c.Config.Type == WebhookEndpoint && ext && kind != wit.ExtSchedule:
 				return nil, fmt.Errorf("webhook endpoint %q imports %s: a webhook endpoint may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
+			case c.Config.Type == Trigger && ext && kind != wit.ExtSchedule:
+				return nil, fmt.Errorf("trigger %q imports %s: a trigger may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
 			}
 			c.imports[ffqn] = true
 		}
-		if c.Config.Type == Workflow || c.Config.Type == WebhookEndpoint {
+		if c.Config.Type == Workflow || c.Config.Type == WebhookEndpoint || c.Config.Type == Trigger {
 			// The built-in components' functions are everyone's, imported or not.
 			for ffqn, fn := range reg.byFFQN {
 				if fn.Component.Config.Type == ActivityNative {
@@ -299,7 +310,10 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	if cfg.Type == WebhookEndpoint && len(exports) > 0 {
 		return nil, fmt.Errorf("component %q: a webhook endpoint exports no functions, but its WIT exports %s", cfg.Name, exports[0].FFQN())
 	}
-	if len(exports) == 0 && cfg.Type != WebhookEndpoint {
+	if cfg.Type == Trigger && len(exports) > 0 {
+		return nil, fmt.Errorf("component %q: a trigger exports no functions (the host runs %s), but its WIT exports %s", cfg.Name, TriggerFFQN, exports[0].FFQN())
+	}
+	if len(exports) == 0 && cfg.Type != WebhookEndpoint && cfg.Type != Trigger {
 		return nil, fmt.Errorf("component %q: its WIT exports no function", cfg.Name)
 	}
 	for _, fn := range exports {
@@ -309,7 +323,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	}
 	imports := resolve.Imports()
 	switch cfg.Type {
-	case Workflow, WebhookEndpoint:
+	case Workflow, WebhookEndpoint, Trigger:
 	case ActivityWasm:
 		// An activity's host calls cannot reach other components: a module that imports
 		// functions (a workflow deployed as an activity) would fail every call at run time.
@@ -326,7 +340,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	if cfg.Type == ActivityStub || cfg.Type == ActivityNative {
 		return c, nil
 	}
-	if cfg.Type == ActivityWasm || cfg.Type == WebhookEndpoint {
+	if cfg.Type == ActivityWasm || cfg.Type == WebhookEndpoint || cfg.Type == Trigger {
 		if c.http, err = wasmhost.NewOutbound(wasmhost.HTTPPolicy{AllowedHosts: cfg.AllowedHosts, DeniedHosts: cfg.DeniedHosts}); err != nil {
 			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 		}

@@ -116,6 +116,8 @@ type Engine struct {
 	memory *membudget.Budget
 	// keepalives renews the locks of kept-alive activity attempts (service_keepalives.go).
 	keepalives *keepalives
+	// triggers are the trigger components' services (trigger.go).
+	triggers []*trigger
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -217,7 +219,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.delays = newDelayTimer(e)
 	e.keepalives = newKeepalives(e)
 	for _, c := range reg.components {
-		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
+		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint && c.Config.Type != Trigger { // never run by an executor
 			name := c.Config.QueueName()
 			q := e.queues[name]
 			if q == nil {
@@ -255,6 +257,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.registerGauges()
+	e.triggers = e.newTriggers()
 	e.startServices()
 	e.goLoop(func() { e.stopOnStoreFailure(runCtx) })
 	return e, nil
@@ -420,6 +423,12 @@ type SubmitOption func(*submitOptions)
 
 type submitOptions struct {
 	queue string
+	at    time.Time // due then; zero: now
+}
+
+// dueAt makes the execution due at t rather than now (a trigger's schedule).
+func dueAt(t time.Time) SubmitOption {
+	return func(o *submitOptions) { o.at = t }
 }
 
 // InQueue submits the execution to the named queue rather than its component's
@@ -475,6 +484,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact.Bytes(), "", "")
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
+	}
+	if !o.at.IsZero() {
+		created.GetCreated().ScheduledAt = o.at.UnixNano()
 	}
 	var eager []*run
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {

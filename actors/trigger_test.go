@@ -1,0 +1,57 @@
+package actors
+
+import (
+	"testing"
+	"time"
+)
+
+// TestTriggerBackoff: the delay doubles from the first one, stops at the cap, and the
+// jitter takes off at most half of it.
+func TestTriggerBackoff(t *testing.T) {
+	first, max := time.Second, 5*time.Minute
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second,
+		32 * time.Second, 64 * time.Second, 128 * time.Second, 256 * time.Second, max, max}
+	for i, w := range want {
+		n := i + 1
+		if got := triggerBackoff(first, max, n, 0); got != w {
+			t.Errorf("restart %d without jitter: %v, want %v", n, got, w)
+		}
+		if got := triggerBackoff(first, max, n, 0.999999); got <= w/2 || got > w/2+time.Millisecond {
+			t.Errorf("restart %d with the most jitter: %v, want just over %v", n, got, w/2)
+		}
+		if got := triggerBackoff(first, max, n, 0.5); got != w-w/4 {
+			t.Errorf("restart %d with half the jitter: %v, want %v", n, got, w-w/4)
+		}
+	}
+	if got := triggerBackoff(first, max, 1000, 0); got != max {
+		t.Errorf("restart 1000: %v, want the cap %v (no overflow)", got, max)
+	}
+	if got := triggerBackoff(10*time.Minute, max, 1, 0); got != max {
+		t.Errorf("a first delay over the cap: %v, want the cap %v", got, max)
+	}
+}
+
+// TestTriggerBackoffResets: a run that lasted the cap or longer starts the doubling
+// afresh; shorter runs keep doubling it.
+func TestTriggerBackoffResets(t *testing.T) {
+	tr := &trigger{c: &Component{Config: ComponentConfig{RestartBackoff: 10 * time.Millisecond, RestartBackoffMax: time.Second}}}
+	first, max := tr.backoffs()
+	var delays []time.Duration
+	for _, ran := range []time.Duration{0, time.Millisecond, 500 * time.Millisecond, time.Second, 0, 2 * time.Second} {
+		delays = append(delays, tr.restartDelay(ran, 0))
+	}
+	want := []time.Duration{first, 2 * first, 4 * first, first, 2 * first, first}
+	for i := range want {
+		if delays[i] != want[i] {
+			t.Fatalf("delays %v, want %v (max %v)", delays, want, max)
+		}
+	}
+}
+
+// TestTriggerBackoffDefaults: a trigger without backoff settings gets 1 s and 5 min.
+func TestTriggerBackoffDefaults(t *testing.T) {
+	first, max := (&trigger{c: &Component{}}).backoffs()
+	if first != time.Second || max != 5*time.Minute {
+		t.Errorf("defaults %v, %v", first, max)
+	}
+}
