@@ -224,6 +224,12 @@ func (h *triggerHost) call(ctx context.Context, req []byte) ([]byte, error) {
 	return st.Result, nil
 }
 
+// callIDRefused answers a call with an execution_id from a component whose calls make
+// child executions, whose IDs derive from their parent's: only a trigger's calls take one.
+func callIDRefused(who string) error {
+	return hostErr(abi.KindBadRequest, "call: execution_id is for triggers: a %s's call is a child execution, whose ID derives from its parent's", who)
+}
+
 // schedule submits a top-level execution of any deployed function but an activity
 // stub's, due at schedule_at, and does not wait for it.
 func (h *triggerHost) schedule(ctx context.Context, req []byte) ([]byte, error) {

@@ -201,6 +201,9 @@ func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
+	if q.ExecutionID != "" {
+		return nil, callIDRefused("webhook endpoint")
+	}
 	fn, params, err := r.callable(q.FFQN, q.Params)
 	if err != nil {
 		return nil, err
