@@ -1,8 +1,15 @@
 package actors
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
 // TestTriggerBackoff: the delay doubles from the first one, stops at the cap, and the
@@ -53,5 +60,32 @@ func TestTriggerBackoffDefaults(t *testing.T) {
 	first, max := (&trigger{c: &Component{}}).backoffs()
 	if first != time.Second || max != 5*time.Minute {
 		t.Errorf("defaults %v, %v", first, max)
+	}
+}
+
+// TestTriggerExportsNothing: a module whose WIT exports functions is no trigger.
+func TestTriggerExportsNothing(t *testing.T) {
+	ctx := context.Background()
+	_, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "t", Type: Trigger, Path: builtComponent(t, "fibo")}}})
+	const want = `component "t": a trigger exports no functions (the host runs obelisk:trigger/main.run), but its WIT exports testing:fibo/fibo.fibo`
+	if err == nil || err.Error() != want {
+		t.Fatalf("New = %v, want %q", err, want)
+	}
+}
+
+// TestCallIDOnlyForTriggers: a workflow's or a webhook endpoint's call makes a child,
+// whose ID derives from its parent's: an execution_id is refused, not ignored.
+func TestCallIDOnlyForTriggers(t *testing.T) {
+	req := []byte(`{"op":"call","ffqn":"testing:fibo/fibo.fibo","params":[1],"execution_id":"E_01KBX8Z9W1V7N0Q2M3R4S5T6V7"}`)
+	for who, call := range map[string]func(context.Context, []byte) ([]byte, error){
+		"workflow":         (&workflowRun{}).call,
+		"webhook endpoint": (&webhookRun{}).call,
+	} {
+		_, err := call(context.Background(), req)
+		var he *wasmhost.HostError
+		if !errors.As(err, &he) || he.Kind != abi.KindBadRequest || !strings.Contains(he.Message, "execution_id is for triggers: a "+who+"'s call") {
+			t.Errorf("%s: %v", who, err)
+		}
 	}
 }
