@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
@@ -87,5 +88,47 @@ func TestCallIDOnlyForTriggers(t *testing.T) {
 		if !errors.As(err, &he) || he.Kind != abi.KindBadRequest || !strings.Contains(he.Message, "execution_id is for triggers: a "+who+"'s call") {
 			t.Errorf("%s: %v", who, err)
 		}
+	}
+}
+
+// TestTriggerHostIdempotent: a trigger's schedule and call with an execution ID create
+// the execution once; the same ID with other parameters is a conflict; a call of an ID
+// scheduled before waits for that execution's result.
+func TestTriggerHostIdempotent(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RetryExpBackoff: time.Millisecond, LockExpiry: time.Minute, MaxConcurrency: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	h := &triggerHost{e: e, c: &Component{Config: ComponentConfig{Name: "t", Type: Trigger}, imports: map[string]bool{"testing:fibo/fibo.fibo": true}}}
+	const id = "E_01KBX8Z9W1V7N0Q2M3R4S5T6V7"
+	for range 2 {
+		out, err := h.HostCall(ctx, abi.OpSchedule, []byte(`{"op":"schedule","ffqn":"testing:fibo/fibo.fibo","params":[10],"execution_id":"E_`+strings.ToLower(id[2:])+`"}`))
+		if err != nil || string(out) != `"`+id+`"` {
+			t.Fatalf("schedule: %s, %v", out, err)
+		}
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	out, err := h.HostCall(waitCtx, abi.OpCall, []byte(`{"op":"call","ffqn":"testing:fibo/fibo.fibo","params":[10],"execution_id":"`+id+`"}`))
+	if err != nil || string(out) != `{"ok":55}` {
+		t.Fatalf("call of the scheduled ID: %s, %v", out, err)
+	}
+	_, err = h.HostCall(ctx, abi.OpSchedule, []byte(`{"op":"schedule","ffqn":"testing:fibo/fibo.fibo","params":[11],"execution_id":"`+id+`"}`))
+	var he *wasmhost.HostError
+	if !errors.As(err, &he) || he.Kind != abi.KindConflict {
+		t.Fatalf("other parameters under the ID: %v, want a conflict", err)
+	}
+	n := 0
+	if err := e.store.LiveStates(ctx, func(*pb.ExecutionState) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("%d unfinished executions (%v)", n, err)
+	}
+	// A call without an ID, of a function the trigger does not import.
+	_, err = h.HostCall(ctx, abi.OpCall, []byte(`{"op":"call","ffqn":"obelisk:kv/store.get","params":["b","k"]}`))
+	if !errors.As(err, &he) || he.Kind != abi.KindFunctionNotFound {
+		t.Fatalf("a call of what the trigger does not import: %v", err)
 	}
 }
