@@ -15,7 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
-	sdk "github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/obelisktrigger"
 	"github.com/obelisk-go/obelisk/test/harness"
 )
 
@@ -69,7 +69,7 @@ backoff.max = "10s"
 
 	want := map[string]string{} // execution ID -> result
 	for i := range lines {
-		want[sdk.DerivedID("line-trigger", fmt.Sprintf("line-%d %d", i, 10+i))] = fmt.Sprintf(`{"ok":%d}`, fibo(10+i))
+		want[obelisktrigger.DerivedID("line-trigger", fmt.Sprintf("line-%d %d", i, 10+i))] = fmt.Sprintf(`{"ok":%d}`, fibo(10+i))
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for id, result := range want {

@@ -1,11 +1,9 @@
 package obelisk
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"strings"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
@@ -14,7 +12,7 @@ import (
 // execution with the ID executionID ("" for a fresh one): when an execution with that
 // ID exists already with the same function and parameters, it waits for that one
 // and returns its result instead of creating another. An ID derived from what the
-// trigger acts on ([DerivedID]) makes a restarted trigger find what it submitted
+// trigger acts on (obelisktrigger.DerivedID) makes a restarted trigger find what it submitted
 // before it stopped. Another function or other parameters under the ID are a
 // [*HostError] of kind [KindConflict].
 func CallWithID[T any](ctx Context, executionID, ffqn string, params ...any) (T, error) {
@@ -56,32 +54,4 @@ func ScheduleWithID(ctx Context, executionID string, at ScheduleAt, ffqn string,
 	var id string
 	err = ctx.HostCall(abi.OpSchedule, abi.ScheduleRequest{FFQN: ffqn, Params: raw, ScheduleAt: at.json(), ExecutionID: executionID}, &id)
 	return id, err
-}
-
-// DerivedID returns a top-level execution ID, E_<ULID>, that depends only on parts:
-// the same parts give the same ID, in any run of any component. Its ULID is the first
-// 128 bits of the SHA-256 of the parts (each preceded by its length); its time part is
-// therefore no creation time.
-func DerivedID(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:", len(p))
-		h.Write([]byte(p))
-	}
-	sum := h.Sum(nil)
-	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	var b strings.Builder
-	b.WriteString("E_")
-	// 26 base32 digits hold 130 bits: two zero bits, then the 128 of sum[:16].
-	var acc uint64
-	bits := 2 // the two leading zero bits
-	for _, c := range sum[:16] {
-		acc = acc<<8 | uint64(c)
-		bits += 8
-		for bits >= 5 {
-			bits -= 5
-			b.WriteByte(crockford[(acc>>bits)&31])
-		}
-	}
-	return b.String()
 }

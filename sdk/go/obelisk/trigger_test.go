@@ -1,35 +1,11 @@
 package obelisk
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"testing"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
-
-// TestDerivedID: the ID is a valid E_<ULID> holding the digest of the parts, the same
-// for the same parts and different for parts split differently.
-func TestDerivedID(t *testing.T) {
-	id := DerivedID("line", "42")
-	if id != DerivedID("line", "42") {
-		t.Fatal("not deterministic")
-	}
-	if id == DerivedID("line4", "2") || id == DerivedID("line", "43") {
-		t.Fatal("different parts gave the same ID")
-	}
-	u, err := ulid.ParseStrict(id[2:])
-	if err != nil || id[:2] != "E_" {
-		t.Fatalf("%s: %v", id, err)
-	}
-	sum := sha256.Sum256([]byte("4:line2:42"))
-	if !bytes.Equal(u[:], sum[:16]) {
-		t.Fatalf("%s holds %x, want %x", id, u[:], sum[:16])
-	}
-}
 
 // TestCallWithID: the request carries the ID, and the result is decoded as Call's.
 func TestCallWithID(t *testing.T) {

@@ -59,7 +59,7 @@ func run(ctx obelisk.Context) error {
 			ctx.Log(obelisk.LevelWarn, fmt.Sprintf("skipping line %q: %v", line, err))
 			continue
 		}
-		id := obelisk.DerivedID("line-trigger", line)
+		id := obelisktrigger.DerivedID("line-trigger", line)
 		v, err := obelisk.CallWithID[uint64](ctx, id, "testing:fibo/fibo.fibo", n)
 		if err != nil {
 			return fmt.Errorf("line %q: %w", line, err)

@@ -16,7 +16,7 @@
 //			defer resp.Body.Close()
 //			lines := bufio.NewScanner(resp.Body)
 //			for lines.Scan() {
-//				id := obelisk.DerivedID("events", lines.Text())
+//				id := obelisktrigger.DerivedID("events", lines.Text())
 //				if _, err := obelisk.ScheduleWithID(ctx, id, obelisk.Now(), "my:pkg/ifc.handle", lines.Text()); err != nil {
 //					return err
 //				}
@@ -35,12 +35,18 @@
 // (obeliskwebhook.GetStatus); uses the key-value store (obeliskkv); and logs (to the
 // server's log, with its name). A trigger is restarted from the start, so it must
 // not submit twice what it had submitted before it stopped: an execution ID derived
-// from what it acts on ([obelisk.DerivedID]) makes a second submission find the
+// from what it acts on ([DerivedID]) makes a second submission find the
 // first. [Run] says which run this is. Like an activity, a trigger has the real clock
 // and randomness.
 package obelisktrigger
 
-import "github.com/obelisk-go/obelisk/sdk/go/obelisk"
+import (
+	"crypto/sha256"
+	"fmt"
+	"strings"
+
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+)
 
 // RunFFQN is the function the host runs (docs/abi.md, "Triggers"):
 // run: func() -> result<_, string>.
@@ -56,3 +62,32 @@ func Main(f func(ctx obelisk.Context) error) {
 // Run returns the number of the current run of the trigger since the server started:
 // 1 for the first, 2 after one restart, and so on.
 func Run(ctx obelisk.Context) int { return ctx.Attempt() }
+
+// DerivedID returns a top-level execution ID, E_<ULID>, that depends only on parts:
+// the same parts give the same ID, in any run of any component. Its ULID is the first
+// 128 bits of the SHA-256 of the parts (each preceded by its length); its time part is
+// therefore no creation time. It is in this package, not in obelisk, so that other
+// components do not link crypto/sha256.
+func DerivedID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write([]byte(p))
+	}
+	sum := h.Sum(nil)
+	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	var b strings.Builder
+	b.WriteString("E_")
+	// 26 base32 digits hold 130 bits: two zero bits, then the 128 of sum[:16].
+	var acc uint64
+	bits := 2 // the two leading zero bits
+	for _, c := range sum[:16] {
+		acc = acc<<8 | uint64(c)
+		bits += 8
+		for bits >= 5 {
+			bits -= 5
+			b.WriteByte(crockford[(acc>>bits)&31])
+		}
+	}
+	return b.String()
+}
