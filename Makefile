@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/obelisk
 WASM_DIR  := build/components
-COMPONENTS := fibo fibo-workflow fibo-workflow-v2 sleep sleep-workflow http http-workflow flaky tree fibo-webhook
+COMPONENTS := fibo fibo-workflow fibo-workflow-v2 sleep sleep-workflow http http-workflow flaky tree fibo-webhook line-trigger
 WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
 # Tests and benchmarks use the binary and components built here.
 BENCH_ENV := OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR))

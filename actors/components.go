@@ -38,6 +38,10 @@ const (
 	// ActivityNative components are built into the engine (no WASM) and run like
 	// activities: the KV component (runner_kv.go).
 	ActivityNative ComponentType = "activity_native"
+	// Trigger components export nothing: one instance runs for as long as it wants,
+	// started with the engine and restarted after a backoff when it ends (trigger.go);
+	// they may call and schedule what their world imports, as webhook endpoints do.
+	Trigger ComponentType = "trigger"
 )
 
 // BlockingStrategy says what a workflow run does while it waits for a child.
@@ -105,6 +109,11 @@ type ComponentConfig struct {
 	// or more is an error naming them); a list of component names sends each to the
 	// one of them that exports it, and to nothing else (see registry.routeImports).
 	Requires []string
+	// RestartBackoff and RestartBackoffMax (triggers): the delay before the first
+	// restart of a trigger whose run ended, doubled at each further one up to the
+	// max; a run that lasted RestartBackoffMax or longer starts the doubling afresh.
+	// 0 means DefaultTriggerBackoff, DefaultTriggerBackoffMax.
+	RestartBackoff, RestartBackoffMax time.Duration
 }
 
 // QueueName returns the component's queue: Queue, or its name.
@@ -303,7 +312,7 @@ func newRegistry(deployed, retired []*Component) (*registry, error) {
 	return reg, nil
 }
 
-// routeImports decides where each function a workflow or webhook endpoint imports goes
+// routeImports decides where each function a workflow, webhook endpoint or trigger imports goes
 // (c.routes), once, at start: a child's Created event records the component it went
 // to, and a replay finds the child created, so that later routing never changes what a
 // history did. Config.Requires nil ("auto") sends a function to the one deployed
@@ -313,7 +322,7 @@ func newRegistry(deployed, retired []*Component) (*registry, error) {
 // to what is deployed now, and one that no longer resolves fails when it is called,
 // not at start (its replays need no routing).
 func (reg *registry) routeImports(c *Component, strict bool) error {
-	if c.Config.Type != Workflow && c.Config.Type != WebhookEndpoint {
+	if c.Config.Type != Workflow && c.Config.Type != WebhookEndpoint && c.Config.Type != Trigger {
 		return nil
 	}
 	var allowed map[string]bool
@@ -341,6 +350,8 @@ func (reg *registry) routeImports(c *Component, strict bool) error {
 				err = fmt.Errorf("component %q imports %s: activity stubs cannot be scheduled", c.Config.Name, fn.FFQN())
 			case c.Config.Type == WebhookEndpoint && ext && kind != wit.ExtSchedule:
 				err = fmt.Errorf("webhook endpoint %q imports %s: a webhook endpoint may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
+			case c.Config.Type == Trigger && ext && kind != wit.ExtSchedule:
+				err = fmt.Errorf("trigger %q imports %s: a trigger may only call functions and schedule them (-obelisk-schedule), not use join sets or stubs", c.Config.Name, fn.FFQN())
 			}
 		}
 		if err != nil {
@@ -513,7 +524,10 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	if cfg.Type == WebhookEndpoint && len(exports) > 0 {
 		return nil, fmt.Errorf("component %q: a webhook endpoint exports no functions, but its WIT exports %s", cfg.Name, exports[0].FFQN())
 	}
-	if len(exports) == 0 && cfg.Type != WebhookEndpoint {
+	if cfg.Type == Trigger && len(exports) > 0 {
+		return nil, fmt.Errorf("component %q: a trigger exports no functions (the host runs %s), but its WIT exports %s", cfg.Name, TriggerFFQN, exports[0].FFQN())
+	}
+	if len(exports) == 0 && cfg.Type != WebhookEndpoint && cfg.Type != Trigger {
 		return nil, fmt.Errorf("component %q: its WIT exports no function", cfg.Name)
 	}
 	for _, fn := range exports {
@@ -523,7 +537,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	}
 	imports := resolve.Imports()
 	switch cfg.Type {
-	case Workflow, WebhookEndpoint:
+	case Workflow, WebhookEndpoint, Trigger:
 	case ActivityWasm:
 		// An activity's host calls cannot reach other components: a module that imports
 		// functions (a workflow deployed as an activity) would fail every call at run time.
@@ -540,7 +554,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	if cfg.Type == ActivityStub || cfg.Type == ActivityNative {
 		return c, nil
 	}
-	if cfg.Type == ActivityWasm || cfg.Type == WebhookEndpoint {
+	if cfg.Type == ActivityWasm || cfg.Type == WebhookEndpoint || cfg.Type == Trigger {
 		if c.http, err = wasmhost.NewOutbound(wasmhost.HTTPPolicy{AllowedHosts: cfg.AllowedHosts, DeniedHosts: cfg.DeniedHosts}); err != nil {
 			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 		}

@@ -117,6 +117,8 @@ type Engine struct {
 	memory *membudget.Budget
 	// keepalives renews the locks of kept-alive activity attempts (service_keepalives.go).
 	keepalives *keepalives
+	// triggers are the trigger components' services (trigger.go).
+	triggers []*trigger
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -243,7 +245,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	// The deployed components first: a retired version is never the default executor
 	// of a function (queue.serve), and shares its queue's limit.
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
-		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint { // never run by an executor
+		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint && c.Config.Type != Trigger { // never run by an executor
 			name := c.Config.QueueName()
 			q := e.queues[name]
 			if q == nil {
@@ -272,6 +274,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.registerGauges()
+	e.triggers = e.newTriggers()
 	e.startServices()
 	e.goLoop(func() { e.stopOnStoreFailure(runCtx) })
 	return e, nil
@@ -438,6 +441,7 @@ type SubmitOption func(*submitOptions)
 
 type submitOptions struct {
 	queue, component string
+	at               time.Time // due then; zero: now
 }
 
 // OfComponent submits the execution to the deployed component named (or identified)
@@ -445,6 +449,11 @@ type submitOptions struct {
 // component exporting it (registry.route).
 func OfComponent(component string) SubmitOption {
 	return func(o *submitOptions) { o.component = component }
+}
+
+// dueAt makes the execution due at t rather than now (a trigger's schedule).
+func dueAt(t time.Time) SubmitOption {
+	return func(o *submitOptions) { o.at = t }
 }
 
 // InQueue submits the execution to the named queue rather than its component's
@@ -503,6 +512,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact.Bytes(), "", "")
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
+	}
+	if !o.at.IsZero() {
+		created.GetCreated().ScheduledAt = o.at.UnixNano()
 	}
 	var eager []*run
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {

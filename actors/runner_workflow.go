@@ -292,6 +292,9 @@ func (r *workflowRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
+	if q.ExecutionID != "" {
+		return nil, callIDRefused("workflow")
+	}
 	return r.callFunction(ctx, q)
 }
 

@@ -40,6 +40,11 @@ func (e *Engine) supervised() []*service {
 	for _, q := range e.queues {
 		services = append(services, &service{name: q.name, wake: &q.wake, pass: q.pass, stopped: q.drain, policy: defaultRestarts()})
 	}
+	// A trigger's pass runs its guest until it ends (trigger.go): its own ends are no
+	// failures of the service, only a panic of the host is.
+	for _, t := range e.triggers {
+		services = append(services, &service{name: "trigger:" + t.c.Config.Name, wake: &t.wake, pass: t.pass, policy: defaultRestarts()})
+	}
 	return services
 }
 

@@ -144,7 +144,7 @@ func (r *webhookRun) HostCall(ctx context.Context, op string, req []byte) ([]byt
 	case abi.OpSchedule:
 		return r.schedule(ctx, req)
 	case abi.OpGetStatus:
-		return r.getStatus(ctx, req)
+		return r.e.getStatusOp(ctx, req)
 	case abi.OpExecutionIDGenerate:
 		return json.Marshal(events.NewExecutionID(time.Now()))
 	case abi.OpKV:
@@ -201,6 +201,9 @@ func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
+	if q.ExecutionID != "" {
+		return nil, callIDRefused("webhook endpoint")
+	}
 	fn, params, err := r.callable(q.FFQN, q.Params)
 	if err != nil {
 		return nil, err
@@ -256,9 +259,9 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	return json.Marshal(id)
 }
 
-// getStatus reads the status of any execution: {"status": s} and, once finished,
-// "result".
-func (r *webhookRun) getStatus(ctx context.Context, req []byte) ([]byte, error) {
+// getStatusOp answers the get_status op of webhook endpoints and triggers: the status
+// of any execution, {"status": s} and, once finished, "result".
+func (e *Engine) getStatusOp(ctx context.Context, req []byte) ([]byte, error) {
 	var q abi.GetStatusRequest
 	if err := json.Unmarshal(req, &q); err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
@@ -270,7 +273,7 @@ func (r *webhookRun) getStatus(ctx context.Context, req []byte) ([]byte, error) 
 	if err != nil {
 		return nil, hostErr(abi.KindBadRequest, "%v", err)
 	}
-	st, err := r.e.store.State(ctx, id)
+	st, err := e.store.State(ctx, id)
 	if errors.Is(err, events.ErrNotFound) {
 		return nil, hostErr(abi.KindNotFound, "execution %s not found", clip.String(id))
 	}

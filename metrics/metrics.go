@@ -31,6 +31,7 @@ type Metrics struct {
 	restarts       *prometheus.CounterVec
 	deleted        *prometheus.CounterVec
 	lockRenewals   *prometheus.CounterVec
+	triggerRuns    *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -74,7 +75,10 @@ func New() *Metrics {
 	m.lockRenewals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_activity_lock_renewals_total", Help: "Lock renewals of kept-alive activity attempts by outcome (ok, lost: the run no longer held the lock and was killed, failed: the commit failed).",
 	}, []string{"outcome"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals,
+	m.triggerRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_trigger_restarts_total", Help: "Restarts of triggers after their run ended, by trigger and why it ended (returned, err, trapped, failed).",
+	}, []string{"trigger", "outcome"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -147,6 +151,27 @@ func (m *Metrics) SupervisorRestart(service string) {
 		return
 	}
 	m.restarts.WithLabelValues(service).Inc()
+}
+
+// Triggers makes the restart counters of triggers exist at 0 for every outcome.
+func (m *Metrics) Triggers(names ...string) {
+	if m == nil {
+		return
+	}
+	for _, n := range names {
+		for _, o := range []string{"returned", "err", "trapped", "failed"} {
+			m.triggerRuns.WithLabelValues(n, o)
+		}
+	}
+}
+
+// TriggerRestart records that a trigger's run ended (outcome: returned, err, trapped,
+// failed) and that the trigger is restarted after its backoff.
+func (m *Metrics) TriggerRestart(trigger, outcome string) {
+	if m == nil {
+		return
+	}
+	m.triggerRuns.WithLabelValues(trigger, outcome).Inc()
 }
 
 // Deleted records execution trees deleted (by retention or on request).

@@ -154,6 +154,15 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 		}
 		return i.opHTTP(ctx, req)
 	}
+	if op == abi.OpHTTPBodyRead || op == abi.OpHTTPBodyClose {
+		if i.kind != KindActivity {
+			return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %s is only available to activities", op)}
+		}
+		if op == abi.OpHTTPBodyRead {
+			return i.opHTTPBodyRead(ctx, req)
+		}
+		return i.opHTTPBodyClose(req)
+	}
 	if i.handler == nil {
 		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %q is not supported", op)}
 	}

@@ -48,12 +48,21 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 		}
 		body = bytes.NewReader(b)
 	}
-	reqCtx := ctx
-	if hr.TimeoutMS > 0 {
-		var cancel context.CancelFunc
-		reqCtx, cancel = context.WithTimeout(ctx, time.Duration(hr.TimeoutMS)*time.Millisecond)
-		defer cancel()
+	if hr.Stream && len(i.streams) >= maxHTTPStreams {
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: fmt.Sprintf("http: %d response bodies are open already: close one first (http_body_close)", maxHTTPStreams)}
 	}
+	// A streamed body is read after this op returns, under the run's ctx (or the
+	// request's timeout), until it is closed or the run ends.
+	reqCtx, cancel := context.WithCancel(ctx)
+	if hr.TimeoutMS > 0 {
+		reqCtx, cancel = context.WithTimeout(ctx, time.Duration(hr.TimeoutMS)*time.Millisecond)
+	}
+	streaming := false
+	defer func() {
+		if !streaming {
+			cancel()
+		}
+	}()
 	// The dial of a new connection checks its addresses against t (Outbound.dial).
 	req, err := http.NewRequestWithContext(context.WithValue(reqCtx, targetKey{}, t), hr.Method, u.String(), body)
 	if err != nil {
@@ -71,6 +80,19 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 	resp, err := i.http.client(t).Do(req)
 	if err != nil {
 		return nil, i.httpFailure(ctx, err)
+	}
+	if hr.Stream {
+		streaming = true
+		i.nextStream++
+		if i.streams == nil {
+			i.streams = map[int]*httpStream{}
+		}
+		i.streams[i.nextStream] = &httpStream{body: resp.Body, cancel: cancel}
+		out, err := json.Marshal(abi.HTTPResponse{Status: resp.StatusCode, Headers: resp.Header, BodyStream: i.nextStream})
+		if err != nil {
+			return nil, fmt.Errorf("wasmhost: encoding http response: %w", err)
+		}
+		return out, nil
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, i.http.maxBody+1))
@@ -99,4 +121,96 @@ func (i *Instance) httpFailure(ctx context.Context, err error) error {
 		return &HostError{Kind: abi.KindNotAllowed, Message: "http: " + denied.Error()}
 	}
 	return &HostError{Kind: abi.KindTransport, Message: "http: " + err.Error()}
+}
+
+// maxHTTPStreams bounds the response bodies an instance keeps open at once: each holds
+// a connection.
+const maxHTTPStreams = 16
+
+// maxHTTPChunk bounds what one http_body_read answers.
+const maxHTTPChunk = 1 << 20
+
+// httpStream is a response body the guest reads with http_body_read.
+type httpStream struct {
+	body   io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (s *httpStream) close() {
+	s.cancel()
+	s.body.Close()
+}
+
+// opHTTPBodyRead answers http_body_read: the bytes of a streamed body that arrived,
+// waiting for at least one (or the end). The read is cut short when the run's ctx ends
+// (the request's ctx derives from it), which is how a guest blocked on a stream that
+// never ends is stopped at shutdown.
+func (i *Instance) opHTTPBodyRead(ctx context.Context, raw []byte) ([]byte, error) {
+	var q abi.HTTPBodyReadRequest
+	if err := json.Unmarshal(raw, &q); err != nil {
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "http_body_read: " + err.Error()}
+	}
+	s := i.streams[q.Stream]
+	if s == nil {
+		return nil, &HostError{Kind: abi.KindNotFound, Message: fmt.Sprintf("http_body_read: no open body stream %d", q.Stream)}
+	}
+	n := q.MaxBytes
+	if n <= 0 {
+		n = 64 << 10
+	}
+	buf := make([]byte, min(n, maxHTTPChunk))
+	var got int
+	var err error
+	for got == 0 && err == nil {
+		got, err = s.body.Read(buf)
+	}
+	chunk := abi.HTTPBodyChunk{Data: buf[:got]}
+	switch {
+	case err == io.EOF:
+		chunk.EOF = true
+		s.close()
+		delete(i.streams, q.Stream)
+	case err != nil:
+		s.close()
+		delete(i.streams, q.Stream)
+		if got == 0 {
+			return nil, i.httpFailure(ctx, err)
+		}
+		// The bytes that came are the guest's; the failure answers the next read.
+		i.streams[q.Stream] = &httpStream{body: failedBody{err}, cancel: func() {}}
+	}
+	out, merr := json.Marshal(chunk)
+	if merr != nil {
+		return nil, fmt.Errorf("wasmhost: encoding http body chunk: %w", merr)
+	}
+	return out, nil
+}
+
+// failedBody answers a read with the error a stream met after its last bytes.
+type failedBody struct{ err error }
+
+func (b failedBody) Read([]byte) (int, error) { return 0, b.err }
+func (b failedBody) Close() error             { return nil }
+
+// opHTTPBodyClose answers http_body_close.
+func (i *Instance) opHTTPBodyClose(raw []byte) ([]byte, error) {
+	var q abi.HTTPBodyCloseRequest
+	if err := json.Unmarshal(raw, &q); err != nil {
+		return nil, &HostError{Kind: abi.KindBadRequest, Message: "http_body_close: " + err.Error()}
+	}
+	s := i.streams[q.Stream]
+	if s == nil {
+		return nil, &HostError{Kind: abi.KindNotFound, Message: fmt.Sprintf("http_body_close: no open body stream %d", q.Stream)}
+	}
+	s.close()
+	delete(i.streams, q.Stream)
+	return nil, nil
+}
+
+// closeStreams closes the bodies the guest left open when its run ends.
+func (i *Instance) closeStreams() {
+	for id, s := range i.streams {
+		s.close()
+		delete(i.streams, id)
+	}
 }

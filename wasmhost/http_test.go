@@ -164,3 +164,63 @@ func TestHTTPOp(t *testing.T) {
 func isDeadline(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
 }
+
+// TestHTTPStream: a streamed response's body is read as it arrives, each read
+// answering what came (waiting for it), until eof, after which the stream is gone; a
+// read blocked on a body that never ends stops when the run's ctx does.
+func TestHTTPStream(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("one\n"))
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/forever" {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+		w.Write([]byte("two\n"))
+	}))
+	defer srv.Close()
+	defer close(release)
+	allowed := mustOutbound(t, HTTPPolicy{AllowedHosts: []string{"127.0.0.1:*"}})
+	cfg := InstanceConfig{Kind: KindActivity, HTTP: allowed}
+
+	out := mustRun(t, cfg, "stream", fmt.Sprintf("[%q]", srv.URL+"/two"))
+	var r struct {
+		Ok struct {
+			Chunks []string `json:"chunks"`
+			After  struct {
+				Error *abi.Error `json:"error"`
+			} `json:"after"`
+		} `json:"ok"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if strings.Join(r.Ok.Chunks, "") != "one\ntwo\n" || len(r.Ok.Chunks) < 2 {
+		t.Fatalf("chunks %q, want \"one\\n\" and \"two\\n\" apart (they came 200ms apart)", r.Ok.Chunks)
+	}
+	if e := r.Ok.After.Error; e == nil || e.Kind != abi.KindNotFound {
+		t.Fatalf("a read after eof: %s", out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := runGuest(ctx, t, cfg, "stream", fmt.Sprintf("[%q]", srv.URL+"/forever"))
+	if !isDeadline(err) {
+		t.Fatalf("Run = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a read of an endless body stopped %v after the run's ctx ended", d)
+	}
+
+	// Not for workflows.
+	out = mustRun(t, wfConfig(1), "hostcall", `[{"op":"http_body_read","stream":1}]`)
+	if !strings.Contains(string(out), abi.KindUnsupportedOp) {
+		t.Fatalf("a workflow's http_body_read: %s", out)
+	}
+}

@@ -94,6 +94,10 @@ type Instance struct {
 	executionID string
 	// kept is a host_call response too large for the guest's buffer, waiting for host_take.
 	kept []byte
+	// streams are the HTTP response bodies the guest reads as they arrive (http.go),
+	// closed when the run ends.
+	streams    map[int]*httpStream
+	nextStream int
 	// abortErr is the handler error that aborted the instance.
 	abortErr error
 
@@ -160,6 +164,7 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	i.env.budget.during(runCtx)
 	defer func() {
 		defer done()
+		i.closeStreams()
 		i.mu.Lock()
 		i.state = stateDone
 		i.mu.Unlock()

@@ -97,7 +97,10 @@ func (i *Instance) emitLog(ctx context.Context, level abi.LogLevel, logContext, 
 		sl = min(sl, slog.LevelDebug)
 	}
 	if i.logger.Enabled(ctx, sl) {
-		attrs := []slog.Attr{slog.String("execution_id", i.executionID)}
+		var attrs []slog.Attr
+		if i.executionID != "" { // a trigger's, or during _initialize: no execution
+			attrs = append(attrs, slog.String("execution_id", i.executionID))
+		}
 		if logContext != "" {
 			attrs = append(attrs, slog.String("context", logContext))
 		}

@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-var componentNames = []string{"fibo", "fibo-workflow", "fibo-workflow-v2", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree", "fibo-webhook"}
+var componentNames = []string{"fibo", "fibo-workflow", "fibo-workflow-v2", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree", "fibo-webhook", "line-trigger"}
 
 func buildAll(tmp string) error {
 	root, err := filepath.Abs("../..")
@@ -375,6 +375,27 @@ func (s *Server) Stop() {
 		log, _ := os.ReadFile(s.logPath)
 		s.t.Logf("server log (tail):\n%s", tail(string(log), 4000))
 	}
+}
+
+// StopWithin stops the server with SIGTERM and waits at most timeout for it to exit,
+// returning its exit code and how long it took; -1 when it had not exited by then (it
+// is then killed).
+func (s *Server) StopWithin(timeout time.Duration) (code int, took time.Duration) {
+	s.t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		s.t.Fatal("StopWithin: the server is not running")
+	}
+	start := time.Now()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	for s.cmd.ProcessState == nil && time.Since(start) < timeout {
+		time.Sleep(10 * time.Millisecond)
+	}
+	took = time.Since(start)
+	if s.cmd.ProcessState == nil {
+		s.Stop() // kills it
+		return -1, took
+	}
+	return s.cmd.ProcessState.ExitCode(), took
 }
 
 func tail(s string, n int) string {

@@ -167,6 +167,40 @@ func dispatch(raw []byte) []byte {
 		return []byte(`{"ok":null}`)
 	case "hostcall": // params[0] is a request; {"ok": <the whole response>}
 		return []byte(`{"ok":` + string(call(param(&in, 0))) + `}`)
+	case "stream": // params[0] a URL read with a streamed http op, chunk by chunk until eof;
+		// {"ok": {"chunks": [...], "after": the response to a read after eof}}
+		var url string
+		json.Unmarshal(param(&in, 0), &url)
+		req, _ := json.Marshal(map[string]any{"op": "http", "url": url, "stream": true})
+		var head struct {
+			Ok struct {
+				BodyStream int `json:"body_stream"`
+			} `json:"ok"`
+		}
+		if err := json.Unmarshal(call(req), &head); err != nil || head.Ok.BodyStream == 0 {
+			panic(fmt.Sprintf("http: %v %+v", err, head))
+		}
+		read, _ := json.Marshal(map[string]any{"op": "http_body_read", "stream": head.Ok.BodyStream})
+		var chunks []string
+		for {
+			var r struct {
+				Ok *struct {
+					Data []byte `json:"data"`
+					EOF  bool   `json:"eof"`
+				} `json:"ok"`
+			}
+			resp := call(read)
+			if err := json.Unmarshal(resp, &r); err != nil || r.Ok == nil {
+				panic(fmt.Sprintf("http_body_read: %s", resp))
+			}
+			if len(r.Ok.Data) > 0 {
+				chunks = append(chunks, string(r.Ok.Data))
+			}
+			if r.Ok.EOF {
+				break
+			}
+		}
+		return ok(map[string]any{"chunks": chunks, "after": json.RawMessage(call(read))})
 	case "hostcall_loop": // params[0] request, params[1] count; {"ok": count}
 		req := []byte(param(&in, 0))
 		n := intParam(&in, 1)

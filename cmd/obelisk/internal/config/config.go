@@ -134,6 +134,8 @@ type File struct {
 	// Webhook endpoints and their HTTP servers (webhook.go).
 	HTTPServers      []HTTPServer      `mapstructure:"http_server"`
 	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
+	// Triggers are long-running modules restarted when they end (trigger.go).
+	Triggers []Trigger `mapstructure:"trigger"`
 }
 
 // KVConfig is a [[kv_config]]: the bucket, and the TOML file its entries are read from.
@@ -493,6 +495,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	if err := resolveWebhooks(f, s, rel, path); err != nil {
+		return nil, err
+	}
+	if err := resolveTriggers(f, s, rel, path); err != nil {
 		return nil, err
 	}
 	for i, kv := range f.KVConfig {

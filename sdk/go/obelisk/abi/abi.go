@@ -88,6 +88,14 @@ const (
 	// Activities and webhook endpoints run it directly; workflows call it as a
 	// child execution (OpCall), so that it is recorded and replayed.
 	OpKV = "kv"
+	// OpHTTPBodyRead reads the next bytes of a streamed HTTP response body
+	// ([HTTPBodyReadRequest], answered by an [HTTPBodyChunk]): the body of an
+	// [OpHTTP] request made with Stream. Activities, webhook endpoints and
+	// triggers.
+	OpHTTPBodyRead = "http_body_read"
+	// OpHTTPBodyClose closes a streamed HTTP response body
+	// ([HTTPBodyCloseRequest]); the ok value is null.
+	OpHTTPBodyClose = "http_body_close"
 )
 
 // Ops returns the name of every host operation, in the order of docs/abi.md.
@@ -95,7 +103,7 @@ func Ops() []string {
 	return []string{
 		OpLog, OpHTTP, OpCall, OpRandomU64, OpRandomString, OpExecutionIDGenerate, OpSchedule,
 		OpJoinSetCreate, OpSubmit, OpSubmitDelay, OpJoinNext, OpJoinNextTry, OpGet, OpJoinSetClose,
-		OpSleep, OpStub, OpGetStatus, OpKV,
+		OpSleep, OpStub, OpGetStatus, OpKV, OpHTTPBodyRead, OpHTTPBodyClose,
 	}
 }
 
@@ -225,16 +233,46 @@ type HTTPRequest struct {
 	Headers map[string][]string `json:"headers"`
 	// Body is base64; absent or "" for none.
 	Body string `json:"body,omitempty"`
-	// TimeoutMS bounds the request; 0 for none.
+	// TimeoutMS bounds the request; 0 for none. With Stream it bounds the
+	// reading of the body too.
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// Stream: the response's body is not in the answer; the answer's
+	// BodyStream names it, to be read with [OpHTTPBodyRead] as it arrives.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // HTTPResponse is the ok value of [OpHTTP].
 type HTTPResponse struct {
 	Status  int                 `json:"status"`
 	Headers map[string][]string `json:"headers"`
-	// Body is base64, as received (not decompressed).
+	// Body is base64, as received (not decompressed); empty for a streamed
+	// request.
 	Body string `json:"body"`
+	// BodyStream names the body of a streamed request (HTTPRequest.Stream),
+	// for [OpHTTPBodyRead] and [OpHTTPBodyClose]; 0 otherwise.
+	BodyStream int `json:"body_stream,omitempty"`
+}
+
+// HTTPBodyReadRequest is the request of [OpHTTPBodyRead] without the op.
+type HTTPBodyReadRequest struct {
+	// Stream is an HTTPResponse.BodyStream.
+	Stream int `json:"stream"`
+	// MaxBytes bounds the chunk (at most 1 MiB are answered; 0 means 64 KiB).
+	MaxBytes int `json:"max_bytes,omitempty"`
+}
+
+// HTTPBodyChunk is the ok value of [OpHTTPBodyRead]: the bytes that arrived,
+// at least one unless EOF, waiting for them if none has.
+type HTTPBodyChunk struct {
+	// Data is base64.
+	Data []byte `json:"data"`
+	// EOF: the body has ended (after Data); the stream is closed.
+	EOF bool `json:"eof,omitempty"`
+}
+
+// HTTPBodyCloseRequest is the request of [OpHTTPBodyClose] without the op.
+type HTTPBodyCloseRequest struct {
+	Stream int `json:"stream"`
 }
 
 // CallRequest is the request of [OpCall] without the op.
@@ -242,6 +280,10 @@ type CallRequest struct {
 	FFQN string `json:"ffqn"`
 	// Params is the positional JSON array of parameters; absent means [].
 	Params json.RawMessage `json:"params"`
+	// ExecutionID is the called execution's ID; triggers only (a top-level
+	// execution, E_<ULID>), empty for a fresh one. Calling an ID that exists
+	// with the same function and parameters waits for that execution.
+	ExecutionID string `json:"execution_id,omitempty"`
 }
 
 // SubmitRequest is the request of [OpSubmit] without the op.
@@ -262,8 +304,8 @@ type ScheduleRequest struct {
 	Params json.RawMessage `json:"params"`
 	// ScheduleAt is a [ScheduleAt] value; absent means "now".
 	ScheduleAt json.RawMessage `json:"schedule_at,omitempty"`
-	// ExecutionID is the new execution's ID; webhook endpoints only, empty
-	// for a fresh one.
+	// ExecutionID is the new execution's ID; webhook endpoints and triggers
+	// only, empty for a fresh one.
 	ExecutionID string `json:"execution_id,omitempty"`
 }
 

@@ -44,7 +44,8 @@ const (
 	// function it expected (or is a delay); it is taken all the same.
 	KindFunctionMismatch = "function_mismatch"
 	// KindNotFound: get of a child whose response the workflow has not
-	// taken, or get_status of an execution that does not exist.
+	// taken, get_status of an execution that does not exist, or a read of an
+	// HTTP body stream that is not open.
 	KindNotFound = "not_found"
 	// KindCancelled: a sleep whose delay was cancelled.
 	KindCancelled = "cancelled"
@@ -75,17 +76,17 @@ func Kinds() []KindInfo {
 		{Kind: KindBadRequest, Meaning: "malformed request: not JSON, a member missing or of the wrong type, invalid bounds or schedule_at"},
 		{Kind: KindUnsupportedOp, Meaning: "the operation does not exist, or is not offered to this kind of component or during initialisation"},
 		{Kind: KindNotAllowed, Meaning: "the component's policy refuses the request: no allowed_hosts entry allows it, or a denied_hosts entry denies it (the host or the address it resolves to)", Ops: []string{OpHTTP}},
-		{Kind: KindTransport, Meaning: "connection, DNS, TLS or timeout failure, or a response body too large", Ops: []string{OpHTTP}, Retriable: true},
+		{Kind: KindTransport, Meaning: "connection, DNS, TLS or timeout failure, or a response body too large", Ops: []string{OpHTTP, OpHTTPBodyRead}, Retriable: true},
 		{Kind: KindFunctionNotFound, Meaning: "no deployed component exports the function, the caller's world does not import it, or it cannot be scheduled", Ops: []string{OpCall, OpSubmit, OpSchedule}},
 		{Kind: KindTypeCheck, Meaning: "the parameters, or a stub's result, do not match the function's WIT", Ops: []string{OpCall, OpSubmit, OpSchedule, OpStub}},
-		{Kind: KindConflict, Meaning: "a join set name already used, a stub with another value, or an execution ID already taken", Ops: []string{OpJoinSetCreate, OpStub, OpSchedule}},
+		{Kind: KindConflict, Meaning: "a join set name already used, a stub with another value, or an execution ID already taken", Ops: []string{OpJoinSetCreate, OpStub, OpSchedule, OpCall}},
 		{Kind: KindInvalidName, Meaning: "a join set name that is not 1 to 64 ASCII letters, digits, '-' and '/', or a queue name that is not " + QueueNameRule, Ops: []string{OpJoinSetCreate, OpSubmit}},
 		{Kind: KindUnknownJoinSet, Meaning: "the workflow did not create this join set", Ops: []string{OpSubmit, OpSubmitDelay, OpJoinNext, OpJoinNextTry, OpJoinSetClose}},
 		{Kind: KindJoinSetClosed, Meaning: "nothing can be submitted into a closed join set", Ops: []string{OpSubmit, OpSubmitDelay}},
 		{Kind: KindAllProcessed, Meaning: "every request of the join set has been taken", Ops: []string{OpJoinNext, OpJoinNextTry}},
 		{Kind: KindPending, Meaning: "no response has arrived in the join set yet", Ops: []string{OpJoinNextTry}, Retriable: true},
 		{Kind: KindFunctionMismatch, Meaning: "the response taken is of another function, or a delay (it is taken all the same)", Ops: []string{OpJoinNext}},
-		{Kind: KindNotFound, Meaning: "no such execution, or its response has not been taken", Ops: []string{OpGet, OpGetStatus}},
+		{Kind: KindNotFound, Meaning: "no such execution, its response has not been taken, or no such open HTTP body stream", Ops: []string{OpGet, OpGetStatus, OpHTTPBodyRead, OpHTTPBodyClose}},
 		{Kind: KindCancelled, Meaning: "the delay of the sleep was cancelled", Ops: []string{OpSleep}},
 		{Kind: KindExecutionNotFound, Meaning: "no execution of an activity stub with this ID", Ops: []string{OpStub}},
 	}

@@ -49,6 +49,19 @@ func Client(ctx obelisk.Context) *http.Client {
 // as the server sent it).
 type Transport struct {
 	ctx obelisk.Context
+	// stream: bodies are read from the host as they arrive (StreamingClient).
+	stream bool
+}
+
+// StreamingClient is [Client] for responses whose body is read as it arrives, such as
+// a stream of events that never ends: the response is returned once its headers are
+// in, and every Read of its body takes what has arrived from the host (the http op
+// with stream, then http_body_read), waiting for more when nothing has. Close the
+// body when done with it; the host closes what is left open when the run ends. The
+// client's Timeout (or the request context's deadline) bounds the reading of the
+// body too. For activities, webhook endpoints and triggers.
+func StreamingClient(ctx obelisk.Context) *http.Client {
+	return &http.Client{Transport: &Transport{ctx: ctx, stream: true}}
 }
 
 // NewTransport returns a Transport making requests for the function that
@@ -92,6 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(body) > 0 {
 		hr.Body = base64.StdEncoding.EncodeToString(body)
 	}
+	hr.Stream = t.stream
 	if deadline, ok := req.Context().Deadline(); ok {
 		ms := time.Until(deadline).Milliseconds()
 		if ms <= 0 {
@@ -104,9 +118,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := t.ctx.HostCall(abi.OpHTTP, hr, &hresp); err != nil {
 		return nil, err
 	}
-	respBody, err := base64.StdEncoding.DecodeString(hresp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("obeliskhttp: malformed response body: %w", err)
+	var respBody []byte
+	if !t.stream {
+		var err error
+		if respBody, err = base64.StdEncoding.DecodeString(hresp.Body); err != nil {
+			return nil, fmt.Errorf("obeliskhttp: malformed response body: %w", err)
+		}
 	}
 	// Names that differ only in case are merged, in a deterministic order.
 	header := make(http.Header, len(hresp.Headers))
@@ -118,7 +135,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if text := http.StatusText(hresp.Status); text != "" {
 		status += " " + text
 	}
-	return &http.Response{
+	resp := &http.Response{
 		Status:        status,
 		StatusCode:    hresp.Status,
 		Proto:         "HTTP/1.1",
@@ -128,5 +145,49 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body:          io.NopCloser(bytes.NewReader(respBody)),
 		ContentLength: int64(len(respBody)),
 		Request:       req,
-	}, nil
+	}
+	if t.stream {
+		resp.Body, resp.ContentLength = &streamBody{ctx: t.ctx, stream: hresp.BodyStream}, -1
+	}
+	return resp, nil
+}
+
+// streamBody is a response body read from the host as it arrives.
+type streamBody struct {
+	ctx    obelisk.Context
+	stream int
+	buf    []byte // arrived, not read yet
+	eof    bool
+	closed bool
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, fmt.Errorf("obeliskhttp: read of a closed body")
+	}
+	for len(b.buf) == 0 {
+		if b.eof {
+			return 0, io.EOF
+		}
+		var chunk abi.HTTPBodyChunk
+		if err := b.ctx.HostCall(abi.OpHTTPBodyRead, abi.HTTPBodyReadRequest{Stream: b.stream, MaxBytes: max(len(p), 4096)}, &chunk); err != nil {
+			b.eof = true // the host closed the stream
+			return 0, fmt.Errorf("obeliskhttp: reading the response body: %w", err)
+		}
+		b.buf, b.eof = chunk.Data, chunk.EOF
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+func (b *streamBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if b.eof {
+		return nil // the host closed it at the end
+	}
+	return b.ctx.HostCall(abi.OpHTTPBodyClose, abi.HTTPBodyCloseRequest{Stream: b.stream}, nil)
 }
