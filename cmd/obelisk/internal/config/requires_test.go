@@ -29,6 +29,11 @@ name = "hook"
 location.path = "hook.wasm"
 routes = ["/x"]
 requires = ["fibo2"]
+
+[[trigger]]
+name = "trig"
+location.path = "trig.wasm"
+requires = ["fibo"]
 `)
 	s, err := Load(p)
 	if err != nil {
@@ -41,8 +46,8 @@ requires = ["fibo2"]
 	if got["auto"] != nil || got["absent"] != nil {
 		t.Errorf("auto / absent: %q, %q, want nil (auto)", got["auto"], got["absent"])
 	}
-	if !slices.Equal(got["listed"], []string{"fibo", "fibo2"}) || !slices.Equal(got["hook"], []string{"fibo2"}) {
-		t.Errorf("lists: %q, %q", got["listed"], got["hook"])
+	if !slices.Equal(got["listed"], []string{"fibo", "fibo2"}) || !slices.Equal(got["hook"], []string{"fibo2"}) || !slices.Equal(got["trig"], []string{"fibo"}) {
+		t.Errorf("lists: %q, %q, %q", got["listed"], got["hook"], got["trig"])
 	}
 	for _, bad := range []struct{ value, want string }{
 		{`"fibo"`, `[[workflow]] #1 (name "w"): requires = "fibo": want "auto" or a list of component names`},

@@ -27,6 +27,8 @@ type Trigger struct {
 		Max   *time.Duration `mapstructure:"max"`
 	} `mapstructure:"backoff"`
 	Output `mapstructure:",squash"`
+	// Requires routes the trigger's imports, as a workflow's (parseRequires).
+	Requires any `mapstructure:"requires"`
 }
 
 // resolveTriggers adds the triggers to the engine's components.
@@ -53,6 +55,9 @@ func resolveTriggers(f *File, s *Server, rel func(string) string, path string) e
 			return fail(i, t.Name, "%v", err)
 		}
 		if err := t.Output.apply(&c); err != nil {
+			return fail(i, t.Name, "%v", err)
+		}
+		if c.Requires, err = parseRequires(t.Requires); err != nil {
 			return fail(i, t.Name, "%v", err)
 		}
 		if t.Backoff.First != nil {
