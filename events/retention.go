@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -187,52 +188,84 @@ func treeSpans(tag byte, root string) []span {
 	return []span{{own, prefixEnd(append(bytes.Clone(own), 0))}, {desc, prefixEnd(desc)}}
 }
 
-// firstKey returns the first key of a tree in a table (nil if none).
-func (s *PebbleStore) firstKey(tag byte, root string) ([]byte, error) {
-	for _, sp := range treeSpans(tag, root) {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sp.start, UpperBound: sp.end})
-		if err != nil {
-			return nil, err
-		}
-		ok := it.First()
-		var k []byte
-		if ok {
-			k = bytes.Clone(it.Key())
-		}
-		err = it.Error()
-		it.Close()
-		if k != nil || err != nil {
-			return k, err
-		}
-	}
-	return nil, nil
+// treeReader reads trees' keys through one iterator per table, each reused from tree to
+// tree by seeking: making a Pebble iterator costs more than a seek (tens of
+// microseconds against a few, with a few memtables and levels), and a deletion reads
+// some twenty spans of every tree. An iterator sees the store as it was when it was
+// made: a reader is made where that view is the right one (inside a writer step, or for
+// hidden trees, which nothing writes) and closed after the batch it serves.
+type treeReader struct {
+	db  *pebble.DB
+	its map[byte]*pebble.Iterator
 }
 
-// scanTree calls fn with every key and value of a tree in a table.
-func (s *PebbleStore) scanTree(tag byte, root string, fn func(k, v []byte) error) error {
+func (s *PebbleStore) newTreeReader() *treeReader {
+	return &treeReader{db: s.db, its: map[byte]*pebble.Iterator{}}
+}
+
+func (r *treeReader) close() {
+	for _, it := range r.its {
+		it.Close()
+	}
+}
+
+func (r *treeReader) iter(tag byte) (*pebble.Iterator, error) {
+	if it, ok := r.its[tag]; ok {
+		return it, nil
+	}
+	table := []byte{tag, 0}
+	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: table, UpperBound: prefixEnd(table)})
+	if err != nil {
+		return nil, err
+	}
+	r.its[tag] = it
+	return it, nil
+}
+
+// scan calls fn with every key and value of a tree in a table, in order, until fn
+// returns errStopScan (scan then returns nil) or another error.
+func (r *treeReader) scan(tag byte, root string, fn func(k, v []byte) error) error {
+	it, err := r.iter(tag)
+	if err != nil {
+		return err
+	}
 	for _, sp := range treeSpans(tag, root) {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sp.start, UpperBound: sp.end})
-		if err != nil {
-			return err
-		}
-		for it.First(); it.Valid(); it.Next() {
-			if err := fn(it.Key(), it.Value()); err != nil {
-				it.Close()
+		for valid := it.SeekGE(sp.start); valid && bytes.Compare(it.Key(), sp.end) < 0; valid = it.Next() {
+			if err := fn(it.Key(), it.Value()); err == errStopScan {
+				return nil
+			} else if err != nil {
 				return err
 			}
 		}
-		err = it.Error()
-		it.Close()
-		if err != nil {
+		if err := it.Error(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+var errStopScan = errors.New("stop the scan")
+
+// first returns the first key of a tree in a table (nil if none).
+func (r *treeReader) first(tag byte, root string) ([]byte, error) {
+	var k []byte
+	err := r.scan(tag, root, func(key, _ []byte) error {
+		k = bytes.Clone(key)
+		return errStopScan
+	})
+	return k, err
+}
+
+// scanTree calls fn with every key and value of a tree in a table.
+func (s *PebbleStore) scanTree(tag byte, root string, fn func(k, v []byte) error) error {
+	r := s.newTreeReader()
+	defer r.close()
+	return r.scan(tag, root, fn)
+}
+
 // checkFinished returns why root's tree cannot be deleted (an error wrapping
 // ErrNotFound or ErrNotDeletable), or nil.
-func (s *PebbleStore) checkFinished(root string) error {
+func (s *PebbleStore) checkFinished(r *treeReader, root string) error {
 	if !IsTopLevel(root) || !strings.HasPrefix(root, TopLevelPrefix) {
 		return fmt.Errorf("%w %s: not a top-level execution (delete its root %s)", ErrNotDeletable, clip.Quote(root), treeRoot(root))
 	}
@@ -243,14 +276,14 @@ func (s *PebbleStore) checkFinished(root string) error {
 	if st.Status != pb.Status_STATUS_FINISHED {
 		return fmt.Errorf("%w %s: it has not finished (status %s)", ErrNotDeletable, root, StatusName(st.Status))
 	}
-	k, err := s.firstKey(tagLive, root)
+	k, err := r.first(tagLive, root)
 	if err != nil {
 		return fmt.Errorf("delete %s: scan live executions: %w", root, err)
 	}
 	if k != nil {
 		return fmt.Errorf("%w %s: its descendant %s has not finished", ErrNotDeletable, root, k[2:])
 	}
-	k, err = s.firstKey(tagDelayAt, root)
+	k, err = r.first(tagDelayAt, root)
 	if err != nil {
 		return fmt.Errorf("delete %s: scan delays: %w", root, err)
 	}
@@ -316,12 +349,14 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		roots = roots[len(chunk):]
 		err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
 			var fresh []string
+			r := s.newTreeReader() // inside the step: it sees every commit before it
+			defer r.close()
 			for _, root := range chunk {
 				if s.hidden(root) && IsTopLevel(root) {
 					marked = append(marked, root)
 					continue
 				}
-				if err := s.checkFinished(root); err != nil {
+				if err := s.checkFinished(r, root); err != nil {
 					d.Refused[root] = err
 					continue
 				}
@@ -349,8 +384,11 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 	}
 	// The trees are hidden and frozen: what to delete can be read outside the writer.
 	var derived, own [][]byte
+	r := s.newTreeReader()
+	defer r.close()
+	slices.Sort(marked) // the reader's seeks then go forward
 	for _, root := range marked {
-		n, evs, keys, err := s.treePoints(root)
+		n, evs, keys, err := s.treePoints(r, root)
 		if err != nil {
 			return d, err
 		}
@@ -359,7 +397,7 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		d.Events += evs
 		derived = append(derived, keys...)
 		for _, tag := range treeTags {
-			if err := s.scanTree(tag, root, func(k, _ []byte) error {
+			if err := r.scan(tag, root, func(k, _ []byte) error {
 				own = append(own, bytes.Clone(k))
 				return nil
 			}); err != nil {
@@ -432,8 +470,8 @@ func (p *pacer) rest(ctx context.Context) error {
 
 // treePoints reads a hidden tree's keys that are not under its prefixes, and counts its
 // executions and events.
-func (s *PebbleStore) treePoints(root string) (executions, evs int, keys [][]byte, err error) {
-	err = s.scanTree(tagState, root, func(k, v []byte) error {
+func (s *PebbleStore) treePoints(r *treeReader, root string) (executions, evs int, keys [][]byte, err error) {
+	err = r.scan(tagState, root, func(k, v []byte) error {
 		st := &pb.ExecutionState{}
 		if err := proto.Unmarshal(v, st); err != nil {
 			return fmt.Errorf("decode state %q: %w", lastPart(k), err)
@@ -448,7 +486,7 @@ func (s *PebbleStore) treePoints(root string) (executions, evs int, keys [][]byt
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("delete %s: read states: %w", root, err)
 	}
-	err = s.scanTree(tagPosition, root, func(k, v []byte) error {
+	err = r.scan(tagPosition, root, func(k, v []byte) error {
 		if len(v) == 8 {
 			keys = append(keys, globalKey(binary.BigEndian.Uint64(v)))
 		}
@@ -483,6 +521,8 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 		return fmt.Errorf("scan finished executions: %w", err)
 	}
 	defer it.Close()
+	r := s.newTreeReader()
+	defer r.close()
 	for valid := it.First(); valid; {
 		k := it.Key()
 		rest := k[len(prefix):]
@@ -503,7 +543,7 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 				break
 			}
 			root := lastPart(k)
-			t, ok, err := s.treeSummary(root, comp)
+			t, ok, err := s.treeSummary(r, root, comp)
 			if err != nil {
 				return err
 			}
@@ -524,13 +564,13 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 
 // treeSummary returns a tree's summary, ok false if anything in it is unfinished (or it
 // is being deleted).
-func (s *PebbleStore) treeSummary(root, comp string) (FinishedTree, bool, error) {
+func (s *PebbleStore) treeSummary(r *treeReader, root, comp string) (FinishedTree, bool, error) {
 	t := FinishedTree{Root: root, ComponentID: comp}
 	if s.hidden(root) {
 		return t, false, nil
 	}
 	for _, tag := range []byte{tagLive, tagDelayAt} {
-		k, err := s.firstKey(tag, root)
+		k, err := r.first(tag, root)
 		if err != nil {
 			return t, false, fmt.Errorf("check the tree of %s: %w", root, err)
 		}
@@ -540,7 +580,7 @@ func (s *PebbleStore) treeSummary(root, comp string) (FinishedTree, bool, error)
 	}
 	var newest int64
 	unfinished := errors.New("unfinished")
-	err := s.scanTree(tagState, root, func(k, v []byte) error {
+	err := r.scan(tagState, root, func(k, v []byte) error {
 		st := &pb.ExecutionState{}
 		if err := proto.Unmarshal(v, st); err != nil {
 			return fmt.Errorf("decode state %q: %w", lastPart(k), err)

@@ -207,7 +207,9 @@ func TestDeleteTreesCrash(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, points, err := s.treePoints(root)
+	r := s.newTreeReader()
+	_, _, points, err := s.treePoints(r, root)
+	r.close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +396,9 @@ func TestDeleteTreesCrashInOwnKeys(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, derived, err := s.treePoints(root)
+	r := s.newTreeReader()
+	_, _, derived, err := s.treePoints(r, root)
+	r.close()
 	if err != nil {
 		t.Fatal(err)
 	}
