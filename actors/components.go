@@ -392,6 +392,10 @@ func (reg *registry) routeImport(c *Component, imported, ffqn string, allowed ma
 	switch {
 	case len(cands) == 1:
 		return cands[0], nil
+	case len(cands) > 1 && sameCode(cands):
+		// One file deployed under several names: whichever is called, the same code
+		// runs, so there is nothing to choose; the newest, as for a submission.
+		return cands[len(cands)-1], nil
 	case len(cands) > 1:
 		return Function{}, fmt.Errorf("component %q imports %s, which components %s all export: say which one it calls with requires = [%s] (or another of them)",
 			c.Config.Name, imported, strings.Join(names, " and "), names[len(names)-1])
@@ -404,6 +408,21 @@ func (reg *registry) routeImport(c *Component, imported, ffqn string, allowed ma
 			c.Config.Name, imported, strings.Join(c.Config.Requires, ", "), strings.Join(others, ", "))
 	}
 	return Function{}, fmt.Errorf("component %q imports %s, which no component exports", c.Config.Name, imported)
+}
+
+// sameCode reports whether the functions are all of components made from the same
+// file (component IDs <type>:<name>:sha256:<hex> with the same digest).
+func sameCode(fns []Function) bool {
+	digest := func(f Function) string {
+		_, d, _ := strings.Cut(f.Component.ID, ":sha256:")
+		return d
+	}
+	for _, f := range fns[1:] {
+		if digest(f) != digest(fns[0]) {
+			return false
+		}
+	}
+	return true
 }
 
 // deployed returns the deployed component named name, nil if there is none.

@@ -105,6 +105,23 @@ func TestRoute(t *testing.T) {
 	}
 }
 
+// One file deployed under two names is no choice for "auto": the same code runs
+// whichever is called, so the import goes to the one declared last (the Contract's two
+// [[activity_wasm]] with one location.path, beside workflows that import it).
+func TestRouteSameFileTwice(t *testing.T) {
+	const ffqn = "testing:fibo/fibo.fibo"
+	a, b := witComponent(t, ActivityWasm, "fibo", fiboWIT), witComponent(t, ActivityWasm, "fibo_again", fiboWIT)
+	a.ID, b.ID = "activity_wasm:fibo:sha256:abc", "activity_wasm:fibo_again:sha256:abc"
+	wf := workflowImportingFibo(t, "wf", nil)
+	reg, err := newRegistry([]*Component{a, b, wf}, nil)
+	if err != nil {
+		t.Fatalf("one file under two names, imported with auto: %v", err)
+	}
+	if fn, err := reg.route(wf, ffqn, ""); err != nil || fn.Component != b {
+		t.Errorf("route = %v, %v; want the one declared last", fn.Component, err)
+	}
+}
+
 // Exporters of one function must be of one type: a caller's stub and schedule imports
 // depend on it.
 func TestRouteRefusesMixedTypes(t *testing.T) {

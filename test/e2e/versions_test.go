@@ -195,9 +195,28 @@ func fibo2() string {
 	return fmt.Sprintf("[[activity_wasm]]\nname = \"fibo2\"\nlocation.path = %q\n", filepath.Join(harness.ComponentsDir(), "fibo.wasm"))
 }
 
-// TestVersionsTwoExportersNeedRequires: with two components exporting testing:fibo/fibo,
-// a workflow that imports it with requires "auto" (the default) does not start, and the
-// message names both candidates.
+// fiboOtherFile writes a copy of fibo.wasm with one more custom section: the same code
+// and WIT in another file (another digest), as a rebuilt fibo would be.
+func fiboOtherFile(t *testing.T, dir string) string {
+	wasm, err := os.ReadFile(filepath.Join(harness.ComponentsDir(), "fibo.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "obelisk-test-copy"
+	section := append(append([]byte{byte(len(name))}, name...), 1) // a custom section: id 0, size, name, payload
+	wasm = append(append(wasm, 0, byte(len(section))), section...)
+	path := filepath.Join(dir, "fibo-copy.wasm")
+	if err := os.WriteFile(path, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestVersionsTwoExportersNeedRequires: with two components made from different files
+// exporting testing:fibo/fibo, a workflow that imports it with requires "auto" (the
+// default) does not start, and the message names both candidates. The same file under
+// two names does start (TestVersionsRequiresAndComponentOption and the routing unit
+// tests): the same code runs whichever is called.
 func TestVersionsTwoExportersNeedRequires(t *testing.T) {
 	dir := t.TempDir()
 	config := filepath.Join(dir, "obelisk.toml")
@@ -214,7 +233,8 @@ location.path = %q
 [[workflow]]
 name = "fibo_workflow"
 location.path = %q
-`, filepath.Join(dir, "data"), harness.FreeAddr(t), wasm("fibo"), fibo2(), wasm("fibo-workflow"))
+`, filepath.Join(dir, "data"), harness.FreeAddr(t), wasm("fibo"),
+		fmt.Sprintf("[[activity_wasm]]\nname = \"fibo2\"\nlocation.path = %q\n", fiboOtherFile(t, dir)), wasm("fibo-workflow"))
 	if err := os.WriteFile(config, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -283,5 +303,30 @@ func TestVersionsRequiresAndComponentOption(t *testing.T) {
 	_, err := s.Exec.Submit(context.Background(), connect.NewRequest(&pb.SubmitRequest{Ffqn: "testing:fibo/fibo.fibo", ParamsJson: "[1]", Component: "nosuch"}))
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("API submit to an unknown component: %v, want not_found", err)
+	}
+}
+
+// TestVersionsSameFileTwiceAuto: the same file deployed under two names starts with every
+// importer on requires "auto" (the Contract, on the default deployment: its workflows
+// import testing:fibo): the same code runs whichever is called, so a workflow's child goes
+// to the one declared last, and both names serve submissions.
+func TestVersionsSameFileTwiceAuto(t *testing.T) {
+	s := harness.Start(t, harness.Options{Deployment: fibo2()})
+	digest := digestOf(t, filepath.Join(harness.ComponentsDir(), "fibo.wasm"))
+	wf := s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 1]")
+	harness.JSONEq(t, s.Result(wf, 2*time.Minute), `{"ok":55}`)
+	child := events.ChildExecutionID(wf, events.OneOffJoinSetID(1, "fibo"), 1)
+	if st, err := s.State(child); err != nil || st.ComponentId != "activity_wasm:fibo2:sha256:"+digest {
+		t.Fatalf("the child ran on %v (%v), want fibo2, declared last", st.GetComponentId(), err)
+	}
+	for _, name := range []string{"fibo", "fibo2"} {
+		out, errOut, code := s.CLI("execution", "submit", "--json", "--follow", "--component", name, "testing:fibo/fibo.fibo", "[10]")
+		var doc struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil {
+			t.Fatalf("submit to %s: exit %d\n%s\n%s", name, code, out, errOut)
+		}
+		harness.JSONEq(t, string(doc.Result), `{"ok":55}`)
 	}
 }
