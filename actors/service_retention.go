@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -86,45 +87,46 @@ func (r *retention) due(ctx context.Context, now time.Time, limit int) ([]events
 	return out, err
 }
 
-// pass deletes every tree due now, a batch at a time.
+// pass deletes every tree due now, a batch at a time, as one listing finds them: the
+// listing goes on after each batch from where it was, instead of starting again at the
+// index's beginning, whose deleted entries it would skip again every time (a pass over
+// 100,000 trees is 400 batches).
 func (r *retention) pass(ctx context.Context) time.Time {
 	if time.Now().Before(r.start) {
 		return r.start
 	}
 	started := time.Now()
 	var deleted events.Deleted
-	for ctx.Err() == nil {
-		trees, err := r.due(ctx, time.Now(), retentionBatch)
-		if err != nil {
-			r.e.log.Error("retention: list finished trees", "err", err)
-			break
-		}
-		if len(trees) == 0 {
-			break
-		}
+	var batch []string
+	deleteBatch := func() error {
 		r.e.hook("retention", "delete")
-		roots := make([]string, len(trees))
-		for i, t := range trees {
-			roots[i] = t.Root
-		}
-		d, err := r.e.store.DeleteTrees(ctx, roots)
+		d, err := r.e.store.DeleteTrees(ctx, batch)
+		batch = batch[:0]
 		r.e.cfg.Metrics.Deleted(d.Trees, d.Executions, d.Events)
 		deleted.Trees += d.Trees
 		deleted.Executions += d.Executions
 		deleted.Events += d.Events
-		if err != nil {
-			if ctx.Err() == nil {
-				r.e.log.Error("retention: delete finished trees", "err", err)
-			}
-			break
-		}
 		for root, why := range d.Refused {
 			// Listed as finished, refused as not: something in it started meanwhile.
 			r.e.log.Debug("retention: tree not deleted", "root", root, "reason", why)
 		}
-		if len(trees) < retentionBatch || len(d.Refused) == len(trees) {
-			break
+		if err != nil {
+			return fmt.Errorf("delete finished trees: %w", err)
 		}
+		return nil
+	}
+	err := r.e.store.FinishedTrees(ctx, r.cutoffs(time.Now()), func(t events.FinishedTree) (bool, error) {
+		batch = append(batch, t.Root)
+		if len(batch) < retentionBatch {
+			return true, nil
+		}
+		return ctx.Err() == nil, deleteBatch()
+	})
+	if err == nil && len(batch) > 0 {
+		err = deleteBatch()
+	}
+	if err != nil && ctx.Err() == nil {
+		r.e.log.Error("retention: delete finished trees", "err", err)
 	}
 	if deleted.Trees > 0 {
 		took := time.Since(started)

@@ -188,9 +188,9 @@ func treeSpans(tag byte, root string) []span {
 	return []span{{own, prefixEnd(append(bytes.Clone(own), 0))}, {desc, prefixEnd(desc)}}
 }
 
-// treeReader reads trees' keys through one iterator per table, each reused from tree to
-// tree by seeking: making a Pebble iterator costs more than a seek (tens of
-// microseconds against a few, with a few memtables and levels), and a deletion reads
+// treeReader reads trees' keys through one iterator per table, each reused from span to
+// span with new bounds: making a Pebble iterator costs more than re-bounding one (tens
+// of microseconds against a few, with a few memtables and levels), and a deletion reads
 // some twenty spans of every tree. An iterator sees the store as it was when it was
 // made: a reader is made where that view is the right one (inside a writer step, or for
 // hidden trees, which nothing writes) and closed after the batch it serves.
@@ -213,8 +213,7 @@ func (r *treeReader) iter(tag byte) (*pebble.Iterator, error) {
 	if it, ok := r.its[tag]; ok {
 		return it, nil
 	}
-	table := []byte{tag, 0}
-	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: table, UpperBound: prefixEnd(table)})
+	it, err := r.db.NewIter(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -223,14 +222,19 @@ func (r *treeReader) iter(tag byte) (*pebble.Iterator, error) {
 }
 
 // scan calls fn with every key and value of a tree in a table, in order, until fn
-// returns errStopScan (scan then returns nil) or another error.
+// returns errStopScan (scan then returns nil) or another error. Each span is scanned
+// within bounds set on the iterator (SetBounds), not by comparing keys after a seek: a
+// seek skips every deleted key it meets until a live one, and the live and delay
+// tables are mostly deleted keys (every finished execution's), so an unbounded seek
+// into an empty span would walk the rest of the table.
 func (r *treeReader) scan(tag byte, root string, fn func(k, v []byte) error) error {
 	it, err := r.iter(tag)
 	if err != nil {
 		return err
 	}
 	for _, sp := range treeSpans(tag, root) {
-		for valid := it.SeekGE(sp.start); valid && bytes.Compare(it.Key(), sp.end) < 0; valid = it.Next() {
+		it.SetBounds(sp.start, sp.end)
+		for valid := it.First(); valid; valid = it.Next() {
 			if err := fn(it.Key(), it.Value()); err == errStopScan {
 				return nil
 			} else if err != nil {
@@ -296,22 +300,34 @@ func (s *PebbleStore) checkFinished(r *treeReader, root string) error {
 // runStep has the writer apply one step of a deletion in a batch of its own: apply
 // writes to the batch and returns what to publish once it committed.
 func (s *PebbleStore) runStep(ctx context.Context, sync bool, apply func(b *pebble.Batch) (func(), error)) error {
+	_, err := s.runTimedStep(ctx, sync, apply)
+	return err
+}
+
+// runTimedStep is runStep, and also returns how long the writer worked on the step.
+func (s *PebbleStore) runTimedStep(ctx context.Context, sync bool, apply func(b *pebble.Batch) (func(), error)) (time.Duration, error) {
 	req := &commitReq{step: apply, sync: sync, result: make(chan commitResult, 1)}
-	return s.send(ctx, req)
+	err := s.send(ctx, req)
+	return req.took, err
 }
 
 // applyStep is the writer's side of runStep.
 func (s *PebbleStore) applyStep(req *commitReq) {
+	began := time.Now()
+	r := s.stepResult(req)
+	req.took = time.Since(began)
+	req.result <- r
+}
+
+func (s *PebbleStore) stepResult(req *commitReq) commitResult {
 	if err := s.Err(); err != nil {
-		req.result <- commitResult{err: err}
-		return
+		return commitResult{err: err}
 	}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	publish, err := req.step(batch)
 	if err != nil || batch.Empty() {
-		req.result <- commitResult{err: err}
-		return
+		return commitResult{err: err}
 	}
 	wo := pebble.NoSync
 	if req.sync && !s.opts.NoSync {
@@ -324,8 +340,7 @@ func (s *PebbleStore) applyStep(req *commitReq) {
 	}
 	if err != nil {
 		err = s.fail(fmt.Errorf("commit a deletion: %w", err))
-		req.result <- commitResult{err: err}
-		return
+		return commitResult{err: err}
 	}
 	if s.opts.OnGroupCommit != nil {
 		s.opts.OnGroupCommit(1, int(batch.Count()), time.Since(started))
@@ -333,7 +348,7 @@ func (s *PebbleStore) applyStep(req *commitReq) {
 	if publish != nil {
 		publish()
 	}
-	req.result <- commitResult{}
+	return commitResult{}
 }
 
 // DeleteTrees deletes the trees of the given top-level executions, each one whole, and
@@ -343,11 +358,11 @@ func (s *PebbleStore) applyStep(req *commitReq) {
 func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted, error) {
 	d := Deleted{Refused: map[string]error{}}
 	var marked []string
-	p := pacer{since: time.Now()}
+	var p pacer
 	for len(roots) > 0 {
 		chunk := roots[:min(len(roots), markChunk)]
 		roots = roots[len(chunk):]
-		err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+		took, err := s.runTimedStep(ctx, false, func(b *pebble.Batch) (func(), error) {
 			var fresh []string
 			r := s.newTreeReader() // inside the step: it sees every commit before it
 			defer r.close()
@@ -375,6 +390,7 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		if err != nil {
 			return d, err
 		}
+		p.step(took)
 		if err := p.rest(ctx); err != nil {
 			return d, err
 		}
@@ -388,6 +404,7 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 	defer r.close()
 	slices.Sort(marked) // the reader's seeks then go forward
 	for _, root := range marked {
+		p.read()
 		n, evs, keys, err := s.treePoints(r, root)
 		if err != nil {
 			return d, err
@@ -404,15 +421,21 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 				return d, fmt.Errorf("delete %s: read its keys: %w", root, err)
 			}
 		}
+		p.worked()
 		if err := p.rest(ctx); err != nil {
 			return d, err
 		}
 	}
+	// Sorted: Pebble inserts a batch into the memtable's skiplist in the batch's order,
+	// reusing the last insert's position, so sorted keys cost a fraction of scattered
+	// ones (the inserts are most of a deletion's work).
+	slices.SortFunc(derived, bytes.Compare)
+	slices.SortFunc(own, bytes.Compare)
 	for _, keys := range [][][]byte{derived, own} { // derived first: see the invariant
 		for len(keys) > 0 {
 			chunk := keys[:min(len(keys), deleteChunk)]
 			keys = keys[len(chunk):]
-			if err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+			took, err := s.runTimedStep(ctx, false, func(b *pebble.Batch) (func(), error) {
 				for _, k := range chunk {
 					_ = b.Delete(k, nil)
 				}
@@ -421,9 +444,11 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 						s.compact.add(k, append(bytes.Clone(k), 0))
 					}
 				}, nil
-			}); err != nil {
+			})
+			if err != nil {
 				return d, err
 			}
+			p.step(took)
 			if err := p.rest(ctx); err != nil {
 				return d, err
 			}
@@ -445,26 +470,36 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 	return d, err
 }
 
-// pacer makes a deletion rest after each piece of its work (a writer step, the reads
-// of a tree) as long as the piece took: a deletion takes at most about half of the
-// writer's time and of a core, so that on a small machine the foreground's commits and
-// runs are slowed by a pass, not stalled behind it. A pass then takes twice as long,
-// which nobody waits for.
-type pacer struct{ since time.Time }
+// pacer makes a deletion rest after its work, a quarter as long as the work took: a
+// deletion takes at most about four fifths of a core and of the writer's time, so that on
+// a small machine the foreground's commits and runs are slowed by a pass, not stalled
+// behind it. The work is the deletion's reads and the writer's time on its steps, not
+// the waits for the writer behind foreground commits (those cost no CPU, and counting
+// them would slow a pass most when the foreground is busiest, for nothing).
+type pacer struct {
+	work  time.Duration // since the last rest
+	since time.Time     // start of the reads in progress
+}
+
+// read starts a piece of reading; worked ends it.
+func (p *pacer) read()   { p.since = time.Now() }
+func (p *pacer) worked() { p.work += time.Since(p.since) }
+
+// step counts a writer step's work.
+func (p *pacer) step(took time.Duration) { p.work += took }
 
 func (p *pacer) rest(ctx context.Context) error {
-	busy := time.Since(p.since)
-	if busy < time.Millisecond {
+	if p.work < time.Millisecond {
 		return nil // pieces add up until a rest is worth a timer (whose resolution is coarse)
 	}
-	t := time.NewTimer(busy)
+	t := time.NewTimer(p.work / 4)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
 	}
-	p.since = time.Now()
+	p.work = 0
 	return nil
 }
 

@@ -35,7 +35,7 @@ func rChildCreated(parent string, at int64) *pb.Event {
 // and one answered delay, the root with one log line and the child with two, and returns
 // the root's and the child's IDs. finish: the child and the root finish (at `at`, the child
 // at at+1).
-func rTree(t *testing.T, s *PebbleStore, at int64, finish bool) (root, child string) {
+func rTree(t testing.TB, s *PebbleStore, at int64, finish bool) (root, child string) {
 	t.Helper()
 	root = NewExecutionID(time.Unix(0, at))
 	child = ChildExecutionID(root, "g:1", 1)
@@ -437,5 +437,41 @@ func TestDeleteTreesCrashInOwnKeys(t *testing.T) {
 	}
 	if s.hidden(root) {
 		t.Fatal("the deleted tree is still marked")
+	}
+}
+
+// BenchmarkDeleteTrees: what a retention pass does with 2,000 finished trees (list them
+// 256 at a time, delete each batch), pacing included; executions/s is the pass's rate.
+func BenchmarkDeleteTrees(b *testing.B) {
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		s := gOpen(b, b.TempDir())
+		for i := range 2000 {
+			rTree(b, s, int64(1000+10*i), true)
+		}
+		b.StartTimer()
+		start := time.Now()
+		executions := 0
+		for {
+			var roots []string
+			if err := s.FinishedTrees(ctx, func(string) time.Time { return time.Unix(1e6, 0) }, func(t FinishedTree) (bool, error) {
+				roots = append(roots, t.Root)
+				return len(roots) < 256, nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if len(roots) == 0 {
+				break
+			}
+			d, err := s.DeleteTrees(ctx, roots)
+			if err != nil {
+				b.Fatal(err)
+			}
+			executions += d.Executions
+		}
+		b.ReportMetric(float64(executions)/time.Since(start).Seconds(), "executions/s")
+		b.StopTimer()
+		s.Close()
 	}
 }

@@ -32,6 +32,9 @@ type commitReq struct {
 	// batch of its own, synced if sync.
 	step   func(b *pebble.Batch) (publish func(), err error)
 	sync   bool
+	// took: how long the writer worked on the step (set before its result is sent),
+	// the deletion's pacing counts it, not the wait for the writer.
+	took   time.Duration
 	result chan commitResult
 	states map[string]*pb.ExecutionState // the verdict's states, set by send
 }
