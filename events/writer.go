@@ -30,8 +30,8 @@ type commitReq struct {
 	tx *Tx
 	// step, instead of a tx, is a step of a deletion (retention.go), committed in a
 	// batch of its own, synced if sync.
-	step   func(b *pebble.Batch) (publish func(), err error)
-	sync   bool
+	step func(b *pebble.Batch) (publish func(), err error)
+	sync bool
 	// took: how long the writer worked on the step (set before its result is sent),
 	// the deletion's pacing counts it, not the wait for the writer.
 	took   time.Duration
