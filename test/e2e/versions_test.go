@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,9 +218,8 @@ func fiboOtherFile(t *testing.T, dir string) string {
 // tests): the same code runs whichever is called.
 func TestVersionsTwoExportersNeedRequires(t *testing.T) {
 	dir := t.TempDir()
-	config := filepath.Join(dir, "obelisk.toml")
 	wasm := func(name string) string { return filepath.Join(harness.ComponentsDir(), name+".wasm") }
-	toml := fmt.Sprintf(`data_dir = %q
+	code, stderr := runServerExpectingFailure(t, fmt.Sprintf(`data_dir = %q
 [api]
 listening_addr = %q
 [webui]
@@ -234,19 +232,10 @@ location.path = %q
 name = "fibo_workflow"
 location.path = %q
 `, filepath.Join(dir, "data"), harness.FreeAddr(t), wasm("fibo"),
-		fmt.Sprintf("[[activity_wasm]]\nname = \"fibo2\"\nlocation.path = %q\n", fiboOtherFile(t, dir)), wasm("fibo-workflow"))
-	if err := os.WriteFile(config, []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, harness.Binary(), "server", "run", "--config", config).CombinedOutput()
-	if err == nil {
-		t.Fatalf("the server started with an ambiguous import:\n%s", out)
-	}
+		fmt.Sprintf("[[activity_wasm]]\nname = \"fibo2\"\nlocation.path = %q\n", fiboOtherFile(t, dir)), wasm("fibo-workflow")))
 	want := `component "fibo_workflow" imports testing:fibo/fibo.fibo, which components "fibo" and "fibo2" all export`
-	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "requires") {
-		t.Fatalf("start failed without naming both candidates (want %q):\n%s", want, out)
+	if code == 0 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "requires") {
+		t.Fatalf("exit %d; start failed without naming both candidates (want %q):\n%s", code, want, stderr)
 	}
 }
 
