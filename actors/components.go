@@ -2,8 +2,6 @@ package actors
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"runtime"
@@ -20,6 +18,7 @@ import (
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
+	"github.com/obelisk-go/obelisk/wasmstore"
 )
 
 // ComponentType is the kind of a deployed component.
@@ -147,8 +146,11 @@ func (c *ComponentConfig) pbType() pb.ComponentType {
 // Component is a loaded, compiled component.
 type Component struct {
 	Config ComponentConfig
-	// ID is <type>:<name>:sha256:<hex of the file>.
+	// ID is <type>:<name>:sha256:<hex of the file> (componentID).
 	ID string
+	// Digest is the file's digest (wasmstore.Digest), the ID's last part: components
+	// with one digest run the same code.
+	Digest string
 	// Retired: the configuration no longer deploys this version, but unfinished
 	// executions are pinned to it (versions.go). It runs them and nothing new.
 	Retired bool
@@ -213,6 +215,7 @@ type registry struct {
 	components []*Component          // deployed, by name
 	retired    []*Component          // retired versions, by ID
 	byID       map[string]*Component // deployed and retired
+	byName     map[string]*Component // deployed
 	// byFFQN is, for each function, where a submission that names no component goes:
 	// the deployed exporter declared last in the configuration (the newest).
 	byFFQN map[string]Function
@@ -272,18 +275,17 @@ func loadComponents(ctx context.Context, rt *wasmhost.Runtime, deployed []Compon
 // newRegistry makes the registry of loaded components: deployed, in the configuration's
 // order, and retired versions.
 func newRegistry(deployed, retired []*Component) (*registry, error) {
-	reg := &registry{byFFQN: map[string]Function{}, exporters: map[string][]Function{}, byID: map[string]*Component{}}
+	reg := &registry{byFFQN: map[string]Function{}, exporters: map[string][]Function{}, byID: map[string]*Component{}, byName: map[string]*Component{}}
 	for _, c := range retired {
 		c.Retired = true
 		reg.retired = append(reg.retired, c)
 		reg.byID[c.ID] = c
 	}
-	names := map[string]bool{}
 	for _, c := range deployed {
-		if names[c.Config.Name] {
+		if reg.byName[c.Config.Name] != nil {
 			return nil, fmt.Errorf("component %q: the name is used twice", c.Config.Name)
 		}
-		names[c.Config.Name] = true
+		reg.byName[c.Config.Name] = c
 		reg.byID[c.ID] = c
 		reg.components = append(reg.components, c)
 		for _, fn := range c.Exports {
@@ -411,14 +413,10 @@ func (reg *registry) routeImport(c *Component, imported, ffqn string, allowed ma
 }
 
 // sameCode reports whether the functions are all of components made from the same
-// file (component IDs <type>:<name>:sha256:<hex> with the same digest).
+// file.
 func sameCode(fns []Function) bool {
-	digest := func(f Function) string {
-		_, d, _ := strings.Cut(f.Component.ID, ":sha256:")
-		return d
-	}
 	for _, f := range fns[1:] {
-		if digest(f) != digest(fns[0]) {
+		if f.Component.Digest != fns[0].Component.Digest {
 			return false
 		}
 	}
@@ -426,22 +424,7 @@ func sameCode(fns []Function) bool {
 }
 
 // deployed returns the deployed component named name, nil if there is none.
-func (reg *registry) deployed(name string) *Component {
-	cs := reg.components // sorted by name, once loaded
-	if !sort.SliceIsSorted(cs, func(i, j int) bool { return cs[i].Config.Name < cs[j].Config.Name }) {
-		for _, c := range cs {
-			if c.Config.Name == name {
-				return c
-			}
-		}
-		return nil
-	}
-	i := sort.Search(len(cs), func(i int) bool { return cs[i].Config.Name >= name })
-	if i < len(cs) && cs[i].Config.Name == name {
-		return cs[i]
-	}
-	return nil
-}
+func (reg *registry) deployed(name string) *Component { return reg.byName[name] }
 
 // ComponentNotFoundError: a submission names a component that is not deployed.
 type ComponentNotFoundError struct {
@@ -533,8 +516,8 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 			return nil, fmt.Errorf("component %q (%s): %w", cfg.Name, cfg.Path, err)
 		}
 	}
-	sum := sha256.Sum256(wasm)
-	id := fmt.Sprintf("%s:%s:sha256:%s", cfg.Type, cfg.Name, hex.EncodeToString(sum[:]))
+	digest := wasmstore.Digest(wasm)
+	id := componentID(cfg.Type, cfg.Name, digest)
 	resolve, err := wit.Parse(files)
 	if err != nil {
 		return nil, fmt.Errorf("component %q: parse WIT: %w", cfg.Name, err)
@@ -566,7 +549,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 	default:
 		imports = nil // an activity stub is never run: nothing it imports is called
 	}
-	c := &Component{Config: cfg, ID: id, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, routes: map[string]Function{}, exports: map[string]*wit.Function{}}
+	c := &Component{Config: cfg, ID: id, Digest: digest, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, routes: map[string]Function{}, exports: map[string]*wit.Function{}}
 	for _, fn := range exports {
 		c.exports[fn.FFQN()] = fn
 	}

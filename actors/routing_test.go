@@ -22,7 +22,7 @@ func witComponent(t *testing.T, typ ComponentType, name, text string, deps ...st
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	c := &Component{Config: ComponentConfig{Name: name, Type: typ}, ID: string(typ) + ":" + name + ":sha256:" + name,
+	c := &Component{Config: ComponentConfig{Name: name, Type: typ}, ID: string(typ) + ":" + name + ":sha256:" + name, Digest: "sha256:" + name,
 		WIT: res, Exports: res.Exports(), routes: map[string]Function{}, exports: map[string]*wit.Function{}}
 	if typ == Workflow {
 		c.Imports = res.Imports()
@@ -112,6 +112,7 @@ func TestRouteSameFileTwice(t *testing.T) {
 	const ffqn = "testing:fibo/fibo.fibo"
 	a, b := witComponent(t, ActivityWasm, "fibo", fiboWIT), witComponent(t, ActivityWasm, "fibo_again", fiboWIT)
 	a.ID, b.ID = "activity_wasm:fibo:sha256:abc", "activity_wasm:fibo_again:sha256:abc"
+	a.Digest, b.Digest = "sha256:abc", "sha256:abc"
 	wf := workflowImportingFibo(t, "wf", nil)
 	reg, err := newRegistry([]*Component{a, b, wf}, nil)
 	if err != nil {

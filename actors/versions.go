@@ -264,8 +264,8 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 // version is dropped, record and file, off the committing goroutine.
 func (e *Engine) versionFinished(id string) {
 	v := e.versions
-	if v == nil {
-		return
+	if c := e.reg.byID[id]; v == nil || c == nil || !c.Retired {
+		return // live counts retired versions only: nothing to lock for every finish
 	}
 	v.liveMu.Lock()
 	n, ok := v.live[id]
@@ -278,9 +278,7 @@ func (e *Engine) versionFinished(id string) {
 	if !ok || n > 1 {
 		return
 	}
-	if c := e.reg.byID[id]; c != nil {
-		c.dropped.Store(true) // no longer listed
-	}
+	e.reg.byID[id].dropped.Store(true) // no longer listed
 	// Not e.goLoop: it may start while Close waits for the loops. It only touches files,
 	// and a save cut short by the process's end is finished by the next start.
 	go func() {
