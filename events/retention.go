@@ -440,8 +440,14 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 					_ = b.Delete(k, nil)
 				}
 				return func() {
-					for _, k := range chunk {
-						s.compact.add(k, append(bytes.Clone(k), 0))
+					// The chunk is sorted: one range per table (its first byte) covers it.
+					for i := 0; i < len(chunk); {
+						j := i
+						for j+1 < len(chunk) && chunk[j+1][0] == chunk[i][0] {
+							j++
+						}
+						s.compact.add(chunk[i], append(bytes.Clone(chunk[j]), 0))
+						i = j + 1
 					}
 				}, nil
 			})
@@ -551,13 +557,24 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 		}
 	}
 	prefix := []byte{tagFinished, 0}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return fmt.Errorf("scan finished executions: %w", err)
+	open := func() (*pebble.Iterator, *treeReader, error) {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return nil, nil, fmt.Errorf("scan finished executions: %w", err)
+		}
+		return it, s.newTreeReader(), nil
 	}
-	defer it.Close()
-	r := s.newTreeReader()
-	defer r.close()
+	it, r, err := open()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if it != nil {
+			it.Close()
+			r.close()
+		}
+	}()
+	listed := 0
 	for valid := it.First(); valid; {
 		k := it.Key()
 		rest := k[len(prefix):]
@@ -568,7 +585,7 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 		comp := string(rest[:i])
 		compPrefix := append(append([]byte(nil), prefix...), rest[:i+1]...)
 		before := cutoff(comp).UnixNano()
-		for ; valid && bytes.HasPrefix(it.Key(), compPrefix); valid = it.Next() {
+		for valid && bytes.HasPrefix(it.Key(), compPrefix) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -583,11 +600,28 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 				return err
 			}
 			if !ok || t.FinishedAt.UnixNano() >= before {
+				valid = it.Next()
 				continue
 			}
 			if more, err := fn(t); err != nil || !more {
 				return err
 			}
+			if listed++; listed%reopenEvery == 0 {
+				// An iterator pins the memtables and files it began with: one kept for a
+				// whole pass (fn deletes what it lists) would hold every memtable flushed
+				// meanwhile. Start afresh after what was listed.
+				after := bytes.Clone(k)
+				it.Close()
+				r.close()
+				if it, r, err = open(); err != nil {
+					return err
+				}
+				if valid = it.SeekGE(after); valid && bytes.Equal(it.Key(), after) {
+					valid = it.Next()
+				}
+				continue
+			}
+			valid = it.Next()
 		}
 		valid = it.SeekGE(prefixEnd(compPrefix))
 	}
@@ -596,6 +630,10 @@ func (s *PebbleStore) FinishedTrees(ctx context.Context, cutoff func(componentID
 	}
 	return nil
 }
+
+// reopenEvery is how many trees FinishedTrees lists before it makes its iterators
+// again (a retention batch's worth).
+const reopenEvery = 256
 
 // treeSummary returns a tree's summary, ok false if anything in it is unfinished (or it
 // is being deleted).

@@ -475,3 +475,44 @@ func BenchmarkDeleteTrees(b *testing.B) {
 		s.Close()
 	}
 }
+
+// TestFinishedTreesDeletingAsItLists: a listing whose callback deletes each batch it was
+// given (as a retention pass does) lists every tree once, across the reopening of its
+// iterators (reopenEvery).
+func TestFinishedTreesDeletingAsItLists(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	const n = reopenEvery + 44
+	for i := range n {
+		rTree(t, s, int64(1000+10*i), true)
+	}
+	seen := map[string]bool{}
+	var batch []string
+	del := func() {
+		d, err := s.DeleteTrees(ctx, batch)
+		if err != nil || d.Trees != len(batch) {
+			t.Fatalf("delete %d trees: %+v %v", len(batch), d, err)
+		}
+		batch = batch[:0]
+	}
+	if err := s.FinishedTrees(ctx, func(string) time.Time { return time.Unix(1e6, 0) }, func(ft FinishedTree) (bool, error) {
+		if seen[ft.Root] {
+			t.Fatalf("%s listed twice", ft.Root)
+		}
+		seen[ft.Root] = true
+		if batch = append(batch, ft.Root); len(batch) == 100 {
+			del()
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	del()
+	if len(seen) != n {
+		t.Fatalf("listed %d trees, want %d", len(seen), n)
+	}
+	page, err := s.List(ctx, ListFilter{Limit: 10})
+	if err != nil || len(page.States) != 0 {
+		t.Fatalf("after the pass: %d states left, %v", len(page.States), err)
+	}
+}

@@ -53,9 +53,12 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 	}
 	// A streamed body is read after this op returns, under the run's ctx (or the
 	// request's timeout), until it is closed or the run ends.
-	reqCtx, cancel := context.WithCancel(ctx)
+	var reqCtx context.Context
+	var cancel context.CancelFunc
 	if hr.TimeoutMS > 0 {
 		reqCtx, cancel = context.WithTimeout(ctx, time.Duration(hr.TimeoutMS)*time.Millisecond)
+	} else {
+		reqCtx, cancel = context.WithCancel(ctx)
 	}
 	streaming := false
 	defer func() {

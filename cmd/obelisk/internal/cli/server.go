@@ -67,10 +67,6 @@ func serverCmd() *cobra.Command {
 				return &ExitError{Code: 1, Err: err}
 			}
 			defer e.Close(ctx)
-			if err := writeLock(); err != nil {
-				ln.Close()
-				return &ExitError{Code: 1, Err: err}
-			}
 			// Only now: compiling modules on a cold compilation cache holds far more live
 			// heap than serving does, for a few seconds; a limit below it would have the
 			// collector run without pause through it.
@@ -84,6 +80,11 @@ func serverCmd() *cobra.Command {
 			if err := webhooks.Serve(e, log); err != nil {
 				ln.Close()
 				return &ExitError{Code: 2, Err: err} // the config names what the engine lacks
+			}
+			// Only a deployment that starts locks what it resolved.
+			if err := writeLock(); err != nil {
+				ln.Close()
+				return &ExitError{Code: 1, Err: err}
 			}
 			for name, addr := range webhooks.Addrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on http://%s\n", name, addr)

@@ -158,6 +158,7 @@ type streamBody struct {
 	stream int
 	buf    []byte // arrived, not read yet
 	eof    bool
+	err    error // a failed read: every later read returns it (the body was cut)
 	closed bool
 }
 
@@ -166,13 +167,16 @@ func (b *streamBody) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("obeliskhttp: read of a closed body")
 	}
 	for len(b.buf) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
 		if b.eof {
 			return 0, io.EOF
 		}
 		var chunk abi.HTTPBodyChunk
 		if err := b.ctx.HostCall(abi.OpHTTPBodyRead, abi.HTTPBodyReadRequest{Stream: b.stream, MaxBytes: max(len(p), 4096)}, &chunk); err != nil {
-			b.eof = true // the host closed the stream
-			return 0, fmt.Errorf("obeliskhttp: reading the response body: %w", err)
+			b.err = fmt.Errorf("obeliskhttp: reading the response body: %w", err) // the host closed the stream
+			return 0, b.err
 		}
 		b.buf, b.eof = chunk.Data, chunk.EOF
 	}
