@@ -2,11 +2,8 @@ package wasmhost
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
+	"github.com/obelisk-go/obelisk/wasmstore"
 )
 
 // A module's compiled code is most of what it costs in memory: a Go guest of 4 MB
@@ -42,7 +40,8 @@ import (
 // errModuleClosed is the error of an instance asked of a closed module.
 var errModuleClosed = errors.New("module closed")
 
-// modulesDir is the folder of the cache dir holding the modules' bytes (moduleCopy).
+// modulesDir is the folder of the cache dir holding the modules' bytes: a wasmstore
+// (content-addressed, each read checked against its digest).
 const modulesDir = "modules"
 
 // unloadCode releases m's code after Compile, keeping what it takes to load it again:
@@ -53,10 +52,15 @@ func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 		return nil
 	}
 	read := func() ([]byte, error) { return wasm, nil }
-	if c, err := writeModuleCopy(filepath.Join(m.rt.cacheDir, modulesDir), wasm); err != nil {
+	store, err := wasmstore.Open(filepath.Join(m.rt.cacheDir, modulesDir))
+	var digest string
+	if err == nil {
+		digest, err = store.Put(wasm)
+	}
+	if err != nil {
 		m.rt.logger.Warn("wasmhost: keeping the module's bytes in memory until its first use", "module", m.name, "err", err)
 	} else {
-		read = c.read
+		read = func() ([]byte, error) { return store.Get(digest) }
 	}
 	variant := m.variant != nil
 	m.reload = func(ctx context.Context) (wazero.CompiledModule, []wasmbin.Segment, error) {
@@ -87,59 +91,9 @@ func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 	if variant {
 		m.variant.Data = nil
 	}
-	err := m.compiled.Close(ctx)
+	err = m.compiled.Close(ctx)
 	m.compiled = nil
 	return err
-}
-
-// moduleCopy is a module's bytes written to a file, to be read back instead of being
-// kept in memory.
-type moduleCopy struct {
-	path   string
-	digest [sha256.Size]byte
-}
-
-// writeModuleCopy writes wasm into dir as SHA256.wasm, unless a file of that name and
-// size is there already (from an earlier start: its contents are checked when read).
-// It writes a temporary file and renames it, so that a reader (another server on the
-// same cache dir) never sees a partial copy.
-func writeModuleCopy(dir string, wasm []byte) (moduleCopy, error) {
-	c := moduleCopy{digest: sha256.Sum256(wasm)}
-	c.path = filepath.Join(dir, hex.EncodeToString(c.digest[:])+".wasm")
-	if fi, err := os.Stat(c.path); err == nil && fi.Size() == int64(len(wasm)) {
-		return c, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return c, fmt.Errorf("writing a copy of the module: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, "*.tmp")
-	if err != nil {
-		return c, fmt.Errorf("writing a copy of the module: %w", err)
-	}
-	_, werr := tmp.Write(wasm)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), c.path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return c, fmt.Errorf("writing a copy of the module to %s: %w", c.path, werr)
-	}
-	return c, nil
-}
-
-// read returns the copy's bytes, refusing them if they are not what was written.
-func (c moduleCopy) read() ([]byte, error) {
-	wasm, err := os.ReadFile(c.path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the module's copy: %w", err)
-	}
-	if sha256.Sum256(wasm) != c.digest {
-		return nil, fmt.Errorf("the module's copy %s changed since it was compiled (its SHA-256 is no longer its name)", c.path)
-	}
-	return wasm, nil
 }
 
 // loadedVariant returns a copy of the module's snapshot variant with its data segments,

@@ -3,8 +3,6 @@ package wasmhost
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/obelisk-go/obelisk/wasmstore"
 )
 
 // With a compilation cache, Compile leaves the module's code unloaded; the first
@@ -102,8 +102,11 @@ func TestCodeLoadedFromTheModulesCopy(t *testing.T) {
 	if m.variant == nil || m.variant.Data != nil {
 		t.Fatalf("after Compile: variant %v, want one whose data segments are unloaded with the code", m.variant)
 	}
-	sum := sha256.Sum256(guestWasm)
-	path := filepath.Join(dir, modulesDir, hex.EncodeToString(sum[:])+".wasm")
+	store, err := wasmstore.Open(filepath.Join(dir, modulesDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := store.Path(wasmstore.Digest(guestWasm))
 	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, guestWasm) {
 		t.Fatalf("the module's copy %s: %d bytes, %v; want the module's %d", path, len(b), err, len(guestWasm))
 	}
