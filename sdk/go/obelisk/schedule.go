@@ -1,11 +1,8 @@
 package obelisk
 
 import (
-	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // ScheduleAt says when a scheduled execution or a delay is due: [Now], [At]
@@ -45,14 +42,5 @@ func (a ScheduleAt) json() []byte {
 // and returns its ID. It does not wait for it. The schedule is recorded in the workflow's
 // history: a replay returns the same ID and creates nothing.
 func Schedule(ctx Context, at ScheduleAt, ffqn string, params ...any) (string, error) {
-	if params == nil {
-		params = []any{}
-	}
-	raw, err := marshal(params)
-	if err != nil {
-		return "", fmt.Errorf("obelisk: %s: encoding the request: %w", abi.OpSchedule, err)
-	}
-	var id string
-	err = ctx.HostCall(abi.OpSchedule, abi.ScheduleRequest{FFQN: ffqn, Params: raw, ScheduleAt: at.json()}, &id)
-	return id, err
+	return ScheduleWithID(ctx, "", at, ffqn, params...)
 }

@@ -178,7 +178,7 @@ func checkFunctionEndpoint(w WebhookEndpoint) error {
 	for _, k := range []struct {
 		key string
 		set bool
-	}{{"allowed_hosts", w.AllowedHosts != nil}, {"denied_hosts", w.DeniedHosts != nil}, {"stdout", w.Stdout != ""}, {"stderr", w.Stderr != ""}} {
+	}{{"allowed_hosts", w.AllowedHosts != nil}, {"denied_hosts", w.DeniedHosts != nil}, {"stdout", w.Stdout != ""}, {"stderr", w.Stderr != ""}, {"requires", w.Requires != nil}} {
 		if k.set {
 			return fmt.Errorf("%s configures an endpoint's own module (location.path); an endpoint mapped to function %q has none", k.key, w.Function)
 		}

@@ -117,6 +117,7 @@ request_timeout = "5s"
 		fn + `allowed_hosts = ["a.com"]`:                                      `allowed_hosts configures an endpoint's own module (location.path); an endpoint mapped to function "testing:fibo/fibo.fibo" has none`,
 		fn + `denied_hosts = []`:                                              `denied_hosts configures`,
 		fn + `stdout = "log"`:                                                 `stdout configures`,
+		fn + `requires = ["fibo"]`:                                            `requires configures`,
 		fn + `stderr = "none"`:                                                `stderr configures`,
 		strings.Replace(fn, "fibo.fibo", "fibo", 1):                           `[[webhook_endpoint]] #1 (name "fn"): function: function name "testing:fibo/fibo": want namespace:package/interface.function`,
 		"[[activity_wasm]]\nname = \"fn\"\nlocation.path = \"a.wasm\"\n" + fn: `[[webhook_endpoint]] #1 (name "fn"): the name is also that of another component or webhook endpoint`,
