@@ -70,6 +70,10 @@ type ComponentConfig struct {
 	MaxRetries uint32
 	// RetryExpBackoff is the first retry's delay; each further one doubles it.
 	RetryExpBackoff time.Duration
+	// RetryJitter scales each retry's delay by a factor in [1-RetryJitter,
+	// 1+RetryJitter], drawn per execution and retry (retryBackoff), so that executions
+	// failing together do not all come back at once. 0 is none; at most 1.
+	RetryJitter float64
 	// LockExpiry bounds one run: an activity still running then is killed and the attempt
 	// counts as timed out; a workflow's lock is extended while it makes host calls, and
 	// so is an activity's while it runs when KeepAlive is set.
@@ -123,10 +127,14 @@ func (c *ComponentConfig) QueueName() string {
 	return c.Name
 }
 
-// retryConfig is the retry policy captured in the component's Locked events, so that a
-// config change never rewrites what a stream recorded.
-func (c *ComponentConfig) retryConfig() *pb.RetryConfig {
-	return &pb.RetryConfig{MaxRetries: c.MaxRetries, RetryExpBackoff: int64(c.RetryExpBackoff)}
+// retryConfig is the retry policy captured in the Locked events of an execution of the
+// component, so that a config change never rewrites what a stream recorded: the one its
+// submitter gave (Created.retry), if any, else the component's.
+func (c *ComponentConfig) retryConfig(submitted *pb.RetryConfig) *pb.RetryConfig {
+	if submitted != nil {
+		return submitted
+	}
+	return &pb.RetryConfig{MaxRetries: c.MaxRetries, RetryExpBackoff: int64(c.RetryExpBackoff), RetryJitter: c.RetryJitter}
 }
 
 func (c *ComponentConfig) pbType() pb.ComponentType {

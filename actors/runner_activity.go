@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -266,7 +268,22 @@ func retryBackoff(st *pb.ExecutionState) (time.Duration, bool) {
 		return 0, false
 	}
 	shift := min(n-1, 30)
-	return time.Duration(r.RetryExpBackoff) << shift, true
+	return jittered(time.Duration(r.RetryExpBackoff)<<shift, r.RetryJitter, st.ExecutionId, n), true
+}
+
+// jittered scales the delay of retry n of execution id by a factor in [1-jitter,
+// 1+jitter]. The factor is drawn from a generator seeded by the execution and the
+// retry, not from a shared one: the same failure always waits the same time (a replay, a
+// test, a second node computing it agree), while executions that fail together spread
+// out.
+func jittered(d time.Duration, jitter float64, id string, n uint32) time.Duration {
+	if jitter <= 0 || d <= 0 {
+		return d
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	u := rand.New(rand.NewPCG(h.Sum64(), uint64(n))).Float64() // [0, 1)
+	return time.Duration(float64(d) * (1 + min(jitter, 1)*(2*u-1)))
 }
 
 // noRetriesLeft is the reason of the failure that ends an execution whose last attempt

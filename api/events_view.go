@@ -73,17 +73,19 @@ func (v ResultJSON) MarshalJSON() ([]byte, error) { return rawOrNull(v) }
 // The details of each event kind. Times are RFC 3339 (UTC, nanoseconds).
 type (
 	CreatedDetails struct {
-		FFQN            string     `json:"ffqn" jsonschema_description:"the function executed"`
-		Params          ParamsJSON `json:"params" jsonschema_description:"the parameters: a JSON array"`
-		ScheduledAt     string     `json:"scheduled_at" jsonschema:"format=date-time"`
-		ComponentID     string     `json:"component_id" jsonschema_description:"<type>:<name>:sha256:<hex>"`
-		ParentID        string     `json:"parent_id,omitempty" jsonschema_description:"set for a child execution"`
-		ParentJoinSetID string     `json:"parent_join_set_id,omitempty" jsonschema_description:"the parent's join set, for a child execution"`
+		FFQN            string        `json:"ffqn" jsonschema_description:"the function executed"`
+		Params          ParamsJSON    `json:"params" jsonschema_description:"the parameters: a JSON array"`
+		ScheduledAt     string        `json:"scheduled_at" jsonschema:"format=date-time"`
+		ComponentID     string        `json:"component_id" jsonschema_description:"<type>:<name>:sha256:<hex>"`
+		ParentID        string        `json:"parent_id,omitempty" jsonschema_description:"set for a child execution"`
+		ParentJoinSetID string        `json:"parent_join_set_id,omitempty" jsonschema_description:"the parent's join set, for a child execution"`
+		Retry           *RetryDetails `json:"retry,omitempty" jsonschema_description:"the retry policy its submitter gave, which replaces its component's"`
 	}
 	RetryDetails struct {
-		MaxRetries        uint32 `json:"max_retries"`
-		Unlimited         bool   `json:"unlimited"`
-		RetryExpBackoffMS int64  `json:"retry_exp_backoff_ms"`
+		MaxRetries        uint32  `json:"max_retries"`
+		Unlimited         bool    `json:"unlimited"`
+		RetryExpBackoffMS int64   `json:"retry_exp_backoff_ms"`
+		RetryJitter       float64 `json:"retry_jitter,omitempty" jsonschema_description:"each retry's delay is scaled by a factor from 1-j to 1+j"`
 	}
 	LockedDetails struct {
 		ExecutorID    string        `json:"executor_id"`
@@ -150,6 +152,13 @@ type (
 	EmptyDetails struct{}
 )
 
+func retryDetails(r *pb.RetryConfig) *RetryDetails {
+	if r == nil {
+		return nil
+	}
+	return &RetryDetails{MaxRetries: r.MaxRetries, Unlimited: r.UnlimitedRetries, RetryExpBackoffMS: r.RetryExpBackoff / 1e6, RetryJitter: r.RetryJitter}
+}
+
 // EventDetailsOf returns the details of an event: a value of one of the types
 // [EventDetails] lists for its kind.
 func EventDetailsOf(ev *pb.Event) any {
@@ -160,13 +169,12 @@ func EventDetailsOf(ev *pb.Event) any {
 		if c.ParentId != "" {
 			d.ParentID, d.ParentJoinSetID = c.ParentId, c.ParentJoinSetId
 		}
+		d.Retry = retryDetails(c.Retry)
 		return d
 	case *pb.Event_Locked:
 		l := k.Locked
 		d := LockedDetails{ExecutorID: l.ExecutorId, RunID: l.RunId, LockExpiresAt: rfc3339(l.LockExpiresAt)}
-		if l.Retry != nil {
-			d.Retry = &RetryDetails{MaxRetries: l.Retry.MaxRetries, Unlimited: l.Retry.UnlimitedRetries, RetryExpBackoffMS: l.Retry.RetryExpBackoff / 1e6}
-		}
+		d.Retry = retryDetails(l.Retry)
 		return d
 	case *pb.Event_Unlocked:
 		return UnlockedDetails{UnlockedAt: rfc3339(k.Unlocked.UnlockedAt), Reason: k.Unlocked.Reason}

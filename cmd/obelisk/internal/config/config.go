@@ -37,10 +37,10 @@ const (
 // Lower bounds of durations: below them a value is a mistake (a unit forgotten or
 // mistyped) rather than a setting, and would fail every run or retry in a busy loop.
 const (
-	MinLockExpiry      = 100 * time.Millisecond // exec.lock_expiry
-	MinMaxDuration     = 100 * time.Millisecond // exec.max_duration
-	MinRetryExpBackoff = time.Millisecond       // retry_exp_backoff
-	MinRequestTimeout  = 100 * time.Millisecond // a webhook endpoint's request_timeout
+	MinLockExpiry      = 100 * time.Millisecond    // exec.lock_expiry
+	MinMaxDuration     = 100 * time.Millisecond    // exec.max_duration
+	MinRetryExpBackoff = actors.MinRetryExpBackoff // retry_exp_backoff
+	MinRequestTimeout  = 100 * time.Millisecond    // a webhook endpoint's request_timeout
 )
 
 // Bounds of the event store's sizes ([store]). Below the minimums Pebble would flush or
@@ -193,6 +193,7 @@ type Activity struct {
 	Location        Location       `mapstructure:"location"`
 	MaxRetries      *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
+	RetryJitter     float64        `mapstructure:"retry_jitter"`
 	Exec            ActivityExec   `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
@@ -209,6 +210,7 @@ type Workflow struct {
 	// only); past it the execution finishes as timed_out.
 	MaxRetries       *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
+	RetryJitter      float64        `mapstructure:"retry_jitter"`
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
 	MemoryLimit      string         `mapstructure:"memory_limit"`
@@ -407,6 +409,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if a.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *a.RetryExpBackoff
 		}
+		c.RetryJitter = a.RetryJitter
 		if err := s.location(c.Name, a.Location); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
@@ -444,6 +447,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if w.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *w.RetryExpBackoff
 		}
+		c.RetryJitter = w.RetryJitter
 		switch w.BlockingStrategy {
 		case "", "await":
 		case "interrupt":
@@ -555,6 +559,9 @@ func common(c *actors.ComponentConfig, e Exec) error {
 	}
 	if err := atLeast("retry_exp_backoff", c.RetryExpBackoff, MinRetryExpBackoff); err != nil {
 		return err
+	}
+	if !(c.RetryJitter >= 0 && c.RetryJitter <= 1) {
+		return fmt.Errorf("retry_jitter = %v: must be a fraction from 0 to 1 (0.2 scales each retry's delay by 0.8 to 1.2)", c.RetryJitter)
 	}
 	c.Queue = e.Queue
 	if e.MaxConcurrency != nil {
