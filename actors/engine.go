@@ -448,7 +448,7 @@ type submitOptions struct {
 
 // MinRetryExpBackoff is the least first-retry delay a component or a submitter may set:
 // below it a failing execution would spin.
-const MinRetryExpBackoff = time.Millisecond
+const MinRetryExpBackoff = abi.MinRetryExpBackoff
 
 // RetryOverride is a submitter's retry policy for one execution. Each field that is set
 // replaces the component's (ComponentConfig.MaxRetries, RetryExpBackoff, RetryJitter);
@@ -473,20 +473,27 @@ func (r *RetryOverride) retryConfig(c *ComponentConfig) (*pb.RetryConfig, error)
 	if r.MaxRetries != nil {
 		rc.MaxRetries = *r.MaxRetries
 	}
-	switch {
-	case r.Backoff == 0:
-	case r.Backoff < MinRetryExpBackoff:
-		return nil, fmt.Errorf("retry backoff %s: must be at least %s", r.Backoff, MinRetryExpBackoff)
-	default:
+	if r.Backoff != 0 {
+		if err := abi.CheckRetryBackoff(r.Backoff); err != nil {
+			return nil, err
+		}
 		rc.RetryExpBackoff = int64(r.Backoff)
 	}
 	if r.Jitter != nil {
-		if j := *r.Jitter; !(j >= 0 && j <= 1) {
-			return nil, fmt.Errorf("retry jitter %v: must be a fraction from 0 to 1", j)
+		if err := abi.CheckRetryJitter(*r.Jitter); err != nil {
+			return nil, err
 		}
 		rc.RetryJitter = *r.Jitter
 	}
 	return rc, nil
+}
+
+// retryOverrideOf is the override a guest's submit asks for (nil: none).
+func retryOverrideOf(p *abi.RetryPolicy) *RetryOverride {
+	if p == nil {
+		return nil
+	}
+	return &RetryOverride{MaxRetries: p.MaxRetries, Backoff: time.Duration(p.RetryExpBackoffMS) * time.Millisecond, Jitter: p.RetryJitter}
 }
 
 // OfComponent submits the execution to the deployed component named (or identified)
