@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -167,6 +168,47 @@ type Retention struct {
 	FinishedAfter *time.Duration `mapstructure:"finished_after"`
 }
 
+// RetryBudget is an activity's retry_budget table: with max_failure_share set, retries
+// are held or skipped while more than that share of the function's recent attempts
+// failed (actors.RetryBudget).
+type RetryBudget struct {
+	MaxFailureShare *float64       `mapstructure:"max_failure_share"`
+	Window          *time.Duration `mapstructure:"window"`
+	MinAttempts     *int           `mapstructure:"min_attempts"`
+	Action          string         `mapstructure:"action"`
+}
+
+// Defaults of a retry_budget table's keys other than max_failure_share.
+const (
+	DefaultRetryBudgetWindow      = time.Minute
+	DefaultRetryBudgetMinAttempts = 20
+	DefaultRetryBudgetAction      = actors.RetryBudgetWait
+)
+
+// resolve returns the budget, nil if the table is absent.
+func (b *RetryBudget) resolve() (*actors.RetryBudget, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if b.MaxFailureShare == nil {
+		return nil, errors.New("retry_budget: max_failure_share is required (e.g. 0.5: retries are held while more than half of the recent attempts failed)")
+	}
+	r := &actors.RetryBudget{MaxFailureShare: *b.MaxFailureShare, Window: DefaultRetryBudgetWindow, MinAttempts: DefaultRetryBudgetMinAttempts, Action: DefaultRetryBudgetAction}
+	if b.Window != nil {
+		r.Window = *b.Window
+	}
+	if b.MinAttempts != nil {
+		r.MinAttempts = *b.MinAttempts
+	}
+	if b.Action != "" {
+		r.Action = actors.RetryBudgetAction(b.Action)
+	}
+	if err := r.Check(); err != nil {
+		return nil, fmt.Errorf("retry_budget.%w", err)
+	}
+	return r, nil
+}
+
 // resolve checks the key and returns the duration (0 if unset).
 func (r Retention) resolve(key string) (time.Duration, error) {
 	if r.FinishedAfter == nil {
@@ -194,6 +236,7 @@ type Activity struct {
 	MaxRetries      *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
 	RetryJitter     float64        `mapstructure:"retry_jitter"`
+	RetryBudget     *RetryBudget   `mapstructure:"retry_budget"`
 	Exec            ActivityExec   `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
@@ -410,6 +453,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			c.RetryExpBackoff = *a.RetryExpBackoff
 		}
 		c.RetryJitter = a.RetryJitter
+		if c.RetryBudget, err = a.RetryBudget.resolve(); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		if err := s.location(c.Name, a.Location); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}

@@ -976,8 +976,11 @@ func (*Unpaused) Descriptor() ([]byte, []int) {
 // Finished carries the final result: {"ok": v} | {"err": v} |
 // {"execution_failure": {"kind": "...", "reason": "..."}} (JSON).
 type Finished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// Why it finished although its retry policy allowed another attempt, if it did (an
+	// exhausted retry budget).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1017,6 +1020,13 @@ func (x *Finished) GetResult() []byte {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *Finished) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // HistoryEvent is what a workflow run recorded; written only while the run holds the lock.
@@ -2373,9 +2383,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x0fCancelRequested\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
-	"\bUnpaused\"\"\n" +
+	"\bUnpaused\":\n" +
 	"\bFinished\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\xdc\x03\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdc\x03\n" +
 	"\fHistoryEvent\x127\n" +
 	"\apersist\x18\x01 \x01(\v2\x1b.obelisk.storage.v1.PersistH\x00R\apersist\x12K\n" +
 	"\x0fjoin_set_create\x18\x02 \x01(\v2!.obelisk.storage.v1.JoinSetCreateH\x00R\rjoinSetCreate\x12N\n" +
