@@ -225,3 +225,23 @@ func (t *Tokens) HTTP(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// WithToken returns a round tripper that sends token as the bearer token of every
+// request through base (nil: http.DefaultTransport): the client side of the tokens.
+func WithToken(base http.RoundTripper, token string) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &bearer{base: base, header: "Bearer " + token}
+}
+
+type bearer struct {
+	base   http.RoundTripper
+	header string
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context()) // a RoundTripper must not change the caller's request
+	r.Header.Set("Authorization", b.header)
+	return b.base.RoundTrip(r)
+}
