@@ -130,11 +130,19 @@ func TestTokens(t *testing.T) {
 		p.SetUnencryptedHTTP2(true)
 		return &http.Client{Transport: withToken(&http.Transport{Protocols: &p}, token)}
 	}
-	h1 := func(token string) *http.Client { return &http.Client{Transport: withToken(http.DefaultTransport, token)} }
+	h1 := func(token string) *http.Client {
+		return &http.Client{Transport: withToken(http.DefaultTransport, token)}
+	}
 	protocols := map[string]func(token string) obeliskv1connect.ExecutionServiceClient{
-		"connect":  func(tok string) obeliskv1connect.ExecutionServiceClient { return obeliskv1connect.NewExecutionServiceClient(h1(tok), url) },
-		"grpc":     func(tok string) obeliskv1connect.ExecutionServiceClient { return obeliskv1connect.NewExecutionServiceClient(h2c(tok), url, connect.WithGRPC()) },
-		"grpc-web": func(tok string) obeliskv1connect.ExecutionServiceClient { return obeliskv1connect.NewExecutionServiceClient(h1(tok), url, connect.WithGRPCWeb()) },
+		"connect": func(tok string) obeliskv1connect.ExecutionServiceClient {
+			return obeliskv1connect.NewExecutionServiceClient(h1(tok), url)
+		},
+		"grpc": func(tok string) obeliskv1connect.ExecutionServiceClient {
+			return obeliskv1connect.NewExecutionServiceClient(h2c(tok), url, connect.WithGRPC())
+		},
+		"grpc-web": func(tok string) obeliskv1connect.ExecutionServiceClient {
+			return obeliskv1connect.NewExecutionServiceClient(h1(tok), url, connect.WithGRPCWeb())
+		},
 	}
 	ctx := context.Background()
 	status := func(c obeliskv1connect.ExecutionServiceClient) error {
