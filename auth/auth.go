@@ -128,8 +128,13 @@ func ParseTokens(data []byte) (*Tokens, error) {
 	return t, nil
 }
 
-// Len is the number of tokens.
-func (t *Tokens) Len() int { return len(t.tokens) }
+// Len is the number of tokens (0 for nil: no authentication).
+func (t *Tokens) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.tokens)
+}
 
 // Authenticate finds the token of an Authorization header ("Bearer TOKEN"). The error is
 // a connect error of code unauthenticated.
