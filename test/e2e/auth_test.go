@@ -191,8 +191,12 @@ func TestAuth(t *testing.T) {
 		chrome := chromiumPath(t)
 		b := browser(t, chrome)
 		ctx := open(t, b, s.WebURL+"/#/executions")
+		// A wrong token is refused and asked for again, saying so.
 		do(t, ctx, "token prompt",
 			chromedp.WaitVisible(chromedp.CSS(`#token-dialog #token-input`)),
+			chromedp.SendKeys(chromedp.CSS(`#token-input`), "not-a-token"),
+			chromedp.Click(chromedp.CSS(`#token-submit`)),
+			waitJS(`document.querySelector('#token-dialog p')?.textContent.includes('refused')`),
 			chromedp.SendKeys(chromedp.CSS(`#token-input`), readToken),
 			chromedp.Click(chromedp.CSS(`#token-submit`)),
 			chromedp.WaitVisible(chromedp.CSS(`table.executions tr[data-id="`+sleeping+`"]`)),
@@ -207,6 +211,16 @@ func TestAuth(t *testing.T) {
 		)
 		if prompts := get(t, ctx, "no prompt after reload", evalInt(`document.querySelectorAll('#token-dialog').length`)); prompts != 0 {
 			t.Errorf("the token prompt came back after a reload")
+		}
+		// A read token may look at an execution but not pause it: the page says why.
+		do(t, ctx, "pause refused",
+			chromedp.Navigate(s.WebURL+"/#/execution/"+sleeping),
+			waitJS(`document.querySelector('#status')?.textContent === 'blocked_by_join_set' && !document.querySelector('#pause').hidden`),
+			chromedp.Click(chromedp.CSS(`#pause`)),
+			waitJS(`document.querySelector('#action-msg')?.textContent.includes('permission_denied')`),
+		)
+		if st, err := s.State(sleeping); err != nil || st.Paused {
+			t.Errorf("after a pause refused in the web UI: %v %v", st, err)
 		}
 	})
 }
