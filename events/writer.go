@@ -193,6 +193,19 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		_ = batch.Set(stateKey(id), b, nil)
 		changed = append(changed, st)
 	}
+	if s.opts.BeforeCommit != nil {
+		if err := s.opts.BeforeCommit(changed); err != nil {
+			cause := fmt.Errorf("commit %d transactions refused: %w", len(oks), err)
+			err = s.fail(cause)
+			if fe, ok := err.(*FailedError); ok && fe.Err == cause {
+				s.refusedErr = err // the store's failure is this refusal, not an earlier fault
+			}
+			for _, o := range oks {
+				o.req.result <- commitResult{err: err}
+			}
+			return
+		}
+	}
 	wo := pebble.Sync
 	if s.opts.NoSync {
 		wo = pebble.NoSync
