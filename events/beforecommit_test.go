@@ -3,6 +3,8 @@ package events_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -74,5 +76,69 @@ func TestBeforeCommitRefuses(t *testing.T) {
 	}
 	if _, err := r.Commit(ctx, stepTx(id, 2, 1)); err != nil {
 		t.Fatalf("the refused commit, again on the reopened store: %v", err)
+	}
+}
+
+// TestBeforeCommitSplitsGroup: transactions committed at once, so grouped by the writer,
+// are refused from the first one BeforeCommit refuses: exactly those it accepted are
+// acknowledged and found after reopening.
+func TestBeforeCommitSplitsGroup(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	const accept, total = 5, 40
+	var mu sync.Mutex
+	calls := 0
+	s, err := events.Open("store", events.Options{FS: fs, Logger: quiet(), BeforeCommit: func([]*pb.ExecutionState) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls > accept {
+			return errors.New("crash injected")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	acked := make(chan string, total)
+	for i := range total {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("E_01J00000000000000000000%03d", i)
+			if _, err := s.Commit(ctx, stepTx(id, 0, 1)); err == nil {
+				acked <- id
+			} else if !errors.Is(err, events.ErrFailed) {
+				t.Errorf("commit %s: %v, want ErrFailed", id, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(acked)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := events.Open("store", events.Options{FS: fs, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer r.Close()
+	n := 0
+	for id := range acked {
+		n++
+		if _, err := r.State(ctx, id); err != nil {
+			t.Errorf("acknowledged %s: %v after reopening", id, err)
+		}
+	}
+	if n != accept {
+		t.Errorf("%d commits acknowledged, want %d", n, accept)
+	}
+	stored := 0
+	if err := r.AllStates(ctx, func(*pb.ExecutionState) error { stored++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if stored != accept {
+		t.Errorf("%d executions stored, want the %d accepted", stored, accept)
 	}
 }

@@ -23,13 +23,14 @@ type Options struct {
 	// transactions and key writes it held and how long the write (and sync) took
 	// (metrics). Same rules as OnCommit.
 	OnGroupCommit func(txs, writes int, took time.Duration)
-	// BeforeCommit, if set, is called by the writer with the new states a group commit
-	// is about to write, before anything of it is written. An error refuses the group:
-	// nothing of it is written, and the store fails with that cause as if the write had
-	// failed (every later commit fails too), except that Pebble, which was never asked
-	// to write, is intact, and Close closes it. `obelisk test crash-sim` stops a store
-	// at a chosen commit this way, which is a crash as the engine sees it. Same rules
-	// as OnCommit.
+	// BeforeCommit, if set, is called by the writer for each transaction it is about to
+	// commit, once it is validated, with the new states it writes. An error refuses it
+	// and every transaction after it: the transactions of its group before it are
+	// committed, then the store fails with the error as its cause, as if the disk had
+	// failed (every later commit fails too), except that Pebble, never asked to write
+	// what was refused, is intact, and Close closes it. `obelisk test crash-sim` stops
+	// a store right after a chosen commit this way: a crash, as the engine sees it.
+	// Same rules as OnCommit.
 	BeforeCommit func(states []*pb.ExecutionState) error
 	// NoSync turns off syncing commits (tests and benchmarks of other layers only).
 	NoSync bool
