@@ -102,16 +102,16 @@ func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
 
 // Engine runs the executions of one node.
 type Engine struct {
-	cfg      Config
-	log      *slog.Logger
-	store    events.Store
-	rt       *wasmhost.Runtime
+	cfg   Config
+	log   *slog.Logger
+	store events.Store
+	rt    *wasmhost.Runtime
 	// ownRuntime: rt is the engine's own, closed with it (not Config.Modules').
 	ownRuntime bool
 	reg        *registry
-	versions *versions // the component versions of the data directory (versions.go)
-	system   *actor.ActorSystem
-	executor string // this process's executor ID: runs of earlier processes are dead
+	versions   *versions // the component versions of the data directory (versions.go)
+	system     *actor.ActorSystem
+	executor   string // this process's executor ID: runs of earlier processes are dead
 
 	executors map[string]*executor // by component ID
 	queues    map[string]*queue    // by queue name: the queues served here

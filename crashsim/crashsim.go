@@ -360,4 +360,3 @@ func describeState(st *pb.ExecutionState) string {
 	}
 	return d
 }
-
