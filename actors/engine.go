@@ -71,8 +71,8 @@ type Config struct {
 	// tests give one that injects faults.
 	StoreFS vfs.FS
 	// StoreBeforeCommit, if set, is the store's events.Options.BeforeCommit: it sees
-	// every group commit before it is written and may refuse it, which fails the store
-	// and so stops the engine as a crash at that commit would (`obelisk test crash-sim`).
+	// every transaction before it is written and may refuse it, which fails the store
+	// and so stops the engine as a crash right before it would (`obelisk test crash-sim`).
 	StoreBeforeCommit func(states []*pb.ExecutionState) error
 	// Modules, if set, is the wasm runtime and the compiled modules the engine uses,
 	// shared with the engines started before and after it in this process, which then
@@ -102,16 +102,17 @@ func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
 
 // Engine runs the executions of one node.
 type Engine struct {
-	cfg   Config
-	log   *slog.Logger
-	store events.Store
-	rt    *wasmhost.Runtime
+	cfg      Config
+	log      *slog.Logger
+	store    events.Store
+	rt       *wasmhost.Runtime
+	reg      *registry
+	versions *versions // the component versions of the data directory (versions.go)
+	system   *actor.ActorSystem
+	executor string // this process's executor ID: runs of earlier processes are dead
+
 	// ownRuntime: rt is the engine's own, closed with it (not Config.Modules').
 	ownRuntime bool
-	reg        *registry
-	versions   *versions // the component versions of the data directory (versions.go)
-	system     *actor.ActorSystem
-	executor   string // this process's executor ID: runs of earlier processes are dead
 
 	executors map[string]*executor // by component ID
 	queues    map[string]*queue    // by queue name: the queues served here
