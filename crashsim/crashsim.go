@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -236,6 +237,9 @@ func (g *gate) state() ([]string, bool) {
 func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 	dir := s.dir
 	mem := vfs.NewCrashableMem()
+	if err := makeSyncedDir(mem, actors.StoreDir(dir)); err != nil {
+		return nil, err
+	}
 	g := &gate{after: after, rel: relativizer(s.id)}
 	e, err := actors.New(ctx, s.config(dir, mem, g.check))
 	if err != nil {
@@ -293,6 +297,13 @@ func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 		return nil, fmt.Errorf("restart after the crash: %w", err)
 	}
 	defer r.Close(ctx)
+	// The image must hold every commit acknowledged before the crash: the store's
+	// first commit creates the execution.
+	if len(commits) > 0 {
+		if _, err := r.State(ctx, s.id); err != nil {
+			return nil, fmt.Errorf("after the crash, the store lost the %d commits made before it: %w", len(commits), err)
+		}
+	}
 	// Again, idempotently: the crash may have come before the submission's commit.
 	if err := s.submit(ctx, r); err != nil {
 		out.err = fmt.Sprintf("submit after the crash: %v", err)
@@ -359,4 +370,26 @@ func describeState(st *pb.ExecutionState) string {
 		d += ", last failure: " + st.LastFailure
 	}
 	return d
+}
+
+// makeSyncedDir creates the folder path in fs and syncs it and every folder above it, so
+// that a crash image of fs has it: the store syncs what it creates in its folder, not
+// the folders above it, which a server's data directory has before it starts.
+func makeSyncedDir(fs vfs.FS, path string) error {
+	if err := fs.MkdirAll(path, 0o755); err != nil {
+		return err
+	}
+	for p := path; ; p = filepath.Dir(p) {
+		d, err := fs.OpenDir(p)
+		if err != nil {
+			return err
+		}
+		err = errors.Join(d.Sync(), d.Close())
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		if parent := filepath.Dir(p); parent == p {
+			return nil
+		}
+	}
 }
