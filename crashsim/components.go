@@ -11,9 +11,10 @@ import (
 // on: those exporting ffqn, and every component exporting a function that one of them
 // imports, transitively (a workflow loads only when all it imports is deployed).
 // Components without a file (stubs with inline WIT) are kept. When a file cannot be
-// read or its WIT parsed, or no component exports ffqn, cfgs is returned as it is: the
-// engine then reports what is wrong, as `server run` would.
-func neededComponents(cfgs []actors.ComponentConfig, ffqn string) []actors.ComponentConfig {
+// read or its WIT parsed, cfgs is returned as it is: the engine then reports what is
+// wrong, as `server run` would. exported is false when no component with a file exports
+// ffqn (and none without one may).
+func neededComponents(cfgs []actors.ComponentConfig, ffqn string) (_ []actors.ComponentConfig, exported bool) {
 	type comp struct {
 		cfg              actors.ComponentConfig
 		exports, imports []string
@@ -25,15 +26,15 @@ func neededComponents(cfgs []actors.ComponentConfig, ffqn string) []actors.Compo
 		if cfg.Path != "" {
 			wasm, err := os.ReadFile(cfg.Path)
 			if err != nil {
-				return cfgs
+				return cfgs, true
 			}
 			files, err := wit.ExtractFromWasm(wasm)
 			if err != nil {
-				return cfgs
+				return cfgs, true
 			}
 			resolve, err := wit.Parse(files)
 			if err != nil {
-				return cfgs
+				return cfgs, true
 			}
 			for _, fn := range resolve.Exports() {
 				c.exports = append(c.exports, fn.FFQN())
@@ -52,7 +53,12 @@ func neededComponents(cfgs []actors.ComponentConfig, ffqn string) []actors.Compo
 		comps = append(comps, c)
 	}
 	if len(exporters[ffqn]) == 0 {
-		return cfgs
+		for _, c := range comps {
+			if c.cfg.Path == "" {
+				return cfgs, true // an inline stub's: the engine knows
+			}
+		}
+		return cfgs, false
 	}
 	need := make([]bool, len(comps))
 	var add func(i int)
@@ -76,5 +82,5 @@ func neededComponents(cfgs []actors.ComponentConfig, ffqn string) []actors.Compo
 			out = append(out, c.cfg)
 		}
 	}
-	return out
+	return out, true
 }

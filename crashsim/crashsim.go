@@ -108,6 +108,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Minute
 	}
+	// Only the components FFQN may need: each engine's start reads and checks every
+	// component it deploys, and the first one loads each module.
+	var exported bool
+	if o.Engine.Components, exported = neededComponents(o.Engine.Components, o.FFQN); !exported {
+		return nil, &BadInputError{&actors.FunctionNotFoundError{FFQN: o.FFQN}}
+	}
 	// One wasm runtime for every engine: each component is compiled or loaded once,
 	// not once per crash point.
 	modules, err := actors.NewModules(ctx, o.Engine)
@@ -123,9 +129,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	// Only the components FFQN may need: each engine's start reads and checks every
-	// component it deploys, and the first one loads each module.
-	o.Engine.Components = neededComponents(o.Engine.Components, o.FFQN)
 	s := &sim{o: o, id: events.NewExecutionID(time.Now()), dir: dir}
 	rep := &Report{FFQN: o.FFQN, Params: o.Params, ExecutionID: s.id, OK: true}
 	// Two crash-free runs: the first loads every module and warms the engine (a cold
