@@ -253,8 +253,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return fail(err)
 	}
 	// Compiling leaves hundreds of MiB of garbage; give it back before serving rather
-	// than carrying it as resident memory.
-	debug.FreeOSMemory()
+	// than carrying it as resident memory. With shared Modules this engine compiled
+	// little or nothing, and a full collection per engine would be most of its start.
+	if e.ownRuntime {
+		debug.FreeOSMemory()
+	}
 	e.timers = newTimerService(e)
 	e.delays = newDelayTimer(e)
 	e.keepalives = newKeepalives(e)

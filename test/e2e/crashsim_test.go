@@ -94,7 +94,7 @@ func TestCrashSimExamples(t *testing.T) {
 		// The activity must win whatever the crash: the timeout keeps its length.
 		{"race", "testing:sleep-workflow/workflow.race", `[10, 600000]`, []string{"--max-delay", "0"}, `{"ok":"activity"}`, 2},
 		{"http-get", "testing:http-workflow/workflow.get", fmt.Sprintf(`[%q]`, page.URL), nil, `{"ok":"hello"}`, 2},
-		{"tree", "testing:tree/tree.spawn", `[1, 2, 1]`, nil, `{"ok":2}`, 3},
+		{"tree", "testing:tree/tree.spawn", `[1, 2, 1]`, nil, `{"ok":2}`, 5},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
