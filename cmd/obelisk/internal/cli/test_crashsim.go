@@ -26,12 +26,14 @@ func testCmd() *cobra.Command {
 
 const crashSimLong = `Runs FFQN(PARAMS) in-process, with the components of the config file, on a scratch
 store in memory (the config's data_dir is not touched; its compilation cache is used):
-first without a crash, for the reference result and history; then once per store commit
-k = 1..N of that run, from scratch, crashing the engine right after its k-th commit (every
-later commit is refused, so the engine stops as a crash stops it, with nothing more
-written), restarting it on what the store kept (the dead engine's locks are released at
-once, as at a server's restart) and letting the execution finish. Each run must reach the
-same result and the same history as the crash-free run.
+first twice without a crash, for the reference result and history (the two runs must
+agree, or the outcome depends on something else than crashes); then once per store
+commit (transaction) k = 1..N of the reference run, from scratch, crashing the engine
+right after its k-th commit (every later commit is refused, so the engine stops as a
+crash stops it, with nothing more written), restarting it on what the store had synced
+(the dead engine's locks are released at once, as at a server's restart) and letting
+the execution finish. Each run must reach the same result and the same history as the
+crash-free run.
 
 History, compared per execution of the tree (the execution and its descendants):
 its function and parameters, its workflow history events in order (join sets created,
@@ -43,7 +45,7 @@ the IDs of scheduled executions), and the lock and attempt bookkeeping (locked, 
 temporarily failed or timed out).
 
 Durable delays (sleeps, delays in join sets) are shortened to --max-delay (default 10ms;
-0 keeps them), so that N+1 runs of a workflow that sleeps take seconds: only the time a
+0 keeps them), so that the N+2 runs of a workflow that sleeps take seconds: only the time a
 delay expires changes, the recorded request is the workflow's. Activities run for real,
 as often as each run needs: a sleeping activity sleeps, an HTTP activity calls out.
 Triggers of the config are not started.
