@@ -155,11 +155,11 @@ func printCrashSimLine(w io.Writer, r *crashsim.Report, p *crashsim.Point) {
 	if !p.OK {
 		verdict = "DIFFERS: " + p.Difference
 	}
-	crash := "crash after commit"
 	if !p.Crashed {
-		crash = "no crash (the run finished in fewer commits) at commit"
+		fmt.Fprintf(w, "no crash at commit %d/%d (this run finished in %d commits): %s\n", p.K, r.Commits, p.K-1, verdict)
+		return
 	}
-	fmt.Fprintf(w, "%s %d/%d [%s]: %s\n", crash, p.K, r.Commits, p.Commit, verdict)
+	fmt.Fprintf(w, "crash after commit %d/%d [%s]: %s\n", p.K, r.Commits, p.Commit, verdict)
 }
 
 func printCrashSimSummary(w io.Writer, r *crashsim.Report) {
