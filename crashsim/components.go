@@ -2,6 +2,7 @@ package crashsim
 
 import (
 	"os"
+	"strings"
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
@@ -58,7 +59,8 @@ func neededComponents(cfgs []actors.ComponentConfig, ffqn string) (_ []actors.Co
 				return cfgs, true // an inline stub's: the engine knows
 			}
 		}
-		return cfgs, false
+		// The engine's built-in components (the KV store's obelisk:kv) are in no config.
+		return cfgs, strings.HasPrefix(ffqn, "obelisk:")
 	}
 	need := make([]bool, len(comps))
 	var add func(i int)
