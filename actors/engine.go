@@ -71,6 +71,20 @@ type Config struct {
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
+	// StoreBeforeCommit, if set, is the store's events.Options.BeforeCommit: it sees
+	// every transaction before it is written and may refuse it, which fails the store
+	// and so stops the engine as a crash right before it would (`obelisk test crash-sim`).
+	StoreBeforeCommit func(states []*pb.ExecutionState) error
+	// Modules, if set, is the wasm runtime and the compiled modules the engine uses,
+	// shared with the engines started before and after it in this process, which then
+	// compile or load no component another has (`obelisk test crash-sim` starts one per
+	// crash point). Its owner closes it after the last engine; the engine does not.
+	Modules *Modules
+	// MaxDelay, if positive, shortens every durable delay a workflow requests (a sleep,
+	// a delay in a join set) to at most this long. The recorded request is the
+	// workflow's own, only the time the delay expires is earlier: for simulations that
+	// run a workflow many times (`obelisk test crash-sim`), never for a server.
+	MaxDelay time.Duration
 
 	// testHook, set only by this package's tests, is called at steps of the supervised
 	// services' passes (see Engine.hook), where a test may panic to crash one.
@@ -97,6 +111,9 @@ type Engine struct {
 	versions *versions // the component versions of the data directory (versions.go)
 	system   *actor.ActorSystem
 	executor string // this process's executor ID: runs of earlier processes are dead
+
+	// ownRuntime: rt is the engine's own, closed with it (not Config.Modules').
+	ownRuntime bool
 
 	executors map[string]*executor // by component ID
 	queues    map[string]*queue    // by queue name: the queues served here
@@ -191,35 +208,34 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.active.m = map[string]context.CancelFunc{}
 	e.cancels = newCanceller(e)
 	e.retention = newRetention(e, cfg)
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{
-		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
-		// A few ready instances per module and kind take instantiation off the path of
-		// a run; every Go guest instance costs 4-6 MiB, so the pool stays small.
-		// Memory is capped per component (ComponentConfig.MemoryLimit), not here.
-		PoolSize:                 2,
-		DisableWorkflowSnapshots: cfg.DisableWorkflowSnapshots,
-		DisableActivitySnapshots: cfg.DisableActivitySnapshots,
-		DisableInstanceReuse:     cfg.DisableInstanceReuse,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start wasm runtime: %w", err)
+	var comp compiler
+	rt := cfg.Modules.runtime()
+	if rt == nil {
+		var err error
+		if rt, err = wasmhost.NewRuntime(ctx, runtimeConfig(cfg)); err != nil {
+			return nil, fmt.Errorf("start wasm runtime: %w", err)
+		}
+		e.ownRuntime = true
+		comp = runtimeCompiler{rt}
+	} else {
+		comp = cfg.Modules
 	}
 	e.rt = rt
 	// The store is opened first: its unfinished executions say which component versions
 	// must be loaded beside the deployed ones (versions.go). Nothing commits before
 	// recover, below, when everything onCommit wakes exists.
 	store, err := events.Open(StoreDir(cfg.DataDir), events.Options{
-		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
+		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, BeforeCommit: cfg.StoreBeforeCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})
 	if err != nil {
-		rt.Close(ctx)
+		e.closeRuntime(ctx)
 		return nil, err
 	}
 	e.store = store
 	fail := func(err error) (*Engine, error) {
 		store.Close()
-		rt.Close(ctx)
+		e.closeRuntime(ctx)
 		return nil, err
 	}
 	retired, saveVersions, err := e.prepareVersions(ctx, cfg.Components)
@@ -228,7 +244,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	loading := time.Now()
 	e.log.Info("loading components", "count", len(cfg.Components), "retired_versions", len(retired), "at_once", runtime.GOMAXPROCS(0), "cache_dir", cfg.CacheDir)
-	reg, err := loadComponents(ctx, rt, cfg.Components, retired...)
+	reg, err := loadComponents(ctx, comp, cfg.Components, retired...)
 	if err != nil {
 		return fail(err)
 	}
@@ -238,8 +254,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return fail(err)
 	}
 	// Compiling leaves hundreds of MiB of garbage; give it back before serving rather
-	// than carrying it as resident memory.
-	debug.FreeOSMemory()
+	// than carrying it as resident memory. With shared Modules this engine compiled
+	// little or nothing, and a full collection per engine would be most of its start.
+	if e.ownRuntime {
+		debug.FreeOSMemory()
+	}
 	e.timers = newTimerService(e)
 	e.delays = newDelayTimer(e)
 	e.keepalives = newKeepalives(e)
@@ -349,8 +368,16 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.store != nil {
 		errs = append(errs, e.store.Close())
 	}
-	errs = append(errs, e.rt.Close(ctx))
+	errs = append(errs, e.closeRuntime(ctx))
 	return errors.Join(errs...)
+}
+
+// closeRuntime closes the engine's wasm runtime, unless Config.Modules owns it.
+func (e *Engine) closeRuntime(ctx context.Context) error {
+	if !e.ownRuntime {
+		return nil
+	}
+	return e.rt.Close(ctx)
 }
 
 // recover makes executions left behind by a dead process runnable again: their runs

@@ -694,6 +694,9 @@ func Binary() string { return obeliskBin }
 // ComponentsDir is the folder of the built example components (<name>.wasm).
 func ComponentsDir() string { return componentsDir }
 
+// WasmCacheDir is the compilation cache the test process's servers share.
+func WasmCacheDir() string { return wasmCacheDir }
+
 // verifyStore checks an invariant of the stopped server's store: every execution's stored
 // state equals the refold of its events and responses.
 func (s *Server) verifyStore() {
