@@ -32,6 +32,7 @@ type Metrics struct {
 	deleted        *prometheus.CounterVec
 	lockRenewals   *prometheus.CounterVec
 	triggerRuns    *prometheus.CounterVec
+	scheduleFires  *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -78,7 +79,10 @@ func New() *Metrics {
 	m.triggerRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_trigger_restarts_total", Help: "Restarts of triggers after their run ended, by trigger and why it ended (returned, err, trapped, failed).",
 	}, []string{"trigger", "outcome"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns,
+	m.scheduleFires = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_schedule_firings_total", Help: "Firings of periodic schedules, by schedule and outcome (submitted: an execution was created; failed: it could not be, e.g. the function is no longer deployed).",
+	}, []string{"schedule", "outcome"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.scheduleFires,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -172,6 +176,25 @@ func (m *Metrics) TriggerRestart(trigger, outcome string) {
 		return
 	}
 	m.triggerRuns.WithLabelValues(trigger, outcome).Inc()
+}
+
+// Schedules makes the firing counters of schedules exist at 0.
+func (m *Metrics) Schedules(names ...string) {
+	if m == nil {
+		return
+	}
+	for _, n := range names {
+		m.scheduleFires.WithLabelValues(n, "submitted")
+		m.scheduleFires.WithLabelValues(n, "failed")
+	}
+}
+
+// ScheduleFired records a firing of a schedule (outcome: submitted, failed).
+func (m *Metrics) ScheduleFired(schedule, outcome string) {
+	if m == nil {
+		return
+	}
+	m.scheduleFires.WithLabelValues(schedule, outcome).Inc()
 }
 
 // Deleted records execution trees deleted (by retention or on request).
