@@ -117,8 +117,10 @@ func (s *scheduler) spec(rec *pb.CronSchedule) (*cronspec.Spec, error) {
 // record checks a schedule's definition against the deployed functions and returns its
 // record (without progress).
 func (e *Engine) scheduleRecord(c ScheduleConfig, source string) (*pb.CronSchedule, error) {
+	// %v, not %w: the cause (a function not found, say) is the schedule's invalid
+	// argument, not an error of its own kind.
 	invalid := func(err error) error {
-		return &InvalidArgumentError{fmt.Errorf("schedule %s: %w", clip.Quote(c.Name), err)}
+		return &InvalidArgumentError{fmt.Errorf("schedule %s: %v", clip.Quote(c.Name), err)}
 	}
 	if err := events.CheckScheduleName(c.Name); err != nil {
 		return nil, &InvalidArgumentError{err}
@@ -216,16 +218,16 @@ func (e *Engine) applyConfigSchedules(ctx context.Context, cfgs []ScheduleConfig
 
 // CreateSchedule creates a schedule over the API: it fires from now on.
 func (e *Engine) CreateSchedule(ctx context.Context, c ScheduleConfig) (*pb.CronSchedule, error) {
-	rec, err := e.scheduleRecord(c, ScheduleFromAPI)
-	if err != nil {
-		return nil, err
-	}
 	s := e.schedules
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, err := s.get(ctx, c.Name); err == nil {
 		return nil, &InvalidArgumentError{&ScheduleExistsError{Name: c.Name, Source: old.Source}}
 	} else if !errors.As(err, new(*ScheduleNotFoundError)) {
+		return nil, err
+	}
+	rec, err := e.scheduleRecord(c, ScheduleFromAPI)
+	if err != nil {
 		return nil, err
 	}
 	rec.CreatedAt = time.Now().UnixNano()

@@ -48,6 +48,9 @@ func CheckScheduleName(name string) error {
 
 // scheduleOps returns the writes of tx's schedule records.
 func scheduleOps(tx *Tx) ([]kv, error) {
+	if len(tx.Schedules) == 0 {
+		return nil, nil // every commit passes here: no allocation
+	}
 	ops := make([]kv, 0, len(tx.Schedules))
 	for _, w := range tx.Schedules {
 		if err := CheckScheduleName(w.Name); err != nil {
