@@ -67,7 +67,7 @@ type Config struct {
 	// KVConfig are the read-only buckets of the built-in KV component read from TOML
 	// files (package actors/internal/kvconfig).
 	KVConfig []KVConfigBucket
-	// Schedules are the config's periodic schedules (schedules.go), applied at start.
+	// Schedules are the config's periodic schedules (service_schedules.go), applied at start.
 	Schedules []ScheduleConfig
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
@@ -121,7 +121,7 @@ type Engine struct {
 	keepalives *keepalives
 	// triggers are the trigger components' services (trigger.go).
 	triggers []*trigger
-	// schedules fires the periodic schedules (schedules.go).
+	// schedules fires the periodic schedules (service_schedules.go).
 	schedules *scheduler
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
@@ -452,7 +452,7 @@ type submitOptions struct {
 	queue, component string
 	at               time.Time // due then; zero: now
 	// schedules are written with the execution when it is created (a firing records
-	// itself in its schedule's record: schedules.go).
+	// itself in its schedule's record: service_schedules.go).
 	schedules []events.ScheduleWrite
 }
 

@@ -12,7 +12,7 @@ import (
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
-// The records of periodic schedules (actors/schedules.go). A schedule is one key:
+// The records of periodic schedules (actors/service_schedules.go). A schedule is one key:
 //
 //	j\0<name>  -> its CronSchedule
 //

@@ -1,7 +1,7 @@
 // Package cronspec reads the cron expressions of periodic schedules and decides their
 // firings: when the next one is, and which of those missed while the server was down
 // (or the schedule paused) still fire. It keeps no state and reads no clock: the
-// scheduler (actors/schedules.go) gives it the times, so that tests give fixed ones.
+// scheduler (actors/service_schedules.go) gives it the times, so that tests give fixed ones.
 package cronspec
 
 import (

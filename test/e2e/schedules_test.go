@@ -17,7 +17,7 @@ import (
 const scheduleFn = "testing:fibo/fibo.fibo"
 
 // scheduleExecution is the execution of a schedule's firing at t, derived as the server
-// derives it (actors/schedules.go).
+// derives it (actors/service_schedules.go).
 func scheduleExecution(name, params string, t time.Time) string {
 	return derivedid.ExecutionID("obelisk-schedule", name, scheduleFn, params, "", strconv.FormatInt(t.UnixNano(), 10))
 }

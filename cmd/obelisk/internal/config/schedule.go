@@ -11,7 +11,7 @@ import (
 )
 
 // Schedule is one [[schedule]]: a function submitted at the times of a cron expression
-// (actors/schedules.go). Its parameters are type-checked against the function's WIT
+// (actors/service_schedules.go). Its parameters are type-checked against the function's WIT
 // when the engine starts.
 type Schedule struct {
 	Name string `mapstructure:"name"`

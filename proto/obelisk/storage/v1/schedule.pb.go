@@ -1,4 +1,4 @@
-// The persisted record of a periodic schedule (actors/schedules.go): what it fires and
+// The persisted record of a periodic schedule (actors/service_schedules.go): what it fires and
 // what it last fired. One record per schedule, stored under its name beside the streams
 // (events/schedules.go), written through Commit like everything else, in the same batch as
 // the execution of a firing.
