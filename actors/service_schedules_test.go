@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/obelisk-go/obelisk/events"
 )
 
 // scheduleEngine starts an engine with schedules; closeEngine closes it (once).
@@ -166,5 +168,40 @@ func TestSchedulePauseResume(t *testing.T) {
 	// skip: nothing missed while paused fired.
 	if s.Record.LastFiredAt < resumed.ResumedAt-int64(time.Nanosecond) {
 		t.Fatalf("fired %v, before the resumption %v", time.Unix(0, s.Record.LastFiredAt), time.Unix(0, resumed.ResumedAt))
+	}
+}
+
+// TestScheduleFireTwice: firing the same time twice (as a restarted process would,
+// had the first firing's record been lost) names the same execution and creates it once;
+// the record names it either way.
+func TestScheduleFireTwice(t *testing.T) {
+	ctx := context.Background()
+	e, _ := scheduleEngine(t, t.TempDir())
+	rec, err := e.CreateSchedule(ctx, ScheduleConfig{Name: "yearly", Cron: "0 0 1 1 *", FFQN: kvGetFFQN, Params: []byte(`["b", "k"]`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Truncate(time.Second)
+	s := e.schedules
+	s.mu.Lock()
+	first, err1 := s.fire(ctx, rec, at)
+	again, err2 := s.fire(ctx, rec, at)
+	s.mu.Unlock()
+	if err1 != nil || err2 != nil {
+		t.Fatalf("fire: %v, %v", err1, err2)
+	}
+	if first.LastExecutionId == "" || again.LastExecutionId != first.LastExecutionId {
+		t.Fatalf("executions %q and %q, want one", first.LastExecutionId, again.LastExecutionId)
+	}
+	page, err := e.Store().List(ctx, events.ListFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(page.States); n != 1 {
+		t.Fatalf("%d executions, want 1", n)
+	}
+	got, _ := scheduleByName(t, e, "yearly")
+	if got.Record.LastFiredAt != at.UnixNano() || got.Record.LastExecutionId != first.LastExecutionId {
+		t.Fatalf("record: %v", got.Record)
 	}
 }
