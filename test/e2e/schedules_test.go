@@ -137,30 +137,21 @@ catch_up = "once"
 	beforeKill := waitFired(t, s, "every-second", first.Add(2*time.Second))
 	// Two schedules whose firings (3 each, a second apart) all fall in the downtime below,
 	// created over the API: they persist across the restart.
-	downFrom := time.Now().UTC().Truncate(time.Second).Add(4 * time.Second)
-	if downFrom.Second() > 56 {
+	downFrom := time.Now().UTC().Truncate(time.Second).Add(5 * time.Second)
+	if downFrom.Second() > 57 {
 		downFrom = downFrom.Add(time.Duration(60-downFrom.Second()) * time.Second)
 	}
 	downTo := downFrom.Add(2 * time.Second)
 	cron := fmt.Sprintf("%d-%d %d %d %d %d *", downFrom.Second(), downTo.Second(), downFrom.Minute(), downFrom.Hour(), downFrom.Day(), int(downFrom.Month()))
 	for _, policy := range []string{"once", "skip"} {
-		out, errOut, code := s.CLI("schedule", "create", "--name", "down-"+policy, "--cron", cron, "--ffqn", scheduleFn, "--params", "[11]", "--catch-up", policy)
-		if code != 0 || !strings.Contains(out, "down-"+policy) {
+		out, errOut, code := s.CLI("schedule", "create", "--json", "--name", "down-"+policy, "--cron", cron, "--ffqn", scheduleFn, "--params", "[11]", "--catch-up", policy)
+		var created struct{ Schedules []listedSchedule }
+		if code != 0 || json.Unmarshal([]byte(out), &created) != nil || len(created.Schedules) != 1 {
 			t.Fatalf("create down-%s: exit %d: %s%s", policy, code, out, errOut)
 		}
-	}
-	out, _, code := s.CLI("schedule", "list")
-	if code != 0 || !strings.Contains(out, "NAME") || !strings.Contains(out, "NEXT_FIRING") {
-		t.Fatalf("schedule list: exit %d:\n%s", code, out)
-	}
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == "every-second" &&
-			(f[len(f)-1] != "config" || f[len(f)-2] != "false" || !strings.HasPrefix(f[len(f)-3], "E_") || !strings.Contains(line, scheduleFn)) {
-			t.Errorf("list line of every-second: %q", line)
+		if c := created.Schedules[0]; c.Source != "api" || c.NextFiring != downFrom.Format(time.RFC3339Nano) {
+			t.Errorf("down-%s as created: %+v, want source api and next firing %v", policy, c, downFrom)
 		}
-	}
-	if m := listSchedules(t, s); m["down-once"].Source != "api" || m["down-once"].NextFiring != downFrom.Format(time.RFC3339Nano) {
-		t.Errorf("down-once as listed: %+v, want source api and next firing %v", m["down-once"], downFrom)
 	}
 	if !time.Now().Before(downFrom) {
 		t.Fatalf("the server was too slow to be killed before %v (now %v)", downFrom, time.Now())
@@ -172,6 +163,16 @@ catch_up = "once"
 	s.Start()
 	restarted := time.Now()
 	last := waitFired(t, s, "every-second", restarted.Add(2*time.Second))
+	out, _, code := s.CLI("schedule", "list")
+	if code != 0 || !strings.Contains(out, "NAME") || !strings.Contains(out, "NEXT_FIRING") {
+		t.Fatalf("schedule list: exit %d:\n%s", code, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "every-second" &&
+			(f[len(f)-1] != "config" || f[len(f)-2] != "false" || !strings.HasPrefix(f[len(f)-3], "E_") || !strings.Contains(line, scheduleFn)) {
+			t.Errorf("list line of every-second: %q", line)
+		}
+	}
 	m := listSchedules(t, s)
 	if want := scheduleExecution("every-second", "[10]", last); m["every-second"].LastExecutionID != want {
 		// A later firing may have landed meanwhile; the record names the last one.
