@@ -32,6 +32,7 @@ type Metrics struct {
 	deleted        *prometheus.CounterVec
 	lockRenewals   *prometheus.CounterVec
 	triggerRuns    *prometheus.CounterVec
+	retryBudget    *prometheus.CounterVec
 	scheduleFires  *prometheus.CounterVec
 }
 
@@ -79,10 +80,13 @@ func New() *Metrics {
 	m.triggerRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_trigger_restarts_total", Help: "Restarts of triggers after their run ended, by trigger and why it ended (returned, err, trapped, failed).",
 	}, []string{"trigger", "outcome"})
+	m.retryBudget = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_retry_budget_held_total", Help: "Retries that an exhausted retry budget delayed (action wait) or skipped (action skip), by component.",
+	}, []string{"component", "action"})
 	m.scheduleFires = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_schedule_firings_total", Help: "Firings of periodic schedules, by schedule and outcome (submitted: an execution was created; failed: it could not be, e.g. the function is no longer deployed).",
 	}, []string{"schedule", "outcome"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.scheduleFires,
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.retryBudget, m.scheduleFires,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -112,6 +116,15 @@ func (m *Metrics) ActivityAttempt(outcome string) {
 		return
 	}
 	m.attempts.WithLabelValues(outcome).Inc()
+}
+
+// RetryBudget records a retry that a component's exhausted retry budget held back
+// (action "wait") or skipped ("skip").
+func (m *Metrics) RetryBudget(component, action string) {
+	if m == nil {
+		return
+	}
+	m.retryBudget.WithLabelValues(component, action).Inc()
 }
 
 // Finished records a finished execution.

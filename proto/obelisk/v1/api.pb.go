@@ -636,7 +636,10 @@ type SubmitRequest struct {
 	// ffqn); empty means the newest deployed component exporting ffqn (the one declared
 	// last in obelisk.toml). An unknown component is NOT_FOUND; one that does not export
 	// ffqn, or a retired version, INVALID_ARGUMENT.
-	Component     string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	Component string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	// optional: the execution's retry policy, overriding its component's field by field;
+	// recorded in its created event, so a later config change does not alter it.
+	Retry         *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -706,6 +709,75 @@ func (x *SubmitRequest) GetComponent() string {
 	return ""
 }
 
+func (x *SubmitRequest) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+// RetryPolicy overrides a component's retry settings for one execution. An unset field
+// keeps the component's value.
+type RetryPolicy struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	MaxRetries      *uint32                `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3,oneof" json:"max_retries,omitempty"`           // retries after the first attempt (0: none)
+	RetryExpBackoff string                 `protobuf:"bytes,2,opt,name=retry_exp_backoff,json=retryExpBackoff,proto3" json:"retry_exp_backoff,omitempty"` // the first retry's delay, a duration ("250ms", "2s"); each further one doubles it
+	RetryJitter     *float64               `protobuf:"fixed64,3,opt,name=retry_jitter,json=retryJitter,proto3,oneof" json:"retry_jitter,omitempty"`       // each delay scaled by a factor in [1-j, 1+j], 0 <= j <= 1
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RetryPolicy) GetMaxRetries() uint32 {
+	if x != nil && x.MaxRetries != nil {
+		return *x.MaxRetries
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetRetryExpBackoff() string {
+	if x != nil {
+		return x.RetryExpBackoff
+	}
+	return ""
+}
+
+func (x *RetryPolicy) GetRetryJitter() float64 {
+	if x != nil && x.RetryJitter != nil {
+		return *x.RetryJitter
+	}
+	return 0
+}
+
 type SubmitResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId    string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
@@ -716,7 +788,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +800,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +813,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitResponse) GetExecutionId() string {
@@ -768,7 +840,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +852,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +865,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetStatusRequest) GetExecutionId() string {
@@ -819,7 +891,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +903,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +916,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetStatusResponse) GetSummary() *ExecutionSummary {
@@ -880,7 +952,7 @@ type ExecutionSummary struct {
 
 func (x *ExecutionSummary) Reset() {
 	*x = ExecutionSummary{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +964,7 @@ func (x *ExecutionSummary) String() string {
 func (*ExecutionSummary) ProtoMessage() {}
 
 func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +977,7 @@ func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionSummary.ProtoReflect.Descriptor instead.
 func (*ExecutionSummary) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExecutionSummary) GetExecutionId() string {
@@ -1040,7 +1112,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1124,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1137,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListExecutionsRequest) GetFfqnPrefix() string {
@@ -1113,7 +1185,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1197,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1210,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListExecutionsResponse) GetExecutions() []*ExecutionSummary {
@@ -1166,7 +1238,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1250,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1263,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListEventsRequest) GetExecutionId() string {
@@ -1228,7 +1300,7 @@ type EventView struct {
 
 func (x *EventView) Reset() {
 	*x = EventView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1312,7 @@ func (x *EventView) String() string {
 func (*EventView) ProtoMessage() {}
 
 func (x *EventView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1325,7 @@ func (x *EventView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventView.ProtoReflect.Descriptor instead.
 func (*EventView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EventView) GetVersion() uint32 {
@@ -1294,7 +1366,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1378,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1391,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEventsResponse) GetEvents() []*EventView {
@@ -1346,7 +1418,7 @@ type ListResponsesRequest struct {
 
 func (x *ListResponsesRequest) Reset() {
 	*x = ListResponsesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1430,7 @@ func (x *ListResponsesRequest) String() string {
 func (*ListResponsesRequest) ProtoMessage() {}
 
 func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1443,7 @@ func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesRequest.ProtoReflect.Descriptor instead.
 func (*ListResponsesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListResponsesRequest) GetExecutionId() string {
@@ -1403,7 +1475,7 @@ type ResponseView struct {
 
 func (x *ResponseView) Reset() {
 	*x = ResponseView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1487,7 @@ func (x *ResponseView) String() string {
 func (*ResponseView) ProtoMessage() {}
 
 func (x *ResponseView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1500,7 @@ func (x *ResponseView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseView.ProtoReflect.Descriptor instead.
 func (*ResponseView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResponseView) GetCursor() uint32 {
@@ -1489,7 +1561,7 @@ type ListResponsesResponse struct {
 
 func (x *ListResponsesResponse) Reset() {
 	*x = ListResponsesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1573,7 @@ func (x *ListResponsesResponse) String() string {
 func (*ListResponsesResponse) ProtoMessage() {}
 
 func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1586,7 @@ func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesResponse.ProtoReflect.Descriptor instead.
 func (*ListResponsesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListResponsesResponse) GetResponses() []*ResponseView {
@@ -1532,7 +1604,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1616,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1629,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 type FunctionInfo struct {
@@ -1571,7 +1643,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1655,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1668,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FunctionInfo) GetFfqn() string {
@@ -1636,7 +1708,7 @@ type ComponentInfo struct {
 
 func (x *ComponentInfo) Reset() {
 	*x = ComponentInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1720,7 @@ func (x *ComponentInfo) String() string {
 func (*ComponentInfo) ProtoMessage() {}
 
 func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1733,7 @@ func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentInfo.ProtoReflect.Descriptor instead.
 func (*ComponentInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ComponentInfo) GetComponentId() string {
@@ -1715,7 +1787,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1799,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1812,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*ComponentInfo {
@@ -1759,7 +1831,7 @@ type GetComponentRequest struct {
 
 func (x *GetComponentRequest) Reset() {
 	*x = GetComponentRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1843,7 @@ func (x *GetComponentRequest) String() string {
 func (*GetComponentRequest) ProtoMessage() {}
 
 func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1856,7 @@ func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
 func (*GetComponentRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetComponentRequest) GetComponent() string {
@@ -1805,7 +1877,7 @@ type WitFile struct {
 
 func (x *WitFile) Reset() {
 	*x = WitFile{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1889,7 @@ func (x *WitFile) String() string {
 func (*WitFile) ProtoMessage() {}
 
 func (x *WitFile) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1902,7 @@ func (x *WitFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitFile.ProtoReflect.Descriptor instead.
 func (*WitFile) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WitFile) GetPath() string {
@@ -1857,7 +1929,7 @@ type FunctionParam struct {
 
 func (x *FunctionParam) Reset() {
 	*x = FunctionParam{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1941,7 @@ func (x *FunctionParam) String() string {
 func (*FunctionParam) ProtoMessage() {}
 
 func (x *FunctionParam) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1954,7 @@ func (x *FunctionParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionParam.ProtoReflect.Descriptor instead.
 func (*FunctionParam) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FunctionParam) GetName() string {
@@ -1915,7 +1987,7 @@ type FunctionDetail struct {
 
 func (x *FunctionDetail) Reset() {
 	*x = FunctionDetail{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +1999,7 @@ func (x *FunctionDetail) String() string {
 func (*FunctionDetail) ProtoMessage() {}
 
 func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2012,7 @@ func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDetail.ProtoReflect.Descriptor instead.
 func (*FunctionDetail) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FunctionDetail) GetFfqn() string {
@@ -2006,7 +2078,7 @@ type GetComponentResponse struct {
 
 func (x *GetComponentResponse) Reset() {
 	*x = GetComponentResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2090,7 @@ func (x *GetComponentResponse) String() string {
 func (*GetComponentResponse) ProtoMessage() {}
 
 func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2103,7 @@ func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentResponse.ProtoReflect.Descriptor instead.
 func (*GetComponentResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetComponentResponse) GetComponentId() string {
@@ -2088,7 +2160,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2172,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2185,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchEventsRequest) GetFromPosition() uint64 {
@@ -2160,7 +2232,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2244,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2257,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchEventsResponse) GetPosition() uint64 {
@@ -2227,7 +2299,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2311,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2324,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetLogsRequest) GetExecutionId() string {
@@ -2292,7 +2364,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2376,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2389,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogLine) GetSeq() uint64 {
@@ -2382,7 +2454,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2466,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2479,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -2474,7 +2546,7 @@ type ScheduleInfo struct {
 
 func (x *ScheduleInfo) Reset() {
 	*x = ScheduleInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2558,7 @@ func (x *ScheduleInfo) String() string {
 func (*ScheduleInfo) ProtoMessage() {}
 
 func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2571,7 @@ func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleInfo.ProtoReflect.Descriptor instead.
 func (*ScheduleInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ScheduleInfo) GetName() string {
@@ -2612,7 +2684,7 @@ type CreateScheduleRequest struct {
 
 func (x *CreateScheduleRequest) Reset() {
 	*x = CreateScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2696,7 @@ func (x *CreateScheduleRequest) String() string {
 func (*CreateScheduleRequest) ProtoMessage() {}
 
 func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2709,7 @@ func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScheduleRequest.ProtoReflect.Descriptor instead.
 func (*CreateScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateScheduleRequest) GetName() string {
@@ -2698,7 +2770,7 @@ type CreateScheduleResponse struct {
 
 func (x *CreateScheduleResponse) Reset() {
 	*x = CreateScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2782,7 @@ func (x *CreateScheduleResponse) String() string {
 func (*CreateScheduleResponse) ProtoMessage() {}
 
 func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2795,7 @@ func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScheduleResponse.ProtoReflect.Descriptor instead.
 func (*CreateScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -2741,7 +2813,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +2825,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +2838,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 type ListSchedulesResponse struct {
@@ -2778,7 +2850,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +2862,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +2875,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*ScheduleInfo {
@@ -2822,7 +2894,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +2906,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +2919,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -2865,7 +2937,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +2949,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +2962,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 type PauseScheduleRequest struct {
@@ -2902,7 +2974,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +2986,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +2999,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -2946,7 +3018,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3030,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3043,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -2990,7 +3062,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3074,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3087,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -3034,7 +3106,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3118,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3131,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -3109,14 +3181,22 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vresult_json\x18\x02 \x01(\tR\n" +
 	"resultJson\"(\n" +
 	"\fStubResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\x9b\x01\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\xca\x01\n" +
 	"\rSubmitRequest\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\tR\n" +
 	"paramsJson\x12!\n" +
 	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\x12\x14\n" +
 	"\x05queue\x18\x04 \x01(\tR\x05queue\x12\x1c\n" +
-	"\tcomponent\x18\x05 \x01(\tR\tcomponent\"\\\n" +
+	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12-\n" +
+	"\x05retry\x18\x06 \x01(\v2\x17.obelisk.v1.RetryPolicyR\x05retry\"\xa8\x01\n" +
+	"\vRetryPolicy\x12$\n" +
+	"\vmax_retries\x18\x01 \x01(\rH\x00R\n" +
+	"maxRetries\x88\x01\x01\x12*\n" +
+	"\x11retry_exp_backoff\x18\x02 \x01(\tR\x0fretryExpBackoff\x12&\n" +
+	"\fretry_jitter\x18\x03 \x01(\x01H\x01R\vretryJitter\x88\x01\x01B\x0e\n" +
+	"\f_max_retriesB\x0f\n" +
+	"\r_retry_jitter\"\\\n" +
 	"\x0eSubmitResponse\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12'\n" +
 	"\x0falready_existed\x18\x02 \x01(\bR\x0ealreadyExisted\"M\n" +
@@ -3338,7 +3418,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
 	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
@@ -3354,108 +3434,110 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*StubRequest)(nil),            // 11: obelisk.v1.StubRequest
 	(*StubResponse)(nil),           // 12: obelisk.v1.StubResponse
 	(*SubmitRequest)(nil),          // 13: obelisk.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 14: obelisk.v1.SubmitResponse
-	(*GetStatusRequest)(nil),       // 15: obelisk.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 16: obelisk.v1.GetStatusResponse
-	(*ExecutionSummary)(nil),       // 17: obelisk.v1.ExecutionSummary
-	(*ListExecutionsRequest)(nil),  // 18: obelisk.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil), // 19: obelisk.v1.ListExecutionsResponse
-	(*ListEventsRequest)(nil),      // 20: obelisk.v1.ListEventsRequest
-	(*EventView)(nil),              // 21: obelisk.v1.EventView
-	(*ListEventsResponse)(nil),     // 22: obelisk.v1.ListEventsResponse
-	(*ListResponsesRequest)(nil),   // 23: obelisk.v1.ListResponsesRequest
-	(*ResponseView)(nil),           // 24: obelisk.v1.ResponseView
-	(*ListResponsesResponse)(nil),  // 25: obelisk.v1.ListResponsesResponse
-	(*ListComponentsRequest)(nil),  // 26: obelisk.v1.ListComponentsRequest
-	(*FunctionInfo)(nil),           // 27: obelisk.v1.FunctionInfo
-	(*ComponentInfo)(nil),          // 28: obelisk.v1.ComponentInfo
-	(*ListComponentsResponse)(nil), // 29: obelisk.v1.ListComponentsResponse
-	(*GetComponentRequest)(nil),    // 30: obelisk.v1.GetComponentRequest
-	(*WitFile)(nil),                // 31: obelisk.v1.WitFile
-	(*FunctionParam)(nil),          // 32: obelisk.v1.FunctionParam
-	(*FunctionDetail)(nil),         // 33: obelisk.v1.FunctionDetail
-	(*GetComponentResponse)(nil),   // 34: obelisk.v1.GetComponentResponse
-	(*WatchEventsRequest)(nil),     // 35: obelisk.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),    // 36: obelisk.v1.WatchEventsResponse
-	(*GetLogsRequest)(nil),         // 37: obelisk.v1.GetLogsRequest
-	(*LogLine)(nil),                // 38: obelisk.v1.LogLine
-	(*GetLogsResponse)(nil),        // 39: obelisk.v1.GetLogsResponse
-	(*ScheduleInfo)(nil),           // 40: obelisk.v1.ScheduleInfo
-	(*CreateScheduleRequest)(nil),  // 41: obelisk.v1.CreateScheduleRequest
-	(*CreateScheduleResponse)(nil), // 42: obelisk.v1.CreateScheduleResponse
-	(*ListSchedulesRequest)(nil),   // 43: obelisk.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),  // 44: obelisk.v1.ListSchedulesResponse
-	(*DeleteScheduleRequest)(nil),  // 45: obelisk.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil), // 46: obelisk.v1.DeleteScheduleResponse
-	(*PauseScheduleRequest)(nil),   // 47: obelisk.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),  // 48: obelisk.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),  // 49: obelisk.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil), // 50: obelisk.v1.ResumeScheduleResponse
+	(*RetryPolicy)(nil),            // 14: obelisk.v1.RetryPolicy
+	(*SubmitResponse)(nil),         // 15: obelisk.v1.SubmitResponse
+	(*GetStatusRequest)(nil),       // 16: obelisk.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 17: obelisk.v1.GetStatusResponse
+	(*ExecutionSummary)(nil),       // 18: obelisk.v1.ExecutionSummary
+	(*ListExecutionsRequest)(nil),  // 19: obelisk.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil), // 20: obelisk.v1.ListExecutionsResponse
+	(*ListEventsRequest)(nil),      // 21: obelisk.v1.ListEventsRequest
+	(*EventView)(nil),              // 22: obelisk.v1.EventView
+	(*ListEventsResponse)(nil),     // 23: obelisk.v1.ListEventsResponse
+	(*ListResponsesRequest)(nil),   // 24: obelisk.v1.ListResponsesRequest
+	(*ResponseView)(nil),           // 25: obelisk.v1.ResponseView
+	(*ListResponsesResponse)(nil),  // 26: obelisk.v1.ListResponsesResponse
+	(*ListComponentsRequest)(nil),  // 27: obelisk.v1.ListComponentsRequest
+	(*FunctionInfo)(nil),           // 28: obelisk.v1.FunctionInfo
+	(*ComponentInfo)(nil),          // 29: obelisk.v1.ComponentInfo
+	(*ListComponentsResponse)(nil), // 30: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),    // 31: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                // 32: obelisk.v1.WitFile
+	(*FunctionParam)(nil),          // 33: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),         // 34: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),   // 35: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),     // 36: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),    // 37: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 38: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 39: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 40: obelisk.v1.GetLogsResponse
+	(*ScheduleInfo)(nil),           // 41: obelisk.v1.ScheduleInfo
+	(*CreateScheduleRequest)(nil),  // 42: obelisk.v1.CreateScheduleRequest
+	(*CreateScheduleResponse)(nil), // 43: obelisk.v1.CreateScheduleResponse
+	(*ListSchedulesRequest)(nil),   // 44: obelisk.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),  // 45: obelisk.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),  // 46: obelisk.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil), // 47: obelisk.v1.DeleteScheduleResponse
+	(*PauseScheduleRequest)(nil),   // 48: obelisk.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),  // 49: obelisk.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),  // 50: obelisk.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil), // 51: obelisk.v1.ResumeScheduleResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
-	17, // 1: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
-	17, // 2: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
-	21, // 3: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
-	24, // 4: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
-	27, // 5: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
-	27, // 6: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
-	28, // 7: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
-	32, // 8: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
-	31, // 9: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
-	33, // 10: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
-	33, // 11: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
-	21, // 12: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	38, // 13: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	40, // 14: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	40, // 15: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
-	40, // 16: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	40, // 17: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	13, // 18: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	15, // 19: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	18, // 20: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	20, // 21: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	23, // 22: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	5,  // 23: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	7,  // 24: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	9,  // 25: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	11, // 26: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	35, // 27: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	37, // 28: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	0,  // 29: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	2,  // 30: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	26, // 31: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	30, // 32: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	41, // 33: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
-	43, // 34: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
-	45, // 35: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
-	47, // 36: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
-	49, // 37: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
-	14, // 38: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	16, // 39: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	19, // 40: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	22, // 41: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	25, // 42: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	6,  // 43: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	8,  // 44: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	10, // 45: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	12, // 46: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	36, // 47: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	39, // 48: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	1,  // 49: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 50: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	29, // 51: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	34, // 52: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	42, // 53: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
-	44, // 54: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
-	46, // 55: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
-	48, // 56: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
-	50, // 57: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
-	38, // [38:58] is the sub-list for method output_type
-	18, // [18:38] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 1: obelisk.v1.SubmitRequest.retry:type_name -> obelisk.v1.RetryPolicy
+	18, // 2: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
+	18, // 3: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
+	22, // 4: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
+	25, // 5: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
+	28, // 6: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
+	28, // 7: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
+	29, // 8: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
+	33, // 9: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
+	32, // 10: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
+	34, // 11: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
+	34, // 12: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
+	22, // 13: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
+	39, // 14: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	41, // 15: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	41, // 16: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
+	41, // 17: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	41, // 18: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	13, // 19: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	16, // 20: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	19, // 21: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	21, // 22: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	24, // 23: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	5,  // 24: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	7,  // 25: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	9,  // 26: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	11, // 27: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	36, // 28: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	38, // 29: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	0,  // 30: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	2,  // 31: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	27, // 32: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	31, // 33: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	42, // 34: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	44, // 35: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	46, // 36: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	48, // 37: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	50, // 38: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	15, // 39: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	17, // 40: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	20, // 41: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	23, // 42: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	26, // 43: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	6,  // 44: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	8,  // 45: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	10, // 46: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	12, // 47: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	37, // 48: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	40, // 49: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	1,  // 50: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	3,  // 51: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	30, // 52: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	35, // 53: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	43, // 54: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	45, // 55: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	47, // 56: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	49, // 57: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	51, // 58: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	39, // [39:59] is the sub-list for method output_type
+	19, // [19:39] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -3463,13 +3545,14 @@ func file_obelisk_v1_api_proto_init() {
 	if File_obelisk_v1_api_proto != nil {
 		return
 	}
+	file_obelisk_v1_api_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

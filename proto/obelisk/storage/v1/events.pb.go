@@ -436,8 +436,11 @@ type Created struct {
 	Queue           string                 `protobuf:"bytes,8,opt,name=queue,proto3" json:"queue,omitempty"` // executors lock by queue; today the component name
 	Metadata        map[string]string      `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ScheduledBy     string                 `protobuf:"bytes,10,opt,name=scheduled_by,json=scheduledBy,proto3" json:"scheduled_by,omitempty"` // execution that scheduled this top-level execution, if any
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The submitter's retry policy, if it gave one: every Locked event records it instead
+	// of the component's.
+	Retry         *RetryConfig `protobuf:"bytes,11,opt,name=retry,proto3" json:"retry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Created) Reset() {
@@ -540,14 +543,25 @@ func (x *Created) GetScheduledBy() string {
 	return ""
 }
 
+func (x *Created) GetRetry() *RetryConfig {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
 type RetryConfig struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	MaxRetries       uint32                 `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
 	UnlimitedRetries bool                   `protobuf:"varint,2,opt,name=unlimited_retries,json=unlimitedRetries,proto3" json:"unlimited_retries,omitempty"` // retried forever (workflows, before they had max_retries)
 	RetryExpBackoff  int64                  `protobuf:"varint,3,opt,name=retry_exp_backoff,json=retryExpBackoff,proto3" json:"retry_exp_backoff,omitempty"`  // nanoseconds
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Each retry's delay is retry_exp_backoff * 2^(n-1) scaled by a factor drawn in
+	// [1 - retry_jitter, 1 + retry_jitter] from a generator seeded by the execution ID and n,
+	// so that a replay or a test computes the same delay (0: no jitter).
+	RetryJitter   float64 `protobuf:"fixed64,4,opt,name=retry_jitter,json=retryJitter,proto3" json:"retry_jitter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RetryConfig) Reset() {
@@ -597,6 +611,13 @@ func (x *RetryConfig) GetUnlimitedRetries() bool {
 func (x *RetryConfig) GetRetryExpBackoff() int64 {
 	if x != nil {
 		return x.RetryExpBackoff
+	}
+	return 0
+}
+
+func (x *RetryConfig) GetRetryJitter() float64 {
+	if x != nil {
+		return x.RetryJitter
 	}
 	return 0
 }
@@ -955,8 +976,11 @@ func (*Unpaused) Descriptor() ([]byte, []int) {
 // Finished carries the final result: {"ok": v} | {"err": v} |
 // {"execution_failure": {"kind": "...", "reason": "..."}} (JSON).
 type Finished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// Why it finished although its retry policy allowed another attempt, if it did (an
+	// exhausted retry budget).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -996,6 +1020,13 @@ func (x *Finished) GetResult() []byte {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *Finished) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // HistoryEvent is what a workflow run recorded; written only while the run holds the lock.
@@ -2050,9 +2081,10 @@ type ExecutionState struct {
 	UpdatedAt            int64                       `protobuf:"varint,27,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The last temporary failure or timeout, as people read it ("attempt 3 timed out: lock
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
-	LastFailure   string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastFailure    string       `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	SubmittedRetry *RetryConfig `protobuf:"bytes,29,opt,name=submitted_retry,json=submittedRetry,proto3" json:"submitted_retry,omitempty"` // Created.retry: the policy every lock records
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ExecutionState) Reset() {
@@ -2281,6 +2313,13 @@ func (x *ExecutionState) GetLastFailure() string {
 	return ""
 }
 
+func (x *ExecutionState) GetSubmittedRetry() *RetryConfig {
+	if x != nil {
+		return x.SubmittedRetry
+	}
+	return nil
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
@@ -2300,7 +2339,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06paused\x18\x11 \x01(\v2\x1a.obelisk.storage.v1.PausedH\x00R\x06paused\x12:\n" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinishedB\x06\n" +
-	"\x04kind\"\xcc\x03\n" +
+	"\x04kind\"\x83\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2312,15 +2351,17 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x05queue\x18\b \x01(\tR\x05queue\x12E\n" +
 	"\bmetadata\x18\t \x03(\v2).obelisk.storage.v1.Created.MetadataEntryR\bmetadata\x12!\n" +
 	"\fscheduled_by\x18\n" +
-	" \x01(\tR\vscheduledBy\x1a;\n" +
+	" \x01(\tR\vscheduledBy\x125\n" +
+	"\x05retry\x18\v \x01(\v2\x1f.obelisk.storage.v1.RetryConfigR\x05retry\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
 	"\vRetryConfig\x12\x1f\n" +
 	"\vmax_retries\x18\x01 \x01(\rR\n" +
 	"maxRetries\x12+\n" +
 	"\x11unlimited_retries\x18\x02 \x01(\bR\x10unlimitedRetries\x12*\n" +
-	"\x11retry_exp_backoff\x18\x03 \x01(\x03R\x0fretryExpBackoff\"\xc2\x01\n" +
+	"\x11retry_exp_backoff\x18\x03 \x01(\x03R\x0fretryExpBackoff\x12!\n" +
+	"\fretry_jitter\x18\x04 \x01(\x01R\vretryJitter\"\xc2\x01\n" +
 	"\x06Locked\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12\x15\n" +
@@ -2342,9 +2383,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x0fCancelRequested\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
-	"\bUnpaused\"\"\n" +
+	"\bUnpaused\":\n" +
 	"\bFinished\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\xdc\x03\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdc\x03\n" +
 	"\fHistoryEvent\x127\n" +
 	"\apersist\x18\x01 \x01(\v2\x1b.obelisk.storage.v1.PersistH\x00R\apersist\x12K\n" +
 	"\x0fjoin_set_create\x18\x02 \x01(\v2!.obelisk.storage.v1.JoinSetCreateH\x00R\rjoinSetCreate\x12N\n" +
@@ -2414,7 +2456,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xd5\t\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\x9f\n" +
+	"\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2450,7 +2493,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06result\x18\x1a \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
-	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x1a`\n" +
+	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12H\n" +
+	"\x0fsubmitted_retry\x18\x1d \x01(\v2\x1f.obelisk.storage.v1.RetryConfigR\x0esubmittedRetry\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
@@ -2534,29 +2578,31 @@ var file_obelisk_storage_v1_events_proto_depIdxs = []int32{
 	13, // 9: obelisk.storage.v1.Event.finished:type_name -> obelisk.storage.v1.Finished
 	0,  // 10: obelisk.storage.v1.Created.component_type:type_name -> obelisk.storage.v1.ComponentType
 	29, // 11: obelisk.storage.v1.Created.metadata:type_name -> obelisk.storage.v1.Created.MetadataEntry
-	5,  // 12: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
-	15, // 13: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
-	16, // 14: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
-	17, // 15: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
-	20, // 16: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
-	21, // 17: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
-	22, // 18: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
-	23, // 19: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
-	18, // 20: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
-	19, // 21: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
-	25, // 22: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
-	26, // 23: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
-	0,  // 24: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
-	1,  // 25: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
-	5,  // 26: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
-	30, // 27: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
-	2,  // 28: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
-	27, // 29: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	5,  // 12: obelisk.storage.v1.Created.retry:type_name -> obelisk.storage.v1.RetryConfig
+	5,  // 13: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
+	15, // 14: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
+	16, // 15: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
+	17, // 16: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
+	20, // 17: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
+	21, // 18: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
+	22, // 19: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
+	23, // 20: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
+	18, // 21: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
+	19, // 22: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
+	25, // 23: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
+	26, // 24: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
+	0,  // 25: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
+	1,  // 26: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
+	5,  // 27: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
+	30, // 28: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
+	2,  // 29: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
+	5,  // 30: obelisk.storage.v1.ExecutionState.submitted_retry:type_name -> obelisk.storage.v1.RetryConfig
+	27, // 31: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_storage_v1_events_proto_init() }
