@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/metrics"
 )
 
 // scheduleEngine starts an engine with schedules; closeEngine closes it (once).
@@ -203,5 +205,38 @@ func TestScheduleFireTwice(t *testing.T) {
 	got, _ := scheduleByName(t, e, "yearly")
 	if got.Record.LastFiredAt != at.UnixNano() || got.Record.LastExecutionId != first.LastExecutionId {
 		t.Fatalf("record: %v", got.Record)
+	}
+}
+
+// TestSchedulesRestartMidPass: a panic of the scheduler just before it fires restarts
+// the service, which then makes that firing (its progress lives in the store and
+// outside the service's actor).
+func TestSchedulesRestartMidPass(t *testing.T) {
+	ctx := context.Background()
+	m := metrics.New()
+	var panicked atomic.Bool
+	e := newHookedEngine(t, m, func(service, step string) {
+		if service == "schedules" && step == "fire" && panicked.CompareAndSwap(false, true) {
+			panic("injected by the test")
+		}
+	})
+	if _, err := e.CreateSchedule(ctx, ScheduleConfig{Name: "s", Cron: "* * * * * *", FFQN: kvGetFFQN, Params: []byte(`["b","k"]`)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if s, _ := scheduleByName(t, e, "s"); s.Record.GetLastExecutionId() != "" {
+			if !panicked.Load() {
+				t.Fatal("fired without the injected panic")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no firing within 30s of the restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := restarts(t, m, "schedules"); n != 1 {
+		t.Fatalf("%v restarts of schedules, want 1", n)
 	}
 }
