@@ -78,6 +78,10 @@ type ComponentConfig struct {
 	// RetryBudget (activities), if set, holds or skips retries while most recent
 	// attempts of the function failed (package retrybudget).
 	RetryBudget *RetryBudget
+	// CacheTTL (activities), if positive: an ok result serves the later executions of
+	// the same function with the same parameters on the same component version for this
+	// long, which finish with it instead of running (runner_activity.go).
+	CacheTTL time.Duration
 	// LockExpiry bounds one run: an activity still running then is killed and the attempt
 	// counts as timed out; a workflow's lock is extended while it makes host calls, and
 	// so is an activity's while it runs when KeepAlive is set.

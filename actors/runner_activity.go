@@ -60,6 +60,10 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		}
 	}
 	fn, _ := c.function(created.Ffqn)
+	if from, result, ok := e.cachedResult(ctx, c, created, id); ok {
+		e.finishFromCache(ctx, id, runID, from, result)
+		return
+	}
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))
@@ -70,13 +74,53 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		logs.take() // not stored: the store is closing
 		return      // shutting down: the lock expires and the attempt is retried
 	}
-	e.recordAttempt(ctx, id, runID, fn, out, runErr, logs)
+	e.recordAttempt(ctx, id, runID, fn, created.Params, out, runErr, logs)
+}
+
+// cachedResult returns the ok result that serves an execution of c created by created
+// from the activity result cache (CacheTTL), if there is one: the result of the
+// execution the cache names, read from its state.
+func (e *Engine) cachedResult(ctx context.Context, c *Component, created *pb.Created, self string) (from string, result []byte, ok bool) {
+	if c.Config.CacheTTL <= 0 {
+		return "", nil, false
+	}
+	from, ok, err := e.store.CacheGet(ctx, c.ID, created.Ffqn, created.Params, time.Now())
+	if err != nil {
+		e.log.Warn("activity: read the result cache", "execution", self, "err", err)
+		return "", nil, false
+	}
+	if !ok || from == self {
+		return "", nil, false
+	}
+	st, err := e.store.State(ctx, from)
+	if err != nil || st.Status != pb.Status_STATUS_FINISHED || st.ResultKind != pb.ResultKind_RESULT_KIND_OK {
+		return "", nil, false // deleted by retention since: run it
+	}
+	return from, st.Result, true
+}
+
+// finishFromCache finishes locked run runID of activity id with the result of
+// execution from, which the result cache served.
+func (e *Engine) finishFromCache(ctx context.Context, id, runID, from string, result []byte) {
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+			return nil, nil
+		}
+		tx := e.finishTx(st, result, time.Now())
+		tx.Appends[0].Events[0].GetFinished().CachedFrom = from
+		return tx, nil
+	})
+	if err != nil {
+		e.log.Error("activity: finish from the result cache", "execution", id, "err", err)
+		return
+	}
+	e.cfg.Metrics.ActivityAttempt("cached")
 }
 
 // recordAttempt records the outcome of run runID of activity id, out and runErr as
 // Instance.Run returned them, unless the run no longer holds the lock, with the lines
 // the attempt logged (logs, which may be nil).
-func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error, logs *runLogs) {
+func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, params, out []byte, runErr error, logs *runLogs) {
 	lines := logs.take()
 	outcome := ""
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
@@ -84,9 +128,14 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
-		tx := e.activityOutcomeTx(st, fn, out, runErr, time.Now())
+		now := time.Now()
+		tx := e.activityOutcomeTx(st, fn, out, runErr, now)
 		tx.Logs = lines
 		outcome = attemptOutcome(tx)
+		if c := fn.Component; outcome == "ok" && c != nil && c.Config.CacheTTL > 0 {
+			tx.Cache = append(tx.Cache, events.CachePut{ComponentID: st.ComponentId, FFQN: st.Ffqn, Params: params,
+				ExecutionID: st.ExecutionId, ExpiresAt: now.Add(c.Config.CacheTTL).UnixNano()})
+		}
 		return tx, nil
 	})
 	if err != nil {
@@ -104,7 +153,7 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 // the reason would be in the log only.
 func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID string, err error) {
 	e.log.Error("executor: instantiate", "component", c.Config.Name, "execution", id, "err", err)
-	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
+	e.recordAttempt(ctx, id, runID, Function{}, nil, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
 }
 
 func (e *Engine) activityInstanceConfig(c *Component) wasmhost.InstanceConfig {

@@ -35,7 +35,7 @@ func (e *Engine) supervised() []*service {
 		{name: "keepalives", wake: &e.keepalives.wake, pass: e.keepalives.pass, policy: defaultRestarts()},
 		{name: "schedules", wake: &e.schedules.wake, pass: e.schedules.pass, policy: defaultRestarts()},
 	}
-	if e.retention.enabled() {
+	if e.retention.runs() {
 		services = append(services, &service{name: "retention", wake: &e.retention.wake, pass: e.retention.pass, policy: defaultRestarts()})
 	}
 	for _, q := range e.queues {

@@ -107,8 +107,9 @@ type (
 		Reason           string `json:"reason,omitempty" jsonschema_description:"what ran out, e.g. lock expired after 1s (absent in events written before it was recorded)"`
 	}
 	FinishedDetails struct {
-		Result ResultJSON `json:"result" jsonschema_description:"the result"`
-		Reason string     `json:"reason,omitempty" jsonschema_description:"why it finished although its retry policy allowed another attempt (an exhausted retry budget)"`
+		Result     ResultJSON `json:"result" jsonschema_description:"the result"`
+		Reason     string     `json:"reason,omitempty" jsonschema_description:"why it finished although its retry policy allowed another attempt (an exhausted retry budget)"`
+		CachedFrom string     `json:"cached_from,omitempty" jsonschema_description:"the execution whose result this is, served from the activity result cache (exec.cache_ttl) instead of running"`
 	}
 	PersistDetails struct {
 		Kind  string    `json:"kind" jsonschema:"pattern=^(random_u64|random_string)(\\([0-9]+\\,[0-9]+\\))?$|^execution_id$" jsonschema_description:"random_u64(min,max_exclusive) | random_string(min_length,max_length_exclusive) | execution_id"`
@@ -189,7 +190,7 @@ func EventDetailsOf(ev *pb.Event) any {
 	case *pb.Event_TemporarilyTimedOut:
 		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt), Reason: k.TemporarilyTimedOut.Reason}
 	case *pb.Event_Finished:
-		return FinishedDetails{Result: k.Finished.Result, Reason: k.Finished.Reason}
+		return FinishedDetails{Result: k.Finished.Result, Reason: k.Finished.Reason, CachedFrom: k.Finished.CachedFrom}
 	case *pb.Event_History:
 		switch h := k.History.Kind.(type) {
 		case *pb.HistoryEvent_JoinSetCreate:

@@ -49,6 +49,8 @@ type Tx struct {
 	// Schedules set or delete the records of periodic schedules (schedules.go), in
 	// order. A Tx may hold them alone.
 	Schedules []ScheduleWrite
+	// Cache records ok results in the activity result cache (cache.go).
+	Cache []CachePut
 }
 
 // groupState is the writer's view while applying one group.
@@ -200,6 +202,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		return nil, nil, nil, err
 	}
 	ops = append(ops, logOps...)
+	ops = append(ops, cacheOps(tx.Cache)...)
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}

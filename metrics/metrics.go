@@ -57,7 +57,7 @@ func New() *Metrics {
 		Name: "obelisk_instance_start_seconds", Help: "WASM instance starts and their duration, by kind (activity, workflow).", Buckets: latency,
 	}, []string{"kind"})
 	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, retried_memory, failed).",
+		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, retried_memory, failed, cached: served from the result cache).",
 	}, []string{"outcome"})
 	m.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_executions_finished_total", Help: "Executions finished, by component type and result kind.",

@@ -229,6 +229,9 @@ type ActivityExec struct {
 	KeepAlive bool `mapstructure:"keepalive"`
 	// MaxDuration bounds an attempt, kept alive or not (exec.max_duration).
 	MaxDuration *time.Duration `mapstructure:"max_duration"`
+	// CacheTTL serves an ok result to later executions with the same parameters for
+	// this long (exec.cache_ttl; actors.ComponentConfig.CacheTTL).
+	CacheTTL *time.Duration `mapstructure:"cache_ttl"`
 }
 
 // Activity is one [[activity_wasm]].
@@ -631,6 +634,12 @@ func common(c *actors.ComponentConfig, e Exec) error {
 // it is refused as the mistake it must be.
 func activityExec(c *actors.ComponentConfig, e ActivityExec) error {
 	c.KeepAlive = e.KeepAlive
+	if e.CacheTTL != nil {
+		if *e.CacheTTL <= 0 {
+			return fmt.Errorf("exec.cache_ttl = %q: must be positive (leave it out for no cache)", e.CacheTTL.String())
+		}
+		c.CacheTTL = *e.CacheTTL
+	}
 	if e.MaxDuration == nil {
 		return nil
 	}

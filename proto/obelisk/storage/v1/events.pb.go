@@ -980,7 +980,10 @@ type Finished struct {
 	Result []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
 	// Why it finished although its retry policy allowed another attempt, if it did (an
 	// exhausted retry budget).
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The execution whose result this is, when it was served from the activity result
+	// cache (exec.cache_ttl) instead of running.
+	CachedFrom    string `protobuf:"bytes,3,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1025,6 +1028,13 @@ func (x *Finished) GetResult() []byte {
 func (x *Finished) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *Finished) GetCachedFrom() string {
+	if x != nil {
+		return x.CachedFrom
 	}
 	return ""
 }
@@ -2383,10 +2393,12 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x0fCancelRequested\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
-	"\bUnpaused\":\n" +
+	"\bUnpaused\"[\n" +
 	"\bFinished\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdc\x03\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vcached_from\x18\x03 \x01(\tR\n" +
+	"cachedFrom\"\xdc\x03\n" +
 	"\fHistoryEvent\x127\n" +
 	"\apersist\x18\x01 \x01(\v2\x1b.obelisk.storage.v1.PersistH\x00R\apersist\x12K\n" +
 	"\x0fjoin_set_create\x18\x02 \x01(\v2!.obelisk.storage.v1.JoinSetCreateH\x00R\rjoinSetCreate\x12N\n" +
