@@ -68,6 +68,8 @@ type Config struct {
 	// KVConfig are the read-only buckets of the built-in KV component read from TOML
 	// files (package actors/internal/kvconfig).
 	KVConfig []KVConfigBucket
+	// Schedules are the config's periodic schedules (service_schedules.go), applied at start.
+	Schedules []ScheduleConfig
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
@@ -137,6 +139,8 @@ type Engine struct {
 	keepalives *keepalives
 	// triggers are the trigger components' services (trigger.go).
 	triggers []*trigger
+	// schedules fires the periodic schedules (service_schedules.go).
+	schedules *scheduler
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -262,6 +266,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.timers = newTimerService(e)
 	e.delays = newDelayTimer(e)
 	e.keepalives = newKeepalives(e)
+	e.schedules = newScheduler(e)
 	// The deployed components first: a retired version is never the default executor
 	// of a function (queue.serve), and shares its queue's limit.
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
@@ -290,6 +295,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}
 	if err := e.recover(ctx); err != nil {
+		e.Close(ctx)
+		return nil, err
+	}
+	if err := e.applyConfigSchedules(ctx, cfg.Schedules); err != nil {
 		e.Close(ctx)
 		return nil, err
 	}
@@ -471,6 +480,9 @@ type submitOptions struct {
 	queue, component string
 	at               time.Time // due then; zero: now
 	retry            *RetryOverride
+	// schedules are written with the execution when it is created (a firing records
+	// itself in its schedule's record: service_schedules.go).
+	schedules []events.ScheduleWrite
 }
 
 // MinRetryExpBackoff is the least first-retry delay a component or a submitter may set:
@@ -568,31 +580,15 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			return "", false, &InvalidArgumentError{err}
 		}
 	}
-	fn, err := e.reg.route(nil, ffqn, o.component)
+	fn, compact, err := e.checkSubmission(ffqn, params, o.component)
 	if err != nil {
-		var nf *FunctionNotFoundError
-		if errors.As(err, &nf) {
-			if _, _, err := events.SplitFFQN(ffqn); err != nil {
-				return "", false, &InvalidArgumentError{err}
-			}
-		}
 		return "", false, err
-	}
-	if fn.Component.Config.Type == ActivityStub {
-		return "", false, &InvalidArgumentError{fmt.Errorf("%s is a function of activity stub %q: a workflow submits it, then its result is written with `execution stub`", ffqn, fn.Component.Config.Name)}
-	}
-	if err := wit.CheckParams(fn.Fn, params); err != nil {
-		return "", false, &InvalidArgumentError{fmt.Errorf("%s: %w", ffqn, err)}
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, params); err != nil {
-		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
 	}
 	retry, err := o.retry.retryConfig(&fn.Component.Config)
 	if err != nil {
 		return "", false, &InvalidArgumentError{err}
 	}
-	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact.Bytes(), "", "")
+	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact, "", "")
 	created.GetCreated().Retry = retry
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
@@ -608,13 +604,13 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 				return nil, err
 			}
 			c := evs[0].GetCreated()
-			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) && c.Queue == created.GetCreated().Queue && proto.Equal(c.Retry, retry) {
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact) && c.Queue == created.GetCreated().Queue && proto.Equal(c.Retry, retry) {
 				existed = true
 				return nil, nil
 			}
 			return nil, &ExistsError{id}
 		}
-		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}}
+		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}, Schedules: o.schedules}
 		eager = e.eagerLock(tx, now)
 		return tx, nil
 	})
@@ -623,6 +619,33 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, err
 	}
 	return id, existed, nil
+}
+
+// checkSubmission checks that ffqn may be submitted with params (to component, ""
+// for the newest exporter) and returns the function and the parameters compacted, as
+// they are stored.
+func (e *Engine) checkSubmission(ffqn string, params json.RawMessage, component string) (Function, []byte, error) {
+	fn, err := e.reg.route(nil, ffqn, component)
+	if err != nil {
+		var nf *FunctionNotFoundError
+		if errors.As(err, &nf) {
+			if _, _, err := events.SplitFFQN(ffqn); err != nil {
+				return Function{}, nil, &InvalidArgumentError{err}
+			}
+		}
+		return Function{}, nil, err
+	}
+	if fn.Component.Config.Type == ActivityStub {
+		return Function{}, nil, &InvalidArgumentError{fmt.Errorf("%s is a function of activity stub %q: a workflow submits it, then its result is written with `execution stub`", ffqn, fn.Component.Config.Name)}
+	}
+	if err := wit.CheckParams(fn.Fn, params); err != nil {
+		return Function{}, nil, &InvalidArgumentError{fmt.Errorf("%s: %w", ffqn, err)}
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, params); err != nil {
+		return Function{}, nil, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
+	}
+	return fn, compact.Bytes(), nil
 }
 
 // checkParamsSize refuses parameters over Config.MaxParamsBytes, before anything parses

@@ -155,6 +155,11 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 			req.result <- commitResult{err: err}
 			continue
 		}
+		schedOps, err := scheduleOps(req.tx)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
 		ops, overlay, logStats, err := g.apply(req.tx)
 		if err != nil {
 			req.result <- commitResult{err: err}
@@ -167,6 +172,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 			}
 		}
 		ops = append(ops, kvOps...)
+		ops = append(ops, schedOps...)
 		for id, st := range logStats {
 			g.logs[id] = st
 		}

@@ -121,6 +121,7 @@ async function streamOnce(service, method, request) {
 
 export const exec = (method, req) => call('ExecutionService', method, req);
 export const comp = (method, req) => call('ComponentService', method, req);
+export const sched = (method, req) => call('ScheduleService', method, req);
 
 // status returns the current summary of an execution.
 export async function status(id) {

@@ -146,6 +146,8 @@ type File struct {
 	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
 	// Triggers are long-running modules restarted when they end (trigger.go).
 	Triggers []Trigger `mapstructure:"trigger"`
+	// Schedules submit functions periodically (schedule.go).
+	Schedules []Schedule `mapstructure:"schedule"`
 }
 
 // KVConfig is a [[kv_config]]: the bucket, and the TOML file its entries are read from.
@@ -577,6 +579,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, err
 	}
 	if err := resolveTriggers(f, s, rel, path); err != nil {
+		return nil, err
+	}
+	if err := resolveSchedules(f, s, path); err != nil {
 		return nil, err
 	}
 	for i, kv := range f.KVConfig {
