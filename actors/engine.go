@@ -444,7 +444,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 		}
 		if st.Status == pb.Status_STATUS_FINISHED {
 			// A finished state changes no more: each is reported once.
-			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), resultKindName(st.ResultKind))
+			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), events.ResultKindName(st.ResultKind))
 			e.versionFinished(st.ComponentId)
 		}
 		e.resident.notify(st.ExecutionId)
@@ -733,16 +733,6 @@ func componentTypeName(t pb.ComponentType) string {
 		return string(ActivityNative)
 	}
 	return string(ActivityWasm)
-}
-
-func resultKindName(k pb.ResultKind) string {
-	switch k {
-	case pb.ResultKind_RESULT_KIND_OK:
-		return "ok"
-	case pb.ResultKind_RESULT_KIND_ERR:
-		return "err"
-	}
-	return "execution_failure"
 }
 
 // State returns the current state of an execution.

@@ -178,20 +178,10 @@ func describeCommit(states []*pb.ExecutionState, rel func(string) string) string
 		}
 		status := events.StatusName(st.Status)
 		if st.Status == pb.Status_STATUS_FINISHED {
-			status += " " + resultKind(st.ResultKind)
+			status += " " + events.ResultKindName(st.ResultKind)
 		}
 		parts = append(parts, fmt.Sprintf("%s (%s) %s", rel(st.ExecutionId), fn, status))
 	}
 	slices.Sort(parts) // the writer's map order is not the commit's
 	return strings.Join(parts, "; ")
-}
-
-func resultKind(k pb.ResultKind) string {
-	switch k {
-	case pb.ResultKind_RESULT_KIND_OK:
-		return "ok"
-	case pb.ResultKind_RESULT_KIND_ERR:
-		return "err"
-	}
-	return "execution_failure"
 }

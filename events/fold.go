@@ -20,6 +20,18 @@ func (e *TransitionError) Error() string {
 	return fmt.Sprintf("execution %s: %s not allowed in status %s: %s", e.ExecutionID, e.Event, StatusName(e.Status), e.Reason)
 }
 
+// ResultKindName names the kind of a finished execution's result: ok, err or
+// execution_failure (its top-level member).
+func ResultKindName(k pb.ResultKind) string {
+	switch k {
+	case pb.ResultKind_RESULT_KIND_OK:
+		return "ok"
+	case pb.ResultKind_RESULT_KIND_ERR:
+		return "err"
+	}
+	return "execution_failure"
+}
+
 // StatusName is the API name of a status: pending_at, locked, blocked_by_join_set, finished.
 func StatusName(s pb.Status) string {
 	switch s {
