@@ -26,7 +26,8 @@ import (
 // version, which runs the executions pinned to it, and nothing new (registry.route
 // never picks it). A recorded version that is neither deployed nor needed is dropped,
 // record and file, at start; a retired version is dropped, record and file, as soon as
-// the last execution pinned to it finishes (Engine.versionFinished): it takes no new
+// the last execution pinned to it finishes or is moved to another component
+// (Engine.versionFinished): it takes no new
 // ones, so none can come back. Its compiled module stays in memory, unused, until the
 // next start.
 //
@@ -260,7 +261,8 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 }
 
 // versionFinished counts an execution of component id that has finished (onCommit sees
-// each finished state once); when it was the last one pinned to a retired version, the
+// each finished state once) or has been moved off it (MoveToComponent); when it was the
+// last one pinned to a retired version, the
 // version is dropped, record and file, off the committing goroutine.
 func (e *Engine) versionFinished(id string) {
 	v := e.versions
