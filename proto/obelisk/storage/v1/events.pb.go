@@ -452,6 +452,10 @@ type Created struct {
 	Queue           string                 `protobuf:"bytes,8,opt,name=queue,proto3" json:"queue,omitempty"` // executors lock by queue; today the component name
 	Metadata        map[string]string      `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ScheduledBy     string                 `protobuf:"bytes,10,opt,name=scheduled_by,json=scheduledBy,proto3" json:"scheduled_by,omitempty"` // execution that scheduled this top-level execution, if any
+	// A fork (Engine.Fork): the execution whose history up to forked_at_version (events
+	// 0..forked_at_version-1) this one's begins with.
+	ForkedFrom      string `protobuf:"bytes,11,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,12,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -554,6 +558,20 @@ func (x *Created) GetScheduledBy() string {
 		return x.ScheduledBy
 	}
 	return ""
+}
+
+func (x *Created) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *Created) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
 }
 
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
@@ -2137,9 +2155,12 @@ type ExecutionState struct {
 	UpdatedAt            int64                       `protobuf:"varint,27,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The last temporary failure or timeout, as people read it ("attempt 3 timed out: lock
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
-	LastFailure   string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastFailure string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// From Created: the execution this one was forked from, and at which version.
+	ForkedFrom      string `protobuf:"bytes,29,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,30,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecutionState) Reset() {
@@ -2368,6 +2389,20 @@ func (x *ExecutionState) GetLastFailure() string {
 	return ""
 }
 
+func (x *ExecutionState) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *ExecutionState) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
@@ -2388,7 +2423,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05movedB\x06\n" +
-	"\x04kind\"\xcc\x03\n" +
+	"\x04kind\"\x99\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2400,7 +2435,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x05queue\x18\b \x01(\tR\x05queue\x12E\n" +
 	"\bmetadata\x18\t \x03(\v2).obelisk.storage.v1.Created.MetadataEntryR\bmetadata\x12!\n" +
 	"\fscheduled_by\x18\n" +
-	" \x01(\tR\vscheduledBy\x1a;\n" +
+	" \x01(\tR\vscheduledBy\x12\x1f\n" +
+	"\vforked_from\x18\v \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\f \x01(\rR\x0fforkedAtVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
@@ -2507,7 +2545,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xd5\t\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xa2\n" +
+	"\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2543,7 +2582,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06result\x18\x1a \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
-	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x1a`\n" +
+	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12\x1f\n" +
+	"\vforked_from\x18\x1d \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\x1e \x01(\rR\x0fforkedAtVersion\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
