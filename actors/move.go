@@ -48,7 +48,7 @@ func (e *Engine) MoveToComponent(ctx context.Context, id, component, by string) 
 		}
 		now := time.Now().UnixNano()
 		moved := &pb.Event{CreatedAt: now, Kind: &pb.Event_Moved{Moved: &pb.Moved{
-			FromComponentId: st.ComponentId, ToComponentId: to.ID, By: by, Queue: e.movedQueue(st, to)}}}
+			FromComponentId: st.ComponentId, ToComponentId: to.ID, By: by, Queue: e.movedQueue(st.Queue, to)}}}
 		from = st.ComponentId
 		if st.Status == pb.Status_STATUS_LOCKED {
 			// A workflow (checkMove): its run stops; a later run, of the new code, replays.
@@ -90,14 +90,22 @@ func (e *Engine) moveTarget(component string) (*Component, error) {
 
 // checkMove says why the execution st cannot be moved to component to (nil: it can).
 func (e *Engine) checkMove(st *pb.ExecutionState, to *Component) error {
-	id := st.ExecutionId
 	switch {
 	case st.Status == pb.Status_STATUS_FINISHED:
-		return &FailedPreconditionError{fmt.Sprintf("execution %s has finished: there is nothing to move", id)}
-	case st.ComponentType != to.Config.pbType():
-		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %q is a %s", id, componentTypeName(st.ComponentType), to.Config.Name, to.Config.Type)}
+		return &FailedPreconditionError{fmt.Sprintf("execution %s has finished: there is nothing to move", st.ExecutionId)}
 	case st.Status == pb.Status_STATUS_LOCKED && st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW:
-		return &FailedPreconditionError{fmt.Sprintf("activity %s is running; move it when its attempt has ended", id)}
+		return &FailedPreconditionError{fmt.Sprintf("activity %s is running; move it when its attempt has ended", st.ExecutionId)}
+	}
+	return e.checkRunsOn(st, to)
+}
+
+// checkRunsOn says why the execution st cannot run on component to (nil: it can): to
+// must be of its type and export its function with the signature of the component it
+// was created on (when this process has that one).
+func (e *Engine) checkRunsOn(st *pb.ExecutionState, to *Component) error {
+	id := st.ExecutionId
+	if st.ComponentType != to.Config.pbType() {
+		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %q is a %s", id, componentTypeName(st.ComponentType), to.Config.Name, to.Config.Type)}
 	}
 	fn, ok := to.function(st.Ffqn)
 	if !ok {
@@ -111,12 +119,12 @@ func (e *Engine) checkMove(st *pb.ExecutionState, to *Component) error {
 	return nil
 }
 
-// movedQueue is the queue an execution moved to component to is pending in: its own,
-// if this process's executor of that queue runs to (a queue chosen at submission), else
-// the one to is configured with.
-func (e *Engine) movedQueue(st *pb.ExecutionState, to *Component) string {
-	if q := e.queues[st.Queue]; q != nil && q.byComponent[to.ID] != nil {
-		return st.Queue
+// movedQueue is the queue an execution pending in queue is pending in once moved to
+// component to: the same, if this process's executor of that queue runs to (a queue
+// chosen at submission), else the one to is configured with.
+func (e *Engine) movedQueue(queue string, to *Component) string {
+	if q := e.queues[queue]; q != nil && q.byComponent[to.ID] != nil {
+		return queue
 	}
 	return to.Config.QueueName()
 }

@@ -260,6 +260,22 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 	}, nil
 }
 
+// versionStarted counts a new execution pinned to component id (a fork), which must not
+// be a retired version that has been dropped; versionFinished counts it out again.
+func (e *Engine) versionStarted(id string) error {
+	v := e.versions
+	if c := e.reg.byID[id]; v == nil || c == nil || !c.Retired {
+		return nil
+	}
+	v.liveMu.Lock()
+	defer v.liveMu.Unlock()
+	if v.live[id] == 0 {
+		return &FailedPreconditionError{fmt.Sprintf("component %s is a retired version that no execution needs any more: name a deployed component", id)}
+	}
+	v.live[id]++
+	return nil
+}
+
 // versionFinished counts an execution of component id that has finished (onCommit sees
 // each finished state once) or has been moved off it (MoveToComponent); when it was the
 // last one pinned to a retired version, the
