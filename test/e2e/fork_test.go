@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/chromedp"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/test/harness"
@@ -24,7 +26,7 @@ import (
 // inside a call, an unknown execution, an activity.
 func TestFork(t *testing.T) {
 	const fiboa = "testing:fibo-workflow/workflow.fiboa"
-	s := harness.Start(t, harness.Options{Deployment: fmt.Sprintf(`
+	s := harness.Start(t, harness.Options{WebUI: true, Deployment: fmt.Sprintf(`
 [[workflow]]
 name = "fibo_workflow_v2"
 location.path = %q
@@ -122,6 +124,24 @@ location.path = %q
 		t.Fatalf("API summary of the fork: %v %v", sum, err)
 	}
 
+	// The web UI's execution pages link the fork to its original and back (when a
+	// Chromium is installed; the rest of the test does not need one).
+	if chrome := lookChromium(); chrome != "" {
+		b := browser(t, chrome)
+		page := open(t, b, s.WebURL+"/#/execution/"+fork)
+		href := get(t, page, "forked from", chromedp.Poll[string](`document.querySelector('#forked-from a')?.getAttribute('href')`, chromedp.WithPollingTimeout(15*time.Second)))
+		if href != "#/execution/"+orig {
+			t.Errorf("the fork's page links to %q as its original, want #/execution/%s", href, orig)
+		}
+		page = open(t, b, s.WebURL+"/#/execution/"+orig)
+		href = get(t, page, "forks", chromedp.Poll[string](`document.querySelector('#forks a')?.getAttribute('href')`, chromedp.WithPollingTimeout(15*time.Second)))
+		if href != "#/execution/"+fork {
+			t.Errorf("the original's page links to %q as its fork, want #/execution/%s", href, fork)
+		}
+	} else {
+		t.Log("no Chromium on PATH: the web UI's lineage links are not checked")
+	}
+
 	// --cancel-original: the original (paused, unfinished) is cancelled, the fork (its
 	// Created event alone) runs on the original's component and prints its ID.
 	running := submit("[1, 3]")
@@ -158,4 +178,14 @@ location.path = %q
 	if sum, err := s.State(orig); err != nil || len(sum.Forks) != 1 {
 		t.Fatalf("forks of the original after the refusals: %v %v", sum.GetForks(), err)
 	}
+}
+
+// lookChromium returns the path of a Chromium browser, "" if there is none.
+func lookChromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
 }
