@@ -454,8 +454,8 @@ type Created struct {
 	ScheduledBy     string                 `protobuf:"bytes,10,opt,name=scheduled_by,json=scheduledBy,proto3" json:"scheduled_by,omitempty"` // execution that scheduled this top-level execution, if any
 	// A fork (Engine.Fork): the execution whose history up to forked_at_version (events
 	// 0..forked_at_version-1) this one's begins with.
-	ForkedFrom      string `protobuf:"bytes,11,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
-	ForkedAtVersion uint32 `protobuf:"varint,12,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	ForkedFrom      string `protobuf:"bytes,12,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"` // (11 is the submitter's retry policy, on main)
+	ForkedAtVersion uint32 `protobuf:"varint,13,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2157,8 +2157,8 @@ type ExecutionState struct {
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
 	LastFailure string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
 	// From Created: the execution this one was forked from, and at which version.
-	ForkedFrom      string `protobuf:"bytes,29,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
-	ForkedAtVersion uint32 `protobuf:"varint,30,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	ForkedFrom      string `protobuf:"bytes,30,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"` // (29 is submitted_retry, on main)
+	ForkedAtVersion uint32 `protobuf:"varint,31,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2436,9 +2436,9 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bmetadata\x18\t \x03(\v2).obelisk.storage.v1.Created.MetadataEntryR\bmetadata\x12!\n" +
 	"\fscheduled_by\x18\n" +
 	" \x01(\tR\vscheduledBy\x12\x1f\n" +
-	"\vforked_from\x18\v \x01(\tR\n" +
+	"\vforked_from\x18\f \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
-	"\x11forked_at_version\x18\f \x01(\rR\x0fforkedAtVersion\x1a;\n" +
+	"\x11forked_at_version\x18\r \x01(\rR\x0fforkedAtVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
@@ -2583,9 +2583,9 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
 	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12\x1f\n" +
-	"\vforked_from\x18\x1d \x01(\tR\n" +
+	"\vforked_from\x18\x1e \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
-	"\x11forked_at_version\x18\x1e \x01(\rR\x0fforkedAtVersion\x1a`\n" +
+	"\x11forked_at_version\x18\x1f \x01(\rR\x0fforkedAtVersion\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
