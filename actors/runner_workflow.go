@@ -595,7 +595,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	lockExpiry := r.c.Config.LockExpiry
 	if r.lockExpires.Sub(now) < lockExpiry/2 {
 		r.lockExpires = now.Add(lockExpiry)
-		evs = append(evs, lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, r.c.Config.retryConfig()))
+		evs = append(evs, lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, r.c.Config.retryConfig(r.created.Retry)))
 	}
 	hist := append(append([]*pb.HistoryEvent(nil), r.pending...), want...)
 	for _, h := range hist {

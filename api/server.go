@@ -108,7 +108,19 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[apiv1.Subm
 	if strings.TrimSpace(params) == "" {
 		params = "[]"
 	}
-	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), actors.InQueue(req.Msg.Queue), actors.OfComponent(strings.TrimSpace(req.Msg.Component)))
+	opts := []actors.SubmitOption{actors.InQueue(req.Msg.Queue), actors.OfComponent(strings.TrimSpace(req.Msg.Component))}
+	if r := req.Msg.Retry; r != nil {
+		o := actors.RetryOverride{MaxRetries: r.MaxRetries, Jitter: r.RetryJitter}
+		if b := strings.TrimSpace(r.RetryExpBackoff); b != "" {
+			d, err := time.ParseDuration(b)
+			if err != nil || d <= 0 {
+				return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("retry.retry_exp_backoff %q: want a positive duration with a unit, e.g. \"250ms\" or \"2s\"", b))
+			}
+			o.Backoff = d
+		}
+		opts = append(opts, actors.WithRetry(o))
+	}
+	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), opts...)
 	if err != nil {
 		return nil, apiError(err)
 	}

@@ -54,6 +54,8 @@ type Tx struct {
 	// hold KV writes alone.
 	KVChecks []KVCheck
 	KV       []KVWrite
+	// Cache records ok results in the activity result cache (cache.go).
+	Cache []CachePut
 }
 
 // groupState is the writer's view while applying one group.
@@ -217,6 +219,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		return nil, nil, nil, err
 	}
 	ops = append(ops, logOps...)
+	ops = append(ops, cacheOps(tx.Cache)...)
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}

@@ -748,7 +748,10 @@ type SubmitRequest struct {
 	// ffqn); empty means the newest deployed component exporting ffqn (the one declared
 	// last in obelisk.toml). An unknown component is NOT_FOUND; one that does not export
 	// ffqn, or a retired version, INVALID_ARGUMENT.
-	Component     string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	Component string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	// optional: the execution's retry policy, overriding its component's field by field;
+	// recorded in its created event, so a later config change does not alter it.
+	Retry         *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -818,6 +821,75 @@ func (x *SubmitRequest) GetComponent() string {
 	return ""
 }
 
+func (x *SubmitRequest) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+// RetryPolicy overrides a component's retry settings for one execution. An unset field
+// keeps the component's value.
+type RetryPolicy struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	MaxRetries      *uint32                `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3,oneof" json:"max_retries,omitempty"`           // retries after the first attempt (0: none)
+	RetryExpBackoff string                 `protobuf:"bytes,2,opt,name=retry_exp_backoff,json=retryExpBackoff,proto3" json:"retry_exp_backoff,omitempty"` // the first retry's delay, a duration ("250ms", "2s"); each further one doubles it
+	RetryJitter     *float64               `protobuf:"fixed64,3,opt,name=retry_jitter,json=retryJitter,proto3,oneof" json:"retry_jitter,omitempty"`       // each delay scaled by a factor in [1-j, 1+j], 0 <= j <= 1
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RetryPolicy) GetMaxRetries() uint32 {
+	if x != nil && x.MaxRetries != nil {
+		return *x.MaxRetries
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetRetryExpBackoff() string {
+	if x != nil {
+		return x.RetryExpBackoff
+	}
+	return ""
+}
+
+func (x *RetryPolicy) GetRetryJitter() float64 {
+	if x != nil && x.RetryJitter != nil {
+		return *x.RetryJitter
+	}
+	return 0
+}
+
 type SubmitResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId    string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
@@ -828,7 +900,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +912,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +925,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitResponse) GetExecutionId() string {
@@ -880,7 +952,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +964,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +977,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStatusRequest) GetExecutionId() string {
@@ -931,7 +1003,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1015,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1028,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStatusResponse) GetSummary() *ExecutionSummary {
@@ -995,7 +1067,7 @@ type ExecutionSummary struct {
 
 func (x *ExecutionSummary) Reset() {
 	*x = ExecutionSummary{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1079,7 @@ func (x *ExecutionSummary) String() string {
 func (*ExecutionSummary) ProtoMessage() {}
 
 func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1092,7 @@ func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionSummary.ProtoReflect.Descriptor instead.
 func (*ExecutionSummary) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExecutionSummary) GetExecutionId() string {
@@ -1176,7 +1248,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1260,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1273,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListExecutionsRequest) GetFfqnPrefix() string {
@@ -1249,7 +1321,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1333,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1346,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListExecutionsResponse) GetExecutions() []*ExecutionSummary {
@@ -1302,7 +1374,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1386,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1399,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEventsRequest) GetExecutionId() string {
@@ -1364,7 +1436,7 @@ type EventView struct {
 
 func (x *EventView) Reset() {
 	*x = EventView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1448,7 @@ func (x *EventView) String() string {
 func (*EventView) ProtoMessage() {}
 
 func (x *EventView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1461,7 @@ func (x *EventView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventView.ProtoReflect.Descriptor instead.
 func (*EventView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EventView) GetVersion() uint32 {
@@ -1430,7 +1502,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1514,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1527,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEventsResponse) GetEvents() []*EventView {
@@ -1482,7 +1554,7 @@ type ListResponsesRequest struct {
 
 func (x *ListResponsesRequest) Reset() {
 	*x = ListResponsesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1566,7 @@ func (x *ListResponsesRequest) String() string {
 func (*ListResponsesRequest) ProtoMessage() {}
 
 func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1579,7 @@ func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesRequest.ProtoReflect.Descriptor instead.
 func (*ListResponsesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListResponsesRequest) GetExecutionId() string {
@@ -1539,7 +1611,7 @@ type ResponseView struct {
 
 func (x *ResponseView) Reset() {
 	*x = ResponseView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1623,7 @@ func (x *ResponseView) String() string {
 func (*ResponseView) ProtoMessage() {}
 
 func (x *ResponseView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1636,7 @@ func (x *ResponseView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseView.ProtoReflect.Descriptor instead.
 func (*ResponseView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResponseView) GetCursor() uint32 {
@@ -1625,7 +1697,7 @@ type ListResponsesResponse struct {
 
 func (x *ListResponsesResponse) Reset() {
 	*x = ListResponsesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1709,7 @@ func (x *ListResponsesResponse) String() string {
 func (*ListResponsesResponse) ProtoMessage() {}
 
 func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1722,7 @@ func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesResponse.ProtoReflect.Descriptor instead.
 func (*ListResponsesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListResponsesResponse) GetResponses() []*ResponseView {
@@ -1668,7 +1740,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1752,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1765,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 type FunctionInfo struct {
@@ -1707,7 +1779,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1791,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1804,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FunctionInfo) GetFfqn() string {
@@ -1772,7 +1844,7 @@ type ComponentInfo struct {
 
 func (x *ComponentInfo) Reset() {
 	*x = ComponentInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1856,7 @@ func (x *ComponentInfo) String() string {
 func (*ComponentInfo) ProtoMessage() {}
 
 func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1869,7 @@ func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentInfo.ProtoReflect.Descriptor instead.
 func (*ComponentInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ComponentInfo) GetComponentId() string {
@@ -1851,7 +1923,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1935,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1948,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*ComponentInfo {
@@ -1895,7 +1967,7 @@ type GetComponentRequest struct {
 
 func (x *GetComponentRequest) Reset() {
 	*x = GetComponentRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1979,7 @@ func (x *GetComponentRequest) String() string {
 func (*GetComponentRequest) ProtoMessage() {}
 
 func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +1992,7 @@ func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
 func (*GetComponentRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetComponentRequest) GetComponent() string {
@@ -1941,7 +2013,7 @@ type WitFile struct {
 
 func (x *WitFile) Reset() {
 	*x = WitFile{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2025,7 @@ func (x *WitFile) String() string {
 func (*WitFile) ProtoMessage() {}
 
 func (x *WitFile) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2038,7 @@ func (x *WitFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitFile.ProtoReflect.Descriptor instead.
 func (*WitFile) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WitFile) GetPath() string {
@@ -1993,7 +2065,7 @@ type FunctionParam struct {
 
 func (x *FunctionParam) Reset() {
 	*x = FunctionParam{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2077,7 @@ func (x *FunctionParam) String() string {
 func (*FunctionParam) ProtoMessage() {}
 
 func (x *FunctionParam) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2090,7 @@ func (x *FunctionParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionParam.ProtoReflect.Descriptor instead.
 func (*FunctionParam) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FunctionParam) GetName() string {
@@ -2051,7 +2123,7 @@ type FunctionDetail struct {
 
 func (x *FunctionDetail) Reset() {
 	*x = FunctionDetail{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2135,7 @@ func (x *FunctionDetail) String() string {
 func (*FunctionDetail) ProtoMessage() {}
 
 func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2148,7 @@ func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDetail.ProtoReflect.Descriptor instead.
 func (*FunctionDetail) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FunctionDetail) GetFfqn() string {
@@ -2142,7 +2214,7 @@ type GetComponentResponse struct {
 
 func (x *GetComponentResponse) Reset() {
 	*x = GetComponentResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2226,7 @@ func (x *GetComponentResponse) String() string {
 func (*GetComponentResponse) ProtoMessage() {}
 
 func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2239,7 @@ func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentResponse.ProtoReflect.Descriptor instead.
 func (*GetComponentResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetComponentResponse) GetComponentId() string {
@@ -2224,7 +2296,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2308,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2321,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchEventsRequest) GetFromPosition() uint64 {
@@ -2296,7 +2368,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2380,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2393,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchEventsResponse) GetPosition() uint64 {
@@ -2363,7 +2435,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2447,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2460,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetLogsRequest) GetExecutionId() string {
@@ -2428,7 +2500,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2512,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2525,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LogLine) GetSeq() uint64 {
@@ -2518,7 +2590,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2602,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2615,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -2629,14 +2701,22 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vresult_json\x18\x02 \x01(\tR\n" +
 	"resultJson\"(\n" +
 	"\fStubResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\x9b\x01\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\xca\x01\n" +
 	"\rSubmitRequest\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\tR\n" +
 	"paramsJson\x12!\n" +
 	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\x12\x14\n" +
 	"\x05queue\x18\x04 \x01(\tR\x05queue\x12\x1c\n" +
-	"\tcomponent\x18\x05 \x01(\tR\tcomponent\"\\\n" +
+	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12-\n" +
+	"\x05retry\x18\x06 \x01(\v2\x17.obelisk.v1.RetryPolicyR\x05retry\"\xa8\x01\n" +
+	"\vRetryPolicy\x12$\n" +
+	"\vmax_retries\x18\x01 \x01(\rH\x00R\n" +
+	"maxRetries\x88\x01\x01\x12*\n" +
+	"\x11retry_exp_backoff\x18\x02 \x01(\tR\x0fretryExpBackoff\x12&\n" +
+	"\fretry_jitter\x18\x03 \x01(\x01H\x01R\vretryJitter\x88\x01\x01B\x0e\n" +
+	"\f_max_retriesB\x0f\n" +
+	"\r_retry_jitter\"\\\n" +
 	"\x0eSubmitResponse\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12'\n" +
 	"\x0falready_existed\x18\x02 \x01(\bR\x0ealreadyExisted\"M\n" +
@@ -2813,7 +2893,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
 	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
@@ -2831,85 +2911,87 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*StubRequest)(nil),            // 13: obelisk.v1.StubRequest
 	(*StubResponse)(nil),           // 14: obelisk.v1.StubResponse
 	(*SubmitRequest)(nil),          // 15: obelisk.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 16: obelisk.v1.SubmitResponse
-	(*GetStatusRequest)(nil),       // 17: obelisk.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 18: obelisk.v1.GetStatusResponse
-	(*ExecutionSummary)(nil),       // 19: obelisk.v1.ExecutionSummary
-	(*ListExecutionsRequest)(nil),  // 20: obelisk.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil), // 21: obelisk.v1.ListExecutionsResponse
-	(*ListEventsRequest)(nil),      // 22: obelisk.v1.ListEventsRequest
-	(*EventView)(nil),              // 23: obelisk.v1.EventView
-	(*ListEventsResponse)(nil),     // 24: obelisk.v1.ListEventsResponse
-	(*ListResponsesRequest)(nil),   // 25: obelisk.v1.ListResponsesRequest
-	(*ResponseView)(nil),           // 26: obelisk.v1.ResponseView
-	(*ListResponsesResponse)(nil),  // 27: obelisk.v1.ListResponsesResponse
-	(*ListComponentsRequest)(nil),  // 28: obelisk.v1.ListComponentsRequest
-	(*FunctionInfo)(nil),           // 29: obelisk.v1.FunctionInfo
-	(*ComponentInfo)(nil),          // 30: obelisk.v1.ComponentInfo
-	(*ListComponentsResponse)(nil), // 31: obelisk.v1.ListComponentsResponse
-	(*GetComponentRequest)(nil),    // 32: obelisk.v1.GetComponentRequest
-	(*WitFile)(nil),                // 33: obelisk.v1.WitFile
-	(*FunctionParam)(nil),          // 34: obelisk.v1.FunctionParam
-	(*FunctionDetail)(nil),         // 35: obelisk.v1.FunctionDetail
-	(*GetComponentResponse)(nil),   // 36: obelisk.v1.GetComponentResponse
-	(*WatchEventsRequest)(nil),     // 37: obelisk.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),    // 38: obelisk.v1.WatchEventsResponse
-	(*GetLogsRequest)(nil),         // 39: obelisk.v1.GetLogsRequest
-	(*LogLine)(nil),                // 40: obelisk.v1.LogLine
-	(*GetLogsResponse)(nil),        // 41: obelisk.v1.GetLogsResponse
+	(*RetryPolicy)(nil),            // 16: obelisk.v1.RetryPolicy
+	(*SubmitResponse)(nil),         // 17: obelisk.v1.SubmitResponse
+	(*GetStatusRequest)(nil),       // 18: obelisk.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 19: obelisk.v1.GetStatusResponse
+	(*ExecutionSummary)(nil),       // 20: obelisk.v1.ExecutionSummary
+	(*ListExecutionsRequest)(nil),  // 21: obelisk.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil), // 22: obelisk.v1.ListExecutionsResponse
+	(*ListEventsRequest)(nil),      // 23: obelisk.v1.ListEventsRequest
+	(*EventView)(nil),              // 24: obelisk.v1.EventView
+	(*ListEventsResponse)(nil),     // 25: obelisk.v1.ListEventsResponse
+	(*ListResponsesRequest)(nil),   // 26: obelisk.v1.ListResponsesRequest
+	(*ResponseView)(nil),           // 27: obelisk.v1.ResponseView
+	(*ListResponsesResponse)(nil),  // 28: obelisk.v1.ListResponsesResponse
+	(*ListComponentsRequest)(nil),  // 29: obelisk.v1.ListComponentsRequest
+	(*FunctionInfo)(nil),           // 30: obelisk.v1.FunctionInfo
+	(*ComponentInfo)(nil),          // 31: obelisk.v1.ComponentInfo
+	(*ListComponentsResponse)(nil), // 32: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),    // 33: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                // 34: obelisk.v1.WitFile
+	(*FunctionParam)(nil),          // 35: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),         // 36: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),   // 37: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),     // 38: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),    // 39: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 40: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 41: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 42: obelisk.v1.GetLogsResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
-	19, // 1: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
-	19, // 2: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
-	23, // 3: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
-	26, // 4: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
-	29, // 5: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
-	29, // 6: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
-	30, // 7: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
-	34, // 8: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
-	33, // 9: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
-	35, // 10: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
-	35, // 11: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
-	23, // 12: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	40, // 13: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	15, // 14: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	17, // 15: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	20, // 16: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	22, // 17: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	25, // 18: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	7,  // 19: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	9,  // 20: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	11, // 21: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	13, // 22: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	37, // 23: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	39, // 24: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	0,  // 25: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	2,  // 26: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	5,  // 27: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
-	28, // 28: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	32, // 29: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	16, // 30: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	18, // 31: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	21, // 32: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	24, // 33: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	27, // 34: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	8,  // 35: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	10, // 36: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	12, // 37: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	14, // 38: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	38, // 39: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	41, // 40: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	1,  // 41: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 42: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	6,  // 43: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
-	31, // 44: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	36, // 45: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	30, // [30:46] is the sub-list for method output_type
-	14, // [14:30] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	16, // 1: obelisk.v1.SubmitRequest.retry:type_name -> obelisk.v1.RetryPolicy
+	20, // 2: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
+	20, // 3: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
+	24, // 4: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
+	27, // 5: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
+	30, // 6: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
+	30, // 7: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
+	31, // 8: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
+	35, // 9: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
+	34, // 10: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
+	36, // 11: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
+	36, // 12: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
+	24, // 13: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
+	41, // 14: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	15, // 15: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	18, // 16: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	21, // 17: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	23, // 18: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	26, // 19: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	7,  // 20: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	9,  // 21: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	11, // 22: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	13, // 23: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	38, // 24: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	40, // 25: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	0,  // 26: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	2,  // 27: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	5,  // 28: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	29, // 29: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	33, // 30: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	17, // 31: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	19, // 32: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	22, // 33: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	25, // 34: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	28, // 35: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	8,  // 36: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	10, // 37: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	12, // 38: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	14, // 39: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	39, // 40: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	42, // 41: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	1,  // 42: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	3,  // 43: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	6,  // 44: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	32, // 45: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	37, // 46: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	31, // [31:47] is the sub-list for method output_type
+	15, // [15:31] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -2917,13 +2999,14 @@ func file_obelisk_v1_api_proto_init() {
 	if File_obelisk_v1_api_proto != nil {
 		return
 	}
+	file_obelisk_v1_api_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -74,6 +75,9 @@ func apiErr(err error) error {
 func submitCmd(o *clientOpts) *cobra.Command {
 	var follow bool
 	var id, queue, component string
+	var maxRetries uint32
+	var retryBackoff time.Duration
+	var retryJitter float64
 	cmd := &cobra.Command{
 		Use:   "submit FFQN [PARAMS_JSON]",
 		Short: "Submit a top-level execution; PARAMS_JSON is a JSON array (default [])",
@@ -87,7 +91,20 @@ func submitCmd(o *clientOpts) *cobra.Command {
 			if err := json.Unmarshal([]byte(params), &probe); err != nil {
 				return usage(fmt.Errorf("PARAMS_JSON must be a JSON array: %w", err))
 			}
-			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue, Component: component}))
+			req := &pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue, Component: component}
+			if f := cmd.Flags(); f.Changed("max-retries") || f.Changed("retry-backoff") || f.Changed("retry-jitter") {
+				req.Retry = &pb.RetryPolicy{}
+				if f.Changed("max-retries") {
+					req.Retry.MaxRetries = &maxRetries
+				}
+				if f.Changed("retry-backoff") {
+					req.Retry.RetryExpBackoff = retryBackoff.String()
+				}
+				if f.Changed("retry-jitter") {
+					req.Retry.RetryJitter = &retryJitter
+				}
+			}
+			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return apiErr(err)
 			}
@@ -98,6 +115,9 @@ func submitCmd(o *clientOpts) *cobra.Command {
 	cmd.Flags().StringVarP(&id, "execution-id", "e", "", "use this execution ID (E_<ULID>)")
 	cmd.Flags().StringVar(&queue, "queue", "", "submit to this execution queue (default: the queue of the function's component)")
 	cmd.Flags().StringVar(&component, "component", "", "run it on this deployed component, by name or ID (default: the newest deployed component exporting FFQN)")
+	cmd.Flags().Uint32Var(&maxRetries, "max-retries", 0, "retries after the first attempt, for this execution (default: its component's max_retries)")
+	cmd.Flags().DurationVar(&retryBackoff, "retry-backoff", 0, "the first retry's delay, doubled for each further one, for this execution (default: its component's retry_exp_backoff)")
+	cmd.Flags().Float64Var(&retryJitter, "retry-jitter", 0, "scale each retry's delay by a factor from 1-J to 1+J, 0 <= J <= 1 (default: its component's retry_jitter)")
 	return cmd
 }
 
