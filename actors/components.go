@@ -256,7 +256,7 @@ type registry struct {
 
 // loadComponents loads and compiles the deployed components and the retired versions,
 // and routes the imports of each (routeImports).
-func loadComponents(ctx context.Context, rt *wasmhost.Runtime, deployed []ComponentConfig, retired ...ComponentConfig) (*registry, error) {
+func loadComponents(ctx context.Context, rt compiler, deployed []ComponentConfig, retired ...ComponentConfig) (*registry, error) {
 	cfgs := append(slices.Clip(deployed), retired...)
 	type loaded struct {
 		c   *Component
@@ -525,7 +525,7 @@ func (reg *registry) functionOf(componentID, ffqn string) (Function, bool) {
 	return fn, ok
 }
 
-func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfig) (*Component, error) {
+func loadComponent(ctx context.Context, rt compiler, cfg ComponentConfig) (*Component, error) {
 	var wasm []byte
 	var files []wit.File
 	switch {
@@ -598,7 +598,7 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 		}
 	}
-	mod, err := rt.Compile(ctx, cfg.Name, wasm, wasmhost.MemoryLimitPages(uint32(cfg.memoryLimit()/wasmPage)))
+	mod, err := rt.compile(ctx, cfg.Name, digest, wasm, uint32(cfg.memoryLimit()/wasmPage))
 	if err != nil {
 		return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 	}

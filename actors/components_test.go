@@ -117,7 +117,7 @@ func TestLoadComponentsReportsTheFirstFailureInOrder(t *testing.T) {
 		{[]ComponentConfig{ok("a"), ok("a")}, `component "a": the name is used twice`},
 	}
 	for _, c := range cases {
-		_, err := loadComponents(ctx, rt, c.cfgs)
+		_, err := loadComponents(ctx, runtimeCompiler{rt}, c.cfgs)
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 			t.Errorf("err = %v, want one starting with %q", err, c.want)
 		}

@@ -23,7 +23,9 @@
 //     keepalive service (service_keepalives.go), which renews the locks of running
 //     attempts of activities with keepalive on, so that their lock expiry bounds how
 //     long a dead node goes unnoticed rather than how long they may run; and retention
-//     (service_retention.go), which deletes the trees of executions finished long ago.
+//     (service_retention.go), which deletes the trees of executions finished long ago;
+//     the scheduler (service_schedules.go), which fires periodic schedules, each firing
+//     an execution with a derived ID (the cron arithmetic is in actors/cronspec).
 //   - The run path (run.go): the one path every execution an executor runs takes —
 //     reserve its guest memory (run_memory.go), prepare, lock, run — with one runner per
 //     type of component: activities in a fresh WASM instance per attempt

@@ -68,9 +68,25 @@ type Config struct {
 	// KVConfig are the read-only buckets of the built-in KV component read from TOML
 	// files (package actors/internal/kvconfig).
 	KVConfig []KVConfigBucket
+	// Schedules are the config's periodic schedules (service_schedules.go), applied at start.
+	Schedules []ScheduleConfig
 	// StoreFS is the file system of the event store (nil: the operating system's);
 	// tests give one that injects faults.
 	StoreFS vfs.FS
+	// StoreBeforeCommit, if set, is the store's events.Options.BeforeCommit: it sees
+	// every transaction before it is written and may refuse it, which fails the store
+	// and so stops the engine as a crash right before it would (`obelisk test crash-sim`).
+	StoreBeforeCommit func(states []*pb.ExecutionState) error
+	// Modules, if set, is the wasm runtime and the compiled modules the engine uses,
+	// shared with the engines started before and after it in this process, which then
+	// compile or load no component another has (`obelisk test crash-sim` starts one per
+	// crash point). Its owner closes it after the last engine; the engine does not.
+	Modules *Modules
+	// MaxDelay, if positive, shortens every durable delay a workflow requests (a sleep,
+	// a delay in a join set) to at most this long. The recorded request is the
+	// workflow's own, only the time the delay expires is earlier: for simulations that
+	// run a workflow many times (`obelisk test crash-sim`), never for a server.
+	MaxDelay time.Duration
 
 	// testHook, set only by this package's tests, is called at steps of the supervised
 	// services' passes (see Engine.hook), where a test may panic to crash one.
@@ -98,6 +114,9 @@ type Engine struct {
 	system   *actor.ActorSystem
 	executor string // this process's executor ID: runs of earlier processes are dead
 
+	// ownRuntime: rt is the engine's own, closed with it (not Config.Modules').
+	ownRuntime bool
+
 	executors map[string]*executor // by component ID
 	queues    map[string]*queue    // by queue name: the queues served here
 	timers    *timerService
@@ -120,6 +139,8 @@ type Engine struct {
 	keepalives *keepalives
 	// triggers are the trigger components' services (trigger.go).
 	triggers []*trigger
+	// schedules fires the periodic schedules (service_schedules.go).
+	schedules *scheduler
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -191,35 +212,34 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.active.m = map[string]context.CancelFunc{}
 	e.cancels = newCanceller(e)
 	e.retention = newRetention(e, cfg)
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.Config{
-		CacheDir: cfg.CacheDir, Logger: cfg.Logger,
-		// A few ready instances per module and kind take instantiation off the path of
-		// a run; every Go guest instance costs 4-6 MiB, so the pool stays small.
-		// Memory is capped per component (ComponentConfig.MemoryLimit), not here.
-		PoolSize:                 2,
-		DisableWorkflowSnapshots: cfg.DisableWorkflowSnapshots,
-		DisableActivitySnapshots: cfg.DisableActivitySnapshots,
-		DisableInstanceReuse:     cfg.DisableInstanceReuse,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start wasm runtime: %w", err)
+	var comp compiler
+	rt := cfg.Modules.runtime()
+	if rt == nil {
+		var err error
+		if rt, err = wasmhost.NewRuntime(ctx, runtimeConfig(cfg)); err != nil {
+			return nil, fmt.Errorf("start wasm runtime: %w", err)
+		}
+		e.ownRuntime = true
+		comp = runtimeCompiler{rt}
+	} else {
+		comp = cfg.Modules
 	}
 	e.rt = rt
 	// The store is opened first: its unfinished executions say which component versions
 	// must be loaded beside the deployed ones (versions.go). Nothing commits before
 	// recover, below, when everything onCommit wakes exists.
 	store, err := events.Open(StoreDir(cfg.DataDir), events.Options{
-		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
+		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, BeforeCommit: cfg.StoreBeforeCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})
 	if err != nil {
-		rt.Close(ctx)
+		e.closeRuntime(ctx)
 		return nil, err
 	}
 	e.store = store
 	fail := func(err error) (*Engine, error) {
 		store.Close()
-		rt.Close(ctx)
+		e.closeRuntime(ctx)
 		return nil, err
 	}
 	retired, saveVersions, err := e.prepareVersions(ctx, cfg.Components)
@@ -228,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	loading := time.Now()
 	e.log.Info("loading components", "count", len(cfg.Components), "retired_versions", len(retired), "at_once", runtime.GOMAXPROCS(0), "cache_dir", cfg.CacheDir)
-	reg, err := loadComponents(ctx, rt, cfg.Components, retired...)
+	reg, err := loadComponents(ctx, comp, cfg.Components, retired...)
 	if err != nil {
 		return fail(err)
 	}
@@ -238,11 +258,15 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return fail(err)
 	}
 	// Compiling leaves hundreds of MiB of garbage; give it back before serving rather
-	// than carrying it as resident memory.
-	debug.FreeOSMemory()
+	// than carrying it as resident memory. With shared Modules this engine compiled
+	// little or nothing, and a full collection per engine would be most of its start.
+	if e.ownRuntime {
+		debug.FreeOSMemory()
+	}
 	e.timers = newTimerService(e)
 	e.delays = newDelayTimer(e)
 	e.keepalives = newKeepalives(e)
+	e.schedules = newScheduler(e)
 	// The deployed components first: a retired version is never the default executor
 	// of a function (queue.serve), and shares its queue's limit.
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
@@ -271,6 +295,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}
 	if err := e.recover(ctx); err != nil {
+		e.Close(ctx)
+		return nil, err
+	}
+	if err := e.applyConfigSchedules(ctx, cfg.Schedules); err != nil {
 		e.Close(ctx)
 		return nil, err
 	}
@@ -349,8 +377,16 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.store != nil {
 		errs = append(errs, e.store.Close())
 	}
-	errs = append(errs, e.rt.Close(ctx))
+	errs = append(errs, e.closeRuntime(ctx))
 	return errors.Join(errs...)
+}
+
+// closeRuntime closes the engine's wasm runtime, unless Config.Modules owns it.
+func (e *Engine) closeRuntime(ctx context.Context) error {
+	if !e.ownRuntime {
+		return nil
+	}
+	return e.rt.Close(ctx)
 }
 
 // recover makes executions left behind by a dead process runnable again: their runs
@@ -444,6 +480,9 @@ type submitOptions struct {
 	queue, component string
 	at               time.Time // due then; zero: now
 	retry            *RetryOverride
+	// schedules are written with the execution when it is created (a firing records
+	// itself in its schedule's record: service_schedules.go).
+	schedules []events.ScheduleWrite
 }
 
 // MinRetryExpBackoff is the least first-retry delay a component or a submitter may set:
@@ -541,31 +580,15 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			return "", false, &InvalidArgumentError{err}
 		}
 	}
-	fn, err := e.reg.route(nil, ffqn, o.component)
+	fn, compact, err := e.checkSubmission(ffqn, params, o.component)
 	if err != nil {
-		var nf *FunctionNotFoundError
-		if errors.As(err, &nf) {
-			if _, _, err := events.SplitFFQN(ffqn); err != nil {
-				return "", false, &InvalidArgumentError{err}
-			}
-		}
 		return "", false, err
-	}
-	if fn.Component.Config.Type == ActivityStub {
-		return "", false, &InvalidArgumentError{fmt.Errorf("%s is a function of activity stub %q: a workflow submits it, then its result is written with `execution stub`", ffqn, fn.Component.Config.Name)}
-	}
-	if err := wit.CheckParams(fn.Fn, params); err != nil {
-		return "", false, &InvalidArgumentError{fmt.Errorf("%s: %w", ffqn, err)}
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, params); err != nil {
-		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
 	}
 	retry, err := o.retry.retryConfig(&fn.Component.Config)
 	if err != nil {
 		return "", false, &InvalidArgumentError{err}
 	}
-	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact.Bytes(), "", "")
+	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact, "", "")
 	created.GetCreated().Retry = retry
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
@@ -581,13 +604,13 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 				return nil, err
 			}
 			c := evs[0].GetCreated()
-			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) && c.Queue == created.GetCreated().Queue && proto.Equal(c.Retry, retry) {
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact) && c.Queue == created.GetCreated().Queue && proto.Equal(c.Retry, retry) {
 				existed = true
 				return nil, nil
 			}
 			return nil, &ExistsError{id}
 		}
-		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}}
+		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}, Schedules: o.schedules}
 		eager = e.eagerLock(tx, now)
 		return tx, nil
 	})
@@ -596,6 +619,33 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, err
 	}
 	return id, existed, nil
+}
+
+// checkSubmission checks that ffqn may be submitted with params (to component, ""
+// for the newest exporter) and returns the function and the parameters compacted, as
+// they are stored.
+func (e *Engine) checkSubmission(ffqn string, params json.RawMessage, component string) (Function, []byte, error) {
+	fn, err := e.reg.route(nil, ffqn, component)
+	if err != nil {
+		var nf *FunctionNotFoundError
+		if errors.As(err, &nf) {
+			if _, _, err := events.SplitFFQN(ffqn); err != nil {
+				return Function{}, nil, &InvalidArgumentError{err}
+			}
+		}
+		return Function{}, nil, err
+	}
+	if fn.Component.Config.Type == ActivityStub {
+		return Function{}, nil, &InvalidArgumentError{fmt.Errorf("%s is a function of activity stub %q: a workflow submits it, then its result is written with `execution stub`", ffqn, fn.Component.Config.Name)}
+	}
+	if err := wit.CheckParams(fn.Fn, params); err != nil {
+		return Function{}, nil, &InvalidArgumentError{fmt.Errorf("%s: %w", ffqn, err)}
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, params); err != nil {
+		return Function{}, nil, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
+	}
+	return fn, compact.Bytes(), nil
 }
 
 // checkParamsSize refuses parameters over Config.MaxParamsBytes, before anything parses

@@ -33,6 +33,7 @@ func (e *Engine) supervised() []*service {
 		{name: "delays", wake: &e.delays.wake, pass: e.delays.pass, policy: defaultRestarts()},
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 		{name: "keepalives", wake: &e.keepalives.wake, pass: e.keepalives.pass, policy: defaultRestarts()},
+		{name: "schedules", wake: &e.schedules.wake, pass: e.schedules.pass, policy: defaultRestarts()},
 	}
 	if e.retention.runs() {
 		services = append(services, &service{name: "retention", wake: &e.retention.wake, pass: e.retention.pass, policy: defaultRestarts()})

@@ -149,6 +149,9 @@ func (r *workflowRun) delayRequest(ctx context.Context, before []*pb.HistoryEven
 	}
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
 		t, _ := abi.ResolveScheduleAt(d.ScheduleAt, now)
+		if limit := r.e.cfg.MaxDelay; limit > 0 && t.Sub(now) > limit {
+			t = now.Add(limit)
+		}
 		d.ExpiresAt = t.UnixNano()
 		return nil
 	}); err != nil {

@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/auth"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/internal/clip"
@@ -36,6 +38,13 @@ type Options struct {
 	// AllowedHosts are the Host names the API answers to besides those that ln's
 	// address admits (hostguard; api.allowed_hosts).
 	AllowedHosts hostguard.Allowed
+	// Tokens, when set, are the bearer tokens every RPC needs (api.auth_tokens_file);
+	// nil: no authentication.
+	Tokens *auth.Tokens
+	// MetricsAuth makes /metrics need a token of any role too (api.metrics_auth).
+	MetricsAuth bool
+	// TLS, when set, serves the API over TLS only (api.tls_cert_file, api.tls_key_file).
+	TLS *tls.Config
 }
 
 // DefaultMaxRequestBytes is the default of Options.MaxRequestBytes: room for the largest
@@ -54,22 +63,38 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options)
 	// compressing each one separately dominated WatchEvents' CPU.
 	compress := connect.WithCompressMinBytes(1024)
 	handlerOpts := []connect.HandlerOption{compress, connect.WithReadMaxBytes(opts.MaxRequestBytes)}
+	if opts.Tokens != nil {
+		handlerOpts = append(handlerOpts, connect.WithInterceptors(opts.Tokens.Interceptor(access)))
+	}
 	errs := connect.NewErrorWriter(handlerOpts...)
 	path, h := obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, handlerOpts...)
 	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
 	path, h = obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...)
 	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
+	path, h = obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...)
+	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
 	if m := e.Metrics(); m != nil {
-		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+		var metrics http.Handler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+		if opts.MetricsAuth && opts.Tokens != nil {
+			metrics = opts.Tokens.HTTP(metrics)
+		}
+		mux.Handle("/metrics", metrics)
 	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
+	protocols.SetHTTP2(true)            // gRPC over TLS
 	// The guard sees gRPC's :authority as r.Host, so HTTP/2 clients are checked alike.
 	handler := hostguard.New(ln.Addr(), opts.AllowedHosts).Host(mux)
-	srv := &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second, TLSConfig: opts.TLS}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if opts.TLS != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err

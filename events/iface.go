@@ -70,6 +70,8 @@ type Store interface {
 	// after cursor ("" = from the start), in key order, and the cursor of the next page
 	// ("" = end). limit <= 0 means DefaultKVListLimit; it is capped at MaxKVListLimit.
 	KVList(ctx context.Context, bucket, prefix, cursor string, limit int) ([]KVEntry, string, error)
+	// Schedules returns the records of every periodic schedule, by name (schedules.go).
+	Schedules(ctx context.Context) ([]*pb.CronSchedule, error)
 	// CacheGet returns the execution whose ok result serves calls of ffqn with params on
 	// componentID at now, if any (cache.go).
 	CacheGet(ctx context.Context, componentID, ffqn string, params []byte, now time.Time) (string, bool, error)

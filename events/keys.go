@@ -27,6 +27,7 @@ import (
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
 //	b\0<original>\0<fork>         forks of an execution (Engine.Fork), by the original
 //	v\0<bucket>\0<key>           a KV entry -> its value (kv.go); of no execution
+//	j\0<name>                    a periodic schedule's record (schedules.go); of no execution
 //	h\0<component>\0<ffqn>\0<params-sha256:32> -> <expires:8><id>  activity result cache (cache.go)
 //	H\0<expires:8>\0<h key>         its expiry order
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
@@ -56,6 +57,7 @@ const (
 	tagMeta     = 'm'
 	tagKV       = 'v'
 	tagFork     = 'b'
+	tagSchedule = 'j'
 )
 
 func key(tag byte, parts ...[]byte) []byte {

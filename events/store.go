@@ -23,6 +23,15 @@ type Options struct {
 	// transactions and key writes it held and how long the write (and sync) took
 	// (metrics). Same rules as OnCommit.
 	OnGroupCommit func(txs, writes int, took time.Duration)
+	// BeforeCommit, if set, is called by the writer for each transaction it is about to
+	// commit, once it is validated, with the new states it writes. An error refuses it
+	// and every transaction after it: the transactions of its group before it are
+	// committed, then the store fails with the error as its cause, as if the disk had
+	// failed (every later commit fails too), except that Pebble, never asked to write
+	// what was refused, is intact, and Close closes it. `obelisk test crash-sim` stops
+	// a store right after a chosen commit this way: a crash, as the engine sees it.
+	// Same rules as OnCommit.
+	BeforeCommit func(states []*pb.ExecutionState) error
 	// NoSync turns off syncing commits (tests and benchmarks of other layers only).
 	NoSync bool
 	// CacheSize is the size of Pebble's block cache (0: DefaultCacheSize), MemTableSize
@@ -83,6 +92,9 @@ type PebbleStore struct {
 	failed   chan struct{} // closed when the store fails; failErr is set before
 	failErr  error
 	failOnce sync.Once
+	// refusedErr is the failure BeforeCommit caused, if it caused the store's: Pebble
+	// wrote nothing of the refused group and can be closed. Set by the writer only.
+	refusedErr error
 
 	mu    sync.RWMutex
 	cache map[string]*pb.ExecutionState // live (unfinished) states; the writer owns writes
@@ -182,13 +194,14 @@ func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 // Close stops the writer and closes Pebble. Commits after Close fail with ErrClosed.
 // A failed store leaves Pebble as the failure left it (its files stay open until the
 // process exits): closing it could hang or panic on that state, and would write to a
-// disk that has failed.
+// disk that has failed. A store failed by Options.BeforeCommit is the exception: Pebble
+// was never asked to write what was refused, and is closed.
 func (s *PebbleStore) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.reqs)
 		<-s.done
-		if s.Err() == nil {
+		if err := s.Err(); err == nil || err == s.refusedErr {
 			err = s.db.Close()
 			err = errors.Join(err, s.lock.Close())
 		}

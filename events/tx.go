@@ -54,6 +54,9 @@ type Tx struct {
 	// hold KV writes alone.
 	KVChecks []KVCheck
 	KV       []KVWrite
+	// Schedules set or delete the records of periodic schedules (schedules.go), in
+	// order. A Tx may hold them alone.
+	Schedules []ScheduleWrite
 	// Cache records ok results in the activity result cache (cache.go).
 	Cache []CachePut
 }

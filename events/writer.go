@@ -3,6 +3,8 @@ package events
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -144,10 +146,16 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	}
 	var oks []ok
 	pos := s.global.last.Load() // the last global position; the group's events follow
-	for _, req := range group {
+	var refused error           // Options.BeforeCommit refused group[i:]
+	for i, req := range group {
 		// KV first: a KV conflict, the likely refusal of a KV Tx, must leave no trace
 		// in the group, and apply records the responses it delivers.
 		kvOps, kvValues, err := g.kvOps(req.tx)
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
+		}
+		schedOps, err := scheduleOps(req.tx)
 		if err != nil {
 			req.result <- commitResult{err: err}
 			continue
@@ -157,7 +165,14 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 			req.result <- commitResult{err: err}
 			continue
 		}
+		if s.opts.BeforeCommit != nil {
+			if refused = s.opts.BeforeCommit(slices.Collect(maps.Values(overlay))); refused != nil {
+				group = group[i:]
+				break
+			}
+		}
 		ops = append(ops, kvOps...)
+		ops = append(ops, schedOps...)
 		for id, st := range logStats {
 			g.logs[id] = st
 		}
@@ -178,6 +193,11 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		pos = indexEvents(batch, req.tx, pos)
 		oks = append(oks, ok{req, ids})
+	}
+	if refused != nil {
+		// The transactions before the refused one are committed as usual, then the
+		// store stops: a crash right after them.
+		defer s.refuse(group, refused)
 	}
 	if len(oks) == 0 {
 		return
@@ -246,5 +266,18 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(changed)
+	}
+}
+
+// refuse fails the store because Options.BeforeCommit refused the first transaction of
+// group, and answers them all with the failure.
+func (s *PebbleStore) refuse(group []*commitReq, refusal error) {
+	cause := fmt.Errorf("commit refused: %w", refusal)
+	err := s.fail(cause)
+	if fe, ok := err.(*FailedError); ok && fe.Err == cause {
+		s.refusedErr = err // the store's failure is this refusal, not an earlier fault
+	}
+	for _, req := range group {
+		req.result <- commitResult{err: err}
 	}
 }

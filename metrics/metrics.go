@@ -33,6 +33,7 @@ type Metrics struct {
 	lockRenewals   *prometheus.CounterVec
 	triggerRuns    *prometheus.CounterVec
 	retryBudget    *prometheus.CounterVec
+	scheduleFires  *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -82,7 +83,10 @@ func New() *Metrics {
 	m.retryBudget = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_retry_budget_held_total", Help: "Retries that an exhausted retry budget delayed (action wait) or skipped (action skip), by component.",
 	}, []string{"component", "action"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.retryBudget,
+	m.scheduleFires = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_schedule_firings_total", Help: "Firings of periodic schedules, by schedule and outcome (submitted: an execution was created; failed: it could not be, e.g. the function is no longer deployed).",
+	}, []string{"schedule", "outcome"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.retryBudget, m.scheduleFires,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -185,6 +189,25 @@ func (m *Metrics) TriggerRestart(trigger, outcome string) {
 		return
 	}
 	m.triggerRuns.WithLabelValues(trigger, outcome).Inc()
+}
+
+// Schedules makes the firing counters of schedules exist at 0.
+func (m *Metrics) Schedules(names ...string) {
+	if m == nil {
+		return
+	}
+	for _, n := range names {
+		m.scheduleFires.WithLabelValues(n, "submitted")
+		m.scheduleFires.WithLabelValues(n, "failed")
+	}
+}
+
+// ScheduleFired records a firing of a schedule (outcome: submitted, failed).
+func (m *Metrics) ScheduleFired(schedule, outcome string) {
+	if m == nil {
+		return
+	}
+	m.scheduleFires.WithLabelValues(schedule, outcome).Inc()
 }
 
 // Deleted records execution trees deleted (by retention or on request).

@@ -23,6 +23,7 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +71,8 @@ type ServerConfig struct {
 	// still arriving then is answered 408 and its connection closed. It runs before
 	// the request counts against max_inflight_requests. 0 means DefaultReadTimeout.
 	ReadTimeout time.Duration
+	// TLS, when set, serves the server over TLS only (tls_cert_file, tls_key_file).
+	TLS *tls.Config
 }
 
 // EndpointConfig is the HTTP side of one [[webhook_endpoint]]; the component itself (its
@@ -181,6 +184,7 @@ func (s *Servers) Serve(e Engine, log *slog.Logger) error {
 			read = DefaultReadTimeout
 		}
 		srv.http = &http.Server{
+			TLSConfig:   srv.cfg.TLS,
 			Handler:     &handler{s: s, srv: srv, e: e, log: log},
 			BaseContext: func(net.Listener) context.Context { return s.ctx },
 			// The whole request, body included: net/http lifts the deadline once the
@@ -191,7 +195,11 @@ func (s *Servers) Serve(e Engine, log *slog.Logger) error {
 		}
 		log.Info("serving webhooks", "http_server", srv.cfg.Name, "addr", srv.ln.Addr().String())
 		go func() {
-			if err := srv.http.Serve(srv.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := func() error { return srv.http.Serve(srv.ln) }
+			if srv.cfg.TLS != nil {
+				serve = func() error { return srv.http.ServeTLS(srv.ln, "", "") } // the certificate is in TLSConfig
+			}
+			if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("webhook server", "http_server", srv.cfg.Name, "err", err)
 			}
 		}()

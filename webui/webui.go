@@ -5,8 +5,12 @@
 package webui
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"embed"
+	"errors"
 	"io/fs"
 	"net"
 	"net/http"
@@ -25,12 +29,15 @@ var static embed.FS
 const apiPrefix = "/obelisk.v1."
 
 // Handler serves the UI's files and proxies API calls to api (e.g. http://127.0.0.1:5005).
-func Handler(api *url.URL) http.Handler {
+// An https API must present apiCert (pinned: see apiTransport). The proxy passes the
+// page's Authorization header on, so the API checks the token the page was given.
+func Handler(api *url.URL, apiCert *tls.Certificate) http.Handler {
 	files, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err) // the embedded folder is part of the binary
 	}
 	proxy := &httputil.ReverseProxy{
+		Transport: apiTransport(apiCert),
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(api)
 			r.Out.Host = api.Host
@@ -58,6 +65,31 @@ func Handler(api *url.URL) http.Handler {
 	})
 }
 
+// apiTransport is how the proxy reaches the API: over TLS when the API has a certificate.
+// It reaches the API on loopback by address (APIURL), which the certificate need not name
+// (it names what clients elsewhere use), so the usual name check cannot apply; instead
+// the proxy accepts exactly the certificate the API was configured with, and nothing
+// else. A CA pool would be weaker (any certificate of that CA) and would not cover a
+// self-signed one.
+func apiTransport(apiCert *tls.Certificate) http.RoundTripper {
+	if apiCert == nil || len(apiCert.Certificate) == 0 {
+		return http.DefaultTransport
+	}
+	want := apiCert.Certificate[0]
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+			if len(rawCerts) == 0 || !bytes.Equal(rawCerts[0], want) {
+				return errors.New("the API presented another certificate than its configured one (api.tls_cert_file)")
+			}
+			return nil
+		},
+	}
+	return t
+}
+
 // sameOrigin rejects API calls made by pages of other origins (a browser sends Origin
 // on every POST); tools such as curl send none.
 func sameOrigin(r *http.Request) bool {
@@ -69,15 +101,33 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
+// Options configure Serve.
+type Options struct {
+	// AllowedHosts are the Host names the UI answers to besides those ln's address
+	// admits (webui.allowed_hosts).
+	AllowedHosts hostguard.Allowed
+	// TLS, when set, serves the UI over TLS only (webui.tls_cert_file, tls_key_file).
+	TLS *tls.Config
+	// APICert is the certificate of an API served over TLS (api.tls_cert_file); nil:
+	// the API is plain HTTP.
+	APICert *tls.Certificate
+}
+
 // Serve serves the UI on ln until ctx ends, proxying API calls to api. It answers only to
-// the Host names that allowed and ln's address admit (hostguard): otherwise any page the
-// user opens could drive the API through it by DNS rebinding. (Pages of other origins
-// are refused by the proxy's sameOrigin check.)
-func Serve(ctx context.Context, ln net.Listener, api *url.URL, allowed hostguard.Allowed) error {
-	handler := hostguard.New(ln.Addr(), allowed).Host(Handler(api))
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+// the Host names that opts.AllowedHosts and ln's address admit (hostguard): otherwise any
+// page the user opens could drive the API through it by DNS rebinding. (Pages of other
+// origins are refused by the proxy's sameOrigin check.)
+func Serve(ctx context.Context, ln net.Listener, api *url.URL, opts Options) error {
+	handler := hostguard.New(ln.Addr(), opts.AllowedHosts).Host(Handler(api, opts.APICert))
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: opts.TLS}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if opts.TLS != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -88,12 +138,16 @@ func Serve(ctx context.Context, ln net.Listener, api *url.URL, allowed hostguard
 	}
 }
 
-// APIURL is the URL through which the UI reaches an API listening on addr: an
-// unspecified host (0.0.0.0, ::) is reached on loopback.
-func APIURL(addr net.Addr) *url.URL {
+// APIURL is the URL through which the UI reaches an API listening on addr (over TLS if
+// https): an unspecified host (0.0.0.0, ::) is reached on loopback.
+func APIURL(addr net.Addr, https bool) *url.URL {
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
 	host, port, err := net.SplitHostPort(addr.String())
 	if err != nil {
-		return &url.URL{Scheme: "http", Host: addr.String()}
+		return &url.URL{Scheme: scheme, Host: addr.String()}
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -101,5 +155,5 @@ func APIURL(addr net.Addr) *url.URL {
 			host = "::1"
 		}
 	}
-	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
+	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}
 }

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/obelisk-go/obelisk/internal/testcert"
 )
 
 func TestHandler(t *testing.T) {
@@ -18,7 +21,7 @@ func TestHandler(t *testing.T) {
 	}))
 	defer api.Close()
 	u, _ := url.Parse(api.URL)
-	ui := httptest.NewServer(Handler(u))
+	ui := httptest.NewServer(Handler(u, nil))
 	defer ui.Close()
 
 	get := func(path string) (int, string, string) {
@@ -76,8 +79,55 @@ func TestAPIURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := APIURL(a).String(); got != want {
+		if got := APIURL(a, false).String(); got != want {
 			t.Errorf("APIURL(%s) = %s, want %s", addr, got, want)
 		}
+	}
+	a, err := net.ResolveTCPAddr("tcp", "0.0.0.0:5005")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := APIURL(a, true).String(); got != "https://127.0.0.1:5005" {
+		t.Errorf("APIURL(0.0.0.0:5005, https) = %s", got)
+	}
+}
+
+// TestProxyTLS: the proxy reaches an API served over TLS when it presents the configured
+// certificate, whatever names that certificate carries, and refuses any other; it passes
+// the page's Authorization header on.
+func TestProxyTLS(t *testing.T) {
+	var gotAuth string
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = r.Header.Get("Authorization")
+		w.Write([]byte(`{}`))
+	}))
+	defer api.Close()
+	u, err := url.Parse(api.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(apiCert *tls.Certificate) int {
+		ui := httptest.NewServer(Handler(u, apiCert))
+		defer ui.Close()
+		req, err := http.NewRequest("POST", ui.URL+"/obelisk.v1.ExecutionService/ListExecutions", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer page-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	pinned := api.TLS.Certificates[0]
+	if code := call(&pinned); code != http.StatusOK || gotAuth != "Bearer page-token" {
+		t.Errorf("pinned certificate: %d, Authorization %q", code, gotAuth)
+	}
+	other := testcert.Write(t, t.TempDir()).ServerTLS(t).Certificates[0]
+	gotAuth = ""
+	if code := call(&other); code != http.StatusBadGateway || gotAuth != "" {
+		t.Errorf("another certificate: %d (want 502), the API got Authorization %q", code, gotAuth)
 	}
 }

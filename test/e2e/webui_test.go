@@ -283,12 +283,16 @@ func TestWebUIFreshLoad(t *testing.T) {
 	if r := s.Result(id, time.Minute); r != `{"ok":55}` {
 		t.Fatalf("fiboa(10, 1) = %s", r)
 	}
+	if _, errOut, code := s.CLI("schedule", "create", "--name", "yearly", "--cron", "0 0 1 1 *", "--ffqn", "testing:fibo/fibo.fibo", "--params", "[10]"); code != 0 {
+		t.Fatalf("schedule create: exit %d: %s", code, errOut)
+	}
 	b := browser(t, chrome)
 	for _, page := range []struct{ path, ready string }{
 		{"/", `table.executions tr[data-id="` + id + `"]`},
 		{"/#/executions?ffqn=testing:fibo-workflow/&limit=50", `table.executions tr[data-id="` + id + `"]`},
 		{"/#/execution/" + id, `#status`},
 		{"/#/components", `section.component[data-name="fibo_workflow"]`},
+		{"/#/schedules", `table.schedules tr[data-name="yearly"]`},
 		{"/#/submit", `#fn-select`},
 		{"/#/submit/" + fiboa, `#submit-form input[name="n"]`},
 	} {

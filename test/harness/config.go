@@ -25,8 +25,9 @@ func StartConfig(t testing.TB, config string) *Server {
 		"OBELISK_API_LISTENING_ADDR=" + s.addr,
 		"OBELISK_WEBUI_LISTENING_ADDR=off",
 	}
-	s.Exec = obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, s.URL)
-	s.Comp = obeliskv1connect.NewComponentServiceClient(http.DefaultClient, s.URL)
+	s.HTTP = http.DefaultClient
+	s.Exec = obeliskv1connect.NewExecutionServiceClient(s.HTTP, s.URL)
+	s.Comp = obeliskv1connect.NewComponentServiceClient(s.HTTP, s.URL)
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,7 +25,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/obelisk-go/obelisk/auth"
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/testcert"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 	"github.com/obelisk-go/obelisk/snapshot"
@@ -127,6 +130,15 @@ type Options struct {
 	Locations map[string]string
 	// ServerArgs are more arguments of `obelisk server run`, e.g. --locked.
 	ServerArgs []string
+	// APIKeys adds keys to the [api] section, e.g. auth_tokens_file.
+	APIKeys string
+	// APIToken is the bearer token Server.Exec and Server.Comp send (and the readiness
+	// check at start): with api.auth_tokens_file, a token of it.
+	APIToken string
+	// TLS serves the API, the web UI and the webhook server "external" over TLS with
+	// these files (testcert.Write); the server's URLs are https:// and its clients
+	// trust the CA.
+	TLS *testcert.Files
 }
 
 // Server is a running `obelisk server run` process.
@@ -148,6 +160,9 @@ type Server struct {
 	args        []string // Options.ServerArgs
 	Exec        obeliskv1connect.ExecutionServiceClient
 	Comp        obeliskv1connect.ComponentServiceClient
+	// HTTP is the HTTP client of Exec and Comp: with Options.APIToken, trusting
+	// Options.TLS's CA.
+	HTTP *http.Client
 }
 
 // Start writes a deployment of every example component and starts the server.
@@ -156,18 +171,30 @@ func Start(t testing.TB, o Options) *Server {
 	dir := t.TempDir()
 	addrs := FreeAddrs(t, 3) // the API, the webhook server, the web UI
 	s := &Server{t: t, dir: dir, addr: addrs[0]}
-	s.URL = "http://" + s.addr
+	scheme := "http://"
+	var transport http.RoundTripper = http.DefaultTransport
+	if o.TLS != nil {
+		scheme = "https://"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: o.TLS.Pool}
+		transport = tr
+	}
+	if o.APIToken != "" {
+		transport = auth.WithToken(transport, o.APIToken)
+	}
+	s.URL = scheme + s.addr
 	s.webAddr = "off"
 	if o.WebUI {
 		s.webAddr = addrs[2]
-		s.WebURL = "http://" + s.webAddr
+		s.WebURL = scheme + s.webAddr
 	}
 	s.config = filepath.Join(dir, "obelisk.toml")
 	s.webhookAddr = addrs[1]
-	s.WebhookURL = "http://" + s.webhookAddr
+	s.WebhookURL = scheme + s.webhookAddr
 	s.writeConfig(o)
-	s.Exec = obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, s.URL)
-	s.Comp = obeliskv1connect.NewComponentServiceClient(http.DefaultClient, s.URL)
+	s.HTTP = &http.Client{Transport: transport}
+	s.Exec = obeliskv1connect.NewExecutionServiceClient(s.HTTP, s.URL)
+	s.Comp = obeliskv1connect.NewComponentServiceClient(s.HTTP, s.URL)
 	if o.Prepare != nil {
 		o.Prepare(filepath.Join(s.dir, "data", "store"))
 	}
@@ -223,13 +250,21 @@ func (s *Server) deployment(o Options) string {
 	if !strings.Contains(httpExtra, "allowed_hosts") {
 		httpExtra = "allowed_hosts = [\"127.0.0.1:*\"]\n" + httpExtra
 	}
+	apiKeys, webUIKeys := o.APIKeys, ""
+	if o.TLS != nil {
+		pair := fmt.Sprintf("\ntls_cert_file = %q\ntls_key_file = %q\n", o.TLS.ServerCert, o.TLS.ServerKey)
+		apiKeys += pair
+		webUIKeys += pair
+	}
 	return fmt.Sprintf(`
 data_dir = %q
 cache_dir = %q
 [api]
 listening_addr = %q
+%s
 [webui]
 listening_addr = %q
+%s
 [workflows]
 %s
 
@@ -275,7 +310,7 @@ name = "tree"
 location.path = %q
 blocking_strategy = %q
 %s
-`, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, s.webAddr, o.Workflows,
+`, filepath.Join(s.dir, "data"), cmp.Or(o.CacheDir, wasmCacheDir), s.addr, apiKeys, s.webAddr, webUIKeys, o.Workflows,
 		wasm("fibo"), extra("fibo"), wasm("sleep"), sleepExtra, wasm("http"), httpExtra, wasm("flaky"), extra("flaky"),
 		wasm("fibo-workflow"), strategy, extra("fibo_workflow"), wasm("sleep-workflow"), strategy, extra("sleep_workflow"),
 		wasm("http-workflow"), strategy, extra("http_workflow"), wasm("tree"), strategy, extra("tree"))
@@ -464,8 +499,14 @@ func CountKind(evs []*pb.EventView, kind string) int {
 // CLI runs the obelisk CLI against the server and returns stdout, stderr and the exit code.
 func (s *Server) CLI(args ...string) (stdout, stderr string, code int) {
 	s.t.Helper()
+	return s.CLIEnv(nil, args...)
+}
+
+// CLIEnv is CLI with more environment variables (e.g. OBELISK_API_TOKEN=...).
+func (s *Server) CLIEnv(env []string, args ...string) (stdout, stderr string, code int) {
+	s.t.Helper()
 	cmd := exec.Command(obeliskBin, append([]string{"client"}, args...)...)
-	cmd.Env = append(os.Environ(), "OBELISK_API_URL="+s.URL)
+	cmd.Env = append(append(os.Environ(), "OBELISK_API_URL="+s.URL), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -653,6 +694,9 @@ func Binary() string { return obeliskBin }
 // ComponentsDir is the folder of the built example components (<name>.wasm).
 func ComponentsDir() string { return componentsDir }
 
+// WasmCacheDir is the compilation cache the test process's servers share.
+func WasmCacheDir() string { return wasmCacheDir }
+
 // verifyStore checks an invariant of the stopped server's store: every execution's stored
 // state equals the refold of its events and responses.
 func (s *Server) verifyStore() {
@@ -715,17 +759,22 @@ func repoRoot() string {
 // webhookDeployment serves the fibo_webhook endpoint (ExtraTOML["fibo_webhook"] adds keys
 // to it) on the http_server "external", at a free address (Server.WebhookURL).
 func (s *Server) webhookDeployment(o Options) string {
+	tlsKeys := ""
+	if o.TLS != nil {
+		tlsKeys = fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\n", o.TLS.ServerCert, o.TLS.ServerKey)
+	}
 	return fmt.Sprintf(`
 [[http_server]]
 name = "external"
 listening_addr = %q
+%s
 
 [[webhook_endpoint]]
 name = "fibo_webhook"
 location.path = %q
 routes = ["GET /fibo/:n/:iterations"]
 %s
-`, s.webhookAddr, filepath.Join(componentsDir, "fibo-webhook.wasm"), o.ExtraTOML["fibo_webhook"])
+`, s.webhookAddr, tlsKeys, filepath.Join(componentsDir, "fibo-webhook.wasm"), o.ExtraTOML["fibo_webhook"])
 }
 
 // ConfigPath is the server's obelisk.toml (its obelisk.lock is beside it).

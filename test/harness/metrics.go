@@ -1,8 +1,6 @@
 package harness
 
 import (
-	"net/http"
-
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -14,7 +12,7 @@ import (
 // with labels appears only once something was counted).
 func (s *Server) Metrics() func(name string, labels map[string]string) (v float64, ok bool) {
 	s.t.Helper()
-	resp, err := http.Get(s.URL + "/metrics")
+	resp, err := s.HTTP.Get(s.URL + "/metrics")
 	if err != nil {
 		s.t.Fatal(err)
 	}

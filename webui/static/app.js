@@ -1,6 +1,6 @@
 // The Obelisk web UI: a hash-routed single page (#/executions, #/execution/<id>,
-// #/components, #/submit/<ffqn>) over the API (api.js).
-import { exec, comp, status, APIError } from './api.js';
+// #/components, #/schedules, #/submit/<ffqn>) over the API (api.js).
+import { exec, comp, sched, status, APIError } from './api.js';
 import { fieldsFromSignature, fieldsFromSchema, encodeField } from './wit.js';
 
 const app = document.getElementById('app');
@@ -125,7 +125,7 @@ function route() {
     a.classList.toggle('active', a.dataset.page === page || (page === 'execution' && a.dataset.page === 'executions'));
   }
   app.innerHTML = '';
-  const pages = { executions: executionsPage, execution: executionPage, components: componentsPage, submit: submitPage };
+  const pages = { executions: executionsPage, execution: executionPage, components: componentsPage, schedules: schedulesPage, submit: submitPage };
   const fn = pages[page];
   if (!fn) {
     app.innerHTML = `<div class="error">No page ${esc(page)}.</div>`;
@@ -584,6 +584,31 @@ async function componentsPage(gen, _arg, params) {
   };
   input.addEventListener('input', apply);
   apply();
+}
+
+// ---- schedules ----
+
+// schedulesPage lists the periodic schedules, read-only (the CLI and the API change
+// them), refreshed while it is shown: next and last firings move.
+async function schedulesPage(gen) {
+  document.title = 'Schedules · Obelisk';
+  await poll(gen, LIST_POLL_MS, async () => {
+    const r = await sched('ListSchedules');
+    if (gen !== generation) return false;
+    const list = r.schedules || [];
+    app.innerHTML = `
+      <h1>Schedules</h1>
+      ${list.length ? `<table class="grid schedules"><thead><tr><th>Name</th><th>Cron</th><th>Function</th><th>Next firing</th><th>Last firing</th><th>Last execution</th><th>Source</th></tr></thead><tbody>${list.map((s) => `
+        <tr data-name="${esc(s.name)}"><td>${esc(s.name)}${s.paused ? ' <span class="badge flag-paused">paused</span>' : ''}</td>
+          <td class="mono">${esc(s.cron)} <span class="muted small">${esc(s.timeZone)}</span></td>
+          <td class="mono">${esc(s.ffqn)} <span class="muted small">${esc(s.paramsJson)}</span></td>
+          <td>${s.nextFiring ? esc(fmtTime(s.nextFiring)) : '<span class="muted">-</span>'}</td>
+          <td>${s.lastFiring ? esc(fmtTime(s.lastFiring)) : '<span class="muted">-</span>'}</td>
+          <td>${s.lastExecutionId ? execLink(s.lastExecutionId) : '<span class="muted">-</span>'}</td>
+          <td>${esc(s.source)}</td></tr>`).join('')}</tbody></table>`
+    : '<p class="muted">No schedules: see [[schedule]] in obelisk.toml, or <code>obelisk client schedule create</code>.</p>'}`;
+    return true;
+  });
 }
 
 // ---- submit ----

@@ -2653,6 +2653,630 @@ func (x *GetLogsResponse) GetFinished() bool {
 	return false
 }
 
+type ScheduleInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Cron  string                 `protobuf:"bytes,2,opt,name=cron,proto3" json:"cron,omitempty"`
+	// time_zone: the IANA zone the cron is read in.
+	TimeZone   string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Ffqn       string `protobuf:"bytes,4,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	ParamsJson string `protobuf:"bytes,5,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	// catch_up: "skip" or "once".
+	CatchUp string `protobuf:"bytes,6,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	// component: the exporter the firings go to ("": the newest).
+	Component string `protobuf:"bytes,7,opt,name=component,proto3" json:"component,omitempty"`
+	// source: "config" or "api".
+	Source string `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	Paused bool   `protobuf:"varint,9,opt,name=paused,proto3" json:"paused,omitempty"`
+	// next_firing: RFC 3339; empty while paused.
+	NextFiring string `protobuf:"bytes,10,opt,name=next_firing,json=nextFiring,proto3" json:"next_firing,omitempty"`
+	// last_firing: the cron time of the last firing (RFC 3339), empty if none yet.
+	LastFiring string `protobuf:"bytes,11,opt,name=last_firing,json=lastFiring,proto3" json:"last_firing,omitempty"`
+	// last_execution_id: the execution of the last firing (empty if it failed: the
+	// function was not deployed).
+	LastExecutionId string `protobuf:"bytes,12,opt,name=last_execution_id,json=lastExecutionId,proto3" json:"last_execution_id,omitempty"`
+	CreatedAt       string `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ScheduleInfo) Reset() {
+	*x = ScheduleInfo{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleInfo) ProtoMessage() {}
+
+func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleInfo.ProtoReflect.Descriptor instead.
+func (*ScheduleInfo) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ScheduleInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetCatchUp() string {
+	if x != nil {
+		return x.CatchUp
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ScheduleInfo) GetNextFiring() string {
+	if x != nil {
+		return x.NextFiring
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetLastFiring() string {
+	if x != nil {
+		return x.LastFiring
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetLastExecutionId() string {
+	if x != nil {
+		return x.LastExecutionId
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetCreatedAt() string {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return ""
+}
+
+type CreateScheduleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// cron: five fields, or six with seconds first ("*/2 * * * * *").
+	Cron string `protobuf:"bytes,2,opt,name=cron,proto3" json:"cron,omitempty"`
+	// time_zone: an IANA name; empty is UTC.
+	TimeZone string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Ffqn     string `protobuf:"bytes,4,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	// params_json: a JSON array; empty is [].
+	ParamsJson string `protobuf:"bytes,5,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	// catch_up: "skip" or "once"; empty is "once".
+	CatchUp       string `protobuf:"bytes,6,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	Component     string `protobuf:"bytes,7,opt,name=component,proto3" json:"component,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateScheduleRequest) Reset() {
+	*x = CreateScheduleRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateScheduleRequest) ProtoMessage() {}
+
+func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateScheduleRequest.ProtoReflect.Descriptor instead.
+func (*CreateScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CreateScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateScheduleRequest) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *CreateScheduleRequest) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *CreateScheduleRequest) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *CreateScheduleRequest) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
+func (x *CreateScheduleRequest) GetCatchUp() string {
+	if x != nil {
+		return x.CatchUp
+	}
+	return ""
+}
+
+func (x *CreateScheduleRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+type CreateScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *ScheduleInfo          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateScheduleResponse) Reset() {
+	*x = CreateScheduleResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateScheduleResponse) ProtoMessage() {}
+
+func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateScheduleResponse.ProtoReflect.Descriptor instead.
+func (*CreateScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CreateScheduleResponse) GetSchedule() *ScheduleInfo {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*ScheduleInfo        `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*ScheduleInfo {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type DeleteScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleRequest) Reset() {
+	*x = DeleteScheduleRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleRequest) ProtoMessage() {}
+
+func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DeleteScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleResponse) Reset() {
+	*x = DeleteScheduleResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleResponse) ProtoMessage() {}
+
+func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
+}
+
+type PauseScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseScheduleRequest) Reset() {
+	*x = PauseScheduleRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseScheduleRequest) ProtoMessage() {}
+
+func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
+func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PauseScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PauseScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *ScheduleInfo          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseScheduleResponse) Reset() {
+	*x = PauseScheduleResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseScheduleResponse) ProtoMessage() {}
+
+func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
+func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PauseScheduleResponse) GetSchedule() *ScheduleInfo {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type ResumeScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeScheduleRequest) Reset() {
+	*x = ResumeScheduleRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeScheduleRequest) ProtoMessage() {}
+
+func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
+func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ResumeScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ResumeScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *ScheduleInfo          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeScheduleResponse) Reset() {
+	*x = ResumeScheduleResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeScheduleResponse) ProtoMessage() {}
+
+func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
+func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ResumeScheduleResponse) GetSchedule() *ScheduleInfo {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -2860,7 +3484,51 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\x12\x16\n" +
 	"\x06stored\x18\x03 \x01(\x04R\x06stored\x12\x18\n" +
 	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x1a\n" +
-	"\bfinished\x18\x05 \x01(\bR\bfinished2\x81\b\n" +
+	"\bfinished\x18\x05 \x01(\bR\bfinished\"\xfe\x02\n" +
+	"\fScheduleInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x02 \x01(\tR\x04cron\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\x12\x12\n" +
+	"\x04ffqn\x18\x04 \x01(\tR\x04ffqn\x12\x1f\n" +
+	"\vparams_json\x18\x05 \x01(\tR\n" +
+	"paramsJson\x12\x19\n" +
+	"\bcatch_up\x18\x06 \x01(\tR\acatchUp\x12\x1c\n" +
+	"\tcomponent\x18\a \x01(\tR\tcomponent\x12\x16\n" +
+	"\x06source\x18\b \x01(\tR\x06source\x12\x16\n" +
+	"\x06paused\x18\t \x01(\bR\x06paused\x12\x1f\n" +
+	"\vnext_firing\x18\n" +
+	" \x01(\tR\n" +
+	"nextFiring\x12\x1f\n" +
+	"\vlast_firing\x18\v \x01(\tR\n" +
+	"lastFiring\x12*\n" +
+	"\x11last_execution_id\x18\f \x01(\tR\x0flastExecutionId\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\r \x01(\tR\tcreatedAt\"\xca\x01\n" +
+	"\x15CreateScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x02 \x01(\tR\x04cron\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\x12\x12\n" +
+	"\x04ffqn\x18\x04 \x01(\tR\x04ffqn\x12\x1f\n" +
+	"\vparams_json\x18\x05 \x01(\tR\n" +
+	"paramsJson\x12\x19\n" +
+	"\bcatch_up\x18\x06 \x01(\tR\acatchUp\x12\x1c\n" +
+	"\tcomponent\x18\a \x01(\tR\tcomponent\"N\n" +
+	"\x16CreateScheduleResponse\x124\n" +
+	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule\"\x16\n" +
+	"\x14ListSchedulesRequest\"O\n" +
+	"\x15ListSchedulesResponse\x126\n" +
+	"\tschedules\x18\x01 \x03(\v2\x18.obelisk.v1.ScheduleInfoR\tschedules\"+\n" +
+	"\x15DeleteScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x18\n" +
+	"\x16DeleteScheduleResponse\"*\n" +
+	"\x14PauseScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"M\n" +
+	"\x15PauseScheduleResponse\x124\n" +
+	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule\"+\n" +
+	"\x15ResumeScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
+	"\x16ResumeScheduleResponse\x124\n" +
+	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule2\x81\b\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -2879,7 +3547,13 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x04Fork\x12\x17.obelisk.v1.ForkRequest\x1a\x18.obelisk.v1.ForkResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
 	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
-	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
+	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponse2\xc8\x03\n" +
+	"\x0fScheduleService\x12W\n" +
+	"\x0eCreateSchedule\x12!.obelisk.v1.CreateScheduleRequest\x1a\".obelisk.v1.CreateScheduleResponse\x12T\n" +
+	"\rListSchedules\x12 .obelisk.v1.ListSchedulesRequest\x1a!.obelisk.v1.ListSchedulesResponse\x12W\n" +
+	"\x0eDeleteSchedule\x12!.obelisk.v1.DeleteScheduleRequest\x1a\".obelisk.v1.DeleteScheduleResponse\x12T\n" +
+	"\rPauseSchedule\x12 .obelisk.v1.PauseScheduleRequest\x1a!.obelisk.v1.PauseScheduleResponse\x12W\n" +
+	"\x0eResumeSchedule\x12!.obelisk.v1.ResumeScheduleRequest\x1a\".obelisk.v1.ResumeScheduleResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
 
 var (
 	file_obelisk_v1_api_proto_rawDescOnce sync.Once
@@ -2893,7 +3567,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
 	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
@@ -2938,6 +3612,17 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*GetLogsRequest)(nil),         // 40: obelisk.v1.GetLogsRequest
 	(*LogLine)(nil),                // 41: obelisk.v1.LogLine
 	(*GetLogsResponse)(nil),        // 42: obelisk.v1.GetLogsResponse
+	(*ScheduleInfo)(nil),           // 43: obelisk.v1.ScheduleInfo
+	(*CreateScheduleRequest)(nil),  // 44: obelisk.v1.CreateScheduleRequest
+	(*CreateScheduleResponse)(nil), // 45: obelisk.v1.CreateScheduleResponse
+	(*ListSchedulesRequest)(nil),   // 46: obelisk.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),  // 47: obelisk.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),  // 48: obelisk.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil), // 49: obelisk.v1.DeleteScheduleResponse
+	(*PauseScheduleRequest)(nil),   // 50: obelisk.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),  // 51: obelisk.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),  // 52: obelisk.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil), // 53: obelisk.v1.ResumeScheduleResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
@@ -2955,43 +3640,57 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	36, // 12: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
 	24, // 13: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
 	41, // 14: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	15, // 15: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	18, // 16: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	21, // 17: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	23, // 18: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	26, // 19: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	7,  // 20: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	9,  // 21: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	11, // 22: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	13, // 23: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	38, // 24: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	40, // 25: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	0,  // 26: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	2,  // 27: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	5,  // 28: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
-	29, // 29: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	33, // 30: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	17, // 31: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	19, // 32: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	22, // 33: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	25, // 34: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	28, // 35: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	8,  // 36: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	10, // 37: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	12, // 38: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	14, // 39: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	39, // 40: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	42, // 41: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	1,  // 42: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 43: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	6,  // 44: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
-	32, // 45: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	37, // 46: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	31, // [31:47] is the sub-list for method output_type
-	15, // [15:31] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	43, // 15: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	43, // 16: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
+	43, // 17: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	43, // 18: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	15, // 19: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	18, // 20: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	21, // 21: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	23, // 22: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	26, // 23: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	7,  // 24: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	9,  // 25: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	11, // 26: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	13, // 27: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	38, // 28: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	40, // 29: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	0,  // 30: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	2,  // 31: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	5,  // 32: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	29, // 33: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	33, // 34: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	44, // 35: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	46, // 36: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	48, // 37: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	50, // 38: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	52, // 39: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	17, // 40: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	19, // 41: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	22, // 42: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	25, // 43: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	28, // 44: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	8,  // 45: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	10, // 46: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	12, // 47: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	14, // 48: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	39, // 49: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	42, // 50: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	1,  // 51: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	3,  // 52: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	6,  // 53: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	32, // 54: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	37, // 55: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	45, // 56: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	47, // 57: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	49, // 58: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	51, // 59: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	53, // 60: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	40, // [40:61] is the sub-list for method output_type
+	19, // [19:40] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -3006,9 +3705,9 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   54,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_obelisk_v1_api_proto_goTypes,
 		DependencyIndexes: file_obelisk_v1_api_proto_depIdxs,

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +16,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/obelisk-go/obelisk/auth"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
@@ -25,24 +30,85 @@ const DefaultAPIURL = "http://127.0.0.1:5005"
 type clientOpts struct {
 	apiURL string
 	json   bool
+	// token is the API's bearer token (--token, OBELISK_API_TOKEN); "" sends none.
+	token string
+	// caCert is a PEM file of the CA certificate(s) an https API's certificate is
+	// checked against besides the system's (--ca-cert, OBELISK_API_CA_CERT).
+	caCert string
+	http   *http.Client // built by httpClient
 }
 
+// connectionFlags registers --api-url (described by apiURLHelp), --token and --ca-cert,
+// with their defaults from the environment.
+func (o *clientOpts) connectionFlags(flags *pflag.FlagSet, apiURLHelp string) {
+	flags.StringVar(&o.apiURL, "api-url", cmp.Or(os.Getenv("OBELISK_API_URL"), DefaultAPIURL), apiURLHelp)
+	flags.StringVar(&o.token, "token", os.Getenv("OBELISK_API_TOKEN"), "the API's bearer token (env OBELISK_API_TOKEN)")
+	flags.StringVar(&o.caCert, "ca-cert", os.Getenv("OBELISK_API_CA_CERT"), "PEM file of the CA that signed an https API's certificate, trusted besides the system's (env OBELISK_API_CA_CERT)")
+}
+
+// httpClient is the HTTP client of the API calls: with the token and the CA of the flags.
+func (o *clientOpts) httpClient() (*http.Client, error) {
+	if o.http != nil {
+		return o.http, nil
+	}
+	transport := http.DefaultTransport
+	if o.caCert != "" {
+		pem, err := os.ReadFile(o.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool() // none on this system: the CA file alone
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", o.caCert)
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		transport = t
+	}
+	if o.token != "" {
+		transport = auth.WithToken(transport, o.token)
+	}
+	o.http = &http.Client{Transport: transport}
+	return o.http, nil
+}
+
+// client is httpClient for the service constructors, which take no error: a CA file that
+// cannot be read was reported by the client command's PersistentPreRunE already, and
+// otherwise fails every call with its error.
+func (o *clientOpts) client() connect.HTTPClient {
+	c, err := o.httpClient()
+	if err != nil {
+		return failingClient{err}
+	}
+	return c
+}
+
+type failingClient struct{ err error }
+
+func (f failingClient) Do(*http.Request) (*http.Response, error) { return nil, f.err }
+
 func (o *clientOpts) executions() obeliskv1connect.ExecutionServiceClient {
-	return obeliskv1connect.NewExecutionServiceClient(http.DefaultClient, o.apiURL)
+	return obeliskv1connect.NewExecutionServiceClient(o.client(), o.apiURL)
 }
 
 func (o *clientOpts) components() obeliskv1connect.ComponentServiceClient {
-	return obeliskv1connect.NewComponentServiceClient(http.DefaultClient, o.apiURL)
+	return obeliskv1connect.NewComponentServiceClient(o.client(), o.apiURL)
 }
 
 func clientCmd() *cobra.Command {
 	o := &clientOpts{}
-	cmd := &cobra.Command{Use: "client", Short: "Talk to a running engine through its API"}
-	def := DefaultAPIURL
-	if v := os.Getenv("OBELISK_API_URL"); v != "" {
-		def = v
+	cmd := &cobra.Command{Use: "client", Short: "Talk to a running engine through its API",
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if _, err := o.httpClient(); err != nil {
+				return usage(err)
+			}
+			return nil
+		},
 	}
-	cmd.PersistentFlags().StringVar(&o.apiURL, "api-url", def, "API address (env OBELISK_API_URL)")
+	o.connectionFlags(cmd.PersistentFlags(), "API address, http:// or https:// (env OBELISK_API_URL)")
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one machine-readable JSON document")
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
@@ -54,7 +120,7 @@ func clientCmd() *cobra.Command {
 			"List the functions a deployed component exports and imports (COMPONENT: its name or ID).\n`obelisk component inspect` also takes a file, a stored version or an OCI reference."),
 		componentWitCmd(o, serverLookup(o), "wit COMPONENT", "Print a deployed component's WIT (COMPONENT: its name or ID)",
 			"Print the WIT files of a deployed component: its own package (the files at the top\nlevel of its WIT folder) and its dependencies (deps/...). `obelisk component wit` also\ntakes a file, a stored version or an OCI reference."))
-	cmd.AddCommand(exec, comp, eventStreamCmd(o))
+	cmd.AddCommand(exec, comp, eventStreamCmd(o), scheduleCmd(o))
 	return cmd
 }
 
@@ -66,6 +132,12 @@ func apiErr(err error) error {
 	if errors.As(err, &ce) {
 		if ce.Code() == connect.CodeUnavailable || ce.Code() == connect.CodeUnknown && strings.Contains(ce.Message(), "connect") {
 			return usage(fmt.Errorf("cannot reach the API: %s", ce.Message()))
+		}
+		switch ce.Code() {
+		case connect.CodeUnauthenticated:
+			return usage(fmt.Errorf("unauthenticated: %s", ce.Message()))
+		case connect.CodePermissionDenied:
+			return usage(fmt.Errorf("permission denied: %s", ce.Message()))
 		}
 		return usage(fmt.Errorf("%s: %s", ce.Code(), ce.Message()))
 	}

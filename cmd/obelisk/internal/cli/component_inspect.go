@@ -42,11 +42,7 @@ A file, a stored version or an OCI artifact has no type or name: its component I
 its content digest (sha256:...), the end of the ID of any deployment of it.`
 
 func (l *localLookup) flags(cmd *cobra.Command) {
-	def := DefaultAPIURL
-	if v := os.Getenv("OBELISK_API_URL"); v != "" {
-		def = v
-	}
-	cmd.Flags().StringVar(&l.client.apiURL, "api-url", def, "API address, for component IDs and names (env OBELISK_API_URL)")
+	l.client.connectionFlags(cmd.Flags(), "API address, for component IDs and names (env OBELISK_API_URL)")
 	cmd.Flags().BoolVar(&l.client.json, "json", false, "print one machine-readable JSON document")
 	cmd.Flags().StringVarP(&l.configPath, "config", "c", "", "obelisk.toml: its data_dir, oci.plain_http and lock")
 	cmd.Flags().StringVar(&l.dataDir, "data-dir", "", "the data directory whose component store is read (default: that of the config)")

@@ -35,5 +35,6 @@ func Root() *cobra.Command {
 		return &ExitError{Code: 2, Err: err}
 	})
 	root.AddCommand(serverCmd(), clientCmd(), componentCmd(), generateCmd())
+	root.AddCommand(testCmd())
 	return root
 }

@@ -52,7 +52,7 @@ func serverCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("api.listening_addr: %w", err)}
 			}
-			if err := startWebUI(ctx, log, cmd.OutOrStdout(), cfg.WebUIAddr, cfg.WebUIAllowedHosts, ln.Addr()); err != nil {
+			if err := startWebUI(ctx, log, cmd.OutOrStdout(), cfg, ln.Addr()); err != nil {
 				ln.Close()
 				return err
 			}
@@ -86,11 +86,14 @@ func serverCmd() *cobra.Command {
 				ln.Close()
 				return &ExitError{Code: 1, Err: err}
 			}
-			for name, addr := range webhooks.Addrs() {
-				fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on http://%s\n", name, addr)
+			for _, sc := range cfg.Webhooks.Servers {
+				if addr, ok := webhooks.Addrs()[sc.Name]; ok {
+					fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on %s://%s\n", sc.Name, scheme(sc.TLS), addr)
+				}
 			}
-			log.Info("serving API", "addr", ln.Addr().String())
-			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on http://%s\n", ln.Addr())
+			warnIfOpen(log, "API", "api.listening_addr", ln.Addr(), cfg)
+			log.Info("serving API", "addr", ln.Addr().String(), "tls", cfg.APITLS != nil, "auth_tokens", cfg.APITokens.Len())
+			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on %s://%s\n", scheme(cfg.APITLS), ln.Addr())
 			// A failed engine (its store, or a supervised service that kept crashing)
 			// stops the server: the API answers unavailable until it has shut down, then
 			// the process exits non-zero saying why.
@@ -103,7 +106,10 @@ func serverCmd() *cobra.Command {
 				case <-serveCtx.Done():
 				}
 			}()
-			serveErr := api.Serve(serveCtx, ln, e, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts})
+			serveErr := api.Serve(serveCtx, ln, e, api.Options{
+				MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts,
+				Tokens: cfg.APITokens, MetricsAuth: cfg.MetricsAuth, TLS: cfg.APITLS,
+			})
 			if err := e.Err(); errors.Is(err, events.ErrFailed) {
 				return &ExitError{Code: 1, Err: fmt.Errorf("stopped: %w; restart on a healthy disk (or after freeing space) to recover every acknowledged execution", err)}
 			} else if err != nil {

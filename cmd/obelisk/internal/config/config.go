@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/api"
+	"github.com/obelisk-go/obelisk/auth"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/oci"
@@ -79,10 +81,17 @@ type File struct {
 		// AllowedHosts: the Host names a loopback listener answers to besides the
 		// loopback ones (hostguard); ["*"] = any.
 		AllowedHosts []string `mapstructure:"allowed_hosts"`
+		// AuthTokensFile: the bearer tokens every API call needs (auth.LoadTokens);
+		// "" = none needed.
+		AuthTokensFile string `mapstructure:"auth_tokens_file"`
+		// MetricsAuth: /metrics needs a token too (of any role).
+		MetricsAuth bool     `mapstructure:"metrics_auth"`
+		TLSFiles    TLSFiles `mapstructure:",squash"`
 	} `mapstructure:"api"`
 	WebUI struct {
 		ListeningAddr string   `mapstructure:"listening_addr"`
 		AllowedHosts  []string `mapstructure:"allowed_hosts"` // as API.AllowedHosts
+		TLSFiles      TLSFiles `mapstructure:",squash"`
 	} `mapstructure:"webui"`
 	Wasm struct {
 		// Snapshots: instances restored from a snapshot of an initialised instance
@@ -137,6 +146,8 @@ type File struct {
 	WebhookEndpoints []WebhookEndpoint `mapstructure:"webhook_endpoint"`
 	// Triggers are long-running modules restarted when they end (trigger.go).
 	Triggers []Trigger `mapstructure:"trigger"`
+	// Schedules submit functions periodically (schedule.go).
+	Schedules []Schedule `mapstructure:"schedule"`
 }
 
 // KVConfig is a [[kv_config]]: the bucket, and the TOML file its entries are read from.
@@ -321,6 +332,14 @@ type Server struct {
 	APIAllowedHosts   hostguard.Allowed
 	WebUIAllowedHosts hostguard.Allowed
 
+	// APITokens are the bearer tokens of the API (api.auth_tokens_file); nil: none
+	// needed. MetricsAuth: /metrics needs one too (api.metrics_auth).
+	APITokens   *auth.Tokens
+	MetricsAuth bool
+	// APITLS and WebUITLS serve the API and the web UI over TLS (tls_cert_file,
+	// tls_key_file); nil: plain HTTP.
+	APITLS, WebUITLS *tls.Config
+
 	// OCI are the components whose location is an OCI reference: their Engine.Components
 	// entry has no Path until the reference is resolved and pulled into the component
 	// store (oci.Resolver), which the server does before the engine starts.
@@ -343,6 +362,12 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("webui.listening_addr", DefaultWebUIAddr)
 	v.SetDefault("api.allowed_hosts", []string{}) // known to viper, so the environment can set it
 	v.SetDefault("webui.allowed_hosts", []string{})
+	v.SetDefault("api.auth_tokens_file", "")
+	v.SetDefault("api.metrics_auth", false)
+	for _, section := range []string{"api", "webui"} {
+		v.SetDefault(section+".tls_cert_file", "")
+		v.SetDefault(section+".tls_key_file", "")
+	}
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
 	v.SetDefault("logs.max_per_execution", events.DefaultMaxLogsPerExecution)
 	v.SetDefault("wasm.workflow_snapshots", true)
@@ -439,6 +464,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 			return p
 		}
 		return filepath.Join(baseDir, p)
+	}
+	if err := resolveSecurity(f, s, rel, path); err != nil {
+		return nil, err
 	}
 	fail := func(section string, i int, name, msg string, args ...any) error {
 		return fmt.Errorf("config %s: [[%s]] #%d (name %q): %s", displayPath(path), section, i+1, name, fmt.Sprintf(msg, args...))
@@ -551,6 +579,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, err
 	}
 	if err := resolveTriggers(f, s, rel, path); err != nil {
+		return nil, err
+	}
+	if err := resolveSchedules(f, s, path); err != nil {
 		return nil, err
 	}
 	for i, kv := range f.KVConfig {

@@ -17,6 +17,7 @@ type HTTPServer struct {
 	Name          string         `mapstructure:"name"`
 	ListeningAddr string         `mapstructure:"listening_addr"`
 	ReadTimeout   *time.Duration `mapstructure:"read_timeout"`
+	TLSFiles      TLSFiles       `mapstructure:",squash"`
 }
 
 // WebhookEndpoint is one [[webhook_endpoint]]: a module of its own (Location), or a
@@ -65,6 +66,11 @@ func resolveWebhooks(f *File, s *Server, rel func(string) string, path string) e
 			}
 			sc.ReadTimeout = *h.ReadTimeout
 		}
+		tlsConfig, err := h.TLSFiles.load("http_server", rel)
+		if err != nil {
+			return fail("http_server", i, h.Name, "%v", err)
+		}
+		sc.TLS = tlsConfig
 		servers[h.Name], addrs[addr] = true, h.Name
 		s.Webhooks.Servers = append(s.Webhooks.Servers, sc)
 	}

@@ -30,6 +30,8 @@ const (
 	ExecutionServiceName = "obelisk.v1.ExecutionService"
 	// ComponentServiceName is the fully-qualified name of the ComponentService service.
 	ComponentServiceName = "obelisk.v1.ComponentService"
+	// ScheduleServiceName is the fully-qualified name of the ScheduleService service.
+	ScheduleServiceName = "obelisk.v1.ScheduleService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -82,6 +84,21 @@ const (
 	// ComponentServiceGetComponentProcedure is the fully-qualified name of the ComponentService's
 	// GetComponent RPC.
 	ComponentServiceGetComponentProcedure = "/obelisk.v1.ComponentService/GetComponent"
+	// ScheduleServiceCreateScheduleProcedure is the fully-qualified name of the ScheduleService's
+	// CreateSchedule RPC.
+	ScheduleServiceCreateScheduleProcedure = "/obelisk.v1.ScheduleService/CreateSchedule"
+	// ScheduleServiceListSchedulesProcedure is the fully-qualified name of the ScheduleService's
+	// ListSchedules RPC.
+	ScheduleServiceListSchedulesProcedure = "/obelisk.v1.ScheduleService/ListSchedules"
+	// ScheduleServiceDeleteScheduleProcedure is the fully-qualified name of the ScheduleService's
+	// DeleteSchedule RPC.
+	ScheduleServiceDeleteScheduleProcedure = "/obelisk.v1.ScheduleService/DeleteSchedule"
+	// ScheduleServicePauseScheduleProcedure is the fully-qualified name of the ScheduleService's
+	// PauseSchedule RPC.
+	ScheduleServicePauseScheduleProcedure = "/obelisk.v1.ScheduleService/PauseSchedule"
+	// ScheduleServiceResumeScheduleProcedure is the fully-qualified name of the ScheduleService's
+	// ResumeSchedule RPC.
+	ScheduleServiceResumeScheduleProcedure = "/obelisk.v1.ScheduleService/ResumeSchedule"
 )
 
 // ExecutionServiceClient is a client for the obelisk.v1.ExecutionService service.
@@ -654,4 +671,196 @@ func (UnimplementedComponentServiceHandler) ListComponents(context.Context, *con
 
 func (UnimplementedComponentServiceHandler) GetComponent(context.Context, *connect.Request[v1.GetComponentRequest]) (*connect.Response[v1.GetComponentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ComponentService.GetComponent is not implemented"))
+}
+
+// ScheduleServiceClient is a client for the obelisk.v1.ScheduleService service.
+type ScheduleServiceClient interface {
+	// CreateSchedule creates a schedule, firing from now on. A name taken, an unknown
+	// function, a bad cron, time zone or catch_up, or parameters that do not type-check
+	// answer invalid_argument, and nothing is stored.
+	CreateSchedule(context.Context, *connect.Request[v1.CreateScheduleRequest]) (*connect.Response[v1.CreateScheduleResponse], error)
+	// ListSchedules lists every schedule, by name.
+	ListSchedules(context.Context, *connect.Request[v1.ListSchedulesRequest]) (*connect.Response[v1.ListSchedulesResponse], error)
+	// DeleteSchedule deletes a schedule created over the API; one of the config answers
+	// failed_precondition (remove it from obelisk.toml, or pause it).
+	DeleteSchedule(context.Context, *connect.Request[v1.DeleteScheduleRequest]) (*connect.Response[v1.DeleteScheduleResponse], error)
+	// PauseSchedule stops a schedule's firings until ResumeSchedule; the firings missed
+	// meanwhile obey its catch_up when it resumes.
+	PauseSchedule(context.Context, *connect.Request[v1.PauseScheduleRequest]) (*connect.Response[v1.PauseScheduleResponse], error)
+	// ResumeSchedule resumes a paused schedule.
+	ResumeSchedule(context.Context, *connect.Request[v1.ResumeScheduleRequest]) (*connect.Response[v1.ResumeScheduleResponse], error)
+}
+
+// NewScheduleServiceClient constructs a client for the obelisk.v1.ScheduleService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewScheduleServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ScheduleServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	scheduleServiceMethods := v1.File_obelisk_v1_api_proto.Services().ByName("ScheduleService").Methods()
+	return &scheduleServiceClient{
+		createSchedule: connect.NewClient[v1.CreateScheduleRequest, v1.CreateScheduleResponse](
+			httpClient,
+			baseURL+ScheduleServiceCreateScheduleProcedure,
+			connect.WithSchema(scheduleServiceMethods.ByName("CreateSchedule")),
+			connect.WithClientOptions(opts...),
+		),
+		listSchedules: connect.NewClient[v1.ListSchedulesRequest, v1.ListSchedulesResponse](
+			httpClient,
+			baseURL+ScheduleServiceListSchedulesProcedure,
+			connect.WithSchema(scheduleServiceMethods.ByName("ListSchedules")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteSchedule: connect.NewClient[v1.DeleteScheduleRequest, v1.DeleteScheduleResponse](
+			httpClient,
+			baseURL+ScheduleServiceDeleteScheduleProcedure,
+			connect.WithSchema(scheduleServiceMethods.ByName("DeleteSchedule")),
+			connect.WithClientOptions(opts...),
+		),
+		pauseSchedule: connect.NewClient[v1.PauseScheduleRequest, v1.PauseScheduleResponse](
+			httpClient,
+			baseURL+ScheduleServicePauseScheduleProcedure,
+			connect.WithSchema(scheduleServiceMethods.ByName("PauseSchedule")),
+			connect.WithClientOptions(opts...),
+		),
+		resumeSchedule: connect.NewClient[v1.ResumeScheduleRequest, v1.ResumeScheduleResponse](
+			httpClient,
+			baseURL+ScheduleServiceResumeScheduleProcedure,
+			connect.WithSchema(scheduleServiceMethods.ByName("ResumeSchedule")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// scheduleServiceClient implements ScheduleServiceClient.
+type scheduleServiceClient struct {
+	createSchedule *connect.Client[v1.CreateScheduleRequest, v1.CreateScheduleResponse]
+	listSchedules  *connect.Client[v1.ListSchedulesRequest, v1.ListSchedulesResponse]
+	deleteSchedule *connect.Client[v1.DeleteScheduleRequest, v1.DeleteScheduleResponse]
+	pauseSchedule  *connect.Client[v1.PauseScheduleRequest, v1.PauseScheduleResponse]
+	resumeSchedule *connect.Client[v1.ResumeScheduleRequest, v1.ResumeScheduleResponse]
+}
+
+// CreateSchedule calls obelisk.v1.ScheduleService.CreateSchedule.
+func (c *scheduleServiceClient) CreateSchedule(ctx context.Context, req *connect.Request[v1.CreateScheduleRequest]) (*connect.Response[v1.CreateScheduleResponse], error) {
+	return c.createSchedule.CallUnary(ctx, req)
+}
+
+// ListSchedules calls obelisk.v1.ScheduleService.ListSchedules.
+func (c *scheduleServiceClient) ListSchedules(ctx context.Context, req *connect.Request[v1.ListSchedulesRequest]) (*connect.Response[v1.ListSchedulesResponse], error) {
+	return c.listSchedules.CallUnary(ctx, req)
+}
+
+// DeleteSchedule calls obelisk.v1.ScheduleService.DeleteSchedule.
+func (c *scheduleServiceClient) DeleteSchedule(ctx context.Context, req *connect.Request[v1.DeleteScheduleRequest]) (*connect.Response[v1.DeleteScheduleResponse], error) {
+	return c.deleteSchedule.CallUnary(ctx, req)
+}
+
+// PauseSchedule calls obelisk.v1.ScheduleService.PauseSchedule.
+func (c *scheduleServiceClient) PauseSchedule(ctx context.Context, req *connect.Request[v1.PauseScheduleRequest]) (*connect.Response[v1.PauseScheduleResponse], error) {
+	return c.pauseSchedule.CallUnary(ctx, req)
+}
+
+// ResumeSchedule calls obelisk.v1.ScheduleService.ResumeSchedule.
+func (c *scheduleServiceClient) ResumeSchedule(ctx context.Context, req *connect.Request[v1.ResumeScheduleRequest]) (*connect.Response[v1.ResumeScheduleResponse], error) {
+	return c.resumeSchedule.CallUnary(ctx, req)
+}
+
+// ScheduleServiceHandler is an implementation of the obelisk.v1.ScheduleService service.
+type ScheduleServiceHandler interface {
+	// CreateSchedule creates a schedule, firing from now on. A name taken, an unknown
+	// function, a bad cron, time zone or catch_up, or parameters that do not type-check
+	// answer invalid_argument, and nothing is stored.
+	CreateSchedule(context.Context, *connect.Request[v1.CreateScheduleRequest]) (*connect.Response[v1.CreateScheduleResponse], error)
+	// ListSchedules lists every schedule, by name.
+	ListSchedules(context.Context, *connect.Request[v1.ListSchedulesRequest]) (*connect.Response[v1.ListSchedulesResponse], error)
+	// DeleteSchedule deletes a schedule created over the API; one of the config answers
+	// failed_precondition (remove it from obelisk.toml, or pause it).
+	DeleteSchedule(context.Context, *connect.Request[v1.DeleteScheduleRequest]) (*connect.Response[v1.DeleteScheduleResponse], error)
+	// PauseSchedule stops a schedule's firings until ResumeSchedule; the firings missed
+	// meanwhile obey its catch_up when it resumes.
+	PauseSchedule(context.Context, *connect.Request[v1.PauseScheduleRequest]) (*connect.Response[v1.PauseScheduleResponse], error)
+	// ResumeSchedule resumes a paused schedule.
+	ResumeSchedule(context.Context, *connect.Request[v1.ResumeScheduleRequest]) (*connect.Response[v1.ResumeScheduleResponse], error)
+}
+
+// NewScheduleServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewScheduleServiceHandler(svc ScheduleServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	scheduleServiceMethods := v1.File_obelisk_v1_api_proto.Services().ByName("ScheduleService").Methods()
+	scheduleServiceCreateScheduleHandler := connect.NewUnaryHandler(
+		ScheduleServiceCreateScheduleProcedure,
+		svc.CreateSchedule,
+		connect.WithSchema(scheduleServiceMethods.ByName("CreateSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	scheduleServiceListSchedulesHandler := connect.NewUnaryHandler(
+		ScheduleServiceListSchedulesProcedure,
+		svc.ListSchedules,
+		connect.WithSchema(scheduleServiceMethods.ByName("ListSchedules")),
+		connect.WithHandlerOptions(opts...),
+	)
+	scheduleServiceDeleteScheduleHandler := connect.NewUnaryHandler(
+		ScheduleServiceDeleteScheduleProcedure,
+		svc.DeleteSchedule,
+		connect.WithSchema(scheduleServiceMethods.ByName("DeleteSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	scheduleServicePauseScheduleHandler := connect.NewUnaryHandler(
+		ScheduleServicePauseScheduleProcedure,
+		svc.PauseSchedule,
+		connect.WithSchema(scheduleServiceMethods.ByName("PauseSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	scheduleServiceResumeScheduleHandler := connect.NewUnaryHandler(
+		ScheduleServiceResumeScheduleProcedure,
+		svc.ResumeSchedule,
+		connect.WithSchema(scheduleServiceMethods.ByName("ResumeSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/obelisk.v1.ScheduleService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ScheduleServiceCreateScheduleProcedure:
+			scheduleServiceCreateScheduleHandler.ServeHTTP(w, r)
+		case ScheduleServiceListSchedulesProcedure:
+			scheduleServiceListSchedulesHandler.ServeHTTP(w, r)
+		case ScheduleServiceDeleteScheduleProcedure:
+			scheduleServiceDeleteScheduleHandler.ServeHTTP(w, r)
+		case ScheduleServicePauseScheduleProcedure:
+			scheduleServicePauseScheduleHandler.ServeHTTP(w, r)
+		case ScheduleServiceResumeScheduleProcedure:
+			scheduleServiceResumeScheduleHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedScheduleServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedScheduleServiceHandler struct{}
+
+func (UnimplementedScheduleServiceHandler) CreateSchedule(context.Context, *connect.Request[v1.CreateScheduleRequest]) (*connect.Response[v1.CreateScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ScheduleService.CreateSchedule is not implemented"))
+}
+
+func (UnimplementedScheduleServiceHandler) ListSchedules(context.Context, *connect.Request[v1.ListSchedulesRequest]) (*connect.Response[v1.ListSchedulesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ScheduleService.ListSchedules is not implemented"))
+}
+
+func (UnimplementedScheduleServiceHandler) DeleteSchedule(context.Context, *connect.Request[v1.DeleteScheduleRequest]) (*connect.Response[v1.DeleteScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ScheduleService.DeleteSchedule is not implemented"))
+}
+
+func (UnimplementedScheduleServiceHandler) PauseSchedule(context.Context, *connect.Request[v1.PauseScheduleRequest]) (*connect.Response[v1.PauseScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ScheduleService.PauseSchedule is not implemented"))
+}
+
+func (UnimplementedScheduleServiceHandler) ResumeSchedule(context.Context, *connect.Request[v1.ResumeScheduleRequest]) (*connect.Response[v1.ResumeScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ScheduleService.ResumeSchedule is not implemented"))
 }

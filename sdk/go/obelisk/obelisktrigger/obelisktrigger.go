@@ -41,11 +41,8 @@
 package obelisktrigger
 
 import (
-	"crypto/sha256"
-	"fmt"
-	"strings"
-
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi/derivedid"
 )
 
 // RunFFQN is the function the host runs (docs/abi.md, "Triggers"):
@@ -68,26 +65,4 @@ func Run(ctx obelisk.Context) int { return ctx.Attempt() }
 // 128 bits of the SHA-256 of the parts (each preceded by its length); its time part is
 // therefore no creation time. It is in this package, not in obelisk, so that other
 // components do not link crypto/sha256.
-func DerivedID(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:", len(p))
-		h.Write([]byte(p))
-	}
-	sum := h.Sum(nil)
-	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	var b strings.Builder
-	b.WriteString("E_")
-	// 26 base32 digits hold 130 bits: two zero bits, then the 128 of sum[:16].
-	var acc uint64
-	bits := 2 // the two leading zero bits
-	for _, c := range sum[:16] {
-		acc = acc<<8 | uint64(c)
-		bits += 8
-		for bits >= 5 {
-			bits -= 5
-			b.WriteByte(crockford[(acc>>bits)&31])
-		}
-	}
-	return b.String()
-}
+func DerivedID(parts ...string) string { return derivedid.ExecutionID(parts...) }
