@@ -19,7 +19,8 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ExecutionServiceGetLogsProcedure,
 		obeliskv1connect.ExecutionServiceListRetentionProcedure,
 		obeliskv1connect.ComponentServiceListComponentsProcedure,
-		obeliskv1connect.ComponentServiceGetComponentProcedure:
+		obeliskv1connect.ComponentServiceGetComponentProcedure,
+		obeliskv1connect.ScheduleServiceListSchedulesProcedure:
 		return auth.Read, true
 	case obeliskv1connect.ExecutionServiceSubmitProcedure,
 		obeliskv1connect.ExecutionServiceCancelProcedure,
@@ -27,7 +28,11 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ExecutionServiceUnpauseProcedure,
 		obeliskv1connect.ExecutionServiceStubProcedure,
 		obeliskv1connect.ExecutionServiceDeleteProcedure,
-		obeliskv1connect.ExecutionServiceForkProcedure:
+		obeliskv1connect.ExecutionServiceForkProcedure,
+		obeliskv1connect.ScheduleServiceCreateScheduleProcedure,
+		obeliskv1connect.ScheduleServiceDeleteScheduleProcedure,
+		obeliskv1connect.ScheduleServicePauseScheduleProcedure,
+		obeliskv1connect.ScheduleServiceResumeScheduleProcedure:
 		return auth.Write, true
 	}
 	return auth.Write, false

@@ -89,6 +89,8 @@ func TestAuth(t *testing.T) {
 		refused("cancel with a read token", readEnv, "permission denied", "execution", "cancel", sleeping)
 		refused("pause with a read token", readEnv, "permission denied", "execution", "pause", sleeping)
 		refused("delete with a read token", readEnv, "permission denied", "execution", "delete", done)
+		refused("schedules without a token", nil, "unauthenticated", "schedule", "list")
+		refused("a schedule with a read token", readEnv, "permission denied", "schedule", "create", "--name", "s", "--cron", "* * * * *", "--ffqn", "testing:fibo/fibo.fibo", "--params", "[1]")
 		if n := count(); n != before {
 			t.Errorf("refused calls changed the store: %d executions, were %d", n, before)
 		}
@@ -101,6 +103,9 @@ func TestAuth(t *testing.T) {
 		}
 		if stdout, stderr, code := s.CLIEnv(readEnv, "execution", "list", "--json"); code != 0 || !strings.Contains(stdout, done) {
 			t.Errorf("list with a read token: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		if _, stderr, code := s.CLIEnv(readEnv, "schedule", "list"); code != 0 {
+			t.Errorf("schedule list with a read token: exit %d: %s", code, stderr)
 		}
 		if stdout, stderr, code := s.CLIEnv(readEnv, "component", "list"); code != 0 || !strings.Contains(stdout, "fibo_workflow") {
 			t.Errorf("component list with a read token: exit %d, stdout %q, stderr %q", code, stdout, stderr)

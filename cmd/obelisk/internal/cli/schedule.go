@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"text/tabwriter"
 
 	"connectrpc.com/connect"
@@ -15,7 +14,7 @@ import (
 )
 
 func (o *clientOpts) schedules() obeliskv1connect.ScheduleServiceClient {
-	return obeliskv1connect.NewScheduleServiceClient(http.DefaultClient, o.apiURL)
+	return obeliskv1connect.NewScheduleServiceClient(o.client(), o.apiURL)
 }
 
 func scheduleCmd(o *clientOpts) *cobra.Command {
