@@ -28,6 +28,7 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ExecutionServiceUnpauseProcedure,
 		obeliskv1connect.ExecutionServiceStubProcedure,
 		obeliskv1connect.ExecutionServiceDeleteProcedure,
+		obeliskv1connect.ExecutionServiceForkProcedure,
 		obeliskv1connect.ScheduleServiceCreateScheduleProcedure,
 		obeliskv1connect.ScheduleServiceDeleteScheduleProcedure,
 		obeliskv1connect.ScheduleServicePauseScheduleProcedure,

@@ -279,6 +279,118 @@ func (x *RetainedTree) GetExecutions() uint32 {
 	return 0
 }
 
+type ForkRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId    string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	AtVersion      uint32                 `protobuf:"varint,2,opt,name=at_version,json=atVersion,proto3" json:"at_version,omitempty"`                // events 0..at_version-1 are kept (1: the Created event alone)
+	Component      string                 `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`                                  // a deployed component's name or ID; empty: the original's
+	CancelOriginal bool                   `protobuf:"varint,4,opt,name=cancel_original,json=cancelOriginal,proto3" json:"cancel_original,omitempty"` // cancel the original once the fork exists
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ForkRequest) Reset() {
+	*x = ForkRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForkRequest) ProtoMessage() {}
+
+func (x *ForkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForkRequest.ProtoReflect.Descriptor instead.
+func (*ForkRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ForkRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *ForkRequest) GetAtVersion() uint32 {
+	if x != nil {
+		return x.AtVersion
+	}
+	return 0
+}
+
+func (x *ForkRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ForkRequest) GetCancelOriginal() bool {
+	if x != nil {
+		return x.CancelOriginal
+	}
+	return false
+}
+
+type ForkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // the fork's
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForkResponse) Reset() {
+	*x = ForkResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForkResponse) ProtoMessage() {}
+
+func (x *ForkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForkResponse.ProtoReflect.Descriptor instead.
+func (*ForkResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ForkResponse) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // an execution ID, or a delay ID (Delay_...)
@@ -288,7 +400,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	mi := &file_obelisk_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +412,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	mi := &file_obelisk_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +425,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CancelRequest) GetExecutionId() string {
@@ -332,7 +444,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	mi := &file_obelisk_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +456,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	mi := &file_obelisk_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +469,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelResponse) GetOutcome() string {
@@ -376,7 +488,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	mi := &file_obelisk_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +500,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	mi := &file_obelisk_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +513,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PauseRequest) GetExecutionId() string {
@@ -419,7 +531,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[8]
+	mi := &file_obelisk_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +543,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[8]
+	mi := &file_obelisk_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +556,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 type UnpauseRequest struct {
@@ -456,7 +568,7 @@ type UnpauseRequest struct {
 
 func (x *UnpauseRequest) Reset() {
 	*x = UnpauseRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[9]
+	mi := &file_obelisk_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +580,7 @@ func (x *UnpauseRequest) String() string {
 func (*UnpauseRequest) ProtoMessage() {}
 
 func (x *UnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[9]
+	mi := &file_obelisk_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +593,7 @@ func (x *UnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpauseRequest.ProtoReflect.Descriptor instead.
 func (*UnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UnpauseRequest) GetExecutionId() string {
@@ -499,7 +611,7 @@ type UnpauseResponse struct {
 
 func (x *UnpauseResponse) Reset() {
 	*x = UnpauseResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[10]
+	mi := &file_obelisk_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +623,7 @@ func (x *UnpauseResponse) String() string {
 func (*UnpauseResponse) ProtoMessage() {}
 
 func (x *UnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[10]
+	mi := &file_obelisk_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +636,7 @@ func (x *UnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpauseResponse.ProtoReflect.Descriptor instead.
 func (*UnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 type StubRequest struct {
@@ -537,7 +649,7 @@ type StubRequest struct {
 
 func (x *StubRequest) Reset() {
 	*x = StubRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[11]
+	mi := &file_obelisk_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +661,7 @@ func (x *StubRequest) String() string {
 func (*StubRequest) ProtoMessage() {}
 
 func (x *StubRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[11]
+	mi := &file_obelisk_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +674,7 @@ func (x *StubRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StubRequest.ProtoReflect.Descriptor instead.
 func (*StubRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StubRequest) GetExecutionId() string {
@@ -588,7 +700,7 @@ type StubResponse struct {
 
 func (x *StubResponse) Reset() {
 	*x = StubResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[12]
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +712,7 @@ func (x *StubResponse) String() string {
 func (*StubResponse) ProtoMessage() {}
 
 func (x *StubResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[12]
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +725,7 @@ func (x *StubResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StubResponse.ProtoReflect.Descriptor instead.
 func (*StubResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StubResponse) GetOutcome() string {
@@ -646,7 +758,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[13]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +770,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[13]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +783,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitRequest) GetFfqn() string {
@@ -729,7 +841,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +853,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +866,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RetryPolicy) GetMaxRetries() uint32 {
@@ -788,7 +900,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +912,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +925,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitResponse) GetExecutionId() string {
@@ -840,7 +952,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +964,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +977,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStatusRequest) GetExecutionId() string {
@@ -891,7 +1003,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1015,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1028,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStatusResponse) GetSummary() *ExecutionSummary {
@@ -938,21 +1050,24 @@ type ExecutionSummary struct {
 	ResultJson      string                 `protobuf:"bytes,7,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`    // once finished: {"ok":..} | {"err":..} | {"execution_failure":{..}}
 	ComponentId     string                 `protobuf:"bytes,8,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"`
 	ParentId        string                 `protobuf:"bytes,9,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Version         uint32                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`                                        // number of events in the stream
-	AttemptsFailed  uint32                 `protobuf:"varint,11,opt,name=attempts_failed,json=attemptsFailed,proto3" json:"attempts_failed,omitempty"`    // temporary failures and timeouts so far
-	LockExpiresAt   string                 `protobuf:"bytes,12,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"`      // RFC 3339, for locked
-	JoinSetId       string                 `protobuf:"bytes,13,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`                  // for blocked_by_join_set
-	Paused          bool                   `protobuf:"varint,14,opt,name=paused,proto3" json:"paused,omitempty"`                                          // not run until unpaused (status shows where it stands)
-	CancelRequested bool                   `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"` // being cancelled: finishes as cancelled with its subtree
-	LastFailure     string                 `protobuf:"bytes,16,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`              // the last temporary failure or timeout, e.g. "attempt 3 timed out: lock expired after 1s"
-	Queue           string                 `protobuf:"bytes,17,opt,name=queue,proto3" json:"queue,omitempty"`                                             // the execution queue it was submitted to
+	Version         uint32                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`                                          // number of events in the stream
+	AttemptsFailed  uint32                 `protobuf:"varint,11,opt,name=attempts_failed,json=attemptsFailed,proto3" json:"attempts_failed,omitempty"`      // temporary failures and timeouts so far
+	LockExpiresAt   string                 `protobuf:"bytes,12,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"`        // RFC 3339, for locked
+	JoinSetId       string                 `protobuf:"bytes,13,opt,name=join_set_id,json=joinSetId,proto3" json:"join_set_id,omitempty"`                    // for blocked_by_join_set
+	Paused          bool                   `protobuf:"varint,14,opt,name=paused,proto3" json:"paused,omitempty"`                                            // not run until unpaused (status shows where it stands)
+	CancelRequested bool                   `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`   // being cancelled: finishes as cancelled with its subtree
+	LastFailure     string                 `protobuf:"bytes,16,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`                // the last temporary failure or timeout, e.g. "attempt 3 timed out: lock expired after 1s"
+	Queue           string                 `protobuf:"bytes,17,opt,name=queue,proto3" json:"queue,omitempty"`                                               // the execution queue it was submitted to
+	ForkedFrom      string                 `protobuf:"bytes,18,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`                   // a fork: the execution it was forked from
+	ForkedAtVersion uint32                 `protobuf:"varint,19,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"` // a fork: the version it was forked at
+	Forks           []string               `protobuf:"bytes,20,rep,name=forks,proto3" json:"forks,omitempty"`                                               // the executions forked from this one, oldest first
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecutionSummary) Reset() {
 	*x = ExecutionSummary{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1079,7 @@ func (x *ExecutionSummary) String() string {
 func (*ExecutionSummary) ProtoMessage() {}
 
 func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1092,7 @@ func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionSummary.ProtoReflect.Descriptor instead.
 func (*ExecutionSummary) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExecutionSummary) GetExecutionId() string {
@@ -1099,6 +1214,27 @@ func (x *ExecutionSummary) GetQueue() string {
 	return ""
 }
 
+func (x *ExecutionSummary) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *ExecutionSummary) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
+}
+
+func (x *ExecutionSummary) GetForks() []string {
+	if x != nil {
+		return x.Forks
+	}
+	return nil
+}
+
 type ListExecutionsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FfqnPrefix    string                 `protobuf:"bytes,1,opt,name=ffqn_prefix,json=ffqnPrefix,proto3" json:"ffqn_prefix,omitempty"`
@@ -1112,7 +1248,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1260,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1273,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListExecutionsRequest) GetFfqnPrefix() string {
@@ -1185,7 +1321,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1333,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1346,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListExecutionsResponse) GetExecutions() []*ExecutionSummary {
@@ -1238,7 +1374,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1386,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1399,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEventsRequest) GetExecutionId() string {
@@ -1300,7 +1436,7 @@ type EventView struct {
 
 func (x *EventView) Reset() {
 	*x = EventView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1448,7 @@ func (x *EventView) String() string {
 func (*EventView) ProtoMessage() {}
 
 func (x *EventView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1461,7 @@ func (x *EventView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventView.ProtoReflect.Descriptor instead.
 func (*EventView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EventView) GetVersion() uint32 {
@@ -1366,7 +1502,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1514,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1527,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEventsResponse) GetEvents() []*EventView {
@@ -1418,7 +1554,7 @@ type ListResponsesRequest struct {
 
 func (x *ListResponsesRequest) Reset() {
 	*x = ListResponsesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1566,7 @@ func (x *ListResponsesRequest) String() string {
 func (*ListResponsesRequest) ProtoMessage() {}
 
 func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1579,7 @@ func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesRequest.ProtoReflect.Descriptor instead.
 func (*ListResponsesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListResponsesRequest) GetExecutionId() string {
@@ -1475,7 +1611,7 @@ type ResponseView struct {
 
 func (x *ResponseView) Reset() {
 	*x = ResponseView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1623,7 @@ func (x *ResponseView) String() string {
 func (*ResponseView) ProtoMessage() {}
 
 func (x *ResponseView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1636,7 @@ func (x *ResponseView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseView.ProtoReflect.Descriptor instead.
 func (*ResponseView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResponseView) GetCursor() uint32 {
@@ -1561,7 +1697,7 @@ type ListResponsesResponse struct {
 
 func (x *ListResponsesResponse) Reset() {
 	*x = ListResponsesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1709,7 @@ func (x *ListResponsesResponse) String() string {
 func (*ListResponsesResponse) ProtoMessage() {}
 
 func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1722,7 @@ func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesResponse.ProtoReflect.Descriptor instead.
 func (*ListResponsesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListResponsesResponse) GetResponses() []*ResponseView {
@@ -1604,7 +1740,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1752,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1765,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 type FunctionInfo struct {
@@ -1643,7 +1779,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1791,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1804,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FunctionInfo) GetFfqn() string {
@@ -1708,7 +1844,7 @@ type ComponentInfo struct {
 
 func (x *ComponentInfo) Reset() {
 	*x = ComponentInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1856,7 @@ func (x *ComponentInfo) String() string {
 func (*ComponentInfo) ProtoMessage() {}
 
 func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1869,7 @@ func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentInfo.ProtoReflect.Descriptor instead.
 func (*ComponentInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ComponentInfo) GetComponentId() string {
@@ -1787,7 +1923,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1935,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +1948,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*ComponentInfo {
@@ -1831,7 +1967,7 @@ type GetComponentRequest struct {
 
 func (x *GetComponentRequest) Reset() {
 	*x = GetComponentRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1979,7 @@ func (x *GetComponentRequest) String() string {
 func (*GetComponentRequest) ProtoMessage() {}
 
 func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1992,7 @@ func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
 func (*GetComponentRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetComponentRequest) GetComponent() string {
@@ -1877,7 +2013,7 @@ type WitFile struct {
 
 func (x *WitFile) Reset() {
 	*x = WitFile{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2025,7 @@ func (x *WitFile) String() string {
 func (*WitFile) ProtoMessage() {}
 
 func (x *WitFile) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2038,7 @@ func (x *WitFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitFile.ProtoReflect.Descriptor instead.
 func (*WitFile) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WitFile) GetPath() string {
@@ -1929,7 +2065,7 @@ type FunctionParam struct {
 
 func (x *FunctionParam) Reset() {
 	*x = FunctionParam{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2077,7 @@ func (x *FunctionParam) String() string {
 func (*FunctionParam) ProtoMessage() {}
 
 func (x *FunctionParam) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2090,7 @@ func (x *FunctionParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionParam.ProtoReflect.Descriptor instead.
 func (*FunctionParam) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FunctionParam) GetName() string {
@@ -1987,7 +2123,7 @@ type FunctionDetail struct {
 
 func (x *FunctionDetail) Reset() {
 	*x = FunctionDetail{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2135,7 @@ func (x *FunctionDetail) String() string {
 func (*FunctionDetail) ProtoMessage() {}
 
 func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2148,7 @@ func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDetail.ProtoReflect.Descriptor instead.
 func (*FunctionDetail) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FunctionDetail) GetFfqn() string {
@@ -2078,7 +2214,7 @@ type GetComponentResponse struct {
 
 func (x *GetComponentResponse) Reset() {
 	*x = GetComponentResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2226,7 @@ func (x *GetComponentResponse) String() string {
 func (*GetComponentResponse) ProtoMessage() {}
 
 func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2239,7 @@ func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentResponse.ProtoReflect.Descriptor instead.
 func (*GetComponentResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetComponentResponse) GetComponentId() string {
@@ -2160,7 +2296,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2308,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2321,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchEventsRequest) GetFromPosition() uint64 {
@@ -2232,7 +2368,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2380,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2393,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchEventsResponse) GetPosition() uint64 {
@@ -2299,7 +2435,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2447,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2460,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetLogsRequest) GetExecutionId() string {
@@ -2364,7 +2500,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2512,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2525,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LogLine) GetSeq() uint64 {
@@ -2454,7 +2590,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2602,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2615,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -2546,7 +2682,7 @@ type ScheduleInfo struct {
 
 func (x *ScheduleInfo) Reset() {
 	*x = ScheduleInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2694,7 @@ func (x *ScheduleInfo) String() string {
 func (*ScheduleInfo) ProtoMessage() {}
 
 func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2707,7 @@ func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleInfo.ProtoReflect.Descriptor instead.
 func (*ScheduleInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ScheduleInfo) GetName() string {
@@ -2684,7 +2820,7 @@ type CreateScheduleRequest struct {
 
 func (x *CreateScheduleRequest) Reset() {
 	*x = CreateScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2696,7 +2832,7 @@ func (x *CreateScheduleRequest) String() string {
 func (*CreateScheduleRequest) ProtoMessage() {}
 
 func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2709,7 +2845,7 @@ func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScheduleRequest.ProtoReflect.Descriptor instead.
 func (*CreateScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateScheduleRequest) GetName() string {
@@ -2770,7 +2906,7 @@ type CreateScheduleResponse struct {
 
 func (x *CreateScheduleResponse) Reset() {
 	*x = CreateScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2918,7 @@ func (x *CreateScheduleResponse) String() string {
 func (*CreateScheduleResponse) ProtoMessage() {}
 
 func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2931,7 @@ func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScheduleResponse.ProtoReflect.Descriptor instead.
 func (*CreateScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -2813,7 +2949,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2961,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2974,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 type ListSchedulesResponse struct {
@@ -2850,7 +2986,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +2998,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3011,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*ScheduleInfo {
@@ -2894,7 +3030,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +3042,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3055,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -2937,7 +3073,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3085,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3098,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 type PauseScheduleRequest struct {
@@ -2974,7 +3110,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3122,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3135,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -3018,7 +3154,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3166,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3179,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -3062,7 +3198,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	mi := &file_obelisk_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3210,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	mi := &file_obelisk_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3223,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -3106,7 +3242,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[51]
+	mi := &file_obelisk_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3118,7 +3254,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[51]
+	mi := &file_obelisk_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3131,7 +3267,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -3165,7 +3301,15 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"finishedAt\x12\x1e\n" +
 	"\n" +
 	"executions\x18\x04 \x01(\rR\n" +
-	"executions\"2\n" +
+	"executions\"\x96\x01\n" +
+	"\vForkRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x1d\n" +
+	"\n" +
+	"at_version\x18\x02 \x01(\rR\tatVersion\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x12'\n" +
+	"\x0fcancel_original\x18\x04 \x01(\bR\x0ecancelOriginal\"1\n" +
+	"\fForkResponse\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"2\n" +
 	"\rCancelRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"*\n" +
 	"\x0eCancelResponse\x12\x18\n" +
@@ -3204,7 +3348,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"K\n" +
 	"\x11GetStatusResponse\x126\n" +
-	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xac\x04\n" +
+	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\x8f\x05\n" +
 	"\x10ExecutionSummary\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -3226,7 +3370,11 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x06paused\x18\x0e \x01(\bR\x06paused\x12)\n" +
 	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\x12!\n" +
 	"\flast_failure\x18\x10 \x01(\tR\vlastFailure\x12\x14\n" +
-	"\x05queue\x18\x11 \x01(\tR\x05queue\"\xa4\x01\n" +
+	"\x05queue\x18\x11 \x01(\tR\x05queue\x12\x1f\n" +
+	"\vforked_from\x18\x12 \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\x13 \x01(\rR\x0fforkedAtVersion\x12\x14\n" +
+	"\x05forks\x18\x14 \x03(\tR\x05forks\"\xa4\x01\n" +
 	"\x15ListExecutionsRequest\x12\x1f\n" +
 	"\vffqn_prefix\x18\x01 \x01(\tR\n" +
 	"ffqnPrefix\x12\x16\n" +
@@ -3380,7 +3528,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x15ResumeScheduleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
 	"\x16ResumeScheduleResponse\x124\n" +
-	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule2\xc6\a\n" +
+	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule2\x81\b\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -3395,7 +3543,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x01\x12B\n" +
 	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse\x12?\n" +
 	"\x06Delete\x12\x19.obelisk.v1.DeleteRequest\x1a\x1a.obelisk.v1.DeleteResponse\x12T\n" +
-	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse2\xbe\x01\n" +
+	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse\x129\n" +
+	"\x04Fork\x12\x17.obelisk.v1.ForkRequest\x1a\x18.obelisk.v1.ForkResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
 	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
 	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponse2\xc8\x03\n" +
@@ -3418,123 +3567,127 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
 	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
 	(*ListRetentionRequest)(nil),   // 2: obelisk.v1.ListRetentionRequest
 	(*ListRetentionResponse)(nil),  // 3: obelisk.v1.ListRetentionResponse
 	(*RetainedTree)(nil),           // 4: obelisk.v1.RetainedTree
-	(*CancelRequest)(nil),          // 5: obelisk.v1.CancelRequest
-	(*CancelResponse)(nil),         // 6: obelisk.v1.CancelResponse
-	(*PauseRequest)(nil),           // 7: obelisk.v1.PauseRequest
-	(*PauseResponse)(nil),          // 8: obelisk.v1.PauseResponse
-	(*UnpauseRequest)(nil),         // 9: obelisk.v1.UnpauseRequest
-	(*UnpauseResponse)(nil),        // 10: obelisk.v1.UnpauseResponse
-	(*StubRequest)(nil),            // 11: obelisk.v1.StubRequest
-	(*StubResponse)(nil),           // 12: obelisk.v1.StubResponse
-	(*SubmitRequest)(nil),          // 13: obelisk.v1.SubmitRequest
-	(*RetryPolicy)(nil),            // 14: obelisk.v1.RetryPolicy
-	(*SubmitResponse)(nil),         // 15: obelisk.v1.SubmitResponse
-	(*GetStatusRequest)(nil),       // 16: obelisk.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 17: obelisk.v1.GetStatusResponse
-	(*ExecutionSummary)(nil),       // 18: obelisk.v1.ExecutionSummary
-	(*ListExecutionsRequest)(nil),  // 19: obelisk.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil), // 20: obelisk.v1.ListExecutionsResponse
-	(*ListEventsRequest)(nil),      // 21: obelisk.v1.ListEventsRequest
-	(*EventView)(nil),              // 22: obelisk.v1.EventView
-	(*ListEventsResponse)(nil),     // 23: obelisk.v1.ListEventsResponse
-	(*ListResponsesRequest)(nil),   // 24: obelisk.v1.ListResponsesRequest
-	(*ResponseView)(nil),           // 25: obelisk.v1.ResponseView
-	(*ListResponsesResponse)(nil),  // 26: obelisk.v1.ListResponsesResponse
-	(*ListComponentsRequest)(nil),  // 27: obelisk.v1.ListComponentsRequest
-	(*FunctionInfo)(nil),           // 28: obelisk.v1.FunctionInfo
-	(*ComponentInfo)(nil),          // 29: obelisk.v1.ComponentInfo
-	(*ListComponentsResponse)(nil), // 30: obelisk.v1.ListComponentsResponse
-	(*GetComponentRequest)(nil),    // 31: obelisk.v1.GetComponentRequest
-	(*WitFile)(nil),                // 32: obelisk.v1.WitFile
-	(*FunctionParam)(nil),          // 33: obelisk.v1.FunctionParam
-	(*FunctionDetail)(nil),         // 34: obelisk.v1.FunctionDetail
-	(*GetComponentResponse)(nil),   // 35: obelisk.v1.GetComponentResponse
-	(*WatchEventsRequest)(nil),     // 36: obelisk.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),    // 37: obelisk.v1.WatchEventsResponse
-	(*GetLogsRequest)(nil),         // 38: obelisk.v1.GetLogsRequest
-	(*LogLine)(nil),                // 39: obelisk.v1.LogLine
-	(*GetLogsResponse)(nil),        // 40: obelisk.v1.GetLogsResponse
-	(*ScheduleInfo)(nil),           // 41: obelisk.v1.ScheduleInfo
-	(*CreateScheduleRequest)(nil),  // 42: obelisk.v1.CreateScheduleRequest
-	(*CreateScheduleResponse)(nil), // 43: obelisk.v1.CreateScheduleResponse
-	(*ListSchedulesRequest)(nil),   // 44: obelisk.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),  // 45: obelisk.v1.ListSchedulesResponse
-	(*DeleteScheduleRequest)(nil),  // 46: obelisk.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil), // 47: obelisk.v1.DeleteScheduleResponse
-	(*PauseScheduleRequest)(nil),   // 48: obelisk.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),  // 49: obelisk.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),  // 50: obelisk.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil), // 51: obelisk.v1.ResumeScheduleResponse
+	(*ForkRequest)(nil),            // 5: obelisk.v1.ForkRequest
+	(*ForkResponse)(nil),           // 6: obelisk.v1.ForkResponse
+	(*CancelRequest)(nil),          // 7: obelisk.v1.CancelRequest
+	(*CancelResponse)(nil),         // 8: obelisk.v1.CancelResponse
+	(*PauseRequest)(nil),           // 9: obelisk.v1.PauseRequest
+	(*PauseResponse)(nil),          // 10: obelisk.v1.PauseResponse
+	(*UnpauseRequest)(nil),         // 11: obelisk.v1.UnpauseRequest
+	(*UnpauseResponse)(nil),        // 12: obelisk.v1.UnpauseResponse
+	(*StubRequest)(nil),            // 13: obelisk.v1.StubRequest
+	(*StubResponse)(nil),           // 14: obelisk.v1.StubResponse
+	(*SubmitRequest)(nil),          // 15: obelisk.v1.SubmitRequest
+	(*RetryPolicy)(nil),            // 16: obelisk.v1.RetryPolicy
+	(*SubmitResponse)(nil),         // 17: obelisk.v1.SubmitResponse
+	(*GetStatusRequest)(nil),       // 18: obelisk.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 19: obelisk.v1.GetStatusResponse
+	(*ExecutionSummary)(nil),       // 20: obelisk.v1.ExecutionSummary
+	(*ListExecutionsRequest)(nil),  // 21: obelisk.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil), // 22: obelisk.v1.ListExecutionsResponse
+	(*ListEventsRequest)(nil),      // 23: obelisk.v1.ListEventsRequest
+	(*EventView)(nil),              // 24: obelisk.v1.EventView
+	(*ListEventsResponse)(nil),     // 25: obelisk.v1.ListEventsResponse
+	(*ListResponsesRequest)(nil),   // 26: obelisk.v1.ListResponsesRequest
+	(*ResponseView)(nil),           // 27: obelisk.v1.ResponseView
+	(*ListResponsesResponse)(nil),  // 28: obelisk.v1.ListResponsesResponse
+	(*ListComponentsRequest)(nil),  // 29: obelisk.v1.ListComponentsRequest
+	(*FunctionInfo)(nil),           // 30: obelisk.v1.FunctionInfo
+	(*ComponentInfo)(nil),          // 31: obelisk.v1.ComponentInfo
+	(*ListComponentsResponse)(nil), // 32: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),    // 33: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                // 34: obelisk.v1.WitFile
+	(*FunctionParam)(nil),          // 35: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),         // 36: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),   // 37: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),     // 38: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),    // 39: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 40: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 41: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 42: obelisk.v1.GetLogsResponse
+	(*ScheduleInfo)(nil),           // 43: obelisk.v1.ScheduleInfo
+	(*CreateScheduleRequest)(nil),  // 44: obelisk.v1.CreateScheduleRequest
+	(*CreateScheduleResponse)(nil), // 45: obelisk.v1.CreateScheduleResponse
+	(*ListSchedulesRequest)(nil),   // 46: obelisk.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),  // 47: obelisk.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),  // 48: obelisk.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil), // 49: obelisk.v1.DeleteScheduleResponse
+	(*PauseScheduleRequest)(nil),   // 50: obelisk.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),  // 51: obelisk.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),  // 52: obelisk.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil), // 53: obelisk.v1.ResumeScheduleResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
-	14, // 1: obelisk.v1.SubmitRequest.retry:type_name -> obelisk.v1.RetryPolicy
-	18, // 2: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
-	18, // 3: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
-	22, // 4: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
-	25, // 5: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
-	28, // 6: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
-	28, // 7: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
-	29, // 8: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
-	33, // 9: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
-	32, // 10: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
-	34, // 11: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
-	34, // 12: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
-	22, // 13: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	39, // 14: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	41, // 15: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	41, // 16: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
-	41, // 17: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	41, // 18: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	13, // 19: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	16, // 20: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	19, // 21: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	21, // 22: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	24, // 23: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	5,  // 24: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	7,  // 25: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	9,  // 26: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	11, // 27: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	36, // 28: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	38, // 29: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	16, // 1: obelisk.v1.SubmitRequest.retry:type_name -> obelisk.v1.RetryPolicy
+	20, // 2: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
+	20, // 3: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
+	24, // 4: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
+	27, // 5: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
+	30, // 6: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
+	30, // 7: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
+	31, // 8: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
+	35, // 9: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
+	34, // 10: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
+	36, // 11: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
+	36, // 12: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
+	24, // 13: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
+	41, // 14: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	43, // 15: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	43, // 16: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
+	43, // 17: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	43, // 18: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	15, // 19: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	18, // 20: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	21, // 21: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	23, // 22: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	26, // 23: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	7,  // 24: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	9,  // 25: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	11, // 26: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	13, // 27: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	38, // 28: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	40, // 29: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
 	0,  // 30: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
 	2,  // 31: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	27, // 32: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	31, // 33: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	42, // 34: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
-	44, // 35: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
-	46, // 36: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
-	48, // 37: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
-	50, // 38: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
-	15, // 39: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	17, // 40: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	20, // 41: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	23, // 42: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	26, // 43: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	6,  // 44: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	8,  // 45: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	10, // 46: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	12, // 47: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	37, // 48: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	40, // 49: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	1,  // 50: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 51: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	30, // 52: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	35, // 53: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	43, // 54: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
-	45, // 55: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
-	47, // 56: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
-	49, // 57: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
-	51, // 58: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
-	39, // [39:59] is the sub-list for method output_type
-	19, // [19:39] is the sub-list for method input_type
+	5,  // 32: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	29, // 33: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	33, // 34: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	44, // 35: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	46, // 36: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	48, // 37: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	50, // 38: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	52, // 39: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	17, // 40: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	19, // 41: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	22, // 42: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	25, // 43: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	28, // 44: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	8,  // 45: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	10, // 46: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	12, // 47: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	14, // 48: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	39, // 49: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	42, // 50: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	1,  // 51: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	3,  // 52: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	6,  // 53: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	32, // 54: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	37, // 55: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	45, // 56: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	47, // 57: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	49, // 58: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	51, // 59: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	53, // 60: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	40, // [40:61] is the sub-list for method output_type
+	19, // [19:40] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -3545,14 +3698,14 @@ func file_obelisk_v1_api_proto_init() {
 	if File_obelisk_v1_api_proto != nil {
 		return
 	}
-	file_obelisk_v1_api_proto_msgTypes[14].OneofWrappers = []any{}
+	file_obelisk_v1_api_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -113,6 +113,7 @@ func clientCmd() *cobra.Command {
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
 		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o), deleteCmd(o), retentionCmd(o))
+	exec.AddCommand(forkCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o),
 		componentInspectCmd(o, serverLookup(o), "inspect COMPONENT", "List a deployed component's exports and imports with their parameter types and JSON Schemas",
@@ -216,6 +217,10 @@ type statusDoc struct {
 	Result          json.RawMessage `json:"result,omitempty"`
 	// Queue is the queue a pending execution waits in (one no executor serves, maybe).
 	Queue string `json:"queue,omitempty"`
+	// Lineage: the execution this one was forked from and where, and its own forks.
+	ForkedFrom      string   `json:"forked_from,omitempty"`
+	ForkedAtVersion uint32   `json:"forked_at_version,omitempty"`
+	Forks           []string `json:"forks,omitempty"`
 }
 
 // statusText is a status as people read it: "pending_at (paused)".
@@ -252,7 +257,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		return usage(fmt.Errorf("no status received for %s", id))
 	}
 	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested,
-		LastFailure: last.LastFailure}
+		LastFailure: last.LastFailure, ForkedFrom: last.ForkedFrom, ForkedAtVersion: last.ForkedAtVersion, Forks: last.Forks}
 	if doc.Status == "pending_at" {
 		doc.Queue = last.Queue
 	}
@@ -271,6 +276,12 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		}
 		if doc.LastFailure != "" {
 			fmt.Fprintf(out, "last failure: %s\n", doc.LastFailure)
+		}
+		if doc.ForkedFrom != "" {
+			fmt.Fprintf(out, "forked from: %s at version %d\n", doc.ForkedFrom, doc.ForkedAtVersion)
+		}
+		if len(doc.Forks) > 0 {
+			fmt.Fprintf(out, "forks: %s\n", strings.Join(doc.Forks, " "))
 		}
 		if doc.Result != nil {
 			fmt.Fprintf(out, "result: %s\n", doc.Result)
@@ -425,6 +436,48 @@ cancelled. A finished execution is left as it is (already_finished, exit status 
 			return printOutcome(cmd, o, args[0], resp.Msg.Outcome)
 		},
 	}
+}
+
+func forkCmd(o *clientOpts) *cobra.Command {
+	var at uint32
+	var component string
+	var cancelOriginal bool
+	cmd := &cobra.Command{
+		Use:   "fork EXECUTION_ID --at VERSION [--component COMPONENT] [--cancel-original]",
+		Short: "Create a workflow execution whose history is another's up to VERSION, and let it go on",
+		Long: `Fork a workflow execution: a new execution (new ID, same function and parameters)
+whose history is the original's events 0..VERSION-1, with the children, responses and
+delays recorded in them, continues from there on COMPONENT (default: the original's),
+which replays that history first. The original is left as it is, or cancelled with
+--cancel-original. Prints the new execution's ID (--json: {"execution_id": ...}).
+
+VERSION must be at a step boundary (not inside the events of one call or one join set's
+close) and before the result; children requested before it must have finished (their
+results come to the fork as they came to the original). An unknown execution, a
+version beyond the history or not at a step boundary, or an execution that is not a
+workflow's is refused (exit status 2) and nothing is created.`,
+		Args: executionIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("at") {
+				return usage(errors.New("--at VERSION is required: the fork keeps the events before it"))
+			}
+			resp, err := o.executions().Fork(cmd.Context(), connect.NewRequest(&pb.ForkRequest{ExecutionId: args[0], AtVersion: at, Component: component, CancelOriginal: cancelOriginal}))
+			if err != nil {
+				return apiErr(err)
+			}
+			if o.json {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					ExecutionID string `json:"execution_id"`
+				}{resp.Msg.ExecutionId})
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Msg.ExecutionId)
+			return err
+		},
+	}
+	cmd.Flags().Uint32Var(&at, "at", 0, "the version to fork at: events 0..VERSION-1 are kept")
+	cmd.Flags().StringVar(&component, "component", "", "continue on this deployed component, by name or ID (default: the original's)")
+	cmd.Flags().BoolVar(&cancelOriginal, "cancel-original", false, "cancel the original once the fork exists")
+	return cmd
 }
 
 func pauseCmd(o *clientOpts) *cobra.Command {

@@ -76,6 +76,8 @@ const (
 	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
 	// ListRetention RPC.
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
+	// ExecutionServiceForkProcedure is the fully-qualified name of the ExecutionService's Fork RPC.
+	ExecutionServiceForkProcedure = "/obelisk.v1.ExecutionService/Fork"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -140,6 +142,12 @@ type ExecutionServiceClient interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Fork creates a new workflow execution whose history is the given one's up to
+	// at_version (events 0..at_version-1, with the responses that had arrived by then),
+	// which then continues on component (default: the original's). Children of that prefix
+	// must have finished. An unknown execution is NOT_FOUND; a version beyond the history,
+	// or not at a step boundary, or an execution that is not a workflow's, INVALID_ARGUMENT.
+	Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -231,6 +239,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 			connect.WithClientOptions(opts...),
 		),
+		fork: connect.NewClient[v1.ForkRequest, v1.ForkResponse](
+			httpClient,
+			baseURL+ExecutionServiceForkProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Fork")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -249,6 +263,7 @@ type executionServiceClient struct {
 	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
+	fork           *connect.Client[v1.ForkRequest, v1.ForkResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -316,6 +331,11 @@ func (c *executionServiceClient) ListRetention(ctx context.Context, req *connect
 	return c.listRetention.CallUnary(ctx, req)
 }
 
+// Fork calls obelisk.v1.ExecutionService.Fork.
+func (c *executionServiceClient) Fork(ctx context.Context, req *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error) {
+	return c.fork.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -357,6 +377,12 @@ type ExecutionServiceHandler interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Fork creates a new workflow execution whose history is the given one's up to
+	// at_version (events 0..at_version-1, with the responses that had arrived by then),
+	// which then continues on component (default: the original's). Children of that prefix
+	// must have finished. An unknown execution is NOT_FOUND; a version beyond the history,
+	// or not at a step boundary, or an execution that is not a workflow's, INVALID_ARGUMENT.
+	Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -444,6 +470,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceForkHandler := connect.NewUnaryHandler(
+		ExecutionServiceForkProcedure,
+		svc.Fork,
+		connect.WithSchema(executionServiceMethods.ByName("Fork")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -472,6 +504,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceDeleteHandler.ServeHTTP(w, r)
 		case ExecutionServiceListRetentionProcedure:
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
+		case ExecutionServiceForkProcedure:
+			executionServiceForkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -531,6 +565,10 @@ func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Req
 
 func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListRetention is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Fork is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.
