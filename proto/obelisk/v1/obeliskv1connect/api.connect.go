@@ -74,6 +74,8 @@ const (
 	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
 	// ListRetention RPC.
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
+	// ExecutionServiceReplayProcedure is the fully-qualified name of the ExecutionService's Replay RPC.
+	ExecutionServiceReplayProcedure = "/obelisk.v1.ExecutionService/Replay"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -123,6 +125,12 @@ type ExecutionServiceClient interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Replay replays a workflow execution's recorded history in a sandbox (nothing is
+	// written, no activity runs, every response comes from the log) against its pinned
+	// component, another deployed or retired one, or a component file compiled for the
+	// replay only; ok, or the first divergence. An activity's execution, a component that
+	// does not export the function with the same type: INVALID_ARGUMENT.
+	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -214,6 +222,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 			connect.WithClientOptions(opts...),
 		),
+		replay: connect.NewClient[v1.ReplayRequest, v1.ReplayResponse](
+			httpClient,
+			baseURL+ExecutionServiceReplayProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Replay")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -232,6 +246,7 @@ type executionServiceClient struct {
 	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
+	replay         *connect.Client[v1.ReplayRequest, v1.ReplayResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -299,6 +314,11 @@ func (c *executionServiceClient) ListRetention(ctx context.Context, req *connect
 	return c.listRetention.CallUnary(ctx, req)
 }
 
+// Replay calls obelisk.v1.ExecutionService.Replay.
+func (c *executionServiceClient) Replay(ctx context.Context, req *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
+	return c.replay.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -340,6 +360,12 @@ type ExecutionServiceHandler interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Replay replays a workflow execution's recorded history in a sandbox (nothing is
+	// written, no activity runs, every response comes from the log) against its pinned
+	// component, another deployed or retired one, or a component file compiled for the
+	// replay only; ok, or the first divergence. An activity's execution, a component that
+	// does not export the function with the same type: INVALID_ARGUMENT.
+	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -427,6 +453,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceReplayHandler := connect.NewUnaryHandler(
+		ExecutionServiceReplayProcedure,
+		svc.Replay,
+		connect.WithSchema(executionServiceMethods.ByName("Replay")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -455,6 +487,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceDeleteHandler.ServeHTTP(w, r)
 		case ExecutionServiceListRetentionProcedure:
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
+		case ExecutionServiceReplayProcedure:
+			executionServiceReplayHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -514,6 +548,10 @@ func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Req
 
 func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListRetention is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Replay is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.
