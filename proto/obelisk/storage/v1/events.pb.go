@@ -220,6 +220,7 @@ type Event struct {
 	//	*Event_Paused
 	//	*Event_Unpaused
 	//	*Event_Finished
+	//	*Event_Moved
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -359,6 +360,15 @@ func (x *Event) GetFinished() *Finished {
 	return nil
 }
 
+func (x *Event) GetMoved() *Moved {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Moved); ok {
+			return x.Moved
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -403,6 +413,10 @@ type Event_Finished struct {
 	Finished *Finished `protobuf:"bytes,19,opt,name=finished,proto3,oneof"`
 }
 
+type Event_Moved struct {
+	Moved *Moved `protobuf:"bytes,20,opt,name=moved,proto3,oneof"`
+}
+
 func (*Event_Created) isEvent_Kind() {}
 
 func (*Event_Locked) isEvent_Kind() {}
@@ -423,6 +437,8 @@ func (*Event_Unpaused) isEvent_Kind() {}
 
 func (*Event_Finished) isEvent_Kind() {}
 
+func (*Event_Moved) isEvent_Kind() {}
+
 // Created is always version 0.
 type Created struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -436,6 +452,10 @@ type Created struct {
 	Queue           string                 `protobuf:"bytes,8,opt,name=queue,proto3" json:"queue,omitempty"` // executors lock by queue; today the component name
 	Metadata        map[string]string      `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ScheduledBy     string                 `protobuf:"bytes,10,opt,name=scheduled_by,json=scheduledBy,proto3" json:"scheduled_by,omitempty"` // execution that scheduled this top-level execution, if any
+	// A fork (Engine.Fork): the execution whose history up to forked_at_version (events
+	// 0..forked_at_version-1) this one's begins with.
+	ForkedFrom      string `protobuf:"bytes,11,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,12,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -538,6 +558,20 @@ func (x *Created) GetScheduledBy() string {
 		return x.ScheduledBy
 	}
 	return ""
+}
+
+func (x *Created) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *Created) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
 }
 
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
@@ -998,6 +1032,77 @@ func (x *Finished) GetResult() []byte {
 	return nil
 }
 
+// Moved pins an unfinished execution to another component (a fixed version of its code):
+// its next run loads to_component_id. It is refused while a run holds the lock, and it
+// ends a parked run's lease, so no run of the old code writes after it.
+type Moved struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	FromComponentId string                 `protobuf:"bytes,1,opt,name=from_component_id,json=fromComponentId,proto3" json:"from_component_id,omitempty"`
+	ToComponentId   string                 `protobuf:"bytes,2,opt,name=to_component_id,json=toComponentId,proto3" json:"to_component_id,omitempty"`
+	By              string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`       // who moved it: "cli", "api", "upgrade", ...
+	Queue           string                 `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"` // the queue it is pending in from now on
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Moved) Reset() {
+	*x = Moved{}
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Moved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Moved) ProtoMessage() {}
+
+func (x *Moved) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Moved.ProtoReflect.Descriptor instead.
+func (*Moved) Descriptor() ([]byte, []int) {
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Moved) GetFromComponentId() string {
+	if x != nil {
+		return x.FromComponentId
+	}
+	return ""
+}
+
+func (x *Moved) GetToComponentId() string {
+	if x != nil {
+		return x.ToComponentId
+	}
+	return ""
+}
+
+func (x *Moved) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Moved) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
 // HistoryEvent is what a workflow run recorded; written only while the run holds the lock.
 type HistoryEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1017,7 +1122,7 @@ type HistoryEvent struct {
 
 func (x *HistoryEvent) Reset() {
 	*x = HistoryEvent{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1134,7 @@ func (x *HistoryEvent) String() string {
 func (*HistoryEvent) ProtoMessage() {}
 
 func (x *HistoryEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1147,7 @@ func (x *HistoryEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEvent.ProtoReflect.Descriptor instead.
 func (*HistoryEvent) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HistoryEvent) GetKind() isHistoryEvent_Kind {
@@ -1171,7 +1276,7 @@ type Persist struct {
 
 func (x *Persist) Reset() {
 	*x = Persist{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1288,7 @@ func (x *Persist) String() string {
 func (*Persist) ProtoMessage() {}
 
 func (x *Persist) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1301,7 @@ func (x *Persist) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Persist.ProtoReflect.Descriptor instead.
 func (*Persist) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Persist) GetValue() []byte {
@@ -1222,7 +1327,7 @@ type JoinSetCreate struct {
 
 func (x *JoinSetCreate) Reset() {
 	*x = JoinSetCreate{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1339,7 @@ func (x *JoinSetCreate) String() string {
 func (*JoinSetCreate) ProtoMessage() {}
 
 func (x *JoinSetCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1352,7 @@ func (x *JoinSetCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetCreate.ProtoReflect.Descriptor instead.
 func (*JoinSetCreate) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JoinSetCreate) GetJoinSetId() string {
@@ -1271,7 +1376,7 @@ type JoinSetRequest struct {
 
 func (x *JoinSetRequest) Reset() {
 	*x = JoinSetRequest{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1388,7 @@ func (x *JoinSetRequest) String() string {
 func (*JoinSetRequest) ProtoMessage() {}
 
 func (x *JoinSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1401,7 @@ func (x *JoinSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetRequest.ProtoReflect.Descriptor instead.
 func (*JoinSetRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JoinSetRequest) GetJoinSetId() string {
@@ -1358,7 +1463,7 @@ type ChildExecutionRequest struct {
 
 func (x *ChildExecutionRequest) Reset() {
 	*x = ChildExecutionRequest{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1475,7 @@ func (x *ChildExecutionRequest) String() string {
 func (*ChildExecutionRequest) ProtoMessage() {}
 
 func (x *ChildExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1488,7 @@ func (x *ChildExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ChildExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ChildExecutionRequest) GetChildExecutionId() string {
@@ -1418,7 +1523,7 @@ type DelayRequest struct {
 
 func (x *DelayRequest) Reset() {
 	*x = DelayRequest{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1535,7 @@ func (x *DelayRequest) String() string {
 func (*DelayRequest) ProtoMessage() {}
 
 func (x *DelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1548,7 @@ func (x *DelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayRequest.ProtoReflect.Descriptor instead.
 func (*DelayRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DelayRequest) GetDelayId() string {
@@ -1482,7 +1587,7 @@ type JoinNext struct {
 
 func (x *JoinNext) Reset() {
 	*x = JoinNext{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1599,7 @@ func (x *JoinNext) String() string {
 func (*JoinNext) ProtoMessage() {}
 
 func (x *JoinNext) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1612,7 @@ func (x *JoinNext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinNext.ProtoReflect.Descriptor instead.
 func (*JoinNext) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinNext) GetJoinSetId() string {
@@ -1554,7 +1659,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1671,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1684,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Schedule) GetExecutionId() string {
@@ -1630,7 +1735,7 @@ type Stub struct {
 
 func (x *Stub) Reset() {
 	*x = Stub{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1747,7 @@ func (x *Stub) String() string {
 func (*Stub) ProtoMessage() {}
 
 func (x *Stub) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1760,7 @@ func (x *Stub) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stub.ProtoReflect.Descriptor instead.
 func (*Stub) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Stub) GetTargetExecutionId() string {
@@ -1691,7 +1796,7 @@ type JoinNextTry struct {
 
 func (x *JoinNextTry) Reset() {
 	*x = JoinNextTry{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1808,7 @@ func (x *JoinNextTry) String() string {
 func (*JoinNextTry) ProtoMessage() {}
 
 func (x *JoinNextTry) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1821,7 @@ func (x *JoinNextTry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinNextTry.ProtoReflect.Descriptor instead.
 func (*JoinNextTry) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JoinNextTry) GetJoinSetId() string {
@@ -1753,7 +1858,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1870,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1883,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Response) GetCreatedAt() int64 {
@@ -1860,7 +1965,7 @@ type ChildFinished struct {
 
 func (x *ChildFinished) Reset() {
 	*x = ChildFinished{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1977,7 @@ func (x *ChildFinished) String() string {
 func (*ChildFinished) ProtoMessage() {}
 
 func (x *ChildFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1990,7 @@ func (x *ChildFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildFinished.ProtoReflect.Descriptor instead.
 func (*ChildFinished) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChildFinished) GetChildExecutionId() string {
@@ -1912,7 +2017,7 @@ type DelayFinished struct {
 
 func (x *DelayFinished) Reset() {
 	*x = DelayFinished{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2029,7 @@ func (x *DelayFinished) String() string {
 func (*DelayFinished) ProtoMessage() {}
 
 func (x *DelayFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2042,7 @@ func (x *DelayFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayFinished.ProtoReflect.Descriptor instead.
 func (*DelayFinished) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DelayFinished) GetDelayId() string {
@@ -1967,7 +2072,7 @@ type JoinSetCounters struct {
 
 func (x *JoinSetCounters) Reset() {
 	*x = JoinSetCounters{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2084,7 @@ func (x *JoinSetCounters) String() string {
 func (*JoinSetCounters) ProtoMessage() {}
 
 func (x *JoinSetCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2097,7 @@ func (x *JoinSetCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetCounters.ProtoReflect.Descriptor instead.
 func (*JoinSetCounters) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JoinSetCounters) GetRequests() uint32 {
@@ -2050,14 +2155,17 @@ type ExecutionState struct {
 	UpdatedAt            int64                       `protobuf:"varint,27,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The last temporary failure or timeout, as people read it ("attempt 3 timed out: lock
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
-	LastFailure   string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastFailure string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// From Created: the execution this one was forked from, and at which version.
+	ForkedFrom      string `protobuf:"bytes,29,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,30,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecutionState) Reset() {
 	*x = ExecutionState{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2177,7 @@ func (x *ExecutionState) String() string {
 func (*ExecutionState) ProtoMessage() {}
 
 func (x *ExecutionState) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2190,7 @@ func (x *ExecutionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionState.ProtoReflect.Descriptor instead.
 func (*ExecutionState) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExecutionState) GetExecutionId() string {
@@ -2281,11 +2389,25 @@ func (x *ExecutionState) GetLastFailure() string {
 	return ""
 }
 
+func (x *ExecutionState) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *ExecutionState) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\xce\x05\n" +
+	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\x81\x06\n" +
 	"\x05Event\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x127\n" +
@@ -2299,8 +2421,9 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\x10 \x01(\v2#.obelisk.storage.v1.CancelRequestedH\x00R\x0fcancelRequested\x124\n" +
 	"\x06paused\x18\x11 \x01(\v2\x1a.obelisk.storage.v1.PausedH\x00R\x06paused\x12:\n" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
-	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinishedB\x06\n" +
-	"\x04kind\"\xcc\x03\n" +
+	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
+	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05movedB\x06\n" +
+	"\x04kind\"\x99\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2312,7 +2435,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x05queue\x18\b \x01(\tR\x05queue\x12E\n" +
 	"\bmetadata\x18\t \x03(\v2).obelisk.storage.v1.Created.MetadataEntryR\bmetadata\x12!\n" +
 	"\fscheduled_by\x18\n" +
-	" \x01(\tR\vscheduledBy\x1a;\n" +
+	" \x01(\tR\vscheduledBy\x12\x1f\n" +
+	"\vforked_from\x18\v \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\f \x01(\rR\x0fforkedAtVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
@@ -2344,7 +2470,12 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\bUnpaused\"\"\n" +
 	"\bFinished\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\xdc\x03\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"\x81\x01\n" +
+	"\x05Moved\x12*\n" +
+	"\x11from_component_id\x18\x01 \x01(\tR\x0ffromComponentId\x12&\n" +
+	"\x0fto_component_id\x18\x02 \x01(\tR\rtoComponentId\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x14\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\"\xdc\x03\n" +
 	"\fHistoryEvent\x127\n" +
 	"\apersist\x18\x01 \x01(\v2\x1b.obelisk.storage.v1.PersistH\x00R\apersist\x12K\n" +
 	"\x0fjoin_set_create\x18\x02 \x01(\v2!.obelisk.storage.v1.JoinSetCreateH\x00R\rjoinSetCreate\x12N\n" +
@@ -2414,7 +2545,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xd5\t\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xa2\n" +
+	"\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2450,7 +2582,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06result\x18\x1a \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
-	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x1a`\n" +
+	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12\x1f\n" +
+	"\vforked_from\x18\x1d \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\x1e \x01(\rR\x0fforkedAtVersion\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
@@ -2487,7 +2622,7 @@ func file_obelisk_storage_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_obelisk_storage_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_obelisk_storage_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_obelisk_storage_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_obelisk_storage_v1_events_proto_goTypes = []any{
 	(ComponentType)(0),            // 0: obelisk.storage.v1.ComponentType
 	(Status)(0),                   // 1: obelisk.storage.v1.Status
@@ -2503,23 +2638,24 @@ var file_obelisk_storage_v1_events_proto_goTypes = []any{
 	(*Paused)(nil),                // 11: obelisk.storage.v1.Paused
 	(*Unpaused)(nil),              // 12: obelisk.storage.v1.Unpaused
 	(*Finished)(nil),              // 13: obelisk.storage.v1.Finished
-	(*HistoryEvent)(nil),          // 14: obelisk.storage.v1.HistoryEvent
-	(*Persist)(nil),               // 15: obelisk.storage.v1.Persist
-	(*JoinSetCreate)(nil),         // 16: obelisk.storage.v1.JoinSetCreate
-	(*JoinSetRequest)(nil),        // 17: obelisk.storage.v1.JoinSetRequest
-	(*ChildExecutionRequest)(nil), // 18: obelisk.storage.v1.ChildExecutionRequest
-	(*DelayRequest)(nil),          // 19: obelisk.storage.v1.DelayRequest
-	(*JoinNext)(nil),              // 20: obelisk.storage.v1.JoinNext
-	(*Schedule)(nil),              // 21: obelisk.storage.v1.Schedule
-	(*Stub)(nil),                  // 22: obelisk.storage.v1.Stub
-	(*JoinNextTry)(nil),           // 23: obelisk.storage.v1.JoinNextTry
-	(*Response)(nil),              // 24: obelisk.storage.v1.Response
-	(*ChildFinished)(nil),         // 25: obelisk.storage.v1.ChildFinished
-	(*DelayFinished)(nil),         // 26: obelisk.storage.v1.DelayFinished
-	(*JoinSetCounters)(nil),       // 27: obelisk.storage.v1.JoinSetCounters
-	(*ExecutionState)(nil),        // 28: obelisk.storage.v1.ExecutionState
-	nil,                           // 29: obelisk.storage.v1.Created.MetadataEntry
-	nil,                           // 30: obelisk.storage.v1.ExecutionState.JoinSetsEntry
+	(*Moved)(nil),                 // 14: obelisk.storage.v1.Moved
+	(*HistoryEvent)(nil),          // 15: obelisk.storage.v1.HistoryEvent
+	(*Persist)(nil),               // 16: obelisk.storage.v1.Persist
+	(*JoinSetCreate)(nil),         // 17: obelisk.storage.v1.JoinSetCreate
+	(*JoinSetRequest)(nil),        // 18: obelisk.storage.v1.JoinSetRequest
+	(*ChildExecutionRequest)(nil), // 19: obelisk.storage.v1.ChildExecutionRequest
+	(*DelayRequest)(nil),          // 20: obelisk.storage.v1.DelayRequest
+	(*JoinNext)(nil),              // 21: obelisk.storage.v1.JoinNext
+	(*Schedule)(nil),              // 22: obelisk.storage.v1.Schedule
+	(*Stub)(nil),                  // 23: obelisk.storage.v1.Stub
+	(*JoinNextTry)(nil),           // 24: obelisk.storage.v1.JoinNextTry
+	(*Response)(nil),              // 25: obelisk.storage.v1.Response
+	(*ChildFinished)(nil),         // 26: obelisk.storage.v1.ChildFinished
+	(*DelayFinished)(nil),         // 27: obelisk.storage.v1.DelayFinished
+	(*JoinSetCounters)(nil),       // 28: obelisk.storage.v1.JoinSetCounters
+	(*ExecutionState)(nil),        // 29: obelisk.storage.v1.ExecutionState
+	nil,                           // 30: obelisk.storage.v1.Created.MetadataEntry
+	nil,                           // 31: obelisk.storage.v1.ExecutionState.JoinSetsEntry
 }
 var file_obelisk_storage_v1_events_proto_depIdxs = []int32{
 	4,  // 0: obelisk.storage.v1.Event.created:type_name -> obelisk.storage.v1.Created
@@ -2527,36 +2663,37 @@ var file_obelisk_storage_v1_events_proto_depIdxs = []int32{
 	7,  // 2: obelisk.storage.v1.Event.unlocked:type_name -> obelisk.storage.v1.Unlocked
 	8,  // 3: obelisk.storage.v1.Event.temporarily_failed:type_name -> obelisk.storage.v1.TemporarilyFailed
 	9,  // 4: obelisk.storage.v1.Event.temporarily_timed_out:type_name -> obelisk.storage.v1.TemporarilyTimedOut
-	14, // 5: obelisk.storage.v1.Event.history:type_name -> obelisk.storage.v1.HistoryEvent
+	15, // 5: obelisk.storage.v1.Event.history:type_name -> obelisk.storage.v1.HistoryEvent
 	10, // 6: obelisk.storage.v1.Event.cancel_requested:type_name -> obelisk.storage.v1.CancelRequested
 	11, // 7: obelisk.storage.v1.Event.paused:type_name -> obelisk.storage.v1.Paused
 	12, // 8: obelisk.storage.v1.Event.unpaused:type_name -> obelisk.storage.v1.Unpaused
 	13, // 9: obelisk.storage.v1.Event.finished:type_name -> obelisk.storage.v1.Finished
-	0,  // 10: obelisk.storage.v1.Created.component_type:type_name -> obelisk.storage.v1.ComponentType
-	29, // 11: obelisk.storage.v1.Created.metadata:type_name -> obelisk.storage.v1.Created.MetadataEntry
-	5,  // 12: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
-	15, // 13: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
-	16, // 14: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
-	17, // 15: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
-	20, // 16: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
-	21, // 17: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
-	22, // 18: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
-	23, // 19: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
-	18, // 20: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
-	19, // 21: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
-	25, // 22: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
-	26, // 23: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
-	0,  // 24: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
-	1,  // 25: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
-	5,  // 26: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
-	30, // 27: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
-	2,  // 28: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
-	27, // 29: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	14, // 10: obelisk.storage.v1.Event.moved:type_name -> obelisk.storage.v1.Moved
+	0,  // 11: obelisk.storage.v1.Created.component_type:type_name -> obelisk.storage.v1.ComponentType
+	30, // 12: obelisk.storage.v1.Created.metadata:type_name -> obelisk.storage.v1.Created.MetadataEntry
+	5,  // 13: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
+	16, // 14: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
+	17, // 15: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
+	18, // 16: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
+	21, // 17: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
+	22, // 18: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
+	23, // 19: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
+	24, // 20: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
+	19, // 21: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
+	20, // 22: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
+	26, // 23: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
+	27, // 24: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
+	0,  // 25: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
+	1,  // 26: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
+	5,  // 27: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
+	31, // 28: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
+	2,  // 29: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
+	28, // 30: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_storage_v1_events_proto_init() }
@@ -2575,8 +2712,9 @@ func file_obelisk_storage_v1_events_proto_init() {
 		(*Event_Paused)(nil),
 		(*Event_Unpaused)(nil),
 		(*Event_Finished)(nil),
+		(*Event_Moved)(nil),
 	}
-	file_obelisk_storage_v1_events_proto_msgTypes[11].OneofWrappers = []any{
+	file_obelisk_storage_v1_events_proto_msgTypes[12].OneofWrappers = []any{
 		(*HistoryEvent_Persist)(nil),
 		(*HistoryEvent_JoinSetCreate)(nil),
 		(*HistoryEvent_JoinSetRequest)(nil),
@@ -2585,11 +2723,11 @@ func file_obelisk_storage_v1_events_proto_init() {
 		(*HistoryEvent_Stub)(nil),
 		(*HistoryEvent_JoinNextTry)(nil),
 	}
-	file_obelisk_storage_v1_events_proto_msgTypes[14].OneofWrappers = []any{
+	file_obelisk_storage_v1_events_proto_msgTypes[15].OneofWrappers = []any{
 		(*JoinSetRequest_Child)(nil),
 		(*JoinSetRequest_Delay)(nil),
 	}
-	file_obelisk_storage_v1_events_proto_msgTypes[21].OneofWrappers = []any{
+	file_obelisk_storage_v1_events_proto_msgTypes[22].OneofWrappers = []any{
 		(*Response_Child)(nil),
 		(*Response_Delay)(nil),
 	}
@@ -2599,7 +2737,7 @@ func file_obelisk_storage_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_storage_v1_events_proto_rawDesc), len(file_obelisk_storage_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
