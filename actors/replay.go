@@ -86,6 +86,9 @@ type ReplayDivergence struct {
 	Recorded, Produced *ReplayStep
 	// Detail says what differed, in words.
 	Detail string
+	// StepVersion is the stream version where the host call that diverged began: a
+	// fork keeping the history before it (Engine.Fork) is at a step boundary.
+	StepVersion uint32
 }
 
 // ReplayLog is a line the guest logged during the replay.
@@ -103,6 +106,8 @@ type ReplayReport struct {
 	// HistoryEvents is the recorded history's length, Replayed how many of its events
 	// the code reproduced.
 	HistoryEvents, Replayed int
+	// Version is the stream version replayed (the state's NextVersion when it was read).
+	Version uint32
 	// Finished: the execution has finished; RecordedResult is its result.
 	Finished       bool
 	RecordedResult []byte
@@ -267,7 +272,7 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	inst.SetLogging(wasmhost.RunLogging{Sink: logs, CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
 	out, runErr := r.play(ctx, inst)
 
-	rep := &ReplayReport{ExecutionID: st.ExecutionId, ComponentID: c.ID, Pinned: st.ComponentId, HistoryEvents: recorded,
+	rep := &ReplayReport{ExecutionID: st.ExecutionId, ComponentID: c.ID, Pinned: st.ComponentId, HistoryEvents: recorded, Version: uint32(len(evs)),
 		Finished: st.Status == pb.Status_STATUS_FINISHED}
 	if rep.Finished {
 		rep.RecordedResult = st.Result
@@ -294,7 +299,8 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 		}
 	case errors.As(runErr, &nd):
 		rep.Replayed = min(nd.Index, recorded)
-		rep.Divergence = &ReplayDivergence{Index: nd.Index, Recorded: stepOf(nd.Recorded), Produced: stepOf(nd.Produced), Detail: nd.Detail}
+		rep.Divergence = &ReplayDivergence{Index: nd.Index, Recorded: stepOf(nd.Recorded), Produced: stepOf(nd.Produced), Detail: nd.Detail,
+			StepVersion: historyVersion(evs, nd.Step)}
 	case errors.Is(runErr, errReplayEnd):
 		rep.Replayed, rep.OK, rep.Next = recorded, true, fx.next
 		if complete {
@@ -312,6 +318,21 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 		return nil, runErr
 	}
 	return rep, nil
+}
+
+// historyVersion is the stream version of the n-th history event of evs (past the
+// last: the version after it).
+func historyVersion(evs []*pb.Event, n int) uint32 {
+	seen := 0
+	for i, ev := range evs {
+		if ev.GetHistory() != nil {
+			if seen == n {
+				return uint32(i)
+			}
+			seen++
+		}
+	}
+	return uint32(len(evs))
 }
 
 // endedEarly: result is a failure recorded without the workflow returning: a

@@ -37,13 +37,16 @@ type NondeterminismError struct {
 	// when it returned while the history had more).
 	Index              int
 	Recorded, Produced *pb.HistoryEvent
+	// Step is where the host call that diverged began recording (Index, unless it
+	// records several events together: a direct call, a sleep, a join set's close).
+	Step int
 }
 
 // diverged is the nondeterminism of the workflow producing h (did, in words) where
 // the history recorded r.history[r.pos].
 func (r *workflowRun) diverged(h *pb.HistoryEvent, did string) *NondeterminismError {
 	return &NondeterminismError{Detail: fmt.Sprintf("at history event %d: recorded %s, the workflow now did %s", r.pos, describe(r.history[r.pos]), did),
-		Index: r.pos, Recorded: r.history[r.pos], Produced: h}
+		Index: r.pos, Recorded: r.history[r.pos], Produced: h, Step: r.pos}
 }
 
 func (e *NondeterminismError) Error() string { return "nondeterminism detected: " + e.Detail }
@@ -276,7 +279,7 @@ func (r *workflowRun) play(ctx context.Context, inst *wasmhost.Instance) ([]byte
 	}
 	if runErr == nil && r.pos < len(r.history) {
 		runErr = &NondeterminismError{Detail: fmt.Sprintf("the workflow returned, but its history has %d more recorded events", len(r.history)-r.pos),
-			Index: r.pos, Recorded: r.history[r.pos]}
+			Index: r.pos, Recorded: r.history[r.pos], Step: r.pos}
 	}
 	return out, runErr
 }
@@ -618,12 +621,15 @@ func (e *Engine) scheduledCreated(now time.Time, fn Function, params []byte, at 
 // other streams in one transaction.
 func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEvent, extra func(now time.Time) []events.Append) error {
 	if r.pos < len(r.history) {
+		step := r.pos
 		for _, w := range want {
 			if r.pos >= len(r.history) {
-				return &NondeterminismError{Detail: fmt.Sprintf("history ends in the middle of a call; expected %s", describe(w)), Index: r.pos, Produced: w}
+				return &NondeterminismError{Detail: fmt.Sprintf("history ends in the middle of a call; expected %s", describe(w)), Index: r.pos, Produced: w, Step: step}
 			}
 			if !sameHistory(r.history[r.pos], w) {
-				return r.diverged(w, describe(w))
+				nd := r.diverged(w, describe(w))
+				nd.Step = step
+				return nd
 			}
 			r.pos++
 		}

@@ -59,3 +59,31 @@ func replayStep(s *actors.ReplayStep) *apiv1.ReplayStep {
 	}
 	return &apiv1.ReplayStep{Kind: s.Kind, Function: s.Function, ParamsJson: string(s.Params), JoinSet: s.JoinSet, ExecutionId: s.ExecutionID, Detail: s.Detail}
 }
+
+// Upgrade moves a set of workflow executions onto another component
+// (actors.Engine.Upgrade).
+func (h *executions) Upgrade(ctx context.Context, req *connect.Request[apiv1.UpgradeRequest]) (*connect.Response[apiv1.UpgradeResponse], error) {
+	m := req.Msg
+	if strings.TrimSpace(m.Component) == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("component (the target) is required"))
+	}
+	by := strings.TrimSpace(m.By)
+	if by == "" {
+		by = "api"
+	}
+	res, err := h.e.Upgrade(ctx,
+		actors.UpgradeSelection{IDs: m.ExecutionIds, FFQN: strings.TrimSpace(m.Ffqn), FromComponent: strings.TrimSpace(m.FromComponent), Statuses: m.Statuses},
+		actors.UpgradeOptions{Component: strings.TrimSpace(m.Component), DryRun: m.DryRun, Approve: m.ApproveNondeterminism, By: by})
+	if err != nil {
+		return nil, apiError(err)
+	}
+	out := &apiv1.UpgradeResponse{ComponentId: res.To}
+	for _, it := range res.Items {
+		item := &apiv1.UpgradeItem{ExecutionId: it.ExecutionID, FromComponentId: it.From, Outcome: string(it.Outcome), ForkId: it.ForkID, Error: it.Error}
+		if it.Report != nil {
+			item.Replay = ReplayResponse(it.Report)
+		}
+		out.Items = append(out.Items, item)
+	}
+	return connect.NewResponse(out), nil
+}

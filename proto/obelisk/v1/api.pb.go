@@ -26,6 +26,243 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type UpgradeRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Component string                 `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"` // the target: a deployed component's name or ID
+	// The selection, one of: the IDs, a function, or the component (name or ID) they are pinned to.
+	ExecutionIds          []string `protobuf:"bytes,2,rep,name=execution_ids,json=executionIds,proto3" json:"execution_ids,omitempty"`
+	Ffqn                  string   `protobuf:"bytes,3,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	FromComponent         string   `protobuf:"bytes,4,opt,name=from_component,json=fromComponent,proto3" json:"from_component,omitempty"`
+	Statuses              []string `protobuf:"bytes,5,rep,name=statuses,proto3" json:"statuses,omitempty"`                                                        // keep these statuses (pending_at, locked, blocked_by_join_set, nondeterminism_detected)
+	DryRun                bool     `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`                                             // replay and report; move and fork nothing
+	ApproveNondeterminism []string `protobuf:"bytes,7,rep,name=approve_nondeterminism,json=approveNondeterminism,proto3" json:"approve_nondeterminism,omitempty"` // fork these at their divergence
+	By                    string   `protobuf:"bytes,8,opt,name=by,proto3" json:"by,omitempty"`                                                                    // who upgrades, recorded in the Moved events ("" = "api")
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *UpgradeRequest) Reset() {
+	*x = UpgradeRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeRequest) ProtoMessage() {}
+
+func (x *UpgradeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeRequest.ProtoReflect.Descriptor instead.
+func (*UpgradeRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpgradeRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *UpgradeRequest) GetExecutionIds() []string {
+	if x != nil {
+		return x.ExecutionIds
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *UpgradeRequest) GetFromComponent() string {
+	if x != nil {
+		return x.FromComponent
+	}
+	return ""
+}
+
+func (x *UpgradeRequest) GetStatuses() []string {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *UpgradeRequest) GetApproveNondeterminism() []string {
+	if x != nil {
+		return x.ApproveNondeterminism
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type UpgradeItem struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId     string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	FromComponentId string                 `protobuf:"bytes,2,opt,name=from_component_id,json=fromComponentId,proto3" json:"from_component_id,omitempty"`
+	Outcome         string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`             // moved | forked | diverged | would_move | would_fork | failed
+	Replay          *ReplayResponse        `protobuf:"bytes,4,opt,name=replay,proto3" json:"replay,omitempty"`               // its replay against the target
+	ForkId          string                 `protobuf:"bytes,5,opt,name=fork_id,json=forkId,proto3" json:"fork_id,omitempty"` // forked: the fork
+	Error           string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`                 // failed: why
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpgradeItem) Reset() {
+	*x = UpgradeItem{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeItem) ProtoMessage() {}
+
+func (x *UpgradeItem) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeItem.ProtoReflect.Descriptor instead.
+func (*UpgradeItem) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpgradeItem) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetFromComponentId() string {
+	if x != nil {
+		return x.FromComponentId
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetReplay() *ReplayResponse {
+	if x != nil {
+		return x.Replay
+	}
+	return nil
+}
+
+func (x *UpgradeItem) GetForkId() string {
+	if x != nil {
+		return x.ForkId
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type UpgradeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ComponentId   string                 `protobuf:"bytes,1,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"` // the target
+	Items         []*UpgradeItem         `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeResponse) Reset() {
+	*x = UpgradeResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeResponse) ProtoMessage() {}
+
+func (x *UpgradeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeResponse.ProtoReflect.Descriptor instead.
+func (*UpgradeResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpgradeResponse) GetComponentId() string {
+	if x != nil {
+		return x.ComponentId
+	}
+	return ""
+}
+
+func (x *UpgradeResponse) GetItems() []*UpgradeItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
 type ReplayRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
@@ -38,7 +275,7 @@ type ReplayRequest struct {
 
 func (x *ReplayRequest) Reset() {
 	*x = ReplayRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	mi := &file_obelisk_v1_api_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +287,7 @@ func (x *ReplayRequest) String() string {
 func (*ReplayRequest) ProtoMessage() {}
 
 func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	mi := &file_obelisk_v1_api_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +300,7 @@ func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
 func (*ReplayRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReplayRequest) GetExecutionId() string {
@@ -112,7 +349,7 @@ type ReplayStep struct {
 
 func (x *ReplayStep) Reset() {
 	*x = ReplayStep{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	mi := &file_obelisk_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +361,7 @@ func (x *ReplayStep) String() string {
 func (*ReplayStep) ProtoMessage() {}
 
 func (x *ReplayStep) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	mi := &file_obelisk_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +374,7 @@ func (x *ReplayStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayStep.ProtoReflect.Descriptor instead.
 func (*ReplayStep) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReplayStep) GetKind() string {
@@ -194,7 +431,7 @@ type ReplayDivergence struct {
 
 func (x *ReplayDivergence) Reset() {
 	*x = ReplayDivergence{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	mi := &file_obelisk_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +443,7 @@ func (x *ReplayDivergence) String() string {
 func (*ReplayDivergence) ProtoMessage() {}
 
 func (x *ReplayDivergence) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	mi := &file_obelisk_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +456,7 @@ func (x *ReplayDivergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayDivergence.ProtoReflect.Descriptor instead.
 func (*ReplayDivergence) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReplayDivergence) GetIndex() uint32 {
@@ -261,7 +498,7 @@ type ReplayLogLine struct {
 
 func (x *ReplayLogLine) Reset() {
 	*x = ReplayLogLine{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[3]
+	mi := &file_obelisk_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +510,7 @@ func (x *ReplayLogLine) String() string {
 func (*ReplayLogLine) ProtoMessage() {}
 
 func (x *ReplayLogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[3]
+	mi := &file_obelisk_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +523,7 @@ func (x *ReplayLogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayLogLine.ProtoReflect.Descriptor instead.
 func (*ReplayLogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReplayLogLine) GetTime() string {
@@ -332,7 +569,7 @@ type ReplayResponse struct {
 
 func (x *ReplayResponse) Reset() {
 	*x = ReplayResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[4]
+	mi := &file_obelisk_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +581,7 @@ func (x *ReplayResponse) String() string {
 func (*ReplayResponse) ProtoMessage() {}
 
 func (x *ReplayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[4]
+	mi := &file_obelisk_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +594,7 @@ func (x *ReplayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayResponse.ProtoReflect.Descriptor instead.
 func (*ReplayResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReplayResponse) GetExecutionId() string {
@@ -467,7 +704,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	mi := &file_obelisk_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +716,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	mi := &file_obelisk_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +729,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteRequest) GetExecutionId() string {
@@ -512,7 +749,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	mi := &file_obelisk_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +761,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	mi := &file_obelisk_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +774,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteResponse) GetExecutions() uint32 {
@@ -563,7 +800,7 @@ type ListRetentionRequest struct {
 
 func (x *ListRetentionRequest) Reset() {
 	*x = ListRetentionRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	mi := &file_obelisk_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +812,7 @@ func (x *ListRetentionRequest) String() string {
 func (*ListRetentionRequest) ProtoMessage() {}
 
 func (x *ListRetentionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	mi := &file_obelisk_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +825,7 @@ func (x *ListRetentionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRetentionRequest.ProtoReflect.Descriptor instead.
 func (*ListRetentionRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRetentionRequest) GetLimit() uint32 {
@@ -607,7 +844,7 @@ type ListRetentionResponse struct {
 
 func (x *ListRetentionResponse) Reset() {
 	*x = ListRetentionResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[8]
+	mi := &file_obelisk_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +856,7 @@ func (x *ListRetentionResponse) String() string {
 func (*ListRetentionResponse) ProtoMessage() {}
 
 func (x *ListRetentionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[8]
+	mi := &file_obelisk_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +869,7 @@ func (x *ListRetentionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRetentionResponse.ProtoReflect.Descriptor instead.
 func (*ListRetentionResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRetentionResponse) GetTrees() []*RetainedTree {
@@ -655,7 +892,7 @@ type RetainedTree struct {
 
 func (x *RetainedTree) Reset() {
 	*x = RetainedTree{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[9]
+	mi := &file_obelisk_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +904,7 @@ func (x *RetainedTree) String() string {
 func (*RetainedTree) ProtoMessage() {}
 
 func (x *RetainedTree) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[9]
+	mi := &file_obelisk_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +917,7 @@ func (x *RetainedTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedTree.ProtoReflect.Descriptor instead.
 func (*RetainedTree) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RetainedTree) GetExecutionId() string {
@@ -720,7 +957,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[10]
+	mi := &file_obelisk_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +969,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[10]
+	mi := &file_obelisk_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +982,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelRequest) GetExecutionId() string {
@@ -764,7 +1001,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[11]
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +1013,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[11]
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +1026,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelResponse) GetOutcome() string {
@@ -808,7 +1045,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[12]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1057,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[12]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1070,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PauseRequest) GetExecutionId() string {
@@ -851,7 +1088,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[13]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1100,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[13]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1113,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 type UnpauseRequest struct {
@@ -888,7 +1125,7 @@ type UnpauseRequest struct {
 
 func (x *UnpauseRequest) Reset() {
 	*x = UnpauseRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1137,7 @@ func (x *UnpauseRequest) String() string {
 func (*UnpauseRequest) ProtoMessage() {}
 
 func (x *UnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1150,7 @@ func (x *UnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpauseRequest.ProtoReflect.Descriptor instead.
 func (*UnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnpauseRequest) GetExecutionId() string {
@@ -931,7 +1168,7 @@ type UnpauseResponse struct {
 
 func (x *UnpauseResponse) Reset() {
 	*x = UnpauseResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1180,7 @@ func (x *UnpauseResponse) String() string {
 func (*UnpauseResponse) ProtoMessage() {}
 
 func (x *UnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1193,7 @@ func (x *UnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpauseResponse.ProtoReflect.Descriptor instead.
 func (*UnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 type StubRequest struct {
@@ -969,7 +1206,7 @@ type StubRequest struct {
 
 func (x *StubRequest) Reset() {
 	*x = StubRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1218,7 @@ func (x *StubRequest) String() string {
 func (*StubRequest) ProtoMessage() {}
 
 func (x *StubRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1231,7 @@ func (x *StubRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StubRequest.ProtoReflect.Descriptor instead.
 func (*StubRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StubRequest) GetExecutionId() string {
@@ -1020,7 +1257,7 @@ type StubResponse struct {
 
 func (x *StubResponse) Reset() {
 	*x = StubResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1269,7 @@ func (x *StubResponse) String() string {
 func (*StubResponse) ProtoMessage() {}
 
 func (x *StubResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1282,7 @@ func (x *StubResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StubResponse.ProtoReflect.Descriptor instead.
 func (*StubResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StubResponse) GetOutcome() string {
@@ -1075,7 +1312,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1324,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1337,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitRequest) GetFfqn() string {
@@ -1148,7 +1385,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1397,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1410,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitResponse) GetExecutionId() string {
@@ -1200,7 +1437,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1449,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1462,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetStatusRequest) GetExecutionId() string {
@@ -1251,7 +1488,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1500,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1513,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetStatusResponse) GetSummary() *ExecutionSummary {
@@ -1312,7 +1549,7 @@ type ExecutionSummary struct {
 
 func (x *ExecutionSummary) Reset() {
 	*x = ExecutionSummary{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1561,7 @@ func (x *ExecutionSummary) String() string {
 func (*ExecutionSummary) ProtoMessage() {}
 
 func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1574,7 @@ func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionSummary.ProtoReflect.Descriptor instead.
 func (*ExecutionSummary) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExecutionSummary) GetExecutionId() string {
@@ -1472,7 +1709,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1721,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1734,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListExecutionsRequest) GetFfqnPrefix() string {
@@ -1545,7 +1782,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1794,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1807,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListExecutionsResponse) GetExecutions() []*ExecutionSummary {
@@ -1598,7 +1835,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1847,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1860,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListEventsRequest) GetExecutionId() string {
@@ -1660,7 +1897,7 @@ type EventView struct {
 
 func (x *EventView) Reset() {
 	*x = EventView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1909,7 @@ func (x *EventView) String() string {
 func (*EventView) ProtoMessage() {}
 
 func (x *EventView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1922,7 @@ func (x *EventView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventView.ProtoReflect.Descriptor instead.
 func (*EventView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EventView) GetVersion() uint32 {
@@ -1726,7 +1963,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1975,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1988,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListEventsResponse) GetEvents() []*EventView {
@@ -1778,7 +2015,7 @@ type ListResponsesRequest struct {
 
 func (x *ListResponsesRequest) Reset() {
 	*x = ListResponsesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +2027,7 @@ func (x *ListResponsesRequest) String() string {
 func (*ListResponsesRequest) ProtoMessage() {}
 
 func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +2040,7 @@ func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesRequest.ProtoReflect.Descriptor instead.
 func (*ListResponsesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListResponsesRequest) GetExecutionId() string {
@@ -1835,7 +2072,7 @@ type ResponseView struct {
 
 func (x *ResponseView) Reset() {
 	*x = ResponseView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2084,7 @@ func (x *ResponseView) String() string {
 func (*ResponseView) ProtoMessage() {}
 
 func (x *ResponseView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2097,7 @@ func (x *ResponseView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseView.ProtoReflect.Descriptor instead.
 func (*ResponseView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResponseView) GetCursor() uint32 {
@@ -1921,7 +2158,7 @@ type ListResponsesResponse struct {
 
 func (x *ListResponsesResponse) Reset() {
 	*x = ListResponsesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2170,7 @@ func (x *ListResponsesResponse) String() string {
 func (*ListResponsesResponse) ProtoMessage() {}
 
 func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2183,7 @@ func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesResponse.ProtoReflect.Descriptor instead.
 func (*ListResponsesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListResponsesResponse) GetResponses() []*ResponseView {
@@ -1964,7 +2201,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2213,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2226,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 type FunctionInfo struct {
@@ -2003,7 +2240,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2252,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2265,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FunctionInfo) GetFfqn() string {
@@ -2068,7 +2305,7 @@ type ComponentInfo struct {
 
 func (x *ComponentInfo) Reset() {
 	*x = ComponentInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2317,7 @@ func (x *ComponentInfo) String() string {
 func (*ComponentInfo) ProtoMessage() {}
 
 func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2330,7 @@ func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentInfo.ProtoReflect.Descriptor instead.
 func (*ComponentInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ComponentInfo) GetComponentId() string {
@@ -2147,7 +2384,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2396,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2409,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*ComponentInfo {
@@ -2191,7 +2428,7 @@ type GetComponentRequest struct {
 
 func (x *GetComponentRequest) Reset() {
 	*x = GetComponentRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2440,7 @@ func (x *GetComponentRequest) String() string {
 func (*GetComponentRequest) ProtoMessage() {}
 
 func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2453,7 @@ func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
 func (*GetComponentRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetComponentRequest) GetComponent() string {
@@ -2237,7 +2474,7 @@ type WitFile struct {
 
 func (x *WitFile) Reset() {
 	*x = WitFile{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2486,7 @@ func (x *WitFile) String() string {
 func (*WitFile) ProtoMessage() {}
 
 func (x *WitFile) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2499,7 @@ func (x *WitFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitFile.ProtoReflect.Descriptor instead.
 func (*WitFile) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WitFile) GetPath() string {
@@ -2289,7 +2526,7 @@ type FunctionParam struct {
 
 func (x *FunctionParam) Reset() {
 	*x = FunctionParam{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2538,7 @@ func (x *FunctionParam) String() string {
 func (*FunctionParam) ProtoMessage() {}
 
 func (x *FunctionParam) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2551,7 @@ func (x *FunctionParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionParam.ProtoReflect.Descriptor instead.
 func (*FunctionParam) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *FunctionParam) GetName() string {
@@ -2347,7 +2584,7 @@ type FunctionDetail struct {
 
 func (x *FunctionDetail) Reset() {
 	*x = FunctionDetail{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2596,7 @@ func (x *FunctionDetail) String() string {
 func (*FunctionDetail) ProtoMessage() {}
 
 func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2609,7 @@ func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDetail.ProtoReflect.Descriptor instead.
 func (*FunctionDetail) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *FunctionDetail) GetFfqn() string {
@@ -2438,7 +2675,7 @@ type GetComponentResponse struct {
 
 func (x *GetComponentResponse) Reset() {
 	*x = GetComponentResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2687,7 @@ func (x *GetComponentResponse) String() string {
 func (*GetComponentResponse) ProtoMessage() {}
 
 func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2700,7 @@ func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentResponse.ProtoReflect.Descriptor instead.
 func (*GetComponentResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetComponentResponse) GetComponentId() string {
@@ -2520,7 +2757,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2769,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2782,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchEventsRequest) GetFromPosition() uint64 {
@@ -2592,7 +2829,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2841,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2854,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchEventsResponse) GetPosition() uint64 {
@@ -2659,7 +2896,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2908,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2921,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetLogsRequest) GetExecutionId() string {
@@ -2724,7 +2961,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2973,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2986,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LogLine) GetSeq() uint64 {
@@ -2814,7 +3051,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3063,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3076,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -2882,7 +3119,26 @@ var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14obelisk/v1/api.proto\x12\n" +
-	"obelisk.v1\"|\n" +
+	"obelisk.v1\"\x8a\x02\n" +
+	"\x0eUpgradeRequest\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12#\n" +
+	"\rexecution_ids\x18\x02 \x03(\tR\fexecutionIds\x12\x12\n" +
+	"\x04ffqn\x18\x03 \x01(\tR\x04ffqn\x12%\n" +
+	"\x0efrom_component\x18\x04 \x01(\tR\rfromComponent\x12\x1a\n" +
+	"\bstatuses\x18\x05 \x03(\tR\bstatuses\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\x125\n" +
+	"\x16approve_nondeterminism\x18\a \x03(\tR\x15approveNondeterminism\x12\x0e\n" +
+	"\x02by\x18\b \x01(\tR\x02by\"\xd9\x01\n" +
+	"\vUpgradeItem\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12*\n" +
+	"\x11from_component_id\x18\x02 \x01(\tR\x0ffromComponentId\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x122\n" +
+	"\x06replay\x18\x04 \x01(\v2\x1a.obelisk.v1.ReplayResponseR\x06replay\x12\x17\n" +
+	"\afork_id\x18\x05 \x01(\tR\x06forkId\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"c\n" +
+	"\x0fUpgradeResponse\x12!\n" +
+	"\fcomponent_id\x18\x01 \x01(\tR\vcomponentId\x12-\n" +
+	"\x05items\x18\x02 \x03(\v2\x17.obelisk.v1.UpgradeItemR\x05items\"|\n" +
 	"\rReplayRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x1c\n" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x12\n" +
@@ -3107,7 +3363,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\x12\x16\n" +
 	"\x06stored\x18\x03 \x01(\x04R\x06stored\x12\x18\n" +
 	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x1a\n" +
-	"\bfinished\x18\x05 \x01(\bR\bfinished2\x87\b\n" +
+	"\bfinished\x18\x05 \x01(\bR\bfinished2\xcb\b\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -3123,7 +3379,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse\x12?\n" +
 	"\x06Delete\x12\x19.obelisk.v1.DeleteRequest\x1a\x1a.obelisk.v1.DeleteResponse\x12T\n" +
 	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse\x12?\n" +
-	"\x06Replay\x12\x19.obelisk.v1.ReplayRequest\x1a\x1a.obelisk.v1.ReplayResponse2\xbe\x01\n" +
+	"\x06Replay\x12\x19.obelisk.v1.ReplayRequest\x1a\x1a.obelisk.v1.ReplayResponse\x12B\n" +
+	"\aUpgrade\x12\x1a.obelisk.v1.UpgradeRequest\x1a\x1b.obelisk.v1.UpgradeResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
 	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
 	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
@@ -3140,111 +3397,118 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_obelisk_v1_api_proto_goTypes = []any{
-	(*ReplayRequest)(nil),          // 0: obelisk.v1.ReplayRequest
-	(*ReplayStep)(nil),             // 1: obelisk.v1.ReplayStep
-	(*ReplayDivergence)(nil),       // 2: obelisk.v1.ReplayDivergence
-	(*ReplayLogLine)(nil),          // 3: obelisk.v1.ReplayLogLine
-	(*ReplayResponse)(nil),         // 4: obelisk.v1.ReplayResponse
-	(*DeleteRequest)(nil),          // 5: obelisk.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 6: obelisk.v1.DeleteResponse
-	(*ListRetentionRequest)(nil),   // 7: obelisk.v1.ListRetentionRequest
-	(*ListRetentionResponse)(nil),  // 8: obelisk.v1.ListRetentionResponse
-	(*RetainedTree)(nil),           // 9: obelisk.v1.RetainedTree
-	(*CancelRequest)(nil),          // 10: obelisk.v1.CancelRequest
-	(*CancelResponse)(nil),         // 11: obelisk.v1.CancelResponse
-	(*PauseRequest)(nil),           // 12: obelisk.v1.PauseRequest
-	(*PauseResponse)(nil),          // 13: obelisk.v1.PauseResponse
-	(*UnpauseRequest)(nil),         // 14: obelisk.v1.UnpauseRequest
-	(*UnpauseResponse)(nil),        // 15: obelisk.v1.UnpauseResponse
-	(*StubRequest)(nil),            // 16: obelisk.v1.StubRequest
-	(*StubResponse)(nil),           // 17: obelisk.v1.StubResponse
-	(*SubmitRequest)(nil),          // 18: obelisk.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 19: obelisk.v1.SubmitResponse
-	(*GetStatusRequest)(nil),       // 20: obelisk.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 21: obelisk.v1.GetStatusResponse
-	(*ExecutionSummary)(nil),       // 22: obelisk.v1.ExecutionSummary
-	(*ListExecutionsRequest)(nil),  // 23: obelisk.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil), // 24: obelisk.v1.ListExecutionsResponse
-	(*ListEventsRequest)(nil),      // 25: obelisk.v1.ListEventsRequest
-	(*EventView)(nil),              // 26: obelisk.v1.EventView
-	(*ListEventsResponse)(nil),     // 27: obelisk.v1.ListEventsResponse
-	(*ListResponsesRequest)(nil),   // 28: obelisk.v1.ListResponsesRequest
-	(*ResponseView)(nil),           // 29: obelisk.v1.ResponseView
-	(*ListResponsesResponse)(nil),  // 30: obelisk.v1.ListResponsesResponse
-	(*ListComponentsRequest)(nil),  // 31: obelisk.v1.ListComponentsRequest
-	(*FunctionInfo)(nil),           // 32: obelisk.v1.FunctionInfo
-	(*ComponentInfo)(nil),          // 33: obelisk.v1.ComponentInfo
-	(*ListComponentsResponse)(nil), // 34: obelisk.v1.ListComponentsResponse
-	(*GetComponentRequest)(nil),    // 35: obelisk.v1.GetComponentRequest
-	(*WitFile)(nil),                // 36: obelisk.v1.WitFile
-	(*FunctionParam)(nil),          // 37: obelisk.v1.FunctionParam
-	(*FunctionDetail)(nil),         // 38: obelisk.v1.FunctionDetail
-	(*GetComponentResponse)(nil),   // 39: obelisk.v1.GetComponentResponse
-	(*WatchEventsRequest)(nil),     // 40: obelisk.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),    // 41: obelisk.v1.WatchEventsResponse
-	(*GetLogsRequest)(nil),         // 42: obelisk.v1.GetLogsRequest
-	(*LogLine)(nil),                // 43: obelisk.v1.LogLine
-	(*GetLogsResponse)(nil),        // 44: obelisk.v1.GetLogsResponse
+	(*UpgradeRequest)(nil),         // 0: obelisk.v1.UpgradeRequest
+	(*UpgradeItem)(nil),            // 1: obelisk.v1.UpgradeItem
+	(*UpgradeResponse)(nil),        // 2: obelisk.v1.UpgradeResponse
+	(*ReplayRequest)(nil),          // 3: obelisk.v1.ReplayRequest
+	(*ReplayStep)(nil),             // 4: obelisk.v1.ReplayStep
+	(*ReplayDivergence)(nil),       // 5: obelisk.v1.ReplayDivergence
+	(*ReplayLogLine)(nil),          // 6: obelisk.v1.ReplayLogLine
+	(*ReplayResponse)(nil),         // 7: obelisk.v1.ReplayResponse
+	(*DeleteRequest)(nil),          // 8: obelisk.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 9: obelisk.v1.DeleteResponse
+	(*ListRetentionRequest)(nil),   // 10: obelisk.v1.ListRetentionRequest
+	(*ListRetentionResponse)(nil),  // 11: obelisk.v1.ListRetentionResponse
+	(*RetainedTree)(nil),           // 12: obelisk.v1.RetainedTree
+	(*CancelRequest)(nil),          // 13: obelisk.v1.CancelRequest
+	(*CancelResponse)(nil),         // 14: obelisk.v1.CancelResponse
+	(*PauseRequest)(nil),           // 15: obelisk.v1.PauseRequest
+	(*PauseResponse)(nil),          // 16: obelisk.v1.PauseResponse
+	(*UnpauseRequest)(nil),         // 17: obelisk.v1.UnpauseRequest
+	(*UnpauseResponse)(nil),        // 18: obelisk.v1.UnpauseResponse
+	(*StubRequest)(nil),            // 19: obelisk.v1.StubRequest
+	(*StubResponse)(nil),           // 20: obelisk.v1.StubResponse
+	(*SubmitRequest)(nil),          // 21: obelisk.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 22: obelisk.v1.SubmitResponse
+	(*GetStatusRequest)(nil),       // 23: obelisk.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 24: obelisk.v1.GetStatusResponse
+	(*ExecutionSummary)(nil),       // 25: obelisk.v1.ExecutionSummary
+	(*ListExecutionsRequest)(nil),  // 26: obelisk.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil), // 27: obelisk.v1.ListExecutionsResponse
+	(*ListEventsRequest)(nil),      // 28: obelisk.v1.ListEventsRequest
+	(*EventView)(nil),              // 29: obelisk.v1.EventView
+	(*ListEventsResponse)(nil),     // 30: obelisk.v1.ListEventsResponse
+	(*ListResponsesRequest)(nil),   // 31: obelisk.v1.ListResponsesRequest
+	(*ResponseView)(nil),           // 32: obelisk.v1.ResponseView
+	(*ListResponsesResponse)(nil),  // 33: obelisk.v1.ListResponsesResponse
+	(*ListComponentsRequest)(nil),  // 34: obelisk.v1.ListComponentsRequest
+	(*FunctionInfo)(nil),           // 35: obelisk.v1.FunctionInfo
+	(*ComponentInfo)(nil),          // 36: obelisk.v1.ComponentInfo
+	(*ListComponentsResponse)(nil), // 37: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),    // 38: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                // 39: obelisk.v1.WitFile
+	(*FunctionParam)(nil),          // 40: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),         // 41: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),   // 42: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),     // 43: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),    // 44: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 45: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 46: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 47: obelisk.v1.GetLogsResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
-	1,  // 0: obelisk.v1.ReplayDivergence.recorded:type_name -> obelisk.v1.ReplayStep
-	1,  // 1: obelisk.v1.ReplayDivergence.produced:type_name -> obelisk.v1.ReplayStep
-	2,  // 2: obelisk.v1.ReplayResponse.divergence:type_name -> obelisk.v1.ReplayDivergence
-	1,  // 3: obelisk.v1.ReplayResponse.next:type_name -> obelisk.v1.ReplayStep
-	3,  // 4: obelisk.v1.ReplayResponse.logs:type_name -> obelisk.v1.ReplayLogLine
-	9,  // 5: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
-	22, // 6: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
-	22, // 7: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
-	26, // 8: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
-	29, // 9: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
-	32, // 10: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
-	32, // 11: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
-	33, // 12: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
-	37, // 13: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
-	36, // 14: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
-	38, // 15: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
-	38, // 16: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
-	26, // 17: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	43, // 18: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	18, // 19: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	20, // 20: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	23, // 21: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	25, // 22: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	28, // 23: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	10, // 24: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	12, // 25: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	14, // 26: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	16, // 27: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	40, // 28: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	42, // 29: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	5,  // 30: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	7,  // 31: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	0,  // 32: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
-	31, // 33: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	35, // 34: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	19, // 35: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	21, // 36: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	24, // 37: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	27, // 38: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	30, // 39: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	11, // 40: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	13, // 41: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	15, // 42: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	17, // 43: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	41, // 44: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	44, // 45: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	6,  // 46: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	8,  // 47: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	4,  // 48: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
-	34, // 49: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	39, // 50: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	35, // [35:51] is the sub-list for method output_type
-	19, // [19:35] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 0: obelisk.v1.UpgradeItem.replay:type_name -> obelisk.v1.ReplayResponse
+	1,  // 1: obelisk.v1.UpgradeResponse.items:type_name -> obelisk.v1.UpgradeItem
+	4,  // 2: obelisk.v1.ReplayDivergence.recorded:type_name -> obelisk.v1.ReplayStep
+	4,  // 3: obelisk.v1.ReplayDivergence.produced:type_name -> obelisk.v1.ReplayStep
+	5,  // 4: obelisk.v1.ReplayResponse.divergence:type_name -> obelisk.v1.ReplayDivergence
+	4,  // 5: obelisk.v1.ReplayResponse.next:type_name -> obelisk.v1.ReplayStep
+	6,  // 6: obelisk.v1.ReplayResponse.logs:type_name -> obelisk.v1.ReplayLogLine
+	12, // 7: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
+	25, // 8: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
+	25, // 9: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
+	29, // 10: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
+	32, // 11: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
+	35, // 12: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
+	35, // 13: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
+	36, // 14: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
+	40, // 15: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
+	39, // 16: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
+	41, // 17: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
+	41, // 18: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
+	29, // 19: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
+	46, // 20: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	21, // 21: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	23, // 22: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	26, // 23: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	28, // 24: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	31, // 25: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	13, // 26: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	15, // 27: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	17, // 28: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	19, // 29: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	43, // 30: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	45, // 31: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	8,  // 32: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	10, // 33: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	3,  // 34: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
+	0,  // 35: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
+	34, // 36: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	38, // 37: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	22, // 38: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	24, // 39: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	27, // 40: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	30, // 41: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	33, // 42: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	14, // 43: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	16, // 44: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	18, // 45: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	20, // 46: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	44, // 47: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	47, // 48: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	9,  // 49: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	11, // 50: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	7,  // 51: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
+	2,  // 52: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
+	37, // 53: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	42, // 54: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	38, // [38:55] is the sub-list for method output_type
+	21, // [21:38] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -3258,7 +3522,7 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

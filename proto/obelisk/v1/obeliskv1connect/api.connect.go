@@ -76,6 +76,9 @@ const (
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
 	// ExecutionServiceReplayProcedure is the fully-qualified name of the ExecutionService's Replay RPC.
 	ExecutionServiceReplayProcedure = "/obelisk.v1.ExecutionService/Replay"
+	// ExecutionServiceUpgradeProcedure is the fully-qualified name of the ExecutionService's Upgrade
+	// RPC.
+	ExecutionServiceUpgradeProcedure = "/obelisk.v1.ExecutionService/Upgrade"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -131,6 +134,13 @@ type ExecutionServiceClient interface {
 	// replay only; ok, or the first divergence. An activity's execution, a component that
 	// does not export the function with the same type: INVALID_ARGUMENT.
 	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
+	// Upgrade shadow-replays each selected workflow execution (unfinished, or finished as
+	// nondeterminism_detected) against component and moves those that replay cleanly
+	// onto it (a Moved event records who, from which component to which); those that
+	// diverge are left alone, unless approve_nondeterminism names them: they are forked
+	// at the divergence onto component (the original cancelled). A
+	// nondeterminism_detected execution is repaired by a fork of its whole history.
+	Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -228,6 +238,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("Replay")),
 			connect.WithClientOptions(opts...),
 		),
+		upgrade: connect.NewClient[v1.UpgradeRequest, v1.UpgradeResponse](
+			httpClient,
+			baseURL+ExecutionServiceUpgradeProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Upgrade")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -247,6 +263,7 @@ type executionServiceClient struct {
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
 	replay         *connect.Client[v1.ReplayRequest, v1.ReplayResponse]
+	upgrade        *connect.Client[v1.UpgradeRequest, v1.UpgradeResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -319,6 +336,11 @@ func (c *executionServiceClient) Replay(ctx context.Context, req *connect.Reques
 	return c.replay.CallUnary(ctx, req)
 }
 
+// Upgrade calls obelisk.v1.ExecutionService.Upgrade.
+func (c *executionServiceClient) Upgrade(ctx context.Context, req *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {
+	return c.upgrade.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -366,6 +388,13 @@ type ExecutionServiceHandler interface {
 	// replay only; ok, or the first divergence. An activity's execution, a component that
 	// does not export the function with the same type: INVALID_ARGUMENT.
 	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
+	// Upgrade shadow-replays each selected workflow execution (unfinished, or finished as
+	// nondeterminism_detected) against component and moves those that replay cleanly
+	// onto it (a Moved event records who, from which component to which); those that
+	// diverge are left alone, unless approve_nondeterminism names them: they are forked
+	// at the divergence onto component (the original cancelled). A
+	// nondeterminism_detected execution is repaired by a fork of its whole history.
+	Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -459,6 +488,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("Replay")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceUpgradeHandler := connect.NewUnaryHandler(
+		ExecutionServiceUpgradeProcedure,
+		svc.Upgrade,
+		connect.WithSchema(executionServiceMethods.ByName("Upgrade")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -489,6 +524,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
 		case ExecutionServiceReplayProcedure:
 			executionServiceReplayHandler.ServeHTTP(w, r)
+		case ExecutionServiceUpgradeProcedure:
+			executionServiceUpgradeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -552,6 +589,10 @@ func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *conn
 
 func (UnimplementedExecutionServiceHandler) Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Replay is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Upgrade is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.
