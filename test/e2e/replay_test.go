@@ -165,9 +165,9 @@ func testReplayWebUI(t *testing.T, s *harness.Server, fiboa string) {
 		chromedp.WaitVisible(chromedp.CSS("#replay")),
 		chromedp.SendKeys(chromedp.CSS("#replay-comp"), "fibo_workflow_v2"),
 		chromedp.Click(chromedp.CSS("#replay")),
-		waitJS(`document.querySelector('#replay-out .replay-diverged')?.textContent.includes('diverges at history event 1')`))
+		waitJS(`(t => !!t && !t.includes('Replaying'))(document.querySelector('#replay-out')?.textContent)`))
 	report := get(t, ctx, "the report", chromedp.Evaluate[string](`document.querySelector('#replay-out').textContent`))
-	if !strings.Contains(report, "testing:fibo/fibo.fibo([5])") || !strings.Contains(report, "testing:fibo/fibo.fibo([1])") {
+	if !strings.Contains(report, "diverges at history event 1") || !strings.Contains(report, "testing:fibo/fibo.fibo([5])") || !strings.Contains(report, "testing:fibo/fibo.fibo([1])") {
 		t.Errorf("the report does not show both steps: %q", report)
 	}
 }
