@@ -43,6 +43,68 @@ func TestReplay(t *testing.T) {
 	t.Run("unfinished", func(t *testing.T) { testReplayUnfinishedNext(t, e) })
 	t.Run("refuses", func(t *testing.T) { testReplayRefuses(t, e) })
 	t.Run("file", func(t *testing.T) { testReplayFile(t, e) })
+	t.Run("upgrade", func(t *testing.T) { testUpgrade(t, e) })
+}
+
+// Upgrade moves an unfinished execution that replays cleanly on the target (here
+// fiboa-concurrent, paused before it ran: the same code in v2), after a dry run that
+// moves nothing; it refuses a selection that is not exactly one kind, an unknown
+// status, and a target that is not a workflow.
+func testUpgrade(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	id, _, err := e.Submit(ctx, "", "testing:fibo-workflow/workflow.fiboa-concurrent", json.RawMessage("[3, 2]"), OfComponent("fibo-workflow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Pause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	v1 := e.reg.byName["fibo-workflow"].ID
+	sel := UpgradeSelection{FromComponent: "fibo-workflow"}
+	res, err := e.Upgrade(ctx, sel, UpgradeOptions{Component: "fibo-workflow-v2", DryRun: true, By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine *UpgradeItem
+	for i := range res.Items {
+		if res.Items[i].ExecutionID == id {
+			mine = &res.Items[i]
+		}
+	}
+	if mine == nil || mine.Outcome != UpgradeWouldMove || mine.From != v1 || mine.Report == nil || !mine.Report.OK {
+		t.Fatalf("dry run: %+v", res.Items)
+	}
+	if st, _ := e.State(ctx, id); st.ComponentId != v1 {
+		t.Fatalf("a dry run moved %s to %s", id, st.ComponentId)
+	}
+	res, err = e.Upgrade(ctx, UpgradeSelection{IDs: []string{id}}, UpgradeOptions{Component: "fibo-workflow-v2", By: "test"})
+	if err != nil || len(res.Items) != 1 || res.Items[0].Outcome != UpgradeMoved {
+		t.Fatalf("upgrade: %+v, %v", res, err)
+	}
+	if err := e.Unpause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	st, err := e.WaitFinished(waitCtx, id)
+	if err != nil || st.ComponentId != res.To || string(st.Result) != `{"ok":4}` {
+		t.Fatalf("after the move: %v (%v)", st, err)
+	}
+	var ia *InvalidArgumentError
+	for _, c := range []struct {
+		sel  UpgradeSelection
+		to   string
+		text string
+	}{
+		{UpgradeSelection{}, "fibo-workflow-v2", "one of the three"},
+		{UpgradeSelection{IDs: []string{id}, FFQN: "x"}, "fibo-workflow-v2", "one of the three"},
+		{UpgradeSelection{FFQN: "x", Statuses: []string{"running"}}, "fibo-workflow-v2", `status "running"`},
+		{UpgradeSelection{FFQN: "x"}, "fibo", "only workflow executions"},
+	} {
+		if _, err := e.Upgrade(ctx, c.sel, UpgradeOptions{Component: c.to}); !errors.As(err, &ia) || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("upgrade %+v to %s: %v, want an invalid argument mentioning %q", c.sel, c.to, err, c.text)
+		}
+	}
 }
 
 // storeCounts is what a replay must not change: every execution's state, and the

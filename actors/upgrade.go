@@ -137,6 +137,13 @@ func (e *Engine) upgradeSelection(ctx context.Context, sel UpgradeSelection, to 
 	if given != 1 {
 		return nil, &InvalidArgumentError{errors.New("upgrade: select the executions by their IDs, by function, or by the component they are pinned to: one of the three")}
 	}
+	for _, status := range sel.Statuses {
+		switch status {
+		case "pending_at", "locked", "blocked_by_join_set", StatusNondeterminismDetected:
+		default:
+			return nil, &InvalidArgumentError{fmt.Errorf("upgrade: status %q: want pending_at, locked, blocked_by_join_set or %s", status, StatusNondeterminismDetected)}
+		}
+	}
 	keep := func(st *pb.ExecutionState) bool {
 		status := events.StatusName(st.Status)
 		if nondeterministic(st) {
