@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/retrybudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
@@ -70,6 +71,17 @@ type ComponentConfig struct {
 	MaxRetries uint32
 	// RetryExpBackoff is the first retry's delay; each further one doubles it.
 	RetryExpBackoff time.Duration
+	// RetryJitter scales each retry's delay by a factor in [1-RetryJitter,
+	// 1+RetryJitter], drawn per execution and retry (retryBackoff), so that executions
+	// failing together do not all come back at once. 0 is none; at most 1.
+	RetryJitter float64
+	// RetryBudget (activities), if set, holds or skips retries while most recent
+	// attempts of the function failed (package retrybudget).
+	RetryBudget *RetryBudget
+	// CacheTTL (activities), if positive: an ok result serves the later executions of
+	// the same function with the same parameters on the same component version for this
+	// long, which finish with it instead of running (runner_activity.go).
+	CacheTTL time.Duration
 	// LockExpiry bounds one run: an activity still running then is killed and the attempt
 	// counts as timed out; a workflow's lock is extended while it makes host calls, and
 	// so is an activity's while it runs when KeepAlive is set.
@@ -123,10 +135,14 @@ func (c *ComponentConfig) QueueName() string {
 	return c.Name
 }
 
-// retryConfig is the retry policy captured in the component's Locked events, so that a
-// config change never rewrites what a stream recorded.
-func (c *ComponentConfig) retryConfig() *pb.RetryConfig {
-	return &pb.RetryConfig{MaxRetries: c.MaxRetries, RetryExpBackoff: int64(c.RetryExpBackoff)}
+// retryConfig is the retry policy captured in the Locked events of an execution of the
+// component, so that a config change never rewrites what a stream recorded: the one its
+// submitter gave (Created.retry), if any, else the component's.
+func (c *ComponentConfig) retryConfig(submitted *pb.RetryConfig) *pb.RetryConfig {
+	if submitted != nil {
+		return submitted
+	}
+	return &pb.RetryConfig{MaxRetries: c.MaxRetries, RetryExpBackoff: int64(c.RetryExpBackoff), RetryJitter: c.RetryJitter}
 }
 
 func (c *ComponentConfig) pbType() pb.ComponentType {
@@ -174,7 +190,22 @@ type Component struct {
 
 	// WITFiles is the component's WIT folder, as embedded in its .wasm (or given inline).
 	WITFiles []wit.File
+
+	// budget counts recent attempts for Config.RetryBudget; nil without one.
+	budget *retrybudget.Budget
 }
+
+// RetryBudget is an activity's retry budget: see package retrybudget.
+type RetryBudget = retrybudget.Config
+
+// RetryBudgetAction is what an exhausted retry budget does to a retry.
+type RetryBudgetAction = retrybudget.Action
+
+// What an exhausted retry budget does to a retry.
+const (
+	RetryBudgetWait = retrybudget.Wait
+	RetryBudgetSkip = retrybudget.Skip
+)
 
 // memoryEstimate is the guest memory a run of the component reserves before its
 // instance is made: the most the last runs held (lastPeak), at least what the last
@@ -556,6 +587,12 @@ func compileComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentCo
 		imports = nil // an activity stub is never run: nothing it imports is called
 	}
 	c := &Component{Config: cfg, ID: id, Digest: digest, WIT: resolve, WITFiles: files, Exports: exports, Imports: imports, routes: map[string]Function{}, exports: map[string]*wit.Function{}}
+	if b := cfg.RetryBudget; b != nil {
+		if err := b.Check(); err != nil {
+			return nil, fmt.Errorf("component %q: retry_budget: %w", cfg.Name, err)
+		}
+		c.budget = retrybudget.New(*b)
+	}
 	for _, fn := range exports {
 		c.exports[fn.FFQN()] = fn
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/obelisk-go/obelisk/actors/internal/histories"
 	"github.com/obelisk-go/obelisk/actors/internal/kvconfig"
@@ -433,7 +434,7 @@ func (e *InvalidArgumentError) Unwrap() error { return e.Err }
 type ExistsError struct{ ExecutionID string }
 
 func (e *ExistsError) Error() string {
-	return fmt.Sprintf("execution %s already exists with another function, other parameters or another queue", e.ExecutionID)
+	return fmt.Sprintf("execution %s already exists with another function, other parameters, another queue or another retry policy", e.ExecutionID)
 }
 
 // SubmitOption changes how Engine.Submit creates an execution.
@@ -442,6 +443,57 @@ type SubmitOption func(*submitOptions)
 type submitOptions struct {
 	queue, component string
 	at               time.Time // due then; zero: now
+	retry            *RetryOverride
+}
+
+// MinRetryExpBackoff is the least first-retry delay a component or a submitter may set:
+// below it a failing execution would spin.
+const MinRetryExpBackoff = abi.MinRetryExpBackoff
+
+// RetryOverride is a submitter's retry policy for one execution. Each field that is set
+// replaces the component's (ComponentConfig.MaxRetries, RetryExpBackoff, RetryJitter);
+// the whole policy is recorded in the execution's Created event.
+type RetryOverride struct {
+	MaxRetries *uint32
+	Backoff    time.Duration // 0: the component's; else at least MinRetryExpBackoff
+	Jitter     *float64      // in [0, 1]
+}
+
+// WithRetry gives the execution its own retry policy (see RetryOverride).
+func WithRetry(r RetryOverride) SubmitOption {
+	return func(o *submitOptions) { o.retry = &r }
+}
+
+// retryConfig is the policy r makes of c's: nil (none given) keeps the component's.
+func (r *RetryOverride) retryConfig(c *ComponentConfig) (*pb.RetryConfig, error) {
+	if r == nil {
+		return nil, nil
+	}
+	rc := c.retryConfig(nil)
+	if r.MaxRetries != nil {
+		rc.MaxRetries = *r.MaxRetries
+	}
+	if r.Backoff != 0 {
+		if err := abi.CheckRetryBackoff(r.Backoff); err != nil {
+			return nil, err
+		}
+		rc.RetryExpBackoff = int64(r.Backoff)
+	}
+	if r.Jitter != nil {
+		if err := abi.CheckRetryJitter(*r.Jitter); err != nil {
+			return nil, err
+		}
+		rc.RetryJitter = *r.Jitter
+	}
+	return rc, nil
+}
+
+// retryOverrideOf is the override a guest's submit asks for (nil: none).
+func retryOverrideOf(p *abi.RetryPolicy) *RetryOverride {
+	if p == nil {
+		return nil
+	}
+	return &RetryOverride{MaxRetries: p.MaxRetries, Backoff: time.Duration(p.RetryExpBackoffMS) * time.Millisecond, Jitter: p.RetryJitter}
 }
 
 // OfComponent submits the execution to the deployed component named (or identified)
@@ -509,7 +561,12 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	if err := json.Compact(&compact, params); err != nil {
 		return "", false, &InvalidArgumentError{fmt.Errorf("params: %w", err)}
 	}
+	retry, err := o.retry.retryConfig(&fn.Component.Config)
+	if err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
 	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact.Bytes(), "", "")
+	created.GetCreated().Retry = retry
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
 	}
@@ -524,7 +581,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 				return nil, err
 			}
 			c := evs[0].GetCreated()
-			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) && c.Queue == created.GetCreated().Queue {
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact.Bytes()) && c.Queue == created.GetCreated().Queue && proto.Equal(c.Retry, retry) {
 				existed = true
 				return nil, nil
 			}

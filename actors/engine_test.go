@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
+	"google.golang.org/protobuf/proto"
 )
 
 func newTestEngine(t *testing.T) *Engine {
@@ -112,6 +114,68 @@ func TestRetryBackoff(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("retry %v after %d failures: got %v %v, want %v %v", c.retry, c.failures, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// TestRetryJitter: a jittered delay stays within its bounds, is the same every time it
+// is computed for one execution and retry (a replay, a second node), and differs
+// between executions, so that executions failing together spread out.
+func TestRetryJitter(t *testing.T) {
+	const base = 100 * time.Millisecond
+	retry := &pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(base), RetryJitter: 0.5}
+	delays := map[time.Duration]bool{}
+	for i := range 50 {
+		st := &pb.ExecutionState{ExecutionId: fmt.Sprintf("E_%d", i), Retry: retry, IntermittentFailures: 1}
+		d, ok := retryBackoff(st)
+		if !ok || d < base || d > 3*base { // the second retry: 200ms scaled by [0.5, 1.5]
+			t.Fatalf("%s: %v %v, want 100ms..300ms", st.ExecutionId, d, ok)
+		}
+		if again, _ := retryBackoff(st); again != d {
+			t.Fatalf("%s: %v, then %v for the same retry", st.ExecutionId, d, again)
+		}
+		delays[d] = true
+	}
+	if len(delays) < 40 {
+		t.Fatalf("50 executions drew only %d different delays", len(delays))
+	}
+	st := &pb.ExecutionState{ExecutionId: "E_1", Retry: &pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(base)}}
+	if d, _ := retryBackoff(st); d != base {
+		t.Fatalf("no jitter: %v, want %v", d, base)
+	}
+}
+
+// TestRetryOverride: a submitter's policy replaces the component's field by field, and a
+// bad one is refused, naming what is wrong.
+func TestRetryOverride(t *testing.T) {
+	c := &ComponentConfig{MaxRetries: 5, RetryExpBackoff: time.Second, RetryJitter: 0.1}
+	three, half, bad := uint32(3), 0.5, 1.5
+	cases := []struct {
+		o    *RetryOverride
+		want *pb.RetryConfig
+		err  string
+	}{
+		{nil, nil, ""},
+		{&RetryOverride{}, &pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(time.Second), RetryJitter: 0.1}, ""},
+		{&RetryOverride{MaxRetries: &three}, &pb.RetryConfig{MaxRetries: 3, RetryExpBackoff: int64(time.Second), RetryJitter: 0.1}, ""},
+		{&RetryOverride{Backoff: time.Millisecond, Jitter: &half}, &pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(time.Millisecond), RetryJitter: 0.5}, ""},
+		{&RetryOverride{Backoff: time.Microsecond}, nil, "retry backoff 1µs: must be at least 1ms"},
+		{&RetryOverride{Jitter: &bad}, nil, "retry jitter 1.5: must be a fraction from 0 to 1"},
+	}
+	for _, tc := range cases {
+		got, err := tc.o.retryConfig(c)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%+v: err %v, want %q", tc.o, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !proto.Equal(got, tc.want) {
+			t.Errorf("%+v: %v, %v; want %v", tc.o, got, err, tc.want)
+		}
+	}
+	// What the Locked events record: the submitter's policy when the Created has one.
+	if got := c.retryConfig(&pb.RetryConfig{MaxRetries: 9}); got.MaxRetries != 9 {
+		t.Fatalf("locked with a submitted policy: %v", got)
 	}
 }
 

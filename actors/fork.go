@@ -144,6 +144,10 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 		tail = append(tail, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
 			UnlockedAt: now.UnixNano(), Reason: fmt.Sprintf("forked from %s at version %d", id, at)}}})
 	}
+	if pst.Paused {
+		// Whoever paused the original did not pause the fork someone asks for now.
+		tail = append(tail, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}})
+	}
 	if pst.ComponentId != to.ID {
 		tail = append(tail, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Moved{Moved: &pb.Moved{
 			FromComponentId: pst.ComponentId, ToComponentId: to.ID, By: "fork", Queue: e.movedQueue(pst.Queue, to)}}})

@@ -236,13 +236,17 @@ func TestFork(t *testing.T) {
 	if _, err := e.store.Commit(ctx, e.finishTx(mustState(t, e, child2), []byte(`{"ok":1}`), time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	fork2, err := e.Fork(ctx, id, 9, ForkOptions{Component: "wf2", CancelOriginal: true})
+	// The original paused at version 9: a fork after it is not paused.
+	if err := e.Pause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	fork2, err := e.Fork(ctx, id, 10, ForkOptions{Component: "wf2", CancelOriginal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, _ = e.State(ctx, fork2)
-	if st.NextVersion != 9 || st.ResponseCount != 2 || !events.Runnable(st) {
-		t.Fatalf("fork at 9: %v", st)
+	if st.NextVersion != 11 || st.ResponseCount != 2 || st.Paused || !events.Runnable(st) {
+		t.Fatalf("fork at 10: %v", st)
 	}
 	// Forked where the original's run held the lock: the fork's first own event
 	// releases it.

@@ -161,7 +161,7 @@ func (x *executor) lock(ctx context.Context, r *run) bool {
 		}
 		x.e.runs.add(r.runID)
 		return &events.Tx{Appends: []events.Append{{ExecutionID: r.id, ExpectedVersion: st.NextVersion,
-			Events: []*pb.Event{x.lockedEvent(r.runID, now)}}}}, nil
+			Events: []*pb.Event{x.lockedEvent(r.runID, now, st.SubmittedRetry)}}}}, nil
 	})
 	if err != nil {
 		x.e.runs.remove(r.runID)
@@ -174,9 +174,10 @@ func (x *executor) lock(ctx context.Context, r *run) bool {
 	return true
 }
 
-// lockedEvent is the event that gives the execution to run runID of this executor.
-func (x *executor) lockedEvent(runID string, now time.Time) *pb.Event {
-	return lockedEvent(x.e.executor, x.comp, runID, now, now.Add(x.comp.Config.LockExpiry), x.comp.Config.retryConfig())
+// lockedEvent is the event that gives the execution to run runID of this executor;
+// submitted is the retry policy its Created event carries, if any.
+func (x *executor) lockedEvent(runID string, now time.Time, submitted *pb.RetryConfig) *pb.Event {
+	return lockedEvent(x.e.executor, x.comp, runID, now, now.Add(x.comp.Config.LockExpiry), x.comp.Config.retryConfig(submitted))
 }
 
 // Eager dispatch.
@@ -234,7 +235,7 @@ func (e *Engine) eagerLock(tx *events.Tx, now time.Time) []*run {
 		r := x.newRun(x.ctx, a.ExecutionID, now)
 		r.created, r.memory = c, memory
 		e.runs.add(r.runID)
-		a.Events = append(a.Events[:1:1], x.lockedEvent(r.runID, now))
+		a.Events = append(a.Events[:1:1], x.lockedEvent(r.runID, now, c.Retry))
 		runs = append(runs, r)
 	}
 	return runs

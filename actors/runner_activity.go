@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/obelisk-go/obelisk/actors/internal/membudget"
+	"github.com/obelisk-go/obelisk/actors/internal/retrybudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
@@ -57,6 +60,10 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		}
 	}
 	fn, _ := c.function(created.Ffqn)
+	if from, result, ok := e.cachedResult(ctx, c, created, id); ok {
+		e.finishFromCache(ctx, id, runID, from, result)
+		return
+	}
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))
@@ -67,13 +74,53 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		logs.take() // not stored: the store is closing
 		return      // shutting down: the lock expires and the attempt is retried
 	}
-	e.recordAttempt(ctx, id, runID, fn, out, runErr, logs)
+	e.recordAttempt(ctx, id, runID, fn, created.Params, out, runErr, logs)
+}
+
+// cachedResult returns the ok result that serves an execution of c created by created
+// from the activity result cache (CacheTTL), if there is one: the result of the
+// execution the cache names, read from its state.
+func (e *Engine) cachedResult(ctx context.Context, c *Component, created *pb.Created, self string) (from string, result []byte, ok bool) {
+	if c.Config.CacheTTL <= 0 {
+		return "", nil, false
+	}
+	from, ok, err := e.store.CacheGet(ctx, c.ID, created.Ffqn, created.Params, time.Now())
+	if err != nil {
+		e.log.Warn("activity: read the result cache", "execution", self, "err", err)
+		return "", nil, false
+	}
+	if !ok || from == self {
+		return "", nil, false
+	}
+	st, err := e.store.State(ctx, from)
+	if err != nil || st.Status != pb.Status_STATUS_FINISHED || st.ResultKind != pb.ResultKind_RESULT_KIND_OK {
+		return "", nil, false // deleted by retention since: run it
+	}
+	return from, st.Result, true
+}
+
+// finishFromCache finishes locked run runID of activity id with the result of
+// execution from, which the result cache served.
+func (e *Engine) finishFromCache(ctx context.Context, id, runID, from string, result []byte) {
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+			return nil, nil
+		}
+		tx := e.finishTx(st, result, time.Now())
+		tx.Appends[0].Events[0].GetFinished().CachedFrom = from
+		return tx, nil
+	})
+	if err != nil {
+		e.log.Error("activity: finish from the result cache", "execution", id, "err", err)
+		return
+	}
+	e.cfg.Metrics.ActivityAttempt("cached")
 }
 
 // recordAttempt records the outcome of run runID of activity id, out and runErr as
 // Instance.Run returned them, unless the run no longer holds the lock, with the lines
 // the attempt logged (logs, which may be nil).
-func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, out []byte, runErr error, logs *runLogs) {
+func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, params, out []byte, runErr error, logs *runLogs) {
 	lines := logs.take()
 	outcome := ""
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
@@ -81,9 +128,14 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
-		tx := e.activityOutcomeTx(st, fn, out, runErr, time.Now())
+		now := time.Now()
+		tx := e.activityOutcomeTx(st, fn, out, runErr, now)
 		tx.Logs = lines
 		outcome = attemptOutcome(tx)
+		if c := fn.Component; outcome == "ok" && c != nil && c.Config.CacheTTL > 0 {
+			tx.Cache = append(tx.Cache, events.CachePut{ComponentID: st.ComponentId, FFQN: st.Ffqn, Params: params,
+				ExecutionID: st.ExecutionId, ExpiresAt: now.Add(c.Config.CacheTTL).UnixNano()})
+		}
 		return tx, nil
 	})
 	if err != nil {
@@ -101,7 +153,7 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 // the reason would be in the log only.
 func (e *Engine) failInstantiate(ctx context.Context, c *Component, id, runID string, err error) {
 	e.log.Error("executor: instantiate", "component", c.Config.Name, "execution", id, "err", err)
-	e.recordAttempt(ctx, id, runID, Function{}, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
+	e.recordAttempt(ctx, id, runID, Function{}, nil, nil, fmt.Errorf("instantiating the activity: %w", err), nil)
 }
 
 func (e *Engine) activityInstanceConfig(c *Component) wasmhost.InstanceConfig {
@@ -203,17 +255,20 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 		case err != nil:
 			runErr = fmt.Errorf("activity returned an invalid result: %w", err)
 		case r.Kind == pb.ResultKind_RESULT_KIND_OK:
+			fn.Component.budgetRecord(st.Ffqn, false, now)
 			return e.finishTx(st, out, now)
 		case r.Kind == pb.ResultKind_RESULT_KIND_ERR:
 			if wit.IsPermanentError(fn.Fn.Result, r.Value) {
+				fn.Component.budgetRecord(st.Ffqn, false, now) // it answered: no retry would help
 				return e.finishTx(st, out, now)
 			}
-			if backoff, ok := retryBackoff(st); ok {
+			backoff, held, ok := e.retryAfter(st, fn, now)
+			if ok {
 				return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{
-					BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: "activity returned an error", Detail: r.Value,
+					BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: withHold("activity returned an error", held), Detail: r.Value,
 				}}})
 			}
-			return e.finishTx(st, out, now)
+			return e.finishReasonTx(st, out, held, now)
 		default:
 			runErr = fmt.Errorf("activity returned an execution failure")
 		}
@@ -227,19 +282,62 @@ func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byt
 		if errors.As(runErr, &te) {
 			why = te.reason
 		}
-		if backoff, ok := retryBackoff(st); ok {
+		backoff, held, ok := e.retryAfter(st, fn, now)
+		if ok {
 			return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
-				BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: why,
+				BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: withHold(why, held),
 			}}})
 		}
-		return e.finishTx(st, events.FailureResult(events.FailureTimedOut, why), now)
+		return e.finishReasonTx(st, events.FailureResult(events.FailureTimedOut, withHold(why, held)), held, now)
 	}
-	if backoff, ok := retryBackoff(st); ok {
+	backoff, held, ok := e.retryAfter(st, fn, now)
+	if ok {
 		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyFailed{TemporarilyFailed: &pb.TemporarilyFailed{
-			BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: runErr.Error(),
+			BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: withHold(runErr.Error(), held),
 		}}})
 	}
-	return e.finishTx(st, events.FailureResult(events.FailureUncategorized, runErr.Error()), now)
+	return e.finishReasonTx(st, events.FailureResult(events.FailureUncategorized, withHold(runErr.Error(), held)), held, now)
+}
+
+// retryAfter decides the retry of a failed attempt of fn: ok and after what delay, or
+// not (no retries left, or the retry budget skips it). held is the retry budget's
+// reason when it changed the decision (a longer delay, or no retry), else "".
+func (e *Engine) retryAfter(st *pb.ExecutionState, fn Function, now time.Time) (delay time.Duration, held string, ok bool) {
+	delay, ok = retryBackoff(st)
+	b := fn.Component.budgetRecord(st.Ffqn, true, now)
+	if !ok || b == nil {
+		return delay, "", ok
+	}
+	s := b.State(st.Ffqn, now)
+	if !s.Exhausted {
+		return delay, "", true
+	}
+	cfg := b.Config()
+	held = fmt.Sprintf("retry budget exhausted: %d of the %d attempts of %s in the last %s failed (max_failure_share %v)",
+		s.Failures, s.Attempts, st.Ffqn, cfg.Window, cfg.MaxFailureShare)
+	e.cfg.Metrics.RetryBudget(fn.Component.Config.Name, string(cfg.Action))
+	if cfg.Action == RetryBudgetSkip {
+		return 0, held, false
+	}
+	return max(delay, cfg.Window), held, true
+}
+
+// withHold adds the retry budget's reason, if any, to why an attempt failed.
+func withHold(why, held string) string {
+	if held == "" {
+		return why
+	}
+	return why + "; " + held
+}
+
+// budgetRecord counts an attempt of ffqn in the component's retry budget, if it has
+// one, and returns the budget (nil if none).
+func (c *Component) budgetRecord(ffqn string, failed bool, now time.Time) *retrybudget.Budget {
+	if c == nil || c.budget == nil {
+		return nil
+	}
+	c.budget.Record(ffqn, failed, now)
+	return c.budget
 }
 
 // memoryRetryTx unlocks an execution whose run stopped because the node's guest memory
@@ -266,7 +364,22 @@ func retryBackoff(st *pb.ExecutionState) (time.Duration, bool) {
 		return 0, false
 	}
 	shift := min(n-1, 30)
-	return time.Duration(r.RetryExpBackoff) << shift, true
+	return jittered(time.Duration(r.RetryExpBackoff)<<shift, r.RetryJitter, st.ExecutionId, n), true
+}
+
+// jittered scales the delay of retry n of execution id by a factor in [1-jitter,
+// 1+jitter]. The factor is drawn from a generator seeded by the execution and the
+// retry, not from a shared one: the same failure always waits the same time (a replay, a
+// test, a second node computing it agree), while executions that fail together spread
+// out.
+func jittered(d time.Duration, jitter float64, id string, n uint32) time.Duration {
+	if jitter <= 0 || d <= 0 {
+		return d
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	u := rand.New(rand.NewPCG(h.Sum64(), uint64(n))).Float64() // [0, 1)
+	return time.Duration(float64(d) * (1 + min(jitter, 1)*(2*u-1)))
 }
 
 // noRetriesLeft is the reason of the failure that ends an execution whose last attempt
@@ -283,7 +396,13 @@ func appendTx(st *pb.ExecutionState, runID string, evs ...*pb.Event) *events.Tx 
 // finishTx finishes an execution and, for a child, delivers its result to the parent in
 // the same transaction.
 func (e *Engine) finishTx(st *pb.ExecutionState, result []byte, now time.Time) *events.Tx {
-	tx := appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: result}}})
+	return e.finishReasonTx(st, result, "", now)
+}
+
+// finishReasonTx is finishTx with the reason why the execution finished although its
+// retry policy allowed another attempt (Finished.reason; "" if it did not).
+func (e *Engine) finishReasonTx(st *pb.ExecutionState, result []byte, reason string, now time.Time) *events.Tx {
+	tx := appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: result, Reason: reason}}})
 	if st.ParentId != "" {
 		tx.Responses = append(tx.Responses, events.ResponseAppend{ExecutionID: st.ParentId, Response: &pb.Response{
 			CreatedAt: now.UnixNano(), JoinSetId: st.ParentJoinSetId,

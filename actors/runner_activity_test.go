@@ -3,9 +3,11 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/retrybudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -72,6 +74,63 @@ interface flaky {
 				if err != nil || next.IntermittentFailures != c.failures || next.Status != pb.Status_STATUS_PENDING_AT {
 					t.Fatalf("folded: %v, %v; want pending, the failures not counted", next, err)
 				}
+			}
+		})
+	}
+}
+
+// TestActivityOutcomeRetryBudget: while most recent attempts of a function failed, its
+// retry budget skips the retries (finished with the last error and the budget as the
+// reason) or holds them for the window; successes bring it back.
+func TestActivityOutcomeRetryBudget(t *testing.T) {
+	files := []wit.File{{Path: "flaky.wit", Text: `package testing:flaky;
+interface flaky {
+  fail-until: func(attempts: u32) -> result<u32, string>;
+}`}}
+	resolve, err := wit.Parse(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{}
+	now := time.Unix(1000, 0)
+	transient := []byte(`{"err":"down"}`)
+	for _, action := range []retrybudget.Action{RetryBudgetSkip, RetryBudgetWait} {
+		t.Run(string(action), func(t *testing.T) {
+			c := &Component{Config: ComponentConfig{Name: "flaky"}}
+			c.budget = retrybudget.New(RetryBudget{MaxFailureShare: 0.5, Window: time.Minute, MinAttempts: 4, Action: action})
+			fn := Function{Fn: resolve.Exports()[0], Component: c}
+			outcome := func(out []byte) *pb.Event {
+				st := &pb.ExecutionState{ExecutionId: "E_x", Ffqn: fn.Fn.FFQN(), NextVersion: 2, Status: pb.Status_STATUS_LOCKED,
+					Retry: &pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: int64(time.Millisecond)}}
+				return e.activityOutcomeTx(st, fn, out, nil, now).Appends[0].Events[0]
+			}
+			// Three failures: too few attempts to judge, retried as usual.
+			for range 3 {
+				if tf := outcome(transient).GetTemporarilyFailed(); tf == nil || tf.BackoffExpiresAt != now.Add(time.Millisecond).UnixNano() {
+					t.Fatalf("an early failure: %v, want retried after 1ms", tf)
+				}
+			}
+			ev := outcome(transient)
+			switch action {
+			case RetryBudgetSkip:
+				f := ev.GetFinished()
+				if f == nil || string(f.Result) != string(transient) || !strings.Contains(f.Reason, "retry budget exhausted: 4 of the 4 attempts of testing:flaky/flaky.fail-until in the last 1m0s failed") {
+					t.Fatalf("the 4th failure: %v, want finished with the error and the budget as the reason", ev)
+				}
+			case RetryBudgetWait:
+				tf := ev.GetTemporarilyFailed()
+				if tf == nil || tf.BackoffExpiresAt != now.Add(time.Minute).UnixNano() || !strings.Contains(tf.Reason, "retry budget exhausted") {
+					t.Fatalf("the 4th failure: %v, want retried after the window, saying why", ev)
+				}
+			}
+			// Successes bring the share down: with the next failure, 5 of 11 failed.
+			for range 6 {
+				if outcome([]byte(`{"ok":1}`)).GetFinished() == nil {
+					t.Fatal("ok not finished")
+				}
+			}
+			if tf := outcome(transient).GetTemporarilyFailed(); tf == nil || tf.BackoffExpiresAt != now.Add(time.Millisecond).UnixNano() {
+				t.Fatalf("5 of 11 failed: %v, want retried as usual", tf)
 			}
 		})
 	}

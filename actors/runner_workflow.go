@@ -678,7 +678,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	lockExpiry := r.c.Config.LockExpiry
 	if r.lockExpires.Sub(now) < lockExpiry/2 {
 		r.lockExpires = now.Add(lockExpiry)
-		evs = append(evs, lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, r.c.Config.retryConfig()))
+		evs = append(evs, lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, r.c.Config.retryConfig(r.created.Retry)))
 	}
 	hist := append(append([]*pb.HistoryEvent(nil), r.pending...), want...)
 	for _, h := range hist {
@@ -715,8 +715,14 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	}
 	r.version += uint32(len(evs))
 	r.pending, r.pendingAppends = nil, nil
-	r.history = append(r.history, want...)
-	r.pos = len(r.history)
+	if len(want) > 0 {
+		// Past the end of the history (the buffered events put the cursor there). A
+		// flush that only renews the lock, before the replay (runWorkflow), must leave
+		// the cursor where it is: moved to the end, the replay would record the whole
+		// history again as new calls.
+		r.history = append(r.history, want...)
+		r.pos = len(r.history)
+	}
 	for _, h := range hist {
 		// After the commit: a timer woken before it would not see the delay.
 		if d := h.GetJoinSetRequest().GetDelay(); d != nil {

@@ -194,7 +194,7 @@ func (k *keepalives) renew(ctx context.Context, a *attempt) {
 			return nil, errLockNotHeld
 		}
 		now := time.Now()
-		ev := e.executors[a.c.ID].lockedEvent(a.runID, now)
+		ev := e.executors[a.c.ID].lockedEvent(a.runID, now, st.SubmittedRetry)
 		expires = time.Unix(0, ev.GetLocked().LockExpiresAt)
 		return appendTx(st, a.runID, ev), nil
 	})

@@ -32,7 +32,7 @@ func lockedAttempt(t *testing.T, e *Engine, cfg ComponentConfig) (*attempt, stri
 	e.runs.add(runID) // a live run: the timer service leaves its lock alone until it expires
 	t.Cleanup(func() { e.runs.remove(runID) })
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-		return appendTx(st, "", x.lockedEvent(runID, time.Now())), nil
+		return appendTx(st, "", x.lockedEvent(runID, time.Now(), nil)), nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,9 @@ type retention struct {
 	// def applies to components without an override; 0 keeps their trees.
 	def    time.Duration
 	byName map[string]time.Duration // component name -> its finished_after
+	// sweepsCache: a component has a result cache (exec.cache_ttl), whose expired
+	// entries the passes delete too.
+	sweepsCache bool
 }
 
 func newRetention(e *Engine, cfg Config) *retention {
@@ -46,12 +49,30 @@ func newRetention(e *Engine, cfg Config) *retention {
 		if c.RetentionFinishedAfter > 0 {
 			r.byName[c.Name] = c.RetentionFinishedAfter
 		}
+		r.sweepsCache = r.sweepsCache || c.CacheTTL > 0
 	}
 	return r
 }
 
 // enabled reports whether any tree may ever be deleted by a pass.
 func (r *retention) enabled() bool { return r.def > 0 || len(r.byName) > 0 }
+
+// runs reports whether the service runs: to delete trees, or cache entries.
+func (r *retention) runs() bool { return r.enabled() || r.sweepsCache }
+
+// sweepCache deletes the result cache's expired entries, a bounded step at a time.
+func (r *retention) sweepCache(ctx context.Context) {
+	const step = 1024
+	for n := step; n == step && ctx.Err() == nil; {
+		var err error
+		if n, err = r.e.store.SweepCache(ctx, time.Now(), step); err != nil {
+			if ctx.Err() == nil {
+				r.e.log.Error("retention: delete expired result cache entries", "err", err)
+			}
+			return
+		}
+	}
+}
 
 // after returns the finished_after of a component (by its ID,
 // <type>:<name>:sha256:<hex>), 0 if its trees are kept.
@@ -94,6 +115,12 @@ func (r *retention) due(ctx context.Context, now time.Time, limit int) ([]events
 func (r *retention) pass(ctx context.Context) time.Time {
 	if time.Now().Before(r.start) {
 		return r.start
+	}
+	if r.sweepsCache {
+		r.sweepCache(ctx)
+	}
+	if !r.enabled() {
+		return time.Time{}
 	}
 	started := time.Now()
 	var deleted events.Deleted

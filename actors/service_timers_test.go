@@ -18,7 +18,7 @@ func TestExpireWorkflowLock(t *testing.T) {
 	locked := func(failures, lockedAt, next uint32) *pb.ExecutionState {
 		return &pb.ExecutionState{ExecutionId: "E_x", Ffqn: "t:w/w.f", Queue: "w", ComponentType: pb.ComponentType_COMPONENT_TYPE_WORKFLOW,
 			Status: pb.Status_STATUS_LOCKED, LockExpiresAt: now.Add(-time.Millisecond).UnixNano(), LockedAtVersion: lockedAt,
-			NextVersion: next, IntermittentFailures: failures, Retry: wf.Config.retryConfig()}
+			NextVersion: next, IntermittentFailures: failures, Retry: wf.Config.retryConfig(nil)}
 	}
 	cases := []struct {
 		name string

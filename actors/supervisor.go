@@ -34,7 +34,7 @@ func (e *Engine) supervised() []*service {
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 		{name: "keepalives", wake: &e.keepalives.wake, pass: e.keepalives.pass, policy: defaultRestarts()},
 	}
-	if e.retention.enabled() {
+	if e.retention.runs() {
 		services = append(services, &service{name: "retention", wake: &e.retention.wake, pass: e.retention.pass, policy: defaultRestarts()})
 	}
 	for _, q := range e.queues {

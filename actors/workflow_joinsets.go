@@ -109,15 +109,20 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 	if err := checkQueueName(q.Queue); err != nil {
 		return nil, hostErr(abi.KindInvalidName, "%v", err)
 	}
+	retry, err := retryOverrideOf(q.Retry).retryConfig(&fn.Component.Config)
+	if err != nil {
+		return nil, hostErr(abi.KindBadRequest, "%v", err)
+	}
 	child := events.ChildExecutionID(r.id, q.JoinSet, len(set.requests)+1)
 	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: q.JoinSet,
 		Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}}}
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
 		created := createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, q.JoinSet)
+		// Neither is part of the history: a replay finds the child created already.
 		if q.Queue != "" {
-			// Not part of the history: a replay finds the child created already.
 			created.GetCreated().Queue = q.Queue
 		}
+		created.GetCreated().Retry = retry
 		return []events.Append{{ExecutionID: child, Events: []*pb.Event{created}}}
 	}); err != nil {
 		return nil, err

@@ -42,15 +42,20 @@ func (h *components) GetComponent(ctx context.Context, req *connect.Request[pb.G
 
 // ComponentDetail renders a component for GetComponent.
 func ComponentDetail(c *actors.Component) *pb.GetComponentResponse {
-	resp := &pb.GetComponentResponse{ComponentId: c.ID, Name: c.Config.Name, Type: string(c.Config.Type)}
-	for _, f := range c.WITFiles {
+	// An activity stub's executions are created by workflows only.
+	submittable := c.Config.Type != actors.ActivityStub && !c.Retired
+	return componentDetail(c.ID, c.Config.Name, string(c.Config.Type), c.WITFiles, c.Exports, c.Imports, submittable)
+}
+
+func componentDetail(id, name, typ string, files []wit.File, exports, imports []*wit.Function, submittable bool) *pb.GetComponentResponse {
+	resp := &pb.GetComponentResponse{ComponentId: id, Name: name, Type: typ}
+	for _, f := range files {
 		resp.WitFiles = append(resp.WitFiles, &pb.WitFile{Path: f.Path, Text: f.Text})
 	}
-	for _, fn := range c.Exports {
-		// An activity stub's executions are created by workflows only.
-		resp.Exports = append(resp.Exports, functionDetail(fn, c.Config.Type != actors.ActivityStub && !c.Retired))
+	for _, fn := range exports {
+		resp.Exports = append(resp.Exports, functionDetail(fn, submittable))
 	}
-	for _, fn := range c.Imports {
+	for _, fn := range imports {
 		resp.Imports = append(resp.Imports, functionDetail(fn, false))
 	}
 	return resp
@@ -80,15 +85,5 @@ func WasmDetail(id, name, typ string, files []wit.File) (*pb.GetComponentRespons
 	if err != nil {
 		return nil, fmt.Errorf("parse WIT: %w", err)
 	}
-	resp := &pb.GetComponentResponse{ComponentId: id, Name: name, Type: typ}
-	for _, f := range files {
-		resp.WitFiles = append(resp.WitFiles, &pb.WitFile{Path: f.Path, Text: f.Text})
-	}
-	for _, fn := range resolve.Exports() {
-		resp.Exports = append(resp.Exports, functionDetail(fn, false))
-	}
-	for _, fn := range resolve.Imports() {
-		resp.Imports = append(resp.Imports, functionDetail(fn, false))
-	}
-	return resp, nil
+	return componentDetail(id, name, typ, files, resolve.Exports(), resolve.Imports(), false), nil
 }

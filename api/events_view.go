@@ -74,17 +74,19 @@ func (v ResultJSON) MarshalJSON() ([]byte, error) { return rawOrNull(v) }
 // The details of each event kind. Times are RFC 3339 (UTC, nanoseconds).
 type (
 	CreatedDetails struct {
-		FFQN            string     `json:"ffqn" jsonschema_description:"the function executed"`
-		Params          ParamsJSON `json:"params" jsonschema_description:"the parameters: a JSON array"`
-		ScheduledAt     string     `json:"scheduled_at" jsonschema:"format=date-time"`
-		ComponentID     string     `json:"component_id" jsonschema_description:"<type>:<name>:sha256:<hex>"`
-		ParentID        string     `json:"parent_id,omitempty" jsonschema_description:"set for a child execution"`
-		ParentJoinSetID string     `json:"parent_join_set_id,omitempty" jsonschema_description:"the parent's join set, for a child execution"`
+		FFQN            string        `json:"ffqn" jsonschema_description:"the function executed"`
+		Params          ParamsJSON    `json:"params" jsonschema_description:"the parameters: a JSON array"`
+		ScheduledAt     string        `json:"scheduled_at" jsonschema:"format=date-time"`
+		ComponentID     string        `json:"component_id" jsonschema_description:"<type>:<name>:sha256:<hex>"`
+		ParentID        string        `json:"parent_id,omitempty" jsonschema_description:"set for a child execution"`
+		ParentJoinSetID string        `json:"parent_join_set_id,omitempty" jsonschema_description:"the parent's join set, for a child execution"`
+		Retry           *RetryDetails `json:"retry,omitempty" jsonschema_description:"the retry policy its submitter gave, which replaces its component's"`
 	}
 	RetryDetails struct {
-		MaxRetries        uint32 `json:"max_retries"`
-		Unlimited         bool   `json:"unlimited"`
-		RetryExpBackoffMS int64  `json:"retry_exp_backoff_ms"`
+		MaxRetries        uint32  `json:"max_retries"`
+		Unlimited         bool    `json:"unlimited"`
+		RetryExpBackoffMS int64   `json:"retry_exp_backoff_ms"`
+		RetryJitter       float64 `json:"retry_jitter,omitempty" jsonschema_description:"each retry's delay is scaled by a factor from 1-j to 1+j"`
 	}
 	LockedDetails struct {
 		ExecutorID    string        `json:"executor_id"`
@@ -106,7 +108,9 @@ type (
 		Reason           string `json:"reason,omitempty" jsonschema_description:"what ran out, e.g. lock expired after 1s (absent in events written before it was recorded)"`
 	}
 	FinishedDetails struct {
-		Result ResultJSON `json:"result" jsonschema_description:"the result"`
+		Result     ResultJSON `json:"result" jsonschema_description:"the result"`
+		Reason     string     `json:"reason,omitempty" jsonschema_description:"why it finished although its retry policy allowed another attempt (an exhausted retry budget)"`
+		CachedFrom string     `json:"cached_from,omitempty" jsonschema_description:"the execution whose result this is, served from the activity result cache (exec.cache_ttl) instead of running"`
 	}
 	PersistDetails struct {
 		Kind  string    `json:"kind" jsonschema:"pattern=^(random_u64|random_string)(\\([0-9]+\\,[0-9]+\\))?$|^execution_id$" jsonschema_description:"random_u64(min,max_exclusive) | random_string(min_length,max_length_exclusive) | execution_id"`
@@ -157,6 +161,13 @@ type (
 	EmptyDetails struct{}
 )
 
+func retryDetails(r *pb.RetryConfig) *RetryDetails {
+	if r == nil {
+		return nil
+	}
+	return &RetryDetails{MaxRetries: r.MaxRetries, Unlimited: r.UnlimitedRetries, RetryExpBackoffMS: r.RetryExpBackoff / 1e6, RetryJitter: r.RetryJitter}
+}
+
 // EventDetailsOf returns the details of an event: a value of one of the types
 // [EventDetails] lists for its kind.
 func EventDetailsOf(ev *pb.Event) any {
@@ -167,13 +178,12 @@ func EventDetailsOf(ev *pb.Event) any {
 		if c.ParentId != "" {
 			d.ParentID, d.ParentJoinSetID = c.ParentId, c.ParentJoinSetId
 		}
+		d.Retry = retryDetails(c.Retry)
 		return d
 	case *pb.Event_Locked:
 		l := k.Locked
 		d := LockedDetails{ExecutorID: l.ExecutorId, RunID: l.RunId, LockExpiresAt: rfc3339(l.LockExpiresAt)}
-		if l.Retry != nil {
-			d.Retry = &RetryDetails{MaxRetries: l.Retry.MaxRetries, Unlimited: l.Retry.UnlimitedRetries, RetryExpBackoffMS: l.Retry.RetryExpBackoff / 1e6}
-		}
+		d.Retry = retryDetails(l.Retry)
 		return d
 	case *pb.Event_Unlocked:
 		return UnlockedDetails{UnlockedAt: rfc3339(k.Unlocked.UnlockedAt), Reason: k.Unlocked.Reason}
@@ -187,7 +197,7 @@ func EventDetailsOf(ev *pb.Event) any {
 	case *pb.Event_TemporarilyTimedOut:
 		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt), Reason: k.TemporarilyTimedOut.Reason}
 	case *pb.Event_Finished:
-		return FinishedDetails{Result: k.Finished.Result}
+		return FinishedDetails{Result: k.Finished.Result, Reason: k.Finished.Reason, CachedFrom: k.Finished.CachedFrom}
 	case *pb.Event_Moved:
 		m := k.Moved
 		return MovedDetails{FromComponentID: m.FromComponentId, ToComponentID: m.ToComponentId, By: m.By, Queue: m.Queue}

@@ -108,7 +108,19 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[apiv1.Subm
 	if strings.TrimSpace(params) == "" {
 		params = "[]"
 	}
-	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), actors.InQueue(req.Msg.Queue), actors.OfComponent(strings.TrimSpace(req.Msg.Component)))
+	opts := []actors.SubmitOption{actors.InQueue(req.Msg.Queue), actors.OfComponent(strings.TrimSpace(req.Msg.Component))}
+	if r := req.Msg.Retry; r != nil {
+		o := actors.RetryOverride{MaxRetries: r.MaxRetries, Jitter: r.RetryJitter}
+		if b := strings.TrimSpace(r.RetryExpBackoff); b != "" {
+			d, err := time.ParseDuration(b)
+			if err != nil || d <= 0 {
+				return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("retry.retry_exp_backoff %q: want a positive duration with a unit, e.g. \"250ms\" or \"2s\"", b))
+			}
+			o.Backoff = d
+		}
+		opts = append(opts, actors.WithRetry(o))
+	}
+	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), opts...)
 	if err != nil {
 		return nil, apiError(err)
 	}
@@ -125,7 +137,11 @@ func (h *executions) GetStatus(ctx context.Context, req *connect.Request[apiv1.G
 		if err != nil {
 			return apiError(err)
 		}
-		return stream.Send(&apiv1.GetStatusResponse{Summary: Summary(st)})
+		s, err := h.summary(ctx, st)
+		if err != nil {
+			return apiError(err)
+		}
+		return stream.Send(&apiv1.GetStatusResponse{Summary: s})
 	}
 	var sendErr error
 	var last string
@@ -133,6 +149,9 @@ func (h *executions) GetStatus(ctx context.Context, req *connect.Request[apiv1.G
 		s := Summary(st)
 		if key := s.Status + "/" + fmt.Sprint(s.Version); key != last {
 			last = key
+			if s, sendErr = h.summary(ctx, st); sendErr != nil {
+				return true
+			}
 			if sendErr = stream.Send(&apiv1.GetStatusResponse{Summary: s}); sendErr != nil {
 				return true
 			}
@@ -163,7 +182,11 @@ func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[ap
 	}
 	resp := &apiv1.ListExecutionsResponse{NextCursor: page.Next}
 	for _, st := range page.States {
-		resp.Executions = append(resp.Executions, Summary(st))
+		s, err := h.summary(ctx, st)
+		if err != nil {
+			return nil, apiError(err)
+		}
+		resp.Executions = append(resp.Executions, s)
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -263,6 +286,30 @@ func (h *executions) ListRetention(ctx context.Context, req *connect.Request[api
 		out.Trees = append(out.Trees, rt)
 	}
 	return connect.NewResponse(out), nil
+}
+
+// summary is Summary with the execution's forks, which the state does not hold.
+func (h *executions) summary(ctx context.Context, st *pb.ExecutionState) (*apiv1.ExecutionSummary, error) {
+	s := Summary(st)
+	forks, err := h.e.Store().Forks(ctx, st.ExecutionId)
+	s.Forks = forks
+	return s, err
+}
+
+func (h *executions) Fork(ctx context.Context, req *connect.Request[apiv1.ForkRequest]) (*connect.Response[apiv1.ForkResponse], error) {
+	id, err := canonicalID(req.Msg.ExecutionId)
+	if err != nil {
+		return nil, err
+	}
+	fork, err := h.e.Fork(ctx, id, req.Msg.AtVersion, actors.ForkOptions{Component: req.Msg.Component, CancelOriginal: req.Msg.CancelOriginal})
+	if err != nil && fork == "" {
+		return nil, apiError(err)
+	}
+	if err != nil {
+		// The fork exists; only the original's cancellation failed.
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	return connect.NewResponse(&apiv1.ForkResponse{ExecutionId: fork}), nil
 }
 
 func (h *executions) Pause(ctx context.Context, req *connect.Request[apiv1.PauseRequest]) (*connect.Response[apiv1.PauseResponse], error) {
@@ -372,7 +419,7 @@ func Summary(st *pb.ExecutionState) *apiv1.ExecutionSummary {
 		CreatedAt: rfc3339(st.CreatedAt), ComponentId: st.ComponentId, ParentId: st.ParentId,
 		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures, LastFailure: st.LastFailure,
 		Paused: st.Paused, CancelRequested: st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED,
-		Queue: st.Queue,
+		Queue: st.Queue, ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
 	}
 	switch st.Status {
 	case pb.Status_STATUS_PENDING_AT:

@@ -109,6 +109,7 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			Status:           pb.Status_STATUS_PENDING_AT,
 			PendingAt:        c.ScheduledAt,
 			UpdatedAt:        now,
+			SubmittedRetry:   c.Retry,
 			ForkedFrom:       c.ForkedFrom,
 			ForkedAtVersion:  c.ForkedAtVersion,
 		}, nil
@@ -403,7 +404,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		IntermittentFailures: st.IntermittentFailures, BlockedJoinSetId: st.BlockedJoinSetId,
 		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
-		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
+		SubmittedRetry: st.SubmittedRetry, ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

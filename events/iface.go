@@ -70,6 +70,11 @@ type Store interface {
 	// after cursor ("" = from the start), in key order, and the cursor of the next page
 	// ("" = end). limit <= 0 means DefaultKVListLimit; it is capped at MaxKVListLimit.
 	KVList(ctx context.Context, bucket, prefix, cursor string, limit int) ([]KVEntry, string, error)
+	// CacheGet returns the execution whose ok result serves calls of ffqn with params on
+	// componentID at now, if any (cache.go).
+	CacheGet(ctx context.Context, componentID, ffqn string, params []byte, now time.Time) (string, bool, error)
+	// SweepCache deletes up to limit cache entries expired at now; it returns how many.
+	SweepCache(ctx context.Context, now time.Time, limit int) (int, error)
 	// Failed is closed when the store can no longer be trusted to persist (a failed
 	// write or sync); Err then returns why, an error matching ErrFailed.
 	Failed() <-chan struct{}

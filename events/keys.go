@@ -27,6 +27,8 @@ import (
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
 //	b\0<original>\0<fork>         forks of an execution (Engine.Fork), by the original
 //	v\0<bucket>\0<key>           a KV entry -> its value (kv.go); of no execution
+//	h\0<component>\0<ffqn>\0<params-sha256:32> -> <expires:8><id>  activity result cache (cache.go)
+//	H\0<expires:8>\0<h key>         its expiry order
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //

@@ -54,6 +54,8 @@ type Tx struct {
 	// hold KV writes alone.
 	KVChecks []KVCheck
 	KV       []KVWrite
+	// Cache records ok results in the activity result cache (cache.go).
+	Cache []CachePut
 }
 
 // groupState is the writer's view while applying one group.
@@ -134,46 +136,13 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			return nil, nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next,
 				Reason: fmt.Sprintf("run %s does not hold the lock (held by %q)", a.RunID, holder)}
 		}
-		ri := 0
-		respond := func(upTo uint32) error {
-			for ; ri < len(a.Responses) && a.Responses[ri].AtVersion <= upTo; ri++ {
-				r := a.Responses[ri]
-				if ri > 0 && r.AtVersion < a.Responses[ri-1].AtVersion {
-					return fmt.Errorf("append %s: responses out of order (at_version %d after %d)", a.ExecutionID, r.AtVersion, a.Responses[ri-1].AtVersion)
-				}
-				if st == nil {
-					return fmt.Errorf("append %s: a response before its Created event", a.ExecutionID)
-				}
-				respID := responseID(r)
-				dk := string(dedupeKey(a.ExecutionID, respID))
-				if slicesContains(newDedupe, dk) {
-					return fmt.Errorf("append %s: %s answered twice", a.ExecutionID, respID)
-				}
-				if d := r.GetDelay(); d != nil && !answered[d.DelayId] {
-					delOps, err := g.forgetDelay(d.DelayId, newDelays)
-					if err != nil {
-						return err
-					}
-					ops = append(ops, delOps...)
-					answered[d.DelayId] = true
-				}
-				resp := proto.CloneOf(r)
-				resp.Cursor, resp.AtVersion = st.ResponseCount, st.NextVersion
-				nst, err := FoldResponse(st, resp)
-				if err != nil {
-					return err
-				}
-				b, _ := proto.Marshal(resp)
-				ops = append(ops, kv{k: responseKey(a.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
-				newDedupe = append(newDedupe, dk)
-				st = nst
-			}
-			return nil
-		}
+		ri := 0 // a.Responses folded so far
 		for i, ev := range a.Events {
 			v := a.ExpectedVersion + uint32(i)
-			if err := respond(v); err != nil {
-				return nil, nil, nil, err
+			if ri < len(a.Responses) {
+				if st, ri, ops, newDedupe, err = g.foldCopied(a, st, ri, v, ops, newDedupe, newDelays, answered); err != nil {
+					return nil, nil, nil, err
+				}
 			}
 			nst, err := Fold(a.ExecutionID, st, v, ev)
 			if err != nil {
@@ -190,8 +159,11 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			}
 			st = nst
 		}
-		if err := respond(math.MaxUint32); err != nil {
-			return nil, nil, nil, err
+		if ri < len(a.Responses) {
+			var err error
+			if st, _, ops, newDedupe, err = g.foldCopied(a, st, ri, math.MaxUint32, ops, newDedupe, newDelays, answered); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 		overlay[a.ExecutionID] = st
 	}
@@ -247,6 +219,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		return nil, nil, nil, err
 	}
 	ops = append(ops, logOps...)
+	ops = append(ops, cacheOps(tx.Cache)...)
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}
@@ -258,6 +231,46 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		g.delays[id] = -1
 	}
 	return ops, overlay, logStats, nil
+}
+
+// foldCopied folds the responses of a (a copied history: Append.Responses) from the
+// ri-th on whose at_version is at most upTo into st, and returns the new state, the
+// index of the next one, and ops and newDedupe with their writes added. A delay they
+// answer loses its timer (requested in this tx: newDelays) and is marked answered.
+func (g *groupState) foldCopied(a Append, st *pb.ExecutionState, ri int, upTo uint32, ops []kv, newDedupe []string, newDelays []*pb.DelayRequest, answered map[string]bool) (*pb.ExecutionState, int, []kv, []string, error) {
+	for ; ri < len(a.Responses) && a.Responses[ri].AtVersion <= upTo; ri++ {
+		r := a.Responses[ri]
+		switch {
+		case ri > 0 && r.AtVersion < a.Responses[ri-1].AtVersion:
+			return nil, 0, nil, nil, fmt.Errorf("append %s: responses out of order (at_version %d after %d)", a.ExecutionID, r.AtVersion, a.Responses[ri-1].AtVersion)
+		case st == nil:
+			return nil, 0, nil, nil, fmt.Errorf("append %s: a response before its Created event", a.ExecutionID)
+		}
+		respID := responseID(r)
+		dk := string(dedupeKey(a.ExecutionID, respID))
+		if slicesContains(newDedupe, dk) {
+			return nil, 0, nil, nil, fmt.Errorf("append %s: %s answered twice", a.ExecutionID, respID)
+		}
+		if d := r.GetDelay(); d != nil && !answered[d.DelayId] {
+			delOps, err := g.forgetDelay(d.DelayId, newDelays)
+			if err != nil {
+				return nil, 0, nil, nil, err
+			}
+			ops = append(ops, delOps...)
+			answered[d.DelayId] = true
+		}
+		resp := proto.CloneOf(r)
+		resp.Cursor, resp.AtVersion = st.ResponseCount, st.NextVersion
+		nst, err := FoldResponse(st, resp)
+		if err != nil {
+			return nil, 0, nil, nil, err
+		}
+		b, _ := proto.Marshal(resp)
+		ops = append(ops, kv{k: responseKey(a.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
+		newDedupe = append(newDedupe, dk)
+		st = nst
+	}
+	return st, ri, ops, newDedupe, nil
 }
 
 // forgetDelay returns the deletes of a delay's timer keys, wherever the delay was

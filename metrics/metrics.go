@@ -32,6 +32,7 @@ type Metrics struct {
 	deleted        *prometheus.CounterVec
 	lockRenewals   *prometheus.CounterVec
 	triggerRuns    *prometheus.CounterVec
+	retryBudget    *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -55,7 +56,7 @@ func New() *Metrics {
 		Name: "obelisk_instance_start_seconds", Help: "WASM instance starts and their duration, by kind (activity, workflow).", Buckets: latency,
 	}, []string{"kind"})
 	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, retried_memory, failed).",
+		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, retried_memory, failed, cached: served from the result cache).",
 	}, []string{"outcome"})
 	m.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_executions_finished_total", Help: "Executions finished, by component type and result kind.",
@@ -78,7 +79,10 @@ func New() *Metrics {
 	m.triggerRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_trigger_restarts_total", Help: "Restarts of triggers after their run ended, by trigger and why it ended (returned, err, trapped, failed).",
 	}, []string{"trigger", "outcome"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns,
+	m.retryBudget = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_retry_budget_held_total", Help: "Retries that an exhausted retry budget delayed (action wait) or skipped (action skip), by component.",
+	}, []string{"component", "action"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.retryBudget,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -108,6 +112,15 @@ func (m *Metrics) ActivityAttempt(outcome string) {
 		return
 	}
 	m.attempts.WithLabelValues(outcome).Inc()
+}
+
+// RetryBudget records a retry that a component's exhausted retry budget held back
+// (action "wait") or skipped ("skip").
+func (m *Metrics) RetryBudget(component, action string) {
+	if m == nil {
+		return
+	}
+	m.retryBudget.WithLabelValues(component, action).Inc()
 }
 
 // Finished records a finished execution.

@@ -137,28 +137,18 @@ func (c *Client) Resolve(ctx context.Context, ref Reference) (string, error) {
 // Pull makes sure store holds the wasm of the manifest manifestDigest of ref's
 // repository, downloading it unless the store already does, and returns the artifact.
 func (c *Client) Pull(ctx context.Context, ref Reference, manifestDigest string, store *wasmstore.Store) (Artifact, error) {
-	ctx, cancel := context.WithTimeout(ctx, PullTimeout)
-	defer cancel()
-	repo := c.repository(ref)
-	a, layer, err := c.manifest(ctx, repo, ref, manifestDigest)
+	wasm, a, err := c.Fetch(ctx, ref, manifestDigest, store)
 	if err != nil {
 		return Artifact{}, err
 	}
-	if store.Has(a.WasmDigest) {
-		return a, nil
-	}
-	wasm, err := c.blob(ctx, repo, ref, layer)
-	if err != nil {
-		return Artifact{}, err
-	}
-	if _, err := store.Put(wasm); err != nil {
+	if _, err := store.Put(wasm); err != nil { // writes nothing if Fetch read it from store
 		return Artifact{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return a, nil
 }
 
 // Fetch returns the wasm of the manifest manifestDigest of ref's repository: from store
-// if it holds it (store may be nil), else downloaded (and not stored).
+// if it holds it intact (store may be nil), else downloaded (and not stored).
 func (c *Client) Fetch(ctx context.Context, ref Reference, manifestDigest string, store *wasmstore.Store) ([]byte, Artifact, error) {
 	ctx, cancel := context.WithTimeout(ctx, PullTimeout)
 	defer cancel()
@@ -168,12 +158,9 @@ func (c *Client) Fetch(ctx context.Context, ref Reference, manifestDigest string
 		return nil, Artifact{}, err
 	}
 	if store != nil {
-		wasm, err := store.Get(a.WasmDigest)
-		if err == nil {
+		// A file that is missing or corrupt (Get checks its digest) is downloaded again.
+		if wasm, err := store.Get(a.WasmDigest); err == nil {
 			return wasm, a, nil
-		}
-		if !errors.Is(err, wasmstore.ErrNotFound) {
-			return nil, Artifact{}, err
 		}
 	}
 	wasm, err := c.blob(ctx, repo, ref, layer)

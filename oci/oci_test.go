@@ -198,6 +198,17 @@ func TestPushPull(t *testing.T) {
 	if b, _, err := c.Fetch(ctx, ref, digest, nil); err != nil || !bytes.Equal(b, wasm) {
 		t.Fatalf("Fetch without a store: %v", err)
 	}
+	// A stored file corrupted on disk is pulled again, not trusted.
+	p, _ := store.Path(pushed.WasmDigest)
+	if err := os.WriteFile(p, append([]byte("x"), wasm[1:]...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Pull(ctx, ref, digest, store); err != nil || got != pushed {
+		t.Fatalf("Pull over a corrupted file = %+v, %v", got, err)
+	}
+	if b, err := store.Get(pushed.WasmDigest); err != nil || !bytes.Equal(b, wasm) {
+		t.Fatalf("after pulling over a corrupted file: %v", err)
+	}
 
 	// A file without WIT is refused, clearly.
 	if _, err := c.Push(ctx, ref, []byte("\x00asm\x01\x00\x00\x00")); err == nil || !strings.Contains(err.Error(), "carries no WIT") {

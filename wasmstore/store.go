@@ -77,22 +77,20 @@ func (s *Store) Path(digest string) (string, error) {
 	return filepath.Join(s.dir, "sha256-"+h+fileSuffix), nil
 }
 
-// Has reports whether the store holds digest.
+// Has reports whether the store holds digest intact. It reads the file and checks its
+// bytes, because its callers skip a download or a copy when it says yes: a file
+// corrupted on disk must be fetched again, not loaded by its path.
 func (s *Store) Has(digest string) bool {
-	p, err := s.Path(digest)
-	if err != nil {
-		return false
-	}
-	_, err = os.Stat(p)
+	_, err := s.Get(digest)
 	return err == nil
 }
 
-// Put stores wasm and returns its digest. Storing bytes the store already holds
-// writes nothing.
+// Put stores wasm and returns its digest. Storing bytes the store already holds intact
+// writes nothing; a corrupt file of that digest is replaced.
 func (s *Store) Put(wasm []byte) (string, error) {
 	digest := Digest(wasm)
 	p, _ := s.Path(digest)
-	if _, err := os.Stat(p); err == nil {
+	if s.Has(digest) {
 		return digest, nil
 	}
 	tmp, err := os.CreateTemp(s.dir, ".put-*")

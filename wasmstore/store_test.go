@@ -56,6 +56,15 @@ func TestGetDetectsCorruption(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("Get of a corrupted file: %v, want an error saying it is corrupt", err)
 	}
+	if s.Has(d) {
+		t.Fatal("Has of a corrupted file: true, want false (callers would load it by path)")
+	}
+	if _, err := s.Put([]byte("original bytes")); err != nil {
+		t.Fatalf("Put over a corrupted file: %v", err)
+	}
+	if got, err := s.Get(d); err != nil || string(got) != "original bytes" {
+		t.Fatalf("Get after Put repaired it: %q, %v", got, err)
+	}
 }
 
 func TestParseDigestRejects(t *testing.T) {

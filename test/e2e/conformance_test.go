@@ -38,4 +38,31 @@ func TestConformance(t *testing.T) {
 			return *result.Ok
 		})
 	})
+
+	// What the scripts cannot see: a child submitted with its own retry policy records
+	// it in its created event, and every attempt's locked event applies it.
+	t.Run("a child's retry policy is recorded", func(t *testing.T) {
+		script := "create\nraw submit {\"join_set\":\"g:1\",\"ffqn\":\"testing:fibo/fibo.fibo\",\"params\":[10],\"retry\":{\"max_retries\":7,\"retry_exp_backoff_ms\":20,\"retry_jitter\":0.5}}\nnext g:1\n"
+		params, _ := json.Marshal([]string{script})
+		id := s.Submit(conformance.ScriptFFQN, string(params))
+		s.Result(id, 2*time.Minute)
+		want := `{"max_retries":7,"unlimited":false,"retry_exp_backoff_ms":20,"retry_jitter":0.5}`
+		checked := 0
+		for _, ev := range s.Events(id + ".g:1_1") {
+			if ev.Kind != "created" && ev.Kind != "locked" {
+				continue
+			}
+			checked++
+			var d struct {
+				Retry json.RawMessage `json:"retry"`
+			}
+			if err := json.Unmarshal([]byte(ev.DetailsJson), &d); err != nil {
+				t.Fatal(err)
+			}
+			harness.JSONEq(t, string(d.Retry), want)
+		}
+		if checked < 2 {
+			t.Fatalf("%d created and locked events, want at least 2", checked)
+		}
+	})
 }

@@ -61,6 +61,34 @@ func TestFunctions(t *testing.T) {
 		}
 	})
 
+	t.Run("a submitter's retry policy", func(t *testing.T) {
+		// The component's max_retries is 5, so fail-until(9) would end with err "attempt 6";
+		// this execution's own policy allows 8 retries.
+		out, errOut, code := s.CLI("execution", "submit", "--json", "--max-retries", "8", "--retry-backoff", "2ms", "--retry-jitter", "0.5",
+			"testing:flaky/flaky.fail-until", "[9]")
+		if code != 0 {
+			t.Fatalf("submit: exit %d: %s", code, errOut)
+		}
+		var doc struct {
+			ExecutionID string `json:"execution_id"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("submit --json: %v: %s", err, out)
+		}
+		harness.JSONEq(t, s.Result(doc.ExecutionID, time.Minute), `{"ok":9}`)
+		evs := s.Events(doc.ExecutionID)
+		if n := harness.CountKind(evs, "locked"); n != 9 {
+			t.Fatalf("locked events: %d, want 9 attempts", n)
+		}
+		// Bad policies are refused before anything is created.
+		for _, bad := range [][]string{{"--retry-jitter", "2"}, {"--retry-backoff", "1us"}} {
+			_, errOut, code := s.CLI(append(append([]string{"execution", "submit"}, bad...), "testing:flaky/flaky.fail-until", "[1]")...)
+			if code != 2 || !strings.Contains(errOut, "invalid_argument") || !strings.Contains(errOut, "retry") {
+				t.Errorf("submit %v: exit %d, %s; want 2 and invalid_argument naming the retry setting", bad, code, errOut)
+			}
+		}
+	})
+
 	t.Run("http 404 is an err", func(t *testing.T) {
 		id := s.Submit("testing:http/http-get.get", fmt.Sprintf("[%q]", web.URL+"/missing"))
 		res := s.Result(id, time.Minute)

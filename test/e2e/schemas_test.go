@@ -196,6 +196,9 @@ func TestSchemasOfTheAPI(t *testing.T) {
 	o := stubOptions(t, false)
 	o.ExtraWorkflows["random_workflow"] = "test/e2e/testdata/random-workflow"
 	o.ExtraWorkflows["schedule_workflow"] = "test/e2e/testdata/schedule-workflow"
+	// fibo_workflow's file under a second name (the newest exporter of its functions),
+	// so that a fork onto fibo_workflow records a moved event.
+	o.Deployment += fmt.Sprintf("\n[[workflow]]\nname = \"fibo_workflow_copy\"\nlocation.path = %q\n", filepath.Join(harness.ComponentsDir(), "fibo-workflow.wasm"))
 	srv := harness.Start(t, o)
 	v := loadSchemas(t)
 	const es, cs = "ExecutionService", "ComponentService"
@@ -252,6 +255,18 @@ func TestSchemasOfTheAPI(t *testing.T) {
 	}
 	if got := follow(race).ResultJSON; !strings.Contains(got, "activity") {
 		t.Errorf("race: %s", got)
+	}
+
+	// Fork (a moved event: onto the other copy of fibo_workflow), and its refusal.
+	var forked struct {
+		ExecutionID string `json:"executionId"`
+	}
+	v.mustCall(t, srv, es, "Fork", fmt.Sprintf(`{"executionId":%q,"atVersion":1,"component":"fibo_workflow"}`, fiboa), &forked)
+	if got := follow(forked.ExecutionID).ResultJSON; got != follow(fiboa).ResultJSON {
+		t.Errorf("the fork of %s: %s", fiboa, got)
+	}
+	if code, b := v.call(t, srv, es, "Fork", fmt.Sprintf(`{"executionId":%q,"atVersion":999}`, fiboa), true); code != http.StatusBadRequest || !strings.Contains(string(b), "beyond the history") {
+		t.Errorf("a fork beyond the history: HTTP %d %s", code, b)
 	}
 
 	// Stub: the success path through a workflow awaiting a stub, then the error paths.

@@ -328,6 +328,9 @@ async function executionPage(gen, id) {
     if (s.status === 'locked' && s.lockExpiresAt) rows.push(['Lock expires', esc(fmtTime(s.lockExpiresAt))]);
     if (s.joinSetId) rows.push(['Blocked by', `<span class="mono">${esc(s.joinSetId)}</span>`]);
     if (parent) rows.push(['Parent', execLink(parent)]);
+    // Lineage, both ways: the execution this one is a fork of, and its own forks.
+    if (s.forkedFrom) rows.push(['Forked from', `<span id="forked-from">${execLink(s.forkedFrom)} <span class="muted">at version ${esc(s.forkedAtVersion ?? 0)}</span></span>`]);
+    if (s.forks?.length) rows.push(['Forks', `<span id="forks">${s.forks.map(execLink).join(' ')}</span>`]);
     rows.push(['Component', `<span class="mono small">${esc(s.componentId)}</span>`]);
     rows.push(['Events', esc(s.version ?? 0)]);
     if (s.attemptsFailed) rows.push(['Failed attempts', esc(s.attemptsFailed)]);

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
@@ -37,7 +38,8 @@ import (
 // have join sets.
 type JoinSet struct {
 	id    string
-	queue string // of its submits; "" = each child's component's queue
+	queue string           // of its submits; "" = each child's component's queue
+	retry *abi.RetryPolicy // of its submits; nil = each child's component's
 }
 
 // ID returns the join set's ID: "g:<n>" for a generated one, "n:<name>" for
@@ -60,6 +62,54 @@ func (js JoinSet) String() string { return js.id }
 // queue is not recorded in the history: a replay finds the child created.
 func (js JoinSet) InQueue(queue string) JoinSet {
 	js.queue = queue
+	return js
+}
+
+// RetryOption sets one field of a child's retry policy (see [JoinSet.WithRetry]).
+type RetryOption func(*abi.RetryPolicy)
+
+// MaxRetries sets how many times a child is retried after its first attempt.
+func MaxRetries(n uint32) RetryOption {
+	return func(p *abi.RetryPolicy) { p.MaxRetries = &n }
+}
+
+// RetryBackoff sets a child's first-retry delay (each further one doubles it),
+// in whole milliseconds, rounded up; 0 keeps the child component's.
+func RetryBackoff(d time.Duration) RetryOption {
+	ms := d.Milliseconds()
+	if d > 0 && d%time.Millisecond != 0 {
+		ms++
+	}
+	return func(p *abi.RetryPolicy) { p.RetryExpBackoffMS = ms }
+}
+
+// RetryJitter scales each of a child's retry delays by a factor from 1-j to
+// 1+j, 0 <= j <= 1.
+func RetryJitter(j float64) RetryOption {
+	return func(p *abi.RetryPolicy) { p.RetryJitter = &j }
+}
+
+// WithRetry returns a handle of the same join set whose [Submit]s give their
+// children their own retry policy, each option replacing the setting of the
+// child's component (max_retries, retry_exp_backoff, retry_jitter):
+//
+//	obelisk.Submit(ctx, js.WithRetry(obelisk.MaxRetries(10), obelisk.RetryBackoff(time.Second)), "my:pay/pay.charge", id)
+//
+// The generated -obelisk-ext functions (f-submit) take such a handle too. A
+// backoff under 1ms or a jitter outside 0..1 makes Submit fail with kind
+// [KindBadRequest]. No option is the components' policies again. Like the
+// queue, the policy is recorded in the child's created event, not in the
+// workflow's history: a replay finds the child created.
+func (js JoinSet) WithRetry(opts ...RetryOption) JoinSet {
+	if len(opts) == 0 {
+		js.retry = nil
+		return js
+	}
+	p := &abi.RetryPolicy{}
+	for _, o := range opts {
+		o(p)
+	}
+	js.retry = p
 	return js
 }
 
@@ -115,13 +165,13 @@ func (js JoinSet) request(op string, extra int) []byte {
 func Submit(ctx Context, js JoinSet, ffqn string, params ...any) (string, error) {
 	var raw json.RawMessage
 	var err error
-	if js.queue == "" {
+	if js.queue == "" && js.retry == nil {
 		raw, err = sendCall(ctx, abi.OpSubmit, js.id, ffqn, params)
 	} else {
 		// Rare enough for encoding/json: the fast path writes the common request.
 		req := callRequestOf(js.id, ffqn, params)
 		if r, ok := req.(abi.SubmitRequest); ok {
-			r.Queue = js.queue
+			r.Queue, r.Retry = js.queue, js.retry
 			req = r
 		}
 		raw, err = invoke(ctx.host(), abi.OpSubmit, req)

@@ -168,6 +168,11 @@ func (r *testRun) submit(req []byte) (any, *HostError) {
 	if q.Queue != "" && !abi.ValidQueueName(q.Queue) { // the queue itself means nothing here
 		return nil, &HostError{Kind: KindInvalidName, Message: fmt.Sprintf("queue %q: want %s", q.Queue, abi.QueueNameRule)}
 	}
+	if q.Retry != nil { // nor does the policy: a child here runs once
+		if err := q.Retry.Check(); err != nil {
+			return nil, &HostError{Kind: KindBadRequest, Message: err.Error()}
+		}
+	}
 	result, herr := r.h.runChild(q.FFQN, q.Params)
 	if herr != nil {
 		return nil, herr

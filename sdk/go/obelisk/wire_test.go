@@ -38,6 +38,10 @@ func TestRequestsAreABIShapes(t *testing.T) {
 		{"Submit with a list", func() { _, _ = Submit(ctx, js, "t:p/i.f", []int{1}) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[[1]]`)}},
 		{"Submit in a queue", func() { _, _ = Submit(ctx, js.InQueue("gpu/eu-1"), "t:p/i.f", uint64(7)) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`), Queue: "gpu/eu-1"}},
 		{"Submit in the default queue again", func() { _, _ = Submit(ctx, js.InQueue("gpu").InQueue(""), "t:p/i.f", uint64(7)) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`)}},
+		{"Submit with a retry policy", func() {
+			_, _ = Submit(ctx, js.WithRetry(MaxRetries(8), RetryBackoff(1500*time.Microsecond), RetryJitter(0.25)), "t:p/i.f", uint64(7))
+		}, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`), Retry: &abi.RetryPolicy{MaxRetries: ptr(uint32(8)), RetryExpBackoffMS: 2, RetryJitter: ptr(0.25)}}},
+		{"Submit with the components' policies again", func() { _, _ = Submit(ctx, js.WithRetry(MaxRetries(1)).WithRetry(), "t:p/i.f", uint64(7)) }, abi.OpSubmit, abi.SubmitRequest{JoinSet: js.id, FFQN: "t:p/i.f", Params: raw(`[7]`)}},
 		{"NewJoinSet", func() { _, _ = NewJoinSet(ctx) }, abi.OpJoinSetCreate, abi.JoinSetCreateRequest{}},
 		{"NewJoinSetNamed", func() { _, _ = NewJoinSetNamed(ctx, name) }, abi.OpJoinSetCreate, abi.JoinSetCreateRequest{Name: &name}},
 		{"SubmitDelay In", func() { _, _ = SubmitDelay(ctx, js, In(1500*time.Millisecond)) }, abi.OpSubmitDelay, abi.SubmitDelayRequest{JoinSet: js.id, ScheduleAt: marshalled(t, abi.ScheduleAt{In: map[string]uint64{"milliseconds": 1500}})}},
@@ -77,3 +81,5 @@ func marshalled(t *testing.T, v any) json.RawMessage {
 	}
 	return b
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -47,6 +48,7 @@ func clientCmd() *cobra.Command {
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
 		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o), deleteCmd(o), retentionCmd(o))
 	exec.AddCommand(replayCmd(o), upgradeCmd(o))
+	exec.AddCommand(forkCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o),
 		componentInspectCmd(o, serverLookup(o), "inspect COMPONENT", "List a deployed component's exports and imports with their parameter types and JSON Schemas",
@@ -74,6 +76,9 @@ func apiErr(err error) error {
 func submitCmd(o *clientOpts) *cobra.Command {
 	var follow bool
 	var id, queue, component string
+	var maxRetries uint32
+	var retryBackoff time.Duration
+	var retryJitter float64
 	cmd := &cobra.Command{
 		Use:   "submit FFQN [PARAMS_JSON]",
 		Short: "Submit a top-level execution; PARAMS_JSON is a JSON array (default [])",
@@ -87,7 +92,20 @@ func submitCmd(o *clientOpts) *cobra.Command {
 			if err := json.Unmarshal([]byte(params), &probe); err != nil {
 				return usage(fmt.Errorf("PARAMS_JSON must be a JSON array: %w", err))
 			}
-			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(&pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue, Component: component}))
+			req := &pb.SubmitRequest{Ffqn: args[0], ParamsJson: params, ExecutionId: id, Queue: queue, Component: component}
+			if f := cmd.Flags(); f.Changed("max-retries") || f.Changed("retry-backoff") || f.Changed("retry-jitter") {
+				req.Retry = &pb.RetryPolicy{}
+				if f.Changed("max-retries") {
+					req.Retry.MaxRetries = &maxRetries
+				}
+				if f.Changed("retry-backoff") {
+					req.Retry.RetryExpBackoff = retryBackoff.String()
+				}
+				if f.Changed("retry-jitter") {
+					req.Retry.RetryJitter = &retryJitter
+				}
+			}
+			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return apiErr(err)
 			}
@@ -98,6 +116,9 @@ func submitCmd(o *clientOpts) *cobra.Command {
 	cmd.Flags().StringVarP(&id, "execution-id", "e", "", "use this execution ID (E_<ULID>)")
 	cmd.Flags().StringVar(&queue, "queue", "", "submit to this execution queue (default: the queue of the function's component)")
 	cmd.Flags().StringVar(&component, "component", "", "run it on this deployed component, by name or ID (default: the newest deployed component exporting FFQN)")
+	cmd.Flags().Uint32Var(&maxRetries, "max-retries", 0, "retries after the first attempt, for this execution (default: its component's max_retries)")
+	cmd.Flags().DurationVar(&retryBackoff, "retry-backoff", 0, "the first retry's delay, doubled for each further one, for this execution (default: its component's retry_exp_backoff)")
+	cmd.Flags().Float64Var(&retryJitter, "retry-jitter", 0, "scale each retry's delay by a factor from 1-J to 1+J, 0 <= J <= 1 (default: its component's retry_jitter)")
 	return cmd
 }
 
@@ -125,6 +146,10 @@ type statusDoc struct {
 	Result          json.RawMessage `json:"result,omitempty"`
 	// Queue is the queue a pending execution waits in (one no executor serves, maybe).
 	Queue string `json:"queue,omitempty"`
+	// Lineage: the execution this one was forked from and where, and its own forks.
+	ForkedFrom      string   `json:"forked_from,omitempty"`
+	ForkedAtVersion uint32   `json:"forked_at_version,omitempty"`
+	Forks           []string `json:"forks,omitempty"`
 }
 
 // statusText is a status as people read it: "pending_at (paused)".
@@ -161,7 +186,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		return usage(fmt.Errorf("no status received for %s", id))
 	}
 	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested,
-		LastFailure: last.LastFailure}
+		LastFailure: last.LastFailure, ForkedFrom: last.ForkedFrom, ForkedAtVersion: last.ForkedAtVersion, Forks: last.Forks}
 	if doc.Status == "pending_at" {
 		doc.Queue = last.Queue
 	}
@@ -180,6 +205,12 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		}
 		if doc.LastFailure != "" {
 			fmt.Fprintf(out, "last failure: %s\n", doc.LastFailure)
+		}
+		if doc.ForkedFrom != "" {
+			fmt.Fprintf(out, "forked from: %s at version %d\n", doc.ForkedFrom, doc.ForkedAtVersion)
+		}
+		if len(doc.Forks) > 0 {
+			fmt.Fprintf(out, "forks: %s\n", strings.Join(doc.Forks, " "))
 		}
 		if doc.Result != nil {
 			fmt.Fprintf(out, "result: %s\n", doc.Result)
@@ -334,6 +365,48 @@ cancelled. A finished execution is left as it is (already_finished, exit status 
 			return printOutcome(cmd, o, args[0], resp.Msg.Outcome)
 		},
 	}
+}
+
+func forkCmd(o *clientOpts) *cobra.Command {
+	var at uint32
+	var component string
+	var cancelOriginal bool
+	cmd := &cobra.Command{
+		Use:   "fork EXECUTION_ID --at VERSION [--component COMPONENT] [--cancel-original]",
+		Short: "Create a workflow execution whose history is another's up to VERSION, and let it go on",
+		Long: `Fork a workflow execution: a new execution (new ID, same function and parameters)
+whose history is the original's events 0..VERSION-1, with the children, responses and
+delays recorded in them, continues from there on COMPONENT (default: the original's),
+which replays that history first. The original is left as it is, or cancelled with
+--cancel-original. Prints the new execution's ID (--json: {"execution_id": ...}).
+
+VERSION must be at a step boundary (not inside the events of one call or one join set's
+close) and before the result; children requested before it must have finished (their
+results come to the fork as they came to the original). An unknown execution, a
+version beyond the history or not at a step boundary, or an execution that is not a
+workflow's is refused (exit status 2) and nothing is created.`,
+		Args: executionIDArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("at") {
+				return usage(errors.New("--at VERSION is required: the fork keeps the events before it"))
+			}
+			resp, err := o.executions().Fork(cmd.Context(), connect.NewRequest(&pb.ForkRequest{ExecutionId: args[0], AtVersion: at, Component: component, CancelOriginal: cancelOriginal}))
+			if err != nil {
+				return apiErr(err)
+			}
+			if o.json {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					ExecutionID string `json:"execution_id"`
+				}{resp.Msg.ExecutionId})
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Msg.ExecutionId)
+			return err
+		},
+	}
+	cmd.Flags().Uint32Var(&at, "at", 0, "the version to fork at: events 0..VERSION-1 are kept")
+	cmd.Flags().StringVar(&component, "component", "", "continue on this deployed component, by name or ID (default: the original's)")
+	cmd.Flags().BoolVar(&cancelOriginal, "cancel-original", false, "cancel the original once the fork exists")
+	return cmd
 }
 
 func pauseCmd(o *clientOpts) *cobra.Command {

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -37,10 +38,10 @@ const (
 // Lower bounds of durations: below them a value is a mistake (a unit forgotten or
 // mistyped) rather than a setting, and would fail every run or retry in a busy loop.
 const (
-	MinLockExpiry      = 100 * time.Millisecond // exec.lock_expiry
-	MinMaxDuration     = 100 * time.Millisecond // exec.max_duration
-	MinRetryExpBackoff = time.Millisecond       // retry_exp_backoff
-	MinRequestTimeout  = 100 * time.Millisecond // a webhook endpoint's request_timeout
+	MinLockExpiry      = 100 * time.Millisecond    // exec.lock_expiry
+	MinMaxDuration     = 100 * time.Millisecond    // exec.max_duration
+	MinRetryExpBackoff = actors.MinRetryExpBackoff // retry_exp_backoff
+	MinRequestTimeout  = 100 * time.Millisecond    // a webhook endpoint's request_timeout
 )
 
 // Bounds of the event store's sizes ([store]). Below the minimums Pebble would flush or
@@ -167,6 +168,47 @@ type Retention struct {
 	FinishedAfter *time.Duration `mapstructure:"finished_after"`
 }
 
+// RetryBudget is an activity's retry_budget table: with max_failure_share set, retries
+// are held or skipped while more than that share of the function's recent attempts
+// failed (actors.RetryBudget).
+type RetryBudget struct {
+	MaxFailureShare *float64       `mapstructure:"max_failure_share"`
+	Window          *time.Duration `mapstructure:"window"`
+	MinAttempts     *int           `mapstructure:"min_attempts"`
+	Action          string         `mapstructure:"action"`
+}
+
+// Defaults of a retry_budget table's keys other than max_failure_share.
+const (
+	DefaultRetryBudgetWindow      = time.Minute
+	DefaultRetryBudgetMinAttempts = 20
+	DefaultRetryBudgetAction      = actors.RetryBudgetWait
+)
+
+// resolve returns the budget, nil if the table is absent.
+func (b *RetryBudget) resolve() (*actors.RetryBudget, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if b.MaxFailureShare == nil {
+		return nil, errors.New("retry_budget: max_failure_share is required (e.g. 0.5: retries are held while more than half of the recent attempts failed)")
+	}
+	r := &actors.RetryBudget{MaxFailureShare: *b.MaxFailureShare, Window: DefaultRetryBudgetWindow, MinAttempts: DefaultRetryBudgetMinAttempts, Action: DefaultRetryBudgetAction}
+	if b.Window != nil {
+		r.Window = *b.Window
+	}
+	if b.MinAttempts != nil {
+		r.MinAttempts = *b.MinAttempts
+	}
+	if b.Action != "" {
+		r.Action = actors.RetryBudgetAction(b.Action)
+	}
+	if err := r.Check(); err != nil {
+		return nil, fmt.Errorf("retry_budget.%w", err)
+	}
+	return r, nil
+}
+
 // resolve checks the key and returns the duration (0 if unset).
 func (r Retention) resolve(key string) (time.Duration, error) {
 	if r.FinishedAfter == nil {
@@ -185,6 +227,9 @@ type ActivityExec struct {
 	KeepAlive bool `mapstructure:"keepalive"`
 	// MaxDuration bounds an attempt, kept alive or not (exec.max_duration).
 	MaxDuration *time.Duration `mapstructure:"max_duration"`
+	// CacheTTL serves an ok result to later executions with the same parameters for
+	// this long (exec.cache_ttl; actors.ComponentConfig.CacheTTL).
+	CacheTTL *time.Duration `mapstructure:"cache_ttl"`
 }
 
 // Activity is one [[activity_wasm]].
@@ -193,6 +238,8 @@ type Activity struct {
 	Location        Location       `mapstructure:"location"`
 	MaxRetries      *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
+	RetryJitter     float64        `mapstructure:"retry_jitter"`
+	RetryBudget     *RetryBudget   `mapstructure:"retry_budget"`
 	Exec            ActivityExec   `mapstructure:"exec"`
 	AllowedHosts    []string       `mapstructure:"allowed_hosts"`
 	DeniedHosts     []string       `mapstructure:"denied_hosts"`
@@ -209,6 +256,7 @@ type Workflow struct {
 	// only); past it the execution finishes as timed_out.
 	MaxRetries       *uint32        `mapstructure:"max_retries"`
 	RetryExpBackoff  *time.Duration `mapstructure:"retry_exp_backoff"`
+	RetryJitter      float64        `mapstructure:"retry_jitter"`
 	Exec             Exec           `mapstructure:"exec"`
 	BlockingStrategy string         `mapstructure:"blocking_strategy"`
 	MemoryLimit      string         `mapstructure:"memory_limit"`
@@ -407,6 +455,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if a.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *a.RetryExpBackoff
 		}
+		c.RetryJitter = a.RetryJitter
+		if c.RetryBudget, err = a.RetryBudget.resolve(); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
 		if err := s.location(c.Name, a.Location); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
@@ -444,6 +496,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if w.RetryExpBackoff != nil {
 			c.RetryExpBackoff = *w.RetryExpBackoff
 		}
+		c.RetryJitter = w.RetryJitter
 		switch w.BlockingStrategy {
 		case "", "await":
 		case "interrupt":
@@ -556,6 +609,9 @@ func common(c *actors.ComponentConfig, e Exec) error {
 	if err := atLeast("retry_exp_backoff", c.RetryExpBackoff, MinRetryExpBackoff); err != nil {
 		return err
 	}
+	if !(c.RetryJitter >= 0 && c.RetryJitter <= 1) {
+		return fmt.Errorf("retry_jitter = %v: must be a fraction from 0 to 1 (0.2 scales each retry's delay by 0.8 to 1.2)", c.RetryJitter)
+	}
 	c.Queue = e.Queue
 	if e.MaxConcurrency != nil {
 		// 0 is refused rather than read as "the default": a component that may run
@@ -573,6 +629,12 @@ func common(c *actors.ComponentConfig, e Exec) error {
 // it is refused as the mistake it must be.
 func activityExec(c *actors.ComponentConfig, e ActivityExec) error {
 	c.KeepAlive = e.KeepAlive
+	if e.CacheTTL != nil {
+		if *e.CacheTTL <= 0 {
+			return fmt.Errorf("exec.cache_ttl = %q: must be positive (leave it out for no cache)", e.CacheTTL.String())
+		}
+		c.CacheTTL = *e.CacheTTL
+	}
 	if e.MaxDuration == nil {
 		return nil
 	}

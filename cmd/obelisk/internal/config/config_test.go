@@ -66,7 +66,10 @@ name = "a"
 location.path = "a.wasm"
 max_retries = 0
 retry_exp_backoff = "1s"
+retry_jitter = 0.25
+retry_budget = { max_failure_share = 0.6, min_attempts = 5, action = "skip" }
 exec.lock_expiry = "250ms"
+exec.cache_ttl = "10m"
 allowed_hosts = ["example.com", "127.0.0.1:*"]
 [[workflow]]
 name = "w"
@@ -88,6 +91,15 @@ max_retries = 2
 		t.Fatalf("environment overrides ignored: %q %q", s.Engine.DataDir, s.ListeningAddr)
 	}
 	a := s.Engine.Components[0]
+	if b := a.RetryBudget; b == nil || b.MaxFailureShare != 0.6 || b.Window != time.Minute || b.MinAttempts != 5 || b.Action != "skip" {
+		t.Fatalf("retry_budget: %+v", b)
+	}
+	if a.CacheTTL != 10*time.Minute || s.Engine.Components[1].CacheTTL != 0 {
+		t.Fatalf("exec.cache_ttl: %v and %v", a.CacheTTL, s.Engine.Components[1].CacheTTL)
+	}
+	if a.RetryJitter != 0.25 || s.Engine.Components[1].RetryJitter != 0 {
+		t.Fatalf("retry_jitter: %v and %v", a.RetryJitter, s.Engine.Components[1].RetryJitter)
+	}
 	if a.MaxRetries != 0 || a.RetryExpBackoff != time.Second || a.LockExpiry != 250*time.Millisecond || len(a.AllowedHosts) != 2 {
 		t.Fatalf("activity keys: %+v", a)
 	}
@@ -247,6 +259,13 @@ func TestValueErrors(t *testing.T) {
 		{"bare float backoff", activity + "retry_exp_backoff = 0.5\n", a + `retry_exp_backoff = 0.5: a duration needs a unit, e.g. "0.5s"`},
 		{"bare number in a string", activity + "retry_exp_backoff = \"5\"\n", a + `retry_exp_backoff = "5": a duration needs a unit, e.g. "5s"`},
 		{"not a duration", activity + "retry_exp_backoff = \"soon\"\n", a + `retry_exp_backoff = "soon": not a duration: write a number with a unit ("ms", "s", "m", "h"), e.g. "250ms"`},
+		{"budget without a share", activity + "retry_budget.window = \"1m\"\n", a + `retry_budget: max_failure_share is required (e.g. 0.5: retries are held while more than half of the recent attempts failed)`},
+		{"budget share over 1", activity + "retry_budget.max_failure_share = 2.0\n", a + `retry_budget.max_failure_share = 2: must be a fraction above 0, at most 1`},
+		{"budget action", activity + "retry_budget.max_failure_share = 0.5\nretry_budget.action = \"drop\"\n", a + `retry_budget.action = "drop": want "wait" or "skip"`},
+		{"budget window", activity + "retry_budget.max_failure_share = 0.5\nretry_budget.window = \"10ms\"\n", a + `retry_budget.window = "10ms": must be at least 1s`},
+		{"cache_ttl zero", activity + "exec.cache_ttl = \"0s\"\n", a + `exec.cache_ttl = "0s": must be positive (leave it out for no cache)`},
+		{"jitter over 1", activity + "retry_jitter = 1.5\n", a + `retry_jitter = 1.5: must be a fraction from 0 to 1 (0.2 scales each retry's delay by 0.8 to 1.2)`},
+		{"negative jitter", workflow + "retry_jitter = -0.1\n", `[[workflow]] #1 (name "w"): retry_jitter = -0.1: must be a fraction from 0 to 1 (0.2 scales each retry's delay by 0.8 to 1.2)`},
 		{"bare workflow lock_expiry", workflow + "exec.lock_expiry = 30\n", `[[workflow]] #1 (name "w"): exec.lock_expiry = 30: a duration needs a unit, e.g. "30s"`},
 		{"bare request_timeout", endpoint + "request_timeout = 30\n", `[[webhook_endpoint]] #1 (name "h"): request_timeout = 30: a duration needs a unit, e.g. "30s"`},
 		// Lower bounds of durations.

@@ -44,6 +44,13 @@ func resolveTriggers(f *File, s *Server, rel func(string) string, path string) e
 		if err := checkName(t.Name); err != nil {
 			return fail(i, t.Name, "%v", err)
 		}
+		// Components check their names among themselves; function endpoints are no
+		// components, and share their name space (webhook.go).
+		for _, ep := range s.Webhooks.Endpoints {
+			if ep.Function != "" && ep.Name == t.Name {
+				return fail(i, t.Name, "the name is also that of a webhook endpoint")
+			}
+		}
 		if err := s.location(t.Name, t.Location); err != nil {
 			return fail(i, t.Name, "%v", err)
 		}

@@ -65,6 +65,13 @@ allowed_hosts = ["http://"]`, `allowed_hosts`},
 name = "t"
 location.path = "t.wasm"
 stdout = "yes"`, `stdout = "yes"`},
+		{`[[webhook_endpoint]]
+name = "t"
+routes = ["/"]
+function = "testing:fibo/fibo.fibo"
+[[trigger]]
+name = "t"
+location.path = "t.wasm"`, `[[trigger]] #1 (name "t"): the name is also that of a webhook endpoint`},
 	} {
 		_, err := Load(write(t, c.toml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -452,10 +452,13 @@ type Created struct {
 	Queue           string                 `protobuf:"bytes,8,opt,name=queue,proto3" json:"queue,omitempty"` // executors lock by queue; today the component name
 	Metadata        map[string]string      `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ScheduledBy     string                 `protobuf:"bytes,10,opt,name=scheduled_by,json=scheduledBy,proto3" json:"scheduled_by,omitempty"` // execution that scheduled this top-level execution, if any
+	// The submitter's retry policy, if it gave one: every Locked event records it instead
+	// of the component's.
+	Retry *RetryConfig `protobuf:"bytes,11,opt,name=retry,proto3" json:"retry,omitempty"`
 	// A fork (Engine.Fork): the execution whose history up to forked_at_version (events
 	// 0..forked_at_version-1) this one's begins with.
-	ForkedFrom      string `protobuf:"bytes,11,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
-	ForkedAtVersion uint32 `protobuf:"varint,12,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	ForkedFrom      string `protobuf:"bytes,12,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,13,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -560,6 +563,13 @@ func (x *Created) GetScheduledBy() string {
 	return ""
 }
 
+func (x *Created) GetRetry() *RetryConfig {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
 func (x *Created) GetForkedFrom() string {
 	if x != nil {
 		return x.ForkedFrom
@@ -580,8 +590,12 @@ type RetryConfig struct {
 	MaxRetries       uint32                 `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
 	UnlimitedRetries bool                   `protobuf:"varint,2,opt,name=unlimited_retries,json=unlimitedRetries,proto3" json:"unlimited_retries,omitempty"` // retried forever (workflows, before they had max_retries)
 	RetryExpBackoff  int64                  `protobuf:"varint,3,opt,name=retry_exp_backoff,json=retryExpBackoff,proto3" json:"retry_exp_backoff,omitempty"`  // nanoseconds
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Each retry's delay is retry_exp_backoff * 2^(n-1) scaled by a factor drawn in
+	// [1 - retry_jitter, 1 + retry_jitter] from a generator seeded by the execution ID and n,
+	// so that a replay or a test computes the same delay (0: no jitter).
+	RetryJitter   float64 `protobuf:"fixed64,4,opt,name=retry_jitter,json=retryJitter,proto3" json:"retry_jitter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RetryConfig) Reset() {
@@ -631,6 +645,13 @@ func (x *RetryConfig) GetUnlimitedRetries() bool {
 func (x *RetryConfig) GetRetryExpBackoff() int64 {
 	if x != nil {
 		return x.RetryExpBackoff
+	}
+	return 0
+}
+
+func (x *RetryConfig) GetRetryJitter() float64 {
+	if x != nil {
+		return x.RetryJitter
 	}
 	return 0
 }
@@ -989,8 +1010,14 @@ func (*Unpaused) Descriptor() ([]byte, []int) {
 // Finished carries the final result: {"ok": v} | {"err": v} |
 // {"execution_failure": {"kind": "...", "reason": "..."}} (JSON).
 type Finished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// Why it finished although its retry policy allowed another attempt, if it did (an
+	// exhausted retry budget).
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The execution whose result this is, when it was served from the activity result
+	// cache (exec.cache_ttl) instead of running.
+	CachedFrom    string `protobuf:"bytes,3,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1030,6 +1057,20 @@ func (x *Finished) GetResult() []byte {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *Finished) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Finished) GetCachedFrom() string {
+	if x != nil {
+		return x.CachedFrom
+	}
+	return ""
 }
 
 // Moved pins an unfinished execution to another component (a fixed version of its code):
@@ -2155,10 +2196,11 @@ type ExecutionState struct {
 	UpdatedAt            int64                       `protobuf:"varint,27,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The last temporary failure or timeout, as people read it ("attempt 3 timed out: lock
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
-	LastFailure string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailure    string       `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	SubmittedRetry *RetryConfig `protobuf:"bytes,29,opt,name=submitted_retry,json=submittedRetry,proto3" json:"submitted_retry,omitempty"` // Created.retry: the policy every lock records
 	// From Created: the execution this one was forked from, and at which version.
-	ForkedFrom      string `protobuf:"bytes,29,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
-	ForkedAtVersion uint32 `protobuf:"varint,30,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	ForkedFrom      string `protobuf:"bytes,30,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,31,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2389,6 +2431,13 @@ func (x *ExecutionState) GetLastFailure() string {
 	return ""
 }
 
+func (x *ExecutionState) GetSubmittedRetry() *RetryConfig {
+	if x != nil {
+		return x.SubmittedRetry
+	}
+	return nil
+}
+
 func (x *ExecutionState) GetForkedFrom() string {
 	if x != nil {
 		return x.ForkedFrom
@@ -2423,7 +2472,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05movedB\x06\n" +
-	"\x04kind\"\x99\x04\n" +
+	"\x04kind\"\xd0\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2435,18 +2484,20 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x05queue\x18\b \x01(\tR\x05queue\x12E\n" +
 	"\bmetadata\x18\t \x03(\v2).obelisk.storage.v1.Created.MetadataEntryR\bmetadata\x12!\n" +
 	"\fscheduled_by\x18\n" +
-	" \x01(\tR\vscheduledBy\x12\x1f\n" +
-	"\vforked_from\x18\v \x01(\tR\n" +
+	" \x01(\tR\vscheduledBy\x125\n" +
+	"\x05retry\x18\v \x01(\v2\x1f.obelisk.storage.v1.RetryConfigR\x05retry\x12\x1f\n" +
+	"\vforked_from\x18\f \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
-	"\x11forked_at_version\x18\f \x01(\rR\x0fforkedAtVersion\x1a;\n" +
+	"\x11forked_at_version\x18\r \x01(\rR\x0fforkedAtVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
 	"\vRetryConfig\x12\x1f\n" +
 	"\vmax_retries\x18\x01 \x01(\rR\n" +
 	"maxRetries\x12+\n" +
 	"\x11unlimited_retries\x18\x02 \x01(\bR\x10unlimitedRetries\x12*\n" +
-	"\x11retry_exp_backoff\x18\x03 \x01(\x03R\x0fretryExpBackoff\"\xc2\x01\n" +
+	"\x11retry_exp_backoff\x18\x03 \x01(\x03R\x0fretryExpBackoff\x12!\n" +
+	"\fretry_jitter\x18\x04 \x01(\x01R\vretryJitter\"\xc2\x01\n" +
 	"\x06Locked\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12\x15\n" +
@@ -2468,9 +2519,12 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x0fCancelRequested\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
-	"\bUnpaused\"\"\n" +
+	"\bUnpaused\"[\n" +
 	"\bFinished\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\x81\x01\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vcached_from\x18\x03 \x01(\tR\n" +
+	"cachedFrom\"\x81\x01\n" +
 	"\x05Moved\x12*\n" +
 	"\x11from_component_id\x18\x01 \x01(\tR\x0ffromComponentId\x12&\n" +
 	"\x0fto_component_id\x18\x02 \x01(\tR\rtoComponentId\x12\x0e\n" +
@@ -2545,7 +2599,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xa2\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xec\n" +
 	"\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
@@ -2582,10 +2636,11 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06result\x18\x1a \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
-	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12\x1f\n" +
-	"\vforked_from\x18\x1d \x01(\tR\n" +
+	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12H\n" +
+	"\x0fsubmitted_retry\x18\x1d \x01(\v2\x1f.obelisk.storage.v1.RetryConfigR\x0esubmittedRetry\x12\x1f\n" +
+	"\vforked_from\x18\x1e \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
-	"\x11forked_at_version\x18\x1e \x01(\rR\x0fforkedAtVersion\x1a`\n" +
+	"\x11forked_at_version\x18\x1f \x01(\rR\x0fforkedAtVersion\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
@@ -2671,29 +2726,31 @@ var file_obelisk_storage_v1_events_proto_depIdxs = []int32{
 	14, // 10: obelisk.storage.v1.Event.moved:type_name -> obelisk.storage.v1.Moved
 	0,  // 11: obelisk.storage.v1.Created.component_type:type_name -> obelisk.storage.v1.ComponentType
 	30, // 12: obelisk.storage.v1.Created.metadata:type_name -> obelisk.storage.v1.Created.MetadataEntry
-	5,  // 13: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
-	16, // 14: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
-	17, // 15: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
-	18, // 16: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
-	21, // 17: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
-	22, // 18: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
-	23, // 19: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
-	24, // 20: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
-	19, // 21: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
-	20, // 22: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
-	26, // 23: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
-	27, // 24: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
-	0,  // 25: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
-	1,  // 26: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
-	5,  // 27: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
-	31, // 28: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
-	2,  // 29: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
-	28, // 30: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	5,  // 13: obelisk.storage.v1.Created.retry:type_name -> obelisk.storage.v1.RetryConfig
+	5,  // 14: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
+	16, // 15: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
+	17, // 16: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
+	18, // 17: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
+	21, // 18: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
+	22, // 19: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
+	23, // 20: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
+	24, // 21: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
+	19, // 22: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
+	20, // 23: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
+	26, // 24: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
+	27, // 25: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
+	0,  // 26: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
+	1,  // 27: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
+	5,  // 28: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
+	31, // 29: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
+	2,  // 30: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
+	5,  // 31: obelisk.storage.v1.ExecutionState.submitted_retry:type_name -> obelisk.storage.v1.RetryConfig
+	28, // 32: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_storage_v1_events_proto_init() }

@@ -79,6 +79,8 @@ const (
 	// ExecutionServiceUpgradeProcedure is the fully-qualified name of the ExecutionService's Upgrade
 	// RPC.
 	ExecutionServiceUpgradeProcedure = "/obelisk.v1.ExecutionService/Upgrade"
+	// ExecutionServiceForkProcedure is the fully-qualified name of the ExecutionService's Fork RPC.
+	ExecutionServiceForkProcedure = "/obelisk.v1.ExecutionService/Fork"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -141,6 +143,12 @@ type ExecutionServiceClient interface {
 	// at the divergence onto component (the original cancelled). A
 	// nondeterminism_detected execution is repaired by a fork of its whole history.
 	Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error)
+	// Fork creates a new workflow execution whose history is the given one's up to
+	// at_version (events 0..at_version-1, with the responses that had arrived by then),
+	// which then continues on component (default: the original's). Children of that prefix
+	// must have finished. An unknown execution is NOT_FOUND; a version beyond the history,
+	// or not at a step boundary, or an execution that is not a workflow's, INVALID_ARGUMENT.
+	Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -244,6 +252,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("Upgrade")),
 			connect.WithClientOptions(opts...),
 		),
+		fork: connect.NewClient[v1.ForkRequest, v1.ForkResponse](
+			httpClient,
+			baseURL+ExecutionServiceForkProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Fork")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -264,6 +278,7 @@ type executionServiceClient struct {
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
 	replay         *connect.Client[v1.ReplayRequest, v1.ReplayResponse]
 	upgrade        *connect.Client[v1.UpgradeRequest, v1.UpgradeResponse]
+	fork           *connect.Client[v1.ForkRequest, v1.ForkResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -341,6 +356,11 @@ func (c *executionServiceClient) Upgrade(ctx context.Context, req *connect.Reque
 	return c.upgrade.CallUnary(ctx, req)
 }
 
+// Fork calls obelisk.v1.ExecutionService.Fork.
+func (c *executionServiceClient) Fork(ctx context.Context, req *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error) {
+	return c.fork.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -395,6 +415,12 @@ type ExecutionServiceHandler interface {
 	// at the divergence onto component (the original cancelled). A
 	// nondeterminism_detected execution is repaired by a fork of its whole history.
 	Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error)
+	// Fork creates a new workflow execution whose history is the given one's up to
+	// at_version (events 0..at_version-1, with the responses that had arrived by then),
+	// which then continues on component (default: the original's). Children of that prefix
+	// must have finished. An unknown execution is NOT_FOUND; a version beyond the history,
+	// or not at a step boundary, or an execution that is not a workflow's, INVALID_ARGUMENT.
+	Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -494,6 +520,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("Upgrade")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceForkHandler := connect.NewUnaryHandler(
+		ExecutionServiceForkProcedure,
+		svc.Fork,
+		connect.WithSchema(executionServiceMethods.ByName("Fork")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -526,6 +558,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceReplayHandler.ServeHTTP(w, r)
 		case ExecutionServiceUpgradeProcedure:
 			executionServiceUpgradeHandler.ServeHTTP(w, r)
+		case ExecutionServiceForkProcedure:
+			executionServiceForkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -593,6 +627,10 @@ func (UnimplementedExecutionServiceHandler) Replay(context.Context, *connect.Req
 
 func (UnimplementedExecutionServiceHandler) Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Upgrade is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Fork is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.

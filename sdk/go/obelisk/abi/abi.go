@@ -295,6 +295,56 @@ type SubmitRequest struct {
 	// Queue is the execution queue of the child (see [ValidQueueName]); absent
 	// means the queue its component is configured with.
 	Queue string `json:"queue,omitempty"`
+	// Retry is the child's own retry policy; absent means its component's.
+	Retry *RetryPolicy `json:"retry,omitempty"`
+}
+
+// RetryPolicy is an execution's own retry policy, given by its submitter. Each
+// member present replaces the setting of the component that runs it; the
+// policy is recorded in the execution's created event.
+type RetryPolicy struct {
+	// MaxRetries is how many times it is retried after its first attempt.
+	MaxRetries *uint32 `json:"max_retries,omitempty"`
+	// RetryExpBackoffMS is the first retry's delay in milliseconds (each
+	// further one doubles it): at least [MinRetryExpBackoff]; 0 or absent
+	// means the component's.
+	RetryExpBackoffMS int64 `json:"retry_exp_backoff_ms,omitempty"`
+	// RetryJitter scales each delay by a factor from 1-j to 1+j; see
+	// [CheckRetryJitter].
+	RetryJitter *float64 `json:"retry_jitter,omitempty"`
+}
+
+// MinRetryExpBackoff is the least first-retry delay a component or a submitter
+// may set: below it a failing execution would spin.
+const MinRetryExpBackoff = time.Millisecond
+
+// CheckRetryBackoff refuses a first-retry delay below [MinRetryExpBackoff].
+func CheckRetryBackoff(d time.Duration) error {
+	if d < MinRetryExpBackoff {
+		return fmt.Errorf("retry backoff %s: must be at least %s", d, MinRetryExpBackoff)
+	}
+	return nil
+}
+
+// CheckRetryJitter refuses a jitter that is not a fraction from 0 to 1.
+func CheckRetryJitter(j float64) error {
+	if !(j >= 0 && j <= 1) {
+		return fmt.Errorf("retry jitter %v: must be a fraction from 0 to 1", j)
+	}
+	return nil
+}
+
+// Check refuses a policy whose backoff or jitter is out of bounds.
+func (p *RetryPolicy) Check() error {
+	if p.RetryExpBackoffMS != 0 {
+		if err := CheckRetryBackoff(time.Duration(p.RetryExpBackoffMS) * time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if p.RetryJitter != nil {
+		return CheckRetryJitter(*p.RetryJitter)
+	}
+	return nil
 }
 
 // ScheduleRequest is the request of [OpSchedule] without the op.
