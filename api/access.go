@@ -29,6 +29,10 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ExecutionServiceStubProcedure,
 		obeliskv1connect.ExecutionServiceDeleteProcedure,
 		obeliskv1connect.ExecutionServiceForkProcedure,
+		obeliskv1connect.ExecutionServiceUpgradeProcedure,
+		// A replay writes nothing, but it runs code the caller may send (a .wasm file):
+		// that is an admin's to do.
+		obeliskv1connect.ExecutionServiceReplayProcedure,
 		obeliskv1connect.ScheduleServiceCreateScheduleProcedure,
 		obeliskv1connect.ScheduleServiceDeleteScheduleProcedure,
 		obeliskv1connect.ScheduleServicePauseScheduleProcedure,

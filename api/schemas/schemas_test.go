@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -127,6 +128,8 @@ const ts = int64(1_700_000_000_123_456_789)
 var sampleEvents = []*pb.Event{
 	{CreatedAt: ts, Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: "testing:fibo/fibo.fibo", Params: []byte("[10]"), ScheduledAt: ts, ComponentId: "activity_wasm:fibo:sha256:00"}}},
 	{CreatedAt: ts, Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: "testing:fibo/fibo.fibo", Params: []byte("[10]"), ScheduledAt: ts, ComponentId: "activity_wasm:fibo:sha256:00", ParentId: "E_01", ParentJoinSetId: "g:1"}}},
+	{CreatedAt: ts, Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: "testing:fibo/fibo.fibo", Params: []byte("[10]"), ScheduledAt: ts, ComponentId: "activity_wasm:fibo:sha256:00",
+		Retry: &pb.RetryConfig{MaxRetries: 8, RetryExpBackoff: int64(250 * time.Millisecond), RetryJitter: 0.2}}}},
 	{CreatedAt: ts, Kind: &pb.Event_Locked{Locked: &pb.Locked{ExecutorId: "x", RunId: "r", LockExpiresAt: ts, Retry: &pb.RetryConfig{MaxRetries: 5, RetryExpBackoff: 1e7}}}},
 	{CreatedAt: ts, Kind: &pb.Event_Locked{Locked: &pb.Locked{ExecutorId: "x", RunId: "r", LockExpiresAt: ts}}},
 	{CreatedAt: ts, Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{UnlockedAt: ts, Reason: "shutdown"}}},
@@ -149,7 +152,10 @@ var sampleEvents = []*pb.Event{
 	{CreatedAt: ts, Kind: &pb.Event_CancelRequested{CancelRequested: &pb.CancelRequested{}}},
 	{CreatedAt: ts, Kind: &pb.Event_Paused{Paused: &pb.Paused{}}},
 	{CreatedAt: ts, Kind: &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}},
+	{CreatedAt: ts, Kind: &pb.Event_Moved{Moved: &pb.Moved{FromComponentId: "workflow:w:sha256:00", ToComponentId: "workflow:w2:sha256:01", By: "cli", Queue: "w2"}}},
 	{CreatedAt: ts, Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: []byte(`{"ok":55}`)}}},
+	{CreatedAt: ts, Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: []byte(`{"err":"down"}`), Reason: "retry budget exhausted: 4 of the 4 attempts of a:b/c.d in the last 1m0s failed (max_failure_share 0.5)"}}},
+	{CreatedAt: ts, Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: []byte(`{"ok":55}`), CachedFrom: "E_01KBX6S8C3PKG0G0G0G0G0G0G0"}}},
 	{CreatedAt: ts, Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: []byte(`{"err":null}`)}}},
 	{CreatedAt: ts, Kind: &pb.Event_Finished{Finished: &pb.Finished{Result: []byte(`{"execution_failure":{"kind":"timed_out","reason":"lock expired"}}`)}}},
 }

@@ -250,6 +250,13 @@ async function executionPage(gen, id) {
         <section><h2>Parameters</h2><pre id="params" class="json"></pre></section>
         <section><h2>Result</h2><pre id="result" class="json"></pre></section>
       </div>
+      <section id="replay-sec"><h2>Replay against…</h2>
+        <p class="muted">Replays the recorded history in a sandbox (nothing is written, no activity runs) against the pinned component, or another deployed or retired one.</p>
+        <div class="filters"><label>Component <input id="replay-comp" list="replay-comps" placeholder="the pinned component" size="48"></label>
+          <button id="replay" class="secondary">Replay</button></div>
+        <datalist id="replay-comps"></datalist>
+        <div id="replay-out"></div>
+      </section>
       <section><h2>Timeline</h2><div id="timeline" class="timeline"></div></section>
       <section><h2>Children</h2><div id="children"><p class="muted">None.</p></div></section>
       <section><h2>Logs</h2>
@@ -274,6 +281,7 @@ async function executionPage(gen, id) {
     logSeq: 0, // the next log line to read
   };
   setupActions(gen, id, st, () => refresh());
+  setupReplay(gen, id);
 
   let refreshing = null;
   const refresh = () => (refreshing ??= tick().finally(() => { refreshing = null; }));
@@ -550,6 +558,39 @@ function setupActions(gen, id, st, refresh) {
   });
   $('pause').addEventListener('click', () => act('Pause', 'Pause'));
   $('unpause').addEventListener('click', () => act('Unpause', 'Unpause'));
+}
+
+// setupReplay wires the "Replay against…" control: a component chooser (the workflows,
+// deployed and retired; empty: the pinned one) and the report of the Replay RPC.
+function setupReplay(gen, id) {
+  const $ = (sel) => document.getElementById(sel);
+  comp('ListComponents').then((r) => {
+    if (gen !== generation) return;
+    $('replay-comps').innerHTML = (r.components || []).filter((c) => c.type === 'workflow')
+      .map((c) => `<option value="${esc(c.retired ? c.componentId : c.name)}">${esc(c.name)}${c.retired ? ' (retired)' : ''}</option>`).join('');
+  }).catch(() => {});
+  const step = (s) => (s ? esc(s.detail) : '');
+  $('replay').addEventListener('click', async () => {
+    const out = $('replay-out');
+    out.innerHTML = '<p class="muted">Replaying…</p>';
+    try {
+      const r = await exec('Replay', { executionId: id, component: $('replay-comp').value.trim() });
+      if (gen !== generation) return;
+      const d = r.divergence;
+      let html = r.ok
+        ? `<p class="replay-ok"><strong>ok</strong>: replayed ${r.replayed ?? 0} of ${r.historyEvents ?? 0} history events against <span class="mono">${esc(r.componentId)}</span></p>`
+        : `<p class="replay-diverged error-text"><strong>diverges</strong> at history event ${d?.index ?? 0} against <span class="mono">${esc(r.componentId)}</span></p>
+           <dl class="summary"><dt>Recorded</dt><dd class="mono">${step(d?.recorded) || '(end of the history)'}</dd>
+           <dt>Produced</dt><dd class="mono">${step(d?.produced) || '(returned)'}</dd><dt>Detail</dt><dd>${esc(d?.detail || '')}</dd></dl>`;
+      if (r.resultJson) html += `<p>Result now: <code>${esc(r.resultJson)}</code>${r.recordedResultJson ? ` (recorded: <code>${esc(r.recordedResultJson)}</code>)` : ''}</p>`;
+      if (r.next?.length) html += `<p>Next:</p><ul class="replay-next">${r.next.map((n) => `<li class="mono">${esc(n.detail)}</li>`).join('')}</ul>`;
+      if (r.logs?.length) html += `<p>Guest log:</p><pre class="replay-logs">${r.logs.map((l) => esc(`${l.time} ${l.level} ${l.message}`)).join('\n')}</pre>`;
+      out.innerHTML = html;
+    } catch (err) {
+      if (gen !== generation) return;
+      out.innerHTML = `<p class="error-text">Replay failed: ${esc(err.message)}</p>`;
+    }
+  });
 }
 
 // ---- components ----

@@ -26,6 +26,675 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type UpgradeRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Component string                 `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"` // the target: a deployed component's name or ID
+	// The selection, one of: the IDs, a function, or the component (name or ID) they are pinned to.
+	ExecutionIds          []string `protobuf:"bytes,2,rep,name=execution_ids,json=executionIds,proto3" json:"execution_ids,omitempty"`
+	Ffqn                  string   `protobuf:"bytes,3,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	FromComponent         string   `protobuf:"bytes,4,opt,name=from_component,json=fromComponent,proto3" json:"from_component,omitempty"`
+	Statuses              []string `protobuf:"bytes,5,rep,name=statuses,proto3" json:"statuses,omitempty"`                                                        // keep these statuses (pending_at, locked, blocked_by_join_set, nondeterminism_detected)
+	DryRun                bool     `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`                                             // replay and report; move and fork nothing
+	ApproveNondeterminism []string `protobuf:"bytes,7,rep,name=approve_nondeterminism,json=approveNondeterminism,proto3" json:"approve_nondeterminism,omitempty"` // fork these at their divergence
+	By                    string   `protobuf:"bytes,8,opt,name=by,proto3" json:"by,omitempty"`                                                                    // who upgrades, recorded in the Moved events ("" = "api")
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *UpgradeRequest) Reset() {
+	*x = UpgradeRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeRequest) ProtoMessage() {}
+
+func (x *UpgradeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeRequest.ProtoReflect.Descriptor instead.
+func (*UpgradeRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpgradeRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *UpgradeRequest) GetExecutionIds() []string {
+	if x != nil {
+		return x.ExecutionIds
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *UpgradeRequest) GetFromComponent() string {
+	if x != nil {
+		return x.FromComponent
+	}
+	return ""
+}
+
+func (x *UpgradeRequest) GetStatuses() []string {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *UpgradeRequest) GetApproveNondeterminism() []string {
+	if x != nil {
+		return x.ApproveNondeterminism
+	}
+	return nil
+}
+
+func (x *UpgradeRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type UpgradeItem struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId     string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	FromComponentId string                 `protobuf:"bytes,2,opt,name=from_component_id,json=fromComponentId,proto3" json:"from_component_id,omitempty"`
+	Outcome         string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`             // moved | forked | diverged | would_move | would_fork | failed
+	Replay          *ReplayResponse        `protobuf:"bytes,4,opt,name=replay,proto3" json:"replay,omitempty"`               // its replay against the target
+	ForkId          string                 `protobuf:"bytes,5,opt,name=fork_id,json=forkId,proto3" json:"fork_id,omitempty"` // forked: the fork
+	Error           string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`                 // failed: why
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpgradeItem) Reset() {
+	*x = UpgradeItem{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeItem) ProtoMessage() {}
+
+func (x *UpgradeItem) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeItem.ProtoReflect.Descriptor instead.
+func (*UpgradeItem) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpgradeItem) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetFromComponentId() string {
+	if x != nil {
+		return x.FromComponentId
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetReplay() *ReplayResponse {
+	if x != nil {
+		return x.Replay
+	}
+	return nil
+}
+
+func (x *UpgradeItem) GetForkId() string {
+	if x != nil {
+		return x.ForkId
+	}
+	return ""
+}
+
+func (x *UpgradeItem) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type UpgradeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ComponentId   string                 `protobuf:"bytes,1,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"` // the target
+	Items         []*UpgradeItem         `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeResponse) Reset() {
+	*x = UpgradeResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeResponse) ProtoMessage() {}
+
+func (x *UpgradeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeResponse.ProtoReflect.Descriptor instead.
+func (*UpgradeResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpgradeResponse) GetComponentId() string {
+	if x != nil {
+		return x.ComponentId
+	}
+	return ""
+}
+
+func (x *UpgradeResponse) GetItems() []*UpgradeItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ReplayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Component     string                 `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"` // a component's name or ID (deployed or retired); "" and no wasm: the pinned one
+	Wasm          []byte                 `protobuf:"bytes,3,opt,name=wasm,proto3" json:"wasm,omitempty"`           // or a component file's content, compiled for this replay only
+	Source        string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`       // what names wasm in messages (its path, its OCI reference)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayRequest) Reset() {
+	*x = ReplayRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayRequest) ProtoMessage() {}
+
+func (x *ReplayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayRequest.ProtoReflect.Descriptor instead.
+func (*ReplayRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplayRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *ReplayRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ReplayRequest) GetWasm() []byte {
+	if x != nil {
+		return x.Wasm
+	}
+	return nil
+}
+
+func (x *ReplayRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// ReplayStep is a workflow step: a history event, recorded or produced by the code, or
+// what a run does past its history.
+type ReplayStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// join_set_create | submit | delay | join_next | join_next_try | persist | schedule |
+	// stub | wait (for a response in join_set) | cancel (execution_id) | return
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Function      string `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`                       // a child's or scheduled execution's function
+	ParamsJson    string `protobuf:"bytes,3,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"` // its parameters
+	JoinSet       string `protobuf:"bytes,4,opt,name=join_set,json=joinSet,proto3" json:"join_set,omitempty"`
+	ExecutionId   string `protobuf:"bytes,5,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // the child, scheduled execution, stub target or delay
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`                              // the step in words
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayStep) Reset() {
+	*x = ReplayStep{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayStep) ProtoMessage() {}
+
+func (x *ReplayStep) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayStep.ProtoReflect.Descriptor instead.
+func (*ReplayStep) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReplayStep) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ReplayStep) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *ReplayStep) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
+func (x *ReplayStep) GetJoinSet() string {
+	if x != nil {
+		return x.JoinSet
+	}
+	return ""
+}
+
+func (x *ReplayStep) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *ReplayStep) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ReplayDivergence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`      // the history event (0-based, history events only); the history's length: past its end
+	Recorded      *ReplayStep            `protobuf:"bytes,2,opt,name=recorded,proto3" json:"recorded,omitempty"` // unset: past the history's end
+	Produced      *ReplayStep            `protobuf:"bytes,3,opt,name=produced,proto3" json:"produced,omitempty"` // unset: the workflow returned
+	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDivergence) Reset() {
+	*x = ReplayDivergence{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDivergence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDivergence) ProtoMessage() {}
+
+func (x *ReplayDivergence) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDivergence.ProtoReflect.Descriptor instead.
+func (*ReplayDivergence) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReplayDivergence) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ReplayDivergence) GetRecorded() *ReplayStep {
+	if x != nil {
+		return x.Recorded
+	}
+	return nil
+}
+
+func (x *ReplayDivergence) GetProduced() *ReplayStep {
+	if x != nil {
+		return x.Produced
+	}
+	return nil
+}
+
+func (x *ReplayDivergence) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ReplayLogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Time          string                 `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"` // RFC 3339
+	Level         string                 `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayLogLine) Reset() {
+	*x = ReplayLogLine{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayLogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayLogLine) ProtoMessage() {}
+
+func (x *ReplayLogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayLogLine.ProtoReflect.Descriptor instead.
+func (*ReplayLogLine) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReplayLogLine) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *ReplayLogLine) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *ReplayLogLine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ReplayResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId        string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	ComponentId        string                 `protobuf:"bytes,2,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"` // replayed against
+	PinnedComponentId  string                 `protobuf:"bytes,3,opt,name=pinned_component_id,json=pinnedComponentId,proto3" json:"pinned_component_id,omitempty"`
+	Ok                 bool                   `protobuf:"varint,4,opt,name=ok,proto3" json:"ok,omitempty"`             // every recorded step (and a finished execution's result) reproduced
+	Finished           bool                   `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"` // the execution has finished
+	HistoryEvents      uint32                 `protobuf:"varint,6,opt,name=history_events,json=historyEvents,proto3" json:"history_events,omitempty"`
+	Replayed           uint32                 `protobuf:"varint,7,opt,name=replayed,proto3" json:"replayed,omitempty"` // history events reproduced
+	Divergence         *ReplayDivergence      `protobuf:"bytes,8,opt,name=divergence,proto3" json:"divergence,omitempty"`
+	Next               []*ReplayStep          `protobuf:"bytes,9,rep,name=next,proto3" json:"next,omitempty"`                                // ok and not finished (or finished as nondeterministic): what it would do next
+	ResultJson         string                 `protobuf:"bytes,10,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"` // what the code returned, if it returned
+	RecordedResultJson string                 `protobuf:"bytes,11,opt,name=recorded_result_json,json=recordedResultJson,proto3" json:"recorded_result_json,omitempty"`
+	Logs               []*ReplayLogLine       `protobuf:"bytes,12,rep,name=logs,proto3" json:"logs,omitempty"` // the guest's lines up to where it stopped (the last 1000)
+	LogsDropped        uint32                 `protobuf:"varint,13,opt,name=logs_dropped,json=logsDropped,proto3" json:"logs_dropped,omitempty"`
+	TookMicros         uint64                 `protobuf:"varint,14,opt,name=took_micros,json=tookMicros,proto3" json:"took_micros,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ReplayResponse) Reset() {
+	*x = ReplayResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayResponse) ProtoMessage() {}
+
+func (x *ReplayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayResponse.ProtoReflect.Descriptor instead.
+func (*ReplayResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReplayResponse) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *ReplayResponse) GetComponentId() string {
+	if x != nil {
+		return x.ComponentId
+	}
+	return ""
+}
+
+func (x *ReplayResponse) GetPinnedComponentId() string {
+	if x != nil {
+		return x.PinnedComponentId
+	}
+	return ""
+}
+
+func (x *ReplayResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ReplayResponse) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
+}
+
+func (x *ReplayResponse) GetHistoryEvents() uint32 {
+	if x != nil {
+		return x.HistoryEvents
+	}
+	return 0
+}
+
+func (x *ReplayResponse) GetReplayed() uint32 {
+	if x != nil {
+		return x.Replayed
+	}
+	return 0
+}
+
+func (x *ReplayResponse) GetDivergence() *ReplayDivergence {
+	if x != nil {
+		return x.Divergence
+	}
+	return nil
+}
+
+func (x *ReplayResponse) GetNext() []*ReplayStep {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *ReplayResponse) GetResultJson() string {
+	if x != nil {
+		return x.ResultJson
+	}
+	return ""
+}
+
+func (x *ReplayResponse) GetRecordedResultJson() string {
+	if x != nil {
+		return x.RecordedResultJson
+	}
+	return ""
+}
+
+func (x *ReplayResponse) GetLogs() []*ReplayLogLine {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+func (x *ReplayResponse) GetLogsDropped() uint32 {
+	if x != nil {
+		return x.LogsDropped
+	}
+	return 0
+}
+
+func (x *ReplayResponse) GetTookMicros() uint64 {
+	if x != nil {
+		return x.TookMicros
+	}
+	return 0
+}
+
 type DeleteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // a top-level execution ID
@@ -35,7 +704,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	mi := &file_obelisk_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +716,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[0]
+	mi := &file_obelisk_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +729,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteRequest) GetExecutionId() string {
@@ -80,7 +749,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	mi := &file_obelisk_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +761,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[1]
+	mi := &file_obelisk_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +774,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteResponse) GetExecutions() uint32 {
@@ -131,7 +800,7 @@ type ListRetentionRequest struct {
 
 func (x *ListRetentionRequest) Reset() {
 	*x = ListRetentionRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	mi := &file_obelisk_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +812,7 @@ func (x *ListRetentionRequest) String() string {
 func (*ListRetentionRequest) ProtoMessage() {}
 
 func (x *ListRetentionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[2]
+	mi := &file_obelisk_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +825,7 @@ func (x *ListRetentionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRetentionRequest.ProtoReflect.Descriptor instead.
 func (*ListRetentionRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRetentionRequest) GetLimit() uint32 {
@@ -175,7 +844,7 @@ type ListRetentionResponse struct {
 
 func (x *ListRetentionResponse) Reset() {
 	*x = ListRetentionResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[3]
+	mi := &file_obelisk_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +856,7 @@ func (x *ListRetentionResponse) String() string {
 func (*ListRetentionResponse) ProtoMessage() {}
 
 func (x *ListRetentionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[3]
+	mi := &file_obelisk_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +869,7 @@ func (x *ListRetentionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRetentionResponse.ProtoReflect.Descriptor instead.
 func (*ListRetentionResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRetentionResponse) GetTrees() []*RetainedTree {
@@ -223,7 +892,7 @@ type RetainedTree struct {
 
 func (x *RetainedTree) Reset() {
 	*x = RetainedTree{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[4]
+	mi := &file_obelisk_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +904,7 @@ func (x *RetainedTree) String() string {
 func (*RetainedTree) ProtoMessage() {}
 
 func (x *RetainedTree) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[4]
+	mi := &file_obelisk_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +917,7 @@ func (x *RetainedTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedTree.ProtoReflect.Descriptor instead.
 func (*RetainedTree) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RetainedTree) GetExecutionId() string {
@@ -291,7 +960,7 @@ type ForkRequest struct {
 
 func (x *ForkRequest) Reset() {
 	*x = ForkRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	mi := &file_obelisk_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +972,7 @@ func (x *ForkRequest) String() string {
 func (*ForkRequest) ProtoMessage() {}
 
 func (x *ForkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[5]
+	mi := &file_obelisk_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +985,7 @@ func (x *ForkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForkRequest.ProtoReflect.Descriptor instead.
 func (*ForkRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ForkRequest) GetExecutionId() string {
@@ -356,7 +1025,7 @@ type ForkResponse struct {
 
 func (x *ForkResponse) Reset() {
 	*x = ForkResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +1037,7 @@ func (x *ForkResponse) String() string {
 func (*ForkResponse) ProtoMessage() {}
 
 func (x *ForkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[6]
+	mi := &file_obelisk_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +1050,7 @@ func (x *ForkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForkResponse.ProtoReflect.Descriptor instead.
 func (*ForkResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ForkResponse) GetExecutionId() string {
@@ -400,7 +1069,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +1081,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[7]
+	mi := &file_obelisk_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +1094,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelRequest) GetExecutionId() string {
@@ -444,7 +1113,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[8]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +1125,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[8]
+	mi := &file_obelisk_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +1138,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelResponse) GetOutcome() string {
@@ -488,7 +1157,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[9]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +1169,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[9]
+	mi := &file_obelisk_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +1182,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PauseRequest) GetExecutionId() string {
@@ -531,7 +1200,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[10]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +1212,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[10]
+	mi := &file_obelisk_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +1225,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 type UnpauseRequest struct {
@@ -568,7 +1237,7 @@ type UnpauseRequest struct {
 
 func (x *UnpauseRequest) Reset() {
 	*x = UnpauseRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[11]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +1249,7 @@ func (x *UnpauseRequest) String() string {
 func (*UnpauseRequest) ProtoMessage() {}
 
 func (x *UnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[11]
+	mi := &file_obelisk_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +1262,7 @@ func (x *UnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpauseRequest.ProtoReflect.Descriptor instead.
 func (*UnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnpauseRequest) GetExecutionId() string {
@@ -611,7 +1280,7 @@ type UnpauseResponse struct {
 
 func (x *UnpauseResponse) Reset() {
 	*x = UnpauseResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[12]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +1292,7 @@ func (x *UnpauseResponse) String() string {
 func (*UnpauseResponse) ProtoMessage() {}
 
 func (x *UnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[12]
+	mi := &file_obelisk_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +1305,7 @@ func (x *UnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpauseResponse.ProtoReflect.Descriptor instead.
 func (*UnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 type StubRequest struct {
@@ -649,7 +1318,7 @@ type StubRequest struct {
 
 func (x *StubRequest) Reset() {
 	*x = StubRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[13]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +1330,7 @@ func (x *StubRequest) String() string {
 func (*StubRequest) ProtoMessage() {}
 
 func (x *StubRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[13]
+	mi := &file_obelisk_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +1343,7 @@ func (x *StubRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StubRequest.ProtoReflect.Descriptor instead.
 func (*StubRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StubRequest) GetExecutionId() string {
@@ -700,7 +1369,7 @@ type StubResponse struct {
 
 func (x *StubResponse) Reset() {
 	*x = StubResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +1381,7 @@ func (x *StubResponse) String() string {
 func (*StubResponse) ProtoMessage() {}
 
 func (x *StubResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[14]
+	mi := &file_obelisk_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1394,7 @@ func (x *StubResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StubResponse.ProtoReflect.Descriptor instead.
 func (*StubResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StubResponse) GetOutcome() string {
@@ -758,7 +1427,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +1439,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[15]
+	mi := &file_obelisk_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +1452,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubmitRequest) GetFfqn() string {
@@ -841,7 +1510,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1522,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[16]
+	mi := &file_obelisk_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1535,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RetryPolicy) GetMaxRetries() uint32 {
@@ -900,7 +1569,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1581,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[17]
+	mi := &file_obelisk_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1594,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SubmitResponse) GetExecutionId() string {
@@ -952,7 +1621,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1633,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[18]
+	mi := &file_obelisk_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1646,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetStatusRequest) GetExecutionId() string {
@@ -1003,7 +1672,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1684,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[19]
+	mi := &file_obelisk_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1697,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetStatusResponse) GetSummary() *ExecutionSummary {
@@ -1067,7 +1736,7 @@ type ExecutionSummary struct {
 
 func (x *ExecutionSummary) Reset() {
 	*x = ExecutionSummary{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1748,7 @@ func (x *ExecutionSummary) String() string {
 func (*ExecutionSummary) ProtoMessage() {}
 
 func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[20]
+	mi := &file_obelisk_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1761,7 @@ func (x *ExecutionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionSummary.ProtoReflect.Descriptor instead.
 func (*ExecutionSummary) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExecutionSummary) GetExecutionId() string {
@@ -1248,7 +1917,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1929,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[21]
+	mi := &file_obelisk_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1942,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListExecutionsRequest) GetFfqnPrefix() string {
@@ -1321,7 +1990,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +2002,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[22]
+	mi := &file_obelisk_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +2015,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListExecutionsResponse) GetExecutions() []*ExecutionSummary {
@@ -1374,7 +2043,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +2055,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[23]
+	mi := &file_obelisk_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +2068,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListEventsRequest) GetExecutionId() string {
@@ -1436,7 +2105,7 @@ type EventView struct {
 
 func (x *EventView) Reset() {
 	*x = EventView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +2117,7 @@ func (x *EventView) String() string {
 func (*EventView) ProtoMessage() {}
 
 func (x *EventView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[24]
+	mi := &file_obelisk_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +2130,7 @@ func (x *EventView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventView.ProtoReflect.Descriptor instead.
 func (*EventView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventView) GetVersion() uint32 {
@@ -1502,7 +2171,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +2183,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[25]
+	mi := &file_obelisk_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +2196,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListEventsResponse) GetEvents() []*EventView {
@@ -1554,7 +2223,7 @@ type ListResponsesRequest struct {
 
 func (x *ListResponsesRequest) Reset() {
 	*x = ListResponsesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +2235,7 @@ func (x *ListResponsesRequest) String() string {
 func (*ListResponsesRequest) ProtoMessage() {}
 
 func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[26]
+	mi := &file_obelisk_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +2248,7 @@ func (x *ListResponsesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesRequest.ProtoReflect.Descriptor instead.
 func (*ListResponsesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListResponsesRequest) GetExecutionId() string {
@@ -1611,7 +2280,7 @@ type ResponseView struct {
 
 func (x *ResponseView) Reset() {
 	*x = ResponseView{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +2292,7 @@ func (x *ResponseView) String() string {
 func (*ResponseView) ProtoMessage() {}
 
 func (x *ResponseView) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[27]
+	mi := &file_obelisk_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +2305,7 @@ func (x *ResponseView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseView.ProtoReflect.Descriptor instead.
 func (*ResponseView) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ResponseView) GetCursor() uint32 {
@@ -1697,7 +2366,7 @@ type ListResponsesResponse struct {
 
 func (x *ListResponsesResponse) Reset() {
 	*x = ListResponsesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +2378,7 @@ func (x *ListResponsesResponse) String() string {
 func (*ListResponsesResponse) ProtoMessage() {}
 
 func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[28]
+	mi := &file_obelisk_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +2391,7 @@ func (x *ListResponsesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponsesResponse.ProtoReflect.Descriptor instead.
 func (*ListResponsesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListResponsesResponse) GetResponses() []*ResponseView {
@@ -1740,7 +2409,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2421,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[29]
+	mi := &file_obelisk_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2434,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 type FunctionInfo struct {
@@ -1779,7 +2448,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2460,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[30]
+	mi := &file_obelisk_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2473,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FunctionInfo) GetFfqn() string {
@@ -1844,7 +2513,7 @@ type ComponentInfo struct {
 
 func (x *ComponentInfo) Reset() {
 	*x = ComponentInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2525,7 @@ func (x *ComponentInfo) String() string {
 func (*ComponentInfo) ProtoMessage() {}
 
 func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[31]
+	mi := &file_obelisk_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2538,7 @@ func (x *ComponentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentInfo.ProtoReflect.Descriptor instead.
 func (*ComponentInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ComponentInfo) GetComponentId() string {
@@ -1923,7 +2592,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2604,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[32]
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2617,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*ComponentInfo {
@@ -1967,7 +2636,7 @@ type GetComponentRequest struct {
 
 func (x *GetComponentRequest) Reset() {
 	*x = GetComponentRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2648,7 @@ func (x *GetComponentRequest) String() string {
 func (*GetComponentRequest) ProtoMessage() {}
 
 func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[33]
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2661,7 @@ func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
 func (*GetComponentRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetComponentRequest) GetComponent() string {
@@ -2013,7 +2682,7 @@ type WitFile struct {
 
 func (x *WitFile) Reset() {
 	*x = WitFile{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2694,7 @@ func (x *WitFile) String() string {
 func (*WitFile) ProtoMessage() {}
 
 func (x *WitFile) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[34]
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2707,7 @@ func (x *WitFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitFile.ProtoReflect.Descriptor instead.
 func (*WitFile) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WitFile) GetPath() string {
@@ -2065,7 +2734,7 @@ type FunctionParam struct {
 
 func (x *FunctionParam) Reset() {
 	*x = FunctionParam{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2746,7 @@ func (x *FunctionParam) String() string {
 func (*FunctionParam) ProtoMessage() {}
 
 func (x *FunctionParam) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[35]
+	mi := &file_obelisk_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2759,7 @@ func (x *FunctionParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionParam.ProtoReflect.Descriptor instead.
 func (*FunctionParam) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *FunctionParam) GetName() string {
@@ -2123,7 +2792,7 @@ type FunctionDetail struct {
 
 func (x *FunctionDetail) Reset() {
 	*x = FunctionDetail{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2804,7 @@ func (x *FunctionDetail) String() string {
 func (*FunctionDetail) ProtoMessage() {}
 
 func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[36]
+	mi := &file_obelisk_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2817,7 @@ func (x *FunctionDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDetail.ProtoReflect.Descriptor instead.
 func (*FunctionDetail) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *FunctionDetail) GetFfqn() string {
@@ -2214,7 +2883,7 @@ type GetComponentResponse struct {
 
 func (x *GetComponentResponse) Reset() {
 	*x = GetComponentResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2895,7 @@ func (x *GetComponentResponse) String() string {
 func (*GetComponentResponse) ProtoMessage() {}
 
 func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[37]
+	mi := &file_obelisk_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2908,7 @@ func (x *GetComponentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentResponse.ProtoReflect.Descriptor instead.
 func (*GetComponentResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetComponentResponse) GetComponentId() string {
@@ -2296,7 +2965,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2977,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[38]
+	mi := &file_obelisk_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2990,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WatchEventsRequest) GetFromPosition() uint64 {
@@ -2368,7 +3037,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +3049,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[39]
+	mi := &file_obelisk_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +3062,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WatchEventsResponse) GetPosition() uint64 {
@@ -2435,7 +3104,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +3116,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	mi := &file_obelisk_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +3129,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetLogsRequest) GetExecutionId() string {
@@ -2500,7 +3169,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +3181,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	mi := &file_obelisk_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +3194,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LogLine) GetSeq() uint64 {
@@ -2590,7 +3259,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +3271,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	mi := &file_obelisk_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +3284,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -2682,7 +3351,7 @@ type ScheduleInfo struct {
 
 func (x *ScheduleInfo) Reset() {
 	*x = ScheduleInfo{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +3363,7 @@ func (x *ScheduleInfo) String() string {
 func (*ScheduleInfo) ProtoMessage() {}
 
 func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[43]
+	mi := &file_obelisk_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +3376,7 @@ func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleInfo.ProtoReflect.Descriptor instead.
 func (*ScheduleInfo) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ScheduleInfo) GetName() string {
@@ -2820,7 +3489,7 @@ type CreateScheduleRequest struct {
 
 func (x *CreateScheduleRequest) Reset() {
 	*x = CreateScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3501,7 @@ func (x *CreateScheduleRequest) String() string {
 func (*CreateScheduleRequest) ProtoMessage() {}
 
 func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[44]
+	mi := &file_obelisk_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3514,7 @@ func (x *CreateScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScheduleRequest.ProtoReflect.Descriptor instead.
 func (*CreateScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateScheduleRequest) GetName() string {
@@ -2906,7 +3575,7 @@ type CreateScheduleResponse struct {
 
 func (x *CreateScheduleResponse) Reset() {
 	*x = CreateScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	mi := &file_obelisk_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3587,7 @@ func (x *CreateScheduleResponse) String() string {
 func (*CreateScheduleResponse) ProtoMessage() {}
 
 func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[45]
+	mi := &file_obelisk_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3600,7 @@ func (x *CreateScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateScheduleResponse.ProtoReflect.Descriptor instead.
 func (*CreateScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -2949,7 +3618,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	mi := &file_obelisk_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3630,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[46]
+	mi := &file_obelisk_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3643,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 type ListSchedulesResponse struct {
@@ -2986,7 +3655,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	mi := &file_obelisk_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3667,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[47]
+	mi := &file_obelisk_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3680,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*ScheduleInfo {
@@ -3030,7 +3699,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	mi := &file_obelisk_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3711,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[48]
+	mi := &file_obelisk_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3724,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -3073,7 +3742,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	mi := &file_obelisk_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3754,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[49]
+	mi := &file_obelisk_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3767,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 type PauseScheduleRequest struct {
@@ -3110,7 +3779,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	mi := &file_obelisk_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3791,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[50]
+	mi := &file_obelisk_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3804,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -3154,7 +3823,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[51]
+	mi := &file_obelisk_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3835,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[51]
+	mi := &file_obelisk_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3848,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -3198,7 +3867,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[52]
+	mi := &file_obelisk_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3879,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[52]
+	mi := &file_obelisk_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3892,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -3242,7 +3911,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_obelisk_v1_api_proto_msgTypes[53]
+	mi := &file_obelisk_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3923,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_v1_api_proto_msgTypes[53]
+	mi := &file_obelisk_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3936,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -3282,7 +3951,69 @@ var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14obelisk/v1/api.proto\x12\n" +
-	"obelisk.v1\"2\n" +
+	"obelisk.v1\"\x8a\x02\n" +
+	"\x0eUpgradeRequest\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12#\n" +
+	"\rexecution_ids\x18\x02 \x03(\tR\fexecutionIds\x12\x12\n" +
+	"\x04ffqn\x18\x03 \x01(\tR\x04ffqn\x12%\n" +
+	"\x0efrom_component\x18\x04 \x01(\tR\rfromComponent\x12\x1a\n" +
+	"\bstatuses\x18\x05 \x03(\tR\bstatuses\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\x125\n" +
+	"\x16approve_nondeterminism\x18\a \x03(\tR\x15approveNondeterminism\x12\x0e\n" +
+	"\x02by\x18\b \x01(\tR\x02by\"\xd9\x01\n" +
+	"\vUpgradeItem\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12*\n" +
+	"\x11from_component_id\x18\x02 \x01(\tR\x0ffromComponentId\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x122\n" +
+	"\x06replay\x18\x04 \x01(\v2\x1a.obelisk.v1.ReplayResponseR\x06replay\x12\x17\n" +
+	"\afork_id\x18\x05 \x01(\tR\x06forkId\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"c\n" +
+	"\x0fUpgradeResponse\x12!\n" +
+	"\fcomponent_id\x18\x01 \x01(\tR\vcomponentId\x12-\n" +
+	"\x05items\x18\x02 \x03(\v2\x17.obelisk.v1.UpgradeItemR\x05items\"|\n" +
+	"\rReplayRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x12\n" +
+	"\x04wasm\x18\x03 \x01(\fR\x04wasm\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"\xb3\x01\n" +
+	"\n" +
+	"ReplayStep\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x1f\n" +
+	"\vparams_json\x18\x03 \x01(\tR\n" +
+	"paramsJson\x12\x19\n" +
+	"\bjoin_set\x18\x04 \x01(\tR\ajoinSet\x12!\n" +
+	"\fexecution_id\x18\x05 \x01(\tR\vexecutionId\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xa8\x01\n" +
+	"\x10ReplayDivergence\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x122\n" +
+	"\brecorded\x18\x02 \x01(\v2\x16.obelisk.v1.ReplayStepR\brecorded\x122\n" +
+	"\bproduced\x18\x03 \x01(\v2\x16.obelisk.v1.ReplayStepR\bproduced\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"S\n" +
+	"\rReplayLogLine\x12\x12\n" +
+	"\x04time\x18\x01 \x01(\tR\x04time\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xa5\x04\n" +
+	"\x0eReplayResponse\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12!\n" +
+	"\fcomponent_id\x18\x02 \x01(\tR\vcomponentId\x12.\n" +
+	"\x13pinned_component_id\x18\x03 \x01(\tR\x11pinnedComponentId\x12\x0e\n" +
+	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\x1a\n" +
+	"\bfinished\x18\x05 \x01(\bR\bfinished\x12%\n" +
+	"\x0ehistory_events\x18\x06 \x01(\rR\rhistoryEvents\x12\x1a\n" +
+	"\breplayed\x18\a \x01(\rR\breplayed\x12<\n" +
+	"\n" +
+	"divergence\x18\b \x01(\v2\x1c.obelisk.v1.ReplayDivergenceR\n" +
+	"divergence\x12*\n" +
+	"\x04next\x18\t \x03(\v2\x16.obelisk.v1.ReplayStepR\x04next\x12\x1f\n" +
+	"\vresult_json\x18\n" +
+	" \x01(\tR\n" +
+	"resultJson\x120\n" +
+	"\x14recorded_result_json\x18\v \x01(\tR\x12recordedResultJson\x12-\n" +
+	"\x04logs\x18\f \x03(\v2\x19.obelisk.v1.ReplayLogLineR\x04logs\x12!\n" +
+	"\flogs_dropped\x18\r \x01(\rR\vlogsDropped\x12\x1f\n" +
+	"\vtook_micros\x18\x0e \x01(\x04R\n" +
+	"tookMicros\"2\n" +
 	"\rDeleteRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"H\n" +
 	"\x0eDeleteResponse\x12\x1e\n" +
@@ -3528,7 +4259,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x15ResumeScheduleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
 	"\x16ResumeScheduleResponse\x124\n" +
-	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule2\x81\b\n" +
+	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule2\x86\t\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -3543,7 +4274,9 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x01\x12B\n" +
 	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse\x12?\n" +
 	"\x06Delete\x12\x19.obelisk.v1.DeleteRequest\x1a\x1a.obelisk.v1.DeleteResponse\x12T\n" +
-	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse\x129\n" +
+	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse\x12?\n" +
+	"\x06Replay\x12\x19.obelisk.v1.ReplayRequest\x1a\x1a.obelisk.v1.ReplayResponse\x12B\n" +
+	"\aUpgrade\x12\x1a.obelisk.v1.UpgradeRequest\x1a\x1b.obelisk.v1.UpgradeResponse\x129\n" +
 	"\x04Fork\x12\x17.obelisk.v1.ForkRequest\x1a\x18.obelisk.v1.ForkResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
 	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
@@ -3567,130 +4300,149 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_obelisk_v1_api_proto_goTypes = []any{
-	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
-	(*ListRetentionRequest)(nil),   // 2: obelisk.v1.ListRetentionRequest
-	(*ListRetentionResponse)(nil),  // 3: obelisk.v1.ListRetentionResponse
-	(*RetainedTree)(nil),           // 4: obelisk.v1.RetainedTree
-	(*ForkRequest)(nil),            // 5: obelisk.v1.ForkRequest
-	(*ForkResponse)(nil),           // 6: obelisk.v1.ForkResponse
-	(*CancelRequest)(nil),          // 7: obelisk.v1.CancelRequest
-	(*CancelResponse)(nil),         // 8: obelisk.v1.CancelResponse
-	(*PauseRequest)(nil),           // 9: obelisk.v1.PauseRequest
-	(*PauseResponse)(nil),          // 10: obelisk.v1.PauseResponse
-	(*UnpauseRequest)(nil),         // 11: obelisk.v1.UnpauseRequest
-	(*UnpauseResponse)(nil),        // 12: obelisk.v1.UnpauseResponse
-	(*StubRequest)(nil),            // 13: obelisk.v1.StubRequest
-	(*StubResponse)(nil),           // 14: obelisk.v1.StubResponse
-	(*SubmitRequest)(nil),          // 15: obelisk.v1.SubmitRequest
-	(*RetryPolicy)(nil),            // 16: obelisk.v1.RetryPolicy
-	(*SubmitResponse)(nil),         // 17: obelisk.v1.SubmitResponse
-	(*GetStatusRequest)(nil),       // 18: obelisk.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 19: obelisk.v1.GetStatusResponse
-	(*ExecutionSummary)(nil),       // 20: obelisk.v1.ExecutionSummary
-	(*ListExecutionsRequest)(nil),  // 21: obelisk.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil), // 22: obelisk.v1.ListExecutionsResponse
-	(*ListEventsRequest)(nil),      // 23: obelisk.v1.ListEventsRequest
-	(*EventView)(nil),              // 24: obelisk.v1.EventView
-	(*ListEventsResponse)(nil),     // 25: obelisk.v1.ListEventsResponse
-	(*ListResponsesRequest)(nil),   // 26: obelisk.v1.ListResponsesRequest
-	(*ResponseView)(nil),           // 27: obelisk.v1.ResponseView
-	(*ListResponsesResponse)(nil),  // 28: obelisk.v1.ListResponsesResponse
-	(*ListComponentsRequest)(nil),  // 29: obelisk.v1.ListComponentsRequest
-	(*FunctionInfo)(nil),           // 30: obelisk.v1.FunctionInfo
-	(*ComponentInfo)(nil),          // 31: obelisk.v1.ComponentInfo
-	(*ListComponentsResponse)(nil), // 32: obelisk.v1.ListComponentsResponse
-	(*GetComponentRequest)(nil),    // 33: obelisk.v1.GetComponentRequest
-	(*WitFile)(nil),                // 34: obelisk.v1.WitFile
-	(*FunctionParam)(nil),          // 35: obelisk.v1.FunctionParam
-	(*FunctionDetail)(nil),         // 36: obelisk.v1.FunctionDetail
-	(*GetComponentResponse)(nil),   // 37: obelisk.v1.GetComponentResponse
-	(*WatchEventsRequest)(nil),     // 38: obelisk.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),    // 39: obelisk.v1.WatchEventsResponse
-	(*GetLogsRequest)(nil),         // 40: obelisk.v1.GetLogsRequest
-	(*LogLine)(nil),                // 41: obelisk.v1.LogLine
-	(*GetLogsResponse)(nil),        // 42: obelisk.v1.GetLogsResponse
-	(*ScheduleInfo)(nil),           // 43: obelisk.v1.ScheduleInfo
-	(*CreateScheduleRequest)(nil),  // 44: obelisk.v1.CreateScheduleRequest
-	(*CreateScheduleResponse)(nil), // 45: obelisk.v1.CreateScheduleResponse
-	(*ListSchedulesRequest)(nil),   // 46: obelisk.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),  // 47: obelisk.v1.ListSchedulesResponse
-	(*DeleteScheduleRequest)(nil),  // 48: obelisk.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil), // 49: obelisk.v1.DeleteScheduleResponse
-	(*PauseScheduleRequest)(nil),   // 50: obelisk.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),  // 51: obelisk.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),  // 52: obelisk.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil), // 53: obelisk.v1.ResumeScheduleResponse
+	(*UpgradeRequest)(nil),         // 0: obelisk.v1.UpgradeRequest
+	(*UpgradeItem)(nil),            // 1: obelisk.v1.UpgradeItem
+	(*UpgradeResponse)(nil),        // 2: obelisk.v1.UpgradeResponse
+	(*ReplayRequest)(nil),          // 3: obelisk.v1.ReplayRequest
+	(*ReplayStep)(nil),             // 4: obelisk.v1.ReplayStep
+	(*ReplayDivergence)(nil),       // 5: obelisk.v1.ReplayDivergence
+	(*ReplayLogLine)(nil),          // 6: obelisk.v1.ReplayLogLine
+	(*ReplayResponse)(nil),         // 7: obelisk.v1.ReplayResponse
+	(*DeleteRequest)(nil),          // 8: obelisk.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 9: obelisk.v1.DeleteResponse
+	(*ListRetentionRequest)(nil),   // 10: obelisk.v1.ListRetentionRequest
+	(*ListRetentionResponse)(nil),  // 11: obelisk.v1.ListRetentionResponse
+	(*RetainedTree)(nil),           // 12: obelisk.v1.RetainedTree
+	(*ForkRequest)(nil),            // 13: obelisk.v1.ForkRequest
+	(*ForkResponse)(nil),           // 14: obelisk.v1.ForkResponse
+	(*CancelRequest)(nil),          // 15: obelisk.v1.CancelRequest
+	(*CancelResponse)(nil),         // 16: obelisk.v1.CancelResponse
+	(*PauseRequest)(nil),           // 17: obelisk.v1.PauseRequest
+	(*PauseResponse)(nil),          // 18: obelisk.v1.PauseResponse
+	(*UnpauseRequest)(nil),         // 19: obelisk.v1.UnpauseRequest
+	(*UnpauseResponse)(nil),        // 20: obelisk.v1.UnpauseResponse
+	(*StubRequest)(nil),            // 21: obelisk.v1.StubRequest
+	(*StubResponse)(nil),           // 22: obelisk.v1.StubResponse
+	(*SubmitRequest)(nil),          // 23: obelisk.v1.SubmitRequest
+	(*RetryPolicy)(nil),            // 24: obelisk.v1.RetryPolicy
+	(*SubmitResponse)(nil),         // 25: obelisk.v1.SubmitResponse
+	(*GetStatusRequest)(nil),       // 26: obelisk.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 27: obelisk.v1.GetStatusResponse
+	(*ExecutionSummary)(nil),       // 28: obelisk.v1.ExecutionSummary
+	(*ListExecutionsRequest)(nil),  // 29: obelisk.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil), // 30: obelisk.v1.ListExecutionsResponse
+	(*ListEventsRequest)(nil),      // 31: obelisk.v1.ListEventsRequest
+	(*EventView)(nil),              // 32: obelisk.v1.EventView
+	(*ListEventsResponse)(nil),     // 33: obelisk.v1.ListEventsResponse
+	(*ListResponsesRequest)(nil),   // 34: obelisk.v1.ListResponsesRequest
+	(*ResponseView)(nil),           // 35: obelisk.v1.ResponseView
+	(*ListResponsesResponse)(nil),  // 36: obelisk.v1.ListResponsesResponse
+	(*ListComponentsRequest)(nil),  // 37: obelisk.v1.ListComponentsRequest
+	(*FunctionInfo)(nil),           // 38: obelisk.v1.FunctionInfo
+	(*ComponentInfo)(nil),          // 39: obelisk.v1.ComponentInfo
+	(*ListComponentsResponse)(nil), // 40: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),    // 41: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                // 42: obelisk.v1.WitFile
+	(*FunctionParam)(nil),          // 43: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),         // 44: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),   // 45: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),     // 46: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),    // 47: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),         // 48: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                // 49: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),        // 50: obelisk.v1.GetLogsResponse
+	(*ScheduleInfo)(nil),           // 51: obelisk.v1.ScheduleInfo
+	(*CreateScheduleRequest)(nil),  // 52: obelisk.v1.CreateScheduleRequest
+	(*CreateScheduleResponse)(nil), // 53: obelisk.v1.CreateScheduleResponse
+	(*ListSchedulesRequest)(nil),   // 54: obelisk.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),  // 55: obelisk.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),  // 56: obelisk.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil), // 57: obelisk.v1.DeleteScheduleResponse
+	(*PauseScheduleRequest)(nil),   // 58: obelisk.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),  // 59: obelisk.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),  // 60: obelisk.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil), // 61: obelisk.v1.ResumeScheduleResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
-	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
-	16, // 1: obelisk.v1.SubmitRequest.retry:type_name -> obelisk.v1.RetryPolicy
-	20, // 2: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
-	20, // 3: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
-	24, // 4: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
-	27, // 5: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
-	30, // 6: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
-	30, // 7: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
-	31, // 8: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
-	35, // 9: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
-	34, // 10: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
-	36, // 11: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
-	36, // 12: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
-	24, // 13: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
-	41, // 14: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	43, // 15: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	43, // 16: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
-	43, // 17: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	43, // 18: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	15, // 19: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	18, // 20: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	21, // 21: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	23, // 22: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	26, // 23: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	7,  // 24: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	9,  // 25: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	11, // 26: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	13, // 27: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	38, // 28: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	40, // 29: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	0,  // 30: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	2,  // 31: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	5,  // 32: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
-	29, // 33: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	33, // 34: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	44, // 35: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
-	46, // 36: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
-	48, // 37: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
-	50, // 38: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
-	52, // 39: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
-	17, // 40: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	19, // 41: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	22, // 42: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	25, // 43: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	28, // 44: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	8,  // 45: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	10, // 46: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	12, // 47: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	14, // 48: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	39, // 49: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	42, // 50: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	1,  // 51: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 52: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	6,  // 53: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
-	32, // 54: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	37, // 55: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	45, // 56: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
-	47, // 57: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
-	49, // 58: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
-	51, // 59: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
-	53, // 60: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
-	40, // [40:61] is the sub-list for method output_type
-	19, // [19:40] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 0: obelisk.v1.UpgradeItem.replay:type_name -> obelisk.v1.ReplayResponse
+	1,  // 1: obelisk.v1.UpgradeResponse.items:type_name -> obelisk.v1.UpgradeItem
+	4,  // 2: obelisk.v1.ReplayDivergence.recorded:type_name -> obelisk.v1.ReplayStep
+	4,  // 3: obelisk.v1.ReplayDivergence.produced:type_name -> obelisk.v1.ReplayStep
+	5,  // 4: obelisk.v1.ReplayResponse.divergence:type_name -> obelisk.v1.ReplayDivergence
+	4,  // 5: obelisk.v1.ReplayResponse.next:type_name -> obelisk.v1.ReplayStep
+	6,  // 6: obelisk.v1.ReplayResponse.logs:type_name -> obelisk.v1.ReplayLogLine
+	12, // 7: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
+	24, // 8: obelisk.v1.SubmitRequest.retry:type_name -> obelisk.v1.RetryPolicy
+	28, // 9: obelisk.v1.GetStatusResponse.summary:type_name -> obelisk.v1.ExecutionSummary
+	28, // 10: obelisk.v1.ListExecutionsResponse.executions:type_name -> obelisk.v1.ExecutionSummary
+	32, // 11: obelisk.v1.ListEventsResponse.events:type_name -> obelisk.v1.EventView
+	35, // 12: obelisk.v1.ListResponsesResponse.responses:type_name -> obelisk.v1.ResponseView
+	38, // 13: obelisk.v1.ComponentInfo.exports:type_name -> obelisk.v1.FunctionInfo
+	38, // 14: obelisk.v1.ComponentInfo.imports:type_name -> obelisk.v1.FunctionInfo
+	39, // 15: obelisk.v1.ListComponentsResponse.components:type_name -> obelisk.v1.ComponentInfo
+	43, // 16: obelisk.v1.FunctionDetail.params:type_name -> obelisk.v1.FunctionParam
+	42, // 17: obelisk.v1.GetComponentResponse.wit_files:type_name -> obelisk.v1.WitFile
+	44, // 18: obelisk.v1.GetComponentResponse.exports:type_name -> obelisk.v1.FunctionDetail
+	44, // 19: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
+	32, // 20: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
+	49, // 21: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
+	51, // 22: obelisk.v1.CreateScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	51, // 23: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
+	51, // 24: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	51, // 25: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
+	23, // 26: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	26, // 27: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	29, // 28: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	31, // 29: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	34, // 30: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	15, // 31: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	17, // 32: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	19, // 33: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	21, // 34: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	46, // 35: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	48, // 36: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	8,  // 37: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	10, // 38: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	3,  // 39: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
+	0,  // 40: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
+	13, // 41: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	37, // 42: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	41, // 43: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	52, // 44: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	54, // 45: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	56, // 46: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	58, // 47: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	60, // 48: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	25, // 49: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	27, // 50: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	30, // 51: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	33, // 52: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	36, // 53: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	16, // 54: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	18, // 55: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	20, // 56: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	22, // 57: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	47, // 58: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	50, // 59: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	9,  // 60: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	11, // 61: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	7,  // 62: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
+	2,  // 63: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
+	14, // 64: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	40, // 65: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	45, // 66: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	53, // 67: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	55, // 68: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	57, // 69: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	59, // 70: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	61, // 71: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	49, // [49:72] is the sub-list for method output_type
+	26, // [26:49] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -3698,14 +4450,14 @@ func file_obelisk_v1_api_proto_init() {
 	if File_obelisk_v1_api_proto != nil {
 		return
 	}
-	file_obelisk_v1_api_proto_msgTypes[16].OneofWrappers = []any{}
+	file_obelisk_v1_api_proto_msgTypes[24].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

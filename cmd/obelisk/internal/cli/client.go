@@ -113,6 +113,7 @@ func clientCmd() *cobra.Command {
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
 		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o), deleteCmd(o), retentionCmd(o))
+	exec.AddCommand(replayCmd(o), upgradeCmd(o))
 	exec.AddCommand(forkCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o),

@@ -76,6 +76,11 @@ const (
 	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
 	// ListRetention RPC.
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
+	// ExecutionServiceReplayProcedure is the fully-qualified name of the ExecutionService's Replay RPC.
+	ExecutionServiceReplayProcedure = "/obelisk.v1.ExecutionService/Replay"
+	// ExecutionServiceUpgradeProcedure is the fully-qualified name of the ExecutionService's Upgrade
+	// RPC.
+	ExecutionServiceUpgradeProcedure = "/obelisk.v1.ExecutionService/Upgrade"
 	// ExecutionServiceForkProcedure is the fully-qualified name of the ExecutionService's Fork RPC.
 	ExecutionServiceForkProcedure = "/obelisk.v1.ExecutionService/Fork"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
@@ -142,6 +147,19 @@ type ExecutionServiceClient interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Replay replays a workflow execution's recorded history in a sandbox (nothing is
+	// written, no activity runs, every response comes from the log) against its pinned
+	// component, another deployed or retired one, or a component file compiled for the
+	// replay only; ok, or the first divergence. An activity's execution, a component that
+	// does not export the function with the same type: INVALID_ARGUMENT.
+	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
+	// Upgrade shadow-replays each selected workflow execution (unfinished, or finished as
+	// nondeterminism_detected) against component and moves those that replay cleanly
+	// onto it (a Moved event records who, from which component to which); those that
+	// diverge are left alone, unless approve_nondeterminism names them: they are forked
+	// at the divergence onto component (the original cancelled). A
+	// nondeterminism_detected execution is repaired by a fork of its whole history.
+	Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error)
 	// Fork creates a new workflow execution whose history is the given one's up to
 	// at_version (events 0..at_version-1, with the responses that had arrived by then),
 	// which then continues on component (default: the original's). Children of that prefix
@@ -239,6 +257,18 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 			connect.WithClientOptions(opts...),
 		),
+		replay: connect.NewClient[v1.ReplayRequest, v1.ReplayResponse](
+			httpClient,
+			baseURL+ExecutionServiceReplayProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Replay")),
+			connect.WithClientOptions(opts...),
+		),
+		upgrade: connect.NewClient[v1.UpgradeRequest, v1.UpgradeResponse](
+			httpClient,
+			baseURL+ExecutionServiceUpgradeProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Upgrade")),
+			connect.WithClientOptions(opts...),
+		),
 		fork: connect.NewClient[v1.ForkRequest, v1.ForkResponse](
 			httpClient,
 			baseURL+ExecutionServiceForkProcedure,
@@ -263,6 +293,8 @@ type executionServiceClient struct {
 	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
+	replay         *connect.Client[v1.ReplayRequest, v1.ReplayResponse]
+	upgrade        *connect.Client[v1.UpgradeRequest, v1.UpgradeResponse]
 	fork           *connect.Client[v1.ForkRequest, v1.ForkResponse]
 }
 
@@ -331,6 +363,16 @@ func (c *executionServiceClient) ListRetention(ctx context.Context, req *connect
 	return c.listRetention.CallUnary(ctx, req)
 }
 
+// Replay calls obelisk.v1.ExecutionService.Replay.
+func (c *executionServiceClient) Replay(ctx context.Context, req *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
+	return c.replay.CallUnary(ctx, req)
+}
+
+// Upgrade calls obelisk.v1.ExecutionService.Upgrade.
+func (c *executionServiceClient) Upgrade(ctx context.Context, req *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {
+	return c.upgrade.CallUnary(ctx, req)
+}
+
 // Fork calls obelisk.v1.ExecutionService.Fork.
 func (c *executionServiceClient) Fork(ctx context.Context, req *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error) {
 	return c.fork.CallUnary(ctx, req)
@@ -377,6 +419,19 @@ type ExecutionServiceHandler interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Replay replays a workflow execution's recorded history in a sandbox (nothing is
+	// written, no activity runs, every response comes from the log) against its pinned
+	// component, another deployed or retired one, or a component file compiled for the
+	// replay only; ok, or the first divergence. An activity's execution, a component that
+	// does not export the function with the same type: INVALID_ARGUMENT.
+	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
+	// Upgrade shadow-replays each selected workflow execution (unfinished, or finished as
+	// nondeterminism_detected) against component and moves those that replay cleanly
+	// onto it (a Moved event records who, from which component to which); those that
+	// diverge are left alone, unless approve_nondeterminism names them: they are forked
+	// at the divergence onto component (the original cancelled). A
+	// nondeterminism_detected execution is repaired by a fork of its whole history.
+	Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error)
 	// Fork creates a new workflow execution whose history is the given one's up to
 	// at_version (events 0..at_version-1, with the responses that had arrived by then),
 	// which then continues on component (default: the original's). Children of that prefix
@@ -470,6 +525,18 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceReplayHandler := connect.NewUnaryHandler(
+		ExecutionServiceReplayProcedure,
+		svc.Replay,
+		connect.WithSchema(executionServiceMethods.ByName("Replay")),
+		connect.WithHandlerOptions(opts...),
+	)
+	executionServiceUpgradeHandler := connect.NewUnaryHandler(
+		ExecutionServiceUpgradeProcedure,
+		svc.Upgrade,
+		connect.WithSchema(executionServiceMethods.ByName("Upgrade")),
+		connect.WithHandlerOptions(opts...),
+	)
 	executionServiceForkHandler := connect.NewUnaryHandler(
 		ExecutionServiceForkProcedure,
 		svc.Fork,
@@ -504,6 +571,10 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceDeleteHandler.ServeHTTP(w, r)
 		case ExecutionServiceListRetentionProcedure:
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
+		case ExecutionServiceReplayProcedure:
+			executionServiceReplayHandler.ServeHTTP(w, r)
+		case ExecutionServiceUpgradeProcedure:
+			executionServiceUpgradeHandler.ServeHTTP(w, r)
 		case ExecutionServiceForkProcedure:
 			executionServiceForkHandler.ServeHTTP(w, r)
 		default:
@@ -565,6 +636,14 @@ func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Req
 
 func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListRetention is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Replay is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Upgrade is not implemented"))
 }
 
 func (UnimplementedExecutionServiceHandler) Fork(context.Context, *connect.Request[v1.ForkRequest]) (*connect.Response[v1.ForkResponse], error) {
