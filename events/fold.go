@@ -376,6 +376,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		IntermittentFailures: st.IntermittentFailures, BlockedJoinSetId: st.BlockedJoinSetId,
 		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
+		EventChain: st.EventChain, ResponseChain: st.ResponseChain,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

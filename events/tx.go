@@ -132,10 +132,16 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			b, err := proto.Marshal(ev)
+			prev := st.GetEventChain()
+			if len(prev) == 0 {
+				// The stream's first linked event (chain.go).
+				prev = chainSeed(chainEvents, a.ExecutionID)
+			}
+			b, link, err := marshalLinked(unlinkedEvent(ev), prev)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
 			}
+			nst.EventChain = link
 			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
 			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {
 				ops = append(ops, kv{k: delayKey(d.ExpiresAt, d.DelayId)}, kv{k: delayAtKey(d.DelayId), v: u64(d.ExpiresAt)})
@@ -181,11 +187,20 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		resp := proto.CloneOf(r.Response)
 		resp.Cursor = st.ResponseCount
 		resp.AtVersion = st.NextVersion
+		resp.Chain = nil
 		nst, err := FoldResponse(st, resp)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		b, _ := proto.Marshal(resp)
+		prev := st.ResponseChain
+		if len(prev) == 0 {
+			prev = chainSeed(chainResponses, r.ExecutionID)
+		}
+		b, link, err := marshalLinked(resp, prev)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("respond to %s: marshal: %w", r.ExecutionID, err)
+		}
+		nst.ResponseChain = link
 		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
 		newDedupe = append(newDedupe, dk)
 		overlay[r.ExecutionID] = nst

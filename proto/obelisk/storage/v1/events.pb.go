@@ -220,7 +220,11 @@ type Event struct {
 	//	*Event_Paused
 	//	*Event_Unpaused
 	//	*Event_Finished
-	Kind          isEvent_Kind `protobuf_oneof:"kind"`
+	Kind isEvent_Kind `protobuf_oneof:"kind"`
+	// The store's hash chain link of this event (see events/chain.go): SHA-256 of the
+	// previous event's link and of this event's stored bytes without this field. Written by
+	// the store only, last in the stored bytes; cleared when an event is read.
+	Chain         []byte `protobuf:"bytes,100,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,6 +359,13 @@ func (x *Event) GetFinished() *Finished {
 		if x, ok := x.Kind.(*Event_Finished); ok {
 			return x.Finished
 		}
+	}
+	return nil
+}
+
+func (x *Event) GetChain() []byte {
+	if x != nil {
+		return x.Chain
 	}
 	return nil
 }
@@ -1746,7 +1757,10 @@ type Response struct {
 	//
 	//	*Response_Child
 	//	*Response_Delay
-	Kind          isResponse_Kind `protobuf_oneof:"kind"`
+	Kind isResponse_Kind `protobuf_oneof:"kind"`
+	// The store's hash chain link of this response in its execution's response log, as
+	// Event.chain is in the stream.
+	Chain         []byte `protobuf:"bytes,100,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1830,6 +1844,13 @@ func (x *Response) GetDelay() *DelayFinished {
 		if x, ok := x.Kind.(*Response_Delay); ok {
 			return x.Delay
 		}
+	}
+	return nil
+}
+
+func (x *Response) GetChain() []byte {
+	if x != nil {
+		return x.Chain
 	}
 	return nil
 }
@@ -2050,7 +2071,13 @@ type ExecutionState struct {
 	UpdatedAt            int64                       `protobuf:"varint,27,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The last temporary failure or timeout, as people read it ("attempt 3 timed out: lock
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
-	LastFailure   string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailure string `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// The hash chain links of the last event and of the last response (Event.chain,
+	// Response.chain), so that an append chains to them without reading the log; empty
+	// before the first hashed one. Not part of the fold: verify checks them against the
+	// chains instead.
+	EventChain    []byte `protobuf:"bytes,100,opt,name=event_chain,json=eventChain,proto3" json:"event_chain,omitempty"`
+	ResponseChain []byte `protobuf:"bytes,101,opt,name=response_chain,json=responseChain,proto3" json:"response_chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2281,11 +2308,25 @@ func (x *ExecutionState) GetLastFailure() string {
 	return ""
 }
 
+func (x *ExecutionState) GetEventChain() []byte {
+	if x != nil {
+		return x.EventChain
+	}
+	return nil
+}
+
+func (x *ExecutionState) GetResponseChain() []byte {
+	if x != nil {
+		return x.ResponseChain
+	}
+	return nil
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\xce\x05\n" +
+	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\xe4\x05\n" +
 	"\x05Event\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x127\n" +
@@ -2299,7 +2340,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\x10 \x01(\v2#.obelisk.storage.v1.CancelRequestedH\x00R\x0fcancelRequested\x124\n" +
 	"\x06paused\x18\x11 \x01(\v2\x1a.obelisk.storage.v1.PausedH\x00R\x06paused\x12:\n" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
-	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinishedB\x06\n" +
+	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x12\x14\n" +
+	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
 	"\x04kind\"\xcc\x03\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -2392,7 +2434,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\tR\aoutcome\"G\n" +
 	"\vJoinNextTry\x12\x1e\n" +
 	"\vjoin_set_id\x18\x01 \x01(\tR\tjoinSetId\x12\x18\n" +
-	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"\xfe\x01\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"\x94\x02\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x12\x1e\n" +
@@ -2402,7 +2444,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"at_version\x18\x04 \x01(\rR\tatVersion\x129\n" +
 	"\x05child\x18\n" +
 	" \x01(\v2!.obelisk.storage.v1.ChildFinishedH\x00R\x05child\x129\n" +
-	"\x05delay\x18\v \x01(\v2!.obelisk.storage.v1.DelayFinishedH\x00R\x05delayB\x06\n" +
+	"\x05delay\x18\v \x01(\v2!.obelisk.storage.v1.DelayFinishedH\x00R\x05delay\x12\x14\n" +
+	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
 	"\x04kind\"U\n" +
 	"\rChildFinished\x12,\n" +
 	"\x12child_execution_id\x18\x01 \x01(\tR\x10childExecutionId\x12\x16\n" +
@@ -2414,7 +2457,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xd5\t\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\x9d\n" +
+	"\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2450,7 +2494,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06result\x18\x1a \x01(\fR\x06result\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
-	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x1a`\n" +
+	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12\x1f\n" +
+	"\vevent_chain\x18d \x01(\fR\n" +
+	"eventChain\x12%\n" +
+	"\x0eresponse_chain\x18e \x01(\fR\rresponseChain\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
