@@ -120,3 +120,10 @@ func (v *View) CheckChains(ctx context.Context, st *pb.ExecutionState) (evs, res
 	}
 	return checkChains(v.snap, st, v.linkedOnly)
 }
+
+// Viewer is a store that can open a View of itself (PebbleStore can).
+type Viewer interface {
+	View() (*View, error)
+}
+
+var _ Viewer = (*PebbleStore)(nil)

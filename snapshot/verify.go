@@ -75,7 +75,7 @@ func VerifyAll(ctx context.Context, store events.Store) error {
 // not fold. It returns the number of executions checked. A failure to read the store,
 // or an error from failed, ends it and is returned: a damaged execution is reported and
 // the check goes on, a store that cannot be read is not.
-func VerifyEach(ctx context.Context, store events.Store, failed func(id string, failure error) error) (checked int, err error) {
+func VerifyEach(ctx context.Context, store Reader, failed func(id string, failure error) error) (checked int, err error) {
 	err = store.AllStates(ctx, func(st *pb.ExecutionState) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -96,10 +96,23 @@ func VerifyEach(ctx context.Context, store events.Store, failed func(id string, 
 	return checked, nil
 }
 
-// check compares a stored state with the refold of its execution's logs. failure says
-// why they do not match (a *MismatchError names the execution, the others need not);
-// err is a failure to read the logs.
-func check(ctx context.Context, store events.Store, st *pb.ExecutionState) (failure, err error) {
+// Reader is what a verification reads: an events.Store, or an events.View (the store
+// as it was at one moment, for a store that is being written).
+type Reader interface {
+	AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
+	Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error)
+	Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error)
+}
+
+// Check compares a stored state, read from store, with the refold of its execution's
+// logs there: the check of [VerifyEach] on one execution. failure says why they do not
+// match (a *MismatchError, or why the logs do not fold, which need not name the
+// execution); err is a failure to read the logs.
+func Check(ctx context.Context, store Reader, st *pb.ExecutionState) (failure, err error) {
+	return check(ctx, store, st)
+}
+
+func check(ctx context.Context, store Reader, st *pb.ExecutionState) (failure, err error) {
 	id := st.ExecutionId
 	evs, err := store.Events(ctx, id, 0, int(st.NextVersion))
 	if err != nil {

@@ -2445,6 +2445,270 @@ func (x *GetLogsResponse) GetFinished() bool {
 	return false
 }
 
+type VerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxFailures   uint32                 `protobuf:"varint,1,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"` // list at most this many failures (0 = 1000); all are counted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *VerifyRequest) GetMaxFailures() uint32 {
+	if x != nil {
+		return x.MaxFailures
+	}
+	return 0
+}
+
+// VerifyFailure is one execution that does not check.
+type VerifyFailure struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Check       string                 `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"` // refold | chain | replay
+	// refold: the first field of the stored state that differs from the refold, and its
+	// stored and refolded values (field empty: the logs do not fold).
+	Field    string `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	Stored   string `protobuf:"bytes,4,opt,name=stored,proto3" json:"stored,omitempty"`
+	Refolded string `protobuf:"bytes,5,opt,name=refolded,proto3" json:"refolded,omitempty"`
+	// chain: the first broken link: "event" and its version, or "response" and its cursor.
+	Log           string  `protobuf:"bytes,6,opt,name=log,proto3" json:"log,omitempty"`
+	Index         *uint32 `protobuf:"varint,7,opt,name=index,proto3,oneof" json:"index,omitempty"`
+	Error         string  `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"` // the failure in words
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyFailure) Reset() {
+	*x = VerifyFailure{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyFailure) ProtoMessage() {}
+
+func (x *VerifyFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyFailure.ProtoReflect.Descriptor instead.
+func (*VerifyFailure) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *VerifyFailure) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetStored() string {
+	if x != nil {
+		return x.Stored
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetRefolded() string {
+	if x != nil {
+		return x.Refolded
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetIndex() uint32 {
+	if x != nil && x.Index != nil {
+		return *x.Index
+	}
+	return 0
+}
+
+func (x *VerifyFailure) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type VerifyResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Executions         uint32                 `protobuf:"varint,1,opt,name=executions,proto3" json:"executions,omitempty"`                                  // refolded and compared with their stored state; chains checked
+	EventsLinked       uint64                 `protobuf:"varint,2,opt,name=events_linked,json=eventsLinked,proto3" json:"events_linked,omitempty"`          // event links checked
+	ResponsesLinked    uint64                 `protobuf:"varint,3,opt,name=responses_linked,json=responsesLinked,proto3" json:"responses_linked,omitempty"` // response links checked
+	EventsUnchained    uint64                 `protobuf:"varint,4,opt,name=events_unchained,json=eventsUnchained,proto3" json:"events_unchained,omitempty"` // events stored before hash chains existed (no link)
+	ResponsesUnchained uint64                 `protobuf:"varint,5,opt,name=responses_unchained,json=responsesUnchained,proto3" json:"responses_unchained,omitempty"`
+	Workflows          uint32                 `protobuf:"varint,6,opt,name=workflows,proto3" json:"workflows,omitempty"` // workflow executions
+	WorkflowsReplayed  uint32                 `protobuf:"varint,7,opt,name=workflows_replayed,json=workflowsReplayed,proto3" json:"workflows_replayed,omitempty"`
+	ReplayAvailable    bool                   `protobuf:"varint,8,opt,name=replay_available,json=replayAvailable,proto3" json:"replay_available,omitempty"` // false: this server cannot replay (none was replayed)
+	FailureCount       uint32                 `protobuf:"varint,9,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`          // failures found; failures lists the first max_failures
+	Failures           []*VerifyFailure       `protobuf:"bytes,10,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *VerifyResponse) GetExecutions() uint32 {
+	if x != nil {
+		return x.Executions
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetEventsLinked() uint64 {
+	if x != nil {
+		return x.EventsLinked
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetResponsesLinked() uint64 {
+	if x != nil {
+		return x.ResponsesLinked
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetEventsUnchained() uint64 {
+	if x != nil {
+		return x.EventsUnchained
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetResponsesUnchained() uint64 {
+	if x != nil {
+		return x.ResponsesUnchained
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetWorkflows() uint32 {
+	if x != nil {
+		return x.Workflows
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetWorkflowsReplayed() uint32 {
+	if x != nil {
+		return x.WorkflowsReplayed
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetReplayAvailable() bool {
+	if x != nil {
+		return x.ReplayAvailable
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetFailureCount() uint32 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetFailures() []*VerifyFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -2632,7 +2896,33 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\x12\x16\n" +
 	"\x06stored\x18\x03 \x01(\x04R\x06stored\x12\x18\n" +
 	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x1a\n" +
-	"\bfinished\x18\x05 \x01(\bR\bfinished2\xc6\a\n" +
+	"\bfinished\x18\x05 \x01(\bR\bfinished\"2\n" +
+	"\rVerifyRequest\x12!\n" +
+	"\fmax_failures\x18\x01 \x01(\rR\vmaxFailures\"\xdf\x01\n" +
+	"\rVerifyFailure\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x14\n" +
+	"\x05check\x18\x02 \x01(\tR\x05check\x12\x14\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\x12\x16\n" +
+	"\x06stored\x18\x04 \x01(\tR\x06stored\x12\x1a\n" +
+	"\brefolded\x18\x05 \x01(\tR\brefolded\x12\x10\n" +
+	"\x03log\x18\x06 \x01(\tR\x03log\x12\x19\n" +
+	"\x05index\x18\a \x01(\rH\x00R\x05index\x88\x01\x01\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05errorB\b\n" +
+	"\x06_index\"\xb0\x03\n" +
+	"\x0eVerifyResponse\x12\x1e\n" +
+	"\n" +
+	"executions\x18\x01 \x01(\rR\n" +
+	"executions\x12#\n" +
+	"\revents_linked\x18\x02 \x01(\x04R\feventsLinked\x12)\n" +
+	"\x10responses_linked\x18\x03 \x01(\x04R\x0fresponsesLinked\x12)\n" +
+	"\x10events_unchained\x18\x04 \x01(\x04R\x0feventsUnchained\x12/\n" +
+	"\x13responses_unchained\x18\x05 \x01(\x04R\x12responsesUnchained\x12\x1c\n" +
+	"\tworkflows\x18\x06 \x01(\rR\tworkflows\x12-\n" +
+	"\x12workflows_replayed\x18\a \x01(\rR\x11workflowsReplayed\x12)\n" +
+	"\x10replay_available\x18\b \x01(\bR\x0freplayAvailable\x12#\n" +
+	"\rfailure_count\x18\t \x01(\rR\ffailureCount\x125\n" +
+	"\bfailures\x18\n" +
+	" \x03(\v2\x19.obelisk.v1.VerifyFailureR\bfailures2\x87\b\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -2647,7 +2937,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vWatchEvents\x12\x1e.obelisk.v1.WatchEventsRequest\x1a\x1f.obelisk.v1.WatchEventsResponse0\x01\x12B\n" +
 	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse\x12?\n" +
 	"\x06Delete\x12\x19.obelisk.v1.DeleteRequest\x1a\x1a.obelisk.v1.DeleteResponse\x12T\n" +
-	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse2\xbe\x01\n" +
+	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse\x12?\n" +
+	"\x06Verify\x12\x19.obelisk.v1.VerifyRequest\x1a\x1a.obelisk.v1.VerifyResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
 	"\x0eListComponents\x12!.obelisk.v1.ListComponentsRequest\x1a\".obelisk.v1.ListComponentsResponse\x12Q\n" +
 	"\fGetComponent\x12\x1f.obelisk.v1.GetComponentRequest\x1a .obelisk.v1.GetComponentResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
@@ -2664,7 +2955,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*DeleteRequest)(nil),          // 0: obelisk.v1.DeleteRequest
 	(*DeleteResponse)(nil),         // 1: obelisk.v1.DeleteResponse
@@ -2706,6 +2997,9 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*GetLogsRequest)(nil),         // 37: obelisk.v1.GetLogsRequest
 	(*LogLine)(nil),                // 38: obelisk.v1.LogLine
 	(*GetLogsResponse)(nil),        // 39: obelisk.v1.GetLogsResponse
+	(*VerifyRequest)(nil),          // 40: obelisk.v1.VerifyRequest
+	(*VerifyFailure)(nil),          // 41: obelisk.v1.VerifyFailure
+	(*VerifyResponse)(nil),         // 42: obelisk.v1.VerifyResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	4,  // 0: obelisk.v1.ListRetentionResponse.trees:type_name -> obelisk.v1.RetainedTree
@@ -2722,41 +3016,44 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	33, // 11: obelisk.v1.GetComponentResponse.imports:type_name -> obelisk.v1.FunctionDetail
 	21, // 12: obelisk.v1.WatchEventsResponse.event:type_name -> obelisk.v1.EventView
 	38, // 13: obelisk.v1.GetLogsResponse.lines:type_name -> obelisk.v1.LogLine
-	13, // 14: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	15, // 15: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	18, // 16: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	20, // 17: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	23, // 18: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	5,  // 19: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	7,  // 20: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	9,  // 21: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	11, // 22: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	35, // 23: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	37, // 24: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	0,  // 25: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	2,  // 26: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	26, // 27: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	30, // 28: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	14, // 29: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	16, // 30: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	19, // 31: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	22, // 32: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	25, // 33: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	6,  // 34: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	8,  // 35: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	10, // 36: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	12, // 37: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	36, // 38: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	39, // 39: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	1,  // 40: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	3,  // 41: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	29, // 42: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	34, // 43: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	29, // [29:44] is the sub-list for method output_type
-	14, // [14:29] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	41, // 14: obelisk.v1.VerifyResponse.failures:type_name -> obelisk.v1.VerifyFailure
+	13, // 15: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	15, // 16: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	18, // 17: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	20, // 18: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	23, // 19: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	5,  // 20: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	7,  // 21: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	9,  // 22: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	11, // 23: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	35, // 24: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	37, // 25: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	0,  // 26: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	2,  // 27: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	40, // 28: obelisk.v1.ExecutionService.Verify:input_type -> obelisk.v1.VerifyRequest
+	26, // 29: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	30, // 30: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	14, // 31: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	16, // 32: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	19, // 33: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	22, // 34: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	25, // 35: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	6,  // 36: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	8,  // 37: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	10, // 38: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	12, // 39: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	36, // 40: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	39, // 41: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	1,  // 42: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	3,  // 43: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	42, // 44: obelisk.v1.ExecutionService.Verify:output_type -> obelisk.v1.VerifyResponse
+	29, // 45: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	34, // 46: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	31, // [31:47] is the sub-list for method output_type
+	15, // [15:31] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -2764,13 +3061,14 @@ func file_obelisk_v1_api_proto_init() {
 	if File_obelisk_v1_api_proto != nil {
 		return
 	}
+	file_obelisk_v1_api_proto_msgTypes[41].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -74,6 +74,8 @@ const (
 	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
 	// ListRetention RPC.
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
+	// ExecutionServiceVerifyProcedure is the fully-qualified name of the ExecutionService's Verify RPC.
+	ExecutionServiceVerifyProcedure = "/obelisk.v1.ExecutionService/Verify"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
 	// ListComponents RPC.
 	ComponentServiceListComponentsProcedure = "/obelisk.v1.ComponentService/ListComponents"
@@ -123,6 +125,13 @@ type ExecutionServiceClient interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Verify checks the server's live store as it is at the call (a consistent snapshot,
+	// while the server goes on): every execution's stored state against the refold of its
+	// events and responses, every hash chain of its events and responses, and, where the
+	// server can, every workflow execution by a shadow replay against its pinned
+	// component. It answers the counts and the failures found; a store that cannot be read
+	// is an error (INTERNAL).
+	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 }
 
 // NewExecutionServiceClient constructs a client for the obelisk.v1.ExecutionService service. By
@@ -214,6 +223,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 			connect.WithClientOptions(opts...),
 		),
+		verify: connect.NewClient[v1.VerifyRequest, v1.VerifyResponse](
+			httpClient,
+			baseURL+ExecutionServiceVerifyProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Verify")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -232,6 +247,7 @@ type executionServiceClient struct {
 	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
+	verify         *connect.Client[v1.VerifyRequest, v1.VerifyResponse]
 }
 
 // Submit calls obelisk.v1.ExecutionService.Submit.
@@ -299,6 +315,11 @@ func (c *executionServiceClient) ListRetention(ctx context.Context, req *connect
 	return c.listRetention.CallUnary(ctx, req)
 }
 
+// Verify calls obelisk.v1.ExecutionService.Verify.
+func (c *executionServiceClient) Verify(ctx context.Context, req *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {
+	return c.verify.CallUnary(ctx, req)
+}
+
 // ExecutionServiceHandler is an implementation of the obelisk.v1.ExecutionService service.
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
@@ -340,6 +361,13 @@ type ExecutionServiceHandler interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Verify checks the server's live store as it is at the call (a consistent snapshot,
+	// while the server goes on): every execution's stored state against the refold of its
+	// events and responses, every hash chain of its events and responses, and, where the
+	// server can, every workflow execution by a shadow replay against its pinned
+	// component. It answers the counts and the failures found; a store that cannot be read
+	// is an error (INTERNAL).
+	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 }
 
 // NewExecutionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -427,6 +455,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceVerifyHandler := connect.NewUnaryHandler(
+		ExecutionServiceVerifyProcedure,
+		svc.Verify,
+		connect.WithSchema(executionServiceMethods.ByName("Verify")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/obelisk.v1.ExecutionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ExecutionServiceSubmitProcedure:
@@ -455,6 +489,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceDeleteHandler.ServeHTTP(w, r)
 		case ExecutionServiceListRetentionProcedure:
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
+		case ExecutionServiceVerifyProcedure:
+			executionServiceVerifyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -514,6 +550,10 @@ func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Req
 
 func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListRetention is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Verify is not implemented"))
 }
 
 // ComponentServiceClient is a client for the obelisk.v1.ComponentService service.
