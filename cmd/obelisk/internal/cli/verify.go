@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -33,13 +34,11 @@ type verifyDoc struct {
 // failureLine is a failure's line of the text output: the execution and, briefly, what
 // is wrong.
 func failureLine(f verify.Failure) string {
-	switch {
-	case f.Check == verify.CheckRefold && f.Field != "":
+	if f.Check == verify.CheckRefold && f.Field != "" {
 		return fmt.Sprintf("%s: %s: stored %s, refolded %s", f.ExecutionID, f.Field, clip.String(f.Stored), clip.String(f.Refolded))
-	case f.Check == verify.CheckChain && f.Index != nil:
-		return fmt.Sprintf("%s: hash chain broken at %s %d: %s", f.ExecutionID, f.Log, *f.Index, f.Error)
 	}
-	return fmt.Sprintf("%s: %s: %s", f.ExecutionID, f.Check, f.Error)
+	// The line begins with the execution: its error need not say it again.
+	return f.ExecutionID + ": " + strings.TrimPrefix(f.Error, "execution "+f.ExecutionID+": ")
 }
 
 // summary is the text output's last lines.
