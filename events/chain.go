@@ -182,7 +182,10 @@ func checkChain(r pebble.Reader, id string, log byte, lower, upper []byte, n uin
 		return counts, fmt.Errorf("check the %s chain of %s: %w", name, id, err)
 	}
 	defer it.Close()
-	var prev []byte // nil until the first linked item
+	// prev is nil until the first linked item. It is a copy: the iterator's value is
+	// valid only until it moves.
+	var prev []byte
+	var prevBuf [linkSize]byte
 	i := uint32(0)
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
@@ -211,7 +214,7 @@ func checkChain(r pebble.Reader, id string, log byte, lower, upper []byte, n uin
 			if string(want) != string(link) {
 				return broken(i, "stored link %x, but the bytes stored chain to %x", link[:8], want[:8])
 			}
-			prev = link
+			prev = append(prevBuf[:0], link...)
 			counts.Linked++
 		}
 		i++
