@@ -516,6 +516,12 @@ func loadComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfi
 			return nil, fmt.Errorf("component %q (%s): %w", cfg.Name, cfg.Path, err)
 		}
 	}
+	return compileComponent(ctx, rt, cfg, wasm, files)
+}
+
+// compileComponent makes the component of cfg from its file's content wasm (or what
+// identifies a component without one) and its WIT files.
+func compileComponent(ctx context.Context, rt *wasmhost.Runtime, cfg ComponentConfig, wasm []byte, files []wit.File) (*Component, error) {
 	digest := wasmstore.Digest(wasm)
 	id := componentID(cfg.Type, cfg.Name, digest)
 	resolve, err := wit.Parse(files)

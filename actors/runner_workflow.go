@@ -30,7 +30,21 @@ var errInterrupted = errors.New("workflow interrupted: waiting for a response")
 var errLockLost = errors.New("workflow run lost its lock")
 
 // NondeterminismError: the workflow made a host call that differs from its history.
-type NondeterminismError struct{ Detail string }
+type NondeterminismError struct {
+	Detail string
+	// Index is the history event where the workflow diverged; Recorded is that event
+	// (nil past the end of the history), Produced what the workflow did instead (nil
+	// when it returned while the history had more).
+	Index              int
+	Recorded, Produced *pb.HistoryEvent
+}
+
+// diverged is the nondeterminism of the workflow producing h (did, in words) where
+// the history recorded r.history[r.pos].
+func (r *workflowRun) diverged(h *pb.HistoryEvent, did string) *NondeterminismError {
+	return &NondeterminismError{Detail: fmt.Sprintf("at history event %d: recorded %s, the workflow now did %s", r.pos, describe(r.history[r.pos]), did),
+		Index: r.pos, Recorded: r.history[r.pos], Produced: h}
+}
 
 func (e *NondeterminismError) Error() string { return "nondeterminism detected: " + e.Detail }
 
@@ -68,6 +82,38 @@ type workflowRun struct {
 
 	// memory is what the run's instance holds of the guest memory budget (run_memory.go).
 	memory *membudget.Account
+	// fx is where the run's effects go: the engine's store and services (liveEffects),
+	// or a shadow replay's sandbox, which only reads (replay.go).
+	fx runEffects
+}
+
+// runEffects is what a workflow run does beyond replaying its history: the one seam
+// between the run path and the world, so that a shadow replay (replay.go) runs the same
+// code with effects that cannot write.
+type runEffects interface {
+	// commit writes tx, the run's buffered history and what goes with it (flush).
+	commit(ctx context.Context, r *workflowRun, tx *events.Tx, now time.Time) error
+	// await returns the n-th response of join set js, which has not arrived as far as r
+	// knows: it writes what r buffered, then waits for the response or interrupts r.
+	await(ctx context.Context, r *workflowRun, js string, n int) (*pb.Response, error)
+	// refresh adds to r the responses that arrived since it last looked.
+	refresh(ctx context.Context, r *workflowRun) error
+	// cancel cancels request id, which a closing join set of r leaves open.
+	cancel(ctx context.Context, r *workflowRun, id string) error
+}
+
+// liveEffects are the effects of a run of the engine: on its store, its timers, its
+// resident instances.
+type liveEffects struct{}
+
+func (liveEffects) commit(ctx context.Context, r *workflowRun, tx *events.Tx, now time.Time) error {
+	_, err := r.e.commitDispatching(ctx, tx, now)
+	return err
+}
+
+func (liveEffects) cancel(ctx context.Context, r *workflowRun, id string) error {
+	_, err := r.e.Cancel(ctx, id)
+	return err
 }
 
 // runJoinSet is one join set of a run.
@@ -109,21 +155,12 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
 		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, memory: memory,
 		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
-		logs: newRunLogs(e, id, runID, 1, true),
+		logs: newRunLogs(e, id, runID, 1, true), fx: liveEffects{},
 	}
-	for _, ev := range evs {
-		if h := ev.GetHistory(); h != nil {
-			r.history = append(r.history, h)
-		}
-	}
-	r.addResponses(resps)
-	h := fnv.New64a()
-	h.Write([]byte(id))
+	r.load(evs, resps)
 	// Locked already: a wait for memory (the instance holds more than was reserved)
 	// ends with the lock.
-	inst, err := e.instantiate(ctx, c, wasmhost.InstanceConfig{
-		Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt),
-	}, memory, r.lockExpires)
+	inst, err := e.instantiate(ctx, c, r.instanceConfig(evs), memory, r.lockExpires)
 	if err != nil {
 		if errors.Is(err, wasmhost.ErrMemoryBudget) && ctx.Err() == nil {
 			e.retryForMemory(ctx, id, runID, err)
@@ -142,7 +179,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	r.deadline = newDeadline(ctx, r.lockExpires)
 	defer r.deadline.stop()
 	inst.SetLogging(c.runLogging(r.logs))
-	out, runErr := inst.Run(r.deadline.ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: id, Attempt: 1})
+	out, runErr := r.play(r.deadline.ctx, inst)
 	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
 		// The node's shortage, not the workflow's failure: nothing it left open is
 		// closed, and a later run replays it.
@@ -152,29 +189,11 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		return
 	}
 	var trap *wasmhost.TrapError
-	if runErr == nil || errors.As(runErr, &trap) {
-		// No child outlives its parent: close what the workflow left open.
-		if err := r.closeAll(r.deadline.ctx); err != nil {
-			runErr = err
-		}
-	}
-	if runErr == nil || errors.As(runErr, &trap) {
-		// What the workflow did before returning is written before its result.
-		if err := r.flush(r.deadline.ctx, nil, nil, nil); err != nil {
-			runErr = err
-		}
-	}
-	if runErr == nil && r.pos < len(r.history) {
-		runErr = &NondeterminismError{fmt.Sprintf("the workflow returned, but its history has %d more recorded events", len(r.history)-r.pos)}
-	}
 	var result []byte
 	var nd *NondeterminismError
 	switch {
 	case runErr == nil:
-		result = out
-		if _, err := events.ParseResult(out); err != nil {
-			result = events.FailureResult(events.FailureUncategorized, err.Error())
-		}
+		result = checkedResult(out)
 	case errors.As(runErr, &nd):
 		result = events.FailureResult(events.FailureNondeterminismDetected, nd.Detail)
 	case errors.Is(runErr, errInterrupted), errors.Is(runErr, errLockLost), ctx.Err() != nil:
@@ -213,6 +232,62 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	if !finished {
 		e.storeLogs(ctx, lines)
 	}
+}
+
+// load sets the run's history and responses from the execution's events and response
+// log.
+func (r *workflowRun) load(evs []*pb.Event, resps []*pb.Response) {
+	for _, ev := range evs {
+		if h := ev.GetHistory(); h != nil {
+			r.history = append(r.history, h)
+		}
+	}
+	r.addResponses(resps)
+}
+
+// instanceConfig is the configuration of the run's instance: its seed and clock are
+// the execution's, the same on every run and replay.
+func (r *workflowRun) instanceConfig(evs []*pb.Event) wasmhost.InstanceConfig {
+	h := fnv.New64a()
+	h.Write([]byte(r.id))
+	return wasmhost.InstanceConfig{Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt)}
+}
+
+// play runs the workflow in inst: it replays the history, continues it, and, when the
+// workflow returns (or traps), closes what it left open and writes what it did. It
+// returns the guest's output and the run's error.
+func (r *workflowRun) play(ctx context.Context, inst *wasmhost.Instance) ([]byte, error) {
+	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: r.id, Attempt: 1})
+	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
+		return nil, runErr
+	}
+	var trap *wasmhost.TrapError
+	if runErr == nil || errors.As(runErr, &trap) {
+		// No child outlives its parent: close what the workflow left open.
+		if err := r.closeAll(ctx); err != nil {
+			runErr = err
+		}
+	}
+	if runErr == nil || errors.As(runErr, &trap) {
+		// What the workflow did before returning is written before its result.
+		if err := r.flush(ctx, nil, nil, nil); err != nil {
+			runErr = err
+		}
+	}
+	if runErr == nil && r.pos < len(r.history) {
+		runErr = &NondeterminismError{Detail: fmt.Sprintf("the workflow returned, but its history has %d more recorded events", len(r.history)-r.pos),
+			Index: r.pos, Recorded: r.history[r.pos]}
+	}
+	return out, runErr
+}
+
+// checkedResult is the result a workflow's output records: the output, or a failure
+// if it is not a result document.
+func checkedResult(out []byte) []byte {
+	if _, err := events.ParseResult(out); err != nil {
+		return events.FailureResult(events.FailureUncategorized, err.Error())
+	}
+	return out
 }
 
 // retryForMemory unlocks the workflow locked by run runID, which stopped because the
@@ -438,7 +513,8 @@ func (r *workflowRun) persist(ctx context.Context, op string, req []byte) ([]byt
 	if r.pos < len(r.history) {
 		p := r.history[r.pos].GetPersist()
 		if p == nil || p.Kind != kind {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did persist %s", r.pos, describe(r.history[r.pos]), kind)}
+			did := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Persist{Persist: &pb.Persist{Kind: kind}}}
+			return nil, r.diverged(did, "persist "+kind)
 		}
 		r.pos++
 		return p.Value, nil
@@ -474,7 +550,8 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 	if replaying {
 		sc := r.history[r.pos].GetSchedule()
 		if sc == nil || sc.Ffqn != q.FFQN || !bytes.Equal(sc.Params, params) || !bytes.Equal(sc.ScheduleAt, spec) {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did schedule %s(%s) at %s", r.pos, describe(r.history[r.pos]), q.FFQN, clip.String(string(params)), spec)}
+			did := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Schedule{Schedule: &pb.Schedule{Ffqn: q.FFQN, Params: params, ScheduleAt: spec}}}
+			return nil, r.diverged(did, fmt.Sprintf("schedule %s(%s) at %s", q.FFQN, clip.String(string(params)), spec))
 		}
 		r.pos++
 		return json.Marshal(sc.ExecutionId)
@@ -543,10 +620,10 @@ func (r *workflowRun) replayOrAppend(ctx context.Context, want []*pb.HistoryEven
 	if r.pos < len(r.history) {
 		for _, w := range want {
 			if r.pos >= len(r.history) {
-				return &NondeterminismError{fmt.Sprintf("history ends in the middle of a call; expected %s", describe(w))}
+				return &NondeterminismError{Detail: fmt.Sprintf("history ends in the middle of a call; expected %s", describe(w)), Index: r.pos, Produced: w}
 			}
 			if !sameHistory(r.history[r.pos], w) {
-				return &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did %s", r.pos, describe(r.history[r.pos]), describe(w))}
+				return r.diverged(w, describe(w))
 			}
 			r.pos++
 		}
@@ -616,7 +693,7 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 	}
 	tx.Appends = append(tx.Appends, appends...)
 	tx.Logs = r.logs.take()
-	if _, err := r.e.commitDispatching(ctx, tx, now); err != nil {
+	if err := r.fx.commit(ctx, r, tx, now); err != nil {
 		var ce *events.ConflictError
 		var te *events.TransitionError
 		if errors.As(err, &ce) && ce.ExecutionID != r.id {
@@ -644,9 +721,17 @@ func (r *workflowRun) flush(ctx context.Context, want []*pb.HistoryEvent, append
 }
 
 // awaitArrived returns the n-th (0-based) response to arrive in join set js, waiting
-// for it if the blocking strategy and the resident bound allow, and interrupting the run
-// otherwise.
-func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (resp *pb.Response, err error) {
+// for it (runEffects.await) if it has not arrived yet.
+func (r *workflowRun) awaitArrived(ctx context.Context, js string, n int) (*pb.Response, error) {
+	if rs := r.arrived[js]; n < len(rs) {
+		return rs[n], nil
+	}
+	return r.fx.await(ctx, r, js, n)
+}
+
+// await waits for the response if the blocking strategy and the resident bound allow,
+// and interrupts the run otherwise.
+func (liveEffects) await(ctx context.Context, r *workflowRun, js string, n int) (resp *pb.Response, err error) {
 	var w *waiter
 	defer func() {
 		if w != nil && !r.e.resident.leave(w) && err == nil {
@@ -739,7 +824,9 @@ func (r *workflowRun) releaseLease(ctx context.Context) {
 	}
 }
 
-func (r *workflowRun) refreshResponses(ctx context.Context) error {
+func (r *workflowRun) refreshResponses(ctx context.Context) error { return r.fx.refresh(ctx, r) }
+
+func (liveEffects) refresh(ctx context.Context, r *workflowRun) error {
 	// The state (in memory for a live execution) counts the responses: most waits find
 	// nothing new, and a scan of the response log would still seek into the tables.
 	if st, err := r.e.store.State(ctx, r.id); err == nil && st.ResponseCount <= r.respCursor {

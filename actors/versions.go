@@ -26,7 +26,8 @@ import (
 // version, which runs the executions pinned to it, and nothing new (registry.route
 // never picks it). A recorded version that is neither deployed nor needed is dropped,
 // record and file, at start; a retired version is dropped, record and file, as soon as
-// the last execution pinned to it finishes (Engine.versionFinished): it takes no new
+// the last execution pinned to it finishes or is moved to another component
+// (Engine.versionFinished): it takes no new
 // ones, so none can come back. Its compiled module stays in memory, unused, until the
 // next start.
 //
@@ -259,8 +260,25 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 	}, nil
 }
 
+// versionStarted counts a new execution pinned to component id (a fork), which must not
+// be a retired version that has been dropped; versionFinished counts it out again.
+func (e *Engine) versionStarted(id string) error {
+	v := e.versions
+	if c := e.reg.byID[id]; v == nil || c == nil || !c.Retired {
+		return nil
+	}
+	v.liveMu.Lock()
+	defer v.liveMu.Unlock()
+	if v.live[id] == 0 {
+		return &FailedPreconditionError{fmt.Sprintf("component %s is a retired version that no execution needs any more: name a deployed component", id)}
+	}
+	v.live[id]++
+	return nil
+}
+
 // versionFinished counts an execution of component id that has finished (onCommit sees
-// each finished state once); when it was the last one pinned to a retired version, the
+// each finished state once) or has been moved off it (MoveToComponent); when it was the
+// last one pinned to a retired version, the
 // version is dropped, record and file, off the committing goroutine.
 func (e *Engine) versionFinished(id string) {
 	v := e.versions

@@ -247,7 +247,8 @@ func (r *workflowRun) joinNextTry(ctx context.Context, req []byte) ([]byte, erro
 	if r.pos < len(r.history) {
 		t := r.history[r.pos].GetJoinNextTry()
 		if t == nil || t.JoinSetId != q.JoinSet {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did join_next_try %s", r.pos, describe(r.history[r.pos]), q.JoinSet)}
+			did := &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinNextTry{JoinNextTry: &pb.JoinNextTry{JoinSetId: q.JoinSet}}}
+			return nil, r.diverged(did, "join_next_try "+q.JoinSet)
 		}
 		r.pos++
 		outcome = t.Outcome
@@ -345,7 +346,7 @@ func (r *workflowRun) closeSet(ctx context.Context, js string) error {
 		if arrived[req.id] || !req.delay && r.childIsWorkflow(ctx, req) {
 			continue
 		}
-		if _, err := r.e.Cancel(ctx, req.id); err != nil {
+		if err := r.fx.cancel(ctx, r, req.id); err != nil {
 			return fmt.Errorf("close join set %s: cancel %s: %w", js, req.id, err)
 		}
 	}
@@ -429,7 +430,8 @@ func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
 	if r.pos < len(r.history) {
 		s := r.history[r.pos].GetStub()
 		if s == nil || s.TargetExecutionId != q.ExecutionID || !bytes.Equal(s.Result, result.Bytes()) {
-			return nil, &NondeterminismError{fmt.Sprintf("at history event %d: recorded %s, the workflow now did stub %s with %s", r.pos, describe(r.history[r.pos]), q.ExecutionID, clip.String(result.String()))}
+			did := &pb.HistoryEvent{Kind: &pb.HistoryEvent_Stub{Stub: &pb.Stub{TargetExecutionId: q.ExecutionID, Result: result.Bytes()}}}
+			return nil, r.diverged(did, fmt.Sprintf("stub %s with %s", q.ExecutionID, clip.String(result.String())))
 		}
 		r.pos++
 		return answer(s.Outcome)

@@ -43,6 +43,7 @@ var EventDetails = []EventKindDetails{
 	{"paused", "The execution is not run until it is unpaused.", []any{EmptyDetails{}}},
 	{"unpaused", "The execution may run again.", []any{EmptyDetails{}}},
 	{"finished", "The execution finished with its result.", []any{FinishedDetails{}}},
+	{"moved", "The execution was pinned to another component: its next run loads that one's code.", []any{MovedDetails{}}},
 }
 
 // ValueJSON is a WIT-typed value as JSON, embedded as it is (null when absent).
@@ -147,6 +148,12 @@ type (
 		JoinSetID string `json:"join_set_id"`
 		Outcome   string `json:"outcome" jsonschema:"enum=found,enum=pending"`
 	}
+	MovedDetails struct {
+		FromComponentID string `json:"from_component_id" jsonschema_description:"the component it ran on"`
+		ToComponentID   string `json:"to_component_id" jsonschema_description:"the component it runs on from now on"`
+		By              string `json:"by" jsonschema_description:"who moved it: cli, api, upgrade, ..."`
+		Queue           string `json:"queue,omitempty" jsonschema_description:"the queue it is pending in from now on"`
+	}
 	EmptyDetails struct{}
 )
 
@@ -181,6 +188,9 @@ func EventDetailsOf(ev *pb.Event) any {
 		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt), Reason: k.TemporarilyTimedOut.Reason}
 	case *pb.Event_Finished:
 		return FinishedDetails{Result: k.Finished.Result}
+	case *pb.Event_Moved:
+		m := k.Moved
+		return MovedDetails{FromComponentID: m.FromComponentId, ToComponentID: m.ToComponentId, By: m.By, Queue: m.Queue}
 	case *pb.Event_History:
 		switch h := k.History.Kind.(type) {
 		case *pb.HistoryEvent_JoinSetCreate:

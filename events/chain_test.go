@@ -282,3 +282,31 @@ func TestChainLongFlushedStream(t *testing.T) {
 		t.Fatalf("%+v, %v", evs, err)
 	}
 }
+
+// TestChainCopiedHistory: a history appended with its responses (a fork's copy) is
+// linked like any other.
+func TestChainCopiedHistory(t *testing.T) {
+	s := chainStore(t)
+	evs, err := s.Events(context.Background(), "E_A", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resps, err := s.Responses(context.Background(), "E_A", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gCommit(t, s, &Tx{Appends: []Append{{ExecutionID: "E_F", Events: evs, Responses: resps}}})
+	v, err := s.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	st, err := s.loadState("E_F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, r, err := v.CheckChains(context.Background(), st)
+	if err != nil || e.Linked != len(evs) || r.Linked != len(resps) || r.Linked == 0 {
+		t.Fatalf("copied history: events %+v, responses %+v, %v", e, r, err)
+	}
+}

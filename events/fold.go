@@ -74,6 +74,8 @@ func EventKind(ev *pb.Event) string {
 		return "unpaused"
 	case *pb.Event_Finished:
 		return "finished"
+	case *pb.Event_Moved:
+		return "moved"
 	}
 	return "unknown"
 }
@@ -107,6 +109,8 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			Status:           pb.Status_STATUS_PENDING_AT,
 			PendingAt:        c.ScheduledAt,
 			UpdatedAt:        now,
+			ForkedFrom:       c.ForkedFrom,
+			ForkedAtVersion:  c.ForkedAtVersion,
 		}, nil
 	}
 	if version != st.NextVersion {
@@ -223,6 +227,29 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			return nil, bad(st.Status, "not paused")
 		}
 		n.Paused = false
+	case *pb.Event_Moved:
+		m := k.Moved
+		switch {
+		case st.Status == pb.Status_STATUS_LOCKED:
+			// The run holding it runs the old code and would go on writing.
+			return nil, bad(st.Status, "a locked execution cannot be moved: a run holds it")
+		case m.ToComponentId == "":
+			return nil, bad(st.Status, "no component to move to")
+		case m.FromComponentId != st.ComponentId:
+			return nil, bad(st.Status, fmt.Sprintf("it runs on %s, not on %s", st.ComponentId, m.FromComponentId))
+		}
+		n.ComponentId = m.ToComponentId
+		if m.Queue != "" {
+			n.Queue = m.Queue
+		}
+		if st.RunId != "" && st.LockExpiresAt > now {
+			// A parked run's lease ends: it cannot write history any more (holdsLock),
+			// and a response makes the execution due at once, for a run of the new code.
+			n.LockExpiresAt = 0
+			if st.Status == pb.Status_STATUS_PENDING_AT {
+				n.PendingAt = now
+			}
+		}
 	case *pb.Event_Finished:
 		r, err := ParseResult(k.Finished.Result)
 		if err != nil {
@@ -377,6 +404,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
 		EventChain: st.EventChain, ResponseChain: st.ResponseChain,
+		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

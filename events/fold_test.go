@@ -217,6 +217,8 @@ func parseStep(line string) (step, error) {
 		ev.Kind = &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}
 	case "finished":
 		ev.Kind = &pb.Event_Finished{Finished: &pb.Finished{Result: []byte(a.str("result"))}}
+	case "moved":
+		ev.Kind = &pb.Event_Moved{Moved: &pb.Moved{FromComponentId: a.str("from"), ToComponentId: a.str("to"), By: a.str("by"), Queue: a.str("queue")}}
 	case "history persist":
 		ev.Kind = history(&pb.HistoryEvent{Kind: &pb.HistoryEvent_Persist{Persist: &pb.Persist{Kind: a.str("kind"), Value: []byte(a.str("value"))}}})
 	case "history join_set_create":
@@ -271,6 +273,9 @@ func history(h *pb.HistoryEvent) *pb.Event_History { return &pb.Event_History{Hi
 func compactState(st *pb.ExecutionState) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s next_version=%d", events.StatusName(st.Status), st.NextVersion)
+	if st.ComponentId != "" {
+		fmt.Fprintf(&b, " component=%s", st.ComponentId)
+	}
 	opt := func(name string, v int64) {
 		if v != 0 {
 			fmt.Fprintf(&b, " %s=%d", name, v)

@@ -34,6 +34,8 @@ type Store interface {
 	DelayExpiry(ctx context.Context, id string) (time.Time, bool, error)
 	// Children returns the IDs of an execution's children.
 	Children(ctx context.Context, parent string) ([]string, error)
+	// Forks returns the executions forked from id, oldest first.
+	Forks(ctx context.Context, id string) ([]string, error)
 	// List returns executions matching f, newest first.
 	List(ctx context.Context, f ListFilter) (ListPage, error)
 	// LiveStates calls fn for every execution that has not finished.

@@ -19,7 +19,7 @@ import (
 // written in the same batch as the events that changed it, so after a crash they never
 // disagree with the streams. Each index holds exactly the executions in one condition:
 // p (pending and due, per queue) while Runnable, t (lock expiry) while locked, l (live)
-// until finished; c (created) and k (children) are written once and never move; f
+// until finished; c (created), k (children) and b (forks) are written once and never move; f
 // (finished, top-level only) is written when it finishes, for retention. The
 // time-ordered ones (p, t, w) are scanned from their floors (floor.go).
 
@@ -68,6 +68,9 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 		_ = b.Set(createdKey(st.CreatedAt, st.ExecutionId), nil, nil)
 		if st.ParentId != "" {
 			_ = b.Set(childKey(st.ParentId, st.ExecutionId), nil, nil)
+		}
+		if st.ForkedFrom != "" {
+			_ = b.Set(forkKey(st.ForkedFrom, st.ExecutionId), nil, nil)
 		}
 	}
 }

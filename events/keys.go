@@ -25,12 +25,13 @@ import (
 //	q\0<id>\0<version:4>         the event's global position -> <position:8> (to delete it)
 //	f\0<component>\0<finished:8>\0<id>  finished top-level executions (retention.go)
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
+//	b\0<original>\0<fork>         forks of an execution (Engine.Fork), by the original
 //	v\0<bucket>\0<key>           a KV entry -> its value (kv.go); of no execution
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
-// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o are <tag>\0<root>,
+// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o, b are <tag>\0<root>,
 // <tag>\0<root>\0... and <tag>\0<root>.... : deleting a tree is two ranges per table
 // (treeTags and treeSpans in retention.go). Its delays' y keys start with
 // y\0Delay_<ULID>. (the delay ID is the root's ULID and the rest of a child ID).
@@ -52,6 +53,7 @@ const (
 	tagDeleting = 'x'
 	tagMeta     = 'm'
 	tagKV       = 'v'
+	tagFork     = 'b'
 )
 
 func key(tag byte, parts ...[]byte) []byte {
@@ -90,6 +92,9 @@ func finishedKey(component string, at int64, id string) []byte {
 	return key(tagFinished, []byte(component), u64(at), []byte(id))
 }
 func deletingKey(root string) []byte { return key(tagDeleting, []byte(root)) }
+func forkKey(original, fork string) []byte {
+	return key(tagFork, []byte(original), []byte(fork))
+}
 
 // globalLastKey holds the last position given, once retention deleted the last g key:
 // positions are never reused.

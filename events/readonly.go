@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // The store's directory lock, and what Options.ReadOnly changes: a read-only store is
@@ -77,3 +80,26 @@ func (readOnlyFS) ReuseForWrite(_, newname string, _ vfs.DiskWriteCategory) (vfs
 }
 
 func (readOnlyFS) MkdirAll(dir string, _ os.FileMode) error { return refuse("create directory", dir) }
+
+// ReadOnlyView returns a view of s that reads what s reads and cannot write: every
+// write (Commit, DeleteTrees, CompactDeleted) fails with ErrReadOnly, and Close leaves
+// s open. A shadow replay (actors/replay.go) runs against it, so that no path of the
+// run it reuses can change the store, whatever it tries.
+func ReadOnlyView(s Store) Store { return readOnlyView{s} }
+
+type readOnlyView struct{ Store }
+
+func (readOnlyView) Commit(context.Context, *Tx) (map[string]*pb.ExecutionState, error) {
+	return nil, fmt.Errorf("commit: %w", ErrReadOnly)
+}
+
+func (readOnlyView) DeleteTrees(context.Context, []string) (Deleted, error) {
+	return Deleted{}, fmt.Errorf("delete trees: %w", ErrReadOnly)
+}
+
+func (readOnlyView) CompactDeleted(context.Context) error {
+	return fmt.Errorf("compact: %w", ErrReadOnly)
+}
+
+// Close does nothing: the view does not own the store it reads.
+func (readOnlyView) Close() error { return nil }

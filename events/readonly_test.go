@@ -152,3 +152,34 @@ func TestForgeStateForTest(t *testing.T) {
 		t.Errorf("status after a reopen: %v", got.Status)
 	}
 }
+
+// TestReadOnlyView: the view reads the store's data, every write through it fails with
+// ErrReadOnly and changes nothing, and closing it leaves the store open.
+func TestReadOnlyView(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	createWorkflow(t, s, "E_1")
+	want := proto.CloneOf(mustState(t, s, "E_1"))
+	v := events.ReadOnlyView(s)
+	if got, err := v.State(ctx, "E_1"); err != nil || !proto.Equal(got, want) {
+		t.Errorf("state through the view %v (%v), want %v", got, err, want)
+	}
+	if _, err := v.Commit(ctx, appendTx("E_2", 0, "", createdEv("testing:a/b.c", "q", 1, 1))); !errors.Is(err, events.ErrReadOnly) {
+		t.Errorf("commit through the view: %v, want ErrReadOnly", err)
+	}
+	if _, err := v.DeleteTrees(ctx, []string{"E_1"}); !errors.Is(err, events.ErrReadOnly) {
+		t.Errorf("delete through the view: %v, want ErrReadOnly", err)
+	}
+	if err := v.CompactDeleted(ctx); !errors.Is(err, events.ErrReadOnly) {
+		t.Errorf("compact through the view: %v, want ErrReadOnly", err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.State(ctx, "E_2"); !errors.Is(err, events.ErrNotFound) {
+		t.Errorf("E_2 after a refused commit: %v, want not found", err)
+	}
+	if got := mustState(t, s, "E_1"); !proto.Equal(got, want) {
+		t.Errorf("state after the view closed %v, want %v", got, want)
+	}
+}

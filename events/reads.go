@@ -143,6 +143,24 @@ func (s *PebbleStore) Children(ctx context.Context, parent string) ([]string, er
 	return out, it.Error()
 }
 
+// Forks returns the IDs of the executions forked from id (Engine.Fork), oldest first.
+func (s *PebbleStore) Forks(ctx context.Context, id string) ([]string, error) {
+	if s.hidden(id) {
+		return nil, nil
+	}
+	prefix := append(key(tagFork, []byte(id)), 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("list forks of %s: %w", id, err)
+	}
+	defer it.Close()
+	var out []string
+	for it.First(); it.Valid(); it.Next() {
+		out = append(out, string(it.Key()[len(prefix):]))
+	}
+	return out, it.Error()
+}
+
 // ListFilter selects executions for List.
 type ListFilter struct {
 	FFQNPrefix   string

@@ -53,7 +53,7 @@ import (
 // treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
 // keys.go): a tree's deletion is one range per table. A new per-execution table is one
 // more tag here.
-var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt, tagLog}
+var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt, tagLog, tagFork}
 
 // deleteChunk bounds the point deletions of one writer request, markChunk the roots one
 // mark request checks (each a few reads inside the writer): both keep a foreground
@@ -521,6 +521,10 @@ func (s *PebbleStore) treePoints(r *treeReader, root string) (executions, evs in
 		keys = append(keys, createdKey(st.CreatedAt, st.ExecutionId))
 		if st.ExecutionId == root && st.Status == pb.Status_STATUS_FINISHED {
 			keys = append(keys, finishedKey(st.ComponentId, st.FinishedAt, root))
+		}
+		if st.ForkedFrom != "" {
+			// A fork is a tree of its own; its original, in another, lists it.
+			keys = append(keys, forkKey(st.ForkedFrom, st.ExecutionId))
 		}
 		return nil
 	})

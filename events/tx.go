@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +27,13 @@ type Append struct {
 	// RunID, when set, must be the run that holds (or last held) the execution's lock.
 	RunID  string
 	Events []*pb.Event
+	// Responses are folded between the events, for a history copied with its responses
+	// (a fork, which starts as a prefix of another execution's history): each one before
+	// the event whose version is its AtVersion, those at or past the end after the last
+	// event, in the order given (AtVersion must not decrease). Each gets the next cursor
+	// and the version it lands at, is delivered once (a second one with the same child or
+	// delay ID is an error) and answers its delay, whose timer is then not kept.
+	Responses []*pb.Response
 }
 
 // ResponseAppend delivers a response to an execution. A second delivery with the same
@@ -126,8 +134,51 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			return nil, nil, nil, &ConflictError{ExecutionID: a.ExecutionID, Expected: a.ExpectedVersion, Actual: next,
 				Reason: fmt.Sprintf("run %s does not hold the lock (held by %q)", a.RunID, holder)}
 		}
+		ri := 0
+		respond := func(upTo uint32) error {
+			for ; ri < len(a.Responses) && a.Responses[ri].AtVersion <= upTo; ri++ {
+				r := a.Responses[ri]
+				if ri > 0 && r.AtVersion < a.Responses[ri-1].AtVersion {
+					return fmt.Errorf("append %s: responses out of order (at_version %d after %d)", a.ExecutionID, r.AtVersion, a.Responses[ri-1].AtVersion)
+				}
+				if st == nil {
+					return fmt.Errorf("append %s: a response before its Created event", a.ExecutionID)
+				}
+				respID := responseID(r)
+				dk := string(dedupeKey(a.ExecutionID, respID))
+				if slicesContains(newDedupe, dk) {
+					return fmt.Errorf("append %s: %s answered twice", a.ExecutionID, respID)
+				}
+				if d := r.GetDelay(); d != nil && !answered[d.DelayId] {
+					delOps, err := g.forgetDelay(d.DelayId, newDelays)
+					if err != nil {
+						return err
+					}
+					ops = append(ops, delOps...)
+					answered[d.DelayId] = true
+				}
+				resp := proto.CloneOf(r)
+				resp.Cursor, resp.AtVersion = st.ResponseCount, st.NextVersion
+				resp.Chain = nil
+				nst, err := FoldResponse(st, resp)
+				if err != nil {
+					return err
+				}
+				b, err := linkResponse(a.ExecutionID, st, nst, resp)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, kv{k: responseKey(a.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
+				newDedupe = append(newDedupe, dk)
+				st = nst
+			}
+			return nil
+		}
 		for i, ev := range a.Events {
 			v := a.ExpectedVersion + uint32(i)
+			if err := respond(v); err != nil {
+				return nil, nil, nil, err
+			}
 			nst, err := Fold(a.ExecutionID, st, v, ev)
 			if err != nil {
 				return nil, nil, nil, err
@@ -148,6 +199,9 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 				newDelays = append(newDelays, d)
 			}
 			st = nst
+		}
+		if err := respond(math.MaxUint32); err != nil {
+			return nil, nil, nil, err
 		}
 		overlay[a.ExecutionID] = st
 	}
@@ -192,15 +246,10 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		prev := st.ResponseChain
-		if len(prev) == 0 {
-			prev = chainSeed(chainResponses, r.ExecutionID)
-		}
-		b, link, err := marshalLinked(resp, prev)
+		b, err := linkResponse(r.ExecutionID, st, nst, resp)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("respond to %s: marshal: %w", r.ExecutionID, err)
+			return nil, nil, nil, err
 		}
-		nst.ResponseChain = link
 		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
 		newDedupe = append(newDedupe, dk)
 		overlay[r.ExecutionID] = nst
@@ -223,6 +272,22 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		g.delays[id] = -1
 	}
 	return ops, overlay, logStats, nil
+}
+
+// linkResponse returns the stored bytes of resp, the response that took execution id
+// from state st to nst, linked to the last response of st (chain.go), and records its
+// link in nst.
+func linkResponse(id string, st, nst *pb.ExecutionState, resp *pb.Response) ([]byte, error) {
+	prev := st.ResponseChain
+	if len(prev) == 0 {
+		prev = chainSeed(chainResponses, id)
+	}
+	b, link, err := marshalLinked(resp, prev)
+	if err != nil {
+		return nil, fmt.Errorf("respond to %s: marshal: %w", id, err)
+	}
+	nst.ResponseChain = link
+	return b, nil
 }
 
 // forgetDelay returns the deletes of a delay's timer keys, wherever the delay was

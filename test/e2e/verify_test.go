@@ -115,6 +115,7 @@ func TestServerVerify(t *testing.T) {
 		Workflows       int  `json:"workflows"`
 		FailureCount    int  `json:"failure_count"`
 		ReplayAvailable bool `json:"replay_available"`
+		Replayed        int  `json:"workflows_replayed"`
 	}
 	if err := json.Unmarshal([]byte(out), &online); err != nil || code != 0 {
 		t.Fatalf("client verify --json: exit %d, %v\n%s%s", code, err, out, errOut)
@@ -122,7 +123,8 @@ func TestServerVerify(t *testing.T) {
 	// Every fiboa workflow runs its children one after the other: each one's result is
 	// a response.
 	if online.Executions != stored || online.Workflows != len(ids) || online.EventsLinked < 5*stored ||
-		online.ResponsesLinked < stored-len(ids) || online.EventsUnchained != 0 || online.FailureCount != 0 {
+		online.ResponsesLinked < stored-len(ids) || online.EventsUnchained != 0 || online.FailureCount != 0 ||
+		!online.ReplayAvailable || online.Replayed != len(ids) {
 		t.Errorf("client verify --json: %s", out)
 	}
 

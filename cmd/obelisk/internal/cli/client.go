@@ -46,6 +46,7 @@ func clientCmd() *cobra.Command {
 	exec := &cobra.Command{Use: "execution", Short: "Submit, inspect and control executions"}
 	exec.AddCommand(submitCmd(o), getCmd(o), eventsCmd(o), listCmd(o),
 		cancelCmd(o), pauseCmd(o), unpauseCmd(o), stubCmd(o), logsCmd(o), deleteCmd(o), retentionCmd(o))
+	exec.AddCommand(replayCmd(o))
 	comp := &cobra.Command{Use: "component", Short: "Inspect deployed components"}
 	comp.AddCommand(componentListCmd(o),
 		componentInspectCmd(o, serverLookup(o), "inspect COMPONENT", "List a deployed component's exports and imports with their parameter types and JSON Schemas",

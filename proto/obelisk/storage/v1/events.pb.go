@@ -220,6 +220,7 @@ type Event struct {
 	//	*Event_Paused
 	//	*Event_Unpaused
 	//	*Event_Finished
+	//	*Event_Moved
 	Kind isEvent_Kind `protobuf_oneof:"kind"`
 	// The store's hash chain link of this event (see events/chain.go): SHA-256 of the
 	// previous event's link and of this event's stored bytes without this field. Written by
@@ -363,6 +364,15 @@ func (x *Event) GetFinished() *Finished {
 	return nil
 }
 
+func (x *Event) GetMoved() *Moved {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Moved); ok {
+			return x.Moved
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetChain() []byte {
 	if x != nil {
 		return x.Chain
@@ -414,6 +424,10 @@ type Event_Finished struct {
 	Finished *Finished `protobuf:"bytes,19,opt,name=finished,proto3,oneof"`
 }
 
+type Event_Moved struct {
+	Moved *Moved `protobuf:"bytes,20,opt,name=moved,proto3,oneof"`
+}
+
 func (*Event_Created) isEvent_Kind() {}
 
 func (*Event_Locked) isEvent_Kind() {}
@@ -434,6 +448,8 @@ func (*Event_Unpaused) isEvent_Kind() {}
 
 func (*Event_Finished) isEvent_Kind() {}
 
+func (*Event_Moved) isEvent_Kind() {}
+
 // Created is always version 0.
 type Created struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -447,6 +463,10 @@ type Created struct {
 	Queue           string                 `protobuf:"bytes,8,opt,name=queue,proto3" json:"queue,omitempty"` // executors lock by queue; today the component name
 	Metadata        map[string]string      `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ScheduledBy     string                 `protobuf:"bytes,10,opt,name=scheduled_by,json=scheduledBy,proto3" json:"scheduled_by,omitempty"` // execution that scheduled this top-level execution, if any
+	// A fork (Engine.Fork): the execution whose history up to forked_at_version (events
+	// 0..forked_at_version-1) this one's begins with.
+	ForkedFrom      string `protobuf:"bytes,11,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,12,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -549,6 +569,20 @@ func (x *Created) GetScheduledBy() string {
 		return x.ScheduledBy
 	}
 	return ""
+}
+
+func (x *Created) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *Created) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
 }
 
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
@@ -1009,6 +1043,77 @@ func (x *Finished) GetResult() []byte {
 	return nil
 }
 
+// Moved pins an unfinished execution to another component (a fixed version of its code):
+// its next run loads to_component_id. It is refused while a run holds the lock, and it
+// ends a parked run's lease, so no run of the old code writes after it.
+type Moved struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	FromComponentId string                 `protobuf:"bytes,1,opt,name=from_component_id,json=fromComponentId,proto3" json:"from_component_id,omitempty"`
+	ToComponentId   string                 `protobuf:"bytes,2,opt,name=to_component_id,json=toComponentId,proto3" json:"to_component_id,omitempty"`
+	By              string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`       // who moved it: "cli", "api", "upgrade", ...
+	Queue           string                 `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"` // the queue it is pending in from now on
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Moved) Reset() {
+	*x = Moved{}
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Moved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Moved) ProtoMessage() {}
+
+func (x *Moved) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Moved.ProtoReflect.Descriptor instead.
+func (*Moved) Descriptor() ([]byte, []int) {
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Moved) GetFromComponentId() string {
+	if x != nil {
+		return x.FromComponentId
+	}
+	return ""
+}
+
+func (x *Moved) GetToComponentId() string {
+	if x != nil {
+		return x.ToComponentId
+	}
+	return ""
+}
+
+func (x *Moved) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Moved) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
 // HistoryEvent is what a workflow run recorded; written only while the run holds the lock.
 type HistoryEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1028,7 +1133,7 @@ type HistoryEvent struct {
 
 func (x *HistoryEvent) Reset() {
 	*x = HistoryEvent{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1145,7 @@ func (x *HistoryEvent) String() string {
 func (*HistoryEvent) ProtoMessage() {}
 
 func (x *HistoryEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[11]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1158,7 @@ func (x *HistoryEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEvent.ProtoReflect.Descriptor instead.
 func (*HistoryEvent) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HistoryEvent) GetKind() isHistoryEvent_Kind {
@@ -1182,7 +1287,7 @@ type Persist struct {
 
 func (x *Persist) Reset() {
 	*x = Persist{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1299,7 @@ func (x *Persist) String() string {
 func (*Persist) ProtoMessage() {}
 
 func (x *Persist) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[12]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1312,7 @@ func (x *Persist) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Persist.ProtoReflect.Descriptor instead.
 func (*Persist) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Persist) GetValue() []byte {
@@ -1233,7 +1338,7 @@ type JoinSetCreate struct {
 
 func (x *JoinSetCreate) Reset() {
 	*x = JoinSetCreate{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1350,7 @@ func (x *JoinSetCreate) String() string {
 func (*JoinSetCreate) ProtoMessage() {}
 
 func (x *JoinSetCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[13]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1363,7 @@ func (x *JoinSetCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetCreate.ProtoReflect.Descriptor instead.
 func (*JoinSetCreate) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JoinSetCreate) GetJoinSetId() string {
@@ -1282,7 +1387,7 @@ type JoinSetRequest struct {
 
 func (x *JoinSetRequest) Reset() {
 	*x = JoinSetRequest{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1399,7 @@ func (x *JoinSetRequest) String() string {
 func (*JoinSetRequest) ProtoMessage() {}
 
 func (x *JoinSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[14]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1412,7 @@ func (x *JoinSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetRequest.ProtoReflect.Descriptor instead.
 func (*JoinSetRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JoinSetRequest) GetJoinSetId() string {
@@ -1369,7 +1474,7 @@ type ChildExecutionRequest struct {
 
 func (x *ChildExecutionRequest) Reset() {
 	*x = ChildExecutionRequest{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1486,7 @@ func (x *ChildExecutionRequest) String() string {
 func (*ChildExecutionRequest) ProtoMessage() {}
 
 func (x *ChildExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[15]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1499,7 @@ func (x *ChildExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ChildExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ChildExecutionRequest) GetChildExecutionId() string {
@@ -1429,7 +1534,7 @@ type DelayRequest struct {
 
 func (x *DelayRequest) Reset() {
 	*x = DelayRequest{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1546,7 @@ func (x *DelayRequest) String() string {
 func (*DelayRequest) ProtoMessage() {}
 
 func (x *DelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[16]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1559,7 @@ func (x *DelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayRequest.ProtoReflect.Descriptor instead.
 func (*DelayRequest) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DelayRequest) GetDelayId() string {
@@ -1493,7 +1598,7 @@ type JoinNext struct {
 
 func (x *JoinNext) Reset() {
 	*x = JoinNext{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1610,7 @@ func (x *JoinNext) String() string {
 func (*JoinNext) ProtoMessage() {}
 
 func (x *JoinNext) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[17]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1623,7 @@ func (x *JoinNext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinNext.ProtoReflect.Descriptor instead.
 func (*JoinNext) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinNext) GetJoinSetId() string {
@@ -1565,7 +1670,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1682,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[18]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1695,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Schedule) GetExecutionId() string {
@@ -1641,7 +1746,7 @@ type Stub struct {
 
 func (x *Stub) Reset() {
 	*x = Stub{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1758,7 @@ func (x *Stub) String() string {
 func (*Stub) ProtoMessage() {}
 
 func (x *Stub) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[19]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1771,7 @@ func (x *Stub) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stub.ProtoReflect.Descriptor instead.
 func (*Stub) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Stub) GetTargetExecutionId() string {
@@ -1702,7 +1807,7 @@ type JoinNextTry struct {
 
 func (x *JoinNextTry) Reset() {
 	*x = JoinNextTry{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1819,7 @@ func (x *JoinNextTry) String() string {
 func (*JoinNextTry) ProtoMessage() {}
 
 func (x *JoinNextTry) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[20]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1832,7 @@ func (x *JoinNextTry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinNextTry.ProtoReflect.Descriptor instead.
 func (*JoinNextTry) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JoinNextTry) GetJoinSetId() string {
@@ -1767,7 +1872,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1884,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[21]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1897,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Response) GetCreatedAt() int64 {
@@ -1881,7 +1986,7 @@ type ChildFinished struct {
 
 func (x *ChildFinished) Reset() {
 	*x = ChildFinished{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +1998,7 @@ func (x *ChildFinished) String() string {
 func (*ChildFinished) ProtoMessage() {}
 
 func (x *ChildFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[22]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2011,7 @@ func (x *ChildFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildFinished.ProtoReflect.Descriptor instead.
 func (*ChildFinished) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChildFinished) GetChildExecutionId() string {
@@ -1933,7 +2038,7 @@ type DelayFinished struct {
 
 func (x *DelayFinished) Reset() {
 	*x = DelayFinished{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2050,7 @@ func (x *DelayFinished) String() string {
 func (*DelayFinished) ProtoMessage() {}
 
 func (x *DelayFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[23]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2063,7 @@ func (x *DelayFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayFinished.ProtoReflect.Descriptor instead.
 func (*DelayFinished) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DelayFinished) GetDelayId() string {
@@ -1988,7 +2093,7 @@ type JoinSetCounters struct {
 
 func (x *JoinSetCounters) Reset() {
 	*x = JoinSetCounters{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2105,7 @@ func (x *JoinSetCounters) String() string {
 func (*JoinSetCounters) ProtoMessage() {}
 
 func (x *JoinSetCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[24]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2118,7 @@ func (x *JoinSetCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinSetCounters.ProtoReflect.Descriptor instead.
 func (*JoinSetCounters) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JoinSetCounters) GetRequests() uint32 {
@@ -2078,13 +2183,16 @@ type ExecutionState struct {
 	// chains instead.
 	EventChain    []byte `protobuf:"bytes,100,opt,name=event_chain,json=eventChain,proto3" json:"event_chain,omitempty"`
 	ResponseChain []byte `protobuf:"bytes,101,opt,name=response_chain,json=responseChain,proto3" json:"response_chain,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// From Created: the execution this one was forked from, and at which version.
+	ForkedFrom      string `protobuf:"bytes,29,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
+	ForkedAtVersion uint32 `protobuf:"varint,30,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecutionState) Reset() {
 	*x = ExecutionState{}
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2204,7 @@ func (x *ExecutionState) String() string {
 func (*ExecutionState) ProtoMessage() {}
 
 func (x *ExecutionState) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_events_proto_msgTypes[25]
+	mi := &file_obelisk_storage_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2217,7 @@ func (x *ExecutionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionState.ProtoReflect.Descriptor instead.
 func (*ExecutionState) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExecutionState) GetExecutionId() string {
@@ -2322,11 +2430,25 @@ func (x *ExecutionState) GetResponseChain() []byte {
 	return nil
 }
 
+func (x *ExecutionState) GetForkedFrom() string {
+	if x != nil {
+		return x.ForkedFrom
+	}
+	return ""
+}
+
+func (x *ExecutionState) GetForkedAtVersion() uint32 {
+	if x != nil {
+		return x.ForkedAtVersion
+	}
+	return 0
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\xe4\x05\n" +
+	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\x97\x06\n" +
 	"\x05Event\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x127\n" +
@@ -2340,9 +2462,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\x10 \x01(\v2#.obelisk.storage.v1.CancelRequestedH\x00R\x0fcancelRequested\x124\n" +
 	"\x06paused\x18\x11 \x01(\v2\x1a.obelisk.storage.v1.PausedH\x00R\x06paused\x12:\n" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
-	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x12\x14\n" +
+	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
+	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
 	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
-	"\x04kind\"\xcc\x03\n" +
+	"\x04kind\"\x99\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2354,7 +2477,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x05queue\x18\b \x01(\tR\x05queue\x12E\n" +
 	"\bmetadata\x18\t \x03(\v2).obelisk.storage.v1.Created.MetadataEntryR\bmetadata\x12!\n" +
 	"\fscheduled_by\x18\n" +
-	" \x01(\tR\vscheduledBy\x1a;\n" +
+	" \x01(\tR\vscheduledBy\x12\x1f\n" +
+	"\vforked_from\x18\v \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\f \x01(\rR\x0fforkedAtVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
@@ -2386,7 +2512,12 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\bUnpaused\"\"\n" +
 	"\bFinished\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\xdc\x03\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"\x81\x01\n" +
+	"\x05Moved\x12*\n" +
+	"\x11from_component_id\x18\x01 \x01(\tR\x0ffromComponentId\x12&\n" +
+	"\x0fto_component_id\x18\x02 \x01(\tR\rtoComponentId\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x14\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\"\xdc\x03\n" +
 	"\fHistoryEvent\x127\n" +
 	"\apersist\x18\x01 \x01(\v2\x1b.obelisk.storage.v1.PersistH\x00R\apersist\x12K\n" +
 	"\x0fjoin_set_create\x18\x02 \x01(\v2!.obelisk.storage.v1.JoinSetCreateH\x00R\rjoinSetCreate\x12N\n" +
@@ -2457,7 +2588,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\x9d\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xea\n" +
 	"\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
@@ -2497,7 +2628,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12\x1f\n" +
 	"\vevent_chain\x18d \x01(\fR\n" +
 	"eventChain\x12%\n" +
-	"\x0eresponse_chain\x18e \x01(\fR\rresponseChain\x1a`\n" +
+	"\x0eresponse_chain\x18e \x01(\fR\rresponseChain\x12\x1f\n" +
+	"\vforked_from\x18\x1d \x01(\tR\n" +
+	"forkedFrom\x12*\n" +
+	"\x11forked_at_version\x18\x1e \x01(\rR\x0fforkedAtVersion\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +
@@ -2534,7 +2668,7 @@ func file_obelisk_storage_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_obelisk_storage_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_obelisk_storage_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_obelisk_storage_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_obelisk_storage_v1_events_proto_goTypes = []any{
 	(ComponentType)(0),            // 0: obelisk.storage.v1.ComponentType
 	(Status)(0),                   // 1: obelisk.storage.v1.Status
@@ -2550,23 +2684,24 @@ var file_obelisk_storage_v1_events_proto_goTypes = []any{
 	(*Paused)(nil),                // 11: obelisk.storage.v1.Paused
 	(*Unpaused)(nil),              // 12: obelisk.storage.v1.Unpaused
 	(*Finished)(nil),              // 13: obelisk.storage.v1.Finished
-	(*HistoryEvent)(nil),          // 14: obelisk.storage.v1.HistoryEvent
-	(*Persist)(nil),               // 15: obelisk.storage.v1.Persist
-	(*JoinSetCreate)(nil),         // 16: obelisk.storage.v1.JoinSetCreate
-	(*JoinSetRequest)(nil),        // 17: obelisk.storage.v1.JoinSetRequest
-	(*ChildExecutionRequest)(nil), // 18: obelisk.storage.v1.ChildExecutionRequest
-	(*DelayRequest)(nil),          // 19: obelisk.storage.v1.DelayRequest
-	(*JoinNext)(nil),              // 20: obelisk.storage.v1.JoinNext
-	(*Schedule)(nil),              // 21: obelisk.storage.v1.Schedule
-	(*Stub)(nil),                  // 22: obelisk.storage.v1.Stub
-	(*JoinNextTry)(nil),           // 23: obelisk.storage.v1.JoinNextTry
-	(*Response)(nil),              // 24: obelisk.storage.v1.Response
-	(*ChildFinished)(nil),         // 25: obelisk.storage.v1.ChildFinished
-	(*DelayFinished)(nil),         // 26: obelisk.storage.v1.DelayFinished
-	(*JoinSetCounters)(nil),       // 27: obelisk.storage.v1.JoinSetCounters
-	(*ExecutionState)(nil),        // 28: obelisk.storage.v1.ExecutionState
-	nil,                           // 29: obelisk.storage.v1.Created.MetadataEntry
-	nil,                           // 30: obelisk.storage.v1.ExecutionState.JoinSetsEntry
+	(*Moved)(nil),                 // 14: obelisk.storage.v1.Moved
+	(*HistoryEvent)(nil),          // 15: obelisk.storage.v1.HistoryEvent
+	(*Persist)(nil),               // 16: obelisk.storage.v1.Persist
+	(*JoinSetCreate)(nil),         // 17: obelisk.storage.v1.JoinSetCreate
+	(*JoinSetRequest)(nil),        // 18: obelisk.storage.v1.JoinSetRequest
+	(*ChildExecutionRequest)(nil), // 19: obelisk.storage.v1.ChildExecutionRequest
+	(*DelayRequest)(nil),          // 20: obelisk.storage.v1.DelayRequest
+	(*JoinNext)(nil),              // 21: obelisk.storage.v1.JoinNext
+	(*Schedule)(nil),              // 22: obelisk.storage.v1.Schedule
+	(*Stub)(nil),                  // 23: obelisk.storage.v1.Stub
+	(*JoinNextTry)(nil),           // 24: obelisk.storage.v1.JoinNextTry
+	(*Response)(nil),              // 25: obelisk.storage.v1.Response
+	(*ChildFinished)(nil),         // 26: obelisk.storage.v1.ChildFinished
+	(*DelayFinished)(nil),         // 27: obelisk.storage.v1.DelayFinished
+	(*JoinSetCounters)(nil),       // 28: obelisk.storage.v1.JoinSetCounters
+	(*ExecutionState)(nil),        // 29: obelisk.storage.v1.ExecutionState
+	nil,                           // 30: obelisk.storage.v1.Created.MetadataEntry
+	nil,                           // 31: obelisk.storage.v1.ExecutionState.JoinSetsEntry
 }
 var file_obelisk_storage_v1_events_proto_depIdxs = []int32{
 	4,  // 0: obelisk.storage.v1.Event.created:type_name -> obelisk.storage.v1.Created
@@ -2574,36 +2709,37 @@ var file_obelisk_storage_v1_events_proto_depIdxs = []int32{
 	7,  // 2: obelisk.storage.v1.Event.unlocked:type_name -> obelisk.storage.v1.Unlocked
 	8,  // 3: obelisk.storage.v1.Event.temporarily_failed:type_name -> obelisk.storage.v1.TemporarilyFailed
 	9,  // 4: obelisk.storage.v1.Event.temporarily_timed_out:type_name -> obelisk.storage.v1.TemporarilyTimedOut
-	14, // 5: obelisk.storage.v1.Event.history:type_name -> obelisk.storage.v1.HistoryEvent
+	15, // 5: obelisk.storage.v1.Event.history:type_name -> obelisk.storage.v1.HistoryEvent
 	10, // 6: obelisk.storage.v1.Event.cancel_requested:type_name -> obelisk.storage.v1.CancelRequested
 	11, // 7: obelisk.storage.v1.Event.paused:type_name -> obelisk.storage.v1.Paused
 	12, // 8: obelisk.storage.v1.Event.unpaused:type_name -> obelisk.storage.v1.Unpaused
 	13, // 9: obelisk.storage.v1.Event.finished:type_name -> obelisk.storage.v1.Finished
-	0,  // 10: obelisk.storage.v1.Created.component_type:type_name -> obelisk.storage.v1.ComponentType
-	29, // 11: obelisk.storage.v1.Created.metadata:type_name -> obelisk.storage.v1.Created.MetadataEntry
-	5,  // 12: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
-	15, // 13: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
-	16, // 14: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
-	17, // 15: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
-	20, // 16: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
-	21, // 17: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
-	22, // 18: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
-	23, // 19: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
-	18, // 20: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
-	19, // 21: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
-	25, // 22: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
-	26, // 23: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
-	0,  // 24: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
-	1,  // 25: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
-	5,  // 26: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
-	30, // 27: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
-	2,  // 28: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
-	27, // 29: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	14, // 10: obelisk.storage.v1.Event.moved:type_name -> obelisk.storage.v1.Moved
+	0,  // 11: obelisk.storage.v1.Created.component_type:type_name -> obelisk.storage.v1.ComponentType
+	30, // 12: obelisk.storage.v1.Created.metadata:type_name -> obelisk.storage.v1.Created.MetadataEntry
+	5,  // 13: obelisk.storage.v1.Locked.retry:type_name -> obelisk.storage.v1.RetryConfig
+	16, // 14: obelisk.storage.v1.HistoryEvent.persist:type_name -> obelisk.storage.v1.Persist
+	17, // 15: obelisk.storage.v1.HistoryEvent.join_set_create:type_name -> obelisk.storage.v1.JoinSetCreate
+	18, // 16: obelisk.storage.v1.HistoryEvent.join_set_request:type_name -> obelisk.storage.v1.JoinSetRequest
+	21, // 17: obelisk.storage.v1.HistoryEvent.join_next:type_name -> obelisk.storage.v1.JoinNext
+	22, // 18: obelisk.storage.v1.HistoryEvent.schedule:type_name -> obelisk.storage.v1.Schedule
+	23, // 19: obelisk.storage.v1.HistoryEvent.stub:type_name -> obelisk.storage.v1.Stub
+	24, // 20: obelisk.storage.v1.HistoryEvent.join_next_try:type_name -> obelisk.storage.v1.JoinNextTry
+	19, // 21: obelisk.storage.v1.JoinSetRequest.child:type_name -> obelisk.storage.v1.ChildExecutionRequest
+	20, // 22: obelisk.storage.v1.JoinSetRequest.delay:type_name -> obelisk.storage.v1.DelayRequest
+	26, // 23: obelisk.storage.v1.Response.child:type_name -> obelisk.storage.v1.ChildFinished
+	27, // 24: obelisk.storage.v1.Response.delay:type_name -> obelisk.storage.v1.DelayFinished
+	0,  // 25: obelisk.storage.v1.ExecutionState.component_type:type_name -> obelisk.storage.v1.ComponentType
+	1,  // 26: obelisk.storage.v1.ExecutionState.status:type_name -> obelisk.storage.v1.Status
+	5,  // 27: obelisk.storage.v1.ExecutionState.retry:type_name -> obelisk.storage.v1.RetryConfig
+	31, // 28: obelisk.storage.v1.ExecutionState.join_sets:type_name -> obelisk.storage.v1.ExecutionState.JoinSetsEntry
+	2,  // 29: obelisk.storage.v1.ExecutionState.result_kind:type_name -> obelisk.storage.v1.ResultKind
+	28, // 30: obelisk.storage.v1.ExecutionState.JoinSetsEntry.value:type_name -> obelisk.storage.v1.JoinSetCounters
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_storage_v1_events_proto_init() }
@@ -2622,8 +2758,9 @@ func file_obelisk_storage_v1_events_proto_init() {
 		(*Event_Paused)(nil),
 		(*Event_Unpaused)(nil),
 		(*Event_Finished)(nil),
+		(*Event_Moved)(nil),
 	}
-	file_obelisk_storage_v1_events_proto_msgTypes[11].OneofWrappers = []any{
+	file_obelisk_storage_v1_events_proto_msgTypes[12].OneofWrappers = []any{
 		(*HistoryEvent_Persist)(nil),
 		(*HistoryEvent_JoinSetCreate)(nil),
 		(*HistoryEvent_JoinSetRequest)(nil),
@@ -2632,11 +2769,11 @@ func file_obelisk_storage_v1_events_proto_init() {
 		(*HistoryEvent_Stub)(nil),
 		(*HistoryEvent_JoinNextTry)(nil),
 	}
-	file_obelisk_storage_v1_events_proto_msgTypes[14].OneofWrappers = []any{
+	file_obelisk_storage_v1_events_proto_msgTypes[15].OneofWrappers = []any{
 		(*JoinSetRequest_Child)(nil),
 		(*JoinSetRequest_Delay)(nil),
 	}
-	file_obelisk_storage_v1_events_proto_msgTypes[21].OneofWrappers = []any{
+	file_obelisk_storage_v1_events_proto_msgTypes[22].OneofWrappers = []any{
 		(*Response_Child)(nil),
 		(*Response_Delay)(nil),
 	}
@@ -2646,7 +2783,7 @@ func file_obelisk_storage_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_storage_v1_events_proto_rawDesc), len(file_obelisk_storage_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -74,6 +74,8 @@ const (
 	// ExecutionServiceListRetentionProcedure is the fully-qualified name of the ExecutionService's
 	// ListRetention RPC.
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
+	// ExecutionServiceReplayProcedure is the fully-qualified name of the ExecutionService's Replay RPC.
+	ExecutionServiceReplayProcedure = "/obelisk.v1.ExecutionService/Replay"
 	// ExecutionServiceVerifyProcedure is the fully-qualified name of the ExecutionService's Verify RPC.
 	ExecutionServiceVerifyProcedure = "/obelisk.v1.ExecutionService/Verify"
 	// ComponentServiceListComponentsProcedure is the fully-qualified name of the ComponentService's
@@ -125,6 +127,12 @@ type ExecutionServiceClient interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Replay replays a workflow execution's recorded history in a sandbox (nothing is
+	// written, no activity runs, every response comes from the log) against its pinned
+	// component, another deployed or retired one, or a component file compiled for the
+	// replay only; ok, or the first divergence. An activity's execution, a component that
+	// does not export the function with the same type: INVALID_ARGUMENT.
+	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
 	// Verify checks the server's live store as it is at the call (a consistent snapshot,
 	// while the server goes on): every execution's stored state against the refold of its
 	// events and responses, every hash chain of its events and responses, and, where the
@@ -223,6 +231,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 			connect.WithClientOptions(opts...),
 		),
+		replay: connect.NewClient[v1.ReplayRequest, v1.ReplayResponse](
+			httpClient,
+			baseURL+ExecutionServiceReplayProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Replay")),
+			connect.WithClientOptions(opts...),
+		),
 		verify: connect.NewClient[v1.VerifyRequest, v1.VerifyResponse](
 			httpClient,
 			baseURL+ExecutionServiceVerifyProcedure,
@@ -247,6 +261,7 @@ type executionServiceClient struct {
 	getLogs        *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
+	replay         *connect.Client[v1.ReplayRequest, v1.ReplayResponse]
 	verify         *connect.Client[v1.VerifyRequest, v1.VerifyResponse]
 }
 
@@ -315,6 +330,11 @@ func (c *executionServiceClient) ListRetention(ctx context.Context, req *connect
 	return c.listRetention.CallUnary(ctx, req)
 }
 
+// Replay calls obelisk.v1.ExecutionService.Replay.
+func (c *executionServiceClient) Replay(ctx context.Context, req *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
+	return c.replay.CallUnary(ctx, req)
+}
+
 // Verify calls obelisk.v1.ExecutionService.Verify.
 func (c *executionServiceClient) Verify(ctx context.Context, req *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {
 	return c.verify.CallUnary(ctx, req)
@@ -361,6 +381,12 @@ type ExecutionServiceHandler interface {
 	// ListRetention lists the trees the next retention pass would delete ([retention]
 	// finished_after and the components' overrides), oldest first.
 	ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error)
+	// Replay replays a workflow execution's recorded history in a sandbox (nothing is
+	// written, no activity runs, every response comes from the log) against its pinned
+	// component, another deployed or retired one, or a component file compiled for the
+	// replay only; ok, or the first divergence. An activity's execution, a component that
+	// does not export the function with the same type: INVALID_ARGUMENT.
+	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
 	// Verify checks the server's live store as it is at the call (a consistent snapshot,
 	// while the server goes on): every execution's stored state against the refold of its
 	// events and responses, every hash chain of its events and responses, and, where the
@@ -455,6 +481,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("ListRetention")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceReplayHandler := connect.NewUnaryHandler(
+		ExecutionServiceReplayProcedure,
+		svc.Replay,
+		connect.WithSchema(executionServiceMethods.ByName("Replay")),
+		connect.WithHandlerOptions(opts...),
+	)
 	executionServiceVerifyHandler := connect.NewUnaryHandler(
 		ExecutionServiceVerifyProcedure,
 		svc.Verify,
@@ -489,6 +521,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceDeleteHandler.ServeHTTP(w, r)
 		case ExecutionServiceListRetentionProcedure:
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
+		case ExecutionServiceReplayProcedure:
+			executionServiceReplayHandler.ServeHTTP(w, r)
 		case ExecutionServiceVerifyProcedure:
 			executionServiceVerifyHandler.ServeHTTP(w, r)
 		default:
@@ -550,6 +584,10 @@ func (UnimplementedExecutionServiceHandler) Delete(context.Context, *connect.Req
 
 func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *connect.Request[v1.ListRetentionRequest]) (*connect.Response[v1.ListRetentionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.ListRetention is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Replay is not implemented"))
 }
 
 func (UnimplementedExecutionServiceHandler) Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {

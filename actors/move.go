@@ -1,0 +1,130 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+)
+
+// MoveToComponent pins the unfinished execution id to another component, named by a
+// deployed component's name or ID: its next run loads that component's code (a fixed
+// version of its workflow, say), and its history, replayed there, must still match.
+// It records a Moved event saying from which component to which and who did it (by:
+// "cli", "api", ...), through the execution's actor like every decided change.
+//
+// The target must be deployed (not a retired version), of the same type, and export
+// the execution's function with the same signature. A workflow that a run holds is
+// unlocked by the same commit, and the run, or an instance parked in memory waiting for
+// a response, is stopped: it runs the old code. A running activity is refused
+// (FailedPreconditionError): move it when its attempt has ended. Moving an execution to
+// the component it is on already changes nothing.
+func (e *Engine) MoveToComponent(ctx context.Context, id, component, by string) error {
+	to, err := e.moveTarget(component)
+	if err != nil {
+		return err
+	}
+	if cid, err := events.CanonicalID(id); err == nil {
+		id = cid
+	}
+	// A run of the old code is stopped before the commit that takes the execution
+	// from it, so that the stop cannot reach a run of the new code started after the
+	// commit. Stopping one needlessly (the move is then refused) costs a replay, no more.
+	if st, err := e.store.State(ctx, id); err == nil && st.Status != pb.Status_STATUS_FINISHED && st.ComponentId != to.ID &&
+		st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW && st.RunId != "" && (st.Status == pb.Status_STATUS_LOCKED || st.LockExpiresAt > time.Now().UnixNano()) {
+		e.active.stop(id)
+	}
+	var from string
+	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		from = ""
+		if st == nil {
+			return nil, &NotFoundError{id}
+		}
+		if err := e.checkMove(st, to); err != nil || st.ComponentId == to.ID {
+			return nil, err
+		}
+		now := time.Now().UnixNano()
+		moved := &pb.Event{CreatedAt: now, Kind: &pb.Event_Moved{Moved: &pb.Moved{
+			FromComponentId: st.ComponentId, ToComponentId: to.ID, By: by, Queue: e.movedQueue(st.Queue, to)}}}
+		from = st.ComponentId
+		if st.Status == pb.Status_STATUS_LOCKED {
+			// A workflow (checkMove): its run stops; a later run, of the new code, replays.
+			return appendTx(st, "", &pb.Event{CreatedAt: now, Kind: &pb.Event_Unlocked{Unlocked: &pb.Unlocked{
+				UnlockedAt: now, Reason: "moved to " + to.ID}}}, moved), nil
+		}
+		return appendTx(st, "", moved), nil
+	})
+	if err != nil {
+		return fmt.Errorf("move %s to %s: %w", id, to.ID, err)
+	}
+	if from != "" {
+		e.versionFinished(from)
+		e.log.Info("execution moved to another component", "execution", id, "from", from, "to", to.ID, "by", by)
+	}
+	return nil
+}
+
+// moveTarget returns the deployed component named (or identified) by component.
+func (e *Engine) moveTarget(component string) (*Component, error) {
+	c := e.reg.deployed(component)
+	if c == nil {
+		if x := e.reg.byID[component]; x != nil {
+			if x.Retired {
+				return nil, &InvalidArgumentError{fmt.Errorf("component %s is a retired version: it only finishes the executions pinned to it, and takes no others", component)}
+			}
+			c = x
+		}
+	}
+	if c == nil {
+		nf := &ComponentNotFoundError{Component: component}
+		for _, d := range e.reg.components {
+			nf.Deployed = append(nf.Deployed, d.Config.Name)
+		}
+		return nil, nf
+	}
+	return c, nil
+}
+
+// checkMove says why the execution st cannot be moved to component to (nil: it can).
+func (e *Engine) checkMove(st *pb.ExecutionState, to *Component) error {
+	switch {
+	case st.Status == pb.Status_STATUS_FINISHED:
+		return &FailedPreconditionError{fmt.Sprintf("execution %s has finished: there is nothing to move", st.ExecutionId)}
+	case st.Status == pb.Status_STATUS_LOCKED && st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW:
+		return &FailedPreconditionError{fmt.Sprintf("activity %s is running; move it when its attempt has ended", st.ExecutionId)}
+	}
+	return e.checkRunsOn(st, to)
+}
+
+// checkRunsOn says why the execution st cannot run on component to (nil: it can): to
+// must be of its type and export its function with the signature of the component it
+// was created on (when this process has that one).
+func (e *Engine) checkRunsOn(st *pb.ExecutionState, to *Component) error {
+	id := st.ExecutionId
+	if st.ComponentType != to.Config.pbType() {
+		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %q is a %s", id, componentTypeName(st.ComponentType), to.Config.Name, to.Config.Type)}
+	}
+	fn, ok := to.function(st.Ffqn)
+	if !ok {
+		return &InvalidArgumentError{fmt.Errorf("component %q does not export %s, the function of execution %s", to.Config.Name, clip.Quote(st.Ffqn), id)}
+	}
+	if old := e.reg.byID[st.ComponentId]; old != nil {
+		if ofn, ok := old.function(st.Ffqn); ok && ofn.Fn.Signature() != fn.Fn.Signature() {
+			return &InvalidArgumentError{fmt.Errorf("component %q exports %s as %s, but execution %s was created for %s", to.Config.Name, st.Ffqn, fn.Fn.Signature(), id, ofn.Fn.Signature())}
+		}
+	}
+	return nil
+}
+
+// movedQueue is the queue an execution pending in queue is pending in once moved to
+// component to: the same, if this process's executor of that queue runs to (a queue
+// chosen at submission), else the one to is configured with.
+func (e *Engine) movedQueue(queue string, to *Component) string {
+	if q := e.queues[queue]; q != nil && q.byComponent[to.ID] != nil {
+		return queue
+	}
+	return to.Config.QueueName()
+}
