@@ -83,15 +83,19 @@ func chainLink(prev, body []byte) []byte {
 // marshalLinked marshals m (whose own link must be empty) and appends its link to prev,
 // returning the stored bytes and the link.
 func marshalLinked(m proto.Message, prev []byte) (stored, link []byte, err error) {
+	// One buffer, prev || body || link field: the hash of its start is the link, and
+	// neither the hash nor the stored value costs an allocation of its own.
 	size := proto.Size(m)
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 0, size+chainSuffix), m)
+	buf := append(make([]byte, 0, len(prev)+size+chainSuffix), prev...)
+	buf, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, m)
 	if err != nil {
 		return nil, nil, err
 	}
-	link = chainLink(prev, b)
-	b = protowire.AppendTag(b, chainField, protowire.BytesType)
-	b = protowire.AppendBytes(b, link)
-	return b, link, nil
+	sum := sha256.Sum256(buf)
+	link = append(make([]byte, 0, linkSize), sum[:]...)
+	buf = protowire.AppendTag(buf, chainField, protowire.BytesType)
+	buf = protowire.AppendBytes(buf, link)
+	return buf[len(prev):], link, nil
 }
 
 // unlinkedEvent returns ev without a link: the event itself if it has none.

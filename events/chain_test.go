@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
@@ -309,4 +310,28 @@ func TestChainCopiedHistory(t *testing.T) {
 	if err != nil || e.Linked != len(evs) || r.Linked != len(resps) || r.Linked == 0 {
 		t.Fatalf("copied history: events %+v, responses %+v, %v", e, r, err)
 	}
+}
+
+// BenchmarkMarshalLinked measures what a link adds to the marshalling of an event on
+// the write path: plain is the marshalling alone, as before chains.
+func BenchmarkMarshalLinked(b *testing.B) {
+	ev := &pb.Event{CreatedAt: 1, Kind: &pb.Event_History{History: &pb.HistoryEvent{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{
+		JoinSetId: "o:1-fibo", Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: "E_01M96X54HA0YCN1E1FD2YKB2TA.o:1-fibo_1", Ffqn: "testing:fibo/fibo.fibo", Params: []byte("[10]")}}}}}}}
+	prev := chainSeed(chainEvents, "E_01M96X54HA0YCN1E1FD2YKB2TA")
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := proto.Marshal(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("linked", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, _, err := marshalLinked(ev, prev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -29,6 +29,7 @@ import (
 //	v\0<bucket>\0<key>           a KV entry -> its value (kv.go); of no execution
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
+//	m\0chained                   the store was created with hash chains (view.go)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
 // extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o, b are <tag>\0<root>,
