@@ -2,7 +2,6 @@ package events
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -248,10 +247,4 @@ func checkChains(r pebble.Reader, st *pb.ExecutionState, linkedOnly bool) (event
 	prefix = append(key(tagResponse, []byte(id)), 0)
 	responses, err = checkChain(r, id, chainResponses, prefix, prefixEnd(prefix), st.ResponseCount, st.ResponseChain, linkedOnly)
 	return events, responses, err
-}
-
-// IsChainBreak reports whether err is (or wraps) a *ChainBreakError.
-func IsChainBreak(err error) bool {
-	var cb *ChainBreakError
-	return errors.As(err, &cb)
 }
