@@ -31,8 +31,9 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ExecutionServiceForkProcedure,
 		obeliskv1connect.ExecutionServiceUpgradeProcedure,
 		// A replay writes nothing, but it runs code the caller may send (a .wasm file):
-		// that is an admin's to do.
+		// that is an admin's to do; so is a verification, which replays every workflow.
 		obeliskv1connect.ExecutionServiceReplayProcedure,
+		obeliskv1connect.ExecutionServiceVerifyProcedure,
 		obeliskv1connect.ScheduleServiceCreateScheduleProcedure,
 		obeliskv1connect.ScheduleServiceDeleteScheduleProcedure,
 		obeliskv1connect.ScheduleServicePauseScheduleProcedure,

@@ -28,6 +28,7 @@ import (
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+	"github.com/obelisk-go/obelisk/verify"
 )
 
 // Options configure Serve.
@@ -335,6 +336,31 @@ func (h *executions) Fork(ctx context.Context, req *connect.Request[apiv1.ForkRe
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
 	return connect.NewResponse(&apiv1.ForkResponse{ExecutionId: fork}), nil
+}
+
+// Verify checks the live store (actors.Engine.Verify).
+func (h *executions) Verify(ctx context.Context, req *connect.Request[apiv1.VerifyRequest]) (*connect.Response[apiv1.VerifyResponse], error) {
+	limit := int(req.Msg.MaxFailures)
+	if limit == 0 {
+		limit = 1000
+	}
+	out := &apiv1.VerifyResponse{Failures: []*apiv1.VerifyFailure{}}
+	rep, err := h.e.Verify(ctx, func(f verify.Failure) error {
+		if len(out.Failures) < limit {
+			out.Failures = append(out.Failures, &apiv1.VerifyFailure{ExecutionId: f.ExecutionID, Check: f.Check,
+				Field: f.Field, Stored: f.Stored, Refolded: f.Refolded, Log: f.Log, Index: f.Index, Error: f.Error})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, apiError(err)
+	}
+	out.Executions = uint32(rep.Executions)
+	out.EventsLinked, out.ResponsesLinked = uint64(rep.EventsLinked), uint64(rep.ResponsesLinked)
+	out.EventsUnchained, out.ResponsesUnchained = uint64(rep.EventsUnchained), uint64(rep.ResponsesUnchained)
+	out.Workflows, out.WorkflowsReplayed, out.ReplayAvailable = uint32(rep.Workflows), uint32(rep.Replayed), rep.ReplayAvailable
+	out.FailureCount = uint32(rep.Failures)
+	return connect.NewResponse(out), nil
 }
 
 func (h *executions) Pause(ctx context.Context, req *connect.Request[apiv1.PauseRequest]) (*connect.Response[apiv1.PauseResponse], error) {

@@ -12,4 +12,7 @@
 // A [Tx] may touch several executions at once (a child's Finished and the parent's
 // Response; a parent's request and the child's Created): on one node Pebble makes that
 // atomic. Commits are synced, and concurrent committers share one sync (group commit).
+//
+// Every stored event and response carries a link of a hash chain through its log
+// (chain.go), which [View.CheckChains] checks: a changed byte anywhere is found.
 package events

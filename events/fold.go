@@ -416,7 +416,8 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		IntermittentFailures: st.IntermittentFailures, BlockedJoinSetId: st.BlockedJoinSetId,
 		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
-		SubmittedRetry: st.SubmittedRetry, ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
+		SubmittedRetry: st.SubmittedRetry, EventChain: st.EventChain, ResponseChain: st.ResponseChain,
+		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

@@ -190,6 +190,7 @@ func (s *PebbleStore) EventsFrom(ctx context.Context, from uint64, limit int) (_
 		}
 		pe.Event = &pb.Event{}
 		err = proto.Unmarshal(b, pe.Event)
+		pe.Event.Chain = nil
 		closer.Close()
 		if err != nil {
 			return nil, 0, fmt.Errorf("decode event %s v%d: %w", pe.ExecutionID, pe.Version, err)

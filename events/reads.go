@@ -69,9 +69,15 @@ func (s *PebbleStore) Events(ctx context.Context, id string, from uint32, limit 
 	if s.hidden(id) {
 		return nil, nil
 	}
+	return readEvents(s.db, id, from, limit)
+}
+
+// readEvents reads a stream's events from version from, at most limit (0 = all), from r
+// (the database or a snapshot of it), their links cleared (chain.go).
+func readEvents(r pebble.Reader, id string, from uint32, limit int) ([]*pb.Event, error) {
 	// The bound ends with the separator: a child's ID extends its parent's, and its
 	// stream must not be read as the rest of the parent's.
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(append(key(tagEvent, []byte(id)), 0))})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: eventKey(id, from), UpperBound: prefixEnd(append(key(tagEvent, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read events of %s: %w", id, err)
 	}
@@ -82,6 +88,7 @@ func (s *PebbleStore) Events(ctx context.Context, id string, from uint32, limit 
 		if err := proto.Unmarshal(it.Value(), ev); err != nil {
 			return nil, fmt.Errorf("decode event %s v%d: %w", id, from+uint32(len(out)), err)
 		}
+		ev.Chain = nil
 		out = append(out, ev)
 	}
 	return out, it.Error()
@@ -95,7 +102,13 @@ func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]
 	if s.hidden(id) {
 		return nil, nil
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(append(key(tagResponse, []byte(id)), 0))})
+	return readResponses(s.db, id, from)
+}
+
+// readResponses reads an execution's response log from cursor from, from r, their links
+// cleared (chain.go).
+func readResponses(r pebble.Reader, id string, from uint32) ([]*pb.Response, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: responseKey(id, from), UpperBound: prefixEnd(append(key(tagResponse, []byte(id)), 0))})
 	if err != nil {
 		return nil, fmt.Errorf("read responses of %s: %w", id, err)
 	}
@@ -106,6 +119,7 @@ func (s *PebbleStore) Responses(ctx context.Context, id string, from uint32) ([]
 		if err := proto.Unmarshal(it.Value(), r); err != nil {
 			return nil, fmt.Errorf("decode response of %s: %w", id, err)
 		}
+		r.Chain = nil
 		out = append(out, r)
 	}
 	return out, it.Error()
@@ -248,14 +262,23 @@ func (s *PebbleStore) LiveStates(ctx context.Context, fn func(*pb.ExecutionState
 // AllStates calls fn for every execution, finished or not, in execution ID order. Like
 // LiveStates it reads the persisted states, not the cache.
 func (s *PebbleStore) AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
+	return scanStates(ctx, s.db, s.hidden, fn)
+}
+
+// scanStates calls fn for every persisted state in r, in execution ID order, but those
+// of the trees hidden says are being deleted.
+func scanStates(ctx context.Context, r pebble.Reader, hidden func(id string) bool, fn func(*pb.ExecutionState) error) error {
 	prefix := []byte{tagState, 0}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return fmt.Errorf("scan states: %w", err)
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		if s.hidden(string(it.Key()[len(prefix):])) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if hidden(string(it.Key()[len(prefix):])) {
 			continue
 		}
 		st := &pb.ExecutionState{}

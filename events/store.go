@@ -186,6 +186,10 @@ func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 			db.Close()
 			return nil, err
 		}
+		if err := s.initChained(); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	go s.writer()
 	return s, nil

@@ -151,10 +151,16 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			b, err := proto.Marshal(ev)
+			prev := st.GetEventChain()
+			if len(prev) == 0 {
+				// The stream's first linked event (chain.go).
+				prev = chainSeed(chainEvents, a.ExecutionID)
+			}
+			b, link, err := marshalLinked(unlinkedEvent(ev), prev)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
 			}
+			nst.EventChain = link
 			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
 			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {
 				ops = append(ops, kv{k: delayKey(d.ExpiresAt, d.DelayId)}, kv{k: delayAtKey(d.DelayId), v: u64(d.ExpiresAt)})
@@ -206,11 +212,15 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		resp := proto.CloneOf(r.Response)
 		resp.Cursor = st.ResponseCount
 		resp.AtVersion = st.NextVersion
+		resp.Chain = nil
 		nst, err := FoldResponse(st, resp)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		b, _ := proto.Marshal(resp)
+		b, err := linkResponse(r.ExecutionID, st, nst, resp)
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
 		newDedupe = append(newDedupe, dk)
 		overlay[r.ExecutionID] = nst
@@ -264,16 +274,36 @@ func (g *groupState) foldCopied(a Append, st *pb.ExecutionState, ri int, upTo ui
 		}
 		resp := proto.CloneOf(r)
 		resp.Cursor, resp.AtVersion = st.ResponseCount, st.NextVersion
+		resp.Chain = nil
 		nst, err := FoldResponse(st, resp)
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
-		b, _ := proto.Marshal(resp)
+		b, err := linkResponse(a.ExecutionID, st, nst, resp)
+		if err != nil {
+			return nil, 0, nil, nil, err
+		}
 		ops = append(ops, kv{k: responseKey(a.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
 		newDedupe = append(newDedupe, dk)
 		st = nst
 	}
 	return st, ri, ops, newDedupe, nil
+}
+
+// linkResponse returns the stored bytes of resp, the response that took execution id
+// from state st to nst, linked to the last response of st (chain.go), and records its
+// link in nst.
+func linkResponse(id string, st, nst *pb.ExecutionState, resp *pb.Response) ([]byte, error) {
+	prev := st.ResponseChain
+	if len(prev) == 0 {
+		prev = chainSeed(chainResponses, id)
+	}
+	b, link, err := marshalLinked(resp, prev)
+	if err != nil {
+		return nil, fmt.Errorf("respond to %s: marshal: %w", id, err)
+	}
+	nst.ResponseChain = link
+	return b, nil
 }
 
 // forgetDelay returns the deletes of a delay's timer keys, wherever the delay was

@@ -75,7 +75,7 @@ func VerifyAll(ctx context.Context, store events.Store) error {
 // not fold. It returns the number of executions checked. A failure to read the store,
 // or an error from failed, ends it and is returned: a damaged execution is reported and
 // the check goes on, a store that cannot be read is not.
-func VerifyEach(ctx context.Context, store events.Store, failed func(id string, failure error) error) (checked int, err error) {
+func VerifyEach(ctx context.Context, store Reader, failed func(id string, failure error) error) (checked int, err error) {
 	err = store.AllStates(ctx, func(st *pb.ExecutionState) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -96,10 +96,23 @@ func VerifyEach(ctx context.Context, store events.Store, failed func(id string, 
 	return checked, nil
 }
 
-// check compares a stored state with the refold of its execution's logs. failure says
-// why they do not match (a *MismatchError names the execution, the others need not);
-// err is a failure to read the logs.
-func check(ctx context.Context, store events.Store, st *pb.ExecutionState) (failure, err error) {
+// Reader is what a verification reads: an events.Store, or an events.View (the store
+// as it was at one moment, for a store that is being written).
+type Reader interface {
+	AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error
+	Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error)
+	Responses(ctx context.Context, id string, from uint32) ([]*pb.Response, error)
+}
+
+// Check compares a stored state, read from store, with the refold of its execution's
+// logs there: the check of [VerifyEach] on one execution. failure says why they do not
+// match (a *MismatchError, or why the logs do not fold, which need not name the
+// execution); err is a failure to read the logs.
+func Check(ctx context.Context, store Reader, st *pb.ExecutionState) (failure, err error) {
+	return check(ctx, store, st)
+}
+
+func check(ctx context.Context, store Reader, st *pb.ExecutionState) (failure, err error) {
 	id := st.ExecutionId
 	evs, err := store.Events(ctx, id, 0, int(st.NextVersion))
 	if err != nil {
@@ -121,13 +134,26 @@ func check(ctx context.Context, store events.Store, st *pb.ExecutionState) (fail
 }
 
 // Compare returns nil if the stored and the refolded state are equal (proto.Equal), and
-// otherwise a *MismatchError naming the first field that differs.
+// otherwise a *MismatchError naming the first field that differs. The states' hash chain
+// links (event_chain, response_chain) are no part of the fold and are not compared:
+// events.View.CheckChains checks them.
 func Compare(id string, stored, refolded *pb.ExecutionState) error {
+	stored, refolded = unlinked(stored), unlinked(refolded)
 	if proto.Equal(stored, refolded) {
 		return nil
 	}
 	field, s, r := firstDifference(stored.ProtoReflect(), refolded.ProtoReflect())
 	return &MismatchError{ExecutionID: id, Field: field, Stored: s, Refolded: r}
+}
+
+// unlinked returns st without its chain links.
+func unlinked(st *pb.ExecutionState) *pb.ExecutionState {
+	if len(st.EventChain) == 0 && len(st.ResponseChain) == 0 {
+		return st
+	}
+	c := events.CloneState(st)
+	c.EventChain, c.ResponseChain = nil, nil
+	return c
 }
 
 // firstDifference finds the first field, in field-number order, whose values differ

@@ -30,7 +30,7 @@ import (
 	"github.com/obelisk-go/obelisk/internal/testcert"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
-	"github.com/obelisk-go/obelisk/snapshot"
+	"github.com/obelisk-go/obelisk/verify"
 )
 
 // Paths shared by every test of the package: the binary, the built components, and a
@@ -697,18 +697,29 @@ func ComponentsDir() string { return componentsDir }
 // WasmCacheDir is the compilation cache the test process's servers share.
 func WasmCacheDir() string { return wasmCacheDir }
 
-// verifyStore checks an invariant of the stopped server's store: every execution's stored
-// state equals the refold of its events and responses.
+// verifyStore checks the stopped server's store as `obelisk verify` does (package
+// verify): every execution's stored state equals the refold of its events and
+// responses, and every hash chain of its events and responses holds.
 func (s *Server) verifyStore() {
 	ctx := context.Background()
-	store, err := events.Open(filepath.Join(s.dir, "data", "store"), events.Options{})
+	store, err := events.Open(filepath.Join(s.dir, "data", "store"), events.Options{ReadOnly: true})
 	if err != nil {
 		s.t.Errorf("open the store to verify it: %v", err)
 		return
 	}
 	defer store.Close()
-	if err := snapshot.VerifyAll(ctx, store); err != nil {
-		s.t.Errorf("store invariant: %v", err)
+	view, err := store.View()
+	if err != nil {
+		s.t.Errorf("open the store to verify it: %v", err)
+		return
+	}
+	defer view.Close()
+	_, err = verify.Run(ctx, view, verify.Options{}, func(f verify.Failure) error {
+		s.t.Errorf("store invariant: %s", f.Error)
+		return nil
+	})
+	if err != nil {
+		s.t.Errorf("verify the store: %v", err)
 	}
 }
 

@@ -3946,6 +3946,270 @@ func (x *ResumeScheduleResponse) GetSchedule() *ScheduleInfo {
 	return nil
 }
 
+type VerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxFailures   uint32                 `protobuf:"varint,1,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"` // list at most this many failures (0 = 1000); all are counted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *VerifyRequest) GetMaxFailures() uint32 {
+	if x != nil {
+		return x.MaxFailures
+	}
+	return 0
+}
+
+// VerifyFailure is one execution that does not check.
+type VerifyFailure struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Check       string                 `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"` // refold | chain | replay
+	// refold: the first field of the stored state that differs from the refold, and its
+	// stored and refolded values (field empty: the logs do not fold).
+	Field    string `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	Stored   string `protobuf:"bytes,4,opt,name=stored,proto3" json:"stored,omitempty"`
+	Refolded string `protobuf:"bytes,5,opt,name=refolded,proto3" json:"refolded,omitempty"`
+	// chain: the first broken link: "event" and its version, or "response" and its cursor.
+	Log           string  `protobuf:"bytes,6,opt,name=log,proto3" json:"log,omitempty"`
+	Index         *uint32 `protobuf:"varint,7,opt,name=index,proto3,oneof" json:"index,omitempty"`
+	Error         string  `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"` // the failure in words
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyFailure) Reset() {
+	*x = VerifyFailure{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyFailure) ProtoMessage() {}
+
+func (x *VerifyFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyFailure.ProtoReflect.Descriptor instead.
+func (*VerifyFailure) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *VerifyFailure) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetStored() string {
+	if x != nil {
+		return x.Stored
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetRefolded() string {
+	if x != nil {
+		return x.Refolded
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
+func (x *VerifyFailure) GetIndex() uint32 {
+	if x != nil && x.Index != nil {
+		return *x.Index
+	}
+	return 0
+}
+
+func (x *VerifyFailure) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type VerifyResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Executions         uint32                 `protobuf:"varint,1,opt,name=executions,proto3" json:"executions,omitempty"`                                  // refolded and compared with their stored state; chains checked
+	EventsLinked       uint64                 `protobuf:"varint,2,opt,name=events_linked,json=eventsLinked,proto3" json:"events_linked,omitempty"`          // event links checked
+	ResponsesLinked    uint64                 `protobuf:"varint,3,opt,name=responses_linked,json=responsesLinked,proto3" json:"responses_linked,omitempty"` // response links checked
+	EventsUnchained    uint64                 `protobuf:"varint,4,opt,name=events_unchained,json=eventsUnchained,proto3" json:"events_unchained,omitempty"` // events stored before hash chains existed (no link)
+	ResponsesUnchained uint64                 `protobuf:"varint,5,opt,name=responses_unchained,json=responsesUnchained,proto3" json:"responses_unchained,omitempty"`
+	Workflows          uint32                 `protobuf:"varint,6,opt,name=workflows,proto3" json:"workflows,omitempty"` // workflow executions
+	WorkflowsReplayed  uint32                 `protobuf:"varint,7,opt,name=workflows_replayed,json=workflowsReplayed,proto3" json:"workflows_replayed,omitempty"`
+	ReplayAvailable    bool                   `protobuf:"varint,8,opt,name=replay_available,json=replayAvailable,proto3" json:"replay_available,omitempty"` // false: this server cannot replay (none was replayed)
+	FailureCount       uint32                 `protobuf:"varint,9,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`          // failures found; failures lists the first max_failures
+	Failures           []*VerifyFailure       `protobuf:"bytes,10,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *VerifyResponse) GetExecutions() uint32 {
+	if x != nil {
+		return x.Executions
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetEventsLinked() uint64 {
+	if x != nil {
+		return x.EventsLinked
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetResponsesLinked() uint64 {
+	if x != nil {
+		return x.ResponsesLinked
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetEventsUnchained() uint64 {
+	if x != nil {
+		return x.EventsUnchained
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetResponsesUnchained() uint64 {
+	if x != nil {
+		return x.ResponsesUnchained
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetWorkflows() uint32 {
+	if x != nil {
+		return x.Workflows
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetWorkflowsReplayed() uint32 {
+	if x != nil {
+		return x.WorkflowsReplayed
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetReplayAvailable() bool {
+	if x != nil {
+		return x.ReplayAvailable
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetFailureCount() uint32 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *VerifyResponse) GetFailures() []*VerifyFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -4259,7 +4523,33 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x15ResumeScheduleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
 	"\x16ResumeScheduleResponse\x124\n" +
-	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule2\x86\t\n" +
+	"\bschedule\x18\x01 \x01(\v2\x18.obelisk.v1.ScheduleInfoR\bschedule\"2\n" +
+	"\rVerifyRequest\x12!\n" +
+	"\fmax_failures\x18\x01 \x01(\rR\vmaxFailures\"\xdf\x01\n" +
+	"\rVerifyFailure\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x14\n" +
+	"\x05check\x18\x02 \x01(\tR\x05check\x12\x14\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\x12\x16\n" +
+	"\x06stored\x18\x04 \x01(\tR\x06stored\x12\x1a\n" +
+	"\brefolded\x18\x05 \x01(\tR\brefolded\x12\x10\n" +
+	"\x03log\x18\x06 \x01(\tR\x03log\x12\x19\n" +
+	"\x05index\x18\a \x01(\rH\x00R\x05index\x88\x01\x01\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05errorB\b\n" +
+	"\x06_index\"\xb0\x03\n" +
+	"\x0eVerifyResponse\x12\x1e\n" +
+	"\n" +
+	"executions\x18\x01 \x01(\rR\n" +
+	"executions\x12#\n" +
+	"\revents_linked\x18\x02 \x01(\x04R\feventsLinked\x12)\n" +
+	"\x10responses_linked\x18\x03 \x01(\x04R\x0fresponsesLinked\x12)\n" +
+	"\x10events_unchained\x18\x04 \x01(\x04R\x0feventsUnchained\x12/\n" +
+	"\x13responses_unchained\x18\x05 \x01(\x04R\x12responsesUnchained\x12\x1c\n" +
+	"\tworkflows\x18\x06 \x01(\rR\tworkflows\x12-\n" +
+	"\x12workflows_replayed\x18\a \x01(\rR\x11workflowsReplayed\x12)\n" +
+	"\x10replay_available\x18\b \x01(\bR\x0freplayAvailable\x12#\n" +
+	"\rfailure_count\x18\t \x01(\rR\ffailureCount\x125\n" +
+	"\bfailures\x18\n" +
+	" \x03(\v2\x19.obelisk.v1.VerifyFailureR\bfailures2\xc7\t\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -4275,7 +4565,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\aGetLogs\x12\x1a.obelisk.v1.GetLogsRequest\x1a\x1b.obelisk.v1.GetLogsResponse\x12?\n" +
 	"\x06Delete\x12\x19.obelisk.v1.DeleteRequest\x1a\x1a.obelisk.v1.DeleteResponse\x12T\n" +
 	"\rListRetention\x12 .obelisk.v1.ListRetentionRequest\x1a!.obelisk.v1.ListRetentionResponse\x12?\n" +
-	"\x06Replay\x12\x19.obelisk.v1.ReplayRequest\x1a\x1a.obelisk.v1.ReplayResponse\x12B\n" +
+	"\x06Replay\x12\x19.obelisk.v1.ReplayRequest\x1a\x1a.obelisk.v1.ReplayResponse\x12?\n" +
+	"\x06Verify\x12\x19.obelisk.v1.VerifyRequest\x1a\x1a.obelisk.v1.VerifyResponse\x12B\n" +
 	"\aUpgrade\x12\x1a.obelisk.v1.UpgradeRequest\x1a\x1b.obelisk.v1.UpgradeResponse\x129\n" +
 	"\x04Fork\x12\x17.obelisk.v1.ForkRequest\x1a\x18.obelisk.v1.ForkResponse2\xbe\x01\n" +
 	"\x10ComponentService\x12W\n" +
@@ -4300,7 +4591,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*UpgradeRequest)(nil),         // 0: obelisk.v1.UpgradeRequest
 	(*UpgradeItem)(nil),            // 1: obelisk.v1.UpgradeItem
@@ -4364,6 +4655,9 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*PauseScheduleResponse)(nil),  // 59: obelisk.v1.PauseScheduleResponse
 	(*ResumeScheduleRequest)(nil),  // 60: obelisk.v1.ResumeScheduleRequest
 	(*ResumeScheduleResponse)(nil), // 61: obelisk.v1.ResumeScheduleResponse
+	(*VerifyRequest)(nil),          // 62: obelisk.v1.VerifyRequest
+	(*VerifyFailure)(nil),          // 63: obelisk.v1.VerifyFailure
+	(*VerifyResponse)(nil),         // 64: obelisk.v1.VerifyResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	7,  // 0: obelisk.v1.UpgradeItem.replay:type_name -> obelisk.v1.ReplayResponse
@@ -4392,57 +4686,60 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	51, // 23: obelisk.v1.ListSchedulesResponse.schedules:type_name -> obelisk.v1.ScheduleInfo
 	51, // 24: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
 	51, // 25: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
-	23, // 26: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	26, // 27: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	29, // 28: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	31, // 29: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	34, // 30: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	15, // 31: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	17, // 32: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	19, // 33: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	21, // 34: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	46, // 35: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	48, // 36: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	8,  // 37: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	10, // 38: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	3,  // 39: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
-	0,  // 40: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
-	13, // 41: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
-	37, // 42: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	41, // 43: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	52, // 44: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
-	54, // 45: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
-	56, // 46: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
-	58, // 47: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
-	60, // 48: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
-	25, // 49: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	27, // 50: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	30, // 51: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	33, // 52: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	36, // 53: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	16, // 54: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	18, // 55: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	20, // 56: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	22, // 57: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	47, // 58: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	50, // 59: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	9,  // 60: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	11, // 61: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	7,  // 62: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
-	2,  // 63: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
-	14, // 64: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
-	40, // 65: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	45, // 66: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	53, // 67: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
-	55, // 68: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
-	57, // 69: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
-	59, // 70: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
-	61, // 71: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
-	49, // [49:72] is the sub-list for method output_type
-	26, // [26:49] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	63, // 26: obelisk.v1.VerifyResponse.failures:type_name -> obelisk.v1.VerifyFailure
+	23, // 27: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	26, // 28: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	29, // 29: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	31, // 30: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	34, // 31: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	15, // 32: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	17, // 33: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	19, // 34: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	21, // 35: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	46, // 36: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	48, // 37: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	8,  // 38: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	10, // 39: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	3,  // 40: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
+	62, // 41: obelisk.v1.ExecutionService.Verify:input_type -> obelisk.v1.VerifyRequest
+	0,  // 42: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
+	13, // 43: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	37, // 44: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	41, // 45: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	52, // 46: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	54, // 47: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	56, // 48: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	58, // 49: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	60, // 50: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	25, // 51: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	27, // 52: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	30, // 53: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	33, // 54: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	36, // 55: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	16, // 56: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	18, // 57: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	20, // 58: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	22, // 59: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	47, // 60: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	50, // 61: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	9,  // 62: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	11, // 63: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	7,  // 64: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
+	64, // 65: obelisk.v1.ExecutionService.Verify:output_type -> obelisk.v1.VerifyResponse
+	2,  // 66: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
+	14, // 67: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	40, // 68: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	45, // 69: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	53, // 70: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	55, // 71: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	57, // 72: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	59, // 73: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	61, // 74: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	51, // [51:75] is the sub-list for method output_type
+	27, // [27:51] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -4451,13 +4748,14 @@ func file_obelisk_v1_api_proto_init() {
 		return
 	}
 	file_obelisk_v1_api_proto_msgTypes[24].OneofWrappers = []any{}
+	file_obelisk_v1_api_proto_msgTypes[63].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

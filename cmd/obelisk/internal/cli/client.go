@@ -121,7 +121,7 @@ func clientCmd() *cobra.Command {
 			"List the functions a deployed component exports and imports (COMPONENT: its name or ID).\n`obelisk component inspect` also takes a file, a stored version or an OCI reference."),
 		componentWitCmd(o, serverLookup(o), "wit COMPONENT", "Print a deployed component's WIT (COMPONENT: its name or ID)",
 			"Print the WIT files of a deployed component: its own package (the files at the top\nlevel of its WIT folder) and its dependencies (deps/...). `obelisk component wit` also\ntakes a file, a stored version or an OCI reference."))
-	cmd.AddCommand(exec, comp, eventStreamCmd(o), scheduleCmd(o))
+	cmd.AddCommand(exec, comp, eventStreamCmd(o), scheduleCmd(o), clientVerifyCmd(o))
 	return cmd
 }
 

@@ -1,7 +1,7 @@
-// Package cli defines the obelisk command line (cobra): `server run` and `server verify`,
-// the `client` commands that talk to the API, the `component` commands (embed-wit, push
-// and update for OCI registries, inspect and wit of files, stored versions and OCI
-// references) and `generate wit-extensions`.
+// Package cli defines the obelisk command line (cobra): `server run`, `verify` (also
+// `server verify`), the `client` commands that talk to the API, the `component`
+// commands (embed-wit, push and update for OCI registries, inspect and wit of files,
+// stored versions and OCI references) and `generate wit-extensions`.
 package cli
 
 import (
@@ -34,7 +34,7 @@ func Root() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: 2, Err: err}
 	})
-	root.AddCommand(serverCmd(), clientCmd(), componentCmd(), generateCmd())
+	root.AddCommand(serverCmd(), clientCmd(), componentCmd(), generateCmd(), verifyCmd("verify"))
 	root.AddCommand(testCmd())
 	return root
 }

@@ -126,7 +126,7 @@ func serverCmd() *cobra.Command {
 	run.Flags().BoolVarP(&verbose, "verbose", "v", false, "log at debug level")
 	run.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address")
 	run.Flags().BoolVar(&locked, "locked", false, "refuse a location.oci that obelisk.lock does not pin (and never write the lock)")
-	cmd.AddCommand(run, serverVerifyCmd())
+	cmd.AddCommand(run, verifyCmd("verify"))
 	return cmd
 }
 

@@ -6,76 +6,113 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
-	"github.com/obelisk-go/obelisk/snapshot"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/verify"
 )
 
-// verifyDoc is the --json document of `server verify` (contract).
+// verifyDoc is the --json document of `obelisk verify`, `server verify` and `client
+// verify` (contract): the counts of verify.Report, and every failure.
 type verifyDoc struct {
-	Store      string          `json:"store"`
-	Verified   int             `json:"verified"`
-	Mismatches int             `json:"mismatches"`
-	Failures   []verifyFailure `json:"failures"`
+	// Store is the store's directory (offline) or the API's address (online).
+	Store string `json:"store"`
+	// Verified is the number of executions checked, Mismatches the failures found.
+	Verified   int `json:"verified"`
+	Mismatches int `json:"mismatches"`
+	verify.Report
+	Failures []verify.Failure `json:"failures"`
 }
 
-// verifyFailure is an execution whose stored state is not the refold of its logs: the
-// first field that differs and its two values, or (Field empty) why the logs do not
-// fold.
-type verifyFailure struct {
-	ExecutionID string `json:"execution_id"`
-	Field       string `json:"field,omitempty"`
-	Stored      string `json:"stored,omitempty"`
-	Refolded    string `json:"refolded,omitempty"`
-	Error       string `json:"error"`
-}
-
-func newVerifyFailure(id string, failure error) verifyFailure {
-	f := verifyFailure{ExecutionID: id, Error: failure.Error()}
-	var me *snapshot.MismatchError
-	if errors.As(failure, &me) {
-		f.Field, f.Stored, f.Refolded = me.Field, me.Stored, me.Refolded
+// failureLine is a failure's line of the text output: the execution and, briefly, what
+// is wrong.
+func failureLine(f verify.Failure) string {
+	if f.Check == verify.CheckRefold && f.Field != "" {
+		return fmt.Sprintf("%s: %s: stored %s, refolded %s", f.ExecutionID, f.Field, clip.String(f.Stored), clip.String(f.Refolded))
 	}
-	return f
+	// The line begins with the execution: its error need not say it again.
+	return f.ExecutionID + ": " + strings.TrimPrefix(f.Error, "execution "+f.ExecutionID+": ")
 }
 
-// line is the failure's line of the text output: the execution and, briefly, what
-// differs.
-func (f verifyFailure) line() string {
-	if f.Field == "" {
-		return fmt.Sprintf("%s: %s", f.ExecutionID, f.Error)
+// summary is the text output's last lines.
+func (d *verifyDoc) summary() string {
+	replay := fmt.Sprintf("%d of %d workflow executions replayed", d.Replayed, d.Workflows)
+	if !d.ReplayAvailable {
+		replay = fmt.Sprintf("%d workflow executions not replayed (no replay here)", d.Workflows)
 	}
-	return fmt.Sprintf("%s: %s: stored %s, refolded %s", f.ExecutionID, f.Field, clip.String(f.Stored), clip.String(f.Refolded))
+	unchained := ""
+	if n := d.EventsUnchained + d.ResponsesUnchained; n > 0 {
+		unchained = fmt.Sprintf(", %d events and %d responses stored before hash chains (unchecked)", d.EventsUnchained, d.ResponsesUnchained)
+	}
+	return fmt.Sprintf("refolded %d executions; checked the links of %d events and %d responses%s; %s\nverified %d executions: %d mismatches\n",
+		d.Executions, d.EventsLinked, d.ResponsesLinked, unchained, replay, d.Verified, d.Mismatches)
 }
 
-func serverVerifyCmd() *cobra.Command {
+// write prints the document (--json) or its text, as the failures are already
+// printed in text.
+func (d *verifyDoc) write(w io.Writer, asJSON bool) error {
+	d.Verified, d.Mismatches = d.Executions, d.Report.Failures
+	if asJSON {
+		return writeJSON(w, d)
+	}
+	_, err := io.WriteString(w, d.summary())
+	return err
+}
+
+// exit is the exit status of a verification: 0 if everything checked, 1 if not.
+func (d *verifyDoc) exit() error {
+	if d.Mismatches > 0 {
+		return &ExitError{Code: 1} // the output names every failure
+	}
+	return nil
+}
+
+const verifyLong = `Check a store, every execution in it, finished or not:
+  - refold: the state the store keeps equals the fold of the execution's events and
+    responses (the store's central invariant);
+  - chain: every event and response carries the link of its hash chain (each link
+    hashes the one before and the item's stored bytes), and the state the last links;
+    the first broken link is named: the event's version, or the response's cursor.
+    Items stored before the store had hash chains have no link: they are counted, not
+    failed;
+  - replay: every workflow execution replays against its pinned component (where this
+    command can replay: the summary says).
+A tree whose deletion by retention a crash interrupted is hidden, and skipped.
+
+Prints one line per failure (the execution ID, then what is wrong), then the counts
+and "verified N executions: M mismatches". --json prints one document {"store",
+"verified", "mismatches", "executions", "events_linked", "responses_linked",
+"events_unchained", "responses_unchained", "workflows", "workflows_replayed",
+"replay_available", "failure_count", "failures": [{"execution_id", "check", "field",
+"stored", "refolded", "log", "index", "error"}]} instead.
+`
+
+const verifyOfflineLong = verifyLong + `
+The store is that of --data-dir, or of the data_dir of --config (as ` + "`server run --config`" + `
+finds it), opened read-only: nothing is written to it; its server must be stopped (use
+` + "`obelisk client verify`" + ` on a running server).
+
+Exit status: 0 if everything checks, 1 if anything fails or if the store is in use (a
+running server locks it: stop the server first), 2 if the store cannot be opened or
+read (a missing or damaged directory: nothing could be checked).`
+
+// verifyCmd is `obelisk verify` (top level) and `obelisk server verify`: the offline
+// check of a stopped server's store.
+func verifyCmd(use string) *cobra.Command {
 	var configPath, dataDir string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Check that every execution's stored state is the refold of its events (stopped server)",
-		Long: `Open the event store of a stopped server read-only and check, for every execution,
-finished or not, that the state the store keeps equals the fold of the execution's
-events and responses, the store's central invariant (a tree whose deletion by
-retention a crash interrupted is hidden, and skipped). The store is that of
---data-dir, or of the data_dir of --config (as ` + "`server run --config`" + ` finds it). Nothing
-is written to it.
-
-Prints one line per execution that fails the check (its ID, the first field that
-differs with its stored and refolded values, or why its logs do not fold), then
-"verified N executions: M mismatches". --json prints one document {"store",
-"verified", "mismatches", "failures": [{"execution_id", "field", "stored", "refolded",
-"error"}]} instead.
-
-Exit status: 0 if every execution passes, 1 if any fails or if the store is in use (a
-running server locks it: stop the server first), 2 if the store cannot be opened or
-read.`,
-		Args: cobra.NoArgs,
+		Use:   use,
+		Short: "Check a stopped server's store: refolds, hash chains, replays",
+		Long:  verifyOfflineLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(configPath)
 			if err != nil {
@@ -90,13 +127,34 @@ read.`,
 				CacheSize: cfg.Engine.StoreCacheSize, MemTableSize: cfg.Engine.StoreMemTableSize,
 			})
 			if errors.Is(err, events.ErrLocked) {
-				return &ExitError{Code: 1, Err: fmt.Errorf("the event store %s is in use, by a running server or another process: stop the server, then verify its store: %w", dir, err)}
+				return &ExitError{Code: 1, Err: fmt.Errorf("the event store %s is in use, by a running server or another process: stop the server, then verify its store (or use `obelisk client verify`): %w", dir, err)}
 			}
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("verify: %w", err)}
 			}
 			defer store.Close()
-			return verifyStore(cmd, store, dir, asJSON)
+			view, err := store.View()
+			if err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("verify: %w", err)}
+			}
+			defer view.Close()
+			out := cmd.OutOrStdout()
+			doc := verifyDoc{Store: dir, Failures: []verify.Failure{}}
+			doc.Report, err = verify.Run(cmd.Context(), view, verify.Options{}, func(f verify.Failure) error {
+				if asJSON {
+					doc.Failures = append(doc.Failures, f)
+					return nil
+				}
+				_, err := io.WriteString(out, failureLine(f)+"\n")
+				return err
+			})
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			if err := doc.write(out, asJSON); err != nil {
+				return err
+			}
+			return doc.exit()
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "path of the server's obelisk.toml, for its data_dir (default: embedded defaults)")
@@ -105,33 +163,46 @@ read.`,
 	return cmd
 }
 
-// verifyStore checks every execution of an open store and reports as `server verify`.
-func verifyStore(cmd *cobra.Command, store events.Store, dir string, asJSON bool) error {
-	out := cmd.OutOrStdout()
-	doc := verifyDoc{Store: dir, Failures: []verifyFailure{}}
-	n, err := snapshot.VerifyEach(cmd.Context(), store, func(id string, failure error) error {
-		f := newVerifyFailure(id, failure)
-		doc.Mismatches++
-		if asJSON {
-			doc.Failures = append(doc.Failures, f)
-			return nil
-		}
-		_, err := io.WriteString(out, f.line()+"\n")
-		return err
-	})
-	if err != nil {
-		return &ExitError{Code: 2, Err: err}
+// clientVerifyCmd is `obelisk client verify`: the same check, by the running server on
+// its live store.
+func clientVerifyCmd(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify",
+		Short: "Have the running server check its store: refolds, hash chains, replays",
+		Long: verifyLong + `
+The server checks its store as it is when the request arrives (a consistent snapshot),
+while it goes on running; at most 1000 failures are listed (all are counted).
+
+Exit status: 0 if everything checks, 1 if anything fails, 2 if the API cannot be
+reached or the store cannot be read.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := o.executions().Verify(cmd.Context(), connect.NewRequest(&pb.VerifyRequest{}))
+			if err != nil {
+				return apiErr(err)
+			}
+			m := resp.Msg
+			doc := verifyDoc{Store: o.apiURL, Failures: make([]verify.Failure, 0, len(m.Failures)), Report: verify.Report{
+				Executions: int(m.Executions), EventsLinked: int(m.EventsLinked), ResponsesLinked: int(m.ResponsesLinked),
+				EventsUnchained: int(m.EventsUnchained), ResponsesUnchained: int(m.ResponsesUnchained),
+				Workflows: int(m.Workflows), Replayed: int(m.WorkflowsReplayed), ReplayAvailable: m.ReplayAvailable,
+				Failures: int(m.FailureCount),
+			}}
+			out := cmd.OutOrStdout()
+			for _, f := range m.Failures {
+				vf := verify.Failure{ExecutionID: f.ExecutionId, Check: f.Check, Field: f.Field, Stored: f.Stored,
+					Refolded: f.Refolded, Log: f.Log, Index: f.Index, Error: f.Error}
+				doc.Failures = append(doc.Failures, vf)
+				if !o.json {
+					if _, err := io.WriteString(out, failureLine(vf)+"\n"); err != nil {
+						return err
+					}
+				}
+			}
+			if err := doc.write(out, o.json); err != nil {
+				return err
+			}
+			return doc.exit()
+		},
 	}
-	doc.Verified = n
-	if asJSON {
-		if err := writeJSON(out, doc); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(out, "verified %d executions: %d mismatches\n", n, doc.Mismatches)
-	}
-	if doc.Mismatches > 0 {
-		return &ExitError{Code: 1}
-	}
-	return nil
 }

@@ -221,7 +221,11 @@ type Event struct {
 	//	*Event_Unpaused
 	//	*Event_Finished
 	//	*Event_Moved
-	Kind          isEvent_Kind `protobuf_oneof:"kind"`
+	Kind isEvent_Kind `protobuf_oneof:"kind"`
+	// The store's hash chain link of this event (see events/chain.go): SHA-256 of the
+	// previous event's link and of this event's stored bytes without this field. Written by
+	// the store only, last in the stored bytes; cleared when an event is read.
+	Chain         []byte `protobuf:"bytes,100,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +369,13 @@ func (x *Event) GetMoved() *Moved {
 		if x, ok := x.Kind.(*Event_Moved); ok {
 			return x.Moved
 		}
+	}
+	return nil
+}
+
+func (x *Event) GetChain() []byte {
+	if x != nil {
+		return x.Chain
 	}
 	return nil
 }
@@ -1892,7 +1903,10 @@ type Response struct {
 	//
 	//	*Response_Child
 	//	*Response_Delay
-	Kind          isResponse_Kind `protobuf_oneof:"kind"`
+	Kind isResponse_Kind `protobuf_oneof:"kind"`
+	// The store's hash chain link of this response in its execution's response log, as
+	// Event.chain is in the stream.
+	Chain         []byte `protobuf:"bytes,100,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1976,6 +1990,13 @@ func (x *Response) GetDelay() *DelayFinished {
 		if x, ok := x.Kind.(*Response_Delay); ok {
 			return x.Delay
 		}
+	}
+	return nil
+}
+
+func (x *Response) GetChain() []byte {
+	if x != nil {
+		return x.Chain
 	}
 	return nil
 }
@@ -2198,6 +2219,12 @@ type ExecutionState struct {
 	// expired after 1s"): why an execution that keeps being retried is not finishing.
 	LastFailure    string       `protobuf:"bytes,28,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
 	SubmittedRetry *RetryConfig `protobuf:"bytes,29,opt,name=submitted_retry,json=submittedRetry,proto3" json:"submitted_retry,omitempty"` // Created.retry: the policy every lock records
+	// The hash chain links of the last event and of the last response (Event.chain,
+	// Response.chain), so that an append chains to them without reading the log; empty
+	// before the first hashed one. Not part of the fold: verify checks them against the
+	// chains instead.
+	EventChain    []byte `protobuf:"bytes,100,opt,name=event_chain,json=eventChain,proto3" json:"event_chain,omitempty"`
+	ResponseChain []byte `protobuf:"bytes,101,opt,name=response_chain,json=responseChain,proto3" json:"response_chain,omitempty"`
 	// From Created: the execution this one was forked from, and at which version.
 	ForkedFrom      string `protobuf:"bytes,30,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
 	ForkedAtVersion uint32 `protobuf:"varint,31,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
@@ -2438,6 +2465,20 @@ func (x *ExecutionState) GetSubmittedRetry() *RetryConfig {
 	return nil
 }
 
+func (x *ExecutionState) GetEventChain() []byte {
+	if x != nil {
+		return x.EventChain
+	}
+	return nil
+}
+
+func (x *ExecutionState) GetResponseChain() []byte {
+	if x != nil {
+		return x.ResponseChain
+	}
+	return nil
+}
+
 func (x *ExecutionState) GetForkedFrom() string {
 	if x != nil {
 		return x.ForkedFrom
@@ -2456,7 +2497,7 @@ var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\x81\x06\n" +
+	"\x1fobelisk/storage/v1/events.proto\x12\x12obelisk.storage.v1\"\x97\x06\n" +
 	"\x05Event\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x127\n" +
@@ -2471,7 +2512,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06paused\x18\x11 \x01(\v2\x1a.obelisk.storage.v1.PausedH\x00R\x06paused\x12:\n" +
 	"\bunpaused\x18\x12 \x01(\v2\x1c.obelisk.storage.v1.UnpausedH\x00R\bunpaused\x12:\n" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
-	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05movedB\x06\n" +
+	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
+	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
 	"\x04kind\"\xd0\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -2577,7 +2619,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\tR\aoutcome\"G\n" +
 	"\vJoinNextTry\x12\x1e\n" +
 	"\vjoin_set_id\x18\x01 \x01(\tR\tjoinSetId\x12\x18\n" +
-	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"\xfe\x01\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"\x94\x02\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x01 \x01(\x03R\tcreatedAt\x12\x1e\n" +
@@ -2587,7 +2629,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"at_version\x18\x04 \x01(\rR\tatVersion\x129\n" +
 	"\x05child\x18\n" +
 	" \x01(\v2!.obelisk.storage.v1.ChildFinishedH\x00R\x05child\x129\n" +
-	"\x05delay\x18\v \x01(\v2!.obelisk.storage.v1.DelayFinishedH\x00R\x05delayB\x06\n" +
+	"\x05delay\x18\v \x01(\v2!.obelisk.storage.v1.DelayFinishedH\x00R\x05delay\x12\x14\n" +
+	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
 	"\x04kind\"U\n" +
 	"\rChildFinished\x12,\n" +
 	"\x12child_execution_id\x18\x01 \x01(\tR\x10childExecutionId\x12\x16\n" +
@@ -2599,8 +2642,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xec\n" +
-	"\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xb4\v\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2638,6 +2680,9 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"updated_at\x18\x1b \x01(\x03R\tupdatedAt\x12!\n" +
 	"\flast_failure\x18\x1c \x01(\tR\vlastFailure\x12H\n" +
 	"\x0fsubmitted_retry\x18\x1d \x01(\v2\x1f.obelisk.storage.v1.RetryConfigR\x0esubmittedRetry\x12\x1f\n" +
+	"\vevent_chain\x18d \x01(\fR\n" +
+	"eventChain\x12%\n" +
+	"\x0eresponse_chain\x18e \x01(\fR\rresponseChain\x12\x1f\n" +
 	"\vforked_from\x18\x1e \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
 	"\x11forked_at_version\x18\x1f \x01(\rR\x0fforkedAtVersion\x1a`\n" +

@@ -78,6 +78,8 @@ const (
 	ExecutionServiceListRetentionProcedure = "/obelisk.v1.ExecutionService/ListRetention"
 	// ExecutionServiceReplayProcedure is the fully-qualified name of the ExecutionService's Replay RPC.
 	ExecutionServiceReplayProcedure = "/obelisk.v1.ExecutionService/Replay"
+	// ExecutionServiceVerifyProcedure is the fully-qualified name of the ExecutionService's Verify RPC.
+	ExecutionServiceVerifyProcedure = "/obelisk.v1.ExecutionService/Verify"
 	// ExecutionServiceUpgradeProcedure is the fully-qualified name of the ExecutionService's Upgrade
 	// RPC.
 	ExecutionServiceUpgradeProcedure = "/obelisk.v1.ExecutionService/Upgrade"
@@ -153,6 +155,13 @@ type ExecutionServiceClient interface {
 	// replay only; ok, or the first divergence. An activity's execution, a component that
 	// does not export the function with the same type: INVALID_ARGUMENT.
 	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
+	// Verify checks the server's live store as it is at the call (a consistent snapshot,
+	// while the server goes on): every execution's stored state against the refold of its
+	// events and responses, every hash chain of its events and responses, and, where the
+	// server can, every workflow execution by a shadow replay against its pinned
+	// component. It answers the counts and the failures found; a store that cannot be read
+	// is an error (INTERNAL).
+	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 	// Upgrade shadow-replays each selected workflow execution (unfinished, or finished as
 	// nondeterminism_detected) against component and moves those that replay cleanly
 	// onto it (a Moved event records who, from which component to which); those that
@@ -263,6 +272,12 @@ func NewExecutionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(executionServiceMethods.ByName("Replay")),
 			connect.WithClientOptions(opts...),
 		),
+		verify: connect.NewClient[v1.VerifyRequest, v1.VerifyResponse](
+			httpClient,
+			baseURL+ExecutionServiceVerifyProcedure,
+			connect.WithSchema(executionServiceMethods.ByName("Verify")),
+			connect.WithClientOptions(opts...),
+		),
 		upgrade: connect.NewClient[v1.UpgradeRequest, v1.UpgradeResponse](
 			httpClient,
 			baseURL+ExecutionServiceUpgradeProcedure,
@@ -294,6 +309,7 @@ type executionServiceClient struct {
 	delete         *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	listRetention  *connect.Client[v1.ListRetentionRequest, v1.ListRetentionResponse]
 	replay         *connect.Client[v1.ReplayRequest, v1.ReplayResponse]
+	verify         *connect.Client[v1.VerifyRequest, v1.VerifyResponse]
 	upgrade        *connect.Client[v1.UpgradeRequest, v1.UpgradeResponse]
 	fork           *connect.Client[v1.ForkRequest, v1.ForkResponse]
 }
@@ -368,6 +384,11 @@ func (c *executionServiceClient) Replay(ctx context.Context, req *connect.Reques
 	return c.replay.CallUnary(ctx, req)
 }
 
+// Verify calls obelisk.v1.ExecutionService.Verify.
+func (c *executionServiceClient) Verify(ctx context.Context, req *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {
+	return c.verify.CallUnary(ctx, req)
+}
+
 // Upgrade calls obelisk.v1.ExecutionService.Upgrade.
 func (c *executionServiceClient) Upgrade(ctx context.Context, req *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {
 	return c.upgrade.CallUnary(ctx, req)
@@ -425,6 +446,13 @@ type ExecutionServiceHandler interface {
 	// replay only; ok, or the first divergence. An activity's execution, a component that
 	// does not export the function with the same type: INVALID_ARGUMENT.
 	Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error)
+	// Verify checks the server's live store as it is at the call (a consistent snapshot,
+	// while the server goes on): every execution's stored state against the refold of its
+	// events and responses, every hash chain of its events and responses, and, where the
+	// server can, every workflow execution by a shadow replay against its pinned
+	// component. It answers the counts and the failures found; a store that cannot be read
+	// is an error (INTERNAL).
+	Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error)
 	// Upgrade shadow-replays each selected workflow execution (unfinished, or finished as
 	// nondeterminism_detected) against component and moves those that replay cleanly
 	// onto it (a Moved event records who, from which component to which); those that
@@ -531,6 +559,12 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 		connect.WithSchema(executionServiceMethods.ByName("Replay")),
 		connect.WithHandlerOptions(opts...),
 	)
+	executionServiceVerifyHandler := connect.NewUnaryHandler(
+		ExecutionServiceVerifyProcedure,
+		svc.Verify,
+		connect.WithSchema(executionServiceMethods.ByName("Verify")),
+		connect.WithHandlerOptions(opts...),
+	)
 	executionServiceUpgradeHandler := connect.NewUnaryHandler(
 		ExecutionServiceUpgradeProcedure,
 		svc.Upgrade,
@@ -573,6 +607,8 @@ func NewExecutionServiceHandler(svc ExecutionServiceHandler, opts ...connect.Han
 			executionServiceListRetentionHandler.ServeHTTP(w, r)
 		case ExecutionServiceReplayProcedure:
 			executionServiceReplayHandler.ServeHTTP(w, r)
+		case ExecutionServiceVerifyProcedure:
+			executionServiceVerifyHandler.ServeHTTP(w, r)
 		case ExecutionServiceUpgradeProcedure:
 			executionServiceUpgradeHandler.ServeHTTP(w, r)
 		case ExecutionServiceForkProcedure:
@@ -640,6 +676,10 @@ func (UnimplementedExecutionServiceHandler) ListRetention(context.Context, *conn
 
 func (UnimplementedExecutionServiceHandler) Replay(context.Context, *connect.Request[v1.ReplayRequest]) (*connect.Response[v1.ReplayResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Replay is not implemented"))
+}
+
+func (UnimplementedExecutionServiceHandler) Verify(context.Context, *connect.Request[v1.VerifyRequest]) (*connect.Response[v1.VerifyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ExecutionService.Verify is not implemented"))
 }
 
 func (UnimplementedExecutionServiceHandler) Upgrade(context.Context, *connect.Request[v1.UpgradeRequest]) (*connect.Response[v1.UpgradeResponse], error) {

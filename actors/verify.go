@@ -1,0 +1,48 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/verify"
+)
+
+// Verify checks the engine's store as it is now (package verify), while the engine goes
+// on: it reads a consistent view of the store, so that what commits meanwhile is neither
+// seen half nor reported as a mismatch. Every workflow execution is also replayed
+// against its pinned component in a sandbox (Replay), which reads the store as it is
+// when the replay begins. failed is called with each failure.
+func (e *Engine) Verify(ctx context.Context, failed func(verify.Failure) error) (verify.Report, error) {
+	v, ok := e.store.(events.Viewer)
+	if !ok {
+		return verify.Report{}, fmt.Errorf("verify: the store (%T) cannot be read as of one moment", e.store)
+	}
+	view, err := v.View()
+	if err != nil {
+		return verify.Report{}, fmt.Errorf("verify: %w", err)
+	}
+	defer view.Close()
+	return verify.Run(ctx, view, verify.Options{Replay: e.verifyReplay}, failed)
+}
+
+// verifyReplay is verify's Replayer: a shadow replay against the pinned component.
+func (e *Engine) verifyReplay(ctx context.Context, st *pb.ExecutionState) error {
+	rep, err := e.Replay(ctx, st.ExecutionId, ReplayTarget{})
+	if errors.Is(err, events.ErrNotFound) {
+		return nil // deleted by retention since the view was taken
+	}
+	if err != nil {
+		return err
+	}
+	if rep.OK {
+		return nil
+	}
+	detail := "it does not reproduce its history"
+	if d := rep.Divergence; d != nil {
+		detail = fmt.Sprintf("at history event %d: %s", d.Index, d.Detail)
+	}
+	return &verify.DivergenceError{Detail: fmt.Sprintf("against %s: %s", rep.ComponentID, detail)}
+}
