@@ -26,11 +26,12 @@ import (
 //	f\0<component>\0<finished:8>\0<id>  finished top-level executions (retention.go)
 //	x\0<id>                      a top-level execution's tree is being deleted (retention.go)
 //	v\0<bucket>\0<key>           a KV entry -> its value (kv.go); of no execution
+//	n\0<id>\0b|i\0...           workflow memory snapshots: blobs and index (snapshots.go)
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
-// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o are <tag>\0<root>,
+// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o, n are <tag>\0<root>,
 // <tag>\0<root>\0... and <tag>\0<root>.... : deleting a tree is two ranges per table
 // (treeTags and treeSpans in retention.go). Its delays' y keys start with
 // y\0Delay_<ULID>. (the delay ID is the root's ULID and the rest of a child ID).

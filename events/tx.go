@@ -46,6 +46,9 @@ type Tx struct {
 	// hold KV writes alone.
 	KVChecks []KVCheck
 	KV       []KVWrite
+	// Snapshots are workflow memory snapshots to store (snapshots.go); a Tx may hold
+	// them alone.
+	Snapshots []SnapshotPut
 }
 
 // groupState is the writer's view while applying one group.
@@ -197,6 +200,11 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		return nil, nil, nil, err
 	}
 	ops = append(ops, logOps...)
+	snapOps, err := g.snapshotOps(tx.Snapshots, overlay)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ops = append(ops, snapOps...)
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}
