@@ -48,6 +48,7 @@ type pendingCall struct {
 // parkedImage is a decoded parked snapshot.
 type parkedImage struct {
 	resume  wasmbin.GoResume
+	base    [32]byte // the digest of the workflow snapshot's memory the chunks are a diff against
 	pages   uint32
 	globals []uint64 // in the order of the variant's Globals
 	clock   int64
@@ -72,9 +73,14 @@ func CaptureParked(ctx context.Context) ([]byte, error) {
 	if v == nil || v.Resume == nil || len(v.Globals) == 0 || v.Globals[0].Index != 0 {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrNotResumable, m.name, resumeReason(v))
 	}
-	s := m.workflowSnapshot()
+	// The instance is about to be dropped anyway: waiting for a snapshot being made
+	// (after the module was loaded again, say) costs less than replaying later.
+	s, err := m.waitSnapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wasmhost: capture: %w", err)
+	}
 	if s == nil {
-		return nil, fmt.Errorf("%w: module %q has no workflow snapshot (yet)", ErrNotResumable, m.name)
+		return nil, fmt.Errorf("%w: module %q has no workflow snapshot", ErrNotResumable, m.name)
 	}
 	mem := inst.mod.Memory()
 	buf, ok := mem.Read(0, mem.Size())
@@ -84,10 +90,9 @@ func CaptureParked(ctx context.Context) ([]byte, error) {
 	base, free := s.baseline()
 	defer free()
 	p := parkedImage{
-		resume: *v.Resume, pages: mem.Size() / wasmPage, clock: inst.clock.next,
+		resume: *v.Resume, base: s.digest, pages: mem.Size() / wasmPage, clock: inst.clock.next,
 		stderr: inst.stderr.tail(), outPtr: inst.pending.outPtr, outCap: inst.pending.outCap,
 	}
-	var err error
 	if p.rand, err = inst.rand.src.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("wasmhost: capture: random source: %w", err)
 	}
@@ -130,6 +135,14 @@ func (s *snapshot) baseline() ([]byte, func()) {
 	return buf, func() {}
 }
 
+// truncated returns the snapshot's memory up to pages, as chunks.
+func (s *snapshot) truncated(pages uint32) []memoryChunk {
+	base, free := s.baseline()
+	defer free()
+	chunks, _ := nonZeroChunks(base[:uint64(pages)*wasmPage])
+	return chunks
+}
+
 // changedPages returns the pages of mem that differ from base (beyond base: that are not
 // all zeros), runs of them merged.
 func changedPages(mem, base []byte) []memoryChunk {
@@ -162,6 +175,7 @@ func (p *parkedImage) encode() []byte {
 	}
 	b := make([]byte, 0, size)
 	b = append(b, parkedMagic...)
+	b = append(b, p.base[:]...)
 	for _, v := range []uint32{p.resume.Loop, p.resume.StopPCF, p.resume.ExportResultOffset, p.resume.ImportResultOffset,
 		p.pages, p.outPtr, p.outCap, uint32(len(p.globals))} {
 		b = binary.LittleEndian.AppendUint32(b, v)
@@ -193,6 +207,10 @@ func decodeParked(b []byte) (*parkedImage, error) {
 	}
 	d.pos = len(parkedMagic)
 	p := &parkedImage{}
+	if d.need(32) {
+		copy(p.base[:], b[d.pos:])
+		d.pos += 32
+	}
 	for _, f := range []*uint32{&p.resume.Loop, &p.resume.StopPCF, &p.resume.ExportResultOffset, &p.resume.ImportResultOffset,
 		&p.pages, &p.outPtr, &p.outCap} {
 		*f = d.u32()
@@ -306,10 +324,18 @@ func (m *Module) ResumeParked(ctx context.Context, cfg InstanceConfig, image []b
 	if s == nil {
 		return nil, fmt.Errorf("%w: module %q has no workflow snapshot", ErrNotResumable, m.name)
 	}
-	if p.pages < s.pages {
-		return nil, fmt.Errorf("wasmhost: resume: the image's memory (%d pages) is smaller than the snapshot's (%d)", p.pages, s.pages)
+	if p.base != s.digest {
+		return nil, fmt.Errorf("wasmhost: resume: the image is a diff against another workflow snapshot of module %q", m.name)
 	}
-	inst, err := m.restore(ctx, s, KindWorkflow)
+	var inst *Instance
+	if p.pages >= s.pages {
+		inst, err = m.restore(ctx, s, KindWorkflow)
+	} else {
+		// Parked in an instance that was not made from the snapshot (made while the
+		// snapshot was being made) and holds less memory: an instance restored from
+		// the snapshot would hold more than it. Build its memory from a plain one.
+		inst, err = m.restore(ctx, &snapshot{pages: p.pages, chunks: s.truncated(p.pages), globals: s.globals, clock: s.clock, rand: s.rand}, KindWorkflow)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: resume: %w", err)
 	}
@@ -366,7 +392,9 @@ func (i *Instance) callResumed(runCtx context.Context) (uint64, error) {
 	st := i.resumed
 	p := st.image
 	mem := i.mod.Memory()
+	i.pending = pendingCall{active: true, outPtr: p.outPtr, outCap: p.outCap} // it may be captured again
 	resp, herr := st.answer(runCtx)
+	i.pending = pendingCall{}
 	n, err := i.respond(runCtx, mem, resp, herr, p.outPtr, p.outCap)
 	if err != nil {
 		return 0, err
