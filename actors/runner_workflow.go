@@ -69,10 +69,11 @@ type workflowRun struct {
 	// memory is what the run's instance holds of the guest memory budget (run_memory.go).
 	memory *membudget.Account
 
-	// wait is the rest of the host call the workflow waits in, while it can be
-	// snapshotted (workflow_snapshots.go); snapshotAt is the history position of the
-	// execution's newest snapshot (0: none).
-	wait       *parkedWait
+	// wait is the rest of the host call the workflow waits in while waiting is set: the
+	// instance can then be snapshotted (workflow_snapshots.go); snapshotAt is the
+	// history position of the execution's newest snapshot (0: none).
+	wait       parkedWait
+	waiting    bool
 	snapshotAt int
 }
 

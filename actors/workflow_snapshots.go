@@ -59,9 +59,10 @@ type parkedWait struct {
 
 // await finishes a host call with w, during which the instance may be snapshotted.
 func (r *workflowRun) await(ctx context.Context, w parkedWait) ([]byte, error) {
-	r.wait = &w
-	defer func() { r.wait = nil }()
-	return w.finish(ctx, r)
+	r.wait, r.waiting = w, true
+	resp, err := w.finish(ctx, r)
+	r.waiting = false
+	return resp, err
 }
 
 func (w parkedWait) finish(ctx context.Context, r *workflowRun) ([]byte, error) {
@@ -105,7 +106,7 @@ type snapshotRequest struct {
 // is logged: the run will replay instead.
 func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) {
 	every := r.e.cfg.SnapshotEvery
-	if every <= 0 || r.wait == nil || r.pos-r.snapshotAt < every || len(r.pending) > 0 {
+	if every <= 0 || !r.waiting || r.pos-r.snapshotAt < every || len(r.pending) > 0 {
 		return
 	}
 	image, err := wasmhost.CaptureParked(ctx)
@@ -118,7 +119,7 @@ func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) {
 		r.snapshotAt = r.pos // not again for as long
 		return
 	}
-	s := runSnapshot{Pos: r.pos, OneOff: r.oneOff, Generated: r.generated, Logged: r.logs.logged, Wait: *r.wait}
+	s := runSnapshot{Pos: r.pos, OneOff: r.oneOff, Generated: r.generated, Logged: r.logs.logged, Wait: r.wait}
 	for _, id := range r.setOrder {
 		set := r.sets[id]
 		ss := snapshotSet{ID: id, Taken: set.taken, Closed: set.closed}
@@ -165,8 +166,8 @@ func historyDigest(h []*pb.HistoryEvent) []byte {
 // untouched) when there is none: the run then replays from the start. make makes the
 // instance from a snapshot's image (bounded and counted like any instantiation).
 func (r *workflowRun) resumeFromSnapshot(ctx context.Context, cfg wasmhost.InstanceConfig, make func(wasmhost.InstanceConfig, []byte, wasmhost.Answer) (*wasmhost.Instance, error)) *wasmhost.Instance {
-	if r.e.cfg.SnapshotEvery <= 0 {
-		return nil
+	if every := r.e.cfg.SnapshotEvery; every <= 0 || len(r.history) < every {
+		return nil // none taken: a snapshot needs a history of at least every events
 	}
 	entries, err := r.e.store.Snapshots(ctx, r.id)
 	if err != nil {
