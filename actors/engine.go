@@ -40,7 +40,12 @@ type Config struct {
 	// MaxResidentWorkflows bounds the workflow instances kept in memory while they wait
 	// for a child ("await" strategy); 0 means 64, negative means none.
 	MaxResidentWorkflows int
-	Logger               *slog.Logger
+	// SnapshotEvery: a workflow instance leaving memory while it waits is snapshotted
+	// when its history grew by at least this many events since its last snapshot, and
+	// later runs resume from the snapshot instead of replaying (workflow_snapshots.go);
+	// 0 means DefaultSnapshotEvery, negative never.
+	SnapshotEvery int
+	Logger        *slog.Logger
 	// Metrics, if set, is where the engine reports (see package metrics).
 	Metrics *metrics.Metrics
 	// DisableWorkflowSnapshots, DisableActivitySnapshots: every instance runs
@@ -169,6 +174,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxResidentWorkflows == 0 {
 		cfg.MaxResidentWorkflows = 64
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = DefaultSnapshotEvery
 	}
 	if cfg.MemoryBudget == 0 {
 		cfg.MemoryBudget = defaultMemoryBudget()

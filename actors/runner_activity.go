@@ -179,7 +179,14 @@ func (h activityHost) HostCall(ctx context.Context, op string, req []byte) ([]by
 // memory that those waiting for their turn hold) until ctx ends or, for a run locked
 // already, its lock expires (lockExpires; zero: none).
 func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig, memory *membudget.Account, lockExpires time.Time) (*wasmhost.Instance, error) {
-	inst, err := e.instantiateBounded(ctx, c, cfg)
+	return e.instantiateWith(ctx, c, cfg.Kind, memory, lockExpires, func() (*wasmhost.Instance, error) {
+		return c.module.Instantiate(ctx, cfg)
+	})
+}
+
+// instantiateWith is instantiate with the instance made by make (of kind).
+func (e *Engine) instantiateWith(ctx context.Context, c *Component, kind wasmhost.Kind, memory *membudget.Account, lockExpires time.Time, make func() (*wasmhost.Instance, error)) (*wasmhost.Instance, error) {
+	inst, err := e.instantiateBounded(ctx, kind, make)
 	if err != nil || memory == nil {
 		return inst, err
 	}
@@ -198,7 +205,7 @@ func (e *Engine) instantiate(ctx context.Context, c *Component, cfg wasmhost.Ins
 }
 
 // instantiateBounded makes an instance, waiting for a turn among the GOMAXPROCS at a time.
-func (e *Engine) instantiateBounded(ctx context.Context, c *Component, cfg wasmhost.InstanceConfig) (*wasmhost.Instance, error) {
+func (e *Engine) instantiateBounded(ctx context.Context, kind wasmhost.Kind, make func() (*wasmhost.Instance, error)) (*wasmhost.Instance, error) {
 	select {
 	case e.instantiating <- struct{}{}:
 	case <-ctx.Done():
@@ -206,13 +213,9 @@ func (e *Engine) instantiateBounded(ctx context.Context, c *Component, cfg wasmh
 	}
 	defer func() { <-e.instantiating }()
 	started := time.Now()
-	inst, err := c.module.Instantiate(ctx, cfg)
+	inst, err := make()
 	if err == nil {
-		kind := "activity"
-		if cfg.Kind == wasmhost.KindWorkflow {
-			kind = "workflow"
-		}
-		e.cfg.Metrics.InstanceStart(kind, time.Since(started))
+		e.cfg.Metrics.InstanceStart(kind.String(), time.Since(started))
 	}
 	return inst, err
 }

@@ -88,6 +88,12 @@ type workflowRun struct {
 	// fx is where the run's effects go: the engine's store and services (liveEffects),
 	// or a shadow replay's sandbox, which only reads (replay.go).
 	fx runEffects
+	// wait is the rest of the host call the workflow waits in while waiting is set: the
+	// instance can then be snapshotted (workflow_snapshots.go); snapshotAt is the
+	// history position of the execution's newest snapshot (0: none).
+	wait       parkedWait
+	waiting    bool
+	snapshotAt int
 }
 
 // runEffects is what a workflow run does beyond replaying its history: the one seam
@@ -163,7 +169,15 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	r.load(evs, resps)
 	// Locked already: a wait for memory (the instance holds more than was reserved)
 	// ends with the lock.
-	inst, err := e.instantiate(ctx, c, r.instanceConfig(evs), memory, r.lockExpires)
+	cfg := r.instanceConfig(evs)
+	inst := r.resumeFromSnapshot(ctx, cfg, func(cfg wasmhost.InstanceConfig, image []byte, answer wasmhost.Answer) (*wasmhost.Instance, error) {
+		return e.instantiateWith(ctx, c, wasmhost.KindWorkflow, memory, r.lockExpires, func() (*wasmhost.Instance, error) {
+			return c.module.ResumeParked(ctx, cfg, image, answer)
+		})
+	})
+	if inst == nil {
+		inst, err = e.instantiate(ctx, c, cfg, memory, r.lockExpires)
+	}
 	if err != nil {
 		if errors.Is(err, wasmhost.ErrMemoryBudget) && ctx.Err() == nil {
 			e.retryForMemory(ctx, id, runID, err)
@@ -391,6 +405,11 @@ func (r *workflowRun) callFunction(ctx context.Context, q abi.CallRequest) ([]by
 	}
 	r.addSet(js)
 	r.sets[js].requests = append(r.sets[js].requests, runRequest{id: child, ffqn: q.FFQN, fn: fn})
+	return r.await(ctx, parkedWait{Op: waitCall, JoinSet: js})
+}
+
+// finishCall takes the response of a direct call's child (its one-off join set js).
+func (r *workflowRun) finishCall(ctx context.Context, js string) ([]byte, error) {
 	resp, err := r.take(ctx, js)
 	if err != nil {
 		return nil, err
@@ -771,12 +790,14 @@ func (liveEffects) await(ctx context.Context, r *workflowRun, js string, n int) 
 			return rs[n], nil
 		}
 		if r.c.Config.BlockingStrategy == Interrupt || !time.Now().Before(r.lockExpires) || r.waitsOnlyForLateDelays(js, n) {
+			r.snapshotBeforeLeaving(ctx)
 			return nil, errInterrupted
 		}
 		if w == nil {
 			// The run keeps its executor slot while parked: the slots bound the
 			// instances in memory (the executor evicts when it needs one back).
 			if w = r.e.resident.park(r.id, r.c.Config.QueueName(), r.memory); w == nil {
+				r.snapshotBeforeLeaving(ctx)
 				return nil, errInterrupted
 			}
 			r.e.memory.Parked() // reservations may wait for memory: this instance can go
@@ -789,9 +810,11 @@ func (liveEffects) await(ctx context.Context, r *workflowRun, js string, n int) 
 		case <-w.evicted:
 			lease.Stop()
 			w = nil
+			r.snapshotBeforeLeaving(ctx)
 			r.releaseLease(ctx)
 			return nil, errInterrupted
 		case <-lease.C:
+			r.snapshotBeforeLeaving(ctx)
 			return nil, errInterrupted
 		case <-ctx.Done():
 			lease.Stop()

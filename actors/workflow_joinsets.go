@@ -216,20 +216,25 @@ func (r *workflowRun) joinNext(ctx context.Context, req []byte) ([]byte, error) 
 	if err := r.replayOrAppend(ctx, want, nil); err != nil {
 		return nil, err
 	}
-	resp, err := r.take(ctx, q.JoinSet)
+	return r.await(ctx, parkedWait{Op: waitJoinNext, JoinSet: q.JoinSet, FFQN: q.FFQN})
+}
+
+// finishJoinNext takes the next response of join set js, which must be of ffqn if set.
+func (r *workflowRun) finishJoinNext(ctx context.Context, js, ffqn string) ([]byte, error) {
+	resp, err := r.take(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	if q.FFQN != "" {
-		got := r.ffqnOf(q.JoinSet)(responseID(resp))
-		if got != q.FFQN {
+	if ffqn != "" {
+		got := r.ffqnOf(js)(responseID(resp))
+		if got != ffqn {
 			if got == "" {
 				got = "a delay"
 			}
-			return nil, hostErr(abi.KindFunctionMismatch, "expected a response of %s, the next one (%s) is of %s", q.FFQN, responseID(resp), got)
+			return nil, hostErr(abi.KindFunctionMismatch, "expected a response of %s, the next one (%s) is of %s", ffqn, responseID(resp), got)
 		}
 	}
-	return responseJSON(resp, r.ffqnOf(q.JoinSet))
+	return responseJSON(resp, r.ffqnOf(js))
 }
 
 func responseID(resp *pb.Response) string {
@@ -401,15 +406,20 @@ func (r *workflowRun) sleep(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	r.addSet(js)
 	r.sets[js].requests = append(r.sets[js].requests, runRequest{id: d.DelayId, delay: true, expires: d.ExpiresAt})
+	return r.await(ctx, parkedWait{Op: waitSleep, JoinSet: js, DelayID: d.DelayId, ExpiresAt: d.ExpiresAt})
+}
+
+// finishSleep takes the answer of a sleep's delay (its one-off join set js).
+func (r *workflowRun) finishSleep(ctx context.Context, js, delayID string, expiresAt int64) ([]byte, error) {
 	resp, err := r.take(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	r.sets[js].closed = true
 	if resp.GetDelay().GetCancelled() {
-		return nil, hostErr(abi.KindCancelled, "delay %s was cancelled", d.DelayId)
+		return nil, hostErr(abi.KindCancelled, "delay %s was cancelled", delayID)
 	}
-	t := time.Unix(0, d.ExpiresAt)
+	t := time.Unix(0, expiresAt)
 	return json.Marshal(abi.Woke{Seconds: t.Unix(), Nanoseconds: int64(t.Nanosecond())})
 }
 

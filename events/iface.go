@@ -64,6 +64,10 @@ type Store interface {
 	Logs(ctx context.Context, id string, from uint64, limit int) (LogPage, error)
 	// LogStats returns the counts of an execution's log.
 	LogStats(ctx context.Context, id string) (LogStats, error)
+	// Snapshots returns an execution's workflow memory snapshots, newest first, and
+	// SnapshotBlob the blob of one, checked against its digest (snapshots.go).
+	Snapshots(ctx context.Context, id string) ([]SnapshotEntry, error)
+	SnapshotBlob(ctx context.Context, id string, e SnapshotEntry) ([]byte, error)
 	// KVGet returns the value of bucket/key and whether it exists (kv.go).
 	KVGet(ctx context.Context, bucket, key string) (string, bool, error)
 	// KVList returns up to limit entries of bucket whose keys start with prefix and sort

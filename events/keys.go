@@ -30,12 +30,13 @@ import (
 //	j\0<name>                    a periodic schedule's record (schedules.go); of no execution
 //	h\0<component>\0<ffqn>\0<params-sha256:32> -> <expires:8><id>  activity result cache (cache.go)
 //	H\0<expires:8>\0<h key>         its expiry order
+//	n\0<id>\0b|i\0...           workflow memory snapshots: blobs and index (snapshots.go)
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //	m\0chained                   the store was created with hash chains (view.go)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
-// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o, b are <tag>\0<root>,
+// extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o, b, n are <tag>\0<root>,
 // <tag>\0<root>\0... and <tag>\0<root>.... : deleting a tree is two ranges per table
 // (treeTags and treeSpans in retention.go). Its delays' y keys start with
 // y\0Delay_<ULID>. (the delay ID is the root's ULID and the rest of a child ID).

@@ -53,7 +53,7 @@ import (
 // treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
 // keys.go): a tree's deletion is one range per table. A new per-execution table is one
 // more tag here.
-var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt, tagLog, tagFork}
+var treeTags = []byte{tagEvent, tagResponse, tagDedupe, tagState, tagChild, tagLive, tagPosition, tagDelayAt, tagLog, tagFork, tagSnapshot}
 
 // deleteChunk bounds the point deletions of one writer request, markChunk the roots one
 // mark request checks (each a few reads inside the writer): both keep a foreground

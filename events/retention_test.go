@@ -50,6 +50,9 @@ func rTree(t testing.TB, s *PebbleStore, at int64, finish bool) (root, child str
 	}, Logs: []LogAppend{
 		{ExecutionID: root, Lines: []LogLine{{Time: at, Level: abi.LogInfo, Attempt: 1, RunID: "R", Message: "root"}}},
 		{ExecutionID: child, Lines: []LogLine{{Time: at, Level: abi.LogWarn, Attempt: 1, Message: "child"}, {Time: at, Level: abi.LogInfo, Attempt: 1, Message: "child 2"}}},
+	}, Snapshots: []SnapshotPut{
+		{ExecutionID: root, Entry: SnapshotEntry{Position: 2, Prefix: []byte("p"), ComponentID: "c"}, Blob: []byte("root memory " + root)},
+		{ExecutionID: child, Entry: SnapshotEntry{Position: 0, ComponentID: "c"}, Blob: []byte("child memory " + child)},
 	}})
 	gCommit(t, s, &Tx{Responses: []ResponseAppend{{ExecutionID: root, Response: &pb.Response{CreatedAt: at, JoinSetId: "g:1", Kind: &pb.Response_Delay{Delay: &pb.DelayFinished{DelayId: delay}}}}}})
 	if !finish {
@@ -97,6 +100,11 @@ func TestDeleteTrees(t *testing.T) {
 			t.Fatalf("logs of %s before the deletion: %+v %v, want %d lines", id, page, err, want)
 		}
 	}
+	for _, id := range []string{kept, keptChild, root, child} {
+		if es, err := s.Snapshots(ctx, id); err != nil || len(es) != 1 {
+			t.Fatalf("snapshots of %s before the deletion: %v %v, want 1", id, es, err)
+		}
+	}
 	d, err := s.DeleteTrees(ctx, []string{root})
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +128,22 @@ func TestDeleteTrees(t *testing.T) {
 			}
 		}
 	}
-	// treeKeys also catches the tree's pending (p: queue, due, ID -> function) and log
-	// (o) entries.
+	for _, id := range []string{root, child} {
+		if es, err := s.snapshotEntries(id); err != nil || len(es) != 0 {
+			t.Fatalf("snapshots of deleted %s: %v %v", id, es, err)
+		}
+	}
+	for _, id := range []string{kept, keptChild} {
+		es, err := s.Snapshots(ctx, id)
+		if err != nil || len(es) != 1 {
+			t.Fatalf("snapshots of kept %s after the deletion: %v %v", id, es, err)
+		}
+		if _, err := s.SnapshotBlob(ctx, id, es[0]); err != nil {
+			t.Fatalf("snapshot blob of kept %s after the deletion: %v", id, err)
+		}
+	}
+	// treeKeys also catches the tree's pending (p: queue, due, ID -> function), log
+	// (o) and snapshot (n: blobs and index) entries.
 	if left := treeKeys(t, s, root); len(left) != 0 {
 		t.Fatalf("keys of the deleted tree left: %q", left)
 	}

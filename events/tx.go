@@ -59,6 +59,9 @@ type Tx struct {
 	Schedules []ScheduleWrite
 	// Cache records ok results in the activity result cache (cache.go).
 	Cache []CachePut
+	// Snapshots are workflow memory snapshots to store (snapshots.go); a Tx may hold
+	// them alone.
+	Snapshots []SnapshotPut
 }
 
 // groupState is the writer's view while applying one group.
@@ -233,6 +236,11 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	}
 	ops = append(ops, logOps...)
 	ops = append(ops, cacheOps(tx.Cache)...)
+	snapOps, err := g.snapshotOps(tx.Snapshots, overlay)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ops = append(ops, snapOps...)
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}

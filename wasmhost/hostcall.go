@@ -29,19 +29,35 @@ func (r *Runtime) hostCall(ctx context.Context, mod api.Module, stack []uint64) 
 	req := append([]byte(nil), view...)
 	inst.kept = nil
 
-	resp, err := inst.dispatch(ctx, req)
+	// While the handler runs, the call can be captured (CaptureParked).
+	inst.pending = pendingCall{active: true, outPtr: outPtr, outCap: outCap}
+	resp, herr := inst.dispatch(ctx, req)
+	inst.pending = pendingCall{}
+	n, err := inst.respond(ctx, mem, resp, herr, outPtr, outCap)
+	if err != nil {
+		panic(err) // unwinds the guest; Run reports it (or inst.abortErr)
+	}
+	stack[0] = api.EncodeI32(n)
+}
+
+// respond delivers the outcome of a host call (the handler's response or error) as
+// host_call does: written to the guest's buffer at outPtr if it fits in outCap bytes,
+// else kept for host_take; it returns the response's length. An error that is not a
+// [*HostError] aborts the instance: it is recorded in abortErr and returned, as is a
+// guest fault.
+func (i *Instance) respond(ctx context.Context, mem api.Memory, resp []byte, err error, outPtr, outCap uint32) (int32, error) {
 	var body []byte // the error response, or the ok value between okPrefix and okSuffix
 	var n int
 	isOK := err == nil
 	if err != nil {
 		var he *HostError
 		if errors.Is(err, ErrAbort) || !errors.As(err, &he) {
-			inst.abortErr = err
-			panic(err) // unwinds the guest; Run reports inst.abortErr
+			i.abortErr = err
+			return 0, err
 		}
 		b, merr := json.Marshal(abi.ErrorAnswer{Error: abi.Error{Kind: he.Kind, Message: he.Message}})
 		if merr != nil {
-			panic(fmt.Errorf("wasmhost: encoding host error: %w", merr))
+			return 0, fmt.Errorf("wasmhost: encoding host error: %w", merr)
 		}
 		body, n = b, len(b)
 	} else {
@@ -51,8 +67,8 @@ func (r *Runtime) hostCall(ctx context.Context, mod api.Module, stack []uint64) 
 		}
 	}
 	if n > math.MaxInt32 {
-		inst.abortErr = fmt.Errorf("wasmhost: host_call response of %d bytes does not fit the ABI", n)
-		panic(inst.abortErr)
+		i.abortErr = fmt.Errorf("wasmhost: host_call response of %d bytes does not fit the ABI", n)
+		return 0, i.abortErr
 	}
 	if uint64(n) <= uint64(outCap) {
 		var fits bool
@@ -67,7 +83,7 @@ func (r *Runtime) hostCall(ctx context.Context, mod api.Module, stack []uint64) 
 			fits = mem.Write(outPtr, body)
 		}
 		if !fits {
-			panic(&guestFault{msg: fmt.Sprintf("host_call: output buffer [%#x, +%d) is outside memory", outPtr, outCap)})
+			return 0, &guestFault{msg: fmt.Sprintf("host_call: output buffer [%#x, +%d) is outside memory", outPtr, outCap)}
 		}
 	} else if isOK {
 		kept := make([]byte, 0, n)
@@ -76,11 +92,11 @@ func (r *Runtime) hostCall(ctx context.Context, mod api.Module, stack []uint64) 
 			kept = append(kept, okNull...)
 		}
 		kept = append(kept, body...)
-		inst.kept = append(kept, okSuffix...)
+		i.kept = append(kept, okSuffix...)
 	} else {
-		inst.kept = body
+		i.kept = body
 	}
-	stack[0] = api.EncodeI32(int32(n))
+	return int32(n), nil
 }
 
 // hostTake implements obelisk_v1.host_take(out_ptr, out_cap) -> len: it copies

@@ -94,6 +94,12 @@ type Instance struct {
 	executionID string
 	// kept is a host_call response too large for the guest's buffer, waiting for host_take.
 	kept []byte
+	// pending is the host_call being answered (parked.go).
+	pending pendingCall
+	// resumed: made by ResumeParked; Run answers its pending call and carries on
+	// through resumeFn instead of calling obelisk_v1_run.
+	resumed  *resumeState
+	resumeFn api.Function
 	// streams are the HTTP response bodies the guest reads as they arrive (http.go),
 	// closed when the run ends.
 	streams    map[int]*httpStream
@@ -192,7 +198,15 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 		defer i.captureOutput(runCtx, i.logging)()
 	}
 
-	res, err := i.alloc.Call(runCtx, uint64(len(input)))
+	var res []uint64
+	if i.resumed != nil {
+		r, err := i.callResumed(runCtx)
+		if err != nil {
+			return nil, fmt.Errorf("wasmhost: run %s (resumed): %w", in.FFQN, i.classify(ctx, runCtx, err))
+		}
+		return i.output(in, r)
+	}
+	res, err = i.alloc.Call(runCtx, uint64(len(input)))
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: run %s: %s: %w", in.FFQN, exportAlloc, i.classify(ctx, runCtx, err))
 	}
@@ -205,7 +219,12 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, i.classify(ctx, runCtx, err))
 	}
-	outPtr, outLen := uint32(res[0]>>32), uint32(res[0])
+	return i.output(in, res[0])
+}
+
+// output reads and checks the output obelisk_v1_run returned as res.
+func (i *Instance) output(in RunInput, res uint64) ([]byte, error) {
+	outPtr, outLen := uint32(res>>32), uint32(res)
 	out, ok := i.mod.Memory().Read(outPtr, outLen)
 	if !ok {
 		return nil, fmt.Errorf("wasmhost: run %s: %w", in.FFQN, &TrapError{
@@ -360,6 +379,13 @@ const (
 	tailSize    = 4 << 10
 	maxLineSize = 512
 )
+
+// tail returns a copy of the tail kept.
+func (t *tailWriter) tail() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.buf)
+}
 
 func (t *tailWriter) set(w io.Writer) {
 	t.mu.Lock()

@@ -77,7 +77,7 @@ func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 		}
 		var data []wasmbin.Segment
 		if variant {
-			v, err := wasmbin.SnapshotVariant(code, snapshotExportPrefix)
+			v, err := snapshotVariant(code)
 			if err != nil {
 				return nil, nil, fmt.Errorf("rewriting the snapshot variant: %w", err)
 			}

@@ -59,7 +59,7 @@ const maxFree = 64
 // reports false when the instance cannot be reused: the caller closes it.
 func (i *Instance) reuse() bool {
 	m, s := i.module, i.snap
-	if s == nil || s.image == nil || i.linMem == nil || m.rt.noReuse || m.ctx.Err() != nil {
+	if s == nil || s.image == nil || i.linMem == nil || m.rt.noReuse || m.ctx.Err() != nil || i.resumed != nil {
 		return false
 	}
 	free := m.freeFor(i.kind)

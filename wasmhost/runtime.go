@@ -45,6 +45,13 @@ const (
 	importRequestBodyRead = "request_body_read"
 )
 
+// snapshotVariant rewrites a module into its snapshot variant (wasmbin.SnapshotVariant),
+// resumable in obelisk_v1_run blocked in host_call (parked.go).
+func snapshotVariant(wasm []byte) (*wasmbin.Variant, error) {
+	return wasmbin.SnapshotVariant(wasm, snapshotExportPrefix,
+		wasmbin.ResumeCall{Export: exportRun, Module: HostModuleName, Name: importHostCall})
+}
+
 // mergeDataMaxGap is the largest run of zeros MergeData fills in to join two
 // data segments: copying 4 KiB costs less than a segment.
 const mergeDataMaxGap = 4096
@@ -296,7 +303,7 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ..
 	var variant *wasmbin.Variant
 	noVariant := errors.New("snapshots and memory images are off")
 	if !r.noSnapshots || !r.noActivitySnapshots || (r.alloc != nil && !r.noImages && !r.noActivityImages) {
-		if variant, noVariant = wasmbin.SnapshotVariant(wasm, snapshotExportPrefix); noVariant != nil {
+		if variant, noVariant = snapshotVariant(wasm); noVariant != nil {
 			r.logger.Debug("wasmhost: no snapshot variant; compiling the module as it is", "module", name, "reason", noVariant)
 		}
 	}

@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -103,6 +104,9 @@ type snapshot struct {
 	activityOK bool
 	// mem is the whole memory, kept only while the snapshot is made.
 	mem []byte
+	// digest is the sha256 of the memory: a parked image records the digest of the
+	// memory it is a diff against (parked.go).
+	digest [32]byte
 }
 
 // memoryChunk is a run of memory pages, at least one byte of each non-zero.
@@ -231,6 +235,7 @@ func (m *Module) captureTwice(ctx context.Context, v *wasmbin.Variant) (*snapsho
 			a.activityOK = true
 		}
 	}
+	a.digest = sha256.Sum256(a.mem) // what parked images are diffed against (parked.go)
 	a.mem = nil
 	return a, nil
 }

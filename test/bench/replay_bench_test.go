@@ -14,14 +14,25 @@ import (
 
 // BenchmarkReplay: a workflow records 10,000 random values (10,000 history events), then
 // sleeps durably; the wake-up replays the whole history from the store (the run that
-// recorded it is gone: a sleep beyond the lease interrupts). The metric is the time from
-// the delay's answer to the workflow's finished event, and the history events replayed
-// per second. Then the same after a restart: the server is killed during the sleep and
-// started again after the delay expired; the metric is the time from the restart to the
-// workflow's finished event (recovery of one execution).
-func BenchmarkReplay(b *testing.B) {
+// recorded it is gone: a sleep beyond the lease interrupts). Snapshots are off
+// (workflows.snapshot_every = 0): every run replays from the start. The metric is the
+// time from the delay's answer to the workflow's finished event, and the history events
+// replayed per second. Then the same after a restart: the server is killed during the
+// sleep and started again after the delay expired; the metrics are the time from the
+// restart to the workflow's finished event (recovery of one execution), and from the
+// delay's answer after the restart to the finished event (the run itself: history read,
+// instance, replay; after a restart it also loads the module's code and, with
+// snapshots, makes the module's snapshot first).
+func BenchmarkReplay(b *testing.B) { benchReplay(b, "snapshot_every = 0") }
+
+// BenchmarkReplaySnapshots is BenchmarkReplay with workflow memory snapshots (the
+// default, snapshot_every = 1000): the instance that leaves memory at the sleep is
+// snapshotted, and the wake-up (after the restart too) resumes from the snapshot.
+func BenchmarkReplaySnapshots(b *testing.B) { benchReplay(b, "snapshot_every = 1000") }
+
+func benchReplay(b *testing.B, workflows string) {
 	const n = 10000
-	s := harness.Start(b, harness.Options{ExtraWorkflows: map[string]string{"replay_workflow": "test/bench/testdata/replay-workflow"}})
+	s := harness.Start(b, harness.Options{Workflows: workflows, ExtraWorkflows: map[string]string{"replay_workflow": "test/bench/testdata/replay-workflow"}})
 	const fn = "testing:replay-workflow/workflow.persist-then-sleep"
 	for range b.N {
 		id := s.Submit(fn, fmt.Sprintf("[%d, 1500]", n))
@@ -32,14 +43,17 @@ func BenchmarkReplay(b *testing.B) {
 
 		id = s.Submit(fn, fmt.Sprintf("[%d, 2000]", n))
 		waitEvent(b, s, id, "history.join_next")
+		time.Sleep(500 * time.Millisecond) // the run leaves memory (and snapshots it) at the sleep
 		s.Kill()
-		time.Sleep(2500 * time.Millisecond) // the delay expires while the server is down
+		time.Sleep(2000 * time.Millisecond) // the delay expires while the server is down
 		restart := time.Now()
 		s.Start()
 		s.Result(id, 5*time.Minute)
 		evs := s.Events(id)
 		finished, _ := time.Parse(time.RFC3339Nano, evs[len(evs)-1].CreatedAt)
 		b.ReportMetric(float64(finished.Sub(restart).Milliseconds()), "restart-to-finished-ms")
+		resumed, _ := wakeToFinish(b, s, id)
+		b.ReportMetric(float64(resumed.Microseconds())/1000, "restart-replay-ms")
 	}
 }
 

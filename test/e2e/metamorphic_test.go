@@ -13,7 +13,8 @@ import (
 
 // TestBlockingStrategiesAgree runs the same workflows under the await and the interrupt
 // blocking strategies (and, for await, with no room to stay resident, which evicts to
-// replay, and with plainly initialised instances instead of restored ones): the
+// replay, with plainly initialised instances instead of restored ones, and, for
+// interrupt, resuming from a memory snapshot at every wait instead of replaying): the
 // histories they record must be identical, up to times and run IDs.
 func TestBlockingStrategiesAgree(t *testing.T) {
 	workload := []struct{ ffqn, params string }{
@@ -30,6 +31,7 @@ func TestBlockingStrategiesAgree(t *testing.T) {
 		{"await", harness.Options{BlockingStrategy: "await"}},
 		{"interrupt", harness.Options{BlockingStrategy: "interrupt"}},
 		{"await, nothing resident", harness.Options{BlockingStrategy: "await", Workflows: "max_resident = 0"}},
+		{"interrupt, memory snapshots at every wait", harness.Options{BlockingStrategy: "interrupt", Workflows: "snapshot_every = 1"}},
 		{"await, no snapshots (every instance runs _initialize)", harness.Options{BlockingStrategy: "await",
 			Deployment: "[wasm]\nworkflow_snapshots = false\nactivity_snapshots = false\ninstance_reuse = false\n"}},
 	}

@@ -66,7 +66,17 @@ type Variant struct {
 	Start string
 	// MemoryMin is the minimum size of the memory, in 64 KiB pages.
 	MemoryMin uint32
+	// Resume, when SnapshotVariant was given a ResumeCall and the module is a Go
+	// module of the expected shape, says how to resume the call, and ResumeExport
+	// names the export of its Loop function; otherwise ResumeErr says why not.
+	Resume       *GoResume
+	ResumeExport string
+	ResumeErr    error
 }
+
+// ResumeCall names an exported function and an import it may be blocked in, for
+// SnapshotVariant to make resumable (see GoResume).
+type ResumeCall struct{ Export, Module, Name string }
 
 // SnapshotVariant rewrites a module for instantiation from a snapshot of one
 // of its instances (memory contents and globals captured after
@@ -94,7 +104,10 @@ type Variant struct {
 // data count section or a data segment that is passive or does not have an
 // i32.const offset (its state would outlive instantiation); no export
 // section; an export name starting with exportPrefix.
-func SnapshotVariant(wasm []byte, exportPrefix string) (*Variant, error) {
+//
+// Given a ResumeCall, the variant of a Go module also exports the function that
+// resumes a blocked call (Variant.Resume, FindGoResume).
+func SnapshotVariant(wasm []byte, exportPrefix string, resume ...ResumeCall) (*Variant, error) {
 	if len(wasm) < len(magic) || string(wasm[:len(magic)]) != string(magic) {
 		return nil, errors.New("not a WebAssembly binary (bad magic or version)")
 	}
@@ -190,6 +203,11 @@ func SnapshotVariant(wasm []byte, exportPrefix string) (*Variant, error) {
 	if startFunc >= 0 {
 		added++
 	}
+	for _, rc := range resume[:min(len(resume), 1)] {
+		if v.Resume, v.ResumeErr = FindGoResume(wasm, rc.Export, rc.Module, rc.Name); v.Resume != nil {
+			added++
+		}
+	}
 	body := appendU32(nil, count+added)
 	body = append(body, exportBody[entries:]...)
 	for i := range v.Globals {
@@ -204,6 +222,12 @@ func SnapshotVariant(wasm []byte, exportPrefix string) (*Variant, error) {
 		body = appendName(body, v.Start)
 		body = append(body, externFunc)
 		body = appendU32(body, uint32(startFunc))
+	}
+	if v.Resume != nil {
+		v.ResumeExport = exportPrefix + "resume"
+		body = appendName(body, v.ResumeExport)
+		body = append(body, externFunc)
+		body = appendU32(body, v.Resume.Loop)
 	}
 
 	out := make([]byte, 0, len(wasm)+len(body))

@@ -218,6 +218,22 @@ func dispatch(raw []byte) []byte {
 		exact := hostTake(unsafe.Pointer(&buf[0]), n)
 		again := hostTake(unsafe.Pointer(&buf[0]), n)
 		return ok(map[string]any{"n": n, "small": small, "exact": exact, "again": again, "response": json.RawMessage(buf[:n])})
+	case "steps": // params[0] host calls {"op":"step","i":i} interleaved with goroutines, clock and random reads; {"ok": what each saw}
+		n := intParam(&in, 0)
+		type step struct {
+			Answer json.RawMessage `json:"answer"`
+			Len    int             `json:"len"`
+			Wall   int64           `json:"wall"`
+			Math   uint64          `json:"math"`
+		}
+		var out []step
+		for i := 0; i < n; i++ {
+			answer := call([]byte(fmt.Sprintf(`{"op":"step","i":%d}`, i)))
+			lens := make(chan int)
+			go func() { lens <- len(bytes.Repeat(answer, i+1)) }()
+			out = append(out, step{Answer: answer, Len: <-lens, Wall: time.Now().UnixNano(), Math: mrand.Uint64()})
+		}
+		return ok(out)
 	case "take_empty": // host_take with no kept response
 		var b [8]byte
 		return ok(hostTake(unsafe.Pointer(&b[0]), int32(len(b))))

@@ -107,6 +107,10 @@ type File struct {
 	} `mapstructure:"wasm"`
 	Workflows struct {
 		MaxResident int `mapstructure:"max_resident"`
+		// SnapshotEvery: a workflow instance leaving memory while it waits is
+		// snapshotted when its history grew by this many events since its last
+		// snapshot, and resumed from it later instead of replayed; 0 = never.
+		SnapshotEvery int `mapstructure:"snapshot_every"`
 	} `mapstructure:"workflows"`
 	// Logs: the guest log lines stored with each execution.
 	Logs struct {
@@ -369,6 +373,7 @@ func Load(path string) (*Server, error) {
 		v.SetDefault(section+".tls_key_file", "")
 	}
 	v.SetDefault("workflows.max_resident", DefaultMaxResident)
+	v.SetDefault("workflows.snapshot_every", actors.DefaultSnapshotEvery)
 	v.SetDefault("logs.max_per_execution", events.DefaultMaxLogsPerExecution)
 	v.SetDefault("wasm.workflow_snapshots", true)
 	v.SetDefault("wasm.activity_snapshots", true)
@@ -458,6 +463,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		s.Engine.MaxResidentWorkflows = -1 // none: every wait interrupts and replays
 	default:
 		s.Engine.MaxResidentWorkflows = r
+	}
+	s.Engine.SnapshotEvery = f.Workflows.SnapshotEvery // not negative: countHook
+	if s.Engine.SnapshotEvery == 0 {
+		s.Engine.SnapshotEvery = -1 // never
 	}
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {

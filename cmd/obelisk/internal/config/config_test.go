@@ -120,6 +120,19 @@ func TestLogsMaxPerExecution(t *testing.T) {
 	}
 }
 
+// workflows.snapshot_every: the default, a value, and 0 for never (negative for the engine).
+func TestSnapshotEvery(t *testing.T) {
+	for toml, want := range map[string]int{"": actors.DefaultSnapshotEvery, "[workflows]\nsnapshot_every = 5\n": 5, "[workflows]\nsnapshot_every = 0\n": -1} {
+		s, err := Load(write(t, toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Engine.SnapshotEvery != want {
+			t.Errorf("%q: SnapshotEvery %d, want %d", toml, s.Engine.SnapshotEvery, want)
+		}
+	}
+}
+
 func TestOutputCapture(t *testing.T) {
 	s, err := Load(write(t, `
 [[activity_wasm]]
@@ -288,6 +301,8 @@ func TestValueErrors(t *testing.T) {
 		{"zero workflow max_concurrency", workflow + "exec.max_concurrency = 0\n", `[[workflow]] #1 (name "w"): exec.max_concurrency = 0: must be at least 1 (leave it out for the default, 64)`},
 		{"negative max_inflight_requests", endpoint + "max_inflight_requests = -1\n", `[[webhook_endpoint]] #1 (name "h"): max_inflight_requests = -1: must not be negative`},
 		{"negative max_resident", "[workflows]\nmax_resident = -2\n", "workflows.max_resident = -2: must not be negative"},
+		{"negative snapshot_every", "[workflows]\nsnapshot_every = -1\n", "workflows.snapshot_every = -1: must not be negative"},
+		{"fractional snapshot_every", "[workflows]\nsnapshot_every = 1.5\n", "workflows.snapshot_every = 1.5: must be a whole number"},
 		// Every objection is reported, not only the first.
 		{"several", workflow + "exec.lock_expiry = 5\n" + activity + "max_retries = -1\n",
 			a + `max_retries = -1: must not be negative; [[workflow]] #1 (name "w"): exec.lock_expiry = 5: a duration needs a unit, e.g. "5s"`},
