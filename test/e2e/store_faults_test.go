@@ -148,6 +148,11 @@ func TestDiskFullFailStop(t *testing.T) {
 			acked = append(acked, resp.Msg.ExecutionId)
 		case connect.CodeOf(err) == connect.CodeUnavailable:
 			unavailable = err
+		case strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection refused"):
+			// Another commit (an activity's outcome) hit the full disk first and the
+			// server is stopping: a request in flight then loses its connection. The
+			// exit status below is what tells that the failure was handled.
+			unavailable = err
 		default:
 			t.Fatalf("submit on a full disk: %v, want unavailable\n%s", err, output())
 		}
