@@ -250,6 +250,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.closeRuntime(ctx)
 		return nil, err
 	}
+	// Entries of a result cache the config no longer has still expire and go.
+	if has, err := store.HasCacheEntries(); err != nil {
+		return fail(fmt.Errorf("read the result cache: %w", err))
+	} else if has {
+		e.retention.sweepsCache = true
+	}
 	retired, saveVersions, err := e.prepareVersions(ctx, cfg.Components)
 	if err != nil {
 		return fail(err)

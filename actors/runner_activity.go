@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,9 +93,15 @@ func (e *Engine) cachedResult(ctx context.Context, c *Component, created *pb.Cre
 	if !ok || from == self {
 		return "", nil, false
 	}
+	// The entry names an execution; what holds that ID now must be the one it named
+	// (retention may have deleted it, and a submitter may have reused the ID since).
 	st, err := e.store.State(ctx, from)
-	if err != nil || st.Status != pb.Status_STATUS_FINISHED || st.ResultKind != pb.ResultKind_RESULT_KIND_OK {
-		return "", nil, false // deleted by retention since: run it
+	if err != nil || st.Status != pb.Status_STATUS_FINISHED || st.ResultKind != pb.ResultKind_RESULT_KIND_OK ||
+		st.ComponentId != c.ID || st.Ffqn != created.Ffqn {
+		return "", nil, false
+	}
+	if src, err := e.createdOf(ctx, from); err != nil || !bytes.Equal(src.Params, created.Params) {
+		return "", nil, false
 	}
 	return from, st.Result, true
 }
@@ -322,7 +329,10 @@ func (e *Engine) retryAfter(st *pb.ExecutionState, fn Function, now time.Time) (
 	if cfg.Action == RetryBudgetSkip {
 		return 0, held, false
 	}
-	return max(delay, cfg.Window), held, true
+	// Held for a window or up to twice as long, spread per execution: retries held
+	// together must not all come back at once, which would trip the budget again.
+	hold := cfg.Window + time.Duration(seededUniform(st.ExecutionId, st.IntermittentFailures+1)*float64(cfg.Window))
+	return max(delay, hold), held, true
 }
 
 // withHold adds the retry budget's reason, if any, to why an attempt failed.
@@ -379,10 +389,16 @@ func jittered(d time.Duration, jitter float64, id string, n uint32) time.Duratio
 	if jitter <= 0 || d <= 0 {
 		return d
 	}
+	u := seededUniform(id, n)
+	return time.Duration(float64(d) * (1 + min(jitter, 1)*(2*u-1)))
+}
+
+// seededUniform is a number in [0, 1) drawn for retry n of execution id: always the
+// same for them, independent between executions.
+func seededUniform(id string, n uint32) float64 {
 	h := fnv.New64a()
 	h.Write([]byte(id))
-	u := rand.New(rand.NewPCG(h.Sum64(), uint64(n))).Float64() // [0, 1)
-	return time.Duration(float64(d) * (1 + min(jitter, 1)*(2*u-1)))
+	return rand.New(rand.NewPCG(h.Sum64(), uint64(n))).Float64()
 }
 
 // noRetriesLeft is the reason of the failure that ends an execution whose last attempt

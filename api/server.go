@@ -208,11 +208,7 @@ func (h *executions) ListExecutions(ctx context.Context, req *connect.Request[ap
 	}
 	resp := &apiv1.ListExecutionsResponse{NextCursor: page.Next}
 	for _, st := range page.States {
-		s, err := h.summary(ctx, st)
-		if err != nil {
-			return nil, apiError(err)
-		}
-		resp.Executions = append(resp.Executions, s)
+		resp.Executions = append(resp.Executions, Summary(st)) // no forks: see ExecutionSummary.forks
 	}
 	return connect.NewResponse(resp), nil
 }

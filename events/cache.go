@@ -84,6 +84,20 @@ func (s *PebbleStore) CacheGet(ctx context.Context, componentID, ffqn string, pa
 	return string(v[8:]), true, nil
 }
 
+// HasCacheEntries reports whether the cache holds any entry, expired or not: a store
+// whose config no longer has a result cache still has its entries swept.
+func (s *PebbleStore) HasCacheEntries() (bool, error) {
+	if err := s.Err(); err != nil {
+		return false, err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagCacheExpiry, 0}, UpperBound: []byte{tagCacheExpiry, 1}})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return it.First(), it.Error()
+}
+
 // SweepCache deletes the cache entries that expired at now, at most limit of them, and
 // reports how many it deleted (fewer than limit: none is left).
 func (s *PebbleStore) SweepCache(ctx context.Context, now time.Time, limit int) (int, error) {

@@ -79,6 +79,8 @@ type Store interface {
 	// CacheGet returns the execution whose ok result serves calls of ffqn with params on
 	// componentID at now, if any (cache.go).
 	CacheGet(ctx context.Context, componentID, ffqn string, params []byte, now time.Time) (string, bool, error)
+	// HasCacheEntries reports whether the result cache holds any entry.
+	HasCacheEntries() (bool, error)
 	// SweepCache deletes up to limit cache entries expired at now; it returns how many.
 	SweepCache(ctx context.Context, now time.Time, limit int) (int, error)
 	// Failed is closed when the store can no longer be trusted to persist (a failed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -95,6 +96,10 @@ func (readOnlyView) Commit(context.Context, *Tx) (map[string]*pb.ExecutionState,
 
 func (readOnlyView) DeleteTrees(context.Context, []string) (Deleted, error) {
 	return Deleted{}, fmt.Errorf("delete trees: %w", ErrReadOnly)
+}
+
+func (readOnlyView) SweepCache(context.Context, time.Time, int) (int, error) {
+	return 0, fmt.Errorf("sweep the result cache: %w", ErrReadOnly)
 }
 
 func (readOnlyView) CompactDeleted(context.Context) error {

@@ -205,9 +205,8 @@ func (s *PebbleStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.reqs)
 		<-s.done
-		if err := s.Err(); err == nil || err == s.refusedErr {
-			err = s.db.Close()
-			err = errors.Join(err, s.lock.Close())
+		if failed := s.Err(); failed == nil || failed == s.refusedErr {
+			err = errors.Join(s.db.Close(), s.lock.Close())
 		}
 	})
 	return err

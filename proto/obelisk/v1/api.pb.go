@@ -1729,9 +1729,11 @@ type ExecutionSummary struct {
 	Queue           string                 `protobuf:"bytes,17,opt,name=queue,proto3" json:"queue,omitempty"`                                               // the execution queue it was submitted to
 	ForkedFrom      string                 `protobuf:"bytes,18,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`                   // a fork: the execution it was forked from
 	ForkedAtVersion uint32                 `protobuf:"varint,19,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"` // a fork: the version it was forked at
-	Forks           []string               `protobuf:"bytes,20,rep,name=forks,proto3" json:"forks,omitempty"`                                               // the executions forked from this one, oldest first
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The executions forked from this one, oldest first: in GetStatus (ListExecutions
+	// leaves it empty: a listing reads no more than each row's state).
+	Forks         []string `protobuf:"bytes,20,rep,name=forks,proto3" json:"forks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecutionSummary) Reset() {

@@ -42,12 +42,16 @@ type clientOpts struct {
 // with their defaults from the environment.
 func (o *clientOpts) connectionFlags(flags *pflag.FlagSet, apiURLHelp string) {
 	flags.StringVar(&o.apiURL, "api-url", cmp.Or(os.Getenv("OBELISK_API_URL"), DefaultAPIURL), apiURLHelp)
-	flags.StringVar(&o.token, "token", os.Getenv("OBELISK_API_TOKEN"), "the API's bearer token (env OBELISK_API_TOKEN)")
+	// No default from the environment: --help would print the token.
+	flags.StringVar(&o.token, "token", "", "the API's bearer token (default: env OBELISK_API_TOKEN)")
 	flags.StringVar(&o.caCert, "ca-cert", os.Getenv("OBELISK_API_CA_CERT"), "PEM file of the CA that signed an https API's certificate, trusted besides the system's (env OBELISK_API_CA_CERT)")
 }
 
 // httpClient is the HTTP client of the API calls: with the token and the CA of the flags.
 func (o *clientOpts) httpClient() (*http.Client, error) {
+	if o.token == "" {
+		o.token = os.Getenv("OBELISK_API_TOKEN")
+	}
 	if o.http != nil {
 		return o.http, nil
 	}

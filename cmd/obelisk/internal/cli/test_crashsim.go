@@ -133,14 +133,19 @@ func crashSimCmd() *cobra.Command {
 }
 
 // crashSimEngine is the engine configuration of the simulation's runs: the config's,
-// with its compilation cache, without triggers (they would submit executions of their
-// own), retention or metrics.
+// with its compilation cache, without triggers and schedules (they would submit
+// executions of their own, at times of their own), retention, result caches (whose
+// sweeps are commits) or metrics.
 func crashSimEngine(cfg actors.Config, log *slog.Logger) actors.Config {
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
 	}
 	cfg.Components = slices.DeleteFunc(slices.Clone(cfg.Components), func(c actors.ComponentConfig) bool { return c.Type == actors.Trigger })
+	cfg.Schedules = nil
 	cfg.RetentionFinishedAfter = 0
+	for i := range cfg.Components {
+		cfg.Components[i].RetentionFinishedAfter, cfg.Components[i].CacheTTL = 0, 0
+	}
 	cfg.Metrics = nil
 	cfg.Logger = log
 	return cfg
