@@ -62,6 +62,11 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 	if st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
 		return "", &InvalidArgumentError{fmt.Errorf("execution %s is a %s: only workflow executions can be forked", id, componentTypeName(st.ComponentType))}
 	}
+	if opts.CancelOriginal && st.ParentId != "" {
+		// The fork is top-level: its result would go nowhere, and the cancellation's
+		// failure to the parent.
+		return "", &InvalidArgumentError{fmt.Errorf("execution %s is a child of %s: a child's fork cannot replace it under its parent (fork without cancelling it, or fork the parent)", id, st.ParentId)}
+	}
 	evs, err := e.store.Events(ctx, id, 0, 0)
 	if err != nil {
 		return "", fmt.Errorf("fork %s: read events: %w", id, err)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,6 +24,16 @@ import (
 // (FailedPreconditionError): move it when its attempt has ended. Moving an execution to
 // the component it is on already changes nothing.
 func (e *Engine) MoveToComponent(ctx context.Context, id, component, by string) error {
+	return e.moveAt(ctx, id, component, by, 0)
+}
+
+// errMovedOn: the execution recorded something since the version a move was decided at.
+var errMovedOn = errors.New("the execution went on since it was replayed")
+
+// moveAt is MoveToComponent, refused with errMovedOn unless the execution's next version
+// is still version (0: whatever it is): what was replayed against the target is then
+// the whole history that the target's runs replay.
+func (e *Engine) moveAt(ctx context.Context, id, component, by string, version uint32) error {
 	to, err := e.moveTarget(component)
 	if err != nil {
 		return err
@@ -45,6 +56,9 @@ func (e *Engine) MoveToComponent(ctx context.Context, id, component, by string) 
 		}
 		if err := e.checkMove(st, to); err != nil || st.ComponentId == to.ID {
 			return nil, err
+		}
+		if version != 0 && st.NextVersion != version {
+			return nil, errMovedOn
 		}
 		now := time.Now().UnixNano()
 		moved := &pb.Event{CreatedAt: now, Kind: &pb.Event_Moved{Moved: &pb.Moved{

@@ -291,6 +291,14 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 		}
 		rep.Result, rep.Replayed, rep.OK = result, min(r.pos, recorded), true
 		switch {
+		case r.pos < recorded:
+			// It ended (a trap: a return would be nondeterminism already) before it
+			// reproduced the whole history: the live run would fail where the recording
+			// went on.
+			rep.OK = false
+			rep.Divergence = &ReplayDivergence{Index: r.pos, Recorded: stepOf(r.history[r.pos]), StepVersion: historyVersion(evs, r.pos),
+				Produced: &ReplayStep{Kind: "return", Detail: "return " + clip.String(string(result))},
+				Detail:   fmt.Sprintf("at history event %d: recorded %s, the workflow now ends with %s", r.pos, describe(r.history[r.pos]), clip.String(string(result)))}
 		case complete && !sameJSON(result, st.Result):
 			rep.OK = false
 			rep.Divergence = &ReplayDivergence{Index: recorded, Detail: fmt.Sprintf("the recorded result is %s, the workflow now returns %s", clip.String(string(st.Result)), clip.String(string(result)))}

@@ -238,26 +238,29 @@ func (e *Engine) upgradeOne(ctx context.Context, st *pb.ExecutionState, to *Comp
 		case !rep.OK && !approved:
 			item.Outcome = UpgradeDiverged
 			return item
+		case !rep.OK && rep.Divergence.Index >= rep.HistoryEvents:
+			return fail("execution %s diverges past the end of its history (%s): there is no step to fork at", id, rep.Divergence.Detail)
+		case nd && st.ParentId != "":
+			return fail("execution %s finished as nondeterminism_detected and its parent %s has been given that result: repair the parent instead", id, st.ParentId)
+		case !rep.OK && st.ParentId != "":
+			// Its fork would be top-level, and the cancelled original's failure would go
+			// to the parent: a child is repaired by upgrading its parent's tree.
+			return fail("execution %s is a child of %s: approving its divergence would cancel it under its parent; upgrade the parent instead", id, st.ParentId)
 		case rep.OK && !nd && opts.DryRun:
 			item.Outcome = UpgradeWouldMove
 			return item
 		case opts.DryRun:
 			item.Outcome = UpgradeWouldFork
 			return item
-		case !rep.OK && rep.Divergence.Index >= rep.HistoryEvents:
-			return fail("execution %s diverges past the end of its history (%s): there is no step to fork at", id, rep.Divergence.Detail)
-		case nd && st.ParentId != "":
-			return fail("execution %s finished as nondeterminism_detected and its parent %s has been given that result: repair the parent instead", id, st.ParentId)
 		case rep.OK && !nd:
-			cur, err := e.store.State(ctx, id)
-			if err != nil {
-				return fail("read the state: %v", err)
-			}
-			if cur.NextVersion != rep.Version && attempt < 3 {
-				st = cur
+			err := e.moveAt(ctx, id, to.ID, opts.By, rep.Version)
+			if errors.Is(err, errMovedOn) && attempt < 3 {
+				if st, err = e.store.State(ctx, id); err != nil {
+					return fail("read the state: %v", err)
+				}
 				continue // it went on meanwhile: replay what it has now
 			}
-			if err := e.MoveToComponent(ctx, id, to.ID, opts.By); err != nil {
+			if err != nil {
 				return fail("%v", err)
 			}
 			item.Outcome = UpgradeMoved
@@ -273,10 +276,15 @@ func (e *Engine) upgradeOne(ctx context.Context, st *pb.ExecutionState, to *Comp
 			at = rep.Divergence.StepVersion
 		}
 		forkID, err := e.Fork(ctx, id, at, ForkOptions{Component: to.ID, CancelOriginal: !nd})
-		if err != nil {
+		if forkID == "" {
 			return fail("fork at version %d: %v", at, err)
 		}
+		// Forked, even if the original could not be cancelled: the fork is what to know
+		// (an upgrade run again would fork it a second time).
 		item.Outcome, item.ForkID = UpgradeForked, forkID
+		if err != nil {
+			item.Error = fmt.Sprintf("forked as %s, but the original was not cancelled: %v", forkID, err)
+		}
 		return item
 	}
 }
