@@ -324,14 +324,15 @@ func (h *executions) Fork(ctx context.Context, req *connect.Request[apiv1.ForkRe
 		return nil, err
 	}
 	fork, err := h.e.Fork(ctx, id, req.Msg.AtVersion, actors.ForkOptions{Component: req.Msg.Component, CancelOriginal: req.Msg.CancelOriginal})
-	if err != nil && fork == "" {
+	if fork == "" {
 		return nil, apiError(err)
 	}
+	resp := &apiv1.ForkResponse{ExecutionId: fork}
 	if err != nil {
 		// The fork exists; only the original's cancellation failed.
-		return nil, connect.NewError(connect.CodeInternal, err)
+		resp.CancelError = err.Error()
 	}
-	return connect.NewResponse(&apiv1.ForkResponse{ExecutionId: fork}), nil
+	return connect.NewResponse(resp), nil
 }
 
 // Verify checks the live store (actors.Engine.Verify).

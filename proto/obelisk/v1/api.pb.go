@@ -1017,8 +1017,11 @@ func (x *ForkRequest) GetCancelOriginal() bool {
 }
 
 type ForkResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // the fork's
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"` // the fork's
+	// With cancel_original: why the original could not be cancelled, if it could not
+	// (the fork exists all the same: asking again would fork it a second time).
+	CancelError   string `protobuf:"bytes,2,opt,name=cancel_error,json=cancelError,proto3" json:"cancel_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1056,6 +1059,13 @@ func (*ForkResponse) Descriptor() ([]byte, []int) {
 func (x *ForkResponse) GetExecutionId() string {
 	if x != nil {
 		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *ForkResponse) GetCancelError() string {
+	if x != nil {
+		return x.CancelError
 	}
 	return ""
 }
@@ -4304,9 +4314,10 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"at_version\x18\x02 \x01(\rR\tatVersion\x12\x1c\n" +
 	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x12'\n" +
-	"\x0fcancel_original\x18\x04 \x01(\bR\x0ecancelOriginal\"1\n" +
+	"\x0fcancel_original\x18\x04 \x01(\bR\x0ecancelOriginal\"T\n" +
 	"\fForkResponse\x12!\n" +
-	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"2\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12!\n" +
+	"\fcancel_error\x18\x02 \x01(\tR\vcancelError\"2\n" +
 	"\rCancelRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"*\n" +
 	"\x0eCancelResponse\x12\x18\n" +

@@ -454,7 +454,9 @@ func forkCmd(o *clientOpts) *cobra.Command {
 whose history is the original's events 0..VERSION-1, with the children, responses and
 delays recorded in them, continues from there on COMPONENT (default: the original's),
 which replays that history first. The original is left as it is, or cancelled with
---cancel-original. Prints the new execution's ID (--json: {"execution_id": ...}).
+--cancel-original. Prints the new execution's ID (--json: {"execution_id": ...}); if
+the original cannot be cancelled, the fork exists all the same: its ID is printed, the
+reason goes to standard error (--json: "cancel_error") and the exit status is 1.
 
 VERSION must be at a step boundary (not inside the events of one call or one join set's
 close) and before the result; children requested before it must have finished (their
@@ -471,11 +473,18 @@ workflow's is refused (exit status 2) and nothing is created.`,
 				return apiErr(err)
 			}
 			if o.json {
-				return writeJSON(cmd.OutOrStdout(), struct {
+				err = writeJSON(cmd.OutOrStdout(), struct {
 					ExecutionID string `json:"execution_id"`
-				}{resp.Msg.ExecutionId})
+					CancelError string `json:"cancel_error,omitempty"`
+				}{resp.Msg.ExecutionId, resp.Msg.CancelError})
+			} else {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Msg.ExecutionId)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Msg.ExecutionId)
+			if err == nil && resp.Msg.CancelError != "" {
+				// Forked, but the original goes on: said, and exit status 1.
+				fmt.Fprintf(cmd.ErrOrStderr(), "forked as %s, but the original was not cancelled: %s\n", resp.Msg.ExecutionId, resp.Msg.CancelError)
+				return &ExitError{Code: 1}
+			}
 			return err
 		},
 	}
