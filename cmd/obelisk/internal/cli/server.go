@@ -91,7 +91,7 @@ func serverCmd() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), "Serving webhooks (http_server %s) on %s://%s\n", sc.Name, scheme(sc.TLS), addr)
 				}
 			}
-			warnIfOpen(log, "API", "api.listening_addr", ln.Addr(), cfg)
+			warnIfOpen(log, "API", "api.listening_addr", ln.Addr(), cfg, cfg.APITLS != nil)
 			log.Info("serving API", "addr", ln.Addr().String(), "tls", cfg.APITLS != nil, "auth_tokens", cfg.APITokens.Len())
 			fmt.Fprintf(cmd.OutOrStdout(), "Serving API on %s://%s\n", scheme(cfg.APITLS), ln.Addr())
 			// A failed engine (its store, or a supervised service that kept crashing)

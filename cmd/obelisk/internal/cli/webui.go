@@ -32,7 +32,7 @@ func startWebUI(ctx context.Context, log *slog.Logger, out io.Writer, cfg *confi
 			log.Error("web UI", "err", err)
 		}
 	}()
-	warnIfOpen(log, "web UI", "webui.listening_addr", ln.Addr(), cfg)
+	warnIfOpen(log, "web UI", "webui.listening_addr", ln.Addr(), cfg, cfg.WebUITLS != nil)
 	log.Info("serving web UI", "addr", ln.Addr().String())
 	fmt.Fprintf(out, "Serving web UI on %s://%s\n", scheme(cfg.WebUITLS), ln.Addr())
 	return nil
@@ -48,14 +48,18 @@ func scheme(tlsConfig *tls.Config) string {
 
 // warnIfOpen logs a warning when a surface that drives the API (the API itself, or the
 // web UI's proxy to it) listens on an address other machines can reach while the API
-// asks for no token: anyone who reaches it may submit, cancel and delete.
-func warnIfOpen(log *slog.Logger, what, key string, addr net.Addr, cfg *config.Server) {
-	if cfg.APITokens != nil {
-		return
-	}
+// asks for no token (anyone who reaches it may submit, cancel and delete), or while
+// tokens travel to it in clear text (secure: the surface has TLS).
+func warnIfOpen(log *slog.Logger, what, key string, addr net.Addr, cfg *config.Server, secure bool) {
 	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		return
 	}
-	log.Warn(what+" listens on a non-loopback address without authentication: anyone who reaches it can submit, cancel and delete executions; set api.auth_tokens_file",
-		key, addr.String())
+	switch {
+	case cfg.APITokens == nil:
+		log.Warn(what+" listens on a non-loopback address without authentication: anyone who reaches it can submit, cancel and delete executions; set api.auth_tokens_file",
+			key, addr.String())
+	case !secure:
+		log.Warn(what+" listens on a non-loopback address without TLS: its bearer tokens travel in clear text; set its tls_cert_file and tls_key_file",
+			key, addr.String())
+	}
 }
