@@ -181,12 +181,19 @@ func (e *Engine) expireTx(st *pb.ExecutionState, now time.Time, force bool) (*ev
 			UnlockedAt: now.UnixNano(), Reason: "lock expired after the run made progress"}}}), nil
 	}
 	why := "lock expired"
-	if fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn); ok {
+	fn, found := e.reg.functionOf(st.ComponentId, st.Ffqn)
+	if found {
 		why = fmt.Sprintf("lock expired after %s", fn.Component.Config.LockExpiry)
 	}
-	if backoff, ok := retryBackoff(st); ok {
+	// The one retry decision of an attempt that failed (runner_activity.go): a timeout
+	// counts in the function's retry budget like an attempt that ended in a failure.
+	backoff, held, ok := e.retryAfter(st, fn, now)
+	if ok {
 		return appendTx(st, "", &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_TemporarilyTimedOut{TemporarilyTimedOut: &pb.TemporarilyTimedOut{
-			BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: why}}}), nil
+			BackoffExpiresAt: now.Add(backoff).UnixNano(), Reason: withHold(why, held)}}}), nil
+	}
+	if held != "" {
+		return e.finishReasonTx(st, events.FailureResult(events.FailureTimedOut, withHold(why, held)), held, now), nil
 	}
 	return e.finishTx(st, events.FailureResult(events.FailureTimedOut, noRetriesLeft(st, "timed out", why)), now), nil
 }

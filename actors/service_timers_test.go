@@ -1,9 +1,11 @@
 package actors
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/retrybudget"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
@@ -49,5 +51,26 @@ func TestExpireWorkflowLock(t *testing.T) {
 				t.Fatalf("got %s\nwant %s", got, c.want)
 			}
 		})
+	}
+}
+
+// TestExpireActivityLockCountsInTheBudget: an activity attempt whose lock expired is a
+// failure for its function's retry budget, like one that ended in an error: once the
+// budget is exhausted (action skip) the timeout finishes the execution, naming it.
+func TestExpireActivityLockCountsInTheBudget(t *testing.T) {
+	act := &Component{Config: ComponentConfig{Name: "a", Type: ActivityWasm, LockExpiry: time.Second, MaxRetries: 5}}
+	act.budget = retrybudget.New(RetryBudget{MaxFailureShare: 0.5, Window: time.Minute, MinAttempts: 2, Action: RetryBudgetSkip})
+	e := &Engine{reg: &registry{byFFQN: map[string]Function{"t:a/a.f": {Component: act}}}}
+	now := time.Unix(100, 0)
+	st := &pb.ExecutionState{ExecutionId: "E_x", Ffqn: "t:a/a.f", Queue: "a", ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM,
+		Status: pb.Status_STATUS_LOCKED, LockExpiresAt: now.Add(-time.Millisecond).UnixNano(), NextVersion: 2, Retry: act.Config.retryConfig(nil)}
+	tx, err := e.expireTx(st, now, false)
+	if err != nil || tx.Appends[0].Events[0].GetTemporarilyTimedOut() == nil {
+		t.Fatalf("the first timeout: %v %v, want retried (1 attempt: too few to judge)", tx, err)
+	}
+	tx, err = e.expireTx(st, now, false)
+	f := tx.Appends[0].Events[0].GetFinished()
+	if err != nil || f == nil || !strings.Contains(f.Reason, "retry budget exhausted: 2 of the 2 attempts of t:a/a.f") {
+		t.Fatalf("the second timeout: %v %v, want finished with the budget as the reason", tx, err)
 	}
 }
