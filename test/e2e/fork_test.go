@@ -138,6 +138,9 @@ location.path = %q
 		if href != "#/execution/"+fork {
 			t.Errorf("the original's page links to %q as its fork, want #/execution/%s", href, fork)
 		}
+		if text := get(t, page, "forks' text", chromedp.Poll[string](`document.querySelector('#forks a')?.textContent`, chromedp.WithPollingTimeout(15*time.Second))); text != fork {
+			t.Errorf("the original's page names its fork %q, want %s", text, fork)
+		}
 	} else {
 		t.Log("no Chromium on PATH: the web UI's lineage links are not checked")
 	}

@@ -330,7 +330,7 @@ async function executionPage(gen, id) {
     if (parent) rows.push(['Parent', execLink(parent)]);
     // Lineage, both ways: the execution this one is a fork of, and its own forks.
     if (s.forkedFrom) rows.push(['Forked from', `<span id="forked-from">${execLink(s.forkedFrom)} <span class="muted">at version ${esc(s.forkedAtVersion ?? 0)}</span></span>`]);
-    if (s.forks?.length) rows.push(['Forks', `<span id="forks">${s.forks.map(execLink).join(' ')}</span>`]);
+    if (s.forks?.length) rows.push(['Forks', `<span id="forks">${s.forks.map(id => execLink(id)).join(' ')}</span>`]);
     rows.push(['Component', `<span class="mono small">${esc(s.componentId)}</span>`]);
     rows.push(['Events', esc(s.version ?? 0)]);
     if (s.attemptsFailed) rows.push(['Failed attempts', esc(s.attemptsFailed)]);
