@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"embed"
 	"errors"
 	"io/fs"
@@ -80,8 +79,9 @@ func apiTransport(apiCert *tls.Certificate) http.RoundTripper {
 	t.TLSClientConfig = &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // replaced by the pin below
-		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-			if len(rawCerts) == 0 || !bytes.Equal(rawCerts[0], want) {
+		// VerifyConnection, unlike VerifyPeerCertificate, also runs on resumed sessions.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
 				return errors.New("the API presented another certificate than its configured one (api.tls_cert_file)")
 			}
 			return nil
