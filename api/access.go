@@ -43,7 +43,7 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 	return auth.Write, false
 }
 
-// access is ProcedureAccess for the interceptor.
+// access is ProcedureAccess for the token guard (auth.Tokens.RPC).
 func access(procedure string) auth.Access {
 	a, _ := ProcedureAccess(procedure)
 	return a

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/obelisk-go/obelisk/actors"
+	"github.com/obelisk-go/obelisk/auth"
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 )
 
@@ -67,8 +68,12 @@ func (h *executions) Upgrade(ctx context.Context, req *connect.Request[apiv1.Upg
 	if strings.TrimSpace(m.Component) == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("component (the target) is required"))
 	}
+	// With tokens, the move records who made it by the token's name, not by what the
+	// client says of itself.
 	by := strings.TrimSpace(m.By)
-	if by == "" {
+	if tok, ok := auth.Caller(ctx); ok {
+		by = "token " + tok.Name
+	} else if by == "" {
 		by = "api"
 	}
 	res, err := h.e.Upgrade(ctx,

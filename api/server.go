@@ -64,16 +64,19 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options)
 	// compressing each one separately dominated WatchEvents' CPU.
 	compress := connect.WithCompressMinBytes(1024)
 	handlerOpts := []connect.HandlerOption{compress, connect.WithReadMaxBytes(opts.MaxRequestBytes)}
-	if opts.Tokens != nil {
-		handlerOpts = append(handlerOpts, connect.WithInterceptors(opts.Tokens.Interceptor(access)))
-	}
 	errs := connect.NewErrorWriter(handlerOpts...)
-	path, h := obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, handlerOpts...)
-	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
-	path, h = obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...)
-	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
-	path, h = obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...)
-	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
+	// Every service's handler is guarded alike: tokens first (before any of the body is
+	// read), then the size limit.
+	handle := func(path string, h http.Handler) {
+		h = limitRequest(h, opts.MaxRequestBytes, errs)
+		if opts.Tokens != nil {
+			h = opts.Tokens.RPC(h, access, errs)
+		}
+		mux.Handle(path, h)
+	}
+	handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, handlerOpts...))
+	handle(obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...))
+	handle(obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...))
 	if m := e.Metrics(); m != nil {
 		var metrics http.Handler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 		if opts.MetricsAuth && opts.Tokens != nil {

@@ -171,46 +171,38 @@ func Authorize(tok Token, procedure string, access Access) error {
 		fmt.Errorf("token %q has the role %s: %s writes and needs an admin token", tok.Name, tok.Role, procedure))
 }
 
-// Interceptor returns a connect interceptor that authenticates every call and authorizes
-// it by access(procedure), the classification of the API's RPCs.
-func (t *Tokens) Interceptor(access func(procedure string) Access) connect.Interceptor {
-	return &interceptor{tokens: t, access: access}
-}
-
-type interceptor struct {
-	tokens *Tokens
-	access func(string) Access
-}
-
-func (i *interceptor) check(procedure string, h http.Header) error {
-	tok, err := i.tokens.Authenticate(h.Get("Authorization"))
-	if err != nil {
-		return err
-	}
-	return Authorize(tok, procedure, i.access(procedure))
-}
-
-func (i *interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := i.check(req.Spec().Procedure, req.Header()); err != nil {
-			return nil, err
+// RPC guards the API's RPC handler h: it authenticates every call and authorizes it by
+// access(procedure), the classification of the API's RPCs, from the request's headers
+// and path alone, so that a refused call is answered before its body is read (a body
+// may be megabytes). Refusals are written by ew in the protocol the client speaks
+// (Connect, gRPC, gRPC-Web). The caller's token reaches the handler in its context
+// (Caller).
+func (t *Tokens) RPC(h http.Handler, access func(procedure string) Access, ew *connect.ErrorWriter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		procedure := r.URL.Path // a connect procedure is the path: "/package.Service/Method"
+		tok, err := t.Authenticate(r.Header.Get("Authorization"))
+		if err == nil {
+			err = Authorize(tok, procedure, access(procedure))
 		}
-		return next(ctx, req)
-	}
-}
-
-// WrapStreamingClient is the identity: the interceptor guards handlers.
-func (i *interceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (i *interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if err := i.check(conn.Spec().Procedure, conn.RequestHeader()); err != nil {
-			return err
+		if err != nil {
+			if ew.IsSupported(r) {
+				_ = ew.Write(w, r, err)
+			} else {
+				http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
+			}
+			return
 		}
-		return next(ctx, conn)
-	}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))
+	})
+}
+
+type callerKey struct{}
+
+// Caller returns the token that authenticated the call of ctx (RPC), and false when
+// the API has no tokens.
+func Caller(ctx context.Context) (Token, bool) {
+	tok, ok := ctx.Value(callerKey{}).(Token)
+	return tok, ok
 }
 
 // HTTP guards a plain HTTP route (not an RPC): any valid token may call it; without one

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -121,7 +122,76 @@ func TestHTTPGuard(t *testing.T) {
 	}
 }
 
-// BenchmarkAuthenticate measures what the interceptor adds to every call: hashing the
+// countingBody counts the bytes read of a request body.
+type countingBody struct {
+	r    io.Reader
+	read *int
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	*b.read += n
+	return n, err
+}
+
+func (countingBody) Close() error { return nil }
+
+// TestRPCGuard: a refused call is answered, in the Connect protocol, before any of its
+// body is read; an accepted one reaches the handler with its token in the context.
+func TestRPCGuard(t *testing.T) {
+	toks, err := ParseTokens([]byte(tokensFile(entry("viewer", "read", digest("r-secret")), entry("ops", "admin", digest("a-secret")))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := func(procedure string) Access {
+		if procedure == "/s/Get" {
+			return Read
+		}
+		return Write
+	}
+	var caller Token
+	h := toks.RPC(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, _ = Caller(r.Context())
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte("{}"))
+	}), access, connect.NewErrorWriter())
+	for _, tc := range []struct {
+		name, path, header string
+		wantStatus         int
+		wantCode, wantName string
+	}{
+		{"no token", "/s/Get", "", 401, "unauthenticated", ""},
+		{"wrong token", "/s/Get", "Bearer nope", 401, "unauthenticated", ""},
+		{"read token writing", "/s/Submit", "Bearer r-secret", 403, "permission_denied", ""},
+		{"read token reading", "/s/Get", "Bearer r-secret", 200, "", "viewer"},
+		{"admin token writing", "/s/Submit", "Bearer a-secret", 200, "", "ops"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caller = Token{}
+			read := 0
+			body := strings.Repeat("x", 1<<20)
+			req := httptest.NewRequest("POST", tc.path, nil)
+			req.Body = countingBody{strings.NewReader(body), &read}
+			req.Header.Set("Content-Type", "application/json")
+			if tc.header != "" {
+				req.Header.Set("Authorization", tc.header)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.wantStatus || !strings.Contains(rec.Body.String(), tc.wantCode) {
+				t.Fatalf("%d %s, want %d with %q", rec.Code, rec.Body, tc.wantStatus, tc.wantCode)
+			}
+			if tc.wantCode != "" && read != 0 {
+				t.Errorf("refused after reading %d bytes of the body", read)
+			}
+			if caller.Name != tc.wantName {
+				t.Errorf("the handler saw caller %q, want %q", caller.Name, tc.wantName)
+			}
+		})
+	}
+}
+
+// BenchmarkAuthenticate measures what the token guard adds to every call: hashing the
 // token and comparing it with each of 10 digests.
 func BenchmarkAuthenticate(b *testing.B) {
 	var entries []string

@@ -36,7 +36,7 @@ type UpgradeRequest struct {
 	Statuses              []string `protobuf:"bytes,5,rep,name=statuses,proto3" json:"statuses,omitempty"`                                                        // keep these statuses (pending_at, locked, blocked_by_join_set, nondeterminism_detected)
 	DryRun                bool     `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`                                             // replay and report; move and fork nothing
 	ApproveNondeterminism []string `protobuf:"bytes,7,rep,name=approve_nondeterminism,json=approveNondeterminism,proto3" json:"approve_nondeterminism,omitempty"` // fork these at their divergence
-	By                    string   `protobuf:"bytes,8,opt,name=by,proto3" json:"by,omitempty"`                                                                    // who upgrades, recorded in the Moved events ("" = "api")
+	By                    string   `protobuf:"bytes,8,opt,name=by,proto3" json:"by,omitempty"`                                                                    // who upgrades, recorded in the Moved events ("" = "api"; with API tokens, "token NAME" instead)
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
