@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/verify"
 )
 
 // Options configure a simulation.
@@ -307,6 +309,14 @@ func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 			return nil, fmt.Errorf("after the crash, the store lost the %d commits made before it: %w", len(commits), err)
 		}
 	}
+	// What the crash left must be a consistent store: every state the fold of its
+	// events, every hash chain whole, every workflow replaying.
+	if failures, err := verifyStore(ctx, r); err != nil {
+		return nil, fmt.Errorf("verify the store after the crash: %w", err)
+	} else if failures != "" {
+		out.err = "the store after the crash: " + failures
+		return out, nil
+	}
 	// Again, idempotently: the crash may have come before the submission's commit.
 	if err := s.submit(ctx, r); err != nil {
 		out.err = fmt.Sprintf("submit after the crash: %v", err)
@@ -320,6 +330,17 @@ func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// verifyStore checks e's store as `obelisk verify` does and says what failed ("" if
+// nothing did).
+func verifyStore(ctx context.Context, e *actors.Engine) (string, error) {
+	var failures []string
+	_, err := e.Verify(ctx, func(f verify.Failure) error {
+		failures = append(failures, fmt.Sprintf("%s %s: %s", f.ExecutionID, f.Check, f.Error))
+		return nil
+	})
+	return strings.Join(failures, "; "), err
 }
 
 // config is the engine's for a run on the data directory dir and store file system fs.
