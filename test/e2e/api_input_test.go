@@ -30,6 +30,7 @@ func connectCode(err error) connect.Code {
 // api.max_params_bytes are refused, name the limit, and store nothing; errors about huge
 // inputs stay short.
 func TestAPIInputLimits(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	ctx := context.Background()
 	store := filepath.Join(s.DataDir(), "store")
@@ -89,6 +90,7 @@ func TestAPIInputLimits(t *testing.T) {
 // TestExecutionIDCase: an ID differing only in the case of its ULID names the same
 // execution, on submit and everywhere else.
 func TestExecutionIDCase(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	const upper = "E_01M95GYSWGB1NGVQYPFF0A1AAA"
 	lower := "E_" + strings.ToLower(strings.TrimPrefix(upper, "E_"))

@@ -53,6 +53,7 @@ func writeTokens(t *testing.T) string {
 // API, /metrics and the web UI: no token and a wrong one are unauthenticated, a read
 // token reads and may not write, an admin token does everything.
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{
 		WebUI:    true,
 		APIKeys:  fmt.Sprintf("auth_tokens_file = %q\nmetrics_auth = true\n", writeTokens(t)),
@@ -234,6 +235,7 @@ func TestAuth(t *testing.T) {
 // a CA made here: clients that trust the CA (Go, the CLI with --ca-cert or
 // OBELISK_API_CA_CERT) get through, clients that do not are refused by their own check.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	certs := testcert.Write(t, t.TempDir())
 	s := harness.Start(t, harness.Options{
 		WebUI:    true,
@@ -364,6 +366,7 @@ func runServer(t *testing.T, config string) (output string, code int) {
 // server at start (exit 2), naming the file and the entry; an API or web UI on a
 // non-loopback address without tokens starts with a warning, and with tokens without.
 func TestAuthConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := writeTokens(t)
 	files := map[string]string{

@@ -39,6 +39,7 @@ func cActivityWasm(t *testing.T) string {
 // multi-byte UTF-8), host calls (the key-value store, with a response larger than the
 // guest's buffer, fetched with host_take), wasi:logging, and permanent failures.
 func TestCGuest(t *testing.T) {
+	t.Parallel()
 	wasm := cActivityWasm(t)
 	s := harness.Start(t, harness.Options{
 		Deployment: fmt.Sprintf(`

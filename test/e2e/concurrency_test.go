@@ -92,6 +92,7 @@ func okString(t *testing.T, raw string) string {
 // in arrival order; under both strategies every child gets the ID <id>.g:1_<i>, is
 // requested once and finishes once.
 func TestFanOut(t *testing.T) {
+	t.Parallel()
 	for _, strategy := range []string{"await", "interrupt"} {
 		t.Run(strategy, func(t *testing.T) {
 			s := harness.Start(t, harness.Options{BlockingStrategy: strategy})
@@ -134,6 +135,7 @@ func TestFanOut(t *testing.T) {
 // eagerly (its instance loads the module's code, which must not eat into a lock), so a
 // small run warms both components first.
 func TestEagerDispatch(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	harness.JSONEq(t, s.Result(s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", "[1, 1]"), time.Minute), `{"ok":1}`)
 	const children = 150
@@ -171,6 +173,7 @@ func TestEagerDispatch(t *testing.T) {
 // are running; after the restart every child keeps the ID the replay derives again, is
 // requested once and finishes once, and the sum is right.
 func TestFanOutSurvivesKill(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt"})
 	const n = 200
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa-concurrent", fmt.Sprintf("[10, %d]", n))
@@ -204,6 +207,7 @@ func TestFanOutSurvivesKill(t *testing.T) {
 // TestDurableSleep: sleep-durable waits at least its delay; sleep-then-call continues
 // after its delay and calls fibo.
 func TestDurableSleep(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-durable", "[400]")
 	call := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[300, 10]")
@@ -228,6 +232,7 @@ func TestDurableSleep(t *testing.T) {
 // server restarted; the delay fires once, not before its time, and the workflow wakes
 // once and finishes.
 func TestSleepSurvivesKill(t *testing.T) {
+	t.Parallel()
 	for _, strategy := range []string{"await", "interrupt"} {
 		t.Run(strategy, func(t *testing.T) {
 			s := harness.Start(t, harness.Options{BlockingStrategy: strategy})
@@ -266,6 +271,7 @@ func TestSleepSurvivesKill(t *testing.T) {
 // TestRace: the sleep activity and a delay race in one join set; the winner is reported
 // and closing the join set cancels the loser.
 func TestRace(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"sleep": `exec.lock_expiry = "1m"`}})
 	activity := s.Submit("testing:sleep-workflow/workflow.race", "[100, 30000]")
 	timeout := s.Submit("testing:sleep-workflow/workflow.race", "[30000, 100]")
@@ -300,6 +306,7 @@ func TestRace(t *testing.T) {
 // child workflows are cancelled in turn, running activities are killed, and every
 // execution finishes with the cancelled failure, the root last.
 func TestCancelTree(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"sleep": `exec.lock_expiry = "5m"`}})
 	root := s.Submit("testing:tree/tree.spawn", "[2, 3, 600000]")
 	// 3 child workflows and 9 leaves, each calling the sleep activity: wait for the 9
@@ -341,6 +348,7 @@ func TestCancelTree(t *testing.T) {
 // TestCancelDelay: a delay is cancelled on its own by its ID; the sleeping workflow sees
 // an error.
 func TestCancelDelay(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-durable", "[600000]")
 	var delay string
@@ -366,6 +374,7 @@ func TestCancelDelay(t *testing.T) {
 // TestPause: a paused workflow is not run; its delay's response still arrives, and once
 // unpaused it continues from it.
 func TestPause(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[500, 10]")
 	waitUntil(t, 30*time.Second, func() bool { return len(delays(t, s.Events(id))) == 1 })
@@ -459,6 +468,7 @@ func TestJoinSetOperations(t *testing.T) {
 // WIT) are never run; their result is written by the CLI (or by the workflow itself);
 // writing the same value again is fine, another value is a conflict.
 func TestStubs(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, stubOptions(t, true))
 	const w = "testing:joinset-workflow/workflow."
 	id := s.Submit(w+"await-stub", `["six times seven"]`)

@@ -13,6 +13,7 @@ import (
 // run, restarts it on the same data, and checks that every workflow finishes with the
 // right sum and that no workflow step was recorded twice.
 func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
 	for _, strategy := range []string{"await", "interrupt"} {
 		t.Run(strategy, func(t *testing.T) {
 			const n, iterations = 300, 10

@@ -75,6 +75,7 @@ func crashSim(t *testing.T, config string, args ...string) (stdout, stderr strin
 // with `obelisk test crash-sim`: the engine is crashed after each commit of a run and
 // every recovery reaches the crash-free result and history.
 func TestCrashSimExamples(t *testing.T) {
+	t.Parallel()
 	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hello") }))
 	defer page.Close()
 	config := examplesConfig(t)
@@ -134,6 +135,7 @@ func TestCrashSimExamples(t *testing.T) {
 // makes the recovery run it as attempt 2. The simulation reports that crash point as a
 // difference, naming the result, and exits 1; the text output says so too.
 func TestCrashSimCatchesCrashUnsafe(t *testing.T) {
+	t.Parallel()
 	config := examplesConfig(t)
 	stdout, stderr, code := crashSim(t, config, "--json", "testing:flaky/flaky.fail-until", "[1]")
 	if code != 1 {
@@ -161,6 +163,7 @@ func TestCrashSimCatchesCrashUnsafe(t *testing.T) {
 // TestCrashSimBadInput: an unknown function, parameters that do not type-check and a
 // config that does not load exit 2, naming what is wrong.
 func TestCrashSimBadInput(t *testing.T) {
+	t.Parallel()
 	config := examplesConfig(t)
 	bad := filepath.Join(t.TempDir(), "bad.toml")
 	if err := os.WriteFile(bad, []byte("[exec]\nlock_expiry = 5\n[[workflow]]\nname = 1\n"), 0o644); err != nil {

@@ -25,6 +25,7 @@ import (
 // fork with --cancel-original, and the refusals: a version beyond the history, one
 // inside a call, an unknown execution, an activity.
 func TestFork(t *testing.T) {
+	t.Parallel()
 	const fiboa = "testing:fibo-workflow/workflow.fiboa"
 	s := harness.Start(t, harness.Options{WebUI: true, Deployment: fmt.Sprintf(`
 [[workflow]]

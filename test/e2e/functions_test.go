@@ -13,6 +13,7 @@ import (
 
 // TestFunctions runs every example function on one server.
 func TestFunctions(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -147,6 +148,7 @@ func TestFunctions(t *testing.T) {
 
 // TestSubmitValidation: bad submissions are refused with a clear error and create nothing.
 func TestSubmitValidation(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	cases := []struct {
 		name       string
@@ -281,6 +283,7 @@ func TestCLIJSON(t *testing.T) {
 // TestChildWorkflows: a workflow whose children are workflows with children of their own
 // (test/e2e/testdata/parent-workflow calls fiboa twice), under both blocking strategies.
 func TestChildWorkflows(t *testing.T) {
+	t.Parallel()
 	for _, strategy := range []string{"await", "interrupt"} {
 		t.Run(strategy, func(t *testing.T) {
 			s := harness.Start(t, harness.Options{BlockingStrategy: strategy,

@@ -20,6 +20,7 @@ import (
 // builds it with its own Makefile, runs its tests, serves it with its own
 // obelisk.toml and calls what it deploys.
 func TestGenerateProject(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed: generated projects are built with their Makefile")
 	}

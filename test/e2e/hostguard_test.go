@@ -19,6 +19,7 @@ import (
 // name was rebound to 127.0.0.1 would (a forged Host), and as the CLI, the harness and a
 // browser on http://localhost do.
 func TestDNSRebinding(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{WebUI: true})
 	const submit = "/obelisk.v1.ExecutionService/Submit"
 	const body = `{"ffqn":"testing:fibo/fibo.fibo","paramsJson":"[10]"}`

@@ -116,6 +116,7 @@ exec.max_duration = "4s"
 // TestActivityWithoutKeepalive: the same sleep without keepalive times out at its lock
 // expiry on every attempt, as before keepalives existed, and its lock is never renewed.
 func TestActivityWithoutKeepalive(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"sleep": `exec.lock_expiry = "500ms"`}})
 	id := s.Submit("testing:sleep/sleep.sleep", "[3000]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"execution_failure":{"kind":"timed_out","reason":"activity exceeded its lock expiry"}}`)

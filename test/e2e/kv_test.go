@@ -31,6 +31,7 @@ func submitCLI(t *testing.T, s *harness.Server, ffqn, params string) (string, in
 // bucket answers get and refuses writes; an activity reads and writes it directly, in
 // the same store.
 func TestKV(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	settings := filepath.Join(dir, "settings.toml")
 	if err := os.WriteFile(settings, []byte("greeting = \"hello\"\n[db]\nport = 5432\n"), 0o644); err != nil {

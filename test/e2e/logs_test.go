@@ -55,6 +55,7 @@ func logMessages(doc logsDoc) []string {
 
 // The contract: `obelisk client execution logs ID` prints fibo's "fibo(N) = R".
 func TestLogsOfAnActivity(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:fibo/fibo.fibo", "[10]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":55}`)
@@ -102,6 +103,7 @@ func sleepThenCallLogs(millis int) []string {
 // A workflow replayed at every step (blocking_strategy interrupt) stores each line once;
 // --follow prints the lines as they come and ends when the workflow has finished.
 func TestLogsOfAReplayedWorkflow(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt"})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[1000, 10]")
 	out, errOut, code := s.CLI("execution", "logs", "--follow", id)
@@ -149,6 +151,7 @@ func TestLogsOfAReplayedWorkflow(t *testing.T) {
 // A workflow killed with the server after logging, and replayed by the restarted
 // server, has each line once.
 func TestLogsOfAWorkflowAcrossAKill(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[3000, 10]")
 	waitUntil(t, time.Minute, func() bool {
@@ -166,6 +169,7 @@ func TestLogsOfAWorkflowAcrossAKill(t *testing.T) {
 // Past logs.max_per_execution the first lines are kept and the rest counted, which the
 // CLI reports.
 func TestLogsBound(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{Deployment: "[logs]\nmax_per_execution = 2\n"})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[10, 10]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":55}`)
@@ -182,6 +186,7 @@ func TestLogsBound(t *testing.T) {
 // An activity's lines are stored while a long attempt runs, and every attempt's lines
 // are kept with its attempt number.
 func TestLogsOfActivityAttempts(t *testing.T) {
+	t.Parallel()
 	t.Run("while it runs", func(t *testing.T) {
 		s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"sleep": `exec.lock_expiry = "20s"`}})
 		id := s.Submit("testing:sleep/sleep.sleep", "[6000]")
@@ -221,6 +226,7 @@ func TestLogsOfActivityAttempts(t *testing.T) {
 // With stdout = "log" and stderr = "log", what an activity writes there is in its log,
 // line by line, with the stream as context.
 func TestLogsOfStdoutAndStderr(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{ExtraTOML: map[string]string{"flaky": "stdout = \"log\"\nstderr = \"log\"\n"}})
 	id := s.Submit("testing:flaky/flaky.fail-until", "[2]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":2}`)

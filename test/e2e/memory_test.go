@@ -94,6 +94,7 @@ memory_budget = "%dMiB"
 // activity's or a workflow's memory_limit is over the memory budget (an instance growing
 // to its limit would wait for room that can never be).
 func TestMemorySettingsRefusedAtStart(t *testing.T) {
+	t.Parallel()
 	fibo := filepath.Join(harness.ComponentsDir(), "fibo.wasm")
 	tree := filepath.Join(harness.ComponentsDir(), "tree.wasm")
 	for _, tc := range []struct{ extra, want string }{
@@ -127,6 +128,7 @@ func TestMemorySettingsRefusedAtStart(t *testing.T) {
 // finish with the right result instead of deadlocking, and the memory in use (the
 // obelisk_guest_memory_bytes gauge) never passes the budget.
 func TestWorkflowMemoryBudget(t *testing.T) {
+	t.Parallel()
 	const budget = 64 << 20
 	limits := map[string]string{}
 	for _, c := range []string{"fibo", "sleep", "http", "flaky", "fibo_workflow", "sleep_workflow", "http_workflow", "tree"} {

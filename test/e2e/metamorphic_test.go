@@ -17,6 +17,7 @@ import (
 // interrupt, resuming from a memory snapshot at every wait instead of replaying): the
 // histories they record must be identical, up to times and run IDs.
 func TestBlockingStrategiesAgree(t *testing.T) {
+	t.Parallel()
 	workload := []struct{ ffqn, params string }{
 		{"testing:fibo-workflow/workflow.fiboa", "[8, 6]"},
 		{"testing:fibo-workflow/workflow.fibow", "[20, 4]"},

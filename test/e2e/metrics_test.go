@@ -11,6 +11,7 @@ import (
 // by type and result, activity attempts by outcome, instance starts, group commits, and
 // the unfinished executions by status.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 3]")
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":165}`)

@@ -19,6 +19,7 @@ import (
 // second execution, recorded as calling fibo(1) and getting 7) continues from the
 // recorded answer without running the child again.
 func TestNondeterminismDetected(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	bad := events.NewExecutionID(now)
 	good := events.NewExecutionID(now.Add(time.Millisecond))
@@ -88,6 +89,7 @@ func TestNondeterminismDetected(t *testing.T) {
 // first) is not what the code does, and replaying it finishes the execution with
 // nondeterminism_detected, naming both.
 func TestNondeterminismChangedOrder(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	id := events.NewExecutionID(now)
 	s := harness.Start(t, harness.Options{Prepare: func(dir string) {

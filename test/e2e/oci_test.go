@@ -86,6 +86,7 @@ func componentID(t *testing.T, s *harness.Server, name string) string {
 // --locked, an activity stub deployed from a pushed WIT-only file, a moved tag refused
 // and accepted with `component update`, and inspect without a server.
 func TestOCI(t *testing.T) {
+	t.Parallel()
 	reg := harness.StartRegistry(t)
 	fibo := filepath.Join(harness.ComponentsDir(), "fibo.wasm")
 	fiboRef := reg.Addr + "/fibo:v1"

@@ -13,6 +13,7 @@ import (
 // recorded in the history, and every replay (interrupt strategy: one after each child
 // call) returns the recorded values, so the result is made of exactly those.
 func TestDeterministicHelpers(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt",
 		ExtraWorkflows: map[string]string{"random_workflow": "test/e2e/testdata/random-workflow"}})
 	id := s.Submit("testing:random-workflow/workflow.values", "[]")
@@ -56,6 +57,7 @@ func TestDeterministicHelpers(t *testing.T) {
 // once (the replay after the workflow's child call returns the recorded ID), is not run
 // before its time, and finishes.
 func TestSchedule(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt",
 		ExtraWorkflows: map[string]string{"schedule_workflow": "test/e2e/testdata/schedule-workflow"}})
 	id := s.Submit("testing:schedule-workflow/workflow.schedule-fibo", "[10, 1500]")

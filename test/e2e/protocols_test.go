@@ -19,6 +19,7 @@ import (
 // TestAPIProtocols: the API answers gRPC, gRPC-Web, the Connect protocol and plain JSON
 // over HTTP on the one listening address.
 func TestAPIProtocols(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	h2c := &http.Client{Transport: &http.Transport{Protocols: unencryptedHTTP2()}}
 	clients := map[string]obeliskv1connect.ExecutionServiceClient{

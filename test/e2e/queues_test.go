@@ -22,6 +22,7 @@ import (
 // queues) without holding up the queue; after a restart with a configuration that
 // serves them, they finish; so does a workflow's child submitted into a queue.
 func TestQueues(t *testing.T) {
+	t.Parallel()
 	alloc := harness.BuildComponent(t, "test/e2e/testdata/alloc-activity")
 	options := func(fiboQueue, allocQueue string) harness.Options {
 		return harness.Options{

@@ -85,6 +85,7 @@ type replayDoc struct {
 // activity's execution or an unknown one is refused. Then, on the same server, `client
 // execution upgrade` (testUpgrade).
 func TestReplayUpgradeCLI(t *testing.T) {
+	t.Parallel()
 	nd := events.NewExecutionID(time.Now())
 	o := replayV2Options()
 	o.Prepare = func(dir string) { recordFiboa(t, dir, nd, "fibo_workflow_v2", "[5,2]", "[5]") }

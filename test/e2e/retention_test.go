@@ -44,6 +44,7 @@ func gone(t *testing.T, s *harness.Server, id string) bool {
 // next pass deletes; a watcher from the start skips the deleted positions, told how
 // many; /metrics counts the deletions.
 func TestRetention(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{
 		Deployment: "[retention]\nfinished_after = \"3s\"\n",
 		ExtraTOML: map[string]string{

@@ -92,6 +92,7 @@ func fired(t *testing.T, s *harness.Server, name, params string, from, to time.T
 // schedules whose every firing falls in a downtime fire once (catch_up once, at the
 // latest) or not at all (skip).
 func TestSchedules(t *testing.T) {
+	t.Parallel()
 	// Only fibo is deployed: a restart loads one module.
 	config := filepath.Join(t.TempDir(), "obelisk.toml")
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`

@@ -193,6 +193,7 @@ type summary struct {
 // and timed-out activities, random values, schedules, join_next_try, stubs,
 // cancellation, pause) against the schema of its kind.
 func TestSchemasOfTheAPI(t *testing.T) {
+	t.Parallel()
 	o := stubOptions(t, false)
 	o.ExtraWorkflows["random_workflow"] = "test/e2e/testdata/random-workflow"
 	o.ExtraWorkflows["schedule_workflow"] = "test/e2e/testdata/schedule-workflow"

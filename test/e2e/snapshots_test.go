@@ -12,6 +12,7 @@ import (
 // from the snapshot after the server was killed and restarted, not replayed; it ends with
 // the right result and its log lines stored once.
 func TestSnapshotResumeAfterRestart(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{BlockingStrategy: "interrupt", Workflows: "snapshot_every = 1", ServerArgs: []string{"--verbose"}})
 	id := s.Submit("testing:sleep-workflow/workflow.sleep-then-call", "[2500, 10]")
 	deadline := time.Now().Add(time.Minute)

@@ -55,6 +55,7 @@ func runConfigExpectingFailure(t *testing.T, cfg string, args ...string) (int, s
 // A workflow module deployed as an activity is refused at start-up, naming the component
 // and what it imports, rather than failing each of its calls at run time.
 func TestActivityImportingFunctionsRefused(t *testing.T) {
+	t.Parallel()
 	addr := harness.FreeAddr(t)
 	code, stderr := runServerExpectingFailure(t, fmt.Sprintf(`
 data_dir = %q
@@ -110,6 +111,7 @@ func compiledModules(t *testing.T, log string) map[string]string {
 // compilation cache: compiled on the first start with an empty cache, from the cache on
 // the next.
 func TestStartLogsEveryModule(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{CacheDir: t.TempDir()})
 	deployed := []string{"fibo", "sleep", "http", "flaky", "fibo_workflow", "sleep_workflow", "http_workflow", "tree", "fibo_webhook"}
 	check := func(fromCache string) {

@@ -72,6 +72,7 @@ func waitExit(t *testing.T, exited chan error, output func() string) int {
 // refused with a message naming the file, instead of starting without the executions
 // acknowledged since the last flush.
 func TestCrashMissingWAL(t *testing.T) {
+	t.Parallel()
 	var storeDir string
 	s := harness.Start(t, harness.Options{Prepare: func(dir string) { storeDir = dir }})
 	for range 50 {
@@ -106,6 +107,7 @@ func lastLines(s string, n int) string {
 // naming the store and the error, and after the store is moved to a disk with room,
 // every acknowledged execution is there. It needs root (mount); it skips otherwise.
 func TestDiskFullFailStop(t *testing.T) {
+	t.Parallel()
 	var storeDir string
 	mounted := false
 	s := harness.Start(t, harness.Options{Prepare: func(dir string) {

@@ -16,6 +16,7 @@ import (
 // shows, and the store runs with them (a memtable of 1MiB is filled and flushed many
 // times over by a few hundred executions).
 func TestStoreSettings(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{Deployment: "[store]\ncache_size = \"3MiB\"\nmemtable_size = \"1MiB\"\n"})
 	ids := make([]string, 50)
 	for i := range ids {
@@ -52,6 +53,7 @@ func TestStoreSettings(t *testing.T) {
 
 // A [store] size below its minimum stops the server at start-up, naming the key.
 func TestStoreSettingsRefused(t *testing.T) {
+	t.Parallel()
 	code, stderr := runServerExpectingFailure(t, "data_dir = \""+t.TempDir()+"\"\n[store]\nmemtable_size = \"64KiB\"\n")
 	if code == 0 || !strings.Contains(stderr, `store.memtable_size = "64KiB": must be at least 1MiB`) {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)

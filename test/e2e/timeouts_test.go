@@ -17,6 +17,7 @@ import (
 // it is retried, its status (the API and `execution get`) says why the last attempt
 // failed.
 func TestWorkflowTimeoutsAreBounded(t *testing.T) {
+	t.Parallel()
 	wasm := harness.BuildComponent(t, "test/e2e/testdata/loop-workflow")
 	s := harness.Start(t, harness.Options{Deployment: fmt.Sprintf(`
 [[workflow]]

@@ -25,6 +25,7 @@ import (
 // every line ends up as exactly one execution with the right result. Then the server is
 // stopped while the trigger waits on the open stream: it exits at once, with status 0.
 func TestTrigger(t *testing.T) {
+	t.Parallel()
 	const lines, trapAfter = 8, 3
 	var connections, served atomic.Int32 // served: lines written, on any connection
 	release := make(chan struct{})

@@ -85,6 +85,7 @@ func storeFiles(t *testing.T, dir string) map[string]string {
 // the stopped server's store it checks every execution, writes nothing, and passes;
 // after one execution's stored state is damaged, it fails naming that execution.
 func TestServerVerify(t *testing.T) {
+	t.Parallel()
 	var storeDir string
 	s := harness.Start(t, harness.Options{Prepare: func(dir string) { storeDir = dir }})
 	config := configOf(storeDir)
@@ -209,6 +210,7 @@ func TestServerVerify(t *testing.T) {
 // through Pebble itself, is a broken hash chain that `obelisk verify` names: the
 // execution and the event's version.
 func TestVerifyFlippedByte(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 1]")
 	harness.JSONEq(t, s.Result(id, 2*time.Minute), `{"ok":55}`)

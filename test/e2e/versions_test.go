@@ -217,6 +217,7 @@ func fiboOtherFile(t *testing.T, dir string) string {
 // two names does start (TestVersionsRequiresAndComponentOption and the routing unit
 // tests): the same code runs whichever is called.
 func TestVersionsTwoExportersNeedRequires(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	wasm := func(name string) string { return filepath.Join(harness.ComponentsDir(), name+".wasm") }
 	code, stderr := runServerExpectingFailure(t, fmt.Sprintf(`data_dir = %q
@@ -245,6 +246,7 @@ location.path = %q
 // (--component, by name or ID), else to the newest exporter (declared last); an unknown
 // component, or one that does not export the function, is a clear error.
 func TestVersionsRequiresAndComponentOption(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{
 		Deployment: fibo2(),
 		ExtraTOML: map[string]string{
@@ -300,6 +302,7 @@ func TestVersionsRequiresAndComponentOption(t *testing.T) {
 // import testing:fibo): the same code runs whichever is called, so a workflow's child goes
 // to the one declared last, and both names serve submissions.
 func TestVersionsSameFileTwiceAuto(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{Deployment: fibo2()})
 	digest := digestOf(t, filepath.Join(harness.ComponentsDir(), "fibo.wasm"))
 	wf := s.Submit("testing:fibo-workflow/workflow.fiboa", "[10, 1]")

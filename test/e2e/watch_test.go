@@ -116,6 +116,7 @@ func submitMany(s *harness.Server, n int, ffqn, params string) []string {
 // it has received every stored event exactly once, at positions 1..N, and each
 // execution's events as its stream holds them.
 func TestWatchEvents(t *testing.T) {
+	t.Parallel()
 	const n, iterations = 60, 5
 	const fiboa, params = "testing:fibo-workflow/workflow.fiboa", "[10, 5]"
 	s := harness.Start(t, harness.Options{})
@@ -185,6 +186,7 @@ func TestWatchEvents(t *testing.T) {
 
 // TestWatchEventsFilters checks the server-side filters, the request errors and the CLI.
 func TestWatchEventsFilters(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

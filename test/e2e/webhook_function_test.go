@@ -55,6 +55,7 @@ func fnRequest(t *testing.T, method, url, body string) (int, string, string) {
 // (200 ok, 422 err, 500 execution failure, 202 when request_timeout passes first); a
 // request whose parameters do not type-check is answered 400 and creates nothing.
 func TestWebhookFunction(t *testing.T) {
+	t.Parallel()
 	s := harness.Start(t, harness.Options{Deployment: `
 [[webhook_endpoint]]
 name = "fibo_fn"
@@ -165,6 +166,7 @@ request_timeout = "500ms"
 // A function endpoint whose function no deployed component exports stops the start,
 // naming the endpoint and the function.
 func TestWebhookFunctionUnknownRefused(t *testing.T) {
+	t.Parallel()
 	code, stderr := runServerExpectingFailure(t, fmt.Sprintf(`
 data_dir = %q
 [api]

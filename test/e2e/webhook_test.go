@@ -286,6 +286,7 @@ func TestWebhook(t *testing.T) {
 // host, to the hosts its allowed_hosts allow and its denied_hosts do not deny, and to no
 // other.
 func TestWebhookOutgoingHTTP(t *testing.T) {
+	t.Parallel()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "upstream says hi")
 	}))

@@ -155,6 +155,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 }
 
 func TestWebUI(t *testing.T) {
+	t.Parallel()
 	chrome := chromiumPath(t)
 	s := harness.Start(t, harness.Options{WebUI: true})
 	b := browser(t, chrome)
@@ -276,6 +277,7 @@ func TestWebUI(t *testing.T) {
 // 'cursorTrail' before initialization": the first route ran before the module had
 // initialised its constants, which a hash change in a loaded page never shows.)
 func TestWebUIFreshLoad(t *testing.T) {
+	t.Parallel()
 	chrome := chromiumPath(t)
 	s := harness.Start(t, harness.Options{WebUI: true})
 	const fiboa = "testing:fibo-workflow/workflow.fiboa"
@@ -316,6 +318,7 @@ func TestWebUIFreshLoad(t *testing.T) {
 // TestWebUILogs opens an activity's and a workflow's execution pages fresh: each shows the
 // lines the execution logged.
 func TestWebUILogs(t *testing.T) {
+	t.Parallel()
 	chrome := chromiumPath(t)
 	s := harness.Start(t, harness.Options{WebUI: true})
 	fibo := s.Submit("testing:fibo/fibo.fibo", "[10]")
