@@ -99,24 +99,24 @@ func (s *PebbleStore) HasCacheEntries() (bool, error) {
 }
 
 // SweepCache deletes the cache entries that expired at now, at most limit of them, and
-// reports how many it deleted (fewer than limit: none is left).
+// reports how many it deleted (fewer than limit: none is left). It finds them outside the
+// writer, from the index's floor (so that a long backlog is not rescanned from its start,
+// tombstones and all, at each step), and the writer deletes each h key only if it still
+// holds that expiry (a put may have renewed it meanwhile).
 func (s *PebbleStore) SweepCache(ctx context.Context, now time.Time, limit int) (int, error) {
-	n := 0
-	err := s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
-		lower := []byte{tagCacheExpiry, 0}
-		upper := cacheExpiryKey(now.UnixNano()+1, nil)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-		if err != nil {
-			return nil, err
-		}
-		defer it.Close()
-		for ok := it.First(); ok && n < limit; ok = it.Next() {
-			k := it.Key()
-			if len(k) < len(lower)+9 {
-				continue
-			}
-			expires := k[len(lower) : len(lower)+8]
-			hk := k[len(lower)+9:]
+	prefix := []byte{tagCacheExpiry, 0}
+	var due [][]byte // expiry keys
+	var next time.Time
+	err := s.scanTimeIndex(cacheIndex, prefix, now, func(hk string, at time.Time, _ []byte) (bool, error) {
+		due = append(due, cacheExpiryKey(at.UnixNano(), []byte(hk)))
+		return len(due) < limit, nil
+	}, &next)
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	err = s.runStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+		for _, k := range due {
+			expires, hk := k[len(prefix):len(prefix)+8], k[len(prefix)+9:]
 			v, closer, err := s.db.Get(hk)
 			switch {
 			case err == nil:
@@ -130,12 +130,14 @@ func (s *PebbleStore) SweepCache(ctx context.Context, now time.Time, limit int) 
 			case !errors.Is(err, pebble.ErrNotFound):
 				return nil, err
 			}
-			if err := b.Delete(append([]byte(nil), k...), nil); err != nil {
+			if err := b.Delete(k, nil); err != nil {
 				return nil, err
 			}
-			n++
 		}
-		return nil, it.Error()
+		return nil, nil
 	})
-	return n, err
+	if err != nil {
+		return 0, fmt.Errorf("sweep %d cache entries: %w", len(due), err)
+	}
+	return len(due), nil
 }

@@ -73,4 +73,14 @@ func TestCache(t *testing.T) {
 	if n, err := s.SweepCache(ctx, t0.Add(30*time.Second), 100); err != nil || n != 0 {
 		t.Fatalf("sweep with nothing due: %d, %v", n, err)
 	}
+	// The sweeps start at the index's floor, past what they deleted: an entry put later
+	// with an earlier expiry than those lowers the floor and is swept too.
+	d := events.NewExecutionID(t0.Add(3 * time.Millisecond))
+	put(d, "[3]", t0.Add(12*time.Second))
+	if n, err := s.SweepCache(ctx, t0.Add(30*time.Second), 100); err != nil || n != 1 {
+		t.Fatalf("sweep of an entry put below the floor: %d, %v; want 1", n, err)
+	}
+	if got := get("[3]", t0); got != "miss" {
+		t.Fatalf("[3] after its entry was swept: %s, want a miss", got)
+	}
 }

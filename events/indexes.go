@@ -80,6 +80,8 @@ const timerIndex = "t"
 
 const delayIndex = "w"
 
+const cacheIndex = "H" // the result cache's expiry keys (cache.go)
+
 func pendingIndex(queue string) string { return "p/" + queue }
 
 // Pending is an execution that is pending and due in a queue, with its function.
@@ -165,6 +167,8 @@ func (s *PebbleStore) DelayExpiry(ctx context.Context, id string) (time.Time, bo
 // scanTimeIndex scans an index whose keys are prefix<time:8>\0<id>, from its floor,
 // calling visit with each entry due at now, in time order, until visit returns false;
 // next is set to the time of the first entry not due (left zero if none was reached).
+// The id is all of the key after its time (an execution ID, a delay ID, the cache's h
+// key).
 func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, visit func(id string, at time.Time, value []byte) (bool, error), next *time.Time) (err error) {
 	if err := s.Err(); err != nil {
 		return err
@@ -190,7 +194,7 @@ func (s *PebbleStore) scanTimeIndex(index string, prefix []byte, now time.Time, 
 			*next = time.Unix(0, at)
 			return it.Error()
 		}
-		more, err := visit(lastPart(k), time.Unix(0, at), it.Value())
+		more, err := visit(string(k[len(prefix)+9:]), time.Unix(0, at), it.Value())
 		if err != nil {
 			return fmt.Errorf("scan index %s: %w", index, err)
 		}

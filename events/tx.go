@@ -73,8 +73,9 @@ type groupState struct {
 	// delays requested in this group (delay ID -> expiry; -1 once answered), which the
 	// database does not show yet.
 	delays map[string]int64
-	// delayTimes are the expiries of the delay keys this group adds (for the floors).
-	delayTimes []int64
+	// delayTimes and cacheTimes are the expiries of the delay and cache-expiry keys this
+	// group adds (for the floors).
+	delayTimes, cacheTimes []int64
 	// logs are the log counts this group changed (logs.go).
 	logs map[string]LogStats
 	// kv holds the KV values this group wrote (kv.go), by key.
@@ -236,6 +237,9 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	}
 	ops = append(ops, logOps...)
 	ops = append(ops, cacheOps(tx.Cache)...)
+	for _, p := range tx.Cache {
+		g.cacheTimes = append(g.cacheTimes, p.ExpiresAt)
+	}
 	snapOps, err := g.snapshotOps(tx.Snapshots, overlay)
 	if err != nil {
 		return nil, nil, nil, err

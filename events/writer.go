@@ -248,6 +248,9 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	for _, t := range g.delayTimes {
 		s.floors.added(delayIndex, t)
 	}
+	for _, t := range g.cacheTimes {
+		s.floors.added(cacheIndex, t)
+	}
 	s.mu.Lock()
 	for _, st := range changed {
 		if st.Status == pb.Status_STATUS_FINISHED {
