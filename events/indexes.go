@@ -18,7 +18,8 @@ import (
 // The state key of an execution (its folded ExecutionState) and its index entries are
 // written in the same batch as the events that changed it, so after a crash they never
 // disagree with the streams. Each index holds exactly the executions in one condition:
-// p (pending and due, per queue) while Runnable, t (lock expiry) while locked, l (live)
+// p (pending and due, per queue) while Runnable, t (lock expiry) while locked, u
+// (deadline) while DeadlineOpen, l (live)
 // until finished; c (created), k (children) and b (forks) are written once and never move; f
 // (finished, top-level only) is written when it finishes, for retention. The
 // time-ordered ones (p, t, w) are scanned from their floors (floor.go).
@@ -39,7 +40,13 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 		}
 		return timerKey(s.LockExpiresAt, s.ExecutionId)
 	}
-	for i, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
+	deadline := func(s *pb.ExecutionState) []byte {
+		if !DeadlineOpen(s) {
+			return nil
+		}
+		return deadlineKey(s.Deadline, s.ExecutionId)
+	}
+	for i, f := range []func(*pb.ExecutionState) []byte{pend, timer, deadline} {
 		ok, nk := f(old), f(st)
 		if string(ok) == string(nk) {
 			continue
@@ -79,6 +86,15 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 const timerIndex = "t"
 
 const delayIndex = "w"
+
+const deadlineIndex = "u"
+
+// DeadlineOpen reports whether st has a deadline still to enforce: it has one, has not
+// finished, and no cancellation was requested (the canceller finishes it then, so the
+// deadline has nothing left to do and must not fire again).
+func DeadlineOpen(st *pb.ExecutionState) bool {
+	return st != nil && st.Deadline != 0 && st.Status != pb.Status_STATUS_FINISHED && !st.CancelRequested
+}
 
 func pendingIndex(queue string) string { return "p/" + queue }
 
@@ -139,6 +155,22 @@ func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit in
 	var due []Due
 	var next time.Time
 	err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
+		if len(due) >= limit {
+			return false, nil
+		}
+		due = append(due, Due{ID: id, At: at})
+		return true, nil
+	}, &next)
+	return due, next, err
+}
+
+// ExpiredDeadlines returns up to limit executions whose deadline passed at or before now
+// and that are still open (DeadlineOpen), and the first deadline that has not passed
+// (zero if none).
+func (s *PebbleStore) ExpiredDeadlines(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
+	var due []Due
+	var next time.Time
+	err := s.scanTimeIndex(deadlineIndex, []byte{tagDeadline, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
 		if len(due) >= limit {
 			return false, nil
 		}
