@@ -399,13 +399,24 @@ func (r *workflowRun) callFunction(ctx context.Context, q abi.CallRequest) ([]by
 	r.oneOff++
 	js, child, want := directCall(r.id, r.oneOff, q.FFQN, params)
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		return []events.Append{{ExecutionID: child, Events: []*pb.Event{createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)}}}
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.childCreated(now, fn, params, js)}}}
 	}); err != nil {
 		return nil, err
 	}
 	r.addSet(js)
 	r.sets[js].requests = append(r.sets[js].requests, runRequest{id: child, ffqn: q.FFQN, fn: fn})
 	return r.await(ctx, parkedWait{Op: waitCall, JoinSet: js})
+}
+
+// childCreated is the Created event of a child of fn in join set js. The child inherits
+// the workflow's deadline, read from the workflow's own Created event, never from the
+// clock: a replay that finds the child missing (a crash before the commit) creates the
+// same one.
+func (r *workflowRun) childCreated(now time.Time, fn Function, params []byte, js string) *pb.Event {
+	ev := createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)
+	c := ev.GetCreated()
+	c.Deadline = inheritDeadline(c.Deadline, r.created.GetDeadline())
+	return ev
 }
 
 // finishCall takes the response of a direct call's child (its one-off join set js).
