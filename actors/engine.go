@@ -428,7 +428,9 @@ func (e *Engine) recover(ctx context.Context) error {
 	}
 	for _, id := range stale {
 		if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-			return e.expireTx(st, time.Now(), true)
+			now := time.Now()
+			tx, err := e.expireTx(st, now, true)
+			return e.noRetryPastDeadline(st, tx, now), err
 		}); err != nil {
 			return fmt.Errorf("recover %s: %w", id, err)
 		}
