@@ -21,8 +21,8 @@ func TestInheritDeadline(t *testing.T) {
 }
 
 // TestDeadlineStopsOpenExecutions: once its deadline passes, the deadlines service stops
-// an open activity at once and a workflow through its cancellation, both finishing
-// deadline_exceeded; an execution whose deadline has not come is left alone.
+// an open activity at once and a workflow through its cancellation (also a paused one),
+// all finishing deadline_exceeded; an execution whose deadline has not come is left alone.
 func TestDeadlineStopsOpenExecutions(t *testing.T) {
 	e := newTestEngine(t)
 	ctx := context.Background()
@@ -41,8 +41,12 @@ func TestDeadlineStopsOpenExecutions(t *testing.T) {
 	// Queue "none" is served by no executor: they stay pending until their deadline.
 	activity := create(pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM, now.Add(200*time.Millisecond))
 	workflow := create(pb.ComponentType_COMPONENT_TYPE_WORKFLOW, now.Add(200*time.Millisecond))
+	paused := create(pb.ComponentType_COMPONENT_TYPE_WORKFLOW, now.Add(200*time.Millisecond))
+	if err := e.Pause(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
 	later := create(pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM, now.Add(time.Hour))
-	for _, id := range []string{activity, workflow} {
+	for _, id := range []string{activity, workflow, paused} {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		st, err := e.WaitFinished(wctx, id)
 		cancel()

@@ -40,13 +40,7 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 		}
 		return timerKey(s.LockExpiresAt, s.ExecutionId)
 	}
-	deadline := func(s *pb.ExecutionState) []byte {
-		if !DeadlineOpen(s) {
-			return nil
-		}
-		return deadlineKey(s.Deadline, s.ExecutionId)
-	}
-	for i, f := range []func(*pb.ExecutionState) []byte{pend, timer, deadline} {
+	for i, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
 		ok, nk := f(old), f(st)
 		if string(ok) == string(nk) {
 			continue
@@ -60,6 +54,15 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 				v = []byte(st.Ffqn)
 			}
 			_ = b.Set(nk, v, nil)
+		}
+	}
+	// A deadline never changes: its entry only comes and goes with DeadlineOpen, so a
+	// commit that flips nothing builds no key.
+	if was, is := DeadlineOpen(old), DeadlineOpen(st); was != is {
+		if is {
+			_ = b.Set(deadlineKey(st.Deadline, st.ExecutionId), nil, nil)
+		} else {
+			_ = b.Delete(deadlineKey(old.Deadline, old.ExecutionId), nil)
 		}
 	}
 	if (old == nil || old.Status != pb.Status_STATUS_FINISHED) && st.Status == pb.Status_STATUS_FINISHED {
