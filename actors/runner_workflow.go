@@ -237,7 +237,15 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested {
 			return nil, nil // the cancellation records the result
 		}
-		tx := e.finishTx(st, result, time.Now())
+		now := time.Now()
+		if deadlinePassed(st, now) {
+			// Past its deadline a workflow's result is not recorded, whatever it is (often
+			// what it made of its children's deadline_exceeded, which reached it first):
+			// it is stopped as its deadline stops it.
+			tx, _ := e.stopTx(st, now)
+			return tx, nil
+		}
+		tx := e.finishTx(st, result, now)
 		tx.Appends[0].RunID = runID
 		tx.Logs, finished = lines, true
 		return tx, nil

@@ -146,3 +146,15 @@ func TestAttemptBoundByDeadline(t *testing.T) {
 		t.Fatalf("explain: %v", err)
 	}
 }
+
+// TestDeadlineEndsEarly: a workflow stopped by its deadline did not return, so a shadow
+// replay that stops where its history ends reproduces it (as for a cancellation).
+func TestDeadlineEndsEarly(t *testing.T) {
+	st := &pb.ExecutionState{Deadline: time.Unix(5, 0).UnixNano()}
+	if !endedEarly(deadlineResult(st)) {
+		t.Fatal("a deadline_exceeded result is not one recorded without the workflow returning")
+	}
+	if endedEarly([]byte(`{"ok":1}`)) {
+		t.Fatal("an ok result ended early")
+	}
+}

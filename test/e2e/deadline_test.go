@@ -80,6 +80,11 @@ func TestDeadlines(t *testing.T) {
 			t.Fatalf("the root's cancel_requested: %q, want deadline_exceeded", cancel)
 		}
 		requireNothingOpen(t, s)
+		// Stopped without returning, as a cancellation: a shadow replay reproduces it.
+		rep, err := s.Exec.Replay(context.Background(), connect.NewRequest(&pb.ReplayRequest{ExecutionId: id}))
+		if err != nil || !rep.Msg.Ok {
+			t.Fatalf("replay of a workflow stopped by its deadline: %v %v", rep, err)
+		}
 		out, _, code = s.CLI("execution", "get", id)
 		if code != 1 || !strings.Contains(out, `"kind":"deadline_exceeded"`) || !strings.Contains(out, "deadline: ") {
 			t.Fatalf("execution get (exit %d): %s", code, out)
