@@ -126,6 +126,7 @@ type Engine struct {
 	queues    map[string]*queue    // by queue name: the queues served here
 	timers    *timerService
 	delays    *delayTimer
+	deadlines *deadlineTimer
 	resident  *resident
 	watchers  watchers
 	runs      liveRuns
@@ -279,6 +280,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.timers = newTimerService(e)
 	e.delays = newDelayTimer(e)
+	e.deadlines = newDeadlineTimer(e)
 	e.keepalives = newKeepalives(e)
 	e.schedules = newScheduler(e)
 	// The deployed components first: a retired version is never the default executor
@@ -426,7 +428,9 @@ func (e *Engine) recover(ctx context.Context) error {
 	}
 	for _, id := range stale {
 		if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-			return e.expireTx(st, time.Now(), true)
+			now := time.Now()
+			tx, err := e.expireTx(st, now, true)
+			return e.noRetryPastDeadline(st, tx, now), err
 		}); err != nil {
 			return fmt.Errorf("recover %s: %w", id, err)
 		}
@@ -447,6 +451,9 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)
+		}
+		if events.DeadlineOpen(st) {
+			e.deadlines.notify(st.Deadline)
 		}
 		if st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested || st.Paused {
 			// The execution is no longer its run's: stop the run (a cancelled activity is
@@ -494,6 +501,7 @@ type submitOptions struct {
 	queue, component string
 	at               time.Time // due then; zero: now
 	retry            *RetryOverride
+	deadline         time.Time // zero: none (WithDeadline)
 	// schedules are written with the execution when it is created (a firing records
 	// itself in its schedule's record: service_schedules.go).
 	schedules []events.ScheduleWrite
@@ -604,6 +612,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	}
 	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact, "", "")
 	created.GetCreated().Retry = retry
+	if !o.deadline.IsZero() {
+		created.GetCreated().Deadline = o.deadline.UnixNano()
+	}
 	if o.queue != "" {
 		created.GetCreated().Queue = o.queue
 	}

@@ -94,6 +94,9 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 		if c := ev.GetCreated(); c != nil {
 			c.ParentId, c.ParentJoinSetId, c.ScheduledBy = "", "", ""
 			c.ForkedFrom, c.ForkedAtVersion = id, at
+			// A fork is a repair, started later: the original's deadline was its
+			// submitter's, and would often have passed already.
+			c.Deadline = 0
 		}
 		if r := ev.GetHistory().GetJoinSetRequest(); r != nil && r.GetChild() != nil {
 			requested[r.GetChild().ChildExecutionId] = r

@@ -344,13 +344,17 @@ func historyVersion(evs []*pb.Event, n int) uint32 {
 }
 
 // endedEarly: result is a failure recorded without the workflow returning: a
-// divergence of its last run, or a cancellation.
+// divergence of its last run, a cancellation, or its deadline.
 func endedEarly(result []byte) bool {
 	res, err := events.ParseResult(result)
 	if err != nil || res.Failure == nil {
 		return false
 	}
-	return res.Failure.Kind == events.FailureNondeterminismDetected || res.Failure.Kind == events.FailureCancelled
+	switch res.Failure.Kind {
+	case events.FailureNondeterminismDetected, events.FailureCancelled, events.FailureDeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // sameJSON: a and b are the same JSON value.

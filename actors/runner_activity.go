@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/obelisk-go/obelisk/actors/internal/membudget"
@@ -249,16 +248,24 @@ func attemptOutcome(tx *events.Tx) string {
 			return "ok"
 		case r.Kind == pb.ResultKind_RESULT_KIND_ERR:
 			return "err"
-		case strings.Contains(string(k.Finished.Result), `"timed_out"`):
+		case r.Failure != nil && r.Failure.Kind == events.FailureTimedOut:
 			return "timed_out"
+		case r.Failure != nil && r.Failure.Kind == events.FailureDeadlineExceeded:
+			return "deadline_exceeded"
 		}
 		return "failed"
 	}
 	return "unknown"
 }
 
-// activityOutcomeTx decides what an attempt's outcome means: finished, or retried later.
+// activityOutcomeTx decides what an attempt's outcome means: finished, or retried later
+// (not past the execution's deadline: noRetryPastDeadline).
 func (e *Engine) activityOutcomeTx(st *pb.ExecutionState, fn Function, out []byte, runErr error, now time.Time) *events.Tx {
+	return e.noRetryPastDeadline(st, e.attemptOutcomeTx(st, fn, out, runErr, now), now)
+}
+
+// attemptOutcomeTx is activityOutcomeTx without the deadline.
+func (e *Engine) attemptOutcomeTx(st *pb.ExecutionState, fn Function, out []byte, runErr error, now time.Time) *events.Tx {
 	if runErr == nil {
 		r, err := events.ParseResult(out)
 		switch {

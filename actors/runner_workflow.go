@@ -237,7 +237,15 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested {
 			return nil, nil // the cancellation records the result
 		}
-		tx := e.finishTx(st, result, time.Now())
+		now := time.Now()
+		if deadlinePassed(st, now) {
+			// Past its deadline a workflow's result is not recorded, whatever it is (often
+			// what it made of its children's deadline_exceeded, which reached it first):
+			// it is stopped as its deadline stops it.
+			tx, _ := e.stopTx(st, now)
+			return tx, nil
+		}
+		tx := e.finishTx(st, result, now)
 		tx.Appends[0].RunID = runID
 		tx.Logs, finished = lines, true
 		return tx, nil
@@ -399,13 +407,24 @@ func (r *workflowRun) callFunction(ctx context.Context, q abi.CallRequest) ([]by
 	r.oneOff++
 	js, child, want := directCall(r.id, r.oneOff, q.FFQN, params)
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		return []events.Append{{ExecutionID: child, Events: []*pb.Event{createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)}}}
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.childCreated(now, fn, params, js)}}}
 	}); err != nil {
 		return nil, err
 	}
 	r.addSet(js)
 	r.sets[js].requests = append(r.sets[js].requests, runRequest{id: child, ffqn: q.FFQN, fn: fn})
 	return r.await(ctx, parkedWait{Op: waitCall, JoinSet: js})
+}
+
+// childCreated is the Created event of a child of fn in join set js. The child inherits
+// the workflow's deadline, read from the workflow's own Created event, never from the
+// clock: a replay that finds the child missing (a crash before the commit) creates the
+// same one.
+func (r *workflowRun) childCreated(now time.Time, fn Function, params []byte, js string) *pb.Event {
+	ev := createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)
+	c := ev.GetCreated()
+	c.Deadline = inheritDeadline(c.Deadline, r.created.GetDeadline())
+	return ev
 }
 
 // finishCall takes the response of a direct call's child (its one-off join set js).

@@ -53,6 +53,9 @@ func (e *FailedPreconditionError) Error() string { return e.Reason }
 //     everything its join sets still wait for (child workflows in turn), then finishes it
 //     as cancelled.
 //   - A delay is answered as cancelled: the workflow waiting for it sees an error.
+//
+// An execution stopped at or past its deadline finishes as deadline_exceeded instead of
+// cancelled (stopTx).
 func (e *Engine) Cancel(ctx context.Context, id string) (CancelOutcome, error) {
 	if events.IsDelayID(id) {
 		return e.cancelDelay(ctx, id)
@@ -68,13 +71,10 @@ func (e *Engine) Cancel(ctx context.Context, id string) (CancelOutcome, error) {
 		case st.CancelRequested:
 			outcome = AlreadyCancelling
 			return nil, nil
-		case st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW:
-			outcome = CancelRequested
-			return appendTx(st, "", &pb.Event{CreatedAt: time.Now().UnixNano(), Kind: &pb.Event_CancelRequested{CancelRequested: &pb.CancelRequested{}}}), nil
-		default:
-			outcome = Cancelled
-			return e.finishTx(st, events.FailureResult(events.FailureCancelled, "cancelled"), time.Now()), nil
 		}
+		var tx *events.Tx
+		tx, outcome = e.stopTx(st, time.Now())
+		return tx, nil
 	})
 	if err != nil {
 		return "", err
@@ -189,7 +189,7 @@ func (c *canceller) cancelOne(ctx context.Context, id string) error {
 	if st.Status == pb.Status_STATUS_FINISHED || !st.CancelRequested {
 		return nil
 	}
-	open, err := e.outstanding(ctx, id)
+	open, byDeadline, err := e.outstanding(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -206,28 +206,34 @@ func (c *canceller) cancelOne(ctx context.Context, id string) error {
 		if st == nil || st.Status == pb.Status_STATUS_FINISHED {
 			return nil, nil
 		}
+		if byDeadline {
+			return e.finishTx(st, deadlineResult(st), time.Now()), nil
+		}
 		return e.finishTx(st, events.FailureResult(events.FailureCancelled, "cancelled"), time.Now()), nil
 	})
 	return err
 }
 
 // outstanding lists the children and delays a workflow requested that have no response
-// yet (History is frozen once a cancellation is requested, so the list is complete).
-func (e *Engine) outstanding(ctx context.Context, id string) ([]string, error) {
+// yet (History is frozen once a cancellation is requested, so the list is complete), and
+// whether its cancellation is its deadline's (CancelRequested.deadline_exceeded).
+func (e *Engine) outstanding(ctx context.Context, id string) (open []string, byDeadline bool, _ error) {
 	evs, err := e.store.Events(ctx, id, 0, 0)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	resps, err := e.store.Responses(ctx, id, 0)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	answered := make(map[string]bool, len(resps))
 	for _, r := range resps {
 		answered[responseID(r)] = true
 	}
-	var open []string
 	for _, ev := range evs {
+		if c := ev.GetCancelRequested(); c != nil {
+			byDeadline = c.DeadlineExceeded
+		}
 		req := ev.GetHistory().GetJoinSetRequest()
 		if req == nil {
 			continue
@@ -240,7 +246,7 @@ func (e *Engine) outstanding(ctx context.Context, id string) ([]string, error) {
 			open = append(open, rid)
 		}
 	}
-	return open, nil
+	return open, byDeadline, nil
 }
 
 // Pause stops an execution from being run until Unpause; responses still arrive. A

@@ -31,7 +31,9 @@ type attempt struct {
 	ctx context.Context
 	d   *deadline
 	// maxAt is when max_duration ends the attempt (zero: never).
-	maxAt       time.Time
+	maxAt time.Time
+	// deadlineAt is the execution's deadline (zero: none), which ends the attempt too.
+	deadlineAt  time.Time
 	maxDuration time.Duration
 	id, runID   string
 	c           *Component
@@ -52,6 +54,9 @@ func (e *Engine) beginAttempt(ctx context.Context, c *Component, st *pb.Executio
 	if a.maxDuration > 0 {
 		a.maxAt = now.Add(a.maxDuration)
 	}
+	if st.Deadline != 0 {
+		a.deadlineAt = time.Unix(0, st.Deadline)
+	}
 	a.d = newDeadline(ctx, a.bound(time.Unix(0, st.LockExpiresAt)))
 	a.ctx = a.d.ctx
 	if c.Config.KeepAlive {
@@ -68,7 +73,8 @@ func (e *Engine) endAttempt(a *attempt) {
 	a.d.stop()
 }
 
-// bound is when the attempt must end if its lock ends at lockEnd. A kept-alive attempt
+// bound is when the attempt must end if its lock ends at lockEnd: then, at its
+// max_duration or at the execution's deadline, whichever comes first. A kept-alive attempt
 // gets lockGrace more, as the timer service gives a live run: a renewal held up by a
 // busy node still lands in it (the store takes a Locked event of the run that holds the
 // lock until the timer service expires it), and the node is alive, which is all a
@@ -78,7 +84,10 @@ func (a *attempt) bound(lockEnd time.Time) time.Time {
 		lockEnd = lockEnd.Add(lockGrace)
 	}
 	if !a.maxAt.IsZero() && a.maxAt.Before(lockEnd) {
-		return a.maxAt
+		lockEnd = a.maxAt
+	}
+	if !a.deadlineAt.IsZero() && a.deadlineAt.Before(lockEnd) {
+		lockEnd = a.deadlineAt
 	}
 	return lockEnd
 }
@@ -103,6 +112,8 @@ func (e *Engine) explain(a *attempt, runErr error) error {
 	lost, failed := a.lost, a.failed
 	e.keepalives.mu.Unlock()
 	switch {
+	case !a.deadlineAt.IsZero() && !time.Now().Before(a.deadlineAt):
+		return &timeoutError{fmt.Sprintf("activity cut at the execution's deadline %s", a.deadlineAt.UTC().Format(time.RFC3339Nano)), runErr}
 	case !a.maxAt.IsZero() && !time.Now().Before(a.maxAt):
 		return &timeoutError{fmt.Sprintf("activity exceeded its max_duration of %s", a.maxDuration), runErr}
 	case lost:

@@ -144,7 +144,9 @@ func (t *timerService) tickLocks(ctx context.Context) time.Time {
 		}
 		t.e.cfg.Metrics.TimerLag("lock", now.Sub(time.Unix(0, st.LockExpiresAt)))
 		_, err = t.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-			return t.e.expireTx(st, time.Now(), false)
+			now := time.Now()
+			tx, err := t.e.expireTx(st, now, false)
+			return t.e.noRetryPastDeadline(st, tx, now), err
 		})
 		if err != nil && ctx.Err() == nil {
 			t.e.log.Warn("timers: expire lock", "execution", id, "err", err)

@@ -31,6 +31,7 @@ func (e *Engine) supervised() []*service {
 	services := []*service{
 		{name: "timers", wake: &e.timers.wake, pass: e.timers.pass, policy: defaultRestarts()},
 		{name: "delays", wake: &e.delays.wake, pass: e.delays.pass, policy: defaultRestarts()},
+		{name: "deadlines", wake: &e.deadlines.wake, pass: e.deadlines.pass, policy: defaultRestarts()},
 		{name: "canceller", wake: &e.cancels.wake, pass: e.cancels.pass, policy: defaultRestarts()},
 		{name: "keepalives", wake: &e.keepalives.wake, pass: e.keepalives.pass, policy: defaultRestarts()},
 		{name: "schedules", wake: &e.schedules.wake, pass: e.schedules.pass, policy: defaultRestarts()},

@@ -39,7 +39,7 @@ var EventDetails = []EventKindDetails{
 	{"history.schedule", "The workflow scheduled a new top-level execution.", []any{ScheduleDetails{}}},
 	{"history.stub", "The workflow wrote the result of an activity stub's execution.", []any{StubDetails{}}},
 	{"history.join_next_try", "The workflow looked for a response without waiting.", []any{JoinNextTryDetails{}}},
-	{"cancel_requested", "Cancellation of the execution (and its subtree) was requested.", []any{EmptyDetails{}}},
+	{"cancel_requested", "Cancellation of the execution (and its subtree) was requested.", []any{CancelRequestedDetails{}}},
 	{"paused", "The execution is not run until it is unpaused.", []any{EmptyDetails{}}},
 	{"unpaused", "The execution may run again.", []any{EmptyDetails{}}},
 	{"finished", "The execution finished with its result.", []any{FinishedDetails{}}},
@@ -81,6 +81,10 @@ type (
 		ParentID        string        `json:"parent_id,omitempty" jsonschema_description:"set for a child execution"`
 		ParentJoinSetID string        `json:"parent_join_set_id,omitempty" jsonschema_description:"the parent's join set, for a child execution"`
 		Retry           *RetryDetails `json:"retry,omitempty" jsonschema_description:"the retry policy its submitter gave, which replaces its component's"`
+		Deadline        string        `json:"deadline,omitempty" jsonschema:"format=date-time" jsonschema_description:"when it finishes as deadline_exceeded if still open: its submitter's, or the earlier of its own and its parent's"`
+	}
+	CancelRequestedDetails struct {
+		DeadlineExceeded bool `json:"deadline_exceeded,omitempty" jsonschema_description:"the cancellation is the execution's deadline passing: it finishes as deadline_exceeded"`
 	}
 	RetryDetails struct {
 		MaxRetries        uint32  `json:"max_retries"`
@@ -179,7 +183,10 @@ func EventDetailsOf(ev *pb.Event) any {
 			d.ParentID, d.ParentJoinSetID = c.ParentId, c.ParentJoinSetId
 		}
 		d.Retry = retryDetails(c.Retry)
+		d.Deadline = rfc3339(c.Deadline)
 		return d
+	case *pb.Event_CancelRequested:
+		return CancelRequestedDetails{DeadlineExceeded: k.CancelRequested.DeadlineExceeded}
 	case *pb.Event_Locked:
 		l := k.Locked
 		d := LockedDetails{ExecutorID: l.ExecutorId, RunID: l.RunId, LockExpiresAt: rfc3339(l.LockExpiresAt)}

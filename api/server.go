@@ -149,6 +149,13 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[apiv1.Subm
 		}
 		opts = append(opts, actors.WithRetry(o))
 	}
+	if d := strings.TrimSpace(req.Msg.Deadline); d != "" {
+		in, err := time.ParseDuration(d)
+		if err != nil || in <= 0 {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("deadline %q: want a positive duration with a unit, from now, e.g. \"1s\" or \"2m30s\"", d))
+		}
+		opts = append(opts, actors.WithDeadline(time.Now().Add(in)))
+	}
 	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), opts...)
 	if err != nil {
 		return nil, apiError(err)
@@ -471,6 +478,7 @@ func Summary(st *pb.ExecutionState) *apiv1.ExecutionSummary {
 		Version: st.NextVersion, AttemptsFailed: st.IntermittentFailures, LastFailure: st.LastFailure,
 		Paused: st.Paused, CancelRequested: st.CancelRequested && st.Status != pb.Status_STATUS_FINISHED,
 		Queue: st.Queue, ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
+		Deadline: rfc3339(st.Deadline),
 	}
 	switch st.Status {
 	case pb.Status_STATUS_PENDING_AT:

@@ -124,6 +124,7 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			SubmittedRetry:   c.Retry,
 			ForkedFrom:       c.ForkedFrom,
 			ForkedAtVersion:  c.ForkedAtVersion,
+			Deadline:         c.Deadline,
 		}, nil
 	}
 	if version != st.NextVersion {
@@ -417,7 +418,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		CancelRequested: st.CancelRequested, Paused: st.Paused, FinishedAt: st.FinishedAt,
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
 		SubmittedRetry: st.SubmittedRetry, EventChain: st.EventChain, ResponseChain: st.ResponseChain,
-		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
+		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion, Deadline: st.Deadline,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

@@ -30,6 +30,9 @@ type Store interface {
 	// ExpiredDelays returns delays that expired at now and were not answered, and the
 	// next expiry.
 	ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error)
+	// ExpiredDeadlines returns executions whose deadline passed at now and that are still
+	// open (DeadlineOpen), and the next deadline.
+	ExpiredDeadlines(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error)
 	// DelayExpiry returns a delay's expiry and whether it still waits for its answer.
 	DelayExpiry(ctx context.Context, id string) (time.Time, bool, error)
 	// Children returns the IDs of an execution's children.

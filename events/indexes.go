@@ -18,7 +18,8 @@ import (
 // The state key of an execution (its folded ExecutionState) and its index entries are
 // written in the same batch as the events that changed it, so after a crash they never
 // disagree with the streams. Each index holds exactly the executions in one condition:
-// p (pending and due, per queue) while Runnable, t (lock expiry) while locked, l (live)
+// p (pending and due, per queue) while Runnable, t (lock expiry) while locked, u
+// (deadline) while DeadlineOpen, l (live)
 // until finished; c (created), k (children) and b (forks) are written once and never move; f
 // (finished, top-level only) is written when it finishes, for retention. The
 // time-ordered ones (p, t, w) are scanned from their floors (floor.go).
@@ -55,6 +56,15 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 			_ = b.Set(nk, v, nil)
 		}
 	}
+	// A deadline never changes: its entry only comes and goes with DeadlineOpen, so a
+	// commit that flips nothing builds no key.
+	if was, is := DeadlineOpen(old), DeadlineOpen(st); was != is {
+		if is {
+			_ = b.Set(deadlineKey(st.Deadline, st.ExecutionId), nil, nil)
+		} else {
+			_ = b.Delete(deadlineKey(old.Deadline, old.ExecutionId), nil)
+		}
+	}
 	if (old == nil || old.Status != pb.Status_STATUS_FINISHED) && st.Status == pb.Status_STATUS_FINISHED {
 		_ = b.Delete(liveKey(st.ExecutionId), nil)
 		if IsTopLevel(st.ExecutionId) {
@@ -81,6 +91,15 @@ const timerIndex = "t"
 const delayIndex = "w"
 
 const cacheIndex = "H" // the result cache's expiry keys (cache.go)
+
+const deadlineIndex = "u"
+
+// DeadlineOpen reports whether st has a deadline still to enforce: it has one, has not
+// finished, and no cancellation was requested (the canceller finishes it then, so the
+// deadline has nothing left to do and must not fire again).
+func DeadlineOpen(st *pb.ExecutionState) bool {
+	return st != nil && st.Deadline != 0 && st.Status != pb.Status_STATUS_FINISHED && !st.CancelRequested
+}
 
 func pendingIndex(queue string) string { return "p/" + queue }
 
@@ -141,6 +160,22 @@ func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit in
 	var due []Due
 	var next time.Time
 	err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
+		if len(due) >= limit {
+			return false, nil
+		}
+		due = append(due, Due{ID: id, At: at})
+		return true, nil
+	}, &next)
+	return due, next, err
+}
+
+// ExpiredDeadlines returns up to limit executions whose deadline passed at or before now
+// and that are still open (DeadlineOpen), and the first deadline that has not passed
+// (zero if none).
+func (s *PebbleStore) ExpiredDeadlines(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
+	var due []Due
+	var next time.Time
+	err := s.scanTimeIndex(deadlineIndex, []byte{tagDeadline, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
 		if len(due) >= limit {
 			return false, nil
 		}

@@ -19,6 +19,7 @@ import (
 //	k\0<parent>\0<child>         children by parent
 //	l\0<id>                      live (not finished) executions
 //	w\0<expires:8>\0<delay-id>   delay timer (delays requested, not answered yet)
+//	u\0<deadline:8>\0<id>        deadline timer (a deadline, not finished, no cancellation requested)
 //	y\0<delay-id>                 the delay's expiry (to find its w key)
 //	g\0<position:8>              global event log -> <version:4><id> (see global.go)
 //	o\0<id>[\0<seq:8>]           guest log lines and their counts (see logs.go)
@@ -60,6 +61,7 @@ const (
 	tagKV       = 'v'
 	tagFork     = 'b'
 	tagSchedule = 'j'
+	tagDeadline = 'u'
 )
 
 func key(tag byte, parts ...[]byte) []byte {
@@ -91,6 +93,7 @@ func createdKey(at int64, id string) []byte  { return key(tagCreated, u64(at), [
 func liveKey(id string) []byte               { return key(tagLive, []byte(id)) }
 func childKey(parent, child string) []byte   { return key(tagChild, []byte(parent), []byte(child)) }
 func delayKey(at int64, id string) []byte    { return key(tagDelay, u64(at), []byte(id)) }
+func deadlineKey(at int64, id string) []byte { return key(tagDeadline, u64(at), []byte(id)) }
 func delayAtKey(id string) []byte            { return key(tagDelayAt, []byte(id)) }
 func globalKey(pos uint64) []byte            { return key(tagGlobal, binary.BigEndian.AppendUint64(nil, pos)) }
 func positionKey(id string, v uint32) []byte { return key(tagPosition, []byte(id), u32(v)) }

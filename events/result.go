@@ -18,6 +18,7 @@ const (
 	FailureNondeterminismDetected FailureKind = abi.FailureNondeterminismDetected
 	FailureCancelled              FailureKind = abi.FailureCancelled
 	FailureUncategorized          FailureKind = abi.FailureUncategorized
+	FailureDeadlineExceeded       FailureKind = abi.FailureDeadlineExceeded
 )
 
 // ExecutionFailure is the payload of an {"execution_failure": ...} result.

@@ -244,6 +244,9 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if st.Status == pb.Status_STATUS_LOCKED {
 			s.floors.added(timerIndex, st.LockExpiresAt)
 		}
+		if DeadlineOpen(st) {
+			s.floors.added(deadlineIndex, st.Deadline)
+		}
 	}
 	for _, t := range g.delayTimes {
 		s.floors.added(delayIndex, t)

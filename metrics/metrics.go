@@ -57,16 +57,16 @@ func New() *Metrics {
 		Name: "obelisk_instance_start_seconds", Help: "WASM instance starts and their duration, by kind (activity, workflow).", Buckets: latency,
 	}, []string{"kind"})
 	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, retried_memory, failed, cached: served from the result cache).",
+		Name: "obelisk_activity_attempts_total", Help: "Activity attempts by outcome (ok, err, retried_err, retried_failure, timed_out, retried_timeout, retried_memory, failed, deadline_exceeded: the execution's deadline cut it or passed before its retry, cached: served from the result cache).",
 	}, []string{"outcome"})
 	m.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_executions_finished_total", Help: "Executions finished, by component type and result kind.",
 	}, []string{"type", "result"})
 	m.timerLag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock).", Buckets: latency,
+		Name: "obelisk_timer_lag_seconds", Help: "How late timers fired after they were due, by timer (delay, lock, deadline).", Buckets: latency,
 	}, []string{"timer"})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, canceller, keepalives, retention, executor:<component>) after a panic, by service.",
+		Name: "obelisk_supervisor_restarts_total", Help: "Restarts of supervised engine services (timers, delays, deadlines, canceller, keepalives, retention, executor:<component>) after a panic, by service.",
 	}, []string{"service"})
 	m.deleted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_retention_deleted_total", Help: "What retention and execution delete removed, by what (trees, executions, events).",

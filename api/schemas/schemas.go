@@ -36,6 +36,7 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
 // Dialect is the JSON Schema dialect of every generated schema.
@@ -282,8 +283,7 @@ func resultSchema() *object {
 	failure := reflectType(reflect.TypeFor[events.ExecutionFailure]())
 	if props, ok := failure.get("properties").(*object); ok {
 		if kind, ok := props.get("kind").(*object); ok {
-			kind.set("enum", strings2any(string(events.FailureTimedOut), string(events.FailureNondeterminismDetected),
-				string(events.FailureCancelled), string(events.FailureUncategorized)))
+			kind.set("enum", strings2any(abi.FailureKinds()...))
 		}
 	}
 	one := func(key, desc string, s *object) *object {

@@ -44,7 +44,8 @@ function pretty(json) {
   }
 }
 
-// outcome classifies a finished execution's result: ok | err | cancelled | failed.
+// outcome classifies a finished execution's result: ok | err | cancelled |
+// deadline_exceeded | failed.
 function outcome(s) {
   if (!s || s.status !== 'finished') return '';
   try {
@@ -53,6 +54,7 @@ function outcome(s) {
       if ('ok' in r) return 'ok';
       if ('err' in r) return 'err';
       if (r.execution_failure?.kind === 'cancelled') return 'cancelled';
+      if (r.execution_failure?.kind === 'deadline_exceeded') return 'deadline_exceeded';
     }
     if (r === 'ok') return 'ok';
     if (r === 'err') return 'err';
@@ -327,6 +329,7 @@ async function executionPage(gen, id) {
     if (s.status === 'pending_at' && s.scheduledAt) rows.push(['Scheduled at', esc(fmtTime(s.scheduledAt))]);
     if (s.status === 'locked' && s.lockExpiresAt) rows.push(['Lock expires', esc(fmtTime(s.lockExpiresAt))]);
     if (s.joinSetId) rows.push(['Blocked by', `<span class="mono">${esc(s.joinSetId)}</span>`]);
+    if (s.deadline) rows.push(['Deadline', `<span id="deadline">${esc(fmtTime(s.deadline))}</span>`]);
     if (parent) rows.push(['Parent', execLink(parent)]);
     // Lineage, both ways: the execution this one is a fork of, and its own forks.
     if (s.forkedFrom) rows.push(['Forked from', `<span id="forked-from">${execLink(s.forkedFrom)} <span class="muted">at version ${esc(s.forkedAtVersion ?? 0)}</span></span>`]);

@@ -1430,7 +1430,12 @@ type SubmitRequest struct {
 	Component string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
 	// optional: the execution's retry policy, overriding its component's field by field;
 	// recorded in its created event, so a later config change does not alter it.
-	Retry         *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
+	Retry *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
+	// optional: a deadline, as a duration from when the server accepts the submission
+	// ("1s", "2m30s"). It is stored as an absolute time; the execution's children get the
+	// earlier of theirs and this one, and anything still open at it finishes as
+	// deadline_exceeded. Resubmitting an existing ID keeps the first deadline.
+	Deadline      string `protobuf:"bytes,7,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1505,6 +1510,13 @@ func (x *SubmitRequest) GetRetry() *RetryPolicy {
 		return x.Retry
 	}
 	return nil
+}
+
+func (x *SubmitRequest) GetDeadline() string {
+	if x != nil {
+		return x.Deadline
+	}
+	return ""
 }
 
 // RetryPolicy overrides a component's retry settings for one execution. An unset field
@@ -1742,6 +1754,7 @@ type ExecutionSummary struct {
 	// The executions forked from this one, oldest first: in GetStatus (ListExecutions
 	// leaves it empty: a listing reads no more than each row's state).
 	Forks         []string `protobuf:"bytes,20,rep,name=forks,proto3" json:"forks,omitempty"`
+	Deadline      string   `protobuf:"bytes,21,opt,name=deadline,proto3" json:"deadline,omitempty"` // RFC 3339: when it finishes deadline_exceeded if still open; empty: no deadline
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1914,6 +1927,13 @@ func (x *ExecutionSummary) GetForks() []string {
 		return x.Forks
 	}
 	return nil
+}
+
+func (x *ExecutionSummary) GetDeadline() string {
+	if x != nil {
+		return x.Deadline
+	}
+	return ""
 }
 
 type ListExecutionsRequest struct {
@@ -4333,7 +4353,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vresult_json\x18\x02 \x01(\tR\n" +
 	"resultJson\"(\n" +
 	"\fStubResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\xca\x01\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"\xe6\x01\n" +
 	"\rSubmitRequest\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x1f\n" +
 	"\vparams_json\x18\x02 \x01(\tR\n" +
@@ -4341,7 +4361,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x03 \x01(\tR\vexecutionId\x12\x14\n" +
 	"\x05queue\x18\x04 \x01(\tR\x05queue\x12\x1c\n" +
 	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12-\n" +
-	"\x05retry\x18\x06 \x01(\v2\x17.obelisk.v1.RetryPolicyR\x05retry\"\xa8\x01\n" +
+	"\x05retry\x18\x06 \x01(\v2\x17.obelisk.v1.RetryPolicyR\x05retry\x12\x1a\n" +
+	"\bdeadline\x18\a \x01(\tR\bdeadline\"\xa8\x01\n" +
 	"\vRetryPolicy\x12$\n" +
 	"\vmax_retries\x18\x01 \x01(\rH\x00R\n" +
 	"maxRetries\x88\x01\x01\x12*\n" +
@@ -4356,7 +4377,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"K\n" +
 	"\x11GetStatusResponse\x126\n" +
-	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\x8f\x05\n" +
+	"\asummary\x18\x01 \x01(\v2\x1c.obelisk.v1.ExecutionSummaryR\asummary\"\xab\x05\n" +
 	"\x10ExecutionSummary\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12\x16\n" +
@@ -4382,7 +4403,8 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vforked_from\x18\x12 \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
 	"\x11forked_at_version\x18\x13 \x01(\rR\x0fforkedAtVersion\x12\x14\n" +
-	"\x05forks\x18\x14 \x03(\tR\x05forks\"\xa4\x01\n" +
+	"\x05forks\x18\x14 \x03(\tR\x05forks\x12\x1a\n" +
+	"\bdeadline\x18\x15 \x01(\tR\bdeadline\"\xa4\x01\n" +
 	"\x15ListExecutionsRequest\x12\x1f\n" +
 	"\vffqn_prefix\x18\x01 \x01(\tR\n" +
 	"ffqnPrefix\x12\x16\n" +

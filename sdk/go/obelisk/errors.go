@@ -83,15 +83,15 @@ func (e *ErrResult) Decode(v any) error {
 // ExecutionFailure is the error [Call] (and [AwaitNext], [Get],
 // [Response.Decode]) returns when the child execution did not return a
 // result: it trapped or panicked on its last attempt, timed out, was
-// cancelled, or was found to be nondeterministic.
+// cancelled, passed its deadline, or was found to be nondeterministic.
 type ExecutionFailure struct {
 	// FFQN is the function that was called; empty when it is not known
 	// (Get).
 	FFQN string
 	// ExecutionID is the child execution, when it is known: not for Call.
 	ExecutionID string
-	// Kind is one of "timed_out", "nondeterminism_detected", "cancelled" and
-	// "uncategorized".
+	// Kind is one of "timed_out", "nondeterminism_detected", "cancelled",
+	// "uncategorized" and "deadline_exceeded".
 	Kind string
 	// Reason describes the failure.
 	Reason string

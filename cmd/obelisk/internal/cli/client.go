@@ -155,6 +155,7 @@ func submitCmd(o *clientOpts) *cobra.Command {
 	var maxRetries uint32
 	var retryBackoff time.Duration
 	var retryJitter float64
+	var deadline time.Duration
 	cmd := &cobra.Command{
 		Use:   "submit FFQN [PARAMS_JSON]",
 		Short: "Submit a top-level execution; PARAMS_JSON is a JSON array (default [])",
@@ -181,6 +182,12 @@ func submitCmd(o *clientOpts) *cobra.Command {
 					req.Retry.RetryJitter = &retryJitter
 				}
 			}
+			if cmd.Flags().Changed("deadline") {
+				if deadline <= 0 {
+					return usage(fmt.Errorf("--deadline %s: want a positive duration, e.g. 1s or 2m30s", deadline))
+				}
+				req.Deadline = deadline.String()
+			}
 			resp, err := o.executions().Submit(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return apiErr(err)
@@ -195,6 +202,7 @@ func submitCmd(o *clientOpts) *cobra.Command {
 	cmd.Flags().Uint32Var(&maxRetries, "max-retries", 0, "retries after the first attempt, for this execution (default: its component's max_retries)")
 	cmd.Flags().DurationVar(&retryBackoff, "retry-backoff", 0, "the first retry's delay, doubled for each further one, for this execution (default: its component's retry_exp_backoff)")
 	cmd.Flags().Float64Var(&retryJitter, "retry-jitter", 0, "scale each retry's delay by a factor from 1-J to 1+J, 0 <= J <= 1 (default: its component's retry_jitter)")
+	cmd.Flags().DurationVar(&deadline, "deadline", 0, "finish it (and its children, which inherit it) as deadline_exceeded if it is still open this long from now, e.g. 1s (default: none)")
 	return cmd
 }
 
@@ -226,6 +234,8 @@ type statusDoc struct {
 	ForkedFrom      string   `json:"forked_from,omitempty"`
 	ForkedAtVersion uint32   `json:"forked_at_version,omitempty"`
 	Forks           []string `json:"forks,omitempty"`
+	// Deadline is when it finishes deadline_exceeded if still open (RFC 3339).
+	Deadline string `json:"deadline,omitempty"`
 }
 
 // statusText is a status as people read it: "pending_at (paused)".
@@ -262,7 +272,7 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		return usage(fmt.Errorf("no status received for %s", id))
 	}
 	doc := statusDoc{ExecutionID: last.ExecutionId, Status: last.Status, Paused: last.Paused, CancelRequested: last.CancelRequested,
-		LastFailure: last.LastFailure, ForkedFrom: last.ForkedFrom, ForkedAtVersion: last.ForkedAtVersion, Forks: last.Forks}
+		LastFailure: last.LastFailure, ForkedFrom: last.ForkedFrom, ForkedAtVersion: last.ForkedAtVersion, Forks: last.Forks, Deadline: last.Deadline}
 	if doc.Status == "pending_at" {
 		doc.Queue = last.Queue
 	}
@@ -281,6 +291,9 @@ func printStatus(cmd *cobra.Command, o *clientOpts, id string, follow bool) erro
 		}
 		if doc.LastFailure != "" {
 			fmt.Fprintf(out, "last failure: %s\n", doc.LastFailure)
+		}
+		if doc.Deadline != "" {
+			fmt.Fprintf(out, "deadline: %s\n", doc.Deadline)
 		}
 		if doc.ForkedFrom != "" {
 			fmt.Fprintf(out, "forked from: %s at version %d\n", doc.ForkedFrom, doc.ForkedAtVersion)

@@ -470,8 +470,12 @@ type Created struct {
 	// 0..forked_at_version-1) this one's begins with.
 	ForkedFrom      string `protobuf:"bytes,12,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
 	ForkedAtVersion uint32 `protobuf:"varint,13,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When the execution must have finished (Unix ns; 0: no deadline): past it, it finishes
+	// as deadline_exceeded. Absolute, so a replay or a restart computes nothing from the
+	// clock; a workflow's children get the earlier of their own and this one.
+	Deadline      int64 `protobuf:"varint,14,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Created) Reset() {
@@ -591,6 +595,13 @@ func (x *Created) GetForkedFrom() string {
 func (x *Created) GetForkedAtVersion() uint32 {
 	if x != nil {
 		return x.ForkedAtVersion
+	}
+	return 0
+}
+
+func (x *Created) GetDeadline() int64 {
+	if x != nil {
+		return x.Deadline
 	}
 	return 0
 }
@@ -911,9 +922,12 @@ func (x *TemporarilyTimedOut) GetReason() string {
 }
 
 type CancelRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cancellation is the execution's deadline passing: it finishes as
+	// deadline_exceeded rather than cancelled.
+	DeadlineExceeded bool `protobuf:"varint,1,opt,name=deadline_exceeded,json=deadlineExceeded,proto3" json:"deadline_exceeded,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CancelRequested) Reset() {
@@ -944,6 +958,13 @@ func (x *CancelRequested) ProtoReflect() protoreflect.Message {
 // Deprecated: Use CancelRequested.ProtoReflect.Descriptor instead.
 func (*CancelRequested) Descriptor() ([]byte, []int) {
 	return file_obelisk_storage_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelRequested) GetDeadlineExceeded() bool {
+	if x != nil {
+		return x.DeadlineExceeded
+	}
+	return false
 }
 
 type Paused struct {
@@ -2228,6 +2249,7 @@ type ExecutionState struct {
 	// From Created: the execution this one was forked from, and at which version.
 	ForkedFrom      string `protobuf:"bytes,30,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
 	ForkedAtVersion uint32 `protobuf:"varint,31,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
+	Deadline        int64  `protobuf:"varint,32,opt,name=deadline,proto3" json:"deadline,omitempty"` // Created.deadline (Unix ns; 0: none)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2493,6 +2515,13 @@ func (x *ExecutionState) GetForkedAtVersion() uint32 {
 	return 0
 }
 
+func (x *ExecutionState) GetDeadline() int64 {
+	if x != nil {
+		return x.Deadline
+	}
+	return 0
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
@@ -2514,7 +2543,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
 	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
-	"\x04kind\"\xd0\x04\n" +
+	"\x04kind\"\xec\x04\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2530,7 +2559,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x05retry\x18\v \x01(\v2\x1f.obelisk.storage.v1.RetryConfigR\x05retry\x12\x1f\n" +
 	"\vforked_from\x18\f \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
-	"\x11forked_at_version\x18\r \x01(\rR\x0fforkedAtVersion\x1a;\n" +
+	"\x11forked_at_version\x18\r \x01(\rR\x0fforkedAtVersion\x12\x1a\n" +
+	"\bdeadline\x18\x0e \x01(\x03R\bdeadline\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
@@ -2557,8 +2587,9 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x06detail\x18\x03 \x01(\fR\x06detail\"[\n" +
 	"\x13TemporarilyTimedOut\x12,\n" +
 	"\x12backoff_expires_at\x18\x01 \x01(\x03R\x10backoffExpiresAt\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x11\n" +
-	"\x0fCancelRequested\"\b\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\">\n" +
+	"\x0fCancelRequested\x12+\n" +
+	"\x11deadline_exceeded\x18\x01 \x01(\bR\x10deadlineExceeded\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
 	"\bUnpaused\"[\n" +
@@ -2642,7 +2673,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xb4\v\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xd0\v\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2685,7 +2716,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x0eresponse_chain\x18e \x01(\fR\rresponseChain\x12\x1f\n" +
 	"\vforked_from\x18\x1e \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
-	"\x11forked_at_version\x18\x1f \x01(\rR\x0fforkedAtVersion\x1a`\n" +
+	"\x11forked_at_version\x18\x1f \x01(\rR\x0fforkedAtVersion\x12\x1a\n" +
+	"\bdeadline\x18  \x01(\x03R\bdeadline\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +

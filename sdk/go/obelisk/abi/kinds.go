@@ -117,9 +117,12 @@ const (
 	FailureCancelled = "cancelled"
 	// FailureUncategorized: anything else, e.g. a trap on the last attempt.
 	FailureUncategorized = "uncategorized"
+	// FailureDeadlineExceeded: the execution's deadline (its submitter's, or
+	// inherited from its parent) passed before it finished.
+	FailureDeadlineExceeded = "deadline_exceeded"
 )
 
 // FailureKinds returns every execution failure kind.
 func FailureKinds() []string {
-	return []string{FailureTimedOut, FailureNondeterminismDetected, FailureCancelled, FailureUncategorized}
+	return []string{FailureTimedOut, FailureNondeterminismDetected, FailureCancelled, FailureUncategorized, FailureDeadlineExceeded}
 }

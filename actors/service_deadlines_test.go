@@ -1,0 +1,160 @@
+package actors
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+)
+
+func TestInheritDeadline(t *testing.T) {
+	for _, c := range []struct{ own, parent, want int64 }{
+		{0, 0, 0}, {0, 5, 5}, {7, 0, 7}, {7, 5, 5}, {3, 5, 3},
+	} {
+		if got := inheritDeadline(c.own, c.parent); got != c.want {
+			t.Errorf("inheritDeadline(%d, %d) = %d, want %d", c.own, c.parent, got, c.want)
+		}
+	}
+}
+
+// TestDeadlineStopsOpenExecutions: once its deadline passes, the deadlines service stops
+// an open activity at once and a workflow through its cancellation (also a paused one),
+// all finishing deadline_exceeded; an execution whose deadline has not come is left alone.
+func TestDeadlineStopsOpenExecutions(t *testing.T) {
+	e := newTestEngine(t)
+	ctx := context.Background()
+	now := time.Now()
+	create := func(typ pb.ComponentType, deadline time.Time) string {
+		t.Helper()
+		id := events.NewExecutionID(time.Now())
+		tx := createdTx(id, now)
+		c := tx.Appends[0].Events[0].GetCreated()
+		c.ComponentType, c.Deadline = typ, deadline.UnixNano()
+		if _, err := e.change(ctx, id, func(*pb.ExecutionState) (*events.Tx, error) { return tx, nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	// Queue "none" is served by no executor: they stay pending until their deadline.
+	activity := create(pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM, now.Add(200*time.Millisecond))
+	workflow := create(pb.ComponentType_COMPONENT_TYPE_WORKFLOW, now.Add(200*time.Millisecond))
+	paused := create(pb.ComponentType_COMPONENT_TYPE_WORKFLOW, now.Add(200*time.Millisecond))
+	if err := e.Pause(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
+	later := create(pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM, now.Add(time.Hour))
+	for _, id := range []string{activity, workflow, paused} {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err := e.WaitFinished(wctx, id)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		r, err := events.ParseResult(st.Result)
+		if err != nil || r.Failure == nil || r.Failure.Kind != events.FailureDeadlineExceeded || !strings.HasPrefix(r.Failure.Reason, "deadline ") {
+			t.Fatalf("%s: result %s, want deadline_exceeded", id, st.Result)
+		}
+	}
+	evs, err := e.store.Events(ctx, workflow, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := evs[1].GetCancelRequested(); c == nil || !c.DeadlineExceeded {
+		t.Fatalf("workflow's event 1: %v, want cancel_requested with deadline_exceeded", evs[1])
+	}
+	if st, _ := e.State(ctx, later); st.Status == pb.Status_STATUS_FINISHED {
+		t.Fatalf("an execution whose deadline is an hour away finished: %s", st.Result)
+	}
+	// Cancelled before its deadline: cancelled, not deadline_exceeded.
+	if out, err := e.Cancel(ctx, later); err != nil || out != Cancelled {
+		t.Fatalf("cancel: %v %v", out, err)
+	}
+	if st, _ := e.State(ctx, later); !strings.Contains(string(st.Result), `"kind":"cancelled"`) {
+		t.Fatalf("cancelled before its deadline: %s", st.Result)
+	}
+}
+
+// TestNoRetryPastDeadline: an attempt that timed out or failed at or past the deadline
+// is not retried: the activity finishes deadline_exceeded. Before the deadline it is
+// retried as usual, and an ok result past it is kept.
+func TestNoRetryPastDeadline(t *testing.T) {
+	act := &Component{Config: ComponentConfig{Name: "a", Type: ActivityWasm, LockExpiry: time.Second, MaxRetries: 5}}
+	e := &Engine{reg: &registry{byFFQN: map[string]Function{"t:a/a.f": {Component: act}}}}
+	now := time.Unix(100, 0)
+	st := func(deadline time.Time) *pb.ExecutionState {
+		return &pb.ExecutionState{ExecutionId: "E_x", Ffqn: "t:a/a.f", Queue: "a", ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM,
+			Status: pb.Status_STATUS_LOCKED, LockExpiresAt: now.Add(time.Second).UnixNano(), NextVersion: 2, Retry: act.Config.retryConfig(nil),
+			Deadline: deadline.UnixNano()}
+	}
+	cut := &timeoutError{reason: "activity cut at the execution's deadline", err: context.DeadlineExceeded}
+	kind := func(tx *events.Tx) string {
+		switch k := tx.Appends[0].Events[0].Kind.(type) {
+		case *pb.Event_TemporarilyTimedOut:
+			return "retried"
+		case *pb.Event_Finished:
+			r, _ := events.ParseResult(k.Finished.Result)
+			if r.Failure != nil {
+				return string(r.Failure.Kind)
+			}
+			return "finished"
+		}
+		return "other"
+	}
+	if got := kind(e.activityOutcomeTx(st(now), Function{Component: act}, nil, cut, now)); got != "deadline_exceeded" {
+		t.Fatalf("cut at the deadline: %s, want deadline_exceeded", got)
+	}
+	if got := kind(e.activityOutcomeTx(st(now.Add(time.Minute)), Function{Component: act}, nil, cut, now)); got != "retried" {
+		t.Fatalf("a timeout before the deadline: %s, want retried", got)
+	}
+	if got := kind(e.activityOutcomeTx(st(now.Add(-time.Second)), Function{Component: act}, []byte(`{"ok":1}`), nil, now)); got != "finished" {
+		t.Fatalf("ok past the deadline: %s, want finished", got)
+	}
+	// The lock expiry path (timer service) decides alike.
+	expired := st(now.Add(-time.Millisecond))
+	expired.LockExpiresAt = now.Add(-time.Millisecond).UnixNano()
+	tx, err := e.expireTx(expired, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kind(e.noRetryPastDeadline(expired, tx, now)); got != "deadline_exceeded" {
+		t.Fatalf("lock expired past the deadline: %s, want deadline_exceeded", got)
+	}
+}
+
+// TestAttemptBoundByDeadline: an attempt ends at the earliest of its lock, its
+// max_duration and the execution's deadline.
+func TestAttemptBoundByDeadline(t *testing.T) {
+	now := time.Now()
+	c := &Component{Config: ComponentConfig{Name: "a", Type: ActivityWasm, LockExpiry: time.Minute, MaxDuration: 30 * time.Second}}
+	e := &Engine{}
+	e.keepalives = newKeepalives(e)
+	st := &pb.ExecutionState{ExecutionId: "E_x", LockExpiresAt: now.Add(time.Minute).UnixNano(), Deadline: now.Add(100 * time.Millisecond).UnixNano()}
+	a := e.beginAttempt(context.Background(), c, st, "R")
+	defer a.d.stop()
+	if got := a.bound(time.Unix(0, st.LockExpiresAt)); !got.Equal(time.Unix(0, st.Deadline)) {
+		t.Fatalf("bound %v, want the deadline %v", got, time.Unix(0, st.Deadline))
+	}
+	select {
+	case <-a.ctx.Done():
+	case <-time.After(20 * time.Second): // max_duration is 30s away, the lock a minute
+		t.Fatal("the attempt's context did not end at the deadline")
+	}
+	if err := e.explain(a, context.Canceled); !strings.Contains(err.Error(), "activity cut at the execution's deadline") {
+		t.Fatalf("explain: %v", err)
+	}
+}
+
+// TestDeadlineEndsEarly: a workflow stopped by its deadline did not return, so a shadow
+// replay that stops where its history ends reproduces it (as for a cancellation).
+func TestDeadlineEndsEarly(t *testing.T) {
+	st := &pb.ExecutionState{Deadline: time.Unix(5, 0).UnixNano()}
+	if !endedEarly(deadlineResult(st)) {
+		t.Fatal("a deadline_exceeded result is not one recorded without the workflow returning")
+	}
+	if endedEarly([]byte(`{"ok":1}`)) {
+		t.Fatal("an ok result ended early")
+	}
+}
