@@ -74,6 +74,8 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options)
 	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
 	path, h = obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...)
 	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
+	path, h = obeliskv1connect.NewWorkerServiceHandler(&workers{e: e}, handlerOpts...)
+	mux.Handle(path, limitRequest(h, opts.MaxRequestBytes, errs))
 	if m := e.Metrics(); m != nil {
 		var metrics http.Handler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 		if opts.MetricsAuth && opts.Tokens != nil {
