@@ -231,3 +231,12 @@ func TestLabelsDecideWhereExecutionsRun(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWorkerWaitsNotifyIdle is what every commit of a pending execution pays for
+// external workers while none waits (onCommit).
+func BenchmarkWorkerWaitsNotifyIdle(b *testing.B) {
+	var w workerWaits
+	for b.Loop() {
+		w.notify()
+	}
+}
