@@ -111,6 +111,7 @@ func TestWorkerLockRenewComplete(t *testing.T) {
 	if !errors.As(err, &ia) || !strings.Contains(err.Error(), "bool") {
 		t.Fatalf("a result of the wrong type: %v", err)
 	}
+	t.Logf("a result of the wrong type: %v", err)
 	if st, _ := e.store.State(ctx, "E_1"); st.Status != pb.Status_STATUS_LOCKED {
 		t.Fatalf("a refused result changed the execution: %v", st)
 	}
