@@ -241,3 +241,74 @@ func BenchmarkWorkerWaitsNotifyIdle(b *testing.B) {
 		w.notify()
 	}
 }
+
+// TestExecutorSkipsWhatItLacksLabelsFor: an activity requiring a label the server lacks
+// gets no executor, even in a queue the server serves for another component: its
+// execution stays pending while the queue runs the other's, and is not warned about as
+// unserved; a worker with the label does it. A server with the label runs it itself.
+func TestExecutorSkipsWhatItLacksLabelsFor(t *testing.T) {
+	ctx := context.Background()
+	comps := []ComponentConfig{
+		{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), Queue: "shared", RequiredLabels: []string{"gpu"},
+			LockExpiry: time.Minute, MaxConcurrency: 4},
+		{Name: "sleep", Type: ActivityWasm, Path: builtComponent(t, "sleep"), Queue: "shared", LockExpiry: time.Minute, MaxConcurrency: 4},
+	}
+	logs := &logCounter{n: map[string]int{}}
+	cache := t.TempDir() // both engines': compiled once
+	e, err := New(ctx, Config{DataDir: t.TempDir(), CacheDir: cache, Logger: slog.New(logs), Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			e.Close(ctx)
+		}
+	}()
+	fibo, _, err := e.Submit(ctx, "", "testing:fibo/fibo.fibo", []byte("[10]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleep, _, err := e.Submit(ctx, "", "testing:sleep/sleep.sleep", []byte("[1]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if st, err := e.WaitFinished(waitCtx, sleep); err != nil || st.ResultKind != pb.ResultKind_RESULT_KIND_OK {
+		t.Fatalf("sleep in the shared queue: %v %v", st, err)
+	}
+	if st, _ := e.store.State(ctx, fibo); st.Status != pb.Status_STATUS_PENDING_AT || st.IntermittentFailures != 0 {
+		t.Fatalf("fibo without the label: %v", st)
+	}
+	if logs.count("executor: executions of a function this queue does not serve are pending in it; they wait for an executor that serves it") != 0 ||
+		logs.count("component left to external workers: this server lacks labels it requires") != 1 {
+		t.Errorf("server log: %v", logs.n)
+	}
+	tasks, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"testing:fibo/fibo.fibo"}, Labels: []string{"gpu"}})
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != fibo {
+		t.Fatalf("worker lock: %v %v", tasks, err)
+	}
+	if _, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"testing:sleep/sleep.sleep"}}); !failedPrecondition(err, "run by this server's executor") {
+		t.Fatalf("worker lock of what the server runs: %v", err)
+	}
+	if _, err := e.CompleteForWorker(ctx, fibo, tasks[0].RunID, json.RawMessage(`{"ok": 55}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	e.Close(ctx)
+
+	e2, err := New(ctx, Config{DataDir: t.TempDir(), CacheDir: cache, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Components: comps, Labels: []string{"gpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close(ctx)
+	if fibo, _, err = e2.Submit(ctx, "", "testing:fibo/fibo.fibo", []byte("[10]")); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if st, err := e2.WaitFinished(waitCtx, fibo); err != nil || string(st.Result) != `{"ok":55}` {
+		t.Fatalf("fibo on a server with the label: %v %v", st, err)
+	}
+}
