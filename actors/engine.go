@@ -468,7 +468,9 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 			if q, ok := e.queues[st.Queue]; ok && events.Runnable(st) {
 				q.notify(st.PendingAt)
 			}
-			e.workerWaits.notify()
+			if events.Runnable(st) {
+				e.workerWaits.notify(st.Queue)
+			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)
 		}

@@ -79,35 +79,54 @@ type WorkerTask struct {
 	LockExpiresAt time.Time
 }
 
-// workerWaits wakes the LockForWorker calls waiting for an execution to become pending.
-// onCommit pays one atomic load while no worker waits.
+// workerWaits wakes the LockForWorker calls waiting for an execution to become pending
+// in one of their queues. onCommit pays one atomic load while no worker waits.
 type workerWaits struct {
 	waiting atomic.Int32
 	mu      sync.Mutex
-	ch      chan struct{} // closed at the next pending commit; nil: none made yet
+	byQueue map[string]map[chan struct{}]struct{} // the waiters' channels (buffered, 1)
 }
 
-// subscribe returns a channel closed at the next commit of a pending execution, and the
-// function that ends the subscription.
-func (w *workerWaits) subscribe() (<-chan struct{}, func()) {
-	w.waiting.Add(1) // before the channel is taken: no notify between them is skipped
+// subscribe returns a channel that receives at the next commit of a pending execution in
+// one of queues, and the function that ends the subscription.
+func (w *workerWaits) subscribe(queues []string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w.waiting.Add(1) // before the channel is registered: no notify after it is skipped
 	w.mu.Lock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
+	if w.byQueue == nil {
+		w.byQueue = map[string]map[chan struct{}]struct{}{}
 	}
-	ch := w.ch
+	for _, q := range queues {
+		if w.byQueue[q] == nil {
+			w.byQueue[q] = map[chan struct{}]struct{}{}
+		}
+		w.byQueue[q][ch] = struct{}{}
+	}
 	w.mu.Unlock()
-	return ch, func() { w.waiting.Add(-1) }
+	return ch, func() {
+		w.mu.Lock()
+		for _, q := range queues {
+			delete(w.byQueue[q], ch)
+			if len(w.byQueue[q]) == 0 {
+				delete(w.byQueue, q)
+			}
+		}
+		w.mu.Unlock()
+		w.waiting.Add(-1)
+	}
 }
 
-func (w *workerWaits) notify() {
+// notify wakes the waiters of queue.
+func (w *workerWaits) notify(queue string) {
 	if w.waiting.Load() == 0 {
 		return
 	}
 	w.mu.Lock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
+	for ch := range w.byQueue[queue] {
+		select {
+		case ch <- struct{}{}:
+		default: // woken already
+		}
 	}
 	w.mu.Unlock()
 }
@@ -212,7 +231,7 @@ func (e *Engine) LockForWorker(ctx context.Context, req WorkerLockRequest) ([]Wo
 	}
 	deadline := time.Now().Add(p.req.Wait)
 	for {
-		woken, done := e.workerWaits.subscribe()
+		woken, done := e.workerWaits.subscribe(p.queues)
 		tasks, next, err := e.lockForWorker(ctx, p)
 		if err != nil || len(tasks) > 0 {
 			done()

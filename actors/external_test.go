@@ -233,12 +233,42 @@ func TestLabelsDecideWhereExecutionsRun(t *testing.T) {
 	}
 }
 
+// TestWorkerWaitsByQueue: a waiting worker is woken by a pending execution of its queues
+// only, and no longer once its subscription ended.
+func TestWorkerWaitsByQueue(t *testing.T) {
+	var w workerWaits
+	ch, done := w.subscribe([]string{"a", "b"})
+	w.notify("c")
+	select {
+	case <-ch:
+		t.Fatal("woken by another queue")
+	default:
+	}
+	w.notify("b")
+	w.notify("a") // woken once: the channel holds one wake-up
+	select {
+	case <-ch:
+	default:
+		t.Fatal("not woken by its queue")
+	}
+	done()
+	if w.waiting.Load() != 0 || len(w.byQueue) != 0 {
+		t.Fatalf("after the subscription: %d waiting, %v", w.waiting.Load(), w.byQueue)
+	}
+	w.notify("a")
+	select {
+	case <-ch:
+		t.Fatal("woken after the subscription ended")
+	default:
+	}
+}
+
 // BenchmarkWorkerWaitsNotifyIdle is what every commit of a pending execution pays for
 // external workers while none waits (onCommit).
 func BenchmarkWorkerWaitsNotifyIdle(b *testing.B) {
 	var w workerWaits
 	for b.Loop() {
-		w.notify()
+		w.notify("q")
 	}
 }
 
