@@ -125,6 +125,10 @@ type ComponentConfig struct {
 	// max; a run that lasted RestartBackoffMax or longer starts the doubling afresh.
 	// 0 means DefaultTriggerBackoff, DefaultTriggerBackoffMax.
 	RestartBackoff, RestartBackoffMax time.Duration
+	// RequiredLabels (activities, activity stubs): the executions run only on executors
+	// whose labels include them all: this server's (Config.Labels) or an external
+	// worker's (external.go).
+	RequiredLabels []string
 }
 
 // QueueName returns the component's queue: Queue, or its name.

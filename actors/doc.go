@@ -36,6 +36,8 @@
 //     (run_logs.go). When it has a free slot, the commit that creates an execution
 //     locks it already (eager dispatch), saving the executor's own commit. A webhook
 //     endpoint is not run by an executor: an HTTP request runs it (webhook_request.go).
+//     Nor are activity stubs and activities whose required labels the server lacks:
+//     external workers lock, renew and complete them through the API (external.go).
 //   - The Engine (engine.go): configuration, start and recovery, and the API's
 //     operations (Submit, State, WaitFinished, Follow; Cancel, Pause, Unpause and Stub
 //     beside the canceller, Delete beside retention), over the component registry

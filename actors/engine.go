@@ -93,6 +93,11 @@ type Config struct {
 	// run a workflow many times (`obelisk test crash-sim`), never for a server.
 	MaxDelay time.Duration
 
+	// Labels are this server's executors' labels: they run the executions of the
+	// components whose RequiredLabels they include; the others wait for an external
+	// worker that has them (external.go).
+	Labels []string
+
 	// testHook, set only by this package's tests, is called at steps of the supervised
 	// services' passes (see Engine.hook), where a test may panic to crash one.
 	testHook func(service, step string)
@@ -147,6 +152,8 @@ type Engine struct {
 	triggers []*trigger
 	// schedules fires the periodic schedules (service_schedules.go).
 	schedules *scheduler
+	// workerWaits wakes external workers waiting for an execution (external.go).
+	workerWaits workerWaits
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -286,7 +293,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	// The deployed components first: a retired version is never the default executor
 	// of a function (queue.serve), and shares its queue's limit.
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
-		if c.Config.Type != ActivityStub && c.Config.Type != WebhookEndpoint && c.Config.Type != Trigger { // never run by an executor
+		if e.runsHere(c) {
 			name := c.Config.QueueName()
 			q := e.queues[name]
 			if q == nil {
@@ -294,6 +301,22 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 				e.queues[name] = q
 			}
 			e.executors[c.ID] = q.serve(c)
+		}
+	}
+	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
+		if c.Config.Type != ActivityWasm || e.runsHere(c) {
+			continue
+		}
+		if !c.Retired {
+			e.log.Info("component left to external workers: this server lacks labels it requires", "component", c.Config.Name,
+				"required_labels", c.Config.RequiredLabels, "server_labels", cfg.Labels)
+		}
+		if q := e.queues[c.Config.QueueName()]; q != nil {
+			for ffqn := range c.exports {
+				if q.byFFQN[ffqn] == nil {
+					q.unserved.Store(ffqn, struct{}{}) // expected here: not warned about as unserved
+				}
+			}
 		}
 	}
 	cfg.Metrics.GaugeVec("obelisk_store_memory_bytes", "The event store's memory outside Go's heap, by kind (cache_capacity, cache_used, memtable_size, memtables).", "kind",
@@ -448,6 +471,9 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 		case pb.Status_STATUS_PENDING_AT:
 			if q, ok := e.queues[st.Queue]; ok && events.Runnable(st) {
 				q.notify(st.PendingAt)
+			}
+			if events.Runnable(st) {
+				e.workerWaits.notify(st.Queue)
 			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)

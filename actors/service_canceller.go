@@ -314,7 +314,7 @@ func (e *Engine) Stub(ctx context.Context, id string, result json.RawMessage) (S
 		}
 		return "", &NotFoundError{id}
 	}
-	if msg := checkStubResult(fn, compact.Bytes()); msg != "" {
+	if msg := checkWrittenResult(fn, compact.Bytes()); msg != "" {
 		return "", &InvalidArgumentError{fmt.Errorf("stub %s: %s", id, msg)}
 	}
 	var outcome StubOutcome
@@ -352,14 +352,15 @@ func (e *Engine) stubTarget(ctx context.Context, id string) (*pb.ExecutionState,
 	return st, fn, nil
 }
 
-// checkStubResult says what is wrong with a stub's result, or "" if nothing.
-func checkStubResult(fn Function, result []byte) string {
+// checkWrittenResult says what is wrong with a result written from outside the function's
+// code (a stub's, an external worker's), or "" if nothing.
+func checkWrittenResult(fn Function, result []byte) string {
 	r, err := events.ParseResult(result)
 	if err != nil {
 		return err.Error()
 	}
 	if r.Kind == pb.ResultKind_RESULT_KIND_EXECUTION_FAILURE {
-		return `a stub's result is {"ok": v} or {"err": v}, not an execution failure`
+		return `a written result is {"ok": v} or {"err": v}, not an execution failure`
 	}
 	if err := wit.CheckValue(fn.Fn.Result, result); err != nil {
 		return fmt.Sprintf("result does not match %s: %v", fn.Fn.Result, err)

@@ -470,7 +470,7 @@ func (r *workflowRun) stub(ctx context.Context, req []byte) ([]byte, error) {
 		case st == nil:
 			ev.Outcome = abi.KindExecutionNotFound
 		default:
-			if msg := checkStubResult(fn, result.Bytes()); msg != "" {
+			if msg := checkWrittenResult(fn, result.Bytes()); msg != "" {
 				// Not recorded: the same call fails the same way on every replay.
 				return nil, hostErr(abi.KindTypeCheck, "stub %s: %s", q.ExecutionID, msg)
 			}

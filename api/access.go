@@ -37,7 +37,11 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ScheduleServiceCreateScheduleProcedure,
 		obeliskv1connect.ScheduleServiceDeleteScheduleProcedure,
 		obeliskv1connect.ScheduleServicePauseScheduleProcedure,
-		obeliskv1connect.ScheduleServiceResumeScheduleProcedure:
+		obeliskv1connect.ScheduleServiceResumeScheduleProcedure,
+		// A worker writes results, as Stub does: an admin token (docs/RATIONALE.md).
+		obeliskv1connect.WorkerServiceLockProcedure,
+		obeliskv1connect.WorkerServiceRenewProcedure,
+		obeliskv1connect.WorkerServiceCompleteProcedure:
 		return auth.Write, true
 	}
 	return auth.Write, false

@@ -77,6 +77,7 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options)
 	handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, handlerOpts...))
 	handle(obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...))
 	handle(obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...))
+	handle(obeliskv1connect.NewWorkerServiceHandler(&workers{e: e}, handlerOpts...))
 	if m := e.Metrics(); m != nil {
 		var metrics http.Handler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 		if opts.MetricsAuth && opts.Tokens != nil {

@@ -54,6 +54,7 @@ var Services = []protoreflect.ServiceDescriptor{
 	apiv1.File_obelisk_v1_api_proto.Services().ByName("ExecutionService"),
 	apiv1.File_obelisk_v1_api_proto.Services().ByName("ComponentService"),
 	apiv1.File_obelisk_v1_api_proto.Services().ByName("ScheduleService"),
+	apiv1.File_obelisk_v1_api_proto.Services().ByName("WorkerService"),
 }
 
 // RPCPath is the path of an RPC's files under api/, without the suffix:

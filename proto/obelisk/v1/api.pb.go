@@ -4242,6 +4242,444 @@ func (x *VerifyResponse) GetFailures() []*VerifyFailure {
 	return nil
 }
 
+type WorkerLockRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Worker             string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`                                                      // the worker's name, recorded in the lock as executor "worker:<name>"
+	Ffqns              []string               `protobuf:"bytes,2,rep,name=ffqns,proto3" json:"ffqns,omitempty"`                                                        // the functions it does
+	Queue              string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`                                                        // where it looks ("" = each function's component's queue)
+	Labels             []string               `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`                                                      // its labels: they must include its functions' components' required_labels
+	LockDurationMillis uint64                 `protobuf:"varint,5,opt,name=lock_duration_millis,json=lockDurationMillis,proto3" json:"lock_duration_millis,omitempty"` // 0 = the component's lock_expiry, else 60 s; 100 ms to 24 h
+	MaxExecutions      uint32                 `protobuf:"varint,6,opt,name=max_executions,json=maxExecutions,proto3" json:"max_executions,omitempty"`                  // 0 = 1; at most 100
+	WaitMillis         uint64                 `protobuf:"varint,7,opt,name=wait_millis,json=waitMillis,proto3" json:"wait_millis,omitempty"`                           // how long to wait when nothing is due (at most 30000)
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *WorkerLockRequest) Reset() {
+	*x = WorkerLockRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerLockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerLockRequest) ProtoMessage() {}
+
+func (x *WorkerLockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerLockRequest.ProtoReflect.Descriptor instead.
+func (*WorkerLockRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *WorkerLockRequest) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *WorkerLockRequest) GetFfqns() []string {
+	if x != nil {
+		return x.Ffqns
+	}
+	return nil
+}
+
+func (x *WorkerLockRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *WorkerLockRequest) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *WorkerLockRequest) GetLockDurationMillis() uint64 {
+	if x != nil {
+		return x.LockDurationMillis
+	}
+	return 0
+}
+
+func (x *WorkerLockRequest) GetMaxExecutions() uint32 {
+	if x != nil {
+		return x.MaxExecutions
+	}
+	return 0
+}
+
+func (x *WorkerLockRequest) GetWaitMillis() uint64 {
+	if x != nil {
+		return x.WaitMillis
+	}
+	return 0
+}
+
+// WorkerTask is an execution locked for a worker.
+type WorkerTask struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the lock's run: Renew and Complete name it
+	Ffqn          string                 `protobuf:"bytes,3,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
+	ParamsJson    string                 `protobuf:"bytes,4,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`            // a JSON array, one element per parameter
+	Attempt       uint32                 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`                                   // 1 for the first attempt
+	LockExpiresAt string                 `protobuf:"bytes,6,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"` // RFC 3339
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerTask) Reset() {
+	*x = WorkerTask{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerTask) ProtoMessage() {}
+
+func (x *WorkerTask) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerTask.ProtoReflect.Descriptor instead.
+func (*WorkerTask) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *WorkerTask) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *WorkerTask) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *WorkerTask) GetFfqn() string {
+	if x != nil {
+		return x.Ffqn
+	}
+	return ""
+}
+
+func (x *WorkerTask) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
+func (x *WorkerTask) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *WorkerTask) GetLockExpiresAt() string {
+	if x != nil {
+		return x.LockExpiresAt
+	}
+	return ""
+}
+
+type WorkerLockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*WorkerTask          `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerLockResponse) Reset() {
+	*x = WorkerLockResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerLockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerLockResponse) ProtoMessage() {}
+
+func (x *WorkerLockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerLockResponse.ProtoReflect.Descriptor instead.
+func (*WorkerLockResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *WorkerLockResponse) GetTasks() []*WorkerTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type WorkerRenewRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId        string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	RunId              string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	LockDurationMillis uint64                 `protobuf:"varint,3,opt,name=lock_duration_millis,json=lockDurationMillis,proto3" json:"lock_duration_millis,omitempty"` // 0 = as Lock's default
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *WorkerRenewRequest) Reset() {
+	*x = WorkerRenewRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerRenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerRenewRequest) ProtoMessage() {}
+
+func (x *WorkerRenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerRenewRequest.ProtoReflect.Descriptor instead.
+func (*WorkerRenewRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *WorkerRenewRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *WorkerRenewRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *WorkerRenewRequest) GetLockDurationMillis() uint64 {
+	if x != nil {
+		return x.LockDurationMillis
+	}
+	return 0
+}
+
+type WorkerRenewResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LockExpiresAt string                 `protobuf:"bytes,1,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"` // RFC 3339
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerRenewResponse) Reset() {
+	*x = WorkerRenewResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerRenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerRenewResponse) ProtoMessage() {}
+
+func (x *WorkerRenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerRenewResponse.ProtoReflect.Descriptor instead.
+func (*WorkerRenewResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *WorkerRenewResponse) GetLockExpiresAt() string {
+	if x != nil {
+		return x.LockExpiresAt
+	}
+	return ""
+}
+
+type WorkerCompleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutionId   string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	ResultJson    string                 `protobuf:"bytes,3,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"` // {"ok": v} | {"err": v}; or:
+	Failure       string                 `protobuf:"bytes,4,opt,name=failure,proto3" json:"failure,omitempty"`                         // the worker could not do it (retried as an activity's failure)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerCompleteRequest) Reset() {
+	*x = WorkerCompleteRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerCompleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerCompleteRequest) ProtoMessage() {}
+
+func (x *WorkerCompleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerCompleteRequest.ProtoReflect.Descriptor instead.
+func (*WorkerCompleteRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *WorkerCompleteRequest) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *WorkerCompleteRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *WorkerCompleteRequest) GetResultJson() string {
+	if x != nil {
+		return x.ResultJson
+	}
+	return ""
+}
+
+func (x *WorkerCompleteRequest) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+type WorkerCompleteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ok | err | failed (finished), retried_err | retried_failure (retried later)
+	Outcome       string `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerCompleteResponse) Reset() {
+	*x = WorkerCompleteResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerCompleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerCompleteResponse) ProtoMessage() {}
+
+func (x *WorkerCompleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerCompleteResponse.ProtoReflect.Descriptor instead.
+func (*WorkerCompleteResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *WorkerCompleteResponse) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -4584,7 +5022,41 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x10replay_available\x18\b \x01(\bR\x0freplayAvailable\x12#\n" +
 	"\rfailure_count\x18\t \x01(\rR\ffailureCount\x125\n" +
 	"\bfailures\x18\n" +
-	" \x03(\v2\x19.obelisk.v1.VerifyFailureR\bfailures2\xc7\t\n" +
+	" \x03(\v2\x19.obelisk.v1.VerifyFailureR\bfailures\"\xe9\x01\n" +
+	"\x11WorkerLockRequest\x12\x16\n" +
+	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x14\n" +
+	"\x05ffqns\x18\x02 \x03(\tR\x05ffqns\x12\x14\n" +
+	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06labels\x18\x04 \x03(\tR\x06labels\x120\n" +
+	"\x14lock_duration_millis\x18\x05 \x01(\x04R\x12lockDurationMillis\x12%\n" +
+	"\x0emax_executions\x18\x06 \x01(\rR\rmaxExecutions\x12\x1f\n" +
+	"\vwait_millis\x18\a \x01(\x04R\n" +
+	"waitMillis\"\xbd\x01\n" +
+	"\n" +
+	"WorkerTask\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04ffqn\x18\x03 \x01(\tR\x04ffqn\x12\x1f\n" +
+	"\vparams_json\x18\x04 \x01(\tR\n" +
+	"paramsJson\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\rR\aattempt\x12&\n" +
+	"\x0flock_expires_at\x18\x06 \x01(\tR\rlockExpiresAt\"B\n" +
+	"\x12WorkerLockResponse\x12,\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x16.obelisk.v1.WorkerTaskR\x05tasks\"\x80\x01\n" +
+	"\x12WorkerRenewRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x120\n" +
+	"\x14lock_duration_millis\x18\x03 \x01(\x04R\x12lockDurationMillis\"=\n" +
+	"\x13WorkerRenewResponse\x12&\n" +
+	"\x0flock_expires_at\x18\x01 \x01(\tR\rlockExpiresAt\"\x8c\x01\n" +
+	"\x15WorkerCompleteRequest\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vresult_json\x18\x03 \x01(\tR\n" +
+	"resultJson\x12\x18\n" +
+	"\afailure\x18\x04 \x01(\tR\afailure\"2\n" +
+	"\x16WorkerCompleteResponse\x12\x18\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome2\xc7\t\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -4612,7 +5084,11 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\rListSchedules\x12 .obelisk.v1.ListSchedulesRequest\x1a!.obelisk.v1.ListSchedulesResponse\x12W\n" +
 	"\x0eDeleteSchedule\x12!.obelisk.v1.DeleteScheduleRequest\x1a\".obelisk.v1.DeleteScheduleResponse\x12T\n" +
 	"\rPauseSchedule\x12 .obelisk.v1.PauseScheduleRequest\x1a!.obelisk.v1.PauseScheduleResponse\x12W\n" +
-	"\x0eResumeSchedule\x12!.obelisk.v1.ResumeScheduleRequest\x1a\".obelisk.v1.ResumeScheduleResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
+	"\x0eResumeSchedule\x12!.obelisk.v1.ResumeScheduleRequest\x1a\".obelisk.v1.ResumeScheduleResponse2\xf3\x01\n" +
+	"\rWorkerService\x12E\n" +
+	"\x04Lock\x12\x1d.obelisk.v1.WorkerLockRequest\x1a\x1e.obelisk.v1.WorkerLockResponse\x12H\n" +
+	"\x05Renew\x12\x1e.obelisk.v1.WorkerRenewRequest\x1a\x1f.obelisk.v1.WorkerRenewResponse\x12Q\n" +
+	"\bComplete\x12!.obelisk.v1.WorkerCompleteRequest\x1a\".obelisk.v1.WorkerCompleteResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
 
 var (
 	file_obelisk_v1_api_proto_rawDescOnce sync.Once
@@ -4626,7 +5102,7 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_obelisk_v1_api_proto_goTypes = []any{
 	(*UpgradeRequest)(nil),         // 0: obelisk.v1.UpgradeRequest
 	(*UpgradeItem)(nil),            // 1: obelisk.v1.UpgradeItem
@@ -4693,6 +5169,13 @@ var file_obelisk_v1_api_proto_goTypes = []any{
 	(*VerifyRequest)(nil),          // 62: obelisk.v1.VerifyRequest
 	(*VerifyFailure)(nil),          // 63: obelisk.v1.VerifyFailure
 	(*VerifyResponse)(nil),         // 64: obelisk.v1.VerifyResponse
+	(*WorkerLockRequest)(nil),      // 65: obelisk.v1.WorkerLockRequest
+	(*WorkerTask)(nil),             // 66: obelisk.v1.WorkerTask
+	(*WorkerLockResponse)(nil),     // 67: obelisk.v1.WorkerLockResponse
+	(*WorkerRenewRequest)(nil),     // 68: obelisk.v1.WorkerRenewRequest
+	(*WorkerRenewResponse)(nil),    // 69: obelisk.v1.WorkerRenewResponse
+	(*WorkerCompleteRequest)(nil),  // 70: obelisk.v1.WorkerCompleteRequest
+	(*WorkerCompleteResponse)(nil), // 71: obelisk.v1.WorkerCompleteResponse
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	7,  // 0: obelisk.v1.UpgradeItem.replay:type_name -> obelisk.v1.ReplayResponse
@@ -4722,59 +5205,66 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	51, // 24: obelisk.v1.PauseScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
 	51, // 25: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
 	63, // 26: obelisk.v1.VerifyResponse.failures:type_name -> obelisk.v1.VerifyFailure
-	23, // 27: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	26, // 28: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	29, // 29: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	31, // 30: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	34, // 31: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	15, // 32: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	17, // 33: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	19, // 34: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	21, // 35: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	46, // 36: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	48, // 37: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	8,  // 38: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	10, // 39: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	3,  // 40: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
-	62, // 41: obelisk.v1.ExecutionService.Verify:input_type -> obelisk.v1.VerifyRequest
-	0,  // 42: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
-	13, // 43: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
-	37, // 44: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	41, // 45: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	52, // 46: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
-	54, // 47: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
-	56, // 48: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
-	58, // 49: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
-	60, // 50: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
-	25, // 51: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	27, // 52: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	30, // 53: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	33, // 54: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	36, // 55: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	16, // 56: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	18, // 57: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	20, // 58: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	22, // 59: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	47, // 60: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	50, // 61: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	9,  // 62: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	11, // 63: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	7,  // 64: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
-	64, // 65: obelisk.v1.ExecutionService.Verify:output_type -> obelisk.v1.VerifyResponse
-	2,  // 66: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
-	14, // 67: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
-	40, // 68: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	45, // 69: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	53, // 70: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
-	55, // 71: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
-	57, // 72: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
-	59, // 73: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
-	61, // 74: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
-	51, // [51:75] is the sub-list for method output_type
-	27, // [27:51] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	66, // 27: obelisk.v1.WorkerLockResponse.tasks:type_name -> obelisk.v1.WorkerTask
+	23, // 28: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	26, // 29: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	29, // 30: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	31, // 31: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	34, // 32: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	15, // 33: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	17, // 34: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	19, // 35: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	21, // 36: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	46, // 37: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	48, // 38: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	8,  // 39: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	10, // 40: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	3,  // 41: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
+	62, // 42: obelisk.v1.ExecutionService.Verify:input_type -> obelisk.v1.VerifyRequest
+	0,  // 43: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
+	13, // 44: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	37, // 45: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	41, // 46: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	52, // 47: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	54, // 48: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	56, // 49: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	58, // 50: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	60, // 51: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	65, // 52: obelisk.v1.WorkerService.Lock:input_type -> obelisk.v1.WorkerLockRequest
+	68, // 53: obelisk.v1.WorkerService.Renew:input_type -> obelisk.v1.WorkerRenewRequest
+	70, // 54: obelisk.v1.WorkerService.Complete:input_type -> obelisk.v1.WorkerCompleteRequest
+	25, // 55: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	27, // 56: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	30, // 57: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	33, // 58: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	36, // 59: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	16, // 60: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	18, // 61: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	20, // 62: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	22, // 63: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	47, // 64: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	50, // 65: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	9,  // 66: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	11, // 67: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	7,  // 68: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
+	64, // 69: obelisk.v1.ExecutionService.Verify:output_type -> obelisk.v1.VerifyResponse
+	2,  // 70: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
+	14, // 71: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	40, // 72: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	45, // 73: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	53, // 74: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	55, // 75: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	57, // 76: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	59, // 77: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	61, // 78: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	67, // 79: obelisk.v1.WorkerService.Lock:output_type -> obelisk.v1.WorkerLockResponse
+	69, // 80: obelisk.v1.WorkerService.Renew:output_type -> obelisk.v1.WorkerRenewResponse
+	71, // 81: obelisk.v1.WorkerService.Complete:output_type -> obelisk.v1.WorkerCompleteResponse
+	55, // [55:82] is the sub-list for method output_type
+	28, // [28:55] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -4790,9 +5280,9 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   65,
+			NumMessages:   72,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_obelisk_v1_api_proto_goTypes,
 		DependencyIndexes: file_obelisk_v1_api_proto_depIdxs,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,6 +130,9 @@ type File struct {
 		// GoMemoryLimit is the soft limit of the Go runtime's memory, e.g. "128MiB"
 		// ("" = DefaultGoMemoryLimit, "off" = none).
 		GoMemoryLimit string `mapstructure:"go_memory_limit"`
+		// Labels are the labels of this server's executors: they run the activities
+		// whose required_labels they include; the others are left to external workers.
+		Labels []string `mapstructure:"labels"`
 	} `mapstructure:"server"`
 	// OCI: how registries of location.oci are reached.
 	OCI struct {
@@ -261,6 +265,9 @@ type Activity struct {
 	MemoryLimit     string         `mapstructure:"memory_limit"`
 	Retention       Retention      `mapstructure:"retention"`
 	Output          `mapstructure:",squash"`
+	// RequiredLabels: the executions run only on executors whose labels include them
+	// (server.labels, or an external worker's).
+	RequiredLabels []string `mapstructure:"required_labels"`
 }
 
 // Workflow is one [[workflow]].
@@ -316,6 +323,12 @@ type Stub struct {
 	Name     string   `mapstructure:"name"`
 	Location Location `mapstructure:"location"`
 	WIT      string   `mapstructure:"wit"`
+	// RequiredLabels, MaxRetries and RetryExpBackoff apply to the executions external
+	// workers do: the labels a worker needs, and the retries of a failure or of a lock
+	// that expired.
+	RequiredLabels  []string       `mapstructure:"required_labels"`
+	MaxRetries      *uint32        `mapstructure:"max_retries"`
+	RetryExpBackoff *time.Duration `mapstructure:"retry_exp_backoff"`
 }
 
 // Server is the resolved configuration of `obelisk server run`.
@@ -454,6 +467,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	if s.Engine.RetentionFinishedAfter, err = f.Retention.resolve("retention.finished_after"); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
+	if err := checkLabels("server.labels", f.Server.Labels); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	s.Engine.Labels = f.Server.Labels
 	s.Engine.MaxLogsPerExecution = f.Logs.MaxPerExecution // not negative: countHook
 	if s.Engine.MaxLogsPerExecution == 0 {
 		s.Engine.MaxLogsPerExecution = -1 // none
@@ -519,6 +536,10 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		if c.RetentionFinishedAfter, err = a.Retention.resolve("retention.finished_after"); err != nil {
 			return nil, fail("activity_wasm", i, a.Name, "%v", err)
 		}
+		if err := checkLabels("required_labels", a.RequiredLabels); err != nil {
+			return nil, fail("activity_wasm", i, a.Name, "%v", err)
+		}
+		c.RequiredLabels = a.RequiredLabels
 		s.Engine.Components = append(s.Engine.Components, c)
 	}
 	for i, w := range f.Workflow {
@@ -566,8 +587,18 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, err
 	}
 	for i, st := range f.Stubs {
-		c := actors.ComponentConfig{Name: st.Name, Type: actors.ActivityStub, Path: rel(st.Location.Path), WIT: st.WIT}
+		c := actors.ComponentConfig{Name: st.Name, Type: actors.ActivityStub, Path: rel(st.Location.Path), WIT: st.WIT,
+			MaxRetries: DefaultMaxRetries, RetryExpBackoff: DefaultRetryExpBackoff, RequiredLabels: st.RequiredLabels}
 		if err := checkName(c.Name); err != nil {
+			return nil, fail("activity_stub", i, st.Name, "%v", err)
+		}
+		if st.MaxRetries != nil {
+			c.MaxRetries = *st.MaxRetries
+		}
+		if st.RetryExpBackoff != nil {
+			c.RetryExpBackoff = *st.RetryExpBackoff
+		}
+		if err := checkLabels("required_labels", st.RequiredLabels); err != nil {
 			return nil, fail("activity_stub", i, st.Name, "%v", err)
 		}
 		switch hasLocation := st.Location.Path != "" || st.Location.OCI != ""; {
@@ -620,6 +651,20 @@ func (s *Server) location(name string, l Location) error {
 			return fmt.Errorf("location.oci: %w", err)
 		}
 		s.OCI = append(s.OCI, oci.Location{Component: name, Reference: l.OCI})
+	}
+	return nil
+}
+
+// checkLabels checks the labels of key (server.labels, required_labels): each a name
+// as checkName wants one, none twice.
+func checkLabels(key string, labels []string) error {
+	for i, l := range labels {
+		if err := checkName(l); err != nil {
+			return fmt.Errorf("%s[%d] = %q: a label is a name: %w", key, i, l, err)
+		}
+		if slices.Contains(labels[:i], l) {
+			return fmt.Errorf("%s: label %q is given twice", key, l)
+		}
 	}
 	return nil
 }

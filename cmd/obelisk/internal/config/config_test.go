@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,7 +207,11 @@ func TestErrors(t *testing.T) {
 		{"keepalive on a workflow", "[[workflow]]\nname = \"w\"\nlocation.path = \"w\"\nexec.keepalive = true\n", "invalid keys: keepalive"},
 		{"keepalive not a boolean", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nexec.keepalive = \"maybe\"\n", "keepalive"},
 		{"stub bad name", "[[activity_stub]]\nname = \"a/b\"\nwit = \"package a:b;\"\n", "name may contain"},
-		{"stub unknown key", "[[activity_stub]]\nname = \"s\"\nwit = \"package a:b;\"\nmax_retries = 1\n", "max_retries"},
+		{"stub unknown key", "[[activity_stub]]\nname = \"s\"\nwit = \"package a:b;\"\nmemory_limit = \"1MiB\"\n", "memory_limit"},
+		{"bad server label", "[server]\nlabels = [\"gpu\", \"eu west\"]\n", `server.labels[1] = "eu west": a label is a name: name may contain`},
+		{"server label twice", "[server]\nlabels = [\"gpu\", \"gpu\"]\n", `server.labels: label "gpu" is given twice`},
+		{"empty required label", "[[activity_wasm]]\nname = \"a\"\nlocation.path = \"a\"\nrequired_labels = [\"\"]\n", `[[activity_wasm]] #1 (name "a"): required_labels[0] = "": a label is a name: name is required`},
+		{"stub bad required label", "[[activity_stub]]\nname = \"s\"\nwit = \"package a:b;\"\nrequired_labels = [\"a/b\"]\n", `[[activity_stub]] #1 (name "s"): required_labels[0] = "a/b"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -580,5 +585,49 @@ func TestGoMemoryLimitErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
 		}
+	}
+}
+
+// TestLabels: server.labels are the engine's; required_labels go to activities and stubs,
+// and a stub gets a retry policy (for the executions external workers do).
+func TestLabels(t *testing.T) {
+	s, err := Load(write(t, `
+[server]
+labels = ["gpu", "eu"]
+
+[[activity_wasm]]
+name = "render"
+location.path = "render.wasm"
+required_labels = ["gpu"]
+
+[[activity_stub]]
+name = "approval"
+wit = "package a:b; interface i { f: func() -> result; } world w { export i; }"
+required_labels = ["human"]
+max_retries = 2
+retry_exp_backoff = "1s"
+
+[[activity_stub]]
+name = "plain"
+wit = "package a:c; interface i { f: func() -> result; } world w { export i; }"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Engine.Labels, []string{"gpu", "eu"}) {
+		t.Errorf("server labels: %q", s.Engine.Labels)
+	}
+	byName := map[string]actors.ComponentConfig{}
+	for _, c := range s.Engine.Components {
+		byName[c.Name] = c
+	}
+	if r := byName["render"]; !slices.Equal(r.RequiredLabels, []string{"gpu"}) {
+		t.Errorf("activity: %+v", r)
+	}
+	if a := byName["approval"]; !slices.Equal(a.RequiredLabels, []string{"human"}) || a.MaxRetries != 2 || a.RetryExpBackoff != time.Second {
+		t.Errorf("stub: %+v", a)
+	}
+	if p := byName["plain"]; p.RequiredLabels != nil || p.MaxRetries != DefaultMaxRetries || p.RetryExpBackoff != DefaultRetryExpBackoff {
+		t.Errorf("stub with the defaults: %+v", p)
 	}
 }

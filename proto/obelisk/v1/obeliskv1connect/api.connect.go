@@ -32,6 +32,8 @@ const (
 	ComponentServiceName = "obelisk.v1.ComponentService"
 	// ScheduleServiceName is the fully-qualified name of the ScheduleService service.
 	ScheduleServiceName = "obelisk.v1.ScheduleService"
+	// WorkerServiceName is the fully-qualified name of the WorkerService service.
+	WorkerServiceName = "obelisk.v1.WorkerService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -106,6 +108,12 @@ const (
 	// ScheduleServiceResumeScheduleProcedure is the fully-qualified name of the ScheduleService's
 	// ResumeSchedule RPC.
 	ScheduleServiceResumeScheduleProcedure = "/obelisk.v1.ScheduleService/ResumeSchedule"
+	// WorkerServiceLockProcedure is the fully-qualified name of the WorkerService's Lock RPC.
+	WorkerServiceLockProcedure = "/obelisk.v1.WorkerService/Lock"
+	// WorkerServiceRenewProcedure is the fully-qualified name of the WorkerService's Renew RPC.
+	WorkerServiceRenewProcedure = "/obelisk.v1.WorkerService/Renew"
+	// WorkerServiceCompleteProcedure is the fully-qualified name of the WorkerService's Complete RPC.
+	WorkerServiceCompleteProcedure = "/obelisk.v1.WorkerService/Complete"
 )
 
 // ExecutionServiceClient is a client for the obelisk.v1.ExecutionService service.
@@ -982,4 +990,146 @@ func (UnimplementedScheduleServiceHandler) PauseSchedule(context.Context, *conne
 
 func (UnimplementedScheduleServiceHandler) ResumeSchedule(context.Context, *connect.Request[v1.ResumeScheduleRequest]) (*connect.Response[v1.ResumeScheduleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ScheduleService.ResumeSchedule is not implemented"))
+}
+
+// WorkerServiceClient is a client for the obelisk.v1.WorkerService service.
+type WorkerServiceClient interface {
+	// Lock locks up to max_executions due executions of ffqns, each with a lock of its own
+	// (a Locked event with a run ID) that expires after lock_duration unless renewed. With
+	// nothing due it waits up to wait_millis (at most 30 s) and answers no executions.
+	// A function the server runs itself, or whose component requires labels the worker
+	// lacks, is FAILED_PRECONDITION.
+	Lock(context.Context, *connect.Request[v1.WorkerLockRequest]) (*connect.Response[v1.WorkerLockResponse], error)
+	// Renew extends a run's lock; FAILED_PRECONDITION ("lock lost") once the run no longer
+	// holds it (it expired into a retry, or the execution was cancelled): stop working.
+	Renew(context.Context, *connect.Request[v1.WorkerRenewRequest]) (*connect.Response[v1.WorkerRenewResponse], error)
+	// Complete records a run's outcome: result_json, type-checked against the function's
+	// WIT result (INVALID_ARGUMENT names what does not match), or a failure, retried as an
+	// activity's. FAILED_PRECONDITION ("lock lost") once the run no longer holds the lock.
+	Complete(context.Context, *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error)
+}
+
+// NewWorkerServiceClient constructs a client for the obelisk.v1.WorkerService service. By default,
+// it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and
+// sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC()
+// or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewWorkerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) WorkerServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	workerServiceMethods := v1.File_obelisk_v1_api_proto.Services().ByName("WorkerService").Methods()
+	return &workerServiceClient{
+		lock: connect.NewClient[v1.WorkerLockRequest, v1.WorkerLockResponse](
+			httpClient,
+			baseURL+WorkerServiceLockProcedure,
+			connect.WithSchema(workerServiceMethods.ByName("Lock")),
+			connect.WithClientOptions(opts...),
+		),
+		renew: connect.NewClient[v1.WorkerRenewRequest, v1.WorkerRenewResponse](
+			httpClient,
+			baseURL+WorkerServiceRenewProcedure,
+			connect.WithSchema(workerServiceMethods.ByName("Renew")),
+			connect.WithClientOptions(opts...),
+		),
+		complete: connect.NewClient[v1.WorkerCompleteRequest, v1.WorkerCompleteResponse](
+			httpClient,
+			baseURL+WorkerServiceCompleteProcedure,
+			connect.WithSchema(workerServiceMethods.ByName("Complete")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// workerServiceClient implements WorkerServiceClient.
+type workerServiceClient struct {
+	lock     *connect.Client[v1.WorkerLockRequest, v1.WorkerLockResponse]
+	renew    *connect.Client[v1.WorkerRenewRequest, v1.WorkerRenewResponse]
+	complete *connect.Client[v1.WorkerCompleteRequest, v1.WorkerCompleteResponse]
+}
+
+// Lock calls obelisk.v1.WorkerService.Lock.
+func (c *workerServiceClient) Lock(ctx context.Context, req *connect.Request[v1.WorkerLockRequest]) (*connect.Response[v1.WorkerLockResponse], error) {
+	return c.lock.CallUnary(ctx, req)
+}
+
+// Renew calls obelisk.v1.WorkerService.Renew.
+func (c *workerServiceClient) Renew(ctx context.Context, req *connect.Request[v1.WorkerRenewRequest]) (*connect.Response[v1.WorkerRenewResponse], error) {
+	return c.renew.CallUnary(ctx, req)
+}
+
+// Complete calls obelisk.v1.WorkerService.Complete.
+func (c *workerServiceClient) Complete(ctx context.Context, req *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error) {
+	return c.complete.CallUnary(ctx, req)
+}
+
+// WorkerServiceHandler is an implementation of the obelisk.v1.WorkerService service.
+type WorkerServiceHandler interface {
+	// Lock locks up to max_executions due executions of ffqns, each with a lock of its own
+	// (a Locked event with a run ID) that expires after lock_duration unless renewed. With
+	// nothing due it waits up to wait_millis (at most 30 s) and answers no executions.
+	// A function the server runs itself, or whose component requires labels the worker
+	// lacks, is FAILED_PRECONDITION.
+	Lock(context.Context, *connect.Request[v1.WorkerLockRequest]) (*connect.Response[v1.WorkerLockResponse], error)
+	// Renew extends a run's lock; FAILED_PRECONDITION ("lock lost") once the run no longer
+	// holds it (it expired into a retry, or the execution was cancelled): stop working.
+	Renew(context.Context, *connect.Request[v1.WorkerRenewRequest]) (*connect.Response[v1.WorkerRenewResponse], error)
+	// Complete records a run's outcome: result_json, type-checked against the function's
+	// WIT result (INVALID_ARGUMENT names what does not match), or a failure, retried as an
+	// activity's. FAILED_PRECONDITION ("lock lost") once the run no longer holds the lock.
+	Complete(context.Context, *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error)
+}
+
+// NewWorkerServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewWorkerServiceHandler(svc WorkerServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	workerServiceMethods := v1.File_obelisk_v1_api_proto.Services().ByName("WorkerService").Methods()
+	workerServiceLockHandler := connect.NewUnaryHandler(
+		WorkerServiceLockProcedure,
+		svc.Lock,
+		connect.WithSchema(workerServiceMethods.ByName("Lock")),
+		connect.WithHandlerOptions(opts...),
+	)
+	workerServiceRenewHandler := connect.NewUnaryHandler(
+		WorkerServiceRenewProcedure,
+		svc.Renew,
+		connect.WithSchema(workerServiceMethods.ByName("Renew")),
+		connect.WithHandlerOptions(opts...),
+	)
+	workerServiceCompleteHandler := connect.NewUnaryHandler(
+		WorkerServiceCompleteProcedure,
+		svc.Complete,
+		connect.WithSchema(workerServiceMethods.ByName("Complete")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/obelisk.v1.WorkerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case WorkerServiceLockProcedure:
+			workerServiceLockHandler.ServeHTTP(w, r)
+		case WorkerServiceRenewProcedure:
+			workerServiceRenewHandler.ServeHTTP(w, r)
+		case WorkerServiceCompleteProcedure:
+			workerServiceCompleteHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedWorkerServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedWorkerServiceHandler struct{}
+
+func (UnimplementedWorkerServiceHandler) Lock(context.Context, *connect.Request[v1.WorkerLockRequest]) (*connect.Response[v1.WorkerLockResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.WorkerService.Lock is not implemented"))
+}
+
+func (UnimplementedWorkerServiceHandler) Renew(context.Context, *connect.Request[v1.WorkerRenewRequest]) (*connect.Response[v1.WorkerRenewResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.WorkerService.Renew is not implemented"))
+}
+
+func (UnimplementedWorkerServiceHandler) Complete(context.Context, *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.WorkerService.Complete is not implemented"))
 }

@@ -1,0 +1,428 @@
+package actors
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/internal/clip"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+)
+
+// External workers.
+//
+// A worker is a process outside the server that does executions of functions it
+// declares, through the API (LockForWorker, RenewForWorker, CompleteForWorker). It may
+// take the executions of activity stubs (which the server never runs) and of activities
+// whose required_labels this server's executors lack (runsHere), and only if its own
+// labels include the component's required ones.
+//
+// Nothing of a worker lives in the server between its calls. Its lock is the store's
+// lock: a Locked event of a run ID of its own with an expiry, committed through the
+// execution's actor as an executor's is. A renewal is a Locked event of the same run, as
+// a keepalive is; the outcome is recorded as an activity attempt's (activityOutcomeTx:
+// an err or a failure is retried by the component's policy). A worker that dies is
+// noticed when its lock expires: the timer service records the timeout and the retry
+// (expireTx), as for any run of a dead node. A call of a run that no longer holds the
+// lock is refused, so a late worker cannot overwrite what a retry did.
+
+// Bounds of worker requests.
+const (
+	// MinWorkerLock and MaxWorkerLock bound the lock a worker asks for.
+	MinWorkerLock = 100 * time.Millisecond
+	MaxWorkerLock = 24 * time.Hour
+	// DefaultWorkerLock is a worker's lock when it asks for none and the component sets
+	// no lock_expiry (an activity stub).
+	DefaultWorkerLock = time.Minute
+	// MaxWorkerBatch bounds the executions one LockForWorker call locks.
+	MaxWorkerBatch = 100
+	// MaxWorkerWait bounds how long LockForWorker waits for an execution to become due:
+	// idle workers poll at most this often, and an answer comes before common proxies'
+	// idle timeouts.
+	MaxWorkerWait = 30 * time.Second
+)
+
+// WorkerLockRequest is what a worker asks LockForWorker for.
+type WorkerLockRequest struct {
+	// Worker names the worker in the Locked events (executor "worker:<name>").
+	Worker string
+	// FFQNs are the functions it does.
+	FFQNs []string
+	// Queue is where it looks; "" means each function's component's queue.
+	Queue string
+	// Labels are the worker's; they must include the required_labels of the components
+	// of FFQNs.
+	Labels []string
+	// LockDuration is how long each lock lasts unless renewed; 0 means the component's
+	// lock_expiry, else DefaultWorkerLock.
+	LockDuration time.Duration
+	// Max is how many executions to lock at most (0 means 1).
+	Max int
+	// Wait is how long to wait for one when none is due (at most MaxWorkerWait).
+	Wait time.Duration
+}
+
+// WorkerTask is an execution locked for a worker.
+type WorkerTask struct {
+	ExecutionID, RunID, FFQN string
+	Params                   json.RawMessage
+	// Attempt counts from 1.
+	Attempt       uint32
+	LockExpiresAt time.Time
+}
+
+// workerWaits wakes the LockForWorker calls waiting for an execution to become pending
+// in one of their queues. onCommit pays one atomic load while no worker waits.
+type workerWaits struct {
+	waiting atomic.Int32
+	mu      sync.Mutex
+	byQueue map[string]map[chan struct{}]struct{} // the waiters' channels (buffered, 1)
+}
+
+// subscribe returns a channel that receives at the next commit of a pending execution in
+// one of queues, and the function that ends the subscription.
+func (w *workerWaits) subscribe(queues []string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w.waiting.Add(1) // before the channel is registered: no notify after it is skipped
+	w.mu.Lock()
+	if w.byQueue == nil {
+		w.byQueue = map[string]map[chan struct{}]struct{}{}
+	}
+	for _, q := range queues {
+		if w.byQueue[q] == nil {
+			w.byQueue[q] = map[chan struct{}]struct{}{}
+		}
+		w.byQueue[q][ch] = struct{}{}
+	}
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		for _, q := range queues {
+			delete(w.byQueue[q], ch)
+			if len(w.byQueue[q]) == 0 {
+				delete(w.byQueue, q)
+			}
+		}
+		w.mu.Unlock()
+		w.waiting.Add(-1)
+	}
+}
+
+// notify wakes the waiters of queue.
+func (w *workerWaits) notify(queue string) {
+	if w.waiting.Load() == 0 {
+		return
+	}
+	w.mu.Lock()
+	for ch := range w.byQueue[queue] {
+		select {
+		case ch <- struct{}{}:
+		default: // woken already
+		}
+	}
+	w.mu.Unlock()
+}
+
+// hasLabels reports whether have includes every label of want.
+func hasLabels(have, want []string) bool {
+	for _, l := range want {
+		if !slices.Contains(have, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// missingLabels are the labels of want that have lacks.
+func missingLabels(have, want []string) []string {
+	var out []string
+	for _, l := range want {
+		if !slices.Contains(have, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// runsHere reports whether this server's executors run c's executions: its type has a
+// runner and the server's labels include c's required ones.
+func (e *Engine) runsHere(c *Component) bool {
+	return e.runnerFor(c.Config.Type) != nil && c.Config.Type != ActivityStub && hasLabels(e.cfg.Labels, c.Config.RequiredLabels)
+}
+
+// forWorkers reports whether workers may take c's executions: an activity stub's, or an
+// activity's that this server does not run.
+func (e *Engine) forWorkers(c *Component) bool {
+	return c.Config.Type == ActivityStub || c.Config.Type == ActivityWasm && !e.runsHere(c)
+}
+
+// workerPlan is a checked WorkerLockRequest.
+type workerPlan struct {
+	req    WorkerLockRequest
+	fns    map[string]bool
+	queues []string
+	lock   time.Duration
+}
+
+func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
+	invalid := func(format string, args ...any) error {
+		return &InvalidArgumentError{fmt.Errorf(format, args...)}
+	}
+	if len(req.FFQNs) == 0 {
+		return nil, invalid("ffqns: name at least one function the worker does")
+	}
+	switch {
+	case req.Max < 0 || req.Max > MaxWorkerBatch:
+		return nil, invalid("max_executions = %d: want 1 to %d (0 means 1)", req.Max, MaxWorkerBatch)
+	case req.Max == 0:
+		req.Max = 1
+	}
+	if req.LockDuration != 0 && (req.LockDuration < MinWorkerLock || req.LockDuration > MaxWorkerLock) {
+		return nil, invalid("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", req.LockDuration, MinWorkerLock, MaxWorkerLock)
+	}
+	if err := checkQueueName(req.Queue); err != nil {
+		return nil, &InvalidArgumentError{err}
+	}
+	req.Wait = min(max(req.Wait, 0), MaxWorkerWait)
+	p := &workerPlan{req: req, fns: map[string]bool{}, lock: req.LockDuration}
+	for _, ffqn := range req.FFQNs {
+		fn, err := e.reg.route(nil, ffqn, "")
+		if err != nil {
+			return nil, err
+		}
+		c := fn.Component
+		if !e.forWorkers(c) {
+			return nil, &FailedPreconditionError{fmt.Sprintf("%s is run by this server's executor (component %q, %s): workers take the functions of activity stubs and of activities whose required_labels the server lacks",
+				ffqn, c.Config.Name, c.Config.Type)}
+		}
+		if miss := missingLabels(req.Labels, c.Config.RequiredLabels); len(miss) > 0 {
+			return nil, &FailedPreconditionError{fmt.Sprintf("%s: component %q requires the labels %q (required_labels), which the worker lacks: %q",
+				ffqn, c.Config.Name, c.Config.RequiredLabels, miss)}
+		}
+		p.fns[ffqn] = true
+		if p.lock == 0 {
+			p.lock = c.Config.LockExpiry
+		}
+		if q := cmp.Or(req.Queue, c.Config.QueueName()); !slices.Contains(p.queues, q) {
+			p.queues = append(p.queues, q)
+		}
+	}
+	if p.lock == 0 {
+		p.lock = DefaultWorkerLock
+	}
+	return p, nil
+}
+
+// LockForWorker locks, for an external worker, up to req.Max due executions of the
+// functions it does, waiting up to req.Wait for one when none is due. No execution is
+// not an error: the worker asks again.
+func (e *Engine) LockForWorker(ctx context.Context, req WorkerLockRequest) ([]WorkerTask, error) {
+	p, err := e.planWorkerLock(req)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(p.req.Wait)
+	for {
+		woken, done := e.workerWaits.subscribe(p.queues)
+		tasks, next, err := e.lockForWorker(ctx, p)
+		if err != nil || len(tasks) > 0 {
+			done()
+			return tasks, err
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			done()
+			return nil, nil
+		}
+		if !next.IsZero() {
+			wait = min(wait, max(time.Until(next), time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-woken:
+		case <-t.C:
+		case <-ctx.Done():
+		case <-e.runCtx.Done():
+		}
+		t.Stop()
+		done()
+		if ctx.Err() != nil || e.runCtx.Err() != nil {
+			return nil, nil
+		}
+	}
+}
+
+// lockForWorker makes one pass over p's queues. next is when the first pending
+// execution of them that is not due yet becomes due (zero: none known).
+func (e *Engine) lockForWorker(ctx context.Context, p *workerPlan) (tasks []WorkerTask, next time.Time, err error) {
+	serves := func(ffqn string) bool { return p.fns[ffqn] }
+	for _, q := range p.queues {
+		want := p.req.Max - len(tasks)
+		if want <= 0 {
+			break
+		}
+		due, n, err := e.store.DuePending(ctx, q, time.Now(), want, serves)
+		if err != nil {
+			return tasks, next, fmt.Errorf("scan pending of queue %s: %w", q, err)
+		}
+		if !n.IsZero() && (next.IsZero() || n.Before(next)) {
+			next = n
+		}
+		for _, d := range due {
+			t, ok, err := e.lockOneForWorker(ctx, p, d.ID)
+			if err != nil {
+				return tasks, next, err
+			}
+			if ok {
+				tasks = append(tasks, t)
+			}
+		}
+	}
+	return tasks, next, nil
+}
+
+// lockOneForWorker locks execution id for a worker, unless it is no longer pending and
+// due, or its component is not one the worker may do (a version pinned by the
+// execution may be another than the deployed one the plan checked).
+func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string) (WorkerTask, bool, error) {
+	runID := events.NewRunID(time.Now())
+	executor := "worker"
+	if p.req.Worker != "" {
+		executor += ":" + clip.String(p.req.Worker)
+	}
+	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		now := time.Now()
+		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
+			return nil, errNotRunnable
+		}
+		fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn)
+		if !ok || !p.fns[st.Ffqn] || !e.forWorkers(fn.Component) || !hasLabels(p.req.Labels, fn.Component.Config.RequiredLabels) {
+			return nil, errNotRunnable
+		}
+		c := fn.Component
+		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(p.lock), c.Config.retryConfig(st.SubmittedRetry))), nil
+	})
+	if errors.Is(err, errNotRunnable) {
+		return WorkerTask{}, false, nil
+	}
+	if err != nil {
+		return WorkerTask{}, false, fmt.Errorf("lock %s: %w", id, err)
+	}
+	created, err := e.createdOf(ctx, id)
+	if err != nil {
+		// Locked but unreadable: its lock expires into a retry.
+		return WorkerTask{}, false, fmt.Errorf("read %s: %w", id, err)
+	}
+	return WorkerTask{ExecutionID: id, RunID: runID, FFQN: st.Ffqn, Params: created.Params,
+		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt)}, true, nil
+}
+
+// lockLostError refuses a call of a worker's run that no longer holds its lock.
+func lockLostError(id, runID string, st *pb.ExecutionState) error {
+	why := "it is no longer locked"
+	switch {
+	case st == nil:
+		why = "it does not exist"
+	case st.Status == pb.Status_STATUS_FINISHED:
+		why = "it finished"
+	case st.Status == pb.Status_STATUS_LOCKED:
+		why = "another run holds it"
+	case st.CancelRequested:
+		why = "it was cancelled"
+	}
+	return &FailedPreconditionError{fmt.Sprintf("lock lost: run %s of execution %s no longer holds its lock (%s): its lock expired, and it was retried or timed out", runID, id, why)}
+}
+
+// RenewForWorker extends the lock of a worker's run runID of execution id to lock from
+// now (0: the lock LockForWorker would take) and returns when it now expires. A run that
+// no longer holds the lock is refused (FailedPreconditionError): its worker should stop.
+func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time.Duration) (time.Time, error) {
+	if lock != 0 && (lock < MinWorkerLock || lock > MaxWorkerLock) {
+		return time.Time{}, &InvalidArgumentError{fmt.Errorf("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", lock, MinWorkerLock, MaxWorkerLock)}
+	}
+	var expires time.Time
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+			return nil, lockLostError(id, runID, st)
+		}
+		fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn)
+		if !ok {
+			return nil, lockLostError(id, runID, st)
+		}
+		d := lock
+		if d == 0 {
+			d = cmp.Or(fn.Component.Config.LockExpiry, DefaultWorkerLock)
+		}
+		now := time.Now()
+		expires = now.Add(d)
+		c := fn.Component
+		return appendTx(st, runID, lockedEvent(st.ExecutorId, c, runID, now, expires, c.Config.retryConfig(st.SubmittedRetry))), nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return expires, nil
+}
+
+// CompleteForWorker records the outcome of a worker's run runID of execution id: a
+// result ({"ok": v} or {"err": v}, type-checked against the function's WIT) or, if
+// failure is not empty, a failure (the worker could not do it). An err or a failure is
+// retried as an activity's would be. It returns what was recorded, as the activity
+// attempt metric names it ("ok", "err", "retried_err", "retried_failure", "failed").
+// A run that no longer holds the lock is refused (FailedPreconditionError).
+func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result json.RawMessage, failure string) (string, error) {
+	var compact bytes.Buffer
+	switch {
+	case len(bytes.TrimSpace(result)) > 0 && failure != "":
+		return "", &InvalidArgumentError{errors.New("give either result_json or failure, not both")}
+	case failure != "":
+	case len(bytes.TrimSpace(result)) == 0:
+		return "", &InvalidArgumentError{errors.New(`result_json ({"ok": v} or {"err": v}) or failure is required`)}
+	default:
+		if err := json.Compact(&compact, result); err != nil {
+			return "", &InvalidArgumentError{fmt.Errorf("result_json: %w", err)}
+		}
+	}
+	st, err := e.store.State(ctx, id)
+	if errors.Is(err, events.ErrNotFound) {
+		return "", &NotFoundError{id}
+	}
+	if err != nil {
+		return "", err
+	}
+	if st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+		return "", lockLostError(id, runID, st)
+	}
+	fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn)
+	if !ok {
+		return "", fmt.Errorf("execution %s: no component %s exports %s", id, st.ComponentId, st.Ffqn)
+	}
+	var runErr error
+	if failure != "" {
+		runErr = fmt.Errorf("worker failed: %s", clip.String(failure))
+	} else if msg := checkWrittenResult(fn, compact.Bytes()); msg != "" {
+		return "", &InvalidArgumentError{fmt.Errorf("execution %s (%s): %s", id, st.Ffqn, msg)}
+	}
+	outcome := ""
+	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+			return nil, lockLostError(id, runID, st)
+		}
+		tx := e.activityOutcomeTx(st, fn, compact.Bytes(), runErr, time.Now())
+		outcome = attemptOutcome(tx)
+		return tx, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	e.cfg.Metrics.ActivityAttempt(outcome)
+	return outcome, nil
+}

@@ -1,0 +1,344 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+)
+
+const approveFFQN = "testing:approval/approval.approve"
+
+// newWorkerEngine starts an engine with an activity stub that requires the label "gpu".
+func newWorkerEngine(t *testing.T) *Engine {
+	t.Helper()
+	ctx := context.Background()
+	e, err := New(ctx, Config{
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, MaxRetries: 2, RetryExpBackoff: 10 * time.Millisecond,
+			RequiredLabels: []string{"gpu"}, WIT: `
+package testing:approval;
+interface approval { approve: func(id: string) -> result<bool, string>; }
+world any { export approval; }
+`}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(ctx) })
+	return e
+}
+
+// createApproval creates a pending execution of the stub, as a workflow's child would be.
+func createApproval(t *testing.T, e *Engine, id string) {
+	t.Helper()
+	now := time.Now()
+	fn := e.reg.byFFQN[approveFFQN]
+	_, err := e.store.Commit(context.Background(), &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{{
+		CreatedAt: now.UnixNano(),
+		Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: approveFFQN, Params: []byte(`["x"]`), ScheduledAt: now.UnixNano(),
+			Queue: "approval", ComponentId: fn.Component.ID}},
+	}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gpuLock(wait time.Duration) WorkerLockRequest {
+	return WorkerLockRequest{Worker: "w1", FFQNs: []string{approveFFQN}, Labels: []string{"gpu"}, Wait: wait}
+}
+
+func failedPrecondition(err error, want string) bool {
+	var fp *FailedPreconditionError
+	return errors.As(err, &fp) && strings.Contains(err.Error(), want)
+}
+
+// TestWorkerLockRenewComplete: a worker locks a stub's execution (a real lock, with its
+// run ID), renews it, is refused a result of the wrong type, and completes it; a second
+// result of its run is refused.
+func TestWorkerLockRenewComplete(t *testing.T) {
+	e := newWorkerEngine(t)
+	ctx := context.Background()
+	createApproval(t, e, "E_1")
+
+	if _, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{approveFFQN}}); !failedPrecondition(err, `"gpu"`) {
+		t.Fatalf("lock without the required label: %v", err)
+	}
+	var nf *FunctionNotFoundError
+	if _, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"a:b/c.nope"}}); !errors.As(err, &nf) {
+		t.Fatalf("lock of an unknown function: %v", err)
+	}
+	var ia *InvalidArgumentError
+	if _, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{approveFFQN}, Labels: []string{"gpu"}, LockDuration: time.Millisecond}); !errors.As(err, &ia) {
+		t.Fatalf("lock of 1ms: %v", err)
+	}
+
+	tasks, err := e.LockForWorker(ctx, gpuLock(0))
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("lock: %v %v", tasks, err)
+	}
+	task := tasks[0]
+	if task.ExecutionID != "E_1" || string(task.Params) != `["x"]` || task.Attempt != 1 || task.FFQN != approveFFQN {
+		t.Fatalf("task %+v", task)
+	}
+	st, err := e.store.State(ctx, "E_1")
+	if err != nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != task.RunID || st.ExecutorId != "worker:w1" {
+		t.Fatalf("state after the lock: %v %v", st, err)
+	}
+	if again, err := e.LockForWorker(ctx, gpuLock(0)); err != nil || len(again) != 0 {
+		t.Fatalf("a locked execution was locked again: %v %v", again, err)
+	}
+
+	if _, err := e.RenewForWorker(ctx, "E_1", "Run_other", 0); !failedPrecondition(err, "lock lost") {
+		t.Fatalf("renew by another run: %v", err)
+	}
+	expires, err := e.RenewForWorker(ctx, "E_1", task.RunID, time.Hour)
+	if err != nil || !expires.After(task.LockExpiresAt) {
+		t.Fatalf("renew: %v (expires %v, was %v)", err, expires, task.LockExpiresAt)
+	}
+	if st, _ := e.store.State(ctx, "E_1"); st.LockExpiresAt != expires.UnixNano() || st.RunId != task.RunID {
+		t.Fatalf("the renewal is not in the store: %v", st)
+	}
+
+	_, err = e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": "yes"}`), "")
+	if !errors.As(err, &ia) || !strings.Contains(err.Error(), "bool") {
+		t.Fatalf("a result of the wrong type: %v", err)
+	}
+	t.Logf("a result of the wrong type: %v", err)
+	if st, _ := e.store.State(ctx, "E_1"); st.Status != pb.Status_STATUS_LOCKED {
+		t.Fatalf("a refused result changed the execution: %v", st)
+	}
+	if _, err := e.CompleteForWorker(ctx, "E_1", task.RunID, nil, ""); !errors.As(err, &ia) {
+		t.Fatalf("no result: %v", err)
+	}
+	outcome, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": true}`), "")
+	if err != nil || outcome != "ok" {
+		t.Fatalf("complete: %q %v", outcome, err)
+	}
+	if st, _ := e.store.State(ctx, "E_1"); st.Status != pb.Status_STATUS_FINISHED || string(st.Result) != `{"ok":true}` {
+		t.Fatalf("state after complete: %v", st)
+	}
+	if _, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": false}`), ""); !failedPrecondition(err, "lock lost") {
+		t.Fatalf("a second result: %v", err)
+	}
+}
+
+// TestWorkerLockExpiresIntoRetry: a worker that stops renewing loses its lock at expiry;
+// the attempt is retried (by the component's policy) and taken by the next lock; the
+// first run can neither renew nor complete any more. A worker's failure is retried too.
+func TestWorkerLockExpiresIntoRetry(t *testing.T) {
+	e := newWorkerEngine(t)
+	ctx := context.Background()
+	createApproval(t, e, "E_2")
+	req := gpuLock(0)
+	req.LockDuration = MinWorkerLock
+	first, err := e.LockForWorker(ctx, req)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("lock: %v %v", first, err)
+	}
+	req.Wait = 20 * time.Second // the expiry, then the retry's backoff
+	second, err := e.LockForWorker(ctx, req)
+	if err != nil || len(second) != 1 {
+		t.Fatalf("lock after the expiry: %v %v", second, err)
+	}
+	if second[0].Attempt != 2 || second[0].RunID == first[0].RunID {
+		t.Fatalf("retry: %+v after %+v", second[0], first[0])
+	}
+	if _, err := e.RenewForWorker(ctx, "E_2", first[0].RunID, 0); !failedPrecondition(err, "lock lost") {
+		t.Fatalf("renew of the expired run: %v", err)
+	}
+	if _, err := e.CompleteForWorker(ctx, "E_2", first[0].RunID, json.RawMessage(`{"ok": true}`), ""); !failedPrecondition(err, "lock lost") {
+		t.Fatalf("complete of the expired run: %v", err)
+	}
+	if _, err := e.RenewForWorker(ctx, "E_2", second[0].RunID, time.Minute); err != nil {
+		t.Fatalf("renew of the second run: %v", err)
+	}
+	outcome, err := e.CompleteForWorker(ctx, "E_2", second[0].RunID, nil, "out of paper")
+	if err != nil || outcome != "retried_failure" {
+		t.Fatalf("failure: %q %v", outcome, err)
+	}
+	third, err := e.LockForWorker(ctx, req)
+	if err != nil || len(third) != 1 || third[0].Attempt != 3 {
+		t.Fatalf("lock after the failure: %v %v", third, err)
+	}
+	if outcome, err := e.CompleteForWorker(ctx, "E_2", third[0].RunID, json.RawMessage(`{"err": "no"}`), ""); err != nil || outcome != "err" {
+		t.Fatalf("last attempt's err: %q %v", outcome, err) // max_retries 2: no retry left
+	}
+	st, _ := e.store.State(ctx, "E_2")
+	if st.Status != pb.Status_STATUS_FINISHED || string(st.Result) != `{"err":"no"}` {
+		t.Fatalf("final state: %v", st)
+	}
+}
+
+// TestWorkerLockWaits: a lock with nothing due waits, and returns the execution that
+// becomes pending meanwhile.
+func TestWorkerLockWaits(t *testing.T) {
+	e := newWorkerEngine(t)
+	ctx := context.Background()
+	type result struct {
+		tasks []WorkerTask
+		err   error
+	}
+	got := make(chan result, 1)
+	go func() {
+		tasks, err := e.LockForWorker(ctx, gpuLock(MaxWorkerWait))
+		got <- result{tasks, err}
+	}()
+	for e.workerWaits.waiting.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	createApproval(t, e, "E_3")
+	r := <-got
+	if r.err != nil || len(r.tasks) != 1 || r.tasks[0].ExecutionID != "E_3" {
+		t.Fatalf("waiting lock: %+v %v", r.tasks, r.err)
+	}
+	if tasks, err := e.LockForWorker(ctx, gpuLock(10*time.Millisecond)); err != nil || len(tasks) != 0 {
+		t.Fatalf("lock with nothing due: %v %v", tasks, err)
+	}
+}
+
+// TestLabelsDecideWhereExecutionsRun: this server runs an activity whose required labels
+// it has; one whose labels it lacks is left to workers, as stubs are; other types are
+// never a worker's.
+func TestLabelsDecideWhereExecutionsRun(t *testing.T) {
+	e := &Engine{cfg: Config{Labels: []string{"eu", "gpu"}}}
+	for _, tc := range []struct {
+		typ                ComponentType
+		labels             []string
+		runsHere, external bool
+	}{
+		{ActivityWasm, nil, true, false},
+		{ActivityWasm, []string{"gpu"}, true, false},
+		{ActivityWasm, []string{"gpu", "eu"}, true, false},
+		{ActivityWasm, []string{"gpu", "us"}, false, true},
+		{ActivityStub, nil, false, true},
+		{ActivityStub, []string{"gpu"}, false, true},
+		{Workflow, nil, true, false},
+		{WebhookEndpoint, nil, false, false},
+	} {
+		c := &Component{Config: ComponentConfig{Name: "c", Type: tc.typ, RequiredLabels: tc.labels}}
+		if got := e.runsHere(c); got != tc.runsHere {
+			t.Errorf("%s requiring %q: runsHere = %v", tc.typ, tc.labels, got)
+		}
+		if got := e.forWorkers(c); got != tc.external {
+			t.Errorf("%s requiring %q: forWorkers = %v", tc.typ, tc.labels, got)
+		}
+	}
+}
+
+// TestWorkerWaitsByQueue: a waiting worker is woken by a pending execution of its queues
+// only, and no longer once its subscription ended.
+func TestWorkerWaitsByQueue(t *testing.T) {
+	var w workerWaits
+	ch, done := w.subscribe([]string{"a", "b"})
+	w.notify("c")
+	select {
+	case <-ch:
+		t.Fatal("woken by another queue")
+	default:
+	}
+	w.notify("b")
+	w.notify("a") // woken once: the channel holds one wake-up
+	select {
+	case <-ch:
+	default:
+		t.Fatal("not woken by its queue")
+	}
+	done()
+	if w.waiting.Load() != 0 || len(w.byQueue) != 0 {
+		t.Fatalf("after the subscription: %d waiting, %v", w.waiting.Load(), w.byQueue)
+	}
+	w.notify("a")
+	select {
+	case <-ch:
+		t.Fatal("woken after the subscription ended")
+	default:
+	}
+}
+
+// BenchmarkWorkerWaitsNotifyIdle is what every commit of a pending execution pays for
+// external workers while none waits (onCommit).
+func BenchmarkWorkerWaitsNotifyIdle(b *testing.B) {
+	var w workerWaits
+	for b.Loop() {
+		w.notify("q")
+	}
+}
+
+// TestExecutorSkipsWhatItLacksLabelsFor: an activity requiring a label the server lacks
+// gets no executor, even in a queue the server serves for another component: its
+// execution stays pending while the queue runs the other's, and is not warned about as
+// unserved; a worker with the label does it. A server with the label runs it itself.
+func TestExecutorSkipsWhatItLacksLabelsFor(t *testing.T) {
+	ctx := context.Background()
+	comps := []ComponentConfig{
+		{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), Queue: "shared", RequiredLabels: []string{"gpu"},
+			LockExpiry: time.Minute, MaxConcurrency: 4},
+		{Name: "sleep", Type: ActivityWasm, Path: builtComponent(t, "sleep"), Queue: "shared", LockExpiry: time.Minute, MaxConcurrency: 4},
+	}
+	logs := &logCounter{n: map[string]int{}}
+	cache := t.TempDir() // both engines': compiled once
+	e, err := New(ctx, Config{DataDir: t.TempDir(), CacheDir: cache, Logger: slog.New(logs), Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			e.Close(ctx)
+		}
+	}()
+	fibo, _, err := e.Submit(ctx, "", "testing:fibo/fibo.fibo", []byte("[10]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleep, _, err := e.Submit(ctx, "", "testing:sleep/sleep.sleep", []byte("[1]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if st, err := e.WaitFinished(waitCtx, sleep); err != nil || st.ResultKind != pb.ResultKind_RESULT_KIND_OK {
+		t.Fatalf("sleep in the shared queue: %v %v", st, err)
+	}
+	if st, _ := e.store.State(ctx, fibo); st.Status != pb.Status_STATUS_PENDING_AT || st.IntermittentFailures != 0 {
+		t.Fatalf("fibo without the label: %v", st)
+	}
+	if logs.count("executor: executions of a function this queue does not serve are pending in it; they wait for an executor that serves it") != 0 ||
+		logs.count("component left to external workers: this server lacks labels it requires") != 1 {
+		t.Errorf("server log: %v", logs.n)
+	}
+	tasks, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"testing:fibo/fibo.fibo"}, Labels: []string{"gpu"}})
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != fibo {
+		t.Fatalf("worker lock: %v %v", tasks, err)
+	}
+	if _, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"testing:sleep/sleep.sleep"}}); !failedPrecondition(err, "run by this server's executor") {
+		t.Fatalf("worker lock of what the server runs: %v", err)
+	}
+	if _, err := e.CompleteForWorker(ctx, fibo, tasks[0].RunID, json.RawMessage(`{"ok": 55}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	e.Close(ctx)
+
+	e2, err := New(ctx, Config{DataDir: t.TempDir(), CacheDir: cache, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Components: comps, Labels: []string{"gpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close(ctx)
+	if fibo, _, err = e2.Submit(ctx, "", "testing:fibo/fibo.fibo", []byte("[10]")); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if st, err := e2.WaitFinished(waitCtx, fibo); err != nil || string(st.Result) != `{"ok":55}` {
+		t.Fatalf("fibo on a server with the label: %v %v", st, err)
+	}
+}

@@ -1,0 +1,299 @@
+// Package worker runs Obelisk activities outside the server: a Go program declares the
+// functions it does, and the worker locks their executions through the server's
+// WorkerService, runs a handler for each, renews the lock while the handler runs, and
+// completes the execution with the handler's result.
+//
+// A worker may do the functions of activity stubs ([[activity_stub]]) and of activities
+// whose required_labels the server's own executors lack (server.labels); its labels
+// (Options.Labels) must include the component's required_labels. An execution whose
+// worker dies is retried when its lock expires, by the component's retry policy, so a
+// handler may run more than once for one execution and should be idempotent.
+//
+// The server's API answers a worker's calls only with an admin token when it has
+// tokens (Options.Token).
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
+	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+)
+
+// Handler does one execution of a function: params is the JSON array of its parameters.
+// It returns the ok value of the function's result as JSON (nil for a result without
+// one), or an error: one made by Err completes the execution with that err value, any
+// other is a failure, which the server retries. ctx ends when the worker stops or the
+// execution's lock is lost (it was cancelled, or the lock expired and another attempt
+// took over): the outcome is then not recorded, so the handler should return.
+type Handler func(ctx context.Context, params json.RawMessage) (json.RawMessage, error)
+
+// Options configure a Worker.
+type Options struct {
+	// Name identifies the worker in the executions' events (executor "worker:<name>").
+	Name string
+	// Token is the API's bearer token (an admin token), if the server has tokens.
+	Token string
+	// Labels are the worker's labels.
+	Labels []string
+	// Queue is where the worker looks ("" = each function's component's queue).
+	Queue string
+	// LockDuration is how long a lock lasts unless renewed (0 = the component's
+	// lock_expiry, or a minute); the worker renews it every third of it.
+	LockDuration time.Duration
+	// Concurrency is how many executions the worker does at once (0 = 1).
+	Concurrency int
+	// PollWait is how long one lock request waits for an execution (0 = 30 s, the
+	// server's bound).
+	PollWait time.Duration
+	// HTTPClient sends the requests (nil = http.DefaultClient).
+	HTTPClient *http.Client
+	// Logger (nil = slog.Default()).
+	Logger *slog.Logger
+}
+
+// Worker does executions of the server at one URL.
+type Worker struct {
+	opts   Options
+	client obeliskv1connect.WorkerServiceClient
+	log    *slog.Logger
+}
+
+// New returns a worker of the server whose API is at url (e.g. "http://127.0.0.1:5005").
+func New(url string, opts Options) *Worker {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.PollWait <= 0 {
+		opts.PollWait = 30 * time.Second
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = http.DefaultClient
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	var copts []connect.ClientOption
+	if opts.Token != "" {
+		copts = append(copts, connect.WithInterceptors(bearer(opts.Token)))
+	}
+	return &Worker{opts: opts, client: obeliskv1connect.NewWorkerServiceClient(opts.HTTPClient, url, copts...), log: opts.Logger}
+}
+
+// bearer sends the token with every request.
+func bearer(token string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	}
+}
+
+// ErrResult is a handler's error that completes the execution with the err value of
+// the function's result.
+type ErrResult struct {
+	// Value is the err value as JSON (null for a result without one).
+	Value json.RawMessage
+}
+
+func (e *ErrResult) Error() string { return "err result " + string(e.Value) }
+
+// Err returns an error that completes the execution with v (marshalled to JSON) as the
+// err value of its result: an answer, not a failure, though the server retries it as
+// it retries an activity's err unless the error type marks it permanent.
+func Err(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("worker.Err: marshal %T: %w", v, err)
+	}
+	return &ErrResult{Value: b}
+}
+
+// Task describes the execution a handler does; TaskFrom returns it from the handler's
+// context.
+type Task struct {
+	ExecutionID, FFQN string
+	// Attempt counts from 1: a retry has a higher one.
+	Attempt uint32
+}
+
+type taskKey struct{}
+
+// TaskFrom returns the execution of a handler's context.
+func TaskFrom(ctx context.Context) (Task, bool) {
+	t, ok := ctx.Value(taskKey{}).(Task)
+	return t, ok
+}
+
+// Run does executions of the functions of handlers (by FFQN, e.g.
+// "testing:stub/stub.answer") until ctx ends, and returns nil then. It returns an error
+// at once if the server refuses what the worker asks for (a function it does not know
+// or runs itself, labels the worker lacks, a wrong token); it rides out a server that
+// cannot be reached, asking again every few seconds.
+func (w *Worker) Run(ctx context.Context, handlers map[string]Handler) error {
+	if len(handlers) == 0 {
+		return errors.New("worker: no handlers")
+	}
+	ffqns := make([]string, 0, len(handlers))
+	for f := range handlers {
+		ffqns = append(ffqns, f)
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var wg sync.WaitGroup
+	for range w.opts.Concurrency {
+		wg.Go(func() {
+			if err := w.loop(ctx, ffqns, handlers); err != nil {
+				stop(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// loop locks and does one execution at a time.
+func (w *Worker) loop(ctx context.Context, ffqns []string, handlers map[string]Handler) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		resp, err := w.client.Lock(ctx, connect.NewRequest(&apiv1.WorkerLockRequest{
+			Worker: w.opts.Name, Ffqns: ffqns, Queue: w.opts.Queue, Labels: w.opts.Labels,
+			LockDurationMillis: uint64(w.opts.LockDuration / time.Millisecond), MaxExecutions: 1,
+			WaitMillis: uint64(w.opts.PollWait / time.Millisecond),
+		}))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if refused(err) {
+				return fmt.Errorf("worker: lock: %w", err)
+			}
+			w.log.Warn("worker: lock", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, t := range resp.Msg.Tasks {
+			w.do(ctx, t, handlers[t.Ffqn])
+		}
+	}
+	return nil
+}
+
+// refused: the server will answer the same again; asking again would not help.
+func refused(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeNotFound,
+		connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeUnimplemented:
+		return true
+	}
+	return false
+}
+
+// lockLost: the server says the run no longer holds the execution's lock.
+func lockLost(err error) bool {
+	return connect.CodeOf(err) == connect.CodeFailedPrecondition || connect.CodeOf(err) == connect.CodeNotFound
+}
+
+// do runs the handler of task t, renewing its lock meanwhile, and completes it.
+func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
+	log := w.log.With("execution", t.ExecutionId, "ffqn", t.Ffqn, "attempt", t.Attempt)
+	expires, err := time.Parse(time.RFC3339Nano, t.LockExpiresAt)
+	if err != nil || h == nil {
+		log.Error("worker: unusable task", "lock_expires_at", t.LockExpiresAt, "has_handler", h != nil)
+		return // its lock expires into a retry
+	}
+	hctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, Task{ExecutionID: t.ExecutionId, FFQN: t.Ffqn, Attempt: t.Attempt}))
+	defer cancel()
+	every := max(time.Until(expires)/3, 10*time.Millisecond)
+	renewed := make(chan struct{})
+	var lost bool
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-tick.C:
+			}
+			_, err := w.client.Renew(hctx, connect.NewRequest(&apiv1.WorkerRenewRequest{
+				ExecutionId: t.ExecutionId, RunId: t.RunId, LockDurationMillis: uint64(w.opts.LockDuration / time.Millisecond),
+			}))
+			switch {
+			case err == nil, hctx.Err() != nil:
+			case lockLost(err):
+				log.Warn("worker: lock lost; stopping the handler", "err", err)
+				lost = true
+				cancel()
+				return
+			default:
+				log.Warn("worker: renew lock", "err", err) // tried again at the next tick
+			}
+		}
+	}()
+	out, herr := h(hctx, json.RawMessage(t.ParamsJson))
+	cancel()
+	<-renewed
+	if lost || ctx.Err() != nil {
+		return // not ours to record any more; or stopping: the lock expires into a retry
+	}
+	req := &apiv1.WorkerCompleteRequest{ExecutionId: t.ExecutionId, RunId: t.RunId}
+	var er *ErrResult
+	switch {
+	case errors.As(herr, &er):
+		req.ResultJson = `{"err":` + orNull(er.Value) + `}`
+	case herr != nil:
+		req.Failure = herr.Error()
+	default:
+		req.ResultJson = `{"ok":` + orNull(out) + `}`
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := w.client.Complete(ctx, connect.NewRequest(req))
+		switch {
+		case err == nil:
+			log.Debug("worker: completed", "outcome", resp.Msg.Outcome)
+			return
+		case ctx.Err() != nil:
+			return
+		case refused(err) || attempt >= 4:
+			// A result the WIT refuses, or a lost lock: the execution is retried when
+			// its lock expires (if it still holds one).
+			log.Error("worker: complete", "err", err)
+			return
+		}
+		log.Warn("worker: complete", "err", err)
+		sleep(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+	}
+}
+
+func orNull(v json.RawMessage) string {
+	if len(v) == 0 {
+		return "null"
+	}
+	return string(v)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
