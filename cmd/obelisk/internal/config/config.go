@@ -129,6 +129,9 @@ type File struct {
 		// GoMemoryLimit is the soft limit of the Go runtime's memory, e.g. "128MiB"
 		// ("" = DefaultGoMemoryLimit, "off" = none).
 		GoMemoryLimit string `mapstructure:"go_memory_limit"`
+		// MaxPending bounds the executions waiting in all queues together (0: no
+		// limit): beyond it new submissions are refused with resource_exhausted.
+		MaxPending int `mapstructure:"max_pending"`
 	} `mapstructure:"server"`
 	// OCI: how registries of location.oci are reached.
 	OCI struct {
@@ -172,6 +175,9 @@ type Location struct {
 type Exec struct {
 	LockExpiry     *time.Duration `mapstructure:"lock_expiry"`
 	MaxConcurrency *int           `mapstructure:"max_concurrency"`
+	// MaxPending bounds the executions waiting in the component's queue (0: no limit):
+	// beyond it new submissions are refused with resource_exhausted.
+	MaxPending *int `mapstructure:"max_pending"`
 	// Queue is the execution queue the component is served from ("" = its name).
 	Queue string `mapstructure:"queue"`
 }
@@ -421,6 +427,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: api.max_params_bytes must be a positive number of bytes, got %d", displayPath(path), f.API.MaxParamsBytes)
 	}
 	s.Engine.MaxParamsBytes = f.API.MaxParamsBytes
+	s.Engine.MaxPending = f.Server.MaxPending // not negative: countHook
 	if a := strings.TrimSpace(f.WebUI.ListeningAddr); a != "off" {
 		s.WebUIAddr = a
 	}
