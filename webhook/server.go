@@ -12,7 +12,8 @@
 //	405 method not allowed         routes match the path, not the method (Allow lists theirs)
 //	413 request body too large     over MaxBodyBytes
 //	408 request timeout            the request was not received within read_timeout
-//	429 too many requests          the endpoint has max_inflight_requests in flight
+//	429 too many requests          the endpoint has max_inflight_requests in flight, or
+//	                               its execution's queue is full (max_pending; Retry-After)
 //	408 request timeout            the handler ran past request_timeout
 //	500 webhook trapped: <reason>  the handler trapped (a Go panic, for instance)
 //	500 webhook failed: <reason>   the handler returned an err, or an invalid response
