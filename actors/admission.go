@@ -74,10 +74,14 @@ func (l *pendingLimit) reserve(stats events.PendingStats, now time.Time) (ok boo
 func (l *pendingLimit) release() { l.admitting.Add(-1) }
 
 // retryAfter estimates how long it takes for need pending executions to leave at rate
-// per second, rounded up to whole seconds (Retry-After counts seconds) and bounded:
-// without any drain seen it is MaxRetryAfter.
+// per second, rounded up to whole seconds (Retry-After counts seconds) and bounded.
+// Nothing drained lately (rate 0) is MaxRetryAfter; no estimate yet (rate < 0: the queue
+// was just started or just became busy) is MinRetryAfter, to learn soon.
 func retryAfter(need int, rate float64) time.Duration {
-	if rate <= 0 {
+	switch {
+	case rate < 0:
+		return MinRetryAfter
+	case rate == 0:
 		return MaxRetryAfter
 	}
 	secs := math.Ceil(float64(need) / rate)

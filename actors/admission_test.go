@@ -8,7 +8,8 @@ import (
 )
 
 // TestRetryAfter: the delay is the time the recent drain takes to make room, in whole
-// seconds, within MinRetryAfter..MaxRetryAfter; nothing drained means the longest.
+// seconds, within MinRetryAfter..MaxRetryAfter; nothing drained means the longest, no
+// estimate yet the shortest.
 func TestRetryAfter(t *testing.T) {
 	for _, c := range []struct {
 		need int
@@ -20,7 +21,7 @@ func TestRetryAfter(t *testing.T) {
 		{31, 10, 4 * time.Second},  // rounded up
 		{10000, 1, time.Minute},    // bounded
 		{1, 0, MaxRetryAfter},      // nothing left the queue lately
-		{1, -1, MaxRetryAfter},     // unknown
+		{1, -1, MinRetryAfter},     // no estimate yet
 		{5, 0.5, 10 * time.Second}, // slow drain
 	} {
 		if got := retryAfter(c.need, c.rate); got != c.want {
