@@ -1,6 +1,10 @@
 package actors
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +83,44 @@ func TestPendingLimitReserve(t *testing.T) {
 	l.release()
 	if ok, _, _ := l.reserve(stats, now); !ok {
 		t.Fatal("after a release: refused")
+	}
+}
+
+// TestServerMaxPending: Config.MaxPending bounds the pending executions of all queues
+// together; beyond it a new submission is refused naming the server's limit, while a
+// repeated submission of an execution that exists is answered as before. The refusal
+// creates nothing.
+func TestServerMaxPending(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxPending: 2,
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RetryExpBackoff: time.Millisecond, LockExpiry: time.Minute, MaxConcurrency: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	later := dueAt(time.Now().Add(time.Hour)) // they wait in the queue
+	first, _, err := e.Submit(ctx, "", fibo, []byte("[1]"), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Submit(ctx, "", fibo, []byte("[2]"), later); err != nil {
+		t.Fatal(err)
+	}
+	const refusedID = "E_01KBX8Z9W1V7N0Q2M3R4S5T6V9"
+	_, _, err = e.Submit(ctx, refusedID, fibo, []byte("[3]"), later)
+	var full *ResourceExhaustedError
+	if !errors.As(err, &full) || !full.Server || full.MaxPending != 2 || full.Pending != 2 || full.Queue != "fibo" {
+		t.Fatalf("a third: %v, want the server's limit refusing it", err)
+	}
+	if !strings.Contains(err.Error(), "the server is full: 2 executions pending, server.max_pending is 2") || !strings.Contains(err.Error(), "retry after ") {
+		t.Errorf("message: %v", err)
+	}
+	if _, err := e.State(ctx, refusedID); !errors.Is(err, events.ErrNotFound) {
+		t.Errorf("the refused execution: %v, want none", err)
+	}
+	if _, existed, err := e.Submit(ctx, first, fibo, []byte("[1]"), later); err != nil || !existed {
+		t.Errorf("the first submitted again: existed %v, %v; want it answered as existing", existed, err)
 	}
 }
