@@ -46,7 +46,7 @@ test: build c-components
 # Benchmarks of the real server; figures go to docs/benchmarks.md.
 bench: build
 	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'InstanceStart|ActivityRun' -benchtime 200x ./test/bench/
-	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable|Keepalive|Replay|WatchEvents|WebhookThroughput|WebhookBody|ServerStart|Retention|KV|OCI' -benchtime 1x -timeout 30m ./test/bench/
+	$(BENCH_ENV) $(GO) test -count=1 -run '^$$' -bench 'FiboaSequential|Throughput|FiboaConcurrent|SleepDurable|Keepalive|Replay|WatchEvents|WebhookThroughput|WebhookBody|ServerStart|Retention|KV|OCI|Backpressure' -benchtime 1x -timeout 30m ./test/bench/
 
 # Regenerates the Go bindings the example components use (obelisk generate go-bindings).
 bindings: $(BIN)

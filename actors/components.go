@@ -103,6 +103,10 @@ type ComponentConfig struct {
 	// MaxConcurrency bounds the runs executing at once in the component's queue; the
 	// components sharing a queue must give the same value (see checkQueues).
 	MaxConcurrency int
+	// MaxPending bounds the executions pending in the component's queue (admission.go):
+	// beyond it a new top-level submission is refused; 0 means no limit. The components
+	// sharing a queue must give the same value (see checkQueues).
+	MaxPending int
 	// BlockingStrategy applies to workflows.
 	BlockingStrategy BlockingStrategy
 	// MemoryLimit caps the linear memory of each instance, in bytes (a multiple of 64

@@ -87,6 +87,9 @@ type Config struct {
 	// compile or load no component another has (`obelisk test crash-sim` starts one per
 	// crash point). Its owner closes it after the last engine; the engine does not.
 	Modules *Modules
+	// MaxPending bounds the executions pending in all queues together (admission.go):
+	// beyond it a new top-level submission is refused; 0 means no limit.
+	MaxPending int
 	// MaxDelay, if positive, shortens every durable delay a workflow requests (a sleep,
 	// a delay in a join set) to at most this long. The recorded request is the
 	// workflow's own, only the time the delay expires is earlier: for simulations that
@@ -154,6 +157,8 @@ type Engine struct {
 	schedules *scheduler
 	// workerWaits wakes external workers waiting for an execution (external.go).
 	workerWaits workerWaits
+	// pending is the server's max_pending (Config.MaxPending), nil without one.
+	pending *pendingLimit
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -220,6 +225,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{}), kvConfig: kvConfig}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
+	if cfg.MaxPending > 0 {
+		e.pending = &pendingLimit{max: cfg.MaxPending}
+	}
 	e.histories = histories.New(256)
 	e.instantiating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	e.memory = membudget.New(cfg.MemoryBudget, e.resident.reclaim)
@@ -298,6 +306,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			q := e.queues[name]
 			if q == nil {
 				q = newQueue(e, name, c.Config.MaxConcurrency) // the same for all its components: checkQueues
+				if c.Config.MaxPending > 0 {
+					q.pending = &pendingLimit{max: c.Config.MaxPending}
+				}
 				e.queues[name] = q
 			}
 			e.executors[c.ID] = q.serve(c)
@@ -531,6 +542,9 @@ type submitOptions struct {
 	// schedules are written with the execution when it is created (a firing records
 	// itself in its schedule's record: service_schedules.go).
 	schedules []events.ScheduleWrite
+	// unlimited: created past max_pending (admission.go), for work the server already
+	// committed to (a schedule's firing).
+	unlimited bool
 }
 
 // MinRetryExpBackoff is the least first-retry delay a component or a submitter may set:
@@ -588,6 +602,12 @@ func retryOverrideOf(p *abi.RetryPolicy) *RetryOverride {
 // component exporting it (registry.route).
 func OfComponent(component string) SubmitOption {
 	return func(o *submitOptions) { o.component = component }
+}
+
+// pastMaxPending lets the execution be created whatever the max_pending limits
+// (admission.go).
+func pastMaxPending() SubmitOption {
+	return func(o *submitOptions) { o.unlimited = true }
 }
 
 // dueAt makes the execution due at t rather than now (a trigger's schedule).
@@ -648,6 +668,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		created.GetCreated().ScheduledAt = o.at.UnixNano()
 	}
 	var eager []*run
+	release := func() {}
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st != nil {
 			evs, err := e.store.Events(ctx, id, 0, 1)
@@ -661,10 +682,21 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			}
 			return nil, &ExistsError{id}
 		}
+		if !o.unlimited {
+			// Only a new execution is refused: a repeated submission of one that
+			// exists answers as before, whatever the queue holds.
+			release() // (a decision is made once, but never hold two reservations)
+			r, err := e.admit(created.GetCreated().Queue, now)
+			if err != nil {
+				return nil, err
+			}
+			release = r
+		}
 		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}, Schedules: o.schedules}
 		eager = e.eagerLock(tx, now)
 		return tx, nil
 	})
+	release() // committed (and counted by the store) or not
 	settle(eager, map[string]*pb.ExecutionState{id: st}, err)
 	if err != nil {
 		return "", false, err
@@ -717,8 +749,8 @@ func checkQueueName(queue string) error {
 }
 
 // checkQueues refuses queues that cannot work: a name that is not valid, and components
-// sharing a queue with different MaxConcurrency (one executor serves a queue, within
-// one bound).
+// sharing a queue with different MaxConcurrency or MaxPending (one executor serves a
+// queue, within one bound).
 func checkQueues(cfgs []ComponentConfig) error {
 	first := map[string]*ComponentConfig{}
 	for i := range cfgs {
@@ -737,6 +769,10 @@ func checkQueues(cfgs []ComponentConfig) error {
 		}
 		if n, m := max(f.MaxConcurrency, 0), max(c.MaxConcurrency, 0); n != m {
 			return fmt.Errorf("components %q and %q share queue %q with different max concurrency (%d and %d): a queue runs its components within one bound",
+				f.Name, c.Name, name, n, m)
+		}
+		if n, m := max(f.MaxPending, 0), max(c.MaxPending, 0); n != m {
+			return fmt.Errorf("components %q and %q share queue %q with different max pending (%d and %d): a queue admits its components' executions within one bound",
 				f.Name, c.Name, name, n, m)
 		}
 	}

@@ -115,6 +115,15 @@ func TestCheckQueues(t *testing.T) {
 	if err := checkQueues([]ComponentConfig{a, b}); err != nil {
 		t.Errorf("agreeing: %v", err)
 	}
+	b.MaxPending = 10
+	err = checkQueues([]ComponentConfig{a, b})
+	if want := `components "a" and "b" share queue "q" with different max pending (0 and 10)`; err == nil || !contains(err.Error(), want) {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	a.MaxPending = 10
+	if err := checkQueues([]ComponentConfig{a, b}); err != nil {
+		t.Errorf("agreeing max pending: %v", err)
+	}
 	bad := ComponentConfig{Name: "x", Type: ActivityWasm, Queue: "a b"}
 	if err := checkQueues([]ComponentConfig{bad}); err == nil || !contains(err.Error(), `component "x": queue "a b": want 1 to 255`) {
 		t.Errorf("bad name: %v", err)

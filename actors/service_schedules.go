@@ -395,7 +395,7 @@ func (s *scheduler) fire(ctx context.Context, rec *pb.CronSchedule, at time.Time
 	upd := proto.CloneOf(rec)
 	upd.LastFiredAt, upd.LastExecutionId = at.UnixNano(), id
 	write := events.ScheduleWrite{Name: rec.Name, Schedule: upd}
-	_, existed, err := s.e.Submit(ctx, id, rec.Ffqn, rec.Params, OfComponent(rec.Component), dueAt(at), withSchedules(write))
+	_, existed, err := s.e.Submit(ctx, id, rec.Ffqn, rec.Params, OfComponent(rec.Component), dueAt(at), withSchedules(write), pastMaxPending())
 	var nf *FunctionNotFoundError
 	var cnf *ComponentNotFoundError
 	var ia *InvalidArgumentError

@@ -258,9 +258,25 @@ func (h *triggerHost) schedule(ctx context.Context, req []byte) ([]byte, error) 
 }
 
 // submit creates the execution through Submit, the API's path, and turns its errors
-// into host errors.
-func (h *triggerHost) submit(ctx context.Context, id, ffqn string, params []byte, opts ...SubmitOption) (string, error) {
-	id, _, err := h.e.Submit(ctx, id, ffqn, params, opts...)
+// into host errors. Into a full queue (max_pending) it waits, for the retry delay the
+// refusal advises, until the execution is admitted: the trigger's call blocks, so it
+// takes no more from its source meanwhile (backpressure), and nothing it took is lost.
+func (h *triggerHost) submit(ctx context.Context, wantID, ffqn string, params []byte, opts ...SubmitOption) (string, error) {
+	id, _, err := h.e.Submit(ctx, wantID, ffqn, params, opts...)
+	for {
+		var full *ResourceExhaustedError
+		if !errors.As(err, &full) {
+			break
+		}
+		t := time.NewTimer(full.RetryAfter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", fmt.Errorf("%w: trigger %q: submit %s: %w", wasmhost.ErrAbort, h.c.Config.Name, ffqn, err)
+		case <-t.C:
+		}
+		id, _, err = h.e.Submit(ctx, wantID, ffqn, params, opts...)
+	}
 	var exists *ExistsError
 	var invalid *InvalidArgumentError
 	var notFound *FunctionNotFoundError

@@ -3,11 +3,13 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -130,5 +132,63 @@ func TestTriggerHostIdempotent(t *testing.T) {
 	_, err = h.HostCall(ctx, abi.OpCall, []byte(`{"op":"call","ffqn":"obelisk:kv/store.get","params":["b","k"]}`))
 	if !errors.As(err, &he) || he.Kind != abi.KindFunctionNotFound {
 		t.Fatalf("a call of what the trigger does not import: %v", err)
+	}
+}
+
+// TestTriggerWaitsForFullQueue: a trigger's submission into a queue at its max_pending
+// is not refused but waits, creating nothing, until the queue has room; then it is
+// created under the ID the trigger gave. An API submission meanwhile is refused.
+func TestTriggerWaitsForFullQueue(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RetryExpBackoff: time.Millisecond, LockExpiry: time.Minute, MaxConcurrency: 1, MaxPending: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	// Due in an hour: it waits in the queue and fills it.
+	filler, _, err := e.Submit(ctx, "", fibo, []byte("[10]"), dueAt(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full *ResourceExhaustedError
+	if _, _, err := e.Submit(ctx, "", fibo, []byte("[10]")); !errors.As(err, &full) || full.Queue != "fibo" || full.MaxPending != 1 {
+		t.Fatalf("a submission into the full queue: %v, want a ResourceExhaustedError", err)
+	}
+	h := &triggerHost{e: e, c: &Component{Config: ComponentConfig{Name: "t", Type: Trigger}, routes: map[string]Function{fibo: e.reg.byFFQN[fibo]}}}
+	const id = "E_01KBX8Z9W1V7N0Q2M3R4S5T6V8"
+	done := make(chan error, 1)
+	go func() {
+		out, err := h.HostCall(ctx, abi.OpSchedule, []byte(`{"op":"schedule","ffqn":"testing:fibo/fibo.fibo","params":[10],"execution_id":"`+id+`"}`))
+		if err == nil && string(out) != `"`+id+`"` {
+			err = fmt.Errorf("returned %s", out)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the trigger's submission returned (%v) while the queue was full", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if _, err := e.store.State(ctx, id); !errors.Is(err, events.ErrNotFound) {
+		t.Fatalf("the waiting submission's execution: %v, want none yet", err)
+	}
+	if _, err := e.Cancel(ctx, filler); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the trigger's submission still waits after the queue had room")
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if st, err := e.WaitFinished(waitCtx, id); err != nil || string(st.Result) != `{"ok":55}` {
+		t.Fatalf("the trigger's execution: %v, %v", st.GetResult(), err)
 	}
 }

@@ -158,6 +158,18 @@ func (r *webhookRun) HostCall(ctx context.Context, op string, req []byte) ([]byt
 func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.HistoryEvent, extra ...events.Append) error {
 	var evs []*pb.Event
 	if !r.created {
+		// The request becomes work the server accepted here, so it is admitted here: its
+		// first child or schedule must find room in its queue (admission.go); later
+		// ones belong to an admitted request and are created past the limits.
+		for _, a := range extra {
+			if c := a.Events[0].GetCreated(); c != nil {
+				release, err := r.e.admit(c.Queue, now)
+				if err != nil {
+					return fmt.Errorf("%w: webhook request: %w", wasmhost.ErrAbort, err)
+				}
+				defer release()
+			}
+		}
 		// Registered before the execution exists, so that no cancellation is missed.
 		r.e.runs.add(r.runID)
 		r.e.active.add(r.id, r.stop)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -447,7 +448,14 @@ func apiError(err error) error {
 	var ia *actors.InvalidArgumentError
 	var fp *actors.FailedPreconditionError
 	var ex *actors.ExistsError
+	var full *actors.ResourceExhaustedError
 	switch {
+	case errors.As(err, &full):
+		// Retry-After (seconds) travels as metadata: an HTTP header on the Connect and
+		// JSON protocols, also on gRPC's trailers-only error response.
+		ce := connect.NewError(connect.CodeResourceExhausted, err)
+		ce.Meta().Set("Retry-After", strconv.Itoa(int(full.RetryAfter/time.Second)))
+		return ce
 	case errors.Is(err, events.ErrFailed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.As(err, &nf), errors.As(err, &cnf), errors.As(err, &enf), errors.Is(err, events.ErrNotFound):

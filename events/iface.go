@@ -25,6 +25,9 @@ type Store interface {
 	// DuePending returns executions of a queue due at now, of the functions serves
 	// accepts (nil: all), and the next due time.
 	DuePending(ctx context.Context, queue string, now time.Time, limit int, serves func(ffqn string) bool) ([]Pending, time.Time, error)
+	// PendingStats returns how many executions queue's pending index holds and how
+	// many left it since the store opened ("" sums every queue), from memory (pending.go).
+	PendingStats(queue string) PendingStats
 	// ExpiredLocks returns locked executions whose lock expired at now, and the next expiry.
 	ExpiredLocks(ctx context.Context, now time.Time, limit int) ([]string, time.Time, error)
 	// ExpiredDelays returns delays that expired at now and were not answered, and the

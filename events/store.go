@@ -105,6 +105,8 @@ type PebbleStore struct {
 
 	floors scanFloors
 	global globalLog // positions of the global event log (global.go)
+	// pending counts the pending index by queue (pending.go); the writer owns writes.
+	pending pendingCounts
 
 	closeOnce sync.Once
 }
@@ -178,6 +180,10 @@ func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 		return nil, err
 	}
 	if err := s.initDeleting(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.initPending(); err != nil {
 		db.Close()
 		return nil, err
 	}

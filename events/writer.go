@@ -203,12 +203,14 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		return
 	}
 	changed := make([]*pb.ExecutionState, 0, len(g.working))
+	var pending []pendingDelta
 	for id, st := range g.working {
 		old := g.orig[id]
 		if st == old {
 			continue
 		}
 		writeIndexes(batch, old, st)
+		pending = pendingDeltas(pending, old, st)
 		b, _ := proto.Marshal(st)
 		_ = batch.Set(stateKey(id), b, nil)
 		changed = append(changed, st)
@@ -237,6 +239,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		s.opts.OnGroupCommit(len(oks), int(batch.Count()), time.Since(started))
 	}
 	s.publishPositions(pos)
+	s.pending.apply(pending)
 	for _, st := range changed {
 		if Runnable(st) {
 			s.floors.added(pendingIndex(st.Queue), st.PendingAt)

@@ -34,6 +34,7 @@ type Metrics struct {
 	triggerRuns    *prometheus.CounterVec
 	retryBudget    *prometheus.CounterVec
 	scheduleFires  *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them in a new registry.
@@ -86,7 +87,10 @@ func New() *Metrics {
 	m.scheduleFires = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "obelisk_schedule_firings_total", Help: "Firings of periodic schedules, by schedule and outcome (submitted: an execution was created; failed: it could not be, e.g. the function is no longer deployed).",
 	}, []string{"schedule", "outcome"})
-	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.retryBudget, m.scheduleFires,
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "obelisk_submissions_rejected_total", Help: "Submissions refused with resource_exhausted because a queue held max_pending pending executions, by queue and by limit (queue: its exec.max_pending or [[queue]] max_pending; server: server.max_pending).",
+	}, []string{"queue", "limit"})
+	m.Registry.MustRegister(m.commits, m.commitTxs, m.commitWrites, m.commitDuration, m.instanceStarts, m.attempts, m.finished, m.timerLag, m.restarts, m.deleted, m.lockRenewals, m.triggerRuns, m.retryBudget, m.scheduleFires, m.rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -125,6 +129,15 @@ func (m *Metrics) RetryBudget(component, action string) {
 		return
 	}
 	m.retryBudget.WithLabelValues(component, action).Inc()
+}
+
+// SubmissionRejected records a submission to queue refused because of a pending limit:
+// limit is "queue" (the queue's max_pending) or "server" (server.max_pending).
+func (m *Metrics) SubmissionRejected(queue, limit string) {
+	if m == nil {
+		return
+	}
+	m.rejected.WithLabelValues(queue, limit).Inc()
 }
 
 // Finished records a finished execution.

@@ -242,9 +242,12 @@ func (h *handler) serveFunction(ctx context.Context, w http.ResponseWriter, r *h
 	id, _, err := h.e.Submit(ctx, "", ep.cfg.Function, params)
 	if err != nil {
 		var invalid *actors.InvalidArgumentError
+		var full *actors.ResourceExhaustedError
 		switch {
 		case errors.As(err, &invalid):
 			plain(w, http.StatusBadRequest, "bad request: "+firstLine(invalid.Error()))
+		case errors.As(err, &full):
+			retryLater(w, full)
 		case h.s.ctx.Err() != nil:
 			plain(w, http.StatusServiceUnavailable, "the server is stopping")
 		case r.Context().Err() != nil:

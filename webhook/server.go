@@ -12,7 +12,8 @@
 //	405 method not allowed         routes match the path, not the method (Allow lists theirs)
 //	413 request body too large     over MaxBodyBytes
 //	408 request timeout            the request was not received within read_timeout
-//	429 too many requests          the endpoint has max_inflight_requests in flight
+//	429 too many requests          the endpoint has max_inflight_requests in flight, or
+//	                               its execution's queue is full (max_pending; Retry-After)
 //	408 request timeout            the handler ran past request_timeout
 //	500 webhook trapped: <reason>  the handler trapped (a Go panic, for instance)
 //	500 webhook failed: <reason>   the handler returned an err, or an invalid response
@@ -31,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -366,7 +368,10 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 // fail answers a request whose handler did not produce a response.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, ep *endpoint, ctx context.Context, err error) {
 	var trap *wasmhost.TrapError
+	var full *actors.ResourceExhaustedError
 	switch {
+	case errors.As(err, &full):
+		retryLater(w, full)
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded:
 		plain(w, http.StatusRequestTimeout, fmt.Sprintf("request timeout: the webhook ran past its request_timeout (%v)", ep.cfg.RequestTimeout))
 	case errors.As(err, &trap):
@@ -380,6 +385,13 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, ep *endpoint, ctx
 		h.log.Error("webhook", "endpoint", ep.cfg.Name, "path", r.URL.Path, "err", err)
 		plain(w, http.StatusServiceUnavailable, "webhook unavailable: "+firstLine(err.Error()))
 	}
+}
+
+// retryLater answers a request whose execution a max_pending limit refused: 429 with
+// Retry-After (seconds), as for the API's resource_exhausted.
+func retryLater(w http.ResponseWriter, full *actors.ResourceExhaustedError) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(full.RetryAfter/time.Second)))
+	plain(w, http.StatusTooManyRequests, "too many requests: "+full.Error())
 }
 
 func firstLine(s string) string {

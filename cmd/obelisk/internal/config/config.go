@@ -133,6 +133,9 @@ type File struct {
 		// Labels are the labels of this server's executors: they run the activities
 		// whose required_labels they include; the others are left to external workers.
 		Labels []string `mapstructure:"labels"`
+		// MaxPending bounds the executions waiting in all queues together (0: no
+		// limit): beyond it new submissions are refused with resource_exhausted.
+		MaxPending int `mapstructure:"max_pending"`
 	} `mapstructure:"server"`
 	// OCI: how registries of location.oci are reached.
 	OCI struct {
@@ -176,6 +179,9 @@ type Location struct {
 type Exec struct {
 	LockExpiry     *time.Duration `mapstructure:"lock_expiry"`
 	MaxConcurrency *int           `mapstructure:"max_concurrency"`
+	// MaxPending bounds the executions waiting in the component's queue (0: no limit):
+	// beyond it new submissions are refused with resource_exhausted.
+	MaxPending *int `mapstructure:"max_pending"`
 	// Queue is the execution queue the component is served from ("" = its name).
 	Queue string `mapstructure:"queue"`
 }
@@ -434,6 +440,7 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: api.max_params_bytes must be a positive number of bytes, got %d", displayPath(path), f.API.MaxParamsBytes)
 	}
 	s.Engine.MaxParamsBytes = f.API.MaxParamsBytes
+	s.Engine.MaxPending = f.Server.MaxPending // not negative: countHook
 	if a := strings.TrimSpace(f.WebUI.ListeningAddr); a != "off" {
 		s.WebUIAddr = a
 	}

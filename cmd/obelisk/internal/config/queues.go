@@ -12,6 +12,9 @@ import (
 type Queue struct {
 	Name           string `mapstructure:"name"`
 	MaxConcurrency *int   `mapstructure:"max_concurrency"`
+	// MaxPending bounds the executions waiting in the queue (0: no limit); beyond it
+	// new submissions are refused with resource_exhausted (actors/admission.go).
+	MaxPending *int `mapstructure:"max_pending"`
 }
 
 // queueMember is a component served from a queue, as the configuration wrote it.
@@ -65,9 +68,9 @@ func resolveQueues(f *File, comps []actors.ComponentConfig, path string) error {
 			return fail("name: want %s", abi.QueueNameRule)
 		case dup:
 			return fail("a second [[queue]] of this name")
-		case t.MaxConcurrency == nil:
-			return fail("max_concurrency is required")
-		case *t.MaxConcurrency == 0:
+		case t.MaxConcurrency == nil && t.MaxPending == nil:
+			return fail("max_concurrency or max_pending is required")
+		case t.MaxConcurrency != nil && *t.MaxConcurrency == 0:
 			return fail("max_concurrency = 0: must be at least 1")
 		case members[t.Name] == nil:
 			// A slip (a misspelt name) would otherwise leave the limit unused, silently.
@@ -77,29 +80,46 @@ func resolveQueues(f *File, comps []actors.ComponentConfig, path string) error {
 	}
 	for _, q := range order {
 		ms := members[q]
-		limit, from := 0, ""
-		if t, ok := tables[q]; ok {
-			limit, from = *t.MaxConcurrency, fmt.Sprintf("[[queue]] %q", q)
-		}
-		for _, m := range ms {
-			switch {
-			case m.exec.MaxConcurrency == nil:
-			case limit == 0:
-				limit, from = *m.exec.MaxConcurrency, m.String()
-			case *m.exec.MaxConcurrency != limit:
-				return fmt.Errorf("config %s: %s: exec.max_concurrency = %d, but %s sets max_concurrency %d for queue %q: "+
-					"the components of a queue share one limit; set it once, with [[queue]] name = %q, max_concurrency = N",
-					displayPath(path), m, *m.exec.MaxConcurrency, from, limit, q, q)
-			}
+		t, hasTable := tables[q]
+		limit, err := queueLimit(ms, q, "max_concurrency", t.MaxConcurrency, hasTable, func(e Exec) *int { return e.MaxConcurrency }, path)
+		if err != nil {
+			return err
 		}
 		if limit == 0 {
 			for _, m := range ms {
 				limit = max(limit, m.c.MaxConcurrency) // its type's default
 			}
 		}
+		pending, err := queueLimit(ms, q, "max_pending", t.MaxPending, hasTable, func(e Exec) *int { return e.MaxPending }, path)
+		if err != nil {
+			return err
+		}
 		for _, m := range ms {
 			m.c.MaxConcurrency = limit
+			m.c.MaxPending = pending // 0: none
 		}
 	}
 	return nil
+}
+
+// queueLimit resolves one limit (key) of queue q: its [[queue]] value (table), else the
+// exec.<key> its components ms agree on, else 0.
+func queueLimit(ms []queueMember, q, key string, table *int, hasTable bool, ofExec func(Exec) *int, path string) (int, error) {
+	limit, from, set := 0, "", false
+	if hasTable && table != nil {
+		limit, from, set = *table, fmt.Sprintf("[[queue]] %q", q), true
+	}
+	for _, m := range ms {
+		v := ofExec(m.exec)
+		switch {
+		case v == nil:
+		case !set:
+			limit, from, set = *v, m.String(), true
+		case *v != limit:
+			return 0, fmt.Errorf("config %s: %s: exec.%s = %d, but %s sets %s %d for queue %q: "+
+				"the components of a queue share one limit; set it once, with [[queue]] name = %q, %s = N",
+				displayPath(path), m, key, *v, from, key, limit, q, q, key)
+		}
+	}
+	return limit, nil
 }

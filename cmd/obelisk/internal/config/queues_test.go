@@ -61,6 +61,52 @@ max_concurrency = 1
 	}
 }
 
+// TestQueueMaxPending: max_pending comes from [[queue]], else from the exec.max_pending
+// a queue's components agree on, else there is none (0); server.max_pending is the
+// server's. A [[queue]] may set max_pending alone.
+func TestQueueMaxPending(t *testing.T) {
+	p := write(t, `
+[server]
+max_pending = 1000
+[[activity_wasm]]
+name = "a"
+location.path = "a.wasm"
+exec.queue = "shared"
+exec.max_pending = 50
+[[activity_wasm]]
+name = "b"
+location.path = "b.wasm"
+exec.queue = "shared"
+[[activity_wasm]]
+name = "c"
+location.path = "c.wasm"
+exec.max_concurrency = 2
+[[activity_wasm]]
+name = "free"
+location.path = "free.wasm"
+[[queue]]
+name = "c"
+max_pending = 5
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range s.Engine.Components {
+		got[c.Name] = strconv.Itoa(c.MaxConcurrency) + "/" + strconv.Itoa(c.MaxPending)
+	}
+	want := map[string]string{"a": "100/50", "b": "100/50", "c": "2/5", "free": "100/0"}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: max_concurrency/max_pending %s, want %s", name, got[name], w)
+		}
+	}
+	if s.Engine.MaxPending != 1000 {
+		t.Errorf("server.max_pending %d, want 1000", s.Engine.MaxPending)
+	}
+}
+
 func TestQueueErrors(t *testing.T) {
 	const a = `
 [[activity_wasm]]
@@ -98,7 +144,21 @@ name = "q"
 max_concurrency = 2`, `[[queue]] #2 (name "q"): a second [[queue]] of this name`},
 		{"no limit", a + `
 [[queue]]
-name = "q"`, `[[queue]] #1 (name "q"): max_concurrency is required`},
+name = "q"`, `[[queue]] #1 (name "q"): max_concurrency or max_pending is required`},
+		{"max_pending that disagree", a + `
+exec.max_pending = 10
+[[workflow]]
+name = "w"
+location.path = "w.wasm"
+exec.queue = "q"
+exec.max_pending = 20`, `[[workflow]] #1 (name "w"): exec.max_pending = 20, but [[activity_wasm]] #1 (name "a") sets max_pending 10 for queue "q"`},
+		{"a negative max_pending", a + `
+[[queue]]
+name = "q"
+max_pending = -1`, `[[queue]] #1 (name "q"): max_pending = -1: must not be negative`},
+		{"a negative server.max_pending", a + `
+[server]
+max_pending = -5`, `server.max_pending = -5: must not be negative`},
 		{"a zero limit", a + `
 [[queue]]
 name = "q"

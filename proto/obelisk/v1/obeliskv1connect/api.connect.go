@@ -120,7 +120,8 @@ const (
 type ExecutionServiceClient interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
 	// match the function's WIT are rejected with INVALID_ARGUMENT / NOT_FOUND and nothing is
-	// created.
+	// created. A new execution beyond its queue's or the server's max_pending is refused
+	// with RESOURCE_EXHAUSTED and a Retry-After (seconds) in the response metadata.
 	Submit(context.Context, *connect.Request[v1.SubmitRequest]) (*connect.Response[v1.SubmitResponse], error)
 	// GetStatus sends the current summary; with follow, it keeps sending a summary on every
 	// status change until the execution has finished.
@@ -411,7 +412,8 @@ func (c *executionServiceClient) Fork(ctx context.Context, req *connect.Request[
 type ExecutionServiceHandler interface {
 	// Submit creates a top-level execution. Unknown functions and parameters that do not
 	// match the function's WIT are rejected with INVALID_ARGUMENT / NOT_FOUND and nothing is
-	// created.
+	// created. A new execution beyond its queue's or the server's max_pending is refused
+	// with RESOURCE_EXHAUSTED and a Retry-After (seconds) in the response metadata.
 	Submit(context.Context, *connect.Request[v1.SubmitRequest]) (*connect.Response[v1.SubmitResponse], error)
 	// GetStatus sends the current summary; with follow, it keeps sending a summary on every
 	// status change until the execution has finished.

@@ -1,0 +1,162 @@
+package actors
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+)
+
+// Admission control: a queue's max_pending (ComponentConfig.MaxPending) and the server's
+// (Config.MaxPending) bound the executions waiting in the pending index, as the store
+// counts them (events.PendingStats: waiting to run now or later, e.g. for a retry; not
+// running, not blocked on a join set, not paused). A new top-level execution beyond a
+// limit is refused with a *ResourceExhaustedError and nothing is created. Only new work
+// from outside is refused: children and schedules of an admitted workflow or webhook
+// request, a schedule's firings and a trigger's submissions (which wait, trigger.go)
+// are created past the limit and counted, so that nothing already accepted is lost or
+// waits on a full queue that it is itself keeping full.
+
+// MinRetryAfter and MaxRetryAfter bound the retry delay a refusal advises.
+const (
+	MinRetryAfter = time.Second
+	MaxRetryAfter = time.Minute
+)
+
+// ResourceExhaustedError: a submission refused because its queue, or the server, has as
+// many pending executions as its max_pending allows. Nothing was created: the
+// submitter may retry after RetryAfter.
+type ResourceExhaustedError struct {
+	Queue      string
+	Pending    int
+	MaxPending int
+	// Server: the server's limit (server.max_pending) refused it, not the queue's.
+	Server bool
+	// RetryAfter is when a retry is likely to be admitted, estimated from the recent
+	// drain of the pending executions, MinRetryAfter..MaxRetryAfter in whole seconds.
+	RetryAfter time.Duration
+}
+
+func (e *ResourceExhaustedError) Error() string {
+	if e.Server {
+		return fmt.Sprintf("the server is full: %d executions pending, server.max_pending is %d (submitted to queue %q); retry after %ds",
+			e.Pending, e.MaxPending, e.Queue, int(e.RetryAfter.Seconds()))
+	}
+	return fmt.Sprintf("queue %q is full: %d executions pending, its max_pending is %d; retry after %ds",
+		e.Queue, e.Pending, e.MaxPending, int(e.RetryAfter.Seconds()))
+}
+
+// pendingLimit is one max_pending and what it needs to decide quickly: the submissions
+// being admitted (checked, not yet committed: the store does not count them yet), and
+// the drain rate of what it bounds.
+type pendingLimit struct {
+	max       int
+	admitting atomic.Int64
+	drain     drainRate
+}
+
+// reserve admits one submission if stats leave room for it, counting it as admitting
+// until release; else it returns the count and a retry delay.
+func (l *pendingLimit) reserve(stats events.PendingStats, now time.Time) (ok bool, pending int, retry time.Duration) {
+	rate := l.drain.observe(now, stats.Left)
+	n := l.admitting.Add(1)
+	pending = stats.Pending + int(n) - 1
+	if pending < l.max {
+		return true, 0, 0
+	}
+	l.admitting.Add(-1)
+	return false, pending, retryAfter(pending-l.max+1, rate)
+}
+
+func (l *pendingLimit) release() { l.admitting.Add(-1) }
+
+// retryAfter estimates how long it takes for need pending executions to leave at rate
+// per second, rounded up to whole seconds (Retry-After counts seconds) and bounded.
+// Nothing drained lately (rate 0) is MaxRetryAfter; no estimate yet (rate < 0: the queue
+// was just started or just became busy) is MinRetryAfter, to learn soon.
+func retryAfter(need int, rate float64) time.Duration {
+	switch {
+	case rate < 0:
+		return MinRetryAfter
+	case rate == 0:
+		return MaxRetryAfter
+	}
+	secs := math.Ceil(float64(need) / rate)
+	return time.Duration(min(max(secs, MinRetryAfter.Seconds()), MaxRetryAfter.Seconds())) * time.Second
+}
+
+// drainWindow is how far back drainRate averages.
+const drainWindow = 10 * time.Second
+
+// drainRate estimates how many pending executions leave per second, from the store's
+// count of those that left (events.PendingStats.Left), averaged over the last
+// drainWindow or so. It samples when asked (at each admission), so a queue nobody
+// submits to costs nothing.
+type drainRate struct {
+	mu      sync.Mutex
+	samples []drainSample // oldest first, at least a second apart
+}
+
+type drainSample struct {
+	at   time.Time
+	left uint64
+}
+
+// observe records left at now and returns the rate per second over the samples kept,
+// -1 while they span less than a second (unknown yet).
+func (d *drainRate) observe(now time.Time, left uint64) float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := len(d.samples); n == 0 || now.Sub(d.samples[n-1].at) >= time.Second {
+		d.samples = append(d.samples, drainSample{now, left})
+	}
+	for len(d.samples) > 2 && now.Sub(d.samples[1].at) >= drainWindow {
+		d.samples = d.samples[1:] // the second oldest still spans the window
+	}
+	first := d.samples[0]
+	span := now.Sub(first.at)
+	if span < time.Second {
+		return -1
+	}
+	return float64(left-first.left) / span.Seconds()
+}
+
+// admit reserves room for one new top-level execution in queue: under its max_pending
+// and the server's. It returns the release to call once the execution is committed (or
+// was not), or a *ResourceExhaustedError.
+func (e *Engine) admit(queue string, now time.Time) (release func(), _ error) {
+	var q *pendingLimit
+	if x := e.queues[queue]; x != nil && x.pending != nil {
+		q = x.pending
+	}
+	g := e.pending
+	if q == nil && g == nil {
+		return func() {}, nil
+	}
+	if q != nil {
+		if ok, n, retry := q.reserve(e.store.PendingStats(queue), now); !ok {
+			e.cfg.Metrics.SubmissionRejected(queue, "queue")
+			return nil, &ResourceExhaustedError{Queue: queue, Pending: n, MaxPending: q.max, RetryAfter: retry}
+		}
+	}
+	if g != nil {
+		if ok, n, retry := g.reserve(e.store.PendingStats(""), now); !ok {
+			if q != nil {
+				q.release()
+			}
+			e.cfg.Metrics.SubmissionRejected(queue, "server")
+			return nil, &ResourceExhaustedError{Queue: queue, Pending: n, MaxPending: g.max, Server: true, RetryAfter: retry}
+		}
+	}
+	return func() {
+		if q != nil {
+			q.release()
+		}
+		if g != nil {
+			g.release()
+		}
+	}, nil
+}

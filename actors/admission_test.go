@@ -1,0 +1,126 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obelisk-go/obelisk/events"
+)
+
+// TestRetryAfter: the delay is the time the recent drain takes to make room, in whole
+// seconds, within MinRetryAfter..MaxRetryAfter; nothing drained means the longest, no
+// estimate yet the shortest.
+func TestRetryAfter(t *testing.T) {
+	for _, c := range []struct {
+		need int
+		rate float64
+		want time.Duration
+	}{
+		{1, 100, time.Second},      // under a second: the least
+		{30, 10, 3 * time.Second},  // 3 s
+		{31, 10, 4 * time.Second},  // rounded up
+		{10000, 1, time.Minute},    // bounded
+		{1, 0, MaxRetryAfter},      // nothing left the queue lately
+		{1, -1, MinRetryAfter},     // no estimate yet
+		{5, 0.5, 10 * time.Second}, // slow drain
+	} {
+		if got := retryAfter(c.need, c.rate); got != c.want {
+			t.Errorf("retryAfter(%d, %v) = %v, want %v", c.need, c.rate, got, c.want)
+		}
+	}
+}
+
+// TestDrainRate: the rate is what left per second over the last drainWindow or so,
+// unknown (-1) until the samples span a second.
+func TestDrainRate(t *testing.T) {
+	var d drainRate
+	t0 := time.Unix(1000, 0)
+	if r := d.observe(t0, 0); r != -1 {
+		t.Errorf("first sample: %v, want -1", r)
+	}
+	if r := d.observe(t0.Add(500*time.Millisecond), 10); r != -1 {
+		t.Errorf("after half a second: %v, want -1", r)
+	}
+	if r := d.observe(t0.Add(2*time.Second), 40); r != 20 {
+		t.Errorf("40 in 2 s: %v, want 20", r)
+	}
+	// Samples older than the window stop counting: 40 left at 2 s, nothing since.
+	for s := 3; s <= 30; s++ {
+		d.observe(t0.Add(time.Duration(s)*time.Second), 40)
+	}
+	if r := d.observe(t0.Add(31*time.Second), 40); r != 0 {
+		t.Errorf("nothing left for 29 s: %v, want 0", r)
+	}
+	if n := len(d.samples); n > int(drainWindow/time.Second)+2 {
+		t.Errorf("%d samples kept, want about one per second of the window", n)
+	}
+}
+
+// TestPendingLimitReserve: submissions being admitted count with the store's pending
+// executions, so concurrent ones cannot all pass the last free place; a released
+// reservation frees it.
+func TestPendingLimitReserve(t *testing.T) {
+	l := &pendingLimit{max: 3}
+	now := time.Unix(1000, 0)
+	stats := events.PendingStats{Pending: 1}
+	if ok, _, _ := l.reserve(stats, now); !ok {
+		t.Fatal("1 pending of 3: refused")
+	}
+	if ok, _, _ := l.reserve(stats, now); !ok {
+		t.Fatal("1 pending and 1 admitting of 3: refused")
+	}
+	ok, n, retry := l.reserve(stats, now)
+	if ok {
+		t.Fatal("1 pending and 2 admitting of 3: admitted")
+	}
+	if n != 3 || retry < MinRetryAfter || retry > MaxRetryAfter {
+		t.Errorf("refusal: pending %d (want 3), retry %v", n, retry)
+	}
+	l.release()
+	if ok, _, _ := l.reserve(stats, now); !ok {
+		t.Fatal("after a release: refused")
+	}
+}
+
+// TestServerMaxPending: Config.MaxPending bounds the pending executions of all queues
+// together; beyond it a new submission is refused naming the server's limit, while a
+// repeated submission of an execution that exists is answered as before. The refusal
+// creates nothing.
+func TestServerMaxPending(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxPending: 2,
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RetryExpBackoff: time.Millisecond, LockExpiry: time.Minute, MaxConcurrency: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	later := dueAt(time.Now().Add(time.Hour)) // they wait in the queue
+	first, _, err := e.Submit(ctx, "", fibo, []byte("[1]"), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Submit(ctx, "", fibo, []byte("[2]"), later); err != nil {
+		t.Fatal(err)
+	}
+	const refusedID = "E_01KBX8Z9W1V7N0Q2M3R4S5T6V9"
+	_, _, err = e.Submit(ctx, refusedID, fibo, []byte("[3]"), later)
+	var full *ResourceExhaustedError
+	if !errors.As(err, &full) || !full.Server || full.MaxPending != 2 || full.Pending != 2 || full.Queue != "fibo" {
+		t.Fatalf("a third: %v, want the server's limit refusing it", err)
+	}
+	if !strings.Contains(err.Error(), "the server is full: 2 executions pending, server.max_pending is 2") || !strings.Contains(err.Error(), "retry after ") {
+		t.Errorf("message: %v", err)
+	}
+	if _, err := e.State(ctx, refusedID); !errors.Is(err, events.ErrNotFound) {
+		t.Errorf("the refused execution: %v, want none", err)
+	}
+	if _, existed, err := e.Submit(ctx, first, fibo, []byte("[1]"), later); err != nil || !existed {
+		t.Errorf("the first submitted again: existed %v, %v; want it answered as existing", existed, err)
+	}
+}
