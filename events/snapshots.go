@@ -38,10 +38,24 @@ type SnapshotEntry struct {
 	// Digest is the sha256 of the blob, hex.
 	Digest string
 	// Prefix is a digest of the history up to Position, computed by the taker; a
-	// snapshot whose prefix no longer matches the history must not be used.
+	// snapshot whose prefix no longer matches the history must not be used. Only
+	// snapshots stored before Version existed have one: newer ones are checked by their
+	// Link, which costs one read instead of hashing the whole prefix.
 	Prefix []byte
 	// ComponentID is the component the execution ran on when it was taken.
 	ComponentID string
+	// Version is the length of the execution's event stream when the snapshot was
+	// taken: the history up to Position is in the events before it, and the events from
+	// it on are all a run resumed from the snapshot has to read. 0 in snapshots stored
+	// before it existed.
+	Version uint32
+	// Link is the hash chain link (chain.go) of event Version-1, set by the store: it
+	// covers every event up to it, so while that event carries it, the history up to
+	// the snapshot is the one it was taken after.
+	Link []byte
+	// Current is set by Snapshots: event Version-1 carries Link. Always false when
+	// Version is 0 (check Prefix).
+	Current bool
 }
 
 // SnapshotPut stores a snapshot of an execution (Tx.Snapshots).
@@ -66,6 +80,12 @@ func encodeSnapshotEntry(e SnapshotEntry) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	if e.Version > 0 {
+		// Appended: an entry without them is one stored before they existed.
+		b = binary.AppendUvarint(b, uint64(e.Version))
+		b = binary.AppendUvarint(b, uint64(len(e.Link)))
+		b = append(b, e.Link...)
+	}
 	return b
 }
 
@@ -75,7 +95,40 @@ func decodeSnapshotEntry(b []byte) (SnapshotEntry, error) {
 	e.Digest = r.str()
 	e.Prefix = []byte(r.str())
 	e.ComponentID = r.str()
+	if len(r.b) > 0 && !r.bad {
+		e.Version = uint32(r.uvarint())
+		e.Link = []byte(r.str())
+	}
 	return e, r.done()
+}
+
+// eventLink returns the link of event v-1 of the stream of st (whose stored state or
+// the group's overlay it is).
+func (g *groupState) eventLink(st *pb.ExecutionState, v uint32) ([]byte, error) {
+	switch {
+	case v == 0 || v > st.NextVersion:
+		return nil, fmt.Errorf("version %d is not within the stream's %d events", v, st.NextVersion)
+	case v == st.NextVersion && len(st.EventChain) > 0:
+		return st.EventChain, nil
+	}
+	return storedEventLink(g.s.db, st.ExecutionId, v-1)
+}
+
+// storedEventLink returns the link of the stored event v of execution id.
+func storedEventLink(r pebble.Reader, id string, v uint32) ([]byte, error) {
+	val, closer, err := r.Get(eventKey(id, v))
+	if err != nil {
+		return nil, fmt.Errorf("event %d: %w", v, err)
+	}
+	defer closer.Close()
+	_, link, linked, err := splitLink(val)
+	if err == nil && !linked {
+		err = errors.New("not linked (stored before hash chains)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("event %d: %w", v, err)
+	}
+	return bytes.Clone(link), nil
 }
 
 // snapshotOps returns the writes that store tx's snapshots and drop the ones they
@@ -84,9 +137,10 @@ func decodeSnapshotEntry(b []byte) (SnapshotEntry, error) {
 func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.ExecutionState) ([]kv, error) {
 	var ops []kv
 	for _, p := range puts {
-		if overlay[p.ExecutionID] == nil {
-			st, err := g.get(p.ExecutionID)
-			if err != nil {
+		st := overlay[p.ExecutionID]
+		if st == nil {
+			var err error
+			if st, err = g.get(p.ExecutionID); err != nil {
 				return nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), err)
 			}
 			if st == nil {
@@ -96,6 +150,14 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 		sum := sha256.Sum256(p.Blob)
 		e := p.Entry
 		e.Digest = hex.EncodeToString(sum[:])
+		e.Current = false
+		if e.Version > 0 {
+			link, err := g.eventLink(st, e.Version)
+			if err != nil {
+				return nil, fmt.Errorf("store snapshot of %s at version %d: %w", clip.String(p.ExecutionID), e.Version, err)
+			}
+			e.Link = link
+		}
 		old, err := g.s.snapshotEntries(p.ExecutionID)
 		if err != nil {
 			return nil, err
@@ -124,7 +186,7 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 }
 
 // snapshotEntries returns an execution's snapshot entries, newest (highest position)
-// first.
+// first, each with Current set.
 func (s *PebbleStore) snapshotEntries(id string) ([]SnapshotEntry, error) {
 	prefix := snapshotIndexPrefix(id)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
@@ -137,6 +199,11 @@ func (s *PebbleStore) snapshotEntries(id string) ([]SnapshotEntry, error) {
 		e, err := decodeSnapshotEntry(it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("snapshot entry %q of %s: %w", it.Key(), clip.String(id), err)
+		}
+		if e.Version > 0 {
+			// A missing or different link is an answer (not current), not a failure.
+			link, err := storedEventLink(s.db, id, e.Version-1)
+			e.Current = err == nil && bytes.Equal(link, e.Link)
 		}
 		out = append(out, e)
 	}
