@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -56,6 +57,9 @@ type SnapshotEntry struct {
 	// Current is set by Snapshots: event Version-1 carries Link. Always false when
 	// Version is 0 (check Prefix).
 	Current bool
+	// Check is the CRC-32C of the blob, set by the store with Version (0 without):
+	// SnapshotBlob checks it instead of hashing the blob again with SHA-256.
+	Check uint32
 }
 
 // SnapshotPut stores a snapshot of an execution (Tx.Snapshots).
@@ -85,6 +89,7 @@ func encodeSnapshotEntry(e SnapshotEntry) []byte {
 		b = binary.AppendUvarint(b, uint64(e.Version))
 		b = binary.AppendUvarint(b, uint64(len(e.Link)))
 		b = append(b, e.Link...)
+		b = binary.AppendUvarint(b, uint64(e.Check))
 	}
 	return b
 }
@@ -98,6 +103,7 @@ func decodeSnapshotEntry(b []byte) (SnapshotEntry, error) {
 	if len(r.b) > 0 && !r.bad {
 		e.Version = uint32(r.uvarint())
 		e.Link = []byte(r.str())
+		e.Check = uint32(r.uvarint())
 	}
 	return e, r.done()
 }
@@ -150,8 +156,9 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 		sum := sha256.Sum256(p.Blob)
 		e := p.Entry
 		e.Digest = hex.EncodeToString(sum[:])
-		e.Current = false
+		e.Current, e.Check = false, 0
 		if e.Version > 0 {
+			e.Check = crc32.Checksum(p.Blob, castagnoli)
 			link, err := g.eventLink(st, e.Version)
 			if err != nil {
 				return nil, fmt.Errorf("store snapshot of %s at version %d: %w", clip.String(p.ExecutionID), e.Version, err)
@@ -221,12 +228,22 @@ func (s *PebbleStore) Snapshots(ctx context.Context, id string) ([]SnapshotEntry
 	return s.snapshotEntries(id)
 }
 
+// castagnoli is the CRC-32C table (computed by the CPU where it can: ~20 times faster than
+// SHA-256 here).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // ErrSnapshotCorrupt is wrapped by SnapshotBlob's error for a blob whose digest does not
 // match its contents.
 var ErrSnapshotCorrupt = errors.New("snapshot blob does not match its digest")
 
 // SnapshotBlob returns the blob of an execution's snapshot entry, checked against its
-// digest (ErrNotFound wrapped if missing, ErrSnapshotCorrupt if it does not match).
+// CRC-32C, or its digest for an entry without one (ErrNotFound wrapped if missing,
+// ErrSnapshotCorrupt if it does not match).
+//
+// The check is against damage, not forgery: whoever can rewrite the blob can rewrite its
+// entry too. A CRC-32C detects damage as well as SHA-256 does, and costs 0.1 ms instead
+// of 1 ms for a 1.5 MB blob (Pebble checksums what it reads from its files, not what its
+// memtables hold).
 func (s *PebbleStore) SnapshotBlob(ctx context.Context, id string, e SnapshotEntry) ([]byte, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
@@ -243,7 +260,14 @@ func (s *PebbleStore) SnapshotBlob(ctx context.Context, id string, e SnapshotEnt
 	}
 	blob := bytes.Clone(v)
 	closer.Close()
-	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != e.Digest {
+	var ok bool
+	if e.Version > 0 {
+		ok = crc32.Checksum(blob, castagnoli) == e.Check
+	} else {
+		sum := sha256.Sum256(blob)
+		ok = hex.EncodeToString(sum[:]) == e.Digest
+	}
+	if !ok {
 		return nil, fmt.Errorf("snapshot %s of %s: %w", e.Digest, clip.String(id), ErrSnapshotCorrupt)
 	}
 	return blob, nil

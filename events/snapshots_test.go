@@ -68,9 +68,10 @@ func TestSnapshots(t *testing.T) {
 
 // TestSnapshotVersionLink: a snapshot taken at a version of the stream is stored with
 // that event's link, listed as current while the event carries it, and not current once
-// the event is no longer the one it was taken after; a version beyond the stream is
-// refused with the rest of its Tx; an entry stored before versions existed still
-// decodes (without a version, so never current: its prefix digest is checked instead).
+// the event is no longer the one it was taken after; its blob is checked by its CRC-32C;
+// a version beyond the stream is refused with the rest of its Tx; an entry stored before
+// versions existed still decodes (without a version, so never current: its prefix
+// digest is checked instead, and its blob's SHA-256).
 func TestSnapshotVersionLink(t *testing.T) {
 	ctx := context.Background()
 	s := gOpen(t, t.TempDir())
@@ -120,6 +121,17 @@ func TestSnapshotVersionLink(t *testing.T) {
 	}
 	if es, err = s.Snapshots(ctx, id); err != nil || es[0].Current || !es[1].Current {
 		t.Fatalf("after the event changed: %+v %v, want the newest not current, the older current", es, err)
+	}
+
+	// Its blob is checked by its CRC-32C.
+	if blob, err := s.SnapshotBlob(ctx, id, es[1]); err != nil || string(blob) != "at 1" || es[1].Check == 0 {
+		t.Fatalf("blob of %+v: %q %v", es[1], blob, err)
+	}
+	if err := s.db.Set(snapshotBlobKey(id, es[1].Digest), []byte("at 2"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SnapshotBlob(ctx, id, es[1]); !errors.Is(err, ErrSnapshotCorrupt) {
+		t.Fatalf("damaged blob: %v, want ErrSnapshotCorrupt", err)
 	}
 
 	if err := put(3, 5); err == nil || !strings.Contains(err.Error(), "not within the stream") {
