@@ -256,7 +256,7 @@ func (e *Engine) newWorkflowRun(ctx context.Context, c *Component, st *pb.Execut
 func (e *Engine) makeWorkflowRun(c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account, evs []*pb.Event, resps []*pb.Response, skipped int) (*workflowRun, error) {
 	id := st.ExecutionId
 	if len(evs) == 0 || evs[0].GetCreated() == nil {
-		return nil, fmt.Errorf("read history of %s: no Created event first", clip.String(id))
+		return nil, fmt.Errorf("the history of %s does not start with a Created event", clip.String(id))
 	}
 	r := &workflowRun{
 		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
