@@ -263,7 +263,7 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	}
 	r.load(evs, resps)
 	recorded := len(r.history)
-	inst, err := e.instantiate(ctx, c, r.instanceConfig(evs), nil, time.Time{})
+	inst, err := e.instantiate(ctx, c, r.instanceConfig(), nil, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}

@@ -58,6 +58,7 @@ type workflowRun struct {
 	c           *Component
 	id, runID   string
 	created     *pb.Created
+	createdAt   int64  // of the Created event
 	version     uint32 // the next version this run appends
 	lockExpires time.Time
 	history     []*pb.HistoryEvent // recorded, then appended by this run
@@ -155,28 +156,15 @@ func (wr workflowRunner) run(ctx context.Context, r *run) {
 // memory is counted in memory.
 func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account) {
 	id := st.ExecutionId
-	evs, resps, err := e.histories.Read(ctx, e.store, id)
-	if err != nil || len(evs) == 0 {
+	// Locked already: a wait for memory (the instance holds more than was reserved)
+	// ends with the lock.
+	r, inst, err := e.resumeFromSnapshot(ctx, c, st, runID, memory)
+	if err != nil {
 		e.log.Error("workflow: read history", "execution", id, "err", err)
 		return
 	}
-	r := &workflowRun{
-		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
-		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, memory: memory,
-		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
-		logs: newRunLogs(e, id, runID, 1, true), fx: liveEffects{},
-	}
-	r.load(evs, resps)
-	// Locked already: a wait for memory (the instance holds more than was reserved)
-	// ends with the lock.
-	cfg := r.instanceConfig(evs)
-	inst := r.resumeFromSnapshot(ctx, cfg, func(cfg wasmhost.InstanceConfig, image []byte, answer wasmhost.Answer) (*wasmhost.Instance, error) {
-		return e.instantiateWith(ctx, c, wasmhost.KindWorkflow, memory, r.lockExpires, func() (*wasmhost.Instance, error) {
-			return c.module.ResumeParked(ctx, cfg, image, answer)
-		})
-	})
 	if inst == nil {
-		inst, err = e.instantiate(ctx, c, cfg, memory, r.lockExpires)
+		inst, err = e.instantiate(ctx, c, r.instanceConfig(), memory, r.lockExpires)
 	}
 	if err != nil {
 		if errors.Is(err, wasmhost.ErrMemoryBudget) && ctx.Err() == nil {
@@ -259,9 +247,46 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	}
 }
 
+// newWorkflowRun returns the run runID of the workflow locked by st, its history and
+// responses read.
+func (e *Engine) newWorkflowRun(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account) (*workflowRun, error) {
+	evs, resps, err := e.histories.Read(ctx, e.store, st.ExecutionId)
+	if err != nil {
+		return nil, err
+	}
+	return e.makeWorkflowRun(c, st, runID, memory, evs, resps, 0)
+}
+
+// makeWorkflowRun returns the run runID of the workflow locked by st with the history
+// of evs and the response log resps. With skipped > 0, evs[0] is the Created event and
+// the rest the stream from a version before which skipped history events were recorded:
+// the run's history then holds nil for them, and must resume at or after them.
+func (e *Engine) makeWorkflowRun(c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account, evs []*pb.Event, resps []*pb.Response, skipped int) (*workflowRun, error) {
+	id := st.ExecutionId
+	if len(evs) == 0 || evs[0].GetCreated() == nil {
+		return nil, fmt.Errorf("the history of %s does not start with a Created event", clip.String(id))
+	}
+	r := &workflowRun{
+		e: e, c: c, id: id, runID: runID, created: evs[0].GetCreated(), version: st.NextVersion,
+		lockExpires: time.Unix(0, st.LockExpiresAt), responses: map[string]*pb.Response{}, memory: memory,
+		sets: map[string]*runJoinSet{}, arrived: map[string][]*pb.Response{}, processed: map[string]*pb.Response{},
+		logs: newRunLogs(e, id, runID, 1, true), fx: liveEffects{},
+	}
+	if skipped > 0 {
+		r.history = make([]*pb.HistoryEvent, skipped, skipped+len(evs))
+		r.createdAt = evs[0].CreatedAt
+		evs = evs[1:]
+	}
+	r.load(evs, resps)
+	return r, nil
+}
+
 // load sets the run's history and responses from the execution's events and response
 // log.
 func (r *workflowRun) load(evs []*pb.Event, resps []*pb.Response) {
+	if len(evs) > 0 && r.createdAt == 0 {
+		r.createdAt = evs[0].CreatedAt
+	}
 	for _, ev := range evs {
 		if h := ev.GetHistory(); h != nil {
 			r.history = append(r.history, h)
@@ -272,10 +297,10 @@ func (r *workflowRun) load(evs []*pb.Event, resps []*pb.Response) {
 
 // instanceConfig is the configuration of the run's instance: its seed and clock are
 // the execution's, the same on every run and replay.
-func (r *workflowRun) instanceConfig(evs []*pb.Event) wasmhost.InstanceConfig {
+func (r *workflowRun) instanceConfig() wasmhost.InstanceConfig {
 	h := fnv.New64a()
 	h.Write([]byte(r.id))
-	return wasmhost.InstanceConfig{Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, evs[0].CreatedAt)}
+	return wasmhost.InstanceConfig{Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, r.createdAt)}
 }
 
 // play runs the workflow in inst: it replays the history, continues it, and, when the

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
@@ -106,7 +107,10 @@ type snapshotRequest struct {
 // is logged: the run will replay instead.
 func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) {
 	every := r.e.cfg.SnapshotEvery
-	if every <= 0 || !r.waiting || r.pos-r.snapshotAt < every || len(r.pending) > 0 {
+	// Everything the run recorded is written (nothing pending, nothing left to replay):
+	// the stream's first r.version events hold exactly the history up to r.pos, which a
+	// resume then need not read.
+	if every <= 0 || !r.waiting || r.pos-r.snapshotAt < every || len(r.pending) > 0 || r.pos != len(r.history) {
 		return
 	}
 	image, err := wasmhost.CaptureParked(ctx)
@@ -136,7 +140,7 @@ func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) {
 	blob := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(head)+len(image)), uint32(len(head)))
 	blob = append(append(blob, head...), image...)
 	tx := &events.Tx{Snapshots: []events.SnapshotPut{{ExecutionID: r.id, Blob: blob, Entry: events.SnapshotEntry{
-		Position: uint32(r.pos), Prefix: historyDigest(r.history[:r.pos]), ComponentID: r.c.ID}}}}
+		Position: uint32(r.pos), Version: r.version, ComponentID: r.c.ID}}}}
 	if _, err := r.e.store.Commit(context.WithoutCancel(ctx), tx); err != nil {
 		r.e.log.Warn("workflow: store snapshot", "execution", r.id, "err", err)
 		return
@@ -161,77 +165,143 @@ func historyDigest(h []*pb.HistoryEvent) []byte {
 	return sum.Sum(nil)
 }
 
-// resumeFromSnapshot returns an instance resumed from the newest snapshot that fits the
-// run's history, with the run's state set to the snapshot's, or nil (the run's state
-// untouched) when there is none: the run then replays from the start. make makes the
-// instance from a snapshot's image (bounded and counted like any instantiation).
-func (r *workflowRun) resumeFromSnapshot(ctx context.Context, cfg wasmhost.InstanceConfig, make func(wasmhost.InstanceConfig, []byte, wasmhost.Answer) (*wasmhost.Instance, error)) *wasmhost.Instance {
-	if every := r.e.cfg.SnapshotEvery; every <= 0 || len(r.history) < every {
-		return nil // none taken: a snapshot needs a history of at least every events
+// resumeFromSnapshot returns the run runID of the workflow locked by st and, if one of
+// its snapshots fits, an instance resumed from the newest that does, the run's state set
+// to the snapshot's. With no instance (nil), the run has its whole history read and its
+// state untouched: it replays from the start. The error is a failure to read the
+// history.
+//
+// A snapshot with a Version (checked by its Link) needs only the events from its version
+// on: the run resumed from it does not read the history before it (the history holds nil
+// there), which after a restart is most of a resume's time for a long history. One
+// without (stored before Version existed) is checked against the whole history's
+// digest, as before.
+func (e *Engine) resumeFromSnapshot(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account) (*workflowRun, *wasmhost.Instance, error) {
+	var full *workflowRun // with the whole history: read once, when needed
+	replay := func() (*workflowRun, error) {
+		if full != nil {
+			return full, nil
+		}
+		return e.newWorkflowRun(ctx, c, st, runID, memory)
 	}
-	entries, err := r.e.store.Snapshots(ctx, r.id)
+	// The stream is at least as long as the history: a snapshot needs a history of at
+	// least every events.
+	if every := e.cfg.SnapshotEvery; every <= 0 || int(st.NextVersion) < every {
+		r, err := replay()
+		return r, nil, err
+	}
+	id := st.ExecutionId
+	entries, err := e.store.Snapshots(ctx, id)
 	if err != nil {
-		r.e.log.Warn("workflow: list snapshots", "execution", r.id, "err", err)
-		return nil
+		e.log.Warn("workflow: list snapshots", "execution", id, "err", err)
+		r, err := replay()
+		return r, nil, err
 	}
-	if len(entries) > 0 {
-		r.snapshotAt = int(entries[0].Position)
-	}
-	var digests map[uint32][]byte
-	for _, e := range entries {
+	for _, en := range entries {
 		skip := func(msg string, args ...any) {
-			r.e.log.Warn("workflow: snapshot not used: "+msg, append([]any{"execution", r.id, "position", e.Position}, args...)...)
+			e.log.Warn("workflow: snapshot not used: "+msg, append([]any{"execution", id, "position", en.Position}, args...)...)
 		}
-		if e.ComponentID != r.c.ID {
-			r.e.log.Info("workflow: snapshot not used: taken on another component", "execution", r.id, "position", e.Position,
-				"snapshot_component", e.ComponentID, "component", r.c.ID)
+		if en.ComponentID != c.ID {
+			e.log.Info("workflow: snapshot not used: taken on another component", "execution", id, "position", en.Position,
+				"snapshot_component", en.ComponentID, "component", c.ID)
 			continue
 		}
-		if int(e.Position) > len(r.history) {
-			skip("beyond the stored history", "history", len(r.history))
-			continue
-		}
-		if digests == nil {
-			digests = map[uint32][]byte{}
-		}
-		if _, ok := digests[e.Position]; !ok {
-			digests[e.Position] = historyDigest(r.history[:e.Position])
-		}
-		if !bytes.Equal(digests[e.Position], e.Prefix) {
+		var r *workflowRun
+		switch {
+		case en.Version > 0 && !en.Current:
 			skip("the history up to it changed")
 			continue
-		}
-		blob, err := r.e.store.SnapshotBlob(ctx, r.id, e)
-		if err != nil {
-			skip("read", "err", err)
-			continue
-		}
-		s, image, err := decodeRunSnapshot(blob)
-		if err == nil && s.Pos != int(e.Position) {
-			err = fmt.Errorf("taken at position %d, indexed at %d", s.Pos, e.Position)
-		}
-		if err != nil {
-			skip("decode", "err", err)
-			continue
-		}
-		if id, ok := r.unarrived(s); !ok {
-			skip("more responses taken than the response log holds", "join_set", id)
-			continue
-		}
-		wait := s.Wait
-		inst, err := make(cfg, image, func(ctx context.Context) ([]byte, error) { return r.await(ctx, wait) })
-		if err != nil {
-			if ctx.Err() == nil {
-				skip("resume", "err", err)
+		case en.Version > 0:
+			if r, err = e.runFromVersion(ctx, c, st, runID, memory, en); err != nil {
+				skip("read the history after it", "err", err)
+				continue
 			}
-			continue
+		default:
+			if full == nil {
+				if full, err = e.newWorkflowRun(ctx, c, st, runID, memory); err != nil {
+					return nil, nil, err
+				}
+			}
+			r = full
+			if int(en.Position) > len(r.history) {
+				skip("beyond the stored history", "history", len(r.history))
+				continue
+			}
+			if !bytes.Equal(historyDigest(r.history[:en.Position]), en.Prefix) {
+				skip("the history up to it changed")
+				continue
+			}
 		}
-		r.adopt(s)
-		r.snapshotAt = s.Pos
-		r.e.log.Debug("workflow: resumed from a snapshot", "execution", r.id, "position", s.Pos, "history", len(r.history))
-		return inst
+		if inst := r.resume(ctx, en, skip); inst != nil {
+			return r, inst, nil
+		}
 	}
-	return nil
+	r, err := replay()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(entries) > 0 {
+		r.snapshotAt = int(entries[0].Position) // no other snapshot before as many more events
+	}
+	return r, nil, nil
+}
+
+// runFromVersion returns the run runID of the workflow locked by st with the events
+// from snapshot en's version on read (and the Created event, and every response), to be
+// resumed from en.
+func (e *Engine) runFromVersion(ctx context.Context, c *Component, st *pb.ExecutionState, runID string, memory *membudget.Account, en events.SnapshotEntry) (*workflowRun, error) {
+	id := st.ExecutionId
+	evs, err := e.store.Events(ctx, id, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	tail, err := e.store.Events(ctx, id, en.Version, 0)
+	if err != nil {
+		return nil, err
+	}
+	resps, err := e.store.Responses(ctx, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	return e.makeWorkflowRun(c, st, runID, memory, append(evs, tail...), resps, int(en.Position))
+}
+
+// resume returns an instance resumed from snapshot en, whose history up to it is the
+// run's, with the run's state set to the snapshot's; or nil, the run's state untouched,
+// if the snapshot cannot be used (said with skip).
+func (r *workflowRun) resume(ctx context.Context, en events.SnapshotEntry, skip func(msg string, args ...any)) *wasmhost.Instance {
+	blob, err := r.e.store.SnapshotBlob(ctx, r.id, en)
+	if err != nil {
+		skip("read", "err", err)
+		return nil
+	}
+	s, image, err := decodeRunSnapshot(blob)
+	if err == nil && s.Pos != int(en.Position) {
+		err = fmt.Errorf("taken at position %d, indexed at %d", s.Pos, en.Position)
+	}
+	if err != nil {
+		skip("decode", "err", err)
+		return nil
+	}
+	if id, ok := r.unarrived(s); !ok {
+		skip("more responses taken than the response log holds", "join_set", id)
+		return nil
+	}
+	wait := s.Wait
+	answer := func(ctx context.Context) ([]byte, error) { return r.await(ctx, wait) }
+	inst, err := r.e.instantiateWith(ctx, r.c, wasmhost.KindWorkflow, r.memory, r.lockExpires, func() (*wasmhost.Instance, error) {
+		return r.c.module.ResumeParked(ctx, r.instanceConfig(), image, answer)
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			skip("resume", "err", err)
+		}
+		return nil
+	}
+	r.adopt(s)
+	r.snapshotAt = s.Pos
+	r.e.log.Debug("workflow: resumed from a snapshot", "execution", r.id, "position", s.Pos, "history", len(r.history))
+	return inst
 }
 
 func decodeRunSnapshot(blob []byte) (runSnapshot, []byte, error) {

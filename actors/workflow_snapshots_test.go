@@ -134,16 +134,59 @@ func testResumeEqualsReplay(t *testing.T, e *Engine, logs *logCounter) {
 	if stored < 2 || resumedFrom != stored {
 		t.Fatalf("%d snapshots stored, %d runs resumed from one; want at least 2, all resumed from; log: %v", stored, resumedFrom, logs.n)
 	}
+	checkRunFromVersion(t, e, lastID(t, e, ffqn))
+}
+
+// lastID returns the ID of the newest execution of ffqn.
+func lastID(t *testing.T, e *Engine, ffqn string) string {
+	t.Helper()
+	page, err := e.store.List(context.Background(), events.ListFilter{FFQNPrefix: ffqn, TopLevelOnly: true, Limit: 1})
+	if err != nil || len(page.States) == 0 {
+		t.Fatalf("list %s: %v %v", ffqn, page, err)
+	}
+	return page.States[0].ExecutionId
+}
+
+// checkRunFromVersion: a run made for resuming from execution id's newest snapshot reads
+// the stream from the snapshot's version only, and its history lines up with the stored
+// one: nothing before the snapshot's position, the stored events from it on.
+func checkRunFromVersion(t *testing.T, e *Engine, id string) {
+	t.Helper()
+	ctx := context.Background()
+	es, err := e.store.Snapshots(ctx, id)
+	if err != nil || len(es) == 0 || es[0].Version == 0 || !es[0].Current {
+		t.Fatalf("snapshots of %s: %+v %v, want a current one with a version", id, es, err)
+	}
+	st, err := e.store.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.runFromVersion(ctx, e.reg.byID[st.ComponentId], st, "check", nil, es[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := storedHistory(t, e, id)
+	if len(r.history) != len(want) || r.created == nil || r.createdAt == 0 {
+		t.Fatalf("run from version %d: %d history events (want %d), created %v at %d", es[0].Version, len(r.history), len(want), r.created, r.createdAt)
+	}
+	for i, h := range r.history {
+		if i < int(es[0].Position) && h != nil || i >= int(es[0].Position) && !proto.Equal(h, want[i]) {
+			t.Fatalf("history event %d of the run from position %d: %v, stored %v", i, es[0].Position, h, want[i])
+		}
+	}
 }
 
 // testCorruptSnapshotIgnored: a snapshot whose blob does not decode, of another
 // component, or whose history prefix changed is logged and skipped; the run replays and
-// the workflow ends as it would have, its log lines stored once.
+// the workflow ends as it would have, its log lines stored once. A snapshot stored as
+// before snapshots had a version (checked by the digest of the whole history prefix) is
+// still resumed from when its prefix fits ("legacy"), skipped when not ("prefix"). (A
+// versioned snapshot whose event changed: TestSnapshotVersionLink, in events.)
 func testCorruptSnapshotIgnored(t *testing.T, e *Engine, logs *logCounter) {
 	ctx := context.Background()
 	const ffqn, params = "testing:sleep-workflow/workflow.sleep-then-call", "[1500, 10]"
 	reason := map[string]string{"blob": "resume", "component": "taken on another component", "prefix": "the history up to it changed"}
-	for _, bad := range []string{"blob", "component", "prefix", "none"} {
+	for _, bad := range []string{"blob", "component", "prefix", "legacy", "none"} {
 		t.Run(bad, func(t *testing.T) {
 			resumedBefore := logs.count("workflow: resumed from a snapshot")
 			skippedBefore := logs.count("workflow: snapshot not used: " + reason[bad])
@@ -170,8 +213,11 @@ func testCorruptSnapshotIgnored(t *testing.T, e *Engine, logs *logCounter) {
 				blob = blob[:len(blob)-100] // the image is truncated
 			case "component":
 				en.ComponentID = "workflow:other:sha256:00"
-			case "prefix":
-				en.Prefix = []byte("another history")
+			case "prefix", "legacy":
+				en.Version, en.Prefix = 0, []byte("another history")
+				if bad == "legacy" {
+					en.Prefix = historyDigest(storedHistory(t, e, id)[:en.Position])
+				}
 			}
 			if _, err := e.store.Commit(ctx, &events.Tx{Snapshots: []events.SnapshotPut{{ExecutionID: id, Entry: en, Blob: blob}}}); err != nil {
 				t.Fatal(err)
@@ -191,9 +237,26 @@ func testCorruptSnapshotIgnored(t *testing.T, e *Engine, logs *logCounter) {
 			}
 			resumed := logs.count("workflow: resumed from a snapshot") - resumedBefore
 			skipped := logs.count("workflow: snapshot not used: "+reason[bad]) - skippedBefore
-			if bad == "none" && resumed == 0 || bad != "none" && skipped != 1 {
+			fits := bad == "none" || bad == "legacy"
+			if fits && resumed == 0 || !fits && skipped != 1 {
 				t.Fatalf("%d runs resumed from a snapshot, %d skipped one; log: %v", resumed, skipped, logs.n)
 			}
 		})
 	}
+}
+
+// storedHistory returns the history events of execution id as stored.
+func storedHistory(t *testing.T, e *Engine, id string) []*pb.HistoryEvent {
+	t.Helper()
+	evs, err := e.store.Events(context.Background(), id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h []*pb.HistoryEvent
+	for _, ev := range evs {
+		if x := ev.GetHistory(); x != nil {
+			h = append(h, x)
+		}
+	}
+	return h
 }

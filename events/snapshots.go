@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -38,10 +39,27 @@ type SnapshotEntry struct {
 	// Digest is the sha256 of the blob, hex.
 	Digest string
 	// Prefix is a digest of the history up to Position, computed by the taker; a
-	// snapshot whose prefix no longer matches the history must not be used.
+	// snapshot whose prefix no longer matches the history must not be used. Only
+	// snapshots stored before Version existed have one: newer ones are checked by their
+	// Link, which costs one read instead of hashing the whole prefix.
 	Prefix []byte
 	// ComponentID is the component the execution ran on when it was taken.
 	ComponentID string
+	// Version is the length of the execution's event stream when the snapshot was
+	// taken: the history up to Position is in the events before it, and the events from
+	// it on are all a run resumed from the snapshot has to read. 0 in snapshots stored
+	// before it existed.
+	Version uint32
+	// Link is the hash chain link (chain.go) of event Version-1, set by the store: it
+	// covers every event up to it, so while that event carries it, the history up to
+	// the snapshot is the one it was taken after.
+	Link []byte
+	// Current is set by Snapshots: event Version-1 carries Link. Always false when
+	// Version is 0 (check Prefix).
+	Current bool
+	// Check is the CRC-32C of the blob, set by the store with Version (0 without):
+	// SnapshotBlob checks it instead of hashing the blob again with SHA-256.
+	Check uint32
 }
 
 // SnapshotPut stores a snapshot of an execution (Tx.Snapshots).
@@ -66,6 +84,13 @@ func encodeSnapshotEntry(e SnapshotEntry) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	if e.Version > 0 {
+		// Appended: an entry without them is one stored before they existed.
+		b = binary.AppendUvarint(b, uint64(e.Version))
+		b = binary.AppendUvarint(b, uint64(len(e.Link)))
+		b = append(b, e.Link...)
+		b = binary.AppendUvarint(b, uint64(e.Check))
+	}
 	return b
 }
 
@@ -75,7 +100,41 @@ func decodeSnapshotEntry(b []byte) (SnapshotEntry, error) {
 	e.Digest = r.str()
 	e.Prefix = []byte(r.str())
 	e.ComponentID = r.str()
+	if len(r.b) > 0 && !r.bad {
+		e.Version = uint32(r.uvarint())
+		e.Link = []byte(r.str())
+		e.Check = uint32(r.uvarint())
+	}
 	return e, r.done()
+}
+
+// eventLink returns the link of event v-1 of the stream of st (whose stored state or
+// the group's overlay it is).
+func (g *groupState) eventLink(st *pb.ExecutionState, v uint32) ([]byte, error) {
+	switch {
+	case v == 0 || v > st.NextVersion:
+		return nil, fmt.Errorf("version %d is not within the stream's %d events", v, st.NextVersion)
+	case v == st.NextVersion && len(st.EventChain) > 0:
+		return st.EventChain, nil
+	}
+	return storedEventLink(g.s.db, st.ExecutionId, v-1)
+}
+
+// storedEventLink returns the link of the stored event v of execution id.
+func storedEventLink(r pebble.Reader, id string, v uint32) ([]byte, error) {
+	val, closer, err := r.Get(eventKey(id, v))
+	if err != nil {
+		return nil, fmt.Errorf("event %d: %w", v, err)
+	}
+	defer closer.Close()
+	_, link, linked, err := splitLink(val)
+	if err == nil && !linked {
+		err = errors.New("not linked (stored before hash chains)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("event %d: %w", v, err)
+	}
+	return bytes.Clone(link), nil
 }
 
 // snapshotOps returns the writes that store tx's snapshots and drop the ones they
@@ -84,9 +143,10 @@ func decodeSnapshotEntry(b []byte) (SnapshotEntry, error) {
 func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.ExecutionState) ([]kv, error) {
 	var ops []kv
 	for _, p := range puts {
-		if overlay[p.ExecutionID] == nil {
-			st, err := g.get(p.ExecutionID)
-			if err != nil {
+		st := overlay[p.ExecutionID]
+		if st == nil {
+			var err error
+			if st, err = g.get(p.ExecutionID); err != nil {
 				return nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), err)
 			}
 			if st == nil {
@@ -96,6 +156,15 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 		sum := sha256.Sum256(p.Blob)
 		e := p.Entry
 		e.Digest = hex.EncodeToString(sum[:])
+		e.Current, e.Check = false, 0
+		if e.Version > 0 {
+			e.Check = crc32.Checksum(p.Blob, castagnoli)
+			link, err := g.eventLink(st, e.Version)
+			if err != nil {
+				return nil, fmt.Errorf("store snapshot of %s at version %d: %w", clip.String(p.ExecutionID), e.Version, err)
+			}
+			e.Link = link
+		}
 		old, err := g.s.snapshotEntries(p.ExecutionID)
 		if err != nil {
 			return nil, err
@@ -124,7 +193,7 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 }
 
 // snapshotEntries returns an execution's snapshot entries, newest (highest position)
-// first.
+// first, each with Current set.
 func (s *PebbleStore) snapshotEntries(id string) ([]SnapshotEntry, error) {
 	prefix := snapshotIndexPrefix(id)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
@@ -137,6 +206,11 @@ func (s *PebbleStore) snapshotEntries(id string) ([]SnapshotEntry, error) {
 		e, err := decodeSnapshotEntry(it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("snapshot entry %q of %s: %w", it.Key(), clip.String(id), err)
+		}
+		if e.Version > 0 {
+			// A missing or different link is an answer (not current), not a failure.
+			link, err := storedEventLink(s.db, id, e.Version-1)
+			e.Current = err == nil && bytes.Equal(link, e.Link)
 		}
 		out = append(out, e)
 	}
@@ -154,12 +228,22 @@ func (s *PebbleStore) Snapshots(ctx context.Context, id string) ([]SnapshotEntry
 	return s.snapshotEntries(id)
 }
 
+// castagnoli is the CRC-32C table (computed by the CPU where it can: ~20 times faster than
+// SHA-256 here).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // ErrSnapshotCorrupt is wrapped by SnapshotBlob's error for a blob whose digest does not
 // match its contents.
 var ErrSnapshotCorrupt = errors.New("snapshot blob does not match its digest")
 
 // SnapshotBlob returns the blob of an execution's snapshot entry, checked against its
-// digest (ErrNotFound wrapped if missing, ErrSnapshotCorrupt if it does not match).
+// CRC-32C, or its digest for an entry without one (ErrNotFound wrapped if missing,
+// ErrSnapshotCorrupt if it does not match).
+//
+// The check is against damage, not forgery: whoever can rewrite the blob can rewrite its
+// entry too. A CRC-32C detects damage as well as SHA-256 does, and costs 0.1 ms instead
+// of 1 ms for a 1.5 MB blob (Pebble checksums what it reads from its files, not what its
+// memtables hold).
 func (s *PebbleStore) SnapshotBlob(ctx context.Context, id string, e SnapshotEntry) ([]byte, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
@@ -176,7 +260,14 @@ func (s *PebbleStore) SnapshotBlob(ctx context.Context, id string, e SnapshotEnt
 	}
 	blob := bytes.Clone(v)
 	closer.Close()
-	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != e.Digest {
+	var ok bool
+	if e.Version > 0 {
+		ok = crc32.Checksum(blob, castagnoli) == e.Check
+	} else {
+		sum := sha256.Sum256(blob)
+		ok = hex.EncodeToString(sum[:]) == e.Digest
+	}
+	if !ok {
 		return nil, fmt.Errorf("snapshot %s of %s: %w", e.Digest, clip.String(id), ErrSnapshotCorrupt)
 	}
 	return blob, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/obelisk-go/obelisk/wasmhost/internal/linmem"
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
 )
 
@@ -371,9 +372,14 @@ func (p *parkedImage) apply(mod api.Module, globals []wasmbin.Global) error {
 		}
 	}
 	for _, c := range p.chunks {
-		if !mem.Write(c.offset, c.data) {
+		view, ok := mem.Read(c.offset, uint32(len(c.data)))
+		if !ok {
 			return fmt.Errorf("memory chunk [%#x, +%d) outside memory", c.offset, len(c.data))
 		}
+		// Every page of the chunk is written: fault them in at once (a resumed
+		// instance writes hundreds of pages, each a fault otherwise).
+		linmem.Populate(view)
+		copy(view, c.data)
 	}
 	values := make([]globalValue, len(globals))
 	for i, g := range globals {

@@ -4,6 +4,7 @@ package linmem
 
 import (
 	"syscall"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -79,4 +80,26 @@ func (m *mmapMemory) Free() {
 func roundUp(n uint64) uint64 {
 	page := uint64(syscall.Getpagesize())
 	return (n + page - 1) &^ (page - 1)
+}
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
+const madvPopulateWrite = 23
+
+// Populate makes the whole pages within b, a part of a memory this package made (or any
+// other), present and writable at once, as writing each would, but in one system call
+// instead of a fault per page: for a caller about to overwrite many pages (a resumed
+// instance's memory: about half the cost per page in a VM). Best effort: an older kernel
+// or memory it does not apply to just faults on the writes, as before.
+func Populate(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(syscall.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	first := (start + page - 1) &^ (page - 1)
+	last := (start + uintptr(len(b))) &^ (page - 1)
+	if last <= first {
+		return
+	}
+	_ = syscall.Madvise(b[first-start:last-start], madvPopulateWrite)
 }

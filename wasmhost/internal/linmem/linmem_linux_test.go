@@ -254,3 +254,42 @@ func mapped(t *testing.T, addr uintptr) bool {
 	}
 	return bytes.Contains(maps, fmt.Appendf(nil, "\n%x-", addr)) || bytes.HasPrefix(maps, fmt.Appendf(nil, "%x-", addr))
 }
+
+// TestPopulate: populating part of a memory mapped from an image (unaligned bounds
+// included) changes nothing the guest sees: the image's bytes stay, beyond it zeros,
+// and the pages are then the memory's own, as a write would have made them.
+func TestPopulate(t *testing.T) {
+	const page = 64 << 10
+	size := uint64(4 * page)
+	img, err := NewImage(size, []Chunk{{Offset: 0, Data: bytes.Repeat([]byte{9}, int(size))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	mem := img.Allocator().Allocate(size, 64*page)
+	defer mem.Free()
+	buf := mem.Reallocate(6 * page)
+	Populate(buf[100 : 5*page+7])
+	Populate(nil)
+	Populate(buf[10:20]) // within one page: nothing whole
+	if !bytes.Equal(buf[:size], bytes.Repeat([]byte{9}, int(size))) || !bytes.Equal(buf[size:], make([]byte, 2*page)) {
+		t.Fatal("populating changed the memory's contents")
+	}
+	if err := syscall.Madvise(buf[:4096], madvPopulateWrite); err != nil {
+		t.Skipf("the kernel does not populate (%v): writes fault as before", err)
+	}
+	m := mem.(*mmapMemory)
+	owned := 0
+	entries := make([]byte, 8*(size/4096))
+	if _, err := syscall.Pread(int(img.pagemap.Fd()), entries, int64(uintptr(unsafe.Pointer(&m.buf[0]))/4096*8)); err != nil {
+		t.Skipf("pagemap: %v", err)
+	}
+	for p := range size / 4096 {
+		if ownedPage(entries, p) {
+			owned++
+		}
+	}
+	if owned < int(size/4096)-2 {
+		t.Errorf("%d of the image's %d pages are the memory's own after populating, want all but the partial first", owned, size/4096)
+	}
+}

@@ -9,3 +9,6 @@ const Supported = false
 
 // Allocator returns nil: wazero's default Go-heap memory is used.
 func Allocator() experimental.MemoryAllocator { return nil }
+
+// Populate does nothing here: the memory is faulted in by the writes.
+func Populate([]byte) {}
