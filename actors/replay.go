@@ -177,6 +177,9 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 	pinned, havePinned := e.reg.functionOf(st.ComponentId, st.Ffqn)
 	switch {
 	case target.Component == "" && len(target.Wasm) == 0:
+		if err := e.unavailable[st.ComponentId]; err != nil {
+			return nil, nil, fmt.Errorf("replay %s: %w", st.ExecutionId, err)
+		}
 		if !havePinned {
 			return nil, nil, &InvalidArgumentError{fmt.Errorf("replay %s: no component of this server exports %s (pinned to %s)", st.ExecutionId, st.Ffqn, st.ComponentId)}
 		}
