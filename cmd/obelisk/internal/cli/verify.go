@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -122,25 +123,20 @@ func verifyCmd(use string) *cobra.Command {
 				dataDir = cfg.Engine.DataDir
 			}
 			dir := actors.StoreDir(dataDir)
-			store, err := events.Open(dir, events.Options{
-				ReadOnly: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-				CacheSize: cfg.Engine.StoreCacheSize, MemTableSize: cfg.Engine.StoreMemTableSize,
-			})
+			ecfg := cfg.Engine // its wasm settings; the components are those the data directory recorded
+			ecfg.DataDir = dataDir
+			ecfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			eng, err := actors.OpenOffline(cmd.Context(), ecfg)
 			if errors.Is(err, events.ErrLocked) {
 				return &ExitError{Code: 1, Err: fmt.Errorf("the event store %s is in use, by a running server or another process: stop the server, then verify its store (or use `obelisk client verify`): %w", dir, err)}
 			}
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("verify: %w", err)}
 			}
-			defer store.Close()
-			view, err := store.View()
-			if err != nil {
-				return &ExitError{Code: 2, Err: fmt.Errorf("verify: %w", err)}
-			}
-			defer view.Close()
+			defer eng.Close(context.WithoutCancel(cmd.Context()))
 			out := cmd.OutOrStdout()
 			doc := verifyDoc{Store: dir, Failures: []verify.Failure{}}
-			doc.Report, err = verify.Run(cmd.Context(), view, verify.Options{}, func(f verify.Failure) error {
+			doc.Report, err = eng.Verify(cmd.Context(), func(f verify.Failure) error {
 				if asJSON {
 					doc.Failures = append(doc.Failures, f)
 					return nil
