@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmstore"
 )
@@ -26,7 +27,9 @@ import (
 // data directory) may gain the modules it compiles, as the server's next start would.
 //
 // The engine starts no executor, timer or service and reaches nothing outside the
-// process. A recorded version whose file is missing or corrupt is not an error here:
+// process. It compiles only the modules of the workflow versions its executions are
+// pinned to (a replay runs no other code); the other versions are loaded for their
+// interfaces, and cannot be a replay's target. A recorded version whose file is missing or corrupt is not an error here:
 // the replays of the executions pinned to it fail, naming it (replayComponent), and the
 // other executions are still replayed. The runtime's settings (snapshots, instance
 // reuse) are cfg's; each version's own settings (memory limit) are those it recorded.
@@ -61,7 +64,18 @@ func OpenOffline(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		e.ownRuntime, comp = true, runtimeCompiler{e.rt}
 	}
-	if e.reg, e.unavailable, err = loadRecorded(ctx, comp, cfg.DataDir, doc); err != nil {
+	// The versions the workflow executions are pinned to: only their modules are compiled.
+	pinned := map[string]bool{}
+	if err := store.AllStates(ctx, func(st *pb.ExecutionState) error {
+		if st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
+			pinned[st.ComponentId] = true
+		}
+		return nil
+	}); err != nil {
+		e.Close(ctx)
+		return nil, fmt.Errorf("find the component versions of the workflow executions: %w", err)
+	}
+	if e.reg, e.unavailable, err = loadRecorded(ctx, comp, cfg.DataDir, doc, pinned); err != nil {
 		e.Close(ctx)
 		return nil, err
 	}
@@ -71,8 +85,10 @@ func OpenOffline(ctx context.Context, cfg Config) (*Engine, error) {
 // loadRecorded loads the component versions that doc records in dataDir's component
 // store, as deployed or retired as the server last had them, and the built-in KV
 // component; unavailable names, by component ID, the versions that cannot be loaded,
-// and why.
-func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versionsDoc) (reg *registry, unavailable map[string]error, err error) {
+// and why. Only the modules of the workflow versions that pinned names are compiled
+// (and of every deployed workflow when pinned names one that was never recorded: its
+// executions replay on the deployed exporter of their function, registry.functionOf).
+func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versionsDoc, pinned map[string]bool) (reg *registry, unavailable map[string]error, err error) {
 	files := wasmstore.OpenReadOnly(filepath.Join(dataDir, wasmstore.DirName))
 	ids := make([]string, 0, len(doc.Versions))
 	for id := range doc.Versions {
@@ -80,10 +96,16 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 	}
 	sort.Strings(ids)
 	unavailable = map[string]error{}
-	// Only the workflows' modules are compiled: a replay runs no other code (a child's
-	// response is its recorded one). The others are loaded for their interfaces, which
-	// route the workflows' imports as the server did.
+	// Only the pinned workflows' modules are compiled: a replay runs no other code (a
+	// child's response is its recorded one). The others are loaded for their
+	// interfaces, which route the workflows' imports as the server did.
 	only := workflowsOnly{comp: comp, digests: map[string]bool{}}
+	unrecorded := false
+	for id := range pinned {
+		if _, ok := doc.Versions[id]; !ok {
+			unrecorded = true
+		}
+	}
 	var cfgs []ComponentConfig
 	var cfgIDs []string
 	var deployed []bool
@@ -106,7 +128,7 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 		cfg := rec.Config
 		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		cfgs, cfgIDs, deployed = append(cfgs, cfg), append(cfgIDs, id), append(deployed, rec.Deployed)
-		if rec.Type == Workflow {
+		if rec.Type == Workflow && (pinned[id] || unrecorded && rec.Deployed) {
 			only.digests[rec.Digest] = true
 		}
 	}
@@ -134,7 +156,8 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 }
 
 // workflowsOnly is an offline engine's compiler: it compiles the modules of digests (the
-// workflows') with comp, and no other (their Component has no module: it never runs).
+// pinned workflows') with comp, and no other (their Component has no module: it never
+// runs; replayComponent refuses it as a target).
 type workflowsOnly struct {
 	comp    compiler
 	digests map[string]bool

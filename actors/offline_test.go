@@ -19,8 +19,8 @@ import (
 // TestOpenOffline: the offline engine of a stopped engine's data directory replays
 // every workflow execution against the version it is pinned to (here fiboa of
 // fibo-workflow, although fibo-workflow-v2, whose fiboa calls other children, is the
-// newest exporter); it cannot open a store in use; and a version whose file is gone
-// fails the replays of its executions only, naming the file.
+// newest exporter), compiling only those versions; it cannot open a store in use; and a
+// version whose file is gone fails the replays of its executions only, naming the file.
 func TestOpenOffline(t *testing.T) {
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -61,6 +61,10 @@ func TestOpenOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer o.Close(ctx)
+		// Only the pinned workflows' modules are compiled; the activity's never runs.
+		if o.reg.byName["fibo"] == nil || o.reg.byName["fibo"].module != nil || o.reg.byName["fibo-workflow-v2"].module == nil {
+			t.Errorf("offline registry: fibo %+v, fibo-workflow-v2 %+v", o.reg.byName["fibo"], o.reg.byName["fibo-workflow-v2"])
+		}
 		var failures []verify.Failure
 		rep, err := o.Verify(ctx, func(f verify.Failure) error {
 			failures = append(failures, f)

@@ -203,7 +203,13 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 			}
 			return nil, nil, nf
 		}
-		return c, nothing, checkReplayable(c, st, pinned, target.Component)
+		if err := checkReplayable(c, st, pinned, target.Component); err != nil {
+			return nil, nil, err
+		}
+		if c.module == nil {
+			return nil, nil, &FailedPreconditionError{fmt.Sprintf("component %s is not compiled here: an offline engine (OpenOffline) compiles only the versions its workflow executions are pinned to", target.Component)}
+		}
+		return c, nothing, nil
 	}
 	digest := wasmstore.Digest(target.Wasm)
 	for _, c := range append(append([]*Component(nil), e.reg.components...), e.reg.retired...) {
