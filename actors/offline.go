@@ -64,11 +64,12 @@ func OpenOffline(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		e.ownRuntime, comp = true, runtimeCompiler{e.rt}
 	}
-	// The versions the workflow executions are pinned to: only their modules are compiled.
+	// The versions the workflow executions are pinned to, true if an unfinished one is:
+	// only their modules are compiled.
 	pinned := map[string]bool{}
 	if err := store.AllStates(ctx, func(st *pb.ExecutionState) error {
 		if st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
-			pinned[st.ComponentId] = true
+			pinned[st.ComponentId] = pinned[st.ComponentId] || st.Status != pb.Status_STATUS_FINISHED
 		}
 		return nil
 	}); err != nil {
@@ -86,8 +87,9 @@ func OpenOffline(ctx context.Context, cfg Config) (*Engine, error) {
 // store, as deployed or retired as the server last had them, and the built-in KV
 // component; unavailable names, by component ID, the versions that cannot be loaded,
 // and why. Only the modules of the workflow versions that pinned names are compiled
-// (and of every deployed workflow when pinned names one that was never recorded: its
-// executions replay on the deployed exporter of their function, registry.functionOf).
+// (and of every deployed workflow when an unfinished execution is pinned to one that is
+// not recorded: it replays on the deployed exporter of its function, as it would run,
+// registry.functionOf; a finished one is not replayable, Engine.verifyReplay).
 func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versionsDoc, pinned map[string]bool) (reg *registry, unavailable map[string]error, err error) {
 	files := wasmstore.OpenReadOnly(filepath.Join(dataDir, wasmstore.DirName))
 	ids := make([]string, 0, len(doc.Versions))
@@ -101,8 +103,8 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 	// interfaces, which route the workflows' imports as the server did.
 	only := workflowsOnly{comp: comp, digests: map[string]bool{}}
 	unrecorded := false
-	for id := range pinned {
-		if _, ok := doc.Versions[id]; !ok {
+	for id, unfinished := range pinned {
+		if _, ok := doc.Versions[id]; !ok && unfinished {
 			unrecorded = true
 		}
 	}
@@ -128,7 +130,7 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 		cfg := rec.Config
 		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		cfgs, cfgIDs, deployed = append(cfgs, cfg), append(cfgIDs, id), append(deployed, rec.Deployed)
-		if rec.Type == Workflow && (pinned[id] || unrecorded && rec.Deployed) {
+		if _, ok := pinned[id]; rec.Type == Workflow && (ok || unrecorded && rec.Deployed) {
 			only.digests[rec.Digest] = true
 		}
 	}

@@ -45,6 +45,9 @@ func failureLine(f verify.Failure) string {
 // summary is the text output's last lines.
 func (d *verifyDoc) summary() string {
 	replay := fmt.Sprintf("%d of %d workflow executions replayed", d.Replayed, d.Workflows)
+	if n := d.Workflows - d.Replayed; d.ReplayAvailable && n > 0 {
+		replay += fmt.Sprintf(" (%d finished on component versions no longer kept: not replayable)", n)
+	}
 	if !d.ReplayAvailable {
 		replay = fmt.Sprintf("%d workflow executions not replayed (no replay here)", d.Workflows)
 	}
