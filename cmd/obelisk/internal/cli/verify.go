@@ -87,7 +87,9 @@ const verifyLong = `Check a store, every execution in it, finished or not:
     Items stored before the store had hash chains have no link: they are counted, not
     failed;
   - replay: every workflow execution replays against its pinned component, in a
-    sandbox that writes nothing (the shadow replay of ` + "`client execution replay`" + `).
+    sandbox that writes nothing (the shadow replay of ` + "`client execution replay`" + `);
+    a finished one whose component version is no longer kept (dropped once no
+    unfinished execution needed it) is not replayable: counted, not failed.
 A tree whose deletion by retention a crash interrupted is hidden, and skipped.
 
 Prints one line per failure (the execution ID, then what is wrong), then the counts
