@@ -266,54 +266,63 @@ type registry struct {
 // and routes the imports of each (routeImports).
 func loadComponents(ctx context.Context, rt compiler, deployed []ComponentConfig, retired ...ComponentConfig) (*registry, error) {
 	cfgs := append(slices.Clip(deployed), retired...)
-	type loaded struct {
-		c   *Component
-		err error
+	cs, errs := compileConfigs(ctx, rt, cfgs, true)
+	for i, err := range errs {
+		if err != nil { // the first in the config's order, whichever failed first
+			if i >= len(deployed) {
+				err = fmt.Errorf("retired version %s, which unfinished executions need: %w", cfgs[i].Path, err)
+			}
+			return nil, err
+		}
 	}
+	return newRegistry(cs[:len(deployed)], cs[len(deployed):])
+}
+
+// compileConfigs loads and compiles the components of cfgs: the component or the error
+// of each, in cfgs' order. With stopAtError, no component is started after a failure
+// (its error could not be the one reported; it is left nil and unloaded); the earlier
+// ones all run, so the first error is the same whatever the timing.
+func compileConfigs(ctx context.Context, rt compiler, cfgs []ComponentConfig, stopAtError bool) ([]*Component, []error) {
 	// Up to GOMAXPROCS at once. Compile spreads the code generation of one module over
 	// every core, but not the rest (reading the file and the WIT, rewriting the module,
 	// loading compiled code from the cache), which is most of a start from a warm cache.
 	// The peak memory grows with the modules compiled at once (a Go guest takes hundreds
 	// of MiB while it compiles): hence no more than the cores.
-	// After a failure no later component is started (its error could not be the one
-	// reported); the earlier ones all run, so the error is the same whatever the timing.
-	results := make([]loaded, len(cfgs))
+	cs := make([]*Component, len(cfgs))
+	errs := make([]error, len(cfgs))
 	workers := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	for i := range cfgs {
 		workers <- struct{}{}
-		if failed.Load() {
+		if stopAtError && failed.Load() {
 			<-workers
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-workers; wg.Done() }()
-			c, err := loadComponent(ctx, rt, cfgs[i])
-			if err != nil && i >= len(deployed) {
-				err = fmt.Errorf("retired version %s, which unfinished executions need: %w", cfgs[i].Path, err)
-			}
-			results[i] = loaded{c, err}
-			if err != nil {
+			cs[i], errs[i] = loadComponent(ctx, rt, cfgs[i])
+			if errs[i] != nil {
 				failed.Store(true)
 			}
 		}()
 	}
 	wg.Wait()
-	var cs []*Component
-	for _, r := range results {
-		if r.err != nil { // the first in the config's order, whichever failed first
-			return nil, r.err
-		}
-		cs = append(cs, r.c)
-	}
-	return newRegistry(cs[:len(deployed)], cs[len(deployed):])
+	return cs, errs
 }
 
 // newRegistry makes the registry of loaded components: deployed, in the configuration's
 // order, and retired versions.
 func newRegistry(deployed, retired []*Component) (*registry, error) {
+	return buildRegistry(deployed, retired, true)
+}
+
+// buildRegistry is newRegistry; strict false routes the deployed components' imports as
+// a retired version's are (an import that does not resolve fails when it is called):
+// for an offline engine (OpenOffline), which loads what the data directory recorded,
+// without the components that have no file there (inline stubs).
+func buildRegistry(deployed, retired []*Component, strict bool) (*registry, error) {
 	reg := &registry{byFFQN: map[string]Function{}, exporters: map[string][]Function{}, byID: map[string]*Component{}, byName: map[string]*Component{}}
 	for _, c := range retired {
 		c.Retired = true
@@ -341,7 +350,7 @@ func newRegistry(deployed, retired []*Component) (*registry, error) {
 		}
 	}
 	for _, c := range reg.components {
-		if err := reg.routeImports(c, true); err != nil {
+		if err := reg.routeImports(c, strict); err != nil {
 			return nil, err
 		}
 	}

@@ -129,6 +129,9 @@ type Engine struct {
 
 	// ownRuntime: rt is the engine's own, closed with it (not Config.Modules').
 	ownRuntime bool
+	// unavailable are the recorded component versions an offline engine (OpenOffline)
+	// could not load, by ID, and why: their executions cannot be replayed.
+	unavailable map[string]error
 
 	executors map[string]*executor // by component ID
 	queues    map[string]*queue    // by queue name: the queues served here

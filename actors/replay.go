@@ -177,6 +177,9 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 	pinned, havePinned := e.reg.functionOf(st.ComponentId, st.Ffqn)
 	switch {
 	case target.Component == "" && len(target.Wasm) == 0:
+		if err := e.unavailable[st.ComponentId]; err != nil {
+			return nil, nil, fmt.Errorf("replay %s: %w", st.ExecutionId, err)
+		}
 		if !havePinned {
 			return nil, nil, &InvalidArgumentError{fmt.Errorf("replay %s: no component of this server exports %s (pinned to %s)", st.ExecutionId, st.Ffqn, st.ComponentId)}
 		}
@@ -200,7 +203,13 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 			}
 			return nil, nil, nf
 		}
-		return c, nothing, checkReplayable(c, st, pinned, target.Component)
+		if err := checkReplayable(c, st, pinned, target.Component); err != nil {
+			return nil, nil, err
+		}
+		if c.module == nil {
+			return nil, nil, &FailedPreconditionError{fmt.Sprintf("component %s is not compiled here: an offline engine (OpenOffline) compiles only the versions its workflow executions are pinned to", target.Component)}
+		}
+		return c, nothing, nil
 	}
 	digest := wasmstore.Digest(target.Wasm)
 	for _, c := range append(append([]*Component(nil), e.reg.components...), e.reg.retired...) {

@@ -29,7 +29,13 @@ func (e *Engine) Verify(ctx context.Context, failed func(verify.Failure) error) 
 }
 
 // verifyReplay is verify's Replayer: a shadow replay against the pinned component.
+// A finished execution whose version is no longer kept (dropped once no unfinished
+// execution needed it, versions.go, or never recorded) is not replayable: another
+// version's code would tell nothing about its history.
 func (e *Engine) verifyReplay(ctx context.Context, st *pb.ExecutionState) error {
+	if st.Status == pb.Status_STATUS_FINISHED && e.reg.byID[st.ComponentId] == nil && e.unavailable[st.ComponentId] == nil {
+		return fmt.Errorf("execution %s finished on component version %q, which is no longer kept: %w", st.ExecutionId, st.ComponentId, verify.ErrNotReplayable)
+	}
 	rep, err := e.Replay(ctx, st.ExecutionId, ReplayTarget{})
 	if errors.Is(err, events.ErrNotFound) {
 		return nil // deleted by retention since the view was taken

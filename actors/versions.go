@@ -43,6 +43,9 @@ type versionRecord struct {
 	Name   string          `json:"name"`
 	Digest string          `json:"digest"`
 	Config ComponentConfig `json:"config"` // Path not kept: the file is Digest in the store
+	// Deployed: the configuration of the last start deployed it; otherwise it is a
+	// retired version. An offline check (OpenOffline) rebuilds the registry from it.
+	Deployed bool `json:"deployed,omitempty"`
 }
 
 type versionsDoc struct {
@@ -70,21 +73,30 @@ func openVersions(dataDir string) (*versions, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &versions{files: files, path: filepath.Join(dataDir, VersionsFile), doc: versionsDoc{Versions: map[string]versionRecord{}}, live: map[string]int{}}
-	b, err := os.ReadFile(v.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return v, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read component versions: %w", err)
-	}
-	if err := json.Unmarshal(b, &v.doc); err != nil {
-		return nil, fmt.Errorf("read component versions %s: %w (it records the versions unfinished executions run on: restore it from a backup, or delete it to run them on the deployed components)", v.path, err)
-	}
-	if v.doc.Versions == nil {
-		v.doc.Versions = map[string]versionRecord{}
+	v := &versions{files: files, path: filepath.Join(dataDir, VersionsFile), live: map[string]int{}}
+	if v.doc, err = readVersions(v.path); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// readVersions reads the record of component versions at path; none is an empty one.
+func readVersions(path string) (versionsDoc, error) {
+	doc := versionsDoc{Versions: map[string]versionRecord{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return doc, nil
+	}
+	if err != nil {
+		return doc, fmt.Errorf("read component versions: %w", err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return doc, fmt.Errorf("read component versions %s: %w (it records the versions unfinished executions run on: restore it from a backup, or delete it to run them on the deployed components)", path, err)
+	}
+	if doc.Versions == nil {
+		doc.Versions = map[string]versionRecord{}
+	}
+	return doc, nil
 }
 
 // componentID is the ID of a component of type t named name, whose file (or, without
@@ -110,7 +122,7 @@ func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
 			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 		}
 		id := componentID(cfg.Type, cfg.Name, digest)
-		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg}
+		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg, Deployed: true}
 		rec.Config.Path = ""
 		v.doc.Versions[id] = rec
 		ids[id] = true
@@ -144,6 +156,8 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 		if err != nil {
 			return nil, 0, fmt.Errorf("component %q, version %s, which %d unfinished executions need: %w", rec.Name, rec.Digest, live[id], err)
 		}
+		rec.Deployed = false
+		v.doc.Versions[id] = rec
 		cfg := rec.Config
 		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		retired = append(retired, cfg)

@@ -63,6 +63,9 @@ func TestVersionsRecordRetireDrop(t *testing.T) {
 	if len(retired) != 1 || retired[0].Name != "wf" || retired[0].MaxRetries != 7 || retired[0].Queue != "q1" {
 		t.Fatalf("v1 with live executions: retired %+v, want v1 with its recorded config", retired)
 	}
+	if v.doc.Versions[id1].Deployed || !v.doc.Versions[id2].Deployed {
+		t.Errorf("records %+v: want v1 retired, v2 deployed", v.doc.Versions)
+	}
 	if p, _ := v.files.Path(d1); retired[0].Path != p || !v.files.Has(d1) || !v.files.Has(d2) {
 		t.Fatalf("retired path %s, want %s in the store", retired[0].Path, p)
 	}

@@ -109,9 +109,11 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 	if err := checkQueueName(q.Queue); err != nil {
 		return nil, hostErr(abi.KindInvalidName, "%v", err)
 	}
-	retry, err := retryOverrideOf(q.Retry).retryConfig(&fn.Component.Config)
-	if err != nil {
-		return nil, hostErr(abi.KindBadRequest, "%v", err)
+	var retry *pb.RetryConfig
+	if fn.Component != nil { // nil: a replayed request whose function no longer routes (callable)
+		if retry, err = retryOverrideOf(q.Retry).retryConfig(&fn.Component.Config); err != nil {
+			return nil, hostErr(abi.KindBadRequest, "%v", err)
+		}
 	}
 	child := events.ChildExecutionID(r.id, q.JoinSet, len(set.requests)+1)
 	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: q.JoinSet,

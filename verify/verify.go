@@ -33,6 +33,11 @@ const (
 // which is reported as a failure of the execution too.
 type Replayer func(ctx context.Context, st *pb.ExecutionState) error
 
+// ErrNotReplayable, wrapped in what a Replayer returns, says that the execution cannot
+// be replayed and that this is no failure: it finished on a component version that is
+// no longer kept. Run counts it neither replayed nor failed.
+var ErrNotReplayable = errors.New("not replayable")
+
 // DivergenceError is a replay that did not reproduce the recorded history.
 type DivergenceError struct {
 	// Detail says where and how the code diverged.
@@ -79,8 +84,8 @@ type Report struct {
 	ResponsesLinked    int `json:"responses_linked"`
 	EventsUnchained    int `json:"events_unchained"`
 	ResponsesUnchained int `json:"responses_unchained"`
-	// Workflows is the number of workflow executions, Replayed those replayed (all of
-	// them when ReplayAvailable).
+	// Workflows is the number of workflow executions, Replayed those replayed (when
+	// ReplayAvailable, all but those the Replayer found not replayable).
 	Workflows       int  `json:"workflows"`
 	Replayed        int  `json:"workflows_replayed"`
 	ReplayAvailable bool `json:"replay_available"`
@@ -145,8 +150,12 @@ func Run(ctx context.Context, src Source, opts Options, failed func(Failure) err
 		if opts.Replay == nil {
 			return nil
 		}
+		err = opts.Replay(ctx, st)
+		if errors.Is(err, ErrNotReplayable) {
+			return nil
+		}
 		rep.Replayed++
-		if err := opts.Replay(ctx, st); err != nil {
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -71,6 +72,17 @@ func TestRun(t *testing.T) {
 	if len(failures) != 2 || failures[0].ExecutionID != "E_2" || failures[0].Check != verify.CheckReplay ||
 		failures[1].ExecutionID != "E_3" || failures[1].Check != verify.CheckRefold || failures[1].Field != "queue" {
 		t.Errorf("failures %+v", failures)
+	}
+
+	// An execution the replayer finds not replayable is neither replayed nor failed.
+	rep, err = verify.Run(ctx, view, verify.Options{Replay: func(_ context.Context, st *pb.ExecutionState) error {
+		if st.ExecutionId == "E_2" {
+			return fmt.Errorf("its version is gone: %w", verify.ErrNotReplayable)
+		}
+		return nil
+	}}, func(verify.Failure) error { return nil })
+	if err != nil || !rep.ReplayAvailable || rep.Replayed != 1 || rep.Workflows != 2 || rep.Failures != 1 {
+		t.Errorf("with E_2 not replayable: %+v, %v", rep, err)
 	}
 
 	// Without a replayer, nothing is replayed, and the report says so.

@@ -65,6 +65,11 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
+// OpenReadOnly returns the store in dir for reading only (Path, Get, Has, List), without
+// creating the folder: an offline check of a stopped server's data directory must leave
+// it as it found it. A folder that does not exist holds nothing (ErrNotFound).
+func OpenReadOnly(dir string) *Store { return &Store{dir: dir} }
+
 // Dir returns the store's folder.
 func (s *Store) Dir() string { return s.dir }
 

@@ -63,11 +63,15 @@ func verified(t *testing.T, out string) (executions, mismatches int) {
 	return executions, mismatches
 }
 
-// storeFiles maps every file of the store to its contents.
+// storeFiles maps every file of a data directory to its contents, but for the
+// compilation cache (wasm-cache), which a verify fills as a server does.
 func storeFiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "wasm-cache" {
+			return filepath.SkipDir
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -135,7 +139,9 @@ func TestServerVerify(t *testing.T) {
 	}
 
 	s.Stop()
-	before := storeFiles(t, storeDir)
+	// Nothing of the data directory changes: the store, the component versions and
+	// their record.
+	before := storeFiles(t, s.DataDir())
 	out, errOut, code = runObelisk(t, "verify", "--config", config)
 	if code != 0 {
 		t.Fatalf("verify of a sound store: exit %d\n%s%s", code, out, errOut)
@@ -143,7 +149,20 @@ func TestServerVerify(t *testing.T) {
 	if n, m := verified(t, out); n != stored || n <= len(ids) || m != 0 {
 		t.Fatalf("verify of a sound store: %d executions (the API listed %d), %d mismatches", n, stored, m)
 	}
-	after := storeFiles(t, storeDir)
+	// Offline, every workflow execution is replayed too, against the version it is
+	// pinned to, with or without a config.
+	if want := fmt.Sprintf("%d of %d workflow executions replayed", len(ids), len(ids)); !strings.Contains(out, want) {
+		t.Errorf("verify of a sound store does not say %q:\n%s", want, out)
+	}
+	out, errOut, code = runVerify(t, "--data-dir", s.DataDir(), "--json")
+	var offline verifyReplayDoc
+	if err := json.Unmarshal([]byte(out), &offline); err != nil || code != 0 {
+		t.Fatalf("server verify --json of a sound store: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	if !offline.ReplayAvailable || offline.Workflows != len(ids) || offline.Replayed != len(ids) || offline.Mismatches != 0 {
+		t.Errorf("server verify --json of a sound store: %s", out)
+	}
+	after := storeFiles(t, s.DataDir())
 	for name, b := range before {
 		if after[name] != b {
 			t.Errorf("verify changed or removed %s", name)
@@ -155,8 +174,34 @@ func TestServerVerify(t *testing.T) {
 		}
 	}
 
+	// The file of the workflows' component version is gone (deleted by hand, or the
+	// data directory copied without it): each of them fails its replay, naming the
+	// file, and the rest is still checked.
+	digest := workflowDigest(t, s.DataDir(), "fibo_workflow")
+	file := filepath.Join(s.DataDir(), "components", "sha256-"+digest+".wasm")
+	if err := os.Rename(file, file+".away"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runVerify(t, "--data-dir", s.DataDir(), "--json")
+	var missing verifyReplayDoc
+	if err := json.Unmarshal([]byte(out), &missing); err != nil || code != 1 {
+		t.Fatalf("verify without a component file: exit %d (want 1), %v\n%s%s", code, err, out, errOut)
+	}
+	if missing.Verified != stored || missing.Replayed != len(ids) || len(missing.Failures) != len(ids) {
+		t.Errorf("verify without a component file: %s", out)
+	}
+	for _, f := range missing.Failures {
+		if f.Check != "replay" || !strings.Contains(f.Error, "sha256-"+digest+".wasm") || !strings.Contains(f.Error, "copy") {
+			t.Errorf("verify without a component file: failure %+v does not name the missing file and what to do", f)
+		}
+	}
+	if err := os.Rename(file+".away", file); err != nil {
+		t.Fatal(err)
+	}
+
 	// Damage the stored state of one workflow: its result no longer is the one its
-	// Finished event holds.
+	// Finished event holds. Its replay, which compares the result the code returns with
+	// the stored one, fails too.
 	damaged := ids[1]
 	store, err := events.Open(storeDir, events.Options{})
 	if err != nil {
@@ -180,11 +225,14 @@ func TestServerVerify(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("verify of a damaged store: exit %d\n%s%s", code, out, errOut)
 	}
-	if n, m := verified(t, out); n != stored || m != 1 {
+	if n, m := verified(t, out); n != stored || m != 2 {
 		t.Errorf("verify of a damaged store: %d executions, %d mismatches", n, m)
 	}
 	line := damaged + `: result: stored "{\"ok\":111}", refolded "{\"ok\":110}"`
 	if !strings.Contains(out, line+"\n") {
+		t.Errorf("verify of a damaged store does not say %q:\n%s", line, out)
+	}
+	if line := damaged + ": replay diverged: "; !strings.Contains(out, line) {
 		t.Errorf("verify of a damaged store does not say %q:\n%s", line, out)
 	}
 
@@ -200,10 +248,73 @@ func TestServerVerify(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("--json output %q: %v", out, err)
 	}
-	if code != 1 || doc.Verified != stored || doc.Mismatches != 1 || len(doc.Failures) != 1 ||
-		doc.Failures[0].ExecutionID != damaged || doc.Failures[0].Field != "result" {
+	if code != 1 || doc.Verified != stored || doc.Mismatches != 2 || len(doc.Failures) != 2 ||
+		doc.Failures[0].ExecutionID != damaged || doc.Failures[0].Field != "result" || doc.Failures[1].ExecutionID != damaged {
 		t.Errorf("verify --json of a damaged store: exit %d, %s", code, out)
 	}
+
+	// A workflow execution whose recorded history its code does not reproduce (it
+	// calls fibo(1) first, not fibo(5)), sound otherwise (its state folds, its chains
+	// hold): only a replay finds it.
+	nd := events.NewExecutionID(time.Now())
+	recordFiboa(t, storeDir, nd, "fibo_workflow", "[1,2]", "[5]")
+	out, errOut, code = runVerify(t, "--data-dir", s.DataDir(), "--json")
+	var diverged verifyReplayDoc
+	if err := json.Unmarshal([]byte(out), &diverged); err != nil || code != 1 {
+		t.Fatalf("verify of a nondeterministic history: exit %d (want 1), %v\n%s%s", code, err, out, errOut)
+	}
+	var found bool
+	for _, f := range diverged.Failures {
+		switch {
+		case f.ExecutionID == nd && f.Check == "replay" && strings.Contains(f.Error, "[5]"):
+			found = true
+		case f.ExecutionID == nd:
+			t.Errorf("verify of a nondeterministic history: failure %+v, want only a replay failure", f)
+		}
+	}
+	if !found || diverged.Replayed != len(ids)+1 {
+		t.Errorf("verify of a nondeterministic history: no replay failure of %s naming the recorded call: %s", nd, out)
+	}
+}
+
+// verifyReplayDoc is the part of verify's --json document about replays and failures.
+type verifyReplayDoc struct {
+	Verified        int  `json:"verified"`
+	Mismatches      int  `json:"mismatches"`
+	Workflows       int  `json:"workflows"`
+	Replayed        int  `json:"workflows_replayed"`
+	ReplayAvailable bool `json:"replay_available"`
+	Failures        []struct {
+		ExecutionID string `json:"execution_id"`
+		Check       string `json:"check"`
+		Error       string `json:"error"`
+	} `json:"failures"`
+}
+
+// workflowDigest returns the hex digest of the file of component name, as the server
+// recorded it in <data_dir>/component-versions.json.
+func workflowDigest(t *testing.T, dataDir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "component-versions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Versions map[string]struct {
+			Name   string `json:"name"`
+			Digest string `json:"digest"`
+		} `json:"versions"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range doc.Versions {
+		if v.Name == name {
+			return strings.TrimPrefix(v.Digest, "sha256:")
+		}
+	}
+	t.Fatalf("no version of %s in component-versions.json: %s", name, b)
+	return ""
 }
 
 // TestVerifyFlippedByte: one byte changed in an event of a stopped server's store,

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,8 +26,8 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/auth"
-	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/testcert"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
@@ -39,6 +40,10 @@ var (
 	obeliskBin    string
 	componentsDir string
 	wasmCacheDir  string
+
+	// verifyMods are the modules of verifyStore's offline engines (verifyModules).
+	verifyMu   sync.Mutex
+	verifyMods *actors.Modules
 )
 
 // Main is TestMain for packages that use the harness: it finds (OBELISK_BIN,
@@ -63,7 +68,11 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	code := m.Run()
+	if verifyMods != nil {
+		_ = verifyMods.Close(context.Background())
+	}
+	return code
 }
 
 var componentNames = []string{"fibo", "fibo-workflow", "fibo-workflow-v2", "sleep", "sleep-workflow", "http", "http-workflow", "flaky", "tree", "fibo-webhook", "line-trigger"}
@@ -697,30 +706,53 @@ func ComponentsDir() string { return componentsDir }
 // WasmCacheDir is the compilation cache the test process's servers share.
 func WasmCacheDir() string { return wasmCacheDir }
 
-// verifyStore checks the stopped server's store as `obelisk verify` does (package
-// verify): every execution's stored state equals the refold of its events and
-// responses, and every hash chain of its events and responses holds.
+// verifyStore checks the stopped server's store as `obelisk verify` does (an offline
+// engine, actors.OpenOffline): every execution's stored state equals the refold of its
+// events and responses, every hash chain of its events and responses holds, and every
+// workflow execution replays against the component version it is pinned to.
 func (s *Server) verifyStore() {
 	ctx := context.Background()
-	store, err := events.Open(filepath.Join(s.dir, "data", "store"), events.Options{ReadOnly: true})
+	modules, err := verifyModules(ctx)
+	if err != nil {
+		s.t.Errorf("verify the store: %v", err)
+		return
+	}
+	started := time.Now()
+	e, err := actors.OpenOffline(ctx, actors.Config{DataDir: filepath.Join(s.dir, "data"), CacheDir: wasmCacheDir, Modules: modules, Logger: verifyLogger()})
 	if err != nil {
 		s.t.Errorf("open the store to verify it: %v", err)
 		return
 	}
-	defer store.Close()
-	view, err := store.View()
-	if err != nil {
-		s.t.Errorf("open the store to verify it: %v", err)
-		return
-	}
-	defer view.Close()
-	_, err = verify.Run(ctx, view, verify.Options{}, func(f verify.Failure) error {
-		s.t.Errorf("store invariant: %s", f.Error)
+	defer e.Close(ctx)
+	rep, err := e.Verify(ctx, func(f verify.Failure) error {
+		s.t.Errorf("store invariant (%s): %s", f.Check, f.Error)
 		return nil
 	})
 	if err != nil {
 		s.t.Errorf("verify the store: %v", err)
 	}
+	s.t.Logf("verified the store: %d executions, %d workflows replayed, in %s", rep.Executions, rep.Replayed, time.Since(started).Round(time.Millisecond))
+}
+
+// verifyModules returns the wasm runtime and modules the stores' verifications share,
+// so that each module is compiled (or loaded from the cache the servers fill) once per
+// test process.
+func verifyModules(ctx context.Context) (*actors.Modules, error) {
+	verifyMu.Lock()
+	defer verifyMu.Unlock()
+	if verifyMods == nil {
+		m, err := actors.NewModules(ctx, actors.Config{CacheDir: wasmCacheDir, Logger: verifyLogger()})
+		if err != nil {
+			return nil, err
+		}
+		verifyMods = m
+	}
+	return verifyMods, nil
+}
+
+// verifyLogger is the logger of verifyStore's engines: their warnings only.
+func verifyLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // buildExtra builds a component from a package folder of the repository, once per test

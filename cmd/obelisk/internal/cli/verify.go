@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ func failureLine(f verify.Failure) string {
 // summary is the text output's last lines.
 func (d *verifyDoc) summary() string {
 	replay := fmt.Sprintf("%d of %d workflow executions replayed", d.Replayed, d.Workflows)
+	if n := d.Workflows - d.Replayed; d.ReplayAvailable && n > 0 {
+		replay += fmt.Sprintf(" (%d finished on component versions no longer kept: not replayable)", n)
+	}
 	if !d.ReplayAvailable {
 		replay = fmt.Sprintf("%d workflow executions not replayed (no replay here)", d.Workflows)
 	}
@@ -82,8 +86,10 @@ const verifyLong = `Check a store, every execution in it, finished or not:
     the first broken link is named: the event's version, or the response's cursor.
     Items stored before the store had hash chains have no link: they are counted, not
     failed;
-  - replay: every workflow execution replays against its pinned component (where this
-    command can replay: the summary says).
+  - replay: every workflow execution replays against its pinned component, in a
+    sandbox that writes nothing (the shadow replay of ` + "`client execution replay`" + `);
+    a finished one whose component version is no longer kept (dropped once no
+    unfinished execution needed it) is not replayable: counted, not failed.
 A tree whose deletion by retention a crash interrupted is hidden, and skipped.
 
 Prints one line per failure (the execution ID, then what is wrong), then the counts
@@ -97,11 +103,17 @@ and "verified N executions: M mismatches". --json prints one document {"store",
 const verifyOfflineLong = verifyLong + `
 The store is that of --data-dir, or of the data_dir of --config (as ` + "`server run --config`" + `
 finds it), opened read-only: nothing is written to it; its server must be stopped (use
-` + "`obelisk client verify`" + ` on a running server).
+` + "`obelisk client verify`" + ` on a running server). Each workflow execution replays against the
+exact component version it is pinned to: the file the server stored in
+<data_dir>/components, as it recorded it in <data_dir>/component-versions.json, whether
+or not --config is given (a config gives its [wasm] settings and its cache_dir, the
+compilation cache, which is all this command may write). A version whose file is missing
+fails the replay of each execution pinned to it, naming the file to copy back.
 
 Exit status: 0 if everything checks, 1 if anything fails or if the store is in use (a
-running server locks it: stop the server first), 2 if the store cannot be opened or
-read (a missing or damaged directory: nothing could be checked).`
+running server locks it: stop the server first), 2 if the store or the record of
+component versions cannot be opened or read (a missing or damaged directory: nothing
+could be checked).`
 
 // verifyCmd is `obelisk verify` (top level) and `obelisk server verify`: the offline
 // check of a stopped server's store.
@@ -122,25 +134,20 @@ func verifyCmd(use string) *cobra.Command {
 				dataDir = cfg.Engine.DataDir
 			}
 			dir := actors.StoreDir(dataDir)
-			store, err := events.Open(dir, events.Options{
-				ReadOnly: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-				CacheSize: cfg.Engine.StoreCacheSize, MemTableSize: cfg.Engine.StoreMemTableSize,
-			})
+			ecfg := cfg.Engine // its wasm settings; the components are those the data directory recorded
+			ecfg.DataDir = dataDir
+			ecfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			eng, err := actors.OpenOffline(cmd.Context(), ecfg)
 			if errors.Is(err, events.ErrLocked) {
 				return &ExitError{Code: 1, Err: fmt.Errorf("the event store %s is in use, by a running server or another process: stop the server, then verify its store (or use `obelisk client verify`): %w", dir, err)}
 			}
 			if err != nil {
 				return &ExitError{Code: 2, Err: fmt.Errorf("verify: %w", err)}
 			}
-			defer store.Close()
-			view, err := store.View()
-			if err != nil {
-				return &ExitError{Code: 2, Err: fmt.Errorf("verify: %w", err)}
-			}
-			defer view.Close()
+			defer eng.Close(context.WithoutCancel(cmd.Context()))
 			out := cmd.OutOrStdout()
 			doc := verifyDoc{Store: dir, Failures: []verify.Failure{}}
-			doc.Report, err = verify.Run(cmd.Context(), view, verify.Options{}, func(f verify.Failure) error {
+			doc.Report, err = eng.Verify(cmd.Context(), func(f verify.Failure) error {
 				if asJSON {
 					doc.Failures = append(doc.Failures, f)
 					return nil
@@ -157,7 +164,7 @@ func verifyCmd(use string) *cobra.Command {
 			return doc.exit()
 		},
 	}
-	cmd.Flags().StringVarP(&configPath, "config", "c", "", "path of the server's obelisk.toml, for its data_dir (default: embedded defaults)")
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "path of the server's obelisk.toml, for its data_dir and [wasm] settings (default: embedded defaults)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the server's data_dir (default: that of the config)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one machine-readable JSON document")
 	return cmd
