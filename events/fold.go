@@ -124,6 +124,8 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			SubmittedRetry:   c.Retry,
 			ForkedFrom:       c.ForkedFrom,
 			ForkedAtVersion:  c.ForkedAtVersion,
+			TraceParent:      c.TraceParent,
+			TraceState:       c.TraceState,
 		}, nil
 	}
 	if version != st.NextVersion {
@@ -418,6 +420,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
 		SubmittedRetry: st.SubmittedRetry, EventChain: st.EventChain, ResponseChain: st.ResponseChain,
 		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion,
+		TraceParent: st.TraceParent, TraceState: st.TraceState,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))
