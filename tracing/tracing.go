@@ -108,10 +108,14 @@ func (t *Tracer) Enabled() bool { return t != nil }
 // propagator reads and writes the W3C traceparent and tracestate headers.
 var propagator = propagation.TraceContext{}
 
+// traceparentKey is the header's canonical key: looked up as it is, without the
+// allocation of http.Header.Get's canonicalisation, on every request.
+const traceparentKey = "Traceparent"
+
 // Extract returns ctx carrying the trace context of a request's headers (traceparent,
 // tracestate), if they hold a valid one; Incoming reads it back.
 func Extract(ctx context.Context, h http.Header) context.Context {
-	if h.Get("traceparent") == "" {
+	if len(h[traceparentKey]) == 0 {
 		return ctx
 	}
 	return propagator.Extract(ctx, propagation.HeaderCarrier(h))
@@ -120,7 +124,7 @@ func Extract(ctx context.Context, h http.Header) context.Context {
 // Inject sets the traceparent (and tracestate) of the span in ctx on h, unless ctx has
 // none or h has a traceparent already (the guest's own wins).
 func Inject(ctx context.Context, h http.Header) {
-	if h.Get("traceparent") != "" || !trace.SpanContextFromContext(ctx).IsValid() {
+	if len(h[traceparentKey]) > 0 || !trace.SpanContextFromContext(ctx).IsValid() {
 		return
 	}
 	propagator.Inject(ctx, propagation.HeaderCarrier(h))

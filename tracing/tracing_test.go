@@ -171,3 +171,43 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOff is what tracing off costs a run: an attempt started and ended on a nil
+// Tracer, a host call event and an outgoing request's header on a context with no span.
+func BenchmarkOff(b *testing.B) {
+	var off *Tracer
+	type key struct{}
+	base := context.WithValue(context.Background(), key{}, 1) // a context a few levels deep, like a run's
+	base, cancel := context.WithCancel(base)
+	defer cancel()
+	h := http.Header{}
+	b.ReportAllocs()
+	for range b.N {
+		ctx, att := off.StartAttempt(base, Exec{ID: "E"}, "f", "r", 1)
+		HostCall(ctx, "call")
+		Inject(ctx, h)
+		att.End("ok", false)
+		_, _ = off.ChildContext(Exec{ID: "E"})
+	}
+}
+
+// BenchmarkOn is the same with tracing on, exporting to nowhere (in memory), plus the
+// execution's span emitted at its end.
+func BenchmarkOn(b *testing.B) {
+	tr, err := New(context.Background(), Config{Exporter: tracetest.NewNoopExporter(), SampleRatio: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	x := Exec{ID: "E_01JAAAAAAAAAAAAAAAAAAAAAAA", TraceParent: callerTraceParent}
+	b.ReportAllocs()
+	for range b.N {
+		ctx, att := tr.StartAttempt(context.Background(), x, "f", "r", 1)
+		HostCall(ctx, "call")
+		h := http.Header{}
+		Inject(ctx, h)
+		att.End("ok", false)
+		_, _ = tr.ChildContext(x)
+		tr.EndExecution(Finished{Exec: x, FFQN: "f", Created: time.Unix(1, 0), Ended: time.Unix(2, 0), Result: "ok"})
+	}
+}
