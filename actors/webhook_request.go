@@ -120,9 +120,12 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	exec := tracing.Exec{ID: r.id, TraceParent: r.incoming.parent, TraceState: r.incoming.state}
 	runCtx, span := e.cfg.Tracer.StartAttempt(ctx, exec, WebhookHandlerFFQN, r.runID, 1)
 	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
-	if runErr != nil {
+	switch {
+	case !r.created:
+		span.Discard() // no execution: nothing in the trace to hang it on
+	case runErr != nil:
 		span.End("failed", true)
-	} else {
+	default:
 		span.End("ok", false)
 	}
 	if !r.created {

@@ -78,12 +78,14 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 		name = "obelisk"
 	}
 	ratio := sdktrace.TraceIDRatioBased(cfg.SampleRatio)
-	export := sdktrace.WithBatcher(exp)
+	var proc sdktrace.SpanProcessor
 	if cfg.Synchronous {
-		export = sdktrace.WithSyncer(exp)
+		proc = sdktrace.NewSimpleSpanProcessor(exp)
+	} else {
+		proc = sdktrace.NewBatchSpanProcessor(exp)
 	}
 	tp := sdktrace.NewTracerProvider(
-		export,
+		sdktrace.WithSpanProcessor(dropping{proc}),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", name))),
 		sdktrace.WithSampler(sdktrace.ParentBased(ratio)),
 		sdktrace.WithIDGenerator(idGenerator{}),
@@ -283,6 +285,32 @@ func (a *Attempt) End(outcome string, failed bool) {
 		a.span.SetStatus(codes.Error, outcome)
 	}
 	a.span.End()
+}
+
+// Discard ends the attempt without exporting it: a run that left nothing behind (a
+// webhook request that did nothing durable), whose execution's span, its parent, will
+// never exist.
+func (a *Attempt) Discard() {
+	if a == nil {
+		return
+	}
+	a.span.SetAttributes(discarded)
+	a.span.End()
+}
+
+// discarded marks a span that dropping does not pass on.
+var discarded = attribute.Bool("obelisk.discarded", true)
+
+// dropping passes the spans that end to its processor, except those Discard ended.
+type dropping struct{ sdktrace.SpanProcessor }
+
+func (d dropping) OnEnd(s sdktrace.ReadOnlySpan) {
+	for _, kv := range s.Attributes() {
+		if kv == discarded {
+			return
+		}
+	}
+	d.SpanProcessor.OnEnd(s)
 }
 
 // HostCall records host call op (with attributes) as an event of the attempt span in

@@ -152,6 +152,17 @@ func TestOffIsNoop(t *testing.T) {
 	}
 }
 
+func TestDiscardedAttemptIsNotExported(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	_, att := tr.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r", 1)
+	att.Discard()
+	_, att = tr.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r2", 1)
+	att.End("ok", false)
+	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Attributes[1].Value.AsString() != "r2" {
+		t.Errorf("spans %v, want only the attempt that ended", spans)
+	}
+}
+
 func TestGuestTraceparentWins(t *testing.T) {
 	tr, _ := newTestTracer(t, 1)
 	ctx, att := tr.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r", 1)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -194,12 +195,17 @@ name = "get_fn"
 function = "testing:http-workflow/workflow.get"
 routes = ["GET /fn/get"]
 
+[[webhook_endpoint]]
+name = "const"
+location.path = %q
+routes = ["/const"]
+
 [tracing]
 enabled = true
 endpoint = "%s/v1/traces"
 service_name = "obelisk-e2e"
 sample_ratio = 0.0
-`, collector.URL)})
+`, filepath.Join(harness.ComponentsDir(), "fibo-webhook.wasm"), collector.URL)})
 	// sample_ratio 0: only traces whose caller sampled them are exported, so every span
 	// received below belongs to a request of this test.
 
@@ -323,16 +329,24 @@ sample_ratio = 0.0
 		checkAttempts(t, execs, attempts, "fibo")
 	})
 
-	t.Run("unsampled caller", func(t *testing.T) {
+	t.Run("unsampled caller, request that records nothing", func(t *testing.T) {
 		// The caller's flags say not sampled: nothing is exported for it, yet its
 		// children still carry its trace (checked by the other traces staying exact).
-		const tid = "99998888777766665555444433332222"
+		const tid, nothing = "99998888777766665555444433332222", "12121212343434345656565678787878"
 		if status, _ := get("/fibo/10/1", "00-"+tid+"-1111111111111111-00"); status != 200 {
 			t.Fatalf("GET /fibo/10/1: %d", status)
+		}
+		// A webhook request that does nothing durable has no execution: its run's span
+		// would hang on a span that never comes, and is not exported.
+		if status, _ := get("/const", "00-"+nothing+"-1111111111111111-01"); status != 200 {
+			t.Fatalf("GET /const: %d", status)
 		}
 		time.Sleep(time.Second) // past a few batch delays
 		if spans := recv.inTrace(tid); len(spans) != 0 {
 			t.Errorf("unsampled trace exported %+v", spans)
+		}
+		if spans := recv.inTrace(nothing); len(spans) != 0 {
+			t.Errorf("a request that recorded nothing exported %+v", spans)
 		}
 	})
 
