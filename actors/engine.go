@@ -26,6 +26,7 @@ import (
 	"github.com/obelisk-go/obelisk/metrics"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// Metrics, if set, is where the engine reports (see package metrics).
 	Metrics *metrics.Metrics
+	// Tracer, if set, emits the spans of executions and attempts and carries trace
+	// context into children and outgoing HTTP (package tracing, actors/tracing.go).
+	Tracer *tracing.Tracer
 	// DisableWorkflowSnapshots, DisableActivitySnapshots: every instance runs
 	// _initialize instead of being restored from a snapshot (wasmhost.Config).
 	DisableWorkflowSnapshots, DisableActivitySnapshots bool
@@ -507,6 +511,9 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 			// A finished state changes no more: each is reported once.
 			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), events.ResultKindName(st.ResultKind))
 			e.versionFinished(st.ComponentId)
+			if e.cfg.Tracer != nil {
+				e.traceFinished(st)
+			}
 		}
 		e.resident.notify(st.ExecutionId)
 		e.watchers.notify(st.ExecutionId)
@@ -659,7 +666,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	if err != nil {
 		return "", false, &InvalidArgumentError{err}
 	}
-	created := createdEvent(now, fn.Component, fn.Fn.FFQN(), compact, "", "")
+	created := traced(createdEvent(now, fn.Component, fn.Fn.FFQN(), compact, "", ""), e.incomingTrace(ctx))
 	created.GetCreated().Retry = retry
 	if !o.deadline.IsZero() {
 		created.GetCreated().Deadline = o.deadline.UnixNano()

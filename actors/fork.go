@@ -93,6 +93,7 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 		ev = proto.CloneOf(ev)
 		if c := ev.GetCreated(); c != nil {
 			c.ParentId, c.ParentJoinSetId, c.ScheduledBy = "", "", ""
+			c.TraceParent, c.TraceState = "", "" // a new top-level execution: a trace of its own
 			c.ForkedFrom, c.ForkedAtVersion = id, at
 			// A fork is a repair, started later: the original's deadline was its
 			// submitter's, and would often have passed already.

@@ -67,14 +67,17 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))
-	out, runErr := inst.Run(a.ctx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
+	runCtx, span := e.cfg.Tracer.StartAttempt(a.ctx, execOf(id, created), created.Ffqn, runID, int(attempt))
+	outcome := "stopped" // shutting down: the lock expires and the attempt is retried
+	defer func() { span.End(outcome, outcome != "ok") }()
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: created.Ffqn, Params: created.Params, ExecutionID: id, Attempt: int(attempt)})
 	runErr = e.explain(a, runErr) // before endAttempt, which ends a.ctx
 	e.endAttempt(a)
 	if ctx.Err() != nil {
 		logs.take() // not stored: the store is closing
 		return      // shutting down: the lock expires and the attempt is retried
 	}
-	e.recordAttempt(ctx, id, runID, fn, created.Params, out, runErr, logs)
+	outcome = e.recordAttempt(ctx, id, runID, fn, created.Params, out, runErr, logs)
 }
 
 // cachedResult returns the ok result that serves an execution of c created by created
@@ -125,8 +128,9 @@ func (e *Engine) finishFromCache(ctx context.Context, id, runID, from string, re
 
 // recordAttempt records the outcome of run runID of activity id, out and runErr as
 // Instance.Run returned them, unless the run no longer holds the lock, with the lines
-// the attempt logged (logs, which may be nil).
-func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, params, out []byte, runErr error, logs *runLogs) {
+// the attempt logged (logs, which may be nil). It returns the outcome recorded
+// (attemptOutcome), "lock_lost" if none was, "store_failed" if the commit failed.
+func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, params, out []byte, runErr error, logs *runLogs) string {
 	lines := logs.take()
 	outcome := ""
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
@@ -146,12 +150,16 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 	})
 	if err != nil {
 		e.log.Error("activity: record outcome", "execution", id, "err", err)
+		outcome = "store_failed"
 	} else if outcome != "" {
 		e.cfg.Metrics.ActivityAttempt(outcome)
 		lines = nil // stored with the outcome
+	} else {
+		outcome = "lock_lost"
 	}
 	e.storeLogs(ctx, lines)
 	logs.storeRest(ctx)
+	return outcome
 }
 
 // failInstantiate records, as a failed attempt of the locked run runID, that its instance

@@ -58,8 +58,9 @@ type workflowRun struct {
 	c           *Component
 	id, runID   string
 	created     *pb.Created
-	createdAt   int64  // of the Created event
-	version     uint32 // the next version this run appends
+	createdAt   int64        // of the Created event
+	trace       traceContext // of its children and scheduled executions (childTrace)
+	version     uint32       // the next version this run appends
 	lockExpires time.Time
 	history     []*pb.HistoryEvent // recorded, then appended by this run
 	pos         int                // replay cursor in history
@@ -163,6 +164,10 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		e.log.Error("workflow: read history", "execution", id, "err", err)
 		return
 	}
+	r.trace = e.childTrace(id, r.created)
+	outcome, failed := "stopped", false // a run that records nothing: a later one replays
+	ctx, span := e.cfg.Tracer.StartAttempt(ctx, execOf(id, r.created), r.created.Ffqn, runID, int(st.IntermittentFailures)+1)
+	defer func() { span.End(outcome, failed) }()
 	if inst == nil {
 		inst, err = e.instantiate(ctx, c, r.instanceConfig(), memory, r.lockExpires)
 	}
@@ -201,13 +206,17 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		result = checkedResult(out)
 	case errors.As(runErr, &nd):
 		result = events.FailureResult(events.FailureNondeterminismDetected, nd.Detail)
-	case errors.Is(runErr, errInterrupted), errors.Is(runErr, errLockLost), ctx.Err() != nil:
+	case errors.Is(runErr, errInterrupted):
+		outcome = "waiting"
+		return // nothing to record: a later run replays
+	case errors.Is(runErr, errLockLost), ctx.Err() != nil:
 		return // nothing to record: a later run replays
 	case r.deadline.ctx.Err() != nil:
 		// The run outlived its lock (a loop, a long computation) and has stopped: record
 		// that now, as a timeout or (if it made progress) an unlock, instead of leaving it
 		// to the timer service, which waits a grace for live runs. A later run replays.
 		e.expireOwnLock(ctx, id, runID)
+		outcome, failed = "timed_out", true
 		return
 	case errors.As(runErr, &trap):
 		result = events.FailureResult(events.FailureUncategorized, trap.Error())
@@ -241,6 +250,10 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	if err != nil {
 		finished = false
 		e.log.Warn("workflow: record result", "execution", id, "err", err)
+	}
+	if finished {
+		res, _ := events.ParseResult(result)
+		outcome, failed = events.ResultKindName(res.Kind), res.Kind != pb.ResultKind_RESULT_KIND_OK
 	}
 	if !finished {
 		e.storeLogs(ctx, lines)
@@ -432,7 +445,7 @@ func (r *workflowRun) callFunction(ctx context.Context, q abi.CallRequest) ([]by
 	r.oneOff++
 	js, child, want := directCall(r.id, r.oneOff, q.FFQN, params)
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		return []events.Append{{ExecutionID: child, Events: []*pb.Event{r.childCreated(now, fn, params, js)}}}
+		return []events.Append{{ExecutionID: child, Events: []*pb.Event{traced(r.childCreated(now, fn, params, js), r.trace)}}}
 	}); err != nil {
 		return nil, err
 	}
@@ -629,7 +642,7 @@ func (r *workflowRun) schedule(ctx context.Context, req []byte) ([]byte, error) 
 		// Relative to the time the events are written with, which their readers see.
 		at, _ := abi.ResolveScheduleAt(spec, now)
 		sc.ScheduledAt = at.UnixNano()
-		return []events.Append{{ExecutionID: id, Events: []*pb.Event{r.e.scheduledCreated(now, fn, params, at, r.id)}}}
+		return []events.Append{{ExecutionID: id, Events: []*pb.Event{traced(r.e.scheduledCreated(now, fn, params, at, r.id), r.trace)}}}
 	}); err != nil {
 		return nil, err
 	}

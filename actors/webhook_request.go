@@ -12,6 +12,7 @@ import (
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/wasmhost"
 )
 
@@ -88,6 +89,12 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	defer stop()
 	now := time.Now()
 	r := &webhookRun{e: e, c: c, id: events.NewExecutionID(now), runID: events.NewRunID(now), stop: stop}
+	if e.cfg.Tracer.Enabled() {
+		// The request's execution joins the caller's trace (traceparent header); its
+		// children join the execution's.
+		r.incoming = e.incomingTrace(ctx)
+		r.trace = e.childTrace(r.id, &pb.Created{TraceParent: r.incoming.parent, TraceState: r.incoming.state})
+	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = now.Add(time.Minute)
@@ -110,7 +117,17 @@ func (e *Engine) RunWebhook(ctx context.Context, endpoint string, req *WebhookRe
 	params := make([]byte, 0, len(req.Input)+2)
 	params = append(append(append(params, '['), req.Input...), ']')
 	inst.SetLogging(c.runLogging(nil)) // a request is not an execution yet: the server's log only
-	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
+	exec := tracing.Exec{ID: r.id, TraceParent: r.incoming.parent, TraceState: r.incoming.state}
+	runCtx, span := e.cfg.Tracer.StartAttempt(ctx, exec, WebhookHandlerFFQN, r.runID, 1)
+	out, runErr := inst.Run(runCtx, wasmhost.RunInput{FFQN: WebhookHandlerFFQN, Params: params, ExecutionID: r.id, Attempt: 1})
+	switch {
+	case !r.created:
+		span.Discard() // no execution: nothing in the trace to hang it on
+	case runErr != nil:
+		span.End("failed", true)
+	default:
+		span.End("ok", false)
+	}
 	if !r.created {
 		return &WebhookResult{Output: out}, runErr
 	}
@@ -132,7 +149,10 @@ type webhookRun struct {
 
 	created bool
 	version uint32 // the next version of the execution's stream
-	oneOff  int
+	// incoming is the caller's trace context, for the execution's Created; trace is its
+	// children's (actors/tracing.go).
+	incoming, trace traceContext
+	oneOff          int
 }
 
 // HostCall answers the guest's host calls (wasmhost.HostHandler); log and http are
@@ -174,7 +194,7 @@ func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.Histo
 		r.e.runs.add(r.runID)
 		r.e.active.add(r.id, r.stop)
 		evs = append(evs,
-			createdEvent(now, r.c, WebhookRequestFFQN(r.c.Config.Name), r.params, "", ""),
+			traced(createdEvent(now, r.c, WebhookRequestFFQN(r.c.Config.Name), r.params, "", ""), r.incoming),
 			lockedEvent(r.e.executor, r.c, r.runID, now, r.lockExpires, &pb.RetryConfig{})) // never retried
 	}
 	for _, h := range hist {
@@ -225,7 +245,7 @@ func (r *webhookRun) call(ctx context.Context, req []byte) ([]byte, error) {
 	// The run waits in memory until its lock expires (the request's deadline).
 	hist[2].GetJoinNext().RunExpiresAt = r.lockExpires.UnixNano()
 	now := time.Now()
-	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: child, Events: []*pb.Event{createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js)}}); err != nil {
+	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: child, Events: []*pb.Event{traced(createdEvent(now, fn.Component, fn.Fn.FFQN(), params, r.id, js), r.trace)}}); err != nil {
 		return nil, err
 	}
 	st, err := r.e.WaitFinished(ctx, child)
@@ -264,7 +284,7 @@ func (r *webhookRun) schedule(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	sc := &pb.Schedule{ExecutionId: id, Ffqn: q.FFQN, Params: params, ScheduleAt: spec, ScheduledAt: at.UnixNano()}
 	hist := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_Schedule{Schedule: sc}}}
-	created := r.e.scheduledCreated(now, fn, params, at, r.id)
+	created := traced(r.e.scheduledCreated(now, fn, params, at, r.id), r.trace)
 	if err := r.commit(ctx, now, hist, events.Append{ExecutionID: id, Events: []*pb.Event{created}}); err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 	want := []*pb.HistoryEvent{{Kind: &pb.HistoryEvent_JoinSetRequest{JoinSetRequest: &pb.JoinSetRequest{JoinSetId: q.JoinSet,
 		Request: &pb.JoinSetRequest_Child{Child: &pb.ChildExecutionRequest{ChildExecutionId: child, Ffqn: q.FFQN, Params: params}}}}}}
 	if err := r.replayOrAppend(ctx, want, func(now time.Time) []events.Append {
-		created := r.childCreated(now, fn, params, q.JoinSet)
+		created := traced(r.childCreated(now, fn, params, q.JoinSet), r.trace)
 		// Neither is part of the history: a replay finds the child created already.
 		if q.Queue != "" {
 			created.GetCreated().Queue = q.Queue

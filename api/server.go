@@ -29,6 +29,7 @@ import (
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
+	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/verify"
 )
 
@@ -158,6 +159,8 @@ func (h *executions) Submit(ctx context.Context, req *connect.Request[apiv1.Subm
 		}
 		opts = append(opts, actors.WithDeadline(time.Now().Add(in)))
 	}
+	// A caller's traceparent header makes the execution part of the caller's trace.
+	ctx = tracing.Extract(ctx, req.Header())
 	id, existed, err := h.e.Submit(ctx, req.Msg.ExecutionId, req.Msg.Ffqn, json.RawMessage(params), opts...)
 	if err != nil {
 		return nil, apiError(err)

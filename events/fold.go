@@ -125,6 +125,8 @@ func Fold(id string, st *pb.ExecutionState, version uint32, ev *pb.Event) (*pb.E
 			ForkedFrom:       c.ForkedFrom,
 			ForkedAtVersion:  c.ForkedAtVersion,
 			Deadline:         c.Deadline,
+			TraceParent:      c.TraceParent,
+			TraceState:       c.TraceState,
 		}, nil
 	}
 	if version != st.NextVersion {
@@ -419,6 +421,7 @@ func CloneState(st *pb.ExecutionState) *pb.ExecutionState {
 		ResultKind: st.ResultKind, Result: st.Result, UpdatedAt: st.UpdatedAt, LastFailure: st.LastFailure,
 		SubmittedRetry: st.SubmittedRetry, EventChain: st.EventChain, ResponseChain: st.ResponseChain,
 		ForkedFrom: st.ForkedFrom, ForkedAtVersion: st.ForkedAtVersion, Deadline: st.Deadline,
+		TraceParent: st.TraceParent, TraceState: st.TraceState,
 	}
 	if len(st.JoinSets) > 0 {
 		n.JoinSets = make(map[string]*pb.JoinSetCounters, len(st.JoinSets))

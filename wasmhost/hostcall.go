@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+	"github.com/obelisk-go/obelisk/tracing"
 )
 
 // hostCall implements obelisk_v1.host_call(req_ptr, req_len, out_ptr, out_cap) -> len.
@@ -165,6 +166,7 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %q is not available during _initialize", op)}
 	}
 	if op == abi.OpHTTP {
+		// Recorded by opHTTP, with its target and status.
 		if i.kind != KindActivity {
 			return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: "op http is only available to activities"}
 		}
@@ -182,6 +184,7 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 	if i.handler == nil {
 		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %q is not supported", op)}
 	}
+	tracing.HostCall(ctx, op) // an event of the attempt's span, if the run is traced
 	return i.handler.HostCall(ctx, op, req)
 }
 

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
+	"github.com/obelisk-go/obelisk/tracing"
 )
 
 // opHTTP performs an activity's http op.
@@ -80,10 +83,16 @@ func (i *Instance) opHTTP(ctx context.Context, raw []byte) ([]byte, error) {
 			req.Header.Add(name, v)
 		}
 	}
+	// The request joins the attempt's trace, naming the attempt's span as its parent.
+	tracing.Inject(ctx, req.Header)
 	resp, err := i.http.client(t).Do(req)
 	if err != nil {
+		tracing.HostCall(ctx, abi.OpHTTP, attribute.String("http.request.method", hr.Method), attribute.String("server.address", u.Host),
+			attribute.String("error.type", "transport"))
 		return nil, i.httpFailure(ctx, err)
 	}
+	tracing.HostCall(ctx, abi.OpHTTP, attribute.String("http.request.method", hr.Method), attribute.String("server.address", u.Host),
+		attribute.Int("http.response.status_code", resp.StatusCode))
 	if hr.Stream {
 		streaming = true
 		i.nextStream++

@@ -39,6 +39,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/actors"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
@@ -284,7 +285,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	// A caller's traceparent header makes the request's execution part of its trace.
+	ctx, cancel := context.WithTimeout(tracing.Extract(r.Context(), r.Header), timeout)
 	defer cancel()
 	if ep.fn != nil {
 		h.serveFunction(ctx, w, r, ep, m.Params, body)

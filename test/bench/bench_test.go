@@ -84,9 +84,15 @@ func BenchmarkFiboaSequential(b *testing.B) {
 // snapshots (~3 s of compiling) on first use, while the load runs on the plain path.
 // warm is the next 2,000, once the snapshots are ready: the steady state of a server.
 func BenchmarkThroughput(b *testing.B) {
-	const n = 2000
 	// OBELISK_BENCH_TOML appends settings (e.g. a [store] section) to compare them.
-	s := harness.Start(b, harness.Options{Deployment: os.Getenv("OBELISK_BENCH_TOML")})
+	benchThroughput(b, os.Getenv("OBELISK_BENCH_TOML"), nil)
+}
+
+// benchThroughput is BenchmarkThroughput on a server whose config has deployment
+// appended; report, if set, reports more metrics at the end of each run of n workflows.
+func benchThroughput(b *testing.B, deployment string, report func(b *testing.B, n int)) {
+	const n = 2000
+	s := harness.Start(b, harness.Options{Deployment: deployment})
 	run := func(b *testing.B) {
 		for range b.N {
 			mem := s.SampleMemory()
@@ -109,6 +115,9 @@ func BenchmarkThroughput(b *testing.B) {
 			b.ReportMetric(gc1-gc0, "server-gc-cycles")
 			reportPeakRSS(b, s)
 			reportPeakMemory(b, mem)
+			if report != nil {
+				report(b, n)
+			}
 		}
 	}
 	b.Run("cold", run)

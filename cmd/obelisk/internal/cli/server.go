@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/metrics"
+	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/webhook"
 )
 
@@ -61,6 +63,22 @@ func serverCmd() *cobra.Command {
 			}
 			log.Info("starting engine", "data_dir", cfg.Engine.DataDir, "components", len(cfg.Engine.Components))
 			cfg.Engine.Metrics = metrics.New() // served at /metrics on the API port
+			if cfg.Tracing != nil {
+				if cfg.Engine.Tracer, err = tracing.New(ctx, *cfg.Tracing); err != nil {
+					ln.Close()
+					return &ExitError{Code: 2, Err: err}
+				}
+				log.Info("tracing", "endpoint", cfg.Tracing.Endpoint, "sample_ratio", cfg.Tracing.SampleRatio)
+				// Deferred before e.Close, so run after it: the spans of the executions
+				// that finish while the engine stops are exported too.
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					if err := cfg.Engine.Tracer.Shutdown(sctx); err != nil {
+						log.Warn("tracing: spans not exported", "err", err)
+					}
+				}()
+			}
 			e, err := actors.New(ctx, cfg.Engine)
 			if err != nil {
 				ln.Close()

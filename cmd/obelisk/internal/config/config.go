@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/hostguard"
 	"github.com/obelisk-go/obelisk/oci"
+	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/wasmhost"
 	"github.com/obelisk-go/obelisk/webhook"
 )
@@ -159,7 +161,20 @@ type File struct {
 	Triggers []Trigger `mapstructure:"trigger"`
 	// Schedules submit functions periodically (schedule.go).
 	Schedules []Schedule `mapstructure:"schedule"`
+	// Tracing exports OpenTelemetry spans of executions over OTLP/HTTP (package tracing).
+	Tracing struct {
+		Enabled     bool    `mapstructure:"enabled"`
+		Endpoint    string  `mapstructure:"endpoint"` // the OTLP/HTTP traces URL
+		ServiceName string  `mapstructure:"service_name"`
+		SampleRatio float64 `mapstructure:"sample_ratio"` // of new traces, 0..1
+	} `mapstructure:"tracing"`
 }
+
+// Defaults of [tracing] (contract: documented in examples/obelisk.toml).
+const (
+	DefaultTracingEndpoint    = "http://localhost:4318/v1/traces"
+	DefaultTracingServiceName = "obelisk"
+)
 
 // KVConfig is a [[kv_config]]: the bucket, and the TOML file its entries are read from.
 type KVConfig struct {
@@ -369,6 +384,9 @@ type Server struct {
 	OCI []oci.Location
 	// OCIPlainHTTP lists the registries reached over plain HTTP (oci.plain_http).
 	OCIPlainHTTP []string
+	// Tracing configures the tracer the server starts for the engine ([tracing]); nil:
+	// tracing is off.
+	Tracing *tracing.Config
 }
 
 // Load reads the TOML file at path ("" = no file: defaults only), applies environment
@@ -402,6 +420,10 @@ func Load(path string) (*Server, error) {
 	v.SetDefault("store.memtable_size", "")
 	v.SetDefault("server.go_memory_limit", "")
 	v.SetDefault("oci.plain_http", []string{})
+	v.SetDefault("tracing.enabled", false)
+	v.SetDefault("tracing.endpoint", DefaultTracingEndpoint)
+	v.SetDefault("tracing.service_name", DefaultTracingServiceName)
+	v.SetDefault("tracing.sample_ratio", 1.0)
 	v.SetEnvPrefix("OBELISK")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -453,6 +475,9 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 	}
 	s.Engine.DataDir = f.DataDir
 	s.OCIPlainHTTP = f.OCI.PlainHTTP
+	if s.Tracing, err = resolveTracing(f); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
 	s.Engine.CacheDir = f.CacheDir
 	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
 	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
@@ -827,4 +852,22 @@ func parseMemoryLimit(s string) (uint64, error) {
 		return 0, fmt.Errorf("memory_limit %q is over 4GiB, what a wasm32 memory can address", s)
 	}
 	return n, nil
+}
+
+// resolveTracing checks [tracing]; nil when it is off.
+func resolveTracing(f *File) (*tracing.Config, error) {
+	t := f.Tracing
+	if !t.Enabled {
+		return nil, nil
+	}
+	if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("tracing.endpoint %q must be an http or https URL, e.g. %q", t.Endpoint, DefaultTracingEndpoint)
+	}
+	if t.SampleRatio < 0 || t.SampleRatio > 1 || math.IsNaN(t.SampleRatio) {
+		return nil, fmt.Errorf("tracing.sample_ratio must be between 0 and 1, got %v", t.SampleRatio)
+	}
+	if strings.TrimSpace(t.ServiceName) == "" {
+		return nil, fmt.Errorf("tracing.service_name must not be empty")
+	}
+	return &tracing.Config{Endpoint: t.Endpoint, ServiceName: t.ServiceName, SampleRatio: t.SampleRatio}, nil
 }

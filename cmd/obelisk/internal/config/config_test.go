@@ -631,3 +631,45 @@ wit = "package a:c; interface i { f: func() -> result; } world w { export i; }"
 		t.Errorf("stub with the defaults: %+v", p)
 	}
 }
+
+func TestTracingKeys(t *testing.T) {
+	s, err := Load(write(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Tracing != nil {
+		t.Errorf("tracing is on by default: %+v", s.Tracing)
+	}
+	s, err = Load(write(t, "[tracing]\nenabled = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Tracing == nil || s.Tracing.Endpoint != DefaultTracingEndpoint || s.Tracing.ServiceName != DefaultTracingServiceName || s.Tracing.SampleRatio != 1 {
+		t.Errorf("enabled with defaults: %+v", s.Tracing)
+	}
+	p := write(t, "[tracing]\nenabled = true\nendpoint = \"https://otel.example:4318/v1/traces\"\nservice_name = \"wf\"\nsample_ratio = 0.25\n")
+	if s, err = Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if s.Tracing.Endpoint != "https://otel.example:4318/v1/traces" || s.Tracing.ServiceName != "wf" || s.Tracing.SampleRatio != 0.25 {
+		t.Errorf("keys: %+v", s.Tracing)
+	}
+	t.Setenv("OBELISK_TRACING_ENABLED", "false")
+	if s, err = Load(p); err != nil || s.Tracing != nil {
+		t.Errorf("OBELISK_TRACING_ENABLED=false: %+v, %v", s.Tracing, err)
+	}
+}
+
+func TestTracingKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[tracing]\nenabled = true\nendpoint = \"localhost:4318\"\n", `tracing.endpoint "localhost:4318" must be an http or https URL`},
+		{"[tracing]\nenabled = true\nsample_ratio = 1.5\n", `tracing.sample_ratio must be between 0 and 1, got 1.5`},
+		{"[tracing]\nenabled = true\nservice_name = \" \"\n", `tracing.service_name must not be empty`},
+		{"[tracing]\nenable = true\n", `enable`},
+	} {
+		_, err := Load(write(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}

@@ -473,7 +473,12 @@ type Created struct {
 	// When the execution must have finished (Unix ns; 0: no deadline): past it, it finishes
 	// as deadline_exceeded. Absolute, so a replay or a restart computes nothing from the
 	// clock; a workflow's children get the earlier of their own and this one.
-	Deadline      int64 `protobuf:"varint,14,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Deadline int64 `protobuf:"varint,14,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The W3C trace context (traceparent, tracestate headers) the execution's span belongs
+	// to: its submitter's, or its parent's with the parent's span as parent (package
+	// tracing). Empty when it was created with tracing off and no caller's context.
+	TraceParent   string `protobuf:"bytes,20,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,21,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -604,6 +609,20 @@ func (x *Created) GetDeadline() int64 {
 		return x.Deadline
 	}
 	return 0
+}
+
+func (x *Created) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *Created) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
 }
 
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
@@ -2250,8 +2269,11 @@ type ExecutionState struct {
 	ForkedFrom      string `protobuf:"bytes,30,opt,name=forked_from,json=forkedFrom,proto3" json:"forked_from,omitempty"`
 	ForkedAtVersion uint32 `protobuf:"varint,31,opt,name=forked_at_version,json=forkedAtVersion,proto3" json:"forked_at_version,omitempty"`
 	Deadline        int64  `protobuf:"varint,32,opt,name=deadline,proto3" json:"deadline,omitempty"` // Created.deadline (Unix ns; 0: none)
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// From Created: the trace context of the execution's span, emitted when it finishes.
+	TraceParent   string `protobuf:"bytes,40,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,41,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecutionState) Reset() {
@@ -2522,6 +2544,20 @@ func (x *ExecutionState) GetDeadline() int64 {
 	return 0
 }
 
+func (x *ExecutionState) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *ExecutionState) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
+}
+
 var File_obelisk_storage_v1_events_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_events_proto_rawDesc = "" +
@@ -2543,7 +2579,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
 	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
-	"\x04kind\"\xec\x04\n" +
+	"\x04kind\"\xb0\x05\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2560,7 +2596,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\vforked_from\x18\f \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
 	"\x11forked_at_version\x18\r \x01(\rR\x0fforkedAtVersion\x12\x1a\n" +
-	"\bdeadline\x18\x0e \x01(\x03R\bdeadline\x1a;\n" +
+	"\bdeadline\x18\x0e \x01(\x03R\bdeadline\x12!\n" +
+	"\ftrace_parent\x18\x14 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x15 \x01(\tR\n" +
+	"traceState\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
@@ -2673,7 +2712,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12\x1c\n" +
 	"\tresponses\x18\x02 \x01(\rR\tresponses\x12\x1d\n" +
 	"\n" +
-	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\xd0\v\n" +
+	"join_nexts\x18\x03 \x01(\rR\tjoinNexts\"\x94\f\n" +
 	"\x0eExecutionState\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x12\n" +
 	"\x04ffqn\x18\x02 \x01(\tR\x04ffqn\x12!\n" +
@@ -2717,7 +2756,10 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\vforked_from\x18\x1e \x01(\tR\n" +
 	"forkedFrom\x12*\n" +
 	"\x11forked_at_version\x18\x1f \x01(\rR\x0fforkedAtVersion\x12\x1a\n" +
-	"\bdeadline\x18  \x01(\x03R\bdeadline\x1a`\n" +
+	"\bdeadline\x18  \x01(\x03R\bdeadline\x12!\n" +
+	"\ftrace_parent\x18( \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18) \x01(\tR\n" +
+	"traceState\x1a`\n" +
 	"\rJoinSetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.obelisk.storage.v1.JoinSetCountersR\x05value:\x028\x01*\xd9\x01\n" +

@@ -1,0 +1,224 @@
+package tracing
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const callerTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func newTestTracer(t *testing.T, ratio float64) (*Tracer, *tracetest.InMemoryExporter) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tr, err := New(context.Background(), Config{Exporter: exp, Synchronous: true, SampleRatio: ratio})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Shutdown(context.Background()) })
+	return tr, exp
+}
+
+func TestDerivedIDsAreStableAndDistinct(t *testing.T) {
+	a, b := "E_01JAAAAAAAAAAAAAAAAAAAAAAA", "E_01JAAAAAAAAAAAAAAAAAAAAAAB"
+	if ExecutionSpanID(a) != ExecutionSpanID(a) || DerivedTraceID(a) != DerivedTraceID(a) {
+		t.Fatal("derived IDs differ between calls")
+	}
+	if ExecutionSpanID(a) == ExecutionSpanID(b) || DerivedTraceID(a) == DerivedTraceID(b) {
+		t.Fatal("two executions got the same derived ID")
+	}
+	if !ExecutionSpanID(a).IsValid() || !DerivedTraceID(a).IsValid() {
+		t.Fatal("derived IDs are not valid")
+	}
+}
+
+func TestExtractIncomingRoundTrip(t *testing.T) {
+	tr, _ := newTestTracer(t, 1)
+	h := http.Header{}
+	h.Set("traceparent", callerTraceParent)
+	h.Set("tracestate", "vendor=x")
+	p, s := tr.Incoming(Extract(context.Background(), h))
+	if p != callerTraceParent || s != "vendor=x" {
+		t.Fatalf("Incoming = %q, %q", p, s)
+	}
+	if p, _ := tr.Incoming(context.Background()); p != "" {
+		t.Fatalf("no header: Incoming = %q", p)
+	}
+	bad := http.Header{}
+	bad.Set("traceparent", "00-zz-yy-01")
+	if p, _ := tr.Incoming(Extract(context.Background(), bad)); p != "" {
+		t.Fatalf("invalid header: Incoming = %q", p)
+	}
+	var off *Tracer
+	if p, _ := off.Incoming(Extract(context.Background(), h)); p != "" {
+		t.Fatalf("tracing off: Incoming = %q", p)
+	}
+}
+
+// A parent with the caller's context, its child, and the child's attempt form one trace
+// with the links right: caller -> parent span -> child span -> attempt -> HTTP header.
+func TestPropagationToChildAndAttempt(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	parent := Exec{ID: "E_PARENT", TraceParent: callerTraceParent}
+	cp, _ := tr.ChildContext(parent)
+	child := Exec{ID: "E_PARENT.g:1_1", TraceParent: cp}
+
+	ctx, att := tr.StartAttempt(context.Background(), child, "ns:pkg/ifc.fn", "Run_1", 1)
+	HostCall(ctx, "kv")
+	h := http.Header{}
+	Inject(ctx, h)
+	att.End("ok", false)
+	created := time.Unix(100, 0)
+	tr.EndExecution(Finished{Exec: child, FFQN: "ns:pkg/ifc.fn", Kind: "activity_wasm", Parent: parent.ID, Created: created, Ended: created.Add(time.Second), Result: "ok"})
+	tr.EndExecution(Finished{Exec: parent, FFQN: "ns:pkg/ifc.wf", Kind: "workflow", Created: created, Ended: created.Add(2 * time.Second), Result: "err"})
+
+	spans := exp.GetSpans()
+	if len(spans) != 3 {
+		t.Fatalf("got %d spans, want 3", len(spans))
+	}
+	attempt, childSpan, parentSpan := spans[0], spans[1], spans[2]
+	caller, _ := parse(callerTraceParent, "")
+	for _, s := range spans {
+		if s.SpanContext.TraceID() != caller.TraceID() {
+			t.Errorf("span %s: trace %s, want the caller's %s", s.Name, s.SpanContext.TraceID(), caller.TraceID())
+		}
+	}
+	if parentSpan.SpanContext.SpanID() != ExecutionSpanID(parent.ID) || parentSpan.Parent.SpanID() != caller.SpanID() {
+		t.Errorf("parent span %s (parent %s), want %s under the caller's %s", parentSpan.SpanContext.SpanID(), parentSpan.Parent.SpanID(), ExecutionSpanID(parent.ID), caller.SpanID())
+	}
+	if childSpan.SpanContext.SpanID() != ExecutionSpanID(child.ID) || childSpan.Parent.SpanID() != ExecutionSpanID(parent.ID) {
+		t.Errorf("child span %s (parent %s), want %s under %s", childSpan.SpanContext.SpanID(), childSpan.Parent.SpanID(), ExecutionSpanID(child.ID), ExecutionSpanID(parent.ID))
+	}
+	if !childSpan.StartTime.Equal(created) || !childSpan.EndTime.Equal(created.Add(time.Second)) {
+		t.Errorf("child span from %v to %v, want its creation to its end", childSpan.StartTime, childSpan.EndTime)
+	}
+	if attempt.Parent.SpanID() != ExecutionSpanID(child.ID) {
+		t.Errorf("attempt's parent %s, want the child's span %s", attempt.Parent.SpanID(), ExecutionSpanID(child.ID))
+	}
+	if len(attempt.Events) != 1 || attempt.Events[0].Name != "kv" {
+		t.Errorf("attempt events %v, want the kv host call", attempt.Events)
+	}
+	want := "00-" + caller.TraceID().String() + "-" + attempt.SpanContext.SpanID().String() + "-01"
+	if got := h.Get("traceparent"); got != want {
+		t.Errorf("outgoing traceparent %q, want %q (naming the attempt)", got, want)
+	}
+	if parentSpan.Status.Description != "err" {
+		t.Errorf("parent span status %+v, want an error", parentSpan.Status)
+	}
+}
+
+// Without a caller's context the trace ID is derived from the root execution; the
+// sample ratio decides on it, and a caller's sampled flag wins over the ratio.
+func TestRootsAndSampling(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	root := Exec{ID: "E_ROOT"}
+	tr.EndExecution(Finished{Exec: root, FFQN: "f", Created: time.Unix(1, 0), Ended: time.Unix(2, 0), Result: "ok"})
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].SpanContext.TraceID() != DerivedTraceID(root.ID) || spans[0].Parent.IsValid() {
+		t.Fatalf("root span %+v, want trace %s and no parent", spans, DerivedTraceID(root.ID))
+	}
+
+	none, exp0 := newTestTracer(t, 0)
+	none.EndExecution(Finished{Exec: root, FFQN: "f", Created: time.Unix(1, 0), Ended: time.Unix(2, 0), Result: "ok"})
+	cp, _ := none.ChildContext(root)
+	if sc, _ := parse(cp, ""); sc.IsSampled() {
+		t.Errorf("ratio 0: child context %q is sampled", cp)
+	}
+	none.EndExecution(Finished{Exec: Exec{ID: "E_SAMPLED", TraceParent: callerTraceParent}, FFQN: "f", Created: time.Unix(1, 0), Ended: time.Unix(2, 0), Result: "ok"})
+	if got := exp0.GetSpans(); len(got) != 1 || got[0].Name != "f" || got[0].SpanContext.SpanID() != ExecutionSpanID("E_SAMPLED") {
+		t.Errorf("ratio 0: spans %v, want only the one whose caller sampled it", got)
+	}
+}
+
+func TestOffIsNoop(t *testing.T) {
+	var off *Tracer
+	ctx, att := off.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r", 1)
+	att.End("ok", false)
+	off.EndExecution(Finished{Exec: Exec{ID: "E"}})
+	if p, _ := off.ChildContext(Exec{ID: "E"}); p != "" {
+		t.Errorf("off: ChildContext = %q", p)
+	}
+	h := http.Header{}
+	Inject(ctx, h)
+	if h.Get("traceparent") != "" || trace.SpanContextFromContext(ctx).IsValid() {
+		t.Error("off: a trace context was carried")
+	}
+	if err := off.Shutdown(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDiscardedAttemptIsNotExported(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	_, att := tr.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r", 1)
+	att.Discard()
+	_, att = tr.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r2", 1)
+	att.End("ok", false)
+	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Attributes[1].Value.AsString() != "r2" {
+		t.Errorf("spans %v, want only the attempt that ended", spans)
+	}
+}
+
+func TestGuestTraceparentWins(t *testing.T) {
+	tr, _ := newTestTracer(t, 1)
+	ctx, att := tr.StartAttempt(context.Background(), Exec{ID: "E"}, "f", "r", 1)
+	defer att.End("ok", false)
+	h := http.Header{}
+	h.Set("traceparent", callerTraceParent)
+	Inject(ctx, h)
+	if h.Get("traceparent") != callerTraceParent {
+		t.Errorf("guest's traceparent replaced by %q", h.Get("traceparent"))
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, cfg := range []Config{{Endpoint: "localhost:4318"}, {Endpoint: "ftp://x/v1/traces"}, {Endpoint: "http://x/v1/traces", SampleRatio: 2}} {
+		if _, err := New(context.Background(), cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+// BenchmarkOff is what tracing off costs a run: an attempt started and ended on a nil
+// Tracer, a host call event and an outgoing request's header on a context with no span.
+func BenchmarkOff(b *testing.B) {
+	var off *Tracer
+	type key struct{}
+	base := context.WithValue(context.Background(), key{}, 1) // a context a few levels deep, like a run's
+	base, cancel := context.WithCancel(base)
+	defer cancel()
+	h := http.Header{}
+	b.ReportAllocs()
+	for range b.N {
+		ctx, att := off.StartAttempt(base, Exec{ID: "E"}, "f", "r", 1)
+		HostCall(ctx, "call")
+		Inject(ctx, h)
+		att.End("ok", false)
+		_, _ = off.ChildContext(Exec{ID: "E"})
+	}
+}
+
+// BenchmarkOn is the same with tracing on, exporting to nowhere (in memory), plus the
+// execution's span emitted at its end.
+func BenchmarkOn(b *testing.B) {
+	tr, err := New(context.Background(), Config{Exporter: tracetest.NewNoopExporter(), SampleRatio: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	x := Exec{ID: "E_01JAAAAAAAAAAAAAAAAAAAAAAA", TraceParent: callerTraceParent}
+	b.ReportAllocs()
+	for range b.N {
+		ctx, att := tr.StartAttempt(context.Background(), x, "f", "r", 1)
+		HostCall(ctx, "call")
+		h := http.Header{}
+		Inject(ctx, h)
+		att.End("ok", false)
+		_, _ = tr.ChildContext(x)
+		tr.EndExecution(Finished{Exec: x, FFQN: "f", Created: time.Unix(1, 0), Ended: time.Unix(2, 0), Result: "ok"})
+	}
+}
