@@ -105,6 +105,8 @@ type PebbleStore struct {
 
 	floors scanFloors
 	global globalLog // positions of the global event log (global.go)
+	// applied is the last replicated log entry applied (applied.go); the writer owns it.
+	applied uint64
 
 	closeOnce sync.Once
 }
@@ -174,6 +176,10 @@ func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 		return nil, err
 	}
 	if err := s.initGlobal(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.initApplied(); err != nil {
 		db.Close()
 		return nil, err
 	}
