@@ -18,13 +18,15 @@ import (
 // holds the same states, positions and read models, and decides the same outcome (new
 // states, or the same conflict) for the next entry.
 //
-// The writer records the sequence of the last entry it decided in m\0log-applied, in
-// the batch that holds that entry's writes; an entry that failed validation is recorded
+// A log position numbers each Tx of the log, increasing (the replicated store numbers
+// the Txs of an entry by the entry's sequence and their index in it). The writer
+// records the position of the last Tx it decided in m\0log-applied, in the batch that
+// holds that Tx's writes; an entry that failed validation is recorded
 // too (with the next batch, or a batch of its own), since it was decided. A node that
 // restarts resumes after it, and the writer refuses an entry at or before it: nothing is
 // applied twice.
 
-// appliedKey holds the sequence of the last log entry applied (ApplyLogged).
+// appliedKey holds the position of the last log entry applied (ApplyLogged).
 var appliedKey = key(tagMeta, []byte("log-applied"))
 
 // ErrAlreadyApplied is returned for a log entry at or before the last one applied.
@@ -40,8 +42,8 @@ func (a *Applying) Wait() (map[string]*pb.ExecutionState, error) {
 	return r.states, r.err
 }
 
-// ApplyLogged queues tx as the entry at sequence seq (from 1, increasing) of a
-// replicated log, and returns without waiting for it, so that the entries of a log
+// ApplyLogged queues tx as the Tx at position seq (from 1, increasing) of a replicated
+// log, and returns without waiting for it, so that the entries of a log
 // share group commits as concurrent Commits do. Entries are decided in the order they
 // are queued; the caller queues them in log order from one goroutine.
 func (s *PebbleStore) ApplyLogged(ctx context.Context, seq uint64, tx *Tx) (*Applying, error) {
@@ -68,7 +70,7 @@ func (s *PebbleStore) RecordApplied(ctx context.Context, seq uint64) error {
 	})
 }
 
-// LastApplied returns the sequence of the last log entry applied (0: none). It reads
+// LastApplied returns the position of the last log entry applied (0: none). It reads
 // the database: for opening a log's consumer, not for a hot path.
 func (s *PebbleStore) LastApplied() (uint64, error) {
 	v, closer, err := s.db.Get(appliedKey)

@@ -35,6 +35,11 @@ type Config struct {
 	Routes []string
 	// StoreDir is where JetStream keeps its streams and Raft logs.
 	StoreDir string
+	// SyncAlways makes JetStream sync every write to disk before acknowledging it. By
+	// default it syncs every two minutes, and an acknowledged write survives because a
+	// majority of the servers holds it: a single server (R1) that must survive a power
+	// loss needs SyncAlways.
+	SyncAlways bool
 	// MaxPayload is the largest message accepted, in bytes (0: NATS's default, 1 MiB).
 	MaxPayload int32
 	// Logger receives the server's messages (nil: slog.Default()); its debug level
@@ -68,6 +73,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
 		MaxPayload: cfg.MaxPayload,
+		SyncAlways: cfg.SyncAlways,
 		NoSigs:     true, // the process's signals belong to its owner
 	}
 	if port == 0 {

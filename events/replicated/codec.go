@@ -10,9 +10,9 @@ import (
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk/abi"
 )
 
-// encodeTx encodes what of tx is replicated (everything but Snapshots, which stay on the
-// node that took them) as a log entry.
-func encodeTx(tx *events.Tx) ([]byte, error) {
+// encodeTx returns what of tx is replicated: everything but Snapshots, which stay on the
+// node that took them.
+func encodeTx(tx *events.Tx) *pb.LogTx {
 	m := &pb.LogTx{}
 	for _, a := range tx.Appends {
 		m.Appends = append(m.Appends, &pb.LogAppend{ExecutionId: a.ExecutionID, ExpectedVersion: a.ExpectedVersion, RunId: a.RunID, Events: a.Events, Responses: a.Responses})
@@ -39,11 +39,14 @@ func encodeTx(tx *events.Tx) ([]byte, error) {
 	for _, c := range tx.Cache {
 		m.Cache = append(m.Cache, &pb.LogCachePut{ComponentId: c.ComponentID, Ffqn: c.FFQN, Params: c.Params, ExecutionId: c.ExecutionID, ExpiresAt: c.ExpiresAt})
 	}
-	// Deterministic: the same Tx is the same bytes, so a retried publish is recognisably
-	// the same entry.
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.LogEntry{Kind: &pb.LogEntry_Tx{Tx: m}})
+	return m
+}
+
+// encodeBatch encodes txs as one log entry.
+func encodeBatch(txs []*pb.LogTx) ([]byte, error) {
+	b, err := proto.Marshal(&pb.LogEntry{Kind: &pb.LogEntry_Batch{Batch: &pb.LogBatch{Txs: txs}}})
 	if err != nil {
-		return nil, fmt.Errorf("encode tx: %w", err)
+		return nil, fmt.Errorf("encode %d transactions: %w", len(txs), err)
 	}
 	return b, nil
 }

@@ -11,7 +11,7 @@ import (
 
 // RoundTrip encodes tx as a log entry and decodes it, as a node applying the log does.
 func RoundTrip(tx *events.Tx) (*events.Tx, error) {
-	b, err := encodeTx(tx)
+	b, err := encodeBatch([]*pb.LogTx{encodeTx(tx)})
 	if err != nil {
 		return nil, err
 	}
@@ -19,8 +19,8 @@ func RoundTrip(tx *events.Tx) (*events.Tx, error) {
 	if err := proto.Unmarshal(b, &e); err != nil {
 		return nil, err
 	}
-	if e.GetTx() == nil {
-		return nil, fmt.Errorf("not a tx entry: %v", &e)
+	if len(e.GetBatch().GetTxs()) != 1 {
+		return nil, fmt.Errorf("not a batch of one tx: %v", &e)
 	}
-	return decodeTx(e.GetTx()), nil
+	return decodeTx(e.GetBatch().GetTxs()[0]), nil
 }

@@ -62,7 +62,7 @@ type Options struct {
 	// PublishTimeout bounds one attempt to publish an entry (0: DefaultPublishTimeout);
 	// a failed attempt is retried, with the same message ID, until the Commit's ctx ends.
 	PublishTimeout time.Duration
-	// Pebble configures the local store; MaxLogsPerExecution must be the same on every
+	// Pebble configures the local store (NoSync is set: see Open); MaxLogsPerExecution must be the same on every
 	// node (it decides which log lines are kept).
 	Pebble events.Options
 	Logger *slog.Logger
@@ -80,8 +80,10 @@ type Store struct {
 	cons    jetstream.ConsumeContext
 
 	mu      sync.Mutex
-	waiters map[string]chan outcome // by message ID, the Commits of this node waiting
+	waiters map[string]chan outcome // by Tx ID, the Commits of this node waiting
 
+	queue    chan queued // Commit -> publishers
+	pubs     sync.WaitGroup
 	items    chan item // consumer -> resolver, in log order
 	closing  chan struct{}
 	ctx      context.Context // ends at Close: the applier's work
@@ -92,9 +94,11 @@ type Store struct {
 	failErr  error
 	failOnce sync.Once
 
-	applied   atomic.Uint64 // entries applied since Open
-	closeOnce sync.Once
-	closeErr  error
+	applied    atomic.Uint64 // Txs and deletions applied since Open
+	appliedSeq atomic.Uint64 // the last entry applied whole
+	openedAt   uint64        // the last position applied before Open
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 var _ events.Store = (*Store)(nil)
@@ -108,11 +112,12 @@ type outcome struct {
 // item is one log entry on its way through the applier: a Tx queued in the local
 // store, or a deletion to run.
 type item struct {
-	seq      uint64
-	msgID    string
+	seq      uint64 // the entry's
+	id       string // the Tx's, or the deletion's message ID
 	applying *events.Applying
 	roots    []string      // a deletion
 	done     chan struct{} // closed once the deletion ran
+	last     bool          // the entry's last item
 }
 
 // Open opens the local store in dir, creates the stream if it does not exist, and starts
@@ -134,6 +139,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// The log is what is durable; the local store is its projection. After a crash,
+	// Pebble (unsynced) recovers a prefix of its batches, each holding the last entry it
+	// applied (events/applied.go), and the node applies the log again from there.
+	opts.Pebble.NoSync = true
 	if opts.Pebble.Logger == nil {
 		opts.Pebble.Logger = opts.Logger
 	}
@@ -143,7 +152,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		opts: opts, js: js, subject: opts.Stream + ".tx", maxSize: int(opts.Conn.MaxPayload()),
-		waiters: map[string]chan outcome{}, items: make(chan item, 1024), closing: make(chan struct{}),
+		waiters: map[string]chan outcome{}, queue: make(chan queued, 1024), items: make(chan item, 1024), closing: make(chan struct{}),
 		resolved: make(chan struct{}), failed: make(chan struct{}),
 	}
 	if err := s.ensureStream(ctx); err != nil {
@@ -160,9 +169,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.openedAt = last
 	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if last > 0 {
-		cc = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: last + 1}
+		// From the entry of the last Tx applied: the writer refuses those of its Txs
+		// applied already (events.ErrAlreadyApplied), and applies the rest.
+		s.appliedSeq.Store(last>>16 - 1)
+		cc = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: last >> 16}
 	}
 	cons, err := js.OrderedConsumer(ctx, opts.Stream, cc)
 	if err != nil {
@@ -170,6 +183,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open replicated store: consume %s after %d: %w", opts.Stream, last, err)
 	}
 	go s.resolve()
+	s.pubs.Add(publishers)
+	for range publishers {
+		go s.publisher()
+	}
 	go func() {
 		select {
 		case <-ps.Failed():
@@ -177,7 +194,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		case <-s.closing:
 		}
 	}()
-	s.cons, err = cons.Consume(s.consume)
+	// Missing two heartbeats makes the consumer start again after the last entry it
+	// delivered: a node whose server restarted resumes in about two seconds, not NATS's
+	// default ten.
+	s.cons, err = cons.Consume(s.consume, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(10*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.opts.Logger.Debug("replicated store: consumer", "err", err)
+		}))
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open replicated store: consume %s after %d: %w", opts.Stream, last, err)
@@ -228,11 +251,25 @@ func (s *Store) Commit(ctx context.Context, tx *events.Tx) (map[string]*pb.Execu
 	if !replicatedPart(tx) {
 		return s.PebbleStore.Commit(ctx, tx)
 	}
-	b, err := encodeTx(tx)
-	if err != nil {
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	o := s.publish(ctx, b)
+	m := encodeTx(tx)
+	m.Id = nuid.Next()
+	size := proto.Size(m)
+	if size > s.maxSize-entryOverhead {
+		return nil, fmt.Errorf("commit: the transaction takes %d bytes, the log at most %d (NATS max_payload less %d): %w", size, s.maxSize-entryOverhead, entryOverhead, ErrTooLarge)
+	}
+	ch := s.wait(m.Id)
+	select {
+	case s.queue <- queued{tx: m, size: size}:
+	case <-ctx.Done():
+		s.forget(m.Id)
+		return nil, fmt.Errorf("commit: %w", ctx.Err())
+	case <-s.closing:
+		return nil, events.ErrClosed
+	}
+	o := s.await(ctx, m.Id, ch)
 	if o.err != nil || len(tx.Snapshots) == 0 {
 		return o.states, o.err
 	}
@@ -247,72 +284,140 @@ func (s *Store) Commit(ctx context.Context, tx *events.Tx) (map[string]*pb.Execu
 // DeleteTrees deletes finished trees on every node: the deletion is an entry of the log,
 // which each node runs, in log order, on its local store.
 func (s *Store) DeleteTrees(ctx context.Context, roots []string) (events.Deleted, error) {
+	if err := s.Err(); err != nil {
+		return events.Deleted{}, err
+	}
 	b, err := encodeDeleteTrees(roots)
 	if err != nil {
 		return events.Deleted{}, err
 	}
-	o := s.publish(ctx, b)
+	if len(b) > s.maxSize {
+		return events.Deleted{}, fmt.Errorf("delete %d trees: the entry takes %d bytes, the log at most %d: %w", len(roots), len(b), s.maxSize, ErrTooLarge)
+	}
+	id := nuid.Next()
+	ch := s.wait(id)
+	if err := s.publish(ctx, b, id); err != nil {
+		s.forget(id)
+		return events.Deleted{}, fmt.Errorf("delete %d trees: %w", len(roots), err)
+	}
+	o := s.await(ctx, id, ch)
 	return o.deleted, o.err
 }
 
-// publish appends entry b to the log and waits until this node applied it.
-func (s *Store) publish(ctx context.Context, b []byte) outcome {
-	if err := s.Err(); err != nil {
-		return outcome{err: err}
+// entryOverhead is room left in an entry for its framing and headers.
+const entryOverhead = 1 << 10
+
+// maxBatch bounds the Txs of one entry (a Tx's position keeps its index in 16 bits).
+const maxBatch = 512
+
+// publishers is how many entries a node may have in flight at once: a Commit arriving
+// while they are all busy waits for one, and goes in its batch with the others that
+// arrived meanwhile (the group commit of the log).
+const publishers = 4
+
+// queued is a Tx waiting for a publisher.
+type queued struct {
+	tx   *pb.LogTx
+	size int
+}
+
+// publisher publishes the queued Txs, as many at once as fit in one entry.
+func (s *Store) publisher() {
+	defer s.pubs.Done()
+	var carry *queued
+	for {
+		var first queued
+		if carry != nil {
+			first, carry = *carry, nil
+		} else {
+			select {
+			case first = <-s.queue:
+			case <-s.closing:
+				return
+			}
+		}
+		txs, size := []*pb.LogTx{first.tx}, first.size
+	drain:
+		for len(txs) < maxBatch {
+			select {
+			case q := <-s.queue:
+				if size+q.size+16 > s.maxSize-entryOverhead {
+					carry = &q
+					break drain
+				}
+				txs, size = append(txs, q.tx), size+q.size+16
+			default:
+				break drain
+			}
+		}
+		b, err := encodeBatch(txs)
+		if err == nil {
+			err = s.publish(s.ctx, b, nuid.Next())
+		}
+		if err != nil && s.ctx.Err() == nil {
+			s.fail(err)
+		}
 	}
-	if len(b) > s.maxSize {
-		return outcome{err: fmt.Errorf("commit: the entry is %d bytes, the log takes at most %d (NATS max_payload): %w", len(b), s.maxSize, ErrTooLarge)}
+}
+
+// publish appends entry b to the log under message ID id, retried (the same ID: a
+// publish that did land is stored once, within the stream's duplicate window) until it
+// is acknowledged or ctx ends.
+func (s *Store) publish(ctx context.Context, b []byte, id string) error {
+	msg := &nats.Msg{Subject: s.subject, Data: b}
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+		_, err := s.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		s.opts.Logger.Debug("replicated store: publish failed, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish to %s (%d attempts, the entry may still be applied): %w", s.subject, attempt, errors.Join(ctx.Err(), err))
+		case <-s.closing:
+			return events.ErrClosed
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	id := nuid.Next()
+}
+
+// wait registers a waiter for the outcome of the Tx or entry id.
+func (s *Store) wait(id string) chan outcome {
 	ch := make(chan outcome, 1)
 	s.mu.Lock()
 	s.waiters[id] = ch
 	s.mu.Unlock()
-	forget := func() {
-		s.mu.Lock()
-		delete(s.waiters, id)
-		s.mu.Unlock()
-	}
-	msg := &nats.Msg{Subject: s.subject, Data: b}
-	var seq uint64
-	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-		ack, err := s.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id))
-		cancel()
-		if err == nil {
-			seq = ack.Sequence
-			break
-		}
-		// The same message ID: a publish that did land is stored once (the stream's
-		// duplicate window), and its entry is applied and answered all the same.
-		s.opts.Logger.Debug("replicated store: publish failed, retrying", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			forget()
-			return outcome{err: fmt.Errorf("commit: publish to %s (%d attempts, the entry may still be applied): %w", s.subject, attempt, errors.Join(ctx.Err(), err))}
-		case <-s.closing:
-			forget()
-			return outcome{err: events.ErrClosed}
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return ch
+}
+
+func (s *Store) forget(id string) {
+	s.mu.Lock()
+	delete(s.waiters, id)
+	s.mu.Unlock()
+}
+
+// await waits for the outcome of id, on ch, until ctx ends or the store closes or fails.
+func (s *Store) await(ctx context.Context, id string, ch chan outcome) outcome {
 	select {
 	case o := <-ch:
 		return o
 	case <-ctx.Done():
-		forget()
-		return outcome{err: fmt.Errorf("commit: entry %d of %s is in the log but not applied on this node yet: %w", seq, s.subject, ctx.Err())}
+		s.forget(id)
+		return outcome{err: fmt.Errorf("commit: not applied on this node yet (it may still be): %w", ctx.Err())}
 	case <-s.closing:
-		forget()
+		s.forget(id)
 		return outcome{err: events.ErrClosed}
 	case <-s.failed:
-		forget()
+		s.forget(id)
 		return outcome{err: s.Err()}
 	}
 }
 
 // consume takes the log's entries in order (the ordered consumer delivers each once, in
-// sequence, re-creating itself on a gap) and queues them for the resolver.
+// sequence, re-creating itself on a gap) and queues them for the resolver. The Tx at
+// index i of entry seq is at position seq<<16|i of the local store (events/applied.go).
 func (s *Store) consume(msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
@@ -327,36 +432,49 @@ func (s *Store) consume(msg jetstream.Msg) {
 		s.fail(fmt.Errorf("apply the log: decode entry %d: %w", seq, err))
 		return
 	}
-	it := item{seq: seq, msgID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	var items []item
 	switch k := e.Kind.(type) {
-	case *pb.LogEntry_Tx:
-		if s.Err() != nil {
-			return
-		}
-		it.applying, err = s.PebbleStore.ApplyLogged(s.ctx, seq, decodeTx(k.Tx))
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.fail(err)
+	case *pb.LogEntry_Batch:
+		for i, m := range k.Batch.Txs {
+			if s.Err() != nil || i >= 1<<16 {
+				return
 			}
-			return
+			a, err := s.PebbleStore.ApplyLogged(s.ctx, seq<<16|uint64(i), decodeTx(m))
+			if err != nil {
+				if s.ctx.Err() == nil {
+					s.fail(err)
+				}
+				return
+			}
+			items = append(items, item{seq: seq, id: m.Id, applying: a})
+		}
+		if len(items) == 0 {
+			items = append(items, item{seq: seq}) // nothing to apply: the entry is passed
 		}
 	case *pb.LogEntry_DeleteTrees:
-		it.roots, it.done = k.DeleteTrees.Roots, make(chan struct{})
+		if seq<<16|0xffff <= s.openedAt {
+			items = append(items, item{seq: seq}) // ran before this node restarted
+			break
+		}
+		items = append(items, item{seq: seq, id: msg.Headers().Get(jetstream.MsgIDHeader), roots: k.DeleteTrees.Roots, done: make(chan struct{})})
 	default:
 		s.fail(fmt.Errorf("apply the log: entry %d of an unknown kind (a newer node wrote it?)", seq))
 		return
 	}
-	select {
-	case s.items <- it:
-	case <-s.closing:
-		return
-	}
-	if it.done != nil {
-		// Nothing after a deletion is queued before it ran: what it deletes is decided
-		// at its place in the log.
+	items[len(items)-1].last = true
+	for _, it := range items {
 		select {
-		case <-it.done:
+		case s.items <- it:
 		case <-s.closing:
+			return
+		}
+		if it.done != nil {
+			// Nothing after a deletion is queued before it ran: what it deletes is
+			// decided at its place in the log.
+			select {
+			case <-it.done:
+			case <-s.closing:
+			}
 		}
 	}
 }
@@ -373,28 +491,36 @@ func (s *Store) resolve() {
 			return
 		}
 		var o outcome
-		if it.applying != nil {
+		switch {
+		case it.applying != nil:
 			o.states, o.err = it.applying.Wait()
-		} else {
+		case it.done != nil:
 			o.deleted, o.err = s.PebbleStore.DeleteTrees(s.ctx, it.roots)
 			if o.err == nil {
-				o.err = s.PebbleStore.RecordApplied(s.ctx, it.seq)
+				o.err = s.PebbleStore.RecordApplied(s.ctx, it.seq<<16|0xffff)
 			}
 			close(it.done)
+			if o.err != nil && s.ctx.Err() == nil {
+				// A deletion is not a fold: its error is this node's, not the log's.
+				s.fail(fmt.Errorf("apply the log: delete trees (entry %d): %w", it.seq, o.err))
+			}
+		}
+		if it.last {
+			s.appliedSeq.Store(it.seq)
 		}
 		switch {
 		case errors.Is(o.err, events.ErrAlreadyApplied):
-			continue // delivered again after a reset of the consumer
+			continue // applied before this node restarted
 		case errors.Is(o.err, events.ErrFailed):
 			s.fail(o.err)
-		case it.applying == nil && o.err != nil && s.ctx.Err() == nil:
-			// A deletion is not a fold: its error is this node's, not the log's.
-			s.fail(fmt.Errorf("apply the log: delete trees (entry %d): %w", it.seq, o.err))
+		}
+		if it.id == "" {
+			continue
 		}
 		s.applied.Add(1)
 		s.mu.Lock()
-		ch := s.waiters[it.msgID]
-		delete(s.waiters, it.msgID)
+		ch := s.waiters[it.id]
+		delete(s.waiters, it.id)
 		s.mu.Unlock()
 		if ch != nil {
 			ch <- o
@@ -402,7 +528,8 @@ func (s *Store) resolve() {
 	}
 }
 
-// AppliedSinceOpen returns how many log entries this Store applied since it was opened.
+// AppliedSinceOpen returns how many Txs and deletions of the log this Store applied
+// since it was opened.
 func (s *Store) AppliedSinceOpen() uint64 { return s.applied.Load() }
 
 // WaitApplied waits until this node applied the log up to its last entry as of the
@@ -414,10 +541,7 @@ func (s *Store) WaitApplied(ctx context.Context) error {
 	}
 	want := info.CachedInfo().State.LastSeq
 	for {
-		got, err := s.PebbleStore.LastApplied()
-		if err != nil {
-			return err
-		}
+		got := s.appliedSeq.Load()
 		if got >= want {
 			return nil
 		}
@@ -465,6 +589,7 @@ func (s *Store) Close() error {
 			s.cons.Stop()
 		}
 		s.cancel()
+		s.pubs.Wait()
 		<-s.resolved
 		s.closeErr = s.PebbleStore.Close()
 	})

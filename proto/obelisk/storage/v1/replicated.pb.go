@@ -1,7 +1,7 @@
 // The entries of a cluster's replicated log of transactions (events/replicated): each
-// node applies them, in log order, to its own store. An entry is an events.Tx (less what
-// stays on the node that took it: workflow memory snapshots), or a deletion of finished
-// trees (retention). Field for field the Go types of package events; times are Unix
+// node applies them, in log order, to its own store. An entry is a batch of events.Tx
+// (less what stays on the node that took them: workflow memory snapshots), published
+// together by one node, or a deletion of finished trees (retention). Field for field the Go types of package events; times are Unix
 // nanoseconds. Compatible changes only (see events.proto): nodes of different versions
 // read each other's entries during a rolling upgrade.
 
@@ -33,7 +33,7 @@ type LogEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
 	//
-	//	*LogEntry_Tx
+	//	*LogEntry_Batch
 	//	*LogEntry_DeleteTrees
 	Kind          isLogEntry_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -77,10 +77,10 @@ func (x *LogEntry) GetKind() isLogEntry_Kind {
 	return nil
 }
 
-func (x *LogEntry) GetTx() *LogTx {
+func (x *LogEntry) GetBatch() *LogBatch {
 	if x != nil {
-		if x, ok := x.Kind.(*LogEntry_Tx); ok {
-			return x.Tx
+		if x, ok := x.Kind.(*LogEntry_Batch); ok {
+			return x.Batch
 		}
 	}
 	return nil
@@ -99,35 +99,82 @@ type isLogEntry_Kind interface {
 	isLogEntry_Kind()
 }
 
-type LogEntry_Tx struct {
-	Tx *LogTx `protobuf:"bytes,1,opt,name=tx,proto3,oneof"`
+type LogEntry_Batch struct {
+	Batch *LogBatch `protobuf:"bytes,1,opt,name=batch,proto3,oneof"`
 }
 
 type LogEntry_DeleteTrees struct {
 	DeleteTrees *LogDeleteTrees `protobuf:"bytes,2,opt,name=delete_trees,json=deleteTrees,proto3,oneof"`
 }
 
-func (*LogEntry_Tx) isLogEntry_Kind() {}
+func (*LogEntry_Batch) isLogEntry_Kind() {}
 
 func (*LogEntry_DeleteTrees) isLogEntry_Kind() {}
 
+// LogBatch is Txs of one node, applied in this order.
+type LogBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Txs           []*LogTx               `protobuf:"bytes,1,rep,name=txs,proto3" json:"txs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogBatch) Reset() {
+	*x = LogBatch{}
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogBatch) ProtoMessage() {}
+
+func (x *LogBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
+func (*LogBatch) Descriptor() ([]byte, []int) {
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LogBatch) GetTxs() []*LogTx {
+	if x != nil {
+		return x.Txs
+	}
+	return nil
+}
+
 // LogTx is an events.Tx.
 type LogTx struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Appends       []*LogAppend           `protobuf:"bytes,1,rep,name=appends,proto3" json:"appends,omitempty"`
-	Responses     []*LogResponse         `protobuf:"bytes,2,rep,name=responses,proto3" json:"responses,omitempty"`
-	Logs          []*LogLines            `protobuf:"bytes,3,rep,name=logs,proto3" json:"logs,omitempty"`
-	KvChecks      []*LogKVCheck          `protobuf:"bytes,4,rep,name=kv_checks,json=kvChecks,proto3" json:"kv_checks,omitempty"`
-	Kv            []*LogKVWrite          `protobuf:"bytes,5,rep,name=kv,proto3" json:"kv,omitempty"`
-	Schedules     []*LogScheduleWrite    `protobuf:"bytes,6,rep,name=schedules,proto3" json:"schedules,omitempty"`
-	Cache         []*LogCachePut         `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Appends   []*LogAppend           `protobuf:"bytes,1,rep,name=appends,proto3" json:"appends,omitempty"`
+	Responses []*LogResponse         `protobuf:"bytes,2,rep,name=responses,proto3" json:"responses,omitempty"`
+	Logs      []*LogLines            `protobuf:"bytes,3,rep,name=logs,proto3" json:"logs,omitempty"`
+	KvChecks  []*LogKVCheck          `protobuf:"bytes,4,rep,name=kv_checks,json=kvChecks,proto3" json:"kv_checks,omitempty"`
+	Kv        []*LogKVWrite          `protobuf:"bytes,5,rep,name=kv,proto3" json:"kv,omitempty"`
+	Schedules []*LogScheduleWrite    `protobuf:"bytes,6,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	Cache     []*LogCachePut         `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`
+	// id names the Tx for the node that published it, which answers its Commit.
+	Id            string `protobuf:"bytes,8,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogTx) Reset() {
 	*x = LogTx{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[1]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +186,7 @@ func (x *LogTx) String() string {
 func (*LogTx) ProtoMessage() {}
 
 func (x *LogTx) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[1]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +199,7 @@ func (x *LogTx) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogTx.ProtoReflect.Descriptor instead.
 func (*LogTx) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{1}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LogTx) GetAppends() []*LogAppend {
@@ -204,6 +251,13 @@ func (x *LogTx) GetCache() []*LogCachePut {
 	return nil
 }
 
+func (x *LogTx) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // LogAppend is an events.Append.
 type LogAppend struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -218,7 +272,7 @@ type LogAppend struct {
 
 func (x *LogAppend) Reset() {
 	*x = LogAppend{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[2]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +284,7 @@ func (x *LogAppend) String() string {
 func (*LogAppend) ProtoMessage() {}
 
 func (x *LogAppend) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[2]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +297,7 @@ func (x *LogAppend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAppend.ProtoReflect.Descriptor instead.
 func (*LogAppend) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{2}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LogAppend) GetExecutionId() string {
@@ -292,7 +346,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[3]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +358,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[3]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +371,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{3}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LogResponse) GetExecutionId() string {
@@ -345,7 +399,7 @@ type LogLines struct {
 
 func (x *LogLines) Reset() {
 	*x = LogLines{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[4]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +411,7 @@ func (x *LogLines) String() string {
 func (*LogLines) ProtoMessage() {}
 
 func (x *LogLines) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[4]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +424,7 @@ func (x *LogLines) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLines.ProtoReflect.Descriptor instead.
 func (*LogLines) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{4}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LogLines) GetExecutionId() string {
@@ -402,7 +456,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[5]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +468,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[5]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +481,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{5}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LogLine) GetTime() int64 {
@@ -485,7 +539,7 @@ type LogKVCheck struct {
 
 func (x *LogKVCheck) Reset() {
 	*x = LogKVCheck{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[6]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +551,7 @@ func (x *LogKVCheck) String() string {
 func (*LogKVCheck) ProtoMessage() {}
 
 func (x *LogKVCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[6]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +564,7 @@ func (x *LogKVCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogKVCheck.ProtoReflect.Descriptor instead.
 func (*LogKVCheck) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{6}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LogKVCheck) GetBucket() string {
@@ -557,7 +611,7 @@ type LogKVWrite struct {
 
 func (x *LogKVWrite) Reset() {
 	*x = LogKVWrite{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[7]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +623,7 @@ func (x *LogKVWrite) String() string {
 func (*LogKVWrite) ProtoMessage() {}
 
 func (x *LogKVWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[7]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +636,7 @@ func (x *LogKVWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogKVWrite.ProtoReflect.Descriptor instead.
 func (*LogKVWrite) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{7}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LogKVWrite) GetBucket() string {
@@ -646,7 +700,7 @@ type LogScheduleWrite struct {
 
 func (x *LogScheduleWrite) Reset() {
 	*x = LogScheduleWrite{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[8]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +712,7 @@ func (x *LogScheduleWrite) String() string {
 func (*LogScheduleWrite) ProtoMessage() {}
 
 func (x *LogScheduleWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[8]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +725,7 @@ func (x *LogScheduleWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogScheduleWrite.ProtoReflect.Descriptor instead.
 func (*LogScheduleWrite) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{8}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogScheduleWrite) GetName() string {
@@ -709,7 +763,7 @@ type LogCachePut struct {
 
 func (x *LogCachePut) Reset() {
 	*x = LogCachePut{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[9]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +775,7 @@ func (x *LogCachePut) String() string {
 func (*LogCachePut) ProtoMessage() {}
 
 func (x *LogCachePut) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[9]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +788,7 @@ func (x *LogCachePut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogCachePut.ProtoReflect.Descriptor instead.
 func (*LogCachePut) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{9}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogCachePut) GetComponentId() string {
@@ -782,7 +836,7 @@ type LogDeleteTrees struct {
 
 func (x *LogDeleteTrees) Reset() {
 	*x = LogDeleteTrees{}
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[10]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +848,7 @@ func (x *LogDeleteTrees) String() string {
 func (*LogDeleteTrees) ProtoMessage() {}
 
 func (x *LogDeleteTrees) ProtoReflect() protoreflect.Message {
-	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[10]
+	mi := &file_obelisk_storage_v1_replicated_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +861,7 @@ func (x *LogDeleteTrees) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogDeleteTrees.ProtoReflect.Descriptor instead.
 func (*LogDeleteTrees) Descriptor() ([]byte, []int) {
-	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{10}
+	return file_obelisk_storage_v1_replicated_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogDeleteTrees) GetRoots() []string {
@@ -821,11 +875,13 @@ var File_obelisk_storage_v1_replicated_proto protoreflect.FileDescriptor
 
 const file_obelisk_storage_v1_replicated_proto_rawDesc = "" +
 	"\n" +
-	"#obelisk/storage/v1/replicated.proto\x12\x12obelisk.storage.v1\x1a\x1fobelisk/storage/v1/events.proto\x1a!obelisk/storage/v1/schedule.proto\"\x88\x01\n" +
-	"\bLogEntry\x12+\n" +
-	"\x02tx\x18\x01 \x01(\v2\x19.obelisk.storage.v1.LogTxH\x00R\x02tx\x12G\n" +
+	"#obelisk/storage/v1/replicated.proto\x12\x12obelisk.storage.v1\x1a\x1fobelisk/storage/v1/events.proto\x1a!obelisk/storage/v1/schedule.proto\"\x91\x01\n" +
+	"\bLogEntry\x124\n" +
+	"\x05batch\x18\x01 \x01(\v2\x1c.obelisk.storage.v1.LogBatchH\x00R\x05batch\x12G\n" +
 	"\fdelete_trees\x18\x02 \x01(\v2\".obelisk.storage.v1.LogDeleteTreesH\x00R\vdeleteTreesB\x06\n" +
-	"\x04kind\"\x99\x03\n" +
+	"\x04kind\"7\n" +
+	"\bLogBatch\x12+\n" +
+	"\x03txs\x18\x01 \x03(\v2\x19.obelisk.storage.v1.LogTxR\x03txs\"\xa9\x03\n" +
 	"\x05LogTx\x127\n" +
 	"\aappends\x18\x01 \x03(\v2\x1d.obelisk.storage.v1.LogAppendR\aappends\x12=\n" +
 	"\tresponses\x18\x02 \x03(\v2\x1f.obelisk.storage.v1.LogResponseR\tresponses\x120\n" +
@@ -833,7 +889,8 @@ const file_obelisk_storage_v1_replicated_proto_rawDesc = "" +
 	"\tkv_checks\x18\x04 \x03(\v2\x1e.obelisk.storage.v1.LogKVCheckR\bkvChecks\x12.\n" +
 	"\x02kv\x18\x05 \x03(\v2\x1e.obelisk.storage.v1.LogKVWriteR\x02kv\x12B\n" +
 	"\tschedules\x18\x06 \x03(\v2$.obelisk.storage.v1.LogScheduleWriteR\tschedules\x125\n" +
-	"\x05cache\x18\a \x03(\v2\x1f.obelisk.storage.v1.LogCachePutR\x05cache\"\xdf\x01\n" +
+	"\x05cache\x18\a \x03(\v2\x1f.obelisk.storage.v1.LogCachePutR\x05cache\x12\x0e\n" +
+	"\x02id\x18\b \x01(\tR\x02id\"\xdf\x01\n" +
 	"\tLogAppend\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\rR\x0fexpectedVersion\x12\x15\n" +
@@ -894,43 +951,45 @@ func file_obelisk_storage_v1_replicated_proto_rawDescGZIP() []byte {
 	return file_obelisk_storage_v1_replicated_proto_rawDescData
 }
 
-var file_obelisk_storage_v1_replicated_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_obelisk_storage_v1_replicated_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_obelisk_storage_v1_replicated_proto_goTypes = []any{
 	(*LogEntry)(nil),         // 0: obelisk.storage.v1.LogEntry
-	(*LogTx)(nil),            // 1: obelisk.storage.v1.LogTx
-	(*LogAppend)(nil),        // 2: obelisk.storage.v1.LogAppend
-	(*LogResponse)(nil),      // 3: obelisk.storage.v1.LogResponse
-	(*LogLines)(nil),         // 4: obelisk.storage.v1.LogLines
-	(*LogLine)(nil),          // 5: obelisk.storage.v1.LogLine
-	(*LogKVCheck)(nil),       // 6: obelisk.storage.v1.LogKVCheck
-	(*LogKVWrite)(nil),       // 7: obelisk.storage.v1.LogKVWrite
-	(*LogScheduleWrite)(nil), // 8: obelisk.storage.v1.LogScheduleWrite
-	(*LogCachePut)(nil),      // 9: obelisk.storage.v1.LogCachePut
-	(*LogDeleteTrees)(nil),   // 10: obelisk.storage.v1.LogDeleteTrees
-	(*Event)(nil),            // 11: obelisk.storage.v1.Event
-	(*Response)(nil),         // 12: obelisk.storage.v1.Response
-	(*CronSchedule)(nil),     // 13: obelisk.storage.v1.CronSchedule
+	(*LogBatch)(nil),         // 1: obelisk.storage.v1.LogBatch
+	(*LogTx)(nil),            // 2: obelisk.storage.v1.LogTx
+	(*LogAppend)(nil),        // 3: obelisk.storage.v1.LogAppend
+	(*LogResponse)(nil),      // 4: obelisk.storage.v1.LogResponse
+	(*LogLines)(nil),         // 5: obelisk.storage.v1.LogLines
+	(*LogLine)(nil),          // 6: obelisk.storage.v1.LogLine
+	(*LogKVCheck)(nil),       // 7: obelisk.storage.v1.LogKVCheck
+	(*LogKVWrite)(nil),       // 8: obelisk.storage.v1.LogKVWrite
+	(*LogScheduleWrite)(nil), // 9: obelisk.storage.v1.LogScheduleWrite
+	(*LogCachePut)(nil),      // 10: obelisk.storage.v1.LogCachePut
+	(*LogDeleteTrees)(nil),   // 11: obelisk.storage.v1.LogDeleteTrees
+	(*Event)(nil),            // 12: obelisk.storage.v1.Event
+	(*Response)(nil),         // 13: obelisk.storage.v1.Response
+	(*CronSchedule)(nil),     // 14: obelisk.storage.v1.CronSchedule
 }
 var file_obelisk_storage_v1_replicated_proto_depIdxs = []int32{
-	1,  // 0: obelisk.storage.v1.LogEntry.tx:type_name -> obelisk.storage.v1.LogTx
-	10, // 1: obelisk.storage.v1.LogEntry.delete_trees:type_name -> obelisk.storage.v1.LogDeleteTrees
-	2,  // 2: obelisk.storage.v1.LogTx.appends:type_name -> obelisk.storage.v1.LogAppend
-	3,  // 3: obelisk.storage.v1.LogTx.responses:type_name -> obelisk.storage.v1.LogResponse
-	4,  // 4: obelisk.storage.v1.LogTx.logs:type_name -> obelisk.storage.v1.LogLines
-	6,  // 5: obelisk.storage.v1.LogTx.kv_checks:type_name -> obelisk.storage.v1.LogKVCheck
-	7,  // 6: obelisk.storage.v1.LogTx.kv:type_name -> obelisk.storage.v1.LogKVWrite
-	8,  // 7: obelisk.storage.v1.LogTx.schedules:type_name -> obelisk.storage.v1.LogScheduleWrite
-	9,  // 8: obelisk.storage.v1.LogTx.cache:type_name -> obelisk.storage.v1.LogCachePut
-	11, // 9: obelisk.storage.v1.LogAppend.events:type_name -> obelisk.storage.v1.Event
-	12, // 10: obelisk.storage.v1.LogAppend.responses:type_name -> obelisk.storage.v1.Response
-	12, // 11: obelisk.storage.v1.LogResponse.response:type_name -> obelisk.storage.v1.Response
-	5,  // 12: obelisk.storage.v1.LogLines.lines:type_name -> obelisk.storage.v1.LogLine
-	13, // 13: obelisk.storage.v1.LogScheduleWrite.schedule:type_name -> obelisk.storage.v1.CronSchedule
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 0: obelisk.storage.v1.LogEntry.batch:type_name -> obelisk.storage.v1.LogBatch
+	11, // 1: obelisk.storage.v1.LogEntry.delete_trees:type_name -> obelisk.storage.v1.LogDeleteTrees
+	2,  // 2: obelisk.storage.v1.LogBatch.txs:type_name -> obelisk.storage.v1.LogTx
+	3,  // 3: obelisk.storage.v1.LogTx.appends:type_name -> obelisk.storage.v1.LogAppend
+	4,  // 4: obelisk.storage.v1.LogTx.responses:type_name -> obelisk.storage.v1.LogResponse
+	5,  // 5: obelisk.storage.v1.LogTx.logs:type_name -> obelisk.storage.v1.LogLines
+	7,  // 6: obelisk.storage.v1.LogTx.kv_checks:type_name -> obelisk.storage.v1.LogKVCheck
+	8,  // 7: obelisk.storage.v1.LogTx.kv:type_name -> obelisk.storage.v1.LogKVWrite
+	9,  // 8: obelisk.storage.v1.LogTx.schedules:type_name -> obelisk.storage.v1.LogScheduleWrite
+	10, // 9: obelisk.storage.v1.LogTx.cache:type_name -> obelisk.storage.v1.LogCachePut
+	12, // 10: obelisk.storage.v1.LogAppend.events:type_name -> obelisk.storage.v1.Event
+	13, // 11: obelisk.storage.v1.LogAppend.responses:type_name -> obelisk.storage.v1.Response
+	13, // 12: obelisk.storage.v1.LogResponse.response:type_name -> obelisk.storage.v1.Response
+	6,  // 13: obelisk.storage.v1.LogLines.lines:type_name -> obelisk.storage.v1.LogLine
+	14, // 14: obelisk.storage.v1.LogScheduleWrite.schedule:type_name -> obelisk.storage.v1.CronSchedule
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_storage_v1_replicated_proto_init() }
@@ -941,7 +1000,7 @@ func file_obelisk_storage_v1_replicated_proto_init() {
 	file_obelisk_storage_v1_events_proto_init()
 	file_obelisk_storage_v1_schedule_proto_init()
 	file_obelisk_storage_v1_replicated_proto_msgTypes[0].OneofWrappers = []any{
-		(*LogEntry_Tx)(nil),
+		(*LogEntry_Batch)(nil),
 		(*LogEntry_DeleteTrees)(nil),
 	}
 	type x struct{}
@@ -950,7 +1009,7 @@ func file_obelisk_storage_v1_replicated_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_storage_v1_replicated_proto_rawDesc), len(file_obelisk_storage_v1_replicated_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
