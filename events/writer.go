@@ -259,7 +259,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	if s.opts.OnGroupCommit != nil {
+	if s.opts.OnGroupCommit != nil && len(oks) > 0 { // not a batch of a log position alone
 		s.opts.OnGroupCommit(len(oks), int(batch.Count()), time.Since(started))
 	}
 	s.applied = applied
