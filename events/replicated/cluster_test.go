@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -438,4 +439,27 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("the restarted node did not catch up: %v", err)
 		}
 	})
+}
+
+// TestSingleServer: one server, the stream R1, as a single node with a log would run;
+// a stream asked with another replication factor than it has is refused.
+func TestSingleServer(t *testing.T) {
+	c := startCluster(t, 1)
+	dir := t.TempDir()
+	s := c.open(t, 0, "SINGLE", dir)
+	if err := runTree(context.Background(), s, "E_1"); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, s)
+	nc, err := nats.Connect("nats://" + c.cfgs[0].Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = replicated.Open(ctx, t.TempDir(), replicated.Options{Conn: nc, Stream: "SINGLE", Replicas: 3, Logger: quiet()})
+	if err == nil || !strings.Contains(err.Error(), "has 1 replicas, 3 asked") {
+		t.Fatalf("a stream R1 opened as R3: %v", err)
+	}
 }
