@@ -107,6 +107,8 @@ type PebbleStore struct {
 	global globalLog // positions of the global event log (global.go)
 	// pending counts the pending index by queue (pending.go); the writer owns writes.
 	pending pendingCounts
+	// applied is the last replicated log entry applied (applied.go); the writer owns it.
+	applied uint64
 
 	closeOnce sync.Once
 }
@@ -176,6 +178,10 @@ func open(dir string, opts Options, lock *pebble.Lock) (*PebbleStore, error) {
 		return nil, err
 	}
 	if err := s.initGlobal(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.initApplied(); err != nil {
 		db.Close()
 		return nil, err
 	}

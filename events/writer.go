@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -34,6 +35,8 @@ type commitReq struct {
 	// batch of its own, synced if sync.
 	step func(b *pebble.Batch) (publish func(), err error)
 	sync bool
+	// seq, when not 0, is the tx's sequence in a replicated log (applied.go).
+	seq uint64
 	// took: how long the writer worked on the step (set before its result is sent),
 	// the deletion's pacing counts it, not the wait for the writer.
 	took   time.Duration
@@ -57,6 +60,18 @@ func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb
 
 // send queues req for the writer and waits for its verdict, which it leaves in req.
 func (s *PebbleStore) send(ctx context.Context, req *commitReq) (err error) {
+	if err := s.queue(ctx, req); err != nil {
+		return err
+	}
+	// Once queued the request will be applied or rejected; wait for the verdict even if
+	// ctx ends, so the caller never mistakes a durable write for a failed one.
+	r := <-req.result
+	req.states = r.states
+	return r.err
+}
+
+// queue queues req for the writer.
+func (s *PebbleStore) queue(ctx context.Context, req *commitReq) (err error) {
 	defer func() {
 		if r := recover(); r != nil { // send on closed channel
 			err = ErrClosed
@@ -70,14 +85,10 @@ func (s *PebbleStore) send(ctx context.Context, req *commitReq) (err error) {
 	}
 	select {
 	case s.reqs <- req:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// Once queued the request will be applied or rejected; wait for the verdict even if
-	// ctx ends, so the caller never mistakes a durable write for a failed one.
-	r := <-req.result
-	req.states = r.states
-	return r.err
 }
 
 // commitBatch commits a group's batch. Pebble panics, directly or through
@@ -147,7 +158,16 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	var oks []ok
 	pos := s.global.last.Load() // the last global position; the group's events follow
 	var refused error           // Options.BeforeCommit refused group[i:]
+	applied := s.applied        // the last log entry decided (applied.go)
 	for i, req := range group {
+		if req.seq != 0 {
+			if req.seq <= applied {
+				req.result <- commitResult{err: fmt.Errorf("apply log entry %d (applied through %d): %w", req.seq, applied, ErrAlreadyApplied)}
+				continue
+			}
+			// Decided from here on, whether it folds or not; a refusal below undoes it.
+			applied = req.seq
+		}
 		// KV first: a KV conflict, the likely refusal of a KV Tx, must leave no trace
 		// in the group, and apply records the responses it delivers.
 		kvOps, kvValues, err := g.kvOps(req.tx)
@@ -168,6 +188,10 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if s.opts.BeforeCommit != nil {
 			if refused = s.opts.BeforeCommit(slices.Collect(maps.Values(overlay))); refused != nil {
 				group = group[i:]
+				applied = s.applied
+				for _, o := range oks {
+					applied = max(applied, o.req.seq)
+				}
 				break
 			}
 		}
@@ -199,7 +223,9 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		// store stops: a crash right after them.
 		defer s.refuse(group, refused)
 	}
-	if len(oks) == 0 {
+	if applied != s.applied {
+		_ = batch.Set(appliedKey, binary.BigEndian.AppendUint64(nil, applied), nil)
+	} else if len(oks) == 0 {
 		return
 	}
 	changed := make([]*pb.ExecutionState, 0, len(g.working))
@@ -235,9 +261,10 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	if s.opts.OnGroupCommit != nil {
+	if s.opts.OnGroupCommit != nil && len(oks) > 0 { // not a batch of a log position alone
 		s.opts.OnGroupCommit(len(oks), int(batch.Count()), time.Since(started))
 	}
+	s.applied = applied
 	s.publishPositions(pos)
 	s.pending.apply(pending)
 	for _, st := range changed {
