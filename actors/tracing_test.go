@@ -50,7 +50,12 @@ func TestFinishedExecutionEmitsItsSpan(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// The span is emitted by the store's commit hook, which runs after the committer
+	// has its answer.
 	spans := exp.GetSpans()
+	for wait := time.Now().Add(10 * time.Second); len(spans) == 0 && time.Now().Before(wait); spans = exp.GetSpans() {
+		time.Sleep(time.Millisecond)
+	}
 	if len(spans) != 1 {
 		t.Fatalf("%d spans, want the execution's", len(spans))
 	}
