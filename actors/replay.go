@@ -43,6 +43,26 @@ var errReplayEnd = errors.New("shadow replay: the workflow went past its recorde
 // nothing, so only a workflow that loops without host calls can take this long.
 const maxReplayDuration = 2 * time.Minute
 
+// replayBound is how long a shadow replay of st may run: maxReplayDuration, or, for an
+// execution that finished timed out (its runs ran past their locks), long enough to
+// tell a run that stops from one that spins as those did, and no longer: a replay does
+// in a fraction of a lock what a run does in one.
+func replayBound(c *Component, st *pb.ExecutionState) time.Duration {
+	if !timedOut(st) {
+		return maxReplayDuration
+	}
+	return min(maxReplayDuration, max(10*c.Config.LockExpiry, 5*time.Second))
+}
+
+// timedOut reports whether st finished as timed out.
+func timedOut(st *pb.ExecutionState) bool {
+	if st.Status != pb.Status_STATUS_FINISHED {
+		return false
+	}
+	res, err := events.ParseResult(st.Result)
+	return err == nil && res.Failure != nil && res.Failure.Kind == events.FailureTimedOut
+}
+
 // maxReplayLogLines bounds the guest log lines a replay report keeps (the last ones:
 // those before the divergence).
 const maxReplayLogLines = 1000
@@ -260,7 +280,8 @@ func checkReplayable(c *Component, st *pb.ExecutionState, pinned Function, what 
 // replay runs the workflow of st with component c on e, a sandbox engine, from the
 // history evs and the response log resps.
 func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState, evs []*pb.Event, resps []*pb.Response) (*ReplayReport, error) {
-	ctx, cancel := context.WithTimeout(ctx, maxReplayDuration)
+	outer := ctx
+	ctx, cancel := context.WithTimeout(ctx, replayBound(c, st))
 	defer cancel()
 	fx := &replayEffects{}
 	r := &workflowRun{
@@ -329,8 +350,12 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 			rep.Divergence = &ReplayDivergence{Index: recorded, Produced: produced,
 				Detail: fmt.Sprintf("the history ends with the result %s, the workflow now goes on: %s", clip.String(string(st.Result)), produced.Detail)}
 		}
+	case ctx.Err() != nil && outer.Err() == nil && r.pos >= recorded && timedOut(st):
+		// It runs on past its whole history without a host call, as the recorded runs
+		// did until their locks expired: the same outcome.
+		rep.Replayed, rep.OK = recorded, true
 	case ctx.Err() != nil:
-		return nil, fmt.Errorf("stopped after %s at history event %d of %d: %w", maxReplayDuration, r.pos, recorded, ctx.Err())
+		return nil, fmt.Errorf("stopped after %s at history event %d of %d: %w", replayBound(c, st), r.pos, recorded, ctx.Err())
 	default:
 		return nil, runErr
 	}

@@ -481,15 +481,28 @@ func (r *workflowRun) finishCall(ctx context.Context, js string) ([]byte, error)
 func (r *workflowRun) callable(ffqn string, raw json.RawMessage) (Function, []byte, error) {
 	replaying := r.pos < len(r.history)
 	fn, params, err := r.e.callable(r.c, ffqn, raw, !replaying)
-	if err != nil && replaying {
+	if err != nil && replaying && r.recordedRequest(ffqn) {
 		// The call was routed when it was recorded, and its child exists: a route that
 		// no longer resolves (a retired version's import, undeployed since) does not
-		// change what the history did. The function is then unknown (Function{}).
+		// change what the history did. The function is then unknown (Function{}). A
+		// call that was refused then (not recorded) is refused again, as it was.
 		if params, cerr := compactParams(raw); cerr == nil {
 			return Function{}, params, nil
 		}
 	}
 	return fn, params, err
+}
+
+// recordedRequest reports whether the history, where the replay stands, records a
+// request of a child of ffqn: next (a submit into a join set), or after the creation of
+// its one-off join set (a direct call).
+func (r *workflowRun) recordedRequest(ffqn string) bool {
+	for _, h := range r.history[r.pos:min(r.pos+2, len(r.history))] {
+		if c := h.GetJoinSetRequest().GetChild(); c != nil && c.Ffqn == ffqn {
+			return true
+		}
+	}
+	return false
 }
 
 // compactParams returns params (JSON, "" for none) compacted.
