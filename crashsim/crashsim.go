@@ -297,6 +297,15 @@ func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 	}
 	commits, _ := g.state()
 	out := &outcome{commits: commits, crashed: true}
+	// What the crash left must be a consistent store, before any recovery touches it:
+	// every state the fold of its events, every hash chain whole, every workflow
+	// replaying (as `obelisk verify` checks a stopped server's store).
+	if failures, err := verifyStore(ctx, s.config(dir, img, nil)); err != nil {
+		return nil, fmt.Errorf("verify the store after the crash: %w", err)
+	} else if failures != "" {
+		out.err = "the store after the crash: " + failures
+		return out, nil
+	}
 	r, err := actors.New(ctx, s.config(dir, img, nil))
 	if err != nil {
 		return nil, fmt.Errorf("restart after the crash: %w", err)
@@ -308,14 +317,6 @@ func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 		if _, err := r.State(ctx, s.id); err != nil {
 			return nil, fmt.Errorf("after the crash, the store lost the %d commits made before it: %w", len(commits), err)
 		}
-	}
-	// What the crash left must be a consistent store: every state the fold of its
-	// events, every hash chain whole, every workflow replaying.
-	if failures, err := verifyStore(ctx, r); err != nil {
-		return nil, fmt.Errorf("verify the store after the crash: %w", err)
-	} else if failures != "" {
-		out.err = "the store after the crash: " + failures
-		return out, nil
 	}
 	// Again, idempotently: the crash may have come before the submission's commit.
 	if err := s.submit(ctx, r); err != nil {
@@ -332,11 +333,16 @@ func (s *sim) run(ctx context.Context, after int) (*outcome, error) {
 	return out, nil
 }
 
-// verifyStore checks e's store as `obelisk verify` does and says what failed ("" if
-// nothing did).
-func verifyStore(ctx context.Context, e *actors.Engine) (string, error) {
+// verifyStore checks the store of cfg, read-only, as `obelisk verify` does and says what
+// failed ("" if nothing did).
+func verifyStore(ctx context.Context, cfg actors.Config) (string, error) {
+	e, err := actors.OpenOffline(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer e.Close(ctx)
 	var failures []string
-	_, err := e.Verify(ctx, func(f verify.Failure) error {
+	_, err = e.Verify(ctx, func(f verify.Failure) error {
 		failures = append(failures, fmt.Sprintf("%s %s: %s", f.ExecutionID, f.Check, f.Error))
 		return nil
 	})
