@@ -258,9 +258,11 @@ func (h *triggerHost) schedule(ctx context.Context, req []byte) ([]byte, error) 
 }
 
 // submit creates the execution through Submit, the API's path, and turns its errors
-// into host errors. Into a full queue (max_pending) it waits, for the retry delay the
-// refusal advises, until the execution is admitted: the trigger's call blocks, so it
-// takes no more from its source meanwhile (backpressure), and nothing it took is lost.
+// into host errors. Into a full queue (max_pending) it waits until the execution is
+// admitted: the trigger's call blocks, so it takes no more from its source meanwhile
+// (backpressure), and nothing it took is lost. It asks again after the retry delay the
+// refusal advises, or after a second if that is sooner: the advice, an estimate from the
+// queue's recent drain, is for remote clients; asking in process costs one Submit.
 func (h *triggerHost) submit(ctx context.Context, wantID, ffqn string, params []byte, opts ...SubmitOption) (string, error) {
 	id, _, err := h.e.Submit(ctx, wantID, ffqn, params, opts...)
 	for {
@@ -268,7 +270,7 @@ func (h *triggerHost) submit(ctx context.Context, wantID, ffqn string, params []
 		if !errors.As(err, &full) {
 			break
 		}
-		t := time.NewTimer(full.RetryAfter)
+		t := time.NewTimer(min(full.RetryAfter, time.Second))
 		select {
 		case <-ctx.Done():
 			t.Stop()
