@@ -97,6 +97,7 @@ type Store struct {
 	applied    atomic.Uint64 // Txs and deletions applied since Open
 	appliedSeq atomic.Uint64 // the last entry applied whole
 	openedAt   uint64        // the last position applied before Open
+	consumed   uint64        // the last entry consume took (its goroutine's)
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -155,7 +156,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		waiters: map[string]chan outcome{}, queue: make(chan queued, 1024), items: make(chan item, 1024), closing: make(chan struct{}),
 		resolved: make(chan struct{}), failed: make(chan struct{}),
 	}
-	if err := s.ensureStream(ctx); err != nil {
+	info, err := s.ensureStream(ctx)
+	if err != nil {
 		return nil, err
 	}
 	ps, err := events.Open(dir, opts.Pebble)
@@ -164,6 +166,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s.PebbleStore = ps
 	last, err := ps.LastApplied()
+	if err == nil {
+		err = s.checkStream(ctx, info, last)
+	}
 	if err != nil {
 		ps.Close()
 		return nil, err
@@ -175,6 +180,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		// From the entry of the last Tx applied: the writer refuses those of its Txs
 		// applied already (events.ErrAlreadyApplied), and applies the rest.
 		s.appliedSeq.Store(last>>16 - 1)
+		s.consumed = last>>16 - 1
 		cc = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: last >> 16}
 	}
 	cons, err := js.OrderedConsumer(ctx, opts.Stream, cc)
@@ -208,9 +214,45 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// ensureStream creates the stream, or checks the existing one is replicated as asked.
-// Retried while the cluster has no JetStream leader yet (its nodes starting).
-func (s *Store) ensureStream(ctx context.Context) error {
+// streamID is a stream's identity: its creation time, which a stream deleted and
+// created again under the same name does not keep.
+func streamID(info *jetstream.StreamInfo) string {
+	return info.Created.UTC().Format(time.RFC3339Nano)
+}
+
+// checkStream refuses a stream this node's local store, at position last, cannot go on
+// applying: another stream than the one it applied (deleted and created again), one
+// that lost entries (ending before the last one applied, or no longer holding the entry
+// to resume at), since the node would skip entries the others applied and fork from
+// them. A store that applied nothing yet is bound to the stream.
+func (s *Store) checkStream(ctx context.Context, info *jetstream.StreamInfo, last uint64) error {
+	id := streamID(info)
+	had, err := s.PebbleStore.LogID()
+	if err != nil {
+		return fmt.Errorf("open replicated store: %w", err)
+	}
+	st := info.State
+	// The entry the consumer resumes at: that of the last position applied, which
+	// may have been applied in part.
+	entry := max(last>>16, 1)
+	switch {
+	case last>>16 > st.LastSeq:
+		return fmt.Errorf("open replicated store: the local store applied stream %s up to entry %d, the stream ends at %d (entries lost?)", s.opts.Stream, last>>16, st.LastSeq)
+	case st.FirstSeq > entry:
+		return fmt.Errorf("open replicated store: the local store resumes stream %s at entry %d, the stream starts at %d (entries removed?)", s.opts.Stream, entry, st.FirstSeq)
+	case had != "" && had != id:
+		return fmt.Errorf("open replicated store: the local store applied stream %s created %s, the stream now is created %s (deleted and created again?): refusing to apply it", s.opts.Stream, had, id)
+	}
+	if had == "" {
+		return s.PebbleStore.SetLogID(ctx, id)
+	}
+	return nil
+}
+
+// ensureStream creates the stream, or checks the existing one is configured as asked,
+// and returns its info. Retried while the cluster has no JetStream leader yet (its nodes
+// starting).
+func (s *Store) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error) {
 	cfg := jetstream.StreamConfig{
 		Name: s.opts.Stream, Subjects: []string{s.subject}, Storage: jetstream.FileStorage,
 		Replicas: s.opts.Replicas, Duplicates: DefaultDuplicateWindow,
@@ -222,10 +264,14 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		info, err := s.js.Stream(actx, s.opts.Stream)
 		cancel()
 		if err == nil {
-			if r := info.CachedInfo().Config.Replicas; r != s.opts.Replicas {
-				return fmt.Errorf("open replicated store: stream %s has %d replicas, %d asked", s.opts.Stream, r, s.opts.Replicas)
+			ci := info.CachedInfo()
+			if r := ci.Config.Replicas; r != s.opts.Replicas {
+				return nil, fmt.Errorf("open replicated store: stream %s has %d replicas, %d asked", s.opts.Stream, r, s.opts.Replicas)
 			}
-			return nil
+			if err := keepsEveryEntry(ci.Config); err != nil {
+				return nil, fmt.Errorf("open replicated store: stream %s: %w", s.opts.Stream, err)
+			}
+			return ci, nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -238,10 +284,24 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		s.opts.Logger.Debug("replicated store: stream not ready", "stream", s.opts.Stream, "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("open replicated store: stream %s: %w (last: %v)", s.opts.Stream, ctx.Err(), err)
+			return nil, fmt.Errorf("open replicated store: stream %s: %w (last: %v)", s.opts.Stream, ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// keepsEveryEntry refuses a stream configured (by an operator, or another version) to
+// drop entries: the log is the store, and a node that misses an entry forks.
+func keepsEveryEntry(c jetstream.StreamConfig) error {
+	switch {
+	case c.Retention != jetstream.LimitsPolicy:
+		return fmt.Errorf("retention %v, want limits (an entry is kept until every node applied it)", c.Retention)
+	case c.Discard != jetstream.DiscardNew:
+		return fmt.Errorf("discard %v, want new (a full stream refuses an entry rather than drop an old one)", c.Discard)
+	case c.MaxMsgs > 0 || c.MaxBytes > 0 || c.MaxAge > 0 || c.MaxMsgsPerSubject > 0:
+		return fmt.Errorf("limits set (max msgs %d, bytes %d, age %v, msgs per subject %d), which drop entries", c.MaxMsgs, c.MaxBytes, c.MaxAge, c.MaxMsgsPerSubject)
+	}
+	return nil
 }
 
 // Commit publishes what of tx is replicated and returns its outcome once this node
@@ -425,6 +485,16 @@ func (s *Store) consume(msg jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
+	if s.Err() != nil {
+		return
+	}
+	// The ordered consumer skips an entry removed from the stream without a word:
+	// applying the next one would fork this node from those that applied it.
+	if seq != s.consumed+1 {
+		s.fail(fmt.Errorf("apply the log: entry %d follows entry %d (entries removed from stream %s?)", seq, s.consumed, s.opts.Stream))
+		return
+	}
+	s.consumed = seq
 	var e pb.LogEntry
 	if err := proto.Unmarshal(msg.Data(), &e); err != nil {
 		// An entry this node cannot read: applying the ones after it would fork this
