@@ -59,8 +59,10 @@ type Options struct {
 	// Replicas is the stream's replication factor: 3 in a three-server cluster, 1 for a
 	// single server (0: 1).
 	Replicas int
-	// PublishTimeout bounds one attempt to publish an entry (0: DefaultPublishTimeout);
-	// a failed attempt is retried, with the same message ID, until the Commit's ctx ends.
+	// PublishTimeout bounds one attempt to publish an entry (0: DefaultPublishTimeout).
+	// A failed attempt is retried, with the same message ID, for half the stream's
+	// duplicate window (a minute by default), and then the store fails: a retry after
+	// the window could store the entry twice, had an earlier attempt landed.
 	PublishTimeout time.Duration
 	// Pebble configures the local store (NoSync is set: see Open); MaxLogsPerExecution must be the same on every
 	// node (it decides which log lines are kept).
@@ -73,11 +75,12 @@ type Options struct {
 type Store struct {
 	*events.PebbleStore // the local projection: every read
 
-	opts    Options
-	js      jetstream.JetStream
-	subject string
-	maxSize int
-	cons    jetstream.ConsumeContext
+	opts     Options
+	retryFor time.Duration // how long a publish is retried: half the duplicate window
+	js       jetstream.JetStream
+	subject  string
+	maxSize  int
+	cons     jetstream.ConsumeContext
 
 	mu      sync.Mutex
 	waiters map[string]chan outcome // by Tx ID, the Commits of this node waiting
@@ -160,6 +163,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.retryFor = info.Config.Duplicates / 2
 	ps, err := events.Open(dir, opts.Pebble)
 	if err != nil {
 		return nil, err
@@ -329,7 +333,9 @@ func (s *Store) Commit(ctx context.Context, tx *events.Tx) (map[string]*pb.Execu
 	case <-s.closing:
 		return nil, events.ErrClosed
 	}
-	o := s.await(ctx, m.Id, ch)
+	// Handed to a publisher, the Tx may be in the log whatever ctx says: its verdict is
+	// the answer (the publisher gives up within the duplicate window, failing the store).
+	o := s.await(m.Id, ch)
 	if o.err != nil || len(tx.Snapshots) == 0 {
 		return o.states, o.err
 	}
@@ -360,7 +366,7 @@ func (s *Store) DeleteTrees(ctx context.Context, roots []string) (events.Deleted
 		s.forget(id)
 		return events.Deleted{}, fmt.Errorf("delete %d trees: %w", len(roots), err)
 	}
-	o := s.await(ctx, id, ch)
+	o := s.await(id, ch) // in the log: it runs whatever ctx says
 	return o.deleted, o.err
 }
 
@@ -422,15 +428,26 @@ func (s *Store) publisher() {
 
 // publish appends entry b to the log under message ID id, retried (the same ID: a
 // publish that did land is stored once, within the stream's duplicate window) until it
-// is acknowledged or ctx ends.
+// is acknowledged or ctx ends. It gives up well within the duplicate window, which
+// fails the store: the entry may have landed, and another attempt could store it twice.
 func (s *Store) publish(ctx context.Context, b []byte, id string) error {
 	msg := &nats.Msg{Subject: s.subject, Data: b}
+	giveUp := time.Now().Add(s.retryFor)
 	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+		deadline := time.Now().Add(s.opts.PublishTimeout)
+		if giveUp.Before(deadline) {
+			deadline = giveUp
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
 		_, err := s.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id))
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if !time.Now().Before(giveUp) {
+			err = fmt.Errorf("publish to %s: no acknowledgement in %v (%d attempts; half the stream's duplicate window, after which a retry could store the entry twice): %w", s.subject, s.retryFor, attempt, err)
+			s.fail(err)
+			return err
 		}
 		s.opts.Logger.Debug("replicated store: publish failed, retrying", "attempt", attempt, "err", err)
 		select {
@@ -458,14 +475,11 @@ func (s *Store) forget(id string) {
 	s.mu.Unlock()
 }
 
-// await waits for the outcome of id, on ch, until ctx ends or the store closes or fails.
-func (s *Store) await(ctx context.Context, id string, ch chan outcome) outcome {
+// await waits for the outcome of id, on ch, until the store closes or fails.
+func (s *Store) await(id string, ch chan outcome) outcome {
 	select {
 	case o := <-ch:
 		return o
-	case <-ctx.Done():
-		s.forget(id)
-		return outcome{err: fmt.Errorf("commit: not applied on this node yet (it may still be): %w", ctx.Err())}
 	case <-s.closing:
 		s.forget(id)
 		return outcome{err: events.ErrClosed}
