@@ -48,6 +48,19 @@ type versionRecord struct {
 	Deployed bool `json:"deployed,omitempty"`
 }
 
+// load returns the configuration that loads version rec from files: its file, whose
+// bytes are checked against the digest. The error matches wasmstore.ErrNotFound when
+// the file is not there (Path then names the file expected).
+func (rec versionRecord) load(files *wasmstore.Store) (ComponentConfig, error) {
+	p, err := files.Path(rec.Digest)
+	if err == nil {
+		_, err = files.Get(rec.Digest)
+	}
+	cfg := rec.Config
+	cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
+	return cfg, err
+}
+
 type versionsDoc struct {
 	// Versions by component ID.
 	Versions map[string]versionRecord `json:"versions"`
@@ -145,10 +158,7 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 			delete(v.doc.Versions, id)
 			continue
 		}
-		p, err := v.files.Path(rec.Digest)
-		if err == nil {
-			_, err = v.files.Get(rec.Digest) // checks the bytes against the digest
-		}
+		cfg, err := rec.load(v.files)
 		if errors.Is(err, wasmstore.ErrNotFound) {
 			delete(v.doc.Versions, id) // its executions run as if unrecorded
 			continue
@@ -158,8 +168,6 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 		}
 		rec.Deployed = false
 		v.doc.Versions[id] = rec
-		cfg := rec.Config
-		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		retired = append(retired, cfg)
 		v.live[id] = live[id]
 	}
