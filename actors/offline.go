@@ -96,7 +96,12 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 	for id := range doc.Versions {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
+	// In the order the server deployed them (records without one: by ID), for the
+	// registry to pick the newest exporter of a function as the server did.
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := doc.Versions[ids[i]].Order, doc.Versions[ids[j]].Order
+		return a < b || a == b && ids[i] < ids[j]
+	})
 	unavailable = map[string]error{}
 	// Only the pinned workflows' modules are compiled: a replay runs no other code (a
 	// child's response is its recorded one). The others are loaded for their

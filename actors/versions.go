@@ -46,6 +46,11 @@ type versionRecord struct {
 	// Deployed: the configuration of the last start deployed it; otherwise it is a
 	// retired version. An offline check (OpenOffline) rebuilds the registry from it.
 	Deployed bool `json:"deployed,omitempty"`
+	// Order is 1 + its place in the configuration that deployed it last: of two
+	// components exporting a function, the one declared later is the newest
+	// (buildRegistry), which an offline check must pick as the server did. 0 in a
+	// record written before it was kept.
+	Order int `json:"order,omitempty"`
 }
 
 // load returns the configuration that loads version rec from files: its file, whose
@@ -122,7 +127,7 @@ func componentID(t ComponentType, name, digest string) string {
 // version; it returns their IDs.
 func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
 	ids := map[string]bool{}
-	for _, cfg := range cfgs {
+	for i, cfg := range cfgs {
 		if cfg.Path == "" || cfg.Type == ActivityNative || cfg.Type == ActivityStub && cfg.WIT != "" {
 			continue // no file: loadComponent reports a missing one
 		}
@@ -135,7 +140,7 @@ func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
 			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 		}
 		id := componentID(cfg.Type, cfg.Name, digest)
-		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg, Deployed: true}
+		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg, Deployed: true, Order: i + 1}
 		rec.Config.Path = ""
 		v.doc.Versions[id] = rec
 		ids[id] = true
