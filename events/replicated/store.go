@@ -164,6 +164,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.retryFor = info.Config.Duplicates / 2
+	if s.retryFor <= 0 {
+		s.retryFor = DefaultDuplicateWindow / 2 // the server's default window
+	}
 	ps, err := events.Open(dir, opts.Pebble)
 	if err != nil {
 		return nil, err
@@ -310,7 +313,8 @@ func keepsEveryEntry(c jetstream.StreamConfig) error {
 
 // Commit publishes what of tx is replicated and returns its outcome once this node
 // applied it; its snapshots are then stored locally. A Tx of snapshots alone is stored
-// locally only.
+// locally only. ctx bounds the wait for a publisher only: a Tx handed to one may be in
+// the log, and Commit returns its verdict (or the store's failure) whatever ctx says.
 func (s *Store) Commit(ctx context.Context, tx *events.Tx) (map[string]*pb.ExecutionState, error) {
 	if !replicatedPart(tx) {
 		return s.PebbleStore.Commit(ctx, tx)
