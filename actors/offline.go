@@ -96,7 +96,12 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 	for id := range doc.Versions {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
+	// In the order the server deployed them (records without one: by ID), for the
+	// registry to pick the newest exporter of a function as the server did.
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := doc.Versions[ids[i]].Order, doc.Versions[ids[j]].Order
+		return a < b || a == b && ids[i] < ids[j]
+	})
 	unavailable = map[string]error{}
 	// Only the pinned workflows' modules are compiled: a replay runs no other code (a
 	// child's response is its recorded one). The others are loaded for their
@@ -113,22 +118,17 @@ func loadRecorded(ctx context.Context, comp compiler, dataDir string, doc versio
 	var deployed []bool
 	for _, id := range ids {
 		rec := doc.Versions[id]
-		p, err := files.Path(rec.Digest)
-		if err == nil {
-			_, err = files.Get(rec.Digest) // checks the bytes against the digest
-		}
+		cfg, err := rec.load(files)
 		if errors.Is(err, wasmstore.ErrNotFound) {
 			unavailable[id] = fmt.Errorf("component version %s is not in the component store %s (deleted, or the data directory was copied without it): "+
 				"copy the file %s from the server's data directory or a backup (its name is the digest), or deploy that version again",
-				id, files.Dir(), filepath.Base(p))
+				id, files.Dir(), filepath.Base(cfg.Path))
 			continue
 		}
 		if err != nil {
 			unavailable[id] = fmt.Errorf("component version %s: %w: copy it again from the server's data directory or a backup", id, err)
 			continue
 		}
-		cfg := rec.Config
-		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		cfgs, cfgIDs, deployed = append(cfgs, cfg), append(cfgIDs, id), append(deployed, rec.Deployed)
 		if _, ok := pinned[id]; rec.Type == Workflow && (ok || unrecorded && rec.Deployed) {
 			only.digests[rec.Digest] = true

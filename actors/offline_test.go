@@ -42,6 +42,7 @@ func TestOpenOffline(t *testing.T) {
 	onV1 := submitFinished(t, e, "testing:fibo-workflow/workflow.fiboa", "[5, 2]", "fibo-workflow")
 	onV2 := submitFinished(t, e, "testing:fibo-workflow/workflow.fiboa", "[5, 2]", "fibo-workflow-v2")
 	v1 := e.reg.byName["fibo-workflow"]
+	serverFiboa := e.reg.byFFQN["testing:fibo-workflow/workflow.fiboa"].Component.Config.Name
 
 	offline := Config{DataDir: data, Logger: quiet, Modules: mods}
 	if o, err := OpenOffline(ctx, offline); !errors.Is(err, events.ErrLocked) {
@@ -61,6 +62,12 @@ func TestOpenOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer o.Close(ctx)
+		// fiboa's newest exporter is the one the server had (declared later), not the
+		// first by component ID.
+		const fiboa = "testing:fibo-workflow/workflow.fiboa"
+		if got, want := o.reg.byFFQN[fiboa].Component.Config.Name, serverFiboa; got != want {
+			t.Errorf("offline registry: %s exported by %s, the server's by %s", fiboa, got, want)
+		}
 		// Only the pinned workflows' modules are compiled; the activity's never runs.
 		if o.reg.byName["fibo"] == nil || o.reg.byName["fibo"].module != nil || o.reg.byName["fibo-workflow-v2"].module == nil {
 			t.Errorf("offline registry: fibo %+v, fibo-workflow-v2 %+v", o.reg.byName["fibo"], o.reg.byName["fibo-workflow-v2"])

@@ -46,6 +46,24 @@ type versionRecord struct {
 	// Deployed: the configuration of the last start deployed it; otherwise it is a
 	// retired version. An offline check (OpenOffline) rebuilds the registry from it.
 	Deployed bool `json:"deployed,omitempty"`
+	// Order is 1 + its place in the configuration that deployed it last: of two
+	// components exporting a function, the one declared later is the newest
+	// (buildRegistry), which an offline check must pick as the server did. 0 in a
+	// record written before it was kept.
+	Order int `json:"order,omitempty"`
+}
+
+// load returns the configuration that loads version rec from files: its file, whose
+// bytes are checked against the digest. The error matches wasmstore.ErrNotFound when
+// the file is not there (Path then names the file expected).
+func (rec versionRecord) load(files *wasmstore.Store) (ComponentConfig, error) {
+	p, err := files.Path(rec.Digest)
+	if err == nil {
+		_, err = files.Get(rec.Digest)
+	}
+	cfg := rec.Config
+	cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
+	return cfg, err
 }
 
 type versionsDoc struct {
@@ -109,7 +127,7 @@ func componentID(t ComponentType, name, digest string) string {
 // version; it returns their IDs.
 func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
 	ids := map[string]bool{}
-	for _, cfg := range cfgs {
+	for i, cfg := range cfgs {
 		if cfg.Path == "" || cfg.Type == ActivityNative || cfg.Type == ActivityStub && cfg.WIT != "" {
 			continue // no file: loadComponent reports a missing one
 		}
@@ -122,7 +140,7 @@ func (v *versions) deploy(cfgs []ComponentConfig) (map[string]bool, error) {
 			return nil, fmt.Errorf("component %q: %w", cfg.Name, err)
 		}
 		id := componentID(cfg.Type, cfg.Name, digest)
-		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg, Deployed: true}
+		rec := versionRecord{Type: cfg.Type, Name: cfg.Name, Digest: digest, Config: cfg, Deployed: true, Order: i + 1}
 		rec.Config.Path = ""
 		v.doc.Versions[id] = rec
 		ids[id] = true
@@ -145,10 +163,7 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 			delete(v.doc.Versions, id)
 			continue
 		}
-		p, err := v.files.Path(rec.Digest)
-		if err == nil {
-			_, err = v.files.Get(rec.Digest) // checks the bytes against the digest
-		}
+		cfg, err := rec.load(v.files)
 		if errors.Is(err, wasmstore.ErrNotFound) {
 			delete(v.doc.Versions, id) // its executions run as if unrecorded
 			continue
@@ -158,8 +173,6 @@ func (v *versions) retire(deployed map[string]bool, live map[string]int) (retire
 		}
 		rec.Deployed = false
 		v.doc.Versions[id] = rec
-		cfg := rec.Config
-		cfg.Path, cfg.Name, cfg.Type = p, rec.Name, rec.Type
 		retired = append(retired, cfg)
 		v.live[id] = live[id]
 	}

@@ -93,3 +93,32 @@ func (s *PebbleStore) initApplied() error {
 	s.applied = seq
 	return err
 }
+
+// logIDKey holds the identity of the log the positions in appliedKey are of (the
+// replicated store's stream): a position means nothing in another log.
+var logIDKey = key(tagMeta, []byte("log-id"))
+
+// LogID returns the identity of the log this store applies, recorded by SetLogID ("":
+// none yet).
+func (s *PebbleStore) LogID() (string, error) {
+	v, closer, err := s.db.Get(logIDKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the applied log's identity: %w", err)
+	}
+	defer closer.Close()
+	return string(v), nil
+}
+
+// SetLogID records id as the identity of the log this store applies, synced.
+func (s *PebbleStore) SetLogID(ctx context.Context, id string) error {
+	err := s.runStep(ctx, true, func(b *pebble.Batch) (func(), error) {
+		return nil, b.Set(logIDKey, []byte(id), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("record the applied log's identity: %w", err)
+	}
+	return nil
+}

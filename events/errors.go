@@ -47,6 +47,25 @@ func (e *FailedError) Error() string {
 // Unwrap makes the error match ErrFailed and the cause.
 func (e *FailedError) Unwrap() []error { return []error{ErrFailed, e.Err} }
 
+// readError is a read of the store that failed while a Tx was folded: unlike a refusal,
+// it says nothing of the Tx, only of this node's disk, and another node folding the
+// same Tx decides otherwise.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+func readFailed(err error) error { return &readError{err: err} }
+
+// decidedRefusal tells whether err, the refusal of a Tx by the fold, is the Tx's: the
+// same on every node that applied the same log before it, so that a logged Tx's
+// position is recorded with it. A failed read, or the store failed or closed, is this
+// node's: recording the position would skip a Tx the other nodes applied.
+func decidedRefusal(err error) bool {
+	var re *readError
+	return !errors.As(err, &re) && !errors.Is(err, ErrFailed) && !errors.Is(err, ErrClosed)
+}
+
 // ErrConflict is matched (errors.Is) by ConflictError and KVConflictError: a Tx refused
 // because something it expected (a stream's version, a run's lock, a key's value) is no
 // longer so. Nothing of the Tx was written; the caller may read again and retry.

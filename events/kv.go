@@ -146,7 +146,7 @@ func (g *groupState) kvCurrent(k []byte) (kvValue, error) {
 		return kvValue{}, nil
 	}
 	if err != nil {
-		return kvValue{}, err
+		return kvValue{}, readFailed(err)
 	}
 	defer closer.Close()
 	return kvValue{v: string(v), ok: true}, nil

@@ -165,7 +165,7 @@ func (s *PebbleStore) logStats(id string) (LogStats, error) {
 		return LogStats{}, nil
 	}
 	if err != nil {
-		return LogStats{}, fmt.Errorf("read log meta of %s: %w", id, err)
+		return LogStats{}, readFailed(fmt.Errorf("read log meta of %s: %w", id, err))
 	}
 	defer closer.Close()
 	st, err := decodeLogStats(v)

@@ -41,12 +41,12 @@ func (s *PebbleStore) loadState(id string) (*pb.ExecutionState, error) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read state of %s: %w", id, err)
+		return nil, readFailed(fmt.Errorf("read state of %s: %w", id, err))
 	}
 	defer closer.Close()
 	st = &pb.ExecutionState{}
 	if err := proto.Unmarshal(v, st); err != nil {
-		return nil, fmt.Errorf("decode state of %s: %w", id, err)
+		return nil, readFailed(fmt.Errorf("decode state of %s: %w", id, err))
 	}
 	return st, nil
 }

@@ -199,7 +199,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			closer.Close()
 			continue
 		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return nil, nil, nil, fmt.Errorf("respond to %s: %w", r.ExecutionID, err)
+			return nil, nil, nil, readFailed(fmt.Errorf("respond to %s: %w", r.ExecutionID, err))
 		}
 		st, err := get(r.ExecutionID)
 		if err != nil {
@@ -337,7 +337,7 @@ func (g *groupState) forgetDelay(id string, requested []*pb.DelayRequest) ([]kv,
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read delay %s: %w", id, err)
+		return nil, readFailed(fmt.Errorf("read delay %s: %w", id, err))
 	}
 	at := int64(binary.BigEndian.Uint64(v))
 	closer.Close()

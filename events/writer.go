@@ -157,7 +157,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	}
 	var oks []ok
 	pos := s.global.last.Load() // the last global position; the group's events follow
-	var refused error           // Options.BeforeCommit refused group[i:]
+	var refused error           // Options.BeforeCommit, or a failed read of a logged Tx, refused group[i:]
 	applied := s.applied        // the last log entry decided (applied.go)
 	for i, req := range group {
 		if req.seq != 0 {
@@ -171,29 +171,35 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		// KV first: a KV conflict, the likely refusal of a KV Tx, must leave no trace
 		// in the group, and apply records the responses it delivers.
 		kvOps, kvValues, err := g.kvOps(req.tx)
-		if err != nil {
-			req.result <- commitResult{err: err}
-			continue
+		var schedOps, ops []kv
+		var overlay map[string]*pb.ExecutionState
+		var logStats map[string]LogStats
+		if err == nil {
+			schedOps, err = scheduleOps(req.tx)
 		}
-		schedOps, err := scheduleOps(req.tx)
-		if err != nil {
-			req.result <- commitResult{err: err}
-			continue
+		if err == nil {
+			ops, overlay, logStats, err = g.apply(req.tx)
 		}
-		ops, overlay, logStats, err := g.apply(req.tx)
-		if err != nil {
-			req.result <- commitResult{err: err}
-			continue
+		if err == nil && s.opts.BeforeCommit != nil {
+			refused = s.opts.BeforeCommit(slices.Collect(maps.Values(overlay)))
 		}
-		if s.opts.BeforeCommit != nil {
-			if refused = s.opts.BeforeCommit(slices.Collect(maps.Values(overlay))); refused != nil {
-				group = group[i:]
-				applied = s.applied
-				for _, o := range oks {
-					applied = max(applied, o.req.seq)
-				}
-				break
+		if err != nil && req.seq != 0 && !decidedRefusal(err) {
+			// Not the Tx's refusal but this node's failure: its position stays
+			// undecided, and the store stops, so as not to skip a Tx the other nodes
+			// applied.
+			refused = fmt.Errorf("apply log entry %d: %w", req.seq, err)
+		}
+		if refused != nil {
+			group = group[i:]
+			applied = s.applied
+			for _, o := range oks {
+				applied = max(applied, o.req.seq)
 			}
+			break
+		}
+		if err != nil {
+			req.result <- commitResult{err: err}
+			continue
 		}
 		ops = append(ops, kvOps...)
 		ops = append(ops, schedOps...)

@@ -104,9 +104,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("nats", cfg.Name)
-	srv.SetLoggerV2(slogLogger{logger}, logger.Enabled(ctx, slog.LevelDebug), false, false)
+	// NATS reports what stops it starting (a port taken) through Fatalf, and then never
+	// becomes ready: the error is kept to end the wait with it.
+	sl := slogLogger{l: logger, fatal: make(chan error, 1)}
+	srv.SetLoggerV2(sl, logger.Enabled(ctx, slog.LevelDebug), false, false)
 	go srv.Start()
 	for !srv.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case err := <-sl.fatal:
+			srv.Shutdown()
+			return nil, fmt.Errorf("start nats node %s: %w", cfg.Name, err)
+		default:
+		}
 		if err := ctx.Err(); err != nil {
 			srv.Shutdown()
 			return nil, fmt.Errorf("start nats node %s: %w", cfg.Name, err)
@@ -156,12 +165,23 @@ func splitHostPort(addr string) (string, int, error) {
 	return h, port, nil
 }
 
-// slogLogger hands the server's messages to slog: notices are Info, traces Debug.
-type slogLogger struct{ l *slog.Logger }
+// slogLogger hands the server's messages to slog: notices are Info, traces Debug. The
+// first fatal message also goes to fatal.
+type slogLogger struct {
+	l     *slog.Logger
+	fatal chan error
+}
 
 func (s slogLogger) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
 func (s slogLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	s.l.Error(msg)
+	select {
+	case s.fatal <- errors.New(msg):
+	default:
+	}
+}
+func (s slogLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Tracef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +53,26 @@ func TestStartSingle(t *testing.T) {
 	}
 	if err := nc.Publish("x", []byte("y")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A port already taken ends Start with NATS's error, not a wait until ctx's deadline.
+func TestStartPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	n, err := natsnode.Start(ctx, natsnode.Config{Name: "a", StoreDir: t.TempDir(), Listen: l.Addr().String(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		n.Shutdown()
+		t.Fatal("started on a port taken")
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	if !strings.Contains(err.Error(), port) || ctx.Err() != nil {
+		t.Fatalf("got %v after %v, want an error naming port %s before the deadline", err, time.Since(start), port)
 	}
 }

@@ -59,8 +59,10 @@ type Options struct {
 	// Replicas is the stream's replication factor: 3 in a three-server cluster, 1 for a
 	// single server (0: 1).
 	Replicas int
-	// PublishTimeout bounds one attempt to publish an entry (0: DefaultPublishTimeout);
-	// a failed attempt is retried, with the same message ID, until the Commit's ctx ends.
+	// PublishTimeout bounds one attempt to publish an entry (0: DefaultPublishTimeout).
+	// A failed attempt is retried, with the same message ID, for half the stream's
+	// duplicate window (a minute by default), and then the store fails: a retry after
+	// the window could store the entry twice, had an earlier attempt landed.
 	PublishTimeout time.Duration
 	// Pebble configures the local store (NoSync is set: see Open); MaxLogsPerExecution must be the same on every
 	// node (it decides which log lines are kept).
@@ -73,11 +75,12 @@ type Options struct {
 type Store struct {
 	*events.PebbleStore // the local projection: every read
 
-	opts    Options
-	js      jetstream.JetStream
-	subject string
-	maxSize int
-	cons    jetstream.ConsumeContext
+	opts     Options
+	retryFor time.Duration // how long a publish is retried: half the duplicate window
+	js       jetstream.JetStream
+	subject  string
+	maxSize  int
+	cons     jetstream.ConsumeContext
 
 	mu      sync.Mutex
 	waiters map[string]chan outcome // by Tx ID, the Commits of this node waiting
@@ -97,6 +100,7 @@ type Store struct {
 	applied    atomic.Uint64 // Txs and deletions applied since Open
 	appliedSeq atomic.Uint64 // the last entry applied whole
 	openedAt   uint64        // the last position applied before Open
+	consumed   uint64        // the last entry consume took (its goroutine's)
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -155,8 +159,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		waiters: map[string]chan outcome{}, queue: make(chan queued, 1024), items: make(chan item, 1024), closing: make(chan struct{}),
 		resolved: make(chan struct{}), failed: make(chan struct{}),
 	}
-	if err := s.ensureStream(ctx); err != nil {
+	info, err := s.ensureStream(ctx)
+	if err != nil {
 		return nil, err
+	}
+	s.retryFor = info.Config.Duplicates / 2
+	if s.retryFor <= 0 {
+		s.retryFor = DefaultDuplicateWindow / 2 // the server's default window
 	}
 	ps, err := events.Open(dir, opts.Pebble)
 	if err != nil {
@@ -164,6 +173,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s.PebbleStore = ps
 	last, err := ps.LastApplied()
+	if err == nil {
+		err = s.checkStream(ctx, info, last)
+	}
 	if err != nil {
 		ps.Close()
 		return nil, err
@@ -175,6 +187,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		// From the entry of the last Tx applied: the writer refuses those of its Txs
 		// applied already (events.ErrAlreadyApplied), and applies the rest.
 		s.appliedSeq.Store(last>>16 - 1)
+		s.consumed = last>>16 - 1
 		cc = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: last >> 16}
 	}
 	cons, err := js.OrderedConsumer(ctx, opts.Stream, cc)
@@ -208,9 +221,45 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// ensureStream creates the stream, or checks the existing one is replicated as asked.
-// Retried while the cluster has no JetStream leader yet (its nodes starting).
-func (s *Store) ensureStream(ctx context.Context) error {
+// streamID is a stream's identity: its creation time, which a stream deleted and
+// created again under the same name does not keep.
+func streamID(info *jetstream.StreamInfo) string {
+	return info.Created.UTC().Format(time.RFC3339Nano)
+}
+
+// checkStream refuses a stream this node's local store, at position last, cannot go on
+// applying: another stream than the one it applied (deleted and created again), one
+// that lost entries (ending before the last one applied, or no longer holding the entry
+// to resume at), since the node would skip entries the others applied and fork from
+// them. A store that applied nothing yet is bound to the stream.
+func (s *Store) checkStream(ctx context.Context, info *jetstream.StreamInfo, last uint64) error {
+	id := streamID(info)
+	had, err := s.PebbleStore.LogID()
+	if err != nil {
+		return fmt.Errorf("open replicated store: %w", err)
+	}
+	st := info.State
+	// The entry the consumer resumes at: that of the last position applied, which
+	// may have been applied in part.
+	entry := max(last>>16, 1)
+	switch {
+	case last>>16 > st.LastSeq:
+		return fmt.Errorf("open replicated store: the local store applied stream %s up to entry %d, the stream ends at %d (entries lost?)", s.opts.Stream, last>>16, st.LastSeq)
+	case st.FirstSeq > entry:
+		return fmt.Errorf("open replicated store: the local store resumes stream %s at entry %d, the stream starts at %d (entries removed?)", s.opts.Stream, entry, st.FirstSeq)
+	case had != "" && had != id:
+		return fmt.Errorf("open replicated store: the local store applied stream %s created %s, the stream now is created %s (deleted and created again?): refusing to apply it", s.opts.Stream, had, id)
+	}
+	if had == "" {
+		return s.PebbleStore.SetLogID(ctx, id)
+	}
+	return nil
+}
+
+// ensureStream creates the stream, or checks the existing one is configured as asked,
+// and returns its info. Retried while the cluster has no JetStream leader yet (its nodes
+// starting).
+func (s *Store) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error) {
 	cfg := jetstream.StreamConfig{
 		Name: s.opts.Stream, Subjects: []string{s.subject}, Storage: jetstream.FileStorage,
 		Replicas: s.opts.Replicas, Duplicates: DefaultDuplicateWindow,
@@ -222,10 +271,14 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		info, err := s.js.Stream(actx, s.opts.Stream)
 		cancel()
 		if err == nil {
-			if r := info.CachedInfo().Config.Replicas; r != s.opts.Replicas {
-				return fmt.Errorf("open replicated store: stream %s has %d replicas, %d asked", s.opts.Stream, r, s.opts.Replicas)
+			ci := info.CachedInfo()
+			if r := ci.Config.Replicas; r != s.opts.Replicas {
+				return nil, fmt.Errorf("open replicated store: stream %s has %d replicas, %d asked", s.opts.Stream, r, s.opts.Replicas)
 			}
-			return nil
+			if err := keepsEveryEntry(ci.Config); err != nil {
+				return nil, fmt.Errorf("open replicated store: stream %s: %w", s.opts.Stream, err)
+			}
+			return ci, nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -238,15 +291,30 @@ func (s *Store) ensureStream(ctx context.Context) error {
 		s.opts.Logger.Debug("replicated store: stream not ready", "stream", s.opts.Stream, "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("open replicated store: stream %s: %w (last: %v)", s.opts.Stream, ctx.Err(), err)
+			return nil, fmt.Errorf("open replicated store: stream %s: %w (last: %v)", s.opts.Stream, ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
+// keepsEveryEntry refuses a stream configured (by an operator, or another version) to
+// drop entries: the log is the store, and a node that misses an entry forks.
+func keepsEveryEntry(c jetstream.StreamConfig) error {
+	switch {
+	case c.Retention != jetstream.LimitsPolicy:
+		return fmt.Errorf("retention %v, want limits (an entry is kept until every node applied it)", c.Retention)
+	case c.Discard != jetstream.DiscardNew:
+		return fmt.Errorf("discard %v, want new (a full stream refuses an entry rather than drop an old one)", c.Discard)
+	case c.MaxMsgs > 0 || c.MaxBytes > 0 || c.MaxAge > 0 || c.MaxMsgsPerSubject > 0:
+		return fmt.Errorf("limits set (max msgs %d, bytes %d, age %v, msgs per subject %d), which drop entries", c.MaxMsgs, c.MaxBytes, c.MaxAge, c.MaxMsgsPerSubject)
+	}
+	return nil
+}
+
 // Commit publishes what of tx is replicated and returns its outcome once this node
 // applied it; its snapshots are then stored locally. A Tx of snapshots alone is stored
-// locally only.
+// locally only. ctx bounds the wait for a publisher only: a Tx handed to one may be in
+// the log, and Commit returns its verdict (or the store's failure) whatever ctx says.
 func (s *Store) Commit(ctx context.Context, tx *events.Tx) (map[string]*pb.ExecutionState, error) {
 	if !replicatedPart(tx) {
 		return s.PebbleStore.Commit(ctx, tx)
@@ -269,7 +337,9 @@ func (s *Store) Commit(ctx context.Context, tx *events.Tx) (map[string]*pb.Execu
 	case <-s.closing:
 		return nil, events.ErrClosed
 	}
-	o := s.await(ctx, m.Id, ch)
+	// Handed to a publisher, the Tx may be in the log whatever ctx says: its verdict is
+	// the answer (the publisher gives up within the duplicate window, failing the store).
+	o := s.await(m.Id, ch)
 	if o.err != nil || len(tx.Snapshots) == 0 {
 		return o.states, o.err
 	}
@@ -300,7 +370,7 @@ func (s *Store) DeleteTrees(ctx context.Context, roots []string) (events.Deleted
 		s.forget(id)
 		return events.Deleted{}, fmt.Errorf("delete %d trees: %w", len(roots), err)
 	}
-	o := s.await(ctx, id, ch)
+	o := s.await(id, ch) // in the log: it runs whatever ctx says
 	return o.deleted, o.err
 }
 
@@ -362,15 +432,26 @@ func (s *Store) publisher() {
 
 // publish appends entry b to the log under message ID id, retried (the same ID: a
 // publish that did land is stored once, within the stream's duplicate window) until it
-// is acknowledged or ctx ends.
+// is acknowledged or ctx ends. It gives up well within the duplicate window, which
+// fails the store: the entry may have landed, and another attempt could store it twice.
 func (s *Store) publish(ctx context.Context, b []byte, id string) error {
 	msg := &nats.Msg{Subject: s.subject, Data: b}
+	giveUp := time.Now().Add(s.retryFor)
 	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+		deadline := time.Now().Add(s.opts.PublishTimeout)
+		if giveUp.Before(deadline) {
+			deadline = giveUp
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
 		_, err := s.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id))
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if !time.Now().Before(giveUp) {
+			err = fmt.Errorf("publish to %s: no acknowledgement in %v (%d attempts; half the stream's duplicate window, after which a retry could store the entry twice): %w", s.subject, s.retryFor, attempt, err)
+			s.fail(err)
+			return err
 		}
 		s.opts.Logger.Debug("replicated store: publish failed, retrying", "attempt", attempt, "err", err)
 		select {
@@ -398,14 +479,11 @@ func (s *Store) forget(id string) {
 	s.mu.Unlock()
 }
 
-// await waits for the outcome of id, on ch, until ctx ends or the store closes or fails.
-func (s *Store) await(ctx context.Context, id string, ch chan outcome) outcome {
+// await waits for the outcome of id, on ch, until the store closes or fails.
+func (s *Store) await(id string, ch chan outcome) outcome {
 	select {
 	case o := <-ch:
 		return o
-	case <-ctx.Done():
-		s.forget(id)
-		return outcome{err: fmt.Errorf("commit: not applied on this node yet (it may still be): %w", ctx.Err())}
 	case <-s.closing:
 		s.forget(id)
 		return outcome{err: events.ErrClosed}
@@ -425,6 +503,16 @@ func (s *Store) consume(msg jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
+	if s.Err() != nil {
+		return
+	}
+	// The ordered consumer skips an entry removed from the stream without a word:
+	// applying the next one would fork this node from those that applied it.
+	if seq != s.consumed+1 {
+		s.fail(fmt.Errorf("apply the log: entry %d follows entry %d (entries removed from stream %s?)", seq, s.consumed, s.opts.Stream))
+		return
+	}
+	s.consumed = seq
 	var e pb.LogEntry
 	if err := proto.Unmarshal(msg.Data(), &e); err != nil {
 		// An entry this node cannot read: applying the ones after it would fork this
