@@ -58,12 +58,17 @@ type pendingLimit struct {
 	drain     drainRate
 }
 
-// reserve admits one submission if stats leave room for it, counting it as admitting
-// until release; else it returns the count and a retry delay.
-func (l *pendingLimit) reserve(stats events.PendingStats, now time.Time) (ok bool, pending int, retry time.Duration) {
-	rate := l.drain.observe(now, stats.Left)
+// reserve admits one submission if the store's count (stats, read after the
+// reservation) leaves room for it, counting it as admitting until release; else it
+// returns the count and a retry delay. Reserving before reading closes the race of two
+// submitters both reading the last free place: the later reservation either is counted
+// by the earlier submitter's read, or is made after its release, so after its commit,
+// which its own read then counts.
+func (l *pendingLimit) reserve(stats func() events.PendingStats, now time.Time) (ok bool, pending int, retry time.Duration) {
 	n := l.admitting.Add(1)
-	pending = stats.Pending + int(n) - 1
+	s := stats()
+	rate := l.drain.observe(now, s.Left)
+	pending = s.Pending + int(n) - 1
 	if pending < l.max {
 		return true, 0, 0
 	}
@@ -128,22 +133,19 @@ func (d *drainRate) observe(now time.Time, left uint64) float64 {
 // and the server's. It returns the release to call once the execution is committed (or
 // was not), or a *ResourceExhaustedError.
 func (e *Engine) admit(queue string, now time.Time) (release func(), _ error) {
-	var q *pendingLimit
-	if x := e.queues[queue]; x != nil && x.pending != nil {
-		q = x.pending
-	}
+	q := e.queueLimits[queue]
 	g := e.pending
 	if q == nil && g == nil {
 		return func() {}, nil
 	}
 	if q != nil {
-		if ok, n, retry := q.reserve(e.store.PendingStats(queue), now); !ok {
+		if ok, n, retry := q.reserve(func() events.PendingStats { return e.store.PendingStats(queue) }, now); !ok {
 			e.cfg.Metrics.SubmissionRejected(queue, "queue")
 			return nil, &ResourceExhaustedError{Queue: queue, Pending: n, MaxPending: q.max, RetryAfter: retry}
 		}
 	}
 	if g != nil {
-		if ok, n, retry := g.reserve(e.store.PendingStats(""), now); !ok {
+		if ok, n, retry := g.reserve(func() events.PendingStats { return e.store.PendingStats("") }, now); !ok {
 			if q != nil {
 				q.release()
 			}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,7 +68,7 @@ func TestDrainRate(t *testing.T) {
 func TestPendingLimitReserve(t *testing.T) {
 	l := &pendingLimit{max: 3}
 	now := time.Unix(1000, 0)
-	stats := events.PendingStats{Pending: 1}
+	stats := func() events.PendingStats { return events.PendingStats{Pending: 1} }
 	if ok, _, _ := l.reserve(stats, now); !ok {
 		t.Fatal("1 pending of 3: refused")
 	}
@@ -83,6 +85,74 @@ func TestPendingLimitReserve(t *testing.T) {
 	l.release()
 	if ok, _, _ := l.reserve(stats, now); !ok {
 		t.Fatal("after a release: refused")
+	}
+}
+
+// TestPendingLimitReserveRace: a submitter that commits the last free place while
+// another has read the store's count, not yet reserved, does not let that other pass
+// too: the reservation comes before the read.
+func TestPendingLimitReserveRace(t *testing.T) {
+	l := &pendingLimit{max: 1}
+	now := time.Unix(1000, 0)
+	committed := 0
+	var inner bool
+	ok, _, _ := l.reserve(func() events.PendingStats {
+		// Between this submitter's reservation and its read, another one is admitted,
+		// commits and releases.
+		if ok, _, _ := l.reserve(func() events.PendingStats { return events.PendingStats{Pending: committed} }, now); ok {
+			inner = true
+			committed++
+			l.release()
+		}
+		return events.PendingStats{Pending: committed}
+	}, now)
+	if ok && inner {
+		t.Fatal("both submitters admitted to a limit of 1")
+	}
+	if !ok && !inner {
+		t.Fatal("neither submitter admitted to an empty queue")
+	}
+	var wg sync.WaitGroup
+	var admitted atomic.Int32
+	l = &pendingLimit{max: 5}
+	var store atomic.Int32
+	store.Store(4)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, _, _ := l.reserve(func() events.PendingStats { return events.PendingStats{Pending: int(store.Load())} }, now); ok {
+				admitted.Add(1)
+				store.Add(1) // committed, then released
+				l.release()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 1 {
+		t.Errorf("%d of 16 concurrent submitters admitted at 4 pending of 5, want 1", n)
+	}
+}
+
+// TestQueueMaxPendingExternal: a queue that only external workers serve (an activity
+// whose labels this server lacks) still bounds its pending executions.
+func TestQueueMaxPendingExternal(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RequiredLabels: []string{"gpu"}, MaxPending: 1, LockExpiry: time.Minute}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	if _, _, err := e.Submit(ctx, "", fibo, []byte("[1]")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e.Submit(ctx, "", fibo, []byte("[2]"))
+	var full *ResourceExhaustedError
+	if !errors.As(err, &full) || full.Server || full.MaxPending != 1 || full.Queue != "fibo" {
+		t.Fatalf("a second: %v, want the queue's max_pending refusing it", err)
 	}
 }
 
