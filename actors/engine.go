@@ -658,6 +658,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, &InvalidArgumentError{err}
 	}
 	now := time.Now()
+	if err := checkDeadline(o.deadline, now); err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
 	if id == "" {
 		id = events.NewExecutionID(now)
 	} else {

@@ -158,3 +158,28 @@ func TestDeadlineEndsEarly(t *testing.T) {
 		t.Fatal("an ok result ended early")
 	}
 }
+
+// TestCheckDeadline: a deadline beyond MaxDeadline (which would wrap past what Unix
+// nanoseconds hold, into the past) or before 1970 is refused, naming the limit.
+func TestCheckDeadline(t *testing.T) {
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		at   time.Time
+		want string // "" when accepted
+	}{
+		{time.Time{}, ""},
+		{now.Add(time.Hour), ""},
+		{now.Add(-time.Hour), ""}, // past: it finishes at once, as asked
+		{now.Add(MaxDeadline), ""},
+		{now.Add(2500000 * time.Hour), "more than 100 years from now, the limit"},
+		{time.Unix(0, 0), "before 1970"},
+	} {
+		err := checkDeadline(c.at, now)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v, want accepted", c.at, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: %v, want %q", c.at, err, c.want)
+		}
+	}
+}
