@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,45 @@ func TestCheckDeadline(t *testing.T) {
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%v: %v, want %q", c.at, err, c.want)
 		}
+	}
+}
+
+// TestRecordAttemptAfterDeadline: when the deadline service's commit lands before the
+// attempt's outcome, the attempt is recorded as deadline_exceeded, not lock_lost.
+func TestRecordAttemptAfterDeadline(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RequiredLabels: []string{"gpu"}, LockExpiry: time.Minute}}}) // not run here: the test locks it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	id, _, err := e.Submit(ctx, "", fibo, []byte("[1]"), WithDeadline(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := e.reg.route(nil, fibo, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runID = "run-1"
+	now := time.Now()
+	if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		return appendTx(st, "", lockedEvent(e.executor, fn.Component, runID, now, now.Add(time.Minute), st.Retry)), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		return e.finishTx(st, deadlineResult(st), now), nil // as the deadline service does
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.recordAttempt(ctx, id, runID, fn, []byte("[1]"), []byte(`{"ok":1}`), nil, nil); got != "deadline_exceeded" {
+		t.Errorf("outcome %q, want deadline_exceeded", got)
+	}
+	if got := e.recordAttempt(ctx, id, "another-run", fn, []byte("[1]"), []byte(`{"ok":1}`), nil, nil); got != "lock_lost" {
+		t.Errorf("another run's outcome %q, want lock_lost", got)
 	}
 }
