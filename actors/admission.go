@@ -13,8 +13,9 @@ import (
 // Admission control: a queue's max_pending (ComponentConfig.MaxPending) and the server's
 // (Config.MaxPending) bound the executions waiting in the pending index, as the store
 // counts them (events.PendingStats: waiting to run now or later, e.g. for a retry; not
-// running, not blocked on a join set, not paused). A new top-level execution beyond a
-// limit is refused with a *ResourceExhaustedError and nothing is created. Only new work
+// running, not blocked on a join set, not paused). A new top-level execution (submitted,
+// or a fork) beyond a limit is refused with a *ResourceExhaustedError and nothing is
+// created. Only new work
 // from outside is refused: children and schedules of an admitted workflow or webhook
 // request, a schedule's firings and a trigger's submissions (which wait, trigger.go)
 // are created past the limit and counted, so that nothing already accepted is lost or
