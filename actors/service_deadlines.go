@@ -120,7 +120,7 @@ func newDeadlineTimer(e *Engine) *deadlineTimer { return &deadlineTimer{e: e} }
 // pass stops the executions whose deadline is due and returns the next deadline.
 func (t *deadlineTimer) pass(ctx context.Context) time.Time {
 	t.forget()
-	return t.earliest(t.tick(ctx))
+	return t.after(t.tick(ctx))
 }
 
 // deadlinesAtOnce bounds the executions a pass stops concurrently: each is a commit

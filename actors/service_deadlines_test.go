@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,5 +223,46 @@ func TestRecordAttemptAfterDeadline(t *testing.T) {
 	}
 	if got := e.recordAttempt(ctx, id, "another-run", fn, []byte("[1]"), []byte(`{"ok":1}`), nil, nil); got != "lock_lost" {
 		t.Errorf("another run's outcome %q, want lock_lost", got)
+	}
+}
+
+// TestDeadlineNotifiedOnce: the commits of an execution whose deadline stays open ask
+// the deadline service for no pass: the pass that found the deadline waits for it.
+func TestDeadlineNotifiedOnce(t *testing.T) {
+	var passes atomic.Int32
+	e := newHookedEngine(t, nil, func(service, step string) {
+		if service == "deadlines" && step == "pass" {
+			passes.Add(1)
+		}
+	})
+	id := events.NewExecutionID(time.Now())
+	mustChange(t, e, id, func(*pb.ExecutionState) (*events.Tx, error) {
+		tx := createdTx(id, time.Now())
+		tx.Appends[0].Events[0].GetCreated().Deadline = time.Now().Add(time.Hour).UnixNano()
+		return tx, nil
+	})
+	settled := func() int32 {
+		n := passes.Load()
+		for {
+			time.Sleep(200 * time.Millisecond)
+			m := passes.Load()
+			if m == n {
+				return n
+			}
+			n = m
+		}
+	}
+	before := settled()
+	for i := range 6 {
+		mustChange(t, e, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+			ev := &pb.Event{CreatedAt: time.Now().UnixNano(), Kind: &pb.Event_Paused{Paused: &pb.Paused{}}}
+			if i%2 == 1 {
+				ev.Kind = &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}
+			}
+			return appendTx(st, "", ev), nil
+		})
+	}
+	if after := settled(); after != before {
+		t.Errorf("%d passes of the deadline service after 6 commits of an open deadline, want none", after-before)
 	}
 }
