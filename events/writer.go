@@ -236,7 +236,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if st == old {
 			continue
 		}
-		if DeadlineOpen(st) && (!DeadlineOpen(old) || old.Deadline != st.Deadline) {
+		if DeadlineOpen(st) && !DeadlineOpen(old) { // as writeIndexes adds its entry
 			deadlines = append(deadlines, st.Deadline)
 		}
 		writeIndexes(batch, old, st)
