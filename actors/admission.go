@@ -112,15 +112,18 @@ type drainSample struct {
 }
 
 // observe records left at now and returns the rate per second over the samples kept,
-// -1 while they span less than a second (unknown yet).
+// -1 while they span less than a second (unknown yet, or again after an idle time).
 func (d *drainRate) observe(now time.Time, left uint64) float64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Samples older than the window go, even all of them: after an idle time, what
+	// left before it says nothing of the drain now, and averaging over the idle time
+	// would advise a long retry delay for a queue that may drain fast.
+	for len(d.samples) > 0 && now.Sub(d.samples[0].at) > drainWindow {
+		d.samples = d.samples[1:]
+	}
 	if n := len(d.samples); n == 0 || now.Sub(d.samples[n-1].at) >= time.Second {
 		d.samples = append(d.samples, drainSample{now, left})
-	}
-	for len(d.samples) > 2 && now.Sub(d.samples[1].at) >= drainWindow {
-		d.samples = d.samples[1:] // the second oldest still spans the window
 	}
 	first := d.samples[0]
 	span := now.Sub(first.at)

@@ -60,6 +60,14 @@ func TestDrainRate(t *testing.T) {
 	if n := len(d.samples); n > int(drainWindow/time.Second)+2 {
 		t.Errorf("%d samples kept, want about one per second of the window", n)
 	}
+	// After an idle time longer than the window, the rate is unknown again: not what
+	// left over the idle time.
+	if r := d.observe(t0.Add(100*time.Second), 50); r != -1 {
+		t.Errorf("after 69 s unasked: %v, want -1", r)
+	}
+	if r := d.observe(t0.Add(102*time.Second), 70); r != 10 {
+		t.Errorf("20 in 2 s after the idle time: %v, want 10", r)
+	}
 }
 
 // TestPendingLimitReserve: submissions being admitted count with the store's pending
