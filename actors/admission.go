@@ -44,11 +44,15 @@ type ResourceExhaustedError struct {
 func (e *ResourceExhaustedError) Error() string {
 	if e.Server {
 		return fmt.Sprintf("the server is full: %d executions pending, server.max_pending is %d (submitted to queue %q); retry after %ds",
-			e.Pending, e.MaxPending, e.Queue, int(e.RetryAfter.Seconds()))
+			e.Pending, e.MaxPending, e.Queue, e.RetryAfterSeconds())
 	}
 	return fmt.Sprintf("queue %q is full: %d executions pending, its max_pending is %d; retry after %ds",
-		e.Queue, e.Pending, e.MaxPending, int(e.RetryAfter.Seconds()))
+		e.Queue, e.Pending, e.MaxPending, e.RetryAfterSeconds())
 }
+
+// RetryAfterSeconds is RetryAfter in whole seconds, as an HTTP Retry-After header
+// counts it (RetryAfter is always whole seconds: retryAfter).
+func (e *ResourceExhaustedError) RetryAfterSeconds() int { return int(e.RetryAfter / time.Second) }
 
 // pendingLimit is one max_pending and what it needs to decide quickly: the submissions
 // being admitted (checked, not yet committed: the store does not count them yet), and
