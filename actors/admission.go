@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -15,10 +16,10 @@ import (
 // counts them (events.PendingStats: waiting to run now or later, e.g. for a retry; not
 // running, not blocked on a join set, not paused). A new top-level execution (submitted,
 // or a fork) beyond a limit is refused with a *ResourceExhaustedError and nothing is
-// created. Only new work
-// from outside is refused: children and schedules of an admitted workflow or webhook
-// request, a schedule's firings and a trigger's submissions (which wait, trigger.go)
-// are created past the limit and counted, so that nothing already accepted is lost or
+// created. Only new work from outside is refused: children and schedules of an admitted
+// workflow or webhook request, a schedule's firings and a trigger's submissions (which
+// wait, trigger.go) are created past the limit and counted, so that nothing already
+// accepted is lost or
 // waits on a full queue that it is itself keeping full.
 
 // MinRetryAfter and MaxRetryAfter bound the retry delay a refusal advises.
@@ -139,7 +140,8 @@ func (d *drainRate) observe(now time.Time, left uint64) float64 {
 
 // admit reserves room for one new top-level execution in queue: under its max_pending
 // and the server's. It returns the release to call once the execution is committed (or
-// was not), or a *ResourceExhaustedError.
+// was not), or a *ResourceExhaustedError, which the caller passes through refused when
+// it answers with it (a submission of an execution that exists is not refused).
 func (e *Engine) admit(queue string, now time.Time) (release func(), _ error) {
 	q := e.queueLimits[queue]
 	g := e.pending
@@ -148,7 +150,6 @@ func (e *Engine) admit(queue string, now time.Time) (release func(), _ error) {
 	}
 	if q != nil {
 		if ok, n, retry := q.reserve(func() events.PendingStats { return e.store.PendingStats(queue) }, now); !ok {
-			e.cfg.Metrics.SubmissionRejected(queue, "queue")
 			return nil, &ResourceExhaustedError{Queue: queue, Pending: n, MaxPending: q.max, RetryAfter: retry}
 		}
 	}
@@ -157,7 +158,6 @@ func (e *Engine) admit(queue string, now time.Time) (release func(), _ error) {
 			if q != nil {
 				q.release()
 			}
-			e.cfg.Metrics.SubmissionRejected(queue, "server")
 			return nil, &ResourceExhaustedError{Queue: queue, Pending: n, MaxPending: g.max, Server: true, RetryAfter: retry}
 		}
 	}
@@ -169,4 +169,17 @@ func (e *Engine) admit(queue string, now time.Time) (release func(), _ error) {
 			g.release()
 		}
 	}, nil
+}
+
+// refused records the refusal err of admit, answered to a submitter, and returns it.
+func (e *Engine) refused(err error) error {
+	var full *ResourceExhaustedError
+	if errors.As(err, &full) {
+		limit := "queue"
+		if full.Server {
+			limit = "server"
+		}
+		e.cfg.Metrics.SubmissionRejected(full.Queue, limit)
+	}
+	return err
 }

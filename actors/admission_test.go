@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/metrics"
 )
 
 // TestRetryAfter: the delay is the time the recent drain takes to make room, in whole
@@ -170,7 +171,8 @@ func TestQueueMaxPendingExternal(t *testing.T) {
 // creates nothing.
 func TestServerMaxPending(t *testing.T) {
 	ctx := context.Background()
-	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxPending: 2,
+	m := metrics.New()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxPending: 2, Metrics: m,
 		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
 			RetryExpBackoff: time.Millisecond, LockExpiry: time.Minute, MaxConcurrency: 1}}})
 	if err != nil {
@@ -200,5 +202,21 @@ func TestServerMaxPending(t *testing.T) {
 	}
 	if _, existed, err := e.Submit(ctx, first, fibo, []byte("[1]"), later); err != nil || !existed {
 		t.Errorf("the first submitted again: existed %v, %v; want it answered as existing", existed, err)
+	}
+	// Only the refusal answered counts, not the resubmission answered as existing.
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := 0.0
+	for _, f := range fams {
+		if f.GetName() == "obelisk_submissions_rejected_total" {
+			for _, x := range f.GetMetric() {
+				rejected += x.GetCounter().GetValue()
+			}
+		}
+	}
+	if rejected != 1 {
+		t.Errorf("%v rejections counted, want 1", rejected)
 	}
 }

@@ -693,10 +693,10 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	// it took then would never be released. A refusal is answered only if the execution
 	// does not exist: a repeated submission of one that exists answers as before,
 	// whatever the queue holds.
-	release, refused := func() {}, error(nil)
+	release, refusal := func() {}, error(nil)
 	if !o.unlimited {
 		if r, err := e.admit(created.GetCreated().Queue, now); err != nil {
-			refused = err
+			refusal = err
 		} else {
 			release = r
 		}
@@ -715,8 +715,8 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			}
 			return nil, &ExistsError{id}
 		}
-		if refused != nil {
-			return nil, refused
+		if refusal != nil {
+			return nil, e.refused(refusal)
 		}
 		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}, Schedules: o.schedules}
 		eager = e.eagerLock(tx, now)

@@ -167,7 +167,7 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 	// submission is (admission.go), before its actor decides (see Submit).
 	release, err := e.admit(queue, now)
 	if err != nil {
-		return "", err
+		return "", e.refused(err)
 	}
 	defer release() // once committed (and counted by the store) or not
 	if err := e.versionStarted(to.ID); err != nil {
