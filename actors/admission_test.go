@@ -5,10 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
+	"github.com/obelisk-go/obelisk/metrics"
 )
 
 // TestRetryAfter: the delay is the time the recent drain takes to make room, in whole
@@ -58,6 +61,14 @@ func TestDrainRate(t *testing.T) {
 	if n := len(d.samples); n > int(drainWindow/time.Second)+2 {
 		t.Errorf("%d samples kept, want about one per second of the window", n)
 	}
+	// After an idle time longer than the window, the rate is unknown again: not what
+	// left over the idle time.
+	if r := d.observe(t0.Add(100*time.Second), 50); r != -1 {
+		t.Errorf("after 69 s unasked: %v, want -1", r)
+	}
+	if r := d.observe(t0.Add(102*time.Second), 70); r != 10 {
+		t.Errorf("20 in 2 s after the idle time: %v, want 10", r)
+	}
 }
 
 // TestPendingLimitReserve: submissions being admitted count with the store's pending
@@ -66,7 +77,7 @@ func TestDrainRate(t *testing.T) {
 func TestPendingLimitReserve(t *testing.T) {
 	l := &pendingLimit{max: 3}
 	now := time.Unix(1000, 0)
-	stats := events.PendingStats{Pending: 1}
+	stats := func() events.PendingStats { return events.PendingStats{Pending: 1} }
 	if ok, _, _ := l.reserve(stats, now); !ok {
 		t.Fatal("1 pending of 3: refused")
 	}
@@ -86,13 +97,82 @@ func TestPendingLimitReserve(t *testing.T) {
 	}
 }
 
+// TestPendingLimitReserveRace: a submitter that commits the last free place while
+// another has read the store's count, not yet reserved, does not let that other pass
+// too: the reservation comes before the read.
+func TestPendingLimitReserveRace(t *testing.T) {
+	l := &pendingLimit{max: 1}
+	now := time.Unix(1000, 0)
+	committed := 0
+	var inner bool
+	ok, _, _ := l.reserve(func() events.PendingStats {
+		// Between this submitter's reservation and its read, another one is admitted,
+		// commits and releases.
+		if ok, _, _ := l.reserve(func() events.PendingStats { return events.PendingStats{Pending: committed} }, now); ok {
+			inner = true
+			committed++
+			l.release()
+		}
+		return events.PendingStats{Pending: committed}
+	}, now)
+	if ok && inner {
+		t.Fatal("both submitters admitted to a limit of 1")
+	}
+	if !ok && !inner {
+		t.Fatal("neither submitter admitted to an empty queue")
+	}
+	var wg sync.WaitGroup
+	var admitted atomic.Int32
+	l = &pendingLimit{max: 5}
+	var store atomic.Int32
+	store.Store(4)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, _, _ := l.reserve(func() events.PendingStats { return events.PendingStats{Pending: int(store.Load())} }, now); ok {
+				admitted.Add(1)
+				store.Add(1) // committed, then released
+				l.release()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 1 {
+		t.Errorf("%d of 16 concurrent submitters admitted at 4 pending of 5, want 1", n)
+	}
+}
+
+// TestQueueMaxPendingExternal: a queue that only external workers serve (an activity
+// whose labels this server lacks) still bounds its pending executions.
+func TestQueueMaxPendingExternal(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RequiredLabels: []string{"gpu"}, MaxPending: 1, LockExpiry: time.Minute}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	if _, _, err := e.Submit(ctx, "", fibo, []byte("[1]")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e.Submit(ctx, "", fibo, []byte("[2]"))
+	var full *ResourceExhaustedError
+	if !errors.As(err, &full) || full.Server || full.MaxPending != 1 || full.Queue != "fibo" {
+		t.Fatalf("a second: %v, want the queue's max_pending refusing it", err)
+	}
+}
+
 // TestServerMaxPending: Config.MaxPending bounds the pending executions of all queues
 // together; beyond it a new submission is refused naming the server's limit, while a
 // repeated submission of an execution that exists is answered as before. The refusal
 // creates nothing.
 func TestServerMaxPending(t *testing.T) {
 	ctx := context.Background()
-	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxPending: 2,
+	m := metrics.New()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), MaxPending: 2, Metrics: m,
 		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
 			RetryExpBackoff: time.Millisecond, LockExpiry: time.Minute, MaxConcurrency: 1}}})
 	if err != nil {
@@ -122,5 +202,21 @@ func TestServerMaxPending(t *testing.T) {
 	}
 	if _, existed, err := e.Submit(ctx, first, fibo, []byte("[1]"), later); err != nil || !existed {
 		t.Errorf("the first submitted again: existed %v, %v; want it answered as existing", existed, err)
+	}
+	// Only the refusal answered counts, not the resubmission answered as existing.
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := 0.0
+	for _, f := range fams {
+		if f.GetName() == "obelisk_submissions_rejected_total" {
+			for _, x := range f.GetMetric() {
+				rejected += x.GetCounter().GetValue()
+			}
+		}
+	}
+	if rejected != 1 {
+		t.Errorf("%v rejections counted, want 1", rejected)
 	}
 }

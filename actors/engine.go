@@ -166,6 +166,9 @@ type Engine struct {
 	workerWaits workerWaits
 	// pending is the server's max_pending (Config.MaxPending), nil without one.
 	pending *pendingLimit
+	// queueLimits are the queues' max_pending (admission.go), by queue name: of every
+	// queue a component names, served here or only by external workers.
+	queueLimits map[string]*pendingLimit
 
 	// runCtx is the context of the services and the runs; cancel ends it at Close or
 	// when the engine fails.
@@ -305,6 +308,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.deadlines = newDeadlineTimer(e)
 	e.keepalives = newKeepalives(e)
 	e.schedules = newScheduler(e)
+	// A queue's max_pending bounds what waits in it whoever serves it: an activity left
+	// to external workers (labels this server lacks) or a stub too.
+	e.queueLimits = make(map[string]*pendingLimit)
+	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
+		if name := c.Config.QueueName(); c.Config.MaxPending > 0 && e.queueLimits[name] == nil {
+			e.queueLimits[name] = &pendingLimit{max: c.Config.MaxPending} // the same for all its components: checkQueues
+		}
+	}
 	// The deployed components first: a retired version is never the default executor
 	// of a function (queue.serve), and shares its queue's limit.
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
@@ -313,9 +324,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			q := e.queues[name]
 			if q == nil {
 				q = newQueue(e, name, c.Config.MaxConcurrency) // the same for all its components: checkQueues
-				if c.Config.MaxPending > 0 {
-					q.pending = &pendingLimit{max: c.Config.MaxPending}
-				}
 				e.queues[name] = q
 			}
 			e.executors[c.ID] = q.serve(c)
@@ -650,6 +658,9 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, &InvalidArgumentError{err}
 	}
 	now := time.Now()
+	if err := checkDeadline(o.deadline, now); err != nil {
+		return "", false, &InvalidArgumentError{err}
+	}
 	if id == "" {
 		id = events.NewExecutionID(now)
 	} else {
@@ -677,8 +688,20 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 	if !o.at.IsZero() {
 		created.GetCreated().ScheduledAt = o.at.UnixNano()
 	}
+	// The reservation is taken here, not in change's decision: that runs on the
+	// execution's actor, maybe after change has given up (askTimeout), and a reservation
+	// it took then would never be released. A refusal is answered only if the execution
+	// does not exist: a repeated submission of one that exists answers as before,
+	// whatever the queue holds.
+	release, refusal := func() {}, error(nil)
+	if !o.unlimited {
+		if r, err := e.admit(created.GetCreated().Queue, now); err != nil {
+			refusal = err
+		} else {
+			release = r
+		}
+	}
 	var eager []*run
-	release := func() {}
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st != nil {
 			evs, err := e.store.Events(ctx, id, 0, 1)
@@ -692,15 +715,8 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 			}
 			return nil, &ExistsError{id}
 		}
-		if !o.unlimited {
-			// Only a new execution is refused: a repeated submission of one that
-			// exists answers as before, whatever the queue holds.
-			release() // (a decision is made once, but never hold two reservations)
-			r, err := e.admit(created.GetCreated().Queue, now)
-			if err != nil {
-				return nil, err
-			}
-			release = r
+		if refusal != nil {
+			return nil, e.refused(refusal)
 		}
 		tx := &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{created}}}, Schedules: o.schedules}
 		eager = e.eagerLock(tx, now)

@@ -157,10 +157,19 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 		// Whoever paused the original did not pause the fork someone asks for now.
 		tail = append(tail, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}})
 	}
+	queue := pst.Queue
 	if pst.ComponentId != to.ID {
+		queue = e.movedQueue(pst.Queue, to)
 		tail = append(tail, &pb.Event{CreatedAt: now.UnixNano(), Kind: &pb.Event_Moved{Moved: &pb.Moved{
-			FromComponentId: pst.ComponentId, ToComponentId: to.ID, By: "fork", Queue: e.movedQueue(pst.Queue, to)}}})
+			FromComponentId: pst.ComponentId, ToComponentId: to.ID, By: "fork", Queue: queue}}})
 	}
+	// A fork is a new top-level execution asked for from outside, admitted as a
+	// submission is (admission.go), before its actor decides (see Submit).
+	release, err := e.admit(queue, now)
+	if err != nil {
+		return "", e.refused(err)
+	}
+	defer release() // once committed (and counted by the store) or not
 	if err := e.versionStarted(to.ID); err != nil {
 		return "", err
 	}

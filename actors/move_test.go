@@ -274,3 +274,24 @@ func mustState(t *testing.T, e *Engine, id string) *pb.ExecutionState {
 	}
 	return st
 }
+
+// TestForkAdmission: a fork is a new top-level execution asked for from outside: beyond
+// max_pending it is refused, as a submission is, and nothing is created.
+func TestForkAdmission(t *testing.T) {
+	e, _, wf2 := moveEngine(t)
+	ctx := context.Background()
+	id, _ := forkOriginal(t, e, wf2) // its second child waits in the queue
+	e.pending = &pendingLimit{max: 1}
+	_, err := e.Fork(ctx, id, 1, ForkOptions{})
+	var full *ResourceExhaustedError
+	if !errors.As(err, &full) || !full.Server {
+		t.Fatalf("fork past the server's max_pending: %v, want refused", err)
+	}
+	if forks, err := e.store.Forks(ctx, id); err != nil || len(forks) != 0 {
+		t.Errorf("forks after the refusal: %v, %v; want none", forks, err)
+	}
+	e.pending = &pendingLimit{max: 2}
+	if _, err := e.Fork(ctx, id, 1, ForkOptions{}); err != nil {
+		t.Errorf("fork with room: %v", err)
+	}
+}

@@ -132,15 +132,21 @@ func (e *Engine) finishFromCache(ctx context.Context, id, runID, from string, re
 // (attemptOutcome), "lock_lost" if none was, "store_failed" if the commit failed.
 func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Function, params, out []byte, runErr error, logs *runLogs) string {
 	lines := logs.take()
-	outcome := ""
+	outcome, logged := "", false
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
-		outcome = ""
+		outcome, logged = "", false
+		if st != nil && st.RunId == runID && finishedAtDeadline(st) {
+			// The deadline service's commit came first, stopping this very attempt: its
+			// outcome is the deadline, not a lost lock.
+			outcome = "deadline_exceeded"
+			return nil, nil
+		}
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, nil // the lock expired meanwhile; the timer service has dealt with it
 		}
 		now := time.Now()
 		tx := e.activityOutcomeTx(st, fn, out, runErr, now)
-		tx.Logs = lines
+		tx.Logs, logged = lines, true
 		outcome = attemptOutcome(tx)
 		if c := fn.Component; outcome == "ok" && c != nil && c.Config.CacheTTL > 0 {
 			tx.Cache = append(tx.Cache, events.CachePut{ComponentID: st.ComponentId, FFQN: st.Ffqn, Params: params,
@@ -153,13 +159,24 @@ func (e *Engine) recordAttempt(ctx context.Context, id, runID string, fn Functio
 		outcome = "store_failed"
 	} else if outcome != "" {
 		e.cfg.Metrics.ActivityAttempt(outcome)
-		lines = nil // stored with the outcome
+		if logged {
+			lines = nil // stored with the outcome
+		}
 	} else {
 		outcome = "lock_lost"
 	}
 	e.storeLogs(ctx, lines)
 	logs.storeRest(ctx)
 	return outcome
+}
+
+// finishedAtDeadline reports whether st finished as deadline_exceeded.
+func finishedAtDeadline(st *pb.ExecutionState) bool {
+	if st.Status != pb.Status_STATUS_FINISHED {
+		return false
+	}
+	r, err := events.ParseResult(st.Result)
+	return err == nil && r.Failure != nil && r.Failure.Kind == events.FailureDeadlineExceeded
 }
 
 // failInstantiate records, as a failed attempt of the locked run runID, that its instance

@@ -31,9 +31,28 @@ import (
 // that ends in a failure or a timeout at or after it is not retried (noRetryPastDeadline).
 
 // WithDeadline gives the execution a deadline: it finishes as deadline_exceeded if it is
-// still open then. Zero is none.
+// still open then. Zero is none; Submit refuses one beyond MaxDeadline from now
+// (checkDeadline).
 func WithDeadline(at time.Time) SubmitOption {
 	return func(o *submitOptions) { o.deadline = at }
+}
+
+// MaxDeadline is how far ahead a deadline may be: well within what Unix nanoseconds
+// hold (until 2262), which a deadline is stored as; beyond, it would wrap into the past
+// and stop the execution at once.
+const MaxDeadline = 100 * 365 * 24 * time.Hour
+
+// checkDeadline checks a submission's deadline at (zero: none) at now.
+func checkDeadline(at, now time.Time) error {
+	switch {
+	case at.IsZero():
+		return nil
+	case at.After(now.Add(MaxDeadline)):
+		return fmt.Errorf("deadline %s: more than %d years from now, the limit", at.UTC().Format(time.RFC3339), MaxDeadline/(365*24*time.Hour))
+	case at.UnixNano() <= 0:
+		return fmt.Errorf("deadline %s: before 1970", at.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // inheritDeadline is the deadline of a child whose own is own and whose parent's is
@@ -101,7 +120,7 @@ func newDeadlineTimer(e *Engine) *deadlineTimer { return &deadlineTimer{e: e} }
 // pass stops the executions whose deadline is due and returns the next deadline.
 func (t *deadlineTimer) pass(ctx context.Context) time.Time {
 	t.forget()
-	return t.earliest(t.tick(ctx))
+	return t.after(t.tick(ctx))
 }
 
 // deadlinesAtOnce bounds the executions a pass stops concurrently: each is a commit

@@ -2,7 +2,9 @@ package actors
 
 import (
 	"context"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,5 +158,111 @@ func TestDeadlineEndsEarly(t *testing.T) {
 	}
 	if endedEarly([]byte(`{"ok":1}`)) {
 		t.Fatal("an ok result ended early")
+	}
+}
+
+// TestCheckDeadline: a deadline beyond MaxDeadline (which would wrap past what Unix
+// nanoseconds hold, into the past) or before 1970 is refused, naming the limit.
+func TestCheckDeadline(t *testing.T) {
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		at   time.Time
+		want string // "" when accepted
+	}{
+		{time.Time{}, ""},
+		{now.Add(time.Hour), ""},
+		{now.Add(-time.Hour), ""}, // past: it finishes at once, as asked
+		{now.Add(MaxDeadline), ""},
+		{now.Add(2500000 * time.Hour), "more than 100 years from now, the limit"},
+		{time.Unix(0, 0), "before 1970"},
+	} {
+		err := checkDeadline(c.at, now)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v, want accepted", c.at, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: %v, want %q", c.at, err, c.want)
+		}
+	}
+}
+
+// TestRecordAttemptAfterDeadline: when the deadline service's commit lands before the
+// attempt's outcome, the attempt is recorded as deadline_exceeded, not lock_lost.
+func TestRecordAttemptAfterDeadline(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Components: []ComponentConfig{{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"),
+			RequiredLabels: []string{"gpu"}, LockExpiry: time.Minute}}}) // not run here: the test locks it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	const fibo = "testing:fibo/fibo.fibo"
+	id, _, err := e.Submit(ctx, "", fibo, []byte("[1]"), WithDeadline(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := e.reg.route(nil, fibo, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runID = "run-1"
+	now := time.Now()
+	if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		return appendTx(st, "", lockedEvent(e.executor, fn.Component, runID, now, now.Add(time.Minute), st.Retry)), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		return e.finishTx(st, deadlineResult(st), now), nil // as the deadline service does
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.recordAttempt(ctx, id, runID, fn, []byte("[1]"), []byte(`{"ok":1}`), nil, nil); got != "deadline_exceeded" {
+		t.Errorf("outcome %q, want deadline_exceeded", got)
+	}
+	if got := e.recordAttempt(ctx, id, "another-run", fn, []byte("[1]"), []byte(`{"ok":1}`), nil, nil); got != "lock_lost" {
+		t.Errorf("another run's outcome %q, want lock_lost", got)
+	}
+}
+
+// TestDeadlineNotifiedOnce: the commits of an execution whose deadline stays open ask
+// the deadline service for no pass: the pass that found the deadline waits for it.
+func TestDeadlineNotifiedOnce(t *testing.T) {
+	var passes atomic.Int32
+	e := newHookedEngine(t, nil, func(service, step string) {
+		if service == "deadlines" && step == "pass" {
+			passes.Add(1)
+		}
+	})
+	id := events.NewExecutionID(time.Now())
+	mustChange(t, e, id, func(*pb.ExecutionState) (*events.Tx, error) {
+		tx := createdTx(id, time.Now())
+		tx.Appends[0].Events[0].GetCreated().Deadline = time.Now().Add(time.Hour).UnixNano()
+		return tx, nil
+	})
+	settled := func() int32 {
+		n := passes.Load()
+		for {
+			time.Sleep(200 * time.Millisecond)
+			m := passes.Load()
+			if m == n {
+				return n
+			}
+			n = m
+		}
+	}
+	before := settled()
+	for i := range 6 {
+		mustChange(t, e, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+			ev := &pb.Event{CreatedAt: time.Now().UnixNano(), Kind: &pb.Event_Paused{Paused: &pb.Paused{}}}
+			if i%2 == 1 {
+				ev.Kind = &pb.Event_Unpaused{Unpaused: &pb.Unpaused{}}
+			}
+			return appendTx(st, "", ev), nil
+		})
+	}
+	if after := settled(); after != before {
+		t.Errorf("%d passes of the deadline service after 6 commits of an open deadline, want none", after-before)
 	}
 }

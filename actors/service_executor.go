@@ -45,8 +45,6 @@ type queue struct {
 	// unserved: functions found pending here that no component of the queue exports,
 	// each logged once.
 	unserved sync.Map
-	// pending is the queue's max_pending (admission.go), nil without one.
-	pending *pendingLimit
 }
 
 // executor runs the executions of one component, in the slots of its queue, with the

@@ -162,7 +162,7 @@ func (k *keepalives) remove(a *attempt) {
 // pass starts the renewals that are due and returns when the next one is.
 func (k *keepalives) pass(ctx context.Context) time.Time {
 	k.forget()
-	return k.earliest(k.tick(ctx))
+	return k.after(k.tick(ctx))
 }
 
 // tick starts the renewals that are due, each on its own goroutine (a renewal waits for

@@ -15,7 +15,8 @@ import (
 const lockGrace = time.Second
 
 // alarm wakes a service for a time: a pass is asked for when a time earlier than every
-// one known since the last pass is notified, and the earliest bounds the wait after it.
+// one known is notified (since the last pass began, or found by it: after), and the
+// earliest bounds the wait after it.
 type alarm struct {
 	wake wakeup
 	next atomic.Int64 // Unix ns; 0: none known
@@ -45,6 +46,23 @@ func (a *alarm) earliest(next time.Time) time.Time {
 // forget starts a pass: what it reads from the indexes covers every time notified so far.
 func (a *alarm) forget() { a.next.Store(0) }
 
+// after ends a pass that found next: it returns the earliest of next and the times
+// notified during the pass, and keeps it as known, so that a later notify of it or a
+// later time (every commit of an execution whose deadline, say, stays open notifies
+// it again) asks for no pass: the service wakes then anyway.
+func (a *alarm) after(next time.Time) time.Time {
+	next = a.earliest(next)
+	if next.IsZero() {
+		return next
+	}
+	for at := next.UnixNano(); ; {
+		cur := a.next.Load()
+		if cur != 0 && cur <= at || a.next.CompareAndSwap(cur, at) {
+			return next // (an earlier time notified meanwhile poked for another pass)
+		}
+	}
+}
+
 // timerService expires the locks of runs that no longer exist (or overran the grace):
 // retries of timed-out attempts follow from what it records. It runs as the supervised
 // service "timers" (supervisor.go).
@@ -58,7 +76,7 @@ func newTimerService(e *Engine) *timerService { return &timerService{e: e} }
 // pass expires the locks that are due and returns the next expiry.
 func (t *timerService) pass(ctx context.Context) time.Time {
 	t.forget()
-	return t.earliest(t.tickLocks(ctx))
+	return t.after(t.tickLocks(ctx))
 }
 
 // delayTimer answers the delays of workflows when they expire. It runs as the
@@ -73,7 +91,7 @@ func newDelayTimer(e *Engine) *delayTimer { return &delayTimer{e: e} }
 // pass answers the delays that are due and returns the next expiry.
 func (t *delayTimer) pass(ctx context.Context) time.Time {
 	t.forget()
-	return t.earliest(t.tickDelays(ctx))
+	return t.after(t.tickDelays(ctx))
 }
 
 // tickDelays answers the delays that are due and returns the next expiry. The answers

@@ -185,7 +185,7 @@ func (r *webhookRun) commit(ctx context.Context, now time.Time, hist []*pb.Histo
 			if c := a.Events[0].GetCreated(); c != nil {
 				release, err := r.e.admit(c.Queue, now)
 				if err != nil {
-					return fmt.Errorf("%w: webhook request: %w", wasmhost.ErrAbort, err)
+					return fmt.Errorf("%w: webhook request: %w", wasmhost.ErrAbort, r.e.refused(err))
 				}
 				defer release()
 			}

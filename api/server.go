@@ -457,7 +457,7 @@ func apiError(err error) error {
 		// Retry-After (seconds) travels as metadata: an HTTP header on the Connect and
 		// JSON protocols, also on gRPC's trailers-only error response.
 		ce := connect.NewError(connect.CodeResourceExhausted, err)
-		ce.Meta().Set("Retry-After", strconv.Itoa(int(full.RetryAfter/time.Second)))
+		ce.Meta().Set("Retry-After", strconv.Itoa(full.RetryAfterSeconds()))
 		return ce
 	case errors.Is(err, events.ErrFailed):
 		return connect.NewError(connect.CodeUnavailable, err)

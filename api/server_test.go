@@ -320,3 +320,19 @@ func TestListCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitDeadlineLimit: a deadline too far ahead to be stored (it would wrap into the
+// past and end the execution at once) is an invalid argument naming the limit; a
+// refusal for a full queue carries its Retry-After in whole seconds.
+func TestSubmitDeadlineLimit(t *testing.T) {
+	_, api, _ := serveWith(t, Options{})
+	_, err := api.Submit(context.Background(), connect.NewRequest(&apiv1.SubmitRequest{Ffqn: approveFFQN, ParamsJson: `["x"]`, Deadline: "2500000h"}))
+	wantCode(t, "submit with a deadline in 285 years", err, connect.CodeInvalidArgument)
+	if err != nil && !strings.Contains(err.Error(), "100 years") {
+		t.Errorf("submit with a deadline in 285 years: %v, want the limit named", err)
+	}
+	var ce *connect.Error
+	if !errors.As(apiError(&actors.ResourceExhaustedError{Queue: "q", RetryAfter: 3 * time.Second}), &ce) || ce.Meta().Get("Retry-After") != "3" {
+		t.Errorf("a full queue's refusal: %v, want Retry-After 3", ce)
+	}
+}

@@ -20,8 +20,10 @@ import (
 type PendingStats struct {
 	// Pending is how many executions are in the pending index now.
 	Pending int
-	// Left is how many left it since the store opened (locked, paused, cancelled or
-	// moved to another queue): its drain, from which a retry delay is estimated.
+	// Left is how many left it since the store opened to run or finish (locked, or
+	// finished, e.g. cancelled): its drain, from which a retry delay is estimated. An
+	// execution paused or moved to another queue is not drained: it did not make room
+	// by being served, and a pause undone or a move back would count twice.
 	Left uint64
 }
 
@@ -34,8 +36,9 @@ type pendingCounts struct {
 
 // pendingDelta is what one commit changes in a queue's count.
 type pendingDelta struct {
-	queue string
-	add   int // +1 entered, -1 left
+	queue   string
+	add     int  // +1 entered, -1 left
+	drained bool // left to run or finish (PendingStats.Left)
 }
 
 // pendingDeltas appends what moving an execution from old to st (old nil: new) changes
@@ -47,10 +50,11 @@ func pendingDeltas(ds []pendingDelta, old, st *pb.ExecutionState) []pendingDelta
 		return ds
 	}
 	if was {
-		ds = append(ds, pendingDelta{old.Queue, -1})
+		drained := st.Status == pb.Status_STATUS_LOCKED || st.Status == pb.Status_STATUS_FINISHED
+		ds = append(ds, pendingDelta{old.Queue, -1, drained})
 	}
 	if is {
-		ds = append(ds, pendingDelta{st.Queue, +1})
+		ds = append(ds, pendingDelta{st.Queue, +1, false})
 	}
 	return ds
 }
@@ -69,7 +73,7 @@ func (c *pendingCounts) apply(ds []pendingDelta) {
 		}
 		q.Pending += d.add
 		c.total.Pending += d.add
-		if d.add < 0 {
+		if d.drained {
 			q.Left++
 			c.total.Left++
 		}

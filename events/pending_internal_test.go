@@ -20,3 +20,29 @@ func BenchmarkPendingCount(b *testing.B) {
 		c.apply(ds)
 	}
 }
+
+// TestPendingDrained: only an execution leaving the pending index to run or finish
+// counts as drained (PendingStats.Left); a pause or a move to another queue does not.
+func TestPendingDrained(t *testing.T) {
+	pending := &pb.ExecutionState{ExecutionId: "E_a", Queue: "q", Status: pb.Status_STATUS_PENDING_AT}
+	for _, c := range []struct {
+		name string
+		st   *pb.ExecutionState
+		left uint64
+	}{
+		{"locked", &pb.ExecutionState{ExecutionId: "E_a", Queue: "q", Status: pb.Status_STATUS_LOCKED}, 1},
+		{"finished", &pb.ExecutionState{ExecutionId: "E_a", Queue: "q", Status: pb.Status_STATUS_FINISHED}, 1},
+		{"paused", &pb.ExecutionState{ExecutionId: "E_a", Queue: "q", Status: pb.Status_STATUS_PENDING_AT, Paused: true}, 0},
+		{"moved", &pb.ExecutionState{ExecutionId: "E_a", Queue: "other", Status: pb.Status_STATUS_PENDING_AT}, 0},
+	} {
+		cs := pendingCounts{byQueue: map[string]*PendingStats{}}
+		cs.apply(pendingDeltas(nil, nil, pending))
+		cs.apply(pendingDeltas(nil, pending, c.st))
+		if got := cs.byQueue["q"]; got.Pending != 0 || got.Left != c.left {
+			t.Errorf("%s: queue q %+v, want 0 pending, %d left", c.name, *got, c.left)
+		}
+		if cs.total.Left != c.left {
+			t.Errorf("%s: %d left in all, want %d", c.name, cs.total.Left, c.left)
+		}
+	}
+}

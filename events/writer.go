@@ -236,10 +236,14 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 	}
 	changed := make([]*pb.ExecutionState, 0, len(g.working))
 	var pending []pendingDelta
+	var deadlines []int64 // deadline entries added: not those of every commit of an open one
 	for id, st := range g.working {
 		old := g.orig[id]
 		if st == old {
 			continue
+		}
+		if DeadlineOpen(st) && !DeadlineOpen(old) { // as writeIndexes adds its entry
+			deadlines = append(deadlines, st.Deadline)
 		}
 		writeIndexes(batch, old, st)
 		pending = pendingDeltas(pending, old, st)
@@ -280,9 +284,9 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if st.Status == pb.Status_STATUS_LOCKED {
 			s.floors.added(timerIndex, st.LockExpiresAt)
 		}
-		if DeadlineOpen(st) {
-			s.floors.added(deadlineIndex, st.Deadline)
-		}
+	}
+	for _, t := range deadlines {
+		s.floors.added(deadlineIndex, t)
 	}
 	for _, t := range g.delayTimes {
 		s.floors.added(delayIndex, t)

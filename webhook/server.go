@@ -392,7 +392,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, ep *endpoint, ctx
 // retryLater answers a request whose execution a max_pending limit refused: 429 with
 // Retry-After (seconds), as for the API's resource_exhausted.
 func retryLater(w http.ResponseWriter, full *actors.ResourceExhaustedError) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(full.RetryAfter/time.Second)))
+	w.Header().Set("Retry-After", strconv.Itoa(full.RetryAfterSeconds()))
 	plain(w, http.StatusTooManyRequests, "too many requests: "+full.Error())
 }
 
