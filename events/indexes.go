@@ -157,25 +157,22 @@ type Due struct {
 // ExpiredDelays returns up to limit delays that expired at or before now and have not
 // been answered, and the expiry of the first one that has not (zero if none).
 func (s *PebbleStore) ExpiredDelays(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
-	var due []Due
-	var next time.Time
-	err := s.scanTimeIndex(delayIndex, []byte{tagDelay, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
-		if len(due) >= limit {
-			return false, nil
-		}
-		due = append(due, Due{ID: id, At: at})
-		return true, nil
-	}, &next)
-	return due, next, err
+	return s.expired(delayIndex, []byte{tagDelay, 0}, now, limit)
 }
 
 // ExpiredDeadlines returns up to limit executions whose deadline passed at or before now
 // and that are still open (DeadlineOpen), and the first deadline that has not passed
 // (zero if none).
 func (s *PebbleStore) ExpiredDeadlines(ctx context.Context, now time.Time, limit int) ([]Due, time.Time, error) {
+	return s.expired(deadlineIndex, []byte{tagDeadline, 0}, now, limit)
+}
+
+// expired returns up to limit entries of a time index due at now, and the time of the
+// first one not due (zero if none).
+func (s *PebbleStore) expired(index string, prefix []byte, now time.Time, limit int) ([]Due, time.Time, error) {
 	var due []Due
 	var next time.Time
-	err := s.scanTimeIndex(deadlineIndex, []byte{tagDeadline, 0}, now, func(id string, at time.Time, _ []byte) (bool, error) {
+	err := s.scanTimeIndex(index, prefix, now, func(id string, at time.Time, _ []byte) (bool, error) {
 		if len(due) >= limit {
 			return false, nil
 		}
