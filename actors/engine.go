@@ -448,6 +448,8 @@ func (e *Engine) closeRuntime(ctx context.Context) error {
 
 // recover makes executions left behind by a dead process runnable again: their runs
 // died with it, so their locks and leases are released at once rather than at expiry.
+// An external worker's lock is kept: its process did not die with the server's, and the
+// timer service expires the lock if the worker is really gone.
 func (e *Engine) recover(ctx context.Context) error {
 	now := time.Now()
 	var stale, webhooks []string
@@ -456,7 +458,9 @@ func (e *Engine) recover(ctx context.Context) error {
 			webhooks = append(webhooks, st.ExecutionId) // see abandonWebhooks
 			return nil
 		}
-		if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
+		if st.Status == pb.Status_STATUS_LOCKED && heldByWorker(st) {
+			// A worker's: kept (see above).
+		} else if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
 			stale = append(stale, st.ExecutionId)
 		}
 		if st.CancelRequested {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -294,7 +295,7 @@ func (e *Engine) lockForWorker(ctx context.Context, p *workerPlan) (tasks []Work
 // execution may be another than the deployed one the plan checked).
 func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string) (WorkerTask, bool, error) {
 	runID := events.NewRunID(time.Now())
-	executor := "worker"
+	executor := workerExecutor
 	if p.req.Worker != "" {
 		executor += ":" + clip.String(p.req.Worker)
 	}
@@ -323,6 +324,15 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 	}
 	return WorkerTask{ExecutionID: id, RunID: runID, FFQN: st.Ffqn, Params: created.Params,
 		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt)}, true, nil
+}
+
+// workerExecutor is the executor ID of a worker's lock, followed by ":<name>" when the
+// worker names itself. Server executors' IDs start with "Exr_".
+const workerExecutor = "worker"
+
+// heldByWorker reports whether st's lock is an external worker's.
+func heldByWorker(st *pb.ExecutionState) bool {
+	return st.ExecutorId == workerExecutor || strings.HasPrefix(st.ExecutorId, workerExecutor+":")
 }
 
 // lockLostError refuses a call of a worker's run that no longer holds its lock.

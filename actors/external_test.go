@@ -19,9 +19,17 @@ const approveFFQN = "testing:approval/approval.approve"
 // newWorkerEngine starts an engine with an activity stub that requires the label "gpu".
 func newWorkerEngine(t *testing.T) *Engine {
 	t.Helper()
+	e := newWorkerEngineIn(t, t.TempDir())
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// newWorkerEngineIn is newWorkerEngine on the store in dir; the caller closes it.
+func newWorkerEngineIn(t *testing.T, dir string) *Engine {
+	t.Helper()
 	ctx := context.Background()
 	e, err := New(ctx, Config{
-		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, MaxRetries: 2, RetryExpBackoff: 10 * time.Millisecond,
 			RequiredLabels: []string{"gpu"}, WIT: `
 package testing:approval;
@@ -32,7 +40,6 @@ world any { export approval; }
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Close(ctx) })
 	return e
 }
 
@@ -127,6 +134,37 @@ func TestWorkerLockRenewComplete(t *testing.T) {
 	}
 	if _, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": false}`), ""); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("a second result: %v", err)
+	}
+}
+
+// TestWorkerLockSurvivesRestart: a server restart keeps a worker's lock (the worker's
+// process did not die with the server), so the worker's run renews and completes its
+// execution after the restart without losing the attempt.
+func TestWorkerLockSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := newWorkerEngineIn(t, dir)
+	createApproval(t, e, "E_R")
+	tasks, err := e.LockForWorker(ctx, gpuLock(0))
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("lock: %v %v", tasks, err)
+	}
+	task := tasks[0]
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e = newWorkerEngineIn(t, dir)
+	defer e.Close(ctx)
+	st, err := e.store.State(ctx, "E_R")
+	if err != nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != task.RunID || st.IntermittentFailures != 0 {
+		t.Fatalf("the restart released the worker's lock: %v %v", st, err)
+	}
+	if _, err := e.RenewForWorker(ctx, "E_R", task.RunID, 0); err != nil {
+		t.Fatalf("renew after the restart: %v", err)
+	}
+	if outcome, err := e.CompleteForWorker(ctx, "E_R", task.RunID, json.RawMessage(`{"ok": true}`), ""); err != nil || outcome != "ok" {
+		t.Fatalf("complete after the restart: %q %v", outcome, err)
 	}
 }
 
