@@ -322,6 +322,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
+		for _, q := range e.queues {
+			q.knowsOf(c)
+		}
 		if c.Config.Type != ActivityWasm || e.runsHere(c) {
 			continue
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -378,5 +380,75 @@ func TestExecutorSkipsWhatItLacksLabelsFor(t *testing.T) {
 	defer cancel()
 	if st, err := e2.WaitFinished(waitCtx, fibo); err != nil || string(st.Result) != `{"ok":55}` {
 		t.Fatalf("fibo on a server with the label: %v %v", st, err)
+	}
+}
+
+// TestRetiredVersionDoesNotRunANewerOnesExecutions: a retired version of a function
+// (no required labels, still needed by a live execution) does not run, with its own
+// code, an execution pinned to the deployed version, whose required label "gpu" this
+// server lacks: the execution stays pending, pinned, for a worker with the label.
+func TestRetiredVersionDoesNotRunANewerOnesExecutions(t *testing.T) {
+	ctx := context.Background()
+	const ffqn = "testing:fibo/fibo.fibo"
+	// v2 is fibo's file with a custom section appended: the same code, another digest.
+	v1Path := builtComponent(t, "fibo")
+	bin, err := os.ReadFile(v1Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, data := "obelisk-test", "v2"
+	bin = append(bin, 0, byte(1+len(name)+len(data)), byte(len(name)))
+	bin = append(bin, name+data...)
+	v2Path := filepath.Join(t.TempDir(), "fibo-v2.wasm")
+	if err := os.WriteFile(v2Path, bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, cache := t.TempDir(), t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fibo := ComponentConfig{Name: "fibo", Type: ActivityWasm, Path: v1Path, LockExpiry: time.Minute, MaxConcurrency: 4}
+
+	e, err := New(ctx, Config{DataDir: dir, CacheDir: cache, Logger: logger, Components: []ComponentConfig{fibo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := e.reg.byFFQN[ffqn].Component.ID
+	// A live execution of v1, due later: it keeps v1 as a retired version.
+	now := time.Now()
+	if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: "E_V1", Events: []*pb.Event{{
+		CreatedAt: now.UnixNano(),
+		Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: ffqn, Params: []byte(`[10]`), ScheduledAt: now.Add(time.Hour).UnixNano(),
+			Queue: fibo.QueueName(), ComponentId: v1, ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM}},
+	}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	fibo.Path, fibo.RequiredLabels = v2Path, []string{"gpu"}
+	e, err = New(ctx, Config{DataDir: dir, CacheDir: cache, Logger: logger, Components: []ComponentConfig{fibo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	v2 := e.reg.byFFQN[ffqn].Component.ID
+	if c := e.reg.byID[v1]; v2 == v1 || c == nil || !c.Retired || e.executors[v1] == nil {
+		t.Fatalf("v1 %s is not a retired version with an executor here (v2 %s)", v1, v2)
+	}
+	id, _, err := e.Submit(ctx, "", ffqn, []byte(`[10]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if st, err := e.WaitFinished(waitCtx, id); err == nil {
+		t.Fatalf("v2's execution ran here: %v", st)
+	}
+	if st, _ := e.store.State(ctx, id); st.Status != pb.Status_STATUS_PENDING_AT || st.ComponentId != v2 {
+		t.Fatalf("v2's execution: %v", st)
+	}
+	tasks, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{ffqn}, Labels: []string{"gpu"}})
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != id {
+		t.Fatalf("a worker with the label: %v %v", tasks, err)
 	}
 }
