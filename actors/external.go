@@ -234,6 +234,12 @@ func (e *Engine) LockForWorker(ctx context.Context, req WorkerLockRequest) ([]Wo
 	for {
 		woken, done := e.workerWaits.subscribe(p.queues)
 		tasks, next, err := e.lockForWorker(ctx, p)
+		if err != nil && len(tasks) > 0 {
+			// The executions locked before the error are the worker's now: refused,
+			// they would wait for their locks to expire and cost an attempt each.
+			e.log.Warn("worker lock: locked some of a batch, then failed", "worker", p.req.Worker, "locked", len(tasks), "err", err)
+			err = nil
+		}
 		if err != nil || len(tasks) > 0 {
 			done()
 			return tasks, err

@@ -452,3 +452,34 @@ func TestRetiredVersionDoesNotRunANewerOnesExecutions(t *testing.T) {
 		t.Fatalf("a worker with the label: %v %v", tasks, err)
 	}
 }
+
+// eventsFailing is a store whose reads of one execution's events fail.
+type eventsFailing struct {
+	events.Store
+	id string
+}
+
+func (s eventsFailing) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
+	if id == s.id {
+		return nil, errors.New("injected read failure")
+	}
+	return s.Store.Events(ctx, id, from, limit)
+}
+
+// TestWorkerBatchLockKeepsWhatItLocked: a batch lock that fails after locking some
+// executions returns those, without the error: refused, they would wait for their
+// locks to expire and each lose an attempt.
+func TestWorkerBatchLockKeepsWhatItLocked(t *testing.T) {
+	e := newWorkerEngine(t)
+	ctx := context.Background()
+	createApproval(t, e, "E_A")
+	time.Sleep(time.Millisecond) // E_B due after E_A: locked second
+	createApproval(t, e, "E_B")
+	e.store = eventsFailing{Store: e.store, id: "E_B"}
+	req := gpuLock(0)
+	req.Max = 2
+	tasks, err := e.LockForWorker(ctx, req)
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != "E_A" {
+		t.Fatalf("batch lock failing on its second execution: %+v %v", tasks, err)
+	}
+}
