@@ -170,7 +170,21 @@ type workerPlan struct {
 	req    WorkerLockRequest
 	fns    map[string]bool
 	queues []string
-	lock   time.Duration
+}
+
+// checkWorkerLock refuses a lock duration a worker asks for (0: none) out of bounds.
+func checkWorkerLock(d time.Duration) error {
+	if d != 0 && (d < MinWorkerLock || d > MaxWorkerLock) {
+		return &InvalidArgumentError{fmt.Errorf("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", d, MinWorkerLock, MaxWorkerLock)}
+	}
+	return nil
+}
+
+// workerLock is how long a worker's lock of an execution of c lasts: what the worker
+// asked for, else c's lock_expiry, else DefaultWorkerLock. Each execution of a batch
+// gets its own component's.
+func workerLock(requested time.Duration, c *Component) time.Duration {
+	return cmp.Or(requested, c.Config.LockExpiry, DefaultWorkerLock)
 }
 
 func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
@@ -186,14 +200,14 @@ func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
 	case req.Max == 0:
 		req.Max = 1
 	}
-	if req.LockDuration != 0 && (req.LockDuration < MinWorkerLock || req.LockDuration > MaxWorkerLock) {
-		return nil, invalid("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", req.LockDuration, MinWorkerLock, MaxWorkerLock)
+	if err := checkWorkerLock(req.LockDuration); err != nil {
+		return nil, err
 	}
 	if err := checkQueueName(req.Queue); err != nil {
 		return nil, &InvalidArgumentError{err}
 	}
 	req.Wait = min(max(req.Wait, 0), MaxWorkerWait)
-	p := &workerPlan{req: req, fns: map[string]bool{}, lock: req.LockDuration}
+	p := &workerPlan{req: req, fns: map[string]bool{}}
 	for _, ffqn := range req.FFQNs {
 		fn, err := e.reg.route(nil, ffqn, "")
 		if err != nil {
@@ -209,15 +223,9 @@ func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
 				ffqn, c.Config.Name, c.Config.RequiredLabels, miss)}
 		}
 		p.fns[ffqn] = true
-		if p.lock == 0 {
-			p.lock = c.Config.LockExpiry
-		}
 		if q := cmp.Or(req.Queue, c.Config.QueueName()); !slices.Contains(p.queues, q) {
 			p.queues = append(p.queues, q)
 		}
-	}
-	if p.lock == 0 {
-		p.lock = DefaultWorkerLock
 	}
 	return p, nil
 }
@@ -315,7 +323,7 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 			return nil, errNotRunnable
 		}
 		c := fn.Component
-		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(p.lock), c.Config.retryConfig(st.SubmittedRetry))), nil
+		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(workerLock(p.req.LockDuration, c)), c.Config.retryConfig(st.SubmittedRetry))), nil
 	})
 	if errors.Is(err, errNotRunnable) {
 		return WorkerTask{}, false, nil
@@ -361,8 +369,8 @@ func lockLostError(id, runID string, st *pb.ExecutionState) error {
 // now (0: the lock LockForWorker would take) and returns when it now expires. A run that
 // no longer holds the lock is refused (FailedPreconditionError): its worker should stop.
 func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time.Duration) (time.Time, error) {
-	if lock != 0 && (lock < MinWorkerLock || lock > MaxWorkerLock) {
-		return time.Time{}, &InvalidArgumentError{fmt.Errorf("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", lock, MinWorkerLock, MaxWorkerLock)}
+	if err := checkWorkerLock(lock); err != nil {
+		return time.Time{}, err
 	}
 	var expires time.Time
 	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
@@ -373,13 +381,9 @@ func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time
 		if !ok {
 			return nil, lockLostError(id, runID, st)
 		}
-		d := lock
-		if d == 0 {
-			d = cmp.Or(fn.Component.Config.LockExpiry, DefaultWorkerLock)
-		}
-		now := time.Now()
-		expires = now.Add(d)
 		c := fn.Component
+		now := time.Now()
+		expires = now.Add(workerLock(lock, c))
 		return appendTx(st, runID, lockedEvent(st.ExecutorId, c, runID, now, expires, c.Config.retryConfig(st.SubmittedRetry))), nil
 	})
 	if err != nil {

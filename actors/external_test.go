@@ -483,3 +483,46 @@ func TestWorkerBatchLockKeepsWhatItLocked(t *testing.T) {
 		t.Fatalf("batch lock failing on its second execution: %+v %v", tasks, err)
 	}
 }
+
+// TestWorkerBatchLockPerComponent: one lock request for the functions of two stubs
+// locks each execution for its own component's lock_expiry, as a renewal does.
+func TestWorkerBatchLockPerComponent(t *testing.T) {
+	ctx := context.Background()
+	stub := func(name string, lock time.Duration) ComponentConfig {
+		return ComponentConfig{Name: name, Type: ActivityStub, LockExpiry: lock, WIT: `
+package testing:` + name + `;
+interface api { run: func() -> result; }
+world any { export api; }
+`}
+	}
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Components: []ComponentConfig{stub("short", time.Second), stub("long", time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := map[string]time.Duration{}
+	for name, lock := range map[string]time.Duration{"short": time.Second, "long": time.Hour} {
+		ffqn := "testing:" + name + "/api.run"
+		fn := e.reg.byFFQN[ffqn]
+		now := time.Now()
+		if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: "E_" + name, Events: []*pb.Event{{
+			CreatedAt: now.UnixNano(),
+			Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: ffqn, Params: []byte(`[]`), ScheduledAt: now.UnixNano(),
+				Queue: fn.Component.Config.QueueName(), ComponentId: fn.Component.ID}},
+		}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		want["E_"+name] = lock
+	}
+	before := time.Now()
+	tasks, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"testing:short/api.run", "testing:long/api.run"}, Max: 2})
+	if err != nil || len(tasks) != 2 {
+		t.Fatalf("lock: %+v %v", tasks, err)
+	}
+	for _, task := range tasks {
+		if got := task.LockExpiresAt.Sub(before); got < want[task.ExecutionID] || got > want[task.ExecutionID]+time.Minute/2 {
+			t.Errorf("%s locked for %s, want its component's %s", task.ExecutionID, got, want[task.ExecutionID])
+		}
+	}
+}
