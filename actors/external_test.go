@@ -137,6 +137,10 @@ func TestWorkerLockRenewComplete(t *testing.T) {
 	if _, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": false}`), ""); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("a second result: %v", err)
 	}
+	// The same result again (its worker lost the first answer) is acknowledged.
+	if outcome, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": true}`), ""); err != nil || outcome != "ok" {
+		t.Fatalf("the result sent again: %q %v", outcome, err)
+	}
 }
 
 // TestWorkerLockSurvivesRestart: a server restart keeps a worker's lock (the worker's

@@ -250,11 +250,22 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 	out, herr := h(hctx, json.RawMessage(t.ParamsJson))
 	cancel()
 	<-renewed
-	if lost || ctx.Err() != nil {
-		return // not ours to record any more; or stopping: the lock expires into a retry
+	if lost {
+		return // not ours to record any more
+	}
+	var er *ErrResult
+	cctx := ctx
+	if ctx.Err() != nil {
+		if herr != nil && !errors.As(herr, &er) {
+			return // stopped, likely by the shutdown: the lock expires into a retry
+		}
+		// Stopping, but the handler's work is done: record it rather than have it done
+		// again after the lock expires.
+		var stop context.CancelFunc
+		cctx, stop = context.WithTimeout(context.WithoutCancel(ctx), completeOnStop)
+		defer stop()
 	}
 	req := &apiv1.WorkerCompleteRequest{ExecutionId: t.ExecutionId, RunId: t.RunId}
-	var er *ErrResult
 	switch {
 	case errors.As(herr, &er):
 		req.ResultJson = `{"err":` + orNull(er.Value) + `}`
@@ -264,12 +275,13 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 		req.ResultJson = `{"ok":` + orNull(out) + `}`
 	}
 	for attempt := 0; ; attempt++ {
-		resp, err := w.client.Complete(ctx, connect.NewRequest(req))
+		resp, err := w.client.Complete(cctx, connect.NewRequest(req))
 		switch {
 		case err == nil:
 			log.Debug("worker: completed", "outcome", resp.Msg.Outcome)
 			return
-		case ctx.Err() != nil:
+		case cctx.Err() != nil:
+			log.Warn("worker: complete: stopped before the server answered; the execution is retried when its lock expires", "err", err)
 			return
 		case refused(err) || attempt >= 4:
 			// A result the WIT refuses, or a lost lock: the execution is retried when
@@ -278,9 +290,13 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 			return
 		}
 		log.Warn("worker: complete", "err", err)
-		sleep(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+		sleep(cctx, time.Duration(attempt+1)*200*time.Millisecond)
 	}
 }
+
+// completeOnStop bounds how long a stopping worker tries to record the result of a
+// handler that finished.
+const completeOnStop = 5 * time.Second
 
 func orNull(v json.RawMessage) string {
 	if len(v) == 0 {
