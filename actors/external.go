@@ -78,6 +78,9 @@ type WorkerTask struct {
 	// Attempt counts from 1.
 	Attempt       uint32
 	LockExpiresAt time.Time
+	// LockDuration is how long the lock lasts from when it was taken: a worker times its
+	// renewals by it, on its own clock, which need not agree with the server's.
+	LockDuration time.Duration
 }
 
 // workerWaits wakes the LockForWorker calls waiting for an execution to become pending
@@ -313,6 +316,7 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 	if p.req.Worker != "" {
 		executor += ":" + clip.String(p.req.Worker)
 	}
+	var lock time.Duration
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		now := time.Now()
 		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
@@ -323,7 +327,8 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 			return nil, errNotRunnable
 		}
 		c := fn.Component
-		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(workerLock(p.req.LockDuration, c)), c.Config.retryConfig(st.SubmittedRetry))), nil
+		lock = workerLock(p.req.LockDuration, c)
+		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(lock), c.Config.retryConfig(st.SubmittedRetry))), nil
 	})
 	if errors.Is(err, errNotRunnable) {
 		return WorkerTask{}, false, nil
@@ -337,7 +342,7 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 		return WorkerTask{}, false, fmt.Errorf("read %s: %w", id, err)
 	}
 	return WorkerTask{ExecutionID: id, RunID: runID, FFQN: st.Ffqn, Params: created.Params,
-		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt)}, true, nil
+		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt), LockDuration: lock}, true, nil
 }
 
 // workerExecutor is the executor ID of a worker's lock, followed by ":<name>" when the
@@ -366,14 +371,14 @@ func lockLostError(id, runID string, st *pb.ExecutionState) error {
 }
 
 // RenewForWorker extends the lock of a worker's run runID of execution id to lock from
-// now (0: the lock LockForWorker would take) and returns when it now expires. A run that
-// no longer holds the lock is refused (FailedPreconditionError): its worker should stop.
-func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time.Duration) (time.Time, error) {
+// now (0: the lock LockForWorker would take) and returns when it now expires and how
+// long it lasts. A run that no longer holds the lock is refused
+// (FailedPreconditionError): its worker should stop.
+func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time.Duration) (expires time.Time, d time.Duration, err error) {
 	if err := checkWorkerLock(lock); err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
-	var expires time.Time
-	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, lockLostError(id, runID, st)
 		}
@@ -383,13 +388,14 @@ func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time
 		}
 		c := fn.Component
 		now := time.Now()
-		expires = now.Add(workerLock(lock, c))
+		d = workerLock(lock, c)
+		expires = now.Add(d)
 		return appendTx(st, runID, lockedEvent(st.ExecutorId, c, runID, now, expires, c.Config.retryConfig(st.SubmittedRetry))), nil
 	})
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
-	return expires, nil
+	return expires, d, nil
 }
 
 // CompleteForWorker records the outcome of a worker's run runID of execution id: a

@@ -105,11 +105,11 @@ func TestWorkerLockRenewComplete(t *testing.T) {
 		t.Fatalf("a locked execution was locked again: %v %v", again, err)
 	}
 
-	if _, err := e.RenewForWorker(ctx, "E_1", "Run_other", 0); !failedPrecondition(err, "lock lost") {
+	if _, _, err := e.RenewForWorker(ctx, "E_1", "Run_other", 0); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("renew by another run: %v", err)
 	}
-	expires, err := e.RenewForWorker(ctx, "E_1", task.RunID, time.Hour)
-	if err != nil || !expires.After(task.LockExpiresAt) {
+	expires, d, err := e.RenewForWorker(ctx, "E_1", task.RunID, time.Hour)
+	if err != nil || !expires.After(task.LockExpiresAt) || d != time.Hour || task.LockDuration != DefaultWorkerLock {
 		t.Fatalf("renew: %v (expires %v, was %v)", err, expires, task.LockExpiresAt)
 	}
 	if st, _ := e.store.State(ctx, "E_1"); st.LockExpiresAt != expires.UnixNano() || st.RunId != task.RunID {
@@ -166,7 +166,7 @@ func TestWorkerLockSurvivesRestart(t *testing.T) {
 	if err != nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != task.RunID || st.IntermittentFailures != 0 {
 		t.Fatalf("the restart released the worker's lock: %v %v", st, err)
 	}
-	if _, err := e.RenewForWorker(ctx, "E_R", task.RunID, 0); err != nil {
+	if _, _, err := e.RenewForWorker(ctx, "E_R", task.RunID, 0); err != nil {
 		t.Fatalf("renew after the restart: %v", err)
 	}
 	if outcome, err := e.CompleteForWorker(ctx, "E_R", task.RunID, json.RawMessage(`{"ok": true}`), ""); err != nil || outcome != "ok" {
@@ -195,13 +195,13 @@ func TestWorkerLockExpiresIntoRetry(t *testing.T) {
 	if second[0].Attempt != 2 || second[0].RunID == first[0].RunID {
 		t.Fatalf("retry: %+v after %+v", second[0], first[0])
 	}
-	if _, err := e.RenewForWorker(ctx, "E_2", first[0].RunID, 0); !failedPrecondition(err, "lock lost") {
+	if _, _, err := e.RenewForWorker(ctx, "E_2", first[0].RunID, 0); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("renew of the expired run: %v", err)
 	}
 	if _, err := e.CompleteForWorker(ctx, "E_2", first[0].RunID, json.RawMessage(`{"ok": true}`), ""); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("complete of the expired run: %v", err)
 	}
-	if _, err := e.RenewForWorker(ctx, "E_2", second[0].RunID, time.Minute); err != nil {
+	if _, _, err := e.RenewForWorker(ctx, "E_2", second[0].RunID, time.Minute); err != nil {
 		t.Fatalf("renew of the second run: %v", err)
 	}
 	outcome, err := e.CompleteForWorker(ctx, "E_2", second[0].RunID, nil, "out of paper")
@@ -525,7 +525,7 @@ world any { export api; }
 		t.Fatalf("lock: %+v %v", tasks, err)
 	}
 	for _, task := range tasks {
-		if got := task.LockExpiresAt.Sub(before); got < want[task.ExecutionID] || got > want[task.ExecutionID]+time.Minute/2 {
+		if got := task.LockExpiresAt.Sub(before); got < want[task.ExecutionID] || got > want[task.ExecutionID]+time.Minute/2 || task.LockDuration != want[task.ExecutionID] {
 			t.Errorf("%s locked for %s, want its component's %s", task.ExecutionID, got, want[task.ExecutionID])
 		}
 	}

@@ -204,6 +204,32 @@ func TestStopCompletesFinishedHandler(t *testing.T) {
 	}
 }
 
+// TestRenewalsIgnoreServerClock: renewals are timed by the lock's duration, not by the
+// server's expiry time: a server whose clock is an hour ahead still gets a renewal every
+// third of the lock.
+func TestRenewalsIgnoreServerClock(t *testing.T) {
+	skewed := task("E_skew", `[1]`, time.Hour+300*time.Millisecond) // expires in 300ms, by the server's clock
+	skewed.LockDurationMillis = 300
+	f := newFake(skewed)
+	w := New(serve(t, f), Options{PollWait: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx, map[string]Handler{"a:b/c.f": func(ctx context.Context, _ json.RawMessage) (json.RawMessage, error) {
+		time.Sleep(time.Second)
+		return json.RawMessage(`1`), nil
+	}})
+	select {
+	case <-f.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not completed")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.renewals["E_skew"]; n < 5 || n > 12 {
+		t.Fatalf("%d renewals of a 300ms lock during 1s, want about 10 (one per 100ms)", n)
+	}
+}
+
 // TestRunRefused: a request the server refuses ends Run with its error.
 func TestRunRefused(t *testing.T) {
 	w := New(serve(t, newFake()), Options{})
