@@ -148,6 +148,7 @@ type Engine struct {
 	active    activeRuns
 	cancels   *canceller
 	retention *retention
+	spans     *spanQueue // nil without Config.Tracer
 	// kvConfig: the read-only buckets of the KV component, by name.
 	kvConfig  map[string]*kvconfig.Bucket
 	histories *histories.Cache
@@ -243,6 +244,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.active.m = map[string]context.CancelFunc{}
 	e.cancels = newCanceller(e)
 	e.retention = newRetention(e, cfg)
+	if cfg.Tracer != nil {
+		e.spans = newSpanQueue(cfg.Tracer, cfg.Logger)
+	}
 	var comp compiler
 	rt := cfg.Modules.runtime()
 	if rt == nil {
@@ -264,12 +268,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})
 	if err != nil {
+		e.spans.close()
 		e.closeRuntime(ctx)
 		return nil, err
 	}
 	e.store = store
 	fail := func(err error) (*Engine, error) {
 		store.Close()
+		e.spans.close()
 		e.closeRuntime(ctx)
 		return nil, err
 	}
@@ -437,6 +443,8 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.store != nil {
 		errs = append(errs, e.store.Close())
 	}
+	e.spans.close() // after the store's last commit: its spans are emitted
+
 	errs = append(errs, e.closeRuntime(ctx))
 	return errors.Join(errs...)
 }
@@ -518,7 +526,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 			// A finished state changes no more: each is reported once.
 			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), events.ResultKindName(st.ResultKind))
 			e.versionFinished(st.ComponentId)
-			if e.cfg.Tracer != nil {
+			if e.spans != nil {
 				e.traceFinished(st)
 			}
 		}
