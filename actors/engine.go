@@ -148,6 +148,7 @@ type Engine struct {
 	active    activeRuns
 	cancels   *canceller
 	retention *retention
+	spans     *spanQueue // nil without Config.Tracer
 	// kvConfig: the read-only buckets of the KV component, by name.
 	kvConfig  map[string]*kvconfig.Bucket
 	histories *histories.Cache
@@ -246,6 +247,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e.active.m = map[string]context.CancelFunc{}
 	e.cancels = newCanceller(e)
 	e.retention = newRetention(e, cfg)
+	if cfg.Tracer != nil {
+		e.spans = newSpanQueue(cfg.Tracer, cfg.Logger)
+	}
 	var comp compiler
 	rt := cfg.Modules.runtime()
 	if rt == nil {
@@ -267,12 +271,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
 	})
 	if err != nil {
+		e.spans.close()
 		e.closeRuntime(ctx)
 		return nil, err
 	}
 	e.store = store
 	fail := func(err error) (*Engine, error) {
 		store.Close()
+		e.spans.close()
 		e.closeRuntime(ctx)
 		return nil, err
 	}
@@ -330,6 +336,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	for _, c := range append(slices.Clip(reg.components), reg.retired...) {
+		for _, q := range e.queues {
+			q.knowsOf(c)
+		}
 		if c.Config.Type != ActivityWasm || e.runsHere(c) {
 			continue
 		}
@@ -442,6 +451,8 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.store != nil {
 		errs = append(errs, e.store.Close())
 	}
+	e.spans.close() // after the store's last commit: its spans are emitted
+
 	errs = append(errs, e.closeRuntime(ctx))
 	return errors.Join(errs...)
 }
@@ -456,6 +467,8 @@ func (e *Engine) closeRuntime(ctx context.Context) error {
 
 // recover makes executions left behind by a dead process runnable again: their runs
 // died with it, so their locks and leases are released at once rather than at expiry.
+// An external worker's lock is kept: its process did not die with the server's, and the
+// timer service expires the lock if the worker is really gone.
 func (e *Engine) recover(ctx context.Context) error {
 	now := time.Now()
 	var stale, webhooks []string
@@ -464,7 +477,9 @@ func (e *Engine) recover(ctx context.Context) error {
 			webhooks = append(webhooks, st.ExecutionId) // see abandonWebhooks
 			return nil
 		}
-		if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
+		if st.Status == pb.Status_STATUS_LOCKED && heldByWorker(st) {
+			// A worker's: kept (see above).
+		} else if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
 			stale = append(stale, st.ExecutionId)
 		}
 		if st.CancelRequested {
@@ -519,7 +534,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 			// A finished state changes no more: each is reported once.
 			e.cfg.Metrics.Finished(componentTypeName(st.ComponentType), events.ResultKindName(st.ResultKind))
 			e.versionFinished(st.ComponentId)
-			if e.cfg.Tracer != nil {
+			if e.spans != nil {
 				e.traceFinished(st)
 			}
 		}

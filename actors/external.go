@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,9 @@ type WorkerTask struct {
 	// Attempt counts from 1.
 	Attempt       uint32
 	LockExpiresAt time.Time
+	// LockDuration is how long the lock lasts from when it was taken: a worker times its
+	// renewals by it, on its own clock, which need not agree with the server's.
+	LockDuration time.Duration
 }
 
 // workerWaits wakes the LockForWorker calls waiting for an execution to become pending
@@ -169,7 +173,21 @@ type workerPlan struct {
 	req    WorkerLockRequest
 	fns    map[string]bool
 	queues []string
-	lock   time.Duration
+}
+
+// checkWorkerLock refuses a lock duration a worker asks for (0: none) out of bounds.
+func checkWorkerLock(d time.Duration) error {
+	if d != 0 && (d < MinWorkerLock || d > MaxWorkerLock) {
+		return &InvalidArgumentError{fmt.Errorf("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", d, MinWorkerLock, MaxWorkerLock)}
+	}
+	return nil
+}
+
+// workerLock is how long a worker's lock of an execution of c lasts: what the worker
+// asked for, else c's lock_expiry, else DefaultWorkerLock. Each execution of a batch
+// gets its own component's.
+func workerLock(requested time.Duration, c *Component) time.Duration {
+	return cmp.Or(requested, c.Config.LockExpiry, DefaultWorkerLock)
 }
 
 func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
@@ -185,14 +203,14 @@ func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
 	case req.Max == 0:
 		req.Max = 1
 	}
-	if req.LockDuration != 0 && (req.LockDuration < MinWorkerLock || req.LockDuration > MaxWorkerLock) {
-		return nil, invalid("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", req.LockDuration, MinWorkerLock, MaxWorkerLock)
+	if err := checkWorkerLock(req.LockDuration); err != nil {
+		return nil, err
 	}
 	if err := checkQueueName(req.Queue); err != nil {
 		return nil, &InvalidArgumentError{err}
 	}
 	req.Wait = min(max(req.Wait, 0), MaxWorkerWait)
-	p := &workerPlan{req: req, fns: map[string]bool{}, lock: req.LockDuration}
+	p := &workerPlan{req: req, fns: map[string]bool{}}
 	for _, ffqn := range req.FFQNs {
 		fn, err := e.reg.route(nil, ffqn, "")
 		if err != nil {
@@ -208,15 +226,9 @@ func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
 				ffqn, c.Config.Name, c.Config.RequiredLabels, miss)}
 		}
 		p.fns[ffqn] = true
-		if p.lock == 0 {
-			p.lock = c.Config.LockExpiry
-		}
 		if q := cmp.Or(req.Queue, c.Config.QueueName()); !slices.Contains(p.queues, q) {
 			p.queues = append(p.queues, q)
 		}
-	}
-	if p.lock == 0 {
-		p.lock = DefaultWorkerLock
 	}
 	return p, nil
 }
@@ -233,6 +245,12 @@ func (e *Engine) LockForWorker(ctx context.Context, req WorkerLockRequest) ([]Wo
 	for {
 		woken, done := e.workerWaits.subscribe(p.queues)
 		tasks, next, err := e.lockForWorker(ctx, p)
+		if err != nil && len(tasks) > 0 {
+			// The executions locked before the error are the worker's now: refused,
+			// they would wait for their locks to expire and cost an attempt each.
+			e.log.Warn("worker lock: locked some of a batch, then failed", "worker", p.req.Worker, "locked", len(tasks), "err", err)
+			err = nil
+		}
 		if err != nil || len(tasks) > 0 {
 			done()
 			return tasks, err
@@ -294,10 +312,11 @@ func (e *Engine) lockForWorker(ctx context.Context, p *workerPlan) (tasks []Work
 // execution may be another than the deployed one the plan checked).
 func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string) (WorkerTask, bool, error) {
 	runID := events.NewRunID(time.Now())
-	executor := "worker"
+	executor := workerExecutor
 	if p.req.Worker != "" {
 		executor += ":" + clip.String(p.req.Worker)
 	}
+	var lock time.Duration
 	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		now := time.Now()
 		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
@@ -308,7 +327,8 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 			return nil, errNotRunnable
 		}
 		c := fn.Component
-		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(p.lock), c.Config.retryConfig(st.SubmittedRetry))), nil
+		lock = workerLock(p.req.LockDuration, c)
+		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(lock), c.Config.retryConfig(st.SubmittedRetry))), nil
 	})
 	if errors.Is(err, errNotRunnable) {
 		return WorkerTask{}, false, nil
@@ -322,7 +342,16 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 		return WorkerTask{}, false, fmt.Errorf("read %s: %w", id, err)
 	}
 	return WorkerTask{ExecutionID: id, RunID: runID, FFQN: st.Ffqn, Params: created.Params,
-		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt)}, true, nil
+		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt), LockDuration: lock}, true, nil
+}
+
+// workerExecutor is the executor ID of a worker's lock, followed by ":<name>" when the
+// worker names itself. Server executors' IDs start with "Exr_".
+const workerExecutor = "worker"
+
+// heldByWorker reports whether st's lock is an external worker's.
+func heldByWorker(st *pb.ExecutionState) bool {
+	return st.ExecutorId == workerExecutor || strings.HasPrefix(st.ExecutorId, workerExecutor+":")
 }
 
 // lockLostError refuses a call of a worker's run that no longer holds its lock.
@@ -342,14 +371,14 @@ func lockLostError(id, runID string, st *pb.ExecutionState) error {
 }
 
 // RenewForWorker extends the lock of a worker's run runID of execution id to lock from
-// now (0: the lock LockForWorker would take) and returns when it now expires. A run that
-// no longer holds the lock is refused (FailedPreconditionError): its worker should stop.
-func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time.Duration) (time.Time, error) {
-	if lock != 0 && (lock < MinWorkerLock || lock > MaxWorkerLock) {
-		return time.Time{}, &InvalidArgumentError{fmt.Errorf("lock_duration = %s: want %s to %s (0 means the component's lock_expiry)", lock, MinWorkerLock, MaxWorkerLock)}
+// now (0: the lock LockForWorker would take) and returns when it now expires and how
+// long it lasts. A run that no longer holds the lock is refused
+// (FailedPreconditionError): its worker should stop.
+func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time.Duration) (expires time.Time, d time.Duration, err error) {
+	if err := checkWorkerLock(lock); err != nil {
+		return time.Time{}, 0, err
 	}
-	var expires time.Time
-	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, lockLostError(id, runID, st)
 		}
@@ -357,19 +386,16 @@ func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time
 		if !ok {
 			return nil, lockLostError(id, runID, st)
 		}
-		d := lock
-		if d == 0 {
-			d = cmp.Or(fn.Component.Config.LockExpiry, DefaultWorkerLock)
-		}
-		now := time.Now()
-		expires = now.Add(d)
 		c := fn.Component
+		now := time.Now()
+		d = workerLock(lock, c)
+		expires = now.Add(d)
 		return appendTx(st, runID, lockedEvent(st.ExecutorId, c, runID, now, expires, c.Config.retryConfig(st.SubmittedRetry))), nil
 	})
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
-	return expires, nil
+	return expires, d, nil
 }
 
 // CompleteForWorker records the outcome of a worker's run runID of execution id: a
@@ -397,6 +423,11 @@ func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result
 	}
 	if err != nil {
 		return "", err
+	}
+	if st.Status == pb.Status_STATUS_FINISHED && st.RunId == runID && compact.Len() > 0 && bytes.Equal(st.Result, compact.Bytes()) {
+		// This run's result, sent again by a worker that lost the answer to the first
+		// Complete: it is recorded, and refusing it would look like a lost lock.
+		return events.ResultKindName(st.ResultKind), nil
 	}
 	if st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 		return "", lockLostError(id, runID, st)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +21,17 @@ const approveFFQN = "testing:approval/approval.approve"
 // newWorkerEngine starts an engine with an activity stub that requires the label "gpu".
 func newWorkerEngine(t *testing.T) *Engine {
 	t.Helper()
+	e := newWorkerEngineIn(t, t.TempDir())
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// newWorkerEngineIn is newWorkerEngine on the store in dir; the caller closes it.
+func newWorkerEngineIn(t *testing.T, dir string) *Engine {
+	t.Helper()
 	ctx := context.Background()
 	e, err := New(ctx, Config{
-		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, MaxRetries: 2, RetryExpBackoff: 10 * time.Millisecond,
 			RequiredLabels: []string{"gpu"}, WIT: `
 package testing:approval;
@@ -32,7 +42,6 @@ world any { export approval; }
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Close(ctx) })
 	return e
 }
 
@@ -96,11 +105,11 @@ func TestWorkerLockRenewComplete(t *testing.T) {
 		t.Fatalf("a locked execution was locked again: %v %v", again, err)
 	}
 
-	if _, err := e.RenewForWorker(ctx, "E_1", "Run_other", 0); !failedPrecondition(err, "lock lost") {
+	if _, _, err := e.RenewForWorker(ctx, "E_1", "Run_other", 0); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("renew by another run: %v", err)
 	}
-	expires, err := e.RenewForWorker(ctx, "E_1", task.RunID, time.Hour)
-	if err != nil || !expires.After(task.LockExpiresAt) {
+	expires, d, err := e.RenewForWorker(ctx, "E_1", task.RunID, time.Hour)
+	if err != nil || !expires.After(task.LockExpiresAt) || d != time.Hour || task.LockDuration != DefaultWorkerLock {
 		t.Fatalf("renew: %v (expires %v, was %v)", err, expires, task.LockExpiresAt)
 	}
 	if st, _ := e.store.State(ctx, "E_1"); st.LockExpiresAt != expires.UnixNano() || st.RunId != task.RunID {
@@ -128,6 +137,41 @@ func TestWorkerLockRenewComplete(t *testing.T) {
 	if _, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": false}`), ""); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("a second result: %v", err)
 	}
+	// The same result again (its worker lost the first answer) is acknowledged.
+	if outcome, err := e.CompleteForWorker(ctx, "E_1", task.RunID, json.RawMessage(`{"ok": true}`), ""); err != nil || outcome != "ok" {
+		t.Fatalf("the result sent again: %q %v", outcome, err)
+	}
+}
+
+// TestWorkerLockSurvivesRestart: a server restart keeps a worker's lock (the worker's
+// process did not die with the server), so the worker's run renews and completes its
+// execution after the restart without losing the attempt.
+func TestWorkerLockSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := newWorkerEngineIn(t, dir)
+	createApproval(t, e, "E_R")
+	tasks, err := e.LockForWorker(ctx, gpuLock(0))
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("lock: %v %v", tasks, err)
+	}
+	task := tasks[0]
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e = newWorkerEngineIn(t, dir)
+	defer e.Close(ctx)
+	st, err := e.store.State(ctx, "E_R")
+	if err != nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != task.RunID || st.IntermittentFailures != 0 {
+		t.Fatalf("the restart released the worker's lock: %v %v", st, err)
+	}
+	if _, _, err := e.RenewForWorker(ctx, "E_R", task.RunID, 0); err != nil {
+		t.Fatalf("renew after the restart: %v", err)
+	}
+	if outcome, err := e.CompleteForWorker(ctx, "E_R", task.RunID, json.RawMessage(`{"ok": true}`), ""); err != nil || outcome != "ok" {
+		t.Fatalf("complete after the restart: %q %v", outcome, err)
+	}
 }
 
 // TestWorkerLockExpiresIntoRetry: a worker that stops renewing loses its lock at expiry;
@@ -151,13 +195,13 @@ func TestWorkerLockExpiresIntoRetry(t *testing.T) {
 	if second[0].Attempt != 2 || second[0].RunID == first[0].RunID {
 		t.Fatalf("retry: %+v after %+v", second[0], first[0])
 	}
-	if _, err := e.RenewForWorker(ctx, "E_2", first[0].RunID, 0); !failedPrecondition(err, "lock lost") {
+	if _, _, err := e.RenewForWorker(ctx, "E_2", first[0].RunID, 0); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("renew of the expired run: %v", err)
 	}
 	if _, err := e.CompleteForWorker(ctx, "E_2", first[0].RunID, json.RawMessage(`{"ok": true}`), ""); !failedPrecondition(err, "lock lost") {
 		t.Fatalf("complete of the expired run: %v", err)
 	}
-	if _, err := e.RenewForWorker(ctx, "E_2", second[0].RunID, time.Minute); err != nil {
+	if _, _, err := e.RenewForWorker(ctx, "E_2", second[0].RunID, time.Minute); err != nil {
 		t.Fatalf("renew of the second run: %v", err)
 	}
 	outcome, err := e.CompleteForWorker(ctx, "E_2", second[0].RunID, nil, "out of paper")
@@ -340,5 +384,149 @@ func TestExecutorSkipsWhatItLacksLabelsFor(t *testing.T) {
 	defer cancel()
 	if st, err := e2.WaitFinished(waitCtx, fibo); err != nil || string(st.Result) != `{"ok":55}` {
 		t.Fatalf("fibo on a server with the label: %v %v", st, err)
+	}
+}
+
+// TestRetiredVersionDoesNotRunANewerOnesExecutions: a retired version of a function
+// (no required labels, still needed by a live execution) does not run, with its own
+// code, an execution pinned to the deployed version, whose required label "gpu" this
+// server lacks: the execution stays pending, pinned, for a worker with the label.
+func TestRetiredVersionDoesNotRunANewerOnesExecutions(t *testing.T) {
+	ctx := context.Background()
+	const ffqn = "testing:fibo/fibo.fibo"
+	// v2 is fibo's file with a custom section appended: the same code, another digest.
+	v1Path := builtComponent(t, "fibo")
+	bin, err := os.ReadFile(v1Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, data := "obelisk-test", "v2"
+	bin = append(bin, 0, byte(1+len(name)+len(data)), byte(len(name)))
+	bin = append(bin, name+data...)
+	v2Path := filepath.Join(t.TempDir(), "fibo-v2.wasm")
+	if err := os.WriteFile(v2Path, bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, cache := t.TempDir(), t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fibo := ComponentConfig{Name: "fibo", Type: ActivityWasm, Path: v1Path, LockExpiry: time.Minute, MaxConcurrency: 4}
+
+	e, err := New(ctx, Config{DataDir: dir, CacheDir: cache, Logger: logger, Components: []ComponentConfig{fibo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := e.reg.byFFQN[ffqn].Component.ID
+	// A live execution of v1, due later: it keeps v1 as a retired version.
+	now := time.Now()
+	if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: "E_V1", Events: []*pb.Event{{
+		CreatedAt: now.UnixNano(),
+		Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: ffqn, Params: []byte(`[10]`), ScheduledAt: now.Add(time.Hour).UnixNano(),
+			Queue: fibo.QueueName(), ComponentId: v1, ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM}},
+	}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	fibo.Path, fibo.RequiredLabels = v2Path, []string{"gpu"}
+	e, err = New(ctx, Config{DataDir: dir, CacheDir: cache, Logger: logger, Components: []ComponentConfig{fibo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	v2 := e.reg.byFFQN[ffqn].Component.ID
+	if c := e.reg.byID[v1]; v2 == v1 || c == nil || !c.Retired || e.executors[v1] == nil {
+		t.Fatalf("v1 %s is not a retired version with an executor here (v2 %s)", v1, v2)
+	}
+	id, _, err := e.Submit(ctx, "", ffqn, []byte(`[10]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if st, err := e.WaitFinished(waitCtx, id); err == nil {
+		t.Fatalf("v2's execution ran here: %v", st)
+	}
+	if st, _ := e.store.State(ctx, id); st.Status != pb.Status_STATUS_PENDING_AT || st.ComponentId != v2 {
+		t.Fatalf("v2's execution: %v", st)
+	}
+	tasks, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{ffqn}, Labels: []string{"gpu"}})
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != id {
+		t.Fatalf("a worker with the label: %v %v", tasks, err)
+	}
+}
+
+// eventsFailing is a store whose reads of one execution's events fail.
+type eventsFailing struct {
+	events.Store
+	id string
+}
+
+func (s eventsFailing) Events(ctx context.Context, id string, from uint32, limit int) ([]*pb.Event, error) {
+	if id == s.id {
+		return nil, errors.New("injected read failure")
+	}
+	return s.Store.Events(ctx, id, from, limit)
+}
+
+// TestWorkerBatchLockKeepsWhatItLocked: a batch lock that fails after locking some
+// executions returns those, without the error: refused, they would wait for their
+// locks to expire and each lose an attempt.
+func TestWorkerBatchLockKeepsWhatItLocked(t *testing.T) {
+	e := newWorkerEngine(t)
+	ctx := context.Background()
+	createApproval(t, e, "E_A")
+	time.Sleep(time.Millisecond) // E_B due after E_A: locked second
+	createApproval(t, e, "E_B")
+	e.store = eventsFailing{Store: e.store, id: "E_B"}
+	req := gpuLock(0)
+	req.Max = 2
+	tasks, err := e.LockForWorker(ctx, req)
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != "E_A" {
+		t.Fatalf("batch lock failing on its second execution: %+v %v", tasks, err)
+	}
+}
+
+// TestWorkerBatchLockPerComponent: one lock request for the functions of two stubs
+// locks each execution for its own component's lock_expiry, as a renewal does.
+func TestWorkerBatchLockPerComponent(t *testing.T) {
+	ctx := context.Background()
+	stub := func(name string, lock time.Duration) ComponentConfig {
+		return ComponentConfig{Name: name, Type: ActivityStub, LockExpiry: lock, WIT: `
+package testing:` + name + `;
+interface api { run: func() -> result; }
+world any { export api; }
+`}
+	}
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Components: []ComponentConfig{stub("short", time.Second), stub("long", time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := map[string]time.Duration{}
+	for name, lock := range map[string]time.Duration{"short": time.Second, "long": time.Hour} {
+		ffqn := "testing:" + name + "/api.run"
+		fn := e.reg.byFFQN[ffqn]
+		now := time.Now()
+		if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: "E_" + name, Events: []*pb.Event{{
+			CreatedAt: now.UnixNano(),
+			Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: ffqn, Params: []byte(`[]`), ScheduledAt: now.UnixNano(),
+				Queue: fn.Component.Config.QueueName(), ComponentId: fn.Component.ID}},
+		}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		want["E_"+name] = lock
+	}
+	before := time.Now()
+	tasks, err := e.LockForWorker(ctx, WorkerLockRequest{FFQNs: []string{"testing:short/api.run", "testing:long/api.run"}, Max: 2})
+	if err != nil || len(tasks) != 2 {
+		t.Fatalf("lock: %+v %v", tasks, err)
+	}
+	for _, task := range tasks {
+		if got := task.LockExpiresAt.Sub(before); got < want[task.ExecutionID] || got > want[task.ExecutionID]+time.Minute/2 || task.LockDuration != want[task.ExecutionID] {
+			t.Errorf("%s locked for %s, want its component's %s", task.ExecutionID, got, want[task.ExecutionID])
+		}
 	}
 }

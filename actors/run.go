@@ -152,11 +152,17 @@ func (x *executor) run(r *run) {
 // errNotRunnable: the execution is no longer pending and due (someone else got it).
 var errNotRunnable = errors.New("not runnable")
 
-// lock locks the pending execution for the run, and reports whether it did.
+// lock locks the pending execution for the run, and reports whether it did. An
+// execution pinned to another known component is not this executor's: locking it would
+// run another version's code (and pin it to this one), bypassing that component's
+// required_labels; one of an unknown component (an older store) runs here.
 func (x *executor) lock(ctx context.Context, r *run) bool {
 	st, err := x.e.change(ctx, r.id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		now := time.Now()
 		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
+			return nil, errNotRunnable
+		}
+		if st.ComponentId != x.comp.ID && x.e.reg.byID[st.ComponentId] != nil {
 			return nil, errNotRunnable
 		}
 		x.e.runs.add(r.runID)

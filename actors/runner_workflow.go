@@ -382,6 +382,10 @@ func (e *Engine) expireOwnLock(ctx context.Context, id, runID string) {
 	}
 }
 
+// Replaying reports whether the workflow is replaying its history (wasmhost.Replayer):
+// its host calls are then not recorded in the attempt's span again.
+func (r *workflowRun) Replaying() bool { return r.pos < len(r.history) }
+
 // HostCall answers the guest's host calls (wasmhost.HostHandler).
 func (r *workflowRun) HostCall(ctx context.Context, op string, req []byte) ([]byte, error) {
 	switch op {

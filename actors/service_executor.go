@@ -36,8 +36,9 @@ type queue struct {
 	backlog atomic.Bool
 	// byFFQN: the executors of the components it serves, by their functions (fixed
 	// before the service starts): for a function several of them export, the newest
-	// deployed one's. multi marks those functions, whose executions run with the
-	// executor of the component they are pinned to (byComponent, by component ID).
+	// deployed one's. multi marks those functions, and those that a component it does
+	// not run exports too (knowsOf): their executions run with the executor of the
+	// component they are pinned to (byComponent, by component ID), if it is here.
 	byFFQN      map[string]*executor
 	multi       map[string]bool
 	byComponent map[string]*executor
@@ -100,14 +101,34 @@ func (q *queue) serves(ffqn string) bool {
 	return false
 }
 
+// knowsOf tells the queue of c, a component of the engine, which it may not run: for
+// each function of c that the queue runs for another component, executions pinned to c
+// may be pending here (another version of it, left to workers for the labels it
+// requires, or queued here by its submitter), and must not run with that other
+// component's code.
+func (q *queue) knowsOf(c *Component) {
+	if q.byComponent[c.ID] != nil {
+		return
+	}
+	for ffqn := range c.exports {
+		if q.byFFQN[ffqn] != nil {
+			q.multi[ffqn] = true
+		}
+	}
+}
+
 // executorFor returns the executor that runs an execution of ffqn pinned to
-// componentID: that component's, or for a component the queue does not serve (an
-// execution of an older store, which recorded no version), the default one of ffqn.
-// nil if the queue does not serve ffqn.
+// componentID: that component's; for a component the engine does not know (an
+// execution of an older store, which recorded no version), the default one of ffqn;
+// nil for a known component the queue does not run (it waits, pending, for a server or
+// a worker that runs it), or if the queue does not serve ffqn.
 func (q *queue) executorFor(ffqn, componentID string) *executor {
 	if q.multi[ffqn] {
 		if x := q.byComponent[componentID]; x != nil {
 			return x
+		}
+		if q.e.reg != nil && q.e.reg.byID[componentID] != nil {
+			return nil
 		}
 	}
 	return q.byFFQN[ffqn]
@@ -177,12 +198,14 @@ func (q *queue) tick(ctx context.Context) time.Time {
 			// state says which one the execution is pinned to. A function with one
 			// executor (the common case) costs no read.
 			st, err := q.e.store.State(ctx, p.ID)
-			if err != nil {
+			if err == nil {
+				x = q.executorFor(p.FFQN, st.ComponentId)
+			}
+			if err != nil || x == nil {
 				<-q.slots
 				q.inflight.Delete(p.ID)
 				continue
 			}
-			x = q.executorFor(p.FFQN, st.ComponentId)
 		}
 		r := x.newRun(ctx, p.ID, time.Now())
 		q.start(r.id, func() { r.x.run(r) })

@@ -2,6 +2,9 @@ package actors
 
 import (
 	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/obelisk-go/obelisk/events"
@@ -51,12 +54,65 @@ func execOf(id string, created *pb.Created) tracing.Exec {
 	return tracing.Exec{ID: id, TraceParent: created.TraceParent, TraceState: created.TraceState}
 }
 
-// traceFinished emits the span of an execution whose finished state st was committed.
+// traceFinished hands the span of an execution whose finished state st was committed to
+// the span queue. It runs on the store's writer goroutine (onCommit).
 func (e *Engine) traceFinished(st *pb.ExecutionState) {
-	e.cfg.Tracer.EndExecution(tracing.Finished{
+	e.spans.put(tracing.Finished{
 		Exec: tracing.Exec{ID: st.ExecutionId, TraceParent: st.TraceParent, TraceState: st.TraceState},
 		FFQN: st.Ffqn, Kind: componentTypeName(st.ComponentType), Parent: st.ParentId,
 		Created: time.Unix(0, st.CreatedAt), Ended: time.Unix(0, st.FinishedAt),
 		Result: events.ResultKindName(st.ResultKind),
 	})
+}
+
+// spanQueueSize bounds the spans waiting to be emitted: a burst of finishes waits, a
+// tracer that cannot keep up loses spans rather than memory.
+const spanQueueSize = 4096
+
+// spanQueue emits execution spans on a goroutine of its own: building and exporting one
+// takes about 18 µs, which the store's writer goroutine, committing for everyone, must
+// not spend. A span that finds the queue full is dropped and counted in a warning.
+type spanQueue struct {
+	ch      chan tracing.Finished
+	done    chan struct{}
+	dropped atomic.Int64
+	once    sync.Once
+}
+
+func newSpanQueue(tr *tracing.Tracer, log *slog.Logger) *spanQueue {
+	q := &spanQueue{ch: make(chan tracing.Finished, spanQueueSize), done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		var reported int64
+		report := func() {
+			if n := q.dropped.Load(); n > reported {
+				log.Warn("tracing: execution spans dropped: the tracer fell behind the finishes", "dropped", n)
+				reported = n
+			}
+		}
+		for f := range q.ch {
+			tr.EndExecution(f)
+			report()
+		}
+		report()
+	}()
+	return q
+}
+
+// put queues f's span, or drops it if the queue is full.
+func (q *spanQueue) put(f tracing.Finished) {
+	select {
+	case q.ch <- f:
+	default:
+		q.dropped.Add(1)
+	}
+}
+
+// close emits the queued spans and stops; nothing may be put after it. Nil-safe.
+func (q *spanQueue) close() {
+	if q == nil {
+		return
+	}
+	q.once.Do(func() { close(q.ch) })
+	<-q.done
 }

@@ -2,12 +2,14 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/obelisk-go/obelisk/events"
@@ -84,5 +86,50 @@ func TestTracingOffStoresNothing(t *testing.T) {
 	h.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	if tc := e.incomingTrace(tracing.Extract(context.Background(), h)); tc != (traceContext{}) {
 		t.Errorf("incomingTrace with tracing off = %+v", tc)
+	}
+}
+
+// blockingExporter holds up the first export until release is closed.
+type blockingExporter struct {
+	*tracetest.InMemoryExporter
+	release chan struct{}
+}
+
+func (b blockingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	<-b.release
+	return b.InMemoryExporter.ExportSpans(ctx, spans)
+}
+
+// Execution spans are emitted off the store's writer goroutine: while the tracer is
+// stuck, finishes are queued up to spanQueueSize and the rest dropped, counted in a
+// warning, instead of holding up commits; close emits what is queued.
+func TestSpanQueueDropsWhenFullAndFlushesOnClose(t *testing.T) {
+	exp := blockingExporter{tracetest.NewInMemoryExporter(), make(chan struct{})}
+	tr, err := tracing.New(context.Background(), tracing.Config{Exporter: exp, Synchronous: true, SampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logCounter{n: map[string]int{}}
+	q := newSpanQueue(tr, slog.New(logs))
+	const extra = 10
+	start := time.Now()
+	for i := range spanQueueSize + 1 + extra { // one taken by the stuck goroutine
+		q.put(tracing.Finished{Exec: tracing.Exec{ID: fmt.Sprint("E_", i)}, FFQN: "a:b/c.d", Created: start, Ended: start})
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("queueing %d spans took %s: put blocked", spanQueueSize+1+extra, took)
+	}
+	// The goroutine may not have taken the first span yet: then one more was dropped.
+	if n := q.dropped.Load(); n != extra && n != extra+1 {
+		t.Fatalf("%d dropped, want %d", n, extra)
+	}
+	close(exp.release)
+	q.close()
+	q.close() // a second close is harmless (Engine.Close twice)
+	if got, want := len(exp.GetSpans()), spanQueueSize+1+extra-int(q.dropped.Load()); got != want {
+		t.Fatalf("%d spans exported at close, want %d", got, want)
+	}
+	if logs.count("tracing: execution spans dropped: the tracer fell behind the finishes") == 0 {
+		t.Errorf("no warning of the dropped spans: %v", logs.n)
 	}
 }

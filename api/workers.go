@@ -27,7 +27,8 @@ func (h *workers) Lock(ctx context.Context, req *connect.Request[apiv1.WorkerLoc
 	resp := &apiv1.WorkerLockResponse{}
 	for _, t := range tasks {
 		resp.Tasks = append(resp.Tasks, &apiv1.WorkerTask{ExecutionId: t.ExecutionID, RunId: t.RunID, Ffqn: t.FFQN,
-			ParamsJson: string(t.Params), Attempt: t.Attempt, LockExpiresAt: rfc3339(t.LockExpiresAt.UnixNano())})
+			ParamsJson: string(t.Params), Attempt: t.Attempt, LockExpiresAt: rfc3339(t.LockExpiresAt.UnixNano()),
+			LockDurationMillis: uint64(t.LockDuration / time.Millisecond)})
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -37,11 +38,11 @@ func (h *workers) Renew(ctx context.Context, req *connect.Request[apiv1.WorkerRe
 	if err != nil {
 		return nil, err
 	}
-	expires, err := h.e.RenewForWorker(ctx, id, req.Msg.RunId, millis(req.Msg.LockDurationMillis))
+	expires, d, err := h.e.RenewForWorker(ctx, id, req.Msg.RunId, millis(req.Msg.LockDurationMillis))
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return connect.NewResponse(&apiv1.WorkerRenewResponse{LockExpiresAt: rfc3339(expires.UnixNano())}), nil
+	return connect.NewResponse(&apiv1.WorkerRenewResponse{LockExpiresAt: rfc3339(expires.UnixNano()), LockDurationMillis: uint64(d / time.Millisecond)}), nil
 }
 
 func (h *workers) Complete(ctx context.Context, req *connect.Request[apiv1.WorkerCompleteRequest]) (*connect.Response[apiv1.WorkerCompleteResponse], error) {

@@ -145,10 +145,19 @@ func (t *Tracer) Incoming(ctx context.Context) (traceparent, tracestate string) 
 	return format(sc)
 }
 
-// format renders a span context as W3C headers.
+// maxTraceState bounds the tracestate an execution keeps: a caller's is stored in the
+// Created event and the state of the execution and of every descendant, so one of up to
+// 32 members of 512 bytes each would be copied everywhere. W3C allows dropping a
+// tracestate over 512 bytes; the traceparent is kept.
+const maxTraceState = 512
+
+// format renders a span context as W3C headers, without a tracestate over maxTraceState.
 func format(sc trace.SpanContext) (traceparent, tracestate string) {
 	m := propagation.MapCarrier{}
 	propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), m)
+	if len(m["tracestate"]) > maxTraceState {
+		return m["traceparent"], ""
+	}
 	return m["traceparent"], m["tracestate"]
 }
 
@@ -158,7 +167,7 @@ func parse(traceparent, tracestate string) (trace.SpanContext, bool) {
 		return trace.SpanContext{}, false
 	}
 	m := propagation.MapCarrier{"traceparent": traceparent}
-	if tracestate != "" {
+	if tracestate != "" && len(tracestate) <= maxTraceState { // one stored before the bound: dropped
 		m["tracestate"] = tracestate
 	}
 	sc := trace.SpanContextFromContext(propagator.Extract(context.Background(), m))

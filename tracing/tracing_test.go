@@ -2,7 +2,9 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +222,30 @@ func BenchmarkOn(b *testing.B) {
 		att.End("ok", false)
 		_, _ = tr.ChildContext(x)
 		tr.EndExecution(Finished{Exec: x, FFQN: "f", Created: time.Unix(1, 0), Ended: time.Unix(2, 0), Result: "ok"})
+	}
+}
+
+// A caller's tracestate over maxTraceState is dropped, not stored into the execution
+// and every descendant; its traceparent is kept. One within the bound is kept.
+func TestLongTraceStateIsDropped(t *testing.T) {
+	tr, _ := newTestTracer(t, 1)
+	var members []string
+	for i := range 30 {
+		members = append(members, fmt.Sprintf("vendor%02d=%s", i, strings.Repeat("x", 20)))
+	}
+	long := strings.Join(members, ",")
+	h := http.Header{}
+	h.Set("traceparent", callerTraceParent)
+	h.Set("tracestate", long)
+	p, s := tr.Incoming(Extract(context.Background(), h))
+	if p != callerTraceParent || s != "" {
+		t.Fatalf("Incoming with a tracestate of %d bytes = %q, %q; want the traceparent alone", len(long), p, s)
+	}
+	if cp, cs := tr.ChildContext(Exec{ID: "E_1", TraceParent: callerTraceParent, TraceState: long}); cp == "" || cs != "" {
+		t.Fatalf("ChildContext of a stored long tracestate = %q, %q", cp, cs)
+	}
+	short := strings.Join(members[:10], ",")
+	if _, cs := tr.ChildContext(Exec{ID: "E_1", TraceParent: callerTraceParent, TraceState: short}); cs != short {
+		t.Fatalf("ChildContext dropped a tracestate of %d bytes: %q", len(short), cs)
 	}
 }

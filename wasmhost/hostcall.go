@@ -184,7 +184,9 @@ func (i *Instance) dispatch(ctx context.Context, req []byte) ([]byte, error) {
 	if i.handler == nil {
 		return nil, &HostError{Kind: abi.KindUnsupportedOp, Message: fmt.Sprintf("op %q is not supported", op)}
 	}
-	tracing.HostCall(ctx, op) // an event of the attempt's span, if the run is traced
+	if r, ok := i.handler.(Replayer); !ok || !r.Replaying() {
+		tracing.HostCall(ctx, op) // an event of the attempt's span, if the run is traced
+	}
 	return i.handler.HostCall(ctx, op, req)
 }
 

@@ -37,6 +37,13 @@ type HostHandler interface {
 	HostCall(ctx context.Context, op string, req []byte) (resp []byte, err error)
 }
 
+// Replayer is implemented by a [HostHandler] that answers some calls from a recorded
+// history (a workflow's replay): a call made while Replaying is true is not recorded
+// again as an event of the attempt's span, since the run that made it first did.
+type Replayer interface {
+	Replaying() bool
+}
+
 // HostHandlerFunc adapts a function to [HostHandler].
 type HostHandlerFunc func(ctx context.Context, op string, req []byte) ([]byte, error)
 

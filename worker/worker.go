@@ -212,19 +212,29 @@ func lockLost(err error) bool {
 // do runs the handler of task t, renewing its lock meanwhile, and completes it.
 func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 	log := w.log.With("execution", t.ExecutionId, "ffqn", t.Ffqn, "attempt", t.Attempt)
-	expires, err := time.Parse(time.RFC3339Nano, t.LockExpiresAt)
-	if err != nil || h == nil {
+	lock := time.Duration(t.LockDurationMillis) * time.Millisecond
+	if lock == 0 {
+		// A server older than lock_duration_millis: its expiry, by its clock.
+		expires, err := time.Parse(time.RFC3339Nano, t.LockExpiresAt)
+		if err != nil {
+			h = nil
+		}
+		lock = time.Until(expires)
+	}
+	if h == nil {
 		log.Error("worker: unusable task", "lock_expires_at", t.LockExpiresAt, "has_handler", h != nil)
 		return // its lock expires into a retry
 	}
 	hctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, Task{ExecutionID: t.ExecutionId, FFQN: t.Ffqn, Attempt: t.Attempt}))
 	defer cancel()
-	every := max(time.Until(expires)/3, 10*time.Millisecond)
+	// Renewals are timed by the lock's duration on this worker's clock: the server's
+	// expiry time is by its clock, and a skew between the two would shift them.
+	every := func(lock time.Duration) time.Duration { return max(lock/3, 10*time.Millisecond) }
 	renewed := make(chan struct{})
 	var lost bool
 	go func() {
 		defer close(renewed)
-		tick := time.NewTicker(every)
+		tick := time.NewTicker(every(lock))
 		defer tick.Stop()
 		for {
 			select {
@@ -232,11 +242,16 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 				return
 			case <-tick.C:
 			}
-			_, err := w.client.Renew(hctx, connect.NewRequest(&apiv1.WorkerRenewRequest{
+			resp, err := w.client.Renew(hctx, connect.NewRequest(&apiv1.WorkerRenewRequest{
 				ExecutionId: t.ExecutionId, RunId: t.RunId, LockDurationMillis: uint64(w.opts.LockDuration / time.Millisecond),
 			}))
 			switch {
-			case err == nil, hctx.Err() != nil:
+			case err == nil:
+				if d := time.Duration(resp.Msg.LockDurationMillis) * time.Millisecond; d > 0 && d != lock {
+					lock = d
+					tick.Reset(every(lock))
+				}
+			case hctx.Err() != nil:
 			case lockLost(err):
 				log.Warn("worker: lock lost; stopping the handler", "err", err)
 				lost = true
@@ -250,11 +265,19 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 	out, herr := h(hctx, json.RawMessage(t.ParamsJson))
 	cancel()
 	<-renewed
-	if lost || ctx.Err() != nil {
-		return // not ours to record any more; or stopping: the lock expires into a retry
+	if lost {
+		return // not ours to record any more
 	}
-	req := &apiv1.WorkerCompleteRequest{ExecutionId: t.ExecutionId, RunId: t.RunId}
 	var er *ErrResult
+	if ctx.Err() != nil && herr != nil && !errors.As(herr, &er) {
+		return // stopped, likely by the shutdown: the lock expires into a retry
+	}
+	// The handler's work is done: a stop does not cut its recording short (it would be
+	// done again after the lock expires), but bounds it to completeOnStop more.
+	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(completeOnStop, stop) })()
+	req := &apiv1.WorkerCompleteRequest{ExecutionId: t.ExecutionId, RunId: t.RunId}
 	switch {
 	case errors.As(herr, &er):
 		req.ResultJson = `{"err":` + orNull(er.Value) + `}`
@@ -264,12 +287,13 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 		req.ResultJson = `{"ok":` + orNull(out) + `}`
 	}
 	for attempt := 0; ; attempt++ {
-		resp, err := w.client.Complete(ctx, connect.NewRequest(req))
+		resp, err := w.client.Complete(cctx, connect.NewRequest(req))
 		switch {
 		case err == nil:
 			log.Debug("worker: completed", "outcome", resp.Msg.Outcome)
 			return
-		case ctx.Err() != nil:
+		case cctx.Err() != nil:
+			log.Warn("worker: complete: stopped before the server answered; the execution is retried when its lock expires", "err", err)
 			return
 		case refused(err) || attempt >= 4:
 			// A result the WIT refuses, or a lost lock: the execution is retried when
@@ -278,9 +302,13 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 			return
 		}
 		log.Warn("worker: complete", "err", err)
-		sleep(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+		sleep(cctx, time.Duration(attempt+1)*200*time.Millisecond)
 	}
 }
+
+// completeOnStop bounds how long a stopping worker tries to record the result of a
+// handler that finished.
+const completeOnStop = 5 * time.Second
 
 func orNull(v json.RawMessage) string {
 	if len(v) == 0 {

@@ -174,6 +174,62 @@ func TestLostLockStopsHandler(t *testing.T) {
 	}
 }
 
+// TestStopCompletesFinishedHandler: a handler that returns its result after the worker
+// is told to stop has done its work: the worker records it before Run returns, rather
+// than leave it to be done again after the lock expires. One that fails on the stop
+// records nothing.
+func TestStopCompletesFinishedHandler(t *testing.T) {
+	f := newFake(task("E_done", `[1]`, time.Minute))
+	w := New(serve(t, f), Options{PollWait: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- w.Run(ctx, map[string]Handler{"a:b/c.f": func(ctx context.Context, _ json.RawMessage) (json.RawMessage, error) {
+			close(started)
+			<-ctx.Done()
+			return json.RawMessage(`7`), nil // finished all the same
+		}})
+	}()
+	<-started
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.completes["E_done"]; c == nil || c.ResultJson != `{"ok":7}` {
+		t.Fatalf("the finished handler's result was not recorded at the stop: %+v", c)
+	}
+}
+
+// TestRenewalsIgnoreServerClock: renewals are timed by the lock's duration, not by the
+// server's expiry time: a server whose clock is an hour ahead still gets a renewal every
+// third of the lock.
+func TestRenewalsIgnoreServerClock(t *testing.T) {
+	skewed := task("E_skew", `[1]`, time.Hour+300*time.Millisecond) // expires in 300ms, by the server's clock
+	skewed.LockDurationMillis = 300
+	f := newFake(skewed)
+	w := New(serve(t, f), Options{PollWait: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx, map[string]Handler{"a:b/c.f": func(ctx context.Context, _ json.RawMessage) (json.RawMessage, error) {
+		time.Sleep(time.Second)
+		return json.RawMessage(`1`), nil
+	}})
+	select {
+	case <-f.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not completed")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.renewals["E_skew"]; n < 5 || n > 12 {
+		t.Fatalf("%d renewals of a 300ms lock during 1s, want about 10 (one per 100ms)", n)
+	}
+}
+
 // TestRunRefused: a request the server refuses ends Run with its error.
 func TestRunRefused(t *testing.T) {
 	w := New(serve(t, newFake()), Options{})

@@ -4342,9 +4342,12 @@ type WorkerTask struct {
 	Ffqn          string                 `protobuf:"bytes,3,opt,name=ffqn,proto3" json:"ffqn,omitempty"`
 	ParamsJson    string                 `protobuf:"bytes,4,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`            // a JSON array, one element per parameter
 	Attempt       uint32                 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`                                   // 1 for the first attempt
-	LockExpiresAt string                 `protobuf:"bytes,6,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"` // RFC 3339
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LockExpiresAt string                 `protobuf:"bytes,6,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"` // RFC 3339, by the server's clock
+	// How long the lock lasts from when it was taken: renew by the worker's own clock
+	// (a third of it), which need not agree with the server's.
+	LockDurationMillis uint64 `protobuf:"varint,7,opt,name=lock_duration_millis,json=lockDurationMillis,proto3" json:"lock_duration_millis,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *WorkerTask) Reset() {
@@ -4417,6 +4420,13 @@ func (x *WorkerTask) GetLockExpiresAt() string {
 		return x.LockExpiresAt
 	}
 	return ""
+}
+
+func (x *WorkerTask) GetLockDurationMillis() uint64 {
+	if x != nil {
+		return x.LockDurationMillis
+	}
+	return 0
 }
 
 type WorkerLockResponse struct {
@@ -4524,10 +4534,11 @@ func (x *WorkerRenewRequest) GetLockDurationMillis() uint64 {
 }
 
 type WorkerRenewResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LockExpiresAt string                 `protobuf:"bytes,1,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"` // RFC 3339
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	LockExpiresAt      string                 `protobuf:"bytes,1,opt,name=lock_expires_at,json=lockExpiresAt,proto3" json:"lock_expires_at,omitempty"`                 // RFC 3339, by the server's clock
+	LockDurationMillis uint64                 `protobuf:"varint,2,opt,name=lock_duration_millis,json=lockDurationMillis,proto3" json:"lock_duration_millis,omitempty"` // how long the renewed lock lasts from now
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *WorkerRenewResponse) Reset() {
@@ -4565,6 +4576,13 @@ func (x *WorkerRenewResponse) GetLockExpiresAt() string {
 		return x.LockExpiresAt
 	}
 	return ""
+}
+
+func (x *WorkerRenewResponse) GetLockDurationMillis() uint64 {
+	if x != nil {
+		return x.LockDurationMillis
+	}
+	return 0
 }
 
 type WorkerCompleteRequest struct {
@@ -5031,7 +5049,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x14lock_duration_millis\x18\x05 \x01(\x04R\x12lockDurationMillis\x12%\n" +
 	"\x0emax_executions\x18\x06 \x01(\rR\rmaxExecutions\x12\x1f\n" +
 	"\vwait_millis\x18\a \x01(\x04R\n" +
-	"waitMillis\"\xbd\x01\n" +
+	"waitMillis\"\xef\x01\n" +
 	"\n" +
 	"WorkerTask\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
@@ -5040,15 +5058,17 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\vparams_json\x18\x04 \x01(\tR\n" +
 	"paramsJson\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12&\n" +
-	"\x0flock_expires_at\x18\x06 \x01(\tR\rlockExpiresAt\"B\n" +
+	"\x0flock_expires_at\x18\x06 \x01(\tR\rlockExpiresAt\x120\n" +
+	"\x14lock_duration_millis\x18\a \x01(\x04R\x12lockDurationMillis\"B\n" +
 	"\x12WorkerLockResponse\x12,\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x16.obelisk.v1.WorkerTaskR\x05tasks\"\x80\x01\n" +
 	"\x12WorkerRenewRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x120\n" +
-	"\x14lock_duration_millis\x18\x03 \x01(\x04R\x12lockDurationMillis\"=\n" +
+	"\x14lock_duration_millis\x18\x03 \x01(\x04R\x12lockDurationMillis\"o\n" +
 	"\x13WorkerRenewResponse\x12&\n" +
-	"\x0flock_expires_at\x18\x01 \x01(\tR\rlockExpiresAt\"\x8c\x01\n" +
+	"\x0flock_expires_at\x18\x01 \x01(\tR\rlockExpiresAt\x120\n" +
+	"\x14lock_duration_millis\x18\x02 \x01(\x04R\x12lockDurationMillis\"\x8c\x01\n" +
 	"\x15WorkerCompleteRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +
