@@ -187,9 +187,14 @@ func (t *Tokens) RPC(h http.Handler, access func(procedure string) Access, ew *c
 		if err != nil {
 			if ew.IsSupported(r) {
 				_ = ew.Write(w, r, err)
-			} else {
-				http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
+				return
 			}
+			status := http.StatusForbidden
+			if connect.CodeOf(err) == connect.CodeUnauthenticated {
+				status = http.StatusUnauthorized
+				w.Header().Set("WWW-Authenticate", `Bearer realm="obelisk"`)
+			}
+			http.Error(w, err.Error(), status)
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))

@@ -189,6 +189,19 @@ func TestRPCGuard(t *testing.T) {
 			}
 		})
 	}
+	// A request in no RPC protocol (a browser's GET) is refused in plain HTTP, with the
+	// status of the refusal.
+	for header, want := range map[string]int{"": 401, "Bearer r-secret": 403} {
+		req := httptest.NewRequest("GET", "/s/Submit", nil)
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("GET with %q: %d %s, want %d", header, rec.Code, rec.Body, want)
+		}
+	}
 }
 
 // BenchmarkAuthenticate measures what the token guard adds to every call: hashing the
