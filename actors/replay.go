@@ -56,11 +56,16 @@ func replayBound(c *Component, st *pb.ExecutionState) time.Duration {
 
 // timedOut reports whether st finished as timed out.
 func timedOut(st *pb.ExecutionState) bool {
-	if st.Status != pb.Status_STATUS_FINISHED {
-		return false
+	return st.Status == pb.Status_STATUS_FINISHED && failureKind(st.Result) == events.FailureTimedOut
+}
+
+// failureKind is the kind of an execution failure result ("" for any other result).
+func failureKind(result []byte) events.FailureKind {
+	res, err := events.ParseResult(result)
+	if err != nil || res.Failure == nil {
+		return ""
 	}
-	res, err := events.ParseResult(st.Result)
-	return err == nil && res.Failure != nil && res.Failure.Kind == events.FailureTimedOut
+	return res.Failure.Kind
 }
 
 // maxReplayLogLines bounds the guest log lines a replay report keeps (the last ones:
@@ -380,11 +385,7 @@ func historyVersion(evs []*pb.Event, n int) uint32 {
 // endedEarly: result is a failure recorded without the workflow returning: a
 // divergence of its last run, a cancellation, or its deadline.
 func endedEarly(result []byte) bool {
-	res, err := events.ParseResult(result)
-	if err != nil || res.Failure == nil {
-		return false
-	}
-	switch res.Failure.Kind {
+	switch failureKind(result) {
 	case events.FailureNondeterminismDetected, events.FailureCancelled, events.FailureDeadlineExceeded:
 		return true
 	}
