@@ -16,6 +16,7 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/tracing"
 )
 
 // External workers.
@@ -81,6 +82,10 @@ type WorkerTask struct {
 	// LockDuration is how long the lock lasts from when it was taken: a worker times its
 	// renewals by it, on its own clock, which need not agree with the server's.
 	LockDuration time.Duration
+	// TraceParent and TraceState are the trace context of the attempt's span (empty
+	// when tracing is off): the span is the server's, emitted when the run completes or
+	// its lock expires; the worker's own spans go under it.
+	TraceParent, TraceState string
 }
 
 // workerWaits wakes the LockForWorker calls waiting for an execution to become pending
@@ -341,8 +346,10 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 		// Locked but unreadable: its lock expires into a retry.
 		return WorkerTask{}, false, fmt.Errorf("read %s: %w", id, err)
 	}
+	tp, ts := e.cfg.Tracer.WorkerAttemptContext(execOf(id, created), runID)
 	return WorkerTask{ExecutionID: id, RunID: runID, FFQN: st.Ffqn, Params: created.Params,
-		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt), LockDuration: lock}, true, nil
+		Attempt: st.IntermittentFailures + 1, LockExpiresAt: time.Unix(0, st.LockExpiresAt), LockDuration: lock,
+		TraceParent: tp, TraceState: ts}, true, nil
 }
 
 // workerExecutor is the executor ID of a worker's lock, followed by ":<name>" when the
@@ -443,17 +450,23 @@ func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result
 		return "", &InvalidArgumentError{fmt.Errorf("execution %s (%s): %s", id, st.Ffqn, msg)}
 	}
 	outcome := ""
+	var run *tracing.WorkerAttempt
 	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, lockLostError(id, runID, st)
 		}
-		tx := e.activityOutcomeTx(st, fn, compact.Bytes(), runErr, time.Now())
+		now := time.Now()
+		tx := e.activityOutcomeTx(st, fn, compact.Bytes(), runErr, now)
 		outcome = attemptOutcome(tx)
+		run = e.workerRunEnd(st, outcome, now)
 		return tx, nil
 	})
 	if err != nil {
 		return "", err
 	}
 	e.cfg.Metrics.ActivityAttempt(outcome)
+	if run != nil {
+		e.cfg.Tracer.EndWorkerAttempt(*run)
+	}
 	return outcome, nil
 }

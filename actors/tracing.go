@@ -116,3 +116,22 @@ func (q *spanQueue) close() {
 	q.once.Do(func() { close(q.ch) })
 	<-q.done
 }
+
+// workerRunEnd describes the attempt span of the external worker's run that holds st's
+// lock, ended at now with outcome (what it recorded, as attemptOutcome names it); nil
+// when tracing is off. The caller emits it (Tracer.EndWorkerAttempt) once what ends
+// the run is committed, outside the store's writer goroutine.
+func (e *Engine) workerRunEnd(st *pb.ExecutionState, outcome string, now time.Time) *tracing.WorkerAttempt {
+	if !e.cfg.Tracer.Enabled() {
+		return nil
+	}
+	started, ok := events.RunIDTime(st.RunId)
+	if !ok {
+		started = now
+	}
+	return &tracing.WorkerAttempt{
+		Exec: tracing.Exec{ID: st.ExecutionId, TraceParent: st.TraceParent, TraceState: st.TraceState},
+		FFQN: st.Ffqn, RunID: st.RunId, Attempt: int(st.IntermittentFailures) + 1,
+		Started: started, Ended: now, Outcome: outcome, Failed: outcome != "ok",
+	}
+}

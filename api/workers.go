@@ -28,7 +28,7 @@ func (h *workers) Lock(ctx context.Context, req *connect.Request[apiv1.WorkerLoc
 	for _, t := range tasks {
 		resp.Tasks = append(resp.Tasks, &apiv1.WorkerTask{ExecutionId: t.ExecutionID, RunId: t.RunID, Ffqn: t.FFQN,
 			ParamsJson: string(t.Params), Attempt: t.Attempt, LockExpiresAt: rfc3339(t.LockExpiresAt.UnixNano()),
-			LockDurationMillis: uint64(t.LockDuration / time.Millisecond)})
+			LockDurationMillis: uint64(t.LockDuration / time.Millisecond), Traceparent: t.TraceParent, Tracestate: t.TraceState})
 	}
 	return connect.NewResponse(resp), nil
 }

@@ -24,6 +24,20 @@ func NewRunID(now time.Time) string {
 	return "Run_" + ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
 }
 
+// RunIDTime is when run ID runID was made (NewRunID), to the millisecond; ok is false
+// for an ID NewRunID did not make.
+func RunIDTime(runID string) (t time.Time, ok bool) {
+	rest, found := strings.CutPrefix(runID, "Run_")
+	if !found {
+		return time.Time{}, false
+	}
+	u, err := ulid.ParseStrict(rest)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return ulid.Time(u.Time()), true
+}
+
 // NewExecutorID returns a fresh executor ID.
 func NewExecutorID(now time.Time) string {
 	return "Exr_" + ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()

@@ -374,3 +374,67 @@ func randomSpanID() trace.SpanID {
 	}
 	return s
 }
+
+// RunSpanID is the span ID of the attempt span of an external worker's run runID:
+// derived from the run ID, so that the traceparent sent to the worker when it locks the
+// execution names the span that the server emits when the run ends, calls later.
+func RunSpanID(runID string) trace.SpanID {
+	h := sha256.Sum256([]byte("obelisk run span\x00" + runID))
+	var s trace.SpanID
+	copy(s[:], h[:8])
+	if !s.IsValid() {
+		s[7] = 1
+	}
+	return s
+}
+
+// runSpanContext is the span context of the attempt span of worker run runID of x.
+func (t *Tracer) runSpanContext(x Exec, runID string) (self, parent trace.SpanContext) {
+	parent, _ = t.spanContext(x)
+	return parent.WithSpanID(RunSpanID(runID)), parent
+}
+
+// WorkerAttemptContext is the trace context of the attempt span of an external worker's
+// run runID of x, for the worker to continue the trace (its own spans, its outgoing
+// requests) under it; "" when tracing is off. EndWorkerAttempt emits the span.
+func (t *Tracer) WorkerAttemptContext(x Exec, runID string) (traceparent, tracestate string) {
+	if t == nil {
+		return "", ""
+	}
+	self, _ := t.runSpanContext(x, runID)
+	return format(self)
+}
+
+// WorkerAttempt describes an external worker's run that has ended, for its span.
+type WorkerAttempt struct {
+	Exec
+	FFQN, RunID string
+	Attempt     int
+	// Started is when the run locked the execution, Ended when its outcome was
+	// recorded or its lock expired.
+	Started, Ended time.Time
+	// Outcome is what was recorded (ok, err, retried_err, timed_out, ...); Failed marks
+	// the span as an error.
+	Outcome string
+	Failed  bool
+}
+
+// EndWorkerAttempt emits the attempt span of worker run a, child of its execution's
+// span, with the span ID WorkerAttemptContext gave the worker. A worker's run spans
+// several API calls, possibly to several nodes, so its span is built when it ends, like
+// an execution's, rather than held from its start.
+func (t *Tracer) EndWorkerAttempt(a WorkerAttempt) {
+	if t == nil {
+		return
+	}
+	self, parent := t.runSpanContext(a.Exec, a.RunID)
+	ctx := trace.ContextWithRemoteSpanContext(withIDs(context.Background(), self.TraceID(), self.SpanID()), parent)
+	_, span := t.tracer.Start(ctx, "attempt "+a.FFQN, trace.WithTimestamp(a.Started), trace.WithAttributes(
+		attribute.String("obelisk.execution_id", a.ID), attribute.String("obelisk.run_id", a.RunID),
+		attribute.Int("obelisk.attempt", a.Attempt), attribute.Bool("obelisk.external", true),
+		attribute.String("obelisk.outcome", a.Outcome)))
+	if a.Failed {
+		span.SetStatus(codes.Error, a.Outcome)
+	}
+	span.End(trace.WithTimestamp(a.Ended))
+}

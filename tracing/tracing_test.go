@@ -249,3 +249,39 @@ func TestLongTraceStateIsDropped(t *testing.T) {
 		t.Fatalf("ChildContext dropped a tracestate of %d bytes: %q", len(short), cs)
 	}
 }
+
+// A worker's attempt span, emitted when its run ends, has the span ID of the traceparent
+// the worker was given at lock time, and its execution's span as parent.
+func TestWorkerAttemptSpan(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	x := Exec{ID: "E_STUB", TraceParent: callerTraceParent}
+	tp, _ := tr.WorkerAttemptContext(x, "Run_W1")
+	sc, ok := parse(tp, "")
+	if !ok || sc.SpanID() != RunSpanID("Run_W1") || sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || !sc.IsSampled() {
+		t.Fatalf("worker's traceparent %q: %v", tp, sc)
+	}
+	if RunSpanID("Run_W1") == RunSpanID("Run_W2") {
+		t.Fatal("two runs got the same span ID")
+	}
+	started := time.Unix(100, 0)
+	tr.EndWorkerAttempt(WorkerAttempt{Exec: x, FFQN: "ns:pkg/ifc.fn", RunID: "Run_W1", Attempt: 2,
+		Started: started, Ended: started.Add(time.Second), Outcome: "retried_err", Failed: true})
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want 1", len(spans))
+	}
+	s := spans[0]
+	if s.SpanContext.SpanID() != sc.SpanID() || s.SpanContext.TraceID() != sc.TraceID() || s.Parent.SpanID() != ExecutionSpanID(x.ID) {
+		t.Errorf("span %v parent %v: want span %v under the execution's %v", s.SpanContext.SpanID(), s.Parent.SpanID(), sc.SpanID(), ExecutionSpanID(x.ID))
+	}
+	if !s.StartTime.Equal(started) || !s.EndTime.Equal(started.Add(time.Second)) || s.Status.Description != "retried_err" {
+		t.Errorf("span %s..%s status %v", s.StartTime, s.EndTime, s.Status)
+	}
+
+	// Tracing off: nothing, and no traceparent for the worker.
+	var off *Tracer
+	if tp, _ := off.WorkerAttemptContext(x, "Run_W1"); tp != "" {
+		t.Errorf("tracing off: %q", tp)
+	}
+	off.EndWorkerAttempt(WorkerAttempt{Exec: x, RunID: "Run_W1"})
+}

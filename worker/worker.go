@@ -24,12 +24,17 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
 
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
 )
 
 // Handler does one execution of a function: params is the JSON array of its parameters.
+// When the server traces, ctx carries the attempt's span as a remote span context
+// (go.opentelemetry.io/otel/trace.SpanContextFromContext): spans the handler starts
+// under ctx, and the traceparent its instrumented HTTP client sends, continue the
+// execution's trace.
 // It returns the ok value of the function's result as JSON (nil for a result without
 // one), or an error: one made by Err completes the execution with that err value, any
 // other is a failure, which the server retries. ctx ends when the worker stops or the
@@ -125,6 +130,9 @@ type Task struct {
 	ExecutionID, FFQN string
 	// Attempt counts from 1: a retry has a higher one.
 	Attempt uint32
+	// TraceParent and TraceState are the W3C trace context of the attempt's span, ""
+	// when the server does not trace. The handler's context carries it already.
+	TraceParent, TraceState string
 }
 
 type taskKey struct{}
@@ -225,7 +233,8 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 		log.Error("worker: unusable task", "lock_expires_at", t.LockExpiresAt, "has_handler", h != nil)
 		return // its lock expires into a retry
 	}
-	hctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, Task{ExecutionID: t.ExecutionId, FFQN: t.Ffqn, Attempt: t.Attempt}))
+	task := Task{ExecutionID: t.ExecutionId, FFQN: t.Ffqn, Attempt: t.Attempt, TraceParent: t.Traceparent, TraceState: t.Tracestate}
+	hctx, cancel := context.WithCancel(withTrace(context.WithValue(ctx, taskKey{}, task), task))
 	defer cancel()
 	// Renewals are timed by the lock's duration on this worker's clock: the server's
 	// expiry time is by its clock, and a skew between the two would shift them.
@@ -304,6 +313,15 @@ func (w *Worker) do(ctx context.Context, t *apiv1.WorkerTask, h Handler) {
 		log.Warn("worker: complete", "err", err)
 		sleep(cctx, time.Duration(attempt+1)*200*time.Millisecond)
 	}
+}
+
+// withTrace returns ctx carrying t's trace context as the remote span context, if it
+// has a valid one.
+func withTrace(ctx context.Context, t Task) context.Context {
+	if t.TraceParent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": t.TraceParent, "tracestate": t.TraceState})
 }
 
 // completeOnStop bounds how long a stopping worker tries to record the result of a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 
 	apiv1 "github.com/obelisk-go/obelisk/proto/obelisk/v1"
 	"github.com/obelisk-go/obelisk/proto/obelisk/v1/obeliskv1connect"
@@ -236,5 +238,38 @@ func TestRunRefused(t *testing.T) {
 	err := w.Run(context.Background(), map[string]Handler{"a:b/c.refused": nil})
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestHandlerContextCarriesTrace: the traceparent of a task is the remote span context
+// of its handler's context, so that the handler's spans continue the execution's trace.
+func TestHandlerContextCarriesTrace(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	traced := task("E_traced", `[1]`, time.Minute)
+	traced.Traceparent = tp
+	f := newFake(traced, task("E_plain", `[2]`, time.Minute))
+	w := New(serve(t, f), Options{PollWait: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 2)
+	go w.Run(ctx, map[string]Handler{"a:b/c.f": func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
+		sc := trace.SpanContextFromContext(ctx)
+		tk, _ := TaskFrom(ctx)
+		got <- fmt.Sprintf("%s %v %s %s %v %q", tk.ExecutionID, sc.IsValid(), sc.TraceID(), sc.SpanID(), sc.IsRemote(), tk.TraceParent)
+		return nil, nil
+	}})
+	want := map[string]bool{
+		"E_traced true 4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b7 true \"" + tp + "\"": true,
+		"E_plain false 00000000000000000000000000000000 0000000000000000 false \"\"":          true,
+	}
+	for range 2 {
+		select {
+		case g := <-got:
+			if !want[g] {
+				t.Errorf("handler saw %s, want one of %v", g, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the tasks were not run")
+		}
 	}
 }

@@ -3,7 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
+	"fmt"
 	"io"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -69,10 +72,54 @@ func (w *workerProcess) answering(t *testing.T) (id, attempt string) {
 	}
 }
 
+// outcomeOf returns the obelisk.outcome of the spans of trace tid that are attempts of
+// execution id, by span ID.
+func (o *otlpReceiver) outcomeOf(tid, id string) map[string]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]string{}
+	for _, s := range o.spans {
+		if hex.EncodeToString(s.TraceId) == tid && attr(s, "obelisk.execution_id") == id && attr(s, "obelisk.run_id") != "" {
+			out[hex.EncodeToString(s.SpanId)] = attr(s, "obelisk.outcome")
+		}
+	}
+	return out
+}
+
+// waitOutcomes waits until trace tid has attempt spans of execution id with at least
+// the outcomes of want, and returns the outcomes by span ID.
+func (o *otlpReceiver) waitOutcomes(t *testing.T, tid, id string, want ...string) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := o.outcomeOf(tid, id)
+		n := map[string]int{}
+		for _, w := range want {
+			n[w]++
+		}
+		for _, g := range got {
+			n[g]--
+		}
+		missing := false
+		for _, k := range n {
+			missing = missing || k > 0
+		}
+		if !missing {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %s: attempt spans of %s with outcomes %v, want %v", tid, id, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestExternalWorker: the example worker, a separate process, does the activity stub a
 // workflow calls; a worker SIGKILLed mid-activity loses its lock at expiry, and the
 // retry goes to the next worker: the workflow finishes once, with its answer. An
-// activity that requires a label the server lacks waits for a worker that has it.
+// activity that requires a label the server lacks waits for a worker that has it. With
+// tracing on, each worker's attempt is a span under its execution's, in the workflow's
+// trace, whether it completed or its lock expired, and the worker is given its context.
 func TestExternalWorker(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "external-worker")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/external-worker").CombinedOutput(); err != nil {
@@ -81,21 +128,40 @@ func TestExternalWorker(t *testing.T) {
 	o := stubOptions(t, false)
 	o.Deployment += "required_labels = [\"human\"]\nmax_retries = 3\nretry_exp_backoff = \"10ms\"\n"
 	o.ExtraTOML = map[string]string{"fibo": "required_labels = [\"gpu\"]\n"}
+	recv := &otlpReceiver{services: map[string]bool{}}
+	collector := httptest.NewServer(recv)
+	defer collector.Close()
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // milliseconds: the SDK's batch delay
+	o.Deployment += fmt.Sprintf("\n[tracing]\nenabled = true\nendpoint = \"%s/v1/traces\"\nsample_ratio = 1.0\n", collector.URL)
 	s := harness.Start(t, o)
 	const await = "testing:joinset-workflow/workflow.await-stub"
+	const answer = "testing:stub/stub.answer"
+	submitTraced := func(params, tid string) string {
+		req := connect.NewRequest(&pb.SubmitRequest{Ffqn: await, ParamsJson: params})
+		req.Header().Set("traceparent", "00-"+tid+"-aaaabbbbccccdddd-01")
+		resp, err := s.Exec.Submit(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Msg.ExecutionId
+	}
 
 	// The server's own executor never runs fibo: it lacks the label.
 	fibo := s.Submit("testing:fibo/fibo.fibo", "[10]")
 
 	w1 := startWorker(t, bin, s.URL, "-name", "w1", "-labels", "human")
-	id := s.Submit(await, `["how many words here"]`)
+	const tid1 = "0102030405060708090a0b0c0d0e0f10"
+	id := submitTraced(`["how many words here"]`, tid1)
 	harness.JSONEq(t, s.Result(id, time.Minute), `{"ok":4}`)
+	execs, attempts := spansOf(recv.waitSpans(t, tid1, await, answer))
+	checkAttempts(t, execs, attempts, "stub")
 	w1.cmd.Process.Kill()
 	w1.cmd.Wait()
 
 	// A slow worker with a short lock is killed while it answers.
 	w2 := startWorker(t, bin, s.URL, "-name", "w2", "-labels", "human", "-lock", "2s", "-slow", "10m")
-	id = s.Submit(await, `["killed mid activity"]`)
+	const tid2 = "1112131415161718191a1b1c1d1e1f20"
+	id = submitTraced(`["killed mid activity"]`, tid2)
 	child, attempt := w2.answering(t)
 	if attempt != "1" {
 		t.Fatalf("first attempt numbered %s", attempt)
@@ -126,6 +192,8 @@ func TestExternalWorker(t *testing.T) {
 	if st, err := s.State(id); err != nil || harness.CountKind(s.Events(id), "finished") != 1 {
 		t.Errorf("the workflow: %v %v", st, err)
 	}
+	// w2's run ended when its lock expired, w3's when it completed: both are spans.
+	recv.waitOutcomes(t, tid2, child, "retried_timeout", "ok")
 
 	// fibo waited, pending, all along; a worker with the label does it.
 	st, err := s.State(fibo)
@@ -143,6 +211,11 @@ func TestExternalWorker(t *testing.T) {
 		t.Fatalf("lock with the label: %v %v", lock, err)
 	}
 	task := lock.Msg.Tasks[0]
+	// The task's traceparent names the span its run gets, in fibo's trace, under fibo's.
+	tp := strings.Split(task.Traceparent, "-")
+	if len(tp) != 4 || tp[2] == "" {
+		t.Fatalf("task traceparent %q", task.Traceparent)
+	}
 	_, err = ws.Complete(ctx, connect.NewRequest(&pb.WorkerCompleteRequest{ExecutionId: fibo, RunId: task.RunId, ResultJson: `{"ok": "55"}`}))
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "u64") {
 		t.Fatalf("a result of the wrong type: %v", err)
@@ -155,6 +228,11 @@ func TestExternalWorker(t *testing.T) {
 		t.Fatalf("complete: %v %v", done, err)
 	}
 	harness.JSONEq(t, s.Result(fibo, time.Minute), `{"ok":55}`)
+	if got := recv.waitOutcomes(t, tp[1], fibo, "ok"); got[tp[2]] != "ok" {
+		t.Errorf("attempt spans of fibo %v: want span %s of the task's traceparent", got, tp[2])
+	}
+	execs, attempts = spansOf(recv.waitSpans(t, tp[1], "testing:fibo/fibo.fibo"))
+	checkAttempts(t, execs, attempts, "fibo")
 	// The same result again (its answer lost) is acknowledged; another is refused.
 	if again, err := ws.Complete(ctx, connect.NewRequest(&pb.WorkerCompleteRequest{ExecutionId: fibo, RunId: task.RunId, ResultJson: `{"ok": 55}`})); err != nil || again.Msg.Outcome != "ok" {
 		t.Fatalf("the complete sent again: %v %v", again, err)

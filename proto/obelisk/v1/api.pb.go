@@ -4346,8 +4346,13 @@ type WorkerTask struct {
 	// How long the lock lasts from when it was taken: renew by the worker's own clock
 	// (a third of it), which need not agree with the server's.
 	LockDurationMillis uint64 `protobuf:"varint,7,opt,name=lock_duration_millis,json=lockDurationMillis,proto3" json:"lock_duration_millis,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The W3C trace context of this attempt's span (empty when the server does not
+	// trace): a worker's own spans and outgoing requests continue the execution's trace
+	// under it. The server emits the span when the run completes or its lock expires.
+	Traceparent   string `protobuf:"bytes,8,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Tracestate    string `protobuf:"bytes,9,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerTask) Reset() {
@@ -4427,6 +4432,20 @@ func (x *WorkerTask) GetLockDurationMillis() uint64 {
 		return x.LockDurationMillis
 	}
 	return 0
+}
+
+func (x *WorkerTask) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *WorkerTask) GetTracestate() string {
+	if x != nil {
+		return x.Tracestate
+	}
+	return ""
 }
 
 type WorkerLockResponse struct {
@@ -5049,7 +5068,7 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\x14lock_duration_millis\x18\x05 \x01(\x04R\x12lockDurationMillis\x12%\n" +
 	"\x0emax_executions\x18\x06 \x01(\rR\rmaxExecutions\x12\x1f\n" +
 	"\vwait_millis\x18\a \x01(\x04R\n" +
-	"waitMillis\"\xef\x01\n" +
+	"waitMillis\"\xb1\x02\n" +
 	"\n" +
 	"WorkerTask\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x15\n" +
@@ -5059,7 +5078,11 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"paramsJson\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12&\n" +
 	"\x0flock_expires_at\x18\x06 \x01(\tR\rlockExpiresAt\x120\n" +
-	"\x14lock_duration_millis\x18\a \x01(\x04R\x12lockDurationMillis\"B\n" +
+	"\x14lock_duration_millis\x18\a \x01(\x04R\x12lockDurationMillis\x12 \n" +
+	"\vtraceparent\x18\b \x01(\tR\vtraceparent\x12\x1e\n" +
+	"\n" +
+	"tracestate\x18\t \x01(\tR\n" +
+	"tracestate\"B\n" +
 	"\x12WorkerLockResponse\x12,\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x16.obelisk.v1.WorkerTaskR\x05tasks\"\x80\x01\n" +
 	"\x12WorkerRenewRequest\x12!\n" +
