@@ -514,7 +514,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 				q.notify(st.PendingAt)
 			}
 			if events.Runnable(st) {
-				e.workerWaits.notify(st.Queue)
+				e.workerWaits.notify(st.Queue, st.Ffqn)
 			}
 		case pb.Status_STATUS_LOCKED:
 			e.timers.notify(st.LockExpiresAt)

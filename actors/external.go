@@ -89,35 +89,57 @@ type WorkerTask struct {
 }
 
 // workerWaits wakes the LockForWorker calls waiting for an execution to become pending
-// in one of their queues. onCommit pays one atomic load while no worker waits.
+// in one of their queues. Each new pending execution wakes one waiter that does its
+// function (in the order they began waiting), not all of them: of a herd woken for one
+// execution, all but one would scan the queue for nothing. onCommit pays one atomic load
+// while no worker waits.
 type workerWaits struct {
 	waiting atomic.Int32
 	mu      sync.Mutex
-	byQueue map[string]map[chan struct{}]struct{} // the waiters' channels (buffered, 1)
+	byKey   map[waitKey][]chan struct{} // the waiters' channels (buffered, 1), oldest first
 }
 
-// subscribe returns a channel that receives at the next commit of a pending execution in
-// one of queues, and the function that ends the subscription.
-func (w *workerWaits) subscribe(queues []string) (<-chan struct{}, func()) {
+// waitKey is what a waiter waits for: a pending execution of a function in a queue.
+type waitKey struct{ queue, ffqn string }
+
+// subscribe returns a channel that receives when a pending execution of one of keys is
+// committed and this waiter is the one woken for it, and the function that ends the
+// subscription. A wake-up that arrives but is not received before the end is passed on
+// to another waiter, so that it is not lost.
+func (w *workerWaits) subscribe(keys []waitKey) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	w.waiting.Add(1) // before the channel is registered: no notify after it is skipped
 	w.mu.Lock()
-	if w.byQueue == nil {
-		w.byQueue = map[string]map[chan struct{}]struct{}{}
+	if w.byKey == nil {
+		w.byKey = map[waitKey][]chan struct{}{}
 	}
-	for _, q := range queues {
-		if w.byQueue[q] == nil {
-			w.byQueue[q] = map[chan struct{}]struct{}{}
-		}
-		w.byQueue[q][ch] = struct{}{}
+	for _, k := range keys {
+		w.byKey[k] = append(w.byKey[k], ch)
 	}
 	w.mu.Unlock()
 	return ch, func() {
 		w.mu.Lock()
-		for _, q := range queues {
-			delete(w.byQueue[q], ch)
-			if len(w.byQueue[q]) == 0 {
-				delete(w.byQueue, q)
+		for _, k := range keys {
+			chs := slices.DeleteFunc(w.byKey[k], func(c chan struct{}) bool { return c == ch })
+			if len(chs) == 0 {
+				delete(w.byKey, k)
+			} else {
+				w.byKey[k] = chs
+			}
+		}
+		var unused bool
+		select {
+		case <-ch:
+			unused = true
+		default:
+		}
+		if unused {
+			// Woken for an execution it will not look for: another waiter of the same
+			// keys takes the wake-up.
+			for _, k := range keys {
+				if w.wakeOne(k) {
+					break
+				}
 			}
 		}
 		w.mu.Unlock()
@@ -125,19 +147,27 @@ func (w *workerWaits) subscribe(queues []string) (<-chan struct{}, func()) {
 	}
 }
 
-// notify wakes the waiters of queue.
-func (w *workerWaits) notify(queue string) {
+// notify wakes one waiter for a new pending execution of ffqn in queue.
+func (w *workerWaits) notify(queue, ffqn string) {
 	if w.waiting.Load() == 0 {
 		return
 	}
 	w.mu.Lock()
-	for ch := range w.byQueue[queue] {
+	w.wakeOne(waitKey{queue, ffqn})
+	w.mu.Unlock()
+}
+
+// wakeOne wakes the oldest waiter of k not woken yet; false if there is none. w.mu is
+// held.
+func (w *workerWaits) wakeOne(k waitKey) bool {
+	for _, ch := range w.byKey[k] {
 		select {
 		case ch <- struct{}{}:
-		default: // woken already
+			return true
+		default: // woken already, for another execution
 		}
 	}
-	w.mu.Unlock()
+	return false
 }
 
 // hasLabels reports whether have includes every label of want.
@@ -178,6 +208,7 @@ type workerPlan struct {
 	req    WorkerLockRequest
 	fns    map[string]bool
 	queues []string
+	keys   []waitKey // what it waits for: each function in its queue
 }
 
 // checkWorkerLock refuses a lock duration a worker asks for (0: none) out of bounds.
@@ -231,8 +262,12 @@ func (e *Engine) planWorkerLock(req WorkerLockRequest) (*workerPlan, error) {
 				ffqn, c.Config.Name, c.Config.RequiredLabels, miss)}
 		}
 		p.fns[ffqn] = true
-		if q := cmp.Or(req.Queue, c.Config.QueueName()); !slices.Contains(p.queues, q) {
+		q := cmp.Or(req.Queue, c.Config.QueueName())
+		if !slices.Contains(p.queues, q) {
 			p.queues = append(p.queues, q)
+		}
+		if k := (waitKey{q, ffqn}); !slices.Contains(p.keys, k) {
+			p.keys = append(p.keys, k)
 		}
 	}
 	return p, nil
@@ -248,7 +283,7 @@ func (e *Engine) LockForWorker(ctx context.Context, req WorkerLockRequest) ([]Wo
 	}
 	deadline := time.Now().Add(p.req.Wait)
 	for {
-		woken, done := e.workerWaits.subscribe(p.queues)
+		woken, done := e.workerWaits.subscribe(p.keys)
 		tasks, next, err := e.lockForWorker(ctx, p)
 		if err != nil && len(tasks) > 0 {
 			// The executions locked before the error are the worker's now: refused,

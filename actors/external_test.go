@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,33 +278,78 @@ func TestLabelsDecideWhereExecutionsRun(t *testing.T) {
 	}
 }
 
-// TestWorkerWaitsByQueue: a waiting worker is woken by a pending execution of its queues
-// only, and no longer once its subscription ended.
+// TestWorkerWaitsByQueue: a waiting worker is woken by a pending execution of its
+// functions in its queues only, and no longer once its subscription ended.
 func TestWorkerWaitsByQueue(t *testing.T) {
 	var w workerWaits
-	ch, done := w.subscribe([]string{"a", "b"})
-	w.notify("c")
+	ch, done := w.subscribe([]waitKey{{"a", "f"}, {"b", "f"}})
+	w.notify("c", "f")
+	w.notify("a", "g")
 	select {
 	case <-ch:
-		t.Fatal("woken by another queue")
+		t.Fatal("woken by another queue or function")
 	default:
 	}
-	w.notify("b")
-	w.notify("a") // woken once: the channel holds one wake-up
+	w.notify("b", "f")
+	w.notify("a", "f") // woken once: the channel holds one wake-up
 	select {
 	case <-ch:
 	default:
 		t.Fatal("not woken by its queue")
 	}
 	done()
-	if w.waiting.Load() != 0 || len(w.byQueue) != 0 {
-		t.Fatalf("after the subscription: %d waiting, %v", w.waiting.Load(), w.byQueue)
+	if w.waiting.Load() != 0 || len(w.byKey) != 0 {
+		t.Fatalf("after the subscription: %d waiting, %v", w.waiting.Load(), w.byKey)
 	}
-	w.notify("a")
+	w.notify("a", "f")
 	select {
 	case <-ch:
 		t.Fatal("woken after the subscription ended")
 	default:
+	}
+}
+
+// TestWorkerWaitsWakeOnePerExecution: of the workers waiting for a function, each new
+// pending execution wakes one, the longest waiting first; a wake-up its waiter leaves
+// without receiving goes to another waiter.
+func TestWorkerWaitsWakeOnePerExecution(t *testing.T) {
+	var w workerWaits
+	k := waitKey{"q", "f"}
+	chs := make([]<-chan struct{}, 5)
+	dones := make([]func(), 5)
+	for i := range chs {
+		chs[i], dones[i] = w.subscribe([]waitKey{k})
+	}
+	woken := func() (out []int) {
+		for i, ch := range chs {
+			select {
+			case <-ch:
+				out = append(out, i)
+			default:
+			}
+		}
+		return out
+	}
+	w.notify("q", "f")
+	if got := woken(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("one execution woke %v, want [0]", got)
+	}
+	w.notify("q", "f")
+	w.notify("q", "f")
+	// 0 was woken and received it: it is the first not woken again.
+	if got := woken(); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("two executions woke %v, want [0 1]", got)
+	}
+	w.notify("q", "f") // wakes 0, which leaves without receiving it
+	dones[0]()
+	if got := woken(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("after 0 left with a wake-up, woken %v, want [1]", got)
+	}
+	for _, d := range dones[1:] {
+		d()
+	}
+	if w.waiting.Load() != 0 || len(w.byKey) != 0 {
+		t.Fatalf("after the subscriptions: %d waiting, %v", w.waiting.Load(), w.byKey)
 	}
 }
 
@@ -312,7 +358,7 @@ func TestWorkerWaitsByQueue(t *testing.T) {
 func BenchmarkWorkerWaitsNotifyIdle(b *testing.B) {
 	var w workerWaits
 	for b.Loop() {
-		w.notify("q")
+		w.notify("q", "f")
 	}
 }
 
