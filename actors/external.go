@@ -445,7 +445,8 @@ func (e *Engine) RenewForWorker(ctx context.Context, id, runID string, lock time
 // failure is not empty, a failure (the worker could not do it). An err or a failure is
 // retried as an activity's would be. It returns what was recorded, as the activity
 // attempt metric names it ("ok", "err", "retried_err", "retried_failure", "failed").
-// A run that no longer holds the lock is refused (FailedPreconditionError).
+// A run that no longer holds the lock is refused (FailedPreconditionError), unless this
+// is the completion it recorded, sent again: that is answered as it was the first time.
 func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result json.RawMessage, failure string) (string, error) {
 	var compact bytes.Buffer
 	switch {
@@ -466,23 +467,26 @@ func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result
 	if err != nil {
 		return "", err
 	}
-	if st.Status == pb.Status_STATUS_FINISHED && st.RunId == runID && compact.Len() > 0 && bytes.Equal(st.Result, compact.Bytes()) {
-		// This run's result, sent again by a worker that lost the answer to the first
-		// Complete: it is recorded, and refusing it would look like a lost lock.
-		return events.ResultKindName(st.ResultKind), nil
+	var runErr error
+	if failure != "" {
+		runErr = fmt.Errorf("worker failed: %s", clip.String(failure))
 	}
 	if st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
+		// This run's completion, sent again by a worker that lost the answer to the
+		// first, is answered as the first was: refusing it would look like a lost lock.
+		if outcome, ok, err := e.recordedCompletion(ctx, id, runID, compact.Bytes(), runErr); err != nil || ok {
+			return outcome, err
+		}
 		return "", lockLostError(id, runID, st)
 	}
 	fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn)
 	if !ok {
 		return "", fmt.Errorf("execution %s: no component %s exports %s", id, st.ComponentId, st.Ffqn)
 	}
-	var runErr error
-	if failure != "" {
-		runErr = fmt.Errorf("worker failed: %s", clip.String(failure))
-	} else if msg := checkWrittenResult(fn, compact.Bytes()); msg != "" {
-		return "", &InvalidArgumentError{fmt.Errorf("execution %s (%s): %s", id, st.Ffqn, msg)}
+	if runErr == nil {
+		if msg := checkWrittenResult(fn, compact.Bytes()); msg != "" {
+			return "", &InvalidArgumentError{fmt.Errorf("execution %s (%s): %s", id, st.Ffqn, msg)}
+		}
 	}
 	outcome := ""
 	var run *tracing.WorkerAttempt
@@ -504,4 +508,52 @@ func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result
 		e.cfg.Tracer.EndWorkerAttempt(*run)
 	}
 	return outcome, nil
+}
+
+// recordedCompletion finds what run runID of execution id recorded when its worker
+// completed it, if that completion was this one (result, or the failure runErr): the
+// outcome as CompleteForWorker answered it. ok is false when the run recorded another
+// outcome, or none (its lock expired or the execution was cancelled first).
+func (e *Engine) recordedCompletion(ctx context.Context, id, runID string, result []byte, runErr error) (outcome string, ok bool, err error) {
+	evs, err := e.store.Events(ctx, id, 0, 0)
+	if err != nil {
+		return "", false, fmt.Errorf("read the events of %s: %w", id, err)
+	}
+	// The event after the run's last Locked (a renewal is one too) is its outcome.
+	var after *pb.Event
+	for i := len(evs) - 2; i >= 0; i-- {
+		if l := evs[i].GetLocked(); l != nil && l.RunId == runID {
+			after = evs[i+1]
+			break
+		}
+	}
+	if after == nil {
+		return "", false, nil
+	}
+	same := false
+	switch k := after.Kind.(type) {
+	case *pb.Event_TemporarilyFailed:
+		if runErr != nil {
+			same = k.TemporarilyFailed.Detail == nil && heldOrNot(k.TemporarilyFailed.Reason, runErr.Error())
+		} else if r, err := events.ParseResult(result); err == nil && r.Kind == pb.ResultKind_RESULT_KIND_ERR {
+			same = bytes.Equal(k.TemporarilyFailed.Detail, r.Value)
+		}
+	case *pb.Event_Finished:
+		if runErr != nil {
+			r, err := events.ParseResult(k.Finished.Result)
+			same = err == nil && r.Failure != nil && heldOrNot(r.Failure.Reason, runErr.Error())
+		} else {
+			same = bytes.Equal(k.Finished.Result, result)
+		}
+	}
+	if !same {
+		return "", false, nil
+	}
+	return eventOutcome(after), true, nil
+}
+
+// heldOrNot reports whether reason is why, with or without a retry budget's hold
+// (withHold).
+func heldOrNot(reason, why string) bool {
+	return reason == why || strings.HasPrefix(reason, why+"; ")
 }

@@ -576,3 +576,62 @@ world any { export api; }
 		}
 	}
 }
+
+// TestWorkerCompleteSentTwice: a worker that lost the answer to its Complete sends it
+// again: the same err or failure is answered as the first was, even after a retry has
+// locked the execution again, and whether the first was retried or finished it; another
+// completion of a run that no longer holds the lock is refused.
+func TestWorkerCompleteSentTwice(t *testing.T) {
+	e := newWorkerEngine(t)
+	ctx := context.Background()
+	createApproval(t, e, "E_5")
+	req := gpuLock(20 * time.Second)
+	lock := func(attempt uint32) WorkerTask {
+		t.Helper()
+		tasks, err := e.LockForWorker(ctx, req)
+		if err != nil || len(tasks) != 1 || tasks[0].Attempt != attempt {
+			t.Fatalf("lock of attempt %d: %+v %v", attempt, tasks, err)
+		}
+		return tasks[0]
+	}
+	complete := func(run WorkerTask, result, failure, want string) {
+		t.Helper()
+		got, err := e.CompleteForWorker(ctx, "E_5", run.RunID, json.RawMessage(result), failure)
+		if want == "lock lost" {
+			if !failedPrecondition(err, "lock lost") {
+				t.Fatalf("complete %s %q of attempt %d: %q %v, want lock lost", result, failure, run.Attempt, got, err)
+			}
+			return
+		}
+		if err != nil || got != want {
+			t.Fatalf("complete %s %q of attempt %d: %q %v, want %s", result, failure, run.Attempt, got, err, want)
+		}
+	}
+
+	first := lock(1)
+	complete(first, `{"err": "busy"}`, "", "retried_err")
+	complete(first, `{"err":"busy"}`, "", "retried_err") // the same, spaced otherwise
+	complete(first, `{"err": "other"}`, "", "lock lost")
+	complete(first, "", "busy", "lock lost")
+
+	second := lock(2)
+	complete(first, `{"err": "busy"}`, "", "retried_err") // after the retry locked it
+	complete(second, "", "out of paper", "retried_failure")
+	complete(second, "", "out of paper", "retried_failure")
+	complete(second, "", "out of ink", "lock lost")
+	complete(second, `{"err": "out of paper"}`, "", "lock lost")
+
+	third := lock(3) // max_retries 2: its failure finishes the execution
+	complete(third, "", "jammed", "failed")
+	complete(third, "", "jammed", "failed")
+	complete(third, `{"ok": true}`, "", "lock lost")
+	complete(second, "", "out of paper", "retried_failure")
+	// Created, then locked and its outcome three times: the repeats recorded nothing.
+	if evs, err := e.store.Events(ctx, "E_5", 0, 0); err != nil || len(evs) != 7 {
+		t.Fatalf("%d events (%v), want 7", len(evs), err)
+	}
+	st, _ := e.store.State(ctx, "E_5")
+	if st.Status != pb.Status_STATUS_FINISHED || st.IntermittentFailures != 2 {
+		t.Fatalf("final state: %v", st)
+	}
+}

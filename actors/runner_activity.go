@@ -255,7 +255,11 @@ var errTimedOut = errors.New("timed out")
 
 // attemptOutcome names what an activity attempt's outcome transaction records (metrics).
 func attemptOutcome(tx *events.Tx) string {
-	ev := tx.Appends[0].Events[0]
+	return eventOutcome(tx.Appends[0].Events[0])
+}
+
+// eventOutcome is attemptOutcome of the event that records an attempt's outcome.
+func eventOutcome(ev *pb.Event) string {
 	switch k := ev.Kind.(type) {
 	case *pb.Event_TemporarilyFailed:
 		if k.TemporarilyFailed.Detail != nil {

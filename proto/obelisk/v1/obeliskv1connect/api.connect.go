@@ -1007,7 +1007,9 @@ type WorkerServiceClient interface {
 	Renew(context.Context, *connect.Request[v1.WorkerRenewRequest]) (*connect.Response[v1.WorkerRenewResponse], error)
 	// Complete records a run's outcome: result_json, type-checked against the function's
 	// WIT result (INVALID_ARGUMENT names what does not match), or a failure, retried as an
-	// activity's. FAILED_PRECONDITION ("lock lost") once the run no longer holds the lock.
+	// activity's. FAILED_PRECONDITION ("lock lost") once the run no longer holds the lock,
+	// unless it is the run's completion sent again (its answer lost): that is answered as
+	// the first was.
 	Complete(context.Context, *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error)
 }
 
@@ -1078,7 +1080,9 @@ type WorkerServiceHandler interface {
 	Renew(context.Context, *connect.Request[v1.WorkerRenewRequest]) (*connect.Response[v1.WorkerRenewResponse], error)
 	// Complete records a run's outcome: result_json, type-checked against the function's
 	// WIT result (INVALID_ARGUMENT names what does not match), or a failure, retried as an
-	// activity's. FAILED_PRECONDITION ("lock lost") once the run no longer holds the lock.
+	// activity's. FAILED_PRECONDITION ("lock lost") once the run no longer holds the lock,
+	// unless it is the run's completion sent again (its answer lost): that is answered as
+	// the first was.
 	Complete(context.Context, *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error)
 }
 
