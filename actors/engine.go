@@ -832,6 +832,10 @@ func (e *Engine) registerGauges() {
 		func() float64 { return float64(e.cfg.MemoryBudget) })
 	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",
 		func() float64 { return float64(e.resident.count()) })
+	if e.cfg.Tracer.Enabled() {
+		m.Gauge("obelisk_tracing_span_events_dropped", "Span events (host calls) dropped since the start because their attempt's span reached its limit (tracing.SpanEventLimit).",
+			func() float64 { return float64(e.cfg.Tracer.DroppedEvents()) })
+	}
 	m.GaugeVec("obelisk_executions", "Unfinished executions by status (pending_at, locked, blocked_by_join_set; paused and cancelling also counted apart).", "status",
 		func() map[string]float64 {
 			counts := map[string]float64{"pending_at": 0, "locked": 0, "blocked_by_join_set": 0, "paused": 0, "cancelling": 0}

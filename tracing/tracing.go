@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -56,7 +57,16 @@ type Tracer struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
 	ratio  sdktrace.Sampler
+	// droppedEvents counts the events that spans dropped beyond their limit.
+	droppedEvents *atomic.Int64
 }
+
+// SpanEventLimit is how many events (host calls) a span keeps, unless
+// OTEL_SPAN_EVENT_COUNT_LIMIT asks for more: the SDK's default, 128, is reached by one
+// attempt of a workflow that makes a few dozen calls. Those beyond it are dropped and
+// counted (DroppedEvents). It bounds what an open span holds: an event is about 150
+// bytes, so a span at the limit holds about 150 KiB until its attempt ends.
+const SpanEventLimit = 1024
 
 // New starts a tracer exporting to cfg.Endpoint (or cfg.Exporter).
 func New(ctx context.Context, cfg Config) (*Tracer, error) {
@@ -84,13 +94,17 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	} else {
 		proc = sdktrace.NewBatchSpanProcessor(exp)
 	}
+	limits := sdktrace.NewSpanLimits() // the SDK's, or the OTEL_SPAN_* environment's
+	limits.EventCountLimit = max(limits.EventCountLimit, SpanEventLimit)
+	dropped := new(atomic.Int64)
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithSpanProcessor(dropping{proc}),
+		sdktrace.WithSpanProcessor(dropping{proc, dropped}),
+		sdktrace.WithSpanLimits(limits),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", name))),
 		sdktrace.WithSampler(sdktrace.ParentBased(ratio)),
 		sdktrace.WithIDGenerator(idGenerator{}),
 	)
-	return &Tracer{tp: tp, tracer: tp.Tracer("github.com/obelisk-go/obelisk"), ratio: ratio}, nil
+	return &Tracer{tp: tp, tracer: tp.Tracer("github.com/obelisk-go/obelisk"), ratio: ratio, droppedEvents: dropped}, nil
 }
 
 // Shutdown exports the spans still buffered and stops the tracer.
@@ -102,6 +116,15 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("tracing: shutdown: %w", err)
 	}
 	return nil
+}
+
+// DroppedEvents is how many events the spans ended so far dropped beyond their limit
+// (SpanEventLimit); 0 when tracing is off.
+func (t *Tracer) DroppedEvents() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.droppedEvents.Load()
 }
 
 // Enabled reports whether spans are emitted (t is not nil).
@@ -310,14 +333,21 @@ func (a *Attempt) Discard() {
 // discarded marks a span that dropping does not pass on.
 var discarded = attribute.Bool("obelisk.discarded", true)
 
-// dropping passes the spans that end to its processor, except those Discard ended.
-type dropping struct{ sdktrace.SpanProcessor }
+// dropping passes the spans that end to its processor, except those Discard ended, and
+// counts the events they dropped.
+type dropping struct {
+	sdktrace.SpanProcessor
+	droppedEvents *atomic.Int64
+}
 
 func (d dropping) OnEnd(s sdktrace.ReadOnlySpan) {
 	for _, kv := range s.Attributes() {
 		if kv == discarded {
 			return
 		}
+	}
+	if n := s.DroppedEvents(); n > 0 {
+		d.droppedEvents.Add(int64(n))
 	}
 	d.SpanProcessor.OnEnd(s)
 }

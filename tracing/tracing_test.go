@@ -285,3 +285,31 @@ func TestWorkerAttemptSpan(t *testing.T) {
 	}
 	off.EndWorkerAttempt(WorkerAttempt{Exec: x, RunID: "Run_W1"})
 }
+
+// TestSpanEventLimit: an attempt keeps SpanEventLimit host calls as events (far more
+// than the SDK's default 128), and the ones beyond are counted as dropped.
+func TestSpanEventLimit(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	x := Exec{ID: "E_LONG", TraceParent: callerTraceParent}
+	for i, calls := range []int{500, SpanEventLimit + 10} {
+		ctx, att := tr.StartAttempt(context.Background(), x, "ns:pkg/ifc.wf", fmt.Sprint("Run_", i), 1)
+		for range calls {
+			HostCall(ctx, "call")
+		}
+		att.End("ok", false)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 2 || len(spans[0].Events) != 500 || spans[0].DroppedEvents != 0 {
+		t.Fatalf("500 calls: %d spans, first with %d events, %d dropped", len(spans), len(spans[0].Events), spans[0].DroppedEvents)
+	}
+	if len(spans[1].Events) != SpanEventLimit || spans[1].DroppedEvents != 10 {
+		t.Errorf("%d calls: %d events, %d dropped", SpanEventLimit+10, len(spans[1].Events), spans[1].DroppedEvents)
+	}
+	if got := tr.DroppedEvents(); got != 10 {
+		t.Errorf("DroppedEvents = %d, want 10", got)
+	}
+	var off *Tracer
+	if off.DroppedEvents() != 0 {
+		t.Error("tracing off: events dropped")
+	}
+}
