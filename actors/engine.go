@@ -165,6 +165,8 @@ type Engine struct {
 	schedules *scheduler
 	// workerWaits wakes external workers waiting for an execution (external.go).
 	workerWaits workerWaits
+	// workerPins remembers executions pinned to versions workers pass over (external.go).
+	workerPins workerPins
 	// pending is the server's max_pending (Config.MaxPending), nil without one.
 	pending *pendingLimit
 	// queueLimits are the queues' max_pending (admission.go), by queue name: of every
@@ -538,6 +540,7 @@ func (e *Engine) onCommit(states []*pb.ExecutionState) {
 				e.traceFinished(st)
 			}
 		}
+		e.workerPins.forget(st.ExecutionId)
 		e.resident.notify(st.ExecutionId)
 		e.watchers.notify(st.ExecutionId)
 	}

@@ -170,6 +170,64 @@ func (w *workerWaits) wakeOne(k waitKey) bool {
 	return false
 }
 
+// workerPins remembers the executions that a worker's lock found pinned to a version
+// no worker, or not every worker, may do (a function exported by several versions, one
+// of them run by this server or requiring other labels): without it every pass of every
+// worker would read their states again, through their actors, to pass over them. An
+// entry is forgotten when its execution's state is next committed (onCommit), so that
+// a move to another version is seen. onCommit pays one atomic load while it is empty.
+type workerPins struct {
+	n  atomic.Int32 // len(m)
+	mu sync.Mutex
+	m  map[string]string // execution ID -> the ID of the component it is pinned to
+}
+
+// maxWorkerPins bounds workerPins: at the bound it starts over (a pass then reads again
+// what it forgot).
+const maxWorkerPins = 1 << 14
+
+// get returns the component execution id is pinned to, if it is remembered.
+func (w *workerPins) get(id string) (string, bool) {
+	if w.n.Load() == 0 {
+		return "", false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.m[id]
+	return c, ok
+}
+
+// put remembers that execution id is pinned to component.
+func (w *workerPins) put(id, component string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil || len(w.m) >= maxWorkerPins {
+		w.m = map[string]string{}
+	}
+	w.m[id] = component
+	w.n.Store(int32(len(w.m)))
+}
+
+// forget drops what is remembered of execution id.
+func (w *workerPins) forget(id string) {
+	if w.n.Load() == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m, id)
+	w.n.Store(int32(len(w.m)))
+}
+
+// workerMay reports whether the worker of plan p may do an execution of ffqn pinned to
+// component componentID: a function it does, of a version left to workers, whose
+// required labels it has. A version pinned by the execution may be another than the
+// deployed one the plan checked.
+func (e *Engine) workerMay(p *workerPlan, componentID, ffqn string) bool {
+	fn, ok := e.reg.functionOf(componentID, ffqn)
+	return ok && p.fns[ffqn] && e.forWorkers(fn.Component) && hasLabels(p.req.Labels, fn.Component.Config.RequiredLabels)
+}
+
 // hasLabels reports whether have includes every label of want.
 func hasLabels(have, want []string) bool {
 	for _, l := range want {
@@ -327,29 +385,51 @@ func (e *Engine) lockForWorker(ctx context.Context, p *workerPlan) (tasks []Work
 		if want <= 0 {
 			break
 		}
-		due, n, err := e.store.DuePending(ctx, q, time.Now(), want, serves)
-		if err != nil {
-			return tasks, next, fmt.Errorf("scan pending of queue %s: %w", q, err)
-		}
-		if !n.IsZero() && (next.IsZero() || n.Before(next)) {
-			next = n
-		}
-		for _, d := range due {
-			t, ok, err := e.lockOneForWorker(ctx, p, d.ID)
+		// Executions pinned to a version the worker may not do are passed over; so that
+		// they cannot hide those behind them, the scan looks further by as many.
+		for limit := want; ; {
+			due, n, err := e.store.DuePending(ctx, q, time.Now(), limit, serves)
 			if err != nil {
-				return tasks, next, err
+				return tasks, next, fmt.Errorf("scan pending of queue %s: %w", q, err)
 			}
-			if ok {
-				tasks = append(tasks, t)
+			if !n.IsZero() && (next.IsZero() || n.Before(next)) {
+				next = n
 			}
+			passed := 0
+			for _, d := range due {
+				if len(tasks) == p.req.Max {
+					break
+				}
+				if c, ok := e.workerPins.get(d.ID); ok && !e.workerMay(p, c, d.FFQN) {
+					passed++
+					continue
+				}
+				t, ok, err := e.lockOneForWorker(ctx, p, d.ID)
+				if err != nil {
+					return tasks, next, err
+				}
+				if ok {
+					tasks = append(tasks, t)
+				} else if _, pinned := e.workerPins.get(d.ID); pinned {
+					passed++
+				}
+			}
+			if len(due) < limit || passed == 0 || len(tasks) == p.req.Max || limit >= want+maxWorkerPassOver {
+				break
+			}
+			limit = min(limit+passed, want+maxWorkerPassOver)
 		}
 	}
 	return tasks, next, nil
 }
 
+// maxWorkerPassOver bounds how many executions pinned to other versions one pass over a
+// queue looks past.
+const maxWorkerPassOver = 1000
+
 // lockOneForWorker locks execution id for a worker, unless it is no longer pending and
-// due, or its component is not one the worker may do (a version pinned by the
-// execution may be another than the deployed one the plan checked).
+// due, or its component is not one the worker may do (workerMay; remembered in
+// workerPins).
 func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string) (WorkerTask, bool, error) {
 	runID := events.NewRunID(time.Now())
 	executor := workerExecutor
@@ -362,10 +442,14 @@ func (e *Engine) lockOneForWorker(ctx context.Context, p *workerPlan, id string)
 		if !events.Runnable(st) || st.PendingAt > now.UnixNano() {
 			return nil, errNotRunnable
 		}
-		fn, ok := e.reg.functionOf(st.ComponentId, st.Ffqn)
-		if !ok || !p.fns[st.Ffqn] || !e.forWorkers(fn.Component) || !hasLabels(p.req.Labels, fn.Component.Config.RequiredLabels) {
+		if !e.workerMay(p, st.ComponentId, st.Ffqn) {
+			if _, ok := e.reg.byID[st.ComponentId]; ok {
+				// Remembered in the actor, before any later commit of it can forget it.
+				e.workerPins.put(id, st.ComponentId)
+			}
 			return nil, errNotRunnable
 		}
+		fn, _ := e.reg.functionOf(st.ComponentId, st.Ffqn)
 		c := fn.Component
 		lock = workerLock(p.req.LockDuration, c)
 		return appendTx(st, "", lockedEvent(executor, c, runID, now, now.Add(lock), c.Config.retryConfig(st.SubmittedRetry))), nil

@@ -1,9 +1,11 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -633,5 +635,123 @@ func TestWorkerCompleteSentTwice(t *testing.T) {
 	st, _ := e.store.State(ctx, "E_5")
 	if st.Status != pb.Status_STATUS_FINISHED || st.IntermittentFailures != 2 {
 		t.Fatalf("final state: %v", st)
+	}
+}
+
+// fiboFFQN is the function of the two versions of newTwoVersionWorkerEngine.
+const fiboFFQN = "testing:fibo/fibo.fibo"
+
+// newTwoVersionWorkerEngine starts an engine whose fibo activity has two versions, both
+// left to workers (the server has no labels): the retired v1 requires the labels gpu and
+// eu, the deployed v2 only gpu. n executions pinned to v1 (E_V1_<i>) are due; a worker
+// with the label gpu alone may not take them. create creates one of v2.
+func newTwoVersionWorkerEngine(tb testing.TB, n int) (e *Engine, create func(id string)) {
+	tb.Helper()
+	ctx := context.Background()
+	v1Path := filepath.Join(cmp.Or(os.Getenv("OBELISK_COMPONENTS"), filepath.Join("..", "build", "components")), "fibo.wasm")
+	bin, err := os.ReadFile(v1Path)
+	if err != nil {
+		tb.Skipf("fibo is not built (make build): %v", err)
+	}
+	// v2 is fibo's file with a custom section appended: the same code, another digest.
+	name, data := "obelisk-test", "v2"
+	bin = append(bin, 0, byte(1+len(name)+len(data)), byte(len(name)))
+	bin = append(bin, name+data...)
+	v2Path := filepath.Join(tb.TempDir(), "fibo-v2.wasm")
+	if err := os.WriteFile(v2Path, bin, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	dir, cache := tb.TempDir(), tb.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fibo := ComponentConfig{Name: "fibo", Type: ActivityWasm, Path: v1Path, LockExpiry: time.Minute, RequiredLabels: []string{"gpu", "eu"}}
+	createIn := func(e *Engine, id, component string) {
+		now := time.Now()
+		if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{{
+			CreatedAt: now.UnixNano(),
+			Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: fiboFFQN, Params: []byte(`[10]`), ScheduledAt: now.Add(-time.Hour).UnixNano(),
+				Queue: fibo.QueueName(), ComponentId: component, ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM}},
+		}}}}}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	e, err = New(ctx, Config{DataDir: dir, CacheDir: cache, Logger: logger, Components: []ComponentConfig{fibo}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v1 := e.reg.byFFQN[fiboFFQN].Component.ID
+	for i := range n {
+		createIn(e, fmt.Sprintf("E_V1_%04d", i), v1)
+	}
+	if err := e.Close(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	fibo.Path, fibo.RequiredLabels = v2Path, []string{"gpu"}
+	e, err = New(ctx, Config{DataDir: dir, CacheDir: cache, Logger: logger, Components: []ComponentConfig{fibo}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Close(context.Background()) })
+	v2 := e.reg.byFFQN[fiboFFQN].Component.ID
+	if c := e.reg.byID[v1]; v2 == v1 || c == nil || !c.Retired {
+		tb.Fatalf("v1 %s is not kept beside v2 %s", v1, v2)
+	}
+	return e, func(id string) { createIn(e, id, v2) }
+}
+
+// fiboLock is a worker's request for fibo with labels.
+func fiboLock(max int, labels ...string) WorkerLockRequest {
+	return WorkerLockRequest{Worker: "w", FFQNs: []string{fiboFFQN}, Labels: labels, Max: max}
+}
+
+// TestWorkerLockPassesOverOtherVersions: executions pinned to a version whose labels the
+// worker lacks, due before the deployed version's, neither hold the worker up nor are
+// locked by it; a worker with their labels takes them.
+func TestWorkerLockPassesOverOtherVersions(t *testing.T) {
+	e, create := newTwoVersionWorkerEngine(t, 5)
+	ctx := context.Background()
+	create("E_V2")
+	tasks, err := e.LockForWorker(ctx, fiboLock(1, "gpu"))
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != "E_V2" {
+		t.Fatalf("the gpu worker: %+v %v, want E_V2 (the v1 executions before it are not its)", tasks, err)
+	}
+	create("E_V2b")
+	tasks, err = e.LockForWorker(ctx, fiboLock(1, "gpu")) // the v1 executions remembered
+	if err != nil || len(tasks) != 1 || tasks[0].ExecutionID != "E_V2b" {
+		t.Fatalf("the gpu worker again: %+v %v", tasks, err)
+	}
+	if _, ok := e.workerPins.get("E_V1_0000"); !ok {
+		t.Fatal("the v1 executions passed over are not remembered")
+	}
+	tasks, err = e.LockForWorker(ctx, fiboLock(10, "gpu", "eu"))
+	if err != nil || len(tasks) != 5 {
+		t.Fatalf("the gpu+eu worker: %d tasks %v", len(tasks), err)
+	}
+	if _, ok := e.workerPins.get("E_V1_0000"); ok || e.workerPins.n.Load() != 0 {
+		t.Fatal("the v1 executions are still remembered after their locks were committed")
+	}
+}
+
+// BenchmarkWorkerPinsForgetIdle is what every commit pays for workerPins while it
+// remembers nothing (onCommit).
+func BenchmarkWorkerPinsForgetIdle(b *testing.B) {
+	var w workerPins
+	for b.Loop() {
+		w.forget("E_1")
+	}
+}
+
+// BenchmarkWorkerLockPassOverOtherVersions is one pass of a worker's lock over 100 due
+// executions pinned to a version it may not do.
+func BenchmarkWorkerLockPassOverOtherVersions(b *testing.B) {
+	e, _ := newTwoVersionWorkerEngine(b, 100)
+	ctx := context.Background()
+	p, err := e.planWorkerLock(fiboLock(100, "gpu"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if tasks, _, err := e.lockForWorker(ctx, p); err != nil || len(tasks) != 0 {
+			b.Fatalf("%d tasks %v", len(tasks), err)
+		}
 	}
 }
