@@ -3,6 +3,7 @@ package events_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/obelisk-go/obelisk/events"
 )
@@ -44,5 +45,17 @@ func TestCanonicalID(t *testing.T) {
 	}
 	if got := events.CanonicalIDPrefix("E_" + lower + ".g:"); got != "E_"+upper+".g:" {
 		t.Errorf("CanonicalIDPrefix(a child's prefix) = %q", got)
+	}
+}
+
+func TestRunIDTime(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_123)
+	if got, ok := events.RunIDTime(events.NewRunID(now)); !ok || !got.Equal(now) {
+		t.Fatalf("RunIDTime(NewRunID(%v)) = %v, %v", now, got, ok)
+	}
+	for _, bad := range []string{"", "Run_", "Exr_01JAAAAAAAAAAAAAAAAAAAAAAA", "Run_not-a-ulid"} {
+		if _, ok := events.RunIDTime(bad); ok {
+			t.Errorf("RunIDTime(%q) ok", bad)
+		}
 	}
 }

@@ -45,7 +45,10 @@ func main() {
 			return nil, fmt.Errorf("parameters %s: want [question]", params)
 		}
 		task, _ := worker.TaskFrom(ctx)
-		log.Info("answering", "execution", task.ExecutionID, "attempt", task.Attempt, "question", p[0])
+		// With tracing on in the server, ctx carries the attempt's span (task.TraceParent):
+		// spans started under it, and an instrumented HTTP client's requests, join the
+		// execution's trace.
+		log.Info("answering", "execution", task.ExecutionID, "attempt", task.Attempt, "question", p[0], "traceparent", task.TraceParent)
 		if *slow > 0 {
 			select {
 			case <-time.After(*slow):
