@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/tracing"
 )
 
 const approveFFQN = "testing:approval/approval.approve"
@@ -32,8 +35,16 @@ func newWorkerEngine(t *testing.T) *Engine {
 // newWorkerEngineIn is newWorkerEngine on the store in dir; the caller closes it.
 func newWorkerEngineIn(t *testing.T, dir string) *Engine {
 	t.Helper()
-	ctx := context.Background()
-	e, err := New(ctx, Config{
+	e, err := New(context.Background(), workerEngineConfig(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// workerEngineConfig is the configuration of newWorkerEngine.
+func workerEngineConfig(dir string) Config {
+	return Config{
 		DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, MaxRetries: 2, RetryExpBackoff: 10 * time.Millisecond,
 			RequiredLabels: []string{"gpu"}, WIT: `
@@ -41,11 +52,7 @@ package testing:approval;
 interface approval { approve: func(id: string) -> result<bool, string>; }
 world any { export approval; }
 `}},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	return e
 }
 
 // createApproval creates a pending execution of the stub, as a workflow's child would be.
@@ -753,5 +760,80 @@ func BenchmarkWorkerLockPassOverOtherVersions(b *testing.B) {
 		if tasks, _, err := e.lockForWorker(ctx, p); err != nil || len(tasks) != 0 {
 			b.Fatalf("%d tasks %v", len(tasks), err)
 		}
+	}
+}
+
+// TestWorkerAttemptSpans: a worker's run is a span, child of its execution's, with the
+// span ID of the traceparent its lock gave the worker; it ends when the worker
+// completes, when the lock expires, and when the execution is cancelled.
+func TestWorkerAttemptSpans(t *testing.T) {
+	ctx := context.Background()
+	exp := tracetest.NewInMemoryExporter()
+	tr, err := tracing.New(ctx, tracing.Config{Exporter: exp, Synchronous: true, SampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := workerEngineConfig(t.TempDir())
+	cfg.Tracer = tr
+	e, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	// outcome waits for the span of task's run and returns its outcome.
+	outcome := func(task WorkerTask) string {
+		t.Helper()
+		if !strings.HasPrefix(task.TraceParent, "00-") || !strings.Contains(task.TraceParent, tracing.RunSpanID(task.RunID).String()) {
+			t.Fatalf("task traceparent %q, want the run's span %s", task.TraceParent, tracing.RunSpanID(task.RunID))
+		}
+		for wait := time.Now().Add(30 * time.Second); time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+			for _, s := range exp.GetSpans() {
+				if s.SpanContext.SpanID() != tracing.RunSpanID(task.RunID) {
+					continue
+				}
+				if s.Parent.SpanID() != tracing.ExecutionSpanID(task.ExecutionID) {
+					t.Errorf("span of %s: parent %s, want its execution's", task.RunID, s.Parent.SpanID())
+				}
+				for _, kv := range s.Attributes {
+					if kv.Key == "obelisk.outcome" {
+						return kv.Value.AsString()
+					}
+				}
+			}
+		}
+		t.Fatalf("no span of run %s", task.RunID)
+		return ""
+	}
+	lock := func(d time.Duration) WorkerTask {
+		t.Helper()
+		req := gpuLock(20 * time.Second)
+		req.LockDuration = d
+		tasks, err := e.LockForWorker(ctx, req)
+		if err != nil || len(tasks) != 1 {
+			t.Fatalf("lock: %+v %v", tasks, err)
+		}
+		return tasks[0]
+	}
+
+	createApproval(t, e, "E_T1")
+	done := lock(0)
+	if _, err := e.CompleteForWorker(ctx, "E_T1", done.RunID, json.RawMessage(`{"ok": true}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcome(done); got != "ok" {
+		t.Errorf("completed run's span: outcome %q", got)
+	}
+
+	createApproval(t, e, "E_T2")
+	expired := lock(MinWorkerLock)
+	if got := outcome(expired); got != "retried_timeout" {
+		t.Errorf("expired run's span: outcome %q", got)
+	}
+	cancelled := lock(time.Minute) // the retry
+	if _, err := e.Cancel(ctx, "E_T2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcome(cancelled); got != "failed" {
+		t.Errorf("cancelled run's span: outcome %q", got)
 	}
 }
