@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // the components are the built ones, and every address the files fix (the embedded
 // JetStream's client and route ports, the webhook server) is a free one; the harness
 // sets the data dir, the API's address and turns the web UI off.
-func nodeConfigs(t *testing.T) []string {
+func nodeConfigs(t testing.TB) []string {
 	t.Helper()
 	addrs := harness.FreeAddrs(t, 9)
 	var fixed []string
