@@ -8,7 +8,7 @@ WASMS     := $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(COMPONENTS)))
 BENCH_ENV := OBELISK_BIN=$(abspath $(BIN)) OBELISK_COMPONENTS=$(abspath $(WASM_DIR))
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -path './bin/*') $(wildcard webui/static/*) go.mod go.sum
 
-.PHONY: all build run test test-short bench proto schemas clean components bindings c-components
+.PHONY: all build run test test-cluster test-short bench proto schemas clean components bindings c-components
 
 all: build c-components
 
@@ -42,6 +42,11 @@ run: build
 # Unit and integration tests, including end-to-end tests of the real server.
 test: build c-components
 	$(BENCH_ENV) $(GO) test -count=1 -timeout 15m ./...
+
+# Clusters of real server processes on loopback (issue 14; build tag "cluster"): minutes,
+# so apart from `test`. .ci/run calls it after `make test`.
+test-cluster: build
+	$(BENCH_ENV) $(GO) test -tags cluster -count=1 -timeout 20m ./test/cluster/
 
 # Benchmarks of the real server; figures go to docs/benchmarks.md.
 bench: build

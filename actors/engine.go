@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,6 +101,16 @@ type Config struct {
 	// run a workflow many times (`obelisk test crash-sim`), never for a server.
 	MaxDelay time.Duration
 
+	// NodeName, set when the engine is one node of a cluster, names this node in its
+	// executors' locks (executor ID "Exr_<ULID>@<NodeName>"): at start, the node
+	// releases at once the locks its own earlier processes held, and leaves the other
+	// nodes' to expire (recover). "": a single node, which releases every server lock.
+	NodeName string
+	// OpenStore, if set, opens the event store instead of events.Open (a cluster's
+	// replicated store, events/replicated), with the options the engine would give
+	// events.Open.
+	OpenStore func(ctx context.Context, dir string, opts events.Options) (LocalStore, error)
+
 	// Labels are this server's executors' labels: they run the executions of the
 	// components whose RequiredLabels they include; the others wait for an external
 	// worker that has them (external.go).
@@ -110,6 +121,15 @@ type Config struct {
 	testHook func(service, step string)
 	// retentionNow, set only by tests, lets retention pass at once (retentionStartDelay).
 	retentionNow bool
+}
+
+// LocalStore is the event store an engine runs on: events.Store and what the engine
+// reads of the local Pebble store beside it (*events.PebbleStore, or a replicated store
+// that projects its log into one).
+type LocalStore interface {
+	events.Store
+	HasCacheEntries() (bool, error)
+	Memory() events.Memory
 }
 
 // DefaultMaxParamsBytes is the default of Config.MaxParamsBytes. Parameters are stored
@@ -237,6 +257,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg.MaxParamsBytes = DefaultMaxParamsBytes
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, executors: map[string]*executor{}, queues: map[string]*queue{}, executor: events.NewExecutorID(time.Now()), failed: make(chan struct{}), kvConfig: kvConfig}
+	if cfg.NodeName != "" {
+		e.executor += nodeSuffix(cfg.NodeName)
+	}
 	e.resident = newResident(cfg.MaxResidentWorkflows)
 	if cfg.MaxPending > 0 {
 		e.pending = &pendingLimit{max: cfg.MaxPending}
@@ -268,10 +291,17 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	// The store is opened first: its unfinished executions say which component versions
 	// must be loaded beside the deployed ones (versions.go). Nothing commits before
 	// recover, below, when everything onCommit wakes exists.
-	store, err := events.Open(StoreDir(cfg.DataDir), events.Options{
+	storeOpts := events.Options{
 		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, BeforeCommit: cfg.StoreBeforeCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
-	})
+	}
+	var store LocalStore
+	var err error
+	if cfg.OpenStore != nil {
+		store, err = cfg.OpenStore(ctx, StoreDir(cfg.DataDir), storeOpts)
+	} else {
+		store, err = events.Open(StoreDir(cfg.DataDir), storeOpts)
+	}
 	if err != nil {
 		e.spans.close()
 		e.closeRuntime(ctx)
@@ -476,11 +506,16 @@ func (e *Engine) recover(ctx context.Context) error {
 	var stale, webhooks []string
 	err := e.store.LiveStates(ctx, func(st *pb.ExecutionState) error {
 		if st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WEBHOOK_ENDPOINT {
-			webhooks = append(webhooks, st.ExecutionId) // see abandonWebhooks
+			if e.heldHere(st) {
+				webhooks = append(webhooks, st.ExecutionId) // see abandonWebhooks
+			}
 			return nil
 		}
 		if st.Status == pb.Status_STATUS_LOCKED && heldByWorker(st) {
 			// A worker's: kept (see above).
+		} else if !e.heldHere(st) {
+			// Another node's, in a cluster: it may be running there. Its lock expires
+			// if that node is gone (the timer service).
 		} else if st.Status == pb.Status_STATUS_LOCKED || st.RunId != "" && st.LockExpiresAt > now.UnixNano() {
 			stale = append(stale, st.ExecutionId)
 		}
@@ -505,6 +540,18 @@ func (e *Engine) recover(ctx context.Context) error {
 		e.log.Info("released locks of a previous run", "executions", len(stale))
 	}
 	return e.abandonWebhooks(ctx, webhooks)
+}
+
+// nodeSuffix ends the executor IDs of a cluster's node.
+func nodeSuffix(node string) string { return "@" + node }
+
+// heldHere says whether st's lock, or its last one, is this node's: of this process or an
+// earlier one on this node. A single node holds every server lock.
+func (e *Engine) heldHere(st *pb.ExecutionState) bool {
+	if e.cfg.NodeName == "" || st.ExecutorId == "" {
+		return true
+	}
+	return strings.HasSuffix(st.ExecutorId, nodeSuffix(e.cfg.NodeName))
 }
 
 // onCommit is the store's commit hook: it wakes whoever waits for these states.

@@ -16,6 +16,31 @@ import (
 // tables are the test's to choose.
 func StartConfig(t testing.TB, config string) *Server {
 	t.Helper()
+	s := newConfigServer(t, config)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartConfigs starts a server on each config file as StartConfig does, all at once,
+// and then waits until every one serves: the nodes of a cluster, each of which waits
+// for a majority of them before it serves.
+func StartConfigs(t testing.TB, configs ...string) []*Server {
+	t.Helper()
+	var servers []*Server
+	for _, c := range configs {
+		s := newConfigServer(t, c)
+		s.launch()
+		t.Cleanup(s.Stop)
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		s.waitReady()
+	}
+	return servers
+}
+
+func newConfigServer(t testing.TB, config string) *Server {
 	dir := t.TempDir()
 	s := &Server{t: t, dir: dir, addr: FreeAddr(t), config: config, webAddr: "off"}
 	s.URL = "http://" + s.addr
@@ -28,7 +53,5 @@ func StartConfig(t testing.TB, config string) *Server {
 	s.HTTP = http.DefaultClient
 	s.Exec = obeliskv1connect.NewExecutionServiceClient(s.HTTP, s.URL)
 	s.Comp = obeliskv1connect.NewComponentServiceClient(s.HTTP, s.URL)
-	s.Start()
-	t.Cleanup(s.Stop)
 	return s
 }

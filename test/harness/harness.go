@@ -355,6 +355,13 @@ var handedOut sync.Map
 // Start starts the server process and waits until its API answers.
 func (s *Server) Start() {
 	s.t.Helper()
+	s.launch()
+	s.waitReady()
+}
+
+// launch starts the server process without waiting for it to serve.
+func (s *Server) launch() {
+	s.t.Helper()
 	s.logPath = filepath.Join(s.dir, fmt.Sprintf("server-%d.log", time.Now().UnixNano()))
 	logf, err := os.Create(s.logPath)
 	if err != nil {
@@ -372,6 +379,11 @@ func (s *Server) Start() {
 		s.t.Fatal(err)
 	}
 	go func() { s.cmd.Wait(); logf.Close() }()
+}
+
+// waitReady waits until the launched server answers its API.
+func (s *Server) waitReady() {
+	s.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		_, err := s.Comp.ListComponents(context.Background(), connect.NewRequest(&pb.ListComponentsRequest{}))

@@ -79,6 +79,14 @@ func serverCmd() *cobra.Command {
 					}
 				}()
 			}
+			if cfg.Cluster != nil {
+				leave, err := joinCluster(ctx, log, cfg)
+				if err != nil {
+					ln.Close()
+					return &ExitError{Code: 1, Err: err}
+				}
+				defer leave() // after e.Close: the store's last commits go through it
+			}
 			e, err := actors.New(ctx, cfg.Engine)
 			if err != nil {
 				ln.Close()

@@ -168,6 +168,8 @@ type File struct {
 		ServiceName string  `mapstructure:"service_name"`
 		SampleRatio float64 `mapstructure:"sample_ratio"` // of new traces, 0..1
 	} `mapstructure:"tracing"`
+	// Cluster makes this server a node of a cluster (cluster.go); nil: a single node.
+	Cluster *ClusterFile `mapstructure:"cluster"`
 }
 
 // Defaults of [tracing] (contract: documented in examples/obelisk.toml).
@@ -387,6 +389,9 @@ type Server struct {
 	// Tracing configures the tracer the server starts for the engine ([tracing]); nil:
 	// tracing is off.
 	Tracing *tracing.Config
+	// Cluster makes the server a node of a cluster on a replicated store ([cluster]);
+	// nil: a single node on Pebble.
+	Cluster *Cluster
 }
 
 // Load reads the TOML file at path ("" = no file: defaults only), applies environment
@@ -479,6 +484,12 @@ func resolve(f *File, baseDir, path string) (*Server, error) {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
 	s.Engine.CacheDir = f.CacheDir
+	if s.Cluster, err = resolveCluster(f.Cluster, f.DataDir); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if s.Cluster != nil {
+		s.Engine.NodeName = s.Cluster.NodeName
+	}
 	s.Engine.DisableWorkflowSnapshots = !f.Wasm.WorkflowSnapshots
 	s.Engine.DisableActivitySnapshots = !f.Wasm.ActivitySnapshots
 	s.Engine.DisableInstanceReuse = !f.Wasm.InstanceReuse

@@ -1,0 +1,79 @@
+package actors
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+)
+
+// TestNodeRecoversOnlyItsOwnLocks: a cluster's node, starting, releases the locks its
+// own earlier processes held (they died with it) and leaves the other nodes' alone
+// (they may be running there: their locks expire if not); a single node releases every
+// server lock, as before.
+func TestNodeRecoversOnlyItsOwnLocks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func(node string) *Engine {
+		t.Helper()
+		e, err := New(ctx, Config{
+			DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NodeName: node,
+			Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, MaxRetries: 2, RetryExpBackoff: 10 * time.Millisecond,
+				RequiredLabels: []string{"gpu"}, WIT: `
+package testing:approval;
+interface approval { approve: func(id: string) -> result<bool, string>; }
+world any { export approval; }
+`}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	e := open("a")
+	if want := "@a"; e.executor[len(e.executor)-len(want):] != want {
+		t.Fatalf("executor %q does not name node a", e.executor)
+	}
+	comp := e.reg.byFFQN[approveFFQN].Component
+	for id, executor := range map[string]string{"E_A": "Exr_01@a", "E_B": "Exr_02@b"} {
+		createApproval(t, e, id)
+		now := time.Now()
+		st, err := e.store.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Commit(ctx, appendTx(st, "", lockedEvent(executor, comp, "Run_"+id, now, now.Add(time.Hour), nil))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	status := func(e *Engine, id string) pb.Status {
+		t.Helper()
+		st, err := e.store.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Status
+	}
+
+	e = open("a")
+	if s := status(e, "E_A"); s == pb.Status_STATUS_LOCKED {
+		t.Errorf("node a kept the lock of its earlier process: %v", s)
+	}
+	if s := status(e, "E_B"); s != pb.Status_STATUS_LOCKED {
+		t.Errorf("node a released node b's lock: %v", s)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e = open("") // a single node: every server lock is its own dead process's
+	defer e.Close(ctx)
+	if s := status(e, "E_B"); s == pb.Status_STATUS_LOCKED {
+		t.Errorf("a single node kept a lock of a dead process: %v", s)
+	}
+}
