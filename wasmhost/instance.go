@@ -187,7 +187,7 @@ func (i *Instance) Run(ctx context.Context, in RunInput) (output []byte, err err
 		if err == nil && i.reuse() {
 			return // the wazero module lives on in a fresh Instance
 		}
-		if cerr := i.mod.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		if cerr := i.closeModule(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = fmt.Errorf("wasmhost: run %s: closing instance: %w", in.FFQN, cerr)
 		}
 	}()
@@ -339,10 +339,26 @@ func (i *Instance) Close(ctx context.Context) error {
 	i.state = stateDone
 	i.mu.Unlock()
 	defer i.env.budget.unbind()
-	if err := i.mod.Close(ctx); err != nil {
+	if err := i.closeModule(ctx); err != nil {
 		return fmt.Errorf("wasmhost: closing instance of %q: %w", i.module.name, err)
 	}
 	return nil
+}
+
+// closeModule closes the instance's wazero module and releases its linear memory.
+//
+// wazero alone does not always release it: when the run's context ends while the guest
+// is in a host call (a Close, a lock lost, a parked workflow evicted), its watcher marks
+// the module closed and leaves the memory for the guest's next step to release, but a
+// host call that then fails unwinds the guest without that step, and Close returns early
+// on a module already marked. The memory (an image mapping and whatever the guest grew,
+// 4 MiB or more outside the Go heap) stayed mapped for the server's life.
+func (i *Instance) closeModule(ctx context.Context) error {
+	err := i.mod.Close(ctx)
+	if m := i.env.mem; m != nil {
+		m.Free()
+	}
+	return err
 }
 
 // CountMemoryIn counts the instance's memory in budget from now on (see [MemoryBudget]):

@@ -121,7 +121,9 @@ func (a limitAllocator) Allocate(capBytes, maxBytes uint64) experimental.LinearM
 	if a.record != nil {
 		*a.record = mem
 	}
-	return &limitedMemory{LinearMemory: mem, limit: a.limit, env: a.env}
+	lm := &limitedMemory{LinearMemory: mem, limit: a.limit, env: a.env}
+	a.env.mem = lm
+	return lm
 }
 
 // limitedMemory refuses to grow past limit, and reserves what a growth adds from the
@@ -131,6 +133,16 @@ type limitedMemory struct {
 	limit uint64
 	env   *instEnv
 	size  uint64 // bytes, as last reallocated; only the guest's goroutine changes it
+	freed bool   // Free ran; only the goroutine that closes the module sets it
+}
+
+// Free releases the memory once, however often it is called: by wazero when it closes
+// the module, and by Instance.closeModule after it (see there).
+func (l *limitedMemory) Free() {
+	if !l.freed {
+		l.freed = true
+		l.LinearMemory.Free()
+	}
 }
 
 func (l *limitedMemory) Reallocate(size uint64) []byte {

@@ -48,6 +48,9 @@ type instEnv struct {
 	// the memory size (bytes) a growth to which the budget refused, 0 if none.
 	budget        memoryCharge
 	budgetRefused atomic.Uint64
+	// mem is the instance's linear memory (nil until it is made), which closeModule
+	// releases.
+	mem *limitedMemory
 }
 
 // maxFree bounds the reset instances a module keeps per kind: each holds its wazero
@@ -143,7 +146,7 @@ func (m *Module) drainFree() {
 		for {
 			select {
 			case inst := <-free:
-				_ = inst.mod.Close(context.Background())
+				_ = inst.closeModule(context.Background())
 				continue
 			default:
 			}
