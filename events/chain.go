@@ -35,7 +35,9 @@ import (
 //   - Readers never see the links: Events, Responses and EventsFrom clear them, and the
 //     writer ignores a link set on an item it is given (a fork copies events it read).
 //   - A store created with chains is marked so (chainedKey, view.go): every item in it
-//     must be linked.
+//     must be linked. A store upgraded to chains is marked with the last global position
+//     given before (chainedSinceKey): every item of an execution created after it must
+//     be linked.
 //   - A store written before chains existed holds unlinked items. A stream's chain starts
 //     at its first linked item (seeded with h(-1)); the unlinked items before it are
 //     counted as unchained, not reported as broken. After a linked item every item must
@@ -204,7 +206,7 @@ func checkChain(r pebble.Reader, id string, log byte, lower, upper []byte, n uin
 		}
 		switch {
 		case !linked && linkedOnly:
-			return broken(i, "no link, in a store linked from its start")
+			return broken(i, "no link, in an execution created with hash chains")
 		case !linked && prev != nil:
 			return broken(i, "no link, after linked %ss", name)
 		case !linked:

@@ -335,3 +335,89 @@ func BenchmarkMarshalLinked(b *testing.B) {
 		}
 	})
 }
+
+// TestChainedSince: a store upgraded to chains is marked, once, with the last position
+// given before; an execution created after the mark whose links were all stripped (its
+// state's too, as a careful forger would) is a break, not "unchained", while the
+// executions from before the upgrade still count as unchained.
+func TestChainedSince(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := gOpen(t, dir)
+	// stripAll makes id's events and state look as written before chains.
+	stripAll := func(s *PebbleStore, id string, n uint32) {
+		t.Helper()
+		for v := range n {
+			body, _, linked, err := splitLink(stored(t, s, eventKey(id, v)))
+			if err != nil || !linked {
+				t.Fatalf("%s v%d: linked %v, %v", id, v, linked, err)
+			}
+			rewrite(t, s, eventKey(id, v), body)
+		}
+		st, err := s.loadState(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = CloneState(st)
+		st.EventChain = nil
+		if err := s.ForgeStateForTest(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *PebbleStore, id string) (ChainCounts, error) {
+		t.Helper()
+		v, err := s.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		st, err := s.loadState(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := v.CheckChains(ctx, st)
+		return evs, err
+	}
+	gCommit(t, s, gAppend("E_OLD", 0, gCreated(1), gLocked("R1", 2)))
+	stripAll(s, "E_OLD", 2)
+	if err := s.db.Delete(chainedKey, pebble.Sync); err != nil { // a store from before chains
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = gOpen(t, dir) // the upgrade
+	if got := stored(t, s, chainedSinceKey); !bytes.Equal(got, u64(2)) {
+		t.Fatalf("chained-since mark %x, want position 2", got)
+	}
+	if evs, err := check(s, "E_OLD"); err != nil || evs.Unchained != 2 {
+		t.Fatalf("an execution from before the upgrade: %+v, %v", evs, err)
+	}
+	gCommit(t, s, gAppend("E_NEW", 0, gCreated(3), gLocked("R1", 4)))
+	if evs, err := check(s, "E_NEW"); err != nil || evs.Linked != 2 {
+		t.Fatalf("a sound new execution: %+v, %v", evs, err)
+	}
+	stripAll(s, "E_NEW", 2)
+	var cb *ChainBreakError
+	if _, err := check(s, "E_NEW"); !errors.As(err, &cb) || cb.ExecutionID != "E_NEW" || cb.Log != "event" || cb.Index != 0 {
+		t.Fatalf("a new execution stripped of its links: %v, want a break at event 0", err)
+	}
+	// The mark is written once: a later Open keeps it.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = gOpen(t, dir)
+	if got := stored(t, s, chainedSinceKey); !bytes.Equal(got, u64(2)) {
+		t.Fatalf("chained-since mark after a reopen %x, want position 2", got)
+	}
+	if _, err := check(s, "E_NEW"); !errors.As(err, &cb) || cb.Index != 0 {
+		t.Fatalf("after a reopen: %v", err)
+	}
+	if _, closer, err := s.db.Get(chainedKey); !errors.Is(err, pebble.ErrNotFound) {
+		if err == nil {
+			closer.Close()
+		}
+		t.Fatalf("an upgraded store marked as linked from its start: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -21,30 +22,54 @@ type View struct {
 	// linkedOnly: the store has linked every item since it was created (chainedKey),
 	// so an unlinked item is a broken link, not an old one.
 	linkedOnly bool
+	// since, when hasSince, is the last global position given before the store was
+	// first opened with chains (chainedSinceKey): an execution created after it is
+	// linked from its first event, as in a store linked from its start.
+	since    uint64
+	hasSince bool
 }
 
 // chainedKey marks a store created with hash chains: every item in it is linked.
 var chainedKey = key(tagMeta, []byte("chained"))
 
-// initChained marks a new store as linked from the start (chainedKey). A store that
-// already holds executions is not marked: they may predate the chains.
+// chainedSinceKey marks a store written before hash chains existed, upgraded since:
+// -> <position:8>, the last global position given before the first Open with chains.
+// Every execution whose Created event has a later position was written by the chaining
+// writer, so an unlinked item in it is a break, not an old item (View.CheckChains).
+// Without the mark, links stripped from a new execution would pass as "unchained".
+var chainedSinceKey = key(tagMeta, []byte("chained-since"))
+
+// initChained marks the store, once: a new one as linked from the start (chainedKey),
+// one that already holds executions, which may predate the chains, as linked since the
+// last position given (chainedSinceKey).
 func (s *PebbleStore) initChained() error {
-	if s.global.last.Load() != 0 {
-		return nil
+	for _, k := range [][]byte{chainedKey, chainedSinceKey} {
+		_, closer, err := s.db.Get(k)
+		if err == nil {
+			return closer.Close()
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return fmt.Errorf("read the store's chain mark: %w", err)
+		}
 	}
-	prefix := []byte{tagState, 0}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return fmt.Errorf("mark the store as chained: %w", err)
+	mark, value := chainedKey, []byte(nil)
+	if last := s.global.last.Load(); last != 0 {
+		mark, value = chainedSinceKey, binary.BigEndian.AppendUint64(nil, last)
+	} else {
+		prefix := []byte{tagState, 0}
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return fmt.Errorf("mark the store as chained: %w", err)
+		}
+		found := it.First()
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return fmt.Errorf("mark the store as chained: %w", err)
+		}
+		if found { // executions from before the global log: none has a position
+			mark, value = chainedSinceKey, binary.BigEndian.AppendUint64(nil, 0)
+		}
 	}
-	found := it.First()
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return fmt.Errorf("mark the store as chained: %w", err)
-	}
-	if found {
-		return nil
-	}
-	if err := s.db.Set(chainedKey, nil, pebble.Sync); err != nil {
+	if err := s.db.Set(mark, value, pebble.Sync); err != nil {
 		return s.fail(fmt.Errorf("mark the store as chained: %w", err))
 	}
 	return nil
@@ -78,7 +103,39 @@ func (s *PebbleStore) View() (*View, error) {
 		v.Close()
 		return nil, fmt.Errorf("open a view of the store: %w", err)
 	}
+	val, closer, err := v.snap.Get(chainedSinceKey)
+	switch {
+	case err == nil:
+		if len(val) != 8 {
+			closer.Close()
+			v.Close()
+			return nil, fmt.Errorf("open a view of the store: malformed chain mark %x", val)
+		}
+		v.since, v.hasSince = binary.BigEndian.Uint64(val), true
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		v.Close()
+		return nil, fmt.Errorf("open a view of the store: %w", err)
+	}
 	return v, nil
+}
+
+// linkedFromStart reports whether the execution id was created with chains: the store
+// was, or the position of its Created event is past the chained-since mark. One
+// without a position was created before the global log, long before the chains.
+func (v *View) linkedFromStart(id string) (bool, error) {
+	if v.linkedOnly || !v.hasSince {
+		return v.linkedOnly, nil
+	}
+	val, closer, err := v.snap.Get(positionKey(id, 0))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the position of %s's first event: %w", id, err)
+	}
+	defer closer.Close()
+	return len(val) == 8 && binary.BigEndian.Uint64(val) > v.since, nil
 }
 
 // Close releases the view.
@@ -118,7 +175,11 @@ func (v *View) CheckChains(ctx context.Context, st *pb.ExecutionState) (evs, res
 	if err := ctx.Err(); err != nil {
 		return evs, responses, err
 	}
-	return checkChains(v.snap, st, v.linkedOnly)
+	linkedOnly, err := v.linkedFromStart(st.ExecutionId)
+	if err != nil {
+		return evs, responses, err
+	}
+	return checkChains(v.snap, st, linkedOnly)
 }
 
 // Viewer is a store that can open a View of itself (PebbleStore can).
