@@ -80,6 +80,9 @@ type groupState struct {
 	logs map[string]LogStats
 	// kv holds the KV values this group wrote (kv.go), by key.
 	kv map[string]kvValue
+	// snaps holds the snapshot index of each execution whose snapshots this group
+	// stored (snapshots.go), newest first.
+	snaps map[string][]SnapshotEntry
 }
 
 func (g *groupState) get(id string) (*pb.ExecutionState, error) {
@@ -240,11 +243,14 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	for _, p := range tx.Cache {
 		g.cacheTimes = append(g.cacheTimes, p.ExpiresAt)
 	}
-	snapOps, err := g.snapshotOps(tx.Snapshots, overlay)
+	snapOps, snaps, err := g.snapshotOps(tx, overlay)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	ops = append(ops, snapOps...)
+	for id, es := range snaps {
+		g.snaps[id] = es
+	}
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}

@@ -51,6 +51,7 @@ type commitResult struct {
 
 // Commit applies tx durably and returns the new state of every execution it touched.
 func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
+	prepareSnapshots(tx)
 	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
 	if err := s.send(ctx, req); err != nil {
 		return nil, err
@@ -148,7 +149,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}, kv: map[string]kvValue{}}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}, kv: map[string]kvValue{}, snaps: map[string][]SnapshotEntry{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	type ok struct {
