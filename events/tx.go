@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
@@ -157,6 +158,18 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			nst, err := Fold(a.ExecutionID, st, v, ev)
 			if err != nil {
 				return nil, nil, nil, err
+			}
+			if v == 0 && nst.ForkedFrom != "" {
+				// The fork is listed under its original (b key, indexes.go): an original
+				// that is gone, or whose tree retention is deleting (the mark is in the
+				// writer's order, before or after this), must not get a listing that
+				// outlives it.
+				if o, err := get(nst.ForkedFrom); err != nil || o == nil {
+					if err == nil {
+						err = ErrNotFound
+					}
+					return nil, nil, nil, fmt.Errorf("create fork %s of %s: the original: %w", a.ExecutionID, clip.String(nst.ForkedFrom), err)
+				}
 			}
 			prev := st.GetEventChain()
 			if len(prev) == 0 {
