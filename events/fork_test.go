@@ -156,3 +156,29 @@ func TestForkRacingDeletion(t *testing.T) {
 		t.Fatalf("the refused fork was stored: %v", err)
 	}
 }
+
+// TestCopiedResponsesOnlyAtCreation: Append.Responses are refused on an existing
+// execution (they are checked for duplicates only within the Append, so a response
+// delivered before would be delivered again), and the Tx leaves nothing.
+func TestCopiedResponsesOnlyAtCreation(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	original, fork := NewExecutionID(time.Unix(0, 100)), NewExecutionID(time.Unix(0, 200))
+	gCommit(t, s, gAppend(original, 0, gCreated(100)))
+	tx := forkTx(original, fork, 200)
+	first := tx.Appends[0].Responses[0]
+	gCommit(t, s, tx)
+	before, err := s.State(ctx, fork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := &Tx{Appends: []Append{{ExecutionID: fork, ExpectedVersion: before.NextVersion,
+		Events: []*pb.Event{gLocked("R2", 300)}, Responses: []*pb.Response{first}}}}
+	if _, err := s.Commit(ctx, again); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "only its creation") {
+		t.Fatalf("copied responses on an existing execution: %v, want ErrInvalidArgument", err)
+	}
+	after, err := s.State(ctx, fork)
+	if err != nil || after.NextVersion != before.NextVersion || after.ResponseCount != before.ResponseCount {
+		t.Fatalf("the refused Tx changed the fork: %v %v", after, err)
+	}
+}
