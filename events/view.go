@@ -11,14 +11,23 @@ import (
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
-// View is a consistent, read-only view of the whole store at one moment (a Pebble
-// snapshot): what a verification of a live store reads, so that the states, the logs
-// and the links it compares were committed together, whatever the writer does
-// meanwhile. Trees whose deletion had begun are hidden, as from the store's reads.
-// Close it when done: it pins what it sees.
+// View is a read-only view of the store for a verification of a live store: each
+// execution is seen as it was at one moment (a Pebble snapshot), so that its state, its
+// logs and their links were committed together, whatever the writer does meanwhile.
+// AllStates moves the view to a new snapshot every viewChunk executions, between two
+// executions: a snapshot pins the memtables and tables it sees, and one held for a
+// verification of a big store (minutes) would keep every flushed memtable and compacted
+// table of those minutes on memory and disk. So the executions of different chunks are
+// seen at different moments: one created after the verification began may or may not be
+// seen. Trees whose deletion had begun are hidden, as from the store's reads. Close it
+// when done.
 type View struct {
+	db       *pebble.DB
 	snap     *pebble.Snapshot
 	deleting map[string]bool
+	// chunk is the number of executions AllStates reads from one snapshot (viewChunk;
+	// tests make it small).
+	chunk int
 	// linkedOnly: the store has linked every item since it was created (chainedKey),
 	// so an unlinked item is a broken link, not an old one.
 	linkedOnly bool
@@ -28,6 +37,11 @@ type View struct {
 	since    uint64
 	hasSince bool
 }
+
+// viewChunk is how many executions a View's AllStates reads from one snapshot: a few
+// seconds of verification at most (replays included), and few enough new snapshots
+// that taking them costs nothing next to the checks.
+const viewChunk = 1000
 
 // chainedKey marks a store created with hash chains: every item in it is linked.
 var chainedKey = key(tagMeta, []byte("chained"))
@@ -75,24 +89,14 @@ func (s *PebbleStore) initChained() error {
 	return nil
 }
 
-// View opens a consistent view of the store as it is now.
+// View opens a view of the store as it is now.
 func (s *PebbleStore) View() (*View, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	v := &View{snap: s.db.NewSnapshot(), deleting: map[string]bool{}}
-	prefix := []byte{tagDeleting, 0}
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		v.Close()
+	v := &View{db: s.db, chunk: viewChunk}
+	if err := v.refresh(); err != nil {
 		return nil, fmt.Errorf("open a view of the store: %w", err)
-	}
-	for it.First(); it.Valid(); it.Next() {
-		v.deleting[string(it.Key()[len(prefix):])] = true
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		v.Close()
-		return nil, fmt.Errorf("open a view of the store: read deletion marks: %w", err)
 	}
 	_, closer, err := v.snap.Get(chainedKey)
 	switch {
@@ -120,6 +124,33 @@ func (s *PebbleStore) View() (*View, error) {
 	return v, nil
 }
 
+// refresh moves the view to a new snapshot of the store, with its deletion marks.
+func (v *View) refresh() error {
+	snap := v.db.NewSnapshot()
+	deleting := map[string]bool{}
+	prefix := []byte{tagDeleting, 0}
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		snap.Close()
+		return fmt.Errorf("read deletion marks: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		deleting[string(it.Key()[len(prefix):])] = true
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		snap.Close()
+		return fmt.Errorf("read deletion marks: %w", err)
+	}
+	if v.snap != nil {
+		if err := v.snap.Close(); err != nil {
+			snap.Close()
+			return err
+		}
+	}
+	v.snap, v.deleting = snap, deleting
+	return nil
+}
+
 // linkedFromStart reports whether the execution id was created with chains: the store
 // was, or the position of its Created event is past the chained-since mark. One
 // without a position was created before the global log, long before the chains.
@@ -145,9 +176,21 @@ func (v *View) hidden(id string) bool {
 	return len(v.deleting) > 0 && v.deleting[treeRoot(id)]
 }
 
-// AllStates calls fn for every execution of the view, in execution ID order.
+// AllStates calls fn for every execution of the view, in execution ID order, moving the
+// view to a new snapshot every chunk executions (before the call for the next one: fn
+// and what it reads of the view see the snapshot its state was read from).
 func (v *View) AllStates(ctx context.Context, fn func(*pb.ExecutionState) error) error {
-	return scanStates(ctx, v.snap, v.hidden, fn)
+	from := []byte{tagState, 0}
+	for {
+		next, err := scanStatesFrom(ctx, v.snap, from, v.chunk, v.hidden, fn)
+		if err != nil || next == nil {
+			return err
+		}
+		if err := v.refresh(); err != nil {
+			return fmt.Errorf("scan states: move the view on: %w", err)
+		}
+		from = next
+	}
 }
 
 // Events returns the events of a stream from version from, at most limit (0 = all).
