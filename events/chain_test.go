@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"testing"
@@ -469,5 +470,109 @@ func TestViewInChunks(t *testing.T) {
 	want := map[string]uint32{"E_1": 2, "E_2": 2, "E_3": 4, "E_4": 4, "E_5": 6}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("versions seen %v, want %v", seen, want)
+	}
+}
+
+// TestChainBothKinds: events are linked by the hash of their body (field 101, the hash
+// taken by Commit), responses as before (field 100); a stream whose older events carry
+// links of the first kind, as a store written before the second existed holds, still
+// checks, and reads return the same events from either.
+func TestChainBothKinds(t *testing.T) {
+	ctx := context.Background()
+	s := chainStore(t)
+	for v := range uint32(4) {
+		_, _, ofBody, linked, err := splitLinkKind(stored(t, s, eventKey("E_A", v)))
+		if err != nil || !linked || !ofBody {
+			t.Fatalf("event %d: linked %v, of its body's hash %v, %v", v, linked, ofBody, err)
+		}
+	}
+	if _, _, ofBody, linked, err := splitLinkKind(stored(t, s, responseKey("E_A", 0))); err != nil || !linked || ofBody {
+		t.Fatalf("response 0: linked %v, of its body's hash %v, %v", linked, ofBody, err)
+	}
+	want, err := s.Events(ctx, "E_A", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Relink E_A's first three events with links of the first kind, as older writers did.
+	prev := chainSeed(chainEvents, "E_A")
+	for v := range uint32(3) {
+		body, _, _, err := splitLink(stored(t, s, eventKey("E_A", v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := &pb.Event{}
+		if err := proto.Unmarshal(body, ev); err != nil {
+			t.Fatal(err)
+		}
+		b, link, err := marshalLinked(ev, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rewrite(t, s, eventKey("E_A", v), b)
+		prev = link
+	}
+	// The last event, of the second kind, chains to the third's new link.
+	body, _, _, err := splitLink(stored(t, s, eventKey("E_A", 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, link := linkPrepared(preparedEvent{body: bytes.Clone(body), sum: sha256.Sum256(body)}, prev)
+	rewrite(t, s, eventKey("E_A", 3), b)
+	st, err := s.loadState("E_A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = CloneState(st)
+	st.EventChain = link
+	if err := s.ForgeStateForTest(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _, err := checkA(t, s); err != nil || evs.Linked != 4 {
+		t.Fatalf("a stream of both kinds: %+v, %v", evs, err)
+	}
+	got, err := s.Events(ctx, "E_A", 0, 0)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("events read: %d, %v", len(got), err)
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) || len(got[i].Chain) != 0 || len(got[i].ProtoReflect().GetUnknown()) != 0 {
+			t.Fatalf("event %d read as %v, want %v without its link", i, got[i], want[i])
+		}
+	}
+	// The old kind's link in the place of the new one's (or the reverse) is a break.
+	v3 := stored(t, s, eventKey("E_A", 3))
+	swapped := append(bytes.Clone(v3[:len(v3)-chainSuffix]), linkTags[0]...)
+	rewrite(t, s, eventKey("E_A", 3), append(swapped, v3[len(v3)-linkSize:]...))
+	var cb *ChainBreakError
+	if _, _, err := checkA(t, s); !errors.As(err, &cb) || cb.Index != 3 {
+		t.Fatalf("a link of the other kind: %v, want a break at event 3", err)
+	}
+}
+
+// TestReadNoLinkAllocation: decoding a stored event costs no more allocations than
+// decoding its body alone: the link is cut off, not decoded and dropped.
+func TestReadNoLinkAllocation(t *testing.T) {
+	s := chainStore(t)
+	for _, k := range [][]byte{eventKey("E_A", 2), responseKey("E_A", 1)} {
+		v := stored(t, s, k)
+		body, _, _, err := splitLink(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newMsg := func() proto.Message {
+			if k[0] == tagEvent {
+				return &pb.Event{}
+			}
+			return &pb.Response{}
+		}
+		plain := testing.AllocsPerRun(100, func() { _ = proto.Unmarshal(body, newMsg()) })
+		linked := testing.AllocsPerRun(100, func() {
+			if err := unmarshalStored(v, newMsg()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if linked > plain {
+			t.Errorf("%q: %v allocations to decode it, %v for its body alone", k, linked, plain)
+		}
 	}
 }

@@ -86,10 +86,9 @@ func readEvents(r pebble.Reader, id string, from uint32, limit int) ([]*pb.Event
 	var out []*pb.Event
 	for it.First(); it.Valid() && (limit <= 0 || len(out) < limit); it.Next() {
 		ev := &pb.Event{}
-		if err := proto.Unmarshal(it.Value(), ev); err != nil {
+		if err := unmarshalStored(it.Value(), ev); err != nil {
 			return nil, fmt.Errorf("decode event %s v%d: %w", id, from+uint32(len(out)), err)
 		}
-		ev.Chain = nil
 		out = append(out, ev)
 	}
 	return out, it.Error()
@@ -117,10 +116,9 @@ func readResponses(r pebble.Reader, id string, from uint32) ([]*pb.Response, err
 	var out []*pb.Response
 	for it.First(); it.Valid(); it.Next() {
 		r := &pb.Response{}
-		if err := proto.Unmarshal(it.Value(), r); err != nil {
+		if err := unmarshalStored(it.Value(), r); err != nil {
 			return nil, fmt.Errorf("decode response of %s: %w", id, err)
 		}
-		r.Chain = nil
 		out = append(out, r)
 	}
 	return out, it.Error()

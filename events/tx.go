@@ -37,6 +37,9 @@ type Append struct {
 	// Append that creates its execution (ExpectedVersion 0) may carry them: they are
 	// checked for duplicates within the Append only.
 	Responses []*pb.Response
+
+	// prepared are the Events marshalled and hashed by Commit (prepareEvents).
+	prepared []preparedEvent
 }
 
 // ResponseAppend delivers a response to an execution. A second delivery with the same
@@ -127,6 +130,9 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	var newDedupe []string
 	var newDelays []*pb.DelayRequest
 	answered := map[string]bool{}
+	if err := prepareEvents(tx); err != nil { // a no-op for a Tx from Commit or ApplyLogged
+		return nil, nil, nil, err
+	}
 	for _, a := range tx.Appends {
 		if len(a.Responses) > 0 && a.ExpectedVersion != 0 {
 			// Only a new execution's copied history comes with its responses: one
@@ -184,10 +190,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 				// The stream's first linked event (chain.go).
 				prev = chainSeed(chainEvents, a.ExecutionID)
 			}
-			b, link, err := marshalLinked(unlinkedEvent(ev), prev)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
-			}
+			b, link := linkPrepared(a.prepared[i], prev)
 			nst.EventChain = link
 			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
 			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {

@@ -51,7 +51,9 @@ type commitResult struct {
 
 // Commit applies tx durably and returns the new state of every execution it touched.
 func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
-	prepareSnapshots(tx)
+	if err := beforeWriter(tx); err != nil {
+		return nil, err
+	}
 	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
 	if err := s.send(ctx, req); err != nil {
 		return nil, err
@@ -327,4 +329,12 @@ func (s *PebbleStore) refuse(group []*commitReq, refusal error) {
 	for _, req := range group {
 		req.result <- commitResult{err: err}
 	}
+}
+
+// beforeWriter does what Commit does to a Tx before queueing it: the work of the writer
+// that needs nothing of the store's state, done on the committer's goroutine, as the
+// writer is the one goroutine every commit of the store waits for.
+func beforeWriter(tx *Tx) error {
+	prepareSnapshots(tx)
+	return prepareEvents(tx)
 }
