@@ -112,11 +112,12 @@ type preparedEvent struct {
 
 // prepareEvents marshals the events of tx's appends and hashes their bodies, on the
 // committer's goroutine (Commit, ApplyLogged), so that the writer only links them
-// (linkPrepared). An append prepared already is left as it is.
-func prepareEvents(tx *Tx) error {
+// (linkPrepared). again prepares an append prepared before too: Commit does, as the
+// caller may have changed its events since (a Tx committed again).
+func prepareEvents(tx *Tx, again bool) error {
 	for i := range tx.Appends {
 		a := &tx.Appends[i]
-		if len(a.prepared) == len(a.Events) {
+		if !again && a.prepared != nil && len(a.prepared) == len(a.Events) {
 			continue
 		}
 		a.prepared = make([]preparedEvent, len(a.Events))

@@ -576,3 +576,27 @@ func TestReadNoLinkAllocation(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitAgainChangedTx: a Tx committed again after its events were changed (a
+// conflict retried, say) is stored with the events as they are now, not as Commit
+// marshalled them the first time.
+func TestCommitAgainChangedTx(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	gCommit(t, s, gAppend("E_A", 0, gCreated(1), gLocked("R1", 2)))
+	tx := &Tx{Appends: []Append{{ExecutionID: "E_A", ExpectedVersion: 5, RunID: "R1", Events: []*pb.Event{gPersist(3)}}}}
+	var ce *ConflictError
+	if _, err := s.Commit(ctx, tx); !errors.As(err, &ce) {
+		t.Fatalf("a wrong version: %v", err)
+	}
+	tx.Appends[0].ExpectedVersion = 2
+	tx.Appends[0].Events[0].GetHistory().GetPersist().Value = []byte("2")
+	gCommit(t, s, tx)
+	evs, err := s.Events(ctx, "E_A", 2, 0)
+	if err != nil || len(evs) != 1 || string(evs[0].GetHistory().GetPersist().Value) != "2" {
+		t.Fatalf("stored %v %v, want the changed event", evs, err)
+	}
+	if _, _, err := checkA(t, s); err != nil {
+		t.Fatal(err)
+	}
+}

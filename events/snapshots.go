@@ -147,10 +147,12 @@ func storedEventLink(r pebble.Reader, id string, v uint32) ([]byte, error) {
 // prepareSnapshots computes the digest and the CRC-32C of each blob of tx's snapshots,
 // on the committer's goroutine: hashing a blob of megabytes would hold up the writer,
 // and every commit of its group with it.
-func prepareSnapshots(tx *Tx) {
+// again prepares them all anew (Commit: the caller may have changed a blob since an
+// earlier commit of the Tx).
+func prepareSnapshots(tx *Tx, again bool) {
 	for i := range tx.Snapshots {
 		p := &tx.Snapshots[i]
-		if p.prepared {
+		if p.prepared && !again {
 			continue
 		}
 		sum := sha256.Sum256(p.Blob)
@@ -170,7 +172,7 @@ func (g *groupState) snapshotOps(tx *Tx, overlay map[string]*pb.ExecutionState) 
 	if len(tx.Snapshots) == 0 {
 		return nil, nil, nil
 	}
-	prepareSnapshots(tx) // a no-op for a Tx that came through Commit or ApplyLogged
+	prepareSnapshots(tx, false) // a no-op for a Tx that came through Commit or ApplyLogged
 	var ops []kv
 	index := map[string][]SnapshotEntry{}
 	for _, p := range tx.Snapshots {

@@ -130,7 +130,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	var newDedupe []string
 	var newDelays []*pb.DelayRequest
 	answered := map[string]bool{}
-	if err := prepareEvents(tx); err != nil { // a no-op for a Tx from Commit or ApplyLogged
+	if err := prepareEvents(tx, false); err != nil { // a no-op for a Tx from Commit or ApplyLogged
 		return nil, nil, nil, err
 	}
 	for _, a := range tx.Appends {

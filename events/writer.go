@@ -335,6 +335,6 @@ func (s *PebbleStore) refuse(group []*commitReq, refusal error) {
 // that needs nothing of the store's state, done on the committer's goroutine, as the
 // writer is the one goroutine every commit of the store waits for.
 func beforeWriter(tx *Tx) error {
-	prepareSnapshots(tx)
-	return prepareEvents(tx)
+	prepareSnapshots(tx, true)
+	return prepareEvents(tx, true)
 }
