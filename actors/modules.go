@@ -67,6 +67,14 @@ func NewModules(ctx context.Context, cfg Config) (*Modules, error) {
 // been closed.
 func (m *Modules) Close(ctx context.Context) error { return m.rt.Close(ctx) }
 
+// Len returns the number of modules compiled on the runtime, which keeps them all until
+// Close: a process that deploys ever more components bounds them by replacing it.
+func (m *Modules) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.m)
+}
+
 func (m *Modules) runtime() *wasmhost.Runtime {
 	if m == nil {
 		return nil

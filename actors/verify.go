@@ -11,8 +11,8 @@ import (
 )
 
 // Verify checks the engine's store as it is now (package verify), while the engine goes
-// on: it reads a consistent view of the store, so that what commits meanwhile is neither
-// seen half nor reported as a mismatch. Every workflow execution is also replayed
+// on: it reads each execution from a consistent view of the store, so that what commits
+// meanwhile is neither seen half nor reported as a mismatch. Every workflow execution is also replayed
 // against its pinned component in a sandbox (Replay), which reads the store as it is
 // when the replay begins. failed is called with each failure.
 func (e *Engine) Verify(ctx context.Context, failed func(verify.Failure) error) (verify.Report, error) {

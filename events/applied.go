@@ -50,6 +50,9 @@ func (s *PebbleStore) ApplyLogged(ctx context.Context, seq uint64, tx *Tx) (*App
 	if seq == 0 {
 		return nil, fmt.Errorf("apply log entry: sequence 0")
 	}
+	if err := beforeWriter(tx); err != nil {
+		return nil, fmt.Errorf("apply log entry %d: %w", seq, err)
+	}
 	req := &commitReq{tx: tx, seq: seq, result: make(chan commitResult, 1)}
 	if err := s.queue(ctx, req); err != nil {
 		return nil, fmt.Errorf("apply log entry %d: %w", seq, err)

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 
@@ -17,12 +18,13 @@ import (
 // stored response likewise in its execution's response log:
 //
 //	h(-1) = SHA-256("obelisk chain\x00" || log || "\x00" || execution ID)   log: "e" or "r"
-//	h(i)  = SHA-256(h(i-1) || body(i))
+//	h(i)  = SHA-256(h(i-1) || body(i))              field 100: responses, older events
+//	h(i)  = SHA-256(h(i-1) || SHA-256(body(i)))     field 101: events (chainFieldBody)
 //
 // where body(i) is the item's stored bytes without its link. The link is the item's own
-// proto field (Event.chain, Response.chain, field 100), which the writer appends after
-// the marshalled body, so that the stored value stays an ordinary, decodable message and
-// the link is always the value's last field. A flipped byte anywhere in the value breaks
+// proto field (Event.chain, Response.chain, field 100; or field 101, which only the
+// store knows), which the writer appends after the marshalled body, so that the stored
+// value stays an ordinary message and the link is always the value's last field. A flipped byte anywhere in the value breaks
 // a link: in the body, h(i) no longer matches; in the link, likewise; in the field's tag or
 // length, the value no longer ends with a well-formed link. Seeding with the execution ID
 // keeps a whole stream from passing for another execution's.
@@ -32,10 +34,13 @@ import (
 //     last event and of the last response are kept in the stored ExecutionState
 //     (event_chain, response_chain), which is written in the same batch, so an append
 //     chains to its predecessor without reading it.
-//   - Readers never see the links: Events, Responses and EventsFrom clear them, and the
-//     writer ignores a link set on an item it is given (a fork copies events it read).
+//   - Readers never see the links: Events, Responses and EventsFrom cut them off before
+//     decoding (unmarshalStored), and the writer ignores a link set on an item it is
+//     given (a fork copies events it read).
 //   - A store created with chains is marked so (chainedKey, view.go): every item in it
-//     must be linked.
+//     must be linked. A store upgraded to chains is marked with the last global position
+//     given before (chainedSinceKey): every item of an execution created after it must
+//     be linked.
 //   - A store written before chains existed holds unlinked items. A stream's chain starts
 //     at its first linked item (seeded with h(-1)); the unlinked items before it are
 //     counted as unchained, not reported as broken. After a linked item every item must
@@ -49,6 +54,18 @@ import (
 
 // chainField is the field number of Event.chain and Response.chain.
 const chainField protowire.Number = 100
+
+// chainFieldBody is the field number of an event's link of the second kind:
+//
+//	h(i) = SHA-256(h(i-1) || SHA-256(body(i)))
+//
+// Commit marshals an appended event and hashes its body on the committer's goroutine,
+// and the writer, which alone knows h(i-1), hashes 64 bytes whatever the event's size
+// (prepareEvents). Events are linked so since this kind exists, responses (whose cursor
+// the writer sets) and older events with field 100. A link's field number says which
+// it is, so one chain may hold both, and what was linked before still checks. The field
+// is not in the proto: readers cut the link off before they decode (unmarshalStored).
+const chainFieldBody protowire.Number = 101
 
 // linkSize is the size of a link (SHA-256).
 const linkSize = sha256.Size
@@ -77,6 +94,80 @@ func chainLink(prev, body []byte) []byte {
 	h.Write(prev)
 	h.Write(body)
 	return h.Sum(make([]byte, 0, linkSize))
+}
+
+// linkTags are the encoded tag and length of a link field of each kind: what a linked
+// stored value's last chainSuffix bytes start with.
+var linkTags = [2][]byte{
+	protowire.AppendVarint(protowire.AppendTag(nil, chainField, protowire.BytesType), linkSize),
+	protowire.AppendVarint(protowire.AppendTag(nil, chainFieldBody, protowire.BytesType), linkSize),
+}
+
+// preparedEvent is an appended event marshalled, without a link, by Commit; body has
+// room for the link field after it.
+type preparedEvent struct {
+	body []byte
+	sum  [sha256.Size]byte // SHA-256(body)
+}
+
+// prepareEvents marshals the events of tx's appends and hashes their bodies, on the
+// committer's goroutine (Commit, ApplyLogged), so that the writer only links them
+// (linkPrepared). again prepares an append prepared before too: Commit does, as the
+// caller may have changed its events since (a Tx committed again).
+func prepareEvents(tx *Tx, again bool) error {
+	for i := range tx.Appends {
+		a := &tx.Appends[i]
+		if !again && a.prepared != nil && len(a.prepared) == len(a.Events) {
+			continue
+		}
+		a.prepared = make([]preparedEvent, len(a.Events))
+		for j, ev := range a.Events {
+			ev = unlinkedEvent(ev)
+			size := proto.Size(ev)
+			body, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 0, size+chainSuffix), ev)
+			if err != nil {
+				a.prepared = nil
+				return fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, a.ExpectedVersion+uint32(j), err)
+			}
+			a.prepared[j] = preparedEvent{body: body, sum: sha256.Sum256(body)}
+		}
+	}
+	return nil
+}
+
+// linkPrepared returns the stored bytes of a prepared event linked to prev (a link of
+// the second kind, chainFieldBody), and its link.
+func linkPrepared(p preparedEvent, prev []byte) (stored, link []byte) {
+	var in [2 * linkSize]byte
+	copy(in[:linkSize], prev)
+	copy(in[linkSize:], p.sum[:])
+	sum := sha256.Sum256(in[:])
+	link = append(make([]byte, 0, linkSize), sum[:]...)
+	stored = append(p.body, linkTags[1]...)
+	return append(stored, link...), link
+}
+
+// bodyLink returns SHA-256(prev || SHA-256(body)), a link of the second kind.
+func bodyLink(prev, body []byte) []byte {
+	sum := sha256.Sum256(body)
+	return chainLink(prev, sum[:])
+}
+
+// unmarshalStored decodes a stored event or response into m without its link: the link
+// is cut off first (a link decoded would cost an allocation, and one of the second kind
+// a field the message does not know), by its place (last) and its tag.
+func unmarshalStored(stored []byte, m proto.Message) error {
+	if n := len(stored) - chainSuffix; n >= 0 {
+		tag := stored[n : n+chainSuffix-linkSize]
+		if bytes.Equal(tag, linkTags[0]) || bytes.Equal(tag, linkTags[1]) {
+			if err := proto.Unmarshal(stored[:n], m); err == nil {
+				return nil
+			}
+			// Not a link after all (a value from before chains that happens to end so):
+			// decoded whole below.
+		}
+	}
+	return proto.Unmarshal(stored, m)
 }
 
 // marshalLinked marshals m (whose own link must be empty) and appends its link to prev,
@@ -111,29 +202,36 @@ func unlinkedEvent(ev *pb.Event) *pb.Event {
 // value has no link (written before chains); err says why a value is not a well-formed
 // message or has its link anywhere but last.
 func splitLink(stored []byte) (body, link []byte, linked bool, err error) {
+	body, link, _, linked, err = splitLinkKind(stored)
+	return body, link, linked, err
+}
+
+// splitLinkKind is splitLink, and says whether the link is of the second kind
+// (chainFieldBody).
+func splitLinkKind(stored []byte) (body, link []byte, ofBody, linked bool, err error) {
 	rest := stored
 	for len(rest) > 0 {
 		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
-			return nil, nil, false, fmt.Errorf("malformed field tag at byte %d: %w", len(stored)-len(rest), protowire.ParseError(n))
+			return nil, nil, false, false, fmt.Errorf("malformed field tag at byte %d: %w", len(stored)-len(rest), protowire.ParseError(n))
 		}
 		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
 		if m < 0 {
-			return nil, nil, false, fmt.Errorf("malformed field %d at byte %d: %w", num, len(stored)-len(rest), protowire.ParseError(m))
+			return nil, nil, false, false, fmt.Errorf("malformed field %d at byte %d: %w", num, len(stored)-len(rest), protowire.ParseError(m))
 		}
-		if num == chainField {
+		if num == chainField || num == chainFieldBody {
 			if typ != protowire.BytesType || len(rest) != n+m {
-				return nil, nil, false, fmt.Errorf("the link (field %d) is not the last field at byte %d", chainField, len(stored)-len(rest))
+				return nil, nil, false, false, fmt.Errorf("the link (field %d) is not the last field at byte %d", num, len(stored)-len(rest))
 			}
 			v, _ := protowire.ConsumeBytes(rest[n:])
 			if len(v) != linkSize {
-				return nil, nil, false, fmt.Errorf("the link is %d bytes, not %d", len(v), linkSize)
+				return nil, nil, false, false, fmt.Errorf("the link is %d bytes, not %d", len(v), linkSize)
 			}
-			return stored[:len(stored)-len(rest)], v, true, nil
+			return stored[:len(stored)-len(rest)], v, num == chainFieldBody, true, nil
 		}
 		rest = rest[n+m:]
 	}
-	return stored, nil, false, nil
+	return stored, nil, false, false, nil
 }
 
 // ChainBreakError names the first broken link of an execution's events or responses.
@@ -198,13 +296,13 @@ func checkChain(r pebble.Reader, id string, log byte, lower, upper []byte, n uin
 		if at := uint32(k[len(k)-4])<<24 | uint32(k[len(k)-3])<<16 | uint32(k[len(k)-2])<<8 | uint32(k[len(k)-1]); at != i {
 			return broken(i, "missing: the next stored %s is %d", name, at)
 		}
-		body, link, linked, err := splitLink(it.Value())
+		body, link, ofBody, linked, err := splitLinkKind(it.Value())
 		if err != nil {
 			return broken(i, "%v", err)
 		}
 		switch {
 		case !linked && linkedOnly:
-			return broken(i, "no link, in a store linked from its start")
+			return broken(i, "no link, in an execution created with hash chains")
 		case !linked && prev != nil:
 			return broken(i, "no link, after linked %ss", name)
 		case !linked:
@@ -214,6 +312,9 @@ func checkChain(r pebble.Reader, id string, log byte, lower, upper []byte, n uin
 				prev = chainSeed(log, id)
 			}
 			want := chainLink(prev, body)
+			if ofBody {
+				want = bodyLink(prev, body)
+			}
 			if string(want) != string(link) {
 				return broken(i, "stored link %x, but the bytes stored chain to %x", link[:8], want[:8])
 			}

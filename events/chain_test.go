@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"testing"
@@ -334,4 +335,268 @@ func BenchmarkMarshalLinked(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestChainedSince: a store upgraded to chains is marked, once, with the last position
+// given before; an execution created after the mark whose links were all stripped (its
+// state's too, as a careful forger would) is a break, not "unchained", while the
+// executions from before the upgrade still count as unchained.
+func TestChainedSince(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := gOpen(t, dir)
+	// stripAll makes id's events and state look as written before chains.
+	stripAll := func(s *PebbleStore, id string, n uint32) {
+		t.Helper()
+		for v := range n {
+			body, _, linked, err := splitLink(stored(t, s, eventKey(id, v)))
+			if err != nil || !linked {
+				t.Fatalf("%s v%d: linked %v, %v", id, v, linked, err)
+			}
+			rewrite(t, s, eventKey(id, v), body)
+		}
+		st, err := s.loadState(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = CloneState(st)
+		st.EventChain = nil
+		if err := s.ForgeStateForTest(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *PebbleStore, id string) (ChainCounts, error) {
+		t.Helper()
+		v, err := s.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		st, err := s.loadState(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := v.CheckChains(ctx, st)
+		return evs, err
+	}
+	gCommit(t, s, gAppend("E_OLD", 0, gCreated(1), gLocked("R1", 2)))
+	stripAll(s, "E_OLD", 2)
+	if err := s.db.Delete(chainedKey, pebble.Sync); err != nil { // a store from before chains
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = gOpen(t, dir) // the upgrade
+	if got := stored(t, s, chainedSinceKey); !bytes.Equal(got, u64(2)) {
+		t.Fatalf("chained-since mark %x, want position 2", got)
+	}
+	if evs, err := check(s, "E_OLD"); err != nil || evs.Unchained != 2 {
+		t.Fatalf("an execution from before the upgrade: %+v, %v", evs, err)
+	}
+	gCommit(t, s, gAppend("E_NEW", 0, gCreated(3), gLocked("R1", 4)))
+	if evs, err := check(s, "E_NEW"); err != nil || evs.Linked != 2 {
+		t.Fatalf("a sound new execution: %+v, %v", evs, err)
+	}
+	stripAll(s, "E_NEW", 2)
+	var cb *ChainBreakError
+	if _, err := check(s, "E_NEW"); !errors.As(err, &cb) || cb.ExecutionID != "E_NEW" || cb.Log != "event" || cb.Index != 0 {
+		t.Fatalf("a new execution stripped of its links: %v, want a break at event 0", err)
+	}
+	// The mark is written once: a later Open keeps it.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = gOpen(t, dir)
+	if got := stored(t, s, chainedSinceKey); !bytes.Equal(got, u64(2)) {
+		t.Fatalf("chained-since mark after a reopen %x, want position 2", got)
+	}
+	if _, err := check(s, "E_NEW"); !errors.As(err, &cb) || cb.Index != 0 {
+		t.Fatalf("after a reopen: %v", err)
+	}
+	if _, closer, err := s.db.Get(chainedKey); !errors.Is(err, pebble.ErrNotFound) {
+		if err == nil {
+			closer.Close()
+		}
+		t.Fatalf("an upgraded store marked as linked from its start: %v", err)
+	}
+}
+
+// TestViewInChunks: a view's AllStates moves to a new snapshot every chunk executions,
+// so it does not pin the store for the whole run: an execution of a later chunk is seen
+// as it is when its chunk begins (with a commit made during an earlier chunk), and each
+// execution's state, events and links still agree, though the writer commits to them
+// all the while.
+func TestViewInChunks(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	ids := []string{"E_1", "E_2", "E_3", "E_4", "E_5"}
+	next := map[string]uint32{}
+	for _, id := range ids {
+		gCommit(t, s, gAppend(id, 0, gCreated(1), gLocked("R1", 2)))
+		next[id] = 2
+	}
+	persist := func(id string) {
+		gCommit(t, s, &Tx{Appends: []Append{{ExecutionID: id, ExpectedVersion: next[id], RunID: "R1", Events: []*pb.Event{gPersist(3)}}}})
+		next[id]++
+	}
+	v, err := s.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	v.chunk = 2
+	seen := map[string]uint32{}
+	err = v.AllStates(ctx, func(st *pb.ExecutionState) error {
+		seen[st.ExecutionId] = st.NextVersion
+		if _, _, err := v.CheckChains(ctx, st); err != nil {
+			return err
+		}
+		evs, err := v.Events(ctx, st.ExecutionId, 0, 0)
+		if err != nil || len(evs) != int(st.NextVersion) {
+			return fmt.Errorf("%s: %d events for v%d: %v", st.ExecutionId, len(evs), st.NextVersion, err)
+		}
+		for _, id := range ids { // the writer goes on, with this one too
+			persist(id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// E_1 and E_2 are of the first snapshot; E_3 and E_4 of the second, taken after two
+	// rounds of commits; E_5 of the third, after four.
+	want := map[string]uint32{"E_1": 2, "E_2": 2, "E_3": 4, "E_4": 4, "E_5": 6}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("versions seen %v, want %v", seen, want)
+	}
+}
+
+// TestChainBothKinds: events are linked by the hash of their body (field 101, the hash
+// taken by Commit), responses as before (field 100); a stream whose older events carry
+// links of the first kind, as a store written before the second existed holds, still
+// checks, and reads return the same events from either.
+func TestChainBothKinds(t *testing.T) {
+	ctx := context.Background()
+	s := chainStore(t)
+	for v := range uint32(4) {
+		_, _, ofBody, linked, err := splitLinkKind(stored(t, s, eventKey("E_A", v)))
+		if err != nil || !linked || !ofBody {
+			t.Fatalf("event %d: linked %v, of its body's hash %v, %v", v, linked, ofBody, err)
+		}
+	}
+	if _, _, ofBody, linked, err := splitLinkKind(stored(t, s, responseKey("E_A", 0))); err != nil || !linked || ofBody {
+		t.Fatalf("response 0: linked %v, of its body's hash %v, %v", linked, ofBody, err)
+	}
+	want, err := s.Events(ctx, "E_A", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Relink E_A's first three events with links of the first kind, as older writers did.
+	prev := chainSeed(chainEvents, "E_A")
+	for v := range uint32(3) {
+		body, _, _, err := splitLink(stored(t, s, eventKey("E_A", v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := &pb.Event{}
+		if err := proto.Unmarshal(body, ev); err != nil {
+			t.Fatal(err)
+		}
+		b, link, err := marshalLinked(ev, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rewrite(t, s, eventKey("E_A", v), b)
+		prev = link
+	}
+	// The last event, of the second kind, chains to the third's new link.
+	body, _, _, err := splitLink(stored(t, s, eventKey("E_A", 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, link := linkPrepared(preparedEvent{body: bytes.Clone(body), sum: sha256.Sum256(body)}, prev)
+	rewrite(t, s, eventKey("E_A", 3), b)
+	st, err := s.loadState("E_A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = CloneState(st)
+	st.EventChain = link
+	if err := s.ForgeStateForTest(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _, err := checkA(t, s); err != nil || evs.Linked != 4 {
+		t.Fatalf("a stream of both kinds: %+v, %v", evs, err)
+	}
+	got, err := s.Events(ctx, "E_A", 0, 0)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("events read: %d, %v", len(got), err)
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) || len(got[i].Chain) != 0 || len(got[i].ProtoReflect().GetUnknown()) != 0 {
+			t.Fatalf("event %d read as %v, want %v without its link", i, got[i], want[i])
+		}
+	}
+	// The old kind's link in the place of the new one's (or the reverse) is a break.
+	v3 := stored(t, s, eventKey("E_A", 3))
+	swapped := append(bytes.Clone(v3[:len(v3)-chainSuffix]), linkTags[0]...)
+	rewrite(t, s, eventKey("E_A", 3), append(swapped, v3[len(v3)-linkSize:]...))
+	var cb *ChainBreakError
+	if _, _, err := checkA(t, s); !errors.As(err, &cb) || cb.Index != 3 {
+		t.Fatalf("a link of the other kind: %v, want a break at event 3", err)
+	}
+}
+
+// TestReadNoLinkAllocation: decoding a stored event costs no more allocations than
+// decoding its body alone: the link is cut off, not decoded and dropped.
+func TestReadNoLinkAllocation(t *testing.T) {
+	s := chainStore(t)
+	for _, k := range [][]byte{eventKey("E_A", 2), responseKey("E_A", 1)} {
+		v := stored(t, s, k)
+		body, _, _, err := splitLink(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newMsg := func() proto.Message {
+			if k[0] == tagEvent {
+				return &pb.Event{}
+			}
+			return &pb.Response{}
+		}
+		plain := testing.AllocsPerRun(100, func() { _ = proto.Unmarshal(body, newMsg()) })
+		linked := testing.AllocsPerRun(100, func() {
+			if err := unmarshalStored(v, newMsg()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if linked > plain {
+			t.Errorf("%q: %v allocations to decode it, %v for its body alone", k, linked, plain)
+		}
+	}
+}
+
+// TestCommitAgainChangedTx: a Tx committed again after its events were changed (a
+// conflict retried, say) is stored with the events as they are now, not as Commit
+// marshalled them the first time.
+func TestCommitAgainChangedTx(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	gCommit(t, s, gAppend("E_A", 0, gCreated(1), gLocked("R1", 2)))
+	tx := &Tx{Appends: []Append{{ExecutionID: "E_A", ExpectedVersion: 5, RunID: "R1", Events: []*pb.Event{gPersist(3)}}}}
+	var ce *ConflictError
+	if _, err := s.Commit(ctx, tx); !errors.As(err, &ce) {
+		t.Fatalf("a wrong version: %v", err)
+	}
+	tx.Appends[0].ExpectedVersion = 2
+	tx.Appends[0].Events[0].GetHistory().GetPersist().Value = []byte("2")
+	gCommit(t, s, tx)
+	evs, err := s.Events(ctx, "E_A", 2, 0)
+	if err != nil || len(evs) != 1 || string(evs[0].GetHistory().GetPersist().Value) != "2" {
+		t.Fatalf("stored %v %v, want the changed event", evs, err)
+	}
+	if _, _, err := checkA(t, s); err != nil {
+		t.Fatal(err)
+	}
 }

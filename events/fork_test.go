@@ -120,3 +120,65 @@ func TestDeleteForkAndOriginal(t *testing.T) {
 		t.Fatalf("the other fork after its original's deletion: %v %v", st, err)
 	}
 }
+
+// TestForkRacingDeletion: a fork whose original's tree retention has begun deleting
+// (its mark committed first, in the writer's order) or has deleted is refused, so no
+// listing of it (a b key) is left under the deleted original.
+func TestForkRacingDeletion(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	original, _ := rTree(t, s, 100, true)
+	// The mark step of the original's deletion, as DeleteTrees commits it.
+	if err := s.runStep(ctx, true, func(b *pebble.Batch) (func(), error) {
+		_ = b.Set(deletingKey(original), nil, nil)
+		return func() {
+			s.mu.Lock()
+			s.deleting[original] = true
+			s.mu.Unlock()
+		}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fork := NewExecutionID(time.Unix(0, 200))
+	if _, err := s.Commit(ctx, forkTx(original, fork, 200)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a fork of an original being deleted: %v, want ErrNotFound", err)
+	}
+	if d, err := s.DeleteTrees(ctx, []string{original}); err != nil || d.Trees != 1 {
+		t.Fatalf("finish the deletion: %+v %v", d, err)
+	}
+	if left := treeKeys(t, s, original); len(left) != 0 {
+		t.Fatalf("keys of the deleted original left: %q", left)
+	}
+	if _, err := s.Commit(ctx, forkTx(original, fork, 200)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a fork of a deleted original: %v, want ErrNotFound", err)
+	}
+	if _, err := s.State(ctx, fork); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the refused fork was stored: %v", err)
+	}
+}
+
+// TestCopiedResponsesOnlyAtCreation: Append.Responses are refused on an existing
+// execution (they are checked for duplicates only within the Append, so a response
+// delivered before would be delivered again), and the Tx leaves nothing.
+func TestCopiedResponsesOnlyAtCreation(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	original, fork := NewExecutionID(time.Unix(0, 100)), NewExecutionID(time.Unix(0, 200))
+	gCommit(t, s, gAppend(original, 0, gCreated(100)))
+	tx := forkTx(original, fork, 200)
+	first := tx.Appends[0].Responses[0]
+	gCommit(t, s, tx)
+	before, err := s.State(ctx, fork)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := &Tx{Appends: []Append{{ExecutionID: fork, ExpectedVersion: before.NextVersion,
+		Events: []*pb.Event{gLocked("R2", 300)}, Responses: []*pb.Response{first}}}}
+	if _, err := s.Commit(ctx, again); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "only its creation") {
+		t.Fatalf("copied responses on an existing execution: %v, want ErrInvalidArgument", err)
+	}
+	after, err := s.State(ctx, fork)
+	if err != nil || after.NextVersion != before.NextVersion || after.ResponseCount != before.ResponseCount {
+		t.Fatalf("the refused Tx changed the fork: %v %v", after, err)
+	}
+}

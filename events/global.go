@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
@@ -189,8 +188,7 @@ func (s *PebbleStore) EventsFrom(ctx context.Context, from uint64, limit int) (_
 			return nil, 0, fmt.Errorf("event %s v%d of position %d: %w", pe.ExecutionID, pe.Version, pe.Position, err)
 		}
 		pe.Event = &pb.Event{}
-		err = proto.Unmarshal(b, pe.Event)
-		pe.Event.Chain = nil
+		err = unmarshalStored(b, pe.Event)
 		closer.Close()
 		if err != nil {
 			return nil, 0, fmt.Errorf("decode event %s v%d: %w", pe.ExecutionID, pe.Version, err)

@@ -35,6 +35,7 @@ import (
 //	m\0global-last               the last position ever given (kept when its g key is deleted)
 //	m\0finished-indexed          the f index is complete (built at Open for older stores)
 //	m\0chained                   the store was created with hash chains (view.go)
+//	m\0chained-since -> <position:8>  the store was upgraded to hash chains after that position (view.go)
 //
 // The keys of one execution tree (a top-level E_<ULID> and its descendants, whose IDs
 // extend it with ".<join-set>_<n>") in the tables e, r, d, s, k, l, q, o, b, n are <tag>\0<root>,

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -85,10 +86,9 @@ func readEvents(r pebble.Reader, id string, from uint32, limit int) ([]*pb.Event
 	var out []*pb.Event
 	for it.First(); it.Valid() && (limit <= 0 || len(out) < limit); it.Next() {
 		ev := &pb.Event{}
-		if err := proto.Unmarshal(it.Value(), ev); err != nil {
+		if err := unmarshalStored(it.Value(), ev); err != nil {
 			return nil, fmt.Errorf("decode event %s v%d: %w", id, from+uint32(len(out)), err)
 		}
-		ev.Chain = nil
 		out = append(out, ev)
 	}
 	return out, it.Error()
@@ -116,10 +116,9 @@ func readResponses(r pebble.Reader, id string, from uint32) ([]*pb.Response, err
 	var out []*pb.Response
 	for it.First(); it.Valid(); it.Next() {
 		r := &pb.Response{}
-		if err := proto.Unmarshal(it.Value(), r); err != nil {
+		if err := unmarshalStored(it.Value(), r); err != nil {
 			return nil, fmt.Errorf("decode response of %s: %w", id, err)
 		}
-		r.Chain = nil
 		out = append(out, r)
 	}
 	return out, it.Error()
@@ -268,26 +267,38 @@ func (s *PebbleStore) AllStates(ctx context.Context, fn func(*pb.ExecutionState)
 // scanStates calls fn for every persisted state in r, in execution ID order, but those
 // of the trees hidden says are being deleted.
 func scanStates(ctx context.Context, r pebble.Reader, hidden func(id string) bool, fn func(*pb.ExecutionState) error) error {
+	_, err := scanStatesFrom(ctx, r, []byte{tagState, 0}, 0, hidden, fn)
+	return err
+}
+
+// scanStatesFrom is scanStates from the state key from on, for at most limit states (0:
+// all). It returns the key to go on from, nil once it has read the last state.
+func scanStatesFrom(ctx context.Context, r pebble.Reader, from []byte, limit int, hidden func(id string) bool, fn func(*pb.ExecutionState) error) (next []byte, err error) {
 	prefix := []byte{tagState, 0}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return fmt.Errorf("scan states: %w", err)
+		return nil, fmt.Errorf("scan states: %w", err)
 	}
 	defer it.Close()
+	n := 0
 	for it.First(); it.Valid(); it.Next() {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
+		}
+		if limit > 0 && n == limit {
+			return bytes.Clone(it.Key()), it.Error()
 		}
 		if hidden(string(it.Key()[len(prefix):])) {
 			continue
 		}
 		st := &pb.ExecutionState{}
 		if err := proto.Unmarshal(it.Value(), st); err != nil {
-			return fmt.Errorf("decode state %q: %w", lastPart(it.Key()), err)
+			return nil, fmt.Errorf("decode state %q: %w", lastPart(it.Key()), err)
 		}
+		n++
 		if err := fn(st); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return it.Error()
+	return nil, it.Error()
 }

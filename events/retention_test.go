@@ -129,7 +129,7 @@ func TestDeleteTrees(t *testing.T) {
 		}
 	}
 	for _, id := range []string{root, child} {
-		if es, err := s.snapshotEntries(id); err != nil || len(es) != 0 {
+		if es, err := snapshotEntries(s.db, id); err != nil || len(es) != 0 {
 			t.Fatalf("snapshots of deleted %s: %v %v", id, es, err)
 		}
 	}

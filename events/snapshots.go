@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -67,6 +68,12 @@ type SnapshotPut struct {
 	ExecutionID string
 	Entry       SnapshotEntry // Digest is set by the store
 	Blob        []byte
+
+	// The blob's SHA-256 (hex) and CRC-32C, computed by Commit before the Tx reaches
+	// the writer (prepareSnapshots).
+	digest   string
+	check    uint32
+	prepared bool
 }
 
 func snapshotIndexPrefix(id string) []byte { return key(tagSnapshot, []byte(id), []byte("i")) }
@@ -137,37 +144,65 @@ func storedEventLink(r pebble.Reader, id string, v uint32) ([]byte, error) {
 	return bytes.Clone(link), nil
 }
 
+// prepareSnapshots computes the digest and the CRC-32C of each blob of tx's snapshots,
+// on the committer's goroutine: hashing a blob of megabytes would hold up the writer,
+// and every commit of its group with it.
+// again prepares them all anew (Commit: the caller may have changed a blob since an
+// earlier commit of the Tx).
+func prepareSnapshots(tx *Tx, again bool) {
+	for i := range tx.Snapshots {
+		p := &tx.Snapshots[i]
+		if p.prepared && !again {
+			continue
+		}
+		sum := sha256.Sum256(p.Blob)
+		p.digest = hex.EncodeToString(sum[:])
+		p.check = crc32.Checksum(p.Blob, castagnoli)
+		p.prepared = true
+	}
+}
+
 // snapshotOps returns the writes that store tx's snapshots and drop the ones they
-// supersede. A snapshot of an execution that does not exist (or is being deleted) is
-// refused, as a log line is.
-func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.ExecutionState) ([]kv, error) {
+// supersede, and the index of each execution they changed, which the group adopts if
+// the Tx is committed (groupState.snaps): the snapshots of the Txs before it in its
+// group are not in the database yet, and must count against MaxSnapshotsPerExecution
+// too. A snapshot of an execution that does not exist (or is being deleted) is refused,
+// as a log line is.
+func (g *groupState) snapshotOps(tx *Tx, overlay map[string]*pb.ExecutionState) ([]kv, map[string][]SnapshotEntry, error) {
+	if len(tx.Snapshots) == 0 {
+		return nil, nil, nil
+	}
+	prepareSnapshots(tx, false) // a no-op for a Tx that came through Commit or ApplyLogged
 	var ops []kv
-	for _, p := range puts {
+	index := map[string][]SnapshotEntry{}
+	for _, p := range tx.Snapshots {
 		st := overlay[p.ExecutionID]
 		if st == nil {
 			var err error
 			if st, err = g.get(p.ExecutionID); err != nil {
-				return nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), err)
+				return nil, nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), err)
 			}
 			if st == nil {
-				return nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), ErrNotFound)
+				return nil, nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), ErrNotFound)
 			}
 		}
-		sum := sha256.Sum256(p.Blob)
 		e := p.Entry
-		e.Digest = hex.EncodeToString(sum[:])
+		e.Digest = p.digest
 		e.Current, e.Check = false, 0
 		if e.Version > 0 {
-			e.Check = crc32.Checksum(p.Blob, castagnoli)
+			e.Check = p.check
 			link, err := g.eventLink(st, e.Version)
 			if err != nil {
-				return nil, fmt.Errorf("store snapshot of %s at version %d: %w", clip.String(p.ExecutionID), e.Version, err)
+				return nil, nil, fmt.Errorf("store snapshot of %s at version %d: %w", clip.String(p.ExecutionID), e.Version, err)
 			}
 			e.Link = link
 		}
-		old, err := g.s.snapshotEntries(p.ExecutionID)
-		if err != nil {
-			return nil, err
+		old, ok := index[p.ExecutionID]
+		if !ok {
+			var err error
+			if old, err = g.snapshotIndex(p.ExecutionID); err != nil {
+				return nil, nil, err
+			}
 		}
 		keep := []SnapshotEntry{e}
 		for _, o := range old {
@@ -188,15 +223,26 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 		ops = append(ops,
 			kv{k: snapshotBlobKey(p.ExecutionID, e.Digest), v: p.Blob},
 			kv{k: snapshotIndexKey(p.ExecutionID, e.Position), v: encodeSnapshotEntry(e)})
+		slices.SortFunc(keep, func(a, b SnapshotEntry) int { return cmp.Compare(b.Position, a.Position) })
+		index[p.ExecutionID] = keep
 	}
-	return ops, nil
+	return ops, index, nil
 }
 
-// snapshotEntries returns an execution's snapshot entries, newest (highest position)
-// first, each with Current set.
-func (s *PebbleStore) snapshotEntries(id string) ([]SnapshotEntry, error) {
+// snapshotIndex returns the snapshot entries of an execution as the group left them:
+// those the group's Txs stored, else those in the database, newest first.
+func (g *groupState) snapshotIndex(id string) ([]SnapshotEntry, error) {
+	if es, ok := g.snaps[id]; ok {
+		return es, nil
+	}
+	return snapshotEntries(g.s.db, id)
+}
+
+// snapshotEntries returns an execution's snapshot entries in r, newest (highest
+// position) first, without Current (which costs a read of an event each).
+func snapshotEntries(r pebble.Reader, id string) ([]SnapshotEntry, error) {
 	prefix := snapshotIndexPrefix(id)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, fmt.Errorf("snapshots of %s: %w", clip.String(id), err)
 	}
@@ -206,11 +252,6 @@ func (s *PebbleStore) snapshotEntries(id string) ([]SnapshotEntry, error) {
 		e, err := decodeSnapshotEntry(it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("snapshot entry %q of %s: %w", it.Key(), clip.String(id), err)
-		}
-		if e.Version > 0 {
-			// A missing or different link is an answer (not current), not a failure.
-			link, err := storedEventLink(s.db, id, e.Version-1)
-			e.Current = err == nil && bytes.Equal(link, e.Link)
 		}
 		out = append(out, e)
 	}
@@ -225,7 +266,18 @@ func (s *PebbleStore) Snapshots(ctx context.Context, id string) ([]SnapshotEntry
 	if s.hidden(id) {
 		return nil, nil
 	}
-	return s.snapshotEntries(id)
+	out, err := snapshotEntries(s.db, id)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range out {
+		if e.Version > 0 {
+			// A missing or different link is an answer (not current), not a failure.
+			link, err := storedEventLink(s.db, id, e.Version-1)
+			out[i].Current = err == nil && bytes.Equal(link, e.Link)
+		}
+	}
+	return out, nil
 }
 
 // castagnoli is the CRC-32C table (computed by the CPU where it can: ~20 times faster than

@@ -146,3 +146,44 @@ func TestSnapshotVersionLink(t *testing.T) {
 		t.Fatal("a truncated version decodes")
 	}
 }
+
+// TestSnapshotsInOneGroup: snapshots of one execution stored by several Txs of one
+// writer group keep its index at MaxSnapshotsPerExecution, and no entry is left
+// pointing at a blob a later Tx of the group deleted (the second Tx sees the first's
+// snapshot, not only what the database holds).
+func TestSnapshotsInOneGroup(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	id := NewExecutionID(time.Unix(0, 100))
+	gCommit(t, s, gAppend(id, 0, gCreated(100)))
+	put := func(pos uint32, blob string) *Tx {
+		return &Tx{Snapshots: []SnapshotPut{{ExecutionID: id, Blob: []byte(blob), Entry: SnapshotEntry{Position: pos, Prefix: []byte{byte(pos)}, ComponentID: "comp"}}}}
+	}
+	gCommit(t, s, put(5, "B"))
+	gCommit(t, s, put(10, "A"))
+	// In one group: position 20 with the blob of position 5 (which it drops, keeping
+	// the blob), then position 30, which must drop 10, not 5 again with its blob.
+	for i, err := range group(s, put(20, "B"), put(30, "D")) {
+		if err != nil {
+			t.Fatalf("tx %d: %v", i, err)
+		}
+	}
+	es, err := s.Snapshots(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var positions []uint32
+	for _, e := range es {
+		positions = append(positions, e.Position)
+		if _, err := s.SnapshotBlob(ctx, id, e); err != nil {
+			t.Errorf("snapshot at %d: %v", e.Position, err)
+		}
+	}
+	if fmt.Sprint(positions) != "[30 20]" {
+		t.Fatalf("positions %v, want [30 20]", positions)
+	}
+	sum := sha256.Sum256([]byte("A"))
+	if _, err := s.SnapshotBlob(ctx, id, SnapshotEntry{Position: 10, Digest: hex.EncodeToString(sum[:])}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("blob of the dropped snapshot at 10: %v, want ErrNotFound", err)
+	}
+}

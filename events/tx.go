@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
@@ -32,8 +33,13 @@ type Append struct {
 	// the event whose version is its AtVersion, those at or past the end after the last
 	// event, in the order given (AtVersion must not decrease). Each gets the next cursor
 	// and the version it lands at, is delivered once (a second one with the same child or
-	// delay ID is an error) and answers its delay, whose timer is then not kept.
+	// delay ID is an error) and answers its delay, whose timer is then not kept. Only an
+	// Append that creates its execution (ExpectedVersion 0) may carry them: they are
+	// checked for duplicates within the Append only.
 	Responses []*pb.Response
+
+	// prepared are the Events marshalled and hashed by Commit (prepareEvents).
+	prepared []preparedEvent
 }
 
 // ResponseAppend delivers a response to an execution. A second delivery with the same
@@ -80,6 +86,9 @@ type groupState struct {
 	logs map[string]LogStats
 	// kv holds the KV values this group wrote (kv.go), by key.
 	kv map[string]kvValue
+	// snaps holds the snapshot index of each execution whose snapshots this group
+	// stored (snapshots.go), newest first.
+	snaps map[string][]SnapshotEntry
 }
 
 func (g *groupState) get(id string) (*pb.ExecutionState, error) {
@@ -121,7 +130,16 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	var newDedupe []string
 	var newDelays []*pb.DelayRequest
 	answered := map[string]bool{}
+	if err := prepareEvents(tx, false); err != nil { // a no-op for a Tx from Commit or ApplyLogged
+		return nil, nil, nil, err
+	}
 	for _, a := range tx.Appends {
+		if len(a.Responses) > 0 && a.ExpectedVersion != 0 {
+			// Only a new execution's copied history comes with its responses: one
+			// delivered to an existing execution goes through Tx.Responses, which
+			// checks it against every response it was given before.
+			return nil, nil, nil, fmt.Errorf("append %s v%d: responses with the events of an existing execution (only its creation may carry them): %w", a.ExecutionID, a.ExpectedVersion, ErrInvalidArgument)
+		}
 		st, err := get(a.ExecutionID)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("append %s: %w", a.ExecutionID, err)
@@ -155,15 +173,24 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			if err != nil {
 				return nil, nil, nil, err
 			}
+			if v == 0 && nst.ForkedFrom != "" {
+				// The fork is listed under its original (b key, indexes.go): an original
+				// that is gone, or whose tree retention is deleting (the mark is in the
+				// writer's order, before or after this), must not get a listing that
+				// outlives it.
+				if o, err := get(nst.ForkedFrom); err != nil || o == nil {
+					if err == nil {
+						err = ErrNotFound
+					}
+					return nil, nil, nil, fmt.Errorf("create fork %s of %s: the original: %w", a.ExecutionID, clip.String(nst.ForkedFrom), err)
+				}
+			}
 			prev := st.GetEventChain()
 			if len(prev) == 0 {
 				// The stream's first linked event (chain.go).
 				prev = chainSeed(chainEvents, a.ExecutionID)
 			}
-			b, link, err := marshalLinked(unlinkedEvent(ev), prev)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("append %s v%d: marshal: %w", a.ExecutionID, v, err)
-			}
+			b, link := linkPrepared(a.prepared[i], prev)
 			nst.EventChain = link
 			ops = append(ops, kv{k: eventKey(a.ExecutionID, v), v: b})
 			if d := ev.GetHistory().GetJoinSetRequest().GetDelay(); d != nil {
@@ -182,15 +209,12 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	}
 	for _, r := range tx.Responses {
 		respID := responseID(r.Response)
-		if d := r.Response.GetDelay(); d != nil && !answered[d.DelayId] {
-			// The delay's timer goes with its first answer, even one that is dropped.
-			delOps, err := g.forgetDelay(d.DelayId, newDelays)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			ops = append(ops, delOps...)
-			answered[d.DelayId] = true
+		// The delay's timer goes with its first answer, even one that is dropped.
+		delOps, err := g.answerDelay(r.Response, newDelays, answered)
+		if err != nil {
+			return nil, nil, nil, err
 		}
+		ops = append(ops, delOps...)
 		dk := string(dedupeKey(r.ExecutionID, respID))
 		if g.dedupe[dk] || slicesContains(newDedupe, dk) {
 			continue
@@ -213,19 +237,11 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 			// events in the same Tx (a child's Finished) forever.
 			continue
 		}
-		resp := proto.CloneOf(r.Response)
-		resp.Cursor = st.ResponseCount
-		resp.AtVersion = st.NextVersion
-		resp.Chain = nil
-		nst, err := FoldResponse(st, resp)
+		nst, respOps, err := deliver(r.ExecutionID, st, r.Response, dk)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		b, err := linkResponse(r.ExecutionID, st, nst, resp)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		ops = append(ops, kv{k: responseKey(r.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
+		ops = append(ops, respOps...)
 		newDedupe = append(newDedupe, dk)
 		overlay[r.ExecutionID] = nst
 	}
@@ -240,11 +256,14 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	for _, p := range tx.Cache {
 		g.cacheTimes = append(g.cacheTimes, p.ExpiresAt)
 	}
-	snapOps, err := g.snapshotOps(tx.Snapshots, overlay)
+	snapOps, snaps, err := g.snapshotOps(tx, overlay)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	ops = append(ops, snapOps...)
+	for id, es := range snaps {
+		g.snaps[id] = es
+	}
 	for _, dk := range newDedupe {
 		g.dedupe[dk] = true
 	}
@@ -262,6 +281,8 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 // ri-th on whose at_version is at most upTo into st, and returns the new state, the
 // index of the next one, and ops and newDedupe with their writes added. A delay they
 // answer loses its timer (requested in this tx: newDelays) and is marked answered.
+// a creates its execution (apply checks it), so no response can have been delivered to
+// it before this tx: a duplicate is one within a.
 func (g *groupState) foldCopied(a Append, st *pb.ExecutionState, ri int, upTo uint32, ops []kv, newDedupe []string, newDelays []*pb.DelayRequest, answered map[string]bool) (*pb.ExecutionState, int, []kv, []string, error) {
 	for ; ri < len(a.Responses) && a.Responses[ri].AtVersion <= upTo; ri++ {
 		r := a.Responses[ri]
@@ -276,46 +297,58 @@ func (g *groupState) foldCopied(a Append, st *pb.ExecutionState, ri int, upTo ui
 		if slicesContains(newDedupe, dk) {
 			return nil, 0, nil, nil, fmt.Errorf("append %s: %s answered twice", a.ExecutionID, respID)
 		}
-		if d := r.GetDelay(); d != nil && !answered[d.DelayId] {
-			delOps, err := g.forgetDelay(d.DelayId, newDelays)
-			if err != nil {
-				return nil, 0, nil, nil, err
-			}
-			ops = append(ops, delOps...)
-			answered[d.DelayId] = true
-		}
-		resp := proto.CloneOf(r)
-		resp.Cursor, resp.AtVersion = st.ResponseCount, st.NextVersion
-		resp.Chain = nil
-		nst, err := FoldResponse(st, resp)
+		delOps, err := g.answerDelay(r, newDelays, answered)
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
-		b, err := linkResponse(a.ExecutionID, st, nst, resp)
+		ops = append(ops, delOps...)
+		nst, respOps, err := deliver(a.ExecutionID, st, r, dk)
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
-		ops = append(ops, kv{k: responseKey(a.ExecutionID, resp.Cursor), v: b}, kv{k: []byte(dk), v: u32(resp.Cursor)})
+		ops = append(ops, respOps...)
 		newDedupe = append(newDedupe, dk)
 		st = nst
 	}
 	return st, ri, ops, newDedupe, nil
 }
 
-// linkResponse returns the stored bytes of resp, the response that took execution id
-// from state st to nst, linked to the last response of st (chain.go), and records its
-// link in nst.
-func linkResponse(id string, st, nst *pb.ExecutionState, resp *pb.Response) ([]byte, error) {
+// deliver folds r into st, the state of execution id, as its next response, and returns
+// the new state and the writes: the response, linked to the one before it (chain.go),
+// and its dedupe key dk. The caller has checked that r was not delivered before.
+func deliver(id string, st *pb.ExecutionState, r *pb.Response, dk string) (*pb.ExecutionState, []kv, error) {
+	resp := proto.CloneOf(r)
+	resp.Cursor, resp.AtVersion = st.ResponseCount, st.NextVersion
+	resp.Chain = nil
+	nst, err := FoldResponse(st, resp)
+	if err != nil {
+		return nil, nil, err
+	}
 	prev := st.ResponseChain
 	if len(prev) == 0 {
 		prev = chainSeed(chainResponses, id)
 	}
 	b, link, err := marshalLinked(resp, prev)
 	if err != nil {
-		return nil, fmt.Errorf("respond to %s: marshal: %w", id, err)
+		return nil, nil, fmt.Errorf("respond to %s: marshal: %w", id, err)
 	}
 	nst.ResponseChain = link
-	return b, nil
+	return nst, []kv{{k: responseKey(id, resp.Cursor), v: b}, {k: []byte(dk), v: u32(resp.Cursor)}}, nil
+}
+
+// answerDelay returns the deletes of the timer of the delay r answers, if r is a delay's
+// first answer in the tx (answered, which it updates).
+func (g *groupState) answerDelay(r *pb.Response, newDelays []*pb.DelayRequest, answered map[string]bool) ([]kv, error) {
+	d := r.GetDelay()
+	if d == nil || answered[d.DelayId] {
+		return nil, nil
+	}
+	ops, err := g.forgetDelay(d.DelayId, newDelays)
+	if err != nil {
+		return nil, err
+	}
+	answered[d.DelayId] = true
+	return ops, nil
 }
 
 // forgetDelay returns the deletes of a delay's timer keys, wherever the delay was

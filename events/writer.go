@@ -51,6 +51,9 @@ type commitResult struct {
 
 // Commit applies tx durably and returns the new state of every execution it touched.
 func (s *PebbleStore) Commit(ctx context.Context, tx *Tx) (states map[string]*pb.ExecutionState, err error) {
+	if err := beforeWriter(tx); err != nil {
+		return nil, err
+	}
 	req := &commitReq{tx: tx, result: make(chan commitResult, 1)}
 	if err := s.send(ctx, req); err != nil {
 		return nil, err
@@ -148,7 +151,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		}
 		return
 	}
-	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}, kv: map[string]kvValue{}}
+	g := &groupState{s: s, orig: map[string]*pb.ExecutionState{}, working: map[string]*pb.ExecutionState{}, dedupe: map[string]bool{}, delays: map[string]int64{}, logs: map[string]LogStats{}, kv: map[string]kvValue{}, snaps: map[string][]SnapshotEntry{}}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	type ok struct {
@@ -326,4 +329,12 @@ func (s *PebbleStore) refuse(group []*commitReq, refusal error) {
 	for _, req := range group {
 		req.result <- commitResult{err: err}
 	}
+}
+
+// beforeWriter does what Commit does to a Tx before queueing it: the work of the writer
+// that needs nothing of the store's state, done on the committer's goroutine, as the
+// writer is the one goroutine every commit of the store waits for.
+func beforeWriter(tx *Tx) error {
+	prepareSnapshots(tx, true)
+	return prepareEvents(tx, true)
 }

@@ -3,7 +3,8 @@
 // (events/chain.go), and every workflow execution against its pinned component by a
 // shadow replay, when a [Replayer] is given. `obelisk verify` runs it on the store of a
 // stopped server, the API's Verify on a server's live store; both read an
-// [events.View], the store as it was at one moment.
+// [events.View], each execution as it was at one moment (the view moves on between
+// executions, so as not to pin a big store's files for the whole run).
 //
 // A damaged execution is reported and the check goes on with the next one; a store that
 // cannot be read ends the check with an error (and is not "verified").

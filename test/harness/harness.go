@@ -41,10 +41,22 @@ var (
 	componentsDir string
 	wasmCacheDir  string
 
-	// verifyMods are the modules of verifyStore's offline engines (verifyModules).
-	verifyMu   sync.Mutex
-	verifyMods *actors.Modules
+	// verifyMods are the modules of verifyStore's offline engines, replaced once they
+	// hold more than maxVerifyModules.
+	verifyMods = &shared[*actors.Modules]{
+		open: func() (*actors.Modules, error) {
+			return actors.NewModules(context.Background(), actors.Config{CacheDir: wasmCacheDir, Logger: verifyLogger()})
+		},
+		close: func(m *actors.Modules) { _ = m.Close(context.Background()) },
+		size:  (*actors.Modules).Len,
+		max:   maxVerifyModules,
+	}
 )
+
+// maxVerifyModules bounds the modules verifyStore keeps compiled between verifications:
+// a few tests' components (one test deploys up to eight or so), reloaded from the
+// compilation cache after a replacement.
+const maxVerifyModules = 16
 
 // Main is TestMain for packages that use the harness: it finds (OBELISK_BIN,
 // OBELISK_COMPONENTS, as `make test` sets them) or builds the binary and the components.
@@ -69,9 +81,7 @@ func run(m *testing.M) int {
 		}
 	}
 	code := m.Run()
-	if verifyMods != nil {
-		_ = verifyMods.Close(context.Background())
-	}
+	verifyMods.closeAll()
 	return code
 }
 
@@ -724,11 +734,12 @@ func WasmCacheDir() string { return wasmCacheDir }
 // workflow execution replays against the component version it is pinned to.
 func (s *Server) verifyStore() {
 	ctx := context.Background()
-	modules, err := verifyModules(ctx)
+	modules, release, err := verifyMods.acquire()
 	if err != nil {
-		s.t.Errorf("verify the store: %v", err)
+		s.t.Errorf("verify the store: start a wasm runtime: %v", err)
 		return
 	}
+	defer release() // after the engine's Close, deferred below
 	started := time.Now()
 	e, err := actors.OpenOffline(ctx, actors.Config{DataDir: filepath.Join(s.dir, "data"), CacheDir: wasmCacheDir, Modules: modules, Logger: verifyLogger()})
 	if err != nil {
@@ -744,22 +755,6 @@ func (s *Server) verifyStore() {
 		s.t.Errorf("verify the store: %v", err)
 	}
 	s.t.Logf("verified the store: %d executions, %d workflows replayed, in %s", rep.Executions, rep.Replayed, time.Since(started).Round(time.Millisecond))
-}
-
-// verifyModules returns the wasm runtime and modules the stores' verifications share,
-// so that each module is compiled (or loaded from the cache the servers fill) once per
-// test process.
-func verifyModules(ctx context.Context) (*actors.Modules, error) {
-	verifyMu.Lock()
-	defer verifyMu.Unlock()
-	if verifyMods == nil {
-		m, err := actors.NewModules(ctx, actors.Config{CacheDir: wasmCacheDir, Logger: verifyLogger()})
-		if err != nil {
-			return nil, err
-		}
-		verifyMods = m
-	}
-	return verifyMods, nil
 }
 
 // verifyLogger is the logger of verifyStore's engines: their warnings only.

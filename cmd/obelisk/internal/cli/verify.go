@@ -177,8 +177,8 @@ func clientVerifyCmd(o *clientOpts) *cobra.Command {
 		Use:   "verify",
 		Short: "Have the running server check its store: refolds, hash chains, replays",
 		Long: verifyLong + `
-The server checks its store as it is when the request arrives (a consistent snapshot),
-while it goes on running; at most 1000 failures are listed (all are counted).
+The server checks its store while it goes on running, each execution as of one moment
+(consistent snapshots, a new one every 1000 executions); at most 1000 failures are listed (all are counted).
 
 Exit status: 0 if everything checks, 1 if anything fails, 2 if the API cannot be
 reached or the store cannot be read.`,
