@@ -877,6 +877,14 @@ func (e *Engine) registerGauges() {
 		func() float64 { return float64(e.cfg.MemoryBudget) })
 	m.Gauge("obelisk_workflow_instances_resident", "Workflow instances parked in memory, waiting for a response (await strategy).",
 		func() float64 { return float64(e.resident.count()) })
+	m.GaugeVec("obelisk_queue_pending", "Executions pending in each queue served here (waiting to run, now or later): what exec.max_pending bounds.", "queue",
+		func() map[string]float64 {
+			counts := make(map[string]float64, len(e.queues))
+			for name := range e.queues {
+				counts[name] = float64(e.store.PendingStats(name).Pending)
+			}
+			return counts
+		})
 	m.GaugeVec("obelisk_executions", "Unfinished executions by status (pending_at, locked, blocked_by_join_set; paused and cancelling also counted apart).", "status",
 		func() map[string]float64 {
 			counts := map[string]float64{"pending_at": 0, "locked": 0, "blocked_by_join_set": 0, "paused": 0, "cancelling": 0}
