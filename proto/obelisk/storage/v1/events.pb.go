@@ -1081,7 +1081,12 @@ type Finished struct {
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The execution whose result this is, when it was served from the activity result
 	// cache (exec.cache_ttl) instead of running.
-	CachedFrom    string `protobuf:"bytes,3,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
+	CachedFrom string `protobuf:"bytes,3,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
+	// What the execution itself returned, when the deadline's result replaced it: the err
+	// of an attempt that failed at or past the deadline and so was not retried, or the
+	// result a workflow returned at or past its deadline. Kept so that the value is not
+	// lost; the result is deadline_exceeded.
+	Returned      []byte `protobuf:"bytes,4,opt,name=returned,proto3" json:"returned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1135,6 +1140,13 @@ func (x *Finished) GetCachedFrom() string {
 		return x.CachedFrom
 	}
 	return ""
+}
+
+func (x *Finished) GetReturned() []byte {
+	if x != nil {
+		return x.Returned
+	}
+	return nil
 }
 
 // Moved pins an unfinished execution to another component (a fixed version of its code):
@@ -2646,12 +2658,13 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x11deadline_exceeded\x18\x01 \x01(\bR\x10deadlineExceeded\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
-	"\bUnpaused\"[\n" +
+	"\bUnpaused\"w\n" +
 	"\bFinished\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
 	"\vcached_from\x18\x03 \x01(\tR\n" +
-	"cachedFrom\"\x81\x01\n" +
+	"cachedFrom\x12\x1a\n" +
+	"\breturned\x18\x04 \x01(\fR\breturned\"\x81\x01\n" +
 	"\x05Moved\x12*\n" +
 	"\x11from_component_id\x18\x01 \x01(\tR\x0ffromComponentId\x12&\n" +
 	"\x0fto_component_id\x18\x02 \x01(\tR\rtoComponentId\x12\x0e\n" +
