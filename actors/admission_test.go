@@ -208,15 +208,25 @@ func TestServerMaxPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rejected := 0.0
+	rejected, pending := 0.0, -1.0
 	for _, f := range fams {
 		if f.GetName() == "obelisk_submissions_rejected_total" {
 			for _, x := range f.GetMetric() {
 				rejected += x.GetCounter().GetValue()
 			}
 		}
+		if f.GetName() == "obelisk_queue_pending" {
+			for _, x := range f.GetMetric() {
+				if x.GetLabel()[0].GetValue() == "fibo" {
+					pending = x.GetGauge().GetValue()
+				}
+			}
+		}
 	}
 	if rejected != 1 {
 		t.Errorf("%v rejections counted, want 1", rejected)
+	}
+	if pending != 2 {
+		t.Errorf("obelisk_queue_pending{queue=fibo} = %v, want the 2 accepted", pending)
 	}
 }

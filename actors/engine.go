@@ -648,6 +648,51 @@ func WithRetry(r RetryOverride) SubmitOption {
 	return func(o *submitOptions) { o.retry = &r }
 }
 
+// Bits of Created.retry_given: the fields of its retry policy that its submitter gave.
+const (
+	retryGivenMaxRetries = 1 << iota
+	retryGivenBackoff
+	retryGivenJitter
+)
+
+// given is which fields r sets (Created.retry_given); 0 for a nil r.
+func (r *RetryOverride) given() uint32 {
+	var g uint32
+	if r == nil {
+		return 0
+	}
+	if r.MaxRetries != nil {
+		g |= retryGivenMaxRetries
+	}
+	if r.Backoff != 0 {
+		g |= retryGivenBackoff
+	}
+	if r.Jitter != nil {
+		g |= retryGivenJitter
+	}
+	return g
+}
+
+// sameRetry reports whether a submission of retry policy retry, of which the submitter
+// gave the fields given, asks for the policy created recorded: the same fields given,
+// with the same values. The fields the submitter left to the component are not compared:
+// they were the component's config of then, which may have changed since.
+func sameRetry(created *pb.Created, retry *pb.RetryConfig, given uint32) bool {
+	was := created.Retry
+	if was == nil || retry == nil {
+		return was == nil && retry == nil
+	}
+	if created.RetryGiven == 0 { // recorded before retry_given, or an override setting no field
+		return proto.Equal(was, retry)
+	}
+	if created.RetryGiven != given {
+		return false
+	}
+	return (given&retryGivenMaxRetries == 0 || was.MaxRetries == retry.MaxRetries) &&
+		(given&retryGivenBackoff == 0 || was.RetryExpBackoff == retry.RetryExpBackoff) &&
+		(given&retryGivenJitter == 0 || was.RetryJitter == retry.RetryJitter)
+}
+
 // retryConfig is the policy r makes of c's: nil (none given) keeps the component's.
 func (r *RetryOverride) retryConfig(c *ComponentConfig) (*pb.RetryConfig, error) {
 	if r == nil {
@@ -743,7 +788,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 		return "", false, &InvalidArgumentError{err}
 	}
 	created := traced(createdEvent(now, fn.Component, fn.Fn.FFQN(), compact, "", ""), e.incomingTrace(ctx))
-	created.GetCreated().Retry = retry
+	created.GetCreated().Retry, created.GetCreated().RetryGiven = retry, o.retry.given()
 	if !o.deadline.IsZero() {
 		created.GetCreated().Deadline = o.deadline.UnixNano()
 	}
@@ -774,7 +819,7 @@ func (e *Engine) Submit(ctx context.Context, id, ffqn string, params json.RawMes
 				return nil, err
 			}
 			c := evs[0].GetCreated()
-			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact) && c.Queue == created.GetCreated().Queue && proto.Equal(c.Retry, retry) {
+			if c.Ffqn == ffqn && bytes.Equal(c.Params, compact) && c.Queue == created.GetCreated().Queue && sameRetry(c, retry, o.retry.given()) {
 				existed = true
 				return nil, nil
 			}
@@ -886,6 +931,14 @@ func (e *Engine) registerGauges() {
 		m.Gauge("obelisk_tracing_span_events_dropped", "Span events (host calls) dropped since the start because their attempt's span reached its limit (tracing.SpanEventLimit).",
 			func() float64 { return float64(e.cfg.Tracer.DroppedEvents()) })
 	}
+	m.GaugeVec("obelisk_queue_pending", "Executions pending in each queue served here (waiting to run, now or later): what exec.max_pending bounds.", "queue",
+		func() map[string]float64 {
+			counts := make(map[string]float64, len(e.queues))
+			for name := range e.queues {
+				counts[name] = float64(e.store.PendingStats(name).Pending)
+			}
+			return counts
+		})
 	m.GaugeVec("obelisk_executions", "Unfinished executions by status (pending_at, locked, blocked_by_join_set; paused and cancelling also counted apart).", "status",
 		func() map[string]float64 {
 			counts := map[string]float64{"pending_at": 0, "locked": 0, "blocked_by_join_set": 0, "paused": 0, "cancelling": 0}

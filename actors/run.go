@@ -19,7 +19,8 @@ import (
 //  1. The guest memory its instance will hold is reserved (run_memory.go); while there
 //     is no room the execution stays pending, which is not an attempt.
 //  2. Its runner prepares what takes time and needs no lock: an activity's instance,
-//     so that the lock's time, which is the activity's budget, is not spent on it.
+//     so that the lock's time, which is the activity's budget, is not spent on it
+//     (none when the activity result cache serves the execution: it is read first).
 //  3. It is locked: by the executor's own commit, or already by the commit that created
 //     it (eager dispatch, below).
 //  4. Its runner runs it and records its outcome.
@@ -75,6 +76,9 @@ type run struct {
 	inst *wasmhost.Instance
 	// attempt is the activity attempt begun when it was locked (service_keepalives.go), if any.
 	attempt *attempt
+	// cached is the result the activity result cache serves it, found by prepare in
+	// place of an instance; nil: it runs.
+	cached *cacheHit
 }
 
 // newRun starts a run of execution id by x. The caller holds a slot of x's queue and the

@@ -22,13 +22,24 @@ import (
 // in an instance made before the lock.
 type activityRunner struct{ e *Engine }
 
-// prepare makes the attempt's instance. For a run locked already (eager dispatch) the
-// attempt's clock starts first, so that with keepalive its lock is renewed while it
-// waits for its instance, and a wait for memory ends with the lock.
+// prepare makes the attempt's instance, unless the result cache serves the execution:
+// a hit needs no instance, so the cache is read first. For a run locked already (eager
+// dispatch) the attempt's clock starts first, so that with keepalive its lock is renewed
+// while it waits for its instance, and a wait for memory ends with the lock.
 func (ar activityRunner) prepare(ctx context.Context, r *run) error {
 	c := r.x.comp
 	if r.st != nil {
 		r.attempt = ar.e.beginAttempt(ctx, c, r.st, r.runID)
+	}
+	if c.Config.CacheTTL > 0 && r.created == nil {
+		// Read here once for the cache and the run; an error is runActivity's to report.
+		r.created, _ = ar.e.createdOf(ctx, r.id)
+	}
+	if c.Config.CacheTTL > 0 && r.created != nil {
+		if from, result, ok := ar.e.cachedResult(ctx, c, r.created, r.id); ok {
+			r.cached = &cacheHit{from: from, result: result}
+			return nil
+		}
 	}
 	var err error
 	r.inst, err = ar.e.instantiate(ctx, c, ar.e.activityInstanceConfig(c), r.memory, r.lockUntil())
@@ -36,6 +47,10 @@ func (ar activityRunner) prepare(ctx context.Context, r *run) error {
 }
 
 func (ar activityRunner) run(ctx context.Context, r *run) {
+	if r.cached != nil {
+		ar.e.finishFromCache(ctx, r.id, r.runID, r.cached.from, r.cached.result)
+		return
+	}
 	inst := r.inst
 	r.inst = nil
 	ar.e.runActivity(ctx, r.x.comp, r.st, r.runID, inst, r.created, r.attempt)
@@ -60,10 +75,6 @@ func (e *Engine) runActivity(ctx context.Context, c *Component, st *pb.Execution
 		}
 	}
 	fn, _ := c.function(created.Ffqn)
-	if from, result, ok := e.cachedResult(ctx, c, created, id); ok {
-		e.finishFromCache(ctx, id, runID, from, result)
-		return
-	}
 	attempt := st.IntermittentFailures + 1
 	logs := newRunLogs(e, id, runID, attempt, false)
 	inst.SetLogging(c.runLogging(logs))
@@ -106,6 +117,12 @@ func (e *Engine) cachedResult(ctx context.Context, c *Component, created *pb.Cre
 		return "", nil, false
 	}
 	return from, st.Result, true
+}
+
+// cacheHit is what the result cache serves a run: the execution whose result it is.
+type cacheHit struct {
+	from   string
+	result []byte
 }
 
 // finishFromCache finishes locked run runID of activity id with the result of

@@ -190,6 +190,7 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 	defer r.deadline.stop()
 	inst.SetLogging(c.runLogging(r.logs))
 	out, runErr := r.play(r.deadline.ctx, inst)
+	returnedAt := time.Now() // against the deadline: a result returned before it is recorded
 	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
 		// The node's shortage, not the workflow's failure: nothing it left open is
 		// closed, and a later run replays it.
@@ -228,21 +229,14 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		result = events.FailureResult(events.FailureUncategorized, runErr.Error())
 	}
 	e.histories.Forget(id)
-	lines, finished := r.logs.take(), false
+	lines, finished, recorded := r.logs.take(), false, result
 	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		finished = false
 		if st == nil || st.RunId != runID || st.Status == pb.Status_STATUS_FINISHED || st.CancelRequested {
 			return nil, nil // the cancellation records the result
 		}
-		now := time.Now()
-		if deadlinePassed(st, now) {
-			// Past its deadline a workflow's result is not recorded, whatever it is (often
-			// what it made of its children's deadline_exceeded, which reached it first):
-			// it is stopped as its deadline stops it.
-			tx, _ := e.stopTx(st, now)
-			return tx, nil
-		}
-		tx := e.finishTx(st, result, now)
+		var tx *events.Tx
+		tx, recorded = e.workflowFinishTx(st, result, returnedAt, time.Now())
 		tx.Appends[0].RunID = runID
 		tx.Logs, finished = lines, true
 		return tx, nil
@@ -252,12 +246,28 @@ func (e *Engine) runWorkflow(ctx context.Context, c *Component, st *pb.Execution
 		e.log.Warn("workflow: record result", "execution", id, "err", err)
 	}
 	if finished {
-		res, _ := events.ParseResult(result)
+		res, _ := events.ParseResult(recorded)
 		outcome, failed = events.ResultKindName(res.Kind), res.Kind != pb.ResultKind_RESULT_KIND_OK
 	}
 	if !finished {
 		e.storeLogs(ctx, lines)
 	}
+}
+
+// workflowFinishTx finishes workflow st with what it returned (result) at returnedAt,
+// and says which result it records. Returned at or past its deadline, the result is what
+// the workflow made of the deadline (often of its children's deadline_exceeded, which
+// reached it then): the deadline decides, as it would have a moment later, and what the
+// workflow returned is kept in the event (Finished.returned). A result returned before
+// the deadline is recorded, even if this commit lands after it.
+func (e *Engine) workflowFinishTx(st *pb.ExecutionState, result []byte, returnedAt, now time.Time) (*events.Tx, []byte) {
+	if !deadlinePassed(st, returnedAt) {
+		return e.finishTx(st, result, now), result
+	}
+	recorded := deadlineResult(st)
+	tx := e.finishTx(st, recorded, now)
+	tx.Appends[0].Events[0].GetFinished().Returned = result
+	return tx, recorded
 }
 
 // newWorkflowRun returns the run runID of the workflow locked by st, its history and

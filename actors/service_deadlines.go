@@ -96,16 +96,30 @@ func (e *Engine) stopTx(st *pb.ExecutionState, now time.Time) (*events.Tx, Cance
 
 // noRetryPastDeadline replaces tx, the outcome of a failed attempt of st, by stopTx
 // when tx retries the execution and its deadline has passed: the retry could not run.
+// What the attempt returned is kept in the Finished event (returned; an err value) with
+// why it ended (reason): the deadline decides the result, but the value is not lost.
 func (e *Engine) noRetryPastDeadline(st *pb.ExecutionState, tx *events.Tx, now time.Time) *events.Tx {
 	if tx == nil || !deadlinePassed(st, now) || st.CancelRequested {
 		return tx
 	}
-	switch tx.Appends[0].Events[0].Kind.(type) {
-	case *pb.Event_TemporarilyFailed, *pb.Event_TemporarilyTimedOut:
-		stop, _ := e.stopTx(st, now)
-		return stop
+	var returned []byte
+	var why string
+	switch k := tx.Appends[0].Events[0].Kind.(type) {
+	case *pb.Event_TemporarilyFailed:
+		why = k.TemporarilyFailed.Reason
+		if k.TemporarilyFailed.Detail != nil {
+			returned = append(append([]byte(`{"err":`), k.TemporarilyFailed.Detail...), '}')
+		}
+	case *pb.Event_TemporarilyTimedOut:
+		why = k.TemporarilyTimedOut.Reason
+	default:
+		return tx
 	}
-	return tx
+	stop, _ := e.stopTx(st, now)
+	if f := stop.Appends[0].Events[0].GetFinished(); f != nil {
+		f.Returned, f.Reason = returned, "not retried past the deadline: "+why
+	}
+	return stop
 }
 
 // deadlineTimer stops the executions whose deadline passed. It runs as the supervised

@@ -10,6 +10,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
+	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
 func TestInheritDeadline(t *testing.T) {
@@ -264,5 +265,68 @@ func TestDeadlineNotifiedOnce(t *testing.T) {
 	}
 	if after := settled(); after != before {
 		t.Errorf("%d passes of the deadline service after 6 commits of an open deadline, want none", after-before)
+	}
+}
+
+// TestErrPastDeadlineKept: an attempt that returns a transient err at or past the
+// deadline is not retried and finishes deadline_exceeded, but the err value it returned
+// is kept in the Finished event (returned), with why it was not retried (reason).
+func TestErrPastDeadlineKept(t *testing.T) {
+	resolve, err := wit.Parse([]wit.File{{Path: "flaky.wit", Text: `package testing:flaky;
+interface flaky {
+  variant error { permanent-failure(string), transient(string) }
+  fail-permanently: func() -> result<_, error>;
+}`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	act := &Component{Config: ComponentConfig{Name: "a", Type: ActivityWasm, LockExpiry: time.Second, MaxRetries: 5}}
+	fn := Function{Fn: resolve.Exports()[0], Component: act}
+	e := &Engine{reg: &registry{byFFQN: map[string]Function{"t:a/a.f": fn}}}
+	now := time.Unix(100, 0)
+	st := &pb.ExecutionState{ExecutionId: "E_x", Ffqn: "t:a/a.f", Queue: "a", ComponentType: pb.ComponentType_COMPONENT_TYPE_ACTIVITY_WASM,
+		Status: pb.Status_STATUS_LOCKED, LockExpiresAt: now.Add(time.Second).UnixNano(), NextVersion: 2, Retry: act.Config.retryConfig(nil),
+		Deadline: now.Add(-time.Millisecond).UnixNano()}
+	tx := e.activityOutcomeTx(st, fn, []byte(`{"err":{"transient":"try later"}}`), nil, now)
+	f := tx.Appends[0].Events[0].GetFinished()
+	if f == nil {
+		t.Fatalf("a transient err past the deadline: %v, want finished", tx.Appends[0].Events[0])
+	}
+	if r, _ := events.ParseResult(f.Result); r.Failure == nil || r.Failure.Kind != events.FailureDeadlineExceeded {
+		t.Fatalf("result %s, want deadline_exceeded", f.Result)
+	}
+	if string(f.Returned) != `{"err":{"transient":"try later"}}` {
+		t.Fatalf("returned %q, want the attempt's err", f.Returned)
+	}
+	if !strings.HasPrefix(f.Reason, "not retried past the deadline: activity returned an error") {
+		t.Fatalf("reason %q", f.Reason)
+	}
+	// Before the deadline the same err is retried, as usual.
+	st.Deadline = now.Add(time.Minute).UnixNano()
+	if tx := e.activityOutcomeTx(st, fn, []byte(`{"err":{"transient":"try later"}}`), nil, now); tx.Appends[0].Events[0].GetTemporarilyFailed() == nil {
+		t.Fatalf("before the deadline: %v, want a retry", tx.Appends[0].Events[0])
+	}
+}
+
+// TestWorkflowResultAtDeadline: a workflow's result returned before its deadline is
+// recorded even when its commit comes after the deadline; one returned at or past it is
+// replaced by deadline_exceeded, what the workflow returned being kept (returned).
+func TestWorkflowResultAtDeadline(t *testing.T) {
+	e := &Engine{}
+	deadline := time.Unix(100, 0)
+	st := &pb.ExecutionState{ExecutionId: "E_w", ComponentType: pb.ComponentType_COMPONENT_TYPE_WORKFLOW,
+		Status: pb.Status_STATUS_LOCKED, NextVersion: 3, Deadline: deadline.UnixNano()}
+	ok := []byte(`{"ok":7}`)
+	tx, recorded := e.workflowFinishTx(st, ok, deadline.Add(-time.Millisecond), deadline.Add(time.Millisecond))
+	if f := tx.Appends[0].Events[0].GetFinished(); f == nil || string(f.Result) != string(ok) || f.Returned != nil || string(recorded) != string(ok) {
+		t.Fatalf("returned before the deadline, committed after: %v (recorded %s), want the result", tx.Appends[0].Events[0], recorded)
+	}
+	tx, recorded = e.workflowFinishTx(st, ok, deadline, deadline.Add(time.Millisecond))
+	f := tx.Appends[0].Events[0].GetFinished()
+	if r, _ := events.ParseResult(f.GetResult()); r.Failure == nil || r.Failure.Kind != events.FailureDeadlineExceeded || string(recorded) != string(f.Result) {
+		t.Fatalf("returned at the deadline: %v (recorded %s), want deadline_exceeded", tx.Appends[0].Events[0], recorded)
+	}
+	if string(f.Returned) != string(ok) {
+		t.Fatalf("returned %q, want the workflow's result kept", f.Returned)
 	}
 }

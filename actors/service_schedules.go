@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,11 +81,19 @@ func (e *ScheduleNotFoundError) Error() string {
 
 // scheduler is the "schedules" service and the one writer of schedule records: mu
 // orders the API's changes and the firings, so that a record is never written from a
-// stale copy.
+// stale copy. A firing is a synced submit, made without mu so that listing waits for
+// none: while one is in flight its schedule is busy, and an API change of that schedule
+// waits for it (idle, on mu); the pass makes no further firing of a schedule changed
+// since it read it (changes), but reads it again in its next pass.
 type scheduler struct {
 	e    *Engine
 	wake wakeup
 	mu   sync.Mutex
+	idle *sync.Cond // on mu: a firing ended (busy)
+	// busy: the schedules whose firing is in flight, written with their records.
+	busy map[string]bool
+	// changes counts, per schedule, the API's changes of its record in this process.
+	changes map[string]uint64
 	// started: firings before it were missed while the server was down.
 	started time.Time
 	// handled: per schedule, the time up to which its firings are done (fired or
@@ -98,7 +107,19 @@ type scheduler struct {
 const firingsPerPass = 64
 
 func newScheduler(e *Engine) *scheduler {
-	return &scheduler{e: e, handled: map[string]time.Time{}, specs: map[string]*cronspec.Spec{}}
+	s := &scheduler{e: e, handled: map[string]time.Time{}, specs: map[string]*cronspec.Spec{},
+		busy: map[string]bool{}, changes: map[string]uint64{}}
+	s.idle = sync.NewCond(&s.mu)
+	return s
+}
+
+// change waits, holding mu, until no firing of schedule name is in flight, and counts an
+// API change of its record, which the caller then writes under mu.
+func (s *scheduler) change(name string) {
+	for s.busy[name] {
+		s.idle.Wait()
+	}
+	s.changes[name]++
 }
 
 func (s *scheduler) spec(rec *pb.CronSchedule) (*cronspec.Spec, error) {
@@ -221,6 +242,7 @@ func (e *Engine) CreateSchedule(ctx context.Context, c ScheduleConfig) (*pb.Cron
 	s := e.schedules
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.change(c.Name)
 	if old, err := s.get(ctx, c.Name); err == nil {
 		return nil, &InvalidArgumentError{&ScheduleExistsError{Name: c.Name, Source: old.Source}}
 	} else if !errors.As(err, new(*ScheduleNotFoundError)) {
@@ -246,6 +268,7 @@ func (e *Engine) DeleteSchedule(ctx context.Context, name string) error {
 	s := e.schedules
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.change(name)
 	rec, err := s.get(ctx, name)
 	if err != nil {
 		return err
@@ -266,6 +289,7 @@ func (e *Engine) PauseSchedule(ctx context.Context, name string, paused bool) (*
 	s := e.schedules
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.change(name)
 	rec, err := s.get(ctx, name)
 	if err != nil {
 		return nil, err
@@ -320,10 +344,11 @@ func (s *scheduler) get(ctx context.Context, name string) (*pb.CronSchedule, err
 }
 
 // handledAt is the time up to which rec's firings are done: in this process, or as
-// the record says (its last firing, its creation, its resumption).
+// the record says (its last firing, its creation, its resumption). A record read while
+// a firing was in flight may be ahead of this process's mark: the later one counts.
 func (s *scheduler) handledAt(rec *pb.CronSchedule) time.Time {
 	if h, ok := s.handled[rec.Name]; ok {
-		return h
+		return time.Unix(0, max(h.UnixNano(), rec.LastFiredAt))
 	}
 	return time.Unix(0, max(rec.LastFiredAt, rec.CreatedAt))
 }
@@ -337,13 +362,21 @@ func (s *scheduler) pass(ctx context.Context) time.Time {
 		s.e.log.Error("schedules: read", "err", err)
 		return time.Now().Add(safetyTick)
 	}
+	// The records as read: an API change of one since (while a firing was in flight
+	// without mu) makes it stale.
+	read := maps.Clone(s.changes)
 	var next time.Time
 	soonest := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
+	changed := func(name string) bool { return s.changes[name] != read[name] }
 	for _, rec := range recs {
+		if changed(rec.Name) { // its record is stale: read again
+			soonest(time.Now())
+			continue
+		}
 		if rec.Paused || ctx.Err() != nil {
 			continue
 		}
@@ -358,12 +391,20 @@ func (s *scheduler) pass(ctx context.Context) time.Time {
 			active = r
 		}
 		fire, handled := cronspec.Due(sp, s.handledAt(rec), active, now, cronspec.CatchUp(rec.CatchUp), firingsPerPass)
+		stale := false
 		for _, at := range fire {
 			s.e.hook("schedules", "fire")
-			if rec, err = s.fire(ctx, rec, at); err != nil {
+			if stale = changed(rec.Name); stale { // paused, deleted or recreated during a firing
+				break
+			}
+			if rec, err = s.fireUnlocked(ctx, rec, at); err != nil {
 				break
 			}
 			s.handled[rec.Name] = at
+		}
+		if stale {
+			soonest(now) // read again, as changed
+			continue
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -379,6 +420,19 @@ func (s *scheduler) pass(ctx context.Context) time.Time {
 		soonest(sp.Next(handled))
 	}
 	return next
+}
+
+// fireUnlocked is fire with mu, which the caller holds, released meanwhile: rec's
+// schedule is busy, so no API change of it comes in between.
+func (s *scheduler) fireUnlocked(ctx context.Context, rec *pb.CronSchedule, at time.Time) (*pb.CronSchedule, error) {
+	s.busy[rec.Name] = true
+	s.mu.Unlock()
+	defer func() { // also on a panic: the supervisor restarts the pass, mu must be held
+		s.mu.Lock()
+		delete(s.busy, rec.Name)
+		s.idle.Broadcast()
+	}()
+	return s.fire(ctx, rec, at)
 }
 
 // scheduledID is the execution ID of rec's firing at t.

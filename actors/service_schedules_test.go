@@ -13,6 +13,7 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/metrics"
+	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // scheduleEngine starts an engine with schedules; closeEngine closes it (once).
@@ -238,5 +239,70 @@ func TestSchedulesRestartMidPass(t *testing.T) {
 	}
 	if n := restarts(t, m, "schedules"); n != 1 {
 		t.Fatalf("%v restarts of schedules, want 1", n)
+	}
+}
+
+// TestSchedulesListDuringFiring: a firing's synced submit is made without the
+// scheduler's lock: while one is held up in the store, the schedules can be listed, and
+// a pause of the firing schedule waits for it, then holds (the firing's record write does
+// not undo it, and nothing fires after it).
+func TestSchedulesListDuringFiring(t *testing.T) {
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	armed.Store(true)
+	e, err := New(ctx, Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		StoreBeforeCommit: func(states []*pb.ExecutionState) error {
+			for _, st := range states {
+				if st.Ffqn == kvGetFFQN && armed.CompareAndSwap(true, false) {
+					close(entered)
+					<-release // the firing's commit, held up
+				}
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	if _, err := e.CreateSchedule(ctx, ScheduleConfig{Name: "s", Cron: "* * * * * *", FFQN: kvGetFFQN, Params: []byte(`["b","k"]`)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no firing within 30 s")
+	}
+	listed := make(chan error, 1)
+	go func() { _, err := e.Schedules(ctx); listed <- err }()
+	select {
+	case err := <-listed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("listing waited for the firing in flight")
+	}
+	paused := make(chan error, 1)
+	go func() { _, err := e.PauseSchedule(ctx, "s", true); paused <- err }()
+	select {
+	case err := <-paused:
+		close(release)
+		t.Fatalf("the pause did not wait for the firing in flight: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-paused; err != nil {
+		t.Fatal(err)
+	}
+	info, _ := scheduleByName(t, e, "s")
+	if !info.Record.Paused || info.Record.LastExecutionId == "" {
+		t.Fatalf("after the firing and the pause: %v", info.Record)
+	}
+	fired := info.Record.LastFiredAt
+	time.Sleep(2500 * time.Millisecond) // two cron ticks
+	if info, _ := scheduleByName(t, e, "s"); !info.Record.Paused || info.Record.LastFiredAt != fired {
+		t.Fatalf("fired or resumed after the pause: %v", info.Record)
 	}
 }

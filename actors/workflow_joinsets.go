@@ -124,7 +124,9 @@ func (r *workflowRun) submit(ctx context.Context, req []byte) ([]byte, error) {
 		if q.Queue != "" {
 			created.GetCreated().Queue = q.Queue
 		}
-		created.GetCreated().Retry = retry
+		if retry != nil {
+			created.GetCreated().Retry, created.GetCreated().RetryGiven = retry, retryOverrideOf(q.Retry).given()
+		}
 		return []events.Append{{ExecutionID: child, Events: []*pb.Event{created}}}
 	}); err != nil {
 		return nil, err

@@ -115,6 +115,7 @@ type (
 		Result     ResultJSON `json:"result" jsonschema_description:"the result"`
 		Reason     string     `json:"reason,omitempty" jsonschema_description:"why it finished although its retry policy allowed another attempt (an exhausted retry budget)"`
 		CachedFrom string     `json:"cached_from,omitempty" jsonschema_description:"the execution whose result this is, served from the activity result cache (exec.cache_ttl) instead of running"`
+		Returned   ResultJSON `json:"returned,omitempty" jsonschema_description:"what the execution itself returned when its deadline's result replaced it (an err not retried past the deadline, a workflow's result returned past it)"`
 	}
 	PersistDetails struct {
 		Kind  string    `json:"kind" jsonschema:"pattern=^(random_u64|random_string)(\\([0-9]+\\,[0-9]+\\))?$|^execution_id$" jsonschema_description:"random_u64(min,max_exclusive) | random_string(min_length,max_length_exclusive) | execution_id"`
@@ -204,7 +205,7 @@ func EventDetailsOf(ev *pb.Event) any {
 	case *pb.Event_TemporarilyTimedOut:
 		return TemporarilyTimedOutDetails{BackoffExpiresAt: rfc3339(k.TemporarilyTimedOut.BackoffExpiresAt), Reason: k.TemporarilyTimedOut.Reason}
 	case *pb.Event_Finished:
-		return FinishedDetails{Result: k.Finished.Result, Reason: k.Finished.Reason, CachedFrom: k.Finished.CachedFrom}
+		return FinishedDetails{Result: k.Finished.Result, Reason: k.Finished.Reason, CachedFrom: k.Finished.CachedFrom, Returned: k.Finished.Returned}
 	case *pb.Event_Moved:
 		m := k.Moved
 		return MovedDetails{FromComponentID: m.FromComponentId, ToComponentID: m.ToComponentId, By: m.By, Queue: m.Queue}

@@ -24,36 +24,39 @@ import (
 // (finished, top-level only) is written when it finishes, for retention. The
 // time-ordered ones (p, t, w) are scanned from their floors (floor.go).
 
-// writeIndexes moves an execution's index entries from old to st (old nil: new execution).
-// A pending entry's value is the execution's function, so that an executor can pass over
-// the functions it does not serve without reading their states (DuePending).
-func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
-	pend := func(s *pb.ExecutionState) []byte {
-		if !Runnable(s) {
-			return nil
-		}
-		return pendingKey(s.Queue, s.PendingAt, s.ExecutionId)
+// writeIndexes moves an execution's index entries from old to st (old nil: new execution)
+// and appends to ds what the move of its pending entry changes in the pending counts
+// (pending.go): the counts are derived from the entry written, so they cannot disagree
+// with the index. A pending entry's value is the execution's function, so that an
+// executor can pass over the functions it does not serve without reading their states
+// (DuePending).
+func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState, ds []pendingDelta) []pendingDelta {
+	was, is := Runnable(old), Runnable(st)
+	// The entry's key holds the queue and the due time; the counts change only when the
+	// entry comes, goes or changes queue.
+	requeued := was && is && old.Queue != st.Queue
+	rekeyed := requeued || was && is && old.PendingAt != st.PendingAt
+	if was && (!is || rekeyed) {
+		_ = b.Delete(pendingKey(old.Queue, old.PendingAt, old.ExecutionId), nil)
 	}
-	timer := func(s *pb.ExecutionState) []byte {
-		if s == nil || s.Status != pb.Status_STATUS_LOCKED {
-			return nil
-		}
-		return timerKey(s.LockExpiresAt, s.ExecutionId)
+	if is && (!was || rekeyed) {
+		_ = b.Set(pendingKey(st.Queue, st.PendingAt, st.ExecutionId), []byte(st.Ffqn), nil)
 	}
-	for i, f := range []func(*pb.ExecutionState) []byte{pend, timer} {
-		ok, nk := f(old), f(st)
-		if string(ok) == string(nk) {
-			continue
+	if was && (!is || requeued) {
+		// Drained: left to run or finish, not paused or moved (PendingStats.Left).
+		drained := st.Status == pb.Status_STATUS_LOCKED || st.Status == pb.Status_STATUS_FINISHED
+		ds = append(ds, pendingDelta{old.Queue, -1, drained})
+	}
+	if is && (!was || requeued) {
+		ds = append(ds, pendingDelta{st.Queue, +1, false})
+	}
+	locked := func(s *pb.ExecutionState) bool { return s != nil && s.Status == pb.Status_STATUS_LOCKED }
+	if wasLocked, isLocked := locked(old), locked(st); wasLocked != isLocked || isLocked && old.LockExpiresAt != st.LockExpiresAt {
+		if wasLocked {
+			_ = b.Delete(timerKey(old.LockExpiresAt, old.ExecutionId), nil)
 		}
-		if ok != nil {
-			_ = b.Delete(ok, nil)
-		}
-		if nk != nil {
-			var v []byte
-			if i == 0 {
-				v = []byte(st.Ffqn)
-			}
-			_ = b.Set(nk, v, nil)
+		if isLocked {
+			_ = b.Set(timerKey(st.LockExpiresAt, st.ExecutionId), nil, nil)
 		}
 	}
 	// A deadline never changes: its entry only comes and goes with DeadlineOpen, so a
@@ -83,6 +86,7 @@ func writeIndexes(b *pebble.Batch, old, st *pb.ExecutionState) {
 			_ = b.Set(forkKey(st.ForkedFrom, st.ExecutionId), nil, nil)
 		}
 	}
+	return ds
 }
 
 // Index names for scanFloors.

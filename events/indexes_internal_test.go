@@ -32,7 +32,7 @@ func BenchmarkWriteIndexes(b *testing.B) {
 			defer batch.Close()
 			b.ReportAllocs()
 			for b.Loop() {
-				writeIndexes(batch, old, st)
+				writeIndexes(batch, old, st, nil)
 				batch.Reset()
 			}
 		})

@@ -6,8 +6,6 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
 // Pending counts: how many executions each queue's pending index holds (Runnable: waiting
@@ -34,29 +32,11 @@ type pendingCounts struct {
 	total   PendingStats
 }
 
-// pendingDelta is what one commit changes in a queue's count.
+// pendingDelta is what one commit changes in a queue's count (made by writeIndexes).
 type pendingDelta struct {
 	queue   string
 	add     int  // +1 entered, -1 left
 	drained bool // left to run or finish (PendingStats.Left)
-}
-
-// pendingDeltas appends what moving an execution from old to st (old nil: new) changes
-// in the counts, the same condition as the pending entry of writeIndexes.
-func pendingDeltas(ds []pendingDelta, old, st *pb.ExecutionState) []pendingDelta {
-	was, is := Runnable(old), Runnable(st)
-	switch {
-	case was && is && old.Queue == st.Queue, !was && !is:
-		return ds
-	}
-	if was {
-		drained := st.Status == pb.Status_STATUS_LOCKED || st.Status == pb.Status_STATUS_FINISHED
-		ds = append(ds, pendingDelta{old.Queue, -1, drained})
-	}
-	if is {
-		ds = append(ds, pendingDelta{st.Queue, +1, false})
-	}
-	return ds
 }
 
 func (c *pendingCounts) apply(ds []pendingDelta) {

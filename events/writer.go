@@ -248,8 +248,7 @@ func (s *PebbleStore) applyGroup(group []*commitReq) {
 		if DeadlineOpen(st) && !DeadlineOpen(old) { // as writeIndexes adds its entry
 			deadlines = append(deadlines, st.Deadline)
 		}
-		writeIndexes(batch, old, st)
-		pending = pendingDeltas(pending, old, st)
+		pending = writeIndexes(batch, old, st, pending)
 		b, _ := proto.Marshal(st)
 		_ = batch.Set(stateKey(id), b, nil)
 		changed = append(changed, st)

@@ -477,8 +477,14 @@ type Created struct {
 	// The W3C trace context (traceparent, tracestate headers) the execution's span belongs
 	// to: its submitter's, or its parent's with the parent's span as parent (package
 	// tracing). Empty when it was created with tracing off and no caller's context.
-	TraceParent   string `protobuf:"bytes,20,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,21,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	TraceParent string `protobuf:"bytes,20,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,21,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// Which fields of retry the submitter gave (RetryGiven* bits), the others being its
+	// component's when it was created: a resubmission of the ID is compared by these, so a
+	// config change since does not make the same submission look like another. 0 with
+	// retry set: recorded before this field, or no field given (the whole policy is
+	// compared).
+	RetryGiven    uint32 `protobuf:"varint,22,opt,name=retry_given,json=retryGiven,proto3" json:"retry_given,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +629,13 @@ func (x *Created) GetTraceState() string {
 		return x.TraceState
 	}
 	return ""
+}
+
+func (x *Created) GetRetryGiven() uint32 {
+	if x != nil {
+		return x.RetryGiven
+	}
+	return 0
 }
 
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
@@ -1068,7 +1081,12 @@ type Finished struct {
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The execution whose result this is, when it was served from the activity result
 	// cache (exec.cache_ttl) instead of running.
-	CachedFrom    string `protobuf:"bytes,3,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
+	CachedFrom string `protobuf:"bytes,3,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
+	// What the execution itself returned, when the deadline's result replaced it: the err
+	// of an attempt that failed at or past the deadline and so was not retried, or the
+	// result a workflow returned at or past its deadline. Kept so that the value is not
+	// lost; the result is deadline_exceeded.
+	Returned      []byte `protobuf:"bytes,4,opt,name=returned,proto3" json:"returned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1122,6 +1140,13 @@ func (x *Finished) GetCachedFrom() string {
 		return x.CachedFrom
 	}
 	return ""
+}
+
+func (x *Finished) GetReturned() []byte {
+	if x != nil {
+		return x.Returned
+	}
+	return nil
 }
 
 // Moved pins an unfinished execution to another component (a fixed version of its code):
@@ -2579,7 +2604,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
 	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
-	"\x04kind\"\xb0\x05\n" +
+	"\x04kind\"\xd1\x05\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2599,7 +2624,9 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bdeadline\x18\x0e \x01(\x03R\bdeadline\x12!\n" +
 	"\ftrace_parent\x18\x14 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x15 \x01(\tR\n" +
-	"traceState\x1a;\n" +
+	"traceState\x12\x1f\n" +
+	"\vretry_given\x18\x16 \x01(\rR\n" +
+	"retryGiven\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
@@ -2631,12 +2658,13 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\x11deadline_exceeded\x18\x01 \x01(\bR\x10deadlineExceeded\"\b\n" +
 	"\x06Paused\"\n" +
 	"\n" +
-	"\bUnpaused\"[\n" +
+	"\bUnpaused\"w\n" +
 	"\bFinished\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
 	"\vcached_from\x18\x03 \x01(\tR\n" +
-	"cachedFrom\"\x81\x01\n" +
+	"cachedFrom\x12\x1a\n" +
+	"\breturned\x18\x04 \x01(\fR\breturned\"\x81\x01\n" +
 	"\x05Moved\x12*\n" +
 	"\x11from_component_id\x18\x01 \x01(\tR\x0ffromComponentId\x12&\n" +
 	"\x0fto_component_id\x18\x02 \x01(\tR\rtoComponentId\x12\x0e\n" +
