@@ -131,6 +131,9 @@ type Runtime struct {
 	// module instead of starting from a memory image (for tests and
 	// measurements).
 	noActivityImages bool
+	// build names the running build (buildIdentity), part of the key of every kept
+	// workflow snapshot (snapfile.go).
+	build string
 	// wasiFuncs are the functions wasi_snapshot_preview1 exports, to check imports against.
 	wasiFuncs map[string]api.FunctionDefinition
 
@@ -178,6 +181,9 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		noSnapshots:         cfg.DisableWorkflowSnapshots,
 		noActivitySnapshots: cfg.DisableActivitySnapshots,
 		noReuse:             cfg.DisableInstanceReuse,
+	}
+	if cfg.CacheDir != "" {
+		r.build = buildIdentity()
 	}
 	r.closing, r.cancel = context.WithCancelCause(context.Background())
 	if r.workers <= 0 {
