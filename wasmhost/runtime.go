@@ -21,6 +21,7 @@ import (
 	"github.com/obelisk-go/obelisk/wasmhost/internal/linmem"
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
+	"github.com/obelisk-go/obelisk/wasmstore"
 )
 
 // Names fixed by guest ABI v1 (docs/abi.md).
@@ -273,8 +274,8 @@ func (r *Runtime) Close(ctx context.Context) error {
 //
 // Each module compiled is logged (at Info: a cold start compiling Go guests takes
 // seconds per module, and must not look like a hang), with whether its code came from
-// the on-disk compilation cache. With a cache, the code is then unloaded until the
-// module's first instance (load.go), from a copy of wasm written into the cache dir (or
+// the on-disk compilation cache. With a cache, the code is then unloaded (unless
+// [Preload]) until the module's first instance (load.go), from a copy of wasm written into the cache dir (or
 // from wasm itself, kept, if the copy could not be written: the caller must not modify
 // it).
 func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
@@ -346,7 +347,17 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ..
 	if cachedBefore != nil {
 		attrs = append(attrs, "from_cache", !r.cacheGrewSince(cachedBefore))
 	}
+	if o.preload {
+		attrs = append(attrs, "preload", true)
+	}
 	r.logger.Info("wasmhost: compiled module", attrs...)
+	if o.preload {
+		if r.cacheDir != "" {
+			m.digest = wasmstore.Digest(original) // names its kept snapshot
+		}
+		m.workflowSnapshot() // starts making (or reading) it
+		return m, nil
+	}
 	if err := m.unloadCode(ctx, original); err != nil {
 		return nil, fmt.Errorf("wasmhost: module %q: unloading its code until first use: %w", name, err)
 	}

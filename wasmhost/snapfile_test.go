@@ -58,26 +58,34 @@ func snapshotOf(t *testing.T, m *Module) *snapshot {
 }
 
 // wasRead reports whether m's snapshot was read from its file (not made), by the log
-// record publishing it.
+// record publishing it (logged just after the snapshot is published: waited for).
 func wasRead(t *testing.T, logs *captureHandler) bool {
 	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if kept, ok := publishedKept(logs); ok {
+			return kept
+		}
+	}
+	t.Fatal("no snapshot published")
+	return false
+}
+
+func publishedKept(logs *captureHandler) (kept, ok bool) {
 	logs.mu.Lock()
 	defer logs.mu.Unlock()
 	for _, r := range logs.records {
 		if r.Message != "wasmhost: instances are now restored from a snapshot" {
 			continue
 		}
-		kept := false
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "kept" {
 				kept = a.Value.Bool()
 			}
 			return true
 		})
-		return kept
+		return kept, true
 	}
-	t.Fatal("no snapshot published")
-	return false
+	return false, false
 }
 
 // logged returns the messages and attributes of the warnings logged, one line each.
@@ -310,4 +318,30 @@ func TestParkedResumesOverKeptSnapshot(t *testing.T) {
 	if !wasRead(t, logs) {
 		t.Error("the edited snapshot file was not read")
 	}
+}
+
+// TestPreloadKeepsCodeAndReadsSnapshot: a module compiled with Preload keeps its code
+// loaded and has its workflow snapshot read from the cache dir before anything asks for
+// an instance.
+func TestPreloadKeepsCodeAndReadsSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	snapshotOf(t, restarted(t, dir, &captureHandler{}, nil))
+	ctx := context.Background()
+	logs := &captureHandler{}
+	rt, err := NewRuntime(ctx, Config{CacheDir: dir, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	m, err := rt.Compile(ctx, "guest", guestWasm, Preload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.CodeLoaded() {
+		t.Error("the code of a preloaded module is not loaded after Compile")
+	}
+	if !wasRead(t, logs) { // fails unless the snapshot is published without being asked for
+		t.Errorf("the preloaded module made its snapshot instead of reading it; warnings:\n%s", logged(logs))
+	}
+	echoes(t, m)
 }
