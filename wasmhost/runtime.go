@@ -377,7 +377,7 @@ func (r *Runtime) cachedFiles() map[string]bool {
 	files := map[string]bool{}
 	dirs, _ := os.ReadDir(r.cacheDir) // none yet: an empty cache
 	for _, d := range dirs {
-		if !d.IsDir() || d.Name() == modulesDir { // the modules' bytes (load.go), not code
+		if !d.IsDir() || d.Name() == modulesDir || d.Name() == snapshotsDir { // the modules' bytes (load.go) and snapshots (snapfile.go), not code
 			continue
 		}
 		entries, _ := os.ReadDir(filepath.Join(r.cacheDir, d.Name()))
