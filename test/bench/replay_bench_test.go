@@ -21,8 +21,9 @@ import (
 // sleep and started again after the delay expired; the metrics are the time from the
 // restart to the workflow's finished event (recovery of one execution), and from the
 // delay's answer after the restart to the finished event (the run itself: history read,
-// instance, replay; the module's code and, with snapshots, its snapshot are prepared
-// from the server's start on, and the run waits for what is not ready yet), and the
+// instance, replay; the module's code and its initialised image, kept in the cache dir,
+// are prepared from the server's start on, and the run waits for what is not ready
+// yet), and the
 // server's CPU time from its start to the finished event (restart-cpu-ms: start-up and
 // the one run).
 func BenchmarkReplay(b *testing.B) { benchReplay(b, "snapshot_every = 0") }
