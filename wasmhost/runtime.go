@@ -135,6 +135,8 @@ type Runtime struct {
 	// build names the running build (buildIdentity), part of the key of every kept
 	// workflow snapshot (snapfile.go).
 	build string
+	// limitPages is Config.MemoryLimitPages, also part of that key.
+	limitPages uint32
 	// wasiFuncs are the functions wasi_snapshot_preview1 exports, to check imports against.
 	wasiFuncs map[string]api.FunctionDefinition
 
@@ -184,7 +186,7 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		noReuse:             cfg.DisableInstanceReuse,
 	}
 	if cfg.CacheDir != "" {
-		r.build = buildIdentity()
+		r.build, r.limitPages = buildIdentity(), cfg.MemoryLimitPages
 	}
 	r.closing, r.cancel = context.WithCancelCause(context.Background())
 	if r.workers <= 0 {

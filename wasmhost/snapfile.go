@@ -72,8 +72,10 @@ func buildIdentity() string {
 
 // snapshotKey is the digest of what a snapshot of m depends on.
 func (m *Module) snapshotKey() [32]byte {
-	return sha256.Sum256(fmt.Appendf(nil, "%s\nbuild=%s\nmodule=%s\nactivities=%t\nlimit_pages=%d\n",
-		snapFileMagic, m.rt.build, m.digest, !m.rt.noActivitySnapshots, m.limitPages))
+	// The memory limits decide whether making the snapshot succeeds, and whether an
+	// instance can be restored from it.
+	return sha256.Sum256(fmt.Appendf(nil, "%s\nbuild=%s\nmodule=%s\nactivities=%t\nlimit_pages=%d/%d\n",
+		snapFileMagic, m.rt.build, m.digest, !m.rt.noActivitySnapshots, m.limitPages, m.rt.limitPages))
 }
 
 // snapshotFile is where m's snapshot is kept, or "" when it is not kept.

@@ -196,17 +196,25 @@ func TestKeptSnapshotCorruptIgnored(t *testing.T) {
 // settings, is not used: the snapshot is made afresh (and the file replaced).
 func TestKeptSnapshotStaleIgnored(t *testing.T) {
 	dir := t.TempDir()
-	snapshotOf(t, restarted(t, dir, &captureHandler{}, nil))
+	m := restarted(t, dir, &captureHandler{}, nil)
+	snapshotOf(t, m)
+	good, err := os.ReadFile(m.snapshotFile())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		edit func(*Runtime)
 	}{
 		{"build", func(rt *Runtime) { rt.build += " (another)" }},
 		{"activities", func(rt *Runtime) { rt.noActivitySnapshots = true }},
-		{"back", nil}, // the file the last case wrote is stale for the first settings again
+		{"memory limit", func(rt *Runtime) { rt.limitPages = 4096 }},
 	} {
 		name, edit := c.name, c.edit
 		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(m.snapshotFile(), good, 0o644); err != nil { // made with the first settings
+				t.Fatal(err)
+			}
 			logs := &captureHandler{}
 			m := restarted(t, dir, logs, edit)
 			snapshotOf(t, m)
