@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // Workflow snapshots kept across restarts.
@@ -30,7 +31,8 @@ import (
 // which includes wazero's version and wasmhost's code, the format's version and the
 // settings that change what is captured); the whole file is checked with a CRC-32C.
 // A file that is corrupt, truncated or made for something else is ignored, with a log
-// record, and the snapshot is made afresh and written over it. Files are written to a
+// record, and the snapshot is made afresh and written over it. (The file's name holds a
+// digest of the build too, see snapshotFile; the key in the header covers the rest.) Files are written to a
 // temporary name and renamed, so a reader sees a whole file or none.
 //
 // A restored snapshot is the one that was written: its memory digest (what parked
@@ -78,13 +80,22 @@ func (m *Module) snapshotKey() [32]byte {
 		snapFileMagic, m.rt.build, m.digest, !m.rt.noActivitySnapshots, m.limitPages, m.rt.limitPages))
 }
 
-// snapshotFile is where m's snapshot is kept, or "" when it is not kept.
+// snapshotFile is where m's snapshot is kept, or "" when it is not kept. The name holds
+// the module's digest and a digest of the build: processes of different builds sharing a
+// cache dir (a server and the tests that check its store offline, an old and a new
+// version during an upgrade) keep one file each rather than overwriting each other's.
 func (m *Module) snapshotFile() string {
 	if m.rt.cacheDir == "" || m.digest == "" {
 		return ""
 	}
-	return filepath.Join(m.rt.cacheDir, snapshotsDir, m.digest+".snap")
+	build := sha256.Sum256([]byte(m.rt.build))
+	return filepath.Join(m.rt.cacheDir, snapshotsDir, m.digest+"-"+hex.EncodeToString(build[:8])+".snap")
 }
+
+// snapshotFileMaxIdle is how long a kept snapshot of another build is kept: a file is only
+// read when a process starts, so one not written for that long belongs to a build no
+// longer started (writeSnapshot removes it).
+const snapshotFileMaxIdle = 7 * 24 * time.Hour
 
 // readSnapshot returns the snapshot kept for m, or nil (logged) when there is none that
 // can be used.
@@ -116,6 +127,13 @@ func (m *Module) writeSnapshot(s *snapshot) {
 	}
 	if err := writeFileAtomic(path, encodeSnapshotFile(s, m.snapshotKey())); err != nil {
 		m.rt.logger.Warn("wasmhost: could not keep the workflow snapshot for the next start", "module", m.name, "err", err)
+		return
+	}
+	others, _ := filepath.Glob(filepath.Join(filepath.Dir(path), m.digest+"-*.snap"))
+	for _, o := range others {
+		if fi, err := os.Stat(o); err == nil && o != path && time.Since(fi.ModTime()) > snapshotFileMaxIdle {
+			_ = os.Remove(o) // another process may have removed it first
+		}
 	}
 }
 

@@ -192,8 +192,8 @@ func TestKeptSnapshotCorruptIgnored(t *testing.T) {
 	}
 }
 
-// TestKeptSnapshotStaleIgnored: a snapshot file made by another build, or with other
-// settings, is not used: the snapshot is made afresh (and the file replaced).
+// TestKeptSnapshotStaleIgnored: a snapshot file made with other settings is not used:
+// the snapshot is made afresh (and the file replaced).
 func TestKeptSnapshotStaleIgnored(t *testing.T) {
 	dir := t.TempDir()
 	m := restarted(t, dir, &captureHandler{}, nil)
@@ -206,7 +206,6 @@ func TestKeptSnapshotStaleIgnored(t *testing.T) {
 		name string
 		edit func(*Runtime)
 	}{
-		{"build", func(rt *Runtime) { rt.build += " (another)" }},
 		{"activities", func(rt *Runtime) { rt.noActivitySnapshots = true }},
 		{"memory limit", func(rt *Runtime) { rt.limitPages = 4096 }},
 	} {
@@ -225,6 +224,29 @@ func TestKeptSnapshotStaleIgnored(t *testing.T) {
 				t.Errorf("no warning about the stale file; warnings:\n%s", w)
 			}
 		})
+	}
+}
+
+// TestKeptSnapshotOfAnotherBuild: a process of another build does not read the snapshot
+// kept by this one, and keeps its own beside it rather than over it (a server and the
+// tests checking its store offline share a cache dir).
+func TestKeptSnapshotOfAnotherBuild(t *testing.T) {
+	dir := t.TempDir()
+	m := restarted(t, dir, &captureHandler{}, nil)
+	snapshotOf(t, m)
+	logs := &captureHandler{}
+	other := restarted(t, dir, logs, func(rt *Runtime) { rt.build += " (another)" })
+	snapshotOf(t, other)
+	if wasRead(t, logs) {
+		t.Fatal("a snapshot kept by another build was used")
+	}
+	if m.snapshotFile() == other.snapshotFile() {
+		t.Fatal("two builds keep their snapshots in the same file")
+	}
+	logs = &captureHandler{}
+	snapshotOf(t, restarted(t, dir, logs, nil))
+	if !wasRead(t, logs) {
+		t.Errorf("this build's snapshot was not read after another build kept its own; warnings:\n%s", logged(logs))
 	}
 }
 
