@@ -320,9 +320,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	} else if has {
 		e.retention.sweepsCache = true
 	}
-	retired, saveVersions, err := e.prepareVersions(ctx, cfg.Components)
+	retired, needed, saveVersions, err := e.prepareVersions(ctx, cfg.Components)
 	if err != nil {
 		return fail(err)
+	}
+	if rc, ok := comp.(runtimeCompiler); ok {
+		comp = preloading{rc, needed}
 	}
 	loading := time.Now()
 	e.log.Info("loading components", "count", len(cfg.Components), "retired_versions", len(retired), "at_once", runtime.GOMAXPROCS(0), "cache_dir", cfg.CacheDir)

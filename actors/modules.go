@@ -20,6 +20,22 @@ func (r runtimeCompiler) compile(ctx context.Context, name, _ string, wasm []byt
 	return r.rt.Compile(ctx, name, wasm, wasmhost.MemoryLimitPages(limitPages))
 }
 
+// preloading compiles, with wasmhost.Preload, the modules of the components that
+// unfinished executions are pinned to (by ID): after a restart, the first of them to run
+// (a parked workflow resumed from its snapshot, say) does not wait for the module's code
+// to be loaded a second time and its workflow snapshot to be made.
+type preloading struct {
+	runtimeCompiler
+	ids map[string]bool
+}
+
+func (p preloading) compile(ctx context.Context, name, digest string, wasm []byte, limitPages uint32) (*wasmhost.Module, error) {
+	if !p.ids[componentID(Workflow, name, digest)] && !p.ids[componentID(ActivityWasm, name, digest)] {
+		return p.runtimeCompiler.compile(ctx, name, digest, wasm, limitPages)
+	}
+	return p.rt.Compile(ctx, name, wasm, wasmhost.MemoryLimitPages(limitPages), wasmhost.Preload())
+}
+
 // runtimeConfig is the wasm runtime of an engine configured by cfg (whose CacheDir is set).
 func runtimeConfig(cfg Config) wasmhost.Config {
 	return wasmhost.Config{

@@ -237,17 +237,18 @@ func (v *versions) digests() map[string]bool {
 
 // prepareVersions stores and records the deployed components' versions and returns
 // the configurations of the retired versions that the store's unfinished executions
-// need (see above), and a function that saves the record and drops what nothing needs
-// (called once the components loaded).
-func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig) (retired []ComponentConfig, commit func() error, err error) {
+// need (see above), the IDs of the components (deployed or retired) that unfinished
+// executions are pinned to, and a function that saves the record and drops what nothing
+// needs (called once the components loaded).
+func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig) (retired []ComponentConfig, needed map[string]bool, commit func() error, err error) {
 	v, err := openVersions(e.cfg.DataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	before := v.digests()
 	ids, err := v.deploy(deployed)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	live := map[string]int{}
 	if err := e.store.LiveStates(ctx, func(st *pb.ExecutionState) error {
@@ -256,11 +257,15 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 		}
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("find the component versions of unfinished executions: %w", err)
+		return nil, nil, nil, fmt.Errorf("find the component versions of unfinished executions: %w", err)
+	}
+	needed = make(map[string]bool, len(live))
+	for id := range live {
+		needed[id] = true
 	}
 	retired, unknown, err := v.retire(ids, live)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, r := range retired {
 		e.log.Info("serving a retired component version for its unfinished executions", "component", r.Name, "type", r.Type, "file", r.Path)
@@ -275,7 +280,7 @@ func (e *Engine) prepareVersions(ctx context.Context, deployed []ComponentConfig
 			dropped[d] = true
 		}
 	}
-	return retired, func() error {
+	return retired, needed, func() error {
 		if err := v.save(dropped); err != nil {
 			return err
 		}

@@ -59,32 +59,40 @@ func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 	}
 	if err != nil {
 		m.rt.logger.Warn("wasmhost: keeping the module's bytes in memory until its first use", "module", m.name, "err", err)
+		digest = wasmstore.Digest(wasm)
 	} else {
 		read = func() ([]byte, error) { return store.Get(digest) }
 	}
+	m.digest = digest
 	variant := m.variant != nil
-	m.reload = func(ctx context.Context) (wazero.CompiledModule, []wasmbin.Segment, error) {
+	m.reload = func(ctx context.Context) (loaded, error) {
+		var l loaded
+		started := time.Now()
 		code, err := read()
 		if err != nil {
-			return nil, nil, err
+			return l, err
 		}
+		l.read = time.Since(started)
+		started = time.Now()
 		merged, _, ok, err := wasmbin.MergeData(code, mergeDataMaxGap)
 		if err != nil {
-			return nil, nil, err
+			return l, err
 		}
 		if ok {
 			code = merged
 		}
-		var data []wasmbin.Segment
 		if variant {
 			v, err := snapshotVariant(code)
 			if err != nil {
-				return nil, nil, fmt.Errorf("rewriting the snapshot variant: %w", err)
+				return l, fmt.Errorf("rewriting the snapshot variant: %w", err)
 			}
-			code, data = v.Wasm, ownSegments(v.Data)
+			code, l.data = v.Wasm, ownSegments(v.Data)
 		}
-		compiled, err := m.rt.rt.CompileModule(experimental.WithCompilationWorkers(ctx, m.rt.workers), code)
-		return compiled, data, err
+		l.rewrite = time.Since(started)
+		started = time.Now()
+		l.compiled, err = m.rt.rt.CompileModule(experimental.WithCompilationWorkers(ctx, m.rt.workers), code)
+		l.compile = time.Since(started)
+		return l, err
 	}
 	// The variant's data segments (what its plain instances and its snapshot start
 	// from: a few MB a Go guest) go with the code and come back with it.
@@ -94,6 +102,17 @@ func (m *Module) unloadCode(ctx context.Context, wasm []byte) error {
 	err = m.compiled.Close(ctx)
 	m.compiled = nil
 	return err
+}
+
+// loaded is what Module.reload loads, with how long each step took (logged: they are
+// what a module's first instance after a restart waits for).
+type loaded struct {
+	compiled wazero.CompiledModule
+	data     []wasmbin.Segment // the variant's data segments; nil without a variant
+	// read: the module's bytes from the cache dir; rewrite: merging data segments and
+	// rewriting the variant; compile: wazero's CompileModule (decoding and validating the
+	// module, then the compiled code from the on-disk cache).
+	read, rewrite, compile time.Duration
 }
 
 // loadedVariant returns a copy of the module's snapshot variant with its data segments,
@@ -131,14 +150,15 @@ func (m *Module) code(ctx context.Context) (wazero.CompiledModule, error) {
 		return nil, fmt.Errorf("wasmhost: module %q: %w", m.name, errModuleClosed)
 	}
 	started := time.Now()
-	compiled, data, err := m.reload(ctx)
+	l, err := m.reload(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: loading the code of module %q: %w", m.name, err)
 	}
 	if m.variant != nil {
-		m.variant.Data = data
+		m.variant.Data = l.data
 	}
-	m.compiled, m.reload = compiled, nil // the module's bytes go with it: the code stays now
-	m.rt.logger.Info("wasmhost: loaded module on first use", "module", m.name, "took", time.Since(started).Round(time.Millisecond))
-	return compiled, nil
+	m.compiled, m.reload = l.compiled, nil // the module's bytes go with it: the code stays now
+	m.rt.logger.Info("wasmhost: loaded module on first use", "module", m.name, "took", time.Since(started).Round(time.Millisecond),
+		"read", l.read.Round(time.Microsecond), "rewrite", l.rewrite.Round(time.Microsecond), "compile", l.compile.Round(time.Microsecond))
+	return l.compiled, nil
 }

@@ -57,6 +57,7 @@ type CompileOption func(*compileOptions)
 
 type compileOptions struct {
 	memoryLimitPages uint32
+	preload          bool
 }
 
 // MemoryLimitPages caps the linear memory of every instance of the module at pages
@@ -65,6 +66,15 @@ type compileOptions struct {
 // with a [*TrapError] wrapping [ErrMemoryLimit] ("memory limit of N MiB reached").
 func MemoryLimitPages(pages uint32) CompileOption {
 	return func(o *compileOptions) { o.memoryLimitPages = pages }
+}
+
+// Preload says that the module is about to be used (unfinished executions need it):
+// its code stays loaded after Compile, rather than being unloaded and loaded again by
+// its first instance (load.go), and its workflow snapshot is made, or read from the
+// cache dir, in the background at once, so that the first instance, or the first
+// resume of a parked workflow, does not wait for either.
+func Preload() CompileOption {
+	return func(o *compileOptions) { o.preload = true }
 }
 
 // checkMemoryLimit records the module's declared minimum memory (MemoryMin must answer

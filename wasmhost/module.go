@@ -28,7 +28,7 @@ type Module struct {
 	compiled wazero.CompiledModule
 	codeMu   sync.Mutex // guards compiled after Compile
 	// reload loads compiled while it is nil, and the variant's data segments with it.
-	reload func(context.Context) (wazero.CompiledModule, []wasmbin.Segment, error)
+	reload func(context.Context) (loaded, error)
 	// variant, when set, says that compiled is the module's snapshot variant
 	// (wasmbin.SnapshotVariant: no data section, no start section, mutable globals
 	// exported) rather than the module itself, and holds what the variant lacks. Every
@@ -47,6 +47,9 @@ type Module struct {
 	limitPages uint32
 	// minPages is the declared minimum of its memory, recorded at Compile.
 	minPages uint32
+	// digest is the wasmstore digest of the module's bytes as given to Compile, which
+	// names its kept workflow snapshot (snapfile.go); "" without a cache dir.
+	digest string
 
 	ctx    context.Context // cancelled by Close (and Runtime.Close): stops the pools
 	cancel context.CancelFunc

@@ -21,6 +21,7 @@ import (
 	"github.com/obelisk-go/obelisk/wasmhost/internal/linmem"
 	"github.com/obelisk-go/obelisk/wasmhost/internal/wasmbin"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
+	"github.com/obelisk-go/obelisk/wasmstore"
 )
 
 // Names fixed by guest ABI v1 (docs/abi.md).
@@ -131,6 +132,11 @@ type Runtime struct {
 	// module instead of starting from a memory image (for tests and
 	// measurements).
 	noActivityImages bool
+	// build names the running build (buildIdentity), part of the key of every kept
+	// workflow snapshot (snapfile.go).
+	build string
+	// limitPages is Config.MemoryLimitPages, also part of that key.
+	limitPages uint32
 	// wasiFuncs are the functions wasi_snapshot_preview1 exports, to check imports against.
 	wasiFuncs map[string]api.FunctionDefinition
 
@@ -178,6 +184,9 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 		noSnapshots:         cfg.DisableWorkflowSnapshots,
 		noActivitySnapshots: cfg.DisableActivitySnapshots,
 		noReuse:             cfg.DisableInstanceReuse,
+	}
+	if cfg.CacheDir != "" {
+		r.build, r.limitPages = buildIdentity(), cfg.MemoryLimitPages
 	}
 	r.closing, r.cancel = context.WithCancelCause(context.Background())
 	if r.workers <= 0 {
@@ -267,8 +276,8 @@ func (r *Runtime) Close(ctx context.Context) error {
 //
 // Each module compiled is logged (at Info: a cold start compiling Go guests takes
 // seconds per module, and must not look like a hang), with whether its code came from
-// the on-disk compilation cache. With a cache, the code is then unloaded until the
-// module's first instance (load.go), from a copy of wasm written into the cache dir (or
+// the on-disk compilation cache. With a cache, the code is then unloaded (unless
+// [Preload]) until the module's first instance (load.go), from a copy of wasm written into the cache dir (or
 // from wasm itself, kept, if the copy could not be written: the caller must not modify
 // it).
 func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ...CompileOption) (*Module, error) {
@@ -340,7 +349,17 @@ func (r *Runtime) Compile(ctx context.Context, name string, wasm []byte, opts ..
 	if cachedBefore != nil {
 		attrs = append(attrs, "from_cache", !r.cacheGrewSince(cachedBefore))
 	}
+	if o.preload {
+		attrs = append(attrs, "preload", true)
+	}
 	r.logger.Info("wasmhost: compiled module", attrs...)
+	if o.preload {
+		if r.cacheDir != "" {
+			m.digest = wasmstore.Digest(original) // names its kept snapshot
+		}
+		m.workflowSnapshot() // starts making (or reading) it
+		return m, nil
+	}
 	if err := m.unloadCode(ctx, original); err != nil {
 		return nil, fmt.Errorf("wasmhost: module %q: unloading its code until first use: %w", name, err)
 	}
@@ -360,7 +379,7 @@ func (r *Runtime) cachedFiles() map[string]bool {
 	files := map[string]bool{}
 	dirs, _ := os.ReadDir(r.cacheDir) // none yet: an empty cache
 	for _, d := range dirs {
-		if !d.IsDir() || d.Name() == modulesDir { // the modules' bytes (load.go), not code
+		if !d.IsDir() || d.Name() == modulesDir || d.Name() == snapshotsDir { // the modules' bytes (load.go) and snapshots (snapfile.go), not code
 			continue
 		}
 		entries, _ := os.ReadDir(filepath.Join(r.cacheDir, d.Name()))

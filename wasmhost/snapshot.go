@@ -96,7 +96,11 @@ type snapshot struct {
 	stderr  []byte        // the tail of stderr kept after _initialize
 	kept    []byte        // a response waiting for host_take after _initialize
 	took    time.Duration // making it (both initialisations)
-	size    int           // bytes in chunks
+	// load and init split took: waiting for the module's code, and the initialisations
+	// (two, or three for activities, each instantiating the variant and running the
+	// start function, _initialize and the warm-up).
+	load, init time.Duration
+	size       int // bytes in chunks
 	// generators are the offsets of the guest runtime's random generators, which an
 	// activity instance restored from the snapshot reseeds (see reseed.go); nil
 	// when activities cannot be restored from it (activityOK false).
@@ -144,7 +148,7 @@ func (m *Module) waitSnapshot(ctx context.Context) (*snapshot, error) {
 
 // prepareSnapshot makes the snapshot, publishes it, and logs the outcome.
 func (m *Module) prepareSnapshot() {
-	s, err := m.makeSnapshot(m.ctx)
+	s, keep, err := m.makeSnapshot(m.ctx)
 	if err != nil {
 		m.snap.finish(nil, nil, nil)
 		if m.ctx.Err() != nil {
@@ -163,9 +167,13 @@ func (m *Module) prepareSnapshot() {
 	if m.snap.finish(s, closed, discard) {
 		m.rt.logger.Info("wasmhost: instances are now restored from a snapshot", "module", m.name,
 			"workflows", !m.rt.noSnapshots, "activities", s.activityOK && !m.rt.noActivitySnapshots, "generators", len(s.generators),
-			"pages", s.pages, "bytes", s.size, "globals", len(s.globals), "mapped", s.image != nil, "took", s.took)
+			"pages", s.pages, "bytes", s.size, "globals", len(s.globals), "mapped", s.image != nil, "took", s.took,
+			"load", s.load.Round(time.Microsecond), "init", s.init.Round(time.Microsecond), "kept", keep == nil)
 		if s.activityOK && !m.rt.noActivitySnapshots {
 			m.act.skip() // activities restore from the snapshot: no image needed
+		}
+		if keep != nil {
+			keep() // after publishing it: nothing waits for the disk
 		}
 	}
 }
@@ -174,17 +182,29 @@ func (m *Module) prepareSnapshot() {
 // failures) for which it gets no snapshot.
 var errNotSnapshottable = errors.New("module cannot be snapshotted")
 
-// makeSnapshot initialises two instances of the variant and checks that they ended in
-// the same state.
-func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
+// makeSnapshot reads the snapshot kept from an earlier process (snapfile.go) or, when
+// there is none that can be used, initialises two instances of the variant and checks
+// that they ended in the same state; keep then writes it for the next process (nil when
+// it was read).
+func (m *Module) makeSnapshot(ctx context.Context) (s *snapshot, keep func(), err error) {
 	start := time.Now()
-	v, err := m.loadedVariant(ctx)
-	if err != nil {
-		return nil, err
+	if m.variant == nil {
+		return nil, nil, m.noVariant
 	}
-	s, err := m.captureTwice(ctx, v)
-	if err != nil {
-		return nil, err
+	if s = m.readSnapshot(); s == nil {
+		v, err := m.loadedVariant(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		loadedAt := time.Now()
+		if s, err = m.captureTwice(ctx, v); err != nil {
+			return nil, nil, err
+		}
+		s.load, s.init = loadedAt.Sub(start), time.Since(loadedAt)
+		made := *s // with its chunks, which an image takes over below
+		keep = func() { m.writeSnapshot(&made) }
+	} else if m.rt.alloc != nil {
+		s.alloc = sizedAllocator{base: m.rt.alloc, min: uint64(s.pages) * wasmPage}
 	}
 	if m.rt.alloc != nil && !m.rt.noImages && uint64(s.pages)*wasmPage >= minImageSize {
 		chunks := make([]linmem.Chunk, len(s.chunks))
@@ -203,7 +223,7 @@ func (m *Module) makeSnapshot(ctx context.Context) (*snapshot, error) {
 		}
 	}
 	s.took = time.Since(start)
-	return s, nil
+	return s, keep, nil
 }
 
 // minImageSize is the smallest memory mapped from an image rather than
