@@ -95,6 +95,9 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 			c.ParentId, c.ParentJoinSetId, c.ScheduledBy = "", "", ""
 			c.TraceParent, c.TraceState = "", "" // a new top-level execution: a trace of its own
 			c.ForkedFrom, c.ForkedAtVersion = id, at
+			if c.SeedId == "" { // a fork of a fork keeps the root's
+				c.SeedId = id
+			}
 			// A fork is a repair, started later: the original's deadline was its
 			// submitter's, and would often have passed already.
 			c.Deadline = 0

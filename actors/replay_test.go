@@ -44,6 +44,58 @@ func TestReplay(t *testing.T) {
 	t.Run("refuses", func(t *testing.T) { testReplayRefuses(t, e) })
 	t.Run("file", func(t *testing.T) { testReplayFile(t, e) })
 	t.Run("upgrade", func(t *testing.T) { testUpgrade(t, e) })
+	t.Run("fork identity", func(t *testing.T) { testForkIdentity(t, e) })
+}
+
+// A fork runs as its root original: the guest sees the original's execution ID and
+// random seed, under which the copied prefix was recorded. identity names a join set
+// after both, then returns them: its fork (and the fork's fork) replays the prefix
+// and returns what the original returned.
+func testForkIdentity(t *testing.T, e *Engine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id, _, err := e.Submit(ctx, "", "testing:sleep-workflow/workflow.identity", json.RawMessage("[1]"), OfComponent("sleep-workflow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.WaitFinished(ctx, id)
+	if err != nil || !strings.HasPrefix(string(st.Result), `{"ok":"`+id+" ") {
+		t.Fatalf("original: %v (%v)", st, err)
+	}
+	want := string(st.Result)
+	evs, err := e.store.Events(ctx, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := uint32(0)
+	for v, ev := range evs {
+		if strings.HasPrefix(ev.GetHistory().GetJoinSetCreate().GetJoinSetId(), "n:id-") {
+			at = uint32(v) + 1
+		}
+	}
+	if at == 0 {
+		t.Fatalf("no named join set in %v", evs)
+	}
+	from := id
+	for _, what := range []string{"fork", "fork of the fork"} {
+		fork, err := e.Fork(ctx, from, at, ForkOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		st, err := e.WaitFinished(ctx, fork)
+		if err != nil || string(st.Result) != want {
+			t.Fatalf("%s %s: %s (%v), want the original's %s", what, fork, st.GetResult(), err, want)
+		}
+		fevs, err := e.store.Events(ctx, fork, 0, 1)
+		if err != nil || fevs[0].GetCreated().GetSeedId() != id || fevs[0].GetCreated().GetForkedFrom() != from {
+			t.Fatalf("%s: created %v (%v): want seed %s, forked from %s", what, fevs, err, id, from)
+		}
+		rep, err := e.Replay(ctx, fork, ReplayTarget{})
+		if err != nil || !rep.OK {
+			t.Fatalf("replay of the %s: %+v (%v)", what, rep, err)
+		}
+		from = fork
+	}
 }
 
 // Upgrade moves an unfinished execution that replays cleanly on the target (here

@@ -477,8 +477,12 @@ type Created struct {
 	// The W3C trace context (traceparent, tracestate headers) the execution's span belongs
 	// to: its submitter's, or its parent's with the parent's span as parent (package
 	// tracing). Empty when it was created with tracing off and no caller's context.
-	TraceParent   string `protobuf:"bytes,20,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,21,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	TraceParent string `protobuf:"bytes,20,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,21,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// A fork: the ID its workflow runs under, as the guest sees it (its own execution ID
+	// and the seed of its random source): the root original's, under which the copied
+	// prefix was recorded. Empty: its own ID.
+	SeedId        string `protobuf:"bytes,22,opt,name=seed_id,json=seedId,proto3" json:"seed_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -621,6 +625,13 @@ func (x *Created) GetTraceParent() string {
 func (x *Created) GetTraceState() string {
 	if x != nil {
 		return x.TraceState
+	}
+	return ""
+}
+
+func (x *Created) GetSeedId() string {
+	if x != nil {
+		return x.SeedId
 	}
 	return ""
 }
@@ -2579,7 +2590,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
 	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
-	"\x04kind\"\xb0\x05\n" +
+	"\x04kind\"\xc9\x05\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2599,7 +2610,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bdeadline\x18\x0e \x01(\x03R\bdeadline\x12!\n" +
 	"\ftrace_parent\x18\x14 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x15 \x01(\tR\n" +
-	"traceState\x1a;\n" +
+	"traceState\x12\x17\n" +
+	"\aseed_id\x18\x16 \x01(\tR\x06seedId\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
