@@ -305,7 +305,7 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	defer inst.Close(context.WithoutCancel(ctx))
 	logs := &replayLogs{}
 	inst.SetLogging(wasmhost.RunLogging{Sink: logs, CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
-	out, runErr := r.play(ctx, inst)
+	_, runErr := r.play(ctx, inst)
 
 	rep := &ReplayReport{ExecutionID: st.ExecutionId, ComponentID: c.ID, Pinned: st.ComponentId, HistoryEvents: recorded, Version: uint32(len(evs)),
 		Finished: st.Status == pb.Status_STATUS_FINISHED}
@@ -320,10 +320,7 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	var nd *NondeterminismError
 	switch {
 	case runErr == nil || errors.As(runErr, &trap):
-		result := checkedResult(out)
-		if runErr != nil {
-			result = events.FailureResult(events.FailureUncategorized, trap.Error())
-		}
+		result := r.returned
 		rep.Result, rep.Replayed, rep.OK = result, min(r.pos, recorded), true
 		switch {
 		case r.pos < recorded:
@@ -346,6 +343,12 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 			StepVersion: historyVersion(evs, nd.Step)}
 	case errors.Is(runErr, errReplayEnd):
 		rep.Replayed, rep.OK, rep.Next = recorded, true, fx.next
+		if r.returned != nil {
+			// It returned, and what it did before (past the history) was flushed: the
+			// return comes after those steps.
+			rep.Result = r.returned
+			rep.Next = append(rep.Next, ReplayStep{Kind: "return", Detail: "return " + clip.String(string(r.returned))})
+		}
 		if complete {
 			rep.OK = false
 			produced := &ReplayStep{Kind: "wait", Detail: "(nothing)"}

@@ -45,6 +45,29 @@ func TestReplay(t *testing.T) {
 	t.Run("file", func(t *testing.T) { testReplayFile(t, e) })
 	t.Run("upgrade", func(t *testing.T) { testUpgrade(t, e) })
 	t.Run("fork identity", func(t *testing.T) { testForkIdentity(t, e) })
+	t.Run("steps then return", func(t *testing.T) { testReplayStepsThenReturn(t, e) })
+}
+
+// A workflow that, past its history, takes steps and then returns without waiting
+// (identity with 0 ms: it creates a join set and returns): the report's next steps end
+// with the return, after the steps, and carry the result.
+func testReplayStepsThenReturn(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	c := e.reg.byName["sleep-workflow"]
+	ev := createdEvent(time.Now(), c, "testing:sleep-workflow/workflow.identity", []byte("[0]"), "", "")
+	ev.GetCreated().Queue = "none" // served by nothing: its history stays the Created event
+	id := events.NewExecutionID(time.Now())
+	if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{ev}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Replay(ctx, id, ReplayTarget{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || len(rep.Next) != 2 || rep.Next[0].Kind != "join_set_create" || rep.Next[1].Kind != "return" ||
+		!strings.HasPrefix(string(rep.Result), `{"ok":"`+id+" ") || !strings.Contains(rep.Next[1].Detail, id) {
+		t.Fatalf("report %+v", rep)
+	}
 }
 
 // A fork runs as its root original: the guest sees the original's execution ID and

@@ -64,6 +64,9 @@ type workflowRun struct {
 	lockExpires time.Time
 	history     []*pb.HistoryEvent // recorded, then appended by this run
 	pos         int                // replay cursor in history
+	// returned is the result the guest ended with (its output, checked, or a trap's
+	// failure), once it has: what the run records after closing and flushing.
+	returned []byte
 	responses   map[string]*pb.Response
 	respCursor  uint32
 	oneOff      int
@@ -338,6 +341,12 @@ func (r *workflowRun) play(ctx context.Context, inst *wasmhost.Instance) ([]byte
 		return nil, runErr
 	}
 	var trap *wasmhost.TrapError
+	switch {
+	case runErr == nil:
+		r.returned = checkedResult(out)
+	case errors.As(runErr, &trap):
+		r.returned = events.FailureResult(events.FailureUncategorized, trap.Error())
+	}
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.
 		if err := r.closeAll(ctx); err != nil {

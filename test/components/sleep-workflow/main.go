@@ -87,8 +87,8 @@ func race(ctx obelisk.Context, activityMillis, timeoutMillis uint64) (string, er
 }
 
 // identity implements `identity: func(millis: u64) -> result<string>`: it names a
-// join set after its own execution ID and 4 bytes of WASI randomness, sleeps durably,
-// and returns "<execution ID> <random hex>". A replay under another ID or random seed
+// join set after its own execution ID and 4 bytes of WASI randomness, sleeps durably
+// (unless millis is 0), and returns "<execution ID> <random hex>". A replay under another ID or random seed
 // diverges at the join set's name (a fork's must not: it runs as its original).
 func identity(ctx obelisk.Context, millis uint64) (string, error) {
 	var b [4]byte
@@ -100,8 +100,10 @@ func identity(ctx obelisk.Context, millis uint64) (string, error) {
 	if _, err := obelisk.NewJoinSetNamed(ctx, fmt.Sprintf("id-%08x-%x", h.Sum32(), b)); err != nil {
 		return "", err
 	}
-	if err := obelisk.SleepFor(ctx, time.Duration(millis)*time.Millisecond); err != nil {
-		return "", err
+	if millis > 0 {
+		if err := obelisk.SleepFor(ctx, time.Duration(millis)*time.Millisecond); err != nil {
+			return "", err
+		}
 	}
 	return fmt.Sprintf("%s %x", ctx.ExecutionID(), b), nil
 }
