@@ -66,11 +66,11 @@ type workflowRun struct {
 	pos         int                // replay cursor in history
 	// returned is the result the guest ended with (its output, checked, or a trap's
 	// failure), once it has: what the run records after closing and flushing.
-	returned []byte
-	responses   map[string]*pb.Response
-	respCursor  uint32
-	oneOff      int
-	deadline    *deadline
+	returned   []byte
+	responses  map[string]*pb.Response
+	respCursor uint32
+	oneOff     int
+	deadline   *deadline
 
 	// Join sets as the workflow sees them at the replay cursor: what it requested, what
 	// it took. arrived holds every response known, per join set, in arrival (cursor)
