@@ -41,15 +41,54 @@ func (e *Engine) moveAt(ctx context.Context, id, component, by string, version u
 	if cid, err := events.CanonicalID(id); err == nil {
 		id = cid
 	}
+	var from string
+	for attempt := 1; ; attempt++ {
+		from, err = e.moveOnce(ctx, id, to, by, version)
+		if !errors.Is(err, errMoveRaced) {
+			break
+		}
+		if attempt == maxMoveAttempts {
+			return &FailedPreconditionError{fmt.Sprintf("move %s to %s: the execution changed under each of %d attempts: try again", id, to.ID, attempt)}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("move %s to %s: %w", id, to.ID, err)
+	}
+	if from != "" {
+		e.versionFinished(from)
+		e.log.Info("execution moved to another component", "execution", id, "from", from, "to", to.ID, "by", by)
+	}
+	return nil
+}
+
+// errMoveRaced: the execution changed between a move's check of its run and its
+// commit (a run of the old code locked it, say): the move checks again.
+var errMoveRaced = errors.New("the execution changed since the move checked its run")
+
+// maxMoveAttempts bounds the checks a move makes of an execution that keeps changing.
+const maxMoveAttempts = 5
+
+// moveOnce checks the execution id's run, stopping one of the old code, then commits
+// the move (see moveAt), on the condition that the execution has not changed since the
+// check (errMoveRaced). It returns the component the execution was moved from ("": it
+// was not moved).
+func (e *Engine) moveOnce(ctx context.Context, id string, to *Component, by string, version uint32) (string, error) {
 	// A run of the old code is stopped before the commit that takes the execution
 	// from it, so that the stop cannot reach a run of the new code started after the
 	// commit. Stopping one needlessly (the move is then refused) costs a replay, no more.
-	if st, err := e.store.State(ctx, id); err == nil && st.Status != pb.Status_STATUS_FINISHED && st.ComponentId != to.ID &&
-		st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW && st.RunId != "" && (st.Status == pb.Status_STATUS_LOCKED || st.LockExpiresAt > time.Now().UnixNano()) {
-		e.active.stop(id)
+	// A run that locks after this check changes the version, and the commit, which is
+	// conditioned on the version seen here, is refused: the next attempt stops it.
+	seen := uint32(0)
+	if st, err := e.store.State(ctx, id); err == nil {
+		seen = st.NextVersion
+		if st.Status != pb.Status_STATUS_FINISHED && st.ComponentId != to.ID && st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW &&
+			st.RunId != "" && (st.Status == pb.Status_STATUS_LOCKED || st.LockExpiresAt > time.Now().UnixNano()) {
+			e.active.stop(id)
+		}
 	}
+	e.hook("move", "checked")
 	var from string
-	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		from = ""
 		if st == nil {
 			return nil, &NotFoundError{id}
@@ -59,6 +98,9 @@ func (e *Engine) moveAt(ctx context.Context, id, component, by string, version u
 		}
 		if version != 0 && st.NextVersion != version {
 			return nil, errMovedOn
+		}
+		if seen != 0 && st.NextVersion != seen {
+			return nil, errMoveRaced
 		}
 		now := time.Now().UnixNano()
 		moved := &pb.Event{CreatedAt: now, Kind: &pb.Event_Moved{Moved: &pb.Moved{
@@ -71,14 +113,7 @@ func (e *Engine) moveAt(ctx context.Context, id, component, by string, version u
 		}
 		return appendTx(st, "", moved), nil
 	})
-	if err != nil {
-		return fmt.Errorf("move %s to %s: %w", id, to.ID, err)
-	}
-	if from != "" {
-		e.versionFinished(from)
-		e.log.Info("execution moved to another component", "execution", id, "from", from, "to", to.ID, "by", by)
-	}
-	return nil
+	return from, err
 }
 
 // moveTarget returns the deployed component named (or identified) by component.
