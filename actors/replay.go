@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
@@ -188,11 +189,12 @@ func (e *Engine) Replay(ctx context.Context, id string, target ReplayTarget) (*R
 }
 
 // sandbox returns an engine for shadow replays: it shares e's components, runtime and
-// limits, and reads e's store through a view that cannot write. It has no executors,
+// limits (its instances count in e's guest memory budget), and reads e's store through
+// a view that cannot write. It has no executors,
 // timers, services or resident instances: a run on it reaches none (replayEffects).
 func (e *Engine) sandbox() *Engine {
 	return &Engine{cfg: e.cfg, log: e.log, store: events.ReadOnlyView(e.store), rt: e.rt, reg: e.reg,
-		executor: e.executor, instantiating: e.instantiating, failed: make(chan struct{})}
+		executor: e.executor, instantiating: e.instantiating, memory: e.memory, failed: make(chan struct{})}
 }
 
 // replayComponent returns the component a replay of st runs (see ReplayTarget) and what
@@ -298,7 +300,17 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	}
 	r.load(evs, resps)
 	recorded := len(r.history)
-	inst, err := e.instantiate(ctx, c, r.instanceConfig(), nil, time.Time{})
+	var memory *membudget.Account
+	var err error
+	if e.memory != nil { // an offline engine (OpenOffline) has no budget: nothing else runs
+		// A replay's instance holds guest memory as a run's does, and waits for room as
+		// a run does (until the replay's bound).
+		if memory, err = e.admitRun(ctx, c); err != nil {
+			return nil, fmt.Errorf("reserve guest memory: %w", err)
+		}
+		defer memory.Close() // after the instance is closed (deferred below)
+	}
+	inst, err := e.instantiate(ctx, c, r.instanceConfig(), memory, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}

@@ -46,6 +46,34 @@ func TestReplay(t *testing.T) {
 	t.Run("upgrade", func(t *testing.T) { testUpgrade(t, e) })
 	t.Run("fork identity", func(t *testing.T) { testForkIdentity(t, e) })
 	t.Run("steps then return", func(t *testing.T) { testReplayStepsThenReturn(t, e) })
+	t.Run("memory budget", func(t *testing.T) { testReplayMemoryBudget(t, e) })
+}
+
+// A replay's instance counts in the guest memory budget, as a run's: with the whole
+// budget held, a replay waits for room (here until its context ends), and it runs once
+// the room is there, giving it back after.
+func testReplayMemoryBudget(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	id := submitFinished(t, e, "testing:fibo-workflow/workflow.fibow", "[3, 1]", "fibo-workflow")
+	hog, err := e.memory.Admit(ctx, e.cfg.MemoryBudget-e.memory.Stats().Used)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	_, err = e.Replay(short, id, ReplayTarget{})
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "guest memory") {
+		hog.Close()
+		t.Fatalf("replay with the budget held: %v, want it to wait for guest memory", err)
+	}
+	hog.Close()
+	used := e.memory.Stats().Used
+	if rep, err := e.Replay(ctx, id, ReplayTarget{}); err != nil || !rep.OK {
+		t.Fatalf("replay with room: %+v (%v)", rep, err)
+	}
+	if after := e.memory.Stats().Used; after != used {
+		t.Errorf("guest memory used: %d before the replay, %d after", used, after)
+	}
 }
 
 // A workflow that, past its history, takes steps and then returns without waiting
