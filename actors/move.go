@@ -116,23 +116,15 @@ func (e *Engine) moveOnce(ctx context.Context, id string, to *Component, by stri
 	return from, err
 }
 
-// moveTarget returns the deployed component named (or identified) by component.
+// moveTarget returns the deployed component named (or identified) by component: a
+// retired version is refused.
 func (e *Engine) moveTarget(component string) (*Component, error) {
-	c := e.reg.deployed(component)
-	if c == nil {
-		if x := e.reg.byID[component]; x != nil {
-			if x.Retired {
-				return nil, &InvalidArgumentError{fmt.Errorf("component %s is a retired version: it only finishes the executions pinned to it, and takes no others", component)}
-			}
-			c = x
-		}
+	c, err := e.reg.lookup(component)
+	if err != nil {
+		return nil, err
 	}
-	if c == nil {
-		nf := &ComponentNotFoundError{Component: component}
-		for _, d := range e.reg.components {
-			nf.Deployed = append(nf.Deployed, d.Config.Name)
-		}
-		return nil, nf
+	if c.Retired {
+		return nil, &InvalidArgumentError{fmt.Errorf("component %s is a retired version: it only finishes the executions pinned to it, and takes no others", component)}
 	}
 	return c, nil
 }
@@ -145,25 +137,24 @@ func (e *Engine) checkMove(st *pb.ExecutionState, to *Component) error {
 	case st.Status == pb.Status_STATUS_LOCKED && st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW:
 		return &FailedPreconditionError{fmt.Sprintf("activity %s is running; move it when its attempt has ended", st.ExecutionId)}
 	}
-	return e.checkRunsOn(st, to)
+	return e.checkRunsOn(st, to, to.Config.Name)
 }
 
-// checkRunsOn says why the execution st cannot run on component to (nil: it can): to
-// must be of its type and export its function with the signature of the component it
-// was created on (when this process has that one).
-func (e *Engine) checkRunsOn(st *pb.ExecutionState, to *Component) error {
+// checkRunsOn says why the execution st cannot run, or be replayed, on component to,
+// which messages call what (its name, or the file it came from) (nil: it can): to must
+// be of st's type and export its function with the signature of the component st is
+// pinned to (registry.functionOf; when this process has it).
+func (e *Engine) checkRunsOn(st *pb.ExecutionState, to *Component, what string) error {
 	id := st.ExecutionId
 	if st.ComponentType != to.Config.pbType() {
-		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %q is a %s", id, componentTypeName(st.ComponentType), to.Config.Name, to.Config.Type)}
+		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %s is a %s", id, componentTypeName(st.ComponentType), clip.Quote(what), to.Config.Type)}
 	}
 	fn, ok := to.function(st.Ffqn)
 	if !ok {
-		return &InvalidArgumentError{fmt.Errorf("component %q does not export %s, the function of execution %s", to.Config.Name, clip.Quote(st.Ffqn), id)}
+		return &InvalidArgumentError{fmt.Errorf("component %s does not export %s, the function of execution %s", clip.Quote(what), clip.String(st.Ffqn), id)}
 	}
-	if old := e.reg.byID[st.ComponentId]; old != nil {
-		if ofn, ok := old.function(st.Ffqn); ok && ofn.Fn.Signature() != fn.Fn.Signature() {
-			return &InvalidArgumentError{fmt.Errorf("component %q exports %s as %s, but execution %s was created for %s", to.Config.Name, st.Ffqn, fn.Fn.Signature(), id, ofn.Fn.Signature())}
-		}
+	if pinned, ok := e.reg.functionOf(st.ComponentId, st.Ffqn); ok && pinned.Fn.Signature() != fn.Fn.Signature() {
+		return &InvalidArgumentError{fmt.Errorf("component %s exports %s as %s, but execution %s was created for %s", clip.Quote(what), st.Ffqn, fn.Fn.Signature(), id, pinned.Fn.Signature())}
 	}
 	return nil
 }
