@@ -236,14 +236,10 @@ func (e *Engine) resumeFromSnapshot(ctx context.Context, c *Component, st *pb.Ex
 			return r, inst, nil
 		}
 	}
+	// None fits: the run replays, and snapshots at its first chance (snapshotAt 0),
+	// an unusable snapshot (of another component, say) holding nothing back.
 	r, err := replay()
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(entries) > 0 {
-		r.snapshotAt = int(entries[0].Position) // no other snapshot before as many more events
-	}
-	return r, nil, nil
+	return r, nil, err
 }
 
 // runFromVersion returns the run runID of the workflow locked by st with the events

@@ -102,6 +102,47 @@ func TestWorkflowSnapshots(t *testing.T) {
 	e, logs := snapshotEngine(t, t.TempDir(), 1)
 	t.Run("ResumeEqualsReplay", func(t *testing.T) { testResumeEqualsReplay(t, e, logs) })
 	t.Run("CorruptIgnored", func(t *testing.T) { testCorruptSnapshotIgnored(t, e, logs) })
+	t.Run("UnusableHoldsNothingBack", func(t *testing.T) { testUnusableSnapshotHoldsNothingBack(t, e) })
+}
+
+// testUnusableSnapshotHoldsNothingBack: a run that finds no snapshot it can use (here
+// the only one was taken on another component) replays, and may snapshot at its first
+// chance: the unusable one does not make it wait for snapshot_every more events.
+func testUnusableSnapshotHoldsNothingBack(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	id, _, err := e.Submit(ctx, "", "testing:sleep-workflow/workflow.sleep-then-call", []byte("[3600000, 10]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Cancel(ctx, id)
+	var en events.SnapshotEntry
+	eventually(t, "a snapshot at the sleep", func() bool {
+		es, err := e.store.Snapshots(ctx, id)
+		if err != nil || len(es) == 0 {
+			return false
+		}
+		en = es[0]
+		return true
+	})
+	blob, err := e.store.SnapshotBlob(ctx, id, en)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en.ComponentID = "workflow:other:sha256:00"
+	if _, err := e.store.Commit(ctx, &events.Tx{Snapshots: []events.SnapshotPut{{ExecutionID: id, Entry: en, Blob: blob}}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.store.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, inst, err := e.resumeFromSnapshot(ctx, e.reg.byID[st.ComponentId], st, "check", nil)
+	if err != nil || inst != nil {
+		t.Fatalf("resume: instance %v, %v; want a replay", inst, err)
+	}
+	if r.snapshotAt != 0 {
+		t.Fatalf("the replaying run snapshots only %d history events after the unusable snapshot's position %d", r.snapshotAt, en.Position)
+	}
 }
 
 // testResumeEqualsReplay: a workflow whose every wait drops its instance, resumed from
