@@ -906,7 +906,7 @@ func (liveEffects) await(ctx context.Context, r *workflowRun, js string, n int) 
 		case <-w.evicted:
 			lease.Stop()
 			w = nil
-			r.snapshotBeforeLeaving(ctx)
+			r.snapshotBeforeEviction(ctx)
 			r.releaseLease(ctx)
 			return nil, errInterrupted
 		case <-lease.C:
