@@ -474,6 +474,31 @@ func sameCode(fns []Function) bool {
 // deployed returns the deployed component named name, nil if there is none.
 func (reg *registry) deployed(name string) *Component { return reg.byName[name] }
 
+// lookup returns the component named or identified by component: a deployed one's
+// name or ID, a retired version's ID, or, if no deployed component has that name, a
+// retired version's name (its newest).
+func (reg *registry) lookup(component string) (*Component, error) {
+	c := reg.byName[component]
+	if c == nil {
+		c = reg.byID[component]
+	}
+	if c == nil {
+		for _, r := range reg.retired {
+			if r.Config.Name == component {
+				c = r
+			}
+		}
+	}
+	if c == nil {
+		nf := &ComponentNotFoundError{Component: component}
+		for _, d := range reg.components {
+			nf.Deployed = append(nf.Deployed, d.Config.Name)
+		}
+		return nil, nf
+	}
+	return c, nil
+}
+
 // ComponentNotFoundError: a submission names a component that is not deployed.
 type ComponentNotFoundError struct {
 	Component string

@@ -52,28 +52,17 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 	if cid, err := events.CanonicalID(id); err == nil {
 		id = cid
 	}
-	st, err := e.store.State(ctx, id)
+	st, evs, resps, err := e.workflowHistory(ctx, id, "forked")
 	if errors.Is(err, events.ErrNotFound) {
 		return "", &NotFoundError{id}
 	}
 	if err != nil {
 		return "", fmt.Errorf("fork %s: %w", id, err)
 	}
-	if st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
-		return "", &InvalidArgumentError{fmt.Errorf("execution %s is a %s: only workflow executions can be forked", id, componentTypeName(st.ComponentType))}
-	}
 	if opts.CancelOriginal && st.ParentId != "" {
 		// The fork is top-level: its result would go nowhere, and the cancellation's
 		// failure to the parent.
 		return "", &InvalidArgumentError{fmt.Errorf("execution %s is a child of %s: a child's fork cannot replace it under its parent (fork without cancelling it, or fork the parent)", id, st.ParentId)}
-	}
-	evs, err := e.store.Events(ctx, id, 0, 0)
-	if err != nil {
-		return "", fmt.Errorf("fork %s: read events: %w", id, err)
-	}
-	resps, err := e.store.Responses(ctx, id, 0)
-	if err != nil {
-		return "", fmt.Errorf("fork %s: read responses: %w", id, err)
 	}
 	if err := forkPoint(id, evs, at); err != nil {
 		return "", &InvalidArgumentError{err}
@@ -95,6 +84,9 @@ func (e *Engine) Fork(ctx context.Context, id string, at uint32, opts ForkOption
 			c.ParentId, c.ParentJoinSetId, c.ScheduledBy = "", "", ""
 			c.TraceParent, c.TraceState = "", "" // a new top-level execution: a trace of its own
 			c.ForkedFrom, c.ForkedAtVersion = id, at
+			if c.SeedId == "" { // a fork of a fork keeps the root's
+				c.SeedId = id
+			}
 			// A fork is a repair, started later: the original's deadline was its
 			// submitter's, and would often have passed already.
 			c.Deadline = 0
@@ -205,7 +197,7 @@ func (e *Engine) forkTarget(st *pb.ExecutionState, component string) (*Component
 	} else if to = e.reg.byID[st.ComponentId]; to == nil || to.dropped.Load() {
 		return nil, &FailedPreconditionError{fmt.Sprintf("execution %s ran on %s, which is not deployed any more: name the component the fork continues on", st.ExecutionId, st.ComponentId)}
 	}
-	if err := e.checkRunsOn(st, to); err != nil {
+	if err := e.checkRunsOn(st, to, to.Config.Name); err != nil {
 		return nil, err
 	}
 	return to, nil

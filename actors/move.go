@@ -41,15 +41,54 @@ func (e *Engine) moveAt(ctx context.Context, id, component, by string, version u
 	if cid, err := events.CanonicalID(id); err == nil {
 		id = cid
 	}
+	var from string
+	for attempt := 1; ; attempt++ {
+		from, err = e.moveOnce(ctx, id, to, by, version)
+		if !errors.Is(err, errMoveRaced) {
+			break
+		}
+		if attempt == maxMoveAttempts {
+			return &FailedPreconditionError{fmt.Sprintf("move %s to %s: the execution changed under each of %d attempts: try again", id, to.ID, attempt)}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("move %s to %s: %w", id, to.ID, err)
+	}
+	if from != "" {
+		e.versionFinished(from)
+		e.log.Info("execution moved to another component", "execution", id, "from", from, "to", to.ID, "by", by)
+	}
+	return nil
+}
+
+// errMoveRaced: the execution changed between a move's check of its run and its
+// commit (a run of the old code locked it, say): the move checks again.
+var errMoveRaced = errors.New("the execution changed since the move checked its run")
+
+// maxMoveAttempts bounds the checks a move makes of an execution that keeps changing.
+const maxMoveAttempts = 5
+
+// moveOnce checks the execution id's run, stopping one of the old code, then commits
+// the move (see moveAt), on the condition that the execution has not changed since the
+// check (errMoveRaced). It returns the component the execution was moved from ("": it
+// was not moved).
+func (e *Engine) moveOnce(ctx context.Context, id string, to *Component, by string, version uint32) (string, error) {
 	// A run of the old code is stopped before the commit that takes the execution
 	// from it, so that the stop cannot reach a run of the new code started after the
 	// commit. Stopping one needlessly (the move is then refused) costs a replay, no more.
-	if st, err := e.store.State(ctx, id); err == nil && st.Status != pb.Status_STATUS_FINISHED && st.ComponentId != to.ID &&
-		st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW && st.RunId != "" && (st.Status == pb.Status_STATUS_LOCKED || st.LockExpiresAt > time.Now().UnixNano()) {
-		e.active.stop(id)
+	// A run that locks after this check changes the version, and the commit, which is
+	// conditioned on the version seen here, is refused: the next attempt stops it.
+	seen := uint32(0)
+	if st, err := e.store.State(ctx, id); err == nil {
+		seen = st.NextVersion
+		if st.Status != pb.Status_STATUS_FINISHED && st.ComponentId != to.ID && st.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW &&
+			st.RunId != "" && (st.Status == pb.Status_STATUS_LOCKED || st.LockExpiresAt > time.Now().UnixNano()) {
+			e.active.stop(id)
+		}
 	}
+	e.hook("move", "checked")
 	var from string
-	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		from = ""
 		if st == nil {
 			return nil, &NotFoundError{id}
@@ -59,6 +98,9 @@ func (e *Engine) moveAt(ctx context.Context, id, component, by string, version u
 		}
 		if version != 0 && st.NextVersion != version {
 			return nil, errMovedOn
+		}
+		if seen != 0 && st.NextVersion != seen {
+			return nil, errMoveRaced
 		}
 		now := time.Now().UnixNano()
 		moved := &pb.Event{CreatedAt: now, Kind: &pb.Event_Moved{Moved: &pb.Moved{
@@ -71,33 +113,18 @@ func (e *Engine) moveAt(ctx context.Context, id, component, by string, version u
 		}
 		return appendTx(st, "", moved), nil
 	})
-	if err != nil {
-		return fmt.Errorf("move %s to %s: %w", id, to.ID, err)
-	}
-	if from != "" {
-		e.versionFinished(from)
-		e.log.Info("execution moved to another component", "execution", id, "from", from, "to", to.ID, "by", by)
-	}
-	return nil
+	return from, err
 }
 
-// moveTarget returns the deployed component named (or identified) by component.
+// moveTarget returns the deployed component named (or identified) by component: a
+// retired version is refused.
 func (e *Engine) moveTarget(component string) (*Component, error) {
-	c := e.reg.deployed(component)
-	if c == nil {
-		if x := e.reg.byID[component]; x != nil {
-			if x.Retired {
-				return nil, &InvalidArgumentError{fmt.Errorf("component %s is a retired version: it only finishes the executions pinned to it, and takes no others", component)}
-			}
-			c = x
-		}
+	c, err := e.reg.lookup(component)
+	if err != nil {
+		return nil, err
 	}
-	if c == nil {
-		nf := &ComponentNotFoundError{Component: component}
-		for _, d := range e.reg.components {
-			nf.Deployed = append(nf.Deployed, d.Config.Name)
-		}
-		return nil, nf
+	if c.Retired {
+		return nil, &InvalidArgumentError{fmt.Errorf("component %s is a retired version: it only finishes the executions pinned to it, and takes no others", component)}
 	}
 	return c, nil
 }
@@ -110,25 +137,24 @@ func (e *Engine) checkMove(st *pb.ExecutionState, to *Component) error {
 	case st.Status == pb.Status_STATUS_LOCKED && st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW:
 		return &FailedPreconditionError{fmt.Sprintf("activity %s is running; move it when its attempt has ended", st.ExecutionId)}
 	}
-	return e.checkRunsOn(st, to)
+	return e.checkRunsOn(st, to, to.Config.Name)
 }
 
-// checkRunsOn says why the execution st cannot run on component to (nil: it can): to
-// must be of its type and export its function with the signature of the component it
-// was created on (when this process has that one).
-func (e *Engine) checkRunsOn(st *pb.ExecutionState, to *Component) error {
+// checkRunsOn says why the execution st cannot run, or be replayed, on component to,
+// which messages call what (its name, or the file it came from) (nil: it can): to must
+// be of st's type and export its function with the signature of the component st is
+// pinned to (registry.functionOf; when this process has it).
+func (e *Engine) checkRunsOn(st *pb.ExecutionState, to *Component, what string) error {
 	id := st.ExecutionId
 	if st.ComponentType != to.Config.pbType() {
-		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %q is a %s", id, componentTypeName(st.ComponentType), to.Config.Name, to.Config.Type)}
+		return &InvalidArgumentError{fmt.Errorf("execution %s runs on a %s, component %s is a %s", id, componentTypeName(st.ComponentType), clip.Quote(what), to.Config.Type)}
 	}
 	fn, ok := to.function(st.Ffqn)
 	if !ok {
-		return &InvalidArgumentError{fmt.Errorf("component %q does not export %s, the function of execution %s", to.Config.Name, clip.Quote(st.Ffqn), id)}
+		return &InvalidArgumentError{fmt.Errorf("component %s does not export %s, the function of execution %s", clip.Quote(what), clip.String(st.Ffqn), id)}
 	}
-	if old := e.reg.byID[st.ComponentId]; old != nil {
-		if ofn, ok := old.function(st.Ffqn); ok && ofn.Fn.Signature() != fn.Fn.Signature() {
-			return &InvalidArgumentError{fmt.Errorf("component %q exports %s as %s, but execution %s was created for %s", to.Config.Name, st.Ffqn, fn.Fn.Signature(), id, ofn.Fn.Signature())}
-		}
+	if pinned, ok := e.reg.functionOf(st.ComponentId, st.Ffqn); ok && pinned.Fn.Signature() != fn.Fn.Signature() {
+		return &InvalidArgumentError{fmt.Errorf("component %s exports %s as %s, but execution %s was created for %s", clip.Quote(what), st.Ffqn, fn.Fn.Signature(), id, pinned.Fn.Signature())}
 	}
 	return nil
 }

@@ -141,6 +141,41 @@ func TestMoveToComponentStopsTheRun(t *testing.T) {
 	}
 }
 
+// A run of the old code that locks the workflow between the move's check of its run
+// and the move's commit is stopped too: the commit, conditioned on the version the
+// check saw, is refused, and the move checks again.
+func TestMoveToComponentStopsARunThatLockedAfterTheCheck(t *testing.T) {
+	e, wf1, wf2 := moveEngine(t)
+	ctx := context.Background()
+	id := create(t, e, wf1)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	locks := 0
+	e.cfg.testHook = func(service, step string) {
+		if service != "move" || locks > 0 {
+			return
+		}
+		locks++
+		// A run registers before it locks (run.go), then commits its lock.
+		e.active.add(id, cancel)
+		now := time.Now().Add(time.Second)
+		if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: id, ExpectedVersion: 1,
+			Events: []*pb.Event{lockedEvent("Exr_X", wf1, "Run_1", now, now.Add(time.Hour), nil)}}}}); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := e.MoveToComponent(ctx, id, "wf2", "api"); err != nil {
+		t.Fatal(err)
+	}
+	if runCtx.Err() == nil {
+		t.Fatal("the run of the old code that locked after the check was not stopped")
+	}
+	st, _ := e.State(ctx, id)
+	if st.ComponentId != wf2.ID || st.LockExpiresAt != 0 {
+		t.Fatalf("after the move: %s component %s lock %d", events.StatusName(st.Status), st.ComponentId, st.LockExpiresAt)
+	}
+}
+
 // forkOriginal records a workflow execution of wf on the store (no run: its queue is
 // served by nothing) that made two direct calls: the first answered, the second's child
 // created and still running. It returns the execution's ID and the second child's.

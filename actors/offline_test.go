@@ -98,4 +98,31 @@ func TestOpenOffline(t *testing.T) {
 	if f := failures[0]; f.ExecutionID != onV1 || f.Check != verify.CheckReplay || !strings.Contains(f.Error, v1.ID) || !strings.Contains(f.Error, filepath.Base(file)) {
 		t.Errorf("offline verify without v1's file: %+v, want a replay failure of %s naming %s (%s is v2's)", f, onV1, filepath.Base(file), onV2)
 	}
+
+	// A server that no longer deploys v1 does not keep it (its one execution has
+	// finished): v1's execution is not replayable, which verify counts neither replayed
+	// nor failed, online and offline; v2's replays.
+	e, err = New(ctx, Config{DataDir: data, Logger: quiet, Modules: mods, Components: []ComponentConfig{
+		{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), LockExpiry: time.Minute, MaxConcurrency: 4},
+		wf("fibo-workflow-v2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.reg.byID[v1.ID] != nil || e.unavailable[v1.ID] != nil {
+		t.Fatalf("the server without v1 keeps it: %v, %v", e.reg.byID[v1.ID], e.unavailable[v1.ID])
+	}
+	var online []verify.Failure
+	rep, err = e.Verify(ctx, func(f verify.Failure) error {
+		online = append(online, f)
+		return nil
+	})
+	if err != nil || rep.Workflows != 2 || rep.Replayed != 1 || len(online) != 0 {
+		t.Fatalf("online verify without v1: %+v (%v), failures %+v", rep, err, online)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, failures = check(); rep.Workflows != 2 || rep.Replayed != 1 || len(failures) != 0 {
+		t.Fatalf("offline verify without v1 kept: %+v, failures %+v", rep, failures)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/obelisk-go/obelisk/actors/internal/membudget"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
@@ -155,24 +156,9 @@ type ReplayReport struct {
 // Replay replays execution id against target in a sandbox (see above).
 func (e *Engine) Replay(ctx context.Context, id string, target ReplayTarget) (*ReplayReport, error) {
 	started := time.Now()
-	st, err := e.store.State(ctx, id)
+	st, evs, resps, err := e.workflowHistory(ctx, id, "replayed")
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", id, err)
-	}
-	if st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
-		return nil, &InvalidArgumentError{fmt.Errorf("replay %s: only workflow executions can be replayed; it is an execution of %s, a %s", id, st.Ffqn, componentTypeName(st.ComponentType))}
-	}
-	// The events first: every response the history took is then in the log read after.
-	evs, err := e.store.Events(ctx, id, 0, 0)
-	if err != nil {
-		return nil, fmt.Errorf("replay %s: read events: %w", id, err)
-	}
-	resps, err := e.store.Responses(ctx, id, 0)
-	if err != nil {
-		return nil, fmt.Errorf("replay %s: read responses: %w", id, err)
-	}
-	if len(evs) == 0 || evs[0].GetCreated() == nil {
-		return nil, fmt.Errorf("replay %s: its stream does not begin with its creation", id)
 	}
 	c, done, err := e.replayComponent(ctx, st, target)
 	if err != nil {
@@ -187,12 +173,39 @@ func (e *Engine) Replay(ctx context.Context, id string, target ReplayTarget) (*R
 	return rep, nil
 }
 
+// workflowHistory reads what a replay or a fork of execution id starts from: its state,
+// its events, then its response log (read after the events, so that every response they
+// took is in it). An execution that is not a workflow's is refused: only workflow
+// executions can be verb ("replayed", "forked").
+func (e *Engine) workflowHistory(ctx context.Context, id, verb string) (*pb.ExecutionState, []*pb.Event, []*pb.Response, error) {
+	st, err := e.store.State(ctx, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if st.ComponentType != pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
+		return nil, nil, nil, &InvalidArgumentError{fmt.Errorf("only workflow executions can be %s; %s is an execution of %s, a %s", verb, id, st.Ffqn, componentTypeName(st.ComponentType))}
+	}
+	evs, err := e.store.Events(ctx, id, 0, 0)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read events: %w", err)
+	}
+	resps, err := e.store.Responses(ctx, id, 0)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read responses: %w", err)
+	}
+	if len(evs) == 0 || evs[0].GetCreated() == nil {
+		return nil, nil, nil, fmt.Errorf("the stream of %s does not begin with its creation", id)
+	}
+	return st, evs, resps, nil
+}
+
 // sandbox returns an engine for shadow replays: it shares e's components, runtime and
-// limits, and reads e's store through a view that cannot write. It has no executors,
+// limits (its instances count in e's guest memory budget), and reads e's store through
+// a view that cannot write. It has no executors,
 // timers, services or resident instances: a run on it reaches none (replayEffects).
 func (e *Engine) sandbox() *Engine {
 	return &Engine{cfg: e.cfg, log: e.log, store: events.ReadOnlyView(e.store), rt: e.rt, reg: e.reg,
-		executor: e.executor, instantiating: e.instantiating, failed: make(chan struct{})}
+		executor: e.executor, instantiating: e.instantiating, memory: e.memory, failed: make(chan struct{})}
 }
 
 // replayComponent returns the component a replay of st runs (see ReplayTarget) and what
@@ -210,25 +223,11 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 		}
 		return pinned.Component, nothing, nil
 	case len(target.Wasm) == 0:
-		c := e.reg.byName[target.Component]
-		if c == nil {
-			c = e.reg.byID[target.Component]
+		c, err := e.reg.lookup(target.Component)
+		if err != nil {
+			return nil, nil, err
 		}
-		if c == nil {
-			for _, r := range e.reg.retired {
-				if r.Config.Name == target.Component {
-					c = r
-				}
-			}
-		}
-		if c == nil {
-			nf := &ComponentNotFoundError{Component: target.Component}
-			for _, d := range e.reg.components {
-				nf.Deployed = append(nf.Deployed, d.Config.Name)
-			}
-			return nil, nil, nf
-		}
-		if err := checkReplayable(c, st, pinned, target.Component); err != nil {
+		if err := e.checkRunsOn(st, c, target.Component); err != nil {
 			return nil, nil, err
 		}
 		if c.module == nil {
@@ -239,7 +238,7 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 	digest := wasmstore.Digest(target.Wasm)
 	for _, c := range append(append([]*Component(nil), e.reg.components...), e.reg.retired...) {
 		if c.Digest == digest && c.Config.Type == Workflow {
-			return c, nothing, checkReplayable(c, st, pinned, target.Source)
+			return c, nothing, e.checkRunsOn(st, c, target.Source)
 		}
 	}
 	files, err := wit.ExtractFromWasm(target.Wasm)
@@ -256,7 +255,7 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 		return nil, nil, &InvalidArgumentError{fmt.Errorf("component %s: %w", target.Source, err)}
 	}
 	done := func() { _ = c.module.Close(context.WithoutCancel(ctx)) }
-	if err := checkReplayable(c, st, pinned, target.Source); err != nil {
+	if err := e.checkRunsOn(st, c, target.Source); err != nil {
 		done()
 		return nil, nil, err
 	}
@@ -264,22 +263,6 @@ func (e *Engine) replayComponent(ctx context.Context, st *pb.ExecutionState, tar
 	// not resolve fails when it is called, as a retired version's would.
 	_ = e.reg.routeImports(c, false)
 	return c, done, nil
-}
-
-// checkReplayable: c can replay st: a workflow exporting st's function with the type
-// of the pinned component's (when this server has it).
-func checkReplayable(c *Component, st *pb.ExecutionState, pinned Function, what string) error {
-	if c.Config.Type != Workflow {
-		return &InvalidArgumentError{fmt.Errorf("component %s is a %s, not a workflow: it cannot replay workflow execution %s", what, c.Config.Type, st.ExecutionId)}
-	}
-	fn, ok := c.function(st.Ffqn)
-	if !ok {
-		return &InvalidArgumentError{fmt.Errorf("component %s does not export %s, the function of execution %s", what, st.Ffqn, st.ExecutionId)}
-	}
-	if pinned.Fn != nil && fn.Fn.Signature() != pinned.Fn.Signature() {
-		return &InvalidArgumentError{fmt.Errorf("component %s exports %s as %s, but execution %s was made with %s", what, st.Ffqn, fn.Fn.Signature(), st.ExecutionId, pinned.Fn.Signature())}
-	}
-	return nil
 }
 
 // replay runs the workflow of st with component c on e, a sandbox engine, from the
@@ -298,14 +281,24 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	}
 	r.load(evs, resps)
 	recorded := len(r.history)
-	inst, err := e.instantiate(ctx, c, r.instanceConfig(), nil, time.Time{})
+	var memory *membudget.Account
+	var err error
+	if e.memory != nil { // an offline engine (OpenOffline) has no budget: nothing else runs
+		// A replay's instance holds guest memory as a run's does, and waits for room as
+		// a run does (until the replay's bound).
+		if memory, err = e.admitRun(ctx, c); err != nil {
+			return nil, fmt.Errorf("reserve guest memory: %w", err)
+		}
+		defer memory.Close() // after the instance is closed (deferred below)
+	}
+	inst, err := e.instantiate(ctx, c, r.instanceConfig(), memory, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	defer inst.Close(context.WithoutCancel(ctx))
 	logs := &replayLogs{}
 	inst.SetLogging(wasmhost.RunLogging{Sink: logs, CaptureStdout: c.Config.CaptureStdout, CaptureStderr: c.Config.CaptureStderr})
-	out, runErr := r.play(ctx, inst)
+	_, runErr := r.play(ctx, inst)
 
 	rep := &ReplayReport{ExecutionID: st.ExecutionId, ComponentID: c.ID, Pinned: st.ComponentId, HistoryEvents: recorded, Version: uint32(len(evs)),
 		Finished: st.Status == pb.Status_STATUS_FINISHED}
@@ -320,10 +313,7 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 	var nd *NondeterminismError
 	switch {
 	case runErr == nil || errors.As(runErr, &trap):
-		result := checkedResult(out)
-		if runErr != nil {
-			result = events.FailureResult(events.FailureUncategorized, trap.Error())
-		}
+		result := r.returned
 		rep.Result, rep.Replayed, rep.OK = result, min(r.pos, recorded), true
 		switch {
 		case r.pos < recorded:
@@ -346,6 +336,12 @@ func (e *Engine) replay(ctx context.Context, c *Component, st *pb.ExecutionState
 			StepVersion: historyVersion(evs, nd.Step)}
 	case errors.Is(runErr, errReplayEnd):
 		rep.Replayed, rep.OK, rep.Next = recorded, true, fx.next
+		if r.returned != nil {
+			// It returned, and what it did before (past the history) was flushed: the
+			// return comes after those steps.
+			rep.Result = r.returned
+			rep.Next = append(rep.Next, ReplayStep{Kind: "return", Detail: "return " + clip.String(string(r.returned))})
+		}
 		if complete {
 			rep.OK = false
 			produced := &ReplayStep{Kind: "wait", Detail: "(nothing)"}

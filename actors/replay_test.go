@@ -44,6 +44,109 @@ func TestReplay(t *testing.T) {
 	t.Run("refuses", func(t *testing.T) { testReplayRefuses(t, e) })
 	t.Run("file", func(t *testing.T) { testReplayFile(t, e) })
 	t.Run("upgrade", func(t *testing.T) { testUpgrade(t, e) })
+	t.Run("fork identity", func(t *testing.T) { testForkIdentity(t, e) })
+	t.Run("steps then return", func(t *testing.T) { testReplayStepsThenReturn(t, e) })
+	t.Run("memory budget", func(t *testing.T) { testReplayMemoryBudget(t, e) })
+}
+
+// A replay's instance counts in the guest memory budget, as a run's: with the whole
+// budget held, a replay waits for room (here until its context ends), and it runs once
+// the room is there, giving it back after.
+func testReplayMemoryBudget(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	id := submitFinished(t, e, "testing:fibo-workflow/workflow.fibow", "[3, 1]", "fibo-workflow")
+	hog, err := e.memory.Admit(ctx, e.cfg.MemoryBudget-e.memory.Stats().Used)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	_, err = e.Replay(short, id, ReplayTarget{})
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "guest memory") {
+		hog.Close()
+		t.Fatalf("replay with the budget held: %v, want it to wait for guest memory", err)
+	}
+	hog.Close()
+	used := e.memory.Stats().Used
+	if rep, err := e.Replay(ctx, id, ReplayTarget{}); err != nil || !rep.OK {
+		t.Fatalf("replay with room: %+v (%v)", rep, err)
+	}
+	if after := e.memory.Stats().Used; after != used {
+		t.Errorf("guest memory used: %d before the replay, %d after", used, after)
+	}
+}
+
+// A workflow that, past its history, takes steps and then returns without waiting
+// (identity with 0 ms: it creates a join set and returns): the report's next steps end
+// with the return, after the steps, and carry the result.
+func testReplayStepsThenReturn(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	c := e.reg.byName["sleep-workflow"]
+	ev := createdEvent(time.Now(), c, "testing:sleep-workflow/workflow.identity", []byte("[0]"), "", "")
+	ev.GetCreated().Queue = "none" // served by nothing: its history stays the Created event
+	id := events.NewExecutionID(time.Now())
+	if _, err := e.store.Commit(ctx, &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{ev}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Replay(ctx, id, ReplayTarget{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || len(rep.Next) != 2 || rep.Next[0].Kind != "join_set_create" || rep.Next[1].Kind != "return" ||
+		!strings.HasPrefix(string(rep.Result), `{"ok":"`+id+" ") || !strings.Contains(rep.Next[1].Detail, id) {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// A fork runs as its root original: the guest sees the original's execution ID and
+// random seed, under which the copied prefix was recorded. identity names a join set
+// after both, then returns them: its fork (and the fork's fork) replays the prefix
+// and returns what the original returned.
+func testForkIdentity(t *testing.T, e *Engine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id, _, err := e.Submit(ctx, "", "testing:sleep-workflow/workflow.identity", json.RawMessage("[1]"), OfComponent("sleep-workflow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.WaitFinished(ctx, id)
+	if err != nil || !strings.HasPrefix(string(st.Result), `{"ok":"`+id+" ") {
+		t.Fatalf("original: %v (%v)", st, err)
+	}
+	want := string(st.Result)
+	evs, err := e.store.Events(ctx, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := uint32(0)
+	for v, ev := range evs {
+		if strings.HasPrefix(ev.GetHistory().GetJoinSetCreate().GetJoinSetId(), "n:id-") {
+			at = uint32(v) + 1
+		}
+	}
+	if at == 0 {
+		t.Fatalf("no named join set in %v", evs)
+	}
+	from := id
+	for _, what := range []string{"fork", "fork of the fork"} {
+		fork, err := e.Fork(ctx, from, at, ForkOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		st, err := e.WaitFinished(ctx, fork)
+		if err != nil || string(st.Result) != want {
+			t.Fatalf("%s %s: %s (%v), want the original's %s", what, fork, st.GetResult(), err, want)
+		}
+		fevs, err := e.store.Events(ctx, fork, 0, 1)
+		if err != nil || fevs[0].GetCreated().GetSeedId() != id || fevs[0].GetCreated().GetForkedFrom() != from {
+			t.Fatalf("%s: created %v (%v): want seed %s, forked from %s", what, fevs, err, id, from)
+		}
+		rep, err := e.Replay(ctx, fork, ReplayTarget{})
+		if err != nil || !rep.OK {
+			t.Fatalf("replay of the %s: %+v (%v)", what, rep, err)
+		}
+		from = fork
+	}
 }
 
 // Upgrade moves an unfinished execution that replays cleanly on the target (here

@@ -43,6 +43,9 @@ import (
 //     guest's fault: the execution is unlocked and retried after its retry_exp_backoff,
 //     and the attempt does not count against max_retries (memoryRetryTx); meanwhile its
 //     component's reservation has grown to what the run reached (admitRun).
+//   - Replays. A shadow replay's instance (replay, upgrade, online verify) is admitted
+//     and counted as a run's is (Engine.replay): it holds as much memory as a run of
+//     the same history. An offline engine has no budget: nothing else runs there.
 //   - Release. An instance's memory leaves the budget when its run ends or it is closed.
 //
 // Not counted: instances kept ready in pools or reset for reuse (they belong to no run;

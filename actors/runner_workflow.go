@@ -64,10 +64,13 @@ type workflowRun struct {
 	lockExpires time.Time
 	history     []*pb.HistoryEvent // recorded, then appended by this run
 	pos         int                // replay cursor in history
-	responses   map[string]*pb.Response
-	respCursor  uint32
-	oneOff      int
-	deadline    *deadline
+	// returned is the result the guest ended with (its output, checked, or a trap's
+	// failure), once it has: what the run records after closing and flushing.
+	returned   []byte
+	responses  map[string]*pb.Response
+	respCursor uint32
+	oneOff     int
+	deadline   *deadline
 
 	// Join sets as the workflow sees them at the replay cursor: what it requested, what
 	// it took. arrived holds every response known, per join set, in arrival (cursor)
@@ -319,22 +322,41 @@ func (r *workflowRun) load(evs []*pb.Event, resps []*pb.Response) {
 }
 
 // instanceConfig is the configuration of the run's instance: its seed and clock are
-// the execution's, the same on every run and replay.
+// the execution's, the same on every run and replay (a fork's seed is its root
+// original's: see guestID).
 func (r *workflowRun) instanceConfig() wasmhost.InstanceConfig {
 	h := fnv.New64a()
-	h.Write([]byte(r.id))
+	h.Write([]byte(r.guestID()))
 	return wasmhost.InstanceConfig{Kind: wasmhost.KindWorkflow, Handler: r, Seed: h.Sum64(), ClockStart: time.Unix(0, r.createdAt)}
+}
+
+// guestID is the execution ID the guest sees as its own and its random source is seeded
+// from: the execution's, or, for a fork, its root original's (Created.seed_id), under
+// which the fork's copied prefix was recorded, so that the prefix replays (a value the
+// guest derived from its ID or its random bytes, passed to a child, is in it). See
+// docs/RATIONALE.md, "A fork runs under its original's ID".
+func (r *workflowRun) guestID() string {
+	if s := r.created.GetSeedId(); s != "" {
+		return s
+	}
+	return r.id
 }
 
 // play runs the workflow in inst: it replays the history, continues it, and, when the
 // workflow returns (or traps), closes what it left open and writes what it did. It
 // returns the guest's output and the run's error.
 func (r *workflowRun) play(ctx context.Context, inst *wasmhost.Instance) ([]byte, error) {
-	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: r.id, Attempt: 1})
+	out, runErr := inst.Run(ctx, wasmhost.RunInput{FFQN: r.created.Ffqn, Params: r.created.Params, ExecutionID: r.guestID(), Attempt: 1})
 	if errors.Is(runErr, wasmhost.ErrMemoryBudget) {
 		return nil, runErr
 	}
 	var trap *wasmhost.TrapError
+	switch {
+	case runErr == nil:
+		r.returned = checkedResult(out)
+	case errors.As(runErr, &trap):
+		r.returned = events.FailureResult(events.FailureUncategorized, trap.Error())
+	}
 	if runErr == nil || errors.As(runErr, &trap) {
 		// No child outlives its parent: close what the workflow left open.
 		if err := r.closeAll(ctx); err != nil {
@@ -894,7 +916,7 @@ func (liveEffects) await(ctx context.Context, r *workflowRun, js string, n int) 
 		case <-w.evicted:
 			lease.Stop()
 			w = nil
-			r.snapshotBeforeLeaving(ctx)
+			r.snapshotBeforeEviction(ctx)
 			r.releaseLease(ctx)
 			return nil, errInterrupted
 		case <-lease.C:

@@ -105,7 +105,18 @@ type snapshotRequest struct {
 // snapshotBeforeLeaving stores a snapshot of the run's instance, which is about to leave
 // memory while it waits, if the policy asks for one. ctx is the host call's. A failure
 // is logged: the run will replay instead.
-func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) {
+func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) { r.snapshot(ctx, false) }
+
+// snapshotBeforeEviction is snapshotBeforeLeaving for an instance evicted from memory:
+// the memory budget waits for it to close, so only the capture is done before; the
+// commit (and its sync) goes on in the background. A snapshot is a hint: a run that
+// starts before it is stored replays, and one lost with a crash or a closing store is
+// as if it had not been taken.
+func (r *workflowRun) snapshotBeforeEviction(ctx context.Context) { r.snapshot(ctx, true) }
+
+// snapshot captures the run's instance and stores the snapshot, waiting for the commit
+// unless background.
+func (r *workflowRun) snapshot(ctx context.Context, background bool) {
 	every := r.e.cfg.SnapshotEvery
 	// Everything the run recorded is written (nothing pending, nothing left to replay):
 	// the stream's first r.version events hold exactly the history up to r.pos, which a
@@ -141,12 +152,24 @@ func (r *workflowRun) snapshotBeforeLeaving(ctx context.Context) {
 	blob = append(append(blob, head...), image...)
 	tx := &events.Tx{Snapshots: []events.SnapshotPut{{ExecutionID: r.id, Blob: blob, Entry: events.SnapshotEntry{
 		Position: uint32(r.pos), Version: r.version, ComponentID: r.c.ID}}}}
-	if _, err := r.e.store.Commit(context.WithoutCancel(ctx), tx); err != nil {
-		r.e.log.Warn("workflow: store snapshot", "execution", r.id, "err", err)
+	e, id, pos := r.e, r.id, r.pos
+	commit := func(ctx context.Context) bool {
+		e.hook("snapshots", "commit")
+		if _, err := e.store.Commit(ctx, tx); err != nil {
+			e.log.Warn("workflow: store snapshot", "execution", id, "err", err)
+			return false
+		}
+		e.log.Debug("workflow: snapshot stored", "execution", id, "position", pos, "bytes", len(blob))
+		return true
+	}
+	if background {
+		r.snapshotAt = r.pos // not again for as long, stored or not
+		go commit(context.WithoutCancel(ctx))
 		return
 	}
-	r.snapshotAt = r.pos
-	r.e.log.Debug("workflow: snapshot stored", "execution", r.id, "position", r.pos, "bytes", len(blob))
+	if commit(context.WithoutCancel(ctx)) {
+		r.snapshotAt = r.pos
+	}
 }
 
 // historyDigest is the digest of a history prefix a snapshot records and checks.
@@ -236,14 +259,10 @@ func (e *Engine) resumeFromSnapshot(ctx context.Context, c *Component, st *pb.Ex
 			return r, inst, nil
 		}
 	}
+	// None fits: the run replays, and snapshots at its first chance (snapshotAt 0),
+	// an unusable snapshot (of another component, say) holding nothing back.
 	r, err := replay()
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(entries) > 0 {
-		r.snapshotAt = int(entries[0].Position) // no other snapshot before as many more events
-	}
-	return r, nil, nil
+	return r, nil, err
 }
 
 // runFromVersion returns the run runID of the workflow locked by st with the events

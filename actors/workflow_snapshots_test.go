@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -102,6 +103,48 @@ func TestWorkflowSnapshots(t *testing.T) {
 	e, logs := snapshotEngine(t, t.TempDir(), 1)
 	t.Run("ResumeEqualsReplay", func(t *testing.T) { testResumeEqualsReplay(t, e, logs) })
 	t.Run("CorruptIgnored", func(t *testing.T) { testCorruptSnapshotIgnored(t, e, logs) })
+	t.Run("UnusableHoldsNothingBack", func(t *testing.T) { testUnusableSnapshotHoldsNothingBack(t, e) })
+}
+
+// testUnusableSnapshotHoldsNothingBack: a run that finds no snapshot it can use (here
+// the only one was taken on another component) replays, and may snapshot at its first
+// chance: the unusable one does not make it wait for snapshot_every more events.
+func testUnusableSnapshotHoldsNothingBack(t *testing.T, e *Engine) {
+	ctx := context.Background()
+	id, _, err := e.Submit(ctx, "", "testing:sleep-workflow/workflow.sleep-then-call", []byte("[3600000, 10]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Cancel(ctx, id)
+	var en events.SnapshotEntry
+	eventually(t, "a snapshot at the sleep", func() bool {
+		es, err := e.store.Snapshots(ctx, id)
+		if err != nil || len(es) == 0 {
+			return false
+		}
+		en = es[0]
+		return true
+	})
+	checkRunFromVersion(t, e, id)
+	blob, err := e.store.SnapshotBlob(ctx, id, en)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en.ComponentID = "workflow:other:sha256:00"
+	if _, err := e.store.Commit(ctx, &events.Tx{Snapshots: []events.SnapshotPut{{ExecutionID: id, Entry: en, Blob: blob}}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.store.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, inst, err := e.resumeFromSnapshot(ctx, e.reg.byID[st.ComponentId], st, "check", nil)
+	if err != nil || inst != nil {
+		t.Fatalf("resume: instance %v, %v; want a replay", inst, err)
+	}
+	if r.snapshotAt != 0 {
+		t.Fatalf("the replaying run snapshots only %d history events after the unusable snapshot's position %d", r.snapshotAt, en.Position)
+	}
 }
 
 // testResumeEqualsReplay: a workflow whose every wait drops its instance, resumed from
@@ -134,7 +177,10 @@ func testResumeEqualsReplay(t *testing.T, e *Engine, logs *logCounter) {
 	if stored < 2 || resumedFrom != stored {
 		t.Fatalf("%d snapshots stored, %d runs resumed from one; want at least 2, all resumed from; log: %v", stored, resumedFrom, logs.n)
 	}
-	checkRunFromVersion(t, e, lastID(t, e, ffqn))
+	// Finished, it keeps none: they went with its last commit.
+	if es, err := e.store.Snapshots(context.Background(), lastID(t, e, ffqn)); err != nil || len(es) != 0 {
+		t.Fatalf("snapshots of the finished execution: %+v %v, want none", es, err)
+	}
 }
 
 // lastID returns the ID of the newest execution of ffqn.
@@ -259,4 +305,58 @@ func storedHistory(t *testing.T, e *Engine, id string) []*pb.HistoryEvent {
 		}
 	}
 	return h
+}
+
+// TestEvictionDoesNotWaitForTheSnapshotCommit: a workflow instance parked in memory and
+// evicted is captured, and leaves (its lease released) while its snapshot is still being
+// committed: the eviction waits for the capture only. The snapshot is stored after.
+func TestEvictionDoesNotWaitForTheSnapshotCommit(t *testing.T) {
+	ctx := context.Background()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	e, err := New(ctx, Config{
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SnapshotEvery: 1,
+		Components: []ComponentConfig{
+			{Name: "fibo", Type: ActivityWasm, Path: builtComponent(t, "fibo"), LockExpiry: time.Minute, MaxConcurrency: 4},
+			{Name: "sleep", Type: ActivityWasm, Path: builtComponent(t, "sleep"), LockExpiry: time.Minute, MaxConcurrency: 4},
+			{Name: "sleep_workflow", Type: Workflow, Path: builtComponent(t, "sleep-workflow"), LockExpiry: time.Minute, MaxConcurrency: 4, BlockingStrategy: Await},
+		},
+		testHook: func(service, _ string) {
+			if service == "snapshots" {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-release
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	defer close(release)
+	id, _, err := e.Submit(ctx, "", "testing:sleep-workflow/workflow.sleep-activity", []byte("[3600000]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Cancel(ctx, id)
+	eventually(t, "the workflow parked in memory", func() bool { return e.resident.count() == 1 })
+	if !e.resident.evictIdle("sleep_workflow", 0) {
+		t.Fatal("nothing evicted")
+	}
+	select {
+	case <-entered:
+	case <-time.After(time.Minute):
+		t.Fatal("no snapshot taken at the eviction")
+	}
+	eventually(t, "the evicted run's lease released while its snapshot commits", func() bool {
+		evs, err := e.store.Events(ctx, id, 0, 0)
+		return err == nil && evs[len(evs)-1].GetUnlocked().GetReason() == "evicted from memory while waiting"
+	})
+	release <- struct{}{}
+	eventually(t, "the snapshot stored", func() bool {
+		es, err := e.store.Snapshots(ctx, id)
+		return err == nil && len(es) == 1
+	})
 }

@@ -162,20 +162,19 @@ func prepareSnapshots(tx *Tx, again bool) {
 	}
 }
 
-// snapshotOps returns the writes that store tx's snapshots and drop the ones they
+// snapshotOps returns the writes that store puts (a Tx's snapshots, prepared) and drop the ones they
 // supersede, and the index of each execution they changed, which the group adopts if
 // the Tx is committed (groupState.snaps): the snapshots of the Txs before it in its
 // group are not in the database yet, and must count against MaxSnapshotsPerExecution
 // too. A snapshot of an execution that does not exist (or is being deleted) is refused,
 // as a log line is.
-func (g *groupState) snapshotOps(tx *Tx, overlay map[string]*pb.ExecutionState) ([]kv, map[string][]SnapshotEntry, error) {
-	if len(tx.Snapshots) == 0 {
+func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.ExecutionState) ([]kv, map[string][]SnapshotEntry, error) {
+	if len(puts) == 0 {
 		return nil, nil, nil
 	}
-	prepareSnapshots(tx, false) // a no-op for a Tx that came through Commit or ApplyLogged
 	var ops []kv
 	index := map[string][]SnapshotEntry{}
-	for _, p := range tx.Snapshots {
+	for _, p := range puts {
 		st := overlay[p.ExecutionID]
 		if st == nil {
 			var err error

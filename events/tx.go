@@ -197,6 +197,13 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 				ops = append(ops, kv{k: delayKey(d.ExpiresAt, d.DelayId)}, kv{k: delayAtKey(d.DelayId), v: u64(d.ExpiresAt)})
 				newDelays = append(newDelays, d)
 			}
+			if ev.GetFinished() != nil && nst.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
+				drop, err := g.s.finishedSnapshotOps(a.ExecutionID)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				ops = append(ops, drop...)
+			}
 			st = nst
 		}
 		if ri < len(a.Responses) {
@@ -256,7 +263,12 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 	for _, p := range tx.Cache {
 		g.cacheTimes = append(g.cacheTimes, p.ExpiresAt)
 	}
-	snapOps, snaps, err := g.snapshotOps(tx, overlay)
+	prepareSnapshots(tx, false) // a no-op for a Tx that came through Commit or ApplyLogged
+	puts, err := g.unfinishedSnapshots(tx.Snapshots, overlay)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	snapOps, snaps, err := g.snapshotOps(puts, overlay)
 	if err != nil {
 		return nil, nil, nil, err
 	}

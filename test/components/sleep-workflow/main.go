@@ -7,7 +7,9 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/obelisk-go/obelisk/sdk/go/obelisk"
@@ -18,6 +20,7 @@ func init() {
 	obelisk.Export("testing:sleep-workflow/workflow.sleep-durable", sleepDurable)
 	obelisk.Export("testing:sleep-workflow/workflow.sleep-then-call", sleepThenCall)
 	obelisk.Export("testing:sleep-workflow/workflow.race", race)
+	obelisk.Export("testing:sleep-workflow/workflow.identity", identity)
 }
 
 // sleepActivity implements `sleep-activity: func(millis: u64) -> result`. The
@@ -81,6 +84,28 @@ func race(ctx obelisk.Context, activityMillis, timeoutMillis uint64) (string, er
 		return "", err
 	}
 	return winner, nil
+}
+
+// identity implements `identity: func(millis: u64) -> result<string>`: it names a
+// join set after its own execution ID and 4 bytes of WASI randomness, sleeps durably
+// (unless millis is 0), and returns "<execution ID> <random hex>". A replay under another ID or random seed
+// diverges at the join set's name (a fork's must not: it runs as its original).
+func identity(ctx obelisk.Context, millis uint64) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	h := fnv.New32a()
+	h.Write([]byte(ctx.ExecutionID()))
+	if _, err := obelisk.NewJoinSetNamed(ctx, fmt.Sprintf("id-%08x-%x", h.Sum32(), b)); err != nil {
+		return "", err
+	}
+	if millis > 0 {
+		if err := obelisk.SleepFor(ctx, time.Duration(millis)*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%s %x", ctx.ExecutionID(), b), nil
 }
 
 func main() {}

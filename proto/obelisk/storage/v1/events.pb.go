@@ -484,7 +484,11 @@ type Created struct {
 	// config change since does not make the same submission look like another. 0 with
 	// retry set: recorded before this field, or no field given (the whole policy is
 	// compared).
-	RetryGiven    uint32 `protobuf:"varint,22,opt,name=retry_given,json=retryGiven,proto3" json:"retry_given,omitempty"`
+	RetryGiven uint32 `protobuf:"varint,22,opt,name=retry_given,json=retryGiven,proto3" json:"retry_given,omitempty"`
+	// A fork: the ID its workflow runs under, as the guest sees it (its own execution ID
+	// and the seed of its random source): the root original's, under which the copied
+	// prefix was recorded. Empty: its own ID.
+	SeedId        string `protobuf:"bytes,23,opt,name=seed_id,json=seedId,proto3" json:"seed_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +640,13 @@ func (x *Created) GetRetryGiven() uint32 {
 		return x.RetryGiven
 	}
 	return 0
+}
+
+func (x *Created) GetSeedId() string {
+	if x != nil {
+		return x.SeedId
+	}
+	return ""
 }
 
 // RetryConfig is captured in every Locked event so a config change never rewrites history.
@@ -2604,7 +2615,7 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\bfinished\x18\x13 \x01(\v2\x1c.obelisk.storage.v1.FinishedH\x00R\bfinished\x121\n" +
 	"\x05moved\x18\x14 \x01(\v2\x19.obelisk.storage.v1.MovedH\x00R\x05moved\x12\x14\n" +
 	"\x05chain\x18d \x01(\fR\x05chainB\x06\n" +
-	"\x04kind\"\xd1\x05\n" +
+	"\x04kind\"\xea\x05\n" +
 	"\aCreated\x12\x12\n" +
 	"\x04ffqn\x18\x01 \x01(\tR\x04ffqn\x12\x16\n" +
 	"\x06params\x18\x02 \x01(\fR\x06params\x12\x1b\n" +
@@ -2626,7 +2637,8 @@ const file_obelisk_storage_v1_events_proto_rawDesc = "" +
 	"\vtrace_state\x18\x15 \x01(\tR\n" +
 	"traceState\x12\x1f\n" +
 	"\vretry_given\x18\x16 \x01(\rR\n" +
-	"retryGiven\x1a;\n" +
+	"retryGiven\x12\x17\n" +
+	"\aseed_id\x18\x17 \x01(\tR\x06seedId\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
