@@ -721,3 +721,24 @@ func (s *PebbleStore) CompactDeleted(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Background is the work Pebble has done in the background since the store opened:
+// memtable flushes and compactions, and the bytes they wrote. A retention pass reports
+// what it caused (its tombstones are flushed and compacted like any write).
+type Background struct {
+	Flushes, Compactions int64
+	FlushedBytes         uint64
+	CompactedBytes       uint64
+}
+
+// Background returns the store's background work so far. It asks Pebble for its
+// metrics, which takes its locks: once per pass, not on a hot path.
+func (s *PebbleStore) Background() Background {
+	m := s.db.Metrics()
+	b := Background{Flushes: m.Flush.Count, Compactions: m.Compact.Count}
+	for _, l := range m.Levels {
+		b.FlushedBytes += l.TableBytesFlushed
+		b.CompactedBytes += l.TableBytesCompacted
+	}
+	return b
+}
