@@ -48,7 +48,27 @@ import (
 // after each one added), and a pass adds one per table and tree, thousands in all; the
 // foreground calls of the retention benchmark stalled for 15-25 ms behind them. Point
 // tombstones cost only the reads that land on them, and the compaction after the pass
-// (CompactDeleted) drops them.
+// (CompactDeleted) drops them. Keys written once (keys.go; nearly all of a tree's) are
+// deleted with SingleDelete: such a tombstone and its Set cancel out in the first
+// compaction that holds both, instead of the tombstone being carried to the bottom level.
+
+// writtenOnce reports whether k is in a table whose keys are Set at most once in the
+// store's life and never overwritten (keys.go lists them), so that SingleDelete is a
+// correct deletion of it. A SingleDelete of a key Set twice would leave the first value
+// to come back once the SingleDelete and the newer Set meet in a compaction and cancel
+// out; for a key Set once it is a Delete that vanishes with that Set instead of going
+// on down to the bottom of the LSM. The other keys of a tree (its states, rewritten by
+// every commit, the counts of its log, its snapshots, its forks and the f entry, which
+// Open may write again) are deleted with Delete.
+func writtenOnce(k []byte) bool {
+	switch k[0] {
+	case tagEvent, tagPosition, tagGlobal, tagResponse, tagDedupe, tagCreated, tagChild:
+		return true
+	case tagLog:
+		return bytes.IndexByte(k[2:], 0) >= 0 // a line, o\0<id>\0<seq>; not the counts, o\0<id>
+	}
+	return false
+}
 
 // treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
 // keys.go): a tree's deletion is one range per table. A new per-execution table is one
@@ -437,7 +457,11 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 			keys = keys[len(chunk):]
 			took, err := s.runTimedStep(ctx, false, func(b *pebble.Batch) (func(), error) {
 				for _, k := range chunk {
-					_ = b.Delete(k, nil)
+					if writtenOnce(k) {
+						_ = b.SingleDelete(k, nil)
+					} else {
+						_ = b.Delete(k, nil)
+					}
 				}
 				return func() {
 					// The chunk is sorted: one range per table (its first byte) covers it.
