@@ -32,7 +32,8 @@ import (
 //  2. derived points, in chunks of at most deleteChunk keys (unsynced, short, so
 //     foreground commits wait little): the keys that are not under the tree's prefixes,
 //     found from the ones that are: the c keys of its executions (from its s keys), the g
-//     keys of its events (from its q keys) and the root's f key.
+//     keys of its events (from its q keys) and the root's f key. Long runs of
+//     consecutive g keys go first, as a few range deletions (globalRuns).
 //  3. the tree's own keys (every key under its prefixes in the treeTags tables), in
 //     chunks likewise.
 //  4. synced: the marks removed, and m\0global-last raised so that no position is ever
@@ -451,6 +452,23 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 	// ones (the inserts are most of a deletion's work).
 	slices.SortFunc(derived, bytes.Compare)
 	slices.SortFunc(own, bytes.Compare)
+	derived, ranges := globalRuns(derived)
+	if len(ranges) > 0 {
+		took, err := s.runTimedStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+			for _, sp := range ranges {
+				_ = b.DeleteRange(sp.start, sp.end, nil)
+			}
+			return func() {
+				for _, sp := range ranges {
+					s.compact.add(sp.start, sp.end)
+				}
+			}, nil
+		})
+		if err != nil {
+			return d, err
+		}
+		p.step(took)
+	}
 	for _, keys := range [][][]byte{derived, own} { // derived first: see the invariant
 		for len(keys) > 0 {
 			chunk := keys[:min(len(keys), deleteChunk)]
@@ -498,6 +516,52 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		}, nil
 	})
 	return d, err
+}
+
+// A batch of trees created together holds long runs of consecutive global positions
+// (their events were committed together), and the g keys of such a run are all the
+// g keys between its ends: one range deletion removes them, where point deletions
+// would write a tombstone for each (a quarter of a tree's keys). Only long runs, and
+// only a few per DeleteTrees: range tombstones in the memtable cost every read a little
+// (see the invariant), so they must stay few.
+const (
+	minGlobalRun    = 64
+	maxGlobalRanges = 4
+)
+
+// globalRuns takes the longest runs of consecutive positions (at most maxGlobalRanges,
+// each of minGlobalRun or more) out of the g keys of sorted, and returns the keys left
+// and the ranges that delete the runs.
+func globalRuns(sorted [][]byte) (rest [][]byte, ranges []span) {
+	lo, _ := slices.BinarySearchFunc(sorted, []byte{tagGlobal}, bytes.Compare)
+	hi, _ := slices.BinarySearchFunc(sorted, []byte{tagGlobal + 1}, bytes.Compare)
+	pos := func(i int) uint64 { return binary.BigEndian.Uint64(sorted[i][2:]) }
+	type run struct{ from, to int } // sorted[from:to]
+	var runs []run
+	for i := lo; i < hi; {
+		j := i + 1
+		for j < hi && pos(j) == pos(j-1)+1 {
+			j++
+		}
+		if j-i >= minGlobalRun {
+			runs = append(runs, run{i, j})
+		}
+		i = j
+	}
+	if len(runs) == 0 {
+		return sorted, nil
+	}
+	slices.SortFunc(runs, func(a, b run) int { return (b.to - b.from) - (a.to - a.from) })
+	runs = runs[:min(len(runs), maxGlobalRanges)]
+	slices.SortFunc(runs, func(a, b run) int { return a.from - b.from })
+	rest = make([][]byte, 0, len(sorted))
+	at := 0
+	for _, r := range runs {
+		rest = append(rest, sorted[at:r.from]...)
+		ranges = append(ranges, span{sorted[r.from], globalKey(pos(r.to-1) + 1)})
+		at = r.to
+	}
+	return append(rest, sorted[at:]...), ranges
 }
 
 // pacer makes a deletion rest after its work, a quarter as long as the work took: a
