@@ -16,7 +16,8 @@ import (
 )
 
 // BenchmarkRetention: N finished fiboa(1, 3) trees (4 executions each; N from
-// OBELISK_BENCH_RETENTION_TREES, default 2,000; the issue's figure is 100,000) are created
+// OBELISK_BENCH_RETENTION_TREES, default 2,000; the issue's figure is 100,000; the
+// store's memtable_size from OBELISK_BENCH_RETENTION_MEMTABLE if set) are created
 // on a server without retention, which is then restarted with [retention] finished_after
 // = "30s" once they are all older. Metrics: the executions the first retention pass
 // deleted per second (from its log line), the round trips of sequential workflows
@@ -35,8 +36,16 @@ func BenchmarkRetention(b *testing.B) {
 			b.Fatalf("OBELISK_BENCH_RETENTION_TREES=%q: want a positive number", v)
 		}
 	}
+	// A smaller memtable stands for a larger pass: a pass over fewer trees fills fewer
+	// memtables, and its flushes and compactions are what slow the foreground at scale.
+	memtable := os.Getenv("OBELISK_BENCH_RETENTION_MEMTABLE") // e.g. "4MiB"; default the store's
 	for range b.N {
 		s := harness.Start(b, harness.Options{})
+		if memtable != "" {
+			s.Stop()
+			s.AppendConfig(fmt.Sprintf("[store]\nmemtable_size = %q\n", memtable))
+			s.Start()
+		}
 		warm := s.Submit("testing:fibo-workflow/workflow.fiboa", "[1, 10]")
 		harness.JSONEq(b, s.Result(warm, time.Minute), `{"ok":10}`)
 		waitPrepared(b, s, "fibo", "fibo_workflow")
