@@ -508,7 +508,7 @@ func BenchmarkDeleteTrees(b *testing.B) {
 		if err := s.CompactDeleted(ctx); err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(float64((processCPU(b)-cpu1).Milliseconds()), "compact-deleted-cpu-ms")
+		b.ReportMetric(float64((processCPU(b) - cpu1).Milliseconds()), "compact-deleted-cpu-ms")
 		after := s.Background()
 		b.ReportMetric(float64(after.Flushes-bg.Flushes), "flushes")
 		b.ReportMetric(float64(after.Compactions-bg.Compactions), "compactions")
