@@ -123,6 +123,7 @@ func (r *retention) pass(ctx context.Context) time.Time {
 		return time.Time{}
 	}
 	started := time.Now()
+	bg := background(r.e.store)
 	var deleted events.Deleted
 	var batch []string
 	deleteBatch := func() error {
@@ -157,8 +158,12 @@ func (r *retention) pass(ctx context.Context) time.Time {
 	}
 	if deleted.Trees > 0 {
 		took := time.Since(started)
+		after := background(r.e.store)
 		r.e.log.Info("retention: deleted finished execution trees", "trees", deleted.Trees,
-			"executions", deleted.Executions, "events", deleted.Events, "took", took)
+			"executions", deleted.Executions, "events", deleted.Events, "took", took,
+			"flushes", after.Flushes-bg.Flushes, "compactions", after.Compactions-bg.Compactions,
+			"flushed_mib", float64(after.FlushedBytes-bg.FlushedBytes)/(1<<20),
+			"compacted_mib", float64(after.CompactedBytes-bg.CompactedBytes)/(1<<20))
 		compacting := time.Now()
 		if err := r.e.store.CompactDeleted(ctx); err != nil && ctx.Err() == nil {
 			r.e.log.Error("retention: compact what was deleted", "err", err)
@@ -167,6 +172,15 @@ func (r *retention) pass(ctx context.Context) time.Time {
 		}
 	}
 	return time.Time{} // the next pass at the safety tick
+}
+
+// background returns the store's background work so far, if it tells it (a Pebble
+// store does; a replicated one need not).
+func background(s events.Store) events.Background {
+	if b, ok := s.(interface{ Background() events.Background }); ok {
+		return b.Background()
+	}
+	return events.Background{}
 }
 
 // Delete deletes a finished top-level execution with its whole tree now.

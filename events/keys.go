@@ -42,6 +42,15 @@ import (
 // <tag>\0<root>\0... and <tag>\0<root>.... : deleting a tree is two ranges per table
 // (treeTags and treeSpans in retention.go). Its delays' y keys start with
 // y\0Delay_<ULID>. (the delay ID is the root's ULID and the rest of a child ID).
+//
+// Written once: every key of the tables e, q, g, r, d, c, k and every log line
+// o\0<id>\0<seq> is Set at most once in the store's life and never overwritten (a
+// version, position, response cursor, delivered response, creation, child or log line
+// is never given twice). Retention deletes them with SingleDelete (writtenOnce in
+// retention.go), which is only correct for such keys: a key Set twice and then
+// SingleDeleted comes back with its first value. A change that writes one of these keys
+// again (a rewrite, a repair, a copy into an existing store) must take its table out of
+// writtenOnce; TestWrittenOnce checks the invariant through the WAL.
 const (
 	tagEvent    = 'e'
 	tagResponse = 'r'

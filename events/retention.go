@@ -32,7 +32,8 @@ import (
 //  2. derived points, in chunks of at most deleteChunk keys (unsynced, short, so
 //     foreground commits wait little): the keys that are not under the tree's prefixes,
 //     found from the ones that are: the c keys of its executions (from its s keys), the g
-//     keys of its events (from its q keys) and the root's f key.
+//     keys of its events (from its q keys) and the root's f key. Long runs of
+//     consecutive g keys go first, as a few range deletions (globalRuns).
 //  3. the tree's own keys (every key under its prefixes in the treeTags tables), in
 //     chunks likewise.
 //  4. synced: the marks removed, and m\0global-last raised so that no position is ever
@@ -48,7 +49,27 @@ import (
 // after each one added), and a pass adds one per table and tree, thousands in all; the
 // foreground calls of the retention benchmark stalled for 15-25 ms behind them. Point
 // tombstones cost only the reads that land on them, and the compaction after the pass
-// (CompactDeleted) drops them.
+// (CompactDeleted) drops them. Keys written once (keys.go; nearly all of a tree's) are
+// deleted with SingleDelete: such a tombstone and its Set cancel out in the first
+// compaction that holds both, instead of the tombstone being carried to the bottom level.
+
+// writtenOnce reports whether k is in a table whose keys are Set at most once in the
+// store's life and never overwritten (keys.go lists them), so that SingleDelete is a
+// correct deletion of it. A SingleDelete of a key Set twice would leave the first value
+// to come back once the SingleDelete and the newer Set meet in a compaction and cancel
+// out; for a key Set once it is a Delete that vanishes with that Set instead of going
+// on down to the bottom of the LSM. The other keys of a tree (its states, rewritten by
+// every commit, the counts of its log, its snapshots, its forks and the f entry, which
+// Open may write again) are deleted with Delete.
+func writtenOnce(k []byte) bool {
+	switch k[0] {
+	case tagEvent, tagPosition, tagGlobal, tagResponse, tagDedupe, tagCreated, tagChild:
+		return true
+	case tagLog:
+		return bytes.IndexByte(k[2:], 0) >= 0 // a line, o\0<id>\0<seq>; not the counts, o\0<id>
+	}
+	return false
+}
 
 // treeTags are the tables whose keys of one tree all start with <tag>\0<root> (see
 // keys.go): a tree's deletion is one range per table. A new per-execution table is one
@@ -431,13 +452,34 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 	// ones (the inserts are most of a deletion's work).
 	slices.SortFunc(derived, bytes.Compare)
 	slices.SortFunc(own, bytes.Compare)
+	derived, ranges := globalRuns(derived)
+	if len(ranges) > 0 {
+		took, err := s.runTimedStep(ctx, false, func(b *pebble.Batch) (func(), error) {
+			for _, sp := range ranges {
+				_ = b.DeleteRange(sp.start, sp.end, nil)
+			}
+			return func() {
+				for _, sp := range ranges {
+					s.compact.add(sp.start, sp.end)
+				}
+			}, nil
+		})
+		if err != nil {
+			return d, err
+		}
+		p.step(took)
+	}
 	for _, keys := range [][][]byte{derived, own} { // derived first: see the invariant
 		for len(keys) > 0 {
 			chunk := keys[:min(len(keys), deleteChunk)]
 			keys = keys[len(chunk):]
 			took, err := s.runTimedStep(ctx, false, func(b *pebble.Batch) (func(), error) {
 				for _, k := range chunk {
-					_ = b.Delete(k, nil)
+					if writtenOnce(k) {
+						_ = b.SingleDelete(k, nil)
+					} else {
+						_ = b.Delete(k, nil)
+					}
 				}
 				return func() {
 					// The chunk is sorted: one range per table (its first byte) covers it.
@@ -474,6 +516,52 @@ func (s *PebbleStore) DeleteTrees(ctx context.Context, roots []string) (Deleted,
 		}, nil
 	})
 	return d, err
+}
+
+// A batch of trees created together holds long runs of consecutive global positions
+// (their events were committed together), and the g keys of such a run are all the
+// g keys between its ends: one range deletion removes them, where point deletions
+// would write a tombstone for each (a quarter of a tree's keys). Only long runs, and
+// only a few per DeleteTrees: range tombstones in the memtable cost every read a little
+// (see the invariant), so they must stay few.
+const (
+	minGlobalRun    = 64
+	maxGlobalRanges = 4
+)
+
+// globalRuns takes the longest runs of consecutive positions (at most maxGlobalRanges,
+// each of minGlobalRun or more) out of the g keys of sorted, and returns the keys left
+// and the ranges that delete the runs.
+func globalRuns(sorted [][]byte) (rest [][]byte, ranges []span) {
+	lo, _ := slices.BinarySearchFunc(sorted, []byte{tagGlobal}, bytes.Compare)
+	hi, _ := slices.BinarySearchFunc(sorted, []byte{tagGlobal + 1}, bytes.Compare)
+	pos := func(i int) uint64 { return binary.BigEndian.Uint64(sorted[i][2:]) }
+	type run struct{ from, to int } // sorted[from:to]
+	var runs []run
+	for i := lo; i < hi; {
+		j := i + 1
+		for j < hi && pos(j) == pos(j-1)+1 {
+			j++
+		}
+		if j-i >= minGlobalRun {
+			runs = append(runs, run{i, j})
+		}
+		i = j
+	}
+	if len(runs) == 0 {
+		return sorted, nil
+	}
+	slices.SortFunc(runs, func(a, b run) int { return (b.to - b.from) - (a.to - a.from) })
+	runs = runs[:min(len(runs), maxGlobalRanges)]
+	slices.SortFunc(runs, func(a, b run) int { return a.from - b.from })
+	rest = make([][]byte, 0, len(sorted))
+	at := 0
+	for _, r := range runs {
+		rest = append(rest, sorted[at:r.from]...)
+		ranges = append(ranges, span{sorted[r.from], globalKey(pos(r.to-1) + 1)})
+		at = r.to
+	}
+	return append(rest, sorted[at:]...), ranges
 }
 
 // pacer makes a deletion rest after its work, a quarter as long as the work took: a
@@ -720,4 +808,25 @@ func (s *PebbleStore) CompactDeleted(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Background is the work Pebble has done in the background since the store opened:
+// memtable flushes and compactions, and the bytes they wrote. A retention pass reports
+// what it caused (its tombstones are flushed and compacted like any write).
+type Background struct {
+	Flushes, Compactions int64
+	FlushedBytes         uint64
+	CompactedBytes       uint64
+}
+
+// Background returns the store's background work so far. It asks Pebble for its
+// metrics, which takes its locks: once per pass, not on a hot path.
+func (s *PebbleStore) Background() Background {
+	m := s.db.Metrics()
+	b := Background{Flushes: m.Flush.Count, Compactions: m.Compact.Count}
+	for _, l := range m.Levels {
+		b.FlushedBytes += l.TableBytesFlushed
+		b.CompactedBytes += l.TableBytesCompacted
+	}
+	return b
 }
