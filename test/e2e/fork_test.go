@@ -148,9 +148,18 @@ location.path = %q
 
 	// --cancel-original: the original (paused, unfinished) is cancelled, the fork (its
 	// Created event alone) runs on the original's component and prints its ID.
-	running := submit("[1, 3]")
-	if _, err := s.Exec.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: running})); err != nil {
-		t.Fatal(err)
+	// A fiboa(1, 3) can finish before the pause reaches it (refused: failed_precondition);
+	// then another is submitted, until one is paused unfinished.
+	var running string
+	for attempt := 1; ; attempt++ {
+		running = submit("[1, 3]")
+		_, err := s.Exec.Pause(ctx, connect.NewRequest(&pb.PauseRequest{ExecutionId: running}))
+		if err == nil {
+			break
+		}
+		if connect.CodeOf(err) != connect.CodeFailedPrecondition || attempt == 20 {
+			t.Fatalf("pause %s (attempt %d): %v", running, attempt, err)
+		}
 	}
 	out, stderr, code = s.CLI("execution", "fork", running, "--at", "1", "--cancel-original")
 	fork2 := strings.TrimSpace(out)
