@@ -81,18 +81,19 @@ func (m *Module) snapshotKey() [32]byte {
 }
 
 // snapshotFile is where m's snapshot is kept, or "" when it is not kept. The name holds
-// the module's digest and a digest of the build: processes of different builds sharing a
-// cache dir (a server and the tests that check its store offline, an old and a new
-// version during an upgrade) keep one file each rather than overwriting each other's.
+// the module's digest and a digest of its key (the build and the settings): processes
+// sharing a cache dir with different builds or settings (a server and the tests that
+// check its store offline, an old and a new version during an upgrade, servers with
+// other memory limits) keep one file each rather than overwriting each other's.
 func (m *Module) snapshotFile() string {
 	if m.rt.cacheDir == "" || m.digest == "" {
 		return ""
 	}
-	build := sha256.Sum256([]byte(m.rt.build))
-	return filepath.Join(m.rt.cacheDir, snapshotsDir, m.digest+"-"+hex.EncodeToString(build[:8])+".snap")
+	key := m.snapshotKey()
+	return filepath.Join(m.rt.cacheDir, snapshotsDir, m.digest+"-"+hex.EncodeToString(key[:8])+".snap")
 }
 
-// snapshotFileMaxIdle is how long a kept snapshot of another build is kept: a file is only
+// snapshotFileMaxIdle is how long a kept snapshot of another build or settings is kept: a file is only
 // read when a process starts, so one not written for that long belongs to a build no
 // longer started (writeSnapshot removes it).
 const snapshotFileMaxIdle = 7 * 24 * time.Hour

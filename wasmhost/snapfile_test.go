@@ -193,7 +193,9 @@ func TestKeptSnapshotCorruptIgnored(t *testing.T) {
 }
 
 // TestKeptSnapshotStaleIgnored: a snapshot file made with other settings is not used:
-// the snapshot is made afresh (and the file replaced).
+// a process with other settings keeps its own file beside it, and one found under its
+// own name but made with other settings (a collision of the name's digest, a file
+// copied over it) is refused as stale and replaced.
 func TestKeptSnapshotStaleIgnored(t *testing.T) {
 	dir := t.TempDir()
 	m := restarted(t, dir, &captureHandler{}, nil)
@@ -211,12 +213,25 @@ func TestKeptSnapshotStaleIgnored(t *testing.T) {
 	} {
 		name, edit := c.name, c.edit
 		t.Run(name, func(t *testing.T) {
-			if err := os.WriteFile(m.snapshotFile(), good, 0o644); err != nil { // made with the first settings
+			logs := &captureHandler{}
+			other := restarted(t, dir, logs, edit)
+			snapshotOf(t, other)
+			if wasRead(t, logs) {
+				t.Fatal("a snapshot file made with other settings was used")
+			}
+			if other.snapshotFile() == m.snapshotFile() {
+				t.Fatal("other settings keep their snapshot under the same name")
+			}
+			if b, err := os.ReadFile(m.snapshotFile()); err != nil || !bytes.Equal(b, good) {
+				t.Fatalf("the first settings' file was changed: %v", err)
+			}
+			// The first settings' bytes under the other settings' name: stale.
+			if err := os.WriteFile(other.snapshotFile(), good, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			logs := &captureHandler{}
-			m := restarted(t, dir, logs, edit)
-			snapshotOf(t, m)
+			logs = &captureHandler{}
+			again := restarted(t, dir, logs, edit)
+			snapshotOf(t, again)
 			if wasRead(t, logs) {
 				t.Fatal("a stale snapshot file was used")
 			}
