@@ -162,7 +162,8 @@ func prepareSnapshots(tx *Tx, again bool) {
 	}
 }
 
-// snapshotOps returns the writes that store puts (a Tx's snapshots, prepared) and drop the ones they
+// snapshotOps returns the writes that store puts (a Tx's snapshots, prepared; those of
+// finished executions left out) and drop the ones they
 // supersede, and the index of each execution they changed, which the group adopts if
 // the Tx is committed (groupState.snaps): the snapshots of the Txs before it in its
 // group are not in the database yet, and must count against MaxSnapshotsPerExecution
@@ -184,6 +185,9 @@ func (g *groupState) snapshotOps(puts []SnapshotPut, overlay map[string]*pb.Exec
 			if st == nil {
 				return nil, nil, fmt.Errorf("store snapshot of %s: %w", clip.String(p.ExecutionID), ErrNotFound)
 			}
+		}
+		if st.Status == pb.Status_STATUS_FINISHED {
+			continue // never resumed: not stored (snapshots_finished.go)
 		}
 		e := p.Entry
 		e.Digest = p.digest

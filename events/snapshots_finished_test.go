@@ -59,6 +59,32 @@ func TestSnapshotsDroppedWhenFinished(t *testing.T) {
 	}
 }
 
+// TestSnapshotsPutAndFinishedInOneGroup: a snapshot put by a Tx of the writer's group
+// (still only in the batch) is dropped by a later Tx of the same group finishing its
+// workflow, blob included.
+func TestSnapshotsPutAndFinishedInOneGroup(t *testing.T) {
+	ctx := context.Background()
+	s := gOpen(t, t.TempDir())
+	id := NewExecutionID(time.Unix(0, 100))
+	created := gCreated(100)
+	created.GetCreated().ComponentType = pb.ComponentType_COMPONENT_TYPE_WORKFLOW
+	gCommit(t, s, gAppend(id, 0, created))
+	snap := &Tx{Snapshots: []SnapshotPut{{ExecutionID: id, Entry: SnapshotEntry{Position: 10, Prefix: []byte{1}, ComponentID: "comp"}, Blob: []byte("memory")}}}
+	for i, err := range group(s, snap, gAppend(id, 1, rFinished(101))) {
+		if err != nil {
+			t.Fatalf("tx %d: %v", i, err)
+		}
+	}
+	if got, err := s.Snapshots(ctx, id); err != nil || len(got) != 0 {
+		t.Fatalf("snapshots of the finished execution: %+v %v, want none", got, err)
+	}
+	e := snap.Snapshots[0].Entry
+	e.Digest = snap.Snapshots[0].digest
+	if _, err := s.SnapshotBlob(ctx, id, e); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("blob of the finished execution: %v, want ErrNotFound", err)
+	}
+}
+
 // BenchmarkFinishedSnapshotOps measures what the commit finishing a workflow execution
 // adds: looking for its snapshots (here none, the common case: snapshot_every is 1,000
 // history events), in a store of 1,000 workflow executions.
@@ -72,7 +98,7 @@ func BenchmarkFinishedSnapshotOps(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := s.finishedSnapshotOps(ids[i%len(ids)]); err != nil {
+		if _, err := (&groupState{s: s}).finishedSnapshotOps(ids[i%len(ids)]); err != nil {
 			b.Fatal(err)
 		}
 	}

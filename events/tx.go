@@ -198,7 +198,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 				newDelays = append(newDelays, d)
 			}
 			if ev.GetFinished() != nil && nst.ComponentType == pb.ComponentType_COMPONENT_TYPE_WORKFLOW {
-				drop, err := g.s.finishedSnapshotOps(a.ExecutionID)
+				drop, err := g.finishedSnapshotOps(a.ExecutionID)
 				if err != nil {
 					return nil, nil, nil, err
 				}
@@ -264,11 +264,7 @@ func (g *groupState) apply(tx *Tx) ([]kv, map[string]*pb.ExecutionState, map[str
 		g.cacheTimes = append(g.cacheTimes, p.ExpiresAt)
 	}
 	prepareSnapshots(tx, false) // a no-op for a Tx that came through Commit or ApplyLogged
-	puts, err := g.unfinishedSnapshots(tx.Snapshots, overlay)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	snapOps, snaps, err := g.snapshotOps(puts, overlay)
+	snapOps, snaps, err := g.snapshotOps(tx.Snapshots, overlay)
 	if err != nil {
 		return nil, nil, nil, err
 	}
