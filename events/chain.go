@@ -311,9 +311,11 @@ func checkChain(r pebble.Reader, id string, log byte, lower, upper []byte, n uin
 			if prev == nil {
 				prev = chainSeed(log, id)
 			}
-			want := chainLink(prev, body)
+			var want []byte
 			if ofBody {
 				want = bodyLink(prev, body)
+			} else {
+				want = chainLink(prev, body)
 			}
 			if string(want) != string(link) {
 				return broken(i, "stored link %x, but the bytes stored chain to %x", link[:8], want[:8])
