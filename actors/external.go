@@ -96,22 +96,22 @@ type WorkerTask struct {
 type workerWaits struct {
 	waiting atomic.Int32
 	mu      sync.Mutex
-	byKey   map[waitKey][]chan struct{} // the waiters' channels (buffered, 1), oldest first
+	byKey   map[waitKey][]chan waitKey // the waiters' channels (buffered, 1), oldest first
 }
 
 // waitKey is what a waiter waits for: a pending execution of a function in a queue.
 type waitKey struct{ queue, ffqn string }
 
-// subscribe returns a channel that receives when a pending execution of one of keys is
-// committed and this waiter is the one woken for it, and the function that ends the
-// subscription. A wake-up that arrives but is not received before the end is passed on
-// to another waiter, so that it is not lost.
-func (w *workerWaits) subscribe(keys []waitKey) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// subscribe returns a channel that receives the key of a pending execution of one of
+// keys when it is committed and this waiter is the one woken for it, and the function
+// that ends the subscription. A wake-up that arrives but is not received before the end
+// is passed on to another waiter of its key, so that it is not lost.
+func (w *workerWaits) subscribe(keys []waitKey) (<-chan waitKey, func()) {
+	ch := make(chan waitKey, 1)
 	w.waiting.Add(1) // before the channel is registered: no notify after it is skipped
 	w.mu.Lock()
 	if w.byKey == nil {
-		w.byKey = map[waitKey][]chan struct{}{}
+		w.byKey = map[waitKey][]chan waitKey{}
 	}
 	for _, k := range keys {
 		w.byKey[k] = append(w.byKey[k], ch)
@@ -120,27 +120,19 @@ func (w *workerWaits) subscribe(keys []waitKey) (<-chan struct{}, func()) {
 	return ch, func() {
 		w.mu.Lock()
 		for _, k := range keys {
-			chs := slices.DeleteFunc(w.byKey[k], func(c chan struct{}) bool { return c == ch })
+			chs := slices.DeleteFunc(w.byKey[k], func(c chan waitKey) bool { return c == ch })
 			if len(chs) == 0 {
 				delete(w.byKey, k)
 			} else {
 				w.byKey[k] = chs
 			}
 		}
-		var unused bool
 		select {
-		case <-ch:
-			unused = true
+		case k := <-ch:
+			// Woken for an execution it will not look for: another waiter of that key
+			// takes the wake-up.
+			w.wakeOne(k)
 		default:
-		}
-		if unused {
-			// Woken for an execution it will not look for: another waiter of the same
-			// keys takes the wake-up.
-			for _, k := range keys {
-				if w.wakeOne(k) {
-					break
-				}
-			}
 		}
 		w.mu.Unlock()
 		w.waiting.Add(-1)
@@ -162,7 +154,7 @@ func (w *workerWaits) notify(queue, ffqn string) {
 func (w *workerWaits) wakeOne(k waitKey) bool {
 	for _, ch := range w.byKey[k] {
 		select {
-		case ch <- struct{}{}:
+		case ch <- k:
 			return true
 		default: // woken already, for another execution
 		}
@@ -178,7 +170,7 @@ func (w *workerWaits) wakeOne(k waitKey) bool {
 // a move to another version is seen. onCommit pays one atomic load while it is empty.
 type workerPins struct {
 	n  atomic.Int32 // len(m)
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[string]string // execution ID -> the ID of the component it is pinned to
 }
 
@@ -191,8 +183,8 @@ func (w *workerPins) get(id string) (string, bool) {
 	if w.n.Load() == 0 {
 		return "", false
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.mu.RLock()
+	defer w.mu.RUnlock()
 	c, ok := w.m[id]
 	return c, ok
 }
@@ -211,6 +203,14 @@ func (w *workerPins) put(id, component string) {
 // forget drops what is remembered of execution id.
 func (w *workerPins) forget(id string) {
 	if w.n.Load() == 0 {
+		return
+	}
+	// Every commit comes here while anything is remembered: most of them for executions
+	// that are not, which a read lock settles without contending with the others.
+	w.mu.RLock()
+	_, ok := w.m[id]
+	w.mu.RUnlock()
+	if !ok {
 		return
 	}
 	w.mu.Lock()
@@ -627,7 +627,8 @@ func (e *Engine) recordedCompletion(ctx context.Context, id, runID string, resul
 			r, err := events.ParseResult(k.Finished.Result)
 			same = err == nil && r.Failure != nil && heldOrNot(r.Failure.Reason, runErr.Error())
 		} else {
-			same = bytes.Equal(k.Finished.Result, result)
+			// Returned: the err the deadline rule kept while finishing deadline_exceeded.
+			same = bytes.Equal(k.Finished.Result, result) || bytes.Equal(k.Finished.Returned, result)
 		}
 	}
 	if !same {

@@ -321,10 +321,38 @@ func TestWorkerWaitsByQueue(t *testing.T) {
 // TestWorkerWaitsWakeOnePerExecution: of the workers waiting for a function, each new
 // pending execution wakes one, the longest waiting first; a wake-up its waiter leaves
 // without receiving goes to another waiter.
+// TestWorkerWaitsHandOnToTheSameKey: a waiter of two functions woken for one of them
+// that leaves without receiving the wake-up hands it to a waiter of that function, not
+// to one of its other function.
+func TestWorkerWaitsHandOnToTheSameKey(t *testing.T) {
+	var w workerWaits
+	f1, f2 := waitKey{"q", "f1"}, waitKey{"q", "f2"}
+	_, leave := w.subscribe([]waitKey{f1, f2})
+	only1, done1 := w.subscribe([]waitKey{f1})
+	defer done1()
+	only2, done2 := w.subscribe([]waitKey{f2})
+	defer done2()
+	w.notify("q", "f2") // wakes the oldest waiter of f2, which leaves without receiving it
+	leave()
+	select {
+	case k := <-only2:
+		if k != f2 {
+			t.Fatalf("woken for %v, want %v", k, f2)
+		}
+	default:
+		t.Fatal("the waiter of f2 was not woken")
+	}
+	select {
+	case k := <-only1:
+		t.Fatalf("the waiter of f1 alone was woken (for %v)", k)
+	default:
+	}
+}
+
 func TestWorkerWaitsWakeOnePerExecution(t *testing.T) {
 	var w workerWaits
 	k := waitKey{"q", "f"}
-	chs := make([]<-chan struct{}, 5)
+	chs := make([]<-chan waitKey, 5)
 	dones := make([]func(), 5)
 	for i := range chs {
 		chs[i], dones[i] = w.subscribe([]waitKey{k})
