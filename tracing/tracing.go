@@ -94,8 +94,10 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	} else {
 		proc = sdktrace.NewBatchSpanProcessor(exp)
 	}
-	limits := sdktrace.NewSpanLimits() // the SDK's, or the OTEL_SPAN_* environment's
-	limits.EventCountLimit = max(limits.EventCountLimit, SpanEventLimit)
+	limits := sdktrace.NewSpanLimits()                             // the SDK's, or the OTEL_SPAN_* environment's
+	if l := limits.EventCountLimit; l >= 0 && l < SpanEventLimit { // -1: no limit
+		limits.EventCountLimit = SpanEventLimit
+	}
 	dropped := new(atomic.Int64)
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithSpanProcessor(dropping{proc, dropped}),
@@ -199,8 +201,12 @@ func parse(traceparent, tracestate string) (trace.SpanContext, bool) {
 
 // ExecutionSpanID is the span ID of execution id's span: derived from the ID, so that
 // whoever knows the execution names its span the same, before it has ended.
-func ExecutionSpanID(id string) trace.SpanID {
-	h := sha256.Sum256([]byte("obelisk execution span\x00" + id))
+func ExecutionSpanID(id string) trace.SpanID { return derivedSpanID("obelisk execution span", id) }
+
+// derivedSpanID is a span ID derived from what (a domain) and id: never the invalid
+// all-zero ID.
+func derivedSpanID(what, id string) trace.SpanID {
+	h := sha256.Sum256([]byte(what + "\x00" + id))
 	var s trace.SpanID
 	copy(s[:], h[:8])
 	if !s.IsValid() {
@@ -408,15 +414,7 @@ func randomSpanID() trace.SpanID {
 // RunSpanID is the span ID of the attempt span of an external worker's run runID:
 // derived from the run ID, so that the traceparent sent to the worker when it locks the
 // execution names the span that the server emits when the run ends, calls later.
-func RunSpanID(runID string) trace.SpanID {
-	h := sha256.Sum256([]byte("obelisk run span\x00" + runID))
-	var s trace.SpanID
-	copy(s[:], h[:8])
-	if !s.IsValid() {
-		s[7] = 1
-	}
-	return s
-}
+func RunSpanID(runID string) trace.SpanID { return derivedSpanID("obelisk run span", runID) }
 
 // runSpanContext is the span context of the attempt span of worker run runID of x.
 func (t *Tracer) runSpanContext(x Exec, runID string) (self, parent trace.SpanContext) {
