@@ -163,8 +163,8 @@ func (r *workflowRun) snapshot(ctx context.Context, background bool) {
 		return true
 	}
 	if background {
-		r.snapshotAt = r.pos // not again for as long, stored or not
-		go commit(context.WithoutCancel(ctx))
+		r.snapshotAt = r.pos                                    // not again for as long, stored or not
+		e.goLoop(func() { commit(context.WithoutCancel(ctx)) }) // Close waits for it, before the store closes
 		return
 	}
 	if commit(context.WithoutCancel(ctx)) {
