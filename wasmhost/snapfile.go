@@ -93,9 +93,9 @@ func (m *Module) snapshotFile() string {
 	return filepath.Join(m.rt.cacheDir, snapshotsDir, m.digest+"-"+hex.EncodeToString(key[:8])+".snap")
 }
 
-// snapshotFileMaxIdle is how long a kept snapshot of another build or settings is kept: a file is only
-// read when a process starts, so one not written for that long belongs to a build no
-// longer started (writeSnapshot removes it).
+// snapshotFileMaxIdle is how long a kept snapshot of another build or settings is kept: a
+// file is touched when a process reads it and rewritten when one makes it, so one idle
+// for that long belongs to a build or settings no longer started (writeSnapshot removes it).
 const snapshotFileMaxIdle = 7 * 24 * time.Hour
 
 // readSnapshot returns the snapshot kept for m, or nil (logged) when there is none that
@@ -112,6 +112,9 @@ func (m *Module) readSnapshot() *snapshot {
 	if err == nil {
 		var s *snapshot
 		if s, err = decodeSnapshotFile(b, m.snapshotKey()); err == nil {
+			// A file in use is not idle: writeSnapshot prunes by modification time.
+			now := time.Now()
+			_ = os.Chtimes(path, now, now)
 			return s
 		}
 	}
