@@ -155,7 +155,7 @@ func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, plain bo
 	mem := mod.Memory()
 	for i, d := range data {
 		if mem == nil || !mem.Write(d.Offset, d.Data) {
-			_ = mod.Close(context.Background())
+			_ = closeWithMemory(context.Background(), mod, inst.env)
 			// What instantiating the module would have refused.
 			return false, fmt.Errorf("data segment %d [%#x, +%d) is outside the memory", i, d.Offset, len(d.Data))
 		}
@@ -168,12 +168,12 @@ func (m *Module) initVariant(ctx, ictx context.Context, inst *Instance, plain bo
 		fn := mod.ExportedFunction(name)
 		if fn == nil {
 			inst.initializing = false
-			_ = mod.Close(context.Background())
+			_ = closeWithMemory(context.Background(), mod, inst.env)
 			return true, fmt.Errorf("the variant does not export %s", name)
 		}
 		if _, err = fn.Call(ictx); err != nil {
 			// As wazero's InstantiateModule does for a start function.
-			_ = mod.Close(ictx)
+			_ = closeWithMemory(ictx, mod, inst.env)
 			var exit *sys.ExitError
 			if errors.As(err, &exit) {
 				if exit.ExitCode() == 0 {

@@ -353,9 +353,17 @@ func (i *Instance) Close(ctx context.Context) error {
 // host call that then fails unwinds the guest without that step, and Close returns early
 // on a module already marked. The memory (an image mapping and whatever the guest grew,
 // 4 MiB or more outside the Go heap) stayed mapped for the server's life.
-func (i *Instance) closeModule(ctx context.Context) error {
-	err := i.mod.Close(ctx)
-	if m := i.env.mem; m != nil {
+func (i *Instance) closeModule(ctx context.Context) error { return closeWithMemory(ctx, i.mod, i.env) }
+
+// closeWithMemory closes mod, a module instantiated with env's allocator, and releases
+// its linear memory (see closeModule): every close of an instance's module, also those
+// of one still being made, goes through it.
+func closeWithMemory(ctx context.Context, mod api.Module, env *instEnv) error {
+	err := mod.Close(ctx)
+	if env == nil {
+		return err
+	}
+	if m := env.mem; m != nil {
 		m.Free()
 	}
 	return err

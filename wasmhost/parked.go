@@ -341,7 +341,7 @@ func (m *Module) ResumeParked(ctx context.Context, cfg InstanceConfig, image []b
 		return nil, fmt.Errorf("wasmhost: resume: %w", err)
 	}
 	if err := p.apply(inst.mod, v.Globals); err != nil {
-		_ = inst.mod.Close(context.Background())
+		_ = inst.closeModule(context.Background())
 		return nil, fmt.Errorf("wasmhost: resume: %w", err)
 	}
 	inst.configure(cfg)
@@ -349,7 +349,7 @@ func (m *Module) ResumeParked(ctx context.Context, cfg InstanceConfig, image []b
 	inst.stderr.reset(p.stderr)
 	inst.resumeFn = inst.mod.ExportedFunction(v.ResumeExport)
 	if inst.resumeFn == nil {
-		_ = inst.mod.Close(context.Background())
+		_ = inst.closeModule(context.Background())
 		return nil, fmt.Errorf("wasmhost: resume: the variant does not export %s", v.ResumeExport)
 	}
 	inst.resumed = &resumeState{image: p, answer: answer}

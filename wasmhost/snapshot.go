@@ -461,12 +461,12 @@ func (m *Module) restore(ctx context.Context, s *snapshot, kind Kind) (*Instance
 		return nil, inst.classify(ctx, ictx, err)
 	}
 	if err := s.apply(mod); err != nil {
-		_ = mod.Close(context.Background())
+		_ = closeWithMemory(context.Background(), mod, inst.env)
 		return nil, err
 	}
 	if kind == KindActivity {
 		if err := reseedGenerators(mod.Memory(), s.generators); err != nil {
-			_ = mod.Close(context.Background())
+			_ = closeWithMemory(context.Background(), mod, inst.env)
 			return nil, err
 		}
 	}
