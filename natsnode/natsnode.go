@@ -75,6 +75,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxPayload: cfg.MaxPayload,
 		SyncAlways: cfg.SyncAlways,
 		NoSigs:     true, // the process's signals belong to its owner
+		// A peer that is down is retried every second, each failure an error line by
+		// default: once a minute says the same and leaves the log readable.
+		ReconnectErrorReports: 60,
 	}
 	if port == 0 {
 		opts.Port = server.RANDOM_PORT

@@ -24,3 +24,24 @@ func RoundTrip(tx *events.Tx) (*events.Tx, error) {
 	}
 	return decodeTx(e.GetBatch().GetTxs()[0]), nil
 }
+
+// StallConsumer stops s's consumer without a replacement, as when the client gives up
+// re-creating it, and returns its generation.
+func StallConsumer(s *Store) int {
+	c := &s.consumer
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cc != nil {
+		c.cc.Stop()
+		c.cc = nil
+	}
+	return c.gen
+}
+
+// ConsumerGeneration returns how many consumers s started.
+func ConsumerGeneration(s *Store) int {
+	c := &s.consumer
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}

@@ -80,7 +80,6 @@ type Store struct {
 	js       jetstream.JetStream
 	subject  string
 	maxSize  int
-	cons     jetstream.ConsumeContext
 
 	mu      sync.Mutex
 	waiters map[string]chan outcome // by Tx ID, the Commits of this node waiting
@@ -100,7 +99,7 @@ type Store struct {
 	applied    atomic.Uint64 // Txs and deletions applied since Open
 	appliedSeq atomic.Uint64 // the last entry applied whole
 	openedAt   uint64        // the last position applied before Open
-	consumed   uint64        // the last entry consume took (its goroutine's)
+	consumer   consumer      // what takes the log's entries (consumer.go)
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -182,18 +181,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.openedAt = last
-	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if last > 0 {
 		// From the entry of the last Tx applied: the writer refuses those of its Txs
 		// applied already (events.ErrAlreadyApplied), and applies the rest.
 		s.appliedSeq.Store(last>>16 - 1)
-		s.consumed = last>>16 - 1
-		cc = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: last >> 16}
+		s.consumer.consumed = last>>16 - 1
 	}
-	cons, err := js.OrderedConsumer(ctx, opts.Stream, cc)
-	if err != nil {
-		ps.Close()
-		return nil, fmt.Errorf("open replicated store: consume %s after %d: %w", opts.Stream, last, err)
+	if err := s.startConsumer(ctx); err != nil {
+		// The stream is there (ensureStream): the watch of the consumer starts another
+		// once the stream answers again.
+		opts.Logger.Warn("replicated store: starting the log's consumer", "after", last, "err", err)
 	}
 	go s.resolve()
 	s.pubs.Add(publishers)
@@ -207,17 +204,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		case <-s.closing:
 		}
 	}()
-	// Missing two heartbeats makes the consumer start again after the last entry it
-	// delivered: a node whose server restarted resumes in about two seconds, not NATS's
-	// default ten.
-	s.cons, err = cons.Consume(s.consume, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(10*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			s.opts.Logger.Debug("replicated store: consumer", "err", err)
-		}))
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open replicated store: consume %s after %d: %w", opts.Stream, last, err)
-	}
+	go s.watchConsumer()
 	return s, nil
 }
 
@@ -493,80 +480,6 @@ func (s *Store) await(id string, ch chan outcome) outcome {
 	}
 }
 
-// consume takes the log's entries in order (the ordered consumer delivers each once, in
-// sequence, re-creating itself on a gap) and queues them for the resolver. The Tx at
-// index i of entry seq is at position seq<<16|i of the local store (events/applied.go).
-func (s *Store) consume(msg jetstream.Msg) {
-	md, err := msg.Metadata()
-	if err != nil {
-		s.fail(fmt.Errorf("apply the log: entry metadata: %w", err))
-		return
-	}
-	seq := md.Sequence.Stream
-	if s.Err() != nil {
-		return
-	}
-	// The ordered consumer skips an entry removed from the stream without a word:
-	// applying the next one would fork this node from those that applied it.
-	if seq != s.consumed+1 {
-		s.fail(fmt.Errorf("apply the log: entry %d follows entry %d (entries removed from stream %s?)", seq, s.consumed, s.opts.Stream))
-		return
-	}
-	s.consumed = seq
-	var e pb.LogEntry
-	if err := proto.Unmarshal(msg.Data(), &e); err != nil {
-		// An entry this node cannot read: applying the ones after it would fork this
-		// node's state from the others'.
-		s.fail(fmt.Errorf("apply the log: decode entry %d: %w", seq, err))
-		return
-	}
-	var items []item
-	switch k := e.Kind.(type) {
-	case *pb.LogEntry_Batch:
-		for i, m := range k.Batch.Txs {
-			if s.Err() != nil || i >= 1<<16 {
-				return
-			}
-			a, err := s.PebbleStore.ApplyLogged(s.ctx, seq<<16|uint64(i), decodeTx(m))
-			if err != nil {
-				if s.ctx.Err() == nil {
-					s.fail(err)
-				}
-				return
-			}
-			items = append(items, item{seq: seq, id: m.Id, applying: a})
-		}
-		if len(items) == 0 {
-			items = append(items, item{seq: seq}) // nothing to apply: the entry is passed
-		}
-	case *pb.LogEntry_DeleteTrees:
-		if seq<<16|0xffff <= s.openedAt {
-			items = append(items, item{seq: seq}) // ran before this node restarted
-			break
-		}
-		items = append(items, item{seq: seq, id: msg.Headers().Get(jetstream.MsgIDHeader), roots: k.DeleteTrees.Roots, done: make(chan struct{})})
-	default:
-		s.fail(fmt.Errorf("apply the log: entry %d of an unknown kind (a newer node wrote it?)", seq))
-		return
-	}
-	items[len(items)-1].last = true
-	for _, it := range items {
-		select {
-		case s.items <- it:
-		case <-s.closing:
-			return
-		}
-		if it.done != nil {
-			// Nothing after a deletion is queued before it ran: what it deletes is
-			// decided at its place in the log.
-			select {
-			case <-it.done:
-			case <-s.closing:
-			}
-		}
-	}
-}
-
 // resolve waits for each entry's outcome, in log order, and answers this node's Commit
 // that published it, if any.
 func (s *Store) resolve() {
@@ -673,9 +586,7 @@ func (s *Store) fail(err error) {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		if s.cons != nil {
-			s.cons.Stop()
-		}
+		s.stopConsumer()
 		s.cancel()
 		s.pubs.Wait()
 		<-s.resolved
