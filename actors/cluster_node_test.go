@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 )
 
@@ -75,5 +78,58 @@ world any { export approval; }
 	defer e.Close(ctx)
 	if s := status(e, "E_B"); s == pb.Status_STATUS_LOCKED {
 		t.Errorf("a single node kept a lock of a dead process: %v", s)
+	}
+}
+
+// TestCommitsAppliedWhileStarting: a cluster node's store applies the other nodes'
+// commits from the moment it opens, while the engine still loads its components; the
+// engine starts (no wake-up reaches what does not exist yet) and then serves what they
+// committed (recover's scans see it).
+func TestCommitsAppliedWhileStarting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := Config{
+		DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NodeName: "a",
+		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, WIT: `
+package testing:approval;
+interface approval { approve: func(id: string) -> result<bool, string>; }
+world any { export approval; }
+`}},
+	}
+	e, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createApproval(t, e, "E_before")
+	before, err := e.store.State(ctx, "E_before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The store reports, as it opens, commits of every kind onCommit wakes for.
+	cfg.OpenStore = func(ctx context.Context, dir string, opts events.Options) (LocalStore, error) {
+		s, err := events.Open(dir, opts)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		locked := proto.Clone(before).(*pb.ExecutionState)
+		locked.Status, locked.LockExpiresAt, locked.ExecutorId = pb.Status_STATUS_LOCKED, now.Add(time.Hour).UnixNano(), "Exr_01@b"
+		finished := proto.Clone(before).(*pb.ExecutionState)
+		finished.Status = pb.Status_STATUS_FINISHED
+		cancelled := proto.Clone(before).(*pb.ExecutionState)
+		cancelled.CancelRequested = true
+		opts.OnCommit([]*pb.ExecutionState{before, locked, finished, cancelled})
+		return s, nil
+	}
+	e, err = New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	if st, err := e.store.State(ctx, "E_before"); err != nil || st.Status != pb.Status_STATUS_PENDING_AT {
+		t.Fatalf("E_before after the start: %v, %v", st.GetStatus(), err)
 	}
 }

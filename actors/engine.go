@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -153,6 +154,10 @@ type Engine struct {
 
 	// ownRuntime: rt is the engine's own, closed with it (not Config.Modules').
 	ownRuntime bool
+	// woken: everything onCommit wakes exists. A cluster node's store applies other
+	// nodes' commits from the moment it opens, while the engine is still being built;
+	// onCommit ignores them until then, and recover's scans, which come after, see them.
+	woken atomic.Bool
 	// unavailable are the recorded component versions an offline engine (OpenOffline)
 	// could not load, by ID, and why: their executions cannot be replayed.
 	unavailable map[string]error
@@ -289,8 +294,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.rt = rt
 	// The store is opened first: its unfinished executions say which component versions
-	// must be loaded beside the deployed ones (versions.go). Nothing commits before
-	// recover, below, when everything onCommit wakes exists.
+	// must be loaded beside the deployed ones (versions.go). This node commits nothing
+	// before recover, below, when everything onCommit wakes exists (woken).
 	storeOpts := events.Options{
 		OnCommit: e.onCommit, OnGroupCommit: cfg.Metrics.GroupCommit, BeforeCommit: cfg.StoreBeforeCommit, Logger: cfg.Logger, FS: cfg.StoreFS,
 		CacheSize: cfg.StoreCacheSize, MemTableSize: cfg.StoreMemTableSize, MaxLogsPerExecution: cfg.MaxLogsPerExecution,
@@ -403,6 +408,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	for _, q := range e.queues {
 		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}
+	e.woken.Store(true) // before recover reads the store: no commit falls between
 	if err := e.recover(ctx); err != nil {
 		e.Close(ctx)
 		return nil, err
@@ -559,6 +565,9 @@ func (e *Engine) heldHere(st *pb.ExecutionState) bool {
 
 // onCommit is the store's commit hook: it wakes whoever waits for these states.
 func (e *Engine) onCommit(states []*pb.ExecutionState) {
+	if !e.woken.Load() {
+		return
+	}
 	for _, st := range states {
 		switch st.Status {
 		case pb.Status_STATUS_PENDING_AT:

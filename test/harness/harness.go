@@ -441,6 +441,11 @@ func (s *Server) Stop() {
 		log, _ := os.ReadFile(s.logPath)
 		s.t.Logf("server log (tail):\n%s", tail(string(log), 4000))
 	}
+	if d := os.Getenv("OBELISK_TEST_LOG_DIR"); d != "" {
+		// Kept for reading after the test (its temp dir is removed), whatever its outcome.
+		log, _ := os.ReadFile(s.logPath)
+		_ = os.WriteFile(filepath.Join(d, filepath.Base(s.logPath)), log, 0o644)
+	}
 }
 
 // StopWithin stops the server with SIGTERM and waits at most timeout for it to exit,
@@ -481,9 +486,20 @@ func (s *Server) Submit(ffqn, params string) string {
 	return resp.Msg.ExecutionId
 }
 
-// Result waits for an execution to finish and returns its result JSON.
+// Result waits for an execution to finish and returns its result JSON; the test fails
+// (Fatal) if it does not finish within timeout.
 func (s *Server) Result(id string, timeout time.Duration) string {
 	s.t.Helper()
+	r, err := s.WaitResult(id, timeout)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+// WaitResult is Result for goroutines other than the test's: it returns an error where
+// Result fails the test.
+func (s *Server) WaitResult(id string, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
@@ -496,11 +512,11 @@ func (s *Server) Result(id string, timeout time.Duration) string {
 			err = stream.Err()
 			stream.Close()
 			if last != nil && last.Status == "finished" {
-				return last.ResultJson
+				return last.ResultJson, nil
 			}
 		}
 		if ctx.Err() != nil {
-			s.t.Fatalf("execution %s did not finish in %v: %v", id, timeout, err)
+			return "", fmt.Errorf("execution %s did not finish in %v: %v", id, timeout, err)
 		}
 		time.Sleep(100 * time.Millisecond) // the server may be restarting
 	}
