@@ -65,7 +65,7 @@ func BenchmarkFiboaSequential(b *testing.B) {
 				id := s.Submit("testing:fibo-workflow/workflow.fiboa", fmt.Sprintf("[1, %d]", iterations))
 				harness.JSONEq(b, s.Result(id, 10*time.Minute), fmt.Sprintf(`{"ok":%d}`, iterations))
 				total := time.Since(start)
-				_, gaps := callGaps(s, id)
+				_, gaps := harness.CallGaps(s, id)
 				slices.Sort(gaps)
 				b.ReportMetric(float64(gaps[len(gaps)/2].Microseconds())/1000, "p50-ms/call")
 				b.ReportMetric(float64(gaps[len(gaps)*99/100].Microseconds())/1000, "p99-ms/call")
@@ -133,23 +133,6 @@ func goRuntime(s *harness.Server) (allocated, cycles float64) {
 	allocated, _ = m("go_memstats_alloc_bytes_total", nil)
 	cycles, _ = m("go_gc_duration_seconds", nil)
 	return allocated, cycles
-}
-
-// callGaps returns the times a workflow's calls were recorded (each call creates a
-// join set) and the gaps between consecutive ones: gaps[i] is call i's round trip.
-func callGaps(s *harness.Server, id string) ([]time.Time, []time.Duration) {
-	var calls []time.Time
-	for _, e := range s.Events(id) {
-		if e.Kind == "history.join_set_create" {
-			t, _ := time.Parse(time.RFC3339Nano, e.CreatedAt)
-			calls = append(calls, t)
-		}
-	}
-	var gaps []time.Duration
-	for i := 1; i < len(calls); i++ {
-		gaps = append(gaps, calls[i].Sub(calls[i-1]))
-	}
-	return calls, gaps
 }
 
 // waitPrepared waits until the server has logged that the named modules' instances are

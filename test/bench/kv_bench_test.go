@@ -35,7 +35,7 @@ func BenchmarkKV(b *testing.B) {
 		for i := range b.N {
 			id := s.Submit("testing:kv-workflow/workflow.set-get", fmt.Sprintf(`["wf%d",%d]`, i, n))
 			harness.JSONEq(b, s.Result(id, 10*time.Minute), fmt.Sprintf(`{"ok":%d}`, n))
-			calls, gaps := callGaps(s, id)
+			calls, gaps := harness.CallGaps(s, id)
 			if len(calls) != 2*n {
 				b.Fatalf("%d calls recorded, want %d", len(calls), 2*n)
 			}

@@ -120,7 +120,7 @@ func BenchmarkRetention(b *testing.B) {
 func sequentialGaps(b *testing.B, s *harness.Server, iterations int) ([]time.Time, []time.Duration) {
 	id := s.Submit("testing:fibo-workflow/workflow.fiboa", fmt.Sprintf("[1, %d]", iterations))
 	harness.JSONEq(b, s.Result(id, 10*time.Minute), fmt.Sprintf(`{"ok":%d}`, iterations))
-	return callGaps(s, id)
+	return harness.CallGaps(s, id)
 }
 
 func reportP99(b *testing.B, name string, ds []time.Duration) {
