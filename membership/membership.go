@@ -68,15 +68,18 @@ type Options struct {
 // Heart beats for this node until Stop.
 type Heart struct {
 	opts    Options
-	kv      jetstream.KeyValue
+	mu      sync.Mutex
+	kv      jetstream.KeyValue // nil until bucket reached it
 	started time.Time
 	stop    context.CancelFunc
 	done    chan struct{}
 	once    sync.Once
 }
 
-// Start creates the bucket if it does not exist, puts this node's first heartbeat and
-// goes on beating every Interval until Stop.
+// Start puts this node's first heartbeat, creating the bucket if it does not exist, and
+// goes on beating every Interval until Stop. A bucket that cannot be reached yet (its
+// Raft group electing a leader) is logged and tried again at the next beat: the server
+// serves without its heartbeat rather than not at all.
 func Start(ctx context.Context, opts Options) (*Heart, error) {
 	if opts.JetStream == nil || opts.Log == nil || opts.Node == "" {
 		return nil, errors.New("start heartbeats: JetStream, Log and Node are required")
@@ -99,22 +102,33 @@ func Start(ctx context.Context, opts Options) (*Heart, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	// In memory: a heartbeat is worth nothing after a restart of every server.
-	kv, err := opts.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: opts.Bucket, Description: "obelisk cluster members' heartbeats", History: 1,
-		TTL: opts.ForgetAfter, Storage: jetstream.MemoryStorage, Replicas: opts.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start heartbeats: bucket %s: %w", opts.Bucket, err)
-	}
-	h := &Heart{opts: opts, kv: kv, started: time.Now().UTC(), done: make(chan struct{})}
+	h := &Heart{opts: opts, started: time.Now().UTC(), done: make(chan struct{})}
 	if err := h.beat(ctx); err != nil {
-		return nil, err
+		opts.Logger.Warn("cluster heartbeat not put: trying again in a moment", "err", err)
 	}
 	bctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	go h.run(bctx)
 	return h, nil
+}
+
+// bucket returns the heartbeats' bucket, creating it (or binding to it) the first time.
+func (h *Heart) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kv != nil {
+		return h.kv, nil
+	}
+	// In memory: a heartbeat is worth nothing after a restart of every server.
+	kv, err := h.opts.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: h.opts.Bucket, Description: "obelisk cluster members' heartbeats", History: 1,
+		TTL: h.opts.ForgetAfter, Storage: jetstream.MemoryStorage, Replicas: h.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("heartbeats' bucket %s: %w", h.opts.Bucket, err)
+	}
+	h.kv = kv
+	return kv, nil
 }
 
 func (h *Heart) run(ctx context.Context) {
@@ -141,7 +155,11 @@ func (h *Heart) beat(ctx context.Context) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, max(h.opts.Interval, 2*time.Second))
 	defer cancel()
-	if _, err := h.kv.Put(pctx, h.opts.Node, b); err != nil {
+	kv, err := h.bucket(pctx)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(pctx, h.opts.Node, b); err != nil {
 		return fmt.Errorf("heartbeat of %s: %w", h.opts.Node, err)
 	}
 	return nil
@@ -153,7 +171,13 @@ func (h *Heart) Stop(ctx context.Context) {
 	h.once.Do(func() {
 		h.stop()
 		<-h.done
-		if err := h.kv.Delete(ctx, h.opts.Node); err != nil {
+		h.mu.Lock()
+		kv := h.kv
+		h.mu.Unlock()
+		if kv == nil {
+			return // never put
+		}
+		if err := kv.Delete(ctx, h.opts.Node); err != nil {
 			h.opts.Logger.Warn("cluster heartbeat not removed", "err", err)
 		}
 	})
@@ -264,7 +288,11 @@ type storedBeat struct {
 
 // beats reads every heartbeat in the bucket.
 func (h *Heart) beats(ctx context.Context) ([]storedBeat, error) {
-	w, err := h.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	kv, err := h.bucket(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read heartbeats: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("read heartbeats: %w", err)
 	}

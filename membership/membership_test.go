@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,5 +131,26 @@ func TestStatus(t *testing.T) {
 			t.Fatalf("d never went stale: %+v", md)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestBucketUnreachable: a bucket that cannot be made (three replicas on one server)
+// does not stop the node: Start succeeds, and Status shows the log's replicas, itself,
+// and what it could not read.
+func TestBucketUnreachable(t *testing.T) {
+	js := jetStream(t)
+	ctx := context.Background()
+	log := &fakeLog{end: 3, replicas: []replicated.Replica{{Name: "a", Current: true}}}
+	h, err := membership.Start(ctx, membership.Options{JetStream: js, Node: "a", Log: log, Replicas: 3, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(ctx)
+	st, err := h.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "heartbeats") || len(st.Members) != 1 || !st.Members[0].Self || !st.Members[0].Healthy {
+		t.Fatalf("status: %+v", st)
 	}
 }
