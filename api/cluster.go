@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -80,12 +79,11 @@ func (h *cluster) locks(ctx context.Context, resp *apiv1.GetClusterStatusRespons
 		if err != nil {
 			continue // finished and deleted since the scan
 		}
-		exr := st.ExecutorId
-		if !strings.HasPrefix(exr, "Exr_") {
+		node, worker := actors.LockHolder(st)
+		if worker {
 			resp.WorkerLocked++
 			continue
 		}
-		_, node, _ := strings.Cut(exr, "@")
 		m := byNode[node]
 		if m == nil {
 			// A node with neither a heartbeat nor a replica: listed for its locks.
