@@ -177,6 +177,8 @@ type Engine struct {
 	// kvConfig: the read-only buckets of the KV component, by name.
 	kvConfig  map[string]*kvconfig.Bucket
 	histories *histories.Cache
+	// reads is SyncReads' barrier on a cluster's node (readsync.go); nil on a single node.
+	reads *readBarrier
 
 	// instantiating bounds concurrent instantiations (see instantiate).
 	instantiating chan struct{}
@@ -405,6 +407,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}))
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.runCtx, e.cancel = runCtx, cancel
+	e.reads = newReadBarrier(runCtx, store) // nil on a single node
 	for _, q := range e.queues {
 		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}

@@ -20,7 +20,8 @@ func ProcedureAccess(procedure string) (access auth.Access, classified bool) {
 		obeliskv1connect.ExecutionServiceListRetentionProcedure,
 		obeliskv1connect.ComponentServiceListComponentsProcedure,
 		obeliskv1connect.ComponentServiceGetComponentProcedure,
-		obeliskv1connect.ScheduleServiceListSchedulesProcedure:
+		obeliskv1connect.ScheduleServiceListSchedulesProcedure,
+		obeliskv1connect.ClusterServiceGetClusterStatusProcedure:
 		return auth.Read, true
 	case obeliskv1connect.ExecutionServiceSubmitProcedure,
 		obeliskv1connect.ExecutionServiceCancelProcedure,

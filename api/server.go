@@ -48,6 +48,9 @@ type Options struct {
 	MetricsAuth bool
 	// TLS, when set, serves the API over TLS only (api.tls_cert_file, api.tls_key_file).
 	TLS *tls.Config
+	// Cluster, when set, is the cluster this node is one of (GetClusterStatus); nil: a
+	// single node.
+	Cluster ClusterView
 }
 
 // DefaultMaxRequestBytes is the default of Options.MaxRequestBytes: room for the largest
@@ -76,10 +79,11 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options)
 		}
 		mux.Handle(path, h)
 	}
-	handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, handlerOpts...))
+	handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, slices.Concat(handlerOpts, []connect.HandlerOption{connect.WithInterceptors(syncReads{e})})...))
 	handle(obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...))
 	handle(obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...))
 	handle(obeliskv1connect.NewWorkerServiceHandler(&workers{e: e}, handlerOpts...))
+	handle(obeliskv1connect.NewClusterServiceHandler(&cluster{e: e, view: opts.Cluster}, handlerOpts...))
 	if m := e.Metrics(); m != nil {
 		var metrics http.Handler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 		if opts.MetricsAuth && opts.Tokens != nil {

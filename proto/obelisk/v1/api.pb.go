@@ -4717,6 +4717,301 @@ func (x *WorkerCompleteResponse) GetOutcome() string {
 	return ""
 }
 
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxLockedIds  uint32                 `protobuf:"varint,1,opt,name=max_locked_ids,json=maxLockedIds,proto3" json:"max_locked_ids,omitempty"` // execution IDs listed per member (0 = 20); the counts are whole
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *GetClusterStatusRequest) GetMaxLockedIds() uint32 {
+	if x != nil {
+		return x.MaxLockedIds
+	}
+	return 0
+}
+
+type GetClusterStatusResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Cluster      string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`                                // the cluster's name; "" on a single node
+	Self         string                 `protobuf:"bytes,2,opt,name=self,proto3" json:"self,omitempty"`                                      // the answering node's name ("" on a single node)
+	LogEnd       uint64                 `protobuf:"varint,3,opt,name=log_end,json=logEnd,proto3" json:"log_end,omitempty"`                   // the replicated log's last entry, as its leader answered
+	LogLeader    string                 `protobuf:"bytes,4,opt,name=log_leader,json=logLeader,proto3" json:"log_leader,omitempty"`           // the server leading the log's Raft group
+	Members      []*ClusterMember       `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`                                // by name
+	WorkerLocked uint32                 `protobuf:"varint,6,opt,name=worker_locked,json=workerLocked,proto3" json:"worker_locked,omitempty"` // executions locked by external workers (WorkerService)
+	// What the node could not read (the log's state, the members' heartbeats: a Raft
+	// leader being elected after a node died); the members are what the rest says.
+	Errors        []string `protobuf:"bytes,7,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusResponse) Reset() {
+	*x = GetClusterStatusResponse{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusResponse) ProtoMessage() {}
+
+func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *GetClusterStatusResponse) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetSelf() string {
+	if x != nil {
+		return x.Self
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetLogEnd() uint64 {
+	if x != nil {
+		return x.LogEnd
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetLogLeader() string {
+	if x != nil {
+		return x.LogLeader
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetWorkerLocked() uint32 {
+	if x != nil {
+		return x.WorkerLocked
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+// ClusterMember is one node: any node with a heartbeat or a replica of the log.
+type ClusterMember struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Self           bool                   `protobuf:"varint,2,opt,name=self,proto3" json:"self,omitempty"`                                            // the node that answered
+	ApiUrl         string                 `protobuf:"bytes,3,opt,name=api_url,json=apiUrl,proto3" json:"api_url,omitempty"`                           // from its heartbeat
+	StartedAt      string                 `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`                  // RFC 3339, from its heartbeat
+	LastSeen       string                 `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`                     // RFC 3339: its last heartbeat ("" if none is kept)
+	Healthy        bool                   `protobuf:"varint,6,opt,name=healthy,proto3" json:"healthy,omitempty"`                                      // a fresh heartbeat and its log replica not offline
+	Problem        string                 `protobuf:"bytes,7,opt,name=problem,proto3" json:"problem,omitempty"`                                       // why it is not healthy
+	Applied        uint64                 `protobuf:"varint,8,opt,name=applied,proto3" json:"applied,omitempty"`                                      // the last log entry it applied (another node's: as of its heartbeat)
+	Behind         uint64                 `protobuf:"varint,9,opt,name=behind,proto3" json:"behind,omitempty"`                                        // log_end - applied
+	LogReplica     bool                   `protobuf:"varint,10,opt,name=log_replica,json=logReplica,proto3" json:"log_replica,omitempty"`             // it holds a replica of the log
+	ReplicaCurrent bool                   `protobuf:"varint,11,opt,name=replica_current,json=replicaCurrent,proto3" json:"replica_current,omitempty"` // its replica has every entry the leader has
+	ReplicaOffline bool                   `protobuf:"varint,12,opt,name=replica_offline,json=replicaOffline,proto3" json:"replica_offline,omitempty"` // the leader has not heard from it for a while
+	ReplicaLag     uint64                 `protobuf:"varint,13,opt,name=replica_lag,json=replicaLag,proto3" json:"replica_lag,omitempty"`             // Raft entries its replica is behind the leader
+	Locked         uint32                 `protobuf:"varint,14,opt,name=locked,proto3" json:"locked,omitempty"`                                       // executions locked by its executors now
+	LockedIds      []string               `protobuf:"bytes,15,rep,name=locked_ids,json=lockedIds,proto3" json:"locked_ids,omitempty"`                 // the first max_locked_ids of them, soonest lock expiry first
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_obelisk_v1_api_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_obelisk_v1_api_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_obelisk_v1_api_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ClusterMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetSelf() bool {
+	if x != nil {
+		return x.Self
+	}
+	return false
+}
+
+func (x *ClusterMember) GetApiUrl() string {
+	if x != nil {
+		return x.ApiUrl
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetStartedAt() string {
+	if x != nil {
+		return x.StartedAt
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetLastSeen() string {
+	if x != nil {
+		return x.LastSeen
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *ClusterMember) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetBehind() uint64 {
+	if x != nil {
+		return x.Behind
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetLogReplica() bool {
+	if x != nil {
+		return x.LogReplica
+	}
+	return false
+}
+
+func (x *ClusterMember) GetReplicaCurrent() bool {
+	if x != nil {
+		return x.ReplicaCurrent
+	}
+	return false
+}
+
+func (x *ClusterMember) GetReplicaOffline() bool {
+	if x != nil {
+		return x.ReplicaOffline
+	}
+	return false
+}
+
+func (x *ClusterMember) GetReplicaLag() uint64 {
+	if x != nil {
+		return x.ReplicaLag
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetLocked() uint32 {
+	if x != nil {
+		return x.Locked
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetLockedIds() []string {
+	if x != nil {
+		return x.LockedIds
+	}
+	return nil
+}
+
 var File_obelisk_v1_api_proto protoreflect.FileDescriptor
 
 const file_obelisk_v1_api_proto_rawDesc = "" +
@@ -5099,7 +5394,39 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"resultJson\x12\x18\n" +
 	"\afailure\x18\x04 \x01(\tR\afailure\"2\n" +
 	"\x16WorkerCompleteResponse\x12\x18\n" +
-	"\aoutcome\x18\x01 \x01(\tR\aoutcome2\xc7\t\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\"?\n" +
+	"\x17GetClusterStatusRequest\x12$\n" +
+	"\x0emax_locked_ids\x18\x01 \x01(\rR\fmaxLockedIds\"\xf2\x01\n" +
+	"\x18GetClusterStatusResponse\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04self\x18\x02 \x01(\tR\x04self\x12\x17\n" +
+	"\alog_end\x18\x03 \x01(\x04R\x06logEnd\x12\x1d\n" +
+	"\n" +
+	"log_leader\x18\x04 \x01(\tR\tlogLeader\x123\n" +
+	"\amembers\x18\x05 \x03(\v2\x19.obelisk.v1.ClusterMemberR\amembers\x12#\n" +
+	"\rworker_locked\x18\x06 \x01(\rR\fworkerLocked\x12\x16\n" +
+	"\x06errors\x18\a \x03(\tR\x06errors\"\xbd\x03\n" +
+	"\rClusterMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04self\x18\x02 \x01(\bR\x04self\x12\x17\n" +
+	"\aapi_url\x18\x03 \x01(\tR\x06apiUrl\x12\x1d\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\tR\tstartedAt\x12\x1b\n" +
+	"\tlast_seen\x18\x05 \x01(\tR\blastSeen\x12\x18\n" +
+	"\ahealthy\x18\x06 \x01(\bR\ahealthy\x12\x18\n" +
+	"\aproblem\x18\a \x01(\tR\aproblem\x12\x18\n" +
+	"\aapplied\x18\b \x01(\x04R\aapplied\x12\x16\n" +
+	"\x06behind\x18\t \x01(\x04R\x06behind\x12\x1f\n" +
+	"\vlog_replica\x18\n" +
+	" \x01(\bR\n" +
+	"logReplica\x12'\n" +
+	"\x0freplica_current\x18\v \x01(\bR\x0ereplicaCurrent\x12'\n" +
+	"\x0freplica_offline\x18\f \x01(\bR\x0ereplicaOffline\x12\x1f\n" +
+	"\vreplica_lag\x18\r \x01(\x04R\n" +
+	"replicaLag\x12\x16\n" +
+	"\x06locked\x18\x0e \x01(\rR\x06locked\x12\x1d\n" +
+	"\n" +
+	"locked_ids\x18\x0f \x03(\tR\tlockedIds2\xc7\t\n" +
 	"\x10ExecutionService\x12?\n" +
 	"\x06Submit\x12\x19.obelisk.v1.SubmitRequest\x1a\x1a.obelisk.v1.SubmitResponse\x12J\n" +
 	"\tGetStatus\x12\x1c.obelisk.v1.GetStatusRequest\x1a\x1d.obelisk.v1.GetStatusResponse0\x01\x12W\n" +
@@ -5131,7 +5458,9 @@ const file_obelisk_v1_api_proto_rawDesc = "" +
 	"\rWorkerService\x12E\n" +
 	"\x04Lock\x12\x1d.obelisk.v1.WorkerLockRequest\x1a\x1e.obelisk.v1.WorkerLockResponse\x12H\n" +
 	"\x05Renew\x12\x1e.obelisk.v1.WorkerRenewRequest\x1a\x1f.obelisk.v1.WorkerRenewResponse\x12Q\n" +
-	"\bComplete\x12!.obelisk.v1.WorkerCompleteRequest\x1a\".obelisk.v1.WorkerCompleteResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
+	"\bComplete\x12!.obelisk.v1.WorkerCompleteRequest\x1a\".obelisk.v1.WorkerCompleteResponse2o\n" +
+	"\x0eClusterService\x12]\n" +
+	"\x10GetClusterStatus\x12#.obelisk.v1.GetClusterStatusRequest\x1a$.obelisk.v1.GetClusterStatusResponseB:Z8github.com/obelisk-go/obelisk/proto/obelisk/v1;obeliskv1b\x06proto3"
 
 var (
 	file_obelisk_v1_api_proto_rawDescOnce sync.Once
@@ -5145,80 +5474,83 @@ func file_obelisk_v1_api_proto_rawDescGZIP() []byte {
 	return file_obelisk_v1_api_proto_rawDescData
 }
 
-var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_obelisk_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_obelisk_v1_api_proto_goTypes = []any{
-	(*UpgradeRequest)(nil),         // 0: obelisk.v1.UpgradeRequest
-	(*UpgradeItem)(nil),            // 1: obelisk.v1.UpgradeItem
-	(*UpgradeResponse)(nil),        // 2: obelisk.v1.UpgradeResponse
-	(*ReplayRequest)(nil),          // 3: obelisk.v1.ReplayRequest
-	(*ReplayStep)(nil),             // 4: obelisk.v1.ReplayStep
-	(*ReplayDivergence)(nil),       // 5: obelisk.v1.ReplayDivergence
-	(*ReplayLogLine)(nil),          // 6: obelisk.v1.ReplayLogLine
-	(*ReplayResponse)(nil),         // 7: obelisk.v1.ReplayResponse
-	(*DeleteRequest)(nil),          // 8: obelisk.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 9: obelisk.v1.DeleteResponse
-	(*ListRetentionRequest)(nil),   // 10: obelisk.v1.ListRetentionRequest
-	(*ListRetentionResponse)(nil),  // 11: obelisk.v1.ListRetentionResponse
-	(*RetainedTree)(nil),           // 12: obelisk.v1.RetainedTree
-	(*ForkRequest)(nil),            // 13: obelisk.v1.ForkRequest
-	(*ForkResponse)(nil),           // 14: obelisk.v1.ForkResponse
-	(*CancelRequest)(nil),          // 15: obelisk.v1.CancelRequest
-	(*CancelResponse)(nil),         // 16: obelisk.v1.CancelResponse
-	(*PauseRequest)(nil),           // 17: obelisk.v1.PauseRequest
-	(*PauseResponse)(nil),          // 18: obelisk.v1.PauseResponse
-	(*UnpauseRequest)(nil),         // 19: obelisk.v1.UnpauseRequest
-	(*UnpauseResponse)(nil),        // 20: obelisk.v1.UnpauseResponse
-	(*StubRequest)(nil),            // 21: obelisk.v1.StubRequest
-	(*StubResponse)(nil),           // 22: obelisk.v1.StubResponse
-	(*SubmitRequest)(nil),          // 23: obelisk.v1.SubmitRequest
-	(*RetryPolicy)(nil),            // 24: obelisk.v1.RetryPolicy
-	(*SubmitResponse)(nil),         // 25: obelisk.v1.SubmitResponse
-	(*GetStatusRequest)(nil),       // 26: obelisk.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 27: obelisk.v1.GetStatusResponse
-	(*ExecutionSummary)(nil),       // 28: obelisk.v1.ExecutionSummary
-	(*ListExecutionsRequest)(nil),  // 29: obelisk.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil), // 30: obelisk.v1.ListExecutionsResponse
-	(*ListEventsRequest)(nil),      // 31: obelisk.v1.ListEventsRequest
-	(*EventView)(nil),              // 32: obelisk.v1.EventView
-	(*ListEventsResponse)(nil),     // 33: obelisk.v1.ListEventsResponse
-	(*ListResponsesRequest)(nil),   // 34: obelisk.v1.ListResponsesRequest
-	(*ResponseView)(nil),           // 35: obelisk.v1.ResponseView
-	(*ListResponsesResponse)(nil),  // 36: obelisk.v1.ListResponsesResponse
-	(*ListComponentsRequest)(nil),  // 37: obelisk.v1.ListComponentsRequest
-	(*FunctionInfo)(nil),           // 38: obelisk.v1.FunctionInfo
-	(*ComponentInfo)(nil),          // 39: obelisk.v1.ComponentInfo
-	(*ListComponentsResponse)(nil), // 40: obelisk.v1.ListComponentsResponse
-	(*GetComponentRequest)(nil),    // 41: obelisk.v1.GetComponentRequest
-	(*WitFile)(nil),                // 42: obelisk.v1.WitFile
-	(*FunctionParam)(nil),          // 43: obelisk.v1.FunctionParam
-	(*FunctionDetail)(nil),         // 44: obelisk.v1.FunctionDetail
-	(*GetComponentResponse)(nil),   // 45: obelisk.v1.GetComponentResponse
-	(*WatchEventsRequest)(nil),     // 46: obelisk.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),    // 47: obelisk.v1.WatchEventsResponse
-	(*GetLogsRequest)(nil),         // 48: obelisk.v1.GetLogsRequest
-	(*LogLine)(nil),                // 49: obelisk.v1.LogLine
-	(*GetLogsResponse)(nil),        // 50: obelisk.v1.GetLogsResponse
-	(*ScheduleInfo)(nil),           // 51: obelisk.v1.ScheduleInfo
-	(*CreateScheduleRequest)(nil),  // 52: obelisk.v1.CreateScheduleRequest
-	(*CreateScheduleResponse)(nil), // 53: obelisk.v1.CreateScheduleResponse
-	(*ListSchedulesRequest)(nil),   // 54: obelisk.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),  // 55: obelisk.v1.ListSchedulesResponse
-	(*DeleteScheduleRequest)(nil),  // 56: obelisk.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil), // 57: obelisk.v1.DeleteScheduleResponse
-	(*PauseScheduleRequest)(nil),   // 58: obelisk.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),  // 59: obelisk.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),  // 60: obelisk.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil), // 61: obelisk.v1.ResumeScheduleResponse
-	(*VerifyRequest)(nil),          // 62: obelisk.v1.VerifyRequest
-	(*VerifyFailure)(nil),          // 63: obelisk.v1.VerifyFailure
-	(*VerifyResponse)(nil),         // 64: obelisk.v1.VerifyResponse
-	(*WorkerLockRequest)(nil),      // 65: obelisk.v1.WorkerLockRequest
-	(*WorkerTask)(nil),             // 66: obelisk.v1.WorkerTask
-	(*WorkerLockResponse)(nil),     // 67: obelisk.v1.WorkerLockResponse
-	(*WorkerRenewRequest)(nil),     // 68: obelisk.v1.WorkerRenewRequest
-	(*WorkerRenewResponse)(nil),    // 69: obelisk.v1.WorkerRenewResponse
-	(*WorkerCompleteRequest)(nil),  // 70: obelisk.v1.WorkerCompleteRequest
-	(*WorkerCompleteResponse)(nil), // 71: obelisk.v1.WorkerCompleteResponse
+	(*UpgradeRequest)(nil),           // 0: obelisk.v1.UpgradeRequest
+	(*UpgradeItem)(nil),              // 1: obelisk.v1.UpgradeItem
+	(*UpgradeResponse)(nil),          // 2: obelisk.v1.UpgradeResponse
+	(*ReplayRequest)(nil),            // 3: obelisk.v1.ReplayRequest
+	(*ReplayStep)(nil),               // 4: obelisk.v1.ReplayStep
+	(*ReplayDivergence)(nil),         // 5: obelisk.v1.ReplayDivergence
+	(*ReplayLogLine)(nil),            // 6: obelisk.v1.ReplayLogLine
+	(*ReplayResponse)(nil),           // 7: obelisk.v1.ReplayResponse
+	(*DeleteRequest)(nil),            // 8: obelisk.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 9: obelisk.v1.DeleteResponse
+	(*ListRetentionRequest)(nil),     // 10: obelisk.v1.ListRetentionRequest
+	(*ListRetentionResponse)(nil),    // 11: obelisk.v1.ListRetentionResponse
+	(*RetainedTree)(nil),             // 12: obelisk.v1.RetainedTree
+	(*ForkRequest)(nil),              // 13: obelisk.v1.ForkRequest
+	(*ForkResponse)(nil),             // 14: obelisk.v1.ForkResponse
+	(*CancelRequest)(nil),            // 15: obelisk.v1.CancelRequest
+	(*CancelResponse)(nil),           // 16: obelisk.v1.CancelResponse
+	(*PauseRequest)(nil),             // 17: obelisk.v1.PauseRequest
+	(*PauseResponse)(nil),            // 18: obelisk.v1.PauseResponse
+	(*UnpauseRequest)(nil),           // 19: obelisk.v1.UnpauseRequest
+	(*UnpauseResponse)(nil),          // 20: obelisk.v1.UnpauseResponse
+	(*StubRequest)(nil),              // 21: obelisk.v1.StubRequest
+	(*StubResponse)(nil),             // 22: obelisk.v1.StubResponse
+	(*SubmitRequest)(nil),            // 23: obelisk.v1.SubmitRequest
+	(*RetryPolicy)(nil),              // 24: obelisk.v1.RetryPolicy
+	(*SubmitResponse)(nil),           // 25: obelisk.v1.SubmitResponse
+	(*GetStatusRequest)(nil),         // 26: obelisk.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),        // 27: obelisk.v1.GetStatusResponse
+	(*ExecutionSummary)(nil),         // 28: obelisk.v1.ExecutionSummary
+	(*ListExecutionsRequest)(nil),    // 29: obelisk.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),   // 30: obelisk.v1.ListExecutionsResponse
+	(*ListEventsRequest)(nil),        // 31: obelisk.v1.ListEventsRequest
+	(*EventView)(nil),                // 32: obelisk.v1.EventView
+	(*ListEventsResponse)(nil),       // 33: obelisk.v1.ListEventsResponse
+	(*ListResponsesRequest)(nil),     // 34: obelisk.v1.ListResponsesRequest
+	(*ResponseView)(nil),             // 35: obelisk.v1.ResponseView
+	(*ListResponsesResponse)(nil),    // 36: obelisk.v1.ListResponsesResponse
+	(*ListComponentsRequest)(nil),    // 37: obelisk.v1.ListComponentsRequest
+	(*FunctionInfo)(nil),             // 38: obelisk.v1.FunctionInfo
+	(*ComponentInfo)(nil),            // 39: obelisk.v1.ComponentInfo
+	(*ListComponentsResponse)(nil),   // 40: obelisk.v1.ListComponentsResponse
+	(*GetComponentRequest)(nil),      // 41: obelisk.v1.GetComponentRequest
+	(*WitFile)(nil),                  // 42: obelisk.v1.WitFile
+	(*FunctionParam)(nil),            // 43: obelisk.v1.FunctionParam
+	(*FunctionDetail)(nil),           // 44: obelisk.v1.FunctionDetail
+	(*GetComponentResponse)(nil),     // 45: obelisk.v1.GetComponentResponse
+	(*WatchEventsRequest)(nil),       // 46: obelisk.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),      // 47: obelisk.v1.WatchEventsResponse
+	(*GetLogsRequest)(nil),           // 48: obelisk.v1.GetLogsRequest
+	(*LogLine)(nil),                  // 49: obelisk.v1.LogLine
+	(*GetLogsResponse)(nil),          // 50: obelisk.v1.GetLogsResponse
+	(*ScheduleInfo)(nil),             // 51: obelisk.v1.ScheduleInfo
+	(*CreateScheduleRequest)(nil),    // 52: obelisk.v1.CreateScheduleRequest
+	(*CreateScheduleResponse)(nil),   // 53: obelisk.v1.CreateScheduleResponse
+	(*ListSchedulesRequest)(nil),     // 54: obelisk.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),    // 55: obelisk.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),    // 56: obelisk.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),   // 57: obelisk.v1.DeleteScheduleResponse
+	(*PauseScheduleRequest)(nil),     // 58: obelisk.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),    // 59: obelisk.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),    // 60: obelisk.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),   // 61: obelisk.v1.ResumeScheduleResponse
+	(*VerifyRequest)(nil),            // 62: obelisk.v1.VerifyRequest
+	(*VerifyFailure)(nil),            // 63: obelisk.v1.VerifyFailure
+	(*VerifyResponse)(nil),           // 64: obelisk.v1.VerifyResponse
+	(*WorkerLockRequest)(nil),        // 65: obelisk.v1.WorkerLockRequest
+	(*WorkerTask)(nil),               // 66: obelisk.v1.WorkerTask
+	(*WorkerLockResponse)(nil),       // 67: obelisk.v1.WorkerLockResponse
+	(*WorkerRenewRequest)(nil),       // 68: obelisk.v1.WorkerRenewRequest
+	(*WorkerRenewResponse)(nil),      // 69: obelisk.v1.WorkerRenewResponse
+	(*WorkerCompleteRequest)(nil),    // 70: obelisk.v1.WorkerCompleteRequest
+	(*WorkerCompleteResponse)(nil),   // 71: obelisk.v1.WorkerCompleteResponse
+	(*GetClusterStatusRequest)(nil),  // 72: obelisk.v1.GetClusterStatusRequest
+	(*GetClusterStatusResponse)(nil), // 73: obelisk.v1.GetClusterStatusResponse
+	(*ClusterMember)(nil),            // 74: obelisk.v1.ClusterMember
 }
 var file_obelisk_v1_api_proto_depIdxs = []int32{
 	7,  // 0: obelisk.v1.UpgradeItem.replay:type_name -> obelisk.v1.ReplayResponse
@@ -5249,65 +5581,68 @@ var file_obelisk_v1_api_proto_depIdxs = []int32{
 	51, // 25: obelisk.v1.ResumeScheduleResponse.schedule:type_name -> obelisk.v1.ScheduleInfo
 	63, // 26: obelisk.v1.VerifyResponse.failures:type_name -> obelisk.v1.VerifyFailure
 	66, // 27: obelisk.v1.WorkerLockResponse.tasks:type_name -> obelisk.v1.WorkerTask
-	23, // 28: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
-	26, // 29: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
-	29, // 30: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
-	31, // 31: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
-	34, // 32: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
-	15, // 33: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
-	17, // 34: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
-	19, // 35: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
-	21, // 36: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
-	46, // 37: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
-	48, // 38: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
-	8,  // 39: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
-	10, // 40: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
-	3,  // 41: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
-	62, // 42: obelisk.v1.ExecutionService.Verify:input_type -> obelisk.v1.VerifyRequest
-	0,  // 43: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
-	13, // 44: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
-	37, // 45: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
-	41, // 46: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
-	52, // 47: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
-	54, // 48: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
-	56, // 49: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
-	58, // 50: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
-	60, // 51: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
-	65, // 52: obelisk.v1.WorkerService.Lock:input_type -> obelisk.v1.WorkerLockRequest
-	68, // 53: obelisk.v1.WorkerService.Renew:input_type -> obelisk.v1.WorkerRenewRequest
-	70, // 54: obelisk.v1.WorkerService.Complete:input_type -> obelisk.v1.WorkerCompleteRequest
-	25, // 55: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
-	27, // 56: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
-	30, // 57: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
-	33, // 58: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
-	36, // 59: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
-	16, // 60: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
-	18, // 61: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
-	20, // 62: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
-	22, // 63: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
-	47, // 64: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
-	50, // 65: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
-	9,  // 66: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
-	11, // 67: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
-	7,  // 68: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
-	64, // 69: obelisk.v1.ExecutionService.Verify:output_type -> obelisk.v1.VerifyResponse
-	2,  // 70: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
-	14, // 71: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
-	40, // 72: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
-	45, // 73: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
-	53, // 74: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
-	55, // 75: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
-	57, // 76: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
-	59, // 77: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
-	61, // 78: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
-	67, // 79: obelisk.v1.WorkerService.Lock:output_type -> obelisk.v1.WorkerLockResponse
-	69, // 80: obelisk.v1.WorkerService.Renew:output_type -> obelisk.v1.WorkerRenewResponse
-	71, // 81: obelisk.v1.WorkerService.Complete:output_type -> obelisk.v1.WorkerCompleteResponse
-	55, // [55:82] is the sub-list for method output_type
-	28, // [28:55] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	74, // 28: obelisk.v1.GetClusterStatusResponse.members:type_name -> obelisk.v1.ClusterMember
+	23, // 29: obelisk.v1.ExecutionService.Submit:input_type -> obelisk.v1.SubmitRequest
+	26, // 30: obelisk.v1.ExecutionService.GetStatus:input_type -> obelisk.v1.GetStatusRequest
+	29, // 31: obelisk.v1.ExecutionService.ListExecutions:input_type -> obelisk.v1.ListExecutionsRequest
+	31, // 32: obelisk.v1.ExecutionService.ListEvents:input_type -> obelisk.v1.ListEventsRequest
+	34, // 33: obelisk.v1.ExecutionService.ListResponses:input_type -> obelisk.v1.ListResponsesRequest
+	15, // 34: obelisk.v1.ExecutionService.Cancel:input_type -> obelisk.v1.CancelRequest
+	17, // 35: obelisk.v1.ExecutionService.Pause:input_type -> obelisk.v1.PauseRequest
+	19, // 36: obelisk.v1.ExecutionService.Unpause:input_type -> obelisk.v1.UnpauseRequest
+	21, // 37: obelisk.v1.ExecutionService.Stub:input_type -> obelisk.v1.StubRequest
+	46, // 38: obelisk.v1.ExecutionService.WatchEvents:input_type -> obelisk.v1.WatchEventsRequest
+	48, // 39: obelisk.v1.ExecutionService.GetLogs:input_type -> obelisk.v1.GetLogsRequest
+	8,  // 40: obelisk.v1.ExecutionService.Delete:input_type -> obelisk.v1.DeleteRequest
+	10, // 41: obelisk.v1.ExecutionService.ListRetention:input_type -> obelisk.v1.ListRetentionRequest
+	3,  // 42: obelisk.v1.ExecutionService.Replay:input_type -> obelisk.v1.ReplayRequest
+	62, // 43: obelisk.v1.ExecutionService.Verify:input_type -> obelisk.v1.VerifyRequest
+	0,  // 44: obelisk.v1.ExecutionService.Upgrade:input_type -> obelisk.v1.UpgradeRequest
+	13, // 45: obelisk.v1.ExecutionService.Fork:input_type -> obelisk.v1.ForkRequest
+	37, // 46: obelisk.v1.ComponentService.ListComponents:input_type -> obelisk.v1.ListComponentsRequest
+	41, // 47: obelisk.v1.ComponentService.GetComponent:input_type -> obelisk.v1.GetComponentRequest
+	52, // 48: obelisk.v1.ScheduleService.CreateSchedule:input_type -> obelisk.v1.CreateScheduleRequest
+	54, // 49: obelisk.v1.ScheduleService.ListSchedules:input_type -> obelisk.v1.ListSchedulesRequest
+	56, // 50: obelisk.v1.ScheduleService.DeleteSchedule:input_type -> obelisk.v1.DeleteScheduleRequest
+	58, // 51: obelisk.v1.ScheduleService.PauseSchedule:input_type -> obelisk.v1.PauseScheduleRequest
+	60, // 52: obelisk.v1.ScheduleService.ResumeSchedule:input_type -> obelisk.v1.ResumeScheduleRequest
+	65, // 53: obelisk.v1.WorkerService.Lock:input_type -> obelisk.v1.WorkerLockRequest
+	68, // 54: obelisk.v1.WorkerService.Renew:input_type -> obelisk.v1.WorkerRenewRequest
+	70, // 55: obelisk.v1.WorkerService.Complete:input_type -> obelisk.v1.WorkerCompleteRequest
+	72, // 56: obelisk.v1.ClusterService.GetClusterStatus:input_type -> obelisk.v1.GetClusterStatusRequest
+	25, // 57: obelisk.v1.ExecutionService.Submit:output_type -> obelisk.v1.SubmitResponse
+	27, // 58: obelisk.v1.ExecutionService.GetStatus:output_type -> obelisk.v1.GetStatusResponse
+	30, // 59: obelisk.v1.ExecutionService.ListExecutions:output_type -> obelisk.v1.ListExecutionsResponse
+	33, // 60: obelisk.v1.ExecutionService.ListEvents:output_type -> obelisk.v1.ListEventsResponse
+	36, // 61: obelisk.v1.ExecutionService.ListResponses:output_type -> obelisk.v1.ListResponsesResponse
+	16, // 62: obelisk.v1.ExecutionService.Cancel:output_type -> obelisk.v1.CancelResponse
+	18, // 63: obelisk.v1.ExecutionService.Pause:output_type -> obelisk.v1.PauseResponse
+	20, // 64: obelisk.v1.ExecutionService.Unpause:output_type -> obelisk.v1.UnpauseResponse
+	22, // 65: obelisk.v1.ExecutionService.Stub:output_type -> obelisk.v1.StubResponse
+	47, // 66: obelisk.v1.ExecutionService.WatchEvents:output_type -> obelisk.v1.WatchEventsResponse
+	50, // 67: obelisk.v1.ExecutionService.GetLogs:output_type -> obelisk.v1.GetLogsResponse
+	9,  // 68: obelisk.v1.ExecutionService.Delete:output_type -> obelisk.v1.DeleteResponse
+	11, // 69: obelisk.v1.ExecutionService.ListRetention:output_type -> obelisk.v1.ListRetentionResponse
+	7,  // 70: obelisk.v1.ExecutionService.Replay:output_type -> obelisk.v1.ReplayResponse
+	64, // 71: obelisk.v1.ExecutionService.Verify:output_type -> obelisk.v1.VerifyResponse
+	2,  // 72: obelisk.v1.ExecutionService.Upgrade:output_type -> obelisk.v1.UpgradeResponse
+	14, // 73: obelisk.v1.ExecutionService.Fork:output_type -> obelisk.v1.ForkResponse
+	40, // 74: obelisk.v1.ComponentService.ListComponents:output_type -> obelisk.v1.ListComponentsResponse
+	45, // 75: obelisk.v1.ComponentService.GetComponent:output_type -> obelisk.v1.GetComponentResponse
+	53, // 76: obelisk.v1.ScheduleService.CreateSchedule:output_type -> obelisk.v1.CreateScheduleResponse
+	55, // 77: obelisk.v1.ScheduleService.ListSchedules:output_type -> obelisk.v1.ListSchedulesResponse
+	57, // 78: obelisk.v1.ScheduleService.DeleteSchedule:output_type -> obelisk.v1.DeleteScheduleResponse
+	59, // 79: obelisk.v1.ScheduleService.PauseSchedule:output_type -> obelisk.v1.PauseScheduleResponse
+	61, // 80: obelisk.v1.ScheduleService.ResumeSchedule:output_type -> obelisk.v1.ResumeScheduleResponse
+	67, // 81: obelisk.v1.WorkerService.Lock:output_type -> obelisk.v1.WorkerLockResponse
+	69, // 82: obelisk.v1.WorkerService.Renew:output_type -> obelisk.v1.WorkerRenewResponse
+	71, // 83: obelisk.v1.WorkerService.Complete:output_type -> obelisk.v1.WorkerCompleteResponse
+	73, // 84: obelisk.v1.ClusterService.GetClusterStatus:output_type -> obelisk.v1.GetClusterStatusResponse
+	57, // [57:85] is the sub-list for method output_type
+	29, // [29:57] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_obelisk_v1_api_proto_init() }
@@ -5323,9 +5658,9 @@ func file_obelisk_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obelisk_v1_api_proto_rawDesc), len(file_obelisk_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   72,
+			NumMessages:   75,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_obelisk_v1_api_proto_goTypes,
 		DependencyIndexes: file_obelisk_v1_api_proto_depIdxs,

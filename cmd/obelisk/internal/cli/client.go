@@ -126,6 +126,7 @@ func clientCmd() *cobra.Command {
 		componentWitCmd(o, serverLookup(o), "wit COMPONENT", "Print a deployed component's WIT (COMPONENT: its name or ID)",
 			"Print the WIT files of a deployed component: its own package (the files at the top\nlevel of its WIT folder) and its dependencies (deps/...). `obelisk component wit` also\ntakes a file, a stored version or an OCI reference."))
 	cmd.AddCommand(exec, comp, eventStreamCmd(o), scheduleCmd(o), clientVerifyCmd(o))
+	cmd.AddCommand(clusterCmd(o))
 	return cmd
 }
 

@@ -2,30 +2,56 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/obelisk-go/obelisk/actors"
 	"github.com/obelisk-go/obelisk/cmd/obelisk/internal/config"
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/events/replicated"
+	"github.com/obelisk-go/obelisk/membership"
 	"github.com/obelisk-go/obelisk/natsnode"
 )
+
+// clusterNode is the server's part in a cluster: its connection to JetStream and the
+// replicated store the engine opened on it.
+type clusterNode struct {
+	cfg   *config.Cluster
+	log   *slog.Logger
+	conn  *nats.Conn
+	store *replicated.Store // set once the engine opened it
+}
+
+// heartbeat starts this node's heartbeats (membership), once the engine opened the
+// store; apiURL is where its API answers.
+func (n *clusterNode) heartbeat(ctx context.Context, apiURL string) (*membership.Heart, error) {
+	if n.store == nil {
+		return nil, errors.New("cluster heartbeat: the replicated store is not open")
+	}
+	js, err := jetstream.New(n.conn)
+	if err != nil {
+		return nil, fmt.Errorf("cluster heartbeat: %w", err)
+	}
+	return membership.Start(ctx, membership.Options{JetStream: js, Cluster: n.cfg.Name, Node: n.cfg.NodeName,
+		APIURL: apiURL, Log: n.store, Replicas: n.cfg.Replicas, Logger: n.log})
+}
 
 // joinCluster makes the server a node of the cluster of cfg.Cluster: it starts the
 // embedded JetStream server (or connects to the external NATS), and has the engine open
 // the replicated store on it instead of Pebble. stop, called after the engine closed,
 // closes the connection and stops the embedded server.
-func joinCluster(ctx context.Context, log *slog.Logger, cfg *config.Server) (stop func(), err error) {
+func joinCluster(ctx context.Context, log *slog.Logger, cfg *config.Server) (cn *clusterNode, stop func(), err error) {
 	c := cfg.Cluster
 	var node *natsnode.Node
 	var conn *nats.Conn
 	if c.NATSURL != "" {
 		conn, err = nats.Connect(c.NATSURL, nats.Name("obelisk "+c.NodeName), nats.MaxReconnects(-1))
 		if err != nil {
-			return nil, fmt.Errorf("cluster.nats_url %s: %w", c.NATSURL, err)
+			return nil, nil, fmt.Errorf("cluster.nats_url %s: %w", c.NATSURL, err)
 		}
 	} else {
 		nc := natsnode.Config{Name: c.NodeName, Listen: c.Listen, StoreDir: c.StoreDir, Logger: log}
@@ -33,11 +59,11 @@ func joinCluster(ctx context.Context, log *slog.Logger, cfg *config.Server) (sto
 			nc.Cluster, nc.RouteListen, nc.Routes = c.Name, c.RouteListen, c.Routes
 		}
 		if node, err = natsnode.Start(ctx, nc); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if conn, err = node.Connect(nats.Name("obelisk "+c.NodeName), nats.MaxReconnects(-1)); err != nil {
 			node.Shutdown()
-			return nil, fmt.Errorf("connect to the embedded NATS server: %w", err)
+			return nil, nil, fmt.Errorf("connect to the embedded NATS server: %w", err)
 		}
 	}
 	stop = func() {
@@ -46,6 +72,7 @@ func joinCluster(ctx context.Context, log *slog.Logger, cfg *config.Server) (sto
 			node.Shutdown()
 		}
 	}
+	cn = &clusterNode{cfg: c, log: log, conn: conn}
 	log.Info("cluster node", "node", c.NodeName, "cluster", c.Name, "replicas", c.Replicas, "nats", conn.ConnectedUrlRedacted())
 	cfg.Engine.OpenStore = func(ctx context.Context, dir string, opts events.Options) (actors.LocalStore, error) {
 		log.Info("opening the replicated store: waiting for a majority of the cluster's nodes", "replicas", c.Replicas)
@@ -60,7 +87,8 @@ func joinCluster(ctx context.Context, log *slog.Logger, cfg *config.Server) (sto
 			return nil, fmt.Errorf("catch up with the replicated log: %w", err)
 		}
 		log.Info("replicated store caught up", "applied_since_open", s.AppliedSinceOpen())
+		cn.store = s
 		return s, nil
 	}
-	return stop, nil
+	return cn, stop, nil
 }

@@ -79,8 +79,10 @@ func serverCmd() *cobra.Command {
 					}
 				}()
 			}
+			var node *clusterNode
 			if cfg.Cluster != nil {
-				leave, err := joinCluster(ctx, log, cfg)
+				var leave func()
+				node, leave, err = joinCluster(ctx, log, cfg)
 				if err != nil {
 					ln.Close()
 					return &ExitError{Code: 1, Err: err}
@@ -132,10 +134,21 @@ func serverCmd() *cobra.Command {
 				case <-serveCtx.Done():
 				}
 			}()
-			serveErr := api.Serve(serveCtx, ln, e, api.Options{
+			apiOpts := api.Options{
 				MaxRequestBytes: cfg.MaxRequestBytes, AllowedHosts: cfg.APIAllowedHosts,
 				Tokens: cfg.APITokens, MetricsAuth: cfg.MetricsAuth, TLS: cfg.APITLS,
-			})
+			}
+			if node != nil {
+				heart, err := node.heartbeat(ctx, scheme(cfg.APITLS)+"://"+ln.Addr().String())
+				if err != nil {
+					ln.Close()
+					return &ExitError{Code: 1, Err: err}
+				}
+				// Before e.Close: the others see this node leave at once.
+				defer heart.Stop(context.WithoutCancel(ctx))
+				apiOpts.Cluster = heart
+			}
+			serveErr := api.Serve(serveCtx, ln, e, apiOpts)
 			if err := e.Err(); errors.Is(err, events.ErrFailed) {
 				return &ExitError{Code: 1, Err: fmt.Errorf("stopped: %w; restart on a healthy disk (or after freeing space) to recover every acknowledged execution", err)}
 			} else if err != nil {

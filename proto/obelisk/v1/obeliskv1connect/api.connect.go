@@ -34,6 +34,8 @@ const (
 	ScheduleServiceName = "obelisk.v1.ScheduleService"
 	// WorkerServiceName is the fully-qualified name of the WorkerService service.
 	WorkerServiceName = "obelisk.v1.WorkerService"
+	// ClusterServiceName is the fully-qualified name of the ClusterService service.
+	ClusterServiceName = "obelisk.v1.ClusterService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -114,6 +116,9 @@ const (
 	WorkerServiceRenewProcedure = "/obelisk.v1.WorkerService/Renew"
 	// WorkerServiceCompleteProcedure is the fully-qualified name of the WorkerService's Complete RPC.
 	WorkerServiceCompleteProcedure = "/obelisk.v1.WorkerService/Complete"
+	// ClusterServiceGetClusterStatusProcedure is the fully-qualified name of the ClusterService's
+	// GetClusterStatus RPC.
+	ClusterServiceGetClusterStatusProcedure = "/obelisk.v1.ClusterService/GetClusterStatus"
 )
 
 // ExecutionServiceClient is a client for the obelisk.v1.ExecutionService service.
@@ -1138,4 +1143,78 @@ func (UnimplementedWorkerServiceHandler) Renew(context.Context, *connect.Request
 
 func (UnimplementedWorkerServiceHandler) Complete(context.Context, *connect.Request[v1.WorkerCompleteRequest]) (*connect.Response[v1.WorkerCompleteResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.WorkerService.Complete is not implemented"))
+}
+
+// ClusterServiceClient is a client for the obelisk.v1.ClusterService service.
+type ClusterServiceClient interface {
+	// GetClusterStatus lists the cluster's members, their health and what each is
+	// running. A single node (no [cluster]) answers with itself alone, cluster "".
+	GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error)
+}
+
+// NewClusterServiceClient constructs a client for the obelisk.v1.ClusterService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ClusterServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	clusterServiceMethods := v1.File_obelisk_v1_api_proto.Services().ByName("ClusterService").Methods()
+	return &clusterServiceClient{
+		getClusterStatus: connect.NewClient[v1.GetClusterStatusRequest, v1.GetClusterStatusResponse](
+			httpClient,
+			baseURL+ClusterServiceGetClusterStatusProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("GetClusterStatus")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// clusterServiceClient implements ClusterServiceClient.
+type clusterServiceClient struct {
+	getClusterStatus *connect.Client[v1.GetClusterStatusRequest, v1.GetClusterStatusResponse]
+}
+
+// GetClusterStatus calls obelisk.v1.ClusterService.GetClusterStatus.
+func (c *clusterServiceClient) GetClusterStatus(ctx context.Context, req *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error) {
+	return c.getClusterStatus.CallUnary(ctx, req)
+}
+
+// ClusterServiceHandler is an implementation of the obelisk.v1.ClusterService service.
+type ClusterServiceHandler interface {
+	// GetClusterStatus lists the cluster's members, their health and what each is
+	// running. A single node (no [cluster]) answers with itself alone, cluster "".
+	GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error)
+}
+
+// NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	clusterServiceMethods := v1.File_obelisk_v1_api_proto.Services().ByName("ClusterService").Methods()
+	clusterServiceGetClusterStatusHandler := connect.NewUnaryHandler(
+		ClusterServiceGetClusterStatusProcedure,
+		svc.GetClusterStatus,
+		connect.WithSchema(clusterServiceMethods.ByName("GetClusterStatus")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/obelisk.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ClusterServiceGetClusterStatusProcedure:
+			clusterServiceGetClusterStatusHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedClusterServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedClusterServiceHandler struct{}
+
+func (UnimplementedClusterServiceHandler) GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("obelisk.v1.ClusterService.GetClusterStatus is not implemented"))
 }
