@@ -59,8 +59,16 @@ func newReadBarrier(ctx context.Context, s any) *readBarrier {
 	if !ok {
 		return nil
 	}
-	return &readBarrier{store: ls, ctx: ctx, timeout: 5 * time.Second}
+	return &readBarrier{store: ls, ctx: ctx, timeout: barrierTimeout}
 }
+
+// barrierTimeout bounds one round's asking for the log's end. A round asks again, every
+// barrierRetry, while no leader answers: the log's leader may have died with its node,
+// and a read waits out the election (seconds, more on a busy machine) rather than fail.
+const (
+	barrierTimeout = 30 * time.Second
+	barrierRetry   = 200 * time.Millisecond
+)
 
 func (b *readBarrier) sync(ctx context.Context) error {
 	r := b.join()
@@ -107,7 +115,18 @@ func (b *readBarrier) join() *barrierRound {
 // run asks where the log ends for r, then starts the round that waited for it, if any.
 func (b *readBarrier) run(r *barrierRound) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
-	r.end, r.err = b.store.LogEnd(ctx)
+	for {
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		r.end, r.err = b.store.LogEnd(actx)
+		acancel()
+		if r.err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(barrierRetry):
+		}
+	}
 	cancel()
 	close(r.done)
 	b.mu.Lock()
