@@ -59,8 +59,10 @@ type Options struct {
 // engine's CPU. With a bigger memtable most such reads are served from memory.
 //
 // Both are resident memory, outside Go's heap (with cgo Pebble mallocs them): a memtable
-// fills as commits arrive and is freed after its flush, but a second one fills meanwhile,
-// and the cache, once full, stays full. A 128 MiB cache was a fifth of the server's
+// fills as commits arrive, and after its flush Pebble keeps its buffer to reuse for the
+// next one, so once two have filled, two memtables' worth stays resident for good (128
+// MiB at 64 MiB: docs/benchmarks.md, "Peak memory (session 11)"); the cache, once full,
+// stays full. A 128 MiB cache was a fifth of the server's
 // peak on a small machine and served nothing in the benchmarks: the runs read back what
 // was written moments before, which a memtable serves. Memtables are flushed more often
 // the smaller they are, and that costs CPU: at 32 MiB the server spent ~8% more CPU per

@@ -99,6 +99,12 @@ func serverCmd() *cobra.Command {
 			// heap than serving does, for a few seconds; a limit below it would have the
 			// collector run without pause through it.
 			setGoMemoryLimit(log, cfg.GoMemoryLimit)
+			// Also only now: starting runs code (compiling, recovery) that serving does not.
+			if n, err := releaseExecutablePages(); err != nil {
+				log.Warn("executable's pages stay mapped", "err", err)
+			} else {
+				log.Debug("executable's pages released", "bytes", n)
+			}
 			webhooks, err := webhook.Listen(cfg.Webhooks)
 			if err != nil {
 				ln.Close()
