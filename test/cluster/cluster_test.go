@@ -80,9 +80,10 @@ func startNodes(t testing.TB) []*harness.Server {
 
 // TestThreeNodes: three nodes from the contract's files.
 //  1. Workflows submitted on every node finish and are readable, with the same result,
-//     on every node.
+//     on every node; `client cluster status` lists the three (checkStatus).
 //  2. One node is SIGKILLed right after it took work (workflows with a durable sleep
-//     and fiboa, locked by it on submission): the survivors finish every one, once.
+//     and fiboa, locked by it on submission): the status lists it as unhealthy; the
+//     survivors finish every one, once.
 //  3. The killed node restarts and rejoins: it serves what finished while it was down.
 //  4. 500 workflows (fiboa, fan-outs, durable sleeps, a cancelled tree) submitted
 //     across the three; a different node is SIGKILLed mid-run; the two others finish
@@ -101,6 +102,7 @@ func TestThreeNodes(t *testing.T) {
 			harness.JSONEq(t, nodes[n].Result(id, 2*time.Minute), `{"ok":165}`)
 		}
 	}
+	checkStatus(t, nodes)
 	// How many children a run that no kill disturbed requests, by function.
 	requests := map[string]int{"fiboa": harness.CountKind(nodes[0].Events(ids[0]), "history.join_set_request")}
 
@@ -114,7 +116,9 @@ func TestThreeNodes(t *testing.T) {
 		subs = append(subs, sub{victim.Submit(fiboa, "[10, 3]"), `{"ok":165}`, fiboa})
 	}
 	victim.Kill()
-	finishOnce(t, "the first kill", time.Now(), nodes[:2], subs, requests)
+	killed := time.Now()
+	checkKilledUnhealthy(t, nodes)
+	finishOnce(t, "the first kill", killed, nodes[:2], subs, requests)
 
 	// 3. The killed node rejoins and serves what finished while it was down.
 	victim.Start()
@@ -144,7 +148,7 @@ func TestThreeNodes(t *testing.T) {
 		}
 	}
 	nodes[0].Kill()
-	killed := time.Now()
+	killed = time.Now()
 	survivors := nodes[1:]
 	if out, errOut, code := survivors[0].CLI("execution", "cancel", load[9].id); code != 0 {
 		t.Errorf("cancel the tree %s on a survivor: exit %d, %q %q", load[9].id, code, out, errOut)
