@@ -396,10 +396,11 @@ type spanAttrs [6]attribute.KeyValue
 // Attempt is the span of one attempt (run) of an execution; nil when tracing is off.
 type Attempt struct {
 	span trace.Span
-	// attrs are the span's attributes, set when it ends, with the outcome, in one
-	// SetAttributes: the SDK then sizes its slice once instead of growing it, and
-	// passing them costs nothing more than the Attempt.
-	attrs [4]attribute.KeyValue
+	t    *Tracer
+	// The span's attributes are set when it ends, with the outcome, in one
+	// SetAttributes: the SDK then sizes its slice once instead of growing it.
+	execution, run string
+	n              int
 }
 
 // StartAttempt starts the span of run runID of execution x (attempt n), child of x's
@@ -412,9 +413,7 @@ func (t *Tracer) StartAttempt(ctx context.Context, x Exec, ffqn, runID string, n
 	self, _ := t.spanContext(x)
 	ctx = trace.ContextWithRemoteSpanContext(ctx, self)
 	ctx, span := t.tracer.Start(ctx, t.attemptName(ffqn))
-	return ctx, &Attempt{span: span, attrs: [4]attribute.KeyValue{
-		attribute.String("obelisk.execution_id", x.ID), attribute.String("obelisk.run_id", runID), attribute.Int("obelisk.attempt", n),
-	}}
+	return ctx, &Attempt{span: span, t: t, execution: x.ID, run: runID, n: n}
 }
 
 // attemptName is the name of an attempt span of function ffqn, made once per function:
@@ -433,8 +432,13 @@ func (a *Attempt) End(outcome string, failed bool) {
 	if a == nil {
 		return
 	}
-	a.attrs[3] = attribute.String("obelisk.outcome", outcome)
-	a.span.SetAttributes(a.attrs[:]...)
+	attrs := a.t.attrs.Get().(*spanAttrs)
+	n := copy(attrs[:], []attribute.KeyValue{
+		attribute.String("obelisk.execution_id", a.execution), attribute.String("obelisk.run_id", a.run),
+		attribute.Int("obelisk.attempt", a.n), attribute.String("obelisk.outcome", outcome),
+	})
+	a.span.SetAttributes(attrs[:n]...) // copied: attrs can be reused
+	a.t.attrs.Put(attrs)
 	if failed {
 		a.span.SetStatus(codes.Error, outcome)
 	}
