@@ -19,10 +19,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +61,8 @@ type Tracer struct {
 	ratio  sdktrace.Sampler
 	// droppedEvents counts the events that spans dropped beyond their limit.
 	droppedEvents *atomic.Int64
+	attrs         *sync.Pool // of *spanAttrs
+	attemptNames  *sync.Map  // ffqn -> the name of its attempt spans
 }
 
 // SpanEventLimit is how many events (host calls) a span keeps, unless
@@ -106,7 +110,10 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 		sdktrace.WithSampler(sdktrace.ParentBased(ratio)),
 		sdktrace.WithIDGenerator(idGenerator{}),
 	)
-	return &Tracer{tp: tp, tracer: tp.Tracer("github.com/obelisk-go/obelisk"), ratio: ratio, droppedEvents: dropped}, nil
+	return &Tracer{
+		tp: tp, tracer: tp.Tracer("github.com/obelisk-go/obelisk"), ratio: ratio, droppedEvents: dropped,
+		attrs: &sync.Pool{New: func() any { return new(spanAttrs) }}, attemptNames: new(sync.Map),
+	}, nil
 }
 
 // Shutdown exports the spans still buffered and stops the tracer.
@@ -177,26 +184,98 @@ func (t *Tracer) Incoming(ctx context.Context) (traceparent, tracestate string) 
 const maxTraceState = 512
 
 // format renders a span context as W3C headers, without a tracestate over maxTraceState.
+// It writes the traceparent itself, as the propagator would (version 00, the sampled
+// and random flags), in one allocation: the propagator needs a carrier and a context for
+// it, and this runs for every execution and every run.
 func format(sc trace.SpanContext) (traceparent, tracestate string) {
-	m := propagation.MapCarrier{}
-	propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), m)
-	if len(m["tracestate"]) > maxTraceState {
-		return m["traceparent"], ""
+	if !sc.IsValid() {
+		return "", ""
 	}
-	return m["traceparent"], m["tracestate"]
+	var b [traceparentLen]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))})
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		if tracestate = ts.String(); len(tracestate) > maxTraceState {
+			tracestate = ""
+		}
+	}
+	return string(b[:]), tracestate
 }
 
+// traceparentLen is the length of a version 00 traceparent: 00-{32 hex}-{16 hex}-{2 hex}.
+const traceparentLen = 55
+
 // parse reads a stored trace context; ok is false when traceparent is empty or invalid.
+// What format wrote (every stored traceparent: Incoming and ChildContext store what it
+// writes) is read here without the propagator's carrier and context; anything else
+// goes through the propagator, which knows the rules for other versions.
 func parse(traceparent, tracestate string) (trace.SpanContext, bool) {
 	if traceparent == "" {
 		return trace.SpanContext{}, false
 	}
-	m := propagation.MapCarrier{"traceparent": traceparent}
-	if tracestate != "" && len(tracestate) <= maxTraceState { // one stored before the bound: dropped
-		m["tracestate"] = tracestate
+	if tracestate != "" && len(tracestate) > maxTraceState { // one stored before the bound: dropped
+		tracestate = ""
 	}
-	sc := trace.SpanContextFromContext(propagator.Extract(context.Background(), m))
-	return sc, sc.IsValid()
+	cfg, ok := parseV00(traceparent)
+	if !ok {
+		m := propagation.MapCarrier{"traceparent": traceparent}
+		if tracestate != "" {
+			m["tracestate"] = tracestate
+		}
+		sc := trace.SpanContextFromContext(propagator.Extract(context.Background(), m))
+		return sc, sc.IsValid()
+	}
+	if tracestate != "" {
+		// As the propagator: a tracestate that does not parse is dropped, the
+		// traceparent kept.
+		cfg.TraceState, _ = trace.ParseTraceState(tracestate)
+	}
+	if sc := trace.NewSpanContext(cfg); sc.IsValid() {
+		return sc, true
+	}
+	return trace.SpanContext{}, false
+}
+
+// parseV00 reads a version 00 traceparent in lower-case hex, as the W3C requires.
+func parseV00(tp string) (cfg trace.SpanContextConfig, ok bool) {
+	if len(tp) != traceparentLen || tp[0] != '0' || tp[1] != '0' || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return cfg, false
+	}
+	var flags [1]byte
+	if !lowerHex(cfg.TraceID[:], tp[3:35]) || !lowerHex(cfg.SpanID[:], tp[36:52]) || !lowerHex(flags[:], tp[53:55]) || flags[0] > 3 {
+		return cfg, false
+	}
+	cfg.TraceFlags = trace.TraceFlags(flags[0])
+	cfg.Remote = true
+	return cfg, true
+}
+
+// lowerHex decodes src, lower-case hex of len(dst) bytes, into dst.
+func lowerHex(dst []byte, src string) bool {
+	for i := range dst {
+		hi, ok1 := hexDigit(src[2*i])
+		lo, ok2 := hexDigit(src[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // ExecutionSpanID is the span ID of execution id's span: derived from the ID, so that
@@ -206,7 +285,7 @@ func ExecutionSpanID(id string) trace.SpanID { return derivedSpanID("obelisk exe
 // derivedSpanID is a span ID derived from what (a domain) and id: never the invalid
 // all-zero ID.
 func derivedSpanID(what, id string) trace.SpanID {
-	h := sha256.Sum256([]byte(what + "\x00" + id))
+	h := digest(what, id)
 	var s trace.SpanID
 	copy(s[:], h[:8])
 	if !s.IsValid() {
@@ -215,11 +294,22 @@ func derivedSpanID(what, id string) trace.SpanID {
 	return s
 }
 
+// digest is the SHA-256 of what, a zero byte and id, hashed from a buffer on the stack
+// (an execution ID fits in it) rather than a concatenated string: it runs for every
+// span.
+func digest(what, id string) [sha256.Size]byte {
+	var buf [128]byte
+	b := append(buf[:0], what...)
+	b = append(b, 0)
+	b = append(b, id...)
+	return sha256.Sum256(b)
+}
+
 // DerivedTraceID is the trace ID of an execution that was created with no trace context
 // (no caller's, no parent's): derived from its ID, for the same reason as
 // ExecutionSpanID.
 func DerivedTraceID(id string) trace.TraceID {
-	h := sha256.Sum256([]byte("obelisk trace\x00" + id))
+	h := digest("obelisk trace", id)
 	var tid trace.TraceID
 	copy(tid[:], h[:16])
 	if !tid.IsValid() {
@@ -277,26 +367,41 @@ func (t *Tracer) EndExecution(f Finished) {
 		return
 	}
 	self, parent := t.spanContext(f.Exec)
-	ctx := withIDs(context.Background(), self.TraceID(), self.SpanID())
+	var ctx context.Context = &idsContext{context.Background(), forcedIDs{self.TraceID(), self.SpanID()}}
 	if parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
-	attrs := []attribute.KeyValue{
+	_, span := t.tracer.Start(ctx, f.FFQN, trace.WithTimestamp(f.Created))
+	attrs := t.attrs.Get().(*spanAttrs)
+	n := copy(attrs[:], []attribute.KeyValue{
 		attribute.String("obelisk.execution_id", f.ID), attribute.String("obelisk.ffqn", f.FFQN),
 		attribute.String("obelisk.component_type", f.Kind), attribute.String("obelisk.result", f.Result),
-	}
+	})
 	if f.Parent != "" {
-		attrs = append(attrs, attribute.String("obelisk.parent_id", f.Parent))
+		attrs[n] = attribute.String("obelisk.parent_id", f.Parent)
+		n++
 	}
-	_, span := t.tracer.Start(ctx, f.FFQN, trace.WithTimestamp(f.Created), trace.WithAttributes(attrs...))
+	span.SetAttributes(attrs[:n]...) // copied: attrs can be reused
+	t.attrs.Put(attrs)
 	if f.Result != "ok" {
 		span.SetStatus(codes.Error, f.Result)
 	}
 	span.End(trace.WithTimestamp(f.Ended))
 }
 
+// spanAttrs holds the attributes of a span while the SDK copies them in (SetAttributes),
+// so that passing them costs no allocation of their own. Tracer.attrs pools them.
+type spanAttrs [6]attribute.KeyValue
+
 // Attempt is the span of one attempt (run) of an execution; nil when tracing is off.
-type Attempt struct{ span trace.Span }
+type Attempt struct {
+	span trace.Span
+	t    *Tracer
+	// The span's attributes are set when it ends, with the outcome, in one
+	// SetAttributes: the SDK then sizes its slice once instead of growing it.
+	execution, run string
+	n              int
+}
 
 // StartAttempt starts the span of run runID of execution x (attempt n), child of x's
 // span, and returns ctx carrying it: host calls made under it add their events to it
@@ -307,9 +412,18 @@ func (t *Tracer) StartAttempt(ctx context.Context, x Exec, ffqn, runID string, n
 	}
 	self, _ := t.spanContext(x)
 	ctx = trace.ContextWithRemoteSpanContext(ctx, self)
-	ctx, span := t.tracer.Start(ctx, "attempt "+ffqn, trace.WithAttributes(
-		attribute.String("obelisk.execution_id", x.ID), attribute.String("obelisk.run_id", runID), attribute.Int("obelisk.attempt", n)))
-	return ctx, &Attempt{span}
+	ctx, span := t.tracer.Start(ctx, t.attemptName(ffqn))
+	return ctx, &Attempt{span: span, t: t, execution: x.ID, run: runID, n: n}
+}
+
+// attemptName is the name of an attempt span of function ffqn, made once per function:
+// a concatenation per attempt would be an allocation per attempt.
+func (t *Tracer) attemptName(ffqn string) string {
+	if name, ok := t.attemptNames.Load(ffqn); ok {
+		return name.(string)
+	}
+	name, _ := t.attemptNames.LoadOrStore(ffqn, "attempt "+ffqn)
+	return name.(string)
 }
 
 // End ends the attempt with its outcome (what the run recorded: ok, err, retried_err,
@@ -318,7 +432,13 @@ func (a *Attempt) End(outcome string, failed bool) {
 	if a == nil {
 		return
 	}
-	a.span.SetAttributes(attribute.String("obelisk.outcome", outcome))
+	attrs := a.t.attrs.Get().(*spanAttrs)
+	n := copy(attrs[:], []attribute.KeyValue{
+		attribute.String("obelisk.execution_id", a.execution), attribute.String("obelisk.run_id", a.run),
+		attribute.Int("obelisk.attempt", a.n), attribute.String("obelisk.outcome", outcome),
+	})
+	a.span.SetAttributes(attrs[:n]...) // copied: attrs can be reused
+	a.t.attrs.Put(attrs)
 	if failed {
 		a.span.SetStatus(codes.Error, outcome)
 	}
@@ -365,10 +485,14 @@ func HostCall(ctx context.Context, op string, attrs ...attribute.KeyValue) {
 	if !span.IsRecording() {
 		return
 	}
+	if len(attrs) == 0 {
+		span.AddEvent(op) // no option to build
+		return
+	}
 	span.AddEvent(op, trace.WithAttributes(attrs...))
 }
 
-// idsKey carries the IDs the next span started under a context must have (withIDs).
+// idsKey asks an idsContext for the IDs it forces.
 type idsKey struct{}
 
 type forcedIDs struct {
@@ -376,8 +500,18 @@ type forcedIDs struct {
 	span  trace.SpanID
 }
 
-func withIDs(ctx context.Context, tid trace.TraceID, sid trace.SpanID) context.Context {
-	return context.WithValue(ctx, idsKey{}, forcedIDs{tid, sid})
+// idsContext carries the IDs the next span started under it must have: one context
+// with its value inline, where context.WithValue would allocate the value apart.
+type idsContext struct {
+	context.Context
+	ids forcedIDs
+}
+
+func (c *idsContext) Value(key any) any {
+	if key == (idsKey{}) {
+		return &c.ids
+	}
+	return c.Context.Value(key)
 }
 
 // idGenerator gives a span the IDs its context forces (an execution's span, whose IDs
@@ -385,7 +519,7 @@ func withIDs(ctx context.Context, tid trace.TraceID, sid trace.SpanID) context.C
 type idGenerator struct{}
 
 func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
-	if f, ok := ctx.Value(idsKey{}).(forcedIDs); ok {
+	if f, ok := ctx.Value(idsKey{}).(*forcedIDs); ok {
 		return f.trace, f.span
 	}
 	var tid trace.TraceID
@@ -397,7 +531,7 @@ func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
 }
 
 func (idGenerator) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
-	if f, ok := ctx.Value(idsKey{}).(forcedIDs); ok {
+	if f, ok := ctx.Value(idsKey{}).(*forcedIDs); ok {
 		return f.span
 	}
 	return randomSpanID()
@@ -456,11 +590,16 @@ func (t *Tracer) EndWorkerAttempt(a WorkerAttempt) {
 		return
 	}
 	self, parent := t.runSpanContext(a.Exec, a.RunID)
-	ctx := trace.ContextWithRemoteSpanContext(withIDs(context.Background(), self.TraceID(), self.SpanID()), parent)
-	_, span := t.tracer.Start(ctx, "attempt "+a.FFQN, trace.WithTimestamp(a.Started), trace.WithAttributes(
+	ctx := trace.ContextWithRemoteSpanContext(&idsContext{context.Background(), forcedIDs{self.TraceID(), self.SpanID()}}, parent)
+	_, span := t.tracer.Start(ctx, t.attemptName(a.FFQN), trace.WithTimestamp(a.Started))
+	attrs := t.attrs.Get().(*spanAttrs)
+	n := copy(attrs[:], []attribute.KeyValue{
 		attribute.String("obelisk.execution_id", a.ID), attribute.String("obelisk.run_id", a.RunID),
 		attribute.Int("obelisk.attempt", a.Attempt), attribute.Bool("obelisk.external", true),
-		attribute.String("obelisk.outcome", a.Outcome)))
+		attribute.String("obelisk.outcome", a.Outcome),
+	})
+	span.SetAttributes(attrs[:n]...)
+	t.attrs.Put(attrs)
 	if a.Failed {
 		span.SetStatus(codes.Error, a.Outcome)
 	}

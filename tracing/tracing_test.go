@@ -3,11 +3,15 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -311,5 +315,129 @@ func TestSpanEventLimit(t *testing.T) {
 	var off *Tracer
 	if off.DroppedEvents() != 0 {
 		t.Error("tracing off: events dropped")
+	}
+}
+
+// BenchmarkWorkflow is the tracing of one workflow of test/bench's BenchmarkThroughput
+// (fiboa: a workflow run that calls an activity three times), as the engine does it:
+// the run's child context and attempt span with a host call event per call, each
+// activity's attempt span, and the four execution spans, exported over OTLP/HTTP to a
+// receiver that discards them. Its ns/op and allocs/op are what tracing adds to a
+// workflow on the server, without the noise of the whole benchmark.
+func BenchmarkWorkflow(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer sink.Close()
+	tr, err := New(context.Background(), Config{Endpoint: sink.URL + "/v1/traces", SampleRatio: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const fiboa, fibo = "testing:fibo-workflow/workflow.fiboa", "testing:fibo/fibo.fibo"
+	created := time.Now()
+	b.ReportAllocs()
+	for i := range b.N {
+		wf := Exec{ID: fmt.Sprintf("E_01JAAAAAAAAAAAAAAAAA%06d", i)}
+		child, state := tr.ChildContext(wf)
+		ctx, att := tr.StartAttempt(context.Background(), wf, fiboa, "Run_01JAAAAAAAAAAAAAAAAAAAAAAA", 1)
+		acts := make([]Exec, 3)
+		for j := range acts {
+			HostCall(ctx, "call")
+			acts[j] = Exec{ID: fmt.Sprintf("%s.g:%d_1", wf.ID, j), TraceParent: child, TraceState: state}
+			_, aatt := tr.StartAttempt(context.Background(), acts[j], fibo, "Run_01JAAAAAAAAAAAAAAAAAAAAAAB", 1)
+			aatt.End("ok", false)
+			tr.EndExecution(Finished{Exec: acts[j], FFQN: fibo, Kind: "activity_wasm", Parent: wf.ID, Created: created, Ended: created, Result: "ok"})
+		}
+		att.End("ok", false)
+		tr.EndExecution(Finished{Exec: wf, FFQN: fiboa, Kind: "workflow", Created: created, Ended: created, Result: "ok"})
+	}
+	if err := tr.Shutdown(context.Background()); err != nil { // the spans still batched, in the timing
+		b.Fatal(err)
+	}
+}
+
+// parse and format read and write stored trace contexts themselves: they must agree
+// with the W3C propagator on every input, valid or not.
+func TestParseAndFormatAgreeWithThePropagator(t *testing.T) {
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for _, c := range []struct{ parent, state string }{
+		{"00-" + tid + "-" + sid + "-01", ""},
+		{"00-" + tid + "-" + sid + "-00", ""},
+		{"00-" + tid + "-" + sid + "-02", ""},
+		{"00-" + tid + "-" + sid + "-03", "vendor=x,other=y"},
+		{"00-" + tid + "-" + sid + "-01", "not a tracestate"},
+		{"00-" + tid + "-" + sid + "-01", "a=" + strings.Repeat("b", maxTraceState)}, // over the bound
+		{"00-" + tid + "-" + sid + "-04", ""},                                        // a reserved flag
+		{"00-" + strings.ToUpper(tid) + "-" + sid + "-01", ""},                       // upper case
+		{"00-" + tid + "-" + sid + "-0g", ""},
+		{"00-00000000000000000000000000000000-" + sid + "-01", ""},
+		{"00-" + tid + "-0000000000000000-01", ""},
+		{"00-" + tid + "-" + sid + "-01-extra", ""}, // version 00 has no more fields
+		{"01-" + tid + "-" + sid + "-01-extra", ""}, // a later version may
+		{"cc-" + tid + "-" + sid + "-09", ""},
+		{"ff-" + tid + "-" + sid + "-01", ""},
+		{"00_" + tid + "-" + sid + "-01", ""},
+		{"00-" + tid + "-" + sid + "-1", ""},
+		{"", ""},
+	} {
+		m := propagation.MapCarrier{"traceparent": c.parent}
+		if c.state != "" && len(c.state) <= maxTraceState {
+			m["tracestate"] = c.state
+		}
+		want := trace.SpanContextFromContext(propagator.Extract(context.Background(), m))
+		got, ok := parse(c.parent, c.state)
+		if !got.Equal(want) || ok != want.IsValid() {
+			t.Errorf("parse(%q, %q) = %v %v, the propagator's %v", c.parent, c.state, got, ok, want)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		out := propagation.MapCarrier{}
+		propagator.Inject(trace.ContextWithSpanContext(context.Background(), got), out)
+		if p, s := format(got); p != out["traceparent"] || s != out["tracestate"] {
+			t.Errorf("format(%v) = %q, %q; the propagator's %q, %q", got, p, s, out["traceparent"], out["tracestate"])
+		}
+	}
+	if p, s := format(trace.SpanContext{}); p != "" || s != "" {
+		t.Errorf("format of no span context = %q, %q", p, s)
+	}
+}
+
+// Every span carries its attributes, whichever order spans end in: those set when an
+// attempt ends and those of spans built at their end, whose buffer is reused.
+func TestSpanAttributes(t *testing.T) {
+	tr, exp := newTestTracer(t, 1)
+	_, a1 := tr.StartAttempt(context.Background(), Exec{ID: "E_1"}, "ns:p/i.f", "Run_1", 1)
+	_, a2 := tr.StartAttempt(context.Background(), Exec{ID: "E_2"}, "ns:p/i.f", "Run_2", 3)
+	a2.End("retried_err", true)
+	created := time.Unix(1, 0)
+	tr.EndExecution(Finished{Exec: Exec{ID: "E_2"}, FFQN: "ns:p/i.f", Kind: "activity_wasm", Parent: "E_P", Created: created, Ended: created, Result: "err"})
+	tr.EndWorkerAttempt(WorkerAttempt{Exec: Exec{ID: "E_3"}, FFQN: "ns:p/i.g", RunID: "Run_3", Attempt: 2, Started: created, Ended: created, Outcome: "ok"})
+	tr.EndExecution(Finished{Exec: Exec{ID: "E_1"}, FFQN: "ns:p/i.f", Kind: "workflow", Created: created, Ended: created, Result: "ok"})
+	a1.End("ok", false)
+	want := []string{
+		"attempt ns:p/i.f error obelisk.execution_id=E_2 obelisk.run_id=Run_2 obelisk.attempt=3 obelisk.outcome=retried_err",
+		"ns:p/i.f error obelisk.execution_id=E_2 obelisk.ffqn=ns:p/i.f obelisk.component_type=activity_wasm obelisk.result=err obelisk.parent_id=E_P",
+		"attempt ns:p/i.g  obelisk.execution_id=E_3 obelisk.run_id=Run_3 obelisk.attempt=2 obelisk.external=true obelisk.outcome=ok",
+		"ns:p/i.f  obelisk.execution_id=E_1 obelisk.ffqn=ns:p/i.f obelisk.component_type=workflow obelisk.result=ok",
+		"attempt ns:p/i.f  obelisk.execution_id=E_1 obelisk.run_id=Run_1 obelisk.attempt=1 obelisk.outcome=ok",
+	}
+	spans := exp.GetSpans()
+	if len(spans) != len(want) {
+		t.Fatalf("%d spans, want %d", len(spans), len(want))
+	}
+	for i, s := range spans {
+		status := ""
+		if s.Status.Code == codes.Error {
+			status = "error"
+		}
+		got := s.Name + " " + status
+		for _, kv := range s.Attributes {
+			got += " " + string(kv.Key) + "=" + kv.Value.Emit()
+		}
+		if got != want[i] {
+			t.Errorf("span %d:\n got %s\nwant %s", i, got, want[i])
+		}
 	}
 }
