@@ -157,6 +157,9 @@ type Engine struct {
 	// woken: everything onCommit wakes exists. A cluster node's store applies other
 	// nodes' commits from the moment it opens, while the engine is still being built;
 	// onCommit ignores them until then, and recover's scans, which come after, see them.
+	// What is not rescanned: a retired version's count of live executions (taken by
+	// prepareVersions before) keeps one finished meanwhile, so the version stays loaded
+	// until the next start (the safe side); the finished metric and spans miss it.
 	woken atomic.Bool
 	// unavailable are the recorded component versions an offline engine (OpenOffline)
 	// could not load, by ID, and why: their executions cannot be replayed.
@@ -408,6 +411,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.runCtx, e.cancel = runCtx, cancel
 	e.reads = newReadBarrier(runCtx, store) // nil on a single node
+	if e.reads != nil {
+		// Said once: a store that hid its log (a wrapper) would silently serve stale reads.
+		e.log.Info("reads wait for the cluster's log: a read sees every commit acknowledged before it, on any node")
+	}
 	for _, q := range e.queues {
 		q.ctx = runCtx // before anything can dispatch eagerly to it
 	}

@@ -12,11 +12,8 @@ import (
 type logStore interface {
 	// LogEnd returns the log's last entry, asking its leader.
 	LogEnd(ctx context.Context) (uint64, error)
-	// Applied returns the last entry this node applied.
-	Applied() uint64
-	// Failed is closed once the node can apply no further entry.
-	Failed() <-chan struct{}
-	Err() error
+	// WaitAppliedTo waits until this node applied the log up to entry seq.
+	WaitAppliedTo(ctx context.Context, seq uint64) error
 }
 
 // SyncReads waits until this node's store holds every commit acknowledged before the
@@ -80,21 +77,10 @@ func (b *readBarrier) sync(ctx context.Context) error {
 	if r.err != nil {
 		return fmt.Errorf("sync reads: %w", r.err)
 	}
-	// Most reads find the node caught up. Otherwise the applier is a few entries behind:
-	// a short poll costs less than a notification on every entry applied.
-	for wait := 500 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
-		got := b.store.Applied()
-		if got >= r.end {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("sync reads: applied entry %d of %d: %w", got, r.end, ctx.Err())
-		case <-b.store.Failed():
-			return fmt.Errorf("sync reads: %w", b.store.Err())
-		case <-time.After(wait):
-		}
+	if err := b.store.WaitAppliedTo(ctx, r.end); err != nil {
+		return fmt.Errorf("sync reads: %w", err)
 	}
+	return nil
 }
 
 // join returns the round whose answer covers a caller arriving now.

@@ -29,9 +29,18 @@ func (f *fakeLog) LogEnd(ctx context.Context) (uint64, error) {
 		return 0, ctx.Err()
 	}
 }
-func (f *fakeLog) Applied() uint64         { return f.applied.Load() }
-func (f *fakeLog) Failed() <-chan struct{} { return f.failed }
-func (f *fakeLog) Err() error              { return errors.New("failed") }
+func (f *fakeLog) WaitAppliedTo(ctx context.Context, seq uint64) error {
+	for f.applied.Load() < seq {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.failed:
+			return errors.New("failed")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
 
 // TestSyncReadsWaitsForTheLogEnd: a read waits until the node applied the log's end as of
 // its call, and no longer.

@@ -103,37 +103,27 @@ func rfc3339Time(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	return rfc3339(t.UnixNano())
 }
 
-// syncReads has the ExecutionService's calls that name executions, or list them, see
-// every commit acknowledged before them on any node of a cluster (actors.Engine.SyncReads):
-// a status asked of node B right after a submission to node A finds the execution. On a
-// single node it costs nothing (SyncReads returns at once).
+// syncReads has the calls of the services it intercepts (executions, schedules) see
+// every commit acknowledged before them on any node of a cluster
+// (actors.Engine.SyncReads): a status asked of node B right after a submission to node A
+// finds the execution, a schedule created on A is listed on B. On a single node it costs
+// nothing (SyncReads returns at once).
 type syncReads struct{ e *actors.Engine }
 
-// synced says whether syncReads waits for the call procedure. Not for Submit (its
-// commit is decided in the log), WatchEvents (it waits for what comes anyway) nor Verify
-// (a whole-store pass).
+// synced says whether syncReads waits for the call procedure: every call but Submit (its
+// commit is decided in the log), WatchEvents (it waits for what comes anyway) and Verify
+// (a whole-store pass), so that a call added later reads fresh by default.
 func synced(procedure string) bool {
 	switch procedure {
-	case obeliskv1connect.ExecutionServiceGetStatusProcedure,
-		obeliskv1connect.ExecutionServiceListExecutionsProcedure,
-		obeliskv1connect.ExecutionServiceListEventsProcedure,
-		obeliskv1connect.ExecutionServiceListResponsesProcedure,
-		obeliskv1connect.ExecutionServiceGetLogsProcedure,
-		obeliskv1connect.ExecutionServiceListRetentionProcedure,
-		obeliskv1connect.ExecutionServiceCancelProcedure,
-		obeliskv1connect.ExecutionServicePauseProcedure,
-		obeliskv1connect.ExecutionServiceUnpauseProcedure,
-		obeliskv1connect.ExecutionServiceStubProcedure,
-		obeliskv1connect.ExecutionServiceDeleteProcedure,
-		obeliskv1connect.ExecutionServiceForkProcedure,
-		obeliskv1connect.ExecutionServiceUpgradeProcedure,
-		obeliskv1connect.ExecutionServiceReplayProcedure:
-		return true
+	case obeliskv1connect.ExecutionServiceSubmitProcedure,
+		obeliskv1connect.ExecutionServiceWatchEventsProcedure,
+		obeliskv1connect.ExecutionServiceVerifyProcedure:
+		return false
 	}
-	return false
+	return true
 }
 
 func (s syncReads) sync(ctx context.Context, procedure string) error {

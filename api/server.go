@@ -81,7 +81,7 @@ func Serve(ctx context.Context, ln net.Listener, e *actors.Engine, opts Options)
 	}
 	handle(obeliskv1connect.NewExecutionServiceHandler(&executions{e: e}, slices.Concat(handlerOpts, []connect.HandlerOption{connect.WithInterceptors(syncReads{e})})...))
 	handle(obeliskv1connect.NewComponentServiceHandler(&components{e: e}, handlerOpts...))
-	handle(obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, handlerOpts...))
+	handle(obeliskv1connect.NewScheduleServiceHandler(&schedules{e: e}, slices.Concat(handlerOpts, []connect.HandlerOption{connect.WithInterceptors(syncReads{e})})...))
 	handle(obeliskv1connect.NewWorkerServiceHandler(&workers{e: e}, handlerOpts...))
 	handle(obeliskv1connect.NewClusterServiceHandler(&cluster{e: e, view: opts.Cluster}, handlerOpts...))
 	if m := e.Metrics(); m != nil {

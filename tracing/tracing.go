@@ -372,17 +372,16 @@ func (t *Tracer) EndExecution(f Finished) {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
 	_, span := t.tracer.Start(ctx, f.FFQN, trace.WithTimestamp(f.Created))
-	attrs := t.attrs.Get().(*spanAttrs)
-	n := copy(attrs[:], []attribute.KeyValue{
+	kv := [5]attribute.KeyValue{
 		attribute.String("obelisk.execution_id", f.ID), attribute.String("obelisk.ffqn", f.FFQN),
 		attribute.String("obelisk.component_type", f.Kind), attribute.String("obelisk.result", f.Result),
-	})
+	}
+	n := 4
 	if f.Parent != "" {
-		attrs[n] = attribute.String("obelisk.parent_id", f.Parent)
+		kv[n] = attribute.String("obelisk.parent_id", f.Parent)
 		n++
 	}
-	span.SetAttributes(attrs[:n]...) // copied: attrs can be reused
-	t.attrs.Put(attrs)
+	t.setAttributes(span, kv[:n]...)
 	if f.Result != "ok" {
 		span.SetStatus(codes.Error, f.Result)
 	}
@@ -392,6 +391,17 @@ func (t *Tracer) EndExecution(f Finished) {
 // spanAttrs holds the attributes of a span while the SDK copies them in (SetAttributes),
 // so that passing them costs no allocation of their own. Tracer.attrs pools them.
 type spanAttrs [6]attribute.KeyValue
+
+// setAttributes sets kvs (at most len(spanAttrs)) on span through a pooled buffer: kvs
+// stays on the caller's stack, where passing it to SetAttributes, an interface's method,
+// would move it to the heap.
+func (t *Tracer) setAttributes(span trace.Span, kvs ...attribute.KeyValue) {
+	attrs := t.attrs.Get().(*spanAttrs)
+	n := copy(attrs[:], kvs)
+	span.SetAttributes(attrs[:n]...) // copied by the SDK: attrs can be reused
+	*attrs = spanAttrs{}             // holds no strings while pooled
+	t.attrs.Put(attrs)
+}
 
 // Attempt is the span of one attempt (run) of an execution; nil when tracing is off.
 type Attempt struct {
@@ -413,6 +423,11 @@ func (t *Tracer) StartAttempt(ctx context.Context, x Exec, ffqn, runID string, n
 	self, _ := t.spanContext(x)
 	ctx = trace.ContextWithRemoteSpanContext(ctx, self)
 	ctx, span := t.tracer.Start(ctx, t.attemptName(ffqn))
+	if !span.IsRecording() {
+		// Not sampled: ctx still carries the trace context onward (outgoing requests),
+		// and a nil Attempt ends nothing.
+		return ctx, nil
+	}
 	return ctx, &Attempt{span: span, t: t, execution: x.ID, run: runID, n: n}
 }
 
@@ -432,13 +447,9 @@ func (a *Attempt) End(outcome string, failed bool) {
 	if a == nil {
 		return
 	}
-	attrs := a.t.attrs.Get().(*spanAttrs)
-	n := copy(attrs[:], []attribute.KeyValue{
+	a.t.setAttributes(a.span,
 		attribute.String("obelisk.execution_id", a.execution), attribute.String("obelisk.run_id", a.run),
-		attribute.Int("obelisk.attempt", a.n), attribute.String("obelisk.outcome", outcome),
-	})
-	a.span.SetAttributes(attrs[:n]...) // copied: attrs can be reused
-	a.t.attrs.Put(attrs)
+		attribute.Int("obelisk.attempt", a.n), attribute.String("obelisk.outcome", outcome))
 	if failed {
 		a.span.SetStatus(codes.Error, outcome)
 	}
@@ -592,14 +603,10 @@ func (t *Tracer) EndWorkerAttempt(a WorkerAttempt) {
 	self, parent := t.runSpanContext(a.Exec, a.RunID)
 	ctx := trace.ContextWithRemoteSpanContext(&idsContext{context.Background(), forcedIDs{self.TraceID(), self.SpanID()}}, parent)
 	_, span := t.tracer.Start(ctx, t.attemptName(a.FFQN), trace.WithTimestamp(a.Started))
-	attrs := t.attrs.Get().(*spanAttrs)
-	n := copy(attrs[:], []attribute.KeyValue{
+	t.setAttributes(span,
 		attribute.String("obelisk.execution_id", a.ID), attribute.String("obelisk.run_id", a.RunID),
 		attribute.Int("obelisk.attempt", a.Attempt), attribute.Bool("obelisk.external", true),
-		attribute.String("obelisk.outcome", a.Outcome),
-	})
-	span.SetAttributes(attrs[:n]...)
-	t.attrs.Put(attrs)
+		attribute.String("obelisk.outcome", a.Outcome))
 	if a.Failed {
 		span.SetStatus(codes.Error, a.Outcome)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,7 +47,15 @@ type consumer struct {
 	stopped  bool                     // Close stopped it: no other is started
 	consumed uint64                   // the last entry taken
 	lastTook time.Time                // when an entry was last taken, or the consumer started
+	// suspect: the client reported an error (missed heartbeats, a failed re-creation)
+	// since the last entry taken. The watch asks where the stream ends often only then,
+	// or while a Commit of this node waits; otherwise every idleCheck.
+	suspect atomic.Bool
 }
+
+// idleCheck is how often the watch asks where the stream ends while nothing is
+// suspected and no Commit waits: a stall it finds then delays only other nodes' writes.
+const idleCheck = time.Minute
 
 // startConsumer starts a consumer from the entry after the last one taken, replacing
 // the current one if any.
@@ -78,6 +87,7 @@ func (s *Store) startConsumer(ctx context.Context) error {
 	cc, err := cons.Consume(func(msg jetstream.Msg) { s.consume(gen, msg) },
 		jetstream.PullHeartbeat(consumerHeartbeat), jetstream.PullExpiry(10*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.consumer.suspect.Store(true)
 			s.opts.Logger.Debug("replicated store: consumer", "err", err)
 		}))
 	if err != nil {
@@ -127,12 +137,19 @@ func (s *Store) watchConsumer() {
 		}
 		idle, at := time.Since(c.lastTook), c.consumed
 		c.mu.Unlock()
-		if idle < stallAfter || time.Since(asked) < stallAfter {
+		s.mu.Lock()
+		waiting := len(s.waiters) > 0
+		s.mu.Unlock()
+		every := idleCheck
+		if waiting || c.suspect.Load() {
+			every = stallAfter
+		}
+		if idle < stallAfter || time.Since(asked) < every {
 			continue
 		}
 		asked = time.Now()
 		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
-		info, err := s.js.Stream(ctx, s.opts.Stream)
+		end, err := s.LogEnd(ctx)
 		cancel()
 		if err != nil {
 			// No answer (no stream leader: this node may be in a minority): nothing a new
@@ -140,7 +157,6 @@ func (s *Store) watchConsumer() {
 			s.opts.Logger.Debug("replicated store: the stream's end unknown", "err", err)
 			continue
 		}
-		end := info.CachedInfo().State.LastSeq
 		if end <= at {
 			continue // idle: nothing to take
 		}
@@ -180,6 +196,7 @@ func (s *Store) consume(gen int, msg jetstream.Msg) {
 		return
 	}
 	c.consumed, c.lastTook = seq, time.Now()
+	c.suspect.Store(false)
 	var e pb.LogEntry
 	if err := proto.Unmarshal(msg.Data(), &e); err != nil {
 		// An entry this node cannot read: applying the ones after it would fork this

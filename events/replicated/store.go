@@ -536,22 +536,28 @@ func (s *Store) AppliedSinceOpen() uint64 { return s.applied.Load() }
 // WaitApplied waits until this node applied the log up to its last entry as of the
 // call: reads then see every commit acknowledged before it, on any node.
 func (s *Store) WaitApplied(ctx context.Context) error {
-	info, err := s.js.Stream(ctx, s.opts.Stream)
+	end, err := s.LogEnd(ctx)
 	if err != nil {
 		return fmt.Errorf("wait applied: %w", err)
 	}
-	want := info.CachedInfo().State.LastSeq
-	for {
+	return s.WaitAppliedTo(ctx, end)
+}
+
+// WaitAppliedTo waits until this node applied the log up to entry seq (LogEnd's, say).
+func (s *Store) WaitAppliedTo(ctx context.Context, seq uint64) error {
+	// Most callers find the node caught up, or a few entries behind: a short poll costs
+	// less than a notification on every entry applied.
+	for wait := 500 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
 		got := s.appliedSeq.Load()
-		if got >= want {
+		if got >= seq {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait applied: at %d of %d: %w", got, want, ctx.Err())
+			return fmt.Errorf("wait applied: at %d of %d: %w", got, seq, ctx.Err())
 		case <-s.failed:
 			return s.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -586,8 +592,8 @@ func (s *Store) fail(err error) {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.cancel() // first: a delivery blocked in ApplyLogged returns (consume ignores its error then)
 		s.stopConsumer()
-		s.cancel()
 		s.pubs.Wait()
 		<-s.resolved
 		s.closeErr = s.PebbleStore.Close()

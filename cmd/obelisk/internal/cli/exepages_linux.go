@@ -14,7 +14,7 @@ import (
 // back to the kernel (MADV_PAGEOUT), after marking them to be read back one page at a
 // time (MADV_RANDOM) and never mapped in 2 MiB pages (MADV_NOHUGEPAGE), so that only the
 // pages the server goes on to use count in its resident memory. It returns how many
-// bytes were resident before.
+// resident bytes it released (0 when the kernel refused: see below).
 //
 // Why: Linux keeps a freshly written or read executable in its page cache in large
 // folios and maps a whole folio (up to 2 MiB) at the first touch, so the whole binary
@@ -32,27 +32,45 @@ func releaseExecutablePages() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("release executable pages: %w", err)
 	}
-	f, err := os.Open("/proc/self/smaps")
+	maps, before, err := executableMappings(exe)
 	if err != nil {
-		return 0, fmt.Errorf("release executable pages: %w", err)
+		return 0, err
 	}
-	defer f.Close()
-	maps, err := readOnlyMappings(f, exe)
-	if err != nil {
-		return 0, fmt.Errorf("release executable pages: %w", err)
-	}
-	var released int64
 	for _, m := range maps {
 		// NOHUGEPAGE may be refused (a kernel without transparent huge pages); the pages
 		// are dropped all the same.
 		syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_NOHUGEPAGE)
 		syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_RANDOM)
 		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, madvPageout); e != 0 {
-			return released, fmt.Errorf("release executable pages: madvise %x-%x: %w", m.start, m.end, e)
+			return 0, fmt.Errorf("release executable pages: madvise %x-%x: %w", m.start, m.end, e)
 		}
-		released += m.rss
 	}
-	return released, nil
+	// What was released, measured: the kernel pages out a file's pages only for a process
+	// that owns the file or may write it, and says nothing otherwise.
+	_, after, err := executableMappings(exe)
+	if err != nil {
+		return 0, err
+	}
+	return before - after, nil
+}
+
+// executableMappings returns the private read-only mappings of the executable exe and
+// the bytes they hold resident.
+func executableMappings(exe string) ([]mapping, int64, error) {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return nil, 0, fmt.Errorf("release executable pages: %w", err)
+	}
+	defer f.Close()
+	maps, err := readOnlyMappings(f, exe)
+	if err != nil {
+		return nil, 0, fmt.Errorf("release executable pages: %w", err)
+	}
+	var rss int64
+	for _, m := range maps {
+		rss += m.rss
+	}
+	return maps, rss, nil
 }
 
 // madvPageout is MADV_PAGEOUT (Linux 5.4), which package syscall lacks.

@@ -59,12 +59,6 @@ func printSchedules(w io.Writer, o *clientOpts, list []*pb.ScheduleInfo) error {
 		}
 		return writeJSON(w, doc)
 	}
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCRON\tTIME_ZONE\tFFQN\tNEXT_FIRING\tLAST_FIRING\tLAST_EXECUTION\tPAUSED\tSOURCE")
 	for _, s := range list {

@@ -102,6 +102,8 @@ func serverCmd() *cobra.Command {
 			// Also only now: starting runs code (compiling, recovery) that serving does not.
 			if n, err := releaseExecutablePages(); err != nil {
 				log.Warn("executable's pages stay mapped", "err", err)
+			} else if n <= 0 {
+				log.Info("executable's pages stay resident: the kernel pages a file out only for its owner (or a process that may write it)")
 			} else {
 				log.Debug("executable's pages released", "bytes", n)
 			}
@@ -145,13 +147,18 @@ func serverCmd() *cobra.Command {
 				Tokens: cfg.APITokens, MetricsAuth: cfg.MetricsAuth, TLS: cfg.APITLS,
 			}
 			if node != nil {
-				heart, err := node.heartbeat(ctx, scheme(cfg.APITLS)+"://"+ln.Addr().String())
+				heart, err := node.heartbeat(ctx, scheme(cfg.APITLS)+"://"+advertised(ln.Addr()))
 				if err != nil {
 					ln.Close()
 					return &ExitError{Code: 1, Err: err}
 				}
-				// Before e.Close: the others see this node leave at once.
-				defer heart.Stop(context.WithoutCancel(ctx))
+				// Before e.Close: the others see this node leave at once. Bounded: when the
+				// whole cluster stops, the last nodes have no quorum left to delete with.
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+					defer cancel()
+					heart.Stop(sctx)
+				}()
 				apiOpts.Cluster = heart
 			}
 			serveErr := api.Serve(serveCtx, ln, e, apiOpts)
@@ -213,4 +220,19 @@ func servePprof(log *slog.Logger, addr string) {
 	if err := http.ListenAndServe(addr, mux); err != nil {
 		log.Error("pprof", "err", err)
 	}
+}
+
+// advertised is the API's address as other machines reach it: a listener on every
+// interface (0.0.0.0, ::) is named by the host's name instead.
+func advertised(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil && name != "" {
+			return net.JoinHostPort(name, port)
+		}
+	}
+	return addr.String()
 }
