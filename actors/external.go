@@ -16,7 +16,6 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
-	"github.com/obelisk-go/obelisk/tracing"
 )
 
 // External workers.
@@ -573,24 +572,18 @@ func (e *Engine) CompleteForWorker(ctx context.Context, id, runID string, result
 		}
 	}
 	outcome := ""
-	var run *tracing.WorkerAttempt
-	_, err = e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err = e.changeRun(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		if st == nil || st.Status != pb.Status_STATUS_LOCKED || st.RunId != runID {
 			return nil, lockLostError(id, runID, st)
 		}
-		now := time.Now()
-		tx := e.activityOutcomeTx(st, fn, compact.Bytes(), runErr, now)
+		tx := e.activityOutcomeTx(st, fn, compact.Bytes(), runErr, time.Now())
 		outcome = attemptOutcome(tx)
-		run = e.workerRunEnd(st, outcome, now)
 		return tx, nil
 	})
 	if err != nil {
 		return "", err
 	}
 	e.cfg.Metrics.ActivityAttempt(outcome)
-	if run != nil {
-		e.cfg.Tracer.EndWorkerAttempt(*run)
-	}
 	return outcome, nil
 }
 

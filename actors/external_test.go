@@ -56,14 +56,16 @@ world any { export approval; }
 }
 
 // createApproval creates a pending execution of the stub, as a workflow's child would be.
-func createApproval(t *testing.T, e *Engine, id string) {
+func createApproval(t *testing.T, e *Engine, id string, with ...func(*pb.Created)) {
 	t.Helper()
 	now := time.Now()
 	fn := e.reg.byFFQN[approveFFQN]
+	c := &pb.Created{Ffqn: approveFFQN, Params: []byte(`["x"]`), ScheduledAt: now.UnixNano(), Queue: "approval", ComponentId: fn.Component.ID}
+	for _, f := range with {
+		f(c)
+	}
 	_, err := e.store.Commit(context.Background(), &events.Tx{Appends: []events.Append{{ExecutionID: id, Events: []*pb.Event{{
-		CreatedAt: now.UnixNano(),
-		Kind: &pb.Event_Created{Created: &pb.Created{Ffqn: approveFFQN, Params: []byte(`["x"]`), ScheduledAt: now.UnixNano(),
-			Queue: "approval", ComponentId: fn.Component.ID}},
+		CreatedAt: now.UnixNano(), Kind: &pb.Event_Created{Created: c},
 	}}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -863,5 +865,16 @@ func TestWorkerAttemptSpans(t *testing.T) {
 	}
 	if got := outcome(cancelled); got != "failed" {
 		t.Errorf("cancelled run's span: outcome %q", got)
+	}
+
+	// A deadline that stops an execution a worker holds ends the worker's run: its span
+	// is emitted too.
+	createApproval(t, e, "E_T3", func(c *pb.Created) { c.Deadline = time.Now().Add(500 * time.Millisecond).UnixNano() })
+	stopped := lock(time.Minute)
+	if got := outcome(stopped); got != "deadline_exceeded" {
+		t.Errorf("run stopped by its deadline: span outcome %q", got)
+	}
+	if st, err := e.store.State(ctx, "E_T3"); err != nil || st.Status != pb.Status_STATUS_FINISHED {
+		t.Errorf("E_T3 after its deadline: %v %v", st.GetStatus(), err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/obelisk-go/obelisk/events"
 	"github.com/obelisk-go/obelisk/internal/clip"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
-	"github.com/obelisk-go/obelisk/tracing"
 	"github.com/obelisk-go/obelisk/wasmhost/wit"
 )
 
@@ -62,8 +61,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (CancelOutcome, error) {
 		return e.cancelDelay(ctx, id)
 	}
 	var outcome CancelOutcome
-	var run *tracing.WorkerAttempt // a worker's run whose lock this ends
-	_, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+	_, err := e.changeRun(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 		switch {
 		case st == nil:
 			return nil, &NotFoundError{id}
@@ -77,17 +75,10 @@ func (e *Engine) Cancel(ctx context.Context, id string) (CancelOutcome, error) {
 		now := time.Now()
 		var tx *events.Tx
 		tx, outcome = e.stopTx(st, now)
-		run = nil
-		if outcome == Cancelled && st.Status == pb.Status_STATUS_LOCKED && heldByWorker(st) {
-			run = e.workerRunEnd(st, attemptOutcome(tx), now)
-		}
 		return tx, nil
 	})
 	if err != nil {
 		return "", err
-	}
-	if run != nil {
-		e.cfg.Tracer.EndWorkerAttempt(*run)
 	}
 	return outcome, nil
 }

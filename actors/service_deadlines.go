@@ -160,7 +160,7 @@ func (t *deadlineTimer) tick(ctx context.Context) time.Time {
 			wg.Add(1)
 			go func() {
 				defer func() { <-turns; wg.Done() }()
-				_, err := t.e.change(ctx, d.ID, func(st *pb.ExecutionState) (*events.Tx, error) {
+				_, err := t.e.changeRun(ctx, d.ID, func(st *pb.ExecutionState) (*events.Tx, error) {
 					return t.e.deadlineTx(st, time.Now()), nil
 				})
 				if err != nil && ctx.Err() == nil {

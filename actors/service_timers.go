@@ -8,7 +8,6 @@ import (
 
 	"github.com/obelisk-go/obelisk/events"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
-	"github.com/obelisk-go/obelisk/tracing"
 )
 
 // lockGrace is how long a live run may overrun its lock before the timer service takes
@@ -162,22 +161,13 @@ func (t *timerService) tickLocks(ctx context.Context) time.Time {
 			}
 		}
 		t.e.cfg.Metrics.TimerLag("lock", now.Sub(time.Unix(0, st.LockExpiresAt)))
-		var run *tracing.WorkerAttempt // a worker's run whose lock this expires
-		_, err = t.e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		_, err = t.e.changeRun(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
 			now := time.Now()
 			tx, err := t.e.expireTx(st, now, false)
-			tx = t.e.noRetryPastDeadline(st, tx, now)
-			run = nil
-			if tx != nil && heldByWorker(st) {
-				run = t.e.workerRunEnd(st, attemptOutcome(tx), now)
-			}
-			return tx, err
+			return t.e.noRetryPastDeadline(st, tx, now), err
 		})
 		if err != nil && ctx.Err() == nil {
 			t.e.log.Warn("timers: expire lock", "execution", id, "err", err)
-		}
-		if err == nil && run != nil {
-			t.e.cfg.Tracer.EndWorkerAttempt(*run)
 		}
 		t.e.hook("timers", "expired")
 	}

@@ -117,10 +117,31 @@ func (q *spanQueue) close() {
 	<-q.done
 }
 
+// changeRun is e.change for a change that may end the run of an external worker that
+// holds the execution's lock (its completion, an expiry, a cancellation, a deadline):
+// once such a change is committed, the run's attempt span is emitted, outside the
+// store's writer goroutine. A worker's run is built when it ends (tracing.go), so every
+// way to end one goes through here.
+func (e *Engine) changeRun(ctx context.Context, id string, decide func(st *pb.ExecutionState) (*events.Tx, error)) (*pb.ExecutionState, error) {
+	var run *tracing.WorkerAttempt
+	st, err := e.change(ctx, id, func(st *pb.ExecutionState) (*events.Tx, error) {
+		run = nil // decide may run again (a conflict)
+		tx, err := decide(st)
+		if err == nil && tx != nil && st != nil && st.Status == pb.Status_STATUS_LOCKED && heldByWorker(st) &&
+			len(tx.Appends) > 0 && len(tx.Appends[0].Events) > 0 {
+			run = e.workerRunEnd(st, attemptOutcome(tx), time.Unix(0, tx.Appends[0].Events[0].CreatedAt))
+		}
+		return tx, err
+	})
+	if err == nil && run != nil {
+		e.cfg.Tracer.EndWorkerAttempt(*run)
+	}
+	return st, err
+}
+
 // workerRunEnd describes the attempt span of the external worker's run that holds st's
 // lock, ended at now with outcome (what it recorded, as attemptOutcome names it); nil
-// when tracing is off. The caller emits it (Tracer.EndWorkerAttempt) once what ends
-// the run is committed, outside the store's writer goroutine.
+// when tracing is off.
 func (e *Engine) workerRunEnd(st *pb.ExecutionState, outcome string, now time.Time) *tracing.WorkerAttempt {
 	if !e.cfg.Tracer.Enabled() {
 		return nil
