@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/obelisk-go/obelisk/internal/atomicfile"
 	pb "github.com/obelisk-go/obelisk/proto/obelisk/storage/v1"
 	"github.com/obelisk-go/obelisk/wasmstore"
 )
@@ -204,23 +205,7 @@ func (v *versions) save(dropped map[string]bool) error {
 	if err != nil {
 		return err
 	}
-	tmp := v.path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write component versions: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, v.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(v.path, b, 0o644); err != nil {
 		return fmt.Errorf("write component versions: %w", err)
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/obelisk-go/obelisk/internal/atomicfile"
 )
 
 // Workflow snapshots kept across restarts.
@@ -129,7 +131,7 @@ func (m *Module) writeSnapshot(s *snapshot) {
 	if path == "" {
 		return
 	}
-	if err := writeFileAtomic(path, encodeSnapshotFile(s, m.snapshotKey())); err != nil {
+	if err := atomicfile.Write(path, encodeSnapshotFile(s, m.snapshotKey()), 0o644); err != nil {
 		m.rt.logger.Warn("wasmhost: could not keep the workflow snapshot for the next start", "module", m.name, "err", err)
 		return
 	}
@@ -139,32 +141,6 @@ func (m *Module) writeSnapshot(s *snapshot) {
 			_ = os.Remove(o) // another process may have removed it first
 		}
 	}
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".write-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after the rename, a no-op
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	// Synced before the rename: a crash leaves the old file or the whole new one (and
-	// the CRC would catch a torn one anyway).
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // encodeSnapshotFile encodes what a snapshot holds (its memory as chunks) for key.

@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/obelisk-go/obelisk/internal/atomicfile"
 )
 
 // DirName is the store's folder in a data directory.
@@ -98,27 +100,8 @@ func (s *Store) Put(wasm []byte) (string, error) {
 	if s.Has(digest) {
 		return digest, nil
 	}
-	tmp, err := os.CreateTemp(s.dir, ".put-*")
-	if err != nil {
+	if err := atomicfile.Write(p, wasm, 0o644); err != nil {
 		return "", fmt.Errorf("store component %s: %w", digest, err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename, a no-op
-	if _, err := tmp.Write(wasm); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("store component %s: %w", digest, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("store component %s: sync: %w", digest, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("store component %s: %w", digest, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return "", fmt.Errorf("store component %s: %w", digest, err)
-	}
-	if err := syncDir(s.dir); err != nil {
-		return "", fmt.Errorf("store component %s: sync folder: %w", digest, err)
 	}
 	return digest, nil
 }
@@ -174,13 +157,4 @@ func (s *Store) List() ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
