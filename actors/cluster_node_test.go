@@ -2,8 +2,6 @@ package actors
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -22,15 +20,9 @@ func TestNodeRecoversOnlyItsOwnLocks(t *testing.T) {
 	dir := t.TempDir()
 	open := func(node string) *Engine {
 		t.Helper()
-		e, err := New(ctx, Config{
-			DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NodeName: node,
-			Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, MaxRetries: 2, RetryExpBackoff: 10 * time.Millisecond,
-				RequiredLabels: []string{"gpu"}, WIT: `
-package testing:approval;
-interface approval { approve: func(id: string) -> result<bool, string>; }
-world any { export approval; }
-`}},
-		})
+		cfg := workerEngineConfig(dir)
+		cfg.NodeName = node
+		e, err := New(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,14 +80,8 @@ world any { export approval; }
 func TestCommitsAppliedWhileStarting(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg := Config{
-		DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NodeName: "a",
-		Components: []ComponentConfig{{Name: "approval", Type: ActivityStub, WIT: `
-package testing:approval;
-interface approval { approve: func(id: string) -> result<bool, string>; }
-world any { export approval; }
-`}},
-	}
+	cfg := workerEngineConfig(dir)
+	cfg.NodeName = "a"
 	e, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

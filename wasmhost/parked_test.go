@@ -29,6 +29,33 @@ func stepOf(t *testing.T, req []byte) int {
 
 var errParkedHere = errors.New("parked here")
 
+// parkAt runs in on an instance of m (seed 7) until its k-th host call, captures the
+// instance parked there and aborts it; it returns the image.
+func parkAt(t *testing.T, ctx context.Context, m *Module, k int, in RunInput) []byte {
+	t.Helper()
+	var image []byte
+	cfg := wfConfig(7)
+	cfg.Handler = HostHandlerFunc(func(ctx context.Context, op string, req []byte) ([]byte, error) {
+		i := stepOf(t, req)
+		if i < k {
+			return stepAnswer(i), nil
+		}
+		var err error
+		if image, err = CaptureParked(ctx); err != nil {
+			t.Errorf("CaptureParked: %v", err)
+		}
+		return nil, errParkedHere
+	})
+	inst, err := m.Instantiate(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Run(ctx, in); !errors.Is(err, errParkedHere) || image == nil {
+		t.Fatalf("run to call %d: %v (image: %v)", k, err, image != nil)
+	}
+	return image
+}
+
 // TestParkedResumeEqualsRun: an instance captured while parked in its k-th host call and
 // resumed in a fresh instance (answering that call) returns exactly what an instance
 // that ran through returns, and makes the same calls after k; so does a resumed run
@@ -64,29 +91,7 @@ func TestParkedResumeEqualsRun(t *testing.T) {
 	for _, k := range []int{0, 2, 5} {
 		t.Run(fmt.Sprint(k), func(t *testing.T) {
 			// Run until the k-th call, capture, abort (the instance is gone).
-			var image []byte
-			cfg := wfConfig(7)
-			cfg.Handler = HostHandlerFunc(func(ctx context.Context, op string, req []byte) ([]byte, error) {
-				i := stepOf(t, req)
-				if i < k {
-					return stepAnswer(i), nil
-				}
-				var err error
-				if image, err = CaptureParked(ctx); err != nil {
-					t.Errorf("CaptureParked: %v", err)
-				}
-				return nil, errParkedHere
-			})
-			inst, err := testGuest.Instantiate(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := inst.Run(ctx, in); !errors.Is(err, errParkedHere) {
-				t.Fatalf("run to the %d-th call: %v", k, err)
-			}
-			if image == nil {
-				t.Fatal("no image")
-			}
+			image := parkAt(t, ctx, testGuest, k, in)
 
 			// Resume: the pending call is k; then k+1... Halfway, capture again.
 			var got []int
@@ -109,9 +114,9 @@ func TestParkedResumeEqualsRun(t *testing.T) {
 			answer := func(i int) Answer {
 				return func(context.Context) ([]byte, error) { got = append(got, i); return stepAnswer(i), nil }
 			}
-			cfg = wfConfig(99) // the image's clock and random source win over the config's
+			cfg := wfConfig(99) // the image's clock and random source win over the config's
 			cfg.Handler = handler(true)
-			inst, err = testGuest.ResumeParked(ctx, cfg, image, answer(k))
+			inst, err := testGuest.ResumeParked(ctx, cfg, image, answer(k))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -293,26 +292,7 @@ func TestParkedResumesOverKeptSnapshot(t *testing.T) {
 	m1 := restarted(t, dir, &captureHandler{}, nil)
 	snapshotOf(t, m1)
 	want := through(m1)
-	var image []byte
-	cfg := wfConfig(7)
-	cfg.Handler = HostHandlerFunc(func(ctx context.Context, op string, req []byte) ([]byte, error) {
-		i := stepOf(t, req)
-		if i < k {
-			return stepAnswer(i), nil
-		}
-		var err error
-		if image, err = CaptureParked(ctx); err != nil {
-			t.Errorf("CaptureParked: %v", err)
-		}
-		return nil, errParkedHere
-	})
-	inst, err := m1.Instantiate(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := inst.Run(ctx, in); !errors.Is(err, errParkedHere) || image == nil {
-		t.Fatalf("run to call %d: %v", k, err)
-	}
+	image := parkAt(t, ctx, m1, k, in)
 	if err := m1.rt.Close(ctx); err != nil { // the "restart"
 		t.Fatal(err)
 	}
