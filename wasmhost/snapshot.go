@@ -172,8 +172,13 @@ func (m *Module) prepareSnapshot() {
 		if s.activityOK && !m.rt.noActivitySnapshots {
 			m.act.skip() // activities restore from the snapshot: no image needed
 		}
+		// After publishing it: nothing waits for the disk. As a call of the runtime's, so
+		// that closing it waits for the file (a closed runtime keeps nothing).
 		if keep != nil {
-			keep() // after publishing it: nothing waits for the disk
+			if _, _, done, err := m.rt.enter(context.Background()); err == nil {
+				keep()
+				done()
+			}
 		}
 	}
 }
